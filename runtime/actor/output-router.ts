@@ -1,0 +1,239 @@
+/**
+ * Routes what an actor emits to the partitions of the functions that read it, in batches.
+ *
+ * Every emitted record is keyed with the consuming function's key selector, hashed to one of its
+ * partitions, and appended to a per-partition buffer that is published as one message when it is
+ * full or has waited `lingerMs` (Flink's buffer timeout). Each buffer remembers the last
+ * watermark the consuming partition was told, so a record emitted under a newer watermark carries
+ * a mark (see `core/wire.ts`); partitions that got no data still receive watermark updates.
+ * Records a consumer's key selector rejects are dead-lettered here, at the producer, with the
+ * reason. Sink functions publish their main output to the user's subject instead.
+ */
+import { partitionOf } from "../core/hash.ts";
+import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
+import { deadLetterSubject, HEADER, inputSubject } from "../core/naming.ts";
+import { encodeBatch, encodeWatermark } from "../core/wire.ts";
+import type { OperatorOutput } from "../core/operator.ts";
+import type { Publisher } from "./publisher.ts";
+import { pack as encodeMsgpack } from "msgpackr";
+
+export interface RouterConfig {
+  readonly batchMaxRecords: number;
+  readonly maxPayloadBytes: number;
+}
+
+class PartitionBuffer {
+  readonly subject: string;
+  records: unknown[] = [];
+  marks: number[] = [];
+  /** Watermark the consuming partition has been told (in a sent batch, mark or update). */
+  told = -Infinity;
+  toldIdle = false;
+  /** Watermark as of the last record appended to `records`. */
+  pendingTold = -Infinity;
+  firstAt = 0;
+  constructor(subject: string) {
+    this.subject = subject;
+  }
+  get count(): number {
+    return this.records.length / 3;
+  }
+}
+
+interface Route {
+  readonly consumer: FunctionNode;
+  readonly buffers: PartitionBuffer[];
+}
+
+const textEncoder = new TextEncoder();
+
+export class OutputRouter implements OperatorOutput {
+  private readonly node: FunctionNode;
+  private readonly partition: number;
+  private readonly publisher: Publisher;
+  private readonly config: RouterConfig;
+  private readonly headers: Record<string, string>;
+  private readonly job: string;
+  /** Routes by output name; "" is the main output. */
+  private readonly routes = new Map<string, Route[]>();
+  private readonly allBuffers: PartitionBuffer[] = [];
+  private readonly sinkSubject: ((record: unknown) => string) | undefined;
+  private readonly sinkEncode: (record: unknown) => Uint8Array;
+  /** The watermark downstream may assume for the next record emitted. */
+  watermark = -Infinity;
+  idle = false;
+  /** Clock used to age buffers; set by the actor before each batch of work. */
+  now = 0;
+  emitted = 0;
+  deadLettered = 0;
+
+  constructor(graph: JobGraph, node: FunctionNode, partition: number, publisher: Publisher, config: RouterConfig) {
+    this.node = node;
+    this.partition = partition;
+    this.publisher = publisher;
+    this.config = config;
+    this.job = graph.job;
+    this.headers = { [HEADER.producer]: `${node.name}/${partition}`, [HEADER.kind]: "data" };
+    for (const edge of node.consumers) {
+      const buffers = Array.from({ length: edge.to.partitions }, (_, p) => new PartitionBuffer(inputSubject(graph.job, edge.to.name, p)));
+      this.allBuffers.push(...buffers);
+      const name = edge.output ?? "";
+      const list = this.routes.get(name) ?? [];
+      list.push({ consumer: edge.to, buffers });
+      this.routes.set(name, list);
+    }
+    const sink = node.spec.sink;
+    if (sink !== undefined) {
+      this.sinkSubject = typeof sink.subject === "function" ? sink.subject : () => sink.subject as string;
+      this.sinkEncode = sink.format === "msgpack" ? (r) => encodeMsgpack(r) : (r) => textEncoder.encode(JSON.stringify(r));
+    } else {
+      this.sinkSubject = undefined;
+      this.sinkEncode = () => new Uint8Array();
+    }
+  }
+
+  emit(record: unknown, timestamp: number): void {
+    this.emitted++;
+    if (this.sinkSubject !== undefined) this.publishToSink(record);
+    const routes = this.routes.get("");
+    if (routes !== undefined) for (const route of routes) this.route(route, record, timestamp);
+  }
+
+  side(name: string, record: unknown, timestamp: number): void {
+    const routes = this.routes.get(name);
+    if (routes !== undefined) for (const route of routes) this.route(route, record, timestamp);
+  }
+
+  /** Dead-letters an input the actor could not process. */
+  deadLetter(reason: string, payload: Uint8Array, origin: Readonly<Record<string, string>> = {}): void {
+    this.deadLettered++;
+    this.publisher.publish(deadLetterSubject(this.job, this.node.name), payload, {
+      [HEADER.fn]: this.node.name,
+      [HEADER.reason]: reason.replace(/[\r\n]+/g, " ").slice(0, 1024),
+      ...origin,
+    });
+  }
+
+  private publishToSink(record: unknown): void {
+    let subject: string;
+    let data: Uint8Array;
+    try {
+      subject = this.sinkSubject!(record);
+      data = this.sinkEncode(record);
+    } catch (e) {
+      this.deadLetter(`sink: ${(e as Error).message}`, safeJson(record));
+      return;
+    }
+    this.publisher.publish(subject, data);
+  }
+
+  private route(route: Route, record: unknown, timestamp: number): void {
+    const consumer = route.consumer;
+    let key = "";
+    let p: number;
+    if (consumer.spec.key !== undefined) {
+      try {
+        key = consumer.spec.key(record);
+      } catch (e) {
+        this.deadLetter(`key: ${consumer.name} key selector failed: ${(e as Error).message}`, safeJson(record));
+        return;
+      }
+      if (typeof key !== "string") {
+        this.deadLetter(`key: ${consumer.name} key selector returned ${key === undefined ? "undefined" : typeof key}, not a string`, safeJson(record));
+        return;
+      }
+      p = partitionOf(key, consumer.partitions);
+    } else {
+      // Unkeyed consumers get a forward connection: the same partition number, wrapped.
+      p = this.partition % consumer.partitions;
+    }
+    const buffer = route.buffers[p]!;
+    if (buffer.records.length === 0) {
+      buffer.firstAt = this.now;
+      buffer.pendingTold = buffer.told;
+    }
+    if (buffer.pendingTold !== this.watermark) {
+      buffer.marks.push(buffer.records.length / 3, this.watermark);
+      buffer.pendingTold = this.watermark;
+    }
+    buffer.records.push(key, timestamp, record);
+    if (buffer.records.length >= this.config.batchMaxRecords * 3) this.flushBuffer(buffer);
+  }
+
+  /** Publishes buffers that are full or older than `lingerMs`. */
+  flushAged(lingerMs: number): void {
+    for (const b of this.allBuffers) if (b.records.length > 0 && this.now - b.firstAt >= lingerMs) this.flushBuffer(b);
+  }
+
+  /** Publishes every non-empty buffer. */
+  flushAll(): void {
+    for (const b of this.allBuffers) if (b.records.length > 0) this.flushBuffer(b);
+  }
+
+  /** Sends a watermark update to every partition whose knowledge is behind (after flushing data). */
+  broadcastWatermark(): void {
+    for (const b of this.allBuffers) {
+      if (b.records.length > 0) this.flushBuffer(b);
+      if (b.told === this.watermark && b.toldIdle === this.idle) continue;
+      const kind = this.watermark === Infinity ? "end" : "watermark";
+      this.publisher.publish(b.subject, encodeWatermark({ watermark: this.watermark, idle: this.idle }), { ...this.headers, [HEADER.kind]: kind });
+      b.told = this.watermark;
+      b.toldIdle = this.idle;
+    }
+  }
+
+  /** True when some partition has not been told the current watermark. */
+  watermarkBehind(): boolean {
+    for (const b of this.allBuffers) if (b.told !== this.watermark || b.toldIdle !== this.idle) return true;
+    return false;
+  }
+
+  get buffered(): number {
+    let n = 0;
+    for (const b of this.allBuffers) n += b.records.length / 3;
+    return n;
+  }
+
+  private flushBuffer(b: PartitionBuffer): void {
+    this.publishSlice(b.subject, b.records, b.marks, b.told, this.watermark, this.idle);
+    b.records = [];
+    b.marks = [];
+    b.told = this.watermark;
+    b.toldIdle = this.idle;
+  }
+
+  /**
+   * Publishes records as one batch, or as two halves when the encoded batch is larger than a
+   * NATS message may be. The first half ends with the watermark in force at the split, so the
+   * second half needs no extra mark.
+   */
+  private publishSlice(subject: string, records: unknown[], marks: number[], before: number, after: number, idle: boolean): void {
+    const data = encodeBatch({ records, marks, watermark: after, idle });
+    const count = records.length / 3;
+    if (data.length <= this.config.maxPayloadBytes || count <= 1) {
+      this.publisher.publish(subject, data, this.headers);
+      return;
+    }
+    const half = Math.floor(count / 2);
+    const first: number[] = [];
+    const second: number[] = [];
+    let atSplit = before;
+    for (let i = 0; i < marks.length; i += 2) {
+      const idx = marks[i]!;
+      if (idx <= half) atSplit = marks[i + 1]!;
+      if (idx < half) first.push(idx, marks[i + 1]!);
+      else if (idx > half) second.push(idx - half, marks[i + 1]!);
+    }
+    this.publishSlice(subject, records.slice(0, half * 3), first, before, atSplit, false);
+    this.publishSlice(subject, records.slice(half * 3), second, atSplit, after, idle);
+  }
+}
+
+function safeJson(record: unknown): Uint8Array {
+  try {
+    return textEncoder.encode(JSON.stringify(record) ?? "null");
+  } catch {
+    return textEncoder.encode(String(record));
+  }
+}
+

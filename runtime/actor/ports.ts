@@ -1,0 +1,45 @@
+/**
+ * What an actor needs from the outside world, as interfaces.
+ *
+ * The actor logic is written against these ports so it never imports a NATS client; the
+ * JetStream implementation lives in `runtime/nats/transport.ts`. Every method that writes returns
+ * only once the write is durable (a JetStream publish acknowledgement).
+ */
+
+/** One message read from a stream, at a known stream sequence. */
+export interface InputMessage {
+  readonly seq: number;
+  readonly subject: string;
+  readonly data: Uint8Array;
+  /** Messages matching the filter that were still in the stream after this one. */
+  readonly pending: number;
+  /** When JetStream stored the message (epoch ms). */
+  readonly timestampMs: number;
+  header(name: string): string | undefined;
+}
+
+/** An ordered read of one subject filter of a stream, from a start sequence. */
+export interface InputReader extends AsyncIterable<InputMessage> {
+  stop(): Promise<void>;
+}
+
+/** A key-value entry of a state bucket. */
+export interface StateEntry {
+  readonly key: string;
+  readonly value: Uint8Array;
+}
+
+export interface Transport {
+  /** Reads `subject` of `stream` in order starting at `startSeq` (1 = from the beginning). */
+  openInput(stream: string, subject: string, startSeq: number): Promise<InputReader>;
+  /** Publishes and resolves on the JetStream acknowledgement. */
+  publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>): Promise<void>;
+  /** Last sequence currently in the stream (0 if empty). */
+  lastSequence(stream: string): Promise<number>;
+  /** Number of messages matching `subject` with a sequence >= `fromSeq`. */
+  countPending(stream: string, subject: string, fromSeq: number): Promise<number>;
+  /** Every live entry of a bucket whose key starts with `<partition>.`. */
+  loadPartition(bucket: string, partition: number): Promise<StateEntry[]>;
+  /** Writes puts and deletes to a bucket; resolves once all are stored. */
+  writeState(bucket: string, puts: readonly StateEntry[], deletes: readonly string[]): Promise<void>;
+}

@@ -1,0 +1,194 @@
+/**
+ * The `eddy` command line: parses arguments with `effect/cli` and dispatches to the subcommands.
+ *
+ * Handlers stay thin: they import the module that does the work lazily (so `eddy --help` loads no
+ * NATS code) and turn its result into an exit code. Bad arguments print one line to stderr and
+ * exit 2 instead of effect/cli's default of the full help text and exit 1.
+ */
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime";
+import * as NodeServices from "@effect/platform-node/NodeServices";
+import * as CliError from "effect/cli/CliError";
+import * as CliOutput from "effect/cli/CliOutput";
+import * as Command from "effect/cli/Command";
+import * as Flag from "effect/cli/Flag";
+import * as Console from "effect/Console";
+import * as Effect from "effect/Effect";
+import * as Option from "effect/Option";
+import * as Runtime from "effect/Runtime";
+import pkg from "../../package.json" with { type: "json" };
+
+/** Exit code for a command line that could not be parsed (as in most Unix tools). */
+const USAGE_EXIT_CODE = 2;
+
+/**
+ * Makes `eddy` exit with `code` without runMain logging anything: whoever fails with it has
+ * already told the user what went wrong.
+ */
+class ExitWithCodeError extends Error {
+  // effect declares these markers on the global Error interface, hence `override`.
+  override readonly [Runtime.errorExitCode]: number;
+  override readonly [Runtime.errorReported] = false;
+  constructor(code: number) {
+    super(`exit ${code}`);
+    this.name = "ExitWithCodeError";
+    this[Runtime.errorExitCode] = code;
+  }
+}
+
+/** Prints an error thrown by a handler: the message for expected errors, the stack for bugs. */
+function reportError(e: unknown): void {
+  const expected =
+    e instanceof Error && /^(NatsServerMissingError|NatsServerStartError)$/.test(e.name);
+  const text = e instanceof Error ? (expected ? e.message : (e.stack ?? e.message)) : String(e);
+  process.stderr.write(`eddy: ${text}\n`);
+}
+
+/** Runs a promise-returning handler body and exits with its code (non-zero codes only). */
+const exitWith = (body: (signal: AbortSignal) => Promise<number>) =>
+  Effect.promise((signal) =>
+    body(signal).then(
+      (code) => code,
+      (e: unknown) => {
+        reportError(e);
+        return 1;
+      },
+    ),
+  ).pipe(Effect.flatMap((code) => (code === 0 ? Effect.void : Effect.fail(new ExitWithCodeError(code)))));
+
+const natsFlag = (description: string) =>
+  Flag.String("nats").pipe(Flag.withDescription(description), Flag.optional);
+
+// --- eddy nats-server -----------------------------------------------------------------------
+
+const natsServer = Command.make(
+  "nats-server",
+  {
+    port: Flag.Int("port").pipe(Flag.withDescription("client port on 127.0.0.1 (default: a free port)"), Flag.optional),
+    data: Flag.String("data").pipe(
+      Flag.withDescription("JetStream store directory, kept on exit (default: a temp dir, removed on exit)"),
+      Flag.optional,
+    ),
+  },
+  ({ port, data }) =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const { startLocalNatsServer } = yield* Effect.promise(() => import("../nats/local-server.ts"));
+        const { ensureNatsServer } = yield* Effect.promise(() => import("../../scripts/ensure-nats-server.ts"));
+        const started = yield* Effect.tryPromise({
+          try: async () => {
+            await ensureNatsServer();
+            return startLocalNatsServer({
+              port: Option.getOrUndefined(port),
+              storeDir: Option.getOrUndefined(data),
+            });
+          },
+          catch: (e) => {
+            reportError(e);
+            return new ExitWithCodeError(1);
+          },
+        });
+        // The release runs when SIGINT/SIGTERM interrupts us, so JetStream shuts down cleanly.
+        const server = yield* Effect.acquireRelease(Effect.succeed(started), (s) =>
+          Effect.promise(() => s.stop()).pipe(Effect.andThen(Console.error("eddy: nats-server stopped"))),
+        );
+        yield* Console.log(server.url);
+        yield* Console.error(`eddy: nats-server pid ${server.pid}, store ${server.storeDir}; Ctrl-C to stop`);
+        return yield* Effect.never;
+      }),
+    ),
+).pipe(Command.withDescription("Run a local nats-server with JetStream until interrupted"));
+
+// --- eddy demo ------------------------------------------------------------------------------
+
+/** Options of `runDemo` in runtime/demo/run-demo.ts. */
+interface DemoOptions {
+  events: number;
+  seed: number;
+  natsUrl: string | undefined;
+}
+
+const demo = Command.make(
+  "demo",
+  {
+    events: Flag.Int("events").pipe(
+      Flag.withDescription("number of events to generate (default: 10000)"),
+      Flag.withDefault(10_000),
+    ),
+    seed: Flag.Int("seed").pipe(Flag.withDescription("random seed of the event generator (default: 1)"), Flag.withDefault(1)),
+    nats: natsFlag("NATS server URL (default: start a local nats-server)"),
+  },
+  ({ events, seed, nats }) =>
+    exitWith(async () => {
+      const opts: DemoOptions = { events, seed, natsUrl: Option.getOrUndefined(nats) };
+      const { runDemo } = await import("../demo/run-demo.ts");
+      return runDemo(opts);
+    }),
+).pipe(Command.withDescription("Run the end-to-end demo pipeline and print its results"));
+
+// --- eddy worker ----------------------------------------------------------------------------
+
+/** Options of `runWorker` in runtime/actor/run-worker.ts. */
+interface WorkerOptions {
+  pipeline: string;
+  natsUrl: string | undefined;
+  job: string | undefined;
+}
+
+const worker = Command.make(
+  "worker",
+  {
+    pipeline: Flag.String("pipeline").pipe(Flag.withDescription("module (.ts) that exports the pipeline")),
+    nats: natsFlag("NATS server URL"),
+    job: Flag.String("job").pipe(Flag.withDescription("job name (default: from the pipeline)"), Flag.optional),
+  },
+  ({ pipeline, nats, job }) =>
+    exitWith(async () => {
+      const opts: WorkerOptions = {
+        pipeline,
+        natsUrl: Option.getOrUndefined(nats),
+        job: Option.getOrUndefined(job),
+      };
+      const { runWorker } = await import("../actor/run-worker.ts");
+      return runWorker(opts);
+    }),
+).pipe(Command.withDescription("Run a worker process that hosts the actors of a pipeline"));
+
+// --- eddy -----------------------------------------------------------------------------------
+
+/** The root command; add a subcommand by defining it above and listing it here. */
+export const eddy = Command.make("eddy").pipe(
+  Command.withDescription("eddy: actor-based stream functions on NATS JetStream"),
+  Command.withSubcommands([natsServer, demo, worker]),
+);
+
+/**
+ * Replaces effect/cli's presentation of a bad command line (full help, then the errors) with one
+ * line: `eddy: <message> (see eddy <cmd> --help)`. Help and version output are unchanged.
+ */
+const oneLineErrors: CliOutput.Presenter = {
+  present: (event) => {
+    if (event._tag !== "InvalidInvocation") return CliOutput.defaultPresenter.present(event);
+    const message = event.errors
+      .map((e) => e.message.replace(/\s*\n\s*/g, " ").trim())
+      .join("; ");
+    return Console.error(`eddy: ${message} (see ${event.commandPath.join(" ")} --help)`);
+  },
+};
+
+const program = Command.run(eddy, { version: pkg.version }).pipe(
+  // A parse error arrives as ShowHelp carrying the errors (already printed by oneLineErrors).
+  Effect.catchIf(
+    (e): e is CliError.ShowHelp => CliError.isCliError(e) && e._tag === "ShowHelp" && e.errors.length > 0,
+    () => Effect.fail(new ExitWithCodeError(USAGE_EXIT_CODE)),
+  ),
+  Effect.provide(CliOutput.layerPresenter(oneLineErrors)),
+  Effect.provide(NodeServices.layer),
+);
+
+/** Runs `eddy` with `process.argv` and exits the process when done (bin/eddy.mjs calls this). */
+export function runCli(): void {
+  NodeRuntime.runMain(program);
+}
+
+// `node runtime/cli/main.ts ...` (the npm scripts) runs the CLI directly.
+if (import.meta.main) runCli();

@@ -1,0 +1,192 @@
+/**
+ * The layout of keys in a function's KV bucket (`eddy_<job>_<F>`).
+ *
+ * Every key starts with the partition, so one actor's committed state is the key range
+ * `<p>.>`, and user keys are base64url-encoded because KV keys only allow `[-/_=.A-Za-z0-9]`:
+ *
+ *   `<p>.<state>.<b64url(key)>`                          value/list/reducing state of a key
+ *   `<p>.<state>.<b64url(key)>.<b64url(subkey)>`         one entry of a map state
+ *   `<p>._t.<e|p><ts>.<b64url(key)>.<b64url(name)>`      a timer (event / processing time)
+ *   `<p>._wm`                                            the partition's watermarks
+ *   `<p>._pos`                                           the partition's input position
+ *
+ * State names cannot start with `_`, which keeps the `_`-prefixed internal names out of their
+ * way. Timer times are 14 lowercase hex digits, zero-padded: fixed width makes the keys sort by
+ * time, and 14 digits hold every safe integer up to `Number.MAX_SAFE_INTEGER` (2^53 − 1), which
+ * the global window's timer needs. Negative or fractional times are rejected: timers are epoch
+ * milliseconds.
+ */
+
+import type { Timer } from "./timers.ts";
+
+/**
+ * Token standing for the empty string. An empty token would make an invalid key (`a..b`), and
+ * `=` can never be produced by unpadded base64url, so it cannot collide with a real encoding.
+ */
+export const EMPTY_TOKEN = "=";
+
+const B64URL_TOKEN = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * base64url (RFC 4648 §5, no padding) of the UTF-8 encoding of `s`; the empty string becomes
+ * `EMPTY_TOKEN`. Strings are keys as they travel on the wire, i.e. UTF-8: a lone surrogate is
+ * encoded as U+FFFD (as msgpack and `partitionOf` also treat it), so it does not round-trip.
+ */
+export function b64url(s: string): string {
+  if (s.length === 0) return EMPTY_TOKEN;
+  return Buffer.from(s, "utf8").toString("base64url");
+}
+
+/**
+ * Inverse of `b64url`. Throws on anything `b64url` cannot have produced (bad characters,
+ * non-canonical padding bits or length, invalid UTF-8), so that two different tokens never
+ * decode to the same string.
+ */
+export function unb64url(token: string): string {
+  const s = tryUnb64url(token);
+  if (s === undefined) throw new RangeError(`not a canonical base64url token: ${JSON.stringify(token)}`);
+  return s;
+}
+
+function tryUnb64url(token: string): string | undefined {
+  if (token === EMPTY_TOKEN) return "";
+  if (!B64URL_TOKEN.test(token)) return undefined;
+  const s = Buffer.from(token, "base64url").toString("utf8");
+  // Re-encoding catches every non-canonical form at once: a length of 1 mod 4, non-zero trailing
+  // bits, and byte sequences that are not UTF-8 (decoded to U+FFFD).
+  return s.length > 0 && b64url(s) === token ? s : undefined;
+}
+
+const STATE_NAME = /^[A-Za-z][A-Za-z0-9-]*$/;
+
+/** Whether `name` is a valid state name: a letter, then letters, digits or `-`. */
+export function isValidStateName(name: string): boolean {
+  return STATE_NAME.test(name);
+}
+
+/** Throws unless `name` is a valid state name (`/^[A-Za-z][A-Za-z0-9-]*$/`). */
+export function assertStateName(name: string): void {
+  if (!STATE_NAME.test(name)) {
+    throw new RangeError(
+      `invalid state name ${JSON.stringify(name)}: use a letter followed by letters, digits or '-'`,
+    );
+  }
+}
+
+function assertPartition(p: number): void {
+  if (!Number.isSafeInteger(p) || p < 0) throw new RangeError(`partition must be an integer >= 0, got ${p}`);
+}
+
+const TS_HEX_DIGITS = 14;
+
+/** Fixed-width, sortable hex encoding of a timer time (see the module notes). */
+export function encodeTimerTs(ts: number): string {
+  if (!Number.isSafeInteger(ts) || ts < 0) {
+    throw new RangeError(`timer time must be an integer in [0, 2^53 - 1] to be stored, got ${ts}`);
+  }
+  return ts.toString(16).padStart(TS_HEX_DIGITS, "0");
+}
+
+const TS_HEX = /^[0-9a-f]{14}$/;
+
+function decodeTimerTs(s: string): number | undefined {
+  if (!TS_HEX.test(s)) return undefined;
+  const ts = parseInt(s, 16);
+  return Number.isSafeInteger(ts) ? ts : undefined;
+}
+
+/** Key of a key's value in state `state` of partition `p`. */
+export function stateKey(p: number, state: string, key: string): string {
+  assertPartition(p);
+  assertStateName(state);
+  return `${p}.${state}.${b64url(key)}`;
+}
+
+/** Key of entry `subkey` of map state `state` for `key` in partition `p`. */
+export function mapEntryKey(p: number, state: string, key: string, subkey: string): string {
+  return `${stateKey(p, state, key)}.${b64url(subkey)}`;
+}
+
+/** Key of a timer of partition `p`. */
+export function timerKey(p: number, t: Timer): string {
+  assertPartition(p);
+  const d = t.domain === "event" ? "e" : t.domain === "processing" ? "p" : undefined;
+  if (d === undefined) throw new RangeError(`unknown time domain ${t.domain}`);
+  return `${p}._t.${d}${encodeTimerTs(t.ts)}.${b64url(t.key)}.${b64url(t.name)}`;
+}
+
+/** Key of partition `p`'s watermark record. */
+export function watermarkKey(p: number): string {
+  assertPartition(p);
+  return `${p}._wm`;
+}
+
+/** Key of partition `p`'s input position record. */
+export function positionKey(p: number): string {
+  assertPartition(p);
+  return `${p}._pos`;
+}
+
+/** KV watch/list filter for every key of partition `p`. */
+export function partitionFilter(p: number): string {
+  assertPartition(p);
+  return `${p}.>`;
+}
+
+/** KV filter for every key (and map entry) of state `state` in partition `p`. */
+export function stateFilter(p: number, state: string): string {
+  assertPartition(p);
+  assertStateName(state);
+  return `${p}.${state}.>`;
+}
+
+/** KV filter for every entry of map state `state` for `key` in partition `p`. */
+export function mapEntriesFilter(p: number, state: string, key: string): string {
+  return `${stateKey(p, state, key)}.*`;
+}
+
+/** KV filter for every timer of partition `p`. */
+export function timerFilter(p: number): string {
+  assertPartition(p);
+  return `${p}._t.>`;
+}
+
+/** A KV key of the eddy layout, decoded. */
+export type ParsedKvKey =
+  | { readonly kind: "state"; readonly partition: number; readonly state: string; readonly key: string; readonly subkey?: string }
+  | { readonly kind: "timer"; readonly partition: number; readonly timer: Timer }
+  | { readonly kind: "watermark"; readonly partition: number }
+  | { readonly kind: "position"; readonly partition: number };
+
+const PARTITION = /^(0|[1-9][0-9]*)$/;
+
+/**
+ * Decodes a key built by this module; undefined for anything else (including non-canonical
+ * spellings of a valid key, so that `build(parse(k)) === k` whenever parse succeeds).
+ */
+export function parseKvKey(k: string): ParsedKvKey | undefined {
+  const parts = k.split(".");
+  if (parts.length < 2 || !PARTITION.test(parts[0])) return undefined;
+  const partition = Number(parts[0]);
+  if (!Number.isSafeInteger(partition)) return undefined;
+  const second = parts[1];
+  if (second === "_wm") return parts.length === 2 ? { kind: "watermark", partition } : undefined;
+  if (second === "_pos") return parts.length === 2 ? { kind: "position", partition } : undefined;
+  if (second === "_t") {
+    if (parts.length !== 5) return undefined;
+    const head = parts[2];
+    const domain = head[0] === "e" ? "event" : head[0] === "p" ? "processing" : undefined;
+    const ts = decodeTimerTs(head.slice(1));
+    const key = tryUnb64url(parts[3]);
+    const name = tryUnb64url(parts[4]);
+    if (domain === undefined || ts === undefined || key === undefined || name === undefined) return undefined;
+    return { kind: "timer", partition, timer: { domain, ts, key, name } };
+  }
+  if (!STATE_NAME.test(second) || (parts.length !== 3 && parts.length !== 4)) return undefined;
+  const key = tryUnb64url(parts[2]);
+  if (key === undefined) return undefined;
+  if (parts.length === 3) return { kind: "state", partition, state: second, key };
+  const subkey = tryUnb64url(parts[3]);
+  if (subkey === undefined) return undefined;
+  return { kind: "state", partition, state: second, key, subkey };
+}

@@ -1,0 +1,50 @@
+/**
+ * Names of everything a job owns in NATS: streams, subjects and key-value buckets.
+ *
+ * Kept in one place so that the runtime, the CLI and tests agree, and so that an external
+ * publisher or a monitoring tool can compute them too. Job and function names are validated as
+ * subject tokens by the job graph before any of these are built.
+ */
+
+/** Stream holding the input of a non-source function (all its partitions). */
+export function inputStream(job: string, fn: string): string {
+  return `EDDY_${job}_${fn}`;
+}
+
+/** Subject of one partition's input. */
+export function inputSubject(job: string, fn: string, partition: number): string {
+  return `eddy.${job}.${fn}.in.${partition}`;
+}
+
+/** Wildcard covering every partition's input of a function. */
+export function inputSubjects(job: string, fn: string): string {
+  return `eddy.${job}.${fn}.in.*`;
+}
+
+/** Dead-letter stream of a job. */
+export function deadLetterStream(job: string): string {
+  return `EDDY_${job}_DLQ`;
+}
+
+/** Dead-letter subject of one function of a job. */
+export function deadLetterSubject(job: string, fn: string): string {
+  return `eddy.${job}.dlq.${fn}`;
+}
+
+/** Key-value bucket holding a function's state, timers, watermarks and input positions. */
+export function stateBucket(job: string, fn: string): string {
+  return `eddy_${job}_${fn}`;
+}
+
+/** Message headers of internal messages. */
+export const HEADER = {
+  kind: "Eddy-Kind",
+  producer: "Eddy-Producer",
+  generation: "Eddy-Generation",
+  epoch: "Eddy-Epoch",
+  reason: "Eddy-Reason",
+  fn: "Eddy-Function",
+  sourceStream: "Eddy-Source-Stream",
+  sourceSubject: "Eddy-Source-Subject",
+  sourceSequence: "Eddy-Source-Sequence",
+} as const;

@@ -1,0 +1,222 @@
+/**
+ * Invocation of a user function: the part of an actor that needs no I/O.
+ *
+ * An `Operator` owns one (function, partition)'s keyed state, timers and current watermark, and
+ * turns input events into calls of `process`/`onTimer` with a context scoped to the right key.
+ * The actor feeds it records and watermarks read from JetStream; the test harness feeds it by
+ * hand. Emitted records go to an `OperatorOutput`, so routing and batching stay in the runtime.
+ * The clock is an argument of every call, never read here, so runs are repeatable.
+ */
+import type { Context, FunctionSpec, TimerInfo, TimerService } from "../sdk/function.ts";
+import type { ListState, MapState, ReducingState, StateDeclarations, ValueState } from "../sdk/state.ts";
+import { KeyedStateStore } from "./state-store.ts";
+import { TimerQueue, type TimeDomain } from "./timers.ts";
+
+/** Receives what a function emits. */
+export interface OperatorOutput {
+  emit(record: unknown, timestamp: number): void;
+  side(name: string, record: unknown, timestamp: number): void;
+}
+
+/** A user function threw; the record (or timer) that caused it is named in the message. */
+export class UserFunctionError extends Error {
+  override readonly name = "UserFunctionError";
+}
+
+/** A function used keyed state or timers without a key selector. */
+export class KeyRequiredError extends Error {
+  override readonly name = "KeyRequiredError";
+}
+
+export class Operator {
+  readonly spec: FunctionSpec<any, any, any>;
+  readonly store: KeyedStateStore;
+  readonly timers: TimerQueue;
+  private readonly output: OperatorOutput;
+  private readonly keyed: boolean;
+  private currentWatermark = -Infinity;
+  private currentKey = "";
+  private currentTimestamp = -Infinity;
+  private now = 0;
+  private readonly ctx: Context<unknown, StateDeclarations>;
+
+  constructor(spec: FunctionSpec<any, any, any>, output: OperatorOutput, store?: KeyedStateStore, timers?: TimerQueue) {
+    this.spec = spec;
+    this.output = output;
+    this.keyed = spec.key !== undefined;
+    this.store = store ?? new KeyedStateStore(spec.state ?? {});
+    this.timers = timers ?? new TimerQueue();
+    this.ctx = this.makeContext();
+  }
+
+  get watermark(): number {
+    return this.currentWatermark;
+  }
+
+  /** Restores the watermark after a restart without firing timers. */
+  restoreWatermark(watermark: number): void {
+    this.currentWatermark = watermark;
+  }
+
+  /** Calls `process` for one record. */
+  process(key: string, timestamp: number, record: unknown, now: number): void {
+    this.currentKey = key;
+    this.currentTimestamp = timestamp;
+    this.now = now;
+    try {
+      this.spec.process(this.ctx, record);
+    } catch (cause) {
+      throw new UserFunctionError(`${this.spec.name}.process failed for key "${key}": ${describe(cause)}`, { cause });
+    }
+  }
+
+  /**
+   * Moves event time forward and fires every event-time timer that is due, in (time, key, name)
+   * order. Timers registered while firing are fired too if already due. Never moves backwards.
+   * Returns true if the watermark advanced. A timer whose `onTimer` throws is passed to
+   * `onError` (and the others still fire) or, without `onError`, stops the call with the error.
+   */
+  advanceWatermark(watermark: number, now: number, onError?: (e: UserFunctionError) => void): boolean {
+    if (!(watermark > this.currentWatermark)) return false;
+    this.currentWatermark = watermark;
+    this.fireDue("event", watermark, now, onError);
+    return true;
+  }
+
+  /** Fires every processing-time timer due at `now`; errors as for `advanceWatermark`. */
+  advanceProcessingTime(now: number, onError?: (e: UserFunctionError) => void): void {
+    this.fireDue("processing", now, now, onError);
+  }
+
+  private fireDue(domain: TimeDomain, upTo: number, now: number, onError: ((e: UserFunctionError) => void) | undefined): void {
+    if (this.spec.onTimer === undefined) {
+      this.timers.popDue(domain, upTo);
+      return;
+    }
+    for (let due = this.timers.popDue(domain, upTo); due.length > 0; due = this.timers.popDue(domain, upTo)) {
+      for (const timer of due) {
+        this.currentKey = timer.key;
+        this.currentTimestamp = timer.ts;
+        this.now = now;
+        const info: TimerInfo = { domain, timestamp: timer.ts, name: timer.name };
+        try {
+          this.spec.onTimer(this.ctx, info);
+        } catch (cause) {
+          const error = new UserFunctionError(`${this.spec.name}.onTimer failed for key "${timer.key}" at ${timer.ts}: ${describe(cause)}`, { cause });
+          if (onError === undefined) throw error;
+          onError(error);
+        }
+      }
+    }
+  }
+
+  private requireKey(what: string): string {
+    if (!this.keyed) throw new KeyRequiredError(`${this.spec.name} uses ${what} but has no key selector`);
+    return this.currentKey;
+  }
+
+  private makeContext(): Context<unknown, StateDeclarations> {
+    const self = this;
+    const timers: TimerService = {
+      registerEventTimeTimer: (ts, name = "") => void self.timers.register({ domain: "event", ts, key: self.requireKey("timers"), name }),
+      deleteEventTimeTimer: (ts, name = "") => void self.timers.delete({ domain: "event", ts, key: self.requireKey("timers"), name }),
+      registerProcessingTimeTimer: (ts, name = "") =>
+        void self.timers.register({ domain: "processing", ts, key: self.requireKey("timers"), name }),
+      deleteProcessingTimeTimer: (ts, name = "") =>
+        void self.timers.delete({ domain: "processing", ts, key: self.requireKey("timers"), name }),
+    };
+    const state: Record<string, unknown> = {};
+    for (const [name, decl] of Object.entries(this.store.declarations)) {
+      state[name] = decl.kind === "map" ? this.mapHandle(name) : decl.kind === "list" ? this.listHandle(name)
+        : decl.kind === "reducing" ? this.reducingHandle(name, decl.reduce) : this.valueHandle(name);
+    }
+    return {
+      get key() {
+        return self.currentKey;
+      },
+      get timestamp() {
+        return self.currentTimestamp;
+      },
+      get watermark() {
+        return self.currentWatermark;
+      },
+      get processingTime() {
+        return self.now;
+      },
+      state: state as Context<unknown, StateDeclarations>["state"],
+      timers,
+      emit(record, timestamp) {
+        self.output.emit(record, timestamp ?? self.currentTimestamp);
+      },
+      sideOutput(name, record, timestamp) {
+        self.output.side(name, record, timestamp ?? self.currentTimestamp);
+      },
+    };
+  }
+
+  private valueHandle(name: string): ValueState<unknown> {
+    const store = this.store;
+    const key = () => this.requireKey(`state "${name}"`);
+    return {
+      get: () => store.get(name, key()),
+      set: (v) => store.set(name, key(), v),
+      update: (f) => {
+        const k = key();
+        const next = f(store.get(name, k));
+        store.set(name, k, next);
+        return next;
+      },
+      clear: () => store.delete(name, key()),
+    };
+  }
+
+  private listHandle(name: string): ListState<unknown> {
+    const store = this.store;
+    const key = () => this.requireKey(`state "${name}"`);
+    return {
+      get: () => (store.get(name, key()) as unknown[] | undefined) ?? [],
+      add: (v) => {
+        const k = key();
+        const list = (store.get(name, k) as unknown[] | undefined) ?? [];
+        store.set(name, k, [...list, v]);
+      },
+      set: (vs) => (vs.length === 0 ? store.delete(name, key()) : store.set(name, key(), [...vs])),
+      clear: () => store.delete(name, key()),
+    };
+  }
+
+  private reducingHandle(name: string, reduce: (a: any, b: any) => any): ReducingState<unknown> {
+    const store = this.store;
+    const key = () => this.requireKey(`state "${name}"`);
+    return {
+      get: () => store.get(name, key()),
+      add: (v) => {
+        const k = key();
+        const old = store.get(name, k);
+        store.set(name, k, old === undefined ? v : reduce(old, v));
+      },
+      clear: () => store.delete(name, key()),
+    };
+  }
+
+  private mapHandle(name: string): MapState<unknown> {
+    const store = this.store;
+    const key = () => this.requireKey(`state "${name}"`);
+    return {
+      get: (sub) => store.mapOf(name, key())?.get(sub),
+      set: (sub, v) => store.mapSet(name, key(), sub, v),
+      has: (sub) => store.mapOf(name, key())?.has(sub) ?? false,
+      delete: (sub) => store.mapDelete(name, key(), sub),
+      keys: () => [...(store.mapOf(name, key())?.keys() ?? [])],
+      entries: () => [...(store.mapOf(name, key())?.entries() ?? [])],
+      get size() {
+        return store.mapOf(name, key())?.size ?? 0;
+      },
+      clear: () => store.mapClear(name, key()),
+    };
+  }
+}
+
+function describe(cause: unknown): string {
+  return cause instanceof Error ? cause.message : String(cause);
+}

@@ -1,0 +1,240 @@
+/**
+ * Event-time windows with Flink's semantics.
+ *
+ * A window is a half-open interval of event time `[start, end)` in milliseconds. Window
+ * assigners are plain, serialisable specs (they travel inside deployment specs) interpreted by
+ * `assignWindows`; session windows are the one merging kind and are combined by `mergeSession`.
+ * `windowKey` gives every window a compact name usable as a NATS KV key token, so window
+ * contents can be stored as keyed state and window timers can be named after their window.
+ */
+
+/** A window of event time: `start` inclusive, `end` exclusive, both integer milliseconds. */
+export interface TimeWindow {
+  readonly start: number;
+  readonly end: number;
+}
+
+/** A window assigner, as plain data. Sizes, slides, gaps and offsets are integer milliseconds. */
+export type WindowSpec =
+  | { readonly kind: "tumbling"; readonly size: number; readonly offset?: number }
+  | { readonly kind: "sliding"; readonly size: number; readonly slide: number; readonly offset?: number }
+  | { readonly kind: "session"; readonly gap: number }
+  | { readonly kind: "global" };
+
+/**
+ * The single window of the `global` assigner. It spans every safe-integer timestamp; its end is
+ * `Number.MAX_SAFE_INTEGER` (rather than Infinity) so that it has a finite `maxTimestamp`, a
+ * window key, and an event-time timer that only the final `+Infinity` watermark (end of input)
+ * reaches — the counterpart of Flink's `GlobalWindow.maxTimestamp() == Long.MAX_VALUE`.
+ */
+export const GLOBAL_WINDOW: TimeWindow = Object.freeze({
+  start: Number.MIN_SAFE_INTEGER,
+  end: Number.MAX_SAFE_INTEGER,
+});
+
+/** The largest timestamp inside `w` (`end - 1`): the time at which its event-time timer fires. */
+export function maxTimestamp(w: TimeWindow): number {
+  return w.end - 1;
+}
+
+/** Whether `ts` lies in `w` (`start <= ts < end`). */
+export function windowContains(w: TimeWindow, ts: number): boolean {
+  return w.start <= ts && ts < w.end;
+}
+
+/**
+ * Flink's `TimeWindow.intersects`: `a.start <= b.end && b.start <= a.end`. It compares the
+ * bounds as if the windows were closed, so windows that merely touch (`a.end === b.start`) also
+ * intersect. For sessions `[ts, ts + gap)` this means two events exactly `gap` apart belong to one
+ * session, exactly as in Flink.
+ */
+export function intersects(a: TimeWindow, b: TimeWindow): boolean {
+  return a.start <= b.end && b.start <= a.end;
+}
+
+/** The smallest window containing both `a` and `b`. */
+export function cover(a: TimeWindow, b: TimeWindow): TimeWindow {
+  return { start: Math.min(a.start, b.start), end: Math.max(a.end, b.end) };
+}
+
+/** Whether two windows are the same interval. */
+export function sameWindow(a: TimeWindow, b: TimeWindow): boolean {
+  return a.start === b.start && a.end === b.end;
+}
+
+/** Whether the spec's windows are merged per key (only sessions are). */
+export function isMergingSpec(spec: WindowSpec): spec is Extract<WindowSpec, { kind: "session" }> {
+  return spec.kind === "session";
+}
+
+function requirePositiveInt(name: string, v: number): void {
+  if (!Number.isSafeInteger(v) || v <= 0) {
+    throw new RangeError(`window ${name} must be a positive integer number of ms, got ${v}`);
+  }
+}
+
+/** Throws a RangeError if the spec's numbers are not usable (non-integer, zero or negative sizes). */
+export function validateWindowSpec(spec: WindowSpec): void {
+  switch (spec.kind) {
+    case "tumbling":
+      requirePositiveInt("size", spec.size);
+      if (spec.offset !== undefined && !Number.isSafeInteger(spec.offset)) {
+        throw new RangeError(`window offset must be an integer number of ms, got ${spec.offset}`);
+      }
+      return;
+    case "sliding":
+      requirePositiveInt("size", spec.size);
+      requirePositiveInt("slide", spec.slide);
+      if (spec.offset !== undefined && !Number.isSafeInteger(spec.offset)) {
+        throw new RangeError(`window offset must be an integer number of ms, got ${spec.offset}`);
+      }
+      return;
+    case "session":
+      requirePositiveInt("gap", spec.gap);
+      return;
+    case "global":
+      return;
+    default:
+      throw new RangeError(`unknown window kind ${(spec as { kind: unknown }).kind}`);
+  }
+}
+
+/**
+ * Start of the grid cell of width `size` (shifted by `offset`) that contains `ts`. Uses a floor
+ * modulo so negative timestamps land in the cell below them, not the one above (JavaScript's `%`
+ * keeps the dividend's sign, as Java's does; Flink corrects the remainder the same way).
+ * Any offset is accepted: only its value modulo `size` matters.
+ */
+export function windowStart(ts: number, size: number, offset = 0): number {
+  const r = (ts - offset) % size;
+  return r < 0 ? ts - r - size : ts - r;
+}
+
+/**
+ * The windows of `spec` that contain `ts`, ordered by start.
+ *
+ * - tumbling: the one window of the `size` grid containing `ts`;
+ * - sliding: every window `[s, s + size)` with `s` on the `slide` grid and `s <= ts < s + size`
+ *   (`size / slide` windows when `slide` divides `size`; none when `slide > size` and `ts` falls
+ *   in a gap);
+ * - session: the proto-session `[ts, ts + gap)`, to be merged with the key's existing sessions
+ *   by `mergeSession`;
+ * - global: `GLOBAL_WINDOW`.
+ *
+ * Timestamps are integer milliseconds; a non-safe-integer `ts` is rejected so every window has
+ * a valid `windowKey`.
+ */
+export function assignWindows(spec: WindowSpec, ts: number): TimeWindow[] {
+  if (!Number.isSafeInteger(ts)) {
+    throw new RangeError(`event timestamp must be an integer number of ms, got ${ts}`);
+  }
+  switch (spec.kind) {
+    case "tumbling": {
+      const start = windowStart(ts, spec.size, spec.offset ?? 0);
+      return [{ start, end: start + spec.size }];
+    }
+    case "sliding": {
+      const { size, slide } = spec;
+      const lastStart = windowStart(ts, slide, spec.offset ?? 0);
+      // Walk back from the last window containing ts to the first; then reverse so callers see
+      // windows in ascending order (Flink returns them descending).
+      let first = lastStart;
+      while (first - slide > ts - size) first -= slide;
+      const out: TimeWindow[] = [];
+      for (let s = first; s <= lastStart; s += slide) {
+        if (s + size > ts) out.push({ start: s, end: s + size });
+      }
+      return out;
+    }
+    case "session":
+      return [{ start: ts, end: ts + spec.gap }];
+    case "global":
+      return [GLOBAL_WINDOW];
+    default:
+      throw new RangeError(`unknown window kind ${(spec as { kind: unknown }).kind}`);
+  }
+}
+
+/** Result of adding a session window to a key's set of sessions. */
+export interface SessionMerge {
+  /** The session that now contains the added window. */
+  readonly merged: TimeWindow;
+  /**
+   * Existing sessions folded into `merged`, whose state (and timers) must move to `merged`. An
+   * existing session identical to `merged` is *not* listed: its state already lives under
+   * `merged`'s key. Empty when `merged` is new or the added window fell inside one session.
+   */
+  readonly absorbed: TimeWindow[];
+}
+
+/**
+ * Adds the proto-session `added` to a key's `existing` sessions, Flink-style: every existing
+ * session that `intersects` the growing result (touching counts) is absorbed, repeatedly, so a
+ * window bridging two sessions joins all three. The key's new session set is
+ * `existing − absorbed − {merged} + {merged}`.
+ *
+ * The final set of sessions is independent of the order in which windows are added: it is the
+ * set of connected components of the closed intervals `[start, end]`.
+ */
+export function mergeSession(existing: readonly TimeWindow[], added: TimeWindow): SessionMerge {
+  let start = added.start;
+  let end = added.end;
+  const taken = new Array<boolean>(existing.length).fill(false);
+  // Existing sets produced by mergeSession never intersect each other, so one pass suffices;
+  // iterating to a fixpoint keeps the result right for any input set.
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (let i = 0; i < existing.length; i++) {
+      if (taken[i]) continue;
+      const w = existing[i];
+      if (w.start <= end && start <= w.end) {
+        taken[i] = true;
+        if (w.start < start) start = w.start;
+        if (w.end > end) end = w.end;
+        grew = true;
+      }
+    }
+  }
+  const merged: TimeWindow = { start, end };
+  const absorbed: TimeWindow[] = [];
+  for (let i = 0; i < existing.length; i++) {
+    if (taken[i] && !(existing[i].start === start && existing[i].end === end)) absorbed.push(existing[i]);
+  }
+  return { merged, absorbed };
+}
+
+function encodeInt(n: number): string {
+  return n.toString(36);
+}
+
+const INT36 = /^-?(0|[1-9a-z][0-9a-z]*)$/;
+
+function decodeInt(s: string): number | undefined {
+  if (!INT36.test(s) || s === "-0") return undefined;
+  const n = parseInt(s, 36);
+  if (!Number.isSafeInteger(n) || n.toString(36) !== s) return undefined;
+  return n;
+}
+
+/**
+ * A compact, stable name for `w`: base-36 start and end joined by `_`, e.g. `"ldhz8g0_ldhzb5k"`.
+ * Negative bounds keep their `-` sign, which is legal in NATS subjects and KV keys, so the result
+ * only contains `[-_0-9a-z]` and is a valid KV key token. Bounds must be safe integers.
+ */
+export function windowKey(w: TimeWindow): string {
+  if (!Number.isSafeInteger(w.start) || !Number.isSafeInteger(w.end)) {
+    throw new RangeError(`window bounds must be integers, got [${w.start}, ${w.end})`);
+  }
+  return `${encodeInt(w.start)}_${encodeInt(w.end)}`;
+}
+
+/** Inverse of `windowKey`; `undefined` unless `key` is exactly what `windowKey` produces. */
+export function parseWindowKey(key: string): TimeWindow | undefined {
+  const sep = key.indexOf("_");
+  if (sep < 0) return undefined;
+  const start = decodeInt(key.slice(0, sep));
+  const end = decodeInt(key.slice(sep + 1));
+  if (start === undefined || end === undefined || start >= end) return undefined;
+  return { start, end };
+}

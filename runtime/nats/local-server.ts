@@ -1,0 +1,416 @@
+/**
+ * Local nats-server processes for development, the demo and integration tests.
+ *
+ * `startLocalNatsServer` spawns the `nats-server` binary bound to 127.0.0.1 with JetStream enabled
+ * on a store directory, waits until it accepts clients and hands back a handle that can stop, kill
+ * (for chaos tests) and restart it on the same port and store. Production deployments run their
+ * own NATS; nothing here is used on the hot path.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { accessSync, constants as fsConstants, rmSync, statSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createConnection, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+
+/** Where we look for the binary after `NATS_SERVER_BIN` and `PATH`. */
+const WELL_KNOWN_PATHS = ["/usr/sbin/nats-server", "/usr/local/bin/nats-server"];
+
+const HOST = "127.0.0.1";
+const READY_TIMEOUT_MS = 10_000;
+const STOP_TIMEOUT_MS = 5_000;
+// The reason for a failed start is in the last lines; earlier ones are the startup banner.
+const STDERR_TAIL_LINES = 12;
+
+/** Thrown when no nats-server binary can be found; the message says how to install one. */
+export class NatsServerMissingError extends Error {
+  override readonly name = "NatsServerMissingError";
+  constructor(detail?: string) {
+    super(
+      [
+        "nats-server was not found" + (detail ? ` (${detail})` : "") + ".",
+        "Install it:",
+        "  Debian/Ubuntu: sudo apt-get install -y nats-server",
+        "  macOS:         brew install nats-server",
+        "  otherwise:     download a release from https://github.com/nats-io/nats-server/releases",
+        "or point NATS_SERVER_BIN at an existing binary.",
+      ].join("\n"),
+    );
+  }
+}
+
+/**
+ * Thrown when nats-server exited or did not become ready in time; the message carries the tail of
+ * its stderr, which is where the reason is (bad config, port in use, store dir not writable).
+ */
+export class NatsServerStartError extends Error {
+  override readonly name = "NatsServerStartError";
+  readonly stderrTail: string;
+  constructor(message: string, stderrTail: string) {
+    super(stderrTail ? `${message}\n--- nats-server stderr (tail) ---\n${stderrTail}` : message);
+    this.stderrTail = stderrTail;
+  }
+}
+
+function isExecutableFile(path: string): boolean {
+  try {
+    accessSync(path, fsConstants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Finds the nats-server binary: `NATS_SERVER_BIN`, then `PATH`, then the usual install locations.
+ * Returns `undefined` if there is none.
+ */
+export function findNatsServerBinary(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const fromEnv = env.NATS_SERVER_BIN;
+  if (fromEnv) return isExecutableFile(fromEnv) ? fromEnv : undefined;
+  for (const dir of (env.PATH ?? "").split(delimiter)) {
+    if (!dir) continue;
+    const candidate = join(dir, "nats-server");
+    if (isExecutableFile(candidate)) return candidate;
+  }
+  return WELL_KNOWN_PATHS.find(isExecutableFile);
+}
+
+/** Like {@link findNatsServerBinary}, but throws {@link NatsServerMissingError} if there is none. */
+export function requireNatsServerBinary(env: NodeJS.ProcessEnv = process.env): string {
+  const bin = findNatsServerBinary(env);
+  if (bin) return bin;
+  throw new NatsServerMissingError(
+    env.NATS_SERVER_BIN ? `NATS_SERVER_BIN=${env.NATS_SERVER_BIN} is not an executable file` : undefined,
+  );
+}
+
+/** Asks the kernel for a free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once("error", reject);
+    srv.listen(0, HOST, () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => (port ? resolve(port) : reject(new Error("could not determine a free port"))));
+    });
+  });
+}
+
+/** Options for {@link startLocalNatsServer}. */
+export interface LocalNatsServerOptions {
+  /** Client port on 127.0.0.1; 0 or absent picks a free one. */
+  readonly port?: number;
+  /** JetStream store directory; default a fresh temp dir, removed on stop unless `keepStore`. */
+  readonly storeDir?: string;
+  /** Keep the temp store dir on stop (a caller-supplied `storeDir` is never removed). */
+  readonly keepStore?: boolean;
+  /** Extra nats-server configuration (e.g. `mappings = {...}`), written to a temp .conf file. */
+  readonly configText?: string;
+  /** JetStream `max_memory_store`, e.g. "256MB". */
+  readonly jetstreamMaxMemory?: string;
+}
+
+/** A running local nats-server. `pid` changes on `restart()`. */
+export interface LocalNatsServer extends AsyncDisposable {
+  /** `nats://127.0.0.1:<port>` */
+  readonly url: string;
+  readonly port: number;
+  readonly pid: number;
+  readonly storeDir: string;
+  /** SIGTERM, wait for exit (SIGKILL after a timeout), remove temp files. Idempotent. */
+  stop(): Promise<void>;
+  /** SIGKILL without cleanup, for chaos tests; `restart()` brings it back with its data. */
+  kill(): Promise<void>;
+  /** Stop (gracefully, if running) and start again on the same port and store dir. */
+  restart(): Promise<void>;
+}
+
+// Servers started by this process; killed on process exit so no nats-server outlives its parent.
+const liveChildren = new Set<ChildProcess>();
+// Temp dirs of servers not stopped yet; removed (best effort) on process exit.
+const pendingTempDirs = new Set<string>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // 'exit' handlers must be synchronous: SIGKILL needs no waiting, and rmSync is synchronous.
+  // Note that Node runs no 'exit' handlers when it is killed by an unhandled signal.
+  process.on("exit", () => {
+    for (const c of liveChildren) {
+      try {
+        c.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    for (const dir of pendingTempDirs) {
+      try {
+        rmSync(dir, { recursive: true, force: true });
+      } catch {
+        // best effort: the killed server may still be releasing files
+      }
+    }
+  });
+}
+function trackChild(child: ChildProcess): void {
+  installExitHook();
+  liveChildren.add(child);
+  child.once("exit", () => liveChildren.delete(child));
+}
+
+function hasExited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
+function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (hasExited(child)) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      child.off("exit", onExit);
+      resolve(false);
+    }, timeoutMs);
+    const onExit = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    child.once("exit", onExit);
+  });
+}
+
+function tcpConnects(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = createConnection({ host: HOST, port });
+    sock.once("connect", () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once("error", () => {
+      sock.destroy();
+      resolve(false);
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Keeps the last lines of a child's stderr (the pipe must be drained anyway, or the child blocks). */
+class StderrTail {
+  private lines: string[] = [];
+  private partial = "";
+  private listeners = new Set<(line: string) => void>();
+  push(chunk: string): void {
+    const parts = (this.partial + chunk).split("\n");
+    this.partial = parts.pop() ?? "";
+    for (const line of parts) {
+      this.lines.push(line);
+      if (this.lines.length > STDERR_TAIL_LINES) this.lines.shift();
+      for (const l of this.listeners) l(line);
+    }
+  }
+  onLine(l: (line: string) => void): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+  text(): string {
+    return [...this.lines, this.partial].filter((l) => l !== "").join("\n");
+  }
+}
+
+interface Spawned {
+  readonly child: ChildProcess;
+  readonly tail: StderrTail;
+}
+
+async function spawnAndWaitReady(bin: string, args: string[], port: number): Promise<Spawned> {
+  const child = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
+  trackChild(child);
+  const tail = new StderrTail();
+  child.stderr!.setEncoding("utf8");
+  child.stderr!.on("data", (chunk: string) => tail.push(chunk));
+  // A running server must not keep the parent's event loop alive; the exit hook kills it.
+  child.unref();
+  (child.stderr as unknown as { unref?: () => void }).unref?.();
+
+  // An 'error' event (e.g. EACCES) means the process never started.
+  const spawnFailure: { error?: Error } = {};
+  child.once("error", (e) => (spawnFailure.error = e));
+  let ready = false;
+  let sawReadyLine = false;
+  const offLine = tail.onLine((line) => {
+    if (line.includes("Server is ready")) sawReadyLine = true;
+  });
+  try {
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      if (spawnFailure.error) {
+        throw new NatsServerStartError(`could not spawn ${bin}: ${spawnFailure.error.message}`, tail.text());
+      }
+      if (hasExited(child)) {
+        await sleep(20); // let the last stderr chunk arrive
+        throw new NatsServerStartError(
+          `nats-server exited during startup (code ${child.exitCode}, signal ${child.signalCode})`,
+          tail.text(),
+        );
+      }
+      if (sawReadyLine) {
+        ready = true;
+        break;
+      }
+      // Fallback for configs that send the log elsewhere: the port accepts connections and our
+      // child is still alive a moment later (a bind failure would have made it exit by then).
+      if (await tcpConnects(port)) {
+        await sleep(150);
+        if (!hasExited(child)) {
+          ready = true;
+          break;
+        }
+        continue;
+      }
+      await sleep(25);
+    }
+    if (!ready) {
+      child.kill("SIGKILL");
+      await waitForExit(child, 2_000);
+      throw new NatsServerStartError(
+        `nats-server did not become ready on ${HOST}:${port} within ${READY_TIMEOUT_MS / 1000} s`,
+        tail.text(),
+      );
+    }
+    return { child, tail };
+  } catch (e) {
+    if (child.pid !== undefined && !hasExited(child)) {
+      child.kill("SIGKILL");
+      await waitForExit(child, 2_000);
+    }
+    throw e;
+  } finally {
+    offLine();
+  }
+}
+
+/**
+ * Starts a nats-server on 127.0.0.1 with JetStream enabled and waits until it accepts clients.
+ * Throws {@link NatsServerMissingError} if there is no binary and {@link NatsServerStartError} if
+ * it exits early or is not ready in ~10 s.
+ */
+export async function startLocalNatsServer(opts: LocalNatsServerOptions = {}): Promise<LocalNatsServer> {
+  const bin = requireNatsServerBinary();
+
+  // Build (and validate) the config file text before creating anything that would need cleanup.
+  let configText: string | undefined;
+  if (opts.configText !== undefined || opts.jetstreamMaxMemory !== undefined) {
+    const userText = opts.configText ?? "";
+    const parts: string[] = [];
+    if (opts.jetstreamMaxMemory !== undefined) {
+      // A second top-level `jetstream` block replaces the first one entirely (checked on 2.9.10),
+      // so merging ours with the caller's would silently drop settings.
+      if (/^\s*jetstream\s*[:={]/m.test(userText)) {
+        throw new Error(
+          "jetstreamMaxMemory cannot be combined with a jetstream block in configText; set max_memory_store there",
+        );
+      }
+      parts.push(`jetstream {\n  max_memory_store: ${opts.jetstreamMaxMemory}\n}`);
+    }
+    parts.push(userText);
+    configText = parts.join("\n") + "\n";
+  }
+
+  const ownsStore = opts.storeDir === undefined;
+  const storeDir = opts.storeDir ?? (await mkdtemp(join(tmpdir(), "eddy-nats-store-")));
+  const tempDirs = ownsStore && !opts.keepStore ? [storeDir] : [];
+  installExitHook();
+  const cleanup = async () => {
+    for (const d of tempDirs) {
+      await rm(d, { recursive: true, force: true });
+      pendingTempDirs.delete(d);
+    }
+  };
+
+  let configFile: string | undefined;
+  try {
+    if (!ownsStore) await mkdir(storeDir, { recursive: true });
+    if (configText !== undefined) {
+      const configDir = await mkdtemp(join(tmpdir(), "eddy-nats-conf-"));
+      tempDirs.push(configDir);
+      configFile = join(configDir, "nats-server.conf");
+      await writeFile(configFile, configText);
+    }
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+  for (const d of tempDirs) pendingTempDirs.add(d);
+
+  // Command-line flags override the config file in nats-server, so address, port, JetStream and
+  // the store dir are always ours whether or not configText is given.
+  const argsFor = (port: number) => {
+    const args = ["-a", HOST, "-p", String(port), "-js", "-sd", storeDir];
+    if (configFile) args.push("-c", configFile);
+    return args;
+  };
+
+  let port = opts.port ?? 0;
+  let spawned: Spawned | undefined;
+  try {
+    // A port picked by us can be taken by someone else before the server binds it: retry then.
+    for (let attempt = 0; ; attempt++) {
+      const pick = port === 0;
+      const p = pick ? await freePort() : port;
+      try {
+        spawned = await spawnAndWaitReady(bin, argsFor(p), p);
+        port = p;
+        break;
+      } catch (e) {
+        const inUse = e instanceof NatsServerStartError && /address already in use/i.test(e.stderrTail);
+        if (!(pick && inUse && attempt < 3)) throw e;
+      }
+    }
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+
+  let current: Spawned = spawned;
+  let stopped: Promise<void> | undefined;
+
+  const terminate = async (child: ChildProcess) => {
+    if (hasExited(child)) return;
+    child.kill("SIGTERM");
+    if (await waitForExit(child, STOP_TIMEOUT_MS)) return;
+    child.kill("SIGKILL");
+    await waitForExit(child, STOP_TIMEOUT_MS);
+  };
+
+  const server: LocalNatsServer = {
+    url: `nats://${HOST}:${port}`,
+    port,
+    get pid() {
+      return current.child.pid ?? -1;
+    },
+    storeDir,
+    stop() {
+      stopped ??= (async () => {
+        await terminate(current.child);
+        await cleanup();
+      })();
+      return stopped;
+    },
+    async kill() {
+      if (hasExited(current.child)) return;
+      current.child.kill("SIGKILL");
+      await waitForExit(current.child, STOP_TIMEOUT_MS);
+    },
+    async restart() {
+      if (stopped) throw new Error("cannot restart a nats-server that was stopped; start a new one");
+      await terminate(current.child);
+      current = await spawnAndWaitReady(bin, argsFor(port), port);
+    },
+    [Symbol.asyncDispose]() {
+      return server.stop();
+    },
+  };
+  return server;
+}

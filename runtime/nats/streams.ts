@@ -1,0 +1,93 @@
+/**
+ * Small JetStream utilities shared by the demo, the CLI and tests: create a stream if needed,
+ * publish many messages with pipelined acknowledgements, and read a stream to its current end.
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import { headers as makeHeaders } from "@nats-io/transport-node";
+import { DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
+
+/** A message read back from a stream. */
+export interface StoredMessage {
+  readonly seq: number;
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+const notFound = (e: unknown) => /not found/i.test(String((e as Error)?.message ?? e));
+
+/** Creates the stream with these subjects, or adds missing subjects to an existing one. */
+export async function ensureStream(nc: NatsConnection, name: string, subjects: readonly string[]): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  try {
+    const info = await jsm.streams.info(name);
+    const have = info.config.subjects ?? [];
+    const missing = subjects.filter((s) => !have.includes(s));
+    if (missing.length > 0) await jsm.streams.update(name, { subjects: [...have, ...missing] });
+  } catch (e) {
+    if (!notFound(e)) throw e;
+    await jsm.streams.add({ name, subjects: [...subjects], storage: StorageType.File, retention: RetentionPolicy.Limits, num_replicas: 1 });
+  }
+}
+
+/** True if the stream exists. */
+export async function streamExists(nc: NatsConnection, name: string): Promise<boolean> {
+  const jsm = await jetstreamManager(nc);
+  try {
+    await jsm.streams.info(name);
+    return true;
+  } catch (e) {
+    if (notFound(e)) return false;
+    throw e;
+  }
+}
+
+/** Publishes every message, keeping up to `window` acknowledgements outstanding. */
+export async function publishAll(
+  nc: NatsConnection,
+  messages: Iterable<{ subject: string; data: Uint8Array | string; headers?: Record<string, string> }>,
+  window = 256,
+): Promise<number> {
+  const js = jetstream(nc);
+  const inFlight = new Set<Promise<unknown>>();
+  let n = 0;
+  for (const m of messages) {
+    let opts = {};
+    if (m.headers !== undefined) {
+      const h = makeHeaders();
+      for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
+      opts = { headers: h };
+    }
+    const p = js.publish(m.subject, m.data, opts).finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    n++;
+    if (inFlight.size >= window) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  return n;
+}
+
+/** Reads every message of `stream` (optionally only `subject`) that is in it now. */
+export async function readAll(nc: NatsConnection, stream: string, subject?: string): Promise<StoredMessage[]> {
+  const js = jetstream(nc);
+  const consumer = await js.consumers.get(stream, {
+    deliver_policy: DeliverPolicy.All,
+    ...(subject === undefined ? {} : { filter_subjects: subject }),
+  });
+  const out: StoredMessage[] = [];
+  try {
+    const info = await consumer.info(true);
+    if (info.num_pending === 0) return out;
+    const messages = await consumer.consume({ max_messages: 1024 });
+    for await (const m of messages) {
+      const headers: Record<string, string> = {};
+      if (m.headers !== undefined) for (const k of m.headers.keys()) headers[k] = m.headers.get(k);
+      out.push({ seq: m.seq, subject: m.subject, data: m.data, headers });
+      if (m.info.pending === 0) break;
+    }
+    messages.stop();
+    return out;
+  } finally {
+    await consumer.delete().catch(() => false);
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * Creates (idempotently) the streams and buckets a job needs, before any actor starts.
+ *
+ * For every function that reads another function: an input stream with one subject per
+ * partition. For every function: a KV bucket for its state. For the job: a dead-letter stream.
+ * Source streams belong to the user and must exist already; a missing one is reported with the
+ * name to create rather than silently created with guessed settings.
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
+import type { JobGraph } from "../core/job-graph.ts";
+import { deadLetterStream, inputStream, inputSubjects, stateBucket } from "../core/naming.ts";
+import { ensureStream, streamExists } from "./streams.ts";
+
+/** A stream the job reads from does not exist; create it (the message names it) and retry. */
+export class MissingSourceStreamError extends Error {
+  override readonly name = "MissingSourceStreamError";
+}
+
+/** Makes sure every stream and bucket of `graph` exists. */
+export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Promise<void> {
+  const kvm = new Kvm(nc);
+  await ensureStream(nc, deadLetterStream(graph.job), [`eddy.${graph.job}.dlq.*`]);
+  for (const node of graph.functions) {
+    if (node.isSource) {
+      const input = node.spec.input as { stream: string };
+      if (!(await streamExists(nc, input.stream))) {
+        throw new MissingSourceStreamError(`function "${node.name}" reads stream "${input.stream}", which does not exist`);
+      }
+    } else {
+      await ensureStream(nc, inputStream(graph.job, node.name), [inputSubjects(graph.job, node.name)]);
+    }
+    await kvm.create(stateBucket(graph.job, node.name), { history: 1 });
+  }
+}

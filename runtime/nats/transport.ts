@@ -1,0 +1,152 @@
+/**
+ * The JetStream implementation of the actor ports.
+ *
+ * Inputs are ordered pull consumers started at an explicit stream sequence (eddy keeps its own
+ * positions, so there are no per-message acks on the hot path). Publishes are acknowledged
+ * JetStream publishes that the caller may pipeline. State buckets are plain KV buckets; a
+ * partition's state is loaded with one ordered "last per subject" consumer on the bucket's
+ * stream instead of a `get` per key.
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import { headers as makeHeaders } from "@nats-io/transport-node";
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import type { InputMessage, InputReader, StateEntry, Transport } from "../actor/ports.ts";
+
+class JsInputMessage implements InputMessage {
+  private readonly m: JsMsg;
+  constructor(m: JsMsg) {
+    this.m = m;
+  }
+  get seq(): number {
+    return this.m.seq;
+  }
+  get subject(): string {
+    return this.m.subject;
+  }
+  get data(): Uint8Array {
+    return this.m.data;
+  }
+  get pending(): number {
+    return this.m.info.pending;
+  }
+  get timestampMs(): number {
+    return Number(this.m.info.timestampNanos / 1e6);
+  }
+  header(name: string): string | undefined {
+    const h = this.m.headers;
+    if (h === undefined) return undefined;
+    const v = h.get(name);
+    return v === "" && !h.has(name) ? undefined : v;
+  }
+}
+
+export class JetStreamTransport implements Transport {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  private jsmPromise: Promise<JetStreamManager> | undefined;
+  private readonly buckets = new Map<string, Promise<KV>>();
+
+  constructor(nc: NatsConnection) {
+    this.nc = nc;
+    this.js = jetstream(nc);
+  }
+
+  private jsm(): Promise<JetStreamManager> {
+    return (this.jsmPromise ??= jetstreamManager(this.nc));
+  }
+
+  bucket(name: string): Promise<KV> {
+    let kv = this.buckets.get(name);
+    if (kv === undefined) {
+      kv = new Kvm(this.js).open(name);
+      this.buckets.set(name, kv);
+      kv.catch(() => this.buckets.delete(name));
+    }
+    return kv;
+  }
+
+  async openInput(stream: string, subject: string, startSeq: number): Promise<InputReader> {
+    const consumer = await this.js.consumers.get(stream, { filter_subjects: subject, opt_start_seq: Math.max(1, startSeq) });
+    const messages = await consumer.consume({ max_messages: 512 });
+    const iterator = messages[Symbol.asyncIterator]();
+    return {
+      [Symbol.asyncIterator]() {
+        return {
+          async next(): Promise<IteratorResult<InputMessage>> {
+            const r = await iterator.next();
+            return r.done ? { done: true, value: undefined } : { done: false, value: new JsInputMessage(r.value) };
+          },
+        };
+      },
+      async stop() {
+        messages.stop();
+        await consumer.delete().catch(() => false);
+      },
+    };
+  }
+
+  async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>): Promise<void> {
+    if (headers === undefined) {
+      await this.js.publish(subject, data);
+      return;
+    }
+    const h = makeHeaders();
+    for (const [k, v] of Object.entries(headers)) h.set(k, v);
+    await this.js.publish(subject, data, { headers: h });
+  }
+
+  async lastSequence(stream: string): Promise<number> {
+    const info = await (await this.jsm()).streams.info(stream);
+    return info.state.last_seq;
+  }
+
+  async countPending(stream: string, subject: string, fromSeq: number): Promise<number> {
+    const jsm = await this.jsm();
+    const ci = await jsm.consumers.add(stream, {
+      filter_subject: subject,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: Math.max(1, fromSeq),
+      ack_policy: AckPolicy.None,
+      mem_storage: true,
+      inactive_threshold: 60_000_000_000,
+    });
+    try {
+      return ci.num_pending;
+    } finally {
+      await jsm.consumers.delete(stream, ci.name).catch(() => false);
+    }
+  }
+
+  async loadPartition(bucket: string, partition: number): Promise<StateEntry[]> {
+    const stream = `KV_${bucket}`;
+    const prefix = `$KV.${bucket}.`;
+    const consumer = await this.js.consumers.get(stream, {
+      filter_subjects: `${prefix}${partition}.>`,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+    });
+    const entries: StateEntry[] = [];
+    try {
+      const info = await consumer.info(true);
+      if (info.num_pending === 0) return entries;
+      const messages = await consumer.consume({ max_messages: 1024 });
+      for await (const m of messages) {
+        const op = m.headers?.get("KV-Operation");
+        if (op !== "DEL" && op !== "PURGE") entries.push({ key: m.subject.slice(prefix.length), value: m.data });
+        if (m.info.pending === 0) break;
+      }
+      messages.stop();
+      return entries;
+    } finally {
+      await consumer.delete().catch(() => false);
+    }
+  }
+
+  async writeState(bucket: string, puts: readonly StateEntry[], deletes: readonly string[]): Promise<void> {
+    const kv = await this.bucket(bucket);
+    const pending: Promise<unknown>[] = [];
+    for (const { key, value } of puts) pending.push(kv.put(key, value));
+    for (const key of deletes) pending.push(kv.delete(key));
+    await Promise.all(pending);
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * Event-time window operators, built on the public function API.
+ *
+ * `windowed({...})` returns an ordinary `FunctionSpec` whose state is one accumulator per open
+ * window (a map state keyed by window) and whose timers are the window ends. It follows Flink's
+ * event-time semantics: a window fires when the watermark passes its end; with allowed lateness
+ * it stays open after firing and every late-but-allowed record updates it and fires it again; a
+ * record later than that goes to a side output (default "late") instead of being dropped
+ * silently. Session windows merge as records arrive; their accumulators merge with `merge`.
+ */
+import { assignWindows, maxTimestamp, mergeSession, parseWindowKey, windowKey, type TimeWindow, type WindowSpec } from "../core/windows.ts";
+
+/** Window ids are written by this module only; anything else in the map is a bug. */
+function windowOf(id: string): TimeWindow {
+  const w = parseWindowKey(id);
+  if (w === undefined) throw new Error(`corrupt window id "${id}" in window state`);
+  return w;
+}
+import type { WatermarkStrategy } from "../core/watermarks.ts";
+import type { FunctionSpec, Input } from "./function.ts";
+import { mapState, type MapStateDeclaration } from "./state.ts";
+
+export type { TimeWindow, WindowSpec } from "../core/windows.ts";
+
+/** Incremental aggregation of the records of a window. Accumulators must be msgpack-serialisable. */
+export interface AggregateFunction<In, Acc, R> {
+  create(): Acc;
+  add(accumulator: Acc, record: In): Acc;
+  /** Combines two accumulators; required for session windows. */
+  merge?(a: Acc, b: Acc): Acc;
+  result(accumulator: Acc): R;
+}
+
+/** Whether a window result is the first firing or an update caused by late-but-allowed records. */
+export type Firing = "on-time" | "late";
+
+/** The default output of a window: the key, its bounds (end exclusive) and the aggregate. */
+export interface WindowResult<R> {
+  readonly key: string;
+  readonly start: number;
+  readonly end: number;
+  readonly value: R;
+  readonly firing: Firing;
+}
+
+/** Definition of a windowed aggregation. */
+export interface WindowedSpec<In, Acc, R, Out> {
+  readonly name: string;
+  readonly input: Input;
+  readonly partitions?: number;
+  readonly key: (record: In) => string;
+  readonly timestamp?: (record: In) => number;
+  readonly watermark?: WatermarkStrategy;
+  readonly window: WindowSpec;
+  readonly aggregate: AggregateFunction<In, Acc, R>;
+  /** How long a fired window still accepts late records (default 0). */
+  readonly allowedLatenessMs?: number;
+  /** Side output for records later than the allowed lateness (default "late"). */
+  readonly lateOutput?: string;
+  /** Shapes the emitted record (default: a `WindowResult`). */
+  readonly output?: (key: string, window: TimeWindow, result: R, firing: Firing) => Out;
+}
+
+/** Tumbling windows of `sizeMs`. @example window: tumbling(10_000) */
+export function tumbling(sizeMs: number, offsetMs = 0): WindowSpec {
+  return { kind: "tumbling", size: sizeMs, offset: offsetMs };
+}
+
+/** Sliding windows of `sizeMs` every `slideMs`. @example window: sliding(10_000, 2_000) */
+export function sliding(sizeMs: number, slideMs: number, offsetMs = 0): WindowSpec {
+  return { kind: "sliding", size: sizeMs, slide: slideMs, offset: offsetMs };
+}
+
+/** Session windows closed by `gapMs` of inactivity per key. @example window: session(10_000) */
+export function session(gapMs: number): WindowSpec {
+  return { kind: "session", gap: gapMs };
+}
+
+/** One window over all time, fired when the input ends. */
+export function globalWindow(): WindowSpec {
+  return { kind: "global" };
+}
+
+/** Raised at definition time for a window operator that cannot work. */
+export class InvalidWindowSpecError extends Error {
+  override readonly name = "InvalidWindowSpecError";
+}
+
+type WindowState = { readonly windows: MapStateDeclaration<unknown> };
+
+/**
+ * A keyed windowed aggregation.
+ * @example
+ * windowed({
+ *   name: "views-per-page", input: fromFunction("pageviews"),
+ *   key: (v: PageView) => `${v.page}|${v.channel}`,
+ *   window: tumbling(10_000), allowedLatenessMs: 5_000,
+ *   aggregate: { create: () => 0, add: (n) => n + 1, result: (n) => n },
+ * })
+ */
+export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<In, Acc, R, Out>): FunctionSpec<In, Out, WindowState> {
+  const lateness = spec.allowedLatenessMs ?? 0;
+  const lateOutput = spec.lateOutput ?? "late";
+  const merging = spec.window.kind === "session";
+  const agg = spec.aggregate;
+  if (merging && agg.merge === undefined) throw new InvalidWindowSpecError(`${spec.name}: session windows need aggregate.merge`);
+  if (lateness < 0) throw new InvalidWindowSpecError(`${spec.name}: allowedLatenessMs must be >= 0`);
+  const shape = spec.output ?? ((key: string, w: TimeWindow, value: R, firing: Firing) => ({ key, start: w.start, end: w.end, value, firing }) as Out);
+  const isLate = (w: TimeWindow, watermark: number) => maxTimestamp(w) + lateness <= watermark;
+  const cleanupTime = (w: TimeWindow) => maxTimestamp(w) + lateness;
+
+  return {
+    name: spec.name,
+    input: spec.input,
+    ...(spec.partitions === undefined ? {} : { partitions: spec.partitions }),
+    key: spec.key,
+    ...(spec.timestamp === undefined ? {} : { timestamp: spec.timestamp }),
+    ...(spec.watermark === undefined ? {} : { watermark: spec.watermark }),
+    state: { windows: mapState<unknown>() },
+
+    process(ctx, record) {
+      const windows = ctx.state.windows;
+      const fire = (w: TimeWindow, acc: Acc, firing: Firing) => ctx.emit(shape(ctx.key, w, agg.result(acc), firing), maxTimestamp(w));
+      // A window whose end the watermark already passed fires at once (Flink's EventTimeTrigger);
+      // otherwise its end is a timer. State is kept until the allowed lateness is over.
+      const fireOrSchedule = (w: TimeWindow, id: string, acc: Acc) => {
+        if (maxTimestamp(w) <= ctx.watermark) fire(w, acc, "late");
+        else ctx.timers.registerEventTimeTimer(maxTimestamp(w), "f" + id);
+        if (lateness > 0) ctx.timers.registerEventTimeTimer(cleanupTime(w), "c" + id);
+      };
+      const assigned = assignWindows(spec.window, ctx.timestamp);
+
+      if (merging) {
+        const existing = windows.keys().map(windowOf);
+        const { merged, absorbed } = mergeSession(existing, assigned[0]!);
+        if (isLate(merged, ctx.watermark)) {
+          ctx.sideOutput(lateOutput, record);
+          return;
+        }
+        let acc: Acc | undefined;
+        for (const old of absorbed) {
+          const id = windowKey(old);
+          const oldAcc = windows.get(id) as Acc;
+          acc = acc === undefined ? oldAcc : agg.merge!(acc, oldAcc);
+          windows.delete(id);
+          ctx.timers.deleteEventTimeTimer(maxTimestamp(old), "f" + id);
+          if (lateness > 0) ctx.timers.deleteEventTimeTimer(cleanupTime(old), "c" + id);
+        }
+        const id = windowKey(merged);
+        acc = agg.add(acc ?? agg.create(), record);
+        windows.set(id, acc);
+        fireOrSchedule(merged, id, acc);
+        return;
+      }
+
+      let accepted = false;
+      for (const w of assigned) {
+        if (isLate(w, ctx.watermark)) continue;
+        accepted = true;
+        const id = windowKey(w);
+        const acc = agg.add((windows.get(id) as Acc | undefined) ?? agg.create(), record);
+        windows.set(id, acc);
+        fireOrSchedule(w, id, acc);
+      }
+      if (!accepted) ctx.sideOutput(lateOutput, record);
+    },
+
+    onTimer(ctx, timer) {
+      const windows = ctx.state.windows;
+      const id = timer.name.slice(1);
+      const acc = windows.get(id) as Acc | undefined;
+      if (acc === undefined) return;
+      if (timer.name.startsWith("f")) {
+        const w = windowOf(id);
+        ctx.emit(shape(ctx.key, w, agg.result(acc), "on-time"), maxTimestamp(w));
+        if (lateness === 0) windows.delete(id);
+      } else {
+        windows.delete(id);
+      }
+    },
+  };
+}

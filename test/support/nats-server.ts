@@ -1,0 +1,40 @@
+/**
+ * Integration-test fixture: a real nats-server per test (or per file) on a free port with a temp
+ * JetStream store, plus a client connection helper.
+ *
+ *   await using server = await natsServer();
+ *   await using nc = await connect(server);
+ *
+ * `await using` disposes in reverse order, so the connection drains before the server stops.
+ */
+import { connect as natsConnect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import {
+  startLocalNatsServer,
+  type LocalNatsServer,
+  type LocalNatsServerOptions,
+} from "../../runtime/nats/local-server.ts";
+
+/** A local nats-server owned by a test; stopping it kills its PID and removes its temp store. */
+export type TestNatsServer = LocalNatsServer;
+
+/** Starts a nats-server with JetStream on a free 127.0.0.1 port and a fresh temp store dir. */
+export async function natsServer(opts: LocalNatsServerOptions = {}): Promise<TestNatsServer> {
+  return startLocalNatsServer(opts);
+}
+
+/**
+ * Connects a client to the server. The connection is `AsyncDisposable` (dispose = drain), so
+ * `await using nc = await connect(server)` closes it; otherwise call `nc.close()`.
+ * Reconnects quickly and forever by default, so tests that restart the server keep their client.
+ */
+export async function connect(
+  server: Pick<LocalNatsServer, "url">,
+  opts: Omit<NodeConnectionOptions, "servers"> = {},
+): Promise<NatsConnection> {
+  return natsConnect({
+    servers: server.url,
+    reconnectTimeWait: 100,
+    maxReconnectAttempts: -1,
+    ...opts,
+  });
+}
