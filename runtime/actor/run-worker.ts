@@ -1,0 +1,66 @@
+/**
+ * `eddy worker`: load a pipeline module, connect to NATS and host the pipeline's actors until
+ * SIGINT/SIGTERM, then stop every actor (which writes its state back) and exit.
+ */
+import { Effect } from "effect";
+import { pathToFileURL } from "node:url";
+import { resolve } from "node:path";
+import type { PipelineSpec } from "../sdk/function.ts";
+import { connectNats } from "../nats/connection.ts";
+import { makeWorker } from "./worker.ts";
+
+export interface RunWorkerOptions {
+  readonly pipeline: string;
+  readonly natsUrl: string | undefined;
+  readonly job: string | undefined;
+}
+
+/** The module does not export a pipeline; fix the module. */
+export class InvalidPipelineModuleError extends Error {
+  override readonly name = "InvalidPipelineModuleError";
+}
+
+/** Loads a module whose default export (or `pipeline` export) is a pipeline. */
+export async function loadPipeline(path: string, job?: string): Promise<PipelineSpec> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = await import(pathToFileURL(resolve(path)).href);
+  } catch (e) {
+    throw new InvalidPipelineModuleError(`cannot load ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  const p = (mod.default ?? mod.pipeline) as PipelineSpec | undefined;
+  if (p === undefined || typeof p !== "object" || !Array.isArray(p.functions)) {
+    throw new InvalidPipelineModuleError(`${path} does not export a pipeline (export default definePipeline({...}))`);
+  }
+  return job === undefined ? p : { ...p, name: job };
+}
+
+const waitForSignal = Effect.callback<string>((resume) => {
+  const on = (signal: string) => () => resume(Effect.succeed(signal));
+  const int = on("SIGINT");
+  const term = on("SIGTERM");
+  process.once("SIGINT", int);
+  process.once("SIGTERM", term);
+  return Effect.sync(() => {
+    process.off("SIGINT", int);
+    process.off("SIGTERM", term);
+  });
+});
+
+export async function runWorker(options: RunWorkerOptions): Promise<number> {
+  const pipeline = await loadPipeline(options.pipeline, options.job);
+  const url = options.natsUrl ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
+  const program = Effect.gen(function* () {
+    const nc = yield* Effect.acquireRelease(
+      Effect.tryPromise(() => connectNats(url, `eddy-worker-${process.pid}`)),
+      (nc) => Effect.promise(() => nc.drain().catch(() => undefined)),
+    );
+    const worker = yield* makeWorker(nc, pipeline);
+    const actors = worker.actors().length;
+    console.error(`eddy worker: job "${worker.graph.job}", ${actors} actors, NATS ${url}; Ctrl-C to stop`);
+    const signal = yield* waitForSignal;
+    console.error(`eddy worker: ${signal}, stopping (state is written back)`);
+  }).pipe(Effect.scoped);
+  await Effect.runPromise(program);
+  return 0;
+}
