@@ -43,17 +43,39 @@ function reportError(e: unknown): void {
   process.stderr.write(`eddy: ${text}\n`);
 }
 
-/** Runs a promise-returning handler body and exits with its code (non-zero codes only). */
-const exitWith = (body: (signal: AbortSignal) => Promise<number>) =>
-  Effect.promise((signal) =>
-    body(signal).then(
-      (code) => code,
-      (e: unknown) => {
-        reportError(e);
-        return 1;
-      },
-    ),
-  ).pipe(Effect.flatMap((code) => (code === 0 ? Effect.void : Effect.fail(new ExitWithCodeError(code)))));
+/**
+ * Runs a promise-returning handler body and exits with its code (non-zero codes only).
+ *
+ * runMain turns SIGINT/SIGTERM into an interruption of the handler and then exits at once. A body
+ * that shuts down gracefully on those signals itself (`handlesSignals`, e.g. the worker writing
+ * its state back) is therefore run uninterruptibly, so the process waits for it; a second signal
+ * forces the exit.
+ */
+const exitWith = (body: (signal: AbortSignal) => Promise<number>, opts: { handlesSignals?: boolean } = {}) => {
+  const run = Effect.promise((signal) => {
+    let signals = 0;
+    const force = () => {
+      if (++signals < 2) return;
+      process.stderr.write("eddy: second signal, exiting without waiting\n");
+      process.exit(130);
+    };
+    if (opts.handlesSignals) for (const s of ["SIGINT", "SIGTERM"] as const) process.on(s, force);
+    return body(signal)
+      .then(
+        (code) => code,
+        (e: unknown) => {
+          reportError(e);
+          return 1;
+        },
+      )
+      .finally(() => {
+        for (const s of ["SIGINT", "SIGTERM"] as const) process.off(s, force);
+      });
+  });
+  return (opts.handlesSignals ? Effect.uninterruptible(run) : run).pipe(
+    Effect.flatMap((code) => (code === 0 ? Effect.void : Effect.fail(new ExitWithCodeError(code)))),
+  );
+};
 
 const natsFlag = (description: string) =>
   Flag.String("nats").pipe(Flag.withDescription(description), Flag.optional);
@@ -150,7 +172,7 @@ const worker = Command.make(
       };
       const { runWorker } = await import("../actor/run-worker.ts");
       return runWorker(opts);
-    }),
+    }, { handlesSignals: true }),
 ).pipe(Command.withDescription("Run a worker process that hosts the actors of a pipeline"));
 
 // --- eddy -----------------------------------------------------------------------------------

@@ -137,7 +137,7 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
           ctx.sideOutput(lateOutput, record);
           return;
         }
-        let acc: Acc | undefined;
+        let acc = windows.get(windowKey(merged)) as Acc | undefined; // a record inside an existing session keeps its accumulator
         for (const old of absorbed) {
           const id = windowKey(old);
           const oldAcc = windows.get(id) as Acc;
