@@ -1,0 +1,63 @@
+/**
+ * Throughput of the page-view demo pipeline (source → keyed tumbling windows → sinks) on a local
+ * nats-server. The events are published into the source stream first (not timed); the timed part
+ * runs from starting the worker until the final watermark has flushed every window. CPU time is
+ * that of this process (the worker) plus nats-server's, read from /proc.
+ */
+import { startLocalNatsServer } from "../../runtime/nats/local-server.ts";
+import { connectNats } from "../../runtime/nats/connection.ts";
+import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
+import { startWorker } from "../../runtime/actor/worker.ts";
+import { generatePageViews } from "../../functions/pageviews/events.ts";
+import { expectedResults } from "../../functions/pageviews/expected.ts";
+import { pageviewsPipeline } from "../../functions/pageviews/pipeline.ts";
+import { cpuSecondsOf, ownCpuSeconds } from "./proc-cpu.ts";
+
+export interface PipelineBenchResult {
+  readonly bench: "pipeline";
+  readonly events: number;
+  readonly wallSeconds: number;
+  readonly cpuSeconds: number;
+  readonly eventsPerSecond: number;
+  readonly eventsPerCoreSecond: number;
+  readonly windowsFired: number;
+  readonly correct: boolean;
+}
+
+export async function benchPipeline(events: number, seed = 1): Promise<PipelineBenchResult> {
+  const server = await startLocalNatsServer();
+  const nc = await connectNats(server.url, "eddy-bench");
+  try {
+    await ensureStream(nc, "PAGEVIEWS", ["pageviews.>"]);
+    await ensureStream(nc, "RESULTS", ["results.>"]);
+    const messages = generatePageViews({ seed, events });
+    await publishAll(nc, messages.map((m) => ({ subject: "pageviews.site", data: m.payload })), 1024);
+
+    const cpu0 = ownCpuSeconds() + cpuSecondsOf(server.pid);
+    const t0 = performance.now();
+    const worker = await startWorker(nc, pageviewsPipeline());
+    await worker.endInput();
+    await worker.finished();
+    const wallSeconds = (performance.now() - t0) / 1000;
+    const cpuSeconds = ownCpuSeconds() + cpuSecondsOf(server.pid) - cpu0;
+    await worker.stop();
+
+    const windows = await readAll(nc, "RESULTS", "results.pageviews.windows");
+    const expected = expectedResults(messages);
+    return {
+      bench: "pipeline",
+      events,
+      wallSeconds: round(wallSeconds),
+      cpuSeconds: round(cpuSeconds),
+      eventsPerSecond: Math.round(events / wallSeconds),
+      eventsPerCoreSecond: Math.round(events / cpuSeconds),
+      windowsFired: windows.length,
+      correct: windows.length === expected.windows.length,
+    };
+  } finally {
+    await nc.close();
+    await server.stop();
+  }
+}
+
+const round = (x: number) => Math.round(x * 1000) / 1000;
