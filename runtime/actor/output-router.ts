@@ -40,6 +40,14 @@ class PartitionBuffer {
   }
 }
 
+/** Output of an exactly-once sink, held until the checkpoint of its epoch commits. */
+export interface PendingOutput {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly msgId: string;
+  readonly epoch: number;
+}
+
 interface Route {
   readonly consumer: FunctionNode;
   readonly buffers: PartitionBuffer[];
@@ -52,7 +60,12 @@ export class OutputRouter implements OperatorOutput {
   private readonly partition: number;
   private readonly publisher: Publisher;
   private readonly config: RouterConfig;
-  private readonly headers: Record<string, string>;
+  private headers: Record<string, string>;
+  private currentEpoch = 1;
+  private currentGeneration = 0;
+  private readonly exactlyOnce: boolean;
+  private pending: PendingOutput[] = [];
+  private pendingInEpoch = 0;
   private readonly job: string;
   /** Routes by output name; "" is the main output. */
   private readonly routes = new Map<string, Route[]>();
@@ -73,7 +86,7 @@ export class OutputRouter implements OperatorOutput {
     this.publisher = publisher;
     this.config = config;
     this.job = graph.job;
-    this.headers = { [HEADER.producer]: `${node.name}/${partition}`, [HEADER.kind]: "data" };
+    this.headers = this.makeHeaders();
     for (const edge of node.consumers) {
       const buffers = Array.from({ length: edge.to.partitions }, (_, p) => new PartitionBuffer(inputSubject(graph.job, edge.to.name, p)));
       this.allBuffers.push(...buffers);
@@ -83,6 +96,7 @@ export class OutputRouter implements OperatorOutput {
       this.routes.set(name, list);
     }
     const sink = node.spec.sink;
+    this.exactlyOnce = sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once";
     if (sink !== undefined) {
       this.sinkSubject = typeof sink.subject === "function" ? sink.subject : () => sink.subject as string;
       this.sinkEncode = sink.format === "msgpack" ? (r) => encodeMsgpack(r) : (r) => textEncoder.encode(JSON.stringify(r));
@@ -90,6 +104,59 @@ export class OutputRouter implements OperatorOutput {
       this.sinkSubject = undefined;
       this.sinkEncode = () => new Uint8Array();
     }
+  }
+
+  private makeHeaders(): Record<string, string> {
+    return {
+      [HEADER.producer]: `${this.node.name}/${this.partition}`,
+      [HEADER.kind]: "data",
+      [HEADER.generation]: String(this.currentGeneration),
+      [HEADER.epoch]: String(this.currentEpoch),
+    };
+  }
+
+  /** Epoch of what is emitted now: the id of the next checkpoint barrier. */
+  get epoch(): number {
+    return this.currentEpoch;
+  }
+
+  set epoch(epoch: number) {
+    this.currentEpoch = epoch;
+    this.pendingInEpoch = 0;
+    this.headers = this.makeHeaders();
+  }
+
+  get generation(): number {
+    return this.currentGeneration;
+  }
+
+  set generation(generation: number) {
+    this.currentGeneration = generation;
+    this.headers = this.makeHeaders();
+  }
+
+  /**
+   * Ends epoch `id`: publishes every buffered batch, then barrier `id` to every partition this
+   * actor feeds; what is emitted afterwards belongs to epoch `id + 1`.
+   */
+  barrier(id: number, stop: boolean): void {
+    const body = textEncoder.encode(JSON.stringify({ id, stop }));
+    const headers = { ...this.headers, [HEADER.kind]: "barrier", [HEADER.epoch]: String(id) };
+    for (const b of this.allBuffers) {
+      if (b.records.length > 0) this.flushBuffer(b);
+      this.publisher.publish(b.subject, body, headers);
+    }
+    this.epoch = id + 1;
+  }
+
+  /** Sink output held for commit (exactly-once sinks). */
+  pendingSink(): readonly PendingOutput[] {
+    return this.pending;
+  }
+
+  /** Forgets held sink output of epochs up to `id`: it is committed and being published. */
+  dropPendingSink(id: number): void {
+    if (this.pending.length > 0) this.pending = this.pending.filter((o) => o.epoch > id);
   }
 
   emit(record: unknown, timestamp: number): void {
@@ -124,7 +191,13 @@ export class OutputRouter implements OperatorOutput {
       this.deadLetter(`sink: ${(e as Error).message}`, safeJson(record));
       return;
     }
-    this.publisher.publish(subject, data);
+    if (!this.exactlyOnce) {
+      this.publisher.publish(subject, data);
+      return;
+    }
+    // Deterministic id: the same output of the same committed epoch always has the same id.
+    const msgId = `${this.job}/${this.node.name}/${this.partition}/${this.currentGeneration}/${this.currentEpoch}/${this.pendingInEpoch++}`;
+    this.pending.push({ subject, data, msgId, epoch: this.currentEpoch });
   }
 
   private route(route: Route, record: unknown, timestamp: number): void {

@@ -1,33 +1,39 @@
 /**
  * The actor of one (function, partition): reads its input in order, runs the user function over
- * it, routes what it emits, and keeps its state, timers, watermark and input position in the
- * function's KV bucket.
+ * it, routes what it emits, and takes part in the job's aligned checkpoints.
  *
- * Life cycle: `start()` loads the partition's committed entries from KV into memory and opens
- * its input at the stored position; the read loop then handles message after message without
- * awaiting anything per record (the hot path is synchronous, per batch). A periodic tick fires
- * processing-time timers, publishes lingering batches and watermark updates, and every
- * `persistIntervalMs` writes the changes back: first it waits for every output publish to be
- * acknowledged, then writes changed state and timers, then the watermark and the position — so
- * a crash can only make the actor re-read input whose effects were not all stored (at-least-once
- * here; aligned checkpoints make it exactly-once). `stop()` does the same write-back once more.
+ * Life cycle. `start()` restores the partition: committed entries from the function's KV bucket
+ * (as of the last checkpoint this partition materialized), then the committed snapshot deltas
+ * after that one from the object store, then opens its input at the restored position. The read
+ * loop handles message after message without awaiting anything per record.
+ *
+ * Checkpoints. A source snapshots when the supervisor triggers it and sends barrier `n` to every
+ * partition it feeds; any other actor aligns barrier `n` from all its producers, holding messages
+ * of producers that are ahead, then snapshots and forwards the barrier. A snapshot is a delta:
+ * every state entry and timer changed since the last commit this actor saw, plus watermark,
+ * restart position and (for exactly-once sinks) the output waiting for commit. It is encoded at
+ * once — later changes cannot leak into it — stored in the object store, and acknowledged to the
+ * supervisor once every message published before the barrier is acknowledged by JetStream. When
+ * the supervisor commits checkpoint `n`, the actor writes delta `n` to KV, publishes the sink
+ * output it held (with deterministic message ids, so a repeat is dropped by JetStream), and
+ * records `_applied = n`; processing never waits for that.
+ *
+ * After a restore from checkpoint `n` in generation `g`, messages of older generations and of
+ * epochs up to `n` are skipped: they are either already in the snapshot or were produced by the
+ * failed attempt and will be produced again.
  */
+import { BarrierAligner } from "../core/barriers.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
-import { mapEntryKey, parseKvKey, positionKey, stateKey, timerKey, watermarkKey } from "../core/kv-keys.ts";
+import { appliedKey, mapEntryKey, parseKvKey, positionKey, stateKey, timerKey, watermarkKey } from "../core/kv-keys.ts";
 import { HEADER, inputStream, inputSubject, stateBucket } from "../core/naming.ts";
 import { Operator, UserFunctionError } from "../core/operator.ts";
+import { ackSubject, deltaObject, type SnapshotAck, type TriggerMessage } from "../core/protocol.ts";
 import { KeyedStateStore } from "../core/state-store.ts";
 import { TimerQueue, type Timer } from "../core/timers.ts";
-import {
-  createWatermarkGenerator,
-  WatermarkTracker,
-  type WatermarkGenerator,
-  type WatermarkGeneratorState,
-  type WatermarkTrackerState,
-} from "../core/watermarks.ts";
+import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, type WatermarkGeneratorState, type WatermarkTrackerState } from "../core/watermarks.ts";
 import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError } from "../core/wire.ts";
 import type { StreamInput } from "../sdk/function.ts";
-import { OutputRouter } from "./output-router.ts";
+import { OutputRouter, type PendingOutput } from "./output-router.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "./ports.ts";
 import { Publisher } from "./publisher.ts";
 
@@ -39,8 +45,6 @@ export interface ActorConfig {
   readonly maxPayloadBytes: number;
   /** How long a partly filled batch may wait for more records. */
   readonly lingerMs: number;
-  /** Write-back interval of state, timers, watermark and position. */
-  readonly persistIntervalMs: number;
   /** Minimum interval between watermark-only updates to downstream partitions. */
   readonly watermarkIntervalMs: number;
   /** Interval of the tick that fires processing-time timers and flushes lingering batches. */
@@ -54,12 +58,22 @@ export const DEFAULT_ACTOR_CONFIG: ActorConfig = {
   batchMaxRecords: 1000,
   maxPayloadBytes: 1024 * 1024 - 4096,
   lingerMs: 5,
-  persistIntervalMs: 1000,
   watermarkIntervalMs: 50,
   tickMs: 5,
   maxInFlight: 512,
   now: Date.now,
 };
+
+/** Where an actor restarts: the job's generation and its last committed checkpoint. */
+export interface ActorStart {
+  readonly generation: number;
+  /** Last committed checkpoint of the job (0: none yet). */
+  readonly checkpoint: number;
+  /** Id of the worker hosting the actor (reported in acks). */
+  readonly worker: string;
+  /** For a source in a bounded run: the last stream sequence to read. */
+  readonly endSeq?: number;
+}
 
 /** Counters an actor exposes. */
 export interface ActorStats {
@@ -68,8 +82,10 @@ export interface ActorStats {
   recordsIn: number;
   recordsOut: number;
   deadLettered: number;
+  skipped: number;
   position: number;
   watermark: number;
+  applied: number;
 }
 
 /** Stored watermark record of an actor. */
@@ -79,9 +95,33 @@ interface StoredWatermark {
   readonly tracker?: WatermarkTrackerState;
   readonly generator?: WatermarkGeneratorState;
   readonly idle?: boolean;
+  readonly ended?: boolean;
+}
+
+/** A snapshot delta as stored in the object store. */
+interface Delta {
+  readonly id: number;
+  /** Last commit this actor had seen: the delta holds every change since then. */
+  readonly base: number;
+  readonly generation: number;
+  /** KV entries: key, encoded value or null for a deletion. */
+  readonly entries: Array<[string, Uint8Array | null]>;
+  /** Output of exactly-once sinks waiting for commit: subject, payload, message id, epoch. */
+  readonly sink: Array<[string, Uint8Array, string, number]>;
+}
+
+/** A snapshot delta this actor wrote that has not been committed yet. */
+interface HeldSnapshot {
+  readonly delta: Delta;
+}
+
+/** The stored state a restore needs is missing or inconsistent; the job cannot resume from it. */
+export class CorruptCheckpointError extends Error {
+  override readonly name = "CorruptCheckpointError";
 }
 
 const textDecoder = new TextDecoder();
+const textEncoder = new TextEncoder();
 const wmOut = (w: number): number | null => (w === -Infinity ? null : w);
 const wmIn = (w: number | null | undefined): number => (w === null || w === undefined ? -Infinity : w);
 
@@ -89,6 +129,7 @@ export class PartitionActor {
   readonly node: FunctionNode;
   readonly partition: number;
   readonly stats: ActorStats;
+  private readonly job: string;
   private readonly transport: Transport;
   private readonly config: ActorConfig;
   private readonly bucket: string;
@@ -100,30 +141,45 @@ export class PartitionActor {
   private readonly operator: Operator;
   private readonly tracker: WatermarkTracker | undefined;
   private readonly generator: WatermarkGenerator | undefined;
+  private readonly aligner: BarrierAligner | undefined;
+  private readonly producers: ReadonlySet<string>;
   private reader: InputReader | undefined;
+  private generation = 0;
+  private worker = "";
+  /** Checkpoint restored from: messages of epochs up to it are already in the state. */
+  private restoredFrom = 0;
+  /** Last commit seen; deltas hold every change since. */
+  private lastCommitted = 0;
   private nextSeq = 1;
   private endSeq: number | undefined;
   private inputEnded = false;
+  /** Stopped at a stop-with-checkpoint barrier: read nothing more. */
+  private halted = false;
   private stopping = false;
   private failure: unknown;
-  /** True once the actor has loaded its state and is reading. */
-  running = false;
-  /** True once the input ended and all output is stored (see `finished`). */
-  isFinished = false;
+  /** Changes since the last commit: KV key → encoded value (null: deleted) and the epoch it was taken in. */
+  private readonly uncommitted = new Map<string, { value: Uint8Array | null; epoch: number }>();
+  private readonly held = new Map<number, HeldSnapshot>();
+  /** Messages of producers whose barrier arrived before the others'. */
+  private buffered: InputMessage[] = [];
+  private alignStartedAt = 0;
+  private restartSeq = 0;
+  private materializing: Promise<void> = Promise.resolve();
   private ticker: ReturnType<typeof setInterval> | undefined;
-  private tickRunning: Promise<void> | undefined;
-  private lastPersistAt = 0;
+  private busy: Promise<void> | undefined;
   private lastWatermarkAt = 0;
   private loop: Promise<void> | undefined;
-  private finishedResolve!: () => void;
-  /** Resolves once the input ended and everything the actor emitted is stored downstream. */
-  readonly finished: Promise<void>;
+  /** True once the actor has restored its state and is reading. */
+  running = false;
+  /** True once the input ended and all output is published or held for commit. */
+  isFinished = false;
   private failedReject!: (e: unknown) => void;
-  /** Rejects when the actor fails; the worker restarts it from its stored position. */
+  /** Rejects when the actor fails; the job then recovers from the last committed checkpoint. */
   readonly failed: Promise<never>;
 
   constructor(transport: Transport, graph: JobGraph, node: FunctionNode, partition: number, config: Partial<ActorConfig> = {}) {
     this.transport = transport;
+    this.job = graph.job;
     this.node = node;
     this.partition = partition;
     this.config = { ...DEFAULT_ACTOR_CONFIG, ...config };
@@ -143,10 +199,11 @@ export class PartitionActor {
     this.router = new OutputRouter(graph, node, partition, this.publisher, this.config);
     this.operator = new Operator(node.spec, this.router, new KeyedStateStore(node.spec.state ?? {}), new TimerQueue());
     this.tracker = this.source === undefined ? new WatermarkTracker(node.producers) : undefined;
+    this.aligner = this.source === undefined ? new BarrierAligner(node.producers) : undefined;
+    this.producers = new Set(node.producers);
     const strategy = node.spec.watermark;
     this.generator = this.source !== undefined && strategy !== undefined ? createWatermarkGenerator(strategy) : undefined;
-    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, position: 1, watermark: -Infinity };
-    this.finished = new Promise((r) => (this.finishedResolve = r));
+    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0 };
     this.failed = new Promise<never>((_, reject) => (this.failedReject = reject));
     this.failed.catch(() => undefined);
   }
@@ -155,7 +212,6 @@ export class PartitionActor {
     return `${this.node.name}/${this.partition}`;
   }
 
-  /** The state store, for tests and queries. */
   get store(): KeyedStateStore {
     return this.operator.store;
   }
@@ -164,59 +220,98 @@ export class PartitionActor {
     return this.router.watermark;
   }
 
-  /** Loads stored state and starts reading input. */
-  async start(): Promise<void> {
-    await this.load();
+  get isSource(): boolean {
+    return this.source !== undefined;
+  }
+
+  /** Restores the committed state and starts reading input. */
+  async start(at: ActorStart): Promise<void> {
+    this.generation = at.generation;
+    this.worker = at.worker;
+    this.router.generation = at.generation;
+    await this.restore(at.checkpoint);
+    this.router.epoch = this.restoredFrom + 1;
     this.reader = await this.transport.openInput(this.stream, this.subject, this.nextSeq);
-    this.lastPersistAt = this.config.now();
     this.loop = this.readLoop().catch((e) => this.fail(e));
     this.ticker = setInterval(() => this.scheduleTick(), this.config.tickMs);
     this.running = true;
-    if (this.inputEnded) this.markFinished();
-  }
-
-  private markFinished(): void {
-    this.isFinished = true;
-    this.finishedResolve();
-  }
-
-  /**
-   * Ends a source's input at the stream's current last message: once it is read, the final
-   * watermark (+Infinity) fires every event-time timer and flows downstream.
-   */
-  async endInput(): Promise<void> {
-    if (this.source === undefined || this.inputEnded || this.endSeq !== undefined) return;
-    const last = await this.transport.lastSequence(this.stream);
-    this.endSeq = last;
-    if (this.nextSeq > last || (await this.transport.countPending(this.stream, this.subject, this.nextSeq)) === 0) {
-      await this.exclusive(async () => this.finishInput());
+    if (this.inputEnded) this.isFinished = true;
+    if (at.endSeq !== undefined && this.source !== undefined) {
+      this.endSeq = at.endSeq;
+      await this.checkEnd();
     }
   }
 
-  /**
-   * Stops reading, publishes what is buffered and writes state back. After a failure nothing is
-   * written: the next incarnation starts from the last position whose effects were all stored.
-   */
+  /** Stops reading. Nothing is written: what survives is what the last checkpoint committed. */
   async stop(): Promise<void> {
     if (this.ticker !== undefined) clearInterval(this.ticker);
+    this.running = false;
     if (this.stopping) {
       await this.reader?.stop().catch(() => undefined);
       return;
     }
     this.stopping = true;
-    this.running = false;
-    await this.reader?.stop();
+    await this.reader?.stop().catch(() => undefined);
     await this.loop;
-    await this.tickRunning?.catch(() => undefined);
-    if (this.failure === undefined) await this.persist();
+    await this.busy?.catch(() => undefined);
+    await this.materializing.catch(() => undefined);
   }
 
-  // --- loading and persisting -----------------------------------------------------------------
+  /** The user stream a source reads. */
+  get sourceStream(): string | undefined {
+    return this.source === undefined ? undefined : this.stream;
+  }
 
-  private async load(): Promise<void> {
+  /**
+   * Ends a source's input after stream sequence `seq` (a bounded run): once it is read, the
+   * final watermark (+Infinity) fires every event-time timer and flows downstream.
+   */
+  async endAt(seq: number): Promise<void> {
+    if (this.source === undefined || this.inputEnded || this.endSeq !== undefined) return;
+    this.endSeq = seq;
+    if (this.running) await this.checkEnd();
+  }
+
+  /** Ends the input now if nothing up to the end sequence is left to read. */
+  private async checkEnd(): Promise<void> {
+    const end = this.endSeq;
+    if (end === undefined || this.inputEnded) return;
+    if (this.nextSeq > end || (await this.transport.countPending(this.stream, this.subject, this.nextSeq)) === 0) {
+      await this.exclusive(() => this.finishInput());
+    }
+  }
+
+  // --- restore ----------------------------------------------------------------------------------
+
+  private async restore(checkpoint: number): Promise<void> {
     const entries = await this.transport.loadPartition(this.bucket, this.partition);
-    const timers: Timer[] = [];
+    const state = new Map<string, Uint8Array>();
+    let applied = 0;
     for (const { key, value } of entries) {
+      if (key === appliedKey(this.partition)) applied = decodeValue(value) as number;
+      else state.set(key, value);
+    }
+    if (checkpoint > applied) {
+      // Walk back from the committed delta to the one KV already has, then apply forwards.
+      const chain: Delta[] = [];
+      for (let id = checkpoint; id > applied; ) {
+        const data = await this.transport.getSnapshot(deltaObject(this.job, id, this.node.name, this.partition));
+        if (data === undefined) throw new CorruptCheckpointError(`${this.id}: snapshot delta of checkpoint ${id} is missing`);
+        const delta = decodeValue(data) as Delta;
+        chain.unshift(delta);
+        if (delta.base >= id) throw new CorruptCheckpointError(`${this.id}: delta ${id} has base ${delta.base}`);
+        id = delta.base;
+      }
+      for (const delta of chain) for (const [k, v] of delta.entries) v === null ? state.delete(k) : state.set(k, v);
+      // Materialize now, so KV is at `checkpoint` before any new work: republishes the sink
+      // output of the chain (JetStream drops what was already published) and records it.
+      for (const delta of chain) await this.writeDelta(delta);
+    }
+    this.restoredFrom = checkpoint;
+    this.lastCommitted = checkpoint;
+    this.stats.applied = Math.max(applied, checkpoint);
+    const timers: Timer[] = [];
+    for (const [key, value] of state) {
       const parsed = parseKvKey(key);
       if (parsed === undefined || parsed.partition !== this.partition) continue;
       switch (parsed.kind) {
@@ -243,62 +338,205 @@ export class PartitionActor {
     this.operator.restoreWatermark(wmIn(w.op));
     this.router.watermark = wmIn(w.out);
     this.router.idle = w.idle === true;
+    this.stats.watermark = this.router.watermark;
     if (w.tracker !== undefined) this.tracker?.restore(w.tracker);
     if (w.generator !== undefined) this.generator?.restore(w.generator);
-    if (this.router.watermark === Infinity) this.inputEnded = true;
+    if (w.ended === true) this.inputEnded = true;
   }
 
-  /** Waits for outputs, then stores changed state and timers, then watermark and position. */
-  private async persist(): Promise<void> {
-    this.router.flushAll();
-    await this.publisher.drain();
+  // --- checkpoints ------------------------------------------------------------------------------
+
+  /** A source receives the supervisor's trigger: snapshot at the current position. */
+  async trigger(t: TriggerMessage): Promise<void> {
+    if (this.source === undefined || t.generation !== this.generation || this.halted || this.failure !== undefined) return;
+    if (t.id <= this.restoredFrom || t.id < this.router.epoch) return;
+    await this.exclusive(() => {
+      if (this.stopping) return;
+      this.snapshot(t.id, this.nextSeq, 0, t.stop);
+    });
+  }
+
+  /**
+   * Takes snapshot `id` of the current state (encoding it now), forwards the barrier, and
+   * acknowledges once the delta is stored and everything published before the barrier is acked.
+   */
+  private snapshot(id: number, restartSeq: number, alignmentMs: number, stop: boolean): void {
     const p = this.partition;
-    const puts: StateEntry[] = [];
-    const deletes: string[] = [];
     for (const c of this.operator.store.takeDelta()) {
       const key = c.subkey === undefined ? stateKey(p, c.state, c.key) : mapEntryKey(p, c.state, c.key, c.subkey);
-      if (c.value === undefined) deletes.push(key);
-      else puts.push({ key, value: encodeValue(c.value) });
+      this.uncommitted.set(key, { value: c.value === undefined ? null : encodeValue(c.value), epoch: id });
     }
     const { added, removed } = this.operator.timers.takeChanges();
-    for (const t of added) puts.push({ key: timerKey(p, t), value: encodeValue(null) });
-    for (const t of removed) deletes.push(timerKey(p, t));
-    if (puts.length > 0 || deletes.length > 0) await this.transport.writeState(this.bucket, puts, deletes);
+    for (const t of removed) this.uncommitted.set(timerKey(p, t), { value: null, epoch: id });
+    for (const t of added) this.uncommitted.set(timerKey(p, t), { value: encodeValue(null), epoch: id });
     const wm: StoredWatermark = {
       out: wmOut(this.router.watermark),
       op: wmOut(this.operator.watermark),
       ...(this.tracker === undefined ? {} : { tracker: this.tracker.snapshot() }),
       ...(this.generator === undefined ? {} : { generator: this.generator.snapshot() }),
       idle: this.router.idle,
+      ended: this.inputEnded,
     };
-    await this.transport.writeState(this.bucket, [
-      { key: watermarkKey(p), value: encodeValue(wm) },
-      { key: positionKey(p), value: encodeValue(this.nextSeq) },
-    ], []);
-    this.lastPersistAt = this.config.now();
+    this.uncommitted.set(watermarkKey(p), { value: encodeValue(wm), epoch: id });
+    this.uncommitted.set(positionKey(p), { value: encodeValue(restartSeq), epoch: id });
+    const entries: Array<[string, Uint8Array | null]> = [];
+    for (const [k, e] of this.uncommitted) entries.push([k, e.value]);
+    const sink = this.router.pendingSink().map((o): [string, Uint8Array, string, number] => [o.subject, o.data, o.msgId, o.epoch]);
+    const delta: Delta = { id, base: this.lastCommitted, generation: this.generation, entries, sink };
+    this.held.set(id, { delta });
+
+    this.router.barrier(id, stop);
+    const mark = this.publisher.lastSequence;
+    if (stop) this.halted = true;
+    const generation = this.generation;
+    const finished = this.inputEnded;
+    const data = encodeValue(delta);
+    void (async () => {
+      await this.transport.putSnapshot(deltaObject(this.job, id, this.node.name, p), data);
+      await this.publisher.drainUpTo(mark);
+      const ack: SnapshotAck = {
+        id,
+        generation,
+        actor: this.id,
+        worker: this.worker,
+        bytes: data.length,
+        keysChanged: entries.length,
+        alignmentMs,
+        finished,
+      };
+      this.transport.publishCore(ackSubject(this.job), textEncoder.encode(JSON.stringify(ack)));
+    })().catch((e) => this.fail(e));
   }
 
-  // --- the read loop ---------------------------------------------------------------------------
+  /** The supervisor committed checkpoint `id`: materialize it in KV, in commit order. */
+  onCommitted(id: number): void {
+    if (id <= this.lastCommitted) return;
+    this.lastCommitted = id;
+    for (const [k, e] of this.uncommitted) if (e.epoch <= id) this.uncommitted.delete(k);
+    this.router.dropPendingSink(id);
+    const snapshot = this.held.get(id);
+    for (const held of [...this.held.keys()]) if (held <= id) this.held.delete(held);
+    if (snapshot === undefined) return;
+    this.materializing = this.materializing
+      .then(() => this.writeDelta(snapshot.delta))
+      .catch((e) => this.fail(e));
+  }
+
+  /** Writes a committed delta to KV, publishes its held sink output, then records it as applied. */
+  private async writeDelta(delta: Delta): Promise<void> {
+    const puts: StateEntry[] = [];
+    const deletes: string[] = [];
+    for (const [key, value] of delta.entries) value === null ? deletes.push(key) : puts.push({ key, value });
+    if (puts.length > 0 || deletes.length > 0) await this.transport.writeState(this.bucket, puts, deletes);
+    for (const [subject, data, msgId] of delta.sink) this.publisher.publish(subject, data, undefined, msgId);
+    await this.publisher.drainUpTo(this.publisher.lastSequence);
+    await this.transport.writeState(this.bucket, [{ key: appliedKey(this.partition), value: encodeValue(delta.id) }], []);
+    this.stats.applied = Math.max(this.stats.applied, delta.id);
+  }
+
+  /** Resolves once checkpoint `id` (or a later one) is materialized by this actor. */
+  async applied(id: number): Promise<void> {
+    while (this.stats.applied < id) {
+      if (this.failure !== undefined) throw this.failure;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  // --- the read loop ----------------------------------------------------------------------------
 
   private async readLoop(): Promise<void> {
     for await (const m of this.reader!) {
-      if (this.tickRunning !== undefined) await this.tickRunning;
+      if (this.busy !== undefined) await this.busy;
       if (this.stopping) break;
-      if (this.inputEnded) continue;
-      if (this.endSeq !== undefined && m.seq > this.endSeq) {
-        this.finishInput();
-        continue;
+      if (this.halted) continue;
+      if (this.source !== undefined) {
+        if (this.inputEnded) continue;
+        if (this.endSeq !== undefined && m.seq > this.endSeq) {
+          this.finishInput();
+          continue;
+        }
       }
       const now = this.config.now();
       this.router.now = now;
-      if (this.source !== undefined) this.handleSourceMessage(m, now);
-      else this.handleInternalMessage(m, now);
-      this.nextSeq = m.seq + 1;
-      this.stats.position = this.nextSeq;
-      if (this.endSeq !== undefined && (m.seq >= this.endSeq || m.pending === 0)) this.finishInput();
+      this.handleMessage(m, now);
+      if (this.source !== undefined && this.endSeq !== undefined && (m.seq >= this.endSeq || m.pending === 0)) this.finishInput();
       if (this.publisher.full) await this.publisher.capacity();
-      if (now - this.lastPersistAt >= this.config.persistIntervalMs) await this.exclusive(() => this.persist());
     }
+  }
+
+  private handleMessage(m: InputMessage, now: number): void {
+    if (this.source !== undefined) {
+      this.handleSourceMessage(m, now);
+      this.advancePosition(m.seq);
+      return;
+    }
+    const producer = m.header(HEADER.producer);
+    if (producer === undefined || !this.producers.has(producer)) {
+      // A producer this actor does not wait for would otherwise hold its watermark back forever.
+      this.deadLetter(`unknown producer ${JSON.stringify(producer ?? null)}`, m.data, { [HEADER.sourceStream]: this.stream, [HEADER.sourceSequence]: String(m.seq) });
+      this.advancePosition(m.seq);
+      return;
+    }
+    const generation = Number(m.header(HEADER.generation));
+    const epoch = Number(m.header(HEADER.epoch));
+    if (!Number.isInteger(generation) || !Number.isInteger(epoch)) {
+      this.deadLetter("missing or invalid Eddy-Generation/Eddy-Epoch headers", m.data, { [HEADER.producer]: producer, [HEADER.sourceStream]: this.stream, [HEADER.sourceSequence]: String(m.seq) });
+      this.advancePosition(m.seq);
+      return;
+    }
+    if (generation < this.generation || epoch <= this.restoredFrom) {
+      this.stats.skipped++;
+      this.advancePosition(m.seq);
+      return;
+    }
+    if (this.aligner!.isBlocked(producer)) {
+      this.buffered.push(m);
+      return;
+    }
+    if (m.header(HEADER.kind) === "barrier") {
+      this.onBarrier(m, producer, epoch, now);
+      return;
+    }
+    this.handleInternalMessage(m, producer, now);
+    this.advancePosition(m.seq);
+  }
+
+  private advancePosition(seq: number): void {
+    // Held messages are not done yet; the position only moves over messages really handled.
+    if (this.buffered.length === 0 && seq >= this.nextSeq) {
+      this.nextSeq = seq + 1;
+      this.stats.position = this.nextSeq;
+    }
+  }
+
+  private onBarrier(m: InputMessage, producer: string, id: number, now: number): void {
+    let stop = false;
+    try {
+      stop = (JSON.parse(textDecoder.decode(m.data)) as { stop?: boolean }).stop === true;
+    } catch {
+      // A barrier body is informational; its headers carry the checkpoint id.
+    }
+    const outcome = this.aligner!.onBarrier(producer, id);
+    if (outcome.kind === "stale") return;
+    if (outcome.abandoned !== undefined) this.releaseBuffered(now);
+    if (outcome.first) {
+      this.alignStartedAt = now;
+      this.restartSeq = m.seq;
+    }
+    if (outcome.kind === "waiting") return;
+    this.snapshot(id, this.restartSeq, now - this.alignStartedAt, stop);
+    if (stop) {
+      this.buffered = [];
+      return;
+    }
+    this.releaseBuffered(now);
+    this.advancePosition(m.seq);
+  }
+
+  private releaseBuffered(now: number): void {
+    const held = this.buffered;
+    this.buffered = [];
+    for (const m of held) this.handleMessage(m, now);
   }
 
   private handleSourceMessage(m: InputMessage, now: number): void {
@@ -345,14 +583,13 @@ export class PartitionActor {
     }
   }
 
-  private handleInternalMessage(m: InputMessage, now: number): void {
-    const producer = m.header(HEADER.producer) ?? "?";
+  private handleInternalMessage(m: InputMessage, producer: string, now: number): void {
     const kind = m.header(HEADER.kind);
+    const tracker = this.tracker!;
     try {
       if (kind === "data") {
         const batch = decodeBatch(m.data);
         const { records, marks } = batch;
-        const tracker = this.tracker!;
         if (tracker.isProducerIdle(producer) === true) tracker.setIdle(producer, false);
         let mi = 0;
         const count = records.length / 3;
@@ -375,17 +612,19 @@ export class PartitionActor {
           }
           this.invoke(key, ts, value, now, undefined, { [HEADER.producer]: producer });
         }
-        if (batch.idle) tracker.setIdle(producer, true);
+        const idled = batch.idle === true && tracker.setIdle(producer, true);
         this.producerWatermark(producer, batch.watermark, now);
+        if (idled) this.advance(tracker.current(), now);
       } else if (kind === "watermark" || kind === "end") {
         const update = decodeWatermark(m.data);
-        const tracker = this.tracker!;
         const changed = tracker.setIdle(producer, update.idle === true);
         this.producerWatermark(producer, update.watermark, now);
         if (changed) this.advance(tracker.current(), now);
       } else {
         throw new MalformedMessageError(`unknown message kind ${JSON.stringify(kind)}`);
       }
+      // When every producer is idle this actor is idle too, so its consumers stop waiting for it.
+      this.router.idle = tracker.allIdle();
     } catch (e) {
       if (!(e instanceof MalformedMessageError)) throw e;
       this.deadLetter(e.message, m.data, { [HEADER.producer]: producer, [HEADER.sourceStream]: this.stream, [HEADER.sourceSequence]: String(m.seq) });
@@ -403,7 +642,11 @@ export class PartitionActor {
     if (out > this.router.watermark) {
       this.router.watermark = out;
       this.stats.watermark = out;
-      if (out === Infinity) void this.onInputComplete();
+      if (out === Infinity) {
+        this.inputEnded = true;
+        this.router.broadcastWatermark();
+        this.isFinished = true;
+      }
     }
   }
 
@@ -430,43 +673,35 @@ export class PartitionActor {
 
   private finishInput(): void {
     if (this.inputEnded) return;
-    this.inputEnded = true;
     this.advance(Infinity, this.config.now());
-  }
-
-  private async onInputComplete(): Promise<void> {
     this.inputEnded = true;
-    // Everything up to +Infinity has fired; make sure downstream hears it and it is stored.
-    await this.exclusive(async () => {
-      this.router.broadcastWatermark();
-      await this.persist();
-    }).catch((e) => this.fail(e));
-    if (this.failure === undefined) this.markFinished();
+    this.isFinished = true;
   }
 
-  // --- the tick --------------------------------------------------------------------------------
+  // --- the tick ---------------------------------------------------------------------------------
 
   private scheduleTick(): void {
-    if (this.tickRunning !== undefined || this.stopping) return;
-    this.tickRunning = this.tick()
+    if (this.busy !== undefined || this.stopping) return;
+    this.busy = this.tick()
       .catch((e) => this.fail(e))
-      .finally(() => (this.tickRunning = undefined));
+      .finally(() => (this.busy = undefined));
   }
 
   /** Runs `f` while neither the read loop nor the tick touches the actor. */
   private async exclusive(f: () => void | Promise<void>): Promise<void> {
-    while (this.tickRunning !== undefined) await this.tickRunning;
+    while (this.busy !== undefined) await this.busy;
     let release!: () => void;
-    this.tickRunning = new Promise<void>((r) => (release = r));
+    this.busy = new Promise<void>((r) => (release = r));
     try {
       await f();
     } finally {
-      this.tickRunning = undefined;
+      this.busy = undefined;
       release();
     }
   }
 
   private async tick(): Promise<void> {
+    if (this.halted) return;
     const now = this.config.now();
     this.router.now = now;
     this.operator.advanceProcessingTime(now, (e) => this.deadLetterTimerFailure(e));
@@ -477,7 +712,6 @@ export class PartitionActor {
       this.lastWatermarkAt = now;
     }
     this.stats.recordsOut = this.router.emitted;
-    if (now - this.lastPersistAt >= this.config.persistIntervalMs) await this.persist();
   }
 
   private fail(e: unknown): void {
@@ -486,7 +720,7 @@ export class PartitionActor {
     if (this.ticker !== undefined) clearInterval(this.ticker);
     this.stopping = true;
     this.running = false;
-    void this.reader?.stop();
+    void this.reader?.stop().catch(() => undefined);
     this.failedReject(e);
   }
 }
@@ -506,8 +740,10 @@ function decodeInput(format: NonNullable<StreamInput["format"]>, data: Uint8Arra
 
 function jsonBytes(value: unknown): Uint8Array {
   try {
-    return new TextEncoder().encode(JSON.stringify(value) ?? "null");
+    return textEncoder.encode(JSON.stringify(value) ?? "null");
   } catch {
-    return new TextEncoder().encode(String(value));
+    return textEncoder.encode(String(value));
   }
 }
+
+export type { PendingOutput };

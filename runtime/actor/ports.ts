@@ -32,8 +32,17 @@ export interface StateEntry {
 export interface Transport {
   /** Reads `subject` of `stream` in order starting at `startSeq` (1 = from the beginning). */
   openInput(stream: string, subject: string, startSeq: number): Promise<InputReader>;
-  /** Publishes and resolves on the JetStream acknowledgement. */
-  publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>): Promise<void>;
+  /**
+   * Publishes and resolves on the JetStream acknowledgement. With `msgId`, JetStream drops a
+   * second copy published within the stream's duplicate window (two-phase sinks rely on it).
+   */
+  publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<void>;
+  /** Fire-and-forget core NATS publish, for control messages whose loss only delays a checkpoint. */
+  publishCore(subject: string, data: Uint8Array): void;
+  /** Stores a snapshot delta in the checkpoint object store. */
+  putSnapshot(name: string, data: Uint8Array): Promise<void>;
+  /** Reads a snapshot delta; undefined if it does not exist. */
+  getSnapshot(name: string): Promise<Uint8Array | undefined>;
   /** Last sequence currently in the stream (0 if empty). */
   lastSequence(stream: string): Promise<number>;
   /** Number of messages matching `subject` with a sequence >= `fromSeq`. */

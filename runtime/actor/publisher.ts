@@ -17,6 +17,9 @@ export class Publisher {
   private readonly transport: Transport;
   private readonly maxInFlight: number;
   private inFlight = 0;
+  private sequence = 0;
+  /** Sequence numbers of publishes not yet settled, in publish order (Sets keep insertion order). */
+  private readonly unsettled = new Set<number>();
   private failure: Error | undefined;
   private waiters: Array<() => void> = [];
   /** Messages acknowledged so far (for metrics). */
@@ -31,18 +34,40 @@ export class Publisher {
     return this.inFlight >= this.maxInFlight;
   }
 
-  publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>): void {
+  /** Starts a publish and returns its sequence number (for `drainUpTo`). */
+  publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): number {
     this.inFlight++;
-    this.transport.publish(subject, data, headers).then(
+    const seq = ++this.sequence;
+    this.unsettled.add(seq);
+    this.transport.publish(subject, data, headers, msgId).then(
       () => {
         this.acknowledged++;
-        this.settle();
+        this.settle(seq);
       },
       (e: unknown) => {
         this.failure ??= new PublishFailedError(`publish to ${subject} failed: ${(e as Error)?.message ?? e}`, { cause: e });
-        this.settle();
+        this.settle(seq);
       },
     );
+    return seq;
+  }
+
+  /** Sequence number of the last publish started. */
+  get lastSequence(): number {
+    return this.sequence;
+  }
+
+  /**
+   * Waits until every publish up to sequence `mark` is acknowledged (later ones may still be in
+   * flight, so a busy actor is not starved); throws the first failure.
+   */
+  async drainUpTo(mark: number): Promise<void> {
+    for (;;) {
+      this.check();
+      const oldest = this.unsettled.values().next();
+      if (oldest.done || oldest.value > mark) return;
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
   }
 
   /** Waits until fewer than `maxInFlight` publishes are outstanding. */
@@ -61,8 +86,9 @@ export class Publisher {
     if (this.failure !== undefined) throw this.failure;
   }
 
-  private settle(): void {
+  private settle(seq: number): void {
     this.inFlight--;
+    this.unsettled.delete(seq);
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w();

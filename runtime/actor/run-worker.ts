@@ -20,19 +20,26 @@ export class InvalidPipelineModuleError extends Error {
   override readonly name = "InvalidPipelineModuleError";
 }
 
-/** Loads a module whose default export (or `pipeline` export) is a pipeline. */
-export async function loadPipeline(path: string, job?: string): Promise<PipelineSpec> {
+/**
+ * Loads a module whose default export (or `pipeline` export) is a pipeline or an array of
+ * pipelines (a worker can host several jobs).
+ */
+export async function loadPipelines(path: string, job?: string): Promise<PipelineSpec[]> {
   let mod: Record<string, unknown>;
   try {
     mod = await import(pathToFileURL(resolve(path)).href);
   } catch (e) {
     throw new InvalidPipelineModuleError(`cannot load ${path}: ${(e as Error).message}`, { cause: e });
   }
-  const p = (mod.default ?? mod.pipeline) as PipelineSpec | undefined;
-  if (p === undefined || typeof p !== "object" || !Array.isArray(p.functions)) {
+  const exported = mod.default ?? mod.pipeline;
+  const list = (Array.isArray(exported) ? exported : [exported]) as Array<PipelineSpec | undefined>;
+  if (list.length === 0 || list.some((p) => p === undefined || typeof p !== "object" || !Array.isArray(p.functions))) {
     throw new InvalidPipelineModuleError(`${path} does not export a pipeline (export default definePipeline({...}))`);
   }
-  return job === undefined ? p : { ...p, name: job };
+  const pipelines = list as PipelineSpec[];
+  if (job === undefined) return pipelines;
+  if (pipelines.length > 1) throw new InvalidPipelineModuleError(`${path} exports several pipelines; --job cannot rename them`);
+  return [{ ...pipelines[0]!, name: job }];
 }
 
 const waitForSignal = Effect.callback<string>((resume) => {
@@ -48,18 +55,20 @@ const waitForSignal = Effect.callback<string>((resume) => {
 });
 
 export async function runWorker(options: RunWorkerOptions): Promise<number> {
-  const pipeline = await loadPipeline(options.pipeline, options.job);
+  const pipelines = await loadPipelines(options.pipeline, options.job);
   const url = options.natsUrl ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
   const program = Effect.gen(function* () {
     const nc = yield* Effect.acquireRelease(
-      Effect.tryPromise(() => connectNats(url, `eddy-worker-${process.pid}`)),
+      Effect.tryPromise({ try: () => connectNats(url, `eddy-worker-${process.pid}`), catch: (e) => e as Error }),
       (nc) => Effect.promise(() => nc.drain().catch(() => undefined)),
     );
-    const worker = yield* makeWorker(nc, pipeline);
-    const actors = worker.actors().length;
-    console.error(`eddy worker: job "${worker.graph.job}", ${actors} actors, NATS ${url}; Ctrl-C to stop`);
+    const base = `w-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
+    for (const pipeline of pipelines) {
+      yield* makeWorker(nc, pipeline, { id: `${base}-${pipeline.name}`, log: (line) => console.error(line) });
+    }
+    console.error(`eddy worker ${base}: jobs ${pipelines.map((p) => p.name).join(", ")}, NATS ${url}; Ctrl-C to stop`);
     const signal = yield* waitForSignal;
-    console.error(`eddy worker: ${signal}, stopping (state is written back)`);
+    console.error(`eddy worker ${base}: ${signal}, stopping (the supervisor reassigns its partitions)`);
   }).pipe(Effect.scoped);
   await Effect.runPromise(program);
   return 0;

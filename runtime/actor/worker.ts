@@ -1,118 +1,239 @@
 /**
- * A worker: the process-level host of a job's partition actors.
+ * A worker: the process that hosts partition actors of a job.
  *
- * It validates the pipeline, creates the job's streams and buckets, and runs one supervised slot
- * per (function, partition). A slot starts an actor and, when the actor fails (a publish not
- * acknowledged, NATS unreachable), stops it without writing anything and starts a fresh one from
- * the last stored position, with exponential backoff — the restart policy is Effect's `retry`.
- * Closing the worker's scope stops every actor, which writes its state back. Until the
- * supervisor assigns partitions (a later milestone), a worker owns every partition of its job.
+ * A worker is generic: it announces itself with a heartbeat, publishes the job's spec, and runs
+ * exactly the actors the supervisor's assignment gives it, in the assignment's generation. When
+ * the generation changes (a worker died, an actor failed, ownership moved) it stops all its actors
+ * of the job and starts the assigned ones again from the last committed checkpoint. It relays the
+ * supervisor's checkpoint triggers to its source actors and the commits to all its actors, which
+ * then materialize their snapshots in KV. An actor failure is reported to the supervisor, which
+ * decides the recovery. Resources — subscriptions, watches, the heartbeat, the actors — are tied
+ * to an Effect scope: closing it stops everything.
  */
-import { Cause, Effect, Exit, Schedule, Scope } from "effect";
+import { Cause, Effect, Exit, Scope } from "effect";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { Kvm, type KV } from "@nats-io/kv";
 import { buildJobGraph, type JobGraph } from "../core/job-graph.ts";
+import {
+  actorId,
+  assignmentKey,
+  endKey,
+  failureSubject,
+  jobSpecKey,
+  JOBS_BUCKET,
+  latestKey,
+  triggerSubject,
+  WORKERS_BUCKET,
+  type ActorFailure,
+  type Assignment,
+  type CommittedCheckpoint,
+  type EndOfInput,
+  type JobSpecRecord,
+  type TriggerMessage,
+  type WorkerHeartbeat,
+} from "../core/protocol.ts";
 import type { PipelineSpec } from "../sdk/function.ts";
-import { ensureJobTopology } from "../nats/topology.ts";
+import { ensureControlPlane, ensureJobTopology } from "../nats/topology.ts";
 import { JetStreamTransport } from "../nats/transport.ts";
 import { PartitionActor, type ActorConfig, type ActorStats } from "./partition-actor.ts";
 
 export interface WorkerOptions {
-  /** Actor tuning (batching, linger, write-back interval). */
+  /** Worker id (default: random); must be unique among live workers. */
+  readonly id?: string;
+  /** Actor tuning (batching, linger, ticks). */
   readonly actor?: Partial<ActorConfig>;
-  /** Longest pause between two restarts of a failing actor (default 5 s). */
-  readonly maxRestartDelayMs?: number;
+  /** Heartbeat interval (default 1 s); the heartbeat entry expires after 5 s. */
+  readonly heartbeatMs?: number;
+  readonly log?: (line: string) => void;
 }
 
 /** A running worker. */
 export interface Worker {
+  readonly id: string;
   readonly graph: JobGraph;
-  /** The current actor of every slot (a restarted actor replaces the failed one). */
+  /** The actors this worker runs now. */
   actors(): PartitionActor[];
   stats(): ActorStats[];
-  /** Ends every source at its stream's current last message (for bounded runs and demos). */
-  endInput(): Promise<void>;
-  /** Resolves once every actor has seen the end of its input and stored its output. */
+  /** Generation of the running actors (0 before the first assignment). */
+  generation(): number;
+  /** Waits until this worker runs `count` actors of a generation >= `generation`. */
+  running(count: number, generation?: number): Promise<void>;
+  /** Resolves once every actor this worker runs has seen the end of its input. */
   finished(): Promise<void>;
-  /** How many times actors were restarted after a failure. */
-  restarts(): number;
+  /** Resolves once every actor this worker runs has materialized checkpoint `id`. */
+  applied(id: number): Promise<void>;
 }
 
-/** An actor failed; its slot restarts it. */
-export class ActorFailedError extends Error {
-  override readonly name = "ActorFailedError";
-}
-
-interface Slot {
-  readonly id: string;
-  actor: PartitionActor | undefined;
-}
+const encoder = new TextEncoder();
+/** Like Effect.tryPromise, but keeps the original error (and its message) as the failure. */
+const attempt = <A>(f: () => PromiseLike<A>) => Effect.tryPromise({ try: f, catch: (e) => (e instanceof Error ? e : new Error(String(e))) });
+const decoder = new TextDecoder();
+const json = <T>(data: Uint8Array): T => JSON.parse(decoder.decode(data)) as T;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs a worker for `pipeline` within the current scope. */
 export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: WorkerOptions = {}) =>
   Effect.gen(function* () {
     const graph = buildJobGraph(pipeline);
-    yield* Effect.tryPromise(() => ensureJobTopology(nc, graph)).pipe(
-      Effect.retry({ schedule: Schedule.exponential("200 millis"), times: 5 }),
-    );
+    const job = graph.job;
+    const id = options.id ?? `w-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    const log = options.log ?? (() => undefined);
+    yield* attempt(async () => {
+      await ensureControlPlane(nc);
+      await ensureJobTopology(nc, graph);
+    });
+    const kvm = new Kvm(nc);
+    const jobs: KV = yield* attempt(() => kvm.open(JOBS_BUCKET));
+    const workers: KV = yield* attempt(() => kvm.open(WORKERS_BUCKET));
+    const spec: JobSpecRecord = {
+      job,
+      functions: graph.functions.map((f) => ({
+        name: f.name,
+        partitions: f.partitions,
+        isSource: f.isSource,
+        ...(f.spec.input.kind === "stream" ? { stream: f.spec.input.stream } : {}),
+      })),
+      updatedAt: Date.now(),
+    };
+    yield* attempt(() => jobs.put(jobSpecKey(job), encoder.encode(JSON.stringify(spec))));
     const transport = new JetStreamTransport(nc);
-    const slots: Slot[] = [];
-    let restarts = 0;
-    const maxDelay = options.maxRestartDelayMs ?? 5000;
 
-    const runSlot = (slot: Slot, fn: JobGraph["functions"][number], partition: number) =>
-      Effect.gen(function* () {
-        const actor = yield* Effect.acquireRelease(
-          Effect.tryPromise({
-            try: async () => {
-              const a = new PartitionActor(transport, graph, fn, partition, options.actor);
-              slot.actor = a;
-              await a.start();
-              return a;
-            },
-            catch: (e) => new ActorFailedError(`${slot.id} could not start: ${(e as Error)?.message ?? e}`, { cause: e }),
+    let actors = new Map<string, PartitionActor>();
+    let generation = 0;
+    let closed = false;
+    let latest = 0;
+    let end: EndOfInput | undefined;
+
+    const reportFailure = (actor: PartitionActor, e: unknown) => {
+      if (closed) return;
+      const failure: ActorFailure = { generation, actor: actor.id, worker: id, reason: String((e as Error)?.message ?? e) };
+      log(`worker ${id}: actor ${actor.id} failed: ${failure.reason}`);
+      nc.publish(failureSubject(job), encoder.encode(JSON.stringify(failure)));
+    };
+
+    const readLatest = async (): Promise<number> => {
+      const e = await jobs.get(latestKey(job));
+      return e === null || e.length === 0 ? 0 : json<CommittedCheckpoint>(e.value).id;
+    };
+
+    // Serialized: assignments are applied one at a time, in the order they were written.
+    let reconciling: Promise<void> = Promise.resolve();
+    const reconcile = (a: Assignment) => {
+      reconciling = reconciling.then(async () => {
+        if (closed) return;
+        const mine = Object.entries(a.owners).filter(([, w]) => w === id).map(([actor]) => actor);
+        const same = a.generation === generation && mine.length === actors.size && mine.every((m) => actors.has(m));
+        if (same) return;
+        const old = [...actors.values()];
+        actors = new Map();
+        await Promise.all(old.map((x) => x.stop()));
+        generation = a.generation;
+        if (mine.length === 0) return;
+        const checkpoint = await readLatest();
+        const endEntry = await jobs.get(endKey(job));
+        if (endEntry !== null && endEntry.length > 0) end = json<EndOfInput>(endEntry.value);
+        latest = Math.max(latest, checkpoint);
+        log(`worker ${id}: generation ${a.generation}, starting ${mine.length} actors from checkpoint ${checkpoint}`);
+        const started = new Map<string, PartitionActor>();
+        for (const fn of graph.functions) {
+          for (let p = 0; p < fn.partitions; p++) {
+            if (!mine.includes(actorId(fn.name, p))) continue;
+            started.set(actorId(fn.name, p), new PartitionActor(transport, graph, fn, p, options.actor));
+          }
+        }
+        actors = started;
+        await Promise.all(
+          [...started.values()].map(async (actor) => {
+            try {
+              const stream = actor.sourceStream;
+              const endSeq = stream === undefined ? undefined : end?.streams[stream];
+              await actor.start({ generation: a.generation, checkpoint, worker: id, ...(endSeq === undefined ? {} : { endSeq }) });
+              actor.failed.catch((e) => reportFailure(actor, e));
+            } catch (e) {
+              reportFailure(actor, e);
+            }
           }),
-          (a) => Effect.promise(() => a.stop().catch(() => undefined)),
         );
-        yield* Effect.tryPromise({
-          try: () => actor.failed,
-          catch: (e) => new ActorFailedError(`${slot.id} failed: ${(e as Error)?.message ?? e}`, { cause: e }),
-        });
-      }).pipe(
-        Effect.scoped,
-        Effect.tapError((e) =>
-          Effect.sync(() => {
-            restarts++;
-          }).pipe(Effect.andThen(Effect.logWarning(`${e.message}; restarting from its stored position`))),
-        ),
-        // Exponential backoff, capped: the smaller of the two delays wins.
-        Effect.retry(Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced(maxDelay)])),
+      });
+      return reconciling;
+    };
+
+    // Heartbeat: the supervisor treats a worker whose entry expired as dead.
+    const heartbeat: WorkerHeartbeat = { id, pid: process.pid, startedAt: Date.now(), jobs: [job] };
+    const beat = () => workers.put(id, encoder.encode(JSON.stringify(heartbeat)));
+    yield* attempt(beat);
+    yield* Effect.acquireRelease(
+      Effect.sync(() => setInterval(() => void beat().catch(() => undefined), options.heartbeatMs ?? 1000)),
+      (timer) =>
+        Effect.promise(async () => {
+          clearInterval(timer);
+          await workers.delete(id).catch(() => undefined);
+        }),
+    );
+
+    yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        nc.subscribe(triggerSubject(job), {
+          callback: (_err, msg) => {
+            const t = json<TriggerMessage>(msg.data);
+            for (const actor of actors.values()) if (actor.isSource) void actor.trigger(t);
+          },
+        }),
+      ),
+      (sub) => Effect.sync(() => sub.unsubscribe()),
+    );
+
+    const watchKey = (key: string, onValue: (data: Uint8Array) => void) =>
+      Effect.acquireRelease(
+        attempt(async () => {
+          const watch = await jobs.watch({ key });
+          void (async () => {
+            for await (const e of watch) if (e.operation === "PUT" && e.value.length > 0) onValue(e.value);
+          })().catch(() => undefined);
+          return watch;
+        }),
+        (watch) => Effect.sync(() => watch.stop()),
       );
 
-    const scope = yield* Effect.scope;
-    for (const fn of graph.functions) {
-      for (let p = 0; p < fn.partitions; p++) {
-        const slot: Slot = { id: `${fn.name}/${p}`, actor: undefined };
-        slots.push(slot);
-        yield* Effect.forkIn(runSlot(slot, fn, p), scope);
+    yield* watchKey(latestKey(job), (data) => {
+      const c = json<CommittedCheckpoint>(data);
+      latest = Math.max(latest, c.id);
+      for (const actor of actors.values()) actor.onCommitted(c.id);
+    });
+    yield* watchKey(assignmentKey(job), (data) => void reconcile(json<Assignment>(data)));
+    yield* watchKey(endKey(job), (data) => {
+      end = json<EndOfInput>(data);
+      for (const actor of actors.values()) {
+        const seq = actor.sourceStream === undefined ? undefined : end.streams[actor.sourceStream];
+        if (seq !== undefined) void actor.endAt(seq).catch(() => undefined);
       }
-    }
-    // Wait until every slot has a started actor so callers can use the worker at once.
-    yield* Effect.promise(async () => {
-      while (!slots.every((s) => s.actor?.running)) await new Promise((r) => setTimeout(r, 10));
     });
 
-    const current = () => slots.map((s) => s.actor).filter((a): a is PartitionActor => a !== undefined);
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(async () => {
+        closed = true;
+        await reconciling.catch(() => undefined);
+        await Promise.all([...actors.values()].map((a) => a.stop()));
+        actors = new Map();
+      }),
+    );
+
+    const all = () => [...actors.values()];
     const worker: Worker = {
+      id,
       graph,
-      actors: current,
-      stats: () => current().map((a) => ({ ...a.stats })),
-      endInput: async () => {
-        await Promise.all(current().map((a) => a.endInput()));
+      actors: all,
+      stats: () => all().map((a) => ({ ...a.stats })),
+      generation: () => generation,
+      running: async (count, minGeneration = 0) => {
+        while (!(generation >= minGeneration && actors.size === count && all().every((a) => a.running))) await sleep(10);
       },
       finished: async () => {
-        while (!slots.every((s) => s.actor?.isFinished === true)) await new Promise((r) => setTimeout(r, 20));
+        while (!all().every((a) => a.isFinished)) await sleep(20);
       },
-      restarts: () => restarts,
+      applied: async (checkpoint) => {
+        await Promise.all(all().map((a) => a.applied(checkpoint)));
+      },
     };
     return worker;
   });
@@ -122,16 +243,18 @@ export interface StartedWorker extends Worker {
   stop(): Promise<void>;
 }
 
-export async function startWorker(nc: NatsConnection, pipeline: PipelineSpec, options: WorkerOptions = {}): Promise<StartedWorker> {
+/** Runs an Effect that needs a scope and returns its value with a `stop()` that closes the scope. */
+export async function startScoped<A extends object>(effect: Effect.Effect<A, unknown, Scope.Scope>): Promise<A & { stop(): Promise<void> }> {
   const scope = Effect.runSync(Scope.make());
-  const exit = await Effect.runPromiseExit(makeWorker(nc, pipeline, options).pipe(Scope.provide(scope)));
+  const exit = await Effect.runPromiseExit(effect.pipe(Scope.provide(scope)));
   if (Exit.isFailure(exit)) {
     await Effect.runPromise(Scope.close(scope, exit));
     throw Cause.squash(exit.cause);
   }
   let stopped: Promise<void> | undefined;
-  return {
-    ...exit.value,
-    stop: () => (stopped ??= Effect.runPromise(Scope.close(scope, Exit.void))),
-  };
+  return Object.assign(exit.value, { stop: () => (stopped ??= Effect.runPromise(Scope.close(scope, Exit.void))) });
+}
+
+export function startWorker(nc: NatsConnection, pipeline: PipelineSpec, options: WorkerOptions = {}): Promise<StartedWorker> {
+  return startScoped(makeWorker(nc, pipeline, options));
 }

@@ -9,6 +9,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime";
 import * as NodeServices from "@effect/platform-node/NodeServices";
 import * as CliError from "effect/cli/CliError";
 import * as CliOutput from "effect/cli/CliOutput";
+import * as Argument from "effect/cli/Argument";
 import * as Command from "effect/cli/Command";
 import * as Flag from "effect/cli/Flag";
 import * as Console from "effect/Console";
@@ -35,10 +36,12 @@ class ExitWithCodeError extends Error {
   }
 }
 
-/** Prints an error thrown by a handler: the message for expected errors, the stack for bugs. */
+/**
+ * Prints an error thrown by a handler: the message for eddy's own error classes (their messages
+ * say what to do), the stack for JavaScript's built-in errors, which mean a bug.
+ */
 function reportError(e: unknown): void {
-  const expected =
-    e instanceof Error && /^(NatsServerMissingError|NatsServerStartError)$/.test(e.name);
+  const expected = e instanceof Error && !/^(Error|TypeError|RangeError|ReferenceError|SyntaxError|UnknownError)$/.test(e.name);
   const text = e instanceof Error ? (expected ? e.message : (e.stack ?? e.message)) : String(e);
   process.stderr.write(`eddy: ${text}\n`);
 }
@@ -76,6 +79,11 @@ const exitWith = (body: (signal: AbortSignal) => Promise<number>, opts: { handle
     Effect.flatMap((code) => (code === 0 ? Effect.void : Effect.fail(new ExitWithCodeError(code)))),
   );
 };
+
+/** The command line is wrong in a way the parser cannot see; the message says what to fix. */
+class UsageError extends Error {
+  override readonly name = "UsageError";
+}
 
 const natsFlag = (description: string) =>
   Flag.String("nats").pipe(Flag.withDescription(description), Flag.optional);
@@ -175,12 +183,49 @@ const worker = Command.make(
     }, { handlesSignals: true }),
 ).pipe(Command.withDescription("Run a worker process that hosts the actors of a pipeline"));
 
+// --- eddy supervisor --------------------------------------------------------------------------
+
+const supervisor = Command.make(
+  "supervisor",
+  {
+    nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
+    id: Flag.String("id").pipe(Flag.withDescription("supervisor id in the leader lease (default: random)"), Flag.optional),
+    checkpointInterval: Flag.Int("checkpoint-interval").pipe(
+      Flag.withDescription("milliseconds between checkpoints of a job; 0 = only on request (default: 1000)"),
+      Flag.withDefault(1000),
+    ),
+  },
+  ({ nats, id, checkpointInterval }) =>
+    exitWith(async () => {
+      if (checkpointInterval < 0) throw new UsageError("--checkpoint-interval must be >= 0");
+      const { runSupervisor } = await import("../supervisor/run-supervisor.ts");
+      return runSupervisor({ natsUrl: Option.getOrUndefined(nats), id: Option.getOrUndefined(id), checkpointIntervalMs: checkpointInterval });
+    }, { handlesSignals: true }),
+).pipe(Command.withDescription("Run a supervisor: leader election, partition assignment, checkpoints, recovery"));
+
+// --- eddy checkpoints -------------------------------------------------------------------------
+
+const checkpoints = Command.make(
+  "checkpoints",
+  {
+    job: Argument.String("job").pipe(Argument.withDescription("job name")),
+    nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
+    limit: Flag.Int("limit").pipe(Flag.withDescription("how many (default: 20)"), Flag.withDefault(20)),
+    json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON instead of a table")),
+  },
+  ({ job, nats, limit, json }) =>
+    exitWith(async () => {
+      const { runCheckpoints } = await import("./checkpoints.ts");
+      return runCheckpoints({ job, natsUrl: Option.getOrUndefined(nats), limit, json });
+    }),
+).pipe(Command.withDescription("List a job's recent checkpoints: id, status, duration, alignment, bytes, keys changed"));
+
 // --- eddy -----------------------------------------------------------------------------------
 
 /** The root command; add a subcommand by defining it above and listing it here. */
 export const eddy = Command.make("eddy").pipe(
   Command.withDescription("eddy: actor-based stream functions on NATS JetStream"),
-  Command.withSubcommands([natsServer, demo, worker]),
+  Command.withSubcommands([natsServer, demo, worker, supervisor, checkpoints]),
 );
 
 /**

@@ -7,6 +7,8 @@
  * watermarks it must wait for) and consumers (where its output goes).
  */
 import type { FunctionSpec, PipelineSpec } from "../sdk/function.ts";
+import { isValidStateName } from "./kv-keys.ts";
+import { createWatermarkGenerator } from "./watermarks.ts";
 
 /** The pipeline definition cannot run as written; the message says what to change. */
 export class InvalidPipelineError extends Error {
@@ -74,6 +76,16 @@ export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
 
   for (const spec of specs.values()) {
     const hasState = Object.keys(spec.state ?? {}).length > 0;
+    for (const name of Object.keys(spec.state ?? {})) {
+      if (!isValidStateName(name)) throw new InvalidPipelineError(`function "${spec.name}": state name "${name}" must be a letter followed by letters, digits or '-'`);
+    }
+    if (spec.watermark !== undefined) {
+      try {
+        createWatermarkGenerator(spec.watermark);
+      } catch (e) {
+        throw new InvalidPipelineError(`function "${spec.name}": invalid watermark strategy: ${(e as Error).message}`);
+      }
+    }
     if (hasState && spec.key === undefined) throw new InvalidPipelineError(`function "${spec.name}" declares state but has no key selector`);
     if (spec.input.kind === "function") {
       if (!specs.has(spec.input.fn)) throw new InvalidPipelineError(`function "${spec.name}" reads unknown function "${spec.input.fn}"`);
@@ -82,8 +94,9 @@ export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
       if (typeof spec.input.stream !== "string" || spec.input.stream.length === 0) {
         throw new InvalidPipelineError(`function "${spec.name}" needs a stream name`);
       }
-      if (spec.key !== undefined && (spec.input.partitions ?? 1) > 1 && typeof spec.input.subject !== "function") {
-        throw new InvalidPipelineError(`function "${spec.name}": a multi-partition source needs subject: (p) => ...`);
+      if ((spec.partitions ?? spec.input.partitions ?? 1) > 1 && typeof spec.input.subject !== "function") {
+        // Otherwise every partition would read every message.
+        throw new InvalidPipelineError(`function "${spec.name}": a source with several partitions needs subject: (p) => ... (one subject filter per partition)`);
       }
     } else {
       throw new InvalidPipelineError(`function "${(spec as FunctionSpec).name}" has an unknown input kind`);

@@ -9,12 +9,14 @@
  *   `<p>._t.<e|p><ts>.<b64url(key)>.<b64url(name)>`      a timer (event / processing time)
  *   `<p>._wm`                                            the partition's watermarks
  *   `<p>._pos`                                           the partition's input position
+ *   `<p>._applied`                                       last checkpoint materialized in this bucket
  *
  * State names cannot start with `_`, which keeps the `_`-prefixed internal names out of their
- * way. Timer times are 14 lowercase hex digits, zero-padded: fixed width makes the keys sort by
- * time, and 14 digits hold every safe integer up to `Number.MAX_SAFE_INTEGER` (2^53 − 1), which
- * the global window's timer needs. Negative or fractional times are rejected: timers are epoch
- * milliseconds.
+ * way. Timer times are stored as `ts + 2^53` in 14 lowercase hex digits, zero-padded: fixed
+ * width makes the keys sort by time, the offset admits negative event times (windows before
+ * 1970 exist in tests and replays), and 14 digits hold every safe integer from
+ * `-(2^53 − 1)` to `2^53 − 1`, which the global window's timer needs. Fractional times are
+ * rejected: timers are whole milliseconds.
  */
 
 import type { Timer } from "./timers.ts";
@@ -80,18 +82,21 @@ function assertPartition(p: number): void {
 const TS_HEX_DIGITS = 14;
 
 /** Fixed-width, sortable hex encoding of a timer time (see the module notes). */
+const TS_OFFSET = 2n ** 53n;
+
 export function encodeTimerTs(ts: number): string {
-  if (!Number.isSafeInteger(ts) || ts < 0) {
-    throw new RangeError(`timer time must be an integer in [0, 2^53 - 1] to be stored, got ${ts}`);
+  if (!Number.isSafeInteger(ts)) {
+    throw new RangeError(`timer time must be a safe integer to be stored, got ${ts}`);
   }
-  return ts.toString(16).padStart(TS_HEX_DIGITS, "0");
+  // BigInt: ts + 2^53 is beyond the range where doubles hold every integer.
+  return (BigInt(ts) + TS_OFFSET).toString(16).padStart(TS_HEX_DIGITS, "0");
 }
 
 const TS_HEX = /^[0-9a-f]{14}$/;
 
 function decodeTimerTs(s: string): number | undefined {
   if (!TS_HEX.test(s)) return undefined;
-  const ts = parseInt(s, 16);
+  const ts = Number(BigInt("0x" + s) - TS_OFFSET);
   return Number.isSafeInteger(ts) ? ts : undefined;
 }
 
@@ -127,6 +132,12 @@ export function positionKey(p: number): string {
   return `${p}._pos`;
 }
 
+/** Key recording the last checkpoint whose delta partition `p` wrote to the bucket. */
+export function appliedKey(p: number): string {
+  assertPartition(p);
+  return `${p}._applied`;
+}
+
 /** KV watch/list filter for every key of partition `p`. */
 export function partitionFilter(p: number): string {
   assertPartition(p);
@@ -156,7 +167,8 @@ export type ParsedKvKey =
   | { readonly kind: "state"; readonly partition: number; readonly state: string; readonly key: string; readonly subkey?: string }
   | { readonly kind: "timer"; readonly partition: number; readonly timer: Timer }
   | { readonly kind: "watermark"; readonly partition: number }
-  | { readonly kind: "position"; readonly partition: number };
+  | { readonly kind: "position"; readonly partition: number }
+  | { readonly kind: "applied"; readonly partition: number };
 
 const PARTITION = /^(0|[1-9][0-9]*)$/;
 
@@ -172,6 +184,7 @@ export function parseKvKey(k: string): ParsedKvKey | undefined {
   const second = parts[1];
   if (second === "_wm") return parts.length === 2 ? { kind: "watermark", partition } : undefined;
   if (second === "_pos") return parts.length === 2 ? { kind: "position", partition } : undefined;
+  if (second === "_applied") return parts.length === 2 ? { kind: "applied", partition } : undefined;
   if (second === "_t") {
     if (parts.length !== 5) return undefined;
     const head = parts[2];

@@ -93,6 +93,9 @@ export class Operator {
       this.timers.popDue(domain, upTo);
       return;
     }
+    // Without `onError` the first failure is thrown only after every due timer has fired, since
+    // popping them removed them from the queue.
+    let first: UserFunctionError | undefined;
     for (let due = this.timers.popDue(domain, upTo); due.length > 0; due = this.timers.popDue(domain, upTo)) {
       for (const timer of due) {
         this.currentKey = timer.key;
@@ -103,11 +106,12 @@ export class Operator {
           this.spec.onTimer(this.ctx, info);
         } catch (cause) {
           const error = new UserFunctionError(`${this.spec.name}.onTimer failed for key "${timer.key}" at ${timer.ts}: ${describe(cause)}`, { cause });
-          if (onError === undefined) throw error;
-          onError(error);
+          if (onError === undefined) first ??= error;
+          else onError(error);
         }
       }
     }
+    if (first !== undefined) throw first;
   }
 
   private requireKey(what: string): string {
@@ -143,7 +147,13 @@ export class Operator {
       get processingTime() {
         return self.now;
       },
-      state: state as Context<unknown, StateDeclarations>["state"],
+      // Reading a state the function did not declare names the mistake instead of failing on undefined.
+      state: new Proxy(state, {
+        get: (target, name) => {
+          if (typeof name === "string" && !(name in target)) self.store.declaration(name);
+          return target[name as string];
+        },
+      }) as Context<unknown, StateDeclarations>["state"],
       timers,
       emit(record, timestamp) {
         self.output.emit(record, timestamp ?? self.currentTimestamp);

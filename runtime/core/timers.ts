@@ -128,7 +128,9 @@ export class TimerQueue {
 
   /** Registers `t`; false if the identical timer was already pending. */
   register(t: Timer): boolean {
-    if (!Number.isFinite(t.ts)) throw new RangeError(`timer time must be finite, got ${t.ts}`);
+    // Stored timers are whole milliseconds (see kv-keys.ts); refusing others here makes the
+    // mistake fail in the user function that made it, not at the next checkpoint.
+    if (!Number.isSafeInteger(t.ts)) throw new RangeError(`timer time must be a whole number of milliseconds, got ${t.ts}`);
     if (t.domain !== "event" && t.domain !== "processing") throw new RangeError(`unknown time domain ${t.domain}`);
     const id = timerId(t);
     if (this.#live.has(id)) return false;

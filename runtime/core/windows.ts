@@ -85,6 +85,9 @@ export function validateWindowSpec(spec: WindowSpec): void {
     case "sliding":
       requirePositiveInt("size", spec.size);
       requirePositiveInt("slide", spec.slide);
+      if (spec.slide > spec.size) {
+        throw new RangeError(`sliding window slide (${spec.slide}) larger than its size (${spec.size}) would drop records between windows`);
+      }
       if (spec.offset !== undefined && !Number.isSafeInteger(spec.offset)) {
         throw new RangeError(`window offset must be an integer number of ms, got ${spec.offset}`);
       }

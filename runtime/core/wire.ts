@@ -53,10 +53,14 @@ export function decodeBatch(data: Uint8Array): DataBatch {
   } catch (e) {
     throw new MalformedMessageError(`undecodable batch: ${(e as Error).message}`);
   }
-  if (body === null || typeof body !== "object" || !Array.isArray(body.r) || body.r.length % 3 !== 0 || typeof body.w !== "number") {
+  if (body === null || typeof body !== "object" || !Array.isArray(body.r) || body.r.length % 3 !== 0 || typeof body.w !== "number" || Number.isNaN(body.w)) {
     throw new MalformedMessageError("not an eddy record batch");
   }
-  return { records: body.r, marks: Array.isArray(body.m) ? (body.m as number[]) : [], watermark: body.w, idle: body.i === true };
+  const marks = body.m ?? [];
+  if (!Array.isArray(marks) || marks.length % 2 !== 0 || !marks.every((x) => typeof x === "number" && !Number.isNaN(x))) {
+    throw new MalformedMessageError("eddy record batch with malformed watermark marks");
+  }
+  return { records: body.r, marks: marks as number[], watermark: body.w, idle: body.i === true };
 }
 
 export function encodeWatermark(update: WatermarkUpdate): Uint8Array {

@@ -11,7 +11,7 @@ import { ensureNatsServer } from "../../scripts/ensure-nats-server.ts";
 import { startLocalNatsServer, type LocalNatsServer } from "../nats/local-server.ts";
 import { connectNats } from "../nats/connection.ts";
 import { ensureStream, publishAll, readAll } from "../nats/streams.ts";
-import { startWorker } from "../actor/worker.ts";
+import { startLocalJob } from "../dev/local-job.ts";
 import { deadLetterStream } from "../core/naming.ts";
 import { generatePageViews } from "../../functions/pageviews/events.ts";
 import { expectedResults } from "../../functions/pageviews/expected.ts";
@@ -67,20 +67,21 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       },
     });
 
-    const worker = await startWorker(nc, pipeline);
+    const job = await startLocalJob(nc, pipeline);
     // Publish at a steady pace, so windows visibly fire while events still arrive.
     const chunk = Math.max(50, Math.ceil(options.events / 60));
     for (let i = 0; i < messages.length; i += chunk) {
       await publishAll(nc, messages.slice(i, i + chunk).map((m) => ({ subject: sourceSubject, data: m.payload })));
       await new Promise((r) => setTimeout(r, 50));
     }
-    await worker.endInput();
-    await worker.finished();
+    await job.endInput();
+    await job.finished();
+    const stats = job.worker.stats();
+    // Stop-with-checkpoint: the final checkpoint commits and releases the last sink output.
+    await job.stop();
     await nc.flush();
     await new Promise((r) => setTimeout(r, 100));
     live.unsubscribe();
-    const stats = worker.stats();
-    await worker.stop();
 
     const windows = (await readAll(nc, `${run}_RESULTS`, resultsSubject)).map((m) => JSON.parse(decoder.decode(m.data)) as PageWindow);
     const late = (await readAll(nc, `${run}_RESULTS`, lateSubject)).map((m) => JSON.parse(decoder.decode(m.data)));

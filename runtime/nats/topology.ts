@@ -8,6 +8,8 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
+import { Objm } from "@nats-io/obj";
+import { CHECKPOINT_OBJECTS, JOBS_BUCKET, WORKERS_BUCKET } from "../core/protocol.ts";
 import type { JobGraph } from "../core/job-graph.ts";
 import { deadLetterStream, inputStream, inputSubjects, stateBucket } from "../core/naming.ts";
 import { ensureStream, streamExists } from "./streams.ts";
@@ -32,4 +34,18 @@ export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Pr
     }
     await kvm.create(stateBucket(graph.job, node.name), { history: 1 });
   }
+}
+
+/** Heartbeat entries expire this long after a worker's last beat. */
+export const WORKER_TTL_MS = 5000;
+
+/**
+ * Makes sure the cluster-wide control plane exists: the jobs bucket, the expiring workers bucket
+ * and the checkpoint object store. Creating an existing one keeps its configuration.
+ */
+export async function ensureControlPlane(nc: NatsConnection): Promise<void> {
+  const kvm = new Kvm(nc);
+  await kvm.create(JOBS_BUCKET, { history: 1 });
+  await kvm.create(WORKERS_BUCKET, { history: 1, ttl: WORKER_TTL_MS });
+  await new Objm(nc).create(CHECKPOINT_OBJECTS);
 }

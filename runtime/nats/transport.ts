@@ -11,6 +11,8 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { headers as makeHeaders } from "@nats-io/transport-node";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
+import { Objm, type ObjectStore } from "@nats-io/obj";
+import { CHECKPOINT_OBJECTS } from "../core/protocol.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "../actor/ports.ts";
 
 class JsInputMessage implements InputMessage {
@@ -46,6 +48,7 @@ export class JetStreamTransport implements Transport {
   readonly js: JetStreamClient;
   private jsmPromise: Promise<JetStreamManager> | undefined;
   private readonly buckets = new Map<string, Promise<KV>>();
+  private objects: Promise<ObjectStore> | undefined;
 
   constructor(nc: NatsConnection) {
     this.nc = nc;
@@ -86,14 +89,39 @@ export class JetStreamTransport implements Transport {
     };
   }
 
-  async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>): Promise<void> {
-    if (headers === undefined) {
+  async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<void> {
+    if (headers === undefined && msgId === undefined) {
       await this.js.publish(subject, data);
       return;
     }
-    const h = makeHeaders();
-    for (const [k, v] of Object.entries(headers)) h.set(k, v);
-    await this.js.publish(subject, data, { headers: h });
+    const opts: { headers?: ReturnType<typeof makeHeaders>; msgID?: string } = {};
+    if (headers !== undefined) {
+      const h = makeHeaders();
+      for (const [k, v] of Object.entries(headers)) h.set(k, v);
+      opts.headers = h;
+    }
+    if (msgId !== undefined) opts.msgID = msgId;
+    await this.js.publish(subject, data, opts);
+  }
+
+  publishCore(subject: string, data: Uint8Array): void {
+    this.nc.publish(subject, data);
+  }
+
+  private objectStore(): Promise<ObjectStore> {
+    if (this.objects === undefined) {
+      this.objects = new Objm(this.nc).create(CHECKPOINT_OBJECTS);
+      this.objects.catch(() => (this.objects = undefined));
+    }
+    return this.objects;
+  }
+
+  async putSnapshot(name: string, data: Uint8Array): Promise<void> {
+    await (await this.objectStore()).putBlob({ name }, data);
+  }
+
+  async getSnapshot(name: string): Promise<Uint8Array | undefined> {
+    return (await (await this.objectStore()).getBlob(name)) ?? undefined;
   }
 
   async lastSequence(stream: string): Promise<number> {

@@ -126,6 +126,13 @@ export interface SinkSpec<Out> {
   readonly subject: string | ((record: Out) => string);
   /** Payload encoding (default "json"). */
   readonly format?: "json" | "msgpack";
+  /**
+   * "exactly-once" (default): output is held until the checkpoint that covers it commits, then
+   * published with a deterministic `Nats-Msg-Id` so JetStream drops a repeat after a crash; it
+   * appears with a delay of up to one checkpoint interval. "at-least-once": published at once;
+   * after a failure some output may be published again.
+   */
+  readonly delivery?: "exactly-once" | "at-least-once";
 }
 
 /**
@@ -152,13 +159,18 @@ export function defineSink<In>(spec: {
   readonly input: Input;
   readonly subject: string | ((record: In) => string);
   readonly format?: "json" | "msgpack";
+  readonly delivery?: "exactly-once" | "at-least-once";
   readonly partitions?: number;
 }): FunctionSpec<In, In, {}> {
   return {
     name: spec.name,
     input: spec.input,
     ...(spec.partitions === undefined ? {} : { partitions: spec.partitions }),
-    sink: { subject: spec.subject, ...(spec.format === undefined ? {} : { format: spec.format }) },
+    sink: {
+      subject: spec.subject,
+      ...(spec.format === undefined ? {} : { format: spec.format }),
+      ...(spec.delivery === undefined ? {} : { delivery: spec.delivery }),
+    },
     process(ctx, record) {
       ctx.emit(record);
     },

@@ -8,7 +8,7 @@
  * record later than that goes to a side output (default "late") instead of being dropped
  * silently. Session windows merge as records arrive; their accumulators merge with `merge`.
  */
-import { assignWindows, maxTimestamp, mergeSession, parseWindowKey, windowKey, type TimeWindow, type WindowSpec } from "../core/windows.ts";
+import { assignWindows, maxTimestamp, mergeSession, parseWindowKey, validateWindowSpec, windowKey, type TimeWindow, type WindowSpec } from "../core/windows.ts";
 
 /** Window ids are written by this module only; anything else in the map is a bug. */
 function windowOf(id: string): TimeWindow {
@@ -104,10 +104,16 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
   const merging = spec.window.kind === "session";
   const agg = spec.aggregate;
   if (merging && agg.merge === undefined) throw new InvalidWindowSpecError(`${spec.name}: session windows need aggregate.merge`);
-  if (lateness < 0) throw new InvalidWindowSpecError(`${spec.name}: allowedLatenessMs must be >= 0`);
+  if (!Number.isSafeInteger(lateness) || lateness < 0) throw new InvalidWindowSpecError(`${spec.name}: allowedLatenessMs must be a whole number >= 0`);
+  try {
+    validateWindowSpec(spec.window);
+  } catch (e) {
+    throw new InvalidWindowSpecError(`${spec.name}: ${(e as Error).message}`);
+  }
   const shape = spec.output ?? ((key: string, w: TimeWindow, value: R, firing: Firing) => ({ key, start: w.start, end: w.end, value, firing }) as Out);
   const isLate = (w: TimeWindow, watermark: number) => maxTimestamp(w) + lateness <= watermark;
-  const cleanupTime = (w: TimeWindow) => maxTimestamp(w) + lateness;
+  // Clamped: the global window ends at the largest safe integer, and timers must stay storable.
+  const cleanupTime = (w: TimeWindow) => Math.min(maxTimestamp(w) + lateness, Number.MAX_SAFE_INTEGER);
 
   return {
     name: spec.name,
@@ -162,7 +168,8 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
         windows.set(id, acc);
         fireOrSchedule(w, id, acc);
       }
-      if (!accepted) ctx.sideOutput(lateOutput, record);
+      // A record in no window at all (a gap between sliding windows) is not late, just unassigned.
+      if (!accepted && assigned.length > 0) ctx.sideOutput(lateOutput, record);
     },
 
     onTimer(ctx, timer) {

@@ -7,7 +7,7 @@
 import { startLocalNatsServer } from "../../runtime/nats/local-server.ts";
 import { connectNats } from "../../runtime/nats/connection.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
-import { startWorker } from "../../runtime/actor/worker.ts";
+import { startLocalJob } from "../../runtime/dev/local-job.ts";
 import { generatePageViews } from "../../functions/pageviews/events.ts";
 import { expectedResults } from "../../functions/pageviews/expected.ts";
 import { pageviewsPipeline } from "../../functions/pageviews/pipeline.ts";
@@ -35,12 +35,13 @@ export async function benchPipeline(events: number, seed = 1): Promise<PipelineB
 
     const cpu0 = ownCpuSeconds() + cpuSecondsOf(server.pid);
     const t0 = performance.now();
-    const worker = await startWorker(nc, pageviewsPipeline());
-    await worker.endInput();
-    await worker.finished();
+    const job = await startLocalJob(nc, pageviewsPipeline());
+    await job.endInput();
+    await job.finished();
+    // The sinks are exactly-once: their output is out once the final checkpoint is materialized.
+    await job.stop();
     const wallSeconds = (performance.now() - t0) / 1000;
     const cpuSeconds = ownCpuSeconds() + cpuSecondsOf(server.pid) - cpu0;
-    await worker.stop();
 
     const windows = await readAll(nc, "RESULTS", "results.pageviews.windows");
     const expected = expectedResults(messages);

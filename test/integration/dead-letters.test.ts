@@ -4,7 +4,7 @@
  * and garbage published straight into an internal partition subject.
  */
 import { describe, expect, it } from "vitest";
-import { startWorker } from "../../runtime/actor/worker.ts";
+import { startLocalJob } from "../../runtime/dev/local-job.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { defineFunction, definePipeline, defineSink, fromFunction, fromStream, valueState, boundedOutOfOrderness } from "../../runtime/sdk/index.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
@@ -62,12 +62,17 @@ describe("dead letters", () => {
         JSON.stringify({ user: "ann", ts: 5 }),
       ];
       await publishAll(nc, payloads.map((data) => ({ subject: "clicks.web", data })));
-      const worker = await startWorker(nc, pipeline);
+      const job = await startLocalJob(nc, pipeline);
       // Garbage inside eddy's own partition subject, as a broken producer might publish it.
-      await publishAll(nc, [{ subject: "eddy.clicks.count.in.0", data: "garbage", headers: { "Eddy-Kind": "data", "Eddy-Producer": "read/0" } }]);
-      await worker.endInput();
-      await worker.finished();
-      await worker.stop();
+      const generation = String(job.worker.generation());
+      await publishAll(nc, [
+        { subject: "eddy.clicks.count.in.0", data: "garbage", headers: { "Eddy-Kind": "data", "Eddy-Producer": "read/0", "Eddy-Generation": generation, "Eddy-Epoch": "1000" } },
+        { subject: "eddy.clicks.count.in.1", data: "no headers", headers: { "Eddy-Kind": "data", "Eddy-Producer": "read/0" } },
+        { subject: "eddy.clicks.count.in.1", data: "stranger", headers: { "Eddy-Kind": "data", "Eddy-Producer": "who/7", "Eddy-Generation": generation, "Eddy-Epoch": "1000" } },
+      ]);
+      await job.endInput();
+      await job.finished();
+      await job.stop();
 
       const totals = (await readAll(nc, "TOTALS")).map((m) => JSON.parse(new TextDecoder().decode(m.data)));
       expect(totals.filter((t) => t.user === "ann").map((t) => t.n)).toEqual([1, 2]);
@@ -87,9 +92,11 @@ describe("dead letters", () => {
           expect.objectContaining({ fn: "read", reason: 'key: count key selector failed: missing field "user"', body: JSON.stringify({ ts: 2 }) }),
           expect.objectContaining({ fn: "count", reason: expect.stringMatching(/^process: count\.process failed for key "ann": boom/) }),
           expect.objectContaining({ fn: "count", body: "garbage", reason: expect.stringMatching(/^undecodable batch/) }),
+          expect.objectContaining({ fn: "count", body: "no headers", reason: "missing or invalid Eddy-Generation/Eddy-Epoch headers" }),
+          expect.objectContaining({ fn: "count", body: "stranger", reason: 'unknown producer "who/7"' }),
         ]),
       );
-      expect(dead).toHaveLength(5);
+      expect(dead).toHaveLength(7);
     } finally {
       await nc.close();
     }

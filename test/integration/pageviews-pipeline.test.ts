@@ -3,7 +3,7 @@
  * results, exact late records in the side output, and every malformed message dead-lettered.
  */
 import { describe, expect, it } from "vitest";
-import { startWorker } from "../../runtime/actor/worker.ts";
+import { startLocalJob } from "../../runtime/dev/local-job.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { generatePageViews } from "../../functions/pageviews/events.ts";
 import { expectedResults } from "../../functions/pageviews/expected.ts";
@@ -24,10 +24,10 @@ describe("page-view pipeline on JetStream", () => {
       const messages = generatePageViews({ seed: 42, events: 4000 });
       await publishAll(nc, messages.map((m) => ({ subject: "pageviews.site", data: m.payload })));
 
-      const worker = await startWorker(nc, pageviewsPipeline());
-      await worker.endInput();
-      await worker.finished();
-      await worker.stop();
+      const job = await startLocalJob(nc, pageviewsPipeline());
+      await job.endInput();
+      await job.finished();
+      await job.stop();
 
       const expected = expectedResults(messages);
       const windows = (await readAll(nc, "RESULTS", "results.pageviews.windows")).map((m) => json(m.data) as PageWindow);

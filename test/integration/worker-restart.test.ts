@@ -1,11 +1,11 @@
 /**
- * A worker stopped cleanly and started again resumes where it left off: its keyed state, timers,
- * watermarks and input positions come back from the functions' KV buckets, so the results of a
- * run split by a restart are exactly those of an uninterrupted run.
+ * A job stopped cleanly (stop-with-checkpoint) and started again resumes where it left off: its
+ * keyed state, timers, watermarks and input positions come back from the functions' KV buckets,
+ * so the results of a run split by a restart are exactly those of an uninterrupted run.
  */
 import { describe, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
-import { startWorker, type StartedWorker } from "../../runtime/actor/worker.ts";
+import { startLocalJob, type LocalJob } from "../../runtime/dev/local-job.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { parseKvKey } from "../../runtime/core/kv-keys.ts";
 import { decodeValue } from "../../runtime/core/wire.ts";
@@ -18,10 +18,10 @@ const decoder = new TextDecoder();
 const canonical = (xs: unknown[]) => xs.map((x) => JSON.stringify(x)).sort();
 
 /** Waits until the source has read `count` messages and no actor's counters move any more. */
-async function settle(worker: StartedWorker, count: number): Promise<void> {
+async function settle(job: LocalJob, count: number): Promise<void> {
   let last = "";
   for (let i = 0; i < 400; i++) {
-    const stats = worker.stats();
+    const stats = job.worker.stats();
     const snapshot = JSON.stringify(stats);
     const source = stats.find((s) => s.fn === "pageviews")!;
     if (source.position > count && snapshot === last) return;
@@ -43,10 +43,10 @@ describe("worker restart after a clean shutdown", () => {
       const publish = (ms: typeof messages) => publishAll(nc, ms.map((m) => ({ subject: "pageviews.site", data: m.payload })));
 
       await publish(messages.slice(0, half));
-      const first = await startWorker(nc, pageviewsPipeline());
+      const first = await startLocalJob(nc, pageviewsPipeline());
       await settle(first, half);
-      const before = new Map(first.actors().map((a) => [a.id, a.watermark]));
-      await first.stop();
+      const before = new Map(first.worker.actors().map((a) => [a.id, a.watermark]));
+      const stopped = await first.stop();
 
       // What the stopped worker left in KV for the window function, decoded by the documented layout.
       const kv = await new Kvm(nc).open("eddy_pageviews_views-per-page");
@@ -63,13 +63,16 @@ describe("worker restart after a clean shutdown", () => {
       }
       expect(kinds.get("position")).toBe(4);
       expect(kinds.get("watermark")).toBe(4);
+      expect(kinds.get("applied")).toBe(4);
       expect(kinds.get("timer")).toBeGreaterThan(0);
       expect(kinds.get("state")).toBeGreaterThan(0);
       for (const [p, wm] of storedWatermarks) expect(wm).toBe(before.get(`views-per-page/${p}`));
 
       await publish(messages.slice(half));
-      const second = await startWorker(nc, pageviewsPipeline());
-      for (const a of second.actors()) if (a.node.name === "views-per-page") expect(a.watermark).toBe(before.get(a.id));
+      const second = await startLocalJob(nc, pageviewsPipeline());
+      // A graceful stop and restart resumes in the same generation from the stop checkpoint.
+      expect(second.worker.generation()).toBe(stopped.generation);
+      for (const a of second.worker.actors()) if (a.node.name === "views-per-page") expect(a.watermark).toBe(before.get(a.id));
       await second.endInput();
       await second.finished();
       await second.stop();

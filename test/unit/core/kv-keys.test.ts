@@ -83,8 +83,8 @@ describe("KV keys", () => {
   it("follow the documented layout", () => {
     expect(stateKey(3, "count", "user-1")).toBe("3.count.dXNlci0x");
     expect(mapEntryKey(3, "seen", "u", "")).toBe("3.seen.dQ.=");
-    expect(timerKey(0, { domain: "event", ts: 1000, key: "k", name: "" })).toBe("0._t.e000000000003e8.aw.=");
-    expect(timerKey(7, { domain: "processing", ts: 0, key: "", name: "w" })).toBe("7._t.p00000000000000.=.dw");
+    expect(timerKey(0, { domain: "event", ts: 1000, key: "k", name: "" })).toBe("0._t.e200000000003e8.aw.=");
+    expect(timerKey(7, { domain: "processing", ts: 0, key: "", name: "w" })).toBe("7._t.p20000000000000.=.dw");
     expect(watermarkKey(12)).toBe("12._wm");
     expect(positionKey(12)).toBe("12._pos");
   });
@@ -96,18 +96,20 @@ describe("KV keys", () => {
     expect(timerFilter(2)).toBe("2._t.>");
   });
 
-  it("encode timer times as fixed-width hex, so keys sort by time", () => {
-    expect(encodeTimerTs(Number.MAX_SAFE_INTEGER)).toBe("1fffffffffffff");
+  it("encode timer times as fixed-width hex offset by 2^53, so keys sort by time, negative times included", () => {
+    expect(encodeTimerTs(0)).toBe("20000000000000");
+    expect(encodeTimerTs(Number.MAX_SAFE_INTEGER)).toBe("3fffffffffffff");
+    expect(encodeTimerTs(-Number.MAX_SAFE_INTEGER)).toBe("00000000000001");
     fc.assert(
-      fc.property(fc.maxSafeNat(), fc.maxSafeNat(), (a, b) => {
+      fc.property(fc.maxSafeInteger(), fc.maxSafeInteger(), (a, b) => {
         const [ea, eb] = [encodeTimerTs(a), encodeTimerTs(b)];
         return ea.length === 14 && Math.sign(a - b) === Math.sign(ea < eb ? -1 : ea > eb ? 1 : 0);
       }),
     );
   });
 
-  it("reject negative, fractional and unsafe timer times", () => {
-    for (const ts of [-1, 1.5, Number.MAX_SAFE_INTEGER + 1, Infinity]) {
+  it("reject fractional and unsafe timer times", () => {
+    for (const ts of [1.5, -0.5, Number.MAX_SAFE_INTEGER + 1, -Number.MAX_SAFE_INTEGER - 1, Infinity]) {
       expect(() => timerKey(0, { domain: "event", ts, key: "k", name: "" }), String(ts)).toThrow(RangeError);
     }
   });
@@ -191,7 +193,8 @@ describe("KV keys", () => {
       "0._t.e3e8.aw.=",
       "0._t.e000000000003E8.aw.=",
       "0._t.e00000000000-01.aw.=",
-      "0._t.e3fffffffffffff.aw.=",
+      "0._t.e40000000000000.aw.=",
+      "0._t.e00000000000000.aw.=",
       "0._t.effffffffffffff.aw.=",
       "0.count.YQ.",
     ];

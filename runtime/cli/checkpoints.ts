@@ -1,0 +1,68 @@
+/**
+ * `eddy checkpoints <job>`: the recent checkpoints of a job as the supervisor recorded them —
+ * id, status, duration, alignment time, bytes and keys changed — newest first.
+ */
+import { Kvm } from "@nats-io/kv";
+import { connectNats } from "../nats/connection.ts";
+import { checkpointKeyPrefix, JOBS_BUCKET, jobSpecKey, type CheckpointRecord } from "../core/protocol.ts";
+import { UnknownJobError } from "../nats/control.ts";
+
+export interface CheckpointsOptions {
+  readonly job: string;
+  readonly natsUrl: string | undefined;
+  readonly json: boolean;
+  readonly limit: number;
+}
+
+const decoder = new TextDecoder();
+
+export async function readCheckpoints(url: string, job: string): Promise<CheckpointRecord[]> {
+  const nc = await connectNats(url, "eddy-cli");
+  try {
+    const jobs = await new Kvm(nc).open(JOBS_BUCKET);
+    const spec = await jobs.get(jobSpecKey(job));
+    if (spec === null || spec.length === 0) throw new UnknownJobError(`job "${job}" is not known to the cluster at ${url}`);
+    const records: CheckpointRecord[] = [];
+    for await (const key of await jobs.keys(`${checkpointKeyPrefix(job)}*`)) {
+      const e = await jobs.get(key);
+      if (e !== null && e.length > 0) records.push(JSON.parse(decoder.decode(e.value)) as CheckpointRecord);
+    }
+    return records.sort((a, b) => b.id - a.id);
+  } finally {
+    await nc.close();
+  }
+}
+
+const ms = (x: number | undefined) => (x === undefined ? "-" : x < 1000 ? `${Math.round(x)} ms` : `${(x / 1000).toFixed(2)} s`);
+const bytes = (x: number | undefined) =>
+  x === undefined ? "-" : x < 1024 ? `${x} B` : x < 1024 * 1024 ? `${(x / 1024).toFixed(1)} KiB` : `${(x / 1024 / 1024).toFixed(1)} MiB`;
+
+export async function runCheckpoints(options: CheckpointsOptions): Promise<number> {
+  const url = options.natsUrl ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
+  const records = (await readCheckpoints(url, options.job)).slice(0, options.limit);
+  if (options.json) {
+    console.log(JSON.stringify(records));
+    return 0;
+  }
+  if (records.length === 0) {
+    console.log(`job ${options.job}: no checkpoints yet`);
+    return 0;
+  }
+  const rows = records.map((r) => [
+    String(r.id),
+    r.status + (r.stop ? " (stop)" : "") + (r.finished ? " (input ended)" : ""),
+    String(r.generation),
+    new Date(r.startedAt).toISOString().replace("T", " ").slice(0, 23),
+    ms(r.durationMs),
+    ms(r.alignmentMs),
+    bytes(r.bytes),
+    r.keysChanged === undefined ? "-" : String(r.keysChanged),
+    r.reason ?? "",
+  ]);
+  const head = ["id", "status", "gen", "started (UTC)", "duration", "alignment", "size", "keys changed", "reason"];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 || i >= 4 && i <= 7 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  console.log(line(head));
+  for (const r of rows) console.log(line(r));
+  return 0;
+}

@@ -1,0 +1,141 @@
+/**
+ * The control plane between supervisor, workers and actors: key-value keys, subjects and the
+ * JSON records exchanged on them.
+ *
+ * Everything that coordinates a job lives in NATS so that any process can die and another can
+ * pick up where it left off:
+ * - bucket `eddy_jobs` holds per job its spec (`<job>.spec`), the partition assignment with the
+ *   job's generation (`<job>.assignment`), the last committed checkpoint (`<job>.latest`, whose
+ *   compare-and-set update is the commit point) and one record per checkpoint (`<job>.ckpt.<id>`);
+ * - bucket `eddy_workers` (entries expire) holds worker heartbeats;
+ * - bucket `eddy_leader` (entries expire) holds the supervisor leadership lease;
+ * - object store `eddy_ckpt` holds snapshot deltas, `<job>/<id>/<fn>/<p>`;
+ * - subjects `eddy.<job>.ctl.*` carry checkpoint triggers, snapshot acknowledgements and actor
+ *   failure reports (core NATS: a lost message only makes a checkpoint time out).
+ */
+
+export const JOBS_BUCKET = "eddy_jobs";
+export const WORKERS_BUCKET = "eddy_workers";
+export const LEADER_BUCKET = "eddy_leader";
+export const LEADER_KEY = "leader";
+export const CHECKPOINT_OBJECTS = "eddy_ckpt";
+
+export const jobSpecKey = (job: string) => `${job}.spec`;
+export const assignmentKey = (job: string) => `${job}.assignment`;
+export const latestKey = (job: string) => `${job}.latest`;
+export const checkpointKey = (job: string, id: number) => `${job}.ckpt.${id}`;
+export const checkpointKeyPrefix = (job: string) => `${job}.ckpt.`;
+export const endKey = (job: string) => `${job}.end`;
+
+export const triggerSubject = (job: string) => `eddy.${job}.ctl.trigger`;
+export const ackSubject = (job: string) => `eddy.${job}.ctl.ack`;
+export const failureSubject = (job: string) => `eddy.${job}.ctl.failed`;
+
+/** Object name of one actor's snapshot delta. */
+export const deltaObject = (job: string, id: number, fn: string, partition: number) => `${job}/${id}/${fn}/${partition}`;
+export const deltaObjectPrefix = (job: string, id: number) => `${job}/${id}/`;
+
+/** Actor id as used in assignments and acks: `<fn>/<partition>`. */
+export const actorId = (fn: string, partition: number) => `${fn}/${partition}`;
+
+/** What the supervisor needs to know of a job's shape; written by whoever deploys it. */
+export interface JobSpecRecord {
+  readonly job: string;
+  readonly functions: ReadonlyArray<{
+    readonly name: string;
+    readonly partitions: number;
+    readonly isSource: boolean;
+    /** The user stream a source reads. */
+    readonly stream?: string;
+  }>;
+  readonly updatedAt: number;
+}
+
+/**
+ * Which worker owns which actor. A new generation means every actor of the job restarts from the
+ * last committed checkpoint and messages of older generations are ignored.
+ */
+export interface Assignment {
+  readonly generation: number;
+  readonly owners: Readonly<Record<string, string>>;
+  readonly updatedAt: number;
+}
+
+/** The commit record: the job's state is that of checkpoint `id`. */
+export interface CommittedCheckpoint {
+  readonly id: number;
+  readonly generation: number;
+  readonly committedAt: number;
+  /** The checkpoint stopped the job (sources stopped at its barrier). */
+  readonly stop?: boolean;
+}
+
+export type CheckpointStatus = "in-progress" | "committed" | "aborted";
+
+/** Statistics of one checkpoint, for `eddy checkpoints`. */
+export interface CheckpointRecord {
+  readonly id: number;
+  readonly generation: number;
+  readonly status: CheckpointStatus;
+  readonly startedAt: number;
+  readonly completedAt?: number;
+  readonly durationMs?: number;
+  /** Longest alignment over the actors. */
+  readonly alignmentMs?: number;
+  /** Total size of the deltas. */
+  readonly bytes?: number;
+  /** Total changed keys (state entries and timers) over the actors. */
+  readonly keysChanged?: number;
+  readonly actors?: number;
+  readonly stop?: boolean;
+  readonly reason?: string;
+  /** Every actor had seen the end of its input when it snapshotted (bounded runs are done). */
+  readonly finished?: boolean;
+}
+
+/** Supervisor to workers: start checkpoint `id` at the sources of generation `generation`. */
+export interface TriggerMessage {
+  readonly id: number;
+  readonly generation: number;
+  /** Sources stop reading after the barrier: a stop-with-checkpoint. */
+  readonly stop: boolean;
+}
+
+/** Actor to supervisor: my snapshot for checkpoint `id` is stored. */
+export interface SnapshotAck {
+  readonly id: number;
+  readonly generation: number;
+  readonly actor: string;
+  readonly worker: string;
+  readonly bytes: number;
+  readonly keysChanged: number;
+  readonly alignmentMs: number;
+  /** The actor had seen the end of its input (final watermark) when it snapshotted. */
+  readonly finished: boolean;
+}
+
+/**
+ * End of input for a bounded run: each source stream ends at the given sequence. Stored durably
+ * so that a source restarted by a recovery ends at the same message.
+ */
+export interface EndOfInput {
+  readonly streams: Readonly<Record<string, number>>;
+  readonly requestedAt: number;
+}
+
+/** Worker to supervisor: an actor failed; the job needs recovery. */
+export interface ActorFailure {
+  readonly generation: number;
+  readonly actor: string;
+  readonly worker: string;
+  readonly reason: string;
+}
+
+/** A live worker, refreshed every second; the entry expires when the worker dies. */
+export interface WorkerHeartbeat {
+  readonly id: string;
+  readonly pid: number;
+  readonly startedAt: number;
+  /** Jobs whose code this worker can run. */
+  readonly jobs: readonly string[];
+}

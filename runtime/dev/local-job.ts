@@ -1,0 +1,78 @@
+/**
+ * A job run inside one process: a supervisor and a worker sharing a NATS connection.
+ *
+ * This is what `npm run demo`, `eddy dev` and most integration tests use. It is the production
+ * machinery — leader election, assignment, checkpoints, materialization — just co-located, so a
+ * clean stop is a real stop-with-checkpoint and a restart resumes from it.
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { CheckpointRecord } from "../core/protocol.ts";
+import type { PipelineSpec } from "../sdk/function.ts";
+import { startWorker, type StartedWorker, type WorkerOptions } from "../actor/worker.ts";
+import { requestEndOfInput } from "../nats/control.ts";
+import { startSupervisor, type SupervisorHandle } from "../supervisor/supervisor.ts";
+
+export interface LocalJobOptions {
+  /** Periodic checkpoint interval (default 1000 ms; 0 = only explicit checkpoints). */
+  readonly checkpointIntervalMs?: number;
+  readonly worker?: WorkerOptions;
+  readonly log?: (line: string) => void;
+}
+
+export interface LocalJob {
+  readonly worker: StartedWorker;
+  readonly supervisor: SupervisorHandle;
+  /** Ends every source at its stream's current last message. */
+  endInput(): Promise<void>;
+  /** Resolves once every actor has seen the end of its input. */
+  finished(): Promise<void>;
+  /** Takes a checkpoint now and waits until every actor has materialized it. */
+  checkpoint(): Promise<CheckpointRecord>;
+  /** Stop-with-checkpoint: sources stop at a barrier, the checkpoint commits and is materialized, then everything stops. */
+  stop(): Promise<CheckpointRecord>;
+}
+
+/** A checkpoint did not commit; the record says why. */
+export class CheckpointFailedError extends Error {
+  override readonly name = "CheckpointFailedError";
+}
+
+export async function startLocalJob(nc: NatsConnection, pipeline: PipelineSpec, options: LocalJobOptions = {}): Promise<LocalJob> {
+  const log = options.log ?? (() => undefined);
+  const supervisor = await startSupervisor(nc, { checkpointIntervalMs: options.checkpointIntervalMs ?? 1000, log });
+  let worker: StartedWorker;
+  try {
+    worker = await startWorker(nc, pipeline, { log, ...options.worker });
+    const total = worker.graph.functions.reduce((n, f) => n + f.partitions, 0);
+    await worker.running(total, 1);
+  } catch (e) {
+    await supervisor.stop();
+    throw e;
+  }
+  const job = worker.graph.job;
+  const checkpoint = async (stop: boolean) => {
+    const record = await supervisor.triggerCheckpoint(job, { stop });
+    if (record.status !== "committed") throw new CheckpointFailedError(`checkpoint ${record.id} of ${job} ${record.status}: ${record.reason ?? ""}`);
+    await worker.applied(record.id);
+    return record;
+  };
+  let stopped: Promise<CheckpointRecord> | undefined;
+  return {
+    worker,
+    supervisor,
+    endInput: async () => {
+      await requestEndOfInput(nc, job);
+    },
+    finished: () => worker.finished(),
+    checkpoint: () => checkpoint(false),
+    stop: () =>
+      (stopped ??= (async () => {
+        try {
+          return await checkpoint(true);
+        } finally {
+          await worker.stop();
+          await supervisor.stop();
+        }
+      })()),
+  };
+}

@@ -1,0 +1,214 @@
+/**
+ * Typed access to the control plane's storage for the supervisor: the jobs bucket (specs,
+ * assignments, commit records, checkpoint records), the worker heartbeat bucket, the checkpoint
+ * object store and the functions' state buckets (only for the actors' applied checkpoint).
+ *
+ * Records are JSON (see runtime/core/protocol.ts). Every write that decides something is a
+ * compare-and-set on the revision last read, so a supervisor that lost leadership without
+ * noticing yet cannot overwrite what its successor wrote. Deletions purge the underlying stream
+ * subjects instead of leaving tombstones: a job checkpointing every second would otherwise leave
+ * tens of thousands of delete markers per day behind.
+ */
+import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
+import { Base64UrlPaddedCodec, Objm, type ObjectStore } from "@nats-io/obj";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import {
+  CHECKPOINT_OBJECTS,
+  JOBS_BUCKET,
+  WORKERS_BUCKET,
+  actorId,
+  checkpointKey,
+  checkpointKeyPrefix,
+  jobSpecKey,
+  type CheckpointRecord,
+  type JobSpecRecord,
+  type WorkerHeartbeat,
+} from "../core/protocol.ts";
+import { appliedKey } from "../core/kv-keys.ts";
+import { stateBucket } from "../core/naming.ts";
+import { decodeValue } from "../core/wire.ts";
+import { ensureControlPlane } from "../nats/topology.ts";
+
+/** The stores the supervisor works with, created if missing. */
+export interface ControlStores {
+  readonly jobs: KV;
+  readonly workers: KV;
+  readonly objects: ObjectStore;
+  readonly jsm: JetStreamManager;
+}
+
+/**
+ * Creates (or opens) the jobs and worker buckets and the checkpoint object store, with the same
+ * settings as workers use (whoever creates a bucket first fixes its configuration).
+ */
+export async function ensureControlStores(nc: NatsConnection): Promise<ControlStores> {
+  await ensureControlPlane(nc);
+  const kvm = new Kvm(nc);
+  return {
+    jobs: await kvm.open(JOBS_BUCKET),
+    workers: await kvm.open(WORKERS_BUCKET),
+    objects: await new Objm(nc).open(CHECKPOINT_OBJECTS),
+    jsm: await jetstreamManager(nc),
+  };
+}
+
+/** A JSON value with the revision to compare-and-set against. */
+export interface Versioned<T> {
+  readonly value: T;
+  readonly revision: number;
+}
+
+const isLive = (e: KvEntry | null): e is KvEntry => e !== null && e.operation === "PUT";
+
+/** Reads a JSON value; `undefined` if the key is absent, deleted, or does not hold JSON. */
+export async function readJson<T>(kv: KV, key: string): Promise<Versioned<T> | undefined> {
+  const entry = await kv.get(key);
+  if (!isLive(entry)) return undefined;
+  try {
+    return { value: entry.json<T>(), revision: entry.revision };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Compare-and-set write of a JSON value: `revision` 0 means "the key must not exist", otherwise
+ * the key must still be at `revision`. Resolves with the new revision; rejects if someone else
+ * wrote the key in between.
+ */
+export async function writeJson(kv: KV, key: string, value: unknown, revision: number): Promise<number> {
+  const data = JSON.stringify(value);
+  return revision === 0 ? kv.create(key, data) : kv.update(key, data, revision);
+}
+
+/** Subjects holding messages in `stream` that match `filter`, in one request (paged if huge). */
+async function listSubjects(jsm: JetStreamManager, stream: string, filter: string): Promise<string[]> {
+  const info = await jsm.streams.info(stream, { subjects_filter: filter });
+  return Object.keys(info.state.subjects ?? {});
+}
+
+/**
+ * Keys of a KV bucket matching `filter` (a key with wildcards), read from the stream's subject
+ * index. `KV.keys()` runs an ordered consumer that stops when the server reports nothing pending;
+ * when an entry expires or is purged while it runs, that report may never come and the listing
+ * hangs — which happened here with expiring heartbeats. A key whose last entry is a delete marker
+ * is listed; reading it tells.
+ */
+export async function listKeys(stores: ControlStores, bucket: string, filter = ">"): Promise<string[]> {
+  const prefix = `$KV.${bucket}.`;
+  return (await listSubjects(stores.jsm, `KV_${bucket}`, `${prefix}${filter}`)).map((s) => s.slice(prefix.length));
+}
+
+/** Names of the jobs whose spec key exists (it may be a delete marker). Job names are tokens. */
+export async function listJobs(stores: ControlStores): Promise<string[]> {
+  const suffix = jobSpecKey(""); // ".spec"
+  return (await listKeys(stores, JOBS_BUCKET, jobSpecKey("*"))).map((k) => k.slice(0, -suffix.length)).sort();
+}
+
+/** A job's spec, if it has one. */
+export async function readSpec(jobs: KV, job: string): Promise<Versioned<JobSpecRecord> | undefined> {
+  const spec = await readJson<JobSpecRecord>(jobs, jobSpecKey(job));
+  if (spec === undefined || !Array.isArray(spec.value.functions)) return undefined;
+  return spec;
+}
+
+/** Every actor id of a spec, in function then partition order. */
+export function specActors(spec: JobSpecRecord): string[] {
+  const out: string[] = [];
+  for (const fn of spec.functions) for (let p = 0; p < fn.partitions; p++) out.push(actorId(fn.name, p));
+  return out;
+}
+
+/** Ids of the job's checkpoint records (`<job>.ckpt.<id>`), ascending. */
+export async function checkpointIds(stores: ControlStores, job: string): Promise<number[]> {
+  const prefix = checkpointKeyPrefix(job);
+  return (await listKeys(stores, JOBS_BUCKET, `${prefix}*`))
+    .map((k) => Number(k.slice(prefix.length)))
+    .filter((n) => Number.isSafeInteger(n) && n > 0)
+    .sort((a, b) => a - b);
+}
+
+/** The job's checkpoint records with their revisions, ascending by id. */
+export async function checkpointRecords(stores: ControlStores, job: string): Promise<Versioned<CheckpointRecord>[]> {
+  const out: Versioned<CheckpointRecord>[] = [];
+  for (const id of await checkpointIds(stores, job)) {
+    const r = await readJson<CheckpointRecord>(stores.jobs, checkpointKey(job, id));
+    if (r !== undefined) out.push(r);
+  }
+  return out;
+}
+
+/** Live workers by id (their heartbeat key). Entries that are not heartbeats are skipped. */
+export async function liveWorkers(stores: ControlStores): Promise<Map<string, WorkerHeartbeat>> {
+  const out = new Map<string, WorkerHeartbeat>();
+  for (const key of await listKeys(stores, WORKERS_BUCKET)) {
+    // The entry may expire between listing and reading: then it is simply not live any more.
+    const hb = await readJson<WorkerHeartbeat>(stores.workers, key);
+    if (hb !== undefined && Array.isArray(hb.value.jobs)) out.set(key, hb.value);
+  }
+  return out;
+}
+
+/**
+ * The lowest checkpoint every actor of the spec has applied to its state bucket (a missing key
+ * counts as 0), or `undefined` if some bucket cannot be read: then nothing may be deleted that an
+ * actor could still need.
+ */
+export async function minAppliedCheckpoint(nc: NatsConnection, spec: JobSpecRecord): Promise<number | undefined> {
+  const kvm = new Kvm(nc);
+  let min = Number.POSITIVE_INFINITY;
+  try {
+    for (const fn of spec.functions) {
+      const kv = await kvm.open(stateBucket(spec.job, fn.name));
+      for (let p = 0; p < fn.partitions; p++) {
+        const e = await kv.get(appliedKey(p));
+        const applied = isLive(e) ? decodeValue(e.value) : 0;
+        min = Math.min(min, typeof applied === "number" && Number.isFinite(applied) ? applied : 0);
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  return Number.isFinite(min) ? min : 0;
+}
+
+/** Removes a key from the jobs bucket without leaving a delete marker behind. */
+export async function purgeKey(stores: ControlStores, key: string): Promise<void> {
+  await stores.jsm.streams.purge(`KV_${JOBS_BUCKET}`, { filter: `$KV.${JOBS_BUCKET}.${key}` });
+}
+
+const OBJECT_STREAM = `OBJ_${CHECKPOINT_OBJECTS}`;
+const metaSubject = (name: string) => `$O.${CHECKPOINT_OBJECTS}.M.${Base64UrlPaddedCodec.encode(name)}`;
+
+/**
+ * Names of the stored objects starting with `prefix`, from the subject index of their metadata
+ * (`ObjectStore.list()` reads every entry through a consumer, with the same hazard as
+ * `KV.keys()` when objects are deleted meanwhile).
+ */
+export async function listObjects(stores: ControlStores, prefix: string): Promise<string[]> {
+  const metaPrefix = `$O.${CHECKPOINT_OBJECTS}.M.`;
+  return (await listSubjects(stores.jsm, OBJECT_STREAM, `${metaPrefix}>`))
+    .map((s) => Base64UrlPaddedCodec.decode(s.slice(metaPrefix.length)) as string)
+    .filter((name) => name.startsWith(prefix));
+}
+
+/**
+ * Deletes an object completely: chunks first, then its metadata. `ObjectStore.delete` would keep
+ * a "deleted" metadata entry forever, and it marks the object deleted before purging the chunks,
+ * so a failure in between would leak the chunks; in this order a failure leaves the object
+ * listed and the next cleanup tries again.
+ */
+export async function purgeObject(stores: ControlStores, name: string): Promise<void> {
+  let nuid: string | undefined;
+  try {
+    const meta = await stores.jsm.streams.getMessage(OBJECT_STREAM, { last_by_subj: metaSubject(name) });
+    if (meta === null) return; // already gone
+    nuid = meta.json<{ nuid?: string }>().nuid;
+  } catch (e) {
+    if (/not found/i.test(String((e as Error)?.message))) return; // already gone
+    throw e;
+  }
+  if (nuid !== undefined) await stores.jsm.streams.purge(OBJECT_STREAM, { filter: `$O.${CHECKPOINT_OBJECTS}.C.${nuid}` });
+  await stores.jsm.streams.purge(OBJECT_STREAM, { filter: metaSubject(name) });
+}

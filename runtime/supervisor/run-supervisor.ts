@@ -1,0 +1,50 @@
+/**
+ * `eddy supervisor`: connect to NATS and take part in the supervisor election until SIGINT or
+ * SIGTERM. The leader assigns actors, runs checkpoints and recovers jobs; a standby waits to take
+ * over. Stopping releases the lease so that a standby takes over at once.
+ */
+import { Effect } from "effect";
+import { connectNats } from "../nats/connection.ts";
+import { makeSupervisor } from "./supervisor.ts";
+
+export interface RunSupervisorOptions {
+  readonly natsUrl: string | undefined;
+  /** Pause between periodic checkpoints; 0 = only explicit checkpoints. */
+  readonly checkpointIntervalMs: number;
+  /** Supervisor id; default `supervisor-<pid>-<random>`. */
+  readonly id: string | undefined;
+}
+
+const waitForSignal = Effect.callback<string>((resume) => {
+  const on = (signal: string) => () => resume(Effect.succeed(signal));
+  const int = on("SIGINT");
+  const term = on("SIGTERM");
+  process.once("SIGINT", int);
+  process.once("SIGTERM", term);
+  return Effect.sync(() => {
+    process.off("SIGINT", int);
+    process.off("SIGTERM", term);
+  });
+});
+
+export async function runSupervisor(options: RunSupervisorOptions): Promise<number> {
+  const url = options.natsUrl ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
+  const log = (line: string) => console.error(`${new Date().toISOString()} eddy supervisor ${line}`);
+  const program = Effect.gen(function* () {
+    const nc = yield* Effect.acquireRelease(
+      // Keep NatsUnreachableError as it is: its message says what to check.
+      Effect.tryPromise({ try: () => connectNats(url, `eddy-supervisor-${process.pid}`), catch: (e) => e as Error }),
+      (nc) => Effect.promise(() => nc.drain().catch(() => undefined)),
+    );
+    const supervisor = yield* makeSupervisor(nc, {
+      id: options.id,
+      checkpointIntervalMs: options.checkpointIntervalMs,
+      log,
+    });
+    console.error(`eddy supervisor: ${supervisor.id} on NATS ${url}; Ctrl-C to stop`);
+    const signal = yield* waitForSignal;
+    console.error(`eddy supervisor: ${signal}, stopping (leadership is released)`);
+  }).pipe(Effect.scoped);
+  await Effect.runPromise(program);
+  return 0;
+}

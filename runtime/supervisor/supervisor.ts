@@ -1,0 +1,721 @@
+/**
+ * The supervisor: the one process per cluster that decides who runs what, and when the state of
+ * a job is consistent (architecture.md §5–6). Any number may run; they elect a leader through a
+ * lease (leader-election.ts) and only the leader acts. Everything it decides lives in NATS, so a
+ * standby that takes over needs nothing from its predecessor.
+ *
+ * While leader, for every job that has a spec in the jobs bucket it
+ * - **assigns** the job's actors to the live workers that can run the job (sticky and balanced,
+ *   assignment.ts). Any change of ownership is written as a new assignment with the next
+ *   generation, which restarts every actor of the job from the last committed checkpoint —
+ *   except for a job stopped by a stop-with-checkpoint, whose actors move within the generation;
+ * - **recovers** a job (next generation, same owners) when an actor reports a failure, or when
+ *   too many checkpoints in a row fail;
+ * - **checkpoints** it: writes the checkpoint record, triggers the sources, collects one snapshot
+ *   ack per actor and commits with a compare-and-set of `<job>.latest` — that write is the commit
+ *   point — then records the statistics and deletes what no actor needs any more.
+ *
+ * Leadership can end at any moment (a lease renewal fails): all leader work runs in fibers of a
+ * per-leadership scope that is closed at once, and a checkpoint cut short is recorded as aborted.
+ * A new leader first aborts checkpoints its predecessor left in progress.
+ */
+import { randomUUID } from "node:crypto";
+import { Cause, Deferred, Effect, Exit, Fiber, Option, Schedule, Scope, Semaphore } from "effect";
+import type { NatsConnection } from "@nats-io/transport-node";
+import {
+  ackSubject,
+  assignmentKey,
+  checkpointKey,
+  deltaObjectPrefix,
+  failureSubject,
+  latestKey,
+  triggerSubject,
+  type ActorFailure,
+  type Assignment,
+  type CheckpointRecord,
+  type CommittedCheckpoint,
+  type JobSpecRecord,
+  type SnapshotAck,
+  type TriggerMessage,
+  type WorkerHeartbeat,
+} from "../core/protocol.ts";
+import {
+  checkpointIds,
+  checkpointRecords,
+  ensureControlStores,
+  listJobs,
+  listObjects,
+  liveWorkers,
+  minAppliedCheckpoint,
+  purgeKey,
+  purgeObject,
+  readJson,
+  readSpec,
+  specActors,
+  writeJson,
+  type ControlStores,
+  type Versioned,
+} from "./control-store.ts";
+import { UnknownJobError } from "../nats/control.ts";
+import { assignActors } from "../core/assignment.ts";
+import { DEFAULT_LEADER_TTL_MS, makeLeaderElection } from "./leader-election.ts";
+import { planCleanup } from "./retention.ts";
+
+export interface SupervisorOptions {
+  /** Identity in the leader lease and in logs (default `supervisor-<pid>-<random>`). */
+  readonly id?: string;
+  /** Pause between periodic checkpoints of a job (default 1000 ms); 0 = only explicit ones. */
+  readonly checkpointIntervalMs?: number;
+  /** A checkpoint not acked by every actor within this time is aborted (default 10 s). */
+  readonly checkpointTimeoutMs?: number;
+  /** Committed checkpoints kept whatever the actors applied (default 3). */
+  readonly retainCheckpoints?: number;
+  /** Aborted checkpoints in a row after which the job is recovered (default 3). */
+  readonly maxConsecutiveFailures?: number;
+  /** Leader lease TTL (default 3000 ms). */
+  readonly leaderTtlMs?: number;
+  /** How often workers, specs and assignments are read (default 500 ms). */
+  readonly workerPollMs?: number;
+  readonly log?: (line: string) => void;
+}
+
+/** A running supervisor. Every supervisor answers reads; only the leader acts. */
+export interface Supervisor {
+  readonly id: string;
+  /** True while this supervisor holds the leader lease. */
+  isLeader(): boolean;
+  /**
+   * Runs a checkpoint of `job` now, after the one in flight, and resolves with its final record
+   * (committed or aborted). `stop` stops the job's sources at the checkpoint's barrier; once it
+   * commits, periodic checkpoints of the job pause until a new generation or spec.
+   * Rejects with {@link NotLeaderError} on a standby, {@link UnknownJobError} if the job has no
+   * spec, {@link JobNotReadyError} if its actors do not all have a live owner in time.
+   */
+  triggerCheckpoint(job: string, options?: { readonly stop?: boolean }): Promise<CheckpointRecord>;
+  /** The job's checkpoint records, ascending by id. */
+  checkpoints(job: string): Promise<CheckpointRecord[]>;
+}
+
+// The job has no spec in the jobs bucket: the same error the other control requests raise.
+export { UnknownJobError };
+
+/** This supervisor is a standby (or lost leadership meanwhile); send the request to the leader. */
+export class NotLeaderError extends Error {
+  override readonly name = "NotLeaderError";
+}
+
+/** Not every actor of the job has a live owner with a settled assignment; start workers, retry. */
+export class JobNotReadyError extends Error {
+  override readonly name = "JobNotReadyError";
+}
+
+/** NATS refused or did not answer a control-plane read or write; it is retried on the next poll. */
+export class ControlPlaneError extends Error {
+  override readonly name = "ControlPlaneError";
+}
+
+const errorMessage = (e: unknown): string => {
+  // Effect's UnknownError wraps the rejection of a promise; the original says what happened.
+  const inner = (e as { cause?: unknown })?.cause;
+  if (e instanceof Error && e.name === "UnknownError" && inner instanceof Error) return inner.message;
+  return e instanceof Error ? e.message : String(e);
+};
+
+/** A control-plane request as an Effect that fails with a {@link ControlPlaneError}. */
+const io = <A>(what: string, f: () => Promise<A>) =>
+  Effect.tryPromise({ try: f, catch: (e) => new ControlPlaneError(`${what}: ${errorMessage(e)}`, { cause: e }) });
+
+const decoder = new TextDecoder();
+const parseJson = <T>(data: Uint8Array): T | undefined => {
+  try {
+    return JSON.parse(decoder.decode(data)) as T;
+  } catch {
+    return undefined;
+  }
+};
+
+const preview = (xs: readonly string[], n = 5) => (xs.length <= n ? xs.join(", ") : `${xs.slice(0, n).join(", ")}, …`);
+
+const sameOwners = (a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>) => {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
+};
+
+/** How a checkpoint's wait for acks ended. */
+type Outcome =
+  | { readonly acked: true }
+  /** `failure`: counts towards `maxConsecutiveFailures` (the job's fault, not a takeover's). */
+  | { readonly acked: false; readonly reason: string; readonly failure: boolean };
+
+/** The checkpoint a job waits on; acks are matched against it. */
+interface InFlight {
+  readonly id: number;
+  readonly generation: number;
+  /** Revision of the assignment it was started under; any new assignment cancels it. */
+  readonly assignmentRevision: number;
+  readonly expected: ReadonlySet<string>;
+  readonly acks: Map<string, SnapshotAck>;
+  readonly outcome: Deferred.Deferred<Outcome>;
+}
+
+/** What the leader knows and does about one job. */
+interface JobState {
+  readonly name: string;
+  /** Subscriptions and the periodic checkpoint fiber; closed when the spec disappears. */
+  readonly scope: Scope.Closeable;
+  /** One checkpoint at a time. */
+  readonly lock: Semaphore.Semaphore;
+  spec: JobSpecRecord;
+  specRevision: number;
+  actors: string[];
+  assignment: Versioned<Assignment> | undefined;
+  /** Assignment revision seen by the previous poll: the same revision now means "stable". */
+  previousRevision: number;
+  /** Every actor has a live owner and the assignment was stable for a poll: checkpoints may run. */
+  ready: boolean;
+  /** Why the next poll must start a new generation (failure report, failed checkpoints). */
+  recovery: string | undefined;
+  consecutiveFailures: number;
+  lastStartedAt: number;
+  inFlight: InFlight | undefined;
+  /** A stop checkpoint committed at this generation and spec: no periodic checkpoints. */
+  stopped: { readonly generation: number; readonly specRevision: number } | undefined;
+  /** Set when the job's scope is closed on purpose, for the record of an interrupted checkpoint. */
+  endReason: string | undefined;
+}
+
+/** One term of leadership. Closing its scope stops all leader work. */
+interface Session {
+  readonly scope: Scope.Closeable;
+  readonly jobs: Map<string, JobState>;
+  /** Completed once the takeover and a first poll are done. */
+  readonly ready: Deferred.Deferred<void>;
+  /** Completed when the session ends. */
+  readonly closed: Deferred.Deferred<void>;
+  endReason: string;
+}
+
+/** A checkpoint whose record exists. */
+interface Begun {
+  readonly job: JobState;
+  readonly base: CheckpointRecord;
+  /** Revision of the checkpoint record, for compare-and-set. */
+  readonly revision: number;
+  readonly latest: Versioned<CommittedCheckpoint> | undefined;
+  readonly flight: InFlight;
+  /** The final record once committed or aborted. */
+  final: CheckpointRecord | undefined;
+}
+
+/** Runs a supervisor within the current scope; closing the scope stops it (releasing leadership). */
+export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = {}) =>
+  Effect.gen(function* () {
+    const id = options.id ?? `supervisor-${process.pid}-${randomUUID().slice(0, 8)}`;
+    const interval = options.checkpointIntervalMs ?? 1000;
+    const timeoutMs = options.checkpointTimeoutMs ?? 10_000;
+    const retain = Math.max(1, options.retainCheckpoints ?? 3);
+    const maxFailures = Math.max(1, options.maxConsecutiveFailures ?? 3);
+    const pollMs = options.workerPollMs ?? 500;
+    const sink = options.log ?? (() => {});
+    const log = (line: string) => sink(`[${id}] ${line}`);
+    // How often a waiting job re-checks whether it may checkpoint.
+    const recheckMs = Math.max(10, Math.floor(Math.min(pollMs, interval > 0 ? interval : pollMs) / 2));
+
+    const stores: ControlStores = yield* io("creating the control buckets", () => ensureControlStores(nc)).pipe(
+      Effect.retry({ schedule: Schedule.exponential("200 millis"), times: 5 }),
+    );
+
+    let session: Session | undefined;
+
+    // ---- checkpoints ------------------------------------------------------------------------
+
+    /** Records the checkpoint as aborted; `failure` counts towards recovery. */
+    const abort = (c: Begun, reason: string, failure: boolean, writeTimeoutMs = timeoutMs) =>
+      Effect.gen(function* () {
+        const { job, base } = c;
+        const now = Date.now();
+        const record: CheckpointRecord = { ...base, status: "aborted", completedAt: now, durationMs: now - base.startedAt, reason };
+        c.final = record;
+        yield* io(`recording checkpoint ${base.id} of ${job.name} as aborted`, () =>
+          writeJson(stores.jobs, checkpointKey(job.name, base.id), record, c.revision),
+        ).pipe(Effect.timeout(writeTimeoutMs), Effect.catch((e) => Effect.sync(() => log(e.message))));
+        log(`${job.name}: checkpoint ${base.id} aborted: ${reason}`);
+        if (failure) {
+          job.consecutiveFailures++;
+          if (job.consecutiveFailures >= maxFailures) {
+            job.recovery ??= `${job.consecutiveFailures} checkpoints in a row failed (last: ${reason})`;
+            job.consecutiveFailures = 0;
+          }
+        }
+        return record;
+      });
+
+    /**
+     * A checkpoint cut short by the end of leadership or of the job: record why, best effort and
+     * briefly (stopping must not wait long on an unreachable NATS; the next leader aborts it too).
+     */
+    const abortInterrupted = (s: Session, c: Begun, holder: { record?: CheckpointRecord }) =>
+      Effect.gen(function* () {
+        if (c.final === undefined) yield* abort(c, c.job.endReason ?? s.endReason, false, Math.min(timeoutMs, 1000));
+        holder.record = c.final;
+      });
+
+    /** Commit point: compare-and-set of `<job>.latest` against the revision read at the start. */
+    const commit = (c: Begun) =>
+      Effect.gen(function* () {
+        const { job, base, flight } = c;
+        const committedAt = Date.now();
+        const committed: CommittedCheckpoint = { id: base.id, generation: base.generation, committedAt, ...(base.stop ? { stop: true } : {}) };
+        const written = yield* Effect.result(
+          io(`committing checkpoint ${base.id} of ${job.name}`, () =>
+            writeJson(stores.jobs, latestKey(job.name), committed, c.latest?.revision ?? 0),
+          ),
+        );
+        if (written._tag === "Failure") {
+          // A timeout leaves it open whether the write happened: the key says.
+          const now = yield* Effect.result(io("re-reading latest", () => readJson<CommittedCheckpoint>(stores.jobs, latestKey(job.name))));
+          const landed = now._tag === "Success" && now.success?.value.id === base.id && now.success.value.generation === base.generation;
+          if (!landed) return yield* abort(c, `commit refused: ${written.failure.message}`, true);
+        }
+        const acks = [...flight.acks.values()];
+        const record: CheckpointRecord = {
+          ...base,
+          status: "committed",
+          completedAt: committedAt,
+          durationMs: committedAt - base.startedAt,
+          alignmentMs: Math.max(0, ...acks.map((a) => a.alignmentMs ?? 0)),
+          bytes: acks.reduce((n, a) => n + (a.bytes ?? 0), 0),
+          keysChanged: acks.reduce((n, a) => n + (a.keysChanged ?? 0), 0),
+          actors: acks.length,
+          // A bounded run is done once a checkpoint commits in which every actor had finished.
+          ...(acks.every((a) => a.finished === true) ? { finished: true } : {}),
+        };
+        c.final = record;
+        job.consecutiveFailures = 0;
+        if (base.stop) job.stopped = { generation: base.generation, specRevision: job.specRevision };
+        // The commit already happened; a lost statistics record is only a cosmetic loss.
+        yield* io(`recording checkpoint ${base.id} of ${job.name} as committed`, () =>
+          writeJson(stores.jobs, checkpointKey(job.name, base.id), record, c.revision),
+        ).pipe(Effect.catch((e) => Effect.sync(() => log(e.message))));
+        log(`${job.name}: checkpoint ${base.id} committed (generation ${base.generation}, ${record.durationMs} ms, ${record.bytes} bytes${base.stop ? ", job stopped" : ""})`);
+        return record;
+      });
+
+    /** After a commit: delete deltas and records that no actor can need any more. */
+    const cleanup = (job: JobState, latestId: number) =>
+      Effect.gen(function* () {
+        const name = job.name;
+        const records = yield* io("listing checkpoint records", () => checkpointRecords(stores, name));
+        const minApplied = yield* Effect.promise(() => minAppliedCheckpoint(nc, job.spec));
+        const objects = yield* io("listing delta objects", () => listObjects(stores, `${name}/`));
+        const byId = new Map<number, string[]>();
+        for (const o of objects) {
+          const ckpt = Number(o.slice(name.length + 1).split("/")[0]);
+          if (!Number.isSafeInteger(ckpt) || !o.startsWith(deltaObjectPrefix(name, ckpt))) continue;
+          byId.set(ckpt, [...(byId.get(ckpt) ?? []), o]);
+        }
+        const plan = planCleanup({ records: records.map((r) => r.value), objectIds: [...byId.keys()], latestId, retain, minApplied });
+        // Objects before records: if this stops half-way, the records are still there to retry.
+        for (const ckpt of plan.objects) {
+          for (const o of byId.get(ckpt) ?? []) yield* io(`deleting ${o}`, () => purgeObject(stores, o));
+        }
+        for (const ckpt of plan.records) yield* io(`deleting record ${ckpt}`, () => purgeKey(stores, checkpointKey(name, ckpt)));
+        if (plan.records.length + plan.objects.length > 0) {
+          log(`${name}: cleaned up checkpoints ${[...new Set([...plan.records, ...plan.objects])].sort((a, b) => a - b).join(", ")}`);
+        }
+      });
+
+    /** Waits for the acks of a begun checkpoint and commits or aborts it. */
+    const complete = (c: Begun) =>
+      Effect.gen(function* () {
+        const { job, base, flight } = c;
+        const reassigned = () => job.assignment?.revision !== flight.assignmentRevision;
+        // A poll may have written a new assignment after it was read but before `inFlight` was
+        // set, so it could not signal this checkpoint.
+        if (reassigned()) return yield* abort(c, "assignment changed", false);
+        const trigger: TriggerMessage = { id: base.id, generation: base.generation, stop: base.stop === true };
+        yield* Effect.try({
+          try: () => nc.publish(triggerSubject(job.name), JSON.stringify(trigger)),
+          catch: (e) => new ControlPlaneError(`publishing the trigger: ${errorMessage(e)}`, { cause: e }),
+        });
+        const outcome = yield* Deferred.await(flight.outcome).pipe(Effect.timeoutOption(timeoutMs));
+        if (Option.isNone(outcome)) {
+          if (reassigned()) return yield* abort(c, "assignment changed", false);
+          const missing = [...flight.expected].filter((a) => !flight.acks.has(a));
+          return yield* abort(c, `timed out after ${timeoutMs} ms waiting for ${missing.length} of ${flight.expected.size} acks (${preview(missing)})`, true);
+        }
+        if (!outcome.value.acked) return yield* abort(c, outcome.value.reason, outcome.value.failure);
+        if (!election.isLeader()) return yield* abort(c, "leadership ended before the commit", false);
+        if (reassigned()) return yield* abort(c, "assignment changed", false);
+        // Once the commit is sent, its record must be written whatever happens to leadership.
+        const record = yield* commit(c).pipe(Effect.uninterruptible);
+        if (record.status === "committed") {
+          yield* cleanup(job, base.id).pipe(Effect.catch((e) => Effect.sync(() => log(`${job.name}: cleanup after checkpoint ${base.id}: ${e.message}`))));
+        }
+        return record;
+      });
+
+    /**
+     * Runs one checkpoint of `job`; call with the job's lock held. A periodic one is skipped
+     * (`None`) while the job is stopped. Fails only if the checkpoint could not be started.
+     */
+    const runCheckpoint = (s: Session, job: JobState, stop: boolean, periodic: boolean, holder: { record?: CheckpointRecord } = {}) =>
+      Effect.gen(function* () {
+        const assignment = job.assignment;
+        if (assignment === undefined) return Option.none<CheckpointRecord>();
+        const generation = assignment.value.generation;
+        const latest = yield* io(`reading ${latestKey(job.name)}`, () => readJson<CommittedCheckpoint>(stores.jobs, latestKey(job.name)));
+        if (periodic) {
+          // A stop checkpoint stops the job until a later generation or a newer spec (both are in
+          // the same bucket stream, so revisions order them).
+          const l = latest?.value;
+          if (l?.stop === true && l.generation === generation && job.specRevision < latest!.revision) {
+            job.stopped = { generation, specRevision: job.specRevision };
+            return Option.none<CheckpointRecord>();
+          }
+        }
+        const ids = yield* io(`listing checkpoints of ${job.name}`, () => checkpointIds(stores, job.name));
+        const ckpt = 1 + Math.max(latest?.value.id ?? 0, ...ids);
+        const base: CheckpointRecord = { id: ckpt, generation, status: "in-progress", startedAt: Date.now(), ...(stop ? { stop: true } : {}) };
+        // The record comes first: whoever finds it in progress after a crash knows to abort it.
+        const revision = yield* io(`writing checkpoint record ${ckpt} of ${job.name}`, () =>
+          writeJson(stores.jobs, checkpointKey(job.name, ckpt), base, 0),
+        );
+        const flight: InFlight = {
+          id: ckpt,
+          generation,
+          assignmentRevision: assignment.revision,
+          expected: new Set(job.actors),
+          acks: new Map(),
+          outcome: yield* Deferred.make<Outcome>(),
+        };
+        job.inFlight = flight;
+        job.lastStartedAt = base.startedAt;
+        const c: Begun = { job, base, revision, latest, flight, final: undefined };
+        const record = yield* complete(c).pipe(
+          Effect.catch((e) => abort(c, `failed: ${e.message}`, true)),
+          Effect.onInterrupt(() => abortInterrupted(s, c, holder)),
+          Effect.ensuring(
+            Effect.sync(() => {
+              if (job.inFlight === flight) job.inFlight = undefined;
+            }),
+          ),
+        );
+        return Option.some(record);
+      });
+
+    const isStopped = (job: JobState) =>
+      job.stopped !== undefined && job.stopped.generation === job.assignment?.value.generation && job.stopped.specRevision === job.specRevision;
+
+    /** Periodic checkpoints of one job, for as long as its scope lives. */
+    const periodic = (s: Session, job: JobState) =>
+      Effect.gen(function* () {
+        for (;;) {
+          const wait = job.lastStartedAt + interval - Date.now();
+          if (wait > 0) {
+            yield* Effect.sleep(wait);
+            continue;
+          }
+          if (!job.ready || isStopped(job)) {
+            yield* Effect.sleep(recheckMs);
+            continue;
+          }
+          // An explicit checkpoint holding the lock counts as this period's.
+          const ran = yield* job.lock.withPermitsIfAvailable(1)(runCheckpoint(s, job, false, true)).pipe(
+            Effect.map(Option.flatten),
+            Effect.catch((e) =>
+              Effect.sync(() => {
+                log(`${job.name}: checkpoint not started: ${e.message}`);
+                return Option.none<CheckpointRecord>();
+              }),
+            ),
+          );
+          if (Option.isNone(ran)) yield* Effect.sleep(recheckMs);
+        }
+      });
+
+    /** Explicit checkpoint on behalf of `triggerCheckpoint`. */
+    const requestCheckpoint = (s: Session, name: string, stop: boolean) =>
+      Effect.gen(function* () {
+        const ended = Deferred.await(s.closed).pipe(Effect.andThen(Effect.fail(new NotLeaderError(`supervisor ${id} lost leadership; send the request to the new leader`))));
+        yield* Effect.raceFirst(Deferred.await(s.ready), ended);
+        // A spec written a moment ago is picked up by the next poll.
+        const seenBy = Date.now() + 2 * pollMs;
+        while (!s.jobs.has(name) && Date.now() < seenBy) yield* Effect.sleep(recheckMs);
+        const job = s.jobs.get(name);
+        if (job === undefined) return yield* Effect.fail(new UnknownJobError(`job "${name}" has no spec in the jobs bucket; deploy it first`));
+        const waitReady = Effect.gen(function* () {
+          const deadline = Date.now() + timeoutMs;
+          while (!job.ready) {
+            if (Date.now() >= deadline) {
+              return yield* Effect.fail(new JobNotReadyError(`job "${name}": not every actor has a live owner with a settled assignment; start workers and retry`));
+            }
+            yield* Effect.sleep(recheckMs);
+          }
+        });
+        const holder: { record?: CheckpointRecord } = {};
+        // Forked into the job's scope so that the end of leadership (or of the job) interrupts it.
+        const fiber = yield* Effect.forkIn(
+          job.lock.withPermit(waitReady.pipe(Effect.andThen(runCheckpoint(s, job, stop, false, holder)))),
+          job.scope,
+        );
+        const exit = yield* Fiber.await(fiber);
+        if (Exit.isSuccess(exit) && Option.isSome(exit.value)) return exit.value.value;
+        if (holder.record !== undefined) return holder.record;
+        if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.fail(Cause.squash(exit.cause) as Error);
+        return yield* Effect.fail(new NotLeaderError(`supervisor ${id} lost leadership before the checkpoint of "${name}" started; retry on the leader`));
+      });
+
+    // ---- assignment and recovery ---------------------------------------------------------------
+
+    const onAck = (job: JobState, data: Uint8Array) => {
+      const ack = parseJson<SnapshotAck>(data);
+      const f = job.inFlight;
+      if (ack === undefined || f === undefined || ack.id !== f.id || ack.generation !== f.generation || !f.expected.has(ack.actor)) return;
+      f.acks.set(ack.actor, ack);
+      if (f.acks.size === f.expected.size) Deferred.doneUnsafe(f.outcome, Effect.succeed<Outcome>({ acked: true }));
+    };
+
+    const onFailure = (job: JobState, data: Uint8Array) => {
+      const failure = parseJson<ActorFailure>(data);
+      // Reports of an older generation come from attempts that were already replaced.
+      if (failure === undefined || failure.generation !== job.assignment?.value.generation) return;
+      log(`${job.name}: actor ${failure.actor} failed on ${failure.worker} (generation ${failure.generation}): ${failure.reason}`);
+      job.recovery ??= `actor ${failure.actor} failed on ${failure.worker}: ${failure.reason}`;
+    };
+
+    const addJob = (s: Session, name: string, spec: Versioned<JobSpecRecord>) =>
+      Effect.gen(function* () {
+        const scope = yield* Scope.fork(s.scope);
+        const job: JobState = {
+          name,
+          scope,
+          lock: yield* Semaphore.make(1),
+          spec: spec.value,
+          specRevision: spec.revision,
+          actors: specActors(spec.value),
+          assignment: undefined,
+          previousRevision: -1,
+          ready: false,
+          recovery: undefined,
+          consecutiveFailures: 0,
+          lastStartedAt: 0,
+          inFlight: undefined,
+          stopped: undefined,
+          endReason: undefined,
+        };
+        s.jobs.set(name, job);
+        for (const [subject, handle] of [
+          [ackSubject(name), onAck],
+          [failureSubject(name), onFailure],
+        ] as const) {
+          const sub = nc.subscribe(subject, {
+            callback: (err, msg) => {
+              if (err === null) handle(job, msg.data);
+            },
+          });
+          yield* Scope.addFinalizer(scope, Effect.sync(() => sub.unsubscribe()));
+        }
+        if (interval > 0) yield* Effect.forkIn(periodic(s, job), scope);
+        return job;
+      });
+
+    const removeJob = (s: Session, job: JobState) =>
+      Effect.gen(function* () {
+        s.jobs.delete(job.name);
+        job.endReason = "the job's spec was removed";
+        log(`${job.name}: spec removed`);
+        yield* Scope.close(job.scope, Exit.void);
+      });
+
+    /**
+     * Whether moving `current`'s actors to `owners` is a handoff of a stopped job: the latest
+     * commit is a stop checkpoint of the current generation and the set of actors is unchanged.
+     * Then nothing ran after the stop barrier, there is no output of an attempt to discard, and
+     * the new owners start from the stop checkpoint in the same generation (architecture.md §5.7:
+     * graceful handoff needs no new generation). Any other change of owners is a recovery.
+     */
+    const isStoppedHandoff = (name: string, current: Assignment, owners: Readonly<Record<string, string>>) =>
+      Effect.gen(function* () {
+        const actors = Object.keys(owners);
+        if (actors.length !== Object.keys(current.owners).length || !actors.every((a) => a in current.owners)) return false;
+        const latest = yield* io(`reading ${latestKey(name)}`, () => readJson<CommittedCheckpoint>(stores.jobs, latestKey(name)));
+        return latest?.value.stop === true && latest.value.generation === current.generation;
+      });
+
+    /** Brings one job's assignment in line with the live workers and pending recovery. */
+    const reconcile = (s: Session, name: string, workers: ReadonlyMap<string, WorkerHeartbeat>) =>
+      Effect.gen(function* () {
+        const spec = yield* io(`reading the spec of ${name}`, () => readSpec(stores.jobs, name));
+        if (spec === undefined) {
+          // Deleted (a delete marker) or unreadable: the job is not ours to run any more.
+          const gone = s.jobs.get(name);
+          if (gone !== undefined) yield* removeJob(s, gone);
+          return;
+        }
+        const job = s.jobs.get(name) ?? (yield* addJob(s, name, spec));
+        job.spec = spec.value;
+        job.specRevision = spec.revision;
+        job.actors = specActors(spec.value);
+        const stored = yield* io(`reading ${assignmentKey(name)}`, () => readJson<Assignment>(stores.jobs, assignmentKey(name)));
+        job.assignment = stored;
+        const live = [...workers].filter(([, hb]) => hb.jobs.includes(name)).map(([w]) => w);
+        if (live.length === 0) {
+          // Nobody to run it: keep the assignment for when workers come back, and let it settle
+          // for a poll then, as after a change.
+          job.ready = false;
+          job.previousRevision = -1;
+          return;
+        }
+        const previous = stored?.value.owners ?? {};
+        const owners = assignActors(job.actors, live, previous);
+        const moved = stored === undefined || !sameOwners(owners, previous);
+        if (!moved && job.recovery === undefined) {
+          // Owners equal to assignActors over the live workers are all live.
+          job.ready = stored.revision === job.previousRevision;
+          job.previousRevision = stored.revision;
+          return;
+        }
+        const handoff = job.recovery === undefined && stored !== undefined && (yield* isStoppedHandoff(name, stored.value, owners));
+        const generation = (stored?.value.generation ?? 0) + (handoff ? 0 : 1);
+        const next: Assignment = { generation, owners, updatedAt: Date.now() };
+        const revision = yield* io(`writing ${assignmentKey(name)}`, () => writeJson(stores.jobs, assignmentKey(name), next, stored?.revision ?? 0));
+        const why = stored === undefined ? "first assignment" : moved ? describeMove(previous, owners) : job.recovery!;
+        log(`${name}: ${handoff ? `stopped job handed over in generation ${generation}` : `generation ${generation}`}: ${why}`);
+        job.assignment = { value: next, revision };
+        job.recovery = undefined;
+        job.consecutiveFailures = 0;
+        job.ready = false;
+        job.previousRevision = revision;
+        const f = job.inFlight;
+        if (f !== undefined) yield* Deferred.succeed(f.outcome, { acked: false, reason: `assignment changed (generation ${generation})`, failure: false });
+      });
+
+    /** One poll: jobs, workers, assignments. */
+    const poll = (s: Session) =>
+      Effect.gen(function* () {
+        const names = yield* io("listing jobs", () => listJobs(stores));
+        const workers = yield* io("listing workers", () => liveWorkers(stores));
+        for (const job of [...s.jobs.values()]) if (!names.includes(job.name)) yield* removeJob(s, job);
+        for (const name of names) {
+          // One job's trouble (a malformed spec, a lost CAS) must not hold up the others.
+          yield* reconcile(s, name, workers).pipe(Effect.catch((e) => Effect.sync(() => log(`${name}: ${e.message}`))));
+        }
+      });
+
+    /**
+     * A new leader's first act: checkpoints its predecessor left in progress can never complete
+     * (their acks went to a dead process). One that reached the commit point is recorded as
+     * committed, the others as aborted.
+     */
+    const takeOver = io("taking over in-progress checkpoints", async () => {
+      for (const name of await listJobs(stores)) {
+        const latest = await readJson<CommittedCheckpoint>(stores.jobs, latestKey(name));
+        for (const r of await checkpointRecords(stores, name)) {
+          if (r.value.status !== "in-progress") continue;
+          const now = Date.now();
+          const landed = latest !== undefined && latest.value.id === r.value.id && latest.value.generation === r.value.generation;
+          const record: CheckpointRecord = landed
+            ? { ...r.value, status: "committed", completedAt: latest.value.committedAt, durationMs: latest.value.committedAt - r.value.startedAt }
+            : { ...r.value, status: "aborted", completedAt: now, durationMs: now - r.value.startedAt, reason: "leader changed" };
+          await writeJson(stores.jobs, checkpointKey(name, r.value.id), record, r.revision);
+          log(`${name}: checkpoint ${r.value.id} left in progress by the previous leader, recorded as ${record.status}`);
+        }
+      }
+    });
+
+    const leaderLoop = (s: Session) =>
+      Effect.gen(function* () {
+        yield* takeOver.pipe(
+          Effect.tapError((e) => Effect.sync(() => log(e.message))),
+          Effect.retry(Schedule.spaced(pollMs)),
+        );
+        const once = poll(s).pipe(
+          Effect.andThen(Deferred.succeed(s.ready, undefined)),
+          Effect.catch((e) => Effect.sync(() => log(e.message))),
+        );
+        yield* once.pipe(Effect.repeat(Schedule.spaced(pollMs)));
+      });
+
+    // ---- leadership ------------------------------------------------------------------------------
+
+    const startSession = Effect.gen(function* () {
+      // Not a child of the supervisor's scope: the election ends it (before releasing the lease),
+      // and the supervisor's finalizer only closes a session that is somehow still open.
+      const scope = yield* Scope.make();
+      const s: Session = { scope, jobs: new Map(), ready: yield* Deferred.make<void>(), closed: yield* Deferred.make<void>(), endReason: "leadership ended" };
+      yield* Scope.addFinalizer(scope, Deferred.succeed(s.closed, undefined));
+      session = s;
+      yield* Effect.forkIn(leaderLoop(s), scope);
+    });
+
+    const endSession = (reason: string) =>
+      Effect.suspend(() => {
+        const s = session;
+        if (s === undefined) return Effect.void;
+        session = undefined;
+        s.endReason = reason;
+        return Scope.close(s.scope, Exit.void);
+      });
+
+    yield* Effect.addFinalizer(() => endSession("supervisor stopped"));
+    const election = yield* makeLeaderElection(nc, {
+      id,
+      ttlMs: options.leaderTtlMs ?? DEFAULT_LEADER_TTL_MS,
+      log,
+      onElected: startSession,
+      onDemoted: (reason) => endSession(reason === "stopped" ? "supervisor stopped" : `leadership ended: ${reason}`),
+    });
+
+    const supervisor: Supervisor = {
+      id,
+      isLeader: () => session !== undefined && election.isLeader(),
+      triggerCheckpoint: async (job, opts = {}) => {
+        const s = session;
+        if (s === undefined || !election.isLeader()) throw new NotLeaderError(`supervisor ${id} is a standby; send the request to the leader`);
+        const exit = await Effect.runPromiseExit(requestCheckpoint(s, job, opts.stop === true));
+        if (Exit.isFailure(exit)) throw Cause.squash(exit.cause);
+        return exit.value;
+      },
+      checkpoints: async (job) => (await checkpointRecords(stores, job)).map((r) => r.value),
+    };
+    return supervisor;
+  });
+
+/** Says which actors moved where, for the log. */
+function describeMove(previous: Readonly<Record<string, string>>, owners: Readonly<Record<string, string>>): string {
+  const moves = Object.keys(owners)
+    .filter((a) => previous[a] !== owners[a])
+    .map((a) => `${a} ${previous[a] ?? "(new)"}→${owners[a]}`);
+  const dropped = Object.keys(previous).filter((a) => !(a in owners));
+  const parts = [];
+  if (moves.length > 0) parts.push(`${moves.length} actor(s) moved: ${preview(moves)}`);
+  if (dropped.length > 0) parts.push(`${dropped.length} actor(s) no longer in the spec`);
+  return parts.join("; ") || "owners changed";
+}
+
+/** A supervisor started outside Effect; `stop()` ends leadership, releases the lease and stops. */
+export interface StartedSupervisor extends Supervisor {
+  stop(): Promise<void>;
+}
+
+/** The handle other modules hold. */
+export type SupervisorHandle = StartedSupervisor;
+
+export async function startSupervisor(nc: NatsConnection, options: SupervisorOptions = {}): Promise<StartedSupervisor> {
+  const scope = Effect.runSync(Scope.make());
+  const exit = await Effect.runPromiseExit(makeSupervisor(nc, options).pipe(Scope.provide(scope)));
+  if (Exit.isFailure(exit)) {
+    await Effect.runPromise(Scope.close(scope, exit));
+    throw Cause.squash(exit.cause);
+  }
+  let stopped: Promise<void> | undefined;
+  const s = exit.value;
+  return {
+    id: s.id,
+    isLeader: s.isLeader,
+    triggerCheckpoint: s.triggerCheckpoint,
+    checkpoints: s.checkpoints,
+    stop: () => (stopped ??= Effect.runPromise(Scope.close(scope, Exit.void))),
+  };
+}

@@ -1,0 +1,305 @@
+/**
+ * The chaos suite: two jobs with exactly-once sinks run on two worker processes under two
+ * supervisor processes while this harness SIGKILLs workers at seeded random moments, kills the
+ * active supervisor once and restarts nats-server once (keeping its file store). At the end the
+ * sink output is compared with results computed independently from the input; any missing or
+ * duplicated record makes the run fail.
+ *
+ *   npm run chaos -- --seed <n> [--events <n>] [--kills <k>] [--json]
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, openSync, readFileSync, closeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { Kvm } from "@nats-io/kv";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { startLocalNatsServer, type LocalNatsServer } from "../../runtime/nats/local-server.ts";
+import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
+import { requestEndOfInput } from "../../runtime/nats/control.ts";
+import { checkpointKey, JOBS_BUCKET, latestKey, LEADER_BUCKET, LEADER_KEY, type CheckpointRecord, type CommittedCheckpoint } from "../../runtime/core/protocol.ts";
+import { appliedKey } from "../../runtime/core/kv-keys.ts";
+import { stateBucket } from "../../runtime/core/naming.ts";
+import { decodeValue } from "../../runtime/core/wire.ts";
+import { expectedOutputs, generateEvents, OUTPUT_STREAM, seededRandom, SOURCE_STREAM, SOURCE_SUBJECT, TOTALS_SUBJECT, totalsJob, WINDOWS_SUBJECT, windowsJob } from "./workload.ts";
+
+export interface ChaosOptions {
+  readonly seed: number;
+  readonly events: number;
+  readonly kills: number;
+  readonly supervisorKills?: number;
+  readonly natsRestarts?: number;
+  /** How long the input is spread over (default: events / 2500 s, at least 12 s). */
+  readonly publishSeconds?: number;
+  readonly timeoutSeconds?: number;
+  readonly log?: (line: string) => void;
+}
+
+export interface ChaosResult {
+  readonly seed: number;
+  readonly events: number;
+  readonly workerKills: number;
+  readonly supervisorKills: number;
+  readonly natsRestarts: number;
+  readonly expected: number;
+  readonly actual: number;
+  readonly missing: number;
+  readonly duplicated: number;
+  readonly exact: boolean;
+  readonly seconds: number;
+}
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const CLI = join(ROOT, "runtime/cli/main.ts");
+const WORKLOAD = join(ROOT, "test/chaos/workload.ts");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const decoder = new TextDecoder();
+const JOBS = [windowsJob, totalsJob];
+
+class Processes {
+  private readonly dir = mkdtempSync(join(tmpdir(), "eddy-chaos-"));
+  private readonly live = new Map<string, ChildProcess>();
+  private counter = 0;
+
+  start(kind: "worker" | "supervisor", url: string): string {
+    const name = `${kind}-${++this.counter}`;
+    const args =
+      kind === "worker"
+        ? [CLI, "worker", "--pipeline", WORKLOAD, "--nats", url]
+        : [CLI, "supervisor", "--nats", url, "--id", name, "--checkpoint-interval", "500"];
+    const out = openSync(join(this.dir, `${name}.log`), "a");
+    const child = spawn(process.execPath, args, { stdio: ["ignore", out, out], cwd: ROOT });
+    closeSync(out);
+    this.live.set(name, child);
+    child.on("exit", () => this.live.delete(name));
+    return name;
+  }
+
+  names(kind: string): string[] {
+    return [...this.live.keys()].filter((n) => n.startsWith(kind));
+  }
+
+  kill(name: string): void {
+    this.live.get(name)?.kill("SIGKILL");
+    this.live.delete(name);
+  }
+
+  async stopAll(): Promise<void> {
+    const children = [...this.live.values()];
+    for (const c of children) c.kill("SIGKILL");
+    await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once("exit", r)) : undefined)));
+    this.live.clear();
+  }
+
+  logTail(lines = 40): string {
+    const all: string[] = [];
+    for (let i = 1; i <= this.counter; i++) {
+      for (const kind of ["worker", "supervisor"]) {
+        try {
+          const text = readFileSync(join(this.dir, `${kind}-${i}.log`), "utf8").trim().split("\n").slice(-lines);
+          all.push(`--- ${kind}-${i}`, ...text);
+        } catch {
+          // that process never existed
+        }
+      }
+    }
+    return all.join("\n");
+  }
+}
+
+async function retry<T>(f: () => Promise<T>, until: number): Promise<T> {
+  for (;;) {
+    try {
+      return await f();
+    } catch (e) {
+      if (Date.now() > until) throw e;
+      await sleep(200);
+    }
+  }
+}
+
+/** The committed checkpoint after which every actor of `job` had seen the end of its input. */
+async function finishedCheckpoint(nc: NatsConnection, job: string): Promise<number | undefined> {
+  const jobs = await new Kvm(nc).open(JOBS_BUCKET);
+  const latest = await jobs.get(latestKey(job));
+  if (latest === null || latest.length === 0) return undefined;
+  const id = (JSON.parse(decoder.decode(latest.value)) as CommittedCheckpoint).id;
+  const rec = await jobs.get(checkpointKey(job, id));
+  if (rec === null || rec.length === 0) return undefined;
+  const record = JSON.parse(decoder.decode(rec.value)) as CheckpointRecord;
+  return record.finished === true && record.status === "committed" ? id : undefined;
+}
+
+/** True once every sink partition of `job` has materialized (and so published) checkpoint `id`. */
+async function sinksApplied(nc: NatsConnection, job: string, partitions: number, id: number): Promise<boolean> {
+  const kv = await new Kvm(nc).open(stateBucket(job, "out"));
+  for (let p = 0; p < partitions; p++) {
+    const e = await kv.get(appliedKey(p));
+    if (e === null || e.length === 0 || (decodeValue(e.value) as number) < id) return false;
+  }
+  return true;
+}
+
+function compare(expected: readonly unknown[], actual: readonly unknown[]): { missing: number; duplicated: number } {
+  const counts = new Map<string, number>();
+  for (const x of expected) counts.set(JSON.stringify(x), (counts.get(JSON.stringify(x)) ?? 0) + 1);
+  let duplicated = 0;
+  for (const x of actual) {
+    const k = JSON.stringify(x);
+    const n = counts.get(k) ?? 0;
+    if (n > 0) counts.set(k, n - 1);
+    else duplicated++;
+  }
+  let missing = 0;
+  for (const n of counts.values()) missing += n;
+  return { missing, duplicated };
+}
+
+export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
+  const log = options.log ?? (() => undefined);
+  const started = Date.now();
+  const rnd = seededRandom(options.seed ^ 0x5eed);
+  const events = generateEvents(options.seed, options.events);
+  const expected = expectedOutputs(events);
+  const publishSeconds = options.publishSeconds ?? Math.max(12, options.events / 2500);
+  const deadline = started + (options.timeoutSeconds ?? 540) * 1000;
+  const supervisorKills = options.supervisorKills ?? 1;
+  const natsRestarts = options.natsRestarts ?? 1;
+
+  const server: LocalNatsServer = await startLocalNatsServer();
+  const procs = new Processes();
+  const nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  let workerKills = 0;
+  let supKills = 0;
+  let restarts = 0;
+  try {
+    await ensureStream(nc, SOURCE_STREAM, [SOURCE_SUBJECT]);
+    await ensureStream(nc, OUTPUT_STREAM, ["chaos.out.>"]);
+    procs.start("supervisor", server.url);
+    procs.start("supervisor", server.url);
+    procs.start("worker", server.url);
+    procs.start("worker", server.url);
+    // Running means a first checkpoint committed for both jobs.
+    const jobs = await new Kvm(nc).open(JOBS_BUCKET).catch(async () => {
+      await sleep(1000);
+      return new Kvm(nc).open(JOBS_BUCKET);
+    });
+    for (const job of JOBS) {
+      while ((await jobs.get(latestKey(job.name)).catch(() => null))?.length ? false : true) {
+        if (Date.now() > deadline) throw new Error(`job ${job.name} never committed a checkpoint\n${procs.logTail()}`);
+        await sleep(100);
+      }
+    }
+    log(`chaos: jobs running after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+    // Seeded schedule of faults over the publishing period.
+    type Fault = { at: number; kind: "worker" | "supervisor" | "nats" };
+    const faults: Fault[] = [];
+    const when = () => (0.1 + 0.8 * rnd()) * publishSeconds * 1000;
+    for (let i = 0; i < options.kills; i++) faults.push({ at: when(), kind: "worker" });
+    for (let i = 0; i < supervisorKills; i++) faults.push({ at: when(), kind: "supervisor" });
+    for (let i = 0; i < natsRestarts; i++) faults.push({ at: when(), kind: "nats" });
+    faults.sort((a, b) => a.at - b.at);
+
+    const t0 = Date.now();
+    const chaos = (async () => {
+      for (const f of faults) {
+        await sleep(Math.max(0, t0 + f.at - Date.now()));
+        if (f.kind === "worker") {
+          const live = procs.names("worker");
+          const victim = live[Math.floor(rnd() * live.length)];
+          if (victim === undefined) continue;
+          procs.kill(victim);
+          workerKills++;
+          log(`chaos: t=${((Date.now() - t0) / 1000).toFixed(1)} s SIGKILL ${victim}`);
+          setTimeout(() => procs.start("worker", server.url), 1000);
+        } else if (f.kind === "supervisor") {
+          const lease = await retry(async () => (await new Kvm(nc).open(LEADER_BUCKET)).get(LEADER_KEY), deadline);
+          const holder = lease === null ? "" : decoder.decode(lease.value);
+          const leader = procs.names("supervisor").find((n) => holder.includes(n));
+          if (leader === undefined) continue;
+          procs.kill(leader);
+          supKills++;
+          log(`chaos: t=${((Date.now() - t0) / 1000).toFixed(1)} s SIGKILL leader ${leader}`);
+          procs.start("supervisor", server.url);
+        } else {
+          log(`chaos: t=${((Date.now() - t0) / 1000).toFixed(1)} s restarting nats-server`);
+          await server.restart();
+          restarts++;
+        }
+      }
+    })();
+
+    // Publish the input at a steady pace, retrying through the server restart.
+    const chunk = 200;
+    for (let i = 0; i < events.length; i += chunk) {
+      const due = t0 + (i / events.length) * publishSeconds * 1000;
+      await sleep(Math.max(0, due - Date.now()));
+      const batch = events.slice(i, i + chunk).map((e, j) => ({ subject: SOURCE_SUBJECT, data: JSON.stringify(e), headers: { "Nats-Msg-Id": `ev-${i + j}` } }));
+      await retry(() => publishAll(nc, batch), deadline);
+    }
+    await chaos;
+    log(`chaos: input published; ending input`);
+    for (const job of JOBS) await retry(() => requestEndOfInput(nc, job.name), deadline);
+
+    for (const job of JOBS) {
+      for (;;) {
+        if (Date.now() > deadline) throw new Error(`job ${job.name} did not finish in time\n${procs.logTail()}`);
+        const id = await finishedCheckpoint(nc, job.name).catch(() => undefined);
+        if (id !== undefined && (await sinksApplied(nc, job.name, 2, id).catch(() => false))) break;
+        await sleep(200);
+      }
+    }
+    const windows = (await readAll(nc, OUTPUT_STREAM, WINDOWS_SUBJECT)).map((m) => JSON.parse(decoder.decode(m.data)));
+    const totals = (await readAll(nc, OUTPUT_STREAM, TOTALS_SUBJECT)).map((m) => JSON.parse(decoder.decode(m.data)));
+    const w = compare(expected.windows, windows);
+    const t = compare(expected.totals, totals);
+    const result: ChaosResult = {
+      seed: options.seed,
+      events: options.events,
+      workerKills,
+      supervisorKills: supKills,
+      natsRestarts: restarts,
+      expected: expected.windows.length + expected.totals.length,
+      actual: windows.length + totals.length,
+      missing: w.missing + t.missing,
+      duplicated: w.duplicated + t.duplicated,
+      exact: w.missing + t.missing + w.duplicated + t.duplicated === 0,
+      seconds: Math.round((Date.now() - started) / 100) / 10,
+    };
+    if (!result.exact) log(procs.logTail());
+    return result;
+  } finally {
+    await procs.stopAll();
+    await nc.close().catch(() => undefined);
+    await server.stop();
+  }
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    options: {
+      seed: { type: "string", default: "1" },
+      events: { type: "string", default: "200000" },
+      kills: { type: "string", default: "10" },
+      json: { type: "boolean", default: false },
+    },
+  });
+  const num = (name: string, v: string | undefined) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) {
+      process.stderr.write(`chaos: --${name} must be a non-negative integer, got "${v}"\n`);
+      process.exit(2);
+    }
+    return n;
+  };
+  const opts: ChaosOptions = {
+    seed: num("seed", values.seed),
+    events: num("events", values.events),
+    kills: num("kills", values.kills),
+    log: values.json ? (line) => process.stderr.write(line + "\n") : (line) => console.log(line),
+  };
+  const result = await runChaos(opts);
+  console.log(JSON.stringify(result));
+  process.exit(result.exact ? 0 : 1);
+}

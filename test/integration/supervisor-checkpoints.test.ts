@@ -1,0 +1,301 @@
+/**
+ * The leader supervisor against a real nats-server, with simulated workers standing in for
+ * actors: it assigns the actors of a job (2 functions x 2 partitions) to the live workers,
+ * commits checkpoints by compare-and-set of `<job>.latest` and records their statistics, aborts
+ * checkpoints that miss acks, recovers the job (new generation) after a failure report, after too
+ * many failed checkpoints and when a worker's heartbeat expires, deletes what no actor needs any
+ * more, and pauses periodic checkpoints after a stop-with-checkpoint (whose actors then move to
+ * other workers without a new generation).
+ */
+import { describe, expect, it } from "vitest";
+import { Kvm, type KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import {
+  assignmentKey,
+  jobSpecKey,
+  latestKey,
+  type Assignment,
+  type CheckpointRecord,
+  type CommittedCheckpoint,
+  type JobSpecRecord,
+} from "../../runtime/core/protocol.ts";
+import { appliedKey } from "../../runtime/core/kv-keys.ts";
+import { stateBucket } from "../../runtime/core/naming.ts";
+import { encodeValue } from "../../runtime/core/wire.ts";
+import { ensureControlStores, readJson, type ControlStores } from "../../runtime/supervisor/control-store.ts";
+import { startSimulatedWorker, type SimulatedWorker } from "../../runtime/supervisor/simulated-worker.ts";
+import { startSupervisor, type StartedSupervisor, type SupervisorOptions } from "../../runtime/supervisor/supervisor.ts";
+import { connect, natsServer, type TestNatsServer } from "../support/nats-server.ts";
+
+const JOB = "orders";
+const FUNCTIONS = [
+  { name: "src", partitions: 2, isSource: true },
+  { name: "agg", partitions: 2, isSource: false },
+];
+const ACTORS = ["src/0", "src/1", "agg/0", "agg/1"];
+
+/** Distinct statistics per actor, so sums and maxima are checkable. */
+const ackStats = (actor: string) => ({
+  bytes: 100 * (ACTORS.indexOf(actor) + 1),
+  keysChanged: ACTORS.indexOf(actor) + 1,
+  alignmentMs: actor === "agg/1" ? 40 : 5,
+  finished: false,
+});
+
+/** Polls `probe` until it returns something other than undefined/false. */
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+interface Cluster extends AsyncDisposable {
+  readonly nc: NatsConnection;
+  readonly stores: ControlStores;
+  readonly sup: StartedSupervisor;
+  readonly w1: SimulatedWorker;
+  readonly w2: SimulatedWorker;
+  assignment(): Promise<Assignment | undefined>;
+  latest(): Promise<{ value: CommittedCheckpoint; revision: number } | undefined>;
+  writeSpec(): Promise<void>;
+}
+
+/** A server, a job spec, two simulated workers and a leader supervisor with short timings. */
+async function cluster(server: TestNatsServer, options: SupervisorOptions, worker: { writeDeltas?: boolean } = {}): Promise<Cluster> {
+  const nc = await connect(server);
+  const stores = await ensureControlStores(nc);
+  const writeSpec = async () => {
+    const spec: JobSpecRecord = { job: JOB, functions: FUNCTIONS, updatedAt: Date.now() };
+    await stores.jobs.put(jobSpecKey(JOB), JSON.stringify(spec));
+  };
+  await writeSpec();
+  const w1 = await startSimulatedWorker(nc, { id: "w1", jobs: [JOB], ackStats, heartbeatMs: 500, ...worker });
+  const w2 = await startSimulatedWorker(nc, { id: "w2", jobs: [JOB], ackStats, heartbeatMs: 500, ...worker });
+  const sup = await startSupervisor(nc, { workerPollMs: 100, leaderTtlMs: 1500, checkpointTimeoutMs: 1000, ...options });
+  await waitFor("leadership", () => sup.isLeader());
+  return {
+    nc,
+    stores,
+    sup,
+    w1,
+    w2,
+    writeSpec,
+    assignment: async () => (await readJson<Assignment>(stores.jobs, assignmentKey(JOB)))?.value,
+    latest: () => readJson<CommittedCheckpoint>(stores.jobs, latestKey(JOB)),
+    async [Symbol.asyncDispose]() {
+      await sup.stop();
+      await w1.stop();
+      await w2.stop();
+      await nc.close();
+    },
+  };
+}
+
+const committed = (records: CheckpointRecord[]) => records.filter((r) => r.status === "committed");
+
+describe("supervisor checkpoints", () => {
+  it("assigns the actors, commits checkpoints in order by CAS on <job>.latest and records their statistics", async () => {
+    await using server = await natsServer();
+    await using c = await cluster(server, { checkpointIntervalMs: 0 });
+
+    const a = await waitFor("an assignment", () => c.assignment());
+    expect(a.generation).toBe(1);
+    expect(Object.keys(a.owners).sort()).toEqual([...ACTORS].sort());
+    expect(Object.values(a.owners).filter((w) => w === "w1")).toHaveLength(2);
+    expect(Object.values(a.owners).filter((w) => w === "w2")).toHaveLength(2);
+
+    const revisions: number[] = [];
+    for (let i = 1; i <= 3; i++) {
+      const r = await c.sup.triggerCheckpoint(JOB);
+      expect(r).toMatchObject({ id: i, generation: 1, status: "committed", actors: 4, bytes: 1000, keysChanged: 10, alignmentMs: 40 });
+      expect(r.durationMs).toBeGreaterThanOrEqual(0);
+      expect(r.completedAt).toBeGreaterThanOrEqual(r.startedAt);
+      const latest = (await c.latest())!;
+      expect(latest.value).toMatchObject({ id: i, generation: 1 });
+      revisions.push(latest.revision);
+    }
+    expect(revisions).toEqual([...revisions].sort((x, y) => x - y));
+    const records = await c.sup.checkpoints(JOB);
+    expect(records.map((r) => [r.id, r.status])).toEqual([
+      [1, "committed"],
+      [2, "committed"],
+      [3, "committed"],
+    ]);
+    // Every actor saw the triggers, with the ids in order.
+    expect(c.w1.triggers.map((t) => t.id)).toEqual([1, 2, 3]);
+
+    // The commit is a compare-and-set: if <job>.latest changes while a checkpoint waits for its
+    // acks, the commit is refused and the checkpoint aborted.
+    c.w1.holdAcks = true;
+    const pending = c.sup.triggerCheckpoint(JOB);
+    await waitFor("the trigger", () => c.w1.triggers.length === 4);
+    await c.stores.jobs.put(latestKey(JOB), JSON.stringify({ id: 3, generation: 1, committedAt: Date.now() }));
+    c.w1.holdAcks = false;
+    c.w1.releaseAcks();
+    const refused = await pending;
+    expect(refused).toMatchObject({ id: 4, status: "aborted" });
+    expect(refused.reason).toMatch(/commit refused/);
+    expect((await c.latest())!.value.id).toBe(3);
+    expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 5, status: "committed" });
+  });
+
+  it("aborts a checkpoint with a missing ack after the timeout; the next one takes a higher id", async () => {
+    await using server = await natsServer();
+    await using c = await cluster(server, { checkpointIntervalMs: 0, checkpointTimeoutMs: 800 });
+    const a = await waitFor("an assignment", () => c.assignment());
+    expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 1, status: "committed" });
+
+    const hung = Object.keys(a.owners).find((actor) => a.owners[actor] === "w2")!;
+    c.w2.withheld.add(hung);
+    const aborted = await c.sup.triggerCheckpoint(JOB);
+    expect(aborted).toMatchObject({ id: 2, status: "aborted", generation: 1 });
+    expect(aborted.reason).toMatch(/timed out after 800 ms/);
+    expect(aborted.reason).toContain(hung);
+    expect(aborted.durationMs).toBeGreaterThanOrEqual(790);
+    expect((await c.latest())!.value.id).toBe(1);
+
+    c.w2.withheld.clear();
+    expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 3, status: "committed", generation: 1 });
+    // One failure is below the limit: no recovery.
+    expect((await c.assignment())!.generation).toBe(1);
+  });
+
+  it("recovers the job (next generation, same owners) after maxConsecutiveFailures aborted checkpoints", async () => {
+    await using server = await natsServer();
+    await using c = await cluster(server, { checkpointIntervalMs: 0, checkpointTimeoutMs: 500, maxConsecutiveFailures: 2 });
+    const before = await waitFor("an assignment", () => c.assignment());
+    for (const actor of ACTORS) c.w1.withheld.add(actor);
+
+    expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 1, status: "aborted" });
+    expect((await c.assignment())!.generation).toBe(1);
+    expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 2, status: "aborted" });
+    const after = await waitFor("generation 2", async () => {
+      const a = await c.assignment();
+      return a?.generation === 2 && a;
+    });
+    expect(after.owners).toEqual(before.owners);
+
+    c.w1.withheld.clear();
+    expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 3, status: "committed", generation: 2 });
+  });
+
+  it("recovers the job when an actor of the current generation reports a failure", async () => {
+    await using server = await natsServer();
+    await using c = await cluster(server, { checkpointIntervalMs: 0 });
+    const before = await waitFor("an assignment", () => c.assignment());
+
+    await c.w1.reportFailure(JOB, "agg/0", "out of memory");
+    const after = await waitFor("generation 2", async () => {
+      const a = await c.assignment();
+      return a?.generation === 2 && a;
+    });
+    expect(after.owners).toEqual(before.owners);
+
+    // A report from the replaced generation changes nothing.
+    await c.w1.reportFailure(JOB, "agg/0", "late report", 1);
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await c.assignment())!.generation).toBe(2);
+    expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ status: "committed", generation: 2 });
+  });
+
+  it("moves the actors of a worker whose heartbeat expired to the other worker, with a new generation", async () => {
+    await using server = await natsServer();
+    await using c = await cluster(server, { checkpointIntervalMs: 0 });
+    await waitFor("an assignment", () => c.assignment());
+    expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ status: "committed", generation: 1 });
+
+    await c.w1.stop(); // no more heartbeats: the entry expires after 5 s
+    const after = await waitFor("the actors on w2", async () => {
+      const a = await c.assignment();
+      return a !== undefined && Object.values(a.owners).every((w) => w === "w2") && a;
+    });
+    expect(after.generation).toBe(2);
+    expect(Object.keys(after.owners).sort()).toEqual([...ACTORS].sort());
+    expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ status: "committed", generation: 2, actors: 4 });
+  });
+
+  it("deletes deltas and records only below every actor's applied checkpoint, keeping the newest", async () => {
+    await using server = await natsServer();
+    await using c = await cluster(server, { checkpointIntervalMs: 0, checkpointTimeoutMs: 600, retainCheckpoints: 2 }, { writeDeltas: true });
+    const kvm = new Kvm(c.nc);
+    const buckets = new Map<string, KV>();
+    for (const f of FUNCTIONS) buckets.set(f.name, await kvm.create(stateBucket(JOB, f.name), { history: 1 }));
+    const setApplied = async (applied: Record<string, number>) => {
+      for (const [actor, n] of Object.entries(applied)) {
+        const [fn, p] = actor.split("/");
+        await buckets.get(fn!)!.put(appliedKey(Number(p)), encodeValue(n));
+      }
+    };
+    const objectIds = async () => [...new Set((await c.stores.objects.list()).map((o) => Number(o.name.split("/")[1])))].sort((x, y) => x - y);
+    const recordIds = async () => (await c.sup.checkpoints(JOB)).map((r) => r.id);
+    const a = await waitFor("an assignment", () => c.assignment());
+
+    expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 1, status: "committed" });
+    expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 2, status: "committed" });
+    const hung = Object.keys(a.owners).find((actor) => a.owners[actor] === "w1")!;
+    c.w1.withheld.add(hung);
+    expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 3, status: "aborted" });
+    expect(await objectIds()).toEqual([1, 2, 3]);
+    c.w1.withheld.clear();
+
+    // Nothing applied yet: committed deltas stay; the aborted checkpoint's leftovers go.
+    expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 4, status: "committed" });
+    expect(await recordIds()).toEqual([1, 2, 4]);
+    expect(await objectIds()).toEqual([1, 2, 4]);
+    expect((await c.stores.objects.list()).filter((o) => o.name.startsWith(`${JOB}/4/`))).toHaveLength(4);
+
+    // One actor has applied only checkpoint 2: 1 can go, 2 must stay although it is not retained.
+    await setApplied({ "src/0": 4, "src/1": 4, "agg/0": 2, "agg/1": 4 });
+    expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 5, status: "committed" });
+    expect(await recordIds()).toEqual([2, 4, 5]);
+    expect(await objectIds()).toEqual([2, 4, 5]);
+
+    // Everything applied up to 5: only the newest two are kept.
+    await setApplied({ "src/0": 5, "src/1": 5, "agg/0": 5, "agg/1": 5 });
+    expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 6, status: "committed" });
+    expect(await recordIds()).toEqual([5, 6]);
+    expect(await objectIds()).toEqual([5, 6]);
+    // Purged, not just marked deleted: the store holds no metadata of the deleted objects.
+    const info = await c.stores.jsm.streams.info("OBJ_eddy_ckpt", { subjects_filter: "$O.eddy_ckpt.M.>" });
+    expect(Object.keys(info.state.subjects ?? {})).toHaveLength(8);
+  });
+
+  it("runs checkpoints periodically, stops after a committed stop-with-checkpoint and resumes with a new spec", async () => {
+    await using server = await natsServer();
+    await using c = await cluster(server, { checkpointIntervalMs: 200 });
+    await waitFor("two periodic checkpoints", async () => committed(await c.sup.checkpoints(JOB)).length >= 2);
+
+    const stop = await c.sup.triggerCheckpoint(JOB, { stop: true });
+    expect(stop).toMatchObject({ status: "committed", stop: true });
+    expect((await c.latest())!.value).toMatchObject({ id: stop.id, stop: true });
+    expect(c.w1.triggers.find((t) => t.id === stop.id)).toMatchObject({ stop: true });
+
+    // Asserting that nothing happens needs a pause: five intervals.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(Math.max(...(await c.sup.checkpoints(JOB)).map((r) => r.id))).toBe(stop.id);
+
+    // Actors of a stopped job move without a new generation: nothing ran after the stop barrier.
+    await c.w1.stop();
+    const moved = await waitFor("the actors on w2", async () => {
+      const a = await c.assignment();
+      return a !== undefined && Object.values(a.owners).every((w) => w === "w2") && a;
+    });
+    expect(moved.generation).toBe(stop.generation);
+    expect(Math.max(...(await c.sup.checkpoints(JOB)).map((r) => r.id))).toBe(stop.id);
+
+    await c.writeSpec();
+    const resumed = await waitFor("a checkpoint after the new spec", async () => committed(await c.sup.checkpoints(JOB)).find((r) => r.id > stop.id));
+    expect(resumed).toMatchObject({ generation: stop.generation, actors: 4 });
+  });
+
+  it("rejects explicit checkpoints of unknown jobs", async () => {
+    await using server = await natsServer();
+    await using c = await cluster(server, { checkpointIntervalMs: 0 });
+    await waitFor("an assignment", () => c.assignment());
+    await expect(c.sup.triggerCheckpoint("nope")).rejects.toMatchObject({ name: "UnknownJobError" });
+  });
+});

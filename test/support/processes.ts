@@ -1,0 +1,34 @@
+/**
+ * Child eddy processes for tests that kill them: `eddy worker` and `eddy supervisor` started
+ * with the pinned Node, output captured for failure messages, SIGKILLed on dispose.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { join, resolve } from "node:path";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const CLI = join(ROOT, "runtime/cli/main.ts");
+
+export interface EddyProcess extends AsyncDisposable {
+  readonly child: ChildProcess;
+  output(): string;
+  /** SIGKILL, no cleanup: a crash. */
+  kill(): Promise<void>;
+}
+
+export function startEddy(args: readonly string[]): EddyProcess {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (out += d));
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  const kill = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    await exited;
+  };
+  return { child, output: () => out, kill, [Symbol.asyncDispose]: kill };
+}
+
+/** `eddy worker --pipeline <module> --nats <url>` */
+export function startWorkerProcess(pipelineModule: string, url: string): EddyProcess {
+  return startEddy(["worker", "--pipeline", join(ROOT, pipelineModule), "--nats", url]);
+}

@@ -1,0 +1,276 @@
+import { describe, expect, it } from "vitest";
+import fc from "fast-check";
+import { CHANNELS, PAGES, generatePageViews, seededRandom, type GeneratedMessage, type PageView } from "../../../functions/pageviews/events.ts";
+import { expectedResults } from "../../../functions/pageviews/expected.ts";
+import { ALLOWED_LATENESS_MS, MAX_OUT_OF_ORDERNESS_MS, WINDOW_MS, pageviewsPipeline, type PageWindow } from "../../../functions/pageviews/pipeline.ts";
+import { Operator } from "../../../runtime/core/operator.ts";
+
+const START = Date.UTC(2026, 0, 1);
+
+describe("seededRandom", () => {
+  it("yields the same sequence for a seed, in [0, 1)", () => {
+    const a = seededRandom(7);
+    const b = seededRandom(7);
+    const xs = Array.from({ length: 1000 }, () => a());
+    expect(Array.from({ length: 1000 }, () => b())).toEqual(xs);
+    expect(xs.every((x) => x >= 0 && x < 1)).toBe(true);
+    expect(new Set(xs).size).toBeGreaterThan(990);
+  });
+});
+
+describe("generatePageViews", () => {
+  it("is deterministic: the same seed gives identical output", () => {
+    expect(generatePageViews({ seed: 123, events: 2_000 })).toEqual(generatePageViews({ seed: 123, events: 2_000 }));
+  });
+
+  it("gives different output for different seeds", () => {
+    const a = generatePageViews({ seed: 1, events: 200 }).map((m) => m.payload);
+    const b = generatePageViews({ seed: 2, events: 200 }).map((m) => m.payload);
+    expect(b).not.toEqual(a);
+    // Not merely a shifted copy: most messages differ.
+    expect(a.filter((p, i) => p === b[i]).length).toBeLessThan(20);
+  });
+
+  it("produces exactly the requested number of messages", () => {
+    fc.assert(
+      fc.property(fc.integer(), fc.nat(300), (seed, events) => {
+        expect(generatePageViews({ seed, events })).toHaveLength(events);
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  it("produces valid page views whose payload is their JSON, with known pages and channels", () => {
+    const messages = generatePageViews({ seed: 5, events: 3_000 });
+    for (const m of messages.filter((m) => m.event !== undefined)) {
+      const e = m.event!;
+      expect(m.malformed).toBeUndefined();
+      expect(JSON.parse(m.payload)).toEqual(e);
+      expect(PAGES).toContain(e.page);
+      expect(CHANNELS).toContain(e.channel);
+      expect(e.user).toMatch(/^u\d+$/);
+      expect(Number.isSafeInteger(e.ts)).toBe(true);
+    }
+  });
+
+  it("makes malformed messages that are broken the way they say", () => {
+    const messages = generatePageViews({ seed: 9, events: 3_000, malformedShare: 0.3 });
+    for (const m of messages.filter((m) => m.malformed !== undefined)) {
+      expect(m.event).toBeUndefined();
+      if (m.malformed === "not-json") {
+        expect(() => JSON.parse(m.payload)).toThrow();
+      } else {
+        const body = JSON.parse(m.payload) as Partial<PageView>;
+        expect(typeof body.user).toBe("string");
+        if (m.malformed === "missing-page") {
+          expect(body.page).toBeUndefined();
+          expect(typeof body.ts).toBe("number");
+        } else {
+          expect(body.ts).toBeUndefined();
+          expect(typeof body.page).toBe("string");
+        }
+      }
+    }
+  });
+
+  it("makes roughly the configured share of messages malformed, split evenly over the three kinds", () => {
+    for (const [seed, share] of [
+      [11, 0.01],
+      [12, 0.1],
+      [13, 0.3],
+    ] as const) {
+      const events = 30_000;
+      const messages = generatePageViews({ seed, events, malformedShare: share });
+      const malformed = messages.filter((m) => m.malformed !== undefined);
+      expect(messages.filter((m) => m.event === undefined)).toHaveLength(malformed.length);
+      expect(malformed.length / events).toBeGreaterThan(share * 0.85);
+      expect(malformed.length / events).toBeLessThan(share * 1.15);
+      for (const kind of ["not-json", "missing-page", "missing-ts"] as const) {
+        const n = malformed.filter((m) => m.malformed === kind).length;
+        expect(n / malformed.length, kind).toBeGreaterThan(0.25);
+        expect(n / malformed.length, kind).toBeLessThan(0.42);
+      }
+    }
+    expect(generatePageViews({ seed: 1, events: 5_000, malformedShare: 0 }).every((m) => m.event !== undefined)).toBe(true);
+  });
+
+  it("keeps event times within maxDisorderMs of the stream's progress when there are no late shares", () => {
+    fc.assert(
+      fc.property(fc.integer(), fc.integer({ min: 1, max: 5_000 }), fc.integer({ min: 1, max: 100 }), (seed, maxDisorderMs, stepMs) => {
+        const messages = generatePageViews({ seed, events: 400, stepMs, maxDisorderMs, lateShare: 0, tooLateShare: 0, malformedShare: 0 });
+        let maxTs = -Infinity;
+        for (const [i, m] of messages.entries()) {
+          const ts = m.event!.ts;
+          const base = START + i * stepMs;
+          expect(ts).toBeLessThanOrEqual(base);
+          expect(ts).toBeGreaterThan(base - maxDisorderMs);
+          // Never further behind the latest event time than the bound: the watermark keeps it on time.
+          expect(ts).toBeGreaterThan(maxTs - maxDisorderMs);
+          maxTs = Math.max(maxTs, ts);
+        }
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  it("delays only the late and too-late shares beyond maxDisorderMs, by 5-12 s and 25-60 s", () => {
+    const events = 40_000;
+    const messages = generatePageViews({ seed: 77, events, lateShare: 0.05, tooLateShare: 0.02, malformedShare: 0 });
+    let ordinary = 0;
+    let late = 0;
+    let tooLate = 0;
+    for (const [i, m] of messages.entries()) {
+      const delay = START + i * 20 - m.event!.ts;
+      if (delay >= 0 && delay < 3_000) ordinary++;
+      else if (delay >= 5_000 && delay < 12_000) late++;
+      else if (delay >= 25_000 && delay < 60_000) tooLate++;
+      else throw new Error(`message ${i} is delayed by ${delay} ms`);
+    }
+    expect(ordinary + late + tooLate).toBe(events);
+    expect(late / events).toBeGreaterThan(0.04);
+    expect(late / events).toBeLessThan(0.06);
+    expect(tooLate / events).toBeGreaterThan(0.015);
+    expect(tooLate / events).toBeLessThan(0.025);
+  });
+
+  it("starts at startTs and advances by stepMs", () => {
+    const messages = generatePageViews({ seed: 3, events: 50, startTs: 1_000_000, stepMs: 100, maxDisorderMs: 1, lateShare: 0, tooLateShare: 0, malformedShare: 0 });
+    // With a disorder of 1 ms the offset floor(rnd * 1) is always 0.
+    expect(messages.map((m) => m.event!.ts)).toEqual(Array.from({ length: 50 }, (_, i) => 1_000_000 + i * 100));
+  });
+});
+
+/** A valid message for a hand-written example. */
+function view(user: string, page: string, channel: string, ts: number): GeneratedMessage {
+  const event: PageView = { user, page, channel, ts };
+  return { payload: JSON.stringify(event), event };
+}
+
+describe("expectedResults", () => {
+  it("uses a 10 s window, a 3 s out-of-orderness bound and 5 s of allowed lateness", () => {
+    expect([WINDOW_MS, MAX_OUT_OF_ORDERNESS_MS, ALLOWED_LATENESS_MS]).toEqual([10_000, 3_000, 5_000]);
+  });
+
+  it("computes windows, late firings and late records of a hand-made example", () => {
+    // A = /home|web, B = /cart|ios. Windows are [0,10000), [10000,20000), ...; a window fires when
+    // the watermark reaches end - 1 = 9999, 19999, ...; the watermark before an event is
+    // maxTs - 3000 - 1; an event is too late when end - 1 + 5000 <= watermark.
+    const e8 = view("u4", "/home", "web", 5_000);
+    const messages: GeneratedMessage[] = [
+      // W = -Infinity. A[0,10000) = {u1}, 1 view.
+      view("u1", "/home", "web", 1_000),
+      // W = 1000 - 3001 = -2001. A[0,10000) = {u1,u2}, 2 views.
+      view("u2", "/home", "web", 9_000),
+      // W = 9000 - 3001 = 5999. B[0,10000) = {u1}, 1 view.
+      view("u1", "/cart", "ios", 4_000),
+      // W = 5999. A[10000,20000) = {u3}, 1 view. maxTs becomes 13000.
+      view("u3", "/home", "web", 13_000),
+      // W = 13000 - 3001 = 9999 = end - 1 of [0,10000): A[0,10000) fires on-time (2 views, 2 users),
+      // then B[0,10000) (1, 1) — same start, opened later. Then A[10000,20000) = {u3,u1}, 2 views.
+      view("u1", "/home", "web", 12_000),
+      // W = 9999. A[0,10000) already fired but 9999 + 5000 > 9999: counted, and fired again at once
+      // as "late" with 3 views and still 2 users (u2 was seen).
+      view("u2", "/home", "web", 8_000),
+      // W = 9999. B[10000,20000) = {u2}, 1 view. maxTs becomes 18000.
+      view("u2", "/cart", "ios", 18_000),
+      // W = 18000 - 3001 = 14999 = 9999 + 5000: A[0,10000) is past its lateness, so the event is late.
+      // No window fires (the next ends are at 19999).
+      e8,
+      // Dead-lettered, ignored for the windows.
+      { payload: '{"user":"u9","page":', malformed: "not-json" },
+      // W = 18000 - 3001 = 14999. B[10000,20000) = {u2,u3}, 2 views. maxTs becomes 18500.
+      view("u3", "/cart", "ios", 18_500),
+      // End of input: every unfired window fires, by start then by when it opened:
+      // A[10000,20000) (2 views, 2 users), B[10000,20000) (2, 2).
+    ];
+    const w = (page: string, channel: string, windowStart: number, views: number, users: number, firing: PageWindow["firing"]): PageWindow => ({
+      page,
+      channel,
+      windowStart,
+      windowEnd: windowStart + 10_000,
+      views,
+      users,
+      firing,
+    });
+    expect(expectedResults(messages)).toEqual({
+      windows: [
+        w("/home", "web", 0, 2, 2, "on-time"),
+        w("/cart", "ios", 0, 1, 1, "on-time"),
+        w("/home", "web", 0, 3, 2, "late"),
+        w("/home", "web", 10_000, 2, 2, "on-time"),
+        w("/cart", "ios", 10_000, 2, 2, "on-time"),
+      ],
+      late: [e8.event],
+      deadLettered: 1,
+    });
+  });
+
+  it("fires a window for the first time as 'late' when its first event arrives after its end but within the lateness", () => {
+    // W before the third event = 12000 - 3001 = 8999 < 9999: nothing fired yet. The third event
+    // moves maxTs to 14000, so W = 10999 before the fourth: /home [0,10000) fires on-time, then the
+    // fourth opens /cart [0,10000), already past its end (9999 <= 10999) but not its lateness
+    // (9999 + 5000 > 10999), and fires it at once as "late".
+    const messages = [view("u1", "/home", "web", 1_000), view("u1", "/home", "web", 12_000), view("u1", "/home", "web", 14_000), view("u2", "/cart", "web", 2_000)];
+    const { windows, late } = expectedResults(messages);
+    expect(late).toEqual([]);
+    expect(windows.map((x) => [x.page, x.windowStart, x.views, x.firing])).toEqual([
+      ["/home", 0, 1, "on-time"],
+      ["/cart", 0, 1, "late"],
+      ["/home", 10_000, 2, "on-time"],
+    ]);
+  });
+
+  it("returns nothing for no input", () => {
+    expect(expectedResults([])).toEqual({ windows: [], late: [], deadLettered: 0 });
+  });
+});
+
+describe("the views-per-page function", () => {
+  /**
+   * Runs the pipeline's windowed function on the valid events, in order, each under the
+   * watermark a bounded-out-of-orderness source had just before it, then the end of input.
+   */
+  function runViewsPerPage(messages: readonly GeneratedMessage[]) {
+    const spec = pageviewsPipeline().functions.find((f) => f.name === "views-per-page")!;
+    const windows: PageWindow[] = [];
+    const late: PageView[] = [];
+    const op = new Operator(spec, {
+      emit: (record) => void windows.push(record as PageWindow),
+      side: (name, record) => {
+        expect(name).toBe("late");
+        late.push(record as PageView);
+      },
+    });
+    let maxTs = -Infinity;
+    for (const m of messages) {
+      if (m.event === undefined) continue;
+      op.advanceWatermark(maxTs - MAX_OUT_OF_ORDERNESS_MS - 1, 0);
+      op.process(spec.key!(m.event), m.event.ts, m.event, 0);
+      maxTs = Math.max(maxTs, m.event.ts);
+    }
+    op.advanceWatermark(Infinity, 0);
+    return { windows, late, entries: op.store.entryCount() };
+  }
+
+  const canonical = (ws: readonly PageWindow[]) =>
+    ws.map((w) => `${w.windowStart} ${w.page} ${w.channel} ${w.firing} ${w.views} ${w.users}`).sort();
+
+  it("agrees with expectedResults on generated page views", () => {
+    const options = { events: 1_500, stepMs: 50, lateShare: 0.05, tooLateShare: 0.03 };
+    // The generated input exercises late firings and late records, not only on-time windows.
+    const sample = expectedResults(generatePageViews({ seed: 1, ...options }));
+    expect(sample.late.length).toBeGreaterThan(0);
+    expect(sample.windows.some((w) => w.firing === "late")).toBe(true);
+    fc.assert(
+      fc.property(fc.integer(), (seed) => {
+        const messages = generatePageViews({ seed, ...options });
+        const expected = expectedResults(messages);
+        const actual = runViewsPerPage(messages);
+        expect(canonical(actual.windows)).toEqual(canonical(expected.windows));
+        expect(actual.late).toEqual(expected.late);
+        expect(actual.entries).toBe(0);
+      }),
+      { numRuns: 15 },
+    );
+  });
+});
