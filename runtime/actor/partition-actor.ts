@@ -432,6 +432,12 @@ export class PartitionActor {
     await this.publisher.drainUpTo(this.publisher.lastSequence);
     await this.transport.writeState(this.bucket, [{ key: appliedKey(this.partition), value: encodeValue(delta.id) }], []);
     this.stats.applied = Math.max(this.stats.applied, delta.id);
+    if (this.source === undefined) {
+      // Input before the committed restart position is never read again: drop it, as Kafka
+      // Streams purges repartition topics after a commit. User streams are never touched.
+      const position = delta.entries.find(([k]) => k === positionKey(this.partition))?.[1];
+      if (position != null) await this.transport.purgeBelow(this.stream, this.subject, decodeValue(position) as number);
+    }
   }
 
   /** Resolves once checkpoint `id` (or a later one) is materialized by this actor. */

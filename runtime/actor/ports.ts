@@ -49,6 +49,8 @@ export interface Transport {
   countPending(stream: string, subject: string, fromSeq: number): Promise<number>;
   /** Every live entry of a bucket whose key starts with `<partition>.`. */
   loadPartition(bucket: string, partition: number): Promise<StateEntry[]>;
+  /** Removes messages of `subject` below sequence `seq` from `stream` (consumed and committed input). */
+  purgeBelow(stream: string, subject: string, seq: number): Promise<void>;
   /** Writes puts and deletes to a bucket; resolves once all are stored. */
   writeState(bucket: string, puts: readonly StateEntry[], deletes: readonly string[]): Promise<void>;
 }

@@ -194,12 +194,19 @@ const supervisor = Command.make(
       Flag.withDescription("milliseconds between checkpoints of a job; 0 = only on request (default: 1000)"),
       Flag.withDefault(1000),
     ),
+    retain: Flag.Int("retain").pipe(Flag.withDescription("committed checkpoints kept per job (default: 3)"), Flag.withDefault(3)),
   },
-  ({ nats, id, checkpointInterval }) =>
+  ({ nats, id, checkpointInterval, retain }) =>
     exitWith(async () => {
       if (checkpointInterval < 0) throw new UsageError("--checkpoint-interval must be >= 0");
+      if (retain < 1) throw new UsageError("--retain must be >= 1");
       const { runSupervisor } = await import("../supervisor/run-supervisor.ts");
-      return runSupervisor({ natsUrl: Option.getOrUndefined(nats), id: Option.getOrUndefined(id), checkpointIntervalMs: checkpointInterval });
+      return runSupervisor({
+        natsUrl: Option.getOrUndefined(nats),
+        id: Option.getOrUndefined(id),
+        checkpointIntervalMs: checkpointInterval,
+        retainCheckpoints: retain,
+      });
     }, { handlesSignals: true }),
 ).pipe(Command.withDescription("Run a supervisor: leader election, partition assignment, checkpoints, recovery"));
 
@@ -211,7 +218,7 @@ const checkpoints = Command.make(
     job: Argument.String("job").pipe(Argument.withDescription("job name")),
     nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
     limit: Flag.Int("limit").pipe(Flag.withDescription("how many (default: 20)"), Flag.withDefault(20)),
-    json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON instead of a table")),
+    json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON instead of a table"), Flag.withDefault(false)),
   },
   ({ job, nats, limit, json }) =>
     exitWith(async () => {

@@ -186,9 +186,14 @@ export class Operator {
     return {
       get: () => (store.get(name, key()) as unknown[] | undefined) ?? [],
       add: (v) => {
+        // In place: snapshots encode values when they are taken, so later pushes cannot leak in.
         const k = key();
-        const list = (store.get(name, k) as unknown[] | undefined) ?? [];
-        store.set(name, k, [...list, v]);
+        const list = store.get(name, k) as unknown[] | undefined;
+        if (list === undefined) store.set(name, k, [v]);
+        else {
+          list.push(v);
+          store.set(name, k, list);
+        }
       },
       set: (vs) => (vs.length === 0 ? store.delete(name, key()) : store.set(name, key(), [...vs])),
       clear: () => store.delete(name, key()),

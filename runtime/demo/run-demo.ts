@@ -103,7 +103,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     console.log(`late events (side output "late"): ${late.length}`);
     console.log(`dead-lettered: ${dead.length} (${[...reasons].map(([r, n]) => `${r}: ${n}`).join(", ")})`);
     const processed = stats.filter((s) => s.fn === "pageviews").reduce((n, s) => n + s.recordsIn, 0);
-    console.log(`valid page views processed: ${processed}; wall time ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    console.log(`records handed to the source function: ${processed}; wall time ${((Date.now() - started) / 1000).toFixed(1)} s`);
     console.log(`batch computation over the same events: ${matches ? "identical results" : "DIFFERENT results"}`);
     console.log(JSON.stringify({ events: messages.length, windowsFired: windows.length, lateEvents: late.length, deadLettered: dead.length, matchesExpected: matches }));
     return matches ? 0 : 1;

@@ -10,7 +10,7 @@ import type { CheckpointRecord } from "../core/protocol.ts";
 import type { PipelineSpec } from "../sdk/function.ts";
 import { startWorker, type StartedWorker, type WorkerOptions } from "../actor/worker.ts";
 import { requestEndOfInput } from "../nats/control.ts";
-import { startSupervisor, type SupervisorHandle } from "../supervisor/supervisor.ts";
+import { NotLeaderError, startSupervisor, type SupervisorHandle } from "../supervisor/supervisor.ts";
 
 export interface LocalJobOptions {
   /** Periodic checkpoint interval (default 1000 ms; 0 = only explicit checkpoints). */
@@ -37,6 +37,22 @@ export class CheckpointFailedError extends Error {
   override readonly name = "CheckpointFailedError";
 }
 
+/**
+ * Calls the supervisor, waiting out a moment without leadership: a process busy for longer than
+ * the lease TTL loses the lease and takes it back once it expires.
+ */
+async function leaderCall<T>(f: () => Promise<T>, timeoutMs = 20_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await f();
+    } catch (e) {
+      if (!(e instanceof NotLeaderError) || Date.now() > until) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 export async function startLocalJob(nc: NatsConnection, pipeline: PipelineSpec, options: LocalJobOptions = {}): Promise<LocalJob> {
   const log = options.log ?? (() => undefined);
   const supervisor = await startSupervisor(nc, { checkpointIntervalMs: options.checkpointIntervalMs ?? 1000, log });
@@ -51,7 +67,7 @@ export async function startLocalJob(nc: NatsConnection, pipeline: PipelineSpec, 
   }
   const job = worker.graph.job;
   const checkpoint = async (stop: boolean) => {
-    const record = await supervisor.triggerCheckpoint(job, { stop });
+    const record = await leaderCall(() => supervisor.triggerCheckpoint(job, { stop }));
     if (record.status !== "committed") throw new CheckpointFailedError(`checkpoint ${record.id} of ${job} ${record.status}: ${record.reason ?? ""}`);
     await worker.applied(record.id);
     return record;

@@ -15,6 +15,8 @@ import { Objm, type ObjectStore } from "@nats-io/obj";
 import { CHECKPOINT_OBJECTS } from "../core/protocol.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "../actor/ports.ts";
 
+const WRITE_WINDOW = 1024;
+
 class JsInputMessage implements InputMessage {
   private readonly m: JsMsg;
   constructor(m: JsMsg) {
@@ -170,11 +172,22 @@ export class JetStreamTransport implements Transport {
     }
   }
 
+  async purgeBelow(stream: string, subject: string, seq: number): Promise<void> {
+    await (await this.jsm()).streams.purge(stream, { filter: subject, seq });
+  }
+
   async writeState(bucket: string, puts: readonly StateEntry[], deletes: readonly string[]): Promise<void> {
     const kv = await this.bucket(bucket);
-    const pending: Promise<unknown>[] = [];
-    for (const { key, value } of puts) pending.push(kv.put(key, value));
-    for (const key of deletes) pending.push(kv.delete(key));
-    await Promise.all(pending);
+    // Pipelined, but at most WRITE_WINDOW at a time: a million puts issued at once would queue
+    // every other message of this connection (leases, acks, data) behind them.
+    const inFlight = new Set<Promise<unknown>>();
+    const add = async (p: Promise<unknown>) => {
+      const tracked = p.finally(() => inFlight.delete(tracked));
+      inFlight.add(tracked);
+      if (inFlight.size >= WRITE_WINDOW) await Promise.race(inFlight);
+    };
+    for (const { key, value } of puts) await add(kv.put(key, value));
+    for (const key of deletes) await add(kv.delete(key));
+    await Promise.all(inFlight);
   }
 }

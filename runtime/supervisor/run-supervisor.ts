@@ -13,6 +13,8 @@ export interface RunSupervisorOptions {
   readonly checkpointIntervalMs: number;
   /** Supervisor id; default `supervisor-<pid>-<random>`. */
   readonly id: string | undefined;
+  /** Committed checkpoints kept per job (default 3). */
+  readonly retainCheckpoints?: number;
 }
 
 const waitForSignal = Effect.callback<string>((resume) => {
@@ -39,6 +41,7 @@ export async function runSupervisor(options: RunSupervisorOptions): Promise<numb
     const supervisor = yield* makeSupervisor(nc, {
       id: options.id,
       checkpointIntervalMs: options.checkpointIntervalMs,
+      ...(options.retainCheckpoints === undefined ? {} : { retainCheckpoints: options.retainCheckpoints }),
       log,
     });
     console.error(`eddy supervisor: ${supervisor.id} on NATS ${url}; Ctrl-C to stop`);

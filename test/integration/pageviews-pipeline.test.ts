@@ -3,6 +3,7 @@
  * results, exact late records in the side output, and every malformed message dead-lettered.
  */
 import { describe, expect, it } from "vitest";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { startLocalJob } from "../../runtime/dev/local-job.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { generatePageViews } from "../../functions/pageviews/events.ts";
@@ -28,6 +29,11 @@ describe("page-view pipeline on JetStream", () => {
       await job.endInput();
       await job.finished();
       await job.stop();
+
+      // Committed input of internal streams is purged; the user's source stream is left alone.
+      const jsm = await jetstreamManager(nc);
+      expect((await jsm.streams.info("EDDY_pageviews_views-per-page")).state.messages).toBeLessThanOrEqual(8);
+      expect((await jsm.streams.info("PAGEVIEWS")).state.messages).toBe(messages.length);
 
       const expected = expectedResults(messages);
       const windows = (await readAll(nc, "RESULTS", "results.pageviews.windows")).map((m) => json(m.data) as PageWindow);
