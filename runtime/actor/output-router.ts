@@ -24,6 +24,9 @@ export interface RouterConfig {
 
 class PartitionBuffer {
   readonly subject: string;
+  /** Headers of data batches in this buffer (they name the consumer's input). */
+  headers: Record<string, string> = {};
+  readonly input: number;
   records: unknown[] = [];
   marks: number[] = [];
   /** Watermark the consuming partition has been told (in a sent batch, mark or update). */
@@ -32,8 +35,9 @@ class PartitionBuffer {
   /** Watermark as of the last record appended to `records`. */
   pendingTold = -Infinity;
   firstAt = 0;
-  constructor(subject: string) {
+  constructor(subject: string, input: number) {
     this.subject = subject;
+    this.input = input;
   }
   get count(): number {
     return this.records.length / 3;
@@ -50,6 +54,8 @@ export interface PendingOutput {
 
 interface Route {
   readonly consumer: FunctionNode;
+  /** Index of this edge among the consumer's inputs. */
+  readonly input: number;
   readonly buffers: PartitionBuffer[];
 }
 
@@ -70,6 +76,8 @@ export class OutputRouter implements OperatorOutput {
   /** Routes by output name; "" is the main output. */
   private readonly routes = new Map<string, Route[]>();
   private readonly allBuffers: PartitionBuffer[] = [];
+  /** Distinct subjects fed (a consumer reading this actor twice gets one barrier per partition). */
+  private readonly subjects: string[];
   private readonly sinkSubject: ((record: unknown) => string) | undefined;
   private readonly sinkEncode: (record: unknown) => Uint8Array;
   /** The watermark downstream may assume for the next record emitted. */
@@ -86,15 +94,16 @@ export class OutputRouter implements OperatorOutput {
     this.publisher = publisher;
     this.config = config;
     this.job = graph.job;
-    this.headers = this.makeHeaders();
     for (const edge of node.consumers) {
-      const buffers = Array.from({ length: edge.to.partitions }, (_, p) => new PartitionBuffer(inputSubject(graph.job, edge.to.name, p)));
+      const buffers = Array.from({ length: edge.to.partitions }, (_, p) => new PartitionBuffer(inputSubject(graph.job, edge.to.name, p), edge.input));
       this.allBuffers.push(...buffers);
       const name = edge.output ?? "";
       const list = this.routes.get(name) ?? [];
-      list.push({ consumer: edge.to, buffers });
+      list.push({ consumer: edge.to, input: edge.input, buffers });
       this.routes.set(name, list);
     }
+    this.subjects = [...new Set(this.allBuffers.map((b) => b.subject))];
+    this.headers = this.makeHeaders();
     const sink = node.spec.sink;
     this.exactlyOnce = sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once";
     if (sink !== undefined) {
@@ -107,12 +116,14 @@ export class OutputRouter implements OperatorOutput {
   }
 
   private makeHeaders(): Record<string, string> {
-    return {
+    const headers = {
       [HEADER.producer]: `${this.node.name}/${this.partition}`,
       [HEADER.kind]: "data",
       [HEADER.generation]: String(this.currentGeneration),
       [HEADER.epoch]: String(this.currentEpoch),
     };
+    for (const b of this.allBuffers) b.headers = b.input === 0 ? headers : { ...headers, [HEADER.input]: String(b.input) };
+    return headers;
   }
 
   /** Epoch of what is emitted now: the id of the next checkpoint barrier. */
@@ -142,10 +153,10 @@ export class OutputRouter implements OperatorOutput {
   barrier(id: number, stop: boolean): void {
     const body = textEncoder.encode(JSON.stringify({ id, stop }));
     const headers = { ...this.headers, [HEADER.kind]: "barrier", [HEADER.epoch]: String(id) };
-    for (const b of this.allBuffers) {
-      if (b.records.length > 0) this.flushBuffer(b);
-      this.publisher.publish(b.subject, body, headers);
-    }
+    // Every record of the epoch goes out before any barrier: a consumer holds what follows a
+    // barrier, so a batch sent after one would be counted in the next epoch.
+    this.flushAll();
+    for (const subject of this.subjects) this.publisher.publish(subject, body, headers);
     this.epoch = id + 1;
   }
 
@@ -206,7 +217,7 @@ export class OutputRouter implements OperatorOutput {
     let p: number;
     if (consumer.spec.key !== undefined) {
       try {
-        key = consumer.spec.key(record);
+        key = consumer.spec.key(record, route.input);
       } catch (e) {
         this.deadLetter(`key: ${consumer.name} key selector failed: ${(e as Error).message}`, safeJson(record));
         return;
@@ -268,7 +279,7 @@ export class OutputRouter implements OperatorOutput {
   }
 
   private flushBuffer(b: PartitionBuffer): void {
-    this.publishSlice(b.subject, b.records, b.marks, b.told, this.watermark, this.idle);
+    this.publishSlice(b.subject, b.headers, b.records, b.marks, b.told, this.watermark, this.idle);
     b.records = [];
     b.marks = [];
     b.told = this.watermark;
@@ -280,11 +291,11 @@ export class OutputRouter implements OperatorOutput {
    * NATS message may be. The first half ends with the watermark in force at the split, so the
    * second half needs no extra mark.
    */
-  private publishSlice(subject: string, records: unknown[], marks: number[], before: number, after: number, idle: boolean): void {
+  private publishSlice(subject: string, headers: Record<string, string>, records: unknown[], marks: number[], before: number, after: number, idle: boolean): void {
     const data = encodeBatch({ records, marks, watermark: after, idle });
     const count = records.length / 3;
     if (data.length <= this.config.maxPayloadBytes || count <= 1) {
-      this.publisher.publish(subject, data, this.headers);
+      this.publisher.publish(subject, data, headers);
       return;
     }
     const half = Math.floor(count / 2);
@@ -297,8 +308,8 @@ export class OutputRouter implements OperatorOutput {
       if (idx < half) first.push(idx, marks[i + 1]!);
       else if (idx > half) second.push(idx - half, marks[i + 1]!);
     }
-    this.publishSlice(subject, records.slice(0, half * 3), first, before, atSplit, false);
-    this.publishSlice(subject, records.slice(half * 3), second, atSplit, after, idle);
+    this.publishSlice(subject, headers, records.slice(0, half * 3), first, before, atSplit, false);
+    this.publishSlice(subject, headers, records.slice(half * 3), second, atSplit, after, idle);
   }
 }
 

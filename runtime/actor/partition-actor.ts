@@ -104,16 +104,26 @@ interface Delta {
   /** Last commit this actor had seen: the delta holds every change since then. */
   readonly base: number;
   readonly generation: number;
-  /** KV entries: key, encoded value or null for a deletion. */
-  readonly entries: Array<[string, Uint8Array | null]>;
+  /**
+   * KV entries in chunks, each an encoded array of [key, encoded value or null for a deletion].
+   * Chunks let a large snapshot be encoded a piece at a time, yielding to the event loop.
+   */
+  readonly chunks: Uint8Array[];
   /** Output of exactly-once sinks waiting for commit: subject, payload, message id, epoch. */
   readonly sink: Array<[string, Uint8Array, string, number]>;
 }
 
+type Entry = [string, Uint8Array | null];
+
 /** A snapshot delta this actor wrote that has not been committed yet. */
 interface HeldSnapshot {
   readonly delta: Delta;
+  readonly entries: Entry[];
 }
+
+/** Entries per encoded chunk of a delta, and per slice of work between two yields. */
+const CHUNK = 20_000;
+const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
 
 /** The stored state a restore needs is missing or inconsistent; the job cannot resume from it. */
 export class CorruptCheckpointError extends Error {
@@ -163,6 +173,10 @@ export class PartitionActor {
   /** Messages of producers whose barrier arrived before the others'. */
   private buffered: InputMessage[] = [];
   private alignStartedAt = 0;
+  /** An aligned checkpoint whose snapshot the read loop must take before handling more input. */
+  private pendingSnapshot: { id: number; restartSeq: number; alignmentMs: number; stop: boolean } | undefined;
+  /** Messages held for an abandoned alignment, to handle before anything newer. */
+  private abandonedHeld: InputMessage[] | undefined;
   private restartSeq = 0;
   private materializing: Promise<void> = Promise.resolve();
   private ticker: ReturnType<typeof setInterval> | undefined;
@@ -184,8 +198,8 @@ export class PartitionActor {
     this.partition = partition;
     this.config = { ...DEFAULT_ACTOR_CONFIG, ...config };
     this.bucket = stateBucket(graph.job, node.name);
-    const input = node.spec.input;
-    if (input.kind === "stream") {
+    const input = node.stream;
+    if (input !== undefined) {
       this.source = input;
       this.stream = input.stream;
       const s = input.subject;
@@ -302,10 +316,11 @@ export class PartitionActor {
         if (delta.base >= id) throw new CorruptCheckpointError(`${this.id}: delta ${id} has base ${delta.base}`);
         id = delta.base;
       }
-      for (const delta of chain) for (const [k, v] of delta.entries) v === null ? state.delete(k) : state.set(k, v);
+      const decoded = chain.map((delta) => ({ delta, entries: delta.chunks.flatMap((c) => decodeValue(c) as Entry[]) }));
+      for (const { entries } of decoded) for (const [k, v] of entries) v === null ? state.delete(k) : state.set(k, v);
       // Materialize now, so KV is at `checkpoint` before any new work: republishes the sink
       // output of the chain (JetStream drops what was already published) and records it.
-      for (const delta of chain) await this.writeDelta(delta);
+      for (const held of decoded) await this.writeDelta(held);
     }
     this.restoredFrom = checkpoint;
     this.lastCommitted = checkpoint;
@@ -350,21 +365,25 @@ export class PartitionActor {
   async trigger(t: TriggerMessage): Promise<void> {
     if (this.source === undefined || t.generation !== this.generation || this.halted || this.failure !== undefined) return;
     if (t.id <= this.restoredFrom || t.id < this.router.epoch) return;
-    await this.exclusive(() => {
+    await this.exclusive(async () => {
       if (this.stopping) return;
-      this.snapshot(t.id, this.nextSeq, 0, t.stop);
+      await this.snapshot(t.id, this.nextSeq, 0, t.stop);
     });
   }
 
   /**
-   * Takes snapshot `id` of the current state (encoding it now), forwards the barrier, and
-   * acknowledges once the delta is stored and everything published before the barrier is acked.
+   * Takes snapshot `id` of the current state, forwards the barrier, and acknowledges once the
+   * delta is stored and everything published before the barrier is acknowledged. Runs while the
+   * actor handles nothing else; values are encoded (copied) before it returns, a chunk at a time
+   * with yields in between, so a large snapshot does not starve timers of the process.
    */
-  private snapshot(id: number, restartSeq: number, alignmentMs: number, stop: boolean): void {
+  private async snapshot(id: number, restartSeq: number, alignmentMs: number, stop: boolean): Promise<void> {
     const p = this.partition;
+    let n = 0;
     for (const c of this.operator.store.takeDelta()) {
       const key = c.subkey === undefined ? stateKey(p, c.state, c.key) : mapEntryKey(p, c.state, c.key, c.subkey);
       this.uncommitted.set(key, { value: c.value === undefined ? null : encodeValue(c.value), epoch: id });
+      if (++n % CHUNK === 0) await yieldToEventLoop();
     }
     const { added, removed } = this.operator.timers.takeChanges();
     for (const t of removed) this.uncommitted.set(timerKey(p, t), { value: null, epoch: id });
@@ -379,11 +398,23 @@ export class PartitionActor {
     };
     this.uncommitted.set(watermarkKey(p), { value: encodeValue(wm), epoch: id });
     this.uncommitted.set(positionKey(p), { value: encodeValue(restartSeq), epoch: id });
-    const entries: Array<[string, Uint8Array | null]> = [];
-    for (const [k, e] of this.uncommitted) entries.push([k, e.value]);
+    const entries: Entry[] = [];
+    const chunks: Uint8Array[] = [];
+    let chunk: Entry[] = [];
+    for (const [k, e] of this.uncommitted) {
+      const entry: Entry = [k, e.value];
+      entries.push(entry);
+      chunk.push(entry);
+      if (chunk.length === CHUNK) {
+        chunks.push(encodeValue(chunk));
+        chunk = [];
+        await yieldToEventLoop();
+      }
+    }
+    if (chunk.length > 0) chunks.push(encodeValue(chunk));
     const sink = this.router.pendingSink().map((o): [string, Uint8Array, string, number] => [o.subject, o.data, o.msgId, o.epoch]);
-    const delta: Delta = { id, base: this.lastCommitted, generation: this.generation, entries, sink };
-    this.held.set(id, { delta });
+    const delta: Delta = { id, base: this.lastCommitted, generation: this.generation, chunks, sink };
+    this.held.set(id, { delta, entries });
 
     this.router.barrier(id, stop);
     const mark = this.publisher.lastSequence;
@@ -418,15 +449,15 @@ export class PartitionActor {
     for (const held of [...this.held.keys()]) if (held <= id) this.held.delete(held);
     if (snapshot === undefined) return;
     this.materializing = this.materializing
-      .then(() => this.writeDelta(snapshot.delta))
+      .then(() => this.writeDelta(snapshot))
       .catch((e) => this.fail(e));
   }
 
   /** Writes a committed delta to KV, publishes its held sink output, then records it as applied. */
-  private async writeDelta(delta: Delta): Promise<void> {
+  private async writeDelta({ delta, entries }: HeldSnapshot): Promise<void> {
     const puts: StateEntry[] = [];
     const deletes: string[] = [];
-    for (const [key, value] of delta.entries) value === null ? deletes.push(key) : puts.push({ key, value });
+    for (const [key, value] of entries) value === null ? deletes.push(key) : puts.push({ key, value });
     if (puts.length > 0 || deletes.length > 0) await this.transport.writeState(this.bucket, puts, deletes);
     for (const [subject, data, msgId] of delta.sink) this.publisher.publish(subject, data, undefined, msgId);
     await this.publisher.drainUpTo(this.publisher.lastSequence);
@@ -435,7 +466,7 @@ export class PartitionActor {
     if (this.source === undefined) {
       // Input before the committed restart position is never read again: drop it, as Kafka
       // Streams purges repartition topics after a commit. User streams are never touched.
-      const position = delta.entries.find(([k]) => k === positionKey(this.partition))?.[1];
+      const position = entries.find(([k]) => k === positionKey(this.partition))?.[1];
       if (position != null) await this.transport.purgeBelow(this.stream, this.subject, decodeValue(position) as number);
     }
   }
@@ -465,6 +496,7 @@ export class PartitionActor {
       const now = this.config.now();
       this.router.now = now;
       this.handleMessage(m, now);
+      if (this.pendingSnapshot !== undefined || this.abandonedHeld !== undefined) await this.settleAlignment(now);
       if (this.source !== undefined && this.endSeq !== undefined && (m.seq >= this.endSeq || m.pending === 0)) this.finishInput();
       if (this.publisher.full) await this.publisher.capacity();
     }
@@ -524,25 +556,54 @@ export class PartitionActor {
     }
     const outcome = this.aligner!.onBarrier(producer, id);
     if (outcome.kind === "stale") return;
-    if (outcome.abandoned !== undefined) this.releaseBuffered(now);
+    if (outcome.abandoned !== undefined) {
+      // Producers held for the abandoned checkpoint go on; their held messages come first.
+      this.abandonedHeld = this.buffered;
+      this.buffered = [];
+    }
     if (outcome.first) {
       this.alignStartedAt = now;
       this.restartSeq = m.seq;
     }
-    if (outcome.kind === "waiting") return;
-    this.snapshot(id, this.restartSeq, now - this.alignStartedAt, stop);
-    if (stop) {
-      this.buffered = [];
-      return;
-    }
-    this.releaseBuffered(now);
-    this.advancePosition(m.seq);
+    if (outcome.kind === "aligned") this.pendingSnapshot = { id, restartSeq: this.restartSeq, alignmentMs: now - this.alignStartedAt, stop };
   }
 
-  private releaseBuffered(now: number): void {
-    const held = this.buffered;
-    this.buffered = [];
-    for (const m of held) this.handleMessage(m, now);
+  /**
+   * Completes what barriers started: takes the snapshot of an aligned checkpoint, then handles
+   * the held messages in their order, stopping again whenever one of them completes or abandons
+   * another alignment, so no message is handled on the wrong side of a snapshot.
+   */
+  private async settleAlignment(now: number): Promise<void> {
+    await this.exclusive(async () => {
+      let queue: InputMessage[] = [];
+      for (;;) {
+        if (this.abandonedHeld !== undefined) {
+          queue = [...this.abandonedHeld, ...queue];
+          this.abandonedHeld = undefined;
+        }
+        const s = this.pendingSnapshot;
+        if (s !== undefined) {
+          this.pendingSnapshot = undefined;
+          await this.snapshot(s.id, s.restartSeq, s.alignmentMs, s.stop);
+          if (s.stop) {
+            this.buffered = [];
+            return;
+          }
+          queue = [...this.buffered, ...queue];
+          this.buffered = [];
+        }
+        if (queue.length === 0) return;
+        const current = queue;
+        queue = [];
+        for (let i = 0; i < current.length; i++) {
+          this.handleMessage(current[i]!, now);
+          if (this.pendingSnapshot !== undefined || this.abandonedHeld !== undefined) {
+            queue = current.slice(i + 1);
+            break;
+          }
+        }
+      }
+    });
   }
 
   private handleSourceMessage(m: InputMessage, now: number): void {
@@ -558,7 +619,7 @@ export class PartitionActor {
     let key = "";
     if (spec.key !== undefined) {
       try {
-        key = spec.key(value);
+        key = spec.key(value, 0);
       } catch (e) {
         this.deadLetter(`key: ${(e as Error).message}`, m.data, origin);
         return;
@@ -600,6 +661,7 @@ export class PartitionActor {
         let mi = 0;
         const count = records.length / 3;
         const retime = this.node.spec.timestamp;
+        const input = Number(m.header(HEADER.input) ?? 0);
         for (let i = 0; i < count; i++) {
           while (mi < marks.length && marks[mi] === i) {
             this.producerWatermark(producer, marks[mi + 1]!, now);
@@ -616,7 +678,7 @@ export class PartitionActor {
               continue;
             }
           }
-          this.invoke(key, ts, value, now, undefined, { [HEADER.producer]: producer });
+          this.invoke(key, ts, value, now, undefined, { [HEADER.producer]: producer }, input);
         }
         const idled = batch.idle === true && tracker.setIdle(producer, true);
         this.producerWatermark(producer, batch.watermark, now);
@@ -656,10 +718,10 @@ export class PartitionActor {
     }
   }
 
-  private invoke(key: string, ts: number, value: unknown, now: number, raw: Uint8Array | undefined, origin: Record<string, string>): boolean {
+  private invoke(key: string, ts: number, value: unknown, now: number, raw: Uint8Array | undefined, origin: Record<string, string>, input = 0): boolean {
     this.stats.recordsIn++;
     try {
-      this.operator.process(key, ts, value, now);
+      this.operator.process(key, ts, value, now, input);
       return true;
     } catch (e) {
       if (!(e instanceof UserFunctionError)) throw e;

@@ -91,7 +91,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
         name: f.name,
         partitions: f.partitions,
         isSource: f.isSource,
-        ...(f.spec.input.kind === "stream" ? { stream: f.spec.input.stream } : {}),
+        ...(f.stream === undefined ? {} : { stream: f.stream.stream }),
       })),
       updatedAt: Date.now(),
     };

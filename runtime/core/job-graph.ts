@@ -6,7 +6,7 @@
  * with a message that says what to fix. The runtime asks it for every actor's producers (whose
  * watermarks it must wait for) and consumers (where its output goes).
  */
-import type { FunctionSpec, PipelineSpec } from "../sdk/function.ts";
+import type { FunctionInput, FunctionSpec, Input, PipelineSpec, StreamInput } from "../sdk/function.ts";
 import { isValidStateName } from "./kv-keys.ts";
 import { createWatermarkGenerator } from "./watermarks.ts";
 
@@ -26,6 +26,8 @@ export interface Edge {
   readonly to: FunctionNode;
   /** Side output name, or undefined for the main output. */
   readonly output: string | undefined;
+  /** Index of this edge among the consumer's inputs (`ctx.input`). */
+  readonly input: number;
 }
 
 export interface FunctionNode {
@@ -34,6 +36,10 @@ export interface FunctionNode {
   readonly partitions: number;
   /** True when the input is a user stream. */
   readonly isSource: boolean;
+  /** The user stream a source reads. */
+  readonly stream?: StreamInput;
+  /** The functions read, in input order (empty for a source). */
+  readonly inputs: readonly FunctionInput[];
   /** Producer ids (`<fn>/<partition>`) whose watermarks this function's actors combine. */
   readonly producers: readonly string[];
   /** Functions reading this one, by output. */
@@ -65,10 +71,17 @@ export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
     specs.set(spec.name, spec);
   }
 
+  const inputsOf = (spec: FunctionSpec<any, any, any>): readonly Input[] => (Array.isArray(spec.input) ? spec.input : [spec.input as Input]);
+  const streamOf = (spec: FunctionSpec<any, any, any>): StreamInput | undefined => {
+    const inputs = inputsOf(spec);
+    return inputs.length === 1 && inputs[0]!.kind === "stream" ? inputs[0] : undefined;
+  };
+
   const partitionsOf = (spec: FunctionSpec<any, any, any>): number => {
-    const p = spec.partitions ?? (spec.input.kind === "stream" ? spec.input.partitions ?? 1 : spec.key ? DEFAULT_KEYED_PARTITIONS : 1);
+    const stream = streamOf(spec);
+    const p = spec.partitions ?? (stream !== undefined ? stream.partitions ?? 1 : spec.key ? DEFAULT_KEYED_PARTITIONS : 1);
     if (!Number.isInteger(p) || p < 1 || p > 4096) throw new InvalidPipelineError(`function "${spec.name}": partitions must be an integer in 1..4096`);
-    if (spec.input.kind === "stream" && spec.input.partitions !== undefined && spec.partitions !== undefined && spec.partitions !== spec.input.partitions) {
+    if (stream?.partitions !== undefined && spec.partitions !== undefined && spec.partitions !== stream.partitions) {
       throw new InvalidPipelineError(`function "${spec.name}": partitions and input.partitions disagree`);
     }
     return p;
@@ -87,42 +100,61 @@ export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
       }
     }
     if (hasState && spec.key === undefined) throw new InvalidPipelineError(`function "${spec.name}" declares state but has no key selector`);
-    if (spec.input.kind === "function") {
-      if (!specs.has(spec.input.fn)) throw new InvalidPipelineError(`function "${spec.name}" reads unknown function "${spec.input.fn}"`);
-      if (spec.input.fn === spec.name) throw new InvalidPipelineError(`function "${spec.name}" reads itself`);
-    } else if (spec.input.kind === "stream") {
-      if (typeof spec.input.stream !== "string" || spec.input.stream.length === 0) {
-        throw new InvalidPipelineError(`function "${spec.name}" needs a stream name`);
+    const inputs = inputsOf(spec);
+    if (inputs.length === 0) throw new InvalidPipelineError(`function "${spec.name}" has no input`);
+    for (const input of inputs) {
+      if (input?.kind === "function") {
+        if (!specs.has(input.fn)) throw new InvalidPipelineError(`function "${spec.name}" reads unknown function "${input.fn}"`);
+        if (input.fn === spec.name) throw new InvalidPipelineError(`function "${spec.name}" reads itself`);
+      } else if (input?.kind === "stream") {
+        if (inputs.length > 1) throw new InvalidPipelineError(`function "${spec.name}": a stream input must be the function's only input (read it in a source function and join its output)`);
+        if (typeof input.stream !== "string" || input.stream.length === 0) {
+          throw new InvalidPipelineError(`function "${spec.name}" needs a stream name`);
+        }
+        if ((spec.partitions ?? input.partitions ?? 1) > 1 && typeof input.subject !== "function") {
+          // Otherwise every partition would read every message.
+          throw new InvalidPipelineError(`function "${spec.name}": a source with several partitions needs subject: (p) => ... (one subject filter per partition)`);
+        }
+      } else {
+        throw new InvalidPipelineError(`function "${spec.name}" has an unknown input kind`);
       }
-      if ((spec.partitions ?? spec.input.partitions ?? 1) > 1 && typeof spec.input.subject !== "function") {
-        // Otherwise every partition would read every message.
-        throw new InvalidPipelineError(`function "${spec.name}": a source with several partitions needs subject: (p) => ... (one subject filter per partition)`);
-      }
-    } else {
-      throw new InvalidPipelineError(`function "${(spec as FunctionSpec).name}" has an unknown input kind`);
     }
   }
 
-  // Cycle check: follow inputs upwards from every function.
-  for (const spec of specs.values()) {
-    const seen = new Set<string>();
-    for (let cur: FunctionSpec | undefined = spec; cur?.input.kind === "function"; cur = specs.get(cur.input.fn)) {
-      if (seen.has(cur.name)) throw new InvalidPipelineError(`functions form a cycle through "${cur.name}"`);
-      seen.add(cur.name);
-    }
-  }
+  // Cycle check: depth-first over the inputs.
+  const state = new Map<string, "visiting" | "done">();
+  const visit = (name: string): void => {
+    if (state.get(name) === "done") return;
+    if (state.get(name) === "visiting") throw new InvalidPipelineError(`functions form a cycle through "${name}"`);
+    state.set(name, "visiting");
+    for (const input of inputsOf(specs.get(name)!)) if (input.kind === "function") visit(input.fn);
+    state.set(name, "done");
+  };
+  for (const name of specs.keys()) visit(name);
 
   type MutableNode = FunctionNode & { consumers: Edge[]; producers: string[] };
   const nodes = new Map<string, MutableNode>();
   for (const spec of specs.values()) {
-    nodes.set(spec.name, { name: spec.name, spec, partitions: partitionsOf(spec), isSource: spec.input.kind === "stream", producers: [], consumers: [] });
+    const stream = streamOf(spec);
+    nodes.set(spec.name, {
+      name: spec.name,
+      spec,
+      partitions: partitionsOf(spec),
+      isSource: stream !== undefined,
+      ...(stream === undefined ? {} : { stream }),
+      inputs: inputsOf(spec).filter((i): i is FunctionInput => i.kind === "function"),
+      producers: [],
+      consumers: [],
+    });
   }
   for (const node of nodes.values()) {
-    const input = node.spec.input;
-    if (input.kind !== "function") continue;
-    const upstream = nodes.get(input.fn)!;
-    upstream.consumers.push({ to: node, output: input.output });
-    node.producers = Array.from({ length: upstream.partitions }, (_, p) => producerId(upstream.name, p));
+    const producers = new Set<string>();
+    node.inputs.forEach((input, index) => {
+      const upstream = nodes.get(input.fn)!;
+      upstream.consumers.push({ to: node, output: input.output, input: index });
+      for (let p = 0; p < upstream.partitions; p++) producers.add(producerId(upstream.name, p));
+    });
+    node.producers = [...producers];
   }
   const functions = [...nodes.values()];
   return {

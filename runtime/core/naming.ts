@@ -42,6 +42,7 @@ export const HEADER = {
   producer: "Eddy-Producer",
   generation: "Eddy-Generation",
   epoch: "Eddy-Epoch",
+  input: "Eddy-Input",
   reason: "Eddy-Reason",
   fn: "Eddy-Function",
   sourceStream: "Eddy-Source-Stream",

@@ -36,6 +36,7 @@ export class Operator {
   private readonly keyed: boolean;
   private currentWatermark = -Infinity;
   private currentKey = "";
+  private currentInput = 0;
   private currentTimestamp = -Infinity;
   private now = 0;
   private readonly ctx: Context<unknown, StateDeclarations>;
@@ -59,8 +60,9 @@ export class Operator {
   }
 
   /** Calls `process` for one record. */
-  process(key: string, timestamp: number, record: unknown, now: number): void {
+  process(key: string, timestamp: number, record: unknown, now: number, input = 0): void {
     this.currentKey = key;
+    this.currentInput = input;
     this.currentTimestamp = timestamp;
     this.now = now;
     try {
@@ -99,6 +101,7 @@ export class Operator {
     for (let due = this.timers.popDue(domain, upTo); due.length > 0; due = this.timers.popDue(domain, upTo)) {
       for (const timer of due) {
         this.currentKey = timer.key;
+        this.currentInput = -1;
         this.currentTimestamp = timer.ts;
         this.now = now;
         const info: TimerInfo = { domain, timestamp: timer.ts, name: timer.name };
@@ -137,6 +140,9 @@ export class Operator {
     return {
       get key() {
         return self.currentKey;
+      },
+      get input() {
+        return self.currentInput;
       },
       get timestamp() {
         return self.currentTimestamp;

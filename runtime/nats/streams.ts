@@ -4,6 +4,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { headers as makeHeaders } from "@nats-io/transport-node";
+import { WindowLimiter } from "../core/window-limiter.ts";
 import { DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 
 /** A message read back from a stream. */
@@ -49,7 +50,7 @@ export async function publishAll(
   window = 256,
 ): Promise<number> {
   const js = jetstream(nc);
-  const inFlight = new Set<Promise<unknown>>();
+  const limiter = new WindowLimiter(window);
   let n = 0;
   for (const m of messages) {
     let opts = {};
@@ -58,12 +59,10 @@ export async function publishAll(
       for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
       opts = { headers: h };
     }
-    const p = js.publish(m.subject, m.data, opts).finally(() => inFlight.delete(p));
-    inFlight.add(p);
+    await limiter.add(js.publish(m.subject, m.data, opts));
     n++;
-    if (inFlight.size >= window) await Promise.race(inFlight);
   }
-  await Promise.all(inFlight);
+  await limiter.drain();
   return n;
 }
 

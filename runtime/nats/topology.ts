@@ -25,7 +25,7 @@ export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Pr
   await ensureStream(nc, deadLetterStream(graph.job), [`eddy.${graph.job}.dlq.*`]);
   for (const node of graph.functions) {
     if (node.isSource) {
-      const input = node.spec.input as { stream: string };
+      const input = node.stream!;
       if (!(await streamExists(nc, input.stream))) {
         throw new MissingSourceStreamError(`function "${node.name}" reads stream "${input.stream}", which does not exist`);
       }

@@ -13,6 +13,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamCl
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { CHECKPOINT_OBJECTS } from "../core/protocol.ts";
+import { WindowLimiter } from "../core/window-limiter.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "../actor/ports.ts";
 
 const WRITE_WINDOW = 1024;
@@ -180,14 +181,9 @@ export class JetStreamTransport implements Transport {
     const kv = await this.bucket(bucket);
     // Pipelined, but at most WRITE_WINDOW at a time: a million puts issued at once would queue
     // every other message of this connection (leases, acks, data) behind them.
-    const inFlight = new Set<Promise<unknown>>();
-    const add = async (p: Promise<unknown>) => {
-      const tracked = p.finally(() => inFlight.delete(tracked));
-      inFlight.add(tracked);
-      if (inFlight.size >= WRITE_WINDOW) await Promise.race(inFlight);
-    };
-    for (const { key, value } of puts) await add(kv.put(key, value));
-    for (const key of deletes) await add(kv.delete(key));
-    await Promise.all(inFlight);
+    const window = new WindowLimiter(WRITE_WINDOW);
+    for (const { key, value } of puts) await window.add(kv.put(key, value));
+    for (const key of deletes) await window.add(kv.delete(key));
+    await window.drain();
   }
 }

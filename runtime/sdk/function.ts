@@ -79,6 +79,8 @@ export interface TimerService {
 export interface Context<Out, S extends StateDeclarations = StateDeclarations> {
   /** Key of the current record or timer ("" in functions without a key selector). */
   readonly key: string;
+  /** Index of the input the current record came from (0 with one input; -1 in `onTimer`). */
+  readonly input: number;
   /** Event time of the current record, or the timestamp of the firing timer. */
   readonly timestamp: number;
   /** Current event-time watermark of this actor (-Infinity before the first one). */
@@ -98,14 +100,19 @@ export interface Context<Out, S extends StateDeclarations = StateDeclarations> {
 export interface FunctionSpec<In = any, Out = any, S extends StateDeclarations = StateDeclarations> {
   /** Unique within the pipeline; a NATS subject token ([A-Za-z0-9_-]). */
   readonly name: string;
-  readonly input: Input;
+  /**
+   * What the function reads: a user stream (a source), or the output of one or more functions.
+   * With several inputs, `ctx.input` tells which one a record came from and `key` receives its
+   * index too, so each input can be keyed its own way (joins).
+   */
+  readonly input: Input | readonly FunctionInput[];
   /**
    * Number of partitions (actors) of this function. Fixed for the lifetime of its state, like
    * Flink's max parallelism. Default: 1 for sources and unkeyed functions, 8 for keyed ones.
    */
   readonly partitions?: number;
   /** Key selector; records with the same key meet the same state. Required for keyed state. */
-  readonly key?: (record: In) => string;
+  readonly key?: (record: In, input: number) => string;
   /**
    * Event time of a record (epoch ms). Required for sources that use event time; functions that
    * read another function inherit the event time of the records it emitted unless they set this.
@@ -156,7 +163,7 @@ export function defineFunction<In, Out, S extends StateDeclarations = {}>(spec: 
  */
 export function defineSink<In>(spec: {
   readonly name: string;
-  readonly input: Input;
+  readonly input: Input | readonly FunctionInput[];
   readonly subject: string | ((record: In) => string);
   readonly format?: "json" | "msgpack";
   readonly delivery?: "exactly-once" | "at-least-once";

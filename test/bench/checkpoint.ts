@@ -46,6 +46,8 @@ const pipeline = definePipeline({
   ],
 });
 
+const phase = (what: string) => process.stderr.write(`${new Date().toISOString()} ${what}\n`);
+
 export async function benchCheckpoint(keys: number): Promise<CheckpointBenchResult> {
   const server = await startLocalNatsServer();
   const nc = await connectNats(server.url, "eddy-bench");
@@ -54,15 +56,20 @@ export async function benchCheckpoint(keys: number): Promise<CheckpointBenchResu
     const messages = function* () {
       for (let i = 0; i < keys; i++) yield { subject: "ckpt.bench", data: `{"k":"key-${i}","v":${i}}` };
     };
+    phase(`publishing ${keys} records`);
     await publishAll(nc, messages(), 2048);
-    const job = await startLocalJob(nc, pipeline, { checkpointIntervalMs: 0 });
+    phase("processing");
+    const job = await startLocalJob(nc, pipeline, { checkpointIntervalMs: 0, log: (l) => phase(l) });
     await job.endInput();
     await job.finished();
+    phase("checkpoint");
     const t0 = performance.now();
     const record = await job.supervisor.triggerCheckpoint("ckptbench");
     const committed = performance.now();
+    phase(`committed ${JSON.stringify(record)}; materializing`);
     await job.worker.applied(record.id);
     const applied = performance.now();
+    phase("stopping");
     await job.stop();
     return {
       bench: "checkpoint",

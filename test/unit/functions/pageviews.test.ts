@@ -245,7 +245,7 @@ describe("the views-per-page function", () => {
     for (const m of messages) {
       if (m.event === undefined) continue;
       op.advanceWatermark(maxTs - MAX_OUT_OF_ORDERNESS_MS - 1, 0);
-      op.process(spec.key!(m.event), m.event.ts, m.event, 0);
+      op.process(spec.key!(m.event, 0), m.event.ts, m.event, 0);
       maxTs = Math.max(maxTs, m.event.ts);
     }
     op.advanceWatermark(Infinity, 0);
