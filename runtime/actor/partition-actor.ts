@@ -368,7 +368,7 @@ export class PartitionActor {
     await this.exclusive(async () => {
       if (this.stopping) return;
       await this.snapshot(t.id, this.nextSeq, 0, t.stop);
-    });
+    }).catch((e) => this.fail(e));
   }
 
   /**

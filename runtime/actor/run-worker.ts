@@ -1,6 +1,7 @@
 /**
  * `eddy worker`: load a pipeline module, connect to NATS and host the pipeline's actors until
- * SIGINT/SIGTERM, then stop every actor (which writes its state back) and exit.
+ * SIGINT/SIGTERM, then stop every actor and exit; the supervisor moves its partitions to other
+ * workers, which restore them from the last committed checkpoint.
  */
 import { Effect } from "effect";
 import { pathToFileURL } from "node:url";

@@ -103,6 +103,8 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
     let closed = false;
     let latest = 0;
     let end: EndOfInput | undefined;
+    const running: Record<string, number> = {};
+    const startedAt = Date.now();
 
     const reportFailure = (actor: PartitionActor, e: unknown) => {
       if (closed) return;
@@ -126,6 +128,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
         if (same) return;
         const old = [...actors.values()];
         actors = new Map();
+        delete running[job];
         await Promise.all(old.map((x) => x.stop()));
         generation = a.generation;
         if (mine.length === 0) return;
@@ -142,25 +145,33 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
           }
         }
         actors = started;
-        await Promise.all(
+        const results = await Promise.all(
           [...started.values()].map(async (actor) => {
             try {
               const stream = actor.sourceStream;
               const endSeq = stream === undefined ? undefined : end?.streams[stream];
               await actor.start({ generation: a.generation, checkpoint, worker: id, ...(endSeq === undefined ? {} : { endSeq }) });
               actor.failed.catch((e) => reportFailure(actor, e));
+              return true;
             } catch (e) {
               reportFailure(actor, e);
+              return false;
             }
           }),
         );
+        if (results.every(Boolean) && generation === a.generation) {
+          running[job] = a.generation;
+          await beat().catch(() => undefined);
+        }
       });
       return reconciling;
     };
 
     // Heartbeat: the supervisor treats a worker whose entry expired as dead.
-    const heartbeat: WorkerHeartbeat = { id, pid: process.pid, startedAt: Date.now(), jobs: [job] };
-    const beat = () => workers.put(id, encoder.encode(JSON.stringify(heartbeat)));
+    const beat = () => {
+      const heartbeat: WorkerHeartbeat = { id, pid: process.pid, startedAt, jobs: [job], running };
+      return workers.put(id, encoder.encode(JSON.stringify(heartbeat)));
+    };
     yield* attempt(beat);
     yield* Effect.acquireRelease(
       Effect.sync(() => setInterval(() => void beat().catch(() => undefined), options.heartbeatMs ?? 1000)),
@@ -176,7 +187,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
         nc.subscribe(triggerSubject(job), {
           callback: (_err, msg) => {
             const t = json<TriggerMessage>(msg.data);
-            for (const actor of actors.values()) if (actor.isSource) void actor.trigger(t);
+            for (const actor of actors.values()) if (actor.isSource) void actor.trigger(t).catch(() => undefined);
           },
         }),
       ),

@@ -2,10 +2,10 @@
  * `eddy checkpoints <job>`: the recent checkpoints of a job as the supervisor recorded them —
  * id, status, duration, alignment time, bytes and keys changed — newest first.
  */
-import { Kvm } from "@nats-io/kv";
 import { connectNats } from "../nats/connection.ts";
-import { checkpointKeyPrefix, JOBS_BUCKET, jobSpecKey, type CheckpointRecord } from "../core/protocol.ts";
+import { jobSpecKey, type CheckpointRecord } from "../core/protocol.ts";
 import { UnknownJobError } from "../nats/control.ts";
+import { checkpointRecords, ensureControlStores } from "../supervisor/control-store.ts";
 
 export interface CheckpointsOptions {
   readonly job: string;
@@ -14,20 +14,15 @@ export interface CheckpointsOptions {
   readonly limit: number;
 }
 
-const decoder = new TextDecoder();
 
 export async function readCheckpoints(url: string, job: string): Promise<CheckpointRecord[]> {
   const nc = await connectNats(url, "eddy-cli");
   try {
-    const jobs = await new Kvm(nc).open(JOBS_BUCKET);
-    const spec = await jobs.get(jobSpecKey(job));
+    const stores = await ensureControlStores(nc);
+    const spec = await stores.jobs.get(jobSpecKey(job));
     if (spec === null || spec.length === 0) throw new UnknownJobError(`job "${job}" is not known to the cluster at ${url}`);
-    const records: CheckpointRecord[] = [];
-    for await (const key of await jobs.keys(`${checkpointKeyPrefix(job)}*`)) {
-      const e = await jobs.get(key);
-      if (e !== null && e.length > 0) records.push(JSON.parse(decoder.decode(e.value)) as CheckpointRecord);
-    }
-    return records.sort((a, b) => b.id - a.id);
+    // Listed through stream info, not kv.keys(): records are purged while checkpoints run.
+    return (await checkpointRecords(stores, job)).map((r) => r.value).sort((a, b) => b.id - a.id);
   } finally {
     await nc.close();
   }

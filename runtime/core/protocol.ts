@@ -138,4 +138,9 @@ export interface WorkerHeartbeat {
   readonly startedAt: number;
   /** Jobs whose code this worker can run. */
   readonly jobs: readonly string[];
+  /**
+   * Per job, the generation whose assigned actors all run on this worker (restored and reading).
+   * Checkpoints wait for it, so a slow restore is not mistaken for a failure.
+   */
+  readonly running?: Readonly<Record<string, number>>;
 }

@@ -3,9 +3,9 @@
  *
  * This is the working set of a (function, partition): every declared state, for every key, as
  * plain JavaScript values. The runtime loads it from the function's KV bucket on start and takes
- * the changes since the last write-back with `takeDelta()`; the test harness uses it alone. Keeping
+ * the changes since the last snapshot with `takeDelta()`; the test harness uses it alone. Keeping
  * changes as sets of touched keys (not as a log) means a key updated a thousand times between two
- * write-backs costs one write.
+ * snapshots costs one entry in the next one.
  */
 import type { StateDeclaration, StateDeclarations } from "../sdk/state.ts";
 
@@ -99,9 +99,9 @@ export class KeyedStateStore {
     maps.delete(key);
   }
 
-  // --- loading, scanning and write-back --------------------------------------------------------
+  // --- loading, scanning and snapshots ---------------------------------------------------------
 
-  /** Puts a value read from durable storage; it is not a change to write back. */
+  /** Puts a value read from durable storage; it is not a change to snapshot. */
   load(state: string, key: string, subkey: string | undefined, value: unknown): void {
     const decl = this.declarations[state];
     if (decl === undefined) return; // state of an older version that no longer exists

@@ -12,7 +12,7 @@
 import { Packr } from "msgpackr";
 
 /** Kinds of internal messages (carried in the `Eddy-Kind` header). */
-export type MessageKind = "data" | "watermark" | "end";
+export type MessageKind = "data" | "watermark" | "end" | "barrier";
 
 export interface DataBatch {
   /** Flattened records: key, event time, value, key, event time, value, ... */

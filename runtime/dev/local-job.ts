@@ -1,7 +1,7 @@
 /**
  * A job run inside one process: a supervisor and a worker sharing a NATS connection.
  *
- * This is what `npm run demo`, `eddy dev` and most integration tests use. It is the production
+ * This is what `npm run demo`, the benchmarks and most integration tests use. It is the production
  * machinery — leader election, assignment, checkpoints, materialization — just co-located, so a
  * clean stop is a real stop-with-checkpoint and a restart resumes from it.
  */

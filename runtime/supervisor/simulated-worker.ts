@@ -56,10 +56,26 @@ export async function startSimulatedWorker(nc: NatsConnection, options: Simulate
   const stores = await ensureControlStores(nc);
   const { jobs, objects } = stores;
   const stats = options.ackStats ?? (() => ({ bytes: 100, keysChanged: 1, alignmentMs: 0, finished: false }));
-  const heartbeat: WorkerHeartbeat = { id: options.id, pid: process.pid, startedAt: Date.now(), jobs: [...options.jobs] };
-  const beat = () => stores.workers.put(options.id, JSON.stringify(heartbeat)).catch(() => 0);
+  // Simulated actors start at once: the worker reports every assigned generation as running.
+  const running: Record<string, number> = {};
+  const startedAt = Date.now();
+  let alive = true;
+  const beat = () =>
+    stores.workers.put(options.id, JSON.stringify({ id: options.id, pid: process.pid, startedAt, jobs: [...options.jobs], running } satisfies WorkerHeartbeat)).catch(() => 0);
+  const refresh = async () => {
+    let changed = false;
+    for (const job of options.jobs) {
+      const g = (await readJson<Assignment>(jobs, assignmentKey(job)).catch(() => undefined))?.value.generation;
+      if (g !== undefined && running[job] !== g) {
+        running[job] = g;
+        changed = true;
+      }
+    }
+    if (changed && alive) await beat();
+  };
   await beat();
   let timer: NodeJS.Timeout | undefined = setInterval(beat, options.heartbeatMs ?? 1000);
+  const refresher = setInterval(() => void refresh().catch(() => undefined), 100);
   const held: Array<{ subject: string; ack: SnapshotAck }> = [];
   const subs: Subscription[] = [];
 
@@ -72,7 +88,9 @@ export async function startSimulatedWorker(nc: NatsConnection, options: Simulate
       for (const { subject, ack } of held.splice(0)) nc.publish(subject, JSON.stringify(ack));
     },
     stopHeartbeat() {
+      alive = false;
       clearInterval(timer);
+      clearInterval(refresher);
       timer = undefined;
     },
     async reportFailure(job, actor, reason, generation) {

@@ -571,8 +571,12 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         const owners = assignActors(job.actors, live, previous);
         const moved = stored === undefined || !sameOwners(owners, previous);
         if (!moved && job.recovery === undefined) {
-          // Owners equal to assignActors over the live workers are all live.
-          job.ready = stored.revision === job.previousRevision;
+          // Owners equal to assignActors over the live workers are all live; checkpoints wait
+          // until each of them reports its actors of this generation running.
+          const generation = stored.value.generation;
+          const running = new Set(Object.values(stored.value.owners)).size === 0 ||
+            [...new Set(Object.values(stored.value.owners))].every((w) => workers.get(w)?.running?.[name] === generation);
+          job.ready = stored.revision === job.previousRevision && running;
           job.previousRevision = stored.revision;
           return;
         }
