@@ -24,10 +24,13 @@ export interface RouterConfig {
 
 class PartitionBuffer {
   readonly subject: string;
-  /** Headers of data batches in this buffer (they name the consumer's input). */
-  headers: Record<string, string> = {};
-  readonly input: number;
+  /**
+   * True when records for this subject come through more than one edge (or an edge that is not
+   * the consumer's input 0): each record then carries its input index.
+   */
+  withInputs = false;
   records: unknown[] = [];
+  inputs: number[] = [];
   marks: number[] = [];
   /** Watermark the consuming partition has been told (in a sent batch, mark or update). */
   told = -Infinity;
@@ -35,9 +38,8 @@ class PartitionBuffer {
   /** Watermark as of the last record appended to `records`. */
   pendingTold = -Infinity;
   firstAt = 0;
-  constructor(subject: string, input: number) {
+  constructor(subject: string) {
     this.subject = subject;
-    this.input = input;
   }
   get count(): number {
     return this.records.length / 3;
@@ -76,10 +78,13 @@ export class OutputRouter implements OperatorOutput {
   /** Routes by output name; "" is the main output. */
   private readonly routes = new Map<string, Route[]>();
   private readonly allBuffers: PartitionBuffer[] = [];
-  /** Distinct subjects fed (a consumer reading this actor twice gets one barrier per partition). */
+  /** Subjects fed, one per buffer. */
   private readonly subjects: string[];
   private readonly sinkSubject: ((record: unknown) => string) | undefined;
   private readonly sinkEncode: (record: unknown) => Uint8Array;
+  /** JSON-lines sink: records are batched into one message per subject. */
+  private readonly sinkLines: boolean;
+  private readonly sinkBatches = new Map<string, { lines: string[]; bytes: number; firstAt: number }>();
   /** The watermark downstream may assume for the next record emitted. */
   watermark = -Infinity;
   idle = false;
@@ -94,22 +99,37 @@ export class OutputRouter implements OperatorOutput {
     this.publisher = publisher;
     this.config = config;
     this.job = graph.job;
+    // One buffer per consumer partition, shared by every edge into it: the consumer tracks one
+    // watermark per producer, so all records to it must go out in one ordered sequence.
+    const bySubject = new Map<string, PartitionBuffer>();
+    const edgesInto = new Map<string, number>();
+    for (const edge of node.consumers) edgesInto.set(edge.to.name, (edgesInto.get(edge.to.name) ?? 0) + 1);
     for (const edge of node.consumers) {
-      const buffers = Array.from({ length: edge.to.partitions }, (_, p) => new PartitionBuffer(inputSubject(graph.job, edge.to.name, p), edge.input));
-      this.allBuffers.push(...buffers);
+      const buffers = Array.from({ length: edge.to.partitions }, (_, p) => {
+        const subject = inputSubject(graph.job, edge.to.name, p);
+        let b = bySubject.get(subject);
+        if (b === undefined) {
+          bySubject.set(subject, (b = new PartitionBuffer(subject)));
+          this.allBuffers.push(b);
+        }
+        if (edgesInto.get(edge.to.name)! > 1 || edge.input !== 0) b.withInputs = true;
+        return b;
+      });
       const name = edge.output ?? "";
       const list = this.routes.get(name) ?? [];
       list.push({ consumer: edge.to, input: edge.input, buffers });
       this.routes.set(name, list);
     }
-    this.subjects = [...new Set(this.allBuffers.map((b) => b.subject))];
+    this.subjects = this.allBuffers.map((b) => b.subject);
     this.headers = this.makeHeaders();
     const sink = node.spec.sink;
     this.exactlyOnce = sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once";
     if (sink !== undefined) {
       this.sinkSubject = typeof sink.subject === "function" ? sink.subject : () => sink.subject as string;
       this.sinkEncode = sink.format === "msgpack" ? (r) => encodeMsgpack(r) : (r) => textEncoder.encode(JSON.stringify(r));
+      this.sinkLines = sink.format === "json-lines";
     } else {
+      this.sinkLines = false;
       this.sinkSubject = undefined;
       this.sinkEncode = () => new Uint8Array();
     }
@@ -122,7 +142,6 @@ export class OutputRouter implements OperatorOutput {
       [HEADER.generation]: String(this.currentGeneration),
       [HEADER.epoch]: String(this.currentEpoch),
     };
-    for (const b of this.allBuffers) b.headers = b.input === 0 ? headers : { ...headers, [HEADER.input]: String(b.input) };
     return headers;
   }
 
@@ -151,6 +170,7 @@ export class OutputRouter implements OperatorOutput {
    * actor feeds; what is emitted afterwards belongs to epoch `id + 1`.
    */
   barrier(id: number, stop: boolean): void {
+    this.flushSinkBatches();
     const body = textEncoder.encode(JSON.stringify({ id, stop }));
     const headers = { ...this.headers, [HEADER.kind]: "barrier", [HEADER.epoch]: String(id) };
     // Every record of the epoch goes out before any barrier: a consumer holds what follows a
@@ -160,8 +180,9 @@ export class OutputRouter implements OperatorOutput {
     this.epoch = id + 1;
   }
 
-  /** Sink output held for commit (exactly-once sinks). */
+  /** Sink output held for commit (exactly-once sinks), open batches included. */
   pendingSink(): readonly PendingOutput[] {
+    this.flushSinkBatches();
     return this.pending;
   }
 
@@ -194,14 +215,25 @@ export class OutputRouter implements OperatorOutput {
 
   private publishToSink(record: unknown): void {
     let subject: string;
-    let data: Uint8Array;
     try {
       subject = this.sinkSubject!(record);
-      data = this.sinkEncode(record);
+      if (this.sinkLines) {
+        const line = JSON.stringify(record);
+        let batch = this.sinkBatches.get(subject);
+        if (batch === undefined) this.sinkBatches.set(subject, (batch = { lines: [], bytes: 0, firstAt: this.now }));
+        batch.lines.push(line);
+        batch.bytes += line.length + 1;
+        if (batch.lines.length >= this.config.batchMaxRecords || batch.bytes >= this.config.maxPayloadBytes / 2) this.flushSinkBatch(subject, batch);
+        return;
+      }
+      this.sinkOut(subject, this.sinkEncode(record));
     } catch (e) {
       this.deadLetter(`sink: ${(e as Error).message}`, safeJson(record));
-      return;
     }
+  }
+
+  /** Publishes one sink message now (at-least-once) or holds it for commit (exactly-once). */
+  private sinkOut(subject: string, data: Uint8Array): void {
     if (!this.exactlyOnce) {
       this.publisher.publish(subject, data);
       return;
@@ -209,6 +241,16 @@ export class OutputRouter implements OperatorOutput {
     // Deterministic id: the same output of the same committed epoch always has the same id.
     const msgId = `${this.job}/${this.node.name}/${this.partition}/${this.currentGeneration}/${this.currentEpoch}/${this.pendingInEpoch++}`;
     this.pending.push({ subject, data, msgId, epoch: this.currentEpoch });
+  }
+
+  private flushSinkBatch(subject: string, batch: { lines: string[] }): void {
+    this.sinkBatches.delete(subject);
+    this.sinkOut(subject, textEncoder.encode(batch.lines.join("\n")));
+  }
+
+  /** Closes every open JSON-lines sink batch (before a barrier, or when it has waited long enough). */
+  flushSinkBatches(lingerMs = 0): void {
+    for (const [subject, batch] of this.sinkBatches) if (this.now - batch.firstAt >= lingerMs) this.flushSinkBatch(subject, batch);
   }
 
   private route(route: Route, record: unknown, timestamp: number): void {
@@ -241,11 +283,13 @@ export class OutputRouter implements OperatorOutput {
       buffer.pendingTold = this.watermark;
     }
     buffer.records.push(key, timestamp, record);
+    if (buffer.withInputs) buffer.inputs.push(route.input);
     if (buffer.records.length >= this.config.batchMaxRecords * 3) this.flushBuffer(buffer);
   }
 
   /** Publishes buffers that are full or older than `lingerMs`. */
   flushAged(lingerMs: number): void {
+    if (this.sinkBatches.size > 0) this.flushSinkBatches(lingerMs);
     for (const b of this.allBuffers) if (b.records.length > 0 && this.now - b.firstAt >= lingerMs) this.flushBuffer(b);
   }
 
@@ -279,8 +323,9 @@ export class OutputRouter implements OperatorOutput {
   }
 
   private flushBuffer(b: PartitionBuffer): void {
-    this.publishSlice(b.subject, b.headers, b.records, b.marks, b.told, this.watermark, this.idle);
+    this.publishSlice(b.subject, b.records, b.withInputs ? b.inputs : undefined, b.marks, b.told, this.watermark, this.idle);
     b.records = [];
+    b.inputs = [];
     b.marks = [];
     b.told = this.watermark;
     b.toldIdle = this.idle;
@@ -291,11 +336,11 @@ export class OutputRouter implements OperatorOutput {
    * NATS message may be. The first half ends with the watermark in force at the split, so the
    * second half needs no extra mark.
    */
-  private publishSlice(subject: string, headers: Record<string, string>, records: unknown[], marks: number[], before: number, after: number, idle: boolean): void {
-    const data = encodeBatch({ records, marks, watermark: after, idle });
+  private publishSlice(subject: string, records: unknown[], inputs: number[] | undefined, marks: number[], before: number, after: number, idle: boolean): void {
+    const data = encodeBatch({ records, marks, watermark: after, idle, ...(inputs === undefined ? {} : { inputs }) });
     const count = records.length / 3;
     if (data.length <= this.config.maxPayloadBytes || count <= 1) {
-      this.publisher.publish(subject, data, headers);
+      this.publisher.publish(subject, data, this.headers);
       return;
     }
     const half = Math.floor(count / 2);
@@ -308,8 +353,8 @@ export class OutputRouter implements OperatorOutput {
       if (idx < half) first.push(idx, marks[i + 1]!);
       else if (idx > half) second.push(idx - half, marks[i + 1]!);
     }
-    this.publishSlice(subject, headers, records.slice(0, half * 3), first, before, atSplit, false);
-    this.publishSlice(subject, headers, records.slice(half * 3), second, atSplit, after, idle);
+    this.publishSlice(subject, records.slice(0, half * 3), inputs?.slice(0, half), first, before, atSplit, false);
+    this.publishSlice(subject, records.slice(half * 3), inputs?.slice(half), second, atSplit, after, idle);
   }
 }
 

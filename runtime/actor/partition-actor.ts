@@ -661,7 +661,7 @@ export class PartitionActor {
         let mi = 0;
         const count = records.length / 3;
         const retime = this.node.spec.timestamp;
-        const input = Number(m.header(HEADER.input) ?? 0);
+        const inputs = batch.inputs;
         for (let i = 0; i < count; i++) {
           while (mi < marks.length && marks[mi] === i) {
             this.producerWatermark(producer, marks[mi + 1]!, now);
@@ -678,7 +678,7 @@ export class PartitionActor {
               continue;
             }
           }
-          this.invoke(key, ts, value, now, undefined, { [HEADER.producer]: producer }, input);
+          this.invoke(key, ts, value, now, undefined, { [HEADER.producer]: producer }, inputs === undefined ? 0 : inputs[i]!);
         }
         const idled = batch.idle === true && tracker.setIdle(producer, true);
         this.producerWatermark(producer, batch.watermark, now);

@@ -42,7 +42,6 @@ export const HEADER = {
   producer: "Eddy-Producer",
   generation: "Eddy-Generation",
   epoch: "Eddy-Epoch",
-  input: "Eddy-Input",
   reason: "Eddy-Reason",
   fn: "Eddy-Function",
   sourceStream: "Eddy-Source-Stream",

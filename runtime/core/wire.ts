@@ -23,6 +23,8 @@ export interface DataBatch {
   readonly watermark: number;
   /** The producer is idle: leave it out of the watermark minimum until it sends data again. */
   readonly idle?: boolean;
+  /** Per record, the index of the consumer input it is for; absent means input 0 for all. */
+  readonly inputs?: number[];
 }
 
 export interface WatermarkUpdate {
@@ -43,11 +45,12 @@ export function encodeBatch(batch: DataBatch): Uint8Array {
   const body: Record<string, unknown> = { r: batch.records, w: batch.watermark };
   if (batch.marks.length > 0) body.m = batch.marks;
   if (batch.idle) body.i = true;
+  if (batch.inputs !== undefined) body.n = batch.inputs;
   return batchPackr.pack(body);
 }
 
 export function decodeBatch(data: Uint8Array): DataBatch {
-  let body: { r?: unknown; m?: unknown; w?: unknown; i?: unknown };
+  let body: { r?: unknown; m?: unknown; w?: unknown; i?: unknown; n?: unknown };
   try {
     body = batchPackr.unpack(data);
   } catch (e) {
@@ -60,7 +63,11 @@ export function decodeBatch(data: Uint8Array): DataBatch {
   if (!Array.isArray(marks) || marks.length % 2 !== 0 || !marks.every((x) => typeof x === "number" && !Number.isNaN(x))) {
     throw new MalformedMessageError("eddy record batch with malformed watermark marks");
   }
-  return { records: body.r, marks: marks as number[], watermark: body.w, idle: body.i === true };
+  const inputs = body.n;
+  if (inputs !== undefined && (!Array.isArray(inputs) || inputs.length * 3 !== body.r.length)) {
+    throw new MalformedMessageError("eddy record batch with malformed input indexes");
+  }
+  return { records: body.r, marks: marks as number[], watermark: body.w, idle: body.i === true, ...(inputs === undefined ? {} : { inputs: inputs as number[] }) };
 }
 
 export function encodeWatermark(update: WatermarkUpdate): Uint8Array {

@@ -9,4 +9,5 @@
 export * from "./function.ts";
 export * from "./state.ts";
 export * from "./windows.ts";
+export * from "./joins.ts";
 export * from "./watermarks.ts";

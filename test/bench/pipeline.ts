@@ -11,7 +11,7 @@ import { startLocalJob } from "../../runtime/dev/local-job.ts";
 import { generatePageViews } from "../../functions/pageviews/events.ts";
 import { expectedResults } from "../../functions/pageviews/expected.ts";
 import { pageviewsPipeline } from "../../functions/pageviews/pipeline.ts";
-import { cpuSecondsOf, ownCpuSeconds } from "./proc-cpu.ts";
+import { cpuSecondsOf, ownCpuSeconds } from "../../runtime/dev/proc-cpu.ts";
 
 export interface PipelineBenchResult {
   readonly bench: "pipeline";

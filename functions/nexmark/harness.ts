@@ -1,0 +1,289 @@
+/**
+ * Running Nexmark queries on eddy over a real nats-server: load events into a source stream (one
+ * JSON event per message), run a query until the input is exhausted and the final watermark has
+ * flushed every window, and read the sink's rows back. The same harness times runs for
+ * `eddy nexmark bench`, measures the ceiling (a raw JetStream consume-and-decode of the same
+ * stream) and the naive baseline (a plain consumer keeping its state in KV, one read and one
+ * write per event).
+ */
+import { readFile } from "node:fs/promises";
+import { Kvm } from "@nats-io/kv";
+import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { startLocalNatsServer, type LocalNatsServer } from "../../runtime/nats/local-server.ts";
+import { connectNats } from "../../runtime/nats/connection.ts";
+import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
+import { startLocalJob } from "../../runtime/dev/local-job.ts";
+import { cpuSecondsOf, ownCpuSeconds } from "../../runtime/dev/proc-cpu.ts";
+import { eventToJson, generateEvents } from "./generator.ts";
+import type { Bid, NexmarkEvent, QueryName } from "./model.ts";
+import { nexmarkQuery } from "./queries.ts";
+import { referenceResults, type QueryRow } from "./reference.ts";
+
+const decoder = new TextDecoder();
+
+/** A query name that eddy does not implement; the message lists the ones it does. */
+export class UnknownQueryError extends Error {
+  override readonly name = "UnknownQueryError";
+}
+
+export interface Cluster {
+  readonly nc: NatsConnection;
+  /** The nats-server process when the harness started it (for CPU accounting). */
+  readonly server: LocalNatsServer | undefined;
+  close(): Promise<void>;
+}
+
+/** Connects to `url`, or starts a throwaway nats-server when no url is given. */
+export async function openCluster(url: string | undefined): Promise<Cluster> {
+  const server = url === undefined ? await startLocalNatsServer() : undefined;
+  const nc = await connectNats(url ?? server!.url, "eddy-nexmark");
+  return {
+    nc,
+    server,
+    close: async () => {
+      await nc.close();
+      await server?.stop();
+    },
+  };
+}
+
+/** Names of one run, unique so that runs against a long-lived server never meet. */
+function names(q: QueryName) {
+  const run = `${q}${Date.now().toString(36)}${Math.floor(Math.random() * 1e4).toString(36)}`;
+  return { job: `nexmark-${run}`, stream: `NEXMARK_${run}`, subject: `nexmark.${run}.events`, out: `NEXMARK_OUT_${run}`, sinkSubject: `nexmark.${run}.out` };
+}
+
+/** Reads a file of JSON events, one per line. */
+export async function readEventsFile(path: string): Promise<NexmarkEvent[]> {
+  const text = await readFile(path, "utf8");
+  return text.split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as NexmarkEvent);
+}
+
+export async function loadEvents(nc: NatsConnection, stream: string, subject: string, lines: Iterable<string>): Promise<number> {
+  await ensureStream(nc, stream, [subject]);
+  return publishAll(nc, (function* () {
+    for (const data of lines) yield { subject, data };
+  })(), 4096);
+}
+
+export interface RunResult {
+  readonly rows: QueryRow[];
+  readonly wallSeconds: number;
+  readonly cpuSeconds: number;
+}
+
+/**
+ * Runs query `q` over the events already in `stream`: starts the job, ends its input at the
+ * stream's last message, waits for the final watermark and the final checkpoint, and returns the
+ * rows its sink published.
+ */
+async function runLoaded(cluster: Cluster, q: QueryName, n: ReturnType<typeof names>): Promise<RunResult> {
+  const { nc, server } = cluster;
+  await ensureStream(nc, n.out, [n.sinkSubject]);
+  const cpu0 = ownCpuSeconds() + (server ? cpuSecondsOf(server.pid) : 0);
+  const t0 = performance.now();
+  const job = await startLocalJob(nc, nexmarkQuery(q, { job: n.job, stream: n.stream, subject: n.subject, sinkSubject: n.sinkSubject }));
+  await job.endInput();
+  await job.finished();
+  // The sink is exactly-once: the last rows are out once the final checkpoint is materialized.
+  await job.stop();
+  const wallSeconds = (performance.now() - t0) / 1000;
+  const cpuSeconds = ownCpuSeconds() + (server ? cpuSecondsOf(server.pid) : 0) - cpu0;
+  const rows: QueryRow[] = [];
+  for (const m of await readAll(nc, n.out, n.sinkSubject)) for (const line of decoder.decode(m.data).split("\n")) rows.push(JSON.parse(line) as QueryRow);
+  return { rows, wallSeconds, cpuSeconds };
+}
+
+/** `eddy nexmark run`: events from a file (or given), query on eddy, rows back. */
+export async function runQuery(q: QueryName, events: readonly NexmarkEvent[], url?: string): Promise<QueryRow[]> {
+  const cluster = await openCluster(url);
+  try {
+    const n = names(q);
+    await loadEvents(cluster.nc, n.stream, n.subject, events.map(eventToJson));
+    return (await runLoaded(cluster, q, n)).rows;
+  } finally {
+    await cluster.close();
+  }
+}
+
+/** Rows as a canonical multiset, for comparing eddy's output with the reference model's. */
+export function canonicalRows(rows: readonly QueryRow[]): string[] {
+  return rows.map((r) => JSON.stringify(r)).sort();
+}
+
+export interface BenchResult {
+  readonly query: QueryName;
+  readonly events: number;
+  readonly wallSeconds: number;
+  readonly cpuSeconds: number;
+  readonly eventsPerSecond: number;
+  readonly eventsPerCoreSecond: number;
+  readonly ceilingEventsPerCoreSecond: number;
+  readonly correct: boolean;
+}
+
+const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/**
+ * Consumes and decodes every event of `stream` with a plain ordered consumer and no processing:
+ * the most any query can do per core-second on this machine and broker.
+ */
+async function measureCeiling(cluster: Cluster, stream: string, count: number): Promise<{ wallSeconds: number; cpuSeconds: number }> {
+  const js = jetstream(cluster.nc);
+  const cpu0 = ownCpuSeconds() + (cluster.server ? cpuSecondsOf(cluster.server.pid) : 0);
+  const t0 = performance.now();
+  const consumer = await js.consumers.get(stream, { deliver_policy: DeliverPolicy.All });
+  const messages = await consumer.consume({ max_messages: 1024 });
+  let n = 0;
+  let checksum = 0;
+  for await (const m of messages) {
+    checksum += (JSON.parse(decoder.decode(m.data)) as NexmarkEvent).dateTime % 7;
+    if (++n === count) break;
+  }
+  messages.stop();
+  await consumer.delete().catch(() => false);
+  const wallSeconds = (performance.now() - t0) / 1000;
+  const cpuSeconds = ownCpuSeconds() + (cluster.server ? cpuSecondsOf(cluster.server.pid) : 0) - cpu0;
+  if (checksum < 0) throw new Error("unreachable");
+  return { wallSeconds, cpuSeconds };
+}
+
+/** `eddy nexmark bench`: generated events preloaded (not timed), then the query timed end to end. */
+export async function benchQuery(q: QueryName, count: number, seed = 1, url?: string): Promise<BenchResult> {
+  const cluster = await openCluster(url);
+  try {
+    const n = names(q);
+    const events = [...generateEvents({ seed }, count)];
+    await loadEvents(cluster.nc, n.stream, n.subject, events.map(eventToJson));
+    const run = await runLoaded(cluster, q, n);
+    const ceiling = await measureCeiling(cluster, n.stream, count);
+    const expected = referenceResults(q, events);
+    const correct = JSON.stringify(canonicalRows(run.rows)) === JSON.stringify(canonicalRows(expected));
+    return {
+      query: q,
+      events: count,
+      wallSeconds: round(run.wallSeconds),
+      cpuSeconds: round(run.cpuSeconds),
+      eventsPerSecond: Math.round(count / run.wallSeconds),
+      eventsPerCoreSecond: Math.round(count / run.cpuSeconds),
+      ceilingEventsPerCoreSecond: Math.round(count / ceiling.cpuSeconds),
+      correct,
+    };
+  } finally {
+    await cluster.close();
+  }
+}
+
+export interface BaselineResult {
+  readonly query: "q5" | "q7";
+  readonly baseline: "naive-kv";
+  readonly events: number;
+  readonly wallSeconds: number;
+  readonly cpuSeconds: number;
+  readonly eventsPerSecond: number;
+  readonly eventsPerCoreSecond: number;
+  readonly correct: boolean;
+}
+
+/**
+ * The naive way without eddy: one JetStream consumer, state in a KV bucket, one read and one
+ * write per bid (awaited in turn, as a straightforward service would). q7 keeps the highest bids
+ * per 10 s window; q5 keeps, per auction, its counts per 2 s slide. Results are computed from the
+ * bucket at the end and checked against the reference model.
+ */
+export async function benchNaive(q: "q5" | "q7", count: number, seed = 1, url?: string): Promise<BaselineResult> {
+  const cluster = await openCluster(url);
+  try {
+    const n = names(q);
+    const events = [...generateEvents({ seed }, count)];
+    await loadEvents(cluster.nc, n.stream, n.subject, events.map(eventToJson));
+    const kv = await new Kvm(cluster.nc).create(`naive_${n.job.replace(/[^A-Za-z0-9_-]/g, "_")}`, { history: 1 });
+    const js = jetstream(cluster.nc);
+    const cpu0 = ownCpuSeconds() + (cluster.server ? cpuSecondsOf(cluster.server.pid) : 0);
+    const t0 = performance.now();
+    const consumer = await js.consumers.get(n.stream, { deliver_policy: DeliverPolicy.All });
+    const messages = await consumer.consume({ max_messages: 256 });
+    let seen = 0;
+    for await (const m of messages) {
+      const e = JSON.parse(decoder.decode(m.data)) as NexmarkEvent;
+      if (e.type === "bid") {
+        const key = q === "q7" ? `w${Math.floor(e.dateTime / 10_000)}` : `a${e.auction}`;
+        const entry = await kv.get(key);
+        const state = entry === null || entry.length === 0 ? undefined : JSON.parse(decoder.decode(entry.value));
+        await kv.put(key, JSON.stringify(q === "q7" ? topBids(state, e) : slideCounts(state, e)));
+      }
+      if (++seen === count) break;
+    }
+    messages.stop();
+    const rows = q === "q7" ? await naiveQ7Rows(kv) : await naiveQ5Rows(kv);
+    const wallSeconds = (performance.now() - t0) / 1000;
+    const cpuSeconds = ownCpuSeconds() + (cluster.server ? cpuSecondsOf(cluster.server.pid) : 0) - cpu0;
+    const correct = JSON.stringify(canonicalRows(rows)) === JSON.stringify(canonicalRows(referenceResults(q, events)));
+    return {
+      query: q,
+      baseline: "naive-kv",
+      events: count,
+      wallSeconds: round(wallSeconds),
+      cpuSeconds: round(cpuSeconds),
+      eventsPerSecond: Math.round(count / wallSeconds),
+      eventsPerCoreSecond: Math.round(count / cpuSeconds),
+      correct,
+    };
+  } finally {
+    await cluster.close();
+  }
+}
+
+function topBids(state: Bid[] | undefined, b: Bid): Bid[] {
+  if (state === undefined || b.price > state[0]!.price) return [b];
+  return b.price === state[0]!.price ? [...state, b] : state;
+}
+
+/** Per auction: bid counts per 2 s slide start (a 10 s window is 5 consecutive slides). */
+function slideCounts(state: Record<string, number> | undefined, b: Bid): Record<string, number> {
+  const counts = state ?? {};
+  const slide = Math.floor(b.dateTime / 2000) * 2000;
+  counts[slide] = (counts[slide] ?? 0) + 1;
+  return counts;
+}
+
+async function allValues(kv: Awaited<ReturnType<Kvm["create"]>>): Promise<Array<[string, unknown]>> {
+  const keys: string[] = [];
+  for await (const k of await kv.keys()) keys.push(k);
+  const out: Array<[string, unknown]> = [];
+  for (const k of keys) {
+    const e = await kv.get(k);
+    if (e !== null && e.length > 0) out.push([k, JSON.parse(decoder.decode(e.value))]);
+  }
+  return out;
+}
+
+async function naiveQ7Rows(kv: Awaited<ReturnType<Kvm["create"]>>): Promise<QueryRow[]> {
+  const rows: QueryRow[] = [];
+  for (const [, bids] of await allValues(kv)) for (const b of bids as Bid[]) rows.push({ auction: b.auction, price: b.price, bidder: b.bidder, dateTime: b.dateTime, extra: b.extra });
+  return rows;
+}
+
+async function naiveQ5Rows(kv: Awaited<ReturnType<Kvm["create"]>>): Promise<QueryRow[]> {
+  // window start -> auction -> count
+  const windows = new Map<number, Map<number, number>>();
+  for (const [key, counts] of await allValues(kv)) {
+    const auction = Number(key.slice(1));
+    for (const [slide, c] of Object.entries(counts as Record<string, number>)) {
+      for (let k = 0; k < 5; k++) {
+        const start = Number(slide) - k * 2000;
+        const w = windows.get(start) ?? new Map<number, number>();
+        w.set(auction, (w.get(auction) ?? 0) + c);
+        windows.set(start, w);
+      }
+    }
+  }
+  const rows: QueryRow[] = [];
+  for (const w of windows.values()) {
+    const max = Math.max(...w.values());
+    for (const [auction, num] of w) if (num === max) rows.push({ auction, num });
+  }
+  return rows;
+}
+
