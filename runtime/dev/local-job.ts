@@ -10,6 +10,7 @@ import type { CheckpointRecord } from "../core/protocol.ts";
 import type { PipelineSpec } from "../sdk/function.ts";
 import { startWorker, type StartedWorker, type WorkerOptions } from "../actor/worker.ts";
 import { requestEndOfInput } from "../nats/control.ts";
+import { connectNats } from "../nats/connection.ts";
 import { NotLeaderError, startSupervisor, type SupervisorHandle } from "../supervisor/supervisor.ts";
 
 export interface LocalJobOptions {
@@ -55,7 +56,17 @@ async function leaderCall<T>(f: () => Promise<T>, timeoutMs = 20_000): Promise<T
 
 export async function startLocalJob(nc: NatsConnection, pipeline: PipelineSpec, options: LocalJobOptions = {}): Promise<LocalJob> {
   const log = options.log ?? (() => undefined);
-  const supervisor = await startSupervisor(nc, { checkpointIntervalMs: options.checkpointIntervalMs ?? 1000, log });
+  // The supervisor gets a connection of its own, as it would in its own process: its lease
+  // renewals must not queue behind the actors' bulk writes.
+  const supervisorNc = await connectNats(`nats://${nc.getServer()}`, "eddy-local-supervisor");
+  const started = await startSupervisor(supervisorNc, { checkpointIntervalMs: options.checkpointIntervalMs ?? 1000, log });
+  const supervisor: SupervisorHandle = {
+    ...started,
+    stop: async () => {
+      await started.stop();
+      await supervisorNc.close();
+    },
+  };
   let worker: StartedWorker;
   try {
     worker = await startWorker(nc, pipeline, { log, ...options.worker });
