@@ -15,6 +15,7 @@ import { connectNats } from "../../runtime/nats/connection.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { startLocalJob } from "../../runtime/dev/local-job.ts";
 import { cpuSecondsOf, ownCpuSeconds } from "../../runtime/dev/proc-cpu.ts";
+import { profileSection } from "../../runtime/dev/profiler.ts";
 import { eventToJson, generateEvents } from "./generator.ts";
 import type { Bid, NexmarkEvent, QueryName } from "./model.ts";
 import { nexmarkQuery } from "./queries.ts";
@@ -156,7 +157,7 @@ export async function benchQuery(q: QueryName, count: number, seed = 1, url?: st
     const n = names(q);
     const events = [...generateEvents({ seed }, count)];
     await loadEvents(cluster.nc, n.stream, n.subject, events.map(eventToJson));
-    const run = await runLoaded(cluster, q, n);
+    const run = await profileSection(() => runLoaded(cluster, q, n));
     const ceiling = await measureCeiling(cluster, n.stream, count);
     const expected = referenceResults(q, events);
     const correct = JSON.stringify(canonicalRows(run.rows)) === JSON.stringify(canonicalRows(expected));

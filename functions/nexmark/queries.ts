@@ -38,6 +38,11 @@ export interface QueryOptions {
   readonly sinkSubject?: string;
   /** Partitions of keyed functions (default 4). */
   readonly partitions?: number;
+  /**
+   * Sink delivery (default "at-least-once": rows are published as they are produced, like the
+   * blackhole sink of Flink's Nexmark runs; "exactly-once" holds them until their checkpoint).
+   */
+  readonly delivery?: "exactly-once" | "at-least-once";
 }
 
 type Emit = (ctx: Context<unknown>, e: NexmarkEvent) => void;
@@ -49,11 +54,11 @@ const source = (o: Required<QueryOptions>, process: Emit, sink?: boolean): Funct
     timestamp: (e) => e.dateTime,
     watermark: boundedOutOfOrderness(WATERMARK_BOUND_MS),
     process,
-    ...(sink ? { sink: { subject: o.sinkSubject, format: "json-lines" as const } } : {}),
+    ...(sink ? { sink: { subject: o.sinkSubject, format: "json-lines" as const, delivery: o.delivery } } : {}),
   });
 
 const sink = (o: Required<QueryOptions>, from: string) =>
-  defineSink({ name: "sink", input: fromFunction(from), subject: o.sinkSubject, format: "json-lines" });
+  defineSink({ name: "sink", input: fromFunction(from), subject: o.sinkSubject, format: "json-lines", delivery: o.delivery });
 
 const pipeline = (o: Required<QueryOptions>, functions: FunctionSpec<any, any, any>[]): PipelineSpec => definePipeline({ name: o.job, functions });
 
@@ -347,6 +352,7 @@ export function nexmarkQuery(q: QueryName, options: QueryOptions = {}): Pipeline
     subject: options.subject ?? "nexmark.events",
     sinkSubject: options.sinkSubject ?? `nexmark.out.${q}`,
     partitions: options.partitions ?? 4,
+    delivery: options.delivery ?? "at-least-once",
   };
   return builders[q](o);
 }

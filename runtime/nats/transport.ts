@@ -74,7 +74,7 @@ export class JetStreamTransport implements Transport {
 
   async openInput(stream: string, subject: string, startSeq: number): Promise<InputReader> {
     const consumer = await this.js.consumers.get(stream, { filter_subjects: subject, opt_start_seq: Math.max(1, startSeq) });
-    const messages = await consumer.consume({ max_messages: 512 });
+    const messages = await consumer.consume({ max_messages: 2048 });
     const iterator = messages[Symbol.asyncIterator]();
     return {
       [Symbol.asyncIterator]() {
