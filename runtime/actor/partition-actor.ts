@@ -471,6 +471,11 @@ export class PartitionActor {
     }
   }
 
+  /** Resolves once everything this actor has published so far is acknowledged. */
+  async outputDrained(): Promise<void> {
+    await this.publisher.drainUpTo(this.publisher.lastSequence);
+  }
+
   /** Resolves once checkpoint `id` (or a later one) is materialized by this actor. */
   async applied(id: number): Promise<void> {
     while (this.stats.applied < id) {
@@ -712,6 +717,7 @@ export class PartitionActor {
       this.stats.watermark = out;
       if (out === Infinity) {
         this.inputEnded = true;
+        this.router.flushSinkBatches();
         this.router.broadcastWatermark();
         this.isFinished = true;
       }

@@ -58,7 +58,7 @@ export interface Worker {
   generation(): number;
   /** Waits until this worker runs `count` actors of a generation >= `generation`. */
   running(count: number, generation?: number): Promise<void>;
-  /** Resolves once every actor this worker runs has seen the end of its input. */
+  /** Resolves once every actor this worker runs has seen the end of its input and its output is acknowledged. */
   finished(): Promise<void>;
   /** Resolves once every actor this worker runs has materialized checkpoint `id`. */
   applied(id: number): Promise<void>;
@@ -241,6 +241,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
       },
       finished: async () => {
         while (!all().every((a) => a.isFinished)) await sleep(20);
+        await Promise.all(all().map((a) => a.outputDrained()));
       },
       applied: async (checkpoint) => {
         await Promise.all(all().map((a) => a.applied(checkpoint)));

@@ -266,14 +266,19 @@ const nexmarkBench = Command.make(
     events: Flag.Int("events").pipe(Flag.withDescription("number of generated events (default: 1000000)"), Flag.withDefault(1_000_000)),
     seed: Flag.Int("seed").pipe(Flag.withDescription("generator seed (default: 1)"), Flag.withDefault(1)),
     baseline: Flag.Boolean("baseline").pipe(Flag.withDescription("run the naive KV baseline instead (q5, q7)"), Flag.withDefault(false)),
+    checkpointInterval: Flag.Int("checkpoint-interval").pipe(
+      Flag.withDescription("milliseconds between checkpoints during the run (default: 10000)"),
+      Flag.withDefault(10_000),
+    ),
     json: Flag.Boolean("json").pipe(Flag.withDescription("print one JSON line"), Flag.withDefault(false)),
     nats: natsFlag("NATS server URL (default: start a local nats-server, whose CPU is counted)"),
   },
-  ({ query, events, seed, baseline, json, nats }) =>
+  ({ query, events, seed, baseline, checkpointInterval, json, nats }) =>
     exitWith(async () => {
       if (events <= 0) throw new UsageError("--events must be > 0");
+      if (checkpointInterval <= 0) throw new UsageError("--checkpoint-interval must be > 0");
       const { runNexmarkBench } = await import("./nexmark.ts");
-      return runNexmarkBench({ query, events, seed, baseline, json, natsUrl: Option.getOrUndefined(nats) });
+      return runNexmarkBench({ query, events, seed, baseline, json, natsUrl: Option.getOrUndefined(nats), checkpointIntervalMs: checkpointInterval });
     }),
 ).pipe(Command.withDescription("Time a Nexmark query: events per core-second of eddy plus nats-server, against the ceiling"));
 

@@ -21,10 +21,18 @@ export async function runNexmarkRun(options: { query: string; input: string; out
   return 0;
 }
 
-export async function runNexmarkBench(options: { query: string; events: number; seed: number; json: boolean; baseline: boolean; natsUrl: string | undefined }): Promise<number> {
+export async function runNexmarkBench(options: {
+  query: string;
+  events: number;
+  seed: number;
+  json: boolean;
+  baseline: boolean;
+  natsUrl: string | undefined;
+  checkpointIntervalMs: number;
+}): Promise<number> {
   const q = parseQuery(options.query);
   if (options.baseline && q !== "q5" && q !== "q7") throw new UnknownQueryError("the naive baseline exists for q5 and q7");
-  const result = options.baseline ? await benchNaive(q as "q5" | "q7", options.events, options.seed, options.natsUrl) : await benchQuery(q, options.events, options.seed, options.natsUrl);
+  const result = options.baseline ? await benchNaive(q as "q5" | "q7", options.events, options.seed, options.natsUrl) : await benchQuery(q, options.events, options.seed, options.natsUrl, options.checkpointIntervalMs);
   if (options.json) console.log(JSON.stringify(result));
   else for (const [k, v] of Object.entries(result)) console.log(`${k.padEnd(28)} ${v}`);
   return result.correct ? 0 : 1;

@@ -2,20 +2,13 @@
  * Event-time window operators, built on the public function API.
  *
  * `windowed({...})` returns an ordinary `FunctionSpec` whose state is one accumulator per open
- * window (a map state keyed by window) and whose timers are the window ends. It follows Flink's
+ * window (a map state keyed by the window's start) and whose timers are the window ends. It follows Flink's
  * event-time semantics: a window fires when the watermark passes its end; with allowed lateness
  * it stays open after firing and every late-but-allowed record updates it and fires it again; a
  * record later than that goes to a side output (default "late") instead of being dropped
  * silently. Session windows merge as records arrive; their accumulators merge with `merge`.
  */
-import { assignWindows, maxTimestamp, mergeSession, parseWindowKey, validateWindowSpec, windowKey, type TimeWindow, type WindowSpec } from "../core/windows.ts";
-
-/** Window ids are written by this module only; anything else in the map is a bug. */
-function windowOf(id: string): TimeWindow {
-  const w = parseWindowKey(id);
-  if (w === undefined) throw new Error(`corrupt window id "${id}" in window state`);
-  return w;
-}
+import { assignWindows, GLOBAL_WINDOW, maxTimestamp, mergeSession, validateWindowSpec, type TimeWindow, type WindowSpec } from "../core/windows.ts";
 import type { WatermarkStrategy } from "../core/watermarks.ts";
 import type { FunctionSpec, Input } from "./function.ts";
 import { mapState, type MapStateDeclaration } from "./state.ts";
@@ -114,6 +107,11 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
   const isLate = (w: TimeWindow, watermark: number) => maxTimestamp(w) + lateness <= watermark;
   // Clamped: the global window ends at the largest safe integer, and timers must stay storable.
   const cleanupTime = (w: TimeWindow) => Math.min(maxTimestamp(w) + lateness, Number.MAX_SAFE_INTEGER);
+  // A window of a fixed grid is named by its start alone (its end follows from the size); a
+  // session by its start, with its current end stored next to the accumulator.
+  const size = spec.window.kind === "tumbling" || spec.window.kind === "sliding" ? spec.window.size : 0;
+  const gridWindow = (id: string): TimeWindow =>
+    spec.window.kind === "global" ? GLOBAL_WINDOW : { start: Number(id), end: Number(id) + size };
 
   return {
     name: spec.name,
@@ -126,47 +124,51 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
 
     process(ctx, record) {
       const windows = ctx.state.windows;
+      const watermark = ctx.watermark;
       const fire = (w: TimeWindow, acc: Acc, firing: Firing) => ctx.emit(shape(ctx.key, w, agg.result(acc), firing), maxTimestamp(w));
-      // A window whose end the watermark already passed fires at once (Flink's EventTimeTrigger);
-      // otherwise its end is a timer. State is kept until the allowed lateness is over.
-      const fireOrSchedule = (w: TimeWindow, id: string, acc: Acc) => {
-        if (maxTimestamp(w) <= ctx.watermark) fire(w, acc, "late");
-        else ctx.timers.registerEventTimeTimer(maxTimestamp(w), "f" + id);
-        if (lateness > 0) ctx.timers.registerEventTimeTimer(cleanupTime(w), "c" + id);
-      };
       const assigned = assignWindows(spec.window, ctx.timestamp);
 
       if (merging) {
-        const existing = windows.keys().map(windowOf);
+        const existing: TimeWindow[] = [];
+        for (const [id, [end]] of windows.entries() as Array<[string, Session<Acc>]>) existing.push({ start: Number(id), end });
         const { merged, absorbed } = mergeSession(existing, assigned[0]!);
-        if (isLate(merged, ctx.watermark)) {
+        if (isLate(merged, watermark)) {
           ctx.sideOutput(lateOutput, record);
           return;
         }
-        let acc = windows.get(windowKey(merged)) as Acc | undefined; // a record inside an existing session keeps its accumulator
+        const id = String(merged.start);
+        const kept = windows.get(id) as Session<Acc> | undefined; // a session keeps its accumulator as it grows
+        let acc = kept?.[1];
         for (const old of absorbed) {
-          const id = windowKey(old);
-          const oldAcc = windows.get(id) as Acc;
+          const oldId = String(old.start);
+          if (oldId === id) continue;
+          const oldAcc = (windows.get(oldId) as Session<Acc>)[1];
           acc = acc === undefined ? oldAcc : agg.merge!(acc, oldAcc);
-          windows.delete(id);
-          ctx.timers.deleteEventTimeTimer(maxTimestamp(old), "f" + id);
-          if (lateness > 0) ctx.timers.deleteEventTimeTimer(cleanupTime(old), "c" + id);
+          windows.delete(oldId); // its timers find no state and do nothing
         }
-        const id = windowKey(merged);
         acc = agg.add(acc ?? agg.create(), record);
-        windows.set(id, acc);
-        fireOrSchedule(merged, id, acc);
+        windows.set(id, [merged.end, acc] satisfies Session<Acc>);
+        // A session that grows keeps its pending timers; they move themselves when they fire. A
+        // session that already fired (within the allowed lateness) needs a new one.
+        if (maxTimestamp(merged) <= watermark) fire(merged, acc, "late");
+        else if (kept === undefined || kept[0] - 1 <= watermark) ctx.timers.registerEventTimeTimer(maxTimestamp(merged), "f" + id);
+        if (kept === undefined && lateness > 0) ctx.timers.registerEventTimeTimer(cleanupTime(merged), "c" + id);
         return;
       }
 
       let accepted = false;
       for (const w of assigned) {
-        if (isLate(w, ctx.watermark)) continue;
+        if (isLate(w, watermark)) continue;
         accepted = true;
-        const id = windowKey(w);
-        const acc = agg.add((windows.get(id) as Acc | undefined) ?? agg.create(), record);
+        const id = String(w.start);
+        const prev = windows.get(id) as Acc | undefined;
+        const acc = agg.add(prev ?? agg.create(), record);
         windows.set(id, acc);
-        fireOrSchedule(w, id, acc);
+        // A window whose end the watermark already passed fires at once (Flink's EventTimeTrigger);
+        // otherwise its end is a timer, registered once, when the window gets its first record.
+        if (maxTimestamp(w) <= watermark) fire(w, acc, "late");
+        else if (prev === undefined) ctx.timers.registerEventTimeTimer(maxTimestamp(w), "f" + id);
+        if (prev === undefined && lateness > 0) ctx.timers.registerEventTimeTimer(cleanupTime(w), "c" + id);
       }
       // A record in no window at all (a gap between sliding windows) is not late, just unassigned.
       if (!accepted && assigned.length > 0) ctx.sideOutput(lateOutput, record);
@@ -175,10 +177,26 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
     onTimer(ctx, timer) {
       const windows = ctx.state.windows;
       const id = timer.name.slice(1);
-      const acc = windows.get(id) as Acc | undefined;
-      if (acc === undefined) return;
+      const stored = windows.get(id);
+      if (stored === undefined) return;
+      let w: TimeWindow;
+      let acc: Acc;
+      if (merging) {
+        const [end, a] = stored as Session<Acc>;
+        w = { start: Number(id), end };
+        acc = a;
+        // The session grew since this timer was set: wait for its new end instead (unless event
+        // time has already passed that too).
+        const due = timer.name.startsWith("f") ? maxTimestamp(w) : cleanupTime(w);
+        if (due > timer.timestamp && due > ctx.watermark) {
+          ctx.timers.registerEventTimeTimer(due, timer.name);
+          return;
+        }
+      } else {
+        w = gridWindow(id);
+        acc = stored as Acc;
+      }
       if (timer.name.startsWith("f")) {
-        const w = windowOf(id);
         ctx.emit(shape(ctx.key, w, agg.result(acc), "on-time"), maxTimestamp(w));
         if (lateness === 0) windows.delete(id);
       } else {
@@ -187,3 +205,6 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
     },
   };
 }
+
+/** Stored value of a session window: its current end and its accumulator. */
+type Session<Acc> = [end: number, acc: Acc];
