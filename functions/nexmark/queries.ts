@@ -57,6 +57,12 @@ const source = (o: Required<QueryOptions>, process: Emit, sink?: boolean): Funct
     ...(sink ? { sink: { subject: o.sinkSubject, format: "json-lines" as const, delivery: o.delivery } } : {}),
   });
 
+/** A source that passes bids on and drops the rest. */
+const bidSource = (o: Required<QueryOptions>) =>
+  source(o, (ctx, e) => {
+    if (e.type === "bid") ctx.emit(e);
+  });
+
 const sink = (o: Required<QueryOptions>, from: string) =>
   defineSink({ name: "sink", input: fromFunction(from), subject: o.sinkSubject, format: "json-lines", delivery: o.delivery });
 
@@ -241,9 +247,7 @@ function q5(o: Required<QueryOptions>): PipelineSpec {
     },
   });
   return pipeline(o, [
-    source(o, (ctx, e) => {
-      if (e.type === "bid") ctx.emit(e);
-    }),
+    bidSource(o),
     windowed({
       name: "counts",
       input: fromFunction("events"),
@@ -283,9 +287,7 @@ function q7(o: Required<QueryOptions>): PipelineSpec {
     },
   });
   return pipeline(o, [
-    source(o, (ctx, e) => {
-      if (e.type === "bid") ctx.emit(e);
-    }),
+    bidSource(o),
     highest,
     sink(o, "highest"),
   ]);
@@ -326,9 +328,7 @@ function q8(o: Required<QueryOptions>): PipelineSpec {
 /** q11 user sessions: bids per bidder session, sessions closed by 10 s without bids. */
 function q11(o: Required<QueryOptions>): PipelineSpec {
   return pipeline(o, [
-    source(o, (ctx, e) => {
-      if (e.type === "bid") ctx.emit(e);
-    }),
+    bidSource(o),
     windowed({
       name: "sessions",
       input: fromFunction("events"),

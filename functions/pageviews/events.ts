@@ -7,6 +7,10 @@
  * fields) so that dead-lettering is exercised on every run.
  */
 
+import { seededRandom } from "../../runtime/core/seeded-random.ts";
+
+export { seededRandom };
+
 /** One page view as published by the site. */
 export interface PageView {
   readonly user: string;
@@ -45,17 +49,6 @@ export interface GeneratorOptions {
 export const PAGES = ["/home", "/search", "/product", "/cart", "/checkout"] as const;
 export const CHANNELS = ["web", "ios", "android"] as const;
 
-/** mulberry32: a tiny, well-mixed 32-bit PRNG; enough for test data. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function generatePageViews(options: GeneratorOptions): GeneratedMessage[] {
   const rnd = seededRandom(options.seed);

@@ -4,6 +4,7 @@
  * workers, which restore them from the last committed checkpoint.
  */
 import { Effect } from "effect";
+import { waitForSignal } from "../dev/wait-for-signal.ts";
 import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import type { PipelineSpec } from "../sdk/function.ts";
@@ -42,18 +43,6 @@ export async function loadPipelines(path: string, job?: string): Promise<Pipelin
   if (pipelines.length > 1) throw new InvalidPipelineModuleError(`${path} exports several pipelines; --job cannot rename them`);
   return [{ ...pipelines[0]!, name: job }];
 }
-
-const waitForSignal = Effect.callback<string>((resume) => {
-  const on = (signal: string) => () => resume(Effect.succeed(signal));
-  const int = on("SIGINT");
-  const term = on("SIGTERM");
-  process.once("SIGINT", int);
-  process.once("SIGTERM", term);
-  return Effect.sync(() => {
-    process.off("SIGINT", int);
-    process.off("SIGTERM", term);
-  });
-});
 
 export async function runWorker(options: RunWorkerOptions): Promise<number> {
   const pipelines = await loadPipelines(options.pipeline, options.job);

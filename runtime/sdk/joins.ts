@@ -40,6 +40,16 @@ interface JoinBase<L, R> {
   readonly rightKey: (record: R) => string;
 }
 
+/** The parts every join shares: two inputs, each keyed by its own selector. */
+function twoInputs<L, R>(spec: JoinBase<L, R>) {
+  return {
+    name: spec.name,
+    input: [spec.left, spec.right],
+    ...(spec.partitions === undefined ? {} : { partitions: spec.partitions }),
+    key: (record: L | R, input: number) => (input === LEFT ? spec.leftKey(record as L) : spec.rightKey(record as R)),
+  };
+}
+
 type SideState = { readonly left: ListStateDeclaration<unknown>; readonly right: ListStateDeclaration<unknown> };
 
 /**
@@ -50,10 +60,7 @@ type SideState = { readonly left: ListStateDeclaration<unknown>; readonly right:
  */
 export function streamJoin<L, R, Out>(spec: JoinBase<L, R> & { readonly output: (left: L, right: R) => Out }): FunctionSpec<L | R, Out, SideState> {
   return {
-    name: spec.name,
-    input: [spec.left, spec.right],
-    ...(spec.partitions === undefined ? {} : { partitions: spec.partitions }),
-    key: (record, input) => (input === LEFT ? spec.leftKey(record as L) : spec.rightKey(record as R)),
+    ...twoInputs(spec),
     state: { left: listState<unknown>(), right: listState<unknown>() },
     process(ctx, record) {
       if (ctx.input === LEFT) {
@@ -82,10 +89,7 @@ export function intervalJoin<L, R, Out>(
   }
   // Records are kept per event time (map sub-key = ts) so expiry removes whole entries.
   return {
-    name: spec.name,
-    input: [spec.left, spec.right],
-    ...(spec.partitions === undefined ? {} : { partitions: spec.partitions }),
-    key: (record, input) => (input === LEFT ? spec.leftKey(record as L) : spec.rightKey(record as R)),
+    ...twoInputs(spec),
     state: { left: mapState<unknown[]>(), right: mapState<unknown[]>() },
     process(ctx, record) {
       const ts = ctx.timestamp;
@@ -133,10 +137,7 @@ export function windowJoin<L, R, Out>(
     throw new InvalidJoinSpecError(`${spec.name}: ${(e as Error).message}`);
   }
   return {
-    name: spec.name,
-    input: [spec.left, spec.right],
-    ...(spec.partitions === undefined ? {} : { partitions: spec.partitions }),
-    key: (record, input) => (input === LEFT ? spec.leftKey(record as L) : spec.rightKey(record as R)),
+    ...twoInputs(spec),
     state: { left: mapState<unknown[]>(), right: mapState<unknown[]>() },
     process(ctx, record) {
       const side = ctx.input === LEFT ? ctx.state.left : ctx.state.right;

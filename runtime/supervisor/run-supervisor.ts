@@ -4,6 +4,7 @@
  * over. Stopping releases the lease so that a standby takes over at once.
  */
 import { Effect } from "effect";
+import { waitForSignal } from "../dev/wait-for-signal.ts";
 import { connectNats } from "../nats/connection.ts";
 import { makeSupervisor } from "./supervisor.ts";
 
@@ -16,18 +17,6 @@ export interface RunSupervisorOptions {
   /** Committed checkpoints kept per job (default 3). */
   readonly retainCheckpoints?: number;
 }
-
-const waitForSignal = Effect.callback<string>((resume) => {
-  const on = (signal: string) => () => resume(Effect.succeed(signal));
-  const int = on("SIGINT");
-  const term = on("SIGTERM");
-  process.once("SIGINT", int);
-  process.once("SIGTERM", term);
-  return Effect.sync(() => {
-    process.off("SIGINT", int);
-    process.off("SIGTERM", term);
-  });
-});
 
 export async function runSupervisor(options: RunSupervisorOptions): Promise<number> {
   const url = options.natsUrl ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";

@@ -214,9 +214,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
           log(`chaos: t=${((Date.now() - t0) / 1000).toFixed(1)} s SIGKILL ${victim}`);
           setTimeout(() => procs.start("worker", server.url), 1000);
         } else if (f.kind === "supervisor") {
-          const lease = await retry(async () => (await new Kvm(nc).open(LEADER_BUCKET)).get(LEADER_KEY), deadline);
-          const holder = lease === null ? "" : decoder.decode(lease.value);
-          const leader = procs.names("supervisor").find((n) => holder.includes(n));
+          // There may be no leader for a moment (a takeover, the server restarting): look again.
+          let leader: string | undefined;
+          for (let tries = 0; leader === undefined && tries < 100; tries++) {
+            const lease = await (await new Kvm(nc).open(LEADER_BUCKET)).get(LEADER_KEY).catch(() => null);
+            const holder = lease === null ? "" : decoder.decode(lease.value);
+            leader = procs.names("supervisor").find((n) => holder === n);
+            if (leader === undefined) await sleep(100);
+          }
           if (leader === undefined) continue;
           procs.kill(leader);
           supKills++;

@@ -7,6 +7,7 @@
  * stream and publish through exactly-once sinks. Event times are out of order by less than the
  * watermark bound, so no event is ever late and every window's result is fixed by the input alone.
  */
+import { seededRandom } from "../../runtime/core/seeded-random.ts";
 import { boundedOutOfOrderness, defineFunction, definePipeline, defineSink, fromFunction, fromStream, tumbling, valueState, windowed } from "../../runtime/sdk/index.ts";
 
 export interface ChaosEvent {
@@ -14,6 +15,8 @@ export interface ChaosEvent {
   readonly value: number;
   readonly ts: number;
 }
+
+export { seededRandom };
 
 export const SOURCE_STREAM = "CHAOS_EVENTS";
 export const SOURCE_SUBJECT = "chaos.events";
@@ -24,17 +27,6 @@ export const WINDOW_MS = 1000;
 const DISORDER_MS = 800;
 const BOUND_MS = 1000;
 
-/** mulberry32. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function generateEvents(seed: number, count: number, keys = 64): ChaosEvent[] {
   const rnd = seededRandom(seed);
