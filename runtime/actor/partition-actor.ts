@@ -170,6 +170,14 @@ export class PartitionActor {
   /** Changes since the last commit: KV key → encoded value (null: deleted) and the epoch it was taken in. */
   private readonly uncommitted = new Map<string, { value: Uint8Array | null; epoch: number }>();
   private readonly held = new Map<number, HeldSnapshot>();
+  /**
+   * KV keys that may hold a value: those of the committed state and those put by a snapshot taken
+   * since, with the id of the last snapshot that put them (0: committed before this actor
+   * started). A key outside it was created and deleted between two snapshots and never reached
+   * any delta, so its deletion is no change at all and is left out (short-lived windows and
+   * their timers would otherwise cost two KV writes each).
+   */
+  private readonly mayBeStored = new Map<string, number>();
   /** Messages of producers whose barrier arrived before the others'. */
   private buffered: InputMessage[] = [];
   private alignStartedAt = 0;
@@ -322,6 +330,7 @@ export class PartitionActor {
       // output of the chain (JetStream drops what was already published) and records it.
       for (const held of decoded) await this.writeDelta(held);
     }
+    for (const key of state.keys()) this.mayBeStored.set(key, 0);
     this.restoredFrom = checkpoint;
     this.lastCommitted = checkpoint;
     this.stats.applied = Math.max(applied, checkpoint);
@@ -382,11 +391,12 @@ export class PartitionActor {
     let n = 0;
     for (const c of this.operator.store.takeDelta()) {
       const key = c.subkey === undefined ? stateKey(p, c.state, c.key) : mapEntryKey(p, c.state, c.key, c.subkey);
-      this.uncommitted.set(key, { value: c.value === undefined ? null : encodeValue(c.value), epoch: id });
+      if (c.value === undefined) this.recordDeletion(key, id);
+      else this.uncommitted.set(key, { value: encodeValue(c.value), epoch: id });
       if (++n % CHUNK === 0) await yieldToEventLoop();
     }
     const { added, removed } = this.operator.timers.takeChanges();
-    for (const t of removed) this.uncommitted.set(timerKey(p, t), { value: null, epoch: id });
+    for (const t of removed) this.recordDeletion(timerKey(p, t), id);
     for (const t of added) this.uncommitted.set(timerKey(p, t), { value: encodeValue(null), epoch: id });
     const wm: StoredWatermark = {
       out: wmOut(this.router.watermark),
@@ -403,6 +413,7 @@ export class PartitionActor {
     let chunk: Entry[] = [];
     for (const [k, e] of this.uncommitted) {
       const entry: Entry = [k, e.value];
+      if (e.value !== null) this.mayBeStored.set(k, id);
       entries.push(entry);
       chunk.push(entry);
       if (chunk.length === CHUNK) {
@@ -439,6 +450,12 @@ export class PartitionActor {
     })().catch((e) => this.fail(e));
   }
 
+  /** A deletion is a change only for a key the committed state has. */
+  private recordDeletion(key: string, epoch: number): void {
+    if (this.mayBeStored.has(key)) this.uncommitted.set(key, { value: null, epoch });
+    else this.uncommitted.delete(key);
+  }
+
   /** The supervisor committed checkpoint `id`: materialize it in KV, in commit order. */
   onCommitted(id: number): void {
     if (id <= this.lastCommitted) return;
@@ -446,6 +463,8 @@ export class PartitionActor {
     for (const [k, e] of this.uncommitted) if (e.epoch <= id) this.uncommitted.delete(k);
     this.router.dropPendingSink(id);
     const snapshot = this.held.get(id);
+    // A key this commit deletes is gone from KV once materialized, unless a later snapshot put it.
+    if (snapshot !== undefined) for (const [k, v] of snapshot.entries) if (v === null && (this.mayBeStored.get(k) ?? 0) <= id) this.mayBeStored.delete(k);
     for (const held of [...this.held.keys()]) if (held <= id) this.held.delete(held);
     if (snapshot === undefined) return;
     this.materializing = this.materializing
