@@ -76,8 +76,8 @@ export interface RunResult {
 
 /**
  * Runs query `q` over the events already in `stream`: starts the job, ends its input at the
- * stream's last message, waits for the final watermark and the final checkpoint, and returns the
- * rows its sink published.
+ * stream's last message, waits for the final watermark and the sink's acknowledged output (the
+ * timed part), then stops the job with a checkpoint and returns the rows its sink published.
  */
 async function runLoaded(cluster: Cluster, q: QueryName, n: ReturnType<typeof names>, checkpointIntervalMs = 1000): Promise<RunResult> {
   const { nc, server } = cluster;

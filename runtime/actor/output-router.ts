@@ -84,7 +84,7 @@ export class OutputRouter implements OperatorOutput {
   private readonly sinkEncode: (record: unknown) => Uint8Array;
   /** JSON-lines sink: records are batched into one message per subject. */
   private readonly sinkLines: boolean;
-  private readonly sinkBatches = new Map<string, { lines: string[]; bytes: number; firstAt: number }>();
+  private readonly sinkBatches = new Map<string, { lines: string[]; chars: number; firstAt: number }>();
   /** The watermark downstream may assume for the next record emitted. */
   watermark = -Infinity;
   idle = false;
@@ -220,10 +220,12 @@ export class OutputRouter implements OperatorOutput {
       if (this.sinkLines) {
         const line = JSON.stringify(record);
         let batch = this.sinkBatches.get(subject);
-        if (batch === undefined) this.sinkBatches.set(subject, (batch = { lines: [], bytes: 0, firstAt: this.now }));
+        if (batch === undefined) this.sinkBatches.set(subject, (batch = { lines: [], chars: 0, firstAt: this.now }));
         batch.lines.push(line);
-        batch.bytes += line.length + 1;
-        if (batch.lines.length >= this.config.batchMaxRecords || batch.bytes >= this.config.maxPayloadBytes / 2) this.flushSinkBatch(subject, batch);
+        batch.chars += line.length + 1;
+        // A UTF-16 unit is at most 3 UTF-8 bytes: a third of the payload limit in characters
+        // always fits, whatever the text.
+        if (batch.lines.length >= this.config.batchMaxRecords || batch.chars >= this.config.maxPayloadBytes / 3) this.flushSinkBatch(subject, batch);
         return;
       }
       this.sinkOut(subject, this.sinkEncode(record));

@@ -372,7 +372,8 @@ export class PartitionActor {
 
   /** A source receives the supervisor's trigger: snapshot at the current position. */
   async trigger(t: TriggerMessage): Promise<void> {
-    if (this.source === undefined || t.generation !== this.generation || this.halted || this.failure !== undefined) return;
+    // A source still restoring has no position yet: it must not snapshot.
+    if (this.source === undefined || !this.running || t.generation !== this.generation || this.halted || this.failure !== undefined) return;
     if (t.id <= this.restoredFrom || t.id < this.router.epoch) return;
     await this.exclusive(async () => {
       if (this.stopping) return;
@@ -456,7 +457,12 @@ export class PartitionActor {
     else this.uncommitted.delete(key);
   }
 
-  /** The supervisor committed checkpoint `id`: materialize it in KV, in commit order. */
+  /**
+   * The supervisor committed checkpoint `id`: materialize it in KV, in commit order. This may run
+   * while a snapshot is being encoded (it yields between chunks); that is safe because the
+   * snapshot reads `lastCommitted` for its base only after its entries are complete, and entries
+   * of epochs up to `id` removed here were already copied into it.
+   */
   onCommitted(id: number): void {
     if (id <= this.lastCommitted) return;
     this.lastCommitted = id;

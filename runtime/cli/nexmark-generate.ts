@@ -1,5 +1,5 @@
 /**
- * `eddy nexmark-generate`: writes Nexmark events (functions/nexmark/generator.ts) as JSON lines to
+ * `eddy nexmark generate`: writes Nexmark events (functions/nexmark/generator.ts) as JSON lines to
  * a file or stdout. Streams: lines are encoded into 1 MiB buffers, at most 8 MiB are queued for
  * writing (generation waits for the stream to drain beyond that), so memory stays flat however
  * many events are asked for. A reader that goes away on stdout (`| head`) ends it quietly.

@@ -8,13 +8,19 @@
  * - `windowJoin`: both sides are collected per key and event-time window; when the window ends,
  *   `apply` sees everything from both sides of it (a co-group; emit pairs for a plain join).
  *
- * Records in join state must be msgpack-serialisable like any state.
+ * Records later than the watermark (their partners' state may already be gone) go to a side
+ * output, "late" unless `lateOutput` says otherwise, as windows do. Records in join state must be
+ * msgpack-serialisable like any state.
  */
-import { assignWindows, maxTimestamp, parseWindowKey, validateWindowSpec, windowKey, type TimeWindow, type WindowSpec } from "../core/windows.ts";
+import { assignWindows, GLOBAL_WINDOW, maxTimestamp, validateWindowSpec, type TimeWindow, type WindowSpec } from "../core/windows.ts";
 import type { FunctionInput, FunctionSpec } from "./function.ts";
 import { listState, mapState, type ListStateDeclaration, type MapStateDeclaration } from "./state.ts";
 
 const LEFT = 0;
+
+function windowSize(w: WindowSpec): number {
+  return w.kind === "tumbling" || w.kind === "sliding" ? w.size : 0;
+}
 
 /** Appends in place (set again so the change is snapshotted): no copy per record. */
 function appendTo(map: { get(k: string): unknown[] | undefined; set(k: string, v: unknown[]): void }, key: string, record: unknown): void {
@@ -38,6 +44,8 @@ interface JoinBase<L, R> {
   readonly partitions?: number;
   readonly leftKey: (record: L) => string;
   readonly rightKey: (record: R) => string;
+  /** Side output for records later than the watermark (default "late"). */
+  readonly lateOutput?: string;
 }
 
 /** The parts every join shares: two inputs, each keyed by its own selector. */
@@ -94,6 +102,11 @@ export function intervalJoin<L, R, Out>(
     process(ctx, record) {
       const ts = ctx.timestamp;
       const isLeft = ctx.input === LEFT;
+      if (ts <= ctx.watermark) {
+        // As in Flink's interval join: a late record's partners may already be cleaned up.
+        ctx.sideOutput(spec.lateOutput ?? "late", record);
+        return;
+      }
       // A record whose partners can no longer arrive (the watermark passed them) joins nothing new.
       const own = isLeft ? ctx.state.left : ctx.state.right;
       const other = isLeft ? ctx.state.right : ctx.state.left;
@@ -106,8 +119,9 @@ export function intervalJoin<L, R, Out>(
       const expiry = isLeft ? ts + upper : ts - lower;
       if (expiry <= ctx.watermark) return;
       const id = String(ts);
+      const first = own.get(id) === undefined;
       appendTo(own, id, record);
-      ctx.timers.registerEventTimeTimer(Math.min(expiry, Number.MAX_SAFE_INTEGER), isLeft ? "l" + id : "r" + id);
+      if (first) ctx.timers.registerEventTimeTimer(Math.min(expiry, Number.MAX_SAFE_INTEGER), isLeft ? "l" + id : "r" + id);
     },
     onTimer(ctx, timer) {
       const side = timer.name.startsWith("l") ? ctx.state.left : ctx.state.right;
@@ -141,16 +155,20 @@ export function windowJoin<L, R, Out>(
     state: { left: mapState<unknown[]>(), right: mapState<unknown[]>() },
     process(ctx, record) {
       const side = ctx.input === LEFT ? ctx.state.left : ctx.state.right;
+      let accepted = false;
       for (const w of assignWindows(spec.window, ctx.timestamp)) {
-        if (maxTimestamp(w) <= ctx.watermark) continue; // the window already fired: late
-        const id = windowKey(w);
+        if (maxTimestamp(w) <= ctx.watermark) continue; // the window already fired
+        accepted = true;
+        // Windows are named by their start, as in windowed(); one timer per window and key.
+        const id = String(w.start);
+        const fresh = ctx.state.left.get(id) === undefined && ctx.state.right.get(id) === undefined;
         appendTo(side, id, record);
-        ctx.timers.registerEventTimeTimer(maxTimestamp(w), id);
+        if (fresh) ctx.timers.registerEventTimeTimer(maxTimestamp(w), id);
       }
+      if (!accepted) ctx.sideOutput(spec.lateOutput ?? "late", record);
     },
     onTimer(ctx, timer) {
-      const w = parseWindowKey(timer.name);
-      if (w === undefined) return;
+      const w = spec.window.kind === "global" ? GLOBAL_WINDOW : { start: Number(timer.name), end: Number(timer.name) + windowSize(spec.window) };
       const lefts = (ctx.state.left.get(timer.name) ?? []) as L[];
       const rights = (ctx.state.right.get(timer.name) ?? []) as R[];
       ctx.state.left.delete(timer.name);

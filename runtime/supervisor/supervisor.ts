@@ -72,6 +72,8 @@ export interface SupervisorOptions {
   readonly retainCheckpoints?: number;
   /** Aborted checkpoints in a row after which the job is recovered (default 3). */
   readonly maxConsecutiveFailures?: number;
+  /** An assignment whose actors do not all report running within this time is recovered (default 60 s). */
+  readonly notRunningTimeoutMs?: number;
   /** Leader lease TTL (default 3000 ms). */
   readonly leaderTtlMs?: number;
   /** How often workers, specs and assignments are read (default 500 ms). */
@@ -173,6 +175,8 @@ interface JobState {
   previousRevision: number;
   /** Every actor has a live owner and the assignment was stable for a poll: checkpoints may run. */
   ready: boolean;
+  /** When the current assignment was seen not yet running (0: running, or not looked at yet). */
+  notRunningSince: number;
   /** Why the next poll must start a new generation (failure report, failed checkpoints). */
   recovery: string | undefined;
   consecutiveFailures: number;
@@ -215,6 +219,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
     const timeoutMs = options.checkpointTimeoutMs ?? 10_000;
     const retain = Math.max(1, options.retainCheckpoints ?? 3);
     const maxFailures = Math.max(1, options.maxConsecutiveFailures ?? 3);
+    const notRunningTimeoutMs = options.notRunningTimeoutMs ?? 60_000;
     const pollMs = options.workerPollMs ?? 500;
     const sink = options.log ?? (() => {});
     const log = (line: string) => sink(`[${id}] ${line}`);
@@ -448,7 +453,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           const deadline = Date.now() + timeoutMs;
           while (!job.ready) {
             if (Date.now() >= deadline) {
-              return yield* Effect.fail(new JobNotReadyError(`job "${name}": not every actor has a live owner with a settled assignment; start workers and retry`));
+              return yield* Effect.fail(new JobNotReadyError(`job "${name}": not every actor has a live owner running it in the current generation; start workers, wait for them to restore, and retry`));
             }
             yield* Effect.sleep(recheckMs);
           }
@@ -498,6 +503,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           previousRevision: -1,
           ready: false,
           recovery: undefined,
+          notRunningSince: 0,
           consecutiveFailures: 0,
           lastStartedAt: 0,
           inFlight: undefined,
@@ -578,6 +584,14 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
             [...new Set(Object.values(stored.value.owners))].every((w) => workers.get(w)?.running?.[name] === generation);
           job.ready = stored.revision === job.previousRevision && running;
           job.previousRevision = stored.revision;
+          // Actors that never report running (a start that failed with its report lost, a
+          // restore that hangs) would otherwise stall the job for good: recover after a while.
+          if (running) job.notRunningSince = 0;
+          else if (job.notRunningSince === 0) job.notRunningSince = Date.now();
+          else if (Date.now() - job.notRunningSince > notRunningTimeoutMs) {
+            job.recovery ??= `actors of generation ${generation} not running after ${notRunningTimeoutMs} ms`;
+            job.notRunningSince = 0;
+          }
           return;
         }
         const handoff = job.recovery === undefined && stored !== undefined && (yield* isStoppedHandoff(name, stored.value, owners));
@@ -588,6 +602,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         log(`${name}: ${handoff ? `stopped job handed over in generation ${generation}` : `generation ${generation}`}: ${why}`);
         job.assignment = { value: next, revision };
         job.recovery = undefined;
+        job.notRunningSince = 0;
         job.consecutiveFailures = 0;
         job.ready = false;
         job.previousRevision = revision;

@@ -23,9 +23,11 @@ const sides = { left: fromFunction("a"), right: fromFunction("b"), leftKey: (l: 
 
 function drive(spec: FunctionSpec<any, any, any>) {
   const out: Array<{ record: unknown; ts: number }> = [];
-  const op = new Operator(spec, { emit: (record, ts) => void out.push({ record, ts }), side: () => undefined });
+  const late: unknown[] = [];
+  const op = new Operator(spec, { emit: (record, ts) => void out.push({ record, ts }), side: (name, record) => void (name === "late" && late.push(record)) });
   return {
     op,
+    late,
     left(id: string, k: string, ts = 0) {
       op.process(spec.key!({ id, k }, 0), ts, { id, k }, 0, 0);
     },
@@ -117,6 +119,15 @@ describe("intervalJoin", () => {
     expect(j.op.store.entryCount()).toBe(0);
   });
 
+  it("sends records later than the watermark to the late side output instead of joining them", () => {
+    const j = join();
+    j.left("l", "x", 100);
+    j.watermark(100);
+    j.right("r", "x", 100);
+    expect(j.take()).toEqual([]);
+    expect(j.late).toEqual([{ id: "r", k: "x" }]);
+  });
+
   it("rejects bounds that cannot hold", () => {
     expect(() => intervalJoin({ name: "j", ...sides, lowerBoundMs: 5, upperBoundMs: 1, output: () => 0 })).toThrow(InvalidJoinSpecError);
   });
@@ -161,6 +172,7 @@ describe("windowJoin", () => {
     j.watermark(Infinity);
     expect(j.take()).toEqual([]);
     expect(j.op.store.entryCount()).toBe(0);
+    expect(j.late).toEqual([{ id: "p", k: "x" }, { id: "a", k: "x" }]);
   });
 
   it("takes tumbling or sliding windows, not sessions", () => {

@@ -1,0 +1,131 @@
+/**
+ * The output router without NATS: what an actor publishes, in which order, with which watermark
+ * marks and headers. A recording transport stands in for JetStream (this is a unit test of the
+ * routing logic; the integration tests run the same code against a real nats-server).
+ */
+import { describe, expect, it } from "vitest";
+import { buildJobGraph } from "../../../runtime/core/job-graph.ts";
+import { decodeBatch } from "../../../runtime/core/wire.ts";
+import { OutputRouter } from "../../../runtime/actor/output-router.ts";
+import { Publisher } from "../../../runtime/actor/publisher.ts";
+import type { Transport } from "../../../runtime/actor/ports.ts";
+import { defineFunction, definePipeline, defineSink, fromFunction, fromStream } from "../../../runtime/sdk/index.ts";
+
+interface Sent {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly headers: Readonly<Record<string, string>> | undefined;
+  readonly msgId: string | undefined;
+}
+
+function recording(): { transport: Transport; sent: Sent[] } {
+  const sent: Sent[] = [];
+  const transport = {
+    publish: async (subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string) => void sent.push({ subject, data, headers, msgId }),
+  } as unknown as Transport;
+  return { transport, sent };
+}
+
+const graph = buildJobGraph(
+  definePipeline({
+    name: "j",
+    functions: [
+      defineFunction({ name: "src", input: fromStream("S"), process: () => undefined }),
+      // Reads both the main and the side output of src: two edges into the same partitions.
+      defineFunction({
+        name: "both",
+        input: [fromFunction("src"), fromFunction("src", "side")],
+        partitions: 1,
+        key: (r: { k: string }) => r.k,
+        process: () => undefined,
+      }),
+      defineSink({ name: "out", input: fromFunction("src"), subject: "out.lines", format: "json-lines" }),
+    ],
+  }),
+);
+
+function router(batchMaxRecords = 1000, maxPayloadBytes = 1 << 20, fn = "src") {
+  const { transport, sent } = recording();
+  const r = new OutputRouter(graph, graph.node(fn), 0, new Publisher(transport), { batchMaxRecords, maxPayloadBytes });
+  return { r, sent };
+}
+
+describe("OutputRouter", () => {
+  it("sends records of both edges into one partition as one ordered batch, each with its input index", () => {
+    const { r, sent } = router();
+    r.watermark = 5;
+    r.emit({ k: "a" }, 1);
+    r.watermark = 7;
+    r.side("side", { k: "b" }, 2);
+    r.emit({ k: "c" }, 3);
+    r.flushAll();
+    const batches = sent.filter((s) => s.subject === "eddy.j.both.in.0");
+    expect(batches).toHaveLength(1);
+    const batch = decodeBatch(batches[0]!.data);
+    expect(batch.records).toEqual(["a", 1, { k: "a" }, "b", 2, { k: "b" }, "c", 3, { k: "c" }]);
+    expect(batch.inputs).toEqual([0, 1, 0]);
+    // The watermark in force before each record, as marks: 5 before record 0, 7 before record 1.
+    expect(batch.marks).toEqual([0, 5, 1, 7]);
+    expect(batch.watermark).toBe(7);
+    expect(batches[0]!.headers).toMatchObject({ "Eddy-Kind": "data", "Eddy-Producer": "src/0", "Eddy-Epoch": "1" });
+  });
+
+  it("publishes every batch of the epoch before the barrier, and what follows in the next epoch", () => {
+    const { r, sent } = router();
+    r.emit({ k: "a" }, 1);
+    r.barrier(1, false);
+    r.emit({ k: "b" }, 2);
+    r.flushAll();
+    const toBoth = sent.filter((s) => s.subject === "eddy.j.both.in.0");
+    expect(toBoth.map((s) => s.headers?.["Eddy-Kind"])).toEqual(["data", "barrier", "data"]);
+    expect(toBoth.map((s) => s.headers?.["Eddy-Epoch"])).toEqual(["1", "1", "2"]);
+  });
+
+  it("batches JSON-lines sink output and holds it for commit under deterministic message ids", () => {
+    const { r, sent } = router(1000, 1 << 20, "out");
+    r.emit({ k: "a" }, 1);
+    r.emit({ k: "b" }, 2);
+    expect(sent.filter((s) => s.subject === "out.lines")).toEqual([]);
+    const pending = r.pendingSink();
+    expect(pending).toHaveLength(1);
+    expect(new TextDecoder().decode(pending[0]!.data)).toBe('{"k":"a"}\n{"k":"b"}');
+    expect(pending[0]!.msgId).toBe("j/out/0/0/1/0");
+    r.dropPendingSink(1);
+    expect(r.pendingSink()).toEqual([]);
+  });
+
+  it("closes a JSON-lines batch before it could exceed the payload limit, even for multi-byte text", () => {
+    const { r } = router(1000, 3000, "out");
+    for (let i = 0; i < 40; i++) r.emit({ k: "ü".repeat(50) }, i);
+    for (const o of r.pendingSink()) expect(o.data.length).toBeLessThanOrEqual(3000);
+    expect(r.pendingSink().length).toBeGreaterThan(1);
+  });
+
+  it("splits a data batch larger than a message may be, keeping every record and mark", () => {
+    const { r, sent } = router(1000, 2000);
+    for (let i = 0; i < 50; i++) {
+      r.watermark = i;
+      r.emit({ k: "a", pad: "x".repeat(100) }, i);
+    }
+    r.flushAll();
+    const batches = sent.filter((s) => s.subject === "eddy.j.both.in.0").map((s) => decodeBatch(s.data));
+    expect(batches.length).toBeGreaterThan(1);
+    for (const s of sent) expect(s.data.length).toBeLessThanOrEqual(2000);
+    expect(batches.flatMap((b) => b.records).length).toBe(150);
+    // Replaying marks and batch-end watermarks gives the watermark in force before every record.
+    let wm = -Infinity;
+    const seen: number[] = [];
+    for (const b of batches) {
+      let m = 0;
+      for (let i = 0; i < b.records.length / 3; i++) {
+        while (m < b.marks.length && b.marks[m] === i) {
+          wm = b.marks[m + 1]!;
+          m += 2;
+        }
+        seen.push(wm);
+      }
+      wm = b.watermark;
+    }
+    expect(seen).toEqual(Array.from({ length: 50 }, (_, i) => i));
+  });
+});
