@@ -10,9 +10,11 @@ import { resolve } from "node:path";
 import type { PipelineSpec } from "../sdk/function.ts";
 import { connectNats } from "../nats/connection.ts";
 import { makeWorker } from "./worker.ts";
+import { makeGenericWorker } from "./generic-worker.ts";
 
 export interface RunWorkerOptions {
-  readonly pipeline: string;
+  /** Module with the pipeline(s) to run; without it the worker runs whatever is deployed. */
+  readonly pipeline: string | undefined;
   readonly natsUrl: string | undefined;
   readonly job: string | undefined;
 }
@@ -45,7 +47,7 @@ export async function loadPipelines(path: string, job?: string): Promise<Pipelin
 }
 
 export async function runWorker(options: RunWorkerOptions): Promise<number> {
-  const pipelines = await loadPipelines(options.pipeline, options.job);
+  const pipelines = options.pipeline === undefined ? [] : await loadPipelines(options.pipeline, options.job);
   const url = options.natsUrl ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
   const program = Effect.gen(function* () {
     const nc = yield* Effect.acquireRelease(
@@ -53,10 +55,14 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
       (nc) => Effect.promise(() => nc.drain().catch(() => undefined)),
     );
     const base = `w-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
-    for (const pipeline of pipelines) {
-      yield* makeWorker(nc, pipeline, { id: `${base}-${pipeline.name}`, log: (line) => console.error(line) });
+    const log = (line: string) => console.error(line);
+    if (options.pipeline === undefined) {
+      yield* makeGenericWorker(nc, { id: base, log });
+      console.error(`eddy worker ${base}: running deployed jobs, NATS ${url}; Ctrl-C to stop`);
+    } else {
+      for (const pipeline of pipelines) yield* makeWorker(nc, pipeline, { id: `${base}-${pipeline.name}`, log });
+      console.error(`eddy worker ${base}: jobs ${pipelines.map((p) => p.name).join(", ")}, NATS ${url}; Ctrl-C to stop`);
     }
-    console.error(`eddy worker ${base}: jobs ${pipelines.map((p) => p.name).join(", ")}, NATS ${url}; Ctrl-C to stop`);
     const signal = yield* waitForSignal;
     console.error(`eddy worker ${base}: ${signal}, stopping (the supervisor reassigns its partitions)`);
   }).pipe(Effect.scoped);

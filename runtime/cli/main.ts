@@ -159,7 +159,7 @@ const demo = Command.make(
 
 /** Options of `runWorker` in runtime/actor/run-worker.ts. */
 interface WorkerOptions {
-  pipeline: string;
+  pipeline: string | undefined;
   natsUrl: string | undefined;
   job: string | undefined;
 }
@@ -167,14 +167,17 @@ interface WorkerOptions {
 const worker = Command.make(
   "worker",
   {
-    pipeline: Flag.String("pipeline").pipe(Flag.withDescription("module (.ts) that exports the pipeline")),
+    pipeline: Flag.String("pipeline").pipe(
+      Flag.withDescription("module (.ts) that exports the pipeline(s) to run (default: run whatever is deployed)"),
+      Flag.optional,
+    ),
     nats: natsFlag("NATS server URL"),
     job: Flag.String("job").pipe(Flag.withDescription("job name (default: from the pipeline)"), Flag.optional),
   },
   ({ pipeline, nats, job }) =>
     exitWith(async () => {
       const opts: WorkerOptions = {
-        pipeline,
+        pipeline: Option.getOrUndefined(pipeline),
         natsUrl: Option.getOrUndefined(nats),
         job: Option.getOrUndefined(job),
       };
@@ -226,6 +229,62 @@ const checkpoints = Command.make(
       return runCheckpoints({ job, natsUrl: Option.getOrUndefined(nats), limit, json });
     }),
 ).pipe(Command.withDescription("List a job's recent checkpoints: id, status, duration, alignment, bytes, keys changed"));
+
+// --- eddy deploy / ls / rollback / undeploy ---------------------------------------------------
+
+const deploy = Command.make(
+  "deploy",
+  {
+    module: Argument.String("module").pipe(Argument.withDescription("module (.ts) exporting the pipeline(s)")),
+    job: Flag.String("job").pipe(Flag.withDescription("job name (default: the pipeline's name)"), Flag.optional),
+    nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
+    json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON"), Flag.withDefault(false)),
+  },
+  ({ module, job, nats, json }) =>
+    exitWith(async () => {
+      const { runDeploy } = await import("./deploy.ts");
+      return runDeploy({ module, job: Option.getOrUndefined(job), natsUrl: Option.getOrUndefined(nats), json });
+    }),
+).pipe(Command.withDescription("Bundle, validate and deploy a pipeline module; a bad or incompatible module is rejected"));
+
+const ls = Command.make(
+  "ls",
+  {
+    nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
+    json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON"), Flag.withDefault(false)),
+  },
+  ({ nats, json }) =>
+    exitWith(async () => {
+      const { runLs } = await import("./deploy.ts");
+      return runLs({ natsUrl: Option.getOrUndefined(nats), json });
+    }),
+).pipe(Command.withDescription("List deployed jobs: version, code digest, functions"));
+
+const rollbackCommand = Command.make(
+  "rollback",
+  {
+    job: Argument.String("job").pipe(Argument.withDescription("job name")),
+    nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
+  },
+  ({ job, nats }) =>
+    exitWith(async () => {
+      const { runRollback } = await import("./deploy.ts");
+      return runRollback({ job, natsUrl: Option.getOrUndefined(nats) });
+    }),
+).pipe(Command.withDescription("Deploy a job's previous code again, as a new version"));
+
+const undeployCommand = Command.make(
+  "undeploy",
+  {
+    job: Argument.String("job").pipe(Argument.withDescription("job name")),
+    nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
+  },
+  ({ job, nats }) =>
+    exitWith(async () => {
+      const { runUndeploy } = await import("./deploy.ts");
+      return runUndeploy({ job, natsUrl: Option.getOrUndefined(nats) });
+    }),
+).pipe(Command.withDescription("Stop running a job on generic workers (its state and versions stay)"));
 
 // --- eddy nexmark ----------------------------------------------------------------------------
 
@@ -292,7 +351,7 @@ const nexmark = Command.make("nexmark").pipe(
 /** The root command; add a subcommand by defining it above and listing it here. */
 export const eddy = Command.make("eddy").pipe(
   Command.withDescription("eddy: actor-based stream functions on NATS JetStream"),
-  Command.withSubcommands([natsServer, demo, worker, supervisor, checkpoints, nexmark]),
+  Command.withSubcommands([natsServer, demo, worker, supervisor, checkpoints, deploy, ls, rollbackCommand, undeployCommand, nexmark]),
 );
 
 /**

@@ -1,0 +1,53 @@
+/**
+ * The deployment commands' output: one line per job for people, JSON for scripts.
+ */
+import { connectNats } from "../nats/connection.ts";
+import { deployModule, deployments, rollback, undeploy } from "../deploy/deploy.ts";
+
+const urlOf = (url: string | undefined) => url ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
+
+async function withNats<T>(url: string | undefined, f: (nc: Awaited<ReturnType<typeof connectNats>>) => Promise<T>): Promise<T> {
+  const nc = await connectNats(urlOf(url), "eddy-cli");
+  try {
+    return await f(nc);
+  } finally {
+    await nc.close();
+  }
+}
+
+export async function runDeploy(o: { module: string; job: string | undefined; natsUrl: string | undefined; json: boolean }): Promise<number> {
+  process.stderr.write(`eddy deploy: bundling ${o.module} ...\n`);
+  const results = await withNats(o.natsUrl, (nc) => deployModule(nc, o.module, o.job === undefined ? {} : { job: o.job }));
+  if (o.json) console.log(JSON.stringify(results));
+  else for (const r of results) console.log(`${r.job}: ${r.unchanged ? "unchanged, version" : "deployed version"} ${r.version} (${r.digest.slice(0, 19)})`);
+  return 0;
+}
+
+export async function runLs(o: { natsUrl: string | undefined; json: boolean }): Promise<number> {
+  const list = await withNats(o.natsUrl, deployments);
+  if (o.json) {
+    console.log(JSON.stringify(list));
+    return 0;
+  }
+  if (list.length === 0) {
+    console.log("no jobs deployed");
+    return 0;
+  }
+  const rows = list.map((d) => [d.job, String(d.version), d.digest.slice(0, 19), new Date(d.deployedAt).toISOString().replace("T", " ").slice(0, 19), d.functions.map((f) => `${f.name}×${f.partitions}`).join(" ")]);
+  const head = ["job", "version", "code", "deployed (UTC)", "functions"];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  for (const r of [head, ...rows]) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd());
+  return 0;
+}
+
+export async function runRollback(o: { job: string; natsUrl: string | undefined }): Promise<number> {
+  const r = await withNats(o.natsUrl, (nc) => rollback(nc, o.job));
+  console.log(`${r.job}: rolled back, now version ${r.version} (${r.digest.slice(0, 19)})`);
+  return 0;
+}
+
+export async function runUndeploy(o: { job: string; natsUrl: string | undefined }): Promise<number> {
+  await withNats(o.natsUrl, (nc) => undeploy(nc, o.job));
+  console.log(`${o.job}: undeployed`);
+  return 0;
+}

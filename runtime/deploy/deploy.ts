@@ -1,0 +1,137 @@
+/**
+ * `eddy deploy`, `eddy rollback`, `eddy undeploy`, `eddy ls`: deployments as records in NATS.
+ *
+ * Deploying bundles the module, loads and validates the bundle exactly as a worker would, checks
+ * that it is compatible with the running version (same functions and partitions; every state
+ * kept with the same kind and schema version), stores the code by digest and only then publishes
+ * the new version — so a bad module never replaces a good one.
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import { buildJobGraph, type JobGraph } from "../core/job-graph.ts";
+import type { StateDeclarations } from "../sdk/state.ts";
+import { bundleModule, InvalidModuleError, loadPipelines } from "./bundle.ts";
+import {
+  currentDeployment,
+  deploymentVersion,
+  listDeployments,
+  openDeployments,
+  publishDeployment,
+  putCode,
+  removeDeployment,
+  type DeploymentRecord,
+  type StateSignature,
+} from "../nats/deployments.ts";
+
+/** The new version cannot take over the state of the running one; the message names what differs. */
+export class IncompatibleDeploymentError extends Error {
+  override readonly name = "IncompatibleDeploymentError";
+}
+
+/** The job has no deployment (or no such version). */
+export class NoDeploymentError extends Error {
+  override readonly name = "NoDeploymentError";
+}
+
+export function signatureOf(graph: JobGraph): DeploymentRecord["functions"] {
+  return graph.functions.map((f) => {
+    const state: Record<string, { kind: string; version: number }> = {};
+    for (const [name, decl] of Object.entries((f.spec.state ?? {}) as StateDeclarations)) state[name] = { kind: decl.kind, version: decl.version ?? 1 };
+    return { name: f.name, partitions: f.partitions, state: state as StateSignature };
+  });
+}
+
+/** Why `next` cannot replace `current`, or undefined when it can. */
+export function incompatibility(current: DeploymentRecord["functions"], next: DeploymentRecord["functions"]): string | undefined {
+  const names = (fs: DeploymentRecord["functions"]) => fs.map((f) => f.name).sort().join(", ");
+  if (names(current) !== names(next)) return `functions differ: running [${names(current)}], new [${names(next)}]`;
+  for (const f of current) {
+    const n = next.find((x) => x.name === f.name)!;
+    if (n.partitions !== f.partitions) return `function "${f.name}": partitions ${f.partitions} -> ${n.partitions} (state is partitioned; repartition it first)`;
+    for (const [state, s] of Object.entries(f.state)) {
+      const t = n.state[state];
+      if (t === undefined) continue; // dropped state is simply no longer read
+      if (t.kind !== s.kind) return `function "${f.name}", state "${state}": kind ${s.kind} -> ${t.kind}`;
+      if (t.version !== s.version) return `function "${f.name}", state "${state}": schema version ${s.version} -> ${t.version} (no migration)`;
+    }
+  }
+  return undefined;
+}
+
+export interface DeployResult {
+  readonly job: string;
+  readonly version: number;
+  readonly digest: string;
+  readonly unchanged: boolean;
+}
+
+export async function deployModule(nc: NatsConnection, path: string, options: { job?: string } = {}): Promise<DeployResult[]> {
+  const bundle = await bundleModule(path);
+  const loaded = await loadPipelines(bundle.code, path);
+  if (options.job !== undefined && loaded.length > 1) throw new InvalidModuleError(`${path} exports ${loaded.length} pipelines; --job can name only one`);
+  const store = await openDeployments(nc);
+  const plans = loaded.map(({ pipeline }) => {
+    const job = options.job ?? pipeline.name;
+    let graph: JobGraph;
+    try {
+      graph = buildJobGraph({ ...pipeline, name: job });
+    } catch (e) {
+      throw new InvalidModuleError(`${path}: ${(e as Error).message}`, { cause: e });
+    }
+    return { job, pipeline: pipeline.name, functions: signatureOf(graph) };
+  });
+  // Every check passes before anything is written.
+  const currents = await Promise.all(plans.map((p) => currentDeployment(store, p.job)));
+  plans.forEach((p, i) => {
+    const current = currents[i];
+    const why = current === undefined ? undefined : incompatibility(current.record.functions, p.functions);
+    if (why !== undefined) throw new IncompatibleDeploymentError(`cannot deploy ${path} as a new version of job "${p.job}" (version ${current!.record.version} keeps running): ${why}`);
+  });
+  await putCode(store, bundle.digest, bundle.code);
+  const results: DeployResult[] = [];
+  for (const [i, p] of plans.entries()) {
+    const current = currents[i];
+    if (current !== undefined && current.record.digest === bundle.digest && current.record.pipeline === p.pipeline) {
+      results.push({ job: p.job, version: current.record.version, digest: bundle.digest, unchanged: true });
+      continue;
+    }
+    const record: DeploymentRecord = {
+      job: p.job,
+      version: (current?.record.version ?? 0) + 1,
+      digest: bundle.digest,
+      pipeline: p.pipeline,
+      source: path,
+      deployedAt: Date.now(),
+      functions: p.functions,
+    };
+    await publishDeployment(store, record, current?.revision ?? 0);
+    results.push({ job: p.job, version: record.version, digest: bundle.digest, unchanged: false });
+  }
+  return results;
+}
+
+/** Deploys the previous version's code again, as a new version. */
+export async function rollback(nc: NatsConnection, job: string): Promise<DeployResult> {
+  const store = await openDeployments(nc);
+  const current = await currentDeployment(store, job);
+  if (current === undefined) throw new NoDeploymentError(`job "${job}" is not deployed`);
+  let previous: DeploymentRecord | undefined;
+  for (let v = current.record.version - 1; v >= 1 && previous === undefined; v--) {
+    const r = await deploymentVersion(store, job, v);
+    if (r !== undefined && r.digest !== current.record.digest) previous = r;
+  }
+  if (previous === undefined) throw new NoDeploymentError(`job "${job}" has no earlier version with different code`);
+  const why = incompatibility(current.record.functions, previous.functions);
+  if (why !== undefined) throw new IncompatibleDeploymentError(`cannot roll job "${job}" back to version ${previous.version}: ${why}`);
+  const record: DeploymentRecord = { ...previous, version: current.record.version + 1, deployedAt: Date.now(), source: `rollback to version ${previous.version}` };
+  await publishDeployment(store, record, current.revision);
+  return { job, version: record.version, digest: record.digest, unchanged: false };
+}
+
+export async function undeploy(nc: NatsConnection, job: string): Promise<void> {
+  const store = await openDeployments(nc);
+  if (!(await removeDeployment(store, job))) throw new NoDeploymentError(`job "${job}" is not deployed`);
+}
+
+export async function deployments(nc: NatsConnection): Promise<DeploymentRecord[]> {
+  return listDeployments(await openDeployments(nc));
+}

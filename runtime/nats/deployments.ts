@@ -1,0 +1,109 @@
+/**
+ * Deployed code and deployment records in NATS.
+ *
+ * Bundles live in the object store `eddy_code` under their content digest, so deploying the same
+ * code twice stores it once and a record can never point at changed bytes. Every deployment of a
+ * job is a versioned record `<job>.deploy.<version>` in the jobs bucket; `<job>.deploy` names the
+ * current one and is only ever replaced by compare-and-set, so two concurrent deploys cannot both
+ * win. Workers watch `*.deploy` and run what it names.
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import { Kvm, type KV } from "@nats-io/kv";
+import { Objm, type ObjectStore } from "@nats-io/obj";
+import { JOBS_BUCKET } from "../core/protocol.ts";
+
+export const CODE_OBJECTS = "eddy_code";
+export const deploymentKey = (job: string) => `${job}.deploy`;
+export const deploymentVersionKey = (job: string, version: number) => `${job}.deploy.${version}`;
+
+/** State a function declares, by name: kind and schema version (what makes versions compatible). */
+export type StateSignature = Readonly<Record<string, { readonly kind: string; readonly version: number }>>;
+
+/** One deployed version of a job. */
+export interface DeploymentRecord {
+  readonly job: string;
+  readonly version: number;
+  /** Content digest of the bundle in `eddy_code`. */
+  readonly digest: string;
+  /** Name of the pipeline inside the bundle (the job may have been renamed with --job). */
+  readonly pipeline: string;
+  /** Where the bundle came from, for people. */
+  readonly source: string;
+  readonly deployedAt: number;
+  readonly functions: ReadonlyArray<{ readonly name: string; readonly partitions: number; readonly state: StateSignature }>;
+}
+
+/** Another deploy of the same job won the race; look at the current version and deploy again. */
+export class ConcurrentDeployError extends Error {
+  override readonly name = "ConcurrentDeployError";
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export interface DeploymentStore {
+  readonly jobs: KV;
+  readonly code: ObjectStore;
+}
+
+export async function openDeployments(nc: NatsConnection): Promise<DeploymentStore> {
+  const jobs = await new Kvm(nc).create(JOBS_BUCKET, { history: 1 });
+  const code = await new Objm(nc).create(CODE_OBJECTS);
+  return { jobs, code };
+}
+
+export async function putCode(store: DeploymentStore, digest: string, code: Uint8Array): Promise<void> {
+  if ((await store.code.info(digest)) !== null) return;
+  await store.code.putBlob({ name: digest }, code);
+}
+
+export async function getCode(store: DeploymentStore, digest: string): Promise<Uint8Array> {
+  const code = await store.code.getBlob(digest);
+  if (code === null) throw new Error(`deployed code ${digest} is missing from ${CODE_OBJECTS}`);
+  return code;
+}
+
+/** The current deployment of `job` and the revision to compare-and-set against. */
+export async function currentDeployment(store: DeploymentStore, job: string): Promise<{ record: DeploymentRecord; revision: number } | undefined> {
+  const e = await store.jobs.get(deploymentKey(job));
+  if (e === null || e.length === 0 || e.operation !== "PUT") return undefined;
+  return { record: JSON.parse(decoder.decode(e.value)) as DeploymentRecord, revision: e.revision };
+}
+
+export async function deploymentVersion(store: DeploymentStore, job: string, version: number): Promise<DeploymentRecord | undefined> {
+  const e = await store.jobs.get(deploymentVersionKey(job, version));
+  if (e === null || e.length === 0 || e.operation !== "PUT") return undefined;
+  return JSON.parse(decoder.decode(e.value)) as DeploymentRecord;
+}
+
+/** Makes `record` the current deployment, if the current one is still at `revision` (0: none). */
+export async function publishDeployment(store: DeploymentStore, record: DeploymentRecord, revision: number): Promise<void> {
+  await store.jobs.put(deploymentVersionKey(record.job, record.version), encoder.encode(JSON.stringify(record)));
+  const data = encoder.encode(JSON.stringify(record));
+  try {
+    if (revision === 0) await store.jobs.create(deploymentKey(record.job), data);
+    else await store.jobs.update(deploymentKey(record.job), data, revision);
+  } catch (e) {
+    throw new ConcurrentDeployError(`job "${record.job}" was deployed by someone else meanwhile: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** Every job with a current deployment. */
+export async function listDeployments(store: DeploymentStore): Promise<DeploymentRecord[]> {
+  const out: DeploymentRecord[] = [];
+  const keys: string[] = [];
+  for await (const k of await store.jobs.keys("*.deploy")) keys.push(k);
+  for (const k of keys.sort()) {
+    const current = await currentDeployment(store, k.slice(0, -".deploy".length));
+    if (current !== undefined) out.push(current.record);
+  }
+  return out;
+}
+
+/** Removes the current deployment: workers stop the job. Its versions and state stay. */
+export async function removeDeployment(store: DeploymentStore, job: string): Promise<boolean> {
+  const current = await currentDeployment(store, job);
+  if (current === undefined) return false;
+  await store.jobs.delete(deploymentKey(job), { previousSeq: current.revision });
+  return true;
+}
