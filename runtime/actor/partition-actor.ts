@@ -86,6 +86,8 @@ export interface ActorStats {
   position: number;
   watermark: number;
   applied: number;
+  /** Input messages still waiting after the last one read (the consumer's pending count). */
+  lag: number;
 }
 
 /** Stored watermark record of an actor. */
@@ -225,7 +227,7 @@ export class PartitionActor {
     this.producers = new Set(node.producers);
     const strategy = node.spec.watermark;
     this.generator = this.source !== undefined && strategy !== undefined ? createWatermarkGenerator(strategy) : undefined;
-    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0 };
+    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0 };
     this.failed = new Promise<never>((_, reject) => (this.failedReject = reject));
     this.failed.catch(() => undefined);
   }
@@ -525,6 +527,7 @@ export class PartitionActor {
       }
       const now = this.config.now();
       this.router.now = now;
+      this.stats.lag = m.pending;
       this.handleMessage(m, now);
       if (this.pendingSnapshot !== undefined || this.abandonedHeld !== undefined) await this.settleAlignment(now);
       if (this.source !== undefined && this.endSeq !== undefined && (m.seq >= this.endSeq || m.pending === 0)) this.finishInput();

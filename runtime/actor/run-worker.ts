@@ -9,7 +9,9 @@ import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import type { PipelineSpec } from "../sdk/function.ts";
 import { connectNats } from "../nats/connection.ts";
-import { makeWorker } from "./worker.ts";
+import { makeWorker, type Worker } from "./worker.ts";
+import { actorMetrics } from "../metrics/actor-metrics.ts";
+import { metricsPortFrom, startMetricsServer } from "../metrics/server.ts";
 import { makeGenericWorker } from "./generic-worker.ts";
 
 export interface RunWorkerOptions {
@@ -17,6 +19,8 @@ export interface RunWorkerOptions {
   readonly pipeline: string | undefined;
   readonly natsUrl: string | undefined;
   readonly job: string | undefined;
+  /** Port of /metrics and /healthz (default: $EDDY_METRICS_PORT, else none). */
+  readonly metricsPort?: number | undefined;
 }
 
 /** The module does not export a pipeline; fix the module. */
@@ -56,12 +60,24 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
     );
     const base = `w-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
     const log = (line: string) => console.error(line);
+    let hosted: () => Worker[];
     if (options.pipeline === undefined) {
-      yield* makeGenericWorker(nc, { id: base, log });
+      const generic = yield* makeGenericWorker(nc, { id: base, log });
+      hosted = () => [...generic.jobs().values()].map((j) => j.worker);
       console.error(`eddy worker ${base}: running deployed jobs, NATS ${url}; Ctrl-C to stop`);
     } else {
-      for (const pipeline of pipelines) yield* makeWorker(nc, pipeline, { id: `${base}-${pipeline.name}`, log });
+      const workers: Worker[] = [];
+      for (const pipeline of pipelines) workers.push(yield* makeWorker(nc, pipeline, { id: `${base}-${pipeline.name}`, log }));
+      hosted = () => workers;
       console.error(`eddy worker ${base}: jobs ${pipelines.map((p) => p.name).join(", ")}, NATS ${url}; Ctrl-C to stop`);
+    }
+    const port = metricsPortFrom(options.metricsPort);
+    if (port !== undefined) {
+      const server = yield* Effect.acquireRelease(
+        Effect.tryPromise({ try: () => startMetricsServer(port, () => actorMetrics(hosted().map((w) => ({ job: w.graph.job, stats: w.stats() })))), catch: (e) => e as Error }),
+        (s) => Effect.promise(() => s.close()),
+      );
+      console.error(`eddy worker ${base}: metrics on :${server.port}/metrics`);
     }
     const signal = yield* waitForSignal;
     console.error(`eddy worker ${base}: ${signal}, stopping (the supervisor reassigns its partitions)`);

@@ -162,6 +162,7 @@ interface WorkerOptions {
   pipeline: string | undefined;
   natsUrl: string | undefined;
   job: string | undefined;
+  metricsPort: number | undefined;
 }
 
 const worker = Command.make(
@@ -173,13 +174,15 @@ const worker = Command.make(
     ),
     nats: natsFlag("NATS server URL"),
     job: Flag.String("job").pipe(Flag.withDescription("job name (default: from the pipeline)"), Flag.optional),
+    metricsPort: Flag.Int("metrics-port").pipe(Flag.withDescription("serve /metrics and /healthz on this port (default: $EDDY_METRICS_PORT)"), Flag.optional),
   },
-  ({ pipeline, nats, job }) =>
+  ({ pipeline, nats, job, metricsPort }) =>
     exitWith(async () => {
       const opts: WorkerOptions = {
         pipeline: Option.getOrUndefined(pipeline),
         natsUrl: Option.getOrUndefined(nats),
         job: Option.getOrUndefined(job),
+        metricsPort: Option.getOrUndefined(metricsPort),
       };
       const { runWorker } = await import("../actor/run-worker.ts");
       return runWorker(opts);
@@ -198,8 +201,9 @@ const supervisor = Command.make(
       Flag.withDefault(1000),
     ),
     retain: Flag.Int("retain").pipe(Flag.withDescription("committed checkpoints kept per job (default: 3)"), Flag.withDefault(3)),
+    metricsPort: Flag.Int("metrics-port").pipe(Flag.withDescription("serve /metrics, /healthz and /scaling on this port (default: $EDDY_METRICS_PORT)"), Flag.optional),
   },
-  ({ nats, id, checkpointInterval, retain }) =>
+  ({ nats, id, checkpointInterval, retain, metricsPort }) =>
     exitWith(async () => {
       if (checkpointInterval < 0) throw new UsageError("--checkpoint-interval must be >= 0");
       if (retain < 1) throw new UsageError("--retain must be >= 1");
@@ -209,6 +213,7 @@ const supervisor = Command.make(
         id: Option.getOrUndefined(id),
         checkpointIntervalMs: checkpointInterval,
         retainCheckpoints: retain,
+        metricsPort: Option.getOrUndefined(metricsPort),
       });
     }, { handlesSignals: true }),
 ).pipe(Command.withDescription("Run a supervisor: leader election, partition assignment, checkpoints, recovery"));

@@ -7,6 +7,8 @@ import { Effect } from "effect";
 import { waitForSignal } from "../dev/wait-for-signal.ts";
 import { connectNats } from "../nats/connection.ts";
 import { makeSupervisor } from "./supervisor.ts";
+import { scalingLag, supervisorMetrics } from "./job-metrics.ts";
+import { metricsPortFrom, startMetricsServer } from "../metrics/server.ts";
 
 export interface RunSupervisorOptions {
   readonly natsUrl: string | undefined;
@@ -16,6 +18,8 @@ export interface RunSupervisorOptions {
   readonly id: string | undefined;
   /** Committed checkpoints kept per job (default 3). */
   readonly retainCheckpoints?: number;
+  /** Port of /metrics, /healthz and /scaling (default: $EDDY_METRICS_PORT, else none). */
+  readonly metricsPort?: number | undefined;
 }
 
 export async function runSupervisor(options: RunSupervisorOptions): Promise<number> {
@@ -33,6 +37,17 @@ export async function runSupervisor(options: RunSupervisorOptions): Promise<numb
       ...(options.retainCheckpoints === undefined ? {} : { retainCheckpoints: options.retainCheckpoints }),
       log,
     });
+    const port = metricsPortFrom(options.metricsPort);
+    if (port !== undefined) {
+      const server = yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: () => startMetricsServer(port, () => supervisorMetrics(nc, supervisor), { "/scaling": () => scalingLag(nc) }),
+          catch: (e) => e as Error,
+        }),
+        (s) => Effect.promise(() => s.close()),
+      );
+      console.error(`eddy supervisor: metrics on :${server.port}/metrics, KEDA lag on /scaling`);
+    }
     console.error(`eddy supervisor: ${supervisor.id} on NATS ${url}; Ctrl-C to stop`);
     const signal = yield* waitForSignal;
     console.error(`eddy supervisor: ${signal}, stopping (leadership is released)`);

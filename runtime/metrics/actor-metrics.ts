@@ -1,0 +1,24 @@
+/**
+ * Metrics of the actors a worker process hosts: records in and out, dead letters, input lag,
+ * watermark and its lag behind wall time, and the last materialized checkpoint, per job,
+ * function and partition.
+ */
+import type { ActorStats } from "../actor/partition-actor.ts";
+import { MetricsText } from "./prometheus.ts";
+
+export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonly stats: readonly ActorStats[] }>, now = Date.now()): string {
+  const m = new MetricsText();
+  for (const { job, stats } of jobs) {
+    for (const s of stats) {
+      const l = { job, function: s.fn, partition: s.partition };
+      m.add("eddy_records_in_total", "counter", "Records handed to the function.", l, s.recordsIn);
+      m.add("eddy_records_out_total", "counter", "Records the function emitted.", l, s.recordsOut);
+      m.add("eddy_dead_letters_total", "counter", "Records sent to the dead-letter stream.", l, s.deadLettered);
+      m.add("eddy_input_lag_messages", "gauge", "Input messages waiting after the last one read.", l, s.lag);
+      m.add("eddy_watermark_ms", "gauge", "Event-time watermark of the actor (epoch ms).", l, s.watermark);
+      if (Number.isFinite(s.watermark)) m.add("eddy_watermark_lag_seconds", "gauge", "How far the watermark is behind wall-clock time.", l, (now - s.watermark) / 1000);
+      m.add("eddy_checkpoint_applied", "gauge", "Last checkpoint this actor materialized in KV.", l, s.applied);
+    }
+  }
+  return m.render();
+}

@@ -1,0 +1,74 @@
+/**
+ * Workers and supervisors serve Prometheus metrics and a health check; the supervisor also
+ * serves the lag figure KEDA's metrics-api trigger scales workers on.
+ */
+import { describe, expect, it } from "vitest";
+import { resolve } from "node:path";
+import { freePort } from "../../runtime/nats/local-server.ts";
+import { requestEndOfInput } from "../../runtime/nats/control.ts";
+import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
+import { connect, natsServer } from "../support/nats-server.ts";
+import { startEddy } from "../support/processes.ts";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function get(url: string): Promise<{ status: number; text: string }> {
+  for (let i = 0; ; i++) {
+    try {
+      const r = await fetch(url);
+      return { status: r.status, text: await r.text() };
+    } catch (e) {
+      if (i > 100) throw e;
+      await sleep(100);
+    }
+  }
+}
+
+describe("metrics", () => {
+  it("reports records, lag, watermarks and checkpoints, and the scaling lag", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const [workerPort, supervisorPort] = [await freePort(), await freePort()];
+    await using supervisor = startEddy(["supervisor", "--nats", server.url, "--checkpoint-interval", "300", "--metrics-port", String(supervisorPort)]);
+    await using worker = startEddy(["worker", "--pipeline", resolve(ROOT, "test/fixtures/counter.ts"), "--nats", server.url, "--metrics-port", String(workerPort)]);
+    try {
+      await ensureStream(nc, "COUNTER_IN", ["counter.in"]);
+      await ensureStream(nc, "COUNTER_OUT", ["counter.out"]);
+      expect((await get(`http://127.0.0.1:${workerPort}/healthz`)).status).toBe(200);
+      expect((await get(`http://127.0.0.1:${supervisorPort}/healthz`)).status).toBe(200);
+
+      await publishAll(nc, Array.from({ length: 50 }, (_, i) => ({ subject: "counter.in", data: JSON.stringify({ user: `u${i % 5}` }) })));
+      for (let i = 0; i < 200; i++) {
+        if ((await readAll(nc, "COUNTER_OUT").catch(() => [])).length === 50) break;
+        await sleep(100);
+      }
+      await requestEndOfInput(nc, "counter");
+      const metrics = (await get(`http://127.0.0.1:${workerPort}/metrics`)).text;
+      expect(metrics).toContain("# TYPE eddy_records_in_total counter");
+      const inCount = [...metrics.matchAll(/^eddy_records_in_total\{job="counter",function="count",partition="\d"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+      expect(inCount, worker.output()).toBe(50);
+      expect(metrics).toMatch(/^eddy_input_lag_messages\{job="counter",function="clicks",partition="0"\} 0$/m);
+      expect(metrics).toMatch(/^eddy_checkpoint_applied\{job="counter",function="out",partition="0"\} [1-9]\d*$/m);
+
+      let scaling: { lag: number; jobs: Array<{ job: string; lag: number }> } | undefined;
+      for (let i = 0; i < 100; i++) {
+        scaling = JSON.parse((await get(`http://127.0.0.1:${supervisorPort}/scaling`)).text);
+        if (scaling?.jobs.some((j) => j.job === "counter") && scaling.lag <= 6) break;
+        await sleep(100);
+      }
+      // Everything is processed and committed: no data waits. What remains in the internal
+      // streams after the purge are the last barriers and watermark updates (one or two per
+      // partition and producer), which the lag figure counts too.
+      expect(scaling!.jobs.map((j) => j.job), supervisor.output()).toEqual(["counter"]);
+      expect(scaling!.lag).toBeLessThanOrEqual(6);
+      const sup = (await get(`http://127.0.0.1:${supervisorPort}/metrics`)).text;
+      expect(sup).toMatch(/^eddy_job_lag_messages\{job="counter"\} [0-6]$/m);
+      expect(sup).toMatch(/^eddy_checkpoint_age_seconds\{job="counter"\} \d/m);
+      expect(sup).toMatch(/^eddy_checkpoint_duration_seconds\{job="counter"\} \d/m);
+      expect(sup).toMatch(/^eddy_supervisor_leader\{supervisor="[^"]+"\} 1$/m);
+    } finally {
+      await nc.close();
+    }
+  });
+});
