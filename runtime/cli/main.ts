@@ -291,6 +291,20 @@ const undeployCommand = Command.make(
     }),
 ).pipe(Command.withDescription("Stop running a job on generic workers (its state and versions stay)"));
 
+const status = Command.make(
+  "status",
+  {
+    job: Argument.String("job").pipe(Argument.withDescription("job name")),
+    nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
+    json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON"), Flag.withDefault(false)),
+  },
+  ({ job, nats, json }) =>
+    exitWith(async () => {
+      const { runStatus } = await import("./status.ts");
+      return runStatus({ job, natsUrl: Option.getOrUndefined(nats), json });
+    }),
+).pipe(Command.withDescription("Show a job: version, generation, last checkpoint; per partition owner, lag and watermark"));
+
 // --- eddy nexmark ----------------------------------------------------------------------------
 
 const nexmarkGenerate = Command.make(
@@ -356,7 +370,7 @@ const nexmark = Command.make("nexmark").pipe(
 /** The root command; add a subcommand by defining it above and listing it here. */
 export const eddy = Command.make("eddy").pipe(
   Command.withDescription("eddy: actor-based stream functions on NATS JetStream"),
-  Command.withSubcommands([natsServer, demo, worker, supervisor, checkpoints, deploy, ls, rollbackCommand, undeployCommand, nexmark]),
+  Command.withSubcommands([natsServer, demo, worker, supervisor, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, nexmark]),
 );
 
 /**

@@ -69,6 +69,17 @@ describe("deployments", () => {
       expect(failed?.status).toBe(1);
       expect(failed?.stderr.trim().split("\n").filter((l) => l.startsWith("eddy:"))).toEqual([expect.stringMatching(/^eddy: .*broken-module\.ts fails to load: this module is broken on purpose/)]);
 
+      // eddy status shows the deployed version and who owns each partition.
+      const status = JSON.parse(execFileSync(process.execPath, [resolve(ROOT, "runtime/cli/main.ts"), "status", "counter", "--nats", server.url, "--json"], { encoding: "utf8" }));
+      expect(status).toMatchObject({ job: "counter", deployedVersion: 1 });
+      expect(status.generation).toBeGreaterThanOrEqual(1);
+      expect(status.partitions.map((p: { function: string; partition: number }) => `${p.function}/${p.partition}`)).toEqual(["clicks/0", "count/0", "count/1", "out/0"]);
+      expect(new Set(status.partitions.map((p: { owner: string }) => p.owner)).size).toBe(1);
+      expect(status.partitions[0].owner).toMatch(/-counter$/);
+      const table = execFileSync(process.execPath, [resolve(ROOT, "runtime/cli/main.ts"), "status", "counter", "--nats", server.url], { encoding: "utf8" });
+      expect(table).toMatch(/^job counter: version 1, generation \d+, last checkpoint/);
+      expect(table).toMatch(/^function\s+partition\s+owner\s+lag\s+watermark \(UTC\)\s+watermark lag$/m);
+
       await undeploy(nc, "counter");
       expect(await deployments(nc)).toEqual([]);
       for (let i = 0; i < 100 && !worker.output().includes("job counter undeployed"); i++) await sleep(100);
