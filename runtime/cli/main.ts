@@ -305,6 +305,35 @@ const status = Command.make(
     }),
 ).pipe(Command.withDescription("Show a job: version, generation, last checkpoint; per partition owner, lag and watermark"));
 
+const dev = Command.make(
+  "dev",
+  {
+    port: Flag.Int("port").pipe(Flag.withDescription("nats-server port on 127.0.0.1 (default: a free port)"), Flag.optional),
+    data: Flag.String("data").pipe(Flag.withDescription("JetStream store directory, kept on exit (default: a temp dir)"), Flag.optional),
+    checkpointInterval: Flag.Int("checkpoint-interval").pipe(Flag.withDescription("milliseconds between checkpoints (default: 1000)"), Flag.withDefault(1000)),
+  },
+  ({ port, data, checkpointInterval }) =>
+    exitWith(async () => {
+      if (checkpointInterval < 0) throw new UsageError("--checkpoint-interval must be >= 0");
+      const { runDev } = await import("../dev/run-dev.ts");
+      return runDev({ port: Option.getOrUndefined(port), data: Option.getOrUndefined(data), checkpointIntervalMs: checkpointInterval });
+    }, { handlesSignals: true }),
+).pipe(Command.withDescription("Run a local cluster in one process: nats-server, a supervisor and a worker for deployed jobs"));
+
+const scale = Command.make(
+  "scale",
+  {
+    count: Argument.Int("count").pipe(Argument.withDescription("number of local worker processes")),
+    nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
+  },
+  ({ count, nats }) =>
+    exitWith(async () => {
+      if (count < 0) throw new UsageError("the worker count must be >= 0");
+      const { runScale } = await import("../dev/scale.ts");
+      return runScale({ count, natsUrl: Option.getOrUndefined(nats) });
+    }),
+).pipe(Command.withDescription("Set the number of local worker processes (started detached, tracked in .eddy/)"));
+
 // --- eddy nexmark ----------------------------------------------------------------------------
 
 const nexmarkGenerate = Command.make(
@@ -370,7 +399,7 @@ const nexmark = Command.make("nexmark").pipe(
 /** The root command; add a subcommand by defining it above and listing it here. */
 export const eddy = Command.make("eddy").pipe(
   Command.withDescription("eddy: actor-based stream functions on NATS JetStream"),
-  Command.withSubcommands([natsServer, demo, worker, supervisor, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, nexmark]),
+  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, nexmark]),
 );
 
 /**

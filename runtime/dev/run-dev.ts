@@ -1,0 +1,42 @@
+/**
+ * `eddy dev`: a whole cluster in one process for local development — an embedded nats-server
+ * (temporary, or kept in `--data`), a supervisor, and one generic worker that runs whatever is
+ * deployed (`eddy deploy` against the printed URL). Ctrl-C stops everything.
+ */
+import { Effect } from "effect";
+import { ensureNatsServer } from "../../scripts/ensure-nats-server.ts";
+import { startLocalNatsServer } from "../nats/local-server.ts";
+import { connectNats } from "../nats/connection.ts";
+import { makeSupervisor } from "../supervisor/supervisor.ts";
+import { makeGenericWorker } from "../actor/generic-worker.ts";
+import { waitForSignal } from "./wait-for-signal.ts";
+
+export interface DevOptions {
+  readonly port: number | undefined;
+  readonly data: string | undefined;
+  readonly checkpointIntervalMs: number;
+}
+
+export async function runDev(options: DevOptions): Promise<number> {
+  const log = (line: string) => console.error(`${new Date().toISOString().slice(11, 23)} ${line}`);
+  const program = Effect.gen(function* () {
+    yield* Effect.promise(() => ensureNatsServer(log));
+    const server = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => startLocalNatsServer({ ...(options.port === undefined ? {} : { port: options.port }), ...(options.data === undefined ? {} : { storeDir: options.data }) }), catch: (e) => e as Error }),
+      (s) => Effect.promise(() => s.stop()),
+    );
+    const nc = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => connectNats(server.url, "eddy-dev"), catch: (e) => e as Error }),
+      (nc) => Effect.promise(() => nc.drain().catch(() => undefined)),
+    );
+    yield* makeSupervisor(nc, { checkpointIntervalMs: options.checkpointIntervalMs, log });
+    yield* makeGenericWorker(nc, { log });
+    console.log(server.url);
+    console.error(`eddy dev: nats-server ${server.url} (store ${server.storeDir}), supervisor and worker running`);
+    console.error(`eddy dev: deploy with: npx eddy deploy <module.ts> --nats ${server.url}; Ctrl-C to stop`);
+    const signal = yield* waitForSignal;
+    console.error(`eddy dev: ${signal}, stopping`);
+  }).pipe(Effect.scoped);
+  await Effect.runPromise(program);
+  return 0;
+}

@@ -1,0 +1,62 @@
+/**
+ * `eddy scale <n>`: sets how many local worker processes run, like a replica count. Workers are
+ * started detached (`eddy worker --nats <url>`, running whatever is deployed) and remembered in
+ * `.eddy/workers.json` under the current directory, with their logs in `.eddy/logs/`; scaling
+ * down stops the newest ones with SIGTERM, so the supervisor moves their partitions to the rest.
+ */
+import { spawn } from "node:child_process";
+import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+export interface LocalWorker {
+  readonly pid: number;
+  readonly nats: string;
+  readonly startedAt: number;
+  readonly log: string;
+}
+
+const CLI = resolve(import.meta.dirname, "../cli/main.ts");
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function readWorkers(dir: string): LocalWorker[] {
+  try {
+    return (JSON.parse(readFileSync(join(dir, "workers.json"), "utf8")) as LocalWorker[]).filter((w) => alive(w.pid));
+  } catch {
+    return [];
+  }
+}
+
+/** Brings the number of local workers to `count`; returns the ones running afterwards. */
+export function scaleWorkers(count: number, nats: string, dir = resolve(".eddy")): LocalWorker[] {
+  mkdirSync(join(dir, "logs"), { recursive: true });
+  const workers = readWorkers(dir);
+  while (workers.length > count) {
+    const w = workers.pop()!;
+    process.kill(w.pid, "SIGTERM");
+  }
+  while (workers.length < count) {
+    const log = join(dir, "logs", `worker-${Date.now()}-${workers.length}.log`);
+    const fd = openSync(log, "a");
+    const child = spawn(process.execPath, [CLI, "worker", "--nats", nats], { detached: true, stdio: ["ignore", fd, fd] });
+    closeSync(fd);
+    child.unref();
+    workers.push({ pid: child.pid!, nats, startedAt: Date.now(), log });
+  }
+  writeFileSync(join(dir, "workers.json"), JSON.stringify(workers, null, 2) + "\n");
+  return workers;
+}
+
+export async function runScale(o: { count: number; natsUrl: string | undefined }): Promise<number> {
+  const nats = o.natsUrl ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
+  const workers = scaleWorkers(o.count, nats);
+  console.log(`${workers.length} local worker${workers.length === 1 ? "" : "s"}${workers.length > 0 ? ": " + workers.map((w) => w.pid).join(", ") : ""} (logs in .eddy/logs)`);
+  return 0;
+}

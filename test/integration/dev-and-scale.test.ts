@@ -1,0 +1,76 @@
+/**
+ * Local operation: `eddy scale <n>` keeps n detached worker processes (tracked in a state
+ * directory), and `eddy dev` runs a cluster in one process that runs what is deployed to it.
+ */
+import { describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { connect as natsConnect } from "@nats-io/transport-node";
+import { scaleWorkers } from "../../runtime/dev/scale.ts";
+import { deployModule } from "../../runtime/deploy/deploy.ts";
+import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
+import { ensureControlPlane } from "../../runtime/nats/topology.ts";
+import { connect, natsServer } from "../support/nats-server.ts";
+import { startEddy } from "../support/processes.ts";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("eddy scale", () => {
+  it("starts and stops local worker processes to reach the requested count", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const dir = mkdtempSync(join(tmpdir(), "eddy-scale-"));
+    try {
+      await ensureControlPlane(nc);
+      const up = scaleWorkers(2, server.url, dir);
+      expect(up).toHaveLength(2);
+      for (const w of up) expect(() => process.kill(w.pid, 0)).not.toThrow();
+      expect(scaleWorkers(2, server.url, dir).map((w) => w.pid)).toEqual(up.map((w) => w.pid));
+      const down = scaleWorkers(1, server.url, dir);
+      expect(down.map((w) => w.pid)).toEqual([up[0]!.pid]);
+      for (let i = 0; i < 50; i++) {
+        try {
+          process.kill(up[1]!.pid, 0);
+          await sleep(100);
+        } catch {
+          break;
+        }
+      }
+      expect(() => process.kill(up[1]!.pid, 0)).toThrow();
+      expect(scaleWorkers(0, server.url, dir)).toEqual([]);
+    } finally {
+      for (const w of scaleWorkers(0, server.url, dir)) process.kill(w.pid, "SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+      await nc.close();
+    }
+  });
+});
+
+describe("eddy dev", () => {
+  it("runs a local cluster that runs what is deployed to it", async () => {
+    await using dev = startEddy(["dev", "--checkpoint-interval", "300"]);
+    let url: string | undefined;
+    for (let i = 0; i < 200 && url === undefined; i++) {
+      url = /nats:\/\/127\.0\.0\.1:\d+/.exec(dev.output())?.[0];
+      if (url === undefined) await sleep(100);
+    }
+    expect(url, dev.output()).toBeDefined();
+    const nc = await natsConnect({ servers: url! });
+    try {
+      await ensureStream(nc, "COUNTER_IN", ["counter.in"]);
+      await ensureStream(nc, "COUNTER_OUT", ["counter.out"]);
+      await deployModule(nc, resolve(ROOT, "test/fixtures/counter.ts"));
+      await publishAll(nc, [{ subject: "counter.in", data: JSON.stringify({ user: "ann" }) }]);
+      let out: unknown[] = [];
+      for (let i = 0; i < 300 && out.length === 0; i++) {
+        out = (await readAll(nc, "COUNTER_OUT")).map((m) => JSON.parse(new TextDecoder().decode(m.data)));
+        if (out.length === 0) await sleep(100);
+      }
+      expect(out, dev.output()).toEqual([{ user: "ann", n: 1 }]);
+    } finally {
+      await nc.close();
+    }
+  });
+});
