@@ -334,6 +334,45 @@ const scale = Command.make(
     }),
 ).pipe(Command.withDescription("Set the number of local worker processes (started detached, tracked in .eddy/)"));
 
+// --- eddy k8s --------------------------------------------------------------------------------
+
+const k8sRender = Command.make(
+  "render",
+  {
+    overlay: Flag.String("overlay").pipe(Flag.withDescription("dev or production (default: dev)"), Flag.optional),
+    image: Flag.String("image").pipe(Flag.withDescription("eddy image reference"), Flag.optional),
+    namespace: Flag.String("namespace").pipe(Flag.withDescription("namespace (default: eddy)"), Flag.optional),
+    workersMin: Flag.Int("workers-min").pipe(Flag.withDescription("KEDA minReplicaCount of workers (0 = scale to zero)"), Flag.optional),
+    workersMax: Flag.Int("workers-max").pipe(Flag.withDescription("KEDA maxReplicaCount of workers"), Flag.optional),
+    pipeline: Flag.String("pipeline").pipe(Flag.withDescription("run this module baked into the image instead of deployed jobs"), Flag.optional),
+    lagTarget: Flag.Int("lag-target").pipe(Flag.withDescription("lag per worker KEDA aims for"), Flag.optional),
+    sourceConsumer: Flag.String("source-consumer").pipe(Flag.withDescription("<stream>/<consumer> for a nats-jetstream trigger (repeatable)"), Flag.atLeast(0)),
+    natsAccount: Flag.String("nats-account").pipe(Flag.withDescription("NATS account for the nats-jetstream trigger"), Flag.optional),
+    natsImage: Flag.String("nats-image").pipe(Flag.withDescription("nats-server image"), Flag.optional),
+  },
+  (f) =>
+    exitWith(async () => {
+      const { runK8sRender } = await import("./k8s-render.ts");
+      const opt = <T>(o: Option.Option<T>) => Option.getOrUndefined(o);
+      const given = Object.fromEntries(
+        Object.entries({
+          overlay: opt(f.overlay),
+          image: opt(f.image),
+          namespace: opt(f.namespace),
+          workersMin: opt(f.workersMin),
+          workersMax: opt(f.workersMax),
+          pipeline: opt(f.pipeline),
+          lagTarget: opt(f.lagTarget),
+          natsAccount: opt(f.natsAccount),
+          natsImage: opt(f.natsImage),
+        }).filter(([, v]) => v !== undefined),
+      );
+      return runK8sRender({ ...given, sourceConsumers: f.sourceConsumer });
+    }),
+).pipe(Command.withDescription("Print the Kubernetes manifests (NATS, supervisor, workers, KEDA ScaledObject) as YAML"));
+
+const k8s = Command.make("k8s").pipe(Command.withDescription("Kubernetes manifests"), Command.withSubcommands([k8sRender]));
+
 // --- eddy nexmark ----------------------------------------------------------------------------
 
 const nexmarkGenerate = Command.make(
@@ -399,7 +438,7 @@ const nexmark = Command.make("nexmark").pipe(
 /** The root command; add a subcommand by defining it above and listing it here. */
 export const eddy = Command.make("eddy").pipe(
   Command.withDescription("eddy: actor-based stream functions on NATS JetStream"),
-  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, nexmark]),
+  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark]),
 );
 
 /**
