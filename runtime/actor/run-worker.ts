@@ -80,7 +80,9 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
       console.error(`eddy worker ${base}: metrics on :${server.port}/metrics`);
     }
     const signal = yield* waitForSignal;
-    console.error(`eddy worker ${base}: ${signal}, stopping (the supervisor reassigns its partitions)`);
+    console.error(`eddy worker ${base}: ${signal}, handing its partitions over at a checkpoint (a second signal stops at once)`);
+    const left = yield* Effect.promise(() => Promise.all(hosted().map((w) => w.leave())));
+    console.error(`eddy worker ${base}: ${left.every(Boolean) ? "partitions handed over" : "handover timed out; the supervisor recovers them"}, stopping`);
   }).pipe(Effect.scoped);
   await Effect.runPromise(program);
   return 0;

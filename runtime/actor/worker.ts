@@ -62,6 +62,11 @@ export interface Worker {
   finished(): Promise<void>;
   /** Resolves once every actor this worker runs has materialized checkpoint `id`. */
   applied(id: number): Promise<void>;
+  /**
+   * Graceful leave: asks the supervisor to move this worker's actors elsewhere at a checkpoint and
+   * resolves once it runs none (or after `timeoutMs`); then the worker can stop without a recovery.
+   */
+  leave(timeoutMs?: number): Promise<boolean>;
 }
 
 const encoder = new TextEncoder();
@@ -100,6 +105,8 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
 
     let actors = new Map<string, PartitionActor>();
     let generation = 0;
+    let incarnation = 0;
+    let leaving = false;
     let closed = false;
     let latest = 0;
     let end: EndOfInput | undefined;
@@ -124,13 +131,14 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
       reconciling = reconciling.then(async () => {
         if (closed) return;
         const mine = Object.entries(a.owners).filter(([, w]) => w === id).map(([actor]) => actor);
-        const same = a.generation === generation && mine.length === actors.size && mine.every((m) => actors.has(m));
+        const same = a.generation === generation && (a.incarnation ?? 0) === incarnation && mine.length === actors.size && mine.every((m) => actors.has(m));
         if (same) return;
         const old = [...actors.values()];
         actors = new Map();
         delete running[job];
         await Promise.all(old.map((x) => x.stop()));
         generation = a.generation;
+        incarnation = a.incarnation ?? 0;
         if (mine.length === 0) return;
         const checkpoint = await readLatest();
         const endEntry = await jobs.get(endKey(job));
@@ -169,7 +177,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
 
     // Heartbeat: the supervisor treats a worker whose entry expired as dead.
     const beat = () => {
-      const heartbeat: WorkerHeartbeat = { id, pid: process.pid, startedAt, jobs: [job], running };
+      const heartbeat: WorkerHeartbeat = { id, pid: process.pid, startedAt, jobs: [job], running, ...(leaving ? { leaving } : {}) };
       return workers.put(id, encoder.encode(JSON.stringify(heartbeat)));
     };
     yield* attempt(beat);
@@ -245,6 +253,13 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
       },
       applied: async (checkpoint) => {
         await Promise.all(all().map((a) => a.applied(checkpoint)));
+      },
+      leave: async (timeoutMs = 30_000) => {
+        leaving = true;
+        await beat().catch(() => undefined);
+        const until = Date.now() + timeoutMs;
+        while (actors.size > 0 && Date.now() < until) await sleep(50);
+        return actors.size === 0;
       },
     };
     return worker;

@@ -57,6 +57,11 @@ export interface JobSpecRecord {
  */
 export interface Assignment {
   readonly generation: number;
+  /**
+   * Bumped when every actor must restart from a stop checkpoint without a new generation: a
+   * graceful handoff (workers joining or leaving) after the job stopped at a barrier.
+   */
+  readonly incarnation?: number;
   readonly owners: Readonly<Record<string, string>>;
   readonly updatedAt: number;
 }
@@ -143,4 +148,6 @@ export interface WorkerHeartbeat {
    * Checkpoints wait for it, so a slow restore is not mistaken for a failure.
    */
   readonly running?: Readonly<Record<string, number>>;
+  /** The worker is shutting down gracefully: move its actors away at a checkpoint. */
+  readonly leaving?: boolean;
 }

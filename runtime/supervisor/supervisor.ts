@@ -183,7 +183,9 @@ interface JobState {
   lastStartedAt: number;
   inFlight: InFlight | undefined;
   /** A stop checkpoint committed at this generation and spec: no periodic checkpoints. */
-  stopped: { readonly generation: number; readonly specRevision: number } | undefined;
+  stopped: { readonly generation: number; readonly specRevision: number; readonly assignmentRevision: number } | undefined;
+  /** A graceful handoff waits for its stop checkpoint (the forked checkpoint is running). */
+  handoffPending: boolean;
   /** Set when the job's scope is closed on purpose, for the record of an interrupted checkpoint. */
   endReason: string | undefined;
 }
@@ -297,7 +299,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         };
         c.final = record;
         job.consecutiveFailures = 0;
-        if (base.stop) job.stopped = { generation: base.generation, specRevision: job.specRevision };
+        if (base.stop) job.stopped = { generation: base.generation, specRevision: job.specRevision, assignmentRevision: job.assignment?.revision ?? 0 };
         // The commit already happened; a lost statistics record is only a cosmetic loss.
         yield* io(`recording checkpoint ${base.id} of ${job.name} as committed`, () =>
           writeJson(stores.jobs, checkpointKey(job.name, base.id), record, c.revision),
@@ -374,8 +376,9 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           // A stop checkpoint stops the job until a later generation or a newer spec (both are in
           // the same bucket stream, so revisions order them).
           const l = latest?.value;
-          if (l?.stop === true && l.generation === generation && job.specRevision < latest!.revision) {
-            job.stopped = { generation, specRevision: job.specRevision };
+          // A stop checkpoint stops the job until a new spec or assignment (a handoff) follows it.
+          if (l?.stop === true && l.generation === generation && job.specRevision < latest!.revision && assignment.revision < latest!.revision) {
+            job.stopped = { generation, specRevision: job.specRevision, assignmentRevision: assignment.revision };
             return Option.none<CheckpointRecord>();
           }
         }
@@ -410,7 +413,10 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
       });
 
     const isStopped = (job: JobState) =>
-      job.stopped !== undefined && job.stopped.generation === job.assignment?.value.generation && job.stopped.specRevision === job.specRevision;
+      job.stopped !== undefined &&
+      job.stopped.generation === job.assignment?.value.generation &&
+      job.stopped.specRevision === job.specRevision &&
+      job.stopped.assignmentRevision === job.assignment?.revision;
 
     /** Periodic checkpoints of one job, for as long as its scope lives. */
     const periodic = (s: Session, job: JobState) =>
@@ -421,7 +427,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
             yield* Effect.sleep(wait);
             continue;
           }
-          if (!job.ready || isStopped(job)) {
+          // A pending handoff takes the next checkpoint (a stop checkpoint); periodic ones wait.
+          if (!job.ready || isStopped(job) || job.handoffPending) {
             yield* Effect.sleep(recheckMs);
             continue;
           }
@@ -508,6 +515,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           lastStartedAt: 0,
           inFlight: undefined,
           stopped: undefined,
+          handoffPending: false,
           endReason: undefined,
         };
         s.jobs.set(name, job);
@@ -565,7 +573,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         job.actors = specActors(spec.value);
         const stored = yield* io(`reading ${assignmentKey(name)}`, () => readJson<Assignment>(stores.jobs, assignmentKey(name)));
         job.assignment = stored;
-        const live = [...workers].filter(([, hb]) => hb.jobs.includes(name)).map(([w]) => w);
+        // A leaving worker still runs its actors but gets none in the next assignment.
+        const live = [...workers].filter(([, hb]) => hb.jobs.includes(name) && hb.leaving !== true).map(([w]) => w);
         if (live.length === 0) {
           // Nobody to run it: keep the assignment for when workers come back, and let it settle
           // for a poll then, as after a change.
@@ -595,8 +604,37 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           return;
         }
         const handoff = job.recovery === undefined && stored !== undefined && (yield* isStoppedHandoff(name, stored.value, owners));
+        if (!handoff && job.recovery === undefined && stored !== undefined && job.ready) {
+          // Every current owner is alive (leaving ones included): move actors gracefully. The
+          // job first stops at a checkpoint (sources stop at its barrier), then the new owners
+          // start from it in the same generation, so nothing is replayed or discarded.
+          const alive = Object.values(stored.value.owners).every((w) => workers.has(w));
+          if (alive) {
+            if (!job.handoffPending) {
+              job.handoffPending = true;
+              log(`${name}: stopping at a checkpoint to hand over actors (${describeMove(previous, owners)})`);
+              yield* Effect.forkIn(
+                job.lock.withPermit(runCheckpoint(s, job, true, false)).pipe(
+                  // A handoff needs every actor to take part; if the stop checkpoint fails, one of
+                  // them is likely gone (a crash whose heartbeat has not expired yet): recover.
+                  Effect.tap((r) =>
+                    Effect.sync(() => {
+                      if (Option.isSome(r) && r.value.status !== "committed") job.recovery ??= `handoff checkpoint ${r.value.id} ${r.value.status}: ${r.value.reason ?? ""}`;
+                    }),
+                  ),
+                  Effect.catch((e) => Effect.sync(() => void (job.recovery ??= `handoff checkpoint not started: ${e.message}`))),
+                  Effect.ensuring(Effect.sync(() => (job.handoffPending = false))),
+                ),
+                job.scope,
+              );
+            }
+            return;
+          }
+        }
+        if (job.handoffPending && !handoff && job.recovery === undefined) return;
         const generation = (stored?.value.generation ?? 0) + (handoff ? 0 : 1);
-        const next: Assignment = { generation, owners, updatedAt: Date.now() };
+        const incarnation = handoff ? (stored!.value.incarnation ?? 0) + 1 : 0;
+        const next: Assignment = { generation, ...(incarnation > 0 ? { incarnation } : {}), owners, updatedAt: Date.now() };
         const revision = yield* io(`writing ${assignmentKey(name)}`, () => writeJson(stores.jobs, assignmentKey(name), next, stored?.revision ?? 0));
         const why = stored === undefined ? "first assignment" : moved ? describeMove(previous, owners) : job.recovery!;
         log(`${name}: ${handoff ? `stopped job handed over in generation ${generation}` : `generation ${generation}`}: ${why}`);

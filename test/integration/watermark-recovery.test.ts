@@ -28,7 +28,7 @@ describe("recovery after a worker is killed", () => {
   it("restores the watermark and timers: late stays late, open windows fire exactly once", async () => {
     await using server = await natsServer();
     const nc = await connect(server);
-    const supervisor = await startSupervisor(nc, { checkpointIntervalMs: 300 });
+    const supervisor = await startSupervisor(nc, { checkpointIntervalMs: 300, checkpointTimeoutMs: 3000 });
     try {
       await ensureStream(nc, "LATE_CLICKS", ["late.clicks"]);
       await ensureStream(nc, "LATE_OUT", ["late.out.>"]);
