@@ -1,76 +1,121 @@
 /**
  * A generic worker: runs whatever is deployed, with no code of its own.
  *
- * It watches the deployment records (`*.deploy` in the jobs bucket), fetches each job's bundle
- * from the code store by digest, loads and validates it, and hosts the job's actors like a worker
- * started with `--pipeline` (same heartbeat, assignment and checkpoint protocol). An undeployed
- * job is stopped. A new version of a job this worker already runs is picked up when the worker
- * starts again; switching running actors to new code at a checkpoint is the next step (see the
- * issue notes).
+ * It watches the deployment records (`*.deploy` in the jobs bucket) and, for each job, fetches
+ * the bundle from the code store by digest, loads and validates it, and hosts the job's actors
+ * like a worker started with `--pipeline` (same heartbeat, assignment and checkpoint protocol).
+ * When a new version is deployed the supervisor stops the job at a checkpoint and names the
+ * version in the assignment (`codeVersion`); the worker then swaps the code — its actors, which
+ * stopped at that checkpoint, start again from it with the new code, in the same generation. An
+ * undeployed job is stopped.
  */
 import { Effect } from "effect";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { loadPipelines } from "../deploy/bundle.ts";
-import { getCode, openDeployments, type DeploymentRecord } from "../nats/deployments.ts";
-import { JOBS_BUCKET } from "../core/protocol.ts";
 import { Kvm } from "@nats-io/kv";
+import { loadPipelines } from "../deploy/bundle.ts";
+import { deploymentVersion, getCode, openDeployments, type DeploymentRecord } from "../nats/deployments.ts";
+import { assignmentKey, JOBS_BUCKET, WORKERS_BUCKET, type Assignment } from "../core/protocol.ts";
 import { startWorker, type StartedWorker, type WorkerOptions } from "./worker.ts";
 
 export interface GenericWorker {
   readonly id: string;
-  /** Jobs this worker runs, with their versions. */
+  /** Jobs this worker runs, with the code version each runs. */
   jobs(): ReadonlyMap<string, { readonly version: number; readonly worker: StartedWorker }>;
 }
 
 const decoder = new TextDecoder();
 
-export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOptions, "id"> & { readonly id?: string } = {}) =>
+export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOptions, "id" | "codeVersion" | "keepHeartbeatOnStop"> & { readonly id?: string } = {}) =>
   Effect.gen(function* () {
     const log = options.log ?? (() => undefined);
     const base = options.id ?? `w-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
     const store = yield* Effect.tryPromise({ try: () => openDeployments(nc), catch: (e) => e as Error });
-    const jobs = new Map<string, { version: number; worker: StartedWorker }>();
+    const kvm = new Kvm(nc);
+    const jobsKv = yield* Effect.tryPromise({ try: () => kvm.open(JOBS_BUCKET), catch: (e) => e as Error });
+    const hosts = new Map<string, { version: number; worker: StartedWorker; stopWatch: () => void }>();
     let queue: Promise<void> = Promise.resolve();
     let closed = false;
+    const workerId = (job: string) => `${base}-${job}`;
 
-    const apply = (job: string, record: DeploymentRecord | undefined) => {
-      queue = queue
-        .then(async () => {
-          if (closed) return;
-          const running = jobs.get(job);
-          if (record === undefined) {
-            if (running !== undefined) {
-              jobs.delete(job);
-              await running.worker.stop();
-              log(`worker ${base}: job ${job} undeployed, stopped`);
-            }
-            return;
+    /** Starts (or swaps to) `version` of `job`. */
+    const run = async (job: string, record: DeploymentRecord) => {
+      const code = await getCode(store, record.digest);
+      const loaded = await loadPipelines(code, `job ${job} version ${record.version}`);
+      const found = loaded.find((l) => l.pipeline.name === record.pipeline);
+      if (found === undefined) throw new Error(`job ${job} version ${record.version}: the bundle has no pipeline "${record.pipeline}"`);
+      const old = hosts.get(job);
+      if (old !== undefined) {
+        old.stopWatch();
+        hosts.delete(job);
+        await old.worker.stop();
+      }
+      // The heartbeat outlives a swap (the same id goes on); it is removed when the job stops here.
+      const worker = await startWorker(nc, { ...found.pipeline, name: job }, { ...options, id: workerId(job), codeVersion: record.version, keepHeartbeatOnStop: true });
+      const stopWatch = await watchAssignment(job, record.version);
+      hosts.set(job, { version: record.version, worker, stopWatch });
+      log(`worker ${base}: running job ${job} version ${record.version} (${record.digest.slice(0, 19)})`);
+    };
+
+    /** Swaps code when the supervisor assigns another version of it. */
+    const watchAssignment = async (job: string, version: number) => {
+      const watch = await jobsKv.watch({ key: assignmentKey(job) });
+      void (async () => {
+        for await (const e of watch) {
+          if (e.operation !== "PUT" || e.value.length === 0) continue;
+          const a = JSON.parse(decoder.decode(e.value)) as Assignment;
+          if (a.codeVersion !== undefined && a.codeVersion !== version) {
+            enqueue(job, async () => {
+              const record = await deploymentVersion(store, job, a.codeVersion!);
+              if (record === undefined) throw new Error(`job ${job}: version ${a.codeVersion} is assigned but not recorded`);
+              if (hosts.get(job)?.version !== record.version) await run(job, record);
+            });
+            break;
           }
-          if (running !== undefined) {
-            if (running.version !== record.version) log(`worker ${base}: job ${job} version ${record.version} deployed; running version ${running.version} until this worker restarts`);
-            return;
-          }
-          const code = await getCode(store, record.digest);
-          const loaded = await loadPipelines(code, `job ${job} version ${record.version}`);
-          const found = loaded.find((l) => l.pipeline.name === record.pipeline);
-          if (found === undefined) throw new Error(`job ${job} version ${record.version}: the bundle has no pipeline "${record.pipeline}"`);
-          const worker = await startWorker(nc, { ...found.pipeline, name: job }, { ...options, id: `${base}-${job}` });
-          jobs.set(job, { version: record.version, worker });
-          log(`worker ${base}: running job ${job} version ${record.version} (${record.digest.slice(0, 19)})`);
-        })
-        .catch((e) => log(`worker ${base}: job ${job}: ${(e as Error).message}`));
+        }
+      })().catch(() => undefined);
+      return () => watch.stop();
+    };
+
+    const stopJob = async (job: string) => {
+      const host = hosts.get(job);
+      if (host === undefined) return;
+      host.stopWatch();
+      hosts.delete(job);
+      await host.worker.stop();
+      const workers = await kvm.open(WORKERS_BUCKET);
+      await workers.delete(workerId(job)).catch(() => undefined);
+    };
+
+    const enqueue = (job: string, f: () => Promise<void>) => {
+      queue = queue.then(() => (closed ? undefined : f())).catch((e) => log(`worker ${base}: job ${job}: ${(e as Error).message}`));
       return queue;
     };
 
-    const kv = yield* Effect.tryPromise({ try: () => new Kvm(nc).open(JOBS_BUCKET), catch: (e) => e as Error });
+    const onDeployment = (job: string, record: DeploymentRecord | undefined) =>
+      enqueue(job, async () => {
+        if (record === undefined) {
+          if (hosts.has(job)) {
+            await stopJob(job);
+            log(`worker ${base}: job ${job} undeployed, stopped`);
+          }
+          return;
+        }
+        if (hosts.has(job)) return; // a new version arrives through the assignment, at a checkpoint
+        // Join with the code the job runs now, if the supervisor already assigned a version.
+        const entry = await jobsKv.get(assignmentKey(job));
+        const assigned = entry === null || entry.length === 0 ? undefined : (JSON.parse(decoder.decode(entry.value)) as Assignment).codeVersion;
+        const current = assigned !== undefined && assigned !== record.version ? await deploymentVersion(store, job, assigned) : undefined;
+        await run(job, current ?? record);
+      });
+
     yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: async () => {
-          const watch = await kv.watch({ key: "*.deploy" });
+          const watch = await jobsKv.watch({ key: "*.deploy" });
           void (async () => {
             for await (const e of watch) {
               const job = e.key.slice(0, -".deploy".length);
-              void apply(job, e.operation === "PUT" && e.value.length > 0 ? (JSON.parse(decoder.decode(e.value)) as DeploymentRecord) : undefined);
+              void onDeployment(job, e.operation === "PUT" && e.value.length > 0 ? (JSON.parse(decoder.decode(e.value)) as DeploymentRecord) : undefined);
             }
           })().catch(() => undefined);
           return watch;
@@ -83,10 +128,9 @@ export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOption
       Effect.promise(async () => {
         closed = true;
         await queue.catch(() => undefined);
-        await Promise.all([...jobs.values()].map((j) => j.worker.stop()));
-        jobs.clear();
+        for (const job of [...hosts.keys()]) await stopJob(job).catch(() => undefined);
       }),
     );
-    const worker: GenericWorker = { id: base, jobs: () => jobs };
+    const worker: GenericWorker = { id: base, jobs: () => hosts };
     return worker;
   });

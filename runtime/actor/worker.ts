@@ -44,6 +44,13 @@ export interface WorkerOptions {
   readonly actor?: Partial<ActorConfig>;
   /** Heartbeat interval (default 1 s); the heartbeat entry expires after 5 s. */
   readonly heartbeatMs?: number;
+  /**
+   * Deployed version of the code this worker was given. Actors start only while the assignment
+   * names this version (or none); a generic worker swaps in the named version's code.
+   */
+  readonly codeVersion?: number;
+  /** Leave the heartbeat in place on stop: another worker with the same id takes over at once. */
+  readonly keepHeartbeatOnStop?: boolean;
   readonly log?: (line: string) => void;
 }
 
@@ -130,7 +137,9 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
     const reconcile = (a: Assignment) => {
       reconciling = reconciling.then(async () => {
         if (closed) return;
-        const mine = Object.entries(a.owners).filter(([, w]) => w === id).map(([actor]) => actor);
+        // Assigned to run other code: stop, and start nothing until that code is swapped in.
+        const wrongCode = a.codeVersion !== undefined && options.codeVersion !== undefined && a.codeVersion !== options.codeVersion;
+        const mine = wrongCode ? [] : Object.entries(a.owners).filter(([, w]) => w === id).map(([actor]) => actor);
         const same = a.generation === generation && (a.incarnation ?? 0) === incarnation && mine.length === actors.size && mine.every((m) => actors.has(m));
         if (same) return;
         const old = [...actors.values()];
@@ -186,7 +195,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
       (timer) =>
         Effect.promise(async () => {
           clearInterval(timer);
-          await workers.delete(id).catch(() => undefined);
+          if (!options.keepHeartbeatOnStop) await workers.delete(id).catch(() => undefined);
         }),
     );
 

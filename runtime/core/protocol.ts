@@ -62,6 +62,8 @@ export interface Assignment {
    * graceful handoff (workers joining or leaving) after the job stopped at a barrier.
    */
   readonly incarnation?: number;
+  /** Deployed version whose code the actors run (jobs deployed with `eddy deploy`). */
+  readonly codeVersion?: number;
   readonly owners: Readonly<Record<string, string>>;
   readonly updatedAt: number;
 }

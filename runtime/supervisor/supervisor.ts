@@ -58,6 +58,7 @@ import {
 } from "./control-store.ts";
 import { UnknownJobError } from "../nats/control.ts";
 import { assignActors } from "../core/assignment.ts";
+import { deploymentKey, type DeploymentRecord } from "../nats/deployments.ts";
 import { DEFAULT_LEADER_TTL_MS, makeLeaderElection } from "./leader-election.ts";
 import { planCleanup } from "./retention.ts";
 
@@ -584,7 +585,12 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         }
         const previous = stored?.value.owners ?? {};
         const owners = assignActors(job.actors, live, previous);
-        const moved = stored === undefined || !sameOwners(owners, previous);
+        // A newly deployed version is taken up like a handoff: stop at a checkpoint, then every
+        // actor restarts with the new code from it.
+        const deployed = yield* io(`reading ${deploymentKey(name)}`, () => readJson<DeploymentRecord>(stores.jobs, deploymentKey(name)));
+        const codeVersion = deployed?.value.version ?? stored?.value.codeVersion;
+        const newCode = stored !== undefined && codeVersion !== stored.value.codeVersion;
+        const moved = stored === undefined || !sameOwners(owners, previous) || newCode;
         if (!moved && job.recovery === undefined) {
           // Owners equal to assignActors over the live workers are all live; checkpoints wait
           // until each of them reports its actors of this generation running.
@@ -612,7 +618,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           if (alive) {
             if (!job.handoffPending) {
               job.handoffPending = true;
-              log(`${name}: stopping at a checkpoint to hand over actors (${describeMove(previous, owners)})`);
+              log(`${name}: stopping at a checkpoint to ${newCode ? `switch to version ${codeVersion}` : `hand over actors (${describeMove(previous, owners)})`}`);
               yield* Effect.forkIn(
                 job.lock.withPermit(runCheckpoint(s, job, true, false)).pipe(
                   // A handoff needs every actor to take part; if the stop checkpoint fails, one of
@@ -634,9 +640,15 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         if (job.handoffPending && !handoff && job.recovery === undefined) return;
         const generation = (stored?.value.generation ?? 0) + (handoff ? 0 : 1);
         const incarnation = handoff ? (stored!.value.incarnation ?? 0) + 1 : 0;
-        const next: Assignment = { generation, ...(incarnation > 0 ? { incarnation } : {}), owners, updatedAt: Date.now() };
+        const next: Assignment = {
+          generation,
+          ...(incarnation > 0 ? { incarnation } : {}),
+          ...(codeVersion === undefined ? {} : { codeVersion }),
+          owners,
+          updatedAt: Date.now(),
+        };
         const revision = yield* io(`writing ${assignmentKey(name)}`, () => writeJson(stores.jobs, assignmentKey(name), next, stored?.revision ?? 0));
-        const why = stored === undefined ? "first assignment" : moved ? describeMove(previous, owners) : job.recovery!;
+        const why = stored === undefined ? "first assignment" : newCode && sameOwners(owners, previous) ? `code version ${codeVersion}` : moved ? describeMove(previous, owners) : job.recovery!;
         log(`${name}: ${handoff ? `stopped job handed over in generation ${generation}` : `generation ${generation}`}: ${why}`);
         job.assignment = { value: next, revision };
         job.recovery = undefined;
