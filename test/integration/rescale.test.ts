@@ -1,31 +1,34 @@
 /**
- * Scaling without losing or repeating anything: a job runs on one worker process; a second and a
- * third join (their actors are handed over at a stop checkpoint, same generation); one leaves on
- * SIGTERM (handed over the same way); one is SIGKILLed (recovered in a new generation). Through it
- * all the exactly-once output equals the running counts computed from the input, and the
- * partitions end up spread over the workers.
+ * Scaling and upgrading a deployed job without losing or repeating anything. The job is deployed
+ * with `eddy deploy` and runs on generic worker processes: first one; then three (the newcomers
+ * get their actors at a stop checkpoint, same generation); then one is SIGKILLed (recovered in a
+ * new generation) and another stops on SIGTERM (handed over gracefully); then a new version is
+ * deployed (swapped in at a checkpoint). `eddy status` shows the partitions spread at each stage,
+ * and the exactly-once output equals the running counts computed from the input.
  */
 import { describe, expect, it } from "vitest";
 import { resolve } from "node:path";
 import { Kvm } from "@nats-io/kv";
 import { assignmentKey, JOBS_BUCKET, type Assignment } from "../../runtime/core/protocol.ts";
-import { requestEndOfInput } from "../../runtime/nats/control.ts";
+import { deployModule } from "../../runtime/deploy/deploy.ts";
+import { jobStatus } from "../../runtime/cli/status.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
-import { startWorkerProcess, type EddyProcess } from "../support/processes.ts";
+import { startEddy, type EddyProcess } from "../support/processes.ts";
 
+const ROOT = resolve(import.meta.dirname, "../..");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const decoder = new TextDecoder();
 
-describe("rescaling", () => {
-  it("hands partitions over at checkpoints when workers join or leave, and recovers a killed one, exactly once", async () => {
+describe("scaling and upgrading a deployed job", () => {
+  it("hands partitions over when workers join or leave, recovers a killed one, swaps code at a checkpoint, exactly once", async () => {
     await using server = await natsServer();
     const nc = await connect(server);
-    const supervisor = await startSupervisor(nc, { checkpointIntervalMs: 300, log: () => undefined });
+    const supervisor = await startSupervisor(nc, { checkpointIntervalMs: 300, checkpointTimeoutMs: 4000 });
     const workers: EddyProcess[] = [];
     const start = () => {
-      const w = startWorkerProcess("test/fixtures/counter.ts", server.url);
+      const w = startEddy(["worker", "--nats", server.url]);
       workers.push(w);
       return w;
     };
@@ -34,10 +37,11 @@ describe("rescaling", () => {
       const e = await jobs.get(assignmentKey("counter"));
       return e === null || e.length === 0 ? undefined : (JSON.parse(decoder.decode(e.value)) as Assignment);
     };
-    const owners = async () => new Set(Object.values((await assignment())?.owners ?? {}));
+    /** Distinct owners as `eddy status` reports them. */
+    const spread = async () => new Set((await jobStatus(server.url, "counter")).partitions.map((p) => p.owner)).size;
     const waitFor = async (what: string, ok: () => Promise<boolean>) => {
-      for (let i = 0; i < 300; i++) {
-        if (await ok()) return;
+      for (let i = 0; i < 400; i++) {
+        if (await ok().catch(() => false)) return;
         await sleep(100);
       }
       throw new Error(`timed out waiting for ${what}\n${workers.map((w) => w.output()).join("\n---\n")}`);
@@ -49,55 +53,61 @@ describe("rescaling", () => {
       sent += n;
       await publishAll(nc, batch);
     };
-    const outputs = async () => (await readAll(nc, "COUNTER_OUT")).map((m) => JSON.parse(decoder.decode(m.data)) as { user: string; n: number });
+    const outputs = async () => (await readAll(nc, "COUNTER_OUT")).map((m) => JSON.parse(decoder.decode(m.data)) as { user: string; n: number; v?: number });
     try {
       await ensureStream(nc, "COUNTER_IN", ["counter.in"]);
       await ensureStream(nc, "COUNTER_OUT", ["counter.out"]);
+      await deployModule(nc, resolve(ROOT, "test/fixtures/counter.ts"));
       start();
       await send(80);
       await waitFor("the first outputs", async () => (await outputs()).length === 80);
+      expect(await spread()).toBe(1);
       const g1 = (await assignment())!.generation;
 
       start();
       start();
-      await waitFor("three owners", async () => (await owners()).size === 3);
-      const joined = (await assignment())!;
-      expect(joined.generation).toBe(g1); // joining is a handoff, not a recovery
-      expect(joined.incarnation ?? 0).toBeGreaterThan(0);
+      await waitFor("three owners", async () => (await spread()) === 3);
+      expect((await assignment())!.generation).toBe(g1); // joining is a handoff, not a recovery
       await send(80);
-      await waitFor("outputs after joining", async () => (await outputs()).length === 160);
+      await waitFor("outputs after scaling to three", async () => (await outputs()).length === 160);
 
-      // A graceful leave: SIGTERM, the worker hands its actors over before it exits.
-      const leaving = workers[1]!;
-      leaving.child.kill("SIGTERM");
-      await waitFor("two owners after a graceful leave", async () => (await owners()).size === 2);
-      expect((await assignment())!.generation).toBe(g1);
+      await workers[1]!.kill(); // a crash: recovered in a new generation
+      await waitFor("a new generation after the crash", async () => (await assignment())!.generation > g1);
+      await waitFor("two owners after the crash", async () => (await spread()) === 2);
+      const g2 = (await assignment())!.generation;
+      await send(80);
+      await waitFor("outputs after the crash", async () => (await outputs()).length === 240);
+
+      const leaving = workers[2]!;
+      leaving.child.kill("SIGTERM"); // a graceful leave: handed over at a checkpoint
+      await waitFor("one owner after the leave", async () => (await spread()) === 1);
+      expect((await assignment())!.generation).toBe(g2);
       await waitFor("the leaving worker to exit", async () => leaving.child.exitCode !== null);
       expect(leaving.output()).toContain("partitions handed over");
       await send(80);
-      await waitFor("outputs after the leave", async () => (await outputs()).length === 240);
+      await waitFor("outputs after the leave", async () => (await outputs()).length === 320);
 
-      // A crash: SIGKILL; the supervisor recovers the job in a new generation.
-      await workers[2]!.kill();
-      await waitFor("a new generation after the crash", async () => (await assignment())!.generation > g1);
+      await deployModule(nc, resolve(ROOT, "test/fixtures/counter-v2.ts"));
+      await waitFor("version 2 running", async () => (await assignment())!.codeVersion === 2);
       await send(80);
-      await requestEndOfInput(nc, "counter");
-      await waitFor("every output", async () => (await outputs()).length >= 320);
+      await waitFor("outputs of version 2", async () => (await outputs()).length === 400);
       await sleep(500);
 
       const out = await outputs();
-      const expected = new Map<string, number>();
-      const rows: string[] = [];
+      expect(out).toHaveLength(400);
+      expect(out.filter((o) => o.v === 2)).toHaveLength(80);
+      const counts = new Map<string, number>();
+      const expected: string[] = [];
       for (let i = 0; i < sent; i++) {
         const u = users[i % users.length]!;
-        expected.set(u, (expected.get(u) ?? 0) + 1);
-        rows.push(`${u}:${expected.get(u)}`);
+        counts.set(u, (counts.get(u) ?? 0) + 1);
+        expected.push(`${u}:${counts.get(u)}`);
       }
-      expect(out.map((o) => `${o.user}:${o.n}`).sort()).toEqual(rows.sort());
+      expect(out.map((o) => `${o.user}:${o.n}`).sort()).toEqual(expected.sort());
     } finally {
       for (const w of workers) await w.kill();
       await supervisor.stop();
       await nc.close();
     }
-  }, 120_000);
+  }, 180_000);
 });
