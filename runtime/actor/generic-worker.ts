@@ -12,7 +12,7 @@
 import { Effect } from "effect";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { loadPipelines } from "../deploy/bundle.ts";
+import { loadPipelines, withDefaultPartitions } from "../deploy/bundle.ts";
 import { deploymentVersion, getCode, openDeployments, type DeploymentRecord } from "../nats/deployments.ts";
 import { assignmentKey, JOBS_BUCKET, WORKERS_BUCKET, type Assignment } from "../core/protocol.ts";
 import { startWorker, type StartedWorker, type WorkerOptions } from "./worker.ts";
@@ -50,7 +50,7 @@ export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOption
         await old.worker.stop();
       }
       // The heartbeat outlives a swap (the same id goes on); it is removed when the job stops here.
-      const worker = await startWorker(nc, { ...found.pipeline, name: job }, { ...options, id: workerId(job), codeVersion: record.version, keepHeartbeatOnStop: true });
+      const worker = await startWorker(nc, { ...withDefaultPartitions(found.pipeline, record.partitions), name: job }, { ...options, id: workerId(job), codeVersion: record.version, keepHeartbeatOnStop: true });
       const stopWatch = await watchAssignment(job, record.version);
       hosts.set(job, { version: record.version, worker, stopWatch });
       log(`worker ${base}: running job ${job} version ${record.version} (${record.digest.slice(0, 19)})`);

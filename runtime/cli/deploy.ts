@@ -15,9 +15,11 @@ async function withNats<T>(url: string | undefined, f: (nc: Awaited<ReturnType<t
   }
 }
 
-export async function runDeploy(o: { module: string; job: string | undefined; natsUrl: string | undefined; json: boolean }): Promise<number> {
-  process.stderr.write(`eddy deploy: bundling ${o.module} ...\n`);
-  const results = await withNats(o.natsUrl, (nc) => deployModule(nc, o.module, o.job === undefined ? {} : { job: o.job }));
+export async function runDeploy(o: { module: string; job: string | undefined; partitions: number | undefined; natsUrl: string | undefined; json: boolean }): Promise<number> {
+  process.stderr.write(`eddy deploy: bundling and validating ${o.module} ...\n`);
+  const results = await withNats(o.natsUrl, (nc) =>
+    deployModule(nc, o.module, { ...(o.job === undefined ? {} : { job: o.job }), ...(o.partitions === undefined ? {} : { partitions: o.partitions }) }),
+  );
   if (o.json) console.log(JSON.stringify(results));
   else for (const r of results) console.log(`${r.job}: ${r.unchanged ? "unchanged, version" : "deployed version"} ${r.version} (${r.digest.slice(0, 19)})`);
   return 0;
@@ -40,14 +42,14 @@ export async function runLs(o: { natsUrl: string | undefined; json: boolean }): 
   return 0;
 }
 
-export async function runRollback(o: { job: string; natsUrl: string | undefined }): Promise<number> {
+export async function runRollback(o: { job: string; natsUrl: string | undefined; json: boolean }): Promise<number> {
   const r = await withNats(o.natsUrl, (nc) => rollback(nc, o.job));
-  console.log(`${r.job}: rolled back, now version ${r.version} (${r.digest.slice(0, 19)})`);
+  console.log(o.json ? JSON.stringify(r) : `${r.job}: rolled back, now version ${r.version} (${r.digest.slice(0, 19)})`);
   return 0;
 }
 
-export async function runUndeploy(o: { job: string; natsUrl: string | undefined }): Promise<number> {
+export async function runUndeploy(o: { job: string; natsUrl: string | undefined; json: boolean }): Promise<number> {
   await withNats(o.natsUrl, (nc) => undeploy(nc, o.job));
-  console.log(`${o.job}: undeployed`);
+  console.log(o.json ? JSON.stringify({ job: o.job, undeployed: true }) : `${o.job}: undeployed`);
   return 0;
 }

@@ -242,13 +242,14 @@ const deploy = Command.make(
   {
     module: Argument.String("module").pipe(Argument.withDescription("module (.ts) exporting the pipeline(s)")),
     job: Flag.String("job").pipe(Flag.withDescription("job name (default: the pipeline's name)"), Flag.optional),
+    partitions: Flag.Int("partitions").pipe(Flag.withDescription("partitions of keyed functions that set none (default: 8)"), Flag.optional),
     nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
     json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON"), Flag.withDefault(false)),
   },
-  ({ module, job, nats, json }) =>
+  ({ module, job, partitions, nats, json }) =>
     exitWith(async () => {
       const { runDeploy } = await import("./deploy.ts");
-      return runDeploy({ module, job: Option.getOrUndefined(job), natsUrl: Option.getOrUndefined(nats), json });
+      return runDeploy({ module, job: Option.getOrUndefined(job), partitions: Option.getOrUndefined(partitions), natsUrl: Option.getOrUndefined(nats), json });
     }),
 ).pipe(Command.withDescription("Bundle, validate and deploy a pipeline module; a bad or incompatible module is rejected"));
 
@@ -270,11 +271,12 @@ const rollbackCommand = Command.make(
   {
     job: Argument.String("job").pipe(Argument.withDescription("job name")),
     nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
+    json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON"), Flag.withDefault(false)),
   },
-  ({ job, nats }) =>
+  ({ job, nats, json }) =>
     exitWith(async () => {
       const { runRollback } = await import("./deploy.ts");
-      return runRollback({ job, natsUrl: Option.getOrUndefined(nats) });
+      return runRollback({ job, natsUrl: Option.getOrUndefined(nats), json });
     }),
 ).pipe(Command.withDescription("Deploy a job's previous code again, as a new version"));
 
@@ -283,11 +285,12 @@ const undeployCommand = Command.make(
   {
     job: Argument.String("job").pipe(Argument.withDescription("job name")),
     nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
+    json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON"), Flag.withDefault(false)),
   },
-  ({ job, nats }) =>
+  ({ job, nats, json }) =>
     exitWith(async () => {
       const { runUndeploy } = await import("./deploy.ts");
-      return runUndeploy({ job, natsUrl: Option.getOrUndefined(nats) });
+      return runUndeploy({ job, natsUrl: Option.getOrUndefined(nats), json });
     }),
 ).pipe(Command.withDescription("Stop running a job on generic workers (its state and versions stay)"));
 

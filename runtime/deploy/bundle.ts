@@ -96,3 +96,18 @@ export async function loadPipelines(code: Uint8Array, what = "the module"): Prom
     await rm(dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * Gives every keyed, non-source function that does not set its own partition count `partitions`
+ * partitions (`eddy deploy --partitions`).
+ */
+export function withDefaultPartitions(pipeline: PipelineSpec, partitions: number | undefined): PipelineSpec {
+  if (partitions === undefined) return pipeline;
+  return {
+    ...pipeline,
+    functions: pipeline.functions.map((f) => {
+      const source = !Array.isArray(f.input) && (f.input as { kind: string }).kind === "stream";
+      return f.key !== undefined && f.partitions === undefined && !source ? { ...f, partitions } : f;
+    }),
+  };
+}

@@ -9,7 +9,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { buildJobGraph, type JobGraph } from "../core/job-graph.ts";
 import type { StateDeclarations } from "../sdk/state.ts";
-import { bundleModule, InvalidModuleError, loadPipelines } from "./bundle.ts";
+import { bundleModule, InvalidModuleError, loadPipelines, withDefaultPartitions } from "./bundle.ts";
 import {
   currentDeployment,
   deploymentVersion,
@@ -64,7 +64,10 @@ export interface DeployResult {
   readonly unchanged: boolean;
 }
 
-export async function deployModule(nc: NatsConnection, path: string, options: { job?: string } = {}): Promise<DeployResult[]> {
+export async function deployModule(nc: NatsConnection, path: string, options: { job?: string; partitions?: number } = {}): Promise<DeployResult[]> {
+  if (options.partitions !== undefined && (!Number.isInteger(options.partitions) || options.partitions < 1 || options.partitions > 4096)) {
+    throw new InvalidModuleError(`--partitions must be an integer in 1..4096`);
+  }
   const bundle = await bundleModule(path);
   const loaded = await loadPipelines(bundle.code, path);
   if (options.job !== undefined && loaded.length > 1) throw new InvalidModuleError(`${path} exports ${loaded.length} pipelines; --job can name only one`);
@@ -73,7 +76,7 @@ export async function deployModule(nc: NatsConnection, path: string, options: { 
     const job = options.job ?? pipeline.name;
     let graph: JobGraph;
     try {
-      graph = buildJobGraph({ ...pipeline, name: job });
+      graph = buildJobGraph({ ...withDefaultPartitions(pipeline, options.partitions), name: job });
     } catch (e) {
       throw new InvalidModuleError(`${path}: ${(e as Error).message}`, { cause: e });
     }
@@ -90,7 +93,7 @@ export async function deployModule(nc: NatsConnection, path: string, options: { 
   const results: DeployResult[] = [];
   for (const [i, p] of plans.entries()) {
     const current = currents[i];
-    if (current !== undefined && current.record.digest === bundle.digest && current.record.pipeline === p.pipeline) {
+    if (current !== undefined && current.record.digest === bundle.digest && current.record.pipeline === p.pipeline && current.record.partitions === options.partitions) {
       results.push({ job: p.job, version: current.record.version, digest: bundle.digest, unchanged: true });
       continue;
     }
@@ -102,6 +105,7 @@ export async function deployModule(nc: NatsConnection, path: string, options: { 
       source: path,
       deployedAt: Date.now(),
       functions: p.functions,
+      ...(options.partitions === undefined ? {} : { partitions: options.partitions }),
     };
     await publishDeployment(store, record, current?.revision ?? 0);
     results.push({ job: p.job, version: record.version, digest: bundle.digest, unchanged: false });

@@ -29,6 +29,8 @@ export interface DeploymentRecord {
   readonly pipeline: string;
   /** Where the bundle came from, for people. */
   readonly source: string;
+  /** Partitions of keyed functions that set none (`--partitions`). */
+  readonly partitions?: number;
   readonly deployedAt: number;
   readonly functions: ReadonlyArray<{ readonly name: string; readonly partitions: number; readonly state: StateSignature }>;
 }
