@@ -68,11 +68,12 @@ describe("worker restart after a clean shutdown", () => {
       expect(kinds.get("state")).toBeGreaterThan(0);
       for (const [p, wm] of storedWatermarks) expect(wm).toBe(before.get(`views-per-page/${p}`));
 
-      await publish(messages.slice(half));
       const second = await startLocalJob(nc, pageviewsPipeline());
-      // A graceful stop and restart resumes in the same generation from the stop checkpoint.
+      // A graceful stop and restart resumes in the same generation from the stop checkpoint, with
+      // the watermarks it had (checked before any new input arrives).
       expect(second.worker.generation()).toBe(stopped.generation);
       for (const a of second.worker.actors()) if (a.node.name === "views-per-page") expect(a.watermark).toBe(before.get(a.id));
+      await publish(messages.slice(half));
       await second.endInput();
       await second.finished();
       await second.stop();
