@@ -91,8 +91,23 @@ export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOption
       return queue;
     };
 
-    const onDeployment = (job: string, record: DeploymentRecord | undefined) =>
-      enqueue(job, async () => {
+    // The newest deployment record seen per job, so that a failed start is retried while it holds.
+    const latest = new Map<string, DeploymentRecord | undefined>();
+    const onDeployment = (job: string, record: DeploymentRecord | undefined): Promise<void> => {
+      latest.set(job, record);
+      return enqueue(job, async () => {
+        try {
+          await apply(job, record);
+        } catch (e) {
+          log(`worker ${base}: job ${job} version ${record?.version}: ${(e as Error).message}; retrying in 2 s`);
+          setTimeout(() => {
+            if (!closed && latest.get(job) === record && !hosts.has(job)) void onDeployment(job, record);
+          }, 2000).unref();
+        }
+      });
+    };
+    const apply = (job: string, record: DeploymentRecord | undefined) =>
+      (async () => {
         if (record === undefined) {
           if (hosts.has(job)) {
             await stopJob(job);
@@ -106,7 +121,7 @@ export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOption
         const assigned = entry === null || entry.length === 0 ? undefined : (JSON.parse(decoder.decode(entry.value)) as Assignment).codeVersion;
         const current = assigned !== undefined && assigned !== record.version ? await deploymentVersion(store, job, assigned) : undefined;
         await run(job, current ?? record);
-      });
+      })();
 
     yield* Effect.acquireRelease(
       Effect.tryPromise({

@@ -465,8 +465,10 @@ export class PartitionActor {
    * snapshot reads `lastCommitted` for its base only after its entries are complete, and entries
    * of epochs up to `id` removed here were already copied into it.
    */
-  onCommitted(id: number): void {
-    if (id <= this.lastCommitted) return;
+  onCommitted(id: number, generation = this.generation): void {
+    // A commit of another generation is none of this actor's snapshots (a late commit of an
+    // attempt this generation replaced); taking it as ours would drop uncommitted changes.
+    if (id <= this.lastCommitted || generation !== this.generation) return;
     this.lastCommitted = id;
     for (const [k, e] of this.uncommitted) if (e.epoch <= id) this.uncommitted.delete(k);
     this.router.dropPendingSink(id);

@@ -226,7 +226,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
     yield* watchKey(latestKey(job), (data) => {
       const c = json<CommittedCheckpoint>(data);
       latest = Math.max(latest, c.id);
-      for (const actor of actors.values()) actor.onCommitted(c.id);
+      for (const actor of actors.values()) actor.onCommitted(c.id, c.generation);
     });
     yield* watchKey(assignmentKey(job), (data) => void reconcile(json<Assignment>(data)));
     yield* watchKey(endKey(job), (data) => {

@@ -13,6 +13,7 @@ import { bundleModule, InvalidModuleError, loadPipelines, withDefaultPartitions 
 import {
   currentDeployment,
   deploymentVersion,
+  lastVersion,
   listDeployments,
   openDeployments,
   publishDeployment,
@@ -82,12 +83,17 @@ export async function deployModule(nc: NatsConnection, path: string, options: { 
     }
     return { job, pipeline: pipeline.name, functions: signatureOf(graph) };
   });
-  // Every check passes before anything is written.
+  // Every check passes before anything is written. After an undeploy the job's state is still
+  // there: the last version ever deployed is what a new one must be compatible with.
   const currents = await Promise.all(plans.map((p) => currentDeployment(store, p.job)));
+  const lasts = await Promise.all(plans.map((p, i) => (currents[i] !== undefined ? Promise.resolve(currents[i]!.record) : lastVersion(store, p.job))));
   plans.forEach((p, i) => {
-    const current = currents[i];
-    const why = current === undefined ? undefined : incompatibility(current.record.functions, p.functions);
-    if (why !== undefined) throw new IncompatibleDeploymentError(`cannot deploy ${path} as a new version of job "${p.job}" (version ${current!.record.version} keeps running): ${why}`);
+    const last = lasts[i];
+    const why = last === undefined ? undefined : incompatibility(last.functions, p.functions);
+    if (why !== undefined) {
+      const running = currents[i] !== undefined ? `version ${last!.version} keeps running` : `its state is that of version ${last!.version}`;
+      throw new IncompatibleDeploymentError(`cannot deploy ${path} as a new version of job "${p.job}" (${running}): ${why}`);
+    }
   });
   await putCode(store, bundle.digest, bundle.code);
   const results: DeployResult[] = [];
@@ -99,7 +105,7 @@ export async function deployModule(nc: NatsConnection, path: string, options: { 
     }
     const record: DeploymentRecord = {
       job: p.job,
-      version: (current?.record.version ?? 0) + 1,
+      version: (lasts[i]?.version ?? 0) + 1,
       digest: bundle.digest,
       pipeline: p.pipeline,
       source: path,

@@ -10,7 +10,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
-import { JOBS_BUCKET } from "../core/protocol.ts";
+import { jobSpecKey, JOBS_BUCKET } from "../core/protocol.ts";
 
 export const CODE_OBJECTS = "eddy_code";
 export const deploymentKey = (job: string) => `${job}.deploy`;
@@ -78,16 +78,30 @@ export async function deploymentVersion(store: DeploymentStore, job: string, ver
   return JSON.parse(decoder.decode(e.value)) as DeploymentRecord;
 }
 
-/** Makes `record` the current deployment, if the current one is still at `revision` (0: none). */
+/**
+ * Makes `record` the current deployment, if the current one is still at `revision` (0: none).
+ * The version record is created, never overwritten: of two deploys that picked the same version,
+ * the second fails here before touching anything.
+ */
 export async function publishDeployment(store: DeploymentStore, record: DeploymentRecord, revision: number): Promise<void> {
-  await store.jobs.put(deploymentVersionKey(record.job, record.version), encoder.encode(JSON.stringify(record)));
   const data = encoder.encode(JSON.stringify(record));
   try {
+    await store.jobs.create(deploymentVersionKey(record.job, record.version), data);
     if (revision === 0) await store.jobs.create(deploymentKey(record.job), data);
     else await store.jobs.update(deploymentKey(record.job), data, revision);
   } catch (e) {
     throw new ConcurrentDeployError(`job "${record.job}" was deployed by someone else meanwhile: ${(e as Error).message}`, { cause: e });
   }
+}
+
+/** The highest version ever deployed for `job`, current or not (after an undeploy, the last one). */
+export async function lastVersion(store: DeploymentStore, job: string): Promise<DeploymentRecord | undefined> {
+  let max = 0;
+  for await (const k of await store.jobs.keys(`${job}.deploy.*`)) {
+    const v = Number(k.slice(`${job}.deploy.`.length));
+    if (Number.isSafeInteger(v) && v > max) max = v;
+  }
+  return max === 0 ? undefined : deploymentVersion(store, job, max);
 }
 
 /** Every job with a current deployment. */
@@ -102,10 +116,14 @@ export async function listDeployments(store: DeploymentStore): Promise<Deploymen
   return out;
 }
 
-/** Removes the current deployment: workers stop the job. Its versions and state stay. */
+/**
+ * Removes the current deployment: workers stop the job, and its spec goes so that the supervisor
+ * forgets it (no checkpoints, no lag reported). Its versions and state stay.
+ */
 export async function removeDeployment(store: DeploymentStore, job: string): Promise<boolean> {
   const current = await currentDeployment(store, job);
   if (current === undefined) return false;
   await store.jobs.delete(deploymentKey(job), { previousSeq: current.revision });
+  await store.jobs.delete(jobSpecKey(job));
   return true;
 }

@@ -96,8 +96,12 @@ describe("deployments", () => {
 
       await undeploy(nc, "counter");
       expect(await deployments(nc)).toEqual([]);
+      // The state stays after an undeploy: a later deploy must still be compatible with it, and
+      // versions go on counting.
+      await expect(deployModule(nc, resolve(ROOT, "test/fixtures/counter-incompatible.ts"))).rejects.toThrow(/its state is that of version 2/);
       for (let i = 0; i < 100 && !worker.output().includes("job counter undeployed"); i++) await sleep(100);
       expect(worker.output()).toContain("job counter undeployed");
+      expect((await deployModule(nc, resolve(ROOT, "test/fixtures/counter.ts")))[0]).toMatchObject({ version: 3, unchanged: false });
     } finally {
       await supervisor.stop();
       await nc.close();

@@ -72,7 +72,8 @@ describe("scaling and upgrading a deployed job", () => {
       await waitFor("outputs after scaling to three", async () => (await outputs()).length === 160);
 
       await workers[1]!.kill(); // a crash: recovered in a new generation
-      await waitFor("a new generation after the crash", async () => (await assignment())!.generation > g1);
+      const gBefore = (await assignment())!.generation;
+      await waitFor("a new generation after the crash", async () => (await assignment())!.generation > gBefore);
       await waitFor("two owners after the crash", async () => (await spread()) === 2);
       const g2 = (await assignment())!.generation;
       await send(80);
