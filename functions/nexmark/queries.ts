@@ -99,6 +99,15 @@ const PERSONS = "persons";
 const AUCTIONS = "auctions";
 const BIDS = "bids";
 
+/** Both sides of a person–auction join: persons by id, auctions by seller. */
+const personsBySeller = (o: Required<QueryOptions>) => ({
+  left: fromFunction("events", PERSONS),
+  right: fromFunction("events", AUCTIONS),
+  partitions: o.partitions,
+  leftKey: (p: Person) => String(p.id),
+  rightKey: (a: Auction) => String(a.seller),
+});
+
 /** q3 local item suggestion: category-10 auctions of sellers in OR, ID or CA (unbounded join). */
 function q3(o: Required<QueryOptions>): PipelineSpec {
   const states = new Set(["OR", "ID", "CA"]);
@@ -109,11 +118,7 @@ function q3(o: Required<QueryOptions>): PipelineSpec {
     }),
     streamJoin({
       name: "join",
-      left: fromFunction("events", PERSONS),
-      right: fromFunction("events", AUCTIONS),
-      partitions: o.partitions,
-      leftKey: (p: Person) => String(p.id),
-      rightKey: (a: Auction) => String(a.seller),
+      ...personsBySeller(o),
       output: (p, a) => ({ name: p.name, city: p.city, state: p.state, id: a.id }),
     }),
     sink(o, "join"),
@@ -302,11 +307,7 @@ function q8(o: Required<QueryOptions>): PipelineSpec {
     }),
     windowJoin({
       name: "join",
-      left: fromFunction("events", PERSONS),
-      right: fromFunction("events", AUCTIONS),
-      partitions: o.partitions,
-      leftKey: (p: Person) => String(p.id),
-      rightKey: (a: Auction) => String(a.seller),
+      ...personsBySeller(o),
       window: tumbling(10_000),
       apply: (_key, w, persons, auctions) => {
         if (auctions.length === 0) return [];
