@@ -71,6 +71,7 @@ export class OutputRouter implements OperatorOutput {
   private headers: Record<string, string>;
   private currentEpoch = 1;
   private currentGeneration = 0;
+  private currentIncarnation = 0;
   private readonly exactlyOnce: boolean;
   private pending: PendingOutput[] = [];
   private pendingInEpoch = 0;
@@ -141,6 +142,7 @@ export class OutputRouter implements OperatorOutput {
       [HEADER.kind]: "data",
       [HEADER.generation]: String(this.currentGeneration),
       [HEADER.epoch]: String(this.currentEpoch),
+      ...(this.currentIncarnation > 0 ? { [HEADER.incarnation]: String(this.currentIncarnation) } : {}),
     };
     return headers;
   }
@@ -162,6 +164,15 @@ export class OutputRouter implements OperatorOutput {
 
   set generation(generation: number) {
     this.currentGeneration = generation;
+    this.headers = this.makeHeaders();
+  }
+
+  get incarnation(): number {
+    return this.currentIncarnation;
+  }
+
+  set incarnation(incarnation: number) {
+    this.currentIncarnation = incarnation;
     this.headers = this.makeHeaders();
   }
 

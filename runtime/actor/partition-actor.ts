@@ -67,6 +67,13 @@ export const DEFAULT_ACTOR_CONFIG: ActorConfig = {
 /** Where an actor restarts: the job's generation and its last committed checkpoint. */
 export interface ActorStart {
   readonly generation: number;
+  /**
+   * Handoff count within the generation (default 0). Messages of an earlier incarnation of the
+   * same generation are skipped like those of an older generation: a handoff starts from a stop
+   * checkpoint after which nothing was produced, so the only such messages are those of an
+   * incarnation that ran after it and is being replaced (its new owner died before a commit).
+   */
+  readonly incarnation?: number;
   /** Last committed checkpoint of the job (0: none yet). */
   readonly checkpoint: number;
   /** Id of the worker hosting the actor (reported in acks). */
@@ -157,6 +164,7 @@ export class PartitionActor {
   private readonly producers: ReadonlySet<string>;
   private reader: InputReader | undefined;
   private generation = 0;
+  private incarnation = 0;
   private worker = "";
   /** Checkpoint restored from: messages of epochs up to it are already in the state. */
   private restoredFrom = 0;
@@ -253,6 +261,8 @@ export class PartitionActor {
     this.generation = at.generation;
     this.worker = at.worker;
     this.router.generation = at.generation;
+    this.incarnation = at.incarnation ?? 0;
+    this.router.incarnation = this.incarnation;
     await this.restore(at.checkpoint);
     this.router.epoch = this.restoredFrom + 1;
     this.reader = await this.transport.openInput(this.stream, this.subject, this.nextSeq);
@@ -557,7 +567,8 @@ export class PartitionActor {
       this.advancePosition(m.seq);
       return;
     }
-    if (generation < this.generation || epoch <= this.restoredFrom) {
+    const incarnation = Number(m.header(HEADER.incarnation) ?? 0);
+    if (generation < this.generation || (generation === this.generation && incarnation < this.incarnation) || epoch <= this.restoredFrom) {
       this.stats.skipped++;
       this.advancePosition(m.seq);
       return;

@@ -167,7 +167,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
             try {
               const stream = actor.sourceStream;
               const endSeq = stream === undefined ? undefined : end?.streams[stream];
-              await actor.start({ generation: a.generation, checkpoint, worker: id, ...(endSeq === undefined ? {} : { endSeq }) });
+              await actor.start({ generation: a.generation, incarnation: a.incarnation ?? 0, checkpoint, worker: id, ...(endSeq === undefined ? {} : { endSeq }) });
               actor.failed.catch((e) => reportFailure(actor, e));
               return true;
             } catch (e) {

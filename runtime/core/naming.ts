@@ -41,6 +41,8 @@ export const HEADER = {
   kind: "Eddy-Kind",
   producer: "Eddy-Producer",
   generation: "Eddy-Generation",
+  /** Handoff count within a generation (absent: 0); see Assignment.incarnation. */
+  incarnation: "Eddy-Incarnation",
   epoch: "Eddy-Epoch",
   reason: "Eddy-Reason",
   fn: "Eddy-Function",

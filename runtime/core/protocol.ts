@@ -75,6 +75,8 @@ export interface CommittedCheckpoint {
   readonly committedAt: number;
   /** The checkpoint stopped the job (sources stopped at its barrier). */
   readonly stop?: boolean;
+  /** The stop was taken for a graceful handoff (not a deliberate stop): the job must go on. */
+  readonly handoff?: boolean;
 }
 
 export type CheckpointStatus = "in-progress" | "committed" | "aborted";
@@ -95,6 +97,7 @@ export interface CheckpointRecord {
   readonly keysChanged?: number;
   readonly actors?: number;
   readonly stop?: boolean;
+  readonly handoff?: boolean;
   readonly reason?: string;
   /** Every actor had seen the end of its input when it snapshotted (bounded runs are done). */
   readonly finished?: boolean;

@@ -46,6 +46,8 @@ export interface SimulatedWorker {
   releaseAcks(): void;
   /** Stops writing heartbeats: the entry expires as if the process had died. */
   stopHeartbeat(): void;
+  /** Says it is leaving gracefully (`leaving` in its heartbeat), as a worker on SIGTERM does. */
+  leave(): Promise<void>;
   /** Reports an actor failure for the job's current generation (or the given one). */
   reportFailure(job: string, actor: string, reason: string, generation?: number): Promise<void>;
   /** Stops heartbeats and answers; the heartbeat entry is left to expire. */
@@ -60,8 +62,11 @@ export async function startSimulatedWorker(nc: NatsConnection, options: Simulate
   const running: Record<string, number> = {};
   const startedAt = Date.now();
   let alive = true;
+  let leaving = false;
   const beat = () =>
-    stores.workers.put(options.id, JSON.stringify({ id: options.id, pid: process.pid, startedAt, jobs: [...options.jobs], running } satisfies WorkerHeartbeat)).catch(() => 0);
+    stores.workers
+      .put(options.id, JSON.stringify({ id: options.id, pid: process.pid, startedAt, jobs: [...options.jobs], running, ...(leaving ? { leaving } : {}) } satisfies WorkerHeartbeat))
+      .catch(() => 0);
   const refresh = async () => {
     let changed = false;
     for (const job of options.jobs) {
@@ -92,6 +97,10 @@ export async function startSimulatedWorker(nc: NatsConnection, options: Simulate
       clearInterval(timer);
       clearInterval(refresher);
       timer = undefined;
+    },
+    async leave() {
+      leaving = true;
+      await beat();
     },
     async reportFailure(job, actor, reason, generation) {
       const g = generation ?? (await readJson<Assignment>(jobs, assignmentKey(job)))?.value.generation ?? 0;

@@ -273,7 +273,13 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
       Effect.gen(function* () {
         const { job, base, flight } = c;
         const committedAt = Date.now();
-        const committed: CommittedCheckpoint = { id: base.id, generation: base.generation, committedAt, ...(base.stop ? { stop: true } : {}) };
+        const committed: CommittedCheckpoint = {
+          id: base.id,
+          generation: base.generation,
+          committedAt,
+          ...(base.stop ? { stop: true } : {}),
+          ...(base.handoff ? { handoff: true } : {}),
+        };
         const written = yield* Effect.result(
           io(`committing checkpoint ${base.id} of ${job.name}`, () =>
             writeJson(stores.jobs, latestKey(job.name), committed, c.latest?.revision ?? 0),
@@ -367,7 +373,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
      * Runs one checkpoint of `job`; call with the job's lock held. A periodic one is skipped
      * (`None`) while the job is stopped. Fails only if the checkpoint could not be started.
      */
-    const runCheckpoint = (s: Session, job: JobState, stop: boolean, periodic: boolean, holder: { record?: CheckpointRecord } = {}) =>
+    const runCheckpoint = (s: Session, job: JobState, stop: boolean, periodic: boolean, holder: { record?: CheckpointRecord } = {}, handoff = false) =>
       Effect.gen(function* () {
         const assignment = job.assignment;
         if (assignment === undefined) return Option.none<CheckpointRecord>();
@@ -385,7 +391,14 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         }
         const ids = yield* io(`listing checkpoints of ${job.name}`, () => checkpointIds(stores, job.name));
         const ckpt = 1 + Math.max(latest?.value.id ?? 0, ...ids);
-        const base: CheckpointRecord = { id: ckpt, generation, status: "in-progress", startedAt: Date.now(), ...(stop ? { stop: true } : {}) };
+        const base: CheckpointRecord = {
+          id: ckpt,
+          generation,
+          status: "in-progress",
+          startedAt: Date.now(),
+          ...(stop ? { stop: true } : {}),
+          ...(stop && handoff ? { handoff: true } : {}),
+        };
         // The record comes first: whoever finds it in progress after a crash knows to abort it.
         const revision = yield* io(`writing checkpoint record ${ckpt} of ${job.name}`, () =>
           writeJson(stores.jobs, checkpointKey(job.name, ckpt), base, 0),
@@ -553,9 +566,42 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
     const isStoppedHandoff = (name: string, current: Assignment, owners: Readonly<Record<string, string>>) =>
       Effect.gen(function* () {
         const actors = Object.keys(owners);
-        if (actors.length !== Object.keys(current.owners).length || !actors.every((a) => a in current.owners)) return false;
+        // A parked job (no owners, see reconcile) keeps its actors; they just have no owner.
+        const parked = Object.keys(current.owners).length === 0;
+        if (!parked && (actors.length !== Object.keys(current.owners).length || !actors.every((a) => a in current.owners))) return false;
         const latest = yield* io(`reading ${latestKey(name)}`, () => readJson<CommittedCheckpoint>(stores.jobs, latestKey(name)));
         return latest?.value.stop === true && latest.value.generation === current.generation;
+      });
+
+    /** The latest commit is a handoff stop taken after `current` was written, and no move followed it. */
+    const isMootHandoff = (name: string, current: Versioned<Assignment>) =>
+      Effect.gen(function* () {
+        const latest = yield* io(`reading ${latestKey(name)}`, () => readJson<CommittedCheckpoint>(stores.jobs, latestKey(name)));
+        const l = latest?.value;
+        return l?.stop === true && l.handoff === true && l.generation === current.value.generation && latest!.revision > current.revision;
+      });
+
+    /**
+     * Starts the stop checkpoint of a graceful handoff in the background; the poll after it
+     * commits writes the new assignment. If it fails, one of the actors is likely gone (a crash
+     * whose heartbeat has not expired yet): recover.
+     */
+    const startHandoff = (s: Session, job: JobState, what: string) =>
+      Effect.gen(function* () {
+        job.handoffPending = true;
+        log(`${job.name}: stopping at a checkpoint to ${what}`);
+        yield* Effect.forkIn(
+          job.lock.withPermit(runCheckpoint(s, job, true, false, {}, true)).pipe(
+            Effect.tap((r) =>
+              Effect.sync(() => {
+                if (Option.isSome(r) && r.value.status !== "committed") job.recovery ??= `handoff checkpoint ${r.value.id} ${r.value.status}: ${r.value.reason ?? ""}`;
+              }),
+            ),
+            Effect.catch((e) => Effect.sync(() => void (job.recovery ??= `handoff checkpoint not started: ${e.message}`))),
+            Effect.ensuring(Effect.sync(() => (job.handoffPending = false))),
+          ),
+          job.scope,
+        );
       });
 
     /** Brings one job's assignment in line with the live workers and pending recovery. */
@@ -577,6 +623,23 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         // A leaving worker still runs its actors but gets none in the next assignment.
         const live = [...workers].filter(([, hb]) => hb.jobs.includes(name) && hb.leaving !== true).map(([w]) => w);
         if (live.length === 0) {
+          // The last workers are leaving gracefully (scale to zero): park the job at a stop
+          // checkpoint with no owners, so they can exit at once and whoever comes back takes
+          // it up from there without a recovery.
+          const owning = stored === undefined ? [] : [...new Set(Object.values(stored.value.owners))];
+          const allLeaving = owning.length > 0 && owning.every((w) => workers.get(w)?.leaving === true);
+          if (allLeaving && job.recovery === undefined && !job.handoffPending) {
+            if (yield* isMootHandoff(name, stored!)) {
+              const parked: Assignment = { ...stored!.value, incarnation: (stored!.value.incarnation ?? 0) + 1, owners: {}, updatedAt: Date.now() };
+              const revision = yield* io(`writing ${assignmentKey(name)}`, () => writeJson(stores.jobs, assignmentKey(name), parked, stored!.revision));
+              job.assignment = { value: parked, revision };
+              log(`${name}: stopped at a checkpoint and parked: every worker left`);
+            } else if (job.ready) {
+              yield* startHandoff(s, job, "park it: every worker is leaving");
+              return;
+            }
+          }
+          if (job.handoffPending) return;
           // Nobody to run it: keep the assignment for when workers come back, and let it settle
           // for a poll then, as after a change.
           job.ready = false;
@@ -591,7 +654,11 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         const codeVersion = deployed?.value.version ?? stored?.value.codeVersion;
         const newCode = stored !== undefined && codeVersion !== stored.value.codeVersion;
         const moved = stored === undefined || !sameOwners(owners, previous) || newCode;
-        if (!moved && job.recovery === undefined) {
+        // A handoff stop that committed while the move it was for became moot (the joining
+        // worker left again before this poll) would leave the job stopped for good: the same
+        // owners take it up again from the stop checkpoint, as a handoff to themselves.
+        const mootHandoff = !moved && job.recovery === undefined && !job.handoffPending && (yield* isMootHandoff(name, stored!));
+        if (!moved && job.recovery === undefined && !mootHandoff) {
           // Owners equal to assignActors over the live workers are all live; checkpoints wait
           // until each of them reports its actors of this generation running.
           const generation = stored.value.generation;
@@ -616,24 +683,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           // start from it in the same generation, so nothing is replayed or discarded.
           const alive = Object.values(stored.value.owners).every((w) => workers.has(w));
           if (alive) {
-            if (!job.handoffPending) {
-              job.handoffPending = true;
-              log(`${name}: stopping at a checkpoint to ${newCode ? `switch to version ${codeVersion}` : `hand over actors (${describeMove(previous, owners)})`}`);
-              yield* Effect.forkIn(
-                job.lock.withPermit(runCheckpoint(s, job, true, false)).pipe(
-                  // A handoff needs every actor to take part; if the stop checkpoint fails, one of
-                  // them is likely gone (a crash whose heartbeat has not expired yet): recover.
-                  Effect.tap((r) =>
-                    Effect.sync(() => {
-                      if (Option.isSome(r) && r.value.status !== "committed") job.recovery ??= `handoff checkpoint ${r.value.id} ${r.value.status}: ${r.value.reason ?? ""}`;
-                    }),
-                  ),
-                  Effect.catch((e) => Effect.sync(() => void (job.recovery ??= `handoff checkpoint not started: ${e.message}`))),
-                  Effect.ensuring(Effect.sync(() => (job.handoffPending = false))),
-                ),
-                job.scope,
-              );
-            }
+            if (!job.handoffPending) yield* startHandoff(s, job, newCode ? `switch to version ${codeVersion}` : `hand over actors (${describeMove(previous, owners)})`);
             return;
           }
         }
@@ -648,7 +698,12 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           updatedAt: Date.now(),
         };
         const revision = yield* io(`writing ${assignmentKey(name)}`, () => writeJson(stores.jobs, assignmentKey(name), next, stored?.revision ?? 0));
-        const why = stored === undefined ? "first assignment" : newCode && sameOwners(owners, previous) ? `code version ${codeVersion}` : moved ? describeMove(previous, owners) : job.recovery!;
+        const why =
+          stored === undefined ? "first assignment"
+          : newCode && sameOwners(owners, previous) ? `code version ${codeVersion}`
+          : moved ? describeMove(previous, owners)
+          : mootHandoff ? "the move its handoff stopped for was called off"
+          : job.recovery!;
         log(`${name}: ${handoff ? `stopped job handed over in generation ${generation}` : `generation ${generation}`}: ${why}`);
         job.assignment = { value: next, revision };
         job.recovery = undefined;

@@ -2,8 +2,8 @@
  * Scaling and upgrading a deployed job without losing or repeating anything. The job is deployed
  * with `eddy deploy` and runs on generic worker processes: first one; then three (the newcomers
  * get their actors at a stop checkpoint, same generation); then one is SIGKILLed (recovered in a
- * new generation) and another stops on SIGTERM (handed over gracefully); then a new version is
- * deployed (swapped in at a checkpoint). `eddy status` shows the partitions spread at each stage,
+ * new generation; so is one that dies right after joining) and another stops on SIGTERM (handed over gracefully); then a new version is
+ * deployed (swapped in at a checkpoint); last, the job is scaled to zero and back. `eddy status` shows the partitions spread at each stage,
  * and the exactly-once output equals the running counts computed from the input.
  */
 import { describe, expect, it } from "vitest";
@@ -71,13 +71,21 @@ describe("scaling and upgrading a deployed job", () => {
       await send(80);
       await waitFor("outputs after scaling to three", async () => (await outputs()).length === 160);
 
+      // A joiner that dies right after its handoff, before the next checkpoint commits: the job
+      // restarts from the stop checkpoint again, and what ran in between is not counted twice.
+      const joiner = start();
+      await waitFor("four owners", async () => (await spread()) === 4);
+      await joiner.kill();
+      await send(40);
+      await waitFor("outputs after the joiner died", async () => (await outputs()).length >= 200);
+
       await workers[1]!.kill(); // a crash: recovered in a new generation
       const gBefore = (await assignment())!.generation;
       await waitFor("a new generation after the crash", async () => (await assignment())!.generation > gBefore);
       await waitFor("two owners after the crash", async () => (await spread()) === 2);
       const g2 = (await assignment())!.generation;
       await send(80);
-      await waitFor("outputs after the crash", async () => (await outputs()).length === 240);
+      await waitFor("outputs after the crash", async () => (await outputs()).length === 280);
 
       const leaving = workers[2]!;
       leaving.child.kill("SIGTERM"); // a graceful leave: handed over at a checkpoint
@@ -86,17 +94,31 @@ describe("scaling and upgrading a deployed job", () => {
       await waitFor("the leaving worker to exit", async () => leaving.child.exitCode !== null);
       expect(leaving.output()).toContain("partitions handed over");
       await send(80);
-      await waitFor("outputs after the leave", async () => (await outputs()).length === 320);
+      await waitFor("outputs after the leave", async () => (await outputs()).length === 360);
 
       await deployModule(nc, resolve(ROOT, "test/fixtures/counter-v2.ts"));
       await waitFor("version 2 running", async () => (await assignment())!.codeVersion === 2);
       await send(80);
-      await waitFor("outputs of version 2", async () => (await outputs()).length === 400);
+      await waitFor("outputs of version 2", async () => (await outputs()).length === 440);
+      await sleep(500);
+
+      // Scale to zero and back: the last worker parks the job at a checkpoint and exits at
+      // once; a new worker takes it up from there in the same generation.
+      const g3 = (await assignment())!.generation;
+      const last = workers[0]!;
+      last.child.kill("SIGTERM");
+      await waitFor("the last worker to exit", async () => last.child.exitCode !== null);
+      expect(last.output()).toContain("partitions handed over");
+      expect(Object.keys((await assignment())!.owners)).toHaveLength(0);
+      start();
+      await send(40);
+      await waitFor("outputs after scaling back from zero", async () => (await outputs()).length === 480);
+      expect((await assignment())!.generation).toBe(g3);
       await sleep(500);
 
       const out = await outputs();
-      expect(out).toHaveLength(400);
-      expect(out.filter((o) => o.v === 2)).toHaveLength(80);
+      expect(out).toHaveLength(480);
+      expect(out.filter((o) => o.v === 2)).toHaveLength(120);
       const counts = new Map<string, number>();
       const expected: string[] = [];
       for (let i = 0; i < sent; i++) {

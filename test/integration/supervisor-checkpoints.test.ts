@@ -292,6 +292,64 @@ describe("supervisor checkpoints", () => {
     expect(resumed).toMatchObject({ generation: stop.generation, actors: 4 });
   });
 
+  it("takes a job up again when the worker it stopped for leaves before the handoff", async () => {
+    await using server = await natsServer();
+    await using c = await cluster(server, { checkpointIntervalMs: 200 });
+    await waitFor("two periodic checkpoints", async () => committed(await c.sup.checkpoints(JOB)).length >= 2);
+    const before = (await c.assignment())!;
+
+    c.w1.holdAcks = true;
+    const w3 = await startSimulatedWorker(c.nc, { id: "w3", jobs: [JOB], heartbeatMs: 500 });
+    try {
+      const stop = await waitFor("the handoff's stop trigger", async () => c.w1.triggers.find((t) => t.stop));
+      await w3.leave();
+      await new Promise((r) => setTimeout(r, 300)); // a few polls see w3 leaving
+      c.w1.holdAcks = false;
+      c.w1.releaseAcks();
+      await waitFor("the stop checkpoint committed", async () => (await c.latest())?.value.id === stop.id);
+      expect((await c.latest())!.value).toMatchObject({ stop: true, handoff: true });
+
+      const after = await waitFor("the same owners in a new incarnation", async () => {
+        const a = await c.assignment();
+        return a !== undefined && (a.incarnation ?? 0) > (before.incarnation ?? 0) && a;
+      });
+      expect(after.generation).toBe(before.generation);
+      expect(after.owners).toEqual(before.owners);
+      await waitFor("checkpoints after the stop", async () => committed(await c.sup.checkpoints(JOB)).some((r) => r.id > stop.id));
+    } finally {
+      await w3.stop();
+    }
+  });
+
+  it("parks a job at a stop checkpoint when every worker leaves, and hands it to the next one", async () => {
+    await using server = await natsServer();
+    await using c = await cluster(server, { checkpointIntervalMs: 200 });
+    await waitFor("two periodic checkpoints", async () => committed(await c.sup.checkpoints(JOB)).length >= 2);
+    const before = (await c.assignment())!;
+
+    await c.w1.leave();
+    await c.w2.leave();
+    const parked = await waitFor("an assignment without owners", async () => {
+      const a = await c.assignment();
+      return a !== undefined && Object.keys(a.owners).length === 0 && a;
+    });
+    expect(parked.generation).toBe(before.generation);
+    expect((await c.latest())!.value).toMatchObject({ stop: true, handoff: true });
+
+    const w3 = await startSimulatedWorker(c.nc, { id: "w3", jobs: [JOB], heartbeatMs: 500 });
+    try {
+      const taken = await waitFor("w3 owning every actor", async () => {
+        const a = await c.assignment();
+        return a !== undefined && Object.keys(a.owners).length === ACTORS.length && Object.values(a.owners).every((w) => w === "w3") && a;
+      });
+      expect(taken.generation).toBe(before.generation);
+      const stopId = (await c.latest())!.value.id;
+      await waitFor("checkpoints after the parking", async () => committed(await c.sup.checkpoints(JOB)).some((r) => r.id > stopId));
+    } finally {
+      await w3.stop();
+    }
+  });
+
   it("rejects explicit checkpoints of unknown jobs", async () => {
     await using server = await natsServer();
     await using c = await cluster(server, { checkpointIntervalMs: 0 });
