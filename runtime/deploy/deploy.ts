@@ -3,7 +3,7 @@
  *
  * Deploying bundles the module, loads and validates the bundle exactly as a worker would, checks
  * that it is compatible with the running version (same functions and partitions; every state
- * kept with the same kind and schema version), stores the code by digest and only then publishes
+ * kept with the same kind and schema version, or a migration from it), stores the code by digest and only then publishes
  * the new version — so a bad module never replaces a good one.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -33,10 +33,20 @@ export class NoDeploymentError extends Error {
   override readonly name = "NoDeploymentError";
 }
 
+/**
+ * A state's signature as deployments record it. `migratesFrom` (the versions the declaration has
+ * migrations from, ascending) is only present when there are any, so records of code without
+ * migrations stay as they were.
+ */
+type SignedState = StateSignature[string] & { readonly migratesFrom?: readonly number[] };
+
 export function signatureOf(graph: JobGraph): DeploymentRecord["functions"] {
   return graph.functions.map((f) => {
-    const state: Record<string, { kind: string; version: number }> = {};
-    for (const [name, decl] of Object.entries((f.spec.state ?? {}) as StateDeclarations)) state[name] = { kind: decl.kind, version: decl.version ?? 1 };
+    const state: Record<string, SignedState> = {};
+    for (const [name, decl] of Object.entries((f.spec.state ?? {}) as StateDeclarations)) {
+      const migratesFrom = Object.keys(decl.migrations ?? {}).map(Number).sort((a, b) => a - b);
+      state[name] = { kind: decl.kind, version: decl.version ?? 1, ...(migratesFrom.length === 0 ? {} : { migratesFrom }) };
+    }
     return { name: f.name, partitions: f.partitions, state: state as StateSignature };
   });
 }
@@ -52,7 +62,10 @@ export function incompatibility(current: DeploymentRecord["functions"], next: De
       const t = n.state[state];
       if (t === undefined) continue; // dropped state is simply no longer read
       if (t.kind !== s.kind) return `function "${f.name}", state "${state}": kind ${s.kind} -> ${t.kind}`;
-      if (t.version !== s.version) return `function "${f.name}", state "${state}": schema version ${s.version} -> ${t.version} (no migration)`;
+      // A migration from the running version lets the new one read its values.
+      if (t.version !== s.version && !((t as SignedState).migratesFrom ?? []).includes(s.version)) {
+        return `function "${f.name}", state "${state}": schema version ${s.version} -> ${t.version} (no migration)`;
+      }
     }
   }
   return undefined;

@@ -3,6 +3,7 @@
  *
  * @example
  * import { defineFunction, definePipeline, fromStream, fromFunction, windowed, tumbling, boundedOutOfOrderness } from "eddy/sdk";
+ * import { testHarness } from "eddy/testing"; // in unit tests: a separate entry, so deployed bundles do not carry it
  * (`eddy/sdk` resolves inside this repository through package.json `exports`; elsewhere import
  * `runtime/sdk/index.ts` by path.)
  */

@@ -52,6 +52,18 @@ export interface WindowedSpec<In, Acc, R, Out> {
   readonly lateOutput?: string;
   /** Shapes the emitted record (default: a `WindowResult`). */
   readonly output?: (key: string, window: TimeWindow, result: R, firing: Firing) => Out;
+  /**
+   * Schema version of the accumulator (default 1). Bump it when `Acc` changes shape, so that the
+   * accumulators of open windows are never read as the new shape without a migration.
+   */
+  readonly stateVersion?: number;
+  /**
+   * `migrations[v]` turns an accumulator stored under `stateVersion` `v` into the current `Acc`
+   * (returning `undefined` drops that window). Applied to the accumulators of open windows when
+   * state is restored; the window bounds stay as they are.
+   * @example stateVersion: 2, migrations: { 1: (count: number) => ({ count, sum: 0 }) }
+   */
+  readonly migrations?: Readonly<Record<number, (oldAccumulator: any) => Acc | undefined>>;
 }
 
 /** Tumbling windows of `sizeMs`. @example window: tumbling(10_000) */
@@ -112,6 +124,7 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
   const size = spec.window.kind === "tumbling" || spec.window.kind === "sliding" ? spec.window.size : 0;
   const gridWindow = (id: string): TimeWindow =>
     spec.window.kind === "global" ? GLOBAL_WINDOW : { start: Number(id), end: Number(id) + size };
+  const windowsState = windowsDeclaration(spec, merging);
 
   return {
     name: spec.name,
@@ -120,7 +133,7 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
     key: spec.key,
     ...(spec.timestamp === undefined ? {} : { timestamp: spec.timestamp }),
     ...(spec.watermark === undefined ? {} : { watermark: spec.watermark }),
-    state: { windows: mapState<unknown>() },
+    state: { windows: windowsState },
 
     process(ctx, record) {
       const windows = ctx.state.windows;
@@ -208,3 +221,29 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
 
 /** Stored value of a session window: its current end and its accumulator. */
 type Session<Acc> = [end: number, acc: Acc];
+
+/**
+ * The `windows` map state: declared with the accumulator's version, and its migrations lifted to
+ * the stored entry (the accumulator itself for grid windows, `[end, acc]` for sessions), so that
+ * authors migrate accumulators without knowing how windows are stored.
+ */
+function windowsDeclaration<Acc>(spec: WindowedSpec<any, Acc, any, any>, merging: boolean): MapStateDeclaration<unknown> {
+  if (spec.stateVersion === undefined && spec.migrations === undefined) return mapState<unknown>();
+  const version = spec.stateVersion ?? 1;
+  if (!Number.isSafeInteger(version) || version < 1) throw new InvalidWindowSpecError(`${spec.name}: stateVersion must be a whole number >= 1`);
+  const migrations: Record<number, (old: any) => unknown> = {};
+  for (const [from, migrate] of Object.entries(spec.migrations ?? {})) {
+    if (typeof migrate !== "function") throw new InvalidWindowSpecError(`${spec.name}: migration from version ${from} is not a function`);
+    migrations[Number(from)] = merging
+      ? ([end, acc]: Session<unknown>) => {
+          const migrated = migrate(acc);
+          return migrated === undefined ? undefined : ([end, migrated] satisfies Session<Acc>);
+        }
+      : migrate;
+  }
+  try {
+    return mapState<unknown>({ version, migrations });
+  } catch (e) {
+    throw new InvalidWindowSpecError(`${spec.name}: ${(e as Error).message}`);
+  }
+}

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { CHANNELS, PAGES, generatePageViews, seededRandom, type GeneratedMessage, type PageView } from "../../../functions/pageviews/events.ts";
 import { expectedResults } from "../../../functions/pageviews/expected.ts";
 import { ALLOWED_LATENESS_MS, MAX_OUT_OF_ORDERNESS_MS, WINDOW_MS, pageviewsPipeline, type PageWindow } from "../../../functions/pageviews/pipeline.ts";
-import { Operator } from "../../../runtime/core/operator.ts";
+import { RecordRejectedError, testHarness, UserFunctionError } from "eddy/testing";
 
 const START = Date.UTC(2026, 0, 1);
 
@@ -146,43 +146,50 @@ function view(user: string, page: string, channel: string, ts: number): Generate
   return { payload: JSON.stringify(event), event };
 }
 
+/** The late record of the hand-made example. */
+const e8 = view("u4", "/home", "web", 5_000);
+
+/**
+ * A hand-made input with on-time and late firings, a late record and a dead letter.
+ *
+ * A = /home|web, B = /cart|ios. Windows are [0,10000), [10000,20000), ...; a window fires when
+ * the watermark reaches end - 1 = 9999, 19999, ...; the watermark before an event is
+ * maxTs - 3000 - 1; an event is too late when end - 1 + 5000 <= watermark.
+ */
+const handMadeExample: GeneratedMessage[] = [
+  // W = -Infinity. A[0,10000) = {u1}, 1 view.
+  view("u1", "/home", "web", 1_000),
+  // W = 1000 - 3001 = -2001. A[0,10000) = {u1,u2}, 2 views.
+  view("u2", "/home", "web", 9_000),
+  // W = 9000 - 3001 = 5999. B[0,10000) = {u1}, 1 view.
+  view("u1", "/cart", "ios", 4_000),
+  // W = 5999. A[10000,20000) = {u3}, 1 view. maxTs becomes 13000.
+  view("u3", "/home", "web", 13_000),
+  // W = 13000 - 3001 = 9999 = end - 1 of [0,10000): A[0,10000) fires on-time (2 views, 2 users),
+  // then B[0,10000) (1, 1) — same start, opened later. Then A[10000,20000) = {u3,u1}, 2 views.
+  view("u1", "/home", "web", 12_000),
+  // W = 9999. A[0,10000) already fired but 9999 + 5000 > 9999: counted, and fired again at once
+  // as "late" with 3 views and still 2 users (u2 was seen).
+  view("u2", "/home", "web", 8_000),
+  // W = 9999. B[10000,20000) = {u2}, 1 view. maxTs becomes 18000.
+  view("u2", "/cart", "ios", 18_000),
+  // W = 18000 - 3001 = 14999 = 9999 + 5000: A[0,10000) is past its lateness, so the event is late.
+  // No window fires (the next ends are at 19999).
+  e8,
+  // Dead-lettered, ignored for the windows.
+  { payload: '{"user":"u9","page":', malformed: "not-json" },
+  // W = 18000 - 3001 = 14999. B[10000,20000) = {u2,u3}, 2 views. maxTs becomes 18500.
+  view("u3", "/cart", "ios", 18_500),
+  // End of input: every unfired window fires, by start then by when it opened:
+  // A[10000,20000) (2 views, 2 users), B[10000,20000) (2, 2).
+];
+
 describe("expectedResults", () => {
   it("uses a 10 s window, a 3 s out-of-orderness bound and 5 s of allowed lateness", () => {
     expect([WINDOW_MS, MAX_OUT_OF_ORDERNESS_MS, ALLOWED_LATENESS_MS]).toEqual([10_000, 3_000, 5_000]);
   });
 
   it("computes windows, late firings and late records of a hand-made example", () => {
-    // A = /home|web, B = /cart|ios. Windows are [0,10000), [10000,20000), ...; a window fires when
-    // the watermark reaches end - 1 = 9999, 19999, ...; the watermark before an event is
-    // maxTs - 3000 - 1; an event is too late when end - 1 + 5000 <= watermark.
-    const e8 = view("u4", "/home", "web", 5_000);
-    const messages: GeneratedMessage[] = [
-      // W = -Infinity. A[0,10000) = {u1}, 1 view.
-      view("u1", "/home", "web", 1_000),
-      // W = 1000 - 3001 = -2001. A[0,10000) = {u1,u2}, 2 views.
-      view("u2", "/home", "web", 9_000),
-      // W = 9000 - 3001 = 5999. B[0,10000) = {u1}, 1 view.
-      view("u1", "/cart", "ios", 4_000),
-      // W = 5999. A[10000,20000) = {u3}, 1 view. maxTs becomes 13000.
-      view("u3", "/home", "web", 13_000),
-      // W = 13000 - 3001 = 9999 = end - 1 of [0,10000): A[0,10000) fires on-time (2 views, 2 users),
-      // then B[0,10000) (1, 1) — same start, opened later. Then A[10000,20000) = {u3,u1}, 2 views.
-      view("u1", "/home", "web", 12_000),
-      // W = 9999. A[0,10000) already fired but 9999 + 5000 > 9999: counted, and fired again at once
-      // as "late" with 3 views and still 2 users (u2 was seen).
-      view("u2", "/home", "web", 8_000),
-      // W = 9999. B[10000,20000) = {u2}, 1 view. maxTs becomes 18000.
-      view("u2", "/cart", "ios", 18_000),
-      // W = 18000 - 3001 = 14999 = 9999 + 5000: A[0,10000) is past its lateness, so the event is late.
-      // No window fires (the next ends are at 19999).
-      e8,
-      // Dead-lettered, ignored for the windows.
-      { payload: '{"user":"u9","page":', malformed: "not-json" },
-      // W = 18000 - 3001 = 14999. B[10000,20000) = {u2,u3}, 2 views. maxTs becomes 18500.
-      view("u3", "/cart", "ios", 18_500),
-      // End of input: every unfired window fires, by start then by when it opened:
-      // A[10000,20000) (2 views, 2 users), B[10000,20000) (2, 2).
-    ];
     const w = (page: string, channel: string, windowStart: number, views: number, users: number, firing: PageWindow["firing"]): PageWindow => ({
       page,
       channel,
@@ -192,7 +199,7 @@ describe("expectedResults", () => {
       users,
       firing,
     });
-    expect(expectedResults(messages)).toEqual({
+    expect(expectedResults(handMadeExample)).toEqual({
       windows: [
         w("/home", "web", 0, 2, 2, "on-time"),
         w("/cart", "ios", 0, 1, 1, "on-time"),
@@ -225,52 +232,137 @@ describe("expectedResults", () => {
   });
 });
 
-describe("the views-per-page function", () => {
-  /**
-   * Runs the pipeline's windowed function on the valid events, in order, each under the
-   * watermark a bounded-out-of-orderness source had just before it, then the end of input.
-   */
-  function runViewsPerPage(messages: readonly GeneratedMessage[]) {
-    const spec = pageviewsPipeline().functions.find((f) => f.name === "views-per-page")!;
-    const windows: PageWindow[] = [];
-    const late: PageView[] = [];
-    const op = new Operator(spec, {
-      emit: (record) => void windows.push(record as PageWindow),
-      side: (name, record) => {
-        expect(name).toBe("late");
-        late.push(record as PageView);
-      },
-    });
-    let maxTs = -Infinity;
-    for (const m of messages) {
-      if (m.event === undefined) continue;
-      op.advanceWatermark(maxTs - MAX_OUT_OF_ORDERNESS_MS - 1, 0);
-      op.process(spec.key!(m.event, 0), m.event.ts, m.event, 0);
-      maxTs = Math.max(maxTs, m.event.ts);
+/** The pipeline's functions by name. */
+function pipelineFunctions() {
+  const fns = pageviewsPipeline().functions;
+  const byName = (name: string) => fns.find((f) => f.name === name)!;
+  return { parse: byName("pageviews"), counts: byName("views-per-page"), results: byName("window-results"), late: byName("late-events") };
+}
+
+/**
+ * Runs the source and the windowed function, each in a test harness, the way the runtime chains
+ * them: messages are JSON-decoded (a payload that does not decode is dead-lettered), go through
+ * the source, and every record it emits reaches views-per-page under the watermark the source had
+ * when it emitted it. Records the runtime would dead-letter are counted. The end of input fires
+ * every window still open.
+ */
+function runPipeline(messages: readonly GeneratedMessage[]) {
+  const { parse, counts } = pipelineFunctions();
+  const source = testHarness(parse);
+  const views = testHarness(counts);
+  let deadLettered = 0;
+  for (const m of messages) {
+    let value: PageView;
+    try {
+      value = JSON.parse(m.payload) as PageView;
+    } catch {
+      deadLettered++;
+      continue;
     }
-    op.advanceWatermark(Infinity, 0);
-    return { windows, late, entries: op.store.entryCount() };
+    const watermark = source.watermark;
+    source.clearOutput();
+    try {
+      source.send(value);
+    } catch (e) {
+      if (!(e instanceof RecordRejectedError || e instanceof UserFunctionError)) throw e;
+      deadLettered++;
+      continue;
+    }
+    for (const r of source.emitted()) {
+      views.advanceWatermark(watermark);
+      views.send(r.value, { timestamp: r.timestamp });
+    }
   }
+  views.advanceWatermark(Infinity);
+  return { windows: views.output() as PageWindow[], late: views.sideOutput<PageView>("late"), deadLettered, views };
+}
 
-  const canonical = (ws: readonly PageWindow[]) =>
-    ws.map((w) => `${w.windowStart} ${w.page} ${w.channel} ${w.firing} ${w.views} ${w.users}`).sort();
+const canonical = (ws: readonly PageWindow[]) => ws.map((w) => `${w.windowStart} ${w.page} ${w.channel} ${w.firing} ${w.views} ${w.users}`).sort();
 
-  it("agrees with expectedResults on generated page views", () => {
-    const options = { events: 1_500, stepMs: 50, lateShare: 0.05, tooLateShare: 0.03 };
+describe("the pageviews source function", () => {
+  const { parse } = pipelineFunctions();
+
+  it("passes a valid page view on, stamped with its own event time", () => {
+    const h = testHarness(parse);
+    h.send({ user: "u1", page: "/home", channel: "web", ts: 1_000, extra: "dropped" } as PageView);
+    expect(h.emitted()).toEqual([{ value: { user: "u1", page: "/home", channel: "web", ts: 1_000 }, timestamp: 1_000, key: "" }]);
+  });
+
+  it("refuses a view without a page (dead-lettered by the runtime) and one without an event time", () => {
+    const h = testHarness(parse);
+    expect(() => h.send({ user: "u1", channel: "web", ts: 1_000 } as PageView)).toThrow(UserFunctionError);
+    expect(() => h.send({ user: "u1", channel: "web", ts: 1_000 } as PageView)).toThrow('missing field "page"');
+    expect(() => h.send({ user: "u1", page: "/home", channel: "web" } as PageView)).toThrow(RecordRejectedError);
+    expect(h.output()).toEqual([]);
+  });
+
+  it("holds its watermark 3 s (and 1 ms) behind the highest event time seen, refused records aside", () => {
+    const h = testHarness(parse);
+    h.send({ user: "u1", page: "/home", channel: "web", ts: 10_000 });
+    expect(h.watermark).toBe(6_999);
+    h.send({ user: "u1", page: "/home", channel: "web", ts: 4_000 });
+    expect(h.watermark).toBe(6_999);
+    expect(() => h.send({ user: "u1", page: "", channel: "web", ts: 20_000 })).toThrow(UserFunctionError);
+    expect(h.watermark).toBe(6_999);
+  });
+});
+
+describe("the views-per-page function", () => {
+  it("computes the windows, late firings and late records of the hand-made example", () => {
+    const { windows, late, deadLettered } = runPipeline(handMadeExample);
+    const expected = expectedResults(handMadeExample);
+    // Windows that fire in the same watermark advance come out in (time, key) order, not in the
+    // order they opened.
+    expect(canonical(windows)).toEqual(canonical(expected.windows));
+    expect(late).toEqual(expected.late);
+    expect(deadLettered).toBe(1);
+  });
+
+  it("keeps a window's state until its allowed lateness is over, then forgets it", () => {
+    const h = testHarness(pipelineFunctions().counts);
+    h.send({ user: "u1", page: "/home", channel: "web", ts: 1_000 }, { timestamp: 1_000 });
+    h.advanceWatermark(9_999);
+    expect(h.output()).toEqual([{ page: "/home", channel: "web", windowStart: 0, windowEnd: 10_000, views: 1, users: 1, firing: "on-time" }]);
+    expect(h.state("windows", "/home|web")).toEqual(new Map([["0", { views: 1, users: { u1: 1 } }]]));
+    h.advanceWatermark(9_999 + ALLOWED_LATENESS_MS);
+    expect(h.keys("windows")).toEqual([]);
+    expect(h.timers()).toEqual([]);
+  });
+
+  it("agrees with expectedResults on generated page views, malformed ones included", () => {
+    const options = { events: 1_500, stepMs: 50, lateShare: 0.05, tooLateShare: 0.03, malformedShare: 0.03 };
     // The generated input exercises late firings and late records, not only on-time windows.
     const sample = expectedResults(generatePageViews({ seed: 1, ...options }));
     expect(sample.late.length).toBeGreaterThan(0);
     expect(sample.windows.some((w) => w.firing === "late")).toBe(true);
+    expect(sample.deadLettered).toBeGreaterThan(0);
     fc.assert(
       fc.property(fc.integer(), (seed) => {
         const messages = generatePageViews({ seed, ...options });
         const expected = expectedResults(messages);
-        const actual = runViewsPerPage(messages);
+        const actual = runPipeline(messages);
         expect(canonical(actual.windows)).toEqual(canonical(expected.windows));
         expect(actual.late).toEqual(expected.late);
-        expect(actual.entries).toBe(0);
+        expect(actual.deadLettered).toBe(expected.deadLettered);
+        // Every window was fired and forgotten: no state and no timer is left.
+        expect(actual.views.keys("windows")).toEqual([]);
+        expect(actual.views.timers()).toEqual([]);
       }),
       { numRuns: 15 },
     );
+  });
+});
+
+describe("the sinks", () => {
+  it("publish window results and late events as JSON to their subjects", () => {
+    const { results, late } = pipelineFunctions();
+    const window: PageWindow = { page: "/home", channel: "web", windowStart: 0, windowEnd: 10_000, views: 2, users: 1, firing: "on-time" };
+    const r = testHarness(results);
+    r.send(window, { timestamp: 9_999 });
+    expect(r.sinkOutput()).toEqual([{ subject: "results.pageviews.windows", value: window }]);
+    const l = testHarness(late);
+    const view: PageView = { user: "u1", page: "/home", channel: "web", ts: 1 };
+    l.send(view, { timestamp: 1 });
+    expect(l.sinkOutput()).toEqual([{ subject: "results.pageviews.late", value: view }]);
   });
 });

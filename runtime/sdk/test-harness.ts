@@ -1,0 +1,504 @@
+/**
+ * An in-memory test harness for one stream function, for unit tests written by function authors.
+ *
+ * `testHarness(fn)` runs a `FunctionSpec` on the runtime's own pure core — an `Operator` with a
+ * `KeyedStateStore` and a `TimerQueue` — without NATS, so a test drives it by hand: send records,
+ * move the watermark and the clock, then look at what was emitted, what is in state and which
+ * timers are pending. Because the same classes run in workers, windows, joins and timers behave
+ * exactly as deployed. The harness stands for one actor that owns every key it is sent (or, with
+ * the `partition` option, one actor of several). Where the runtime would dead-letter a record and
+ * carry on, the harness throws, so a test fails at the call that caused the problem.
+ *
+ * On purpose, it is stricter than one long-running actor in one respect: after every call it
+ * stores state the way a checkpoint does (msgpack, only the entries changed through a handle) and
+ * reads it back the way a restarted actor does. A value changed in place without `set` is
+ * therefore lost at once — in production that bug shows only after a failover — and a `Map`
+ * put in state comes back as a plain object, as it would from the KV bucket. Emitted records are
+ * likewise passed on as msgpack copies, as the next function would receive them.
+ */
+import { pack as packMsgpack, unpack as unpackMsgpack } from "msgpackr";
+import { partitionOf } from "../core/hash.ts";
+import { DEFAULT_KEYED_PARTITIONS } from "../core/job-graph.ts";
+import { Operator, type OperatorOutput } from "../core/operator.ts";
+import { KeyedStateStore } from "../core/state-store.ts";
+import { TimerQueue } from "../core/timers.ts";
+import { createWatermarkGenerator, type WatermarkGenerator } from "../core/watermarks.ts";
+import { decodeValue, encodeValue } from "../core/wire.ts";
+import type { Context, FunctionSpec, TimerInfo } from "./function.ts";
+import type { ListStateDeclaration, MapStateDeclaration, ReducingStateDeclaration, StateDeclarations, ValueStateDeclaration } from "./state.ts";
+
+export { UserFunctionError } from "../core/operator.ts";
+
+/** Options of `testHarness`. */
+export interface TestHarnessOptions {
+  /**
+   * The partition this harness stands for. For a keyed function that reads other functions,
+   * records whose key hashes to another partition are refused, since that actor would never see
+   * them (a source's partition is chosen by subject, not key). Default: the harness takes every
+   * key, like a function with a single partition.
+   */
+  readonly partition?: number;
+  /** Initial processing time in epoch ms, `ctx.processingTime` (default 0). */
+  readonly now?: number;
+}
+
+/** Options of `TestHarness.send`. */
+export interface SendOptions {
+  /**
+   * The event time the record arrives with: what the upstream function emitted it with, or the
+   * publish time of a source message. Default: the harness's processing time. Not allowed when
+   * the function has a `timestamp` selector, which decides the event time in the runtime.
+   */
+  readonly timestamp?: number;
+  /** The input the record arrives on, for functions with several inputs (default 0). */
+  readonly input?: number;
+  /** Uses this key instead of calling the key selector. */
+  readonly key?: string;
+}
+
+/** A record a function emitted, with its event time and the key being processed when it did. */
+export interface EmittedRecord<T> {
+  readonly value: T;
+  readonly timestamp: number;
+  readonly key: string;
+}
+
+/** A record a sink function published: its subject and the record as a consumer decodes it. */
+export interface SinkMessage<T> {
+  readonly subject: string;
+  readonly value: T;
+}
+
+/** A pending timer. */
+export interface PendingTimer {
+  readonly domain: TimerInfo["domain"];
+  readonly timestamp: number;
+  readonly key: string;
+  readonly name: string;
+}
+
+/** What `TestHarness.state(name, key)` returns for a declaration: what its handle's `get()` would. */
+export type StateSnapshot<D> =
+  D extends MapStateDeclaration<infer V> ? ReadonlyMap<string, V>
+  : D extends ListStateDeclaration<infer T> ? readonly T[]
+  : D extends ValueStateDeclaration<infer T> ? T | undefined
+  : D extends ReducingStateDeclaration<infer T> ? T | undefined
+  : never;
+
+/** What `TestHarness.state(name, key, subkey)` returns for a map state declaration. */
+export type MapEntrySnapshot<D> = D extends MapStateDeclaration<infer V> ? V | undefined : never;
+
+/**
+ * Drives one function by hand. Every call runs to completion: the records a call emits and the
+ * state it leaves are visible as soon as it returns.
+ * @example
+ * const h = testHarness(counts); // keyed by user, emits { user, n }
+ * h.send({ user: "ann" }, { timestamp: 1_000 });
+ * h.send({ user: "ann" }, { timestamp: 2_000 });
+ * expect(h.output()).toEqual([{ user: "ann", n: 1 }, { user: "ann", n: 2 }]);
+ * expect(h.state("n", "ann")).toBe(2);
+ */
+export interface TestHarness<In, Out, S extends StateDeclarations = StateDeclarations> {
+  /**
+   * Processes one record as the runtime would: its key from the key selector (or `options.key`),
+   * its event time from the `timestamp` selector (or `options.timestamp`), then `process`. A
+   * source with a `watermark` strategy then moves its watermark, firing due timers. Throws
+   * `RecordRejectedError` where the runtime would dead-letter the record before `process`, and
+   * `UserFunctionError` when `process` (or a timer it makes due) throws; as in the runtime,
+   * nothing is rolled back.
+   */
+  send(record: In, options?: SendOptions): void;
+  /**
+   * Moves the event-time watermark to `watermark` and fires every event-time timer at or before
+   * it (windows fire here). A lower or equal watermark changes nothing, as in the runtime;
+   * `Infinity` is the end of input. Throws `UserFunctionError` after every due timer has fired
+   * if `onTimer` threw.
+   */
+  advanceWatermark(watermark: number): void;
+  /** Sets the processing time (never backwards) and fires every processing-time timer due by then. */
+  advanceProcessingTime(now: number): void;
+  /** The current event-time watermark (`-Infinity` until it first advances). */
+  readonly watermark: number;
+  /** The current processing time (`ctx.processingTime`). */
+  readonly processingTime: number;
+  /** Records emitted to the main output so far, in order. */
+  output(): Out[];
+  /** Records emitted to side output `name` so far, in order. */
+  sideOutput<T = unknown>(name: string): T[];
+  /** Records emitted to the main output, or with `output` to that side output, with event time and key. */
+  emitted(): EmittedRecord<Out>[];
+  emitted<T = unknown>(output: string): EmittedRecord<T>[];
+  /** What a sink function published (throws for a function without `sink`). */
+  sinkOutput(): SinkMessage<Out>[];
+  /** A map state entry of `key`, or undefined. */
+  state<K extends keyof S & string>(name: K, key: string, subkey: string): MapEntrySnapshot<S[K]>;
+  /**
+   * The state `name` of `key`, as its handle's `get()` would return it (a map state as a map; an
+   * absent list as `[]`). Always a fresh copy: changing it changes nothing in the function.
+   */
+  state<K extends keyof S & string>(name: K, key: string): StateSnapshot<S[K]>;
+  /** Keys that have a value in state `name`. */
+  keys(name: keyof S & string): string[];
+  /** Pending timers, event time first, each domain in firing order. */
+  timers(): PendingTimer[];
+  /** Forgets every record collected so far (main, side and sink output). */
+  clearOutput(): void;
+}
+
+/**
+ * The record is refused before `process`, where the runtime would dead-letter it; `reason` is
+ * what the dead-letter `Eddy-Reason` header would say (`key: …`, `timestamp: …`).
+ */
+export class RecordRejectedError extends Error {
+  override readonly name = "RecordRejectedError";
+  readonly reason: string;
+  constructor(fn: string, reason: string, options?: ErrorOptions) {
+    super(`${fn} refuses the record (the runtime would dead-letter it): ${reason}`, options);
+    this.reason = reason;
+  }
+}
+
+/** A value put in state cannot be stored as msgpack; in the runtime the next checkpoint fails the actor. */
+export class StateEncodingError extends Error {
+  override readonly name = "StateEncodingError";
+}
+
+/**
+ * Creates a harness around `fn`.
+ * @example
+ * import { testHarness } from "eddy/sdk";
+ * const h = testHarness(viewsPerPage);
+ * h.send({ user: "u1", page: "/home", channel: "web", ts: 1_000 });
+ * h.advanceWatermark(9_999); // the window [0, 10000) fires
+ * expect(h.output()).toHaveLength(1);
+ */
+export function testHarness<In, Out, S extends StateDeclarations>(fn: FunctionSpec<In, Out, S>, options: TestHarnessOptions = {}): TestHarness<In, Out, S> {
+  return new Harness<In, Out, S>(fn, options);
+}
+
+// --- implementation ------------------------------------------------------------------------------
+
+/**
+ * A KeyedStateStore that keeps, next to the live values, the image a checkpoint would have
+ * written, and after every call puts back decoded copies of every value it handed out or that
+ * changed. Tracking what was handed out keeps that cost proportional to what a call touched.
+ */
+class CheckpointedStateStore extends KeyedStateStore {
+  readonly #scalars = new Map<string, Map<string, Uint8Array>>();
+  readonly #maps = new Map<string, Map<string, Map<string, Uint8Array>>>();
+  /** (state, key) pairs whose live value may have been changed in place since the last checkpoint. */
+  readonly #exposed = new Map<string, Set<string>>();
+
+  override get(state: string, key: string): unknown {
+    const value = super.get(state, key);
+    if (typeof value === "object" && value !== null) this.#expose(state, key);
+    return value;
+  }
+
+  override mapOf(state: string, key: string): ReadonlyMap<string, unknown> | undefined {
+    const entries = super.mapOf(state, key);
+    if (entries !== undefined) this.#expose(state, key);
+    return entries;
+  }
+
+  /** Stores what changed as a checkpoint would, then reloads what a restart would read back. */
+  checkpoint(fn: string): void {
+    let failure: StateEncodingError | undefined;
+    for (const change of this.takeDelta()) {
+      this.#expose(change.state, change.key);
+      try {
+        this.#write(change.state, change.key, change.subkey, change.value === undefined ? undefined : encodeValue(change.value));
+      } catch (cause) {
+        const where = change.subkey === undefined ? "" : ` sub-key "${change.subkey}"`;
+        failure ??= new StateEncodingError(`${fn}: state "${change.state}" of key "${change.key}"${where} cannot be stored as msgpack: ${describe(cause)}`, { cause });
+      }
+    }
+    for (const [state, keys] of this.#exposed) {
+      for (const key of keys) {
+        const bytes = this.#scalars.get(state)?.get(key);
+        if (bytes !== undefined) this.load(state, key, undefined, decodeValue(bytes));
+        for (const [subkey, entry] of this.#maps.get(state)?.get(key) ?? []) this.load(state, key, subkey, decodeValue(entry));
+      }
+    }
+    this.#exposed.clear();
+    if (failure !== undefined) throw failure;
+  }
+
+  /** The stored value of `state` for `key` (a map for map state), decoded afresh. */
+  stored(state: string, key: string): unknown {
+    if (this.declaration(state).kind !== "map") {
+      const bytes = this.#scalars.get(state)?.get(key);
+      return bytes === undefined ? undefined : decodeValue(bytes);
+    }
+    const entries = new Map<string, unknown>();
+    for (const [subkey, bytes] of this.#maps.get(state)?.get(key) ?? []) entries.set(subkey, decodeValue(bytes));
+    return entries;
+  }
+
+  #write(state: string, key: string, subkey: string | undefined, bytes: Uint8Array | undefined): void {
+    if (subkey === undefined) {
+      let values = this.#scalars.get(state);
+      if (values === undefined) this.#scalars.set(state, (values = new Map()));
+      if (bytes === undefined) values.delete(key);
+      else values.set(key, bytes);
+      return;
+    }
+    let maps = this.#maps.get(state);
+    if (maps === undefined) this.#maps.set(state, (maps = new Map()));
+    let entries = maps.get(key);
+    if (entries === undefined) maps.set(key, (entries = new Map()));
+    if (bytes === undefined) entries.delete(subkey);
+    else entries.set(subkey, bytes);
+    if (entries.size === 0) maps.delete(key);
+  }
+
+  #expose(state: string, key: string): void {
+    let keys = this.#exposed.get(state);
+    if (keys === undefined) this.#exposed.set(state, (keys = new Set()));
+    keys.add(key);
+  }
+}
+
+class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, Out, S> {
+  readonly #fn: FunctionSpec<In, Out, S>;
+  readonly #operator: Operator;
+  readonly #store: CheckpointedStateStore;
+  readonly #inputs: number;
+  readonly #generator: WatermarkGenerator | undefined;
+  /** Set when the function stands for one partition of a keyed function: [partition, partitions]. */
+  readonly #partition: readonly [number, number] | undefined;
+  #now: number;
+  /** The operator's context, caught at the first call, to tell which key emitted a record. */
+  #ctx: Context<unknown, StateDeclarations> | undefined;
+  #main: EmittedRecord<Out>[] = [];
+  #side = new Map<string, EmittedRecord<unknown>[]>();
+  #sink: SinkMessage<Out>[] = [];
+
+  constructor(fn: FunctionSpec<In, Out, S>, options: TestHarnessOptions) {
+    this.#fn = fn;
+    this.#now = options.now ?? 0;
+    if (!Number.isFinite(this.#now)) throw new RangeError(`now must be a finite number, got ${this.#now}`);
+    const inputs = Array.isArray(fn.input) ? (fn.input as readonly unknown[]) : [fn.input];
+    this.#inputs = inputs.length;
+    const stream = inputs.length === 1 && (inputs[0] as { kind: string }).kind === "stream" ? (fn.input as { partitions?: number }) : undefined;
+    this.#generator = stream !== undefined && fn.watermark !== undefined ? createWatermarkGenerator(fn.watermark) : undefined;
+    this.#partition = undefined;
+    if (options.partition !== undefined) {
+      // As in the job graph (job-graph.ts), which this harness does not build.
+      const partitions = fn.partitions ?? (stream !== undefined ? stream.partitions ?? 1 : fn.key ? DEFAULT_KEYED_PARTITIONS : 1);
+      if (!Number.isInteger(options.partition) || options.partition < 0 || options.partition >= partitions) {
+        throw new RangeError(`${fn.name} has ${partitions} partition(s); there is no partition ${options.partition}`);
+      }
+      // Only a keyed function that reads other functions receives its records by key hash.
+      if (stream === undefined && fn.key !== undefined) this.#partition = [options.partition, partitions];
+    }
+    // The user's process and onTimer, called as methods of `fn` as the operator would, with the
+    // context remembered first.
+    const spec: FunctionSpec<any, any, any> = {
+      ...fn,
+      process: (ctx, record) => {
+        this.#ctx = ctx;
+        fn.process(ctx, record);
+      },
+      ...(fn.onTimer === undefined
+        ? {}
+        : {
+            onTimer: (ctx: Context<any, any>, timer: TimerInfo) => {
+              this.#ctx = ctx;
+              fn.onTimer!(ctx, timer);
+            },
+          }),
+    };
+    this.#store = new CheckpointedStateStore(fn.state ?? {});
+    this.#operator = new Operator(spec, this.#collector(), this.#store, new TimerQueue());
+  }
+
+  get watermark(): number {
+    return this.#operator.watermark;
+  }
+
+  get processingTime(): number {
+    return this.#now;
+  }
+
+  send(record: In, options: SendOptions = {}): void {
+    const fn = this.#fn;
+    const input = options.input ?? 0;
+    if (!Number.isInteger(input) || input < 0 || input >= this.#inputs) {
+      throw new RangeError(`${fn.name} has ${this.#inputs} input(s); there is no input ${input}`);
+    }
+    // The function gets what the wire would give it, and cannot change the test's object.
+    const value = copy(record, "the record sent") as In;
+    const key = this.#keyOf(value, input, options.key);
+    const timestamp = this.#timestampOf(value, options.timestamp);
+    if (this.#partition !== undefined) {
+      const [partition, partitions] = this.#partition;
+      const owner = partitionOf(key, partitions);
+      if (owner !== partition) {
+        throw new RangeError(`${fn.name}: key "${key}" belongs to partition ${owner} of ${partitions}, not to partition ${partition} that this harness stands for`);
+      }
+    }
+    const now = this.#now;
+    this.#run(() => {
+      this.#operator.process(key, timestamp, value, now, input);
+      if (this.#generator !== undefined) {
+        this.#generator.onEvent(timestamp, now);
+        this.#operator.advanceWatermark(this.#generator.current(), now);
+      }
+    });
+  }
+
+  advanceWatermark(watermark: number): void {
+    if (typeof watermark !== "number" || Number.isNaN(watermark)) throw new RangeError(`a watermark must be a number, got ${watermark}`);
+    this.#run(() => void this.#operator.advanceWatermark(watermark, this.#now));
+  }
+
+  advanceProcessingTime(now: number): void {
+    if (!Number.isFinite(now)) throw new RangeError(`processing time must be a finite number, got ${now}`);
+    if (now < this.#now) throw new RangeError(`processing time cannot go back from ${this.#now} to ${now}`);
+    this.#now = now;
+    this.#run(() => this.#operator.advanceProcessingTime(now));
+  }
+
+  output(): Out[] {
+    return this.#main.map((e) => e.value);
+  }
+
+  sideOutput<T = unknown>(name: string): T[] {
+    return (this.#side.get(name) ?? []).map((e) => e.value as T);
+  }
+
+  emitted(): EmittedRecord<Out>[];
+  emitted<T = unknown>(output: string): EmittedRecord<T>[];
+  emitted(output?: string): EmittedRecord<unknown>[] {
+    return [...(output === undefined ? this.#main : (this.#side.get(output) ?? []))];
+  }
+
+  sinkOutput(): SinkMessage<Out>[] {
+    if (this.#fn.sink === undefined) throw new Error(`${this.#fn.name} has no sink; its output is in output()`);
+    return [...this.#sink];
+  }
+
+  state<K extends keyof S & string>(name: K, key: string, subkey: string): MapEntrySnapshot<S[K]>;
+  state<K extends keyof S & string>(name: K, key: string): StateSnapshot<S[K]>;
+  state(name: string, key: string, subkey?: string): unknown {
+    const kind = this.#store.declaration(name).kind;
+    if (subkey !== undefined && kind !== "map") throw new TypeError(`state "${name}" is ${kind} state, which has no sub-keys`);
+    const value = this.#store.stored(name, key);
+    if (subkey !== undefined) return (value as Map<string, unknown>).get(subkey);
+    return kind === "list" ? (value ?? []) : value;
+  }
+
+  keys(name: keyof S & string): string[] {
+    return [...this.#store.keys(name)];
+  }
+
+  timers(): PendingTimer[] {
+    return this.#operator.timers.all().map((t) => ({ domain: t.domain, timestamp: t.ts, key: t.key, name: t.name }));
+  }
+
+  clearOutput(): void {
+    this.#main = [];
+    this.#side = new Map();
+    this.#sink = [];
+  }
+
+  #keyOf(record: In, input: number, override: string | undefined): string {
+    const fn = this.#fn;
+    if (fn.key === undefined) {
+      if (override !== undefined) throw new TypeError(`${fn.name} has no key selector, so its records have no key; drop the key option`);
+      return "";
+    }
+    if (override !== undefined) return override;
+    let key: unknown;
+    try {
+      key = fn.key(record, input);
+    } catch (cause) {
+      throw new RecordRejectedError(fn.name, `key: key selector failed: ${describe(cause)}`, { cause });
+    }
+    if (typeof key !== "string") throw new RecordRejectedError(fn.name, `key: key selector returned ${key === undefined ? "undefined" : typeof key}, not a string`);
+    return key;
+  }
+
+  #timestampOf(record: In, given: number | undefined): number {
+    const fn = this.#fn;
+    if (fn.timestamp === undefined) {
+      const ts = given ?? this.#now;
+      if (!Number.isFinite(ts)) throw new RangeError(`a record's timestamp must be a finite number, got ${ts}`);
+      return ts;
+    }
+    if (given !== undefined) throw new TypeError(`${fn.name} takes event time from its timestamp selector; drop the timestamp option`);
+    let ts: unknown;
+    try {
+      ts = fn.timestamp(record);
+    } catch (cause) {
+      throw new RecordRejectedError(fn.name, `timestamp: ${describe(cause)}`, { cause });
+    }
+    if (typeof ts !== "number" || !Number.isFinite(ts)) {
+      throw new RecordRejectedError(fn.name, `timestamp: ${ts === undefined ? "missing" : JSON.stringify(ts)} is not a finite number`);
+    }
+    return ts;
+  }
+
+  /** Runs one operator call, then checkpoints state even if the call threw (nothing is rolled back). */
+  #run(call: () => void): void {
+    try {
+      call();
+    } catch (e) {
+      try {
+        this.#store.checkpoint(this.#fn.name);
+      } catch {
+        // The user function's error is the one to report.
+      }
+      throw e;
+    }
+    this.#store.checkpoint(this.#fn.name);
+  }
+
+  #collector(): OperatorOutput {
+    const sink = this.#fn.sink;
+    const subjectOf = sink === undefined ? undefined : typeof sink.subject === "function" ? sink.subject : () => sink.subject as string;
+    const sinkCopy = sink?.format === "msgpack" ? (r: unknown) => unpackMsgpack(packMsgpack(r)) : (r: unknown) => jsonCopy(r);
+    const key = () => this.#ctx?.key ?? "";
+    return {
+      emit: (record, timestamp) => {
+        this.#main.push({ value: copy(record, "an emitted record") as Out, timestamp, key: key() });
+        if (subjectOf !== undefined) {
+          let subject: string;
+          try {
+            subject = subjectOf(record as Out);
+          } catch (cause) {
+            throw new Error(`sink subject of ${this.#fn.name} failed: ${describe(cause)}`, { cause });
+          }
+          this.#sink.push({ subject, value: sinkCopy(record) as Out });
+        }
+      },
+      side: (name, record, timestamp) => {
+        let list = this.#side.get(name);
+        if (list === undefined) this.#side.set(name, (list = []));
+        list.push({ value: copy(record, `a record for side output "${name}"`), timestamp, key: key() });
+      },
+    };
+  }
+}
+
+/** A msgpack copy, as a record that crossed the wire between two functions. */
+function copy(value: unknown, what: string): unknown {
+  let bytes: Uint8Array;
+  try {
+    bytes = encodeValue(value);
+  } catch (cause) {
+    throw new TypeError(`${what} cannot be encoded as msgpack: ${describe(cause)}`, { cause });
+  }
+  return decodeValue(bytes);
+}
+
+/** A record as a consumer of a JSON sink parses it. */
+function jsonCopy(value: unknown): unknown {
+  const text = JSON.stringify(value);
+  return text === undefined ? undefined : JSON.parse(text);
+}
+
+function describe(cause: unknown): string {
+  return cause instanceof Error ? cause.message : String(cause);
+}
