@@ -180,9 +180,9 @@ export class OutputRouter implements OperatorOutput {
    * Ends epoch `id`: publishes every buffered batch, then barrier `id` to every partition this
    * actor feeds; what is emitted afterwards belongs to epoch `id + 1`.
    */
-  barrier(id: number, stop: boolean): void {
+  barrier(id: number, stop: boolean, savepoint?: string): void {
     this.flushSinkBatches();
-    const body = textEncoder.encode(JSON.stringify({ id, stop }));
+    const body = textEncoder.encode(JSON.stringify(savepoint === undefined ? { id, stop } : { id, stop, savepoint }));
     const headers = { ...this.headers, [HEADER.kind]: "barrier", [HEADER.epoch]: String(id) };
     // Every record of the epoch goes out before any barrier: a consumer holds what follows a
     // barrier, so a batch sent after one would be counted in the next epoch.

@@ -24,11 +24,14 @@
  */
 import { BarrierAligner } from "../core/barriers.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
-import { appliedKey, mapEntryKey, parseKvKey, positionKey, stateKey, timerKey, watermarkKey } from "../core/kv-keys.ts";
+import { appliedKey, mapEntryKey, parseKvKey, positionKey, stateKey, timerKey, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
 import { HEADER, inputStream, inputSubject, stateBucket } from "../core/naming.ts";
 import { Operator, UserFunctionError } from "../core/operator.ts";
 import { ackSubject, deltaObject, type SnapshotAck, type TriggerMessage } from "../core/protocol.ts";
 import { KeyedStateStore } from "../core/state-store.ts";
+import { encodePartitionExport, savepointObjectName } from "../core/savepoint.ts";
+import { migrateValue } from "../core/state-migration.ts";
+import { applyStateWrite, decodeStateWrite, InvalidStateWriteError, validateStateWrite } from "../core/state-writes.ts";
 import { TimerQueue, type Timer } from "../core/timers.ts";
 import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, type WatermarkGeneratorState, type WatermarkTrackerState } from "../core/watermarks.ts";
 import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError } from "../core/wire.ts";
@@ -171,6 +174,12 @@ export class PartitionActor {
   /** Last commit seen; deltas hold every change since. */
   private lastCommitted = 0;
   private nextSeq = 1;
+  /** A source's next sequence in its write log (the function's internal input subject). */
+  private nextWriteSeq = 1;
+  private writeReader: InputReader | undefined;
+  private writeLoop: Promise<void> | undefined;
+  /** `<p>._ver` holds (or the next delta will hold) the versions of this function's declarations. */
+  private versionsStored = false;
   private endSeq: number | undefined;
   private inputEnded = false;
   /** Stopped at a stop-with-checkpoint barrier: read nothing more. */
@@ -192,7 +201,7 @@ export class PartitionActor {
   private buffered: InputMessage[] = [];
   private alignStartedAt = 0;
   /** An aligned checkpoint whose snapshot the read loop must take before handling more input. */
-  private pendingSnapshot: { id: number; restartSeq: number; alignmentMs: number; stop: boolean } | undefined;
+  private pendingSnapshot: { id: number; restartSeq: number; alignmentMs: number; stop: boolean; savepoint?: string } | undefined;
   /** Messages held for an abandoned alignment, to handle before anything newer. */
   private abandonedHeld: InputMessage[] | undefined;
   private restartSeq = 0;
@@ -267,6 +276,11 @@ export class PartitionActor {
     this.router.epoch = this.restoredFrom + 1;
     this.reader = await this.transport.openInput(this.stream, this.subject, this.nextSeq);
     this.loop = this.readLoop().catch((e) => this.fail(e));
+    if (this.source !== undefined) {
+      // A source's data is a user stream; writes to its state come through its own input log.
+      this.writeReader = await this.transport.openInput(inputStream(this.job, this.node.name), inputSubject(this.job, this.node.name, this.partition), this.nextWriteSeq);
+      this.writeLoop = this.readWrites().catch((e) => this.fail(e));
+    }
     this.ticker = setInterval(() => this.scheduleTick(), this.config.tickMs);
     this.running = true;
     if (this.inputEnded) this.isFinished = true;
@@ -282,11 +296,14 @@ export class PartitionActor {
     this.running = false;
     if (this.stopping) {
       await this.reader?.stop().catch(() => undefined);
+      await this.writeReader?.stop().catch(() => undefined);
       return;
     }
     this.stopping = true;
     await this.reader?.stop().catch(() => undefined);
+    await this.writeReader?.stop().catch(() => undefined);
     await this.loop;
+    await this.writeLoop;
     await this.busy?.catch(() => undefined);
     await this.materializing.catch(() => undefined);
   }
@@ -347,12 +364,29 @@ export class PartitionActor {
     this.lastCommitted = checkpoint;
     this.stats.applied = Math.max(applied, checkpoint);
     const timers: Timer[] = [];
+    const stored = state.get(versionsKey(this.partition));
+    // Without a record, values are taken to be at the declared versions (state written before
+    // versions were recorded, or by a function that never changed them).
+    const versions = stored === undefined ? {} : (decodeValue(stored) as Record<string, number>);
+    const migrated: Array<{ state: string; key: string; subkey?: string; value: unknown }> = [];
     for (const [key, value] of state) {
       const parsed = parseKvKey(key);
       if (parsed === undefined || parsed.partition !== this.partition) continue;
       switch (parsed.kind) {
-        case "state":
-          this.operator.store.load(parsed.state, parsed.key, parsed.subkey, decodeValue(value));
+        case "state": {
+          const decl = this.operator.store.declarations[parsed.state];
+          const from = versions[parsed.state];
+          const old = decodeValue(value);
+          this.operator.store.load(parsed.state, parsed.key, parsed.subkey, old);
+          if (decl !== undefined && from !== undefined && from !== (decl.version ?? 1)) {
+            // Migrated when read (the declaration says how); written back with the next snapshot.
+            const v = migrateValue(decl, from, old);
+            migrated.push({ state: parsed.state, key: parsed.key, ...(parsed.subkey === undefined ? {} : { subkey: parsed.subkey }), value: v });
+          }
+          break;
+        }
+        case "write-position":
+          this.nextWriteSeq = decodeValue(value) as number;
           break;
         case "timer":
           timers.push(parsed.timer);
@@ -367,6 +401,12 @@ export class PartitionActor {
     }
     for (const t of timers) this.operator.timers.register(t);
     this.operator.timers.takeChanges();
+    const store = this.operator.store;
+    for (const m of migrated) {
+      if (m.subkey !== undefined) store.mapSet(m.state, m.key, m.subkey, m.value);
+      else store.set(m.state, m.key, m.value);
+    }
+    this.versionsStored = stored !== undefined && Buffer.from(stored).equals(Buffer.from(this.versionsRecord));
     this.stats.position = this.nextSeq;
   }
 
@@ -389,7 +429,7 @@ export class PartitionActor {
     if (t.id <= this.restoredFrom || t.id < this.router.epoch) return;
     await this.exclusive(async () => {
       if (this.stopping) return;
-      await this.snapshot(t.id, this.nextSeq, 0, t.stop);
+      await this.snapshot(t.id, this.nextSeq, 0, t.stop, t.savepoint);
     }).catch((e) => this.fail(e));
   }
 
@@ -399,7 +439,7 @@ export class PartitionActor {
    * actor handles nothing else; values are encoded (copied) before it returns, a chunk at a time
    * with yields in between, so a large snapshot does not starve timers of the process.
    */
-  private async snapshot(id: number, restartSeq: number, alignmentMs: number, stop: boolean): Promise<void> {
+  private async snapshot(id: number, restartSeq: number, alignmentMs: number, stop: boolean, savepoint?: string): Promise<void> {
     const p = this.partition;
     let n = 0;
     for (const c of this.operator.store.takeDelta()) {
@@ -421,6 +461,13 @@ export class PartitionActor {
     };
     this.uncommitted.set(watermarkKey(p), { value: encodeValue(wm), epoch: id });
     this.uncommitted.set(positionKey(p), { value: encodeValue(restartSeq), epoch: id });
+    if (this.source !== undefined) this.uncommitted.set(writePositionKey(p), { value: encodeValue(this.nextWriteSeq), epoch: id });
+    if (!this.versionsStored) {
+      // Once in `uncommitted` it stays there until a commit takes it, aborted checkpoints or not.
+      this.uncommitted.set(versionsKey(p), { value: this.versionsRecord, epoch: id });
+      this.versionsStored = true;
+    }
+    const exported = savepoint === undefined ? undefined : await this.fullExport(restartSeq);
     const entries: Entry[] = [];
     const chunks: Uint8Array[] = [];
     let chunk: Entry[] = [];
@@ -440,7 +487,7 @@ export class PartitionActor {
     const delta: Delta = { id, base: this.lastCommitted, generation: this.generation, chunks, sink };
     this.held.set(id, { delta, entries });
 
-    this.router.barrier(id, stop);
+    this.router.barrier(id, stop, savepoint);
     const mark = this.publisher.lastSequence;
     if (stop) this.halted = true;
     const generation = this.generation;
@@ -448,6 +495,7 @@ export class PartitionActor {
     const data = encodeValue(delta);
     void (async () => {
       await this.transport.putSnapshot(deltaObject(this.job, id, this.node.name, p), data);
+      if (exported !== undefined) await this.transport.putSavepoint(savepointObjectName(this.job, savepoint!, this.node.name, p), exported);
       await this.publisher.drainUpTo(mark);
       const ack: SnapshotAck = {
         id,
@@ -461,6 +509,37 @@ export class PartitionActor {
       };
       this.transport.publishCore(ackSubject(this.job), textEncoder.encode(JSON.stringify(ack)));
     })().catch((e) => this.fail(e));
+  }
+
+  /** State schema versions of this function's declarations, as stored in `<p>._ver`. */
+  private get versionsRecord(): Uint8Array {
+    const versions: Record<string, number> = {};
+    for (const [name, decl] of Object.entries(this.operator.store.declarations)) versions[name] = decl.version ?? 1;
+    return encodeValue(versions);
+  }
+
+  /**
+   * Every entry of this partition as of now, in the KV layout: the full export a savepoint keeps
+   * (not a delta), encoded at once so later changes cannot leak into it.
+   */
+  private async fullExport(restartSeq: number): Promise<Uint8Array> {
+    const p = this.partition;
+    const entries: Array<[string, Uint8Array]> = [];
+    let n = 0;
+    for (const c of this.operator.store.allEntries()) {
+      const key = c.subkey === undefined ? stateKey(p, c.state, c.key) : mapEntryKey(p, c.state, c.key, c.subkey);
+      entries.push([key, encodeValue(c.value)]);
+      if (++n % CHUNK === 0) await yieldToEventLoop();
+    }
+    for (const t of this.operator.timers.all()) entries.push([timerKey(p, t), encodeValue(null)]);
+    // The snapshot has just put these in `uncommitted`; the versions are those of the values in memory.
+    for (const k of [watermarkKey(p), positionKey(p), writePositionKey(p)]) {
+      const e = this.uncommitted.get(k);
+      if (e?.value != null) entries.push([k, e.value]);
+    }
+    if (!entries.some(([k]) => k === positionKey(p))) entries.push([positionKey(p), encodeValue(restartSeq)]);
+    entries.push([versionsKey(p), this.versionsRecord]);
+    return encodePartitionExport({ fn: this.node.name, partition: p, entries });
   }
 
   /** A deletion is a change only for a key the committed state has. */
@@ -553,6 +632,18 @@ export class PartitionActor {
       this.advancePosition(m.seq);
       return;
     }
+    if (m.header(HEADER.kind) === "write") {
+      // A write arriving while a checkpoint aligns waits with the held messages: applied before
+      // the snapshot it would be in it and, sitting after the restart position, applied again
+      // after a restore from it.
+      if (this.aligner!.pending !== undefined) {
+        this.buffered.push(m);
+        return;
+      }
+      this.applyWrite(m);
+      this.advancePosition(m.seq);
+      return;
+    }
     const producer = m.header(HEADER.producer);
     if (producer === undefined || !this.producers.has(producer)) {
       // A producer this actor does not wait for would otherwise hold its watermark back forever.
@@ -595,8 +686,11 @@ export class PartitionActor {
 
   private onBarrier(m: InputMessage, producer: string, id: number, now: number): void {
     let stop = false;
+    let savepoint: string | undefined;
     try {
-      stop = (JSON.parse(textDecoder.decode(m.data)) as { stop?: boolean }).stop === true;
+      const body = JSON.parse(textDecoder.decode(m.data)) as { stop?: boolean; savepoint?: unknown };
+      stop = body.stop === true;
+      if (typeof body.savepoint === "string") savepoint = body.savepoint;
     } catch {
       // A barrier body is informational; its headers carry the checkpoint id.
     }
@@ -611,7 +705,9 @@ export class PartitionActor {
       this.alignStartedAt = now;
       this.restartSeq = m.seq;
     }
-    if (outcome.kind === "aligned") this.pendingSnapshot = { id, restartSeq: this.restartSeq, alignmentMs: now - this.alignStartedAt, stop };
+    if (outcome.kind === "aligned") {
+      this.pendingSnapshot = { id, restartSeq: this.restartSeq, alignmentMs: now - this.alignStartedAt, stop, ...(savepoint === undefined ? {} : { savepoint }) };
+    }
   }
 
   /**
@@ -630,7 +726,7 @@ export class PartitionActor {
         const s = this.pendingSnapshot;
         if (s !== undefined) {
           this.pendingSnapshot = undefined;
-          await this.snapshot(s.id, s.restartSeq, s.alignmentMs, s.stop);
+          await this.snapshot(s.id, s.restartSeq, s.alignmentMs, s.stop, s.savepoint);
           if (s.stop) {
             this.buffered = [];
             return;
@@ -650,6 +746,58 @@ export class PartitionActor {
         }
       }
     });
+  }
+
+  /** A source's write log, read alongside its user stream. */
+  private async readWrites(): Promise<void> {
+    for await (const m of this.writeReader!) {
+      while (this.busy !== undefined) await this.busy;
+      if (this.stopping) break;
+      if (this.halted) continue;
+      this.router.now = this.config.now();
+      if (m.header(HEADER.kind) === "write") this.applyWrite(m);
+      else this.deadLetter(`not a write record (kind ${JSON.stringify(m.header(HEADER.kind) ?? null)}) in the write log of a source`, m.data, { [HEADER.sourceStream]: inputStream(this.job, this.node.name), [HEADER.sourceSequence]: String(m.seq) });
+      this.nextWriteSeq = m.seq + 1;
+    }
+  }
+
+  /**
+   * Applies a write record (state-writes.ts) and answers its writer. A record that does not fit
+   * the declarations is dead-lettered with the reason (and the writer told): nothing is applied.
+   */
+  private applyWrite(m: InputMessage): void {
+    const reply = m.header(HEADER.reply);
+    let answer: { ok: true } | { ok: false; error: { name: string; message: string } };
+    try {
+      const write = decodeStateWrite(m.data);
+      validateStateWrite(write, this.operator.store.declarations);
+      applyStateWrite(write, this.operator.store, this.operator.timers);
+      answer = { ok: true };
+    } catch (e) {
+      if (!(e instanceof InvalidStateWriteError) && !(e instanceof RangeError)) throw e;
+      const error = { name: e.name, message: e.message };
+      this.deadLetter(`write: ${e.message}`, m.data, { [HEADER.sourceStream]: inputStream(this.job, this.node.name), [HEADER.sourceSequence]: String(m.seq) });
+      answer = { ok: false, error };
+    }
+    if (reply !== undefined && reply !== "") this.transport.publishCore(reply, textEncoder.encode(JSON.stringify(answer)));
+  }
+
+  /** The live value of `state` for `key` (a map state: its entry `subkey`, or all entries). */
+  readLive(state: string, key: string, subkey?: string): unknown {
+    const store = this.operator.store;
+    if (store.declaration(state).kind !== "map") return store.get(state, key);
+    const entries = store.mapOf(state, key);
+    if (subkey !== undefined) return entries?.get(subkey);
+    return entries === undefined ? undefined : Object.fromEntries(entries);
+  }
+
+  /** Keys of `state` (every state if undefined) starting with `prefix`, as [state, key] pairs. */
+  liveKeys(state: string | undefined, prefix: string): Array<[string, string]> {
+    const store = this.operator.store;
+    const names = state === undefined ? Object.keys(store.declarations) : [state];
+    const out: Array<[string, string]> = [];
+    for (const name of names) for (const key of store.keys(name)) if (key.startsWith(prefix)) out.push([name, key]);
+    return out;
   }
 
   private handleSourceMessage(m: InputMessage, now: number): void {

@@ -41,6 +41,8 @@ export interface Transport {
   publishCore(subject: string, data: Uint8Array): void;
   /** Stores a snapshot delta in the checkpoint object store. */
   putSnapshot(name: string, data: Uint8Array): Promise<void>;
+  /** Stores one partition's full export of a savepoint in the savepoint object store. */
+  putSavepoint(name: string, data: Uint8Array): Promise<void>;
   /** Reads a snapshot delta; undefined if it does not exist. */
   getSnapshot(name: string): Promise<Uint8Array | undefined>;
   /** Last sequence currently in the stream (0 if empty). */

@@ -35,6 +35,7 @@ import {
 import type { PipelineSpec } from "../sdk/function.ts";
 import { ensureControlPlane, ensureJobTopology } from "../nats/topology.ts";
 import { JetStreamTransport } from "../nats/transport.ts";
+import { StateServices } from "../nats/state-service.ts";
 import { PartitionActor, type ActorConfig, type ActorStats } from "./partition-actor.ts";
 
 export interface WorkerOptions {
@@ -109,6 +110,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
     };
     yield* attempt(() => jobs.put(jobSpecKey(job), encoder.encode(JSON.stringify(spec))));
     const transport = new JetStreamTransport(nc);
+    const stateServices = new StateServices(nc, job, transport);
 
     let actors = new Map<string, PartitionActor>();
     let generation = 0;
@@ -145,6 +147,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
         const old = [...actors.values()];
         actors = new Map();
         delete running[job];
+        if (old.length > 0) await stateServices.update(new Map());
         await Promise.all(old.map((x) => x.stop()));
         generation = a.generation;
         incarnation = a.incarnation ?? 0;
@@ -178,6 +181,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
         );
         if (results.every(Boolean) && generation === a.generation) {
           running[job] = a.generation;
+          await stateServices.update(started);
           await beat().catch(() => undefined);
         }
       });
@@ -241,6 +245,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
       Effect.promise(async () => {
         closed = true;
         await reconciling.catch(() => undefined);
+        await stateServices.stop();
         await Promise.all([...actors.values()].map((a) => a.stop()));
         actors = new Map();
       }),

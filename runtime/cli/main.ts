@@ -439,9 +439,80 @@ const nexmark = Command.make("nexmark").pipe(
 // --- eddy -----------------------------------------------------------------------------------
 
 /** The root command; add a subcommand by defining it above and listing it here. */
+// --- eddy state get / scan / put / delete -------------------------------------------------------
+
+const stateTarget = {
+  job: Argument.String("job").pipe(Argument.withDescription("job name")),
+  fn: Argument.String("function").pipe(Argument.withDescription("function name")),
+  nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
+  json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON"), Flag.withDefault(false)),
+};
+const stateName = Argument.String("state").pipe(Argument.withDescription("state name, as the function declares it"));
+const stateKeyArg = Argument.String("key").pipe(Argument.withDescription("the key (as the function's key selector returns it)"));
+const subkeyFlag = Flag.String("subkey").pipe(Flag.withDescription("one entry of a map state"), Flag.optional);
+const committedFlag = Flag.Boolean("committed").pipe(
+  Flag.withDescription("read the last committed checkpoint from KV (works with the job stopped) instead of the live actor"),
+  Flag.withDefault(false),
+);
+
+const stateGet = Command.make(
+  "get",
+  { ...stateTarget, state: stateName, key: stateKeyArg, subkey: subkeyFlag, committed: committedFlag },
+  ({ job, fn, state, key, subkey, committed, nats, json }) =>
+    exitWith(async () => {
+      const { runStateGet } = await import("./state.ts");
+      return runStateGet({ job, fn, state, key, subkey: Option.getOrUndefined(subkey), committed, natsUrl: Option.getOrUndefined(nats), json });
+    }),
+).pipe(Command.withDescription("Read one key's state (live from the owning actor, or --committed)"));
+
+const stateScan = Command.make(
+  "scan",
+  {
+    ...stateTarget,
+    state: Flag.String("state").pipe(Flag.withDescription("only this state (default: all)"), Flag.optional),
+    prefix: Flag.String("prefix").pipe(Flag.withDescription("only keys starting with this"), Flag.optional),
+    limit: Flag.Int("limit").pipe(Flag.withDescription("at most this many entries (default: 100)"), Flag.withDefault(100)),
+    committed: committedFlag,
+  },
+  ({ job, fn, state, prefix, limit, committed, nats, json }) =>
+    exitWith(async () => {
+      if (limit < 1) throw new UsageError("--limit must be at least 1");
+      const { runStateScan } = await import("./state.ts");
+      return runStateScan({ job, fn, state: Option.getOrUndefined(state), prefix: Option.getOrUndefined(prefix), limit, committed, natsUrl: Option.getOrUndefined(nats), json });
+    }),
+).pipe(Command.withDescription("List keys and their state, by key prefix, over every partition"));
+
+const statePut = Command.make(
+  "put",
+  { ...stateTarget, state: stateName, key: stateKeyArg, value: Argument.String("value").pipe(Argument.withDescription("the new value, as JSON")), subkey: subkeyFlag },
+  ({ job, fn, state, key, value, subkey, nats, json }) =>
+    exitWith(async () => {
+      const { runStatePut } = await import("./state.ts");
+      return runStatePut({ job, fn, state, key, value, subkey: Option.getOrUndefined(subkey), natsUrl: Option.getOrUndefined(nats), json });
+    }),
+).pipe(Command.withDescription("Write one key's state through the input log; returns once the actor applied it"));
+
+const stateDelete = Command.make(
+  "delete",
+  { ...stateTarget, state: stateName, key: stateKeyArg, subkey: subkeyFlag },
+  ({ job, fn, state, key, subkey, nats, json }) =>
+    exitWith(async () => {
+      const { runStateDelete } = await import("./state.ts");
+      return runStateDelete({ job, fn, state, key, subkey: Option.getOrUndefined(subkey), natsUrl: Option.getOrUndefined(nats), json });
+    }),
+).pipe(Command.withDescription("Delete one key's state (or one map entry) through the input log"));
+
+/** Subcommands of `eddy state`; savepoint tooling adds repartition and bootstrap. */
+const stateSubcommands = [stateGet, stateScan, statePut, stateDelete];
+
+const stateCommand = Command.make("state").pipe(
+  Command.withDescription("Query and write functions' keyed state"),
+  Command.withSubcommands(stateSubcommands),
+);
+
 export const eddy = Command.make("eddy").pipe(
   Command.withDescription("eddy: actor-based stream functions on NATS JetStream"),
-  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark]),
+  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand]),
 );
 
 /**

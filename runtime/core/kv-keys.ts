@@ -9,6 +9,8 @@
  *   `<p>._t.<e|p><ts>.<b64url(key)>.<b64url(name)>`      a timer (event / processing time)
  *   `<p>._wm`                                            the partition's watermarks
  *   `<p>._pos`                                           the partition's input position
+ *   `<p>._wpos`                                          a source's position in its write log
+ *   `<p>._ver`                                           schema versions of the stored state
  *   `<p>._applied`                                       last checkpoint materialized in this bucket
  *
  * State names cannot start with `_`, which keeps the `_`-prefixed internal names out of their
@@ -132,6 +134,18 @@ export function positionKey(p: number): string {
   return `${p}._pos`;
 }
 
+/** Key of a source partition's position in its write log (writes to state, state-writes.ts). */
+export function writePositionKey(p: number): string {
+  assertPartition(p);
+  return `${p}._wpos`;
+}
+
+/** Key of the schema versions (state name → version) the partition's stored values have. */
+export function versionsKey(p: number): string {
+  assertPartition(p);
+  return `${p}._ver`;
+}
+
 /** Key recording the last checkpoint whose delta partition `p` wrote to the bucket. */
 export function appliedKey(p: number): string {
   assertPartition(p);
@@ -168,6 +182,8 @@ export type ParsedKvKey =
   | { readonly kind: "timer"; readonly partition: number; readonly timer: Timer }
   | { readonly kind: "watermark"; readonly partition: number }
   | { readonly kind: "position"; readonly partition: number }
+  | { readonly kind: "write-position"; readonly partition: number }
+  | { readonly kind: "versions"; readonly partition: number }
   | { readonly kind: "applied"; readonly partition: number };
 
 const PARTITION = /^(0|[1-9][0-9]*)$/;
@@ -184,6 +200,8 @@ export function parseKvKey(k: string): ParsedKvKey | undefined {
   const second = parts[1];
   if (second === "_wm") return parts.length === 2 ? { kind: "watermark", partition } : undefined;
   if (second === "_pos") return parts.length === 2 ? { kind: "position", partition } : undefined;
+  if (second === "_wpos") return parts.length === 2 ? { kind: "write-position", partition } : undefined;
+  if (second === "_ver") return parts.length === 2 ? { kind: "versions", partition } : undefined;
   if (second === "_applied") return parts.length === 2 ? { kind: "applied", partition } : undefined;
   if (second === "_t") {
     if (parts.length !== 5) return undefined;

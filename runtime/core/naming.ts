@@ -21,6 +21,19 @@ export function inputSubjects(job: string, fn: string): string {
   return `eddy.${job}.${fn}.in.*`;
 }
 
+/** Operations of the state service of a function (architecture.md §7). */
+export type StateOperation = "get" | "scan" | "put" | "delete";
+
+/** Subject of a state-service operation on one partition: `eddy.q.<job>.<fn>.<p>.<op>`. */
+export function stateServiceSubject(job: string, fn: string, partition: number, op: StateOperation): string {
+  return `eddy.q.${job}.${fn}.${partition}.${op}`;
+}
+
+/** Name of the NATS service (`$SRV.INFO.<name>`) of a function's state. */
+export function stateServiceName(job: string, fn: string): string {
+  return `eddy-state-${job}-${fn}`;
+}
+
 /** Dead-letter stream of a job. */
 export function deadLetterStream(job: string): string {
   return `EDDY_${job}_DLQ`;
@@ -49,4 +62,6 @@ export const HEADER = {
   sourceStream: "Eddy-Source-Stream",
   sourceSubject: "Eddy-Source-Subject",
   sourceSequence: "Eddy-Source-Sequence",
+  /** Of a `write` record: the inbox to answer once it is applied. */
+  reply: "Eddy-Reply",
 } as const;

@@ -19,6 +19,8 @@ export const WORKERS_BUCKET = "eddy_workers";
 export const LEADER_BUCKET = "eddy_leader";
 export const LEADER_KEY = "leader";
 export const CHECKPOINT_OBJECTS = "eddy_ckpt";
+/** Object store of savepoints: full exports per (function, partition), kept until deleted. */
+export const SAVEPOINT_OBJECTS = "eddy_savepoints";
 
 export const jobSpecKey = (job: string) => `${job}.spec`;
 export const assignmentKey = (job: string) => `${job}.assignment`;
@@ -101,6 +103,10 @@ export interface CheckpointRecord {
   readonly reason?: string;
   /** Every actor had seen the end of its input when it snapshotted (bounded runs are done). */
   readonly finished?: boolean;
+  /** The checkpoint was taken as this savepoint (its manifest is written after the commit). */
+  readonly savepoint?: string;
+  /** Not taken by actors: written by restoring this savepoint into the job's buckets. */
+  readonly restoredFrom?: string;
 }
 
 /** Supervisor to workers: start checkpoint `id` at the sources of generation `generation`. */
@@ -109,6 +115,8 @@ export interface TriggerMessage {
   readonly generation: number;
   /** Sources stop reading after the barrier: a stop-with-checkpoint. */
   readonly stop: boolean;
+  /** Every actor also writes a full export of its state under this savepoint id. */
+  readonly savepoint?: string;
 }
 
 /** Actor to supervisor: my snapshot for checkpoint `id` is stored. */

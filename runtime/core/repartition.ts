@@ -17,7 +17,7 @@
  */
 import { producerId } from "./job-graph.ts";
 import { partitionOf } from "./hash.ts";
-import { mapEntryKey, parseKvKey, stateKey, timerKey, watermarkKey } from "./kv-keys.ts";
+import { mapEntryKey, parseKvKey, stateKey, timerKey, versionsKey, watermarkKey } from "./kv-keys.ts";
 import { CorruptSavepointError, type PartitionExport, type SavepointFunction } from "./savepoint.ts";
 import type { WatermarkTrackerState } from "./watermarks.ts";
 import { decodeValue, encodeValue } from "./wire.ts";
@@ -73,6 +73,7 @@ export function repartition(fn: SavepointFunction, exports: readonly PartitionEx
   const out: Entry[][] = Array.from({ length: newPartitions }, () => []);
   const watermarks: Array<StoredWatermark | undefined> = [];
   const seen = new Set<string>();
+  let versions: Uint8Array | undefined;
   for (let p = 0; p < fn.partitions; p++) {
     let wm: StoredWatermark | undefined;
     for (const [key, value] of byPartition.get(p)!.entries) {
@@ -92,7 +93,12 @@ export function repartition(fn: SavepointFunction, exports: readonly PartitionEx
         case "watermark":
           wm = decodeWatermark(value, `${fn.name}/${p}`);
           continue;
+        case "versions":
+          // The same declarations wrote every partition: one copy serves all new partitions.
+          versions ??= value;
+          continue;
         case "position":
+        case "write-position":
         case "applied":
           continue;
       }
@@ -109,6 +115,7 @@ export function repartition(fn: SavepointFunction, exports: readonly PartitionEx
   const wmBytes = merged === undefined ? undefined : encodeValue(merged);
   return out.map((entries, p) => {
     if (wmBytes !== undefined) entries.push([watermarkKey(p), wmBytes]);
+    if (versions !== undefined) entries.push([versionsKey(p), versions]);
     entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     return { fn: fn.name, partition: p, entries };
   });

@@ -15,7 +15,7 @@
  * migration for one value, for code that reads stored state directly.
  */
 import type { StateDeclaration, StateDeclarations } from "../sdk/state.ts";
-import { parseKvKey } from "./kv-keys.ts";
+import { parseKvKey, versionsKey } from "./kv-keys.ts";
 import { CorruptSavepointError, type PartitionExport, type SavepointManifest } from "./savepoint.ts";
 import { decodeValue, encodeValue } from "./wire.ts";
 
@@ -200,6 +200,7 @@ export function migratePartition(plan: RestorePlan, exp: PartitionExport): Parti
     const parsed = parseKvKey(key);
     if (parsed === undefined || parsed.partition !== exp.partition) throw new CorruptSavepointError(`${exp.fn}/${exp.partition}: unexpected key ${JSON.stringify(key)}`);
     if (parsed.kind === "applied") continue; // bookkeeping of the bucket it came from
+    if (parsed.kind === "versions") continue; // rewritten below: the values now have the declared versions
     if (parsed.kind !== "state") {
       entries.push(entry);
       continue;
@@ -228,6 +229,9 @@ export function migratePartition(plan: RestorePlan, exp: PartitionExport): Parti
     }
     if (migrated !== undefined) entries.push([key, encodeValue(migrated)]);
   }
+  const versions: Record<string, number> = {};
+  for (const [name, st] of f.states) versions[name] = st.to;
+  entries.push([versionsKey(exp.partition), encodeValue(versions)]);
   return { fn: exp.fn, partition: exp.partition, entries };
 }
 

@@ -121,6 +121,12 @@ export class KeyedStateStore {
     return this.declaration(state).kind === "map" ? this.mapsOf(state).keys() : this.scalarsOf(state).keys();
   }
 
+  /** Every entry of every state: what a full export (savepoint) holds. */
+  *allEntries(): Generator<StateChange> {
+    for (const [state, values] of this.scalars) for (const [key, value] of values) yield { state, key, value };
+    for (const [state, maps] of this.maps) for (const [key, entries] of maps) for (const [subkey, value] of entries) yield { state, key, subkey, value };
+  }
+
   /** Number of (key, sub-key) entries over all state, for metrics. */
   entryCount(): number {
     let n = 0;

@@ -1,8 +1,8 @@
 /**
  * Creates (idempotently) the streams and buckets a job needs, before any actor starts.
  *
- * For every function that reads another function: an input stream with one subject per
- * partition. For every function: a KV bucket for its state. For the job: a dead-letter stream.
+ * For every function: an input stream with one subject per partition (the data of a function
+ * that reads another function, and writes to state from outside). For every function: a KV bucket for its state. For the job: a dead-letter stream.
  * Source streams belong to the user and must exist already; a missing one is reported with the
  * name to create rather than silently created with guessed settings.
  */
@@ -29,9 +29,9 @@ export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Pr
       if (!(await streamExists(nc, input.stream))) {
         throw new MissingSourceStreamError(`function "${node.name}" reads stream "${input.stream}", which does not exist`);
       }
-    } else {
-      await ensureStream(nc, inputStream(graph.job, node.name), [inputSubjects(graph.job, node.name)]);
     }
+    // A source's input stream carries only writes to its state (state-writes.ts).
+    await ensureStream(nc, inputStream(graph.job, node.name), [inputSubjects(graph.job, node.name)]);
     await kvm.create(stateBucket(graph.job, node.name), { history: 1 });
   }
 }

@@ -12,7 +12,7 @@ import { headers as makeHeaders } from "@nats-io/transport-node";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
-import { CHECKPOINT_OBJECTS } from "../core/protocol.ts";
+import { CHECKPOINT_OBJECTS, SAVEPOINT_OBJECTS } from "../core/protocol.ts";
 import { WindowLimiter } from "../core/window-limiter.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "../actor/ports.ts";
 
@@ -52,6 +52,7 @@ export class JetStreamTransport implements Transport {
   private jsmPromise: Promise<JetStreamManager> | undefined;
   private readonly buckets = new Map<string, Promise<KV>>();
   private objects: Promise<ObjectStore> | undefined;
+  private savepoints: Promise<ObjectStore> | undefined;
 
   constructor(nc: NatsConnection) {
     this.nc = nc;
@@ -121,6 +122,14 @@ export class JetStreamTransport implements Transport {
 
   async putSnapshot(name: string, data: Uint8Array): Promise<void> {
     await (await this.objectStore()).putBlob({ name }, data);
+  }
+
+  async putSavepoint(name: string, data: Uint8Array): Promise<void> {
+    if (this.savepoints === undefined) {
+      this.savepoints = new Objm(this.nc).create(SAVEPOINT_OBJECTS);
+      this.savepoints.catch(() => (this.savepoints = undefined));
+    }
+    await (await this.savepoints).putBlob({ name }, data);
   }
 
   async getSnapshot(name: string): Promise<Uint8Array | undefined> {

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { buildJobGraph } from "../../../runtime/core/job-graph.ts";
-import { mapEntryKey, parseKvKey, positionKey, stateKey, timerKey, watermarkKey } from "../../../runtime/core/kv-keys.ts";
+import { mapEntryKey, parseKvKey, positionKey, stateKey, timerKey, versionsKey, watermarkKey } from "../../../runtime/core/kv-keys.ts";
 import { Operator } from "../../../runtime/core/operator.ts";
 import type { PartitionExport, SavepointFunction, SavepointManifest } from "../../../runtime/core/savepoint.ts";
 import {
@@ -102,7 +102,8 @@ describe("planRestore", () => {
     ]);
     expect(plan.functions.get("count")!.states.size).toBe(0);
     const out = migratePartition(plan, { fn: "count", partition: 0, entries: [[stateKey(0, "n", "a"), v(1)], [stateKey(0, "k", "a"), v(2)], [positionKey(0), v(5)]] });
-    expect(out.entries.map(([k]) => k)).toEqual([positionKey(0)]);
+    expect(out.entries.map(([k]) => k)).toEqual([positionKey(0), versionsKey(0)]);
+    expect(decodeValue(out.entries[1]![1])).toEqual({}); // no state restored: no versions to record
   });
 
   it("refuses to skip a state nobody has (a typo would otherwise fail later, or not at all)", () => {
@@ -153,6 +154,7 @@ describe("migratePartition", () => {
       [timer, null],
       [watermarkKey(1), { out: 5, op: 5, idle: false, ended: false }],
       [positionKey(1), 41],
+      [versionsKey(1), expect.any(Object)],
     ]);
     const bytesOf = (k: string) => out.entries.find(([key]) => key === k)![1];
     expect(bytesOf(stateKey(1, "same", "a"))).toBe(sameBytes);
@@ -175,7 +177,10 @@ describe("migratePartition", () => {
         [stateKey(0, "older", "a"), v(1)], // left in the bucket by a version before the savepoint's
       ],
     });
-    expect(values(out)).toEqual([[stateKey(0, "n", "b"), 2]]);
+    expect(values(out)).toEqual([
+      [stateKey(0, "n", "b"), 2],
+      [versionsKey(0), { n: 2 }], // the restored values are at the declared versions now
+    ]);
   });
 
   it("names function, state and key when a migration throws", () => {

@@ -1,0 +1,89 @@
+/**
+ * `eddy state get|scan|put|delete`: the state service from the command line, through the same
+ * `stateClient` applications use. Values are JSON on the command line and in the output.
+ */
+import { connectNats } from "../nats/connection.ts";
+import { stateClient } from "../nats/state-client.ts";
+
+const urlOf = (url: string | undefined) => url ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
+
+/** A command-line value that is not JSON; quote strings as JSON ('"text"'). */
+export class InvalidValueError extends Error {
+  override readonly name = "InvalidValueError";
+}
+
+interface Target {
+  readonly job: string;
+  readonly fn: string;
+  readonly natsUrl: string | undefined;
+  readonly timeoutMs?: number;
+}
+
+async function withClient<T>(t: Target, f: (client: Awaited<ReturnType<typeof stateClient>>) => Promise<T>): Promise<T> {
+  const nc = await connectNats(urlOf(t.natsUrl), "eddy-cli");
+  try {
+    return await f(await stateClient(nc, t.job, t.fn, t.timeoutMs === undefined ? {} : { timeoutMs: t.timeoutMs }));
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Parses a value given on the command line as JSON. */
+export function parseValue(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new InvalidValueError(`value ${JSON.stringify(text)} is not JSON (quote a string: '"${text}"')`);
+  }
+}
+
+export async function runStateGet(o: Target & { state: string; key: string; subkey: string | undefined; committed: boolean; json: boolean }): Promise<number> {
+  const value = await withClient(o, (c) => c.get(o.state, o.key, { consistency: o.committed ? "committed" : "live", ...(o.subkey === undefined ? {} : { subkey: o.subkey }) }));
+  if (o.json) {
+    console.log(JSON.stringify(value === undefined ? { found: false } : { found: true, value }));
+    return 0;
+  }
+  if (value === undefined) {
+    process.stderr.write(`eddy: ${o.job}/${o.fn}: no ${o.state} for key ${JSON.stringify(o.key)}${o.subkey === undefined ? "" : ` entry ${JSON.stringify(o.subkey)}`}\n`);
+    return 1;
+  }
+  console.log(JSON.stringify(value, null, 2));
+  return 0;
+}
+
+export async function runStateScan(o: Target & { state: string | undefined; prefix: string | undefined; committed: boolean; limit: number; json: boolean }): Promise<number> {
+  const rows: Array<{ state: string; key: string; value: unknown }> = [];
+  await withClient(o, async (c) => {
+    for await (const e of c.scan({ ...(o.state === undefined ? {} : { state: o.state }), ...(o.prefix === undefined ? {} : { prefix: o.prefix }), consistency: o.committed ? "committed" : "live" })) {
+      rows.push(e);
+      if (rows.length >= o.limit) break;
+    }
+  });
+  if (o.json) {
+    for (const r of rows) console.log(JSON.stringify(r));
+    return 0;
+  }
+  if (rows.length === 0) {
+    console.log("no entries");
+    return 0;
+  }
+  const table = rows.map((r) => [r.state, r.key, JSON.stringify(r.value)]);
+  const head = ["state", "key", "value"];
+  const widths = head.map((h, i) => Math.min(60, Math.max(h.length, ...table.map((r) => r[i]!.length))));
+  for (const r of [head, ...table]) console.log(r.map((c, i) => (i === 2 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd());
+  if (rows.length >= o.limit) console.log(`(first ${o.limit}; raise --limit for more)`);
+  return 0;
+}
+
+export async function runStatePut(o: Target & { state: string; key: string; value: string; subkey: string | undefined; json: boolean }): Promise<number> {
+  const value = parseValue(o.value);
+  await withClient(o, (c) => c.put(o.state, o.key, value, o.subkey === undefined ? {} : { subkey: o.subkey }));
+  console.log(o.json ? JSON.stringify({ applied: true }) : `${o.job}/${o.fn}: ${o.state}[${JSON.stringify(o.key)}]${o.subkey === undefined ? "" : `[${JSON.stringify(o.subkey)}]`} = ${JSON.stringify(value)} (applied)`);
+  return 0;
+}
+
+export async function runStateDelete(o: Target & { state: string; key: string; subkey: string | undefined; json: boolean }): Promise<number> {
+  await withClient(o, (c) => c.delete(o.state, o.key, o.subkey === undefined ? {} : { subkey: o.subkey }));
+  console.log(o.json ? JSON.stringify({ applied: true }) : `${o.job}/${o.fn}: ${o.state}[${JSON.stringify(o.key)}]${o.subkey === undefined ? "" : `[${JSON.stringify(o.subkey)}]`} deleted (applied)`);
+  return 0;
+}

@@ -1,0 +1,58 @@
+/**
+ * Committed reads: a function's state as its KV bucket holds it — the state of the last
+ * checkpoint the partition materialized — without asking any actor. Works with the job stopped.
+ * The state service answers `committed` requests with it, and `stateClient` reads it directly.
+ */
+import type { KV } from "@nats-io/kv";
+import { mapEntriesFilter, mapEntryKey, parseKvKey, partitionFilter, stateFilter, stateKey } from "../core/kv-keys.ts";
+import { page, type GetReply, type ScanEntry, type ScanReply, type ScanRequest } from "../core/state-queries.ts";
+import { decodeValue } from "../core/wire.ts";
+
+async function value(kv: KV, key: string): Promise<{ found: boolean; value?: unknown }> {
+  const e = await kv.get(key);
+  if (e === null || e.operation !== "PUT" || e.length === 0) return { found: false };
+  return { found: true, value: decodeValue(e.value) };
+}
+
+async function keysOf(kv: KV, filter: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const k of await kv.keys(filter)) out.push(k);
+  return out;
+}
+
+/** The committed value of `state` for `key` in partition `p` (a map state without `subkey`: all entries). */
+export async function getCommitted(kv: KV, p: number, state: string, key: string, subkey?: string): Promise<GetReply> {
+  if (subkey !== undefined) return value(kv, mapEntryKey(p, state, key, subkey));
+  const single = await value(kv, stateKey(p, state, key));
+  if (single.found) return single;
+  // No single value: a map state stores one key per entry.
+  const entries: Record<string, unknown> = {};
+  let found = false;
+  for (const k of await keysOf(kv, mapEntriesFilter(p, state, key))) {
+    const parsed = parseKvKey(k);
+    if (parsed?.kind !== "state" || parsed.subkey === undefined) continue;
+    const v = await value(kv, k);
+    if (!v.found) continue;
+    entries[parsed.subkey] = v.value;
+    found = true;
+  }
+  return found ? { found, value: entries } : { found: false };
+}
+
+/** A page of the committed entries of partition `p`. */
+export async function scanCommitted(kv: KV, p: number, request: ScanRequest): Promise<ScanReply> {
+  const prefix = request.prefix ?? "";
+  const candidates = new Map<string, [string, string]>();
+  for (const k of await keysOf(kv, request.state === undefined ? partitionFilter(p) : stateFilter(p, request.state))) {
+    const parsed = parseKvKey(k);
+    if (parsed?.kind !== "state" || !parsed.key.startsWith(prefix)) continue;
+    candidates.set(`${parsed.state}\u0000${parsed.key}`, [parsed.state, parsed.key]);
+  }
+  const { keys, next } = page([...candidates.values()], request);
+  const entries: ScanEntry[] = [];
+  for (const [state, key] of keys) {
+    const v = await getCommitted(kv, p, state, key);
+    if (v.found) entries.push({ state, key, value: v.value });
+  }
+  return next === undefined ? { entries } : { entries, next };
+}

@@ -1,0 +1,224 @@
+/**
+ * A typed client of a function's keyed state: `stateClient(nc, job, fn)`.
+ *
+ * It routes every request by the key's partition straight to the subject the owning worker
+ * serves (`eddy.q.<job>.<fn>.<p>.<op>`), retries while ownership moves (no responder), and reads
+ * `committed` state from the KV bucket itself, so those reads work with the job stopped. Writes
+ * carry an id, so a retried write is applied once, and resolve when the actor has applied them.
+ */
+import { randomUUID } from "node:crypto";
+import { createInbox, headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream } from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import { partitionOf } from "../core/hash.ts";
+import { HEADER, inputSubject, stateBucket, stateServiceSubject, type StateOperation } from "../core/naming.ts";
+import { jobSpecKey, JOBS_BUCKET, type JobSpecRecord } from "../core/protocol.ts";
+import type { Consistency, GetReply, ScanEntry, ScanReply, WriteOutcome } from "../core/state-queries.ts";
+import { encodeStateWrite, type StateWriteOp } from "../core/state-writes.ts";
+import { getCommitted, scanCommitted } from "./committed-state.ts";
+import { deploymentKey, lastVersion, openDeployments, type DeploymentRecord } from "./deployments.ts";
+
+/** Options of a read. */
+export interface ReadOptions {
+  /** One entry of a map state. */
+  readonly subkey?: string;
+  /** `live` (default): the owning actor's memory; `committed`: the last materialized checkpoint, from KV. */
+  readonly consistency?: Consistency;
+}
+
+/** Options of a scan. */
+export interface ScanOptions {
+  readonly state?: string;
+  readonly prefix?: string;
+  readonly consistency?: Consistency;
+  /** Entries per request (default 100). */
+  readonly pageSize?: number;
+}
+
+/** Options of a raw write. */
+export interface WriteOptions {
+  /** Wait until every partition's actor applied it (default true). */
+  readonly wait?: boolean;
+}
+
+/**
+ * Queryable and writable state of one function.
+ * @example
+ * const counts = await stateClient(nc, "pageviews", "count");
+ * await counts.put("views", "/home", 42);              // resolves once applied, in order with the data
+ * const live = await counts.get<number>("views", "/home");
+ * for await (const e of counts.scan({ prefix: "/docs", consistency: "committed" })) console.log(e.key, e.value);
+ */
+export interface StateClient {
+  readonly job: string;
+  readonly fn: string;
+  readonly partitions: number;
+  partitionOf(key: string): number;
+  get<T = unknown>(state: string, key: string, options?: ReadOptions): Promise<T | undefined>;
+  scan(options?: ScanOptions): AsyncIterable<ScanEntry>;
+  put(state: string, key: string, value: unknown, options?: { readonly subkey?: string }): Promise<void>;
+  delete(state: string, key: string, options?: { readonly subkey?: string }): Promise<void>;
+  /**
+   * Appends operations straight to the function's input log (no service in between, so it works
+   * with the job stopped: they are applied when it runs). With `wait` it resolves once applied.
+   */
+  write(ops: readonly StateWriteOp[], options?: WriteOptions): Promise<void>;
+}
+
+export interface StateClientOptions {
+  /** How long a request keeps retrying while no worker serves the partition (default 10 s). */
+  readonly timeoutMs?: number;
+}
+
+/** No worker answered for the partition within the timeout: the job is not running or moving; retry. */
+export class StateUnavailableError extends Error {
+  override readonly name = "StateUnavailableError";
+}
+
+/** The service refused the request (unknown state, wrong value, bad key); fix it. */
+export class StateRequestError extends Error {
+  override readonly name = "StateRequestError";
+}
+
+/** The job or function is not known (never deployed, or the name is wrong). */
+export class UnknownFunctionError extends Error {
+  override readonly name = "UnknownFunctionError";
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Partition count of `fn`: from the job's spec, else its current or last deployment. */
+async function partitionsOf(nc: NatsConnection, jobs: KV, job: string, fn: string): Promise<number> {
+  const spec = await jobs.get(jobSpecKey(job));
+  if (spec !== null && spec.operation === "PUT" && spec.length > 0) {
+    const f = (JSON.parse(decoder.decode(spec.value)) as JobSpecRecord).functions.find((x) => x.name === fn);
+    if (f !== undefined) return f.partitions;
+  }
+  let record: DeploymentRecord | undefined;
+  const current = await jobs.get(deploymentKey(job));
+  if (current !== null && current.operation === "PUT" && current.length > 0) record = JSON.parse(decoder.decode(current.value)) as DeploymentRecord;
+  record ??= await lastVersion(await openDeployments(nc), job);
+  const f = record?.functions.find((x) => x.name === fn);
+  if (f === undefined) throw new UnknownFunctionError(`job "${job}" has no function "${fn}" (not deployed, or a typo)`);
+  return f.partitions;
+}
+
+export async function stateClient(nc: NatsConnection, job: string, fn: string, options: StateClientOptions = {}): Promise<StateClient> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const jobs = await new Kvm(nc).create(JOBS_BUCKET, { history: 1 });
+  const partitions = await partitionsOf(nc, jobs, job, fn);
+  let kv: Promise<KV> | undefined;
+  const bucket = () => (kv ??= new Kvm(nc).open(stateBucket(job, fn)));
+  const js = jetstream(nc);
+  const partition = (key: string) => partitionOf(key, partitions);
+
+  /** A request to partition `p`, retried while nobody serves it. */
+  const ask = async <T>(p: number, op: StateOperation, body: unknown): Promise<T> => {
+    const deadline = Date.now() + timeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      let reply: Msg;
+      try {
+        reply = await nc.request(stateServiceSubject(job, fn, p, op), encoder.encode(JSON.stringify(body)), { timeout: Math.max(500, Math.min(5000, deadline - Date.now())) });
+      } catch (e) {
+        if (Date.now() >= deadline) {
+          throw new StateUnavailableError(`no worker serves partition ${p} of ${job}/${fn} (${(e as Error).message}); is the job running? committed reads work without it`, { cause: e });
+        }
+        await sleep(Math.min(500, 50 * 2 ** attempt));
+        continue;
+      }
+      const code = reply.headers?.get("Nats-Service-Error-Code");
+      if (code !== undefined && code !== "") {
+        const message = reply.headers?.get("Nats-Service-Error") ?? `error ${code}`;
+        if (code.startsWith("4")) throw new StateRequestError(message.replace(/^[A-Za-z]+Error: /, ""));
+        if (Date.now() >= deadline) throw new StateUnavailableError(`${job}/${fn} partition ${p}: ${message}`);
+        await sleep(100);
+        continue;
+      }
+      return JSON.parse(decoder.decode(reply.data)) as T;
+    }
+  };
+
+  /** Waits for one outcome per partition on `inbox`. */
+  const outcomes = (inbox: string, count: number) => {
+    const sub = nc.subscribe(inbox, { max: count });
+    const done = (async () => {
+      const timer = setTimeout(() => sub.unsubscribe(), timeoutMs);
+      let seen = 0;
+      try {
+        for await (const m of sub) {
+          const outcome = JSON.parse(decoder.decode(m.data)) as WriteOutcome;
+          if (!outcome.ok) throw new StateRequestError(`${outcome.error.name}: ${outcome.error.message}`);
+          seen++;
+        }
+      } finally {
+        clearTimeout(timer);
+      }
+      if (seen < count) throw new StateUnavailableError(`a write to ${job}/${fn} was not applied within ${timeoutMs} ms; it is in the input log and will be applied once the job runs`);
+    })();
+    return { sub, done };
+  };
+
+  const byPartition = (ops: readonly StateWriteOp[]) => {
+    const groups = new Map<number, StateWriteOp[]>();
+    for (const op of ops) groups.set(partition(op.key), [...(groups.get(partition(op.key)) ?? []), op]);
+    return groups;
+  };
+
+  const serviceWrite = async (op: "put" | "delete", key: string, body: Record<string, unknown>) => {
+    const notify = createInbox();
+    const waiting = outcomes(notify, 1);
+    try {
+      await nc.flush();
+      await ask(partition(key), op, { ...body, id: randomUUID(), notify });
+    } catch (e) {
+      waiting.sub.unsubscribe();
+      await waiting.done.catch(() => undefined);
+      throw e;
+    }
+    await waiting.done;
+  };
+
+  return {
+    job,
+    fn,
+    partitions,
+    partitionOf: partition,
+    async get<T>(state: string, key: string, opts: ReadOptions = {}) {
+      const p = partition(key);
+      const reply =
+        opts.consistency === "committed"
+          ? await getCommitted(await bucket(), p, state, key, opts.subkey)
+          : await ask<GetReply>(p, "get", { state, key, ...(opts.subkey === undefined ? {} : { subkey: opts.subkey }) });
+      return reply.found ? (reply.value as T) : undefined;
+    },
+    async *scan(opts: ScanOptions = {}) {
+      for (let p = 0; p < partitions; p++) {
+        let after: string | undefined;
+        do {
+          const request = { ...(opts.state === undefined ? {} : { state: opts.state }), prefix: opts.prefix ?? "", limit: opts.pageSize ?? 100, ...(after === undefined ? {} : { after }) };
+          const page: ScanReply = opts.consistency === "committed" ? await scanCommitted(await bucket(), p, request) : await ask<ScanReply>(p, "scan", request);
+          yield* page.entries;
+          after = page.next;
+        } while (after !== undefined);
+      }
+    },
+    put: (state, key, value, opts = {}) => serviceWrite("put", key, { state, key, value, ...(opts.subkey === undefined ? {} : { subkey: opts.subkey }) }),
+    delete: (state, key, opts = {}) => serviceWrite("delete", key, { state, key, ...(opts.subkey === undefined ? {} : { subkey: opts.subkey }) }),
+    async write(ops, opts = {}) {
+      const groups = byPartition(ops);
+      const wait = opts.wait ?? true;
+      const notify = createInbox();
+      const waiting = wait ? outcomes(notify, groups.size) : undefined;
+      await nc.flush();
+      for (const [p, group] of groups) {
+        const h = natsHeaders();
+        h.set(HEADER.kind, "write");
+        if (wait) h.set(HEADER.reply, notify);
+        await js.publish(inputSubject(job, fn, p), encodeStateWrite({ ops: group }), { headers: h, msgID: randomUUID() });
+      }
+      await waiting?.done;
+    },
+  };
+}
