@@ -502,8 +502,25 @@ const stateDelete = Command.make(
     }),
 ).pipe(Command.withDescription("Delete one key's state (or one map entry) through the input log"));
 
-/** Subcommands of `eddy state`; savepoint tooling adds repartition and bootstrap. */
-const stateSubcommands = [stateGet, stateScan, statePut, stateDelete];
+const stateBootstrap = Command.make(
+  "bootstrap",
+  {
+    job: Argument.String("job").pipe(Argument.withDescription("job name")),
+    fn: Argument.String("function").pipe(Argument.withDescription("function whose state to fill (as the deployed code declares it)")),
+    from: Flag.String("from").pipe(Flag.withDescription("old items: savepoint:<id>, file:<path.ndjson> or stream:<name>")),
+    with: Flag.String("with").pipe(Flag.withDescription("bootstrap module (.ts) exporting defineBootstrap({...})")),
+    nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
+    json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON"), Flag.withDefault(false)),
+  },
+  ({ job, fn, from, with: module, nats, json }) =>
+    exitWith(async () => {
+      const { runStateBootstrap } = await import("./state.ts");
+      return runStateBootstrap({ job, fn, from, module, natsUrl: Option.getOrUndefined(nats), json });
+    }),
+).pipe(Command.withDescription("Fill a function's state (windows included) from old data through a bootstrap module; works stopped or running"));
+
+/** Subcommands of `eddy state`. */
+const stateSubcommands = [stateGet, stateScan, statePut, stateDelete, stateBootstrap];
 
 const stateCommand = Command.make("state").pipe(
   Command.withDescription("Query and write functions' keyed state"),

@@ -87,3 +87,18 @@ export async function runStateDelete(o: Target & { state: string; key: string; s
   console.log(o.json ? JSON.stringify({ applied: true }) : `${o.job}/${o.fn}: ${o.state}[${JSON.stringify(o.key)}]${o.subkey === undefined ? "" : `[${JSON.stringify(o.subkey)}]`} deleted (applied)`);
   return 0;
 }
+
+export async function runStateBootstrap(o: { job: string; fn: string; from: string; module: string; natsUrl: string | undefined; json: boolean }): Promise<number> {
+  const { bootstrapState, parseSource } = await import("../deploy/bootstrap.ts");
+  const source = parseSource(o.from);
+  process.stderr.write(`eddy state bootstrap: running ${o.module} over ${o.from} ...\n`);
+  const nc = await connectNats(urlOf(o.natsUrl), "eddy-cli");
+  try {
+    const r = await bootstrapState(nc, { job: o.job, fn: o.fn, source, module: o.module });
+    if (o.json) console.log(JSON.stringify(r));
+    else console.log(`${o.job}/${o.fn}: ${r.items} items → ${r.operations} writes for ${r.keys} keys (${r.timers} timers), ${r.applied ? "applied" : "queued in the input log; applied when the job runs"}`);
+  } finally {
+    await nc.close();
+  }
+  return 0;
+}

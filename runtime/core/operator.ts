@@ -54,6 +54,15 @@ export class Operator {
     return this.currentWatermark;
   }
 
+  /**
+   * Runs `f` with the context scoped to `key`, as when processing a record of that key: what
+   * `eddy state bootstrap` uses to let a bootstrap module write state through the function's API.
+   */
+  withKey<T>(key: string, f: (ctx: Context<unknown, StateDeclarations>) => T): T {
+    this.currentKey = key;
+    return f(this.ctx);
+  }
+
   /** Restores the watermark after a restart without firing timers. */
   restoreWatermark(watermark: number): void {
     this.currentWatermark = watermark;

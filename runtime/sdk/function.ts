@@ -7,6 +7,7 @@
  * decides the partition of every record, so all records of one key meet the same state. Nothing
  * here depends on NATS or Effect: the same definition runs in the test harness and in workers.
  */
+import type { WindowSpec } from "../core/windows.ts";
 import type { WatermarkStrategy } from "../core/watermarks.ts";
 import type { StateDeclarations, StateHandles } from "./state.ts";
 
@@ -125,6 +126,17 @@ export interface FunctionSpec<In = any, Out = any, S extends StateDeclarations =
   onTimer?(ctx: Context<Out, S>, timer: TimerInfo): void;
   /** Publishes the main output of this function to a user subject (a sink). */
   readonly sink?: SinkSpec<Out>;
+  /**
+   * Set by `windowed()`: how its windows are laid out, so that tools writing window contents from
+   * outside (`eddy state bootstrap`) can register the timers that fire them. Not for authors.
+   */
+  readonly windowing?: WindowingInfo;
+}
+
+/** The window layout of a `windowed()` function (see `FunctionSpec.windowing`). */
+export interface WindowingInfo {
+  readonly window: WindowSpec;
+  readonly allowedLatenessMs: number;
 }
 
 /** Where a sink publishes. */

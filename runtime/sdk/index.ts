@@ -12,3 +12,4 @@ export * from "./state.ts";
 export * from "./windows.ts";
 export * from "./joins.ts";
 export * from "./watermarks.ts";
+export * from "./bootstrap.ts";

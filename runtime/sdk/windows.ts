@@ -134,6 +134,7 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
     ...(spec.timestamp === undefined ? {} : { timestamp: spec.timestamp }),
     ...(spec.watermark === undefined ? {} : { watermark: spec.watermark }),
     state: { windows: windowsState },
+    windowing: { window: spec.window, allowedLatenessMs: lateness },
 
     process(ctx, record) {
       const windows = ctx.state.windows;
