@@ -83,7 +83,7 @@ describe("bootstrapping window state", () => {
     const ops = bootstrapWrites(defineBootstrap<{ user: string; n: number }>({ key: (r) => r.user, bootstrap: (ctx, r) => ctx.windows.put({ start: 0, end: 500 }, r.n) }), sessions, [{ user: "u", n: 4 }]);
     expect(ops).toContainEqual({ op: "put", state: "windows", key: "u", subkey: "0", value: [500, 4] });
     const counter = defineFunction<{ k: string }, never, { n: ReturnType<typeof valueState<number>> }>({ name: "c", input: fromFunction("p"), key: (r) => r.k, state: { n: valueState<number>() }, process() {} });
-    const plain = bootstrapWrites(defineBootstrap<{ k: string; n: number }>({ key: (r) => r.k, bootstrap: (ctx, r) => void ctx.state.n.update((x) => (x ?? 0) + r.n) }), counter as never, [{ k: "a", n: 1 }, { k: "a", n: 2 }]);
+    const plain = bootstrapWrites(defineBootstrap<{ k: string; n: number }, { n: ReturnType<typeof valueState<number>> }>({ key: (r) => r.k, bootstrap: (ctx, r) => void ctx.state.n.update((x) => (x ?? 0) + r.n) }), counter as never, [{ k: "a", n: 1 }, { k: "a", n: 2 }]);
     expect(plain).toEqual([{ op: "put", state: "n", key: "a", value: 3 }]);
   });
 
