@@ -243,13 +243,27 @@ const deploy = Command.make(
     module: Argument.String("module").pipe(Argument.withDescription("module (.ts) exporting the pipeline(s)")),
     job: Flag.String("job").pipe(Flag.withDescription("job name (default: the pipeline's name)"), Flag.optional),
     partitions: Flag.Int("partitions").pipe(Flag.withDescription("partitions of keyed functions that set none (default: 8)"), Flag.optional),
+    fromSavepoint: Flag.String("from-savepoint").pipe(Flag.withDescription("restore this savepoint first (the job must be stopped: eddy stop <job>)"), Flag.optional),
+    skipState: Flag.String("skip-state").pipe(
+      Flag.withDescription("<function>.<state> to start empty instead of restoring it (to bootstrap it); repeatable"),
+      Flag.atLeast(0),
+    ),
     nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
     json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON"), Flag.withDefault(false)),
   },
-  ({ module, job, partitions, nats, json }) =>
+  ({ module, job, partitions, fromSavepoint, skipState, nats, json }) =>
     exitWith(async () => {
+      if (skipState.length > 0 && Option.isNone(fromSavepoint)) throw new UsageError("--skip-state only makes sense with --from-savepoint");
       const { runDeploy } = await import("./deploy.ts");
-      return runDeploy({ module, job: Option.getOrUndefined(job), partitions: Option.getOrUndefined(partitions), natsUrl: Option.getOrUndefined(nats), json });
+      return runDeploy({
+        module,
+        job: Option.getOrUndefined(job),
+        partitions: Option.getOrUndefined(partitions),
+        fromSavepoint: Option.getOrUndefined(fromSavepoint),
+        skipState: [...skipState],
+        natsUrl: Option.getOrUndefined(nats),
+        json,
+      });
     }),
 ).pipe(Command.withDescription("Bundle, validate and deploy a pipeline module; a bad or incompatible module is rejected"));
 
@@ -519,8 +533,65 @@ const stateBootstrap = Command.make(
     }),
 ).pipe(Command.withDescription("Fill a function's state (windows included) from old data through a bootstrap module; works stopped or running"));
 
+const stateRepartition = Command.make(
+  "repartition",
+  {
+    job: Argument.String("job").pipe(Argument.withDescription("job name")),
+    fn: Argument.String("function").pipe(Argument.withDescription("function to spread over a new number of partitions")),
+    partitions: Flag.Int("partitions").pipe(Flag.withDescription("the new partition count")),
+    fromSavepoint: Flag.String("from-savepoint").pipe(Flag.withDescription("savepoint to rewrite (it stays; a new one is written)")),
+    nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
+    json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON"), Flag.withDefault(false)),
+  },
+  ({ job, fn, partitions, fromSavepoint, nats, json }) =>
+    exitWith(async () => {
+      if (partitions < 1 || partitions > 4096) throw new UsageError("--partitions must be in 1..4096");
+      const { runRepartition } = await import("./savepoints.ts");
+      return runRepartition({ job, fn, partitions, savepoint: fromSavepoint, natsUrl: Option.getOrUndefined(nats), json });
+    }),
+).pipe(Command.withDescription("Write a new savepoint with a function's state rewritten for another partition count"));
+
 /** Subcommands of `eddy state`. */
-const stateSubcommands = [stateGet, stateScan, statePut, stateDelete, stateBootstrap];
+const stateSubcommands = [stateGet, stateScan, statePut, stateDelete, stateBootstrap, stateRepartition];
+
+// --- eddy savepoint / savepoints / stop / start ------------------------------------------------------
+
+const jobOnly = {
+  job: Argument.String("job").pipe(Argument.withDescription("job name")),
+  nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
+  json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON"), Flag.withDefault(false)),
+};
+
+const savepointCommand = Command.make("savepoint", jobOnly, ({ job, nats, json }) =>
+  exitWith(async () => {
+    const { runSavepoint } = await import("./savepoints.ts");
+    return runSavepoint({ job, natsUrl: Option.getOrUndefined(nats), json });
+  }),
+).pipe(Command.withDescription("Take a savepoint of a running job: a full export of its state, kept until deleted"));
+
+const savepointsCommand = Command.make("savepoints", jobOnly, ({ job, nats, json }) =>
+  exitWith(async () => {
+    const { runSavepoints } = await import("./savepoints.ts");
+    return runSavepoints({ job, natsUrl: Option.getOrUndefined(nats), json });
+  }),
+).pipe(Command.withDescription("List a job's savepoints"));
+
+const stopCommand = Command.make(
+  "stop",
+  { ...jobOnly, savepoint: Flag.Boolean("savepoint").pipe(Flag.withDescription("take a savepoint at the stop checkpoint"), Flag.withDefault(false)) },
+  ({ job, savepoint, nats, json }) =>
+    exitWith(async () => {
+      const { runStop } = await import("./savepoints.ts");
+      return runStop({ job, savepoint, natsUrl: Option.getOrUndefined(nats), json });
+    }),
+).pipe(Command.withDescription("Stop a job at a checkpoint (sources stop at its barrier); its state stays"));
+
+const startCommand = Command.make("start", jobOnly, ({ job, nats, json }) =>
+  exitWith(async () => {
+    const { runStart } = await import("./savepoints.ts");
+    return runStart({ job, natsUrl: Option.getOrUndefined(nats), json });
+  }),
+).pipe(Command.withDescription("Run a stopped job again from its last checkpoint"));
 
 const stateCommand = Command.make("state").pipe(
   Command.withDescription("Query and write functions' keyed state"),
@@ -529,7 +600,7 @@ const stateCommand = Command.make("state").pipe(
 
 export const eddy = Command.make("eddy").pipe(
   Command.withDescription("eddy: actor-based stream functions on NATS JetStream"),
-  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand]),
+  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand, savepointCommand, savepointsCommand, stopCommand, startCommand]),
 );
 
 /**

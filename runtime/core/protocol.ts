@@ -32,6 +32,18 @@ export const endKey = (job: string) => `${job}.end`;
 export const triggerSubject = (job: string) => `eddy.${job}.ctl.trigger`;
 export const ackSubject = (job: string) => `eddy.${job}.ctl.ack`;
 export const failureSubject = (job: string) => `eddy.${job}.ctl.failed`;
+/** Requests to the leading supervisor (only the leader listens): explicit checkpoints and savepoints. */
+export const CHECKPOINT_REQUEST_SUBJECT = "eddy.ctl.checkpoint";
+
+/** Tool to leader: run a checkpoint of `job` now. */
+export interface CheckpointRequest {
+  readonly job: string;
+  readonly stop?: boolean;
+  readonly savepoint?: boolean;
+}
+
+/** Leader to tool: the final checkpoint record, or why there is none. */
+export type CheckpointReply = { readonly ok: true; readonly record: CheckpointRecord } | { readonly ok: false; readonly error: { readonly name: string; readonly message: string } };
 
 /** Object name of one actor's snapshot delta. */
 export const deltaObject = (job: string, id: number, fn: string, partition: number) => `${job}/${id}/${fn}/${partition}`;

@@ -22,6 +22,7 @@ import {
   type DeploymentRecord,
   type StateSignature,
 } from "../nats/deployments.ts";
+import { restoreSavepoint, restoreTargetOf } from "../nats/savepoints.ts";
 
 /** The new version cannot take over the state of the running one; the message names what differs. */
 export class IncompatibleDeploymentError extends Error {
@@ -76,9 +77,22 @@ export interface DeployResult {
   readonly version: number;
   readonly digest: string;
   readonly unchanged: boolean;
+  /** With `fromSavepoint`: what the restore did (checkpoint it became, states migrated, dropped, skipped). */
+  readonly restored?: {
+    readonly savepoint: string;
+    readonly checkpoint: number;
+    readonly migrated: readonly unknown[];
+    readonly skipped: readonly unknown[];
+    readonly droppedStates: readonly unknown[];
+    readonly emptyStates: readonly unknown[];
+  };
 }
 
-export async function deployModule(nc: NatsConnection, path: string, options: { job?: string; partitions?: number } = {}): Promise<DeployResult[]> {
+export async function deployModule(
+  nc: NatsConnection,
+  path: string,
+  options: { job?: string; partitions?: number; fromSavepoint?: string; skipState?: readonly string[] } = {},
+): Promise<DeployResult[]> {
   if (options.partitions !== undefined && (!Number.isInteger(options.partitions) || options.partitions < 1 || options.partitions > 4096)) {
     throw new InvalidModuleError(`--partitions must be an integer in 1..4096`);
   }
@@ -94,25 +108,33 @@ export async function deployModule(nc: NatsConnection, path: string, options: { 
     } catch (e) {
       throw new InvalidModuleError(`${path}: ${(e as Error).message}`, { cause: e });
     }
-    return { job, pipeline: pipeline.name, functions: signatureOf(graph) };
+    return { job, pipeline: pipeline.name, functions: signatureOf(graph), graph };
   });
+  if (options.fromSavepoint !== undefined && plans.length !== 1) throw new InvalidModuleError(`${path} exports ${plans.length} pipelines; --from-savepoint restores one job`);
   // Every check passes before anything is written. After an undeploy the job's state is still
   // there: the last version ever deployed is what a new one must be compatible with.
   const currents = await Promise.all(plans.map((p) => currentDeployment(store, p.job)));
   const lasts = await Promise.all(plans.map((p, i) => (currents[i] !== undefined ? Promise.resolve(currents[i]!.record) : lastVersion(store, p.job))));
   plans.forEach((p, i) => {
     const last = lasts[i];
-    const why = last === undefined ? undefined : incompatibility(last.functions, p.functions);
+    // From a savepoint, the savepoint's state is what the new version must read (checked below).
+    const why = last === undefined || options.fromSavepoint !== undefined ? undefined : incompatibility(last.functions, p.functions);
     if (why !== undefined) {
       const running = currents[i] !== undefined ? `version ${last!.version} keeps running` : `its state is that of version ${last!.version}`;
       throw new IncompatibleDeploymentError(`cannot deploy ${path} as a new version of job "${p.job}" (${running}): ${why}`);
     }
   });
+  let restored: DeployResult["restored"];
+  if (options.fromSavepoint !== undefined) {
+    // Refuses (changing nothing) when the savepoint cannot be read by this code or the job runs.
+    const r = await restoreSavepoint(nc, plans[0]!.job, options.fromSavepoint, restoreTargetOf(plans[0]!.graph), { skip: new Set(options.skipState ?? []) });
+    restored = { savepoint: options.fromSavepoint, checkpoint: r.checkpoint, migrated: r.plan.migrated, skipped: r.plan.skipped, droppedStates: r.plan.droppedStates, emptyStates: r.plan.emptyStates };
+  }
   await putCode(store, bundle.digest, bundle.code);
   const results: DeployResult[] = [];
   for (const [i, p] of plans.entries()) {
     const current = currents[i];
-    if (current !== undefined && current.record.digest === bundle.digest && current.record.pipeline === p.pipeline && current.record.partitions === options.partitions) {
+    if (restored === undefined && current !== undefined && current.record.digest === bundle.digest && current.record.pipeline === p.pipeline && current.record.partitions === options.partitions) {
       results.push({ job: p.job, version: current.record.version, digest: bundle.digest, unchanged: true });
       continue;
     }
@@ -127,9 +149,20 @@ export async function deployModule(nc: NatsConnection, path: string, options: { 
       ...(options.partitions === undefined ? {} : { partitions: options.partitions }),
     };
     await publishDeployment(store, record, current?.revision ?? 0);
-    results.push({ job: p.job, version: record.version, digest: bundle.digest, unchanged: false });
+    results.push({ job: p.job, version: record.version, digest: bundle.digest, unchanged: false, ...(restored === undefined ? {} : { restored }) });
   }
   return results;
+}
+
+/** Runs a stopped job again (`eddy start`): its last version, deployed anew, from its last checkpoint. */
+export async function start(nc: NatsConnection, job: string): Promise<DeployResult> {
+  const store = await openDeployments(nc);
+  if ((await currentDeployment(store, job)) !== undefined) throw new NoDeploymentError(`job "${job}" is running already`);
+  const last = await lastVersion(store, job);
+  if (last === undefined) throw new NoDeploymentError(`job "${job}" was never deployed`);
+  const record: DeploymentRecord = { ...last, version: last.version + 1, deployedAt: Date.now(), source: `start of version ${last.version}` };
+  await publishDeployment(store, record, 0);
+  return { job, version: record.version, digest: record.digest, unchanged: false };
 }
 
 /** Deploys the previous version's code again, as a new version. */

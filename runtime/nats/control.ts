@@ -5,7 +5,17 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { endKey, jobSpecKey, JOBS_BUCKET, type EndOfInput, type JobSpecRecord } from "../core/protocol.ts";
+import {
+  CHECKPOINT_REQUEST_SUBJECT,
+  endKey,
+  jobSpecKey,
+  JOBS_BUCKET,
+  type CheckpointRecord,
+  type CheckpointReply,
+  type CheckpointRequest,
+  type EndOfInput,
+  type JobSpecRecord,
+} from "../core/protocol.ts";
 
 /** The job has no spec in the jobs bucket: it was never started (or the name is wrong). */
 export class UnknownJobError extends Error {
@@ -30,3 +40,41 @@ export async function requestEndOfInput(nc: NatsConnection, job: string): Promis
   await jobs.put(endKey(job), new TextEncoder().encode(JSON.stringify(end)));
   return end;
 }
+
+/** No supervisor leads (none runs, or an election is under way); start one or retry. */
+export class NoSupervisorError extends Error {
+  override readonly name = "NoSupervisorError";
+}
+
+/** The leader could not run the checkpoint; the message (and `cause` name) says why. */
+export class CheckpointRequestError extends Error {
+  override readonly name = "CheckpointRequestError";
+}
+
+/**
+ * Asks the leading supervisor for a checkpoint of `job` now (optionally a stop and/or a savepoint)
+ * and resolves with its final record — committed or aborted. Retries while no leader answers.
+ */
+export async function requestCheckpoint(nc: NatsConnection, job: string, options: { stop?: boolean; savepoint?: boolean } = {}, timeoutMs = 60_000): Promise<CheckpointRecord> {
+  const request: CheckpointRequest = { job, ...options };
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let reply: CheckpointReply;
+    try {
+      const m = await nc.request(CHECKPOINT_REQUEST_SUBJECT, JSON.stringify(request), { timeout: Math.max(1000, deadline - Date.now()) });
+      reply = JSON.parse(new TextDecoder().decode(m.data)) as CheckpointReply;
+    } catch (e) {
+      if (Date.now() >= deadline) throw new NoSupervisorError(`no supervisor answered (${(e as Error).message}); is one running? (eddy supervisor)`, { cause: e });
+      await new Promise((r) => setTimeout(r, 500));
+      continue;
+    }
+    if (reply.ok) return reply.record;
+    if (reply.error.name === "NotLeaderError" && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 500)); // an election is under way
+      continue;
+    }
+    if (reply.error.name === "UnknownJobError") throw new UnknownJobError(reply.error.message);
+    throw new CheckpointRequestError(reply.error.message);
+  }
+}
+

@@ -24,6 +24,9 @@ import { Cause, Deferred, Effect, Exit, Fiber, Option, Schedule, Scope, Semaphor
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
   ackSubject,
+  CHECKPOINT_REQUEST_SUBJECT,
+  type CheckpointReply,
+  type CheckpointRequest,
   assignmentKey,
   checkpointKey,
   deltaObjectPrefix,
@@ -61,6 +64,8 @@ import { assignActors } from "../core/assignment.ts";
 import { deploymentKey, type DeploymentRecord } from "../nats/deployments.ts";
 import { DEFAULT_LEADER_TTL_MS, makeLeaderElection } from "./leader-election.ts";
 import { planCleanup } from "./retention.ts";
+import { newSavepointId, type SavepointManifest } from "../core/savepoint.ts";
+import { NotDeployedError, openSavepointStore, savepointFunctions, writeManifest } from "../nats/savepoints.ts";
 
 export interface SupervisorOptions {
   /** Identity in the leader lease and in logs (default `supervisor-<pid>-<random>`). */
@@ -94,7 +99,7 @@ export interface Supervisor {
    * Rejects with {@link NotLeaderError} on a standby, {@link UnknownJobError} if the job has no
    * spec, {@link JobNotReadyError} if its actors do not all have a live owner in time.
    */
-  triggerCheckpoint(job: string, options?: { readonly stop?: boolean }): Promise<CheckpointRecord>;
+  triggerCheckpoint(job: string, options?: { readonly stop?: boolean; readonly savepoint?: boolean }): Promise<CheckpointRecord>;
   /** The job's checkpoint records, ascending by id. */
   checkpoints(job: string): Promise<CheckpointRecord[]>;
 }
@@ -347,7 +352,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         // A poll may have written a new assignment after it was read but before `inFlight` was
         // set, so it could not signal this checkpoint.
         if (reassigned()) return yield* abort(c, "assignment changed", false);
-        const trigger: TriggerMessage = { id: base.id, generation: base.generation, stop: base.stop === true };
+        const trigger: TriggerMessage = { id: base.id, generation: base.generation, stop: base.stop === true, ...(base.savepoint === undefined ? {} : { savepoint: base.savepoint }) };
         yield* Effect.try({
           try: () => nc.publish(triggerSubject(job.name), JSON.stringify(trigger)),
           catch: (e) => new ControlPlaneError(`publishing the trigger: ${errorMessage(e)}`, { cause: e }),
@@ -373,7 +378,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
      * Runs one checkpoint of `job`; call with the job's lock held. A periodic one is skipped
      * (`None`) while the job is stopped. Fails only if the checkpoint could not be started.
      */
-    const runCheckpoint = (s: Session, job: JobState, stop: boolean, periodic: boolean, holder: { record?: CheckpointRecord } = {}, handoff = false) =>
+    const runCheckpoint = (s: Session, job: JobState, stop: boolean, periodic: boolean, holder: { record?: CheckpointRecord } = {}, handoff = false, savepoint = false) =>
       Effect.gen(function* () {
         const assignment = job.assignment;
         if (assignment === undefined) return Option.none<CheckpointRecord>();
@@ -398,6 +403,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           startedAt: Date.now(),
           ...(stop ? { stop: true } : {}),
           ...(stop && handoff ? { handoff: true } : {}),
+          ...(savepoint ? { savepoint: newSavepointId(ckpt, Date.now()) } : {}),
         };
         // The record comes first: whoever finds it in progress after a crash knows to abort it.
         const revision = yield* io(`writing checkpoint record ${ckpt} of ${job.name}`, () =>
@@ -460,8 +466,28 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         }
       });
 
+    /** Writes the manifest of a savepoint whose checkpoint committed. */
+    const completeSavepoint = (job: JobState, record: CheckpointRecord, id: string) =>
+      io(`writing the manifest of savepoint ${id} of ${job.name}`, async () => {
+        const deployed = await readJson<DeploymentRecord>(stores.jobs, deploymentKey(job.name));
+        const functions = savepointFunctions(job.spec, deployed?.value);
+        if (functions === undefined) throw new NotDeployedError(`job "${job.name}" records no state declarations (run it with eddy deploy to take savepoints)`);
+        const manifest: SavepointManifest = {
+          format: 1,
+          id,
+          job: job.name,
+          checkpoint: record.id,
+          generation: record.generation,
+          createdAt: Date.now(),
+          ...(deployed === undefined ? {} : { codeVersion: deployed.value.version }),
+          functions,
+        };
+        await writeManifest(await openSavepointStore(nc), manifest);
+        log(`${job.name}: savepoint ${id} taken at checkpoint ${record.id}`);
+      });
+
     /** Explicit checkpoint on behalf of `triggerCheckpoint`. */
-    const requestCheckpoint = (s: Session, name: string, stop: boolean) =>
+    const requestCheckpoint = (s: Session, name: string, stop: boolean, savepoint = false) =>
       Effect.gen(function* () {
         const ended = Deferred.await(s.closed).pipe(Effect.andThen(Effect.fail(new NotLeaderError(`supervisor ${id} lost leadership; send the request to the new leader`))));
         yield* Effect.raceFirst(Deferred.await(s.ready), ended);
@@ -482,11 +508,16 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         const holder: { record?: CheckpointRecord } = {};
         // Forked into the job's scope so that the end of leadership (or of the job) interrupts it.
         const fiber = yield* Effect.forkIn(
-          job.lock.withPermit(waitReady.pipe(Effect.andThen(runCheckpoint(s, job, stop, false, holder)))),
+          job.lock.withPermit(waitReady.pipe(Effect.andThen(runCheckpoint(s, job, stop, false, holder, false, savepoint)))),
           job.scope,
         );
         const exit = yield* Fiber.await(fiber);
-        if (Exit.isSuccess(exit) && Option.isSome(exit.value)) return exit.value.value;
+        if (Exit.isSuccess(exit) && Option.isSome(exit.value)) {
+          const record = exit.value.value;
+          // The actors wrote their exports before acking; the manifest makes the savepoint whole.
+          if (record.savepoint !== undefined && record.status === "committed") yield* completeSavepoint(job, record, record.savepoint);
+          return record;
+        }
         if (holder.record !== undefined) return holder.record;
         if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.fail(Cause.squash(exit.cause) as Error);
         return yield* Effect.fail(new NotLeaderError(`supervisor ${id} lost leadership before the checkpoint of "${name}" started; retry on the leader`));
@@ -771,6 +802,21 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
       yield* Scope.addFinalizer(scope, Deferred.succeed(s.closed, undefined));
       session = s;
       yield* Effect.forkIn(leaderLoop(s), scope);
+      // Tools (eddy savepoint, eddy stop) ask whoever leads; standbys do not listen.
+      const requests = nc.subscribe(CHECKPOINT_REQUEST_SUBJECT, {
+        callback: (err, msg) => {
+          if (err !== null) return;
+          const request = parseJson<CheckpointRequest>(msg.data);
+          const answer = (reply: CheckpointReply) => msg.respond(JSON.stringify(reply));
+          if (request === undefined || typeof request.job !== "string") return void answer({ ok: false, error: { name: "BadRequestError", message: "expected {job, stop?, savepoint?}" } });
+          void Effect.runPromiseExit(requestCheckpoint(s, request.job, request.stop === true, request.savepoint === true)).then((exit) => {
+            if (Exit.isSuccess(exit)) return answer({ ok: true, record: exit.value });
+            const e = Cause.squash(exit.cause) as Error;
+            answer({ ok: false, error: { name: e?.name ?? "Error", message: e?.message ?? String(e) } });
+          });
+        },
+      });
+      yield* Scope.addFinalizer(scope, Effect.sync(() => requests.unsubscribe()));
     });
 
     const endSession = (reason: string) =>
@@ -797,7 +843,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
       triggerCheckpoint: async (job, opts = {}) => {
         const s = session;
         if (s === undefined || !election.isLeader()) throw new NotLeaderError(`supervisor ${id} is a standby; send the request to the leader`);
-        const exit = await Effect.runPromiseExit(requestCheckpoint(s, job, opts.stop === true));
+        const exit = await Effect.runPromiseExit(requestCheckpoint(s, job, opts.stop === true, opts.savepoint === true));
         if (Exit.isFailure(exit)) throw Cause.squash(exit.cause);
         return exit.value;
       },
