@@ -1,8 +1,12 @@
 /**
  * Opening NATS connections the way eddy processes need them: reconnect forever with a short
  * wait (a restarting nats-server must not kill actors), and a recognisable client name.
+ *
+ * Credentials travel in the URL, `nats://user:password@host:port` (or `nats://token@host:port`),
+ * so every `--nats` / `EDDY_NATS_URL` accepts them (infra/nats/README.md). nats.js ignores the
+ * user info of a server URL, so it is taken out here and passed as `user`/`pass`/`token`.
  */
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 
 export type { NatsConnection } from "@nats-io/transport-node";
 
@@ -11,10 +15,52 @@ export class NatsUnreachableError extends Error {
   override readonly name = "NatsUnreachableError";
 }
 
+// scheme://userinfo@rest — only URLs with an "@" carry credentials; anything else is left as is.
+const WITH_USERINFO = /^([a-z][a-z0-9+.-]*:\/\/)?([^@/]*)@(.*)$/i;
+
+/**
+ * Server list and credentials of a NATS URL (several servers may be separated by commas; the
+ * credentials of the first one that has any apply, as a connection has one identity).
+ */
+export function natsConnectOptions(url: string): Pick<NodeConnectionOptions, "servers" | "user" | "pass" | "token"> {
+  const servers: string[] = [];
+  let auth: { user: string; pass: string } | { token: string } | undefined;
+  for (const server of url.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
+    const m = WITH_USERINFO.exec(server);
+    if (m === null) {
+      servers.push(server);
+      continue;
+    }
+    const [, scheme = "", userinfo = "", rest = ""] = m;
+    servers.push(scheme + rest);
+    if (auth !== undefined || userinfo === "") continue;
+    const colon = userinfo.indexOf(":");
+    auth =
+      colon < 0
+        ? { token: decodeURIComponent(userinfo) }
+        : { user: decodeURIComponent(userinfo.slice(0, colon)), pass: decodeURIComponent(userinfo.slice(colon + 1)) };
+  }
+  return { servers, ...auth };
+}
+
+/** The URL with any password or token replaced by `***`, for logs and error messages. */
+export function redactNatsUrl(url: string): string {
+  return url
+    .split(",")
+    .map((server) => {
+      const m = WITH_USERINFO.exec(server.trim());
+      if (m === null) return server;
+      const [, scheme = "", userinfo = "", rest = ""] = m;
+      const colon = userinfo.indexOf(":");
+      return `${scheme}${colon < 0 ? "***" : `${userinfo.slice(0, colon)}:***`}@${rest}`;
+    })
+    .join(",");
+}
+
 export async function connectNats(url: string, name: string): Promise<NatsConnection> {
   try {
-    return await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5000 });
+    return await connect({ ...natsConnectOptions(url), name, maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5000 });
   } catch (e) {
-    throw new NatsUnreachableError(`cannot connect to NATS at ${url}: ${(e as Error).message}`, { cause: e });
+    throw new NatsUnreachableError(`cannot connect to NATS at ${redactNatsUrl(url)}: ${(e as Error).message}`, { cause: e });
   }
 }

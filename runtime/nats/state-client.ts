@@ -7,7 +7,7 @@
  * carry an id, so a retried write is applied once, and resolve when the actor has applied them.
  */
 import { randomUUID } from "node:crypto";
-import { createInbox, headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { createInbox, headers as natsHeaders, PermissionViolationError, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { partitionOf } from "../core/hash.ts";
@@ -122,6 +122,10 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
       try {
         reply = await nc.request(stateServiceSubject(job, fn, p, op), encoder.encode(JSON.stringify(body)), { timeout: Math.max(500, Math.min(5000, deadline - Date.now())) });
       } catch (e) {
+        // Not allowed to ask (e.g. a read-only user's put): retrying cannot help. nats.js rejects
+        // the request with a RequestError caused by the server's permissions violation.
+        const denied = e instanceof PermissionViolationError ? e : (e as Error)?.cause;
+        if (denied instanceof PermissionViolationError) throw denied;
         if (Date.now() >= deadline) {
           throw new StateUnavailableError(`no worker serves partition ${p} of ${job}/${fn} (${(e as Error).message}); is the job running? committed reads work without it`, { cause: e });
         }
