@@ -8,7 +8,7 @@ import { waitForSignal } from "../dev/wait-for-signal.ts";
 import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import type { PipelineSpec } from "../sdk/function.ts";
-import { connectNats } from "../nats/connection.ts";
+import { connectNats, redactNatsUrl } from "../nats/connection.ts";
 import { makeWorker, type Worker } from "./worker.ts";
 import { actorMetrics } from "../metrics/actor-metrics.ts";
 import { metricsPortFrom, startMetricsServer } from "../metrics/server.ts";
@@ -64,12 +64,12 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
     if (options.pipeline === undefined) {
       const generic = yield* makeGenericWorker(nc, { id: base, log });
       hosted = () => [...generic.jobs().values()].map((j) => j.worker);
-      console.error(`eddy worker ${base}: running deployed jobs, NATS ${url}; Ctrl-C to stop`);
+      console.error(`eddy worker ${base}: running deployed jobs, NATS ${redactNatsUrl(url)}; Ctrl-C to stop`);
     } else {
       const workers: Worker[] = [];
       for (const pipeline of pipelines) workers.push(yield* makeWorker(nc, pipeline, { id: `${base}-${pipeline.name}`, log }));
       hosted = () => workers;
-      console.error(`eddy worker ${base}: jobs ${pipelines.map((p) => p.name).join(", ")}, NATS ${url}; Ctrl-C to stop`);
+      console.error(`eddy worker ${base}: jobs ${pipelines.map((p) => p.name).join(", ")}, NATS ${redactNatsUrl(url)}; Ctrl-C to stop`);
     }
     const port = metricsPortFrom(options.metricsPort);
     if (port !== undefined) {

@@ -5,7 +5,7 @@
  */
 import { Effect } from "effect";
 import { waitForSignal } from "../dev/wait-for-signal.ts";
-import { connectNats } from "../nats/connection.ts";
+import { connectNats, redactNatsUrl } from "../nats/connection.ts";
 import { makeSupervisor } from "./supervisor.ts";
 import { scalingLag, supervisorMetrics } from "./job-metrics.ts";
 import { metricsPortFrom, startMetricsServer } from "../metrics/server.ts";
@@ -48,7 +48,7 @@ export async function runSupervisor(options: RunSupervisorOptions): Promise<numb
       );
       console.error(`eddy supervisor: metrics on :${server.port}/metrics, KEDA lag on /scaling`);
     }
-    console.error(`eddy supervisor: ${supervisor.id} on NATS ${url}; Ctrl-C to stop`);
+    console.error(`eddy supervisor: ${supervisor.id} on NATS ${redactNatsUrl(url)}; Ctrl-C to stop`);
     const signal = yield* waitForSignal;
     console.error(`eddy supervisor: ${signal}, stopping (leadership is released)`);
   }).pipe(Effect.scoped);
