@@ -13,7 +13,7 @@ import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 import { Svcm } from "@nats-io/services";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { deployModule, undeploy } from "../../runtime/deploy/deploy.ts";
+import { deployModule, start, undeploy } from "../../runtime/deploy/deploy.ts";
 import { ensureStream, publishAll } from "../../runtime/nats/streams.ts";
 import { stateClient, StateRequestError, StateUnavailableError } from "../../runtime/nats/state-client.ts";
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
@@ -127,6 +127,14 @@ describe("state service", () => {
       expect(bad.status).not.toBe(0);
       expect(bad.stderr.trim().split("\n")).toHaveLength(1);
       expect(bad.stderr).toMatch(/not JSON/);
+
+      // Writes sent while the job is stopped (what a bootstrap of a stopped job does) wait in the
+      // input log and are applied when it runs again, before the data that follows them.
+      await book.write([{ op: "put", state: "count", key: "a2", value: 40 }], { wait: false });
+      await start(nc, "ledger");
+      await waitFor("the queued write applied", async () => (await book.get<number>("count", "a2")) === 40, 30_000, job.logs);
+      await job.publish([{ account: "a2", id: "10" }]);
+      await waitFor("data after the queued write", async () => (await book.get<number>("count", "a2")) === 41);
     } finally {
       for (const w of job.workers) await w.kill();
       await supervisor.stop();
