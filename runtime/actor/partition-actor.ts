@@ -621,7 +621,12 @@ export class PartitionActor {
       this.stats.lag = m.pending;
       this.handleMessage(m, now);
       if (this.pendingSnapshot !== undefined || this.abandonedHeld !== undefined) await this.settleAlignment(now);
-      if (this.source !== undefined && this.endSeq !== undefined && (m.seq >= this.endSeq || m.pending === 0)) this.finishInput();
+      if (this.source !== undefined && this.endSeq !== undefined) {
+        if (m.seq >= this.endSeq) this.finishInput();
+        // `pending` is as of the message's delivery, which may be long before the end was set:
+        // nothing pending then does not mean nothing more up to the end. Ask the server now.
+        else if (m.pending === 0) await this.checkEnd();
+      }
       if (this.publisher.full) await this.publisher.capacity();
     }
   }
@@ -632,7 +637,9 @@ export class PartitionActor {
       this.advancePosition(m.seq);
       return;
     }
-    if (m.header(HEADER.kind) === "write") {
+    // Read once: headers are looked up by name on every internal message.
+    const kind = m.header(HEADER.kind);
+    if (kind === "write") {
       // A write arriving while a checkpoint aligns waits with the held messages: applied before
       // the snapshot it would be in it and, sitting after the restart position, applied again
       // after a restore from it.
@@ -668,11 +675,11 @@ export class PartitionActor {
       this.buffered.push(m);
       return;
     }
-    if (m.header(HEADER.kind) === "barrier") {
+    if (kind === "barrier") {
       this.onBarrier(m, producer, epoch, now);
       return;
     }
-    this.handleInternalMessage(m, producer, now);
+    this.handleInternalMessage(m, kind, producer, now);
     this.advancePosition(m.seq);
   }
 
@@ -844,8 +851,7 @@ export class PartitionActor {
     }
   }
 
-  private handleInternalMessage(m: InputMessage, producer: string, now: number): void {
-    const kind = m.header(HEADER.kind);
+  private handleInternalMessage(m: InputMessage, kind: string | undefined, producer: string, now: number): void {
     const tracker = this.tracker!;
     try {
       if (kind === "data") {

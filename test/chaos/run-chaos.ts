@@ -18,7 +18,7 @@ import { startLocalNatsServer, type LocalNatsServer } from "../../runtime/nats/l
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { requestEndOfInput } from "../../runtime/nats/control.ts";
 import { checkpointKey, JOBS_BUCKET, latestKey, LEADER_BUCKET, LEADER_KEY, type CheckpointRecord, type CommittedCheckpoint } from "../../runtime/core/protocol.ts";
-import { appliedKey } from "../../runtime/core/kv-keys.ts";
+import { appliedKey, positionKey, watermarkKey } from "../../runtime/core/kv-keys.ts";
 import { stateBucket } from "../../runtime/core/naming.ts";
 import { decodeValue } from "../../runtime/core/wire.ts";
 import { expectedOutputs, generateEvents, OUTPUT_STREAM, seededRandom, SOURCE_STREAM, SOURCE_SUBJECT, TOTALS_SUBJECT, totalsJob, WINDOWS_SUBJECT, windowsJob } from "./workload.ts";
@@ -272,7 +272,33 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       exact: w.missing + t.missing + w.duplicated + t.duplicated === 0,
       seconds: Math.round((Date.now() - started) / 100) / 10,
     };
-    if (!result.exact) log(procs.logTail());
+    if (!result.exact) {
+      // Which records differ, so that a failure can be traced to a key, a partition, a window.
+      const show = (name: string, exp: readonly unknown[], act: readonly unknown[]) => {
+        const e = new Map<string, number>();
+        for (const x of exp) e.set(JSON.stringify(x), (e.get(JSON.stringify(x)) ?? 0) + 1);
+        const a = new Map<string, number>();
+        for (const x of act) a.set(JSON.stringify(x), (a.get(JSON.stringify(x)) ?? 0) + 1);
+        const missing = [...e].filter(([k, n]) => (a.get(k) ?? 0) < n).map(([k]) => k);
+        const extra = [...a].filter(([k, n]) => (e.get(k) ?? 0) < n).map(([k]) => k);
+        log(`chaos: ${name}: ${missing.length} missing, e.g. ${missing.slice(0, 8).join(" ")}`);
+        log(`chaos: ${name}: ${extra.length} unexpected or repeated, e.g. ${extra.slice(0, 8).join(" ")}`);
+      };
+      show("windows", expected.windows, windows);
+      show("totals", expected.totals, totals);
+      const source = await readAll(nc, SOURCE_STREAM);
+      log(`chaos: ${SOURCE_STREAM} holds ${source.length} messages (${events.length} published), last sequence ${source.at(-1)?.seq}`);
+      const kvm = new Kvm(nc);
+      for (const job of JOBS) {
+        const jobs = await kvm.open(JOBS_BUCKET);
+        const end = await jobs.get(`${job.name}.end`);
+        const state = await kvm.open(stateBucket(job.name, "events"));
+        const pos = await state.get(positionKey(0));
+        const wm = await state.get(watermarkKey(0));
+        log(`chaos: ${job.name}: end ${end === null ? "none" : decoder.decode(end.value)}, events/0 _pos ${pos === null ? "none" : String(decodeValue(pos.value))}, _wm ${wm === null ? "none" : JSON.stringify(decodeValue(wm.value))}`);
+      }
+      log(procs.logTail());
+    }
     return result;
   } finally {
     await procs.stopAll();
