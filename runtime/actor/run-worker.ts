@@ -8,7 +8,7 @@ import { waitForSignal } from "../dev/wait-for-signal.ts";
 import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import type { PipelineSpec } from "../sdk/function.ts";
-import { connectNats, redactNatsUrl } from "../nats/connection.ts";
+import { connectNats, natsUrlOf, redactNatsUrl } from "../nats/connection.ts";
 import { makeWorker, type Worker } from "./worker.ts";
 import { actorMetrics } from "../metrics/actor-metrics.ts";
 import { metricsPortFrom, startMetricsServer } from "../metrics/server.ts";
@@ -52,7 +52,7 @@ export async function loadPipelines(path: string, job?: string): Promise<Pipelin
 
 export async function runWorker(options: RunWorkerOptions): Promise<number> {
   const pipelines = options.pipeline === undefined ? [] : await loadPipelines(options.pipeline, options.job);
-  const url = options.natsUrl ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
+  const url = natsUrlOf(options.natsUrl);
   const program = Effect.gen(function* () {
     const nc = yield* Effect.acquireRelease(
       Effect.tryPromise({ try: () => connectNats(url, `eddy-worker-${process.pid}`), catch: (e) => e as Error }),

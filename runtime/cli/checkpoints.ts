@@ -2,7 +2,7 @@
  * `eddy checkpoints <job>`: the recent checkpoints of a job as the supervisor recorded them —
  * id, status, duration, alignment time, bytes and keys changed — newest first.
  */
-import { connectNats } from "../nats/connection.ts";
+import { connectNats, natsUrlOf } from "../nats/connection.ts";
 import { jobSpecKey, type CheckpointRecord } from "../core/protocol.ts";
 import { UnknownJobError } from "../nats/control.ts";
 import { checkpointRecords, ensureControlStores } from "../supervisor/control-store.ts";
@@ -33,7 +33,7 @@ const bytes = (x: number | undefined) =>
   x === undefined ? "-" : x < 1024 ? `${x} B` : x < 1024 * 1024 ? `${(x / 1024).toFixed(1)} KiB` : `${(x / 1024 / 1024).toFixed(1)} MiB`;
 
 export async function runCheckpoints(options: CheckpointsOptions): Promise<number> {
-  const url = options.natsUrl ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
+  const url = natsUrlOf(options.natsUrl);
   const records = (await readCheckpoints(url, options.job)).slice(0, options.limit);
   if (options.json) {
     console.log(JSON.stringify(records));

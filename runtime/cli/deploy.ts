@@ -1,19 +1,10 @@
 /**
  * The deployment commands' output: one line per job for people, JSON for scripts.
  */
-import { connectNats } from "../nats/connection.ts";
+import { withNats } from "../nats/connection.ts";
 import { deployModule, deployments, rollback, undeploy } from "../deploy/deploy.ts";
 
-const urlOf = (url: string | undefined) => url ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
 
-async function withNats<T>(url: string | undefined, f: (nc: Awaited<ReturnType<typeof connectNats>>) => Promise<T>): Promise<T> {
-  const nc = await connectNats(urlOf(url), "eddy-cli");
-  try {
-    return await f(nc);
-  } finally {
-    await nc.close();
-  }
-}
 
 export async function runDeploy(o: {
   module: string;

@@ -3,26 +3,17 @@
  * savepoints taken through the leading supervisor, listed from the savepoint store, and the job
  * life cycle around them. Tables for people, JSON for scripts.
  */
-import { connectNats } from "../nats/connection.ts";
+import { withNats } from "../nats/connection.ts";
 import { requestCheckpoint } from "../nats/control.ts";
 import { listSavepoints, repartitionSavepoint, waitForApplied } from "../nats/savepoints.ts";
 import { start, undeploy } from "../deploy/deploy.ts";
 
-const urlOf = (url: string | undefined) => url ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
 
 /** The checkpoint a savepoint or stop needed did not commit; the reason says why. Retry. */
 export class SavepointFailedError extends Error {
   override readonly name = "SavepointFailedError";
 }
 
-async function withNats<T>(url: string | undefined, f: (nc: Awaited<ReturnType<typeof connectNats>>) => Promise<T>): Promise<T> {
-  const nc = await connectNats(urlOf(url), "eddy-cli");
-  try {
-    return await f(nc);
-  } finally {
-    await nc.close();
-  }
-}
 
 const when = (ms: number) => new Date(ms).toISOString().replace("T", " ").slice(0, 19);
 

@@ -2,10 +2,9 @@
  * `eddy state get|scan|put|delete`: the state service from the command line, through the same
  * `stateClient` applications use. Values are JSON on the command line and in the output.
  */
-import { connectNats } from "../nats/connection.ts";
+import { withNats } from "../nats/connection.ts";
 import { stateClient } from "../nats/state-client.ts";
 
-const urlOf = (url: string | undefined) => url ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
 
 /** A command-line value that is not JSON; quote strings as JSON ('"text"'). */
 export class InvalidValueError extends Error {
@@ -20,12 +19,7 @@ interface Target {
 }
 
 async function withClient<T>(t: Target, f: (client: Awaited<ReturnType<typeof stateClient>>) => Promise<T>): Promise<T> {
-  const nc = await connectNats(urlOf(t.natsUrl), "eddy-cli");
-  try {
-    return await f(await stateClient(nc, t.job, t.fn, t.timeoutMs === undefined ? {} : { timeoutMs: t.timeoutMs }));
-  } finally {
-    await nc.close();
-  }
+  return withNats(t.natsUrl, async (nc) => f(await stateClient(nc, t.job, t.fn, t.timeoutMs === undefined ? {} : { timeoutMs: t.timeoutMs })));
 }
 
 /** Parses a value given on the command line as JSON. */
@@ -92,13 +86,8 @@ export async function runStateBootstrap(o: { job: string; fn: string; from: stri
   const { bootstrapState, parseSource } = await import("../deploy/bootstrap.ts");
   const source = parseSource(o.from);
   process.stderr.write(`eddy state bootstrap: running ${o.module} over ${o.from} ...\n`);
-  const nc = await connectNats(urlOf(o.natsUrl), "eddy-cli");
-  try {
-    const r = await bootstrapState(nc, { job: o.job, fn: o.fn, source, module: o.module });
-    if (o.json) console.log(JSON.stringify(r));
-    else console.log(`${o.job}/${o.fn}: ${r.items} items → ${r.operations} writes for ${r.keys} keys (${r.timers} timers), ${r.applied ? "applied" : "queued in the input log; applied when the job runs"}`);
-  } finally {
-    await nc.close();
-  }
+  const r = await withNats(o.natsUrl, (nc) => bootstrapState(nc, { job: o.job, fn: o.fn, source, module: o.module }));
+  if (o.json) console.log(JSON.stringify(r));
+  else console.log(`${o.job}/${o.fn}: ${r.items} items → ${r.operations} writes for ${r.keys} keys (${r.timers} timers), ${r.applied ? "applied" : "queued in the input log; applied when the job runs"}`);
   return 0;
 }

@@ -5,7 +5,7 @@
  */
 import { Kvm } from "@nats-io/kv";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connectNats } from "../nats/connection.ts";
+import { connectNats, natsUrlOf } from "../nats/connection.ts";
 import { UnknownJobError } from "../nats/control.ts";
 import { currentDeployment, openDeployments } from "../nats/deployments.ts";
 import { positionKey, watermarkKey } from "../core/kv-keys.ts";
@@ -82,7 +82,7 @@ export async function jobStatus(url: string, job: string, now = Date.now()): Pro
 const iso = (ms: number | null) => (ms === null ? "-" : !Number.isFinite(ms) ? (ms > 0 ? "end of input" : "-") : new Date(ms).toISOString().replace("T", " ").slice(0, 23));
 
 export async function runStatus(o: { job: string; natsUrl: string | undefined; json: boolean }): Promise<number> {
-  const s = await jobStatus(o.natsUrl ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222", o.job);
+  const s = await jobStatus(natsUrlOf(o.natsUrl), o.job);
   if (o.json) {
     console.log(JSON.stringify(s));
     return 0;

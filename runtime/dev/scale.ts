@@ -4,6 +4,7 @@
  * `.eddy/workers.json` under the current directory, with their logs in `.eddy/logs/`; scaling
  * down stops the newest ones with SIGTERM, so the supervisor moves their partitions to the rest.
  */
+import { natsUrlOf } from "../nats/connection.ts";
 import { spawn } from "node:child_process";
 import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -55,7 +56,7 @@ export function scaleWorkers(count: number, nats: string, dir = resolve(".eddy")
 }
 
 export async function runScale(o: { count: number; natsUrl: string | undefined }): Promise<number> {
-  const nats = o.natsUrl ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
+  const nats = natsUrlOf(o.natsUrl);
   const workers = scaleWorkers(o.count, nats);
   console.log(`${workers.length} local worker${workers.length === 1 ? "" : "s"}${workers.length > 0 ? ": " + workers.map((w) => w.pid).join(", ") : ""} (logs in .eddy/logs)`);
   return 0;

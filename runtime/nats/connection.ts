@@ -64,3 +64,18 @@ export async function connectNats(url: string, name: string): Promise<NatsConnec
     throw new NatsUnreachableError(`cannot connect to NATS at ${redactNatsUrl(url)}: ${(e as Error).message}`, { cause: e });
   }
 }
+
+/** The NATS URL a command uses: the one given, else `$EDDY_NATS_URL`, else the local default. */
+export function natsUrlOf(url: string | undefined): string {
+  return url ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
+}
+
+/** Runs `f` with a connection to `natsUrlOf(url)`, closed afterwards (what one-shot commands need). */
+export async function withNats<T>(url: string | undefined, f: (nc: NatsConnection) => Promise<T>, name = "eddy-cli"): Promise<T> {
+  const nc = await connectNats(natsUrlOf(url), name);
+  try {
+    return await f(nc);
+  } finally {
+    await nc.close();
+  }
+}

@@ -5,7 +5,7 @@
  */
 import { Effect } from "effect";
 import { waitForSignal } from "../dev/wait-for-signal.ts";
-import { connectNats, redactNatsUrl } from "../nats/connection.ts";
+import { connectNats, natsUrlOf, redactNatsUrl } from "../nats/connection.ts";
 import { makeSupervisor } from "./supervisor.ts";
 import { scalingLag, supervisorMetrics } from "./job-metrics.ts";
 import { metricsPortFrom, startMetricsServer } from "../metrics/server.ts";
@@ -23,7 +23,7 @@ export interface RunSupervisorOptions {
 }
 
 export async function runSupervisor(options: RunSupervisorOptions): Promise<number> {
-  const url = options.natsUrl ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
+  const url = natsUrlOf(options.natsUrl);
   const log = (line: string) => console.error(`${new Date().toISOString()} eddy supervisor ${line}`);
   const program = Effect.gen(function* () {
     const nc = yield* Effect.acquireRelease(
