@@ -6,7 +6,7 @@
  * with a message that says what to fix. The runtime asks it for every actor's producers (whose
  * watermarks it must wait for) and consumers (where its output goes).
  */
-import type { FunctionInput, FunctionSpec, Input, PipelineSpec, StreamInput } from "../sdk/function.ts";
+import type { FunctionInput, FunctionSpec, Input, PipelineSpec, StreamInput } from "../spec/function.ts";
 import { isValidStateName } from "./kv-keys.ts";
 import { createWatermarkGenerator } from "./watermarks.ts";
 

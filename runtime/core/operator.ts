@@ -7,8 +7,8 @@
  * hand. Emitted records go to an `OperatorOutput`, so routing and batching stay in the runtime.
  * The clock is an argument of every call, never read here, so runs are repeatable.
  */
-import type { Context, FunctionSpec, TimerInfo, TimerService } from "../sdk/function.ts";
-import type { ListState, MapState, ReducingState, StateDeclarations, ValueState } from "../sdk/state.ts";
+import type { Context, FunctionSpec, TimerInfo, TimerService } from "../spec/function.ts";
+import type { ListState, MapState, ReducingState, StateDeclarations, ValueState } from "../spec/state.ts";
 import { KeyedStateStore } from "./state-store.ts";
 import { TimerQueue, type TimeDomain } from "./timers.ts";
 

@@ -14,7 +14,7 @@
  * no I/O, so the CLI, the supervisor and tests all run the same code. `migrateValue` is the same
  * migration for one value, for code that reads stored state directly.
  */
-import type { StateDeclaration, StateDeclarations } from "../sdk/state.ts";
+import type { StateDeclaration, StateDeclarations } from "../spec/state.ts";
 import { parseKvKey, versionsKey } from "./kv-keys.ts";
 import { CorruptSavepointError, type PartitionExport, type SavepointManifest } from "./savepoint.ts";
 import { decodeValue, encodeValue } from "./wire.ts";

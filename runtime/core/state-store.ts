@@ -7,7 +7,7 @@
  * changes as sets of touched keys (not as a log) means a key updated a thousand times between two
  * snapshots costs one entry in the next one.
  */
-import type { StateDeclaration, StateDeclarations } from "../sdk/state.ts";
+import type { StateDeclaration, StateDeclarations } from "../spec/state.ts";
 
 /** One changed entry: `value === undefined` means deleted. */
 export interface StateChange {

@@ -11,7 +11,7 @@
  * This module is pure: validation against the function's declarations and application to a
  * `KeyedStateStore` and `TimerQueue`; the transport lives elsewhere.
  */
-import type { StateDeclarations } from "../sdk/state.ts";
+import type { StateDeclarations } from "../spec/state.ts";
 import type { KeyedStateStore } from "./state-store.ts";
 import type { TimerQueue } from "./timers.ts";
 import { decodeValue, encodeValue } from "./wire.ts";

@@ -7,19 +7,9 @@
  * `windowKey` gives every window a compact name usable as a NATS KV key token, so window
  * contents can be stored as keyed state and window timers can be named after their window.
  */
+import type { TimeWindow, WindowSpec } from "../spec/windows.ts";
 
-/** A window of event time: `start` inclusive, `end` exclusive, both integer milliseconds. */
-export interface TimeWindow {
-  readonly start: number;
-  readonly end: number;
-}
-
-/** A window assigner, as plain data. Sizes, slides, gaps and offsets are integer milliseconds. */
-export type WindowSpec =
-  | { readonly kind: "tumbling"; readonly size: number; readonly offset?: number }
-  | { readonly kind: "sliding"; readonly size: number; readonly slide: number; readonly offset?: number }
-  | { readonly kind: "session"; readonly gap: number }
-  | { readonly kind: "global" };
+export type { TimeWindow, WindowSpec } from "../spec/windows.ts";
 
 /**
  * The single window of the `global` assigner. It spans every safe-integer timestamp; its end is

@@ -6,39 +6,25 @@
  * through `ctx.state`. The runtime runs one actor per (function, partition); the key selector
  * decides the partition of every record, so all records of one key meet the same state. Nothing
  * here depends on NATS or Effect: the same definition runs in the test harness and in workers.
+ * The types of a spec live in runtime/spec/function.ts (shared with the core, which runs them);
+ * this module adds the constructors and re-exports the types.
  */
-import type { WindowSpec } from "../core/windows.ts";
-import type { WatermarkStrategy } from "../core/watermarks.ts";
-import type { StateDeclarations, StateHandles } from "./state.ts";
+import type { FunctionInput, FunctionSpec, Input, PipelineSpec, StreamInput } from "../spec/function.ts";
+import type { StateDeclarations } from "../spec/state.ts";
 
-/** Decoding of messages read from a user stream. */
-export type InputFormat = "json" | "msgpack" | "string" | "bytes";
-
-/** Input read from a user JetStream stream (a source function). */
-export interface StreamInput {
-  readonly kind: "stream";
-  /** Name of the JetStream stream. */
-  readonly stream: string;
-  /**
-   * Subject filter. With `partitions > 1` a function of the partition, e.g. `(p) => "pv." + p + ".>"`
-   * for a stream filled through nats-server's `{{partition(n,i)}}` mapping.
-   */
-  readonly subject?: string | ((partition: number) => string);
-  /** Number of source partitions (default 1). */
-  readonly partitions?: number;
-  /** How message payloads are decoded (default "json"). */
-  readonly format?: InputFormat;
-}
-
-/** Input from another function of the same pipeline: its main output or one of its side outputs. */
-export interface FunctionInput {
-  readonly kind: "function";
-  readonly fn: string;
-  /** Name of a side output of `fn`; the main output when absent. */
-  readonly output?: string;
-}
-
-export type Input = StreamInput | FunctionInput;
+export type {
+  Context,
+  FunctionInput,
+  FunctionSpec,
+  Input,
+  InputFormat,
+  PipelineSpec,
+  SinkSpec,
+  StreamInput,
+  TimerInfo,
+  TimerService,
+  WindowingInfo,
+} from "../spec/function.ts";
 
 /**
  * Reads a user stream.
@@ -55,107 +41,6 @@ export function fromStream(stream: string, options: Omit<StreamInput, "kind" | "
 export function fromFunction(fn: string | { readonly name: string }, output?: string): FunctionInput {
   const name = typeof fn === "string" ? fn : fn.name;
   return output === undefined ? { kind: "function", fn: name } : { kind: "function", fn: name, output };
-}
-
-/** A timer as delivered to `onTimer`. */
-export interface TimerInfo {
-  readonly domain: "event" | "processing";
-  /** When the timer is due: an event time, or a processing time in epoch ms. */
-  readonly timestamp: number;
-  /** The name the timer was registered with ("" for unnamed timers). */
-  readonly name: string;
-}
-
-/** Timer registration, scoped to the current key. Registering the same timer twice is one timer. */
-export interface TimerService {
-  /** Fires once the watermark reaches `timestamp`. */
-  registerEventTimeTimer(timestamp: number, name?: string): void;
-  deleteEventTimeTimer(timestamp: number, name?: string): void;
-  /** Fires once the wall clock reaches `timestamp` (not replayed identically after recovery). */
-  registerProcessingTimeTimer(timestamp: number, name?: string): void;
-  deleteProcessingTimeTimer(timestamp: number, name?: string): void;
-}
-
-/** What `process` and `onTimer` can see and do. */
-export interface Context<Out, S extends StateDeclarations = StateDeclarations> {
-  /** Key of the current record or timer ("" in functions without a key selector). */
-  readonly key: string;
-  /** Index of the input the current record came from (0 with one input; -1 in `onTimer`). */
-  readonly input: number;
-  /** Event time of the current record, or the timestamp of the firing timer. */
-  readonly timestamp: number;
-  /** Current event-time watermark of this actor (-Infinity before the first one). */
-  readonly watermark: number;
-  /** Processing time (epoch ms) as given by the runtime's clock. */
-  readonly processingTime: number;
-  /** Keyed state, scoped to `key`. */
-  readonly state: StateHandles<S>;
-  readonly timers: TimerService;
-  /** Emits a record to the main output; its event time is `timestamp` unless given. */
-  emit(record: Out, timestamp?: number): void;
-  /** Emits a record to a named side output (e.g. "late"). */
-  sideOutput(name: string, record: unknown, timestamp?: number): void;
-}
-
-/** The definition of a stream function. */
-export interface FunctionSpec<In = any, Out = any, S extends StateDeclarations = StateDeclarations> {
-  /** Unique within the pipeline; a NATS subject token ([A-Za-z0-9_-]). */
-  readonly name: string;
-  /**
-   * What the function reads: a user stream (a source), or the output of one or more functions.
-   * With several inputs, `ctx.input` tells which one a record came from and `key` receives its
-   * index too, so each input can be keyed its own way (joins).
-   */
-  readonly input: Input | readonly FunctionInput[];
-  /**
-   * Number of partitions (actors) of this function. Fixed for the lifetime of its state, like
-   * Flink's max parallelism. Default: 1 for sources and unkeyed functions, 8 for keyed ones.
-   */
-  readonly partitions?: number;
-  /** Key selector; records with the same key meet the same state. Required for keyed state. */
-  readonly key?: (record: In, input: number) => string;
-  /**
-   * Event time of a record (epoch ms). Required for sources that use event time; functions that
-   * read another function inherit the event time of the records it emitted unless they set this.
-   */
-  readonly timestamp?: (record: In) => number;
-  /** How a source derives watermarks from event times (default: none, i.e. processing only). */
-  readonly watermark?: WatermarkStrategy;
-  readonly state?: S;
-  process(ctx: Context<Out, S>, record: In): void;
-  onTimer?(ctx: Context<Out, S>, timer: TimerInfo): void;
-  /** Publishes the main output of this function to a user subject (a sink). */
-  readonly sink?: SinkSpec<Out>;
-  /**
-   * Set by `windowed()`: how its windows are laid out, so that tools writing window contents from
-   * outside (`eddy state bootstrap`) can register the timers that fire them. Not for authors.
-   */
-  readonly windowing?: WindowingInfo;
-}
-
-/** The window layout of a `windowed()` function (see `FunctionSpec.windowing`). */
-export interface WindowingInfo {
-  readonly window: WindowSpec;
-  readonly allowedLatenessMs: number;
-}
-
-/** Where a sink publishes. */
-export interface SinkSpec<Out> {
-  /** Subject, or a function of the record. The subject must be captured by a JetStream stream. */
-  readonly subject: string | ((record: Out) => string);
-  /**
-   * Payload encoding (default "json": one record per message). "json-lines" batches records into
-   * one message per subject, one JSON document per line — far fewer publishes for high-volume
-   * output, for consumers that read lines.
-   */
-  readonly format?: "json" | "msgpack" | "json-lines";
-  /**
-   * "exactly-once" (default): output is held until the checkpoint that covers it commits, then
-   * published with a deterministic `Nats-Msg-Id` so JetStream drops a repeat after a crash; it
-   * appears with a delay of up to one checkpoint interval. "at-least-once": published at once;
-   * after a failure some output may be published again.
-   */
-  readonly delivery?: "exactly-once" | "at-least-once";
 }
 
 /**
@@ -198,13 +83,6 @@ export function defineSink<In>(spec: {
       ctx.emit(record);
     },
   };
-}
-
-/** A deployable set of functions connected through their inputs. */
-export interface PipelineSpec {
-  /** Job name; a NATS subject token ([A-Za-z0-9_-]). */
-  readonly name: string;
-  readonly functions: readonly FunctionSpec<any, any, any>[];
 }
 
 /**

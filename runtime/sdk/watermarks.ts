@@ -1,12 +1,12 @@
 /**
- * Watermark strategies for sources, as small constructors over the core's serialisable specs.
+ * Watermark strategies for sources, as small constructors over the serialisable specs of runtime/spec/watermarks.ts.
  *
  * A source function sets `watermark:` to one of these; functions downstream combine the
  * watermarks of all their producers (minimum over the ones that are not idle).
  */
-import type { WatermarkStrategy } from "../core/watermarks.ts";
+import type { WatermarkStrategy } from "../spec/watermarks.ts";
 
-export type { WatermarkStrategy } from "../core/watermarks.ts";
+export type { WatermarkStrategy } from "../spec/watermarks.ts";
 
 /**
  * Watermark = highest event time seen minus `maxOutOfOrdernessMs` (Flink's bounded out-of-orderness).

@@ -13,7 +13,7 @@ import type { WatermarkStrategy } from "../core/watermarks.ts";
 import type { FunctionSpec, Input } from "./function.ts";
 import { mapState, type MapStateDeclaration } from "./state.ts";
 
-export type { TimeWindow, WindowSpec } from "../core/windows.ts";
+export type { TimeWindow, WindowSpec } from "../spec/windows.ts";
 
 /** Incremental aggregation of the records of a window. Accumulators must be msgpack-serialisable. */
 export interface AggregateFunction<In, Acc, R> {
