@@ -7,7 +7,7 @@
  * fields) so that dead-lettering is exercised on every run.
  */
 
-import { seededRandom } from "../../runtime/core/seeded-random.ts";
+import { seededRandom } from "../seeded-random.ts";
 
 export { seededRandom };
 

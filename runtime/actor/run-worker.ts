@@ -4,7 +4,7 @@
  * workers, which restore them from the last committed checkpoint.
  */
 import { Effect } from "effect";
-import { waitForSignal } from "../dev/wait-for-signal.ts";
+import { waitForSignal } from "../process/wait-for-signal.ts";
 import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import type { PipelineSpec } from "../sdk/function.ts";

@@ -5,7 +5,7 @@
 import { connectNats, natsUrlOf } from "../nats/connection.ts";
 import { jobSpecKey, type CheckpointRecord } from "../core/protocol.ts";
 import { UnknownJobError } from "../nats/control.ts";
-import { checkpointRecords, ensureControlStores } from "../supervisor/control-store.ts";
+import { checkpointRecords, ensureControlStores } from "../nats/control-store.ts";
 
 export interface CheckpointsOptions {
   readonly job: string;

@@ -12,7 +12,7 @@ import { positionKey, watermarkKey } from "../core/kv-keys.ts";
 import { inputStream, inputSubject, stateBucket } from "../core/naming.ts";
 import { actorId, assignmentKey, jobSpecKey, type Assignment, type JobSpecRecord } from "../core/protocol.ts";
 import { decodeValue } from "../core/wire.ts";
-import { checkpointRecords, ensureControlStores, readJson } from "../supervisor/control-store.ts";
+import { checkpointRecords, ensureControlStores, readJson } from "../nats/control-store.ts";
 
 export interface PartitionStatus {
   readonly function: string;

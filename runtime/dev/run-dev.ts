@@ -9,7 +9,7 @@ import { startLocalNatsServer } from "../nats/local-server.ts";
 import { connectNats } from "../nats/connection.ts";
 import { makeSupervisor } from "../supervisor/supervisor.ts";
 import { makeGenericWorker } from "../actor/generic-worker.ts";
-import { waitForSignal } from "./wait-for-signal.ts";
+import { waitForSignal } from "../process/wait-for-signal.ts";
 
 export interface DevOptions {
   readonly port: number | undefined;

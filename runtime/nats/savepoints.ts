@@ -50,7 +50,7 @@ import { migratePartition, planRestore, type RestorePlan, type RestoreTarget } f
 import { repartition, retargetUpstream } from "../core/repartition.ts";
 import { decodeValue, encodeValue } from "../core/wire.ts";
 import type { StateDeclarations } from "../sdk/state.ts";
-import { checkpointIds, ensureControlStores, listObjects, liveWorkers, readJson, writeJson } from "../supervisor/control-store.ts";
+import { checkpointIds, ensureControlStores, listObjects, liveWorkers, readJson, writeJson } from "./control-store.ts";
 import { currentDeployment, openDeployments, type DeploymentRecord } from "./deployments.ts";
 
 /** There is no (complete) savepoint of that id for that job; list them with `eddy savepoints <job>`. */

@@ -4,7 +4,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { headers as makeHeaders } from "@nats-io/transport-node";
-import { WindowLimiter } from "../core/window-limiter.ts";
+import { WindowLimiter } from "./window-limiter.ts";
 import { DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 
 /** A message read back from a stream. */

@@ -13,7 +13,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamCl
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { CHECKPOINT_OBJECTS, SAVEPOINT_OBJECTS } from "../core/protocol.ts";
-import { WindowLimiter } from "../core/window-limiter.ts";
+import { WindowLimiter } from "./window-limiter.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "../actor/ports.ts";
 
 const WRITE_WINDOW = 1024;

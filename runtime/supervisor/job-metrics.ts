@@ -18,7 +18,7 @@ import { inputStream, stateBucket } from "../core/naming.ts";
 import { assignmentKey, type Assignment, type JobSpecRecord } from "../core/protocol.ts";
 import { decodeValue } from "../core/wire.ts";
 import { MetricsText } from "../metrics/prometheus.ts";
-import { ensureControlStores, listJobs, readJson, readSpec } from "./control-store.ts";
+import { ensureControlStores, listJobs, readJson, readSpec } from "../nats/control-store.ts";
 import type { Supervisor } from "./supervisor.ts";
 
 /** Messages waiting to be processed by `spec`'s job (see the module notes). */

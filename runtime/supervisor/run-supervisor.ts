@@ -4,7 +4,7 @@
  * over. Stopping releases the lease so that a standby takes over at once.
  */
 import { Effect } from "effect";
-import { waitForSignal } from "../dev/wait-for-signal.ts";
+import { waitForSignal } from "../process/wait-for-signal.ts";
 import { connectNats, natsUrlOf, redactNatsUrl } from "../nats/connection.ts";
 import { makeSupervisor } from "./supervisor.ts";
 import { scalingLag, supervisorMetrics } from "./job-metrics.ts";

@@ -58,7 +58,7 @@ import {
   writeJson,
   type ControlStores,
   type Versioned,
-} from "./control-store.ts";
+} from "../nats/control-store.ts";
 import { UnknownJobError } from "../nats/control.ts";
 import { assignActors } from "../core/assignment.ts";
 import { deploymentKey, type DeploymentRecord } from "../nats/deployments.ts";

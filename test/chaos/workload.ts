@@ -7,7 +7,7 @@
  * stream and publish through exactly-once sinks. Event times are out of order by less than the
  * watermark bound, so no event is ever late and every window's result is fixed by the input alone.
  */
-import { seededRandom } from "../../runtime/core/seeded-random.ts";
+import { seededRandom } from "../../functions/seeded-random.ts";
 import { boundedOutOfOrderness, defineFunction, definePipeline, defineSink, fromFunction, fromStream, tumbling, valueState, windowed } from "../../runtime/sdk/index.ts";
 
 export interface ChaosEvent {

@@ -22,8 +22,8 @@ import {
 import { appliedKey } from "../../runtime/core/kv-keys.ts";
 import { stateBucket } from "../../runtime/core/naming.ts";
 import { encodeValue } from "../../runtime/core/wire.ts";
-import { ensureControlStores, readJson, type ControlStores } from "../../runtime/supervisor/control-store.ts";
-import { startSimulatedWorker, type SimulatedWorker } from "../../runtime/supervisor/simulated-worker.ts";
+import { ensureControlStores, readJson, type ControlStores } from "../../runtime/nats/control-store.ts";
+import { startSimulatedWorker, type SimulatedWorker } from "../support/simulated-worker.ts";
 import { startSupervisor, type StartedSupervisor, type SupervisorOptions } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer, type TestNatsServer } from "../support/nats-server.ts";
 

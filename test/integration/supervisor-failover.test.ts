@@ -7,8 +7,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { jobSpecKey, type CheckpointRecord, type JobSpecRecord } from "../../runtime/core/protocol.ts";
-import { ensureControlStores } from "../../runtime/supervisor/control-store.ts";
-import { startSimulatedWorker } from "../../runtime/supervisor/simulated-worker.ts";
+import { ensureControlStores } from "../../runtime/nats/control-store.ts";
+import { startSimulatedWorker } from "../support/simulated-worker.ts";
 import { NotLeaderError, startSupervisor, type SupervisorOptions } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
 

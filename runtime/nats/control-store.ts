@@ -28,7 +28,7 @@ import {
 import { appliedKey } from "../core/kv-keys.ts";
 import { stateBucket } from "../core/naming.ts";
 import { decodeValue } from "../core/wire.ts";
-import { ensureControlPlane } from "../nats/topology.ts";
+import { ensureControlPlane } from "./topology.ts";
 
 /** The stores the supervisor works with, created if missing. */
 export interface ControlStores {

@@ -19,8 +19,8 @@ import {
   type SnapshotAck,
   type TriggerMessage,
   type WorkerHeartbeat,
-} from "../core/protocol.ts";
-import { ensureControlStores, readJson } from "./control-store.ts";
+} from "../../runtime/core/protocol.ts";
+import { ensureControlStores, readJson } from "../../runtime/nats/control-store.ts";
 
 export interface SimulatedWorkerOptions {
   readonly id: string;
