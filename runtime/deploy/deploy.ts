@@ -6,7 +6,7 @@
  * kept with the same kind and schema version, or a migration from it), stores the code by digest and only then publishes
  * the new version — so a bad module never replaces a good one.
  */
-import type { NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "../nats/connection.ts";
 import { buildJobGraph, type JobGraph } from "../core/job-graph.ts";
 import type { StateDeclarations } from "../sdk/state.ts";
 import { bundleModule, InvalidModuleError, loadPipelines, withDefaultPartitions } from "./bundle.ts";

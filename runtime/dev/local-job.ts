@@ -5,12 +5,11 @@
  * machinery — leader election, assignment, checkpoints, materialization — just co-located, so a
  * clean stop is a real stop-with-checkpoint and a restart resumes from it.
  */
-import type { NatsConnection } from "@nats-io/transport-node";
 import type { CheckpointRecord } from "../core/protocol.ts";
 import type { PipelineSpec } from "../sdk/function.ts";
 import { startWorker, type StartedWorker, type WorkerOptions } from "../actor/worker.ts";
 import { requestEndOfInput } from "../nats/control.ts";
-import { connectNats } from "../nats/connection.ts";
+import { connectNats, type NatsConnection } from "../nats/connection.ts";
 import { NotLeaderError, startSupervisor, type SupervisorHandle } from "../supervisor/supervisor.ts";
 
 export interface LocalJobOptions {

@@ -1,5 +1,7 @@
 /**
- * The eddy SDK: everything a function author imports.
+ * The eddy SDK: everything a function author imports, as an explicit list. Adding a name here
+ * makes it public API; internals that other runtime modules need are exported from
+ * `./internal.ts` instead, never from here.
  *
  * @example
  * import { defineFunction, definePipeline, fromStream, fromFunction, windowed, tumbling, boundedOutOfOrderness } from "eddy/sdk";
@@ -7,9 +9,51 @@
  * (`eddy/sdk` resolves inside this repository through package.json `exports`; elsewhere import
  * `runtime/sdk/index.ts` by path.)
  */
-export * from "./function.ts";
-export * from "./state.ts";
-export * from "./windows.ts";
-export * from "./joins.ts";
-export * from "./watermarks.ts";
-export * from "./bootstrap.ts";
+
+// Functions and pipelines
+export { defineFunction, definePipeline, defineSink, fromFunction, fromStream } from "./function.ts";
+export type {
+  Context,
+  FunctionInput,
+  FunctionSpec,
+  Input,
+  InputFormat,
+  PipelineSpec,
+  SinkSpec,
+  StreamInput,
+  TimerInfo,
+  TimerService,
+} from "./function.ts";
+
+// Keyed state
+export { InvalidStateDeclarationError, listState, mapState, reducingState, valueState } from "./state.ts";
+export type {
+  ListState,
+  ListStateDeclaration,
+  MapState,
+  MapStateDeclaration,
+  ReducingState,
+  ReducingStateDeclaration,
+  StateDeclaration,
+  StateDeclarations,
+  StateHandle,
+  StateHandles,
+  StateOptions,
+  ValueState,
+  ValueStateDeclaration,
+} from "./state.ts";
+
+// Windows
+export { globalWindow, InvalidWindowSpecError, session, sliding, tumbling, windowed } from "./windows.ts";
+export type { AggregateFunction, Firing, TimeWindow, WindowedSpec, WindowResult, WindowSpec } from "./windows.ts";
+
+// Joins
+export { intervalJoin, InvalidJoinSpecError, streamJoin, windowJoin } from "./joins.ts";
+
+// Watermarks
+export { boundedOutOfOrderness, percentileWatermark, withIdleness } from "./watermarks.ts";
+export type { WatermarkStrategy } from "./watermarks.ts";
+
+// State bootstrap modules
+export { defineBootstrap } from "./bootstrap.ts";
+export type { BootstrapContext, BootstrapSpec, SavepointEntry, WindowWriter } from "./bootstrap.ts";

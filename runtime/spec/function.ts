@@ -114,7 +114,10 @@ export interface FunctionSpec<In = any, Out = any, S extends StateDeclarations =
   readonly windowing?: WindowingInfo;
 }
 
-/** The window layout of a `windowed()` function (see `FunctionSpec.windowing`). */
+/**
+ * The window layout of a `windowed()` function (see `FunctionSpec.windowing`). Not for authors.
+ * @internal
+ */
 export interface WindowingInfo {
   readonly window: WindowSpec;
   readonly allowedLatenessMs: number;

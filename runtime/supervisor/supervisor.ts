@@ -21,7 +21,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { Cause, Deferred, Effect, Exit, Fiber, Option, Schedule, Scope, Semaphore } from "effect";
-import type { NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "../nats/connection.ts";
 import {
   ackSubject,
   CHECKPOINT_REQUEST_SUBJECT,
