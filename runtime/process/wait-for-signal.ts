@@ -1,6 +1,9 @@
 /**
  * An Effect that completes with the name of the first SIGINT or SIGTERM the process receives,
  * for long-running commands (worker, supervisor) that shut down in their scope's finalizers.
+ * It lives in runtime/process, beside no layer in particular, because production entry points
+ * (`eddy worker`, `eddy supervisor`) and dev tooling (`eddy dev`) all need it, and runtime
+ * modules must not import runtime/dev.
  */
 import { Effect } from "effect";
 

@@ -87,6 +87,11 @@ const RULES: readonly Rule[] = [
     never: ["runtime/dev/"],
   },
   {
+    rule: "runtime/process (plumbing shared by long-running commands) imports no other runtime module",
+    in: ["runtime/process/"],
+    only: ["runtime/process/", "node:", "effect"],
+  },
+  {
     rule: "product code (runtime/, functions/) imports nothing from test/",
     in: ["runtime/", "functions/"],
     never: ["test/"],
@@ -384,7 +389,7 @@ describe("the source tree keeps the allowed import directions", () => {
   const self = selfExports();
 
   it("has modules in every layer the rules name", () => {
-    for (const layer of ["runtime/spec/", "runtime/core/", "runtime/sdk/", "runtime/nats/", "runtime/dev/", "functions/"]) {
+    for (const layer of ["runtime/spec/", "runtime/core/", "runtime/sdk/", "runtime/nats/", "runtime/dev/", "runtime/process/", "functions/"]) {
       expect([...modules.keys()].some((f) => f.startsWith(layer)), layer).toBe(true);
     }
   });
