@@ -23,23 +23,32 @@ export type WindowSpec =
 
 /**
  * The single window of the `global` assigner. It spans every safe-integer timestamp; its end is
- * `Number.MAX_SAFE_INTEGER` (rather than Infinity) so that it has a finite `maxTimestamp`, a
- * window key, and an event-time timer that only the final `+Infinity` watermark (end of input)
- * reaches — the counterpart of Flink's `GlobalWindow.maxTimestamp() == Long.MAX_VALUE`.
+ * `Number.MAX_SAFE_INTEGER` (rather than Infinity) so that it has a finite `maxTimestamp` (the
+ * end itself, see `maxTimestamp`), a window key, and an event-time timer that only the final
+ * `+Infinity` watermark (end of input) reaches — the counterpart of Flink's
+ * `GlobalWindow.maxTimestamp() == Long.MAX_VALUE`.
  */
 export const GLOBAL_WINDOW: TimeWindow = Object.freeze({
   start: Number.MIN_SAFE_INTEGER,
   end: Number.MAX_SAFE_INTEGER,
 });
 
-/** The largest timestamp inside `w` (`end - 1`): the time at which its event-time timer fires. */
-export function maxTimestamp(w: TimeWindow): number {
-  return w.end - 1;
+function isGlobal(w: TimeWindow): boolean {
+  return w.start === GLOBAL_WINDOW.start && w.end === GLOBAL_WINDOW.end;
 }
 
-/** Whether `ts` lies in `w` (`start <= ts < end`). */
+/**
+ * The largest timestamp inside `w` (`end - 1`): the time at which its event-time timer fires and
+ * the event time of its result. The global window's is its end, `Number.MAX_SAFE_INTEGER`: it
+ * holds every safe-integer time, the last one included, as Flink's holds `Long.MAX_VALUE`.
+ */
+export function maxTimestamp(w: TimeWindow): number {
+  return isGlobal(w) ? w.end : w.end - 1;
+}
+
+/** Whether `ts` lies in `w` (`start <= ts <= maxTimestamp(w)`; `ts < end` for all but the global window). */
 export function windowContains(w: TimeWindow, ts: number): boolean {
-  return w.start <= ts && ts < w.end;
+  return w.start <= ts && ts <= maxTimestamp(w);
 }
 
 /**

@@ -101,7 +101,8 @@ export function windowWriter(layout: Layout | undefined, fn: string, state: () =
       windows().set(id, kind === "session" ? [end, acc] : acc);
       const last = maxTimestamp({ start, end });
       timers.registerEventTimeTimer(last, "f" + id);
-      if (layout.allowedLatenessMs > 0) timers.registerEventTimeTimer(Math.min(last + layout.allowedLatenessMs, Number.MAX_SAFE_INTEGER), "c" + id);
+      const cleanup = Math.min(last + layout.allowedLatenessMs, Number.MAX_SAFE_INTEGER);
+      if (cleanup > last) timers.registerEventTimeTimer(cleanup, "c" + id);
     },
     get(start) {
       const v = windows().get(String(kind === "global" ? GLOBAL_WINDOW.start : start));

@@ -119,6 +119,9 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
   const isLate = (w: TimeWindow, watermark: number) => maxTimestamp(w) + lateness <= watermark;
   // Clamped: the global window ends at the largest safe integer, and timers must stay storable.
   const cleanupTime = (w: TimeWindow) => Math.min(maxTimestamp(w) + lateness, Number.MAX_SAFE_INTEGER);
+  // Without a cleanup later than the firing (no lateness, or the global window, whose firing is
+  // at the end of time), the firing drops the window; otherwise a "c" timer does.
+  const cleansAfterFiring = (w: TimeWindow) => cleanupTime(w) > maxTimestamp(w);
   // A window of a fixed grid is named by its start alone (its end follows from the size); a
   // session by its start, with its current end stored next to the accumulator.
   const size = spec.window.kind === "tumbling" || spec.window.kind === "sliding" ? spec.window.size : 0;
@@ -166,7 +169,7 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
         // session that already fired (within the allowed lateness) needs a new one.
         if (maxTimestamp(merged) <= watermark) fire(merged, acc, "late");
         else if (kept === undefined || kept[0] - 1 <= watermark) ctx.timers.registerEventTimeTimer(maxTimestamp(merged), "f" + id);
-        if (kept === undefined && lateness > 0) ctx.timers.registerEventTimeTimer(cleanupTime(merged), "c" + id);
+        if (kept === undefined && cleansAfterFiring(merged)) ctx.timers.registerEventTimeTimer(cleanupTime(merged), "c" + id);
         return;
       }
 
@@ -182,7 +185,7 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
         // otherwise its end is a timer, registered once, when the window gets its first record.
         if (maxTimestamp(w) <= watermark) fire(w, acc, "late");
         else if (prev === undefined) ctx.timers.registerEventTimeTimer(maxTimestamp(w), "f" + id);
-        if (prev === undefined && lateness > 0) ctx.timers.registerEventTimeTimer(cleanupTime(w), "c" + id);
+        if (prev === undefined && cleansAfterFiring(w)) ctx.timers.registerEventTimeTimer(cleanupTime(w), "c" + id);
       }
       // A record in no window at all (a gap between sliding windows) is not late, just unassigned.
       if (!accepted && assigned.length > 0) ctx.sideOutput(lateOutput, record);
@@ -199,10 +202,15 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
         const [end, a] = stored as Session<Acc>;
         w = { start: Number(id), end };
         acc = a;
-        // The session grew since this timer was set: wait for its new end instead (unless event
-        // time has already passed that too).
-        const due = timer.name.startsWith("f") ? maxTimestamp(w) : cleanupTime(w);
-        if (due > timer.timestamp && due > ctx.watermark) {
+        // The session grew since this timer was set: move the timer to what the new end implies.
+        // A firing timer whose new time the watermark has passed too fires now. A cleanup timer
+        // always moves, even to a time the watermark has passed: the operator then fires it later
+        // in this same advance, after every timer due before it — so after the session's firing
+        // (at end − 1 < end − 1 + L), which may still be pending at a later time than this stale
+        // cleanup (a session that fired, grew past the watermark and got a new firing timer).
+        const firing = timer.name.startsWith("f");
+        const due = firing ? maxTimestamp(w) : cleanupTime(w);
+        if (due > timer.timestamp && (!firing || due > ctx.watermark)) {
           ctx.timers.registerEventTimeTimer(due, timer.name);
           return;
         }
@@ -212,7 +220,7 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
       }
       if (timer.name.startsWith("f")) {
         ctx.emit(shape(ctx.key, w, agg.result(acc), "on-time"), maxTimestamp(w));
-        if (lateness === 0) windows.delete(id);
+        if (!cleansAfterFiring(w)) windows.delete(id);
       } else {
         windows.delete(id);
       }

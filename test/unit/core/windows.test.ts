@@ -183,14 +183,14 @@ describe("session windows", () => {
 
 describe("the global window", () => {
   it("is one window holding every timestamp", () => {
-    for (const t of [Number.MIN_SAFE_INTEGER, -1, 0, 1e13, Number.MAX_SAFE_INTEGER - 1]) {
+    for (const t of [Number.MIN_SAFE_INTEGER, -1, 0, 1e13, Number.MAX_SAFE_INTEGER - 1, Number.MAX_SAFE_INTEGER]) {
       expect(assignWindows({ kind: "global" }, t)).toEqual([GLOBAL_WINDOW]);
       expect(windowContains(GLOBAL_WINDOW, t)).toBe(true);
     }
   });
 
-  it("has a finite max timestamp and a window key", () => {
-    expect(maxTimestamp(GLOBAL_WINDOW)).toBe(Number.MAX_SAFE_INTEGER - 1);
+  it("has a finite max timestamp, the last safe millisecond (Flink's is Long.MAX_VALUE), and a window key", () => {
+    expect(maxTimestamp(GLOBAL_WINDOW)).toBe(Number.MAX_SAFE_INTEGER);
     expect(parseWindowKey(windowKey(GLOBAL_WINDOW))).toEqual(GLOBAL_WINDOW);
   });
 });
