@@ -4,8 +4,7 @@
  * A window is a half-open interval of event time `[start, end)` in milliseconds. Window
  * assigners are plain, serialisable specs (they travel inside deployment specs) interpreted by
  * `assignWindows`; session windows are the one merging kind and are combined by `mergeSession`.
- * `windowKey` gives every window a compact name usable as a NATS KV key token, so window
- * contents can be stored as keyed state and window timers can be named after their window.
+ * How windows are named in state and timers is in window-layout.ts.
  */
 
 /** A window of event time: `start` inclusive, `end` exclusive, both integer milliseconds. */
@@ -24,7 +23,7 @@ export type WindowSpec =
 /**
  * The single window of the `global` assigner. It spans every safe-integer timestamp; its end is
  * `Number.MAX_SAFE_INTEGER` (rather than Infinity) so that it has a finite `maxTimestamp` (the
- * end itself, see `maxTimestamp`), a window key, and an event-time timer that only the final
+ * end itself, see `maxTimestamp`) and an event-time timer that only the final
  * `+Infinity` watermark (end of input) reaches — the counterpart of Flink's
  * `GlobalWindow.maxTimestamp() == Long.MAX_VALUE`.
  */
@@ -133,8 +132,8 @@ export function windowStart(ts: number, size: number, offset = 0): number {
  *   by `mergeSession`;
  * - global: `GLOBAL_WINDOW`.
  *
- * Timestamps are integer milliseconds; a non-safe-integer `ts` is rejected so every window has
- * a valid `windowKey`.
+ * Timestamps are integer milliseconds; a non-safe-integer `ts` is rejected so every window's
+ * bounds, id and timers are whole milliseconds.
  */
 export function assignWindows(spec: WindowSpec, ts: number): TimeWindow[] {
   if (!Number.isSafeInteger(ts)) {
@@ -214,39 +213,4 @@ export function mergeSession(existing: readonly TimeWindow[], added: TimeWindow)
     if (taken[i] && !(existing[i].start === start && existing[i].end === end)) absorbed.push(existing[i]);
   }
   return { merged, absorbed };
-}
-
-function encodeInt(n: number): string {
-  return n.toString(36);
-}
-
-const INT36 = /^-?(0|[1-9a-z][0-9a-z]*)$/;
-
-function decodeInt(s: string): number | undefined {
-  if (!INT36.test(s) || s === "-0") return undefined;
-  const n = parseInt(s, 36);
-  if (!Number.isSafeInteger(n) || n.toString(36) !== s) return undefined;
-  return n;
-}
-
-/**
- * A compact, stable name for `w`: base-36 start and end joined by `_`, e.g. `"ldhz8g0_ldhzb5k"`.
- * Negative bounds keep their `-` sign, which is legal in NATS subjects and KV keys, so the result
- * only contains `[-_0-9a-z]` and is a valid KV key token. Bounds must be safe integers.
- */
-export function windowKey(w: TimeWindow): string {
-  if (!Number.isSafeInteger(w.start) || !Number.isSafeInteger(w.end)) {
-    throw new RangeError(`window bounds must be integers, got [${w.start}, ${w.end})`);
-  }
-  return `${encodeInt(w.start)}_${encodeInt(w.end)}`;
-}
-
-/** Inverse of `windowKey`; `undefined` unless `key` is exactly what `windowKey` produces. */
-export function parseWindowKey(key: string): TimeWindow | undefined {
-  const sep = key.indexOf("_");
-  if (sep < 0) return undefined;
-  const start = decodeInt(key.slice(0, sep));
-  const end = decodeInt(key.slice(sep + 1));
-  if (start === undefined || end === undefined || start >= end) return undefined;
-  return { start, end };
 }
