@@ -69,15 +69,19 @@ export function selectKey<In>(
   consumer?: string,
 ): string | Rejection {
   if (selector === undefined) return "";
-  const whose = consumer === undefined ? "key selector" : `${consumer} key selector`;
   let key: unknown;
   try {
     key = selector(record, input);
   } catch (e) {
-    return new Rejection(`key: ${whose} failed: ${describe(e)}`, e);
+    return new Rejection(`key: ${whose(consumer)} failed: ${describe(e)}`, e);
   }
-  if (typeof key !== "string") return new Rejection(`key: ${whose} returned ${key === undefined ? "undefined" : typeof key}, not a string`);
+  if (typeof key !== "string") return new Rejection(`key: ${whose(consumer)} returned ${key === undefined ? "undefined" : typeof key}, not a string`);
   return key;
+}
+
+/** Built only for a rejection: the accepted path allocates nothing. */
+function whose(consumer: string | undefined): string {
+  return consumer === undefined ? "key selector" : `${consumer} key selector`;
 }
 
 /** The event time of `record`: `fallback` without a timestamp selector, else what it returns if that is a finite number. */
