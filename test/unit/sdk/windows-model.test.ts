@@ -175,6 +175,14 @@ describe("session windows that grew after their timers were set", () => {
     expect(h.keys("windows")).toEqual([]);
   });
 
+  it("fire once when a single watermark step passes both their firing and their cleanup", () => {
+    const h = gap1500();
+    h.send({ k: "a", ts: 0, id: 1 });
+    h.send({ k: "a", ts: 1_400, id: 2 });
+    h.advanceWatermark(4_000);
+    expect(h.output()).toEqual([{ key: "a", start: 0, end: 2_900, value: [1, 2], firing: "on-time" }]);
+  });
+
   it("still fire at the end of input", () => {
     const h = gap1500();
     h.send({ k: "a", ts: 0, id: 1 });
