@@ -1,7 +1,8 @@
 /**
  * Bad input is dead-lettered with its reason and never stops the pipeline: undecodable
- * payloads, a missing timestamp, a key selector that rejects a record, a function that throws, a re-timing timestamp selector,
- * and garbage published straight into an internal partition subject.
+ * payloads, a missing timestamp, a key selector that rejects a record, a function that throws,
+ * a downstream timestamp selector that gives no time, and garbage published straight into an
+ * internal partition subject.
  */
 import { describe, expect, it } from "vitest";
 import { startLocalJob } from "../../runtime/dev/local-job.ts";
