@@ -12,6 +12,7 @@
 import { partitionOf } from "../core/hash.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
 import { deadLetterSubject, HEADER, inputSubject } from "../core/naming.ts";
+import { Rejection, selectKey } from "../core/record-input.ts";
 import { encodeBatch, encodeWatermark } from "../core/wire.ts";
 import type { OperatorOutput } from "../core/operator.ts";
 import type { Publisher } from "./publisher.ts";
@@ -268,24 +269,13 @@ export class OutputRouter implements OperatorOutput {
 
   private route(route: Route, record: unknown, timestamp: number): void {
     const consumer = route.consumer;
-    let key = "";
-    let p: number;
-    if (consumer.spec.key !== undefined) {
-      try {
-        key = consumer.spec.key(record, route.input);
-      } catch (e) {
-        this.deadLetter(`key: ${consumer.name} key selector failed: ${(e as Error).message}`, safeJson(record));
-        return;
-      }
-      if (typeof key !== "string") {
-        this.deadLetter(`key: ${consumer.name} key selector returned ${key === undefined ? "undefined" : typeof key}, not a string`, safeJson(record));
-        return;
-      }
-      p = partitionOf(key, consumer.partitions);
-    } else {
-      // Unkeyed consumers get a forward connection: the same partition number, wrapped.
-      p = this.partition % consumer.partitions;
+    const key = selectKey(consumer.spec.key, record, route.input, consumer.name);
+    if (key instanceof Rejection) {
+      this.deadLetter(key.reason, safeJson(record));
+      return;
     }
+    // Unkeyed consumers get a forward connection: the same partition number, wrapped.
+    const p = consumer.spec.key !== undefined ? partitionOf(key, consumer.partitions) : this.partition % consumer.partitions;
     const buffer = route.buffers[p]!;
     if (buffer.records.length === 0) {
       buffer.firstAt = this.now;

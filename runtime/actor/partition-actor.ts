@@ -35,6 +35,7 @@ import { applyStateWrite, decodeStateWrite, InvalidStateWriteError, validateStat
 import { TimerQueue, type Timer } from "../core/timers.ts";
 import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, type WatermarkGeneratorState, type WatermarkTrackerState } from "../core/watermarks.ts";
 import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError } from "../core/wire.ts";
+import { decodeRecord, Rejection, selectKey, selectTimestamp } from "../core/record-input.ts";
 import type { StreamInput } from "../sdk/function.ts";
 import { OutputRouter, type PendingOutput } from "./output-router.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "./ports.ts";
@@ -810,39 +811,12 @@ export class PartitionActor {
   private handleSourceMessage(m: InputMessage, now: number): void {
     const spec = this.node.spec;
     const origin = { [HEADER.sourceStream]: this.stream, [HEADER.sourceSubject]: m.subject, [HEADER.sourceSequence]: String(m.seq) };
-    let value: unknown;
-    try {
-      value = decodeInput(this.source!.format ?? "json", m.data);
-    } catch (e) {
-      this.deadLetter(`undecodable: ${(e as Error).message}`, m.data, origin);
-      return;
-    }
-    let key = "";
-    if (spec.key !== undefined) {
-      try {
-        key = spec.key(value, 0);
-      } catch (e) {
-        this.deadLetter(`key: ${(e as Error).message}`, m.data, origin);
-        return;
-      }
-      if (typeof key !== "string") {
-        this.deadLetter(`key: key selector returned ${key === undefined ? "undefined" : typeof key}, not a string`, m.data, origin);
-        return;
-      }
-    }
-    let ts = m.timestampMs;
-    if (spec.timestamp !== undefined) {
-      try {
-        ts = spec.timestamp(value);
-      } catch (e) {
-        this.deadLetter(`timestamp: ${(e as Error).message}`, m.data, origin);
-        return;
-      }
-      if (typeof ts !== "number" || !Number.isFinite(ts)) {
-        this.deadLetter(`timestamp: ${ts === undefined ? "missing" : JSON.stringify(ts)} is not a finite number`, m.data, origin);
-        return;
-      }
-    }
+    const value = decodeRecord(this.source!.format ?? "json", m.data);
+    if (value instanceof Rejection) return this.deadLetter(value.reason, m.data, origin);
+    const key = selectKey(spec.key, value, 0);
+    if (key instanceof Rejection) return this.deadLetter(key.reason, m.data, origin);
+    const ts = selectTimestamp(spec.timestamp, value, m.timestampMs);
+    if (ts instanceof Rejection) return this.deadLetter(ts.reason, m.data, origin);
     if (!this.invoke(key, ts, value, now, m.data, origin)) return;
     if (this.generator !== undefined) {
       this.generator.onEvent(ts, now);
@@ -868,15 +842,11 @@ export class PartitionActor {
             mi += 2;
           }
           const key = records[i * 3] as string;
-          let ts = records[i * 3 + 1] as number;
           const value = records[i * 3 + 2];
-          if (retime !== undefined) {
-            try {
-              ts = retime(value);
-            } catch (e) {
-              this.deadLetter(`timestamp: ${(e as Error).message}`, jsonBytes(value), { [HEADER.producer]: producer });
-              continue;
-            }
+          const ts = retime === undefined ? (records[i * 3 + 1] as number) : selectTimestamp(retime, value, 0);
+          if (ts instanceof Rejection) {
+            this.deadLetter(ts.reason, jsonBytes(value), { [HEADER.producer]: producer });
+            continue;
           }
           this.invoke(key, ts, value, now, undefined, { [HEADER.producer]: producer }, inputs === undefined ? 0 : inputs[i]!);
         }
@@ -991,19 +961,6 @@ export class PartitionActor {
     this.running = false;
     void this.reader?.stop().catch(() => undefined);
     this.failedReject(e);
-  }
-}
-
-function decodeInput(format: NonNullable<StreamInput["format"]>, data: Uint8Array): unknown {
-  switch (format) {
-    case "json":
-      return JSON.parse(textDecoder.decode(data));
-    case "msgpack":
-      return decodeValue(data);
-    case "string":
-      return textDecoder.decode(data);
-    case "bytes":
-      return data;
   }
 }
 

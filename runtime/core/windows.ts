@@ -4,8 +4,7 @@
  * A window is a half-open interval of event time `[start, end)` in milliseconds. Window
  * assigners are plain, serialisable specs (they travel inside deployment specs) interpreted by
  * `assignWindows`; session windows are the one merging kind and are combined by `mergeSession`.
- * `windowKey` gives every window a compact name usable as a NATS KV key token, so window
- * contents can be stored as keyed state and window timers can be named after their window.
+ * How windows are named in state and timers is in window-layout.ts.
  */
 import type { TimeWindow, WindowSpec } from "../spec/windows.ts";
 
@@ -13,23 +12,32 @@ export type { TimeWindow, WindowSpec } from "../spec/windows.ts";
 
 /**
  * The single window of the `global` assigner. It spans every safe-integer timestamp; its end is
- * `Number.MAX_SAFE_INTEGER` (rather than Infinity) so that it has a finite `maxTimestamp`, a
- * window key, and an event-time timer that only the final `+Infinity` watermark (end of input)
- * reaches — the counterpart of Flink's `GlobalWindow.maxTimestamp() == Long.MAX_VALUE`.
+ * `Number.MAX_SAFE_INTEGER` (rather than Infinity) so that it has a finite `maxTimestamp` (the
+ * end itself, see `maxTimestamp`) and an event-time timer that only the final
+ * `+Infinity` watermark (end of input) reaches — the counterpart of Flink's
+ * `GlobalWindow.maxTimestamp() == Long.MAX_VALUE`.
  */
 export const GLOBAL_WINDOW: TimeWindow = Object.freeze({
   start: Number.MIN_SAFE_INTEGER,
   end: Number.MAX_SAFE_INTEGER,
 });
 
-/** The largest timestamp inside `w` (`end - 1`): the time at which its event-time timer fires. */
-export function maxTimestamp(w: TimeWindow): number {
-  return w.end - 1;
+function isGlobal(w: TimeWindow): boolean {
+  return w.start === GLOBAL_WINDOW.start && w.end === GLOBAL_WINDOW.end;
 }
 
-/** Whether `ts` lies in `w` (`start <= ts < end`). */
+/**
+ * The largest timestamp inside `w` (`end - 1`): the time at which its event-time timer fires and
+ * the event time of its result. The global window's is its end, `Number.MAX_SAFE_INTEGER`: it
+ * holds every safe-integer time, the last one included, as Flink's holds `Long.MAX_VALUE`.
+ */
+export function maxTimestamp(w: TimeWindow): number {
+  return isGlobal(w) ? w.end : w.end - 1;
+}
+
+/** Whether `ts` lies in `w` (`start <= ts <= maxTimestamp(w)`; `ts < end` for all but the global window). */
 export function windowContains(w: TimeWindow, ts: number): boolean {
-  return w.start <= ts && ts < w.end;
+  return w.start <= ts && ts <= maxTimestamp(w);
 }
 
 /**
@@ -114,8 +122,8 @@ export function windowStart(ts: number, size: number, offset = 0): number {
  *   by `mergeSession`;
  * - global: `GLOBAL_WINDOW`.
  *
- * Timestamps are integer milliseconds; a non-safe-integer `ts` is rejected so every window has
- * a valid `windowKey`.
+ * Timestamps are integer milliseconds; a non-safe-integer `ts` is rejected so every window's
+ * bounds, id and timers are whole milliseconds.
  */
 export function assignWindows(spec: WindowSpec, ts: number): TimeWindow[] {
   if (!Number.isSafeInteger(ts)) {
@@ -195,39 +203,4 @@ export function mergeSession(existing: readonly TimeWindow[], added: TimeWindow)
     if (taken[i] && !(existing[i].start === start && existing[i].end === end)) absorbed.push(existing[i]);
   }
   return { merged, absorbed };
-}
-
-function encodeInt(n: number): string {
-  return n.toString(36);
-}
-
-const INT36 = /^-?(0|[1-9a-z][0-9a-z]*)$/;
-
-function decodeInt(s: string): number | undefined {
-  if (!INT36.test(s) || s === "-0") return undefined;
-  const n = parseInt(s, 36);
-  if (!Number.isSafeInteger(n) || n.toString(36) !== s) return undefined;
-  return n;
-}
-
-/**
- * A compact, stable name for `w`: base-36 start and end joined by `_`, e.g. `"ldhz8g0_ldhzb5k"`.
- * Negative bounds keep their `-` sign, which is legal in NATS subjects and KV keys, so the result
- * only contains `[-_0-9a-z]` and is a valid KV key token. Bounds must be safe integers.
- */
-export function windowKey(w: TimeWindow): string {
-  if (!Number.isSafeInteger(w.start) || !Number.isSafeInteger(w.end)) {
-    throw new RangeError(`window bounds must be integers, got [${w.start}, ${w.end})`);
-  }
-  return `${encodeInt(w.start)}_${encodeInt(w.end)}`;
-}
-
-/** Inverse of `windowKey`; `undefined` unless `key` is exactly what `windowKey` produces. */
-export function parseWindowKey(key: string): TimeWindow | undefined {
-  const sep = key.indexOf("_");
-  if (sep < 0) return undefined;
-  const start = decodeInt(key.slice(0, sep));
-  const end = decodeInt(key.slice(sep + 1));
-  if (start === undefined || end === undefined || start >= end) return undefined;
-  return { start, end };
 }

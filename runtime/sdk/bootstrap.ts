@@ -10,7 +10,8 @@
  * sent to the function as writes through its input log (state-writes.ts), so it works with the
  * job stopped or running.
  */
-import { GLOBAL_WINDOW, maxTimestamp } from "../core/windows.ts";
+import { gridWindowOf, registerWindowTimers, windowIdOf, WINDOWS_STATE, type SessionEntry } from "../core/window-layout.ts";
+import type { TimeWindow, WindowSpec } from "../core/windows.ts";
 import type { StateDeclarations, StateHandles } from "./state.ts";
 import type { TimerService } from "./function.ts";
 
@@ -69,43 +70,39 @@ export function defineBootstrap<In = SavepointEntry, S extends StateDeclarations
 
 /** Window layout needed to write windows (FunctionSpec.windowing). */
 interface Layout {
-  readonly window: { readonly kind: string; readonly size?: number };
+  readonly window: WindowSpec;
   readonly allowedLatenessMs: number;
 }
 
 /**
- * The `ctx.windows` of a windowed function, over its `windows` map state and timers. Mirrors how
- * `windowed()` stores a window: the accumulator (a session: `[end, acc]`) under the window's
- * start, an event-time timer `f<start>` at its last millisecond, and `c<start>` after the allowed
- * lateness.
+ * The `ctx.windows` of a windowed function, over its `windows` map state and timers, stored as
+ * `windowed()` stores a window (runtime/core/window-layout.ts): the accumulator (a session:
+ * `[end, acc]`) under the window's id, its firing timer, and its cleanup timer if it has one.
  */
 export function windowWriter(layout: Layout | undefined, fn: string, state: () => StateHandles<StateDeclarations>, timers: TimerService): WindowWriter {
   const fail = (): never => {
     throw new TypeError(`function "${fn}" is not a windowed() function: write its state through ctx.state`);
   };
   if (layout === undefined) return { put: fail, get: fail };
-  const kind = layout.window.kind;
-  const windows = () => (state() as Record<string, { set(k: string, v: unknown): void; get(k: string): unknown }>)["windows"]!;
+  const spec = layout.window;
+  const windows = () => (state() as Record<string, { set(k: string, v: unknown): void; get(k: string): unknown }>)[WINDOWS_STATE]!;
   return {
     put(w, acc) {
-      const start = kind === "global" ? GLOBAL_WINDOW.start : w.start;
-      if (!Number.isSafeInteger(start)) throw new RangeError(`window start must be a whole number of ms, got ${w.start}`);
-      let end: number;
-      if (kind === "session") {
-        if (w.end === undefined || !Number.isSafeInteger(w.end) || w.end <= start) throw new RangeError("a session window needs its end (> start)");
-        end = w.end;
+      if (spec.kind !== "global" && !Number.isSafeInteger(w.start)) throw new RangeError(`window start must be a whole number of ms, got ${w.start}`);
+      const id = windowIdOf(spec, w.start);
+      let window: TimeWindow;
+      if (spec.kind === "session") {
+        if (w.end === undefined || !Number.isSafeInteger(w.end) || w.end <= w.start) throw new RangeError("a session window needs its end (> start)");
+        window = { start: w.start, end: w.end };
       } else {
-        end = kind === "global" ? GLOBAL_WINDOW.end : start + layout.window.size!;
+        window = gridWindowOf(spec, id);
       }
-      const id = String(start);
-      windows().set(id, kind === "session" ? [end, acc] : acc);
-      const last = maxTimestamp({ start, end });
-      timers.registerEventTimeTimer(last, "f" + id);
-      if (layout.allowedLatenessMs > 0) timers.registerEventTimeTimer(Math.min(last + layout.allowedLatenessMs, Number.MAX_SAFE_INTEGER), "c" + id);
+      windows().set(id, spec.kind === "session" ? ([window.end, acc] satisfies SessionEntry<unknown>) : acc);
+      registerWindowTimers(timers, window, id, layout.allowedLatenessMs);
     },
     get(start) {
-      const v = windows().get(String(kind === "global" ? GLOBAL_WINDOW.start : start));
-      return kind === "session" && Array.isArray(v) ? v[1] : v;
+      const v = windows().get(windowIdOf(spec, start));
+      return spec.kind === "session" && Array.isArray(v) ? v[1] : v;
     },
   };
 }

@@ -12,15 +12,12 @@
  * output, "late" unless `lateOutput` says otherwise, as windows do. Records in join state must be
  * msgpack-serialisable like any state.
  */
-import { assignWindows, GLOBAL_WINDOW, maxTimestamp, validateWindowSpec, type TimeWindow, type WindowSpec } from "../core/windows.ts";
+import { assignWindows, maxTimestamp, validateWindowSpec, type TimeWindow, type WindowSpec } from "../core/windows.ts";
+import { gridWindowOf, JOIN_LEFT_STATE, JOIN_RIGHT_STATE, joinTimer, joinTimerWindowId, windowId } from "../core/window-layout.ts";
 import type { FunctionInput, FunctionSpec } from "./function.ts";
 import { listState, mapState, type ListStateDeclaration, type MapStateDeclaration } from "./state.ts";
 
 const LEFT = 0;
-
-function windowSize(w: WindowSpec): number {
-  return w.kind === "tumbling" || w.kind === "sliding" ? w.size : 0;
-}
 
 /** Appends in place (set again so the change is snapshotted): no copy per record. */
 function appendTo(map: { get(k: string): unknown[] | undefined; set(k: string, v: unknown[]): void }, key: string, record: unknown): void {
@@ -152,27 +149,28 @@ export function windowJoin<L, R, Out>(
   }
   return {
     ...twoInputs(spec),
-    state: { left: mapState<unknown[]>(), right: mapState<unknown[]>() },
+    state: { [JOIN_LEFT_STATE]: mapState<unknown[]>(), [JOIN_RIGHT_STATE]: mapState<unknown[]>() },
     process(ctx, record) {
       const side = ctx.input === LEFT ? ctx.state.left : ctx.state.right;
       let accepted = false;
       for (const w of assignWindows(spec.window, ctx.timestamp)) {
         if (maxTimestamp(w) <= ctx.watermark) continue; // the window already fired
         accepted = true;
-        // Windows are named by their start, as in windowed(); one timer per window and key.
-        const id = String(w.start);
+        // Windows are named by their id (start), as in windowed(); one timer per window and key.
+        const id = windowId(w.start);
         const fresh = ctx.state.left.get(id) === undefined && ctx.state.right.get(id) === undefined;
         appendTo(side, id, record);
-        if (fresh) ctx.timers.registerEventTimeTimer(maxTimestamp(w), id);
+        if (fresh) ctx.timers.registerEventTimeTimer(maxTimestamp(w), joinTimer(id));
       }
       if (!accepted) ctx.sideOutput(spec.lateOutput ?? "late", record);
     },
     onTimer(ctx, timer) {
-      const w = spec.window.kind === "global" ? GLOBAL_WINDOW : { start: Number(timer.name), end: Number(timer.name) + windowSize(spec.window) };
-      const lefts = (ctx.state.left.get(timer.name) ?? []) as L[];
-      const rights = (ctx.state.right.get(timer.name) ?? []) as R[];
-      ctx.state.left.delete(timer.name);
-      ctx.state.right.delete(timer.name);
+      const id = joinTimerWindowId(timer.name);
+      const w = gridWindowOf(spec.window, id);
+      const lefts = (ctx.state.left.get(id) ?? []) as L[];
+      const rights = (ctx.state.right.get(id) ?? []) as R[];
+      ctx.state.left.delete(id);
+      ctx.state.right.delete(id);
       for (const out of spec.apply(ctx.key, w, lefts, rights)) ctx.emit(out);
     },
   };

@@ -24,6 +24,7 @@ import { KeyedStateStore } from "../core/state-store.ts";
 import { TimerQueue } from "../core/timers.ts";
 import { createWatermarkGenerator, type WatermarkGenerator } from "../core/watermarks.ts";
 import { decodeValue, encodeValue } from "../core/wire.ts";
+import { Rejection, selectKey, selectTimestamp } from "../core/record-input.ts";
 import type { Context, FunctionSpec, TimerInfo } from "./function.ts";
 import type { ListStateDeclaration, MapStateDeclaration, ReducingStateDeclaration, StateDeclarations, ValueStateDeclaration } from "./state.ts";
 
@@ -410,13 +411,8 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
       return "";
     }
     if (override !== undefined) return override;
-    let key: unknown;
-    try {
-      key = fn.key(record, input);
-    } catch (cause) {
-      throw new RecordRejectedError(fn.name, `key: key selector failed: ${describe(cause)}`, { cause });
-    }
-    if (typeof key !== "string") throw new RecordRejectedError(fn.name, `key: key selector returned ${key === undefined ? "undefined" : typeof key}, not a string`);
+    const key = selectKey(fn.key, record, input);
+    if (key instanceof Rejection) throw rejected(fn.name, key);
     return key;
   }
 
@@ -428,15 +424,8 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
       return ts;
     }
     if (given !== undefined) throw new TypeError(`${fn.name} takes event time from its timestamp selector; drop the timestamp option`);
-    let ts: unknown;
-    try {
-      ts = fn.timestamp(record);
-    } catch (cause) {
-      throw new RecordRejectedError(fn.name, `timestamp: ${describe(cause)}`, { cause });
-    }
-    if (typeof ts !== "number" || !Number.isFinite(ts)) {
-      throw new RecordRejectedError(fn.name, `timestamp: ${ts === undefined ? "missing" : JSON.stringify(ts)} is not a finite number`);
-    }
+    const ts = selectTimestamp(fn.timestamp, record, this.#now);
+    if (ts instanceof Rejection) throw rejected(fn.name, ts);
     return ts;
   }
 
@@ -497,6 +486,10 @@ function copy(value: unknown, what: string): unknown {
 function jsonCopy(value: unknown): unknown {
   const text = JSON.stringify(value);
   return text === undefined ? undefined : JSON.parse(text);
+}
+
+function rejected(fn: string, r: Rejection): RecordRejectedError {
+  return new RecordRejectedError(fn, r.reason, r.cause === undefined ? undefined : { cause: r.cause });
 }
 
 function describe(cause: unknown): string {

@@ -8,7 +8,20 @@
  * record later than that goes to a side output (default "late") instead of being dropped
  * silently. Session windows merge as records arrive; their accumulators merge with `merge`.
  */
-import { assignWindows, GLOBAL_WINDOW, maxTimestamp, mergeSession, validateWindowSpec, type TimeWindow, type WindowSpec } from "../core/windows.ts";
+import { assignWindows, maxTimestamp, mergeSession, validateWindowSpec, type TimeWindow, type WindowSpec } from "../core/windows.ts";
+import {
+  cleanupTime,
+  cleanupTimer,
+  firingTimer,
+  gridWindowOf,
+  hasCleanupTimer,
+  isFiringTimer,
+  isLateFor,
+  timerWindowId,
+  windowId,
+  type SessionEntry,
+  WINDOWS_STATE,
+} from "../core/window-layout.ts";
 import type { WatermarkStrategy } from "../core/watermarks.ts";
 import type { FunctionSpec, Input } from "./function.ts";
 import { mapState, type MapStateDeclaration } from "./state.ts";
@@ -116,14 +129,11 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
     throw new InvalidWindowSpecError(`${spec.name}: ${(e as Error).message}`);
   }
   const shape = spec.output ?? ((key: string, w: TimeWindow, value: R, firing: Firing) => ({ key, start: w.start, end: w.end, value, firing }) as Out);
-  const isLate = (w: TimeWindow, watermark: number) => maxTimestamp(w) + lateness <= watermark;
-  // Clamped: the global window ends at the largest safe integer, and timers must stay storable.
-  const cleanupTime = (w: TimeWindow) => Math.min(maxTimestamp(w) + lateness, Number.MAX_SAFE_INTEGER);
-  // A window of a fixed grid is named by its start alone (its end follows from the size); a
-  // session by its start, with its current end stored next to the accumulator.
-  const size = spec.window.kind === "tumbling" || spec.window.kind === "sliding" ? spec.window.size : 0;
-  const gridWindow = (id: string): TimeWindow =>
-    spec.window.kind === "global" ? GLOBAL_WINDOW : { start: Number(id), end: Number(id) + size };
+  const isLate = (w: TimeWindow, watermark: number) => isLateFor(w, lateness, watermark);
+  // Without a cleanup later than the firing (no lateness, or the global window, whose firing is
+  // at the end of time), the firing drops the window; otherwise a "c" timer does.
+  const cleansAfterFiring = (w: TimeWindow) => hasCleanupTimer(w, lateness);
+  // Windows are stored by id (their start), a session with its current end (window-layout.ts).
   const windowsState = windowsDeclaration(spec, merging);
 
   return {
@@ -133,7 +143,7 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
     key: spec.key,
     ...(spec.timestamp === undefined ? {} : { timestamp: spec.timestamp }),
     ...(spec.watermark === undefined ? {} : { watermark: spec.watermark }),
-    state: { windows: windowsState },
+    state: { [WINDOWS_STATE]: windowsState },
     windowing: { window: spec.window, allowedLatenessMs: lateness },
 
     process(ctx, record) {
@@ -144,29 +154,29 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
 
       if (merging) {
         const existing: TimeWindow[] = [];
-        for (const [id, [end]] of windows.entries() as Array<[string, Session<Acc>]>) existing.push({ start: Number(id), end });
+        for (const [id, [end]] of windows.entries() as Array<[string, SessionEntry<Acc>]>) existing.push({ start: Number(id), end });
         const { merged, absorbed } = mergeSession(existing, assigned[0]!);
         if (isLate(merged, watermark)) {
           ctx.sideOutput(lateOutput, record);
           return;
         }
-        const id = String(merged.start);
-        const kept = windows.get(id) as Session<Acc> | undefined; // a session keeps its accumulator as it grows
+        const id = windowId(merged.start);
+        const kept = windows.get(id) as SessionEntry<Acc> | undefined; // a session keeps its accumulator as it grows
         let acc = kept?.[1];
         for (const old of absorbed) {
-          const oldId = String(old.start);
+          const oldId = windowId(old.start);
           if (oldId === id) continue;
-          const oldAcc = (windows.get(oldId) as Session<Acc>)[1];
+          const oldAcc = (windows.get(oldId) as SessionEntry<Acc>)[1];
           acc = acc === undefined ? oldAcc : agg.merge!(acc, oldAcc);
           windows.delete(oldId); // its timers find no state and do nothing
         }
         acc = agg.add(acc ?? agg.create(), record);
-        windows.set(id, [merged.end, acc] satisfies Session<Acc>);
+        windows.set(id, [merged.end, acc] satisfies SessionEntry<Acc>);
         // A session that grows keeps its pending timers; they move themselves when they fire. A
         // session that already fired (within the allowed lateness) needs a new one.
         if (maxTimestamp(merged) <= watermark) fire(merged, acc, "late");
-        else if (kept === undefined || kept[0] - 1 <= watermark) ctx.timers.registerEventTimeTimer(maxTimestamp(merged), "f" + id);
-        if (kept === undefined && lateness > 0) ctx.timers.registerEventTimeTimer(cleanupTime(merged), "c" + id);
+        else if (kept === undefined || kept[0] - 1 <= watermark) ctx.timers.registerEventTimeTimer(maxTimestamp(merged), firingTimer(id));
+        if (kept === undefined && cleansAfterFiring(merged)) ctx.timers.registerEventTimeTimer(cleanupTime(merged, lateness), cleanupTimer(id));
         return;
       }
 
@@ -174,15 +184,15 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
       for (const w of assigned) {
         if (isLate(w, watermark)) continue;
         accepted = true;
-        const id = String(w.start);
+        const id = windowId(w.start);
         const prev = windows.get(id) as Acc | undefined;
         const acc = agg.add(prev ?? agg.create(), record);
         windows.set(id, acc);
         // A window whose end the watermark already passed fires at once (Flink's EventTimeTrigger);
         // otherwise its end is a timer, registered once, when the window gets its first record.
         if (maxTimestamp(w) <= watermark) fire(w, acc, "late");
-        else if (prev === undefined) ctx.timers.registerEventTimeTimer(maxTimestamp(w), "f" + id);
-        if (prev === undefined && lateness > 0) ctx.timers.registerEventTimeTimer(cleanupTime(w), "c" + id);
+        else if (prev === undefined) ctx.timers.registerEventTimeTimer(maxTimestamp(w), firingTimer(id));
+        if (prev === undefined && cleansAfterFiring(w)) ctx.timers.registerEventTimeTimer(cleanupTime(w, lateness), cleanupTimer(id));
       }
       // A record in no window at all (a gap between sliding windows) is not late, just unassigned.
       if (!accepted && assigned.length > 0) ctx.sideOutput(lateOutput, record);
@@ -190,38 +200,40 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
 
     onTimer(ctx, timer) {
       const windows = ctx.state.windows;
-      const id = timer.name.slice(1);
+      const id = timerWindowId(timer.name);
       const stored = windows.get(id);
       if (stored === undefined) return;
       let w: TimeWindow;
       let acc: Acc;
       if (merging) {
-        const [end, a] = stored as Session<Acc>;
+        const [end, a] = stored as SessionEntry<Acc>;
         w = { start: Number(id), end };
         acc = a;
-        // The session grew since this timer was set: wait for its new end instead (unless event
-        // time has already passed that too).
-        const due = timer.name.startsWith("f") ? maxTimestamp(w) : cleanupTime(w);
-        if (due > timer.timestamp && due > ctx.watermark) {
+        // The session grew since this timer was set: move the timer to what the new end implies.
+        // A firing timer whose new time the watermark has passed too fires now. A cleanup timer
+        // always moves, even to a time the watermark has passed: the operator then fires it later
+        // in this same advance, after every timer due before it — so after the session's firing
+        // (at end − 1 < end − 1 + L), which may still be pending at a later time than this stale
+        // cleanup (a session that fired, grew past the watermark and got a new firing timer).
+        const firing = isFiringTimer(timer.name);
+        const due = firing ? maxTimestamp(w) : cleanupTime(w, lateness);
+        if (due > timer.timestamp && (!firing || due > ctx.watermark)) {
           ctx.timers.registerEventTimeTimer(due, timer.name);
           return;
         }
       } else {
-        w = gridWindow(id);
+        w = gridWindowOf(spec.window, id);
         acc = stored as Acc;
       }
-      if (timer.name.startsWith("f")) {
+      if (isFiringTimer(timer.name)) {
         ctx.emit(shape(ctx.key, w, agg.result(acc), "on-time"), maxTimestamp(w));
-        if (lateness === 0) windows.delete(id);
+        if (!cleansAfterFiring(w)) windows.delete(id);
       } else {
         windows.delete(id);
       }
     },
   };
 }
-
-/** Stored value of a session window: its current end and its accumulator. */
-type Session<Acc> = [end: number, acc: Acc];
 
 /**
  * The `windows` map state: declared with the accumulator's version, and its migrations lifted to
@@ -236,9 +248,9 @@ function windowsDeclaration<Acc>(spec: WindowedSpec<any, Acc, any, any>, merging
   for (const [from, migrate] of Object.entries(spec.migrations ?? {})) {
     if (typeof migrate !== "function") throw new InvalidWindowSpecError(`${spec.name}: migration from version ${from} is not a function`);
     migrations[Number(from)] = merging
-      ? ([end, acc]: Session<unknown>) => {
+      ? ([end, acc]: SessionEntry<unknown>) => {
           const migrated = migrate(acc);
-          return migrated === undefined ? undefined : ([end, migrated] satisfies Session<Acc>);
+          return migrated === undefined ? undefined : ([end, migrated] satisfies SessionEntry<Acc>);
         }
       : migrate;
   }

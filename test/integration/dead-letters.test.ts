@@ -1,7 +1,8 @@
 /**
  * Bad input is dead-lettered with its reason and never stops the pipeline: undecodable
  * payloads, a missing timestamp, a key selector that rejects a record, a function that throws,
- * and garbage published straight into an internal partition subject.
+ * a downstream timestamp selector that gives no time, and garbage published straight into an
+ * internal partition subject.
  */
 import { describe, expect, it } from "vitest";
 import { startLocalJob } from "../../runtime/dev/local-job.ts";
@@ -42,6 +43,29 @@ const pipeline = definePipeline({
       },
     }),
     defineSink({ name: "out", input: fromFunction("count"), subject: "totals.clicks" }),
+  ],
+});
+
+/** A function that takes event time from the records it reads from another function. */
+const retiming = definePipeline({
+  name: "retimed",
+  functions: [
+    defineFunction<Click, Click>({
+      name: "read",
+      input: fromStream("CLICKS", { subject: "clicks.>" }),
+      process(ctx, c) {
+        ctx.emit(c);
+      },
+    }),
+    defineFunction<Click, Click>({
+      name: "retime",
+      input: fromFunction("read"),
+      timestamp: (c) => c.ts as number,
+      process(ctx, c) {
+        ctx.emit({ ...c, ts: ctx.timestamp });
+      },
+    }),
+    defineSink({ name: "out", input: fromFunction("retime"), subject: "totals.retimed" }),
   ],
 });
 
@@ -97,6 +121,39 @@ describe("dead letters", () => {
         ]),
       );
       expect(dead).toHaveLength(7);
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it("dead-letters a record whose re-timing timestamp selector gives no finite time, under the function that reads it", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    try {
+      await ensureStream(nc, "CLICKS", ["clicks.>"]);
+      await ensureStream(nc, "TOTALS", ["totals.>"]);
+      const payloads = [{ user: "ann", ts: 1 }, { user: "bob" }, { user: "cy", ts: "soon" }, { user: "dee", ts: 4 }];
+      await publishAll(nc, payloads.map((p) => ({ subject: "clicks.web", data: JSON.stringify(p) })));
+      const job = await startLocalJob(nc, retiming);
+      await job.endInput();
+      await job.finished();
+      await job.stop();
+
+      const out = (await readAll(nc, "TOTALS")).map((m) => JSON.parse(new TextDecoder().decode(m.data)));
+      expect(out).toEqual([
+        { user: "ann", ts: 1 },
+        { user: "dee", ts: 4 },
+      ]);
+      const dead = (await readAll(nc, "EDDY_retimed_DLQ")).map((m) => ({
+        fn: m.headers["Eddy-Function"],
+        producer: m.headers["Eddy-Producer"],
+        reason: m.headers["Eddy-Reason"],
+        body: new TextDecoder().decode(m.data),
+      }));
+      expect(dead).toEqual([
+        { fn: "retime", producer: "read/0", reason: "timestamp: missing is not a finite number", body: JSON.stringify({ user: "bob" }) },
+        { fn: "retime", producer: "read/0", reason: 'timestamp: "soon" is not a finite number', body: JSON.stringify({ user: "cy", ts: "soon" }) },
+      ]);
     } finally {
       await nc.close();
     }

@@ -1,0 +1,98 @@
+/**
+ * How a record enters a function: its payload decoded, its key taken from the key selector and
+ * its event time from the timestamp selector — each either a value or the reason the runtime
+ * dead-letters the record (the `Eddy-Reason` header).
+ *
+ * The partition actor (source records, and records it re-times), the output router (the key of
+ * a consumer, chosen at the producer) and the test harness all do this; they share these
+ * functions so that the checks and the reasons cannot drift apart. They are on the per-record
+ * path: a value is returned as is, and only a rejected record allocates (a `Rejection`).
+ */
+import { decodeValue } from "./wire.ts";
+
+/** A record refused before its function sees it, with the reason a dead letter carries. */
+export class Rejection {
+  readonly reason: string;
+  /** What the selector or decoder threw, if it threw. */
+  readonly cause: unknown;
+  constructor(reason: string, cause?: unknown) {
+    this.reason = reason;
+    this.cause = cause;
+  }
+}
+
+/** How a stream's payloads are decoded (a `fromStream` input's `format`). */
+export type RecordFormat = "json" | "msgpack" | "string" | "bytes";
+
+const textDecoder = new TextDecoder();
+
+/** A returned value in a reason; a selector may return anything, a BigInt (which JSON refuses) included. */
+function show(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+function describe(cause: unknown): string {
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
+/** The payload of a stream message as its function reads it, or why it cannot be read (`undecodable: …`). */
+export function decodeRecord(format: RecordFormat, data: Uint8Array): unknown {
+  try {
+    switch (format) {
+      case "json":
+        return JSON.parse(textDecoder.decode(data));
+      case "msgpack":
+        return decodeValue(data);
+      case "string":
+        return textDecoder.decode(data);
+      case "bytes":
+        return data;
+    }
+  } catch (e) {
+    return new Rejection(`undecodable: ${describe(e)}`, e);
+  }
+}
+
+/**
+ * The key of `record` on `input`: `""` without a key selector, else what the selector returns if
+ * that is a string. `consumer` names the function whose selector it is when the key is chosen
+ * elsewhere (by a producer), and appears in the reason.
+ */
+export function selectKey<In>(
+  selector: ((record: In, input: number) => string) | undefined,
+  record: In,
+  input: number,
+  consumer?: string,
+): string | Rejection {
+  if (selector === undefined) return "";
+  let key: unknown;
+  try {
+    key = selector(record, input);
+  } catch (e) {
+    return new Rejection(`key: ${whose(consumer)} failed: ${describe(e)}`, e);
+  }
+  if (typeof key !== "string") return new Rejection(`key: ${whose(consumer)} returned ${key === undefined ? "undefined" : typeof key}, not a string`);
+  return key;
+}
+
+/** Built only for a rejection: the accepted path allocates nothing. */
+function whose(consumer: string | undefined): string {
+  return consumer === undefined ? "key selector" : `${consumer} key selector`;
+}
+
+/** The event time of `record`: `fallback` without a timestamp selector, else what it returns if that is a finite number. */
+export function selectTimestamp<In>(selector: ((record: In) => number) | undefined, record: In, fallback: number): number | Rejection {
+  if (selector === undefined) return fallback;
+  let ts: unknown;
+  try {
+    ts = selector(record);
+  } catch (e) {
+    return new Rejection(`timestamp: ${describe(e)}`, e);
+  }
+  if (typeof ts !== "number" || !Number.isFinite(ts)) return new Rejection(`timestamp: ${ts === undefined ? "missing" : show(ts)} is not a finite number`);
+  return ts;
+}
