@@ -7,12 +7,10 @@
  * write per event).
  */
 import { readFile } from "node:fs/promises";
-import { Kvm } from "@nats-io/kv";
-import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { startLocalNatsServer, type LocalNatsServer } from "../../runtime/nats/local-server.ts";
-import { connectNats } from "../../runtime/nats/connection.ts";
-import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
+import { connectNats, type NatsConnection } from "../../runtime/nats/connection.ts";
+import { openJsonBucket, type JsonBucket } from "../../runtime/nats/json-bucket.ts";
+import { consumeFirst, ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { startLocalJob } from "../../runtime/dev/local-job.ts";
 import { cpuSecondsOf, ownCpuSeconds } from "../../runtime/dev/proc-cpu.ts";
 import { profileSection } from "../../runtime/dev/profiler.ts";
@@ -137,19 +135,12 @@ const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** di
  * the most any query can do per core-second on this machine and broker.
  */
 async function measureCeiling(cluster: Cluster, stream: string, count: number): Promise<{ wallSeconds: number; cpuSeconds: number }> {
-  const js = jetstream(cluster.nc);
   const cpu0 = ownCpuSeconds() + (cluster.server ? cpuSecondsOf(cluster.server.pid) : 0);
   const t0 = performance.now();
-  const consumer = await js.consumers.get(stream, { deliver_policy: DeliverPolicy.All });
-  const messages = await consumer.consume({ max_messages: 1024 });
-  let n = 0;
   let checksum = 0;
-  for await (const m of messages) {
-    checksum += (JSON.parse(decoder.decode(m.data)) as NexmarkEvent).dateTime % 7;
-    if (++n === count) break;
-  }
-  messages.stop();
-  await consumer.delete().catch(() => false);
+  await consumeFirst(cluster.nc, stream, count, (data) => {
+    checksum += (JSON.parse(decoder.decode(data)) as NexmarkEvent).dateTime % 7;
+  });
   const wallSeconds = (performance.now() - t0) / 1000;
   const cpuSeconds = ownCpuSeconds() + (cluster.server ? cpuSecondsOf(cluster.server.pid) : 0) - cpu0;
   if (checksum < 0) throw new Error("unreachable");
@@ -206,24 +197,22 @@ export async function benchNaive(q: "q5" | "q7", count: number, seed = 1, url?: 
     const n = names(q);
     const events = [...generateEvents({ seed }, count)];
     await loadEvents(cluster.nc, n.stream, n.subject, events.map(eventToJson));
-    const kv = await new Kvm(cluster.nc).create(`naive_${n.job.replace(/[^A-Za-z0-9_-]/g, "_")}`, { history: 1 });
-    const js = jetstream(cluster.nc);
+    const kv = await openJsonBucket(cluster.nc, `naive_${n.job.replace(/[^A-Za-z0-9_-]/g, "_")}`);
     const cpu0 = ownCpuSeconds() + (cluster.server ? cpuSecondsOf(cluster.server.pid) : 0);
     const t0 = performance.now();
-    const consumer = await js.consumers.get(n.stream, { deliver_policy: DeliverPolicy.All });
-    const messages = await consumer.consume({ max_messages: 256 });
-    let seen = 0;
-    for await (const m of messages) {
-      const e = JSON.parse(decoder.decode(m.data)) as NexmarkEvent;
-      if (e.type === "bid") {
+    await consumeFirst(
+      cluster.nc,
+      n.stream,
+      count,
+      async (data) => {
+        const e = JSON.parse(decoder.decode(data)) as NexmarkEvent;
+        if (e.type !== "bid") return;
         const key = q === "q7" ? `w${Math.floor(e.dateTime / 10_000)}` : `a${e.auction}`;
-        const entry = await kv.get(key);
-        const state = entry === null || entry.length === 0 ? undefined : JSON.parse(decoder.decode(entry.value));
-        await kv.put(key, JSON.stringify(q === "q7" ? topBids(state, e) : slideCounts(state, e)));
-      }
-      if (++seen === count) break;
-    }
-    messages.stop();
+        const state = await kv.get(key);
+        await kv.put(key, q === "q7" ? topBids(state as Bid[] | undefined, e) : slideCounts(state as Record<string, number> | undefined, e));
+      },
+      256,
+    );
     const rows = q === "q7" ? await naiveQ7Rows(kv) : await naiveQ5Rows(kv);
     const wallSeconds = (performance.now() - t0) / 1000;
     const cpuSeconds = ownCpuSeconds() + (cluster.server ? cpuSecondsOf(cluster.server.pid) : 0) - cpu0;
@@ -256,27 +245,16 @@ function slideCounts(state: Record<string, number> | undefined, b: Bid): Record<
   return counts;
 }
 
-async function allValues(kv: Awaited<ReturnType<Kvm["create"]>>): Promise<Array<[string, unknown]>> {
-  const keys: string[] = [];
-  for await (const k of await kv.keys()) keys.push(k);
-  const out: Array<[string, unknown]> = [];
-  for (const k of keys) {
-    const e = await kv.get(k);
-    if (e !== null && e.length > 0) out.push([k, JSON.parse(decoder.decode(e.value))]);
-  }
-  return out;
-}
-
-async function naiveQ7Rows(kv: Awaited<ReturnType<Kvm["create"]>>): Promise<QueryRow[]> {
+async function naiveQ7Rows(kv: JsonBucket): Promise<QueryRow[]> {
   const rows: QueryRow[] = [];
-  for (const [, bids] of await allValues(kv)) for (const b of bids as Bid[]) rows.push({ auction: b.auction, price: b.price, bidder: b.bidder, dateTime: b.dateTime, extra: b.extra });
+  for (const [, bids] of await kv.entries()) for (const b of bids as Bid[]) rows.push({ auction: b.auction, price: b.price, bidder: b.bidder, dateTime: b.dateTime, extra: b.extra });
   return rows;
 }
 
-async function naiveQ5Rows(kv: Awaited<ReturnType<Kvm["create"]>>): Promise<QueryRow[]> {
+async function naiveQ5Rows(kv: JsonBucket): Promise<QueryRow[]> {
   // window start -> auction -> count
   const windows = new Map<number, Map<number, number>>();
-  for (const [key, counts] of await allValues(kv)) {
+  for (const [key, counts] of await kv.entries()) {
     const auction = Number(key.slice(1));
     for (const [slide, c] of Object.entries(counts as Record<string, number>)) {
       for (let k = 0; k < 5; k++) {

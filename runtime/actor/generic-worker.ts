@@ -10,11 +10,11 @@
  * undeployed job is stopped.
  */
 import { Effect } from "effect";
-import type { NatsConnection } from "@nats-io/transport-node";
-import { Kvm } from "@nats-io/kv";
 import { loadPipelines, withDefaultPartitions } from "../deploy/bundle.ts";
+import type { NatsConnection } from "../nats/connection.ts";
+import { removeHeartbeat } from "../nats/control-store.ts";
 import { deploymentVersion, getCode, openDeployments, type DeploymentRecord } from "../nats/deployments.ts";
-import { assignmentKey, JOBS_BUCKET, WORKERS_BUCKET, type Assignment } from "../core/protocol.ts";
+import { assignmentKey, type Assignment } from "../core/protocol.ts";
 import { startWorker, type StartedWorker, type WorkerOptions } from "./worker.ts";
 
 export interface GenericWorker {
@@ -30,8 +30,7 @@ export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOption
     const log = options.log ?? (() => undefined);
     const base = options.id ?? `w-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
     const store = yield* Effect.tryPromise({ try: () => openDeployments(nc), catch: (e) => e as Error });
-    const kvm = new Kvm(nc);
-    const jobsKv = yield* Effect.tryPromise({ try: () => kvm.open(JOBS_BUCKET), catch: (e) => e as Error });
+    const jobsKv = store.jobs;
     const hosts = new Map<string, { version: number; worker: StartedWorker; stopWatch: () => void }>();
     let queue: Promise<void> = Promise.resolve();
     let closed = false;
@@ -82,8 +81,7 @@ export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOption
       host.stopWatch();
       hosts.delete(job);
       await host.worker.stop();
-      const workers = await kvm.open(WORKERS_BUCKET);
-      await workers.delete(workerId(job)).catch(() => undefined);
+      await removeHeartbeat(nc, workerId(job)).catch(() => undefined);
     };
 
     const enqueue = (job: string, f: () => Promise<void>) => {

@@ -11,8 +11,6 @@
  * to an Effect scope: closing it stops everything.
  */
 import { Cause, Effect, Exit, Scope } from "effect";
-import type { NatsConnection } from "@nats-io/transport-node";
-import { Kvm, type KV } from "@nats-io/kv";
 import { buildJobGraph, type JobGraph } from "../core/job-graph.ts";
 import {
   actorId,
@@ -20,10 +18,8 @@ import {
   endKey,
   failureSubject,
   jobSpecKey,
-  JOBS_BUCKET,
   latestKey,
   triggerSubject,
-  WORKERS_BUCKET,
   type ActorFailure,
   type Assignment,
   type CommittedCheckpoint,
@@ -33,6 +29,8 @@ import {
   type WorkerHeartbeat,
 } from "../core/protocol.ts";
 import type { PipelineSpec } from "../sdk/function.ts";
+import type { NatsConnection } from "../nats/connection.ts";
+import { openControlBuckets } from "../nats/control-store.ts";
 import { ensureControlPlane, ensureJobTopology } from "../nats/topology.ts";
 import { JetStreamTransport } from "../nats/transport.ts";
 import { StateServices } from "../nats/state-service.ts";
@@ -95,9 +93,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
       await ensureControlPlane(nc);
       await ensureJobTopology(nc, graph);
     });
-    const kvm = new Kvm(nc);
-    const jobs: KV = yield* attempt(() => kvm.open(JOBS_BUCKET));
-    const workers: KV = yield* attempt(() => kvm.open(WORKERS_BUCKET));
+    const { jobs, workers } = yield* attempt(() => openControlBuckets(nc));
     const spec: JobSpecRecord = {
       job,
       functions: graph.functions.map((f) => ({

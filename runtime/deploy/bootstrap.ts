@@ -15,18 +15,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
-import type { NatsConnection } from "@nats-io/transport-node";
-import { Objm } from "@nats-io/obj";
 import { Operator } from "../core/operator.ts";
-import { SAVEPOINT_OBJECTS } from "../core/protocol.ts";
-import { decodeManifest, decodePartitionExport, savepointManifestName, savepointObjectName } from "../core/savepoint.ts";
 import { parseKvKey } from "../core/kv-keys.ts";
 import type { StateWriteOp } from "../core/state-writes.ts";
 import { decodeValue } from "../core/wire.ts";
 import type { FunctionSpec } from "../sdk/function.ts";
 import type { BootstrapSpec, SavepointEntry } from "../sdk/index.ts";
 import { windowWriter } from "../sdk/internal.ts";
+import type { NatsConnection } from "../nats/connection.ts";
 import { currentDeployment, getCode, lastVersion, openDeployments } from "../nats/deployments.ts";
+import { readSavepoint } from "../nats/savepoints.ts";
 import { readAll } from "../nats/streams.ts";
 import { stateClient } from "../nats/state-client.ts";
 import { bundleModule, InvalidModuleError, loadPipelines, withDefaultPartitions } from "./bundle.ts";
@@ -119,18 +117,12 @@ export async function deployedFunction(nc: NatsConnection, job: string, fn: stri
 export async function readItems(nc: NatsConnection, job: string, fn: string, source: BootstrapSource): Promise<unknown[]> {
   switch (source.kind) {
     case "savepoint": {
-      const objects = await new Objm(nc).open(SAVEPOINT_OBJECTS);
-      const manifestData = await objects.getBlob(savepointManifestName(job, source.id));
-      if (manifestData === null) throw new InvalidModuleError(`job "${job}" has no savepoint ${source.id} (see eddy savepoints ${job})`);
-      const manifest = decodeManifest(manifestData);
       const from = source.fn ?? fn;
-      const f = manifest.functions.find((x) => x.name === from);
-      if (f === undefined) throw new InvalidModuleError(`savepoint ${source.id} has no function "${from}" (it has ${manifest.functions.map((x) => x.name).join(", ")})`);
+      const { manifest, exports } = await readSavepoint(nc, job, source.id, new Set([from]));
+      if (!manifest.functions.some((x) => x.name === from)) throw new InvalidModuleError(`savepoint ${source.id} has no function "${from}" (it has ${manifest.functions.map((x) => x.name).join(", ")})`);
       const items: SavepointEntry[] = [];
-      for (let p = 0; p < f.partitions; p++) {
-        const data = await objects.getBlob(savepointObjectName(job, source.id, from, p));
-        if (data === null) throw new InvalidModuleError(`savepoint ${source.id} misses ${from}/${p}`);
-        for (const [key, value] of decodePartitionExport(data).entries) {
+      for (const exp of exports.get(from) ?? []) {
+        for (const [key, value] of exp.entries) {
           const parsed = parseKvKey(key);
           if (parsed?.kind !== "state") continue;
           items.push({ fn: from, state: parsed.state, key: parsed.key, ...(parsed.subkey === undefined ? {} : { subkey: parsed.subkey }), value: decodeValue(value) });

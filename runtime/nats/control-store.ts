@@ -2,6 +2,8 @@
  * Typed access to the control plane's storage for the supervisor: the jobs bucket (specs,
  * assignments, commit records, checkpoint records), the worker heartbeat bucket, the checkpoint
  * object store and the functions' state buckets (only for the actors' applied checkpoint).
+ * Workers use the first two: they publish their job's spec, watch its assignment and commits,
+ * and keep their heartbeat.
  *
  * Records are JSON (see runtime/core/protocol.ts). Every write that decides something is a
  * compare-and-set on the revision last read, so a supervisor that lost leadership without
@@ -30,10 +32,14 @@ import { stateBucket } from "../core/naming.ts";
 import { decodeValue } from "../core/wire.ts";
 import { ensureControlPlane } from "./topology.ts";
 
-/** The stores the supervisor works with, created if missing. */
-export interface ControlStores {
+/** The jobs bucket and the worker heartbeat bucket: the part of the control plane a worker uses. */
+export interface ControlBuckets {
   readonly jobs: KV;
   readonly workers: KV;
+}
+
+/** The stores the supervisor works with, created if missing. */
+export interface ControlStores extends ControlBuckets {
   readonly objects: ObjectStore;
   readonly jsm: JetStreamManager;
 }
@@ -44,13 +50,26 @@ export interface ControlStores {
  */
 export async function ensureControlStores(nc: NatsConnection): Promise<ControlStores> {
   await ensureControlPlane(nc);
-  const kvm = new Kvm(nc);
   return {
-    jobs: await kvm.open(JOBS_BUCKET),
-    workers: await kvm.open(WORKERS_BUCKET),
+    ...(await openControlBuckets(nc)),
     objects: await new Objm(nc).open(CHECKPOINT_OBJECTS),
     jsm: await jetstreamManager(nc),
   };
+}
+
+/** Opens the jobs and worker buckets; `ensureControlPlane` creates them (a missing one fails on first use). */
+export async function openControlBuckets(nc: NatsConnection): Promise<ControlBuckets> {
+  const kvm = new Kvm(nc);
+  return { jobs: await kvm.open(JOBS_BUCKET), workers: await kvm.open(WORKERS_BUCKET) };
+}
+
+/**
+ * Deletes a worker's heartbeat, so that the supervisor sees the worker gone at once instead of
+ * when the entry expires. Rejects if the bucket or the entry cannot be reached.
+ */
+export async function removeHeartbeat(nc: NatsConnection, workerId: string): Promise<void> {
+  const workers = await new Kvm(nc).open(WORKERS_BUCKET);
+  await workers.delete(workerId);
 }
 
 /** A JSON value with the revision to compare-and-set against. */

@@ -1,6 +1,7 @@
 /**
- * Small JetStream utilities shared by the demo, the CLI and tests: create a stream if needed,
- * publish many messages with pipelined acknowledgements, and read a stream to its current end.
+ * Small JetStream utilities shared by the demo, the CLI, the benchmark harness and tests: create
+ * a stream if needed, publish many messages with pipelined acknowledgements, read a stream to its
+ * current end, and hand a stream's first messages one by one to a function.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { headers as makeHeaders } from "@nats-io/transport-node";
@@ -86,6 +87,35 @@ export async function readAll(nc: NatsConnection, stream: string, subject?: stri
     }
     messages.stop();
     return out;
+  } finally {
+    await consumer.delete().catch(() => false);
+  }
+}
+
+/**
+ * Hands the first `count` messages of `stream` to `onMessage` in order, one at a time (awaiting it
+ * when it returns a promise), through an ordered consumer fetching `batch` messages ahead. Waits
+ * for messages until `count` have come: for reading what is known to be in the stream, as fast as
+ * a plain consumer can (the benchmark harness times it).
+ */
+export async function consumeFirst(
+  nc: NatsConnection,
+  stream: string,
+  count: number,
+  onMessage: (data: Uint8Array) => void | Promise<void>,
+  batch = 1024,
+): Promise<void> {
+  if (count <= 0) return;
+  const consumer = await jetstream(nc).consumers.get(stream, { deliver_policy: DeliverPolicy.All });
+  try {
+    const messages = await consumer.consume({ max_messages: batch });
+    let n = 0;
+    for await (const m of messages) {
+      const pending = onMessage(m.data);
+      if (pending !== undefined) await pending;
+      if (++n === count) break;
+    }
+    messages.stop();
   } finally {
     await consumer.delete().catch(() => false);
   }

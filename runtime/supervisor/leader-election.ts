@@ -14,9 +14,9 @@
  * can only acquire after the server has expired the entry, which is never earlier.
  */
 import { Cause, Effect, Exit, Result, Schedule, Scope } from "effect";
-import { Kvm, type KV } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
-import { LEADER_BUCKET, LEADER_KEY } from "../core/protocol.ts";
+import { LEADER_KEY } from "../core/protocol.ts";
+import type { NatsConnection } from "../nats/connection.ts";
+import { openLeaderBucket } from "../nats/leader-bucket.ts";
 
 export const DEFAULT_LEADER_TTL_MS = 3000;
 
@@ -47,12 +47,6 @@ export interface LeaderElection {
   isLeader(): boolean;
 }
 
-/** The leader bucket's max_age differs from the requested TTL; candidates follow the bucket. */
-const bucketTtl = async (kv: KV, requested: number): Promise<number> => {
-  const ttl = (await kv.status()).ttl;
-  return ttl > 0 ? ttl : requested;
-};
-
 /**
  * Takes part in the election for as long as the current scope is open. Closing the scope ends
  * leadership (running `onDemoted` first) and then releases the lease so that a standby can take
@@ -63,10 +57,7 @@ export const makeLeaderElection = (nc: NatsConnection, options: LeaderElectionOp
     const { id } = options;
     const log = options.log ?? (() => {});
     const requested = options.ttlMs ?? DEFAULT_LEADER_TTL_MS;
-    const { kv, ttlMs } = yield* Effect.tryPromise(async () => {
-      const kv = await new Kvm(nc).create(LEADER_BUCKET, { history: 1, ttl: requested });
-      return { kv, ttlMs: await bucketTtl(kv, requested) };
-    }).pipe(Effect.retry({ schedule: Schedule.exponential("200 millis"), times: 5 }));
+    const { kv, ttlMs } = yield* Effect.tryPromise(() => openLeaderBucket(nc, requested)).pipe(Effect.retry({ schedule: Schedule.exponential("200 millis"), times: 5 }));
     if (ttlMs !== requested) log(`leader bucket has a lease TTL of ${ttlMs} ms (asked for ${requested} ms); using the bucket's`);
 
     const renewEvery = Math.max(10, Math.floor(ttlMs / 3));

@@ -71,13 +71,8 @@ const RULES: readonly Rule[] = [
     // runtime/nats is left to a follow-up (issue 19). A connection handle alone is no reason for
     // an exception: `NatsConnection` is imported from runtime/nats/connection.ts.
     knownExceptions: [
-      { file: "runtime/actor/worker.ts", why: "opens the job's KV buckets with Kvm" },
-      { file: "runtime/actor/generic-worker.ts", why: "opens the deployments' KV buckets with Kvm" },
       { file: "runtime/supervisor/job-metrics.ts", why: "reads consumer lag (jetstreamManager) and KV buckets (Kvm)" },
-      { file: "runtime/supervisor/leader-election.ts", why: "creates the leader bucket with Kvm" },
-      { file: "runtime/deploy/bootstrap.ts", why: "opens the savepoint object store with Objm" },
       { file: "runtime/cli/status.ts", why: "reads stream and KV state (jetstreamManager, Kvm)" },
-      { file: "functions/nexmark/harness.ts", why: "the benchmark harness reads result streams and a naive-baseline KV bucket" },
     ],
   },
   {
