@@ -207,6 +207,16 @@ interface Session {
   endReason: string;
 }
 
+/**
+ * Which checkpoint to run: a periodic one (skipped while the job is stopped), one asked for
+ * through `triggerCheckpoint` (`holder` receives the record of one cut short by the end of
+ * leadership), or the stop checkpoint of a graceful handoff.
+ */
+type CheckpointRun =
+  | { readonly kind: "periodic" }
+  | { readonly kind: "explicit"; readonly stop: boolean; readonly savepoint: boolean; readonly holder: { record?: CheckpointRecord } }
+  | { readonly kind: "handoff" };
+
 /** A checkpoint whose record exists. */
 interface Begun {
   readonly job: JobState;
@@ -378,8 +388,13 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
      * Runs one checkpoint of `job`; call with the job's lock held. A periodic one is skipped
      * (`None`) while the job is stopped. Fails only if the checkpoint could not be started.
      */
-    const runCheckpoint = (s: Session, job: JobState, stop: boolean, periodic: boolean, holder: { record?: CheckpointRecord } = {}, handoff = false, savepoint = false) =>
+    const runCheckpoint = (s: Session, job: JobState, run: CheckpointRun) =>
       Effect.gen(function* () {
+        const periodic = run.kind === "periodic";
+        const handoff = run.kind === "handoff";
+        const stop = handoff || (run.kind === "explicit" && run.stop);
+        const savepoint = run.kind === "explicit" && run.savepoint;
+        const holder = run.kind === "explicit" ? run.holder : {};
         const assignment = job.assignment;
         if (assignment === undefined) return Option.none<CheckpointRecord>();
         const generation = assignment.value.generation;
@@ -453,7 +468,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
             continue;
           }
           // An explicit checkpoint holding the lock counts as this period's.
-          const ran = yield* job.lock.withPermitsIfAvailable(1)(runCheckpoint(s, job, false, true)).pipe(
+          const ran = yield* job.lock.withPermitsIfAvailable(1)(runCheckpoint(s, job, { kind: "periodic" })).pipe(
             Effect.map(Option.flatten),
             Effect.catch((e) =>
               Effect.sync(() => {
@@ -508,7 +523,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         const holder: { record?: CheckpointRecord } = {};
         // Forked into the job's scope so that the end of leadership (or of the job) interrupts it.
         const fiber = yield* Effect.forkIn(
-          job.lock.withPermit(waitReady.pipe(Effect.andThen(runCheckpoint(s, job, stop, false, holder, false, savepoint)))),
+          job.lock.withPermit(waitReady.pipe(Effect.andThen(runCheckpoint(s, job, { kind: "explicit", stop, savepoint, holder })))),
           job.scope,
         );
         const exit = yield* Fiber.await(fiber);
@@ -622,7 +637,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         job.handoffPending = true;
         log(`${job.name}: stopping at a checkpoint to ${what}`);
         yield* Effect.forkIn(
-          job.lock.withPermit(runCheckpoint(s, job, true, false, {}, true)).pipe(
+          job.lock.withPermit(runCheckpoint(s, job, { kind: "handoff" })).pipe(
             Effect.tap((r) =>
               Effect.sync(() => {
                 if (Option.isSome(r) && r.value.status !== "committed") job.recovery ??= `handoff checkpoint ${r.value.id} ${r.value.status}: ${r.value.reason ?? ""}`;
