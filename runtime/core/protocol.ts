@@ -135,6 +135,8 @@ export interface JobStatusRecord {
   readonly failed?: { readonly cause: RestartRecord; readonly version?: number };
   /** While RESTARTING after a failure: when the restart is due. */
   readonly nextRestartAt?: number;
+  /** The job's functions as last seen in its spec (the spec goes when the job is stopped). */
+  readonly functions?: ReadonlyArray<{ readonly name: string; readonly partitions: number }>;
   readonly updatedAt: number;
 }
 

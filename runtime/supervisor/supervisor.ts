@@ -717,6 +717,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           ...(lastException === undefined ? {} : { lastException }),
           ...(h.failed === undefined ? {} : { failed: h.failed }),
           ...(nextRestartAt === undefined ? {} : { nextRestartAt }),
+          functions: job.spec.functions.map((f) => ({ name: f.name, partitions: f.partitions })),
         };
         const text = JSON.stringify(body);
         if (text === job.statusWritten || job.statusRevision === undefined) return;

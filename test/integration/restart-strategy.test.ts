@@ -6,6 +6,8 @@
  * actors away. Once the stream exists, `eddy start` runs it again from its last checkpoint, and
  * its output is exactly that of an uninterrupted run.
  */
+import { execFileSync } from "node:child_process";
+import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
@@ -16,7 +18,11 @@ import { assignmentKey, JOBS_BUCKET, statusKey, type Assignment, type JobStatusR
 import { generatePageViews } from "../../functions/pageviews/events.ts";
 import { expectedResults } from "../../functions/pageviews/expected.ts";
 import { pageviewsPipeline, type PageWindow } from "../../functions/pageviews/pipeline.ts";
+import { listJobViews } from "../../runtime/nats/job-views.ts";
+import { jobStatus } from "../../runtime/cli/status.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
+
+const eddy = (url: string, ...args: string[]) => execFileSync(process.execPath, [resolve(import.meta.dirname, "../../runtime/cli/main.ts"), ...args, "--nats", url], { encoding: "utf8" });
 
 const decoder = new TextDecoder();
 const canonical = (xs: unknown[]) => xs.map((x) => JSON.stringify(x)).sort();
@@ -77,6 +83,16 @@ describe("restart strategy", () => {
       expect((await read<Assignment>(assignmentKey("pageviews")))!.generation).toBe(5);
       expect((await read<JobStatusRecord>(statusKey("pageviews")))!.state).toBe("FAILED");
 
+      // eddy status, checkpoints and ls show the FAILED job, what failed, where and when.
+      expect(await jobStatus(server.url, "pageviews")).toMatchObject({ state: "FAILED", mode: "pipeline", generation: 5, restarts: 4, failure: { function: expect.any(String), worker: worker.id } });
+      const statusText = eddy(server.url, "status", "pageviews");
+      expect(statusText).toMatch(/^job pageviews: run with --pipeline \(not deployed\), generation 5, last checkpoint/);
+      expect(statusText).toMatch(/^state FAILED, 4 restarts after failures$/m);
+      expect(statusText).toMatch(/^failed: (window-results|late-events)\/\d+ on \S+, \d{4}-\d\d-\d\d [\d:.]+ \([\d.]+ s ago\): actor .* no stream captures subject results\.pageviews\./m);
+      expect(eddy(server.url, "checkpoints", "pageviews")).toMatch(/^state FAILED, 4 restarts after failures$/m);
+      expect((await listJobViews(nc)).map((v) => [v.job, v.state, v.mode])).toEqual([["pageviews", "FAILED", "pipeline"]]);
+      expect(eddy(server.url, "ls")).toMatch(/^pageviews\s+pipeline\s+-\s+FAILED\s+5\s+4\s/m);
+
       // Fix the cause, then `eddy start`.
       await ensureStream(nc, "RESULTS", ["results.>"]);
       expect(await resumeFailedJob(nc, "pageviews")).toMatchObject({ cause: { function: expect.any(String) } });
@@ -99,6 +115,19 @@ describe("restart strategy", () => {
       const late = (await readAll(nc, "RESULTS", "results.pageviews.late")).map((m) => JSON.parse(decoder.decode(m.data)));
       expect(canonical(windows)).toEqual(canonical(expected.windows));
       expect(canonical(late)).toEqual(canonical(expected.late));
+
+      // Stopped at a checkpoint, then its spec removed as `eddy stop` does: STOPPED, listed with --all only.
+      const stop = await supervisor.triggerCheckpoint("pageviews", { stop: true });
+      expect(stop.status).toBe("committed");
+      await worker.stop();
+      await jobs.delete("pageviews.spec");
+      const stopped = await jobStatus(server.url, "pageviews");
+      expect(stopped).toMatchObject({ state: "STOPPED", mode: "none", lastCheckpoint: { id: stop.id, stop: true } });
+      expect(stopped.partitions.map((p) => `${p.function}/${p.partition}`)).toHaveLength(actors);
+      expect(await listJobViews(nc)).toEqual([]);
+      expect((await listJobViews(nc, { all: true })).map((v) => [v.job, v.state])).toEqual([["pageviews", "STOPPED"]]);
+      expect(eddy(server.url, "ls", "--all")).toMatch(/^pageviews\s+-\s+-\s+STOPPED\s/m);
+      expect(eddy(server.url, "checkpoints", "pageviews")).toMatch(new RegExp(`^state STOPPED, 0 restarts after failures at checkpoint ${stop.id}$`, "m"));
     } finally {
       await worker.stop();
       await supervisor.stop();
