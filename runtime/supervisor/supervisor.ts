@@ -779,8 +779,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         };
         const outcome = decideJob(facts);
         const d = outcome.decision;
-        if (job.history.failed !== undefined && outcome.history.failed === undefined) log(`${name}: FAILED job taken up again: ${facts.recovery?.reason ?? "deployed again or started"}`);
-        job.history = outcome.history;
+        if (job.history.failed !== undefined && outcome.history.failed === undefined) log(`${name}: FAILED job taken up again`);
         let generation = stored?.value.generation ?? 0;
         let nextRestartAt: number | undefined;
         switch (d.kind) {
@@ -816,6 +815,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
             }
             break;
           case "fail": {
+            job.history = outcome.history;
             job.recovery = undefined;
             job.ready = false;
             job.previousRevision = -1;
@@ -845,6 +845,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
             break;
           }
         }
+        // Only once applied: a restart whose write was refused is not counted.
+        job.history = outcome.history;
         yield* writeStatus(job, lifecycleState(facts, outcome), generation, nextRestartAt);
       });
 
