@@ -227,6 +227,23 @@ describe("restarts after failures", () => {
     expect(r.history.recent).toEqual([failure(NOW - 1000)]);
   });
 
+  it("keeps a pending restart waiting while no worker runs the job, and restarts it on the next one", () => {
+    const pending = facts({ strategy, recovery: failure(NOW - 5000), workers: new Map() });
+    expect(decide(pending).decision).toEqual({ kind: "wait", why: "no live worker runs the job", unsettle: true });
+    expect(decide({ ...pending, workers: new Map([hb("w2")]) }).decision).toMatchObject({ kind: "write-assignment", restart: true, assignment: { generation: 2 } });
+  });
+
+  it("delays a move that coincides with a failure like any restart (no handoff while a recovery is pending)", () => {
+    const r = decide(facts({ strategy, recovery: failure(NOW - 10), workers: new Map([running("w1", 1), running("w2", 1)]) }));
+    expect(r.decision).toMatchObject({ kind: "restart-after", delayMs: 990 });
+  });
+
+  it("restarts a FINISHED job that fails like any other", () => {
+    const finished = facts({ strategy, latest: latest({ id: 9, generation: 1, finished: true }) });
+    expect(decide(finished).state).toBe("FINISHED");
+    expect(decide({ ...finished, recovery: failure(NOW - 1000) }).decision).toMatchObject({ kind: "write-assignment", restart: true, assignment: { generation: 2 } });
+  });
+
   it("takes the pipeline's own strategy field by field, ignoring values that make no sense", () => {
     expect(restartStrategyOf(DEFAULT_RESTART_STRATEGY, { maxFailures: 2, initialDelayMs: -5, multiplier: "x", windowMs: Number.NaN })).toEqual({ ...DEFAULT_RESTART_STRATEGY, maxFailures: 2 });
     expect(restartStrategyOf(DEFAULT_RESTART_STRATEGY, null)).toBe(DEFAULT_RESTART_STRATEGY);
