@@ -10,10 +10,15 @@
  *   generation, which restarts every actor of the job from the last committed checkpoint —
  *   except for a job stopped by a stop-with-checkpoint, whose actors move within the generation;
  * - **recovers** a job (next generation, same owners) when an actor reports a failure, or when
- *   too many checkpoints in a row fail;
+ *   too many checkpoints in a row fail — after a growing delay, and not at all once it failed too
+ *   often (FAILED, until deployed again or `eddy start`ed);
  * - **checkpoints** it: writes the checkpoint record, triggers the sources, collects one snapshot
  *   ack per actor and commits with a compare-and-set of `<job>.latest` — that write is the commit
  *   point — then records the statistics and deletes what no actor needs any more.
+ *
+ * What to do with a job at each poll is decided by `decideJob` (runtime/core/job-lifecycle.ts)
+ * from the facts `reconcile` gathers; `reconcile` applies the decision and records the job's
+ * state, restarts and last exception in `<job>.status`.
  *
  * Leadership can end at any moment (a lease renewal fails): all leader work runs in fibers of a
  * per-leadership scope that is closed at once, and a checkpoint cut short is recorded as aborted.
