@@ -79,11 +79,21 @@ async function jobNames(stores: ControlStores): Promise<{ all: string[]; active:
 }
 
 const num = (x: unknown): number | null => (typeof x === "number" && Number.isFinite(x) ? x : null);
+/** A restart record as stored, keeping only fields of the right type (anyone with access can write it). */
 const record = (x: unknown): RestartRecord | null => {
   if (typeof x !== "object" || x === null) return null;
-  const r = x as RestartRecord;
-  return typeof r.reason === "string" && typeof r.at === "number" ? r : null;
+  const r = x as Record<string, unknown>;
+  if (typeof r.reason !== "string" || typeof r.at !== "number") return null;
+  return {
+    reason: r.reason,
+    at: r.at,
+    ...(typeof r.function === "string" ? { function: r.function } : {}),
+    ...(typeof r.partition === "number" ? { partition: r.partition } : {}),
+    ...(typeof r.worker === "string" ? { worker: r.worker } : {}),
+  };
 };
+
+const STATES: ReadonlySet<string> = new Set(["CREATED", "RUNNING", "RESTARTING", "PARKED", "STOPPED", "FAILED", "FINISHED"]);
 
 async function lastDeployedVersion(stores: ControlStores, job: string): Promise<number | null> {
   let max = 0;
@@ -108,7 +118,7 @@ async function viewOf(stores: ControlStores, job: string, known: boolean): Promi
   const ckpt = l === undefined ? undefined : (await readJson<CheckpointRecord>(stores.jobs, checkpointKey(job, l.id)))?.value;
   const stopped = l?.stop === true && l.handoff !== true;
   let state: JobViewState;
-  if (spec !== undefined) state = s?.state ?? "CREATED";
+  if (spec !== undefined) state = typeof s?.state === "string" && STATES.has(s.state) ? s.state : "CREATED";
   else if (deployed !== undefined) state = "CREATED"; // deployed; no worker has taken it up yet
   else if (stopped) state = "STOPPED";
   else state = "UNDEPLOYED";
