@@ -102,6 +102,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
         isSource: f.isSource,
         ...(f.stream === undefined ? {} : { stream: f.stream.stream }),
       })),
+      ...(pipeline.restartStrategy === undefined ? {} : { restartStrategy: { ...pipeline.restartStrategy } as Record<string, number> }),
       updatedAt: Date.now(),
     };
     yield* attempt(() => jobs.put(jobSpecKey(job), encoder.encode(JSON.stringify(spec))));

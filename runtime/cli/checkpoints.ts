@@ -1,11 +1,13 @@
 /**
  * `eddy checkpoints <job>`: the recent checkpoints of a job as the supervisor recorded them —
- * id, status, duration, alignment time, bytes and keys changed — newest first.
+ * id, status, duration, alignment time, bytes and keys changed — newest first — followed by the
+ * job's state, restarts and last exception. Works for stopped, parked, FAILED and undeployed jobs.
  */
 import { connectNats, natsUrlOf } from "../nats/connection.ts";
-import { jobSpecKey, type CheckpointRecord } from "../core/protocol.ts";
-import { UnknownJobError } from "../nats/control.ts";
+import type { CheckpointRecord } from "../core/protocol.ts";
+import { readJobView, type JobView } from "../nats/job-views.ts";
 import { checkpointRecords, ensureControlStores } from "../nats/control-store.ts";
+import { describeState } from "./status.ts";
 
 export interface CheckpointsOptions {
   readonly job: string;
@@ -15,14 +17,16 @@ export interface CheckpointsOptions {
 }
 
 
-export async function readCheckpoints(url: string, job: string): Promise<CheckpointRecord[]> {
+/** The job's checkpoint records, newest first, and its view; works for jobs that do not run too. */
+export async function readCheckpoints(url: string, job: string): Promise<{ view: JobView; records: CheckpointRecord[] }> {
   const nc = await connectNats(url, "eddy-cli");
   try {
+    // Rejects with UnknownJobError only if nothing of the job is stored.
+    const view = await readJobView(nc, job);
     const stores = await ensureControlStores(nc);
-    const spec = await stores.jobs.get(jobSpecKey(job));
-    if (spec === null || spec.length === 0) throw new UnknownJobError(`job "${job}" is not known to the cluster at ${url}`);
     // Listed through stream info, not kv.keys(): records are purged while checkpoints run.
-    return (await checkpointRecords(stores, job)).map((r) => r.value).sort((a, b) => b.id - a.id);
+    const records = (await checkpointRecords(stores, job)).map((r) => r.value).sort((a, b) => b.id - a.id);
+    return { view, records };
   } finally {
     await nc.close();
   }
@@ -34,13 +38,21 @@ const bytes = (x: number | undefined) =>
 
 export async function runCheckpoints(options: CheckpointsOptions): Promise<number> {
   const url = natsUrlOf(options.natsUrl);
-  const records = (await readCheckpoints(url, options.job)).slice(0, options.limit);
+  const { view, records: all } = await readCheckpoints(url, options.job);
+  const records = all.slice(0, options.limit);
   if (options.json) {
     console.log(JSON.stringify(records));
     return 0;
   }
+  // The table comes first (scripts read its head); the job's state follows it.
+  const footer = () => {
+    const last = view.lastCheckpoint === null ? "none" : `${view.lastCheckpoint.id} (generation ${view.lastCheckpoint.generation})`;
+    console.log(`job ${view.job}: generation ${view.generation}, last committed checkpoint ${last}`);
+    for (const line of describeState({ ...view, lastCheckpoint: view.lastCheckpoint === null ? null : { ...view.lastCheckpoint, durationMs: view.lastCheckpoint.durationMs ?? 0 } })) console.log(line);
+  };
   if (records.length === 0) {
     console.log(`job ${options.job}: no checkpoints yet`);
+    footer();
     return 0;
   }
   const rows = records.map((r) => [
@@ -59,5 +71,6 @@ export async function runCheckpoints(options: CheckpointsOptions): Promise<numbe
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 || i >= 4 && i <= 7 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
   console.log(line(head));
   for (const r of rows) console.log(line(r));
+  footer();
   return 0;
 }

@@ -1,8 +1,9 @@
 /**
- * The deployment commands' output: one line per job for people, JSON for scripts.
+ * The deployment commands' output: one line per job for people, JSON for scripts. (`eddy ls`
+ * is in status.ts: it lists jobs with their state.)
  */
 import { withNats } from "../nats/connection.ts";
-import { deployModule, deployments, rollback, undeploy } from "../deploy/deploy.ts";
+import { deployModule, rollback, undeploy } from "../deploy/deploy.ts";
 
 
 
@@ -37,23 +38,6 @@ export async function runDeploy(o: {
       if (x.emptyStates.length > 0) console.log(`  not in the savepoint, empty: ${refs(x.emptyStates)}`);
     }
   }
-  return 0;
-}
-
-export async function runLs(o: { natsUrl: string | undefined; json: boolean }): Promise<number> {
-  const list = await withNats(o.natsUrl, deployments);
-  if (o.json) {
-    console.log(JSON.stringify(list));
-    return 0;
-  }
-  if (list.length === 0) {
-    console.log("no jobs deployed");
-    return 0;
-  }
-  const rows = list.map((d) => [d.job, String(d.version), d.digest.slice(0, 19), new Date(d.deployedAt).toISOString().replace("T", " ").slice(0, 19), d.functions.map((f) => `${f.name}×${f.partitions}`).join(" ")]);
-  const head = ["job", "version", "code", "deployed (UTC)", "functions"];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  for (const r of [head, ...rows]) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd());
   return 0;
 }
 

@@ -272,13 +272,14 @@ const ls = Command.make(
   {
     nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
     json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON"), Flag.withDefault(false)),
+    all: Flag.Boolean("all").pipe(Flag.withDescription("also jobs that are stopped or undeployed"), Flag.withDefault(false)),
   },
-  ({ nats, json }) =>
+  ({ nats, json, all }) =>
     exitWith(async () => {
-      const { runLs } = await import("./deploy.ts");
-      return runLs({ natsUrl: Option.getOrUndefined(nats), json });
+      const { runLs } = await import("./status.ts");
+      return runLs({ natsUrl: Option.getOrUndefined(nats), json, all });
     }),
-).pipe(Command.withDescription("List deployed jobs: version, code digest, functions"));
+).pipe(Command.withDescription("List jobs with their state: version, code digest, generation, restarts, last checkpoint, functions"));
 
 const rollbackCommand = Command.make(
   "rollback",
@@ -320,7 +321,7 @@ const status = Command.make(
       const { runStatus } = await import("./status.ts");
       return runStatus({ job, natsUrl: Option.getOrUndefined(nats), json });
     }),
-).pipe(Command.withDescription("Show a job: version, generation, last checkpoint; per partition owner, lag and watermark"));
+).pipe(Command.withDescription("Show a job: state, version, generation, restarts, last exception, last checkpoint; per partition owner, lag and watermark"));
 
 const dev = Command.make(
   "dev",

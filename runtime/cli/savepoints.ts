@@ -4,7 +4,7 @@
  * life cycle around them. Tables for people, JSON for scripts.
  */
 import { withNats } from "../nats/connection.ts";
-import { requestCheckpoint } from "../nats/control.ts";
+import { requestCheckpoint, resumeFailedJob } from "../nats/control.ts";
 import { listSavepoints, repartitionSavepoint, waitForApplied } from "../nats/savepoints.ts";
 import { start, undeploy } from "../deploy/deploy.ts";
 
@@ -67,6 +67,12 @@ export async function runStop(o: { job: string; savepoint: boolean; natsUrl: str
 }
 
 export async function runStart(o: { job: string; natsUrl: string | undefined; json: boolean }): Promise<number> {
+  const failed = await withNats(o.natsUrl, (nc) => resumeFailedJob(nc, o.job));
+  if (failed !== undefined) {
+    // A FAILED job still has its spec and deployment: the supervisor takes it up again.
+    console.log(o.json ? JSON.stringify({ job: o.job, resumed: true, failed }) : `${o.job}: FAILED job started again from its last checkpoint (it failed: ${failed.cause.reason})`);
+    return 0;
+  }
   const r = await withNats(o.natsUrl, (nc) => start(nc, o.job));
   console.log(o.json ? JSON.stringify(r) : `${o.job}: started (version ${r.version}) from its last checkpoint`);
   return 0;

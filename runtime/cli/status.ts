@@ -1,77 +1,95 @@
 /**
- * `eddy status <job>`: one look at a job from NATS alone — deployed version, generation, last
- * checkpoint, and per function and partition: the owning worker, the input lag and the committed
- * watermark with its lag behind wall time. Works whether or not the job is running.
+ * `eddy status <job>` and `eddy ls`: a look at jobs from NATS alone. `status` shows the job's
+ * state (as the supervisor recorded it), how it runs, its generation, restarts, last exception
+ * and last checkpoint, and per function and partition the owning worker, the input lag and the
+ * committed watermark with its lag behind wall time. Works for running, parked, stopped, FAILED
+ * and undeployed jobs. The reading is in runtime/nats/job-views.ts; this module formats it.
  */
 import { Kvm } from "@nats-io/kv";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connectNats, natsUrlOf } from "../nats/connection.ts";
-import { UnknownJobError } from "../nats/control.ts";
-import { currentDeployment, openDeployments } from "../nats/deployments.ts";
+import { connectNats, natsUrlOf, withNats } from "../nats/connection.ts";
+import { listJobViews, readJobView, type JobView, type JobViewState } from "../nats/job-views.ts";
 import { positionKey, watermarkKey } from "../core/kv-keys.ts";
 import { inputStream, inputSubject, stateBucket } from "../core/naming.ts";
-import { actorId, assignmentKey, jobSpecKey, type Assignment, type JobSpecRecord } from "../core/protocol.ts";
+import { actorId, assignmentKey, type Assignment, type RestartRecord } from "../core/protocol.ts";
 import { decodeValue } from "../core/wire.ts";
-import { checkpointRecords, ensureControlStores, readJson } from "../nats/control-store.ts";
+import { ensureControlStores, readJson } from "../nats/control-store.ts";
 
 export interface PartitionStatus {
   readonly function: string;
   readonly partition: number;
   readonly owner: string | null;
-  readonly lag: number;
+  /** Messages not yet read; `null` if it cannot be told (the job's spec is gone, a stream is missing). */
+  readonly lag: number | null;
   readonly watermark: number | null;
   readonly watermarkLagSeconds: number | null;
 }
 
 export interface JobStatus {
   readonly job: string;
+  readonly state: JobViewState;
+  readonly mode: JobView["mode"];
   readonly deployedVersion: number | null;
   readonly generation: number;
-  readonly lastCheckpoint: { id: number; committedAt: number; durationMs: number } | null;
+  readonly restarts: number;
+  readonly lastException: RestartRecord | null;
+  readonly failure: RestartRecord | null;
+  readonly nextRestartAt: number | null;
+  readonly lastCheckpoint: { id: number; committedAt: number; durationMs: number; stop: boolean; savepoint: string | null } | null;
   readonly partitions: PartitionStatus[];
 }
 
 export async function jobStatus(url: string, job: string, now = Date.now()): Promise<JobStatus> {
   const nc = await connectNats(url, "eddy-cli");
   try {
+    const view = await readJobView(nc, job);
     const stores = await ensureControlStores(nc);
-    const spec = await readJson<JobSpecRecord>(stores.jobs, jobSpecKey(job));
-    if (spec === undefined) throw new UnknownJobError(`job "${job}" is not known to the cluster at ${url}`);
     const assignment = await readJson<Assignment>(stores.jobs, assignmentKey(job));
-    const deployment = await currentDeployment(await openDeployments(nc), job);
-    const committed = (await checkpointRecords(stores, job)).map((r) => r.value).filter((r) => r.status === "committed").sort((a, b) => b.id - a.id)[0];
     const jsm = await jetstreamManager(nc);
     const kvm = new Kvm(nc);
     const partitions: PartitionStatus[] = [];
-    for (const f of spec.value.functions) {
-      const kv = await kvm.open(stateBucket(job, f.name));
-      let counts: Record<string, number> = {};
-      let lastSeq = 0;
-      if (f.stream !== undefined) lastSeq = (await jsm.streams.info(f.stream)).state.last_seq;
-      else counts = (await jsm.streams.info(inputStream(job, f.name), { subjects_filter: ">" })).state.subjects ?? {};
-      for (let p = 0; p < f.partitions; p++) {
-        const wmEntry = await kv.get(watermarkKey(p)).catch(() => null);
+    const specFns = new Map((view.spec?.functions ?? []).map((f) => [f.name, f]));
+    for (const fn of view.functions) {
+      const f = specFns.get(fn.name);
+      const kv = await kvm.open(stateBucket(job, fn.name)).catch(() => undefined);
+      let counts: Record<string, number> | undefined;
+      let lastSeq: number | undefined;
+      try {
+        if (f?.stream !== undefined) lastSeq = (await jsm.streams.info(f.stream)).state.last_seq;
+        else if (f !== undefined) counts = (await jsm.streams.info(inputStream(job, fn.name), { subjects_filter: ">" })).state.subjects ?? {};
+      } catch {
+        // A missing stream: the lag is unknown.
+      }
+      for (let p = 0; p < fn.partitions; p++) {
+        const wmEntry = kv === undefined ? null : await kv.get(watermarkKey(p)).catch(() => null);
         const wm = wmEntry === null || wmEntry.length === 0 ? null : ((decodeValue(wmEntry.value) as { out: number | null }).out ?? null);
-        let lag: number;
-        if (f.stream !== undefined) {
-          const pos = await kv.get(positionKey(p)).catch(() => null);
+        let lag: number | null = null;
+        if (lastSeq !== undefined) {
+          const pos = kv === undefined ? null : await kv.get(positionKey(p)).catch(() => null);
           lag = Math.max(0, lastSeq - (pos === null || pos.length === 0 ? 1 : (decodeValue(pos.value) as number)) + 1);
-        } else lag = counts[inputSubject(job, f.name, p)] ?? 0;
+        } else if (counts !== undefined) lag = counts[inputSubject(job, fn.name, p)] ?? 0;
         partitions.push({
-          function: f.name,
+          function: fn.name,
           partition: p,
-          owner: assignment?.value.owners[actorId(f.name, p)] ?? null,
+          owner: assignment?.value.owners[actorId(fn.name, p)] ?? null,
           lag,
           watermark: wm,
           watermarkLagSeconds: wm === null || !Number.isFinite(wm) ? null : Math.round((now - wm) / 100) / 10,
         });
       }
     }
+    const c = view.lastCheckpoint;
     return {
       job,
-      deployedVersion: deployment?.record.version ?? null,
-      generation: assignment?.value.generation ?? 0,
-      lastCheckpoint: committed === undefined ? null : { id: committed.id, committedAt: committed.completedAt ?? 0, durationMs: committed.durationMs ?? 0 },
+      state: view.state,
+      mode: view.mode,
+      deployedVersion: view.deployment?.version ?? null,
+      generation: view.generation,
+      restarts: view.restarts,
+      lastException: view.lastException,
+      failure: view.failure,
+      nextRestartAt: view.nextRestartAt,
+      lastCheckpoint: c === null ? null : { id: c.id, committedAt: c.committedAt, durationMs: c.durationMs ?? 0, stop: c.stop, savepoint: c.savepoint },
       partitions,
     };
   } finally {
@@ -80,6 +98,27 @@ export async function jobStatus(url: string, job: string, now = Date.now()): Pro
 }
 
 const iso = (ms: number | null) => (ms === null ? "-" : !Number.isFinite(ms) ? (ms > 0 ? "end of input" : "-") : new Date(ms).toISOString().replace("T", " ").slice(0, 23));
+const ago = (ms: number, now: number) => `${((now - ms) / 1000).toFixed(1)} s ago`;
+
+/** `function/partition on worker, <time>: reason` — where and when a failure happened. */
+export function describeException(e: RestartRecord, now = Date.now()): string {
+  const where = [e.function === undefined ? undefined : `${e.function}${e.partition === undefined ? "" : `/${e.partition}`}`, e.worker === undefined ? undefined : `on ${e.worker}`].filter((x) => x !== undefined).join(" ");
+  return `${where === "" ? "" : `${where}, `}${iso(e.at)} (${ago(e.at, now)}): ${e.reason}`;
+}
+
+/** How a job runs, for people. */
+const howItRuns = (s: { mode: JobView["mode"]; deployedVersion: number | null }) =>
+  s.mode === "deployed" ? `version ${s.deployedVersion}` : s.mode === "pipeline" ? "run with --pipeline (not deployed)" : "not deployed";
+
+/** The state line shared by `eddy status` and `eddy checkpoints`. */
+export function describeState(s: Pick<JobStatus, "state" | "generation" | "restarts" | "lastException" | "failure" | "nextRestartAt" | "lastCheckpoint">, now = Date.now()): string[] {
+  const lines = [`state ${s.state}, ${s.restarts} restart${s.restarts === 1 ? "" : "s"} after failures`];
+  if (s.state === "RESTARTING" && s.nextRestartAt !== null) lines[0] += `, next restart ${s.nextRestartAt > now ? `in ${((s.nextRestartAt - now) / 1000).toFixed(1)} s` : "due"}`;
+  if (s.state === "STOPPED" && s.lastCheckpoint !== null) lines[0] += ` at checkpoint ${s.lastCheckpoint.id}${s.lastCheckpoint.savepoint === null ? "" : `, savepoint ${s.lastCheckpoint.savepoint}`}`;
+  if (s.failure !== null) lines.push(`failed: ${describeException(s.failure, now)}`);
+  else if (s.lastException !== null) lines.push(`last exception: ${describeException(s.lastException, now)}`);
+  return lines;
+}
 
 export async function runStatus(o: { job: string; natsUrl: string | undefined; json: boolean }): Promise<number> {
   const s = await jobStatus(natsUrlOf(o.natsUrl), o.job);
@@ -87,11 +126,41 @@ export async function runStatus(o: { job: string; natsUrl: string | undefined; j
     console.log(JSON.stringify(s));
     return 0;
   }
-  const ckpt = s.lastCheckpoint === null ? "none yet" : `${s.lastCheckpoint.id}, ${((Date.now() - s.lastCheckpoint.committedAt) / 1000).toFixed(1)} s ago, took ${s.lastCheckpoint.durationMs} ms`;
-  console.log(`job ${s.job}: ${s.deployedVersion === null ? "not deployed (run with --pipeline)" : `version ${s.deployedVersion}`}, generation ${s.generation}, last checkpoint ${ckpt}`);
+  const now = Date.now();
+  const ckpt = s.lastCheckpoint === null ? "none yet" : `${s.lastCheckpoint.id}, ${ago(s.lastCheckpoint.committedAt, now)}, took ${s.lastCheckpoint.durationMs} ms`;
+  console.log(`job ${s.job}: ${howItRuns(s)}, generation ${s.generation}, last checkpoint ${ckpt}`);
+  for (const line of describeState(s, now)) console.log(line);
   const head = ["function", "partition", "owner", "lag", "watermark (UTC)", "watermark lag"];
-  const rows = s.partitions.map((p) => [p.function, String(p.partition), p.owner ?? "-", String(p.lag), iso(p.watermark), p.watermarkLagSeconds === null ? "-" : `${p.watermarkLagSeconds} s`]);
+  const rows = s.partitions.map((p) => [p.function, String(p.partition), p.owner ?? "-", p.lag === null ? "-" : String(p.lag), iso(p.watermark), p.watermarkLagSeconds === null ? "-" : `${p.watermarkLagSeconds} s`]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   for (const r of [head, ...rows]) console.log(r.map((c, i) => (i === 1 || i === 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd());
+  return 0;
+}
+
+/** `eddy ls [--all]`: one line per job with its state; JSON is the list of views. */
+export async function runLs(o: { natsUrl: string | undefined; json: boolean; all?: boolean }): Promise<number> {
+  const list = await withNats(o.natsUrl, (nc) => listJobViews(nc, { all: o.all === true }));
+  if (o.json) {
+    console.log(JSON.stringify(list));
+    return 0;
+  }
+  if (list.length === 0) {
+    console.log(o.all === true ? "no jobs" : "no jobs deployed or running (eddy ls --all lists stopped and undeployed ones)");
+    return 0;
+  }
+  const now = Date.now();
+  const rows = list.map((v) => [
+    v.job,
+    v.deployment !== null ? String(v.deployment.version) : v.mode === "pipeline" ? "pipeline" : v.lastVersion === null ? "-" : `(${v.lastVersion})`,
+    v.deployment?.digest.slice(0, 19) ?? "-",
+    v.state,
+    String(v.generation),
+    String(v.restarts),
+    v.lastCheckpoint === null ? "-" : `${v.lastCheckpoint.id} (${ago(v.lastCheckpoint.committedAt, now)})`,
+    v.functions.map((f) => `${f.name}×${f.partitions}`).join(" "),
+  ]);
+  const head = ["job", "version", "code", "state", "gen", "restarts", "last checkpoint", "functions"];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  for (const r of [head, ...rows]) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd());
   return 0;
 }

@@ -6,7 +6,9 @@
  * pick up where it left off:
  * - bucket `eddy_jobs` holds per job its spec (`<job>.spec`), the partition assignment with the
  *   job's generation (`<job>.assignment`), the last committed checkpoint (`<job>.latest`, whose
- *   compare-and-set update is the commit point) and one record per checkpoint (`<job>.ckpt.<id>`);
+ *   compare-and-set update is the commit point), one record per checkpoint (`<job>.ckpt.<id>`),
+ *   the supervisor's status record (`<job>.status`) and a request to resume a FAILED job
+ *   (`<job>.resume`);
  * - bucket `eddy_workers` (entries expire) holds worker heartbeats;
  * - bucket `eddy_leader` (entries expire) holds the supervisor leadership lease;
  * - object store `eddy_ckpt` holds snapshot deltas, `<job>/<id>/<fn>/<p>`;
@@ -28,6 +30,10 @@ export const latestKey = (job: string) => `${job}.latest`;
 export const checkpointKey = (job: string, id: number) => `${job}.ckpt.${id}`;
 export const checkpointKeyPrefix = (job: string) => `${job}.ckpt.`;
 export const endKey = (job: string) => `${job}.end`;
+/** The supervisor's record of the job's life cycle: state, restarts, last exception. */
+export const statusKey = (job: string) => `${job}.status`;
+/** `eddy start` of a FAILED job: run it again (a new generation, restart history cleared). */
+export const resumeKey = (job: string) => `${job}.resume`;
 
 export const triggerSubject = (job: string) => `eddy.${job}.ctl.trigger`;
 export const ackSubject = (job: string) => `eddy.${job}.ctl.ack`;
@@ -62,6 +68,11 @@ export interface JobSpecRecord {
     /** The user stream a source reads. */
     readonly stream?: string;
   }>;
+  /**
+   * The pipeline's own restart strategy (fields of `RestartStrategy` in job-lifecycle.ts); any
+   * field it leaves out, or gets wrong, is the supervisor's.
+   */
+  readonly restartStrategy?: Readonly<Record<string, number>>;
   readonly updatedAt: number;
 }
 
@@ -91,6 +102,47 @@ export interface CommittedCheckpoint {
   readonly stop?: boolean;
   /** The stop was taken for a graceful handoff (not a deliberate stop): the job must go on. */
   readonly handoff?: boolean;
+  /** Every actor had seen the end of its input: a bounded run is done. */
+  readonly finished?: boolean;
+}
+
+/** One restart (or the failure that ended the job), for `eddy status`. */
+export interface RestartRecord {
+  readonly at: number;
+  readonly reason: string;
+  readonly function?: string;
+  readonly partition?: number;
+  readonly worker?: string;
+}
+
+/**
+ * `<job>.status`, written by the leading supervisor whenever the job's state, generation or
+ * restarts change. A new leader reads the restart history (and a FAILED state) back from it.
+ */
+export interface JobStatusRecord {
+  readonly state: "CREATED" | "RUNNING" | "RESTARTING" | "PARKED" | "STOPPED" | "FAILED" | "FINISHED";
+  readonly generation: number;
+  /** Restarts caused by failures since the job was created or last resumed. */
+  readonly restarts: number;
+  /** Exponent of the next backoff delay. */
+  readonly attempt: number;
+  readonly lastRestartAt?: number;
+  /** Restarts within the failure-rate window, oldest first. */
+  readonly recentRestarts: readonly RestartRecord[];
+  /** The most recent failure (restart cause or the one that failed the job). */
+  readonly lastException?: RestartRecord;
+  /** Set while FAILED: why, and the deployed version that failed. */
+  readonly failed?: { readonly cause: RestartRecord; readonly version?: number };
+  /** While RESTARTING after a failure: when the restart is due. */
+  readonly nextRestartAt?: number;
+  /** The job's functions as last seen in its spec (the spec goes when the job is stopped). */
+  readonly functions?: ReadonlyArray<{ readonly name: string; readonly partitions: number }>;
+  readonly updatedAt: number;
+}
+
+/** `<job>.resume`: run a FAILED job again. */
+export interface ResumeRequest {
+  readonly requestedAt: number;
 }
 
 export type CheckpointStatus = "in-progress" | "committed" | "aborted";

@@ -10,11 +10,15 @@ import {
   endKey,
   jobSpecKey,
   JOBS_BUCKET,
+  resumeKey,
+  statusKey,
   type CheckpointRecord,
   type CheckpointReply,
   type CheckpointRequest,
   type EndOfInput,
   type JobSpecRecord,
+  type JobStatusRecord,
+  type ResumeRequest,
 } from "../core/protocol.ts";
 
 /** The job has no spec in the jobs bucket: it was never started (or the name is wrong). */
@@ -78,3 +82,28 @@ export async function requestCheckpoint(nc: NatsConnection, job: string, options
   }
 }
 
+/**
+ * `eddy start` of a job the supervisor recorded as FAILED: asks it to run the job again (a new
+ * generation from the last committed checkpoint, restart history cleared). Resolves with the
+ * failure it ended, or `undefined` if the job is not FAILED or no longer has a spec (then
+ * `eddy start` does what it does for a stopped job: deploy its last version again, which also
+ * ends the FAILED state).
+ */
+export async function resumeFailedJob(nc: NatsConnection, job: string): Promise<JobStatusRecord["failed"] | undefined> {
+  const jobs = await new Kvm(nc).open(JOBS_BUCKET);
+  const entry = await jobs.get(statusKey(job));
+  if (entry === null || entry.operation !== "PUT" || entry.length === 0) return undefined;
+  let status: JobStatusRecord;
+  try {
+    status = JSON.parse(new TextDecoder().decode(entry.value)) as JobStatusRecord;
+  } catch {
+    return undefined;
+  }
+  if (status?.state !== "FAILED" || status.failed === undefined) return undefined;
+  // Undeployed since it failed: then `eddy start` deploys it again, which takes it up too.
+  const spec = await jobs.get(jobSpecKey(job));
+  if (spec === null || spec.operation !== "PUT" || spec.length === 0) return undefined;
+  const request: ResumeRequest = { requestedAt: Math.max(Date.now(), (status.failed.cause?.at ?? 0) + 1) };
+  await jobs.put(resumeKey(job), new TextEncoder().encode(JSON.stringify(request)));
+  return status.failed;
+}

@@ -94,6 +94,14 @@ export class JetStreamTransport implements Transport {
   }
 
   async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<void> {
+    try {
+      await this.publishToStream(subject, data, headers, msgId);
+    } catch (e) {
+      throw explainPublishFailure(subject, e);
+    }
+  }
+
+  private async publishToStream(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<void> {
     if (headers === undefined && msgId === undefined) {
       await this.js.publish(subject, data);
       return;
@@ -195,4 +203,22 @@ export class JetStreamTransport implements Transport {
     for (const key of deletes) await window.add(kv.delete(key));
     await window.drain();
   }
+}
+
+/** A subject that no stream captures (nothing would store the message). */
+export class NoStreamForSubjectError extends Error {
+  override readonly name = "NoStreamForSubjectError";
+}
+
+/**
+ * A JetStream publish to a subject no stream captures gets no responder, which the client
+ * reports as "jetstream is not enabled" — misleading on a server where it is. Say what it means.
+ */
+export function explainPublishFailure(subject: string, e: unknown): unknown {
+  const name = (e as Error)?.name;
+  const message = String((e as Error)?.message ?? e);
+  if (name === "JetStreamNotEnabled" || /jetstream is not enabled|no responders/i.test(message)) {
+    return new NoStreamForSubjectError(`no stream captures subject ${subject} (create a stream for it; the server answered: ${message})`, { cause: e });
+  }
+  return e;
 }

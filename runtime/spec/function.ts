@@ -147,4 +147,23 @@ export interface PipelineSpec {
   /** Job name; a NATS subject token ([A-Za-z0-9_-]). */
   readonly name: string;
   readonly functions: readonly FunctionSpec<any, any, any>[];
+  /**
+   * How the supervisor restarts the job after failures, overriding its defaults field by field
+   * (Flink's exponential-delay plus failure-rate; docs/design/ae-job-lifecycle.md).
+   * @example restartStrategy: { initialDelayMs: 500, maxFailures: 3, windowMs: 60_000 }
+   */
+  readonly restartStrategy?: {
+    /** First restart delay (default 1000 ms). */
+    readonly initialDelayMs?: number;
+    /** Each restart waits this many times longer than the previous one (default 2). */
+    readonly multiplier?: number;
+    /** Longest delay (default 60 000 ms). */
+    readonly maxDelayMs?: number;
+    /** After this long without a restart, the delay starts over (default 300 000 ms). */
+    readonly resetAfterMs?: number;
+    /** More restarts than this within `windowMs` make the job FAILED (default 10). */
+    readonly maxFailures?: number;
+    /** The failure-rate window (default 300 000 ms). */
+    readonly windowMs?: number;
+  };
 }

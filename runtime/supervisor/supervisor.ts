@@ -10,10 +10,15 @@
  *   generation, which restarts every actor of the job from the last committed checkpoint —
  *   except for a job stopped by a stop-with-checkpoint, whose actors move within the generation;
  * - **recovers** a job (next generation, same owners) when an actor reports a failure, or when
- *   too many checkpoints in a row fail;
+ *   too many checkpoints in a row fail — after a growing delay, and not at all once it failed too
+ *   often (FAILED, until deployed again or `eddy start`ed);
  * - **checkpoints** it: writes the checkpoint record, triggers the sources, collects one snapshot
  *   ack per actor and commits with a compare-and-set of `<job>.latest` — that write is the commit
  *   point — then records the statistics and deletes what no actor needs any more.
+ *
+ * What to do with a job at each poll is decided by `decideJob` (runtime/core/job-lifecycle.ts)
+ * from the facts `reconcile` gathers; `reconcile` applies the decision and records the job's
+ * state, restarts and last exception in `<job>.status`.
  *
  * Leadership can end at any moment (a lease renewal fails): all leader work runs in fibers of a
  * per-leadership scope that is closed at once, and a checkpoint cut short is recorded as aborted.
@@ -32,8 +37,12 @@ import {
   deltaObjectPrefix,
   failureSubject,
   latestKey,
+  resumeKey,
+  statusKey,
   triggerSubject,
   type ActorFailure,
+  type JobStatusRecord,
+  type ResumeRequest,
   type Assignment,
   type CheckpointRecord,
   type CommittedCheckpoint,
@@ -60,7 +69,18 @@ import {
   type Versioned,
 } from "../nats/control-store.ts";
 import { UnknownJobError } from "../nats/control.ts";
-import { assignActors } from "../core/assignment.ts";
+import {
+  decideJob,
+  DEFAULT_RESTART_STRATEGY,
+  EMPTY_HISTORY,
+  lifecycleState,
+  restartStrategyOf,
+  type JobFacts,
+  type JobLifecycleState,
+  type RestartCause,
+  type RestartHistory,
+  type RestartStrategy,
+} from "../core/job-lifecycle.ts";
 import { deploymentKey, type DeploymentRecord } from "../nats/deployments.ts";
 import { DEFAULT_LEADER_TTL_MS, makeLeaderElection } from "./leader-election.ts";
 import { planCleanup } from "./retention.ts";
@@ -80,6 +100,11 @@ export interface SupervisorOptions {
   readonly maxConsecutiveFailures?: number;
   /** An assignment whose actors do not all report running within this time is recovered (default 60 s). */
   readonly notRunningTimeoutMs?: number;
+  /**
+   * How failed jobs are restarted (default `DEFAULT_RESTART_STRATEGY`: 1 s doubling up to 60 s,
+   * FAILED after more than 10 restarts in 5 min); a job's spec may override any field.
+   */
+  readonly restartStrategy?: Partial<RestartStrategy>;
   /** Leader lease TTL (default 3000 ms). */
   readonly leaderTtlMs?: number;
   /** How often workers, specs and assignments are read (default 500 ms). */
@@ -144,10 +169,32 @@ const parseJson = <T>(data: Uint8Array): T | undefined => {
 
 const preview = (xs: readonly string[], n = 5) => (xs.length <= n ? xs.join(", ") : `${xs.slice(0, n).join(", ")}, …`);
 
-const sameOwners = (a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>) => {
-  const ka = Object.keys(a);
-  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
+const num = (x: unknown, fallback: number) => (typeof x === "number" && Number.isFinite(x) ? x : fallback);
+const causeOf = (x: unknown): RestartCause | undefined => {
+  if (typeof x !== "object" || x === null) return undefined;
+  const c = x as Record<string, unknown>;
+  if (typeof c.reason !== "string" || typeof c.at !== "number") return undefined;
+  return {
+    reason: c.reason,
+    at: c.at,
+    ...(typeof c.function === "string" ? { function: c.function } : {}),
+    ...(typeof c.partition === "number" ? { partition: c.partition } : {}),
+    ...(typeof c.worker === "string" ? { worker: c.worker } : {}),
+  };
 };
+
+/** The restart history in a status record, read defensively (anyone with access can write it). */
+function historyOf(r: JobStatusRecord): RestartHistory {
+  const recent = Array.isArray(r.recentRestarts) ? r.recentRestarts.map(causeOf).filter((c): c is RestartCause => c !== undefined) : [];
+  const failedCause = causeOf(r.failed?.cause);
+  return {
+    restarts: num(r.restarts, 0),
+    attempt: num(r.attempt, 0),
+    ...(typeof r.lastRestartAt === "number" ? { lastRestartAt: r.lastRestartAt } : {}),
+    recent,
+    ...(failedCause === undefined ? {} : { failed: { cause: failedCause, ...(typeof r.failed?.version === "number" ? { version: r.failed.version } : {}) } }),
+  };
+}
 
 /** How a checkpoint's wait for acks ended. */
 type Outcome =
@@ -184,7 +231,17 @@ interface JobState {
   /** When the current assignment was seen not yet running (0: running, or not looked at yet). */
   notRunningSince: number;
   /** Why the next poll must start a new generation (failure report, failed checkpoints). */
-  recovery: string | undefined;
+  recovery: RestartCause | undefined;
+  /** Restarts so far and a FAILED state, persisted in `<job>.status` (read back by a new leader). */
+  history: RestartHistory;
+  /** Revision of `<job>.status` last read or written (0: none); `undefined`: read it first. */
+  statusRevision: number | undefined;
+  /** The status record last written, without its time: a poll writes only what changed. */
+  statusWritten: string;
+  /** The backoff already logged for this cause (its time). */
+  backoffLogged: number;
+  /** The last failure recorded, kept in the status record after the restart window forgets it. */
+  lastException: RestartCause | undefined;
   consecutiveFailures: number;
   lastStartedAt: number;
   inFlight: InFlight | undefined;
@@ -206,6 +263,16 @@ interface Session {
   readonly closed: Deferred.Deferred<void>;
   endReason: string;
 }
+
+/**
+ * Which checkpoint to run: a periodic one (skipped while the job is stopped), one asked for
+ * through `triggerCheckpoint` (`holder` receives the record of one cut short by the end of
+ * leadership), or the stop checkpoint of a graceful handoff.
+ */
+type CheckpointRun =
+  | { readonly kind: "periodic" }
+  | { readonly kind: "explicit"; readonly stop: boolean; readonly savepoint: boolean; readonly holder: { record?: CheckpointRecord } }
+  | { readonly kind: "handoff" };
 
 /** A checkpoint whose record exists. */
 interface Begun {
@@ -229,6 +296,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
     const maxFailures = Math.max(1, options.maxConsecutiveFailures ?? 3);
     const notRunningTimeoutMs = options.notRunningTimeoutMs ?? 60_000;
     const pollMs = options.workerPollMs ?? 500;
+    const restartStrategy = restartStrategyOf(DEFAULT_RESTART_STRATEGY, options.restartStrategy ?? {});
     const sink = options.log ?? (() => {});
     const log = (line: string) => sink(`[${id}] ${line}`);
     // How often a waiting job re-checks whether it may checkpoint.
@@ -256,7 +324,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         if (failure) {
           job.consecutiveFailures++;
           if (job.consecutiveFailures >= maxFailures) {
-            job.recovery ??= `${job.consecutiveFailures} checkpoints in a row failed (last: ${reason})`;
+            job.recovery ??= { reason: `${job.consecutiveFailures} checkpoints in a row failed (last: ${reason})`, at: Date.now() };
             job.consecutiveFailures = 0;
           }
         }
@@ -278,12 +346,16 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
       Effect.gen(function* () {
         const { job, base, flight } = c;
         const committedAt = Date.now();
+        const acks = [...flight.acks.values()];
+        // A bounded run is done once a checkpoint commits in which every actor had finished.
+        const finished = acks.length > 0 && acks.every((a) => a.finished === true);
         const committed: CommittedCheckpoint = {
           id: base.id,
           generation: base.generation,
           committedAt,
           ...(base.stop ? { stop: true } : {}),
           ...(base.handoff ? { handoff: true } : {}),
+          ...(finished ? { finished: true } : {}),
         };
         const written = yield* Effect.result(
           io(`committing checkpoint ${base.id} of ${job.name}`, () =>
@@ -296,7 +368,6 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           const landed = now._tag === "Success" && now.success?.value.id === base.id && now.success.value.generation === base.generation;
           if (!landed) return yield* abort(c, `commit refused: ${written.failure.message}`, true);
         }
-        const acks = [...flight.acks.values()];
         const record: CheckpointRecord = {
           ...base,
           status: "committed",
@@ -306,7 +377,6 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           bytes: acks.reduce((n, a) => n + (a.bytes ?? 0), 0),
           keysChanged: acks.reduce((n, a) => n + (a.keysChanged ?? 0), 0),
           actors: acks.length,
-          // A bounded run is done once a checkpoint commits in which every actor had finished.
           ...(acks.every((a) => a.finished === true) ? { finished: true } : {}),
         };
         c.final = record;
@@ -378,8 +448,13 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
      * Runs one checkpoint of `job`; call with the job's lock held. A periodic one is skipped
      * (`None`) while the job is stopped. Fails only if the checkpoint could not be started.
      */
-    const runCheckpoint = (s: Session, job: JobState, stop: boolean, periodic: boolean, holder: { record?: CheckpointRecord } = {}, handoff = false, savepoint = false) =>
+    const runCheckpoint = (s: Session, job: JobState, run: CheckpointRun) =>
       Effect.gen(function* () {
+        const periodic = run.kind === "periodic";
+        const handoff = run.kind === "handoff";
+        const stop = handoff || (run.kind === "explicit" && run.stop);
+        const savepoint = run.kind === "explicit" && run.savepoint;
+        const holder = run.kind === "explicit" ? run.holder : {};
         const assignment = job.assignment;
         if (assignment === undefined) return Option.none<CheckpointRecord>();
         const generation = assignment.value.generation;
@@ -453,7 +528,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
             continue;
           }
           // An explicit checkpoint holding the lock counts as this period's.
-          const ran = yield* job.lock.withPermitsIfAvailable(1)(runCheckpoint(s, job, false, true)).pipe(
+          const ran = yield* job.lock.withPermitsIfAvailable(1)(runCheckpoint(s, job, { kind: "periodic" })).pipe(
             Effect.map(Option.flatten),
             Effect.catch((e) =>
               Effect.sync(() => {
@@ -508,7 +583,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         const holder: { record?: CheckpointRecord } = {};
         // Forked into the job's scope so that the end of leadership (or of the job) interrupts it.
         const fiber = yield* Effect.forkIn(
-          job.lock.withPermit(waitReady.pipe(Effect.andThen(runCheckpoint(s, job, stop, false, holder, false, savepoint)))),
+          job.lock.withPermit(waitReady.pipe(Effect.andThen(runCheckpoint(s, job, { kind: "explicit", stop, savepoint, holder })))),
           job.scope,
         );
         const exit = yield* Fiber.await(fiber);
@@ -538,7 +613,14 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
       // Reports of an older generation come from attempts that were already replaced.
       if (failure === undefined || failure.generation !== job.assignment?.value.generation) return;
       log(`${job.name}: actor ${failure.actor} failed on ${failure.worker} (generation ${failure.generation}): ${failure.reason}`);
-      job.recovery ??= `actor ${failure.actor} failed on ${failure.worker}: ${failure.reason}`;
+      const [fn, partition] = typeof failure.actor === "string" ? failure.actor.split("/") : [];
+      job.recovery ??= {
+        reason: `actor ${failure.actor} failed on ${failure.worker}: ${failure.reason}`,
+        at: Date.now(),
+        ...(fn === undefined || fn === "" ? {} : { function: fn }),
+        ...(partition !== undefined && Number.isSafeInteger(Number(partition)) ? { partition: Number(partition) } : {}),
+        ...(typeof failure.worker === "string" ? { worker: failure.worker } : {}),
+      };
     };
 
     const addJob = (s: Session, name: string, spec: Versioned<JobSpecRecord>) =>
@@ -555,6 +637,11 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           previousRevision: -1,
           ready: false,
           recovery: undefined,
+          history: EMPTY_HISTORY,
+          statusRevision: undefined,
+          statusWritten: "",
+          backoffLogged: 0,
+          lastException: undefined,
           notRunningSince: 0,
           consecutiveFailures: 0,
           lastStartedAt: 0,
@@ -588,31 +675,6 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
       });
 
     /**
-     * Whether moving `current`'s actors to `owners` is a handoff of a stopped job: the latest
-     * commit is a stop checkpoint of the current generation and the set of actors is unchanged.
-     * Then nothing ran after the stop barrier, there is no output of an attempt to discard, and
-     * the new owners start from the stop checkpoint in the same generation (architecture.md §5.7:
-     * graceful handoff needs no new generation). Any other change of owners is a recovery.
-     */
-    const isStoppedHandoff = (name: string, current: Assignment, owners: Readonly<Record<string, string>>) =>
-      Effect.gen(function* () {
-        const actors = Object.keys(owners);
-        // A parked job (no owners, see reconcile) keeps its actors; they just have no owner.
-        const parked = Object.keys(current.owners).length === 0;
-        if (!parked && (actors.length !== Object.keys(current.owners).length || !actors.every((a) => a in current.owners))) return false;
-        const latest = yield* io(`reading ${latestKey(name)}`, () => readJson<CommittedCheckpoint>(stores.jobs, latestKey(name)));
-        return latest?.value.stop === true && latest.value.generation === current.generation;
-      });
-
-    /** The latest commit is a handoff stop taken after `current` was written, and no move followed it. */
-    const isMootHandoff = (name: string, current: Versioned<Assignment>) =>
-      Effect.gen(function* () {
-        const latest = yield* io(`reading ${latestKey(name)}`, () => readJson<CommittedCheckpoint>(stores.jobs, latestKey(name)));
-        const l = latest?.value;
-        return l?.stop === true && l.handoff === true && l.generation === current.value.generation && latest!.revision > current.revision;
-      });
-
-    /**
      * Starts the stop checkpoint of a graceful handoff in the background; the poll after it
      * commits writes the new assignment. If it fails, one of the actors is likely gone (a crash
      * whose heartbeat has not expired yet): recover.
@@ -622,20 +684,69 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         job.handoffPending = true;
         log(`${job.name}: stopping at a checkpoint to ${what}`);
         yield* Effect.forkIn(
-          job.lock.withPermit(runCheckpoint(s, job, true, false, {}, true)).pipe(
+          job.lock.withPermit(runCheckpoint(s, job, { kind: "handoff" })).pipe(
             Effect.tap((r) =>
               Effect.sync(() => {
-                if (Option.isSome(r) && r.value.status !== "committed") job.recovery ??= `handoff checkpoint ${r.value.id} ${r.value.status}: ${r.value.reason ?? ""}`;
+                if (Option.isSome(r) && r.value.status !== "committed") job.recovery ??= { reason: `handoff checkpoint ${r.value.id} ${r.value.status}: ${r.value.reason ?? ""}`, at: Date.now() };
               }),
             ),
-            Effect.catch((e) => Effect.sync(() => void (job.recovery ??= `handoff checkpoint not started: ${e.message}`))),
+            Effect.catch((e) => Effect.sync(() => void (job.recovery ??= { reason: `handoff checkpoint not started: ${e.message}`, at: Date.now() }))),
             Effect.ensuring(Effect.sync(() => (job.handoffPending = false))),
           ),
           job.scope,
         );
       });
 
-    /** Brings one job's assignment in line with the live workers and pending recovery. */
+    /** Reads `<job>.status` back: the restart history and a FAILED state survive a new leader. */
+    const loadStatus = (job: JobState) =>
+      Effect.gen(function* () {
+        const r = yield* io(`reading ${statusKey(job.name)}`, () => readJson<JobStatusRecord>(stores.jobs, statusKey(job.name)));
+        job.history = r === undefined ? EMPTY_HISTORY : historyOf(r.value);
+        job.lastException = causeOf(r?.value.lastException);
+        job.statusRevision = r?.revision ?? 0;
+        job.statusWritten = "";
+      });
+
+    /** Writes `<job>.status` if it says something new (compare-and-set; re-read after a conflict). */
+    const writeStatus = (job: JobState, state: JobLifecycleState, generation: number, nextRestartAt: number | undefined) =>
+      Effect.gen(function* () {
+        const h = job.history;
+        const lastException = h.failed?.cause ?? h.recent[h.recent.length - 1] ?? job.lastException;
+        const body: Omit<JobStatusRecord, "updatedAt"> = {
+          state,
+          generation,
+          restarts: h.restarts,
+          attempt: h.attempt,
+          ...(h.lastRestartAt === undefined ? {} : { lastRestartAt: h.lastRestartAt }),
+          recentRestarts: h.recent,
+          ...(lastException === undefined ? {} : { lastException }),
+          ...(h.failed === undefined ? {} : { failed: h.failed }),
+          ...(nextRestartAt === undefined ? {} : { nextRestartAt }),
+          functions: job.spec.functions.map((f) => ({ name: f.name, partitions: f.partitions })),
+        };
+        const text = JSON.stringify(body);
+        if (text === job.statusWritten || job.statusRevision === undefined) return;
+        const written = yield* Effect.result(io(`writing ${statusKey(job.name)}`, () => writeJson(stores.jobs, statusKey(job.name), { ...body, updatedAt: Date.now() }, job.statusRevision ?? 0)));
+        if (written._tag === "Failure") {
+          job.statusRevision = undefined; // someone else wrote it: read it again next poll
+          return yield* Effect.fail(written.failure);
+        }
+        job.statusRevision = written.success;
+        job.statusWritten = text;
+        if (lastException !== undefined) job.lastException = lastException;
+      });
+
+    /** Stops the checkpoint in flight: the assignment it was taken under is gone. */
+    const cancelInFlight = (job: JobState, reason: string) =>
+      Effect.gen(function* () {
+        const f = job.inFlight;
+        if (f !== undefined) yield* Deferred.succeed(f.outcome, { acked: false, reason, failure: false });
+      });
+
+    /**
+     * Gathers the facts about one job, lets `decideJob` (runtime/core/job-lifecycle.ts) decide,
+     * applies the decision and records the job's state in `<job>.status`.
+     */
     const reconcile = (s: Session, name: string, workers: ReadonlyMap<string, WorkerHeartbeat>) =>
       Effect.gen(function* () {
         const spec = yield* io(`reading the spec of ${name}`, () => readSpec(stores.jobs, name));
@@ -649,101 +760,99 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         job.spec = spec.value;
         job.specRevision = spec.revision;
         job.actors = specActors(spec.value);
+        if (job.statusRevision === undefined) yield* loadStatus(job);
         const stored = yield* io(`reading ${assignmentKey(name)}`, () => readJson<Assignment>(stores.jobs, assignmentKey(name)));
         job.assignment = stored;
-        // A leaving worker still runs its actors but gets none in the next assignment.
-        const live = [...workers].filter(([, hb]) => hb.jobs.includes(name) && hb.leaving !== true).map(([w]) => w);
-        if (live.length === 0) {
-          // The last workers are leaving gracefully (scale to zero): park the job at a stop
-          // checkpoint with no owners, so they can exit at once and whoever comes back takes
-          // it up from there without a recovery.
-          const owning = stored === undefined ? [] : [...new Set(Object.values(stored.value.owners))];
-          const allLeaving = owning.length > 0 && owning.every((w) => workers.get(w)?.leaving === true);
-          if (allLeaving && job.recovery === undefined && !job.handoffPending) {
-            if (yield* isMootHandoff(name, stored!)) {
-              const parked: Assignment = { ...stored!.value, incarnation: (stored!.value.incarnation ?? 0) + 1, owners: {}, updatedAt: Date.now() };
-              const revision = yield* io(`writing ${assignmentKey(name)}`, () => writeJson(stores.jobs, assignmentKey(name), parked, stored!.revision));
-              job.assignment = { value: parked, revision };
-              log(`${name}: stopped at a checkpoint and parked: every worker left`);
-            } else if (job.ready) {
-              yield* startHandoff(s, job, "park it: every worker is leaving");
-              return;
-            }
-          }
-          if (job.handoffPending) return;
-          // Nobody to run it: keep the assignment for when workers come back, and let it settle
-          // for a poll then, as after a change.
-          job.ready = false;
-          job.previousRevision = -1;
-          return;
-        }
-        const previous = stored?.value.owners ?? {};
-        const owners = assignActors(job.actors, live, previous);
-        // A newly deployed version is taken up like a handoff: stop at a checkpoint, then every
-        // actor restarts with the new code from it.
+        const latest = yield* io(`reading ${latestKey(name)}`, () => readJson<CommittedCheckpoint>(stores.jobs, latestKey(name)));
         const deployed = yield* io(`reading ${deploymentKey(name)}`, () => readJson<DeploymentRecord>(stores.jobs, deploymentKey(name)));
-        const codeVersion = deployed?.value.version ?? stored?.value.codeVersion;
-        const newCode = stored !== undefined && codeVersion !== stored.value.codeVersion;
-        const moved = stored === undefined || !sameOwners(owners, previous) || newCode;
-        // A handoff stop that committed while the move it was for became moot (the joining
-        // worker left again before this poll) would leave the job stopped for good: the same
-        // owners take it up again from the stop checkpoint, as a handoff to themselves.
-        const mootHandoff = !moved && job.recovery === undefined && !job.handoffPending && (yield* isMootHandoff(name, stored!));
-        if (!moved && job.recovery === undefined && !mootHandoff) {
-          // Owners equal to assignActors over the live workers are all live; checkpoints wait
-          // until each of them reports its actors of this generation running.
-          const generation = stored.value.generation;
-          const running = new Set(Object.values(stored.value.owners)).size === 0 ||
-            [...new Set(Object.values(stored.value.owners))].every((w) => workers.get(w)?.running?.[name] === generation);
-          job.ready = stored.revision === job.previousRevision && running;
-          job.previousRevision = stored.revision;
-          // Actors that never report running (a start that failed with its report lost, a
-          // restore that hangs) would otherwise stall the job for good: recover after a while.
-          if (running) job.notRunningSince = 0;
-          else if (job.notRunningSince === 0) job.notRunningSince = Date.now();
-          else if (Date.now() - job.notRunningSince > notRunningTimeoutMs) {
-            job.recovery ??= `actors of generation ${generation} not running after ${notRunningTimeoutMs} ms`;
-            job.notRunningSince = 0;
-          }
-          return;
-        }
-        const handoff = job.recovery === undefined && stored !== undefined && (yield* isStoppedHandoff(name, stored.value, owners));
-        if (!handoff && job.recovery === undefined && stored !== undefined && job.ready) {
-          // Every current owner is alive (leaving ones included): move actors gracefully. The
-          // job first stops at a checkpoint (sources stop at its barrier), then the new owners
-          // start from it in the same generation, so nothing is replayed or discarded.
-          const alive = Object.values(stored.value.owners).every((w) => workers.has(w));
-          if (alive) {
-            if (!job.handoffPending) yield* startHandoff(s, job, newCode ? `switch to version ${codeVersion}` : `hand over actors (${describeMove(previous, owners)})`);
-            return;
-          }
-        }
-        if (job.handoffPending && !handoff && job.recovery === undefined) return;
-        const generation = (stored?.value.generation ?? 0) + (handoff ? 0 : 1);
-        const incarnation = handoff ? (stored!.value.incarnation ?? 0) + 1 : 0;
-        const next: Assignment = {
-          generation,
-          ...(incarnation > 0 ? { incarnation } : {}),
-          ...(codeVersion === undefined ? {} : { codeVersion }),
-          owners,
-          updatedAt: Date.now(),
+        const resume = job.history.failed === undefined ? undefined : yield* io(`reading ${resumeKey(name)}`, () => readJson<ResumeRequest>(stores.jobs, resumeKey(name)));
+        const facts: JobFacts = {
+          job: name,
+          now: Date.now(),
+          actors: job.actors,
+          assignment: stored,
+          latest,
+          workers,
+          deployedVersion: typeof deployed?.value.version === "number" ? deployed.value.version : undefined,
+          recovery: job.recovery,
+          handoffPending: job.handoffPending,
+          gate: { ready: job.ready, previousRevision: job.previousRevision, notRunningSince: job.notRunningSince },
+          notRunningTimeoutMs,
+          strategy: restartStrategyOf(restartStrategy, spec.value.restartStrategy),
+          history: job.history,
+          resumeRequestedAt: typeof resume?.value.requestedAt === "number" ? resume.value.requestedAt : undefined,
         };
-        const revision = yield* io(`writing ${assignmentKey(name)}`, () => writeJson(stores.jobs, assignmentKey(name), next, stored?.revision ?? 0));
-        const why =
-          stored === undefined ? "first assignment"
-          : newCode && sameOwners(owners, previous) ? `code version ${codeVersion}`
-          : moved ? describeMove(previous, owners)
-          : mootHandoff ? "the move its handoff stopped for was called off"
-          : job.recovery!;
-        log(`${name}: ${handoff ? `stopped job handed over in generation ${generation}` : `generation ${generation}`}: ${why}`);
-        job.assignment = { value: next, revision };
-        job.recovery = undefined;
-        job.notRunningSince = 0;
-        job.consecutiveFailures = 0;
-        job.ready = false;
-        job.previousRevision = revision;
-        const f = job.inFlight;
-        if (f !== undefined) yield* Deferred.succeed(f.outcome, { acked: false, reason: `assignment changed (generation ${generation})`, failure: false });
+        const outcome = decideJob(facts);
+        const d = outcome.decision;
+        if (job.history.failed !== undefined && outcome.history.failed === undefined) log(`${name}: FAILED job taken up again`);
+        let generation = stored?.value.generation ?? 0;
+        let nextRestartAt: number | undefined;
+        switch (d.kind) {
+          case "keep":
+            job.ready = d.gate.ready;
+            job.previousRevision = d.gate.previousRevision;
+            job.notRunningSince = d.gate.notRunningSince;
+            if (d.recover !== undefined) job.recovery ??= d.recover;
+            break;
+          case "wait":
+            if (d.unsettle) {
+              job.ready = false;
+              job.previousRevision = -1;
+            }
+            break;
+          case "start-handoff":
+            yield* startHandoff(s, job, d.what);
+            break;
+          case "park": {
+            const revision = yield* io(`writing ${assignmentKey(name)}`, () => writeJson(stores.jobs, assignmentKey(name), d.assignment, stored!.revision));
+            job.assignment = { value: d.assignment, revision };
+            log(`${name}: stopped at a checkpoint and parked: ${d.why}`);
+            job.ready = false;
+            job.previousRevision = -1;
+            break;
+          }
+          case "restart-after":
+            job.ready = false;
+            nextRestartAt = facts.now + d.delayMs;
+            if (job.backoffLogged !== d.cause.at) {
+              job.backoffLogged = d.cause.at;
+              log(`${name}: restarting in ${d.delayMs} ms (restart ${job.history.restarts + 1}): ${d.cause.reason}`);
+            }
+            break;
+          case "fail": {
+            job.history = outcome.history;
+            job.recovery = undefined;
+            job.ready = false;
+            job.previousRevision = -1;
+            // FAILED is recorded before the actors lose their owners: a leader that dies in
+            // between leaves a record that makes its successor take them away.
+            yield* writeStatus(job, "FAILED", generation, undefined);
+            if (d.assignment !== undefined && stored !== undefined) {
+              const revision = yield* io(`writing ${assignmentKey(name)}`, () => writeJson(stores.jobs, assignmentKey(name), d.assignment, stored.revision));
+              job.assignment = { value: d.assignment, revision };
+              yield* cancelInFlight(job, "the job failed");
+              log(`${name}: FAILED: ${d.cause.reason}; its actors are stopped until it is deployed again or started (eddy start)`);
+            }
+            break;
+          }
+          case "write-assignment": {
+            const next = d.assignment;
+            const revision = yield* io(`writing ${assignmentKey(name)}`, () => writeJson(stores.jobs, assignmentKey(name), next, stored?.revision ?? 0));
+            log(`${name}: ${d.handoff ? `stopped job handed over in generation ${next.generation}` : `generation ${next.generation}`}: ${d.why}`);
+            job.assignment = { value: next, revision };
+            job.recovery = undefined;
+            job.notRunningSince = 0;
+            job.consecutiveFailures = 0;
+            job.ready = false;
+            job.previousRevision = revision;
+            generation = next.generation;
+            yield* cancelInFlight(job, `assignment changed (generation ${next.generation})`);
+            break;
+          }
+        }
+        // Only once applied: a restart whose write was refused is not counted.
+        job.history = outcome.history;
+        yield* writeStatus(job, lifecycleState(facts, outcome), generation, nextRestartAt);
       });
 
     /** One poll: jobs, workers, assignments. */
@@ -851,18 +960,6 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
     };
     return supervisor;
   });
-
-/** Says which actors moved where, for the log. */
-function describeMove(previous: Readonly<Record<string, string>>, owners: Readonly<Record<string, string>>): string {
-  const moves = Object.keys(owners)
-    .filter((a) => previous[a] !== owners[a])
-    .map((a) => `${a} ${previous[a] ?? "(new)"}→${owners[a]}`);
-  const dropped = Object.keys(previous).filter((a) => !(a in owners));
-  const parts = [];
-  if (moves.length > 0) parts.push(`${moves.length} actor(s) moved: ${preview(moves)}`);
-  if (dropped.length > 0) parts.push(`${dropped.length} actor(s) no longer in the spec`);
-  return parts.join("; ") || "owners changed";
-}
 
 /** A supervisor started outside Effect; `stop()` ends leadership, releases the lease and stops. */
 export interface StartedSupervisor extends Supervisor {

@@ -3,7 +3,8 @@
  * actors: it assigns the actors of a job (2 functions x 2 partitions) to the live workers,
  * commits checkpoints by compare-and-set of `<job>.latest` and records their statistics, aborts
  * checkpoints that miss acks, recovers the job (new generation) after a failure report, after too
- * many failed checkpoints and when a worker's heartbeat expires, deletes what no actor needs any
+ * many failed checkpoints (backing off, and FAILED past the failure rate, recorded in
+ * `<job>.status` for the next leader) and when a worker's heartbeat expires, deletes what no actor needs any
  * more, and pauses periodic checkpoints after a stop-with-checkpoint (whose actors then move to
  * other workers without a new generation).
  */
@@ -14,6 +15,8 @@ import {
   assignmentKey,
   jobSpecKey,
   latestKey,
+  statusKey,
+  type JobStatusRecord,
   type Assignment,
   type CheckpointRecord,
   type CommittedCheckpoint,
@@ -200,6 +203,58 @@ describe("supervisor checkpoints", () => {
     await new Promise((r) => setTimeout(r, 500));
     expect((await c.assignment())!.generation).toBe(2);
     expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ status: "committed", generation: 2 });
+  });
+
+  it("records each restart's cause in <job>.status, backs off, fails the job past the failure rate, and a new leader keeps all of it", async () => {
+    await using server = await natsServer();
+    const restartStrategy = { initialDelayMs: 300, multiplier: 2, maxDelayMs: 5000, maxFailures: 2, windowMs: 60_000 };
+    await using c = await cluster(server, { checkpointIntervalMs: 0, restartStrategy });
+    const status = async () => (await readJson<JobStatusRecord>(c.stores.jobs, statusKey(JOB)))?.value;
+    const generation = (g: number) => waitFor(`generation ${g}`, async () => (await c.assignment())?.generation === g);
+    await generation(1);
+    await waitFor("RUNNING", async () => (await status())?.state === "RUNNING");
+
+    const failedAt = Date.now();
+    await c.w1.reportFailure(JOB, "agg/0", "out of memory");
+    await waitFor("RESTARTING", async () => (await status())?.state === "RESTARTING");
+    await generation(2);
+    expect(Date.now() - failedAt).toBeGreaterThanOrEqual(300);
+    expect(await status()).toMatchObject({ generation: 2, restarts: 1, recentRestarts: [{ function: "agg", partition: 0, worker: "w1", reason: "actor agg/0 failed on w1: out of memory" }] });
+
+    // A new leader reads the history back: the next restart waits twice as long, and is the second.
+    await c.sup.stop();
+    const sup2 = await startSupervisor(c.nc, { workerPollMs: 100, leaderTtlMs: 1500, checkpointTimeoutMs: 1000, checkpointIntervalMs: 0, restartStrategy });
+    try {
+      await waitFor("leadership", () => sup2.isLeader());
+      await waitFor("RUNNING", async () => (await status())?.state === "RUNNING");
+      const again = Date.now();
+      await c.w2.reportFailure(JOB, "src/1", "disk full");
+      await generation(3);
+      expect(Date.now() - again).toBeGreaterThanOrEqual(600);
+      expect(await status()).toMatchObject({ generation: 3, restarts: 2, lastException: { function: "src", partition: 1, worker: "w2" } });
+
+      // A third failure within the window is one more than allowed: FAILED, no owners.
+      await waitFor("RUNNING", async () => (await status())?.state === "RUNNING");
+      await c.w1.reportFailure(JOB, "agg/1", "out of memory again");
+      const failed = await waitFor("FAILED", async () => {
+        const s = await status();
+        return s?.state === "FAILED" && s;
+      });
+      expect(failed.failed!.cause).toMatchObject({ function: "agg", partition: 1, reason: expect.stringMatching(/out of memory again \(failure 3 within 60 s, more than the 2 allowed\)$/) });
+      expect(await c.assignment()).toMatchObject({ generation: 3, owners: {} });
+    } finally {
+      await sup2.stop();
+    }
+    // And the next leader keeps it FAILED.
+    const sup3 = await startSupervisor(c.nc, { workerPollMs: 100, leaderTtlMs: 1500, checkpointTimeoutMs: 1000, checkpointIntervalMs: 0, restartStrategy });
+    try {
+      await waitFor("leadership", () => sup3.isLeader());
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(await c.assignment()).toMatchObject({ generation: 3, owners: {} });
+      expect((await status())!.state).toBe("FAILED");
+    } finally {
+      await sup3.stop();
+    }
   });
 
   it("moves the actors of a worker whose heartbeat expired to the other worker, with a new generation", async () => {
