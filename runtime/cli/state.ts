@@ -3,7 +3,7 @@
  * `stateClient` applications use. Values are JSON on the command line and in the output.
  */
 import { withNats } from "../nats/connection.ts";
-import { stateClient } from "../nats/state-client.ts";
+import { stateClient, type WriteReceipt } from "../nats/state-client.ts";
 
 
 /** A command-line value that is not JSON; quote strings as JSON ('"text"'). */
@@ -69,16 +69,24 @@ export async function runStateScan(o: Target & { state: string | undefined; pref
   return 0;
 }
 
+/**
+ * How a write ended, for people: `(applied)`, or `(queued: …)` when it waits in the input log for
+ * the partition to run — both mean it is durable and will be applied exactly once, in order.
+ */
+function outcome(r: WriteReceipt): string {
+  return r.applied ? "(applied)" : `(queued in the input log of partition ${r.partition}: ${r.queued ?? "not applied yet"}; applied in order when it runs)`;
+}
+
 export async function runStatePut(o: Target & { state: string; key: string; value: string; subkey: string | undefined; json: boolean }): Promise<number> {
   const value = parseValue(o.value);
-  await withClient(o, (c) => c.put(o.state, o.key, value, o.subkey === undefined ? {} : { subkey: o.subkey }));
-  console.log(o.json ? JSON.stringify({ applied: true }) : `${o.job}/${o.fn}: ${o.state}[${JSON.stringify(o.key)}]${o.subkey === undefined ? "" : `[${JSON.stringify(o.subkey)}]`} = ${JSON.stringify(value)} (applied)`);
+  const r = await withClient(o, (c) => c.put(o.state, o.key, value, o.subkey === undefined ? {} : { subkey: o.subkey }));
+  console.log(o.json ? JSON.stringify(r) : `${o.job}/${o.fn}: ${o.state}[${JSON.stringify(o.key)}]${o.subkey === undefined ? "" : `[${JSON.stringify(o.subkey)}]`} = ${JSON.stringify(value)} ${outcome(r)}`);
   return 0;
 }
 
 export async function runStateDelete(o: Target & { state: string; key: string; subkey: string | undefined; json: boolean }): Promise<number> {
-  await withClient(o, (c) => c.delete(o.state, o.key, o.subkey === undefined ? {} : { subkey: o.subkey }));
-  console.log(o.json ? JSON.stringify({ applied: true }) : `${o.job}/${o.fn}: ${o.state}[${JSON.stringify(o.key)}]${o.subkey === undefined ? "" : `[${JSON.stringify(o.subkey)}]`} deleted (applied)`);
+  const r = await withClient(o, (c) => c.delete(o.state, o.key, o.subkey === undefined ? {} : { subkey: o.subkey }));
+  console.log(o.json ? JSON.stringify(r) : `${o.job}/${o.fn}: ${o.state}[${JSON.stringify(o.key)}]${o.subkey === undefined ? "" : `[${JSON.stringify(o.subkey)}]`} deleted ${outcome(r)}`);
   return 0;
 }
 
