@@ -1,15 +1,16 @@
 /**
  * `eddy status <job>`: one look at a job from NATS alone — deployed version, generation, last
- * checkpoint, and per function and partition: the owning worker, the input lag and the committed
+ * checkpoint, and per function and partition: the owning worker, the lag (records not processed
+ * under a committed checkpoint, runtime/nats/lag.ts) and the committed
  * watermark with its lag behind wall time. Works whether or not the job is running.
  */
 import { Kvm } from "@nats-io/kv";
-import { jetstreamManager } from "@nats-io/jetstream";
 import { connectNats, natsUrlOf } from "../nats/connection.ts";
 import { UnknownJobError } from "../nats/control.ts";
 import { currentDeployment, openDeployments } from "../nats/deployments.ts";
-import { positionKey, watermarkKey } from "../core/kv-keys.ts";
-import { inputStream, inputSubject, stateBucket } from "../core/naming.ts";
+import { partitionLags } from "../nats/lag.ts";
+import { watermarkKey } from "../core/kv-keys.ts";
+import { stateBucket } from "../core/naming.ts";
 import { actorId, assignmentKey, jobSpecKey, type Assignment, type JobSpecRecord } from "../core/protocol.ts";
 import { decodeValue } from "../core/wire.ts";
 import { checkpointRecords, ensureControlStores, readJson } from "../supervisor/control-store.ts";
@@ -40,28 +41,19 @@ export async function jobStatus(url: string, job: string, now = Date.now()): Pro
     const assignment = await readJson<Assignment>(stores.jobs, assignmentKey(job));
     const deployment = await currentDeployment(await openDeployments(nc), job);
     const committed = (await checkpointRecords(stores, job)).map((r) => r.value).filter((r) => r.status === "committed").sort((a, b) => b.id - a.id)[0];
-    const jsm = await jetstreamManager(nc);
     const kvm = new Kvm(nc);
+    const lags = new Map((await partitionLags(nc, spec.value)).map((l) => [actorId(l.function, l.partition), l.lag]));
     const partitions: PartitionStatus[] = [];
     for (const f of spec.value.functions) {
       const kv = await kvm.open(stateBucket(job, f.name));
-      let counts: Record<string, number> = {};
-      let lastSeq = 0;
-      if (f.stream !== undefined) lastSeq = (await jsm.streams.info(f.stream)).state.last_seq;
-      else counts = (await jsm.streams.info(inputStream(job, f.name), { subjects_filter: ">" })).state.subjects ?? {};
       for (let p = 0; p < f.partitions; p++) {
         const wmEntry = await kv.get(watermarkKey(p)).catch(() => null);
         const wm = wmEntry === null || wmEntry.length === 0 ? null : ((decodeValue(wmEntry.value) as { out: number | null }).out ?? null);
-        let lag: number;
-        if (f.stream !== undefined) {
-          const pos = await kv.get(positionKey(p)).catch(() => null);
-          lag = Math.max(0, lastSeq - (pos === null || pos.length === 0 ? 1 : (decodeValue(pos.value) as number)) + 1);
-        } else lag = counts[inputSubject(job, f.name, p)] ?? 0;
         partitions.push({
           function: f.name,
           partition: p,
           owner: assignment?.value.owners[actorId(f.name, p)] ?? null,
-          lag,
+          lag: lags.get(actorId(f.name, p)) ?? 0,
           watermark: wm,
           watermarkLagSeconds: wm === null || !Number.isFinite(wm) ? null : Math.round((now - wm) / 100) / 10,
         });

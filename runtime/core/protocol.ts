@@ -61,6 +61,8 @@ export interface JobSpecRecord {
     readonly isSource: boolean;
     /** The user stream a source reads. */
     readonly stream?: string;
+    /** A source's subject filter on that stream, per partition (absent in older specs). */
+    readonly subjects?: readonly string[];
   }>;
   readonly updatedAt: number;
 }

@@ -48,8 +48,14 @@ export function signatureOf(graph: JobGraph): DeploymentRecord["functions"] {
       const migratesFrom = Object.keys(decl.migrations ?? {}).map(Number).sort((a, b) => a - b);
       state[name] = { kind: decl.kind, version: decl.version ?? 1, ...(migratesFrom.length === 0 ? {} : { migratesFrom }) };
     }
-    return { name: f.name, partitions: f.partitions, state: state as StateSignature };
+    const source = f.stream === undefined ? undefined : { stream: f.stream.stream, subjects: subjectsOf(f.stream.subject, f.partitions) };
+    return { name: f.name, partitions: f.partitions, state: state as StateSignature, ...(source === undefined ? {} : { source }) };
   });
+}
+
+/** Each partition's subject filter on a source's user stream. */
+function subjectsOf(subject: string | ((p: number) => string) | undefined, partitions: number): string[] {
+  return Array.from({ length: partitions }, (_, p) => (typeof subject === "function" ? subject(p) : subject ?? ">"));
 }
 
 /** Why `next` cannot replace `current`, or undefined when it can. */
