@@ -26,7 +26,7 @@ export async function runDeploy(o: {
   if (o.json) console.log(JSON.stringify(results));
   else {
     for (const r of results) {
-      console.log(`${r.job}: ${r.unchanged ? "unchanged, version" : "deployed version"} ${r.version} (${r.digest.slice(0, 19)})`);
+      console.log(`${r.job}: ${r.unchanged ? "unchanged, version" : "deployed version"} ${r.version} (${r.digest.slice(0, 19)})${r.started === true ? ", started again" : ""}`);
       const x = r.restored;
       if (x === undefined) continue;
       const refs = (l: readonly unknown[]) => l.map((s) => `${(s as { fn: string }).fn}.${(s as { state: string }).state}`).join(", ");

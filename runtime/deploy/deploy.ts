@@ -18,6 +18,7 @@ import {
   openDeployments,
   publishDeployment,
   putCode,
+  reinstateDeployment,
   removeDeployment,
   type DeploymentRecord,
   type StateSignature,
@@ -83,6 +84,8 @@ export interface DeployResult {
   readonly version: number;
   readonly digest: string;
   readonly unchanged: boolean;
+  /** The job was stopped and now runs its last version again (no new version). */
+  readonly started?: boolean;
   /** With `fromSavepoint`: what the restore did (checkpoint it became, states migrated, dropped, skipped). */
   readonly restored?: {
     readonly savepoint: string;
@@ -140,8 +143,15 @@ export async function deployModule(
   const results: DeployResult[] = [];
   for (const [i, p] of plans.entries()) {
     const current = currents[i];
-    if (restored === undefined && current !== undefined && current.record.digest === bundle.digest && current.record.pipeline === p.pipeline && current.record.partitions === options.partitions) {
+    const same = (r: DeploymentRecord | undefined) => r !== undefined && r.digest === bundle.digest && r.pipeline === p.pipeline && r.partitions === options.partitions;
+    if (restored === undefined && current !== undefined && same(current.record)) {
       results.push({ job: p.job, version: current.record.version, digest: bundle.digest, unchanged: true });
+      continue;
+    }
+    // The code the stopped job last ran: running it again is a start, not a new version.
+    if (restored === undefined && current === undefined && same(lasts[i])) {
+      await reinstateDeployment(store, lasts[i]!);
+      results.push({ job: p.job, version: lasts[i]!.version, digest: bundle.digest, unchanged: true, started: true });
       continue;
     }
     const record: DeploymentRecord = {
@@ -160,15 +170,17 @@ export async function deployModule(
   return results;
 }
 
-/** Runs a stopped job again (`eddy start`): its last version, deployed anew, from its last checkpoint. */
+/**
+ * Runs a stopped job again (`eddy start`) from its last checkpoint: its last version becomes
+ * current again — the same version, since the code did not change.
+ */
 export async function start(nc: NatsConnection, job: string): Promise<DeployResult> {
   const store = await openDeployments(nc);
   if ((await currentDeployment(store, job)) !== undefined) throw new NoDeploymentError(`job "${job}" is running already`);
   const last = await lastVersion(store, job);
   if (last === undefined) throw new NoDeploymentError(`job "${job}" was never deployed`);
-  const record: DeploymentRecord = { ...last, version: last.version + 1, deployedAt: Date.now(), source: `start of version ${last.version}` };
-  await publishDeployment(store, record, 0);
-  return { job, version: record.version, digest: record.digest, unchanged: false };
+  await reinstateDeployment(store, last);
+  return { job, version: last.version, digest: last.digest, unchanged: true, started: true };
 }
 
 /** Deploys the previous version's code again, as a new version. */

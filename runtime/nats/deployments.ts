@@ -119,6 +119,19 @@ export async function publishDeployment(store: DeploymentStore, record: Deployme
   }
 }
 
+/**
+ * Makes an existing version current again (`eddy start`, or the same code deployed to a stopped
+ * job): no new version record, so unchanged code keeps its version. Fails like
+ * `publishDeployment` when someone deployed meanwhile.
+ */
+export async function reinstateDeployment(store: DeploymentStore, record: DeploymentRecord): Promise<void> {
+  try {
+    await store.jobs.create(deploymentKey(record.job), encoder.encode(JSON.stringify(record)));
+  } catch (e) {
+    throw new ConcurrentDeployError(`job "${record.job}" was deployed by someone else meanwhile: ${(e as Error).message}`, { cause: e });
+  }
+}
+
 /** The highest version ever deployed for `job`, current or not (after an undeploy, the last one). */
 export async function lastVersion(store: DeploymentStore, job: string): Promise<DeploymentRecord | undefined> {
   let max = 0;
