@@ -19,7 +19,15 @@ interface Target {
 }
 
 async function withClient<T>(t: Target, f: (client: Awaited<ReturnType<typeof stateClient>>) => Promise<T>): Promise<T> {
-  return withNats(t.natsUrl, async (nc) => f(await stateClient(nc, t.job, t.fn, t.timeoutMs === undefined ? {} : { timeoutMs: t.timeoutMs })));
+  return withNats(t.natsUrl, async (nc) => {
+    // A write queued while the job is not running is checked against the deployed code, loaded
+    // only then (the running job's service checks the others).
+    const deployed = async () => {
+      const { deployedFunction } = await import("../deploy/bootstrap.ts");
+      return deployedFunction(nc, t.job, t.fn).catch(() => undefined);
+    };
+    return f(await stateClient(nc, t.job, t.fn, { deployed, ...(t.timeoutMs === undefined ? {} : { timeoutMs: t.timeoutMs }) }));
+  });
 }
 
 /** Parses a value given on the command line as JSON. */

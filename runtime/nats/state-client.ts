@@ -14,7 +14,9 @@ import { partitionOf } from "../core/hash.ts";
 import { HEADER, inputSubject, stateBucket, stateServiceSubject, type StateOperation } from "../core/naming.ts";
 import { jobSpecKey, JOBS_BUCKET, type JobSpecRecord } from "../core/protocol.ts";
 import { writeOps, type Consistency, type GetReply, type ScanEntry, type ScanReply, type WriteOutcome, type WriteRequest } from "../core/state-queries.ts";
-import { encodeStateWrite, validateStateWrite, type StateWriteOp } from "../core/state-writes.ts";
+import { checkWindowWrites, encodeStateWrite, validateStateWrite, type StateWriteOp, type WindowLayout } from "../core/state-writes.ts";
+import { watermarkKey } from "../core/kv-keys.ts";
+import { decodeValue } from "../core/wire.ts";
 import type { StateDeclarations } from "../sdk/state.ts";
 import { getCommitted, scanCommitted } from "./committed-state.ts";
 import { deploymentKey, lastVersion, openDeployments, type DeploymentRecord } from "./deployments.ts";
@@ -85,6 +87,13 @@ export interface StateClient {
 export interface StateClientOptions {
   /** How long a request keeps retrying while no worker serves the partition (default 10 s). */
   readonly timeoutMs?: number;
+  /**
+   * The function as the deployed code defines it, for checking writes that go to the input log
+   * without a service (the job not running): its declarations (`validate` included) and window
+   * layout. Without it those writes are checked against the deployment record (state names and
+   * kinds) only, and the actor refuses the rest when it applies them (to the dead letters).
+   */
+  readonly deployed?: () => Promise<{ readonly state?: StateDeclarations; readonly windowing?: WindowLayout } | undefined>;
 }
 
 /** No worker answered for the partition within the timeout: the job is not running or moving; retry. */
@@ -150,6 +159,15 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
   const bucket = () => (kv ??= new Kvm(nc).open(stateBucket(job, fn)));
   const js = jetstream(nc);
   const partition = (key: string) => partitionOf(key, partitions);
+
+  /** The operator watermark partition `p` last committed (-Infinity before any). */
+  const committedWatermark = async (p: number): Promise<number> => {
+    const kv = await bucket().catch(() => undefined);
+    const e = kv === undefined ? null : await kv.get(watermarkKey(p)).catch(() => null);
+    if (e === null || e.length === 0) return -Infinity;
+    const wm = decodeValue(e.value) as { op?: number | null; out?: number | null } | null;
+    return wm?.op ?? wm?.out ?? -Infinity;
+  };
 
   /** A request to partition `p`, retried while nobody serves it. */
   const ask = async <T>(p: number, op: StateOperation, body: unknown): Promise<T> => {
@@ -218,9 +236,12 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
    * checked. Publishing with the write's id lets JetStream drop it if a service already did.
    */
   const append = async (p: number, ops: readonly StateWriteOp[], id: string, notify?: string) => {
-    const declared = await declarationsOf(nc, jobs, job, fn);
+    const code = await options.deployed?.();
+    const declared = code?.state ?? (await declarationsOf(nc, jobs, job, fn));
     try {
       if (declared !== undefined) validateStateWrite({ ops }, declared);
+      // With nobody running the partition, its committed watermark is the one windows close by.
+      if (code?.windowing !== undefined) checkWindowWrites({ ops }, code.windowing, await committedWatermark(p));
     } catch (e) {
       throw new StateRequestError((e as Error).message);
     }
@@ -230,6 +251,8 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
     try {
       await js.publish(inputSubject(job, fn, p), encodeStateWrite({ ops }), { headers: h, msgID: id });
     } catch (e) {
+      const denied = e instanceof PermissionViolationError ? e : (e as Error)?.cause;
+      if (denied instanceof PermissionViolationError) throw denied;
       throw new StateRequestError(`cannot queue the write: ${job}/${fn} has no input log yet (${(e as Error).message}); a worker creates it when it first runs the job`, { cause: e });
     }
   };

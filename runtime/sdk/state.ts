@@ -37,6 +37,17 @@ export interface StateOptions<T = unknown> {
    * });
    */
   readonly migrations?: Readonly<Record<number, (old: any) => T | undefined>>;
+  /**
+   * Checks a value written from outside the function — `eddy state put`, `stateClient.put/write`,
+   * bootstraps — before it is accepted: return nothing to accept it, or a reason (a string) to
+   * refuse it; a throw refuses it too. It sees one stored value as `T` describes (each entry of a
+   * map state, each element of a list state). TypeScript types are gone at run time, so this is
+   * the only way a write's value can be checked against what the function expects; without it
+   * any JSON value of the right kind is accepted. The function's own writes are not checked.
+   * @example
+   * const count = valueState<number>({ validate: (v) => (Number.isSafeInteger(v) ? undefined : "a count is a whole number") });
+   */
+  readonly validate?: (value: unknown) => string | undefined | void;
 }
 
 /** A state declaration's options cannot work (a version that is not a whole number >= 1, ...). */
@@ -173,5 +184,6 @@ function checkOptions<O extends StateOptions<any>>(options: O): O {
     if (v === version) throw new InvalidStateDeclarationError(`migration from version ${v} is the declared version itself; it would never run`);
     if (typeof migrate !== "function") throw new InvalidStateDeclarationError(`migration from version ${v} is not a function`);
   }
+  if (options.validate !== undefined && typeof options.validate !== "function") throw new InvalidStateDeclarationError("validate must be a function (value) => reason | undefined");
   return options;
 }

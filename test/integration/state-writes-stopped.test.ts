@@ -5,8 +5,9 @@
  * - with the job stopped by `eddy stop`, a write is appended to the function's input log at once
  *   (the command says it is queued, and the log grew by one), and `eddy start` applies it in
  *   order with the data that follows it;
- * - a write that cannot be applied is refused with one line and exit code 1, and nothing reaches
- *   the log.
+ * - a write that cannot be applied (undeclared state, wrong kind, a value the declaration's
+ *   `validate` refuses — checked against the deployed code also while stopped) is refused with
+ *   one line and exit code 1, and nothing reaches the log.
  */
 import { describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
@@ -76,6 +77,10 @@ describe("state writes to a stopped job", () => {
       const wrongKind = await eddy(["state", "put", "ledger", "book", "entries", "a1", "1"]);
       expect(wrongKind.code).toBe(1);
       expect(wrongKind.stderr.trim().split("\n"), wrongKind.stderr).toHaveLength(1);
+      // The declared validate runs on the deployed code, also with nobody running the job.
+      const wrongType = await eddy(["state", "put", "ledger", "book", "count", "a1", '"ten"']);
+      expect(wrongType.code).toBe(1);
+      expect(wrongType.stderr).toBe('eddy: operation 1 (put): state "count" refuses "ten": a count is a whole number >= 0\n');
       expect(await logLength()).toBe(before + 1);
 
       // Data published while stopped comes after the write once the job runs again.
@@ -90,6 +95,9 @@ describe("state writes to a stopped job", () => {
       expect(live.code, live.stderr).toBe(0);
       expect(live.stdout).toMatch(/\(applied\)/);
       expect(await book.get("entries", "a1", { subkey: "d:1" })).toBeUndefined();
+      const wrongTypeLive = await eddy(["state", "put", "ledger", "book", "count", "a1", "-1"]);
+      expect(wrongTypeLive.code).toBe(1);
+      expect(wrongTypeLive.stderr).toBe('eddy: operation 1 (put): state "count" refuses -1: a count is a whole number >= 0\n');
 
       // Deployed but run by nobody (its only worker crashed): the write goes to the log after the
       // retries, says so, and the next worker applies it.
