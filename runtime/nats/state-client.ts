@@ -4,7 +4,9 @@
  * It routes every request by the key's partition straight to the subject the owning worker
  * serves (`eddy.q.<job>.<fn>.<p>.<op>`), retries while ownership moves (no responder), and reads
  * `committed` state from the KV bucket itself, so those reads work with the job stopped. Writes
- * carry an id, so a retried write is applied once, and resolve when the actor has applied them.
+ * carry an id, so a retried write is applied once, and resolve when the actor has applied them —
+ * or, when no actor runs the partition (the job stopped, restarting, handed over), once they are
+ * queued in the input log, saying so: a write is applied, queued, or refused, never lost.
  */
 import { randomUUID } from "node:crypto";
 import { createInbox, headers as natsHeaders, PermissionViolationError, type Msg, type NatsConnection } from "@nats-io/transport-node";
@@ -231,9 +233,10 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
   };
 
   /**
-   * Appends a write to partition `p`'s input log directly, after checking it against the
-   * declarations the job's current (else last) deployment recorded — what the service would have
-   * checked. Publishing with the write's id lets JetStream drop it if a service already did.
+   * Appends a write to partition `p`'s input log directly, after checking it as the service would
+   * have: against the deployed code (`options.deployed`: declarations, `validate`, windows against
+   * the committed watermark), else against the kinds the deployment record keeps. Publishing with
+   * the write's id lets JetStream drop it if a service already did.
    */
   const append = async (p: number, ops: readonly StateWriteOp[], id: string, notify?: string) => {
     const code = await options.deployed?.();
@@ -278,7 +281,10 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
       }
       // Deployed, but nobody serves the partition (restarting, handed over, no worker): the log
       // takes it, and whoever runs the partition next applies it; still listen for that.
-      await append(p, ops, id, notify);
+      await append(p, ops, id, notify).catch((refused: unknown) => {
+        waiting.sub.unsubscribe();
+        throw refused;
+      });
       if (await waiting.done) return { applied: true, partition: p };
       return { applied: false, partition: p, queued: `no worker serves partition ${p} of ${job}/${fn} now` };
     }
