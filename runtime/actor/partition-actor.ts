@@ -31,7 +31,7 @@ import { ackSubject, deltaObject, type SnapshotAck, type TriggerMessage } from "
 import { KeyedStateStore } from "../core/state-store.ts";
 import { encodePartitionExport, savepointObjectName } from "../core/savepoint.ts";
 import { migrateValue } from "../core/state-migration.ts";
-import { applyStateWrite, decodeStateWrite, InvalidStateWriteError, validateStateWrite } from "../core/state-writes.ts";
+import { applyStateWrite, checkWindowWrites, decodeStateWrite, InvalidStateWriteError, validateStateWrite } from "../core/state-writes.ts";
 import { TimerQueue, type Timer } from "../core/timers.ts";
 import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, type WatermarkGeneratorState, type WatermarkTrackerState } from "../core/watermarks.ts";
 import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError } from "../core/wire.ts";
@@ -779,6 +779,7 @@ export class PartitionActor {
     try {
       const write = decodeStateWrite(m.data);
       validateStateWrite(write, this.operator.store.declarations);
+      checkWindowWrites(write, this.node.spec.windowing, this.operator.watermark);
       applyStateWrite(write, this.operator.store, this.operator.timers);
       answer = { ok: true };
     } catch (e) {

@@ -100,7 +100,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
         name: f.name,
         partitions: f.partitions,
         isSource: f.isSource,
-        ...(f.stream === undefined ? {} : { stream: f.stream.stream }),
+        ...(f.stream === undefined ? {} : { stream: f.stream.stream, subjects: sourceSubjects(f.stream.subject, f.partitions) }),
       })),
       ...(pipeline.restartStrategy === undefined ? {} : { restartStrategy: { ...pipeline.restartStrategy } as Record<string, number> }),
       updatedAt: Date.now(),
@@ -295,4 +295,9 @@ export async function startScoped<A extends object>(effect: Effect.Effect<A, unk
 
 export function startWorker(nc: NatsConnection, pipeline: PipelineSpec, options: WorkerOptions = {}): Promise<StartedWorker> {
   return startScoped(makeWorker(nc, pipeline, options));
+}
+
+/** Each partition's subject filter on a source's user stream (what its lag is counted on). */
+function sourceSubjects(subject: string | ((p: number) => string) | undefined, partitions: number): string[] {
+  return Array.from({ length: partitions }, (_, p) => (typeof subject === "function" ? subject(p) : subject ?? ">"));
 }

@@ -13,6 +13,7 @@ export async function runDeploy(o: {
   partitions: number | undefined;
   fromSavepoint?: string | undefined;
   skipState?: readonly string[];
+  createStreams?: boolean;
   natsUrl: string | undefined;
   json: boolean;
 }): Promise<number> {
@@ -22,12 +23,14 @@ export async function runDeploy(o: {
       ...(o.job === undefined ? {} : { job: o.job }),
       ...(o.partitions === undefined ? {} : { partitions: o.partitions }),
       ...(o.fromSavepoint === undefined ? {} : { fromSavepoint: o.fromSavepoint, skipState: o.skipState ?? [] }),
+      ...(o.createStreams === true ? { createStreams: true } : {}),
     }),
   );
   if (o.json) console.log(JSON.stringify(results));
   else {
     for (const r of results) {
-      console.log(`${r.job}: ${r.unchanged ? "unchanged, version" : "deployed version"} ${r.version} (${r.digest.slice(0, 19)})`);
+      console.log(`${r.job}: ${r.unchanged ? "unchanged, version" : "deployed version"} ${r.version} (${r.digest.slice(0, 19)})${r.started === true ? ", started again" : ""}`);
+      for (const c of r.createdStreams ?? []) console.log(`  ${c.exists ? "added subjects to" : "created"} stream ${c.name} (${c.subjects.join(", ")}${c.duplicateWindowMs === undefined ? "" : `; duplicate window ${c.duplicateWindowMs / 1000} s`})`);
       const x = r.restored;
       if (x === undefined) continue;
       const refs = (l: readonly unknown[]) => l.map((s) => `${(s as { fn: string }).fn}.${(s as { state: string }).state}`).join(", ");

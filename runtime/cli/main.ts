@@ -248,10 +248,14 @@ const deploy = Command.make(
       Flag.withDescription("<function>.<state> to start empty instead of restoring it (to bootstrap it); repeatable"),
       Flag.atLeast(0),
     ),
+    createStreams: Flag.Boolean("create-streams").pipe(
+      Flag.withDescription("create missing source streams and streams for sink subjects (file storage, limits retention, 1 replica, 2 min duplicate window for exactly-once sinks)"),
+      Flag.withDefault(false),
+    ),
     nats: natsFlag("NATS server URL (default: $EDDY_NATS_URL or nats://127.0.0.1:4222)"),
     json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON"), Flag.withDefault(false)),
   },
-  ({ module, job, partitions, fromSavepoint, skipState, nats, json }) =>
+  ({ module, job, partitions, fromSavepoint, skipState, createStreams, nats, json }) =>
     exitWith(async () => {
       if (skipState.length > 0 && Option.isNone(fromSavepoint)) throw new UsageError("--skip-state only makes sense with --from-savepoint");
       const { runDeploy } = await import("./deploy.ts");
@@ -261,6 +265,7 @@ const deploy = Command.make(
         partitions: Option.getOrUndefined(partitions),
         fromSavepoint: Option.getOrUndefined(fromSavepoint),
         skipState: [...skipState],
+        createStreams,
         natsUrl: Option.getOrUndefined(nats),
         json,
       });

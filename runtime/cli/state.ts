@@ -3,7 +3,7 @@
  * `stateClient` applications use. Values are JSON on the command line and in the output.
  */
 import { withNats } from "../nats/connection.ts";
-import { stateClient } from "../nats/state-client.ts";
+import { stateClient, type WriteReceipt } from "../nats/state-client.ts";
 
 
 /** A command-line value that is not JSON; quote strings as JSON ('"text"'). */
@@ -19,7 +19,15 @@ interface Target {
 }
 
 async function withClient<T>(t: Target, f: (client: Awaited<ReturnType<typeof stateClient>>) => Promise<T>): Promise<T> {
-  return withNats(t.natsUrl, async (nc) => f(await stateClient(nc, t.job, t.fn, t.timeoutMs === undefined ? {} : { timeoutMs: t.timeoutMs })));
+  return withNats(t.natsUrl, async (nc) => {
+    // A write queued while the job is not running is checked against the deployed code, loaded
+    // only then (the running job's service checks the others).
+    const deployed = async () => {
+      const { deployedFunction } = await import("../deploy/bootstrap.ts");
+      return deployedFunction(nc, t.job, t.fn).catch(() => undefined);
+    };
+    return f(await stateClient(nc, t.job, t.fn, { deployed, ...(t.timeoutMs === undefined ? {} : { timeoutMs: t.timeoutMs }) }));
+  });
 }
 
 /** Parses a value given on the command line as JSON. */
@@ -69,16 +77,24 @@ export async function runStateScan(o: Target & { state: string | undefined; pref
   return 0;
 }
 
+/**
+ * How a write ended, for people: `(applied)`, or `(queued: …)` when it waits in the input log for
+ * the partition to run — both mean it is durable and will be applied exactly once, in order.
+ */
+function outcome(r: WriteReceipt): string {
+  return r.applied ? "(applied)" : `(queued in the input log of partition ${r.partition}: ${r.queued ?? "not applied yet"}; applied in order when it runs)`;
+}
+
 export async function runStatePut(o: Target & { state: string; key: string; value: string; subkey: string | undefined; json: boolean }): Promise<number> {
   const value = parseValue(o.value);
-  await withClient(o, (c) => c.put(o.state, o.key, value, o.subkey === undefined ? {} : { subkey: o.subkey }));
-  console.log(o.json ? JSON.stringify({ applied: true }) : `${o.job}/${o.fn}: ${o.state}[${JSON.stringify(o.key)}]${o.subkey === undefined ? "" : `[${JSON.stringify(o.subkey)}]`} = ${JSON.stringify(value)} (applied)`);
+  const r = await withClient(o, (c) => c.put(o.state, o.key, value, o.subkey === undefined ? {} : { subkey: o.subkey }));
+  console.log(o.json ? JSON.stringify(r) : `${o.job}/${o.fn}: ${o.state}[${JSON.stringify(o.key)}]${o.subkey === undefined ? "" : `[${JSON.stringify(o.subkey)}]`} = ${JSON.stringify(value)} ${outcome(r)}`);
   return 0;
 }
 
 export async function runStateDelete(o: Target & { state: string; key: string; subkey: string | undefined; json: boolean }): Promise<number> {
-  await withClient(o, (c) => c.delete(o.state, o.key, o.subkey === undefined ? {} : { subkey: o.subkey }));
-  console.log(o.json ? JSON.stringify({ applied: true }) : `${o.job}/${o.fn}: ${o.state}[${JSON.stringify(o.key)}]${o.subkey === undefined ? "" : `[${JSON.stringify(o.subkey)}]`} deleted (applied)`);
+  const r = await withClient(o, (c) => c.delete(o.state, o.key, o.subkey === undefined ? {} : { subkey: o.subkey }));
+  console.log(o.json ? JSON.stringify(r) : `${o.job}/${o.fn}: ${o.state}[${JSON.stringify(o.key)}]${o.subkey === undefined ? "" : `[${JSON.stringify(o.subkey)}]`} deleted ${outcome(r)}`);
   return 0;
 }
 

@@ -1,16 +1,16 @@
 /**
  * `eddy status <job>` and `eddy ls`: a look at jobs from NATS alone. `status` shows the job's
  * state (as the supervisor recorded it), how it runs, its generation, restarts, last exception
- * and last checkpoint, and per function and partition the owning worker, the input lag and the
- * committed watermark with its lag behind wall time. Works for running, parked, stopped, FAILED
+ * and last checkpoint, and per function and partition the owning worker, the input lag (records not processed
+ * under a committed checkpoint, runtime/nats/lag.ts) and the committed watermark with its lag behind wall time. Works for running, parked, stopped, FAILED
  * and undeployed jobs. The reading is in runtime/nats/job-views.ts; this module formats it.
  */
 import { Kvm } from "@nats-io/kv";
-import { jetstreamManager } from "@nats-io/jetstream";
 import { connectNats, natsUrlOf, withNats } from "../nats/connection.ts";
 import { listJobViews, readJobView, type JobView, type JobViewState } from "../nats/job-views.ts";
-import { positionKey, watermarkKey } from "../core/kv-keys.ts";
-import { inputStream, inputSubject, stateBucket } from "../core/naming.ts";
+import { partitionLags } from "../nats/lag.ts";
+import { watermarkKey } from "../core/kv-keys.ts";
+import { stateBucket } from "../core/naming.ts";
 import { actorId, assignmentKey, type Assignment, type RestartRecord } from "../core/protocol.ts";
 import { decodeValue } from "../core/wire.ts";
 import { ensureControlStores, readJson } from "../nats/control-store.ts";
@@ -45,34 +45,19 @@ export async function jobStatus(url: string, job: string, now = Date.now()): Pro
     const view = await readJobView(nc, job);
     const stores = await ensureControlStores(nc);
     const assignment = await readJson<Assignment>(stores.jobs, assignmentKey(job));
-    const jsm = await jetstreamManager(nc);
     const kvm = new Kvm(nc);
     const partitions: PartitionStatus[] = [];
-    const specFns = new Map((view.spec?.functions ?? []).map((f) => [f.name, f]));
+    const lags = view.spec === null ? undefined : new Map((await partitionLags(nc, view.spec)).map((l) => [actorId(l.function, l.partition), l.lag]));
     for (const fn of view.functions) {
-      const f = specFns.get(fn.name);
       const kv = await kvm.open(stateBucket(job, fn.name)).catch(() => undefined);
-      let counts: Record<string, number> | undefined;
-      let lastSeq: number | undefined;
-      try {
-        if (f?.stream !== undefined) lastSeq = (await jsm.streams.info(f.stream)).state.last_seq;
-        else if (f !== undefined) counts = (await jsm.streams.info(inputStream(job, fn.name), { subjects_filter: ">" })).state.subjects ?? {};
-      } catch {
-        // A missing stream: the lag is unknown.
-      }
       for (let p = 0; p < fn.partitions; p++) {
         const wmEntry = kv === undefined ? null : await kv.get(watermarkKey(p)).catch(() => null);
         const wm = wmEntry === null || wmEntry.length === 0 ? null : ((decodeValue(wmEntry.value) as { out: number | null }).out ?? null);
-        let lag: number | null = null;
-        if (lastSeq !== undefined) {
-          const pos = kv === undefined ? null : await kv.get(positionKey(p)).catch(() => null);
-          lag = Math.max(0, lastSeq - (pos === null || pos.length === 0 ? 1 : (decodeValue(pos.value) as number)) + 1);
-        } else if (counts !== undefined) lag = counts[inputSubject(job, fn.name, p)] ?? 0;
         partitions.push({
           function: fn.name,
           partition: p,
           owner: assignment?.value.owners[actorId(fn.name, p)] ?? null,
-          lag,
+          lag: lags === undefined ? null : (lags.get(actorId(fn.name, p)) ?? null),
           watermark: wm,
           watermarkLagSeconds: wm === null || !Number.isFinite(wm) ? null : Math.round((now - wm) / 100) / 10,
         });

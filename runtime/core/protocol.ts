@@ -67,6 +67,8 @@ export interface JobSpecRecord {
     readonly isSource: boolean;
     /** The user stream a source reads. */
     readonly stream?: string;
+    /** A source's subject filter on that stream, per partition (absent in older specs). */
+    readonly subjects?: readonly string[];
   }>;
   /**
    * The pipeline's own restart strategy (fields of `RestartStrategy` in job-lifecycle.ts); any

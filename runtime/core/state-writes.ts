@@ -84,6 +84,63 @@ export function validateStateWrite(write: StateWrite, declarations: StateDeclara
     if (op.op === "put") {
       if (op.value === undefined) throw new InvalidStateWriteError(`${where}: a put needs a value (use delete to remove)`);
       if (decl.kind === "list" && !Array.isArray(op.value)) throw new InvalidStateWriteError(`${where}: state "${op.state}" is list state; the value must be an array`);
+      if (typeof decl.validate === "function") {
+        for (const value of decl.kind === "list" ? (op.value as unknown[]) : [op.value]) {
+          let reason: unknown;
+          try {
+            reason = decl.validate(value);
+          } catch (e) {
+            reason = (e as Error)?.message ?? String(e);
+          }
+          if (reason !== undefined && reason !== null && reason !== "") {
+            throw new InvalidStateWriteError(`${where}: state "${op.state}" refuses ${JSON.stringify(value)}: ${String(reason)}`);
+          }
+        }
+      }
+    }
+  });
+}
+
+/** The window layout of a `windowed()` function (`FunctionSpec.windowing`). */
+export interface WindowLayout {
+  readonly window: { readonly kind: string; readonly size?: number };
+  readonly allowedLatenessMs: number;
+}
+
+/**
+ * Refuses puts into the windows of a `windowed()` function (its map state `windows`, one entry
+ * per window, named by the window's start) that do not name a window or whose window already
+ * closed: when its last millisecond plus the allowed lateness is at or before the partition's
+ * `watermark`, its cleanup has run (or is due), so an accumulator put there would never fire and
+ * never be removed. The global window never closes. Deletes are always allowed, and so are
+ * windows written with their firing timer (a bootstrap's), which fire and clean them up.
+ */
+export function checkWindowWrites(write: StateWrite, layout: WindowLayout | undefined, watermark: number): void {
+  if (layout === undefined) return;
+  const kind = layout.window.kind;
+  // A bootstrap writes a window with its timers; those fire and clean it up even if it is closed.
+  const timed = new Set(write.ops.flatMap((op) => (op.op === "timer" ? [`${op.key}\u0000${op.name}`] : [])));
+  write.ops.forEach((op, i) => {
+    if (op.op !== "put" || op.state !== "windows" || op.subkey === undefined || kind === "global") return;
+    if (timed.has(`${op.key}\u0000f${op.subkey}`)) return;
+    const where = `operation ${i + 1} (put)`;
+    const start = Number(op.subkey);
+    if (!/^-?\d+$/.test(op.subkey) || !Number.isSafeInteger(start)) throw new InvalidStateWriteError(`${where}: window ${JSON.stringify(op.subkey)} is not a window start (a whole number of ms)`);
+    let end: number;
+    if (kind === "session") {
+      const v = op.value;
+      if (!Array.isArray(v) || v.length !== 2 || !Number.isSafeInteger(v[0]) || (v[0] as number) <= start) {
+        throw new InvalidStateWriteError(`${where}: a session window's value is [end, accumulator] with end > start (${start})`);
+      }
+      end = v[0] as number;
+    } else {
+      end = start + (layout.window.size ?? 0);
+    }
+    const closesAt = end - 1 + layout.allowedLatenessMs;
+    if (closesAt <= watermark) {
+      throw new InvalidStateWriteError(
+        `${where}: window [${start}, ${end}) is closed: its end - 1 + allowed lateness (${closesAt}) <= the partition's watermark (${watermark}); it would never fire nor be cleaned up`,
+      );
     }
   });
 }

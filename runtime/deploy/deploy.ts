@@ -18,15 +18,23 @@ import {
   openDeployments,
   publishDeployment,
   putCode,
+  reinstateDeployment,
   removeDeployment,
   type DeploymentRecord,
   type StateSignature,
 } from "../nats/deployments.ts";
 import { restoreSavepoint, restoreTargetOf } from "../nats/savepoints.ts";
+import { createUserStream, streamFacts } from "../nats/streams.ts";
+import { missingStreams, missingStreamsMessage, sinkStreamName, streamNeeds, type StreamToCreate } from "./stream-checks.ts";
 
 /** The new version cannot take over the state of the running one; the message names what differs. */
 export class IncompatibleDeploymentError extends Error {
   override readonly name = "IncompatibleDeploymentError";
+}
+
+/** A source stream is missing or a sink subject is captured by no stream; the message says what to create. */
+export class MissingStreamsError extends Error {
+  override readonly name = "MissingStreamsError";
 }
 
 /** The job has no deployment (or no such version). */
@@ -48,8 +56,14 @@ export function signatureOf(graph: JobGraph): DeploymentRecord["functions"] {
       const migratesFrom = Object.keys(decl.migrations ?? {}).map(Number).sort((a, b) => a - b);
       state[name] = { kind: decl.kind, version: decl.version ?? 1, ...(migratesFrom.length === 0 ? {} : { migratesFrom }) };
     }
-    return { name: f.name, partitions: f.partitions, state: state as StateSignature };
+    const source = f.stream === undefined ? undefined : { stream: f.stream.stream, subjects: subjectsOf(f.stream.subject, f.partitions) };
+    return { name: f.name, partitions: f.partitions, state: state as StateSignature, ...(source === undefined ? {} : { source }) };
   });
+}
+
+/** Each partition's subject filter on a source's user stream. */
+function subjectsOf(subject: string | ((p: number) => string) | undefined, partitions: number): string[] {
+  return Array.from({ length: partitions }, (_, p) => (typeof subject === "function" ? subject(p) : subject ?? ">"));
 }
 
 /** Why `next` cannot replace `current`, or undefined when it can. */
@@ -77,6 +91,10 @@ export interface DeployResult {
   readonly version: number;
   readonly digest: string;
   readonly unchanged: boolean;
+  /** User streams `--create-streams` created for this job. */
+  readonly createdStreams?: readonly StreamToCreate[];
+  /** The job was stopped and now runs its last version again (no new version). */
+  readonly started?: boolean;
   /** With `fromSavepoint`: what the restore did (checkpoint it became, states migrated, dropped, skipped). */
   readonly restored?: {
     readonly savepoint: string;
@@ -91,7 +109,7 @@ export interface DeployResult {
 export async function deployModule(
   nc: NatsConnection,
   path: string,
-  options: { job?: string; partitions?: number; fromSavepoint?: string; skipState?: readonly string[] } = {},
+  options: { job?: string; partitions?: number; fromSavepoint?: string; skipState?: readonly string[]; createStreams?: boolean } = {},
 ): Promise<DeployResult[]> {
   if (options.partitions !== undefined && (!Number.isInteger(options.partitions) || options.partitions < 1 || options.partitions > 4096)) {
     throw new InvalidModuleError(`--partitions must be an integer in 1..4096`);
@@ -124,6 +142,24 @@ export async function deployModule(
       throw new IncompatibleDeploymentError(`cannot deploy ${path} as a new version of job "${p.job}" (${running}): ${why}`);
     }
   });
+  // The user streams: sources must exist and sink subjects be captured, or the job would deploy
+  // and then fail on the workers. Refused with what to create, or created with --create-streams.
+  const needs = plans.flatMap((p) => streamNeeds(p.graph));
+  const facts = await streamFacts(
+    nc,
+    needs.flatMap((n) => (n.kind === "source" ? [n.stream] : [])),
+    needs.flatMap((n) => (n.kind === "sink" ? [n.subject] : [])),
+    needs.flatMap((n) => (n.kind === "sink" ? [sinkStreamName(n.subject)] : [])),
+  );
+  const missing = missingStreams(needs, facts, facts.taken);
+  const createdStreams: StreamToCreate[] = [];
+  if (missing.length > 0) {
+    if (options.createStreams !== true || missing.some((m) => m.fix === undefined)) throw new MissingStreamsError(missingStreamsMessage(missing));
+    for (const m of missing) {
+      await createUserStream(nc, m.fix!);
+      createdStreams.push(m.fix!);
+    }
+  }
   let restored: DeployResult["restored"];
   if (options.fromSavepoint !== undefined) {
     // Refuses (changing nothing) when the savepoint cannot be read by this code or the job runs.
@@ -132,10 +168,21 @@ export async function deployModule(
   }
   await putCode(store, bundle.digest, bundle.code);
   const results: DeployResult[] = [];
+  const created = (job: string) => {
+    const mine = createdStreams.filter((c) => missing.some((m) => m.fix === c && m.jobs.includes(job)));
+    return mine.length === 0 ? {} : { createdStreams: mine };
+  };
   for (const [i, p] of plans.entries()) {
     const current = currents[i];
-    if (restored === undefined && current !== undefined && current.record.digest === bundle.digest && current.record.pipeline === p.pipeline && current.record.partitions === options.partitions) {
-      results.push({ job: p.job, version: current.record.version, digest: bundle.digest, unchanged: true });
+    const same = (r: DeploymentRecord | undefined) => r !== undefined && r.digest === bundle.digest && r.pipeline === p.pipeline && r.partitions === options.partitions;
+    if (restored === undefined && current !== undefined && same(current.record)) {
+      results.push({ job: p.job, version: current.record.version, digest: bundle.digest, unchanged: true, ...created(p.job) });
+      continue;
+    }
+    // The code the stopped job last ran: running it again is a start, not a new version.
+    if (restored === undefined && current === undefined && same(lasts[i])) {
+      await reinstateDeployment(store, lasts[i]!);
+      results.push({ job: p.job, version: lasts[i]!.version, digest: bundle.digest, unchanged: true, started: true, ...created(p.job) });
       continue;
     }
     const record: DeploymentRecord = {
@@ -149,20 +196,22 @@ export async function deployModule(
       ...(options.partitions === undefined ? {} : { partitions: options.partitions }),
     };
     await publishDeployment(store, record, current?.revision ?? 0);
-    results.push({ job: p.job, version: record.version, digest: bundle.digest, unchanged: false, ...(restored === undefined ? {} : { restored }) });
+    results.push({ job: p.job, version: record.version, digest: bundle.digest, unchanged: false, ...(restored === undefined ? {} : { restored }), ...created(p.job) });
   }
   return results;
 }
 
-/** Runs a stopped job again (`eddy start`): its last version, deployed anew, from its last checkpoint. */
+/**
+ * Runs a stopped job again (`eddy start`) from its last checkpoint: its last version becomes
+ * current again — the same version, since the code did not change.
+ */
 export async function start(nc: NatsConnection, job: string): Promise<DeployResult> {
   const store = await openDeployments(nc);
   if ((await currentDeployment(store, job)) !== undefined) throw new NoDeploymentError(`job "${job}" is running already`);
   const last = await lastVersion(store, job);
   if (last === undefined) throw new NoDeploymentError(`job "${job}" was never deployed`);
-  const record: DeploymentRecord = { ...last, version: last.version + 1, deployedAt: Date.now(), source: `start of version ${last.version}` };
-  await publishDeployment(store, record, 0);
-  return { job, version: record.version, digest: record.digest, unchanged: false };
+  await reinstateDeployment(store, last);
+  return { job, version: last.version, digest: last.digest, unchanged: true, started: true };
 }
 
 /** Deploys the previous version's code again, as a new version. */

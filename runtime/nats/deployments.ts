@@ -10,7 +10,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
-import { jobSpecKey, JOBS_BUCKET } from "../core/protocol.ts";
+import { jobSpecKey, JOBS_BUCKET, type JobSpecRecord } from "../core/protocol.ts";
 
 export const CODE_OBJECTS = "eddy_code";
 export const deploymentKey = (job: string) => `${job}.deploy`;
@@ -32,7 +32,32 @@ export interface DeploymentRecord {
   /** Partitions of keyed functions that set none (`--partitions`). */
   readonly partitions?: number;
   readonly deployedAt: number;
-  readonly functions: ReadonlyArray<{ readonly name: string; readonly partitions: number; readonly state: StateSignature }>;
+  readonly functions: ReadonlyArray<{
+    readonly name: string;
+    readonly partitions: number;
+    readonly state: StateSignature;
+    /** A source's user stream and per-partition subject filters (records before this field have none). */
+    readonly source?: { readonly stream: string; readonly subjects: readonly string[] };
+  }>;
+}
+
+/**
+ * The job spec a deployment implies, as the supervisor's lag needs it — so a job deployed while
+ * no worker runs (and so without the spec a worker writes) counts in `/scaling` and wakes
+ * workers. Undefined for records that do not name their sources (deployed by older versions).
+ */
+export function specOfDeployment(record: DeploymentRecord): JobSpecRecord | undefined {
+  if (!record.functions.some((f) => f.source !== undefined)) return undefined;
+  return {
+    job: record.job,
+    functions: record.functions.map((f) => ({
+      name: f.name,
+      partitions: f.partitions,
+      isSource: f.source !== undefined,
+      ...(f.source === undefined ? {} : { stream: f.source.stream, subjects: f.source.subjects }),
+    })),
+    updatedAt: record.deployedAt,
+  };
 }
 
 /** Another deploy of the same job won the race; look at the current version and deploy again. */
@@ -89,6 +114,19 @@ export async function publishDeployment(store: DeploymentStore, record: Deployme
     await store.jobs.create(deploymentVersionKey(record.job, record.version), data);
     if (revision === 0) await store.jobs.create(deploymentKey(record.job), data);
     else await store.jobs.update(deploymentKey(record.job), data, revision);
+  } catch (e) {
+    throw new ConcurrentDeployError(`job "${record.job}" was deployed by someone else meanwhile: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
+ * Makes an existing version current again (`eddy start`, or the same code deployed to a stopped
+ * job): no new version record, so unchanged code keeps its version. Fails like
+ * `publishDeployment` when someone deployed meanwhile.
+ */
+export async function reinstateDeployment(store: DeploymentStore, record: DeploymentRecord): Promise<void> {
+  try {
+    await store.jobs.create(deploymentKey(record.job), encoder.encode(JSON.stringify(record)));
   } catch (e) {
     throw new ConcurrentDeployError(`job "${record.job}" was deployed by someone else meanwhile: ${(e as Error).message}`, { cause: e });
   }

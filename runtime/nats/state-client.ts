@@ -4,7 +4,9 @@
  * It routes every request by the key's partition straight to the subject the owning worker
  * serves (`eddy.q.<job>.<fn>.<p>.<op>`), retries while ownership moves (no responder), and reads
  * `committed` state from the KV bucket itself, so those reads work with the job stopped. Writes
- * carry an id, so a retried write is applied once, and resolve when the actor has applied them.
+ * carry an id, so a retried write is applied once, and resolve when the actor has applied them —
+ * or, when no actor runs the partition (the job stopped, restarting, handed over), once they are
+ * queued in the input log, saying so: a write is applied, queued, or refused, never lost.
  */
 import { randomUUID } from "node:crypto";
 import { createInbox, headers as natsHeaders, PermissionViolationError, type Msg, type NatsConnection } from "@nats-io/transport-node";
@@ -13,8 +15,11 @@ import { Kvm, type KV } from "@nats-io/kv";
 import { partitionOf } from "../core/hash.ts";
 import { HEADER, inputSubject, stateBucket, stateServiceSubject, type StateOperation } from "../core/naming.ts";
 import { jobSpecKey, JOBS_BUCKET, type JobSpecRecord } from "../core/protocol.ts";
-import type { Consistency, GetReply, ScanEntry, ScanReply, WriteOutcome } from "../core/state-queries.ts";
-import { encodeStateWrite, type StateWriteOp } from "../core/state-writes.ts";
+import { writeOps, type Consistency, type GetReply, type ScanEntry, type ScanReply, type WriteOutcome, type WriteRequest } from "../core/state-queries.ts";
+import { checkWindowWrites, encodeStateWrite, validateStateWrite, type StateWriteOp, type WindowLayout } from "../core/state-writes.ts";
+import { watermarkKey } from "../core/kv-keys.ts";
+import { decodeValue } from "../core/wire.ts";
+import type { StateDeclarations } from "../sdk/state.ts";
 import { getCommitted, scanCommitted } from "./committed-state.ts";
 import { deploymentKey, lastVersion, openDeployments, type DeploymentRecord } from "./deployments.ts";
 
@@ -33,6 +38,15 @@ export interface ScanOptions {
   readonly consistency?: Consistency;
   /** Entries per request (default 100). */
   readonly pageSize?: number;
+}
+
+/** What became of a put or delete. */
+export interface WriteReceipt {
+  /** The owning actor applied it (visible to live reads). */
+  readonly applied: boolean;
+  readonly partition: number;
+  /** When not applied: why it waits in the input log. */
+  readonly queued?: string;
 }
 
 /** Options of a raw write. */
@@ -56,8 +70,15 @@ export interface StateClient {
   partitionOf(key: string): number;
   get<T = unknown>(state: string, key: string, options?: ReadOptions): Promise<T | undefined>;
   scan(options?: ScanOptions): AsyncIterable<ScanEntry>;
-  put(state: string, key: string, value: unknown, options?: { readonly subkey?: string }): Promise<void>;
-  delete(state: string, key: string, options?: { readonly subkey?: string }): Promise<void>;
+  /**
+   * Writes one key's state through its input log. Resolves once the owning actor applied it
+   * (`applied: true`); when no actor runs the partition (the job is stopped, restarting or being
+   * handed over, or no worker runs) the write is appended to the log anyway and resolves with
+   * `applied: false` and the reason: it is applied, in order, when the partition runs again.
+   * Rejects — with nothing written — when the write does not fit the declarations.
+   */
+  put(state: string, key: string, value: unknown, options?: { readonly subkey?: string }): Promise<WriteReceipt>;
+  delete(state: string, key: string, options?: { readonly subkey?: string }): Promise<WriteReceipt>;
   /**
    * Appends operations straight to the function's input log (no service in between, so it works
    * with the job stopped: they are applied when it runs). With `wait` it resolves once applied.
@@ -68,6 +89,13 @@ export interface StateClient {
 export interface StateClientOptions {
   /** How long a request keeps retrying while no worker serves the partition (default 10 s). */
   readonly timeoutMs?: number;
+  /**
+   * The function as the deployed code defines it, for checking writes that go to the input log
+   * without a service (the job not running): its declarations (`validate` included) and window
+   * layout. Without it those writes are checked against the deployment record (state names and
+   * kinds) only, and the actor refuses the rest when it applies them (to the dead letters).
+   */
+  readonly deployed?: () => Promise<{ readonly state?: StateDeclarations; readonly windowing?: WindowLayout } | undefined>;
 }
 
 /** No worker answered for the partition within the timeout: the job is not running or moving; retry. */
@@ -105,6 +133,26 @@ async function partitionsOf(nc: NatsConnection, jobs: KV, job: string, fn: strin
   return f.partitions;
 }
 
+/** Whether `job` has a current deployment (a stopped or undeployed job has none). */
+async function isDeployed(jobs: KV, job: string): Promise<boolean> {
+  const e = await jobs.get(deploymentKey(job));
+  return e !== null && e.operation === "PUT" && e.length > 0;
+}
+
+/**
+ * The state declarations of `fn` as its current (else last) deployment recorded them — kind and
+ * schema version, enough for `validateStateWrite`. Undefined when no deployment names it (a job
+ * run with `--pipeline`): then only the actor checks.
+ */
+async function declarationsOf(nc: NatsConnection, jobs: KV, job: string, fn: string): Promise<StateDeclarations | undefined> {
+  let record: DeploymentRecord | undefined;
+  const current = await jobs.get(deploymentKey(job));
+  if (current !== null && current.operation === "PUT" && current.length > 0) record = JSON.parse(decoder.decode(current.value)) as DeploymentRecord;
+  record ??= await lastVersion(await openDeployments(nc), job);
+  const f = record?.functions.find((x) => x.name === fn);
+  return f === undefined ? undefined : (f.state as unknown as StateDeclarations);
+}
+
 export async function stateClient(nc: NatsConnection, job: string, fn: string, options: StateClientOptions = {}): Promise<StateClient> {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const jobs = await new Kvm(nc).create(JOBS_BUCKET, { history: 1 });
@@ -113,6 +161,15 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
   const bucket = () => (kv ??= new Kvm(nc).open(stateBucket(job, fn)));
   const js = jetstream(nc);
   const partition = (key: string) => partitionOf(key, partitions);
+
+  /** The operator watermark partition `p` last committed (-Infinity before any). */
+  const committedWatermark = async (p: number): Promise<number> => {
+    const kv = await bucket().catch(() => undefined);
+    const e = kv === undefined ? null : await kv.get(watermarkKey(p)).catch(() => null);
+    if (e === null || e.length === 0) return -Infinity;
+    const wm = decodeValue(e.value) as { op?: number | null; out?: number | null } | null;
+    return wm?.op ?? wm?.out ?? -Infinity;
+  };
 
   /** A request to partition `p`, retried while nobody serves it. */
   const ask = async <T>(p: number, op: StateOperation, body: unknown): Promise<T> => {
@@ -144,7 +201,11 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
     }
   };
 
-  /** Waits for one outcome per partition on `inbox`. */
+  /**
+   * Waits for one outcome per partition on `inbox`: true once every partition applied it, false
+   * when the timeout passed first (the write is in the log, not applied yet). A refusal rejects.
+   * The promise always has a handler, so an early exit of the caller never leaves it unhandled.
+   */
   const outcomes = (inbox: string, count: number) => {
     const sub = nc.subscribe(inbox, { max: count });
     const done = (async () => {
@@ -159,8 +220,9 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
       } finally {
         clearTimeout(timer);
       }
-      if (seen < count) throw new StateUnavailableError(`a write to ${job}/${fn} was not applied within ${timeoutMs} ms; it is in the input log and will be applied once the job runs`);
+      return seen >= count;
     })();
+    done.catch(() => undefined);
     return { sub, done };
   };
 
@@ -170,18 +232,64 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
     return groups;
   };
 
-  const serviceWrite = async (op: "put" | "delete", key: string, body: Record<string, unknown>) => {
+  /**
+   * Appends a write to partition `p`'s input log directly, after checking it as the service would
+   * have: against the deployed code (`options.deployed`: declarations, `validate`, windows against
+   * the committed watermark), else against the kinds the deployment record keeps. Publishing with
+   * the write's id lets JetStream drop it if a service already did.
+   */
+  const append = async (p: number, ops: readonly StateWriteOp[], id: string, notify?: string) => {
+    const code = await options.deployed?.();
+    const declared = code?.state ?? (await declarationsOf(nc, jobs, job, fn));
+    try {
+      if (declared !== undefined) validateStateWrite({ ops }, declared);
+      // With nobody running the partition, its committed watermark is the one windows close by.
+      if (code?.windowing !== undefined) checkWindowWrites({ ops }, code.windowing, await committedWatermark(p));
+    } catch (e) {
+      throw new StateRequestError((e as Error).message);
+    }
+    const h = natsHeaders();
+    h.set(HEADER.kind, "write");
+    if (notify !== undefined) h.set(HEADER.reply, notify);
+    try {
+      await js.publish(inputSubject(job, fn, p), encodeStateWrite({ ops }), { headers: h, msgID: id });
+    } catch (e) {
+      const denied = e instanceof PermissionViolationError ? e : (e as Error)?.cause;
+      if (denied instanceof PermissionViolationError) throw denied;
+      throw new StateRequestError(`cannot queue the write: ${job}/${fn} has no input log yet (${(e as Error).message}); a worker creates it when it first runs the job`, { cause: e });
+    }
+  };
+
+  const serviceWrite = async (op: "put" | "delete", key: string, body: Record<string, unknown>): Promise<WriteReceipt> => {
+    const p = partition(key);
+    const id = randomUUID();
+    const ops = writeOps(body as WriteRequest, op);
+    // Not deployed (stopped, undeployed): no actor will answer, so queue it in the log at once.
+    if (!(await isDeployed(jobs, job))) {
+      await append(p, ops, id);
+      return { applied: false, partition: p, queued: `${job} is not running` };
+    }
     const notify = createInbox();
     const waiting = outcomes(notify, 1);
     try {
       await nc.flush();
-      await ask(partition(key), op, { ...body, id: randomUUID(), notify });
+      await ask(p, op, { ...body, id, notify });
     } catch (e) {
-      waiting.sub.unsubscribe();
-      await waiting.done.catch(() => undefined);
-      throw e;
+      if (!(e instanceof StateUnavailableError)) {
+        waiting.sub.unsubscribe();
+        throw e;
+      }
+      // Deployed, but nobody serves the partition (restarting, handed over, no worker): the log
+      // takes it, and whoever runs the partition next applies it; still listen for that.
+      await append(p, ops, id, notify).catch((refused: unknown) => {
+        waiting.sub.unsubscribe();
+        throw refused;
+      });
+      if (await waiting.done) return { applied: true, partition: p };
+      return { applied: false, partition: p, queued: `no worker serves partition ${p} of ${job}/${fn} now` };
     }
-    await waiting.done;
+    if (await waiting.done) return { applied: true, partition: p };
+    return { applied: false, partition: p, queued: `not applied within ${timeoutMs} ms` };
   };
 
   return {
@@ -222,7 +330,9 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
         if (wait) h.set(HEADER.reply, notify);
         await js.publish(inputSubject(job, fn, p), encodeStateWrite({ ops: group }), { headers: h, msgID: randomUUID() });
       }
-      await waiting?.done;
+      if (waiting !== undefined && !(await waiting.done)) {
+        throw new StateUnavailableError(`a write to ${job}/${fn} was not applied within ${timeoutMs} ms; it is in the input log and will be applied once the job runs`);
+      }
     },
   };
 }

@@ -20,7 +20,7 @@ import { Kvm, type KV } from "@nats-io/kv";
 import { partitionOf } from "../core/hash.ts";
 import { HEADER, inputSubject, stateBucket, stateServiceName, stateServiceSubject, type StateOperation } from "../core/naming.ts";
 import { BadStateRequestError, page, writeOps, type GetRequest, type ScanEntry, type ScanRequest, type WriteRequest } from "../core/state-queries.ts";
-import { encodeStateWrite, InvalidStateWriteError, keysOf, validateStateWrite } from "../core/state-writes.ts";
+import { checkWindowWrites, encodeStateWrite, InvalidStateWriteError, keysOf, validateStateWrite } from "../core/state-writes.ts";
 import type { PartitionActor } from "../actor/partition-actor.ts";
 import type { Transport } from "../actor/ports.ts";
 import { getCommitted, scanCommitted } from "./committed-state.ts";
@@ -124,6 +124,7 @@ export class StateServices {
         const r = request as WriteRequest;
         const write = { ops: writeOps(r, op) };
         validateStateWrite(write, actor.store.declarations);
+        checkWindowWrites(write, actor.node.spec.windowing, actor.watermark);
         for (const key of keysOf(write)) owns(key);
         const notify = typeof r.notify === "string" && r.notify !== "" ? r.notify : msg.reply;
         const headers: Record<string, string> = { [HEADER.kind]: "write" };

@@ -4,7 +4,7 @@
  * current end, and hand a stream's first messages one by one to a function.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
-import { headers as makeHeaders } from "@nats-io/transport-node";
+import { headers as makeHeaders, nanos } from "@nats-io/transport-node";
 import { WindowLimiter } from "./window-limiter.ts";
 import { DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 
@@ -42,6 +42,52 @@ export async function streamExists(nc: NatsConnection, name: string): Promise<bo
     if (notFound(e)) return false;
     throw e;
   }
+}
+
+/**
+ * What `eddy deploy` needs to know about user streams: which of `streams` exist, which streams
+ * capture each of `subjects` (the server matches them, wildcards and all), and which of
+ * `names` are taken (by a stream that may capture other subjects).
+ */
+export async function streamFacts(
+  nc: NatsConnection,
+  streams: readonly string[],
+  subjects: readonly string[],
+  names: readonly string[] = [],
+): Promise<{ existing: Set<string>; capturing: Map<string, string[]>; taken: Set<string> }> {
+  const existing = new Set<string>();
+  for (const name of new Set(streams)) if (await streamExists(nc, name)) existing.add(name);
+  const taken = new Set<string>();
+  for (const name of new Set(names)) if (await streamExists(nc, name)) taken.add(name);
+  const jsm = await jetstreamManager(nc);
+  const capturing = new Map<string, string[]>();
+  for (const subject of new Set(subjects)) {
+    const found: string[] = [];
+    for await (const name of jsm.streams.names(subject)) found.push(name);
+    capturing.set(subject, found);
+  }
+  return { existing, capturing, taken };
+}
+
+/**
+ * Creates a user stream with eddy's defaults — file storage, limits retention (old messages are
+ * discarded only by limits you set later), one replica, and for streams that hold exactly-once
+ * sink output an explicit duplicate window — or adds the subjects to it if it exists.
+ */
+export async function createUserStream(nc: NatsConnection, s: { readonly name: string; readonly subjects: readonly string[]; readonly duplicateWindowMs?: number }): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  if (await streamExists(nc, s.name)) {
+    await ensureStream(nc, s.name, s.subjects);
+    return;
+  }
+  await jsm.streams.add({
+    name: s.name,
+    subjects: [...s.subjects],
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    num_replicas: 1,
+    ...(s.duplicateWindowMs === undefined ? {} : { duplicate_window: nanos(s.duplicateWindowMs) }),
+  });
 }
 
 /** Publishes every message, keeping up to `window` acknowledgements outstanding. */

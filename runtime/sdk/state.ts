@@ -79,5 +79,6 @@ function checkOptions<O extends StateOptions<any>>(options: O): O {
     if (v === version) throw new InvalidStateDeclarationError(`migration from version ${v} is the declared version itself; it would never run`);
     if (typeof migrate !== "function") throw new InvalidStateDeclarationError(`migration from version ${v} is not a function`);
   }
+  if (options.validate !== undefined && typeof options.validate !== "function") throw new InvalidStateDeclarationError("validate must be a function (value) => reason | undefined");
   return options;
 }

@@ -31,6 +31,17 @@ export interface StateOptions<T = unknown> {
    * });
    */
   readonly migrations?: Readonly<Record<number, (old: any) => T | undefined>>;
+  /**
+   * Checks a value written from outside the function — `eddy state put`, `stateClient.put/write`,
+   * bootstraps — before it is accepted: return nothing to accept it, or a reason (a string) to
+   * refuse it; a throw refuses it too. It sees one stored value as `T` describes (each entry of a
+   * map state, each element of a list state). TypeScript types are gone at run time, so this is
+   * the only way a write's value can be checked against what the function expects; without it
+   * any JSON value of the right kind is accepted. The function's own writes are not checked.
+   * @example
+   * const count = valueState<number>({ validate: (v) => (Number.isSafeInteger(v) ? undefined : "a count is a whole number") });
+   */
+  readonly validate?: (value: unknown) => string | undefined | void;
 }
 
 /** Declaration of a single value per key. */

@@ -2,45 +2,20 @@
  * What the supervisor reports about jobs: checkpoint statistics, generation and input lag, as
  * Prometheus metrics and as the single `lag` figure KEDA's metrics-api trigger scales workers on.
  *
- * Lag is computed from NATS alone, so any supervisor (leader or standby) can answer: for a source,
- * the messages of its stream after the position of the last committed checkpoint; for any other
- * function, the messages in its input stream — committed input is purged there, so what is left
- * is the backlog since the last commit, plus the last barrier and watermark updates of each
- * producer (a handful per partition, negligible against any scaling threshold). For a
- * multi-partition source the stream's last sequence stands for every partition's, which
- * overestimates lag on skewed inputs.
+ * Lag is computed from NATS alone (runtime/nats/lag.ts), so any supervisor (leader or standby)
+ * can answer: the records — data and state writes, not barriers or watermark updates — that the
+ * job's partitions have not processed under a committed checkpoint. An idle job's lag is 0, which
+ * is what lets KEDA's activation threshold of 0 scale workers to zero.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Kvm } from "@nats-io/kv";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { positionKey } from "../core/kv-keys.ts";
-import { inputStream, stateBucket } from "../core/naming.ts";
-import { assignmentKey, type Assignment, type JobSpecRecord } from "../core/protocol.ts";
-import { decodeValue } from "../core/wire.ts";
+import { jobLag } from "../nats/lag.ts";
+import { assignmentKey, JOBS_BUCKET, type Assignment, type JobSpecRecord } from "../core/protocol.ts";
+import { deploymentKey, specOfDeployment, type DeploymentRecord } from "../nats/deployments.ts";
 import { MetricsText } from "../metrics/prometheus.ts";
-import { ensureControlStores, listJobs, readJson, readSpec } from "../nats/control-store.ts";
+import { ensureControlStores, listJobs, listKeys, readJson, readSpec } from "../nats/control-store.ts";
 import type { Supervisor } from "./supervisor.ts";
 
-/** Messages waiting to be processed by `spec`'s job (see the module notes). */
-export async function jobLag(nc: NatsConnection, spec: JobSpecRecord): Promise<number> {
-  const jsm = await jetstreamManager(nc);
-  const kvm = new Kvm(nc);
-  let lag = 0;
-  for (const f of spec.functions) {
-    if (f.stream !== undefined) {
-      const last = (await jsm.streams.info(f.stream)).state.last_seq;
-      const kv = await kvm.open(stateBucket(spec.job, f.name));
-      for (let p = 0; p < f.partitions; p++) {
-        const e = await kv.get(positionKey(p)).catch(() => null);
-        const next = e === null || e.length === 0 ? 1 : (decodeValue(e.value) as number);
-        lag += Math.max(0, last - next + 1);
-      }
-    } else {
-      lag += (await jsm.streams.info(inputStream(spec.job, f.name))).state.messages;
-    }
-  }
-  return lag;
-}
+export { jobLag };
 
 export interface JobReport {
   readonly job: string;
@@ -48,33 +23,51 @@ export interface JobReport {
   readonly generation: number;
 }
 
+/**
+ * Every job the cluster knows: those a worker wrote a spec for, and those deployed without one
+ * yet (no worker has run them since), whose spec comes from the deployment record. An undeployed
+ * job has neither (undeploy deletes its spec) and no longer counts.
+ */
 export async function jobReports(nc: NatsConnection): Promise<JobReport[]> {
   const stores = await ensureControlStores(nc);
-  const out: JobReport[] = [];
+  const specs = new Map<string, JobSpecRecord>();
   for (const job of await listJobs(stores)) {
     const spec = await readSpec(stores.jobs, job);
-    if (spec === undefined) continue;
+    if (spec !== undefined) specs.set(job, spec.value);
+  }
+  for (const key of await listKeys(stores, JOBS_BUCKET, deploymentKey("*"))) {
+    const job = key.slice(0, -deploymentKey("").length);
+    if (specs.has(job)) continue;
+    const record = await readJson<DeploymentRecord>(stores.jobs, key).catch(() => undefined);
+    const spec = record === undefined || !Array.isArray(record.value.functions) ? undefined : specOfDeployment(record.value);
+    if (spec !== undefined) specs.set(job, spec);
+  }
+  const out: JobReport[] = [];
+  for (const [job, spec] of [...specs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const assignment = await readJson<Assignment>(stores.jobs, assignmentKey(job));
-    out.push({ job, lag: await jobLag(nc, spec.value).catch(() => 0), generation: assignment?.value.generation ?? 0 });
+    out.push({ job, lag: await jobLag(nc, spec).catch(() => 0), generation: assignment?.value.generation ?? 0 });
   }
   return out;
 }
 
-export async function supervisorMetrics(nc: NatsConnection, supervisor: Pick<Supervisor, "id" | "isLeader" | "checkpoints">, now = Date.now()): Promise<string> {
+export async function supervisorMetrics(nc: NatsConnection, supervisor: Pick<Supervisor, "id" | "isLeader" | "checkpoints">, at?: number): Promise<string> {
   const m = new MetricsText();
   m.add("eddy_supervisor_leader", "gauge", "1 while this supervisor holds the leader lease.", { supervisor: supervisor.id }, supervisor.isLeader() ? 1 : 0);
   for (const r of await jobReports(nc)) {
     const l = { job: r.job };
-    m.add("eddy_job_lag_messages", "gauge", "Input messages not yet covered by a committed checkpoint.", l, r.lag);
+    m.add("eddy_job_lag_messages", "gauge", "Input records (data and state writes) not yet processed under a committed checkpoint.", l, r.lag);
     m.add("eddy_job_generation", "gauge", "Current generation of the job (bumped by every recovery).", l, r.generation);
     const records = await supervisor.checkpoints(r.job).catch(() => []);
     const committed = records.filter((c) => c.status === "committed").sort((a, b) => b.id - a.id)[0];
     m.add("eddy_checkpoints_aborted", "gauge", "Aborted checkpoints among the retained records.", l, records.filter((c) => c.status === "aborted").length);
+    // Read the clock after the records: counting the lag takes a while, and a checkpoint that
+    // committed meanwhile must not come out with a negative age.
+    const now = at ?? Date.now();
     if (committed !== undefined) {
       m.add("eddy_checkpoint_last_id", "gauge", "Id of the last committed checkpoint.", l, committed.id);
       m.add("eddy_checkpoint_duration_seconds", "gauge", "Duration of the last committed checkpoint.", l, (committed.durationMs ?? 0) / 1000);
       m.add("eddy_checkpoint_alignment_seconds", "gauge", "Longest barrier alignment of the last committed checkpoint.", l, (committed.alignmentMs ?? 0) / 1000);
-      m.add("eddy_checkpoint_age_seconds", "gauge", "Time since the last checkpoint committed.", l, (now - (committed.completedAt ?? now)) / 1000);
+      m.add("eddy_checkpoint_age_seconds", "gauge", "Time since the last checkpoint committed.", l, Math.max(0, now - (committed.completedAt ?? now)) / 1000);
       m.add("eddy_checkpoint_bytes", "gauge", "Size of the last committed checkpoint's deltas.", l, committed.bytes ?? 0);
     }
   }

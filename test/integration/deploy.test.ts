@@ -7,7 +7,8 @@
 import { describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
 import { resolve } from "node:path";
-import { deployModule, deployments, IncompatibleDeploymentError, undeploy } from "../../runtime/deploy/deploy.ts";
+import { deployModule, deployments, IncompatibleDeploymentError, start, undeploy } from "../../runtime/deploy/deploy.ts";
+import { openDeployments } from "../../runtime/nats/deployments.ts";
 import { InvalidModuleError } from "../../runtime/deploy/bundle.ts";
 import { Kvm } from "@nats-io/kv";
 import { assignmentKey, JOBS_BUCKET, type Assignment } from "../../runtime/core/protocol.ts";
@@ -18,6 +19,13 @@ import { startEddy } from "../support/processes.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const waitFor = async (what: string, probe: () => boolean | Promise<boolean>) => {
+  for (let i = 0; i < 300; i++) {
+    if (await probe()) return;
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+};
 
 describe("deployments", () => {
   it("runs deployed code on a generic worker and refuses bad or incompatible modules", async () => {
@@ -29,6 +37,7 @@ describe("deployments", () => {
     try {
       await ensureStream(nc, "COUNTER_IN", ["counter.in"]);
       await ensureStream(nc, "COUNTER_OUT", ["counter.out"]);
+      const store = await openDeployments(nc);
       const [first] = await deployModule(nc, resolve(ROOT, "test/fixtures/counter.ts"));
       expect(first).toMatchObject({ job: "counter", version: 1, unchanged: false });
       expect(first!.digest).toMatch(/^sha256-[0-9a-f]{64}$/);
@@ -102,6 +111,23 @@ describe("deployments", () => {
       for (let i = 0; i < 100 && !worker.output().includes("job counter undeployed"); i++) await sleep(100);
       expect(worker.output()).toContain("job counter undeployed");
       expect((await deployModule(nc, resolve(ROOT, "test/fixtures/counter.ts")))[0]).toMatchObject({ version: 3, unchanged: false });
+      await waitFor("the worker to run version 3", () => worker.output().split("running job counter version 3").length === 2);
+
+      // Starting a stopped job is no new version, nor is deploying its code again while stopped:
+      // the last version becomes current again and the workers run it.
+      const versions = async () => (await store.jobs.keys("counter.deploy.*").then(async (it) => { const ks: string[] = []; for await (const k of it) ks.push(k); return ks.sort(); }));
+      expect(await versions()).toEqual(["counter.deploy.1", "counter.deploy.2", "counter.deploy.3"]);
+      await undeploy(nc, "counter");
+      await waitFor("the worker to stop the job", () => worker.output().split("job counter undeployed").length === 3);
+      expect(await start(nc, "counter")).toMatchObject({ version: 3, unchanged: true, started: true });
+      expect((await deployments(nc)).map((d) => d.version)).toEqual([3]);
+      await waitFor("the worker to run version 3 again", () => worker.output().split("running job counter version 3").length === 3);
+      await undeploy(nc, "counter");
+      await waitFor("the worker to stop the job again", () => worker.output().split("job counter undeployed").length === 4);
+      expect((await deployModule(nc, resolve(ROOT, "test/fixtures/counter.ts")))[0]).toMatchObject({ version: 3, unchanged: true, started: true });
+      expect((await deployments(nc)).map((d) => d.version)).toEqual([3]);
+      expect(await versions()).toEqual(["counter.deploy.1", "counter.deploy.2", "counter.deploy.3"]);
+      await waitFor("the worker to run version 3 once more", () => worker.output().split("running job counter version 3").length === 4);
     } finally {
       await supervisor.stop();
       await nc.close();

@@ -11,6 +11,7 @@ import {
   decodeStateWrite,
   encodeStateWrite,
   InvalidStateWriteError,
+  checkWindowWrites,
   keysOf,
   validateStateWrite,
   type StateWrite,
@@ -78,6 +79,71 @@ describe("state writes", () => {
 
   it("name every key they touch, once", () => {
     expect(keysOf({ ops: [{ op: "put", state: "count", key: "a", value: 1 }, { op: "delete", state: "count", key: "b" }, { op: "timer", key: "a", name: "t", ts: 1, domain: "event" }] })).toEqual(["a", "b"]);
+  });
+});
+
+describe("values checked by the declaration", () => {
+  const checked = {
+    count: valueState<number>({ validate: (v) => (Number.isSafeInteger(v) ? undefined : "a count is a whole number") }),
+    tags: listState<string>({ validate: (v) => (typeof v === "string" ? undefined : "tags are strings") }),
+    prices: mapState<number>({
+      validate: (v) => {
+        if (typeof v !== "number") throw new TypeError("a price is a number");
+      },
+    }),
+    free: valueState<unknown>(),
+  };
+  const put = (state: string, value: unknown, subkey?: string): StateWrite => ({ ops: [{ op: "put", state, key: "k", value, ...(subkey === undefined ? {} : { subkey }) }] });
+
+  it("accept what the declaration's validate accepts, and anything where there is none", () => {
+    for (const w of [put("count", 3), put("tags", ["a", "b"]), put("prices", 9.5, "x"), put("free", { any: ["thing"] })]) {
+      expect(() => validateStateWrite(w, checked)).not.toThrow();
+    }
+  });
+
+  it("refuse a value the declaration's validate refuses, naming the state, the value and the reason", () => {
+    expect(() => validateStateWrite(put("count", "ten"), checked)).toThrow(new InvalidStateWriteError('operation 1 (put): state "count" refuses "ten": a count is a whole number'));
+    expect(() => validateStateWrite(put("tags", ["a", 2]), checked)).toThrow(/state "tags" refuses 2: tags are strings/);
+    expect(() => validateStateWrite(put("prices", "cheap", "x"), checked)).toThrow(/state "prices" refuses "cheap": a price is a number/);
+  });
+
+  it("do not run for deletes", () => {
+    expect(() => validateStateWrite({ ops: [{ op: "delete", state: "count", key: "k" }] }, checked)).not.toThrow();
+  });
+});
+
+describe("writes into windows", () => {
+  const tumblingLayout = { window: { kind: "tumbling", size: 60_000 }, allowedLatenessMs: 5_000 };
+  const sessionLayout = { window: { kind: "session", gap: 1_000 }, allowedLatenessMs: 0 };
+  const putWindow = (subkey: string, value: unknown = 1, extra: StateWrite["ops"] = []): StateWrite => ({ ops: [{ op: "put", state: "windows", key: "/a", subkey, value }, ...extra] });
+
+  it("are accepted while the window is open: its end - 1 + allowed lateness is after the watermark", () => {
+    expect(() => checkWindowWrites(putWindow("60000"), tumblingLayout, 125_000 - 2)).not.toThrow(); // closes at 124 999 + 5 000
+    expect(() => checkWindowWrites(putWindow("60000"), tumblingLayout, -Infinity)).not.toThrow();
+  });
+
+  it("are refused once the window closed, as it would never fire nor be cleaned up", () => {
+    expect(() => checkWindowWrites(putWindow("60000"), tumblingLayout, 124_999)).toThrow(
+      new InvalidStateWriteError("operation 1 (put): window [60000, 120000) is closed: its end - 1 + allowed lateness (124999) <= the partition's watermark (124999); it would never fire nor be cleaned up"),
+    );
+  });
+
+  it("are accepted with the window's firing timer (a bootstrap), which fires and cleans it up", () => {
+    expect(() => checkWindowWrites(putWindow("60000", 1, [{ op: "timer", key: "/a", name: "f60000", ts: 119_999, domain: "event" }]), tumblingLayout, 200_000)).not.toThrow();
+  });
+
+  it("must name a window by its start, and a session's value must carry its end", () => {
+    expect(() => checkWindowWrites(putWindow("soon"), tumblingLayout, 0)).toThrow(/window "soon" is not a window start/);
+    expect(() => checkWindowWrites(putWindow("1000", 5), sessionLayout, 0)).toThrow(/a session window's value is \[end, accumulator\]/);
+    expect(() => checkWindowWrites(putWindow("1000", [3000, 5]), sessionLayout, 2_998)).not.toThrow();
+    expect(() => checkWindowWrites(putWindow("1000", [3000, 5]), sessionLayout, 2_999)).toThrow(/window \[1000, 3000\) is closed/);
+  });
+
+  it("leave other state, deletes, the global window and functions without windows alone", () => {
+    expect(() => checkWindowWrites({ ops: [{ op: "delete", state: "windows", key: "/a", subkey: "0" }] }, tumblingLayout, 1e12)).not.toThrow();
+    expect(() => checkWindowWrites({ ops: [{ op: "put", state: "other", key: "/a", subkey: "0", value: 1 }] }, tumblingLayout, 1e12)).not.toThrow();
+    expect(() => checkWindowWrites(putWindow("0"), { window: { kind: "global" }, allowedLatenessMs: 0 }, 1e12)).not.toThrow();
+    expect(() => checkWindowWrites(putWindow("0"), undefined, 1e12)).not.toThrow();
   });
 });
 
