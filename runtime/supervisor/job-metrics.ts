@@ -9,7 +9,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jobLag } from "../nats/lag.ts";
-import { assignmentKey, JOBS_BUCKET, type Assignment, type JobSpecRecord } from "../core/protocol.ts";
+import { assignmentKey, JOBS_BUCKET, statusKey, type Assignment, type JobSpecRecord, type JobStatusRecord } from "../core/protocol.ts";
 import { deploymentKey, specOfDeployment, type DeploymentRecord } from "../nats/deployments.ts";
 import { MetricsText } from "../metrics/prometheus.ts";
 import { ensureControlStores, listJobs, listKeys, readJson, readSpec } from "../nats/control-store.ts";
@@ -21,6 +21,8 @@ export interface JobReport {
   readonly job: string;
   readonly lag: number;
   readonly generation: number;
+  /** FAILED: the supervisor will not run it until it is started again, so its lag wakes no worker. */
+  readonly failed: boolean;
 }
 
 /**
@@ -45,7 +47,8 @@ export async function jobReports(nc: NatsConnection): Promise<JobReport[]> {
   const out: JobReport[] = [];
   for (const [job, spec] of [...specs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const assignment = await readJson<Assignment>(stores.jobs, assignmentKey(job));
-    out.push({ job, lag: await jobLag(nc, spec).catch(() => 0), generation: assignment?.value.generation ?? 0 });
+    const status = await readJson<JobStatusRecord>(stores.jobs, statusKey(job)).catch(() => undefined);
+    out.push({ job, lag: await jobLag(nc, spec).catch(() => 0), generation: assignment?.value.generation ?? 0, failed: status?.value.state === "FAILED" });
   }
   return out;
 }
@@ -74,8 +77,11 @@ export async function supervisorMetrics(nc: NatsConnection, supervisor: Pick<Sup
   return m.render();
 }
 
-/** The figure KEDA scales workers on: total lag over every job. */
+/**
+ * The figure KEDA scales workers on: total lag over every job that can run. A FAILED job's input
+ * waits for `eddy start`; counting it would keep (or bring) workers up that have nothing to do.
+ */
 export async function scalingLag(nc: NatsConnection): Promise<{ lag: number; jobs: JobReport[] }> {
   const jobs = await jobReports(nc);
-  return { lag: jobs.reduce((n, j) => n + j.lag, 0), jobs };
+  return { lag: jobs.reduce((n, j) => n + (j.failed ? 0 : j.lag), 0), jobs };
 }

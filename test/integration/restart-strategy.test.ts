@@ -20,6 +20,7 @@ import { expectedResults } from "../../functions/pageviews/expected.ts";
 import { pageviewsPipeline, type PageWindow } from "../../functions/pageviews/pipeline.ts";
 import { listJobViews } from "../../runtime/nats/job-views.ts";
 import { jobStatus } from "../../runtime/cli/status.ts";
+import { scalingLag } from "../../runtime/supervisor/job-metrics.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
 
 const eddy = (url: string, ...args: string[]) => execFileSync(process.execPath, [resolve(import.meta.dirname, "../../runtime/cli/main.ts"), ...args, "--nats", url], { encoding: "utf8" });
@@ -92,6 +93,11 @@ describe("restart strategy", () => {
       expect(eddy(server.url, "checkpoints", "pageviews")).toMatch(/^state FAILED, 4 restarts after failures$/m);
       expect((await listJobViews(nc)).map((v) => [v.job, v.state, v.mode])).toEqual([["pageviews", "FAILED", "pipeline"]]);
       expect(eddy(server.url, "ls")).toMatch(/^pageviews\s+pipeline\s+-\s+FAILED\s+5\s+4\s/m);
+      // Its unprocessed input wakes no worker: KEDA's figure leaves a FAILED job out.
+      const scaling = await scalingLag(nc);
+      expect(scaling.jobs).toMatchObject([{ job: "pageviews", failed: true }]);
+      expect(scaling.jobs[0]!.lag).toBeGreaterThan(0);
+      expect(scaling.lag).toBe(0);
 
       // Fix the cause, then `eddy start`.
       await ensureStream(nc, "RESULTS", ["results.>"]);

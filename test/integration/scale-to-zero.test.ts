@@ -88,7 +88,7 @@ describe("scale to zero", () => {
       for (let i = 0; i < 300 && (await readAll(nc, "COUNTER_OUT").catch(() => [])).length < 5; i++) await sleep(100);
       expect((await readAll(nc, "COUNTER_OUT")).length, workers[0]!.output()).toBe(5);
       const idle = await waitScaling("lag 0 once idle", (s) => s.jobs.some((j) => j.job === "counter") && s.lag === 0);
-      expect(idle.jobs).toEqual([{ job: "counter", lag: 0, generation: expect.any(Number) }]);
+      expect(idle.jobs).toEqual([{ job: "counter", lag: 0, generation: expect.any(Number), failed: false }]);
       expect(kedaDecision(scaledObject, idle as unknown as Record<string, unknown>)).toEqual({ active: false, replicas: 0 });
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       expect(metrics).toMatch(/^eddy_job_lag_messages\{job="counter"\} 0$/m);
