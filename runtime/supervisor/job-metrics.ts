@@ -7,7 +7,7 @@
  * job's partitions have not processed under a committed checkpoint. An idle job's lag is 0, which
  * is what lets KEDA's activation threshold of 0 scale workers to zero.
  */
-import type { NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "../nats/connection.ts";
 import { jobLag } from "../nats/lag.ts";
 import { assignmentKey, JOBS_BUCKET, statusKey, type Assignment, type JobSpecRecord, type JobStatusRecord } from "../core/protocol.ts";
 import { deploymentKey, specOfDeployment, type DeploymentRecord } from "../nats/deployments.ts";

@@ -71,7 +71,6 @@ const RULES: readonly Rule[] = [
     // runtime/nats is left to a follow-up (issue 19). A connection handle alone is no reason for
     // an exception: `NatsConnection` is imported from runtime/nats/connection.ts.
     knownExceptions: [
-      { file: "runtime/supervisor/job-metrics.ts", why: "reads consumer lag (jetstreamManager) and KV buckets (Kvm)" },
       { file: "runtime/cli/status.ts", why: "reads stream and KV state (jetstreamManager, Kvm)" },
     ],
   },
