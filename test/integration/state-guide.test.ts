@@ -15,6 +15,7 @@ import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
 import { runEddy } from "../support/cli.ts";
 import { startEddy } from "../support/processes.ts";
+import { markdownBlocks, words } from "../support/guide.ts";
 import { waitFor } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -23,32 +24,23 @@ const GUIDE = resolve(ROOT, "docs/state.md");
 /** A step of the guide: a command with the output it shows, or a marker. */
 type Step = { kind: "command"; line: string; args: string[]; refused: boolean; shown: string[] } | { kind: "marker"; what: string };
 
-/** Splits a command line like a shell would for the simple quoting the guide uses. */
-function words(line: string): string[] {
-  const out: string[] = [];
-  for (const m of line.matchAll(/'([^']*)'|"([^"]*)"|(\S+)/g)) out.push(m[1] ?? m[2] ?? m[3]!);
-  return out;
-}
-
 function steps(markdown: string): Step[] {
   const out: Step[] = [];
-  let inSh = false;
-  let current: Extract<Step, { kind: "command" }> | undefined;
-  for (const raw of markdown.split("\n")) {
-    const marker = /^<!-- test: (.*) -->$/.exec(raw.trim());
-    if (!inSh && marker !== null) out.push({ kind: "marker", what: marker[1]! });
-    if (raw.startsWith("```")) {
-      inSh = !inSh && raw.trim() === "```sh";
-      current = undefined;
+  for (const block of markdownBlocks(markdown)) {
+    if (block.kind === "test") {
+      out.push({ kind: "marker", what: block.text });
       continue;
     }
-    if (!inSh) continue;
-    if (raw.startsWith("$ ")) {
-      const [command, comment] = raw.slice(2).split(/\s+#\s*/);
-      current = { kind: "command", line: raw.slice(2), args: words(command!).slice(1), refused: comment?.trim() === "refused", shown: [] };
-      out.push(current);
-    } else if (current !== undefined && raw.trim() !== "") {
-      current.shown.push(raw.trim());
+    if (block.lang !== "sh") continue;
+    let current: Extract<Step, { kind: "command" }> | undefined;
+    for (const raw of block.lines) {
+      if (raw.startsWith("$ ")) {
+        const [command, comment] = raw.slice(2).split(/\s+#\s*/);
+        current = { kind: "command", line: raw.slice(2), args: words(command!).slice(1), refused: comment?.trim() === "refused", shown: [] };
+        out.push(current);
+      } else if (current !== undefined && raw.trim() !== "") {
+        current.shown.push(raw.trim());
+      }
     }
   }
   return out;
