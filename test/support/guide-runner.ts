@@ -1,6 +1,6 @@
 /**
- * docs/getting-started.md and docs/guides/deploying-and-scaling.md are executable: every command
- * of their `sh` blocks runs, in order, as written, and a plain block after a `sh` block must be
+ * Runs a guide as written (docs/getting-started.md and docs/guides/deploying-and-scaling.md, each
+ * from its test in test/integration/docs-*.test.ts): every command of its `sh` blocks runs, in order, as written, and a plain block after a `sh` block must be
  * what those commands printed (one line after the other, nothing left out unless the guide shows
  * a `…` line). A command that fails fails the test.
  *
@@ -33,22 +33,22 @@
  * - the process ids `eddy scale` prints replace the ones the guide shows in later commands;
  * - the working directory is a temporary directory that links every entry of the repository
  *   except `.eddy/`, so `.eddy/` (a server's store, `eddy scale`'s workers and logs) is the test's;
- * - in shown output, the values listed in `NORMALISED` (test/support/guide.ts) — times, worker
+ * - in shown output, the values listed in `NORMALISED` (guide.ts) — times, worker
  *   and supervisor ids, digests, checkpoint ids, durations, sizes, pids, temporary directories —
  *   match any value of their kind, `…` matches anything, and table columns may be aligned
  *   differently.
- * Everything started is stopped at the end: background processes by SIGKILL to their process
- * group, workers `eddy scale` left running by their pid.
+ * Everything started is stopped at the end: background processes by Ctrl-C (SIGINT to their
+ * process group; SIGKILL after 5 s), workers `eddy scale` left running by SIGKILL to their pid.
  */
-import { describe, expect, it } from "vitest";
+import { expect } from "vitest";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { freePort } from "../../runtime/nats/local-server.ts";
-import { CLI, ROOT, runCommand, type CliResult } from "../support/cli.ts";
-import { findShown, markdownBlocks, words } from "../support/guide.ts";
-import { waitFor } from "../support/wait.ts";
+import { CLI, ROOT, runCommand, type CliResult } from "./cli.ts";
+import { findShown, markdownBlocks, words } from "./guide.ts";
+import { waitFor } from "./wait.ts";
 
 /** The ports the guides use; each is replaced by a free one. */
 const GUIDE_PORTS = ["4222", "9464", "9465"];
@@ -176,15 +176,21 @@ class GuideRun implements AsyncDisposable {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    for (const p of this.processes.values()) {
-      if (p.child.exitCode === null && p.child.signalCode === null) {
-        try {
-          process.kill(-p.child.pid!, "SIGKILL");
-        } catch {
-          // already gone
-        }
-        await p.exited;
+    // Ctrl-C, newest first, so that `eddy dev` and `eddy nats-server` remove their stores; then
+    // SIGKILL whatever is left after a few seconds.
+    const running = [...this.processes.values()].filter((p) => p.child.exitCode === null && p.child.signalCode === null).reverse();
+    const signal = (p: Background, s: NodeJS.Signals) => {
+      try {
+        process.kill(-p.child.pid!, s);
+      } catch {
+        // already gone
       }
+    };
+    for (const p of running) signal(p, "SIGINT");
+    const settled = Promise.all(running.map((p) => p.exited));
+    if ((await Promise.race([settled, new Promise<"late">((r) => setTimeout(() => r("late"), 5_000))])) === "late") {
+      for (const p of running) signal(p, "SIGKILL");
+      await settled;
     }
     for (const pid of this.scaledPids()) {
       try {
@@ -198,7 +204,7 @@ class GuideRun implements AsyncDisposable {
 }
 
 /** Runs a guide's blocks in order, as the comment at the top of this file describes. */
-async function runGuide(path: string): Promise<void> {
+export async function runGuide(path: string): Promise<void> {
   const blocks = markdownBlocks(readFileSync(join(ROOT, path), "utf8"));
   expect(blocks.filter((b) => b.kind === "fence" && b.lang === "sh").length).toBeGreaterThan(5);
   await using run = new GuideRun(path);
@@ -322,12 +328,3 @@ function bindPids(run: GuideRun, shown: readonly string[], output: string): void
   guide.forEach((g, i) => run.substitutions.set(g, actual[i]!));
 }
 
-describe("the guides run as written", () => {
-  it("docs/getting-started.md", async () => {
-    await runGuide("docs/getting-started.md");
-  }, 180_000);
-
-  it("docs/guides/deploying-and-scaling.md", async () => {
-    await runGuide("docs/guides/deploying-and-scaling.md");
-  }, 180_000);
-});
