@@ -91,7 +91,7 @@ class GuideRun implements AsyncDisposable {
   /** What the processes printed, for failure messages. */
   logs(): string {
     const scaled = this.outputOf(".eddy/logs/*.log", false);
-    return [...[...this.processes.values()].map((p) => `--- ${p.name}\n${p.output.slice(process.env.DEBUG_GUIDE ? -20000 : -2000)}`), ...(scaled === "" ? [] : [`--- .eddy/logs\n${scaled.slice(-2000)}`])].join("\n");
+    return [...[...this.processes.values()].map((p) => `--- ${p.name}\n${p.output.slice(-3000)}`), ...(scaled === "" ? [] : [`--- .eddy/logs\n${scaled.slice(-2000)}`])].join("\n");
   }
 
   /** The program and arguments a command line runs, or an environment change. */
@@ -232,8 +232,7 @@ export async function runGuide(path: string): Promise<void> {
       else if (verb === "output" && rest[0] === "of") {
         logsInOrder = rest.at(-2) === "in" && rest.at(-1) === "order";
         outputOf = rest.slice(1, logsInOrder ? -2 : undefined).map((n) => n.replace(/,$/, ""));
-      }
-      else if (verb === "background") background = rest;
+      } else if (verb === "background") background = rest;
       else if (verb === "retry") retry = true;
       else if (verb === "refused") refused = true;
       else if (verb === "signal") {
@@ -241,7 +240,7 @@ export async function runGuide(path: string): Promise<void> {
         process.kill(-p.child.pid!, rest[1] as NodeJS.Signals);
       } else if (verb === "wait") {
         const p = run.process(rest[0]!);
-        const code = await Promise.race([p.exited, new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 60_000))]);
+        const code = await Promise.race([p.exited, new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 60_000).unref())]);
         expect(code, `${where(block.at)}: ${rest[0]} should end with code 0\n${p.output}`).toBe(0);
       } else throw new Error(`${where(block.at)}: unknown test comment "${block.text}"`);
       continue;
@@ -265,7 +264,6 @@ export async function runGuide(path: string): Promise<void> {
       for (const line of inForeground) {
         const r = await run.run(line);
         if (r === undefined) continue;
-        if (process.env.DEBUG_GUIDE) console.log(run.substitute(line), "->", r.code, r.output);
         if (refused) expect(r.code, `${where(block.at)}: "${line}" should be refused:\n${r.output}`).toBe(1);
         else expect(r.code, `${where(block.at)}: "${line}" failed:\n${r.output}\n${run.logs()}`).toBe(0);
         output += r.output;
@@ -281,6 +279,7 @@ export async function runGuide(path: string): Promise<void> {
       skip = false;
       anyOrder = false;
       outputOf = undefined;
+      logsInOrder = false;
       continue;
     }
     const shown = block.lines.map((l) => run.substitute(l));
@@ -313,6 +312,8 @@ export async function runGuide(path: string): Promise<void> {
     } else {
       throw new Error(`${where(block.at)}: an output block that follows no command; say whose output it is with <!-- test: output of … -->`);
     }
+    // A plain block shows the output of one step; the next needs a step (or a comment) of its own.
+    last = undefined;
     anyOrder = false;
     outputOf = undefined;
     logsInOrder = false;
