@@ -31,6 +31,7 @@ import { ensureStream } from "../../runtime/nats/streams.ts";
 import { startSupervisor, type StartedSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import { natsServer } from "../support/nats-server.ts";
 import { startEddy, type EddyProcess } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const AUTH_CONF = resolve(ROOT, "infra/nats/auth.conf");
@@ -45,21 +46,6 @@ const PASSWORDS = {
 
 /** The server refused the operation for lack of permission (as nats.js reports it). */
 const DENIED = /permissions violation/i;
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, logs: () => string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last === undefined ? "" : ` (last error: ${(last as Error).message})`}\n${logs()}`);
-    await sleep(100);
-  }
-}
 
 // A key of book's partition 0, so a record written straight into `eddy.ledger.book.in.0` is one
 // the actor of that partition owns.
@@ -108,12 +94,13 @@ describe("access control (infra/nats/auth.conf)", () => {
       supervisor = await startSupervisor(await as("eddy-supervisor", PASSWORDS.EDDY_SUPERVISOR_PASSWORD), { checkpointIntervalMs: 200 });
       worker = startEddy(["worker", "--nats", urlAs("eddy-worker", PASSWORDS.EDDY_WORKER_PASSWORD)]);
       const logs = () => worker?.output() ?? "";
+      const patiently = { logs, timeoutMs: 20_000, retryErrors: true };
       for (const [account, id] of [["a1", "1"], ["a1", "2"], ["a1", "3"], ["a2", "4"]] as const) await publishIntoSource(admin, account, id);
 
       // Reads as eddy-query: live get and scan through the state service...
       const query = await as("eddy-query", PASSWORDS.EDDY_QUERY_PASSWORD);
       const book = await stateClient(query, "ledger", "book");
-      await waitFor("the records counted", async () => (await book.get<number>("count", "a1")) === 3, logs);
+      await waitFor("the records counted", async () => (await book.get<number>("count", "a1")) === 3, patiently);
       expect(await book.get("entries", "a1")).toEqual({ "d:1": 1, "d:2": 1, "d:3": 1 });
       const scanned: Array<[string, unknown]> = [];
       for await (const e of book.scan({ state: "count", prefix: "a" })) scanned.push([e.key, e.value]);
@@ -123,7 +110,7 @@ describe("access control (infra/nats/auth.conf)", () => {
       for await (const p of await new Svcm(query).client().ping("eddy-state-ledger-book")) pings.push(p);
       expect(pings).toHaveLength(1);
       // ...and committed reads straight from the bucket, once a checkpoint materialized them.
-      await waitFor("the committed count", async () => (await book.get<number>("count", "a1", { consistency: "committed" })) === 3, logs);
+      await waitFor("the committed count", async () => (await book.get<number>("count", "a1", { consistency: "committed" })) === 3, patiently);
       const committed: string[] = [];
       for await (const e of book.scan({ state: "count", consistency: "committed" })) committed.push(e.key);
       expect(committed.sort()).toEqual(["a1", "a2"]);
@@ -143,12 +130,12 @@ describe("access control (infra/nats/auth.conf)", () => {
       // A JetStream publish into the job's input log.
       await expect(publishIntoInputLog(query, 7)).rejects.toThrow(DENIED);
       await publishIntoInputLog(admin, 7);
-      await waitFor("the admin's record in the input log applied", async () => (await book.get<number>("count", P0_KEY)) === 7, logs);
+      await waitFor("the admin's record in the input log applied", async () => (await book.get<number>("count", P0_KEY)) === 7, patiently);
 
       // A JetStream publish into the user's source stream.
       await expect(publishIntoSource(query, "a2", "5")).rejects.toThrow(DENIED);
       await publishIntoSource(admin, "a2", "5");
-      await waitFor("the admin's source record counted", async () => (await book.get<number>("count", "a2")) === 2, logs);
+      await waitFor("the admin's source record counted", async () => (await book.get<number>("count", "a2")) === 2, patiently);
 
       // A KV put into the function's state bucket.
       await expect(putIntoStateBucket(query)).rejects.toThrow(DENIED);

@@ -5,7 +5,6 @@
  * running version stays. Undeploying stops the job on the workers.
  */
 import { describe, expect, it } from "vitest";
-import { execFileSync } from "node:child_process";
 import { resolve } from "node:path";
 import { deployModule, deployments, IncompatibleDeploymentError, start, undeploy } from "../../runtime/deploy/deploy.ts";
 import { openDeployments } from "../../runtime/nats/deployments.ts";
@@ -15,17 +14,11 @@ import { assignmentKey, JOBS_BUCKET, type Assignment } from "../../runtime/core/
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
+import { runEddy } from "../support/cli.ts";
 import { startEddy } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const waitFor = async (what: string, probe: () => boolean | Promise<boolean>) => {
-  for (let i = 0; i < 300; i++) {
-    if (await probe()) return;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-};
 
 describe("deployments", () => {
   it("runs deployed code on a generic worker and refuses bad or incompatible modules", async () => {
@@ -47,11 +40,10 @@ describe("deployments", () => {
       await publishAll(nc, ["ann", "bob", "ann"].map((user) => ({ subject: "counter.in", data: JSON.stringify({ user }) })));
       // The sink is exactly-once: rows appear as the periodic checkpoints commit.
       const totals = async () => (await readAll(nc, "COUNTER_OUT")).map((m) => JSON.parse(new TextDecoder().decode(m.data)));
-      let out: Array<{ user: string; n: number }> = [];
-      for (let i = 0; i < 300 && out.length < 3; i++) {
-        out = await totals();
-        await sleep(100);
-      }
+      let out: Array<{ user: string; n: number }> = await waitFor("three totals", async () => {
+        const o = await totals();
+        return o.length >= 3 && o;
+      }, { logs: worker.output });
       expect(out.map((t) => `${t.user}:${t.n}`).sort(), worker.output()).toEqual(["ann:1", "ann:2", "bob:1"]);
 
       await expect(deployModule(nc, resolve(ROOT, "test/fixtures/broken-module.ts"), { job: "counter" })).rejects.toThrow(InvalidModuleError);
@@ -60,26 +52,21 @@ describe("deployments", () => {
       expect((await deployments(nc)).map((d) => [d.job, d.version, d.digest])).toEqual([["counter", 1, first!.digest]]);
 
       // The CLI says the same, and refuses a bad module with one line and a non-zero exit.
-      const ls = execFileSync(process.execPath, [resolve(ROOT, "runtime/cli/main.ts"), "ls", "--nats", server.url], { encoding: "utf8" });
+      const ls = (await runEddy(["ls", "--nats", server.url])).stdout;
       expect(ls).toMatch(/^job\s+version\s+code/);
       expect(ls).toMatch(/counter\s+1\s+sha256-/);
-      let failed: { status: number; stderr: string } | undefined;
-      try {
-        execFileSync(process.execPath, [resolve(ROOT, "runtime/cli/main.ts"), "deploy", resolve(ROOT, "test/fixtures/broken-module.ts"), "--nats", server.url], { encoding: "utf8", stdio: "pipe" });
-      } catch (e) {
-        failed = e as { status: number; stderr: string };
-      }
-      expect(failed?.status).toBe(1);
-      expect(failed?.stderr.trim().split("\n").filter((l) => l.startsWith("eddy:"))).toEqual([expect.stringMatching(/^eddy: .*broken-module\.ts fails to load: this module is broken on purpose/)]);
+      const failed = await runEddy(["deploy", resolve(ROOT, "test/fixtures/broken-module.ts"), "--nats", server.url]);
+      expect(failed.code).toBe(1);
+      expect(failed.stderr.trim().split("\n").filter((l) => l.startsWith("eddy:"))).toEqual([expect.stringMatching(/^eddy: .*broken-module\.ts fails to load: this module is broken on purpose/)]);
 
       // eddy status shows the deployed version and who owns each partition.
-      const status = JSON.parse(execFileSync(process.execPath, [resolve(ROOT, "runtime/cli/main.ts"), "status", "counter", "--nats", server.url, "--json"], { encoding: "utf8" }));
+      const status = JSON.parse((await runEddy(["status", "counter", "--nats", server.url, "--json"])).stdout);
       expect(status).toMatchObject({ job: "counter", deployedVersion: 1 });
       expect(status.generation).toBeGreaterThanOrEqual(1);
       expect(status.partitions.map((p: { function: string; partition: number }) => `${p.function}/${p.partition}`)).toEqual(["clicks/0", "count/0", "count/1", "out/0"]);
       expect(new Set(status.partitions.map((p: { owner: string }) => p.owner)).size).toBe(1);
       expect(status.partitions[0].owner).toMatch(/-counter$/);
-      const table = execFileSync(process.execPath, [resolve(ROOT, "runtime/cli/main.ts"), "status", "counter", "--nats", server.url], { encoding: "utf8" });
+      const table = (await runEddy(["status", "counter", "--nats", server.url])).stdout;
       expect(table).toMatch(/^job counter: version 1, generation \d+, last checkpoint/);
       expect(table).toMatch(/^function\s+partition\s+owner\s+lag\s+watermark \(UTC\)\s+watermark lag$/m);
 
@@ -89,17 +76,18 @@ describe("deployments", () => {
       const before = await generation();
       const [second] = await deployModule(nc, resolve(ROOT, "test/fixtures/counter-v2.ts"));
       expect(second).toMatchObject({ job: "counter", version: 2, unchanged: false });
-      for (let i = 0; i < 200 && (await generation()).codeVersion !== 2; i++) await sleep(100);
-      const after = await generation();
       // Normally the same generation (the swap is a handoff at a stop checkpoint); if that
       // checkpoint cannot complete the supervisor recovers instead, which is just as exact.
-      expect(after.codeVersion, `${supLog.join("\n")}\n${worker.output()}`).toBe(2);
+      const after = await waitFor("version 2 running", async () => {
+        const a = await generation();
+        return a.codeVersion === 2 && a;
+      }, { timeoutMs: 20_000, logs: () => `${supLog.join("\n")}\n${worker.output()}` });
       expect(after.generation).toBeGreaterThanOrEqual(before.generation);
       await publishAll(nc, ["ann", "cid"].map((user) => ({ subject: "counter.in", data: JSON.stringify({ user }) })));
-      for (let i = 0; i < 300 && out.length < 5; i++) {
-        out = await totals();
-        await sleep(100);
-      }
+      out = await waitFor("five totals", async () => {
+        const o = await totals();
+        return o.length >= 5 && o;
+      }, { logs: worker.output });
       expect(out.slice(3), worker.output()).toEqual(expect.arrayContaining([{ user: "ann", n: 3, v: 2 }, { user: "cid", n: 1, v: 2 }]));
       expect(out).toHaveLength(5);
 
@@ -108,8 +96,7 @@ describe("deployments", () => {
       // The state stays after an undeploy: a later deploy must still be compatible with it, and
       // versions go on counting.
       await expect(deployModule(nc, resolve(ROOT, "test/fixtures/counter-incompatible.ts"))).rejects.toThrow(/its state is that of version 2/);
-      for (let i = 0; i < 100 && !worker.output().includes("job counter undeployed"); i++) await sleep(100);
-      expect(worker.output()).toContain("job counter undeployed");
+      await waitFor("the worker to stop the job", () => worker.output().includes("job counter undeployed"), { timeoutMs: 10_000, logs: worker.output });
       expect((await deployModule(nc, resolve(ROOT, "test/fixtures/counter.ts")))[0]).toMatchObject({ version: 3, unchanged: false });
       await waitFor("the worker to run version 3", () => worker.output().split("running job counter version 3").length === 2);
 

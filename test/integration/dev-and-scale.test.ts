@@ -13,9 +13,9 @@ import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts
 import { ensureControlPlane } from "../../runtime/nats/topology.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
 import { startEddy } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("eddy scale", () => {
   it("starts and stops local worker processes to reach the requested count", async () => {
@@ -30,15 +30,15 @@ describe("eddy scale", () => {
       expect(scaleWorkers(2, server.url, dir).map((w) => w.pid)).toEqual(up.map((w) => w.pid));
       const down = scaleWorkers(1, server.url, dir);
       expect(down.map((w) => w.pid)).toEqual([up[0]!.pid]);
-      for (let i = 0; i < 50; i++) {
+      const alive = (pid: number) => {
         try {
-          process.kill(up[1]!.pid, 0);
-          await sleep(100);
+          process.kill(pid, 0);
+          return true;
         } catch {
-          break;
+          return false;
         }
-      }
-      expect(() => process.kill(up[1]!.pid, 0)).toThrow();
+      };
+      await waitFor("the second worker to exit", () => !alive(up[1]!.pid), { timeoutMs: 5_000 });
       expect(scaleWorkers(0, server.url, dir)).toEqual([]);
     } finally {
       for (const w of scaleWorkers(0, server.url, dir)) process.kill(w.pid, "SIGKILL");
@@ -51,23 +51,17 @@ describe("eddy scale", () => {
 describe("eddy dev", () => {
   it("runs a local cluster that runs what is deployed to it", async () => {
     await using dev = startEddy(["dev", "--checkpoint-interval", "300"]);
-    let url: string | undefined;
-    for (let i = 0; i < 200 && url === undefined; i++) {
-      url = /nats:\/\/127\.0\.0\.1:\d+/.exec(dev.output())?.[0];
-      if (url === undefined) await sleep(100);
-    }
-    expect(url, dev.output()).toBeDefined();
-    const nc = await natsConnect({ servers: url! });
+    const url = await waitFor("eddy dev to print its URL", () => /nats:\/\/127\.0\.0\.1:\d+/.exec(dev.output())?.[0], { timeoutMs: 20_000, logs: dev.output });
+    const nc = await natsConnect({ servers: url });
     try {
       await ensureStream(nc, "COUNTER_IN", ["counter.in"]);
       await ensureStream(nc, "COUNTER_OUT", ["counter.out"]);
       await deployModule(nc, resolve(ROOT, "test/fixtures/counter.ts"));
       await publishAll(nc, [{ subject: "counter.in", data: JSON.stringify({ user: "ann" }) }]);
-      let out: unknown[] = [];
-      for (let i = 0; i < 300 && out.length === 0; i++) {
-        out = (await readAll(nc, "COUNTER_OUT")).map((m) => JSON.parse(new TextDecoder().decode(m.data)));
-        if (out.length === 0) await sleep(100);
-      }
+      const out = await waitFor("the count", async () => {
+        const o = (await readAll(nc, "COUNTER_OUT")).map((m) => JSON.parse(new TextDecoder().decode(m.data)) as unknown);
+        return o.length > 0 && o;
+      }, { logs: dev.output });
       expect(out, dev.output()).toEqual([{ user: "ann", n: 1 }]);
     } finally {
       await nc.close();

@@ -8,15 +8,15 @@
  * left them. A savepoint of the upgraded job is then repartitioned and restored with 3 partitions.
  */
 import { describe, expect, it } from "vitest";
-import { spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
+import { eddyOk, runEddy } from "../support/cli.ts";
 import { startEddy, type EddyProcess } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const CLI = resolve(ROOT, "runtime/cli/main.ts");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const decoder = new TextDecoder();
 
@@ -33,29 +33,11 @@ describe("an incompatible upgrade with bootstrapped windows", () => {
     const nc = await connect(server);
     const supervisor = await startSupervisor(nc, { checkpointIntervalMs: 200 });
     const workers: EddyProcess[] = [startEddy(["worker", "--nats", server.url])];
-    // Asynchronous: the supervisor runs in this process and must answer the CLI meanwhile.
-    const eddy = (...args: string[]) =>
-      new Promise<{ code: number | null; out: string; err: string }>((done) => {
-        const child = spawn(process.execPath, [CLI, ...args, "--nats", server.url], { cwd: ROOT });
-        let out = "";
-        let err = "";
-        child.stdout.on("data", (d) => (out += d));
-        child.stderr.on("data", (d) => (err += d));
-        child.on("close", (code) => done({ code, out, err }));
-      });
-    const ok = async (...args: string[]) => {
-      const r = await eddy(...args);
-      if (r.code !== 0) throw new Error(`eddy ${args.join(" ")} failed (${r.code}): ${r.err}\n${workers.map((w) => w.output()).join("\n")}`);
-      return r.out;
-    };
+    const logs = () => workers.map((w) => w.output()).join("\n---\n");
+    const eddy = (...args: string[]) => runEddy([...args, "--nats", server.url]);
+    const ok = (...args: string[]) => eddyOk([...args, "--nats", server.url], { logs });
+    const patiently = { timeoutMs: 60_000, logs, retryErrors: true };
     const outputs = async () => (await readAll(nc, "VIEWS_OUT")).map((m) => JSON.parse(decoder.decode(m.data)) as { key: string; start: number; value: unknown });
-    const waitFor = async (what: string, probe: () => Promise<boolean>) => {
-      for (let i = 0; i < 300; i++) {
-        if (await probe().catch(() => false)) return;
-        await sleep(100);
-      }
-      throw new Error(`timed out waiting for ${what}\n${workers.map((w) => w.output()).join("\n---\n")}`);
-    };
     const send = (views: View[]) => publishAll(nc, views.map((v) => ({ subject: "views.in", data: JSON.stringify(v) })));
     try {
       await ensureStream(nc, "VIEWS_IN", ["views.in"]);
@@ -73,7 +55,7 @@ describe("an incompatible upgrade with bootstrapped windows", () => {
         { page: "/a", user: "u9", ts: 100_000 },
       ];
       await send(before);
-      await waitFor("version 1's first minute", async () => (await outputs()).length === 2);
+      await waitFor("version 1's first minute", async () => (await outputs()).length === 2, patiently);
 
       const stopped = JSON.parse(await ok("stop", "views", "--savepoint", "--json")) as { savepoint: string };
       const sp = stopped.savepoint;
@@ -82,10 +64,10 @@ describe("an incompatible upgrade with bootstrapped windows", () => {
       // The new accumulator cannot read the old one: refused, with names and versions, nothing changed.
       const refused = await eddy("deploy", "test/fixtures/views/v2.ts", "--from-savepoint", sp);
       expect(refused.code).not.toBe(0);
-      expect(refused.err.trim().split("\n").filter((l) => l.startsWith("eddy:"))).toHaveLength(1);
-      expect(refused.err).toMatch(/"counts"/);
-      expect(refused.err).toMatch(/"windows"/);
-      expect(refused.err).toMatch(/1.*2|version 1/);
+      expect(refused.stderr.trim().split("\n").filter((l) => l.startsWith("eddy:"))).toHaveLength(1);
+      expect(refused.stderr).toMatch(/"counts"/);
+      expect(refused.stderr).toMatch(/"windows"/);
+      expect(refused.stderr).toMatch(/1.*2|version 1/);
       expect(JSON.parse(await ok("ls", "--json"))).toEqual([]); // still stopped, no new version
       expect(await ok("savepoints", "views")).toContain(sp);
 
@@ -103,7 +85,7 @@ describe("an incompatible upgrade with bootstrapped windows", () => {
         { page: "/z", user: "u0", ts: 250_000 }, // moves the watermark past minutes 1 and 2
       ];
       await send(after);
-      await waitFor("version 2's windows", async () => (await outputs()).length === 5);
+      await waitFor("version 2's windows", async () => (await outputs()).length === 5, patiently);
       await sleep(500);
 
       // Computed from the events alone: a window open across the upgrade counts every event in it
@@ -130,9 +112,9 @@ describe("an incompatible upgrade with bootstrapped windows", () => {
       const sp2 = (JSON.parse(await ok("stop", "views", "--savepoint", "--json")) as { savepoint: string }).savepoint;
       const sp3 = (JSON.parse(await ok("state", "repartition", "views", "counts", "--partitions", "3", "--from-savepoint", sp2, "--json")) as { savepoint: string }).savepoint;
       await ok("deploy", "test/fixtures/views/v2.ts", "--partitions", "3", "--from-savepoint", sp3);
-      await waitFor("three partitions of counts", async () => JSON.parse(await ok("state", "get", "views", "counts", "windows", "/z", "--json")).found === true);
+      await waitFor("three partitions of counts", async () => JSON.parse(await ok("state", "get", "views", "counts", "windows", "/z", "--json")).found === true, patiently);
       await send([{ page: "/z", user: "u7", ts: 251_000 }, { page: "/q", user: "u1", ts: 400_000 }]);
-      await waitFor("the /z window", async () => (await outputs()).length === 6);
+      await waitFor("the /z window", async () => (await outputs()).length === 6, patiently);
       expect((await outputs())[5]).toMatchObject({ key: "/z", start: 240_000, value: { count: 2, distinctUsers: 2 } });
     } finally {
       for (const w of workers) await w.kill();

@@ -9,20 +9,16 @@ import { requestEndOfInput } from "../../runtime/nats/control.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
 import { startEddy } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function get(url: string): Promise<{ status: number; text: string }> {
-  for (let i = 0; ; i++) {
-    try {
-      const r = await fetch(url);
-      return { status: r.status, text: await r.text() };
-    } catch (e) {
-      if (i > 300) throw e;
-      await sleep(100);
-    }
-  }
+/** GET, asked again while the server is not listening yet. */
+function get(url: string): Promise<{ status: number; text: string }> {
+  return waitFor(url, async () => {
+    const r = await fetch(url);
+    return { status: r.status, text: await r.text() };
+  }, { timeoutMs: 10_000, retryErrors: true });
 }
 
 describe("metrics", () => {
@@ -39,10 +35,7 @@ describe("metrics", () => {
       expect((await get(`http://127.0.0.1:${supervisorPort}/healthz`)).status).toBe(200);
 
       await publishAll(nc, Array.from({ length: 50 }, (_, i) => ({ subject: "counter.in", data: JSON.stringify({ user: `u${i % 5}` }) })));
-      for (let i = 0; i < 200; i++) {
-        if ((await readAll(nc, "COUNTER_OUT").catch(() => [])).length === 50) break;
-        await sleep(100);
-      }
+      await waitFor("the 50 counts", async () => (await readAll(nc, "COUNTER_OUT")).length === 50, { timeoutMs: 20_000, logs: worker.output, retryErrors: true });
       await requestEndOfInput(nc, "counter");
       const metrics = (await get(`http://127.0.0.1:${workerPort}/metrics`)).text;
       expect(metrics).toContain("# TYPE eddy_records_in_total counter");
@@ -51,16 +44,14 @@ describe("metrics", () => {
       expect(metrics).toMatch(/^eddy_input_lag_messages\{job="counter",function="clicks",partition="0"\} 0$/m);
       expect(metrics).toMatch(/^eddy_checkpoint_applied\{job="counter",function="out",partition="0"\} [1-9]\d*$/m);
 
-      let scaling: { lag: number; jobs: Array<{ job: string; lag: number }> } | undefined;
-      for (let i = 0; i < 100; i++) {
-        scaling = JSON.parse((await get(`http://127.0.0.1:${supervisorPort}/scaling`)).text);
-        if (scaling?.jobs.some((j) => j.job === "counter") && scaling.lag === 0) break;
-        await sleep(100);
-      }
+      const scaling = await waitFor("the job's lag on /scaling to reach 0", async () => {
+        const s = JSON.parse((await get(`http://127.0.0.1:${supervisorPort}/scaling`)).text) as { lag: number; jobs: Array<{ job: string; lag: number }> };
+        return s.jobs.some((j) => j.job === "counter") && s.lag === 0 && s;
+      }, { timeoutMs: 10_000, logs: supervisor.output });
       // Everything is processed and committed: no record waits. The barriers and watermark
       // updates left in the internal streams after the purge are not records, so the lag is 0.
-      expect(scaling!.jobs.map((j) => j.job), supervisor.output()).toEqual(["counter"]);
-      expect(scaling!.lag).toBe(0);
+      expect(scaling.jobs.map((j) => j.job), supervisor.output()).toEqual(["counter"]);
+      expect(scaling.lag).toBe(0);
       const sup = (await get(`http://127.0.0.1:${supervisorPort}/metrics`)).text;
       expect(sup).toMatch(/^eddy_job_lag_messages\{job="counter"\} 0$/m);
       expect(sup).toMatch(/^eddy_checkpoint_age_seconds\{job="counter"\} \d/m);

@@ -16,6 +16,7 @@ import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
 import { startEddy, type EddyProcess } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -32,6 +33,7 @@ describe("scaling and upgrading a deployed job", () => {
       workers.push(w);
       return w;
     };
+    const patiently = { timeoutMs: 80_000, logs: () => workers.map((w) => w.output()).join("\n---\n"), retryErrors: true };
     const jobs = await new Kvm(nc).create(JOBS_BUCKET, { history: 1 });
     const assignment = async () => {
       const e = await jobs.get(assignmentKey("counter"));
@@ -39,13 +41,6 @@ describe("scaling and upgrading a deployed job", () => {
     };
     /** Distinct owners as `eddy status` reports them. */
     const spread = async () => new Set((await jobStatus(server.url, "counter")).partitions.map((p) => p.owner)).size;
-    const waitFor = async (what: string, ok: () => Promise<boolean>) => {
-      for (let i = 0; i < 400; i++) {
-        if (await ok().catch(() => false)) return;
-        await sleep(100);
-      }
-      throw new Error(`timed out waiting for ${what}\n${workers.map((w) => w.output()).join("\n---\n")}`);
-    };
     const users = ["ann", "bob", "cid", "dee", "eve", "fay", "gus", "hal"];
     let sent = 0;
     const send = async (n: number) => {
@@ -60,46 +55,46 @@ describe("scaling and upgrading a deployed job", () => {
       await deployModule(nc, resolve(ROOT, "test/fixtures/counter.ts"));
       start();
       await send(80);
-      await waitFor("the first outputs", async () => (await outputs()).length === 80);
+      await waitFor("the first outputs", async () => (await outputs()).length === 80, patiently);
       expect(await spread()).toBe(1);
       const g1 = (await assignment())!.generation;
 
       start();
       start();
-      await waitFor("three owners", async () => (await spread()) === 3);
+      await waitFor("three owners", async () => (await spread()) === 3, patiently);
       expect((await assignment())!.generation).toBe(g1); // joining is a handoff, not a recovery
       await send(80);
-      await waitFor("outputs after scaling to three", async () => (await outputs()).length === 160);
+      await waitFor("outputs after scaling to three", async () => (await outputs()).length === 160, patiently);
 
       // A joiner that dies right after its handoff, before the next checkpoint commits: the job
       // restarts from the stop checkpoint again, and what ran in between is not counted twice.
       const joiner = start();
-      await waitFor("four owners", async () => (await spread()) === 4);
+      await waitFor("four owners", async () => (await spread()) === 4, patiently);
       await joiner.kill();
       await send(40);
-      await waitFor("outputs after the joiner died", async () => (await outputs()).length >= 200);
+      await waitFor("outputs after the joiner died", async () => (await outputs()).length >= 200, patiently);
 
       await workers[1]!.kill(); // a crash: recovered in a new generation
       const gBefore = (await assignment())!.generation;
-      await waitFor("a new generation after the crash", async () => (await assignment())!.generation > gBefore);
-      await waitFor("two owners after the crash", async () => (await spread()) === 2);
+      await waitFor("a new generation after the crash", async () => (await assignment())!.generation > gBefore, patiently);
+      await waitFor("two owners after the crash", async () => (await spread()) === 2, patiently);
       const g2 = (await assignment())!.generation;
       await send(80);
-      await waitFor("outputs after the crash", async () => (await outputs()).length === 280);
+      await waitFor("outputs after the crash", async () => (await outputs()).length === 280, patiently);
 
       const leaving = workers[2]!;
       leaving.child.kill("SIGTERM"); // a graceful leave: handed over at a checkpoint
-      await waitFor("one owner after the leave", async () => (await spread()) === 1);
+      await waitFor("one owner after the leave", async () => (await spread()) === 1, patiently);
       expect((await assignment())!.generation).toBe(g2);
-      await waitFor("the leaving worker to exit", async () => leaving.child.exitCode !== null);
+      await waitFor("the leaving worker to exit", async () => leaving.child.exitCode !== null, patiently);
       expect(leaving.output()).toContain("partitions handed over");
       await send(80);
-      await waitFor("outputs after the leave", async () => (await outputs()).length === 360);
+      await waitFor("outputs after the leave", async () => (await outputs()).length === 360, patiently);
 
       await deployModule(nc, resolve(ROOT, "test/fixtures/counter-v2.ts"));
-      await waitFor("version 2 running", async () => (await assignment())!.codeVersion === 2);
+      await waitFor("version 2 running", async () => (await assignment())!.codeVersion === 2, patiently);
       await send(80);
-      await waitFor("outputs of version 2", async () => (await outputs()).length === 440);
+      await waitFor("outputs of version 2", async () => (await outputs()).length === 440, patiently);
       await sleep(500);
 
       // Scale to zero and back: the last worker parks the job at a checkpoint and exits at
@@ -107,12 +102,12 @@ describe("scaling and upgrading a deployed job", () => {
       const g3 = (await assignment())!.generation;
       const last = workers[0]!;
       last.child.kill("SIGTERM");
-      await waitFor("the last worker to exit", async () => last.child.exitCode !== null);
+      await waitFor("the last worker to exit", async () => last.child.exitCode !== null, patiently);
       expect(last.output()).toContain("partitions handed over");
       expect(Object.keys((await assignment())!.owners)).toHaveLength(0);
       start();
       await send(40);
-      await waitFor("outputs after scaling back from zero", async () => (await outputs()).length === 480);
+      await waitFor("outputs after scaling back from zero", async () => (await outputs()).length === 480, patiently);
       expect((await assignment())!.generation).toBe(g3);
       await sleep(500);
 

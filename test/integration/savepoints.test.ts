@@ -8,7 +8,6 @@
  * over all versions, equals the running counts computed from the input: nothing lost or doubled.
  */
 import { describe, expect, it } from "vitest";
-import { spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { Kvm } from "@nats-io/kv";
 import { JOBS_BUCKET, latestKey, type CheckpointRecord, type CommittedCheckpoint } from "../../runtime/core/protocol.ts";
@@ -18,10 +17,11 @@ import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts
 import { deleteSavepoint, listSavepoints, readSavepoint } from "../../runtime/nats/savepoints.ts";
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
+import { eddyOk, runEddy } from "../support/cli.ts";
 import { startEddy } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const CLI = resolve(ROOT, "runtime/cli/main.ts");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const decoder = new TextDecoder();
 
@@ -31,27 +31,9 @@ describe("savepoints", () => {
     const nc = await connect(server);
     const supervisor = await startSupervisor(nc, { checkpointIntervalMs: 200 });
     await using worker = startEddy(["worker", "--nats", server.url]);
-    const eddy = (...args: string[]) =>
-      new Promise<{ code: number | null; out: string; err: string }>((done) => {
-        const child = spawn(process.execPath, [CLI, ...args, "--nats", server.url], { cwd: ROOT });
-        let out = "";
-        let err = "";
-        child.stdout.on("data", (d) => (out += d));
-        child.stderr.on("data", (d) => (err += d));
-        child.on("close", (code) => done({ code, out, err }));
-      });
-    const ok = async (...args: string[]) => {
-      const r = await eddy(...args);
-      if (r.code !== 0) throw new Error(`eddy ${args.join(" ")} failed (${r.code}): ${r.err}\n${worker.output()}`);
-      return r.out;
-    };
-    const waitFor = async (what: string, probe: () => Promise<boolean>) => {
-      for (let i = 0; i < 300; i++) {
-        if (await probe().catch(() => false)) return;
-        await sleep(100);
-      }
-      throw new Error(`timed out waiting for ${what}\n${worker.output()}`);
-    };
+    const eddy = (...args: string[]) => runEddy([...args, "--nats", server.url]);
+    const ok = (...args: string[]) => eddyOk([...args, "--nats", server.url], { logs: worker.output });
+    const patiently = { timeoutMs: 60_000, logs: worker.output, retryErrors: true };
     const users = ["ann", "bob", "cid", "dee", "eve"];
     let sent = 0;
     const send = async (n: number) => {
@@ -70,7 +52,7 @@ describe("savepoints", () => {
       await ensureStream(nc, "COUNTER_OUT", ["counter.out"]);
       await deployModule(nc, resolve(ROOT, "test/fixtures/counter.ts"));
       await send(40);
-      await waitFor("the first outputs", async () => (await outputs()).length === 40);
+      await waitFor("the first outputs", async () => (await outputs()).length === 40, patiently);
 
       // A savepoint of the running job: taken through the leader, listed, complete.
       const running = JSON.parse(await ok("savepoint", "counter", "--json")) as { savepoint: string; checkpoint: number };
@@ -90,13 +72,13 @@ describe("savepoints", () => {
       expect(counted).toHaveLength(users.length);
 
       await send(20);
-      await waitFor("outputs after the savepoint", async () => (await outputs()).length === 60);
+      await waitFor("outputs after the savepoint", async () => (await outputs()).length === 60, patiently);
 
       // Stop with a savepoint: the deployment goes, the workers let go of the job.
       const stopped = JSON.parse(await ok("stop", "counter", "--savepoint", "--json")) as { savepoint: string; checkpoint: number };
       expect(stopped.savepoint).not.toBe(running.savepoint);
       expect(await deployments(nc)).toEqual([]);
-      await waitFor("the worker to stop the job", async () => worker.output().includes("job counter undeployed"));
+      await waitFor("the worker to stop the job", async () => worker.output().includes("job counter undeployed"), patiently);
       expect((await listSavepoints(nc, "counter")).map((s) => s.manifest.id)).toEqual([running.savepoint, stopped.savepoint]);
       await send(20); // counted once the job runs again, from the savepoint's source position
 
@@ -104,7 +86,7 @@ describe("savepoints", () => {
       const before = await latest();
       const refused = await eddy("deploy", resolve(ROOT, "test/fixtures/counter-incompatible.ts"), "--from-savepoint", stopped.savepoint);
       expect(refused.code).toBe(1);
-      expect(refused.err.trim().split("\n").filter((l) => l.startsWith("eddy:"))).toEqual([
+      expect(refused.stderr.trim().split("\n").filter((l) => l.startsWith("eddy:"))).toEqual([
         expect.stringMatching(/^eddy: .*function "count".*state "n": kind changed from value to list/),
       ]);
       expect(await deployments(nc)).toEqual([]);
@@ -116,9 +98,9 @@ describe("savepoints", () => {
       expect(v2!.restored!.checkpoint).toBeGreaterThan(before!.id);
       const records = (await supervisor.checkpoints("counter")) as CheckpointRecord[];
       expect(records.find((r) => r.id === v2!.restored!.checkpoint)).toMatchObject({ status: "committed", restoredFrom: stopped.savepoint });
-      await waitFor("the clicks sent while stopped", async () => (await outputs()).length === 80);
+      await waitFor("the clicks sent while stopped", async () => (await outputs()).length === 80, patiently);
       await send(20);
-      await waitFor("outputs of version 2", async () => (await outputs()).length === 100);
+      await waitFor("outputs of version 2", async () => (await outputs()).length === 100, patiently);
       // A running job's state is never overwritten.
       await expect(deployModule(nc, resolve(ROOT, "test/fixtures/counter-v2.ts"), { fromSavepoint: running.savepoint })).rejects.toThrow(/stop it first: eddy stop counter/);
 
@@ -127,14 +109,14 @@ describe("savepoints", () => {
       const rescaled = JSON.parse(await ok("state", "repartition", "counter", "count", "--partitions", "3", "--from-savepoint", second.savepoint, "--json")) as { savepoint: string };
       expect(rescaled.savepoint).not.toBe(second.savepoint);
       expect((await readSavepoint(nc, "counter", rescaled.savepoint)).manifest.functions.find((f) => f.name === "count")!.partitions).toBe(3);
-      await waitFor("the worker to stop the job again", async () => worker.output().split("job counter undeployed").length === 3);
+      await waitFor("the worker to stop the job again", async () => worker.output().split("job counter undeployed").length === 3, patiently);
       // The saved partition count must match the code: restoring 2 partitions into 3 is refused.
       await expect(deployModule(nc, resolve(ROOT, "test/fixtures/counter-rescaled.ts"), { fromSavepoint: second.savepoint })).rejects.toThrow(/saved with 2 partitions, the job has 3.*repartition/);
       await send(20);
       await deployModule(nc, resolve(ROOT, "test/fixtures/counter-rescaled.ts"), { fromSavepoint: rescaled.savepoint });
-      await waitFor("outputs of the repartitioned count", async () => (await outputs()).length === 120);
+      await waitFor("outputs of the repartitioned count", async () => (await outputs()).length === 120, patiently);
       await send(20);
-      await waitFor("more outputs of the repartitioned count", async () => (await outputs()).length === 140);
+      await waitFor("more outputs of the repartitioned count", async () => (await outputs()).length === 140, patiently);
       const status = await jobStatus(server.url, "counter");
       expect(status.partitions.filter((p) => p.function === "count").map((p) => p.partition)).toEqual([0, 1, 2]);
       await sleep(300);

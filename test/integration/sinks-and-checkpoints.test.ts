@@ -4,12 +4,12 @@
  * with deterministic message ids. `eddy checkpoints <job>` lists what the supervisor recorded.
  */
 import { describe, expect, it } from "vitest";
-import { execFileSync } from "node:child_process";
-import { resolve } from "node:path";
 import { startLocalJob } from "../../runtime/dev/local-job.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { defineFunction, definePipeline, defineSink, fromFunction, fromStream } from "../../runtime/sdk/index.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
+import { runEddy } from "../support/cli.ts";
+import { waitFor } from "../support/wait.ts";
 
 const pipeline = definePipeline({
   name: "sinks",
@@ -26,7 +26,6 @@ const pipeline = definePipeline({
   ],
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("sinks", () => {
   it("publish at once (at-least-once) or only after the covering checkpoint commits (exactly-once)", async () => {
@@ -38,7 +37,7 @@ describe("sinks", () => {
       const job = await startLocalJob(nc, pipeline, { checkpointIntervalMs: 0 });
       await publishAll(nc, [1, 2, 3].map((n) => ({ subject: "sink.in", data: JSON.stringify({ n }) })));
       const count = async (subject: string) => (await readAll(nc, "SINK_OUT", subject)).length;
-      for (let i = 0; i < 100 && (await count("sink.out.fast")) < 3; i++) await sleep(50);
+      await waitFor("the at-least-once output", async () => (await count("sink.out.fast")) >= 3, { timeoutMs: 5_000, intervalMs: 50 });
       expect(await count("sink.out.fast")).toBe(3);
       // No checkpoint has been taken: exactly-once output is still held.
       expect(await count("sink.out.exact")).toBe(0);
@@ -51,12 +50,12 @@ describe("sinks", () => {
       expect(exact.map((m) => m.headers["Nats-Msg-Id"])).toEqual([0, 1, 2].map((i) => `sinks/exact/0/${job.worker.generation()}/${record.id}/${i}`));
 
       const stopped = await job.stop();
-      const cli = execFileSync(process.execPath, [resolve(import.meta.dirname, "../../runtime/cli/main.ts"), "checkpoints", "sinks", "--nats", server.url], { encoding: "utf8" });
+      const cli = (await runEddy(["checkpoints", "sinks", "--nats", server.url])).stdout;
       const lines = cli.trim().split("\n");
       expect(lines[0]).toMatch(/^\s*id\s+status\s+gen\s+started \(UTC\)\s+duration\s+alignment\s+size\s+keys changed/);
       expect(lines[1]).toMatch(new RegExp(`^\\s*${stopped.id}\\s+committed \\(stop\\)`));
       expect(lines.some((l) => new RegExp(`^\\s*${record.id}\\s+committed`).test(l))).toBe(true);
-      const json = JSON.parse(execFileSync(process.execPath, [resolve(import.meta.dirname, "../../runtime/cli/main.ts"), "checkpoints", "sinks", "--nats", server.url, "--json"], { encoding: "utf8" }));
+      const json = JSON.parse((await runEddy(["checkpoints", "sinks", "--nats", server.url, "--json"])).stdout);
       expect(json[0]).toMatchObject({ id: stopped.id, status: "committed", stop: true });
       expect(json[0].durationMs).toBeGreaterThanOrEqual(0);
     } finally {

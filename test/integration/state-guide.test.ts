@@ -7,49 +7,40 @@
  * `savepoint`, `stop` or `repartition` command printed.
  */
 import { describe, expect, it } from "vitest";
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { stateClient } from "../../runtime/nats/state-client.ts";
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
+import { runEddy } from "../support/cli.ts";
 import { startEddy } from "../support/processes.ts";
+import { markdownBlocks, words } from "../support/guide.ts";
+import { waitFor } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const CLI = resolve(ROOT, "runtime/cli/main.ts");
 const GUIDE = resolve(ROOT, "docs/state.md");
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A step of the guide: a command with the output it shows, or a marker. */
 type Step = { kind: "command"; line: string; args: string[]; refused: boolean; shown: string[] } | { kind: "marker"; what: string };
 
-/** Splits a command line like a shell would for the simple quoting the guide uses. */
-function words(line: string): string[] {
-  const out: string[] = [];
-  for (const m of line.matchAll(/'([^']*)'|"([^"]*)"|(\S+)/g)) out.push(m[1] ?? m[2] ?? m[3]!);
-  return out;
-}
-
 function steps(markdown: string): Step[] {
   const out: Step[] = [];
-  let inSh = false;
-  let current: Extract<Step, { kind: "command" }> | undefined;
-  for (const raw of markdown.split("\n")) {
-    const marker = /^<!-- test: (.*) -->$/.exec(raw.trim());
-    if (!inSh && marker !== null) out.push({ kind: "marker", what: marker[1]! });
-    if (raw.startsWith("```")) {
-      inSh = !inSh && raw.trim() === "```sh";
-      current = undefined;
+  for (const block of markdownBlocks(markdown)) {
+    if (block.kind === "test") {
+      out.push({ kind: "marker", what: block.text });
       continue;
     }
-    if (!inSh) continue;
-    if (raw.startsWith("$ ")) {
-      const [command, comment] = raw.slice(2).split(/\s+#\s*/);
-      current = { kind: "command", line: raw.slice(2), args: words(command!).slice(1), refused: comment?.trim() === "refused", shown: [] };
-      out.push(current);
-    } else if (current !== undefined && raw.trim() !== "") {
-      current.shown.push(raw.trim());
+    if (block.lang !== "sh") continue;
+    let current: Extract<Step, { kind: "command" }> | undefined;
+    for (const raw of block.lines) {
+      if (raw.startsWith("$ ")) {
+        const [command, comment] = raw.slice(2).split(/\s+#\s*/);
+        current = { kind: "command", line: raw.slice(2), args: words(command!).slice(1), refused: comment?.trim() === "refused", shown: [] };
+        out.push(current);
+      } else if (current !== undefined && raw.trim() !== "") {
+        current.shown.push(raw.trim());
+      }
     }
   }
   return out;
@@ -64,21 +55,8 @@ describe("docs/state.md", () => {
     const nc = await connect(server);
     const supervisor = await startSupervisor(nc, { checkpointIntervalMs: 200 });
     const worker = startEddy(["worker", "--nats", server.url]);
-    const eddy = (args: string[]) =>
-      new Promise<{ code: number | null; output: string }>((done) => {
-        const child = spawn(process.execPath, [CLI, ...args, "--nats", server.url], { cwd: ROOT });
-        let output = "";
-        child.stdout.on("data", (d) => (output += d));
-        child.stderr.on("data", (d) => (output += d));
-        child.on("close", (code) => done({ code, output }));
-      });
-    const waitFor = async (what: string, probe: () => Promise<boolean>) => {
-      for (let i = 0; i < 300; i++) {
-        if (await probe().catch(() => false)) return;
-        await sleep(100);
-      }
-      throw new Error(`timed out waiting for ${what}\n${worker.output()}`);
-    };
+    const eddy = (args: string[]) => runEddy([...args, "--nats", server.url]);
+    const patiently = { timeoutMs: 60_000, logs: worker.output, retryErrors: true };
     const views = (list: Array<[string, string, number]>) => publishAll(nc, list.map(([page, user, ts]) => ({ subject: "views.in", data: JSON.stringify({ page, user, ts }) })));
     const outputs = async () => (await readAll(nc, "VIEWS_OUT")).length;
     let sp = "";
@@ -90,10 +68,10 @@ describe("docs/state.md", () => {
           if (step.what === "publish before") {
             await views([["/a", "u1", 1_000], ["/a", "u2", 2_000], ["/b", "u1", 3_000], ["/a", "u1", 61_000], ["/a", "u3", 62_000], ["/b", "u2", 63_000], ["/a", "u9", 100_000]]);
             const counts = await stateClient(nc, "views", "counts");
-            await waitFor("the views counted", async () => JSON.stringify(await counts.get("windows", "/a")) === JSON.stringify({ "60000": 3 }) && (await outputs()) === 2);
+            await waitFor("the views counted", async () => JSON.stringify(await counts.get("windows", "/a")) === JSON.stringify({ "60000": 3 }) && (await outputs()) === 2, patiently);
           } else if (step.what === "publish after, expect v2 windows") {
             await views([["/a", "u4", 110_000], ["/b", "u4", 115_000], ["/z", "u0", 250_000]]);
-            await waitFor("the bootstrapped windows to fire", async () => (await outputs()) === 4);
+            await waitFor("the bootstrapped windows to fire", async () => (await outputs()) === 4, patiently);
           } else {
             throw new Error(`unknown test marker ${JSON.stringify(step.what)} in docs/state.md`);
           }

@@ -9,7 +9,6 @@
  *   every write and every record is in the final state, and the records are counted once.
  */
 import { describe, expect, it } from "vitest";
-import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 import { Svcm } from "@nats-io/services";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -18,26 +17,12 @@ import { ensureStream, publishAll } from "../../runtime/nats/streams.ts";
 import { stateClient, StateRequestError, StateUnavailableError } from "../../runtime/nats/state-client.ts";
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
+import { runEddy } from "../support/cli.ts";
 import { startEddy, type EddyProcess } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const CLI = resolve(ROOT, "runtime/cli/main.ts");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000, logs: () => string = () => ""): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last === undefined ? "" : ` (last error: ${(last as Error).message})`}\n${logs()}`);
-    await sleep(100);
-  }
-}
 
 async function ledger(nc: NatsConnection, url: string, workerCount: number) {
   await ensureStream(nc, "LEDGER_IN", ["ledger.in"]);
@@ -62,7 +47,7 @@ describe("state service", () => {
     try {
       await job.publish([1, 2, 3, 4].map((i) => ({ account: "a1", id: String(i) })).concat([{ account: "a2", id: "5" }, { account: "b1", id: "6" }]));
       const book = await stateClient(nc, "ledger", "book");
-      await waitFor("the records counted", async () => (await book.get<number>("count", "a1")) === 4, 30_000, job.logs);
+      await waitFor("the records counted", async () => (await book.get<number>("count", "a1")) === 4, { timeoutMs: 30_000, logs: job.logs, retryErrors: true });
 
       // Discoverable as a NATS service, with one endpoint per operation and partition.
       const svc = new Svcm(nc).client();
@@ -90,7 +75,7 @@ describe("state service", () => {
       await book.put("count", "a1", 100);
       expect(await book.get("count", "a1")).toBe(100);
       await job.publish([{ account: "a1", id: "7" }, { account: "a1", id: "8" }]);
-      await waitFor("the records after the write", async () => (await book.get<number>("count", "a1")) === 102);
+      await waitFor("the records after the write", async () => (await book.get<number>("count", "a1")) === 102, { retryErrors: true });
       await book.put("entries", "a1", 7, { subkey: "w:x" });
       expect(await book.get("entries", "a1", { subkey: "w:x" })).toBe(7);
       await book.delete("entries", "a1", { subkey: "w:x" });
@@ -100,7 +85,7 @@ describe("state service", () => {
       const intake = await stateClient(nc, "ledger", "intake");
       await intake.put("seen", "b1", 50);
       await job.publish([{ account: "b1", id: "9" }]);
-      await waitFor("the source's record after the write", async () => (await intake.get<number>("seen", "b1")) === 51);
+      await waitFor("the source's record after the write", async () => (await intake.get<number>("seen", "b1")) === 51, { retryErrors: true });
 
       // Bad writes are refused with a clear error, before anything reaches the log.
       await expect(book.put("nope", "a1", 1)).rejects.toThrow(StateRequestError);
@@ -108,7 +93,7 @@ describe("state service", () => {
       await expect(book.put("entries", "a1", 1)).rejects.toThrow(/sub-key/);
 
       // Committed reads come from KV once a checkpoint materialized the state...
-      await waitFor("the committed count", async () => (await book.get<number>("count", "a1", { consistency: "committed" })) === 102);
+      await waitFor("the committed count", async () => (await book.get<number>("count", "a1", { consistency: "committed" })) === 102, { retryErrors: true });
       const committed = [];
       for await (const e of book.scan({ state: "count", consistency: "committed" })) committed.push(e.key);
       expect(committed.sort()).toEqual(["a1", "a2", "b1"]);
@@ -118,13 +103,13 @@ describe("state service", () => {
       await waitFor("the worker to stop the job", async () => {
         const quick = await stateClient(nc, "ledger", "book", { timeoutMs: 300 });
         return await quick.get("count", "a1").then(() => false, (e: unknown) => e instanceof StateUnavailableError);
-      });
+      }, { retryErrors: true });
       expect(await book.get("count", "a1", { consistency: "committed" })).toBe(102);
-      const cli = spawnSync(process.execPath, [CLI, "state", "get", "ledger", "book", "count", "a1", "--committed", "--json", "--nats", server.url], { encoding: "utf8" });
-      expect(cli.status).toBe(0);
+      const cli = await runEddy(["state", "get", "ledger", "book", "count", "a1", "--committed", "--json", "--nats", server.url]);
+      expect(cli.code).toBe(0);
       expect(JSON.parse(cli.stdout)).toEqual({ found: true, value: 102 });
-      const bad = spawnSync(process.execPath, [CLI, "state", "put", "ledger", "book", "count", "a1", "not-json", "--nats", server.url], { encoding: "utf8" });
-      expect(bad.status).not.toBe(0);
+      const bad = await runEddy(["state", "put", "ledger", "book", "count", "a1", "not-json", "--nats", server.url]);
+      expect(bad.code).not.toBe(0);
       expect(bad.stderr.trim().split("\n")).toHaveLength(1);
       expect(bad.stderr).toMatch(/not JSON/);
 
@@ -132,9 +117,9 @@ describe("state service", () => {
       // input log and are applied when it runs again, before the data that follows them.
       await book.write([{ op: "put", state: "count", key: "a2", value: 40 }], { wait: false });
       await start(nc, "ledger");
-      await waitFor("the queued write applied", async () => (await book.get<number>("count", "a2")) === 40, 30_000, job.logs);
+      await waitFor("the queued write applied", async () => (await book.get<number>("count", "a2")) === 40, { timeoutMs: 30_000, logs: job.logs, retryErrors: true });
       await job.publish([{ account: "a2", id: "10" }]);
-      await waitFor("data after the queued write", async () => (await book.get<number>("count", "a2")) === 41);
+      await waitFor("data after the queued write", async () => (await book.get<number>("count", "a2")) === 41, { retryErrors: true });
     } finally {
       for (const w of job.workers) await w.kill();
       await supervisor.stop();
@@ -150,7 +135,7 @@ describe("state service", () => {
     try {
       const book = await stateClient(nc, "ledger", "book", { timeoutMs: 60_000 });
       await job.publish([{ account: "hot", id: "warmup" }]);
-      await waitFor("the job running", async () => (await book.get<number>("count", "hot")) === 1, 30_000, job.logs);
+      await waitFor("the job running", async () => (await book.get<number>("count", "hot")) === 1, { timeoutMs: 30_000, logs: job.logs, retryErrors: true });
 
       const RECORDS = 300;
       const WRITES = 60;
@@ -168,7 +153,7 @@ describe("state service", () => {
         }
       };
       const writes = Promise.all(Array.from({ length: 6 }, writer));
-      await waitFor("some writes applied", async () => next >= WRITES / 3);
+      await waitFor("some writes applied", async () => next >= WRITES / 3, { retryErrors: true });
       await job.workers[0]!.kill(); // a crash in the middle of it all
       job.start();
       await Promise.all([data, writes]);
@@ -176,15 +161,15 @@ describe("state service", () => {
       const expected: Record<string, number> = { "d:warmup": 1 };
       for (let i = 0; i < RECORDS; i++) expected[`d:${i}`] = 1;
       for (let j = 0; j < WRITES; j++) expected[`w:${j}`] = 1;
-      await waitFor("every record counted", async () => (await book.get<number>("count", "hot")) === RECORDS + 1, 60_000, job.logs);
+      await waitFor("every record counted", async () => (await book.get<number>("count", "hot")) === RECORDS + 1, { timeoutMs: 60_000, logs: job.logs, retryErrors: true });
       expect(await book.get("entries", "hot")).toEqual(expected);
       expect(await book.get("count", "hot")).toBe(RECORDS + 1); // counted once each, after the recovery too
-      await waitFor("the same state committed", async () => JSON.stringify(await book.get("entries", "hot", { consistency: "committed" })) === JSON.stringify(await book.get("entries", "hot")));
+      await waitFor("the same state committed", async () => JSON.stringify(await book.get("entries", "hot", { consistency: "committed" })) === JSON.stringify(await book.get("entries", "hot")), { retryErrors: true });
 
       // After all that, a write still lands between the records before and after it.
       await book.put("count", "hot", 1000);
       await job.publish(Array.from({ length: 5 }, (_, i) => ({ account: "hot", id: `after-${i}` })));
-      await waitFor("records after the write", async () => (await book.get<number>("count", "hot")) === 1005);
+      await waitFor("records after the write", async () => (await book.get<number>("count", "hot")) === 1005, { retryErrors: true });
     } finally {
       for (const w of job.workers) await w.kill();
       await supervisor.stop();

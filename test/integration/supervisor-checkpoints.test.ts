@@ -29,6 +29,7 @@ import { ensureControlStores, readJson, type ControlStores } from "../../runtime
 import { startSimulatedWorker, type SimulatedWorker } from "../support/simulated-worker.ts";
 import { startSupervisor, type StartedSupervisor, type SupervisorOptions } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer, type TestNatsServer } from "../support/nats-server.ts";
+import { waitFor } from "../support/wait.ts";
 
 const JOB = "orders";
 const FUNCTIONS = [
@@ -46,15 +47,8 @@ const ackStats = (actor: string) => ({
 });
 
 /** Polls `probe` until it returns something other than undefined/false. */
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+/** The supervisor polls every few ms here, so its effects are asked for often. */
+const QUICKLY = { timeoutMs: 15_000, intervalMs: 25 };
 
 interface Cluster extends AsyncDisposable {
   readonly nc: NatsConnection;
@@ -79,7 +73,7 @@ async function cluster(server: TestNatsServer, options: SupervisorOptions, worke
   const w1 = await startSimulatedWorker(nc, { id: "w1", jobs: [JOB], ackStats, heartbeatMs: 500, ...worker });
   const w2 = await startSimulatedWorker(nc, { id: "w2", jobs: [JOB], ackStats, heartbeatMs: 500, ...worker });
   const sup = await startSupervisor(nc, { workerPollMs: 100, leaderTtlMs: 1500, checkpointTimeoutMs: 1000, ...options });
-  await waitFor("leadership", () => sup.isLeader());
+  await waitFor("leadership", () => sup.isLeader(), QUICKLY);
   return {
     nc,
     stores,
@@ -105,7 +99,7 @@ describe("supervisor checkpoints", () => {
     await using server = await natsServer();
     await using c = await cluster(server, { checkpointIntervalMs: 0 });
 
-    const a = await waitFor("an assignment", () => c.assignment());
+    const a = await waitFor("an assignment", () => c.assignment(), QUICKLY);
     expect(a.generation).toBe(1);
     expect(Object.keys(a.owners).sort()).toEqual([...ACTORS].sort());
     expect(Object.values(a.owners).filter((w) => w === "w1")).toHaveLength(2);
@@ -135,7 +129,7 @@ describe("supervisor checkpoints", () => {
     // acks, the commit is refused and the checkpoint aborted.
     c.w1.holdAcks = true;
     const pending = c.sup.triggerCheckpoint(JOB);
-    await waitFor("the trigger", () => c.w1.triggers.length === 4);
+    await waitFor("the trigger", () => c.w1.triggers.length === 4, QUICKLY);
     await c.stores.jobs.put(latestKey(JOB), JSON.stringify({ id: 3, generation: 1, committedAt: Date.now() }));
     c.w1.holdAcks = false;
     c.w1.releaseAcks();
@@ -149,7 +143,7 @@ describe("supervisor checkpoints", () => {
   it("aborts a checkpoint with a missing ack after the timeout; the next one takes a higher id", async () => {
     await using server = await natsServer();
     await using c = await cluster(server, { checkpointIntervalMs: 0, checkpointTimeoutMs: 800 });
-    const a = await waitFor("an assignment", () => c.assignment());
+    const a = await waitFor("an assignment", () => c.assignment(), QUICKLY);
     expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 1, status: "committed" });
 
     const hung = Object.keys(a.owners).find((actor) => a.owners[actor] === "w2")!;
@@ -170,7 +164,7 @@ describe("supervisor checkpoints", () => {
   it("recovers the job (next generation, same owners) after maxConsecutiveFailures aborted checkpoints", async () => {
     await using server = await natsServer();
     await using c = await cluster(server, { checkpointIntervalMs: 0, checkpointTimeoutMs: 500, maxConsecutiveFailures: 2 });
-    const before = await waitFor("an assignment", () => c.assignment());
+    const before = await waitFor("an assignment", () => c.assignment(), QUICKLY);
     for (const actor of ACTORS) c.w1.withheld.add(actor);
 
     expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 1, status: "aborted" });
@@ -179,7 +173,7 @@ describe("supervisor checkpoints", () => {
     const after = await waitFor("generation 2", async () => {
       const a = await c.assignment();
       return a?.generation === 2 && a;
-    });
+    }, QUICKLY);
     expect(after.owners).toEqual(before.owners);
 
     c.w1.withheld.clear();
@@ -189,13 +183,13 @@ describe("supervisor checkpoints", () => {
   it("recovers the job when an actor of the current generation reports a failure", async () => {
     await using server = await natsServer();
     await using c = await cluster(server, { checkpointIntervalMs: 0 });
-    const before = await waitFor("an assignment", () => c.assignment());
+    const before = await waitFor("an assignment", () => c.assignment(), QUICKLY);
 
     await c.w1.reportFailure(JOB, "agg/0", "out of memory");
     const after = await waitFor("generation 2", async () => {
       const a = await c.assignment();
       return a?.generation === 2 && a;
-    });
+    }, QUICKLY);
     expect(after.owners).toEqual(before.owners);
 
     // A report from the replaced generation changes nothing.
@@ -260,14 +254,14 @@ describe("supervisor checkpoints", () => {
   it("moves the actors of a worker whose heartbeat expired to the other worker, with a new generation", async () => {
     await using server = await natsServer();
     await using c = await cluster(server, { checkpointIntervalMs: 0 });
-    await waitFor("an assignment", () => c.assignment());
+    await waitFor("an assignment", () => c.assignment(), QUICKLY);
     expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ status: "committed", generation: 1 });
 
     await c.w1.stop(); // no more heartbeats: the entry expires after 5 s
     const after = await waitFor("the actors on w2", async () => {
       const a = await c.assignment();
       return a !== undefined && Object.values(a.owners).every((w) => w === "w2") && a;
-    });
+    }, QUICKLY);
     expect(after.generation).toBe(2);
     expect(Object.keys(after.owners).sort()).toEqual([...ACTORS].sort());
     expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ status: "committed", generation: 2, actors: 4 });
@@ -287,7 +281,7 @@ describe("supervisor checkpoints", () => {
     };
     const objectIds = async () => [...new Set((await c.stores.objects.list()).map((o) => Number(o.name.split("/")[1])))].sort((x, y) => x - y);
     const recordIds = async () => (await c.sup.checkpoints(JOB)).map((r) => r.id);
-    const a = await waitFor("an assignment", () => c.assignment());
+    const a = await waitFor("an assignment", () => c.assignment(), QUICKLY);
 
     expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 1, status: "committed" });
     expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 2, status: "committed" });
@@ -322,7 +316,7 @@ describe("supervisor checkpoints", () => {
   it("runs checkpoints periodically, stops after a committed stop-with-checkpoint and resumes with a new spec", async () => {
     await using server = await natsServer();
     await using c = await cluster(server, { checkpointIntervalMs: 200 });
-    await waitFor("two periodic checkpoints", async () => committed(await c.sup.checkpoints(JOB)).length >= 2);
+    await waitFor("two periodic checkpoints", async () => committed(await c.sup.checkpoints(JOB)).length >= 2, QUICKLY);
 
     const stop = await c.sup.triggerCheckpoint(JOB, { stop: true });
     expect(stop).toMatchObject({ status: "committed", stop: true });
@@ -338,39 +332,39 @@ describe("supervisor checkpoints", () => {
     const moved = await waitFor("the actors on w2", async () => {
       const a = await c.assignment();
       return a !== undefined && Object.values(a.owners).every((w) => w === "w2") && a;
-    });
+    }, QUICKLY);
     expect(moved.generation).toBe(stop.generation);
     expect(Math.max(...(await c.sup.checkpoints(JOB)).map((r) => r.id))).toBe(stop.id);
 
     await c.writeSpec();
-    const resumed = await waitFor("a checkpoint after the new spec", async () => committed(await c.sup.checkpoints(JOB)).find((r) => r.id > stop.id));
+    const resumed = await waitFor("a checkpoint after the new spec", async () => committed(await c.sup.checkpoints(JOB)).find((r) => r.id > stop.id), QUICKLY);
     expect(resumed).toMatchObject({ generation: stop.generation, actors: 4 });
   });
 
   it("takes a job up again when the worker it stopped for leaves before the handoff", async () => {
     await using server = await natsServer();
     await using c = await cluster(server, { checkpointIntervalMs: 200 });
-    await waitFor("two periodic checkpoints", async () => committed(await c.sup.checkpoints(JOB)).length >= 2);
+    await waitFor("two periodic checkpoints", async () => committed(await c.sup.checkpoints(JOB)).length >= 2, QUICKLY);
     const before = (await c.assignment())!;
 
     c.w1.holdAcks = true;
     const w3 = await startSimulatedWorker(c.nc, { id: "w3", jobs: [JOB], heartbeatMs: 500 });
     try {
-      const stop = await waitFor("the handoff's stop trigger", async () => c.w1.triggers.find((t) => t.stop));
+      const stop = await waitFor("the handoff's stop trigger", async () => c.w1.triggers.find((t) => t.stop), QUICKLY);
       await w3.leave();
       await new Promise((r) => setTimeout(r, 300)); // a few polls see w3 leaving
       c.w1.holdAcks = false;
       c.w1.releaseAcks();
-      await waitFor("the stop checkpoint committed", async () => (await c.latest())?.value.id === stop.id);
+      await waitFor("the stop checkpoint committed", async () => (await c.latest())?.value.id === stop.id, QUICKLY);
       expect((await c.latest())!.value).toMatchObject({ stop: true, handoff: true });
 
       const after = await waitFor("the same owners in a new incarnation", async () => {
         const a = await c.assignment();
         return a !== undefined && (a.incarnation ?? 0) > (before.incarnation ?? 0) && a;
-      });
+      }, QUICKLY);
       expect(after.generation).toBe(before.generation);
       expect(after.owners).toEqual(before.owners);
-      await waitFor("checkpoints after the stop", async () => committed(await c.sup.checkpoints(JOB)).some((r) => r.id > stop.id));
+      await waitFor("checkpoints after the stop", async () => committed(await c.sup.checkpoints(JOB)).some((r) => r.id > stop.id), QUICKLY);
     } finally {
       await w3.stop();
     }
@@ -379,7 +373,7 @@ describe("supervisor checkpoints", () => {
   it("parks a job at a stop checkpoint when every worker leaves, and hands it to the next one", async () => {
     await using server = await natsServer();
     await using c = await cluster(server, { checkpointIntervalMs: 200 });
-    await waitFor("two periodic checkpoints", async () => committed(await c.sup.checkpoints(JOB)).length >= 2);
+    await waitFor("two periodic checkpoints", async () => committed(await c.sup.checkpoints(JOB)).length >= 2, QUICKLY);
     const before = (await c.assignment())!;
 
     await c.w1.leave();
@@ -387,7 +381,7 @@ describe("supervisor checkpoints", () => {
     const parked = await waitFor("an assignment without owners", async () => {
       const a = await c.assignment();
       return a !== undefined && Object.keys(a.owners).length === 0 && a;
-    });
+    }, QUICKLY);
     expect(parked.generation).toBe(before.generation);
     expect((await c.latest())!.value).toMatchObject({ stop: true, handoff: true });
 
@@ -396,10 +390,10 @@ describe("supervisor checkpoints", () => {
       const taken = await waitFor("w3 owning every actor", async () => {
         const a = await c.assignment();
         return a !== undefined && Object.keys(a.owners).length === ACTORS.length && Object.values(a.owners).every((w) => w === "w3") && a;
-      });
+      }, QUICKLY);
       expect(taken.generation).toBe(before.generation);
       const stopId = (await c.latest())!.value.id;
-      await waitFor("checkpoints after the parking", async () => committed(await c.sup.checkpoints(JOB)).some((r) => r.id > stopId));
+      await waitFor("checkpoints after the parking", async () => committed(await c.sup.checkpoints(JOB)).some((r) => r.id > stopId), QUICKLY);
     } finally {
       await w3.stop();
     }
@@ -408,7 +402,7 @@ describe("supervisor checkpoints", () => {
   it("rejects explicit checkpoints of unknown jobs", async () => {
     await using server = await natsServer();
     await using c = await cluster(server, { checkpointIntervalMs: 0 });
-    await waitFor("an assignment", () => c.assignment());
+    await waitFor("an assignment", () => c.assignment(), QUICKLY);
     await expect(c.sup.triggerCheckpoint("nope")).rejects.toMatchObject({ name: "UnknownJobError" });
   });
 });

@@ -11,20 +11,14 @@ import { ensureControlStores } from "../../runtime/nats/control-store.ts";
 import { startSimulatedWorker } from "../support/simulated-worker.ts";
 import { NotLeaderError, startSupervisor, type SupervisorOptions } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
+import { waitFor } from "../support/wait.ts";
 
 const JOB = "clicks";
 const ACTORS = ["src/0", "src/1", "agg/0", "agg/1"];
 const TTL_MS = 1500;
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+/** The supervisor polls every few ms here, so its effects are asked for often. */
+const QUICKLY = { timeoutMs: 15_000, intervalMs: 25 };
 
 const options = (id: string): SupervisorOptions => ({
   id,
@@ -55,12 +49,12 @@ describe("supervisor failover", () => {
     // Each supervisor has its own connection, as separate processes would.
     const ncA = await connect(server);
     const a = await startSupervisor(ncA, options("A"));
-    await waitFor("A to lead", () => a.isLeader());
+    await waitFor("A to lead", () => a.isLeader(), QUICKLY);
     const ncB = await connect(server);
     const b = await startSupervisor(ncB, options("B"));
     try {
       const records = () => a.checkpoints(JOB);
-      await waitFor("a committed checkpoint", async () => (await records()).some((r) => r.status === "committed"));
+      await waitFor("a committed checkpoint", async () => (await records()).some((r) => r.status === "committed"), QUICKLY);
       expect(b.isLeader()).toBe(false);
       await expect(b.triggerCheckpoint(JOB)).rejects.toBeInstanceOf(NotLeaderError);
 
@@ -69,7 +63,7 @@ describe("supervisor failover", () => {
         w1.withheld.add(actor);
         w2.withheld.add(actor);
       }
-      const inFlight = await waitFor("a checkpoint in progress", async () => (await records()).find((r) => r.status === "in-progress"));
+      const inFlight = await waitFor("a checkpoint in progress", async () => (await records()).find((r) => r.status === "in-progress"), QUICKLY);
 
       // Crash A: its connection drops (so nothing more reaches NATS, not even a lease release),
       // then its timers stop.
@@ -82,18 +76,19 @@ describe("supervisor failover", () => {
       w1.withheld.clear();
       w2.withheld.clear();
 
-      await waitFor("B to lead", () => b.isLeader(), 8000);
+      await waitFor("B to lead", () => b.isLeader(), { ...QUICKLY, timeoutMs: 8000 });
       const takeover = Date.now() - crashedAt;
       expect(takeover).toBeLessThan(5000);
 
       const aborted = await waitFor("the orphaned checkpoint aborted", async () => {
         const r = (await b.checkpoints(JOB)).find((x) => x.id === inFlight.id);
         return r?.status === "aborted" && r;
-      });
+      }, QUICKLY);
       expect(aborted.reason).toBe("leader changed");
 
       const next: CheckpointRecord = await waitFor("a checkpoint committed by B", async () =>
         (await b.checkpoints(JOB)).find((r) => r.id > inFlight.id && r.status === "committed"),
+        QUICKLY,
       );
       expect(next.generation).toBe(inFlight.generation);
       expect(next.actors).toBe(ACTORS.length);
@@ -111,7 +106,7 @@ describe("supervisor failover", () => {
     await using ncA = await connect(server);
     await using ncB = await connect(server);
     const a = await startSupervisor(ncA, { ...options("A"), leaderTtlMs: 10_000 });
-    await waitFor("A to lead", () => a.isLeader());
+    await waitFor("A to lead", () => a.isLeader(), QUICKLY);
     const b = await startSupervisor(ncB, { ...options("B"), leaderTtlMs: 10_000 });
     try {
       expect(b.isLeader()).toBe(false);
@@ -120,7 +115,7 @@ describe("supervisor failover", () => {
       expect(b.isLeader()).toBe(false);
       const stoppedAt = Date.now();
       await a.stop();
-      await waitFor("B to lead", () => b.isLeader(), 8000);
+      await waitFor("B to lead", () => b.isLeader(), { ...QUICKLY, timeoutMs: 8000 });
       // The lease would last 10 s; B's next attempt comes within a third of that.
       expect(Date.now() - stoppedAt).toBeLessThan(5000);
     } finally {

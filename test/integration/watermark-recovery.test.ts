@@ -10,19 +10,9 @@ import { requestEndOfInput } from "../../runtime/nats/control.ts";
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
 import { startWorkerProcess } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 const decoder = new TextDecoder();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 describe("recovery after a worker is killed", () => {
   it("restores the watermark and timers: late stays late, open windows fire exactly once", async () => {
@@ -40,7 +30,7 @@ describe("recovery after a worker is killed", () => {
       // with 5 clicks and a timer at 29 999; the watermark is 24 000 - 1.
       const first = startWorkerProcess("test/fixtures/late-windows.ts", server.url);
       await publishAll(nc, Array.from({ length: 25 }, (_, i) => click(i, i * 1000)));
-      await waitFor("the first two windows", async () => ((await windows()).length >= 2 ? true : undefined));
+      await waitFor("the first two windows", async () => (await windows()).length >= 2);
       // The exactly-once sink published them, so a checkpoint after them has committed.
       await first.kill();
 
