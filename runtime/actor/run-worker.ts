@@ -13,6 +13,7 @@ import { makeWorker, type Worker } from "./worker.ts";
 import { actorMetrics } from "../metrics/actor-metrics.ts";
 import { metricsPortFrom, startMetricsServer } from "../metrics/server.ts";
 import { makeGenericWorker } from "./generic-worker.ts";
+import { InputError } from "../errors.ts";
 
 export interface RunWorkerOptions {
   /** Module with the pipeline(s) to run; without it the worker runs whatever is deployed. */
@@ -24,7 +25,7 @@ export interface RunWorkerOptions {
 }
 
 /** The module does not export a pipeline; fix the module. */
-export class InvalidPipelineModuleError extends Error {
+export class InvalidPipelineModuleError extends InputError {
   override readonly name = "InvalidPipelineModuleError";
 }
 

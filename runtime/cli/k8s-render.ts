@@ -49,6 +49,7 @@ import type { IStatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
 import type { IPodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 import type { IScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
 import pkg from "../../package.json" with { type: "json" };
+import { InputError } from "../errors.ts";
 
 export type Overlay = "dev" | "production";
 export const OVERLAYS: readonly Overlay[] = ["dev", "production"];
@@ -86,7 +87,7 @@ export interface K8sRenderOptions {
 }
 
 /** Options that cannot produce valid manifests; the message says which and why. */
-export class K8sRenderOptionsError extends Error {
+export class K8sRenderOptionsError extends InputError {
   override readonly name = "K8sRenderOptionsError";
 }
 

@@ -17,6 +17,7 @@ import * as Effect from "effect/Effect";
 import * as Option from "effect/Option";
 import * as Runtime from "effect/Runtime";
 import pkg from "../../package.json" with { type: "json" };
+import { errorActionOf, InputError } from "../errors.ts";
 
 /** Exit code for a command line that could not be parsed (as in most Unix tools). */
 const USAGE_EXIT_CODE = 2;
@@ -36,14 +37,27 @@ class ExitWithCodeError extends Error {
   }
 }
 
+/** JavaScript's own error classes: thrown by eddy's code they mean a bug, so their stack is shown. */
+const BUILTIN_ERROR = /^(Error|TypeError|RangeError|ReferenceError|SyntaxError|UnknownError)$/;
+
 /**
- * Prints an error thrown by a handler: the message for eddy's own error classes (their messages
- * say what to do), the stack for JavaScript's built-in errors, which mean a bug.
+ * Prints an error thrown by a handler and returns the exit code. eddy's own errors say what to do
+ * (their base class carries it): their message is printed, with a hint for transient ones, and a
+ * command line the parser could not reject exits 2. Errors from libraries (NATS, the file system)
+ * print their message; JavaScript's built-in errors print their stack.
  */
-function reportError(e: unknown): void {
-  const expected = e instanceof Error && !/^(Error|TypeError|RangeError|ReferenceError|SyntaxError|UnknownError)$/.test(e.name);
-  const text = e instanceof Error ? (expected ? e.message : (e.stack ?? e.message)) : String(e);
+function reportError(e: unknown): number {
+  const action = errorActionOf(e);
+  if (action !== undefined) {
+    const message = (e as Error).message;
+    const hint = action === "retry" && !/\bretry\b/i.test(message) ? " (this may be temporary; retry)" : "";
+    process.stderr.write(`eddy: ${message}${hint}\n`);
+    return e instanceof UsageError ? USAGE_EXIT_CODE : 1;
+  }
+  const bug = e instanceof Error && BUILTIN_ERROR.test(e.name);
+  const text = e instanceof Error ? (bug ? (e.stack ?? e.message) : e.message) : String(e);
   process.stderr.write(`eddy: ${text}\n`);
+  return 1;
 }
 
 /**
@@ -66,10 +80,7 @@ const exitWith = (body: (signal: AbortSignal) => Promise<number>, opts: { handle
     return body(signal)
       .then(
         (code) => code,
-        (e: unknown) => {
-          reportError(e);
-          return 1;
-        },
+        (e: unknown) => reportError(e),
       )
       .finally(() => {
         for (const s of ["SIGINT", "SIGTERM"] as const) process.off(s, force);
@@ -81,7 +92,7 @@ const exitWith = (body: (signal: AbortSignal) => Promise<number>, opts: { handle
 };
 
 /** The command line is wrong in a way the parser cannot see; the message says what to fix. */
-class UsageError extends Error {
+class UsageError extends InputError {
   override readonly name = "UsageError";
 }
 
@@ -112,10 +123,7 @@ const natsServer = Command.make(
               storeDir: Option.getOrUndefined(data),
             });
           },
-          catch: (e) => {
-            reportError(e);
-            return new ExitWithCodeError(1);
-          },
+          catch: (e) => new ExitWithCodeError(reportError(e)),
         });
         // The release runs when SIGINT/SIGTERM interrupts us, so JetStream shuts down cleanly.
         const server = yield* Effect.acquireRelease(Effect.succeed(started), (s) =>

@@ -7,10 +7,11 @@ import { withNats } from "../nats/connection.ts";
 import { requestCheckpoint } from "../nats/control.ts";
 import { listSavepoints, repartitionSavepoint, waitForApplied } from "../nats/savepoints.ts";
 import { start, undeploy } from "../deploy/deploy.ts";
+import { TransientError } from "../errors.ts";
 
 
 /** The checkpoint a savepoint or stop needed did not commit; the reason says why. Retry. */
-export class SavepointFailedError extends Error {
+export class SavepointFailedError extends TransientError {
   override readonly name = "SavepointFailedError";
 }
 

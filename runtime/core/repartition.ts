@@ -21,9 +21,10 @@ import { mapEntryKey, parseKvKey, stateKey, timerKey, versionsKey, watermarkKey 
 import { CorruptSavepointError, type PartitionExport, type SavepointFunction } from "./savepoint.ts";
 import type { WatermarkTrackerState } from "./watermarks.ts";
 import { decodeValue, encodeValue } from "./wire.ts";
+import { InputError } from "../errors.ts";
 
 /** The function cannot be repartitioned this way; the message says why and what to do instead. */
-export class UnsupportedRepartitionError extends Error {
+export class UnsupportedRepartitionError extends InputError {
   override readonly name = "UnsupportedRepartitionError";
 }
 

@@ -14,6 +14,7 @@
  */
 import { parseKvKey } from "./kv-keys.ts";
 import { decodeValue, encodeValue } from "./wire.ts";
+import { FatalError } from "../errors.ts";
 
 /** One function as it was when the savepoint was taken. */
 export interface SavepointFunction {
@@ -50,7 +51,7 @@ export interface PartitionExport {
 }
 
 /** The savepoint (or a part of it) cannot be used: it is damaged, of another format or inconsistent. */
-export class CorruptSavepointError extends Error {
+export class CorruptSavepointError extends FatalError {
   override readonly name = "CorruptSavepointError";
 }
 

@@ -29,9 +29,10 @@ import { currentDeployment, getCode, lastVersion, openDeployments } from "../nat
 import { readAll } from "../nats/streams.ts";
 import { stateClient } from "../nats/state-client.ts";
 import { bundleModule, InvalidModuleError, loadPipelines, withDefaultPartitions } from "./bundle.ts";
+import { InputError } from "../errors.ts";
 
 /** The bootstrap itself failed on an item (the module threw); nothing was sent. Fix the module. */
-export class BootstrapFailedError extends Error {
+export class BootstrapFailedError extends InputError {
   override readonly name = "BootstrapFailedError";
 }
 

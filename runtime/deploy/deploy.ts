@@ -23,14 +23,15 @@ import {
   type StateSignature,
 } from "../nats/deployments.ts";
 import { restoreSavepoint, restoreTargetOf } from "../nats/savepoints.ts";
+import { InputError } from "../errors.ts";
 
 /** The new version cannot take over the state of the running one; the message names what differs. */
-export class IncompatibleDeploymentError extends Error {
+export class IncompatibleDeploymentError extends InputError {
   override readonly name = "IncompatibleDeploymentError";
 }
 
 /** The job has no deployment (or no such version). */
-export class NoDeploymentError extends Error {
+export class NoDeploymentError extends InputError {
   override readonly name = "NoDeploymentError";
 }
 

@@ -7,11 +7,12 @@
  * user info of a server URL, so it is taken out here and passed as `user`/`pass`/`token`.
  */
 import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import { TransientError } from "../errors.ts";
 
 export type { NatsConnection } from "@nats-io/transport-node";
 
 /** NATS could not be reached at start; check the URL and that the server runs, then retry. */
-export class NatsUnreachableError extends Error {
+export class NatsUnreachableError extends TransientError {
   override readonly name = "NatsUnreachableError";
 }
 

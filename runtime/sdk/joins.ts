@@ -15,6 +15,7 @@
 import { assignWindows, GLOBAL_WINDOW, maxTimestamp, validateWindowSpec, type TimeWindow, type WindowSpec } from "../core/windows.ts";
 import type { FunctionInput, FunctionSpec } from "./function.ts";
 import { listState, mapState, type ListStateDeclaration, type MapStateDeclaration } from "./state.ts";
+import { InputError } from "../errors.ts";
 
 const LEFT = 0;
 
@@ -33,7 +34,7 @@ function appendTo(map: { get(k: string): unknown[] | undefined; set(k: string, v
 }
 
 /** A join definition is unusable; the message says what to change. */
-export class InvalidJoinSpecError extends Error {
+export class InvalidJoinSpecError extends InputError {
   override readonly name = "InvalidJoinSpecError";
 }
 

@@ -10,6 +10,7 @@
  * declaration carries the schema version of its values and may carry migrations from older
  * versions, so that a new version of a function can take over state written by an old one.
  */
+import { InputError } from "../errors.ts";
 
 /**
  * Common options of every state declaration. `T` is the type of one stored value: the value of a
@@ -40,7 +41,7 @@ export interface StateOptions<T = unknown> {
 }
 
 /** A state declaration's options cannot work (a version that is not a whole number >= 1, ...). */
-export class InvalidStateDeclarationError extends Error {
+export class InvalidStateDeclarationError extends InputError {
   override readonly name = "InvalidStateDeclarationError";
 }
 

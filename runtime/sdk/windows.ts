@@ -12,6 +12,7 @@ import { assignWindows, GLOBAL_WINDOW, maxTimestamp, mergeSession, validateWindo
 import type { WatermarkStrategy } from "../core/watermarks.ts";
 import type { FunctionSpec, Input } from "./function.ts";
 import { mapState, type MapStateDeclaration } from "./state.ts";
+import { InputError } from "../errors.ts";
 
 export type { TimeWindow, WindowSpec } from "../core/windows.ts";
 
@@ -87,7 +88,7 @@ export function globalWindow(): WindowSpec {
 }
 
 /** Raised at definition time for a window operator that cannot work. */
-export class InvalidWindowSpecError extends Error {
+export class InvalidWindowSpecError extends InputError {
   override readonly name = "InvalidWindowSpecError";
 }
 
