@@ -1,17 +1,29 @@
 /**
  * An Effect that completes with the name of the first SIGINT or SIGTERM the process receives,
  * for long-running commands (worker, supervisor) that shut down in their scope's finalizers.
+ *
+ * The listeners are installed when this module loads, before the command starts its work: a
+ * signal that arrives while a worker is still starting (after it printed that it runs, before its
+ * main fiber reached the wait) is remembered instead of being lost, which left the process
+ * waiting for a second signal.
  */
 import { Effect } from "effect";
 
+let received: string | undefined;
+const waiting = new Set<(signal: string) => void>();
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    received ??= signal;
+    for (const resume of waiting) resume(signal);
+    waiting.clear();
+  });
+}
+
 export const waitForSignal = Effect.callback<string>((resume) => {
-  const on = (signal: string) => () => resume(Effect.succeed(signal));
-  const int = on("SIGINT");
-  const term = on("SIGTERM");
-  process.once("SIGINT", int);
-  process.once("SIGTERM", term);
+  if (received !== undefined) return resume(Effect.succeed(received));
+  const done = (signal: string) => resume(Effect.succeed(signal));
+  waiting.add(done);
   return Effect.sync(() => {
-    process.off("SIGINT", int);
-    process.off("SIGTERM", term);
+    waiting.delete(done);
   });
 });

@@ -3,7 +3,7 @@ import * as Command from "effect/cli/Command";
 import * as Flag from "effect/cli/Flag";
 import * as Option from "effect/Option";
 import { jobArg, jsonFlag, natsFlag } from "../flags.ts";
-import { exitWith } from "../run.ts";
+import { exitWith, UsageError } from "../run.ts";
 
 export const checkpoints = Command.make(
   "checkpoints",
@@ -15,6 +15,7 @@ export const checkpoints = Command.make(
   },
   ({ job, nats, limit, json }) =>
     exitWith(async () => {
+      if (limit < 1) throw new UsageError("--limit must be at least 1");
       const { runCheckpoints } = await import("../checkpoints.ts");
       return runCheckpoints({ job, natsUrl: Option.getOrUndefined(nats), limit, json });
     }),

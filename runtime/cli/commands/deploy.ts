@@ -22,6 +22,8 @@ export const deploy = Command.make(
   },
   ({ module, job, partitions, fromSavepoint, skipState, nats, json }) =>
     exitWith(async () => {
+      const p = Option.getOrUndefined(partitions);
+      if (p !== undefined && (p < 1 || p > 4096)) throw new UsageError("--partitions must be in 1..4096");
       if (skipState.length > 0 && Option.isNone(fromSavepoint)) throw new UsageError("--skip-state only makes sense with --from-savepoint");
       const { runDeploy } = await import("../deploy.ts");
       return runDeploy({
