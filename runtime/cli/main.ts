@@ -9,11 +9,13 @@
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime";
 import * as NodeServices from "@effect/platform-node/NodeServices";
+import * as CliConfig from "effect/cli/CliConfig";
 import * as CliError from "effect/cli/CliError";
 import * as CliOutput from "effect/cli/CliOutput";
 import * as Command from "effect/cli/Command";
 import * as Console from "effect/Console";
 import * as Effect from "effect/Effect";
+import * as GlobalFlag from "effect/cli/GlobalFlag";
 import pkg from "../../package.json" with { type: "json" };
 import { checkpoints } from "./commands/checkpoints.ts";
 import { demo } from "./commands/demo.ts";
@@ -34,13 +36,22 @@ import { stopCommand } from "./commands/stop.ts";
 import { supervisor } from "./commands/supervisor.ts";
 import { undeployCommand } from "./commands/undeploy.ts";
 import { worker } from "./commands/worker.ts";
+import { connectionSettings } from "./flags.ts";
 import { ExitWithCodeError, USAGE_EXIT_CODE } from "./run.ts";
 
 /** The root command; add a subcommand as a module under commands/ and list it here. */
 export const eddy = Command.make("eddy").pipe(
   Command.withDescription("eddy: actor-based stream functions on NATS JetStream"),
   Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand, savepointCommand, savepointsCommand, stopCommand, startCommand]),
+  Command.withGlobalFlags(connectionSettings),
 );
+
+/**
+ * The framework's global flags eddy honours: --help, --version and --completions. Not --log-level
+ * (eddy logs with its own lines, not Effect's logger, so it would do nothing) nor --wizard (an
+ * interactive prompt that does not know eddy's validation).
+ */
+const EDDY_BUILT_INS = [GlobalFlag.Help, GlobalFlag.Version, GlobalFlag.Completions] as const;
 
 /**
  * Replaces effect/cli's presentation of a bad command line (full help, then the errors) with one
@@ -63,6 +74,7 @@ const program = Command.run(eddy, { version: pkg.version }).pipe(
     () => Effect.fail(new ExitWithCodeError(USAGE_EXIT_CODE)),
   ),
   Effect.provide(CliOutput.layerPresenter(oneLineErrors)),
+  Effect.provide(CliConfig.layer({ builtIns: EDDY_BUILT_INS })),
   Effect.provide(NodeServices.layer),
 );
 

@@ -4,8 +4,20 @@
  * decided in one place (from the error's action, see runtime/errors.ts).
  */
 import * as Effect from "effect/Effect";
+import * as Option from "effect/Option";
 import * as Runtime from "effect/Runtime";
 import { errorActionOf, InputError } from "../errors.ts";
+import { CredsSetting, PasswordSetting, UserSetting } from "./flags.ts";
+
+/**
+ * Puts `--creds`, `--user` and `--password` where every NATS connection of this process (and of the
+ * workers it starts) looks: the `NATS_CREDS`, `NATS_USER`, `NATS_PASSWORD` variables the `nats` CLI
+ * also reads, so a flag overrides the variable (runtime/nats/connection.ts).
+ */
+const applyConnectionSettings = Effect.gen(function* () {
+  const given = { NATS_CREDS: yield* CredsSetting, NATS_USER: yield* UserSetting, NATS_PASSWORD: yield* PasswordSetting };
+  for (const [name, value] of Object.entries(given)) if (Option.isSome(value)) process.env[name] = value.value;
+});
 
 /** Exit code for a command line that could not be parsed (as in most Unix tools). */
 export const USAGE_EXIT_CODE = 2;
@@ -74,7 +86,8 @@ export const exitWith = (body: (signal: AbortSignal) => Promise<number>, opts: {
         for (const s of ["SIGINT", "SIGTERM"] as const) process.off(s, force);
       });
   });
-  return (opts.handlesSignals ? Effect.uninterruptible(run) : run).pipe(
+  return applyConnectionSettings.pipe(
+    Effect.andThen(opts.handlesSignals ? Effect.uninterruptible(run) : run),
     Effect.flatMap((code) => (code === 0 ? Effect.void : Effect.fail(new ExitWithCodeError(code)))),
   );
 };
