@@ -17,6 +17,13 @@ export const natsFlag = (description: string = NATS_URL_DESCRIPTION) =>
 /** `--json`: machine-readable output instead of a table or a sentence. */
 export const jsonFlag = (description = "print JSON") => Flag.Boolean("json").pipe(Flag.withDescription(description), Flag.withDefault(false));
 
+/** `--metrics-host <address>`: where `/metrics` (and `/healthz`, `/scaling`) listen. */
+export const metricsHostFlag = () =>
+  Flag.String("metrics-host").pipe(
+    Flag.withDescription("address of the metrics endpoint (default: $EDDY_METRICS_HOST or 127.0.0.1; 0.0.0.0 for every interface)"),
+    Flag.optional,
+  );
+
 /** The `<job>` argument. */
 export const jobArg = Argument.String("job").pipe(Argument.withDescription("job name"));
 

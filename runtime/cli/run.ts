@@ -92,6 +92,12 @@ export const exitWith = (body: (signal: AbortSignal) => Promise<number>, opts: {
   );
 };
 
+/** A `--metrics-port` (or other port flag) value, checked: 0 (any free port) .. 65535. */
+export function checkPort(port: number | undefined, flag = "--metrics-port"): number | undefined {
+  if (port !== undefined && (port < 0 || port > 65535)) throw new UsageError(`${flag} must be in 0..65535`);
+  return port;
+}
+
 /** The command line is wrong in a way the parser cannot see; the message says what to fix. */
 export class UsageError extends InputError {
   override readonly name = "UsageError";

@@ -2,8 +2,8 @@
 import * as Command from "effect/cli/Command";
 import * as Flag from "effect/cli/Flag";
 import * as Option from "effect/Option";
-import { natsFlag } from "../flags.ts";
-import { exitWith, UsageError } from "../run.ts";
+import { metricsHostFlag, natsFlag } from "../flags.ts";
+import { checkPort, exitWith, UsageError } from "../run.ts";
 
 export const supervisor = Command.make(
   "supervisor",
@@ -16,8 +16,9 @@ export const supervisor = Command.make(
     ),
     retain: Flag.Int("retain").pipe(Flag.withDescription("committed checkpoints kept per job (default: 3)"), Flag.withDefault(3)),
     metricsPort: Flag.Int("metrics-port").pipe(Flag.withDescription("serve /metrics, /healthz and /scaling on this port (default: $EDDY_METRICS_PORT)"), Flag.optional),
+    metricsHost: metricsHostFlag(),
   },
-  ({ nats, id, checkpointInterval, retain, metricsPort }) =>
+  ({ nats, id, checkpointInterval, retain, metricsPort, metricsHost }) =>
     exitWith(async () => {
       if (checkpointInterval < 0) throw new UsageError("--checkpoint-interval must be >= 0");
       if (retain < 1) throw new UsageError("--retain must be >= 1");
@@ -27,7 +28,8 @@ export const supervisor = Command.make(
         id: Option.getOrUndefined(id),
         checkpointIntervalMs: checkpointInterval,
         retainCheckpoints: retain,
-        metricsPort: Option.getOrUndefined(metricsPort),
+        metricsPort: checkPort(Option.getOrUndefined(metricsPort)),
+        metricsHost: Option.getOrUndefined(metricsHost),
       });
     }, { handlesSignals: true }),
 ).pipe(Command.withDescription("Run a supervisor: leader election, partition assignment, checkpoints, recovery"));

@@ -2,8 +2,8 @@
 import * as Command from "effect/cli/Command";
 import * as Flag from "effect/cli/Flag";
 import * as Option from "effect/Option";
-import { natsFlag } from "../flags.ts";
-import { exitWith } from "../run.ts";
+import { metricsHostFlag, natsFlag } from "../flags.ts";
+import { checkPort, exitWith } from "../run.ts";
 
 /** Options of `runWorker` in runtime/actor/run-worker.ts. */
 interface WorkerOptions {
@@ -11,6 +11,7 @@ interface WorkerOptions {
   natsUrl: string | undefined;
   job: string | undefined;
   metricsPort: number | undefined;
+  metricsHost: string | undefined;
 }
 
 export const worker = Command.make(
@@ -23,14 +24,16 @@ export const worker = Command.make(
     nats: natsFlag("NATS server URL"),
     job: Flag.String("job").pipe(Flag.withDescription("job name (default: from the pipeline)"), Flag.optional),
     metricsPort: Flag.Int("metrics-port").pipe(Flag.withDescription("serve /metrics and /healthz on this port (default: $EDDY_METRICS_PORT)"), Flag.optional),
+    metricsHost: metricsHostFlag(),
   },
-  ({ pipeline, nats, job, metricsPort }) =>
+  ({ pipeline, nats, job, metricsPort, metricsHost }) =>
     exitWith(async () => {
       const opts: WorkerOptions = {
         pipeline: Option.getOrUndefined(pipeline),
         natsUrl: Option.getOrUndefined(nats),
         job: Option.getOrUndefined(job),
-        metricsPort: Option.getOrUndefined(metricsPort),
+        metricsPort: checkPort(Option.getOrUndefined(metricsPort)),
+        metricsHost: Option.getOrUndefined(metricsHost),
       };
       const { runWorker } = await import("../../actor/run-worker.ts");
       return runWorker(opts);

@@ -102,6 +102,8 @@ function eddyContainer(r: Resolved, name: Component, args: string[], resources: 
       { name: "EDDY_NATS_URL", value: natsUrl(r.namespace) },
       // Turns on the HTTP endpoint (/metrics, /healthz, /scaling); it is off without it.
       { name: "EDDY_METRICS_PORT", value: String(METRICS_PORT) },
+      // On the pod's address (probes, Prometheus, KEDA), not only loopback as on a laptop.
+      { name: "EDDY_METRICS_HOST", value: "0.0.0.0" },
       podNameEnv,
     ],
     ports: [{ name: "metrics", containerPort: METRICS_PORT, protocol: "TCP" }],
