@@ -5,7 +5,7 @@
  */
 import { withNats } from "../nats/connection.ts";
 import { requestCheckpoint } from "../nats/control.ts";
-import { listSavepoints, repartitionSavepoint, waitForApplied } from "../nats/savepoints.ts";
+import { deleteSavepoint, listSavepoints, repartitionSavepoint, waitForApplied } from "../nats/savepoints.ts";
 import { start, undeploy } from "../deploy/deploy.ts";
 import { TransientError } from "../errors.ts";
 
@@ -23,6 +23,12 @@ export async function runSavepoint(o: { job: string; natsUrl: string | undefined
   const record = await withNats(o.natsUrl, (nc) => requestCheckpoint(nc, o.job, { savepoint: true }));
   if (record.status !== "committed" || record.savepoint === undefined) throw new SavepointFailedError(`job "${o.job}": checkpoint ${record.id} ${record.status}: ${record.reason ?? "no savepoint"}; retry`);
   console.log(o.json ? JSON.stringify({ job: o.job, savepoint: record.savepoint, checkpoint: record.id }) : `${o.job}: savepoint ${record.savepoint} (checkpoint ${record.id})`);
+  return 0;
+}
+
+export async function runSavepointDelete(o: { job: string; id: string; natsUrl: string | undefined; json: boolean }): Promise<number> {
+  const objects = await withNats(o.natsUrl, (nc) => deleteSavepoint(nc, o.job, o.id));
+  console.log(o.json ? JSON.stringify({ job: o.job, deleted: o.id, objects }) : `${o.job}: deleted savepoint ${o.id} (${objects} objects)`);
   return 0;
 }
 
