@@ -21,6 +21,7 @@ import { checkpoints } from "./commands/checkpoints.ts";
 import { demo } from "./commands/demo.ts";
 import { deploy } from "./commands/deploy.ts";
 import { dev } from "./commands/dev.ts";
+import { dlq } from "./commands/dlq.ts";
 import { k8s } from "./commands/k8s.ts";
 import { ls } from "./commands/ls.ts";
 import { natsServer } from "./commands/nats-server.ts";
@@ -42,7 +43,7 @@ import { ExitWithCodeError, USAGE_EXIT_CODE } from "./run.ts";
 /** The root command; add a subcommand as a module under commands/ and list it here. */
 export const eddy = Command.make("eddy").pipe(
   Command.withDescription("eddy: actor-based stream functions on NATS JetStream"),
-  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand, savepointCommand, savepointsCommand, stopCommand, startCommand]),
+  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand, savepointCommand, savepointsCommand, stopCommand, startCommand, dlq]),
   Command.withGlobalFlags(connectionSettings),
 );
 
