@@ -47,3 +47,13 @@ export function errorActionOf(e: unknown): ErrorAction | undefined {
   const action: unknown = e instanceof Error ? (e as { action?: unknown }).action : undefined;
   return ACTIONS.has(action) ? (action as ErrorAction) : undefined;
 }
+
+/**
+ * A value outside what a function accepts (a partition count, a window size, a savepoint name).
+ * Still a `RangeError`, as the validation in core always threw, but one the caller must fix: the
+ * CLI prints its message, not a stack.
+ */
+export class InvalidArgumentError extends RangeError {
+  readonly action = "fix-input" as const;
+  override readonly name = "InvalidArgumentError";
+}

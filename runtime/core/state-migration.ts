@@ -18,7 +18,7 @@ import type { StateDeclaration, StateDeclarations } from "../sdk/state.ts";
 import { parseKvKey, versionsKey } from "./kv-keys.ts";
 import { CorruptSavepointError, type PartitionExport, type SavepointManifest } from "./savepoint.ts";
 import { decodeValue, encodeValue } from "./wire.ts";
-import { InputError } from "../errors.ts";
+import { InputError, InvalidArgumentError } from "../errors.ts";
 
 /** A function of the job a savepoint is restored into. */
 export interface RestoreTarget {
@@ -191,7 +191,7 @@ export function planRestore(manifest: SavepointManifest, target: readonly Restor
  */
 export function migratePartition(plan: RestorePlan, exp: PartitionExport): PartitionExport {
   const f = plan.functions.get(exp.fn);
-  if (f === undefined) throw new RangeError(`function "${exp.fn}" is not restored by the plan (see droppedFunctions)`);
+  if (f === undefined) throw new InvalidArgumentError(`function "${exp.fn}" is not restored by the plan (see droppedFunctions)`);
   if (!Number.isSafeInteger(exp.partition) || exp.partition < 0 || exp.partition >= f.partitions) {
     throw new CorruptSavepointError(`${exp.fn}/${exp.partition}: function "${exp.fn}" has ${f.partitions} partitions`);
   }

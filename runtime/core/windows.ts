@@ -7,6 +7,7 @@
  * `windowKey` gives every window a compact name usable as a NATS KV key token, so window
  * contents can be stored as keyed state and window timers can be named after their window.
  */
+import { InvalidArgumentError } from "../errors.ts";
 
 /** A window of event time: `start` inclusive, `end` exclusive, both integer milliseconds. */
 export interface TimeWindow {
@@ -69,7 +70,7 @@ export function isMergingSpec(spec: WindowSpec): spec is Extract<WindowSpec, { k
 
 function requirePositiveInt(name: string, v: number): void {
   if (!Number.isSafeInteger(v) || v <= 0) {
-    throw new RangeError(`window ${name} must be a positive integer number of ms, got ${v}`);
+    throw new InvalidArgumentError(`window ${name} must be a positive integer number of ms, got ${v}`);
   }
 }
 
@@ -79,17 +80,17 @@ export function validateWindowSpec(spec: WindowSpec): void {
     case "tumbling":
       requirePositiveInt("size", spec.size);
       if (spec.offset !== undefined && !Number.isSafeInteger(spec.offset)) {
-        throw new RangeError(`window offset must be an integer number of ms, got ${spec.offset}`);
+        throw new InvalidArgumentError(`window offset must be an integer number of ms, got ${spec.offset}`);
       }
       return;
     case "sliding":
       requirePositiveInt("size", spec.size);
       requirePositiveInt("slide", spec.slide);
       if (spec.slide > spec.size) {
-        throw new RangeError(`sliding window slide (${spec.slide}) larger than its size (${spec.size}) would drop records between windows`);
+        throw new InvalidArgumentError(`sliding window slide (${spec.slide}) larger than its size (${spec.size}) would drop records between windows`);
       }
       if (spec.offset !== undefined && !Number.isSafeInteger(spec.offset)) {
-        throw new RangeError(`window offset must be an integer number of ms, got ${spec.offset}`);
+        throw new InvalidArgumentError(`window offset must be an integer number of ms, got ${spec.offset}`);
       }
       return;
     case "session":
@@ -98,7 +99,7 @@ export function validateWindowSpec(spec: WindowSpec): void {
     case "global":
       return;
     default:
-      throw new RangeError(`unknown window kind ${(spec as { kind: unknown }).kind}`);
+      throw new InvalidArgumentError(`unknown window kind ${(spec as { kind: unknown }).kind}`);
   }
 }
 
@@ -129,7 +130,7 @@ export function windowStart(ts: number, size: number, offset = 0): number {
  */
 export function assignWindows(spec: WindowSpec, ts: number): TimeWindow[] {
   if (!Number.isSafeInteger(ts)) {
-    throw new RangeError(`event timestamp must be an integer number of ms, got ${ts}`);
+    throw new InvalidArgumentError(`event timestamp must be an integer number of ms, got ${ts}`);
   }
   switch (spec.kind) {
     case "tumbling": {
@@ -154,7 +155,7 @@ export function assignWindows(spec: WindowSpec, ts: number): TimeWindow[] {
     case "global":
       return [GLOBAL_WINDOW];
     default:
-      throw new RangeError(`unknown window kind ${(spec as { kind: unknown }).kind}`);
+      throw new InvalidArgumentError(`unknown window kind ${(spec as { kind: unknown }).kind}`);
   }
 }
 
@@ -227,7 +228,7 @@ function decodeInt(s: string): number | undefined {
  */
 export function windowKey(w: TimeWindow): string {
   if (!Number.isSafeInteger(w.start) || !Number.isSafeInteger(w.end)) {
-    throw new RangeError(`window bounds must be integers, got [${w.start}, ${w.end})`);
+    throw new InvalidArgumentError(`window bounds must be integers, got [${w.start}, ${w.end})`);
   }
   return `${encodeInt(w.start)}_${encodeInt(w.end)}`;
 }

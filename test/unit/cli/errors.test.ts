@@ -1,6 +1,7 @@
 /** eddy's errors carry what to do about them; the CLI decides output and exit code from that. */
 import { describe, expect, it } from "vitest";
-import { errorActionOf, InputError, TransientError, FatalError } from "../../../runtime/errors.ts";
+import { errorActionOf, InputError, InvalidArgumentError, TransientError, FatalError } from "../../../runtime/errors.ts";
+import { partitionOf } from "../../../runtime/core/hash.ts";
 import { NatsUnreachableError } from "../../../runtime/nats/connection.ts";
 import { UnknownSavepointError } from "../../../runtime/nats/savepoints.ts";
 import { CorruptSavepointError } from "../../../runtime/core/savepoint.ts";
@@ -27,6 +28,18 @@ describe("error actions", () => {
     const e = new UnknownSavepointError("no savepoint x");
     expect(e.name).toBe("UnknownSavepointError");
     expect(e.message).toBe("no savepoint x");
+  });
+
+  it("core validation throws a RangeError the caller must fix", () => {
+    let thrown: unknown;
+    try {
+      partitionOf("k", 0);
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(RangeError);
+    expect(thrown).toBeInstanceOf(InvalidArgumentError);
+    expect(errorActionOf(thrown)).toBe("fix-input");
   });
 
   it("JavaScript's and libraries' errors have no action", () => {
