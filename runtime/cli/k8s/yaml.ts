@@ -1,6 +1,7 @@
 /**
- * The manifests as one multi-document YAML, written by the `yaml` package with YAML 1.1 quoting
- * (Kubernetes' parser still reads `yes`, `on`, `0777`… as YAML 1.1 does), no line folding, and a
+ * The manifests as one multi-document YAML, written by the `yaml` package: strings quoted wherever
+ * a YAML 1.1 or 1.2 parser could read them as something else (Kubernetes' parser still reads `yes`,
+ * `on`, `0777`… as YAML 1.1 does), no line folding, multi-line strings as literal blocks, and a
  * comment above the documents a reader most needs to understand.
  */
 import { Document, isNode, Scalar, visit } from "yaml";
