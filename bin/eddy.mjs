@@ -2,15 +2,23 @@
 // The `eddy` executable. eddy is TypeScript run by Node 24's type stripping; this launcher is plain
 // JavaScript so that it also works when an older `node` (say, a system Node 20) starts it: then it
 // re-runs itself with the Node pinned in node_modules (the `node` devDependency).
-import { spawnSync } from "node:child_process";
+//
+// The launcher then stands in for eddy: whoever stops it (`kill <pid>`, a service manager, Ctrl-C)
+// must reach eddy exactly once, or a worker would not hand its partitions over, or would take a
+// duplicate Ctrl-C as the "second signal, stop at once". So the child runs in its own process group
+// (the terminal's Ctrl-C reaches only the launcher) and the launcher forwards SIGINT, SIGTERM and
+// SIGHUP to it, then exits the way the child did.
+import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const REQUIRED_MAJOR = 24;
 const major = Number(process.versions.node.split(".")[0]);
+// For tests on a machine whose `node` is already 24: take the re-exec path anyway (once).
+const forced = process.env.EDDY_LAUNCHER_REEXEC === "1";
 
-if (major < REQUIRED_MAJOR) {
+if (major < REQUIRED_MAJOR || forced) {
   const self = fileURLToPath(import.meta.url);
   const pinned = join(dirname(dirname(self)), "node_modules", "node", "bin", "node");
   if (!existsSync(pinned)) {
@@ -20,23 +28,27 @@ if (major < REQUIRED_MAJOR) {
     );
     process.exit(1);
   }
-  // The child is in our process group, so Ctrl-C reaches it directly; we only must not die first
-  // (that would hand the terminal back while it is still shutting down). Handlers installed here
-  // replace the default "terminate" action while spawnSync blocks.
-  const ignore = () => {};
+  const env = { ...process.env };
+  delete env.EDDY_LAUNCHER_REEXEC;
+  const child = spawn(pinned, [self, ...process.argv.slice(2)], { stdio: "inherit", env, detached: true });
   const forwarded = ["SIGINT", "SIGTERM", "SIGHUP"];
-  for (const sig of forwarded) process.on(sig, ignore);
-  const result = spawnSync(pinned, [self, ...process.argv.slice(2)], { stdio: "inherit" });
-  if (result.error) {
-    process.stderr.write(`eddy: could not start ${pinned}: ${result.error.message}\n`);
+  const forward = (sig) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+  };
+  for (const sig of forwarded) process.on(sig, forward);
+  child.once("error", (e) => {
+    process.stderr.write(`eddy: could not start ${pinned}: ${e.message}\n`);
     process.exit(1);
-  }
-  if (result.signal) {
-    // Die the same way the child did, so the shell sees e.g. 130 for Ctrl-C.
-    for (const sig of forwarded) process.off(sig, ignore);
-    process.kill(process.pid, result.signal);
-  }
-  process.exit(result.status ?? 1);
+  });
+  child.once("exit", (code, signal) => {
+    if (signal !== null) {
+      // Die the same way the child did, so the shell sees e.g. 130 for Ctrl-C.
+      for (const sig of forwarded) process.off(sig, forward);
+      process.kill(process.pid, signal);
+      return;
+    }
+    process.exit(code ?? 1);
+  });
 } else {
   const { runCli } = await import("../runtime/cli/main.ts");
   runCli();

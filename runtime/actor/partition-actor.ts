@@ -40,6 +40,7 @@ import type { StreamInput } from "../sdk/function.ts";
 import { OutputRouter, type PendingOutput } from "./output-router.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "./ports.ts";
 import { Publisher } from "./publisher.ts";
+import { FatalError } from "../errors.ts";
 
 /** Tuning of an actor; the defaults suit a small machine. */
 export interface ActorConfig {
@@ -139,7 +140,7 @@ const CHUNK = 20_000;
 const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
 
 /** The stored state a restore needs is missing or inconsistent; the job cannot resume from it. */
-export class CorruptCheckpointError extends Error {
+export class CorruptCheckpointError extends FatalError {
   override readonly name = "CorruptCheckpointError";
 }
 

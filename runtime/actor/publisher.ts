@@ -7,9 +7,10 @@
  * before it records an input position, so nothing before that position can be silently lost.
  */
 import type { Transport } from "./ports.ts";
+import { TransientError } from "../errors.ts";
 
 /** A publish was not acknowledged; the actor must restart from its last durable position. */
-export class PublishFailedError extends Error {
+export class PublishFailedError extends TransientError {
   override readonly name = "PublishFailedError";
 }
 

@@ -11,8 +11,9 @@ import type { PipelineSpec } from "../sdk/function.ts";
 import { connectNats, natsUrlOf, redactNatsUrl } from "../nats/connection.ts";
 import { makeWorker, type Worker } from "./worker.ts";
 import { actorMetrics } from "../metrics/actor-metrics.ts";
-import { metricsPortFrom, startMetricsServer } from "../metrics/server.ts";
+import { metricsHostFrom, metricsPortFrom, startMetricsServer } from "../metrics/server.ts";
 import { makeGenericWorker } from "./generic-worker.ts";
+import { InputError } from "../errors.ts";
 
 export interface RunWorkerOptions {
   /** Module with the pipeline(s) to run; without it the worker runs whatever is deployed. */
@@ -21,10 +22,12 @@ export interface RunWorkerOptions {
   readonly job: string | undefined;
   /** Port of /metrics and /healthz (default: $EDDY_METRICS_PORT, else none). */
   readonly metricsPort?: number | undefined;
+  /** Address of that endpoint (default: $EDDY_METRICS_HOST, else 127.0.0.1). */
+  readonly metricsHost?: string | undefined;
 }
 
 /** The module does not export a pipeline; fix the module. */
-export class InvalidPipelineModuleError extends Error {
+export class InvalidPipelineModuleError extends InputError {
   override readonly name = "InvalidPipelineModuleError";
 }
 
@@ -74,10 +77,10 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
     const port = metricsPortFrom(options.metricsPort);
     if (port !== undefined) {
       const server = yield* Effect.acquireRelease(
-        Effect.tryPromise({ try: () => startMetricsServer(port, () => actorMetrics(hosted().map((w) => ({ job: w.graph.job, stats: w.stats() })))), catch: (e) => e as Error }),
+        Effect.tryPromise({ try: () => startMetricsServer(port, () => actorMetrics(hosted().map((w) => ({ job: w.graph.job, stats: w.stats() }))), {}, metricsHostFrom(options.metricsHost)), catch: (e) => e as Error }),
         (s) => Effect.promise(() => s.close()),
       );
-      console.error(`eddy worker ${base}: metrics on :${server.port}/metrics`);
+      console.error(`eddy worker ${base}: metrics on ${server.host}:${server.port}/metrics`);
     }
     const signal = yield* waitForSignal;
     console.error(`eddy worker ${base}: ${signal}, handing its partitions over at a checkpoint (a second signal stops at once)`);

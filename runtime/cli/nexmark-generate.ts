@@ -7,6 +7,7 @@
 import { createWriteStream } from "node:fs";
 import type { Writable } from "node:stream";
 import { eventToJson, generateEvents, type NexmarkConfig } from "../../functions/nexmark/generator.ts";
+import { InvalidArgumentError } from "../errors.ts";
 
 export interface NexmarkGenerateOptions {
   /** Number of events to write. */
@@ -38,8 +39,8 @@ function settle(stream: Writable, events: readonly string[]): Promise<void> {
 
 export async function runNexmarkGenerate(options: NexmarkGenerateOptions): Promise<number> {
   const { events, seed, out } = options;
-  if (!Number.isSafeInteger(events) || events < 0) throw new RangeError(`nexmark-generate: events must be a non-negative integer, got ${events}`);
-  if (!Number.isSafeInteger(seed)) throw new RangeError(`nexmark-generate: seed must be an integer, got ${seed}`);
+  if (!Number.isSafeInteger(events) || events < 0) throw new InvalidArgumentError(`nexmark-generate: events must be a non-negative integer, got ${events}`);
+  if (!Number.isSafeInteger(seed)) throw new InvalidArgumentError(`nexmark-generate: seed must be an integer, got ${seed}`);
   const config: NexmarkConfig = { ...options.config, seed };
   // Validates the configuration (on the first next()) before any file is created or truncated.
   const lines = generateEvents(config, events, options.firstEventId ?? 0);

@@ -5,12 +5,13 @@
  */
 import { withNats } from "../nats/connection.ts";
 import { requestCheckpoint, resumeFailedJob } from "../nats/control.ts";
-import { listSavepoints, repartitionSavepoint, waitForApplied } from "../nats/savepoints.ts";
+import { deleteSavepoint, listSavepoints, repartitionSavepoint, waitForApplied } from "../nats/savepoints.ts";
 import { start, undeploy } from "../deploy/deploy.ts";
+import { TransientError } from "../errors.ts";
 
 
 /** The checkpoint a savepoint or stop needed did not commit; the reason says why. Retry. */
-export class SavepointFailedError extends Error {
+export class SavepointFailedError extends TransientError {
   override readonly name = "SavepointFailedError";
 }
 
@@ -22,6 +23,12 @@ export async function runSavepoint(o: { job: string; natsUrl: string | undefined
   const record = await withNats(o.natsUrl, (nc) => requestCheckpoint(nc, o.job, { savepoint: true }));
   if (record.status !== "committed" || record.savepoint === undefined) throw new SavepointFailedError(`job "${o.job}": checkpoint ${record.id} ${record.status}: ${record.reason ?? "no savepoint"}; retry`);
   console.log(o.json ? JSON.stringify({ job: o.job, savepoint: record.savepoint, checkpoint: record.id }) : `${o.job}: savepoint ${record.savepoint} (checkpoint ${record.id})`);
+  return 0;
+}
+
+export async function runSavepointDelete(o: { job: string; id: string; natsUrl: string | undefined; json: boolean }): Promise<number> {
+  const objects = await withNats(o.natsUrl, (nc) => deleteSavepoint(nc, o.job, o.id));
+  console.log(o.json ? JSON.stringify({ job: o.job, deleted: o.id, objects }) : `${o.job}: deleted savepoint ${o.id} (${objects} objects)`);
   return 0;
 }
 

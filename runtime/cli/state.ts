@@ -4,10 +4,11 @@
  */
 import { withNats } from "../nats/connection.ts";
 import { stateClient, type WriteReceipt } from "../nats/state-client.ts";
+import { InputError } from "../errors.ts";
 
 
 /** A command-line value that is not JSON; quote strings as JSON ('"text"'). */
-export class InvalidValueError extends Error {
+export class InvalidValueError extends InputError {
   override readonly name = "InvalidValueError";
 }
 

@@ -11,6 +11,7 @@
  * This runs once per record, so it hashes the string's UTF-8 encoding inline instead of
  * allocating a Buffer per call.
  */
+import { InvalidArgumentError } from "../errors.ts";
 
 const FNV_OFFSET_BASIS = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
@@ -65,7 +66,7 @@ export function fnv1a32(s: string): number {
  */
 export function partitionOf(key: string, partitions: number): number {
   if (!Number.isInteger(partitions) || partitions < 1 || partitions > 0xffffffff) {
-    throw new RangeError(`partition count must be an integer in [1, 2^32-1], got ${partitions}`);
+    throw new InvalidArgumentError(`partition count must be an integer in [1, 2^32-1], got ${partitions}`);
   }
   return fnv1a32(key) % partitions;
 }

@@ -9,9 +9,10 @@
 import type { FunctionInput, FunctionSpec, Input, PipelineSpec, StreamInput } from "../spec/function.ts";
 import { isValidStateName } from "./kv-keys.ts";
 import { createWatermarkGenerator } from "./watermarks.ts";
+import { InputError } from "../errors.ts";
 
 /** The pipeline definition cannot run as written; the message says what to change. */
-export class InvalidPipelineError extends Error {
+export class InvalidPipelineError extends InputError {
   override readonly name = "InvalidPipelineError";
 }
 

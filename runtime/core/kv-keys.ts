@@ -22,6 +22,7 @@
  */
 
 import type { Timer } from "./timers.ts";
+import { InvalidArgumentError } from "../errors.ts";
 
 /**
  * Token standing for the empty string. An empty token would make an invalid key (`a..b`), and
@@ -48,7 +49,7 @@ export function b64url(s: string): string {
  */
 export function unb64url(token: string): string {
   const s = tryUnb64url(token);
-  if (s === undefined) throw new RangeError(`not a canonical base64url token: ${JSON.stringify(token)}`);
+  if (s === undefined) throw new InvalidArgumentError(`not a canonical base64url token: ${JSON.stringify(token)}`);
   return s;
 }
 
@@ -71,14 +72,14 @@ export function isValidStateName(name: string): boolean {
 /** Throws unless `name` is a valid state name (`/^[A-Za-z][A-Za-z0-9-]*$/`). */
 export function assertStateName(name: string): void {
   if (!STATE_NAME.test(name)) {
-    throw new RangeError(
+    throw new InvalidArgumentError(
       `invalid state name ${JSON.stringify(name)}: use a letter followed by letters, digits or '-'`,
     );
   }
 }
 
 function assertPartition(p: number): void {
-  if (!Number.isSafeInteger(p) || p < 0) throw new RangeError(`partition must be an integer >= 0, got ${p}`);
+  if (!Number.isSafeInteger(p) || p < 0) throw new InvalidArgumentError(`partition must be an integer >= 0, got ${p}`);
 }
 
 const TS_HEX_DIGITS = 14;
@@ -88,7 +89,7 @@ const TS_OFFSET = 2n ** 53n;
 
 export function encodeTimerTs(ts: number): string {
   if (!Number.isSafeInteger(ts)) {
-    throw new RangeError(`timer time must be a safe integer to be stored, got ${ts}`);
+    throw new InvalidArgumentError(`timer time must be a safe integer to be stored, got ${ts}`);
   }
   // BigInt: ts + 2^53 is beyond the range where doubles hold every integer.
   return (BigInt(ts) + TS_OFFSET).toString(16).padStart(TS_HEX_DIGITS, "0");
@@ -118,7 +119,7 @@ export function mapEntryKey(p: number, state: string, key: string, subkey: strin
 export function timerKey(p: number, t: Timer): string {
   assertPartition(p);
   const d = t.domain === "event" ? "e" : t.domain === "processing" ? "p" : undefined;
-  if (d === undefined) throw new RangeError(`unknown time domain ${t.domain}`);
+  if (d === undefined) throw new InvalidArgumentError(`unknown time domain ${t.domain}`);
   return `${p}._t.${d}${encodeTimerTs(t.ts)}.${b64url(t.key)}.${b64url(t.name)}`;
 }
 

@@ -11,6 +11,7 @@ import type { Context, FunctionSpec, TimerInfo, TimerService } from "../spec/fun
 import type { ListState, MapState, ReducingState, StateDeclarations, ValueState } from "../spec/state.ts";
 import { KeyedStateStore } from "./state-store.ts";
 import { TimerQueue, type TimeDomain } from "./timers.ts";
+import { InputError } from "../errors.ts";
 
 /** Receives what a function emits. */
 export interface OperatorOutput {
@@ -19,12 +20,12 @@ export interface OperatorOutput {
 }
 
 /** A user function threw; the record (or timer) that caused it is named in the message. */
-export class UserFunctionError extends Error {
+export class UserFunctionError extends InputError {
   override readonly name = "UserFunctionError";
 }
 
 /** A function used keyed state or timers without a key selector. */
-export class KeyRequiredError extends Error {
+export class KeyRequiredError extends InputError {
   override readonly name = "KeyRequiredError";
 }
 

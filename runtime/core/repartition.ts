@@ -21,9 +21,10 @@ import { mapEntryKey, parseKvKey, stateKey, timerKey, versionsKey, watermarkKey 
 import { CorruptSavepointError, type PartitionExport, type SavepointFunction } from "./savepoint.ts";
 import type { WatermarkTrackerState } from "./watermarks.ts";
 import { decodeValue, encodeValue } from "./wire.ts";
+import { InputError, InvalidArgumentError } from "../errors.ts";
 
 /** The function cannot be repartitioned this way; the message says why and what to do instead. */
-export class UnsupportedRepartitionError extends Error {
+export class UnsupportedRepartitionError extends InputError {
   override readonly name = "UnsupportedRepartitionError";
 }
 
@@ -56,7 +57,7 @@ export function repartition(fn: SavepointFunction, exports: readonly PartitionEx
     );
   }
   if (!Number.isSafeInteger(newPartitions) || newPartitions < 1 || newPartitions > MAX_PARTITIONS) {
-    throw new RangeError(`partition count must be an integer in 1..${MAX_PARTITIONS}, got ${newPartitions}`);
+    throw new InvalidArgumentError(`partition count must be an integer in 1..${MAX_PARTITIONS}, got ${newPartitions}`);
   }
   const byPartition = new Map<number, PartitionExport>();
   for (const e of exports) {
@@ -130,7 +131,7 @@ export function repartition(fn: SavepointFunction, exports: readonly PartitionEx
  */
 export function retargetUpstream(exp: PartitionExport, upstream: string, newPartitions: number): PartitionExport {
   if (!Number.isSafeInteger(newPartitions) || newPartitions < 1 || newPartitions > MAX_PARTITIONS) {
-    throw new RangeError(`partition count must be an integer in 1..${MAX_PARTITIONS}, got ${newPartitions}`);
+    throw new InvalidArgumentError(`partition count must be an integer in 1..${MAX_PARTITIONS}, got ${newPartitions}`);
   }
   const prefix = producerId(upstream, 0).slice(0, -1);
   const isUpstream = (id: string) => id.startsWith(prefix) && /^(0|[1-9][0-9]*)$/.test(id.slice(prefix.length));

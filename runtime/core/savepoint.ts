@@ -14,6 +14,7 @@
  */
 import { parseKvKey } from "./kv-keys.ts";
 import { decodeValue, encodeValue } from "./wire.ts";
+import { FatalError, InvalidArgumentError } from "../errors.ts";
 
 /** One function as it was when the savepoint was taken. */
 export interface SavepointFunction {
@@ -50,7 +51,7 @@ export interface PartitionExport {
 }
 
 /** The savepoint (or a part of it) cannot be used: it is damaged, of another format or inconsistent. */
-export class CorruptSavepointError extends Error {
+export class CorruptSavepointError extends FatalError {
   override readonly name = "CorruptSavepointError";
 }
 
@@ -61,7 +62,7 @@ const STATE_KINDS: ReadonlySet<string> = new Set(["value", "map", "list", "reduc
 const isNat = (x: unknown): x is number => typeof x === "number" && Number.isSafeInteger(x) && x >= 0;
 
 function requireToken(what: string, s: string): void {
-  if (typeof s !== "string" || !TOKEN.test(s)) throw new RangeError(`${what} ${JSON.stringify(s)} must match [A-Za-z0-9_-]+`);
+  if (typeof s !== "string" || !TOKEN.test(s)) throw new InvalidArgumentError(`${what} ${JSON.stringify(s)} must match [A-Za-z0-9_-]+`);
 }
 
 /** Whether `id` can name a savepoint (letters, digits, `_` and `-`: a subject token and object-name segment). */
@@ -75,8 +76,8 @@ export function isValidSavepointId(id: string): boolean {
  * restored from a savepoint, times do not), then the checkpoint for people.
  */
 export function newSavepointId(checkpoint: number, now: number): string {
-  if (!isNat(checkpoint)) throw new RangeError(`checkpoint must be a whole number >= 0, got ${checkpoint}`);
-  if (!Number.isFinite(now) || now < 0 || now >= Date.UTC(10000, 0, 1)) throw new RangeError(`time ${now} is not a date between years 1970 and 9999`);
+  if (!isNat(checkpoint)) throw new InvalidArgumentError(`checkpoint must be a whole number >= 0, got ${checkpoint}`);
+  if (!Number.isFinite(now) || now < 0 || now >= Date.UTC(10000, 0, 1)) throw new InvalidArgumentError(`time ${now} is not a date between years 1970 and 9999`);
   const t = new Date(Math.floor(now)).toISOString(); // 2025-06-01T12:00:00.123Z
   return `sp-${t.slice(0, 10).replaceAll("-", "")}T${t.slice(11, 19).replaceAll(":", "")}${t.slice(20, 23)}Z-${checkpoint}`;
 }
@@ -97,7 +98,7 @@ export function savepointManifestName(job: string, id: string): string {
 /** Object name of the export of partition `p` of function `fn` in savepoint `id` of `job`. */
 export function savepointObjectName(job: string, id: string, fn: string, p: number): string {
   requireToken("function", fn);
-  if (!isNat(p)) throw new RangeError(`partition must be a whole number >= 0, got ${p}`);
+  if (!isNat(p)) throw new InvalidArgumentError(`partition must be a whole number >= 0, got ${p}`);
   return `${savepointPrefix(job, id)}${fn}/${p}`;
 }
 
@@ -109,7 +110,7 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 /** The manifest as stored: JSON. */
 export function encodeManifest(m: SavepointManifest): Uint8Array {
   const problem = manifestProblem(m);
-  if (problem !== undefined) throw new RangeError(`refusing to write an invalid savepoint manifest: ${problem}`);
+  if (problem !== undefined) throw new InvalidArgumentError(`refusing to write an invalid savepoint manifest: ${problem}`);
   return encoder.encode(JSON.stringify(m, null, 2));
 }
 
@@ -162,7 +163,7 @@ function manifestProblem(m: unknown): string | undefined {
 /** A partition export as stored: msgpack `{ format, fn, partition, entries: [[key, value], ...] }`. */
 export function encodePartitionExport(e: PartitionExport): Uint8Array {
   const problem = exportProblem(e);
-  if (problem !== undefined) throw new RangeError(`refusing to write an invalid partition export: ${problem}`);
+  if (problem !== undefined) throw new InvalidArgumentError(`refusing to write an invalid partition export: ${problem}`);
   return encodeValue({ format: 1, fn: e.fn, partition: e.partition, entries: e.entries });
 }
 

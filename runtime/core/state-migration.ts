@@ -18,6 +18,7 @@ import type { StateDeclaration, StateDeclarations } from "../spec/state.ts";
 import { parseKvKey, versionsKey } from "./kv-keys.ts";
 import { CorruptSavepointError, type PartitionExport, type SavepointManifest } from "./savepoint.ts";
 import { decodeValue, encodeValue } from "./wire.ts";
+import { InputError, InvalidArgumentError } from "../errors.ts";
 
 /** A function of the job a savepoint is restored into. */
 export interface RestoreTarget {
@@ -82,22 +83,22 @@ export interface PlanRestoreOptions {
 }
 
 /** The savepoint cannot be restored into this code; the message says what differs and what to do. */
-export class IncompatibleSavepointError extends Error {
+export class IncompatibleSavepointError extends InputError {
   override readonly name = "IncompatibleSavepointError";
 }
 
 /** `skip` names a state that neither the savepoint nor the job has; fix the name. */
-export class UnknownStateError extends Error {
+export class UnknownStateError extends InputError {
   override readonly name = "UnknownStateError";
 }
 
 /** A stored value has a schema version its declaration has no migration from; declare one. */
-export class MissingMigrationError extends Error {
+export class MissingMigrationError extends InputError {
   override readonly name = "MissingMigrationError";
 }
 
 /** A migration threw; the message names the function, state and key it threw for. Fix the migration. */
-export class StateMigrationFailedError extends Error {
+export class StateMigrationFailedError extends InputError {
   override readonly name = "StateMigrationFailedError";
 }
 
@@ -190,7 +191,7 @@ export function planRestore(manifest: SavepointManifest, target: readonly Restor
  */
 export function migratePartition(plan: RestorePlan, exp: PartitionExport): PartitionExport {
   const f = plan.functions.get(exp.fn);
-  if (f === undefined) throw new RangeError(`function "${exp.fn}" is not restored by the plan (see droppedFunctions)`);
+  if (f === undefined) throw new InvalidArgumentError(`function "${exp.fn}" is not restored by the plan (see droppedFunctions)`);
   if (!Number.isSafeInteger(exp.partition) || exp.partition < 0 || exp.partition >= f.partitions) {
     throw new CorruptSavepointError(`${exp.fn}/${exp.partition}: function "${exp.fn}" has ${f.partitions} partitions`);
   }

@@ -6,6 +6,7 @@
  * NATS so that the service, the client and the tests agree on one definition.
  */
 import type { StateWriteOp } from "./state-writes.ts";
+import { InputError } from "../errors.ts";
 
 /** `live`: the owning actor's memory (includes uncommitted changes); `committed`: the KV bucket. */
 export type Consistency = "live" | "committed";
@@ -83,7 +84,7 @@ export function page(keys: Array<[string, string]>, request: ScanRequest): { key
 }
 
 /** The request does not make sense (bad JSON, missing field); fix it and ask again. */
-export class BadStateRequestError extends Error {
+export class BadStateRequestError extends InputError {
   override readonly name = "BadStateRequestError";
 }
 

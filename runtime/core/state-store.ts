@@ -8,6 +8,7 @@
  * snapshots costs one entry in the next one.
  */
 import type { StateDeclaration, StateDeclarations } from "../spec/state.ts";
+import { InputError } from "../errors.ts";
 
 /** One changed entry: `value === undefined` means deleted. */
 export interface StateChange {
@@ -21,7 +22,7 @@ type Scalars = Map<string, unknown>;
 type Maps = Map<string, Map<string, unknown>>;
 
 /** Raised when a function touches state it did not declare, or the wrong kind of it. */
-export class UndeclaredStateError extends Error {
+export class UndeclaredStateError extends InputError {
   override readonly name = "UndeclaredStateError";
 }
 

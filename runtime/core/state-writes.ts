@@ -15,6 +15,7 @@ import type { StateDeclarations } from "../spec/state.ts";
 import type { KeyedStateStore } from "./state-store.ts";
 import type { TimerQueue } from "./timers.ts";
 import { decodeValue, encodeValue } from "./wire.ts";
+import { InputError } from "../errors.ts";
 
 /** One change of state written from outside. */
 export type StateWriteOp =
@@ -31,7 +32,7 @@ export interface StateWrite {
 }
 
 /** The write does not fit the function's state declarations; fix it and send it again. */
-export class InvalidStateWriteError extends Error {
+export class InvalidStateWriteError extends InputError {
   override readonly name = "InvalidStateWriteError";
 }
 

@@ -8,6 +8,7 @@
  * which timers were added and removed since the last checkpoint, so a snapshot can persist a
  * delta instead of every timer.
  */
+import { InvalidArgumentError } from "../errors.ts";
 
 /** Which clock a timer follows: the watermark (`event`) or the wall clock (`processing`). */
 export type TimeDomain = "event" | "processing";
@@ -130,8 +131,8 @@ export class TimerQueue {
   register(t: Timer): boolean {
     // Stored timers are whole milliseconds (see kv-keys.ts); refusing others here makes the
     // mistake fail in the user function that made it, not at the next checkpoint.
-    if (!Number.isSafeInteger(t.ts)) throw new RangeError(`timer time must be a whole number of milliseconds, got ${t.ts}`);
-    if (t.domain !== "event" && t.domain !== "processing") throw new RangeError(`unknown time domain ${t.domain}`);
+    if (!Number.isSafeInteger(t.ts)) throw new InvalidArgumentError(`timer time must be a whole number of milliseconds, got ${t.ts}`);
+    if (t.domain !== "event" && t.domain !== "processing") throw new InvalidArgumentError(`unknown time domain ${t.domain}`);
     const id = timerId(t);
     if (this.#live.has(id)) return false;
     const timer: Timer = { domain: t.domain, ts: t.ts, key: t.key, name: t.name };

@@ -11,6 +11,7 @@
  * and `restore` accepts either.
  */
 import type { WatermarkStrategy } from "../spec/watermarks.ts";
+import { InvalidArgumentError } from "../errors.ts";
 
 export type { WatermarkStrategy } from "../spec/watermarks.ts";
 
@@ -45,15 +46,15 @@ const decodeWm = (wm: number | null | undefined): number =>
   wm === null || wm === undefined ? -Infinity : wm;
 
 function requireTimestamp(ts: number): void {
-  if (!Number.isFinite(ts)) throw new RangeError(`event timestamp must be a finite number, got ${ts}`);
+  if (!Number.isFinite(ts)) throw new InvalidArgumentError(`event timestamp must be a finite number, got ${ts}`);
 }
 
 function requireNonNegative(name: string, v: number): void {
-  if (!Number.isFinite(v) || v < 0) throw new RangeError(`${name} must be a finite number >= 0, got ${v}`);
+  if (!Number.isFinite(v) || v < 0) throw new InvalidArgumentError(`${name} must be a finite number >= 0, got ${v}`);
 }
 
 function requirePositiveInt(name: string, v: number): void {
-  if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${name} must be an integer >= 1, got ${v}`);
+  if (!Number.isSafeInteger(v) || v < 1) throw new InvalidArgumentError(`${name} must be an integer >= 1, got ${v}`);
 }
 
 /**
@@ -69,7 +70,7 @@ class Idleness {
 
   constructor(timeoutMs: number | undefined) {
     if (timeoutMs !== undefined && (!Number.isFinite(timeoutMs) || timeoutMs <= 0)) {
-      throw new RangeError(`idleTimeoutMs must be a finite number > 0, got ${timeoutMs}`);
+      throw new InvalidArgumentError(`idleTimeoutMs must be a finite number > 0, got ${timeoutMs}`);
     }
     this.#timeoutMs = timeoutMs;
   }
@@ -193,7 +194,7 @@ class PercentileGenerator implements WatermarkGenerator {
   #wm = -Infinity;
 
   constructor(s: Extract<WatermarkStrategy, { kind: "percentile" }>) {
-    if (!(s.quantile > 0 && s.quantile <= 1)) throw new RangeError(`quantile must be in (0, 1], got ${s.quantile}`);
+    if (!(s.quantile > 0 && s.quantile <= 1)) throw new InvalidArgumentError(`quantile must be in (0, 1], got ${s.quantile}`);
     const bound = s.boundMs ?? 0;
     requireNonNegative("boundMs", bound);
     const sampleSize = s.sampleSize ?? 1000;
@@ -314,7 +315,7 @@ export function createWatermarkGenerator(strategy: WatermarkStrategy): Watermark
     case "none":
       return new NoWatermarks();
     default:
-      throw new RangeError(`unknown watermark strategy ${(strategy as { kind: unknown }).kind}`);
+      throw new InvalidArgumentError(`unknown watermark strategy ${(strategy as { kind: unknown }).kind}`);
   }
 }
 
@@ -360,7 +361,7 @@ export class WatermarkTracker {
 
   /** Records producer `id`'s watermark; true if the combined watermark advanced. */
   update(id: string, wm: number): boolean {
-    if (Number.isNaN(wm)) throw new RangeError(`watermark of ${id} is NaN`);
+    if (Number.isNaN(wm)) throw new InvalidArgumentError(`watermark of ${id} is NaN`);
     const p = this.#producer(id);
     if (wm <= p.wm) return false;
     p.wm = wm;

@@ -7,6 +7,7 @@
  * How windows are named in state and timers is in window-layout.ts.
  */
 import type { TimeWindow, WindowSpec } from "../spec/windows.ts";
+import { InvalidArgumentError } from "../errors.ts";
 
 export type { TimeWindow, WindowSpec } from "../spec/windows.ts";
 
@@ -67,7 +68,7 @@ export function isMergingSpec(spec: WindowSpec): spec is Extract<WindowSpec, { k
 
 function requirePositiveInt(name: string, v: number): void {
   if (!Number.isSafeInteger(v) || v <= 0) {
-    throw new RangeError(`window ${name} must be a positive integer number of ms, got ${v}`);
+    throw new InvalidArgumentError(`window ${name} must be a positive integer number of ms, got ${v}`);
   }
 }
 
@@ -77,17 +78,17 @@ export function validateWindowSpec(spec: WindowSpec): void {
     case "tumbling":
       requirePositiveInt("size", spec.size);
       if (spec.offset !== undefined && !Number.isSafeInteger(spec.offset)) {
-        throw new RangeError(`window offset must be an integer number of ms, got ${spec.offset}`);
+        throw new InvalidArgumentError(`window offset must be an integer number of ms, got ${spec.offset}`);
       }
       return;
     case "sliding":
       requirePositiveInt("size", spec.size);
       requirePositiveInt("slide", spec.slide);
       if (spec.slide > spec.size) {
-        throw new RangeError(`sliding window slide (${spec.slide}) larger than its size (${spec.size}) would drop records between windows`);
+        throw new InvalidArgumentError(`sliding window slide (${spec.slide}) larger than its size (${spec.size}) would drop records between windows`);
       }
       if (spec.offset !== undefined && !Number.isSafeInteger(spec.offset)) {
-        throw new RangeError(`window offset must be an integer number of ms, got ${spec.offset}`);
+        throw new InvalidArgumentError(`window offset must be an integer number of ms, got ${spec.offset}`);
       }
       return;
     case "session":
@@ -96,7 +97,7 @@ export function validateWindowSpec(spec: WindowSpec): void {
     case "global":
       return;
     default:
-      throw new RangeError(`unknown window kind ${(spec as { kind: unknown }).kind}`);
+      throw new InvalidArgumentError(`unknown window kind ${(spec as { kind: unknown }).kind}`);
   }
 }
 
@@ -127,7 +128,7 @@ export function windowStart(ts: number, size: number, offset = 0): number {
  */
 export function assignWindows(spec: WindowSpec, ts: number): TimeWindow[] {
   if (!Number.isSafeInteger(ts)) {
-    throw new RangeError(`event timestamp must be an integer number of ms, got ${ts}`);
+    throw new InvalidArgumentError(`event timestamp must be an integer number of ms, got ${ts}`);
   }
   switch (spec.kind) {
     case "tumbling": {
@@ -152,7 +153,7 @@ export function assignWindows(spec: WindowSpec, ts: number): TimeWindow[] {
     case "global":
       return [GLOBAL_WINDOW];
     default:
-      throw new RangeError(`unknown window kind ${(spec as { kind: unknown }).kind}`);
+      throw new InvalidArgumentError(`unknown window kind ${(spec as { kind: unknown }).kind}`);
   }
 }
 

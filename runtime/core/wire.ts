@@ -10,6 +10,7 @@
  * firings and lateness are repeatable from the input alone.
  */
 import { Packr } from "msgpackr";
+import { InputError } from "../errors.ts";
 
 /** Kinds of internal messages (carried in the `Eddy-Kind` header). */
 export type MessageKind = "data" | "watermark" | "end" | "barrier";
@@ -33,7 +34,7 @@ export interface WatermarkUpdate {
 }
 
 /** The message body could not be decoded; it is dead-lettered with this reason. */
-export class MalformedMessageError extends Error {
+export class MalformedMessageError extends InputError {
   override readonly name = "MalformedMessageError";
 }
 

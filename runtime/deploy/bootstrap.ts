@@ -28,9 +28,10 @@ import { readSavepoint } from "../nats/savepoints.ts";
 import { readAll } from "../nats/streams.ts";
 import { stateClient } from "../nats/state-client.ts";
 import { bundleModule, InvalidModuleError, loadPipelines, withDefaultPartitions } from "./bundle.ts";
+import { InputError } from "../errors.ts";
 
 /** The bootstrap itself failed on an item (the module threw); nothing was sent. Fix the module. */
-export class BootstrapFailedError extends Error {
+export class BootstrapFailedError extends InputError {
   override readonly name = "BootstrapFailedError";
 }
 

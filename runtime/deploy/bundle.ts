@@ -15,9 +15,10 @@ import { pathToFileURL } from "node:url";
 import { build } from "esbuild";
 import { buildJobGraph, type JobGraph } from "../core/job-graph.ts";
 import type { PipelineSpec } from "../sdk/function.ts";
+import { InputError } from "../errors.ts";
 
 /** The module cannot be deployed; the message says why (fix the module and deploy again). */
-export class InvalidModuleError extends Error {
+export class InvalidModuleError extends InputError {
   override readonly name = "InvalidModuleError";
 }
 

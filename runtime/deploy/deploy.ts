@@ -26,9 +26,10 @@ import {
 import { restoreSavepoint, restoreTargetOf } from "../nats/savepoints.ts";
 import { createUserStream, streamFacts } from "../nats/streams.ts";
 import { missingStreams, missingStreamsMessage, sinkStreamName, streamNeeds, type StreamToCreate } from "./stream-checks.ts";
+import { InputError } from "../errors.ts";
 
 /** The new version cannot take over the state of the running one; the message names what differs. */
-export class IncompatibleDeploymentError extends Error {
+export class IncompatibleDeploymentError extends InputError {
   override readonly name = "IncompatibleDeploymentError";
 }
 
@@ -38,7 +39,7 @@ export class MissingStreamsError extends Error {
 }
 
 /** The job has no deployment (or no such version). */
-export class NoDeploymentError extends Error {
+export class NoDeploymentError extends InputError {
   override readonly name = "NoDeploymentError";
 }
 

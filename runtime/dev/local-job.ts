@@ -11,6 +11,7 @@ import { startWorker, type StartedWorker, type WorkerOptions } from "../actor/wo
 import { requestEndOfInput } from "../nats/control.ts";
 import { connectNats, type NatsConnection } from "../nats/connection.ts";
 import { NotLeaderError, startSupervisor, type SupervisorHandle } from "../supervisor/supervisor.ts";
+import { TransientError } from "../errors.ts";
 
 export interface LocalJobOptions {
   /** Periodic checkpoint interval (default 1000 ms; 0 = only explicit checkpoints). */
@@ -33,7 +34,7 @@ export interface LocalJob {
 }
 
 /** A checkpoint did not commit; the record says why. */
-export class CheckpointFailedError extends Error {
+export class CheckpointFailedError extends TransientError {
   override readonly name = "CheckpointFailedError";
 }
 

@@ -4,15 +4,25 @@
  *
  * Credentials travel in the URL, `nats://user:password@host:port` (or `nats://token@host:port`),
  * so every `--nats` / `EDDY_NATS_URL` accepts them (infra/nats/README.md). nats.js ignores the
- * user info of a server URL, so it is taken out here and passed as `user`/`pass`/`token`.
+ * user info of a server URL, so it is taken out here and passed as `user`/`pass`/`token`. As with
+ * the `nats` CLI, they may also come from `NATS_CREDS` (a credentials file), `NATS_USER` and
+ * `NATS_PASSWORD` (the CLI's `--creds`, `--user`, `--password` set these for the process and the
+ * workers it starts); credentials in the URL win. Nothing here logs a credential.
  */
-import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import { readFile } from "node:fs/promises";
+import { connect, credsAuthenticator, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import { InputError, TransientError } from "../errors.ts";
 
 export type { NatsConnection } from "@nats-io/transport-node";
 
 /** NATS could not be reached at start; check the URL and that the server runs, then retry. */
-export class NatsUnreachableError extends Error {
+export class NatsUnreachableError extends TransientError {
   override readonly name = "NatsUnreachableError";
+}
+
+/** The credentials file named by `--creds` / `NATS_CREDS` cannot be read; fix the path. */
+export class NatsCredentialsError extends InputError {
+  override readonly name = "NatsCredentialsError";
 }
 
 // scheme://userinfo@rest — only URLs with an "@" carry credentials; anything else is left as is.
@@ -57,17 +67,56 @@ export function redactNatsUrl(url: string): string {
     .join(",");
 }
 
+/** Where a connection's identity comes from when its URL carries none. */
+export type NatsAuth =
+  | { readonly kind: "url" }
+  | { readonly kind: "creds"; readonly file: string }
+  | { readonly kind: "user"; readonly user: string; readonly pass: string }
+  | { readonly kind: "none" };
+
+type Env = Readonly<Record<string, string | undefined>>;
+const set = (v: string | undefined) => (v === undefined || v === "" ? undefined : v);
+
+/**
+ * The identity a connection to `url` uses: the URL's own credentials, else the credentials file of
+ * `NATS_CREDS`, else `NATS_USER`/`NATS_PASSWORD` (a user without a password has an empty one).
+ */
+export function natsAuthOf(url: string, env: Env = process.env): NatsAuth {
+  const o = natsConnectOptions(url);
+  if (o.user !== undefined || o.token !== undefined) return { kind: "url" };
+  const creds = set(env.NATS_CREDS);
+  if (creds !== undefined) return { kind: "creds", file: creds };
+  const user = set(env.NATS_USER);
+  if (user !== undefined) return { kind: "user", user, pass: env.NATS_PASSWORD ?? "" };
+  return { kind: "none" };
+}
+
 export async function connectNats(url: string, name: string): Promise<NatsConnection> {
+  const auth = natsAuthOf(url);
+  let extra: Partial<NodeConnectionOptions> = {};
+  if (auth.kind === "user") extra = { user: auth.user, pass: auth.pass };
+  if (auth.kind === "creds") {
+    let bytes: Uint8Array;
+    try {
+      bytes = await readFile(auth.file);
+    } catch (e) {
+      throw new NatsCredentialsError(`cannot read the NATS credentials file ${auth.file}: ${(e as Error).message}`, { cause: e });
+    }
+    extra = { authenticator: credsAuthenticator(bytes) };
+  }
   try {
-    return await connect({ ...natsConnectOptions(url), name, maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5000 });
+    return await connect({ ...natsConnectOptions(url), ...extra, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5000 });
   } catch (e) {
     throw new NatsUnreachableError(`cannot connect to NATS at ${redactNatsUrl(url)}: ${(e as Error).message}`, { cause: e });
   }
 }
 
-/** The NATS URL a command uses: the one given, else `$EDDY_NATS_URL`, else the local default. */
-export function natsUrlOf(url: string | undefined): string {
-  return url ?? process.env.EDDY_NATS_URL ?? "nats://127.0.0.1:4222";
+/**
+ * The NATS URL a command uses: the one given (`--nats`), else `$EDDY_NATS_URL`, else `$NATS_URL`
+ * (the `nats` CLI's), else the local default.
+ */
+export function natsUrlOf(url: string | undefined, env: Env = process.env): string {
+  return set(url) ?? set(env.EDDY_NATS_URL) ?? set(env.NATS_URL) ?? "nats://127.0.0.1:4222";
 }
 
 /** Runs `f` with a connection to `natsUrlOf(url)`, closed afterwards (what one-shot commands need). */

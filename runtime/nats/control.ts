@@ -20,9 +20,10 @@ import {
   type JobStatusRecord,
   type ResumeRequest,
 } from "../core/protocol.ts";
+import { InputError, TransientError } from "../errors.ts";
 
 /** The job has no spec in the jobs bucket: it was never started (or the name is wrong). */
-export class UnknownJobError extends Error {
+export class UnknownJobError extends InputError {
   override readonly name = "UnknownJobError";
 }
 
@@ -46,12 +47,12 @@ export async function requestEndOfInput(nc: NatsConnection, job: string): Promis
 }
 
 /** No supervisor leads (none runs, or an election is under way); start one or retry. */
-export class NoSupervisorError extends Error {
+export class NoSupervisorError extends TransientError {
   override readonly name = "NoSupervisorError";
 }
 
 /** The leader could not run the checkpoint; the message (and `cause` name) says why. */
-export class CheckpointRequestError extends Error {
+export class CheckpointRequestError extends TransientError {
   override readonly name = "CheckpointRequestError";
 }
 

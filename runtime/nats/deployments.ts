@@ -11,6 +11,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { jobSpecKey, JOBS_BUCKET, type JobSpecRecord } from "../core/protocol.ts";
+import { TransientError } from "../errors.ts";
 
 export const CODE_OBJECTS = "eddy_code";
 export const deploymentKey = (job: string) => `${job}.deploy`;
@@ -61,7 +62,7 @@ export function specOfDeployment(record: DeploymentRecord): JobSpecRecord | unde
 }
 
 /** Another deploy of the same job won the race; look at the current version and deploy again. */
-export class ConcurrentDeployError extends Error {
+export class ConcurrentDeployError extends TransientError {
   override readonly name = "ConcurrentDeployError";
 }
 

@@ -12,6 +12,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
+import { InputError, TransientError } from "../errors.ts";
 
 /** Where we look for the binary after `NATS_SERVER_BIN` and `PATH`. */
 const WELL_KNOWN_PATHS = ["/usr/sbin/nats-server", "/usr/local/bin/nats-server"];
@@ -23,7 +24,7 @@ const STOP_TIMEOUT_MS = 5_000;
 const STDERR_TAIL_LINES = 12;
 
 /** Thrown when no nats-server binary can be found; the message says how to install one. */
-export class NatsServerMissingError extends Error {
+export class NatsServerMissingError extends InputError {
   override readonly name = "NatsServerMissingError";
   constructor(detail?: string) {
     super(
@@ -43,7 +44,7 @@ export class NatsServerMissingError extends Error {
  * Thrown when nats-server exited or did not become ready in time; the message carries the tail of
  * its stderr, which is where the reason is (bad config, port in use, store dir not writable).
  */
-export class NatsServerStartError extends Error {
+export class NatsServerStartError extends TransientError {
   override readonly name = "NatsServerStartError";
   readonly stderrTail: string;
   constructor(message: string, stderrTail: string) {

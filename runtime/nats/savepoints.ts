@@ -52,29 +52,30 @@ import { decodeValue, encodeValue } from "../core/wire.ts";
 import type { StateDeclarations } from "../sdk/state.ts";
 import { checkpointIds, ensureControlStores, listObjects, liveWorkers, readJson, writeJson } from "./control-store.ts";
 import { currentDeployment, openDeployments, type DeploymentRecord } from "./deployments.ts";
+import { InputError, TransientError } from "../errors.ts";
 
 /** There is no (complete) savepoint of that id for that job; list them with `eddy savepoints <job>`. */
-export class UnknownSavepointError extends Error {
+export class UnknownSavepointError extends InputError {
   override readonly name = "UnknownSavepointError";
 }
 
 /** The job is deployed or its actors still run; stop it first (`eddy stop <job>`). */
-export class JobRunningError extends Error {
+export class JobRunningError extends InputError {
   override readonly name = "JobRunningError";
 }
 
 /** Someone changed the job's commit record or assignment while a restore ran; look, then retry. */
-export class ConcurrentRestoreError extends Error {
+export class ConcurrentRestoreError extends TransientError {
   override readonly name = "ConcurrentRestoreError";
 }
 
 /** The job's running code records no state declarations to describe a savepoint with; deploy it with `eddy deploy`. */
-export class NotDeployedError extends Error {
+export class NotDeployedError extends InputError {
   override readonly name = "NotDeployedError";
 }
 
 /** The savepoint names a function it has no export of, or none of that name; check the name. */
-export class UnknownFunctionError extends Error {
+export class UnknownFunctionError extends InputError {
   override readonly name = "UnknownFunctionError";
 }
 
@@ -353,7 +354,7 @@ async function nextSequence(jsm: JetStreamManager, stream: string): Promise<numb
 }
 
 /** The job's output of a checkpoint is not all published yet; the message says what to do. */
-export class CheckpointNotAppliedError extends Error {
+export class CheckpointNotAppliedError extends TransientError {
   override readonly name = "CheckpointNotAppliedError";
 }
 

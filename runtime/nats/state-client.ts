@@ -22,6 +22,7 @@ import { decodeValue } from "../core/wire.ts";
 import type { StateDeclarations } from "../sdk/state.ts";
 import { getCommitted, scanCommitted } from "./committed-state.ts";
 import { deploymentKey, lastVersion, openDeployments, type DeploymentRecord } from "./deployments.ts";
+import { InputError, TransientError } from "../errors.ts";
 
 /** Options of a read. */
 export interface ReadOptions {
@@ -99,17 +100,17 @@ export interface StateClientOptions {
 }
 
 /** No worker answered for the partition within the timeout: the job is not running or moving; retry. */
-export class StateUnavailableError extends Error {
+export class StateUnavailableError extends TransientError {
   override readonly name = "StateUnavailableError";
 }
 
 /** The service refused the request (unknown state, wrong value, bad key); fix it. */
-export class StateRequestError extends Error {
+export class StateRequestError extends InputError {
   override readonly name = "StateRequestError";
 }
 
 /** The job or function is not known (never deployed, or the name is wrong). */
-export class UnknownFunctionError extends Error {
+export class UnknownFunctionError extends InputError {
   override readonly name = "UnknownFunctionError";
 }
 

@@ -13,9 +13,10 @@ import { CHECKPOINT_OBJECTS, JOBS_BUCKET, WORKERS_BUCKET } from "../core/protoco
 import type { JobGraph } from "../core/job-graph.ts";
 import { deadLetterStream, inputStream, inputSubjects, stateBucket } from "../core/naming.ts";
 import { ensureStream, streamExists } from "./streams.ts";
+import { InputError } from "../errors.ts";
 
 /** A stream the job reads from does not exist; create it (the message names it) and retry. */
-export class MissingSourceStreamError extends Error {
+export class MissingSourceStreamError extends InputError {
   override readonly name = "MissingSourceStreamError";
 }
 

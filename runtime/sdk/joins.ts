@@ -16,6 +16,7 @@ import { assignWindows, maxTimestamp, validateWindowSpec, type TimeWindow, type 
 import { gridWindowOf, JOIN_LEFT_STATE, JOIN_RIGHT_STATE, joinTimer, joinTimerWindowId, windowId } from "../core/window-layout.ts";
 import type { FunctionInput, FunctionSpec } from "./function.ts";
 import { listState, mapState, type ListStateDeclaration, type MapStateDeclaration } from "./state.ts";
+import { InputError } from "../errors.ts";
 
 const LEFT = 0;
 
@@ -30,7 +31,7 @@ function appendTo(map: { get(k: string): unknown[] | undefined; set(k: string, v
 }
 
 /** A join definition is unusable; the message says what to change. */
-export class InvalidJoinSpecError extends Error {
+export class InvalidJoinSpecError extends InputError {
   override readonly name = "InvalidJoinSpecError";
 }
 

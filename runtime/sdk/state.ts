@@ -11,6 +11,7 @@
  * versions, so that a new version of a function can take over state written by an old one.
  */
 import type { ListStateDeclaration, MapStateDeclaration, ReducingStateDeclaration, StateOptions, ValueStateDeclaration } from "../spec/state.ts";
+import { InputError } from "../errors.ts";
 
 export type {
   ListState,
@@ -29,7 +30,7 @@ export type {
 } from "../spec/state.ts";
 
 /** A state declaration's options cannot work (a version that is not a whole number >= 1, ...). */
-export class InvalidStateDeclarationError extends Error {
+export class InvalidStateDeclarationError extends InputError {
   override readonly name = "InvalidStateDeclarationError";
 }
 

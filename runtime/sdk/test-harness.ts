@@ -27,6 +27,7 @@ import { decodeValue, encodeValue } from "../core/wire.ts";
 import { Rejection, selectKey, selectTimestamp } from "../core/record-input.ts";
 import type { Context, FunctionSpec, TimerInfo } from "./function.ts";
 import type { ListStateDeclaration, MapStateDeclaration, ReducingStateDeclaration, StateDeclarations, ValueStateDeclaration } from "./state.ts";
+import { InputError } from "../errors.ts";
 
 export { UserFunctionError } from "../core/operator.ts";
 
@@ -150,7 +151,7 @@ export interface TestHarness<In, Out, S extends StateDeclarations = StateDeclara
  * The record is refused before `process`, where the runtime would dead-letter it; `reason` is
  * what the dead-letter `Eddy-Reason` header would say (`key: …`, `timestamp: …`).
  */
-export class RecordRejectedError extends Error {
+export class RecordRejectedError extends InputError {
   override readonly name = "RecordRejectedError";
   readonly reason: string;
   constructor(fn: string, reason: string, options?: ErrorOptions) {
@@ -160,7 +161,7 @@ export class RecordRejectedError extends Error {
 }
 
 /** A value put in state cannot be stored as msgpack; in the runtime the next checkpoint fails the actor. */
-export class StateEncodingError extends Error {
+export class StateEncodingError extends InputError {
   override readonly name = "StateEncodingError";
 }
 

@@ -25,6 +25,7 @@ import {
 import type { WatermarkStrategy } from "../core/watermarks.ts";
 import type { FunctionSpec, Input } from "./function.ts";
 import { mapState, type MapStateDeclaration } from "./state.ts";
+import { InputError } from "../errors.ts";
 
 export type { TimeWindow, WindowSpec } from "../spec/windows.ts";
 
@@ -100,7 +101,7 @@ export function globalWindow(): WindowSpec {
 }
 
 /** Raised at definition time for a window operator that cannot work. */
-export class InvalidWindowSpecError extends Error {
+export class InvalidWindowSpecError extends InputError {
   override readonly name = "InvalidWindowSpecError";
 }
 

@@ -8,7 +8,7 @@ import { waitForSignal } from "../process/wait-for-signal.ts";
 import { connectNats, natsUrlOf, redactNatsUrl } from "../nats/connection.ts";
 import { makeSupervisor } from "./supervisor.ts";
 import { scalingLag, supervisorMetrics } from "./job-metrics.ts";
-import { metricsPortFrom, startMetricsServer } from "../metrics/server.ts";
+import { metricsHostFrom, metricsPortFrom, startMetricsServer } from "../metrics/server.ts";
 
 export interface RunSupervisorOptions {
   readonly natsUrl: string | undefined;
@@ -20,6 +20,8 @@ export interface RunSupervisorOptions {
   readonly retainCheckpoints?: number;
   /** Port of /metrics, /healthz and /scaling (default: $EDDY_METRICS_PORT, else none). */
   readonly metricsPort?: number | undefined;
+  /** Address of that endpoint (default: $EDDY_METRICS_HOST, else 127.0.0.1). */
+  readonly metricsHost?: string | undefined;
 }
 
 export async function runSupervisor(options: RunSupervisorOptions): Promise<number> {
@@ -41,12 +43,12 @@ export async function runSupervisor(options: RunSupervisorOptions): Promise<numb
     if (port !== undefined) {
       const server = yield* Effect.acquireRelease(
         Effect.tryPromise({
-          try: () => startMetricsServer(port, () => supervisorMetrics(nc, supervisor), { "/scaling": () => scalingLag(nc) }),
+          try: () => startMetricsServer(port, () => supervisorMetrics(nc, supervisor), { "/scaling": () => scalingLag(nc) }, metricsHostFrom(options.metricsHost)),
           catch: (e) => e as Error,
         }),
         (s) => Effect.promise(() => s.close()),
       );
-      console.error(`eddy supervisor: metrics on :${server.port}/metrics, KEDA lag on /scaling`);
+      console.error(`eddy supervisor: metrics on ${server.host}:${server.port}/metrics, KEDA lag on /scaling`);
     }
     console.error(`eddy supervisor: ${supervisor.id} on NATS ${redactNatsUrl(url)}; Ctrl-C to stop`);
     const signal = yield* waitForSignal;

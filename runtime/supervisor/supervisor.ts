@@ -86,6 +86,7 @@ import { DEFAULT_LEADER_TTL_MS, makeLeaderElection } from "./leader-election.ts"
 import { planCleanup } from "./retention.ts";
 import { newSavepointId, type SavepointManifest } from "../core/savepoint.ts";
 import { NotDeployedError, openSavepointStore, savepointFunctions, writeManifest } from "../nats/savepoints.ts";
+import { TransientError } from "../errors.ts";
 
 export interface SupervisorOptions {
   /** Identity in the leader lease and in logs (default `supervisor-<pid>-<random>`). */
@@ -133,17 +134,17 @@ export interface Supervisor {
 export { UnknownJobError };
 
 /** This supervisor is a standby (or lost leadership meanwhile); send the request to the leader. */
-export class NotLeaderError extends Error {
+export class NotLeaderError extends TransientError {
   override readonly name = "NotLeaderError";
 }
 
 /** Not every actor of the job has a live owner with a settled assignment; start workers, retry. */
-export class JobNotReadyError extends Error {
+export class JobNotReadyError extends TransientError {
   override readonly name = "JobNotReadyError";
 }
 
 /** NATS refused or did not answer a control-plane read or write; it is retried on the next poll. */
-export class ControlPlaneError extends Error {
+export class ControlPlaneError extends TransientError {
   override readonly name = "ControlPlaneError";
 }
 

@@ -1,0 +1,35 @@
+/** `eddy supervisor`: leader election, partition assignment, checkpoints and recovery. */
+import * as Command from "effect/cli/Command";
+import * as Flag from "effect/cli/Flag";
+import * as Option from "effect/Option";
+import { metricsHostFlag, natsFlag } from "../flags.ts";
+import { checkPort, exitWith, UsageError } from "../run.ts";
+
+export const supervisor = Command.make(
+  "supervisor",
+  {
+    nats: natsFlag(),
+    id: Flag.String("id").pipe(Flag.withDescription("supervisor id in the leader lease (default: random)"), Flag.optional),
+    checkpointInterval: Flag.Int("checkpoint-interval").pipe(
+      Flag.withDescription("milliseconds between checkpoints of a job; 0 = only on request (default: 1000)"),
+      Flag.withDefault(1000),
+    ),
+    retain: Flag.Int("retain").pipe(Flag.withDescription("committed checkpoints kept per job (default: 3)"), Flag.withDefault(3)),
+    metricsPort: Flag.Int("metrics-port").pipe(Flag.withDescription("serve /metrics, /healthz and /scaling on this port (default: $EDDY_METRICS_PORT)"), Flag.optional),
+    metricsHost: metricsHostFlag(),
+  },
+  ({ nats, id, checkpointInterval, retain, metricsPort, metricsHost }) =>
+    exitWith(async () => {
+      if (checkpointInterval < 0) throw new UsageError("--checkpoint-interval must be >= 0");
+      if (retain < 1) throw new UsageError("--retain must be >= 1");
+      const { runSupervisor } = await import("../../supervisor/run-supervisor.ts");
+      return runSupervisor({
+        natsUrl: Option.getOrUndefined(nats),
+        id: Option.getOrUndefined(id),
+        checkpointIntervalMs: checkpointInterval,
+        retainCheckpoints: retain,
+        metricsPort: checkPort(Option.getOrUndefined(metricsPort)),
+        metricsHost: Option.getOrUndefined(metricsHost),
+      });
+    }, { handlesSignals: true }),
+).pipe(Command.withDescription("Run a supervisor: leader election, partition assignment, checkpoints, recovery"));

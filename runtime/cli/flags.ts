@@ -1,0 +1,53 @@
+/**
+ * Flags and arguments that many `eddy` commands share, defined once so that they are spelled and
+ * described the same everywhere (`--nats`, `--json`, the job argument), and the global connection
+ * flags (`--creds`, `--user`, `--password`) that every command accepts, as the `nats` CLI does.
+ */
+import * as Argument from "effect/cli/Argument";
+import * as Flag from "effect/cli/Flag";
+import * as GlobalFlag from "effect/cli/GlobalFlag";
+
+/** The description of `--nats` for commands that talk to a running NATS server. */
+export const NATS_URL_DESCRIPTION = "NATS server URL (default: $EDDY_NATS_URL, $NATS_URL or nats://127.0.0.1:4222)";
+
+/** `--nats <url>`; commands that start their own server say so in `description`. */
+export const natsFlag = (description: string = NATS_URL_DESCRIPTION) =>
+  Flag.String("nats").pipe(Flag.withDescription(description), Flag.optional);
+
+/** `--json`: machine-readable output instead of a table or a sentence. */
+export const jsonFlag = (description = "print JSON") => Flag.Boolean("json").pipe(Flag.withDescription(description), Flag.withDefault(false));
+
+/** `--metrics-host <address>`: where `/metrics` (and `/healthz`, `/scaling`) listen. */
+export const metricsHostFlag = () =>
+  Flag.String("metrics-host").pipe(
+    Flag.withDescription("address of the metrics endpoint (default: $EDDY_METRICS_HOST or 127.0.0.1; 0.0.0.0 for every interface)"),
+    Flag.optional,
+  );
+
+/** The `<job>` argument. */
+export const jobArg = Argument.String("job").pipe(Argument.withDescription("job name"));
+
+/** `<job> [--nats] [--json]`: what commands about one job on a running cluster take. */
+export const jobTarget = {
+  job: jobArg,
+  nats: natsFlag(),
+  json: jsonFlag(),
+};
+
+/** `--creds <file>`: a NATS credentials file (JWT and NKey seed), as for `nats --creds`. */
+export const CredsSetting = GlobalFlag.Setting("creds")({
+  flag: Flag.String("creds").pipe(Flag.withDescription("NATS credentials file (default: $NATS_CREDS)"), Flag.optional),
+});
+
+/** `--user <name>`: the NATS user (with `--password`). */
+export const UserSetting = GlobalFlag.Setting("user")({
+  flag: Flag.String("user").pipe(Flag.withDescription("NATS user (default: $NATS_USER)"), Flag.optional),
+});
+
+/** `--password <secret>`: the NATS user's password. */
+export const PasswordSetting = GlobalFlag.Setting("password")({
+  flag: Flag.String("password").pipe(Flag.withDescription("NATS password (default: $NATS_PASSWORD)"), Flag.optional),
+});
+
+/** The global flags of the connection, in the order help lists them. */
+export const connectionSettings = [CredsSetting, UserSetting, PasswordSetting] as const;
