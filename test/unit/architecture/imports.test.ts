@@ -53,14 +53,19 @@ const RULES: readonly Rule[] = [
     only: ["runtime/spec/"],
   },
   {
-    rule: "runtime/core imports only runtime/spec, node builtins and pure libraries (no NATS, no Effect)",
-    in: ["runtime/core/"],
-    only: ["runtime/core/", "runtime/spec/", "node:", "msgpackr"],
+    rule: "the error base classes (runtime/errors.ts), which every layer may use, import nothing",
+    in: ["runtime/errors.ts"],
+    only: [],
   },
   {
-    rule: "runtime/sdk imports only runtime/spec and runtime/core (plus node builtins and pure libraries)",
+    rule: "runtime/core imports only runtime/spec, the error base classes, node builtins and pure libraries (no NATS, no Effect)",
+    in: ["runtime/core/"],
+    only: ["runtime/core/", "runtime/spec/", "runtime/errors.ts", "node:", "msgpackr"],
+  },
+  {
+    rule: "runtime/sdk imports only runtime/spec, runtime/core and the error base classes (plus node builtins and pure libraries)",
     in: ["runtime/sdk/"],
-    only: ["runtime/sdk/", "runtime/spec/", "runtime/core/", "node:", "msgpackr"],
+    only: ["runtime/sdk/", "runtime/spec/", "runtime/core/", "runtime/errors.ts", "node:", "msgpackr"],
   },
   {
     rule: "NATS client packages (@nats-io/*) are imported only under runtime/nats",
