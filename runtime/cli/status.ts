@@ -5,14 +5,11 @@
  * under a committed checkpoint, runtime/nats/lag.ts) and the committed watermark with its lag behind wall time. Works for running, parked, stopped, FAILED
  * and undeployed jobs. The reading is in runtime/nats/job-views.ts; this module formats it.
  */
-import { Kvm } from "@nats-io/kv";
 import { connectNats, natsUrlOf, withNats } from "../nats/connection.ts";
 import { listJobViews, readJobView, type JobView, type JobViewState } from "../nats/job-views.ts";
 import { partitionLags } from "../nats/lag.ts";
-import { watermarkKey } from "../core/kv-keys.ts";
-import { stateBucket } from "../core/naming.ts";
+import { committedWatermarks } from "../nats/committed-state.ts";
 import { actorId, assignmentKey, type Assignment, type RestartRecord } from "../core/protocol.ts";
-import { decodeValue } from "../core/wire.ts";
 import { ensureControlStores, readJson } from "../nats/control-store.ts";
 
 export interface PartitionStatus {
@@ -45,14 +42,12 @@ export async function jobStatus(url: string, job: string, now = Date.now()): Pro
     const view = await readJobView(nc, job);
     const stores = await ensureControlStores(nc);
     const assignment = await readJson<Assignment>(stores.jobs, assignmentKey(job));
-    const kvm = new Kvm(nc);
     const partitions: PartitionStatus[] = [];
     const lags = view.spec === null ? undefined : new Map((await partitionLags(nc, view.spec)).map((l) => [actorId(l.function, l.partition), l.lag]));
     for (const fn of view.functions) {
-      const kv = await kvm.open(stateBucket(job, fn.name)).catch(() => undefined);
+      const watermarks = await committedWatermarks(nc, job, fn.name, fn.partitions);
       for (let p = 0; p < fn.partitions; p++) {
-        const wmEntry = kv === undefined ? null : await kv.get(watermarkKey(p)).catch(() => null);
-        const wm = wmEntry === null || wmEntry.length === 0 ? null : ((decodeValue(wmEntry.value) as { out: number | null }).out ?? null);
+        const wm = watermarks[p] ?? null;
         partitions.push({
           function: fn.name,
           partition: p,

@@ -1,10 +1,13 @@
 /**
  * Committed reads: a function's state as its KV bucket holds it — the state of the last
  * checkpoint the partition materialized — without asking any actor. Works with the job stopped.
- * The state service answers `committed` requests with it, and `stateClient` reads it directly.
+ * The state service answers `committed` requests with it, and `stateClient` reads it directly;
+ * `eddy status` reads the committed watermarks.
  */
-import type { KV } from "@nats-io/kv";
-import { mapEntriesFilter, mapEntryKey, parseKvKey, partitionFilter, stateFilter, stateKey } from "../core/kv-keys.ts";
+import { Kvm, type KV } from "@nats-io/kv";
+import type { NatsConnection } from "./connection.ts";
+import { mapEntriesFilter, mapEntryKey, parseKvKey, partitionFilter, stateFilter, stateKey, watermarkKey } from "../core/kv-keys.ts";
+import { stateBucket } from "../core/naming.ts";
 import { page, type GetReply, type ScanEntry, type ScanReply, type ScanRequest } from "../core/state-queries.ts";
 import { decodeValue } from "../core/wire.ts";
 
@@ -55,4 +58,18 @@ export async function scanCommitted(kv: KV, p: number, request: ScanRequest): Pr
     if (v.found) entries.push({ state, key, value: v.value });
   }
   return next === undefined ? { entries } : { entries, next };
+}
+
+/**
+ * The output watermark each of `partitions` partitions of `fn` last committed: `null` before the
+ * first checkpoint, for a function without event time, or when its bucket cannot be read.
+ */
+export async function committedWatermarks(nc: NatsConnection, job: string, fn: string, partitions: number): Promise<(number | null)[]> {
+  const kv = await new Kvm(nc).open(stateBucket(job, fn)).catch(() => undefined);
+  const out: (number | null)[] = [];
+  for (let p = 0; p < partitions; p++) {
+    const e = kv === undefined ? null : await kv.get(watermarkKey(p)).catch(() => null);
+    out.push(e === null || e.length === 0 ? null : ((decodeValue(e.value) as { out?: number | null }).out ?? null));
+  }
+  return out;
 }
