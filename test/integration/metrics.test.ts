@@ -18,7 +18,7 @@ function get(url: string): Promise<{ status: number; text: string }> {
   return waitFor(url, async () => {
     const r = await fetch(url);
     return { status: r.status, text: await r.text() };
-  }, { timeoutMs: 10_000, retryErrors: true });
+  }, { timeoutMs: 60_000, retryErrors: true });
 }
 
 describe("metrics", () => {
@@ -47,7 +47,7 @@ describe("metrics", () => {
       const scaling = await waitFor("the job's lag on /scaling to reach 0", async () => {
         const s = JSON.parse((await get(`http://127.0.0.1:${supervisorPort}/scaling`)).text) as { lag: number; jobs: Array<{ job: string; lag: number }> };
         return s.jobs.some((j) => j.job === "counter") && s.lag === 0 && s;
-      }, { timeoutMs: 10_000, logs: supervisor.output });
+      }, { timeoutMs: 30_000, logs: supervisor.output });
       // Everything is processed and committed: no record waits. The barriers and watermark
       // updates left in the internal streams after the purge are not records, so the lag is 0.
       expect(scaling.jobs.map((j) => j.job), supervisor.output()).toEqual(["counter"]);
