@@ -8,5 +8,5 @@ import { runGuide } from "../support/guide-runner.ts";
 describe("docs/guides/deploying-and-scaling.md", () => {
   it("runs as written", async () => {
     await runGuide("docs/guides/deploying-and-scaling.md");
-  }, 180_000);
+  }, 300_000);
 });

@@ -8,5 +8,5 @@ import { runGuide } from "../support/guide-runner.ts";
 describe("docs/getting-started.md", () => {
   it("runs as written", async () => {
     await runGuide("docs/getting-started.md");
-  }, 180_000);
+  }, 300_000);
 });

@@ -105,5 +105,5 @@ describe("docs/state.md", () => {
       await supervisor.stop();
       await nc.close();
     }
-  }, 180_000);
+  }, 300_000);
 });

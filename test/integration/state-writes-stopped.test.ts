@@ -19,10 +19,10 @@ import { stateClient } from "../../runtime/nats/state-client.ts";
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
 import { startEddy } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = resolve(ROOT, "runtime/cli/main.ts");
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("state writes to a stopped job", () => {
   it("are queued in the input log and applied on start, or refused with one line", async () => {
@@ -40,13 +40,8 @@ describe("state writes to a stopped job", () => {
         child.stderr.on("data", (d) => (stderr += d));
         child.on("close", (code) => done({ code, stdout, stderr, ms: Date.now() - t0 }));
       });
-    const waitFor = async (what: string, probe: () => Promise<boolean>) => {
-      for (let i = 0; i < 300; i++) {
-        if (await probe().catch(() => false)) return;
-        await sleep(100);
-      }
-      throw new Error(`timed out waiting for ${what}\n${worker.output()}`);
-    };
+    // The probes read state that may not exist yet: an error means "not yet".
+    const until = (what: string, probe: () => Promise<boolean>) => waitFor(what, probe, { timeoutMs: 30_000, retryErrors: true, logs: () => worker.output() });
     const jsm = await jetstreamManager(nc);
     const logLength = async () => (await jsm.streams.info(inputStream("ledger", "book"))).state.last_seq;
     const publish = (account: string, ids: string[]) => publishAll(nc, ids.map((id) => ({ subject: "ledger.in", data: JSON.stringify({ account, id }) })));
@@ -55,7 +50,7 @@ describe("state writes to a stopped job", () => {
       expect((await eddy(["deploy", resolve(ROOT, "test/fixtures/ledger.ts")])).code).toBe(0);
       await publish("a1", ["1", "2"]);
       const book = await stateClient(nc, "ledger", "book");
-      await waitFor("the records counted", async () => (await book.get<number>("count", "a1")) === 2);
+      await until("the records counted", async () => (await book.get<number>("count", "a1")) === 2);
 
       const stop = await eddy(["stop", "ledger"]);
       expect(stop.code, stop.stderr).toBe(0);
@@ -87,7 +82,7 @@ describe("state writes to a stopped job", () => {
       await publish("a1", ["3"]);
       const start = await eddy(["start", "ledger"]);
       expect(start.code, start.stderr).toBe(0);
-      await waitFor("the queued write and the later record applied", async () => (await book.get<number>("count", "a1")) === 101);
+      await until("the queued write and the later record applied", async () => (await book.get<number>("count", "a1")) === 101);
       expect(await book.get("entries", "a1")).toEqual({ "d:1": 1, "d:2": 1, "d:3": 1 });
 
       // Running again, a write is applied before the command returns.
@@ -109,7 +104,7 @@ describe("state writes to a stopped job", () => {
       expect(receipt.queued).toMatch(/no worker serves/);
       expect(await logLength()).toBe(length + 1);
       worker = startEddy(["worker", "--nats", server.url]);
-      await waitFor("the write queued during the crash applied", async () => (await book.get<number>("count", "a1")) === 500);
+      await until("the write queued during the crash applied", async () => (await book.get<number>("count", "a1")) === 500);
     } finally {
       await worker.kill();
       await supervisor.stop();

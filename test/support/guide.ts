@@ -58,6 +58,7 @@ export const NORMALISED: ReadonlyArray<{ readonly what: string; readonly shown: 
   { what: "supervisor ids", shown: /\bsupervisor-\d+-[0-9a-f]{8}\b/, actual: String.raw`supervisor-\d+-[0-9a-f]{8}` },
   { what: "code digests", shown: /\bsha256-[0-9a-f]{12,64}\b/, actual: String.raw`sha256-[0-9a-f]{12,64}` },
   { what: "checkpoint ids", shown: /\bcheckpoint \d+\b/, actual: String.raw`checkpoint \d+` },
+  { what: "checkpoint ids before their age (`7 (0.9 s ago)` in `eddy ls`)", shown: /\b\d+(?= \(\d+(?:\.\d+)? s ago\))/, actual: String.raw`\d+` },
   { what: "checkpoint ids and stream positions in KV (`_applied = n`, `_pos = n`)", shown: /(?<=\._(?:applied|pos) = )\d+/, actual: String.raw`\d+` },
   { what: "checkpoint ids in message ids", shown: /(?<=Nats-Msg-Id=[\w-]+\/[\w-]+\/\d+\/\d+\/)\d+/, actual: String.raw`\d+` },
   { what: "durations and ages", shown: /\b\d+(?:\.\d+)? (?:ms|s)\b/, actual: String.raw`\d+(?:\.\d+)? (?:ms|s)` },

@@ -30,6 +30,9 @@ describe("shownLine", () => {
     expect(re.test("09:01:02.003 [supervisor-7-0123abcd] counter: checkpoint 42 committed (generation 1, 3 ms, 12 bytes)")).toBe(true);
     expect(re.test("09:01:02.003 [supervisor-7-0123abcd] counter: checkpoint 42 committed (generation 2, 3 ms, 12 bytes)")).toBe(false);
     expect(shownLine("worker w-16424-13hw: running job counter version 1 (sha256-98ddba224d71)").test("worker w-9-ab12: running job counter version 1 (sha256-0123456789ab)")).toBe(true);
+    const ls = shownLine("counter  1        sha256-98ddba224d71  RUNNING  1    0         7 (0.9 s ago)     clicks×1 count×2 out×1");
+    expect(ls.test("counter  1        sha256-0123456789ab  RUNNING  1    0         12 (0.4 s ago)    clicks×1 count×2 out×1")).toBe(true);
+    expect(ls.test("counter  1        sha256-0123456789ab  RUNNING  2    0         12 (0.4 s ago)    clicks×1 count×2 out×1")).toBe(false); // another generation
   });
 
   it("compares everything else literally: counts, names and versions must match", () => {
