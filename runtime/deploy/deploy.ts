@@ -34,7 +34,7 @@ export class IncompatibleDeploymentError extends InputError {
 }
 
 /** A source stream is missing or a sink subject is captured by no stream; the message says what to create. */
-export class MissingStreamsError extends Error {
+export class MissingStreamsError extends InputError {
   override readonly name = "MissingStreamsError";
 }
 

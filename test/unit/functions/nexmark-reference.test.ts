@@ -371,15 +371,6 @@ describe("smoke test on generated events", () => {
     // q11: every bid is in exactly one session.
     expect(results.q11.reduce((n, r) => n + (r["bid_count"] as number), 0)).toBe(bids.length);
   });
-
-  it("every query takes well under a second on 50 000 events", () => {
-    const many = [...generateEvents({ seed: 2, firstEventRate: 100 }, 50_000)]; // 500 s of event time
-    for (const q of QUERIES) {
-      const started = performance.now();
-      referenceResults(q, many);
-      expect(performance.now() - started, q).toBeLessThan(1_000);
-    }
-  });
 });
 
 describe("referenceResults", () => {
