@@ -14,6 +14,7 @@ import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { CHECKPOINT_OBJECTS, SAVEPOINT_OBJECTS } from "../core/protocol.ts";
 import { WindowLimiter } from "./window-limiter.ts";
+import { InputError } from "../errors.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "../actor/ports.ts";
 
 const WRITE_WINDOW = 1024;
@@ -206,7 +207,7 @@ export class JetStreamTransport implements Transport {
 }
 
 /** A subject that no stream captures (nothing would store the message). */
-export class NoStreamForSubjectError extends Error {
+export class NoStreamForSubjectError extends InputError {
   override readonly name = "NoStreamForSubjectError";
 }
 
