@@ -12,6 +12,7 @@ import { jobLag } from "../nats/lag.ts";
 import { assignmentKey, JOBS_BUCKET, statusKey, type Assignment, type JobSpecRecord, type JobStatusRecord } from "../core/protocol.ts";
 import { deploymentKey, specOfDeployment, type DeploymentRecord } from "../nats/deployments.ts";
 import { MetricsText } from "../metrics/prometheus.ts";
+import { addRejectionMetrics } from "../metrics/rejections.ts";
 import { ensureControlStores, listJobs, listKeys, readJson, readSpec } from "../nats/control-store.ts";
 import type { Supervisor } from "./supervisor.ts";
 
@@ -74,6 +75,7 @@ export async function supervisorMetrics(nc: NatsConnection, supervisor: Pick<Sup
       m.add("eddy_checkpoint_bytes", "gauge", "Size of the last committed checkpoint's deltas.", l, committed.bytes ?? 0);
     }
   }
+  addRejectionMetrics(m);
   return m.render();
 }
 
