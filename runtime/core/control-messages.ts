@@ -1,22 +1,22 @@
 /**
- * Schemas of everything eddy reads from its control plane — the JSON on `eddy.<job>.ctl.*` and
- * `eddy.ctl.checkpoint`, and the records in the jobs bucket — and one decoder that never throws.
+ * Validators of everything eddy reads from its control plane — the JSON on `eddy.<job>.ctl.*` and
+ * `eddy.ctl.checkpoint`, and the records in the jobs and worker buckets — and one decoder that
+ * never throws.
  *
  * Anyone with publish rights on a control subject, or write rights on the jobs bucket, can put
- * any bytes there (docs/design/ax-untrusted-control-messages.md). Before these schemas the
+ * any bytes there (docs/design/ax-untrusted-control-messages.md). Before these checks the
  * readers cast `JSON.parse` output to the record types, so `null` or a string where an object was
  * expected threw inside a subscription callback or a watch loop, which silently ended it. Each
- * reader now decodes with {@link decodeControl}: a `Rejected` result says why (`json`: not JSON,
+ * reader now decodes with {@link decodeControl}: a rejection says why (`json`: not JSON,
  * `schema`: not the record's shape), the reader counts and logs it and goes on. Numbers that
  * count or identify things must be safe integers and times must be finite, so `1e999`
- * (Infinity), `NaN`-like strings and `1e20` are refused. Properties the schemas do not name are
- * dropped from the decoded value.
+ * (Infinity), `NaN`-like strings and `1e20` are refused. Properties a schema does not name are
+ * left alone (the readers never look at them).
  *
- * These are Effect Schemas (the `effect` dependency): declarative, and their messages say which
- * field is wrong. Control messages are a few per checkpoint, so their cost does not matter; the
- * per-record internal messages are checked by hand in wire.ts and the partition actor instead.
+ * The schemas are small hand-written combinators rather than Effect Schema: runtime/core stays
+ * free of Effect (test/unit/architecture), and a check that walks the value once without
+ * building a copy is all a reader needs.
  */
-import { Result, Schema } from "effect";
 import type {
   ActorFailure,
   Assignment,
@@ -31,100 +31,141 @@ import type {
 } from "./protocol.ts";
 import { InputError } from "../errors.ts";
 
+/** A check: undefined if `x` fits, else what is wrong (with `path`, the field's place). */
+export type Check = (x: unknown, path: string) => string | undefined;
+
+const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
+const at = (path: string, what: string) => (path === "" ? what : `${path}: ${what}`);
+
+const str: Check = (x, p) => (typeof x === "string" ? undefined : at(p, "expected a string"));
+const nonEmpty: Check = (x, p) => (typeof x === "string" && x.length > 0 ? undefined : at(p, "expected a non-empty string"));
+const bool: Check = (x, p) => (typeof x === "boolean" ? undefined : at(p, "expected a boolean"));
 /** A non-negative safe integer: ids, generations, counts, sequences, sizes. */
-const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThanOrEqualTo(Number.MAX_SAFE_INTEGER));
+const count: Check = (x, p) => (Number.isSafeInteger(x) && (x as number) >= 0 ? undefined : at(p, "expected a non-negative safe integer"));
 /** A positive safe integer: partition counts, versions. */
-const Positive = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1), Schema.isLessThanOrEqualTo(Number.MAX_SAFE_INTEGER));
+const positive: Check = (x, p) => (Number.isSafeInteger(x) && (x as number) >= 1 ? undefined : at(p, "expected a positive safe integer"));
 /** A point in time or a duration in ms: finite. */
-const Millis = Schema.Finite;
-const opt = Schema.optionalKey;
+const millis: Check = (x, p) => (typeof x === "number" && Number.isFinite(x) ? undefined : at(p, "expected a finite number"));
+const finite = millis;
+const anything: Check = () => undefined;
 
-export const TriggerMessageSchema = Schema.Struct({ id: Positive, generation: Count, stop: Schema.Boolean, savepoint: opt(Schema.String) });
+/** Fields that must be present, and fields that may be absent (but not `null` or wrong). */
+const struct =
+  (required: Readonly<Record<string, Check>>, optional: Readonly<Record<string, Check>> = {}): Check =>
+  (x, p) => {
+    if (!isObject(x)) return at(p, "expected an object");
+    for (const k in required) {
+      if (!Object.hasOwn(x, k)) return at(p === "" ? k : `${p}.${k}`, "missing");
+      const e = required[k]!(x[k], p === "" ? k : `${p}.${k}`);
+      if (e !== undefined) return e;
+    }
+    for (const k in optional) {
+      if (!Object.hasOwn(x, k) || x[k] === undefined) continue;
+      const e = optional[k]!(x[k], p === "" ? k : `${p}.${k}`);
+      if (e !== undefined) return e;
+    }
+    return undefined;
+  };
 
-export const SnapshotAckSchema = Schema.Struct({
-  id: Positive,
-  generation: Count,
-  actor: Schema.String,
-  worker: Schema.String,
-  bytes: Count,
-  keysChanged: Count,
-  alignmentMs: Millis,
-  finished: Schema.Boolean,
+/** An object used as a map: every own value fits `value`. */
+const record =
+  (value: Check): Check =>
+  (x, p) => {
+    if (!isObject(x)) return at(p, "expected an object");
+    for (const k of Object.keys(x)) {
+      const e = value(x[k], `${p}[${JSON.stringify(k)}]`);
+      if (e !== undefined) return e;
+    }
+    return undefined;
+  };
+
+const array =
+  (item: Check): Check =>
+  (x, p) => {
+    if (!Array.isArray(x)) return at(p, "expected an array");
+    for (let i = 0; i < x.length; i++) {
+      const e = item(x[i], `${p}[${i}]`);
+      if (e !== undefined) return e;
+    }
+    return undefined;
+  };
+
+export const triggerMessage = struct({ id: positive, generation: count, stop: bool }, { savepoint: str });
+
+export const snapshotAck = struct({
+  id: positive,
+  generation: count,
+  actor: str,
+  worker: str,
+  bytes: count,
+  keysChanged: count,
+  alignmentMs: millis,
+  finished: bool,
 });
 
-export const ActorFailureSchema = Schema.Struct({ generation: Count, actor: Schema.String, worker: Schema.String, reason: Schema.String });
+export const actorFailure = struct({ generation: count, actor: str, worker: str, reason: str });
 
-export const CheckpointRequestSchema = Schema.Struct({ job: Schema.NonEmptyString, stop: opt(Schema.Boolean), savepoint: opt(Schema.Boolean) });
+export const checkpointRequest = struct({ job: nonEmpty }, { stop: bool, savepoint: bool });
 
-export const CommittedCheckpointSchema = Schema.Struct({
-  id: Count,
-  generation: Count,
-  committedAt: Millis,
-  stop: opt(Schema.Boolean),
-  handoff: opt(Schema.Boolean),
-  finished: opt(Schema.Boolean),
-});
+export const committedCheckpoint = struct({ id: count, generation: count, committedAt: millis }, { stop: bool, handoff: bool, finished: bool });
 
-export const AssignmentSchema = Schema.Struct({
-  generation: Count,
-  incarnation: opt(Count),
-  codeVersion: opt(Positive),
-  owners: Schema.Record(Schema.String, Schema.String),
-  updatedAt: Millis,
-});
+export const assignment = struct({ generation: count, owners: record(str), updatedAt: millis }, { incarnation: count, codeVersion: positive });
 
-export const EndOfInputSchema = Schema.Struct({ streams: Schema.Record(Schema.String, Count), requestedAt: Millis });
+export const endOfInput = struct({ streams: record(count), requestedAt: millis });
 
-export const JobSpecRecordSchema = Schema.Struct({
-  job: Schema.String,
-  functions: Schema.Array(
-    Schema.Struct({
-      name: Schema.String,
-      partitions: Positive,
-      isSource: Schema.Boolean,
-      stream: opt(Schema.String),
-      subjects: opt(Schema.Array(Schema.String)),
-    }),
-  ),
-  restartStrategy: opt(Schema.Record(Schema.String, Schema.Number)),
-  updatedAt: Millis,
-});
+export const jobSpecRecord = struct(
+  {
+    job: str,
+    functions: array(struct({ name: str, partitions: positive, isSource: bool }, { stream: str, subjects: array(str) })),
+    updatedAt: millis,
+  },
+  { restartStrategy: record(finite) },
+);
 
-export const ResumeRequestSchema = Schema.Struct({ requestedAt: Millis });
+export const resumeRequest = struct({ requestedAt: millis });
 
 /**
  * `<job>.status` is read field by field and defensively (supervisor.ts `historyOf`), so that a
  * new leader keeps whatever history is still readable; here it only has to be an object.
  */
-export const JobStatusObjectSchema = Schema.Record(Schema.String, Schema.Unknown);
+export const jobStatusObject = record(anything);
 
-export const WorkerHeartbeatSchema = Schema.Struct({
-  id: Schema.String,
-  pid: Count,
-  startedAt: Millis,
-  jobs: Schema.Array(Schema.String),
-  running: opt(Schema.Record(Schema.String, Count)),
-  leaving: opt(Schema.Boolean),
-});
+export const workerHeartbeat = struct({ id: str, pid: count, startedAt: millis, jobs: array(str) }, { running: record(count), leaving: bool });
 
-/** Mirrors `DeploymentRecord` in runtime/nats/deployments.ts (the type lives there). */
-export const DeploymentRecordSchema = Schema.Struct({
-  job: Schema.String,
-  version: Positive,
-  digest: Schema.String,
-  pipeline: Schema.String,
-  source: Schema.String,
-  partitions: opt(Positive),
-  deployedAt: Millis,
-  functions: Schema.Array(
-    Schema.Struct({
-      name: Schema.String,
-      partitions: Positive,
-      state: Schema.Record(Schema.String, Schema.Struct({ kind: Schema.String, version: Count })),
-      source: opt(Schema.Struct({ stream: Schema.String, subjects: Schema.Array(Schema.String) })),
-    }),
-  ),
-});
+/** The shape of `DeploymentRecord` (runtime/nats/deployments.ts, where the type lives). */
+export interface DeploymentRecordShape {
+  readonly job: string;
+  readonly version: number;
+  readonly digest: string;
+  readonly pipeline: string;
+  readonly source: string;
+  readonly partitions?: number;
+  readonly deployedAt: number;
+  readonly functions: ReadonlyArray<{
+    readonly name: string;
+    readonly partitions: number;
+    readonly state: Readonly<Record<string, { readonly kind: string; readonly version: number }>>;
+    readonly source?: { readonly stream: string; readonly subjects: readonly string[] };
+  }>;
+}
+
+export const deploymentRecord = struct(
+  {
+    job: str,
+    version: positive,
+    digest: str,
+    pipeline: str,
+    source: str,
+    deployedAt: millis,
+    functions: array(
+      struct(
+        { name: str, partitions: positive, state: record(struct({ kind: str, version: count })) },
+        { source: struct({ stream: str, subjects: array(str) }) },
+      ),
+    ),
+  },
+  { partitions: positive },
+);
 
 /** The kinds of control input, as named in logs and in `eddy_rejected_messages_total{subject_kind}`. */
 export type ControlKind =
@@ -141,8 +182,7 @@ export type ControlKind =
   | "deploy"
   | "heartbeat";
 
-// The `Type` of each schema is checked against the protocol type it stands for: a field added to
-// one and not the other fails the typecheck here.
+// What each kind decodes to. A field added to a protocol type needs its check above.
 interface Kinds {
   readonly trigger: TriggerMessage;
   readonly ack: SnapshotAck;
@@ -154,26 +194,26 @@ interface Kinds {
   readonly spec: JobSpecRecord;
   readonly status: Readonly<Record<string, unknown>>;
   readonly resume: ResumeRequest;
-  readonly deploy: Schema.Schema.Type<typeof DeploymentRecordSchema>;
+  readonly deploy: DeploymentRecordShape;
   readonly heartbeat: WorkerHeartbeat;
 }
 
 /** The decoded value of a `kind` input. */
 export type ControlRecord<K extends ControlKind> = Kinds[K];
 
-const decoders: { readonly [K in ControlKind]: (input: unknown) => Result.Result<Kinds[K], Schema.SchemaError> } = {
-  trigger: Schema.decodeUnknownResult(TriggerMessageSchema),
-  ack: Schema.decodeUnknownResult(SnapshotAckSchema),
-  failure: Schema.decodeUnknownResult(ActorFailureSchema),
-  "checkpoint-request": Schema.decodeUnknownResult(CheckpointRequestSchema),
-  latest: Schema.decodeUnknownResult(CommittedCheckpointSchema),
-  assignment: Schema.decodeUnknownResult(AssignmentSchema),
-  end: Schema.decodeUnknownResult(EndOfInputSchema),
-  spec: Schema.decodeUnknownResult(JobSpecRecordSchema),
-  status: Schema.decodeUnknownResult(JobStatusObjectSchema),
-  resume: Schema.decodeUnknownResult(ResumeRequestSchema),
-  deploy: Schema.decodeUnknownResult(DeploymentRecordSchema),
-  heartbeat: Schema.decodeUnknownResult(WorkerHeartbeatSchema),
+const checks: { readonly [K in ControlKind]: Check } = {
+  trigger: triggerMessage,
+  ack: snapshotAck,
+  failure: actorFailure,
+  "checkpoint-request": checkpointRequest,
+  latest: committedCheckpoint,
+  assignment,
+  end: endOfInput,
+  spec: jobSpecRecord,
+  status: jobStatusObject,
+  resume: resumeRequest,
+  deploy: deploymentRecord,
+  heartbeat: workerHeartbeat,
 };
 
 /** Why a control input was refused: not JSON at all, or JSON of the wrong shape. */
@@ -185,15 +225,8 @@ const textDecoder = new TextDecoder();
 
 /** Validates an already parsed value as a `kind` record. Never throws. */
 export function validateControl<K extends ControlKind>(kind: K, input: unknown): Decoded<Kinds[K]> {
-  let r: Result.Result<Kinds[K], Schema.SchemaError>;
-  try {
-    r = decoders[kind](input);
-  } catch (e) {
-    // Schema only throws on inputs it cannot even walk (a getter that throws); still a rejection.
-    return { ok: false, reason: "schema", message: `${kind}: ${(e as Error)?.message ?? String(e)}` };
-  }
-  if (Result.isSuccess(r)) return { ok: true, value: r.success };
-  return { ok: false, reason: "schema", message: `${kind}: ${oneLine(r.failure.message)}` };
+  const e = checks[kind](input, "");
+  return e === undefined ? { ok: true, value: input as Kinds[K] } : { ok: false, reason: "schema", message: `${kind}: ${oneLine(e)}` };
 }
 
 /** Decodes the bytes of a `kind` message or record (UTF-8 JSON). Never throws. */
