@@ -144,6 +144,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
 
     // Serialized: assignments are applied one at a time, in the order they were written.
     let reconciling: Promise<void> = Promise.resolve();
+    let lastAssignment: Assignment | undefined;
     const reconcile = (a: Assignment) => {
       reconciling = reconciling.then(async () => {
         if (closed) return;
@@ -193,8 +194,16 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
           await beat().catch(() => undefined);
         }
       });
-      // A failed reconcile must not stop later ones (they are chained on this promise).
-      reconciling = reconciling.catch((e) => log(`worker ${id}: assignment of generation ${a.generation} not applied: ${(e as Error)?.message ?? e}`));
+      // A failed reconcile must not stop later ones (they are chained on this promise), and is
+      // tried again while it is the newest assignment (a commit record that did not decode may
+      // be repaired by then).
+      lastAssignment = a;
+      reconciling = reconciling.catch((e) => {
+        log(`worker ${id}: assignment of generation ${a.generation} not applied: ${(e as Error)?.message ?? e}; retrying in 1 s`);
+        setTimeout(() => {
+          if (!closed && lastAssignment === a) void reconcile(a);
+        }, 1000).unref();
+      });
       return reconciling;
     };
 

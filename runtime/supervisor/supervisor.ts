@@ -317,16 +317,21 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
     };
 
     /**
-     * Reads a `kind` record from the jobs bucket. One that does not decode is counted and stands
-     * for `lastGood` at the garbage's revision — so the next compare-and-set (a commit, a new
-     * assignment) replaces it — or for nothing when there is no last good value.
+     * Reads a `kind` record from the jobs bucket. One that does not decode is counted; with a
+     * `lastGood` value (what this leader last read or wrote there) the garbage is replaced by it
+     * — compare-and-set against the garbage's revision, so a valid write that came in between
+     * wins — and that is the result. Without one, it reads as absent.
      */
     const readRecord = async <K extends ControlKind>(kind: K, key: string, lastGood?: Versioned<ControlRecord<K>>): Promise<Versioned<ControlRecord<K>> | undefined> => {
       const r = await readDecoded(stores.jobs, key, kind);
       if (r === undefined) return undefined;
       if (r.decoded.ok) return { value: r.decoded.value, revision: r.revision };
       reject(kind, r.decoded.reason, `${key}: ${r.decoded.message}`);
-      return lastGood === undefined ? undefined : { value: lastGood.value, revision: r.revision };
+      if (lastGood === undefined) return undefined;
+      const revision = await writeJson(stores.jobs, key, lastGood.value, r.revision).catch(() => undefined);
+      if (revision === undefined) return { value: lastGood.value, revision: r.revision };
+      log(`${key}: replaced what does not decode with the last good value`);
+      return { value: lastGood.value, revision };
     };
 
     const stores: ControlStores = yield* io("creating the control buckets", () => ensureControlStores(nc)).pipe(
@@ -391,10 +396,18 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         );
         if (written._tag === "Failure") {
           // A timeout leaves it open whether the write happened: the key says.
-          const now = yield* Effect.result(io("re-reading latest", () => readRecord("latest", latestKey(job.name))));
-          const landed = now._tag === "Success" && now.success?.value.id === base.id && now.success.value.generation === base.generation;
-          if (!landed) return yield* abort(c, `commit refused: ${written.failure.message}`, true);
+          const now = yield* Effect.result(io("re-reading latest", () => readDecoded(stores.jobs, latestKey(job.name), "latest")));
+          const current = now._tag === "Success" ? now.success : undefined;
+          const value = current?.decoded.ok ? current.decoded.value : undefined;
+          const landed = value?.id === base.id && value.generation === base.generation;
+          // Someone wrote garbage over the commit record meanwhile (or this leader put back the
+          // last good value over such garbage): the commit the checkpoint started from still
+          // stands, so commit on top of what is there now.
+          const unchanged = current !== undefined && (!current.decoded.ok || (value?.id === c.latest?.value.id && value?.generation === c.latest?.value.generation));
+          const retried = !landed && unchanged ? yield* Effect.result(io(`committing checkpoint ${base.id} of ${job.name}`, () => writeJson(stores.jobs, latestKey(job.name), committed, current.revision))) : undefined;
+          if (!landed && retried?._tag !== "Success") return yield* abort(c, `commit refused: ${written.failure.message}`, true);
         }
+        job.latestGood = { value: committed, revision: 0 };
         const record: CheckpointRecord = {
           ...base,
           status: "committed",
