@@ -137,11 +137,10 @@ export async function listJobs(stores: ControlStores): Promise<string[]> {
   return (await listKeys(stores, JOBS_BUCKET, jobSpecKey("*"))).map((k) => k.slice(0, -suffix.length)).sort();
 }
 
-/** A job's spec, if it has one. */
+/** A job's spec, if it has one that decodes. */
 export async function readSpec(jobs: KV, job: string): Promise<Versioned<JobSpecRecord> | undefined> {
-  const spec = await readJson<JobSpecRecord>(jobs, jobSpecKey(job));
-  if (spec === undefined || !Array.isArray(spec.value.functions)) return undefined;
-  return spec;
+  const spec = await readDecoded(jobs, jobSpecKey(job), "spec");
+  return spec === undefined || !spec.decoded.ok ? undefined : { value: spec.decoded.value, revision: spec.revision };
 }
 
 /** Every actor id of a spec, in function then partition order. */
