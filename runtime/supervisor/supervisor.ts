@@ -401,9 +401,10 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           const value = current?.decoded.ok ? current.decoded.value : undefined;
           const landed = value?.id === base.id && value.generation === base.generation;
           // Someone wrote garbage over the commit record meanwhile (or this leader put back the
-          // last good value over such garbage): the commit the checkpoint started from still
-          // stands, so commit on top of what is there now.
-          const unchanged = current !== undefined && (!current.decoded.ok || (value?.id === c.latest?.value.id && value?.generation === c.latest?.value.generation));
+          // very record the checkpoint started from over such garbage): that commit still
+          // stands, so commit on top of what is there now. Any other record is another commit.
+          const was = c.latest?.value;
+          const unchanged = current !== undefined && (!current.decoded.ok || (was !== undefined && value?.id === was.id && value.generation === was.generation && value.committedAt === was.committedAt));
           const retried = !landed && unchanged ? yield* Effect.result(io(`committing checkpoint ${base.id} of ${job.name}`, () => writeJson(stores.jobs, latestKey(job.name), committed, current.revision))) : undefined;
           if (!landed && retried?._tag !== "Success") return yield* abort(c, `commit refused: ${written.failure.message}`, true);
         }
