@@ -252,6 +252,8 @@ interface JobState {
   endReason: string | undefined;
   /** The last `<job>.latest` that decoded: stands in for one that does not (readRecord). */
   latestGood: Versioned<CommittedCheckpoint> | undefined;
+  /** The job's generation as `<job>.status` recorded it, for an assignment that does not decode. */
+  statusGeneration: number;
 }
 
 /** One term of leadership. Closing its scope stops all leader work. */
@@ -739,6 +741,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           handoffPending: false,
           endReason: undefined,
           latestGood: undefined,
+          statusGeneration: 0,
         };
         s.jobs.set(name, job);
         for (const [subject, handle] of [
@@ -800,6 +803,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         const value = raw?.decoded.ok ? (raw.decoded.value as Partial<JobStatusRecord>) : undefined;
         if (raw !== undefined && !raw.decoded.ok) reject("status", raw.decoded.reason, `${statusKey(job.name)}: ${raw.decoded.message}`);
         job.history = value === undefined ? EMPTY_HISTORY : historyOf(value);
+        if (Number.isSafeInteger(value?.generation)) job.statusGeneration = Math.max(job.statusGeneration, value!.generation as number);
         job.lastException = causeOf(value?.lastException);
         // The revision even of garbage: the next status write replaces it.
         job.statusRevision = raw?.revision ?? 0;
@@ -861,7 +865,10 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         job.specRevision = spec.revision;
         job.actors = specActors(spec.value);
         if (job.statusRevision === undefined) yield* loadStatus(job);
-        const stored = yield* io(`reading ${assignmentKey(name)}`, () => readRecord("assignment", assignmentKey(name), job.assignment));
+        // A new leader has no last good assignment: an ownerless one at the generation the status
+        // record names replaces garbage, so the next poll starts the following generation.
+        const fallback = job.assignment ?? { value: { generation: Math.max(job.statusGeneration, job.latestGood?.value.generation ?? 0), owners: {}, updatedAt: Date.now() }, revision: 0 };
+        const stored = yield* io(`reading ${assignmentKey(name)}`, () => readRecord("assignment", assignmentKey(name), fallback));
         job.assignment = stored;
         const latest = yield* io(`reading ${latestKey(name)}`, () => readRecord("latest", latestKey(name), job.latestGood));
         if (latest !== undefined) job.latestGood = latest;

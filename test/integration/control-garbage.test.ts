@@ -177,4 +177,38 @@ describe("garbage on the control plane", () => {
       await nc.close();
     }
   }, 90_000);
+
+  it("a new leader that finds garbage in <job>.assignment starts the job's next generation over it", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const JOB = "reassigned";
+    const options = { checkpointIntervalMs: 0, checkpointTimeoutMs: 3000, workerPollMs: 100, leaderTtlMs: 1500 };
+    try {
+      const stores = await ensureControlStores(nc);
+      await stores.jobs.put(jobSpecKey(JOB), JSON.stringify({ job: JOB, functions: [{ name: "src", partitions: 2, isSource: true }], updatedAt: Date.now() }));
+      const worker = await startSimulatedWorker(nc, { id: "w1", jobs: [JOB], heartbeatMs: 200 });
+      const assignment = async () => (await readJson<Assignment>(stores.jobs, assignmentKey(JOB)))?.value;
+      try {
+        const first = await startSupervisor(nc, options);
+        await waitFor("leadership", () => first.isLeader());
+        await waitFor("generation 1", async () => (await assignment())?.generation === 1);
+        await waitFor("a commit", () => first.triggerCheckpoint(JOB).then((r) => r.status === "committed").catch(() => false), { timeoutMs: 20_000 });
+        await first.stop();
+
+        await stores.jobs.put(assignmentKey(JOB), '{"generation":"1","owners":null}');
+        const second = await startSupervisor(nc, options);
+        try {
+          await waitFor("generation 2", async () => (await assignment().catch(() => undefined))?.generation === 2, { timeoutMs: 20_000 });
+          expect(Object.values((await assignment())!.owners)).toEqual(["w1", "w1"]);
+          await waitFor("a commit in generation 2", () => second.triggerCheckpoint(JOB).then((r) => r.status === "committed" && r.generation === 2).catch(() => false), { timeoutMs: 20_000 });
+        } finally {
+          await second.stop();
+        }
+      } finally {
+        await worker.stop();
+      }
+    } finally {
+      await nc.close();
+    }
+  }, 90_000);
 });
