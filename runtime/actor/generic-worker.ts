@@ -14,7 +14,9 @@ import { loadPipelines, withDefaultPartitions } from "../deploy/bundle.ts";
 import type { NatsConnection } from "../nats/connection.ts";
 import { removeHeartbeat } from "../nats/control-store.ts";
 import { deploymentVersion, getCode, openDeployments, type DeploymentRecord } from "../nats/deployments.ts";
-import { assignmentKey, type Assignment } from "../core/protocol.ts";
+import { assignmentKey } from "../core/protocol.ts";
+import { decodeControl, type ControlKind } from "../core/control-messages.ts";
+import { countRejected } from "../metrics/rejections.ts";
 import { startWorker, type StartedWorker, type WorkerOptions } from "./worker.ts";
 
 export interface GenericWorker {
@@ -22,8 +24,6 @@ export interface GenericWorker {
   /** Jobs this worker runs, with the code version each runs. */
   jobs(): ReadonlyMap<string, { readonly version: number; readonly worker: StartedWorker }>;
 }
-
-const decoder = new TextDecoder();
 
 export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOptions, "id" | "codeVersion" | "keepHeartbeatOnStop"> & { readonly id?: string } = {}) =>
   Effect.gen(function* () {
@@ -35,6 +35,13 @@ export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOption
     let queue: Promise<void> = Promise.resolve();
     let closed = false;
     const workerId = (job: string) => `${base}-${job}`;
+    // What does not decode is counted, logged and skipped; a throw would end the watch loop.
+    const decode = <K extends ControlKind>(kind: K, data: Uint8Array) => {
+      const d = decodeControl(kind, data);
+      if (d.ok) return d.value;
+      countRejected(kind, d.reason, d.message, (line) => log(`worker ${base}: ${line}`));
+      return undefined;
+    };
 
     /** Starts (or swaps to) `version` of `job`. */
     const run = async (job: string, record: DeploymentRecord) => {
@@ -61,7 +68,8 @@ export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOption
       void (async () => {
         for await (const e of watch) {
           if (e.operation !== "PUT" || e.value.length === 0) continue;
-          const a = JSON.parse(decoder.decode(e.value)) as Assignment;
+          const a = decode("assignment", e.value);
+          if (a === undefined) continue;
           if (a.codeVersion !== undefined && a.codeVersion !== version) {
             enqueue(job, async () => {
               const record = await deploymentVersion(store, job, a.codeVersion!);
@@ -71,7 +79,7 @@ export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOption
             break;
           }
         }
-      })().catch(() => undefined);
+      })().catch((e) => log(`worker ${base}: watch of ${assignmentKey(job)} ended: ${(e as Error)?.message ?? e}`));
       return () => watch.stop();
     };
 
@@ -116,7 +124,7 @@ export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOption
         if (hosts.has(job)) return; // a new version arrives through the assignment, at a checkpoint
         // Join with the code the job runs now, if the supervisor already assigned a version.
         const entry = await jobsKv.get(assignmentKey(job));
-        const assigned = entry === null || entry.length === 0 ? undefined : (JSON.parse(decoder.decode(entry.value)) as Assignment).codeVersion;
+        const assigned = entry === null || entry.length === 0 || entry.operation !== "PUT" ? undefined : decode("assignment", entry.value)?.codeVersion;
         const current = assigned !== undefined && assigned !== record.version ? await deploymentVersion(store, job, assigned) : undefined;
         await run(job, current ?? record);
       })();
@@ -128,9 +136,15 @@ export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOption
           void (async () => {
             for await (const e of watch) {
               const job = e.key.slice(0, -".deploy".length);
-              void onDeployment(job, e.operation === "PUT" && e.value.length > 0 ? (JSON.parse(decoder.decode(e.value)) as DeploymentRecord) : undefined);
+              if (e.operation !== "PUT" || e.value.length === 0) {
+                void onDeployment(job, undefined);
+                continue;
+              }
+              // A record that does not decode changes nothing: the job goes on with what it runs.
+              const record = decode("deploy", e.value);
+              if (record !== undefined) void onDeployment(job, record);
             }
-          })().catch(() => undefined);
+          })().catch((e) => log(`worker ${base}: watch of deployments ended: ${(e as Error)?.message ?? e}`));
           return watch;
         },
         catch: (e) => e as Error,

@@ -41,6 +41,7 @@ import { OutputRouter, type PendingOutput } from "./output-router.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "./ports.ts";
 import { Publisher } from "./publisher.ts";
 import { FatalError } from "../errors.ts";
+import { countRejected } from "../metrics/rejections.ts";
 
 /** Tuning of an actor; the defaults suit a small machine. */
 export interface ActorConfig {
@@ -667,6 +668,14 @@ export class PartitionActor {
       this.advancePosition(m.seq);
       return;
     }
+    if (generation > this.generation) {
+      // Nothing legitimate sends it: a producer of a newer generation means this actor is being
+      // replaced, and its successor reads this message again from the last checkpoint.
+      countRejected("internal", "generation-ahead", `${this.id}: message of generation ${generation} from ${producer} (running ${this.generation})`);
+      this.stats.skipped++;
+      this.advancePosition(m.seq);
+      return;
+    }
     const incarnation = Number(m.header(HEADER.incarnation) ?? 0);
     if (generation < this.generation || (generation === this.generation && incarnation < this.incarnation) || epoch <= this.restoredFrom) {
       this.stats.skipped++;
@@ -843,11 +852,16 @@ export class PartitionActor {
             this.producerWatermark(producer, marks[mi + 1]!, now);
             mi += 2;
           }
-          const key = records[i * 3] as string;
+          const key = records[i * 3];
           const value = records[i * 3 + 2];
-          const ts = retime === undefined ? (records[i * 3 + 1] as number) : selectTimestamp(retime, value, 0);
+          const ts = retime === undefined ? records[i * 3 + 1] : selectTimestamp(retime, value, 0);
           if (ts instanceof Rejection) {
             this.deadLetter(ts.reason, jsonBytes(value), { [HEADER.producer]: producer });
+            continue;
+          }
+          // Only eddy writes these batches, but anyone who can publish on the stream can too.
+          if (typeof key !== "string" || typeof ts !== "number" || !Number.isFinite(ts)) {
+            this.deadLetter(`invalid record in a batch: key ${typeof key}, timestamp ${typeof ts === "number" ? ts : typeof ts}`, jsonBytes(value), { [HEADER.producer]: producer });
             continue;
           }
           this.invoke(key, ts, value, now, undefined, { [HEADER.producer]: producer }, inputs === undefined ? 0 : inputs[i]!);

@@ -22,12 +22,12 @@ import {
   triggerSubject,
   type ActorFailure,
   type Assignment,
-  type CommittedCheckpoint,
   type EndOfInput,
   type JobSpecRecord,
-  type TriggerMessage,
   type WorkerHeartbeat,
 } from "../core/protocol.ts";
+import { decodeControl, decodeControlOrThrow, type ControlKind } from "../core/control-messages.ts";
+import { countRejected } from "../metrics/rejections.ts";
 import type { PipelineSpec } from "../sdk/function.ts";
 import type { NatsConnection } from "../nats/connection.ts";
 import { openControlBuckets } from "../nats/control-store.ts";
@@ -78,8 +78,6 @@ export interface Worker {
 const encoder = new TextEncoder();
 /** Like Effect.tryPromise, but keeps the original error (and its message) as the failure. */
 const attempt = <A>(f: () => PromiseLike<A>) => Effect.tryPromise({ try: f, catch: (e) => (e instanceof Error ? e : new Error(String(e))) });
-const decoder = new TextDecoder();
-const json = <T>(data: Uint8Array): T => JSON.parse(decoder.decode(data)) as T;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs a worker for `pipeline` within the current scope. */
@@ -126,13 +124,27 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
       nc.publish(failureSubject(job), encoder.encode(JSON.stringify(failure)));
     };
 
+    /**
+     * Decodes a control message or record; what does not decode is counted and logged, and the
+     * caller skips it (a throw here would end the subscription or watch it came from).
+     */
+    const decode = <K extends ControlKind>(kind: K, data: Uint8Array) => {
+      const d = decodeControl(kind, data);
+      if (d.ok) return d.value;
+      countRejected(kind, d.reason, d.message, (line) => log(`worker ${id}: ${line}`));
+      return undefined;
+    };
+
+    // A `<job>.latest` that does not decode must not be read as "no checkpoint": the actors
+    // would start from nothing. Starting fails instead, and the next assignment tries again.
     const readLatest = async (): Promise<number> => {
       const e = await jobs.get(latestKey(job));
-      return e === null || e.length === 0 ? 0 : json<CommittedCheckpoint>(e.value).id;
+      return e === null || e.length === 0 || e.operation !== "PUT" ? 0 : decodeControlOrThrow("latest", e.value, latestKey(job)).id;
     };
 
     // Serialized: assignments are applied one at a time, in the order they were written.
     let reconciling: Promise<void> = Promise.resolve();
+    let lastAssignment: Assignment | undefined;
     const reconcile = (a: Assignment) => {
       reconciling = reconciling.then(async () => {
         if (closed) return;
@@ -151,7 +163,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
         if (mine.length === 0) return;
         const checkpoint = await readLatest();
         const endEntry = await jobs.get(endKey(job));
-        if (endEntry !== null && endEntry.length > 0) end = json<EndOfInput>(endEntry.value);
+        if (endEntry !== null && endEntry.length > 0 && endEntry.operation === "PUT") end = decode("end", endEntry.value) ?? end;
         latest = Math.max(latest, checkpoint);
         log(`worker ${id}: generation ${a.generation}, starting ${mine.length} actors from checkpoint ${checkpoint}`);
         const started = new Map<string, PartitionActor>();
@@ -182,6 +194,16 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
           await beat().catch(() => undefined);
         }
       });
+      // A failed reconcile must not stop later ones (they are chained on this promise), and is
+      // tried again while it is the newest assignment (a commit record that did not decode may
+      // be repaired by then).
+      lastAssignment = a;
+      reconciling = reconciling.catch((e) => {
+        log(`worker ${id}: assignment of generation ${a.generation} not applied: ${(e as Error)?.message ?? e}; retrying in 1 s`);
+        setTimeout(() => {
+          if (!closed && lastAssignment === a) void reconcile(a);
+        }, 1000).unref();
+      });
       return reconciling;
     };
 
@@ -203,8 +225,13 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
     yield* Effect.acquireRelease(
       Effect.sync(() =>
         nc.subscribe(triggerSubject(job), {
-          callback: (_err, msg) => {
-            const t = json<TriggerMessage>(msg.data);
+          callback: (err, msg) => {
+            if (err !== null) return;
+            const t = decode("trigger", msg.data);
+            if (t === undefined) return;
+            // Triggers for another generation are the actors' to ignore (partition-actor.ts); one
+            // from the future is counted here, as nothing legitimate sends it.
+            if (t.generation > generation && actors.size > 0) return void countRejected("trigger", "generation-ahead", `checkpoint ${t.id} of generation ${t.generation} (running ${generation})`, (line) => log(`worker ${id}: ${line}`));
             for (const actor of actors.values()) if (actor.isSource) void actor.trigger(t).catch(() => undefined);
           },
         }),
@@ -212,28 +239,38 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
       (sub) => Effect.sync(() => sub.unsubscribe()),
     );
 
-    const watchKey = (key: string, onValue: (data: Uint8Array) => void) =>
+    // Every value is decoded before use, and a handler that throws anyway is logged: one bad
+    // entry must not end the loop (it would leave the worker deaf to that key for good).
+    const watchKey = <K extends ControlKind>(key: string, kind: K, onValue: (value: NonNullable<ReturnType<typeof decode<K>>>) => void) =>
       Effect.acquireRelease(
         attempt(async () => {
           const watch = await jobs.watch({ key });
           void (async () => {
-            for await (const e of watch) if (e.operation === "PUT" && e.value.length > 0) onValue(e.value);
-          })().catch(() => undefined);
+            for await (const e of watch) {
+              if (e.operation !== "PUT" || e.value.length === 0) continue;
+              const value = decode(kind, e.value);
+              if (value === undefined) continue;
+              try {
+                onValue(value);
+              } catch (err) {
+                log(`worker ${id}: handling ${key}: ${(err as Error)?.message ?? err}`);
+              }
+            }
+          })().catch((err) => log(`worker ${id}: watch of ${key} ended: ${(err as Error)?.message ?? err}`));
           return watch;
         }),
         (watch) => Effect.sync(() => watch.stop()),
       );
 
-    yield* watchKey(latestKey(job), (data) => {
-      const c = json<CommittedCheckpoint>(data);
+    yield* watchKey(latestKey(job), "latest", (c) => {
       latest = Math.max(latest, c.id);
       for (const actor of actors.values()) actor.onCommitted(c.id, c.generation);
     });
-    yield* watchKey(assignmentKey(job), (data) => void reconcile(json<Assignment>(data)));
-    yield* watchKey(endKey(job), (data) => {
-      end = json<EndOfInput>(data);
+    yield* watchKey(assignmentKey(job), "assignment", (a) => void reconcile(a));
+    yield* watchKey(endKey(job), "end", (e) => {
+      end = e;
       for (const actor of actors.values()) {
-        const seq = actor.sourceStream === undefined ? undefined : end.streams[actor.sourceStream];
+        const seq = actor.sourceStream === undefined ? undefined : e.streams[actor.sourceStream];
         if (seq !== undefined) void actor.endAt(seq).catch(() => undefined);
       }
     });

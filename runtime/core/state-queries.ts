@@ -71,6 +71,9 @@ export const MAX_SCAN_LIMIT = 1000;
 
 /** A page of `[state, key]` pairs from sorted candidates, after the cursor. */
 export function page(keys: Array<[string, string]>, request: ScanRequest): { keys: Array<[string, string]>; next?: string } {
+  // The request is a client's JSON: a limit that is no number, or a cursor that is no string, is its mistake.
+  if (request.limit !== undefined && (typeof request.limit !== "number" || Number.isNaN(request.limit))) throw new BadStateRequestError(`limit must be a number, not ${JSON.stringify(request.limit) ?? typeof request.limit}`);
+  if (request.after !== undefined && typeof request.after !== "string") throw new BadStateRequestError("after must be the cursor string of a previous page");
   const limit = Math.min(MAX_SCAN_LIMIT, Math.max(1, Math.floor(request.limit ?? DEFAULT_SCAN_LIMIT)));
   const cmp = (a: [string, string], b: [string, string]) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0);
   keys.sort(cmp);
@@ -100,6 +103,19 @@ function decodeCursor(cursor: string): [string, string] {
     // reported below
   }
   throw new BadStateRequestError(`invalid scan cursor ${JSON.stringify(cursor)}`);
+}
+
+const requestDecoder = new TextDecoder();
+
+/** The JSON object of a state request; throws BadStateRequestError for anything else. */
+export function parseStateRequest(data: Uint8Array): Record<string, unknown> {
+  try {
+    const v = JSON.parse(requestDecoder.decode(data)) as unknown;
+    if (v !== null && typeof v === "object" && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    // reported below
+  }
+  throw new BadStateRequestError("the request must be a JSON object");
 }
 
 /** The operations a write request stands for; throws BadStateRequestError if it is neither form. */

@@ -47,7 +47,8 @@ export class KeyedStateStore {
   }
 
   declaration(state: string): StateDeclaration {
-    const decl = this.declarations[state];
+    // Own properties only: `constructor` or `__proto__` is no declared state.
+    const decl = Object.hasOwn(this.declarations, state) ? this.declarations[state] : undefined;
     if (decl === undefined) throw new UndeclaredStateError(`state "${state}" is not declared`);
     return decl;
   }
@@ -104,7 +105,7 @@ export class KeyedStateStore {
 
   /** Puts a value read from durable storage; it is not a change to snapshot. */
   load(state: string, key: string, subkey: string | undefined, value: unknown): void {
-    const decl = this.declarations[state];
+    const decl = Object.hasOwn(this.declarations, state) ? this.declarations[state] : undefined;
     if (decl === undefined) return; // state of an older version that no longer exists
     if (decl.kind === "map") {
       if (subkey === undefined) return;

@@ -71,7 +71,8 @@ export function validateStateWrite(write: StateWrite, declarations: StateDeclara
       return;
     }
     if (op.op !== "put" && op.op !== "delete") throw new InvalidStateWriteError(`${where}: unknown operation`);
-    const decl = isString(op.state) ? declarations[op.state] : undefined;
+    // Own properties only: `constructor`, `__proto__` and the like are no declared state.
+    const decl = isString(op.state) && Object.hasOwn(declarations, op.state) ? declarations[op.state] : undefined;
     if (decl === undefined) {
       const known = Object.keys(declarations);
       throw new InvalidStateWriteError(`${where}: state ${JSON.stringify(op.state)} is not declared (declared: ${known.length === 0 ? "none" : known.join(", ")})`);

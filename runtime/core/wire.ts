@@ -82,7 +82,7 @@ export function decodeWatermark(data: Uint8Array): WatermarkUpdate {
   } catch (e) {
     throw new MalformedMessageError(`undecodable watermark: ${(e as Error).message}`);
   }
-  if (body === null || typeof body !== "object" || typeof body.w !== "number") throw new MalformedMessageError("not an eddy watermark");
+  if (body === null || typeof body !== "object" || typeof body.w !== "number" || Number.isNaN(body.w)) throw new MalformedMessageError("not an eddy watermark");
   return { watermark: body.w, idle: body.i === true };
 }
 

@@ -1,10 +1,11 @@
 /**
  * Metrics of the actors a worker process hosts: records in and out, dead letters, input lag,
  * watermark and its lag behind wall time, and the last materialized checkpoint, per job,
- * function and partition.
+ * function and partition; and the control-plane input this process refused (rejections.ts).
  */
 import type { ActorStats } from "../actor/partition-actor.ts";
 import { MetricsText } from "./prometheus.ts";
+import { addRejectionMetrics } from "./rejections.ts";
 
 export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonly stats: readonly ActorStats[] }>, now = Date.now()): string {
   const m = new MetricsText();
@@ -20,5 +21,6 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       m.add("eddy_checkpoint_applied", "gauge", "Last checkpoint this actor materialized in KV.", l, s.applied);
     }
   }
+  addRejectionMetrics(m);
   return m.render();
 }

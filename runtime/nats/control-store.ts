@@ -30,6 +30,7 @@ import {
 import { appliedKey } from "../core/kv-keys.ts";
 import { stateBucket } from "../core/naming.ts";
 import { decodeValue } from "../core/wire.ts";
+import { decodeControl, type ControlKind, type ControlRecord, type Decoded } from "../core/control-messages.ts";
 import { ensureControlPlane } from "./topology.ts";
 
 /** The jobs bucket and the worker heartbeat bucket: the part of the control plane a worker uses. */
@@ -92,6 +93,17 @@ export async function readJson<T>(kv: KV, key: string): Promise<Versioned<T> | u
 }
 
 /**
+ * Reads and decodes a `kind` record (control-messages.ts), keeping the revision of a value that
+ * does not decode: a compare-and-set against it can then replace it. `undefined` if the key is
+ * absent or deleted.
+ */
+export async function readDecoded<K extends ControlKind>(kv: KV, key: string, kind: K): Promise<{ readonly revision: number; readonly decoded: Decoded<ControlRecord<K>> } | undefined> {
+  const entry = await kv.get(key);
+  if (!isLive(entry) || entry.length === 0) return undefined;
+  return { revision: entry.revision, decoded: decodeControl(kind, entry.value) };
+}
+
+/**
  * Compare-and-set write of a JSON value: `revision` 0 means "the key must not exist", otherwise
  * the key must still be at `revision`. Resolves with the new revision; rejects if someone else
  * wrote the key in between.
@@ -125,11 +137,10 @@ export async function listJobs(stores: ControlStores): Promise<string[]> {
   return (await listKeys(stores, JOBS_BUCKET, jobSpecKey("*"))).map((k) => k.slice(0, -suffix.length)).sort();
 }
 
-/** A job's spec, if it has one. */
+/** A job's spec, if it has one that decodes. */
 export async function readSpec(jobs: KV, job: string): Promise<Versioned<JobSpecRecord> | undefined> {
-  const spec = await readJson<JobSpecRecord>(jobs, jobSpecKey(job));
-  if (spec === undefined || !Array.isArray(spec.value.functions)) return undefined;
-  return spec;
+  const spec = await readDecoded(jobs, jobSpecKey(job), "spec");
+  return spec === undefined || !spec.decoded.ok ? undefined : { value: spec.decoded.value, revision: spec.revision };
 }
 
 /** Every actor id of a spec, in function then partition order. */
@@ -153,18 +164,30 @@ export async function checkpointRecords(stores: ControlStores, job: string): Pro
   const out: Versioned<CheckpointRecord>[] = [];
   for (const id of await checkpointIds(stores, job)) {
     const r = await readJson<CheckpointRecord>(stores.jobs, checkpointKey(job, id));
-    if (r !== undefined) out.push(r);
+    // Anyone who can write the bucket can write here; what is not a record is left out.
+    if (r !== undefined && isCheckpointRecord(r.value)) out.push(r);
   }
   return out;
 }
 
-/** Live workers by id (their heartbeat key). Entries that are not heartbeats are skipped. */
-export async function liveWorkers(stores: ControlStores): Promise<Map<string, WorkerHeartbeat>> {
+const isCheckpointRecord = (v: unknown): v is CheckpointRecord => {
+  if (typeof v !== "object" || v === null) return false;
+  const r = v as Record<string, unknown>;
+  return Number.isSafeInteger(r.id) && Number.isSafeInteger(r.generation) && typeof r.status === "string" && typeof r.startedAt === "number" && Number.isFinite(r.startedAt);
+};
+
+/**
+ * Live workers by id (their heartbeat key). Entries that are not heartbeats are skipped and
+ * passed to `onInvalid` (the supervisor counts them).
+ */
+export async function liveWorkers(stores: ControlStores, onInvalid?: (key: string, reason: "json" | "schema", message: string) => void): Promise<Map<string, WorkerHeartbeat>> {
   const out = new Map<string, WorkerHeartbeat>();
   for (const key of await listKeys(stores, WORKERS_BUCKET)) {
     // The entry may expire between listing and reading: then it is simply not live any more.
-    const hb = await readJson<WorkerHeartbeat>(stores.workers, key);
-    if (hb !== undefined && Array.isArray(hb.value.jobs)) out.set(key, hb.value);
+    const hb = await readDecoded(stores.workers, key, "heartbeat");
+    if (hb === undefined) continue;
+    if (hb.decoded.ok) out.set(key, hb.decoded.value);
+    else onInvalid?.(key, hb.decoded.reason, hb.decoded.message);
   }
   return out;
 }

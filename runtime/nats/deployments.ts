@@ -12,6 +12,7 @@ import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { jobSpecKey, JOBS_BUCKET, type JobSpecRecord } from "../core/protocol.ts";
 import { TransientError } from "../errors.ts";
+import { decodeControlOrThrow } from "../core/control-messages.ts";
 
 export const CODE_OBJECTS = "eddy_code";
 export const deploymentKey = (job: string) => `${job}.deploy`;
@@ -67,7 +68,11 @@ export class ConcurrentDeployError extends TransientError {
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+
+/** Decodes a stored deployment record; throws InvalidControlRecordError (an InputError) if it is none. */
+export function parseDeploymentRecord(data: Uint8Array, where: string): DeploymentRecord {
+  return decodeControlOrThrow("deploy", data, where);
+}
 
 export interface DeploymentStore {
   readonly jobs: KV;
@@ -95,13 +100,13 @@ export async function getCode(store: DeploymentStore, digest: string): Promise<U
 export async function currentDeployment(store: DeploymentStore, job: string): Promise<{ record: DeploymentRecord; revision: number } | undefined> {
   const e = await store.jobs.get(deploymentKey(job));
   if (e === null || e.length === 0 || e.operation !== "PUT") return undefined;
-  return { record: JSON.parse(decoder.decode(e.value)) as DeploymentRecord, revision: e.revision };
+  return { record: parseDeploymentRecord(e.value, deploymentKey(job)), revision: e.revision };
 }
 
 export async function deploymentVersion(store: DeploymentStore, job: string, version: number): Promise<DeploymentRecord | undefined> {
   const e = await store.jobs.get(deploymentVersionKey(job, version));
   if (e === null || e.length === 0 || e.operation !== "PUT") return undefined;
-  return JSON.parse(decoder.decode(e.value)) as DeploymentRecord;
+  return parseDeploymentRecord(e.value, deploymentVersionKey(job, version));
 }
 
 /**

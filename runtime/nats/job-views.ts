@@ -14,14 +14,13 @@ import {
   JOBS_BUCKET,
   latestKey,
   statusKey,
-  type Assignment,
   type CheckpointRecord,
-  type CommittedCheckpoint,
   type JobSpecRecord,
   type JobStatusRecord,
   type RestartRecord,
 } from "../core/protocol.ts";
-import { ensureControlStores, listKeys, readJson, type ControlStores } from "./control-store.ts";
+import { ensureControlStores, listKeys, readDecoded, readJson, type ControlStores, type Versioned } from "./control-store.ts";
+import type { ControlKind, ControlRecord } from "../core/control-messages.ts";
 import { deploymentKey, deploymentVersionKey, type DeploymentRecord } from "./deployments.ts";
 import { UnknownJobError } from "./control.ts";
 
@@ -104,13 +103,19 @@ async function lastDeployedVersion(stores: ControlStores, job: string): Promise<
   return max === 0 ? null : max;
 }
 
+/** A record that decodes (control-messages.ts); one that does not shows as absent. */
+async function readValid<K extends ControlKind>(stores: ControlStores, key: string, kind: K): Promise<Versioned<ControlRecord<K>> | undefined> {
+  const r = await readDecoded(stores.jobs, key, kind);
+  return r?.decoded.ok ? { value: r.decoded.value, revision: r.revision } : undefined;
+}
+
 /** The view of one job, or `undefined` if nothing of it is stored. */
 async function viewOf(stores: ControlStores, job: string, known: boolean): Promise<JobView | undefined> {
-  const spec = await readJson<JobSpecRecord>(stores.jobs, jobSpecKey(job));
-  const deployed = await readJson<DeploymentRecord>(stores.jobs, deploymentKey(job));
-  const status = await readJson<JobStatusRecord>(stores.jobs, statusKey(job));
-  const latest = await readJson<CommittedCheckpoint>(stores.jobs, latestKey(job));
-  const assignment = await readJson<Assignment>(stores.jobs, assignmentKey(job));
+  const spec = await readValid(stores, jobSpecKey(job), "spec");
+  const deployed = (await readValid(stores, deploymentKey(job), "deploy")) as Versioned<DeploymentRecord> | undefined;
+  const status = (await readValid(stores, statusKey(job), "status")) as Versioned<Partial<JobStatusRecord>> | undefined;
+  const latest = await readValid(stores, latestKey(job), "latest");
+  const assignment = await readValid(stores, assignmentKey(job), "assignment");
   const lastVersion = deployed?.value.version ?? (await lastDeployedVersion(stores, job));
   if (!known && spec === undefined && deployed === undefined && status === undefined && latest === undefined && assignment === undefined && lastVersion === null) return undefined;
   const s = status?.value;
@@ -122,7 +127,7 @@ async function viewOf(stores: ControlStores, job: string, known: boolean): Promi
   else if (deployed !== undefined) state = "CREATED"; // deployed; no worker has taken it up yet
   else if (stopped) state = "STOPPED";
   else state = "UNDEPLOYED";
-  const lastDeployment = deployed?.value ?? (lastVersion === null ? undefined : (await readJson<DeploymentRecord>(stores.jobs, deploymentVersionKey(job, lastVersion)))?.value);
+  const lastDeployment = deployed?.value ?? (lastVersion === null ? undefined : ((await readValid(stores, deploymentVersionKey(job, lastVersion), "deploy"))?.value as DeploymentRecord | undefined));
   const functions =
     spec !== undefined && Array.isArray(spec.value.functions) ? spec.value.functions.map((f) => ({ name: f.name, partitions: f.partitions }))
     : Array.isArray(lastDeployment?.functions) ? lastDeployment.functions.map((f) => ({ name: f.name, partitions: f.partitions }))

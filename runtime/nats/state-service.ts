@@ -19,13 +19,12 @@ import { Svcm, type Service, type ServiceMsg } from "@nats-io/services";
 import { Kvm, type KV } from "@nats-io/kv";
 import { partitionOf } from "../core/hash.ts";
 import { HEADER, inputSubject, stateBucket, stateServiceName, stateServiceSubject, type StateOperation } from "../core/naming.ts";
-import { BadStateRequestError, page, writeOps, type GetRequest, type ScanEntry, type ScanRequest, type WriteRequest } from "../core/state-queries.ts";
+import { BadStateRequestError, page, parseStateRequest, writeOps, type GetRequest, type ScanEntry, type ScanRequest, type WriteRequest } from "../core/state-queries.ts";
 import { checkWindowWrites, encodeStateWrite, InvalidStateWriteError, keysOf, validateStateWrite } from "../core/state-writes.ts";
 import type { PartitionActor } from "../actor/partition-actor.ts";
 import type { Transport } from "../actor/ports.ts";
 import { getCommitted, scanCommitted } from "./committed-state.ts";
 
-const decoder = new TextDecoder();
 const OPERATIONS: readonly StateOperation[] = ["get", "scan", "put", "delete"];
 
 /** The state services of one worker for one job. */
@@ -138,15 +137,8 @@ export class StateServices {
   }
 }
 
-function parse(data: Uint8Array): any {
-  try {
-    const v = JSON.parse(decoder.decode(data)) as unknown;
-    if (v !== null && typeof v === "object" && !Array.isArray(v)) return v as Record<string, unknown>;
-  } catch {
-    // reported below
-  }
-  throw new BadStateRequestError("the request must be a JSON object");
-}
+// The request's fields are checked where they are used (page, writeOps, the handlers).
+const parse = (data: Uint8Array): any => parseStateRequest(data);
 
 function respondError(msg: ServiceMsg, e: unknown): void {
   const err = e as Error;

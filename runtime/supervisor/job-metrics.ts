@@ -9,10 +9,11 @@
  */
 import type { NatsConnection } from "../nats/connection.ts";
 import { jobLag } from "../nats/lag.ts";
-import { assignmentKey, JOBS_BUCKET, statusKey, type Assignment, type JobSpecRecord, type JobStatusRecord } from "../core/protocol.ts";
+import { assignmentKey, JOBS_BUCKET, statusKey, type JobSpecRecord, type JobStatusRecord } from "../core/protocol.ts";
 import { deploymentKey, specOfDeployment, type DeploymentRecord } from "../nats/deployments.ts";
 import { MetricsText } from "../metrics/prometheus.ts";
-import { ensureControlStores, listJobs, listKeys, readJson, readSpec } from "../nats/control-store.ts";
+import { addRejectionMetrics } from "../metrics/rejections.ts";
+import { ensureControlStores, listJobs, listKeys, readDecoded, readSpec } from "../nats/control-store.ts";
 import type { Supervisor } from "./supervisor.ts";
 
 export { jobLag };
@@ -40,15 +41,17 @@ export async function jobReports(nc: NatsConnection): Promise<JobReport[]> {
   for (const key of await listKeys(stores, JOBS_BUCKET, deploymentKey("*"))) {
     const job = key.slice(0, -deploymentKey("").length);
     if (specs.has(job)) continue;
-    const record = await readJson<DeploymentRecord>(stores.jobs, key).catch(() => undefined);
-    const spec = record === undefined || !Array.isArray(record.value.functions) ? undefined : specOfDeployment(record.value);
+    // Records are decoded (control-messages.ts): anyone who can write the bucket can write garbage.
+    const record = await readDecoded(stores.jobs, key, "deploy").catch(() => undefined);
+    const spec = record === undefined || !record.decoded.ok ? undefined : specOfDeployment(record.decoded.value as DeploymentRecord);
     if (spec !== undefined) specs.set(job, spec);
   }
   const out: JobReport[] = [];
   for (const [job, spec] of [...specs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    const assignment = await readJson<Assignment>(stores.jobs, assignmentKey(job));
-    const status = await readJson<JobStatusRecord>(stores.jobs, statusKey(job)).catch(() => undefined);
-    out.push({ job, lag: await jobLag(nc, spec).catch(() => 0), generation: assignment?.value.generation ?? 0, failed: status?.value.state === "FAILED" });
+    const assignment = await readDecoded(stores.jobs, assignmentKey(job), "assignment");
+    const status = await readDecoded(stores.jobs, statusKey(job), "status").catch(() => undefined);
+    const generation = assignment?.decoded.ok ? assignment.decoded.value.generation : 0;
+    out.push({ job, lag: await jobLag(nc, spec).catch(() => 0), generation, failed: status?.decoded.ok === true && (status.decoded.value as Partial<JobStatusRecord>).state === "FAILED" });
   }
   return out;
 }
@@ -74,6 +77,7 @@ export async function supervisorMetrics(nc: NatsConnection, supervisor: Pick<Sup
       m.add("eddy_checkpoint_bytes", "gauge", "Size of the last committed checkpoint's deltas.", l, committed.bytes ?? 0);
     }
   }
+  addRejectionMetrics(m);
   return m.render();
 }
 

@@ -31,18 +31,17 @@ import {
   ackSubject,
   CHECKPOINT_REQUEST_SUBJECT,
   type CheckpointReply,
-  type CheckpointRequest,
   assignmentKey,
   checkpointKey,
+  deltaObject,
   deltaObjectPrefix,
   failureSubject,
+  jobSpecKey,
   latestKey,
   resumeKey,
   statusKey,
   triggerSubject,
-  type ActorFailure,
   type JobStatusRecord,
-  type ResumeRequest,
   type Assignment,
   type CheckpointRecord,
   type CommittedCheckpoint,
@@ -61,8 +60,7 @@ import {
   minAppliedCheckpoint,
   purgeKey,
   purgeObject,
-  readJson,
-  readSpec,
+  readDecoded,
   specActors,
   writeJson,
   type ControlStores,
@@ -81,7 +79,9 @@ import {
   type RestartHistory,
   type RestartStrategy,
 } from "../core/job-lifecycle.ts";
-import { deploymentKey, type DeploymentRecord } from "../nats/deployments.ts";
+import { deploymentKey } from "../nats/deployments.ts";
+import { decodeControl, type ControlKind, type ControlRecord } from "../core/control-messages.ts";
+import { countRejected } from "../metrics/rejections.ts";
 import { DEFAULT_LEADER_TTL_MS, makeLeaderElection } from "./leader-election.ts";
 import { planCleanup } from "./retention.ts";
 import { newSavepointId, type SavepointManifest } from "../core/savepoint.ts";
@@ -159,13 +159,11 @@ const errorMessage = (e: unknown): string => {
 const io = <A>(what: string, f: () => Promise<A>) =>
   Effect.tryPromise({ try: f, catch: (e) => new ControlPlaneError(`${what}: ${errorMessage(e)}`, { cause: e }) });
 
-const decoder = new TextDecoder();
-const parseJson = <T>(data: Uint8Array): T | undefined => {
-  try {
-    return JSON.parse(decoder.decode(data)) as T;
-  } catch {
-    return undefined;
-  }
+/** `<fn>/<partition>` back into its parts; undefined if it is not an actor id. */
+const parseActorId = (actor: string): { fn: string; partition: number } | undefined => {
+  const i = actor.lastIndexOf("/");
+  const partition = Number(actor.slice(i + 1));
+  return i <= 0 || !Number.isSafeInteger(partition) || partition < 0 ? undefined : { fn: actor.slice(0, i), partition };
 };
 
 const preview = (xs: readonly string[], n = 5) => (xs.length <= n ? xs.join(", ") : `${xs.slice(0, n).join(", ")}, …`);
@@ -185,7 +183,7 @@ const causeOf = (x: unknown): RestartCause | undefined => {
 };
 
 /** The restart history in a status record, read defensively (anyone with access can write it). */
-function historyOf(r: JobStatusRecord): RestartHistory {
+function historyOf(r: Partial<JobStatusRecord>): RestartHistory {
   const recent = Array.isArray(r.recentRestarts) ? r.recentRestarts.map(causeOf).filter((c): c is RestartCause => c !== undefined) : [];
   const failedCause = causeOf(r.failed?.cause);
   return {
@@ -252,6 +250,10 @@ interface JobState {
   handoffPending: boolean;
   /** Set when the job's scope is closed on purpose, for the record of an interrupted checkpoint. */
   endReason: string | undefined;
+  /** The last `<job>.latest` that decoded: stands in for one that does not (readRecord). */
+  latestGood: Versioned<CommittedCheckpoint> | undefined;
+  /** The job's generation as `<job>.status` recorded it, for an assignment that does not decode. */
+  statusGeneration: number;
 }
 
 /** One term of leadership. Closing its scope stops all leader work. */
@@ -302,6 +304,37 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
     const log = (line: string) => sink(`[${id}] ${line}`);
     // How often a waiting job re-checks whether it may checkpoint.
     const recheckMs = Math.max(10, Math.floor(Math.min(pollMs, interval > 0 ? interval : pollMs) / 2));
+
+    // ---- untrusted input (docs/design/ax-untrusted-control-messages.md) ------------------------
+
+    /** Counts and logs one refused input; the subscription or poll that got it goes on. */
+    const reject = (kind: ControlKind, reason: string, message: string) => countRejected(kind, reason, message, log);
+
+    /** Decodes a control message; undefined (counted) if it does not decode. */
+    const decode = <K extends ControlKind>(kind: K, data: Uint8Array): ControlRecord<K> | undefined => {
+      const d = decodeControl(kind, data);
+      if (d.ok) return d.value;
+      reject(kind, d.reason, d.message);
+      return undefined;
+    };
+
+    /**
+     * Reads a `kind` record from the jobs bucket. One that does not decode is counted; with a
+     * `lastGood` value (what this leader last read or wrote there) the garbage is replaced by it
+     * — compare-and-set against the garbage's revision, so a valid write that came in between
+     * wins — and that is the result. Without one, it reads as absent.
+     */
+    const readRecord = async <K extends ControlKind>(kind: K, key: string, lastGood?: Versioned<ControlRecord<K>>): Promise<Versioned<ControlRecord<K>> | undefined> => {
+      const r = await readDecoded(stores.jobs, key, kind);
+      if (r === undefined) return undefined;
+      if (r.decoded.ok) return { value: r.decoded.value, revision: r.revision };
+      reject(kind, r.decoded.reason, `${key}: ${r.decoded.message}`);
+      if (lastGood === undefined) return undefined;
+      const revision = await writeJson(stores.jobs, key, lastGood.value, r.revision).catch(() => undefined);
+      if (revision === undefined) return { value: lastGood.value, revision: r.revision };
+      log(`${key}: replaced what does not decode with the last good value`);
+      return { value: lastGood.value, revision };
+    };
 
     const stores: ControlStores = yield* io("creating the control buckets", () => ensureControlStores(nc)).pipe(
       Effect.retry({ schedule: Schedule.exponential("200 millis"), times: 5 }),
@@ -365,10 +398,19 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         );
         if (written._tag === "Failure") {
           // A timeout leaves it open whether the write happened: the key says.
-          const now = yield* Effect.result(io("re-reading latest", () => readJson<CommittedCheckpoint>(stores.jobs, latestKey(job.name))));
-          const landed = now._tag === "Success" && now.success?.value.id === base.id && now.success.value.generation === base.generation;
-          if (!landed) return yield* abort(c, `commit refused: ${written.failure.message}`, true);
+          const now = yield* Effect.result(io("re-reading latest", () => readDecoded(stores.jobs, latestKey(job.name), "latest")));
+          const current = now._tag === "Success" ? now.success : undefined;
+          const value = current?.decoded.ok ? current.decoded.value : undefined;
+          const landed = value?.id === base.id && value.generation === base.generation;
+          // Someone wrote garbage over the commit record meanwhile (or this leader put back the
+          // very record the checkpoint started from over such garbage): that commit still
+          // stands, so commit on top of what is there now. Any other record is another commit.
+          const was = c.latest?.value;
+          const unchanged = current !== undefined && (!current.decoded.ok || (was !== undefined && value?.id === was.id && value.generation === was.generation && value.committedAt === was.committedAt));
+          const retried = !landed && unchanged ? yield* Effect.result(io(`committing checkpoint ${base.id} of ${job.name}`, () => writeJson(stores.jobs, latestKey(job.name), committed, current.revision))) : undefined;
+          if (!landed && retried?._tag !== "Success") return yield* abort(c, `commit refused: ${written.failure.message}`, true);
         }
+        job.latestGood = { value: committed, revision: 0 };
         const record: CheckpointRecord = {
           ...base,
           status: "committed",
@@ -415,6 +457,31 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         }
       });
 
+    /**
+     * Before the commit: every ack must be backed by its actor's snapshot delta in the object
+     * store, of the size the ack reports. Acks are plain messages anyone with publish rights on
+     * the subject can forge; without this, forged acks commit a checkpoint whose deltas do not
+     * exist, and no actor can ever restore again. One metadata read per actor (no data is read);
+     * the size ties the object to this very snapshot. Undefined if all are there, else why not.
+     */
+    const verifySnapshots = (c: Begun) =>
+      Effect.gen(function* () {
+        const { job, base, flight } = c;
+        const missing: string[] = [];
+        const checks = [...flight.acks.values()].map((ack) =>
+          io(`checking the snapshot of ${ack.actor}`, async () => {
+            const a = parseActorId(ack.actor);
+            const info = a === undefined ? null : await stores.objects.info(deltaObject(job.name, base.id, a.fn, a.partition));
+            if (info === null || info.deleted || info.size !== ack.bytes) {
+              missing.push(ack.actor);
+              reject("ack", "missing-snapshot", `${job.name}: checkpoint ${base.id}: ${ack.actor} acked ${ack.bytes} bytes, the object store has ${info === null || info.deleted ? "none" : `${info.size}`}`);
+            }
+          }),
+        );
+        yield* Effect.all(checks, { concurrency: 8, discard: true });
+        return missing.length === 0 ? undefined : `acks without their snapshot (${missing.length}: ${preview(missing.sort())})`;
+      });
+
     /** Waits for the acks of a begun checkpoint and commits or aborts it. */
     const complete = (c: Begun) =>
       Effect.gen(function* () {
@@ -435,6 +502,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           return yield* abort(c, `timed out after ${timeoutMs} ms waiting for ${missing.length} of ${flight.expected.size} acks (${preview(missing)})`, true);
         }
         if (!outcome.value.acked) return yield* abort(c, outcome.value.reason, outcome.value.failure);
+        const unproven = yield* verifySnapshots(c);
+        if (unproven !== undefined) return yield* abort(c, unproven, true);
         if (!election.isLeader()) return yield* abort(c, "leadership ended before the commit", false);
         if (reassigned()) return yield* abort(c, "assignment changed", false);
         // Once the commit is sent, its record must be written whatever happens to leadership.
@@ -459,7 +528,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         const assignment = job.assignment;
         if (assignment === undefined) return Option.none<CheckpointRecord>();
         const generation = assignment.value.generation;
-        const latest = yield* io(`reading ${latestKey(job.name)}`, () => readJson<CommittedCheckpoint>(stores.jobs, latestKey(job.name)));
+        const latest = yield* io(`reading ${latestKey(job.name)}`, () => readRecord("latest", latestKey(job.name), job.latestGood));
+        if (latest !== undefined) job.latestGood = latest;
         if (periodic) {
           // A stop checkpoint stops the job until a later generation or a newer spec (both are in
           // the same bucket stream, so revisions order them).
@@ -545,7 +615,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
     /** Writes the manifest of a savepoint whose checkpoint committed. */
     const completeSavepoint = (job: JobState, record: CheckpointRecord, id: string) =>
       io(`writing the manifest of savepoint ${id} of ${job.name}`, async () => {
-        const deployed = await readJson<DeploymentRecord>(stores.jobs, deploymentKey(job.name));
+        const deployed = await readRecord("deploy", deploymentKey(job.name));
         const functions = savepointFunctions(job.spec, deployed?.value);
         if (functions === undefined) throw new NotDeployedError(`job "${job.name}" records no state declarations (run it with eddy deploy to take savepoints)`);
         const manifest: SavepointManifest = {
@@ -601,18 +671,38 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
 
     // ---- assignment and recovery ---------------------------------------------------------------
 
+    /** The worker the current assignment gives `actor` to (own properties only: ids are input). */
+    const ownerOf = (job: JobState, actor: string): string | undefined => {
+      const owners = job.assignment?.value.owners;
+      return owners !== undefined && Object.hasOwn(owners, actor) ? owners[actor] : undefined;
+    };
+
+    /**
+     * An ack counts only for the checkpoint in flight, from the actor's owner in that generation.
+     * Late acks of an aborted checkpoint are normal and counted as `stale`; one from the future
+     * or from a worker that does not own the actor is counted as what it is.
+     */
     const onAck = (job: JobState, data: Uint8Array) => {
-      const ack = parseJson<SnapshotAck>(data);
+      const ack = decode("ack", data);
+      if (ack === undefined) return;
       const f = job.inFlight;
-      if (ack === undefined || f === undefined || ack.id !== f.id || ack.generation !== f.generation || !f.expected.has(ack.actor)) return;
+      const generation = job.assignment?.value.generation ?? 0;
+      if (ack.generation > generation) return reject("ack", "generation-ahead", `${ack.actor}: generation ${ack.generation}, the job is at ${generation}`);
+      if (f === undefined || ack.id !== f.id || ack.generation !== f.generation) return reject("ack", "stale", `${ack.actor}: checkpoint ${ack.id} of generation ${ack.generation} is not in flight`);
+      if (!f.expected.has(ack.actor)) return reject("ack", "unknown-actor", `${JSON.stringify(ack.actor)} is no actor of ${job.name}`);
+      if (ownerOf(job, ack.actor) !== ack.worker) return reject("ack", "wrong-owner", `${ack.actor} acked by ${JSON.stringify(ack.worker)}, owned by ${ownerOf(job, ack.actor) ?? "nobody"}`);
       f.acks.set(ack.actor, ack);
       if (f.acks.size === f.expected.size) Deferred.doneUnsafe(f.outcome, Effect.succeed<Outcome>({ acked: true }));
     };
 
     const onFailure = (job: JobState, data: Uint8Array) => {
-      const failure = parseJson<ActorFailure>(data);
+      const failure = decode("failure", data);
+      if (failure === undefined) return;
+      const generation = job.assignment?.value.generation;
+      if (generation !== undefined && failure.generation > generation) return reject("failure", "generation-ahead", `${failure.actor}: generation ${failure.generation}, the job is at ${generation}`);
       // Reports of an older generation come from attempts that were already replaced.
-      if (failure === undefined || failure.generation !== job.assignment?.value.generation) return;
+      if (failure.generation !== generation) return;
+      if (ownerOf(job, failure.actor) !== failure.worker) return reject("failure", "wrong-owner", `${JSON.stringify(failure.actor)} reported failed by ${JSON.stringify(failure.worker)}, owned by ${ownerOf(job, failure.actor) ?? "nobody"}`);
       log(`${job.name}: actor ${failure.actor} failed on ${failure.worker} (generation ${failure.generation}): ${failure.reason}`);
       const [fn, partition] = typeof failure.actor === "string" ? failure.actor.split("/") : [];
       job.recovery ??= {
@@ -650,6 +740,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           stopped: undefined,
           handoffPending: false,
           endReason: undefined,
+          latestGood: undefined,
+          statusGeneration: 0,
         };
         s.jobs.set(name, job);
         for (const [subject, handle] of [
@@ -658,7 +750,13 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         ] as const) {
           const sub = nc.subscribe(subject, {
             callback: (err, msg) => {
-              if (err === null) handle(job, msg.data);
+              if (err !== null) return;
+              // A throw here would end the subscription for good (nats.js unsubscribes on it).
+              try {
+                handle(job, msg.data);
+              } catch (e) {
+                log(`${job.name}: handling a message on ${subject}: ${errorMessage(e)}`);
+              }
             },
           });
           yield* Scope.addFinalizer(scope, Effect.sync(() => sub.unsubscribe()));
@@ -701,10 +799,14 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
     /** Reads `<job>.status` back: the restart history and a FAILED state survive a new leader. */
     const loadStatus = (job: JobState) =>
       Effect.gen(function* () {
-        const r = yield* io(`reading ${statusKey(job.name)}`, () => readJson<JobStatusRecord>(stores.jobs, statusKey(job.name)));
-        job.history = r === undefined ? EMPTY_HISTORY : historyOf(r.value);
-        job.lastException = causeOf(r?.value.lastException);
-        job.statusRevision = r?.revision ?? 0;
+        const raw = yield* io(`reading ${statusKey(job.name)}`, () => readDecoded(stores.jobs, statusKey(job.name), "status"));
+        const value = raw?.decoded.ok ? (raw.decoded.value as Partial<JobStatusRecord>) : undefined;
+        if (raw !== undefined && !raw.decoded.ok) reject("status", raw.decoded.reason, `${statusKey(job.name)}: ${raw.decoded.message}`);
+        job.history = value === undefined ? EMPTY_HISTORY : historyOf(value);
+        if (Number.isSafeInteger(value?.generation)) job.statusGeneration = Math.max(job.statusGeneration, value!.generation as number);
+        job.lastException = causeOf(value?.lastException);
+        // The revision even of garbage: the next status write replaces it.
+        job.statusRevision = raw?.revision ?? 0;
         job.statusWritten = "";
       });
 
@@ -750,7 +852,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
      */
     const reconcile = (s: Session, name: string, workers: ReadonlyMap<string, WorkerHeartbeat>) =>
       Effect.gen(function* () {
-        const spec = yield* io(`reading the spec of ${name}`, () => readSpec(stores.jobs, name));
+        const known = s.jobs.get(name);
+        const spec = yield* io(`reading the spec of ${name}`, () => readRecord("spec", jobSpecKey(name), known === undefined ? undefined : { value: known.spec, revision: known.specRevision }));
         if (spec === undefined) {
           // Deleted (a delete marker) or unreadable: the job is not ours to run any more.
           const gone = s.jobs.get(name);
@@ -762,11 +865,15 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         job.specRevision = spec.revision;
         job.actors = specActors(spec.value);
         if (job.statusRevision === undefined) yield* loadStatus(job);
-        const stored = yield* io(`reading ${assignmentKey(name)}`, () => readJson<Assignment>(stores.jobs, assignmentKey(name)));
+        // A new leader has no last good assignment: an ownerless one at the generation the status
+        // record names replaces garbage, so the next poll starts the following generation.
+        const fallback = job.assignment ?? { value: { generation: Math.max(job.statusGeneration, job.latestGood?.value.generation ?? 0), owners: {}, updatedAt: Date.now() }, revision: 0 };
+        const stored = yield* io(`reading ${assignmentKey(name)}`, () => readRecord("assignment", assignmentKey(name), fallback));
         job.assignment = stored;
-        const latest = yield* io(`reading ${latestKey(name)}`, () => readJson<CommittedCheckpoint>(stores.jobs, latestKey(name)));
-        const deployed = yield* io(`reading ${deploymentKey(name)}`, () => readJson<DeploymentRecord>(stores.jobs, deploymentKey(name)));
-        const resume = job.history.failed === undefined ? undefined : yield* io(`reading ${resumeKey(name)}`, () => readJson<ResumeRequest>(stores.jobs, resumeKey(name)));
+        const latest = yield* io(`reading ${latestKey(name)}`, () => readRecord("latest", latestKey(name), job.latestGood));
+        if (latest !== undefined) job.latestGood = latest;
+        const deployed = yield* io(`reading ${deploymentKey(name)}`, () => readRecord("deploy", deploymentKey(name)));
+        const resume = job.history.failed === undefined ? undefined : yield* io(`reading ${resumeKey(name)}`, () => readRecord("resume", resumeKey(name)));
         const facts: JobFacts = {
           job: name,
           now: Date.now(),
@@ -860,11 +967,15 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
     const poll = (s: Session) =>
       Effect.gen(function* () {
         const names = yield* io("listing jobs", () => listJobs(stores));
-        const workers = yield* io("listing workers", () => liveWorkers(stores));
+        const workers = yield* io("listing workers", () => liveWorkers(stores, (key, reason, message) => reject("heartbeat", reason, `${key}: ${message}`)));
         for (const job of [...s.jobs.values()]) if (!names.includes(job.name)) yield* removeJob(s, job);
         for (const name of names) {
           // One job's trouble (a malformed spec, a lost CAS) must not hold up the others.
-          yield* reconcile(s, name, workers).pipe(Effect.catch((e) => Effect.sync(() => log(`${name}: ${e.message}`))));
+          // A defect (a bug, or input no check caught) is logged too: it must not end leadership's work.
+          yield* reconcile(s, name, workers).pipe(
+            Effect.catch((e) => Effect.sync(() => log(`${name}: ${e.message}`))),
+            Effect.catchDefect((d) => Effect.sync(() => log(`${name}: unexpected: ${errorMessage(d)}`))),
+          );
         }
       });
 
@@ -875,7 +986,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
      */
     const takeOver = io("taking over in-progress checkpoints", async () => {
       for (const name of await listJobs(stores)) {
-        const latest = await readJson<CommittedCheckpoint>(stores.jobs, latestKey(name));
+        const latest = await readRecord("latest", latestKey(name));
         for (const r of await checkpointRecords(stores, name)) {
           if (r.value.status !== "in-progress") continue;
           const now = Date.now();
@@ -916,9 +1027,16 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
       const requests = nc.subscribe(CHECKPOINT_REQUEST_SUBJECT, {
         callback: (err, msg) => {
           if (err !== null) return;
-          const request = parseJson<CheckpointRequest>(msg.data);
-          const answer = (reply: CheckpointReply) => msg.respond(JSON.stringify(reply));
-          if (request === undefined || typeof request.job !== "string") return void answer({ ok: false, error: { name: "BadRequestError", message: "expected {job, stop?, savepoint?}" } });
+          const request = decode("checkpoint-request", msg.data);
+          const answer = (reply: CheckpointReply) => {
+            // A request without a reply subject (or one the server refuses) has no one to answer.
+            try {
+              msg.respond(JSON.stringify(reply));
+            } catch (e) {
+              log(`answering a checkpoint request: ${errorMessage(e)}`);
+            }
+          };
+          if (request === undefined) return void answer({ ok: false, error: { name: "BadRequestError", message: "expected {job, stop?, savepoint?}" } });
           void Effect.runPromiseExit(requestCheckpoint(s, request.job, request.stop === true, request.savepoint === true)).then((exit) => {
             if (Exit.isSuccess(exit)) return answer({ ok: true, record: exit.value });
             const e = Cause.squash(exit.cause) as Error;

@@ -229,7 +229,9 @@ describe("supervisor checkpoints", () => {
 
       // A third failure within the window is one more than allowed: FAILED, no owners.
       await waitFor("RUNNING", async () => (await status())?.state === "RUNNING");
-      await c.w1.reportFailure(JOB, "agg/1", "out of memory again");
+      // Reported by the actor's owner: the supervisor ignores reports from other workers.
+      const owner = (await c.assignment())!.owners["agg/1"] === c.w1.id ? c.w1 : c.w2;
+      await owner.reportFailure(JOB, "agg/1", "out of memory again");
       const failed = await waitFor("FAILED", async () => {
         const s = await status();
         return s?.state === "FAILED" && s;

@@ -1,7 +1,8 @@
 /**
  * A stand-in for a worker that speaks the control protocol without running any actor: it writes
- * heartbeats, answers checkpoint triggers with one snapshot ack per actor it owns (optionally
- * after writing a dummy delta object), and can report actor failures. The supervisor's tests use
+ * heartbeats, answers checkpoint triggers with one snapshot ack per actor it owns (after writing
+ * a dummy delta object of the acked size, which the supervisor checks), and can report actor
+ * failures. The supervisor's tests use
  * it, and it is handy for watching a supervisor work by hand.
  *
  * Knobs let a test misbehave on purpose: withhold the acks of some actors, hold all acks until
@@ -28,7 +29,11 @@ export interface SimulatedWorkerOptions {
   readonly jobs: readonly string[];
   /** Heartbeat period (default 1000 ms; the entries expire after 5 s). */
   readonly heartbeatMs?: number;
-  /** Write a small delta object per actor (named by `deltaObject`) before acking. */
+  /**
+   * Write a dummy delta object per actor (named by `deltaObject`, of the acked size) before
+   * acking, as a real worker does (default true). False: acks without snapshots, which the
+   * supervisor refuses to commit.
+   */
   readonly writeDeltas?: boolean;
   /** Statistics reported in each ack (default 100 bytes, 1 key, 0 ms alignment, not finished). */
   readonly ackStats?: (actor: string) => Pick<SnapshotAck, "bytes" | "keysChanged" | "alignmentMs" | "finished">;
@@ -121,8 +126,8 @@ export async function startSimulatedWorker(nc: NatsConnection, options: Simulate
     for (const [actor, owner] of Object.entries(assignment.owners)) {
       if (owner !== options.id || worker.withheld.has(actor)) continue;
       const [fn, p] = [actor.slice(0, actor.lastIndexOf("/")), Number(actor.slice(actor.lastIndexOf("/") + 1))];
-      if (options.writeDeltas) await objects.putBlob({ name: deltaObject(job, trigger.id, fn, p) }, new Uint8Array(16));
       const ack: SnapshotAck = { id: trigger.id, generation: trigger.generation, actor, worker: options.id, ...stats(actor) };
+      if (options.writeDeltas !== false) await objects.putBlob({ name: deltaObject(job, trigger.id, fn, p) }, new Uint8Array(ack.bytes));
       if (worker.holdAcks) held.push({ subject: ackSubject(job), ack });
       else nc.publish(ackSubject(job), JSON.stringify(ack));
     }

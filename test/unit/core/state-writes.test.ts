@@ -74,6 +74,9 @@ describe("state writes", () => {
     refuse([{ op: "timer", key: "k", name: "w", ts: 1.5, domain: "event" }], /integer/);
     refuse([{ op: "timer", key: "k", name: "w", ts: 1, domain: "wall" }], /domain/);
     refuse([{ op: "merge", state: "count", key: "k" }], /unknown operation/);
+    // Names every object has are no declared state.
+    for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty"]) refuse([{ op: "put", state: name, key: "k", value: 1 }], new RegExp(`"${name}" is not declared`));
+    refuse([{ op: "delete", state: "constructor", key: "k" }], /"constructor" is not declared/);
     expect(() => validateStateWrite({ ops: [{ op: "delete", state: "seen", key: "k" }, { op: "put", state: "total", key: "k", value: 3 }] }, declarations)).not.toThrow();
   });
 
