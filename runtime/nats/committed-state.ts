@@ -4,6 +4,7 @@
  * The state service answers `committed` requests with it, and `stateClient` reads it directly;
  * `eddy status` reads the committed watermarks.
  */
+import type { JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "./connection.ts";
 import { mapEntriesFilter, mapEntryKey, parseKvKey, partitionFilter, stateFilter, stateKey, watermarkKey } from "../core/kv-keys.ts";
@@ -17,10 +18,30 @@ async function value(kv: KV, key: string): Promise<{ found: boolean; value?: unk
   return { found: true, value: decodeValue(e.value) };
 }
 
+/** What nats.js's KV implementation carries besides the `KV` interface: its manager and stream. */
+interface BucketInternals {
+  readonly jsm?: JetStreamManager;
+  readonly stream?: string;
+  readonly prefix?: string;
+}
+
+/**
+ * The keys of `kv` matching `filter`, listed from the stream's per-subject counts (a stream info
+ * request) rather than with a consumer as `kv.keys` does. A consumer would need the right to
+ * create consumers, and that right lets its holder deliver a stream's messages onto any subject
+ * (a push consumer's deliver subject is not checked against permissions); read-only users get
+ * stream info and direct gets only (docs/security.md). Keys whose last entry is a delete are
+ * listed too; reading them finds nothing.
+ */
 async function keysOf(kv: KV, filter: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const k of await kv.keys(filter)) out.push(k);
-  return out;
+  const { jsm, stream, prefix } = kv as unknown as BucketInternals;
+  if (jsm === undefined || stream === undefined || prefix === undefined) {
+    const out: string[] = [];
+    for await (const k of await kv.keys(filter)) out.push(k);
+    return out;
+  }
+  const info = await jsm.streams.info(stream, { subjects_filter: `${prefix}.${filter}` });
+  return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length + 1));
 }
 
 /** The committed value of `state` for `key` in partition `p` (a map state without `subkey`: all entries). */
