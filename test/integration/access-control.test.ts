@@ -45,6 +45,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PASSWORDS: Record<string, string> = {
   [passwordVariable("admin")]: "admin-test-secret",
   [passwordVariable("supervisor")]: "supervisor-test-secret",
+  [passwordVariable("worker")]: "all-jobs-worker-test-secret",
   [passwordVariable("worker", "ledger")]: "worker-test-secret",
   [passwordVariable("query", "ledger")]: "query-test-secret",
   [passwordVariable("producer", "ledger")]: "producer-test-secret",
