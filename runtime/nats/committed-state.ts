@@ -12,10 +12,10 @@ import { stateBucket } from "../core/naming.ts";
 import { page, type GetReply, type ScanEntry, type ScanReply, type ScanRequest } from "../core/state-queries.ts";
 import { decodeValue } from "../core/wire.ts";
 
-async function value(kv: KV, key: string): Promise<{ found: boolean; value?: unknown }> {
+async function value(kv: KV, key: string): Promise<{ found: boolean; value?: unknown; revision?: number }> {
   const e = await kv.get(key);
   if (e === null || e.operation !== "PUT" || e.length === 0) return { found: false };
-  return { found: true, value: decodeValue(e.value) };
+  return { found: true, value: decodeValue(e.value), revision: e.revision };
 }
 
 /** What nats.js's KV implementation carries besides the `KV` interface: its manager and stream. */
@@ -50,17 +50,18 @@ export async function getCommitted(kv: KV, p: number, state: string, key: string
   const single = await value(kv, stateKey(p, state, key));
   if (single.found) return single;
   // No single value: a map state stores one key per entry.
-  const entries: Record<string, unknown> = {};
-  let found = false;
+  // In the order of their last writes, as a consumer over the bucket would list them.
+  const found: Array<{ subkey: string; value: unknown; revision: number }> = [];
   for (const k of await keysOf(kv, mapEntriesFilter(p, state, key))) {
     const parsed = parseKvKey(k);
     if (parsed?.kind !== "state" || parsed.subkey === undefined) continue;
     const v = await value(kv, k);
-    if (!v.found) continue;
-    entries[parsed.subkey] = v.value;
-    found = true;
+    if (v.found) found.push({ subkey: parsed.subkey, value: v.value, revision: v.revision ?? 0 });
   }
-  return found ? { found, value: entries } : { found: false };
+  if (found.length === 0) return { found: false };
+  const entries: Record<string, unknown> = {};
+  for (const e of found.sort((a, b) => a.revision - b.revision)) entries[e.subkey] = e.value;
+  return { found: true, value: entries };
 }
 
 /** A page of the committed entries of partition `p`. */
