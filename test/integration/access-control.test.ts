@@ -2,12 +2,14 @@
  * Least privilege, against a real nats-server running the users `eddy auth render` writes for the
  * ledger job (test/fixtures/ledger.ts): the job, deployed by `eddy-admin`, runs end to end on a
  * worker process connected as `eddy-worker-ledger` and a supervisor connected as
- * `eddy-supervisor`, fed by `eddy-producer-ledger` and read by `eddy-query-ledger` — and the
- * server logs no permission violation while it does, so those permissions are enough.
+ * `eddy-supervisor`, fed by `eddy-producer-ledger` and read by `eddy-query-ledger`, next to the
+ * counter job (test/fixtures/counter.ts, an exactly-once sink) on its own `eddy-worker-counter`
+ * process — and the server logs no permission violation while they do, so those permissions are
+ * enough.
  *
  * Then each role tries what it must not do, every route the audit found included: the worker
  * purging, updating (a `republish` into the code store) or creating streams, writing another
- * job's state and job records, the leadership lease and the code store, publishing control
+ * job's state, sink and job records, the leadership lease and the code store, publishing control
  * messages of another job or the supervisor's own; the query user creating a push consumer that
  * delivers onto a control subject, a durable consumer, reading deployed code, the source stream
  * or another job's records, and every write; the producer writing anywhere but its source; the
@@ -32,7 +34,7 @@ import { deployModule } from "../../runtime/deploy/deploy.ts";
 import { passwordVariable, renderAuthConfig } from "../../runtime/nats/auth-config.ts";
 import { connectNats, NatsUnreachableError } from "../../runtime/nats/connection.ts";
 import { stateClient } from "../../runtime/nats/state-client.ts";
-import { ensureStream } from "../../runtime/nats/streams.ts";
+import { ensureStream, readAll } from "../../runtime/nats/streams.ts";
 import { startSupervisor, type StartedSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import { natsServer } from "../support/nats-server.ts";
 import { startEddy, type EddyProcess } from "../support/processes.ts";
@@ -40,6 +42,8 @@ import { waitFor } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const LEDGER = resolve(ROOT, "test/fixtures/ledger.ts");
+// A second job, with an exactly-once sink, run by its own worker user next to ledger's.
+const COUNTER = resolve(ROOT, "test/fixtures/counter.ts");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const PASSWORDS: Record<string, string> = {
@@ -49,6 +53,9 @@ const PASSWORDS: Record<string, string> = {
   [passwordVariable("worker", "ledger")]: "worker-test-secret",
   [passwordVariable("query", "ledger")]: "query-test-secret",
   [passwordVariable("producer", "ledger")]: "producer-test-secret",
+  [passwordVariable("worker", "counter")]: "counter-worker-test-secret",
+  [passwordVariable("query", "counter")]: "counter-query-test-secret",
+  [passwordVariable("producer", "counter")]: "counter-producer-test-secret",
 };
 const USERS = {
   admin: ["eddy-admin", PASSWORDS[passwordVariable("admin")]!],
@@ -56,6 +63,8 @@ const USERS = {
   worker: ["eddy-worker-ledger", PASSWORDS[passwordVariable("worker", "ledger")]!],
   query: ["eddy-query-ledger", PASSWORDS[passwordVariable("query", "ledger")]!],
   producer: ["eddy-producer-ledger", PASSWORDS[passwordVariable("producer", "ledger")]!],
+  counterWorker: ["eddy-worker-counter", PASSWORDS[passwordVariable("worker", "counter")]!],
+  counterProducer: ["eddy-producer-counter", PASSWORDS[passwordVariable("producer", "counter")]!],
 } as const;
 
 /** The server refused the operation for lack of permission (as nats.js reports it). */
@@ -86,7 +95,7 @@ describe("access control (eddy auth render)", () => {
     const logDir = await mkdtemp(join(tmpdir(), "eddy-acl-log-"));
     const logFile = join(logDir, "nats-server.log");
     const passwords = Object.entries(PASSWORDS).map(([k, v]) => `${k}: "${v}"`);
-    const authorization = renderAuthConfig(await jobAccessOfModules([LEDGER]));
+    const authorization = renderAuthConfig(await jobAccessOfModules([LEDGER, COUNTER]));
     await using server = await natsServer({ configText: [...passwords, `log_file: "${logFile}"`, authorization].join("\n") });
     const urlAs = ([user, password]: readonly [string, string]) => server.url.replace("nats://", `nats://${user}:${encodeURIComponent(password)}@`);
 
@@ -97,6 +106,7 @@ describe("access control (eddy auth render)", () => {
       return nc;
     };
     let worker: EddyProcess | undefined;
+    let counterWorker: EddyProcess | undefined;
     let supervisor: StartedSupervisor | undefined;
     try {
       // Authentication is on: no credentials and a wrong password are turned away.
@@ -111,12 +121,16 @@ describe("access control (eddy auth render)", () => {
       await otherState.put("k", enc("other's state"));
       // Deploying creates the job's streams and buckets: its workers may not.
       await deployModule(admin, LEDGER);
+      await ensureStream(admin, "COUNTER_IN", ["counter.in"]);
+      await ensureStream(admin, "COUNTER_OUT", ["counter.out"]);
+      await deployModule(admin, COUNTER);
       await new Kvm(admin).open("eddy_jobs").then((kv) => kv.put("other.spec", enc("{}")));
       const sup = await as(USERS.supervisor);
       supervisor = await startSupervisor(sup, { checkpointIntervalMs: 200 });
       // The worker gets its URL (with the password) in its environment, not in its arguments.
       worker = startEddy(["worker", "--job", "ledger"], { EDDY_NATS_URL: urlAs(USERS.worker) });
-      const logs = () => worker?.output() ?? "";
+      counterWorker = startEddy(["worker", "--job", "counter"], { EDDY_NATS_URL: urlAs(USERS.counterWorker) });
+      const logs = () => `${worker?.output() ?? ""}\n--- counter worker ---\n${counterWorker?.output() ?? ""}`;
       const patiently = { logs, timeoutMs: 30_000, retryErrors: true };
 
       const producer = await as(USERS.producer);
@@ -140,6 +154,18 @@ describe("access control (eddy auth render)", () => {
       const committed: string[] = [];
       for await (const e of book.scan({ state: "count", consistency: "committed" })) committed.push(e.key);
       expect(committed.sort()).toEqual(["a1", "a2"]);
+
+      // The counter job publishes its totals through its exactly-once sink.
+      const counterProducer = await as(USERS.counterProducer);
+      for (const u of ["ann", "bob", "ann"]) await jetstream(counterProducer).publish("counter.in", JSON.stringify({ user: u }));
+      const totals = await waitFor("counter's three totals", async () => {
+        const o = (await readAll(admin, "COUNTER_OUT")).map((m) => JSON.parse(new TextDecoder().decode(m.data)) as { user: string; n: number });
+        return o.length >= 3 && o;
+      }, patiently);
+      expect(totals.map((t) => `${t.user}:${t.n}`).sort()).toEqual(["ann:1", "ann:2", "bob:1"]);
+      // Each worker runs only its job.
+      expect(worker.output()).not.toContain("job counter");
+      expect(counterWorker.output()).not.toContain("job ledger");
 
       // Running, checkpointing, materializing, trimming and answering queries needed nothing
       // more than these users may do.
@@ -168,6 +194,8 @@ describe("access control (eddy auth render)", () => {
       await expect(jsPublish(w, "$KV.eddy_leader.leader")).rejects.toThrow(DENIED);
       await expect(jsPublish(w, "$O.eddy_code.C.forged")).rejects.toThrow(DENIED);
       await expect(jsPublish(w, "eddy.other.fn.in.0")).rejects.toThrow(DENIED);
+      await expect(jsPublish(w, `$KV.${stateBucket("counter", "count")}.k`)).rejects.toThrow(DENIED);
+      await expect(jsPublish(w, "counter.out")).rejects.toThrow(DENIED);
       // Control messages: another job's, and the supervisor's triggers and requests.
       await expect(coreRequest(w, "eddy.other.ctl.ack")).rejects.toThrow(DENIED);
       await expect(coreRequest(w, "eddy.ledger.ctl.trigger")).rejects.toThrow(DENIED);
@@ -245,6 +273,7 @@ describe("access control (eddy auth render)", () => {
       expect(logged.filter((l) => l.includes('"eddy-admin"'))).toEqual([]);
     } finally {
       await worker?.kill();
+      await counterWorker?.kill();
       await supervisor?.stop();
       for (const nc of open.reverse()) await nc.close();
       await rm(logDir, { recursive: true, force: true });
