@@ -7,7 +7,9 @@
  * When a new version is deployed the supervisor stops the job at a checkpoint and names the
  * version in the assignment (`codeVersion`); the worker then swaps the code — its actors, which
  * stopped at that checkpoint, start again from it with the new code, in the same generation. An
- * undeployed job is stopped.
+ * undeployed job is stopped. With `onlyJob` it runs that one job and ignores the others, so that
+ * it can connect as that job's worker user (docs/security.md). Code whose bytes do not hash to the
+ * record's digest is refused (getCode) and the refusal logged, retried until it is repaired.
  */
 import { Effect } from "effect";
 import { loadPipelines, withDefaultPartitions } from "../deploy/bundle.ts";
@@ -25,7 +27,7 @@ export interface GenericWorker {
   jobs(): ReadonlyMap<string, { readonly version: number; readonly worker: StartedWorker }>;
 }
 
-export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOptions, "id" | "codeVersion" | "keepHeartbeatOnStop"> & { readonly id?: string } = {}) =>
+export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOptions, "id" | "codeVersion" | "keepHeartbeatOnStop"> & { readonly id?: string; readonly onlyJob?: string } = {}) =>
   Effect.gen(function* () {
     const log = options.log ?? (() => undefined);
     const base = options.id ?? `w-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
@@ -132,7 +134,7 @@ export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOption
     yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: async () => {
-          const watch = await jobsKv.watch({ key: "*.deploy" });
+          const watch = await jobsKv.watch({ key: options.onlyJob === undefined ? "*.deploy" : `${options.onlyJob}.deploy` });
           void (async () => {
             for await (const e of watch) {
               const job = e.key.slice(0, -".deploy".length);

@@ -65,9 +65,9 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
     const log = (line: string) => console.error(line);
     let hosted: () => Worker[];
     if (options.pipeline === undefined) {
-      const generic = yield* makeGenericWorker(nc, { id: base, log });
+      const generic = yield* makeGenericWorker(nc, { id: base, log, ...(options.job === undefined ? {} : { onlyJob: options.job }) });
       hosted = () => [...generic.jobs().values()].map((j) => j.worker);
-      console.error(`eddy worker ${base}: running deployed jobs, NATS ${redactNatsUrl(url)}; Ctrl-C to stop`);
+      console.error(`eddy worker ${base}: running ${options.job === undefined ? "deployed jobs" : `deployed job ${options.job}`}, NATS ${redactNatsUrl(url)}; Ctrl-C to stop`);
     } else {
       const workers: Worker[] = [];
       for (const pipeline of pipelines) workers.push(yield* makeWorker(nc, pipeline, { id: `${base}-${pipeline.name}`, log }));

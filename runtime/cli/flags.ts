@@ -1,7 +1,8 @@
 /**
  * Flags and arguments that many `eddy` commands share, defined once so that they are spelled and
  * described the same everywhere (`--nats`, `--json`, the job argument), and the global connection
- * flags (`--creds`, `--user`, `--password`) that every command accepts, as the `nats` CLI does.
+ * flags (`--creds`, `--user`, `--password`, `--tls-ca`, `--tls-cert`, `--tls-key`) that every
+ * command accepts, as the `nats` CLI does.
  */
 import * as Argument from "effect/cli/Argument";
 import * as Flag from "effect/cli/Flag";
@@ -49,5 +50,20 @@ export const PasswordSetting = GlobalFlag.Setting("password")({
   flag: Flag.String("password").pipe(Flag.withDescription("NATS password (default: $NATS_PASSWORD)"), Flag.optional),
 });
 
+/** `--tls-ca <file>`: the CA that signed the server's certificate; the connection then requires TLS. */
+export const TlsCaSetting = GlobalFlag.Setting("tls-ca")({
+  flag: Flag.String("tls-ca").pipe(Flag.withDescription("CA certificate (PEM) to verify the NATS server with; requires TLS (default: $NATS_CA)"), Flag.optional),
+});
+
+/** `--tls-cert <file>`: the client certificate, for servers that verify clients (with `--tls-key`). */
+export const TlsCertSetting = GlobalFlag.Setting("tls-cert")({
+  flag: Flag.String("tls-cert").pipe(Flag.withDescription("client certificate (PEM) for NATS; requires TLS (default: $NATS_CERT)"), Flag.optional),
+});
+
+/** `--tls-key <file>`: the client certificate's private key. */
+export const TlsKeySetting = GlobalFlag.Setting("tls-key")({
+  flag: Flag.String("tls-key").pipe(Flag.withDescription("private key (PEM) of the client certificate (default: $NATS_KEY)"), Flag.optional),
+});
+
 /** The global flags of the connection, in the order help lists them. */
-export const connectionSettings = [CredsSetting, UserSetting, PasswordSetting] as const;
+export const connectionSettings = [CredsSetting, UserSetting, PasswordSetting, TlsCaSetting, TlsCertSetting, TlsKeySetting] as const;

@@ -29,7 +29,9 @@
  * | KEDA ScaledObject on the worker Deployment | `eddy-worker` |
  *
  * Every eddy process gets `EDDY_NATS_URL=nats://eddy-nats.<namespace>.svc:4222`,
- * `EDDY_METRICS_PORT=9464` and `EDDY_METRICS_HOST=0.0.0.0`, so it serves `/metrics`, `/healthz` (and, on supervisors, `/scaling` =
+ * `NATS_USER`/`NATS_PASSWORD` from an optional Secret per component (and in production the
+ * `NATS_CA`/`NATS_CERT`/`NATS_KEY` of a mounted client-certificate Secret; the NATS servers then
+ * require TLS), `EDDY_METRICS_PORT=9464` and `EDDY_METRICS_HOST=0.0.0.0`, so it serves `/metrics`, `/healthz` (and, on supervisors, `/scaling` =
  * `{"lag": n}`) on that port, named `metrics`. The ScaledObject's primary trigger is `metrics-api`
  * on the supervisor Service's `/scaling`; `nats-jetstream` triggers are added only for durable consumers named with
  * `sourceConsumers`, because eddy's own sources read with ephemeral ordered consumers and record

@@ -37,13 +37,14 @@ import { stopCommand } from "./commands/stop.ts";
 import { supervisor } from "./commands/supervisor.ts";
 import { undeployCommand } from "./commands/undeploy.ts";
 import { worker } from "./commands/worker.ts";
+import { auth } from "./commands/auth.ts";
 import { connectionSettings } from "./flags.ts";
 import { ExitWithCodeError, USAGE_EXIT_CODE } from "./run.ts";
 
 /** The root command; add a subcommand as a module under commands/ and list it here. */
 export const eddy = Command.make("eddy").pipe(
   Command.withDescription("eddy: actor-based stream functions on NATS JetStream"),
-  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand, savepointCommand, savepointsCommand, stopCommand, startCommand, dlq]),
+  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand, savepointCommand, savepointsCommand, stopCommand, startCommand, dlq, auth]),
   Command.withGlobalFlags(connectionSettings),
 );
 

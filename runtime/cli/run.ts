@@ -7,15 +7,23 @@ import * as Effect from "effect/Effect";
 import * as Option from "effect/Option";
 import * as Runtime from "effect/Runtime";
 import { errorActionOf, InputError } from "../errors.ts";
-import { CredsSetting, PasswordSetting, UserSetting } from "./flags.ts";
+import { CredsSetting, PasswordSetting, TlsCaSetting, TlsCertSetting, TlsKeySetting, UserSetting } from "./flags.ts";
 
 /**
- * Puts `--creds`, `--user` and `--password` where every NATS connection of this process (and of the
- * workers it starts) looks: the `NATS_CREDS`, `NATS_USER`, `NATS_PASSWORD` variables the `nats` CLI
- * also reads, so a flag overrides the variable (runtime/nats/connection.ts).
+ * Puts `--creds`, `--user`, `--password` and `--tls-ca/-cert/-key` where every NATS connection of
+ * this process (and of the workers it starts) looks: the `NATS_CREDS`, `NATS_USER`,
+ * `NATS_PASSWORD`, `NATS_CA`, `NATS_CERT`, `NATS_KEY` variables the `nats` CLI also reads, so a
+ * flag overrides the variable (runtime/nats/connection.ts).
  */
 const applyConnectionSettings = Effect.gen(function* () {
-  const given = { NATS_CREDS: yield* CredsSetting, NATS_USER: yield* UserSetting, NATS_PASSWORD: yield* PasswordSetting };
+  const given = {
+    NATS_CREDS: yield* CredsSetting,
+    NATS_USER: yield* UserSetting,
+    NATS_PASSWORD: yield* PasswordSetting,
+    NATS_CA: yield* TlsCaSetting,
+    NATS_CERT: yield* TlsCertSetting,
+    NATS_KEY: yield* TlsKeySetting,
+  };
   for (const [name, value] of Object.entries(given)) if (Option.isSome(value)) process.env[name] = value.value;
 });
 

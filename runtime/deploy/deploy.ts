@@ -8,6 +8,7 @@
  */
 import type { NatsConnection } from "../nats/connection.ts";
 import { buildJobGraph, type JobGraph } from "../core/job-graph.ts";
+import { ensureControlPlane, ensureJobTopology } from "../nats/topology.ts";
 import type { StateDeclarations } from "../sdk/state.ts";
 import { bundleModule, InvalidModuleError, loadPipelines, withDefaultPartitions } from "./bundle.ts";
 import {
@@ -167,6 +168,10 @@ export async function deployModule(
     const r = await restoreSavepoint(nc, plans[0]!.job, options.fromSavepoint, restoreTargetOf(plans[0]!.graph), { skip: new Set(options.skipState ?? []) });
     restored = { savepoint: options.fromSavepoint, checkpoint: r.checkpoint, migrated: r.plan.migrated, skipped: r.plan.skipped, droppedStates: r.plan.droppedStates, emptyStates: r.plan.emptyStates };
   }
+  // The job's own streams and buckets are created here, by whoever may deploy, so that workers
+  // need no right to create or update streams (docs/security.md).
+  await ensureControlPlane(nc);
+  for (const p of plans) await ensureJobTopology(nc, p.graph);
   await putCode(store, bundle.digest, bundle.code);
   const results: DeployResult[] = [];
   const created = (job: string) => {

@@ -1,16 +1,23 @@
 /**
  * `eddy scale <n>`: sets how many local worker processes run, like a replica count. Workers are
- * started detached (`eddy worker --nats <url>`, running whatever is deployed) and remembered in
+ * started detached (`eddy worker`, running whatever is deployed) and remembered in
  * `.eddy/workers.json` under the current directory, with their logs in `.eddy/logs/`; scaling
  * down stops the newest ones with SIGTERM, so the supervisor moves their partitions to the rest.
+ *
+ * The NATS URL may carry a password, so it reaches the workers in their environment
+ * (`EDDY_NATS_URL`, readable only by the same user), never on their command line, which every
+ * user of the machine can read in `ps`; `workers.json` records it with the secret redacted. The
+ * other connection settings (`NATS_CREDS`, `NATS_USER`, `NATS_PASSWORD`, TLS files) are inherited
+ * from this process's environment the same way.
  */
-import { natsUrlOf } from "../nats/connection.ts";
+import { natsUrlOf, redactNatsUrl } from "../nats/connection.ts";
 import { spawn } from "node:child_process";
 import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 export interface LocalWorker {
   readonly pid: number;
+  /** The NATS URL, password or token redacted. */
   readonly nats: string;
   readonly startedAt: number;
   readonly log: string;
@@ -46,12 +53,12 @@ export function scaleWorkers(count: number, nats: string, dir = resolve(".eddy")
   while (workers.length < count) {
     const log = join(dir, "logs", `worker-${Date.now()}-${workers.length}.log`);
     const fd = openSync(log, "a");
-    const child = spawn(process.execPath, [CLI, "worker", "--nats", nats], { detached: true, stdio: ["ignore", fd, fd] });
+    const child = spawn(process.execPath, [CLI, "worker"], { detached: true, stdio: ["ignore", fd, fd], env: { ...process.env, EDDY_NATS_URL: nats } });
     closeSync(fd);
     child.unref();
-    workers.push({ pid: child.pid!, nats, startedAt: Date.now(), log });
+    workers.push({ pid: child.pid!, nats: redactNatsUrl(nats), startedAt: Date.now(), log });
   }
-  writeFileSync(join(dir, "workers.json"), JSON.stringify(workers, null, 2) + "\n");
+  writeFileSync(join(dir, "workers.json"), JSON.stringify(workers, null, 2) + "\n", { mode: 0o600 });
   return workers;
 }
 

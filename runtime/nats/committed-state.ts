@@ -4,6 +4,7 @@
  * The state service answers `committed` requests with it, and `stateClient` reads it directly;
  * `eddy status` reads the committed watermarks.
  */
+import type { JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "./connection.ts";
 import { mapEntriesFilter, mapEntryKey, parseKvKey, partitionFilter, stateFilter, stateKey, watermarkKey } from "../core/kv-keys.ts";
@@ -11,16 +12,36 @@ import { stateBucket } from "../core/naming.ts";
 import { page, type GetReply, type ScanEntry, type ScanReply, type ScanRequest } from "../core/state-queries.ts";
 import { decodeValue } from "../core/wire.ts";
 
-async function value(kv: KV, key: string): Promise<{ found: boolean; value?: unknown }> {
+async function value(kv: KV, key: string): Promise<{ found: boolean; value?: unknown; revision?: number }> {
   const e = await kv.get(key);
   if (e === null || e.operation !== "PUT" || e.length === 0) return { found: false };
-  return { found: true, value: decodeValue(e.value) };
+  return { found: true, value: decodeValue(e.value), revision: e.revision };
 }
 
+/** What nats.js's KV implementation carries besides the `KV` interface: its manager and stream. */
+interface BucketInternals {
+  readonly jsm?: JetStreamManager;
+  readonly stream?: string;
+  readonly prefix?: string;
+}
+
+/**
+ * The keys of `kv` matching `filter`, listed from the stream's per-subject counts (a stream info
+ * request) rather than with a consumer as `kv.keys` does. A consumer would need the right to
+ * create consumers, and that right lets its holder deliver a stream's messages onto any subject
+ * (a push consumer's deliver subject is not checked against permissions); read-only users get
+ * stream info and direct gets only (docs/security.md). Keys whose last entry is a delete are
+ * listed too; reading them finds nothing.
+ */
 async function keysOf(kv: KV, filter: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const k of await kv.keys(filter)) out.push(k);
-  return out;
+  const { jsm, stream, prefix } = kv as unknown as BucketInternals;
+  if (jsm === undefined || stream === undefined || prefix === undefined) {
+    const out: string[] = [];
+    for await (const k of await kv.keys(filter)) out.push(k);
+    return out;
+  }
+  const info = await jsm.streams.info(stream, { subjects_filter: `${prefix}.${filter}` });
+  return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length + 1));
 }
 
 /** The committed value of `state` for `key` in partition `p` (a map state without `subkey`: all entries). */
@@ -29,17 +50,18 @@ export async function getCommitted(kv: KV, p: number, state: string, key: string
   const single = await value(kv, stateKey(p, state, key));
   if (single.found) return single;
   // No single value: a map state stores one key per entry.
-  const entries: Record<string, unknown> = {};
-  let found = false;
+  // In the order of their last writes, as a consumer over the bucket would list them.
+  const found: Array<{ subkey: string; value: unknown; revision: number }> = [];
   for (const k of await keysOf(kv, mapEntriesFilter(p, state, key))) {
     const parsed = parseKvKey(k);
     if (parsed?.kind !== "state" || parsed.subkey === undefined) continue;
     const v = await value(kv, k);
-    if (!v.found) continue;
-    entries[parsed.subkey] = v.value;
-    found = true;
+    if (v.found) found.push({ subkey: parsed.subkey, value: v.value, revision: v.revision ?? 0 });
   }
-  return found ? { found, value: entries } : { found: false };
+  if (found.length === 0) return { found: false };
+  const entries: Record<string, unknown> = {};
+  for (const e of found.sort((a, b) => a.revision - b.revision)) entries[e.subkey] = e.value;
+  return { found: true, value: entries };
 }
 
 /** A page of the committed entries of partition `p`. */

@@ -8,8 +8,14 @@
  * the `nats` CLI, they may also come from `NATS_CREDS` (a credentials file), `NATS_USER` and
  * `NATS_PASSWORD` (the CLI's `--creds`, `--user`, `--password` set these for the process and the
  * workers it starts); credentials in the URL win. Nothing here logs a credential.
+ *
+ * TLS is configured the same way: `NATS_CA`, `NATS_CERT`, `NATS_KEY` (the `nats` CLI's names; the
+ * CLI's `--tls-ca`, `--tls-cert`, `--tls-key` set them) or a `tls://` server URL. Once any of them
+ * is given the client insists on TLS: a server that does not offer it is refused rather than
+ * spoken to in plain text, and the server's certificate must verify against the CA (the system's
+ * roots without `NATS_CA`). A client certificate and key are sent for servers that verify clients.
  */
-import { readFile } from "node:fs/promises";
+import { access, constants as fsConstants, readFile } from "node:fs/promises";
 import { connect, credsAuthenticator, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { InputError, TransientError } from "../errors.ts";
 
@@ -23,6 +29,11 @@ export class NatsUnreachableError extends TransientError {
 /** The credentials file named by `--creds` / `NATS_CREDS` cannot be read; fix the path. */
 export class NatsCredentialsError extends InputError {
   override readonly name = "NatsCredentialsError";
+}
+
+/** The TLS settings are incomplete or name a file that cannot be read; the message says which. */
+export class NatsTlsConfigError extends InputError {
+  override readonly name = "NatsTlsConfigError";
 }
 
 // scheme://userinfo@rest — only URLs with an "@" carry credentials; anything else is left as is.
@@ -91,8 +102,50 @@ export function natsAuthOf(url: string, env: Env = process.env): NatsAuth {
   return { kind: "none" };
 }
 
-export async function connectNats(url: string, name: string): Promise<NatsConnection> {
-  const auth = natsAuthOf(url);
+/** TLS files of a connection; every field absent means TLS with the system's roots and no client certificate. */
+export interface NatsTls {
+  readonly caFile?: string;
+  readonly certFile?: string;
+  readonly keyFile?: string;
+}
+
+/**
+ * Whether (and with which files) a connection to `url` must use TLS: when `NATS_CA`, `NATS_CERT` or
+ * `NATS_KEY` is set or a server URL starts with `tls://`. A certificate needs its key and the
+ * other way round. Undefined: plain connections are allowed (TLS is still used if the server
+ * requires it, as nats.js does).
+ */
+export function natsTlsOf(url: string, env: Env = process.env): NatsTls | undefined {
+  const caFile = set(env.NATS_CA);
+  const certFile = set(env.NATS_CERT);
+  const keyFile = set(env.NATS_KEY);
+  const tlsScheme = url.split(",").some((s) => /^tls:\/\//i.test(s.trim()));
+  if (caFile === undefined && certFile === undefined && keyFile === undefined && !tlsScheme) return undefined;
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new NatsTlsConfigError(certFile === undefined ? "a TLS key (--tls-key / NATS_KEY) needs its certificate (--tls-cert / NATS_CERT)" : "a TLS certificate (--tls-cert / NATS_CERT) needs its key (--tls-key / NATS_KEY)");
+  }
+  return { ...(caFile === undefined ? {} : { caFile }), ...(certFile === undefined ? {} : { certFile }), ...(keyFile === undefined ? {} : { keyFile }) };
+}
+
+async function checkReadable(tls: NatsTls): Promise<void> {
+  for (const [what, file] of [["CA", tls.caFile], ["certificate", tls.certFile], ["key", tls.keyFile]] as const) {
+    if (file === undefined) continue;
+    try {
+      await access(file, fsConstants.R_OK);
+    } catch (e) {
+      throw new NatsTlsConfigError(`cannot read the TLS ${what} file ${file}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+}
+
+/**
+ * Connects to `url` as {@link natsAuthOf} and {@link natsTlsOf} say (from `env`, by default this
+ * process's environment), reconnecting forever.
+ */
+export async function connectNats(url: string, name: string, env: Env = process.env): Promise<NatsConnection> {
+  const auth = natsAuthOf(url, env);
+  const tls = natsTlsOf(url, env);
+  if (tls !== undefined) await checkReadable(tls);
   let extra: Partial<NodeConnectionOptions> = {};
   if (auth.kind === "user") extra = { user: auth.user, pass: auth.pass };
   if (auth.kind === "creds") {
@@ -105,7 +158,7 @@ export async function connectNats(url: string, name: string): Promise<NatsConnec
     extra = { authenticator: credsAuthenticator(bytes) };
   }
   try {
-    return await connect({ ...natsConnectOptions(url), ...extra, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5000 });
+    return await connect({ ...natsConnectOptions(url), ...extra, ...(tls === undefined ? {} : { tls: { ...tls } }), name, maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5000 });
   } catch (e) {
     throw new NatsUnreachableError(`cannot connect to NATS at ${redactNatsUrl(url)}: ${(e as Error).message}`, { cause: e });
   }

@@ -6,12 +6,18 @@
  * job is a versioned record `<job>.deploy.<version>` in the jobs bucket; `<job>.deploy` names the
  * current one and is only ever replaced by compare-and-set, so two concurrent deploys cannot both
  * win. Workers watch `*.deploy` and run what it names.
+ *
+ * The object name is only a claim: anyone who can write `eddy_code` (or a stream republishing
+ * into it) could replace the bytes behind a name. So `getCode` recomputes the digest of what it
+ * fetched and refuses code that does not match the record, and `putCode` replaces an object
+ * whose bytes no longer match its name instead of trusting that it is there.
  */
+import { createHash } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { jobSpecKey, JOBS_BUCKET, type JobSpecRecord } from "../core/protocol.ts";
-import { TransientError } from "../errors.ts";
+import { FatalError, TransientError } from "../errors.ts";
 import { decodeControlOrThrow } from "../core/control-messages.ts";
 
 export const CODE_OBJECTS = "eddy_code";
@@ -85,14 +91,35 @@ export async function openDeployments(nc: NatsConnection): Promise<DeploymentSto
   return { jobs, code };
 }
 
+/**
+ * The bytes in `eddy_code` are not the code that was deployed under that digest: someone changed
+ * the object. Workers refuse to run it; deploy the code again (which rewrites the object).
+ */
+export class CodeDigestMismatchError extends FatalError {
+  override readonly name = "CodeDigestMismatchError";
+}
+
+/** `sha256-<hex>` of `code`, the digest deployment records name (as runtime/deploy/bundle.ts computes it). */
+export function codeDigest(code: Uint8Array): string {
+  return "sha256-" + createHash("sha256").update(code).digest("hex");
+}
+
 export async function putCode(store: DeploymentStore, digest: string, code: Uint8Array): Promise<void> {
-  if ((await store.code.info(digest)) !== null) return;
+  if ((await store.code.info(digest)) !== null) {
+    const stored = await store.code.getBlob(digest).catch(() => null);
+    if (stored !== null && codeDigest(stored) === digest) return;
+  }
   await store.code.putBlob({ name: digest }, code);
 }
 
+/** The deployed code named `digest`, verified against it ({@link CodeDigestMismatchError} if it differs). */
 export async function getCode(store: DeploymentStore, digest: string): Promise<Uint8Array> {
   const code = await store.code.getBlob(digest);
   if (code === null) throw new Error(`deployed code ${digest} is missing from ${CODE_OBJECTS}`);
+  const actual = codeDigest(code);
+  if (actual !== digest) {
+    throw new CodeDigestMismatchError(`deployed code ${digest} in ${CODE_OBJECTS} was tampered with: its bytes hash to ${actual}; refusing to run it (deploy the code again)`);
+  }
   return code;
 }
 

@@ -15,14 +15,12 @@ const CLI = resolve(ROOT, "runtime/cli/main.ts");
 const PASSWORDS = {
   EDDY_ADMIN_PASSWORD: "admin-cli-secret",
   EDDY_SUPERVISOR_PASSWORD: "supervisor-cli-secret",
-  EDDY_WORKER_PASSWORD: "worker-cli-secret",
-  EDDY_QUERY_PASSWORD: "query-cli-secret",
 };
 
 /** The environment without any NATS setting of the machine running the tests. */
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  for (const k of ["NATS_URL", "EDDY_NATS_URL", "NATS_CREDS", "NATS_USER", "NATS_PASSWORD"]) delete env[k];
+  for (const k of ["NATS_URL", "EDDY_NATS_URL", "NATS_CREDS", "NATS_USER", "NATS_PASSWORD", "NATS_CA", "NATS_CERT", "NATS_KEY"]) delete env[k];
   return { ...env, ...extra };
 }
 

@@ -12,7 +12,7 @@ describe("eddy --help", () => {
       const r = help(...cmd);
       expect(r.status).toBe(0);
       const global = r.stdout.slice(r.stdout.indexOf("GLOBAL FLAGS"));
-      for (const flag of ["--help", "--version", "--completions", "--creds", "--user", "--password"]) expect(global).toContain(flag);
+      for (const flag of ["--help", "--version", "--completions", "--creds", "--user", "--password", "--tls-ca", "--tls-cert", "--tls-key"]) expect(global).toContain(flag);
       expect(r.stdout).not.toContain("--log-level");
       expect(r.stdout).not.toContain("--wizard");
     });

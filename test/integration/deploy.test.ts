@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { resolve } from "node:path";
 import { deployModule, deployments, IncompatibleDeploymentError, start, undeploy } from "../../runtime/deploy/deploy.ts";
 import { openDeployments } from "../../runtime/nats/deployments.ts";
+import { Objm } from "@nats-io/obj";
 import { InvalidModuleError } from "../../runtime/deploy/bundle.ts";
 import { Kvm } from "@nats-io/kv";
 import { assignmentKey, JOBS_BUCKET, type Assignment } from "../../runtime/core/protocol.ts";
@@ -120,4 +121,38 @@ describe("deployments", () => {
       await nc.close();
     }
   });
+
+  it("refuses to run deployed code whose bytes no longer match the deployment's digest", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const supervisor = await startSupervisor(nc, { checkpointIntervalMs: 300 });
+    try {
+      await ensureStream(nc, "COUNTER_IN", ["counter.in"]);
+      await ensureStream(nc, "COUNTER_OUT", ["counter.out"]);
+      const [deployed] = await deployModule(nc, resolve(ROOT, "test/fixtures/counter.ts"));
+      // Someone with write access to the code store replaces the bundle behind the digest.
+      const code = await new Objm(nc).open("eddy_code");
+      await code.putBlob({ name: deployed!.digest }, new TextEncoder().encode('export default { name: "counter", evil: true };'));
+
+      await using worker = startEddy(["worker", "--nats", server.url]);
+      await publishAll(nc, [{ subject: "counter.in", data: JSON.stringify({ user: "ann" }) }]);
+      await waitFor("the worker to refuse the code", () => worker.output().includes("was tampered with"), { timeoutMs: 20_000, logs: worker.output });
+      expect(worker.output()).toMatch(new RegExp(`job counter version 1: deployed code ${deployed!.digest} in eddy_code was tampered with: its bytes hash to sha256-[0-9a-f]{64}; refusing to run it`));
+      expect(worker.output()).not.toContain("running job counter");
+      expect(await readAll(nc, "COUNTER_OUT")).toEqual([]);
+
+      // Deploying the same code again repairs the object (same version: nothing else changed),
+      // and the worker, which keeps retrying, runs it.
+      expect((await deployModule(nc, resolve(ROOT, "test/fixtures/counter.ts")))[0]).toMatchObject({ version: 1, unchanged: true });
+      await waitFor("the worker to run the repaired code", () => worker.output().includes("running job counter version 1"), { timeoutMs: 20_000, logs: worker.output });
+      const out = await waitFor("the count", async () => {
+        const o = (await readAll(nc, "COUNTER_OUT")).map((m) => JSON.parse(new TextDecoder().decode(m.data)) as unknown);
+        return o.length > 0 && o;
+      }, { logs: worker.output });
+      expect(out).toEqual([{ user: "ann", n: 1 }]);
+    } finally {
+      await supervisor.stop();
+      await nc.close();
+    }
+  }, 60_000);
 });

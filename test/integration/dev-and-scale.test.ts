@@ -3,7 +3,7 @@
  * directory), and `eddy dev` runs a cluster in one process that runs what is deployed to it.
  */
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect as natsConnect } from "@nats-io/transport-node";
@@ -46,6 +46,30 @@ describe("eddy scale", () => {
       await nc.close();
     }
   });
+  it("hands the NATS password to the workers in their environment, not on their command line or in workers.json", async () => {
+    const secret = "s3cret-scale-password";
+    await using server = await natsServer({ configText: `authorization { users = [ { user: "w", password: "${secret}" } ] }` });
+    const dir = mkdtempSync(join(tmpdir(), "eddy-scale-"));
+    const url = server.url.replace("nats://", `nats://w:${secret}@`);
+    try {
+      const [w] = scaleWorkers(1, url, dir);
+      // The worker connects with the password (it prints this line once connected)...
+      await waitFor("the worker to connect", () => readFileSync(w!.log, "utf8").includes("running deployed jobs"), { timeoutMs: 20_000, logs: () => readFileSync(w!.log, "utf8") });
+      // ...which is nowhere that other users of the machine can read.
+      const cmdline = readFileSync(`/proc/${w!.pid}/cmdline`, "utf8").split("\0").filter((a) => a !== "");
+      expect(cmdline.join(" ")).not.toContain(secret);
+      expect(cmdline.slice(-1)).toEqual(["worker"]);
+      expect(readFileSync(`/proc/${w!.pid}/environ`, "utf8").split("\0")).toContain(`EDDY_NATS_URL=${url}`);
+      const file = readFileSync(join(dir, "workers.json"), "utf8");
+      expect(file).not.toContain(secret);
+      expect(JSON.parse(file)).toEqual([expect.objectContaining({ pid: w!.pid, nats: server.url.replace("nats://", "nats://w:***@") })]);
+      expect(statSync(join(dir, "workers.json")).mode & 0o777).toBe(0o600);
+      expect(readFileSync(w!.log, "utf8")).not.toContain(secret);
+    } finally {
+      for (const w of scaleWorkers(0, url, dir)) process.kill(w.pid, "SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe("eddy dev", () => {

@@ -23,6 +23,23 @@ export async function natsServer(opts: LocalNatsServerOptions = {}): Promise<Tes
 }
 
 /**
+ * The nats-server configuration that requires TLS with `files` (e.g. from test/support/tls.ts's
+ * `makeTestCa`); `verifyClients` also requires a client certificate signed by the CA. Pass it as
+ * (part of) `configText`.
+ */
+export function tlsConfigText(files: { readonly ca: string; readonly serverCert: string; readonly serverKey: string }, opts: { readonly verifyClients?: boolean } = {}): string {
+  return [
+    "tls {",
+    `  cert_file: ${JSON.stringify(files.serverCert)}`,
+    `  key_file: ${JSON.stringify(files.serverKey)}`,
+    `  ca_file: ${JSON.stringify(files.ca)}`,
+    `  verify: ${opts.verifyClients === true}`,
+    "  timeout: 5",
+    "}",
+  ].join("\n");
+}
+
+/**
  * Connects a client to the server. The connection is `AsyncDisposable` (dispose = drain), so
  * `await using nc = await connect(server)` closes it; otherwise call `nc.close()`.
  * Reconnects quickly and forever by default, so tests that restart the server keep their client.

@@ -15,8 +15,9 @@ export interface EddyProcess extends AsyncDisposable {
   kill(): Promise<void>;
 }
 
-export function startEddy(args: readonly string[]): EddyProcess {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+/** Starts `eddy <args>`; `env` is added to (and overrides) this process's environment. */
+export function startEddy(args: readonly string[], env: Readonly<Record<string, string>> = {}): EddyProcess {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   let out = "";
   child.stdout!.on("data", (d) => (out += d));
   child.stderr!.on("data", (d) => (out += d));

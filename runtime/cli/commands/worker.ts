@@ -22,7 +22,7 @@ export const worker = Command.make(
       Flag.optional,
     ),
     nats: natsFlag("NATS server URL"),
-    job: Flag.String("job").pipe(Flag.withDescription("job name (default: from the pipeline)"), Flag.optional),
+    job: Flag.String("job").pipe(Flag.withDescription("job name (default: from the pipeline); without --pipeline: run only this deployed job"), Flag.optional),
     metricsPort: Flag.Int("metrics-port").pipe(Flag.withDescription("serve /metrics and /healthz on this port (default: $EDDY_METRICS_PORT)"), Flag.optional),
     metricsHost: metricsHostFlag(),
   },

@@ -91,6 +91,29 @@ function spreadOverNodes(r: Resolved, component: Component): Pick<IPodSpec, "aff
 
 const podNameEnv = { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } };
 
+/** Where the client certificate Secret is mounted in eddy containers (production). */
+const CLIENT_TLS_DIR = "/etc/eddy/nats-tls";
+/** Where the server certificate Secret is mounted in the NATS containers (production). */
+const SERVER_TLS_DIR = "/etc/nats/tls";
+
+/**
+ * The NATS identity of an eddy process: `NATS_USER`/`NATS_PASSWORD` from its component's Secret
+ * (optional, so a cluster without NATS users still starts; create the Secret to turn it on), and
+ * with TLS the CA, certificate and key of the mounted client Secret. Never in args or plain values.
+ */
+function natsIdentityEnv(r: Resolved, name: Component): NonNullable<IContainer["env"]> {
+  const secret = name === "supervisor" ? NAMES.supervisorNatsUser : NAMES.workerNatsUser;
+  const fromSecret = (env: string, key: string) => ({ name: env, valueFrom: { secretKeyRef: { name: secret, key, optional: true } } });
+  const tls = r.settings.tls
+    ? [
+        { name: "NATS_CA", value: `${CLIENT_TLS_DIR}/ca.crt` },
+        { name: "NATS_CERT", value: `${CLIENT_TLS_DIR}/tls.crt` },
+        { name: "NATS_KEY", value: `${CLIENT_TLS_DIR}/tls.key` },
+      ]
+    : [];
+  return [fromSecret("NATS_USER", "user"), fromSecret("NATS_PASSWORD", "password"), ...tls];
+}
+
 /** The container of an eddy process (supervisor or worker): image, env, metrics port, probes. */
 function eddyContainer(r: Resolved, name: Component, args: string[], resources: Sizes): IContainer {
   return {
@@ -100,6 +123,7 @@ function eddyContainer(r: Resolved, name: Component, args: string[], resources: 
     args,
     env: [
       { name: "EDDY_NATS_URL", value: natsUrl(r.namespace) },
+      ...natsIdentityEnv(r, name),
       // Turns on the HTTP endpoint (/metrics, /healthz, /scaling); it is off without it.
       { name: "EDDY_METRICS_PORT", value: String(METRICS_PORT) },
       // On the pod's address (probes, Prometheus, KEDA), not only loopback as on a laptop.
@@ -111,8 +135,13 @@ function eddyContainer(r: Resolved, name: Component, args: string[], resources: 
     livenessProbe: { httpGet: { path: "/healthz", port: "metrics" }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 6 },
     resources: { requests: { ...resources.requests }, limits: { ...resources.limits } },
     securityContext: containerSecurity,
-    volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
+    volumeMounts: [{ name: "tmp", mountPath: "/tmp" }, ...(r.settings.tls ? [{ name: "nats-tls", mountPath: CLIENT_TLS_DIR, readOnly: true }] : [])],
   };
+}
+
+/** The volumes of an eddy pod: a scratch /tmp, and with TLS the client certificate Secret. */
+function eddyVolumes(r: Resolved): NonNullable<IPodSpec["volumes"]> {
+  return [{ name: "tmp", emptyDir: {} }, ...(r.settings.tls ? [{ name: "nats-tls", secret: { secretName: NAMES.natsClientTls, defaultMode: 0o400 } }] : [])];
 }
 
 const prometheusAnnotations = {
@@ -144,6 +173,20 @@ export function natsConfig(r: { namespace: string; overlay: Overlay }): string {
     `  max_file_store: ${maxFileMb}MB`,
     "}",
   ];
+  if (s.tls) {
+    lines.push(
+      "",
+      "# Clients must use TLS and present a certificate signed by the CA (Secrets eddy-nats-server-tls",
+      "# and eddy-nats-client-tls). Routes between the servers are not covered; see docs/security.md.",
+      "tls {",
+      `  cert_file: "${SERVER_TLS_DIR}/tls.crt"`,
+      `  key_file: "${SERVER_TLS_DIR}/tls.key"`,
+      `  ca_file: "${SERVER_TLS_DIR}/ca.crt"`,
+      "  verify: true",
+      "  timeout: 5",
+      "}",
+    );
+  }
   if (s.natsReplicas > 1) {
     const routes = Array.from(
       { length: s.natsReplicas },
@@ -233,12 +276,14 @@ function natsObjects(r: Resolved): K8sObject[] {
                 { name: "config", mountPath: "/etc/nats", readOnly: true },
                 { name: "data", mountPath: "/data" },
                 { name: "pid", mountPath: "/var/run/nats" },
+                ...(s.tls ? [{ name: "tls", mountPath: SERVER_TLS_DIR, readOnly: true }] : []),
               ],
             },
           ],
           volumes: [
             { name: "config", configMap: { name: NAMES.natsConfig } },
             { name: "pid", emptyDir: {} },
+            ...(s.tls ? [{ name: "tls", secret: { secretName: NAMES.natsServerTls } }] : []),
           ],
         },
       },
@@ -297,7 +342,7 @@ function supervisorObjects(r: Resolved): K8sObject[] {
             // $(POD_NAME) is expanded by Kubernetes: the supervisor id in the lease and in the log.
             eddyContainer(r, "supervisor", ["supervisor", "--id", "$(POD_NAME)", "--checkpoint-interval", "1000"], r.settings.supervisorResources),
           ],
-          volumes: [{ name: "tmp", emptyDir: {} }],
+          volumes: eddyVolumes(r),
         },
       },
     },
@@ -343,7 +388,7 @@ function workerObjects(r: Resolved): K8sObject[] {
               }
             : {}),
           containers: [eddyContainer(r, "worker", args, r.settings.workerResources)],
-          volumes: [{ name: "tmp", emptyDir: {} }],
+          volumes: eddyVolumes(r),
         },
       },
     },

@@ -51,6 +51,13 @@ export class K8sRenderOptionsError extends InputError {
 export const NAMES = {
   serviceAccount: "eddy",
   natsConfig: "eddy-nats-config",
+  /** Secret with `tls.crt`, `tls.key`, `ca.crt` of the NATS servers (production). */
+  natsServerTls: "eddy-nats-server-tls",
+  /** Secret with `tls.crt`, `tls.key`, `ca.crt` of the eddy processes' client certificate (production). */
+  natsClientTls: "eddy-nats-client-tls",
+  /** Secrets with `user` and `password` of the supervisors' and the workers' NATS users (optional). */
+  supervisorNatsUser: "eddy-supervisor-nats",
+  workerNatsUser: "eddy-worker-nats",
   natsHeadless: "eddy-nats-headless",
   nats: "eddy-nats",
   supervisor: "eddy-supervisor",
@@ -89,6 +96,11 @@ export interface OverlaySettings {
   readonly workersMax: number;
   /** Spread supervisors, NATS servers and workers over nodes. */
   readonly spread: boolean;
+  /**
+   * Clients must speak TLS to NATS and present a certificate (Secrets `eddy-nats-server-tls` and
+   * `eddy-nats-client-tls`, in the `kubernetes.io/tls` layout cert-manager writes).
+   */
+  readonly tls: boolean;
 }
 
 export const OVERLAY_SETTINGS: Readonly<Record<Overlay, OverlaySettings>> = {
@@ -102,6 +114,7 @@ export const OVERLAY_SETTINGS: Readonly<Record<Overlay, OverlaySettings>> = {
     workersMin: 1,
     workersMax: 3,
     spread: false,
+    tls: false,
   },
   production: {
     natsReplicas: 3,
@@ -113,6 +126,7 @@ export const OVERLAY_SETTINGS: Readonly<Record<Overlay, OverlaySettings>> = {
     workersMin: 2,
     workersMax: 12,
     spread: true,
+    tls: true,
   },
 };
 

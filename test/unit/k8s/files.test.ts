@@ -5,12 +5,13 @@
  */
 import { describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { findNatsServerBinary } from "../../../runtime/nats/local-server.ts";
 import { DEFAULT_IMAGE, METRICS_PORT, natsConfig, OVERLAYS, renderYaml } from "../../../runtime/cli/k8s-render.ts";
+import { makeTestCa } from "../../support/tls.ts";
 
 const root = join(import.meta.dirname, "../../..");
 const update = process.env.EDDY_UPDATE_K8S === "1";
@@ -38,7 +39,15 @@ describe("nats.conf", () => {
       const dir = mkdtempSync(join(tmpdir(), "eddy-k8s-"));
       try {
         const file = join(dir, "nats.conf");
-        writeFileSync(file, natsConfig({ namespace: "eddy", overlay }));
+        // The production servers read their certificate from a Secret mounted at /etc/nats/tls:
+        // here, from a CA made for the test, so that the tls block is checked with real files.
+        let conf = natsConfig({ namespace: "eddy", overlay });
+        if (conf.includes("/etc/nats/tls/")) {
+          using ca = makeTestCa();
+          for (const [from, to] of [[ca.ca, "ca.crt"], [ca.serverCert, "tls.crt"], [ca.serverKey, "tls.key"]] as const) copyFileSync(from, join(dir, to));
+          conf = conf.replaceAll("/etc/nats/tls/", `${dir}/`);
+        }
+        writeFileSync(file, conf);
         const r = spawnSync(bin!, ["-t", "-c", file], { env: { ...process.env, SERVER_NAME: "eddy-nats-0" }, encoding: "utf8" });
         expect(r.status, r.stderr + r.stdout).toBe(0);
         expect(r.stderr + r.stdout).toMatch(/is valid/);

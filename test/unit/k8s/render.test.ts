@@ -234,6 +234,12 @@ describe("what each part does", () => {
       expect(containers(nats)[0]!.image).toBe(opts.natsImage ?? DEFAULT_NATS_IMAGE);
       const conf = one<IConfigMap>(objects, "ConfigMap").data!["nats.conf"]!;
       expect(conf).toMatch(/jetstream \{[^}]*store_dir: "\/data\/jetstream"/);
+      if (overlay === "production") {
+        expect(conf).toMatch(/tls \{[^}]*cert_file: "\/etc\/nats\/tls\/tls\.crt"[^}]*verify: true/);
+        expect(template(nats).spec!.volumes!.find((v) => v.name === "tls")?.secret?.secretName).toBe("eddy-nats-server-tls");
+      } else {
+        expect(conf).not.toContain("tls {");
+      }
       const dataMount = containers(nats)[0]!.volumeMounts!.find((m) => m.name === nats.spec!.volumeClaimTemplates![0]!.metadata!.name);
       expect(dataMount?.mountPath).toBe("/data");
       if (overlay === "production") {
@@ -258,6 +264,20 @@ describe("what each part does", () => {
         expect(c!.image).toBe(image);
         expect(env(c!, "EDDY_NATS_URL")).toBe(natsUrl);
         expect(env(c!, "EDDY_METRICS_PORT")).toBe("9464");
+        // Credentials come from the component's Secret, never as plain values or arguments.
+        const secretRef = (n: string) => c!.env!.find((e) => e.name === n)?.valueFrom?.secretKeyRef;
+        expect(secretRef("NATS_USER")).toEqual({ name: `${d.metadata!.name}-nats`, key: "user", optional: true });
+        expect(secretRef("NATS_PASSWORD")).toEqual({ name: `${d.metadata!.name}-nats`, key: "password", optional: true });
+        // Production speaks TLS to NATS with a client certificate mounted from a Secret.
+        const tlsMount = c!.volumeMounts!.find((m) => m.name === "nats-tls");
+        if (overlay === "production") {
+          expect(tlsMount).toMatchObject({ mountPath: "/etc/eddy/nats-tls", readOnly: true });
+          expect(template(d).spec!.volumes!.find((v) => v.name === "nats-tls")?.secret?.secretName).toBe("eddy-nats-client-tls");
+          expect([env(c!, "NATS_CA"), env(c!, "NATS_CERT"), env(c!, "NATS_KEY")]).toEqual(["/etc/eddy/nats-tls/ca.crt", "/etc/eddy/nats-tls/tls.crt", "/etc/eddy/nats-tls/tls.key"]);
+        } else {
+          expect(tlsMount).toBeUndefined();
+          expect(env(c!, "NATS_CA")).toBeUndefined();
+        }
         expect(c!.ports).toEqual([{ name: "metrics", containerPort: 9464, protocol: "TCP" }]);
         expect(c!.readinessProbe?.httpGet).toEqual({ path: "/healthz", port: "metrics" });
         expect(c!.livenessProbe?.httpGet).toEqual({ path: "/healthz", port: "metrics" });

@@ -1,0 +1,72 @@
+/** The per-job NATS users `eddy auth render` writes: what each role may reach, by name. */
+import { describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { jobAccessOfModules } from "../../../runtime/deploy/auth.ts";
+import { BASE_AUTH_CONF_HEADER, passwordVariable, producerPermissions, queryPermissions, renderAuthConfig, workerPermissions, type JobAccess } from "../../../runtime/nats/auth-config.ts";
+
+const ROOT = resolve(import.meta.dirname, "../../..");
+const ledger: JobAccess = {
+  job: "ledger",
+  functions: [{ name: "intake", source: { stream: "LEDGER_IN", subjects: ["ledger.in"] } }, { name: "book" }],
+  sinks: ["ledger.out"],
+};
+
+describe("renderAuthConfig", () => {
+  it("infra/nats/auth.conf is the cluster-wide part (no jobs)", () => {
+    expect(readFileSync(resolve(ROOT, "infra/nats/auth.conf"), "utf8")).toBe(BASE_AUTH_CONF_HEADER + renderAuthConfig([]));
+  });
+
+  it("reads a job's functions, source stream and subjects from its module", async () => {
+    expect(await jobAccessOfModules([resolve(ROOT, "test/fixtures/ledger.ts")], { sinks: ["x.>"] })).toEqual([
+      { job: "ledger", functions: [{ name: "intake", source: { stream: "LEDGER_IN", subjects: ["ledger.in"] } }, { name: "book" }], sinks: ["x.>"] },
+    ]);
+  });
+
+  it("workers may not create, update or delete streams, and purge only their own input logs", () => {
+    const { publish } = workerPermissions(ledger);
+    expect(publish.filter((s) => /STREAM\.(CREATE|UPDATE|DELETE)/.test(s))).toEqual([]);
+    expect(publish.filter((s) => s.includes("PURGE")).sort()).toEqual(["$JS.API.STREAM.PURGE.EDDY_ledger_book", "$JS.API.STREAM.PURGE.EDDY_ledger_intake"]);
+  });
+
+  it("workers write their job's state, spec, input logs, dead letters, acks and sinks; nothing of another job", () => {
+    const { publish, subscribe } = workerPermissions(ledger);
+    expect(publish).toEqual(expect.arrayContaining(["$KV.eddy_ledger_book.>", "$KV.eddy_jobs.ledger.spec", "eddy.ledger.book.in.*", "eddy.ledger.dlq.book", "eddy.ledger.ctl.ack", "ledger.out"]));
+    // Nothing that matches another job's names: every eddy subject, bucket and stream names ledger
+    // (or is one of the shared stores, listed in docs/security.md).
+    const shared = /^(\$JS\.API\.INFO|_INBOX\.>|\$KV\.eddy_workers\.\*|\$O\.eddy_(ckpt|savepoints)\.>|ledger\.out)$|(KV_eddy_(jobs|workers)|OBJ_eddy_(ckpt|savepoints|code)|LEDGER_IN)\b/;
+    for (const s of publish) if (!shared.test(s)) expect(s, s).toMatch(/ledger/);
+    expect(publish).not.toContain("eddy.ledger.ctl.trigger");
+    expect(publish.some((s) => s.startsWith("$KV.eddy_jobs.") && s !== "$KV.eddy_jobs.ledger.spec")).toBe(false);
+    expect(publish.some((s) => s.startsWith("$KV.eddy_leader") || s.startsWith("$O.eddy_code"))).toBe(false);
+    expect(subscribe).toEqual(["_INBOX.>", "eddy.ledger.ctl.>", "eddy.q.ledger.>", "$SRV.>"]);
+  });
+
+  it("queries read their job's buckets without consumers and write nothing", () => {
+    const { publish } = queryPermissions(ledger);
+    expect(publish.filter((s) => s.includes("CONSUMER") || s.startsWith("$KV.") || s.startsWith("$O.") || /STREAM\.(CREATE|UPDATE|DELETE|PURGE)/.test(s))).toEqual([]);
+    expect(publish).toEqual(expect.arrayContaining(["eddy.q.ledger.*.*.get", "eddy.q.ledger.*.*.scan", "$JS.API.DIRECT.GET.KV_eddy_ledger_book.>"]));
+    expect(publish.some((s) => s.endsWith(".put") || s.endsWith(".delete"))).toBe(false);
+  });
+
+  it("producers publish to their job's source subjects only", () => {
+    expect(producerPermissions(ledger)).toEqual({ publish: ["ledger.in"], subscribe: ["_INBOX.>"] });
+  });
+
+  it("names one password variable per user, the job in capitals", () => {
+    expect(passwordVariable("admin")).toBe("EDDY_ADMIN_PASSWORD");
+    expect(passwordVariable("worker", "page-views")).toBe("EDDY_WORKER_PAGE_VIEWS_PASSWORD");
+    const text = renderAuthConfig([ledger]);
+    for (const u of ["eddy-admin", "eddy-supervisor", "eddy-worker", "eddy-worker-ledger", "eddy-query-ledger", "eddy-producer-ledger"]) expect(text).toContain(`user: "${u}"`);
+    expect(text).toContain("password: $EDDY_QUERY_LEDGER_PASSWORD");
+  });
+
+  it("the worker of all rendered jobs may do what each job's worker may, and no more", () => {
+    const other: JobAccess = { job: "other", functions: [{ name: "fn" }] };
+    const text = renderAuthConfig([ledger, other]);
+    const block = text.slice(text.indexOf('user: "eddy-worker"'), text.indexOf('user: "eddy-worker-ledger"'));
+    for (const s of [...workerPermissions(ledger).publish, ...workerPermissions(other).publish]) expect(block).toContain(JSON.stringify(s));
+    expect(block).not.toMatch(/STREAM\.(CREATE|UPDATE|DELETE)|\$KV\.eddy_leader|\$O\.eddy_code/);
+    expect(block).toContain("password: $EDDY_WORKER_PASSWORD");
+  });
+});
