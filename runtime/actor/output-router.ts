@@ -308,7 +308,19 @@ export class OutputRouter implements OperatorOutput {
 
   private flushSinkBatch(subject: string, batch: { lines: string[] }): void {
     this.sinkBatches.delete(subject);
-    this.sinkOut(subject, textEncoder.encode(batch.lines.join("\n")));
+    this.sinkLinesOut(subject, batch.lines);
+  }
+
+  /** One message of lines, or halves of it when multi-byte text made it larger than a message may be. */
+  private sinkLinesOut(subject: string, lines: string[]): void {
+    const data = textEncoder.encode(lines.join("\n"));
+    if (data.length > this.config.maxPayloadBytes && lines.length > 1) {
+      const half = lines.length >> 1;
+      this.sinkLinesOut(subject, lines.slice(0, half));
+      this.sinkLinesOut(subject, lines.slice(half));
+      return;
+    }
+    this.sinkOut(subject, data);
   }
 
   /** Closes every open JSON-lines sink batch (before a barrier, or when it has waited long enough). */

@@ -197,4 +197,14 @@ describe("OutputRouter", () => {
     expect(r.heldSinkBytesSnapshotted).toBe(0);
     expect(r.heldSinkBytes).toBe(held);
   });
+
+  it("splits a JSON-lines batch that multi-byte text made larger than a message, rather than dead-lettering its rows", () => {
+    const { r, sent } = router(1000, 3_000, "out");
+    // 300 characters of 3 bytes each: below a third of the limit in characters, 900 bytes each.
+    for (let i = 0; i < 6; i++) r.emit({ k: "\u20ac".repeat(300) }, i);
+    const held = r.pendingSink();
+    expect(held.every((o) => o.data.length <= 3_000)).toBe(true);
+    expect(held.flatMap((o) => new TextDecoder().decode(o.data).split("\n"))).toHaveLength(6);
+    expect(sent.filter((s) => s.subject === "eddy.j.dlq.out")).toEqual([]);
+  });
 });
