@@ -32,7 +32,7 @@ const pipeline = definePipeline({
       name: "slow",
       input: fromFunction("b"),
       process(ctx, r) {
-        spin(200);
+        spin(1_000);
         ctx.emit(r);
       },
     }),
@@ -57,7 +57,7 @@ describe("alignment bound", () => {
       const lines: string[] = [];
       const job = await startLocalJob(nc, pipeline, { checkpointIntervalMs: 300, log: (l) => lines.push(l), worker: { actor: { maxAlignmentBytes: 1 } } });
       const both = job.worker.actors().find((a) => a.node.name === "both")!;
-      // b's records come faster than "slow" handles them (it takes 200 µs each), so they pile up
+      // b's records come faster than "slow" handles them (it takes 1 ms each), so they pile up
       // before it, with b's barriers behind them; a's keep coming while checkpoints run.
       let na = 0;
       let nb = 0;
