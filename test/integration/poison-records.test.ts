@@ -12,6 +12,8 @@ import { startLocalJob } from "../../runtime/dev/local-job.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { boundedOutOfOrderness, defineFunction, definePipeline, defineSink, fromFunction, fromStream, listState } from "../../runtime/sdk/index.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { ensureDeadLetterStream } from "../../runtime/nats/topology.ts";
 
 interface Rec {
   user?: unknown;
@@ -25,6 +27,7 @@ interface Rec {
 const itemsState = { items: listState<string>() };
 const pipeline = definePipeline({
   name: "poison",
+  deadLetters: { maxAgeMs: 3_600_000, maxBytes: 8 * 1024 * 1024 },
   functions: [
     defineFunction<Rec, Rec>({
       name: "read",
@@ -115,6 +118,14 @@ describe("poison records", () => {
       expect(cut.headers["Eddy-Original-Size"]).toBe("60000");
       expect(cut.headers["Eddy-Original-Sha256"]).toBe(createHash("sha256").update(raw).digest("hex"));
       expect(cut.headers["Eddy-Source-Sequence"]).toBe("41");
+      // The dead-letter stream has the pipeline's retention limits, oldest discarded first.
+      const jsm = await jetstreamManager(nc);
+      const config = (await jsm.streams.info("EDDY_poison_DLQ")).config;
+      expect([config.max_age, config.max_bytes, config.discard]).toEqual([3_600_000 * 1_000_000, 8 * 1024 * 1024, "old"]);
+      // A job started again with other limits brings the existing stream to them.
+      await ensureDeadLetterStream(nc, "poison", { maxAgeMs: 0, maxBytes: 0 });
+      const unlimited = (await jsm.streams.info("EDDY_poison_DLQ")).config;
+      expect([unlimited.max_age, unlimited.max_bytes]).toEqual([0, -1]);
       // Nothing else was dead-lettered; the state entry of "hog" may be dropped at more than one checkpoint.
       expect(dead.filter((d) => !d.reason.startsWith('too large: state "items"'))).toHaveLength(6);
     } finally {
