@@ -79,6 +79,12 @@ export interface ActorConfig {
   readonly now: () => number;
 }
 
+/**
+ * Longest KV key stored: it travels in a publish subject, which nats-server bounds by its 4 KiB
+ * control line (with the `$KV.<bucket>.` prefix and the rest of the line).
+ */
+const MAX_KV_KEY_CHARS = 3072;
+
 /** Bytes of a message's budget kept for its headers. */
 const PAYLOAD_HEADER_ROOM = 4096;
 
@@ -494,7 +500,17 @@ export class PartitionActor {
     }
     const { added, removed } = this.operator.timers.takeChanges();
     for (const t of removed) this.recordDeletion(timerKey(p, t), id);
-    for (const t of added) this.uncommitted.set(timerKey(p, t), { value: encodeValue(null), epoch: id });
+    for (const t of added) {
+      const key = timerKey(p, t);
+      if (key.length > MAX_KV_KEY_CHARS) {
+        // Its name made the KV key too long to store: it would fail every materialization.
+        this.operator.timers.delete(t);
+        this.operator.timers.takeChanges();
+        this.deadLetter(`timer: KV key of timer ${JSON.stringify(t.name.slice(0, 64))} for key ${JSON.stringify(t.key.slice(0, 64))} is ${key.length} characters, more than ${MAX_KV_KEY_CHARS}; the timer is dropped`, new Uint8Array(), {});
+        continue;
+      }
+      this.uncommitted.set(key, { value: encodeValue(null), epoch: id });
+    }
     const wm: StoredWatermark = {
       out: wmOut(this.router.watermark),
       op: wmOut(this.operator.watermark),
@@ -565,6 +581,7 @@ export class PartitionActor {
     let data: Uint8Array | undefined;
     let reason: string;
     try {
+      if (kvKey.length > MAX_KV_KEY_CHARS) throw new RangeError(`its KV key is ${kvKey.length} characters, more than ${MAX_KV_KEY_CHARS} (a map sub-key too long)`);
       data = encodeValue(c.value);
       if (data.length + kvKey.length <= this.config.maxPayloadBytes) return data;
       reason = `too large: state "${c.state}" of key ${JSON.stringify(c.key)}${c.subkey === undefined ? "" : ` entry ${JSON.stringify(c.subkey)}`} is ${data.length} bytes, more than the server's max payload (${this.config.maxPayloadBytes} bytes with header room); the entry is dropped`;

@@ -79,8 +79,20 @@ export function selectKey<In>(
   // Encoding for the wire and for KV turns a lone surrogate into U+FFFD, which would merge two
   // different keys into one: such a key is refused instead.
   if (!key.isWellFormed()) return new Rejection(`key: ${whose(consumer)} returned a string with a lone UTF-16 surrogate`);
+  // A key becomes part of a KV key (base64url), which must fit in the server's control line.
+  if (key.length * 3 > MAX_KEY_BYTES) {
+    const bytes = Buffer.byteLength(key, "utf8");
+    if (bytes > MAX_KEY_BYTES) return new Rejection(`key: ${whose(consumer)} returned a key of ${bytes} bytes, more than ${MAX_KEY_BYTES}`);
+  }
   return key;
 }
+
+/**
+ * Longest key (UTF-8 bytes). Keys are base64url-encoded into KV keys (4 characters per 3 bytes),
+ * and a KV key travels in the subject of a publish, which nats-server bounds by its 4 KiB control
+ * line; 1 KiB leaves room for the bucket, state name and a map sub-key.
+ */
+export const MAX_KEY_BYTES = 1024;
 
 /** Built only for a rejection: the accepted path allocates nothing. */
 function whose(consumer: string | undefined): string {

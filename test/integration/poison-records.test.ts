@@ -3,7 +3,7 @@
  * a nats-server with a small max_payload (64 KiB), a job meets every kind of record that fails
  * somewhere on its way — too large to enter, too deep to encode for the next hop, growing past
  * the max payload when re-encoded, a state value larger than a KV value may be, a timestamp ten
- * years ahead, keys with lone surrogates — and each goes to the dead-letter stream with its
+ * years ahead, keys with lone surrogates, a key too long for a KV key — and each goes to the dead-letter stream with its
  * reason while every other record is processed exactly once, without a single recovery.
  */
 import { describe, expect, it } from "vitest";
@@ -77,6 +77,7 @@ describe("poison records", () => {
         else if (seq === 80) (rec = { user: "ann", seq, ts: now + 10 * 365 * 86_400_000 }), poison.set(seq, "future");
         else if (seq === 100) (rec = { user: "x\uD800", seq, ts: now }), poison.set(seq, "surrogate");
         else if (seq === 120) (rec = { user: "x\uDFFF", seq, ts: now }), poison.set(seq, "surrogate");
+        else if (seq === 125) (rec = { user: "k".repeat(4_000), seq, ts: now }), poison.set(seq, "long key");
         else if (seq >= 130 && seq < 140) rec = { user: "hog", seq, ts: now + seq, pad: "p".repeat(9_000) };
         if (!poison.has(seq)) expected.push(seq);
         // 10 000 nested arrays: fine to parse, too deep for the encoder's stack (and for JSON.stringify here).
@@ -108,6 +109,7 @@ describe("poison records", () => {
           expect.stringMatching(/^read: too large: record for eddy\.poison\.count\.in\.\d encodes to \d+ bytes, more than the server's max payload/),
           expect.stringMatching(/^read: timestamp: too far in the future /),
           "read: key: count key selector returned a string with a lone UTF-16 surrogate",
+          "read: key: count key selector returned a key of 4000 bytes, more than 1024",
           expect.stringMatching(/^count: too large: state "items" of key "hog" is \d+ bytes, more than the server's max payload .*; the entry is dropped$/),
         ]),
       );
@@ -127,7 +129,7 @@ describe("poison records", () => {
       const unlimited = (await jsm.streams.info("EDDY_poison_DLQ")).config;
       expect([unlimited.max_age, unlimited.max_bytes]).toEqual([0, -1]);
       // Nothing else was dead-lettered; the state entry of "hog" may be dropped at more than one checkpoint.
-      expect(dead.filter((d) => !d.reason.startsWith('too large: state "items"'))).toHaveLength(6);
+      expect(dead.filter((d) => !d.reason.startsWith('too large: state "items"'))).toHaveLength(7);
     } finally {
       await nc.close();
     }

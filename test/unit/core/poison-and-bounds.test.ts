@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { BarrierAligner } from "../../../runtime/core/barriers.ts";
 import { alignmentOverBound, mustWaitForCommit } from "../../../runtime/core/held-bounds.ts";
 import { buildJobGraph, DEFAULT_DEAD_LETTER_MAX_AGE_MS, DEFAULT_DEAD_LETTER_MAX_BYTES } from "../../../runtime/core/job-graph.ts";
-import { checkRecordSize, guardFuture, Rejection, selectKey } from "../../../runtime/core/record-input.ts";
+import { checkRecordSize, guardFuture, MAX_KEY_BYTES, Rejection, selectKey } from "../../../runtime/core/record-input.ts";
 import { defineFunction, definePipeline, fromStream } from "../../../runtime/sdk/index.ts";
 
 describe("checkRecordSize", () => {
@@ -48,6 +48,12 @@ describe("selectKey and lone surrogates", () => {
     expect(r).toBeInstanceOf(Rejection);
     expect((r as Rejection).reason).toBe("key: key selector returned a string with a lone UTF-16 surrogate");
     expect((selectKey((k: string) => k, "user\uDFFF", 0, "count") as Rejection).reason).toBe("key: count key selector returned a string with a lone UTF-16 surrogate");
+  });
+
+  it("refuses a key longer than a KV key can carry, counting UTF-8 bytes", () => {
+    expect(selectKey((k: string) => k, "k".repeat(MAX_KEY_BYTES), 0)).toBe("k".repeat(MAX_KEY_BYTES));
+    expect((selectKey((k: string) => k, "k".repeat(MAX_KEY_BYTES + 1), 0) as Rejection).reason).toBe("key: key selector returned a key of 1025 bytes, more than 1024");
+    expect((selectKey((k: string) => k, "\u20ac".repeat(342), 0) as Rejection).reason).toBe("key: key selector returned a key of 1026 bytes, more than 1024");
   });
 
   it("accepts proper surrogate pairs", () => {
