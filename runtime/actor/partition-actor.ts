@@ -803,7 +803,6 @@ export class PartitionActor {
     // Held messages go first, then reading goes on; barriers of the declined checkpoint are stale.
     this.aligner!.decline();
     this.stats.declinedAlignments++;
-    this.pendingSnapshot = undefined;
     this.abandonedHeld = [...(this.abandonedHeld ?? []), ...this.buffered];
     this.buffered = [];
     this.bufferedBytes = 0;
