@@ -8,6 +8,12 @@
  * a mark (see `core/wire.ts`); partitions that got no data still receive watermark updates.
  * Records a consumer's key selector rejects are dead-lettered here, at the producer, with the
  * reason. Sink functions publish their main output to the user's subject instead.
+ *
+ * Nothing one record does may fail the actor, or a recovery would meet the same record again and
+ * fail again: a record that cannot be encoded (too deep for the encoder's stack) or whose
+ * encoding alone is larger than the server's max payload is found by splitting its batch and is
+ * dead-lettered, and a dead letter too large to publish is cut to fit, with its original size
+ * and sha256 digest in headers.
  */
 import { partitionOf } from "../core/hash.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
@@ -17,6 +23,7 @@ import { encodeBatch, encodeWatermark } from "../core/wire.ts";
 import type { OperatorOutput } from "../core/operator.ts";
 import type { Publisher } from "./publisher.ts";
 import { pack as encodeMsgpack } from "msgpackr";
+import { createHash } from "node:crypto";
 
 export interface RouterConfig {
   readonly batchMaxRecords: number;
@@ -76,6 +83,10 @@ export class OutputRouter implements OperatorOutput {
   private readonly exactlyOnce: boolean;
   private pending: PendingOutput[] = [];
   private pendingInEpoch = 0;
+  /** Bytes of `pending` (exactly-once output held for commit). */
+  private pendingBytes = 0;
+  /** Bytes of `pending` of epochs a barrier has closed. */
+  private pendingSnapshottedBytes = 0;
   private readonly job: string;
   /** Routes by output name; "" is the main output. */
   private readonly routes = new Map<string, Route[]>();
@@ -190,6 +201,7 @@ export class OutputRouter implements OperatorOutput {
     this.flushAll();
     for (const subject of this.subjects) this.publisher.publish(subject, body, headers);
     this.epoch = id + 1;
+    this.pendingSnapshottedBytes = this.pendingBytes;
   }
 
   /** Sink output held for commit (exactly-once sinks), open batches included. */
@@ -200,7 +212,26 @@ export class OutputRouter implements OperatorOutput {
 
   /** Forgets held sink output of epochs up to `id`: it is committed and being published. */
   dropPendingSink(id: number): void {
-    if (this.pending.length > 0) this.pending = this.pending.filter((o) => o.epoch > id);
+    if (this.pending.length === 0) return;
+    this.pending = this.pending.filter((o) => o.epoch > id);
+    let bytes = 0;
+    let snapshotted = 0;
+    for (const o of this.pending) {
+      bytes += o.data.length;
+      if (o.epoch < this.currentEpoch) snapshotted += o.data.length;
+    }
+    this.pendingBytes = bytes;
+    this.pendingSnapshottedBytes = snapshotted;
+  }
+
+  /** Bytes of exactly-once sink output held for commit. */
+  get heldSinkBytes(): number {
+    return this.pendingBytes;
+  }
+
+  /** Bytes of held sink output of epochs before the current one: snapshotted, waiting only for a commit. */
+  get heldSinkBytesSnapshotted(): number {
+    return this.pendingSnapshottedBytes;
   }
 
   emit(record: unknown, timestamp: number): void {
@@ -218,11 +249,17 @@ export class OutputRouter implements OperatorOutput {
   /** Dead-letters an input the actor could not process. */
   deadLetter(reason: string, payload: Uint8Array, origin: Readonly<Record<string, string>> = {}): void {
     this.deadLettered++;
-    this.publisher.publish(deadLetterSubject(this.job, this.node.name), payload, {
+    const headers: Record<string, string> = {
       [HEADER.fn]: this.node.name,
       [HEADER.reason]: reason.replace(/[\r\n]+/g, " ").slice(0, 1024),
       ...origin,
-    });
+    };
+    const fit = deadLetterBody(payload, this.config.maxPayloadBytes - DEAD_LETTER_HEADER_ROOM);
+    if (fit !== payload) {
+      headers[HEADER.originalSize] = String(payload.length);
+      headers[HEADER.originalSha256] = createHash("sha256").update(payload).digest("hex");
+    }
+    this.publisher.publish(deadLetterSubject(this.job, this.node.name), fit, headers);
   }
 
   private publishToSink(record: unknown): void {
@@ -231,6 +268,13 @@ export class OutputRouter implements OperatorOutput {
       subject = this.sinkSubject!(record);
       if (this.sinkLines) {
         const line = JSON.stringify(record);
+        if (line.length * 3 >= this.config.maxPayloadBytes) {
+          // Too long to share a message (maybe too long for one): alone, or dead-lettered.
+          const open = this.sinkBatches.get(subject);
+          if (open !== undefined) this.flushSinkBatch(subject, open);
+          this.sinkOut(subject, textEncoder.encode(line), record);
+          return;
+        }
         let batch = this.sinkBatches.get(subject);
         if (batch === undefined) this.sinkBatches.set(subject, (batch = { lines: [], chars: 0, firstAt: this.now }));
         batch.lines.push(line);
@@ -240,14 +284,18 @@ export class OutputRouter implements OperatorOutput {
         if (batch.lines.length >= this.config.batchMaxRecords || batch.chars >= this.config.maxPayloadBytes / 3) this.flushSinkBatch(subject, batch);
         return;
       }
-      this.sinkOut(subject, this.sinkEncode(record));
+      this.sinkOut(subject, this.sinkEncode(record), record);
     } catch (e) {
       this.deadLetter(`sink: ${(e as Error).message}`, safeJson(record));
     }
   }
 
   /** Publishes one sink message now (at-least-once) or holds it for commit (exactly-once). */
-  private sinkOut(subject: string, data: Uint8Array): void {
+  private sinkOut(subject: string, data: Uint8Array, record?: unknown): void {
+    if (data.length > this.config.maxPayloadBytes) {
+      this.deadLetter(`too large: sink message of ${data.length} bytes, more than the server's max payload (${this.config.maxPayloadBytes} bytes with header room)`, record === undefined ? data : safeJson(record));
+      return;
+    }
     if (!this.exactlyOnce) {
       this.publisher.publish(subject, data);
       return;
@@ -255,11 +303,24 @@ export class OutputRouter implements OperatorOutput {
     // Deterministic id: the same output of the same committed epoch always has the same id.
     const msgId = `${this.job}/${this.node.name}/${this.partition}/${this.currentGeneration}/${this.currentEpoch}/${this.pendingInEpoch++}`;
     this.pending.push({ subject, data, msgId, epoch: this.currentEpoch });
+    this.pendingBytes += data.length;
   }
 
   private flushSinkBatch(subject: string, batch: { lines: string[] }): void {
     this.sinkBatches.delete(subject);
-    this.sinkOut(subject, textEncoder.encode(batch.lines.join("\n")));
+    this.sinkLinesOut(subject, batch.lines);
+  }
+
+  /** One message of lines, or halves of it when multi-byte text made it larger than a message may be. */
+  private sinkLinesOut(subject: string, lines: string[]): void {
+    const data = textEncoder.encode(lines.join("\n"));
+    if (data.length > this.config.maxPayloadBytes && lines.length > 1) {
+      const half = lines.length >> 1;
+      this.sinkLinesOut(subject, lines.slice(0, half));
+      this.sinkLinesOut(subject, lines.slice(half));
+      return;
+    }
+    this.sinkOut(subject, data);
   }
 
   /** Closes every open JSON-lines sink batch (before a barrier, or when it has waited long enough). */
@@ -340,10 +401,30 @@ export class OutputRouter implements OperatorOutput {
    * second half needs no extra mark.
    */
   private publishSlice(subject: string, records: unknown[], inputs: number[] | undefined, marks: number[], before: number, after: number, idle: boolean): void {
-    const data = encodeBatch({ records, marks, watermark: after, idle, ...(inputs === undefined ? {} : { inputs }) });
     const count = records.length / 3;
-    if (data.length <= this.config.maxPayloadBytes || count <= 1) {
+    let data: Uint8Array | undefined;
+    let failure: unknown;
+    try {
+      data = encodeBatch({ records, marks, watermark: after, idle, ...(inputs === undefined ? {} : { inputs }) });
+    } catch (e) {
+      // One record the encoder cannot take (e.g. nested too deep for its stack) spoils the batch;
+      // halving finds it.
+      failure = e;
+    }
+    if (data !== undefined && data.length <= this.config.maxPayloadBytes) {
       this.publisher.publish(subject, data, this.headers);
+      return;
+    }
+    if (count <= 1) {
+      if (count === 1) {
+        const reason =
+          data === undefined
+            ? `encode: record for ${subject} cannot be encoded: ${(failure as Error)?.message ?? String(failure)}`
+            : `too large: record for ${subject} encodes to ${data.length} bytes, more than the server's max payload (${this.config.maxPayloadBytes} bytes with header room)`;
+        this.deadLetter(reason, safeJson(records[2]));
+      }
+      // The consumer still learns the watermark the slice carried.
+      this.publisher.publish(subject, encodeBatch({ records: [], marks: [], watermark: after, idle }), this.headers);
       return;
     }
     const half = Math.floor(count / 2);
@@ -359,6 +440,14 @@ export class OutputRouter implements OperatorOutput {
     this.publishSlice(subject, records.slice(0, half * 3), inputs?.slice(0, half), first, before, atSplit, false);
     this.publishSlice(subject, records.slice(half * 3), inputs?.slice(half), second, atSplit, after, idle);
   }
+}
+
+/** Header bytes a dead letter may need besides its payload (reason, origin, size and digest). */
+const DEAD_LETTER_HEADER_ROOM = 4096;
+
+/** The payload of a dead letter: `payload` itself when it fits in `limit` bytes, else its first `limit` bytes. */
+export function deadLetterBody(payload: Uint8Array, limit: number): Uint8Array {
+  return payload.length <= limit ? payload : payload.subarray(0, Math.max(0, limit));
 }
 
 function safeJson(record: unknown): Uint8Array {

@@ -35,7 +35,8 @@ import { applyStateWrite, checkWindowWrites, decodeStateWrite, InvalidStateWrite
 import { TimerQueue, type Timer } from "../core/timers.ts";
 import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, type WatermarkGeneratorState, type WatermarkTrackerState } from "../core/watermarks.ts";
 import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError } from "../core/wire.ts";
-import { decodeRecord, Rejection, selectKey, selectTimestamp } from "../core/record-input.ts";
+import { checkRecordSize, decodeRecord, guardFuture, Rejection, selectKey, selectTimestamp } from "../core/record-input.ts";
+import { alignmentOverBound, mustWaitForCommit } from "../core/held-bounds.ts";
 import type { StreamInput } from "../sdk/function.ts";
 import { OutputRouter, type PendingOutput } from "./output-router.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "./ports.ts";
@@ -47,8 +48,27 @@ import { countRejected } from "../metrics/rejections.ts";
 export interface ActorConfig {
   /** Records per output batch before it is published at once. */
   readonly batchMaxRecords: number;
-  /** Largest message body the server accepts. */
+  /**
+   * Largest message body to publish: the server's `max_payload` (from its INFO) less room for
+   * headers, unless set here.
+   */
   readonly maxPayloadBytes: number;
+  /**
+   * Largest source record (payload bytes) accepted; a larger one is dead-lettered where it enters.
+   * Default: the function's `maxRecordBytes`, else half of `maxPayloadBytes` (a record re-encoded
+   * for the next hop can grow, e.g. floats in msgpack).
+   */
+  readonly maxRecordBytes?: number;
+  /**
+   * Bytes of exactly-once sink output an actor may hold for commit before it stops reading input
+   * until a checkpoint commits (default 64 MiB).
+   */
+  readonly maxHeldSinkBytes: number;
+  /**
+   * Bytes of messages an actor may hold while aligning a checkpoint; beyond them it declines that
+   * checkpoint and handles what it held (default 64 MiB).
+   */
+  readonly maxAlignmentBytes: number;
   /** How long a partly filled batch may wait for more records. */
   readonly lingerMs: number;
   /** Minimum interval between watermark-only updates to downstream partitions. */
@@ -60,9 +80,20 @@ export interface ActorConfig {
   readonly now: () => number;
 }
 
+/**
+ * Longest KV key stored: it travels in a publish subject, which nats-server bounds by its 4 KiB
+ * control line (with the `$KV.<bucket>.` prefix and the rest of the line).
+ */
+const MAX_KV_KEY_CHARS = 3072;
+
+/** Bytes of a message's budget kept for its headers. */
+const PAYLOAD_HEADER_ROOM = 4096;
+
 export const DEFAULT_ACTOR_CONFIG: ActorConfig = {
   batchMaxRecords: 1000,
-  maxPayloadBytes: 1024 * 1024 - 4096,
+  maxPayloadBytes: 1024 * 1024 - PAYLOAD_HEADER_ROOM,
+  maxHeldSinkBytes: 64 * 1024 * 1024,
+  maxAlignmentBytes: 64 * 1024 * 1024,
   lingerMs: 5,
   watermarkIntervalMs: 50,
   tickMs: 5,
@@ -101,6 +132,10 @@ export interface ActorStats {
   applied: number;
   /** Input messages still waiting after the last one read (the consumer's pending count). */
   lag: number;
+  /** Bytes held in memory: exactly-once sink output waiting for commit plus messages held by an alignment. */
+  heldBytes: number;
+  /** Checkpoints this actor declined because their alignment held more than `maxAlignmentBytes`. */
+  declinedAlignments: number;
 }
 
 /** Stored watermark record of an actor. */
@@ -202,6 +237,12 @@ export class PartitionActor {
   private readonly mayBeStored = new Map<string, number>();
   /** Messages of producers whose barrier arrived before the others'. */
   private buffered: InputMessage[] = [];
+  /** Payload bytes of `buffered`. */
+  private bufferedBytes = 0;
+  /** Largest source record accepted, in bytes. */
+  private readonly maxRecordBytes: number;
+  /** Resolved by a commit, for a read loop waiting for held sink output to be freed. */
+  private commitWaiters: Array<() => void> = [];
   private alignStartedAt = 0;
   /** An aligned checkpoint whose snapshot the read loop must take before handling more input. */
   private pendingSnapshot: { id: number; restartSeq: number; alignmentMs: number; stop: boolean; savepoint?: string } | undefined;
@@ -226,7 +267,13 @@ export class PartitionActor {
     this.job = graph.job;
     this.node = node;
     this.partition = partition;
-    this.config = { ...DEFAULT_ACTOR_CONFIG, ...config };
+    const serverMax = transport.maxPayload?.();
+    this.config = {
+      ...DEFAULT_ACTOR_CONFIG,
+      ...(serverMax === undefined ? {} : { maxPayloadBytes: Math.max(1024, serverMax - PAYLOAD_HEADER_ROOM) }),
+      ...config,
+    };
+    this.maxRecordBytes = node.spec.maxRecordBytes ?? this.config.maxRecordBytes ?? Math.floor(this.config.maxPayloadBytes / 2);
     this.bucket = stateBucket(graph.job, node.name);
     const input = node.stream;
     if (input !== undefined) {
@@ -247,7 +294,7 @@ export class PartitionActor {
     this.producers = new Set(node.producers);
     const strategy = node.spec.watermark;
     this.generator = this.source !== undefined && strategy !== undefined ? createWatermarkGenerator(strategy) : undefined;
-    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0 };
+    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, declinedAlignments: 0 };
     this.failed = new Promise<never>((_, reject) => (this.failedReject = reject));
     this.failed.catch(() => undefined);
   }
@@ -447,13 +494,24 @@ export class PartitionActor {
     let n = 0;
     for (const c of this.operator.store.takeDelta()) {
       const key = c.subkey === undefined ? stateKey(p, c.state, c.key) : mapEntryKey(p, c.state, c.key, c.subkey);
-      if (c.value === undefined) this.recordDeletion(key, id);
-      else this.uncommitted.set(key, { value: encodeValue(c.value), epoch: id });
+      const value = c.value === undefined ? undefined : this.encodeState(c, key);
+      if (value === undefined) this.recordDeletion(key, id);
+      else this.uncommitted.set(key, { value, epoch: id });
       if (++n % CHUNK === 0) await yieldToEventLoop();
     }
     const { added, removed } = this.operator.timers.takeChanges();
     for (const t of removed) this.recordDeletion(timerKey(p, t), id);
-    for (const t of added) this.uncommitted.set(timerKey(p, t), { value: encodeValue(null), epoch: id });
+    for (const t of added) {
+      const key = timerKey(p, t);
+      if (key.length > MAX_KV_KEY_CHARS) {
+        // Its name made the KV key too long to store: it would fail every materialization.
+        this.operator.timers.delete(t);
+        this.operator.timers.takeChanges();
+        this.deadLetter(`timer: KV key of timer ${JSON.stringify(t.name.slice(0, 64))} for key ${JSON.stringify(t.key.slice(0, 64))} is ${key.length} characters, more than ${MAX_KV_KEY_CHARS}; the timer is dropped`, new Uint8Array(), {});
+        continue;
+      }
+      this.uncommitted.set(key, { value: encodeValue(null), epoch: id });
+    }
     const wm: StoredWatermark = {
       out: wmOut(this.router.watermark),
       op: wmOut(this.operator.watermark),
@@ -514,6 +572,30 @@ export class PartitionActor {
     })().catch((e) => this.fail(e));
   }
 
+  /**
+   * A changed state value as KV will store it, or undefined when it cannot be stored: one that
+   * msgpack cannot encode, or larger than a KV value may be. That entry is dead-lettered and
+   * dropped (its key deleted) — kept, it would fail every materialization of this checkpoint and
+   * of every recovery from it.
+   */
+  private encodeState(c: { state: string; key: string; subkey?: string; value?: unknown }, kvKey: string): Uint8Array | undefined {
+    let data: Uint8Array | undefined;
+    let reason: string;
+    try {
+      if (kvKey.length > MAX_KV_KEY_CHARS) throw new RangeError(`its KV key is ${kvKey.length} characters, more than ${MAX_KV_KEY_CHARS} (a map sub-key too long)`);
+      data = encodeValue(c.value);
+      if (data.length + kvKey.length <= this.config.maxPayloadBytes) return data;
+      reason = `too large: state "${c.state}" of key ${JSON.stringify(c.key)}${c.subkey === undefined ? "" : ` entry ${JSON.stringify(c.subkey)}`} is ${data.length} bytes, more than the server's max payload (${this.config.maxPayloadBytes} bytes with header room); the entry is dropped`;
+    } catch (e) {
+      reason = `state: "${c.state}" of key ${JSON.stringify(c.key)} cannot be encoded: ${(e as Error)?.message ?? String(e)}; the entry is dropped`;
+    }
+    const store = this.operator.store;
+    if (c.subkey === undefined) store.delete(c.state, c.key);
+    else store.mapDelete(c.state, c.key, c.subkey);
+    this.deadLetter(reason, data ?? jsonBytes(c.value), { [HEADER.key]: JSON.stringify(c.key).slice(0, 256) });
+    return undefined;
+  }
+
   /** State schema versions of this function's declarations, as stored in `<p>._ver`. */
   private get versionsRecord(): Uint8Array {
     const versions: Record<string, number> = {};
@@ -564,6 +646,9 @@ export class PartitionActor {
     this.lastCommitted = id;
     for (const [k, e] of this.uncommitted) if (e.epoch <= id) this.uncommitted.delete(k);
     this.router.dropPendingSink(id);
+    const waiters = this.commitWaiters;
+    this.commitWaiters = [];
+    for (const w of waiters) w();
     const snapshot = this.held.get(id);
     // A key this commit deletes is gone from KV once materialized, unless a later snapshot put it.
     if (snapshot !== undefined) for (const [k, v] of snapshot.entries) if (v === null && (this.mayBeStored.get(k) ?? 0) <= id) this.mayBeStored.delete(k);
@@ -631,6 +716,31 @@ export class PartitionActor {
         else if (m.pending === 0) await this.checkEnd();
       }
       if (this.publisher.full) await this.publisher.capacity();
+      if (this.router.heldSinkBytes > this.config.maxHeldSinkBytes) await this.waitForHeldSink();
+    }
+  }
+
+  /** Bytes this actor holds in memory (sink output waiting for commit and messages held by an alignment). */
+  get heldBytes(): number {
+    return this.router.heldSinkBytes + this.bufferedBytes;
+  }
+
+  /** Stops reading while held sink output is over its bound (held-bounds.ts), until commits free it. */
+  private async waitForHeldSink(): Promise<void> {
+    const barriersInInput = this.source === undefined;
+    for (;;) {
+      this.stats.heldBytes = this.heldBytes;
+      if (this.stopping || this.failure !== undefined) return;
+      const held = { total: this.router.heldSinkBytes, snapshotted: this.router.heldSinkBytesSnapshotted };
+      if (!mustWaitForCommit(held, this.config.maxHeldSinkBytes, barriersInInput)) return;
+      // A commit wakes it; the timeout notices a stop.
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 100);
+        this.commitWaiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
     }
   }
 
@@ -647,7 +757,7 @@ export class PartitionActor {
       // the snapshot it would be in it and, sitting after the restart position, applied again
       // after a restore from it.
       if (this.aligner!.pending !== undefined) {
-        this.buffered.push(m);
+        this.hold(m);
         return;
       }
       this.applyWrite(m);
@@ -683,7 +793,7 @@ export class PartitionActor {
       return;
     }
     if (this.aligner!.isBlocked(producer)) {
-      this.buffered.push(m);
+      this.hold(m);
       return;
     }
     if (kind === "barrier") {
@@ -692,6 +802,19 @@ export class PartitionActor {
     }
     this.handleInternalMessage(m, kind, producer, now);
     this.advancePosition(m.seq);
+  }
+
+  /** Holds a message until the alignment completes, or declines the checkpoint when too much is held. */
+  private hold(m: InputMessage): void {
+    this.buffered.push(m);
+    this.bufferedBytes += m.data.length;
+    if (!alignmentOverBound(this.bufferedBytes, this.config.maxAlignmentBytes)) return;
+    // Held messages go first, then reading goes on; barriers of the declined checkpoint are stale.
+    this.aligner!.decline();
+    this.stats.declinedAlignments++;
+    this.abandonedHeld = [...(this.abandonedHeld ?? []), ...this.buffered];
+    this.buffered = [];
+    this.bufferedBytes = 0;
   }
 
   private advancePosition(seq: number): void {
@@ -718,6 +841,7 @@ export class PartitionActor {
       // Producers held for the abandoned checkpoint go on; their held messages come first.
       this.abandonedHeld = this.buffered;
       this.buffered = [];
+      this.bufferedBytes = 0;
     }
     if (outcome.first) {
       this.alignStartedAt = now;
@@ -747,10 +871,12 @@ export class PartitionActor {
           await this.snapshot(s.id, s.restartSeq, s.alignmentMs, s.stop, s.savepoint);
           if (s.stop) {
             this.buffered = [];
+            this.bufferedBytes = 0;
             return;
           }
           queue = [...this.buffered, ...queue];
           this.buffered = [];
+          this.bufferedBytes = 0;
         }
         if (queue.length === 0) return;
         const current = queue;
@@ -822,11 +948,14 @@ export class PartitionActor {
   private handleSourceMessage(m: InputMessage, now: number): void {
     const spec = this.node.spec;
     const origin = { [HEADER.sourceStream]: this.stream, [HEADER.sourceSubject]: m.subject, [HEADER.sourceSequence]: String(m.seq) };
+    const tooLarge = checkRecordSize(m.data.length, this.maxRecordBytes);
+    if (tooLarge !== undefined) return this.deadLetter(tooLarge.reason, m.data, origin);
     const value = decodeRecord(this.source!.format ?? "json", m.data);
     if (value instanceof Rejection) return this.deadLetter(value.reason, m.data, origin);
     const key = selectKey(spec.key, value, 0);
     if (key instanceof Rejection) return this.deadLetter(key.reason, m.data, origin);
-    const ts = selectTimestamp(spec.timestamp, value, m.timestampMs);
+    let ts = selectTimestamp(spec.timestamp, value, m.timestampMs);
+    if (spec.maxFutureMs !== undefined && !(ts instanceof Rejection)) ts = guardFuture(ts, now, spec.maxFutureMs, spec.futureTimestamps);
     if (ts instanceof Rejection) return this.deadLetter(ts.reason, m.data, origin);
     if (!this.invoke(key, ts, value, now, m.data, origin)) return;
     if (this.generator !== undefined) {
@@ -846,6 +975,7 @@ export class PartitionActor {
         let mi = 0;
         const count = records.length / 3;
         const retime = this.node.spec.timestamp;
+        const maxFutureMs = this.node.spec.maxFutureMs;
         const inputs = batch.inputs;
         for (let i = 0; i < count; i++) {
           while (mi < marks.length && marks[mi] === i) {
@@ -854,7 +984,8 @@ export class PartitionActor {
           }
           const key = records[i * 3];
           const value = records[i * 3 + 2];
-          const ts = retime === undefined ? records[i * 3 + 1] : selectTimestamp(retime, value, 0);
+          let ts = retime === undefined ? (records[i * 3 + 1] as number) : selectTimestamp(retime, value, 0);
+          if (retime !== undefined && maxFutureMs !== undefined && !(ts instanceof Rejection)) ts = guardFuture(ts, now, maxFutureMs, this.node.spec.futureTimestamps);
           if (ts instanceof Rejection) {
             this.deadLetter(ts.reason, jsonBytes(value), { [HEADER.producer]: producer });
             continue;
@@ -967,6 +1098,7 @@ export class PartitionActor {
       this.lastWatermarkAt = now;
     }
     this.stats.recordsOut = this.router.emitted;
+    this.stats.heldBytes = this.heldBytes;
   }
 
   private fail(e: unknown): void {

@@ -37,6 +37,8 @@ export interface Transport {
    * second copy published within the stream's duplicate window (two-phase sinks rely on it).
    */
   publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<void>;
+  /** The largest message body the server accepts (its INFO `max_payload`), if known. */
+  maxPayload?(): number | undefined;
   /** Fire-and-forget core NATS publish, for control messages whose loss only delays a checkpoint. */
   publishCore(subject: string, data: Uint8Array): void;
   /** Stores a snapshot delta in the checkpoint object store. */

@@ -39,6 +39,19 @@ export class BarrierAligner {
     return this.aligning !== undefined && this.arrived.has(producer);
   }
 
+  /**
+   * Gives up the checkpoint being aligned (its held messages grew too large): its later barriers
+   * are stale and nothing is blocked any more. Returns its id, if one was aligning.
+   */
+  decline(): number | undefined {
+    const id = this.aligning;
+    if (id === undefined) return undefined;
+    this.completed = id;
+    this.aligning = undefined;
+    this.arrived.clear();
+    return id;
+  }
+
   onBarrier(producer: string, id: number): BarrierOutcome {
     if (id <= this.completed || (this.aligning !== undefined && id < this.aligning)) return { kind: "stale" };
     let abandoned: number | undefined;

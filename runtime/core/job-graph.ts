@@ -50,6 +50,8 @@ export interface FunctionNode {
 export interface JobGraph {
   readonly job: string;
   readonly functions: readonly FunctionNode[];
+  /** Limits of the job's dead-letter stream (defaults applied). */
+  readonly deadLetters: { readonly maxAgeMs: number; readonly maxBytes: number };
   node(name: string): FunctionNode;
 }
 
@@ -57,6 +59,11 @@ export interface JobGraph {
 export function producerId(fn: string, partition: number): string {
   return `${fn}/${partition}`;
 }
+
+/** Dead letters are kept this long by default (Kafka's default retention). */
+export const DEFAULT_DEAD_LETTER_MAX_AGE_MS = 7 * 24 * 3600_000;
+/** A dead-letter stream keeps at most this many bytes by default, dropping the oldest. */
+export const DEFAULT_DEAD_LETTER_MAX_BYTES = 1024 * 1024 * 1024;
 
 export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
   const job = pipeline.name;
@@ -99,6 +106,13 @@ export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
       } catch (e) {
         throw new InvalidPipelineError(`function "${spec.name}": invalid watermark strategy: ${(e as Error).message}`);
       }
+    }
+    for (const option of ["maxFutureMs", "maxRecordBytes"] as const) {
+      const v = spec[option];
+      if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v < 0)) throw new InvalidPipelineError(`function "${spec.name}": ${option} must be a non-negative number, got ${String(v)}`);
+    }
+    if (spec.futureTimestamps !== undefined && spec.futureTimestamps !== "dead-letter" && spec.futureTimestamps !== "clamp") {
+      throw new InvalidPipelineError(`function "${spec.name}": futureTimestamps must be "dead-letter" or "clamp"`);
     }
     if (hasState && spec.key === undefined) throw new InvalidPipelineError(`function "${spec.name}" declares state but has no key selector`);
     const inputs = inputsOf(spec);
@@ -158,9 +172,15 @@ export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
     node.producers = [...producers];
   }
   const functions = [...nodes.values()];
+  const retention = pipeline.deadLetters ?? {};
+  for (const option of ["maxAgeMs", "maxBytes"] as const) {
+    const v = retention[option];
+    if (v !== undefined && (typeof v !== "number" || !Number.isInteger(v) || v < 0)) throw new InvalidPipelineError(`job "${job}": deadLetters.${option} must be a non-negative whole number, got ${String(v)}`);
+  }
   return {
     job,
     functions,
+    deadLetters: { maxAgeMs: retention.maxAgeMs ?? DEFAULT_DEAD_LETTER_MAX_AGE_MS, maxBytes: retention.maxBytes ?? DEFAULT_DEAD_LETTER_MAX_BYTES },
     node(name) {
       const n = nodes.get(name);
       if (n === undefined) throw new InvalidPipelineError(`job "${job}" has no function "${name}"`);

@@ -62,6 +62,12 @@ export const HEADER = {
   sourceStream: "Eddy-Source-Stream",
   sourceSubject: "Eddy-Source-Subject",
   sourceSequence: "Eddy-Source-Sequence",
+  /** Of a dead letter about a state entry: its key. */
+  key: "Eddy-Key",
+  /** Of a dead letter whose payload was cut to fit: the original size in bytes. */
+  originalSize: "Eddy-Original-Size",
+  /** Of a dead letter whose payload was cut to fit: the sha256 (hex) of the original payload. */
+  originalSha256: "Eddy-Original-Sha256",
   /** Of a `write` record: the inbox to answer once it is applied. */
   reply: "Eddy-Reply",
 } as const;

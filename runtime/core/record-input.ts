@@ -76,8 +76,23 @@ export function selectKey<In>(
     return new Rejection(`key: ${whose(consumer)} failed: ${describe(e)}`, e);
   }
   if (typeof key !== "string") return new Rejection(`key: ${whose(consumer)} returned ${key === undefined ? "undefined" : typeof key}, not a string`);
+  // Encoding for the wire and for KV turns a lone surrogate into U+FFFD, which would merge two
+  // different keys into one: such a key is refused instead.
+  if (!key.isWellFormed()) return new Rejection(`key: ${whose(consumer)} returned a string with a lone UTF-16 surrogate`);
+  // A key becomes part of a KV key (base64url), which must fit in the server's control line.
+  if (key.length * 3 > MAX_KEY_BYTES) {
+    const bytes = Buffer.byteLength(key, "utf8");
+    if (bytes > MAX_KEY_BYTES) return new Rejection(`key: ${whose(consumer)} returned a key of ${bytes} bytes, more than ${MAX_KEY_BYTES}`);
+  }
   return key;
 }
+
+/**
+ * Longest key (UTF-8 bytes). Keys are base64url-encoded into KV keys (4 characters per 3 bytes),
+ * and a KV key travels in the subject of a publish, which nats-server bounds by its 4 KiB control
+ * line; 1 KiB leaves room for the bucket, state name and a map sub-key.
+ */
+export const MAX_KEY_BYTES = 1024;
 
 /** Built only for a rejection: the accepted path allocates nothing. */
 function whose(consumer: string | undefined): string {
@@ -95,4 +110,27 @@ export function selectTimestamp<In>(selector: ((record: In) => number) | undefin
   }
   if (typeof ts !== "number" || !Number.isFinite(ts)) return new Rejection(`timestamp: ${ts === undefined ? "missing" : show(ts)} is not a finite number`);
   return ts;
+}
+
+/** What happens to a record whose event time lies more than `maxFutureMs` ahead of the processing clock. */
+export type FutureTimestampAction = "dead-letter" | "clamp";
+
+/**
+ * The event time of a record as the future guard lets it through: `ts` when it is at most
+ * `maxFutureMs` ahead of `now` (or there is no bound), `now + maxFutureMs` when the action is
+ * `clamp`, else a rejection. One event from years ahead would otherwise move a bounded watermark
+ * so far that every later event is late.
+ */
+export function guardFuture(ts: number, now: number, maxFutureMs: number | undefined, action: FutureTimestampAction = "dead-letter"): number | Rejection {
+  if (maxFutureMs === undefined || ts - now <= maxFutureMs) return ts;
+  if (action === "clamp") return now + maxFutureMs;
+  return new Rejection(`timestamp: too far in the future (${ts} is ${ts - now} ms ahead of processing time ${now}; maxFutureMs ${maxFutureMs})`);
+}
+
+/**
+ * A record larger than `limit` bytes, refused where it enters: once inside, its batch or its
+ * dead letter might exceed what the server accepts and fail the actor on every restart.
+ */
+export function checkRecordSize(bytes: number, limit: number): Rejection | undefined {
+  return bytes > limit ? new Rejection(`too large: ${bytes} bytes, more than the record limit of ${limit} bytes`) : undefined;
 }

@@ -19,6 +19,8 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       m.add("eddy_watermark_ms", "gauge", "Event-time watermark of the actor (epoch ms).", l, s.watermark);
       if (Number.isFinite(s.watermark)) m.add("eddy_watermark_lag_seconds", "gauge", "How far the watermark is behind wall-clock time.", l, (now - s.watermark) / 1000);
       m.add("eddy_checkpoint_applied", "gauge", "Last checkpoint this actor materialized in KV.", l, s.applied);
+      m.add("eddy_held_bytes", "gauge", "Bytes held in memory: exactly-once sink output awaiting commit and messages held by an alignment.", l, s.heldBytes);
+      m.add("eddy_alignments_declined_total", "counter", "Checkpoints declined because their alignment held more than maxAlignmentBytes.", l, s.declinedAlignments);
     }
   }
   addRejectionMetrics(m);

@@ -2,7 +2,7 @@
  * Reading a job's dead letters back (`eddy dlq`): every message of its dead-letter stream with the
  * headers eddy put on it, one message by sequence, and publishing a payload again to the source
  * subject it came from. The stream is only read here, never changed: dead letters stay until
- * someone purges the stream.
+ * its retention limits (topology.ts) drop them or someone purges it.
  */
 import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";

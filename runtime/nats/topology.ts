@@ -2,7 +2,9 @@
  * Creates (idempotently) the streams and buckets a job needs, before any actor starts.
  *
  * For every function: an input stream with one subject per partition (the data of a function
- * that reads another function, and writes to state from outside). For every function: a KV bucket for its state. For the job: a dead-letter stream.
+ * that reads another function, and writes to state from outside). For every function: a KV bucket for its state. For the job: a dead-letter stream,
+ * with retention limits (age and bytes, oldest dropped first) so that a flood of bad records
+ * cannot fill the server.
  * Source streams belong to the user and must exist already; a missing one is reported with the
  * name to create rather than silently created with guessed settings.
  */
@@ -13,6 +15,8 @@ import { CHECKPOINT_OBJECTS, JOBS_BUCKET, WORKERS_BUCKET } from "../core/protoco
 import type { JobGraph } from "../core/job-graph.ts";
 import { deadLetterStream, inputStream, inputSubjects, stateBucket } from "../core/naming.ts";
 import { ensureStream, streamExists } from "./streams.ts";
+import { DiscardPolicy, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
+import { nanos } from "@nats-io/transport-node";
 import { InputError } from "../errors.ts";
 
 /** A stream the job reads from does not exist; create it (the message names it) and retry. */
@@ -23,7 +27,7 @@ export class MissingSourceStreamError extends InputError {
 /** Makes sure every stream and bucket of `graph` exists. */
 export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Promise<void> {
   const kvm = new Kvm(nc);
-  await ensureStream(nc, deadLetterStream(graph.job), [`eddy.${graph.job}.dlq.*`]);
+  await ensureDeadLetterStream(nc, graph.job, graph.deadLetters);
   for (const node of graph.functions) {
     if (node.isSource) {
       const input = node.stream!;
@@ -34,6 +38,29 @@ export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Pr
     // A source's input stream carries only writes to its state (state-writes.ts).
     await ensureStream(nc, inputStream(graph.job, node.name), [inputSubjects(graph.job, node.name)]);
     await kvm.create(stateBucket(graph.job, node.name), { history: 1 });
+  }
+}
+
+/**
+ * Creates the job's dead-letter stream with its limits, or brings an existing one's limits to
+ * `limits` (0: none). Discarding the oldest keeps the stream accepting new dead letters.
+ */
+export async function ensureDeadLetterStream(nc: NatsConnection, job: string, limits: { readonly maxAgeMs: number; readonly maxBytes: number }): Promise<void> {
+  const name = deadLetterStream(job);
+  const subjects = [`eddy.${job}.dlq.*`];
+  const wanted = { max_age: nanos(limits.maxAgeMs), max_bytes: limits.maxBytes === 0 ? -1 : limits.maxBytes, discard: DiscardPolicy.Old };
+  const jsm = await jetstreamManager(nc);
+  let info;
+  try {
+    info = await jsm.streams.info(name);
+  } catch (e) {
+    if (!/not found/i.test(String((e as Error)?.message ?? e))) throw e;
+    await jsm.streams.add({ name, subjects, storage: StorageType.File, retention: RetentionPolicy.Limits, num_replicas: 1, ...wanted });
+    return;
+  }
+  const c = info.config;
+  if (c.max_age !== wanted.max_age || c.max_bytes !== wanted.max_bytes || c.discard !== wanted.discard) {
+    await jsm.streams.update(name, { ...wanted, subjects: [...new Set([...(c.subjects ?? []), ...subjects])] });
   }
 }
 

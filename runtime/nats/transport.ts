@@ -74,6 +74,10 @@ export class JetStreamTransport implements Transport {
     return kv;
   }
 
+  maxPayload(): number | undefined {
+    return this.nc.info?.max_payload;
+  }
+
   async openInput(stream: string, subject: string, startSeq: number): Promise<InputReader> {
     const consumer = await this.js.consumers.get(stream, { filter_subjects: subject, opt_start_seq: Math.max(1, startSeq) });
     const messages = await consumer.consume({ max_messages: 2048 });

@@ -102,6 +102,22 @@ export interface FunctionSpec<In = any, Out = any, S extends StateDeclarations =
   readonly timestamp?: (record: In) => number;
   /** How a source derives watermarks from event times (default: none, i.e. processing only). */
   readonly watermark?: WatermarkStrategy;
+  /**
+   * Event-time guard: a record whose timestamp lies more than this many milliseconds ahead of the
+   * processing clock is dead-lettered with reason `timestamp: too far in the future …`, or clamped
+   * to `now + maxFutureMs` with `futureTimestamps: "clamp"`. Applies where the function takes
+   * event time from its `timestamp` selector. Default: no bound.
+   * @example maxFutureMs: 60_000
+   */
+  readonly maxFutureMs?: number;
+  /** What `maxFutureMs` does to a record beyond it (default "dead-letter"). */
+  readonly futureTimestamps?: "dead-letter" | "clamp";
+  /**
+   * Sources: the largest message payload (bytes) read from the stream; a larger one is
+   * dead-lettered (truncated, with its size and sha256 digest). Default: half the server's
+   * `max_payload`, so that a record and its re-encoding fit in one message.
+   */
+  readonly maxRecordBytes?: number;
   readonly state?: S;
   process(ctx: Context<Out, S>, record: In): void;
   onTimer?(ctx: Context<Out, S>, timer: TimerInfo): void;
@@ -142,11 +158,26 @@ export interface SinkSpec<Out> {
   readonly delivery?: "exactly-once" | "at-least-once";
 }
 
+/** Limits of a job's dead-letter stream (`PipelineSpec.deadLetters`). */
+export interface DeadLetterRetention {
+  /** Remove dead letters older than this (ms; default 7 days; 0: keep forever). */
+  readonly maxAgeMs?: number;
+  /** Drop the oldest dead letters beyond this many bytes (default 1 GiB; 0: no limit). */
+  readonly maxBytes?: number;
+}
+
 /** A deployable set of functions connected through their inputs. */
 export interface PipelineSpec {
   /** Job name; a NATS subject token ([A-Za-z0-9_-]). */
   readonly name: string;
   readonly functions: readonly FunctionSpec<any, any, any>[];
+  /**
+   * Retention of the job's dead-letter stream `EDDY_<job>_DLQ`: dead letters older than
+   * `maxAgeMs` (default 7 days) are removed, and the oldest go first once it holds more than
+   * `maxBytes` (default 1 GiB). 0 means no limit. Applied when a worker starts the job.
+   * @example deadLetters: { maxAgeMs: 24 * 3600_000, maxBytes: 256 * 1024 * 1024 }
+   */
+  readonly deadLetters?: DeadLetterRetention;
   /**
    * How the supervisor restarts the job after failures, overriding its defaults field by field
    * (Flink's exponential-delay plus failure-rate; docs/design/ae-job-lifecycle.md).

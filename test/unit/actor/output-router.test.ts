@@ -128,4 +128,83 @@ describe("OutputRouter", () => {
     }
     expect(seen).toEqual(Array.from({ length: 50 }, (_, i) => i));
   });
+
+  it("dead-letters the one record the encoder cannot take and publishes the rest of its batch", () => {
+    const { r, sent } = router();
+    let deep: unknown = { k: "deep" };
+    for (let i = 0; i < 100_000; i++) deep = { k: "deep", d: deep };
+    r.emit({ k: "a" }, 1);
+    r.emit(deep, 2);
+    r.emit({ k: "c" }, 3);
+    r.flushAll();
+    const records = sent.filter((s) => s.subject === "eddy.j.both.in.0").flatMap((s) => decodeBatch(s.data).records);
+    expect(records.filter((_, i) => i % 3 === 0)).toEqual(["a", "c"]);
+    const dead = sent.filter((s) => s.subject === "eddy.j.dlq.src");
+    expect(dead.map((d) => d.headers?.["Eddy-Reason"])).toEqual(expect.arrayContaining([expect.stringMatching(/^encode: record for eddy\.j\.both\.in\.0 cannot be encoded: /)]));
+  });
+
+  it("dead-letters a record whose encoding alone exceeds the max payload, and the consumer still learns the watermark", () => {
+    const { r, sent } = router(1000, 20_000);
+    r.watermark = 4;
+    r.emit({ k: "big", floats: Array.from({ length: 5000 }, (_, i) => i + 0.5) }, 1);
+    r.flushAll();
+    const batches = sent.filter((s) => s.subject === "eddy.j.both.in.0").map((s) => decodeBatch(s.data));
+    expect(batches.flatMap((b) => b.records)).toEqual([]);
+    expect(batches.at(-1)!.watermark).toBe(4);
+    const dead = sent.filter((s) => s.subject === "eddy.j.dlq.src");
+    // src feeds two functions: the record is dead-lettered once for each edge it could not cross.
+    expect(dead.map((d) => d.headers?.["Eddy-Reason"])).toEqual([
+      expect.stringMatching(/^too large: record for eddy\.j\.both\.in\.0 encodes to \d+ bytes, more than the server's max payload/),
+      expect.stringMatching(/^too large: record for eddy\.j\.out\.in\.0 encodes to \d+ bytes/),
+    ]);
+    // The JSON of the record is itself larger than a dead letter may be: cut, with size and digest.
+    const d = dead[0]!;
+    expect(d.data.length).toBeLessThanOrEqual(20_000);
+    expect(Number(d.headers?.["Eddy-Original-Size"])).toBeGreaterThan(20_000);
+    expect(d.headers?.["Eddy-Original-Sha256"]).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it("leaves a dead letter that fits as it is, without size or digest headers", () => {
+    const { r, sent } = router();
+    r.deadLetter("why", new Uint8Array([1, 2, 3]));
+    expect(sent[0]!.data).toEqual(new Uint8Array([1, 2, 3]));
+    expect(sent[0]!.headers?.["Eddy-Original-Size"]).toBeUndefined();
+  });
+
+  it("dead-letters a sink line too large for a message instead of holding it", () => {
+    const { r, sent } = router(1000, 30_000, "out");
+    r.emit({ k: "a" }, 1);
+    r.emit({ k: "b", pad: "x".repeat(40_000) }, 2);
+    r.emit({ k: "c" }, 3);
+    const held = r.pendingSink();
+    expect(held.map((o) => new TextDecoder().decode(o.data))).toEqual(['{"k":"a"}', '{"k":"c"}']);
+    expect(r.heldSinkBytes).toBe(held.reduce((n, o) => n + o.data.length, 0));
+    expect(sent.filter((s) => s.subject === "eddy.j.dlq.out").map((d) => d.headers?.["Eddy-Reason"])).toEqual([expect.stringMatching(/^too large: sink message of \d+ bytes/)]);
+  });
+
+  it("counts held sink bytes as snapshotted once a barrier closes their epoch, and frees them on commit", () => {
+    const { r } = router(1000, 1 << 20, "out");
+    r.emit({ k: "a" }, 1);
+    r.pendingSink();
+    expect(r.heldSinkBytesSnapshotted).toBe(0);
+    const held = r.heldSinkBytes;
+    expect(held).toBeGreaterThan(0);
+    r.barrier(1, false);
+    r.emit({ k: "b" }, 2);
+    r.pendingSink();
+    expect(r.heldSinkBytesSnapshotted).toBe(held);
+    r.dropPendingSink(1);
+    expect(r.heldSinkBytesSnapshotted).toBe(0);
+    expect(r.heldSinkBytes).toBe(held);
+  });
+
+  it("splits a JSON-lines batch that multi-byte text made larger than a message, rather than dead-lettering its rows", () => {
+    const { r, sent } = router(1000, 3_000, "out");
+    // 300 characters of 3 bytes each: below a third of the limit in characters, 900 bytes each.
+    for (let i = 0; i < 6; i++) r.emit({ k: "\u20ac".repeat(300) }, i);
+    const held = r.pendingSink();
+    expect(held.every((o) => o.data.length <= 3_000)).toBe(true);
+    expect(held.flatMap((o) => new TextDecoder().decode(o.data).split("\n"))).toHaveLength(6);
+    expect(sent.filter((s) => s.subject === "eddy.j.dlq.out")).toEqual([]);
+  });
 });

@@ -275,6 +275,48 @@ describe("testHarness: keyed state", () => {
   });
 });
 
+describe("testHarness: timestamps from the future", () => {
+  const tenYears = 10 * 365 * 86_400_000;
+  const source = (extra: object) =>
+    defineFunction<Click, Click>({
+      name: "clicks",
+      input: fromStream("CLICKS"),
+      timestamp: (c) => c.at!,
+      watermark: boundedOutOfOrderness(1_000),
+      process(ctx, c) {
+        ctx.emit(c);
+      },
+      ...extra,
+    });
+
+  it("without a bound, one event ten years ahead makes every later event late", () => {
+    const h = testHarness(source({}), { now: 1_000_000 });
+    h.send({ user: "ann", page: "/", at: 1_000_000 + tenYears });
+    expect(h.watermark).toBe(1_000_000 + tenYears - 1_001);
+  });
+
+  it("with maxFutureMs, such an event is refused as too far in the future and the watermark stays", () => {
+    const h = testHarness(source({ maxFutureMs: 60_000 }), { now: 1_000_000 });
+    h.send({ user: "ann", page: "/", at: 1_000_000 });
+    expect(() => h.send({ user: "bob", page: "/", at: 1_000_000 + tenYears })).toThrow(RecordRejectedError);
+    try {
+      h.send({ user: "bob", page: "/", at: 1_000_000 + tenYears });
+    } catch (e) {
+      expect((e as RecordRejectedError).reason).toMatch(/^timestamp: too far in the future /);
+    }
+    h.send({ user: "cy", page: "/", at: 1_060_000 });
+    expect(h.output()).toEqual([{ user: "ann", page: "/", at: 1_000_000 }, { user: "cy", page: "/", at: 1_060_000 }]);
+    expect(h.watermark).toBe(1_060_000 - 1_001);
+  });
+
+  it("with futureTimestamps: clamp, it is kept at processing time plus maxFutureMs", () => {
+    const h = testHarness(source({ maxFutureMs: 60_000, futureTimestamps: "clamp" }), { now: 1_000_000 });
+    h.send({ user: "bob", page: "/", at: 1_000_000 + tenYears });
+    expect(h.emitted()).toEqual([{ value: { user: "bob", page: "/", at: 1_000_000 + tenYears }, timestamp: 1_060_000, key: "" }]);
+    expect(h.watermark).toBe(1_060_000 - 1_001);
+  });
+});
+
 describe("testHarness: event time and windows", () => {
   const perPage = windowed({
     name: "per-page",
