@@ -121,7 +121,13 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
       if (closed) return;
       const failure: ActorFailure = { generation, actor: actor.id, worker: id, reason: String((e as Error)?.message ?? e) };
       log(`worker ${id}: actor ${actor.id} failed: ${failure.reason}`);
-      nc.publish(failureSubject(job), encoder.encode(JSON.stringify(failure)));
+      try {
+        nc.publish(failureSubject(job), encoder.encode(JSON.stringify(failure)));
+      } catch (err) {
+        // A closed or draining connection: the worker is going away, and its heartbeat's expiry
+        // tells the supervisor as much. A throw here would be an unhandled rejection.
+        log(`worker ${id}: could not report the failure of ${actor.id}: ${String((err as Error)?.message ?? err)}`);
+      }
     };
 
     /**

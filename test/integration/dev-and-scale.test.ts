@@ -89,6 +89,8 @@ describe("eddy dev", () => {
       expect(out, dev.output()).toEqual([{ user: "ann", n: 1 }]);
     } finally {
       await nc.close();
+      // Its nats-server is a child process: a SIGKILL of eddy dev would leave it running.
+      await dev.stop();
     }
   });
 });

@@ -1,6 +1,7 @@
 /**
  * Child eddy processes for tests that kill them: `eddy worker` and `eddy supervisor` started
- * with the pinned Node, output captured for failure messages, SIGKILLed on dispose.
+ * with the pinned Node, output captured for failure messages, SIGKILLed on dispose (or stopped
+ * with SIGTERM first, for a process that owns children of its own, like `eddy dev`'s nats-server).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { join, resolve } from "node:path";
@@ -13,6 +14,8 @@ export interface EddyProcess extends AsyncDisposable {
   output(): string;
   /** SIGKILL, no cleanup: a crash. */
   kill(): Promise<void>;
+  /** SIGTERM, then SIGKILL if it has not exited after `graceMs`: lets it stop what it started. */
+  stop(graceMs?: number): Promise<void>;
 }
 
 /** Starts `eddy <args>`; `env` is added to (and overrides) this process's environment. */
@@ -26,7 +29,14 @@ export function startEddy(args: readonly string[], env: Readonly<Record<string, 
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     await exited;
   };
-  return { child, output: () => out, kill, [Symbol.asyncDispose]: kill };
+  const stop = async (graceMs = 10_000) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+    await exited;
+    clearTimeout(timer);
+  };
+  return { child, output: () => out, kill, stop, [Symbol.asyncDispose]: kill };
 }
 
 /** `eddy worker --pipeline <module> --nats <url>` */
