@@ -28,6 +28,7 @@ import type {
   SnapshotAck,
   TriggerMessage,
   WorkerHeartbeat,
+  DeploymentRecord,
 } from "./protocol.ts";
 import { InputError } from "../errors.ts";
 
@@ -132,22 +133,6 @@ export const jobStatusObject = record(anything);
 
 export const workerHeartbeat = struct({ id: str, pid: count, startedAt: millis, jobs: array(str) }, { running: record(count), leaving: bool });
 
-/** The shape of `DeploymentRecord` (runtime/nats/deployments.ts, where the type lives). */
-export interface DeploymentRecordShape {
-  readonly job: string;
-  readonly version: number;
-  readonly digest: string;
-  readonly pipeline: string;
-  readonly source: string;
-  readonly partitions?: number;
-  readonly deployedAt: number;
-  readonly functions: ReadonlyArray<{
-    readonly name: string;
-    readonly partitions: number;
-    readonly state: Readonly<Record<string, { readonly kind: string; readonly version: number }>>;
-    readonly source?: { readonly stream: string; readonly subjects: readonly string[] };
-  }>;
-}
 
 export const deploymentRecord = struct(
   {
@@ -194,7 +179,7 @@ interface Kinds {
   readonly spec: JobSpecRecord;
   readonly status: Readonly<Record<string, unknown>>;
   readonly resume: ResumeRequest;
-  readonly deploy: DeploymentRecordShape;
+  readonly deploy: DeploymentRecord;
   readonly heartbeat: WorkerHeartbeat;
 }
 

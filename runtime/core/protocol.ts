@@ -230,3 +230,29 @@ export interface WorkerHeartbeat {
   /** The worker is shutting down gracefully: move its actors away at a checkpoint. */
   readonly leaving?: boolean;
 }
+
+/** `<job>.deploy.<n>` (runtime/nats/deployments.ts reads and writes them). */
+/** State a function declares, by name: kind and schema version (what makes versions compatible). */
+export type StateSignature = Readonly<Record<string, { readonly kind: string; readonly version: number }>>;
+
+/** One deployed version of a job. */
+export interface DeploymentRecord {
+  readonly job: string;
+  readonly version: number;
+  /** Content digest of the bundle in `eddy_code`. */
+  readonly digest: string;
+  /** Name of the pipeline inside the bundle (the job may have been renamed with --job). */
+  readonly pipeline: string;
+  /** Where the bundle came from, for people. */
+  readonly source: string;
+  /** Partitions of keyed functions that set none (`--partitions`). */
+  readonly partitions?: number;
+  readonly deployedAt: number;
+  readonly functions: ReadonlyArray<{
+    readonly name: string;
+    readonly partitions: number;
+    readonly state: StateSignature;
+    /** A source's user stream and per-partition subject filters (records before this field have none). */
+    readonly source?: { readonly stream: string; readonly subjects: readonly string[] };
+  }>;
+}

@@ -16,7 +16,7 @@ import { createHash } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
-import { jobSpecKey, JOBS_BUCKET, type JobSpecRecord } from "../core/protocol.ts";
+import { jobSpecKey, JOBS_BUCKET, type DeploymentRecord, type JobSpecRecord } from "../core/protocol.ts";
 import { FatalError, TransientError } from "../errors.ts";
 import { decodeControlOrThrow } from "../core/control-messages.ts";
 
@@ -24,30 +24,7 @@ export const CODE_OBJECTS = "eddy_code";
 export const deploymentKey = (job: string) => `${job}.deploy`;
 export const deploymentVersionKey = (job: string, version: number) => `${job}.deploy.${version}`;
 
-/** State a function declares, by name: kind and schema version (what makes versions compatible). */
-export type StateSignature = Readonly<Record<string, { readonly kind: string; readonly version: number }>>;
-
-/** One deployed version of a job. */
-export interface DeploymentRecord {
-  readonly job: string;
-  readonly version: number;
-  /** Content digest of the bundle in `eddy_code`. */
-  readonly digest: string;
-  /** Name of the pipeline inside the bundle (the job may have been renamed with --job). */
-  readonly pipeline: string;
-  /** Where the bundle came from, for people. */
-  readonly source: string;
-  /** Partitions of keyed functions that set none (`--partitions`). */
-  readonly partitions?: number;
-  readonly deployedAt: number;
-  readonly functions: ReadonlyArray<{
-    readonly name: string;
-    readonly partitions: number;
-    readonly state: StateSignature;
-    /** A source's user stream and per-partition subject filters (records before this field have none). */
-    readonly source?: { readonly stream: string; readonly subjects: readonly string[] };
-  }>;
-}
+export type { DeploymentRecord, StateSignature } from "../core/protocol.ts";
 
 /**
  * The job spec a deployment implies, as the supervisor's lag needs it — so a job deployed while
