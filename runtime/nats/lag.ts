@@ -17,7 +17,8 @@
  * - Any other partition's lag is the records in its input log from the committed position on.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { pendingFrom } from "./streams.ts";
 import { Kvm, type KV } from "@nats-io/kv";
 import { positionKey, writePositionKey } from "../core/kv-keys.ts";
 import { HEADER, inputStream, inputSubject, stateBucket } from "../core/naming.ts";
@@ -81,21 +82,6 @@ export async function jobLag(nc: NatsConnection, spec: JobSpecRecord): Promise<n
 }
 
 /** Messages on `subject` of `stream` from sequence `from` on (a server-side count). */
-async function pendingFrom(jsm: JetStreamManager, stream: string, subject: string, from: number): Promise<number> {
-  const ci = await jsm.consumers.add(stream, {
-    filter_subject: subject,
-    deliver_policy: DeliverPolicy.StartSequence,
-    opt_start_seq: Math.max(1, from),
-    ack_policy: AckPolicy.None,
-    mem_storage: true,
-    inactive_threshold: 60_000_000_000,
-  });
-  try {
-    return ci.num_pending;
-  } finally {
-    await jsm.consumers.delete(stream, ci.name).catch(() => false);
-  }
-}
 
 /** Records (data and writes, not control messages) on `subject` of `stream` from `from` on. */
 async function recordsFrom(nc: NatsConnection, jsm: JetStreamManager, stream: string, subject: string, from: number): Promise<number> {

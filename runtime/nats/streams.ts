@@ -6,7 +6,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { headers as makeHeaders, nanos } from "@nats-io/transport-node";
 import { WindowLimiter } from "./window-limiter.ts";
-import { DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type JetStreamManager } from "@nats-io/jetstream";
 
 /** A message read back from a stream. */
 export interface StoredMessage {
@@ -164,5 +164,25 @@ export async function consumeFirst(
     messages.stop();
   } finally {
     await consumer.delete().catch(() => false);
+  }
+}
+
+/**
+ * Messages on `subject` of `stream` from sequence `from` on, counted by the server: an ephemeral,
+ * unacknowledged consumer's pending count, deleted at once.
+ */
+export async function pendingFrom(jsm: JetStreamManager, stream: string, subject: string, from: number): Promise<number> {
+  const ci = await jsm.consumers.add(stream, {
+    filter_subject: subject,
+    deliver_policy: DeliverPolicy.StartSequence,
+    opt_start_seq: Math.max(1, from),
+    ack_policy: AckPolicy.None,
+    mem_storage: true,
+    inactive_threshold: 60_000_000_000,
+  });
+  try {
+    return ci.num_pending;
+  } finally {
+    await jsm.consumers.delete(stream, ci.name).catch(() => false);
   }
 }

@@ -9,11 +9,12 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { headers as makeHeaders } from "@nats-io/transport-node";
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { CHECKPOINT_OBJECTS, SAVEPOINT_OBJECTS } from "../core/protocol.ts";
 import { WindowLimiter } from "./window-limiter.ts";
+import { pendingFrom } from "./streams.ts";
 import { InputError } from "../errors.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "../actor/ports.ts";
 
@@ -155,20 +156,7 @@ export class JetStreamTransport implements Transport {
   }
 
   async countPending(stream: string, subject: string, fromSeq: number): Promise<number> {
-    const jsm = await this.jsm();
-    const ci = await jsm.consumers.add(stream, {
-      filter_subject: subject,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: Math.max(1, fromSeq),
-      ack_policy: AckPolicy.None,
-      mem_storage: true,
-      inactive_threshold: 60_000_000_000,
-    });
-    try {
-      return ci.num_pending;
-    } finally {
-      await jsm.consumers.delete(stream, ci.name).catch(() => false);
-    }
+    return pendingFrom(await this.jsm(), stream, subject, fromSeq);
   }
 
   async loadPartition(bucket: string, partition: number): Promise<StateEntry[]> {
