@@ -56,12 +56,25 @@ export function decodeStateWrite(data: Uint8Array): StateWrite {
 const isString = (x: unknown): x is string => typeof x === "string";
 
 /**
+ * A value as an error message can show it. Written values are arbitrary decoded data: an object
+ * whose `toString` is no function, or a BigInt, makes string conversion and JSON.stringify throw.
+ */
+function shown(v: unknown): string {
+  try {
+    return JSON.stringify(v) ?? typeof v;
+  } catch {
+    return typeof v;
+  }
+}
+
+/**
  * Checks every operation against the declarations; throws InvalidStateWriteError naming the first
  * that does not fit (undeclared state, a sub-key for state that is no map, a missing value).
  */
 export function validateStateWrite(write: StateWrite, declarations: StateDeclarations): void {
   write.ops.forEach((op, i) => {
-    const where = `operation ${i + 1} (${(op as { op?: unknown })?.op ?? "?"})`;
+    const kind = (op as { op?: unknown } | null)?.op;
+    const where = `operation ${i + 1} (${isString(kind) ? kind : "?"})`;
     if (op === null || typeof op !== "object") throw new InvalidStateWriteError(`${where}: not an object`);
     if (!isString(op.key)) throw new InvalidStateWriteError(`${where}: key must be a string`);
     if (op.op === "timer") {
@@ -75,7 +88,7 @@ export function validateStateWrite(write: StateWrite, declarations: StateDeclara
     const decl = isString(op.state) && Object.hasOwn(declarations, op.state) ? declarations[op.state] : undefined;
     if (decl === undefined) {
       const known = Object.keys(declarations);
-      throw new InvalidStateWriteError(`${where}: state ${JSON.stringify(op.state)} is not declared (declared: ${known.length === 0 ? "none" : known.join(", ")})`);
+      throw new InvalidStateWriteError(`${where}: state ${shown(op.state)} is not declared (declared: ${known.length === 0 ? "none" : known.join(", ")})`);
     }
     if (op.subkey !== undefined) {
       if (decl.kind !== "map") throw new InvalidStateWriteError(`${where}: state "${op.state}" is ${decl.kind} state; only map state takes a sub-key`);
@@ -92,10 +105,10 @@ export function validateStateWrite(write: StateWrite, declarations: StateDeclara
           try {
             reason = decl.validate(value);
           } catch (e) {
-            reason = (e as Error)?.message ?? String(e);
+            reason = (e as Error)?.message ?? shown(e);
           }
           if (reason !== undefined && reason !== null && reason !== "") {
-            throw new InvalidStateWriteError(`${where}: state "${op.state}" refuses ${JSON.stringify(value)}: ${String(reason)}`);
+            throw new InvalidStateWriteError(`${where}: state "${op.state}" refuses ${shown(value)}: ${isString(reason) ? reason : shown(reason)}`);
           }
         }
       }

@@ -27,6 +27,15 @@ const declarations = {
 };
 
 describe("state writes", () => {
+  it("are refused with a reason, not a TypeError, when a field cannot be turned into text", () => {
+    // Found by the fuzz test: {ops: [{op: {toString: NaN}}]} made building the message throw.
+    const bytes = Buffer.from([222, 0, 1, 163, 111, 112, 115, 145, 222, 0, 1, 162, 111, 112, 222, 0, 1, 168, 116, 111, 83, 116, 114, 105, 110, 103, 203, 127, 248, 0, 0, 0, 0, 0, 0]);
+    expect(() => validateStateWrite(decodeStateWrite(bytes), { count: valueState<number>() })).toThrow(InvalidStateWriteError);
+    const odd = { ops: [{ op: "put", state: { toString: 1 }, key: "k", value: 1 }] } as unknown as StateWrite;
+    expect(() => validateStateWrite(odd, { count: valueState<number>() })).toThrow(/state \{"toString":1\} is not declared/);
+    const big = { ops: [{ op: "put", state: "count", key: "k", value: 10n }] } as unknown as StateWrite;
+    expect(() => validateStateWrite(big, { count: valueState<number>({ validate: () => "no" }) })).toThrow(/refuses bigint: no/);
+  });
   it("round-trip through their wire form", () => {
     const write: StateWrite = { ops: [{ op: "put", state: "count", key: "k", value: { deep: [1, "x"] } }, { op: "timer", key: "k", name: "w", ts: 10, domain: "event" }] };
     expect(decodeStateWrite(encodeStateWrite(write))).toEqual(write);
