@@ -6,16 +6,14 @@
 import { describe, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
 import { startLocalJob, type LocalJob } from "../../runtime/dev/local-job.ts";
-import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
+import { ensureStream, publishAll } from "../../runtime/nats/streams.ts";
 import { parseKvKey } from "../../runtime/core/kv-keys.ts";
 import { decodeValue } from "../../runtime/core/wire.ts";
 import { generatePageViews } from "../../functions/pageviews/events.ts";
-import { expectedResults } from "../../functions/pageviews/expected.ts";
-import { pageviewsPipeline, type PageWindow } from "../../functions/pageviews/pipeline.ts";
+import { expectExactPageviews } from "../support/pageviews-output.ts";
+import { pageviewsPipeline } from "../../functions/pageviews/pipeline.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
 
-const decoder = new TextDecoder();
-const canonical = (xs: unknown[]) => xs.map((x) => JSON.stringify(x)).sort();
 
 /** Waits until the source has read `count` messages and no actor's counters move any more. */
 async function settle(job: LocalJob, count: number): Promise<void> {
@@ -78,12 +76,7 @@ describe("worker restart after a clean shutdown", () => {
       await second.finished();
       await second.stop();
 
-      const expected = expectedResults(messages);
-      const windows = (await readAll(nc, "RESULTS", "results.pageviews.windows")).map((m) => JSON.parse(decoder.decode(m.data)) as PageWindow);
-      const late = (await readAll(nc, "RESULTS", "results.pageviews.late")).map((m) => JSON.parse(decoder.decode(m.data)));
-      expect(canonical(windows)).toEqual(canonical(expected.windows));
-      expect(canonical(late)).toEqual(canonical(expected.late));
-      expect(await readAll(nc, "EDDY_pageviews_DLQ")).toHaveLength(expected.deadLettered);
+      await expectExactPageviews(nc, messages);
     } finally {
       await nc.close();
     }
