@@ -1,0 +1,139 @@
+/**
+ * Keyed state larger than what is read often: a counter per key, first set once for each of
+ * `keys` keys (the load, not timed), then `events` updates whose keys follow a Zipf (s = 1) or a
+ * uniform distribution over all of them (timed). Reports the timed phase's throughput and the
+ * worker process's peak resident memory (VmHWM), which today includes every key: an actor keeps
+ * its whole partition in memory (design note c). The worker and a supervisor (checkpoints every
+ * second) run as `eddy` processes; CPU is the worker's plus nats-server's.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { freePort, startLocalNatsServer } from "../../runtime/nats/local-server.ts";
+import { connectNats } from "../../runtime/nats/connection.ts";
+import { ensureStream, publishAll } from "../../runtime/nats/streams.ts";
+import { cpuSecondsOf } from "../../runtime/dev/proc-cpu.ts";
+import { seededRandom } from "../../functions/seeded-random.ts";
+import { STATE_BENCH_PARTITIONS, STATE_BENCH_STREAM, STATE_BENCH_SUBJECT } from "./state-workload.ts";
+
+export type KeyDistribution = "zipf" | "uniform";
+
+export interface StateBenchResult {
+  readonly bench: "state";
+  readonly keys: number;
+  readonly events: number;
+  readonly dist: KeyDistribution;
+  readonly partitions: number;
+  readonly loadSeconds: number;
+  readonly wallSeconds: number;
+  readonly cpuSeconds: number;
+  readonly eventsPerSecond: number;
+  readonly eventsPerCoreSecond: number;
+  /** Peak resident set of the worker process, MiB. */
+  readonly peakRssMb: number;
+  /** Distinct keys the timed phase touched. */
+  readonly distinctKeysTouched: number;
+}
+
+/** Key indexes drawn from Zipf(s = 1) over `n` keys by inverting the cumulative weights. */
+function zipfSampler(n: number, random: () => number): () => number {
+  const cdf = new Float64Array(n);
+  let sum = 0;
+  for (let i = 0; i < n; i++) cdf[i] = sum += 1 / (i + 1);
+  return () => {
+    const x = random() * sum;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (cdf[mid]! < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+}
+
+const phase = (what: string) => process.stderr.write(`${new Date().toISOString()} ${what}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const CLI = join(ROOT, "runtime/cli/main.ts");
+const WORKLOAD = join(ROOT, "test/bench/state-workload.ts");
+
+function startEddy(args: string[]): ChildProcess {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "ignore", "ignore"] });
+  return child;
+}
+
+/** Sum of `eddy_records_in_total` of function `fn` on a worker's /metrics. */
+async function recordsIn(port: number, fn: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  let n = 0;
+  for (const line of text.split("\n")) if (line.startsWith("eddy_records_in_total{") && line.includes(`function="${fn}"`)) n += Number(line.slice(line.lastIndexOf(" ") + 1));
+  return n;
+}
+
+const peakRssMbOf = (pid: number) => Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024);
+
+export async function benchState(opts: { keys: number; events: number; dist: KeyDistribution; seed?: number }): Promise<StateBenchResult> {
+  const { keys, events, dist } = opts;
+  const random = seededRandom(opts.seed ?? 1);
+  const draw = dist === "zipf" ? zipfSampler(keys, random) : () => Math.floor(random() * keys);
+  const server = await startLocalNatsServer();
+  const nc = await connectNats(server.url, "eddy-bench");
+  const children: ChildProcess[] = [];
+  try {
+    await ensureStream(nc, STATE_BENCH_STREAM, [STATE_BENCH_SUBJECT]);
+    const touched = new Set<number>();
+    phase(`publishing ${keys} loads and ${events} ${dist} updates`);
+    await publishAll(
+      nc,
+      (function* () {
+        for (let i = 0; i < keys; i++) yield { subject: STATE_BENCH_SUBJECT, data: `{"k":"key-${i}"}` };
+        for (let i = 0; i < events; i++) {
+          const k = draw();
+          touched.add(k);
+          yield { subject: STATE_BENCH_SUBJECT, data: `{"k":"key-${k}"}` };
+        }
+      })(),
+      2048,
+    );
+    const metricsPort = await freePort();
+    const loadStarted = performance.now();
+    children.push(startEddy(["supervisor", "--nats", server.url, "--checkpoint-interval", "1000"]));
+    const worker = startEddy(["worker", "--pipeline", WORKLOAD, "--nats", server.url, "--metrics-port", String(metricsPort)]);
+    children.push(worker);
+    const counted = () => recordsIn(metricsPort, "count").catch(() => 0);
+    while ((await counted()) < keys) await sleep(20);
+    const loadSeconds = (performance.now() - loadStarted) / 1000;
+    phase(`loaded in ${loadSeconds.toFixed(1)} s; timing the updates`);
+    const cpu = () => cpuSecondsOf(worker.pid!) + cpuSecondsOf(server.pid);
+    const cpu0 = cpu();
+    const t0 = performance.now();
+    while ((await counted()) < keys + events) await sleep(20);
+    const wallSeconds = (performance.now() - t0) / 1000;
+    const cpuSeconds = cpu() - cpu0;
+    const peakRssMb = peakRssMbOf(worker.pid!);
+    return {
+      bench: "state",
+      keys,
+      events,
+      dist,
+      partitions: STATE_BENCH_PARTITIONS,
+      loadSeconds: round(loadSeconds),
+      wallSeconds: round(wallSeconds),
+      cpuSeconds: round(cpuSeconds),
+      eventsPerSecond: Math.round(events / wallSeconds),
+      eventsPerCoreSecond: Math.round(events / Math.max(cpuSeconds, 0.001)),
+      peakRssMb,
+      distinctKeysTouched: touched.size,
+    };
+  } finally {
+    for (const c of children) c.kill("SIGKILL");
+    await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once("exit", r)) : undefined)));
+    await nc.close();
+    await server.stop();
+  }
+}
+
+const round = (x: number) => Math.round(x * 1000) / 1000;
