@@ -38,16 +38,18 @@ describe("the control buckets a worker uses", () => {
     expect(await workers.status()).toMatchObject({ bucket: WORKERS_BUCKET, ttl: WORKER_TTL_MS });
   });
 
-  it("lose a worker's heartbeat on removeHeartbeat, and keep the others", async () => {
+  it("lose a worker's heartbeat for one job on removeHeartbeat, and keep the others", async () => {
     await using server = await natsServer();
     await using nc = await connect(server);
     await ensureControlPlane(nc);
     const { workers } = await openControlBuckets(nc);
-    await workers.put("w-1", "{}");
-    await workers.put("w-2", "{}");
-    await removeHeartbeat(nc, "w-1");
-    expect((await workers.get("w-1"))?.operation).toBe("DEL");
-    expect((await workers.get("w-2"))?.operation).toBe("PUT");
+    await workers.put("a.w-1", "{}");
+    await workers.put("b.w-1", "{}");
+    await workers.put("a.w-2", "{}");
+    await removeHeartbeat(nc, "a", "w-1");
+    expect((await workers.get("a.w-1"))?.operation).toBe("DEL");
+    expect((await workers.get("b.w-1"))?.operation).toBe("PUT");
+    expect((await workers.get("a.w-2"))?.operation).toBe("PUT");
   });
 });
 
