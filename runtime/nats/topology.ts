@@ -29,8 +29,7 @@ export class MissingSourceStreamError extends InputError {
 export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Promise<void> {
   const kvm = new Kvm(nc);
   await ensureDeadLetterStream(nc, graph.job, graph.deadLetters);
-  await new Objm(nc).create(checkpointObjects(graph.job));
-  await new Objm(nc).create(savepointObjects(graph.job));
+  await ensureJobStores(nc, graph.job);
   for (const node of graph.functions) {
     if (node.isSource) {
       const input = node.stream!;
@@ -42,6 +41,15 @@ export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Pr
     await ensureStream(nc, inputStream(graph.job, node.name), [inputSubjects(graph.job, node.name)]);
     await kvm.create(stateBucket(graph.job, node.name), { history: 1 });
   }
+}
+
+/**
+ * Creates (or finds) the job's checkpoint and savepoint object stores. Also run by `eddy start` and
+ * `eddy rollback`, so that a job deployed before stores were per job gets them from the admin.
+ */
+export async function ensureJobStores(nc: NatsConnection, job: string): Promise<void> {
+  await new Objm(nc).create(checkpointObjects(job));
+  await new Objm(nc).create(savepointObjects(job));
 }
 
 /**
