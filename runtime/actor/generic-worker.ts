@@ -91,7 +91,7 @@ export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOption
       host.stopWatch();
       hosts.delete(job);
       await host.worker.stop();
-      await removeHeartbeat(nc, workerId(job)).catch(() => undefined);
+      await removeHeartbeat(nc, job, workerId(job)).catch(() => undefined);
     };
 
     const enqueue = (job: string, f: () => Promise<void>) => {

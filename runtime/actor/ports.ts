@@ -41,11 +41,14 @@ export interface Transport {
   maxPayload?(): number | undefined;
   /** Fire-and-forget core NATS publish, for control messages whose loss only delays a checkpoint. */
   publishCore(subject: string, data: Uint8Array): void;
-  /** Stores a snapshot delta in the checkpoint object store. */
+  /**
+   * Stores a snapshot delta in the checkpoint object store of the job its name starts with
+   * (`<job>/…`, protocol.ts `deltaObject`): each job has its own store.
+   */
   putSnapshot(name: string, data: Uint8Array): Promise<void>;
-  /** Stores one partition's full export of a savepoint in the savepoint object store. */
+  /** Stores one partition's full export of a savepoint in the savepoint object store of the job its name starts with. */
   putSavepoint(name: string, data: Uint8Array): Promise<void>;
-  /** Reads a snapshot delta; undefined if it does not exist. */
+  /** Reads a snapshot delta from the job's checkpoint store; undefined if it does not exist. */
   getSnapshot(name: string): Promise<Uint8Array | undefined>;
   /** Last sequence currently in the stream (0 if empty). */
   lastSequence(stream: string): Promise<number>;

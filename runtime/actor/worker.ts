@@ -17,6 +17,8 @@ import {
   assignmentKey,
   endKey,
   failureSubject,
+  heartbeatKey,
+  isValidWorkerId,
   jobSpecKey,
   latestKey,
   triggerSubject,
@@ -28,6 +30,7 @@ import {
 } from "../core/protocol.ts";
 import { decodeControl, decodeControlOrThrow, type ControlKind } from "../core/control-messages.ts";
 import { countRejected } from "../metrics/rejections.ts";
+import { InputError } from "../errors.ts";
 import type { PipelineSpec } from "../sdk/function.ts";
 import type { NatsConnection } from "../nats/connection.ts";
 import { openControlBuckets } from "../nats/control-store.ts";
@@ -86,6 +89,8 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
     const graph = buildJobGraph(pipeline);
     const job = graph.job;
     const id = options.id ?? `w-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    // The id is a token of the heartbeat key `<job>.<id>`.
+    if (!isValidWorkerId(id)) return yield* Effect.fail(new InputError(`worker id ${JSON.stringify(id)} must match [A-Za-z0-9_-]+`));
     const log = options.log ?? (() => undefined);
     yield* attempt(async () => {
       await ensureControlPlane(nc);
@@ -216,7 +221,8 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
     // Heartbeat: the supervisor treats a worker whose entry expired as dead.
     const beat = () => {
       const heartbeat: WorkerHeartbeat = { id, pid: process.pid, startedAt, jobs: [job], running, ...(leaving ? { leaving } : {}) };
-      return workers.put(id, encoder.encode(JSON.stringify(heartbeat)));
+      // Under the job's own key: the supervisor counts it for this job only (only its workers may write there).
+      return workers.put(heartbeatKey(job, id), encoder.encode(JSON.stringify(heartbeat)));
     };
     yield* attempt(beat);
     yield* Effect.acquireRelease(
@@ -224,7 +230,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
       (timer) =>
         Effect.promise(async () => {
           clearInterval(timer);
-          if (!options.keepHeartbeatOnStop) await workers.delete(id).catch(() => undefined);
+          if (!options.keepHeartbeatOnStop) await workers.delete(heartbeatKey(job, id)).catch(() => undefined);
         }),
     );
 

@@ -49,6 +49,20 @@ export function stateBucket(job: string, fn: string): string {
   return `eddy_${job}_${fn}`;
 }
 
+/**
+ * Object store of a job's snapshot deltas (objects `<job>/<id>/<fn>/<p>`). One per job, not one per
+ * cluster: NATS permissions name stores, never objects (their subjects carry encoded names or
+ * random ids), so only a store of its own keeps another job's workers from overwriting them.
+ */
+export function checkpointObjects(job: string): string {
+  return `eddy_ckpt_${job}`;
+}
+
+/** Object store of a job's savepoints: full exports per (function, partition) and manifests, kept until deleted. */
+export function savepointObjects(job: string): string {
+  return `eddy_sp_${job}`;
+}
+
 /** Message headers of internal messages. */
 export const HEADER = {
   kind: "Eddy-Kind",

@@ -9,9 +9,12 @@
  *   compare-and-set update is the commit point), one record per checkpoint (`<job>.ckpt.<id>`),
  *   the supervisor's status record (`<job>.status`) and a request to resume a FAILED job
  *   (`<job>.resume`);
- * - bucket `eddy_workers` (entries expire) holds worker heartbeats;
+ * - bucket `eddy_workers` (entries expire) holds worker heartbeats, one key per job a worker runs
+ *   (`<job>.<worker>`), so that NATS permissions can give each job's workers its own keys;
  * - bucket `eddy_leader` (entries expire) holds the supervisor leadership lease;
- * - object store `eddy_ckpt` holds snapshot deltas, `<job>/<id>/<fn>/<p>`;
+ * - object store `eddy_ckpt_<job>` (one per job, naming.ts) holds the job's snapshot deltas,
+ *   `<job>/<id>/<fn>/<p>`, and `eddy_sp_<job>` its savepoints: a store per job is what lets a
+ *   permission keep one job's workers away from another job's snapshots (docs/security.md);
  * - subjects `eddy.<job>.ctl.*` carry checkpoint triggers, snapshot acknowledgements and actor
  *   failure reports (core NATS: a lost message only makes a checkpoint time out).
  */
@@ -20,9 +23,29 @@ export const JOBS_BUCKET = "eddy_jobs";
 export const WORKERS_BUCKET = "eddy_workers";
 export const LEADER_BUCKET = "eddy_leader";
 export const LEADER_KEY = "leader";
-export const CHECKPOINT_OBJECTS = "eddy_ckpt";
-/** Object store of savepoints: full exports per (function, partition), kept until deleted. */
-export const SAVEPOINT_OBJECTS = "eddy_savepoints";
+
+/**
+ * Key of a worker's heartbeat for one job: `<job>.<worker>`. The supervisor counts a heartbeat
+ * for a job only under that job's keys, which only the job's workers may write
+ * (runtime/nats/auth-config.ts); a worker running several jobs writes one per job.
+ */
+export const heartbeatKey = (job: string, worker: string) => `${job}.${worker}`;
+/** Every heartbeat key of a job (a KV key filter). */
+export const heartbeatKeys = (job: string) => `${job}.*`;
+
+const TOKEN = /^[A-Za-z0-9_-]+$/;
+
+/** Whether `id` can name a worker: one key token, as job names are (letters, digits, `_`, `-`). */
+export const isValidWorkerId = (id: string): boolean => TOKEN.test(id);
+
+/** The job and worker of a heartbeat key; undefined for anything else (another layout, garbage). */
+export function parseHeartbeatKey(key: string): { readonly job: string; readonly worker: string } | undefined {
+  const dot = key.indexOf(".");
+  if (dot < 0) return undefined;
+  const job = key.slice(0, dot);
+  const worker = key.slice(dot + 1);
+  return TOKEN.test(job) && TOKEN.test(worker) ? { job, worker } : undefined;
+}
 
 export const jobSpecKey = (job: string) => `${job}.spec`;
 export const assignmentKey = (job: string) => `${job}.assignment`;
@@ -54,6 +77,17 @@ export type CheckpointReply = { readonly ok: true; readonly record: CheckpointRe
 /** Object name of one actor's snapshot delta. */
 export const deltaObject = (job: string, id: number, fn: string, partition: number) => `${job}/${id}/${fn}/${partition}`;
 export const deltaObjectPrefix = (job: string, id: number) => `${job}/${id}/`;
+
+/**
+ * The job an object name belongs to: its first segment (delta and savepoint object names start
+ * with `<job>/`, and job names hold no `/`), which picks the job's object store. Undefined if the
+ * name has no valid job segment.
+ */
+export function jobOfObject(name: string): string | undefined {
+  const slash = name.indexOf("/");
+  const job = slash < 0 ? "" : name.slice(0, slash);
+  return TOKEN.test(job) ? job : undefined;
+}
 
 /** Actor id as used in assignments and acks: `<fn>/<partition>`. */
 export const actorId = (fn: string, partition: number) => `${fn}/${partition}`;

@@ -8,7 +8,7 @@
  */
 import type { NatsConnection } from "../nats/connection.ts";
 import { buildJobGraph, type JobGraph } from "../core/job-graph.ts";
-import { ensureControlPlane, ensureJobTopology } from "../nats/topology.ts";
+import { ensureControlPlane, ensureJobStores, ensureJobTopology } from "../nats/topology.ts";
 import type { StateDeclarations } from "../sdk/state.ts";
 import { bundleModule, InvalidModuleError, loadPipelines, withDefaultPartitions } from "./bundle.ts";
 import {
@@ -216,6 +216,8 @@ export async function start(nc: NatsConnection, job: string): Promise<DeployResu
   if ((await currentDeployment(store, job)) !== undefined) throw new NoDeploymentError(`job "${job}" is running already`);
   const last = await lastVersion(store, job);
   if (last === undefined) throw new NoDeploymentError(`job "${job}" was never deployed`);
+  // Its object stores, if it was deployed before they were per job (its streams exist).
+  await ensureJobStores(nc, job);
   await reinstateDeployment(store, last);
   return { job, version: last.version, digest: last.digest, unchanged: true, started: true };
 }
@@ -234,6 +236,7 @@ export async function rollback(nc: NatsConnection, job: string): Promise<DeployR
   const why = incompatibility(current.record.functions, previous.functions);
   if (why !== undefined) throw new IncompatibleDeploymentError(`cannot roll job "${job}" back to version ${previous.version}: ${why}`);
   const record: DeploymentRecord = { ...previous, version: current.record.version + 1, deployedAt: Date.now(), source: `rollback to version ${previous.version}` };
+  await ensureJobStores(nc, job);
   await publishDeployment(store, record, current.revision);
   return { job, version: record.version, digest: record.digest, unchanged: false };
 }

@@ -11,13 +11,14 @@
  * subject, mirror any stream). The job's streams and buckets are therefore created when the job is
  * deployed, by the admin, not by its workers.
  *
- * What subject permissions cannot separate is written down in docs/security.md: the checkpoint
- * and savepoint object stores and the worker heartbeats are shared by all jobs (object names are
- * encoded, heartbeat keys are one token), and whoever may create a consumer can have it deliver
- * onto any core subject. Pure: no I/O.
+ * Snapshots and savepoints are in object stores of their job (`eddy_ckpt_<job>`, `eddy_sp_<job>`),
+ * and heartbeats under keys of their job (`eddy_workers` keys `<job>.<worker>`), because object
+ * names are encoded in their subjects and cannot be scoped, while store names and key tokens can.
+ * What subject permissions still cannot separate is written down in docs/security.md: whoever may
+ * create a consumer can have it deliver onto any core subject, and inboxes are shared. Pure: no I/O.
  */
-import { CHECKPOINT_OBJECTS, JOBS_BUCKET, LEADER_BUCKET, SAVEPOINT_OBJECTS, WORKERS_BUCKET } from "../core/protocol.ts";
-import { deadLetterStream, deadLetterSubject, inputStream, inputSubjects, stateBucket } from "../core/naming.ts";
+import { heartbeatKeys, JOBS_BUCKET, LEADER_BUCKET, WORKERS_BUCKET } from "../core/protocol.ts";
+import { checkpointObjects, deadLetterStream, deadLetterSubject, inputStream, inputSubjects, savepointObjects, stateBucket } from "../core/naming.ts";
 import { CODE_OBJECTS } from "./deployments.ts";
 
 /** What the users of one job must reach: its functions, its sources' streams and subjects, its sinks. */
@@ -95,7 +96,7 @@ function user(name: string, variable: string, comment: string, publish: readonly
   ];
 }
 
-/** Everything a job's workers need, and nothing of other jobs (see the module comment for what is shared). */
+/** Everything a job's workers need, and nothing of other jobs' (see the module comment for what cannot be scoped). */
 export function workerPermissions(a: JobAccess): { publish: string[]; subscribe: string[] } {
   const inputs = a.functions.map((f) => inputStream(a.job, f.name));
   const buckets = a.functions.map((f) => stateBucket(a.job, f.name));
@@ -103,8 +104,8 @@ export function workerPermissions(a: JobAccess): { publish: string[]; subscribe:
   const readable = [
     KV(JOBS_BUCKET),
     KV(WORKERS_BUCKET),
-    OBJ(CHECKPOINT_OBJECTS),
-    OBJ(SAVEPOINT_OBJECTS),
+    OBJ(checkpointObjects(a.job)),
+    OBJ(savepointObjects(a.job)),
     OBJ(CODE_OBJECTS),
     deadLetterStream(a.job),
     ...inputs,
@@ -118,13 +119,13 @@ export function workerPermissions(a: JobAccess): { publish: string[]; subscribe:
       ...readable.flatMap(consumeStream),
       // Input logs are trimmed below the last materialized checkpoint.
       ...inputs.map((s) => `$JS.API.STREAM.PURGE.${s}`),
-      // State, timers, watermarks, positions; the job's spec; the heartbeats (one shared bucket).
+      // State, timers, watermarks, positions; the job's spec; its heartbeats (`<job>.<worker>`).
       ...buckets.map((b) => `$KV.${b}.>`),
       `$KV.${JOBS_BUCKET}.${a.job}.spec`,
-      `$KV.${WORKERS_BUCKET}.*`,
-      // Snapshots (shared stores: object names are encoded, so they cannot be split by job).
-      `$O.${CHECKPOINT_OBJECTS}.>`,
-      `$O.${SAVEPOINT_OBJECTS}.>`,
+      `$KV.${WORKERS_BUCKET}.${heartbeatKeys(a.job)}`,
+      // Snapshot deltas and savepoint exports: the job's own stores.
+      `$O.${checkpointObjects(a.job)}.>`,
+      `$O.${savepointObjects(a.job)}.>`,
       ...a.functions.map((f) => inputSubjects(a.job, f.name)),
       ...a.functions.map((f) => deadLetterSubject(a.job, f.name)),
       `eddy.${a.job}.ctl.ack`,
@@ -165,17 +166,34 @@ export function producerPermissions(a: JobAccess): { publish: string[]; subscrib
   return { publish: [...new Set(a.functions.flatMap((f) => f.source?.subjects ?? []))], subscribe: ["_INBOX.>"] };
 }
 
-/** The supervisor: cluster-wide control plane, checkpoint objects, lag of every stream; never a job's data. */
+/**
+ * The supervisor: cluster-wide control plane, lag of every stream; of each rendered job the
+ * checkpoint store (read, and purged by the cleanup) and the savepoint store (manifests); never a
+ * job's data, nor a snapshot.
+ */
+export function supervisorPermissions(jobs: readonly JobAccess[]): { publish: string[]; subscribe: string[] } {
+  return {
+    publish: [
+      ...SUPERVISOR_PUBLISH,
+      ...jobs.flatMap((j) => [
+        // Deltas no actor can need any more are deleted (purges, control-store.ts); never written.
+        `$JS.API.STREAM.PURGE.${OBJ(checkpointObjects(j.job))}`,
+        // The manifest that completes a savepoint.
+        `$O.${savepointObjects(j.job)}.>`,
+      ]),
+    ],
+    subscribe: ["_INBOX.>", "eddy.*.ctl.>", "eddy.ctl.>"],
+  };
+}
+
+/** What the supervisor needs whichever jobs exist. */
 const SUPERVISOR_PUBLISH = [
   "$JS.API.INFO",
   // Creates the control plane if it does not exist yet (ensureControlPlane).
   ...[JOBS_BUCKET, WORKERS_BUCKET, LEADER_BUCKET].map((b) => `$JS.API.STREAM.CREATE.${KV(b)}`),
-  ...[CHECKPOINT_OBJECTS, SAVEPOINT_OBJECTS].map((o) => `$JS.API.STREAM.CREATE.${OBJ(o)}`),
   // Record deletions are purges of their subjects, not tombstones (control-store.ts).
   `$JS.API.STREAM.PURGE.${KV(JOBS_BUCKET)}`,
-  `$JS.API.STREAM.PURGE.${OBJ(CHECKPOINT_OBJECTS)}`,
-  `$JS.API.STREAM.PURGE.${OBJ(SAVEPOINT_OBJECTS)}`,
-  // Reads: stream infos (lag), bucket reads, consumers for key listings and lag.
+  // Reads: stream infos (lag), bucket and object reads, consumers for key listings and lag.
   "$JS.API.STREAM.INFO.*",
   "$JS.API.STREAM.MSG.GET.*",
   "$JS.API.DIRECT.GET.>",
@@ -186,8 +204,6 @@ const SUPERVISOR_PUBLISH = [
   "$JS.FC.>",
   `$KV.${JOBS_BUCKET}.>`,
   `$KV.${LEADER_BUCKET}.>`,
-  `$O.${CHECKPOINT_OBJECTS}.>`,
-  `$O.${SAVEPOINT_OBJECTS}.>`,
   "eddy.*.ctl.>",
   "_INBOX.>",
 ];
@@ -217,9 +233,9 @@ export function renderAuthConfig(jobs: readonly JobAccess[]): string {
     ...user(
       AUTH_USERS.supervisor,
       passwordVariable("supervisor"),
-      "The supervisor: leadership lease, job records, checkpoint triggers and objects, lag. No job's data.",
-      SUPERVISOR_PUBLISH,
-      ["_INBOX.>", "eddy.*.ctl.>", "eddy.ctl.>"],
+      "The supervisor: leadership lease, job records, checkpoint triggers, cleanup of checkpoint objects, savepoint manifests, lag. No job's data.",
+      supervisorPermissions(jobs).publish,
+      supervisorPermissions(jobs).subscribe,
     ),
   ];
   if (jobs.length > 0) {

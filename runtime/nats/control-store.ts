@@ -1,7 +1,7 @@
 /**
  * Typed access to the control plane's storage for the supervisor: the jobs bucket (specs,
- * assignments, commit records, checkpoint records), the worker heartbeat bucket, the checkpoint
- * object store and the functions' state buckets (only for the actors' applied checkpoint).
+ * assignments, commit records, checkpoint records), the worker heartbeat bucket, the jobs'
+ * checkpoint object stores and the functions' state buckets (only for the actors' applied checkpoint).
  * Workers use the first two: they publish their job's spec, watch its assignment and commits,
  * and keep their heartbeat.
  *
@@ -16,19 +16,20 @@ import { Base64UrlPaddedCodec, Objm, type ObjectStore } from "@nats-io/obj";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
-  CHECKPOINT_OBJECTS,
   JOBS_BUCKET,
   WORKERS_BUCKET,
   actorId,
   checkpointKey,
   checkpointKeyPrefix,
+  heartbeatKey,
   jobSpecKey,
+  parseHeartbeatKey,
   type CheckpointRecord,
   type JobSpecRecord,
   type WorkerHeartbeat,
 } from "../core/protocol.ts";
 import { appliedKey } from "../core/kv-keys.ts";
-import { stateBucket } from "../core/naming.ts";
+import { checkpointObjects, stateBucket } from "../core/naming.ts";
 import { decodeValue } from "../core/wire.ts";
 import { decodeControl, type ControlKind, type ControlRecord, type Decoded } from "../core/control-messages.ts";
 import { ensureControlPlane } from "./topology.ts";
@@ -41,21 +42,32 @@ export interface ControlBuckets {
 
 /** The stores the supervisor works with, created if missing. */
 export interface ControlStores extends ControlBuckets {
-  readonly objects: ObjectStore;
+  /**
+   * A job's checkpoint object store (`eddy_ckpt_<job>`), opened once. It is created with the
+   * job's streams (`eddy deploy`, or a worker started with `--pipeline`); a job without one has
+   * no snapshots, so this rejects.
+   */
+  readonly objects: (job: string) => Promise<ObjectStore>;
   readonly jsm: JetStreamManager;
 }
 
 /**
- * Creates (or opens) the jobs and worker buckets and the checkpoint object store, with the same
- * settings as workers use (whoever creates a bucket first fixes its configuration).
+ * Creates (or opens) the jobs and worker buckets, with the same settings as workers use (whoever
+ * creates a bucket first fixes its configuration); the jobs' object stores are opened on demand.
  */
 export async function ensureControlStores(nc: NatsConnection): Promise<ControlStores> {
   await ensureControlPlane(nc);
-  return {
-    ...(await openControlBuckets(nc)),
-    objects: await new Objm(nc).open(CHECKPOINT_OBJECTS),
-    jsm: await jetstreamManager(nc),
+  const opened = new Map<string, Promise<ObjectStore>>();
+  const objects = (job: string) => {
+    let store = opened.get(job);
+    if (store === undefined) {
+      store = new Objm(nc).open(checkpointObjects(job));
+      opened.set(job, store);
+      store.catch(() => opened.delete(job));
+    }
+    return store;
   };
+  return { ...(await openControlBuckets(nc)), objects, jsm: await jetstreamManager(nc) };
 }
 
 /** Opens the jobs and worker buckets; `ensureControlPlane` creates them (a missing one fails on first use). */
@@ -65,12 +77,12 @@ export async function openControlBuckets(nc: NatsConnection): Promise<ControlBuc
 }
 
 /**
- * Deletes a worker's heartbeat, so that the supervisor sees the worker gone at once instead of
- * when the entry expires. Rejects if the bucket or the entry cannot be reached.
+ * Deletes a worker's heartbeat for `job`, so that the supervisor sees the worker gone at once
+ * instead of when the entry expires. Rejects if the bucket or the entry cannot be reached.
  */
-export async function removeHeartbeat(nc: NatsConnection, workerId: string): Promise<void> {
+export async function removeHeartbeat(nc: NatsConnection, job: string, workerId: string): Promise<void> {
   const workers = await new Kvm(nc).open(WORKERS_BUCKET);
-  await workers.delete(workerId);
+  await workers.delete(heartbeatKey(job, workerId));
 }
 
 /** A JSON value with the revision to compare-and-set against. */
@@ -176,18 +188,34 @@ const isCheckpointRecord = (v: unknown): v is CheckpointRecord => {
   return Number.isSafeInteger(r.id) && Number.isSafeInteger(r.generation) && typeof r.status === "string" && typeof r.startedAt === "number" && Number.isFinite(r.startedAt);
 };
 
+/** Live workers of each job: job → worker id → its heartbeat for that job. */
+export type LiveWorkers = ReadonlyMap<string, ReadonlyMap<string, WorkerHeartbeat>>;
+
 /**
- * Live workers by id (their heartbeat key). Entries that are not heartbeats are skipped and
- * passed to `onInvalid` (the supervisor counts them).
+ * Live workers per job, from the heartbeat keys `<job>.<worker>`: a heartbeat counts for the job
+ * its key names, whatever it claims inside (only that job's workers may write those keys), and
+ * only if it says it runs that job and is the worker its key names. Entries that are not such
+ * heartbeats (another key layout, a body that does not decode or names another job or worker)
+ * are skipped and passed to `onInvalid` (the supervisor counts them).
  */
-export async function liveWorkers(stores: ControlStores, onInvalid?: (key: string, reason: "json" | "schema", message: string) => void): Promise<Map<string, WorkerHeartbeat>> {
-  const out = new Map<string, WorkerHeartbeat>();
+export async function liveWorkers(stores: ControlStores, onInvalid?: (key: string, reason: "json" | "schema", message: string) => void): Promise<LiveWorkers> {
+  const out = new Map<string, Map<string, WorkerHeartbeat>>();
   for (const key of await listKeys(stores, WORKERS_BUCKET)) {
+    const at = parseHeartbeatKey(key);
+    if (at === undefined) {
+      onInvalid?.(key, "schema", "not a heartbeat key (<job>.<worker>)");
+      continue;
+    }
     // The entry may expire between listing and reading: then it is simply not live any more.
     const hb = await readDecoded(stores.workers, key, "heartbeat");
     if (hb === undefined) continue;
-    if (hb.decoded.ok) out.set(key, hb.decoded.value);
-    else onInvalid?.(key, hb.decoded.reason, hb.decoded.message);
+    if (!hb.decoded.ok) onInvalid?.(key, hb.decoded.reason, hb.decoded.message);
+    else if (hb.decoded.value.id !== at.worker || !hb.decoded.value.jobs.includes(at.job)) onInvalid?.(key, "schema", `heartbeat of worker ${JSON.stringify(hb.decoded.value.id)} for ${JSON.stringify(hb.decoded.value.jobs)} under another job's or worker's key`);
+    else {
+      let workers = out.get(at.job);
+      if (workers === undefined) out.set(at.job, (workers = new Map()));
+      workers.set(at.worker, hb.decoded.value);
+    }
   }
   return out;
 }
@@ -220,19 +248,25 @@ export async function purgeKey(stores: ControlStores, key: string): Promise<void
   await stores.jsm.streams.purge(`KV_${JOBS_BUCKET}`, { filter: `$KV.${JOBS_BUCKET}.${key}` });
 }
 
-const OBJECT_STREAM = `OBJ_${CHECKPOINT_OBJECTS}`;
-const metaSubject = (name: string) => `$O.${CHECKPOINT_OBJECTS}.M.${Base64UrlPaddedCodec.encode(name)}`;
+const objectStream = (job: string) => `OBJ_${checkpointObjects(job)}`;
+const metaSubject = (job: string, name: string) => `$O.${checkpointObjects(job)}.M.${Base64UrlPaddedCodec.encode(name)}`;
+const notFound = (e: unknown) => /not found/i.test(String((e as Error)?.message ?? e));
 
 /**
- * Names of the stored objects starting with `prefix`, from the subject index of their metadata
- * (`ObjectStore.list()` reads every entry through a consumer, with the same hazard as
- * `KV.keys()` when objects are deleted meanwhile).
+ * Names of the objects in `job`'s checkpoint store starting with `prefix`, from the subject index
+ * of their metadata (`ObjectStore.list()` reads every entry through a consumer, with the same
+ * hazard as `KV.keys()` when objects are deleted meanwhile). None if the job has no store.
  */
-export async function listObjects(stores: ControlStores, prefix: string): Promise<string[]> {
-  const metaPrefix = `$O.${CHECKPOINT_OBJECTS}.M.`;
-  return (await listSubjects(stores.jsm, OBJECT_STREAM, `${metaPrefix}>`))
-    .map((s) => Base64UrlPaddedCodec.decode(s.slice(metaPrefix.length)) as string)
-    .filter((name) => name.startsWith(prefix));
+export async function listObjects(stores: ControlStores, job: string, prefix: string): Promise<string[]> {
+  const metaPrefix = `$O.${checkpointObjects(job)}.M.`;
+  let subjects: string[];
+  try {
+    subjects = await listSubjects(stores.jsm, objectStream(job), `${metaPrefix}>`);
+  } catch (e) {
+    if (notFound(e)) return [];
+    throw e;
+  }
+  return subjects.map((s) => Base64UrlPaddedCodec.decode(s.slice(metaPrefix.length)) as string).filter((name) => name.startsWith(prefix));
 }
 
 /**
@@ -241,16 +275,17 @@ export async function listObjects(stores: ControlStores, prefix: string): Promis
  * so a failure in between would leak the chunks; in this order a failure leaves the object
  * listed and the next cleanup tries again.
  */
-export async function purgeObject(stores: ControlStores, name: string): Promise<void> {
+export async function purgeObject(stores: ControlStores, job: string, name: string): Promise<void> {
+  const stream = objectStream(job);
   let nuid: string | undefined;
   try {
-    const meta = await stores.jsm.streams.getMessage(OBJECT_STREAM, { last_by_subj: metaSubject(name) });
+    const meta = await stores.jsm.streams.getMessage(stream, { last_by_subj: metaSubject(job, name) });
     if (meta === null) return; // already gone
     nuid = meta.json<{ nuid?: string }>().nuid;
   } catch (e) {
-    if (/not found/i.test(String((e as Error)?.message))) return; // already gone
+    if (notFound(e)) return; // already gone
     throw e;
   }
-  if (nuid !== undefined) await stores.jsm.streams.purge(OBJECT_STREAM, { filter: `$O.${CHECKPOINT_OBJECTS}.C.${nuid}` });
-  await stores.jsm.streams.purge(OBJECT_STREAM, { filter: metaSubject(name) });
+  if (nuid !== undefined) await stores.jsm.streams.purge(stream, { filter: `$O.${checkpointObjects(job)}.C.${nuid}` });
+  await stores.jsm.streams.purge(stream, { filter: metaSubject(job, name) });
 }

@@ -1,8 +1,9 @@
 /**
  * Savepoints in NATS: listing, reading, deleting, writing, repartitioning and restoring them.
  *
- * A savepoint lives in the object store `eddy_savepoints`, apart from the checkpoints, so that
- * checkpoint cleanup never touches it: one export per (function, partition), written by the
+ * A savepoint lives in the job's savepoint object store `eddy_sp_<job>`, apart from its
+ * checkpoints (`eddy_ckpt_<job>`), so that checkpoint cleanup never touches it, and apart from
+ * other jobs' so that their workers cannot write it (docs/security.md): one export per (function, partition), written by the
  * actors during the savepoint's checkpoint, and a manifest written last — by the supervisor once
  * that checkpoint committed, or here when a savepoint is derived from another. A savepoint without
  * its manifest is incomplete and not listed.
@@ -22,14 +23,13 @@ import {
   checkpointKey,
   jobSpecKey,
   latestKey,
-  SAVEPOINT_OBJECTS,
   type Assignment,
   type CheckpointRecord,
   type CommittedCheckpoint,
   type JobSpecRecord,
 } from "../core/protocol.ts";
 import { appliedKey, parseKvKey, positionKey, writePositionKey } from "../core/kv-keys.ts";
-import { inputStream, stateBucket } from "../core/naming.ts";
+import { inputStream, savepointObjects, stateBucket } from "../core/naming.ts";
 import type { JobGraph } from "../core/job-graph.ts";
 import {
   CorruptSavepointError,
@@ -81,28 +81,57 @@ export class UnknownFunctionError extends InputError {
 
 // --- the object store -----------------------------------------------------------------------------
 
-/** The savepoint object store (created if missing) and a manager to list and purge it. */
+/** A job's savepoint object store (created if missing) and a manager to list and purge it. */
 export interface SavepointStore {
+  /** `eddy_sp_<job>`. */
+  readonly name: string;
   readonly objects: ObjectStore;
   readonly jsm: JetStreamManager;
 }
 
-export async function openSavepointStore(nc: NatsConnection): Promise<SavepointStore> {
-  return { objects: await new Objm(nc).create(SAVEPOINT_OBJECTS), jsm: await jetstreamManager(nc) };
+const TOKEN = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * Opens `job`'s savepoint store. To write, it is created if missing (`eddy deploy` creates it
+ * with the job's streams; a principal that may not create streams only finds it); to read, a
+ * missing store is `undefined`: the job has no savepoints.
+ */
+export async function openSavepointStore(nc: NatsConnection, job: string): Promise<SavepointStore>;
+export async function openSavepointStore(nc: NatsConnection, job: string, mode: "read"): Promise<SavepointStore | undefined>;
+export async function openSavepointStore(nc: NatsConnection, job: string, mode: "write" | "read" = "write"): Promise<SavepointStore | undefined> {
+  if (!TOKEN.test(job)) throw new UnknownSavepointError(`job name ${JSON.stringify(job)} is not valid (letters, digits, _ and -)`);
+  const name = savepointObjects(job);
+  const objm = new Objm(nc);
+  let objects: ObjectStore;
+  try {
+    objects = mode === "write" ? await objm.create(name) : await objm.open(name);
+  } catch (e) {
+    if (mode === "read" && /not found/i.test(String((e as Error)?.message))) return undefined;
+    throw e;
+  }
+  return { name, objects, jsm: await jetstreamManager(nc) };
 }
 
-const OBJECT_STREAM = `OBJ_${SAVEPOINT_OBJECTS}`;
-const META_PREFIX = `$O.${SAVEPOINT_OBJECTS}.M.`;
-const metaSubject = (name: string) => `${META_PREFIX}${Base64UrlPaddedCodec.encode(name)}`;
+/** `job`'s savepoint store for reading; a job without one has no savepoint `id`. */
+async function savepointStoreWith(nc: NatsConnection, job: string, id: string): Promise<SavepointStore> {
+  const store = await openSavepointStore(nc, job, "read");
+  if (store === undefined) throw new UnknownSavepointError(`job "${job}" has no savepoint ${id} (list them with eddy savepoints ${job})`);
+  return store;
+}
+
+const objectStream = (store: SavepointStore) => `OBJ_${store.name}`;
+const metaPrefix = (store: SavepointStore) => `$O.${store.name}.M.`;
+const metaSubject = (store: SavepointStore, name: string) => `${metaPrefix(store)}${Base64UrlPaddedCodec.encode(name)}`;
 
 /**
  * Names of the stored objects starting with `prefix`, from the subject index of their metadata:
  * one request, and none of the hazards of `ObjectStore.list()`'s consumer (see control-store.ts).
  */
 export async function listSavepointObjects(store: SavepointStore, prefix: string): Promise<string[]> {
-  const info = await store.jsm.streams.info(OBJECT_STREAM, { subjects_filter: `${META_PREFIX}>` });
+  const meta = metaPrefix(store);
+  const info = await store.jsm.streams.info(objectStream(store), { subjects_filter: `${meta}>` });
   return Object.keys(info.state.subjects ?? {})
-    .map((s) => Base64UrlPaddedCodec.decode(s.slice(META_PREFIX.length)) as string)
+    .map((s) => Base64UrlPaddedCodec.decode(s.slice(meta.length)) as string)
     .filter((name) => name.startsWith(prefix))
     .sort();
 }
@@ -111,18 +140,16 @@ export async function listSavepointObjects(store: SavepointStore, prefix: string
 async function purgeSavepointObject(store: SavepointStore, name: string): Promise<void> {
   let nuid: string | undefined;
   try {
-    const meta = await store.jsm.streams.getMessage(OBJECT_STREAM, { last_by_subj: metaSubject(name) });
+    const meta = await store.jsm.streams.getMessage(objectStream(store), { last_by_subj: metaSubject(store, name) });
     if (meta === null) return;
     nuid = meta.json<{ nuid?: string }>().nuid;
   } catch (e) {
     if (/not found/i.test(String((e as Error)?.message))) return;
     throw e;
   }
-  if (nuid !== undefined) await store.jsm.streams.purge(OBJECT_STREAM, { filter: `$O.${SAVEPOINT_OBJECTS}.C.${nuid}` });
-  await store.jsm.streams.purge(OBJECT_STREAM, { filter: metaSubject(name) });
+  if (nuid !== undefined) await store.jsm.streams.purge(objectStream(store), { filter: `$O.${store.name}.C.${nuid}` });
+  await store.jsm.streams.purge(objectStream(store), { filter: metaSubject(store, name) });
 }
-
-const TOKEN = /^[A-Za-z0-9_-]+$/;
 
 function checkNames(job: string, id: string): void {
   if (!TOKEN.test(job)) throw new UnknownSavepointError(`job name ${JSON.stringify(job)} is not valid (letters, digits, _ and -)`);
@@ -190,7 +217,8 @@ export interface SavepointSummary {
 /** The job's complete savepoints (those with a manifest), oldest first. */
 export async function listSavepoints(nc: NatsConnection, job: string): Promise<SavepointSummary[]> {
   if (!TOKEN.test(job)) return [];
-  const store = await openSavepointStore(nc);
+  const store = await openSavepointStore(nc, job, "read");
+  if (store === undefined) return [];
   const byId = new Map<string, string[]>();
   for (const name of await listSavepointObjects(store, `${job}/`)) {
     const id = name.slice(job.length + 1).split("/")[0]!;
@@ -228,7 +256,8 @@ async function readExport(store: SavepointStore, manifest: SavepointManifest, fn
 
 /** Reads a savepoint completely (manifest and every export); `functions` limits the exports read. */
 export async function readSavepoint(nc: NatsConnection, job: string, id: string, functions?: ReadonlySet<string>): Promise<StoredSavepoint> {
-  const store = await openSavepointStore(nc);
+  checkNames(job, id);
+  const store = await savepointStoreWith(nc, job, id);
   const manifest = await readManifest(store, job, id);
   const exports = new Map<string, PartitionExport[]>();
   for (const f of manifest.functions) {
@@ -245,7 +274,7 @@ export async function readSavepoint(nc: NatsConnection, job: string, id: string,
  */
 export async function deleteSavepoint(nc: NatsConnection, job: string, id: string): Promise<number> {
   checkNames(job, id);
-  const store = await openSavepointStore(nc);
+  const store = await savepointStoreWith(nc, job, id);
   const names = await listSavepointObjects(store, savepointPrefix(job, id));
   if (names.length === 0) throw new UnknownSavepointError(`job "${job}" has no savepoint ${id} (list them with eddy savepoints ${job})`);
   const manifest = savepointManifestName(job, id);
@@ -256,7 +285,7 @@ export async function deleteSavepoint(nc: NatsConnection, job: string, id: strin
 
 /** Stores a savepoint: every export, then the manifest (a savepoint is complete once that exists). */
 export async function writeSavepoint(nc: NatsConnection, manifest: SavepointManifest, exports: readonly PartitionExport[]): Promise<void> {
-  const store = await openSavepointStore(nc);
+  const store = await openSavepointStore(nc, manifest.job);
   if ((await store.objects.info(savepointManifestName(manifest.job, manifest.id))) !== null) {
     throw new ConcurrentRestoreError(`savepoint ${manifest.id} of job "${manifest.job}" exists already`);
   }
@@ -334,7 +363,7 @@ async function requireStopped(nc: NatsConnection, job: string, timeoutMs: number
   const stores = await ensureControlStores(nc);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const running = [...(await liveWorkers(stores))].filter(([, hb]) => hb.jobs.includes(job)).map(([w]) => w);
+    const running = [...((await liveWorkers(stores)).get(job)?.keys() ?? [])];
     if (running.length === 0) return;
     if (Date.now() >= deadline) {
       throw new JobRunningError(`workers still run job "${job}" (${running.join(", ")}); stop it first: eddy stop ${job}, and stop workers started with --pipeline for it`);
@@ -424,7 +453,8 @@ const WRITE_WINDOW = 256;
  * this state in a new generation.
  */
 export async function restoreSavepoint(nc: NatsConnection, job: string, id: string, target: readonly RestoreTarget[], options: RestoreOptions = {}): Promise<RestoreResult> {
-  const store = await openSavepointStore(nc);
+  checkNames(job, id);
+  const store = await savepointStoreWith(nc, job, id);
   const manifest = await readManifest(store, job, id);
   const plan = planRestore(manifest, target, options.skip === undefined ? {} : { skip: options.skip });
   await requireStopped(nc, job, options.stoppedTimeoutMs ?? 10_000);
@@ -450,7 +480,7 @@ export async function restoreSavepoint(nc: NatsConnection, job: string, id: stri
   }
   const latest = await readJson<CommittedCheckpoint>(stores.jobs, latestKey(job));
   const assignment = await readJson<Assignment>(stores.jobs, assignmentKey(job));
-  const objectIds = (await listObjects(stores, `${job}/`)).map((o) => Number(o.slice(job.length + 1).split("/")[0])).filter(Number.isSafeInteger);
+  const objectIds = (await listObjects(stores, job, `${job}/`)).map((o) => Number(o.slice(job.length + 1).split("/")[0])).filter(Number.isSafeInteger);
   // Above every id the job ever used, so that no delta, record or message epoch of the old run
   // can be taken for one of the restored job.
   const checkpoint = 1 + Math.max(latest?.value.id ?? 0, ...(await checkpointIds(stores, job)), ...objectIds);

@@ -4,16 +4,17 @@
  * For every function: an input stream with one subject per partition (the data of a function
  * that reads another function, and writes to state from outside). For every function: a KV bucket for its state. For the job: a dead-letter stream,
  * with retention limits (age and bytes, oldest dropped first) so that a flood of bad records
- * cannot fill the server.
+ * cannot fill the server, and its checkpoint and savepoint object stores (one of each per job, so
+ * that permissions can keep other jobs' workers out of them).
  * Source streams belong to the user and must exist already; a missing one is reported with the
  * name to create rather than silently created with guessed settings.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { Objm } from "@nats-io/obj";
-import { CHECKPOINT_OBJECTS, JOBS_BUCKET, WORKERS_BUCKET } from "../core/protocol.ts";
+import { JOBS_BUCKET, WORKERS_BUCKET } from "../core/protocol.ts";
 import type { JobGraph } from "../core/job-graph.ts";
-import { deadLetterStream, inputStream, inputSubjects, stateBucket } from "../core/naming.ts";
+import { checkpointObjects, deadLetterStream, inputStream, inputSubjects, savepointObjects, stateBucket } from "../core/naming.ts";
 import { ensureStream, streamExists } from "./streams.ts";
 import { DiscardPolicy, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
@@ -28,6 +29,7 @@ export class MissingSourceStreamError extends InputError {
 export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Promise<void> {
   const kvm = new Kvm(nc);
   await ensureDeadLetterStream(nc, graph.job, graph.deadLetters);
+  await ensureJobStores(nc, graph.job);
   for (const node of graph.functions) {
     if (node.isSource) {
       const input = node.stream!;
@@ -39,6 +41,15 @@ export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Pr
     await ensureStream(nc, inputStream(graph.job, node.name), [inputSubjects(graph.job, node.name)]);
     await kvm.create(stateBucket(graph.job, node.name), { history: 1 });
   }
+}
+
+/**
+ * Creates (or finds) the job's checkpoint and savepoint object stores. Also run by `eddy start` and
+ * `eddy rollback`, so that a job deployed before stores were per job gets them from the admin.
+ */
+export async function ensureJobStores(nc: NatsConnection, job: string): Promise<void> {
+  await new Objm(nc).create(checkpointObjects(job));
+  await new Objm(nc).create(savepointObjects(job));
 }
 
 /**
@@ -68,12 +79,12 @@ export async function ensureDeadLetterStream(nc: NatsConnection, job: string, li
 export const WORKER_TTL_MS = 5000;
 
 /**
- * Makes sure the cluster-wide control plane exists: the jobs bucket, the expiring workers bucket
- * and the checkpoint object store. Creating an existing one keeps its configuration.
+ * Makes sure the cluster-wide control plane exists: the jobs bucket and the expiring workers
+ * bucket (object stores are per job: `ensureJobTopology`). Creating an existing one keeps its
+ * configuration.
  */
 export async function ensureControlPlane(nc: NatsConnection): Promise<void> {
   const kvm = new Kvm(nc);
   await kvm.create(JOBS_BUCKET, { history: 1 });
   await kvm.create(WORKERS_BUCKET, { history: 1, ttl: WORKER_TTL_MS });
-  await new Objm(nc).create(CHECKPOINT_OBJECTS);
 }

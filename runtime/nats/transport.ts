@@ -5,14 +5,16 @@
  * positions, so there are no per-message acks on the hot path). Publishes are acknowledged
  * JetStream publishes that the caller may pipeline. State buckets are plain KV buckets; a
  * partition's state is loaded with one ordered "last per subject" consumer on the bucket's
- * stream instead of a `get` per key.
+ * stream instead of a `get` per key. Snapshots and savepoint exports go to the object stores of
+ * the job their names start with (one of each per job, so that permissions can scope them).
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { headers as makeHeaders } from "@nats-io/transport-node";
 import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
-import { CHECKPOINT_OBJECTS, SAVEPOINT_OBJECTS } from "../core/protocol.ts";
+import { jobOfObject } from "../core/protocol.ts";
+import { checkpointObjects, savepointObjects } from "../core/naming.ts";
 import { WindowLimiter } from "./window-limiter.ts";
 import { pendingFrom } from "./streams.ts";
 import { InputError } from "../errors.ts";
@@ -53,8 +55,8 @@ export class JetStreamTransport implements Transport {
   readonly js: JetStreamClient;
   private jsmPromise: Promise<JetStreamManager> | undefined;
   private readonly buckets = new Map<string, Promise<KV>>();
-  private objects: Promise<ObjectStore> | undefined;
-  private savepoints: Promise<ObjectStore> | undefined;
+  /** Object stores by name, opened (or created, when allowed) once; a failed open is retried next time. */
+  private readonly stores = new Map<string, Promise<ObjectStore>>();
 
   constructor(nc: NatsConnection) {
     this.nc = nc;
@@ -126,28 +128,33 @@ export class JetStreamTransport implements Transport {
     this.nc.publish(subject, data);
   }
 
-  private objectStore(): Promise<ObjectStore> {
-    if (this.objects === undefined) {
-      this.objects = new Objm(this.nc).create(CHECKPOINT_OBJECTS);
-      this.objects.catch(() => (this.objects = undefined));
+  /**
+   * The store `storeOf(job)` of the job `name` starts with. `create` only looks a store up when it
+   * exists (eddy deploy made it), so it needs no right to create streams then.
+   */
+  private objectStore(name: string, storeOf: (job: string) => string): Promise<ObjectStore> {
+    const job = jobOfObject(name);
+    if (job === undefined) return Promise.reject(new InputError(`object name ${JSON.stringify(name)} does not start with a job name`));
+    const store = storeOf(job);
+    let opened = this.stores.get(store);
+    if (opened === undefined) {
+      opened = new Objm(this.nc).create(store);
+      this.stores.set(store, opened);
+      opened.catch(() => this.stores.delete(store));
     }
-    return this.objects;
+    return opened;
   }
 
   async putSnapshot(name: string, data: Uint8Array): Promise<void> {
-    await (await this.objectStore()).putBlob({ name }, data);
+    await (await this.objectStore(name, checkpointObjects)).putBlob({ name }, data);
   }
 
   async putSavepoint(name: string, data: Uint8Array): Promise<void> {
-    if (this.savepoints === undefined) {
-      this.savepoints = new Objm(this.nc).create(SAVEPOINT_OBJECTS);
-      this.savepoints.catch(() => (this.savepoints = undefined));
-    }
-    await (await this.savepoints).putBlob({ name }, data);
+    await (await this.objectStore(name, savepointObjects)).putBlob({ name }, data);
   }
 
   async getSnapshot(name: string): Promise<Uint8Array | undefined> {
-    return (await (await this.objectStore()).getBlob(name)) ?? undefined;
+    return (await (await this.objectStore(name, checkpointObjects)).getBlob(name)) ?? undefined;
   }
 
   async lastSequence(stream: string): Promise<number> {

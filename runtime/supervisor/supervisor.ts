@@ -439,7 +439,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         const name = job.name;
         const records = yield* io("listing checkpoint records", () => checkpointRecords(stores, name));
         const minApplied = yield* Effect.promise(() => minAppliedCheckpoint(nc, job.spec));
-        const objects = yield* io("listing delta objects", () => listObjects(stores, `${name}/`));
+        const objects = yield* io("listing delta objects", () => listObjects(stores, name, `${name}/`));
         const byId = new Map<number, string[]>();
         for (const o of objects) {
           const ckpt = Number(o.slice(name.length + 1).split("/")[0]);
@@ -449,7 +449,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         const plan = planCleanup({ records: records.map((r) => r.value), objectIds: [...byId.keys()], latestId, retain, minApplied });
         // Objects before records: if this stops half-way, the records are still there to retry.
         for (const ckpt of plan.objects) {
-          for (const o of byId.get(ckpt) ?? []) yield* io(`deleting ${o}`, () => purgeObject(stores, o));
+          for (const o of byId.get(ckpt) ?? []) yield* io(`deleting ${o}`, () => purgeObject(stores, name, o));
         }
         for (const ckpt of plan.records) yield* io(`deleting record ${ckpt}`, () => purgeKey(stores, checkpointKey(name, ckpt)));
         if (plan.records.length + plan.objects.length > 0) {
@@ -471,7 +471,9 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         const checks = [...flight.acks.values()].map((ack) =>
           io(`checking the snapshot of ${ack.actor}`, async () => {
             const a = parseActorId(ack.actor);
-            const info = a === undefined ? null : await stores.objects.info(deltaObject(job.name, base.id, a.fn, a.partition));
+            // A job without its store (not created by deploy or a --pipeline worker) has no snapshots.
+            const store = await stores.objects(job.name).catch((e: unknown) => (/not found/i.test(errorMessage(e)) ? undefined : Promise.reject(e)));
+            const info = a === undefined || store === undefined ? null : await store.info(deltaObject(job.name, base.id, a.fn, a.partition));
             if (info === null || info.deleted || info.size !== ack.bytes) {
               missing.push(ack.actor);
               reject("ack", "missing-snapshot", `${job.name}: checkpoint ${base.id}: ${ack.actor} acked ${ack.bytes} bytes, the object store has ${info === null || info.deleted ? "none" : `${info.size}`}`);
@@ -628,7 +630,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           ...(deployed === undefined ? {} : { codeVersion: deployed.value.version }),
           functions,
         };
-        await writeManifest(await openSavepointStore(nc), manifest);
+        await writeManifest(await openSavepointStore(nc, job.name), manifest);
         log(`${job.name}: savepoint ${id} taken at checkpoint ${record.id}`);
       });
 
@@ -972,7 +974,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         for (const name of names) {
           // One job's trouble (a malformed spec, a lost CAS) must not hold up the others.
           // A defect (a bug, or input no check caught) is logged too: it must not end leadership's work.
-          yield* reconcile(s, name, workers).pipe(
+          // Only heartbeats under the job's own keys count for it: only its workers may write them.
+          yield* reconcile(s, name, workers.get(name) ?? new Map()).pipe(
             Effect.catch((e) => Effect.sync(() => log(`${name}: ${e.message}`))),
             Effect.catchDefect((d) => Effect.sync(() => log(`${name}: unexpected: ${errorMessage(d)}`))),
           );

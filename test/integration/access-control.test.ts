@@ -7,10 +7,14 @@
  * process — and the server logs no permission violation while they do, so those permissions are
  * enough.
  *
+ * A savepoint is taken under these users too, and the supervisor's cleanup deletes old snapshot
+ * deltas from the job's own checkpoint store.
+ *
  * Then each role tries what it must not do, every route the audit found included: the worker
  * purging, updating (a `republish` into the code store) or creating streams, writing another
  * job's state, sink and job records, the leadership lease and the code store, publishing control
- * messages of another job or the supervisor's own; the query user creating a push consumer that
+ * messages of another job or the supervisor's own, putting objects into another job's checkpoint
+ * and savepoint stores, writing a heartbeat the supervisor would count for another job; the query user creating a push consumer that
  * delivers onto a control subject, a durable consumer, reading deployed code, the source stream
  * or another job's records, and every write; the producer writing anywhere but its source; the
  * supervisor writing a job's state. Each must be refused by the server. The same operations as
@@ -27,12 +31,17 @@ import { Objm } from "@nats-io/obj";
 import { Svcm } from "@nats-io/services";
 import { headers as natsHeaders, PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
 import { partitionOf } from "../../runtime/core/hash.ts";
-import { HEADER, inputSubject, stateBucket } from "../../runtime/core/naming.ts";
+import { checkpointObjects, HEADER, inputSubject, savepointObjects, stateBucket } from "../../runtime/core/naming.ts";
+import { deltaObject, heartbeatKey, WORKERS_BUCKET } from "../../runtime/core/protocol.ts";
+import { savepointManifestName } from "../../runtime/core/savepoint.ts";
 import { encodeStateWrite } from "../../runtime/core/state-writes.ts";
 import { jobAccessOfModules } from "../../runtime/deploy/auth.ts";
 import { deployModule } from "../../runtime/deploy/deploy.ts";
 import { passwordVariable, renderAuthConfig } from "../../runtime/nats/auth-config.ts";
 import { connectNats, NatsUnreachableError } from "../../runtime/nats/connection.ts";
+import { ensureControlStores, listObjects } from "../../runtime/nats/control-store.ts";
+import { requestCheckpoint } from "../../runtime/nats/control.ts";
+import { listSavepoints } from "../../runtime/nats/savepoints.ts";
 import { stateClient } from "../../runtime/nats/state-client.ts";
 import { ensureStream, readAll } from "../../runtime/nats/streams.ts";
 import { startSupervisor, type StartedSupervisor } from "../../runtime/supervisor/supervisor.ts";
@@ -170,6 +179,19 @@ describe("access control (eddy auth render)", () => {
       // Committed input is trimmed from book's input log (a purge the worker may do on its own logs).
       await waitFor("book's input log trimmed", async () => (await (await jsm(admin)).streams.info("EDDY_ledger_book")).state.first_seq > 1, patiently);
 
+      // A savepoint: the actors write their exports into ledger's savepoint store, the supervisor
+      // the manifest.
+      const taken = await requestCheckpoint(admin, "ledger", { savepoint: true });
+      expect(taken).toMatchObject({ status: "committed" });
+      expect((await listSavepoints(admin, "ledger")).map((sp) => sp.manifest.id)).toEqual([taken.savepoint]);
+      // Snapshot deltas are in each job's own store, and the supervisor's cleanup deletes the old ones.
+      const adminStores = await ensureControlStores(admin);
+      expect((await listObjects(adminStores, "ledger", "ledger/")).length).toBeGreaterThan(0);
+      await waitFor("ledger's first deltas deleted", async () => (await listObjects(adminStores, "ledger", "ledger/1/")).length === 0, patiently);
+      expect(await listObjects(adminStores, "counter", "ledger/")).toEqual([]);
+      // Counter's deltas are in counter's store: that is what ledger's worker must not reach (below).
+      expect((await listObjects(adminStores, "counter", "counter/")).length).toBeGreaterThan(0);
+
       // Running, checkpointing, materializing, trimming and answering queries needed nothing
       // more than these users may do.
       await sleep(500);
@@ -199,6 +221,14 @@ describe("access control (eddy auth render)", () => {
       await expect(jsPublish(w, "eddy.other.fn.in.0")).rejects.toThrow(DENIED);
       await expect(jsPublish(w, `$KV.${stateBucket("counter", "count")}.k`)).rejects.toThrow(DENIED);
       await expect(jsPublish(w, "counter.out")).rejects.toThrow(DENIED);
+      // Another job's snapshot deltas and savepoint exports, by subject and through the object-store
+      // API, and a heartbeat under another job's key (the supervisor counts only those for that job).
+      await expect(jsPublish(w, `$O.${checkpointObjects("counter")}.C.forged`)).rejects.toThrow(DENIED);
+      await expect(jsPublish(w, `$O.${savepointObjects("counter")}.C.forged`)).rejects.toThrow(DENIED);
+      await expect((await new Objm(w).open(checkpointObjects("counter"), false)).putBlob({ name: deltaObject("counter", 1, "count", 0) }, enc("forged"))).rejects.toThrow(DENIED);
+      await expect((await new Objm(w).open(savepointObjects("counter"), false)).putBlob({ name: savepointManifestName("counter", "sp-1") }, enc("forged"))).rejects.toThrow(DENIED);
+      await expect((await new Kvm(w).open(WORKERS_BUCKET)).put(heartbeatKey("counter", "forged"), enc("{}"))).rejects.toThrow(DENIED);
+      await expect(jsPublish(w, `$KV.${WORKERS_BUCKET}.counter.forged`)).rejects.toThrow(DENIED);
       // Control messages: another job's, and the supervisor's triggers and requests.
       await expect(coreRequest(w, "eddy.other.ctl.ack")).rejects.toThrow(DENIED);
       await expect(coreRequest(w, "eddy.ledger.ctl.trigger")).rejects.toThrow(DENIED);
@@ -238,6 +268,8 @@ describe("access control (eddy auth render)", () => {
       await expect(publishIntoInputLog(sup, 7)).rejects.toThrow(DENIED);
       await expect((await jsm(sup)).streams.purge("LEDGER_IN")).rejects.toThrow(DENIED);
       await expect(jsPublish(sup, "$O.eddy_code.C.forged")).rejects.toThrow(DENIED);
+      // It reads and deletes snapshot deltas, but does not write them.
+      await expect(jsPublish(sup, `$O.${checkpointObjects("ledger")}.C.forged`)).rejects.toThrow(DENIED);
 
       // Each of those refusals was a refusal: the admin may do the same.
       const am = await jsm(admin);
@@ -253,6 +285,13 @@ describe("access control (eddy auth render)", () => {
       expect((await am.streams.purge("EDDY_other_fn")).success).toBe(true);
       expect(await jsPublish(admin, `$KV.${stateBucket("other", "fn")}.k`)).toBeDefined();
       expect((await (await new Objm(admin).open("eddy_code")).status()).bucket).toBe("eddy_code");
+      // An object nobody reads (no checkpoint id, no savepoint id) in each of counter's stores, and a
+      // heartbeat that is no heartbeat (the supervisor skips it) under counter's key, removed again.
+      expect((await (await new Objm(admin).open(checkpointObjects("counter"))).putBlob({ name: "counter/acl-probe" }, enc("probe"))).size).toBe(5);
+      expect((await (await new Objm(admin).open(savepointObjects("counter"))).putBlob({ name: "counter/acl-probe" }, enc("probe"))).size).toBe(5);
+      const workersAsAdmin = await new Kvm(admin).open(WORKERS_BUCKET);
+      await workersAsAdmin.put(heartbeatKey("counter", "acl-probe"), enc("probe"));
+      await workersAsAdmin.delete(heartbeatKey("counter", "acl-probe"));
 
       // The job is unharmed and goes on counting the producer's records.
       await publishIntoSource(producer, "a2", "5");
@@ -268,6 +307,9 @@ describe("access control (eddy auth render)", () => {
         "$JS.API.STREAM.CREATE.EVIL",
         "$KV.eddy_leader.leader",
         "$O.eddy_code.C.forged",
+        `$O.${checkpointObjects("counter")}.C.forged`,
+        `$O.${savepointObjects("counter")}.C.forged`,
+        `$KV.${WORKERS_BUCKET}.counter.forged`,
         "eddy.ledger.ctl.trigger",
         `$JS.API.CONSUMER.CREATE.${BOOK_STREAM}`,
       ]) {

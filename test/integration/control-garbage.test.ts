@@ -16,6 +16,7 @@ import {
   CHECKPOINT_REQUEST_SUBJECT,
   endKey,
   failureSubject,
+  heartbeatKey,
   JOBS_BUCKET,
   jobSpecKey,
   latestKey,
@@ -96,9 +97,12 @@ describe("garbage on the control plane", () => {
       const keys = [latestKey(name), assignmentKey(name), jobSpecKey(name), statusKey(name), deploymentKey(name), endKey(name), resumeKey(name)];
       for (const body of ["not json", "null", '{"id":"NaN","generation":1e999,"owners":[],"functions":{}}']) {
         for (const key of keys) await jobsKv.put(key, body);
+        // Under the job's heartbeat keys, and under a key of no job.
+        await workersKv.put(heartbeatKey(name, "forged-worker"), body);
         await workersKv.put("forged-worker", body);
         await new Promise((r) => setTimeout(r, 300));
       }
+      await workersKv.delete(heartbeatKey(name, "forged-worker"));
       await workersKv.delete("forged-worker");
 
       // The job goes on: checkpoints commit (their compare-and-set replaces the garbage in

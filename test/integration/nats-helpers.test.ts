@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { JOBS_BUCKET, LEADER_KEY, WORKERS_BUCKET } from "../../runtime/core/protocol.ts";
-import { openControlBuckets, removeHeartbeat } from "../../runtime/nats/control-store.ts";
+import { ensureControlStores, liveWorkers, openControlBuckets, removeHeartbeat } from "../../runtime/nats/control-store.ts";
 import { openJsonBucket } from "../../runtime/nats/json-bucket.ts";
 import { openLeaderBucket } from "../../runtime/nats/leader-bucket.ts";
 import { consumeFirst, ensureStream, publishAll } from "../../runtime/nats/streams.ts";
@@ -38,16 +38,40 @@ describe("the control buckets a worker uses", () => {
     expect(await workers.status()).toMatchObject({ bucket: WORKERS_BUCKET, ttl: WORKER_TTL_MS });
   });
 
-  it("lose a worker's heartbeat on removeHeartbeat, and keep the others", async () => {
+  it("lose a worker's heartbeat for one job on removeHeartbeat, and keep the others", async () => {
     await using server = await natsServer();
     await using nc = await connect(server);
     await ensureControlPlane(nc);
     const { workers } = await openControlBuckets(nc);
-    await workers.put("w-1", "{}");
-    await workers.put("w-2", "{}");
-    await removeHeartbeat(nc, "w-1");
-    expect((await workers.get("w-1"))?.operation).toBe("DEL");
-    expect((await workers.get("w-2"))?.operation).toBe("PUT");
+    await workers.put("a.w-1", "{}");
+    await workers.put("b.w-1", "{}");
+    await workers.put("a.w-2", "{}");
+    await removeHeartbeat(nc, "a", "w-1");
+    expect((await workers.get("a.w-1"))?.operation).toBe("DEL");
+    expect((await workers.get("b.w-1"))?.operation).toBe("PUT");
+    expect((await workers.get("a.w-2"))?.operation).toBe("PUT");
+  });
+});
+
+describe("liveWorkers", () => {
+  it("counts a heartbeat only for the job its key names, and only if the body says so", async () => {
+    await using server = await natsServer();
+    await using nc = await connect(server);
+    const stores = await ensureControlStores(nc);
+    const hb = (id: string, jobs: string[]) => JSON.stringify({ id, pid: 1, startedAt: 0, jobs });
+    await stores.workers.put("a.w1", hb("w1", ["a"]));
+    await stores.workers.put("b.w1", hb("w1", ["b"]));
+    await stores.workers.put("b.w2", hb("w2", ["b"]));
+    // A worker of job b claiming job a from its own keys, and under another worker's name.
+    await stores.workers.put("b.w3", hb("w3", ["a", "b"]));
+    await stores.workers.put("b.w4", hb("w9", ["b"]));
+    // The layout before heartbeats were per job: one key per worker.
+    await stores.workers.put("w5", hb("w5", ["a"]));
+    const invalid: string[] = [];
+    const live = await liveWorkers(stores, (key) => invalid.push(key));
+    expect([...(live.get("a")?.keys() ?? [])]).toEqual(["w1"]);
+    expect([...(live.get("b")?.keys() ?? [])].sort()).toEqual(["w1", "w2", "w3"]);
+    expect(invalid.sort()).toEqual(["b.w4", "w5"]);
   });
 });
 

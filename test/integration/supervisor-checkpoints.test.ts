@@ -23,7 +23,7 @@ import {
   type JobSpecRecord,
 } from "../../runtime/core/protocol.ts";
 import { appliedKey } from "../../runtime/core/kv-keys.ts";
-import { stateBucket } from "../../runtime/core/naming.ts";
+import { checkpointObjects, stateBucket } from "../../runtime/core/naming.ts";
 import { encodeValue } from "../../runtime/core/wire.ts";
 import { ensureControlStores, readJson, type ControlStores } from "../../runtime/nats/control-store.ts";
 import { startSimulatedWorker, type SimulatedWorker } from "../support/simulated-worker.ts";
@@ -281,7 +281,7 @@ describe("supervisor checkpoints", () => {
         await buckets.get(fn!)!.put(appliedKey(Number(p)), encodeValue(n));
       }
     };
-    const objectIds = async () => [...new Set((await c.stores.objects.list()).map((o) => Number(o.name.split("/")[1])))].sort((x, y) => x - y);
+    const objectIds = async () => [...new Set((await (await c.stores.objects(JOB)).list()).map((o) => Number(o.name.split("/")[1])))].sort((x, y) => x - y);
     const recordIds = async () => (await c.sup.checkpoints(JOB)).map((r) => r.id);
     const a = await waitFor("an assignment", () => c.assignment(), QUICKLY);
 
@@ -297,7 +297,7 @@ describe("supervisor checkpoints", () => {
     expect(await c.sup.triggerCheckpoint(JOB)).toMatchObject({ id: 4, status: "committed" });
     expect(await recordIds()).toEqual([1, 2, 4]);
     expect(await objectIds()).toEqual([1, 2, 4]);
-    expect((await c.stores.objects.list()).filter((o) => o.name.startsWith(`${JOB}/4/`))).toHaveLength(4);
+    expect((await (await c.stores.objects(JOB)).list()).filter((o) => o.name.startsWith(`${JOB}/4/`))).toHaveLength(4);
 
     // One actor has applied only checkpoint 2: 1 can go, 2 must stay although it is not retained.
     await setApplied({ "src/0": 4, "src/1": 4, "agg/0": 2, "agg/1": 4 });
@@ -311,7 +311,7 @@ describe("supervisor checkpoints", () => {
     expect(await recordIds()).toEqual([5, 6]);
     expect(await objectIds()).toEqual([5, 6]);
     // Purged, not just marked deleted: the store holds no metadata of the deleted objects.
-    const info = await c.stores.jsm.streams.info("OBJ_eddy_ckpt", { subjects_filter: "$O.eddy_ckpt.M.>" });
+    const info = await c.stores.jsm.streams.info(`OBJ_${checkpointObjects(JOB)}`, { subjects_filter: `$O.${checkpointObjects(JOB)}.M.>` });
     expect(Object.keys(info.state.subjects ?? {})).toHaveLength(8);
   });
 

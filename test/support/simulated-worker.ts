@@ -14,6 +14,7 @@ import {
   assignmentKey,
   deltaObject,
   failureSubject,
+  heartbeatKey,
   triggerSubject,
   type ActorFailure,
   type Assignment,
@@ -21,6 +22,8 @@ import {
   type TriggerMessage,
   type WorkerHeartbeat,
 } from "../../runtime/core/protocol.ts";
+import { Objm, type ObjectStore } from "@nats-io/obj";
+import { checkpointObjects } from "../../runtime/core/naming.ts";
 import { ensureControlStores, readJson } from "../../runtime/nats/control-store.ts";
 
 export interface SimulatedWorkerOptions {
@@ -61,17 +64,25 @@ export interface SimulatedWorker {
 
 export async function startSimulatedWorker(nc: NatsConnection, options: SimulatedWorkerOptions): Promise<SimulatedWorker> {
   const stores = await ensureControlStores(nc);
-  const { jobs, objects } = stores;
+  const { jobs } = stores;
+  // Each job's checkpoint store, as deploying the job would have created it.
+  const objects = new Map<string, ObjectStore>();
+  for (const job of options.jobs) objects.set(job, await new Objm(nc).create(checkpointObjects(job)));
   const stats = options.ackStats ?? (() => ({ bytes: 100, keysChanged: 1, alignmentMs: 0, finished: false }));
   // Simulated actors start at once: the worker reports every assigned generation as running.
   const running: Record<string, number> = {};
   const startedAt = Date.now();
   let alive = true;
   let leaving = false;
+  // One heartbeat per job, under the job's key, as a worker running several jobs writes them.
   const beat = () =>
-    stores.workers
-      .put(options.id, JSON.stringify({ id: options.id, pid: process.pid, startedAt, jobs: [...options.jobs], running, ...(leaving ? { leaving } : {}) } satisfies WorkerHeartbeat))
-      .catch(() => 0);
+    Promise.all(
+      options.jobs.map((job) =>
+        stores.workers
+          .put(heartbeatKey(job, options.id), JSON.stringify({ id: options.id, pid: process.pid, startedAt, jobs: [job], running, ...(leaving ? { leaving } : {}) } satisfies WorkerHeartbeat))
+          .catch(() => 0),
+      ),
+    );
   const refresh = async () => {
     let changed = false;
     for (const job of options.jobs) {
@@ -127,7 +138,7 @@ export async function startSimulatedWorker(nc: NatsConnection, options: Simulate
       if (owner !== options.id || worker.withheld.has(actor)) continue;
       const [fn, p] = [actor.slice(0, actor.lastIndexOf("/")), Number(actor.slice(actor.lastIndexOf("/") + 1))];
       const ack: SnapshotAck = { id: trigger.id, generation: trigger.generation, actor, worker: options.id, ...stats(actor) };
-      if (options.writeDeltas !== false) await objects.putBlob({ name: deltaObject(job, trigger.id, fn, p) }, new Uint8Array(ack.bytes));
+      if (options.writeDeltas !== false) await objects.get(job)!.putBlob({ name: deltaObject(job, trigger.id, fn, p) }, new Uint8Array(ack.bytes));
       if (worker.holdAcks) held.push({ subject: ackSubject(job), ack });
       else nc.publish(ackSubject(job), JSON.stringify(ack));
     }

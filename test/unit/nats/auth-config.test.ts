@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { jobAccessOfModules } from "../../../runtime/deploy/auth.ts";
-import { BASE_AUTH_CONF_HEADER, passwordVariable, producerPermissions, queryPermissions, renderAuthConfig, workerPermissions, type JobAccess } from "../../../runtime/nats/auth-config.ts";
+import { BASE_AUTH_CONF_HEADER, passwordVariable, producerPermissions, queryPermissions, renderAuthConfig, supervisorPermissions, workerPermissions, type JobAccess } from "../../../runtime/nats/auth-config.ts";
 
 const ROOT = resolve(import.meta.dirname, "../../..");
 const ledger: JobAccess = {
@@ -33,13 +33,24 @@ describe("renderAuthConfig", () => {
     const { publish, subscribe } = workerPermissions(ledger);
     expect(publish).toEqual(expect.arrayContaining(["$KV.eddy_ledger_book.>", "$KV.eddy_jobs.ledger.spec", "eddy.ledger.book.in.*", "eddy.ledger.dlq.book", "eddy.ledger.ctl.ack", "ledger.out"]));
     // Nothing that matches another job's names: every eddy subject, bucket and stream names ledger
-    // (or is one of the shared stores, listed in docs/security.md).
-    const shared = /^(\$JS\.API\.INFO|_INBOX\.>|\$KV\.eddy_workers\.\*|\$O\.eddy_(ckpt|savepoints)\.>|ledger\.out)$|(KV_eddy_(jobs|workers)|OBJ_eddy_(ckpt|savepoints|code)|LEDGER_IN)\b/;
+    // (or is read-only shared: the jobs and workers buckets' streams, the code store, the user's source).
+    const shared = /^(\$JS\.API\.INFO|_INBOX\.>|ledger\.out)$|(KV_eddy_(jobs|workers)|OBJ_eddy_code|LEDGER_IN)\b/;
     for (const s of publish) if (!shared.test(s)) expect(s, s).toMatch(/ledger/);
+    // Writes to the shared buckets and stores are under ledger's own keys and stores only.
+    expect(publish.filter((s) => /^\$(KV|O)\.eddy_(workers|ckpt|sp|savepoints)/.test(s)).sort()).toEqual(["$KV.eddy_workers.ledger.*", "$O.eddy_ckpt_ledger.>", "$O.eddy_sp_ledger.>"]);
     expect(publish).not.toContain("eddy.ledger.ctl.trigger");
     expect(publish.some((s) => s.startsWith("$KV.eddy_jobs.") && s !== "$KV.eddy_jobs.ledger.spec")).toBe(false);
     expect(publish.some((s) => s.startsWith("$KV.eddy_leader") || s.startsWith("$O.eddy_code"))).toBe(false);
     expect(subscribe).toEqual(["_INBOX.>", "eddy.ledger.ctl.>", "eddy.q.ledger.>", "$SRV.>"]);
+  });
+
+  it("the supervisor purges rendered jobs' checkpoint stores and writes their savepoint manifests, but writes no snapshot and creates no job store", () => {
+    const other: JobAccess = { job: "other", functions: [{ name: "fn" }] };
+    const { publish } = supervisorPermissions([ledger, other]);
+    expect(publish).toEqual(expect.arrayContaining(["$JS.API.STREAM.PURGE.OBJ_eddy_ckpt_ledger", "$JS.API.STREAM.PURGE.OBJ_eddy_ckpt_other", "$O.eddy_sp_ledger.>", "$O.eddy_sp_other.>"]));
+    expect(publish.filter((s) => s.startsWith("$O.eddy_ckpt") || /CREATE\.OBJ_/.test(s) || s.includes("PURGE.OBJ_eddy_sp"))).toEqual([]);
+    // Without rendered jobs (infra/nats/auth.conf) it reaches no job's stores.
+    expect(supervisorPermissions([]).publish.filter((s) => /eddy_(ckpt|sp)/.test(s))).toEqual([]);
   });
 
   it("queries read their job's buckets without consumers and write nothing", () => {
