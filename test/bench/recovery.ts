@@ -6,8 +6,9 @@
  *
  * - `detectionMs`: until its heartbeat is gone from the workers bucket (expiry);
  * - `decisionMs`: until the supervisor logs the new generation;
- * - `restoreMs`: from that decision until the first probe is processed and published (actors
- *   restoring their state, reopening inputs, replaying from the checkpoint);
+ * - `restoreMs`: from that decision until the first probe is processed and published by the
+ *   new generation's actors (restoring their state, reopening inputs, replaying from the
+ *   checkpoint);
  * - `totalMs`: kill to first probe out.
  *
  * The phases are taken from the processes' log lines and from KV, timestamped when this process
@@ -20,7 +21,7 @@ import { connect } from "@nats-io/transport-node";
 import { jetstream, DeliverPolicy } from "@nats-io/jetstream";
 import { startLocalNatsServer } from "../../runtime/nats/local-server.ts";
 import { ensureStream, publishAll } from "../../runtime/nats/streams.ts";
-import { assignmentKey, JOBS_BUCKET, WORKERS_BUCKET, type Assignment } from "../../runtime/core/protocol.ts";
+import { assignmentKey, heartbeatKey, JOBS_BUCKET, latestKey, WORKERS_BUCKET, type Assignment } from "../../runtime/core/protocol.ts";
 import { appliedKey, positionKey } from "../../runtime/core/kv-keys.ts";
 import { stateBucket } from "../../runtime/core/naming.ts";
 import { decodeValue } from "../../runtime/core/wire.ts";
@@ -109,7 +110,10 @@ export async function benchRecovery(keys: number): Promise<RecoveryBenchResult> 
     const read = await until("the source's state bucket", () => kvm.open(stateBucket(JOB, "read")), 120_000);
     const target = await until("a checkpoint after every record", async () => {
       const pos = await read.get(positionKey(0));
-      return pos !== null && pos.length > 0 && (decodeValue(pos.value) as number) > keys ? applied(read, 0) : undefined;
+      if (pos === null || pos.length === 0 || (decodeValue(pos.value) as number) <= keys) return undefined;
+      // That position was materialized after its checkpoint committed: the latest commit now is it or later.
+      const latest = await jobs.get(latestKey(JOB));
+      return latest === null || latest.length === 0 ? undefined : (JSON.parse(decoder.decode(latest.value)) as { id: number }).id;
     }, 30 * 60_000);
     phase(`checkpoint ${target} committed; materializing`);
     await until("materialization", async () => {
@@ -124,7 +128,7 @@ export async function benchRecovery(keys: number): Promise<RecoveryBenchResult> 
     for (const [actor, worker] of Object.entries(assignment.owners)) if (actor.startsWith("count/")) byWorker.set(worker, (byWorker.get(worker) ?? 0) + 1);
     const [victimId, killedPartitions] = [...byWorker].sort((a, b) => b[1] - a[1])[0]!;
     const heartbeats = await kvm.open(WORKERS_BUCKET);
-    const hb = JSON.parse(decoder.decode((await heartbeats.get(victimId))!.value)) as { pid: number };
+    const hb = JSON.parse(decoder.decode((await heartbeats.get(heartbeatKey(JOB, victimId)))!.value)) as { pid: number };
     const victim = workers.find((w) => w.proc.pid === hb.pid);
     if (victim === undefined) throw new Error(`worker ${victimId} (pid ${hb.pid}) is none of the benchmark's workers`);
 
@@ -147,19 +151,29 @@ export async function benchRecovery(keys: number): Promise<RecoveryBenchResult> 
     const deadline = setTimeout(() => messages.stop(), 30 * 60_000);
     let detectedAt = 0;
     const watchHeartbeat = (async () => {
-      detectedAt = await until("the heartbeat to expire", async () => ((await heartbeats.get(victimId))?.length ? undefined : Date.now()), 60_000);
+      detectedAt = await until("the heartbeat to expire", async () => ((await heartbeats.get(heartbeatKey(JOB, victimId)))?.length ? undefined : Date.now()), 60_000);
     })();
+    // The survivor's own partitions go on processing probes until the supervisor restarts every
+    // actor in a new generation; the first probe out after the survivor has replaced its actors
+    // with the new generation's is the recovered job's.
+    const decisionLine = () => supervisor.lines.find((l) => l.at >= killedAt && /generation \d+:/.test(l.line));
+    const survivor = workers.find((w) => w !== victim)!;
+    const restartLine = () => survivor.lines.find((l) => l.at >= killedAt && /generation \d+, starting/.test(l.line));
     for await (const m of messages) {
       void m;
-      firstOut = Date.now();
-      break;
+      const now = Date.now();
+      const r = restartLine();
+      if (r !== undefined && now > r.at) {
+        firstOut = now;
+        break;
+      }
     }
     clearTimeout(deadline);
     messages.stop();
     probing = false;
     await probes;
     await watchHeartbeat;
-    const decision = supervisor.lines.find((l) => l.at >= killedAt && /generation \d+:/.test(l.line));
+    const decision = decisionLine();
     if (firstOut === 0 || decision === undefined) throw new Error(`no recovery observed:\n${supervisor.lines.slice(-20).map((l) => l.line).join("\n")}`);
     return {
       bench: "recovery",
