@@ -35,7 +35,7 @@ import { applyStateWrite, checkWindowWrites, decodeStateWrite, InvalidStateWrite
 import { TimerQueue, type Timer } from "../core/timers.ts";
 import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, type WatermarkGeneratorState, type WatermarkTrackerState } from "../core/watermarks.ts";
 import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError } from "../core/wire.ts";
-import { checkRecordSize, decodeRecord, guardFuture, Rejection, selectKey, selectTimestamp } from "../core/record-input.ts";
+import { readSourceRecord, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
 import { alignmentOverBound, mustWaitForCommit } from "../core/held-bounds.ts";
 import type { StreamInput } from "../sdk/function.ts";
 import { OutputRouter, type PendingOutput } from "./output-router.ts";
@@ -948,14 +948,11 @@ export class PartitionActor {
   private handleSourceMessage(m: InputMessage, now: number): void {
     const spec = this.node.spec;
     const origin = { [HEADER.sourceStream]: this.stream, [HEADER.sourceSubject]: m.subject, [HEADER.sourceSequence]: String(m.seq) };
-    const tooLarge = checkRecordSize(m.data.length, this.maxRecordBytes);
-    if (tooLarge !== undefined) return this.deadLetter(tooLarge.reason, m.data, origin);
-    const value = decodeRecord(this.source!.format ?? "json", m.data);
+    const value = readSourceRecord(this.source!.format ?? "json", m.data, this.maxRecordBytes);
     if (value instanceof Rejection) return this.deadLetter(value.reason, m.data, origin);
     const key = selectKey(spec.key, value, 0);
     if (key instanceof Rejection) return this.deadLetter(key.reason, m.data, origin);
-    let ts = selectTimestamp(spec.timestamp, value, m.timestampMs);
-    if (spec.maxFutureMs !== undefined && !(ts instanceof Rejection)) ts = guardFuture(ts, now, spec.maxFutureMs, spec.futureTimestamps);
+    const ts = selectEventTime(spec, value, m.timestampMs, now);
     if (ts instanceof Rejection) return this.deadLetter(ts.reason, m.data, origin);
     if (!this.invoke(key, ts, value, now, m.data, origin)) return;
     if (this.generator !== undefined) {
@@ -974,8 +971,8 @@ export class PartitionActor {
         if (tracker.isProducerIdle(producer) === true) tracker.setIdle(producer, false);
         let mi = 0;
         const count = records.length / 3;
-        const retime = this.node.spec.timestamp;
-        const maxFutureMs = this.node.spec.maxFutureMs;
+        const spec = this.node.spec;
+        const retime = spec.timestamp !== undefined;
         const inputs = batch.inputs;
         for (let i = 0; i < count; i++) {
           while (mi < marks.length && marks[mi] === i) {
@@ -984,8 +981,7 @@ export class PartitionActor {
           }
           const key = records[i * 3];
           const value = records[i * 3 + 2];
-          let ts = retime === undefined ? (records[i * 3 + 1] as number) : selectTimestamp(retime, value, 0);
-          if (retime !== undefined && maxFutureMs !== undefined && !(ts instanceof Rejection)) ts = guardFuture(ts, now, maxFutureMs, this.node.spec.futureTimestamps);
+          const ts = retime ? selectEventTime(spec, value, 0, now) : (records[i * 3 + 1] as number);
           if (ts instanceof Rejection) {
             this.deadLetter(ts.reason, jsonBytes(value), { [HEADER.producer]: producer });
             continue;
