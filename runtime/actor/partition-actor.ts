@@ -22,7 +22,7 @@
  * epochs up to `n` are skipped: they are either already in the snapshot or were produced by the
  * failed attempt and will be produced again.
  */
-import { BarrierAligner } from "../core/barriers.ts";
+import { Alignment } from "../core/barriers.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
 import { appliedKey, mapEntryKey, parseKvKey, positionKey, stateKey, timerKey, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
 import { HEADER, inputStream, inputSubject, stateBucket } from "../core/naming.ts";
@@ -36,7 +36,7 @@ import { TimerQueue, type Timer } from "../core/timers.ts";
 import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, type WatermarkGeneratorState, type WatermarkTrackerState } from "../core/watermarks.ts";
 import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError } from "../core/wire.ts";
 import { readSourceRecord, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
-import { alignmentOverBound, mustWaitForCommit } from "../core/held-bounds.ts";
+import { mustWaitForCommit } from "../core/held-bounds.ts";
 import type { StreamInput } from "../sdk/function.ts";
 import { OutputRouter, type PendingOutput } from "./output-router.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "./ports.ts";
@@ -138,6 +138,12 @@ export interface ActorStats {
   declinedAlignments: number;
 }
 
+/** What a barrier carries besides its checkpoint id. */
+interface BarrierBody {
+  readonly stop: boolean;
+  readonly savepoint?: string;
+}
+
 /** Stored watermark record of an actor. */
 interface StoredWatermark {
   readonly out: number | null;
@@ -201,7 +207,8 @@ export class PartitionActor {
   private readonly operator: Operator;
   private readonly tracker: WatermarkTracker | undefined;
   private readonly generator: WatermarkGenerator | undefined;
-  private readonly aligner: BarrierAligner | undefined;
+  /** Barrier alignment and the messages it holds (non-sources). */
+  private readonly alignment: Alignment<InputMessage, BarrierBody> | undefined;
   private readonly producers: ReadonlySet<string>;
   private reader: InputReader | undefined;
   private generation = 0;
@@ -235,20 +242,10 @@ export class PartitionActor {
    * their timers would otherwise cost two KV writes each).
    */
   private readonly mayBeStored = new Map<string, number>();
-  /** Messages of producers whose barrier arrived before the others'. */
-  private buffered: InputMessage[] = [];
-  /** Payload bytes of `buffered`. */
-  private bufferedBytes = 0;
   /** Largest source record accepted, in bytes. */
   private readonly maxRecordBytes: number;
   /** Resolved by a commit, for a read loop waiting for held sink output to be freed. */
   private commitWaiters: Array<() => void> = [];
-  private alignStartedAt = 0;
-  /** An aligned checkpoint whose snapshot the read loop must take before handling more input. */
-  private pendingSnapshot: { id: number; restartSeq: number; alignmentMs: number; stop: boolean; savepoint?: string } | undefined;
-  /** Messages held for an abandoned alignment, to handle before anything newer. */
-  private abandonedHeld: InputMessage[] | undefined;
-  private restartSeq = 0;
   private materializing: Promise<void> = Promise.resolve();
   private ticker: ReturnType<typeof setInterval> | undefined;
   private busy: Promise<void> | undefined;
@@ -290,7 +287,7 @@ export class PartitionActor {
     this.router = new OutputRouter(graph, node, partition, this.publisher, this.config);
     this.operator = new Operator(node.spec, this.router, new KeyedStateStore(node.spec.state ?? {}), new TimerQueue());
     this.tracker = this.source === undefined ? new WatermarkTracker(node.producers) : undefined;
-    this.aligner = this.source === undefined ? new BarrierAligner(node.producers) : undefined;
+    this.alignment = this.source === undefined ? new Alignment(node.producers, this.config.maxAlignmentBytes) : undefined;
     this.producers = new Set(node.producers);
     const strategy = node.spec.watermark;
     this.generator = this.source !== undefined && strategy !== undefined ? createWatermarkGenerator(strategy) : undefined;
@@ -708,7 +705,7 @@ export class PartitionActor {
       this.router.now = now;
       this.stats.lag = m.pending;
       this.handleMessage(m, now);
-      if (this.pendingSnapshot !== undefined || this.abandonedHeld !== undefined) await this.settleAlignment(now);
+      if (this.alignment?.needsSettling === true) await this.settleAlignment(now);
       if (this.source !== undefined && this.endSeq !== undefined) {
         if (m.seq >= this.endSeq) this.finishInput();
         // `pending` is as of the message's delivery, which may be long before the end was set:
@@ -722,7 +719,7 @@ export class PartitionActor {
 
   /** Bytes this actor holds in memory (sink output waiting for commit and messages held by an alignment). */
   get heldBytes(): number {
-    return this.router.heldSinkBytes + this.bufferedBytes;
+    return this.router.heldSinkBytes + (this.alignment?.heldBytes ?? 0);
   }
 
   /** Stops reading while held sink output is over its bound (held-bounds.ts), until commits free it. */
@@ -756,7 +753,7 @@ export class PartitionActor {
       // A write arriving while a checkpoint aligns waits with the held messages: applied before
       // the snapshot it would be in it and, sitting after the restart position, applied again
       // after a restore from it.
-      if (this.aligner!.pending !== undefined) {
+      if (this.alignment!.pending !== undefined) {
         this.hold(m);
         return;
       }
@@ -792,7 +789,7 @@ export class PartitionActor {
       this.advancePosition(m.seq);
       return;
     }
-    if (this.aligner!.isBlocked(producer)) {
+    if (this.alignment!.isBlocked(producer)) {
       this.hold(m);
       return;
     }
@@ -806,20 +803,13 @@ export class PartitionActor {
 
   /** Holds a message until the alignment completes, or declines the checkpoint when too much is held. */
   private hold(m: InputMessage): void {
-    this.buffered.push(m);
-    this.bufferedBytes += m.data.length;
-    if (!alignmentOverBound(this.bufferedBytes, this.config.maxAlignmentBytes)) return;
-    // Held messages go first, then reading goes on; barriers of the declined checkpoint are stale.
-    this.aligner!.decline();
-    this.stats.declinedAlignments++;
-    this.abandonedHeld = [...(this.abandonedHeld ?? []), ...this.buffered];
-    this.buffered = [];
-    this.bufferedBytes = 0;
+    // Declined: held messages go first, then reading goes on; barriers of the declined checkpoint are stale.
+    if (this.alignment!.hold(m, m.data.length) !== undefined) this.stats.declinedAlignments++;
   }
 
   private advancePosition(seq: number): void {
     // Held messages are not done yet; the position only moves over messages really handled.
-    if (this.buffered.length === 0 && seq >= this.nextSeq) {
+    if (this.alignment?.holding !== true && seq >= this.nextSeq) {
       this.nextSeq = seq + 1;
       this.stats.position = this.nextSeq;
     }
@@ -835,21 +825,7 @@ export class PartitionActor {
     } catch {
       // A barrier body is informational; its headers carry the checkpoint id.
     }
-    const outcome = this.aligner!.onBarrier(producer, id);
-    if (outcome.kind === "stale") return;
-    if (outcome.abandoned !== undefined) {
-      // Producers held for the abandoned checkpoint go on; their held messages come first.
-      this.abandonedHeld = this.buffered;
-      this.buffered = [];
-      this.bufferedBytes = 0;
-    }
-    if (outcome.first) {
-      this.alignStartedAt = now;
-      this.restartSeq = m.seq;
-    }
-    if (outcome.kind === "aligned") {
-      this.pendingSnapshot = { id, restartSeq: this.restartSeq, alignmentMs: now - this.alignStartedAt, stop, ...(savepoint === undefined ? {} : { savepoint }) };
-    }
+    this.alignment!.onBarrier(producer, id, m.seq, now, { stop, ...(savepoint === undefined ? {} : { savepoint }) });
   }
 
   /**
@@ -858,36 +834,17 @@ export class PartitionActor {
    * another alignment, so no message is handled on the wrong side of a snapshot.
    */
   private async settleAlignment(now: number): Promise<void> {
+    const alignment = this.alignment!;
     await this.exclusive(async () => {
-      let queue: InputMessage[] = [];
-      for (;;) {
-        if (this.abandonedHeld !== undefined) {
-          queue = [...this.abandonedHeld, ...queue];
-          this.abandonedHeld = undefined;
+      for (let step = alignment.next(); step !== undefined; step = alignment.next()) {
+        if (step.kind === "handle") {
+          this.handleMessage(step.message, now);
+          continue;
         }
-        const s = this.pendingSnapshot;
-        if (s !== undefined) {
-          this.pendingSnapshot = undefined;
-          await this.snapshot(s.id, s.restartSeq, s.alignmentMs, s.stop, s.savepoint);
-          if (s.stop) {
-            this.buffered = [];
-            this.bufferedBytes = 0;
-            return;
-          }
-          queue = [...this.buffered, ...queue];
-          this.buffered = [];
-          this.bufferedBytes = 0;
-        }
-        if (queue.length === 0) return;
-        const current = queue;
-        queue = [];
-        for (let i = 0; i < current.length; i++) {
-          this.handleMessage(current[i]!, now);
-          if (this.pendingSnapshot !== undefined || this.abandonedHeld !== undefined) {
-            queue = current.slice(i + 1);
-            break;
-          }
-        }
+        const { id, restartSeq, alignmentMs, barrier } = step.snapshot;
+        await this.snapshot(id, restartSeq, alignmentMs, barrier.stop, barrier.savepoint);
+        alignment.snapshotTaken(barrier.stop);
+        if (barrier.stop) return;
       }
     });
   }
