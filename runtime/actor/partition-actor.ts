@@ -21,6 +21,12 @@
  * After a restore from checkpoint `n` in generation `g`, messages of older generations and of
  * epochs up to `n` are skipped: they are either already in the snapshot or were produced by the
  * failed attempt and will be produced again.
+ *
+ * This module is the I/O loop; the decisions are pure and live in runtime/core, where they are
+ * unit-tested with plain data: record decoding and key/timestamp selection (record-input.ts), what
+ * an alignment holds and the order of snapshots and released messages (barriers.ts `Alignment`),
+ * the changes KV does not have yet and the restore chain (delta-log.ts). The actor itself is
+ * unit-tested over the in-memory transport of test/support/memory-transport.ts.
  */
 import { Alignment } from "../core/barriers.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
@@ -35,13 +41,13 @@ import { applyStateWrite, checkWindowWrites, decodeStateWrite, InvalidStateWrite
 import { TimerQueue, type Timer } from "../core/timers.ts";
 import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, type WatermarkGeneratorState, type WatermarkTrackerState } from "../core/watermarks.ts";
 import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError } from "../core/wire.ts";
+import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, type DeltaEntry } from "../core/delta-log.ts";
 import { readSourceRecord, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
 import { mustWaitForCommit } from "../core/held-bounds.ts";
 import type { StreamInput } from "../sdk/function.ts";
 import { OutputRouter, type PendingOutput } from "./output-router.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "./ports.ts";
 import { Publisher } from "./publisher.ts";
-import { FatalError } from "../errors.ts";
 import { countRejected } from "../metrics/rejections.ts";
 
 /** Tuning of an actor; the defaults suit a small machine. */
@@ -169,22 +175,17 @@ interface Delta {
   readonly sink: Array<[string, Uint8Array, string, number]>;
 }
 
-type Entry = [string, Uint8Array | null];
-
-/** A snapshot delta this actor wrote that has not been committed yet. */
+/** A snapshot delta this actor wrote, with its entries decoded. */
 interface HeldSnapshot {
   readonly delta: Delta;
-  readonly entries: Entry[];
+  readonly entries: readonly DeltaEntry[];
 }
 
 /** Entries per encoded chunk of a delta, and per slice of work between two yields. */
 const CHUNK = 20_000;
 const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
 
-/** The stored state a restore needs is missing or inconsistent; the job cannot resume from it. */
-export class CorruptCheckpointError extends FatalError {
-  override readonly name = "CorruptCheckpointError";
-}
+export { CorruptCheckpointError };
 
 const textDecoder = new TextDecoder();
 const textEncoder = new TextEncoder();
@@ -216,8 +217,6 @@ export class PartitionActor {
   private worker = "";
   /** Checkpoint restored from: messages of epochs up to it are already in the state. */
   private restoredFrom = 0;
-  /** Last commit seen; deltas hold every change since. */
-  private lastCommitted = 0;
   private nextSeq = 1;
   /** A source's next sequence in its write log (the function's internal input subject). */
   private nextWriteSeq = 1;
@@ -231,17 +230,8 @@ export class PartitionActor {
   private halted = false;
   private stopping = false;
   private failure: unknown;
-  /** Changes since the last commit: KV key → encoded value (null: deleted) and the epoch it was taken in. */
-  private readonly uncommitted = new Map<string, { value: Uint8Array | null; epoch: number }>();
-  private readonly held = new Map<number, HeldSnapshot>();
-  /**
-   * KV keys that may hold a value: those of the committed state and those put by a snapshot taken
-   * since, with the id of the last snapshot that put them (0: committed before this actor
-   * started). A key outside it was created and deleted between two snapshots and never reached
-   * any delta, so its deletion is no change at all and is left out (short-lived windows and
-   * their timers would otherwise cost two KV writes each).
-   */
-  private readonly mayBeStored = new Map<string, number>();
+  /** Changes of the state KV does not have yet, from snapshot to materialization (delta-log.ts). */
+  private deltas = new DeltaLog<Delta>();
   /** Largest source record accepted, in bytes. */
   private readonly maxRecordBytes: number;
   /** Resolved by a commit, for a read loop waiting for held sink output to be freed. */
@@ -389,26 +379,27 @@ export class PartitionActor {
       if (key === appliedKey(this.partition)) applied = decodeValue(value) as number;
       else state.set(key, value);
     }
+    let decoded: HeldSnapshot[] = [];
     if (checkpoint > applied) {
       // Walk back from the committed delta to the one KV already has, then apply forwards.
-      const chain: Delta[] = [];
-      for (let id = checkpoint; id > applied; ) {
-        const data = await this.transport.getSnapshot(deltaObject(this.job, id, this.node.name, this.partition));
-        if (data === undefined) throw new CorruptCheckpointError(`${this.id}: snapshot delta of checkpoint ${id} is missing`);
-        const delta = decodeValue(data) as Delta;
-        chain.unshift(delta);
-        if (delta.base >= id) throw new CorruptCheckpointError(`${this.id}: delta ${id} has base ${delta.base}`);
-        id = delta.base;
-      }
-      const decoded = chain.map((delta) => ({ delta, entries: delta.chunks.flatMap((c) => decodeValue(c) as Entry[]) }));
-      for (const { entries } of decoded) for (const [k, v] of entries) v === null ? state.delete(k) : state.set(k, v);
-      // Materialize now, so KV is at `checkpoint` before any new work: republishes the sink
-      // output of the chain (JetStream drops what was already published) and records it.
-      for (const held of decoded) await this.writeDelta(held);
+      const chain = await fetchChain(
+        checkpoint,
+        applied,
+        async (id) => {
+          const data = await this.transport.getSnapshot(deltaObject(this.job, id, this.node.name, this.partition));
+          return data === undefined ? undefined : (decodeValue(data) as Delta);
+        },
+        this.id,
+      );
+      decoded = chain.map((delta) => ({ delta, entries: delta.chunks.flatMap((c) => decodeValue(c) as DeltaEntry[]) }));
+      applyChain(state, decoded.map((d) => d.entries));
     }
-    for (const key of state.keys()) this.mayBeStored.set(key, 0);
+    this.deltas = new DeltaLog<Delta>(checkpoint, state.keys());
+    for (const { delta, entries } of decoded) this.deltas.restoredDelta(delta.id, entries);
+    // Materialize now, so KV is at `checkpoint` before any new work: republishes the sink output
+    // of the chain (JetStream drops what was already published) and records it.
+    for (const held of decoded) await this.writeDelta(held);
     this.restoredFrom = checkpoint;
-    this.lastCommitted = checkpoint;
     this.stats.applied = Math.max(applied, checkpoint);
     const timers: Timer[] = [];
     const stored = state.get(versionsKey(this.partition));
@@ -492,12 +483,12 @@ export class PartitionActor {
     for (const c of this.operator.store.takeDelta()) {
       const key = c.subkey === undefined ? stateKey(p, c.state, c.key) : mapEntryKey(p, c.state, c.key, c.subkey);
       const value = c.value === undefined ? undefined : this.encodeState(c, key);
-      if (value === undefined) this.recordDeletion(key, id);
-      else this.uncommitted.set(key, { value, epoch: id });
+      if (value === undefined) this.deltas.delete(key, id);
+      else this.deltas.put(key, value, id);
       if (++n % CHUNK === 0) await yieldToEventLoop();
     }
     const { added, removed } = this.operator.timers.takeChanges();
-    for (const t of removed) this.recordDeletion(timerKey(p, t), id);
+    for (const t of removed) this.deltas.delete(timerKey(p, t), id);
     for (const t of added) {
       const key = timerKey(p, t);
       if (key.length > MAX_KV_KEY_CHARS) {
@@ -507,7 +498,7 @@ export class PartitionActor {
         this.deadLetter(`timer: KV key of timer ${JSON.stringify(t.name.slice(0, 64))} for key ${JSON.stringify(t.key.slice(0, 64))} is ${key.length} characters, more than ${MAX_KV_KEY_CHARS}; the timer is dropped`, new Uint8Array(), {});
         continue;
       }
-      this.uncommitted.set(key, { value: encodeValue(null), epoch: id });
+      this.deltas.put(key, encodeValue(null), id);
     }
     const wm: StoredWatermark = {
       out: wmOut(this.router.watermark),
@@ -517,33 +508,26 @@ export class PartitionActor {
       idle: this.router.idle,
       ended: this.inputEnded,
     };
-    this.uncommitted.set(watermarkKey(p), { value: encodeValue(wm), epoch: id });
-    this.uncommitted.set(positionKey(p), { value: encodeValue(restartSeq), epoch: id });
-    if (this.source !== undefined) this.uncommitted.set(writePositionKey(p), { value: encodeValue(this.nextWriteSeq), epoch: id });
+    this.deltas.put(watermarkKey(p), encodeValue(wm), id);
+    this.deltas.put(positionKey(p), encodeValue(restartSeq), id);
+    if (this.source !== undefined) this.deltas.put(writePositionKey(p), encodeValue(this.nextWriteSeq), id);
     if (!this.versionsStored) {
-      // Once in `uncommitted` it stays there until a commit takes it, aborted checkpoints or not.
-      this.uncommitted.set(versionsKey(p), { value: this.versionsRecord, epoch: id });
+      // Once in the log it stays there until a commit takes it, aborted checkpoints or not.
+      this.deltas.put(versionsKey(p), this.versionsRecord, id);
       this.versionsStored = true;
     }
     const exported = savepoint === undefined ? undefined : await this.fullExport(restartSeq);
-    const entries: Entry[] = [];
+    const entries = this.deltas.snapshot(id);
     const chunks: Uint8Array[] = [];
-    let chunk: Entry[] = [];
-    for (const [k, e] of this.uncommitted) {
-      const entry: Entry = [k, e.value];
-      if (e.value !== null) this.mayBeStored.set(k, id);
-      entries.push(entry);
-      chunk.push(entry);
-      if (chunk.length === CHUNK) {
-        chunks.push(encodeValue(chunk));
-        chunk = [];
-        await yieldToEventLoop();
-      }
+    for (let i = 0; i < entries.length; i += CHUNK) {
+      if (i > 0) await yieldToEventLoop();
+      chunks.push(encodeValue(entries.slice(i, i + CHUNK)));
     }
-    if (chunk.length > 0) chunks.push(encodeValue(chunk));
     const sink = this.router.pendingSink().map((o): [string, Uint8Array, string, number] => [o.subject, o.data, o.msgId, o.epoch]);
-    const delta: Delta = { id, base: this.lastCommitted, generation: this.generation, chunks, sink };
-    this.held.set(id, { delta, entries });
+    // The base is read only now: a commit during the yields above is one this delta's entries
+    // already cover (they are every change since the commit before it).
+    const delta: Delta = { id, base: this.deltas.lastCommitted, generation: this.generation, chunks, sink };
+    this.deltas.seal(id, delta);
 
     this.router.barrier(id, stop, savepoint);
     const mark = this.publisher.lastSequence;
@@ -614,9 +598,9 @@ export class PartitionActor {
       if (++n % CHUNK === 0) await yieldToEventLoop();
     }
     for (const t of this.operator.timers.all()) entries.push([timerKey(p, t), encodeValue(null)]);
-    // The snapshot has just put these in `uncommitted`; the versions are those of the values in memory.
+    // The snapshot has just put these in the delta log; the versions are those of the values in memory.
     for (const k of [watermarkKey(p), positionKey(p), writePositionKey(p)]) {
-      const e = this.uncommitted.get(k);
+      const e = this.deltas.pending(k);
       if (e?.value != null) entries.push([k, e.value]);
     }
     if (!entries.some(([k]) => k === positionKey(p))) entries.push([positionKey(p), encodeValue(restartSeq)]);
@@ -624,33 +608,24 @@ export class PartitionActor {
     return encodePartitionExport({ fn: this.node.name, partition: p, entries });
   }
 
-  /** A deletion is a change only for a key the committed state has. */
-  private recordDeletion(key: string, epoch: number): void {
-    if (this.mayBeStored.has(key)) this.uncommitted.set(key, { value: null, epoch });
-    else this.uncommitted.delete(key);
-  }
-
   /**
    * The supervisor committed checkpoint `id`: materialize it in KV, in commit order. This may run
    * while a snapshot is being encoded (it yields between chunks); that is safe because the
-   * snapshot reads `lastCommitted` for its base only after its entries are complete, and entries
-   * of epochs up to `id` removed here were already copied into it.
+   * snapshot took its entries from the delta log before it yields and reads the last commit for
+   * its base only after.
    */
   onCommitted(id: number, generation = this.generation): void {
     // A commit of another generation is none of this actor's snapshots (a late commit of an
     // attempt this generation replaced); taking it as ours would drop uncommitted changes.
-    if (id <= this.lastCommitted || generation !== this.generation) return;
-    this.lastCommitted = id;
-    for (const [k, e] of this.uncommitted) if (e.epoch <= id) this.uncommitted.delete(k);
+    if (id <= this.deltas.lastCommitted || generation !== this.generation) return;
+    const committed = this.deltas.committed(id);
     this.router.dropPendingSink(id);
     const waiters = this.commitWaiters;
     this.commitWaiters = [];
     for (const w of waiters) w();
-    const snapshot = this.held.get(id);
-    // A key this commit deletes is gone from KV once materialized, unless a later snapshot put it.
-    if (snapshot !== undefined) for (const [k, v] of snapshot.entries) if (v === null && (this.mayBeStored.get(k) ?? 0) <= id) this.mayBeStored.delete(k);
-    for (const held of [...this.held.keys()]) if (held <= id) this.held.delete(held);
-    if (snapshot === undefined) return;
+    const delta = committed?.payload;
+    if (committed === undefined || delta === undefined) return;
+    const snapshot: HeldSnapshot = { delta, entries: committed.entries };
     this.materializing = this.materializing
       .then(() => this.writeDelta(snapshot))
       .catch((e) => this.fail(e));
@@ -666,6 +641,7 @@ export class PartitionActor {
     await this.publisher.drainUpTo(this.publisher.lastSequence);
     await this.transport.writeState(this.bucket, [{ key: appliedKey(this.partition), value: encodeValue(delta.id) }], []);
     this.stats.applied = Math.max(this.stats.applied, delta.id);
+    this.deltas.materialized(delta.id);
     if (this.source === undefined) {
       // Input before the committed restart position is never read again: drop it, as Kafka
       // Streams purges repartition topics after a commit. User streams are never touched.
