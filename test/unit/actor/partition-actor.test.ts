@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts";
-import { PartitionActor } from "../../../runtime/actor/partition-actor.ts";
+import { PartitionActor, type ActorConfig } from "../../../runtime/actor/partition-actor.ts";
 import { ackSubject, deltaObject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
 import { appliedKey, positionKey, stateKey } from "../../../runtime/core/kv-keys.ts";
 import { inputStream, stateBucket } from "../../../runtime/core/naming.ts";
@@ -49,8 +49,8 @@ afterEach(async () => {
   for (const a of actors.splice(0)) await a.stop();
 });
 
-function actor(t: MemoryTransport, graph: JobGraph, fn: string, partition = 0): PartitionActor {
-  const a = new PartitionActor(t, graph, graph.node(fn), partition, { tickMs: 1, lingerMs: 0, now: () => 1_000_000 });
+function actor(t: MemoryTransport, graph: JobGraph, fn: string, config: Partial<ActorConfig> = {}): PartitionActor {
+  const a = new PartitionActor(t, graph, graph.node(fn), 0, { tickMs: 1, lingerMs: 0, now: () => 1_000_000, ...config });
   actors.push(a);
   return a;
 }
@@ -244,6 +244,25 @@ describe("PartitionActor over the in-memory transport: aligning two producers", 
     await waitFor("the held record handled", () => sum.store.get("total", "all") === 1111, { timeoutMs: 5000, intervalMs: 5 });
     expect(sum.heldBytes).toBe(0);
     expect(acks.find((k) => k.actor === "sum/0")!.alignmentMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it("declines a checkpoint whose alignment holds more than its bound, handles what it held, and acknowledges the next one", async () => {
+    const graph = twoProducerJob();
+    const { t, acks } = setup(graph, { a: ["a"], b: ["b"] });
+    const [a, b] = [actor(t, graph, "a"), actor(t, graph, "b")];
+    const sum = actor(t, graph, "sum", { maxAlignmentBytes: 1 });
+    for (const x of [a, b, sum]) await x.start({ generation: 1, checkpoint: 0, worker: "w" });
+    await a.trigger({ id: 1, generation: 1, stop: false });
+    await t.append("a", JSON.stringify({ v: 1 }));
+    await waitFor("a's record after its barrier handled anyway", () => sum.store.get("total", "all") === 1, { timeoutMs: 5000, intervalMs: 5 });
+    expect(sum.stats.declinedAlignments).toBe(1);
+    expect(sum.heldBytes).toBe(0);
+    await b.trigger({ id: 1, generation: 1, stop: false });
+    await waitFor("b's ack of 1", () => acks.some((k) => k.id === 1 && k.actor === "b/0"), { timeoutMs: 5000, intervalMs: 5 });
+    // Checkpoint 2 aligns normally: its barriers arrive with nothing held in between.
+    for (const x of [a, b]) await x.trigger({ id: 2, generation: 1, stop: false });
+    await waitFor("sum's ack of 2", () => acks.some((k) => k.id === 2 && k.actor === "sum/0"), { timeoutMs: 5000, intervalMs: 5 });
+    expect(acks.some((k) => k.id === 1 && k.actor === "sum/0")).toBe(false);
   });
 });
 
