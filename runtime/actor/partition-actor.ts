@@ -21,8 +21,14 @@
  * After a restore from checkpoint `n` in generation `g`, messages of older generations and of
  * epochs up to `n` are skipped: they are either already in the snapshot or were produced by the
  * failed attempt and will be produced again.
+ *
+ * This module is the I/O loop; the decisions are pure and live in runtime/core, where they are
+ * unit-tested with plain data: record decoding and key/timestamp selection (record-input.ts), what
+ * an alignment holds and the order of snapshots and released messages (barriers.ts `Alignment`),
+ * the changes KV does not have yet and the restore chain (delta-log.ts). The actor itself is
+ * unit-tested over the in-memory transport of test/support/memory-transport.ts.
  */
-import { BarrierAligner } from "../core/barriers.ts";
+import { Alignment } from "../core/barriers.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
 import { appliedKey, mapEntryKey, parseKvKey, positionKey, stateKey, timerKey, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
 import { HEADER, inputStream, inputSubject, stateBucket } from "../core/naming.ts";
@@ -35,13 +41,13 @@ import { applyStateWrite, checkWindowWrites, decodeStateWrite, InvalidStateWrite
 import { TimerQueue, type Timer } from "../core/timers.ts";
 import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, type WatermarkGeneratorState, type WatermarkTrackerState } from "../core/watermarks.ts";
 import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError } from "../core/wire.ts";
-import { checkRecordSize, decodeRecord, guardFuture, Rejection, selectKey, selectTimestamp } from "../core/record-input.ts";
-import { alignmentOverBound, mustWaitForCommit } from "../core/held-bounds.ts";
+import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, type DeltaEntry } from "../core/delta-log.ts";
+import { readSourceRecord, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
+import { mustWaitForCommit } from "../core/held-bounds.ts";
 import type { StreamInput } from "../sdk/function.ts";
 import { OutputRouter, type PendingOutput } from "./output-router.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "./ports.ts";
 import { Publisher } from "./publisher.ts";
-import { FatalError } from "../errors.ts";
 import { countRejected } from "../metrics/rejections.ts";
 
 /** Tuning of an actor; the defaults suit a small machine. */
@@ -138,6 +144,12 @@ export interface ActorStats {
   declinedAlignments: number;
 }
 
+/** What a barrier carries besides its checkpoint id. */
+interface BarrierBody {
+  readonly stop: boolean;
+  readonly savepoint?: string;
+}
+
 /** Stored watermark record of an actor. */
 interface StoredWatermark {
   readonly out: number | null;
@@ -163,22 +175,17 @@ interface Delta {
   readonly sink: Array<[string, Uint8Array, string, number]>;
 }
 
-type Entry = [string, Uint8Array | null];
-
-/** A snapshot delta this actor wrote that has not been committed yet. */
+/** A snapshot delta this actor wrote, with its entries decoded. */
 interface HeldSnapshot {
   readonly delta: Delta;
-  readonly entries: Entry[];
+  readonly entries: readonly DeltaEntry[];
 }
 
 /** Entries per encoded chunk of a delta, and per slice of work between two yields. */
 const CHUNK = 20_000;
 const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
 
-/** The stored state a restore needs is missing or inconsistent; the job cannot resume from it. */
-export class CorruptCheckpointError extends FatalError {
-  override readonly name = "CorruptCheckpointError";
-}
+export { CorruptCheckpointError };
 
 const textDecoder = new TextDecoder();
 const textEncoder = new TextEncoder();
@@ -201,7 +208,8 @@ export class PartitionActor {
   private readonly operator: Operator;
   private readonly tracker: WatermarkTracker | undefined;
   private readonly generator: WatermarkGenerator | undefined;
-  private readonly aligner: BarrierAligner | undefined;
+  /** Barrier alignment and the messages it holds (non-sources). */
+  private readonly alignment: Alignment<InputMessage, BarrierBody> | undefined;
   private readonly producers: ReadonlySet<string>;
   private reader: InputReader | undefined;
   private generation = 0;
@@ -209,8 +217,6 @@ export class PartitionActor {
   private worker = "";
   /** Checkpoint restored from: messages of epochs up to it are already in the state. */
   private restoredFrom = 0;
-  /** Last commit seen; deltas hold every change since. */
-  private lastCommitted = 0;
   private nextSeq = 1;
   /** A source's next sequence in its write log (the function's internal input subject). */
   private nextWriteSeq = 1;
@@ -224,31 +230,12 @@ export class PartitionActor {
   private halted = false;
   private stopping = false;
   private failure: unknown;
-  /** Changes since the last commit: KV key → encoded value (null: deleted) and the epoch it was taken in. */
-  private readonly uncommitted = new Map<string, { value: Uint8Array | null; epoch: number }>();
-  private readonly held = new Map<number, HeldSnapshot>();
-  /**
-   * KV keys that may hold a value: those of the committed state and those put by a snapshot taken
-   * since, with the id of the last snapshot that put them (0: committed before this actor
-   * started). A key outside it was created and deleted between two snapshots and never reached
-   * any delta, so its deletion is no change at all and is left out (short-lived windows and
-   * their timers would otherwise cost two KV writes each).
-   */
-  private readonly mayBeStored = new Map<string, number>();
-  /** Messages of producers whose barrier arrived before the others'. */
-  private buffered: InputMessage[] = [];
-  /** Payload bytes of `buffered`. */
-  private bufferedBytes = 0;
+  /** Changes of the state KV does not have yet, from snapshot to materialization (delta-log.ts). */
+  private deltas = new DeltaLog<Delta>();
   /** Largest source record accepted, in bytes. */
   private readonly maxRecordBytes: number;
   /** Resolved by a commit, for a read loop waiting for held sink output to be freed. */
   private commitWaiters: Array<() => void> = [];
-  private alignStartedAt = 0;
-  /** An aligned checkpoint whose snapshot the read loop must take before handling more input. */
-  private pendingSnapshot: { id: number; restartSeq: number; alignmentMs: number; stop: boolean; savepoint?: string } | undefined;
-  /** Messages held for an abandoned alignment, to handle before anything newer. */
-  private abandonedHeld: InputMessage[] | undefined;
-  private restartSeq = 0;
   private materializing: Promise<void> = Promise.resolve();
   private ticker: ReturnType<typeof setInterval> | undefined;
   private busy: Promise<void> | undefined;
@@ -290,7 +277,7 @@ export class PartitionActor {
     this.router = new OutputRouter(graph, node, partition, this.publisher, this.config);
     this.operator = new Operator(node.spec, this.router, new KeyedStateStore(node.spec.state ?? {}), new TimerQueue());
     this.tracker = this.source === undefined ? new WatermarkTracker(node.producers) : undefined;
-    this.aligner = this.source === undefined ? new BarrierAligner(node.producers) : undefined;
+    this.alignment = this.source === undefined ? new Alignment(node.producers, this.config.maxAlignmentBytes) : undefined;
     this.producers = new Set(node.producers);
     const strategy = node.spec.watermark;
     this.generator = this.source !== undefined && strategy !== undefined ? createWatermarkGenerator(strategy) : undefined;
@@ -392,26 +379,27 @@ export class PartitionActor {
       if (key === appliedKey(this.partition)) applied = decodeValue(value) as number;
       else state.set(key, value);
     }
+    let decoded: HeldSnapshot[] = [];
     if (checkpoint > applied) {
       // Walk back from the committed delta to the one KV already has, then apply forwards.
-      const chain: Delta[] = [];
-      for (let id = checkpoint; id > applied; ) {
-        const data = await this.transport.getSnapshot(deltaObject(this.job, id, this.node.name, this.partition));
-        if (data === undefined) throw new CorruptCheckpointError(`${this.id}: snapshot delta of checkpoint ${id} is missing`);
-        const delta = decodeValue(data) as Delta;
-        chain.unshift(delta);
-        if (delta.base >= id) throw new CorruptCheckpointError(`${this.id}: delta ${id} has base ${delta.base}`);
-        id = delta.base;
-      }
-      const decoded = chain.map((delta) => ({ delta, entries: delta.chunks.flatMap((c) => decodeValue(c) as Entry[]) }));
-      for (const { entries } of decoded) for (const [k, v] of entries) v === null ? state.delete(k) : state.set(k, v);
-      // Materialize now, so KV is at `checkpoint` before any new work: republishes the sink
-      // output of the chain (JetStream drops what was already published) and records it.
-      for (const held of decoded) await this.writeDelta(held);
+      const chain = await fetchChain(
+        checkpoint,
+        applied,
+        async (id) => {
+          const data = await this.transport.getSnapshot(deltaObject(this.job, id, this.node.name, this.partition));
+          return data === undefined ? undefined : (decodeValue(data) as Delta);
+        },
+        this.id,
+      );
+      decoded = chain.map((delta) => ({ delta, entries: delta.chunks.flatMap((c) => decodeValue(c) as DeltaEntry[]) }));
+      applyChain(state, decoded.map((d) => d.entries));
     }
-    for (const key of state.keys()) this.mayBeStored.set(key, 0);
+    this.deltas = new DeltaLog<Delta>(checkpoint, state.keys());
+    for (const { delta, entries } of decoded) this.deltas.restoredDelta(delta.id, entries);
+    // Materialize now, so KV is at `checkpoint` before any new work: republishes the sink output
+    // of the chain (JetStream drops what was already published) and records it.
+    for (const held of decoded) await this.writeDelta(held);
     this.restoredFrom = checkpoint;
-    this.lastCommitted = checkpoint;
     this.stats.applied = Math.max(applied, checkpoint);
     const timers: Timer[] = [];
     const stored = state.get(versionsKey(this.partition));
@@ -495,12 +483,12 @@ export class PartitionActor {
     for (const c of this.operator.store.takeDelta()) {
       const key = c.subkey === undefined ? stateKey(p, c.state, c.key) : mapEntryKey(p, c.state, c.key, c.subkey);
       const value = c.value === undefined ? undefined : this.encodeState(c, key);
-      if (value === undefined) this.recordDeletion(key, id);
-      else this.uncommitted.set(key, { value, epoch: id });
+      if (value === undefined) this.deltas.delete(key, id);
+      else this.deltas.put(key, value, id);
       if (++n % CHUNK === 0) await yieldToEventLoop();
     }
     const { added, removed } = this.operator.timers.takeChanges();
-    for (const t of removed) this.recordDeletion(timerKey(p, t), id);
+    for (const t of removed) this.deltas.delete(timerKey(p, t), id);
     for (const t of added) {
       const key = timerKey(p, t);
       if (key.length > MAX_KV_KEY_CHARS) {
@@ -510,7 +498,7 @@ export class PartitionActor {
         this.deadLetter(`timer: KV key of timer ${JSON.stringify(t.name.slice(0, 64))} for key ${JSON.stringify(t.key.slice(0, 64))} is ${key.length} characters, more than ${MAX_KV_KEY_CHARS}; the timer is dropped`, new Uint8Array(), {});
         continue;
       }
-      this.uncommitted.set(key, { value: encodeValue(null), epoch: id });
+      this.deltas.put(key, encodeValue(null), id);
     }
     const wm: StoredWatermark = {
       out: wmOut(this.router.watermark),
@@ -520,33 +508,26 @@ export class PartitionActor {
       idle: this.router.idle,
       ended: this.inputEnded,
     };
-    this.uncommitted.set(watermarkKey(p), { value: encodeValue(wm), epoch: id });
-    this.uncommitted.set(positionKey(p), { value: encodeValue(restartSeq), epoch: id });
-    if (this.source !== undefined) this.uncommitted.set(writePositionKey(p), { value: encodeValue(this.nextWriteSeq), epoch: id });
+    this.deltas.put(watermarkKey(p), encodeValue(wm), id);
+    this.deltas.put(positionKey(p), encodeValue(restartSeq), id);
+    if (this.source !== undefined) this.deltas.put(writePositionKey(p), encodeValue(this.nextWriteSeq), id);
     if (!this.versionsStored) {
-      // Once in `uncommitted` it stays there until a commit takes it, aborted checkpoints or not.
-      this.uncommitted.set(versionsKey(p), { value: this.versionsRecord, epoch: id });
+      // Once in the log it stays there until a commit takes it, aborted checkpoints or not.
+      this.deltas.put(versionsKey(p), this.versionsRecord, id);
       this.versionsStored = true;
     }
     const exported = savepoint === undefined ? undefined : await this.fullExport(restartSeq);
-    const entries: Entry[] = [];
+    const entries = this.deltas.snapshot(id);
     const chunks: Uint8Array[] = [];
-    let chunk: Entry[] = [];
-    for (const [k, e] of this.uncommitted) {
-      const entry: Entry = [k, e.value];
-      if (e.value !== null) this.mayBeStored.set(k, id);
-      entries.push(entry);
-      chunk.push(entry);
-      if (chunk.length === CHUNK) {
-        chunks.push(encodeValue(chunk));
-        chunk = [];
-        await yieldToEventLoop();
-      }
+    for (let i = 0; i < entries.length; i += CHUNK) {
+      if (i > 0) await yieldToEventLoop();
+      chunks.push(encodeValue(entries.slice(i, i + CHUNK)));
     }
-    if (chunk.length > 0) chunks.push(encodeValue(chunk));
     const sink = this.router.pendingSink().map((o): [string, Uint8Array, string, number] => [o.subject, o.data, o.msgId, o.epoch]);
-    const delta: Delta = { id, base: this.lastCommitted, generation: this.generation, chunks, sink };
-    this.held.set(id, { delta, entries });
+    // The base is read only now: a commit during the yields above is one this delta's entries
+    // already cover (they are every change since the commit before it).
+    const delta: Delta = { id, base: this.deltas.lastCommitted, generation: this.generation, chunks, sink };
+    this.deltas.seal(id, delta);
 
     this.router.barrier(id, stop, savepoint);
     const mark = this.publisher.lastSequence;
@@ -617,9 +598,9 @@ export class PartitionActor {
       if (++n % CHUNK === 0) await yieldToEventLoop();
     }
     for (const t of this.operator.timers.all()) entries.push([timerKey(p, t), encodeValue(null)]);
-    // The snapshot has just put these in `uncommitted`; the versions are those of the values in memory.
+    // The snapshot has just put these in the delta log; the versions are those of the values in memory.
     for (const k of [watermarkKey(p), positionKey(p), writePositionKey(p)]) {
-      const e = this.uncommitted.get(k);
+      const e = this.deltas.pending(k);
       if (e?.value != null) entries.push([k, e.value]);
     }
     if (!entries.some(([k]) => k === positionKey(p))) entries.push([positionKey(p), encodeValue(restartSeq)]);
@@ -627,33 +608,24 @@ export class PartitionActor {
     return encodePartitionExport({ fn: this.node.name, partition: p, entries });
   }
 
-  /** A deletion is a change only for a key the committed state has. */
-  private recordDeletion(key: string, epoch: number): void {
-    if (this.mayBeStored.has(key)) this.uncommitted.set(key, { value: null, epoch });
-    else this.uncommitted.delete(key);
-  }
-
   /**
    * The supervisor committed checkpoint `id`: materialize it in KV, in commit order. This may run
    * while a snapshot is being encoded (it yields between chunks); that is safe because the
-   * snapshot reads `lastCommitted` for its base only after its entries are complete, and entries
-   * of epochs up to `id` removed here were already copied into it.
+   * snapshot took its entries from the delta log before it yields and reads the last commit for
+   * its base only after.
    */
   onCommitted(id: number, generation = this.generation): void {
     // A commit of another generation is none of this actor's snapshots (a late commit of an
     // attempt this generation replaced); taking it as ours would drop uncommitted changes.
-    if (id <= this.lastCommitted || generation !== this.generation) return;
-    this.lastCommitted = id;
-    for (const [k, e] of this.uncommitted) if (e.epoch <= id) this.uncommitted.delete(k);
+    if (id <= this.deltas.lastCommitted || generation !== this.generation) return;
+    const committed = this.deltas.committed(id);
     this.router.dropPendingSink(id);
     const waiters = this.commitWaiters;
     this.commitWaiters = [];
     for (const w of waiters) w();
-    const snapshot = this.held.get(id);
-    // A key this commit deletes is gone from KV once materialized, unless a later snapshot put it.
-    if (snapshot !== undefined) for (const [k, v] of snapshot.entries) if (v === null && (this.mayBeStored.get(k) ?? 0) <= id) this.mayBeStored.delete(k);
-    for (const held of [...this.held.keys()]) if (held <= id) this.held.delete(held);
-    if (snapshot === undefined) return;
+    const delta = committed?.payload;
+    if (committed === undefined || delta === undefined) return;
+    const snapshot: HeldSnapshot = { delta, entries: committed.entries };
     this.materializing = this.materializing
       .then(() => this.writeDelta(snapshot))
       .catch((e) => this.fail(e));
@@ -669,6 +641,7 @@ export class PartitionActor {
     await this.publisher.drainUpTo(this.publisher.lastSequence);
     await this.transport.writeState(this.bucket, [{ key: appliedKey(this.partition), value: encodeValue(delta.id) }], []);
     this.stats.applied = Math.max(this.stats.applied, delta.id);
+    this.deltas.materialized(delta.id);
     if (this.source === undefined) {
       // Input before the committed restart position is never read again: drop it, as Kafka
       // Streams purges repartition topics after a commit. User streams are never touched.
@@ -708,7 +681,7 @@ export class PartitionActor {
       this.router.now = now;
       this.stats.lag = m.pending;
       this.handleMessage(m, now);
-      if (this.pendingSnapshot !== undefined || this.abandonedHeld !== undefined) await this.settleAlignment(now);
+      if (this.alignment?.needsSettling === true) await this.settleAlignment(now);
       if (this.source !== undefined && this.endSeq !== undefined) {
         if (m.seq >= this.endSeq) this.finishInput();
         // `pending` is as of the message's delivery, which may be long before the end was set:
@@ -722,7 +695,7 @@ export class PartitionActor {
 
   /** Bytes this actor holds in memory (sink output waiting for commit and messages held by an alignment). */
   get heldBytes(): number {
-    return this.router.heldSinkBytes + this.bufferedBytes;
+    return this.router.heldSinkBytes + (this.alignment?.heldBytes ?? 0);
   }
 
   /** Stops reading while held sink output is over its bound (held-bounds.ts), until commits free it. */
@@ -756,7 +729,7 @@ export class PartitionActor {
       // A write arriving while a checkpoint aligns waits with the held messages: applied before
       // the snapshot it would be in it and, sitting after the restart position, applied again
       // after a restore from it.
-      if (this.aligner!.pending !== undefined) {
+      if (this.alignment!.pending !== undefined) {
         this.hold(m);
         return;
       }
@@ -792,7 +765,7 @@ export class PartitionActor {
       this.advancePosition(m.seq);
       return;
     }
-    if (this.aligner!.isBlocked(producer)) {
+    if (this.alignment!.isBlocked(producer)) {
       this.hold(m);
       return;
     }
@@ -806,20 +779,13 @@ export class PartitionActor {
 
   /** Holds a message until the alignment completes, or declines the checkpoint when too much is held. */
   private hold(m: InputMessage): void {
-    this.buffered.push(m);
-    this.bufferedBytes += m.data.length;
-    if (!alignmentOverBound(this.bufferedBytes, this.config.maxAlignmentBytes)) return;
-    // Held messages go first, then reading goes on; barriers of the declined checkpoint are stale.
-    this.aligner!.decline();
-    this.stats.declinedAlignments++;
-    this.abandonedHeld = [...(this.abandonedHeld ?? []), ...this.buffered];
-    this.buffered = [];
-    this.bufferedBytes = 0;
+    // Declined: held messages go first, then reading goes on; barriers of the declined checkpoint are stale.
+    if (this.alignment!.hold(m, m.data.length) !== undefined) this.stats.declinedAlignments++;
   }
 
   private advancePosition(seq: number): void {
     // Held messages are not done yet; the position only moves over messages really handled.
-    if (this.buffered.length === 0 && seq >= this.nextSeq) {
+    if (this.alignment?.holding !== true && seq >= this.nextSeq) {
       this.nextSeq = seq + 1;
       this.stats.position = this.nextSeq;
     }
@@ -835,21 +801,7 @@ export class PartitionActor {
     } catch {
       // A barrier body is informational; its headers carry the checkpoint id.
     }
-    const outcome = this.aligner!.onBarrier(producer, id);
-    if (outcome.kind === "stale") return;
-    if (outcome.abandoned !== undefined) {
-      // Producers held for the abandoned checkpoint go on; their held messages come first.
-      this.abandonedHeld = this.buffered;
-      this.buffered = [];
-      this.bufferedBytes = 0;
-    }
-    if (outcome.first) {
-      this.alignStartedAt = now;
-      this.restartSeq = m.seq;
-    }
-    if (outcome.kind === "aligned") {
-      this.pendingSnapshot = { id, restartSeq: this.restartSeq, alignmentMs: now - this.alignStartedAt, stop, ...(savepoint === undefined ? {} : { savepoint }) };
-    }
+    this.alignment!.onBarrier(producer, id, m.seq, now, { stop, ...(savepoint === undefined ? {} : { savepoint }) });
   }
 
   /**
@@ -858,36 +810,17 @@ export class PartitionActor {
    * another alignment, so no message is handled on the wrong side of a snapshot.
    */
   private async settleAlignment(now: number): Promise<void> {
+    const alignment = this.alignment!;
     await this.exclusive(async () => {
-      let queue: InputMessage[] = [];
-      for (;;) {
-        if (this.abandonedHeld !== undefined) {
-          queue = [...this.abandonedHeld, ...queue];
-          this.abandonedHeld = undefined;
+      for (let step = alignment.next(); step !== undefined; step = alignment.next()) {
+        if (step.kind === "handle") {
+          this.handleMessage(step.message, now);
+          continue;
         }
-        const s = this.pendingSnapshot;
-        if (s !== undefined) {
-          this.pendingSnapshot = undefined;
-          await this.snapshot(s.id, s.restartSeq, s.alignmentMs, s.stop, s.savepoint);
-          if (s.stop) {
-            this.buffered = [];
-            this.bufferedBytes = 0;
-            return;
-          }
-          queue = [...this.buffered, ...queue];
-          this.buffered = [];
-          this.bufferedBytes = 0;
-        }
-        if (queue.length === 0) return;
-        const current = queue;
-        queue = [];
-        for (let i = 0; i < current.length; i++) {
-          this.handleMessage(current[i]!, now);
-          if (this.pendingSnapshot !== undefined || this.abandonedHeld !== undefined) {
-            queue = current.slice(i + 1);
-            break;
-          }
-        }
+        const { id, restartSeq, alignmentMs, barrier } = step.snapshot;
+        await this.snapshot(id, restartSeq, alignmentMs, barrier.stop, barrier.savepoint);
+        alignment.snapshotTaken(barrier.stop);
+        if (barrier.stop) return;
       }
     });
   }
@@ -948,14 +881,11 @@ export class PartitionActor {
   private handleSourceMessage(m: InputMessage, now: number): void {
     const spec = this.node.spec;
     const origin = { [HEADER.sourceStream]: this.stream, [HEADER.sourceSubject]: m.subject, [HEADER.sourceSequence]: String(m.seq) };
-    const tooLarge = checkRecordSize(m.data.length, this.maxRecordBytes);
-    if (tooLarge !== undefined) return this.deadLetter(tooLarge.reason, m.data, origin);
-    const value = decodeRecord(this.source!.format ?? "json", m.data);
+    const value = readSourceRecord(this.source!.format ?? "json", m.data, this.maxRecordBytes);
     if (value instanceof Rejection) return this.deadLetter(value.reason, m.data, origin);
     const key = selectKey(spec.key, value, 0);
     if (key instanceof Rejection) return this.deadLetter(key.reason, m.data, origin);
-    let ts = selectTimestamp(spec.timestamp, value, m.timestampMs);
-    if (spec.maxFutureMs !== undefined && !(ts instanceof Rejection)) ts = guardFuture(ts, now, spec.maxFutureMs, spec.futureTimestamps);
+    const ts = selectEventTime(spec, value, m.timestampMs, now);
     if (ts instanceof Rejection) return this.deadLetter(ts.reason, m.data, origin);
     if (!this.invoke(key, ts, value, now, m.data, origin)) return;
     if (this.generator !== undefined) {
@@ -974,8 +904,8 @@ export class PartitionActor {
         if (tracker.isProducerIdle(producer) === true) tracker.setIdle(producer, false);
         let mi = 0;
         const count = records.length / 3;
-        const retime = this.node.spec.timestamp;
-        const maxFutureMs = this.node.spec.maxFutureMs;
+        const spec = this.node.spec;
+        const retime = spec.timestamp !== undefined;
         const inputs = batch.inputs;
         for (let i = 0; i < count; i++) {
           while (mi < marks.length && marks[mi] === i) {
@@ -984,8 +914,7 @@ export class PartitionActor {
           }
           const key = records[i * 3];
           const value = records[i * 3 + 2];
-          let ts = retime === undefined ? (records[i * 3 + 1] as number) : selectTimestamp(retime, value, 0);
-          if (retime !== undefined && maxFutureMs !== undefined && !(ts instanceof Rejection)) ts = guardFuture(ts, now, maxFutureMs, this.node.spec.futureTimestamps);
+          const ts = retime ? selectEventTime(spec, value, 0, now) : (records[i * 3 + 1] as number);
           if (ts instanceof Rejection) {
             this.deadLetter(ts.reason, jsonBytes(value), { [HEADER.producer]: producer });
             continue;

@@ -5,8 +5,10 @@
  *
  * The partition actor (source records, and records it re-times), the output router (the key of
  * a consumer, chosen at the producer) and the test harness all do this; they share these
- * functions so that the checks and the reasons cannot drift apart. They are on the per-record
- * path: a value is returned as is, and only a rejected record allocates (a `Rejection`).
+ * functions — `readSourceRecord` for a payload, `selectKey` for the key, `selectEventTime` for
+ * the event time with the future guard — so that the checks, their order and the reasons cannot
+ * drift apart. They are on the per-record path: a value is returned as is, and only a rejected
+ * record allocates (a `Rejection`).
  */
 import { decodeValue } from "./wire.ts";
 
@@ -125,6 +127,32 @@ export function guardFuture(ts: number, now: number, maxFutureMs: number | undef
   if (maxFutureMs === undefined || ts - now <= maxFutureMs) return ts;
   if (action === "clamp") return now + maxFutureMs;
   return new Rejection(`timestamp: too far in the future (${ts} is ${ts - now} ms ahead of processing time ${now}; maxFutureMs ${maxFutureMs})`);
+}
+
+/** What of a function's spec decides the key and event time of its records. */
+export interface RecordSelection<In> {
+  readonly key?: (record: In, input: number) => string;
+  readonly timestamp?: (record: In) => number;
+  readonly maxFutureMs?: number;
+  readonly futureTimestamps?: FutureTimestampAction;
+}
+
+/**
+ * The event time `fn` gives `record`: its timestamp selector's (else `fallback`, the time the
+ * record was stored), then held to `fn.maxFutureMs` ahead of `now` (the processing clock).
+ */
+export function selectEventTime<In>(fn: RecordSelection<In>, record: In, fallback: number, now: number): number | Rejection {
+  const ts = selectTimestamp(fn.timestamp, record, fallback);
+  if (fn.maxFutureMs === undefined || ts instanceof Rejection) return ts;
+  return guardFuture(ts, now, fn.maxFutureMs, fn.futureTimestamps);
+}
+
+/**
+ * The payload of a source message as its function reads it: refused when larger than `limit`
+ * bytes (checked first, so an oversized payload is never parsed), else decoded in `format`.
+ */
+export function readSourceRecord(format: RecordFormat, data: Uint8Array, limit: number): unknown {
+  return checkRecordSize(data.length, limit) ?? decodeRecord(format, data);
 }
 
 /**

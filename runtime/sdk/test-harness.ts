@@ -24,7 +24,7 @@ import { KeyedStateStore } from "../core/state-store.ts";
 import { TimerQueue } from "../core/timers.ts";
 import { createWatermarkGenerator, type WatermarkGenerator } from "../core/watermarks.ts";
 import { decodeValue, encodeValue } from "../core/wire.ts";
-import { guardFuture, Rejection, selectKey, selectTimestamp } from "../core/record-input.ts";
+import { Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
 import type { Context, FunctionSpec, TimerInfo } from "./function.ts";
 import type { ListStateDeclaration, MapStateDeclaration, ReducingStateDeclaration, StateDeclarations, ValueStateDeclaration } from "./state.ts";
 import { InputError } from "../errors.ts";
@@ -425,8 +425,7 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
       return ts;
     }
     if (given !== undefined) throw new TypeError(`${fn.name} takes event time from its timestamp selector; drop the timestamp option`);
-    const selected = selectTimestamp(fn.timestamp, record, this.#now);
-    const ts = selected instanceof Rejection ? selected : guardFuture(selected, this.#now, fn.maxFutureMs, fn.futureTimestamps);
+    const ts = selectEventTime(fn, record, this.#now, this.#now);
     if (ts instanceof Rejection) throw rejected(fn.name, ts);
     return ts;
   }

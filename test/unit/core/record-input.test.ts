@@ -3,7 +3,7 @@
  * letter carries. The partition actor, the output router and the test harness all use these.
  */
 import { describe, expect, it } from "vitest";
-import { decodeRecord, Rejection, selectKey, selectTimestamp } from "../../../runtime/core/record-input.ts";
+import { decodeRecord, readSourceRecord, Rejection, selectEventTime, selectKey, selectTimestamp } from "../../../runtime/core/record-input.ts";
 import { encodeValue } from "../../../runtime/core/wire.ts";
 
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -79,5 +79,47 @@ describe("selectTimestamp", () => {
       throw new Error("bad date");
     }, {}, 0) as Rejection;
     expect(thrown.reason).toBe("timestamp: bad date");
+  });
+});
+
+describe("readSourceRecord", () => {
+  it("decodes a payload within the record limit", () => {
+    expect(readSourceRecord("json", bytes('{"a":1}'), 7)).toEqual({ a: 1 });
+  });
+
+  it("refuses a payload over the limit before decoding it, even if it is not valid in its format", () => {
+    const r = readSourceRecord("json", bytes("{not json"), 8);
+    expect(r).toBeInstanceOf(Rejection);
+    expect((r as Rejection).reason).toBe("too large: 9 bytes, more than the record limit of 8 bytes");
+  });
+
+  it("refuses a payload within the limit that does not decode, as undecodable", () => {
+    expect((readSourceRecord("json", bytes("{not json"), 100) as Rejection).reason).toMatch(/^undecodable: /);
+  });
+});
+
+describe("selectEventTime", () => {
+  const now = 1_000_000;
+
+  it("takes the fallback (the time the record was stored) without a timestamp selector", () => {
+    expect(selectEventTime({}, { at: 5 }, 1234, now)).toBe(1234);
+  });
+
+  it("takes the selector's time when it is within maxFutureMs of now", () => {
+    expect(selectEventTime({ timestamp: (r: { at: number }) => r.at, maxFutureMs: 10 }, { at: now + 10 }, 0, now)).toBe(now + 10);
+  });
+
+  it("refuses a time further ahead than maxFutureMs, or clamps it when the function says so", () => {
+    const fn = { timestamp: (r: { at: number }) => r.at, maxFutureMs: 10 };
+    expect((selectEventTime(fn, { at: now + 11 }, 0, now) as Rejection).reason).toMatch(/^timestamp: too far in the future \(1000011 is 11 ms ahead/);
+    expect(selectEventTime({ ...fn, futureTimestamps: "clamp" as const }, { at: now + 5000 }, 0, now)).toBe(now + 10);
+  });
+
+  it("holds the fallback to maxFutureMs too (a source without a selector whose stored time is ahead)", () => {
+    expect((selectEventTime({ maxFutureMs: 0 }, {}, now + 1, now) as Rejection).reason).toMatch(/^timestamp: too far in the future/);
+  });
+
+  it("gives no time at all to a record whose selector refuses it, whatever the bound", () => {
+    expect((selectEventTime({ timestamp: () => NaN, maxFutureMs: 10, futureTimestamps: "clamp" }, {}, 0, now) as Rejection).reason).toBe("timestamp: null is not a finite number");
   });
 });

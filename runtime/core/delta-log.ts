@@ -1,0 +1,190 @@
+/**
+ * The changes of a partition's state that KV does not have yet, from the moment they are taken
+ * out of the state store until they are materialized in KV; and how a restore puts a partition's
+ * state back together from KV and the committed deltas KV does not have yet.
+ *
+ * A change (a KV key and its encoded value, or null for a deletion) is recorded with the epoch —
+ * the checkpoint id — of the snapshot that took it. Snapshot `n` holds every change since the last
+ * commit this actor saw (cumulative, design note l), so a checkpoint that is aborted loses nothing:
+ * its changes go into the next snapshot again. When checkpoint `n` commits, the changes of epochs
+ * up to `n` leave the log's uncommitted part; snapshot `n`'s entries are what the actor writes to
+ * KV, and until it says they are written (`materialized`) they stay visible to `overlay`: the
+ * value a read of KV must be corrected with. That query is what a state cache serving a miss from
+ * KV will need (issue 12); today the whole state is in memory and only tests ask it.
+ *
+ * A deletion is only a change for a key KV may hold (`mayBeStored`): a key created and deleted
+ * between two snapshots never reached any delta, so its deletion is dropped instead of costing a
+ * KV write (short-lived windows and their timers would otherwise cost two writes each).
+ */
+import { FatalError } from "../errors.ts";
+
+/** One change as a delta stores it: a KV key and its encoded value, or null for a deletion. */
+export type DeltaEntry = [key: string, value: Uint8Array | null];
+
+/** The stored state a restore needs is missing or inconsistent; the job cannot resume from it. */
+export class CorruptCheckpointError extends FatalError {
+  override readonly name = "CorruptCheckpointError";
+}
+
+/** What `overlay` answers for a key whose latest value KV may not have: the value, or null if deleted. */
+export interface Overlay {
+  readonly value: Uint8Array | null;
+}
+
+interface Committed {
+  readonly id: number;
+  readonly entries: readonly DeltaEntry[];
+  /** Built on the first `overlay` lookup that reaches this delta. */
+  index?: Map<string, Uint8Array | null>;
+}
+
+export class DeltaLog<P = undefined> {
+  /** Changes since the last commit: KV key → encoded value (null: deleted) and the epoch it was taken in. */
+  private readonly uncommitted = new Map<string, { value: Uint8Array | null; epoch: number }>();
+  /** Snapshots taken and not committed yet: their entries and what the actor attached (`seal`). */
+  private readonly held = new Map<number, { entries: DeltaEntry[]; payload?: P }>();
+  /** Committed deltas not yet written to KV, oldest first. */
+  private readonly unmaterialized: Committed[] = [];
+  /**
+   * KV keys that may hold a value: those of the committed state and those put by a snapshot taken
+   * since, with the id of the last snapshot that put them (0: committed before this log started).
+   */
+  private readonly mayBeStored = new Map<string, number>();
+  private committedId: number;
+
+  /** A log after a restore from checkpoint `committed`, whose state has the KV keys `storedKeys`. */
+  constructor(committed = 0, storedKeys: Iterable<string> = []) {
+    this.committedId = committed;
+    for (const key of storedKeys) this.mayBeStored.set(key, 0);
+  }
+
+  /** Last commit seen; a snapshot holds every change since. */
+  get lastCommitted(): number {
+    return this.committedId;
+  }
+
+  /** Changes not committed yet (taken by a snapshot or not). */
+  get uncommittedCount(): number {
+    return this.uncommitted.size;
+  }
+
+  /** Records `value` for `key`, taken by the snapshot of checkpoint `epoch`. */
+  put(key: string, value: Uint8Array, epoch: number): void {
+    this.uncommitted.set(key, { value, epoch });
+  }
+
+  /** Records the deletion of `key` — a change only for a key KV may hold. */
+  delete(key: string, epoch: number): void {
+    if (this.mayBeStored.has(key)) this.uncommitted.set(key, { value: null, epoch });
+    else this.uncommitted.delete(key);
+  }
+
+  /** The uncommitted change of `key`, if any. */
+  pending(key: string): Overlay | undefined {
+    const e = this.uncommitted.get(key);
+    return e === undefined ? undefined : { value: e.value };
+  }
+
+  /**
+   * Snapshot `id`: every uncommitted change, in the order first recorded, kept until checkpoint
+   * `id` commits or a later one does. The entries are the log's own: a caller must not change them.
+   */
+  snapshot(id: number): DeltaEntry[] {
+    const entries: DeltaEntry[] = [];
+    for (const [k, e] of this.uncommitted) {
+      if (e.value !== null) this.mayBeStored.set(k, id);
+      entries.push([k, e.value]);
+    }
+    this.held.set(id, { entries });
+    return entries;
+  }
+
+  /** Attaches `payload` (what the actor stored besides the entries) to snapshot `id`. */
+  seal(id: number, payload: P): void {
+    const h = this.held.get(id);
+    if (h !== undefined) h.payload = payload;
+  }
+
+  /**
+   * Checkpoint `id` committed. Returns snapshot `id` (its entries and payload) to materialize, or
+   * undefined if this log took no such snapshot or `id` is not newer than the last commit. Changes
+   * of epochs up to `id` leave the uncommitted part; the snapshot's entries stay in `overlay`
+   * until `materialized(id)`.
+   */
+  committed(id: number): { readonly entries: DeltaEntry[]; readonly payload: P | undefined } | undefined {
+    if (id <= this.committedId) return undefined;
+    this.committedId = id;
+    for (const [k, e] of this.uncommitted) if (e.epoch <= id) this.uncommitted.delete(k);
+    const snapshot = this.held.get(id);
+    // A key this commit deletes is gone from KV once materialized, unless a later snapshot put it.
+    if (snapshot !== undefined) for (const [k, v] of snapshot.entries) if (v === null && (this.mayBeStored.get(k) ?? 0) <= id) this.mayBeStored.delete(k);
+    for (const h of [...this.held.keys()]) if (h <= id) this.held.delete(h);
+    if (snapshot === undefined) return undefined;
+    this.unmaterialized.push({ id, entries: snapshot.entries });
+    return { entries: snapshot.entries, payload: snapshot.payload };
+  }
+
+  /**
+   * Committed delta `id`, read back by a restore, that KV does not have yet: visible to `overlay`
+   * until `materialized(id)`.
+   */
+  restoredDelta(id: number, entries: readonly DeltaEntry[]): void {
+    this.unmaterialized.push({ id, entries });
+  }
+
+  /** Committed deltas up to `id` are in KV: a read of KV no longer needs them. */
+  materialized(id: number): void {
+    while (this.unmaterialized.length > 0 && this.unmaterialized[0]!.id <= id) this.unmaterialized.shift();
+  }
+
+  /** Ids of committed deltas not in KV yet, oldest first (the materialization lag). */
+  get unmaterializedIds(): number[] {
+    return this.unmaterialized.map((c) => c.id);
+  }
+
+  /**
+   * The latest value of KV key `key` that KV may not have yet — uncommitted, or committed and not
+   * materialized — or undefined when KV's value is current. A value read from KV must be replaced
+   * by it (null: the key is deleted).
+   */
+  overlay(key: string): Overlay | undefined {
+    const e = this.uncommitted.get(key);
+    if (e !== undefined) return { value: e.value };
+    for (let i = this.unmaterialized.length - 1; i >= 0; i--) {
+      const c = this.unmaterialized[i]!;
+      c.index ??= new Map(c.entries);
+      if (c.index.has(key)) return { value: c.index.get(key)! };
+    }
+    return undefined;
+  }
+}
+
+// --- restore ----------------------------------------------------------------------------------
+
+/** The part of a stored delta a restore walks by: its id and the commit it was taken after. */
+export interface ChainLink {
+  readonly id: number;
+  readonly base: number;
+}
+
+/**
+ * The committed deltas a restore to `checkpoint` needs when KV has materialized up to `applied`,
+ * oldest first: from `checkpoint` back along each delta's base until KV's checkpoint. `fetch`
+ * reads a delta (undefined: missing). `who` names the actor in errors.
+ */
+export async function fetchChain<D extends ChainLink>(checkpoint: number, applied: number, fetch: (id: number) => Promise<D | undefined>, who: string): Promise<D[]> {
+  const chain: D[] = [];
+  for (let id = checkpoint; id > applied; ) {
+    const delta = await fetch(id);
+    if (delta === undefined) throw new CorruptCheckpointError(`${who}: snapshot delta of checkpoint ${id} is missing`);
+    chain.unshift(delta);
+    if (delta.base >= id) throw new CorruptCheckpointError(`${who}: delta ${id} has base ${delta.base}`);
+    id = delta.base;
+  }
+  return chain;
+}
+
+/** Applies the entries of committed deltas, oldest first, to a partition's state as read from KV. */
+export function applyChain(state: Map<string, Uint8Array>, chain: Iterable<readonly DeltaEntry[]>): void {
+  for (const entries of chain) for (const [k, v] of entries) v === null ? state.delete(k) : state.set(k, v);
+}

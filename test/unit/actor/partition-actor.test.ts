@@ -1,0 +1,359 @@
+/**
+ * The partition actor without a server: its read loop, snapshots, commits, materialization and
+ * restore, and barrier alignment, run over the in-memory transport (test/support/
+ * memory-transport.ts). The test plays the supervisor: it triggers checkpoints, collects the
+ * acknowledgements and announces commits. The integration tests run the same actor on JetStream.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts";
+import { PartitionActor, type ActorConfig } from "../../../runtime/actor/partition-actor.ts";
+import { ackSubject, deltaObject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
+import { appliedKey, positionKey, stateKey } from "../../../runtime/core/kv-keys.ts";
+import { inputStream, stateBucket } from "../../../runtime/core/naming.ts";
+import { decodeBatch, decodeValue, encodeValue } from "../../../runtime/core/wire.ts";
+import { defineFunction, definePipeline, defineSink, fromFunction, fromStream, valueState } from "../../../runtime/sdk/index.ts";
+import { MemoryTransport } from "../../support/memory-transport.ts";
+import { waitFor } from "../../support/wait.ts";
+
+interface Click {
+  readonly user: string;
+  readonly at: number;
+}
+
+const countState = { n: valueState<number>() };
+
+/** A keyed source counting clicks per user, feeding `total`, which sums what it is sent. */
+function countingJob(): JobGraph {
+  return buildJobGraph(
+    definePipeline({
+      name: "j",
+      functions: [
+        defineFunction<Click, { user: string; n: number }, typeof countState>({
+          name: "counts",
+          input: fromStream("clicks"),
+          key: (c) => c.user,
+          timestamp: (c) => c.at,
+          state: countState,
+          process(ctx, c) {
+            ctx.emit({ user: c.user, n: ctx.state.n.update((n) => (n ?? 0) + 1) });
+          },
+        }),
+        defineFunction<{ user: string; n: number }, unknown>({ name: "total", input: fromFunction("counts"), partitions: 1, process: () => undefined }),
+      ],
+    }),
+  );
+}
+
+const actors: PartitionActor[] = [];
+afterEach(async () => {
+  for (const a of actors.splice(0)) await a.stop();
+});
+
+function actor(t: MemoryTransport, graph: JobGraph, fn: string, config: Partial<ActorConfig> = {}): PartitionActor {
+  const a = new PartitionActor(t, graph, graph.node(fn), 0, { tickMs: 1, lingerMs: 0, now: () => 1_000_000, ...config });
+  actors.push(a);
+  return a;
+}
+
+function setup(graph: JobGraph, sources: Record<string, string[]>): { t: MemoryTransport; acks: SnapshotAck[] } {
+  const t = new MemoryTransport({ now: () => 1_000_000 });
+  for (const [stream, subjects] of Object.entries(sources)) t.addStream(stream, subjects);
+  t.addJobTopology(graph);
+  const acks: SnapshotAck[] = [];
+  t.subscribe(ackSubject(graph.job), (_, data) => acks.push(JSON.parse(new TextDecoder().decode(data)) as SnapshotAck));
+  return { t, acks };
+}
+
+const click = (user: string, at: number) => JSON.stringify({ user, at });
+const kvValue = (t: MemoryTransport, bucket: string, key: string): unknown => {
+  const v = t.entries(bucket).get(key);
+  return v === undefined ? undefined : decodeValue(v);
+};
+/** The records `fn` was sent on partition `p`, from the data batches of its input stream. */
+function recordsTo(t: MemoryTransport, job: string, fn: string): unknown[] {
+  return t
+    .messages(inputStream(job, fn))
+    .filter((m) => m.headers["Eddy-Kind"] === "data")
+    .flatMap((m) => {
+      const { records } = decodeBatch(m.data);
+      const out: unknown[] = [];
+      for (let i = 0; i < records.length; i += 3) out.push(records[i + 2]);
+      return out;
+    });
+}
+/** KV entries of a delta in the object store, as [key, decoded value or null]. */
+function deltaEntries(t: MemoryTransport, name: string): Map<string, unknown> {
+  const delta = decodeValue(t.snapshots.get(name)!) as { chunks: Uint8Array[] };
+  const entries = delta.chunks.flatMap((c) => decodeValue(c) as Array<[string, Uint8Array | null]>);
+  return new Map(entries.map(([k, v]) => [k, v === null ? null : decodeValue(v)]));
+}
+
+describe("PartitionActor over the in-memory transport: a source", () => {
+  it("keys, times and counts the records of its stream and sends what it emits to its consumer", async () => {
+    const graph = countingJob();
+    const { t } = setup(graph, { clicks: ["clicks"] });
+    const a = actor(t, graph, "counts");
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    await t.append("clicks", click("ann", 10));
+    await t.append("clicks", click("bob", 11));
+    await t.append("clicks", click("ann", 12));
+    await t.append("clicks", "not json");
+    await waitFor("four records read", () => a.stats.position === 5, { timeoutMs: 5000, intervalMs: 5 });
+    expect(a.store.get("n", "ann")).toBe(2);
+    expect(a.store.get("n", "bob")).toBe(1);
+    expect(a.stats).toMatchObject({ recordsIn: 3, deadLettered: 1 });
+    await a.outputDrained();
+    await waitFor("output routed", () => recordsTo(t, "j", "total").length === 3, { timeoutMs: 5000, intervalMs: 5 });
+    expect(recordsTo(t, "j", "total")).toEqual([{ user: "ann", n: 1 }, { user: "bob", n: 1 }, { user: "ann", n: 2 }]);
+    const dead = t.messages("EDDY_j_DLQ");
+    expect(dead).toHaveLength(1);
+    expect(dead[0]!.headers["Eddy-Reason"]).toMatch(/^undecodable: /);
+  });
+
+  it("snapshots on a trigger, acknowledges once stored, and materializes the delta in KV when committed", async () => {
+    const graph = countingJob();
+    const { t, acks } = setup(graph, { clicks: ["clicks"] });
+    const a = actor(t, graph, "counts");
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    await t.append("clicks", click("ann", 10));
+    await t.append("clicks", click("bob", 11));
+    await waitFor("two records read", () => a.stats.position === 3, { timeoutMs: 5000, intervalMs: 5 });
+    await a.trigger({ id: 1, generation: 1, stop: false });
+    await waitFor("the ack of checkpoint 1", () => acks.find((k) => k.id === 1), { timeoutMs: 5000, intervalMs: 5 });
+    expect(acks[0]).toMatchObject({ id: 1, generation: 1, actor: "counts/0", worker: "w", finished: false });
+    const delta = deltaEntries(t, deltaObject("j", 1, "counts", 0));
+    expect(delta.get(stateKey(0, "n", "ann"))).toBe(1);
+    expect(delta.get(positionKey(0))).toBe(3);
+    // The barrier went to the consumer after the records of epoch 1.
+    expect(t.messages(inputStream("j", "total")).map((m) => m.headers["Eddy-Kind"])).toEqual(["data", "barrier"]);
+    // Nothing is in KV before the commit.
+    const bucket = stateBucket("j", "counts");
+    expect(kvValue(t, bucket, stateKey(0, "n", "ann"))).toBeUndefined();
+    a.onCommitted(1);
+    await a.applied(1);
+    expect(kvValue(t, bucket, stateKey(0, "n", "ann"))).toBe(1);
+    expect(kvValue(t, bucket, stateKey(0, "n", "bob"))).toBe(1);
+    expect(kvValue(t, bucket, positionKey(0))).toBe(3);
+    expect(kvValue(t, bucket, appliedKey(0))).toBe(1);
+  });
+
+  it("restores from KV plus the committed deltas KV does not have yet, and goes on where the checkpoint left off", async () => {
+    const graph = countingJob();
+    const { t, acks } = setup(graph, { clicks: ["clicks"] });
+    const a = actor(t, graph, "counts");
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    await t.append("clicks", click("ann", 10));
+    await waitFor("record 1", () => a.stats.position === 2, { timeoutMs: 5000, intervalMs: 5 });
+    await a.trigger({ id: 1, generation: 1, stop: false });
+    await waitFor("ack 1", () => acks.some((k) => k.id === 1), { timeoutMs: 5000, intervalMs: 5 });
+    a.onCommitted(1);
+    await a.applied(1);
+    await t.append("clicks", click("ann", 20));
+    await t.append("clicks", click("cid", 21));
+    await waitFor("records 2 and 3", () => a.stats.position === 4, { timeoutMs: 5000, intervalMs: 5 });
+    await a.trigger({ id: 2, generation: 1, stop: false });
+    await waitFor("ack 2", () => acks.some((k) => k.id === 2), { timeoutMs: 5000, intervalMs: 5 });
+    // Checkpoint 2 commits, but this actor dies before it materializes it; a record after the
+    // checkpoint was read and must be read again by the successor.
+    await t.append("clicks", click("cid", 30));
+    await waitFor("record 4", () => a.stats.position === 5, { timeoutMs: 5000, intervalMs: 5 });
+    await a.stop();
+    const bucket = stateBucket("j", "counts");
+    expect(kvValue(t, bucket, appliedKey(0))).toBe(1);
+
+    const b = actor(t, graph, "counts");
+    await b.start({ generation: 2, checkpoint: 2, worker: "w2" });
+    // The restore materialized delta 2 first.
+    expect(kvValue(t, bucket, appliedKey(0))).toBe(2);
+    expect(kvValue(t, bucket, stateKey(0, "n", "ann"))).toBe(2);
+    expect(b.store.get("n", "ann")).toBe(2);
+    await waitFor("record 4 read again", () => b.stats.position === 5, { timeoutMs: 5000, intervalMs: 5 });
+    // cid counted once from the checkpoint and once from the record read again; nothing else read.
+    expect(b.store.get("n", "cid")).toBe(2);
+    expect(b.stats.recordsIn).toBe(1);
+  });
+
+  it("refuses to restore when a committed delta is missing", async () => {
+    const graph = countingJob();
+    const { t } = setup(graph, { clicks: ["clicks"] });
+    const a = actor(t, graph, "counts");
+    await expect(a.start({ generation: 1, checkpoint: 3, worker: "w" })).rejects.toThrow(/snapshot delta of checkpoint 3 is missing/);
+  });
+
+  it("fails when storing its snapshot fails", async () => {
+    const graph = countingJob();
+    const { t } = setup(graph, { clicks: ["clicks"] });
+    const a = actor(t, graph, "counts");
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    t.failWith((op) => (op === "putSnapshot" ? new Error("object store down") : undefined));
+    await a.trigger({ id: 1, generation: 1, stop: false });
+    await expect(a.failed).rejects.toThrow("object store down");
+  });
+});
+
+describe("PartitionActor over the in-memory transport: aligning two producers", () => {
+  /** Sources `a` and `b` feed `sum`, which keeps the sum of what it was sent under one key. */
+  function twoProducerJob(): JobGraph {
+    const sumState = { total: valueState<number>() };
+    const source = (name: string) =>
+      defineFunction<{ v: number }, { v: number }>({ name, input: fromStream(name), process: (ctx, r) => ctx.emit(r) });
+    return buildJobGraph(
+      definePipeline({
+        name: "j",
+        functions: [
+          source("a"),
+          source("b"),
+          defineFunction<{ v: number }, unknown, typeof sumState>({
+            name: "sum",
+            input: [fromFunction("a"), fromFunction("b")],
+            partitions: 1,
+            key: () => "all",
+            state: sumState,
+            process(ctx, r) {
+              ctx.state.total.update((t) => (t ?? 0) + r.v);
+            },
+          }),
+        ],
+      }),
+    );
+  }
+
+  it("holds the messages of the producer whose barrier came first until the other's arrives, and snapshots between", async () => {
+    const graph = twoProducerJob();
+    const { t, acks } = setup(graph, { a: ["a"], b: ["b"] });
+    const [a, b, sum] = [actor(t, graph, "a"), actor(t, graph, "b"), actor(t, graph, "sum")];
+    for (const x of [a, b, sum]) await x.start({ generation: 1, checkpoint: 0, worker: "w" });
+    const v = (n: number) => JSON.stringify({ v: n });
+    await t.append("a", v(1));
+    await t.append("b", v(10));
+    await waitFor("sum of epoch 1", () => sum.store.get("total", "all") === 11, { timeoutMs: 5000, intervalMs: 5 });
+    // Checkpoint 1 reaches a first; a's next record belongs to epoch 2 and must wait.
+    await a.trigger({ id: 1, generation: 1, stop: false });
+    await t.append("a", v(100));
+    await waitFor("a's record after its barrier sent", () => a.stats.position === 3, { timeoutMs: 5000, intervalMs: 5 });
+    await a.outputDrained();
+    await t.append("b", v(1000));
+    await waitFor("b's record before its barrier handled", () => sum.store.get("total", "all") === 1011, { timeoutMs: 5000, intervalMs: 5 });
+    await waitFor("a's record held", () => sum.heldBytes > 0, { timeoutMs: 5000, intervalMs: 5 });
+    expect(sum.store.get("total", "all")).toBe(1011);
+    await b.trigger({ id: 1, generation: 1, stop: false });
+    await waitFor("every ack of checkpoint 1", () => acks.filter((k) => k.id === 1).length === 3, { timeoutMs: 5000, intervalMs: 5 });
+    // The snapshot has both producers' records up to the barrier, not a's record after it...
+    expect(deltaEntries(t, deltaObject("j", 1, "sum", 0)).get(stateKey(0, "total", "all"))).toBe(1011);
+    // ...which is handled right after it.
+    await waitFor("the held record handled", () => sum.store.get("total", "all") === 1111, { timeoutMs: 5000, intervalMs: 5 });
+    expect(sum.heldBytes).toBe(0);
+    expect(acks.find((k) => k.actor === "sum/0")!.alignmentMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it("declines a checkpoint whose alignment holds more than its bound, handles what it held, and acknowledges the next one", async () => {
+    const graph = twoProducerJob();
+    const { t, acks } = setup(graph, { a: ["a"], b: ["b"] });
+    const [a, b] = [actor(t, graph, "a"), actor(t, graph, "b")];
+    const sum = actor(t, graph, "sum", { maxAlignmentBytes: 1 });
+    for (const x of [a, b, sum]) await x.start({ generation: 1, checkpoint: 0, worker: "w" });
+    await a.trigger({ id: 1, generation: 1, stop: false });
+    await t.append("a", JSON.stringify({ v: 1 }));
+    await waitFor("a's record after its barrier handled anyway", () => sum.store.get("total", "all") === 1, { timeoutMs: 5000, intervalMs: 5 });
+    expect(sum.stats.declinedAlignments).toBe(1);
+    expect(sum.heldBytes).toBe(0);
+    await b.trigger({ id: 1, generation: 1, stop: false });
+    await waitFor("b's ack of 1", () => acks.some((k) => k.id === 1 && k.actor === "b/0"), { timeoutMs: 5000, intervalMs: 5 });
+    // Checkpoint 2 aligns normally: its barriers arrive with nothing held in between.
+    for (const x of [a, b]) await x.trigger({ id: 2, generation: 1, stop: false });
+    await waitFor("sum's ack of 2", () => acks.some((k) => k.id === 2 && k.actor === "sum/0"), { timeoutMs: 5000, intervalMs: 5 });
+    expect(acks.some((k) => k.id === 1 && k.actor === "sum/0")).toBe(false);
+  });
+});
+
+describe("PartitionActor over the in-memory transport: what a checkpoint writes", () => {
+  it("costs no KV write for a key created and deleted between two snapshots", async () => {
+    const scratch = { open: valueState<number>() };
+    const graph = buildJobGraph(
+      definePipeline({
+        name: "j",
+        functions: [
+          defineFunction<{ user: string; close?: boolean }, unknown, typeof scratch>({
+            name: "sessions",
+            input: fromStream("events"),
+            key: (e) => e.user,
+            state: scratch,
+            process(ctx, e) {
+              if (e.close === true) ctx.state.open.clear();
+              else ctx.state.open.set(1);
+            },
+          }),
+        ],
+      }),
+    );
+    const { t, acks } = setup(graph, { events: ["events"] });
+    const a = actor(t, graph, "sessions");
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    await t.append("events", JSON.stringify({ user: "kept" }));
+    await t.append("events", JSON.stringify({ user: "brief" }));
+    await t.append("events", JSON.stringify({ user: "brief", close: true }));
+    await waitFor("three records read", () => a.stats.position === 4, { timeoutMs: 5000, intervalMs: 5 });
+    await a.trigger({ id: 1, generation: 1, stop: false });
+    await waitFor("ack 1", () => acks.some((k) => k.id === 1), { timeoutMs: 5000, intervalMs: 5 });
+    a.onCommitted(1);
+    await a.applied(1);
+    const keys = t.kvWrites.map((w) => w.key);
+    expect(keys).toContain(stateKey(0, "open", "kept"));
+    expect(keys.filter((k) => k.includes(Buffer.from("brief").toString("base64url")))).toEqual([]);
+    // Once stored, its deletion is a change: the next checkpoint deletes it from KV.
+    await t.append("events", JSON.stringify({ user: "kept", close: true }));
+    await waitFor("record 4 read", () => a.stats.position === 5, { timeoutMs: 5000, intervalMs: 5 });
+    await a.trigger({ id: 2, generation: 1, stop: false });
+    await waitFor("ack 2", () => acks.some((k) => k.id === 2), { timeoutMs: 5000, intervalMs: 5 });
+    a.onCommitted(2);
+    await a.applied(2);
+    expect(t.kvWrites.filter((w) => w.key === stateKey(0, "open", "kept")).map((w) => w.op)).toEqual(["put", "delete"]);
+    expect(t.entries(stateBucket("j", "sessions")).has(stateKey(0, "open", "kept"))).toBe(false);
+  });
+
+  it("holds exactly-once sink output until its checkpoint commits, and a restore republishes it under the same message ids", async () => {
+    const graph = buildJobGraph(
+      definePipeline({
+        name: "j",
+        functions: [
+          defineFunction<{ n: number }, { n: number }>({ name: "src", input: fromStream("in"), process: (ctx, r) => ctx.emit(r) }),
+          defineSink<{ n: number }>({ name: "out", input: fromFunction("src"), subject: "results" }),
+        ],
+      }),
+    );
+    const { t, acks } = setup(graph, { in: ["in"], RESULTS: ["results"] });
+    const src = actor(t, graph, "src");
+    const out = actor(t, graph, "out");
+    for (const x of [src, out]) await x.start({ generation: 1, checkpoint: 0, worker: "w" });
+    await t.append("in", JSON.stringify({ n: 1 }));
+    await t.append("in", JSON.stringify({ n: 2 }));
+    await waitFor("both records at the sink", () => out.stats.recordsIn === 2, { timeoutMs: 5000, intervalMs: 5 });
+    expect(t.messages("RESULTS")).toEqual([]);
+    await src.trigger({ id: 1, generation: 1, stop: false });
+    await waitFor("acks of 1", () => acks.filter((k) => k.id === 1).length === 2, { timeoutMs: 5000, intervalMs: 5 });
+    expect(t.messages("RESULTS")).toEqual([]);
+    for (const x of [src, out]) x.onCommitted(1);
+    await out.applied(1);
+    const published = () => t.messages("RESULTS").map((m) => [new TextDecoder().decode(m.data), m.msgId]);
+    expect(published().map(([d]) => d)).toEqual(['{"n":1}', '{"n":2}']);
+    // The sink's input up to the committed position is never read again: purged.
+    expect(t.messages(inputStream("j", "out")).filter((m) => m.headers["Eddy-Kind"] === "data")).toEqual([]);
+
+    await t.append("in", JSON.stringify({ n: 3 }));
+    await waitFor("record 3 at the sink", () => out.stats.recordsIn === 3, { timeoutMs: 5000, intervalMs: 5 });
+    await src.trigger({ id: 2, generation: 1, stop: false });
+    await waitFor("acks of 2", () => acks.filter((k) => k.id === 2).length === 2, { timeoutMs: 5000, intervalMs: 5 });
+    for (const x of [src, out]) x.onCommitted(2);
+    await out.applied(2);
+    await out.stop();
+    // The actor died after publishing delta 2's output but before recording it as applied.
+    const bucket = stateBucket("j", "out");
+    await t.writeState(bucket, [{ key: appliedKey(0), value: encodeValue(1) }], []);
+    const again = actor(t, graph, "out");
+    await again.start({ generation: 2, checkpoint: 2, worker: "w2" });
+    expect(kvValue(t, bucket, appliedKey(0))).toBe(2);
+    // Republished under the same message ids: the stream drops the copy.
+    expect(published().map(([d]) => d)).toEqual(['{"n":1}', '{"n":2}', '{"n":3}']);
+    expect(new Set(published().map(([, id]) => id)).size).toBe(3);
+  });
+});

@@ -1,0 +1,203 @@
+/**
+ * The delta log: which changes a snapshot carries, what a commit hands over for materialization,
+ * which deletions cost nothing, the overlay a read of KV must be corrected with, and how a
+ * restore walks and applies the chain of committed deltas.
+ */
+import { describe, expect, it } from "vitest";
+import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, type DeltaEntry } from "../../../runtime/core/delta-log.ts";
+
+const v = (s: string) => new TextEncoder().encode(s);
+const text = (e: DeltaEntry) => [e[0], e[1] === null ? null : new TextDecoder().decode(e[1])];
+const texts = (es: readonly DeltaEntry[] | undefined) => (es ?? []).map(text);
+const overlayText = (log: DeltaLog<unknown>, key: string) => {
+  const o = log.overlay(key);
+  return o === undefined ? undefined : o.value === null ? null : new TextDecoder().decode(o.value);
+};
+
+describe("DeltaLog: snapshots and commits", () => {
+  it("gives a snapshot every change since the last commit, including those of a snapshot never committed", () => {
+    const log = new DeltaLog();
+    log.put("a", v("1"), 1);
+    expect(texts(log.snapshot(1))).toEqual([["a", "1"]]);
+    // Checkpoint 1 is aborted; snapshot 2 carries its change again.
+    log.put("b", v("2"), 2);
+    expect(texts(log.snapshot(2))).toEqual([["a", "1"], ["b", "2"]]);
+  });
+
+  it("hands the committed snapshot over for materialization and keeps later changes for the next one", () => {
+    const log = new DeltaLog<string>();
+    log.put("a", v("1"), 1);
+    log.snapshot(1);
+    log.seal(1, "delta 1");
+    log.put("a", v("2"), 2);
+    log.put("b", v("3"), 2);
+    log.snapshot(2);
+    const c = log.committed(1);
+    expect(c?.payload).toBe("delta 1");
+    expect(texts(c?.entries)).toEqual([["a", "1"]]);
+    expect(log.lastCommitted).toBe(1);
+    // a's later value was taken in epoch 2: it stays, and so does b.
+    log.put("c", v("4"), 3);
+    expect(texts(log.snapshot(3))).toEqual([["a", "2"], ["b", "3"], ["c", "4"]]);
+  });
+
+  it("ignores a commit not newer than the last, and one of a snapshot it did not take (changes up to it go)", () => {
+    const log = new DeltaLog(5);
+    log.put("a", v("1"), 6);
+    expect(log.committed(5)).toBeUndefined();
+    expect(log.uncommittedCount).toBe(1);
+    expect(log.committed(6)).toBeUndefined();
+    expect(log.lastCommitted).toBe(6);
+    expect(log.uncommittedCount).toBe(0);
+  });
+
+  it("drops older held snapshots when a later checkpoint commits", () => {
+    const log = new DeltaLog<string>();
+    log.put("a", v("1"), 1);
+    log.snapshot(1);
+    log.seal(1, "1");
+    log.put("b", v("2"), 2);
+    log.snapshot(2);
+    log.seal(2, "2");
+    expect(log.committed(2)?.payload).toBe("2");
+    expect(log.committed(1)).toBeUndefined();
+  });
+});
+
+describe("DeltaLog: deletions", () => {
+  it("drops the deletion of a key created since the last snapshot: KV never had it", () => {
+    const log = new DeltaLog();
+    log.put("window", v("x"), 1);
+    log.delete("window", 1);
+    expect(log.snapshot(1)).toEqual([]);
+  });
+
+  it("records the deletion of a key the restored state has", () => {
+    const log = new DeltaLog(3, ["old"]);
+    log.delete("old", 4);
+    expect(texts(log.snapshot(4))).toEqual([["old", null]]);
+  });
+
+  it("records the deletion of a key a snapshot put, even one never committed", () => {
+    const log = new DeltaLog();
+    log.put("k", v("1"), 1);
+    log.snapshot(1);
+    log.delete("k", 2);
+    expect(texts(log.snapshot(2))).toEqual([["k", null]]);
+  });
+
+  it("forgets a key once a committed deletion removes it from KV, unless a later snapshot put it again", () => {
+    const log = new DeltaLog(0, ["gone", "back"]);
+    log.delete("gone", 1);
+    log.delete("back", 1);
+    log.snapshot(1);
+    log.put("back", v("again"), 2);
+    log.snapshot(2);
+    log.committed(1);
+    // gone is not in KV any more: creating and deleting it again is no change.
+    log.put("gone", v("x"), 3);
+    log.delete("gone", 3);
+    // back was put by snapshot 2, which may commit: deleting it is a change.
+    log.delete("back", 3);
+    expect(texts(log.snapshot(3))).toEqual([["back", null]]);
+  });
+});
+
+describe("DeltaLog: the overlay of a read of KV", () => {
+  it("has nothing for a key whose KV value is current", () => {
+    const log = new DeltaLog(0, ["k"]);
+    expect(log.overlay("k")).toBeUndefined();
+  });
+
+  it("answers the latest uncommitted value, snapshotted or not, and a deletion as null", () => {
+    const log = new DeltaLog(0, ["k", "d"]);
+    log.put("k", v("1"), 1);
+    expect(overlayText(log, "k")).toBe("1");
+    log.snapshot(1);
+    log.put("k", v("2"), 2);
+    log.delete("d", 2);
+    expect(overlayText(log, "k")).toBe("2");
+    expect(overlayText(log, "d")).toBeNull();
+  });
+
+  it("answers a committed value until it is materialized, and nothing after", () => {
+    const log = new DeltaLog();
+    log.put("k", v("1"), 1);
+    log.snapshot(1);
+    log.committed(1);
+    expect(log.unmaterializedIds).toEqual([1]);
+    expect(overlayText(log, "k")).toBe("1");
+    log.materialized(1);
+    expect(log.overlay("k")).toBeUndefined();
+    expect(log.unmaterializedIds).toEqual([]);
+  });
+
+  it("prefers the newest: uncommitted over committed, a later commit over an earlier one", () => {
+    const log = new DeltaLog(0, ["k"]);
+    log.put("k", v("1"), 1);
+    log.put("j", v("a"), 1);
+    log.snapshot(1);
+    log.committed(1);
+    log.put("k", v("2"), 2);
+    log.snapshot(2);
+    log.committed(2);
+    // Both are committed, neither materialized.
+    expect(overlayText(log, "k")).toBe("2");
+    expect(overlayText(log, "j")).toBe("a");
+    log.delete("k", 3);
+    expect(overlayText(log, "k")).toBeNull();
+    log.materialized(1);
+    expect(overlayText(log, "j")).toBeUndefined();
+    expect(overlayText(log, "k")).toBeNull();
+  });
+
+  it("answers the deltas a restore read back until they are materialized", () => {
+    const log = new DeltaLog(7, ["k"]);
+    log.restoredDelta(6, [["k", v("6")], ["x", null]]);
+    log.restoredDelta(7, [["k", v("7")]]);
+    expect(overlayText(log, "k")).toBe("7");
+    expect(overlayText(log, "x")).toBeNull();
+    log.materialized(6);
+    expect(overlayText(log, "x")).toBeUndefined();
+    expect(overlayText(log, "k")).toBe("7");
+  });
+});
+
+describe("restore: the chain of committed deltas", () => {
+  const stored = new Map([
+    [3, { id: 3, base: 1 }],
+    [5, { id: 5, base: 3 }],
+    [8, { id: 8, base: 5 }],
+  ]);
+  const fetch = async (id: number) => stored.get(id);
+
+  it("walks back from the committed checkpoint by each delta's base to what KV has, oldest first", async () => {
+    expect((await fetchChain(8, 1, fetch, "f/0")).map((d) => d.id)).toEqual([3, 5, 8]);
+    expect((await fetchChain(8, 3, fetch, "f/0")).map((d) => d.id)).toEqual([5, 8]);
+  });
+
+  it("fetches nothing when KV has the checkpoint already", async () => {
+    expect(await fetchChain(8, 8, fetch, "f/0")).toEqual([]);
+  });
+
+  it("refuses a chain with a missing delta or a base that does not go back", async () => {
+    await expect(fetchChain(9, 1, fetch, "f/0")).rejects.toThrow(new CorruptCheckpointError("f/0: snapshot delta of checkpoint 9 is missing"));
+    await expect(fetchChain(4, 0, async () => ({ id: 4, base: 4 }), "f/0")).rejects.toThrow("f/0: delta 4 has base 4");
+    await expect(fetchChain(8, 0, fetch, "f/0")).rejects.toThrow("snapshot delta of checkpoint 1 is missing");
+  });
+
+  it("applies the deltas forwards over the state read from KV", () => {
+    const state = new Map([
+      ["a", v("kv")],
+      ["b", v("kv")],
+    ]);
+    applyChain(state, [
+      [["a", v("3")], ["b", null], ["c", v("3")]],
+      [["c", null], ["b", v("5")]],
+    ]);
+    expect([...state].map(([k, x]) => [k, new TextDecoder().decode(x)])).toEqual([
+      ["a", "3"],
+      ["b", "5"],
+    ]);
+  });
+});
