@@ -339,8 +339,8 @@ export class KeyedStateStore {
    * partition with months of state pays a little on every watermark or clock tick, not a pause.
    */
   cleanupStep(budget = TTL_CLEANUP_ENTRIES_PER_STEP): number {
+    if (this.ttls.size === 0) return 0;
     const states = [...this.ttls.keys()];
-    if (states.length === 0) return 0;
     let left = budget;
     let removed = 0;
     for (let i = 0; i < states.length && left > 0; i++) {
