@@ -251,7 +251,8 @@ export class Operator {
       get: () => store.get(name, key()),
       add: (v) => {
         const k = key();
-        const old = store.get(name, k, true);
+        // An expired accumulator is never folded in, whatever the TTL's visibility (as in Flink).
+        const old = store.get(name, k);
         store.set(name, k, old === undefined ? v : reduce(old, v));
       },
       clear: () => store.delete(name, key()),

@@ -87,11 +87,6 @@ export class KeyedStateStore {
     }
   }
 
-  /** Whether any state has a TTL (else `cleanupStep` has nothing to do). */
-  get hasTtl(): boolean {
-    return this.ttls.size > 0;
-  }
-
   declaration(state: string): StateDeclaration {
     // Own properties only: `constructor` or `__proto__` is no declared state.
     const decl = Object.hasOwn(this.declarations, state) ? this.declarations[state] : undefined;

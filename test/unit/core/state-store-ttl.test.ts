@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
+import { Operator } from "../../../runtime/core/operator.ts";
 import { KeyedStateStore, type StateChange } from "../../../runtime/core/state-store.ts";
 import { unwrapStored } from "../../../runtime/core/state-ttl.ts";
 import { decodeValue, encodeValue } from "../../../runtime/core/wire.ts";
+import { fromFunction } from "../../../runtime/sdk/function.ts";
 import { listState, mapState, reducingState, valueState, type StateTtl } from "../../../runtime/sdk/state.ts";
 
 const DAY = 86_400_000;
@@ -116,6 +118,19 @@ describe("update types", () => {
     expect(store.get("rule", "u1", true)).toBe("x");
     at(28);
     expect(store.get("rule", "u1", true)).toBeUndefined();
+  });
+
+  it("on read and write: reading a list restarts every element it returned", () => {
+    const { store, at } = storeWith({ ms: 10, time: "event", update: "on-read-and-write" });
+    at(0);
+    store.listAdd("hits", "u1", "a");
+    at(5);
+    store.listAdd("hits", "u1", "b");
+    at(9);
+    expect(store.get("hits", "u1", true)).toEqual(["a", "b"]);
+    at(18);
+    expect(store.get("hits", "u1", true)).toEqual(["a", "b"]);
+    expect(changes(store)).toEqual([{ id: "hits/u1", value: ["a", "b"], at: [18, 18] }]);
   });
 
   it("on read and write: a read at the same time is no change", () => {
@@ -370,5 +385,62 @@ describe("snapshots, savepoints and restore", () => {
     const plain = new KeyedStateStore({ rule: valueState<string>() });
     for (const c of store.allEntries()) if (c.state === "rule") plain.load(c.state, c.key, c.subkey, decodeValue(encodeValue(c.value)));
     expect(plain.takeDelta()).toEqual([{ state: "rule", key: "a", value: "x" }]);
+  });
+});
+
+describe("the operator's TTL clock", () => {
+  /** A reducing count per key with a 10 ms event-time TTL that lets expired values be read. */
+  function counter() {
+    const out: unknown[] = [];
+    const op = new Operator(
+      {
+        name: "totals",
+        input: fromFunction("in"),
+        key: (r: { k: string }) => r.k,
+        state: { total: reducingState<number>((a, b) => a + b, { ttl: { ms: 10, time: "event", visibility: "return-expired-if-not-cleaned-up" } }) },
+        process(ctx: any) {
+          ctx.state.total.add(1);
+          out.push(ctx.state.total.get());
+        },
+      },
+      { emit: () => {}, side: () => {} },
+    );
+    return { op, out };
+  }
+
+  it("stamps with the record's event time and judges expiry by the watermark", () => {
+    const { op, out } = counter();
+    op.process("a", 100, { k: "a" }, 0); // stamped 100
+    op.restoreWatermark(109); // moves the watermark without a cleanup step
+    op.process("a", 50, { k: "a" }, 0); // alive (100 + 10 > 109); a late record stamps the watermark, 109
+    op.restoreWatermark(118);
+    op.process("a", 118, { k: "a" }, 0); // alive (109 + 10 > 118); stamped 118
+    op.restoreWatermark(128);
+    op.process("a", 128, { k: "a" }, 0); // expired (118 + 10 <= 128): starts again
+    expect(out).toEqual([1, 2, 3, 1]);
+  });
+
+  it("never folds an expired accumulator that cleanup has not removed, whatever the visibility", () => {
+    const { op, out } = counter();
+    op.process("a", 0, { k: "a" }, 0);
+    op.restoreWatermark(10);
+    expect(op.store.entryCount()).toBe(1); // expired, not yet cleaned up
+    op.process("a", 10, { k: "a" }, 0);
+    expect(out).toEqual([1, 1]);
+  });
+
+  it("runs a cleanup step when the watermark advances", () => {
+    const { op } = counter();
+    op.process("a", 0, { k: "a" }, 0);
+    op.advanceWatermark(10, 0);
+    expect(op.store.entryCount()).toBe(0);
+  });
+
+  it("runs a cleanup step on every processing-time tick", () => {
+    const { op } = counter();
+    op.process("a", 0, { k: "a" }, 0);
+    op.restoreWatermark(10);
+    op.advanceProcessingTime(1);
+    expect(op.store.entryCount()).toBe(0);
   });
 });
