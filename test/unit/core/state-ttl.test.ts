@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import fc from "fast-check";
 import {
   accessStamp,
   currentTime,
@@ -90,6 +91,26 @@ describe("the stored envelope", () => {
       { [TTL_FIELD]: { at: 1, ms: 10, time: "event" } },
     ];
     for (const v of lookalikes) expect(unwrapStored(v)).toEqual({ value: v });
+  });
+
+  it("never throws on hostile stored data, and gives back a value that is no envelope unchanged", () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.anything(), fc.record({ [TTL_FIELD]: fc.anything(), value: fc.anything() })), (stored) => {
+        const { value, ttl } = unwrapStored(stored);
+        if (ttl === undefined) expect(value).toBe(stored);
+        expect(() => visibleStored(stored, clock(0, 0))).not.toThrow();
+      }),
+    );
+  });
+
+  it("round-trips any value and stamps through msgpack", () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.option(fc.integer({ min: -1e12, max: 1e12 }), { nil: NaN }), (value, at) => {
+        const back = unwrapStored(decodeValue(encodeValue(wrapStored(value, at, eventTtl))));
+        expect(back.value).toEqual(decodeValue(encodeValue(value)));
+        expect(back.ttl).toEqual({ at, ms: 100, time: "event" });
+      }),
+    );
   });
 
   it("is hidden from readers outside the function once expired, element by element for lists", () => {
