@@ -8,16 +8,19 @@
  * Expired entries are neither returned — by the function, by live and by committed reads — nor
  * kept: they are deleted from the KV bucket and left out of a savepoint. A worker is SIGKILLed
  * in between; after the restore, entries written before the crash expire exactly when their
- * stored stamps say (a restore that lost or reset the stamps would keep them longer).
+ * stored stamps say (a restore that lost or reset the stamps would keep them longer). Committed
+ * reads are also checked on their own, against values put into a bucket by hand: each is judged
+ * by the TTL stored with it, whether cleanup has removed it yet or not.
  */
 import { describe, expect, it } from "vitest";
 import { resolve } from "node:path";
 import { Kvm, type KV } from "@nats-io/kv";
 import { deployModule } from "../../runtime/deploy/deploy.ts";
-import { mapEntryKey, parseKvKey, stateKey } from "../../runtime/core/kv-keys.ts";
+import { mapEntryKey, parseKvKey, stateKey, watermarkKey } from "../../runtime/core/kv-keys.ts";
 import { stateBucket } from "../../runtime/core/naming.ts";
-import { unwrapStored } from "../../runtime/core/state-ttl.ts";
-import { decodeValue } from "../../runtime/core/wire.ts";
+import { resolveTtl, unwrapStored, wrapStored } from "../../runtime/core/state-ttl.ts";
+import { decodeValue, encodeValue } from "../../runtime/core/wire.ts";
+import { getCommitted, scanCommitted } from "../../runtime/nats/committed-state.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { readSavepoint } from "../../runtime/nats/savepoints.ts";
 import { stateClient } from "../../runtime/nats/state-client.ts";
@@ -140,4 +143,42 @@ describe("state TTL", () => {
       await nc.close();
     }
   }, 180_000);
+
+  it("committed reads judge each stored value by its envelope: the committed watermark for event time, the clock for processing time", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    try {
+      const kv = await new Kvm(nc).create("ttl_committed_reads");
+      const event = resolveTtl({ ms: 10 * DAY, time: "event" });
+      const processing = resolveTtl({ ms: 60_000, time: "processing" });
+      await kv.put(watermarkKey(0), encodeValue({ out: 20 * DAY, op: 20 * DAY, idle: false, ended: false }));
+      await kv.put(stateKey(0, "rule", "old"), encodeValue(wrapStored("x", 10 * DAY, event))); // expired at 20 days
+      await kv.put(stateKey(0, "rule", "new"), encodeValue(wrapStored("y", 10 * DAY + 1, event)));
+      await kv.put(stateKey(0, "rule", "plain"), encodeValue("z"));
+      await kv.put(mapEntryKey(0, "seen", "u", "gone"), encodeValue(wrapStored(1, 0, event)));
+      await kv.put(mapEntryKey(0, "seen", "u", "kept"), encodeValue(wrapStored(2, 15 * DAY, event)));
+      await kv.put(stateKey(0, "recent", "u"), encodeValue(wrapStored(["a", "b"], [0, 15 * DAY], event)));
+      await kv.put(stateKey(0, "session", "stale"), encodeValue(wrapStored(1, Date.now() - 120_000, processing)));
+      await kv.put(stateKey(0, "session", "fresh"), encodeValue(wrapStored(2, Date.now(), processing)));
+
+      expect(await getCommitted(kv, 0, "rule", "old")).toEqual({ found: false });
+      expect(await getCommitted(kv, 0, "rule", "new")).toMatchObject({ found: true, value: "y" });
+      expect(await getCommitted(kv, 0, "rule", "plain")).toMatchObject({ found: true, value: "z" });
+      expect(await getCommitted(kv, 0, "seen", "u")).toEqual({ found: true, value: { kept: 2 } });
+      expect(await getCommitted(kv, 0, "seen", "u", "gone")).toEqual({ found: false });
+      expect(await getCommitted(kv, 0, "recent", "u")).toMatchObject({ found: true, value: ["b"] });
+      expect(await getCommitted(kv, 0, "session", "stale")).toEqual({ found: false });
+      expect(await getCommitted(kv, 0, "session", "fresh")).toMatchObject({ found: true, value: 2 });
+      const scanned = (await scanCommitted(kv, 0, {})).entries.map((e) => [e.state, e.key, e.value]);
+      expect(scanned).toEqual([
+        ["recent", "u", ["b"]],
+        ["rule", "new", "y"],
+        ["rule", "plain", "z"],
+        ["seen", "u", { kept: 2 }],
+        ["session", "fresh", 2],
+      ]);
+    } finally {
+      await nc.close();
+    }
+  }, 60_000);
 });
