@@ -137,10 +137,11 @@ export interface TestHarness<In, Out, S extends StateDeclarations = StateDeclara
   state<K extends keyof S & string>(name: K, key: string, subkey: string): MapEntrySnapshot<S[K]>;
   /**
    * The state `name` of `key`, as its handle's `get()` would return it (a map state as a map; an
-   * absent list as `[]`). Always a fresh copy: changing it changes nothing in the function.
+   * absent list as `[]`; values whose TTL ran out left out, as a committed read shows them).
+   * Always a fresh copy: changing it changes nothing in the function.
    */
   state<K extends keyof S & string>(name: K, key: string): StateSnapshot<S[K]>;
-  /** Keys that have a value in state `name`. */
+  /** Keys that have a value in state `name` (one whose TTL, if it has one, has not run out). */
   keys(name: keyof S & string): string[];
   /** Pending timers, event time first, each domain in firing order. */
   timers(): PendingTimer[];
