@@ -40,6 +40,8 @@ export class Operator {
   private currentInput = 0;
   private currentTimestamp = -Infinity;
   private now = 0;
+  /** Whether a call has told the processing time yet (before that, processing-time TTL has no clock). */
+  private clockKnown = false;
   private readonly ctx: Context<unknown, StateDeclarations>;
 
   constructor(spec: FunctionSpec<any, any, any>, output: OperatorOutput, store?: KeyedStateStore, timers?: TimerQueue) {
@@ -49,6 +51,19 @@ export class Operator {
     this.store = store ?? new KeyedStateStore(spec.state ?? {});
     this.timers = timers ?? new TimerQueue();
     this.ctx = this.makeContext();
+    const self = this;
+    // TTL of state reads this operator's time: its watermark, and the processing time of the last call.
+    this.store.clock = {
+      get eventTime() {
+        return self.currentTimestamp;
+      },
+      get watermark() {
+        return self.currentWatermark;
+      },
+      get processingTime() {
+        return self.clockKnown ? self.now : NaN;
+      },
+    };
   }
 
   get watermark(): number {
@@ -74,12 +89,20 @@ export class Operator {
     this.currentKey = key;
     this.currentInput = input;
     this.currentTimestamp = timestamp;
-    this.now = now;
+    this.setNow(now);
     try {
       this.spec.process(this.ctx, record);
     } catch (cause) {
       throw new UserFunctionError(`${this.spec.name}.process failed for key "${key}": ${describe(cause)}`, { cause });
+    } finally {
+      // Writes between calls (state writes, bootstraps) are stamped with the watermark, not a stale record time.
+      this.currentTimestamp = -Infinity;
     }
+  }
+
+  private setNow(now: number): void {
+    this.now = now;
+    this.clockKnown = true;
   }
 
   /**
@@ -91,13 +114,26 @@ export class Operator {
   advanceWatermark(watermark: number, now: number, onError?: (e: UserFunctionError) => void): boolean {
     if (!(watermark > this.currentWatermark)) return false;
     this.currentWatermark = watermark;
-    this.fireDue("event", watermark, now, onError);
+    this.setNow(now);
+    try {
+      this.fireDue("event", watermark, now, onError);
+    } finally {
+      this.store.cleanupStep();
+    }
     return true;
   }
 
-  /** Fires every processing-time timer due at `now`; errors as for `advanceWatermark`. */
+  /**
+   * Fires every processing-time timer due at `now`; errors as for `advanceWatermark`. Both also
+   * run a bounded step of state TTL cleanup (KeyedStateStore.cleanupStep).
+   */
   advanceProcessingTime(now: number, onError?: (e: UserFunctionError) => void): void {
-    this.fireDue("processing", now, now, onError);
+    this.setNow(now);
+    try {
+      this.fireDue("processing", now, now, onError);
+    } finally {
+      this.store.cleanupStep();
+    }
   }
 
   private fireDue(domain: TimeDomain, upTo: number, now: number, onError: ((e: UserFunctionError) => void) | undefined): void {
@@ -124,6 +160,7 @@ export class Operator {
         }
       }
     }
+    this.currentTimestamp = -Infinity;
     if (first !== undefined) throw first;
   }
 
@@ -184,11 +221,11 @@ export class Operator {
     const store = this.store;
     const key = () => this.requireKey(`state "${name}"`);
     return {
-      get: () => store.get(name, key()),
+      get: () => store.get(name, key(), true),
       set: (v) => store.set(name, key(), v),
       update: (f) => {
         const k = key();
-        const next = f(store.get(name, k));
+        const next = f(store.get(name, k, true));
         store.set(name, k, next);
         return next;
       },
@@ -200,17 +237,8 @@ export class Operator {
     const store = this.store;
     const key = () => this.requireKey(`state "${name}"`);
     return {
-      get: () => (store.get(name, key()) as unknown[] | undefined) ?? [],
-      add: (v) => {
-        // In place: snapshots encode values when they are taken, so later pushes cannot leak in.
-        const k = key();
-        const list = store.get(name, k) as unknown[] | undefined;
-        if (list === undefined) store.set(name, k, [v]);
-        else {
-          list.push(v);
-          store.set(name, k, list);
-        }
-      },
+      get: () => (store.get(name, key(), true) as unknown[] | undefined) ?? [],
+      add: (v) => store.listAdd(name, key(), v),
       set: (vs) => (vs.length === 0 ? store.delete(name, key()) : store.set(name, key(), [...vs])),
       clear: () => store.delete(name, key()),
     };
@@ -223,6 +251,7 @@ export class Operator {
       get: () => store.get(name, key()),
       add: (v) => {
         const k = key();
+        // An expired accumulator is never folded in, whatever the TTL's visibility (as in Flink).
         const old = store.get(name, k);
         store.set(name, k, old === undefined ? v : reduce(old, v));
       },
@@ -234,14 +263,14 @@ export class Operator {
     const store = this.store;
     const key = () => this.requireKey(`state "${name}"`);
     return {
-      get: (sub) => store.mapOf(name, key())?.get(sub),
+      get: (sub) => store.mapGet(name, key(), sub, true),
       set: (sub, v) => store.mapSet(name, key(), sub, v),
-      has: (sub) => store.mapOf(name, key())?.has(sub) ?? false,
+      has: (sub) => store.mapGet(name, key(), sub, true) !== undefined,
       delete: (sub) => store.mapDelete(name, key(), sub),
-      keys: () => [...(store.mapOf(name, key())?.keys() ?? [])],
-      entries: () => [...(store.mapOf(name, key())?.entries() ?? [])],
+      keys: () => [...(store.mapOf(name, key(), true)?.keys() ?? [])],
+      entries: () => [...(store.mapOf(name, key(), true)?.entries() ?? [])],
       get size() {
-        return store.mapOf(name, key())?.size ?? 0;
+        return store.mapOf(name, key(), true)?.size ?? 0;
       },
       clear: () => store.mapClear(name, key()),
     };

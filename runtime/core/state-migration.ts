@@ -17,6 +17,7 @@
 import type { StateDeclaration, StateDeclarations } from "../spec/state.ts";
 import { parseKvKey, versionsKey } from "./kv-keys.ts";
 import { CorruptSavepointError, type PartitionExport, type SavepointManifest } from "./savepoint.ts";
+import { unwrapStored } from "./state-ttl.ts";
 import { decodeValue, encodeValue } from "./wire.ts";
 import { InputError, InvalidArgumentError } from "../errors.ts";
 
@@ -241,10 +242,13 @@ export function migratePartition(plan: RestorePlan, exp: PartitionExport): Parti
  * when the versions agree, else through `decl.migrations[storedVersion]`. `value` is what is
  * stored for one key (one entry's value for map state); a list state's migration is applied to
  * each element. `undefined` means the value is dropped. Throws `MissingMigrationError`.
+ * A value stored with a TTL envelope is migrated without it and comes back plain: a migration
+ * rewrites the value, and its time to live starts again (design note bd).
  */
-export function migrateValue(decl: StateDeclaration, storedVersion: number, value: unknown): unknown {
+export function migrateValue(decl: StateDeclaration, storedVersion: number, stored: unknown): unknown {
   const version = decl.version ?? 1;
-  if (storedVersion === version) return value;
+  if (storedVersion === version) return stored;
+  const value = unwrapStored(stored).value;
   const migrate = decl.migrations?.[storedVersion];
   if (migrate === undefined) {
     throw new MissingMigrationError(`${decl.kind} state of schema version ${version} has no migration from stored version ${storedVersion}`);

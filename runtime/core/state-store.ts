@@ -6,11 +6,33 @@
  * the changes since the last snapshot with `takeDelta()`; the test harness uses it alone. Keeping
  * changes as sets of touched keys (not as a log) means a key updated a thousand times between two
  * snapshots costs one entry in the next one.
+ *
+ * State declared with a TTL keeps a last-access stamp next to each value (each map entry, each
+ * list element), decides expiry against `clock`, hides and removes expired values when the
+ * function reads them, and removes the rest by `cleanupStep`, a bounded incremental sweep the
+ * operator runs when time moves. Deletions are ordinary changes, so they reach the next snapshot
+ * and KV; values leave (`takeDelta`, `allEntries`) and enter (`load`) in their stored form, the
+ * TTL envelope of state-ttl.ts, so that stamps survive KV, restore and savepoints.
  */
 import type { StateDeclaration, StateDeclarations } from "../spec/state.ts";
+import {
+  accessStamp,
+  currentTime,
+  isExpired,
+  resolveTtl,
+  storedTtlDiffers,
+  TTL_CLEANUP_ENTRIES_PER_STEP,
+  unwrapStored,
+  wrapStored,
+  type ResolvedTtl,
+  type TtlClock,
+} from "./state-ttl.ts";
 import { InputError } from "../errors.ts";
 
-/** One changed entry: `value === undefined` means deleted. */
+/**
+ * One changed entry: `value === undefined` means deleted. The value is in its stored form: for
+ * state with a TTL, the envelope with its stamp(s) (state-ttl.ts `unwrapStored` takes it apart).
+ */
 export interface StateChange {
   readonly state: string;
   readonly key: string;
@@ -32,6 +54,20 @@ export class KeyedStateStore {
   private readonly maps = new Map<string, Maps>();
   private readonly dirtyScalars = new Map<string, Set<string>>();
   private readonly dirtyMaps = new Map<string, Map<string, Set<string>>>();
+  /** TTL of every state that has one. */
+  private readonly ttls = new Map<string, ResolvedTtl>();
+  /** Last-access stamps of value/reducing state (a number) and list state (one per element). */
+  private readonly scalarStamps = new Map<string, Map<string, number | number[]>>();
+  /** Last-access stamps of map state entries. */
+  private readonly mapStamps = new Map<string, Map<string, Map<string, number>>>();
+  /** Where the cleanup sweep of each TTL state stopped (live iterators: they survive deletions). */
+  private readonly cleanupCursors = new Map<string, Iterator<string>>();
+  private cleanupTurn = 0;
+  /**
+   * The clocks TTL decisions read; the operator sets its own (watermark, processing time). Until
+   * then nothing expires and accesses are unstamped.
+   */
+  clock: TtlClock = { eventTime: -Infinity, watermark: -Infinity, processingTime: NaN };
 
   constructor(declarations: StateDeclarations) {
     this.declarations = declarations;
@@ -42,6 +78,11 @@ export class KeyedStateStore {
       } else {
         this.scalars.set(name, new Map());
         this.dirtyScalars.set(name, new Set());
+      }
+      if (decl.ttl !== undefined) {
+        this.ttls.set(name, resolveTtl(decl.ttl));
+        if (decl.kind === "map") this.mapStamps.set(name, new Map());
+        else this.scalarStamps.set(name, new Map());
       }
     }
   }
@@ -55,25 +96,141 @@ export class KeyedStateStore {
 
   // --- value, list and reducing state: one value per key -------------------------------------
 
-  get(state: string, key: string): unknown {
-    return this.scalarsOf(state).get(key);
+  /**
+   * The value of `key`, hiding what has expired (a list: its expired elements). With `access`
+   * this is the function reading: expired values are removed (cleanup on access) and returned
+   * once if the TTL's visibility allows, and a TTL updated on read restarts for what was read.
+   */
+  get(state: string, key: string, access = false): unknown {
+    const values = this.scalarsOf(state);
+    const value = values.get(key);
+    const ttl = this.ttls.get(state);
+    if (value === undefined || ttl === undefined) return value;
+    const stamps = this.scalarStamps.get(state)!;
+    const now = currentTime(ttl.time, this.clock);
+    const at = stamps.get(key);
+    if (Array.isArray(at) && Array.isArray(value)) {
+      const live: unknown[] = [];
+      const liveAt: number[] = [];
+      for (let i = 0; i < value.length; i++) {
+        if (isExpired(at[i] ?? NaN, ttl.ms, now)) continue;
+        live.push(value[i]);
+        liveAt.push(at[i] ?? NaN);
+      }
+      const visible = live.length === value.length ? value : live.length === 0 ? undefined : live;
+      if (!access) return visible;
+      if (live.length < value.length) {
+        if (live.length === 0) this.delete(state, key);
+        else this.putScalar(state, key, live, liveAt);
+      }
+      if (ttl.update === "on-read-and-write" && live.length > 0) this.restamp(state, key, ttl, live.length);
+      return ttl.visibility === "return-expired-if-not-cleaned-up" ? value : visible;
+    }
+    if (isExpired(typeof at === "number" ? at : NaN, ttl.ms, now)) {
+      if (!access) return undefined;
+      this.delete(state, key);
+      return ttl.visibility === "return-expired-if-not-cleaned-up" ? value : undefined;
+    }
+    if (access && ttl.update === "on-read-and-write") this.restamp(state, key, ttl, Array.isArray(at) ? at.length : undefined);
+    return value;
   }
 
   set(state: string, key: string, value: unknown): void {
     if (value === undefined) return this.delete(state, key);
     this.scalarsOf(state).set(key, value);
     this.dirtyScalars.get(state)!.add(key);
+    const ttl = this.ttls.get(state);
+    if (ttl !== undefined) {
+      const stamp = accessStamp(ttl.time, this.clock);
+      const list = this.declarations[state]!.kind === "list" && Array.isArray(value);
+      this.scalarStamps.get(state)!.set(key, list ? (value as unknown[]).map(() => stamp) : stamp);
+    }
+  }
+
+  /** Appends to a list state in place (snapshots encode values when taken, so later pushes cannot leak in). */
+  listAdd(state: string, key: string, element: unknown): void {
+    const values = this.scalarsOf(state);
+    const list = values.get(key);
+    if (!Array.isArray(list)) return this.set(state, key, [element]);
+    list.push(element);
+    this.dirtyScalars.get(state)!.add(key);
+    const ttl = this.ttls.get(state);
+    if (ttl === undefined) return;
+    const stamps = this.scalarStamps.get(state)!;
+    let at = stamps.get(key);
+    if (!Array.isArray(at) || at.length !== list.length - 1) stamps.set(key, (at = list.slice(0, -1).map(() => NaN)));
+    at.push(accessStamp(ttl.time, this.clock));
   }
 
   delete(state: string, key: string): void {
     const values = this.scalarsOf(state);
     if (values.delete(key)) this.dirtyScalars.get(state)!.add(key);
+    this.scalarStamps.get(state)?.delete(key);
+  }
+
+  private putScalar(state: string, key: string, value: unknown, at: number | number[]): void {
+    this.scalarsOf(state).set(key, value);
+    this.scalarStamps.get(state)!.set(key, at);
+    this.dirtyScalars.get(state)!.add(key);
+  }
+
+  /** Restarts the TTL of `key` (each of `elements` list elements, if given); a change only if a stamp moves. */
+  private restamp(state: string, key: string, ttl: ResolvedTtl, elements: number | undefined): void {
+    const stamp = accessStamp(ttl.time, this.clock);
+    const stamps = this.scalarStamps.get(state)!;
+    const at = stamps.get(key);
+    if (elements === undefined) {
+      if (typeof at === "number" && Object.is(at, stamp)) return;
+      stamps.set(key, stamp);
+    } else {
+      if (Array.isArray(at) && at.length === elements && at.every((x) => Object.is(x, stamp))) return;
+      stamps.set(key, new Array<number>(elements).fill(stamp));
+    }
+    this.dirtyScalars.get(state)!.add(key);
   }
 
   // --- map state: sub-key to value per key ----------------------------------------------------
 
-  mapOf(state: string, key: string): ReadonlyMap<string, unknown> | undefined {
-    return this.mapsOf(state).get(key);
+  /**
+   * The entries of `key`, without expired ones. With `access` this is the function reading all
+   * of them: expired entries are removed (and, if the visibility allows, returned this once) and
+   * a TTL updated on read restarts for every entry read.
+   */
+  mapOf(state: string, key: string, access = false): ReadonlyMap<string, unknown> | undefined {
+    const maps = this.mapsOf(state);
+    const entries = maps.get(key);
+    const ttl = this.ttls.get(state);
+    if (entries === undefined || ttl === undefined) return entries;
+    const now = currentTime(ttl.time, this.clock);
+    const stamps = this.mapStamps.get(state)!.get(key);
+    const expired: string[] = [];
+    for (const subkey of entries.keys()) if (isExpired(stamps?.get(subkey) ?? NaN, ttl.ms, now)) expired.push(subkey);
+    if (!access) {
+      if (expired.length === 0) return entries;
+      if (expired.length === entries.size) return undefined;
+      const visible = new Map(entries);
+      for (const subkey of expired) visible.delete(subkey);
+      return visible;
+    }
+    const all = ttl.visibility === "return-expired-if-not-cleaned-up" && expired.length > 0 ? new Map(entries) : undefined;
+    for (const subkey of expired) this.mapDelete(state, key, subkey);
+    const left = maps.get(key);
+    if (left !== undefined && ttl.update === "on-read-and-write") for (const subkey of left.keys()) this.restampEntry(state, key, subkey, ttl);
+    return all ?? left;
+  }
+
+  /** One entry of `key`'s map, unless expired; `access` as for `mapOf`, for this entry alone. */
+  mapGet(state: string, key: string, subkey: string, access = false): unknown {
+    const value = this.mapsOf(state).get(key)?.get(subkey);
+    const ttl = this.ttls.get(state);
+    if (value === undefined || ttl === undefined) return value;
+    if (isExpired(this.mapStamps.get(state)!.get(key)?.get(subkey) ?? NaN, ttl.ms, currentTime(ttl.time, this.clock))) {
+      if (!access) return undefined;
+      this.mapDelete(state, key, subkey);
+      return ttl.visibility === "return-expired-if-not-cleaned-up" ? value : undefined;
+    }
+    if (access && ttl.update === "on-read-and-write") this.restampEntry(state, key, subkey, ttl);
+    return value;
   }
 
   mapSet(state: string, key: string, subkey: string, value: unknown): void {
@@ -83,6 +240,8 @@ export class KeyedStateStore {
     if (entries === undefined) maps.set(key, (entries = new Map()));
     entries.set(subkey, value);
     this.markMap(state, key, subkey);
+    const ttl = this.ttls.get(state);
+    if (ttl !== undefined) this.entryStamps(state, key).set(subkey, accessStamp(ttl.time, this.clock));
   }
 
   mapDelete(state: string, key: string, subkey: string): void {
@@ -91,6 +250,12 @@ export class KeyedStateStore {
     if (entries === undefined || !entries.delete(subkey)) return;
     if (entries.size === 0) maps.delete(key);
     this.markMap(state, key, subkey);
+    const stamps = this.mapStamps.get(state);
+    const at = stamps?.get(key);
+    if (at !== undefined) {
+      at.delete(subkey);
+      if (at.size === 0) stamps!.delete(key);
+    }
   }
 
   mapClear(state: string, key: string): void {
@@ -99,34 +264,198 @@ export class KeyedStateStore {
     if (entries === undefined) return;
     for (const subkey of entries.keys()) this.markMap(state, key, subkey);
     maps.delete(key);
+    this.mapStamps.get(state)?.delete(key);
+  }
+
+  private entryStamps(state: string, key: string): Map<string, number> {
+    const stamps = this.mapStamps.get(state)!;
+    let at = stamps.get(key);
+    if (at === undefined) stamps.set(key, (at = new Map()));
+    return at;
+  }
+
+  private restampEntry(state: string, key: string, subkey: string, ttl: ResolvedTtl): void {
+    const stamp = accessStamp(ttl.time, this.clock);
+    const at = this.entryStamps(state, key);
+    if (Object.is(at.get(subkey), stamp)) return;
+    at.set(subkey, stamp);
+    this.markMap(state, key, subkey);
   }
 
   // --- loading, scanning and snapshots ---------------------------------------------------------
 
-  /** Puts a value read from durable storage; it is not a change to snapshot. */
-  load(state: string, key: string, subkey: string | undefined, value: unknown): void {
+  /**
+   * Puts a value read from durable storage, in its stored form (a TTL envelope or a plain
+   * value); it is not a change to snapshot, unless its envelope no longer matches the declared
+   * TTL and must be written again (state-ttl.ts `storedTtlDiffers`).
+   */
+  load(state: string, key: string, subkey: string | undefined, stored: unknown): void {
     const decl = Object.hasOwn(this.declarations, state) ? this.declarations[state] : undefined;
     if (decl === undefined) return; // state of an older version that no longer exists
+    const { value, ttl: storedTtl } = unwrapStored(stored);
+    const ttl = this.ttls.get(state);
+    // Stamps on another clock mean nothing on this one: unknown, so cleanup stamps them anew.
+    const sameClock = storedTtl !== undefined && ttl !== undefined && storedTtl.time === ttl.time;
+    const rewrite = storedTtlDiffers(storedTtl, ttl);
     if (decl.kind === "map") {
       if (subkey === undefined) return;
       const maps = this.mapsOf(state);
       let entries = maps.get(key);
       if (entries === undefined) maps.set(key, (entries = new Map()));
       entries.set(subkey, value);
+      if (ttl !== undefined) this.entryStamps(state, key).set(subkey, sameClock && typeof storedTtl.at === "number" ? storedTtl.at : NaN);
+      if (rewrite) this.markMap(state, key, subkey);
     } else if (subkey === undefined) {
       this.scalarsOf(state).set(key, value);
+      if (ttl !== undefined) {
+        const list = decl.kind === "list" && Array.isArray(value);
+        const at = sameClock && (typeof storedTtl.at === "number") !== list ? storedTtl.at : list ? (value as unknown[]).map(() => NaN) : NaN;
+        this.scalarStamps.get(state)!.set(key, at);
+      }
+      if (rewrite) this.dirtyScalars.get(state)!.add(key);
     }
   }
 
-  /** Keys that have a value in `state`. */
+  /** Keys that have a value in `state` (one that has not expired). */
   keys(state: string): IterableIterator<string> {
-    return this.declaration(state).kind === "map" ? this.mapsOf(state).keys() : this.scalarsOf(state).keys();
+    const map = this.declaration(state).kind === "map";
+    const all = map ? this.mapsOf(state).keys() : this.scalarsOf(state).keys();
+    if (!this.ttls.has(state)) return all;
+    return (function* (store: KeyedStateStore) {
+      for (const key of all) if ((map ? store.mapOf(state, key) : store.get(state, key)) !== undefined) yield key;
+    })(this);
   }
 
-  /** Every entry of every state: what a full export (savepoint) holds. */
+  /**
+   * One step of the background cleanup: looks at up to `budget` entries (map entries and list
+   * elements count one each; a key is finished once started) of TTL state, continuing where the
+   * last step stopped, removes what has expired and stamps values with an unknown stamp with the
+   * current time. Returns the number of entries removed. Work per step is bounded so that a
+   * partition with months of state pays a little on every watermark or clock tick, not a pause.
+   */
+  cleanupStep(budget = TTL_CLEANUP_ENTRIES_PER_STEP): number {
+    if (this.ttls.size === 0) return 0;
+    const states = [...this.ttls.keys()];
+    let left = budget;
+    let removed = 0;
+    for (let i = 0; i < states.length && left > 0; i++) {
+      const state = states[(this.cleanupTurn + i) % states.length]!;
+      const map = this.declarations[state]!.kind === "map";
+      const cursor = this.cleanupCursors.get(state) ?? (map ? this.mapsOf(state).keys() : this.scalarsOf(state).keys());
+      this.cleanupCursors.set(state, cursor);
+      while (left > 0) {
+        const next = cursor.next();
+        if (next.done === true) {
+          // Finished a round; the next step starts a new one (not this one, so a small state is not swept twice).
+          this.cleanupCursors.delete(state);
+          break;
+        }
+        const [looked, gone] = map ? this.cleanMap(state, next.value) : this.cleanScalar(state, next.value);
+        left -= looked;
+        removed += gone;
+      }
+    }
+    this.cleanupTurn = (this.cleanupTurn + 1) % states.length;
+    return removed;
+  }
+
+  /** Cleans one key of value, reducing or list state: [entries looked at, entries removed]. */
+  private cleanScalar(state: string, key: string): [number, number] {
+    const ttl = this.ttls.get(state)!;
+    const now = currentTime(ttl.time, this.clock);
+    const values = this.scalarsOf(state);
+    const value = values.get(key);
+    const at = this.scalarStamps.get(state)!.get(key);
+    if (Array.isArray(at) && Array.isArray(value)) {
+      const live: unknown[] = [];
+      const liveAt: number[] = [];
+      let stamped = false;
+      for (let i = 0; i < value.length; i++) {
+        const a = at[i] ?? NaN;
+        if (isExpired(a, ttl.ms, now)) continue;
+        live.push(value[i]);
+        stamped ||= Number.isNaN(a) && Number.isFinite(now);
+        liveAt.push(Number.isNaN(a) && Number.isFinite(now) ? now : a);
+      }
+      if (live.length === 0) this.delete(state, key);
+      else if (live.length < value.length || stamped) this.putScalar(state, key, live, liveAt);
+      return [value.length, value.length - live.length];
+    }
+    const a = typeof at === "number" ? at : NaN;
+    if (isExpired(a, ttl.ms, now)) {
+      this.delete(state, key);
+      return [1, 1];
+    }
+    if (Number.isNaN(a) && Number.isFinite(now)) this.putScalar(state, key, value, now);
+    return [1, 0];
+  }
+
+  /** Cleans one key of map state: [entries looked at, entries removed]. */
+  private cleanMap(state: string, key: string): [number, number] {
+    const ttl = this.ttls.get(state)!;
+    const now = currentTime(ttl.time, this.clock);
+    const entries = this.mapsOf(state).get(key);
+    if (entries === undefined) return [0, 0];
+    const at = this.entryStamps(state, key);
+    const size = entries.size;
+    let removed = 0;
+    for (const subkey of [...entries.keys()]) {
+      const a = at.get(subkey) ?? NaN;
+      if (isExpired(a, ttl.ms, now)) {
+        this.mapDelete(state, key, subkey);
+        removed++;
+      } else if (Number.isNaN(a) && Number.isFinite(now)) {
+        at.set(subkey, now);
+        this.markMap(state, key, subkey);
+      }
+    }
+    return [size, removed];
+  }
+
+  /** The stored form of a value: its TTL envelope for state with a TTL. */
+  private storedForm(state: string, key: string, subkey: string | undefined, value: unknown): unknown {
+    const ttl = this.ttls.get(state);
+    if (value === undefined || ttl === undefined) return value;
+    if (subkey !== undefined) return wrapStored(value, this.mapStamps.get(state)!.get(key)?.get(subkey) ?? NaN, ttl);
+    const at = this.scalarStamps.get(state)!.get(key);
+    if (this.declarations[state]!.kind === "list" && Array.isArray(value)) {
+      return wrapStored(value, Array.isArray(at) && at.length === value.length ? at : value.map(() => NaN), ttl);
+    }
+    return wrapStored(value, typeof at === "number" ? at : NaN, ttl);
+  }
+
+  /**
+   * Every entry of every state, in stored form: what a full export (savepoint) holds. Expired
+   * values (list elements) are left out, whether cleanup has removed them yet or not.
+   */
   *allEntries(): Generator<StateChange> {
-    for (const [state, values] of this.scalars) for (const [key, value] of values) yield { state, key, value };
-    for (const [state, maps] of this.maps) for (const [key, entries] of maps) for (const [subkey, value] of entries) yield { state, key, subkey, value };
+    for (const [state, values] of this.scalars) {
+      const ttl = this.ttls.has(state);
+      for (const [key, value] of values) {
+        if (!ttl) {
+          yield { state, key, value };
+          continue;
+        }
+        const visible = this.get(state, key);
+        if (visible !== undefined) yield { state, key, value: visible === value ? this.storedForm(state, key, undefined, value) : this.storedVisible(state, key) };
+      }
+    }
+    for (const [state, maps] of this.maps) {
+      const ttl = this.ttls.has(state);
+      for (const [key, entries] of maps) {
+        for (const [subkey, value] of entries) if (!ttl || this.mapGet(state, key, subkey) !== undefined) yield { state, key, subkey, value: this.storedForm(state, key, subkey, value) };
+      }
+    }
+  }
+
+  /** The stored form of a list's unexpired elements, with their stamps. */
+  private storedVisible(state: string, key: string): unknown {
+    const ttl = this.ttls.get(state)!;
+    const now = currentTime(ttl.time, this.clock);
+    const value = this.scalarsOf(state).get(key) as unknown[];
+    const at = this.scalarStamps.get(state)!.get(key) as number[];
+    const keep = value.map((_, i) => !isExpired(at[i] ?? NaN, ttl.ms, now));
+    return wrapStored(value.filter((_, i) => keep[i]), at.filter((_, i) => keep[i]), ttl);
   }
 
   /** Number of (key, sub-key) entries over all state, for metrics. */
@@ -148,14 +477,14 @@ export class KeyedStateStore {
     const changes: StateChange[] = [];
     for (const [state, dirty] of this.dirtyScalars) {
       const values = this.scalars.get(state)!;
-      for (const key of dirty) changes.push({ state, key, value: values.get(key) });
+      for (const key of dirty) changes.push({ state, key, value: this.storedForm(state, key, undefined, values.get(key)) });
       dirty.clear();
     }
     for (const [state, dirty] of this.dirtyMaps) {
       const maps = this.maps.get(state)!;
       for (const [key, subkeys] of dirty) {
         const entries = maps.get(key);
-        for (const subkey of subkeys) changes.push({ state, key, subkey, value: entries?.get(subkey) });
+        for (const subkey of subkeys) changes.push({ state, key, subkey, value: this.storedForm(state, key, subkey, entries?.get(subkey)) });
       }
       dirty.clear();
     }

@@ -18,6 +18,7 @@ import { pathToFileURL } from "node:url";
 import { Operator } from "../core/operator.ts";
 import { parseKvKey } from "../core/kv-keys.ts";
 import type { StateWriteOp } from "../core/state-writes.ts";
+import { unwrapStored } from "../core/state-ttl.ts";
 import { decodeValue } from "../core/wire.ts";
 import type { FunctionSpec } from "../sdk/function.ts";
 import type { BootstrapSpec, SavepointEntry } from "../sdk/index.ts";
@@ -75,7 +76,8 @@ export function bootstrapWrites(spec: BootstrapSpec, target: FunctionSpec, items
   const ops: StateWriteOp[] = [];
   for (const c of operator.store.takeDelta()) {
     if (c.value === undefined) continue; // written and removed again: nothing to send
-    ops.push({ op: "put", state: c.state, key: c.key, ...(c.subkey === undefined ? {} : { subkey: c.subkey }), value: c.value });
+    // The plain value: the actor applying the write stamps its TTL, if the state has one.
+    ops.push({ op: "put", state: c.state, key: c.key, ...(c.subkey === undefined ? {} : { subkey: c.subkey }), value: unwrapStored(c.value).value });
   }
   for (const t of operator.timers.takeChanges().added) ops.push({ op: "timer", key: t.key, name: t.name, ts: t.ts, domain: t.domain });
   return ops;
@@ -126,7 +128,7 @@ export async function readItems(nc: NatsConnection, job: string, fn: string, sou
         for (const [key, value] of exp.entries) {
           const parsed = parseKvKey(key);
           if (parsed?.kind !== "state") continue;
-          items.push({ fn: from, state: parsed.state, key: parsed.key, ...(parsed.subkey === undefined ? {} : { subkey: parsed.subkey }), value: decodeValue(value) });
+          items.push({ fn: from, state: parsed.state, key: parsed.key, ...(parsed.subkey === undefined ? {} : { subkey: parsed.subkey }), value: unwrapStored(decodeValue(value)).value });
         }
       }
       return items;

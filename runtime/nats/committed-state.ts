@@ -2,7 +2,8 @@
  * Committed reads: a function's state as its KV bucket holds it — the state of the last
  * checkpoint the partition materialized — without asking any actor. Works with the job stopped.
  * The state service answers `committed` requests with it, and `stateClient` reads it directly;
- * `eddy status` reads the committed watermarks.
+ * `eddy status` reads the committed watermarks. Values with a TTL that has run out are not
+ * found (their envelope carries the TTL; event time is the partition's committed watermark).
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
@@ -10,12 +11,29 @@ import type { NatsConnection } from "./connection.ts";
 import { mapEntriesFilter, mapEntryKey, parseKvKey, partitionFilter, stateFilter, stateKey, watermarkKey } from "../core/kv-keys.ts";
 import { stateBucket } from "../core/naming.ts";
 import { page, type GetReply, type ScanEntry, type ScanReply, type ScanRequest } from "../core/state-queries.ts";
+import { unwrapStored, visibleStored, type TtlClock } from "../core/state-ttl.ts";
 import { decodeValue } from "../core/wire.ts";
 
-async function value(kv: KV, key: string): Promise<{ found: boolean; value?: unknown; revision?: number }> {
+type Clock = () => Promise<Pick<TtlClock, "watermark" | "processingTime">>;
+
+/** The clocks TTL is judged by in partition `p`'s committed state, read once and only if needed. */
+function committedClock(kv: KV, p: number): Clock {
+  let clock: Promise<Pick<TtlClock, "watermark" | "processingTime">> | undefined;
+  return () =>
+    (clock ??= (async () => {
+      const e = await kv.get(watermarkKey(p)).catch(() => null);
+      const op = e === null || e.length === 0 ? null : (decodeValue(e.value) as { op?: number | null } | null)?.op;
+      return { watermark: typeof op === "number" ? op : -Infinity, processingTime: Date.now() };
+    })());
+}
+
+async function value(kv: KV, key: string, clock: Clock): Promise<{ found: boolean; value?: unknown; revision?: number }> {
   const e = await kv.get(key);
   if (e === null || e.operation !== "PUT" || e.length === 0) return { found: false };
-  return { found: true, value: decodeValue(e.value), revision: e.revision };
+  const stored = decodeValue(e.value);
+  if (unwrapStored(stored).ttl === undefined) return { found: true, value: stored, revision: e.revision };
+  const visible = visibleStored(stored, await clock());
+  return visible.found ? { found: true, value: visible.value, revision: e.revision } : { found: false };
 }
 
 /** What nats.js's KV implementation carries besides the `KV` interface: its manager and stream. */
@@ -45,9 +63,9 @@ async function keysOf(kv: KV, filter: string): Promise<string[]> {
 }
 
 /** The committed value of `state` for `key` in partition `p` (a map state without `subkey`: all entries). */
-export async function getCommitted(kv: KV, p: number, state: string, key: string, subkey?: string): Promise<GetReply> {
-  if (subkey !== undefined) return value(kv, mapEntryKey(p, state, key, subkey));
-  const single = await value(kv, stateKey(p, state, key));
+export async function getCommitted(kv: KV, p: number, state: string, key: string, subkey?: string, clock: Clock = committedClock(kv, p)): Promise<GetReply> {
+  if (subkey !== undefined) return value(kv, mapEntryKey(p, state, key, subkey), clock);
+  const single = await value(kv, stateKey(p, state, key), clock);
   if (single.found) return single;
   // No single value: a map state stores one key per entry.
   // In the order of their last writes, as a consumer over the bucket would list them.
@@ -55,7 +73,7 @@ export async function getCommitted(kv: KV, p: number, state: string, key: string
   for (const k of await keysOf(kv, mapEntriesFilter(p, state, key))) {
     const parsed = parseKvKey(k);
     if (parsed?.kind !== "state" || parsed.subkey === undefined) continue;
-    const v = await value(kv, k);
+    const v = await value(kv, k, clock);
     if (v.found) found.push({ subkey: parsed.subkey, value: v.value, revision: v.revision ?? 0 });
   }
   if (found.length === 0) return { found: false };
@@ -75,8 +93,9 @@ export async function scanCommitted(kv: KV, p: number, request: ScanRequest): Pr
   }
   const { keys, next } = page([...candidates.values()], request);
   const entries: ScanEntry[] = [];
+  const clock = committedClock(kv, p);
   for (const [state, key] of keys) {
-    const v = await getCommitted(kv, p, state, key);
+    const v = await getCommitted(kv, p, state, key, undefined, clock);
     if (v.found) entries.push({ state, key, value: v.value });
   }
   return next === undefined ? { entries } : { entries, next };

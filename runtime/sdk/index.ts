@@ -39,6 +39,10 @@ export type {
   StateHandle,
   StateHandles,
   StateOptions,
+  StateTtl,
+  TtlStateVisibility,
+  TtlTimeCharacteristic,
+  TtlUpdateType,
   ValueState,
   ValueStateDeclaration,
 } from "./state.ts";

@@ -1,8 +1,9 @@
 /**
  * Join operators over two inputs, built on the public function API (`ctx.input` tells the side).
  *
- * - `streamJoin`: a regular inner join on a key; both sides are kept in keyed state for good, so
- *   every pair meets whatever the order of arrival (Flink SQL's unbounded join).
+ * - `streamJoin`: a regular inner join on a key; both sides are kept in keyed state, so every
+ *   pair meets whatever the order of arrival (Flink SQL's unbounded join) — for good, unless
+ *   `ttl` lets each buffered record expire (Flink SQL's `table.exec.state.ttl`).
  * - `intervalJoin`: pairs whose right event time lies within [left + lower, left + upper]; each
  *   side is kept only until the watermark makes further matches impossible (Flink's interval join).
  * - `windowJoin`: both sides are collected per key and event-time window; when the window ends,
@@ -15,7 +16,7 @@
 import { assignWindows, maxTimestamp, validateWindowSpec, type TimeWindow, type WindowSpec } from "../core/windows.ts";
 import { gridWindowOf, JOIN_LEFT_STATE, JOIN_RIGHT_STATE, joinTimer, joinTimerWindowId, windowId } from "../core/window-layout.ts";
 import type { FunctionInput, FunctionSpec } from "./function.ts";
-import { listState, mapState, type ListStateDeclaration, type MapStateDeclaration } from "./state.ts";
+import { listState, mapState, type ListStateDeclaration, type MapStateDeclaration, type StateTtl } from "./state.ts";
 import { InputError } from "../errors.ts";
 
 const LEFT = 0;
@@ -59,15 +60,27 @@ function twoInputs<L, R>(spec: JoinBase<L, R>) {
 type SideState = { readonly left: ListStateDeclaration<unknown>; readonly right: ListStateDeclaration<unknown> };
 
 /**
- * Inner join on equal keys with both sides kept for good.
+ * Inner join on equal keys with both sides kept for good, or with `ttl`, each buffered record
+ * until its time to live runs out (per record: a side's list expires element by element). With
+ * `time: "event"` a record stays joinable until the watermark passes its event time + `ms`;
+ * with `update: "on-read-and-write"` every match restarts the records it matched.
  * @example streamJoin({ name: "q3-join", left: fromFunction("src", "persons"), right: fromFunction("src", "auctions"),
  *   leftKey: (p: Person) => String(p.id), rightKey: (a: Auction) => String(a.seller),
- *   output: (p, a) => ({ name: p.name, city: p.city, state: p.state, id: a.id }) })
+ *   output: (p, a) => ({ name: p.name, city: p.city, state: p.state, id: a.id }),
+ *   ttl: { ms: 86_400_000, time: "event" } })
  */
-export function streamJoin<L, R, Out>(spec: JoinBase<L, R> & { readonly output: (left: L, right: R) => Out }): FunctionSpec<L | R, Out, SideState> {
+export function streamJoin<L, R, Out>(
+  spec: JoinBase<L, R> & { readonly output: (left: L, right: R) => Out; readonly ttl?: StateTtl },
+): FunctionSpec<L | R, Out, SideState> {
+  let side: ListStateDeclaration<unknown>;
+  try {
+    side = listState<unknown>(spec.ttl === undefined ? {} : { ttl: spec.ttl });
+  } catch (e) {
+    throw new InvalidJoinSpecError(`${spec.name}: ${(e as Error).message}`);
+  }
   return {
     ...twoInputs(spec),
-    state: { left: listState<unknown>(), right: listState<unknown>() },
+    state: { left: side, right: side },
     process(ctx, record) {
       if (ctx.input === LEFT) {
         ctx.state.left.add(record);

@@ -11,6 +11,7 @@
  * versions, so that a new version of a function can take over state written by an old one.
  */
 import type { ListStateDeclaration, MapStateDeclaration, ReducingStateDeclaration, StateOptions, ValueStateDeclaration } from "../spec/state.ts";
+import { ttlProblem } from "../core/state-ttl.ts";
 import { InputError } from "../errors.ts";
 
 export type {
@@ -25,6 +26,10 @@ export type {
   StateHandle,
   StateHandles,
   StateOptions,
+  StateTtl,
+  TtlStateVisibility,
+  TtlTimeCharacteristic,
+  TtlUpdateType,
   ValueState,
   ValueStateDeclaration,
 } from "../spec/state.ts";
@@ -81,5 +86,9 @@ function checkOptions<O extends StateOptions<any>>(options: O): O {
     if (typeof migrate !== "function") throw new InvalidStateDeclarationError(`migration from version ${v} is not a function`);
   }
   if (options.validate !== undefined && typeof options.validate !== "function") throw new InvalidStateDeclarationError("validate must be a function (value) => reason | undefined");
+  if (options.ttl !== undefined) {
+    const problem = ttlProblem(options.ttl);
+    if (problem !== undefined) throw new InvalidStateDeclarationError(`state ttl: ${problem}`);
+  }
   return options;
 }

@@ -21,6 +21,7 @@ import { partitionOf } from "../core/hash.ts";
 import { DEFAULT_KEYED_PARTITIONS } from "../core/job-graph.ts";
 import { Operator, type OperatorOutput } from "../core/operator.ts";
 import { KeyedStateStore } from "../core/state-store.ts";
+import { visibleStored } from "../core/state-ttl.ts";
 import { TimerQueue } from "../core/timers.ts";
 import { createWatermarkGenerator, type WatermarkGenerator } from "../core/watermarks.ts";
 import { decodeValue, encodeValue } from "../core/wire.ts";
@@ -136,10 +137,11 @@ export interface TestHarness<In, Out, S extends StateDeclarations = StateDeclara
   state<K extends keyof S & string>(name: K, key: string, subkey: string): MapEntrySnapshot<S[K]>;
   /**
    * The state `name` of `key`, as its handle's `get()` would return it (a map state as a map; an
-   * absent list as `[]`). Always a fresh copy: changing it changes nothing in the function.
+   * absent list as `[]`; values whose TTL ran out left out, as a committed read shows them).
+   * Always a fresh copy: changing it changes nothing in the function.
    */
   state<K extends keyof S & string>(name: K, key: string): StateSnapshot<S[K]>;
-  /** Keys that have a value in state `name`. */
+  /** Keys that have a value in state `name` (one whose TTL, if it has one, has not run out). */
   keys(name: keyof S & string): string[];
   /** Pending timers, event time first, each domain in firing order. */
   timers(): PendingTimer[];
@@ -191,16 +193,22 @@ class CheckpointedStateStore extends KeyedStateStore {
   /** (state, key) pairs whose live value may have been changed in place since the last checkpoint. */
   readonly #exposed = new Map<string, Set<string>>();
 
-  override get(state: string, key: string): unknown {
-    const value = super.get(state, key);
+  override get(state: string, key: string, access?: boolean): unknown {
+    const value = super.get(state, key, access);
     if (typeof value === "object" && value !== null) this.#expose(state, key);
     return value;
   }
 
-  override mapOf(state: string, key: string): ReadonlyMap<string, unknown> | undefined {
-    const entries = super.mapOf(state, key);
+  override mapOf(state: string, key: string, access?: boolean): ReadonlyMap<string, unknown> | undefined {
+    const entries = super.mapOf(state, key, access);
     if (entries !== undefined) this.#expose(state, key);
     return entries;
+  }
+
+  override mapGet(state: string, key: string, subkey: string, access?: boolean): unknown {
+    const value = super.mapGet(state, key, subkey, access);
+    if (typeof value === "object" && value !== null) this.#expose(state, key);
+    return value;
   }
 
   /** Stores what changed as a checkpoint would, then reloads what a restart would read back. */
@@ -226,14 +234,20 @@ class CheckpointedStateStore extends KeyedStateStore {
     if (failure !== undefined) throw failure;
   }
 
-  /** The stored value of `state` for `key` (a map for map state), decoded afresh. */
+  /**
+   * The stored value of `state` for `key` (a map for map state), decoded afresh, as a reader of
+   * the committed state sees it: without TTL envelopes and without what has expired.
+   */
   stored(state: string, key: string): unknown {
     if (this.declaration(state).kind !== "map") {
       const bytes = this.#scalars.get(state)?.get(key);
-      return bytes === undefined ? undefined : decodeValue(bytes);
+      return bytes === undefined ? undefined : visibleStored(decodeValue(bytes), this.clock).value;
     }
     const entries = new Map<string, unknown>();
-    for (const [subkey, bytes] of this.#maps.get(state)?.get(key) ?? []) entries.set(subkey, decodeValue(bytes));
+    for (const [subkey, bytes] of this.#maps.get(state)?.get(key) ?? []) {
+      const entry = visibleStored(decodeValue(bytes), this.clock);
+      if (entry.found) entries.set(subkey, entry.value);
+    }
     return entries;
   }
 

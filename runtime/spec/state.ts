@@ -42,7 +42,50 @@ export interface StateOptions<T = unknown> {
    * const count = valueState<number>({ validate: (v) => (Number.isSafeInteger(v) ? undefined : "a count is a whole number") });
    */
   readonly validate?: (value: unknown) => string | undefined | void;
+  /**
+   * Time to live: values not accessed for `ms` expire — are no longer returned and are deleted from
+   * memory, the KV bucket and savepoints. Per entry of a map state and per element of a list state,
+   * as in Flink. See docs/state.md ("State TTL") and design note bd.
+   * @example
+   * // per-user rule state forgotten 90 days (of event time) after its last write
+   * const rules = mapState<Rule>({ ttl: { ms: 90 * 86_400_000, time: "event" } });
+   */
+  readonly ttl?: StateTtl;
 }
+
+/**
+ * Time to live of a state's values, with Flink's StateTtlConfig semantics spelled out.
+ */
+export interface StateTtl {
+  /** How long a value lives after its last access (create/write, and read if `update` says so), in ms. */
+  readonly ms: number;
+  /**
+   * The clock TTL is measured on. `"event"`: event time — a write is stamped with the event time
+   * of the record (or timer) being processed, or the watermark if later, and a value expires when
+   * the watermark passes stamp + ms: deterministic, the same after a recovery or a replay (Flink
+   * has no event-time TTL). `"processing"`: the worker's clock, as Flink's TTL.
+   */
+  readonly time: TtlTimeCharacteristic;
+  /**
+   * Which accesses restart the time to live: `"on-create-and-write"` (default; Flink's
+   * OnCreateAndWrite) or `"on-read-and-write"` (OnReadAndWrite: the function's reads too).
+   */
+  readonly update?: TtlUpdateType;
+  /**
+   * Whether the function can read an expired value that cleanup has not removed yet:
+   * `"never-return-expired"` (default; Flink's NeverReturnExpired) or
+   * `"return-expired-if-not-cleaned-up"` (ReturnExpiredIfNotCleanedUp: the read returns it once
+   * and removes it). Reads through the state service never return expired values.
+   */
+  readonly visibility?: TtlStateVisibility;
+}
+
+/** The clock of a state TTL (see `StateTtl.time`). */
+export type TtlTimeCharacteristic = "event" | "processing";
+/** Which accesses restart a state TTL (see `StateTtl.update`). */
+export type TtlUpdateType = "on-create-and-write" | "on-read-and-write";
+/** Whether expired values can be read before cleanup (see `StateTtl.visibility`). */
+export type TtlStateVisibility = "never-return-expired" | "return-expired-if-not-cleaned-up";
 
 /** Declaration of a single value per key. */
 export interface ValueStateDeclaration<T> extends StateOptions<T> {

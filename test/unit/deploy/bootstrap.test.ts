@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { Operator } from "../../../runtime/core/operator.ts";
 import { applyStateWrite, validateStateWrite } from "../../../runtime/core/state-writes.ts";
 import { bootstrapWrites, BootstrapFailedError, parseSource } from "../../../runtime/deploy/bootstrap.ts";
-import { defineBootstrap, defineFunction, fromFunction, session, tumbling, valueState, windowed, type SavepointEntry } from "../../../runtime/sdk/index.ts";
+import { defineBootstrap, defineFunction, fromFunction, listState, mapState, session, tumbling, valueState, windowed, type SavepointEntry } from "../../../runtime/sdk/index.ts";
 
 interface View {
   readonly page: string;
@@ -85,6 +85,22 @@ describe("bootstrapping window state", () => {
     const counter = defineFunction<{ k: string }, never, { n: ReturnType<typeof valueState<number>> }>({ name: "c", input: fromFunction("p"), key: (r) => r.k, state: { n: valueState<number>() }, process() {} });
     const plain = bootstrapWrites(defineBootstrap<{ k: string; n: number }, { n: ReturnType<typeof valueState<number>> }>({ key: (r) => r.k, bootstrap: (ctx, r) => void ctx.state.n.update((x) => (x ?? 0) + r.n) }), counter as never, [{ k: "a", n: 1 }, { k: "a", n: 2 }]);
     expect(plain).toEqual([{ op: "put", state: "n", key: "a", value: 3 }]);
+  });
+
+  it("writes plain values into state with a TTL, for the actor applying them to stamp", () => {
+    const ttl = { ms: 1000, time: "event" } as const;
+    const rules = defineFunction<{ k: string }, never, { r: ReturnType<typeof mapState<number>>; l: ReturnType<typeof listState<string>> }>({
+      name: "rules", input: fromFunction("p"), key: (x) => x.k, state: { r: mapState<number>({ ttl }), l: listState<string>({ ttl }) }, process() {},
+    });
+    const ops = bootstrapWrites(
+      defineBootstrap<{ k: string }, { r: ReturnType<typeof mapState<number>>; l: ReturnType<typeof listState<string>> }>({ key: (x) => x.k, bootstrap: (ctx) => { ctx.state.r.set("x", 1); ctx.state.l.add("y"); } }),
+      rules as never,
+      [{ k: "a" }],
+    );
+    expect(ops.sort((a, b) => (a.op === "timer" || b.op === "timer" ? 0 : a.state.localeCompare(b.state)))).toEqual([
+      { op: "put", state: "l", key: "a", value: ["y"] },
+      { op: "put", state: "r", key: "a", subkey: "x", value: 1 },
+    ]);
   });
 
   it("names the item that failed, and refuses windows on a function without them", () => {

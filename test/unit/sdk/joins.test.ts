@@ -90,6 +90,55 @@ describe("streamJoin", () => {
   });
 });
 
+describe("streamJoin with a TTL", () => {
+  const join = (update?: "on-read-and-write") =>
+    drive(streamJoin({ name: "j", ...sides, output: (l: L, r: R) => `${l.id}-${r.id}`, ttl: { ms: 100, time: "event", ...(update === undefined ? {} : { update }) } }));
+
+  it("joins a record with partners buffered less than ms (of event time) before the watermark", () => {
+    const j = join();
+    j.left("p1", "x", 1000);
+    j.watermark(1099);
+    j.right("a1", "x", 1099);
+    expect(j.take()).toEqual(["p1-a1"]);
+  });
+
+  it("forgets each buffered record once the watermark passes its event time + ms", () => {
+    const j = join();
+    j.left("p1", "x", 1000);
+    j.left("p2", "x", 1050);
+    j.watermark(1100);
+    j.right("a1", "x", 1100);
+    expect(j.take()).toEqual(["p2-a1"]);
+    j.watermark(1150);
+    j.right("a2", "x", 1150);
+    expect(j.take()).toEqual([]); // p2 (1050) expired at 1150
+  });
+
+  it("removes expired records from state when time moves, even for keys that see no more records", () => {
+    const j = join();
+    j.left("p1", "x", 1000);
+    j.right("a1", "y", 1000);
+    expect(j.op.store.entryCount()).toBe(2);
+    j.watermark(1100);
+    expect(j.op.store.entryCount()).toBe(0);
+  });
+
+  it("with on-read-and-write, a record that keeps matching stays", () => {
+    const j = join("on-read-and-write");
+    j.left("p1", "x", 1000);
+    j.watermark(1090);
+    j.right("a1", "x", 1090);
+    j.watermark(1180);
+    j.right("a2", "x", 1180);
+    expect(j.take()).toEqual(["p1-a1", "p1-a2"]);
+  });
+
+  it("refuses a TTL that cannot work, naming the join", () => {
+    expect(() => streamJoin({ name: "j", ...sides, output: () => 1, ttl: { ms: 0, time: "event" } })).toThrow(InvalidJoinSpecError);
+    expect(() => streamJoin({ name: "j", ...sides, output: () => 1, ttl: { ms: 0, time: "event" } })).toThrow(/^j: state ttl: ms/);
+  });
+});
+
 describe("intervalJoin", () => {
   const join = () => drive(intervalJoin({ name: "j", ...sides, lowerBoundMs: -5, upperBoundMs: 10, output: (l: L, r: R) => `${l.id}-${r.id}` }));
 
