@@ -17,7 +17,7 @@
  * onto any core subject. Pure: no I/O.
  */
 import { CHECKPOINT_OBJECTS, JOBS_BUCKET, LEADER_BUCKET, SAVEPOINT_OBJECTS, WORKERS_BUCKET } from "../core/protocol.ts";
-import { deadLetterStream, deadLetterSubject, inputStream, inputSubjects, stateBucket } from "../core/naming.ts";
+import { deadLetterStream, deadLetterSubject, inputStream, inputSubjects, spillStream, spillSubjects, stateBucket } from "../core/naming.ts";
 import { CODE_OBJECTS } from "./deployments.ts";
 
 /** What the users of one job must reach: its functions, its sources' streams and subjects, its sinks. */
@@ -107,6 +107,7 @@ export function workerPermissions(a: JobAccess): { publish: string[]; subscribe:
     OBJ(SAVEPOINT_OBJECTS),
     OBJ(CODE_OBJECTS),
     deadLetterStream(a.job),
+    spillStream(a.job),
     ...inputs,
     ...buckets.map(KV),
     ...sources,
@@ -116,8 +117,8 @@ export function workerPermissions(a: JobAccess): { publish: string[]; subscribe:
       "$JS.API.INFO",
       ...readable.flatMap(readStream),
       ...readable.flatMap(consumeStream),
-      // Input logs are trimmed below the last materialized checkpoint.
-      ...inputs.map((s) => `$JS.API.STREAM.PURGE.${s}`),
+      // Input logs are trimmed below the last materialized checkpoint, spilled sink output once published.
+      ...[...inputs, spillStream(a.job)].map((s) => `$JS.API.STREAM.PURGE.${s}`),
       // State, timers, watermarks, positions; the job's spec; the heartbeats (one shared bucket).
       ...buckets.map((b) => `$KV.${b}.>`),
       `$KV.${JOBS_BUCKET}.${a.job}.spec`,
@@ -127,6 +128,7 @@ export function workerPermissions(a: JobAccess): { publish: string[]; subscribe:
       `$O.${SAVEPOINT_OBJECTS}.>`,
       ...a.functions.map((f) => inputSubjects(a.job, f.name)),
       ...a.functions.map((f) => deadLetterSubject(a.job, f.name)),
+      ...a.functions.map((f) => spillSubjects(a.job, f.name)),
       `eddy.${a.job}.ctl.ack`,
       `eddy.${a.job}.ctl.failed`,
       ...(a.sinks ?? []),
