@@ -5,7 +5,8 @@
  * barriers come through its input. With more than `maxHeldSinkBytes` of sink output held it
  * writes the output to the job's spill stream and keeps only references, so its memory stays
  * within the bound however long checkpoints stall; once they commit, the output is published
- * exactly once and in order, and the spill stream is purged.
+ * exactly once and in order, and the spill stream is purged. What a lost attempt spilled after
+ * its last commit is never published: the recovered job produces that output again.
  */
 import { describe, expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
@@ -20,6 +21,9 @@ import { ensureControlPlane, ensureJobTopology } from "../../runtime/nats/topolo
 import { JetStreamTransport } from "../../runtime/nats/transport.ts";
 import { defineFunction, definePipeline, defineSink, fromFunction, fromStream, valueState } from "../../runtime/sdk/index.ts";
 import { PartitionActor } from "../../runtime/actor/partition-actor.ts";
+import { startWorker, type StartedWorker } from "../../runtime/actor/worker.ts";
+import { requestEndOfInput } from "../../runtime/nats/control.ts";
+import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -141,6 +145,57 @@ describe("spilled sink output", () => {
       expect((await jsm.streams.info(spillStream("spill"))).state.messages).toBe(0);
     } finally {
       clearInterval(sampler.timer);
+      await nc.close();
+    }
+  }, 180_000);
+
+  it("recovers from a worker lost while output is spilled: the lost attempt's spilled output is never published", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const supervisor = await startSupervisor(nc, { checkpointIntervalMs: 0, checkpointTimeoutMs: 10_000 });
+    const workers: StartedWorker[] = [];
+    try {
+      await ensureStream(nc, "SPILL_IN", ["spill.in"]);
+      await ensureStream(nc, "SPILL_OUT", ["spill.out"]);
+      const options = { actor: { maxHeldSinkBytes: BOUND, batchMaxRecords: BATCH } };
+      const checkpoint = async (worker: StartedWorker, stop = false) => {
+        const record = await supervisor.triggerCheckpoint("spill", { stop });
+        expect(record.status).toBe("committed");
+        await worker.applied(record.id);
+      };
+      const counted = (worker: StartedWorker) => worker.actors().filter((a) => a.node.name === "count");
+      const input = visits(0, 5000);
+      const publish = (xs: readonly Visit[]) => publishAll(nc, xs.map((r) => ({ subject: "spill.in", data: JSON.stringify(r) })));
+
+      const first = await startWorker(nc, pipeline, options);
+      workers.push(first);
+      await first.running(3, 1);
+      await publish(input.slice(0, 2000));
+      await waitFor("the first records counted", () => counted(first).reduce((n, a) => n + a.stats.recordsIn, 0) === 2000, { timeoutMs: 60_000, intervalMs: 20 });
+      await checkpoint(first);
+      // Spilled after the last commit: output of an attempt that is about to be lost.
+      await publish(input.slice(2000, 4000));
+      await waitFor("the next records counted", () => counted(first).reduce((n, a) => n + a.stats.recordsIn, 0) === 4000, { timeoutMs: 60_000, intervalMs: 20 });
+      expect(counted(first).reduce((n, a) => n + a.stats.spilledBytes, 0)).toBeGreaterThan(5 * BOUND);
+      // The worker goes away without a checkpoint; another one recovers the job in a new generation.
+      await first.stop();
+      const second = await startWorker(nc, pipeline, options);
+      workers.push(second);
+      await second.running(3, 2);
+      await publish(input.slice(4000));
+      await requestEndOfInput(nc, "spill");
+      await second.finished();
+      await checkpoint(second, true);
+
+      const published = (await readAll(nc, "SPILL_OUT")).map((m) => JSON.parse(decoder.decode(m.data)) as Counted);
+      const expected = expectedCounts(input);
+      expect(published).toHaveLength(expected.length);
+      expect(canonical(published)).toEqual(canonical(expected));
+      const jsm = await jetstreamManager(nc);
+      expect((await jsm.streams.info(spillStream("spill"))).state.messages).toBe(0);
+    } finally {
+      for (const w of workers) await w.stop();
+      await supervisor.stop();
       await nc.close();
     }
   }, 180_000);
