@@ -20,6 +20,7 @@ import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
 import { deadLetterSubject, HEADER, inputSubject } from "../core/naming.ts";
 import { Rejection, selectKey } from "../core/record-input.ts";
 import { encodeBatch, encodeWatermark } from "../core/wire.ts";
+import { HeldSinkOutput, type HeldOutput, type HeldOutputView } from "../core/held-sink.ts";
 import type { OperatorOutput } from "../core/operator.ts";
 import type { Publisher } from "./publisher.ts";
 import { pack as encodeMsgpack } from "msgpackr";
@@ -55,12 +56,7 @@ class PartitionBuffer {
 }
 
 /** Output of an exactly-once sink, held until the checkpoint of its epoch commits. */
-export interface PendingOutput {
-  readonly subject: string;
-  readonly data: Uint8Array;
-  readonly msgId: string;
-  readonly epoch: number;
-}
+export type PendingOutput = HeldOutput;
 
 interface Route {
   readonly consumer: FunctionNode;
@@ -81,12 +77,9 @@ export class OutputRouter implements OperatorOutput {
   private currentGeneration = 0;
   private currentIncarnation = 0;
   private readonly exactlyOnce: boolean;
-  private pending: PendingOutput[] = [];
+  /** Exactly-once output held for commit, in memory or spilled (the actor spills and commits it). */
+  readonly held = new HeldSinkOutput();
   private pendingInEpoch = 0;
-  /** Bytes of `pending` (exactly-once output held for commit). */
-  private pendingBytes = 0;
-  /** Bytes of `pending` of epochs a barrier has closed. */
-  private pendingSnapshottedBytes = 0;
   private readonly job: string;
   /** Routes by output name; "" is the main output. */
   private readonly routes = new Map<string, Route[]>();
@@ -201,37 +194,17 @@ export class OutputRouter implements OperatorOutput {
     this.flushAll();
     for (const subject of this.subjects) this.publisher.publish(subject, body, headers);
     this.epoch = id + 1;
-    this.pendingSnapshottedBytes = this.pendingBytes;
   }
 
-  /** Sink output held for commit (exactly-once sinks), open batches included. */
-  pendingSink(): readonly PendingOutput[] {
+  /** Sink output held for commit (exactly-once sinks), open batches included: spilled ranges, then messages. */
+  heldSink(): HeldOutputView {
     this.flushSinkBatches();
-    return this.pending;
+    return this.held.view();
   }
 
-  /** Forgets held sink output of epochs up to `id`: it is committed and being published. */
-  dropPendingSink(id: number): void {
-    if (this.pending.length === 0) return;
-    this.pending = this.pending.filter((o) => o.epoch > id);
-    let bytes = 0;
-    let snapshotted = 0;
-    for (const o of this.pending) {
-      bytes += o.data.length;
-      if (o.epoch < this.currentEpoch) snapshotted += o.data.length;
-    }
-    this.pendingBytes = bytes;
-    this.pendingSnapshottedBytes = snapshotted;
-  }
-
-  /** Bytes of exactly-once sink output held for commit. */
+  /** Bytes of exactly-once sink output held for commit in memory (not spilled). */
   get heldSinkBytes(): number {
-    return this.pendingBytes;
-  }
-
-  /** Bytes of held sink output of epochs before the current one: snapshotted, waiting only for a commit. */
-  get heldSinkBytesSnapshotted(): number {
-    return this.pendingSnapshottedBytes;
+    return this.held.inMemoryBytes;
   }
 
   emit(record: unknown, timestamp: number): void {
@@ -302,8 +275,7 @@ export class OutputRouter implements OperatorOutput {
     }
     // Deterministic id: the same output of the same committed epoch always has the same id.
     const msgId = `${this.job}/${this.node.name}/${this.partition}/${this.currentGeneration}/${this.currentEpoch}/${this.pendingInEpoch++}`;
-    this.pending.push({ subject, data, msgId, epoch: this.currentEpoch });
-    this.pendingBytes += data.length;
+    this.held.add({ subject, data, msgId, epoch: this.currentEpoch });
   }
 
   private flushSinkBatch(subject: string, batch: { lines: string[] }): void {

@@ -16,7 +16,9 @@
  * supervisor once every message published before the barrier is acknowledged by JetStream. When
  * the supervisor commits checkpoint `n`, the actor writes delta `n` to KV, publishes the sink
  * output it held (with deterministic message ids, so a repeat is dropped by JetStream), and
- * records `_applied = n`; processing never waits for that.
+ * records `_applied = n`; processing never waits for that. Held sink output beyond
+ * `maxHeldSinkBytes` stops a source from reading; any other actor spills it to the job's spill
+ * stream and keeps only its stream sequences (core/held-sink.ts).
  *
  * After a restore from checkpoint `n` in generation `g`, messages of older generations and of
  * epochs up to `n` are skipped: they are either already in the snapshot or were produced by the
@@ -31,7 +33,7 @@
 import { Alignment } from "../core/barriers.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
 import { appliedKey, mapEntryKey, parseKvKey, positionKey, stateKey, timerKey, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
-import { HEADER, inputStream, inputSubject, stateBucket } from "../core/naming.ts";
+import { HEADER, inputStream, inputSubject, spillStream, spillSubject, stateBucket } from "../core/naming.ts";
 import { Operator, UserFunctionError } from "../core/operator.ts";
 import { ackSubject, deltaObject, type SnapshotAck, type TriggerMessage } from "../core/protocol.ts";
 import { KeyedStateStore } from "../core/state-store.ts";
@@ -43,7 +45,9 @@ import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, ty
 import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError } from "../core/wire.ts";
 import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, type DeltaEntry } from "../core/delta-log.ts";
 import { readSourceRecord, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
-import { mustWaitForCommit } from "../core/held-bounds.ts";
+import { heldSinkAction } from "../core/held-bounds.ts";
+import { decodeSpillBatch, encodeSpillBatch, loadRanges, storeRanges, type HeldOutputView, type SpilledRange, type StoredRange } from "../core/held-sink.ts";
+import { randomUUID } from "node:crypto";
 import type { StreamInput } from "../sdk/function.ts";
 import { OutputRouter, type PendingOutput } from "./output-router.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "./ports.ts";
@@ -66,8 +70,9 @@ export interface ActorConfig {
    */
   readonly maxRecordBytes?: number;
   /**
-   * Bytes of exactly-once sink output an actor may hold for commit before it stops reading input
-   * until a checkpoint commits (default 64 MiB).
+   * Bytes of exactly-once sink output an actor may hold in memory for commit (default 64 MiB).
+   * Beyond them a source stops reading until a checkpoint commits; any other actor spills what it
+   * holds to the job's spill stream.
    */
   readonly maxHeldSinkBytes: number;
   /**
@@ -140,6 +145,8 @@ export interface ActorStats {
   lag: number;
   /** Bytes held in memory: exactly-once sink output waiting for commit plus messages held by an alignment. */
   heldBytes: number;
+  /** Bytes of exactly-once sink output waiting for commit in the job's spill stream. */
+  spilledBytes: number;
   /** Checkpoints this actor declined because their alignment held more than `maxAlignmentBytes`. */
   declinedAlignments: number;
 }
@@ -171,15 +178,25 @@ interface Delta {
    * Chunks let a large snapshot be encoded a piece at a time, yielding to the event loop.
    */
   readonly chunks: Uint8Array[];
-  /** Output of exactly-once sinks waiting for commit: subject, payload, message id, epoch. */
+  /** Output of exactly-once sinks waiting for commit in memory: subject, payload, message id, epoch. */
   readonly sink: Array<[string, Uint8Array, string, number]>;
+  /** Output of exactly-once sinks waiting for commit in the spill stream, published before `sink`. */
+  readonly spilled?: StoredRange[];
 }
 
-/** A snapshot delta this actor wrote, with its entries decoded. */
+/**
+ * A snapshot delta this actor wrote, with its entries decoded. Its sink output stays with the
+ * router, which may spill it meanwhile.
+ */
 interface HeldSnapshot {
-  readonly delta: Delta;
+  readonly id: number;
   readonly entries: readonly DeltaEntry[];
 }
+
+/** Largest body of a spill message (held sink messages of one epoch, batched). */
+const SPILL_BATCH_BYTES = 256 * 1024;
+/** Spill publishes awaiting their acknowledgement at once. */
+const SPILL_WINDOW = 64;
 
 /** Entries per encoded chunk of a delta, and per slice of work between two yields. */
 const CHUNK = 20_000;
@@ -231,9 +248,13 @@ export class PartitionActor {
   private stopping = false;
   private failure: unknown;
   /** Changes of the state KV does not have yet, from snapshot to materialization (delta-log.ts). */
-  private deltas = new DeltaLog<Delta>();
+  private deltas = new DeltaLog<number>();
   /** Largest source record accepted, in bytes. */
   private readonly maxRecordBytes: number;
+  /** Marks the spill messages this actor run writes (`Eddy-Spill-Run`); set at start. */
+  private spillRun = "";
+  /** The function has an exactly-once sink and reads another function: it spills held output. */
+  private readonly spills: boolean;
   /** Resolved by a commit, for a read loop waiting for held sink output to be freed. */
   private commitWaiters: Array<() => void> = [];
   private materializing: Promise<void> = Promise.resolve();
@@ -281,7 +302,9 @@ export class PartitionActor {
     this.producers = new Set(node.producers);
     const strategy = node.spec.watermark;
     this.generator = this.source !== undefined && strategy !== undefined ? createWatermarkGenerator(strategy) : undefined;
-    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, declinedAlignments: 0 };
+    const sink = node.spec.sink;
+    this.spills = this.source === undefined && sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once";
+    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0 };
     this.failed = new Promise<never>((_, reject) => (this.failedReject = reject));
     this.failed.catch(() => undefined);
   }
@@ -309,6 +332,7 @@ export class PartitionActor {
     this.router.generation = at.generation;
     this.incarnation = at.incarnation ?? 0;
     this.router.incarnation = this.incarnation;
+    this.spillRun = `${at.generation}.${this.incarnation}.${randomUUID().slice(0, 8)}`;
     await this.restore(at.checkpoint);
     this.router.epoch = this.restoredFrom + 1;
     this.reader = await this.transport.openInput(this.stream, this.subject, this.nextSeq);
@@ -379,7 +403,7 @@ export class PartitionActor {
       if (key === appliedKey(this.partition)) applied = decodeValue(value) as number;
       else state.set(key, value);
     }
-    let decoded: HeldSnapshot[] = [];
+    let decoded: Array<HeldSnapshot & { readonly output: HeldOutputView }> = [];
     if (checkpoint > applied) {
       // Walk back from the committed delta to the one KV already has, then apply forwards.
       const chain = await fetchChain(
@@ -391,14 +415,19 @@ export class PartitionActor {
         },
         this.id,
       );
-      decoded = chain.map((delta) => ({ delta, entries: delta.chunks.flatMap((c) => decodeValue(c) as DeltaEntry[]) }));
+      decoded = chain.map((delta) => ({ id: delta.id, entries: delta.chunks.flatMap((c) => decodeValue(c) as DeltaEntry[]), output: this.storedOutput(delta) }));
       applyChain(state, decoded.map((d) => d.entries));
     }
-    this.deltas = new DeltaLog<Delta>(checkpoint, state.keys());
-    for (const { delta, entries } of decoded) this.deltas.restoredDelta(delta.id, entries);
+    this.deltas = new DeltaLog<number>(checkpoint, state.keys());
+    for (const { id, entries } of decoded) this.deltas.restoredDelta(id, entries);
     // Materialize now, so KV is at `checkpoint` before any new work: republishes the sink output
     // of the chain (JetStream drops what was already published) and records it.
-    for (const held of decoded) await this.writeDelta(held);
+    for (const held of decoded) await this.writeDelta(held, held.output, true);
+    if (this.spills) {
+      // Whatever is left in the spill subject is published or was spilled by an attempt that no
+      // checkpoint covers (its output is produced again from the input): never to be published.
+      await this.transport.purgeBelow(spillStream(this.job), spillSubject(this.job, this.node.name, this.partition), Number.MAX_SAFE_INTEGER);
+    }
     this.restoredFrom = checkpoint;
     this.stats.applied = Math.max(applied, checkpoint);
     const timers: Timer[] = [];
@@ -523,11 +552,12 @@ export class PartitionActor {
       if (i > 0) await yieldToEventLoop();
       chunks.push(encodeValue(entries.slice(i, i + CHUNK)));
     }
-    const sink = this.router.pendingSink().map((o): [string, Uint8Array, string, number] => [o.subject, o.data, o.msgId, o.epoch]);
+    const output = this.router.heldSink();
+    const sink = output.inMemory.map((o): [string, Uint8Array, string, number] => [o.subject, o.data, o.msgId, o.epoch]);
     // The base is read only now: a commit during the yields above is one this delta's entries
     // already cover (they are every change since the commit before it).
-    const delta: Delta = { id, base: this.deltas.lastCommitted, generation: this.generation, chunks, sink };
-    this.deltas.seal(id, delta);
+    const delta: Delta = { id, base: this.deltas.lastCommitted, generation: this.generation, chunks, sink, ...(output.spilled.length === 0 ? {} : { spilled: storeRanges(output.spilled) }) };
+    this.deltas.seal(id, id);
 
     this.router.barrier(id, stop, savepoint);
     const mark = this.publisher.lastSequence;
@@ -619,35 +649,87 @@ export class PartitionActor {
     // attempt this generation replaced); taking it as ours would drop uncommitted changes.
     if (id <= this.deltas.lastCommitted || generation !== this.generation) return;
     const committed = this.deltas.committed(id);
-    this.router.dropPendingSink(id);
+    const output = this.router.held.commit(id);
+    this.stats.spilledBytes = this.router.held.spilledBytes;
     const waiters = this.commitWaiters;
     this.commitWaiters = [];
     for (const w of waiters) w();
-    const delta = committed?.payload;
-    if (committed === undefined || delta === undefined) return;
-    const snapshot: HeldSnapshot = { delta, entries: committed.entries };
+    if (committed === undefined || committed.payload === undefined) return;
+    const snapshot: HeldSnapshot = { id, entries: committed.entries };
     this.materializing = this.materializing
-      .then(() => this.writeDelta(snapshot))
+      .then(() => this.writeDelta(snapshot, output, false))
       .catch((e) => this.fail(e));
   }
 
-  /** Writes a committed delta to KV, publishes its held sink output, then records it as applied. */
-  private async writeDelta({ delta, entries }: HeldSnapshot): Promise<void> {
+  /** The sink output a stored delta holds, or why it is not what eddy writes. */
+  private storedOutput(delta: Delta): HeldOutputView {
+    const spilled = loadRanges(delta.spilled);
+    if (typeof spilled === "string") throw new CorruptCheckpointError(`${this.id}: delta ${delta.id}: ${spilled}`);
+    return { spilled, inMemory: delta.sink.map(([subject, data, msgId, epoch]) => ({ subject, data, msgId, epoch })) };
+  }
+
+  /**
+   * Writes a committed delta to KV, publishes its held sink output (spilled first, in the order
+   * it was emitted), then records it as applied and purges what is no longer needed.
+   */
+  private async writeDelta({ id, entries }: HeldSnapshot, output: HeldOutputView, restoring: boolean): Promise<void> {
     const puts: StateEntry[] = [];
     const deletes: string[] = [];
     for (const [key, value] of entries) value === null ? deletes.push(key) : puts.push({ key, value });
     if (puts.length > 0 || deletes.length > 0) await this.transport.writeState(this.bucket, puts, deletes);
-    for (const [subject, data, msgId] of delta.sink) this.publisher.publish(subject, data, undefined, msgId);
+    for (const range of output.spilled) await this.publishSpilled(range, id, restoring);
+    for (const o of output.inMemory) this.publisher.publish(o.subject, o.data, undefined, o.msgId);
     await this.publisher.drainUpTo(this.publisher.lastSequence);
-    await this.transport.writeState(this.bucket, [{ key: appliedKey(this.partition), value: encodeValue(delta.id) }], []);
-    this.stats.applied = Math.max(this.stats.applied, delta.id);
-    this.deltas.materialized(delta.id);
+    await this.transport.writeState(this.bucket, [{ key: appliedKey(this.partition), value: encodeValue(id) }], []);
+    this.stats.applied = Math.max(this.stats.applied, id);
+    this.deltas.materialized(id);
     if (this.source === undefined) {
       // Input before the committed restart position is never read again: drop it, as Kafka
       // Streams purges repartition topics after a commit. User streams are never touched.
       const position = entries.find(([k]) => k === positionKey(this.partition))?.[1];
       if (position != null) await this.transport.purgeBelow(this.stream, this.subject, decodeValue(position) as number);
     }
+    const below = this.router.held.purgeBelow(id);
+    if (below !== undefined) await this.transport.purgeBelow(spillStream(this.job), spillSubject(this.job, this.node.name, this.partition), below);
+  }
+
+  /**
+   * Publishes one spilled range of committed output to the sink, with its message ids. Messages
+   * of the range's sequences that another run wrote, or of another epoch, are not part of it.
+   */
+  private async publishSpilled(range: SpilledRange, checkpoint: number, restoring: boolean): Promise<void> {
+    const stream = spillStream(this.job);
+    const ids = `${this.job}/${this.node.name}/${this.partition}/`;
+    let found = 0;
+    for await (const m of this.transport.readRange(stream, spillSubject(this.job, this.node.name, this.partition), range.first, range.last)) {
+      if (m.header(HEADER.spillRun) !== range.run || m.header(HEADER.epoch) !== String(range.epoch)) continue;
+      let items;
+      try {
+        items = decodeSpillBatch(m.data, range.epoch);
+      } catch (e) {
+        if (!(e instanceof MalformedMessageError)) throw e;
+        throw new CorruptCheckpointError(`${this.id}: spilled sink output at ${stream} sequence ${m.seq}: ${e.message}`);
+      }
+      for (const o of items) {
+        if (!o.msgId.startsWith(ids)) throw new CorruptCheckpointError(`${this.id}: spilled sink output at ${stream} sequence ${m.seq} has message id ${JSON.stringify(o.msgId.slice(0, 200))}, not one of this partition`);
+        this.publisher.publish(o.subject, o.data, undefined, o.msgId);
+        found++;
+        if (this.publisher.full) await this.publisher.capacity();
+      }
+    }
+    if (found === range.count) return;
+    // Another run of this partition (one being replaced) may have published and purged it.
+    if (restoring && found < range.count && (await this.appliedInKv()) >= checkpoint) return;
+    throw new CorruptCheckpointError(
+      `${this.id}: spilled sink output of epoch ${range.epoch} (sequences ${range.first}..${range.last} of ${stream}) is incomplete: ${found} of ${range.count} messages`,
+    );
+  }
+
+  /** The checkpoint this partition's KV records as applied now. */
+  private async appliedInKv(): Promise<number> {
+    const entry = (await this.transport.loadPartition(this.bucket, this.partition)).find((e) => e.key === appliedKey(this.partition));
+    const applied = entry === undefined ? 0 : decodeValue(entry.value);
+    return typeof applied === "number" ? applied : 0;
   }
 
   /** Resolves once everything this actor has published so far is acknowledged. */
@@ -689,7 +771,14 @@ export class PartitionActor {
         else if (m.pending === 0) await this.checkEnd();
       }
       if (this.publisher.full) await this.publisher.capacity();
-      if (this.router.heldSinkBytes > this.config.maxHeldSinkBytes) await this.waitForHeldSink();
+      switch (heldSinkAction(this.router.heldSinkBytes, this.config.maxHeldSinkBytes, this.source === undefined)) {
+        case "spill":
+          await this.exclusive(() => this.spill());
+          break;
+        case "wait":
+          await this.waitForHeldSink();
+          break;
+      }
     }
   }
 
@@ -698,14 +787,38 @@ export class PartitionActor {
     return this.router.heldSinkBytes + (this.alignment?.heldBytes ?? 0);
   }
 
+  /**
+   * Writes the sink output held in memory to the spill stream and keeps its stream sequences
+   * (held-sink.ts); call while nothing else touches the actor. A commit may take part of it
+   * meanwhile: that part is published from memory, and its spilled copy purged later.
+   */
+  private async spill(): Promise<void> {
+    const held = this.router.held;
+    const batches = held.beginSpill(Math.min(SPILL_BATCH_BYTES, this.config.maxPayloadBytes));
+    if (batches.length === 0) return;
+    const subject = spillSubject(this.job, this.node.name, this.partition);
+    const sequences = new Array<number>(batches.length);
+    // Acknowledged publishes, a window of them at a time, issued in order (so stored in order).
+    let next = 0;
+    const lane = async () => {
+      while (next < batches.length) {
+        const i = next++;
+        const b = batches[i]!;
+        sequences[i] = await this.transport.append(subject, encodeSpillBatch(b), { [HEADER.spillRun]: this.spillRun, [HEADER.epoch]: String(b.epoch) });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(SPILL_WINDOW, batches.length) }, lane));
+    held.endSpill(this.spillRun, sequences);
+    this.stats.spilledBytes = held.spilledBytes;
+    this.stats.heldBytes = this.heldBytes;
+  }
+
   /** Stops reading while held sink output is over its bound (held-bounds.ts), until commits free it. */
   private async waitForHeldSink(): Promise<void> {
-    const barriersInInput = this.source === undefined;
     for (;;) {
       this.stats.heldBytes = this.heldBytes;
       if (this.stopping || this.failure !== undefined) return;
-      const held = { total: this.router.heldSinkBytes, snapshotted: this.router.heldSinkBytesSnapshotted };
-      if (!mustWaitForCommit(held, this.config.maxHeldSinkBytes, barriersInInput)) return;
+      if (heldSinkAction(this.router.heldSinkBytes, this.config.maxHeldSinkBytes, this.source === undefined) !== "wait") return;
       // A commit wakes it; the timeout notices a stop.
       await new Promise<void>((r) => {
         const t = setTimeout(r, 100);
@@ -815,6 +928,8 @@ export class PartitionActor {
       for (let step = alignment.next(); step !== undefined; step = alignment.next()) {
         if (step.kind === "handle") {
           this.handleMessage(step.message, now);
+          // Released messages can emit a lot at once; spill between them rather than after all.
+          if (this.spills && heldSinkAction(this.router.heldSinkBytes, this.config.maxHeldSinkBytes, true) === "spill") await this.spill();
           continue;
         }
         const { id, restartSeq, alignmentMs, barrier } = step.snapshot;
@@ -1027,6 +1142,8 @@ export class PartitionActor {
       this.lastWatermarkAt = now;
     }
     this.stats.recordsOut = this.router.emitted;
+    // Timers fire here too; output they hold beyond the bound is spilled like the read loop's.
+    if (this.spills && heldSinkAction(this.router.heldSinkBytes, this.config.maxHeldSinkBytes, true) === "spill") await this.spill();
     this.stats.heldBytes = this.heldBytes;
   }
 

@@ -37,6 +37,13 @@ export interface Transport {
    * second copy published within the stream's duplicate window (two-phase sinks rely on it).
    */
   publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<void>;
+  /** Publishes and resolves with the stream sequence JetStream stored the message at. */
+  append(subject: string, data: Uint8Array, headers: Readonly<Record<string, string>>): Promise<number>;
+  /**
+   * The messages of `subject` in `stream` from sequence `first` through `last`, in order. Ends
+   * early when no more are stored: purged messages are simply absent.
+   */
+  readRange(stream: string, subject: string, first: number, last: number): AsyncIterable<InputMessage>;
   /** The largest message body the server accepts (its INFO `max_payload`), if known. */
   maxPayload?(): number | undefined;
   /** Fire-and-forget core NATS publish, for control messages whose loss only delays a checkpoint. */

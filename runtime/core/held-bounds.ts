@@ -1,32 +1,27 @@
 /**
- * When an actor must stop reading because of what it holds in memory.
+ * What an actor does when it holds too much in memory: read on, stop reading, or spill.
  *
  * An actor holds two kinds of data it cannot drop: the output of an exactly-once sink until the
  * checkpoint of its epoch commits, and the messages of producers whose barrier came first while
- * a checkpoint aligns. Neither may grow without bound when a checkpoint stalls (supervisor gone,
- * object store slow, a producer far behind). These decisions are pure so they can be tested on
- * plain numbers; the actor applies them (docs/design/ay-poison-records-and-bounds.md).
+ * a checkpoint aligns. Neither may grow in memory without bound when a checkpoint stalls
+ * (supervisor gone, object store slow, a producer far behind). These decisions are pure so they
+ * can be tested on plain numbers; the actor applies them
+ * (docs/design/ay-poison-records-and-bounds.md, docs/design/bb-spilled-sink-output.md).
  */
 
-/** Sink output an actor holds for commit, in bytes. */
-export interface HeldSinkBytes {
-  /** All of it. */
-  readonly total: number;
-  /** Of epochs already snapshotted: waiting only for the supervisor's commit. */
-  readonly snapshotted: number;
-}
+/** What an actor does after handling input, given the exactly-once sink output it holds in memory. */
+export type HeldSinkAction = "read" | "wait" | "spill";
 
 /**
- * True when the actor must stop reading until a commit frees held sink output.
- *
- * A source is triggered by the supervisor outside its input, so it can stop with any amount held:
- * the next trigger snapshots it and the commit frees it. An actor that reads another function
- * receives its barriers through the input it would stop reading, so only output of epochs already
- * snapshotted may stop it (waiting on output of the current epoch would wait for a barrier that it
- * no longer reads).
+ * Within the bound it reads on. Past it, a source waits (stops reading) until a commit frees its
+ * output: the supervisor triggers its snapshots outside its input, and what it does not read
+ * stays in its stream. An actor that reads another function cannot wait — the barrier that lets
+ * the checkpoint commit comes through the input it would stop reading — so it spills what it
+ * holds to the job's spill stream and reads on (held-sink.ts, docs/design/bb-spilled-sink-output.md).
  */
-export function mustWaitForCommit(held: HeldSinkBytes, boundBytes: number, barriersInInput: boolean): boolean {
-  return (barriersInInput ? held.snapshotted : held.total) > boundBytes;
+export function heldSinkAction(inMemoryBytes: number, boundBytes: number, barriersInInput: boolean): HeldSinkAction {
+  if (inMemoryBytes <= boundBytes) return "read";
+  return barriersInInput ? "spill" : "wait";
 }
 
 /**

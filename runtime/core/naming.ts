@@ -44,6 +44,27 @@ export function deadLetterSubject(job: string, fn: string): string {
   return `eddy.${job}.dlq.${fn}`;
 }
 
+/**
+ * Stream of a job's spilled exactly-once sink output (held for a commit, too much for memory;
+ * docs/design/bb-spilled-sink-output.md).
+ */
+export function spillStream(job: string): string {
+  return `EDDY_${job}_SPILL`;
+}
+
+/**
+ * Subject of one partition's spilled sink output. Five tokens with `spill` fourth, so it never
+ * overlaps a function's input subjects (`in` fourth) or the dead-letter subjects (four tokens).
+ */
+export function spillSubject(job: string, fn: string, partition: number): string {
+  return `eddy.${job}.${fn}.spill.${partition}`;
+}
+
+/** Wildcard covering the spilled output of every partition of a function. */
+export function spillSubjects(job: string, fn: string): string {
+  return `eddy.${job}.${fn}.spill.*`;
+}
+
 /** Key-value bucket holding a function's state, timers, watermarks and input positions. */
 export function stateBucket(job: string, fn: string): string {
   return `eddy_${job}_${fn}`;
@@ -84,4 +105,6 @@ export const HEADER = {
   originalSha256: "Eddy-Original-Sha256",
   /** Of a `write` record: the inbox to answer once it is applied. */
   reply: "Eddy-Reply",
+  /** Of a spill message: the actor run that wrote it (held-sink.ts). */
+  spillRun: "Eddy-Spill-Run",
 } as const;

@@ -16,6 +16,8 @@ import { TransientError } from "../errors.ts";
 export interface LocalJobOptions {
   /** Periodic checkpoint interval (default 1000 ms; 0 = only explicit checkpoints). */
   readonly checkpointIntervalMs?: number;
+  /** A checkpoint not acked by every actor within this time is aborted (default 10 s). */
+  readonly checkpointTimeoutMs?: number;
   readonly worker?: WorkerOptions;
   readonly log?: (line: string) => void;
 }
@@ -59,7 +61,11 @@ export async function startLocalJob(nc: NatsConnection, pipeline: PipelineSpec, 
   // The supervisor gets a connection of its own, as it would in its own process: its lease
   // renewals must not queue behind the actors' bulk writes.
   const supervisorNc = await connectNats(`nats://${nc.getServer()}`, "eddy-local-supervisor");
-  const started = await startSupervisor(supervisorNc, { checkpointIntervalMs: options.checkpointIntervalMs ?? 1000, log });
+  const started = await startSupervisor(supervisorNc, {
+    checkpointIntervalMs: options.checkpointIntervalMs ?? 1000,
+    ...(options.checkpointTimeoutMs === undefined ? {} : { checkpointTimeoutMs: options.checkpointTimeoutMs }),
+    log,
+  });
   const supervisor: SupervisorHandle = {
     ...started,
     stop: async () => {

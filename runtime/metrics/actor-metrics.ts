@@ -20,6 +20,7 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       if (Number.isFinite(s.watermark)) m.add("eddy_watermark_lag_seconds", "gauge", "How far the watermark is behind wall-clock time.", l, (now - s.watermark) / 1000);
       m.add("eddy_checkpoint_applied", "gauge", "Last checkpoint this actor materialized in KV.", l, s.applied);
       m.add("eddy_held_bytes", "gauge", "Bytes held in memory: exactly-once sink output awaiting commit and messages held by an alignment.", l, s.heldBytes);
+      m.add("eddy_spilled_bytes", "gauge", "Bytes of exactly-once sink output awaiting commit in the job's spill stream.", l, s.spilledBytes);
       m.add("eddy_alignments_declined_total", "counter", "Checkpoints declined because their alignment held more than maxAlignmentBytes.", l, s.declinedAlignments);
     }
   }

@@ -18,7 +18,7 @@
  * create a consumer can have it deliver onto any core subject, and inboxes are shared. Pure: no I/O.
  */
 import { heartbeatKeys, JOBS_BUCKET, LEADER_BUCKET, WORKERS_BUCKET } from "../core/protocol.ts";
-import { checkpointObjects, deadLetterStream, deadLetterSubject, inputStream, inputSubjects, savepointObjects, stateBucket } from "../core/naming.ts";
+import { checkpointObjects, deadLetterStream, deadLetterSubject, inputStream, inputSubjects, savepointObjects, spillStream, spillSubjects, stateBucket } from "../core/naming.ts";
 import { CODE_OBJECTS } from "./deployments.ts";
 
 /** What the users of one job must reach: its functions, its sources' streams and subjects, its sinks. */
@@ -108,6 +108,7 @@ export function workerPermissions(a: JobAccess): { publish: string[]; subscribe:
     OBJ(savepointObjects(a.job)),
     OBJ(CODE_OBJECTS),
     deadLetterStream(a.job),
+    spillStream(a.job),
     ...inputs,
     ...buckets.map(KV),
     ...sources,
@@ -117,8 +118,8 @@ export function workerPermissions(a: JobAccess): { publish: string[]; subscribe:
       "$JS.API.INFO",
       ...readable.flatMap(readStream),
       ...readable.flatMap(consumeStream),
-      // Input logs are trimmed below the last materialized checkpoint.
-      ...inputs.map((s) => `$JS.API.STREAM.PURGE.${s}`),
+      // Input logs are trimmed below the last materialized checkpoint, spilled sink output once published.
+      ...[...inputs, spillStream(a.job)].map((s) => `$JS.API.STREAM.PURGE.${s}`),
       // State, timers, watermarks, positions; the job's spec; its heartbeats (`<job>.<worker>`).
       ...buckets.map((b) => `$KV.${b}.>`),
       `$KV.${JOBS_BUCKET}.${a.job}.spec`,
@@ -128,6 +129,7 @@ export function workerPermissions(a: JobAccess): { publish: string[]; subscribe:
       `$O.${savepointObjects(a.job)}.>`,
       ...a.functions.map((f) => inputSubjects(a.job, f.name)),
       ...a.functions.map((f) => deadLetterSubject(a.job, f.name)),
+      ...a.functions.map((f) => spillSubjects(a.job, f.name)),
       `eddy.${a.job}.ctl.ack`,
       `eddy.${a.job}.ctl.failed`,
       ...(a.sinks ?? []),

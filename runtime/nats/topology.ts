@@ -4,8 +4,10 @@
  * For every function: an input stream with one subject per partition (the data of a function
  * that reads another function, and writes to state from outside). For every function: a KV bucket for its state. For the job: a dead-letter stream,
  * with retention limits (age and bytes, oldest dropped first) so that a flood of bad records
- * cannot fill the server, and its checkpoint and savepoint object stores (one of each per job, so
- * that permissions can keep other jobs' workers out of them).
+ * cannot fill the server, a spill stream for exactly-once sink output held longer than memory
+ * allows (no limits: what it holds is output not published yet), and its checkpoint and
+ * savepoint object stores (one of each per job, so that permissions can keep other jobs'
+ * workers out of them).
  * Source streams belong to the user and must exist already; a missing one is reported with the
  * name to create rather than silently created with guessed settings.
  */
@@ -14,7 +16,7 @@ import { Kvm } from "@nats-io/kv";
 import { Objm } from "@nats-io/obj";
 import { JOBS_BUCKET, WORKERS_BUCKET } from "../core/protocol.ts";
 import type { JobGraph } from "../core/job-graph.ts";
-import { checkpointObjects, deadLetterStream, inputStream, inputSubjects, savepointObjects, stateBucket } from "../core/naming.ts";
+import { checkpointObjects, deadLetterStream, inputStream, inputSubjects, savepointObjects, spillStream, spillSubjects, stateBucket } from "../core/naming.ts";
 import { ensureStream, streamExists } from "./streams.ts";
 import { DiscardPolicy, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
@@ -30,6 +32,7 @@ export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Pr
   const kvm = new Kvm(nc);
   await ensureDeadLetterStream(nc, graph.job, graph.deadLetters);
   await ensureJobStores(nc, graph.job);
+  await ensureStream(nc, spillStream(graph.job), [spillSubjects(graph.job, "*")]);
   for (const node of graph.functions) {
     if (node.isSource) {
       const input = node.stream!;

@@ -124,6 +124,37 @@ export class JetStreamTransport implements Transport {
     await this.js.publish(subject, data, opts);
   }
 
+  async append(subject: string, data: Uint8Array, headers: Readonly<Record<string, string>>): Promise<number> {
+    const h = makeHeaders();
+    for (const [k, v] of Object.entries(headers)) h.set(k, v);
+    try {
+      return (await this.js.publish(subject, data, { headers: h })).seq;
+    } catch (e) {
+      throw explainPublishFailure(subject, e);
+    }
+  }
+
+  async *readRange(stream: string, subject: string, first: number, last: number): AsyncIterable<InputMessage> {
+    const consumer = await this.js.consumers.get(stream, { filter_subjects: subject, opt_start_seq: Math.max(1, first) });
+    try {
+      if ((await consumer.info(true)).num_pending === 0) return;
+      // Small fetches with an expiry: memory stays bounded, and a range purged meanwhile ends
+      // the read instead of waiting for messages that will never come.
+      for (;;) {
+        let got = 0;
+        for await (const m of await consumer.fetch({ max_messages: 32, expires: 2000 })) {
+          got++;
+          if (m.seq > last) return;
+          yield new JsInputMessage(m);
+          if (m.seq >= last || m.info.pending === 0) return;
+        }
+        if (got === 0) return;
+      }
+    } finally {
+      await consumer.delete().catch(() => false);
+    }
+  }
+
   publishCore(subject: string, data: Uint8Array): void {
     this.nc.publish(subject, data);
   }

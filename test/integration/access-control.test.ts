@@ -12,7 +12,7 @@
  *
  * Then each role tries what it must not do, every route the audit found included: the worker
  * purging, updating (a `republish` into the code store) or creating streams, writing another
- * job's state, sink and job records, the leadership lease and the code store, publishing control
+ * job's state, sink, spilled sink output and job records, the leadership lease and the code store, publishing control
  * messages of another job or the supervisor's own, putting objects into another job's checkpoint
  * and savepoint stores, writing a heartbeat the supervisor would count for another job; the query user creating a push consumer that
  * delivers onto a control subject, a durable consumer, reading deployed code, the source stream
@@ -31,7 +31,7 @@ import { Objm } from "@nats-io/obj";
 import { Svcm } from "@nats-io/services";
 import { headers as natsHeaders, PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
 import { partitionOf } from "../../runtime/core/hash.ts";
-import { checkpointObjects, HEADER, inputSubject, savepointObjects, stateBucket } from "../../runtime/core/naming.ts";
+import { checkpointObjects, HEADER, inputSubject, savepointObjects, spillStream, spillSubject, stateBucket } from "../../runtime/core/naming.ts";
 import { deltaObject, heartbeatKey, WORKERS_BUCKET } from "../../runtime/core/protocol.ts";
 import { savepointManifestName } from "../../runtime/core/savepoint.ts";
 import { encodeStateWrite } from "../../runtime/core/state-writes.ts";
@@ -229,6 +229,10 @@ describe("access control (eddy auth render)", () => {
       await expect((await new Objm(w).open(savepointObjects("counter"), false)).putBlob({ name: savepointManifestName("counter", "sp-1") }, enc("forged"))).rejects.toThrow(DENIED);
       await expect((await new Kvm(w).open(WORKERS_BUCKET)).put(heartbeatKey("counter", "forged"), enc("{}"))).rejects.toThrow(DENIED);
       await expect(jsPublish(w, `$KV.${WORKERS_BUCKET}.counter.forged`)).rejects.toThrow(DENIED);
+      // Another job's spilled sink output: writing into it, purging it, reading it.
+      await expect(jsPublish(w, spillSubject("counter", "out", 0))).rejects.toThrow(DENIED);
+      await expect(wm.streams.purge(spillStream("counter"))).rejects.toThrow(DENIED);
+      await expect(wm.streams.getMessage(spillStream("counter"), { seq: 1 })).rejects.toThrow(DENIED);
       // Control messages: another job's, and the supervisor's triggers and requests.
       await expect(coreRequest(w, "eddy.other.ctl.ack")).rejects.toThrow(DENIED);
       await expect(coreRequest(w, "eddy.ledger.ctl.trigger")).rejects.toThrow(DENIED);
@@ -303,6 +307,7 @@ describe("access control (eddy auth render)", () => {
       const logged = await violations();
       for (const subject of [
         "$JS.API.STREAM.PURGE.EDDY_other_fn",
+        `$JS.API.STREAM.PURGE.${spillStream("counter")}`,
         `$JS.API.STREAM.UPDATE.${BOOK_STREAM}`,
         "$JS.API.STREAM.CREATE.EVIL",
         "$KV.eddy_leader.leader",

@@ -24,7 +24,7 @@ export interface StoredMessage {
 }
 
 /** A transport operation a test can make fail (see `failWith`). */
-export type TransportOperation = "publish" | "putSnapshot" | "putSavepoint" | "getSnapshot" | "writeState" | "loadPartition" | "purgeBelow" | "openInput";
+export type TransportOperation = "publish" | "readRange" | "putSnapshot" | "putSavepoint" | "getSnapshot" | "writeState" | "loadPartition" | "purgeBelow" | "openInput";
 
 interface MemoryStream {
   readonly name: string;
@@ -193,22 +193,36 @@ export class MemoryTransport implements Transport {
   }
 
   async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<void> {
+    this.store(subject, data, headers, msgId);
+  }
+
+  /** Publishes and resolves with the stream sequence it was stored at (the port's `append`, also what a test feeds a source with). */
+  async append(subject: string, data: Uint8Array | string, headers?: Readonly<Record<string, string>>): Promise<number> {
+    return this.store(subject, typeof data === "string" ? new TextEncoder().encode(data) : data, headers);
+  }
+
+  async *readRange(stream: string, subject: string, first: number, last: number): AsyncIterable<InputMessage> {
+    this.check("readRange", subject);
+    const s = this.streams.get(stream);
+    if (s === undefined) throw new Error(`no stream ${stream}`);
+    for (const m of s.messages) if (m.seq >= first && m.seq <= last && subjectMatches(subject, m.subject)) yield new MemoryInputMessage(m, 0);
+  }
+
+  /** Stores a message in the stream capturing `subject`; a repeated `msgId` is dropped (its first sequence returned). */
+  private store(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): number {
     this.check("publish", subject);
     if (this.payloadLimit !== undefined && data.length > this.payloadLimit) throw new Error(`maximum payload exceeded: ${data.length} bytes on ${subject}`);
     const s = [...this.streams.values()].find((st) => st.subjects.some((f) => subjectMatches(f, subject)));
     if (s === undefined) throw new Error(`no stream captures subject ${subject}`);
     // The duplicate window is unbounded here: a test never outlives JetStream's two minutes.
     if (msgId !== undefined) {
-      if (s.msgIds.has(msgId)) return;
+      const first = s.messages.find((m) => m.msgId === msgId);
+      if (s.msgIds.has(msgId)) return first?.seq ?? 0;
       s.msgIds.add(msgId);
     }
     s.messages.push({ seq: ++s.lastSeq, subject, data, headers: { ...headers }, timestampMs: this.now(), msgId });
     for (const r of [...s.readers]) r();
-  }
-
-  /** Appends to a stream as an external publisher would (what a test feeds a source with). */
-  append(subject: string, data: Uint8Array | string, headers?: Readonly<Record<string, string>>): Promise<void> {
-    return this.publish(subject, typeof data === "string" ? new TextEncoder().encode(data) : data, headers);
+    return s.lastSeq;
   }
 
   publishCore(subject: string, data: Uint8Array): void {

@@ -86,19 +86,19 @@ describe("OutputRouter", () => {
     r.emit({ k: "a" }, 1);
     r.emit({ k: "b" }, 2);
     expect(sent.filter((s) => s.subject === "out.lines")).toEqual([]);
-    const pending = r.pendingSink();
+    const pending = r.heldSink().inMemory;
     expect(pending).toHaveLength(1);
     expect(new TextDecoder().decode(pending[0]!.data)).toBe('{"k":"a"}\n{"k":"b"}');
     expect(pending[0]!.msgId).toBe("j/out/0/0/1/0");
-    r.dropPendingSink(1);
-    expect(r.pendingSink()).toEqual([]);
+    expect(r.held.commit(1).inMemory).toEqual(pending);
+    expect(r.heldSink()).toEqual({ spilled: [], inMemory: [] });
   });
 
   it("closes a JSON-lines batch before it could exceed the payload limit, even for multi-byte text", () => {
     const { r } = router(1000, 3000, "out");
     for (let i = 0; i < 40; i++) r.emit({ k: "ü".repeat(50) }, i);
-    for (const o of r.pendingSink()) expect(o.data.length).toBeLessThanOrEqual(3000);
-    expect(r.pendingSink().length).toBeGreaterThan(1);
+    for (const o of r.heldSink().inMemory) expect(o.data.length).toBeLessThanOrEqual(3000);
+    expect(r.heldSink().inMemory.length).toBeGreaterThan(1);
   });
 
   it("splits a data batch larger than a message may be, keeping every record and mark", () => {
@@ -176,33 +176,32 @@ describe("OutputRouter", () => {
     r.emit({ k: "a" }, 1);
     r.emit({ k: "b", pad: "x".repeat(40_000) }, 2);
     r.emit({ k: "c" }, 3);
-    const held = r.pendingSink();
+    const held = r.heldSink().inMemory;
     expect(held.map((o) => new TextDecoder().decode(o.data))).toEqual(['{"k":"a"}', '{"k":"c"}']);
     expect(r.heldSinkBytes).toBe(held.reduce((n, o) => n + o.data.length, 0));
     expect(sent.filter((s) => s.subject === "eddy.j.dlq.out").map((d) => d.headers?.["Eddy-Reason"])).toEqual([expect.stringMatching(/^too large: sink message of \d+ bytes/)]);
   });
 
-  it("counts held sink bytes as snapshotted once a barrier closes their epoch, and frees them on commit", () => {
+  it("holds sink output across a barrier under the epoch it was emitted in, and frees only committed epochs", () => {
     const { r } = router(1000, 1 << 20, "out");
     r.emit({ k: "a" }, 1);
-    r.pendingSink();
-    expect(r.heldSinkBytesSnapshotted).toBe(0);
-    const held = r.heldSinkBytes;
-    expect(held).toBeGreaterThan(0);
+    r.heldSink();
+    const first = r.heldSinkBytes;
+    expect(first).toBeGreaterThan(0);
     r.barrier(1, false);
     r.emit({ k: "b" }, 2);
-    r.pendingSink();
-    expect(r.heldSinkBytesSnapshotted).toBe(held);
-    r.dropPendingSink(1);
-    expect(r.heldSinkBytesSnapshotted).toBe(0);
-    expect(r.heldSinkBytes).toBe(held);
+    expect(r.heldSink().inMemory.map((o) => o.epoch)).toEqual([1, 2]);
+    const committed = r.held.commit(1);
+    expect(committed.inMemory.map((o) => new TextDecoder().decode(o.data))).toEqual(['{"k":"a"}']);
+    expect(r.heldSink().inMemory.map((o) => o.msgId)).toEqual(["j/out/0/0/2/0"]);
+    expect(r.heldSinkBytes).toBe(r.heldSink().inMemory[0]!.data.length);
   });
 
   it("splits a JSON-lines batch that multi-byte text made larger than a message, rather than dead-lettering its rows", () => {
     const { r, sent } = router(1000, 3_000, "out");
     // 300 characters of 3 bytes each: below a third of the limit in characters, 900 bytes each.
     for (let i = 0; i < 6; i++) r.emit({ k: "\u20ac".repeat(300) }, i);
-    const held = r.pendingSink();
+    const held = r.heldSink().inMemory;
     expect(held.every((o) => o.data.length <= 3_000)).toBe(true);
     expect(held.flatMap((o) => new TextDecoder().decode(o.data).split("\n"))).toHaveLength(6);
     expect(sent.filter((s) => s.subject === "eddy.j.dlq.out")).toEqual([]);

@@ -1,12 +1,12 @@
 /**
  * The pure decisions behind poison-record isolation and memory bounds
  * (docs/design/ay-poison-records-and-bounds.md): the record size limit where records enter, the
- * future-timestamp guard, keys with lone surrogates, when held sink output stops reading, when an
+ * future-timestamp guard, keys with lone surrogates, what an actor does with held sink output beyond its bound, when an
  * alignment is declined, and dead-letter retention options.
  */
 import { describe, expect, it } from "vitest";
 import { BarrierAligner } from "../../../runtime/core/barriers.ts";
-import { alignmentOverBound, mustWaitForCommit } from "../../../runtime/core/held-bounds.ts";
+import { alignmentOverBound, heldSinkAction } from "../../../runtime/core/held-bounds.ts";
 import { buildJobGraph, DEFAULT_DEAD_LETTER_MAX_AGE_MS, DEFAULT_DEAD_LETTER_MAX_BYTES } from "../../../runtime/core/job-graph.ts";
 import { checkRecordSize, guardFuture, MAX_KEY_BYTES, Rejection, selectKey } from "../../../runtime/core/record-input.ts";
 import { defineFunction, definePipeline, fromStream } from "../../../runtime/sdk/index.ts";
@@ -61,15 +61,18 @@ describe("selectKey and lone surrogates", () => {
   });
 });
 
-describe("mustWaitForCommit", () => {
-  it("stops a source once all its held output passes the bound: the next trigger frees it", () => {
-    expect(mustWaitForCommit({ total: 100, snapshotted: 0 }, 100, false)).toBe(false);
-    expect(mustWaitForCommit({ total: 101, snapshotted: 0 }, 100, false)).toBe(true);
+describe("heldSinkAction", () => {
+  it("reads on while the sink output held in memory is within the bound", () => {
+    expect(heldSinkAction(100, 100, false)).toBe("read");
+    expect(heldSinkAction(100, 100, true)).toBe("read");
   });
 
-  it("stops an actor fed by barriers only for output already snapshotted, so it still reads its next barrier", () => {
-    expect(mustWaitForCommit({ total: 10_000, snapshotted: 100 }, 100, true)).toBe(false);
-    expect(mustWaitForCommit({ total: 10_000, snapshotted: 101 }, 100, true)).toBe(true);
+  it("stops a source beyond the bound: the next trigger snapshots it and the commit frees it", () => {
+    expect(heldSinkAction(101, 100, false)).toBe("wait");
+  });
+
+  it("spills beyond the bound for an actor fed by barriers, which could not read its next barrier if it stopped", () => {
+    expect(heldSinkAction(101, 100, true)).toBe("spill");
   });
 });
 

@@ -23,15 +23,15 @@ describe("renderAuthConfig", () => {
     ]);
   });
 
-  it("workers may not create, update or delete streams, and purge only their own input logs", () => {
+  it("workers may not create, update or delete streams, and purge only their own input logs and spill stream", () => {
     const { publish } = workerPermissions(ledger);
     expect(publish.filter((s) => /STREAM\.(CREATE|UPDATE|DELETE)/.test(s))).toEqual([]);
-    expect(publish.filter((s) => s.includes("PURGE")).sort()).toEqual(["$JS.API.STREAM.PURGE.EDDY_ledger_book", "$JS.API.STREAM.PURGE.EDDY_ledger_intake"]);
+    expect(publish.filter((s) => s.includes("PURGE")).sort()).toEqual(["$JS.API.STREAM.PURGE.EDDY_ledger_SPILL", "$JS.API.STREAM.PURGE.EDDY_ledger_book", "$JS.API.STREAM.PURGE.EDDY_ledger_intake"]);
   });
 
-  it("workers write their job's state, spec, input logs, dead letters, acks and sinks; nothing of another job", () => {
+  it("workers write their job's state, spec, input logs, dead letters, spilled output, acks and sinks; nothing of another job", () => {
     const { publish, subscribe } = workerPermissions(ledger);
-    expect(publish).toEqual(expect.arrayContaining(["$KV.eddy_ledger_book.>", "$KV.eddy_jobs.ledger.spec", "eddy.ledger.book.in.*", "eddy.ledger.dlq.book", "eddy.ledger.ctl.ack", "ledger.out"]));
+    expect(publish).toEqual(expect.arrayContaining(["$KV.eddy_ledger_book.>", "$KV.eddy_jobs.ledger.spec", "eddy.ledger.book.in.*", "eddy.ledger.dlq.book", "eddy.ledger.book.spill.*", "$JS.API.CONSUMER.CREATE.EDDY_ledger_SPILL", "eddy.ledger.ctl.ack", "ledger.out"]));
     // Nothing that matches another job's names: every eddy subject, bucket and stream names ledger
     // (or is read-only shared: the jobs and workers buckets' streams, the code store, the user's source).
     const shared = /^(\$JS\.API\.INFO|_INBOX\.>|ledger\.out)$|(KV_eddy_(jobs|workers)|OBJ_eddy_code|LEDGER_IN)\b/;
