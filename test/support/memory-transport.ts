@@ -10,7 +10,7 @@
  * failure it wants with `failWith`. Integration tests keep running against a real nats-server.
  */
 import type { InputMessage, InputReader, StateEntry, Transport } from "../../runtime/actor/ports.ts";
-import { deadLetterStream, inputStream, inputSubjects, stateBucket } from "../../runtime/core/naming.ts";
+import { deadLetterStream, inputStream, inputSubjects, spillStream, spillSubjects, stateBucket } from "../../runtime/core/naming.ts";
 import type { JobGraph } from "../../runtime/core/job-graph.ts";
 
 /** A message as a memory stream stores it. */
@@ -101,6 +101,7 @@ export class MemoryTransport implements Transport {
   /** What `ensureJobTopology` creates for a job: each function's input stream and state bucket, and the dead-letter stream. */
   addJobTopology(graph: JobGraph): void {
     this.addStream(deadLetterStream(graph.job), [`eddy.${graph.job}.dlq.*`]);
+    this.addStream(spillStream(graph.job), [spillSubjects(graph.job, "*")]);
     for (const node of graph.functions) {
       this.addStream(inputStream(graph.job, node.name), [inputSubjects(graph.job, node.name)]);
       this.bucket(stateBucket(graph.job, node.name));
