@@ -30,7 +30,7 @@ import {
 import { appliedKey } from "../core/kv-keys.ts";
 import { stateBucket } from "../core/naming.ts";
 import { decodeValue } from "../core/wire.ts";
-import { decodeControl, type ControlKind, type ControlRecord, type Decoded } from "../core/control-messages.ts";
+import { decodeControl, InvalidControlRecordError, type ControlKind, type ControlRecord, type Decoded } from "../core/control-messages.ts";
 import { ensureControlPlane } from "./topology.ts";
 
 /** The jobs bucket and the worker heartbeat bucket: the part of the control plane a worker uses. */
@@ -81,15 +81,25 @@ export interface Versioned<T> {
 
 const isLive = (e: KvEntry | null): e is KvEntry => e !== null && e.operation === "PUT";
 
-/** Reads a JSON value; `undefined` if the key is absent, deleted, or does not hold JSON. */
-export async function readJson<T>(kv: KV, key: string): Promise<Versioned<T> | undefined> {
-  const entry = await kv.get(key);
-  if (!isLive(entry)) return undefined;
-  try {
-    return { value: entry.json<T>(), revision: entry.revision };
-  } catch {
-    return undefined;
-  }
+/**
+ * Reads a `kind` record (control-messages.ts); `undefined` if the key is absent or deleted, or if
+ * what it holds does not decode (anyone who can write the bucket can write any bytes there).
+ */
+export async function readJson<K extends ControlKind>(kv: KV, key: string, kind: K): Promise<Versioned<ControlRecord<K>> | undefined> {
+  const r = await readDecoded(kv, key, kind);
+  return r === undefined || !r.decoded.ok ? undefined : { value: r.decoded.value, revision: r.revision };
+}
+
+/**
+ * Like {@link readJson}, but a value that does not decode throws
+ * {@link InvalidControlRecordError} naming the key and what is wrong: for tools that must not act
+ * on a guess (a restore, `eddy status`).
+ */
+export async function readRecordOrThrow<K extends ControlKind>(kv: KV, key: string, kind: K): Promise<Versioned<ControlRecord<K>> | undefined> {
+  const r = await readDecoded(kv, key, kind);
+  if (r === undefined) return undefined;
+  if (!r.decoded.ok) throw new InvalidControlRecordError(`record ${key} is damaged (${r.decoded.message})`);
+  return { value: r.decoded.value, revision: r.revision };
 }
 
 /**
@@ -163,18 +173,13 @@ export async function checkpointIds(stores: ControlStores, job: string): Promise
 export async function checkpointRecords(stores: ControlStores, job: string): Promise<Versioned<CheckpointRecord>[]> {
   const out: Versioned<CheckpointRecord>[] = [];
   for (const id of await checkpointIds(stores, job)) {
-    const r = await readJson<CheckpointRecord>(stores.jobs, checkpointKey(job, id));
-    // Anyone who can write the bucket can write here; what is not a record is left out.
-    if (r !== undefined && isCheckpointRecord(r.value)) out.push(r);
+    const r = await readJson(stores.jobs, checkpointKey(job, id), "checkpoint");
+    // Anyone who can write the bucket can write here; what is not a record (or is filed under
+    // another id) is left out.
+    if (r !== undefined && r.value.id === id) out.push(r);
   }
   return out;
 }
-
-const isCheckpointRecord = (v: unknown): v is CheckpointRecord => {
-  if (typeof v !== "object" || v === null) return false;
-  const r = v as Record<string, unknown>;
-  return Number.isSafeInteger(r.id) && Number.isSafeInteger(r.generation) && typeof r.status === "string" && typeof r.startedAt === "number" && Number.isFinite(r.startedAt);
-};
 
 /**
  * Live workers by id (their heartbeat key). Entries that are not heartbeats are skipped and
@@ -221,6 +226,20 @@ export async function purgeKey(stores: ControlStores, key: string): Promise<void
 }
 
 const OBJECT_STREAM = `OBJ_${CHECKPOINT_OBJECTS}`;
+
+/**
+ * The chunk id (`nuid`) of an object's stored metadata, or `undefined` if the metadata is not the
+ * JSON the object store writes (then only the metadata is purged; orphaned chunks of a forged
+ * entry are no worse than the forgery itself).
+ */
+export function nuidOf(meta: Uint8Array): string | undefined {
+  try {
+    const nuid: unknown = (JSON.parse(new TextDecoder().decode(meta)) as { nuid?: unknown } | null)?.nuid;
+    return typeof nuid === "string" && /^[A-Za-z0-9]+$/.test(nuid) ? nuid : undefined;
+  } catch {
+    return undefined;
+  }
+}
 const metaSubject = (name: string) => `$O.${CHECKPOINT_OBJECTS}.M.${Base64UrlPaddedCodec.encode(name)}`;
 
 /**
@@ -246,7 +265,7 @@ export async function purgeObject(stores: ControlStores, name: string): Promise<
   try {
     const meta = await stores.jsm.streams.getMessage(OBJECT_STREAM, { last_by_subj: metaSubject(name) });
     if (meta === null) return; // already gone
-    nuid = meta.json<{ nuid?: string }>().nuid;
+    nuid = nuidOf(meta.data);
   } catch (e) {
     if (/not found/i.test(String((e as Error)?.message))) return; // already gone
     throw e;

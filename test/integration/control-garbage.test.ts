@@ -74,7 +74,7 @@ describe("garbage on the control plane", () => {
       const stores = await ensureControlStores(nc);
       // Garbage in `<job>.latest` reads as -1, so "more commits than before" stays a number comparison.
       const latestId = async () => {
-        const id: unknown = (await readJson<CommittedCheckpoint>(stores.jobs, latestKey(name)))?.value?.id;
+        const id: unknown = (await readJson(stores.jobs, latestKey(name), "latest"))?.value?.id;
         return typeof id === "number" && Number.isInteger(id) ? id : -1;
       };
       await publish(messages.slice(0, 1500));
@@ -139,10 +139,10 @@ describe("garbage on the control plane", () => {
       const sup = await startSupervisor(nc, { checkpointIntervalMs: 0, checkpointTimeoutMs: 1500, workerPollMs: 100 });
       try {
         await waitFor("leadership", () => sup.isLeader());
-        await waitFor("an assignment", async () => Object.keys((await readJson<Assignment>(stores.jobs, assignmentKey(JOB)))?.value.owners ?? {}).length === 2);
+        await waitFor("an assignment", async () => Object.keys((await readJson(stores.jobs, assignmentKey(JOB), "assignment"))?.value.owners ?? {}).length === 2);
         const forged = await waitFor("a checkpoint", () => sup.triggerCheckpoint(JOB).catch(() => undefined), { timeoutMs: 20_000 });
         expect(forged).toMatchObject({ status: "aborted", reason: expect.stringMatching(/^acks without their snapshot \(2: src\/0, src\/1\)/) });
-        expect(await readJson(stores.jobs, latestKey(JOB))).toBeUndefined();
+        expect(await readJson(stores.jobs, latestKey(JOB), "latest")).toBeUndefined();
         expect(rejectedCounts()).toContainEqual(expect.objectContaining({ kind: "ack", reason: "missing-snapshot" }));
 
         // Acks from a worker that does not own the actors are not counted: the checkpoint times out.
@@ -150,7 +150,7 @@ describe("garbage on the control plane", () => {
         const impostor = await startSimulatedWorker(nc, { id: "w1", jobs: [JOB], heartbeatMs: 200 });
         const other = await startSimulatedWorker(nc, { id: "w2", jobs: [] });
         try {
-          const owners = (await readJson<Assignment>(stores.jobs, assignmentKey(JOB)))!.value.owners;
+          const owners = (await readJson(stores.jobs, assignmentKey(JOB), "assignment"))!.value.owners;
           expect(Object.values(owners)).toEqual(["w1", "w1"]);
           const before = rejectedCounts().find((c) => c.kind === "ack" && c.reason === "wrong-owner")?.count ?? 0;
           impostor.withheld.add("src/0");
@@ -185,7 +185,7 @@ describe("garbage on the control plane", () => {
       const stores = await ensureControlStores(nc);
       await stores.jobs.put(jobSpecKey(JOB), JSON.stringify({ job: JOB, functions: [{ name: "src", partitions: 2, isSource: true }], updatedAt: Date.now() }));
       const worker = await startSimulatedWorker(nc, { id: "w1", jobs: [JOB], heartbeatMs: 200 });
-      const assignment = async () => (await readJson<Assignment>(stores.jobs, assignmentKey(JOB)))?.value;
+      const assignment = async () => (await readJson(stores.jobs, assignmentKey(JOB), "assignment"))?.value;
       try {
         const first = await startSupervisor(nc, options);
         await waitFor("leadership", () => first.isLeader());
