@@ -80,6 +80,7 @@ import {
   type RestartStrategy,
 } from "../core/job-lifecycle.ts";
 import { deploymentKey } from "../nats/deployments.ts";
+import { jetStreamOriginOf } from "../nats/delivery.ts";
 import { decodeControl, type ControlKind, type ControlRecord } from "../core/control-messages.ts";
 import { countRejected } from "../metrics/rejections.ts";
 import { DEFAULT_LEADER_TTL_MS, makeLeaderElection } from "./leader-election.ts";
@@ -744,13 +745,16 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           statusGeneration: 0,
         };
         s.jobs.set(name, job);
-        for (const [subject, handle] of [
-          [ackSubject(name), onAck],
-          [failureSubject(name), onFailure],
+        for (const [subject, kind, handle] of [
+          [ackSubject(name), "ack", onAck],
+          [failureSubject(name), "failure", onFailure],
         ] as const) {
           const sub = nc.subscribe(subject, {
             callback: (err, msg) => {
               if (err !== null) return;
+              // Actors publish acks and failure reports; what a consumer or direct get put here is forged.
+              const forged = jetStreamOriginOf(msg);
+              if (forged !== undefined) return void reject(kind, "jetstream-delivery", `${job.name}: ${forged}`);
               // A throw here would end the subscription for good (nats.js unsubscribes on it).
               try {
                 handle(job, msg.data);
@@ -1027,6 +1031,10 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
       const requests = nc.subscribe(CHECKPOINT_REQUEST_SUBJECT, {
         callback: (err, msg) => {
           if (err !== null) return;
+          // Tools ask with a core request. Something a consumer or direct get delivered here is
+          // forged, and its reply subject is JetStream's: it gets no answer.
+          const forged = jetStreamOriginOf(msg);
+          if (forged !== undefined) return void reject("checkpoint-request", "jetstream-delivery", forged);
           const request = decode("checkpoint-request", msg.data);
           const answer = (reply: CheckpointReply) => {
             // A request without a reply subject (or one the server refuses) has no one to answer.
