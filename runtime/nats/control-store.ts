@@ -198,26 +198,40 @@ export async function liveWorkers(stores: ControlStores, onInvalid?: (key: strin
 }
 
 /**
- * The lowest checkpoint every actor of the spec has applied to its state bucket (a missing key
- * counts as 0), or `undefined` if some bucket cannot be read: then nothing may be deleted that an
- * actor could still need.
+ * The checkpoint each actor of the spec has applied to its state bucket (a missing key or a value
+ * that is not a number counts as 0), in spec order, or `undefined` if some bucket cannot be read.
  */
-export async function minAppliedCheckpoint(nc: NatsConnection, spec: JobSpecRecord): Promise<number | undefined> {
+export async function appliedCheckpoints(nc: NatsConnection, spec: JobSpecRecord): Promise<number[] | undefined> {
   const kvm = new Kvm(nc);
-  let min = Number.POSITIVE_INFINITY;
+  const out: number[] = [];
   try {
     for (const fn of spec.functions) {
       const kv = await kvm.open(stateBucket(spec.job, fn.name));
       for (let p = 0; p < fn.partitions; p++) {
         const e = await kv.get(appliedKey(p));
-        const applied = isLive(e) ? decodeValue(e.value) : 0;
-        min = Math.min(min, typeof applied === "number" && Number.isFinite(applied) ? applied : 0);
+        let applied: unknown = 0;
+        try {
+          applied = isLive(e) ? decodeValue(e.value) : 0;
+        } catch {
+          applied = 0; // not msgpack: written by something other than an actor
+        }
+        out.push(typeof applied === "number" && Number.isSafeInteger(applied) && applied >= 0 ? applied : 0);
       }
     }
   } catch {
     return undefined;
   }
-  return Number.isFinite(min) ? min : 0;
+  return out;
+}
+
+/**
+ * The lowest checkpoint every actor of the spec has applied to its state bucket (a missing key
+ * counts as 0), or `undefined` if some bucket cannot be read: then nothing may be deleted that an
+ * actor could still need.
+ */
+export async function minAppliedCheckpoint(nc: NatsConnection, spec: JobSpecRecord): Promise<number | undefined> {
+  const applied = await appliedCheckpoints(nc, spec);
+  return applied === undefined ? undefined : applied.length === 0 ? 0 : Math.min(...applied);
 }
 
 /** Removes a key from the jobs bucket without leaving a delete marker behind. */

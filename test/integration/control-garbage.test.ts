@@ -31,6 +31,8 @@ import { rejectedCounts } from "../../runtime/metrics/rejections.ts";
 import { actorMetrics } from "../../runtime/metrics/actor-metrics.ts";
 import { ensureControlStores, readJson } from "../../runtime/nats/control-store.ts";
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
+import { startWorker } from "../../runtime/actor/worker.ts";
+import { requestEndOfInput } from "../../runtime/nats/control.ts";
 import { startSimulatedWorker } from "../support/simulated-worker.ts";
 import { generatePageViews } from "../../functions/pageviews/events.ts";
 import { expectExactPageviews } from "../support/pageviews-output.ts";
@@ -209,4 +211,55 @@ describe("garbage on the control plane", () => {
       await nc.close();
     }
   }, 90_000);
+
+  it("a new leader that finds garbage in <job>.latest and has no copy of it puts back the last commit from the checkpoint records, and the restarted job's output stays exact", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const supervisorNc = await connect(server);
+    const logs: string[] = [];
+    const log = (l: string) => logs.push(l);
+    const options = { checkpointIntervalMs: 200, leaderTtlMs: 1500, log };
+    try {
+      await ensureStream(nc, "PAGEVIEWS", ["pageviews.>"]);
+      await ensureStream(nc, "RESULTS", ["results.>"]);
+      const messages = generatePageViews({ seed: 17, events: 3000 });
+      const publish = (ms: typeof messages) => publishAll(nc, ms.map((m) => ({ subject: "pageviews.site", data: m.payload })));
+      const stores = await ensureControlStores(nc);
+      const first = await startSupervisor(supervisorNc, options);
+      const worker = await startWorker(nc, pageviewsPipeline(), { log });
+      const name = worker.graph.job;
+      const latest = async () => (await readJson(stores.jobs, latestKey(name), "latest"))?.value;
+      await publish(messages.slice(0, 1500));
+      await waitFor("commits", async () => ((await latest())?.id ?? 0) > 3, { timeoutMs: 30_000, logs: () => logs.join("\n") });
+
+      // The leader goes, garbage takes the place of the commit record, and the worker goes too:
+      // whoever runs the actors next must restore them from the commit the garbage hides.
+      await first.stop();
+      const committed = (await latest())!;
+      await stores.jobs.put(latestKey(name), '{"id":"NaN","generation":null}');
+      await worker.stop();
+
+      const second = await startSupervisor(supervisorNc, options);
+      const next = await startWorker(nc, pageviewsPipeline(), { log });
+      try {
+        await waitFor("the commit record put back", async () => (await latest())?.id === committed.id, { timeoutMs: 30_000, logs: () => logs.join("\n") });
+        expect(await latest()).toMatchObject({ id: committed.id, generation: committed.generation });
+        expect(logs.join("\n")).toContain(`${latestKey(name)}: does not decode; put back checkpoint ${committed.id}`);
+        await publish(messages.slice(1500));
+        await waitFor("commits in a later generation", async () => ((await latest())?.generation ?? 0) > committed.generation && ((await latest())?.id ?? 0) > committed.id + 2, { timeoutMs: 30_000, logs: () => logs.join("\n") });
+        await requestEndOfInput(nc, name);
+        await next.finished();
+        const stop = await waitFor("the stop checkpoint", () => second.triggerCheckpoint(name, { stop: true }).catch(() => undefined), { timeoutMs: 20_000 });
+        expect(stop.status).toBe("committed");
+        await next.applied(stop.id);
+        await expectExactPageviews(nc, messages);
+      } finally {
+        await next.stop();
+        await second.stop();
+      }
+    } finally {
+      await supervisorNc.close();
+      await nc.close();
+    }
+  }, 120_000);
 });
