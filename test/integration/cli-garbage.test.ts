@@ -13,6 +13,9 @@ import { stateKey } from "../../runtime/core/kv-keys.ts";
 import { stateBucket } from "../../runtime/core/naming.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
 import { runEddy, type CliResult } from "../support/cli.ts";
+import { writeSavepoint } from "../../runtime/nats/savepoints.ts";
+import { readItems } from "../../runtime/deploy/bootstrap.ts";
+import { CorruptSavepointError } from "../../runtime/core/savepoint.ts";
 
 const JOB = "g";
 
@@ -78,4 +81,18 @@ describe("the CLI reading damaged records", () => {
       await nc.close();
     }
   }, 120_000);
+
+  it("a bootstrap from a savepoint whose stored value is not msgpack stops with a CorruptSavepointError naming it", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    try {
+      const manifest = { format: 1 as const, id: "sp-bad", job: JOB, checkpoint: 7, generation: 1, createdAt: 1, functions: [{ name: "count", partitions: 1, isSource: false, state: { n: { kind: "value", version: 1 } } }] };
+      await writeSavepoint(nc, manifest, [{ fn: "count", partition: 0, entries: [[stateKey(0, "n", "k"), new Uint8Array([0xd9, 0x10])]] }]);
+      const read = readItems(nc, JOB, "count", { kind: "savepoint", id: "sp-bad" });
+      await expect(read).rejects.toThrow(CorruptSavepointError);
+      await expect(read).rejects.toThrow(`savepoint sp-bad: the value of ${stateKey(0, "n", "k")} in count/0 does not decode`);
+    } finally {
+      await nc.close();
+    }
+  }, 60_000);
 });
