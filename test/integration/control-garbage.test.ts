@@ -4,7 +4,8 @@
  * jobs-bucket key the supervisor and the worker read, while the job runs, leave its exactly-once
  * output exact and its supervisor leading — and every refusal is counted in /metrics. Forged
  * acks (well-formed, from the right owner, but with no snapshot behind them) cannot commit a
- * checkpoint.
+ * checkpoint. A new leader that finds garbage where the assignment or the commit record should be
+ * takes the job up again from what the garbage hides.
  */
 import { describe, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
