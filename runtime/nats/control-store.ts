@@ -198,25 +198,35 @@ export async function liveWorkers(stores: ControlStores, onInvalid?: (key: strin
 }
 
 /**
- * The checkpoint each actor of the spec has applied to its state bucket (a missing key or a value
- * that is not a number counts as 0), in spec order, or `undefined` if some bucket cannot be read.
+ * The checkpoint each actor of the spec has applied to its state bucket (a missing bucket or key,
+ * or a value that is not a number, counts as 0), in spec order, or `undefined` if some bucket
+ * cannot be read.
  */
 export async function appliedCheckpoints(nc: NatsConnection, spec: JobSpecRecord): Promise<number[] | undefined> {
   const kvm = new Kvm(nc);
   const out: number[] = [];
   try {
     for (const fn of spec.functions) {
-      const kv = await kvm.open(stateBucket(spec.job, fn.name));
-      for (let p = 0; p < fn.partitions; p++) {
-        const e = await kv.get(appliedKey(p));
-        let applied: unknown = 0;
-        try {
-          applied = isLive(e) ? decodeValue(e.value) : 0;
-        } catch {
-          applied = 0; // not msgpack: written by something other than an actor
+      const applied: number[] = [];
+      try {
+        const kv = await kvm.open(stateBucket(spec.job, fn.name));
+        for (let p = 0; p < fn.partitions; p++) {
+          const e = await kv.get(appliedKey(p));
+          let value: unknown = 0;
+          try {
+            value = isLive(e) ? decodeValue(e.value) : 0;
+          } catch {
+            value = 0; // not msgpack: written by something other than an actor
+          }
+          applied.push(typeof value === "number" && Number.isSafeInteger(value) && value >= 0 ? value : 0);
         }
-        out.push(typeof applied === "number" && Number.isSafeInteger(applied) && applied >= 0 ? applied : 0);
+      } catch (e) {
+        // No bucket yet (a stream that is not found): the function never stored anything.
+        if (!/not found/i.test(String((e as Error)?.message))) throw e;
+        applied.length = 0;
+        for (let p = 0; p < fn.partitions; p++) applied.push(0);
       }
+      out.push(...applied);
     }
   } catch {
     return undefined;

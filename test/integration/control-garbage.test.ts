@@ -213,6 +213,31 @@ describe("garbage on the control plane", () => {
     }
   }, 90_000);
 
+  it("a new leader that finds garbage in <job>.latest of a job that never committed removes it, and the job commits from nothing", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const JOB = "uncommitted";
+    try {
+      const stores = await ensureControlStores(nc);
+      await stores.jobs.put(jobSpecKey(JOB), JSON.stringify({ job: JOB, functions: [{ name: "src", partitions: 2, isSource: true }], updatedAt: Date.now() }));
+      await stores.jobs.put(latestKey(JOB), "garbage");
+      const worker = await startSimulatedWorker(nc, { id: "w1", jobs: [JOB], heartbeatMs: 200 });
+      const logs: string[] = [];
+      const sup = await startSupervisor(nc, { checkpointIntervalMs: 0, checkpointTimeoutMs: 3000, workerPollMs: 100, log: (l) => logs.push(l) });
+      try {
+        await waitFor("the garbage removed", async () => (await stores.jobs.get(latestKey(JOB)))?.operation === "DEL", { timeoutMs: 20_000, logs: () => logs.join("\n") });
+        expect(logs.join("\n")).toContain(`${latestKey(JOB)}: does not decode; removed it (no checkpoint is recorded as committed and no actor applied one)`);
+        const first = await waitFor("a commit", () => sup.triggerCheckpoint(JOB).then((r) => (r.status === "committed" ? r : undefined)).catch(() => undefined), { timeoutMs: 20_000 });
+        expect((await readJson(stores.jobs, latestKey(JOB), "latest"))?.value.id).toBe(first.id);
+      } finally {
+        await sup.stop();
+        await worker.stop();
+      }
+    } finally {
+      await nc.close();
+    }
+  }, 60_000);
+
   it("a new leader that finds garbage in <job>.latest and has no copy of it puts back the last commit from the checkpoint records, and the restarted job's output stays exact", async () => {
     await using server = await natsServer();
     const nc = await connect(server);
