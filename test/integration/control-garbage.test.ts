@@ -24,10 +24,12 @@ import {
   statusKey,
   triggerSubject,
   WORKERS_BUCKET,
-  type Assignment,
-  type CommittedCheckpoint,
+  type JobStatusRecord,
 } from "../../runtime/core/protocol.ts";
 import { deploymentKey } from "../../runtime/nats/deployments.ts";
+import { stateBucket } from "../../runtime/core/naming.ts";
+import { appliedKey } from "../../runtime/core/kv-keys.ts";
+import { encodeValue } from "../../runtime/core/wire.ts";
 import { rejectedCounts } from "../../runtime/metrics/rejections.ts";
 import { actorMetrics } from "../../runtime/metrics/actor-metrics.ts";
 import { ensureControlStores, readJson } from "../../runtime/nats/control-store.ts";
@@ -229,6 +231,36 @@ describe("garbage on the control plane", () => {
         expect(logs.join("\n")).toContain(`${latestKey(JOB)}: does not decode; removed it (no checkpoint is recorded as committed and no actor applied one)`);
         const first = await waitFor("a commit", () => sup.triggerCheckpoint(JOB).then((r) => (r.status === "committed" ? r : undefined)).catch(() => undefined), { timeoutMs: 20_000 });
         expect((await readJson(stores.jobs, latestKey(JOB), "latest"))?.value.id).toBe(first.id);
+      } finally {
+        await sup.stop();
+        await worker.stop();
+      }
+    } finally {
+      await nc.close();
+    }
+  }, 60_000);
+
+  it("a new leader that cannot tell which commit garbage in <job>.latest hides FAILs the job with the reason instead of restarting it", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const JOB = "unknowable";
+    try {
+      const stores = await ensureControlStores(nc);
+      await stores.jobs.put(jobSpecKey(JOB), JSON.stringify({ job: JOB, functions: [{ name: "src", partitions: 2, isSource: true }], updatedAt: Date.now() }));
+      // An actor applied checkpoint 9, whose record is gone: which commit was it?
+      const bucket = await new Kvm(nc).create(stateBucket(JOB, "src"), { history: 1 });
+      await bucket.put(appliedKey(0), encodeValue(9));
+      await stores.jobs.put(latestKey(JOB), "[]");
+      const worker = await startSimulatedWorker(nc, { id: "w1", jobs: [JOB], heartbeatMs: 200 });
+      const sup = await startSupervisor(nc, { checkpointIntervalMs: 0, workerPollMs: 100 });
+      try {
+        const status = async () => (await readJson(stores.jobs, statusKey(JOB), "status"))?.value as JobStatusRecord | undefined;
+        await waitFor("FAILED", async () => (await status())?.state === "FAILED", { timeoutMs: 20_000 });
+        expect((await status())!.failed!.cause.reason).toBe(
+          `${latestKey(JOB)} does not decode and cannot be recovered (actors applied checkpoint 9, which has no checkpoint record left); restore a savepoint, or delete ${latestKey(JOB)} to start from empty state`,
+        );
+        expect((await status())!.restarts).toBe(0);
+        expect((await readJson(stores.jobs, assignmentKey(JOB), "assignment"))?.value.owners ?? {}).toEqual({});
       } finally {
         await sup.stop();
         await worker.stop();
