@@ -36,6 +36,7 @@ import type { NatsConnection } from "../nats/connection.ts";
 import { openControlBuckets } from "../nats/control-store.ts";
 import { ensureControlPlane, ensureJobTopology } from "../nats/topology.ts";
 import { JetStreamTransport } from "../nats/transport.ts";
+import { jetStreamOriginOf } from "../nats/delivery.ts";
 import { StateServices } from "../nats/state-service.ts";
 import { PartitionActor, type ActorConfig, type ActorStats } from "./partition-actor.ts";
 
@@ -110,7 +111,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
     };
     yield* attempt(() => jobs.put(jobSpecKey(job), encoder.encode(JSON.stringify(spec))));
     const transport = new JetStreamTransport(nc);
-    const stateServices = new StateServices(nc, job, transport);
+    const stateServices = new StateServices(nc, job, transport, (line) => log(`worker ${id}: ${line}`));
 
     let actors = new Map<string, PartitionActor>();
     let generation = 0;
@@ -239,6 +240,9 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
         nc.subscribe(triggerSubject(job), {
           callback: (err, msg) => {
             if (err !== null) return;
+            // The supervisor publishes triggers; what a consumer or direct get put here is forged.
+            const forged = jetStreamOriginOf(msg);
+            if (forged !== undefined) return void countRejected("trigger", "jetstream-delivery", forged, (line) => log(`worker ${id}: ${line}`));
             const t = decode("trigger", msg.data);
             if (t === undefined) return;
             // Triggers for another generation are the actors' to ignore (partition-actor.ts); one

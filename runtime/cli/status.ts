@@ -9,7 +9,7 @@ import { connectNats, natsUrlOf, withNats } from "../nats/connection.ts";
 import { listJobViews, readJobView, type JobView, type JobViewState } from "../nats/job-views.ts";
 import { partitionLags } from "../nats/lag.ts";
 import { committedWatermarks } from "../nats/committed-state.ts";
-import { actorId, assignmentKey, type Assignment, type RestartRecord } from "../core/protocol.ts";
+import { actorId, assignmentKey, type RestartRecord } from "../core/protocol.ts";
 import { ensureControlStores, readJson } from "../nats/control-store.ts";
 
 export interface PartitionStatus {
@@ -34,6 +34,8 @@ export interface JobStatus {
   readonly nextRestartAt: number | null;
   readonly lastCheckpoint: { id: number; committedAt: number; durationMs: number; stop: boolean; savepoint: string | null } | null;
   readonly partitions: PartitionStatus[];
+  /** Records that do not decode (`<key>: <why>`), shown as absent: see JobView.damaged. */
+  readonly damaged: readonly string[];
 }
 
 export async function jobStatus(url: string, job: string, now = Date.now()): Promise<JobStatus> {
@@ -41,7 +43,7 @@ export async function jobStatus(url: string, job: string, now = Date.now()): Pro
   try {
     const view = await readJobView(nc, job);
     const stores = await ensureControlStores(nc);
-    const assignment = await readJson<Assignment>(stores.jobs, assignmentKey(job));
+    const assignment = await readJson(stores.jobs, assignmentKey(job), "assignment");
     const partitions: PartitionStatus[] = [];
     const lags = view.spec === null ? undefined : new Map((await partitionLags(nc, view.spec)).map((l) => [actorId(l.function, l.partition), l.lag]));
     for (const fn of view.functions) {
@@ -71,6 +73,7 @@ export async function jobStatus(url: string, job: string, now = Date.now()): Pro
       nextRestartAt: view.nextRestartAt,
       lastCheckpoint: c === null ? null : { id: c.id, committedAt: c.committedAt, durationMs: c.durationMs ?? 0, stop: c.stop, savepoint: c.savepoint },
       partitions,
+      damaged: view.damaged,
     };
   } finally {
     await nc.close();
@@ -110,6 +113,7 @@ export async function runStatus(o: { job: string; natsUrl: string | undefined; j
   const ckpt = s.lastCheckpoint === null ? "none yet" : `${s.lastCheckpoint.id}, ${ago(s.lastCheckpoint.committedAt, now)}, took ${s.lastCheckpoint.durationMs} ms`;
   console.log(`job ${s.job}: ${howItRuns(s)}, generation ${s.generation}, last checkpoint ${ckpt}`);
   for (const line of describeState(s, now)) console.log(line);
+  for (const d of s.damaged) console.log(`damaged record (shown as absent): ${d}`);
   const head = ["function", "partition", "owner", "lag", "watermark (UTC)", "watermark lag"];
   const rows = s.partitions.map((p) => [p.function, String(p.partition), p.owner ?? "-", p.lag === null ? "-" : String(p.lag), iso(p.watermark), p.watermarkLagSeconds === null ? "-" : `${p.watermarkLagSeconds} s`]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

@@ -20,6 +20,8 @@
 import type {
   ActorFailure,
   Assignment,
+  CheckpointRecord,
+  CheckpointReply,
   CheckpointRequest,
   CommittedCheckpoint,
   EndOfInput,
@@ -49,6 +51,13 @@ const positive: Check = (x, p) => (Number.isSafeInteger(x) && (x as number) >= 1
 const millis: Check = (x, p) => (typeof x === "number" && Number.isFinite(x) ? undefined : at(p, "expected a finite number"));
 const finite = millis;
 const anything: Check = () => undefined;
+const oneOf =
+  (...values: readonly string[]): Check =>
+  (x, p) => (typeof x === "string" && values.includes(x) ? undefined : at(p, `expected one of ${values.join(", ")}`));
+/** Exactly this value (a discriminant such as `ok: true`). */
+const literal =
+  (value: unknown): Check =>
+  (x, p) => (x === value ? undefined : at(p, `expected ${JSON.stringify(value)}`));
 
 /** Fields that must be present, and fields that may be absent (but not `null` or wrong). */
 const struct =
@@ -125,6 +134,32 @@ export const jobSpecRecord = struct(
 
 export const resumeRequest = struct({ requestedAt: millis });
 
+/** `<job>.ckpt.<id>`: the supervisor's record of one checkpoint. */
+export const checkpointRecord = struct(
+  { id: count, generation: count, status: oneOf("in-progress", "committed", "aborted"), startedAt: millis },
+  {
+    completedAt: millis,
+    durationMs: finite,
+    alignmentMs: finite,
+    bytes: count,
+    keysChanged: count,
+    actors: count,
+    stop: bool,
+    handoff: bool,
+    reason: str,
+    finished: bool,
+    savepoint: str,
+    restoredFrom: str,
+  },
+);
+
+const errorBody = struct({ name: str, message: str });
+
+/** The leader's answer to a checkpoint request (`eddy.ctl.checkpoint`). */
+const okReply = struct({ ok: literal(true), record: checkpointRecord });
+const errorReply = struct({ ok: literal(false), error: errorBody });
+export const checkpointReply: Check = (x, p) => (isObject(x) && x.ok === true ? okReply : errorReply)(x, p);
+
 /**
  * `<job>.status` is read field by field and defensively (supervisor.ts `historyOf`), so that a
  * new leader keeps whatever history is still readable; here it only has to be an object.
@@ -165,7 +200,9 @@ export type ControlKind =
   | "status"
   | "resume"
   | "deploy"
-  | "heartbeat";
+  | "heartbeat"
+  | "checkpoint"
+  | "checkpoint-reply";
 
 // What each kind decodes to. A field added to a protocol type needs its check above.
 interface Kinds {
@@ -181,6 +218,8 @@ interface Kinds {
   readonly resume: ResumeRequest;
   readonly deploy: DeploymentRecord;
   readonly heartbeat: WorkerHeartbeat;
+  readonly checkpoint: CheckpointRecord;
+  readonly "checkpoint-reply": CheckpointReply;
 }
 
 /** The decoded value of a `kind` input. */
@@ -199,6 +238,8 @@ const checks: { readonly [K in ControlKind]: Check } = {
   resume: resumeRequest,
   deploy: deploymentRecord,
   heartbeat: workerHeartbeat,
+  checkpoint: checkpointRecord,
+  "checkpoint-reply": checkpointReply,
 };
 
 /** Why a control input was refused: not JSON at all, or JSON of the wrong shape. */
@@ -241,3 +282,27 @@ const oneLine = (s: string) => {
   const line = s.replace(/\s+/g, " ").trim();
   return line.length > 200 ? `${line.slice(0, 200)}…` : line;
 };
+
+// ---- who sent it --------------------------------------------------------------------------------
+
+/**
+ * Whether a message on a core subject was put there by JetStream rather than published by a
+ * client, and if so how; `undefined` for an ordinary publish.
+ *
+ * NATS checks who may *publish* on a subject, but a consumer's deliver subject and the reply
+ * subject of a direct get are not checked against anything (docs/security.md): whoever may
+ * create a push consumer on a stream, or direct-get from one, can have the server put that
+ * stream's messages — bytes they wrote there themselves — on any control subject. eddy publishes
+ * its control messages with core publishes, so what JetStream delivered is never eddy's own.
+ * The marks, checked on nats-server 2.9.10: a consumer's deliveries carry a `$JS.ACK.…` reply
+ * subject whatever the ack policy (none and all included, headers-only too), its flow-control
+ * requests `$JS.FC.…`, its idle heartbeats a status line (100) and no reply; a direct get's
+ * answer carries a `Nats-Stream` header and no reply.
+ */
+export function jetStreamOrigin(reply: string | undefined, header: (name: string) => string | undefined, status: number): string | undefined {
+  if (reply !== undefined && reply.startsWith("$JS.")) return `delivered by a JetStream consumer (reply ${reply.split(".").slice(0, 4).join(".")}…)`;
+  const stream = header("Nats-Stream");
+  if (stream !== undefined && stream !== "") return `served from stream ${JSON.stringify(stream.slice(0, 64))} (a direct get)`;
+  if (status !== 0) return `a JetStream status message (${status})`;
+  return undefined;
+}

@@ -20,6 +20,7 @@ import { parseKvKey } from "../core/kv-keys.ts";
 import type { StateWriteOp } from "../core/state-writes.ts";
 import { unwrapStored } from "../core/state-ttl.ts";
 import { decodeValue } from "../core/wire.ts";
+import { CorruptSavepointError } from "../core/savepoint.ts";
 import type { FunctionSpec } from "../sdk/function.ts";
 import type { BootstrapSpec, SavepointEntry } from "../sdk/index.ts";
 import { windowWriter } from "../sdk/internal.ts";
@@ -128,7 +129,13 @@ export async function readItems(nc: NatsConnection, job: string, fn: string, sou
         for (const [key, value] of exp.entries) {
           const parsed = parseKvKey(key);
           if (parsed?.kind !== "state") continue;
-          items.push({ fn: from, state: parsed.state, key: parsed.key, ...(parsed.subkey === undefined ? {} : { subkey: parsed.subkey }), value: unwrapStored(decodeValue(value)).value });
+          let decoded: unknown;
+          try {
+            decoded = decodeValue(value);
+          } catch (e) {
+            throw new CorruptSavepointError(`savepoint ${source.id}: the value of ${key} in ${from}/${exp.partition} does not decode (${(e as Error).message})`);
+          }
+          items.push({ fn: from, state: parsed.state, key: parsed.key, ...(parsed.subkey === undefined ? {} : { subkey: parsed.subkey }), value: unwrapStored(decoded).value });
         }
       }
       return items;

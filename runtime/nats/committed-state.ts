@@ -13,6 +13,21 @@ import { stateBucket } from "../core/naming.ts";
 import { page, type GetReply, type ScanEntry, type ScanReply, type ScanRequest } from "../core/state-queries.ts";
 import { unwrapStored, visibleStored, type TtlClock } from "../core/state-ttl.ts";
 import { decodeValue } from "../core/wire.ts";
+import { FatalError } from "../errors.ts";
+
+/** A stored state entry is not msgpack: written by something other than an actor. */
+export class DamagedStateError extends FatalError {
+  override readonly name = "DamagedStateError";
+}
+
+/** A stored value, or `undefined` if the bytes are not msgpack (anyone who can write the bucket can put any there). */
+function decodeStored(data: Uint8Array): { readonly value: unknown } | undefined {
+  try {
+    return { value: decodeValue(data) };
+  } catch {
+    return undefined;
+  }
+}
 
 type Clock = () => Promise<Pick<TtlClock, "watermark" | "processingTime">>;
 
@@ -30,7 +45,9 @@ function committedClock(kv: KV, p: number): Clock {
 async function value(kv: KV, key: string, clock: Clock): Promise<{ found: boolean; value?: unknown; revision?: number }> {
   const e = await kv.get(key);
   if (e === null || e.operation !== "PUT" || e.length === 0) return { found: false };
-  const stored = decodeValue(e.value);
+  const d = decodeStored(e.value);
+  if (d === undefined) throw new DamagedStateError(`state entry ${key} is damaged (not msgpack)`);
+  const stored = d.value;
   if (unwrapStored(stored).ttl === undefined) return { found: true, value: stored, revision: e.revision };
   const visible = visibleStored(stored, await clock());
   return visible.found ? { found: true, value: visible.value, revision: e.revision } : { found: false };
@@ -110,7 +127,9 @@ export async function committedWatermarks(nc: NatsConnection, job: string, fn: s
   const out: (number | null)[] = [];
   for (let p = 0; p < partitions; p++) {
     const e = kv === undefined ? null : await kv.get(watermarkKey(p)).catch(() => null);
-    out.push(e === null || e.length === 0 ? null : ((decodeValue(e.value) as { out?: number | null }).out ?? null));
+    const wm = e === null || e.length === 0 ? undefined : decodeStored(e.value)?.value;
+    const o = typeof wm === "object" && wm !== null ? (wm as { out?: unknown }).out : undefined;
+    out.push(typeof o === "number" ? o : null);
   }
   return out;
 }

@@ -31,7 +31,7 @@ import {
 import { appliedKey } from "../core/kv-keys.ts";
 import { checkpointObjects, stateBucket } from "../core/naming.ts";
 import { decodeValue } from "../core/wire.ts";
-import { decodeControl, type ControlKind, type ControlRecord, type Decoded } from "../core/control-messages.ts";
+import { decodeControl, InvalidControlRecordError, type ControlKind, type ControlRecord, type Decoded } from "../core/control-messages.ts";
 import { ensureControlPlane } from "./topology.ts";
 
 /** The jobs bucket and the worker heartbeat bucket: the part of the control plane a worker uses. */
@@ -93,15 +93,25 @@ export interface Versioned<T> {
 
 const isLive = (e: KvEntry | null): e is KvEntry => e !== null && e.operation === "PUT";
 
-/** Reads a JSON value; `undefined` if the key is absent, deleted, or does not hold JSON. */
-export async function readJson<T>(kv: KV, key: string): Promise<Versioned<T> | undefined> {
-  const entry = await kv.get(key);
-  if (!isLive(entry)) return undefined;
-  try {
-    return { value: entry.json<T>(), revision: entry.revision };
-  } catch {
-    return undefined;
-  }
+/**
+ * Reads a `kind` record (control-messages.ts); `undefined` if the key is absent or deleted, or if
+ * what it holds does not decode (anyone who can write the bucket can write any bytes there).
+ */
+export async function readJson<K extends ControlKind>(kv: KV, key: string, kind: K): Promise<Versioned<ControlRecord<K>> | undefined> {
+  const r = await readDecoded(kv, key, kind);
+  return r === undefined || !r.decoded.ok ? undefined : { value: r.decoded.value, revision: r.revision };
+}
+
+/**
+ * Like {@link readJson}, but a value that does not decode throws
+ * {@link InvalidControlRecordError} naming the key and what is wrong: for tools that must not act
+ * on a guess (a restore, `eddy status`).
+ */
+export async function readRecordOrThrow<K extends ControlKind>(kv: KV, key: string, kind: K): Promise<Versioned<ControlRecord<K>> | undefined> {
+  const r = await readDecoded(kv, key, kind);
+  if (r === undefined) return undefined;
+  if (!r.decoded.ok) throw new InvalidControlRecordError(`record ${key} is damaged (${r.decoded.message})`);
+  return { value: r.decoded.value, revision: r.revision };
 }
 
 /**
@@ -175,18 +185,13 @@ export async function checkpointIds(stores: ControlStores, job: string): Promise
 export async function checkpointRecords(stores: ControlStores, job: string): Promise<Versioned<CheckpointRecord>[]> {
   const out: Versioned<CheckpointRecord>[] = [];
   for (const id of await checkpointIds(stores, job)) {
-    const r = await readJson<CheckpointRecord>(stores.jobs, checkpointKey(job, id));
-    // Anyone who can write the bucket can write here; what is not a record is left out.
-    if (r !== undefined && isCheckpointRecord(r.value)) out.push(r);
+    const r = await readJson(stores.jobs, checkpointKey(job, id), "checkpoint");
+    // Anyone who can write the bucket can write here; what is not a record (or is filed under
+    // another id) is left out.
+    if (r !== undefined && r.value.id === id) out.push(r);
   }
   return out;
 }
-
-const isCheckpointRecord = (v: unknown): v is CheckpointRecord => {
-  if (typeof v !== "object" || v === null) return false;
-  const r = v as Record<string, unknown>;
-  return Number.isSafeInteger(r.id) && Number.isSafeInteger(r.generation) && typeof r.status === "string" && typeof r.startedAt === "number" && Number.isFinite(r.startedAt);
-};
 
 /** Live workers of each job: job → worker id → its heartbeat for that job. */
 export type LiveWorkers = ReadonlyMap<string, ReadonlyMap<string, WorkerHeartbeat>>;
@@ -221,26 +226,50 @@ export async function liveWorkers(stores: ControlStores, onInvalid?: (key: strin
 }
 
 /**
+ * The checkpoint each actor of the spec has applied to its state bucket (a missing bucket or key,
+ * or a value that is not a number, counts as 0), in spec order, or `undefined` if some bucket
+ * cannot be read.
+ */
+export async function appliedCheckpoints(nc: NatsConnection, spec: JobSpecRecord): Promise<number[] | undefined> {
+  const kvm = new Kvm(nc);
+  const out: number[] = [];
+  try {
+    for (const fn of spec.functions) {
+      const applied: number[] = [];
+      try {
+        const kv = await kvm.open(stateBucket(spec.job, fn.name));
+        for (let p = 0; p < fn.partitions; p++) {
+          const e = await kv.get(appliedKey(p));
+          let value: unknown = 0;
+          try {
+            value = isLive(e) ? decodeValue(e.value) : 0;
+          } catch {
+            value = 0; // not msgpack: written by something other than an actor
+          }
+          applied.push(typeof value === "number" && Number.isSafeInteger(value) && value >= 0 ? value : 0);
+        }
+      } catch (e) {
+        // No bucket yet (a stream that is not found): the function never stored anything.
+        if (!/not found/i.test(String((e as Error)?.message))) throw e;
+        applied.length = 0;
+        for (let p = 0; p < fn.partitions; p++) applied.push(0);
+      }
+      out.push(...applied);
+    }
+  } catch {
+    return undefined;
+  }
+  return out;
+}
+
+/**
  * The lowest checkpoint every actor of the spec has applied to its state bucket (a missing key
  * counts as 0), or `undefined` if some bucket cannot be read: then nothing may be deleted that an
  * actor could still need.
  */
 export async function minAppliedCheckpoint(nc: NatsConnection, spec: JobSpecRecord): Promise<number | undefined> {
-  const kvm = new Kvm(nc);
-  let min = Number.POSITIVE_INFINITY;
-  try {
-    for (const fn of spec.functions) {
-      const kv = await kvm.open(stateBucket(spec.job, fn.name));
-      for (let p = 0; p < fn.partitions; p++) {
-        const e = await kv.get(appliedKey(p));
-        const applied = isLive(e) ? decodeValue(e.value) : 0;
-        min = Math.min(min, typeof applied === "number" && Number.isFinite(applied) ? applied : 0);
-      }
-    }
-  } catch {
-    return undefined;
-  }
-  return Number.isFinite(min) ? min : 0;
+  const applied = await appliedCheckpoints(nc, spec);
+  return applied === undefined ? undefined : applied.length === 0 ? 0 : Math.min(...applied);
 }
 
 /** Removes a key from the jobs bucket without leaving a delete marker behind. */
@@ -251,6 +280,20 @@ export async function purgeKey(stores: ControlStores, key: string): Promise<void
 const objectStream = (job: string) => `OBJ_${checkpointObjects(job)}`;
 const metaSubject = (job: string, name: string) => `$O.${checkpointObjects(job)}.M.${Base64UrlPaddedCodec.encode(name)}`;
 const notFound = (e: unknown) => /not found/i.test(String((e as Error)?.message ?? e));
+
+/**
+ * The chunk id (`nuid`) of an object's stored metadata, or `undefined` if the metadata is not the
+ * JSON the object store writes (then only the metadata is purged; orphaned chunks of a forged
+ * entry are no worse than the forgery itself).
+ */
+export function nuidOf(meta: Uint8Array): string | undefined {
+  try {
+    const nuid: unknown = (JSON.parse(new TextDecoder().decode(meta)) as { nuid?: unknown } | null)?.nuid;
+    return typeof nuid === "string" && /^[A-Za-z0-9]+$/.test(nuid) ? nuid : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Names of the objects in `job`'s checkpoint store starting with `prefix`, from the subject index
@@ -281,7 +324,7 @@ export async function purgeObject(stores: ControlStores, job: string, name: stri
   try {
     const meta = await stores.jsm.streams.getMessage(stream, { last_by_subj: metaSubject(job, name) });
     if (meta === null) return; // already gone
-    nuid = meta.json<{ nuid?: string }>().nuid;
+    nuid = nuidOf(meta.data);
   } catch (e) {
     if (notFound(e)) return; // already gone
     throw e;

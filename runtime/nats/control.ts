@@ -16,11 +16,11 @@ import {
   type CheckpointReply,
   type CheckpointRequest,
   type EndOfInput,
-  type JobSpecRecord,
   type JobStatusRecord,
   type ResumeRequest,
 } from "../core/protocol.ts";
 import { InputError, TransientError } from "../errors.ts";
+import { decodeControl, decodeControlOrThrow } from "../core/control-messages.ts";
 
 /** The job has no spec in the jobs bucket: it was never started (or the name is wrong). */
 export class UnknownJobError extends InputError {
@@ -35,7 +35,8 @@ export async function requestEndOfInput(nc: NatsConnection, job: string): Promis
   const jobs = await new Kvm(nc).open(JOBS_BUCKET);
   const entry = await jobs.get(jobSpecKey(job));
   if (entry === null || entry.length === 0) throw new UnknownJobError(`job "${job}" is not known (no ${jobSpecKey(job)} in ${JOBS_BUCKET})`);
-  const spec = JSON.parse(new TextDecoder().decode(entry.value)) as JobSpecRecord;
+  // Anyone who can write the jobs bucket can put anything there: a damaged spec is reported, not used.
+  const spec = decodeControlOrThrow("spec", entry.value, `record ${jobSpecKey(job)}`);
   const jsm = await jetstreamManager(nc);
   const streams: Record<string, number> = {};
   for (const f of spec.functions) {
@@ -67,8 +68,12 @@ export async function requestCheckpoint(nc: NatsConnection, job: string, options
     let reply: CheckpointReply;
     try {
       const m = await nc.request(CHECKPOINT_REQUEST_SUBJECT, JSON.stringify(request), { timeout: Math.max(1000, deadline - Date.now()) });
-      reply = JSON.parse(new TextDecoder().decode(m.data)) as CheckpointReply;
+      // Whoever may publish on the request subject may answer it: an answer that is not a reply is an error, not a crash.
+      const d = decodeControl("checkpoint-reply", m.data);
+      if (!d.ok) throw new CheckpointRequestError(`the answer to the checkpoint request is not a checkpoint reply (${d.message})`);
+      reply = d.value;
     } catch (e) {
+      if (e instanceof CheckpointRequestError) throw e;
       if (Date.now() >= deadline) throw new NoSupervisorError(`no supervisor answered (${(e as Error).message}); is one running? (eddy supervisor)`, { cause: e });
       await new Promise((r) => setTimeout(r, 500));
       continue;
@@ -94,17 +99,17 @@ export async function resumeFailedJob(nc: NatsConnection, job: string): Promise<
   const jobs = await new Kvm(nc).open(JOBS_BUCKET);
   const entry = await jobs.get(statusKey(job));
   if (entry === null || entry.operation !== "PUT" || entry.length === 0) return undefined;
-  let status: JobStatusRecord;
-  try {
-    status = JSON.parse(new TextDecoder().decode(entry.value)) as JobStatusRecord;
-  } catch {
-    return undefined;
-  }
-  if (status?.state !== "FAILED" || status.failed === undefined) return undefined;
+  // Read field by field (as the supervisor does): a status that does not say FAILED with a cause is not a failure to resume.
+  const d = decodeControl("status", entry.value);
+  if (!d.ok) return undefined;
+  const status = d.value as Partial<JobStatusRecord>;
+  const failed = status.failed as { cause?: { reason?: unknown; at?: unknown } } | null | undefined;
+  const cause = typeof failed === "object" && failed !== null && typeof failed.cause === "object" && failed.cause !== null ? failed.cause : undefined;
+  if (status.state !== "FAILED" || cause === undefined || typeof cause.reason !== "string" || typeof cause.at !== "number" || !Number.isFinite(cause.at)) return undefined;
   // Undeployed since it failed: then `eddy start` deploys it again, which takes it up too.
   const spec = await jobs.get(jobSpecKey(job));
   if (spec === null || spec.operation !== "PUT" || spec.length === 0) return undefined;
-  const request: ResumeRequest = { requestedAt: Math.max(Date.now(), (status.failed.cause?.at ?? 0) + 1) };
+  const request: ResumeRequest = { requestedAt: Math.max(Date.now(), cause.at + 1) };
   await jobs.put(resumeKey(job), new TextEncoder().encode(JSON.stringify(request)));
-  return status.failed;
+  return failed as JobStatusRecord["failed"];
 }

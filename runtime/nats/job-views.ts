@@ -14,12 +14,11 @@ import {
   JOBS_BUCKET,
   latestKey,
   statusKey,
-  type CheckpointRecord,
   type JobSpecRecord,
   type JobStatusRecord,
   type RestartRecord,
 } from "../core/protocol.ts";
-import { ensureControlStores, listKeys, readDecoded, readJson, type ControlStores, type Versioned } from "./control-store.ts";
+import { ensureControlStores, listKeys, readDecoded, type ControlStores, type Versioned } from "./control-store.ts";
 import type { ControlKind, ControlRecord } from "../core/control-messages.ts";
 import { deploymentKey, deploymentVersionKey, type DeploymentRecord } from "./deployments.ts";
 import { UnknownJobError } from "./control.ts";
@@ -59,6 +58,11 @@ export interface JobView {
   readonly spec: JobSpecRecord | null;
   /** When the supervisor last wrote the status record. */
   readonly statusUpdatedAt: number | null;
+  /**
+   * Records of the job that do not decode (`<key>: <why>`), shown as absent above: someone who
+   * can write the jobs bucket wrote them. The supervisor replaces most at its next poll or commit.
+   */
+  readonly damaged: readonly string[];
 }
 
 /** Key suffixes that make a job known. Job names are subject tokens, so the first token is the name. */
@@ -103,31 +107,32 @@ async function lastDeployedVersion(stores: ControlStores, job: string): Promise<
   return max === 0 ? null : max;
 }
 
-/** A record that decodes (control-messages.ts); one that does not shows as absent. */
-async function readValid<K extends ControlKind>(stores: ControlStores, key: string, kind: K): Promise<Versioned<ControlRecord<K>> | undefined> {
-  const r = await readDecoded(stores.jobs, key, kind);
-  return r?.decoded.ok ? { value: r.decoded.value, revision: r.revision } : undefined;
-}
-
 /** The view of one job, or `undefined` if nothing of it is stored. */
 async function viewOf(stores: ControlStores, job: string, known: boolean): Promise<JobView | undefined> {
-  const spec = await readValid(stores, jobSpecKey(job), "spec");
-  const deployed = (await readValid(stores, deploymentKey(job), "deploy")) as Versioned<DeploymentRecord> | undefined;
-  const status = (await readValid(stores, statusKey(job), "status")) as Versioned<Partial<JobStatusRecord>> | undefined;
-  const latest = await readValid(stores, latestKey(job), "latest");
-  const assignment = await readValid(stores, assignmentKey(job), "assignment");
+  const damaged: string[] = [];
+  /** A record that decodes (control-messages.ts); one that does not shows as absent and is listed in `damaged`. */
+  const readValid = async <K extends ControlKind>(key: string, kind: K): Promise<Versioned<ControlRecord<K>> | undefined> => {
+    const r = await readDecoded(stores.jobs, key, kind);
+    if (r !== undefined && !r.decoded.ok) damaged.push(`${key}: ${r.decoded.message}`);
+    return r?.decoded.ok ? { value: r.decoded.value, revision: r.revision } : undefined;
+  };
+  const spec = await readValid(jobSpecKey(job), "spec");
+  const deployed = (await readValid(deploymentKey(job), "deploy")) as Versioned<DeploymentRecord> | undefined;
+  const status = (await readValid(statusKey(job), "status")) as Versioned<Partial<JobStatusRecord>> | undefined;
+  const latest = await readValid(latestKey(job), "latest");
+  const assignment = await readValid(assignmentKey(job), "assignment");
   const lastVersion = deployed?.value.version ?? (await lastDeployedVersion(stores, job));
   if (!known && spec === undefined && deployed === undefined && status === undefined && latest === undefined && assignment === undefined && lastVersion === null) return undefined;
   const s = status?.value;
   const l = latest?.value;
-  const ckpt = l === undefined ? undefined : (await readJson<CheckpointRecord>(stores.jobs, checkpointKey(job, l.id)))?.value;
+  const ckpt = l === undefined ? undefined : (await readValid(checkpointKey(job, l.id), "checkpoint"))?.value;
   const stopped = l?.stop === true && l.handoff !== true;
   let state: JobViewState;
   if (spec !== undefined) state = typeof s?.state === "string" && STATES.has(s.state) ? s.state : "CREATED";
   else if (deployed !== undefined) state = "CREATED"; // deployed; no worker has taken it up yet
   else if (stopped) state = "STOPPED";
   else state = "UNDEPLOYED";
-  const lastDeployment = deployed?.value ?? (lastVersion === null ? undefined : ((await readValid(stores, deploymentVersionKey(job, lastVersion), "deploy"))?.value as DeploymentRecord | undefined));
+  const lastDeployment = deployed?.value ?? (lastVersion === null ? undefined : ((await readValid(deploymentVersionKey(job, lastVersion), "deploy"))?.value as DeploymentRecord | undefined));
   const functions =
     spec !== undefined && Array.isArray(spec.value.functions) ? spec.value.functions.map((f) => ({ name: f.name, partitions: f.partitions }))
     : Array.isArray(lastDeployment?.functions) ? lastDeployment.functions.map((f) => ({ name: f.name, partitions: f.partitions }))
@@ -158,6 +163,7 @@ async function viewOf(stores: ControlStores, job: string, known: boolean): Promi
     functions,
     spec: spec?.value ?? null,
     statusUpdatedAt: num(s?.updatedAt),
+    damaged,
   };
 }
 

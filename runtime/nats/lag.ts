@@ -51,7 +51,14 @@ export async function partitionLags(nc: NatsConnection, spec: JobSpecRecord): Pr
     const kv = await kvm.open(stateBucket(spec.job, f.name)).catch(() => undefined);
     const position = async (key: string) => {
       const e = kv === undefined ? null : await kv.get(key).catch(() => null);
-      return e === null || e.length === 0 ? 1 : (decodeValue(e.value) as number);
+      if (e === null || e.length === 0) return 1;
+      let v: unknown;
+      try {
+        v = decodeValue(e.value);
+      } catch {
+        v = undefined; // not msgpack: read as "from the start", an upper bound of the lag
+      }
+      return Number.isSafeInteger(v) && (v as number) >= 1 ? (v as number) : 1;
     };
     const subjects = f.subjects;
     let lastSeq: number | undefined;

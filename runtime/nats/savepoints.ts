@@ -50,7 +50,7 @@ import { migratePartition, planRestore, type RestorePlan, type RestoreTarget } f
 import { repartition, retargetUpstream } from "../core/repartition.ts";
 import { decodeValue, encodeValue } from "../core/wire.ts";
 import type { StateDeclarations } from "../sdk/state.ts";
-import { checkpointIds, ensureControlStores, listObjects, liveWorkers, readJson, writeJson } from "./control-store.ts";
+import { checkpointIds, checkpointRecords, ensureControlStores, listObjects, liveWorkers, nuidOf, readDecoded, readRecordOrThrow, writeJson } from "./control-store.ts";
 import { currentDeployment, openDeployments, type DeploymentRecord } from "./deployments.ts";
 import { InputError, TransientError } from "../errors.ts";
 
@@ -142,7 +142,7 @@ async function purgeSavepointObject(store: SavepointStore, name: string): Promis
   try {
     const meta = await store.jsm.streams.getMessage(objectStream(store), { last_by_subj: metaSubject(store, name) });
     if (meta === null) return;
-    nuid = meta.json<{ nuid?: string }>().nuid;
+    nuid = nuidOf(meta.data);
   } catch (e) {
     if (/not found/i.test(String((e as Error)?.message))) return;
     throw e;
@@ -353,6 +353,15 @@ export interface RestoreResult {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A stored msgpack value, or `fallback` if the bytes are not msgpack. */
+const decodeOr = (data: Uint8Array, fallback: unknown): unknown => {
+  try {
+    return decodeValue(data);
+  } catch {
+    return fallback;
+  }
+};
+
 /**
  * Throws `JobRunningError` unless the job has no current deployment and, within `timeoutMs`, no
  * live worker runs it: its actors must have stopped, or they would write over the restored state.
@@ -408,7 +417,8 @@ async function partitionsBehind(nc: NatsConnection, jsm: JetStreamManager, job: 
     const kv = await kvm.open(bucket);
     for (const key of keys) {
       const e = await kv.get(key);
-      const applied = e === null || e.operation !== "PUT" ? 0 : (decodeValue(e.value) as number);
+      // A value that does not decode (anyone who can write the bucket) counts as behind.
+      const applied = e === null || e.operation !== "PUT" ? 0 : decodeOr(e.value, undefined);
       if (!(typeof applied === "number" && applied >= checkpoint)) behind.push(`${fn}/${key.split(".")[0]}`);
     }
   }
@@ -423,7 +433,7 @@ async function partitionsBehind(nc: NatsConnection, jsm: JetStreamManager, job: 
  */
 export async function waitForApplied(nc: NatsConnection, job: string, checkpoint: number, timeoutMs = 10_000): Promise<void> {
   const stores = await ensureControlStores(nc);
-  const spec = await readJson<JobSpecRecord>(stores.jobs, jobSpecKey(job));
+  const spec = await readRecordOrThrow(stores.jobs, jobSpecKey(job), "spec");
   const fns = spec?.value.functions.map((f) => f.name) ?? [];
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -478,13 +488,18 @@ export async function restoreSavepoint(nc: NatsConnection, job: string, id: stri
       `job "${job}" stopped before ${behind.slice(0, 5).join(", ")}${behind.length > 5 ? ", …" : ""} applied checkpoint ${manifest.checkpoint} of savepoint ${id}, so part of its sink output is unpublished; run it again (eddy start ${job}) and stop it again, then retry`,
     );
   }
-  const latest = await readJson<CommittedCheckpoint>(stores.jobs, latestKey(job));
-  const assignment = await readJson<Assignment>(stores.jobs, assignmentKey(job));
+  // Records that do not decode are replaced below (compare-and-set against their revision);
+  // the ids and generations above every one the job used come from what does decode.
+  const latestRead = await readDecoded(stores.jobs, latestKey(job), "latest");
+  const assignmentRead = await readDecoded(stores.jobs, assignmentKey(job), "assignment");
+  const latest = latestRead === undefined ? undefined : { revision: latestRead.revision, value: latestRead.decoded.ok ? latestRead.decoded.value : undefined };
+  const assignment = assignmentRead === undefined ? undefined : { revision: assignmentRead.revision, value: assignmentRead.decoded.ok ? assignmentRead.decoded.value : undefined };
+  const records = await checkpointRecords(stores, job);
   const objectIds = (await listObjects(stores, job, `${job}/`)).map((o) => Number(o.slice(job.length + 1).split("/")[0])).filter(Number.isSafeInteger);
   // Above every id the job ever used, so that no delta, record or message epoch of the old run
   // can be taken for one of the restored job.
-  const checkpoint = 1 + Math.max(latest?.value.id ?? 0, ...(await checkpointIds(stores, job)), ...objectIds);
-  const generation = 1 + Math.max(assignment?.value.generation ?? 0, latest?.value.generation ?? 0);
+  const checkpoint = 1 + Math.max(latest?.value?.id ?? 0, ...(await checkpointIds(stores, job)), ...objectIds);
+  const generation = 1 + Math.max(assignment?.value?.generation ?? 0, latest?.value?.generation ?? 0, ...records.map((r) => r.value.generation));
   const now = options.now ?? Date.now();
 
   // A new generation with no owners: actors of the old run, should any still live, stop; workers

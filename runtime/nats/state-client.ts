@@ -14,7 +14,8 @@ import { jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { partitionOf } from "../core/hash.ts";
 import { HEADER, inputSubject, stateBucket, stateServiceSubject, type StateOperation } from "../core/naming.ts";
-import { jobSpecKey, JOBS_BUCKET, type JobSpecRecord } from "../core/protocol.ts";
+import { jobSpecKey, JOBS_BUCKET } from "../core/protocol.ts";
+import { decodeControl, type ControlRecord } from "../core/control-messages.ts";
 import { writeOps, type Consistency, type GetReply, type ScanEntry, type ScanReply, type WriteOutcome, type WriteRequest } from "../core/state-queries.ts";
 import { checkWindowWrites, encodeStateWrite, validateStateWrite, type StateWriteOp, type WindowLayout } from "../core/state-writes.ts";
 import { watermarkKey } from "../core/kv-keys.ts";
@@ -116,22 +117,55 @@ export class UnknownFunctionError extends InputError {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+
+/** JSON, or `undefined` for bytes that are not. */
+const parseJson = (data: Uint8Array): unknown => {
+  try {
+    return JSON.parse(decoder.decode(data));
+  } catch {
+    return undefined;
+  }
+};
+const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
+const isGetReply = (x: unknown): x is GetReply => isObject(x) && typeof x.found === "boolean";
+const isScanReply = (x: unknown): x is ScanReply =>
+  isObject(x) &&
+  Array.isArray(x.entries) &&
+  x.entries.every((e: unknown) => isObject(e) && typeof e.state === "string" && typeof e.key === "string") &&
+  (x.next === undefined || typeof x.next === "string");
+const isWriteOutcome = (x: unknown): x is WriteOutcome =>
+  isObject(x) && (x.ok === true || (x.ok === false && isObject(x.error) && typeof x.error.name === "string" && typeof x.error.message === "string"));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** An answer that is not what the service sends (someone else answered on the inbox, or a bug); retry. */
+export class InvalidStateReplyError extends TransientError {
+  override readonly name = "InvalidStateReplyError";
+}
+
+/**
+ * A record of the jobs bucket if it decodes, else `undefined`: the spec and the current
+ * deployment are read by anyone's tools and written by others (control-messages.ts).
+ */
+async function readRecord<K extends "spec" | "deploy">(jobs: KV, key: string, kind: K): Promise<ControlRecord<K> | undefined> {
+  const e = await jobs.get(key);
+  if (e === null || e.operation !== "PUT" || e.length === 0) return undefined;
+  const d = decodeControl(kind, e.value);
+  return d.ok ? d.value : undefined;
+}
+
+/** The current deployment record if it decodes, else the last version (which throws if that does not). */
+async function deploymentOf(nc: NatsConnection, jobs: KV, job: string): Promise<DeploymentRecord | undefined> {
+  return (await readRecord(jobs, deploymentKey(job), "deploy")) ?? (await lastVersion(await openDeployments(nc), job));
+}
 
 /** Partition count of `fn`: from the job's spec, else its current or last deployment. */
 async function partitionsOf(nc: NatsConnection, jobs: KV, job: string, fn: string): Promise<number> {
-  const spec = await jobs.get(jobSpecKey(job));
-  if (spec !== null && spec.operation === "PUT" && spec.length > 0) {
-    const f = (JSON.parse(decoder.decode(spec.value)) as JobSpecRecord).functions.find((x) => x.name === fn);
-    if (f !== undefined) return f.partitions;
-  }
-  let record: DeploymentRecord | undefined;
-  const current = await jobs.get(deploymentKey(job));
-  if (current !== null && current.operation === "PUT" && current.length > 0) record = JSON.parse(decoder.decode(current.value)) as DeploymentRecord;
-  record ??= await lastVersion(await openDeployments(nc), job);
-  const f = record?.functions.find((x) => x.name === fn);
-  if (f === undefined) throw new UnknownFunctionError(`job "${job}" has no function "${fn}" (not deployed, or a typo)`);
-  return f.partitions;
+  const f = (await readRecord(jobs, jobSpecKey(job), "spec"))?.functions.find((x) => x.name === fn);
+  if (f !== undefined) return f.partitions;
+  const record = await deploymentOf(nc, jobs, job);
+  const d = record?.functions.find((x) => x.name === fn);
+  if (d === undefined) throw new UnknownFunctionError(`job "${job}" has no function "${fn}" (not deployed, or a typo)`);
+  return d.partitions;
 }
 
 /** Whether `job` has a current deployment (a stopped or undeployed job has none). */
@@ -146,11 +180,7 @@ async function isDeployed(jobs: KV, job: string): Promise<boolean> {
  * run with `--pipeline`): then only the actor checks.
  */
 async function declarationsOf(nc: NatsConnection, jobs: KV, job: string, fn: string): Promise<StateDeclarations | undefined> {
-  let record: DeploymentRecord | undefined;
-  const current = await jobs.get(deploymentKey(job));
-  if (current !== null && current.operation === "PUT" && current.length > 0) record = JSON.parse(decoder.decode(current.value)) as DeploymentRecord;
-  record ??= await lastVersion(await openDeployments(nc), job);
-  const f = record?.functions.find((x) => x.name === fn);
+  const f = (await deploymentOf(nc, jobs, job))?.functions.find((x) => x.name === fn);
   return f === undefined ? undefined : (f.state as unknown as StateDeclarations);
 }
 
@@ -168,12 +198,18 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
     const kv = await bucket().catch(() => undefined);
     const e = kv === undefined ? null : await kv.get(watermarkKey(p)).catch(() => null);
     if (e === null || e.length === 0) return -Infinity;
-    const wm = decodeValue(e.value) as { op?: number | null; out?: number | null } | null;
-    return wm?.op ?? wm?.out ?? -Infinity;
+    let wm: unknown;
+    try {
+      wm = decodeValue(e.value);
+    } catch {
+      return -Infinity; // not msgpack: no watermark to close windows by
+    }
+    const { op, out } = (typeof wm === "object" && wm !== null ? wm : {}) as { op?: unknown; out?: unknown };
+    return typeof op === "number" ? op : typeof out === "number" ? out : -Infinity;
   };
 
   /** A request to partition `p`, retried while nobody serves it. */
-  const ask = async <T>(p: number, op: StateOperation, body: unknown): Promise<T> => {
+  const ask = async <T>(p: number, op: StateOperation, body: unknown, check: (x: unknown) => x is T): Promise<T> => {
     const deadline = Date.now() + timeoutMs;
     for (let attempt = 0; ; attempt++) {
       let reply: Msg;
@@ -198,7 +234,9 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
         await sleep(100);
         continue;
       }
-      return JSON.parse(decoder.decode(reply.data)) as T;
+      const answer = parseJson(reply.data);
+      if (!check(answer)) throw new InvalidStateReplyError(`partition ${p} of ${job}/${fn} answered ${op} with something that is not a ${op} reply`);
+      return answer;
     }
   };
 
@@ -214,7 +252,9 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
       let seen = 0;
       try {
         for await (const m of sub) {
-          const outcome = JSON.parse(decoder.decode(m.data)) as WriteOutcome;
+          const outcome = parseJson(m.data);
+          // Anyone who can publish on the inbox can answer here; what is no outcome is not one.
+          if (!isWriteOutcome(outcome)) continue;
           if (!outcome.ok) throw new StateRequestError(`${outcome.error.name}: ${outcome.error.message}`);
           seen++;
         }
@@ -274,7 +314,7 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
     const waiting = outcomes(notify, 1);
     try {
       await nc.flush();
-      await ask(p, op, { ...body, id, notify });
+      await ask(p, op, { ...body, id, notify }, isObject);
     } catch (e) {
       if (!(e instanceof StateUnavailableError)) {
         waiting.sub.unsubscribe();
@@ -303,7 +343,7 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
       const reply =
         opts.consistency === "committed"
           ? await getCommitted(await bucket(), p, state, key, opts.subkey)
-          : await ask<GetReply>(p, "get", { state, key, ...(opts.subkey === undefined ? {} : { subkey: opts.subkey }) });
+          : await ask(p, "get", { state, key, ...(opts.subkey === undefined ? {} : { subkey: opts.subkey }) }, isGetReply);
       return reply.found ? (reply.value as T) : undefined;
     },
     async *scan(opts: ScanOptions = {}) {
@@ -311,7 +351,7 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
         let after: string | undefined;
         do {
           const request = { ...(opts.state === undefined ? {} : { state: opts.state }), prefix: opts.prefix ?? "", limit: opts.pageSize ?? 100, ...(after === undefined ? {} : { after }) };
-          const page: ScanReply = opts.consistency === "committed" ? await scanCommitted(await bucket(), p, request) : await ask<ScanReply>(p, "scan", request);
+          const page: ScanReply = opts.consistency === "committed" ? await scanCommitted(await bucket(), p, request) : await ask(p, "scan", request, isScanReply);
           yield* page.entries;
           after = page.next;
         } while (after !== undefined);

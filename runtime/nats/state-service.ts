@@ -24,6 +24,8 @@ import { checkWindowWrites, encodeStateWrite, InvalidStateWriteError, keysOf, va
 import type { PartitionActor } from "../actor/partition-actor.ts";
 import type { Transport } from "../actor/ports.ts";
 import { getCommitted, scanCommitted } from "./committed-state.ts";
+import { jetStreamOriginOf } from "./delivery.ts";
+import { countRejected } from "../metrics/rejections.ts";
 
 const OPERATIONS: readonly StateOperation[] = ["get", "scan", "put", "delete"];
 
@@ -35,11 +37,13 @@ export class StateServices {
   private services: Service[] = [];
   private readonly buckets = new Map<string, Promise<KV>>();
   private updating: Promise<void> = Promise.resolve();
+  private readonly log: ((line: string) => void) | undefined;
 
-  constructor(nc: NatsConnection, job: string, transport: Transport) {
+  constructor(nc: NatsConnection, job: string, transport: Transport, log?: (line: string) => void) {
     this.nc = nc;
     this.job = job;
     this.transport = transport;
+    this.log = log;
   }
 
   /** Serves exactly the given actors (replacing what was served before). */
@@ -72,6 +76,11 @@ export class StateServices {
             metadata: { partition: String(actor.partition), operation: op },
             handler: (err, msg) => {
               if (err !== null) return;
+              // Clients ask with core requests. A stored message a consumer or direct get put on
+              // this subject would otherwise write state with this worker's rights: refuse it,
+              // unanswered (its reply subject, if any, is JetStream's).
+              const forged = jetStreamOriginOf(msg);
+              if (forged !== undefined) return void countRejected("state-request", "jetstream-delivery", `${stateServiceSubject(this.job, fn, actor.partition, op)}: ${forged}`, this.log);
               this.handle(op, actor, msg).catch((e) => respondError(msg, e));
             },
           });

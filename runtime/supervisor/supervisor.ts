@@ -58,6 +58,7 @@ import {
   listObjects,
   liveWorkers,
   minAppliedCheckpoint,
+  appliedCheckpoints,
   purgeKey,
   purgeObject,
   readDecoded,
@@ -80,10 +81,12 @@ import {
   type RestartStrategy,
 } from "../core/job-lifecycle.ts";
 import { deploymentKey } from "../nats/deployments.ts";
+import { jetStreamOriginOf } from "../nats/delivery.ts";
 import { decodeControl, type ControlKind, type ControlRecord } from "../core/control-messages.ts";
 import { countRejected } from "../metrics/rejections.ts";
 import { DEFAULT_LEADER_TTL_MS, makeLeaderElection } from "./leader-election.ts";
 import { planCleanup } from "./retention.ts";
+import { recoverCommit } from "../core/commit-recovery.ts";
 import { newSavepointId, type SavepointManifest } from "../core/savepoint.ts";
 import { NotDeployedError, openSavepointStore, savepointFunctions, writeManifest } from "../nats/savepoints.ts";
 import { TransientError } from "../errors.ts";
@@ -746,13 +749,16 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           statusGeneration: 0,
         };
         s.jobs.set(name, job);
-        for (const [subject, handle] of [
-          [ackSubject(name), onAck],
-          [failureSubject(name), onFailure],
+        for (const [subject, kind, handle] of [
+          [ackSubject(name), "ack", onAck],
+          [failureSubject(name), "failure", onFailure],
         ] as const) {
           const sub = nc.subscribe(subject, {
             callback: (err, msg) => {
               if (err !== null) return;
+              // Actors publish acks and failure reports; what a consumer or direct get put here is forged.
+              const forged = jetStreamOriginOf(msg);
+              if (forged !== undefined) return void reject(kind, "jetstream-delivery", `${job.name}: ${forged}`);
               // A throw here would end the subscription for good (nats.js unsubscribes on it).
               try {
                 handle(job, msg.data);
@@ -841,6 +847,46 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         if (lastException !== undefined) job.lastException = lastException;
       });
 
+    /**
+     * Reads `<job>.latest` for a poll. Garbage there is replaced by the last good value this
+     * leader knows; a leader that knows none (it was elected after the garbage was written)
+     * works out from the checkpoint records and the actors' applied checkpoints which commit the
+     * record held and puts that back (runtime/core/commit-recovery.ts). If that cannot be told,
+     * the job is FAILED with the reason rather than restarted into actors that cannot restore.
+     */
+    const readLatest = (job: JobState) =>
+      Effect.gen(function* () {
+        const key = latestKey(job.name);
+        if (job.latestGood !== undefined) {
+          const latest = yield* io(`reading ${key}`, () => readRecord("latest", key, job.latestGood));
+          if (latest !== undefined) job.latestGood = latest;
+          return latest;
+        }
+        const raw = yield* io(`reading ${key}`, () => readDecoded(stores.jobs, key, "latest"));
+        if (raw === undefined) return undefined;
+        if (raw.decoded.ok) return (job.latestGood = { value: raw.decoded.value, revision: raw.revision });
+        reject("latest", raw.decoded.reason, `${key}: ${raw.decoded.message}`);
+        const records = yield* io(`reading the checkpoint records of ${job.name}`, () => checkpointRecords(stores, job.name));
+        const applied = yield* io(`reading the applied checkpoints of ${job.name}`, () => appliedCheckpoints(nc, job.spec));
+        if (applied === undefined) return yield* Effect.fail(new ControlPlaneError(`${key} does not decode, and the state buckets of ${job.name} cannot be read to recover it; retrying`));
+        const recovery = recoverCommit(records.map((r) => r.value), applied);
+        if (recovery.kind === "unknown") {
+          if (job.history.failed === undefined) {
+            job.history = { ...job.history, failed: { cause: { reason: `${key} does not decode and cannot be recovered (${recovery.why}); restore a savepoint, or delete ${key} to start from empty state`, at: Date.now() } } };
+          }
+          return undefined;
+        }
+        if (recovery.latest === undefined) {
+          yield* io(`deleting ${key}`, () => stores.jobs.delete(key, { previousSeq: raw.revision }));
+          log(`${key}: does not decode; removed it (${recovery.why})`);
+          return undefined;
+        }
+        const value = recovery.latest;
+        const revision = yield* io(`writing ${key}`, () => writeJson(stores.jobs, key, value, raw.revision));
+        log(`${key}: does not decode; put back ${recovery.why}`);
+        return (job.latestGood = { value, revision });
+      });
+
     /** Stops the checkpoint in flight: the assignment it was taken under is gone. */
     const cancelInFlight = (job: JobState, reason: string) =>
       Effect.gen(function* () {
@@ -872,8 +918,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         const fallback = job.assignment ?? { value: { generation: Math.max(job.statusGeneration, job.latestGood?.value.generation ?? 0), owners: {}, updatedAt: Date.now() }, revision: 0 };
         const stored = yield* io(`reading ${assignmentKey(name)}`, () => readRecord("assignment", assignmentKey(name), fallback));
         job.assignment = stored;
-        const latest = yield* io(`reading ${latestKey(name)}`, () => readRecord("latest", latestKey(name), job.latestGood));
-        if (latest !== undefined) job.latestGood = latest;
+        const latest = yield* readLatest(job);
         const deployed = yield* io(`reading ${deploymentKey(name)}`, () => readRecord("deploy", deploymentKey(name)));
         const resume = job.history.failed === undefined ? undefined : yield* io(`reading ${resumeKey(name)}`, () => readRecord("resume", resumeKey(name)));
         const facts: JobFacts = {
@@ -1030,6 +1075,10 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
       const requests = nc.subscribe(CHECKPOINT_REQUEST_SUBJECT, {
         callback: (err, msg) => {
           if (err !== null) return;
+          // Tools ask with a core request. Something a consumer or direct get delivered here is
+          // forged, and its reply subject is JetStream's: it gets no answer.
+          const forged = jetStreamOriginOf(msg);
+          if (forged !== undefined) return void reject("checkpoint-request", "jetstream-delivery", forged);
           const request = decode("checkpoint-request", msg.data);
           const answer = (reply: CheckpointReply) => {
             // A request without a reply subject (or one the server refuses) has no one to answer.

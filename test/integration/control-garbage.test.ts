@@ -4,7 +4,8 @@
  * jobs-bucket key the supervisor and the worker read, while the job runs, leave its exactly-once
  * output exact and its supervisor leading — and every refusal is counted in /metrics. Forged
  * acks (well-formed, from the right owner, but with no snapshot behind them) cannot commit a
- * checkpoint.
+ * checkpoint. A new leader that finds garbage where the assignment or the commit record should be
+ * takes the job up again from what the garbage hides.
  */
 import { describe, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
@@ -24,14 +25,18 @@ import {
   statusKey,
   triggerSubject,
   WORKERS_BUCKET,
-  type Assignment,
-  type CommittedCheckpoint,
+  type JobStatusRecord,
 } from "../../runtime/core/protocol.ts";
 import { deploymentKey } from "../../runtime/nats/deployments.ts";
+import { stateBucket } from "../../runtime/core/naming.ts";
+import { appliedKey } from "../../runtime/core/kv-keys.ts";
+import { encodeValue } from "../../runtime/core/wire.ts";
 import { rejectedCounts } from "../../runtime/metrics/rejections.ts";
 import { actorMetrics } from "../../runtime/metrics/actor-metrics.ts";
 import { ensureControlStores, readJson } from "../../runtime/nats/control-store.ts";
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
+import { startWorker } from "../../runtime/actor/worker.ts";
+import { requestEndOfInput } from "../../runtime/nats/control.ts";
 import { startSimulatedWorker } from "../support/simulated-worker.ts";
 import { generatePageViews } from "../../functions/pageviews/events.ts";
 import { expectExactPageviews } from "../support/pageviews-output.ts";
@@ -75,7 +80,7 @@ describe("garbage on the control plane", () => {
       const stores = await ensureControlStores(nc);
       // Garbage in `<job>.latest` reads as -1, so "more commits than before" stays a number comparison.
       const latestId = async () => {
-        const id: unknown = (await readJson<CommittedCheckpoint>(stores.jobs, latestKey(name)))?.value?.id;
+        const id: unknown = (await readJson(stores.jobs, latestKey(name), "latest"))?.value?.id;
         return typeof id === "number" && Number.isInteger(id) ? id : -1;
       };
       await publish(messages.slice(0, 1500));
@@ -143,10 +148,10 @@ describe("garbage on the control plane", () => {
       const sup = await startSupervisor(nc, { checkpointIntervalMs: 0, checkpointTimeoutMs: 1500, workerPollMs: 100 });
       try {
         await waitFor("leadership", () => sup.isLeader());
-        await waitFor("an assignment", async () => Object.keys((await readJson<Assignment>(stores.jobs, assignmentKey(JOB)))?.value.owners ?? {}).length === 2);
+        await waitFor("an assignment", async () => Object.keys((await readJson(stores.jobs, assignmentKey(JOB), "assignment"))?.value.owners ?? {}).length === 2);
         const forged = await waitFor("a checkpoint", () => sup.triggerCheckpoint(JOB).catch(() => undefined), { timeoutMs: 20_000 });
         expect(forged).toMatchObject({ status: "aborted", reason: expect.stringMatching(/^acks without their snapshot \(2: src\/0, src\/1\)/) });
-        expect(await readJson(stores.jobs, latestKey(JOB))).toBeUndefined();
+        expect(await readJson(stores.jobs, latestKey(JOB), "latest")).toBeUndefined();
         expect(rejectedCounts()).toContainEqual(expect.objectContaining({ kind: "ack", reason: "missing-snapshot" }));
 
         // Acks from a worker that does not own the actors are not counted: the checkpoint times out.
@@ -154,7 +159,7 @@ describe("garbage on the control plane", () => {
         const impostor = await startSimulatedWorker(nc, { id: "w1", jobs: [JOB], heartbeatMs: 200 });
         const other = await startSimulatedWorker(nc, { id: "w2", jobs: [] });
         try {
-          const owners = (await readJson<Assignment>(stores.jobs, assignmentKey(JOB)))!.value.owners;
+          const owners = (await readJson(stores.jobs, assignmentKey(JOB), "assignment"))!.value.owners;
           expect(Object.values(owners)).toEqual(["w1", "w1"]);
           const before = rejectedCounts().find((c) => c.kind === "ack" && c.reason === "wrong-owner")?.count ?? 0;
           impostor.withheld.add("src/0");
@@ -189,7 +194,7 @@ describe("garbage on the control plane", () => {
       const stores = await ensureControlStores(nc);
       await stores.jobs.put(jobSpecKey(JOB), JSON.stringify({ job: JOB, functions: [{ name: "src", partitions: 2, isSource: true }], updatedAt: Date.now() }));
       const worker = await startSimulatedWorker(nc, { id: "w1", jobs: [JOB], heartbeatMs: 200 });
-      const assignment = async () => (await readJson<Assignment>(stores.jobs, assignmentKey(JOB)))?.value;
+      const assignment = async () => (await readJson(stores.jobs, assignmentKey(JOB), "assignment"))?.value;
       try {
         const first = await startSupervisor(nc, options);
         await waitFor("leadership", () => first.isLeader());
@@ -213,4 +218,110 @@ describe("garbage on the control plane", () => {
       await nc.close();
     }
   }, 90_000);
+
+  it("a new leader that finds garbage in <job>.latest of a job that never committed removes it, and the job commits from nothing", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const JOB = "uncommitted";
+    try {
+      const stores = await ensureControlStores(nc);
+      await stores.jobs.put(jobSpecKey(JOB), JSON.stringify({ job: JOB, functions: [{ name: "src", partitions: 2, isSource: true }], updatedAt: Date.now() }));
+      await stores.jobs.put(latestKey(JOB), "garbage");
+      const worker = await startSimulatedWorker(nc, { id: "w1", jobs: [JOB], heartbeatMs: 200 });
+      const logs: string[] = [];
+      const sup = await startSupervisor(nc, { checkpointIntervalMs: 0, checkpointTimeoutMs: 3000, workerPollMs: 100, log: (l) => logs.push(l) });
+      try {
+        await waitFor("the garbage removed", async () => (await stores.jobs.get(latestKey(JOB)))?.operation === "DEL", { timeoutMs: 20_000, logs: () => logs.join("\n") });
+        expect(logs.join("\n")).toContain(`${latestKey(JOB)}: does not decode; removed it (no checkpoint is recorded as committed and no actor applied one)`);
+        const first = await waitFor("a commit", () => sup.triggerCheckpoint(JOB).then((r) => (r.status === "committed" ? r : undefined)).catch(() => undefined), { timeoutMs: 20_000 });
+        expect((await readJson(stores.jobs, latestKey(JOB), "latest"))?.value.id).toBe(first.id);
+      } finally {
+        await sup.stop();
+        await worker.stop();
+      }
+    } finally {
+      await nc.close();
+    }
+  }, 60_000);
+
+  it("a new leader that cannot tell which commit garbage in <job>.latest hides FAILs the job with the reason instead of restarting it", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const JOB = "unknowable";
+    try {
+      const stores = await ensureControlStores(nc);
+      await stores.jobs.put(jobSpecKey(JOB), JSON.stringify({ job: JOB, functions: [{ name: "src", partitions: 2, isSource: true }], updatedAt: Date.now() }));
+      // An actor applied checkpoint 9, whose record is gone: which commit was it?
+      const bucket = await new Kvm(nc).create(stateBucket(JOB, "src"), { history: 1 });
+      await bucket.put(appliedKey(0), encodeValue(9));
+      await stores.jobs.put(latestKey(JOB), "[]");
+      const worker = await startSimulatedWorker(nc, { id: "w1", jobs: [JOB], heartbeatMs: 200 });
+      const sup = await startSupervisor(nc, { checkpointIntervalMs: 0, workerPollMs: 100 });
+      try {
+        const status = async () => (await readJson(stores.jobs, statusKey(JOB), "status"))?.value as JobStatusRecord | undefined;
+        await waitFor("FAILED", async () => (await status())?.state === "FAILED", { timeoutMs: 20_000 });
+        expect((await status())!.failed!.cause.reason).toBe(
+          `${latestKey(JOB)} does not decode and cannot be recovered (actors applied checkpoint 9, which has no checkpoint record left); restore a savepoint, or delete ${latestKey(JOB)} to start from empty state`,
+        );
+        expect((await status())!.restarts).toBe(0);
+        expect((await readJson(stores.jobs, assignmentKey(JOB), "assignment"))?.value.owners ?? {}).toEqual({});
+      } finally {
+        await sup.stop();
+        await worker.stop();
+      }
+    } finally {
+      await nc.close();
+    }
+  }, 60_000);
+
+  it("a new leader that finds garbage in <job>.latest and has no copy of it puts back the last commit from the checkpoint records, and the restarted job's output stays exact", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const supervisorNc = await connect(server);
+    const logs: string[] = [];
+    const log = (l: string) => logs.push(l);
+    const options = { checkpointIntervalMs: 200, leaderTtlMs: 1500, log };
+    try {
+      await ensureStream(nc, "PAGEVIEWS", ["pageviews.>"]);
+      await ensureStream(nc, "RESULTS", ["results.>"]);
+      const messages = generatePageViews({ seed: 17, events: 3000 });
+      const publish = (ms: typeof messages) => publishAll(nc, ms.map((m) => ({ subject: "pageviews.site", data: m.payload })));
+      const stores = await ensureControlStores(nc);
+      const first = await startSupervisor(supervisorNc, options);
+      const worker = await startWorker(nc, pageviewsPipeline(), { log });
+      const name = worker.graph.job;
+      const latest = async () => (await readJson(stores.jobs, latestKey(name), "latest"))?.value;
+      await publish(messages.slice(0, 1500));
+      await waitFor("commits", async () => ((await latest())?.id ?? 0) > 3, { timeoutMs: 30_000, logs: () => logs.join("\n") });
+
+      // The leader goes, garbage takes the place of the commit record, and the worker goes too:
+      // whoever runs the actors next must restore them from the commit the garbage hides.
+      await first.stop();
+      const committed = (await latest())!;
+      await stores.jobs.put(latestKey(name), '{"id":"NaN","generation":null}');
+      await worker.stop();
+
+      const second = await startSupervisor(supervisorNc, options);
+      const next = await startWorker(nc, pageviewsPipeline(), { log });
+      try {
+        await waitFor("the commit record put back", async () => (await latest())?.id === committed.id, { timeoutMs: 30_000, logs: () => logs.join("\n") });
+        expect(await latest()).toMatchObject({ id: committed.id, generation: committed.generation });
+        expect(logs.join("\n")).toContain(`${latestKey(name)}: does not decode; put back checkpoint ${committed.id}`);
+        await publish(messages.slice(1500));
+        await waitFor("commits in a later generation", async () => ((await latest())?.generation ?? 0) > committed.generation && ((await latest())?.id ?? 0) > committed.id + 2, { timeoutMs: 30_000, logs: () => logs.join("\n") });
+        await requestEndOfInput(nc, name);
+        await next.finished();
+        const stop = await waitFor("the stop checkpoint", () => second.triggerCheckpoint(name, { stop: true }).catch(() => undefined), { timeoutMs: 20_000 });
+        expect(stop.status).toBe("committed");
+        await next.applied(stop.id);
+        await expectExactPageviews(nc, messages);
+      } finally {
+        await next.stop();
+        await second.stop();
+      }
+    } finally {
+      await supervisorNc.close();
+      await nc.close();
+    }
+  }, 120_000);
 });

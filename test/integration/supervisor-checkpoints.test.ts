@@ -81,8 +81,8 @@ async function cluster(server: TestNatsServer, options: SupervisorOptions, worke
     w1,
     w2,
     writeSpec,
-    assignment: async () => (await readJson<Assignment>(stores.jobs, assignmentKey(JOB)))?.value,
-    latest: () => readJson<CommittedCheckpoint>(stores.jobs, latestKey(JOB)),
+    assignment: async () => (await readJson(stores.jobs, assignmentKey(JOB), "assignment"))?.value,
+    latest: () => readJson(stores.jobs, latestKey(JOB), "latest"),
     async [Symbol.asyncDispose]() {
       await sup.stop();
       await w1.stop();
@@ -203,7 +203,7 @@ describe("supervisor checkpoints", () => {
     await using server = await natsServer();
     const restartStrategy = { initialDelayMs: 300, multiplier: 2, maxDelayMs: 5000, maxFailures: 2, windowMs: 60_000 };
     await using c = await cluster(server, { checkpointIntervalMs: 0, restartStrategy });
-    const status = async () => (await readJson<JobStatusRecord>(c.stores.jobs, statusKey(JOB)))?.value;
+    const status = async () => (await readJson(c.stores.jobs, statusKey(JOB), "status"))?.value as JobStatusRecord | undefined;
     const generation = (g: number) => waitFor(`generation ${g}`, async () => (await c.assignment())?.generation === g);
     await generation(1);
     await waitFor("RUNNING", async () => (await status())?.state === "RUNNING");

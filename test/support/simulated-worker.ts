@@ -86,7 +86,7 @@ export async function startSimulatedWorker(nc: NatsConnection, options: Simulate
   const refresh = async () => {
     let changed = false;
     for (const job of options.jobs) {
-      const g = (await readJson<Assignment>(jobs, assignmentKey(job)).catch(() => undefined))?.value.generation;
+      const g = (await readJson(jobs, assignmentKey(job), "assignment").catch(() => undefined))?.value.generation;
       if (g !== undefined && running[job] !== g) {
         running[job] = g;
         changed = true;
@@ -119,7 +119,7 @@ export async function startSimulatedWorker(nc: NatsConnection, options: Simulate
       await beat();
     },
     async reportFailure(job, actor, reason, generation) {
-      const g = generation ?? (await readJson<Assignment>(jobs, assignmentKey(job)))?.value.generation ?? 0;
+      const g = generation ?? (await readJson(jobs, assignmentKey(job), "assignment"))?.value.generation ?? 0;
       const failure: ActorFailure = { generation: g, actor, worker: options.id, reason };
       nc.publish(failureSubject(job), JSON.stringify(failure));
       await nc.flush();
@@ -131,7 +131,7 @@ export async function startSimulatedWorker(nc: NatsConnection, options: Simulate
   };
 
   const answer = async (job: string, trigger: TriggerMessage) => {
-    const assignment = (await readJson<Assignment>(jobs, assignmentKey(job)))?.value;
+    const assignment = (await readJson(jobs, assignmentKey(job), "assignment"))?.value;
     // Actors of another generation are being restarted: they would not see this trigger.
     if (assignment === undefined || assignment.generation !== trigger.generation) return;
     for (const [actor, owner] of Object.entries(assignment.owners)) {

@@ -4,7 +4,7 @@
  * refused with the reason and the field, and never throws.
  */
 import { describe, expect, it } from "vitest";
-import { decodeControl, decodeControlOrThrow, InvalidControlRecordError, validateControl } from "../../../runtime/core/control-messages.ts";
+import { decodeControl, decodeControlOrThrow, InvalidControlRecordError, jetStreamOrigin, validateControl } from "../../../runtime/core/control-messages.ts";
 import { decodeWatermark, encodeWatermark } from "../../../runtime/core/wire.ts";
 import { Packr } from "msgpackr";
 import { addRejectionMetrics, countRejected, rejectedCounts } from "../../../runtime/metrics/rejections.ts";
@@ -51,6 +51,45 @@ describe("control message validation", () => {
   it("decodeControlOrThrow throws InvalidControlRecordError, an input error naming where", () => {
     expect(() => decodeControlOrThrow("latest", bytes("null"), "j.latest")).toThrow(InvalidControlRecordError);
     expect(() => decodeControlOrThrow("latest", bytes("null"), "j.latest")).toThrow("j.latest: latest: expected an object");
+  });
+});
+
+describe("checkpoint records and replies", () => {
+  const record = { id: 4, generation: 2, status: "committed", startedAt: 1, completedAt: 5, durationMs: 4, bytes: 10, keysChanged: 2, actors: 3, stop: true, savepoint: "sp-x" };
+
+  it("accepts the records and replies the supervisor writes", () => {
+    expect(decodeControl("checkpoint", bytes(record))).toEqual({ ok: true, value: record });
+    expect(decodeControl("checkpoint", bytes({ id: 5, generation: 2, status: "aborted", startedAt: 1, reason: "timed out" })).ok).toBe(true);
+    expect(decodeControl("checkpoint-reply", bytes({ ok: true, record })).ok).toBe(true);
+    expect(decodeControl("checkpoint-reply", bytes({ ok: false, error: { name: "UnknownJobError", message: "no such job" } })).ok).toBe(true);
+  });
+
+  it("refuses records of another status, bad numbers, and replies that are neither an answer nor an error", () => {
+    expect(decodeControl("checkpoint", bytes({ ...record, status: "done" }))).toMatchObject({ ok: false, message: "checkpoint: status: expected one of in-progress, committed, aborted" });
+    expect(decodeControl("checkpoint", bytes({ ...record, startedAt: "1" }))).toMatchObject({ ok: false, message: "checkpoint: startedAt: expected a finite number" });
+    expect(decodeControl("checkpoint", bytes({ ...record, bytes: -1 }))).toMatchObject({ ok: false, message: "checkpoint: bytes: expected a non-negative safe integer" });
+    expect(decodeControl("checkpoint-reply", bytes({ ok: true, record: null }))).toMatchObject({ ok: false, message: "checkpoint-reply: record: expected an object" });
+    expect(decodeControl("checkpoint-reply", bytes({ ok: "yes" }))).toMatchObject({ ok: false, message: 'checkpoint-reply: ok: expected false' });
+    expect(decodeControl("checkpoint-reply", bytes({ ok: false, error: "boom" }))).toMatchObject({ ok: false, message: "checkpoint-reply: error: expected an object" });
+    expect(decodeControl("checkpoint-reply", bytes("null"))).toMatchObject({ ok: false, message: "checkpoint-reply: expected an object" });
+  });
+});
+
+describe("telling what JetStream delivered from what a client published (as nats-server 2.9.10 marks it)", () => {
+  const none = () => undefined;
+  const headers = (h: Record<string, string>) => (name: string) => h[name];
+
+  it("an ordinary publish, with or without a reply inbox or headers, is the client's", () => {
+    expect(jetStreamOrigin(undefined, none, 0)).toBeUndefined();
+    expect(jetStreamOrigin("_INBOX.abc.1", none, 0)).toBeUndefined();
+    expect(jetStreamOrigin("_INBOX.abc.1", headers({ "Eddy-Kind": "write" }), 0)).toBeUndefined();
+  });
+
+  it("a consumer's delivery (any ack policy), flow-control request, idle heartbeat and a direct get's answer are JetStream's", () => {
+    expect(jetStreamOrigin("$JS.ACK.S.it960h96.1.1.1.1796416733897771948.0", none, 0)).toMatch(/^delivered by a JetStream consumer \(reply \$JS\.ACK\.S\.it960h96…\)$/);
+    expect(jetStreamOrigin("$JS.FC.S.c.x", none, 0)).toMatch(/JetStream consumer/);
+    expect(jetStreamOrigin(undefined, headers({ "Nats-Last-Consumer": "c" }), 100)).toBe("a JetStream status message (100)");
+    expect(jetStreamOrigin(undefined, headers({ "Nats-Stream": "KV_eddy_a_count", "Nats-Sequence": "1" }), 0)).toBe('served from stream "KV_eddy_a_count" (a direct get)');
   });
 });
 

@@ -18,7 +18,7 @@ import { decodeManifest } from "../../../runtime/core/savepoint.ts";
 import type { StateDeclarations } from "../../../runtime/spec/state.ts";
 
 const RUNS = { numRuns: 400 };
-const KINDS: ControlKind[] = ["trigger", "ack", "failure", "checkpoint-request", "latest", "assignment", "end", "spec", "status", "resume", "deploy", "heartbeat"];
+const KINDS: ControlKind[] = ["trigger", "ack", "failure", "checkpoint-request", "latest", "assignment", "end", "spec", "status", "resume", "deploy", "heartbeat", "checkpoint", "checkpoint-reply"];
 const packr = new Packr({ useRecords: true, mapsAsObjects: true });
 const encoder = new TextEncoder();
 
