@@ -45,6 +45,8 @@ export class DeltaLog<P = undefined> {
   private readonly held = new Map<number, { entries: DeltaEntry[]; payload?: P }>();
   /** Committed deltas not yet written to KV, oldest first. */
   private readonly unmaterialized: Committed[] = [];
+  /** Per KV key, how many of the unmaterialized deltas change it: its size is the lag in keys. */
+  private readonly unmaterializedKeys = new Map<string, number>();
   /**
    * KV keys that may hold a value: those of the committed state and those put by a snapshot taken
    * since, with the id of the last snapshot that put them (0: committed before this log started).
@@ -120,7 +122,7 @@ export class DeltaLog<P = undefined> {
     if (snapshot !== undefined) for (const [k, v] of snapshot.entries) if (v === null && (this.mayBeStored.get(k) ?? 0) <= id) this.mayBeStored.delete(k);
     for (const h of [...this.held.keys()]) if (h <= id) this.held.delete(h);
     if (snapshot === undefined) return undefined;
-    this.unmaterialized.push({ id, entries: snapshot.entries });
+    this.addUnmaterialized({ id, entries: snapshot.entries });
     return { entries: snapshot.entries, payload: snapshot.payload };
   }
 
@@ -129,12 +131,28 @@ export class DeltaLog<P = undefined> {
    * until `materialized(id)`.
    */
   restoredDelta(id: number, entries: readonly DeltaEntry[]): void {
-    this.unmaterialized.push({ id, entries });
+    this.addUnmaterialized({ id, entries });
+  }
+
+  private addUnmaterialized(c: Committed): void {
+    this.unmaterialized.push(c);
+    for (const [k] of c.entries) this.unmaterializedKeys.set(k, (this.unmaterializedKeys.get(k) ?? 0) + 1);
   }
 
   /** Committed deltas up to `id` are in KV: a read of KV no longer needs them. */
   materialized(id: number): void {
-    while (this.unmaterialized.length > 0 && this.unmaterialized[0]!.id <= id) this.unmaterialized.shift();
+    while (this.unmaterialized.length > 0 && this.unmaterialized[0]!.id <= id) {
+      for (const [k] of this.unmaterialized.shift()!.entries) {
+        const n = this.unmaterializedKeys.get(k)! - 1;
+        if (n === 0) this.unmaterializedKeys.delete(k);
+        else this.unmaterializedKeys.set(k, n);
+      }
+    }
+  }
+
+  /** Distinct KV keys the committed deltas not in KV yet change (the materialization lag in keys). */
+  get unmaterializedKeyCount(): number {
+    return this.unmaterializedKeys.size;
   }
 
   /** Ids of committed deltas not in KV yet, oldest first (the materialization lag). */

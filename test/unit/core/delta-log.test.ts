@@ -132,6 +132,28 @@ describe("DeltaLog: the overlay of a read of KV", () => {
     expect(log.unmaterializedIds).toEqual([]);
   });
 
+  it("counts the lag: committed checkpoints and distinct keys KV does not have yet", () => {
+    const log = new DeltaLog();
+    log.put("a", v("1"), 1);
+    log.put("b", v("1"), 1);
+    log.snapshot(1);
+    log.committed(1);
+    log.put("a", v("2"), 2);
+    log.put("c", v("2"), 2);
+    log.snapshot(2);
+    log.committed(2);
+    expect(log.unmaterializedIds).toEqual([1, 2]);
+    // "a" is in both deltas but one key KV lacks.
+    expect(log.unmaterializedKeyCount).toBe(3);
+    log.materialized(1);
+    expect(log.unmaterializedKeyCount).toBe(2);
+    log.restoredDelta(3, [["d", null]]);
+    expect(log.unmaterializedKeyCount).toBe(3);
+    log.materialized(3);
+    expect(log.unmaterializedKeyCount).toBe(0);
+    expect(log.unmaterializedIds).toEqual([]);
+  });
+
   it("prefers the newest: uncommitted over committed, a later commit over an earlier one", () => {
     const log = new DeltaLog(0, ["k"]);
     log.put("k", v("1"), 1);

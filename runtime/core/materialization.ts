@@ -1,0 +1,101 @@
+/**
+ * Materialization rounds: how an actor writes committed deltas to KV when it is behind, and when
+ * it must stop reading because it is too far behind.
+ *
+ * A committed checkpoint's delta is written to KV after the commit, off the processing path. When
+ * commits come faster than KV takes the writes (short checkpoint intervals, large deltas), deltas
+ * queue up. Writing them one by one writes a key changed in every checkpoint once per checkpoint;
+ * a round instead takes every queued delta, merges their entries (the later checkpoint's value
+ * wins per key) and writes each key once. The exactly-once order of note p / bb stays: the
+ * actor writes the merged entries, then publishes the held sink output of each checkpoint of the
+ * round in checkpoint order, then records `_applied` = the round's newest checkpoint; so the
+ * output of checkpoint n is published before `_applied` ≥ n is written. A crash inside a round
+ * leaves KV with values of checkpoints after `_applied`, which is harmless: a restore applies
+ * every committed delta after `_applied` on top of KV, oldest first, which overwrites each of them
+ * (docs/design/bg-materialization-rounds.md).
+ *
+ * The lag — committed checkpoints and distinct keys KV does not have yet — is what a recovery
+ * must read and apply; past a bound the actor stops reading input until rounds catch up.
+ * Pure: no NATS, no clock.
+ */
+import type { DeltaEntry } from "./delta-log.ts";
+
+/** A committed checkpoint waiting to be materialized: its delta entries and its held sink output. */
+export interface CommittedDelta<O> {
+  readonly id: number;
+  readonly entries: readonly DeltaEntry[];
+  readonly output: O;
+}
+
+/** What one round writes: each key once, then each checkpoint's output in order, then `_applied`. */
+export interface MaterializationRound<O> {
+  /** The newest checkpoint of the round: `_applied` once the round is done. */
+  readonly applied: number;
+  /** Checkpoint ids of the round, oldest first. */
+  readonly ids: readonly number[];
+  /** Keys to put, each once, with the value of the newest checkpoint that changed it. */
+  readonly puts: ReadonlyArray<readonly [key: string, value: Uint8Array]>;
+  /** Keys to delete, each once: the newest checkpoint that changed them deleted them. */
+  readonly deletes: readonly string[];
+  /** The held sink output of each checkpoint of the round, oldest first. */
+  readonly outputs: readonly O[];
+  /** Entries of the round's deltas before merging: `entriesIn - puts - deletes` writes saved. */
+  readonly entriesIn: number;
+  /** The merged value of `key` (null: deleted), or undefined if no delta of the round changed it. */
+  merged(key: string): Uint8Array | null | undefined;
+}
+
+/**
+ * The round that materializes `queue` (committed deltas in commit order, ids increasing): every
+ * delta in it, merged. Undefined for an empty queue.
+ */
+export function planRound<O>(queue: readonly CommittedDelta<O>[]): MaterializationRound<O> | undefined {
+  if (queue.length === 0) return undefined;
+  const merged = new Map<string, Uint8Array | null>();
+  let entriesIn = 0;
+  let previous = -Infinity;
+  for (const d of queue) {
+    if (d.id <= previous) throw new RangeError(`materialization queue out of order: ${d.id} after ${previous}`);
+    previous = d.id;
+    entriesIn += d.entries.length;
+    for (const [k, v] of d.entries) merged.set(k, v);
+  }
+  const puts: Array<readonly [string, Uint8Array]> = [];
+  const deletes: string[] = [];
+  for (const [k, v] of merged) v === null ? deletes.push(k) : puts.push([k, v]);
+  return {
+    applied: previous,
+    ids: queue.map((d) => d.id),
+    puts,
+    deletes,
+    outputs: queue.map((d) => d.output),
+    entriesIn,
+    merged: (key) => merged.get(key),
+  };
+}
+
+/** How far an actor's KV is behind its commits. */
+export interface MaterializationLag {
+  /** Committed checkpoints whose delta is not in KV yet. */
+  readonly checkpoints: number;
+  /** Distinct KV keys those deltas change. */
+  readonly keys: number;
+}
+
+/** The lag past which an actor stops reading input (either bound; 0 or Infinity: that bound is off). */
+export interface MaterializationBounds {
+  readonly maxCheckpoints: number;
+  readonly maxKeys: number;
+}
+
+/**
+ * True when the actor should stop reading input until materialization catches up. Waiting is safe
+ * for every actor, also one fed by another function whose barriers come through the input it
+ * stops reading: the rounds it waits for materialize checkpoints that are already committed, and
+ * they need nothing from the input — only KV writes, sink publishes and the actor's own `_applied`.
+ * Without a new commit the lag only shrinks, so the wait ends once the running round is done.
+ */
+export function materializationBehind(lag: MaterializationLag, bounds: MaterializationBounds): boolean {
+  const over = (value: number, bound: number) => bound > 0 && value > bound;
+  return over(lag.checkpoints, bounds.maxCheckpoints) || over(lag.keys, bounds.maxKeys);
+}

@@ -1,0 +1,65 @@
+/**
+ * Materialization rounds: a round takes every committed delta waiting, writes each key once with
+ * the newest checkpoint's value, keeps each checkpoint's sink output in checkpoint order, and
+ * records the newest checkpoint as applied; and the lag past which an actor stops reading.
+ */
+import { describe, expect, it } from "vitest";
+import { materializationBehind, planRound, type CommittedDelta } from "../../../runtime/core/materialization.ts";
+import type { DeltaEntry } from "../../../runtime/core/delta-log.ts";
+
+const v = (s: string) => new TextEncoder().encode(s);
+const text = (b: Uint8Array | null | undefined) => (b == null ? b : new TextDecoder().decode(b));
+const delta = (id: number, entries: Array<[string, string | null]>): CommittedDelta<string> => ({
+  id,
+  entries: entries.map(([k, x]): DeltaEntry => [k, x === null ? null : v(x)]),
+  output: `out-${id}`,
+});
+
+describe("planRound", () => {
+  it("has nothing to do for an empty queue", () => {
+    expect(planRound([])).toBeUndefined();
+  });
+
+  it("writes a key changed in several checkpoints once, with the newest checkpoint's value", () => {
+    const round = planRound([delta(3, [["a", "1"], ["b", "1"]]), delta(4, [["a", "2"]]), delta(7, [["a", "3"], ["c", "3"]])])!;
+    expect(round.puts.map(([k, x]) => [k, text(x)])).toEqual([["a", "3"], ["b", "1"], ["c", "3"]]);
+    expect(round.deletes).toEqual([]);
+    expect(round.entriesIn).toBe(5);
+    expect(round.applied).toBe(7);
+    expect(round.ids).toEqual([3, 4, 7]);
+  });
+
+  it("deletes a key once when the newest change deletes it, and puts it when a later one sets it again", () => {
+    const round = planRound([delta(1, [["gone", "1"], ["back", null]]), delta(2, [["gone", null], ["back", "2"]])])!;
+    expect(round.deletes).toEqual(["gone"]);
+    expect(round.puts.map(([k, x]) => [k, text(x)])).toEqual([["back", "2"]]);
+    expect(round.merged("gone")).toBeNull();
+    expect(text(round.merged("back"))).toBe("2");
+    expect(round.merged("other")).toBeUndefined();
+  });
+
+  it("keeps each checkpoint's sink output, oldest checkpoint first", () => {
+    expect(planRound([delta(5, []), delta(6, [["k", "x"]]), delta(9, [])])!.outputs).toEqual(["out-5", "out-6", "out-9"]);
+  });
+
+  it("refuses a queue out of commit order", () => {
+    expect(() => planRound([delta(2, []), delta(2, [])])).toThrow(RangeError);
+    expect(() => planRound([delta(3, []), delta(1, [])])).toThrow(/out of order/);
+  });
+});
+
+describe("materializationBehind", () => {
+  const bounds = { maxCheckpoints: 4, maxKeys: 1000 };
+  it("reads on up to either bound", () => {
+    expect(materializationBehind({ checkpoints: 0, keys: 0 }, bounds)).toBe(false);
+    expect(materializationBehind({ checkpoints: 4, keys: 1000 }, bounds)).toBe(false);
+  });
+  it("stops reading past either bound", () => {
+    expect(materializationBehind({ checkpoints: 5, keys: 0 }, bounds)).toBe(true);
+    expect(materializationBehind({ checkpoints: 1, keys: 1001 }, bounds)).toBe(true);
+  });
+  it("ignores a bound of 0 or Infinity", () => {
+    expect(materializationBehind({ checkpoints: 50, keys: 5 }, { maxCheckpoints: 0, maxKeys: 1000 })).toBe(false);
+    expect(materializationBehind({ checkpoints: 1, keys: 1e9 }, { maxCheckpoints: 4, maxKeys: Infinity })).toBe(false);
+  });
+});
