@@ -16,7 +16,10 @@
  * supervisor once every message published before the barrier is acknowledged by JetStream. When
  * the supervisor commits checkpoint `n`, the actor writes delta `n` to KV, publishes the sink
  * output it held (with deterministic message ids, so a repeat is dropped by JetStream), and
- * records `_applied = n`; processing never waits for that. Held sink output beyond
+ * records `_applied = n`; processing never waits for that. Commits that arrive while KV is busy
+ * are materialized together in one round that writes each key once (core/materialization.ts);
+ * when more is committed than KV has than `maxUnmaterializedCheckpoints`/`maxUnmaterializedKeys`
+ * allow, the actor stops reading until a round catches up. Held sink output beyond
  * `maxHeldSinkBytes` stops a source from reading; any other actor spills it to the job's spill
  * stream and keeps only its stream sequences (core/held-sink.ts).
  *
@@ -27,7 +30,8 @@
  * This module is the I/O loop; the decisions are pure and live in runtime/core, where they are
  * unit-tested with plain data: record decoding and key/timestamp selection (record-input.ts), what
  * an alignment holds and the order of snapshots and released messages (barriers.ts `Alignment`),
- * the changes KV does not have yet and the restore chain (delta-log.ts). The actor itself is
+ * the changes KV does not have yet and the restore chain (delta-log.ts), what a materialization
+ * round writes and when the lag stops reading (materialization.ts). The actor itself is
  * unit-tested over the in-memory transport of test/support/memory-transport.ts.
  */
 import { Alignment } from "../core/barriers.ts";
@@ -46,6 +50,7 @@ import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessag
 import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, type DeltaEntry } from "../core/delta-log.ts";
 import { readSourceRecord, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
 import { heldSinkAction } from "../core/held-bounds.ts";
+import { materializationBehind, planRound, type CommittedDelta } from "../core/materialization.ts";
 import { decodeSpillBatch, encodeSpillBatch, loadRanges, storeRanges, type HeldOutputView, type SpilledRange, type StoredRange } from "../core/held-sink.ts";
 import { randomUUID } from "node:crypto";
 import type { StreamInput } from "../sdk/function.ts";
@@ -88,6 +93,16 @@ export interface ActorConfig {
   readonly tickMs: number;
   /** Outstanding publishes before the actor stops reading. */
   readonly maxInFlight: number;
+  /**
+   * Committed checkpoints whose delta KV does not have yet beyond which the actor stops reading
+   * input until materialization catches up (default 16; 0: no bound).
+   */
+  readonly maxUnmaterializedCheckpoints: number;
+  /**
+   * Distinct keys changed by committed checkpoints KV does not have yet beyond which the actor
+   * stops reading input until materialization catches up (default 1 000 000; 0: no bound).
+   */
+  readonly maxUnmaterializedKeys: number;
   readonly now: () => number;
 }
 
@@ -109,6 +124,8 @@ export const DEFAULT_ACTOR_CONFIG: ActorConfig = {
   watermarkIntervalMs: 50,
   tickMs: 5,
   maxInFlight: 512,
+  maxUnmaterializedCheckpoints: 16,
+  maxUnmaterializedKeys: 1_000_000,
   now: Date.now,
 };
 
@@ -149,6 +166,19 @@ export interface ActorStats {
   spilledBytes: number;
   /** Checkpoints this actor declined because their alignment held more than `maxAlignmentBytes`. */
   declinedAlignments: number;
+  /** Committed checkpoints whose delta is not in KV yet (the materialization lag). */
+  materializationLagCheckpoints: number;
+  /** Distinct KV keys those checkpoints change. */
+  materializationLagKeys: number;
+  /** Materialization rounds done, and the checkpoints and KV writes they took. */
+  materializationRounds: number;
+  materializedCheckpoints: number;
+  /** KV puts and deletes of materialization; fewer than the deltas' entries when rounds coalesce. */
+  materializationWrites: number;
+  /** True while the read loop waits for materialization to catch up. */
+  materializationBackpressure: boolean;
+  /** Milliseconds the read loop spent waiting for materialization. */
+  materializationWaitMs: number;
 }
 
 /** What a barrier carries besides its checkpoint id. */
@@ -258,6 +288,10 @@ export class PartitionActor {
   /** Resolved by a commit, for a read loop waiting for held sink output to be freed. */
   private commitWaiters: Array<() => void> = [];
   private materializing: Promise<void> = Promise.resolve();
+  /** Committed deltas waiting for the next materialization round, in commit order. */
+  private materializeQueue: Array<CommittedDelta<HeldOutputView>> = [];
+  /** Resolved by the end of a materialization round, for a read loop waiting for the lag to shrink. */
+  private roundWaiters: Array<() => void> = [];
   private ticker: ReturnType<typeof setInterval> | undefined;
   private busy: Promise<void> | undefined;
   private lastWatermarkAt = 0;
@@ -304,7 +338,7 @@ export class PartitionActor {
     this.generator = this.source !== undefined && strategy !== undefined ? createWatermarkGenerator(strategy) : undefined;
     const sink = node.spec.sink;
     this.spills = this.source === undefined && sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once";
-    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0 };
+    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0 };
     this.failed = new Promise<never>((_, reject) => (this.failedReject = reject));
     this.failed.catch(() => undefined);
   }
@@ -422,7 +456,7 @@ export class PartitionActor {
     for (const { id, entries } of decoded) this.deltas.restoredDelta(id, entries);
     // Materialize now, so KV is at `checkpoint` before any new work: republishes the sink output
     // of the chain (JetStream drops what was already published) and records it.
-    for (const held of decoded) await this.writeDelta(held, held.output, true);
+    await this.materializeRound(decoded.map((d) => ({ id: d.id, entries: d.entries, output: d.output })), true);
     if (this.spills) {
       // Whatever is left in the spill subject is published or was spilled by an attempt that no
       // checkpoint covers (its output is produced again from the input): never to be published.
@@ -655,10 +689,22 @@ export class PartitionActor {
     this.commitWaiters = [];
     for (const w of waiters) w();
     if (committed === undefined || committed.payload === undefined) return;
-    const snapshot: HeldSnapshot = { id, entries: committed.entries };
+    this.materializeQueue.push({ id, entries: committed.entries, output });
+    this.updateLag();
+    // One link per commit; a round takes everything queued by then, so later links may find none.
     this.materializing = this.materializing
-      .then(() => this.writeDelta(snapshot, output, false))
+      .then(() => {
+        const queued = this.materializeQueue;
+        this.materializeQueue = [];
+        return this.materializeRound(queued, false);
+      })
       .catch((e) => this.fail(e));
+  }
+
+  /** The materialization lag as the delta log sees it, into the stats. */
+  private updateLag(): void {
+    this.stats.materializationLagCheckpoints = this.deltas.unmaterializedIds.length;
+    this.stats.materializationLagKeys = this.deltas.unmaterializedKeyCount;
   }
 
   /** The sink output a stored delta holds, or why it is not what eddy writes. */
@@ -669,24 +715,38 @@ export class PartitionActor {
   }
 
   /**
-   * Writes a committed delta to KV, publishes its held sink output (spilled first, in the order
-   * it was emitted), then records it as applied and purges what is no longer needed.
+   * One materialization round over committed deltas (commit order; core/materialization.ts):
+   * writes each changed key once with its newest value, publishes the held sink output of each
+   * checkpoint in checkpoint order (spilled first, in the order it was emitted), then records the
+   * newest as applied and purges what is no longer needed. Output of checkpoint n is published
+   * before `_applied` ≥ n is written, as exactly-once sinks need (notes p, bb).
    */
-  private async writeDelta({ id, entries }: HeldSnapshot, output: HeldOutputView, restoring: boolean): Promise<void> {
-    const puts: StateEntry[] = [];
-    const deletes: string[] = [];
-    for (const [key, value] of entries) value === null ? deletes.push(key) : puts.push({ key, value });
-    if (puts.length > 0 || deletes.length > 0) await this.transport.writeState(this.bucket, puts, deletes);
-    for (const range of output.spilled) await this.publishSpilled(range, id, restoring);
-    for (const o of output.inMemory) this.publisher.publish(o.subject, o.data, undefined, o.msgId);
+  private async materializeRound(queued: ReadonlyArray<CommittedDelta<HeldOutputView>>, restoring: boolean): Promise<void> {
+    const round = planRound(queued);
+    if (round === undefined) return;
+    const puts: StateEntry[] = round.puts.map(([key, value]) => ({ key, value }));
+    if (puts.length > 0 || round.deletes.length > 0) await this.transport.writeState(this.bucket, puts, round.deletes);
+    for (let i = 0; i < round.ids.length; i++) {
+      const output = round.outputs[i]!;
+      for (const range of output.spilled) await this.publishSpilled(range, round.ids[i]!, restoring);
+      for (const o of output.inMemory) this.publisher.publish(o.subject, o.data, undefined, o.msgId);
+    }
     await this.publisher.drainUpTo(this.publisher.lastSequence);
+    const id = round.applied;
     await this.transport.writeState(this.bucket, [{ key: appliedKey(this.partition), value: encodeValue(id) }], []);
     this.stats.applied = Math.max(this.stats.applied, id);
     this.deltas.materialized(id);
+    this.stats.materializationRounds++;
+    this.stats.materializedCheckpoints += round.ids.length;
+    this.stats.materializationWrites += puts.length + round.deletes.length;
+    this.updateLag();
+    const waiters = this.roundWaiters;
+    this.roundWaiters = [];
+    for (const w of waiters) w();
     if (this.source === undefined) {
       // Input before the committed restart position is never read again: drop it, as Kafka
       // Streams purges repartition topics after a commit. User streams are never touched.
-      const position = entries.find(([k]) => k === positionKey(this.partition))?.[1];
+      const position = round.merged(positionKey(this.partition));
       if (position != null) await this.transport.purgeBelow(this.stream, this.subject, decodeValue(position) as number);
     }
     const below = this.router.held.purgeBelow(id);
@@ -779,6 +839,39 @@ export class PartitionActor {
           await this.waitForHeldSink();
           break;
       }
+      if (materializationBehind(this.materializationLag, this.materializationBounds)) await this.waitForMaterialization();
+    }
+  }
+
+  private get materializationLag(): { checkpoints: number; keys: number } {
+    return { checkpoints: this.stats.materializationLagCheckpoints, keys: this.stats.materializationLagKeys };
+  }
+
+  private get materializationBounds(): { maxCheckpoints: number; maxKeys: number } {
+    return { maxCheckpoints: this.config.maxUnmaterializedCheckpoints, maxKeys: this.config.maxUnmaterializedKeys };
+  }
+
+  /**
+   * Stops reading while KV is too far behind the commits (core/materialization.ts): recovery cost
+   * grows with the lag. Cannot deadlock: the rounds it waits for need nothing from the input.
+   */
+  private async waitForMaterialization(): Promise<void> {
+    const started = Date.now();
+    this.stats.materializationBackpressure = true;
+    try {
+      while (!this.stopping && this.failure === undefined && materializationBehind(this.materializationLag, this.materializationBounds)) {
+        // The end of a round wakes it; the timeout notices a stop.
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, 100);
+          this.roundWaiters.push(() => {
+            clearTimeout(t);
+            r();
+          });
+        });
+      }
+    } finally {
+      this.stats.materializationBackpressure = false;
+      this.stats.materializationWaitMs += Date.now() - started;
     }
   }
 

@@ -80,6 +80,7 @@ export class MemoryTransport implements Transport {
   readonly core: Array<{ readonly subject: string; readonly data: Uint8Array }> = [];
   private readonly subscribers = new Set<{ filter: string; f: (subject: string, data: Uint8Array) => void }>();
   private failure: ((op: TransportOperation, target: string) => Error | undefined) | undefined;
+  private writesPaused: Promise<void> | undefined;
   private readonly payloadLimit: number | undefined;
   /** Clock stamping stored messages. */
   now: () => number;
@@ -266,7 +267,22 @@ export class MemoryTransport implements Transport {
     s.messages = s.messages.filter((m) => m.seq >= seq || !subjectMatches(subject, m.subject));
   }
 
+  /**
+   * Holds every KV write from now on until the returned function is called (a slow KV): the
+   * writes then happen in the order they were issued. One pause at a time.
+   */
+  pauseWrites(): () => void {
+    let release!: () => void;
+    const paused = new Promise<void>((r) => (release = r));
+    this.writesPaused = paused;
+    return () => {
+      if (this.writesPaused === paused) this.writesPaused = undefined;
+      release();
+    };
+  }
+
   async writeState(bucket: string, puts: readonly StateEntry[], deletes: readonly string[]): Promise<void> {
+    if (this.writesPaused !== undefined) await this.writesPaused;
     this.check("writeState", bucket);
     const b = this.bucket(bucket);
     for (const { key, value } of puts) {

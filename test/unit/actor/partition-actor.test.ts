@@ -357,3 +357,135 @@ describe("PartitionActor over the in-memory transport: what a checkpoint writes"
     expect(new Set(published().map(([, id]) => id)).size).toBe(3);
   });
 });
+
+describe("PartitionActor over the in-memory transport: materialization rounds", () => {
+  /** Records, a checkpoint and its commit; KV may be paused meanwhile (the commit only queues). */
+  async function checkpoint(t: MemoryTransport, acks: SnapshotAck[], actors: PartitionActor[], source: PartitionActor, id: number, records: Array<[string, string]>): Promise<void> {
+    const before = source.stats.position;
+    for (const [stream, r] of records) await t.append(stream, r);
+    await waitFor(`records before ${id}`, () => source.stats.position === before + records.length, { timeoutMs: 5000, intervalMs: 5 });
+    await source.trigger({ id, generation: 1, stop: false });
+    await waitFor(`acks of ${id}`, () => acks.filter((k) => k.id === id).length === actors.length, { timeoutMs: 5000, intervalMs: 5 });
+    for (const a of actors) a.onCommitted(id);
+  }
+
+  it("writes a key changed in several checkpoints committed while KV was busy once, and records the newest as applied", async () => {
+    const graph = countingJob();
+    const { t, acks } = setup(graph, { clicks: ["clicks"] });
+    const a = actor(t, graph, "counts");
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    const release = t.pauseWrites();
+    await checkpoint(t, acks, [a], a, 1, [["clicks", click("ann", 10)], ["clicks", click("bob", 11)]]);
+    // Round 1 is waiting for KV; checkpoints 2 and 3 commit meanwhile.
+    await checkpoint(t, acks, [a], a, 2, [["clicks", click("ann", 12)], ["clicks", click("cid", 13)]]);
+    await checkpoint(t, acks, [a], a, 3, [["clicks", click("ann", 14)]]);
+    expect(a.stats).toMatchObject({ materializationLagCheckpoints: 3, materializationLagKeys: 7 });
+    release();
+    await a.applied(3);
+    const bucket = stateBucket("j", "counts");
+    const writesOf = (key: string) => t.kvWrites.filter((w) => w.bucket === bucket && w.key === key).length;
+    // ann changed in all three: once in round 1 (checkpoint 1), once in round 2 (checkpoints 2 and 3).
+    expect(writesOf(stateKey(0, "n", "ann"))).toBe(2);
+    expect(writesOf(stateKey(0, "n", "cid"))).toBe(1);
+    expect(writesOf(positionKey(0))).toBe(2);
+    expect(writesOf(appliedKey(0))).toBe(2);
+    expect(kvValue(t, bucket, stateKey(0, "n", "ann"))).toBe(3);
+    expect(kvValue(t, bucket, stateKey(0, "n", "cid"))).toBe(1);
+    expect(kvValue(t, bucket, positionKey(0))).toBe(6);
+    expect(kvValue(t, bucket, appliedKey(0))).toBe(3);
+    expect(a.stats).toMatchObject({ materializationRounds: 2, materializedCheckpoints: 3, materializationLagCheckpoints: 0, materializationLagKeys: 0 });
+  });
+
+  it("publishes the sink output of every checkpoint of a round in checkpoint order, before the round records them applied", async () => {
+    const graph = buildJobGraph(
+      definePipeline({
+        name: "j",
+        functions: [
+          defineFunction<{ n: number }, { n: number }>({ name: "src", input: fromStream("in"), process: (ctx, r) => ctx.emit(r) }),
+          defineSink<{ n: number }>({ name: "out", input: fromFunction("src"), subject: "results" }),
+        ],
+      }),
+    );
+    const { t, acks } = setup(graph, { in: ["in"], RESULTS: ["results"] });
+    const src = actor(t, graph, "src");
+    const out = actor(t, graph, "out");
+    for (const x of [src, out]) await x.start({ generation: 1, checkpoint: 0, worker: "w" });
+    const bucket = stateBucket("j", "out");
+    // Every KV write call of the sink, with what was published to the sink stream by then.
+    const calls: Array<{ writesBefore: number; published: number }> = [];
+    t.failWith((op, target) => {
+      if (op === "writeState" && target === bucket) calls.push({ writesBefore: t.kvWrites.length, published: t.messages("RESULTS").length });
+      return undefined;
+    });
+    const release = t.pauseWrites();
+    let n = 0;
+    const record = (): [string, string] => ["in", JSON.stringify({ n: ++n })];
+    const atSink = async (count: number) => waitFor(`${count} records at the sink`, () => out.stats.recordsIn === count, { timeoutMs: 5000, intervalMs: 5 });
+    await checkpoint(t, acks, [src, out], src, 1, [record()]);
+    await atSink(1);
+    await checkpoint(t, acks, [src, out], src, 2, [record(), record()]);
+    await atSink(3);
+    await checkpoint(t, acks, [src, out], src, 3, [record()]);
+    await atSink(4);
+    expect(t.messages("RESULTS")).toEqual([]);
+    release();
+    await out.applied(3);
+    const published = t.messages("RESULTS").map((m) => [new TextDecoder().decode(m.data), m.msgId]);
+    expect(published.map(([d]) => d)).toEqual(['{"n":1}', '{"n":2}', '{"n":3}', '{"n":4}']);
+    expect(new Set(published.map(([, id]) => id)).size).toBe(4);
+    // Each `_applied` write came after the output of every checkpoint it covers was published.
+    const appliedWrites = t.kvWrites.flatMap((w, i) => (w.bucket === bucket && w.key === appliedKey(0) ? [i] : []));
+    expect(appliedWrites).toHaveLength(2);
+    expect(appliedWrites.map((i) => calls.find((c) => c.writesBefore === i)?.published)).toEqual([1, 4]);
+    // And each round's state writes came before its output.
+    const stateWrites = calls.filter((c) => !appliedWrites.includes(c.writesBefore)).map((c) => c.published);
+    expect(stateWrites).toEqual([0, 1]);
+    expect(kvValue(t, bucket, appliedKey(0))).toBe(3);
+    expect(out.stats).toMatchObject({ materializationRounds: 2, materializedCheckpoints: 3 });
+  });
+
+  it("stops reading while more checkpoints than its bound wait for KV, and reads on once a round catches up", async () => {
+    const graph = countingJob();
+    const { t, acks } = setup(graph, { clicks: ["clicks"] });
+    const a = actor(t, graph, "counts", { maxUnmaterializedCheckpoints: 1 });
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    const release = t.pauseWrites();
+    await checkpoint(t, acks, [a], a, 1, [["clicks", click("ann", 10)]]);
+    await checkpoint(t, acks, [a], a, 2, [["clicks", click("bob", 11)]]);
+    expect(a.stats.materializationLagCheckpoints).toBe(2);
+    // The first record after the lag passed the bound is handled; then the actor waits.
+    const position = a.stats.position;
+    for (let i = 0; i < 5; i++) await t.append("clicks", click(`u${i}`, 20 + i));
+    await waitFor("backpressure", () => a.stats.materializationBackpressure, { timeoutMs: 5000, intervalMs: 5 });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(a.stats.position).toBe(position + 1);
+    release();
+    await waitFor("all records read", () => a.stats.position === position + 5, { timeoutMs: 5000, intervalMs: 5 });
+    expect(a.stats.materializationBackpressure).toBe(false);
+    expect(a.stats.materializationLagCheckpoints).toBe(0);
+    expect(a.stats.materializationWaitMs).toBeGreaterThan(0);
+  });
+
+  it("an actor fed by another function waits too, and the checkpoint whose barrier it holds back still commits", async () => {
+    const graph = countingJob();
+    const { t, acks } = setup(graph, { clicks: ["clicks"] });
+    const counts = actor(t, graph, "counts");
+    const total = actor(t, graph, "total", { maxUnmaterializedCheckpoints: 1 });
+    for (const x of [counts, total]) await x.start({ generation: 1, checkpoint: 0, worker: "w" });
+    const release = t.pauseWrites();
+    await checkpoint(t, acks, [counts, total], counts, 1, [["clicks", click("ann", 10)]]);
+    await checkpoint(t, acks, [counts, total], counts, 2, [["clicks", click("bob", 11)]]);
+    await t.append("clicks", click("cid", 12));
+    await t.append("clicks", click("dan", 13));
+    await waitFor("total waits", () => total.stats.materializationBackpressure, { timeoutMs: 5000, intervalMs: 5 });
+    await counts.trigger({ id: 3, generation: 1, stop: false });
+    await new Promise((r) => setTimeout(r, 100));
+    // Barrier 3 sits in total's input behind the record it stopped at.
+    expect(acks.filter((k) => k.id === 3).map((k) => k.actor)).toEqual(["counts/0"]);
+    release();
+    await waitFor("ack 3 of total", () => acks.some((k) => k.id === 3 && k.actor === "total/0"), { timeoutMs: 5000, intervalMs: 5 });
+    for (const x of [counts, total]) x.onCommitted(3);
+    await total.applied(3);
+    expect(total.stats.recordsIn).toBe(4);
+  });
+});
