@@ -1,6 +1,7 @@
 /**
  * Metrics of the actors a worker process hosts: records in and out, dead letters, input lag,
- * watermark and its lag behind wall time, and the last materialized checkpoint, per job,
+ * watermark and its lag behind wall time, the last materialized checkpoint and the
+ * materialization lag (checkpoints and keys committed but not in KV), per job,
  * function and partition; and the control-plane input this process refused (rejections.ts).
  */
 import type { ActorStats } from "../actor/partition-actor.ts";
@@ -22,6 +23,13 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       m.add("eddy_held_bytes", "gauge", "Bytes held in memory: exactly-once sink output awaiting commit and messages held by an alignment.", l, s.heldBytes);
       m.add("eddy_spilled_bytes", "gauge", "Bytes of exactly-once sink output awaiting commit in the job's spill stream.", l, s.spilledBytes);
       m.add("eddy_alignments_declined_total", "counter", "Checkpoints declined because their alignment held more than maxAlignmentBytes.", l, s.declinedAlignments);
+      m.add("eddy_materialization_lag_checkpoints", "gauge", "Committed checkpoints whose delta is not in KV yet.", l, s.materializationLagCheckpoints);
+      m.add("eddy_materialization_lag_keys", "gauge", "Distinct KV keys changed by committed checkpoints not in KV yet.", l, s.materializationLagKeys);
+      m.add("eddy_materialization_rounds_total", "counter", "Materialization rounds (one round writes every checkpoint committed while the previous one ran).", l, s.materializationRounds);
+      m.add("eddy_materialized_checkpoints_total", "counter", "Committed checkpoints written to KV.", l, s.materializedCheckpoints);
+      m.add("eddy_materialization_writes_total", "counter", "KV puts and deletes of materialization (each key once per round).", l, s.materializationWrites);
+      m.add("eddy_materialization_backpressure", "gauge", "1 while the actor stops reading because materialization is behind its bound.", l, s.materializationBackpressure ? 1 : 0);
+      m.add("eddy_materialization_wait_seconds_total", "counter", "Time the actor stopped reading for materialization to catch up.", l, s.materializationWaitMs / 1000);
     }
   }
   addRejectionMetrics(m);

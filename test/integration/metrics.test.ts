@@ -43,6 +43,10 @@ describe("metrics", () => {
       expect(inCount, worker.output()).toBe(50);
       expect(metrics).toMatch(/^eddy_input_lag_messages\{job="counter",function="clicks",partition="0"\} 0$/m);
       expect(metrics).toMatch(/^eddy_checkpoint_applied\{job="counter",function="out",partition="0"\} [1-9]\d*$/m);
+      expect(metrics).toMatch(/^eddy_materialized_checkpoints_total\{job="counter",function="out",partition="0"\} [1-9]\d*$/m);
+      expect(metrics).toMatch(/^eddy_materialization_lag_checkpoints\{job="counter",function="out",partition="0"\} \d+$/m);
+      expect(metrics).toMatch(/^eddy_materialization_lag_keys\{job="counter",function="count",partition="0"\} \d+$/m);
+      expect(metrics).toMatch(/^eddy_materialization_backpressure\{job="counter",function="count",partition="0"\} 0$/m);
 
       const scaling = await waitFor("the job's lag on /scaling to reach 0", async () => {
         const s = JSON.parse((await get(`http://127.0.0.1:${supervisorPort}/scaling`)).text) as { lag: number; jobs: Array<{ job: string; lag: number }> };
