@@ -50,7 +50,7 @@ import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessag
 import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, type DeltaEntry } from "../core/delta-log.ts";
 import { readSourceRecord, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
 import { heldSinkAction } from "../core/held-bounds.ts";
-import { materializationBehind, planRound, type CommittedDelta } from "../core/materialization.ts";
+import { materializationBehind, planRound, type CommittedDelta, type MaterializationBounds } from "../core/materialization.ts";
 import { decodeSpillBatch, encodeSpillBatch, loadRanges, storeRanges, type HeldOutputView, type SpilledRange, type StoredRange } from "../core/held-sink.ts";
 import { randomUUID } from "node:crypto";
 import type { StreamInput } from "../sdk/function.ts";
@@ -288,6 +288,9 @@ export class PartitionActor {
   /** Resolved by a commit, for a read loop waiting for held sink output to be freed. */
   private commitWaiters: Array<() => void> = [];
   private materializing: Promise<void> = Promise.resolve();
+  /** The lag as `materializationBehind` reads it: the stats' counters, kept current by `updateLag`. */
+  private readonly materializationLag = { checkpoints: 0, keys: 0 };
+  private readonly materializationBounds: MaterializationBounds;
   /** Committed deltas waiting for the next materialization round, in commit order. */
   private materializeQueue: Array<CommittedDelta<HeldOutputView>> = [];
   /** Resolved by the end of a materialization round, for a read loop waiting for the lag to shrink. */
@@ -317,6 +320,7 @@ export class PartitionActor {
     };
     this.maxRecordBytes = node.spec.maxRecordBytes ?? this.config.maxRecordBytes ?? Math.floor(this.config.maxPayloadBytes / 2);
     this.bucket = stateBucket(graph.job, node.name);
+    this.materializationBounds = { maxCheckpoints: this.config.maxUnmaterializedCheckpoints, maxKeys: this.config.maxUnmaterializedKeys };
     const input = node.stream;
     if (input !== undefined) {
       this.source = input;
@@ -703,8 +707,8 @@ export class PartitionActor {
 
   /** The materialization lag as the delta log sees it, into the stats. */
   private updateLag(): void {
-    this.stats.materializationLagCheckpoints = this.deltas.unmaterializedIds.length;
-    this.stats.materializationLagKeys = this.deltas.unmaterializedKeyCount;
+    this.stats.materializationLagCheckpoints = this.materializationLag.checkpoints = this.deltas.unmaterializedIds.length;
+    this.stats.materializationLagKeys = this.materializationLag.keys = this.deltas.unmaterializedKeyCount;
   }
 
   /** The sink output a stored delta holds, or why it is not what eddy writes. */
@@ -839,16 +843,13 @@ export class PartitionActor {
           await this.waitForHeldSink();
           break;
       }
-      if (materializationBehind(this.materializationLag, this.materializationBounds)) await this.waitForMaterialization();
+      if (this.materializationBehind) await this.waitForMaterialization();
     }
   }
 
-  private get materializationLag(): { checkpoints: number; keys: number } {
-    return { checkpoints: this.stats.materializationLagCheckpoints, keys: this.stats.materializationLagKeys };
-  }
-
-  private get materializationBounds(): { maxCheckpoints: number; maxKeys: number } {
-    return { maxCheckpoints: this.config.maxUnmaterializedCheckpoints, maxKeys: this.config.maxUnmaterializedKeys };
+  /** The materialization lag is past its bound (checked after every message: no allocation). */
+  private get materializationBehind(): boolean {
+    return materializationBehind(this.materializationLag, this.materializationBounds);
   }
 
   /**
@@ -859,7 +860,7 @@ export class PartitionActor {
     const started = Date.now();
     this.stats.materializationBackpressure = true;
     try {
-      while (!this.stopping && this.failure === undefined && materializationBehind(this.materializationLag, this.materializationBounds)) {
+      while (!this.stopping && this.failure === undefined && this.materializationBehind) {
         // The end of a round wakes it; the timeout notices a stop.
         await new Promise<void>((r) => {
           const t = setTimeout(r, 100);

@@ -96,6 +96,7 @@ export interface MaterializationBounds {
  * Without a new commit the lag only shrinks, so the wait ends once the running round is done.
  */
 export function materializationBehind(lag: MaterializationLag, bounds: MaterializationBounds): boolean {
-  const over = (value: number, bound: number) => bound > 0 && value > bound;
   return over(lag.checkpoints, bounds.maxCheckpoints) || over(lag.keys, bounds.maxKeys);
 }
+
+const over = (value: number, bound: number) => bound > 0 && value > bound;

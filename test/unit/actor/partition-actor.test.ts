@@ -444,6 +444,37 @@ describe("PartitionActor over the in-memory transport: materialization rounds", 
     expect(out.stats).toMatchObject({ materializationRounds: 2, materializedCheckpoints: 3 });
   });
 
+  it("restores the committed deltas KV lacks in one round: each key written once, then the newest checkpoint applied", async () => {
+    const graph = countingJob();
+    const { t, acks } = setup(graph, { clicks: ["clicks"] });
+    const a = actor(t, graph, "counts");
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    // KV is gone for this actor: its rounds fail, and it dies with three commits not in KV.
+    t.failWith((op) => (op === "writeState" ? new Error("KV unavailable") : undefined));
+    const release = t.pauseWrites();
+    await checkpoint(t, acks, [a], a, 1, [["clicks", click("ann", 10)]]);
+    await checkpoint(t, acks, [a], a, 2, [["clicks", click("ann", 11)], ["clicks", click("bob", 12)]]);
+    await checkpoint(t, acks, [a], a, 3, [["clicks", click("ann", 13)]]);
+    release();
+    await expect(a.failed).rejects.toThrow(/KV unavailable/);
+    await a.stop();
+    t.failWith(undefined);
+    const bucket = stateBucket("j", "counts");
+    expect(t.kvWrites.filter((w) => w.bucket === bucket)).toEqual([]);
+
+    const b = actor(t, graph, "counts");
+    await b.start({ generation: 2, checkpoint: 3, worker: "w2" });
+    const writesOf = (key: string) => t.kvWrites.filter((w) => w.bucket === bucket && w.key === key).length;
+    expect(writesOf(stateKey(0, "n", "ann"))).toBe(1);
+    expect(writesOf(positionKey(0))).toBe(1);
+    expect(writesOf(appliedKey(0))).toBe(1);
+    expect(kvValue(t, bucket, stateKey(0, "n", "ann"))).toBe(3);
+    expect(kvValue(t, bucket, stateKey(0, "n", "bob"))).toBe(1);
+    expect(kvValue(t, bucket, appliedKey(0))).toBe(3);
+    expect(b.store.get("n", "ann")).toBe(3);
+    expect(b.stats).toMatchObject({ materializationRounds: 1, materializedCheckpoints: 3, materializationLagCheckpoints: 0 });
+  });
+
   it("stops reading while more checkpoints than its bound wait for KV, and reads on once a round catches up", async () => {
     const graph = countingJob();
     const { t, acks } = setup(graph, { clicks: ["clicks"] });
