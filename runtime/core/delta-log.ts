@@ -9,8 +9,8 @@
  * its changes go into the next snapshot again. When checkpoint `n` commits, the changes of epochs
  * up to `n` leave the log's uncommitted part; snapshot `n`'s entries are what the actor writes to
  * KV, and until it says they are written (`materialized`) they stay visible to `overlay`: the
- * value a read of KV must be corrected with. That query is what a state cache serving a miss from
- * KV will need (issue 12); today the whole state is in memory and only tests ask it.
+ * value a read of KV must be corrected with: the actor's state cache serves a miss from KV
+ * corrected by it (state-cache.ts, design note bf).
  *
  * A deletion is only a change for a key KV may hold (`mayBeStored`): a key created and deleted
  * between two snapshots never reached any delta, so its deletion is dropped instead of costing a
@@ -156,6 +156,41 @@ export class DeltaLog<P = undefined> {
       if (c.index.has(key)) return { value: c.index.get(key)! };
     }
     return undefined;
+  }
+  /**
+   * The overlay of every KV key starting with `prefix` (a map of one key: its entries), newest
+   * change per key; null for a deletion. Scans the log: its cost grows with the changes KV does
+   * not have yet.
+   */
+  overlayPrefix(prefix: string): Map<string, Uint8Array | null> {
+    const out = new Map<string, Uint8Array | null>();
+    for (const [k, e] of this.uncommitted) if (k.startsWith(prefix)) out.set(k, e.value);
+    for (let i = this.unmaterialized.length - 1; i >= 0; i--) {
+      for (const [k, v] of this.unmaterialized[i]!.entries) if (!out.has(k) && k.startsWith(prefix)) out.set(k, v);
+    }
+    return out;
+  }
+
+  /**
+   * A key read from KV is there (or the overlay has a value for it): a later deletion of it must
+   * reach KV. Keeps what a snapshot already recorded.
+   */
+  markStored(key: string): void {
+    if (!this.mayBeStored.has(key)) this.mayBeStored.set(key, 0);
+  }
+
+  /**
+   * Forgets `key` for `mayBeStored` when KV is current for it (no overlay): a cache evicting the
+   * key learns it again from KV when it reads the key back. Returns whether it forgot it.
+   */
+  forgetStored(key: string): boolean {
+    if (this.overlay(key) !== undefined) return false;
+    return this.mayBeStored.delete(key);
+  }
+
+  /** Number of keys `mayBeStored` remembers (for tests and metrics). */
+  get storedKeysKnown(): number {
+    return this.mayBeStored.size;
   }
 }
 
