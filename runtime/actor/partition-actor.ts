@@ -978,8 +978,11 @@ export class PartitionActor {
       else
         await this.exclusive(async () => {
           await reading;
-          if (!this.stopping) this.handleMessage(m, now);
+          if (this.stopping) return;
+          this.handleMessage(m, now);
+          await this.advanceDeferred(now);
         });
+      // Nothing else runs in between: `exclusive` takes the actor at once when it is free.
       if (this.deferredWatermark !== undefined) await this.exclusive(() => this.advanceDeferred(now));
       if (this.alignment?.needsSettling === true) await this.settleAlignment(now);
       this.evictOverBudget();

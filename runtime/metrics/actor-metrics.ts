@@ -21,6 +21,11 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       m.add("eddy_checkpoint_applied", "gauge", "Last checkpoint this actor materialized in KV.", l, s.applied);
       m.add("eddy_held_bytes", "gauge", "Bytes held in memory: exactly-once sink output awaiting commit and messages held by an alignment.", l, s.heldBytes);
       m.add("eddy_alignments_declined_total", "counter", "Checkpoints declined because their alignment held more than maxAlignmentBytes.", l, s.declinedAlignments);
+      m.add("eddy_state_cache_keys", "gauge", "Keys whose state the actor holds in memory (absent ones included).", l, s.cacheKeys);
+      m.add("eddy_state_cache_bytes", "gauge", "Bytes the state in memory is charged against the state cache budget.", l, s.cacheBytes);
+      m.add("eddy_state_cache_hits_total", "counter", "Keys a message needed that were in memory.", l, s.cacheHits);
+      m.add("eddy_state_cache_misses_total", "counter", "Keys a message needed that were not in memory (read from KV, or new).", l, s.cacheMisses);
+      m.add("eddy_state_cache_evictions_total", "counter", "Keys dropped from memory to stay within the state cache budget.", l, s.cacheEvictions);
     }
   }
   addRejectionMetrics(m);

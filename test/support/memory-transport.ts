@@ -275,8 +275,24 @@ export class MemoryTransport implements Transport {
     s.messages = s.messages.filter((m) => m.seq >= seq || !subjectMatches(subject, m.subject));
   }
 
+  /**
+   * Holds every KV write from now on until the returned function is called: materialization
+   * waits, so committed deltas stay "committed, not in KV yet" as long as a test needs.
+   */
+  holdKvWrites(): () => void {
+    let release!: () => void;
+    this.writeGate = new Promise<void>((r) => (release = r));
+    return () => {
+      this.writeGate = undefined;
+      release();
+    };
+  }
+
+  private writeGate: Promise<void> | undefined;
+
   async writeState(bucket: string, puts: readonly StateEntry[], deletes: readonly string[]): Promise<void> {
     this.check("writeState", bucket);
+    while (this.writeGate !== undefined) await this.writeGate;
     const b = this.bucket(bucket);
     for (const { key, value } of puts) {
       b.set(key, value.slice());
