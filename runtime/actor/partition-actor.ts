@@ -985,7 +985,8 @@ export class PartitionActor {
       // Nothing else runs in between: `exclusive` takes the actor at once when it is free.
       if (this.deferredWatermark !== undefined) await this.exclusive(() => this.advanceDeferred(now));
       if (this.alignment?.needsSettling === true) await this.settleAlignment(now);
-      this.evictOverBudget();
+      // Only while nothing holds the actor: a tick or a write may have read keys it is about to use.
+      if (this.busy === undefined) this.evictOverBudget();
       if (this.source !== undefined && this.endSeq !== undefined) {
         if (m.seq >= this.endSeq) await this.exclusive(() => this.finishInput());
         // `pending` is as of the message's delivery, which may be long before the end was set:
