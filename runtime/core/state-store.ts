@@ -492,7 +492,7 @@ export class KeyedStateStore {
     }
   }
 
-  /** Number of (key, sub-key) entries over all state, for metrics. */
+  /** Number of (key, sub-key) entries in memory over all state (with a state cache: of the resident keys only). */
   entryCount(): number {
     let n = 0;
     for (const values of this.scalars.values()) n += values.size;
