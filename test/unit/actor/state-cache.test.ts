@@ -314,4 +314,71 @@ describe("a state cache smaller than the state", () => {
     expect(await a.readLive("tags", "l5", "a")).toBe(6);
     expect(await a.readLive("n", "l0")).toBeUndefined();
   });
+
+  it("migrates a schema once, also for keys evicted before and after the checkpoint that writes them back", async () => {
+    // Version 1 of a counter, then version 2 stores ten times the count: migrated twice, a value
+    // would be a hundred times.
+    const counter = (state: ReturnType<typeof valueState<number>>) =>
+      buildJobGraph(
+        definePipeline({
+          name: "j",
+          functions: [
+            defineFunction<Event, unknown, { n: ReturnType<typeof valueState<number>> }>({
+              name: "users",
+              input: fromStream("events"),
+              key: (e) => e.user,
+              state: { n: state },
+              process(ctx, e) {
+                ctx.emit({ user: e.user, n: ctx.state.n.update((x) => (x ?? 0) + 1) });
+              },
+            }),
+            defineFunction<unknown, unknown>({ name: "out", input: fromFunction("users"), partitions: 1, process: () => undefined }),
+          ],
+        }),
+      );
+    const v1 = counter(valueState<number>());
+    const v2 = counter(valueState<number>({ version: 2, migrations: { 1: (n) => (n as number) * 10 } }));
+    const t = new MemoryTransport({ now: () => 1_000_000 });
+    t.addStream("events", ["events"]);
+    t.addJobTopology(v1);
+    const acks: SnapshotAck[] = [];
+    t.subscribe(ackSubject("j"), (_, data) => acks.push(JSON.parse(new TextDecoder().decode(data)) as SnapshotAck));
+    const users = Array.from({ length: 30 }, (_, i) => `v${i}`);
+    const a = actor(t, v1, TINY);
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    await send(t, a, users.map((user, i) => ({ user, at: i })));
+    await checkpoint(a, acks, 1, 1);
+    await a.stop();
+
+    const b = actor(t, v2, TINY);
+    await b.start({ generation: 2, checkpoint: 1, worker: "w" });
+    // Before the checkpoint that writes them back: migrated in memory (pinned, over the budget).
+    expect(await b.readLive("n", "v0")).toBe(10);
+    await checkpoint(b, acks, 2, 2, { commit: false });
+    // After it, not committed: evicted by other keys, read back from the delta log.
+    await send(t, b, Array.from({ length: 30 }, (_, i) => ({ user: `w${i}`, at: 100 + i })));
+    expect(b.stats.cacheEvictions).toBeGreaterThan(0);
+    expect(await b.readLive("n", "v1")).toBe(10);
+    b.onCommitted(2);
+    await b.applied(2);
+    expect(kv(t, stateKey(0, "n", "v2"))).toBe(10);
+    await send(t, b, [{ user: "v3", at: 200 }]);
+    await b.stop();
+
+    // A restore after the commit reads values at version 2 and migrates nothing.
+    const c = actor(t, v2, TINY);
+    await c.start({ generation: 3, checkpoint: 2, worker: "w" });
+    expect(await c.readLive("n", "v4")).toBe(10);
+    // c reads v3 again (after checkpoint 2), then v4.
+    await t.append("events", JSON.stringify({ user: "v4", at: 300 }));
+    const rows = () => emitted(t).filter((r) => (r as { user: string }).user === "v3" || (r as { user: string }).user === "v4");
+    await waitFor("v3 and v4 counted", () => rows().length === 5, { timeoutMs: 10_000, intervalMs: 2 });
+    expect(rows()).toEqual([
+      { user: "v3", n: 1 },
+      { user: "v4", n: 1 },
+      { user: "v3", n: 11 },
+      { user: "v3", n: 11 },
+      { user: "v4", n: 11 },
+    ]);
+  });
 });
