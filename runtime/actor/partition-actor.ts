@@ -584,7 +584,7 @@ export class PartitionActor {
         overlays.push(this.deltas.overlay(kk));
       }
     }
-    const mapOverlays = keys.flatMap((key) => maps.map((name) => this.deltas.overlayPrefix(`${stateKey(p, name, key)}.`)));
+    const mapOverlays = keys.flatMap((key) => maps.map((name) => this.deltas.overlayGroup(stateKey(p, name, key))));
     // A key too long to store never was: no need to ask.
     const askable = kvKeys.map((k) => k.length <= MAX_KV_KEY_CHARS);
     const [got, listed] = await Promise.all([
@@ -1194,7 +1194,7 @@ export class PartitionActor {
       return seen.found ? seen.value : undefined;
     }
     const prefix = stateKey(p, state, key);
-    const overlay = this.deltas.overlayPrefix(`${prefix}.`);
+    const overlay = this.deltas.overlayGroup(prefix);
     const listed = prefix.length > MAX_KV_KEY_CHARS ? [] : await this.transport.listState(this.bucket, mapEntriesFilter(p, state, key));
     const entries = new Map<string, unknown>();
     for (const [kk, v] of resolveMapMiss(new Map(listed.map((e) => [e.key, e.value])), overlay)) {

@@ -36,6 +36,18 @@ interface Committed {
   readonly entries: readonly DeltaEntry[];
   /** Built on the first `overlay` lookup that reaches this delta. */
   index?: Map<string, Uint8Array | null>;
+  /** Keys by group (`groupOf`), built on the first `overlayGroup` lookup that reaches this delta. */
+  groups?: Map<string, string[]>;
+}
+
+/**
+ * The group of a KV key: everything before its last `.`. The entries of one key's map state
+ * (`<p>.<state>.<key>.<subkey>`) form one group, so a cache miss of a map finds its changes
+ * without scanning the log.
+ */
+export function groupOf(key: string): string {
+  const dot = key.lastIndexOf(".");
+  return dot < 0 ? "" : key.slice(0, dot);
 }
 
 export class DeltaLog<P = undefined> {
@@ -50,6 +62,8 @@ export class DeltaLog<P = undefined> {
    * since, with the id of the last snapshot that put them (0: committed before this log started).
    */
   private readonly mayBeStored = new Map<string, number>();
+  /** The keys of `uncommitted` by group (`groupOf`). */
+  private readonly uncommittedGroups = new Map<string, Set<string>>();
   private committedId: number;
 
   /** A log after a restore from checkpoint `committed`, whose state has the KV keys `storedKeys`. */
@@ -70,13 +84,31 @@ export class DeltaLog<P = undefined> {
 
   /** Records `value` for `key`, taken by the snapshot of checkpoint `epoch`. */
   put(key: string, value: Uint8Array, epoch: number): void {
-    this.uncommitted.set(key, { value, epoch });
+    this.setUncommitted(key, value, epoch);
   }
 
   /** Records the deletion of `key` — a change only for a key KV may hold. */
   delete(key: string, epoch: number): void {
-    if (this.mayBeStored.has(key)) this.uncommitted.set(key, { value: null, epoch });
-    else this.uncommitted.delete(key);
+    if (this.mayBeStored.has(key)) this.setUncommitted(key, null, epoch);
+    else this.dropUncommitted(key);
+  }
+
+  private setUncommitted(key: string, value: Uint8Array | null, epoch: number): void {
+    if (!this.uncommitted.has(key)) {
+      const group = groupOf(key);
+      let keys = this.uncommittedGroups.get(group);
+      if (keys === undefined) this.uncommittedGroups.set(group, (keys = new Set()));
+      keys.add(key);
+    }
+    this.uncommitted.set(key, { value, epoch });
+  }
+
+  private dropUncommitted(key: string): void {
+    if (!this.uncommitted.delete(key)) return;
+    const group = groupOf(key);
+    const keys = this.uncommittedGroups.get(group);
+    keys?.delete(key);
+    if (keys?.size === 0) this.uncommittedGroups.delete(group);
   }
 
   /** The uncommitted change of `key`, if any. */
@@ -114,7 +146,7 @@ export class DeltaLog<P = undefined> {
   committed(id: number): { readonly entries: DeltaEntry[]; readonly payload: P | undefined } | undefined {
     if (id <= this.committedId) return undefined;
     this.committedId = id;
-    for (const [k, e] of this.uncommitted) if (e.epoch <= id) this.uncommitted.delete(k);
+    for (const [k, e] of this.uncommitted) if (e.epoch <= id) this.dropUncommitted(k);
     const snapshot = this.held.get(id);
     // A key this commit deletes is gone from KV once materialized, unless a later snapshot put it.
     if (snapshot !== undefined) for (const [k, v] of snapshot.entries) if (v === null && (this.mayBeStored.get(k) ?? 0) <= id) this.mayBeStored.delete(k);
@@ -167,6 +199,32 @@ export class DeltaLog<P = undefined> {
     for (const [k, e] of this.uncommitted) if (k.startsWith(prefix)) out.set(k, e.value);
     for (let i = this.unmaterialized.length - 1; i >= 0; i--) {
       for (const [k, v] of this.unmaterialized[i]!.entries) if (!out.has(k) && k.startsWith(prefix)) out.set(k, v);
+    }
+    return out;
+  }
+
+  /**
+   * The overlay of every KV key of group `group` (`groupOf`: a map of one key is
+   * `<p>.<state>.<key>`), newest change per key; null for a deletion. Indexed: no scan of the log.
+   */
+  overlayGroup(group: string): Map<string, Uint8Array | null> {
+    const out = new Map<string, Uint8Array | null>();
+    for (const k of this.uncommittedGroups.get(group) ?? []) out.set(k, this.uncommitted.get(k)!.value);
+    for (let i = this.unmaterialized.length - 1; i >= 0; i--) {
+      const c = this.unmaterialized[i]!;
+      if (c.groups === undefined) {
+        c.groups = new Map();
+        for (const [k] of c.entries) {
+          const g = groupOf(k);
+          const keys = c.groups.get(g);
+          if (keys === undefined) c.groups.set(g, [k]);
+          else keys.push(k);
+        }
+      }
+      const keys = c.groups.get(group);
+      if (keys === undefined) continue;
+      c.index ??= new Map(c.entries);
+      for (const k of keys) if (!out.has(k)) out.set(k, c.index.get(k)!);
     }
     return out;
   }

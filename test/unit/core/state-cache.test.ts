@@ -111,6 +111,40 @@ describe("a miss: KV corrected by the delta log's overlay", () => {
     expect(log.overlay("k")).toBeUndefined();
   });
 
+  it("finds one key's map entries by their group, newest change first, without scanning the log", () => {
+    const log = new DeltaLog(0, ["0.m.a.x"]);
+    log.put("0.m.a.x", bytes(1), 1);
+    log.put("0.m.a.y", bytes(2), 1);
+    log.put("0.m.b.x", bytes(3), 1);
+    log.snapshot(1);
+    log.committed(1);
+    log.delete("0.m.a.x", 2);
+    log.put("0.m.a.z", bytes(4), 2);
+    // A deletion of a key KV never had is no change: it leaves the group too.
+    log.put("0.m.a.w", bytes(5), 2);
+    log.delete("0.m.a.w", 2);
+    const expected = new Map<string, Uint8Array | null>([
+      ["0.m.a.x", null],
+      ["0.m.a.z", bytes(4)],
+      ["0.m.a.y", bytes(2)],
+    ]);
+    expect(log.overlayGroup("0.m.a")).toEqual(expected);
+    expect(log.overlayPrefix("0.m.a.")).toEqual(expected);
+    expect(log.overlayGroup("0.m.b")).toEqual(new Map([["0.m.b.x", bytes(3)]]));
+    log.snapshot(2);
+    log.committed(2);
+    log.materialized(1);
+    expect(log.overlayGroup("0.m.b")).toEqual(new Map());
+    expect(log.overlayGroup("0.m.a")).toEqual(
+      new Map<string, Uint8Array | null>([
+        ["0.m.a.x", null],
+        ["0.m.a.z", bytes(4)],
+      ]),
+    );
+    log.materialized(2);
+    expect(log.overlayGroup("0.m.a")).toEqual(new Map());
+  });
+
   it("forgets a stored key only when KV is current for it, and learns it again when it is read", () => {
     const log = new DeltaLog(0);
     log.markStored("k");
