@@ -210,7 +210,7 @@ describe("a state cache smaller than the state", () => {
     expect(await a.readLive("tags", "x")).toBeUndefined();
     await send(t, a, [{ user: "x", at: 100, tag: "c" }]);
     const counts = () => emitted(t).filter((r) => (r as { user: string }).user === "x" && "tags" in (r as object));
-    await waitFor("x counted again", () => counts().length === 3, { timeoutMs: 10_000, intervalMs: 2 });
+    await waitFor("x counted again", () => counts().length >= 3, { timeoutMs: 10_000, intervalMs: 2 });
     expect(counts()).toEqual([
       { user: "x", n: 1, tags: 1 },
       { user: "x", n: 2, tags: 2 },
@@ -372,7 +372,7 @@ describe("a state cache smaller than the state", () => {
     // c reads v3 again (after checkpoint 2), then v4.
     await t.append("events", JSON.stringify({ user: "v4", at: 300 }));
     const rows = () => emitted(t).filter((r) => (r as { user: string }).user === "v3" || (r as { user: string }).user === "v4");
-    await waitFor("v3 and v4 counted", () => rows().length === 5, { timeoutMs: 10_000, intervalMs: 2 }).catch((e) => { console.log("ROWS", JSON.stringify(rows()), c.stats, unexpectedFailures); throw e; });
+    await waitFor("v3 and v4 counted", () => rows().length >= 5, { timeoutMs: 10_000, intervalMs: 2 });
     expect(rows()).toEqual([
       { user: "v3", n: 1 },
       { user: "v4", n: 1 },
