@@ -440,7 +440,7 @@ export class PartitionActor {
         checkpoint,
         applied,
         async (id) => {
-          const data = await this.transport.getSnapshot(deltaObject(this.job, id, this.node.name, p));
+          const data = await this.transport.getSnapshot(deltaObject(this.job, id, this.node.name, this.partition));
           return data === undefined ? undefined : (decodeValue(data) as Delta);
         },
         this.id,
@@ -458,13 +458,13 @@ export class PartitionActor {
     this.restoredFrom = checkpoint;
     this.stats.applied = Math.max(applied, checkpoint);
     const timers: Timer[] = [];
-    const stored = state.get(versionsKey(p));
+    const stored = state.get(versionsKey(this.partition));
     // Without a record, values are taken to be at the declared versions (state written before
     // versions were recorded, or by a function that never changed them).
     const versions = stored === undefined ? {} : (decodeValue(stored) as Record<string, number>);
     for (const [key, value] of state) {
       const parsed = parseKvKey(key);
-      if (parsed === undefined || parsed.partition !== p) continue;
+      if (parsed === undefined || parsed.partition !== this.partition) continue;
       switch (parsed.kind) {
         case "write-position":
           this.nextWriteSeq = decodeValue(value) as number;
