@@ -345,7 +345,8 @@ export class PartitionActor {
     this.router.generation = at.generation;
     this.incarnation = at.incarnation ?? 0;
     this.router.incarnation = this.incarnation;
-    if (!this.inBudget) {
+    // Only actors with state share the budget: a source or a sink keeps none.
+    if (!this.inBudget && !this.stateless) {
       this.cacheBudget.join();
       this.inBudget = true;
     }

@@ -23,8 +23,8 @@ export const KEY_OVERHEAD_BYTES = 96;
 export const ENTRY_OVERHEAD_BYTES = 64;
 
 /**
- * The budget of a worker, shared by its actors: each gets an equal share of it while it runs
- * (an actor joins when it starts and leaves when it stops).
+ * The budget of a worker, shared by its actors with state: each gets an equal share of it while
+ * it runs (an actor joins when it starts and leaves when it stops).
  */
 export class StateCacheBudget {
   readonly totalBytes: number;
