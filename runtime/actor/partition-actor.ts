@@ -678,7 +678,15 @@ export class PartitionActor {
       return key instanceof Rejection ? undefined : this.ensureResident([key]);
     }
     const kind = m.header(HEADER.kind);
-    if (kind === "write") return this.ensureResident(writeKeys(m.data));
+    if (kind === "write") return this.alignment!.pending !== undefined ? undefined : this.ensureResident(writeKeys(m.data));
+    // What the skip rules drop, or an alignment holds, needs nothing now (held messages are
+    // prepared again when handled): after a restore the failed generation's output is skipped.
+    const producer = m.header(HEADER.producer);
+    if (producer === undefined || !this.producers.has(producer) || this.alignment!.isBlocked(producer)) return undefined;
+    const generation = Number(m.header(HEADER.generation));
+    const epoch = Number(m.header(HEADER.epoch));
+    const incarnation = Number(m.header(HEADER.incarnation) ?? 0);
+    if (generation !== this.generation || incarnation < this.incarnation || !(epoch > this.restoredFrom)) return undefined;
     let upTo = -Infinity;
     const keys = new Set<string>();
     try {

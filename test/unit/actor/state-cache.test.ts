@@ -381,4 +381,53 @@ describe("a state cache smaller than the state", () => {
       { user: "v4", n: 11 },
     ]);
   });
+
+  it("reads no state for the messages a restore skips (the failed generation's output)", async () => {
+    const sumState = { sum: valueState<number>() };
+    const graph = buildJobGraph(
+      definePipeline({
+        name: "j",
+        functions: [
+          defineFunction<Event, Event>({ name: "src", input: fromStream("events"), process: (ctx, e) => ctx.emit(e) }),
+          defineFunction<Event, unknown, typeof sumState>({
+            name: "sums",
+            input: fromFunction("src"),
+            partitions: 1,
+            key: (e) => e.user,
+            state: sumState,
+            process(ctx) {
+              ctx.state.sum.update((x) => (x ?? 0) + 1);
+            },
+          }),
+        ],
+      }),
+    );
+    const t = new MemoryTransport({ now: () => 1_000_000 });
+    t.addStream("events", ["events"]);
+    t.addJobTopology(graph);
+    const acks: SnapshotAck[] = [];
+    t.subscribe(ackSubject("j"), (_, data) => acks.push(JSON.parse(new TextDecoder().decode(data)) as SnapshotAck));
+    const make = (fn: string) => {
+      const a = new PartitionActor(t, graph, graph.node(fn), 0, { tickMs: 1, lingerMs: 0, now: () => 1_000_000, stateCache: new StateCacheBudget(TINY) });
+      actors.push(a);
+      return a;
+    };
+    const [src, sums] = [make("src"), make("sums")];
+    for (const a of [src, sums]) await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    await send(t, src, Array.from({ length: 20 }, (_, i) => ({ user: `a${i}`, at: i })));
+    await src.trigger({ id: 1, generation: 1, stop: false });
+    await waitFor("both acks of 1", () => acks.filter((k) => k.id === 1).length === 2, { timeoutMs: 10_000, intervalMs: 2 });
+    for (const a of [src, sums]) a.onCommitted(1);
+    for (const a of [src, sums]) await a.applied(1);
+    // After checkpoint 1, generation 1 handles 200 more records for 200 other keys, then dies.
+    await send(t, src, Array.from({ length: 200 }, (_, i) => ({ user: `b${i}`, at: 100 + i })));
+    await waitFor("sums read them", () => sums.stats.recordsIn === 220, { timeoutMs: 10_000, intervalMs: 2 });
+    for (const a of [src, sums]) await a.stop();
+    t.kvReads.length = 0;
+    const again = make("sums");
+    await again.start({ generation: 2, checkpoint: 1, worker: "w2" });
+    await waitFor("generation 1's output skipped", () => again.stats.skipped > 0 && again.stats.lag === 0, { timeoutMs: 10_000, intervalMs: 2 });
+    expect(again.stats.recordsIn).toBe(0);
+    expect(t.kvReads.filter((r) => r.key.startsWith("0.sum."))).toEqual([]);
+  });
 });
