@@ -19,7 +19,7 @@ import { deploymentVersion, getCode, openDeployments, type DeploymentRecord } fr
 import { assignmentKey } from "../core/protocol.ts";
 import { decodeControl, type ControlKind } from "../core/control-messages.ts";
 import { countRejected } from "../metrics/rejections.ts";
-import { startWorker, type StartedWorker, type WorkerOptions } from "./worker.ts";
+import { startWorker, stateCacheBudgetOf, type StartedWorker, type WorkerOptions } from "./worker.ts";
 
 export interface GenericWorker {
   readonly id: string;
@@ -31,6 +31,8 @@ export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOption
   Effect.gen(function* () {
     const log = options.log ?? (() => undefined);
     const base = options.id ?? `w-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
+    // One state cache budget for the process, whatever jobs it runs.
+    const stateCache = stateCacheBudgetOf(options);
     const store = yield* Effect.tryPromise({ try: () => openDeployments(nc), catch: (e) => e as Error });
     const jobsKv = store.jobs;
     const hosts = new Map<string, { version: number; worker: StartedWorker; stopWatch: () => void }>();
@@ -58,7 +60,7 @@ export const makeGenericWorker = (nc: NatsConnection, options: Omit<WorkerOption
         await old.worker.stop();
       }
       // The heartbeat outlives a swap (the same id goes on); it is removed when the job stops here.
-      const worker = await startWorker(nc, { ...withDefaultPartitions(found.pipeline, record.partitions), name: job }, { ...options, id: workerId(job), codeVersion: record.version, keepHeartbeatOnStop: true });
+      const worker = await startWorker(nc, { ...withDefaultPartitions(found.pipeline, record.partitions), name: job }, { ...options, stateCache, id: workerId(job), codeVersion: record.version, keepHeartbeatOnStop: true });
       const stopWatch = await watchAssignment(job, record.version);
       hosts.set(job, { version: record.version, worker, stopWatch });
       log(`worker ${base}: running job ${job} version ${record.version} (${record.digest.slice(0, 19)})`);

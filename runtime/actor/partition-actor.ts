@@ -36,17 +36,19 @@
  */
 import { Alignment } from "../core/barriers.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
-import { appliedKey, mapEntryKey, parseKvKey, positionKey, stateKey, timerKey, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
+import { appliedKey, mapEntriesFilter, mapEntryKey, parseKvKey, positionKey, stateFilter, stateKey, timerFilter, timerKey, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
 import { HEADER, inputStream, inputSubject, spillStream, spillSubject, stateBucket } from "../core/naming.ts";
 import { Operator, UserFunctionError } from "../core/operator.ts";
 import { ackSubject, deltaObject, type SnapshotAck, type TriggerMessage } from "../core/protocol.ts";
 import { KeyedStateStore } from "../core/state-store.ts";
 import { encodePartitionExport, savepointObjectName } from "../core/savepoint.ts";
 import { migrateValue } from "../core/state-migration.ts";
-import { applyStateWrite, checkWindowWrites, decodeStateWrite, InvalidStateWriteError, validateStateWrite } from "../core/state-writes.ts";
+import { applyStateWrite, checkWindowWrites, decodeStateWrite, InvalidStateWriteError, keysOf, validateStateWrite } from "../core/state-writes.ts";
 import { TimerQueue, type Timer } from "../core/timers.ts";
 import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, type WatermarkGeneratorState, type WatermarkTrackerState } from "../core/watermarks.ts";
-import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError } from "../core/wire.ts";
+import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError, type DataBatch } from "../core/wire.ts";
+import { DEFAULT_STATE_CACHE_MB, residentBytes, resolveMapMiss, resolveMiss, StateCacheBudget, WorkingSet } from "../core/state-cache.ts";
+import { unexpiredStored, visibleStored } from "../core/state-ttl.ts";
 import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, type DeltaEntry } from "../core/delta-log.ts";
 import { readSourceRecord, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
 import { heldSinkAction } from "../core/held-bounds.ts";
@@ -104,6 +106,11 @@ export interface ActorConfig {
    */
   readonly maxUnmaterializedKeys: number;
   readonly now: () => number;
+  /**
+   * The worker's state cache budget, shared by its actors (design note bf). Default: a budget of
+   * its own of `DEFAULT_STATE_CACHE_MB`.
+   */
+  readonly stateCache?: StateCacheBudget;
 }
 
 /**
@@ -179,6 +186,13 @@ export interface ActorStats {
   materializationBackpressure: boolean;
   /** Milliseconds the read loop spent waiting for materialization. */
   materializationWaitMs: number;
+  /** Keys of state in memory (absent ones included) and what they are charged, in bytes. */
+  cacheKeys: number;
+  cacheBytes: number;
+  /** Keys a batch found in memory / had to read from KV (new keys included) / dropped from memory. */
+  cacheHits: number;
+  cacheMisses: number;
+  cacheEvictions: number;
 }
 
 /** What a barrier carries besides its checkpoint id. */
@@ -285,6 +299,25 @@ export class PartitionActor {
   private spillRun = "";
   /** The function has an exactly-once sink and reads another function: it spills held output. */
   private readonly spills: boolean;
+  /** Keys whose state is in memory, by recency and cost (state-cache.ts). */
+  private readonly cache = new WorkingSet();
+  private readonly cacheBudget: StateCacheBudget;
+  private inBudget = false;
+  /** The function declares no state: nothing to load, nothing to evict. */
+  private readonly stateless: boolean;
+  /**
+   * KV and the delta log hold no state of a key that is not in memory: the restore found no state
+   * entry and nothing was evicted since. A miss then costs no lookup.
+   */
+  private cacheComplete = false;
+  /** Reads of keys in flight, so two reads of one key share one. */
+  private readonly loading = new Map<string, Promise<void>>();
+  /** During a restore that migrates schemas: state → stored version, applied to what is loaded. */
+  private migrating: ReadonlyMap<string, number> | undefined;
+  /** A message decoded by `prepare` (its keys made resident), handled next. */
+  private prepared: { readonly m: InputMessage; readonly batch?: DataBatch; readonly value?: unknown; readonly key?: unknown } | undefined;
+  /** A source's watermark advance waiting for the keys of the timers it fires. */
+  private deferredWatermark: number | undefined;
   /** Resolved by a commit, for a read loop waiting for held sink output to be freed. */
   private commitWaiters: Array<() => void> = [];
   private materializing: Promise<void> = Promise.resolve();
@@ -335,6 +368,9 @@ export class PartitionActor {
     this.publisher = new Publisher(transport, this.config.maxInFlight);
     this.router = new OutputRouter(graph, node, partition, this.publisher, this.config);
     this.operator = new Operator(node.spec, this.router, new KeyedStateStore(node.spec.state ?? {}), new TimerQueue());
+    this.stateless = Object.keys(this.operator.store.declarations).length === 0;
+    this.cacheBudget = this.config.stateCache ?? new StateCacheBudget(DEFAULT_STATE_CACHE_MB * 1024 * 1024);
+    if (!this.stateless) this.operator.onKey = (key) => this.useKey(key);
     this.tracker = this.source === undefined ? new WatermarkTracker(node.producers) : undefined;
     this.alignment = this.source === undefined ? new Alignment(node.producers, this.config.maxAlignmentBytes) : undefined;
     this.producers = new Set(node.producers);
@@ -342,7 +378,7 @@ export class PartitionActor {
     this.generator = this.source !== undefined && strategy !== undefined ? createWatermarkGenerator(strategy) : undefined;
     const sink = node.spec.sink;
     this.spills = this.source === undefined && sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once";
-    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0 };
+    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0, cacheKeys: 0, cacheBytes: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0 };
     this.failed = new Promise<never>((_, reject) => (this.failedReject = reject));
     this.failed.catch(() => undefined);
   }
@@ -371,6 +407,11 @@ export class PartitionActor {
     this.incarnation = at.incarnation ?? 0;
     this.router.incarnation = this.incarnation;
     this.spillRun = `${at.generation}.${this.incarnation}.${randomUUID().slice(0, 8)}`;
+    // Only actors with state share the budget: a source or a sink keeps none.
+    if (!this.inBudget && !this.stateless) {
+      this.cacheBudget.join();
+      this.inBudget = true;
+    }
     await this.restore(at.checkpoint);
     this.router.epoch = this.restoredFrom + 1;
     this.reader = await this.transport.openInput(this.stream, this.subject, this.nextSeq);
@@ -393,6 +434,10 @@ export class PartitionActor {
   async stop(): Promise<void> {
     if (this.ticker !== undefined) clearInterval(this.ticker);
     this.running = false;
+    if (this.inBudget) {
+      this.cacheBudget.leave();
+      this.inBudget = false;
+    }
     if (this.stopping) {
       await this.reader?.stop().catch(() => undefined);
       await this.writeReader?.stop().catch(() => undefined);
@@ -433,14 +478,24 @@ export class PartitionActor {
 
   // --- restore ----------------------------------------------------------------------------------
 
+  /**
+   * Restores what the actor needs before it reads: position, watermarks, schema versions and
+   * timers from KV, corrected by the committed deltas KV does not have yet (which it writes to KV
+   * first). State entries stay in KV: keys are read when a batch needs them (design note bf).
+   */
   private async restore(checkpoint: number): Promise<void> {
-    const entries = await this.transport.loadPartition(this.bucket, this.partition);
+    const p = this.partition;
+    const metaKeys = [appliedKey(p), positionKey(p), watermarkKey(p), writePositionKey(p), versionsKey(p)];
+    const [metaValues, timerEntries] = await Promise.all([this.transport.getState(this.bucket, metaKeys), this.transport.listState(this.bucket, timerFilter(p))]);
     const state = new Map<string, Uint8Array>();
     let applied = 0;
-    for (const { key, value } of entries) {
-      if (key === appliedKey(this.partition)) applied = decodeValue(value) as number;
+    metaKeys.forEach((key, i) => {
+      const value = metaValues[i];
+      if (value === undefined) return;
+      if (key === appliedKey(p)) applied = decodeValue(value) as number;
       else state.set(key, value);
-    }
+    });
+    for (const { key, value } of timerEntries) state.set(key, value);
     let decoded: Array<HeldSnapshot & { readonly output: HeldOutputView }> = [];
     if (checkpoint > applied) {
       // Walk back from the committed delta to the one KV already has, then apply forwards.
@@ -454,8 +509,10 @@ export class PartitionActor {
         this.id,
       );
       decoded = chain.map((delta) => ({ id: delta.id, entries: delta.chunks.flatMap((c) => decodeValue(c) as DeltaEntry[]), output: this.storedOutput(delta) }));
-      applyChain(state, decoded.map((d) => d.entries));
+      // Only what is not a state entry: state entries are read from KV once written there below.
+      applyChain(state, decoded.map((d) => d.entries.filter(([k]) => parseKvKey(k)?.kind !== "state")));
     }
+    // Keys of state entries join `mayBeStored` when the cache reads them from KV.
     this.deltas = new DeltaLog<number>(checkpoint, state.keys());
     for (const { id, entries } of decoded) this.deltas.restoredDelta(id, entries);
     // Materialize now, so KV is at `checkpoint` before any new work: republishes the sink output
@@ -473,23 +530,10 @@ export class PartitionActor {
     // Without a record, values are taken to be at the declared versions (state written before
     // versions were recorded, or by a function that never changed them).
     const versions = stored === undefined ? {} : (decodeValue(stored) as Record<string, number>);
-    const migrated: Array<{ state: string; key: string; subkey?: string; value: unknown }> = [];
     for (const [key, value] of state) {
       const parsed = parseKvKey(key);
       if (parsed === undefined || parsed.partition !== this.partition) continue;
       switch (parsed.kind) {
-        case "state": {
-          const decl = this.operator.store.declarations[parsed.state];
-          const from = versions[parsed.state];
-          const old = decodeValue(value);
-          this.operator.store.load(parsed.state, parsed.key, parsed.subkey, old);
-          if (decl !== undefined && from !== undefined && from !== (decl.version ?? 1)) {
-            // Migrated when read (the declaration says how); written back with the next snapshot.
-            const v = migrateValue(decl, from, old);
-            migrated.push({ state: parsed.state, key: parsed.key, ...(parsed.subkey === undefined ? {} : { subkey: parsed.subkey }), value: v });
-          }
-          break;
-        }
         case "write-position":
           this.nextWriteSeq = decodeValue(value) as number;
           break;
@@ -506,13 +550,248 @@ export class PartitionActor {
     }
     for (const t of timers) this.operator.timers.register(t);
     this.operator.timers.takeChanges();
-    const store = this.operator.store;
-    for (const m of migrated) {
-      if (m.subkey !== undefined) store.mapSet(m.state, m.key, m.subkey, m.value);
-      else store.set(m.state, m.key, m.value);
-    }
     this.versionsStored = stored !== undefined && Buffer.from(stored).equals(Buffer.from(this.versionsRecord));
     this.stats.position = this.nextSeq;
+    if (this.stateless) return;
+    const declared = Object.keys(this.operator.store.declarations);
+    const counts = await Promise.all(declared.map((name) => this.transport.countState(this.bucket, stateFilter(p, name))));
+    this.cacheComplete = counts.every((n) => n === 0);
+    const migrating = new Map<string, number>();
+    for (const [name, decl] of Object.entries(this.operator.store.declarations)) {
+      const from = versions[name];
+      if (from !== undefined && from !== (decl.version ?? 1)) migrating.set(name, from);
+    }
+    if (migrating.size > 0) await this.migrateAll(migrating);
+  }
+
+  /**
+   * A schema changed: every stored value of the migrated states is read, migrated and marked
+   * changed, so that the next checkpoint writes them with the new versions record (a value left
+   * in KV at its old version would be read as a new one once `_ver` changed). They stay in memory
+   * until that snapshot took them, as all state did before the cache (design note bf).
+   */
+  private async migrateAll(migrating: ReadonlyMap<string, number>): Promise<void> {
+    const keys = new Set<string>();
+    for (const name of migrating.keys()) {
+      for (const { key } of await this.transport.listState(this.bucket, stateFilter(this.partition, name))) {
+        const parsed = parseKvKey(key);
+        if (parsed?.kind === "state") keys.add(parsed.key);
+      }
+    }
+    this.migrating = migrating;
+    try {
+      await this.ensureResident(keys);
+    } finally {
+      this.migrating = undefined;
+    }
+  }
+
+  // --- the state cache ---------------------------------------------------------------------------
+
+  /** The operator is about to run for `key`: its state must be in memory (`ensureResident` first). */
+  private useKey(key: string): void {
+    if (!this.cache.has(key)) throw new Error(`${this.id}: the state of key ${JSON.stringify(key.slice(0, 64))} is not in memory (a state cache miss inside the record loop)`);
+    this.cache.touch(key);
+  }
+
+  /**
+   * Makes the state of `keys` resident: undefined when it already is (the common case: no await),
+   * else a promise that resolves once every key is read from KV, corrected by the delta log.
+   */
+  private ensureResident(keys: Iterable<string>): Promise<void> | undefined {
+    if (this.stateless) return undefined;
+    let missing: Set<string> | undefined;
+    let waits: Array<Promise<void>> | undefined;
+    for (const key of keys) {
+      if (this.cache.has(key)) {
+        this.stats.cacheHits++;
+        continue;
+      }
+      const inFlight = this.loading.get(key);
+      if (inFlight !== undefined) {
+        (waits ??= []).push(inFlight);
+        continue;
+      }
+      if (missing?.has(key) === true) continue;
+      this.stats.cacheMisses++;
+      // Nothing stored for a key never in memory: it is new, and absent.
+      if (this.cacheComplete) this.cache.admit(key, residentBytes(key, []));
+      else (missing ??= new Set()).add(key);
+    }
+    if (missing === undefined && waits === undefined) return undefined;
+    if (missing !== undefined) {
+      const list = [...missing];
+      const load = this.load(list);
+      for (const key of list) this.loading.set(key, load);
+      const done = () => {
+        for (const key of list) if (this.loading.get(key) === load) this.loading.delete(key);
+      };
+      load.then(done, done);
+      (waits ??= []).push(load);
+    }
+    return Promise.all(waits!).then(() => undefined);
+  }
+
+  /**
+   * Reads every declared state of `keys` (none resident, none being read) from KV and makes them
+   * resident. The delta log's overlay is taken before the read: KV can only change for these keys
+   * by materializing what the overlay already holds, so overlay-then-KV is never older than KV.
+   */
+  private async load(keys: readonly string[]): Promise<void> {
+    const p = this.partition;
+    const store = this.operator.store;
+    const scalars: string[] = [];
+    const maps: string[] = [];
+    for (const [name, decl] of Object.entries(store.declarations)) (decl.kind === "map" ? maps : scalars).push(name);
+    const kvKeys: string[] = [];
+    const overlays: Array<ReturnType<DeltaLog["overlay"]>> = [];
+    for (const key of keys) {
+      for (const name of scalars) {
+        const kk = stateKey(p, name, key);
+        kvKeys.push(kk);
+        overlays.push(this.deltas.overlay(kk));
+      }
+    }
+    const mapOverlays = keys.flatMap((key) => maps.map((name) => this.deltas.overlayGroup(stateKey(p, name, key))));
+    // A key too long to store never was: no need to ask.
+    const askable = kvKeys.map((k) => k.length <= MAX_KV_KEY_CHARS);
+    const [got, listed] = await Promise.all([
+      this.transport.getState(this.bucket, kvKeys.filter((_, i) => askable[i])),
+      mapListings(keys, maps, (key, name) => {
+        const prefix = stateKey(p, name, key);
+        return prefix.length > MAX_KV_KEY_CHARS ? Promise.resolve([]) : this.transport.listState(this.bucket, mapEntriesFilter(p, name, key));
+      }),
+    ]);
+    let gi = 0;
+    const values = kvKeys.map((_, i) => (askable[i] ? got[gi++] : undefined));
+    let vi = 0;
+    let mi = 0;
+    for (const key of keys) {
+      const sizes: number[] = [];
+      const known = this.cache.has(key);
+      for (const name of scalars) {
+        const kk = kvKeys[vi]!;
+        const overlay = overlays[vi]!;
+        const kv = values[vi++];
+        if (known) continue;
+        if (kv !== undefined || (overlay?.value ?? null) !== null) this.deltas.markStored(kk);
+        const v = resolveMiss(kv, overlay);
+        if (v === undefined) continue;
+        this.loadStored(name, key, undefined, v);
+        sizes.push(v.length);
+      }
+      for (const name of maps) {
+        const overlay = mapOverlays[mi];
+        const kv = new Map(listed[mi++]!.map((e) => [e.key, e.value]));
+        if (known) continue;
+        for (const kk of kv.keys()) this.deltas.markStored(kk);
+        for (const [kk, v] of resolveMapMiss(kv, overlay!)) {
+          const parsed = parseKvKey(kk);
+          if (parsed?.kind !== "state" || parsed.subkey === undefined) continue;
+          this.deltas.markStored(kk);
+          this.loadStored(name, key, parsed.subkey, v);
+          sizes.push(v.length);
+        }
+      }
+      if (!known) this.cache.admit(key, residentBytes(key, sizes));
+    }
+  }
+
+  /** Puts one stored value into the store: TTL envelope and, during a migrating restore, the migration. */
+  private loadStored(state: string, key: string, subkey: string | undefined, data: Uint8Array): void {
+    const store = this.operator.store;
+    const old = decodeValue(data);
+    store.load(state, key, subkey, old);
+    const from = this.migrating?.get(state);
+    const decl = store.declarations[state];
+    if (from === undefined || decl === undefined) return;
+    // Migrated when read (the declaration says how); written back with the next snapshot.
+    const v = migrateValue(decl, from, old);
+    if (subkey !== undefined) store.mapSet(state, key, subkey, v);
+    else store.set(state, key, v);
+  }
+
+  /** Drops the least recently used clean keys while the cache is over this actor's share of the budget. */
+  private evictOverBudget(): void {
+    if (this.stateless) return;
+    const budget = this.cacheBudget.share();
+    if (this.cache.bytes > budget) {
+      const store = this.operator.store;
+      for (const key of this.cache.victims(budget, (k) => store.isDirty(k) || this.loading.has(k))) {
+        // KV is current for what has no overlay: the key is learnt again from KV when read back.
+        for (const c of store.entriesOf(key)) this.deltas.forgetStored(c.subkey === undefined ? stateKey(this.partition, c.state, c.key) : mapEntryKey(this.partition, c.state, c.key, c.subkey));
+        store.evict(key);
+        this.cache.forget(key);
+        this.stats.cacheEvictions++;
+        this.cacheComplete = false;
+      }
+    }
+    this.stats.cacheKeys = this.cache.size;
+    this.stats.cacheBytes = this.cache.bytes;
+  }
+
+  /** The keys a message touches made resident before it is handled (undefined: they are). */
+  private prepare(m: InputMessage): Promise<void> | undefined {
+    this.prepared = undefined;
+    if (this.stateless) return undefined;
+    if (this.source !== undefined) {
+      const value = readSourceRecord(this.source.format ?? "json", m.data, this.maxRecordBytes);
+      if (value instanceof Rejection) {
+        this.prepared = { m, value };
+        return undefined;
+      }
+      const key = selectKey(this.node.spec.key, value, 0);
+      this.prepared = { m, value, key };
+      return key instanceof Rejection ? undefined : this.ensureResident([key]);
+    }
+    const kind = m.header(HEADER.kind);
+    if (kind === "write") return this.alignment!.pending !== undefined ? undefined : this.ensureResident(writeKeys(m.data));
+    // What the skip rules drop, or an alignment holds, needs nothing now (held messages are
+    // prepared again when handled): after a restore the failed generation's output is skipped.
+    const producer = m.header(HEADER.producer);
+    if (producer === undefined || !this.producers.has(producer) || this.alignment!.isBlocked(producer)) return undefined;
+    const generation = Number(m.header(HEADER.generation));
+    const epoch = Number(m.header(HEADER.epoch));
+    const incarnation = Number(m.header(HEADER.incarnation) ?? 0);
+    if (generation !== this.generation || incarnation < this.incarnation || !(epoch > this.restoredFrom)) return undefined;
+    let upTo = -Infinity;
+    const keys = new Set<string>();
+    try {
+      if (kind === "data") {
+        const batch = decodeBatch(m.data);
+        this.prepared = { m, batch };
+        const records = batch.records;
+        for (let i = 0; i < records.length; i += 3) if (typeof records[i] === "string") keys.add(records[i] as string);
+        upTo = batch.watermark;
+        for (let i = 1; i < batch.marks.length; i += 2) upTo = Math.max(upTo, batch.marks[i]!);
+      } else if (kind === "watermark" || kind === "end") {
+        upTo = decodeWatermark(m.data).watermark;
+      }
+    } catch {
+      return undefined; // handled (dead-lettered) as it is
+    }
+    // The combined watermark this message can move to is at most the highest of any producer.
+    const tracker = this.tracker!;
+    for (const id of tracker.producerIds()) upTo = Math.max(upTo, tracker.producerWatermark(id) ?? -Infinity);
+    if (upTo > this.operator.watermark) for (const key of this.operator.timers.dueKeys("event", upTo)) keys.add(key);
+    return keys.size === 0 ? undefined : this.ensureResident(keys);
+  }
+
+  /** Moves a source's event time to `wm` now, or after the keys of its due timers are read. */
+  private advanceOrDefer(wm: number, now: number): void {
+    if (!this.stateless && wm > this.operator.watermark && this.ensureResident(this.operator.timers.dueKeys("event", wm)) !== undefined) {
+      this.deferredWatermark = Math.max(wm, this.deferredWatermark ?? -Infinity);
+      return;
+    }
+    this.advance(wm, now);
+  }
+
+  private async advanceDeferred(now: number): Promise<void> {
+    const wm = this.deferredWatermark;
+    this.deferredWatermark = undefined;
+    if (wm === undefined) return;
+    await this.ensureResident(this.operator.timers.dueKeys("event", wm));
+    this.advance(wm, now);
   }
 
   private restoreWatermark(w: StoredWatermark): void {
@@ -547,13 +826,17 @@ export class PartitionActor {
   private async snapshot(id: number, restartSeq: number, alignmentMs: number, stop: boolean, savepoint?: string): Promise<void> {
     const p = this.partition;
     let n = 0;
+    const changedKeys = new Set<string>();
     for (const c of this.operator.store.takeDelta()) {
       const key = c.subkey === undefined ? stateKey(p, c.state, c.key) : mapEntryKey(p, c.state, c.key, c.subkey);
       const value = c.value === undefined ? undefined : this.encodeState(c, key);
       if (value === undefined) this.deltas.delete(key, id);
       else this.deltas.put(key, value, id);
+      changedKeys.add(c.key);
       if (++n % CHUNK === 0) await yieldToEventLoop();
     }
+    // What changed keys cost now that their changes are known (new keys were charged nothing yet).
+    for (const key of changedKeys) this.cache.resize(key, residentBytes(key, Array.from(this.operator.store.entriesOf(key), (c) => encodeValue(c.value).length)));
     const { added, removed } = this.operator.timers.takeChanges();
     for (const t of removed) this.deltas.delete(timerKey(p, t), id);
     for (const t of added) {
@@ -654,7 +937,9 @@ export class PartitionActor {
 
   /**
    * Every entry of this partition as of now, in the KV layout: the full export a savepoint keeps
-   * (not a delta), encoded at once so later changes cannot leak into it.
+   * (not a delta), encoded at once so later changes cannot leak into it. Keys in memory are
+   * exported from there; the others from KV corrected by the delta log (which holds every change
+   * since the last commit once the snapshot took them). Expired TTL values are left out.
    */
   private async fullExport(restartSeq: number): Promise<Uint8Array> {
     const p = this.partition;
@@ -664,6 +949,22 @@ export class PartitionActor {
       const key = c.subkey === undefined ? stateKey(p, c.state, c.key) : mapEntryKey(p, c.state, c.key, c.subkey);
       entries.push([key, encodeValue(c.value)]);
       if (++n % CHUNK === 0) await yieldToEventLoop();
+    }
+    if (!this.stateless && !this.cacheComplete) {
+      const clock = this.operator.store.clock;
+      for (const name of Object.keys(this.operator.store.declarations)) {
+        const prefix = `${p}.${name}.`;
+        const overlay = this.deltas.overlayPrefix(prefix);
+        const listed = await this.transport.listState(this.bucket, stateFilter(p, name));
+        for (const [key, value] of resolveMapMiss(new Map(listed.map((e) => [e.key, e.value])), overlay)) {
+          const parsed = parseKvKey(key);
+          if (parsed?.kind !== "state" || this.cache.has(parsed.key)) continue;
+          const live = unexpiredStored(decodeValue(value), clock);
+          if (live === undefined) continue;
+          entries.push([key, live.same ? value : encodeValue(live.stored)]);
+          if (++n % CHUNK === 0) await yieldToEventLoop();
+        }
+      }
     }
     for (const t of this.operator.timers.all()) entries.push([timerKey(p, t), encodeValue(null)]);
     // The snapshot has just put these in the delta log; the versions are those of the values in memory.
@@ -819,17 +1120,30 @@ export class PartitionActor {
       if (this.source !== undefined) {
         if (this.inputEnded) continue;
         if (this.endSeq !== undefined && m.seq > this.endSeq) {
-          this.finishInput();
+          await this.exclusive(() => this.finishInput());
           continue;
         }
       }
       const now = this.config.now();
       this.router.now = now;
       this.stats.lag = m.pending;
-      this.handleMessage(m, now);
+      // The keys the message touches are read first, if not in memory, with nothing else running.
+      const reading = this.prepare(m);
+      if (reading === undefined) this.handleMessage(m, now);
+      else
+        await this.exclusive(async () => {
+          await reading;
+          if (this.stopping) return;
+          this.handleMessage(m, now);
+          await this.advanceDeferred(now);
+        });
+      // Nothing else runs in between: `exclusive` takes the actor at once when it is free.
+      if (this.deferredWatermark !== undefined) await this.exclusive(() => this.advanceDeferred(now));
       if (this.alignment?.needsSettling === true) await this.settleAlignment(now);
+      // Only while nothing holds the actor: a tick or a write may have read keys it is about to use.
+      if (this.busy === undefined) this.evictOverBudget();
       if (this.source !== undefined && this.endSeq !== undefined) {
-        if (m.seq >= this.endSeq) this.finishInput();
+        if (m.seq >= this.endSeq) await this.exclusive(() => this.finishInput());
         // `pending` is as of the message's delivery, which may be long before the end was set:
         // nothing pending then does not mean nothing more up to the end. Ask the server now.
         else if (m.pending === 0) await this.checkEnd();
@@ -1021,6 +1335,8 @@ export class PartitionActor {
     await this.exclusive(async () => {
       for (let step = alignment.next(); step !== undefined; step = alignment.next()) {
         if (step.kind === "handle") {
+          const reading = this.prepare(step.message);
+          if (reading !== undefined) await reading;
           this.handleMessage(step.message, now);
           // Released messages can emit a lot at once; spill between them rather than after all.
           if (this.spills && heldSinkAction(this.router.heldSinkBytes, this.config.maxHeldSinkBytes, true) === "spill") await this.spill();
@@ -1041,7 +1357,9 @@ export class PartitionActor {
       if (this.stopping) break;
       if (this.halted) continue;
       this.router.now = this.config.now();
-      if (m.header(HEADER.kind) === "write") this.applyWrite(m);
+      const reading = m.header(HEADER.kind) === "write" ? this.ensureResident(writeKeys(m.data)) : undefined;
+      if (reading !== undefined) await this.exclusive(() => reading.then(() => this.applyWrite(m)));
+      else if (m.header(HEADER.kind) === "write") this.applyWrite(m);
       else this.deadLetter(`not a write record (kind ${JSON.stringify(m.header(HEADER.kind) ?? null)}) in the write log of a source`, m.data, { [HEADER.sourceStream]: inputStream(this.job, this.node.name), [HEADER.sourceSequence]: String(m.seq) });
       this.nextWriteSeq = m.seq + 1;
     }
@@ -1069,30 +1387,87 @@ export class PartitionActor {
     if (reply !== undefined && reply !== "") this.transport.publishCore(reply, textEncoder.encode(JSON.stringify(answer)));
   }
 
-  /** The live value of `state` for `key` (a map state: its entry `subkey`, or all entries). */
-  readLive(state: string, key: string, subkey?: string): unknown {
+  /**
+   * The live value of `state` for `key` (a map state: its entry `subkey`, or all entries). A key
+   * not in memory is read from KV corrected by the delta log, without making it resident.
+   */
+  async readLive(state: string, key: string, subkey?: string): Promise<unknown> {
     const store = this.operator.store;
-    if (store.declaration(state).kind !== "map") return store.get(state, key);
-    const entries = store.mapOf(state, key);
-    if (subkey !== undefined) return entries?.get(subkey);
-    return entries === undefined ? undefined : Object.fromEntries(entries);
+    const map = store.declaration(state).kind === "map";
+    if (this.stateless || this.cacheComplete || this.cache.has(key)) {
+      if (!map) return store.get(state, key);
+      const entries = store.mapOf(state, key);
+      if (subkey !== undefined) return entries?.get(subkey);
+      return entries === undefined ? undefined : Object.fromEntries(entries);
+    }
+    const p = this.partition;
+    const clock = store.clock;
+    if (!map) {
+      const kk = stateKey(p, state, key);
+      const overlay = this.deltas.overlay(kk);
+      const [kv] = kk.length > MAX_KV_KEY_CHARS ? [undefined] : await this.transport.getState(this.bucket, [kk]);
+      const v = resolveMiss(kv, overlay);
+      if (v === undefined) return undefined;
+      const seen = visibleStored(decodeValue(v), clock);
+      return seen.found ? seen.value : undefined;
+    }
+    const prefix = stateKey(p, state, key);
+    const overlay = this.deltas.overlayGroup(prefix);
+    const listed = prefix.length > MAX_KV_KEY_CHARS ? [] : await this.transport.listState(this.bucket, mapEntriesFilter(p, state, key));
+    const entries = new Map<string, unknown>();
+    for (const [kk, v] of resolveMapMiss(new Map(listed.map((e) => [e.key, e.value])), overlay)) {
+      const parsed = parseKvKey(kk);
+      if (parsed?.kind !== "state" || parsed.subkey === undefined) continue;
+      const seen = visibleStored(decodeValue(v), clock);
+      if (seen.found) entries.set(parsed.subkey, seen.value);
+    }
+    if (subkey !== undefined) return entries.get(subkey);
+    return entries.size === 0 ? undefined : Object.fromEntries(entries);
   }
 
-  /** Keys of `state` (every state if undefined) starting with `prefix`, as [state, key] pairs. */
-  liveKeys(state: string | undefined, prefix: string): Array<[string, string]> {
+  /**
+   * Keys of `state` (every state if undefined) starting with `prefix`, as [state, key] pairs: the
+   * keys in memory, and those KV (corrected by the delta log) has a visible value for.
+   */
+  async liveKeys(state: string | undefined, prefix: string): Promise<Array<[string, string]>> {
     const store = this.operator.store;
     const names = state === undefined ? Object.keys(store.declarations) : [state];
+    const p = this.partition;
     const out: Array<[string, string]> = [];
-    for (const name of names) for (const key of store.keys(name)) if (key.startsWith(prefix)) out.push([name, key]);
+    for (const name of names) {
+      let stored: Map<string, Uint8Array> | undefined;
+      if (!this.stateless && !this.cacheComplete) {
+        // Overlays before and after the listing: a change that reaches KV meanwhile is in one of them.
+        const before = this.deltas.overlayPrefix(`${p}.${name}.`);
+        const listed = await this.transport.listState(this.bucket, stateFilter(p, name));
+        const after = this.deltas.overlayPrefix(`${p}.${name}.`);
+        stored = resolveMapMiss(resolveMapMiss(new Map(listed.map((e) => [e.key, e.value])), before), after);
+      }
+      // From here on nothing awaits: what is resident now answers for itself.
+      for (const key of store.keys(name)) if (key.startsWith(prefix)) out.push([name, key]);
+      if (stored === undefined) continue;
+      const found = new Set<string>();
+      for (const [kk, v] of stored) {
+        const parsed = parseKvKey(kk);
+        if (parsed?.kind !== "state" || parsed.partition !== p) continue;
+        const key = parsed.key;
+        if (found.has(key) || this.cache.has(key) || !key.startsWith(prefix)) continue;
+        if (!visibleStored(decodeValue(v), store.clock).found) continue;
+        found.add(key);
+        out.push([name, key]);
+      }
+    }
     return out;
   }
 
   private handleSourceMessage(m: InputMessage, now: number): void {
     const spec = this.node.spec;
     const origin = { [HEADER.sourceStream]: this.stream, [HEADER.sourceSubject]: m.subject, [HEADER.sourceSequence]: String(m.seq) };
-    const value = readSourceRecord(this.source!.format ?? "json", m.data, this.maxRecordBytes);
+    const prepared = this.prepared?.m === m ? this.prepared : undefined;
+    this.prepared = undefined;
+    const value = prepared !== undefined ? prepared.value : readSourceRecord(this.source!.format ?? "json", m.data, this.maxRecordBytes);
     if (value instanceof Rejection) return this.deadLetter(value.reason, m.data, origin);
-    const key = selectKey(spec.key, value, 0);
+    const key = prepared !== undefined && "key" in prepared ? (prepared.key as string | Rejection) : selectKey(spec.key, value, 0);
     if (key instanceof Rejection) return this.deadLetter(key.reason, m.data, origin);
     const ts = selectEventTime(spec, value, m.timestampMs, now);
     if (ts instanceof Rejection) return this.deadLetter(ts.reason, m.data, origin);
@@ -1100,7 +1475,7 @@ export class PartitionActor {
     if (this.generator !== undefined) {
       this.generator.onEvent(ts, now);
       if (this.router.idle) this.router.idle = false;
-      this.advance(this.generator.current(), now);
+      this.advanceOrDefer(this.generator.current(), now);
     }
   }
 
@@ -1108,7 +1483,9 @@ export class PartitionActor {
     const tracker = this.tracker!;
     try {
       if (kind === "data") {
-        const batch = decodeBatch(m.data);
+        const prepared = this.prepared?.m === m ? this.prepared.batch : undefined;
+        this.prepared = undefined;
+        const batch = prepared ?? decodeBatch(m.data);
         const { records, marks } = batch;
         if (tracker.isProducerIdle(producer) === true) tracker.setIdle(producer, false);
         let mi = 0;
@@ -1195,7 +1572,10 @@ export class PartitionActor {
     this.deadLetter(`timer: ${e.message}`, new Uint8Array(), {});
   }
 
-  private finishInput(): void {
+  private async finishInput(): Promise<void> {
+    if (this.inputEnded) return;
+    // Every event-time timer fires: their keys are all read first (over the budget if need be).
+    await this.ensureResident(this.operator.timers.dueKeys("event", Infinity));
     if (this.inputEnded) return;
     this.advance(Infinity, this.config.now());
     this.inputEnded = true;
@@ -1228,6 +1608,7 @@ export class PartitionActor {
     if (this.halted) return;
     const now = this.config.now();
     this.router.now = now;
+    await this.ensureResident(this.operator.timers.dueKeys("processing", now));
     this.operator.advanceProcessingTime(now, (e) => this.deadLetterTimerFailure(e));
     if (this.generator !== undefined && !this.router.idle && this.generator.isIdle(now)) this.router.idle = true;
     this.router.flushAged(this.config.lingerMs);
@@ -1239,6 +1620,7 @@ export class PartitionActor {
     // Timers fire here too; output they hold beyond the bound is spilled like the read loop's.
     if (this.spills && heldSinkAction(this.router.heldSinkBytes, this.config.maxHeldSinkBytes, true) === "spill") await this.spill();
     this.stats.heldBytes = this.heldBytes;
+    this.evictOverBudget();
   }
 
   private fail(e: unknown): void {
@@ -1250,6 +1632,34 @@ export class PartitionActor {
     void this.reader?.stop().catch(() => undefined);
     this.failedReject(e);
   }
+}
+
+/** The keys a write record touches (none if it does not decode: it is dead-lettered as it is). */
+function writeKeys(data: Uint8Array): string[] {
+  try {
+    return keysOf(decodeStateWrite(data)).filter((k): k is string => typeof k === "string");
+  } catch {
+    return [];
+  }
+}
+
+/** Map listings in flight at once when a batch misses keys with map state. */
+const LISTINGS_IN_FLIGHT = 16;
+
+/** Lists every (key, map state) pair, a few at a time, in the order of `keys` then `maps`. */
+async function mapListings(keys: readonly string[], maps: readonly string[], list: (key: string, state: string) => Promise<StateEntry[]>): Promise<StateEntry[][]> {
+  const jobs: Array<[string, string]> = [];
+  for (const key of keys) for (const state of maps) jobs.push([key, state]);
+  const out = new Array<StateEntry[]>(jobs.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < jobs.length) {
+      const i = next++;
+      out[i] = await list(jobs[i]![0], jobs[i]![1]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(LISTINGS_IN_FLIGHT, jobs.length) }, worker));
+  return out;
 }
 
 function jsonBytes(value: unknown): Uint8Array {

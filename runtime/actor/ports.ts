@@ -63,6 +63,18 @@ export interface Transport {
   countPending(stream: string, subject: string, fromSeq: number): Promise<number>;
   /** Every live entry of a bucket whose key starts with `<partition>.`. */
   loadPartition(bucket: string, partition: number): Promise<StateEntry[]>;
+  /**
+   * The values of `keys` in a bucket, in order (undefined: no value, or deleted), read with one
+   * `get` per key, many at a time: what a state cache miss of a batch reads.
+   */
+  getState(bucket: string, keys: readonly string[]): Promise<Array<Uint8Array | undefined>>;
+  /** Every live entry of a bucket whose key matches the KV filter `filter` (`*` and `>` wildcards). */
+  listState(bucket: string, filter: string): Promise<StateEntry[]>;
+  /**
+   * The number of keys matching `filter` whose last message is stored, deletions included: an
+   * upper bound of the live entries, read without reading them.
+   */
+  countState(bucket: string, filter: string): Promise<number>;
   /** Removes messages of `subject` below sequence `seq` from `stream` (consumed and committed input). */
   purgeBelow(stream: string, subject: string, seq: number): Promise<void>;
   /** Writes puts and deletes to a bucket; resolves once all are stored. */

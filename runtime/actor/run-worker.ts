@@ -9,7 +9,7 @@ import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import type { PipelineSpec } from "../sdk/function.ts";
 import { connectNats, natsUrlOf, redactNatsUrl } from "../nats/connection.ts";
-import { makeWorker, type Worker } from "./worker.ts";
+import { makeWorker, stateCacheBudgetOf, type Worker } from "./worker.ts";
 import { actorMetrics } from "../metrics/actor-metrics.ts";
 import { metricsHostFrom, metricsPortFrom, startMetricsServer } from "../metrics/server.ts";
 import { makeGenericWorker } from "./generic-worker.ts";
@@ -24,6 +24,8 @@ export interface RunWorkerOptions {
   readonly metricsPort?: number | undefined;
   /** Address of that endpoint (default: $EDDY_METRICS_HOST, else 127.0.0.1). */
   readonly metricsHost?: string | undefined;
+  /** Memory for actor state in MiB, shared by all actors of the process (default: $EDDY_STATE_CACHE_MB, else 256). */
+  readonly stateCacheMb?: number | undefined;
 }
 
 /** The module does not export a pipeline; fix the module. */
@@ -64,13 +66,14 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
     const base = `w-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
     const log = (line: string) => console.error(line);
     let hosted: () => Worker[];
+    const stateCache = stateCacheBudgetOf(options.stateCacheMb === undefined ? {} : { stateCacheMb: options.stateCacheMb });
     if (options.pipeline === undefined) {
-      const generic = yield* makeGenericWorker(nc, { id: base, log, ...(options.job === undefined ? {} : { onlyJob: options.job }) });
+      const generic = yield* makeGenericWorker(nc, { id: base, log, stateCache, ...(options.job === undefined ? {} : { onlyJob: options.job }) });
       hosted = () => [...generic.jobs().values()].map((j) => j.worker);
       console.error(`eddy worker ${base}: running ${options.job === undefined ? "deployed jobs" : `deployed job ${options.job}`}, NATS ${redactNatsUrl(url)}; Ctrl-C to stop`);
     } else {
       const workers: Worker[] = [];
-      for (const pipeline of pipelines) workers.push(yield* makeWorker(nc, pipeline, { id: `${base}-${pipeline.name}`, log }));
+      for (const pipeline of pipelines) workers.push(yield* makeWorker(nc, pipeline, { id: `${base}-${pipeline.name}`, log, stateCache }));
       hosted = () => workers;
       console.error(`eddy worker ${base}: jobs ${pipelines.map((p) => p.name).join(", ")}, NATS ${redactNatsUrl(url)}; Ctrl-C to stop`);
     }

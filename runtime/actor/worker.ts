@@ -39,6 +39,7 @@ import { JetStreamTransport } from "../nats/transport.ts";
 import { jetStreamOriginOf } from "../nats/delivery.ts";
 import { StateServices } from "../nats/state-service.ts";
 import { PartitionActor, type ActorConfig, type ActorStats } from "./partition-actor.ts";
+import { DEFAULT_STATE_CACHE_MB, StateCacheBudget } from "../core/state-cache.ts";
 
 export interface WorkerOptions {
   /** Worker id (default: random); must be unique among live workers. */
@@ -54,6 +55,13 @@ export interface WorkerOptions {
   readonly codeVersion?: number;
   /** Leave the heartbeat in place on stop: another worker with the same id takes over at once. */
   readonly keepHeartbeatOnStop?: boolean;
+  /**
+   * Memory for the state of the actors this worker runs, in MiB, split evenly between them
+   * (default: `$EDDY_STATE_CACHE_MB`, else 256). Ignored when `stateCache` is given.
+   */
+  readonly stateCacheMb?: number;
+  /** A budget shared with other workers of this process (a generic worker's jobs share one). */
+  readonly stateCache?: StateCacheBudget;
   readonly log?: (line: string) => void;
 }
 
@@ -84,10 +92,23 @@ const encoder = new TextEncoder();
 const attempt = <A>(f: () => PromiseLike<A>) => Effect.tryPromise({ try: f, catch: (e) => (e instanceof Error ? e : new Error(String(e))) });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** MiB from `$EDDY_STATE_CACHE_MB` if it holds a positive number, else the default (256). */
+export function stateCacheMbFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): number {
+  const raw = env.EDDY_STATE_CACHE_MB;
+  const mb = raw === undefined || raw.trim() === "" ? NaN : Number(raw);
+  return Number.isFinite(mb) && mb > 0 ? mb : DEFAULT_STATE_CACHE_MB;
+}
+
+/** The state cache budget `options` ask for: theirs, or one of `stateCacheMb` (or the default). */
+export function stateCacheBudgetOf(options: Pick<WorkerOptions, "stateCache" | "stateCacheMb">): StateCacheBudget {
+  return options.stateCache ?? new StateCacheBudget(Math.floor((options.stateCacheMb ?? stateCacheMbFromEnv()) * 1024 * 1024));
+}
+
 /** Runs a worker for `pipeline` within the current scope. */
 export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: WorkerOptions = {}) =>
   Effect.gen(function* () {
     const graph = buildJobGraph(pipeline);
+    const actorConfig: Partial<ActorConfig> = { ...options.actor, stateCache: stateCacheBudgetOf(options) };
     const job = graph.job;
     const id = options.id ?? `w-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     // The id is a token of the heartbeat key `<job>.<id>`.
@@ -182,7 +203,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
         for (const fn of graph.functions) {
           for (let p = 0; p < fn.partitions; p++) {
             if (!mine.includes(actorId(fn.name, p))) continue;
-            started.set(actorId(fn.name, p), new PartitionActor(transport, graph, fn, p, options.actor));
+            started.set(actorId(fn.name, p), new PartitionActor(transport, graph, fn, p, actorConfig));
           }
         }
         actors = started;

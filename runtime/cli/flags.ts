@@ -25,6 +25,13 @@ export const metricsHostFlag = () =>
     Flag.optional,
   );
 
+/** `--state-cache-mb` of `eddy worker` and `eddy dev`: memory for actor state (design note bf). */
+export const stateCacheMbFlag = () =>
+  Flag.Finite("state-cache-mb").pipe(
+    Flag.withDescription("MiB of memory for actor state, split between the actors with state of the process; the rest stays in KV (default: $EDDY_STATE_CACHE_MB or 256)"),
+    Flag.optional,
+  );
+
 /** The `<job>` argument. */
 export const jobArg = Argument.String("job").pipe(Argument.withDescription("job name"));
 

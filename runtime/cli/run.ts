@@ -106,6 +106,12 @@ export function checkPort(port: number | undefined, flag = "--metrics-port"): nu
   return port;
 }
 
+/** `--state-cache-mb` as given: a positive number of MiB (fractions allowed), or undefined. */
+export function checkStateCacheMb(mb: number | undefined): number | undefined {
+  if (mb !== undefined && !(mb > 0)) throw new UsageError("--state-cache-mb must be a number of MiB > 0");
+  return mb;
+}
+
 /** The command line is wrong in a way the parser cannot see; the message says what to fix. */
 export class UsageError extends InputError {
   override readonly name = "UsageError";

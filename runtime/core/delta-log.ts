@@ -9,8 +9,8 @@
  * its changes go into the next snapshot again. When checkpoint `n` commits, the changes of epochs
  * up to `n` leave the log's uncommitted part; snapshot `n`'s entries are what the actor writes to
  * KV, and until it says they are written (`materialized`) they stay visible to `overlay`: the
- * value a read of KV must be corrected with. That query is what a state cache serving a miss from
- * KV will need (issue 12); today the whole state is in memory and only tests ask it.
+ * value a read of KV must be corrected with: the actor's state cache serves a miss from KV
+ * corrected by it (state-cache.ts, design note bf).
  *
  * A deletion is only a change for a key KV may hold (`mayBeStored`): a key created and deleted
  * between two snapshots never reached any delta, so its deletion is dropped instead of costing a
@@ -36,6 +36,18 @@ interface Committed {
   readonly entries: readonly DeltaEntry[];
   /** Built on the first `overlay` lookup that reaches this delta. */
   index?: Map<string, Uint8Array | null>;
+  /** Keys by group (`groupOf`), built on the first `overlayGroup` lookup that reaches this delta. */
+  groups?: Map<string, string[]>;
+}
+
+/**
+ * The group of a KV key: everything before its last `.`. The entries of one key's map state
+ * (`<p>.<state>.<key>.<subkey>`) form one group, so a cache miss of a map finds its changes
+ * without scanning the log.
+ */
+export function groupOf(key: string): string {
+  const dot = key.lastIndexOf(".");
+  return dot < 0 ? "" : key.slice(0, dot);
 }
 
 export class DeltaLog<P = undefined> {
@@ -52,6 +64,8 @@ export class DeltaLog<P = undefined> {
    * since, with the id of the last snapshot that put them (0: committed before this log started).
    */
   private readonly mayBeStored = new Map<string, number>();
+  /** The keys of `uncommitted` by group (`groupOf`). */
+  private readonly uncommittedGroups = new Map<string, Set<string>>();
   private committedId: number;
 
   /** A log after a restore from checkpoint `committed`, whose state has the KV keys `storedKeys`. */
@@ -72,13 +86,31 @@ export class DeltaLog<P = undefined> {
 
   /** Records `value` for `key`, taken by the snapshot of checkpoint `epoch`. */
   put(key: string, value: Uint8Array, epoch: number): void {
-    this.uncommitted.set(key, { value, epoch });
+    this.setUncommitted(key, value, epoch);
   }
 
   /** Records the deletion of `key` — a change only for a key KV may hold. */
   delete(key: string, epoch: number): void {
-    if (this.mayBeStored.has(key)) this.uncommitted.set(key, { value: null, epoch });
-    else this.uncommitted.delete(key);
+    if (this.mayBeStored.has(key)) this.setUncommitted(key, null, epoch);
+    else this.dropUncommitted(key);
+  }
+
+  private setUncommitted(key: string, value: Uint8Array | null, epoch: number): void {
+    if (!this.uncommitted.has(key)) {
+      const group = groupOf(key);
+      let keys = this.uncommittedGroups.get(group);
+      if (keys === undefined) this.uncommittedGroups.set(group, (keys = new Set()));
+      keys.add(key);
+    }
+    this.uncommitted.set(key, { value, epoch });
+  }
+
+  private dropUncommitted(key: string): void {
+    if (!this.uncommitted.delete(key)) return;
+    const group = groupOf(key);
+    const keys = this.uncommittedGroups.get(group);
+    keys?.delete(key);
+    if (keys?.size === 0) this.uncommittedGroups.delete(group);
   }
 
   /** The uncommitted change of `key`, if any. */
@@ -116,7 +148,7 @@ export class DeltaLog<P = undefined> {
   committed(id: number): { readonly entries: DeltaEntry[]; readonly payload: P | undefined } | undefined {
     if (id <= this.committedId) return undefined;
     this.committedId = id;
-    for (const [k, e] of this.uncommitted) if (e.epoch <= id) this.uncommitted.delete(k);
+    for (const [k, e] of this.uncommitted) if (e.epoch <= id) this.dropUncommitted(k);
     const snapshot = this.held.get(id);
     // A key this commit deletes is gone from KV once materialized, unless a later snapshot put it.
     if (snapshot !== undefined) for (const [k, v] of snapshot.entries) if (v === null && (this.mayBeStored.get(k) ?? 0) <= id) this.mayBeStored.delete(k);
@@ -174,6 +206,67 @@ export class DeltaLog<P = undefined> {
       if (c.index.has(key)) return { value: c.index.get(key)! };
     }
     return undefined;
+  }
+  /**
+   * The overlay of every KV key starting with `prefix` (a map of one key: its entries), newest
+   * change per key; null for a deletion. Scans the log: its cost grows with the changes KV does
+   * not have yet.
+   */
+  overlayPrefix(prefix: string): Map<string, Uint8Array | null> {
+    const out = new Map<string, Uint8Array | null>();
+    for (const [k, e] of this.uncommitted) if (k.startsWith(prefix)) out.set(k, e.value);
+    for (let i = this.unmaterialized.length - 1; i >= 0; i--) {
+      for (const [k, v] of this.unmaterialized[i]!.entries) if (!out.has(k) && k.startsWith(prefix)) out.set(k, v);
+    }
+    return out;
+  }
+
+  /**
+   * The overlay of every KV key of group `group` (`groupOf`: a map of one key is
+   * `<p>.<state>.<key>`), newest change per key; null for a deletion. Indexed: no scan of the log.
+   */
+  overlayGroup(group: string): Map<string, Uint8Array | null> {
+    const out = new Map<string, Uint8Array | null>();
+    for (const k of this.uncommittedGroups.get(group) ?? []) out.set(k, this.uncommitted.get(k)!.value);
+    for (let i = this.unmaterialized.length - 1; i >= 0; i--) {
+      const c = this.unmaterialized[i]!;
+      if (c.groups === undefined) {
+        c.groups = new Map();
+        for (const [k] of c.entries) {
+          const g = groupOf(k);
+          const keys = c.groups.get(g);
+          if (keys === undefined) c.groups.set(g, [k]);
+          else keys.push(k);
+        }
+      }
+      const keys = c.groups.get(group);
+      if (keys === undefined) continue;
+      c.index ??= new Map(c.entries);
+      for (const k of keys) if (!out.has(k)) out.set(k, c.index.get(k)!);
+    }
+    return out;
+  }
+
+  /**
+   * A key read from KV is there (or the overlay has a value for it): a later deletion of it must
+   * reach KV. Keeps what a snapshot already recorded.
+   */
+  markStored(key: string): void {
+    if (!this.mayBeStored.has(key)) this.mayBeStored.set(key, 0);
+  }
+
+  /**
+   * Forgets `key` for `mayBeStored` when KV is current for it (no overlay): a cache evicting the
+   * key learns it again from KV when it reads the key back. Returns whether it forgot it.
+   */
+  forgetStored(key: string): boolean {
+    if (this.overlay(key) !== undefined) return false;
+    return this.mayBeStored.delete(key);
+  }
+
+  /** Number of keys `mayBeStored` remembers (for tests and metrics). */
+  get storedKeysKnown(): number {
+    return this.mayBeStored.size;
   }
 }
 

@@ -43,6 +43,12 @@ export class Operator {
   /** Whether a call has told the processing time yet (before that, processing-time TTL has no clock). */
   private clockKnown = false;
   private readonly ctx: Context<unknown, StateDeclarations>;
+  /**
+   * Called with the key of every record, timer and `withKey` before the function runs: the
+   * actor's state cache checks there that the key is resident (it must be made so before) and
+   * marks it used.
+   */
+  onKey: ((key: string) => void) | undefined;
 
   constructor(spec: FunctionSpec<any, any, any>, output: OperatorOutput, store?: KeyedStateStore, timers?: TimerQueue) {
     this.spec = spec;
@@ -75,6 +81,7 @@ export class Operator {
    * `eddy state bootstrap` uses to let a bootstrap module write state through the function's API.
    */
   withKey<T>(key: string, f: (ctx: Context<unknown, StateDeclarations>) => T): T {
+    this.onKey?.(key);
     this.currentKey = key;
     return f(this.ctx);
   }
@@ -86,6 +93,7 @@ export class Operator {
 
   /** Calls `process` for one record. */
   process(key: string, timestamp: number, record: unknown, now: number, input = 0): void {
+    this.onKey?.(key);
     this.currentKey = key;
     this.currentInput = input;
     this.currentTimestamp = timestamp;
@@ -146,6 +154,7 @@ export class Operator {
     let first: UserFunctionError | undefined;
     for (let due = this.timers.popDue(domain, upTo); due.length > 0; due = this.timers.popDue(domain, upTo)) {
       for (const timer of due) {
+        this.onKey?.(timer.key);
         this.currentKey = timer.key;
         this.currentInput = -1;
         this.currentTimestamp = timer.ts;

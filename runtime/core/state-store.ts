@@ -1,9 +1,11 @@
 /**
  * In-memory keyed state of one actor, with change tracking.
  *
- * This is the working set of a (function, partition): every declared state, for every key, as
- * plain JavaScript values. The runtime loads it from the function's KV bucket on start and takes
- * the changes since the last snapshot with `takeDelta()`; the test harness uses it alone. Keeping
+ * This is the working set of a (function, partition): every declared state of the keys in
+ * memory, as plain JavaScript values. The runtime loads keys from the function's KV bucket when
+ * a batch needs them and drops clean ones when over its cache budget (`evict`, design note bf),
+ * and takes the changes since the last snapshot with `takeDelta()`; the test harness uses it
+ * alone, with every key in memory. Keeping
  * changes as sets of touched keys (not as a log) means a key updated a thousand times between two
  * snapshots costs one entry in the next one.
  *
@@ -458,7 +460,39 @@ export class KeyedStateStore {
     return wrapStored(value.filter((_, i) => keep[i]), at.filter((_, i) => keep[i]), ttl);
   }
 
-  /** Number of (key, sub-key) entries over all state, for metrics. */
+  // --- residency: the actor's working-set cache (state-cache.ts) ------------------------------
+
+  /** Whether `key` has a change in any state that no `takeDelta` has taken yet. */
+  isDirty(key: string): boolean {
+    for (const d of this.dirtyScalars.values()) if (d.has(key)) return true;
+    for (const d of this.dirtyMaps.values()) if (d.has(key)) return true;
+    return false;
+  }
+
+  /**
+   * Drops every value of `key` from memory, in every state: the key is no longer resident and
+   * its stored values are the truth. Only for a key without changes (`isDirty`): they would be lost.
+   */
+  evict(key: string): void {
+    for (const values of this.scalars.values()) values.delete(key);
+    for (const maps of this.maps.values()) maps.delete(key);
+    for (const stamps of this.scalarStamps.values()) stamps.delete(key);
+    for (const stamps of this.mapStamps.values()) stamps.delete(key);
+  }
+
+  /** Every entry of `key` in memory, in stored form (what sizing a resident key needs). */
+  *entriesOf(key: string): Generator<StateChange> {
+    for (const [state, values] of this.scalars) {
+      const value = values.get(key);
+      if (value !== undefined) yield { state, key, value: this.storedForm(state, key, undefined, value) };
+    }
+    for (const [state, maps] of this.maps) {
+      const entries = maps.get(key);
+      if (entries !== undefined) for (const [subkey, value] of entries) yield { state, key, subkey, value: this.storedForm(state, key, subkey, value) };
+    }
+  }
+
+  /** Number of (key, sub-key) entries in memory over all state (with a state cache: of the resident keys only). */
   entryCount(): number {
     let n = 0;
     for (const values of this.scalars.values()) n += values.size;

@@ -128,6 +128,24 @@ export function visibleStored(stored: unknown, clock: Pick<TtlClock, "watermark"
 }
 
 /**
+ * A stored value as a full export keeps it: undefined when it has expired (a list: when all its
+ * elements have), the same stored form when nothing has, else the envelope of the unexpired list
+ * elements. Judged by the envelope's own `ms` and clock, as `visibleStored`.
+ */
+export function unexpiredStored(stored: unknown, clock: Pick<TtlClock, "watermark" | "processingTime">): { stored: unknown; same: boolean } | undefined {
+  const { value, ttl } = unwrapStored(stored);
+  if (ttl === undefined) return { stored, same: true };
+  const now = ttl.time === "event" ? clock.watermark : clock.processingTime;
+  if (typeof ttl.at === "number") return isExpired(ttl.at, ttl.ms, now) ? undefined : { stored, same: true };
+  const at = ttl.at;
+  const keep = at.map((a) => !isExpired(a, ttl.ms, now));
+  if (keep.every(Boolean)) return { stored, same: true };
+  if (!keep.some(Boolean)) return undefined;
+  const live = (value as unknown[]).filter((_, i) => keep[i]);
+  return { stored: wrapStored(live, at.filter((_, i) => keep[i]), { ms: ttl.ms, time: ttl.time, update: "on-create-and-write", visibility: "never-return-expired" }), same: false };
+}
+
+/**
  * Whether a value read from storage must be written again because its envelope no longer says
  * what the declaration does: a TTL that was removed (readers of KV would still hide it when its
  * old TTL ran out) or whose `ms` or clock changed (they would judge it by the old ones). A plain

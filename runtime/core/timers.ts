@@ -177,6 +177,25 @@ export class TimerQueue {
     return out;
   }
 
+  /**
+   * Keys of the pending timers of `domain` with `ts <= upToTs`: what firing them up to there
+   * touches (a state cache makes those keys resident first). Visits only the due part of the heap.
+   */
+  dueKeys(domain: TimeDomain, upToTs: number): Set<string> {
+    const items = this.#heaps[domain].items;
+    const keys = new Set<string>();
+    const stack = items.length > 0 ? [0] : [];
+    while (stack.length > 0) {
+      const i = stack.pop()!;
+      const t = items[i]!;
+      if (!(t.ts <= upToTs)) continue;
+      if (this.#live.has(timerId(t))) keys.add(t.key);
+      if (2 * i + 1 < items.length) stack.push(2 * i + 1);
+      if (2 * i + 2 < items.length) stack.push(2 * i + 2);
+    }
+    return keys;
+  }
+
   /** The earliest pending time in `domain`, or undefined if there is none. */
   peek(domain: TimeDomain): number | undefined {
     const heap = this.#heaps[domain];

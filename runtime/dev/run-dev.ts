@@ -15,6 +15,8 @@ export interface DevOptions {
   readonly port: number | undefined;
   readonly data: string | undefined;
   readonly checkpointIntervalMs: number;
+  /** Memory for actor state in MiB (default: $EDDY_STATE_CACHE_MB, else 256). */
+  readonly stateCacheMb?: number | undefined;
 }
 
 export async function runDev(options: DevOptions): Promise<number> {
@@ -30,7 +32,7 @@ export async function runDev(options: DevOptions): Promise<number> {
       (nc) => Effect.promise(() => nc.drain().catch(() => undefined)),
     );
     yield* makeSupervisor(nc, { checkpointIntervalMs: options.checkpointIntervalMs, log });
-    yield* makeGenericWorker(nc, { log });
+    yield* makeGenericWorker(nc, { log, ...(options.stateCacheMb === undefined ? {} : { stateCacheMb: options.stateCacheMb }) });
     console.log(server.url);
     console.error(`eddy dev: nats-server ${server.url} (store ${server.storeDir}), supervisor and worker running`);
     console.error(`eddy dev: deploy with: npx eddy deploy <module.ts> --nats ${server.url}; Ctrl-C to stop`);

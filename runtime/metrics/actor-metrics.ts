@@ -30,6 +30,11 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       m.add("eddy_materialization_writes_total", "counter", "KV puts and deletes of materialization (each key once per round).", l, s.materializationWrites);
       m.add("eddy_materialization_backpressure", "gauge", "1 while the actor stops reading because materialization is behind its bound.", l, s.materializationBackpressure ? 1 : 0);
       m.add("eddy_materialization_wait_seconds_total", "counter", "Time the actor stopped reading for materialization to catch up.", l, s.materializationWaitMs / 1000);
+      m.add("eddy_state_cache_keys", "gauge", "Keys whose state the actor holds in memory (absent ones included).", l, s.cacheKeys);
+      m.add("eddy_state_cache_bytes", "gauge", "Bytes the state in memory is charged against the state cache budget.", l, s.cacheBytes);
+      m.add("eddy_state_cache_hits_total", "counter", "Keys a message needed that were in memory.", l, s.cacheHits);
+      m.add("eddy_state_cache_misses_total", "counter", "Keys a message needed that were not in memory (read from KV, or new).", l, s.cacheMisses);
+      m.add("eddy_state_cache_evictions_total", "counter", "Keys dropped from memory to stay within the state cache budget.", l, s.cacheEvictions);
     }
   }
   addRejectionMetrics(m);

@@ -116,15 +116,15 @@ export class StateServices {
         if (typeof r.state !== "string") throw new BadStateRequestError('"state" must be a string');
         actor.store.declaration(r.state); // unknown state: a clear error, not "not found"
         if (r.consistency === "committed") return void msg.respond(JSON.stringify(await getCommitted(await this.bucket(fn), p, r.state, r.key, r.subkey)));
-        const value = actor.readLive(r.state, r.key, r.subkey);
+        const value = await actor.readLive(r.state, r.key, r.subkey);
         return void msg.respond(JSON.stringify(value === undefined ? { found: false } : { found: true, value }));
       }
       case "scan": {
         const r = request as ScanRequest;
         if (r.state !== undefined) actor.store.declaration(r.state);
         if (r.consistency === "committed") return void msg.respond(JSON.stringify(await scanCommitted(await this.bucket(fn), p, r)));
-        const { keys, next } = page(actor.liveKeys(r.state, r.prefix ?? ""), r);
-        const entries: ScanEntry[] = keys.map(([state, key]) => ({ state, key, value: actor.readLive(state, key) }));
+        const { keys, next } = page(await actor.liveKeys(r.state, r.prefix ?? ""), r);
+        const entries: ScanEntry[] = await Promise.all(keys.map(async ([state, key]) => ({ state, key, value: await actor.readLive(state, key) })));
         return void msg.respond(JSON.stringify(next === undefined ? { entries } : { entries, next }));
       }
       case "put":

@@ -3,9 +3,10 @@
  *
  * Inputs are ordered pull consumers started at an explicit stream sequence (eddy keeps its own
  * positions, so there are no per-message acks on the hot path). Publishes are acknowledged
- * JetStream publishes that the caller may pipeline. State buckets are plain KV buckets; a
- * partition's state is loaded with one ordered "last per subject" consumer on the bucket's
- * stream instead of a `get` per key. Snapshots and savepoint exports go to the object stores of
+ * JetStream publishes that the caller may pipeline. State buckets are plain KV buckets: the keys a
+ * state cache misses are read with pipelined `get`s, and a listing (a map of one key, a
+ * partition's timers, a full export) with one "last per subject" consumer on the bucket's stream
+ * instead of a `get` per key. Snapshots and savepoint exports go to the object stores of
  * the job their names start with (one of each per job, so that permissions can scope them).
  */
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -21,6 +22,8 @@ import { InputError } from "../errors.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "../actor/ports.ts";
 
 const WRITE_WINDOW = 1024;
+/** KV gets in flight at once when a state cache reads the misses of a batch. */
+const READ_WINDOW = 256;
 
 class JsInputMessage implements InputMessage {
   private readonly m: JsMsg;
@@ -198,10 +201,14 @@ export class JetStreamTransport implements Transport {
   }
 
   async loadPartition(bucket: string, partition: number): Promise<StateEntry[]> {
+    return this.listState(bucket, `${partition}.>`);
+  }
+
+  async listState(bucket: string, filter: string): Promise<StateEntry[]> {
     const stream = `KV_${bucket}`;
     const prefix = `$KV.${bucket}.`;
     const consumer = await this.js.consumers.get(stream, {
-      filter_subjects: `${prefix}${partition}.>`,
+      filter_subjects: `${prefix}${filter}`,
       deliver_policy: DeliverPolicy.LastPerSubject,
     });
     const entries: StateEntry[] = [];
@@ -219,6 +226,34 @@ export class JetStreamTransport implements Transport {
     } finally {
       await consumer.delete().catch(() => false);
     }
+  }
+
+  async countState(bucket: string, filter: string): Promise<number> {
+    const consumer = await this.js.consumers.get(`KV_${bucket}`, {
+      filter_subjects: `$KV.${bucket}.${filter}`,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+    });
+    try {
+      return (await consumer.info(true)).num_pending;
+    } finally {
+      await consumer.delete().catch(() => false);
+    }
+  }
+
+  async getState(bucket: string, keys: readonly string[]): Promise<Array<Uint8Array | undefined>> {
+    const kv = await this.bucket(bucket);
+    const out = new Array<Uint8Array | undefined>(keys.length);
+    // Pipelined like writes: a batch's misses cost about one round trip, not one per key.
+    const window = new WindowLimiter(READ_WINDOW);
+    for (let i = 0; i < keys.length; i++) {
+      await window.add(
+        kv.get(keys[i]!).then((e) => {
+          out[i] = e === null || e.operation !== "PUT" ? undefined : e.value;
+        }),
+      );
+    }
+    await window.drain();
+    return out;
   }
 
   async purgeBelow(stream: string, subject: string, seq: number): Promise<void> {

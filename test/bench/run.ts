@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--json]`: runs one
+ * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--json]`: runs one
  * benchmark and prints its result, as one JSON line with --json. Benchmarks measure speed; tests
  * never do.
  */
@@ -13,16 +13,18 @@ interface BenchOptions {
   readonly events: number;
   readonly keys: number;
   readonly dist: KeyDistribution;
+  /** `--state-cache-mb` of the workers a benchmark starts (state only). */
+  readonly cacheMb: number | undefined;
 }
 
 const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
   pipeline: ({ events }) => benchPipeline(events),
   checkpoint: ({ keys }) => benchCheckpoint(keys),
   recovery: ({ keys }) => benchRecovery(keys),
-  state: ({ keys, events, dist }) => benchState({ keys, events, dist }),
+  state: ({ keys, events, dist, cacheMb }) => benchState({ keys, events, dist, ...(cacheMb === undefined ? {} : { cacheMb }) }),
 };
 
-const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--json]`;
+const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--json]`;
 let parsed;
 try {
   parsed = parseArgs({
@@ -31,6 +33,7 @@ try {
       events: { type: "string", default: "100000" },
       keys: { type: "string", default: "100000" },
       dist: { type: "string", default: "zipf" },
+      "cache-mb": { type: "string" },
       json: { type: "boolean", default: false },
     },
   });
@@ -44,10 +47,11 @@ const bench = name === undefined ? undefined : benches[name];
 const events = Number(values.events);
 const keys = Number(values.keys);
 const dist = values.dist;
-if (bench === undefined || positionals.length > 1 || !Number.isInteger(events) || events <= 0 || !Number.isInteger(keys) || keys <= 0 || (dist !== "zipf" && dist !== "uniform")) {
+const cacheMb = values["cache-mb"] === undefined ? undefined : Number(values["cache-mb"]);
+if (bench === undefined || positionals.length > 1 || !Number.isInteger(events) || events <= 0 || !Number.isInteger(keys) || keys <= 0 || (dist !== "zipf" && dist !== "uniform") || (cacheMb !== undefined && !(cacheMb > 0))) {
   process.stderr.write(`${usage}\n`);
   process.exit(2);
 }
-const result = await bench({ events, keys, dist });
+const result = await bench({ events, keys, dist, cacheMb });
 if (values.json) console.log(JSON.stringify(result));
 else console.log(result);

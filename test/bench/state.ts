@@ -1,10 +1,11 @@
 /**
  * Keyed state larger than what is read often: a counter per key, first set once for each of
  * `keys` keys (the load, not timed), then `events` updates whose keys follow a Zipf (s = 1) or a
- * uniform distribution over all of them (timed). Reports the timed phase's throughput and the
- * worker process's peak resident memory (VmHWM), which today includes every key: an actor keeps
- * its whole partition in memory (design note c). The worker and a supervisor (checkpoints every
- * second) run as `eddy` processes; CPU is the worker's plus nats-server's.
+ * uniform distribution over all of them (timed). Reports the timed phase's throughput, the
+ * worker process's peak resident memory (VmHWM) and the state cache's hit rate: with `cacheMb`
+ * the worker runs with `--state-cache-mb` (design note bf), else with its default. The worker and
+ * a supervisor (checkpoints every second) run as `eddy` processes; CPU is the worker's plus
+ * nats-server's.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -33,6 +34,11 @@ export interface StateBenchResult {
   readonly peakRssMb: number;
   /** Distinct keys the timed phase touched. */
   readonly distinctKeysTouched: number;
+  /** `--state-cache-mb` of the worker (undefined: its default). */
+  readonly cacheMb: number | undefined;
+  /** Of the keys the timed phase's messages needed, the share that was in memory. */
+  readonly cacheHitRate: number;
+  readonly cacheEvictions: number;
 }
 
 /** Key indexes drawn from Zipf(s = 1) over `n` keys by inverting the cumulative weights. */
@@ -65,17 +71,19 @@ function startEddy(args: string[]): ChildProcess {
   return child;
 }
 
-/** Sum of `eddy_records_in_total` of function `fn` on a worker's /metrics. */
-async function recordsIn(port: number, fn: string): Promise<number> {
+/** Sum of `metric` of function `fn` on a worker's /metrics. */
+async function metricOf(port: number, fn: string, metric: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   let n = 0;
-  for (const line of text.split("\n")) if (line.startsWith("eddy_records_in_total{") && line.includes(`function="${fn}"`)) n += Number(line.slice(line.lastIndexOf(" ") + 1));
+  for (const line of text.split("\n")) if (line.startsWith(`${metric}{`) && line.includes(`function="${fn}"`)) n += Number(line.slice(line.lastIndexOf(" ") + 1));
   return n;
 }
 
+const recordsIn = (port: number, fn: string) => metricOf(port, fn, "eddy_records_in_total");
+
 const peakRssMbOf = (pid: number) => Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024);
 
-export async function benchState(opts: { keys: number; events: number; dist: KeyDistribution; seed?: number }): Promise<StateBenchResult> {
+export async function benchState(opts: { keys: number; events: number; dist: KeyDistribution; seed?: number; cacheMb?: number }): Promise<StateBenchResult> {
   const { keys, events, dist } = opts;
   const random = seededRandom(opts.seed ?? 1);
   const draw = dist === "zipf" ? zipfSampler(keys, random) : () => Math.floor(random() * keys);
@@ -101,7 +109,8 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
     const metricsPort = await freePort();
     const loadStarted = performance.now();
     children.push(startEddy(["supervisor", "--nats", server.url, "--checkpoint-interval", "1000"]));
-    const worker = startEddy(["worker", "--pipeline", WORKLOAD, "--nats", server.url, "--metrics-port", String(metricsPort)]);
+    const cacheArgs = opts.cacheMb === undefined ? [] : ["--state-cache-mb", String(opts.cacheMb)];
+    const worker = startEddy(["worker", "--pipeline", WORKLOAD, "--nats", server.url, "--metrics-port", String(metricsPort), ...cacheArgs]);
     children.push(worker);
     const counted = () => recordsIn(metricsPort, "count").catch(() => 0);
     while ((await counted()) < keys) await sleep(20);
@@ -109,11 +118,20 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
     phase(`loaded in ${loadSeconds.toFixed(1)} s; timing the updates`);
     const cpu = () => cpuSecondsOf(worker.pid!) + cpuSecondsOf(server.pid);
     const cpu0 = cpu();
+    const cache = async () => ({
+      hits: await metricOf(metricsPort, "count", "eddy_state_cache_hits_total"),
+      misses: await metricOf(metricsPort, "count", "eddy_state_cache_misses_total"),
+      evictions: await metricOf(metricsPort, "count", "eddy_state_cache_evictions_total"),
+    });
+    const cache0 = await cache();
     const t0 = performance.now();
     while ((await counted()) < keys + events) await sleep(20);
     const wallSeconds = (performance.now() - t0) / 1000;
     const cpuSeconds = cpu() - cpu0;
     const peakRssMb = peakRssMbOf(worker.pid!);
+    const cache1 = await cache();
+    const hits = cache1.hits - cache0.hits;
+    const looked = hits + cache1.misses - cache0.misses;
     return {
       bench: "state",
       keys,
@@ -127,6 +145,9 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
       eventsPerCoreSecond: Math.round(events / Math.max(cpuSeconds, 0.001)),
       peakRssMb,
       distinctKeysTouched: touched.size,
+      cacheMb: opts.cacheMb,
+      cacheHitRate: looked === 0 ? 1 : round(hits / looked),
+      cacheEvictions: cache1.evictions,
     };
   } finally {
     for (const c of children) c.kill("SIGKILL");

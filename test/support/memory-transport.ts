@@ -24,7 +24,7 @@ export interface StoredMessage {
 }
 
 /** A transport operation a test can make fail (see `failWith`). */
-export type TransportOperation = "publish" | "readRange" | "putSnapshot" | "putSavepoint" | "getSnapshot" | "writeState" | "loadPartition" | "purgeBelow" | "openInput";
+export type TransportOperation = "publish" | "readRange" | "putSnapshot" | "putSavepoint" | "getSnapshot" | "writeState" | "loadPartition" | "getState" | "listState" | "purgeBelow" | "openInput";
 
 interface MemoryStream {
   readonly name: string;
@@ -76,6 +76,8 @@ export class MemoryTransport implements Transport {
   private readonly buckets = new Map<string, Map<string, Uint8Array>>();
   /** Every KV put and delete, in order, per bucket: what materialization cost. */
   readonly kvWrites: Array<{ readonly bucket: string; readonly key: string; readonly op: "put" | "delete" }> = [];
+  /** Every KV key read with `getState` and every filter listed with `listState`, in order: what cache misses cost. */
+  readonly kvReads: Array<{ readonly bucket: string; readonly key: string; readonly op: "get" | "list" }> = [];
   /** Every core publish, in order. */
   readonly core: Array<{ readonly subject: string; readonly data: Uint8Array }> = [];
   private readonly subscribers = new Set<{ filter: string; f: (subject: string, data: Uint8Array) => void }>();
@@ -259,6 +261,28 @@ export class MemoryTransport implements Transport {
     this.check("loadPartition", bucket);
     const prefix = `${partition}.`;
     return [...this.bucket(bucket)].filter(([k]) => k.startsWith(prefix)).map(([key, value]) => ({ key, value }));
+  }
+
+  async getState(bucket: string, keys: readonly string[]): Promise<Array<Uint8Array | undefined>> {
+    this.check("getState", bucket);
+    // A read takes a turn of the event loop, as a round trip would: what runs meanwhile runs.
+    await new Promise<void>((r) => setImmediate(r));
+    const b = this.bucket(bucket);
+    return keys.map((key) => {
+      this.kvReads.push({ bucket, key, op: "get" });
+      return b.get(key)?.slice();
+    });
+  }
+
+  async listState(bucket: string, filter: string): Promise<StateEntry[]> {
+    this.check("listState", bucket);
+    await new Promise<void>((r) => setImmediate(r));
+    this.kvReads.push({ bucket, key: filter, op: "list" });
+    return [...this.bucket(bucket)].filter(([k]) => subjectMatches(filter, k)).map(([key, value]) => ({ key, value: value.slice() }));
+  }
+
+  async countState(bucket: string, filter: string): Promise<number> {
+    return [...this.bucket(bucket).keys()].filter((k) => subjectMatches(filter, k)).length;
   }
 
   async purgeBelow(stream: string, subject: string, seq: number): Promise<void> {

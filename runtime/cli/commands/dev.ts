@@ -2,7 +2,8 @@
 import * as Command from "effect/cli/Command";
 import * as Flag from "effect/cli/Flag";
 import * as Option from "effect/Option";
-import { exitWith, UsageError } from "../run.ts";
+import { checkStateCacheMb, exitWith, UsageError } from "../run.ts";
+import { stateCacheMbFlag } from "../flags.ts";
 
 export const dev = Command.make(
   "dev",
@@ -10,11 +11,13 @@ export const dev = Command.make(
     port: Flag.Int("port").pipe(Flag.withDescription("nats-server port on 127.0.0.1 (default: a free port)"), Flag.optional),
     data: Flag.String("data").pipe(Flag.withDescription("JetStream store directory, kept on exit (default: a temp dir)"), Flag.optional),
     checkpointInterval: Flag.Int("checkpoint-interval").pipe(Flag.withDescription("milliseconds between checkpoints (default: 1000)"), Flag.withDefault(1000)),
+    stateCacheMb: stateCacheMbFlag(),
   },
-  ({ port, data, checkpointInterval }) =>
+  ({ port, data, checkpointInterval, stateCacheMb }) =>
     exitWith(async () => {
       if (checkpointInterval < 0) throw new UsageError("--checkpoint-interval must be >= 0");
+      const cacheMb = checkStateCacheMb(Option.getOrUndefined(stateCacheMb));
       const { runDev } = await import("../../dev/run-dev.ts");
-      return runDev({ port: Option.getOrUndefined(port), data: Option.getOrUndefined(data), checkpointIntervalMs: checkpointInterval });
+      return runDev({ port: Option.getOrUndefined(port), data: Option.getOrUndefined(data), checkpointIntervalMs: checkpointInterval, stateCacheMb: cacheMb });
     }, { handlesSignals: true }),
 ).pipe(Command.withDescription("Run a local cluster in one process: nats-server, a supervisor and a worker for deployed jobs"));

@@ -2,8 +2,8 @@
 import * as Command from "effect/cli/Command";
 import * as Flag from "effect/cli/Flag";
 import * as Option from "effect/Option";
-import { metricsHostFlag, natsFlag } from "../flags.ts";
-import { checkPort, exitWith } from "../run.ts";
+import { metricsHostFlag, natsFlag, stateCacheMbFlag } from "../flags.ts";
+import { checkPort, checkStateCacheMb, exitWith } from "../run.ts";
 
 /** Options of `runWorker` in runtime/actor/run-worker.ts. */
 interface WorkerOptions {
@@ -12,6 +12,7 @@ interface WorkerOptions {
   job: string | undefined;
   metricsPort: number | undefined;
   metricsHost: string | undefined;
+  stateCacheMb: number | undefined;
 }
 
 export const worker = Command.make(
@@ -25,8 +26,9 @@ export const worker = Command.make(
     job: Flag.String("job").pipe(Flag.withDescription("job name (default: from the pipeline); without --pipeline: run only this deployed job"), Flag.optional),
     metricsPort: Flag.Int("metrics-port").pipe(Flag.withDescription("serve /metrics and /healthz on this port (default: $EDDY_METRICS_PORT)"), Flag.optional),
     metricsHost: metricsHostFlag(),
+    stateCacheMb: stateCacheMbFlag(),
   },
-  ({ pipeline, nats, job, metricsPort, metricsHost }) =>
+  ({ pipeline, nats, job, metricsPort, metricsHost, stateCacheMb }) =>
     exitWith(async () => {
       const opts: WorkerOptions = {
         pipeline: Option.getOrUndefined(pipeline),
@@ -34,6 +36,7 @@ export const worker = Command.make(
         job: Option.getOrUndefined(job),
         metricsPort: checkPort(Option.getOrUndefined(metricsPort)),
         metricsHost: Option.getOrUndefined(metricsHost),
+        stateCacheMb: checkStateCacheMb(Option.getOrUndefined(stateCacheMb)),
       };
       const { runWorker } = await import("../../actor/run-worker.ts");
       return runWorker(opts);

@@ -1,0 +1,153 @@
+/**
+ * The working-set cache of an actor's keyed state: which keys are in memory, what they cost, and
+ * which to drop when a byte budget is exceeded (design note bf).
+ *
+ * KV plus the committed deltas KV does not have yet (delta-log.ts) are the truth; an actor's
+ * memory only holds the keys it used recently. The unit of residency is a key of the function
+ * (all of its declared states at once), because that is what a record or a timer touches: the
+ * actor makes every key of a batch resident before the batch runs, so the per-record loop never
+ * waits. A key that has no state is resident too, as an absent ("negative") entry, so a new key
+ * costs one lookup, not one per record. Eviction is least recently used by bytes; a key with
+ * changes no snapshot has taken yet is pinned (evicting it would lose them), and once a snapshot
+ * took them the delta log answers for them, so it may go.
+ *
+ * Everything here is pure bookkeeping over plain data; the actor does the I/O.
+ */
+import type { Overlay } from "./delta-log.ts";
+
+/** Default cache budget of a worker, in MiB: a small container's share for state. */
+export const DEFAULT_STATE_CACHE_MB = 256;
+
+/** Bytes charged per resident key and per stored entry besides the encoded values (maps, strings, stamps). */
+export const KEY_OVERHEAD_BYTES = 96;
+export const ENTRY_OVERHEAD_BYTES = 64;
+
+/**
+ * The budget of a worker, shared by its actors with state: each gets an equal share of it while
+ * it runs (an actor joins when it starts and leaves when it stops).
+ */
+export class StateCacheBudget {
+  readonly totalBytes: number;
+  private members = 0;
+
+  constructor(totalBytes: number) {
+    this.totalBytes = totalBytes;
+  }
+
+  join(): void {
+    this.members++;
+  }
+
+  leave(): void {
+    this.members = Math.max(0, this.members - 1);
+  }
+
+  /** Bytes one actor may keep resident. */
+  share(): number {
+    return Math.floor(this.totalBytes / Math.max(1, this.members));
+  }
+}
+
+/** Bytes charged for a resident key whose stored entries have the given encoded sizes. */
+export function residentBytes(key: string, entrySizes: Iterable<number>): number {
+  let bytes = KEY_OVERHEAD_BYTES + 2 * key.length;
+  for (const n of entrySizes) bytes += n + ENTRY_OVERHEAD_BYTES;
+  return bytes;
+}
+
+/**
+ * The value a miss reads: the delta log's overlay wins over KV (it is newer: uncommitted, or
+ * committed and not yet materialized); null there is a deletion KV may not have seen yet.
+ */
+export function resolveMiss(kv: Uint8Array | undefined, overlay: Overlay | undefined): Uint8Array | undefined {
+  if (overlay === undefined) return kv;
+  return overlay.value ?? undefined;
+}
+
+/**
+ * The entries a miss of one key's map reads: KV's entries, then the overlay's changes of that map
+ * on top (a put adds or replaces an entry, a deletion removes it). Keys are KV keys.
+ */
+export function resolveMapMiss(kv: ReadonlyMap<string, Uint8Array>, overlay: ReadonlyMap<string, Uint8Array | null>): Map<string, Uint8Array> {
+  const out = new Map(kv);
+  for (const [k, v] of overlay) v === null ? out.delete(k) : out.set(k, v);
+  return out;
+}
+
+/**
+ * Resident keys in least-recently-used order with their byte cost. `touch` moves a key to the
+ * most recent end; `victims` names the keys to evict, oldest first, until the total is within the
+ * budget, skipping pinned ones.
+ */
+export class WorkingSet {
+  /** Insertion order is recency: the first key is the least recently used. */
+  private readonly entries = new Map<string, number>();
+  private total = 0;
+
+  get bytes(): number {
+    return this.total;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  has(key: string): boolean {
+    return this.entries.has(key);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.entries.keys();
+  }
+
+  /** Makes `key` resident (or updates its cost) as the most recently used. */
+  admit(key: string, bytes: number): void {
+    const old = this.entries.get(key);
+    if (old !== undefined) {
+      this.total -= old;
+      this.entries.delete(key);
+    }
+    this.entries.set(key, bytes);
+    this.total += bytes;
+  }
+
+  /** Marks `key` as just used. A key that is not resident is ignored. */
+  touch(key: string): void {
+    const bytes = this.entries.get(key);
+    if (bytes === undefined) return;
+    this.entries.delete(key);
+    this.entries.set(key, bytes);
+  }
+
+  /** Changes the cost of a resident key without changing its recency. */
+  resize(key: string, bytes: number): void {
+    const old = this.entries.get(key);
+    if (old === undefined) return;
+    this.entries.set(key, bytes);
+    this.total += bytes - old;
+  }
+
+  forget(key: string): void {
+    const old = this.entries.get(key);
+    if (old === undefined) return;
+    this.entries.delete(key);
+    this.total -= old;
+  }
+
+  /**
+   * The keys to evict, least recently used first, so that the rest fits in `budget` bytes;
+   * pinned keys stay (the total may then remain above the budget). Does not remove them.
+   */
+  victims(budget: number, pinned: (key: string) => boolean): string[] {
+    const out: string[] = [];
+    let over = this.total - budget;
+    if (over <= 0) return out;
+    for (const [key, bytes] of this.entries) {
+      if (over <= 0) break;
+      if (pinned(key)) continue;
+      out.push(key);
+      over -= bytes;
+    }
+    return out;
+  }
+}
