@@ -473,7 +473,7 @@ describe("PartitionActor over the in-memory transport: materialization rounds", 
     expect(kvValue(t, bucket, stateKey(0, "n", "ann"))).toBe(3);
     expect(kvValue(t, bucket, stateKey(0, "n", "bob"))).toBe(1);
     expect(kvValue(t, bucket, appliedKey(0))).toBe(3);
-    expect(b.store.get("n", "ann")).toBe(3);
+    expect(await b.readLive("n", "ann")).toBe(3);
     expect(b.stats).toMatchObject({ materializationRounds: 1, materializedCheckpoints: 3, materializationLagCheckpoints: 0 });
   });
 
