@@ -5,7 +5,7 @@
  * sink output is compared with results computed independently from the input; any missing or
  * duplicated record makes the run fail.
  *
- *   npm run chaos -- --seed <n> [--events <n>] [--kills <k>] [--json]
+ *   npm run chaos -- --seed <n> [--events <n>] [--kills <k>] [--keys <n>] [--zipf] [--state-cache-mb <MiB>] [--json]
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, openSync, readFileSync, closeSync } from "node:fs";
@@ -32,6 +32,11 @@ export interface ChaosOptions {
   /** How long the input is spread over (default: events / 2500 s, at least 12 s). */
   readonly publishSeconds?: number;
   readonly timeoutSeconds?: number;
+  /** Keys the events spread over (default 64) and how (default uniform). */
+  readonly keys?: number;
+  readonly keyDistribution?: "uniform" | "zipf";
+  /** Workers' `--state-cache-mb` (default: theirs): a small one makes kills hit evicted state. */
+  readonly stateCacheMb?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -57,6 +62,10 @@ const decoder = new TextDecoder();
 const JOBS = [windowsJob, totalsJob];
 
 class Processes {
+  private readonly workerArgs: readonly string[];
+  constructor(workerArgs: readonly string[] = []) {
+    this.workerArgs = workerArgs;
+  }
   private readonly dir = mkdtempSync(join(tmpdir(), "eddy-chaos-"));
   private readonly live = new Map<string, ChildProcess>();
   private counter = 0;
@@ -65,7 +74,7 @@ class Processes {
     const name = `${kind}-${++this.counter}`;
     const args =
       kind === "worker"
-        ? [CLI, "worker", "--pipeline", WORKLOAD, "--nats", url]
+        ? [CLI, "worker", "--pipeline", WORKLOAD, "--nats", url, ...this.workerArgs]
         : [CLI, "supervisor", "--nats", url, "--id", name, "--checkpoint-interval", "500"];
     const out = openSync(join(this.dir, `${name}.log`), "a");
     const child = spawn(process.execPath, args, { stdio: ["ignore", out, out], cwd: ROOT });
@@ -159,7 +168,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const log = options.log ?? (() => undefined);
   const started = Date.now();
   const rnd = seededRandom(options.seed ^ 0x5eed);
-  const events = generateEvents(options.seed, options.events);
+  const events = generateEvents(options.seed, options.events, options.keys, options.keyDistribution);
   const expected = expectedOutputs(events);
   const publishSeconds = options.publishSeconds ?? Math.max(12, options.events / 2500);
   const deadline = started + (options.timeoutSeconds ?? 540) * 1000;
@@ -167,7 +176,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const natsRestarts = options.natsRestarts ?? 1;
 
   const server: LocalNatsServer = await startLocalNatsServer();
-  const procs = new Processes();
+  const procs = new Processes(options.stateCacheMb === undefined ? [] : ["--state-cache-mb", String(options.stateCacheMb)]);
   const nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
   let workerKills = 0;
   let supKills = 0;
@@ -313,6 +322,9 @@ if (import.meta.main) {
       seed: { type: "string", default: "1" },
       events: { type: "string", default: "200000" },
       kills: { type: "string", default: "10" },
+      keys: { type: "string", default: "64" },
+      zipf: { type: "boolean", default: false },
+      "state-cache-mb": { type: "string" },
       json: { type: "boolean", default: false },
     },
   });
@@ -324,10 +336,21 @@ if (import.meta.main) {
     }
     return n;
   };
+  const cacheMb = (v: string) => {
+    const n = Number(v);
+    if (!(n > 0)) {
+      process.stderr.write(`chaos: --state-cache-mb must be a number of MiB > 0, got "${v}"\n`);
+      process.exit(2);
+    }
+    return n;
+  };
   const opts: ChaosOptions = {
     seed: num("seed", values.seed),
     events: num("events", values.events),
     kills: num("kills", values.kills),
+    keys: Math.max(1, num("keys", values.keys)),
+    keyDistribution: values.zipf ? "zipf" : "uniform",
+    ...(values["state-cache-mb"] === undefined ? {} : { stateCacheMb: cacheMb(values["state-cache-mb"]) }),
     log: values.json ? (line) => process.stderr.write(line + "\n") : (line) => console.log(line),
   };
   const result = await runChaos(opts);

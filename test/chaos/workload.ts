@@ -28,14 +28,37 @@ const DISORDER_MS = 800;
 const BOUND_MS = 1000;
 
 
-export function generateEvents(seed: number, count: number, keys = 64): ChaosEvent[] {
+/**
+ * `count` events over `keys` keys, uniformly or Zipf(s = 1) distributed (a few hot keys and a long
+ * tail: with many keys and a small state cache, the tail is evicted and read back from KV).
+ */
+export function generateEvents(seed: number, count: number, keys = 64, distribution: "uniform" | "zipf" = "uniform"): ChaosEvent[] {
   const rnd = seededRandom(seed);
   const start = Date.UTC(2026, 0, 1);
+  const draw = distribution === "zipf" ? zipf(keys, rnd) : () => Math.floor(rnd() * keys);
   const events: ChaosEvent[] = [];
   for (let i = 0; i < count; i++) {
-    events.push({ key: `k${Math.floor(rnd() * keys)}`, value: 1 + Math.floor(rnd() * 10), ts: start + i * 5 - Math.floor(rnd() * DISORDER_MS) });
+    events.push({ key: `k${draw()}`, value: 1 + Math.floor(rnd() * 10), ts: start + i * 5 - Math.floor(rnd() * DISORDER_MS) });
   }
   return events;
+}
+
+/** Key indexes drawn from Zipf(s = 1) over `n` keys by inverting the cumulative weights. */
+function zipf(n: number, rnd: () => number): () => number {
+  const cdf = new Float64Array(n);
+  let sum = 0;
+  for (let i = 0; i < n; i++) cdf[i] = sum += 1 / (i + 1);
+  return () => {
+    const x = rnd() * sum;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (cdf[mid]! < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
 }
 
 export interface WindowOut {
