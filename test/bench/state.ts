@@ -14,7 +14,7 @@ import { freePort, startLocalNatsServer } from "../../runtime/nats/local-server.
 import { connectNats } from "../../runtime/nats/connection.ts";
 import { ensureStream, publishAll } from "../../runtime/nats/streams.ts";
 import { cpuSecondsOf } from "../../runtime/dev/proc-cpu.ts";
-import { seededRandom } from "../../functions/seeded-random.ts";
+import { seededRandom, zipfSampler } from "../../functions/seeded-random.ts";
 import { STATE_BENCH_PARTITIONS, STATE_BENCH_STREAM, STATE_BENCH_SUBJECT } from "./state-workload.ts";
 
 export type KeyDistribution = "zipf" | "uniform";
@@ -41,23 +41,6 @@ export interface StateBenchResult {
   readonly cacheEvictions: number;
 }
 
-/** Key indexes drawn from Zipf(s = 1) over `n` keys by inverting the cumulative weights. */
-function zipfSampler(n: number, random: () => number): () => number {
-  const cdf = new Float64Array(n);
-  let sum = 0;
-  for (let i = 0; i < n; i++) cdf[i] = sum += 1 / (i + 1);
-  return () => {
-    const x = random() * sum;
-    let lo = 0;
-    let hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (cdf[mid]! < x) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
-}
 
 const phase = (what: string) => process.stderr.write(`${new Date().toISOString()} ${what}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -7,7 +7,7 @@
  * stream and publish through exactly-once sinks. Event times are out of order by less than the
  * watermark bound, so no event is ever late and every window's result is fixed by the input alone.
  */
-import { seededRandom } from "../../functions/seeded-random.ts";
+import { seededRandom, zipfSampler } from "../../functions/seeded-random.ts";
 import { boundedOutOfOrderness, defineFunction, definePipeline, defineSink, fromFunction, fromStream, tumbling, valueState, windowed } from "../../runtime/sdk/index.ts";
 
 export interface ChaosEvent {
@@ -35,7 +35,7 @@ const BOUND_MS = 1000;
 export function generateEvents(seed: number, count: number, keys = 64, distribution: "uniform" | "zipf" = "uniform"): ChaosEvent[] {
   const rnd = seededRandom(seed);
   const start = Date.UTC(2026, 0, 1);
-  const draw = distribution === "zipf" ? zipf(keys, rnd) : () => Math.floor(rnd() * keys);
+  const draw = distribution === "zipf" ? zipfSampler(keys, rnd) : () => Math.floor(rnd() * keys);
   const events: ChaosEvent[] = [];
   for (let i = 0; i < count; i++) {
     events.push({ key: `k${draw()}`, value: 1 + Math.floor(rnd() * 10), ts: start + i * 5 - Math.floor(rnd() * DISORDER_MS) });
@@ -43,23 +43,6 @@ export function generateEvents(seed: number, count: number, keys = 64, distribut
   return events;
 }
 
-/** Key indexes drawn from Zipf(s = 1) over `n` keys by inverting the cumulative weights. */
-function zipf(n: number, rnd: () => number): () => number {
-  const cdf = new Float64Array(n);
-  let sum = 0;
-  for (let i = 0; i < n; i++) cdf[i] = sum += 1 / (i + 1);
-  return () => {
-    const x = rnd() * sum;
-    let lo = 0;
-    let hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (cdf[mid]! < x) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
-}
 
 export interface WindowOut {
   readonly key: string;
