@@ -11,9 +11,13 @@
  * partition it feeds; any other actor aligns barrier `n` from all its producers, holding messages
  * of producers that are ahead, then snapshots and forwards the barrier. A snapshot is a delta:
  * every state entry and timer changed since the last commit this actor saw, plus watermark,
- * restart position and (for exactly-once sinks) the output waiting for commit. It is encoded at
- * once — later changes cannot leak into it — stored in the object store, and acknowledged to the
- * supervisor once every message published before the barrier is acknowledged by JetStream. When
+ * restart position and (for exactly-once sinks) the output waiting for commit. Between barriers
+ * the changes are taken from the state store and uploaded to the object store in segments, each
+ * once `segments.entries` keys changed (core/changelog.ts, design note bh); a snapshot uploads
+ * only the remainder and a manifest naming the segments since the last commit, so its cost does
+ * not grow with what changed. Values are encoded when taken — later changes cannot leak into a
+ * segment. The snapshot is acknowledged to the supervisor once its segments and manifest are
+ * stored and every message published before the barrier is acknowledged by JetStream. When
  * the supervisor commits checkpoint `n`, the actor writes delta `n` to KV, publishes the sink
  * output it held (with deterministic message ids, so a repeat is dropped by JetStream), and
  * records `_applied = n`; processing never waits for that. Commits that arrive while KV is busy
@@ -49,7 +53,8 @@ import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, ty
 import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError, type DataBatch } from "../core/wire.ts";
 import { DEFAULT_STATE_CACHE_MB, residentBytes, resolveMapMiss, resolveMiss, StateCacheBudget, WorkingSet } from "../core/state-cache.ts";
 import { unexpiredStored, visibleStored } from "../core/state-ttl.ts";
-import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, type DeltaEntry } from "../core/delta-log.ts";
+import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, mergeSegments, type DeltaEntry, type Segment } from "../core/delta-log.ts";
+import { checkSegmentRefs, DEFAULT_SEGMENT_POLICY, segmentDue, segmentObject, segmentsToRead, uploadsFull, type SegmentPolicy, type SegmentRef } from "../core/changelog.ts";
 import { readSourceRecord, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
 import { heldSinkAction } from "../core/held-bounds.ts";
 import { materializationBehind, planRound, type CommittedDelta, type MaterializationBounds } from "../core/materialization.ts";
@@ -111,6 +116,8 @@ export interface ActorConfig {
    * its own of `DEFAULT_STATE_CACHE_MB`.
    */
   readonly stateCache?: StateCacheBudget;
+  /** When changes are uploaded between barriers (core/changelog.ts, design note bh). */
+  readonly segments: SegmentPolicy;
 }
 
 /**
@@ -134,6 +141,7 @@ export const DEFAULT_ACTOR_CONFIG: ActorConfig = {
   maxUnmaterializedCheckpoints: 16,
   maxUnmaterializedKeys: 1_000_000,
   now: Date.now,
+  segments: DEFAULT_SEGMENT_POLICY,
 };
 
 /** Where an actor restarts: the job's generation and its last committed checkpoint. */
@@ -186,6 +194,8 @@ export interface ActorStats {
   materializationBackpressure: boolean;
   /** Milliseconds the read loop spent waiting for materialization. */
   materializationWaitMs: number;
+  /** Segments of changes uploaded between and at barriers (design note bh). */
+  segmentsUploaded: number;
   /** Keys of state in memory (absent ones included) and what they are charged, in bytes. */
   cacheKeys: number;
   cacheBytes: number;
@@ -211,7 +221,11 @@ interface StoredWatermark {
   readonly ended?: boolean;
 }
 
-/** A snapshot delta as stored in the object store. */
+/**
+ * A snapshot delta as stored in the object store: since design note bh a manifest naming the
+ * segments that hold its entries; before, the entries themselves (`chunks`), which a restore still
+ * reads.
+ */
 interface Delta {
   readonly id: number;
   /** Last commit this actor had seen: the delta holds every change since then. */
@@ -219,9 +233,12 @@ interface Delta {
   readonly generation: number;
   /**
    * KV entries in chunks, each an encoded array of [key, encoded value or null for a deletion].
-   * Chunks let a large snapshot be encoded a piece at a time, yielding to the event loop.
+   * Chunks let a large snapshot be encoded a piece at a time, yielding to the event loop. Only in
+   * deltas written before segments.
    */
-  readonly chunks: Uint8Array[];
+  readonly chunks?: Uint8Array[];
+  /** The segments holding the entries, oldest first (later wins per key). */
+  readonly segments?: SegmentRef[];
   /** Output of exactly-once sinks waiting for commit in memory: subject, payload, message id, epoch. */
   readonly sink: Array<[string, Uint8Array, string, number]>;
   /** Output of exactly-once sinks waiting for commit in the spill stream, published before `sink`. */
@@ -235,6 +252,12 @@ interface Delta {
 interface HeldSnapshot {
   readonly id: number;
   readonly entries: readonly DeltaEntry[];
+}
+
+/** A segment being uploaded or stored: its reference in manifests and the upload. */
+interface SegmentUpload {
+  readonly ref: SegmentRef;
+  readonly stored: Promise<void>;
 }
 
 /** Largest body of a spill message (held sink messages of one epoch, batched). */
@@ -292,7 +315,9 @@ export class PartitionActor {
   private stopping = false;
   private failure: unknown;
   /** Changes of the state KV does not have yet, from snapshot to materialization (delta-log.ts). */
-  private deltas = new DeltaLog<number>();
+  private deltas = new DeltaLog<number, SegmentUpload>();
+  /** Segment uploads not finished yet, oldest first. */
+  private uploads: Array<Promise<void>> = [];
   /** Largest source record accepted, in bytes. */
   private readonly maxRecordBytes: number;
   /** Marks the spill messages this actor run writes (`Eddy-Spill-Run`); set at start. */
@@ -378,7 +403,7 @@ export class PartitionActor {
     this.generator = this.source !== undefined && strategy !== undefined ? createWatermarkGenerator(strategy) : undefined;
     const sink = node.spec.sink;
     this.spills = this.source === undefined && sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once";
-    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0, cacheKeys: 0, cacheBytes: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0 };
+    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0, segmentsUploaded: 0, cacheKeys: 0, cacheBytes: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0 };
     this.failed = new Promise<never>((_, reject) => (this.failedReject = reject));
     this.failed.catch(() => undefined);
   }
@@ -508,12 +533,12 @@ export class PartitionActor {
         },
         this.id,
       );
-      decoded = chain.map((delta) => ({ id: delta.id, entries: delta.chunks.flatMap((c) => decodeValue(c) as DeltaEntry[]), output: this.storedOutput(delta) }));
+      for (const delta of chain) decoded.push({ id: delta.id, entries: await this.deltaEntries(delta, applied), output: this.storedOutput(delta) });
       // Only what is not a state entry: state entries are read from KV once written there below.
       applyChain(state, decoded.map((d) => d.entries.filter(([k]) => parseKvKey(k)?.kind !== "state")));
     }
     // Keys of state entries join `mayBeStored` when the cache reads them from KV.
-    this.deltas = new DeltaLog<number>(checkpoint, state.keys());
+    this.deltas = new DeltaLog<number, SegmentUpload>(checkpoint, state.keys());
     for (const { id, entries } of decoded) this.deltas.restoredDelta(id, entries);
     // Materialize now, so KV is at `checkpoint` before any new work: republishes the sink output
     // of the chain (JetStream drops what was already published) and records it.
@@ -825,31 +850,7 @@ export class PartitionActor {
    */
   private async snapshot(id: number, restartSeq: number, alignmentMs: number, stop: boolean, savepoint?: string): Promise<void> {
     const p = this.partition;
-    let n = 0;
-    const changedKeys = new Set<string>();
-    for (const c of this.operator.store.takeDelta()) {
-      const key = c.subkey === undefined ? stateKey(p, c.state, c.key) : mapEntryKey(p, c.state, c.key, c.subkey);
-      const value = c.value === undefined ? undefined : this.encodeState(c, key);
-      if (value === undefined) this.deltas.delete(key, id);
-      else this.deltas.put(key, value, id);
-      changedKeys.add(c.key);
-      if (++n % CHUNK === 0) await yieldToEventLoop();
-    }
-    // What changed keys cost now that their changes are known (new keys were charged nothing yet).
-    for (const key of changedKeys) this.cache.resize(key, residentBytes(key, Array.from(this.operator.store.entriesOf(key), (c) => encodeValue(c.value).length)));
-    const { added, removed } = this.operator.timers.takeChanges();
-    for (const t of removed) this.deltas.delete(timerKey(p, t), id);
-    for (const t of added) {
-      const key = timerKey(p, t);
-      if (key.length > MAX_KV_KEY_CHARS) {
-        // Its name made the KV key too long to store: it would fail every materialization.
-        this.operator.timers.delete(t);
-        this.operator.timers.takeChanges();
-        this.deadLetter(`timer: KV key of timer ${JSON.stringify(t.name.slice(0, 64))} for key ${JSON.stringify(t.key.slice(0, 64))} is ${key.length} characters, more than ${MAX_KV_KEY_CHARS}; the timer is dropped`, new Uint8Array(), {});
-        continue;
-      }
-      this.deltas.put(key, encodeValue(null), id);
-    }
+    await this.takeChanges(id);
     const wm: StoredWatermark = {
       out: wmOut(this.router.watermark),
       op: wmOut(this.operator.watermark),
@@ -867,17 +868,16 @@ export class PartitionActor {
       this.versionsStored = true;
     }
     const exported = savepoint === undefined ? undefined : await this.fullExport(restartSeq);
-    const entries = this.deltas.snapshot(id);
-    const chunks: Uint8Array[] = [];
-    for (let i = 0; i < entries.length; i += CHUNK) {
-      if (i > 0) await yieldToEventLoop();
-      chunks.push(encodeValue(entries.slice(i, i + CHUNK)));
-    }
+    const keysChanged = this.deltas.uncommittedCount;
+    // Only the remainder is encoded and uploaded now; earlier segments are stored or on their way.
+    const { segments, remainder } = this.deltas.snapshotSegments(id);
+    if (remainder !== undefined) await this.upload(remainder);
+    const uploads = segments.map((s) => s.ref!);
     const output = this.router.heldSink();
     const sink = output.inMemory.map((o): [string, Uint8Array, string, number] => [o.subject, o.data, o.msgId, o.epoch]);
     // The base is read only now: a commit during the yields above is one this delta's entries
     // already cover (they are every change since the commit before it).
-    const delta: Delta = { id, base: this.deltas.lastCommitted, generation: this.generation, chunks, sink, ...(output.spilled.length === 0 ? {} : { spilled: storeRanges(output.spilled) }) };
+    const delta: Delta = { id, base: this.deltas.lastCommitted, generation: this.generation, segments: uploads.map((u) => u.ref), sink, ...(output.spilled.length === 0 ? {} : { spilled: storeRanges(output.spilled) }) };
     this.deltas.seal(id, id);
 
     this.router.barrier(id, stop, savepoint);
@@ -887,6 +887,8 @@ export class PartitionActor {
     const finished = this.inputEnded;
     const data = encodeValue(delta);
     void (async () => {
+      // The manifest is stored after its segments, so one that exists names only stored segments.
+      for (const u of uploads) await u.stored;
       await this.transport.putSnapshot(deltaObject(this.job, id, this.node.name, p), data);
       if (exported !== undefined) await this.transport.putSavepoint(savepointObjectName(this.job, savepoint!, this.node.name, p), exported);
       await this.publisher.drainUpTo(mark);
@@ -896,12 +898,105 @@ export class PartitionActor {
         actor: this.id,
         worker: this.worker,
         bytes: data.length,
-        keysChanged: entries.length,
+        keysChanged,
+        segments: delta.segments!,
         alignmentMs,
         finished,
       };
       this.transport.publishCore(ackSubject(this.job), textEncoder.encode(JSON.stringify(ack)));
     })().catch((e) => this.fail(e));
+  }
+
+  /**
+   * Moves the changes of the state store and the timers into the delta log as changes of epoch
+   * `epoch`, encoded (copied) now, a chunk at a time with yields in between.
+   */
+  private async takeChanges(epoch: number): Promise<void> {
+    const p = this.partition;
+    let n = 0;
+    const changedKeys = new Set<string>();
+    for (const c of this.operator.store.takeDelta()) {
+      const key = c.subkey === undefined ? stateKey(p, c.state, c.key) : mapEntryKey(p, c.state, c.key, c.subkey);
+      const value = c.value === undefined ? undefined : this.encodeState(c, key);
+      if (value === undefined) this.deltas.delete(key, epoch);
+      else this.deltas.put(key, value, epoch);
+      changedKeys.add(c.key);
+      if (++n % CHUNK === 0) await yieldToEventLoop();
+    }
+    // What changed keys cost now that their changes are known (new keys were charged nothing yet).
+    for (const key of changedKeys) this.cache.resize(key, residentBytes(key, Array.from(this.operator.store.entriesOf(key), (c) => encodeValue(c.value).length)));
+    const { added, removed } = this.operator.timers.takeChanges();
+    for (const t of removed) this.deltas.delete(timerKey(p, t), epoch);
+    for (const t of added) {
+      const key = timerKey(p, t);
+      if (key.length > MAX_KV_KEY_CHARS) {
+        // Its name made the KV key too long to store: it would fail every materialization.
+        this.operator.timers.delete(t);
+        this.operator.timers.takeChanges();
+        this.deadLetter(`timer: KV key of timer ${JSON.stringify(t.name.slice(0, 64))} for key ${JSON.stringify(t.key.slice(0, 64))} is ${key.length} characters, more than ${MAX_KV_KEY_CHARS}; the timer is dropped`, new Uint8Array(), {});
+        continue;
+      }
+      this.deltas.put(key, encodeValue(null), epoch);
+    }
+  }
+
+  /**
+   * Encodes segment `s` (a chunk at a time, yielding in between) and starts its upload; attaches
+   * the upload to the segment in the log, so the snapshots that reference it wait for it.
+   */
+  private async upload(s: Segment<SegmentUpload>): Promise<void> {
+    const chunks: Uint8Array[] = [];
+    for (let i = 0; i < s.entries.length; i += CHUNK) {
+      if (i > 0) await yieldToEventLoop();
+      chunks.push(encodeValue(s.entries.slice(i, i + CHUNK)));
+    }
+    const data = encodeValue(chunks);
+    const name = segmentObject({ job: this.job, fn: this.node.name, partition: this.partition, run: this.spillRun }, s.epoch, s.seq);
+    const stored = this.transport.putSnapshot(name, data);
+    const done = stored.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.uploads.push(done);
+    void done.then(() => (this.uploads = this.uploads.filter((u) => u !== done)));
+    stored.catch((e) => this.fail(e));
+    this.stats.segmentsUploaded++;
+    this.deltas.attach(s.seq, { ref: [name, data.length, s.epoch], stored });
+  }
+
+  /**
+   * Between barriers: once enough keys changed, takes them into the log and uploads them as a
+   * segment; while too many uploads run, waits for the oldest (the object store sets the pace).
+   */
+  private async uploadChanges(): Promise<void> {
+    const policy = this.config.segments;
+    if (segmentDue(this.operator.store.changedKeyCount + this.deltas.sinceCutCount, policy)) {
+      await this.exclusive(async () => {
+        if (this.stopping || this.halted) return;
+        await this.takeChanges(this.deltas.openEpoch);
+        const s = this.deltas.cut();
+        if (s !== undefined) await this.upload(s);
+      });
+    }
+    while (uploadsFull(this.uploads.length, policy) && !this.stopping) await this.uploads[0];
+  }
+
+  /** The entries a stored delta holds: its chunks, or its segments KV does not have (`applied`). */
+  private async deltaEntries(delta: Delta, applied: number): Promise<DeltaEntry[]> {
+    if (delta.segments === undefined) return (delta.chunks ?? []).flatMap((c) => decodeValue(c) as DeltaEntry[]);
+    const bad = checkSegmentRefs(this.job, this.node.name, this.partition, delta.segments);
+    if (bad !== undefined) throw new CorruptCheckpointError(`${this.id}: delta ${delta.id}: ${bad}`);
+    const refs = segmentsToRead(delta.segments, applied);
+    const read = await Promise.all(refs.map(([name]) => this.transport.getSnapshot(name)));
+    return mergeSegments(
+      refs.map(([name, bytes], i) => {
+        const data = read[i];
+        if (data === undefined || data.length !== bytes) throw new CorruptCheckpointError(`${this.id}: delta ${delta.id}: segment ${name} is ${data === undefined ? "missing" : `${data.length} bytes, not ${bytes}`}`);
+        const chunks = decodeValue(data);
+        if (!Array.isArray(chunks) || !chunks.every((c) => c instanceof Uint8Array)) throw new CorruptCheckpointError(`${this.id}: delta ${delta.id}: segment ${name} is not a list of chunks`);
+        return chunks.flatMap((c) => decodeValue(c) as DeltaEntry[]);
+      }),
+    );
   }
 
   /**
@@ -1158,6 +1253,7 @@ export class PartitionActor {
           break;
       }
       if (this.materializationBehind) await this.waitForMaterialization();
+      await this.uploadChanges();
     }
   }
 

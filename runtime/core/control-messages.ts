@@ -102,16 +102,23 @@ const array =
 
 export const triggerMessage = struct({ id: positive, generation: count, stop: bool }, { savepoint: str });
 
-export const snapshotAck = struct({
-  id: positive,
-  generation: count,
-  actor: str,
-  worker: str,
-  bytes: count,
-  keysChanged: count,
-  alignmentMs: millis,
-  finished: bool,
-});
+/** A segment reference of an ack: [object name, bytes, epoch] (changelog.ts checks the name). */
+const segmentRef: Check = (x, p) =>
+  Array.isArray(x) && x.length === 3 && typeof x[0] === "string" && Number.isSafeInteger(x[1]) && Number.isSafeInteger(x[2]) ? undefined : at(p, "expected [name, bytes, epoch]");
+
+export const snapshotAck = struct(
+  {
+    id: positive,
+    generation: count,
+    actor: str,
+    worker: str,
+    bytes: count,
+    keysChanged: count,
+    alignmentMs: millis,
+    finished: bool,
+  },
+  { segments: array(segmentRef) },
+);
 
 export const actorFailure = struct({ generation: count, actor: str, worker: str, reason: str });
 

@@ -15,6 +15,16 @@
  * A deletion is only a change for a key KV may hold (`mayBeStored`): a key created and deleted
  * between two snapshots never reached any delta, so its deletion is dropped instead of costing a
  * KV write (short-lived windows and their timers would otherwise cost two writes each).
+ *
+ * Segments (design note bh). Between barriers the actor `cut`s the changes recorded since the
+ * previous cut into a segment and uploads it; a snapshot cuts only the remainder and references
+ * every segment since the last commit (`snapshotSegments`), so a barrier's work does not grow with
+ * the changes since the last commit, and segments uploaded for a checkpoint that failed are
+ * referenced again by the next one instead of being uploaded again. A segment's epoch is the
+ * first checkpoint that can include it (the last snapshot's id + 1, or the snapshot's own id for
+ * the remainder it cuts); a commit of `n` drops the segments of epochs up to `n`. A key put in a
+ * segment counts as `mayBeStored`: its later deletion must reach the delta, since a restore
+ * applies that segment.
  */
 import { FatalError } from "../errors.ts";
 
@@ -50,11 +60,32 @@ export function groupOf(key: string): string {
   return dot < 0 ? "" : key.slice(0, dot);
 }
 
-export class DeltaLog<P = undefined> {
+/**
+ * Changes cut from the log in one piece, uploaded as one object (design note bh). `ref` is what
+ * the actor attached once it named the upload (`attach`).
+ */
+export interface Segment<S = unknown> {
+  /** Position among this log's segments, from 1. */
+  readonly seq: number;
+  /** First checkpoint that can include it: a commit of `epoch` or later covers it. */
+  readonly epoch: number;
+  /** The changes, in the order first recorded since the previous cut; the log's own values. */
+  readonly entries: readonly DeltaEntry[];
+  ref?: S;
+}
+
+export class DeltaLog<P = undefined, S = unknown> {
   /** Changes since the last commit: KV key → encoded value (null: deleted) and the epoch it was taken in. */
   private readonly uncommitted = new Map<string, { value: Uint8Array | null; epoch: number }>();
-  /** Snapshots taken and not committed yet: their entries and what the actor attached (`seal`). */
-  private readonly held = new Map<number, { entries: DeltaEntry[]; payload?: P }>();
+  /** Keys changed since the last cut: the next segment's. */
+  private readonly sinceCut = new Set<string>();
+  /** Segments cut since the last commit, oldest first. */
+  private segments: Segment<S>[] = [];
+  private nextSegment = 1;
+  /** Id of the last snapshot taken (or of the checkpoint restored from). */
+  private lastSnapshotId: number;
+  /** Snapshots taken and not committed yet: the segments they reference and what the actor attached (`seal`). */
+  private readonly held = new Map<number, { segments: readonly Segment<S>[]; payload?: P }>();
   /** Committed deltas not yet written to KV, oldest first. */
   private readonly unmaterialized: Committed[] = [];
   /** Per KV key, how many of the unmaterialized deltas change it: its size is the lag in keys. */
@@ -71,6 +102,7 @@ export class DeltaLog<P = undefined> {
   /** A log after a restore from checkpoint `committed`, whose state has the KV keys `storedKeys`. */
   constructor(committed = 0, storedKeys: Iterable<string> = []) {
     this.committedId = committed;
+    this.lastSnapshotId = committed;
     for (const key of storedKeys) this.mayBeStored.set(key, 0);
   }
 
@@ -82,6 +114,21 @@ export class DeltaLog<P = undefined> {
   /** Changes not committed yet (taken by a snapshot or not). */
   get uncommittedCount(): number {
     return this.uncommitted.size;
+  }
+
+  /** Epoch of a change taken now, between snapshots: the next snapshot's id is at least this. */
+  get openEpoch(): number {
+    return this.lastSnapshotId + 1;
+  }
+
+  /** Keys changed since the last cut (what the next segment would hold at most). */
+  get sinceCutCount(): number {
+    return this.sinceCut.size;
+  }
+
+  /** Segments cut since the last commit, oldest first (uploaded or being uploaded). */
+  get openSegments(): readonly Segment<S>[] {
+    return this.segments;
   }
 
   /** Records `value` for `key`, taken by the snapshot of checkpoint `epoch`. */
@@ -96,6 +143,7 @@ export class DeltaLog<P = undefined> {
   }
 
   private setUncommitted(key: string, value: Uint8Array | null, epoch: number): void {
+    this.sinceCut.add(key);
     if (!this.uncommitted.has(key)) {
       const group = groupOf(key);
       let keys = this.uncommittedGroups.get(group);
@@ -106,6 +154,7 @@ export class DeltaLog<P = undefined> {
   }
 
   private dropUncommitted(key: string): void {
+    this.sinceCut.delete(key);
     if (!this.uncommitted.delete(key)) return;
     const group = groupOf(key);
     const keys = this.uncommittedGroups.get(group);
@@ -120,17 +169,52 @@ export class DeltaLog<P = undefined> {
   }
 
   /**
-   * Snapshot `id`: every uncommitted change, in the order first recorded, kept until checkpoint
-   * `id` commits or a later one does. The entries are the log's own: a caller must not change them.
+   * Cuts the changes recorded since the previous cut into a new segment of epoch `epoch` (default:
+   * `openEpoch`), or returns undefined if there are none. Its puts count as stored from now on.
    */
-  snapshot(id: number): DeltaEntry[] {
+  cut(epoch = this.openEpoch): Segment<S> | undefined {
+    if (this.sinceCut.size === 0) return undefined;
     const entries: DeltaEntry[] = [];
-    for (const [k, e] of this.uncommitted) {
-      if (e.value !== null) this.mayBeStored.set(k, id);
+    for (const k of this.sinceCut) {
+      const e = this.uncommitted.get(k);
+      // Dropped since: a deletion of a key no segment and no KV value has, or committed meanwhile.
+      if (e === undefined) continue;
+      if (e.value !== null) this.mayBeStored.set(k, epoch);
       entries.push([k, e.value]);
     }
-    this.held.set(id, { entries });
-    return entries;
+    this.sinceCut.clear();
+    if (entries.length === 0) return undefined;
+    const segment: Segment<S> = { seq: this.nextSegment++, epoch, entries };
+    this.segments.push(segment);
+    return segment;
+  }
+
+  /** Attaches `ref` (the actor's name for the upload) to segment `seq`, if the log still holds it. */
+  attach(seq: number, ref: S): void {
+    const s = this.segments.find((x) => x.seq === seq);
+    if (s !== undefined) s.ref = ref;
+  }
+
+  /**
+   * Snapshot `id`: cuts the remainder (epoch `id`) and returns it with every segment since the
+   * last commit, oldest first — together every uncommitted change. Kept until checkpoint `id`
+   * commits or a later one does.
+   */
+  snapshotSegments(id: number): { readonly segments: readonly Segment<S>[]; readonly remainder: Segment<S> | undefined } {
+    const remainder = this.cut(id);
+    this.lastSnapshotId = Math.max(this.lastSnapshotId, id);
+    const segments = [...this.segments];
+    this.held.set(id, { segments });
+    return { segments, remainder };
+  }
+
+  /**
+   * Snapshot `id` as one list: every uncommitted change, in the order first recorded, with its
+   * newest value (`snapshotSegments` merged). The values are the log's own: a caller must not
+   * change them.
+   */
+  snapshot(id: number): DeltaEntry[] {
+    return mergeSegments(this.snapshotSegments(id).segments.map((s) => s.entries));
   }
 
   /** Attaches `payload` (what the actor stored besides the entries) to snapshot `id`. */
@@ -148,14 +232,17 @@ export class DeltaLog<P = undefined> {
   committed(id: number): { readonly entries: DeltaEntry[]; readonly payload: P | undefined } | undefined {
     if (id <= this.committedId) return undefined;
     this.committedId = id;
+    this.lastSnapshotId = Math.max(this.lastSnapshotId, id);
     for (const [k, e] of this.uncommitted) if (e.epoch <= id) this.dropUncommitted(k);
-    const snapshot = this.held.get(id);
-    // A key this commit deletes is gone from KV once materialized, unless a later snapshot put it.
-    if (snapshot !== undefined) for (const [k, v] of snapshot.entries) if (v === null && (this.mayBeStored.get(k) ?? 0) <= id) this.mayBeStored.delete(k);
+    this.segments = this.segments.filter((s) => s.epoch > id);
+    const held = this.held.get(id);
     for (const h of [...this.held.keys()]) if (h <= id) this.held.delete(h);
-    if (snapshot === undefined) return undefined;
-    this.addUnmaterialized({ id, entries: snapshot.entries });
-    return { entries: snapshot.entries, payload: snapshot.payload };
+    if (held === undefined) return undefined;
+    const entries = mergeSegments(held.segments.map((s) => s.entries));
+    // A key this commit deletes is gone from KV once materialized, unless a later snapshot put it.
+    for (const [k, v] of entries) if (v === null && (this.mayBeStored.get(k) ?? 0) <= id) this.mayBeStored.delete(k);
+    this.addUnmaterialized({ id, entries });
+    return { entries, payload: held.payload };
   }
 
   /**
@@ -293,6 +380,16 @@ export async function fetchChain<D extends ChainLink>(checkpoint: number, applie
     id = delta.base;
   }
   return chain;
+}
+
+/**
+ * The entries of segments applied in order as one list: one entry per key, at the position the key
+ * first appears, with the value of the last segment that has it (later wins).
+ */
+export function mergeSegments(segments: Iterable<readonly DeltaEntry[]>): DeltaEntry[] {
+  const merged = new Map<string, Uint8Array | null>();
+  for (const entries of segments) for (const [k, v] of entries) merged.set(k, v);
+  return [...merged];
 }
 
 /** Applies the entries of committed deltas, oldest first, to a partition's state as read from KV. */

@@ -228,6 +228,11 @@ export interface SnapshotAck {
   readonly bytes: number;
   readonly keysChanged: number;
   readonly alignmentMs: number;
+  /**
+   * The segments the delta names, `[object name, bytes, epoch]` (design note bh): the supervisor
+   * checks each exists with its size, like the delta itself. Absent from actors before segments.
+   */
+  readonly segments?: ReadonlyArray<readonly [string, number, number]>;
   /** The actor had seen the end of its input (final watermark) when it snapshotted. */
   readonly finished: boolean;
 }

@@ -462,6 +462,17 @@ export class KeyedStateStore {
 
   // --- residency: the actor's working-set cache (state-cache.ts) ------------------------------
 
+  /**
+   * Keys with a change no `takeDelta` has taken yet, counted once per state they changed in (a
+   * map key once however many of its entries changed): what decides when the actor uploads.
+   */
+  get changedKeyCount(): number {
+    let n = 0;
+    for (const d of this.dirtyScalars.values()) n += d.size;
+    for (const d of this.dirtyMaps.values()) n += d.size;
+    return n;
+  }
+
   /** Whether `key` has a change in any state that no `takeDelta` has taken yet. */
   isDirty(key: string): boolean {
     for (const d of this.dirtyScalars.values()) if (d.has(key)) return true;

@@ -86,6 +86,7 @@ import { decodeControl, type ControlKind, type ControlRecord } from "../core/con
 import { countRejected } from "../metrics/rejections.ts";
 import { DEFAULT_LEADER_TTL_MS, makeLeaderElection } from "./leader-election.ts";
 import { planCleanup } from "./retention.ts";
+import { checkSegmentRefs, planSegmentCleanup, segmentObjectPrefix } from "../core/changelog.ts";
 import { recoverCommit } from "../core/commit-recovery.ts";
 import { newSavepointId, type SavepointManifest } from "../core/savepoint.ts";
 import { NotDeployedError, openSavepointStore, savepointFunctions, writeManifest } from "../nats/savepoints.ts";
@@ -444,7 +445,12 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         const minApplied = yield* Effect.promise(() => minAppliedCheckpoint(nc, job.spec));
         const objects = yield* io("listing delta objects", () => listObjects(stores, name, `${name}/`));
         const byId = new Map<number, string[]>();
+        const segments: string[] = [];
         for (const o of objects) {
+          if (o.startsWith(segmentObjectPrefix(name))) {
+            segments.push(o);
+            continue;
+          }
           const ckpt = Number(o.slice(name.length + 1).split("/")[0]);
           if (!Number.isSafeInteger(ckpt) || !o.startsWith(deltaObjectPrefix(name, ckpt))) continue;
           byId.set(ckpt, [...(byId.get(ckpt) ?? []), o]);
@@ -454,6 +460,12 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         for (const ckpt of plan.objects) {
           for (const o of byId.get(ckpt) ?? []) yield* io(`deleting ${o}`, () => purgeObject(stores, name, o));
         }
+        // A segment goes once every actor's KV is past its epoch (a restore skips it) and it is older
+        // than the checkpoints kept (design note bh).
+        const kept = records.map((r) => r.value).filter((r) => r.status === "committed" && !plan.records.includes(r.id)).map((r) => r.id);
+        const oldSegments = planSegmentCleanup(name, segments, minApplied, Math.min(latestId, ...kept));
+        for (const o of oldSegments) yield* io(`deleting ${o}`, () => purgeObject(stores, name, o));
+        if (oldSegments.length > 0) log(`${name}: deleted ${oldSegments.length} change segments`);
         for (const ckpt of plan.records) yield* io(`deleting record ${ckpt}`, () => purgeKey(stores, checkpointKey(name, ckpt)));
         if (plan.records.length + plan.objects.length > 0) {
           log(`${name}: cleaned up checkpoints ${[...new Set([...plan.records, ...plan.objects])].sort((a, b) => a - b).join(", ")}`);
@@ -462,7 +474,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
 
     /**
      * Before the commit: every ack must be backed by its actor's snapshot delta in the object
-     * store, of the size the ack reports. Acks are plain messages anyone with publish rights on
+     * store, of the size the ack reports, and by every segment the ack names, of its size (design
+     * note bh: the delta is a manifest naming them). Acks are plain messages anyone with publish rights on
      * the subject can forge; without this, forged acks commit a checkpoint whose deltas do not
      * exist, and no actor can ever restore again. One metadata read per actor (no data is read);
      * the size ties the object to this very snapshot. Undefined if all are there, else why not.
@@ -480,6 +493,21 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
             if (info === null || info.deleted || info.size !== ack.bytes) {
               missing.push(ack.actor);
               reject("ack", "missing-snapshot", `${job.name}: checkpoint ${base.id}: ${ack.actor} acked ${ack.bytes} bytes, the object store has ${info === null || info.deleted ? "none" : `${info.size}`}`);
+              return;
+            }
+            const segments = ack.segments ?? [];
+            const bad = a === undefined ? undefined : checkSegmentRefs(job.name, a.fn, a.partition, segments);
+            if (bad !== undefined) {
+              missing.push(ack.actor);
+              reject("ack", "missing-snapshot", `${job.name}: checkpoint ${base.id}: ${ack.actor}: ${bad}`);
+              return;
+            }
+            const infos = await Promise.all(segments.map(([segment]) => store!.info(segment)));
+            const i = infos.findIndex((s, k) => s === null || s.deleted || s.size !== segments[k]![1]);
+            if (i >= 0) {
+              const s = infos[i]!;
+              missing.push(ack.actor);
+              reject("ack", "missing-snapshot", `${job.name}: checkpoint ${base.id}: ${ack.actor} acked segment ${segments[i]![0]} of ${segments[i]![1]} bytes, the object store has ${s === null || s.deleted ? "none" : `${s.size}`}`);
             }
           }),
         );

@@ -81,10 +81,10 @@ function recordsTo(t: MemoryTransport, job: string, fn: string): unknown[] {
       return out;
     });
 }
-/** KV entries of a delta in the object store, as [key, decoded value or null]. */
+/** KV entries of a delta in the object store (a manifest naming its segments), as [key, decoded value or null]; later segments win. */
 function deltaEntries(t: MemoryTransport, name: string): Map<string, unknown> {
-  const delta = decodeValue(t.snapshots.get(name)!) as { chunks: Uint8Array[] };
-  const entries = delta.chunks.flatMap((c) => decodeValue(c) as Array<[string, Uint8Array | null]>);
+  const delta = decodeValue(t.snapshots.get(name)!) as { segments: Array<[string, number, number]> };
+  const entries = delta.segments.flatMap(([segment]) => (decodeValue(t.snapshots.get(segment)!) as Uint8Array[]).flatMap((c) => decodeValue(c) as Array<[string, Uint8Array | null]>));
   return new Map(entries.map(([k, v]) => [k, v === null ? null : decodeValue(v)]));
 }
 
