@@ -4,7 +4,7 @@
  * restore walks and applies the chain of committed deltas.
  */
 import { describe, expect, it } from "vitest";
-import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, type DeltaEntry } from "../../../runtime/core/delta-log.ts";
+import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, mergeSegments, type DeltaEntry } from "../../../runtime/core/delta-log.ts";
 
 const v = (s: string) => new TextEncoder().encode(s);
 const text = (e: DeltaEntry) => [e[0], e[1] === null ? null : new TextDecoder().decode(e[1])];
@@ -221,5 +221,86 @@ describe("restore: the chain of committed deltas", () => {
       ["a", "3"],
       ["b", "5"],
     ]);
+  });
+});
+
+describe("DeltaLog: segments cut between barriers (design note bh)", () => {
+  it("cuts only the changes since the previous cut, with the epoch of the next snapshot, and nothing when none", () => {
+    const log = new DeltaLog(4);
+    expect(log.openEpoch).toBe(5);
+    expect(log.cut()).toBeUndefined();
+    log.put("a", v("1"), log.openEpoch);
+    log.put("b", v("1"), log.openEpoch);
+    const first = log.cut()!;
+    expect(first).toMatchObject({ seq: 1, epoch: 5 });
+    expect(texts(first.entries)).toEqual([["a", "1"], ["b", "1"]]);
+    log.put("a", v("2"), log.openEpoch);
+    expect(texts(log.cut()!.entries)).toEqual([["a", "2"]]);
+    expect(log.sinceCutCount).toBe(0);
+  });
+
+  it("has a snapshot cut the remainder and reference every segment since the last commit; its merged entries are the newest per key", () => {
+    const log = new DeltaLog<string, string>();
+    log.put("a", v("1"), 1);
+    log.cut();
+    log.put("a", v("2"), 1);
+    log.put("b", v("1"), 1);
+    const { segments, remainder } = log.snapshotSegments(1);
+    expect(segments.map((s) => s.seq)).toEqual([1, 2]);
+    expect(remainder?.seq).toBe(2);
+    expect(remainder?.epoch).toBe(1);
+    log.seal(1, "manifest 1");
+    expect(texts(log.committed(1)?.entries)).toEqual([["a", "2"], ["b", "1"]]);
+    expect(log.openSegments).toEqual([]);
+  });
+
+  it("references the segments of an aborted checkpoint again in the next snapshot instead of cutting them again", () => {
+    const log = new DeltaLog<string, string>();
+    log.put("a", v("1"), 1);
+    log.attach(log.cut()!.seq, "seg-1");
+    log.put("b", v("1"), 1);
+    const s1 = log.snapshotSegments(1);
+    log.attach(s1.remainder!.seq, "seg-2");
+    // Checkpoint 1 fails; changes go on, one more cut, then snapshot 2.
+    log.put("c", v("1"), log.openEpoch);
+    log.attach(log.cut()!.seq, "seg-3");
+    const s2 = log.snapshotSegments(2);
+    expect(s2.remainder).toBeUndefined();
+    expect(s2.segments.map((s) => s.ref)).toEqual(["seg-1", "seg-2", "seg-3"]);
+    expect(s2.segments.map((s) => s.epoch)).toEqual([1, 1, 2]);
+  });
+
+  it("keeps the segments cut after a snapshot when that checkpoint commits: the next snapshot references only them", () => {
+    const log = new DeltaLog<string, string>();
+    log.put("a", v("1"), 1);
+    log.snapshotSegments(1);
+    log.put("b", v("1"), log.openEpoch);
+    log.cut();
+    log.committed(1);
+    log.put("c", v("1"), 3);
+    const { segments } = log.snapshotSegments(3);
+    expect(segments.map((s) => texts(s.entries))).toEqual([[["b", "1"]], [["c", "1"]]]);
+  });
+
+  it("records the deletion of a key whose put is in an uploaded segment: a restore applies that segment", () => {
+    const log = new DeltaLog();
+    log.put("window", v("x"), log.openEpoch);
+    log.cut();
+    log.delete("window", log.openEpoch);
+    expect(texts(log.snapshot(1))).toEqual([["window", null]]);
+  });
+
+  it("still drops the deletion of a key created and deleted between two cuts", () => {
+    const log = new DeltaLog();
+    log.put("a", v("1"), log.openEpoch);
+    log.cut();
+    log.put("window", v("x"), log.openEpoch);
+    log.delete("window", log.openEpoch);
+    expect(log.cut()).toBeUndefined();
+    expect(texts(log.snapshot(1))).toEqual([["a", "1"]]);
+  });
+
+  it("merges segments in order, later wins, first position kept", () => {
+    expect(texts(mergeSegments([[["a", v("1")], ["b", v("1")]], [["a", null]], [["c", v("1")], ["a", v("3")]]]))).toEqual([["a", "3"], ["b", "1"], ["c", "1"]]);
   });
 });
