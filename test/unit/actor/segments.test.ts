@@ -28,7 +28,7 @@ const graph: JobGraph = buildJobGraph(
   definePipeline({
     name: "j",
     functions: [
-      defineFunction<Click, never, typeof countState>({
+      defineFunction<Click, unknown, typeof countState>({
         name: "counts",
         input: fromStream("clicks"),
         key: (c) => c.user,
