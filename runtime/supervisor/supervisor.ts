@@ -421,7 +421,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           completedAt: committedAt,
           durationMs: committedAt - base.startedAt,
           alignmentMs: Math.max(0, ...acks.map((a) => a.alignmentMs ?? 0)),
-          bytes: acks.reduce((n, a) => n + (a.bytes ?? 0), 0),
+          // The manifests and the segments they name (a segment named by several checkpoints counts in each).
+          bytes: acks.reduce((n, a) => n + (a.bytes ?? 0) + (a.segments ?? []).reduce((m, seg) => m + seg[1], 0), 0),
           keysChanged: acks.reduce((n, a) => n + (a.keysChanged ?? 0), 0),
           actors: acks.length,
           ...(acks.every((a) => a.finished === true) ? { finished: true } : {}),

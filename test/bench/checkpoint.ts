@@ -1,8 +1,12 @@
 /**
  * Checkpoint cost for a given number of changed keys: one keyed function sets a value for `keys`
- * distinct keys, then one checkpoint is taken. Reports how long the checkpoint took (trigger to
- * commit: snapshot, delta upload, acks, manifest) and how long materializing it in KV took
- * (commit to every actor's `_applied`), plus the delta size. Then, in the same run, the KV put
+ * distinct keys (no checkpoint meanwhile, so the next one covers all of them), then one checkpoint
+ * is taken while records keep arriving and being processed (`--segments off` uploads every change
+ * at the barrier instead of continuously, design note bh). Reports how long the checkpoint took
+ * (trigger to commit: snapshot, upload of the remainder, manifests, acks, commit), how many
+ * records the keyed function processed during it against its rate just before (processing is not
+ * paused), and how long materializing it in KV took (commit to every actor's `_applied`), plus the
+ * delta size. Then, in the same run, the KV put
  * ceiling: as many puts as materialization wrote, through the same transport call
  * (`JetStreamTransport.writeState`), one call per partition at once as the actors do, into a
  * scratch bucket; `materializeCeilingRatio` is how close materialization came to it.
@@ -26,6 +30,17 @@ export interface CheckpointBenchResult {
   readonly materializeMs: number;
   readonly deltaBytes: number;
   readonly keysChanged: number;
+  /** Continuous upload on (design note bh) or every change uploaded at the barrier. */
+  readonly segments: boolean;
+  /** Segments the keyed function's actors uploaded up to the commit (between and at barriers). */
+  readonly segmentsUploaded: number;
+  /** Records the keyed function processed between trigger and commit. */
+  readonly processedDuringCheckpoint: number;
+  /** Its processing rate during the checkpoint and in the same length of time just before it. */
+  readonly eventsPerSecondDuringCheckpoint: number;
+  readonly eventsPerSecondBeforeCheckpoint: number;
+  /** Rate the records arrive at meanwhile (a quarter of the rate the load was processed at). */
+  readonly offeredEventsPerSecond: number;
   /** KV puts and deletes materialization issued (each key once per round). */
   readonly materializeWrites: number;
   readonly materializePutsPerSecond: number;
@@ -76,9 +91,17 @@ const pipeline = definePipeline({
   ],
 });
 
+async function waitUntil(done: () => boolean): Promise<void> {
+  while (!done()) await sleep(50);
+}
+
 const phase = (what: string) => process.stderr.write(`${new Date().toISOString()} ${what}\n`);
 
-export async function benchCheckpoint(keys: number): Promise<CheckpointBenchResult> {
+/** Records the keyed function (`store`) has processed so far, over its partitions. */
+const processed = (job: { worker: { stats(): ReadonlyArray<{ fn: string; recordsIn: number }> } }) => job.worker.stats().reduce((n, s) => n + (s.fn === "store" ? s.recordsIn : 0), 0);
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export async function benchCheckpoint(keys: number, segments = true): Promise<CheckpointBenchResult> {
   const server = await startLocalNatsServer();
   const nc = await connectNats(server.url, "eddy-bench");
   try {
@@ -93,17 +116,51 @@ export async function benchCheckpoint(keys: number): Promise<CheckpointBenchResu
     phase(`KV ceiling before: ${keys} puts`);
     const ceilingBefore = await kvCeiling(new JetStreamTransport(nc), nc, keys, PARTITIONS);
     phase("processing");
-    const job = await startLocalJob(nc, pipeline, { checkpointIntervalMs: 0, log: (l) => phase(l) });
-    await job.endInput();
-    await job.finished();
+    const job = await startLocalJob(nc, pipeline, {
+      checkpointIntervalMs: 0,
+      checkpointTimeoutMs: 60_000,
+      log: (l) => phase(l),
+      ...(segments ? {} : { worker: { actor: { segments: { entries: Infinity, maxInFlight: 4 } } } }),
+    });
+    const loadStarted = performance.now();
+    await waitUntil(() => processed(job) >= keys);
+    const loadRate = (keys * 1000) / (performance.now() - loadStarted);
+    // Records keep arriving during the checkpoint — updates of keys already changed — at a quarter
+    // of the rate the load was processed at: processing keeps up, so a barrier does not queue
+    // behind a backlog, and what the checkpoint costs shows in the rate processed during it.
+    const perTick = Math.max(1, Math.round(loadRate / 4 / 10));
+    let traffic = true;
+    let sent = 0;
+    const more = (async () => {
+      while (traffic) {
+        const from = sent;
+        const tick = sleep(100);
+        await publishAll(nc, (function* () {
+          for (let i = from; i < from + perTick; i++) yield { subject: "ckpt.bench", data: `{"k":"key-${i % keys}","v":${keys + i}}` };
+        })(), 2048);
+        sent += perTick;
+        await tick;
+      }
+    })();
+    const window = 2000;
+    const before0 = processed(job);
+    await sleep(window);
+    const eventsPerSecondBeforeCheckpoint = Math.round(((processed(job) - before0) * 1000) / window);
     phase("checkpoint");
+    const p0 = processed(job);
+    const t0 = performance.now();
     const record = await job.supervisor.triggerCheckpoint("ckptbench");
+    const during = processed(job) - p0;
+    const duringMs = performance.now() - t0;
+    const segmentsUploaded = job.worker.stats().reduce((n, s) => n + (s.fn === "store" ? s.segmentsUploaded : 0), 0);
     phase(`committed ${JSON.stringify(record)}; materializing`);
     await job.worker.applied(record.id);
     // Measured from the commit itself: triggerCheckpoint returns only after the supervisor's
     // bookkeeping, while materialization starts as soon as the commit is seen.
     const applied = Date.now();
     const materializeWrites = job.worker.stats().reduce((n, s) => n + s.materializationWrites, 0);
+    traffic = false;
+    await more;
     phase("stopping");
     await job.stop();
     phase(`KV ceiling after: ${materializeWrites} puts`);
@@ -120,6 +177,12 @@ export async function benchCheckpoint(keys: number): Promise<CheckpointBenchResu
       materializeMs: Math.round(materializeMs),
       deltaBytes: record.bytes ?? 0,
       keysChanged: record.keysChanged ?? 0,
+      segments,
+      segmentsUploaded,
+      processedDuringCheckpoint: during,
+      eventsPerSecondDuringCheckpoint: Math.round((during * 1000) / Math.max(1, duringMs)),
+      eventsPerSecondBeforeCheckpoint,
+      offeredEventsPerSecond: perTick * 10,
       materializeWrites,
       materializePutsPerSecond,
       kvCeilingPutsPerSecond: ceiling,

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--json]`: runs one
+ * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--json]`: runs one
  * benchmark and prints its result, as one JSON line with --json. Benchmarks measure speed; tests
  * never do.
  */
@@ -15,16 +15,18 @@ interface BenchOptions {
   readonly dist: KeyDistribution;
   /** `--state-cache-mb` of the workers a benchmark starts (state only). */
   readonly cacheMb: number | undefined;
+  /** Continuous upload of changes (checkpoint only; `--segments off` uploads at the barrier). */
+  readonly segments: boolean;
 }
 
 const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
   pipeline: ({ events }) => benchPipeline(events),
-  checkpoint: ({ keys }) => benchCheckpoint(keys),
+  checkpoint: ({ keys, segments }) => benchCheckpoint(keys, segments),
   recovery: ({ keys }) => benchRecovery(keys),
   state: ({ keys, events, dist, cacheMb }) => benchState({ keys, events, dist, ...(cacheMb === undefined ? {} : { cacheMb }) }),
 };
 
-const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--json]`;
+const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--json]`;
 let parsed;
 try {
   parsed = parseArgs({
@@ -34,6 +36,7 @@ try {
       keys: { type: "string", default: "100000" },
       dist: { type: "string", default: "zipf" },
       "cache-mb": { type: "string" },
+      segments: { type: "string", default: "on" },
       json: { type: "boolean", default: false },
     },
   });
@@ -48,10 +51,10 @@ const events = Number(values.events);
 const keys = Number(values.keys);
 const dist = values.dist;
 const cacheMb = values["cache-mb"] === undefined ? undefined : Number(values["cache-mb"]);
-if (bench === undefined || positionals.length > 1 || !Number.isInteger(events) || events <= 0 || !Number.isInteger(keys) || keys <= 0 || (dist !== "zipf" && dist !== "uniform") || (cacheMb !== undefined && !(cacheMb > 0))) {
+if (bench === undefined || positionals.length > 1 || !Number.isInteger(events) || events <= 0 || !Number.isInteger(keys) || keys <= 0 || (dist !== "zipf" && dist !== "uniform") || (cacheMb !== undefined && !(cacheMb > 0)) || (values.segments !== "on" && values.segments !== "off")) {
   process.stderr.write(`${usage}\n`);
   process.exit(2);
 }
-const result = await bench({ events, keys, dist, cacheMb });
+const result = await bench({ events, keys, dist, cacheMb, segments: values.segments === "on" });
 if (values.json) console.log(JSON.stringify(result));
 else console.log(result);
