@@ -20,7 +20,9 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { buildJobGraph } from "../../runtime/core/job-graph.ts";
 import { stateBucket } from "../../runtime/core/naming.ts";
 import { ackSubject, type SnapshotAck } from "../../runtime/core/protocol.ts";
-import { segmentObjectPrefix } from "../../runtime/core/changelog.ts";
+import { parseSegmentObject, segmentObjectPrefix } from "../../runtime/core/changelog.ts";
+import { ensureControlStores, listObjects } from "../../runtime/nats/control-store.ts";
+import { startLocalJob } from "../../runtime/dev/local-job.ts";
 import { getCommitted } from "../../runtime/nats/committed-state.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { ensureControlPlane, ensureJobTopology } from "../../runtime/nats/topology.ts";
@@ -42,8 +44,7 @@ interface Out {
 const PAD = "x".repeat(400);
 
 /** One keyed source keeping a padded counter per key, with an exactly-once sink. */
-const graph = buildJobGraph(
-  definePipeline({
+const pipeline = definePipeline({
     name: "budget",
     functions: [
       defineFunction<Put, Out, { v: ReturnType<typeof valueState<{ n: number; pad: string }>> }>({
@@ -60,8 +61,8 @@ const graph = buildJobGraph(
         sink: { subject: "budget.out" },
       }),
     ],
-  }),
-);
+});
+const graph = buildJobGraph(pipeline);
 
 /** Object store bandwidth: uploads queue on one link of this many bytes per second. */
 const RATE = 1_000_000;
@@ -233,4 +234,34 @@ describe("checkpoints whose changes exceed one checkpoint's budget", () => {
       await nc.close();
     }
   }, 300_000);
+
+  it("under the supervisor: acks name their segments, commits check them, and segments every actor's KV is past are deleted", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    try {
+      await ensureStream(nc, "BUDGET_IN", ["budget.in"]);
+      await ensureStream(nc, "BUDGET_OUT", ["budget.out"]);
+      const job = await startLocalJob(nc, pipeline, { checkpointIntervalMs: 0, worker: { actor: { segments: { entries: 50, maxInFlight: 2 } } } });
+      const stores = await ensureControlStores(nc);
+      const segments = async () => (await listObjects(stores, "budget", segmentObjectPrefix("budget"))).map((n) => parseSegmentObject("budget", n)!.epoch);
+      let published = 0;
+      for (let round = 0; round < 6; round++) {
+        await publishAll(nc, records(published, published + 300, 1000).map((r) => ({ subject: "budget.in", data: JSON.stringify(r) })));
+        published += 300;
+        const record = await job.checkpoint();
+        expect(record.status).toBe("committed");
+      }
+      // Six checkpoints, each of several segments; cleanup keeps only those of the newest ones.
+      const left = await segments();
+      expect(left.length).toBeGreaterThan(0);
+      expect(Math.min(...left)).toBeGreaterThanOrEqual(4);
+      const records6 = await job.supervisor.checkpoints("budget");
+      expect(records6.find((r) => r.id === 6)?.bytes).toBeGreaterThan(300 * PAD.length);
+      await job.stop();
+      const out = (await readAll(nc, "BUDGET_OUT")).map((m) => JSON.parse(decoder.decode(m.data)) as Out);
+      expect(out.map((o) => o.i)).toEqual(records(0, published, 1000).map((r) => r.i));
+    } finally {
+      await nc.close();
+    }
+  }, 180_000);
 });
