@@ -20,7 +20,12 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { buildJobGraph } from "../../runtime/core/job-graph.ts";
 import { stateBucket } from "../../runtime/core/naming.ts";
 import { ackSubject, type SnapshotAck } from "../../runtime/core/protocol.ts";
-import { parseSegmentObject, segmentObjectPrefix } from "../../runtime/core/changelog.ts";
+import { parseSegmentObject, segmentObject, segmentObjectPrefix } from "../../runtime/core/changelog.ts";
+import { Objm } from "@nats-io/obj";
+import { checkpointObjects } from "../../runtime/core/naming.ts";
+import { jobSpecKey } from "../../runtime/core/protocol.ts";
+import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
+import { startSimulatedWorker } from "../support/simulated-worker.ts";
 import { ensureControlStores, listObjects } from "../../runtime/nats/control-store.ts";
 import { startLocalJob } from "../../runtime/dev/local-job.ts";
 import { getCommitted } from "../../runtime/nats/committed-state.ts";
@@ -264,4 +269,45 @@ describe("checkpoints whose changes exceed one checkpoint's budget", () => {
       await nc.close();
     }
   }, 180_000);
+
+  it("are not committed when an ack names a segment that is missing, of another size or another actor's", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const JOB = "segs";
+    const stores = await ensureControlStores(nc);
+    await stores.jobs.put(jobSpecKey(JOB), JSON.stringify({ job: JOB, functions: [{ name: "src", partitions: 2, isSource: true }], updatedAt: Date.now() }));
+    const own = segmentObject({ job: JOB, fn: "src", partition: 0, run: "1.0.abc" }, 1, 1);
+    const others = segmentObject({ job: JOB, fn: "src", partition: 1, run: "1.0.abc" }, 1, 1);
+    let named: [string, number, number] = [own, 10, 1];
+    const worker = await startSimulatedWorker(nc, {
+      id: "w1",
+      jobs: [JOB],
+      heartbeatMs: 200,
+      ackStats: (actor) => ({ bytes: 100, keysChanged: 1, alignmentMs: 0, finished: false, ...(actor === "src/0" ? { segments: [named] } : {}) }),
+    });
+    const sup = await startSupervisor(nc, { checkpointIntervalMs: 0, checkpointTimeoutMs: 3000, workerPollMs: 100 });
+    try {
+      await waitFor("leadership", () => sup.isLeader());
+      const checkpoint = () => waitFor("a checkpoint", () => sup.triggerCheckpoint(JOB).catch(() => undefined), { timeoutMs: 20_000 });
+      const refused = { status: "aborted", reason: expect.stringMatching(/^acks without their snapshot \(1: src\/0\)/) };
+      // Missing.
+      expect(await checkpoint()).toMatchObject(refused);
+      const objects = await new Objm(nc).open(checkpointObjects(JOB));
+      await objects.putBlob({ name: own }, new Uint8Array(9));
+      // Of another size than acked.
+      expect(await checkpoint()).toMatchObject(refused);
+      // Another actor's segment, though stored with the acked size.
+      await objects.putBlob({ name: others }, new Uint8Array(10));
+      named = [others, 10, 1];
+      expect(await checkpoint()).toMatchObject(refused);
+      // Its own, stored with the acked size: committed.
+      await objects.putBlob({ name: own }, new Uint8Array(10));
+      named = [own, 10, 1];
+      expect(await checkpoint()).toMatchObject({ status: "committed", bytes: 2 * 100 + 10 });
+    } finally {
+      await sup.stop();
+      await worker.stop();
+      await nc.close();
+    }
+  }, 120_000);
 });

@@ -38,8 +38,11 @@ export interface SimulatedWorkerOptions {
    * supervisor refuses to commit.
    */
   readonly writeDeltas?: boolean;
-  /** Statistics reported in each ack (default 100 bytes, 1 key, 0 ms alignment, not finished). */
-  readonly ackStats?: (actor: string) => Pick<SnapshotAck, "bytes" | "keysChanged" | "alignmentMs" | "finished">;
+  /**
+   * Statistics reported in each ack (default 100 bytes, 1 key, 0 ms alignment, not finished), and
+   * the segments it names (none by default; nothing writes them).
+   */
+  readonly ackStats?: (actor: string) => Pick<SnapshotAck, "bytes" | "keysChanged" | "alignmentMs" | "finished" | "segments">;
 }
 
 export interface SimulatedWorker {
