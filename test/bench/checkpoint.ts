@@ -131,7 +131,8 @@ export async function benchCheckpoint(keys: number, segments = true): Promise<Ch
     const perTick = Math.max(1, Math.round(loadRate / 10 / 10));
     let traffic = true;
     let sent = 0;
-    const more = (async () => {
+    // Resolves with the error that stopped it, if any (a failed actor may close what it publishes to).
+    const more = (async (): Promise<unknown> => {
       while (traffic) {
         const from = sent;
         const tick = sleep(100);
@@ -141,7 +142,8 @@ export async function benchCheckpoint(keys: number, segments = true): Promise<Ch
         sent += perTick;
         await tick;
       }
-    })();
+      return undefined;
+    })().catch((e: unknown) => e);
     const window = 2000;
     const before0 = processed(job);
     await sleep(window);
@@ -156,9 +158,15 @@ export async function benchCheckpoint(keys: number, segments = true): Promise<Ch
       }
     })();
     phase("checkpoint");
-    const record = await job.supervisor.triggerCheckpoint("ckptbench");
-    sampling = false;
-    await sampler;
+    const record = await job.supervisor.triggerCheckpoint("ckptbench").finally(async () => {
+      sampling = false;
+      await sampler;
+    });
+    if (record.status !== "committed") {
+      traffic = false;
+      await more;
+      throw new Error(`checkpoint ${record.id} did not commit: ${record.reason ?? record.status}`);
+    }
     const at = (t: number) => (samples.findLast(([when]) => when <= t) ?? samples[0]!)[1];
     const duringMs = Math.max(1, (record.completedAt ?? record.startedAt) - record.startedAt);
     const during = at(record.completedAt ?? record.startedAt) - at(record.startedAt);
@@ -170,7 +178,8 @@ export async function benchCheckpoint(keys: number, segments = true): Promise<Ch
     const applied = Date.now();
     const materializeWrites = job.worker.stats().reduce((n, s) => n + s.materializationWrites, 0);
     traffic = false;
-    await more;
+    const stopped = await more;
+    if (stopped !== undefined) throw stopped;
     phase("stopping");
     await job.stop();
     phase(`KV ceiling after: ${materializeWrites} puts`);
