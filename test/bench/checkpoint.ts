@@ -171,7 +171,8 @@ export async function benchCheckpoint(keys: number, segments = true): Promise<Ch
     const duringMs = Math.max(1, (record.completedAt ?? record.startedAt) - record.startedAt);
     const during = at(record.completedAt ?? record.startedAt) - at(record.startedAt);
     const segmentsUploaded = job.worker.stats().reduce((n, s) => n + (s.fn === "store" ? s.segmentsUploaded : 0), 0);
-    phase(`committed ${JSON.stringify(record)}; materializing`);
+    // Logged before materializing, so a run whose materialization fails still shows the checkpoint.
+    phase(`committed ${JSON.stringify(record)}; processed during it: ${during} in ${duringMs} ms (before: ${eventsPerSecondBeforeCheckpoint}/s, offered ${perTick * 10}/s), segments ${segmentsUploaded}; materializing`);
     await job.worker.applied(record.id);
     // Measured from the commit itself: triggerCheckpoint returns only after the supervisor's
     // bookkeeping, while materialization starts as soon as the commit is seen.
