@@ -8,6 +8,7 @@
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { LEADER_BUCKET } from "../core/protocol.ts";
+import { replicasOf } from "./replicas.ts";
 
 /** What an election does with the lease: create it (acquire), update it (renew), delete it (release). */
 export type LeaseBucket = Pick<KV, "create" | "update" | "delete">;
@@ -21,7 +22,7 @@ export interface LeaderBucket {
 
 /** Creates the leader bucket with a max_age of `requestedTtlMs`, or opens it with the TTL it has. */
 export async function openLeaderBucket(nc: NatsConnection, requestedTtlMs: number): Promise<LeaderBucket> {
-  const kv = await new Kvm(nc).create(LEADER_BUCKET, { history: 1, ttl: requestedTtlMs });
+  const kv = await new Kvm(nc).create(LEADER_BUCKET, { history: 1, ttl: requestedTtlMs, replicas: replicasOf(nc) });
   const ttl = (await kv.status()).ttl;
   return { kv, ttlMs: ttl > 0 ? ttl : requestedTtlMs };
 }

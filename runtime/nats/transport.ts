@@ -20,6 +20,7 @@ import { WindowLimiter } from "./window-limiter.ts";
 import { pendingFrom } from "./streams.ts";
 import { InputError } from "../errors.ts";
 import type { InputMessage, InputReader, StateEntry, Transport } from "../actor/ports.ts";
+import { replicasOf } from "./replicas.ts";
 
 const WRITE_WINDOW = 1024;
 /** KV gets in flight at once when a state cache reads the misses of a batch. */
@@ -172,7 +173,7 @@ export class JetStreamTransport implements Transport {
     const store = storeOf(job);
     let opened = this.stores.get(store);
     if (opened === undefined) {
-      opened = new Objm(this.nc).create(store);
+      opened = new Objm(this.nc).create(store, { replicas: replicasOf(this.nc) });
       this.stores.set(store, opened);
       opened.catch(() => this.stores.delete(store));
     }
