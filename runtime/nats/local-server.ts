@@ -502,6 +502,7 @@ export async function startLocalNatsCluster(opts: LocalNatsClusterOptions): Prom
     };
     try {
       await cluster.waitForJetStream();
+      await waitForPeers(cluster.urls, size, CLUSTER_READY_TIMEOUT_MS);
     } catch (e) {
       await cluster.stop();
       throw e;
@@ -545,5 +546,31 @@ async function waitForJetStream(servers: readonly LocalNatsServer[], timeoutMs: 
         await sleep(100);
       }
     }
+  }
+}
+
+// The meta leader answers before every server has registered as a JetStream peer; until then a
+// stream with one replica per server is refused ("no suitable peers for placement"). Creating
+// (and deleting) such a stream in memory is the one question that tells.
+async function waitForPeers(urls: readonly string[], size: number, timeoutMs: number): Promise<void> {
+  const { connect } = await import("@nats-io/transport-node");
+  const { jetstreamManager, StorageType } = await import("@nats-io/jetstream");
+  const nc = await connect({ servers: [...urls], timeout: 2000 });
+  try {
+    const jsm = await jetstreamManager(nc, { timeout: 2000 });
+    const name = `EDDY_PEERS_PROBE_${process.pid}`;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await jsm.streams.add({ name, subjects: [`$eddy.peers-probe.${process.pid}`], storage: StorageType.Memory, num_replicas: size });
+        await jsm.streams.delete(name);
+        return;
+      } catch (e) {
+        if (Date.now() > deadline) throw new NatsServerStartError(`the JetStream cluster did not place a stream on all ${size} servers within ${timeoutMs / 1000} s: ${(e as Error).message}`, "");
+        await sleep(200);
+      }
+    }
+  } finally {
+    await nc.close();
   }
 }

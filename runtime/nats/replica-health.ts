@@ -36,7 +36,7 @@ export function replicaHealth(stream: string, replicas: number, cluster: Cluster
   const current = peers.filter((p) => p.current && p.offline !== true).map((p) => p.name);
   const lagging = peers
     .filter((p) => !p.current || p.offline === true)
-    .map((p) => ({ name: p.name, offline: p.offline === true, lag: typeof p.lag === "number" ? p.lag : null }));
+    .map((p) => ({ name: p.name, offline: p.offline === true, lag: p.offline !== true && typeof p.lag === "number" && p.lag > 0 ? p.lag : null }));
   // A follower the leader does not list at all (never seen since the leader was elected) is missing too.
   const missing = Math.max(0, replicas - 1 - peers.length);
   // A server outside a cluster may name no leader: its one copy is the stream.

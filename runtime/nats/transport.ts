@@ -19,10 +19,16 @@ import { checkpointObjects, savepointObjects } from "../core/naming.ts";
 import { WindowLimiter } from "./window-limiter.ts";
 import { pendingFrom } from "./streams.ts";
 import { InputError } from "../errors.ts";
-import type { InputMessage, InputReader, StateEntry, Transport } from "../actor/ports.ts";
+import { WriteUnacknowledgedError, type InputMessage, type InputReader, type PublishReceipt, type StateEntry, type Transport } from "../actor/ports.ts";
 import { replicasOf } from "./replicas.ts";
 
 const WRITE_WINDOW = 1024;
+/** How long an append is repeated while its stream has no leader (inside JetStream's 2 min duplicate window). */
+const APPEND_RETRY_FOR_MS = 30_000;
+
+function receiptOf(ack: { stream: string; seq: number; duplicate: boolean }): PublishReceipt {
+  return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };
+}
 /** KV gets in flight at once when a state cache reads the misses of a batch. */
 const READ_WINDOW = 256;
 
@@ -61,6 +67,9 @@ export class JetStreamTransport implements Transport {
   private readonly buckets = new Map<string, Promise<KV>>();
   /** Object stores by name, opened (or created, when allowed) once; a failed open is retried next time. */
   private readonly stores = new Map<string, Promise<ObjectStore>>();
+  /** Message ids of appends: unique to this transport, so that a repeated append is stored once. */
+  private readonly idPrefix = `a${Math.random().toString(36).slice(2, 10)}${Date.now().toString(36)}.`;
+  private appends = 0;
 
   constructor(nc: NatsConnection) {
     this.nc = nc;
@@ -105,19 +114,21 @@ export class JetStreamTransport implements Transport {
     };
   }
 
-  async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<void> {
+  async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<PublishReceipt> {
     try {
-      await this.publishToStream(subject, data, headers, msgId);
+      return await this.publishToStream(subject, data, headers, msgId);
     } catch (e) {
-      throw explainPublishFailure(subject, e);
+      throw explainPublishFailure(subject, e, this.clustered());
     }
   }
 
-  private async publishToStream(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<void> {
-    if (headers === undefined && msgId === undefined) {
-      await this.js.publish(subject, data);
-      return;
-    }
+  private clustered(): boolean {
+    const c = this.nc.info?.cluster;
+    return c !== undefined && c !== "";
+  }
+
+  private async publishToStream(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<PublishReceipt> {
+    if (headers === undefined && msgId === undefined) return receiptOf(await this.js.publish(subject, data));
     const opts: { headers?: ReturnType<typeof makeHeaders>; msgID?: string } = {};
     if (headers !== undefined) {
       const h = makeHeaders();
@@ -125,16 +136,26 @@ export class JetStreamTransport implements Transport {
       opts.headers = h;
     }
     if (msgId !== undefined) opts.msgID = msgId;
-    await this.js.publish(subject, data, opts);
+    return receiptOf(await this.js.publish(subject, data, opts));
   }
 
+  /**
+   * Appends are awaited one at a time (spill.ts), so a lost acknowledgement is simply repeated
+   * here with the same message id until the stream has a leader again (design note bl).
+   */
   async append(subject: string, data: Uint8Array, headers: Readonly<Record<string, string>>): Promise<number> {
     const h = makeHeaders();
     for (const [k, v] of Object.entries(headers)) h.set(k, v);
-    try {
-      return (await this.js.publish(subject, data, { headers: h })).seq;
-    } catch (e) {
-      throw explainPublishFailure(subject, e);
+    const msgID = `${this.idPrefix}${++this.appends}`;
+    const started = Date.now();
+    for (let pause = 100; ; pause = Math.min(2000, pause * 2)) {
+      try {
+        return (await this.js.publish(subject, data, { headers: h, msgID })).seq;
+      } catch (e) {
+        const explained = explainPublishFailure(subject, e, this.clustered());
+        if (!(explained instanceof WriteUnacknowledgedError) || Date.now() - started > APPEND_RETRY_FOR_MS) throw explained;
+        await new Promise((r) => setTimeout(r, pause));
+      }
     }
   }
 
@@ -278,14 +299,22 @@ export class NoStreamForSubjectError extends InputError {
 }
 
 /**
- * A JetStream publish to a subject no stream captures gets no responder, which the client
- * reports as "jetstream is not enabled" — misleading on a server where it is. Say what it means.
+ * What a failed JetStream publish means. A publish to a subject no stream captures gets no
+ * responder, which the client reports as "jetstream is not enabled" — misleading on a server
+ * where it is: say what it means. On a cluster, though, a stream whose leader died has no
+ * responder either until its replicas elect a new one, so there no responder, like a timeout or a
+ * connection lost mid-request, is a {@link WriteUnacknowledgedError}: the write may pass if
+ * repeated (design note bl).
  */
-export function explainPublishFailure(subject: string, e: unknown): unknown {
+export function explainPublishFailure(subject: string, e: unknown, clustered = false): unknown {
   const name = (e as Error)?.name;
   const message = String((e as Error)?.message ?? e);
-  if (name === "JetStreamNotEnabled" || /jetstream is not enabled|no responders/i.test(message)) {
+  const noResponder = name === "JetStreamNotEnabled" || /jetstream is not enabled|no responders/i.test(message);
+  if (noResponder && !clustered) {
     return new NoStreamForSubjectError(`no stream captures subject ${subject} (create a stream for it; the server answered: ${message})`, { cause: e });
+  }
+  if (noResponder || name === "TimeoutError" || /\btimeout\b|timed out|disconnect|connection (closed|draining)|temporarily unavailable/i.test(message)) {
+    return new WriteUnacknowledgedError(`publish to ${subject} not acknowledged (${message})`, { cause: e });
   }
   return e;
 }

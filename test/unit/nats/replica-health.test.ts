@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { jobStreams, replicaHealth } from "../../../runtime/nats/replica-health.ts";
 import { describeReplicas } from "../../../runtime/cli/status.ts";
 
-const peer = (name: string, current: boolean, extra: { offline?: boolean; lag?: number } = {}) => ({ name, current, active: 1000, ...extra });
+const peer = (name: string, current: boolean, extra: { offline?: boolean; lag?: number } = {}) => ({ name, current, active: 1000, offline: extra.offline ?? false, lag: extra.lag ?? 0 });
 
 describe("replicaHealth", () => {
   it("is ok with a leader and every follower current", () => {
