@@ -84,3 +84,20 @@ async function readBack(kv: Pick<KV, "get">, key: string, deadline: number): Pro
     }
   }
 }
+
+/**
+ * Runs `op` again while it fails as unacknowledged, for `timeoutMs` in all: for writes that are
+ * the same whether they land once or twice (a put of a key's value, a delete, an object stored
+ * under its name) and for reads. Not for compare-and-set writes: {@link casWrite}.
+ */
+export async function repeatUnacknowledged<T>(op: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (let pause = 50; ; pause = Math.min(1000, pause * 2)) {
+    try {
+      return await op();
+    } catch (e) {
+      if (casFailureKind(e) !== "unacknowledged" || Date.now() + pause > deadline) throw e;
+      await sleep(pause);
+    }
+  }
+}

@@ -21,6 +21,7 @@ import { pendingFrom } from "./streams.ts";
 import { InputError } from "../errors.ts";
 import { WriteUnacknowledgedError, type InputMessage, type InputReader, type PublishReceipt, type StateEntry, type Transport } from "../actor/ports.ts";
 import { replicasOf } from "./replicas.ts";
+import { repeatUnacknowledged } from "./kv-cas.ts";
 
 const WRITE_WINDOW = 1024;
 /** How long an append is repeated while its stream has no leader (inside JetStream's 2 min duplicate window). */
@@ -201,12 +202,16 @@ export class JetStreamTransport implements Transport {
     return opened;
   }
 
+  // Objects are stored under their names, so storing one again after a lost acknowledgement
+  // replaces it with the same bytes (design note bl).
   async putSnapshot(name: string, data: Uint8Array): Promise<void> {
-    await (await this.objectStore(name, checkpointObjects)).putBlob({ name }, data);
+    const store = await this.objectStore(name, checkpointObjects);
+    await repeatUnacknowledged(() => store.putBlob({ name }, data));
   }
 
   async putSavepoint(name: string, data: Uint8Array): Promise<void> {
-    await (await this.objectStore(name, savepointObjects)).putBlob({ name }, data);
+    const store = await this.objectStore(name, savepointObjects);
+    await repeatUnacknowledged(() => store.putBlob({ name }, data));
   }
 
   async getSnapshot(name: string): Promise<Uint8Array | undefined> {
@@ -269,7 +274,7 @@ export class JetStreamTransport implements Transport {
     const window = new WindowLimiter(READ_WINDOW);
     for (let i = 0; i < keys.length; i++) {
       await window.add(
-        kv.get(keys[i]!).then((e) => {
+        repeatUnacknowledged(() => kv.get(keys[i]!)).then((e) => {
           out[i] = e === null || e.operation !== "PUT" ? undefined : e.value;
         }),
       );
@@ -287,8 +292,10 @@ export class JetStreamTransport implements Transport {
     // Pipelined, but at most WRITE_WINDOW at a time: a million puts issued at once would queue
     // every other message of this connection (leases, acks, data) behind them.
     const window = new WindowLimiter(WRITE_WINDOW);
-    for (const { key, value } of puts) await window.add(kv.put(key, value));
-    for (const key of deletes) await window.add(kv.delete(key));
+    // A put or delete repeated after a leader election writes the same thing again; keys are
+    // distinct, so their order does not matter (design note bl).
+    for (const { key, value } of puts) await window.add(repeatUnacknowledged(() => kv.put(key, value)));
+    for (const key of deletes) await window.add(repeatUnacknowledged(() => kv.delete(key)));
     await window.drain();
   }
 }
