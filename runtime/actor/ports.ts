@@ -6,6 +6,8 @@
  * only once the write is durable (a JetStream publish acknowledgement).
  */
 
+import { TransientError } from "../errors.ts";
+
 /** One message read from a stream, at a known stream sequence. */
 export interface InputMessage {
   readonly seq: number;
@@ -29,6 +31,23 @@ export interface StateEntry {
   readonly value: Uint8Array;
 }
 
+/** Where JetStream stored a published message (its acknowledgement). */
+export interface PublishReceipt {
+  readonly stream: string;
+  readonly seq: number;
+  /** The message id was seen within the duplicate window: this copy was dropped, `seq` is the first one's. */
+  readonly duplicate: boolean;
+}
+
+/**
+ * A write that JetStream did not acknowledge in a way that may pass: a timeout or no responder
+ * while a stream elects a leader (a server of the cluster died) or the client reconnects. The
+ * write may or may not be stored; repeating it with the same message id cannot store it twice.
+ */
+export class WriteUnacknowledgedError extends TransientError {
+  override readonly name = "WriteUnacknowledgedError";
+}
+
 export interface Transport {
   /** Reads `subject` of `stream` in order starting at `startSeq` (1 = from the beginning). */
   openInput(stream: string, subject: string, startSeq: number): Promise<InputReader>;
@@ -36,7 +55,7 @@ export interface Transport {
    * Publishes and resolves on the JetStream acknowledgement. With `msgId`, JetStream drops a
    * second copy published within the stream's duplicate window (two-phase sinks rely on it).
    */
-  publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<void>;
+  publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<PublishReceipt | void>;
   /** Publishes and resolves with the stream sequence JetStream stored the message at. */
   append(subject: string, data: Uint8Array, headers: Readonly<Record<string, string>>): Promise<number>;
   /**

@@ -32,6 +32,16 @@ export const stateCacheMbFlag = () =>
     Flag.optional,
   );
 
+/**
+ * `--replicas <n>` of the commands that create streams, buckets or object stores (design note bl);
+ * `applyReplicas` (run.ts) hands it on as `EDDY_REPLICAS`.
+ */
+export const replicasFlag = () =>
+  Flag.Int("replicas").pipe(
+    Flag.withDescription("replicas of the streams, KV buckets and object stores eddy creates, 1 to 5 (default: $EDDY_REPLICAS, else 3 on a NATS cluster and 1 on a single server)"),
+    Flag.optional,
+  );
+
 /** The `<job>` argument. */
 export const jobArg = Argument.String("job").pipe(Argument.withDescription("job name"));
 

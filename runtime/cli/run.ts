@@ -112,6 +112,16 @@ export function checkStateCacheMb(mb: number | undefined): number | undefined {
   return mb;
 }
 
+/**
+ * Checks `--replicas` and hands it to everything this process creates (and the workers it starts)
+ * as `EDDY_REPLICAS`, which runtime/nats/replicas.ts reads, like the connection flags set `NATS_*`.
+ */
+export function applyReplicas(n: number | undefined): void {
+  if (n === undefined) return;
+  if (!Number.isInteger(n) || n < 1 || n > 5) throw new UsageError("--replicas must be in 1..5");
+  process.env.EDDY_REPLICAS = String(n);
+}
+
 /** The command line is wrong in a way the parser cannot see; the message says what to fix. */
 export class UsageError extends InputError {
   override readonly name = "UsageError";

@@ -1,7 +1,8 @@
 /**
  * `eddy status <job>` and `eddy ls`: a look at jobs from NATS alone. `status` shows the job's
  * state (as the supervisor recorded it), how it runs, its generation, restarts, last exception
- * and last checkpoint, and per function and partition the owning worker, the input lag (records not processed
+ * and last checkpoint, the replica health of its streams (leader, lagging replicas: replica-health.ts),
+ * and per function and partition the owning worker, the input lag (records not processed
  * under a committed checkpoint, runtime/nats/lag.ts) and the committed watermark with its lag behind wall time. Works for running, parked, stopped, FAILED
  * and undeployed jobs. The reading is in runtime/nats/job-views.ts; this module formats it.
  */
@@ -11,6 +12,7 @@ import { partitionLags } from "../nats/lag.ts";
 import { committedWatermarks } from "../nats/committed-state.ts";
 import { actorId, assignmentKey, type RestartRecord } from "../core/protocol.ts";
 import { ensureControlStores, readJson } from "../nats/control-store.ts";
+import { jobStreams, streamsReplicaHealth, type StreamReplicaHealth } from "../nats/replica-health.ts";
 
 export interface PartitionStatus {
   readonly function: string;
@@ -34,6 +36,8 @@ export interface JobStatus {
   readonly nextRestartAt: number | null;
   readonly lastCheckpoint: { id: number; committedAt: number; durationMs: number; stop: boolean; savepoint: string | null } | null;
   readonly partitions: PartitionStatus[];
+  /** The replicas of the job's streams (those that exist): leader, current and lagging followers. */
+  readonly streams: StreamReplicaHealth[];
   /** Records that do not decode (`<key>: <why>`), shown as absent: see JobView.damaged. */
   readonly damaged: readonly string[];
 }
@@ -60,6 +64,7 @@ export async function jobStatus(url: string, job: string, now = Date.now()): Pro
         });
       }
     }
+    const streams = await streamsReplicaHealth(nc, jobStreams(job, view.spec?.functions ?? view.functions));
     const c = view.lastCheckpoint;
     return {
       job,
@@ -73,6 +78,7 @@ export async function jobStatus(url: string, job: string, now = Date.now()): Pro
       nextRestartAt: view.nextRestartAt,
       lastCheckpoint: c === null ? null : { id: c.id, committedAt: c.committedAt, durationMs: c.durationMs ?? 0, stop: c.stop, savepoint: c.savepoint },
       partitions,
+      streams,
       damaged: view.damaged,
     };
   } finally {
@@ -118,7 +124,27 @@ export async function runStatus(o: { job: string; natsUrl: string | undefined; j
   const rows = s.partitions.map((p) => [p.function, String(p.partition), p.owner ?? "-", p.lag === null ? "-" : String(p.lag), iso(p.watermark), p.watermarkLagSeconds === null ? "-" : `${p.watermarkLagSeconds} s`]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   for (const r of [head, ...rows]) console.log(r.map((c, i) => (i === 1 || i === 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd());
+  for (const line of describeReplicas(s.streams)) console.log(line);
   return 0;
+}
+
+/**
+ * The replica health of a job's streams for people: one line when every stream has one copy (a
+ * single server), else a row per stream with its leader and the replicas that are behind or down.
+ */
+export function describeReplicas(streams: readonly StreamReplicaHealth[]): string[] {
+  if (streams.length === 0) return [];
+  if (streams.every((s) => s.replicas <= 1 && s.health === "ok")) return [`streams: ${streams.length}, 1 replica each (a lost server or disk loses their data)`];
+  const head = ["stream", "current", "leader", "health", "behind or down"];
+  const rows = streams.map((s) => [
+    s.stream,
+    `${(s.leader === null ? 0 : 1) + s.current.length}/${s.replicas}`,
+    s.leader ?? "-",
+    s.health,
+    s.lagging.map((l) => `${l.name} (${l.offline ? "offline" : l.lag === null ? "behind" : `${l.lag} behind`})`).join(", ") || "-",
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [head, ...rows].map((r) => r.map((c, i) => (i === 1 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd());
 }
 
 /** `eddy ls [--all]`: one line per job with its state; JSON is the list of views. */

@@ -26,6 +26,7 @@ import {
 } from "../nats/deployments.ts";
 import { restoreSavepoint, restoreTargetOf } from "../nats/savepoints.ts";
 import { createUserStream, streamFacts } from "../nats/streams.ts";
+import { replicasOf } from "../nats/replicas.ts";
 import { missingStreams, missingStreamsMessage, sinkStreamName, streamNeeds, type StreamToCreate } from "./stream-checks.ts";
 import { InputError } from "../errors.ts";
 
@@ -153,10 +154,10 @@ export async function deployModule(
     needs.flatMap((n) => (n.kind === "sink" ? [n.subject] : [])),
     needs.flatMap((n) => (n.kind === "sink" ? [sinkStreamName(n.subject)] : [])),
   );
-  const missing = missingStreams(needs, facts, facts.taken);
+  const missing = missingStreams(needs, facts, facts.taken, replicasOf(nc));
   const createdStreams: StreamToCreate[] = [];
   if (missing.length > 0) {
-    if (options.createStreams !== true || missing.some((m) => m.fix === undefined)) throw new MissingStreamsError(missingStreamsMessage(missing));
+    if (options.createStreams !== true || missing.some((m) => m.fix === undefined)) throw new MissingStreamsError(missingStreamsMessage(missing, replicasOf(nc)));
     for (const m of missing) {
       await createUserStream(nc, m.fix!);
       createdStreams.push(m.fix!);

@@ -80,7 +80,7 @@ export function sinkStreamName(subject: string): string {
  * What is missing, one entry per missing stream or uncaptured sink subject, in the order of the
  * needs; sink subjects that would get the same stream name share one stream.
  */
-export function missingStreams(needs: readonly StreamNeed[], facts: StreamFacts, existingNames: ReadonlySet<string> = new Set()): MissingStream[] {
+export function missingStreams(needs: readonly StreamNeed[], facts: StreamFacts, existingNames: ReadonlySet<string> = new Set(), replicas = 1): MissingStream[] {
   const out: MissingStream[] = [];
   const sinkStreams = new Map<string, { subjects: string[]; exactlyOnce: boolean; index: number; who: string[]; jobs: string[] }>();
   const seenSources = new Set<string>();
@@ -90,7 +90,7 @@ export function missingStreams(needs: readonly StreamNeed[], facts: StreamFacts,
       seenSources.add(need.stream);
       const who = `source "${need.fn}" of job "${need.job}" reads stream ${need.stream}, which does not exist`;
       if (need.subjects.length === 0 || need.subjects.includes(">")) {
-        out.push({ line: `${who}: create it with the subjects your producers publish to (nats stream add ${need.stream} --subjects '<subjects>' --storage file --retention limits --replicas 1 --defaults); it names no subject eddy could use`, jobs: [need.job] });
+        out.push({ line: `${who}: create it with the subjects your producers publish to (nats stream add ${need.stream} --subjects '<subjects>' --storage file --retention limits --replicas ${replicas} --defaults); it names no subject eddy could use`, jobs: [need.job] });
       } else {
         out.push({ line: who, jobs: [need.job], fix: { name: need.stream, subjects: need.subjects, exists: false } });
       }
@@ -117,16 +117,16 @@ export function missingStreams(needs: readonly StreamNeed[], facts: StreamFacts,
   return out;
 }
 
-/** The `nats` CLI command that creates (or extends) the stream. */
-export function natsCommand(s: StreamToCreate): string {
+/** The `nats` CLI command that creates (or extends) the stream, with `replicas` replicas (what eddy uses on the server). */
+export function natsCommand(s: StreamToCreate, replicas = 1): string {
   const subjects = s.subjects.join(",");
   if (s.exists) return `nats stream edit ${s.name} --subjects '<its subjects>,${subjects}'`;
   const dupe = s.duplicateWindowMs === undefined ? "" : ` --dupe-window ${Math.round(s.duplicateWindowMs / 1000)}s`;
-  return `nats stream add ${s.name} --subjects '${subjects}' --storage file --retention limits --discard old --replicas 1${dupe} --defaults`;
+  return `nats stream add ${s.name} --subjects '${subjects}' --storage file --retention limits --discard old --replicas ${replicas}${dupe} --defaults`;
 }
 
 /** The message of a refused deploy: one line per missing thing, each with the command that fixes it. */
-export function missingStreamsMessage(missing: readonly MissingStream[]): string {
-  const lines = missing.map((m) => `  ${m.line}${m.fix === undefined ? "" : `: ${natsCommand(m.fix)}`}`);
+export function missingStreamsMessage(missing: readonly MissingStream[], replicas = 1): string {
+  const lines = missing.map((m) => `  ${m.line}${m.fix === undefined ? "" : `: ${natsCommand(m.fix, replicas)}`}`);
   return `${missing.length === 1 ? "a stream the job needs is" : `${missing.length} streams the job needs are`} missing (create them, or deploy with --create-streams):\n${lines.join("\n")}`;
 }

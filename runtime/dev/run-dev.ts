@@ -1,11 +1,12 @@
 /**
  * `eddy dev`: a whole cluster in one process for local development — an embedded nats-server
- * (temporary, or kept in `--data`), a supervisor, and one generic worker that runs whatever is
+ * (temporary, or kept in `--data`; with `--cluster N`, N of them routed into a JetStream cluster), a
+ * supervisor, and one generic worker that runs whatever is
  * deployed (`eddy deploy` against the printed URL). Ctrl-C stops everything.
  */
 import { Effect } from "effect";
 import { ensureNatsServer } from "../../scripts/ensure-nats-server.ts";
-import { startLocalNatsServer } from "../nats/local-server.ts";
+import { startLocalNatsCluster, startLocalNatsServer } from "../nats/local-server.ts";
 import { connectNats } from "../nats/connection.ts";
 import { makeSupervisor } from "../supervisor/supervisor.ts";
 import { makeGenericWorker } from "../actor/generic-worker.ts";
@@ -14,6 +15,8 @@ import { waitForSignal } from "../process/wait-for-signal.ts";
 export interface DevOptions {
   readonly port: number | undefined;
   readonly data: string | undefined;
+  /** Start this many servers as one JetStream cluster instead of one server. */
+  readonly clusterSize?: number | undefined;
   readonly checkpointIntervalMs: number;
   /** Memory for actor state in MiB (default: $EDDY_STATE_CACHE_MB, else 256). */
   readonly stateCacheMb?: number | undefined;
@@ -24,7 +27,18 @@ export async function runDev(options: DevOptions): Promise<number> {
   const program = Effect.gen(function* () {
     yield* Effect.promise(() => ensureNatsServer(log));
     const server = yield* Effect.acquireRelease(
-      Effect.tryPromise({ try: () => startLocalNatsServer({ ...(options.port === undefined ? {} : { port: options.port }), ...(options.data === undefined ? {} : { storeDir: options.data }) }), catch: (e) => e as Error }),
+      Effect.tryPromise({
+        try: async () => {
+          const port = options.port === undefined ? {} : { port: options.port };
+          if (options.clusterSize === undefined) {
+            const s = await startLocalNatsServer({ ...port, ...(options.data === undefined ? {} : { storeDir: options.data }) });
+            return { url: s.url, stores: s.storeDir, stop: () => s.stop() };
+          }
+          const c = await startLocalNatsCluster({ size: options.clusterSize, ...port, ...(options.data === undefined ? {} : { dataDir: options.data }) });
+          return { url: c.url, stores: c.servers.map((s) => s.storeDir).join(", "), stop: () => c.stop() };
+        },
+        catch: (e) => e as Error,
+      }),
       (s) => Effect.promise(() => s.stop()),
     );
     const nc = yield* Effect.acquireRelease(
@@ -34,7 +48,7 @@ export async function runDev(options: DevOptions): Promise<number> {
     yield* makeSupervisor(nc, { checkpointIntervalMs: options.checkpointIntervalMs, log });
     yield* makeGenericWorker(nc, { log, ...(options.stateCacheMb === undefined ? {} : { stateCacheMb: options.stateCacheMb }) });
     console.log(server.url);
-    console.error(`eddy dev: nats-server ${server.url} (store ${server.storeDir}), supervisor and worker running`);
+    console.error(`eddy dev: nats-server ${server.url} (store ${server.stores}), supervisor and worker running`);
     console.error(`eddy dev: deploy with: npx eddy deploy <module.ts> --nats ${server.url}; Ctrl-C to stop`);
     const signal = yield* waitForSignal;
     console.error(`eddy dev: ${signal}, stopping`);

@@ -33,6 +33,7 @@ import { checkpointObjects, stateBucket } from "../core/naming.ts";
 import { decodeValue } from "../core/wire.ts";
 import { decodeControl, InvalidControlRecordError, type ControlKind, type ControlRecord, type Decoded } from "../core/control-messages.ts";
 import { ensureControlPlane } from "./topology.ts";
+import { casWrite } from "./kv-cas.ts";
 
 /** The jobs bucket and the worker heartbeat bucket: the part of the control plane a worker uses. */
 export interface ControlBuckets {
@@ -128,11 +129,11 @@ export async function readDecoded<K extends ControlKind>(kv: KV, key: string, ki
 /**
  * Compare-and-set write of a JSON value: `revision` 0 means "the key must not exist", otherwise
  * the key must still be at `revision`. Resolves with the new revision; rejects if someone else
- * wrote the key in between.
+ * wrote the key in between. A write left unacknowledged by a leader election of the bucket is
+ * repeated, and recognised as ours if it was stored after all (kv-cas.ts).
  */
 export async function writeJson(kv: KV, key: string, value: unknown, revision: number): Promise<number> {
-  const data = JSON.stringify(value);
-  return revision === 0 ? kv.create(key, data) : kv.update(key, data, revision);
+  return casWrite(kv, key, JSON.stringify(value), revision);
 }
 
 /** Subjects holding messages in `stream` that match `filter`, in one request (paged if huge). */

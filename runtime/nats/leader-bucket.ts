@@ -8,6 +8,8 @@
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { LEADER_BUCKET } from "../core/protocol.ts";
+import { casWrite } from "./kv-cas.ts";
+import { kvReplication } from "./replicas.ts";
 
 /** What an election does with the lease: create it (acquire), update it (renew), delete it (release). */
 export type LeaseBucket = Pick<KV, "create" | "update" | "delete">;
@@ -19,9 +21,21 @@ export interface LeaderBucket {
   readonly ttlMs: number;
 }
 
-/** Creates the leader bucket with a max_age of `requestedTtlMs`, or opens it with the TTL it has. */
+/**
+ * Creates the leader bucket with a max_age of `requestedTtlMs`, or opens it with the TTL it has.
+ * Acquiring and renewing are compare-and-set writes that ride out a leader election of the
+ * bucket's stream (kv-cas.ts): a renewal that was stored although its acknowledgement was lost
+ * still counts. An update's `timeout` bounds all its attempts; an acquisition tries for a third
+ * of the TTL.
+ */
 export async function openLeaderBucket(nc: NatsConnection, requestedTtlMs: number): Promise<LeaderBucket> {
-  const kv = await new Kvm(nc).create(LEADER_BUCKET, { history: 1, ttl: requestedTtlMs });
-  const ttl = (await kv.status()).ttl;
-  return { kv, ttlMs: ttl > 0 ? ttl : requestedTtlMs };
+  const kv = await new Kvm(nc).create(LEADER_BUCKET, { history: 1, ttl: requestedTtlMs, ...kvReplication(nc) });
+  const status = await kv.status();
+  const ttlMs = status.ttl > 0 ? status.ttl : requestedTtlMs;
+  const lease: LeaseBucket = {
+    create: (key, data) => casWrite(kv, key, data as string | Uint8Array, 0, { timeoutMs: Math.max(100, Math.floor(ttlMs / 3)) }),
+    update: (key, data, version, timeout) => casWrite(kv, key, data as string | Uint8Array, version, { timeoutMs: timeout ?? ttlMs }),
+    delete: (key, opts) => kv.delete(key, opts),
+  };
+  return { kv: lease, ttlMs };
 }

@@ -298,6 +298,10 @@ async function spawnAndWaitReady(bin: string, args: string[], port: number): Pro
  * it exits early or is not ready in ~10 s.
  */
 export async function startLocalNatsServer(opts: LocalNatsServerOptions = {}): Promise<LocalNatsServer> {
+  return startServer(opts, []);
+}
+
+async function startServer(opts: LocalNatsServerOptions, extraArgs: readonly string[]): Promise<LocalNatsServer> {
   const bin = requireNatsServerBinary();
 
   // Build (and validate) the config file text before creating anything that would need cleanup.
@@ -348,7 +352,7 @@ export async function startLocalNatsServer(opts: LocalNatsServerOptions = {}): P
   // Command-line flags override the config file in nats-server, so address, port, JetStream and
   // the store dir are always ours whether or not configText is given.
   const argsFor = (port: number) => {
-    const args = ["-a", HOST, "-p", String(port), "-js", "-sd", storeDir];
+    const args = ["-a", HOST, "-p", String(port), "-js", "-sd", storeDir, ...extraArgs];
     if (configFile) args.push("-c", configFile);
     return args;
   };
@@ -414,4 +418,159 @@ export async function startLocalNatsServer(opts: LocalNatsServerOptions = {}): P
     },
   };
   return server;
+}
+
+/** Options for {@link startLocalNatsCluster}. */
+export interface LocalNatsClusterOptions {
+  /** Number of servers, 2 to 5 (3 is what JetStream's three replicas need). */
+  readonly size: number;
+  /** Client port of the first server, the others take the ports after it; absent: free ports. */
+  readonly port?: number;
+  /** Store root, kept on stop: server i keeps its store in `<dataDir>/n<i>`; default temp dirs, removed on stop. */
+  readonly dataDir?: string;
+  /** The cluster's name; the servers are `<name>-0`, `<name>-1`, … (default "eddy"). */
+  readonly name?: string;
+}
+
+/** Running local nats-servers routed into one JetStream cluster. */
+export interface LocalNatsCluster extends AsyncDisposable {
+  readonly name: string;
+  readonly servers: readonly LocalNatsServer[];
+  /** Every server's client URL. */
+  readonly urls: readonly string[];
+  /** The client URLs comma-separated: what `--nats` and `EDDY_NATS_URL` take. */
+  readonly url: string;
+  /** Server `i`'s name, as JetStream names it in stream info's `cluster.leader` and `replicas`. */
+  serverName(i: number): string;
+  /** Waits until every running server answers JetStream API requests (after a start or restart). */
+  waitForJetStream(timeoutMs?: number): Promise<void>;
+  /** Stops every server (see {@link LocalNatsServer.stop}). Idempotent. */
+  stop(): Promise<void>;
+}
+
+const CLUSTER_READY_TIMEOUT_MS = 30_000;
+
+/**
+ * Starts `size` nats-servers on 127.0.0.1, each with its own client port, route port and store,
+ * routed to one another as a JetStream cluster, and waits until JetStream has a meta leader that
+ * every server knows (a clustered server accepts clients before that, but answers JetStream
+ * requests with "temporarily unavailable").
+ */
+export async function startLocalNatsCluster(opts: LocalNatsClusterOptions): Promise<LocalNatsCluster> {
+  const size = opts.size;
+  if (!Number.isInteger(size) || size < 2 || size > 5) throw new InputError(`a local cluster has 2 to 5 servers, not ${size}`);
+  const name = opts.name ?? "eddy";
+  if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new InputError(`cluster name "${name}" may only hold letters, digits, "_" and "-"`);
+  requireNatsServerBinary();
+  for (let attempt = 0; ; attempt++) {
+    const clientPorts: number[] = [];
+    const routePorts: number[] = [];
+    for (let i = 0; i < size; i++) {
+      clientPorts.push(opts.port === undefined ? await freePort() : opts.port + i);
+      routePorts.push(await freePort());
+    }
+    const routes = routePorts.map((p) => `nats://${HOST}:${p}`).join(",");
+    const servers: LocalNatsServer[] = [];
+    try {
+      for (let i = 0; i < size; i++) {
+        const args = ["-n", `${name}-${i}`, "--cluster_name", name, "--cluster", `nats://${HOST}:${routePorts[i]}`, "--routes", routes];
+        servers.push(
+          await startServer({ port: clientPorts[i]!, ...(opts.dataDir === undefined ? {} : { storeDir: join(opts.dataDir, `n${i}`) }) }, args),
+        );
+      }
+    } catch (e) {
+      await Promise.all(servers.map((s) => s.stop()));
+      const inUse = e instanceof NatsServerStartError && /address already in use/i.test(e.stderrTail);
+      if (opts.port === undefined && inUse && attempt < 3) continue;
+      throw e;
+    }
+    let stopped: Promise<void> | undefined;
+    const cluster: LocalNatsCluster = {
+      name,
+      servers,
+      urls: servers.map((s) => s.url),
+      url: servers.map((s) => s.url).join(","),
+      serverName: (i) => `${name}-${i}`,
+      waitForJetStream: (timeoutMs = CLUSTER_READY_TIMEOUT_MS) => waitForJetStream(servers, timeoutMs),
+      stop() {
+        stopped ??= Promise.all(servers.map((s) => s.stop())).then(() => undefined);
+        return stopped;
+      },
+      [Symbol.asyncDispose]() {
+        return cluster.stop();
+      },
+    };
+    try {
+      await cluster.waitForJetStream();
+      await waitForPeers(cluster.urls, size, CLUSTER_READY_TIMEOUT_MS);
+    } catch (e) {
+      await cluster.stop();
+      throw e;
+    }
+    return cluster;
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// Each running server is asked on its own, so that one that has not heard of the meta leader yet
+// is not hidden behind another that has.
+async function waitForJetStream(servers: readonly LocalNatsServer[], timeoutMs: number): Promise<void> {
+  const { connect } = await import("@nats-io/transport-node");
+  const { jetstreamManager } = await import("@nats-io/jetstream");
+  const deadline = Date.now() + timeoutMs;
+  for (const server of servers) {
+    if (server.pid < 0 || !isRunning(server.pid)) continue;
+    let last: unknown;
+    for (;;) {
+      if (Date.now() > deadline) {
+        throw new NatsServerStartError(`JetStream on ${server.url} was not ready within ${timeoutMs / 1000} s: ${String((last as Error)?.message ?? last)}`, "");
+      }
+      try {
+        const nc = await connect({ servers: server.url, maxReconnectAttempts: 0, timeout: 1000, ignoreClusterUpdates: true, noRandomize: true });
+        try {
+          await (await jetstreamManager(nc, { timeout: 1000 })).getAccountInfo();
+          break;
+        } finally {
+          await nc.close();
+        }
+      } catch (e) {
+        last = e;
+        await sleep(100);
+      }
+    }
+  }
+}
+
+// The meta leader answers before every server has registered as a JetStream peer; until then a
+// stream with one replica per server is refused ("no suitable peers for placement"). Creating
+// (and deleting) such a stream in memory is the one question that tells.
+async function waitForPeers(urls: readonly string[], size: number, timeoutMs: number): Promise<void> {
+  const { connect } = await import("@nats-io/transport-node");
+  const { jetstreamManager, StorageType } = await import("@nats-io/jetstream");
+  const nc = await connect({ servers: [...urls], timeout: 2000 });
+  try {
+    const jsm = await jetstreamManager(nc, { timeout: 2000 });
+    const name = `EDDY_PEERS_PROBE_${process.pid}`;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await jsm.streams.add({ name, subjects: [`$eddy.peers-probe.${process.pid}`], storage: StorageType.Memory, num_replicas: size });
+        await jsm.streams.delete(name);
+        return;
+      } catch (e) {
+        if (Date.now() > deadline) throw new NatsServerStartError(`the JetStream cluster did not place a stream on all ${size} servers within ${timeoutMs / 1000} s: ${(e as Error).message}`, "");
+        await sleep(200);
+      }
+    }
+  } finally {
+    await nc.close();
+  }
 }

@@ -7,6 +7,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { headers as makeHeaders, nanos } from "@nats-io/transport-node";
 import { WindowLimiter } from "./window-limiter.ts";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type JetStreamManager } from "@nats-io/jetstream";
+import { replicasOf } from "./replicas.ts";
 
 /** A message read back from a stream. */
 export interface StoredMessage {
@@ -28,7 +29,7 @@ export async function ensureStream(nc: NatsConnection, name: string, subjects: r
     if (missing.length > 0) await jsm.streams.update(name, { subjects: [...have, ...missing] });
   } catch (e) {
     if (!notFound(e)) throw e;
-    await jsm.streams.add({ name, subjects: [...subjects], storage: StorageType.File, retention: RetentionPolicy.Limits, num_replicas: 1 });
+    await jsm.streams.add({ name, subjects: [...subjects], storage: StorageType.File, retention: RetentionPolicy.Limits, num_replicas: replicasOf(nc) });
   }
 }
 
@@ -71,7 +72,7 @@ export async function streamFacts(
 
 /**
  * Creates a user stream with eddy's defaults — file storage, limits retention (old messages are
- * discarded only by limits you set later), one replica, and for streams that hold exactly-once
+ * discarded only by limits you set later), eddy's replica count (replicas.ts), and for streams that hold exactly-once
  * sink output an explicit duplicate window — or adds the subjects to it if it exists.
  */
 export async function createUserStream(nc: NatsConnection, s: { readonly name: string; readonly subjects: readonly string[]; readonly duplicateWindowMs?: number }): Promise<void> {
@@ -85,7 +86,7 @@ export async function createUserStream(nc: NatsConnection, s: { readonly name: s
     subjects: [...s.subjects],
     storage: StorageType.File,
     retention: RetentionPolicy.Limits,
-    num_replicas: 1,
+    num_replicas: replicasOf(nc),
     ...(s.duplicateWindowMs === undefined ? {} : { duplicate_window: nanos(s.duplicateWindowMs) }),
   });
 }

@@ -8,6 +8,7 @@
  * allows (no limits: what it holds is output not published yet), and its checkpoint and
  * savepoint object stores (one of each per job, so that permissions can keep other jobs'
  * workers out of them).
+ * Each is created with `replicasOf(nc)` replicas (replicas.ts).
  * Source streams belong to the user and must exist already; a missing one is reported with the
  * name to create rather than silently created with guessed settings.
  */
@@ -21,6 +22,7 @@ import { ensureStream, streamExists } from "./streams.ts";
 import { DiscardPolicy, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import { InputError } from "../errors.ts";
+import { kvReplication, replicasOf } from "./replicas.ts";
 
 /** A stream the job reads from does not exist; create it (the message names it) and retry. */
 export class MissingSourceStreamError extends InputError {
@@ -42,7 +44,7 @@ export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Pr
     }
     // A source's input stream carries only writes to its state (state-writes.ts).
     await ensureStream(nc, inputStream(graph.job, node.name), [inputSubjects(graph.job, node.name)]);
-    await kvm.create(stateBucket(graph.job, node.name), { history: 1 });
+    await kvm.create(stateBucket(graph.job, node.name), { history: 1, ...kvReplication(nc) });
   }
 }
 
@@ -51,8 +53,8 @@ export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Pr
  * `eddy rollback`, so that a job deployed before stores were per job gets them from the admin.
  */
 export async function ensureJobStores(nc: NatsConnection, job: string): Promise<void> {
-  await new Objm(nc).create(checkpointObjects(job));
-  await new Objm(nc).create(savepointObjects(job));
+  await new Objm(nc).create(checkpointObjects(job), { replicas: replicasOf(nc) });
+  await new Objm(nc).create(savepointObjects(job), { replicas: replicasOf(nc) });
 }
 
 /**
@@ -69,7 +71,7 @@ export async function ensureDeadLetterStream(nc: NatsConnection, job: string, li
     info = await jsm.streams.info(name);
   } catch (e) {
     if (!/not found/i.test(String((e as Error)?.message ?? e))) throw e;
-    await jsm.streams.add({ name, subjects, storage: StorageType.File, retention: RetentionPolicy.Limits, num_replicas: 1, ...wanted });
+    await jsm.streams.add({ name, subjects, storage: StorageType.File, retention: RetentionPolicy.Limits, num_replicas: replicasOf(nc), ...wanted });
     return;
   }
   const c = info.config;
@@ -88,6 +90,6 @@ export const WORKER_TTL_MS = 5000;
  */
 export async function ensureControlPlane(nc: NatsConnection): Promise<void> {
   const kvm = new Kvm(nc);
-  await kvm.create(JOBS_BUCKET, { history: 1 });
-  await kvm.create(WORKERS_BUCKET, { history: 1, ttl: WORKER_TTL_MS });
+  await kvm.create(JOBS_BUCKET, { history: 1, ...kvReplication(nc) });
+  await kvm.create(WORKERS_BUCKET, { history: 1, ttl: WORKER_TTL_MS, ...kvReplication(nc) });
 }

@@ -19,9 +19,17 @@ import { checkpointObjects, savepointObjects } from "../core/naming.ts";
 import { WindowLimiter } from "./window-limiter.ts";
 import { pendingFrom } from "./streams.ts";
 import { InputError } from "../errors.ts";
-import type { InputMessage, InputReader, StateEntry, Transport } from "../actor/ports.ts";
+import { WriteUnacknowledgedError, type InputMessage, type InputReader, type PublishReceipt, type StateEntry, type Transport } from "../actor/ports.ts";
+import { replicasOf } from "./replicas.ts";
+import { repeatUnacknowledged } from "./kv-cas.ts";
 
 const WRITE_WINDOW = 1024;
+/** How long an append is repeated while its stream has no leader (inside JetStream's 2 min duplicate window). */
+const APPEND_RETRY_FOR_MS = 30_000;
+
+function receiptOf(ack: { stream: string; seq: number; duplicate: boolean }): PublishReceipt {
+  return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };
+}
 /** KV gets in flight at once when a state cache reads the misses of a batch. */
 const READ_WINDOW = 256;
 
@@ -60,6 +68,9 @@ export class JetStreamTransport implements Transport {
   private readonly buckets = new Map<string, Promise<KV>>();
   /** Object stores by name, opened (or created, when allowed) once; a failed open is retried next time. */
   private readonly stores = new Map<string, Promise<ObjectStore>>();
+  /** Message ids of appends: unique to this transport, so that a repeated append is stored once. */
+  private readonly idPrefix = `a${Math.random().toString(36).slice(2, 10)}${Date.now().toString(36)}.`;
+  private appends = 0;
 
   constructor(nc: NatsConnection) {
     this.nc = nc;
@@ -104,19 +115,21 @@ export class JetStreamTransport implements Transport {
     };
   }
 
-  async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<void> {
+  async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<PublishReceipt> {
     try {
-      await this.publishToStream(subject, data, headers, msgId);
+      return await this.publishToStream(subject, data, headers, msgId);
     } catch (e) {
-      throw explainPublishFailure(subject, e);
+      throw explainPublishFailure(subject, e, this.clustered());
     }
   }
 
-  private async publishToStream(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<void> {
-    if (headers === undefined && msgId === undefined) {
-      await this.js.publish(subject, data);
-      return;
-    }
+  private clustered(): boolean {
+    const c = this.nc.info?.cluster;
+    return c !== undefined && c !== "";
+  }
+
+  private async publishToStream(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<PublishReceipt> {
+    if (headers === undefined && msgId === undefined) return receiptOf(await this.js.publish(subject, data));
     const opts: { headers?: ReturnType<typeof makeHeaders>; msgID?: string } = {};
     if (headers !== undefined) {
       const h = makeHeaders();
@@ -124,16 +137,26 @@ export class JetStreamTransport implements Transport {
       opts.headers = h;
     }
     if (msgId !== undefined) opts.msgID = msgId;
-    await this.js.publish(subject, data, opts);
+    return receiptOf(await this.js.publish(subject, data, opts));
   }
 
+  /**
+   * Appends are awaited one at a time (spill.ts), so a lost acknowledgement is simply repeated
+   * here with the same message id until the stream has a leader again (design note bl).
+   */
   async append(subject: string, data: Uint8Array, headers: Readonly<Record<string, string>>): Promise<number> {
     const h = makeHeaders();
     for (const [k, v] of Object.entries(headers)) h.set(k, v);
-    try {
-      return (await this.js.publish(subject, data, { headers: h })).seq;
-    } catch (e) {
-      throw explainPublishFailure(subject, e);
+    const msgID = `${this.idPrefix}${++this.appends}`;
+    const started = Date.now();
+    for (let pause = 100; ; pause = Math.min(2000, pause * 2)) {
+      try {
+        return (await this.js.publish(subject, data, { headers: h, msgID })).seq;
+      } catch (e) {
+        const explained = explainPublishFailure(subject, e, this.clustered());
+        if (!(explained instanceof WriteUnacknowledgedError) || Date.now() - started > APPEND_RETRY_FOR_MS) throw explained;
+        await new Promise((r) => setTimeout(r, pause));
+      }
     }
   }
 
@@ -172,19 +195,23 @@ export class JetStreamTransport implements Transport {
     const store = storeOf(job);
     let opened = this.stores.get(store);
     if (opened === undefined) {
-      opened = new Objm(this.nc).create(store);
+      opened = new Objm(this.nc).create(store, { replicas: replicasOf(this.nc) });
       this.stores.set(store, opened);
       opened.catch(() => this.stores.delete(store));
     }
     return opened;
   }
 
+  // Objects are stored under their names, so storing one again after a lost acknowledgement
+  // replaces it with the same bytes (design note bl).
   async putSnapshot(name: string, data: Uint8Array): Promise<void> {
-    await (await this.objectStore(name, checkpointObjects)).putBlob({ name }, data);
+    const store = await this.objectStore(name, checkpointObjects);
+    await repeatUnacknowledged(() => store.putBlob({ name }, data));
   }
 
   async putSavepoint(name: string, data: Uint8Array): Promise<void> {
-    await (await this.objectStore(name, savepointObjects)).putBlob({ name }, data);
+    const store = await this.objectStore(name, savepointObjects);
+    await repeatUnacknowledged(() => store.putBlob({ name }, data));
   }
 
   async getSnapshot(name: string): Promise<Uint8Array | undefined> {
@@ -247,7 +274,7 @@ export class JetStreamTransport implements Transport {
     const window = new WindowLimiter(READ_WINDOW);
     for (let i = 0; i < keys.length; i++) {
       await window.add(
-        kv.get(keys[i]!).then((e) => {
+        repeatUnacknowledged(() => kv.get(keys[i]!)).then((e) => {
           out[i] = e === null || e.operation !== "PUT" ? undefined : e.value;
         }),
       );
@@ -265,8 +292,10 @@ export class JetStreamTransport implements Transport {
     // Pipelined, but at most WRITE_WINDOW at a time: a million puts issued at once would queue
     // every other message of this connection (leases, acks, data) behind them.
     const window = new WindowLimiter(WRITE_WINDOW);
-    for (const { key, value } of puts) await window.add(kv.put(key, value));
-    for (const key of deletes) await window.add(kv.delete(key));
+    // A put or delete repeated after a leader election writes the same thing again; keys are
+    // distinct, so their order does not matter (design note bl).
+    for (const { key, value } of puts) await window.add(repeatUnacknowledged(() => kv.put(key, value)));
+    for (const key of deletes) await window.add(repeatUnacknowledged(() => kv.delete(key)));
     await window.drain();
   }
 }
@@ -277,14 +306,22 @@ export class NoStreamForSubjectError extends InputError {
 }
 
 /**
- * A JetStream publish to a subject no stream captures gets no responder, which the client
- * reports as "jetstream is not enabled" — misleading on a server where it is. Say what it means.
+ * What a failed JetStream publish means. A publish to a subject no stream captures gets no
+ * responder, which the client reports as "jetstream is not enabled" — misleading on a server
+ * where it is: say what it means. On a cluster, though, a stream whose leader died has no
+ * responder either until its replicas elect a new one, so there no responder, like a timeout or a
+ * connection lost mid-request, is a {@link WriteUnacknowledgedError}: the write may pass if
+ * repeated (design note bl).
  */
-export function explainPublishFailure(subject: string, e: unknown): unknown {
+export function explainPublishFailure(subject: string, e: unknown, clustered = false): unknown {
   const name = (e as Error)?.name;
   const message = String((e as Error)?.message ?? e);
-  if (name === "JetStreamNotEnabled" || /jetstream is not enabled|no responders/i.test(message)) {
+  const noResponder = name === "JetStreamNotEnabled" || /jetstream is not enabled|no responders/i.test(message);
+  if (noResponder && !clustered) {
     return new NoStreamForSubjectError(`no stream captures subject ${subject} (create a stream for it; the server answered: ${message})`, { cause: e });
+  }
+  if (noResponder || name === "TimeoutError" || /\btimeout\b|timed out|disconnect|connection (closed|draining)|temporarily unavailable/i.test(message)) {
+    return new WriteUnacknowledgedError(`publish to ${subject} not acknowledged (${message})`, { cause: e });
   }
   return e;
 }

@@ -94,7 +94,9 @@ export const makeLeaderElection = (nc: NatsConnection, options: LeaderElectionOp
     const renew = Effect.gen(function* () {
       if (Date.now() >= validUntil) return yield* demote("the lease ran out before it could be renewed");
       const sentAt = Date.now();
-      const renewed = yield* Effect.result(Effect.tryPromise(() => kv.update(LEADER_KEY, id, revision, renewEvery)));
+      // Attempts may go on while the lease is valid: a leader election of the bucket's stream takes
+      // seconds, and a renewal stored although unacknowledged still counts (kv-cas.ts).
+      const renewed = yield* Effect.result(Effect.tryPromise(() => kv.update(LEADER_KEY, id, revision, Math.max(renewEvery, validUntil - sentAt))));
       if (Result.isFailure(renewed)) {
         const cause = renewed.failure.cause;
         return yield* demote(`lease renewal failed: ${(cause as Error)?.message ?? String(cause)}`);

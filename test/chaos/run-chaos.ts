@@ -1,11 +1,15 @@
 /**
  * The chaos suite: two jobs with exactly-once sinks run on two worker processes under two
  * supervisor processes while this harness SIGKILLs workers at seeded random moments, kills the
- * active supervisor once and restarts nats-server once (keeping its file store). At the end the
- * sink output is compared with results computed independently from the input; any missing or
- * duplicated record makes the run fail.
+ * active supervisor once and restarts nats-server once (keeping its file store). With
+ * `--nats-cluster 3` the jobs run on a 3-node JetStream cluster (three replicas of everything) and
+ * the NATS faults are SIGKILLs of one server at a time — the leader of the source stream, the
+ * leader of the jobs bucket, any server — each restarted with its store a moment later (with
+ * `--nats-empty-store` the last one with an empty store: a replaced disk); the result reports how long the source stream had
+ * no leader after each kill. At the end the sink output is compared with results computed
+ * independently from the input; any missing or duplicated record makes the run fail.
  *
- *   npm run chaos -- --seed <n> [--events <n>] [--kills <k>] [--keys <n>] [--zipf] [--state-cache-mb <MiB>] [--json]
+ *   npm run chaos -- --seed <n> [--events <n>] [--kills <k>] [--keys <n>] [--zipf] [--state-cache-mb <MiB>] [--nats-cluster <n>] [--nats-kills <n>] [--nats-empty-store] [--json]
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, openSync, readFileSync, closeSync } from "node:fs";
@@ -14,10 +18,12 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { startLocalNatsServer, type LocalNatsServer } from "../../runtime/nats/local-server.ts";
+import { rm } from "node:fs/promises";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { startLocalNatsCluster, startLocalNatsServer, type LocalNatsCluster, type LocalNatsServer } from "../../runtime/nats/local-server.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { requestEndOfInput } from "../../runtime/nats/control.ts";
-import { checkpointKey, JOBS_BUCKET, latestKey, LEADER_BUCKET, LEADER_KEY, type CheckpointRecord, type CommittedCheckpoint } from "../../runtime/core/protocol.ts";
+import { checkpointKey, JOBS_BUCKET, latestKey, LEADER_BUCKET, LEADER_KEY, statusKey, type CheckpointRecord, type CommittedCheckpoint, type JobStatusRecord } from "../../runtime/core/protocol.ts";
 import { appliedKey, positionKey, watermarkKey } from "../../runtime/core/kv-keys.ts";
 import { stateBucket } from "../../runtime/core/naming.ts";
 import { decodeValue } from "../../runtime/core/wire.ts";
@@ -37,7 +43,22 @@ export interface ChaosOptions {
   readonly keyDistribution?: "uniform" | "zipf";
   /** Workers' `--state-cache-mb` (default: theirs): a small one makes kills hit evicted state. */
   readonly stateCacheMb?: number;
+  /** Run on a JetStream cluster of this many servers (default: one server); `natsRestarts` are then server kills. */
+  readonly natsCluster?: number;
+  /** On a cluster, restart the last killed server with an empty store (a replaced disk). */
+  readonly natsEmptyStore?: boolean;
   readonly log?: (line: string) => void;
+}
+
+/** One NATS server loss of a cluster run. */
+export interface NatsLoss {
+  readonly server: string;
+  /** Why it was chosen: it led the source stream or the jobs bucket, or any. */
+  readonly role: "source-leader" | "jobs-leader" | "any";
+  /** Restarted with an empty store (a replaced disk). */
+  readonly emptyStore: boolean;
+  /** Milliseconds until the source stream answered with a leader again. */
+  readonly sourceStallMs: number;
 }
 
 export interface ChaosResult {
@@ -46,6 +67,10 @@ export interface ChaosResult {
   readonly workerKills: number;
   readonly supervisorKills: number;
   readonly natsRestarts: number;
+  /** Of a cluster run: each server loss. */
+  readonly natsLosses?: readonly NatsLoss[];
+  /** Per job, the restarts the supervisor counted after failures (worker kills cause some; a NATS loss should cause none). */
+  readonly jobRestarts: Readonly<Record<string, number>>;
   readonly expected: number;
   readonly actual: number;
   readonly missing: number;
@@ -164,6 +189,39 @@ function compare(expected: readonly unknown[], actual: readonly unknown[]): { mi
   return { missing, duplicated };
 }
 
+/**
+ * SIGKILLs one server of the cluster — by turns the leader of the source stream, the leader of
+ * the jobs bucket, any — and restarts it two seconds later with its store (or an empty one),
+ * measuring how long the source stream had no leader that answers.
+ */
+async function loseServer(nc: NatsConnection, cluster: LocalNatsCluster, n: number, emptyStore: boolean, rnd: () => number, log: (l: string) => void, t0: number): Promise<NatsLoss | undefined> {
+  const jsm = await jetstreamManager(nc, { timeout: 2000 });
+  const role: NatsLoss["role"] = n % 3 === 0 ? "source-leader" : n % 3 === 1 ? "jobs-leader" : "any";
+  const leaderOf = async (stream: string) => (await jsm.streams.info(stream).catch(() => undefined))?.cluster?.leader;
+  const name = role === "any" ? cluster.serverName(Math.floor(rnd() * cluster.servers.length)) : await leaderOf(role === "source-leader" ? SOURCE_STREAM : `KV_${JOBS_BUCKET}`);
+  const index = cluster.servers.findIndex((_, i) => cluster.serverName(i) === name);
+  if (index < 0) return undefined;
+  const victim = cluster.servers[index]!;
+  const killedAt = Date.now();
+  await victim.kill();
+  log(`chaos: t=${((killedAt - t0) / 1000).toFixed(1)} s SIGKILL nats-server ${name} (${role})${emptyStore ? ", to come back with an empty store" : ""}`);
+  let sourceStallMs = -1;
+  while (Date.now() - killedAt < 60_000) {
+    const leader = await leaderOf(SOURCE_STREAM);
+    if (leader !== undefined && leader !== name) {
+      sourceStallMs = Date.now() - killedAt;
+      break;
+    }
+    await sleep(50);
+  }
+  await sleep(Math.max(0, killedAt + 2000 - Date.now()));
+  if (emptyStore) await rm(join(victim.storeDir, "jetstream"), { recursive: true, force: true });
+  await victim.restart();
+  await cluster.waitForJetStream();
+  log(`chaos: t=${((Date.now() - t0) / 1000).toFixed(1)} s nats-server ${name} back; the source stream had a leader again after ${sourceStallMs} ms`);
+  return { server: name!, role, emptyStore, sourceStallMs };
+}
+
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const log = options.log ?? (() => undefined);
   const started = Date.now();
@@ -173,11 +231,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const publishSeconds = options.publishSeconds ?? Math.max(12, options.events / 2500);
   const deadline = started + (options.timeoutSeconds ?? 540) * 1000;
   const supervisorKills = options.supervisorKills ?? 1;
-  const natsRestarts = options.natsRestarts ?? 1;
+  const natsRestarts = options.natsRestarts ?? (options.natsCluster === undefined ? 1 : 3);
 
-  const server: LocalNatsServer = await startLocalNatsServer();
+  const cluster: LocalNatsCluster | undefined = options.natsCluster === undefined ? undefined : await startLocalNatsCluster({ size: options.natsCluster });
+  const server: LocalNatsServer | LocalNatsCluster = cluster ?? (await startLocalNatsServer());
   const procs = new Processes(options.stateCacheMb === undefined ? [] : ["--state-cache-mb", String(options.stateCacheMb)]);
-  const nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  const nc = await connect({ servers: server.url.split(","), maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  const losses: NatsLoss[] = [];
   let workerKills = 0;
   let supKills = 0;
   let restarts = 0;
@@ -211,8 +271,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     faults.sort((a, b) => a.at - b.at);
 
     const t0 = Date.now();
-    const chaos = (async () => {
-      for (const f of faults) {
+    // A server loss of a cluster takes seconds (an election, a restart, catching up); its own
+    // sequence keeps it from holding up the process kills scheduled meanwhile.
+    const sequence = async (list: readonly Fault[]) => {
+      for (const f of list) {
         await sleep(Math.max(0, t0 + f.at - Date.now()));
         if (f.kind === "worker") {
           const live = procs.names("worker");
@@ -236,13 +298,18 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
           supKills++;
           log(`chaos: t=${((Date.now() - t0) / 1000).toFixed(1)} s SIGKILL leader ${leader}`);
           procs.start("supervisor", server.url);
+        } else if (cluster !== undefined) {
+          const loss = await loseServer(nc, cluster, restarts, options.natsEmptyStore === true && restarts === natsRestarts - 1, rnd, log, t0);
+          if (loss !== undefined) losses.push(loss);
+          restarts++;
         } else {
           log(`chaos: t=${((Date.now() - t0) / 1000).toFixed(1)} s restarting nats-server`);
-          await server.restart();
+          await (server as LocalNatsServer).restart();
           restarts++;
         }
       }
-    })();
+    };
+    const chaos = cluster === undefined ? sequence(faults) : Promise.all([sequence(faults.filter((f) => f.kind !== "nats")), sequence(faults.filter((f) => f.kind === "nats"))]);
 
     // Publish the input at a steady pace, retrying through the server restart.
     const chunk = 200;
@@ -264,6 +331,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         await sleep(200);
       }
     }
+    const jobRestarts: Record<string, number> = {};
+    for (const job of JOBS) {
+      const status = await retry(async () => (await new Kvm(nc).open(JOBS_BUCKET)).get(statusKey(job.name)), deadline);
+      const record = status === null || status.length === 0 ? undefined : (JSON.parse(decoder.decode(status.value)) as JobStatusRecord);
+      jobRestarts[job.name] = record?.restarts ?? 0;
+      for (const r of record?.recentRestarts ?? []) log(`chaos: ${job.name} restarted after: ${r.reason.slice(0, 160)}`);
+    }
     const windows = (await readAll(nc, OUTPUT_STREAM, WINDOWS_SUBJECT)).map((m) => JSON.parse(decoder.decode(m.data)));
     const totals = (await readAll(nc, OUTPUT_STREAM, TOTALS_SUBJECT)).map((m) => JSON.parse(decoder.decode(m.data)));
     const w = compare(expected.windows, windows);
@@ -274,6 +348,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       workerKills,
       supervisorKills: supKills,
       natsRestarts: restarts,
+      ...(cluster === undefined ? {} : { natsLosses: losses }),
+      jobRestarts,
       expected: expected.windows.length + expected.totals.length,
       actual: windows.length + totals.length,
       missing: w.missing + t.missing,
@@ -325,6 +401,9 @@ if (import.meta.main) {
       keys: { type: "string", default: "64" },
       zipf: { type: "boolean", default: false },
       "state-cache-mb": { type: "string" },
+      "nats-cluster": { type: "string" },
+      "nats-kills": { type: "string" },
+      "nats-empty-store": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
     },
   });
@@ -344,6 +423,14 @@ if (import.meta.main) {
     }
     return n;
   };
+  const clusterSize = (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 3 || n > 5) {
+      process.stderr.write(`chaos: --nats-cluster must be 3, 4 or 5, got "${v}"\n`);
+      process.exit(2);
+    }
+    return n;
+  };
   const opts: ChaosOptions = {
     seed: num("seed", values.seed),
     events: num("events", values.events),
@@ -351,6 +438,9 @@ if (import.meta.main) {
     keys: Math.max(1, num("keys", values.keys)),
     keyDistribution: values.zipf ? "zipf" : "uniform",
     ...(values["state-cache-mb"] === undefined ? {} : { stateCacheMb: cacheMb(values["state-cache-mb"]) }),
+    ...(values["nats-cluster"] === undefined ? {} : { natsCluster: clusterSize(values["nats-cluster"]) }),
+    ...(values["nats-kills"] === undefined ? {} : { natsRestarts: num("nats-kills", values["nats-kills"]) }),
+    ...(values["nats-empty-store"] ? { natsEmptyStore: true } : {}),
     log: values.json ? (line) => process.stderr.write(line + "\n") : (line) => console.log(line),
   };
   const result = await runChaos(opts);

@@ -220,8 +220,7 @@ export class MemoryTransport implements Transport {
     if (s === undefined) throw new Error(`no stream captures subject ${subject}`);
     // The duplicate window is unbounded here: a test never outlives JetStream's two minutes.
     if (msgId !== undefined) {
-      const first = s.messages.find((m) => m.msgId === msgId);
-      if (s.msgIds.has(msgId)) return first?.seq ?? 0;
+      if (s.msgIds.has(msgId)) return s.messages.find((m) => m.msgId === msgId)?.seq ?? 0;
       s.msgIds.add(msgId);
     }
     s.messages.push({ seq: ++s.lastSeq, subject, data, headers: { ...headers }, timestampMs: this.now(), msgId });

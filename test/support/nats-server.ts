@@ -9,7 +9,10 @@
  */
 import { connect as natsConnect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import {
+  startLocalNatsCluster,
   startLocalNatsServer,
+  type LocalNatsCluster,
+  type LocalNatsClusterOptions,
   type LocalNatsServer,
   type LocalNatsServerOptions,
 } from "../../runtime/nats/local-server.ts";
@@ -20,6 +23,20 @@ export type TestNatsServer = LocalNatsServer;
 /** Starts a nats-server with JetStream on a free 127.0.0.1 port and a fresh temp store dir. */
 export async function natsServer(opts: LocalNatsServerOptions = {}): Promise<TestNatsServer> {
   return startLocalNatsServer(opts);
+}
+
+/** A local JetStream cluster owned by a test; stopping it stops every server (by PID) and removes their temp stores. */
+export type TestNatsCluster = LocalNatsCluster;
+
+/**
+ * Starts `size` (default 3) nats-servers routed into one JetStream cluster on free 127.0.0.1
+ * ports, each with its own temp store, once JetStream answers on all of them:
+ *
+ *   await using cluster = await natsCluster();
+ *   await using nc = await connect(cluster); // knows every server's URL
+ */
+export async function natsCluster(opts: Partial<LocalNatsClusterOptions> = {}): Promise<TestNatsCluster> {
+  return startLocalNatsCluster({ size: 3, ...opts });
 }
 
 /**
@@ -40,7 +57,7 @@ export function tlsConfigText(files: { readonly ca: string; readonly serverCert:
 }
 
 /**
- * Connects a client to the server. The connection is `AsyncDisposable` (dispose = drain), so
+ * Connects a client to the server (or to every server of a cluster: its `url` lists them). The connection is `AsyncDisposable` (dispose = drain), so
  * `await using nc = await connect(server)` closes it; otherwise call `nc.close()`.
  * Reconnects quickly and forever by default, so tests that restart the server keep their client.
  */
@@ -49,7 +66,7 @@ export async function connect(
   opts: Omit<NodeConnectionOptions, "servers"> = {},
 ): Promise<NatsConnection> {
   return natsConnect({
-    servers: server.url,
+    servers: server.url.split(","),
     reconnectTimeWait: 100,
     maxReconnectAttempts: -1,
     ...opts,

@@ -3,8 +3,8 @@ import * as Argument from "effect/cli/Argument";
 import * as Command from "effect/cli/Command";
 import * as Flag from "effect/cli/Flag";
 import * as Option from "effect/Option";
-import { jsonFlag, natsFlag } from "../flags.ts";
-import { exitWith, UsageError } from "../run.ts";
+import { jsonFlag, natsFlag, replicasFlag } from "../flags.ts";
+import { applyReplicas, exitWith, UsageError } from "../run.ts";
 
 export const deploy = Command.make(
   "deploy",
@@ -18,14 +18,16 @@ export const deploy = Command.make(
       Flag.atLeast(0),
     ),
     createStreams: Flag.Boolean("create-streams").pipe(
-      Flag.withDescription("create missing source streams and streams for sink subjects (file storage, limits retention, 1 replica, 2 min duplicate window for exactly-once sinks)"),
+      Flag.withDescription("create missing source streams and streams for sink subjects (file storage, limits retention, --replicas replicas, 2 min duplicate window for exactly-once sinks)"),
       Flag.withDefault(false),
     ),
+    replicas: replicasFlag(),
     nats: natsFlag(),
     json: jsonFlag(),
   },
-  ({ module, job, partitions, fromSavepoint, skipState, createStreams, nats, json }) =>
+  ({ module, job, partitions, fromSavepoint, skipState, createStreams, replicas, nats, json }) =>
     exitWith(async () => {
+      applyReplicas(Option.getOrUndefined(replicas));
       const p = Option.getOrUndefined(partitions);
       if (p !== undefined && (p < 1 || p > 4096)) throw new UsageError("--partitions must be in 1..4096");
       if (skipState.length > 0 && Option.isNone(fromSavepoint)) throw new UsageError("--skip-state only makes sense with --from-savepoint");

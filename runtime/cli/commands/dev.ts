@@ -2,22 +2,27 @@
 import * as Command from "effect/cli/Command";
 import * as Flag from "effect/cli/Flag";
 import * as Option from "effect/Option";
-import { checkStateCacheMb, exitWith, UsageError } from "../run.ts";
-import { stateCacheMbFlag } from "../flags.ts";
+import { applyReplicas, checkStateCacheMb, exitWith, UsageError } from "../run.ts";
+import { replicasFlag, stateCacheMbFlag } from "../flags.ts";
+import { checkClusterSize, clusterFlag } from "./nats-server.ts";
 
 export const dev = Command.make(
   "dev",
   {
-    port: Flag.Int("port").pipe(Flag.withDescription("nats-server port on 127.0.0.1 (default: a free port)"), Flag.optional),
-    data: Flag.String("data").pipe(Flag.withDescription("JetStream store directory, kept on exit (default: a temp dir)"), Flag.optional),
+    port: Flag.Int("port").pipe(Flag.withDescription("nats-server port on 127.0.0.1 (default: a free port); with --cluster the first server's"), Flag.optional),
+    data: Flag.String("data").pipe(Flag.withDescription("JetStream store directory, kept on exit (default: a temp dir); with --cluster one subdirectory per server"), Flag.optional),
+    cluster: clusterFlag(),
+    replicas: replicasFlag(),
     checkpointInterval: Flag.Int("checkpoint-interval").pipe(Flag.withDescription("milliseconds between checkpoints (default: 1000)"), Flag.withDefault(1000)),
     stateCacheMb: stateCacheMbFlag(),
   },
-  ({ port, data, checkpointInterval, stateCacheMb }) =>
+  ({ port, data, cluster, replicas, checkpointInterval, stateCacheMb }) =>
     exitWith(async () => {
       if (checkpointInterval < 0) throw new UsageError("--checkpoint-interval must be >= 0");
+      const clusterSize = checkClusterSize(Option.getOrUndefined(cluster));
+      applyReplicas(Option.getOrUndefined(replicas));
       const cacheMb = checkStateCacheMb(Option.getOrUndefined(stateCacheMb));
       const { runDev } = await import("../../dev/run-dev.ts");
-      return runDev({ port: Option.getOrUndefined(port), data: Option.getOrUndefined(data), checkpointIntervalMs: checkpointInterval, stateCacheMb: cacheMb });
+      return runDev({ port: Option.getOrUndefined(port), data: Option.getOrUndefined(data), clusterSize, checkpointIntervalMs: checkpointInterval, stateCacheMb: cacheMb });
     }, { handlesSignals: true }),
-).pipe(Command.withDescription("Run a local cluster in one process: nats-server, a supervisor and a worker for deployed jobs"));
+).pipe(Command.withDescription("Run a local cluster in one process: nats-server (or --cluster N of them), a supervisor and a worker for deployed jobs"));

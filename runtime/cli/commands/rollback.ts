@@ -1,8 +1,8 @@
 /** `eddy rollback <job>`: deploy a job's previous code again. */
 import * as Command from "effect/cli/Command";
 import * as Option from "effect/Option";
-import { jobArg, jsonFlag, natsFlag } from "../flags.ts";
-import { exitWith } from "../run.ts";
+import { jobArg, jsonFlag, natsFlag, replicasFlag } from "../flags.ts";
+import { applyReplicas, exitWith } from "../run.ts";
 
 export const rollbackCommand = Command.make(
   "rollback",
@@ -10,9 +10,11 @@ export const rollbackCommand = Command.make(
     job: jobArg,
     nats: natsFlag(),
     json: jsonFlag(),
+    replicas: replicasFlag(),
   },
-  ({ job, nats, json }) =>
+  ({ job, nats, json, replicas }) =>
     exitWith(async () => {
+      applyReplicas(Option.getOrUndefined(replicas));
       const { runRollback } = await import("../deploy.ts");
       return runRollback({ job, natsUrl: Option.getOrUndefined(nats), json });
     }),

@@ -2,8 +2,8 @@
 import * as Command from "effect/cli/Command";
 import * as Flag from "effect/cli/Flag";
 import * as Option from "effect/Option";
-import { metricsHostFlag, natsFlag } from "../flags.ts";
-import { checkPort, exitWith, UsageError } from "../run.ts";
+import { metricsHostFlag, natsFlag, replicasFlag } from "../flags.ts";
+import { applyReplicas, checkPort, exitWith, UsageError } from "../run.ts";
 
 export const supervisor = Command.make(
   "supervisor",
@@ -17,9 +17,11 @@ export const supervisor = Command.make(
     retain: Flag.Int("retain").pipe(Flag.withDescription("committed checkpoints kept per job (default: 3)"), Flag.withDefault(3)),
     metricsPort: Flag.Int("metrics-port").pipe(Flag.withDescription("serve /metrics, /healthz and /scaling on this port (default: $EDDY_METRICS_PORT)"), Flag.optional),
     metricsHost: metricsHostFlag(),
+    replicas: replicasFlag(),
   },
-  ({ nats, id, checkpointInterval, retain, metricsPort, metricsHost }) =>
+  ({ nats, id, checkpointInterval, retain, metricsPort, metricsHost, replicas }) =>
     exitWith(async () => {
+      applyReplicas(Option.getOrUndefined(replicas));
       if (checkpointInterval < 0) throw new UsageError("--checkpoint-interval must be >= 0");
       if (retain < 1) throw new UsageError("--retain must be >= 1");
       const { runSupervisor } = await import("../../supervisor/run-supervisor.ts");

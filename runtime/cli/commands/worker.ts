@@ -2,8 +2,8 @@
 import * as Command from "effect/cli/Command";
 import * as Flag from "effect/cli/Flag";
 import * as Option from "effect/Option";
-import { metricsHostFlag, natsFlag, stateCacheMbFlag } from "../flags.ts";
-import { checkPort, checkStateCacheMb, exitWith } from "../run.ts";
+import { metricsHostFlag, natsFlag, replicasFlag, stateCacheMbFlag } from "../flags.ts";
+import { applyReplicas, checkPort, checkStateCacheMb, exitWith } from "../run.ts";
 
 /** Options of `runWorker` in runtime/actor/run-worker.ts. */
 interface WorkerOptions {
@@ -27,9 +27,11 @@ export const worker = Command.make(
     metricsPort: Flag.Int("metrics-port").pipe(Flag.withDescription("serve /metrics and /healthz on this port (default: $EDDY_METRICS_PORT)"), Flag.optional),
     metricsHost: metricsHostFlag(),
     stateCacheMb: stateCacheMbFlag(),
+    replicas: replicasFlag(),
   },
-  ({ pipeline, nats, job, metricsPort, metricsHost, stateCacheMb }) =>
+  ({ pipeline, nats, job, metricsPort, metricsHost, stateCacheMb, replicas }) =>
     exitWith(async () => {
+      applyReplicas(Option.getOrUndefined(replicas));
       const opts: WorkerOptions = {
         pipeline: Option.getOrUndefined(pipeline),
         natsUrl: Option.getOrUndefined(nats),

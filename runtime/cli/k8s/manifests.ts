@@ -123,6 +123,9 @@ function eddyContainer(r: Resolved, name: Component, args: string[], resources: 
     args,
     env: [
       { name: "EDDY_NATS_URL", value: natsUrl(r.namespace) },
+      // Replicas of what eddy creates: one copy per server up to three (design note bl); the
+      // production overlay's three servers give every stream, bucket and object store three.
+      { name: "EDDY_REPLICAS", value: String(Math.min(3, r.settings.natsReplicas)) },
       ...natsIdentityEnv(r, name),
       // Turns on the HTTP endpoint (/metrics, /healthz, /scaling); it is off without it.
       { name: "EDDY_METRICS_PORT", value: String(METRICS_PORT) },

@@ -76,6 +76,13 @@ describe("the message", () => {
     ]);
   });
 
+  it("asks for the replicas eddy uses on the server (3 on a cluster)", () => {
+    const missing = missingStreams(streamNeeds(graph), { existing: new Set(), capturing: new Map([["shop.totals", ["X"]], ["shop.log", ["X"]]]) }, new Set(), 3);
+    const lines = missingStreamsMessage(missing, 3).split("\n").slice(1);
+    expect(lines).toHaveLength(2);
+    for (const line of lines) expect(line).toMatch(/ --replicas 3 /);
+  });
+
   it("proposes sink stream names from the subject's tokens", () => {
     expect(sinkStreamName("counter.out")).toBe("COUNTER_OUT");
     expect(sinkStreamName("results.per-minute")).toBe("RESULTS_PER-MINUTE");

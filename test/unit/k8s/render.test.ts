@@ -264,6 +264,8 @@ describe("what each part does", () => {
         expect(c!.image).toBe(image);
         expect(env(c!, "EDDY_NATS_URL")).toBe(natsUrl);
         expect(env(c!, "EDDY_METRICS_PORT")).toBe("9464");
+        // What eddy creates gets one copy per NATS server, up to three (design note bl).
+        expect(env(c!, "EDDY_REPLICAS")).toBe(String(Math.min(3, nats.spec!.replicas!)));
         // Credentials come from the component's Secret, never as plain values or arguments.
         const secretRef = (n: string) => c!.env!.find((e) => e.name === n)?.valueFrom?.secretKeyRef;
         expect(secretRef("NATS_USER")).toEqual({ name: `${d.metadata!.name}-nats`, key: "user", optional: true });

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { explainPublishFailure, NoStreamForSubjectError } from "../../../runtime/nats/transport.ts";
+import { WriteUnacknowledgedError } from "../../../runtime/actor/ports.ts";
 
 class JetStreamNotEnabled extends Error {
   override readonly name = "JetStreamNotEnabled";
@@ -23,7 +24,22 @@ describe("explainPublishFailure", () => {
   });
 
   it("passes other errors through unchanged", () => {
-    const timeout = new Error("TIMEOUT");
-    expect(explainPublishFailure("a.b", timeout)).toBe(timeout);
+    const denied = new Error("Permissions Violation for Publish to a.b");
+    expect(explainPublishFailure("a.b", denied)).toBe(denied);
+    expect(explainPublishFailure("a.b", denied, true)).toBe(denied);
+  });
+
+  it("calls a timeout a write that may pass when repeated", () => {
+    class TimeoutError extends Error {
+      override readonly name = "TimeoutError";
+    }
+    const e = explainPublishFailure("a.b", new TimeoutError("timeout"));
+    expect(e).toBeInstanceOf(WriteUnacknowledgedError);
+    expect((e as Error).message).toBe("publish to a.b not acknowledged (timeout)");
+  });
+
+  it("on a cluster calls no responder a stream electing its leader, not a missing stream", () => {
+    expect(explainPublishFailure("a.b", new JetStreamNotEnabled("jetstream is not enabled"), true)).toBeInstanceOf(WriteUnacknowledgedError);
+    expect(explainPublishFailure("a.b", new Error("503 no responders"), true)).toBeInstanceOf(WriteUnacknowledgedError);
   });
 });
