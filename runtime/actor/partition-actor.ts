@@ -47,7 +47,7 @@ import { applyStateWrite, checkWindowWrites, decodeStateWrite, InvalidStateWrite
 import { TimerQueue, type Timer } from "../core/timers.ts";
 import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, type WatermarkGeneratorState, type WatermarkTrackerState } from "../core/watermarks.ts";
 import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError, type DataBatch } from "../core/wire.ts";
-import { DEFAULT_STATE_CACHE_MB, ENTRY_OVERHEAD_BYTES, mergeNeed, planRead, residentBytes, resolveMapMiss, resolveMiss, StateCacheBudget, WorkingSet, type KeyNeed, type KeyRead, type Residency } from "../core/state-cache.ts";
+import { addNeed, DEFAULT_STATE_CACHE_MB, ENTRY_OVERHEAD_BYTES, planRead, residentBytes, resolveMapMiss, resolveMiss, StateCacheBudget, WorkingSet, type KeyNeed, type KeyRead, type Residency } from "../core/state-cache.ts";
 import type { MapEntrySelector } from "../spec/state.ts";
 import { unexpiredStored, visibleStored } from "../core/state-ttl.ts";
 import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, type DeltaEntry } from "../core/delta-log.ts";
@@ -845,8 +845,16 @@ export class PartitionActor {
     let timerSelectors = false;
     for (const selector of this.selectors.values()) timerSelectors ||= selector.onTimer !== undefined;
     if (!timerSelectors) for (const key of this.operator.timers.dueKeys(domain, upTo)) needs.set(key, "all");
-    else for (const t of this.operator.timers.dueTimers(domain, upTo)) needs.set(t.key, mergeNeed(needs.get(t.key), this.timerNeed(t)));
+    else for (const t of this.operator.timers.dueTimers(domain, upTo)) addNeed(needs, t.key, this.holdsWhole(t.key) ? "all" : this.timerNeed(t));
     return needs;
+  }
+
+  /** Whether `key` is resident with every map state whole: then no message needs anything read for it. */
+  private holdsWhole(key: string): boolean {
+    if (!this.cache.has(key)) return false;
+    const store = this.operator.store;
+    for (const name of this.selectors.keys()) if (store.isMapPartial(name, key)) return false;
+    return true;
   }
 
   private dueNeeds(domain: "event" | "processing", upTo: number): Map<string, KeyNeed> {
@@ -896,9 +904,14 @@ export class PartitionActor {
           for (let i = 0; i < records.length; i += 3) {
             const key = records[i];
             if (typeof key !== "string") continue;
+            // A key in memory with its maps whole needs nothing more, whatever the record names.
+            if (this.holdsWhole(key)) {
+              needs.set(key, "all");
+              continue;
+            }
             const ts = retime ? selectEventTime(spec, records[i + 2], 0, now) : records[i + 1];
             const need = typeof ts === "number" && Number.isFinite(ts) ? this.recordNeed(records[i + 2], ts, batch.inputs?.[i / 3] ?? 0) : "all";
-            needs.set(key, mergeNeed(needs.get(key), need));
+            addNeed(needs, key, need);
           }
         }
         upTo = batch.watermark;

@@ -103,6 +103,24 @@ export function mergeNeed(a: KeyNeed | undefined, b: KeyNeed): KeyNeed {
   return out;
 }
 
+/**
+ * `mergeNeed` into `needs[key]` in place, for a batch's many records: `need` is taken over (its
+ * sets may be grown by later calls), so it must not be shared.
+ */
+export function addNeed(needs: Map<string, KeyNeed>, key: string, need: KeyNeed): void {
+  const old = needs.get(key);
+  if (old === undefined) return void needs.set(key, need);
+  if (old === "all") return;
+  if (need === "all") return void needs.set(key, "all");
+  const merged = old as Map<string, MapNeed>;
+  for (const [state, sub] of merged) {
+    const other = need.get(state);
+    if (sub === "all" || other === undefined || other === "all") merged.delete(state);
+    else for (const s of other) (sub as Set<string>).add(s);
+  }
+  if (merged.size === 0) needs.set(key, "all");
+}
+
 /** What memory holds of a key, as `planRead` asks it (the actor's cache and store answer). */
 export interface Residency {
   isResident(key: string): boolean;

@@ -5,7 +5,7 @@
  * and the due timers a state cache reads entries for.
  */
 import { describe, expect, it } from "vitest";
-import { mergeNeed, planRead, type KeyNeed, type MapNeed, type Residency } from "../../../runtime/core/state-cache.ts";
+import { addNeed, mergeNeed, planRead, type KeyNeed, type MapNeed, type Residency } from "../../../runtime/core/state-cache.ts";
 import { KeyedStateStore, MapEntryNotResidentError } from "../../../runtime/core/state-store.ts";
 import { TimerQueue } from "../../../runtime/core/timers.ts";
 import { InvalidStateDeclarationError, mapState, valueState } from "../../../runtime/sdk/state.ts";
@@ -29,6 +29,23 @@ describe("mergeNeed: what several records need of one key", () => {
     // m named by one side only: the other needs it whole.
     expect(mergeNeed(new Map([["m", some("x")], ["w", some("1")]]), new Map([["w", some("2")]]))).toEqual(new Map([["w", some("1", "2")]]));
     expect(mergeNeed(new Map([["m", some("x")]]), new Map([["w", some("2")]]))).toBe("all");
+  });
+});
+
+describe("addNeed: a batch's needs merged in place", () => {
+  it("agrees with mergeNeed", () => {
+    const needs = new Map<string, KeyNeed>();
+    addNeed(needs, "k", new Map([["m", some("x")], ["w", some("1")]]));
+    addNeed(needs, "k", new Map([["m", some("y")], ["w", some("2")]]));
+    addNeed(needs, "j", new Map([["m", some("x")]]));
+    expect(needs).toEqual(new Map<string, KeyNeed>([["k", new Map([["m", some("x", "y")], ["w", some("1", "2")]])], ["j", new Map([["m", some("x")]])]]));
+    addNeed(needs, "k", new Map([["m", some("z")]])); // w whole
+    expect(needs.get("k")).toEqual(new Map([["m", some("x", "y", "z")]]));
+    addNeed(needs, "j", "all");
+    addNeed(needs, "j", new Map([["m", some("q")]]));
+    expect(needs.get("j")).toBe("all");
+    addNeed(needs, "k", new Map([["w", some("1")]])); // m whole now too
+    expect(needs.get("k")).toBe("all");
   });
 });
 
