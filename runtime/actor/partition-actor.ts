@@ -656,6 +656,11 @@ export class PartitionActor {
         this.cache.admit(key, residentBytes(key, []));
         continue;
       }
+      // Without selectors no map is ever partial: a resident key has everything.
+      if (this.selectors.size === 0 && this.cache.has(key)) {
+        this.stats.cacheHits++;
+        continue;
+      }
       const read = planRead(key, need, this.mapStates, this.residency);
       if (read === undefined || !read.fresh) this.stats.cacheHits++;
       else this.stats.cacheMisses++;
