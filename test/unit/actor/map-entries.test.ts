@@ -14,7 +14,7 @@ import { deadLetterStream, inputStream } from "../../../runtime/core/naming.ts";
 import { decodeBatch, decodeValue } from "../../../runtime/core/wire.ts";
 import { decodePartitionExport, savepointObjectName } from "../../../runtime/core/savepoint.ts";
 import { StateCacheBudget } from "../../../runtime/core/state-cache.ts";
-import { boundedOutOfOrderness, defineFunction, definePipeline, fromFunction, fromStream, mapState, valueState } from "../../../runtime/sdk/index.ts";
+import { boundedOutOfOrderness, defineFunction, definePipeline, fromFunction, fromStream, mapState, sliding, valueState, windowed } from "../../../runtime/sdk/index.ts";
 import type { MapEntrySelector } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
 import { waitFor } from "../../support/wait.ts";
@@ -252,5 +252,67 @@ describe("a map state whose records name their entries", () => {
       { user: "r", id: "b", new: 1_001, n: 2 },
       { user: "r", id: "b", repeat: 1_001, n: 3 },
     ]);
+  });
+});
+
+describe("windows read entry by entry", () => {
+  interface Tick {
+    readonly key: string;
+    readonly at: number;
+    readonly v: number;
+  }
+
+  /** Sliding windows kept 5 s after firing, over records up to 300 ms out of order: late firings too. */
+  function windowJob(): JobGraph {
+    return buildJobGraph(
+      definePipeline({
+        name: "j",
+        functions: [
+          windowed({
+            name: "dedup",
+            input: fromStream("events"),
+            key: (t: Tick) => t.key,
+            timestamp: (t: Tick) => t.at,
+            watermark: boundedOutOfOrderness(300),
+            window: sliding(2_000, 500),
+            allowedLatenessMs: 5_000,
+            aggregate: { create: () => 0, add: (n: number, t: Tick) => n + t.v, result: (n: number) => n },
+          }),
+          defineFunction<unknown, unknown>({ name: "out", input: fromFunction("dedup"), partitions: 1, process: () => undefined }),
+        ],
+      }),
+    );
+  }
+
+  it("with a tiny cache fires the same windows as with all state in memory, reading windows with gets and no listing", async () => {
+    let x = 5;
+    const rand = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const ticks: Tick[] = Array.from({ length: 800 }, (_, i) => ({ key: `k${Math.floor(rand() * 30)}`, at: 10_000 + i * 40 - Math.floor(rand() * 600), v: 1 + Math.floor(rand() * 9) }));
+    const runs: Array<{ out: unknown[]; a: PartitionActor; t: MemoryTransport }> = [];
+    for (const budget of [TINY, undefined]) {
+      const graph = windowJob();
+      const t = new MemoryTransport({ now: () => 1_000_000 });
+      t.addStream("events", ["events"]);
+      t.addJobTopology(graph);
+      const acks: SnapshotAck[] = [];
+      t.subscribe(ackSubject(graph.job), (_, data) => acks.push(JSON.parse(new TextDecoder().decode(data)) as SnapshotAck));
+      const a = actor(t, graph, budget);
+      await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+      for (let i = 0; i < 4; i++) {
+        const target = a.stats.position + 200;
+        for (const tick of ticks.slice(i * 200, (i + 1) * 200)) await t.append("events", JSON.stringify(tick));
+        await waitFor("ticks read", () => a.stats.position === target, { timeoutMs: 10_000, intervalMs: 2 });
+        await checkpoint(a, acks, i + 1, { commit: i !== 2 });
+      }
+      runs.push({ out: emitted(t), a, t });
+    }
+    const [tiny, memory] = runs;
+    const late = memory!.out.filter((r) => (r as { firing: string }).firing === "late").length;
+    expect(late).toBeGreaterThan(0);
+    expect(memory!.out.length).toBeGreaterThan(500);
+    expect(tiny!.out).toEqual(memory!.out);
+    expect(tiny!.a.stats.cacheEvictions).toBeGreaterThan(50);
+    expect(tiny!.a.stats.stateListings).toBe(0);
+    expect(tiny!.a.stats.stateGets).toBeGreaterThan(100);
   });
 });
