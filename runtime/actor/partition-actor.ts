@@ -1565,10 +1565,15 @@ export class PartitionActor {
     }
     const p = this.partition;
     const clock = store.clock;
-    if (!map) {
-      const kk = stateKey(p, state, key);
+    // One value, or one entry of a map: a get (what memory knows of a partial map was answered above).
+    if (!map || subkey !== undefined) {
+      const kk = subkey === undefined ? stateKey(p, state, key) : mapEntryKey(p, state, key, subkey);
       const overlay = this.deltas.overlay(kk);
       const [kv] = kk.length > MAX_KV_KEY_CHARS ? [undefined] : await this.transport.getState(this.bucket, [kk]);
+      // Memory is newer than what was read if the key is (still, or now) in memory and knows the entry;
+      // a partial map evicted meanwhile may have changes the overlay taken before the read lacks.
+      if (this.cache.has(key) && (subkey === undefined || store.knowsEntry(state, key, subkey))) return this.readLive(state, key, subkey);
+      if (partial && !this.cache.has(key)) return this.readLive(state, key, subkey);
       const v = resolveMiss(kv, overlay);
       if (v === undefined) return undefined;
       const seen = visibleStored(decodeValue(v), clock);

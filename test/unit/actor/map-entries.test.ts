@@ -207,6 +207,10 @@ describe("a map state whose records name their entries", () => {
     await send(t, a, Array.from({ length: 60 }, (_, i) => ({ user: "p", id: `id-${i}`, at: 1_000 + i })));
     await checkpoint(a, acks, 1);
     await send(t, a, Array.from({ length: 20 }, (_, i) => ({ user: `q${i}`, id: "x", at: 2_000 + i })));
+    // "p" is evicted (its map alone is over the budget): a live read of one entry is one get.
+    t.kvReads.length = 0;
+    expect(await a.readLive("seen", "p", "id-41")).toBe(1_041);
+    expect(t.kvReads.map((r) => [r.op, r.key])).toEqual([["get", mapEntryKey(0, "seen", "p", "id-41")]]);
     // "p" comes back with one entry known, then changes it and adds one: uncommitted, in memory only.
     await send(t, a, [
       { user: "p", id: "id-3", at: 3_000, drop: true },
