@@ -88,24 +88,10 @@ export type MapNeed = "all" | ReadonlySet<string>;
  */
 export type KeyNeed = "all" | ReadonlyMap<string, MapNeed>;
 
-/** What two messages (or two records of one) need of a key together. */
-export function mergeNeed(a: KeyNeed | undefined, b: KeyNeed): KeyNeed {
-  if (a === undefined) return b;
-  if (a === "all" || b === "all") return "all";
-  const out = new Map<string, MapNeed>();
-  for (const [state, need] of a) {
-    const other = b.get(state);
-    if (need === "all" || other === undefined || other === "all") continue; // missing in b: all of it
-    out.set(state, new Set([...need, ...other]));
-  }
-  // A state named by a alone is needed whole by b, one named by b alone whole by a: both absent from `out`.
-  if (out.size === 0) return "all";
-  return out;
-}
-
 /**
- * `mergeNeed` into `needs[key]` in place, for a batch's many records: `need` is taken over (its
- * sets may be grown by later calls), so it must not be shared.
+ * Adds what one record or timer needs of `key` to what a message needs (`needs`), in place: the
+ * entries named are united per map state, and a map needed whole by either is needed whole.
+ * `need` is taken over (its sets may be grown by later calls), so it must not be shared.
  */
 export function addNeed(needs: Map<string, KeyNeed>, key: string, need: KeyNeed): void {
   const old = needs.get(key);

@@ -1,11 +1,11 @@
 /**
  * Map state held entry by entry (design note bj), the pure parts: what a message needs of a key
- * (`mergeNeed`), what is missing of it (`planRead`), how the store keeps a map of which only some
+ * (`addNeed`), what is missing of it (`planRead`), how the store keeps a map of which only some
  * entries are known and refuses to answer for the others, the `entries` selector's validation,
  * and the due timers a state cache reads entries for.
  */
 import { describe, expect, it } from "vitest";
-import { addNeed, mergeNeed, planRead, type KeyNeed, type MapNeed, type Residency } from "../../../runtime/core/state-cache.ts";
+import { addNeed, planRead, type KeyNeed, type MapNeed, type Residency } from "../../../runtime/core/state-cache.ts";
 import { KeyedStateStore, MapEntryNotResidentError } from "../../../runtime/core/state-store.ts";
 import { TimerQueue } from "../../../runtime/core/timers.ts";
 import { InvalidStateDeclarationError, mapState, valueState } from "../../../runtime/sdk/state.ts";
@@ -14,26 +14,8 @@ import { cleanupTimer, firingTimer, joinTimer, windowId } from "../../../runtime
 
 const some = (...subkeys: string[]) => new Set(subkeys);
 
-describe("mergeNeed: what several records need of one key", () => {
-  it("unites the entries named per map state", () => {
-    const a: KeyNeed = new Map([["m", some("x")], ["w", some("1")]]);
-    const b: KeyNeed = new Map([["m", some("y")], ["w", some("1", "2")]]);
-    expect(mergeNeed(a, b)).toEqual(new Map([["m", some("x", "y")], ["w", some("1", "2")]]));
-  });
-
-  it("needs a whole map when either needs it whole, by name or by leaving the state out", () => {
-    expect(mergeNeed(new Map([["m", some("x")]]), "all")).toBe("all");
-    expect(mergeNeed(undefined, new Map([["m", some("x")]]))).toEqual(new Map([["m", some("x")]]));
-    const merged = mergeNeed(new Map<string, MapNeed>([["m", some("x")], ["w", "all"]]), new Map([["m", some("y")], ["w", some("1")]]));
-    expect(merged).toEqual(new Map([["m", some("x", "y")]]));
-    // m named by one side only: the other needs it whole.
-    expect(mergeNeed(new Map([["m", some("x")], ["w", some("1")]]), new Map([["w", some("2")]]))).toEqual(new Map([["w", some("1", "2")]]));
-    expect(mergeNeed(new Map([["m", some("x")]]), new Map([["w", some("2")]]))).toBe("all");
-  });
-});
-
-describe("addNeed: a batch's needs merged in place", () => {
-  it("agrees with mergeNeed", () => {
+describe("addNeed: what a message's records and timers need of each key", () => {
+  it("unites the entries named per map state; a map needed whole by one is needed whole", () => {
     const needs = new Map<string, KeyNeed>();
     addNeed(needs, "k", new Map([["m", some("x")], ["w", some("1")]]));
     addNeed(needs, "k", new Map([["m", some("y")], ["w", some("2")]]));
