@@ -5,7 +5,7 @@
  * and the due timers a state cache reads entries for.
  */
 import { describe, expect, it } from "vitest";
-import { addNeed, planRead, type KeyNeed, type MapNeed, type Residency } from "../../../runtime/core/state-cache.ts";
+import { addNeed, planRead, type KeyNeed, type Residency } from "../../../runtime/core/state-cache.ts";
 import { KeyedStateStore, MapEntryNotResidentError } from "../../../runtime/core/state-store.ts";
 import { TimerQueue } from "../../../runtime/core/timers.ts";
 import { InvalidStateDeclarationError, mapState, valueState } from "../../../runtime/sdk/state.ts";
