@@ -51,7 +51,8 @@ import { applyStateWrite, checkWindowWrites, decodeStateWrite, InvalidStateWrite
 import { TimerQueue, type Timer } from "../core/timers.ts";
 import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, type WatermarkGeneratorState, type WatermarkTrackerState } from "../core/watermarks.ts";
 import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError, type DataBatch } from "../core/wire.ts";
-import { DEFAULT_STATE_CACHE_MB, residentBytes, resolveMapMiss, resolveMiss, StateCacheBudget, WorkingSet } from "../core/state-cache.ts";
+import { addNeed, DEFAULT_STATE_CACHE_MB, ENTRY_OVERHEAD_BYTES, planRead, residentBytes, resolveMapMiss, resolveMiss, StateCacheBudget, WorkingSet, type KeyNeed, type KeyRead, type Residency } from "../core/state-cache.ts";
+import type { MapEntrySelector } from "../spec/state.ts";
 import { unexpiredStored, visibleStored } from "../core/state-ttl.ts";
 import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, mergeSegments, type DeltaEntry, type Segment } from "../core/delta-log.ts";
 import { checkSegmentRefs, DEFAULT_SEGMENT_POLICY, segmentDue, segmentObject, segmentsToRead, uploadsFull, type SegmentPolicy, type SegmentRef } from "../core/changelog.ts";
@@ -203,6 +204,12 @@ export interface ActorStats {
   cacheHits: number;
   cacheMisses: number;
   cacheEvictions: number;
+  /**
+   * State reads from KV: value states and map entries read one at a time (KV gets), and map
+   * states read whole (listings of a key's entries). Design notes bf and bj.
+   */
+  stateGets: number;
+  stateListings: number;
 }
 
 /** What a barrier carries besides its checkpoint id. */
@@ -337,6 +344,11 @@ export class PartitionActor {
   private cacheComplete = false;
   /** Reads of keys in flight, so two reads of one key share one. */
   private readonly loading = new Map<string, Promise<void>>();
+  /** The declared map states, and the `entries` selectors of those read entry by entry (note bj). */
+  private readonly mapStates: readonly string[];
+  private readonly selectors: ReadonlyMap<string, MapEntrySelector>;
+  /** What memory holds, as `planRead` asks it. */
+  private readonly residency: Residency;
   /** During a restore that migrates schemas: state → stored version, applied to what is loaded. */
   private migrating: ReadonlyMap<string, number> | undefined;
   /** A message decoded by `prepare` (its keys made resident), handled next. */
@@ -394,6 +406,21 @@ export class PartitionActor {
     this.router = new OutputRouter(graph, node, partition, this.publisher, this.config);
     this.operator = new Operator(node.spec, this.router, new KeyedStateStore(node.spec.state ?? {}), new TimerQueue());
     this.stateless = Object.keys(this.operator.store.declarations).length === 0;
+    const mapStates: string[] = [];
+    const selectors = new Map<string, MapEntrySelector>();
+    for (const [name, decl] of Object.entries(this.operator.store.declarations)) {
+      if (decl.kind !== "map") continue;
+      mapStates.push(name);
+      if (decl.entries !== undefined) selectors.set(name, decl.entries);
+    }
+    this.mapStates = mapStates;
+    this.selectors = selectors;
+    const store = this.operator.store;
+    this.residency = {
+      isResident: (key) => this.cache.has(key),
+      isMapPartial: (state, key) => store.isMapPartial(state, key),
+      knowsEntry: (state, key, subkey) => store.knowsEntry(state, key, subkey),
+    };
     this.cacheBudget = this.config.stateCache ?? new StateCacheBudget(DEFAULT_STATE_CACHE_MB * 1024 * 1024);
     if (!this.stateless) this.operator.onKey = (key) => this.useKey(key);
     this.tracker = this.source === undefined ? new WatermarkTracker(node.producers) : undefined;
@@ -403,7 +430,7 @@ export class PartitionActor {
     this.generator = this.source !== undefined && strategy !== undefined ? createWatermarkGenerator(strategy) : undefined;
     const sink = node.spec.sink;
     this.spills = this.source === undefined && sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once";
-    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0, segmentsUploaded: 0, cacheKeys: 0, cacheBytes: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0 };
+    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0, segmentsUploaded: 0, cacheKeys: 0, cacheBytes: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0, stateGets: 0, stateListings: 0 };
     this.failed = new Promise<never>((_, reject) => (this.failedReject = reject));
     this.failed.catch(() => undefined);
   }
@@ -620,69 +647,96 @@ export class PartitionActor {
   }
 
   /**
-   * Makes the state of `keys` resident: undefined when it already is (the common case: no await),
-   * else a promise that resolves once every key is read from KV, corrected by the delta log.
+   * Makes the whole state of `keys` resident: undefined when it already is (the common case: no
+   * await), else a promise that resolves once every key is read from KV, corrected by the delta log.
    */
   private ensureResident(keys: Iterable<string>): Promise<void> | undefined {
     if (this.stateless) return undefined;
-    let missing: Set<string> | undefined;
-    let waits: Array<Promise<void>> | undefined;
-    for (const key of keys) {
-      if (this.cache.has(key)) {
-        this.stats.cacheHits++;
-        continue;
-      }
-      const inFlight = this.loading.get(key);
-      if (inFlight !== undefined) {
-        (waits ??= []).push(inFlight);
-        continue;
-      }
-      if (missing?.has(key) === true) continue;
-      this.stats.cacheMisses++;
-      // Nothing stored for a key never in memory: it is new, and absent.
-      if (this.cacheComplete) this.cache.admit(key, residentBytes(key, []));
-      else (missing ??= new Set()).add(key);
-    }
-    if (missing === undefined && waits === undefined) return undefined;
-    if (missing !== undefined) {
-      const list = [...missing];
-      const load = this.load(list);
-      for (const key of list) this.loading.set(key, load);
-      const done = () => {
-        for (const key of list) if (this.loading.get(key) === load) this.loading.delete(key);
-      };
-      load.then(done, done);
-      (waits ??= []).push(load);
-    }
-    return Promise.all(waits!).then(() => undefined);
+    const needs = new Map<string, KeyNeed>();
+    for (const key of keys) needs.set(key, "all");
+    return this.ensureNeeds(needs);
   }
 
   /**
-   * Reads every declared state of `keys` (none resident, none being read) from KV and makes them
-   * resident. The delta log's overlay is taken before the read: KV can only change for these keys
-   * by materializing what the overlay already holds, so overlay-then-KV is never older than KV.
+   * Makes what a message needs of each key resident (`KeyNeed`: whole, or some entries of maps
+   * read entry by entry, design note bj): undefined when it already is, else a promise that
+   * resolves once the missing part is read. A key being read already is waited for, then
+   * planned again (it may still lack entries this message names).
    */
-  private async load(keys: readonly string[]): Promise<void> {
+  private ensureNeeds(needs: ReadonlyMap<string, KeyNeed>): Promise<void> | undefined {
+    if (this.stateless || needs.size === 0) return undefined;
+    let reads: KeyRead[] | undefined;
+    let waits: Set<Promise<void>> | undefined;
+    let later: Map<string, KeyNeed> | undefined;
+    for (const [key, need] of needs) {
+      const inFlight = this.loading.get(key);
+      if (inFlight !== undefined) {
+        (waits ??= new Set()).add(inFlight);
+        (later ??= new Map()).set(key, need);
+        continue;
+      }
+      // Nothing stored for a key never in memory: it is new, and absent (its maps whole and empty).
+      if (this.cacheComplete && !this.cache.has(key)) {
+        this.stats.cacheMisses++;
+        this.cache.admit(key, residentBytes(key, []));
+        continue;
+      }
+      // Without selectors no map is ever partial: a resident key has everything.
+      if (this.selectors.size === 0 && this.cache.has(key)) {
+        this.stats.cacheHits++;
+        continue;
+      }
+      const read = planRead(key, need, this.mapStates, this.residency);
+      if (read === undefined || !read.fresh) this.stats.cacheHits++;
+      else this.stats.cacheMisses++;
+      if (read !== undefined) (reads ??= []).push(read);
+    }
+    if (reads === undefined && waits === undefined) return undefined;
+    if (reads !== undefined) {
+      const list = reads;
+      const load = this.load(list);
+      for (const { key } of list) this.loading.set(key, load);
+      const done = () => {
+        for (const { key } of list) if (this.loading.get(key) === load) this.loading.delete(key);
+      };
+      load.then(done, done);
+      (waits ??= new Set()).add(load);
+    }
+    const all = Promise.all(waits!);
+    return later === undefined ? all.then(() => undefined) : all.then(() => this.ensureNeeds(later));
+  }
+
+  /**
+   * Reads what `reads` name from KV and makes it resident: a key not in memory with its value
+   * states, and the map states or map entries named. The delta log's overlay is taken before the
+   * read: KV can only change for these keys by materializing what the overlay already holds, so
+   * overlay-then-KV is never older than KV. What memory learnt meanwhile (an entry the function
+   * wrote while the read was in flight) is newer still, and is kept.
+   */
+  private async load(reads: readonly KeyRead[]): Promise<void> {
     const p = this.partition;
     const store = this.operator.store;
-    const scalars: string[] = [];
-    const maps: string[] = [];
-    for (const [name, decl] of Object.entries(store.declarations)) (decl.kind === "map" ? maps : scalars).push(name);
+    const scalars = Object.entries(store.declarations).filter(([, d]) => d.kind !== "map").map(([name]) => name);
+    // One KV get per value state of a fresh key and per map entry named; one listing per map read whole.
     const kvKeys: string[] = [];
     const overlays: Array<ReturnType<DeltaLog["overlay"]>> = [];
-    for (const key of keys) {
-      for (const name of scalars) {
-        const kk = stateKey(p, name, key);
-        kvKeys.push(kk);
-        overlays.push(this.deltas.overlay(kk));
-      }
+    const ask = (kk: string) => {
+      kvKeys.push(kk);
+      overlays.push(this.deltas.overlay(kk));
+    };
+    for (const r of reads) {
+      if (r.fresh) for (const name of scalars) ask(stateKey(p, name, r.key));
+      for (const [name, subkey] of r.entries) ask(mapEntryKey(p, name, r.key, subkey));
     }
-    const mapOverlays = keys.flatMap((key) => maps.map((name) => this.deltas.overlayGroup(stateKey(p, name, key))));
+    const listings = reads.flatMap((r) => r.lists.map((name) => ({ key: r.key, name, overlay: this.deltas.overlayGroup(stateKey(p, name, r.key)) })));
     // A key too long to store never was: no need to ask.
     const askable = kvKeys.map((k) => k.length <= MAX_KV_KEY_CHARS);
+    const asked = kvKeys.filter((_, i) => askable[i]);
+    this.stats.stateGets += asked.length;
+    this.stats.stateListings += listings.length;
     const [got, listed] = await Promise.all([
-      this.transport.getState(this.bucket, kvKeys.filter((_, i) => askable[i])),
-      mapListings(keys, maps, (key, name) => {
+      this.transport.getState(this.bucket, asked),
+      mapListings(listings, ({ key, name }) => {
         const prefix = stateKey(p, name, key);
         return prefix.length > MAX_KV_KEY_CHARS ? Promise.resolve([]) : this.transport.listState(this.bucket, mapEntriesFilter(p, name, key));
       }),
@@ -690,35 +744,56 @@ export class PartitionActor {
     let gi = 0;
     const values = kvKeys.map((_, i) => (askable[i] ? got[gi++] : undefined));
     let vi = 0;
-    let mi = 0;
-    for (const key of keys) {
+    let li = 0;
+    /** The value a get found, corrected by the overlay; marks the KV key as maybe stored. */
+    const next = (): Uint8Array | undefined => {
+      const kk = kvKeys[vi]!;
+      const overlay = overlays[vi]!;
+      const kv = values[vi++];
+      if (kv !== undefined || (overlay?.value ?? null) !== null) this.deltas.markStored(kk);
+      return resolveMiss(kv, overlay);
+    };
+    for (const r of reads) {
+      const key = r.key;
+      // Loads of one key are never in flight together (`loading`), so a fresh key is still absent.
+      const fresh = r.fresh && !this.cache.has(key);
       const sizes: number[] = [];
-      const known = this.cache.has(key);
-      for (const name of scalars) {
-        const kk = kvKeys[vi]!;
-        const overlay = overlays[vi]!;
-        const kv = values[vi++];
-        if (known) continue;
-        if (kv !== undefined || (overlay?.value ?? null) !== null) this.deltas.markStored(kk);
-        const v = resolveMiss(kv, overlay);
-        if (v === undefined) continue;
-        this.loadStored(name, key, undefined, v);
-        sizes.push(v.length);
+      if (r.fresh) {
+        for (const name of scalars) {
+          const v = next();
+          if (!fresh || v === undefined) continue;
+          this.loadStored(name, key, undefined, v);
+          sizes.push(v.length);
+        }
+        // Maps not read whole are held entry by entry, knowing nothing yet.
+        if (fresh) for (const name of this.mapStates) if (!r.lists.includes(name)) store.beginPartialMap(name, key);
       }
-      for (const name of maps) {
-        const overlay = mapOverlays[mi];
-        const kv = new Map(listed[mi++]!.map((e) => [e.key, e.value]));
-        if (known) continue;
+      for (const name of r.lists) {
+        const { overlay } = listings[li]!;
+        const kv = new Map(listed[li++]!.map((e) => [e.key, e.value]));
+        if (!fresh && !store.isMapPartial(name, key)) continue;
         for (const kk of kv.keys()) this.deltas.markStored(kk);
-        for (const [kk, v] of resolveMapMiss(kv, overlay!)) {
+        for (const [kk, v] of resolveMapMiss(kv, overlay)) {
           const parsed = parseKvKey(kk);
           if (parsed?.kind !== "state" || parsed.subkey === undefined) continue;
           this.deltas.markStored(kk);
+          if (!fresh && store.knowsEntry(name, key, parsed.subkey)) continue;
           this.loadStored(name, key, parsed.subkey, v);
           sizes.push(v.length);
         }
+        store.completeMap(name, key);
       }
-      if (!known) this.cache.admit(key, residentBytes(key, sizes));
+      for (const [name, subkey] of r.entries) {
+        const v = next();
+        if (!fresh && (!this.cache.has(key) || store.knowsEntry(name, key, subkey))) continue;
+        if (v === undefined) store.loadAbsent(name, key, subkey);
+        else {
+          this.loadStored(name, key, subkey, v);
+          sizes.push(v.length);
+        }
+      }
+      if (fresh) this.cache.admit(key, residentBytes(key, sizes));
+      else if (sizes.length > 0) this.cache.resize(key, this.cache.bytesOf(key) + sizes.reduce((a, n) => a + n + ENTRY_OVERHEAD_BYTES, 0));
     }
   }
 
@@ -755,8 +830,69 @@ export class PartitionActor {
     this.stats.cacheBytes = this.cache.bytes;
   }
 
+  /**
+   * What handling a record needs of its key: all of it, unless map states name their entries
+   * (note bj). A selector that throws or returns something else than sub-keys means the whole
+   * map: the record then fails (or not) in the function itself, as it would without a selector.
+   */
+  private recordNeed(record: unknown, timestamp: number, input: number): KeyNeed {
+    if (this.selectors.size === 0) return "all";
+    const need = new Map<string, ReadonlySet<string>>();
+    for (const [name, selector] of this.selectors) {
+      if (selector.process === undefined) continue;
+      let named: unknown;
+      try {
+        named = selector.process(record, { timestamp, input });
+      } catch {
+        continue;
+      }
+      const subkeys = selectedSubkeys(named);
+      if (subkeys !== undefined) need.set(name, subkeys);
+    }
+    return need.size === 0 ? "all" : need;
+  }
+
+  /** What firing `timer` needs of its key (as `recordNeed`, with the `onTimer` selectors). */
+  private timerNeed(timer: Timer): KeyNeed {
+    const need = new Map<string, ReadonlySet<string>>();
+    for (const [name, selector] of this.selectors) {
+      if (selector.onTimer === undefined) continue;
+      let named: unknown;
+      try {
+        named = selector.onTimer({ timestamp: timer.ts, name: timer.name, domain: timer.domain });
+      } catch {
+        continue;
+      }
+      const subkeys = selectedSubkeys(named);
+      if (subkeys !== undefined) need.set(name, subkeys);
+    }
+    return need.size === 0 ? "all" : need;
+  }
+
+  /** What firing the timers of `domain` due up to `upTo` needs, added to `needs`. */
+  private addDueNeeds(needs: Map<string, KeyNeed>, domain: "event" | "processing", upTo: number): Map<string, KeyNeed> {
+    if (this.stateless) return needs;
+    let timerSelectors = false;
+    for (const selector of this.selectors.values()) timerSelectors ||= selector.onTimer !== undefined;
+    if (!timerSelectors) for (const key of this.operator.timers.dueKeys(domain, upTo)) needs.set(key, "all");
+    else for (const t of this.operator.timers.dueTimers(domain, upTo)) addNeed(needs, t.key, this.holdsWhole(t.key) ? "all" : this.timerNeed(t));
+    return needs;
+  }
+
+  /** Whether `key` is resident with every map state whole: then no message needs anything read for it. */
+  private holdsWhole(key: string): boolean {
+    if (!this.cache.has(key)) return false;
+    const store = this.operator.store;
+    for (const name of this.selectors.keys()) if (store.isMapPartial(name, key)) return false;
+    return true;
+  }
+
+  private dueNeeds(domain: "event" | "processing", upTo: number): Map<string, KeyNeed> {
+    return this.addDueNeeds(new Map(), domain, upTo);
+  }
+
   /** The keys a message touches made resident before it is handled (undefined: they are). */
-  private prepare(m: InputMessage): Promise<void> | undefined {
+  private prepare(m: InputMessage, now: number): Promise<void> | undefined {
     this.prepared = undefined;
     if (this.stateless) return undefined;
     if (this.source !== undefined) {
@@ -767,7 +903,10 @@ export class PartitionActor {
       }
       const key = selectKey(this.node.spec.key, value, 0);
       this.prepared = { m, value, key };
-      return key instanceof Rejection ? undefined : this.ensureResident([key]);
+      if (key instanceof Rejection) return undefined;
+      if (this.selectors.size === 0) return this.ensureResident([key]);
+      const ts = selectEventTime(this.node.spec, value, m.timestampMs, now);
+      return this.ensureNeeds(new Map([[key, ts instanceof Rejection ? "all" : this.recordNeed(value, ts, 0)]]));
     }
     const kind = m.header(HEADER.kind);
     if (kind === "write") return this.alignment!.pending !== undefined ? undefined : this.ensureResident(writeKeys(m.data));
@@ -780,13 +919,31 @@ export class PartitionActor {
     const incarnation = Number(m.header(HEADER.incarnation) ?? 0);
     if (generation !== this.generation || incarnation < this.incarnation || !(epoch > this.restoredFrom)) return undefined;
     let upTo = -Infinity;
-    const keys = new Set<string>();
+    const needs = new Map<string, KeyNeed>();
     try {
       if (kind === "data") {
         const batch = decodeBatch(m.data);
         this.prepared = { m, batch };
         const records = batch.records;
-        for (let i = 0; i < records.length; i += 3) if (typeof records[i] === "string") keys.add(records[i] as string);
+        if (this.selectors.size === 0) {
+          for (let i = 0; i < records.length; i += 3) if (typeof records[i] === "string") needs.set(records[i] as string, "all");
+        } else {
+          // The records' event times as the handling computes them, for selectors that depend on them.
+          const spec = this.node.spec;
+          const retime = spec.timestamp !== undefined;
+          for (let i = 0; i < records.length; i += 3) {
+            const key = records[i];
+            if (typeof key !== "string") continue;
+            // A key in memory with its maps whole needs nothing more, whatever the record names.
+            if (this.holdsWhole(key)) {
+              needs.set(key, "all");
+              continue;
+            }
+            const ts = retime ? selectEventTime(spec, records[i + 2], 0, now) : records[i + 1];
+            const need = typeof ts === "number" && Number.isFinite(ts) ? this.recordNeed(records[i + 2], ts, batch.inputs?.[i / 3] ?? 0) : "all";
+            addNeed(needs, key, need);
+          }
+        }
         upTo = batch.watermark;
         for (let i = 1; i < batch.marks.length; i += 2) upTo = Math.max(upTo, batch.marks[i]!);
       } else if (kind === "watermark" || kind === "end") {
@@ -798,13 +955,13 @@ export class PartitionActor {
     // The combined watermark this message can move to is at most the highest of any producer.
     const tracker = this.tracker!;
     for (const id of tracker.producerIds()) upTo = Math.max(upTo, tracker.producerWatermark(id) ?? -Infinity);
-    if (upTo > this.operator.watermark) for (const key of this.operator.timers.dueKeys("event", upTo)) keys.add(key);
-    return keys.size === 0 ? undefined : this.ensureResident(keys);
+    if (upTo > this.operator.watermark) this.addDueNeeds(needs, "event", upTo);
+    return this.ensureNeeds(needs);
   }
 
   /** Moves a source's event time to `wm` now, or after the keys of its due timers are read. */
   private advanceOrDefer(wm: number, now: number): void {
-    if (!this.stateless && wm > this.operator.watermark && this.ensureResident(this.operator.timers.dueKeys("event", wm)) !== undefined) {
+    if (!this.stateless && wm > this.operator.watermark && this.ensureNeeds(this.dueNeeds("event", wm)) !== undefined) {
       this.deferredWatermark = Math.max(wm, this.deferredWatermark ?? -Infinity);
       return;
     }
@@ -815,7 +972,7 @@ export class PartitionActor {
     const wm = this.deferredWatermark;
     this.deferredWatermark = undefined;
     if (wm === undefined) return;
-    await this.ensureResident(this.operator.timers.dueKeys("event", wm));
+    await this.ensureNeeds(this.dueNeeds("event", wm));
     this.advance(wm, now);
   }
 
@@ -1040,7 +1197,10 @@ export class PartitionActor {
     const p = this.partition;
     const entries: Array<[string, Uint8Array]> = [];
     let n = 0;
-    for (const c of this.operator.store.allEntries()) {
+    const store = this.operator.store;
+    for (const c of store.allEntries()) {
+      // A map held entry by entry is exported from KV below: memory has only some of it.
+      if (c.subkey !== undefined && store.isMapPartial(c.state, c.key)) continue;
       const key = c.subkey === undefined ? stateKey(p, c.state, c.key) : mapEntryKey(p, c.state, c.key, c.subkey);
       entries.push([key, encodeValue(c.value)]);
       if (++n % CHUNK === 0) await yieldToEventLoop();
@@ -1053,7 +1213,8 @@ export class PartitionActor {
         const listed = await this.transport.listState(this.bucket, stateFilter(p, name));
         for (const [key, value] of resolveMapMiss(new Map(listed.map((e) => [e.key, e.value])), overlay)) {
           const parsed = parseKvKey(key);
-          if (parsed?.kind !== "state" || this.cache.has(parsed.key)) continue;
+          if (parsed?.kind !== "state") continue;
+          if (this.cache.has(parsed.key) && (parsed.subkey === undefined || !store.isMapPartial(name, parsed.key))) continue;
           const live = unexpiredStored(decodeValue(value), clock);
           if (live === undefined) continue;
           entries.push([key, live.same ? value : encodeValue(live.stored)]);
@@ -1223,7 +1384,7 @@ export class PartitionActor {
       this.router.now = now;
       this.stats.lag = m.pending;
       // The keys the message touches are read first, if not in memory, with nothing else running.
-      const reading = this.prepare(m);
+      const reading = this.prepare(m, now);
       if (reading === undefined) this.handleMessage(m, now);
       else
         await this.exclusive(async () => {
@@ -1431,7 +1592,7 @@ export class PartitionActor {
     await this.exclusive(async () => {
       for (let step = alignment.next(); step !== undefined; step = alignment.next()) {
         if (step.kind === "handle") {
-          const reading = this.prepare(step.message);
+          const reading = this.prepare(step.message, now);
           if (reading !== undefined) await reading;
           this.handleMessage(step.message, now);
           // Released messages can emit a lot at once; spill between them rather than after all.
@@ -1490,7 +1651,9 @@ export class PartitionActor {
   async readLive(state: string, key: string, subkey?: string): Promise<unknown> {
     const store = this.operator.store;
     const map = store.declaration(state).kind === "map";
-    if (this.stateless || this.cacheComplete || this.cache.has(key)) {
+    const partial = map && this.cache.has(key) && store.isMapPartial(state, key);
+    if (partial && subkey !== undefined && store.knowsEntry(state, key, subkey)) return store.residentEntries(state, key)?.get(subkey);
+    if (this.stateless || this.cacheComplete || (this.cache.has(key) && !partial)) {
       if (!map) return store.get(state, key);
       const entries = store.mapOf(state, key);
       if (subkey !== undefined) return entries?.get(subkey);
@@ -1498,10 +1661,15 @@ export class PartitionActor {
     }
     const p = this.partition;
     const clock = store.clock;
-    if (!map) {
-      const kk = stateKey(p, state, key);
+    // One value, or one entry of a map: a get (what memory knows of a partial map was answered above).
+    if (!map || subkey !== undefined) {
+      const kk = subkey === undefined ? stateKey(p, state, key) : mapEntryKey(p, state, key, subkey);
       const overlay = this.deltas.overlay(kk);
       const [kv] = kk.length > MAX_KV_KEY_CHARS ? [undefined] : await this.transport.getState(this.bucket, [kk]);
+      // Memory is newer than what was read if the key is (still, or now) in memory and knows the entry;
+      // a partial map evicted meanwhile may have changes the overlay taken before the read lacks.
+      if (this.cache.has(key) && (subkey === undefined || store.knowsEntry(state, key, subkey))) return this.readLive(state, key, subkey);
+      if (partial && !this.cache.has(key)) return this.readLive(state, key, subkey);
       const v = resolveMiss(kv, overlay);
       if (v === undefined) return undefined;
       const seen = visibleStored(decodeValue(v), clock);
@@ -1516,6 +1684,13 @@ export class PartitionActor {
       if (parsed?.kind !== "state" || parsed.subkey === undefined) continue;
       const seen = visibleStored(decodeValue(v), clock);
       if (seen.found) entries.set(parsed.subkey, seen.value);
+    }
+    if (partial) {
+      // Evicted meanwhile: memory's changes went to the delta log after the overlay was taken.
+      if (!this.cache.has(key)) return this.readLive(state, key, subkey);
+      // What memory knows of a map held entry by entry is newer than KV and the overlay.
+      for (const sub of [...entries.keys()]) if (store.knowsEntry(state, key, sub)) entries.delete(sub);
+      for (const [sub, v] of store.residentEntries(state, key) ?? []) entries.set(sub, v);
     }
     if (subkey !== undefined) return entries.get(subkey);
     return entries.size === 0 ? undefined : Object.fromEntries(entries);
@@ -1540,14 +1715,20 @@ export class PartitionActor {
         stored = resolveMapMiss(resolveMapMiss(new Map(listed.map((e) => [e.key, e.value])), before), after);
       }
       // From here on nothing awaits: what is resident now answers for itself.
-      for (const key of store.keys(name)) if (key.startsWith(prefix)) out.push([name, key]);
-      if (stored === undefined) continue;
       const found = new Set<string>();
+      for (const key of store.keys(name)) {
+        if (!key.startsWith(prefix)) continue;
+        found.add(key);
+        out.push([name, key]);
+      }
+      if (stored === undefined) continue;
       for (const [kk, v] of stored) {
         const parsed = parseKvKey(kk);
         if (parsed?.kind !== "state" || parsed.partition !== p) continue;
         const key = parsed.key;
-        if (found.has(key) || this.cache.has(key) || !key.startsWith(prefix)) continue;
+        if (found.has(key) || !key.startsWith(prefix)) continue;
+        // A resident key answers for itself, except for the entries of a map held entry by entry it does not know.
+        if (this.cache.has(key) && (parsed.subkey === undefined || !store.isMapPartial(name, key) || store.knowsEntry(name, key, parsed.subkey))) continue;
         if (!visibleStored(decodeValue(v), store.clock).found) continue;
         found.add(key);
         out.push([name, key]);
@@ -1671,7 +1852,7 @@ export class PartitionActor {
   private async finishInput(): Promise<void> {
     if (this.inputEnded) return;
     // Every event-time timer fires: their keys are all read first (over the budget if need be).
-    await this.ensureResident(this.operator.timers.dueKeys("event", Infinity));
+    await this.ensureNeeds(this.dueNeeds("event", Infinity));
     if (this.inputEnded) return;
     this.advance(Infinity, this.config.now());
     this.inputEnded = true;
@@ -1704,7 +1885,7 @@ export class PartitionActor {
     if (this.halted) return;
     const now = this.config.now();
     this.router.now = now;
-    await this.ensureResident(this.operator.timers.dueKeys("processing", now));
+    await this.ensureNeeds(this.dueNeeds("processing", now));
     this.operator.advanceProcessingTime(now, (e) => this.deadLetterTimerFailure(e));
     if (this.generator !== undefined && !this.router.idle && this.generator.isIdle(now)) this.router.idle = true;
     this.router.flushAged(this.config.lingerMs);
@@ -1742,16 +1923,25 @@ function writeKeys(data: Uint8Array): string[] {
 /** Map listings in flight at once when a batch misses keys with map state. */
 const LISTINGS_IN_FLIGHT = 16;
 
-/** Lists every (key, map state) pair, a few at a time, in the order of `keys` then `maps`. */
-async function mapListings(keys: readonly string[], maps: readonly string[], list: (key: string, state: string) => Promise<StateEntry[]>): Promise<StateEntry[][]> {
-  const jobs: Array<[string, string]> = [];
-  for (const key of keys) for (const state of maps) jobs.push([key, state]);
+/** The sub-keys a selector named, or undefined for the whole map (`"all"`, or anything but sub-keys). */
+function selectedSubkeys(named: unknown): ReadonlySet<string> | undefined {
+  if (!Array.isArray(named)) return undefined;
+  const out = new Set<string>();
+  for (const subkey of named) {
+    if (typeof subkey !== "string") return undefined;
+    out.add(subkey);
+  }
+  return out;
+}
+
+/** Runs `list` for every job, up to LISTINGS_IN_FLIGHT at a time; results in the jobs' order. */
+async function mapListings<J>(jobs: readonly J[], list: (job: J) => Promise<StateEntry[]>): Promise<StateEntry[][]> {
   const out = new Array<StateEntry[]>(jobs.length);
   let next = 0;
   const worker = async () => {
     while (next < jobs.length) {
       const i = next++;
-      out[i] = await list(jobs[i]![0], jobs[i]![1]);
+      out[i] = await list(jobs[i]!);
     }
   };
   await Promise.all(Array.from({ length: Math.min(LISTINGS_IN_FLIGHT, jobs.length) }, worker));

@@ -11,6 +11,11 @@
  * changes no snapshot has taken yet is pinned (evicting it would lose them), and once a snapshot
  * took them the delta log answers for them, so it may go.
  *
+ * A key's map state can be held entry by entry instead (design note bj): when the message knows
+ * which entries it reads (the declaration's `entries` selector), a key becomes resident with its
+ * value states and just those entries, each read with a KV get; what a message needs of a key is
+ * a `KeyNeed`, and `planRead` says what is missing of it.
+ *
  * Everything here is pure bookkeeping over plain data; the actor does the I/O.
  */
 import type { Overlay } from "./delta-log.ts";
@@ -74,6 +79,71 @@ export function resolveMapMiss(kv: ReadonlyMap<string, Uint8Array>, overlay: Rea
   return out;
 }
 
+/** What a message needs of one map state of a key: the whole map, or the named entries. */
+export type MapNeed = "all" | ReadonlySet<string>;
+
+/**
+ * What a message needs of one key: everything (`"all"`), or per map state what it names — a map
+ * state not named is needed whole. Value, list and reducing state are always needed whole.
+ */
+export type KeyNeed = "all" | ReadonlyMap<string, MapNeed>;
+
+/**
+ * Adds what one record or timer needs of `key` to what a message needs (`needs`), in place: the
+ * entries named are united per map state, and a map needed whole by either is needed whole.
+ * `need` is taken over (its sets may be grown by later calls), so it must not be shared.
+ */
+export function addNeed(needs: Map<string, KeyNeed>, key: string, need: KeyNeed): void {
+  const old = needs.get(key);
+  if (old === undefined) return void needs.set(key, need);
+  if (old === "all") return;
+  if (need === "all") return void needs.set(key, "all");
+  const merged = old as Map<string, MapNeed>;
+  for (const [state, sub] of merged) {
+    const other = need.get(state);
+    if (sub === "all" || other === undefined || other === "all") merged.delete(state);
+    else for (const s of other) (sub as Set<string>).add(s);
+  }
+  if (merged.size === 0) needs.set(key, "all");
+}
+
+/** What memory holds of a key, as `planRead` asks it (the actor's cache and store answer). */
+export interface Residency {
+  isResident(key: string): boolean;
+  isMapPartial(state: string, key: string): boolean;
+  knowsEntry(state: string, key: string, subkey: string): boolean;
+}
+
+/** The reads that make what a message needs of one key resident. */
+export interface KeyRead {
+  readonly key: string;
+  /** The key is not resident: its value, list and reducing states are read too, and it is admitted. */
+  readonly fresh: boolean;
+  /** Map states read whole, one listing each. */
+  readonly lists: readonly string[];
+  /** Map entries read one at a time (a KV get each), as [state, sub-key]. */
+  readonly entries: ReadonlyArray<readonly [string, string]>;
+}
+
+/**
+ * What is missing for `need` of `key`, given the declared map states: undefined when nothing is
+ * (a hit). A key not resident is read with every map state whole or by the entries named; a
+ * resident key's maps held entry by entry get the entries memory does not know yet, or a listing
+ * when the whole map is needed; a resident key's whole maps need nothing.
+ */
+export function planRead(key: string, need: KeyNeed, mapStates: readonly string[], memory: Residency): KeyRead | undefined {
+  const fresh = !memory.isResident(key);
+  const lists: string[] = [];
+  const entries: Array<readonly [string, string]> = [];
+  for (const state of mapStates) {
+    if (!fresh && !memory.isMapPartial(state, key)) continue;
+    const wanted = need === "all" ? "all" : need.get(state) ?? "all";
+    if (wanted === "all") lists.push(state);
+    else for (const subkey of wanted) if (fresh || !memory.knowsEntry(state, key, subkey)) entries.push([state, subkey]);
+  }
+  return fresh || lists.length > 0 || entries.length > 0 ? { key, fresh, lists, entries } : undefined;
+}
+
 /**
  * Resident keys in least-recently-used order with their byte cost. `touch` moves a key to the
  * most recent end; `victims` names the keys to evict, oldest first, until the total is within the
@@ -117,6 +187,11 @@ export class WorkingSet {
     if (bytes === undefined) return;
     this.entries.delete(key);
     this.entries.set(key, bytes);
+  }
+
+  /** What a resident key is charged (0 if it is not resident). */
+  bytesOf(key: string): number {
+    return this.entries.get(key) ?? 0;
   }
 
   /** Changes the cost of a resident key without changing its recency. */

@@ -50,6 +50,15 @@ export class UndeclaredStateError extends InputError {
   override readonly name = "UndeclaredStateError";
 }
 
+/**
+ * A map state read entry by entry (its `entries` selector, design note bj) was asked for an
+ * entry the selector did not name, or iterated or cleared where the selector did not name
+ * `"all"`: the entry is not in memory, and answering without it would be wrong.
+ */
+export class MapEntryNotResidentError extends InputError {
+  override readonly name = "MapEntryNotResidentError";
+}
+
 export class KeyedStateStore {
   readonly declarations: StateDeclarations;
   private readonly scalars = new Map<string, Scalars>();
@@ -62,6 +71,12 @@ export class KeyedStateStore {
   private readonly scalarStamps = new Map<string, Map<string, number | number[]>>();
   /** Last-access stamps of map state entries. */
   private readonly mapStamps = new Map<string, Map<string, Map<string, number>>>();
+  /**
+   * Maps held entry by entry (design note bj): state → key → the sub-keys known to be absent. A
+   * (state, key) here has in memory only the entries read or written since it became resident
+   * (`maps`) and those known absent; any other entry may exist in KV. One not here is whole.
+   */
+  private readonly partialMaps = new Map<string, Map<string, Set<string>>>();
   /** Where the cleanup sweep of each TTL state stopped (live iterators: they survive deletions). */
   private readonly cleanupCursors = new Map<string, Iterator<string>>();
   private cleanupTurn = 0;
@@ -77,6 +92,7 @@ export class KeyedStateStore {
       if (decl.kind === "map") {
         this.maps.set(name, new Map());
         this.dirtyMaps.set(name, new Map());
+        this.partialMaps.set(name, new Map());
       } else {
         this.scalars.set(name, new Map());
         this.dirtyScalars.set(name, new Set());
@@ -199,6 +215,12 @@ export class KeyedStateStore {
    * a TTL updated on read restarts for every entry read.
    */
   mapOf(state: string, key: string, access = false): ReadonlyMap<string, unknown> | undefined {
+    if (this.isMapPartial(state, key)) throw this.notResident(state, key, undefined);
+    return this.visibleMap(state, key, access);
+  }
+
+  /** `mapOf` over what is in memory, whole or not. */
+  private visibleMap(state: string, key: string, access: boolean): ReadonlyMap<string, unknown> | undefined {
     const maps = this.mapsOf(state);
     const entries = maps.get(key);
     const ttl = this.ttls.get(state);
@@ -224,6 +246,7 @@ export class KeyedStateStore {
   /** One entry of `key`'s map, unless expired; `access` as for `mapOf`, for this entry alone. */
   mapGet(state: string, key: string, subkey: string, access = false): unknown {
     const value = this.mapsOf(state).get(key)?.get(subkey);
+    if (value === undefined && !this.knowsEntry(state, key, subkey)) throw this.notResident(state, key, subkey);
     const ttl = this.ttls.get(state);
     if (value === undefined || ttl === undefined) return value;
     if (isExpired(this.mapStamps.get(state)!.get(key)?.get(subkey) ?? NaN, ttl.ms, currentTime(ttl.time, this.clock))) {
@@ -241,14 +264,25 @@ export class KeyedStateStore {
     let entries = maps.get(key);
     if (entries === undefined) maps.set(key, (entries = new Map()));
     entries.set(subkey, value);
+    this.partialMaps.get(state)!.get(key)?.delete(subkey);
     this.markMap(state, key, subkey);
     const ttl = this.ttls.get(state);
     if (ttl !== undefined) this.entryStamps(state, key).set(subkey, accessStamp(ttl.time, this.clock));
   }
 
+  /**
+   * Deletes one entry. In a map held entry by entry, the entry must be known (read or written):
+   * a deletion of an entry KV may hold but memory does not know could be dropped as a deletion
+   * of something never stored (delta-log.ts `mayBeStored`).
+   */
   mapDelete(state: string, key: string, subkey: string): void {
     const maps = this.mapsOf(state);
     const entries = maps.get(key);
+    const absent = this.partialMaps.get(state)!.get(key);
+    if (absent !== undefined) {
+      if (entries?.has(subkey) !== true && !absent.has(subkey)) throw this.notResident(state, key, subkey);
+      absent.add(subkey);
+    }
     if (entries === undefined || !entries.delete(subkey)) return;
     if (entries.size === 0) maps.delete(key);
     this.markMap(state, key, subkey);
@@ -261,12 +295,60 @@ export class KeyedStateStore {
   }
 
   mapClear(state: string, key: string): void {
+    if (this.isMapPartial(state, key)) throw this.notResident(state, key, undefined);
     const maps = this.mapsOf(state);
     const entries = maps.get(key);
     if (entries === undefined) return;
     for (const subkey of entries.keys()) this.markMap(state, key, subkey);
     maps.delete(key);
     this.mapStamps.get(state)?.delete(key);
+  }
+
+  // --- maps held entry by entry (design note bj) --------------------------------------------------
+
+  /** Whether `key`'s map in `state` is held entry by entry: only some of its entries are known. */
+  isMapPartial(state: string, key: string): boolean {
+    return this.partialMaps.get(state)?.has(key) === true;
+  }
+
+  /** Whether memory knows entry `subkey` of `key`'s map: its value, or that it has none. */
+  knowsEntry(state: string, key: string, subkey: string): boolean {
+    const absent = this.partialMaps.get(state)?.get(key);
+    return absent === undefined || absent.has(subkey) || this.mapsOf(state).get(key)?.has(subkey) === true;
+  }
+
+  /**
+   * Starts holding `key`'s map in `state` entry by entry, knowing nothing of it yet: for a key
+   * becoming resident, before its entries are `load`ed (`loadAbsent` for those KV lacks).
+   */
+  beginPartialMap(state: string, key: string): void {
+    this.partialMaps.get(state)?.set(key, new Set());
+  }
+
+  /** Records that entry `subkey` of a map held entry by entry has no stored value. */
+  loadAbsent(state: string, key: string, subkey: string): void {
+    this.partialMaps.get(state)?.get(key)?.add(subkey);
+  }
+
+  /** Every entry of `key`'s map in `state` has been loaded: it is whole again. */
+  completeMap(state: string, key: string): void {
+    this.partialMaps.get(state)?.delete(key);
+  }
+
+  /** The sub-keys known absent in a map held entry by entry (for the state service's live reads). */
+  absentEntries(state: string, key: string): ReadonlySet<string> | undefined {
+    return this.partialMaps.get(state)?.get(key);
+  }
+
+  /** The entries in memory of `key`'s map, whole or not, without expired ones; nothing is changed. */
+  residentEntries(state: string, key: string): ReadonlyMap<string, unknown> | undefined {
+    return this.visibleMap(state, key, false);
+  }
+
+  private notResident(state: string, key: string, subkey: string | undefined): MapEntryNotResidentError {
+    const what = subkey === undefined ? "the whole map" : `entry ${JSON.stringify(subkey.slice(0, 64))}`;
+    const fix = subkey === undefined ? `its entries selector must return "all" for this record or timer` : "its entries selector did not name it";
+    return new MapEntryNotResidentError(`${what} of map state "${state}" for key ${JSON.stringify(key.slice(0, 64))} is not in memory: ${fix} (design note bj)`);
   }
 
   private entryStamps(state: string, key: string): Map<string, number> {
@@ -305,6 +387,7 @@ export class KeyedStateStore {
       let entries = maps.get(key);
       if (entries === undefined) maps.set(key, (entries = new Map()));
       entries.set(subkey, value);
+      this.partialMaps.get(state)!.get(key)?.delete(subkey);
       if (ttl !== undefined) this.entryStamps(state, key).set(subkey, sameClock && typeof storedTtl.at === "number" ? storedTtl.at : NaN);
       if (rewrite) this.markMap(state, key, subkey);
     } else if (subkey === undefined) {
@@ -324,7 +407,7 @@ export class KeyedStateStore {
     const all = map ? this.mapsOf(state).keys() : this.scalarsOf(state).keys();
     if (!this.ttls.has(state)) return all;
     return (function* (store: KeyedStateStore) {
-      for (const key of all) if ((map ? store.mapOf(state, key) : store.get(state, key)) !== undefined) yield key;
+      for (const key of all) if ((map ? store.visibleMap(state, key, false) : store.get(state, key)) !== undefined) yield key;
     })(this);
   }
 
@@ -489,6 +572,7 @@ export class KeyedStateStore {
     for (const maps of this.maps.values()) maps.delete(key);
     for (const stamps of this.scalarStamps.values()) stamps.delete(key);
     for (const stamps of this.mapStamps.values()) stamps.delete(key);
+    for (const partial of this.partialMaps.values()) partial.delete(key);
   }
 
   /** Every entry of `key` in memory, in stored form (what sizing a resident key needs). */

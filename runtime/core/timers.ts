@@ -196,6 +196,31 @@ export class TimerQueue {
     return keys;
   }
 
+  /**
+   * The pending timers of `domain` with `ts <= upToTs`, in no particular order: what firing them
+   * touches when it depends on the timer, not just its key (map entries read one by one, design
+   * note bj). Visits only the due part of the heap.
+   */
+  dueTimers(domain: TimeDomain, upToTs: number): Timer[] {
+    const items = this.#heaps[domain].items;
+    const seen = new Set<string>();
+    const out: Timer[] = [];
+    const stack = items.length > 0 ? [0] : [];
+    while (stack.length > 0) {
+      const i = stack.pop()!;
+      const t = items[i]!;
+      if (!(t.ts <= upToTs)) continue;
+      const id = timerId(t);
+      if (this.#live.has(id) && !seen.has(id)) {
+        seen.add(id);
+        out.push(t);
+      }
+      if (2 * i + 1 < items.length) stack.push(2 * i + 1);
+      if (2 * i + 2 < items.length) stack.push(2 * i + 2);
+    }
+    return out;
+  }
+
   /** The earliest pending time in `domain`, or undefined if there is none. */
   peek(domain: TimeDomain): number | undefined {
     const heap = this.#heaps[domain];

@@ -35,6 +35,8 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       m.add("eddy_state_cache_hits_total", "counter", "Keys a message needed that were in memory.", l, s.cacheHits);
       m.add("eddy_state_cache_misses_total", "counter", "Keys a message needed that were not in memory (read from KV, or new).", l, s.cacheMisses);
       m.add("eddy_state_cache_evictions_total", "counter", "Keys dropped from memory to stay within the state cache budget.", l, s.cacheEvictions);
+      m.add("eddy_state_gets_total", "counter", "State entries read from KV one at a time: value states and map entries (a KV get each).", l, s.stateGets);
+      m.add("eddy_state_listings_total", "counter", "Map states read whole from KV (a listing of one key's entries each).", l, s.stateListings);
     }
   }
   addRejectionMetrics(m);

@@ -30,6 +30,7 @@ export { InvalidStateDeclarationError, listState, mapState, reducingState, value
 export type {
   ListState,
   ListStateDeclaration,
+  MapEntrySelector,
   MapState,
   MapStateDeclaration,
   ReducingState,

@@ -16,7 +16,7 @@
 import { assignWindows, maxTimestamp, validateWindowSpec, type TimeWindow, type WindowSpec } from "../core/windows.ts";
 import { gridWindowOf, JOIN_LEFT_STATE, JOIN_RIGHT_STATE, joinTimer, joinTimerWindowId, windowId } from "../core/window-layout.ts";
 import type { FunctionInput, FunctionSpec } from "./function.ts";
-import { listState, mapState, type ListStateDeclaration, type MapStateDeclaration, type StateTtl } from "./state.ts";
+import { listState, mapState, type ListStateDeclaration, type MapEntrySelector, type MapStateDeclaration, type StateTtl } from "./state.ts";
 import { InputError } from "../errors.ts";
 
 const LEFT = 0;
@@ -106,10 +106,16 @@ export function intervalJoin<L, R, Out>(
   if (!Number.isSafeInteger(lower) || !Number.isSafeInteger(upper) || lower > upper) {
     throw new InvalidJoinSpecError(`${spec.name}: need whole-millisecond bounds with lowerBoundMs <= upperBoundMs`);
   }
-  // Records are kept per event time (map sub-key = ts) so expiry removes whole entries.
+  // Records are kept per event time (map sub-key = ts) so expiry removes whole entries. A record
+  // scans the other side whole (a range of times) but touches one entry of its own side, and an
+  // expiry timer one entry of the side it names: what a worker lacking the key reads (note bj).
+  const sideOf = (side: number): MapEntrySelector => ({
+    process: (_record, { timestamp, input }) => (input === side ? [String(timestamp)] : "all"),
+    onTimer: (timer) => (timer.name.startsWith(side === LEFT ? "l" : "r") ? [timer.name.slice(1)] : []),
+  });
   return {
     ...twoInputs(spec),
-    state: { left: mapState<unknown[]>(), right: mapState<unknown[]>() },
+    state: { left: mapState<unknown[]>({ entries: sideOf(LEFT) }), right: mapState<unknown[]>({ entries: sideOf(1) }) },
     process(ctx, record) {
       const ts = ctx.timestamp;
       const isLeft = ctx.input === LEFT;
@@ -161,9 +167,16 @@ export function windowJoin<L, R, Out>(
   } catch (e) {
     throw new InvalidJoinSpecError(`${spec.name}: ${(e as Error).message}`);
   }
+  // A record touches both sides' entries of the windows it is assigned to, a timer those of the
+  // window it names: what a worker lacking the key reads (note bj).
+  const window = spec.window;
+  const entries: MapEntrySelector = {
+    process: (_record, { timestamp }) => assignWindows(window, timestamp).map((w) => windowId(w.start)),
+    onTimer: (timer) => [joinTimerWindowId(timer.name)],
+  };
   return {
     ...twoInputs(spec),
-    state: { [JOIN_LEFT_STATE]: mapState<unknown[]>(), [JOIN_RIGHT_STATE]: mapState<unknown[]>() },
+    state: { [JOIN_LEFT_STATE]: mapState<unknown[]>({ entries }), [JOIN_RIGHT_STATE]: mapState<unknown[]>({ entries }) },
     process(ctx, record) {
       const side = ctx.input === LEFT ? ctx.state.left : ctx.state.right;
       let accepted = false;

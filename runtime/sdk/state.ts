@@ -10,13 +10,14 @@
  * declaration carries the schema version of its values and may carry migrations from older
  * versions, so that a new version of a function can take over state written by an old one.
  */
-import type { ListStateDeclaration, MapStateDeclaration, ReducingStateDeclaration, StateOptions, ValueStateDeclaration } from "../spec/state.ts";
+import type { ListStateDeclaration, MapEntrySelector, MapStateDeclaration, ReducingStateDeclaration, StateOptions, ValueStateDeclaration } from "../spec/state.ts";
 import { ttlProblem } from "../core/state-ttl.ts";
 import { InputError } from "../errors.ts";
 
 export type {
   ListState,
   ListStateDeclaration,
+  MapEntrySelector,
   MapState,
   MapStateDeclaration,
   ReducingState,
@@ -48,10 +49,23 @@ export function valueState<T>(options: StateOptions<T> = {}): ValueStateDeclarat
 }
 
 /**
- * Declares a map per key.
+ * Declares a map per key. With `entries`, a worker whose state cache does not hold a key reads
+ * only the entries a record or timer names (one KV `get` each) instead of the key's whole map;
+ * see `MapEntrySelector` and docs/state.md ("Large maps").
  * @example const seen = mapState<number>(); // ctx.state.seen.set(deviceId, ts)
+ * @example
+ * // dedup over many ids per key: each record reads only its own id's entry
+ * const seen = mapState<number>({ entries: { process: (e: { id: string }) => [e.id] } });
  */
-export function mapState<V>(options: StateOptions<V> = {}): MapStateDeclaration<V> {
+export function mapState<V>(options: StateOptions<V> & { readonly entries?: MapEntrySelector } = {}): MapStateDeclaration<V> {
+  const entries = options.entries;
+  if (entries !== undefined) {
+    if (entries === null || typeof entries !== "object") throw new InvalidStateDeclarationError("entries must be an object { process?, onTimer? } of selector functions");
+    for (const [name, f] of Object.entries(entries)) {
+      if (name !== "process" && name !== "onTimer") throw new InvalidStateDeclarationError(`entries has no selector ${JSON.stringify(name)} (process or onTimer)`);
+      if (f !== undefined && typeof f !== "function") throw new InvalidStateDeclarationError(`entries.${name} must be a function`);
+    }
+  }
   return { kind: "map", ...checkOptions(options) };
 }
 

@@ -20,14 +20,14 @@ import { pack as packMsgpack, unpack as unpackMsgpack } from "msgpackr";
 import { partitionOf } from "../core/hash.ts";
 import { DEFAULT_KEYED_PARTITIONS } from "../core/job-graph.ts";
 import { Operator, type OperatorOutput } from "../core/operator.ts";
-import { KeyedStateStore } from "../core/state-store.ts";
+import { KeyedStateStore, MapEntryNotResidentError } from "../core/state-store.ts";
 import { visibleStored } from "../core/state-ttl.ts";
 import { TimerQueue } from "../core/timers.ts";
 import { createWatermarkGenerator, type WatermarkGenerator } from "../core/watermarks.ts";
 import { decodeValue, encodeValue } from "../core/wire.ts";
 import { Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
 import type { Context, FunctionSpec, TimerInfo } from "./function.ts";
-import type { ListStateDeclaration, MapStateDeclaration, ReducingStateDeclaration, StateDeclarations, ValueStateDeclaration } from "./state.ts";
+import type { ListStateDeclaration, MapEntrySelector, MapStateDeclaration, ReducingStateDeclaration, StateDeclarations, ValueStateDeclaration } from "./state.ts";
 import { InputError } from "../errors.ts";
 
 export { UserFunctionError } from "../core/operator.ts";
@@ -199,13 +199,53 @@ class CheckpointedStateStore extends KeyedStateStore {
     return value;
   }
 
+  /**
+   * While a record or timer runs: the entries its map states' `entries` selectors named (per
+   * state, for the current key), and those it wrote since. A worker that did not hold the key
+   * would know only these (design note bj), so touching another fails here as it would there.
+   */
+  #named: { readonly key: string; readonly states: Map<string, Set<string>> } | undefined;
+
+  /** Limits map access to what the selectors named, for one call (undefined: no limit). */
+  limitTo(named: { readonly key: string; readonly states: Map<string, Set<string>> } | undefined): void {
+    this.#named = named;
+  }
+
+  #check(state: string, key: string, subkey: string | undefined): void {
+    const named = this.#named;
+    if (named === undefined || named.key !== key) return;
+    const entries = named.states.get(state);
+    if (entries === undefined || (subkey !== undefined && entries.has(subkey))) return;
+    const what = subkey === undefined ? "the whole map" : `entry ${JSON.stringify(subkey)}`;
+    throw new MapEntryNotResidentError(
+      `${what} of map state "${state}" for key ${JSON.stringify(key)} was not named by its entries selector: a worker that does not hold the key in memory would not have it (return "all" from the selector to read the whole map)`,
+    );
+  }
+
   override mapOf(state: string, key: string, access?: boolean): ReadonlyMap<string, unknown> | undefined {
+    this.#check(state, key, undefined);
     const entries = super.mapOf(state, key, access);
     if (entries !== undefined) this.#expose(state, key);
     return entries;
   }
 
+  override mapSet(state: string, key: string, subkey: string, value: unknown): void {
+    super.mapSet(state, key, subkey, value);
+    if (this.#named?.key === key) this.#named.states.get(state)?.add(subkey);
+  }
+
+  override mapDelete(state: string, key: string, subkey: string): void {
+    this.#check(state, key, subkey);
+    super.mapDelete(state, key, subkey);
+  }
+
+  override mapClear(state: string, key: string): void {
+    this.#check(state, key, undefined);
+    super.mapClear(state, key);
+  }
+
   override mapGet(state: string, key: string, subkey: string, access?: boolean): unknown {
+    this.#check(state, key, subkey);
     const value = super.mapGet(state, key, subkey, access);
     if (typeof value === "object" && value !== null) this.#expose(state, key);
     return value;
@@ -314,14 +354,24 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
       ...fn,
       process: (ctx, record) => {
         this.#ctx = ctx;
-        fn.process(ctx, record);
+        this.#store.limitTo(this.#named(ctx.key, (e) => e.process?.(record, { timestamp: ctx.timestamp, input: ctx.input })));
+        try {
+          fn.process(ctx, record);
+        } finally {
+          this.#store.limitTo(undefined);
+        }
       },
       ...(fn.onTimer === undefined
         ? {}
         : {
             onTimer: (ctx: Context<any, any>, timer: TimerInfo) => {
               this.#ctx = ctx;
-              fn.onTimer!(ctx, timer);
+              this.#store.limitTo(this.#named(ctx.key, (e) => e.onTimer?.(timer)));
+              try {
+                fn.onTimer!(ctx, timer);
+              } finally {
+                this.#store.limitTo(undefined);
+              }
             },
           }),
     };
@@ -331,6 +381,22 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
 
   get watermark(): number {
     return this.#operator.watermark;
+  }
+
+  /** The entries the map states' selectors name for one call, as the worker would read them. */
+  #named(key: string, select: (entries: MapEntrySelector) => unknown): { key: string; states: Map<string, Set<string>> } | undefined {
+    const states = new Map<string, Set<string>>();
+    for (const [name, decl] of Object.entries(this.#fn.state ?? {})) {
+      if (decl.kind !== "map" || decl.entries === undefined) continue;
+      let named: unknown;
+      try {
+        named = select(decl.entries);
+      } catch {
+        continue; // as in a worker: the whole map
+      }
+      if (Array.isArray(named) && named.every((s) => typeof s === "string")) states.set(name, new Set(named as string[]));
+    }
+    return states.size === 0 ? undefined : { key, states };
   }
 
   get processingTime(): number {

@@ -24,7 +24,7 @@ import {
 } from "../core/window-layout.ts";
 import type { WatermarkStrategy } from "../core/watermarks.ts";
 import type { FunctionSpec, Input } from "./function.ts";
-import { mapState, type MapStateDeclaration } from "./state.ts";
+import { mapState, type MapEntrySelector, type MapStateDeclaration } from "./state.ts";
 import { InputError } from "../errors.ts";
 
 export type { TimeWindow, WindowSpec } from "../spec/windows.ts";
@@ -242,7 +242,18 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
  * authors migrate accumulators without knowing how windows are stored.
  */
 function windowsDeclaration<Acc>(spec: WindowedSpec<any, Acc, any, any>, merging: boolean): MapStateDeclaration<unknown> {
-  if (spec.stateVersion === undefined && spec.migrations === undefined) return mapState<unknown>();
+  // A record touches the windows it is assigned to, a timer the window it names: a worker whose
+  // cache lacks the key reads those windows alone (note bj). Sessions merge with whatever is
+  // open, so they read every window of the key.
+  const window = spec.window;
+  const entries: MapEntrySelector | undefined = merging
+    ? undefined
+    : {
+        process: (_record: unknown, { timestamp }: { readonly timestamp: number }) => assignWindows(window, timestamp).map((w) => windowId(w.start)),
+        onTimer: (timer: { readonly name: string }) => [timerWindowId(timer.name)],
+      };
+  const selected = entries === undefined ? {} : { entries };
+  if (spec.stateVersion === undefined && spec.migrations === undefined) return mapState<unknown>(selected);
   const version = spec.stateVersion ?? 1;
   if (!Number.isSafeInteger(version) || version < 1) throw new InvalidWindowSpecError(`${spec.name}: stateVersion must be a whole number >= 1`);
   const migrations: Record<number, (old: any) => unknown> = {};
@@ -256,7 +267,7 @@ function windowsDeclaration<Acc>(spec: WindowedSpec<any, Acc, any, any>, merging
       : migrate;
   }
   try {
-    return mapState<unknown>({ version, migrations });
+    return mapState<unknown>({ version, migrations, ...selected });
   } catch (e) {
     throw new InvalidWindowSpecError(`${spec.name}: ${(e as Error).message}`);
   }

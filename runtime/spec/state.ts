@@ -97,7 +97,33 @@ export interface ValueStateDeclaration<T> extends StateOptions<T> {
 /** Declaration of a map (sub-key to value) per key. */
 export interface MapStateDeclaration<V> extends StateOptions<V> {
   readonly kind: "map";
+  /**
+   * Which entries a record or a timer reads, known before it is handled, so that a worker whose
+   * state cache does not hold the key reads those entries alone (one KV `get` each) instead of
+   * the whole map (a listing of every entry). Without it, or where a selector returns `"all"`,
+   * the key's whole map is read, as before. See `MapEntrySelector` and design note bj.
+   */
+  readonly entries?: MapEntrySelector;
   readonly __value?: V;
+}
+
+/**
+ * Names the entries of a map state that handling a record (`process`) or a timer (`onTimer`)
+ * reads, deletes or checks — as sub-keys, or `"all"` for the whole map (a selector left out means
+ * `"all"` too). Entries not named can still be written with `set`; a `get`, `has` or `delete` of
+ * an entry that is not in memory fails the record (or timer) with `MapEntryNotResidentError`
+ * instead of reading a wrong value, and iteration (`keys`, `entries`, `size`) or `clear` of a map
+ * read entry by entry fails the same way: name `"all"` for records that need the whole map.
+ * Selectors run before the record is handled, on the worker's read loop: they must be pure and
+ * cheap, and see the record as the function will (`timestamp` is its event time; `input` the
+ * index of its input, as `ctx.input`).
+ * @example
+ * // dedup: a record reads (and writes) only its own id's entry, however many ids a key has seen
+ * const seen = mapState<number>({ entries: { process: (e: { id: string }) => [e.id] } });
+ */
+export interface MapEntrySelector {
+  process?(record: any, event: { readonly timestamp: number; readonly input: number }): readonly string[] | "all";
+  onTimer?(timer: { readonly timestamp: number; readonly name: string; readonly domain: "event" | "processing" }): readonly string[] | "all";
 }
 
 /** Declaration of a list per key. */

@@ -268,6 +268,33 @@ describe("testHarness: keyed state", () => {
     expect(h.state("byPage", "ann")).toEqual({ "/a": 1 });
   });
 
+  it("holds a map state with an entries selector to the entries it names, as a worker without the key in memory would", () => {
+    const seen = mapState<number>({ entries: { process: (c: Click) => [c.page] } });
+    // Reads its own page's entry, writes another, then reads that one back: all fine.
+    const good = testHarness(
+      keyed({ seen }, (ctx, c) => {
+        ctx.state.seen.set(c.page, (ctx.state.seen.get(c.page) ?? 0) + 1);
+        ctx.state.seen.set("last", 1);
+        ctx.state.seen.get("last");
+      }),
+    );
+    good.send({ user: "ann", page: "/a" });
+    good.send({ user: "ann", page: "/a" });
+    expect(good.state("seen", "ann")).toEqual(new Map([["/a", 2], ["last", 1]]));
+    // Reading an entry the selector did not name, or the whole map, is the selector's bug.
+    const peeks = testHarness(keyed({ seen }, (ctx) => void ctx.state.seen.get("/other")));
+    expect(() => peeks.send({ user: "ann", page: "/a" })).toThrow(UserFunctionError);
+    expect(() => peeks.send({ user: "ann", page: "/a" })).toThrow('entry "/other" of map state "seen" for key "ann" was not named by its entries selector');
+    const counts = testHarness(keyed({ seen }, (ctx) => void ctx.state.seen.size));
+    expect(() => counts.send({ user: "ann", page: "/a" })).toThrow("the whole map of map state");
+    // "all" reads the whole map.
+    const all = mapState<number>({ entries: { process: () => "all" } });
+    const whole = testHarness(keyed({ seen: all }, (ctx, c) => ctx.state.seen.set(c.page, ctx.state.seen.size)));
+    whole.send({ user: "ann", page: "/a" });
+    whole.send({ user: "ann", page: "/b" });
+    expect(whole.state("seen", "ann")).toEqual(new Map([["/a", 0], ["/b", 1]]));
+  });
+
   it("fails with StateEncodingError for a value msgpack cannot encode, where the runtime's checkpoint would fail", () => {
     const h = testHarness(keyed({ v: valueState<unknown>() }, (ctx) => ctx.state.v.set({ s: Symbol("x") })));
     expect(() => h.send({ user: "ann", page: "/" })).toThrow(StateEncodingError);
