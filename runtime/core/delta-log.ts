@@ -67,10 +67,19 @@ export class DeltaLog<P = undefined> {
   /** The keys of `uncommitted` by group (`groupOf`). */
   private readonly uncommittedGroups = new Map<string, Set<string>>();
   private committedId: number;
+  /**
+   * Keys `mayBeStored` does not track: their deletions are always written (their owner knows
+   * better, e.g. timers beyond the resident ones, design note bi), and their puts not remembered.
+   */
+  private readonly untracked: ((key: string) => boolean) | undefined;
 
-  /** A log after a restore from checkpoint `committed`, whose state has the KV keys `storedKeys`. */
-  constructor(committed = 0, storedKeys: Iterable<string> = []) {
+  /**
+   * A log after a restore from checkpoint `committed`, whose state has the KV keys `storedKeys`;
+   * `untracked` names the keys whose deletions are written without asking `mayBeStored`.
+   */
+  constructor(committed = 0, storedKeys: Iterable<string> = [], untracked?: (key: string) => boolean) {
     this.committedId = committed;
+    this.untracked = untracked;
     for (const key of storedKeys) this.mayBeStored.set(key, 0);
   }
 
@@ -89,9 +98,9 @@ export class DeltaLog<P = undefined> {
     this.setUncommitted(key, value, epoch);
   }
 
-  /** Records the deletion of `key` — a change only for a key KV may hold. */
+  /** Records the deletion of `key` — a change only for a key KV may hold (or an untracked one). */
   delete(key: string, epoch: number): void {
-    if (this.mayBeStored.has(key)) this.setUncommitted(key, null, epoch);
+    if (this.mayBeStored.has(key) || this.untracked?.(key) === true) this.setUncommitted(key, null, epoch);
     else this.dropUncommitted(key);
   }
 
@@ -126,7 +135,7 @@ export class DeltaLog<P = undefined> {
   snapshot(id: number): DeltaEntry[] {
     const entries: DeltaEntry[] = [];
     for (const [k, e] of this.uncommitted) {
-      if (e.value !== null) this.mayBeStored.set(k, id);
+      if (e.value !== null && this.untracked?.(k) !== true) this.mayBeStored.set(k, id);
       entries.push([k, e.value]);
     }
     this.held.set(id, { entries });

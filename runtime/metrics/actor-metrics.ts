@@ -35,6 +35,9 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       m.add("eddy_state_cache_hits_total", "counter", "Keys a message needed that were in memory.", l, s.cacheHits);
       m.add("eddy_state_cache_misses_total", "counter", "Keys a message needed that were not in memory (read from KV, or new).", l, s.cacheMisses);
       m.add("eddy_state_cache_evictions_total", "counter", "Keys dropped from memory to stay within the state cache budget.", l, s.cacheEvictions);
+      m.add("eddy_timers_resident", "gauge", "Timers in memory: those of the time buckets near the watermark and the wall clock.", l, s.timersResident);
+      m.add("eddy_timer_buckets_far", "gauge", "Time buckets beyond the resident ones that may hold timers in KV.", l, s.timerBucketsFar);
+      m.add("eddy_timer_bucket_loads_total", "counter", "Timer buckets listed from KV (at restore and as the clocks came near).", l, s.timerBucketLoads);
     }
   }
   addRejectionMetrics(m);
