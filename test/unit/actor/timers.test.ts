@@ -244,3 +244,55 @@ describe("timers bucketed by time in the actor", () => {
     expect(fired(t).map((x) => [x.key, x.ts])).toEqual([["b", 100], ["0", 5 * W + 1], ["a", 5 * W + 1]]);
   });
 });
+
+describe("timers bucketed by time in an actor fed by another function", () => {
+  it("loads the buckets a producer's watermark reaches before handling its message, without state", async () => {
+    const graph = buildJobGraph(
+      definePipeline({
+        name: "j",
+        functions: [
+          defineFunction<Event, Event>({ name: "events", input: fromStream("events"), timestamp: (e) => e.at, watermark: boundedOutOfOrderness(0), process: (ctx, e) => ctx.emit(e) }),
+          defineFunction<Event, unknown>({
+            name: "sched",
+            input: fromFunction("events"),
+            partitions: 1,
+            key: (e) => e.key,
+            process(ctx, e) {
+              if (e.fire !== undefined) ctx.timers.registerEventTimeTimer(e.fire, "f");
+            },
+            onTimer(ctx, t) {
+              ctx.emit({ key: ctx.key, ts: t.timestamp, n: 0 });
+            },
+          }),
+          defineFunction<unknown, unknown>({ name: "out", input: fromFunction("sched"), partitions: 1, process: () => undefined }),
+        ],
+      }),
+    );
+    const t = new MemoryTransport({ now: () => 1_000_000 });
+    t.addStream("events", ["events"]);
+    t.addJobTopology(graph);
+    const acks: SnapshotAck[] = [];
+    t.subscribe(ackSubject(graph.job), (_, data) => acks.push(JSON.parse(new TextDecoder().decode(data)) as SnapshotAck));
+    const make = (fn: string) => {
+      const a = new PartitionActor(t, graph, graph.node(fn), 0, { tickMs: 1, lingerMs: 0, now: () => 1_000_000 });
+      actors.push(a);
+      a.failed.catch((e) => failures.push(e));
+      return a;
+    };
+    const src = make("events");
+    const sched = make("sched");
+    for (const a of [src, sched]) await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    await send(t, src, registrations);
+    await waitFor("registrations handled", () => sched.stats.recordsIn === KEYS, { timeoutMs: 10_000, intervalMs: 2 });
+    await src.trigger({ id: 1, generation: 1, stop: false });
+    await waitFor("acks of 1", () => acks.filter((k) => k.id === 1).length === 2, { timeoutMs: 10_000, intervalMs: 2 });
+    for (const a of [src, sched]) a.onCommitted(1);
+    await sched.applied(1);
+    expect(sched.stats).toMatchObject({ timersResident: 0, timerBucketsFar: 30 });
+    await send(t, src, [{ key: "tick", at: 20 * W }]);
+    const due = expectedAtEnd(registrations).filter((x) => x.ts < 20 * W - 1).map((x) => ({ ...x, n: 0 }));
+    await waitFor("timers up to 20 W fired", () => fired(t).length === due.length, { timeoutMs: 10_000, intervalMs: 2 });
+    expect(fired(t)).toEqual(due);
+    expect(sched.stats.timerBucketLoads).toBe(19);
+  });
+});
