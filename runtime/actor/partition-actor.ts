@@ -681,7 +681,7 @@ export class PartitionActor {
         listed[i] = await this.transport.listState(this.bucket, timerBucketFilter(p, domain, buckets[i]!));
       }
     };
-    await Promise.all(Array.from({ length: Math.min(LISTINGS_IN_FLIGHT, buckets.length) }, lane));
+    await Promise.all(Array.from({ length: Math.min(TIMER_LISTINGS_IN_FLIGHT, buckets.length) }, lane));
     const timers: Timer[] = [];
     for (let i = 0; i < buckets.length; i++) {
       for (const key of resolveMapMiss(new Map(listed[i]!.map((e) => [e.key, e.value])), overlays[i]!).keys()) {
@@ -1796,6 +1796,13 @@ function writeKeys(data: Uint8Array): string[] {
     return [];
   }
 }
+
+/**
+ * Timer bucket listings in flight at once. Each is a consumer whose creation makes nats-server
+ * 2.9 match the filter against every key of the bucket's stream: many at once on a large bucket
+ * time out rather than finish sooner.
+ */
+const TIMER_LISTINGS_IN_FLIGHT = 4;
 
 /** Map listings in flight at once when a batch misses keys with map state. */
 const LISTINGS_IN_FLIGHT = 16;
