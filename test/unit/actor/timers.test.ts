@@ -148,6 +148,8 @@ describe("timers bucketed by time in the actor", () => {
 
     const before = listed(t).length;
     await send(t, a, [{ key: "tick", at: 10 * W }]);
+    // The advance waits for the listings, right after the record.
+    await waitFor("event time moved", () => a.stats.watermark >= 10 * W - 1, { timeoutMs: 10_000, intervalMs: 2 });
     const wm = a.stats.watermark;
     expect(timerBucketOf(wm)).toBe(9);
     // Buckets 2..10 were listed (the watermark's and the next) before the watermark passed them.
