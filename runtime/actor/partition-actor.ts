@@ -36,7 +36,7 @@
  */
 import { Alignment } from "../core/barriers.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
-import { appliedKey, legacyTimerFilter, legacyTimerKey, mapEntriesFilter, mapEntryKey, parseKvKey, positionKey, stateFilter, stateKey, timerBucketFilter, timerBucketGroup, timerBucketOf, timerFilter, timerKey, timerLayoutKey, timerMarkerKey, timerMarkersFilter, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
+import { appliedKey, legacyTimerFilter, mapEntriesFilter, mapEntryKey, parseKvKey, positionKey, stateFilter, stateKey, timerBucketFilter, timerBucketGroup, timerBucketOf, timerFilter, timerKey, timerLayoutKey, timerMarkerKey, timerMarkersFilter, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
 import { HEADER, inputStream, inputSubject, spillStream, spillSubject, stateBucket } from "../core/naming.ts";
 import { Operator, UserFunctionError } from "../core/operator.ts";
 import { ackSubject, deltaObject, type SnapshotAck, type TriggerMessage } from "../core/protocol.ts";

@@ -1,6 +1,6 @@
 /**
  * Timers bucketed by time (design note bi), on a real nats-server: a worker process runs a job
- * that sets one event-time timer for each of 50 000 keys, spread over 200 timer buckets of event
+ * that sets one event-time timer for each of 20 000 keys, spread over 100 timer buckets of event
  * time. Only the buckets near the watermark are in memory (`eddy_timers_resident`); event time
  * then moves on in steps, firing the timers bucket by bucket; the worker is SIGKILLed midway and
  * another restores — listing the bucket markers and the near buckets, not every timer — and goes
@@ -20,10 +20,10 @@ import { expectedFired, type FiredRow, type TimerEvent } from "../fixtures/many-
 
 const decoder = new TextDecoder();
 const W = TIMER_BUCKET_MS;
-const KEYS = 50_000;
-const BUCKETS = 200;
+const KEYS = 20_000;
+const BUCKETS = 100;
 
-/** One timer per key over buckets 1..200, registered while event time is below 1 s; then ticks 10 buckets apart. */
+/** One timer per key over buckets 1..100, registered while event time is below 1 s; then ticks 10 buckets apart. */
 function events(): { registrations: TimerEvent[]; ticks: TimerEvent[] } {
   const registrations = Array.from({ length: KEYS }, (_, i) => ({ key: `k${i}`, at: i % 1000, fire: W * (1 + ((i * 7919) % BUCKETS)) + (i % 997) }));
   const ticks = Array.from({ length: BUCKETS / 10 + 1 }, (_, j) => ({ key: `tick${j}`, at: (j + 1) * 10 * W }));
@@ -77,21 +77,21 @@ describe("timers bucketed by time", () => {
       await publish(registrations);
       // Every timer registered and a checkpoint taken since: the far ones left memory.
       await waitFor("timers registered and checkpointed", async () => ((await metric(first, "eddy_timer_buckets_far")) >= 2 * (BUCKETS - 2) ? true : undefined), { timeoutMs: 240_000, intervalMs: 500 });
-      // Bucket 1 of 200 in each partition: about 0.5 % of the timers.
-      expect(await metric(first, "eddy_timers_resident")).toBeLessThan(KEYS / 100);
-      await tick(0, 8);
-      // Near buckets only: the one of the watermark and the next, with timers not fired yet.
+      // Bucket 1 of 100 in each partition: about 1 % of the timers.
       expect(await metric(first, "eddy_timers_resident")).toBeLessThan(KEYS / 50);
+      await tick(0, 4);
+      // Near buckets only: the one of the watermark and the next, with timers not fired yet.
+      expect(await metric(first, "eddy_timers_resident")).toBeLessThan(KEYS / 25);
       await first.kill();
 
       second = worker(server.url);
       const restarted = second;
-      // Restored: the markers name the 120 buckets still in KV in each partition.
-      await waitFor("the new owner restored", async () => ((await metric(restarted, "eddy_timer_buckets_far")) > 2 * 100 ? true : undefined), { timeoutMs: 120_000, intervalMs: 500 });
+      // Restored: the markers name the 60 buckets still in KV in each partition.
+      await waitFor("the new owner restored", async () => ((await metric(restarted, "eddy_timer_buckets_far")) > 2 * 50 ? true : undefined), { timeoutMs: 120_000, intervalMs: 500 });
       // ... of which it listed only the near ones.
       expect(await metric(restarted, "eddy_timer_bucket_loads_total")).toBeLessThan(10);
-      expect(await metric(restarted, "eddy_timers_resident")).toBeLessThan(KEYS / 50);
-      await tick(8, ticks.length);
+      expect(await metric(restarted, "eddy_timers_resident")).toBeLessThan(KEYS / 25);
+      await tick(4, ticks.length);
       await requestEndOfInput(nc, "manytimers");
       const out = await waitFor("every timer fired", async () => {
         const r = await rows();
