@@ -40,7 +40,7 @@
  */
 import { Alignment } from "../core/barriers.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
-import { appliedKey, mapEntriesFilter, mapEntryKey, parseKvKey, positionKey, stateFilter, stateKey, timerFilter, timerKey, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
+import { appliedKey, legacyTimerFilter, mapEntriesFilter, mapEntryKey, parseKvKey, positionKey, stateFilter, stateKey, timerBucketFilter, timerBucketGroup, timerBucketOf, timerFilter, timerKey, timerLayoutKey, timerMarkerKey, timerMarkersFilter, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
 import { HEADER, inputStream, inputSubject, spillStream, spillSubject, stateBucket } from "../core/naming.ts";
 import { Operator, UserFunctionError } from "../core/operator.ts";
 import { ackSubject, deltaObject, type SnapshotAck, type TriggerMessage } from "../core/protocol.ts";
@@ -48,7 +48,8 @@ import { KeyedStateStore } from "../core/state-store.ts";
 import { encodePartitionExport, savepointObjectName } from "../core/savepoint.ts";
 import { migrateValue } from "../core/state-migration.ts";
 import { applyStateWrite, checkWindowWrites, decodeStateWrite, InvalidStateWriteError, keysOf, validateStateWrite } from "../core/state-writes.ts";
-import { TimerQueue, type Timer } from "../core/timers.ts";
+import { TimerQueue, type TimeDomain, type Timer } from "../core/timers.ts";
+import { DEFAULT_TIMER_BUCKETS_AHEAD, nextBound } from "../core/timer-buckets.ts";
 import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, type WatermarkGeneratorState, type WatermarkTrackerState } from "../core/watermarks.ts";
 import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError, type DataBatch } from "../core/wire.ts";
 import { addNeed, DEFAULT_STATE_CACHE_MB, ENTRY_OVERHEAD_BYTES, planRead, residentBytes, resolveMapMiss, resolveMiss, StateCacheBudget, WorkingSet, type KeyNeed, type KeyRead, type Residency } from "../core/state-cache.ts";
@@ -113,6 +114,11 @@ export interface ActorConfig {
   readonly maxUnmaterializedKeys: number;
   readonly now: () => number;
   /**
+   * Timer buckets (`TIMER_BUCKET_MS` each) held in memory beyond the one of the clock (design
+   * note bi; default 1): the others stay in KV and are loaded as the clock comes near.
+   */
+  readonly timerBucketsAhead: number;
+  /**
    * The worker's state cache budget, shared by its actors (design note bf). Default: a budget of
    * its own of `DEFAULT_STATE_CACHE_MB`.
    */
@@ -143,6 +149,7 @@ export const DEFAULT_ACTOR_CONFIG: ActorConfig = {
   maxUnmaterializedKeys: 1_000_000,
   now: Date.now,
   segments: DEFAULT_SEGMENT_POLICY,
+  timerBucketsAhead: DEFAULT_TIMER_BUCKETS_AHEAD,
 };
 
 /** Where an actor restarts: the job's generation and its last committed checkpoint. */
@@ -210,6 +217,12 @@ export interface ActorStats {
    */
   stateGets: number;
   stateListings: number;
+  /** Timers in memory: those of the buckets near the watermark and the wall clock (design note bi). */
+  timersResident: number;
+  /** Time buckets beyond the resident ones that may hold timers (in KV or the delta log). */
+  timerBucketsFar: number;
+  /** Timer buckets listed from KV (at restore and as the clocks came near). */
+  timerBucketLoads: number;
 }
 
 /** What a barrier carries besides its checkpoint id. */
@@ -355,6 +368,12 @@ export class PartitionActor {
   private prepared: { readonly m: InputMessage; readonly batch?: DataBatch; readonly value?: unknown; readonly key?: unknown } | undefined;
   /** A source's watermark advance waiting for the keys of the timers it fires. */
   private deferredWatermark: number | undefined;
+  /** A load of timer buckets in flight (design note bi); loads run one at a time. */
+  private timerLoad: Promise<void> | undefined;
+  /** `<p>._tl` is in KV or the delta log: the timers are bucketed and their markers complete. */
+  private timerLayoutStored = true;
+  /** Keys of timers in the legacy layout a restore moved into buckets: deleted by the next snapshot. */
+  private legacyTimerKeys: string[] = [];
   /** Resolved by a commit, for a read loop waiting for held sink output to be freed. */
   private commitWaiters: Array<() => void> = [];
   private materializing: Promise<void> = Promise.resolve();
@@ -404,7 +423,7 @@ export class PartitionActor {
     }
     this.publisher = new Publisher(transport, this.config.maxInFlight);
     this.router = new OutputRouter(graph, node, partition, this.publisher, this.config);
-    this.operator = new Operator(node.spec, this.router, new KeyedStateStore(node.spec.state ?? {}), new TimerQueue());
+    this.operator = new Operator(node.spec, this.router, new KeyedStateStore(node.spec.state ?? {}), new TimerQueue([], { bucketed: true }));
     this.stateless = Object.keys(this.operator.store.declarations).length === 0;
     const mapStates: string[] = [];
     const selectors = new Map<string, MapEntrySelector>();
@@ -430,7 +449,7 @@ export class PartitionActor {
     this.generator = this.source !== undefined && strategy !== undefined ? createWatermarkGenerator(strategy) : undefined;
     const sink = node.spec.sink;
     this.spills = this.source === undefined && sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once";
-    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0, segmentsUploaded: 0, cacheKeys: 0, cacheBytes: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0, stateGets: 0, stateListings: 0 };
+    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0, segmentsUploaded: 0, cacheKeys: 0, cacheBytes: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0, stateGets: 0, stateListings: 0, timersResident: 0, timerBucketsFar: 0, timerBucketLoads: 0 };
     this.failed = new Promise<never>((_, reject) => (this.failedReject = reject));
     this.failed.catch(() => undefined);
   }
@@ -532,13 +551,15 @@ export class PartitionActor {
 
   /**
    * Restores what the actor needs before it reads: position, watermarks, schema versions and
-   * timers from KV, corrected by the committed deltas KV does not have yet (which it writes to KV
-   * first). State entries stay in KV: keys are read when a batch needs them (design note bf).
+   * the timers near the watermark and the wall clock from KV, corrected by the committed deltas
+   * KV does not have yet (which it writes to KV first). State entries and the other timers stay
+   * in KV: keys are read when a batch needs them (design note bf), timer buckets when the clock
+   * comes near (note bi).
    */
   private async restore(checkpoint: number): Promise<void> {
     const p = this.partition;
-    const metaKeys = [appliedKey(p), positionKey(p), watermarkKey(p), writePositionKey(p), versionsKey(p)];
-    const [metaValues, timerEntries] = await Promise.all([this.transport.getState(this.bucket, metaKeys), this.transport.listState(this.bucket, timerFilter(p))]);
+    const metaKeys = [appliedKey(p), positionKey(p), watermarkKey(p), writePositionKey(p), versionsKey(p), timerLayoutKey(p)];
+    const metaValues = await this.transport.getState(this.bucket, metaKeys);
     const state = new Map<string, Uint8Array>();
     let applied = 0;
     metaKeys.forEach((key, i) => {
@@ -547,7 +568,6 @@ export class PartitionActor {
       if (key === appliedKey(p)) applied = decodeValue(value) as number;
       else state.set(key, value);
     });
-    for (const { key, value } of timerEntries) state.set(key, value);
     let decoded: Array<HeldSnapshot & { readonly output: HeldOutputView }> = [];
     if (checkpoint > applied) {
       // Walk back from the committed delta to the one KV already has, then apply forwards.
@@ -564,8 +584,10 @@ export class PartitionActor {
       // Only what is not a state entry: state entries are read from KV once written there below.
       applyChain(state, decoded.map((d) => d.entries.filter(([k]) => parseKvKey(k)?.kind !== "state")));
     }
-    // Keys of state entries join `mayBeStored` when the cache reads them from KV.
-    this.deltas = new DeltaLog<number, SegmentUpload>(checkpoint, state.keys());
+    // Keys of state entries join `mayBeStored` when the cache reads them from KV; timer keys are
+    // not tracked: the timer queue knows which deletions to write (note bi).
+    const timerPrefixes = [`${p}._t.`, `${p}._tb.`, `${p}._tk.`];
+    this.deltas = new DeltaLog<number, SegmentUpload>(checkpoint, state.keys(), (k) => timerPrefixes.some((prefix) => k.startsWith(prefix)));
     for (const { id, entries } of decoded) this.deltas.restoredDelta(id, entries);
     // Materialize now, so KV is at `checkpoint` before any new work: republishes the sink output
     // of the chain (JetStream drops what was already published) and records it.
@@ -577,7 +599,6 @@ export class PartitionActor {
     }
     this.restoredFrom = checkpoint;
     this.stats.applied = Math.max(applied, checkpoint);
-    const timers: Timer[] = [];
     const stored = state.get(versionsKey(this.partition));
     // Without a record, values are taken to be at the declared versions (state written before
     // versions were recorded, or by a function that never changed them).
@@ -589,9 +610,6 @@ export class PartitionActor {
         case "write-position":
           this.nextWriteSeq = decodeValue(value) as number;
           break;
-        case "timer":
-          timers.push(parsed.timer);
-          break;
         case "position":
           this.nextSeq = decodeValue(value) as number;
           break;
@@ -600,8 +618,7 @@ export class PartitionActor {
           break;
       }
     }
-    for (const t of timers) this.operator.timers.register(t);
-    this.operator.timers.takeChanges();
+    await this.restoreTimers(state.has(timerLayoutKey(p)));
     this.versionsStored = stored !== undefined && Buffer.from(stored).equals(Buffer.from(this.versionsRecord));
     this.stats.position = this.nextSeq;
     if (this.stateless) return;
@@ -636,6 +653,102 @@ export class PartitionActor {
     } finally {
       this.migrating = undefined;
     }
+  }
+
+  // --- timers -----------------------------------------------------------------------------------
+
+  /**
+   * Puts the timer queue back (KV is at the restored checkpoint by now): the bucket markers, then
+   * the buckets near the restored watermark and the wall clock. Without `_tl` (a job written
+   * before buckets, a savepoint restore) every timer is listed once, in both layouts: buckets
+   * found get markers and legacy timers move into buckets with the next snapshot.
+   */
+  private async restoreTimers(layout: boolean): Promise<void> {
+    const p = this.partition;
+    const q = this.operator.timers;
+    const legacy: Timer[] = [];
+    if (layout) {
+      const byDomain: Record<TimeDomain, number[]> = { event: [], processing: [] };
+      for (const { key } of await this.transport.listState(this.bucket, timerMarkersFilter(p))) {
+        const parsed = parseKvKey(key);
+        if (parsed?.kind === "timer-bucket" && parsed.partition === p) byDomain[parsed.domain].push(parsed.bucket);
+      }
+      q.restoreMarkers("event", byDomain.event);
+      q.restoreMarkers("processing", byDomain.processing);
+    } else {
+      this.timerLayoutStored = false;
+      const [bucketed, old] = await Promise.all([this.transport.listState(this.bucket, timerFilter(p)), this.transport.listState(this.bucket, legacyTimerFilter(p))]);
+      for (const { key } of bucketed) {
+        const parsed = parseKvKey(key);
+        if (parsed?.kind === "timer" && parsed.partition === p && parsed.legacy !== true) q.restoreUnmarked(parsed.timer.domain, timerBucketOf(parsed.timer.ts));
+      }
+      for (const { key } of old) {
+        const parsed = parseKvKey(key);
+        if (parsed?.kind !== "timer" || parsed.partition !== p || parsed.legacy !== true) continue;
+        legacy.push(parsed.timer);
+        this.legacyTimerKeys.push(key);
+      }
+    }
+    await this.timersUpTo("event", this.operator.watermark);
+    await this.timersUpTo("processing", this.config.now());
+    // Registered like new ones: written into their buckets by the next snapshot, which also
+    // deletes the legacy keys; beyond the resident bound they are held only until then.
+    for (const t of legacy) q.register(t);
+    this.updateTimerStats();
+  }
+
+  /**
+   * Makes every timer of `domain` up to `clock` resident — and the buckets ahead of it — before
+   * the clock moves there: undefined when they are (the common case: no await), else a promise
+   * that resolves once the buckets are listed from KV, corrected by the delta log, and loaded.
+   */
+  private timersUpTo(domain: TimeDomain, clock: number): Promise<void> | undefined {
+    if (this.timerLoad !== undefined) return this.timerLoad.then(() => this.timersUpTo(domain, clock));
+    const q = this.operator.timers;
+    const bound = nextBound(q.residentBound(domain), clock, this.config.timerBucketsAhead);
+    if (bound === undefined) return undefined;
+    const buckets = q.bucketsToList(domain, bound);
+    if (buckets.length === 0) {
+      q.extend(domain, bound, []);
+      this.updateTimerStats();
+      return undefined;
+    }
+    const load = this.loadTimerBuckets(domain, bound, buckets).finally(() => (this.timerLoad = undefined));
+    this.timerLoad = load;
+    return load;
+  }
+
+  /**
+   * Lists `buckets` of `domain` and moves the resident bound to `bound`. The overlay is taken
+   * before the listing, as for a state cache miss (note bf): KV can only gain what it holds.
+   */
+  private async loadTimerBuckets(domain: TimeDomain, bound: number, buckets: readonly number[]): Promise<void> {
+    const p = this.partition;
+    const overlays = buckets.map((b) => this.deltas.overlayGroup(timerBucketGroup(p, domain, b)));
+    const listed = new Array<StateEntry[]>(buckets.length);
+    let next = 0;
+    const lane = async () => {
+      while (next < buckets.length) {
+        const i = next++;
+        listed[i] = await this.transport.listState(this.bucket, timerBucketFilter(p, domain, buckets[i]!));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(TIMER_LISTINGS_IN_FLIGHT, buckets.length) }, lane));
+    const timers: Timer[] = [];
+    for (let i = 0; i < buckets.length; i++) {
+      for (const key of resolveMapMiss(new Map(listed[i]!.map((e) => [e.key, e.value])), overlays[i]!).keys()) {
+        const parsed = parseKvKey(key);
+        if (parsed?.kind === "timer" && parsed.partition === p && parsed.timer.domain === domain && parsed.legacy !== true) timers.push(parsed.timer);
+      }
+    }
+    this.operator.timers.extend(domain, bound, timers);
+    this.stats.timerBucketLoads += buckets.length;
+    this.updateTimerStats();
+  }
+
+  private updateTimerStats(): void {
+    this.stats.timersResident = this.operator.timers.size;
+    this.stats.timerBucketsFar = this.operator.timers.farBuckets;
   }
 
   // --- the state cache ---------------------------------------------------------------------------
@@ -891,10 +1004,14 @@ export class PartitionActor {
     return this.addDueNeeds(new Map(), domain, upTo);
   }
 
-  /** The keys a message touches made resident before it is handled (undefined: they are). */
+  /**
+   * The keys a message touches made resident before it is handled, and the timers it can fire
+   * loaded (undefined: they are).
+   */
   private prepare(m: InputMessage, now: number): Promise<void> | undefined {
     this.prepared = undefined;
-    if (this.stateless) return undefined;
+    // A source moves event time only after its record (`advanceOrDefer` loads timers then).
+    if (this.stateless && this.source !== undefined) return undefined;
     if (this.source !== undefined) {
       const value = readSourceRecord(this.source.format ?? "json", m.data, this.maxRecordBytes);
       if (value instanceof Rejection) {
@@ -955,13 +1072,18 @@ export class PartitionActor {
     // The combined watermark this message can move to is at most the highest of any producer.
     const tracker = this.tracker!;
     for (const id of tracker.producerIds()) upTo = Math.max(upTo, tracker.producerWatermark(id) ?? -Infinity);
-    if (upTo > this.operator.watermark) this.addDueNeeds(needs, "event", upTo);
+    if (upTo > this.operator.watermark) {
+      // Timer buckets first: the keys of the timers in them are only known once they are loaded.
+      const loading = this.timersUpTo("event", upTo);
+      if (loading !== undefined) return loading.then(() => this.ensureNeeds(this.addDueNeeds(needs, "event", upTo)));
+      this.addDueNeeds(needs, "event", upTo);
+    }
     return this.ensureNeeds(needs);
   }
 
   /** Moves a source's event time to `wm` now, or after the keys of its due timers are read. */
   private advanceOrDefer(wm: number, now: number): void {
-    if (!this.stateless && wm > this.operator.watermark && this.ensureNeeds(this.dueNeeds("event", wm)) !== undefined) {
+    if (wm > this.operator.watermark && (this.timersUpTo("event", wm) !== undefined || this.ensureNeeds(this.dueNeeds("event", wm)) !== undefined)) {
       this.deferredWatermark = Math.max(wm, this.deferredWatermark ?? -Infinity);
       return;
     }
@@ -972,6 +1094,7 @@ export class PartitionActor {
     const wm = this.deferredWatermark;
     this.deferredWatermark = undefined;
     if (wm === undefined) return;
+    await this.timersUpTo("event", wm);
     await this.ensureNeeds(this.dueNeeds("event", wm));
     this.advance(wm, now);
   }
@@ -1082,19 +1205,7 @@ export class PartitionActor {
     }
     // What changed keys cost now that their changes are known (new keys were charged nothing yet).
     for (const key of changedKeys) this.cache.resize(key, residentBytes(key, Array.from(this.operator.store.entriesOf(key), (c) => encodeValue(c.value).length)));
-    const { added, removed } = this.operator.timers.takeChanges();
-    for (const t of removed) this.deltas.delete(timerKey(p, t), epoch);
-    for (const t of added) {
-      const key = timerKey(p, t);
-      if (key.length > MAX_KV_KEY_CHARS) {
-        // Its name made the KV key too long to store: it would fail every materialization.
-        this.operator.timers.delete(t);
-        this.operator.timers.takeChanges();
-        this.deadLetter(`timer: KV key of timer ${JSON.stringify(t.name.slice(0, 64))} for key ${JSON.stringify(t.key.slice(0, 64))} is ${key.length} characters, more than ${MAX_KV_KEY_CHARS}; the timer is dropped`, new Uint8Array(), {});
-        continue;
-      }
-      this.deltas.put(key, encodeValue(null), epoch);
-    }
+    this.takeTimerChanges(epoch);
   }
 
   /**
@@ -1154,6 +1265,42 @@ export class PartitionActor {
         return chunks.flatMap((c) => decodeValue(c) as DeltaEntry[]);
       }),
     );
+  }
+
+  /**
+   * The timers' changes since the last snapshot into the delta log (design note bi): timers in
+   * their buckets, bucket markers, and once after a restore that found no `_tl`, the legacy keys'
+   * deletions and `_tl` itself — all in one snapshot, so a restore sees either layout whole.
+   */
+  private takeTimerChanges(id: number): void {
+    const p = this.partition;
+    const q = this.operator.timers;
+    const changes = q.takeChanges();
+    const tooLong = new Set<Timer>();
+    for (const t of changes.added) {
+      const key = timerKey(p, t);
+      if (key.length <= MAX_KV_KEY_CHARS) continue;
+      // Its name made the KV key too long to store: it would fail every materialization.
+      q.delete(t);
+      tooLong.add(t);
+      this.deadLetter(`timer: KV key of timer ${JSON.stringify(t.name.slice(0, 64))} for key ${JSON.stringify(t.key.slice(0, 64))} is ${key.length} characters, more than ${MAX_KV_KEY_CHARS}; the timer is dropped`, new Uint8Array(), {});
+    }
+    // Dropping them may empty a bucket: its marker goes too (their own removal is no change to write).
+    const again = tooLong.size === 0 ? undefined : q.takeChanges();
+    for (const t of changes.removed) this.deltas.delete(timerKey(p, t), id);
+    for (const t of changes.added) if (!tooLong.has(t)) this.deltas.put(timerKey(p, t), encodeValue(null), id);
+    for (const c of [changes, ...(again === undefined ? [] : [again])]) {
+      for (const b of c.markersAdded ?? []) this.deltas.put(timerMarkerKey(p, b.domain, b.bucket), encodeValue(null), id);
+      for (const b of c.markersRemoved ?? []) this.deltas.delete(timerMarkerKey(p, b.domain, b.bucket), id);
+    }
+    for (const key of this.legacyTimerKeys) this.deltas.delete(key, id);
+    this.legacyTimerKeys = [];
+    if (!this.timerLayoutStored) {
+      // Once in the log it stays there until a commit takes it, aborted checkpoints or not.
+      this.deltas.put(timerLayoutKey(p), encodeValue(1), id);
+      this.timerLayoutStored = true;
+    }
+    this.updateTimerStats();
   }
 
   /**
@@ -1222,7 +1369,10 @@ export class PartitionActor {
         }
       }
     }
-    for (const t of this.operator.timers.all()) entries.push([timerKey(p, t), encodeValue(null)]);
+    // Every timer, not only those in memory: KV corrected by the log, which the snapshot has just
+    // given every change. No markers and no `_tl`: a restore from the savepoint finds the buckets.
+    const timers = resolveMapMiss(new Map((await this.transport.listState(this.bucket, timerFilter(p))).map((e) => [e.key, e.value])), this.deltas.overlayPrefix(`${p}._tb.`));
+    for (const key of timers.keys()) if (parseKvKey(key)?.kind === "timer") entries.push([key, encodeValue(null)]);
     // The snapshot has just put these in the delta log; the versions are those of the values in memory.
     for (const k of [watermarkKey(p), positionKey(p), writePositionKey(p)]) {
       const e = this.deltas.pending(k);
@@ -1851,7 +2001,9 @@ export class PartitionActor {
 
   private async finishInput(): Promise<void> {
     if (this.inputEnded) return;
-    // Every event-time timer fires: their keys are all read first (over the budget if need be).
+    // Every event-time timer fires: every bucket is loaded and their keys are all read first
+    // (over the budget if need be).
+    await this.timersUpTo("event", Infinity);
     await this.ensureNeeds(this.dueNeeds("event", Infinity));
     if (this.inputEnded) return;
     this.advance(Infinity, this.config.now());
@@ -1885,8 +2037,10 @@ export class PartitionActor {
     if (this.halted) return;
     const now = this.config.now();
     this.router.now = now;
+    await this.timersUpTo("processing", now);
     await this.ensureNeeds(this.dueNeeds("processing", now));
     this.operator.advanceProcessingTime(now, (e) => this.deadLetterTimerFailure(e));
+    this.updateTimerStats();
     if (this.generator !== undefined && !this.router.idle && this.generator.isIdle(now)) this.router.idle = true;
     this.router.flushAged(this.config.lingerMs);
     if (now - this.lastWatermarkAt >= this.config.watermarkIntervalMs && this.router.watermarkBehind()) {
@@ -1919,6 +2073,13 @@ function writeKeys(data: Uint8Array): string[] {
     return [];
   }
 }
+
+/**
+ * Timer bucket listings in flight at once. Each is a consumer whose creation makes nats-server
+ * 2.9 match the filter against every key of the bucket's stream: many at once on a large bucket
+ * time out rather than finish sooner.
+ */
+const TIMER_LISTINGS_IN_FLIGHT = 4;
 
 /** Map listings in flight at once when a batch misses keys with map state. */
 const LISTINGS_IN_FLIGHT = 16;

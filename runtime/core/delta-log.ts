@@ -98,11 +98,20 @@ export class DeltaLog<P = undefined, S = unknown> {
   /** The keys of `uncommitted` by group (`groupOf`). */
   private readonly uncommittedGroups = new Map<string, Set<string>>();
   private committedId: number;
+  /**
+   * Keys `mayBeStored` does not track: their deletions are always written (their owner knows
+   * better, e.g. timers beyond the resident ones, design note bi), and their puts not remembered.
+   */
+  private readonly untracked: ((key: string) => boolean) | undefined;
 
-  /** A log after a restore from checkpoint `committed`, whose state has the KV keys `storedKeys`. */
-  constructor(committed = 0, storedKeys: Iterable<string> = []) {
+  /**
+   * A log after a restore from checkpoint `committed`, whose state has the KV keys `storedKeys`;
+   * `untracked` names the keys whose deletions are written without asking `mayBeStored`.
+   */
+  constructor(committed = 0, storedKeys: Iterable<string> = [], untracked?: (key: string) => boolean) {
     this.committedId = committed;
     this.lastSnapshotId = committed;
+    this.untracked = untracked;
     for (const key of storedKeys) this.mayBeStored.set(key, 0);
   }
 
@@ -136,9 +145,9 @@ export class DeltaLog<P = undefined, S = unknown> {
     this.setUncommitted(key, value, epoch);
   }
 
-  /** Records the deletion of `key` — a change only for a key KV may hold. */
+  /** Records the deletion of `key` — a change only for a key KV may hold (or an untracked one). */
   delete(key: string, epoch: number): void {
-    if (this.mayBeStored.has(key)) this.setUncommitted(key, null, epoch);
+    if (this.mayBeStored.has(key) || this.untracked?.(key) === true) this.setUncommitted(key, null, epoch);
     else this.dropUncommitted(key);
   }
 
@@ -179,7 +188,7 @@ export class DeltaLog<P = undefined, S = unknown> {
       const e = this.uncommitted.get(k);
       // Dropped since: a deletion of a key no segment and no KV value has, or committed meanwhile.
       if (e === undefined) continue;
-      if (e.value !== null) this.mayBeStored.set(k, epoch);
+      if (e.value !== null && this.untracked?.(k) !== true) this.mayBeStored.set(k, epoch);
       entries.push([k, e.value]);
     }
     this.sinceCut.clear();

@@ -6,7 +6,9 @@
  *
  *   `<p>.<state>.<b64url(key)>`                          value/list/reducing state of a key
  *   `<p>.<state>.<b64url(key)>.<b64url(subkey)>`         one entry of a map state
- *   `<p>._t.<e|p><ts>.<b64url(key)>.<b64url(name)>`      a timer (event / processing time)
+ *   `<p>._tb.<e|p><bucket>.<ts>/<b64url(key)>/<b64url(name)>`  a timer (event / processing time)
+ *   `<p>._tk.<e|p><bucket>`                              marker: that time bucket may hold timers
+ *   `<p>._tl`                                            the timers use this layout (markers complete)
  *   `<p>._wm`                                            the partition's watermarks
  *   `<p>._pos`                                           the partition's input position
  *   `<p>._wpos`                                          a source's position in its write log
@@ -19,6 +21,15 @@
  * 1970 exist in tests and replays), and 14 digits hold every safe integer from
  * `-(2^53 − 1)` to `2^53 − 1`, which the global window's timer needs. Fractional times are
  * rejected: timers are whole milliseconds.
+ *
+ * Timers are bucketed by time (design note bi): bucket `floor(ts / TIMER_BUCKET_MS)`, encoded
+ * like a time, is a token of its own, so one bucket is the listing `<p>._tb.<d><bucket>.*` and,
+ * since a timer's time, key and name are one token joined by `/` (which base64url never
+ * produces), the delta log groups a bucket's changes (`groupOf`) and finds them without a scan.
+ * A marker per bucket that may hold timers lets a restore find the buckets without listing the
+ * timers; `_tl` says the markers are complete. Jobs written before buckets stored timers as
+ * `<p>._t.<e|p><ts>.<b64url(key)>.<b64url(name)>` (the legacy layout, still parsed: a restore
+ * moves those timers into buckets).
  */
 
 import type { Timer } from "./timers.ts";
@@ -115,12 +126,62 @@ export function mapEntryKey(p: number, state: string, key: string, subkey: strin
   return `${stateKey(p, state, key)}.${b64url(subkey)}`;
 }
 
+/**
+ * Width of a timer bucket in milliseconds: part of the stored layout (a timer's KV key names its
+ * bucket), so it is a constant, not a setting. A minute keeps the resident timers to about the
+ * next minute's while a restore lists one marker per minute that has timers.
+ */
+export const TIMER_BUCKET_MS = 60_000;
+
+/** The time bucket of a timer at `ts`. */
+export function timerBucketOf(ts: number): number {
+  return Math.floor(ts / TIMER_BUCKET_MS);
+}
+
+function domainLetter(domain: string): string {
+  const d = domain === "event" ? "e" : domain === "processing" ? "p" : undefined;
+  if (d === undefined) throw new InvalidArgumentError(`unknown time domain ${domain}`);
+  return d;
+}
+
+/** KV key group (`groupOf` in delta-log.ts) and listing prefix of one timer bucket. */
+export function timerBucketGroup(p: number, domain: Timer["domain"], bucket: number): string {
+  assertPartition(p);
+  return `${p}._tb.${domainLetter(domain)}${encodeTimerTs(bucket)}`;
+}
+
+/** KV filter for every timer of one bucket. */
+export function timerBucketFilter(p: number, domain: Timer["domain"], bucket: number): string {
+  return `${timerBucketGroup(p, domain, bucket)}.*`;
+}
+
 /** Key of a timer of partition `p`. */
 export function timerKey(p: number, t: Timer): string {
+  return `${timerBucketGroup(p, t.domain, timerBucketOf(t.ts))}.${encodeTimerTs(t.ts)}/${b64url(t.key)}/${b64url(t.name)}`;
+}
+
+/** Key of a timer in the legacy layout (before buckets): read and deleted by a restore, never written. */
+export function legacyTimerKey(p: number, t: Timer): string {
   assertPartition(p);
-  const d = t.domain === "event" ? "e" : t.domain === "processing" ? "p" : undefined;
-  if (d === undefined) throw new InvalidArgumentError(`unknown time domain ${t.domain}`);
-  return `${p}._t.${d}${encodeTimerTs(t.ts)}.${b64url(t.key)}.${b64url(t.name)}`;
+  return `${p}._t.${domainLetter(t.domain)}${encodeTimerTs(t.ts)}.${b64url(t.key)}.${b64url(t.name)}`;
+}
+
+/** Key of the marker saying bucket `bucket` of `domain` may hold timers. */
+export function timerMarkerKey(p: number, domain: Timer["domain"], bucket: number): string {
+  assertPartition(p);
+  return `${p}._tk.${domainLetter(domain)}${encodeTimerTs(bucket)}`;
+}
+
+/** KV filter for every timer bucket marker of partition `p`. */
+export function timerMarkersFilter(p: number): string {
+  assertPartition(p);
+  return `${p}._tk.*`;
+}
+
+/** Key recording that partition `p`'s timers are bucketed and its markers complete. */
+export function timerLayoutKey(p: number): string {
+  assertPartition(p);
+  return `${p}._tl`;
 }
 
 /** Key of partition `p`'s watermark record. */
@@ -171,8 +232,14 @@ export function mapEntriesFilter(p: number, state: string, key: string): string 
   return `${stateKey(p, state, key)}.*`;
 }
 
-/** KV filter for every timer of partition `p`. */
+/** KV filter for every timer of partition `p` (bucketed layout). */
 export function timerFilter(p: number): string {
+  assertPartition(p);
+  return `${p}._tb.>`;
+}
+
+/** KV filter for every timer of partition `p` in the legacy layout. */
+export function legacyTimerFilter(p: number): string {
   assertPartition(p);
   return `${p}._t.>`;
 }
@@ -180,7 +247,9 @@ export function timerFilter(p: number): string {
 /** A KV key of the eddy layout, decoded. */
 export type ParsedKvKey =
   | { readonly kind: "state"; readonly partition: number; readonly state: string; readonly key: string; readonly subkey?: string }
-  | { readonly kind: "timer"; readonly partition: number; readonly timer: Timer }
+  | { readonly kind: "timer"; readonly partition: number; readonly timer: Timer; readonly legacy?: true }
+  | { readonly kind: "timer-bucket"; readonly partition: number; readonly domain: Timer["domain"]; readonly bucket: number }
+  | { readonly kind: "timer-layout"; readonly partition: number }
   | { readonly kind: "watermark"; readonly partition: number }
   | { readonly kind: "position"; readonly partition: number }
   | { readonly kind: "write-position"; readonly partition: number }
@@ -188,6 +257,10 @@ export type ParsedKvKey =
   | { readonly kind: "applied"; readonly partition: number };
 
 const PARTITION = /^(0|[1-9][0-9]*)$/;
+
+function parseDomain(letter: string | undefined): Timer["domain"] | undefined {
+  return letter === "e" ? "event" : letter === "p" ? "processing" : undefined;
+}
 
 /**
  * Decodes a key built by this module; undefined for anything else (including non-canonical
@@ -204,6 +277,26 @@ export function parseKvKey(k: string): ParsedKvKey | undefined {
   if (second === "_wpos") return parts.length === 2 ? { kind: "write-position", partition } : undefined;
   if (second === "_ver") return parts.length === 2 ? { kind: "versions", partition } : undefined;
   if (second === "_applied") return parts.length === 2 ? { kind: "applied", partition } : undefined;
+  if (second === "_tl") return parts.length === 2 ? { kind: "timer-layout", partition } : undefined;
+  if (second === "_tk") {
+    if (parts.length !== 3) return undefined;
+    const domain = parseDomain(parts[2][0]);
+    const bucket = decodeTimerTs(parts[2].slice(1));
+    if (domain === undefined || bucket === undefined) return undefined;
+    return { kind: "timer-bucket", partition, domain, bucket };
+  }
+  if (second === "_tb") {
+    if (parts.length !== 4) return undefined;
+    const domain = parseDomain(parts[2][0]);
+    const bucket = decodeTimerTs(parts[2].slice(1));
+    const fields = parts[3].split("/");
+    if (domain === undefined || bucket === undefined || fields.length !== 3) return undefined;
+    const ts = decodeTimerTs(fields[0]);
+    const key = tryUnb64url(fields[1]);
+    const name = tryUnb64url(fields[2]);
+    if (ts === undefined || key === undefined || name === undefined || timerBucketOf(ts) !== bucket) return undefined;
+    return { kind: "timer", partition, timer: { domain, ts, key, name } };
+  }
   if (second === "_t") {
     if (parts.length !== 5) return undefined;
     const head = parts[2];
@@ -212,7 +305,7 @@ export function parseKvKey(k: string): ParsedKvKey | undefined {
     const key = tryUnb64url(parts[3]);
     const name = tryUnb64url(parts[4]);
     if (domain === undefined || ts === undefined || key === undefined || name === undefined) return undefined;
-    return { kind: "timer", partition, timer: { domain, ts, key, name } };
+    return { kind: "timer", partition, timer: { domain, ts, key, name }, legacy: true };
   }
   if (!STATE_NAME.test(second) || (parts.length !== 3 && parts.length !== 4)) return undefined;
   const key = tryUnb64url(parts[2]);

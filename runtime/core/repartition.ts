@@ -101,6 +101,9 @@ export function repartition(fn: SavepointFunction, exports: readonly PartitionEx
         case "position":
         case "write-position":
         case "applied":
+        // Bucket markers name this partition's buckets; a restore finds the moved timers without them.
+        case "timer-bucket":
+        case "timer-layout":
           continue;
       }
       // Within one old partition keys are unique; across partitions the same key means the same

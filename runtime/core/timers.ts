@@ -7,8 +7,16 @@
  * then name — so a replay after recovery fires timers in the same order. The queue also records
  * which timers were added and removed since the last checkpoint, so a snapshot can persist a
  * delta instead of every timer.
+ *
+ * A *bucketed* queue (an actor's, design note bi) holds only the timers below a resident bound
+ * per domain; a timer beyond it is recorded as a change for the next snapshot (a blind write:
+ * whether KV already holds it is not known) and then forgotten, and the actor loads a bucket —
+ * KV and the delta log, then these changes on top — before its clock can reach it. The queue
+ * also says which buckets may hold timers, so their markers are written (timer-buckets.ts).
  */
 import { InvalidArgumentError } from "../errors.ts";
+import { timerBucketOf } from "./kv-keys.ts";
+import { bucketStart, BucketQueue } from "./timer-buckets.ts";
 
 /** Which clock a timer follows: the watermark (`event`) or the wall clock (`processing`). */
 export type TimeDomain = "event" | "processing";
@@ -21,11 +29,44 @@ export interface Timer {
   readonly name: string;
 }
 
+/** A time bucket of one domain (kv-keys.ts `timerBucketOf`). */
+export interface TimerBucket {
+  readonly domain: TimeDomain;
+  readonly bucket: number;
+}
+
 /** Timers added and removed since the previous `takeChanges`, netted against each other. */
 export interface TimerChanges {
   readonly added: Timer[];
   readonly removed: Timer[];
+  /** Bucketed queues only: buckets that may hold timers now and had no marker. */
+  readonly markersAdded?: TimerBucket[];
+  /** Bucketed queues only: buckets whose marker is no longer needed (resident and empty). */
+  readonly markersRemoved?: TimerBucket[];
 }
+
+/** The residency of one domain of a bucketed queue. */
+interface Residency {
+  /** Every timer with `ts <` this is in memory; none beyond. +∞: all (an unbucketed queue). */
+  bound: number;
+  /** Buckets beyond the bound that may hold timers (stored, or changed since the last take). */
+  readonly far: BucketQueue;
+  /** Buckets beyond the bound whose timers KV or the delta log may hold: listed when loaded. */
+  readonly stored: Set<number>;
+  /** Buckets with a marker, as KV and the delta log have them. */
+  readonly marked: Set<number>;
+  /** Live resident timers per bucket. */
+  readonly counts: Map<number, number>;
+  /** Buckets whose marker may have to change at the next take. */
+  readonly touched: Set<number>;
+  /** Ids of the changes to timers beyond the bound since the last take, by bucket. */
+  readonly pending: Map<number, Set<string>>;
+}
+
+function residency(bound: number): Residency {
+  return { bound, far: new BucketQueue(), stored: new Set(), marked: new Set(), counts: new Map(), touched: new Set(), pending: new Map() };
+}
+
 
 /**
  * A stable identity string for a timer: equal for equal timers, distinct otherwise. The key is
@@ -106,60 +147,107 @@ class TimerHeap {
  * `delete` is lazy: the live set is a Map by `timerId`, and heap entries whose id is no longer
  * live are skipped when they surface (and compacted away once they outnumber live ones), which
  * keeps register, delete and pop at O(log n) amortised.
+ *
+ * Bucketed (`{ bucketed: true }`), only timers below each domain's resident bound are live;
+ * `popDue` and `dueKeys` refuse to look past the bound (the timers there are not in memory), so
+ * an actor that forgot to load fails instead of skipping timers.
  */
 export class TimerQueue {
   readonly #live = new Map<string, Timer>();
   readonly #heaps: Record<TimeDomain, TimerHeap> = { event: new TimerHeap(), processing: new TimerHeap() };
   readonly #liveCount: Record<TimeDomain, number> = { event: 0, processing: 0 };
-  /** Net change per timer since the last takeChanges: true = added, false = removed. */
-  readonly #changes = new Map<string, { timer: Timer; added: boolean }>();
+  /**
+   * Net change per timer since the last takeChanges: true = added, false = removed. A *blind*
+   * change (made beyond the resident bound, where whether KV holds the timer is not known) is
+   * never cancelled by an opposite one: the last one is written.
+   */
+  readonly #changes = new Map<string, { timer: Timer; added: boolean; blind?: true }>();
+  readonly #bucketed: boolean;
+  readonly #res: Record<TimeDomain, Residency>;
 
   /**
    * @param initial timers already persisted (e.g. restored from a checkpoint); they are not
    * reported by `takeChanges`.
+   * @param options `bucketed`: hold only the timers below a resident bound (initially −∞: none)
+   * that `extend` moves; the others are changes for the next snapshot, then forgotten.
    */
-  constructor(initial: Iterable<Timer> = []) {
+  constructor(initial: Iterable<Timer> = [], options: { readonly bucketed?: boolean } = {}) {
+    this.#bucketed = options.bucketed === true;
+    const bound = this.#bucketed ? -Infinity : Infinity;
+    this.#res = { event: residency(bound), processing: residency(bound) };
     for (const t of initial) this.#add(t);
   }
 
-  /** Number of pending timers. */
+  /** Number of pending timers in memory (all of them, unless bucketed). */
   get size(): number {
     return this.#live.size;
   }
 
-  /** Registers `t`; false if the identical timer was already pending. */
+  /** Whether the queue holds only the timers below a resident bound. */
+  get bucketed(): boolean {
+    return this.#bucketed;
+  }
+
+  /** Every timer of `domain` with `ts <` this is in memory (+∞ unless bucketed). */
+  residentBound(domain: TimeDomain): number {
+    return this.#res[domain].bound;
+  }
+
+  /** Buckets beyond the resident bounds that may hold timers (both domains). */
+  get farBuckets(): number {
+    return this.#res.event.far.size + this.#res.processing.far.size;
+  }
+
+  /** Registers `t`; false if the identical timer was already pending (always true beyond the bound: not known). */
   register(t: Timer): boolean {
     // Stored timers are whole milliseconds (see kv-keys.ts); refusing others here makes the
     // mistake fail in the user function that made it, not at the next checkpoint.
     if (!Number.isSafeInteger(t.ts)) throw new InvalidArgumentError(`timer time must be a whole number of milliseconds, got ${t.ts}`);
     if (t.domain !== "event" && t.domain !== "processing") throw new InvalidArgumentError(`unknown time domain ${t.domain}`);
     const id = timerId(t);
-    if (this.#live.has(id)) return false;
     const timer: Timer = { domain: t.domain, ts: t.ts, key: t.key, name: t.name };
+    const r = this.#res[t.domain];
+    if (!(t.ts < r.bound)) {
+      const bucket = timerBucketOf(t.ts);
+      r.far.add(bucket);
+      this.#recordFar(r, bucket, id, timer, true);
+      return true;
+    }
+    if (this.#live.has(id)) return false;
     this.#add(timer, id);
     this.#record(id, timer, true);
     return true;
   }
 
-  /** Deletes `t`; false if it was not pending. */
+  /**
+   * Deletes `t`; false if it was not pending. Beyond the bound it is deleted blindly (true) in a
+   * bucket that may hold timers, and known absent (false) in any other.
+   */
   delete(t: Timer): boolean {
     const id = timerId(t);
+    const r = this.#res[t.domain];
+    if (r !== undefined && Number.isSafeInteger(t.ts) && !(t.ts < r.bound)) {
+      const bucket = timerBucketOf(t.ts);
+      if (!r.far.has(bucket)) return false;
+      this.#recordFar(r, bucket, id, { domain: t.domain, ts: t.ts, key: t.key, name: t.name }, false);
+      return true;
+    }
     const timer = this.#live.get(id);
     if (timer === undefined) return false;
-    this.#live.delete(id);
-    this.#liveCount[timer.domain]--;
+    this.#removeLive(id, timer);
     this.#record(id, timer, false);
     this.#maybeCompact(timer.domain);
     return true;
   }
 
-  /** Whether `t` is pending. */
+  /** Whether `t` is pending in memory. */
   has(t: Timer): boolean {
     return this.#live.has(timerId(t));
   }
 
   /** Removes and returns every timer of `domain` with `ts <= upToTs`, in firing order. */
   popDue(domain: TimeDomain, upToTs: number): Timer[] {
+    this.#checkResident(domain, upToTs);
     const heap = this.#heaps[domain];
     const out: Timer[] = [];
     for (;;) {
@@ -169,8 +257,9 @@ export class TimerQueue {
       const id = timerId(top);
       // A stale entry (deleted, or a duplicate left by delete-then-register) is not live, or its
       // id was already popped in this loop.
-      if (!this.#live.delete(id)) continue;
-      this.#liveCount[domain]--;
+      const live = this.#live.get(id);
+      if (live === undefined || live !== top) continue;
+      this.#removeLive(id, top);
       this.#record(id, top, false);
       out.push(top);
     }
@@ -182,6 +271,7 @@ export class TimerQueue {
    * touches (a state cache makes those keys resident first). Visits only the due part of the heap.
    */
   dueKeys(domain: TimeDomain, upToTs: number): Set<string> {
+    this.#checkResident(domain, upToTs);
     const items = this.#heaps[domain].items;
     const keys = new Set<string>();
     const stack = items.length > 0 ? [0] : [];
@@ -221,27 +311,99 @@ export class TimerQueue {
     return out;
   }
 
-  /** The earliest pending time in `domain`, or undefined if there is none. */
+  /** The earliest pending time in `domain` in memory, or undefined if there is none. */
   peek(domain: TimeDomain): number | undefined {
     const heap = this.#heaps[domain];
     for (;;) {
       const top = heap.peek();
       if (top === undefined) return undefined;
-      if (this.#live.has(timerId(top))) return top.ts;
+      if (this.#live.get(timerId(top)) === top) return top.ts;
       heap.pop();
     }
   }
 
-  /** Every pending timer, event time first, each domain in firing order. */
+  /** Every pending timer in memory, event time first, each domain in firing order. */
   all(): Timer[] {
     return [...this.#live.values()].sort(compareWithDomain);
   }
 
+  // --- residency (bucketed queues) ---------------------------------------------------------------
+
+  /**
+   * A restore found markers for `buckets` of `domain`: they may hold timers in KV, and have a
+   * marker. Those below the bound are loaded by the next `extend` like any other.
+   */
+  restoreMarkers(domain: TimeDomain, buckets: Iterable<number>): void {
+    const r = this.#res[domain];
+    for (const b of buckets) {
+      r.marked.add(b);
+      if (!(bucketStart(b) < r.bound)) {
+        r.far.add(b);
+        r.stored.add(b);
+      }
+    }
+  }
+
+  /**
+   * A restore found timers stored in `bucket` of `domain` without a marker (a savepoint restore
+   * or an upgrade writes none): they are listed when loaded, and the next take writes the marker.
+   */
+  restoreUnmarked(domain: TimeDomain, bucket: number): void {
+    const r = this.#res[domain];
+    if (bucketStart(bucket) < r.bound) return;
+    r.far.add(bucket);
+    r.stored.add(bucket);
+    r.touched.add(bucket);
+  }
+
+  /**
+   * The buckets a bound of `bound` would load whose timers KV or the delta log may hold — what
+   * the actor lists before `extend` — in increasing order. Buckets with only changes since the
+   * last take need no listing.
+   */
+  bucketsToList(domain: TimeDomain, bound: number): number[] {
+    const r = this.#res[domain];
+    if (!(bound > r.bound)) return [];
+    return r.far.below(bound).filter((b) => r.stored.has(b));
+  }
+
+  /**
+   * Moves the resident bound of `domain` up to `bound`: `stored` are the timers KV and the delta
+   * log hold in the buckets `bucketsToList(domain, bound)` named (listed and corrected by the
+   * log's overlay); the changes made since the last take to timers of those buckets go on top.
+   */
+  extend(domain: TimeDomain, bound: number, stored: Iterable<Timer>): void {
+    const r = this.#res[domain];
+    if (!(bound > r.bound)) return;
+    const taken = r.far.takeBelow(bound);
+    r.bound = bound;
+    for (const t of stored) {
+      if (t.domain !== domain || !(t.ts < bound)) throw new InvalidArgumentError(`timer ${timerId(t)} is not of the loaded buckets`);
+      const id = timerId(t);
+      if (!this.#live.has(id)) this.#add(t, id);
+    }
+    for (const b of taken) {
+      r.stored.delete(b);
+      r.touched.add(b);
+      for (const id of r.pending.get(b) ?? []) {
+        const c = this.#changes.get(id);
+        if (c === undefined) continue;
+        const live = this.#live.get(id);
+        if (c.added && live === undefined) this.#add(c.timer, id);
+        else if (!c.added && live !== undefined) this.#removeLive(id, live);
+      }
+      r.pending.delete(b);
+    }
+  }
+
+  // --- changes ----------------------------------------------------------------------------------
+
   /**
    * The timers added and removed since the previous call (or construction), netted: a timer
    * added and removed in between appears in neither list, one removed and re-added in neither
-   * either. Firing (`popDue`) counts as removal. Applying `removed` then `added` to the set of
-   * timers at the previous call yields the current set.
+   * either (beyond the bound: the last change is reported, it cannot be netted). Firing
+   * (`popDue`) counts as removal. Applying `removed` then `added` to the set of timers at the
+   * previous call yields the current set. Bucketed, also the markers to write and delete.
    */
   takeChanges(): TimerChanges {
     const added: Timer[] = [];
@@ -250,7 +412,34 @@ export class TimerQueue {
     this.#changes.clear();
     added.sort(compareWithDomain);
     removed.sort(compareWithDomain);
-    return { added, removed };
+    if (!this.#bucketed) return { added, removed };
+    const markersAdded: TimerBucket[] = [];
+    const markersRemoved: TimerBucket[] = [];
+    for (const domain of ["event", "processing"] as const) {
+      const r = this.#res[domain];
+      // Their changes are about to be in the delta log: a load must list the bucket from now on.
+      for (const b of r.pending.keys()) if (r.far.has(b)) r.stored.add(b);
+      r.pending.clear();
+      for (const b of [...r.touched].sort((x, y) => x - y)) {
+        const wanted = bucketStart(b) < r.bound ? (r.counts.get(b) ?? 0) > 0 : r.far.has(b);
+        if (wanted && !r.marked.has(b)) {
+          r.marked.add(b);
+          markersAdded.push({ domain, bucket: b });
+        } else if (!wanted && r.marked.has(b)) {
+          r.marked.delete(b);
+          markersRemoved.push({ domain, bucket: b });
+        }
+      }
+      r.touched.clear();
+    }
+    return { added, removed, markersAdded, markersRemoved };
+  }
+
+  #checkResident(domain: TimeDomain, upToTs: number): void {
+    const bound = this.#res[domain].bound;
+    if (bound !== Infinity && !(upToTs < bound)) {
+      throw new Error(`timers of ${domain} time up to ${upToTs} are not all in memory (resident below ${bound}): load their buckets first`);
+    }
   }
 
   #add(t: Timer, id = timerId(t)): void {
@@ -258,13 +447,42 @@ export class TimerQueue {
     this.#live.set(id, t);
     this.#liveCount[t.domain]++;
     this.#heaps[t.domain].push(t);
+    if (this.#bucketed) {
+      const r = this.#res[t.domain];
+      const b = timerBucketOf(t.ts);
+      r.counts.set(b, (r.counts.get(b) ?? 0) + 1);
+      r.touched.add(b);
+    }
+  }
+
+  #removeLive(id: string, t: Timer): void {
+    this.#live.delete(id);
+    this.#liveCount[t.domain]--;
+    if (this.#bucketed) {
+      const r = this.#res[t.domain];
+      const b = timerBucketOf(t.ts);
+      const n = (r.counts.get(b) ?? 0) - 1;
+      if (n > 0) r.counts.set(b, n);
+      else r.counts.delete(b);
+      r.touched.add(b);
+    }
   }
 
   #record(id: string, timer: Timer, added: boolean): void {
     const prev = this.#changes.get(id);
+    // A blind change stays blind: whether KV holds the timer is still not known.
+    if (prev?.blind === true) this.#changes.set(id, { timer, added, blind: true });
     // The opposite pending change cancels out: the timer is back to its state at the last take.
-    if (prev !== undefined && prev.added !== added) this.#changes.delete(id);
+    else if (prev !== undefined && prev.added !== added) this.#changes.delete(id);
     else this.#changes.set(id, { timer, added });
+  }
+
+  #recordFar(r: Residency, bucket: number, id: string, timer: Timer, added: boolean): void {
+    this.#changes.set(id, { timer, added, blind: true });
+    let ids = r.pending.get(bucket);
+    if (ids === undefined) r.pending.set(bucket, (ids = new Set()));
+    ids.add(id);
+    r.touched.add(bucket);
   }
 
   #maybeCompact(domain: TimeDomain): void {
@@ -272,14 +490,7 @@ export class TimerQueue {
     const live = this.#liveCount[domain];
     if (heap.items.length <= 64 || heap.items.length <= 2 * live) return;
     const keep: Timer[] = [];
-    const seen = new Set<string>();
-    for (const t of heap.items) {
-      const id = timerId(t);
-      if (this.#live.has(id) && !seen.has(id)) {
-        seen.add(id);
-        keep.push(t);
-      }
-    }
+    for (const t of heap.items) if (this.#live.get(timerId(t)) === t) keep.push(t);
     heap.rebuild(keep);
   }
 }

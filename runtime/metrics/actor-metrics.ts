@@ -37,6 +37,9 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       m.add("eddy_state_cache_evictions_total", "counter", "Keys dropped from memory to stay within the state cache budget.", l, s.cacheEvictions);
       m.add("eddy_state_gets_total", "counter", "State entries read from KV one at a time: value states and map entries (a KV get each).", l, s.stateGets);
       m.add("eddy_state_listings_total", "counter", "Map states read whole from KV (a listing of one key's entries each).", l, s.stateListings);
+      m.add("eddy_timers_resident", "gauge", "Timers in memory: those of the time buckets near the watermark and the wall clock.", l, s.timersResident);
+      m.add("eddy_timer_buckets_far", "gauge", "Time buckets beyond the resident ones that may hold timers in KV.", l, s.timerBucketsFar);
+      m.add("eddy_timer_bucket_loads_total", "counter", "Timer buckets listed from KV (at restore and as the clocks came near).", l, s.timerBucketLoads);
     }
   }
   addRejectionMetrics(m);

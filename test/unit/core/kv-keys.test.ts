@@ -15,6 +15,14 @@ import {
   stateKey,
   timerFilter,
   timerKey,
+  legacyTimerKey,
+  legacyTimerFilter,
+  timerBucketFilter,
+  timerBucketGroup,
+  timerMarkerKey,
+  timerMarkersFilter,
+  timerLayoutKey,
+  timerBucketOf,
   unb64url,
   watermarkKey,
 } from "../../../runtime/core/kv-keys.ts";
@@ -83,8 +91,16 @@ describe("KV keys", () => {
   it("follow the documented layout", () => {
     expect(stateKey(3, "count", "user-1")).toBe("3.count.dXNlci0x");
     expect(mapEntryKey(3, "seen", "u", "")).toBe("3.seen.dQ.=");
-    expect(timerKey(0, { domain: "event", ts: 1000, key: "k", name: "" })).toBe("0._t.e200000000003e8.aw.=");
-    expect(timerKey(7, { domain: "processing", ts: 0, key: "", name: "w" })).toBe("7._t.p20000000000000.=.dw");
+    // Bucket floor(ts / 60 000), then time, key and name in one token (design note bi).
+    expect(timerKey(0, { domain: "event", ts: 1000, key: "k", name: "" })).toBe("0._tb.e20000000000000.200000000003e8/aw/=");
+    expect(timerKey(7, { domain: "processing", ts: 0, key: "", name: "w" })).toBe("7._tb.p20000000000000.20000000000000/=/dw");
+    expect(timerKey(0, { domain: "event", ts: 120_001, key: "k", name: "" })).toBe("0._tb.e20000000000002.2000000001d4c1/aw/=");
+    expect(timerKey(0, { domain: "event", ts: -1, key: "k", name: "" })).toBe("0._tb.e1fffffffffffff.1fffffffffffff/aw/=");
+    expect(timerMarkerKey(3, "event", 2)).toBe("3._tk.e20000000000002");
+    expect(timerLayoutKey(3)).toBe("3._tl");
+    // The layout before buckets, still read by a restore.
+    expect(legacyTimerKey(0, { domain: "event", ts: 1000, key: "k", name: "" })).toBe("0._t.e200000000003e8.aw.=");
+    expect(legacyTimerKey(7, { domain: "processing", ts: 0, key: "", name: "w" })).toBe("7._t.p20000000000000.=.dw");
     expect(watermarkKey(12)).toBe("12._wm");
     expect(positionKey(12)).toBe("12._pos");
   });
@@ -93,7 +109,10 @@ describe("KV keys", () => {
     expect(partitionFilter(2)).toBe("2.>");
     expect(stateFilter(2, "count")).toBe("2.count.>");
     expect(mapEntriesFilter(2, "seen", "u")).toBe("2.seen.dQ.*");
-    expect(timerFilter(2)).toBe("2._t.>");
+    expect(timerFilter(2)).toBe("2._tb.>");
+    expect(legacyTimerFilter(2)).toBe("2._t.>");
+    expect(timerBucketFilter(2, "processing", 5)).toBe("2._tb.p20000000000005.*");
+    expect(timerMarkersFilter(2)).toBe("2._tk.*");
   });
 
   it("encode timer times as fixed-width hex offset by 2^53, so keys sort by time, negative times included", () => {
@@ -147,6 +166,24 @@ describe("KV keys", () => {
         const k = timerKey(p, timer);
         expect(isValidKvKey(k)).toBe(true);
         expect(parseKvKey(k)).toEqual({ kind: "timer", partition: p, timer });
+        const legacy = legacyTimerKey(p, timer);
+        expect(isValidKvKey(legacy)).toBe(true);
+        expect(parseKvKey(legacy)).toEqual({ kind: "timer", partition: p, timer, legacy: true });
+        // A bucket's listing and its group in the delta log hold exactly the timers of the bucket.
+        const bucket = timerBucketOf(timer.ts);
+        expect(k.startsWith(timerBucketGroup(p, timer.domain, bucket) + ".")).toBe(true);
+        expect(k.lastIndexOf(".")).toBe(timerBucketGroup(p, timer.domain, bucket).length);
+      }),
+    );
+  });
+
+  it("round-trip bucket markers and the layout record", () => {
+    fc.assert(
+      fc.property(partition, fc.constantFrom("event" as const, "processing" as const), fc.integer({ min: -(2 ** 40), max: 2 ** 40 }), (p, domain, bucket) => {
+        const k = timerMarkerKey(p, domain, bucket);
+        expect(isValidKvKey(k)).toBe(true);
+        expect(parseKvKey(k)).toEqual({ kind: "timer-bucket", partition: p, domain, bucket });
+        expect(parseKvKey(timerLayoutKey(p))).toEqual({ kind: "timer-layout", partition: p });
       }),
     );
   });
@@ -165,6 +202,9 @@ describe("KV keys", () => {
       fc.tuple(partition, stateName, anyUnicode).map(([p, s, k]) => stateKey(p, s, k)),
       fc.tuple(partition, stateName, anyUnicode, anyUnicode).map(([p, s, k, sk]) => mapEntryKey(p, s, k, sk)),
       fc.tuple(partition, timerArb).map(([p, t]) => timerKey(p, t)),
+      fc.tuple(partition, timerArb).map(([p, t]) => legacyTimerKey(p, t)),
+      fc.tuple(partition, timerArb).map(([p, t]) => timerMarkerKey(p, t.domain, timerBucketOf(t.ts))),
+      partition.map(timerLayoutKey),
       partition.map(watermarkKey),
       partition.map(positionKey),
     );
@@ -197,6 +237,14 @@ describe("KV keys", () => {
       "0._t.e00000000000000.aw.=",
       "0._t.effffffffffffff.aw.=",
       "0.count.YQ.",
+      // A timer in the wrong bucket, or not one token.
+      "0._tb.e20000000000001.200000000003e8/aw/=",
+      "0._tb.e20000000000000.200000000003e8/aw",
+      "0._tb.e20000000000000.200000000003e8.aw.=",
+      "0._tb.x20000000000000.200000000003e8/aw/=",
+      "0._tk.e20000000000000.x",
+      "0._tk.e3e8",
+      "0._tl.x",
     ];
     for (const k of bad) expect(parseKvKey(k), k).toBeUndefined();
   });
