@@ -36,7 +36,8 @@
  */
 import { Alignment } from "../core/barriers.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
-import { appliedKey, mapEntriesFilter, mapEntryKey, parseKvKey, positionKey, stateFilter, stateKey, timerFilter, timerKey, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
+import { appliedKey, keyFilterBlockKey, keyFilterBlocksFilter, keyFilterKey, mapEntriesFilter, mapEntryKey, parseKvKey, positionKey, stateFilter, stateKey, timerFilter, timerKey, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
+import { StoredKeyFilter } from "../core/stored-keys.ts";
 import { HEADER, inputStream, inputSubject, spillStream, spillSubject, stateBucket } from "../core/naming.ts";
 import { Operator, UserFunctionError } from "../core/operator.ts";
 import { ackSubject, deltaObject, type SnapshotAck, type TriggerMessage } from "../core/protocol.ts";
@@ -310,6 +311,12 @@ export class PartitionActor {
    * entry and nothing was evicted since. A miss then costs no lookup.
    */
   private cacheComplete = false;
+  /**
+   * Keys that may have stored state (design note bk): a key it does not contain is absent without
+   * a lookup. Undefined when the restore found state but no filter (state written by an older
+   * version or restored from a savepoint): then every miss is looked up.
+   */
+  private storedKeys: StoredKeyFilter | undefined;
   /** Reads of keys in flight, so two reads of one key share one. */
   private readonly loading = new Map<string, Promise<void>>();
   /** During a restore that migrates schemas: state → stored version, applied to what is loaded. */
@@ -485,8 +492,12 @@ export class PartitionActor {
    */
   private async restore(checkpoint: number): Promise<void> {
     const p = this.partition;
-    const metaKeys = [appliedKey(p), positionKey(p), watermarkKey(p), writePositionKey(p), versionsKey(p)];
-    const [metaValues, timerEntries] = await Promise.all([this.transport.getState(this.bucket, metaKeys), this.transport.listState(this.bucket, timerFilter(p))]);
+    const metaKeys = [appliedKey(p), positionKey(p), watermarkKey(p), writePositionKey(p), versionsKey(p), keyFilterKey(p)];
+    const [metaValues, timerEntries, filterBlocks] = await Promise.all([
+      this.transport.getState(this.bucket, metaKeys),
+      this.transport.listState(this.bucket, timerFilter(p)),
+      this.stateless ? [] : this.transport.listState(this.bucket, keyFilterBlocksFilter(p)),
+    ]);
     const state = new Map<string, Uint8Array>();
     let applied = 0;
     metaKeys.forEach((key, i) => {
@@ -496,6 +507,7 @@ export class PartitionActor {
       else state.set(key, value);
     });
     for (const { key, value } of timerEntries) state.set(key, value);
+    for (const { key, value } of filterBlocks) state.set(key, value);
     let decoded: Array<HeldSnapshot & { readonly output: HeldOutputView }> = [];
     if (checkpoint > applied) {
       // Walk back from the committed delta to the one KV already has, then apply forwards.
@@ -553,9 +565,14 @@ export class PartitionActor {
     this.versionsStored = stored !== undefined && Buffer.from(stored).equals(Buffer.from(this.versionsRecord));
     this.stats.position = this.nextSeq;
     if (this.stateless) return;
-    const declared = Object.keys(this.operator.store.declarations);
-    const counts = await Promise.all(declared.map((name) => this.transport.countState(this.bucket, stateFilter(p, name))));
-    this.cacheComplete = counts.every((n) => n === 0);
+    this.storedKeys = restoredKeyFilter(state, p);
+    if (this.storedKeys === undefined) {
+      // No filter: a new partition, or state written without one. Only an empty one can start one.
+      const declared = Object.keys(this.operator.store.declarations);
+      const counts = await Promise.all(declared.map((name) => this.transport.countState(this.bucket, stateFilter(p, name))));
+      this.cacheComplete = counts.every((n) => n === 0);
+      if (this.cacheComplete) this.storedKeys = StoredKeyFilter.empty();
+    }
     const migrating = new Map<string, number>();
     for (const [name, decl] of Object.entries(this.operator.store.declarations)) {
       const from = versions[name];
@@ -615,7 +632,7 @@ export class PartitionActor {
       if (missing?.has(key) === true) continue;
       this.stats.cacheMisses++;
       // Nothing stored for a key never in memory: it is new, and absent.
-      if (this.cacheComplete) this.cache.admit(key, residentBytes(key, []));
+      if (this.cacheComplete || this.storedKeys?.mightContain(key) === false) this.cache.admit(key, residentBytes(key, []));
       else (missing ??= new Set()).add(key);
     }
     if (missing === undefined && waits === undefined) return undefined;
@@ -831,9 +848,18 @@ export class PartitionActor {
       const key = c.subkey === undefined ? stateKey(p, c.state, c.key) : mapEntryKey(p, c.state, c.key, c.subkey);
       const value = c.value === undefined ? undefined : this.encodeState(c, key);
       if (value === undefined) this.deltas.delete(key, id);
-      else this.deltas.put(key, value, id);
+      else {
+        this.deltas.put(key, value, id);
+        this.storedKeys?.add(c.key);
+      }
       changedKeys.add(c.key);
       if (++n % CHUNK === 0) await yieldToEventLoop();
+    }
+    // In the same delta as the entries it covers: a restore reads both or neither.
+    if (this.storedKeys !== undefined) {
+      const { header, blocks } = this.storedKeys.takeChanges();
+      for (const [block, bytes] of blocks) this.deltas.put(keyFilterBlockKey(p, block), encodeValue(bytes), id);
+      if (header !== undefined) this.deltas.put(keyFilterKey(p), encodeValue(header), id);
     }
     // What changed keys cost now that their changes are known (new keys were charged nothing yet).
     for (const key of changedKeys) this.cache.resize(key, residentBytes(key, Array.from(this.operator.store.entriesOf(key), (c) => encodeValue(c.value).length)));
@@ -1394,7 +1420,7 @@ export class PartitionActor {
   async readLive(state: string, key: string, subkey?: string): Promise<unknown> {
     const store = this.operator.store;
     const map = store.declaration(state).kind === "map";
-    if (this.stateless || this.cacheComplete || this.cache.has(key)) {
+    if (this.stateless || this.cacheComplete || this.cache.has(key) || this.storedKeys?.mightContain(key) === false) {
       if (!map) return store.get(state, key);
       const entries = store.mapOf(state, key);
       if (subkey !== undefined) return entries?.get(subkey);
@@ -1671,3 +1697,22 @@ function jsonBytes(value: unknown): Uint8Array {
 }
 
 export type { PendingOutput };
+
+/**
+ * The filter of stored keys a restore found in `state` (KV corrected by the committed chain), or
+ * undefined when there is none or it is not one eddy wrote.
+ */
+function restoredKeyFilter(state: ReadonlyMap<string, Uint8Array>, p: number): StoredKeyFilter | undefined {
+  const header = state.get(keyFilterKey(p));
+  if (header === undefined) return undefined;
+  try {
+    const blocks = new Map<string, unknown>();
+    for (const [key, value] of state) {
+      const parsed = parseKvKey(key);
+      if (parsed?.kind === "key-filter-block" && parsed.partition === p) blocks.set(parsed.id, decodeValue(value));
+    }
+    return StoredKeyFilter.restore(decodeValue(header), blocks);
+  } catch {
+    return undefined; // not decodable: as if there were none, every miss is looked up
+  }
+}

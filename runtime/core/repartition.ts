@@ -101,6 +101,9 @@ export function repartition(fn: SavepointFunction, exports: readonly PartitionEx
         case "position":
         case "write-position":
         case "applied":
+        // A filter of stored keys belongs to its partition's keys: the restored partitions start without one.
+        case "key-filter":
+        case "key-filter-block":
           continue;
       }
       // Within one old partition keys are unique; across partitions the same key means the same
