@@ -36,8 +36,8 @@
  */
 import { Alignment } from "../core/barriers.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
-import { appliedKey, keyFilterBlockKey, keyFilterBlocksFilter, keyFilterKey, mapEntriesFilter, mapEntryKey, parseKvKey, positionKey, stateFilter, stateKey, timerFilter, timerKey, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
-import { StoredKeyFilter } from "../core/stored-keys.ts";
+import { appliedKey, keyFilterBlockKey, keyFilterKey, mapEntriesFilter, mapEntryKey, parseKvKey, positionKey, stateFilter, stateKey, timerFilter, timerKey, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
+import { filterBlockIds, StoredKeyFilter } from "../core/stored-keys.ts";
 import { HEADER, inputStream, inputSubject, spillStream, spillSubject, stateBucket } from "../core/naming.ts";
 import { Operator, UserFunctionError } from "../core/operator.ts";
 import { ackSubject, deltaObject, type SnapshotAck, type TriggerMessage } from "../core/protocol.ts";
@@ -493,11 +493,16 @@ export class PartitionActor {
   private async restore(checkpoint: number): Promise<void> {
     const p = this.partition;
     const metaKeys = [appliedKey(p), positionKey(p), watermarkKey(p), writePositionKey(p), versionsKey(p), keyFilterKey(p)];
-    const [metaValues, timerEntries, filterBlocks] = await Promise.all([
-      this.transport.getState(this.bucket, metaKeys),
-      this.transport.listState(this.bucket, timerFilter(p)),
-      this.stateless ? [] : this.transport.listState(this.bucket, keyFilterBlocksFilter(p)),
-    ]);
+    // The filter's blocks are read by name once its header is in: no listing, which would make
+    // the server scan every subject of the bucket.
+    const metaAndFilter = this.transport.getState(this.bucket, metaKeys).then(async (values) => {
+      const header = values[metaKeys.length - 1];
+      const ids = this.stateless || header === undefined ? [] : filterBlockIds(tryDecode(header));
+      const keys = ids.map((id) => keyFilterBlockKey(p, id));
+      const blocks = await this.transport.getState(this.bucket, keys);
+      return { values, blocks: keys.flatMap((key, i) => (blocks[i] === undefined ? [] : [{ key, value: blocks[i] }])) };
+    });
+    const [{ values: metaValues, blocks: filterBlocks }, timerEntries] = await Promise.all([metaAndFilter, this.transport.listState(this.bucket, timerFilter(p))]);
     const state = new Map<string, Uint8Array>();
     let applied = 0;
     metaKeys.forEach((key, i) => {
@@ -1714,5 +1719,13 @@ function restoredKeyFilter(state: ReadonlyMap<string, Uint8Array>, p: number): S
     return StoredKeyFilter.restore(decodeValue(header), blocks);
   } catch {
     return undefined; // not decodable: as if there were none, every miss is looked up
+  }
+}
+
+function tryDecode(data: Uint8Array): unknown {
+  try {
+    return decodeValue(data);
+  } catch {
+    return undefined;
   }
 }

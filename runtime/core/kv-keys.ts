@@ -165,11 +165,6 @@ export function keyFilterBlockKey(p: number, id: string): string {
   return `${keyFilterKey(p)}.${id}`;
 }
 
-/** KV filter for every block of partition `p`'s filter of stored keys. */
-export function keyFilterBlocksFilter(p: number): string {
-  return `${keyFilterKey(p)}.>`;
-}
-
 /** KV watch/list filter for every key of partition `p`. */
 export function partitionFilter(p: number): string {
   assertPartition(p);

@@ -72,6 +72,26 @@ function hash(s: string, seed: number): number {
   return fmix32(h ^ s.length);
 }
 
+/**
+ * Ids (`"<segment>.<block>"`) of every block a stored header names: what a restore reads with
+ * `get`s (a listing of `<p>._kf.>` would make the server scan every subject of the bucket). None
+ * for a header this module did not write.
+ */
+export function filterBlockIds(header: unknown): string[] {
+  if (!validHeader(header)) return [];
+  return header.segments.flatMap(([blocks], s) => Array.from({ length: blocks }, (_, b) => `${s}.${b}`));
+}
+
+function validHeader(header: unknown): header is StoredKeyFilterHeader {
+  if (typeof header !== "object" || header === null) return false;
+  const h = header as Partial<StoredKeyFilterHeader>;
+  if (h.v !== FILTER_FORMAT || !Array.isArray(h.segments) || h.segments.length === 0 || h.segments.length > MAX_SEGMENTS) return false;
+  return h.segments.every((s: unknown, i) => Array.isArray(s) && s.length === 2 && s[0] === 2 ** i && Number.isSafeInteger(s[1]) && s[1] >= 0);
+}
+
+/** Segments a header may name: 2^30 blocks of the last would be far more keys than a partition holds. */
+const MAX_SEGMENTS = 31;
+
 export class StoredKeyFilter {
   private readonly segments: Segment[];
   private readonly dirty = new Set<string>();
@@ -93,15 +113,8 @@ export class StoredKeyFilter {
    * A block absent from `blocks` is all zeros.
    */
   static restore(header: unknown, blocks: ReadonlyMap<string, unknown>): StoredKeyFilter | undefined {
-    if (typeof header !== "object" || header === null) return undefined;
-    const h = header as Partial<StoredKeyFilterHeader>;
-    if (h.v !== FILTER_FORMAT || !Array.isArray(h.segments) || h.segments.length === 0 || h.segments.length > 40) return undefined;
-    const segments: Segment[] = [];
-    for (let i = 0; i < h.segments.length; i++) {
-      const s = h.segments[i] as unknown;
-      if (!Array.isArray(s) || s.length !== 2 || s[0] !== 2 ** i || !Number.isSafeInteger(s[1]) || s[1] < 0) return undefined;
-      segments.push({ blocks: new Array<Uint8Array | undefined>(s[0]).fill(undefined), keys: s[1] });
-    }
+    if (!validHeader(header)) return undefined;
+    const segments: Segment[] = header.segments.map(([blocks, keys]) => ({ blocks: new Array<Uint8Array | undefined>(blocks).fill(undefined), keys }));
     for (const [id, bytes] of blocks) {
       const m = /^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$/.exec(id);
       const segment = m === null ? undefined : segments[Number(m[1])];

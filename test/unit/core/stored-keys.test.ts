@@ -4,7 +4,7 @@
  * checkpoint's changes at a time, as a restore reads it — and false positives stay rare.
  */
 import { describe, expect, it } from "vitest";
-import { BLOCK_BYTES, BLOCK_KEYS, StoredKeyFilter, type StoredKeyFilterHeader } from "../../../runtime/core/stored-keys.ts";
+import { BLOCK_BYTES, BLOCK_KEYS, filterBlockIds, StoredKeyFilter, type StoredKeyFilterHeader } from "../../../runtime/core/stored-keys.ts";
 import { decodeValue, encodeValue } from "../../../runtime/core/wire.ts";
 
 /** What KV holds of a filter: the last header and block values stored, encoded as the actor stores them. */
@@ -96,5 +96,16 @@ describe("StoredKeyFilter", () => {
     expect(StoredKeyFilter.restore(good, new Map([["1.2", new Uint8Array(BLOCK_BYTES)]]))).toBeUndefined();
     expect(StoredKeyFilter.restore(good, new Map([["0.0", "x"]]))).toBeUndefined();
     expect(StoredKeyFilter.restore(good, new Map([["1.1", new Uint8Array(BLOCK_BYTES)]]))).toBeDefined();
+  });
+
+  it("names every block of its segments for a restore to read, and none for a header it did not write", () => {
+    expect(filterBlockIds({ v: 1, segments: [[1, 2730], [2, 10]] })).toEqual(["0.0", "1.0", "1.1"]);
+    expect(filterBlockIds({ v: 1, segments: [[1, 0], [3, 0]] })).toEqual([]);
+    expect(filterBlockIds("garbage")).toEqual([]);
+    const f = StoredKeyFilter.empty();
+    for (let i = 0; i < 4 * BLOCK_KEYS; i++) f.add(`k${i}`);
+    const { blocks } = f.takeChanges();
+    expect(new Set(filterBlockIds(f.header()))).toEqual(new Set([...blocks.map(([id]) => id), ...filterBlockIds(f.header())]));
+    expect(blocks.every(([id]) => filterBlockIds(f.header()).includes(id))).toBe(true);
   });
 });
