@@ -733,6 +733,20 @@ export class PartitionActor {
     else store.set(state, key, v);
   }
 
+  /**
+   * KV is current for the keys a round wrote: `mayBeStored` need not remember those not in memory
+   * (a read learns them again from KV, as for an eviction). Without this it kept every key evicted
+   * while its change was still on the way to KV — about 250 bytes each, without bound.
+   */
+  private forgetMaterialized(puts: ReadonlyArray<readonly [string, Uint8Array]>): void {
+    if (this.stateless) return;
+    for (const [kk] of puts) {
+      const parsed = parseKvKey(kk);
+      if (parsed?.kind !== "state" || this.cache.has(parsed.key) || this.loading.has(parsed.key)) continue;
+      this.deltas.forgetStored(kk);
+    }
+  }
+
   /** Drops the least recently used clean keys while the cache is over this actor's share of the budget. */
   private evictOverBudget(): void {
     if (this.stateless) return;
@@ -1072,6 +1086,7 @@ export class PartitionActor {
     await this.transport.writeState(this.bucket, [{ key: appliedKey(this.partition), value: encodeValue(id) }], []);
     this.stats.applied = Math.max(this.stats.applied, id);
     this.deltas.materialized(id);
+    this.forgetMaterialized(round.puts);
     this.stats.materializationRounds++;
     this.stats.materializedCheckpoints += round.ids.length;
     this.stats.materializationWrites += puts.length + round.deletes.length;

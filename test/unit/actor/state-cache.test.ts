@@ -519,3 +519,32 @@ describe("the filter of stored keys (design note bk)", () => {
     expect(gets(t, fresh).length).toBe(fresh.length);
   });
 });
+
+describe("what the actor remembers of keys it does not hold", () => {
+  /** `mayBeStored`'s size: the actor's private delta log, read here because it is what must stay bounded. */
+  const remembered = (a: PartitionActor) => (a as unknown as { deltas: { storedKeysKnown: number } }).deltas.storedKeysKnown;
+
+  it("forgets keys evicted while their change was on its way to KV once it is there, and still deletes them from KV later", async () => {
+    const { t, acks, graph } = setup();
+    const a = actor(t, graph, TINY);
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    const users = Array.from({ length: 40 }, (_, i) => `u${i}`);
+    await send(t, a, users.map((user, i) => ({ user, at: 10 + i })));
+    const release = t.pauseWrites();
+    await a.trigger({ id: 1, generation: 1, stop: false });
+    await waitFor("ack 1", () => acks.some((k) => k.id === 1), { timeoutMs: 10_000, intervalMs: 2 });
+    a.onCommitted(1);
+    // Others push the 40 out of memory while checkpoint 1 is not in KV yet.
+    await send(t, a, Array.from({ length: 40 }, (_, i) => ({ user: `other-${i}`, at: 100 + i })));
+    expect(a.stats.cacheEvictions).toBeGreaterThan(30);
+    release();
+    await a.applied(1);
+    await waitFor("the round ended", () => a.stats.materializationRounds >= 1, { timeoutMs: 10_000, intervalMs: 2 });
+    // What is left: keys in memory and the partition's metadata, not the 40 evicted.
+    expect(remembered(a)).toBeLessThan(a.stats.cacheKeys + 30);
+    await send(t, a, [{ user: "u0", at: 500, del: true }]);
+    await checkpoint(a, acks, 2, 1);
+    expect(kv(t, stateKey(0, "n", "u0"))).toBeUndefined();
+    expect(kv(t, stateKey(0, "n", "u1"))).toBe(1);
+  });
+});
