@@ -40,7 +40,8 @@
  */
 import { Alignment } from "../core/barriers.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
-import { appliedKey, legacyTimerFilter, mapEntriesFilter, mapEntryKey, parseKvKey, positionKey, stateFilter, stateKey, timerBucketFilter, timerBucketGroup, timerBucketOf, timerFilter, timerKey, timerLayoutKey, timerMarkerKey, timerMarkersFilter, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
+import { appliedKey, keyFilterBlockKey, keyFilterKey, legacyTimerFilter, mapEntriesFilter, mapEntryKey, parseKvKey, positionKey, stateFilter, stateKey, timerBucketFilter, timerBucketGroup, timerBucketOf, timerFilter, timerKey, timerLayoutKey, timerMarkerKey, timerMarkersFilter, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
+import { filterBlockIds, StoredKeyFilter } from "../core/stored-keys.ts";
 import { HEADER, inputStream, inputSubject, spillStream, spillSubject, stateBucket } from "../core/naming.ts";
 import { Operator, UserFunctionError } from "../core/operator.ts";
 import { ackSubject, deltaObject, type SnapshotAck, type TriggerMessage } from "../core/protocol.ts";
@@ -355,6 +356,12 @@ export class PartitionActor {
    * entry and nothing was evicted since. A miss then costs no lookup.
    */
   private cacheComplete = false;
+  /**
+   * Keys that may have stored state (design note bk): a key it does not contain is absent without
+   * a lookup. Undefined when the restore found state but no filter (state written by an older
+   * version or restored from a savepoint): then every miss is looked up.
+   */
+  private storedKeys: StoredKeyFilter | undefined;
   /** Reads of keys in flight, so two reads of one key share one. */
   private readonly loading = new Map<string, Promise<void>>();
   /** The declared map states, and the `entries` selectors of those read entry by entry (note bj). */
@@ -558,8 +565,14 @@ export class PartitionActor {
    */
   private async restore(checkpoint: number): Promise<void> {
     const p = this.partition;
-    const metaKeys = [appliedKey(p), positionKey(p), watermarkKey(p), writePositionKey(p), versionsKey(p), timerLayoutKey(p)];
+    const metaKeys = [appliedKey(p), positionKey(p), watermarkKey(p), writePositionKey(p), versionsKey(p), timerLayoutKey(p), keyFilterKey(p)];
     const metaValues = await this.transport.getState(this.bucket, metaKeys);
+    // The filter's blocks are read by name once its header is in: no listing, which would make
+    // the server scan every subject of the bucket.
+    const header = metaValues[metaKeys.length - 1];
+    const blockIds = this.stateless || header === undefined ? [] : filterBlockIds(tryDecode(header));
+    const blockKeys = blockIds.map((id) => keyFilterBlockKey(p, id));
+    const blockValues = await this.transport.getState(this.bucket, blockKeys);
     const state = new Map<string, Uint8Array>();
     let applied = 0;
     metaKeys.forEach((key, i) => {
@@ -567,6 +580,10 @@ export class PartitionActor {
       if (value === undefined) return;
       if (key === appliedKey(p)) applied = decodeValue(value) as number;
       else state.set(key, value);
+    });
+    blockKeys.forEach((key, i) => {
+      const value = blockValues[i];
+      if (value !== undefined) state.set(key, value);
     });
     let decoded: Array<HeldSnapshot & { readonly output: HeldOutputView }> = [];
     if (checkpoint > applied) {
@@ -622,9 +639,14 @@ export class PartitionActor {
     this.versionsStored = stored !== undefined && Buffer.from(stored).equals(Buffer.from(this.versionsRecord));
     this.stats.position = this.nextSeq;
     if (this.stateless) return;
-    const declared = Object.keys(this.operator.store.declarations);
-    const counts = await Promise.all(declared.map((name) => this.transport.countState(this.bucket, stateFilter(p, name))));
-    this.cacheComplete = counts.every((n) => n === 0);
+    this.storedKeys = restoredKeyFilter(state, p);
+    if (this.storedKeys === undefined) {
+      // No filter: a new partition, or state written without one. Only an empty one can start one.
+      const declared = Object.keys(this.operator.store.declarations);
+      const counts = await Promise.all(declared.map((name) => this.transport.countState(this.bucket, stateFilter(p, name))));
+      this.cacheComplete = counts.every((n) => n === 0);
+      if (this.cacheComplete) this.storedKeys = StoredKeyFilter.empty();
+    }
     const migrating = new Map<string, number>();
     for (const [name, decl] of Object.entries(this.operator.store.declarations)) {
       const from = versions[name];
@@ -789,7 +811,7 @@ export class PartitionActor {
         continue;
       }
       // Nothing stored for a key never in memory: it is new, and absent (its maps whole and empty).
-      if (this.cacheComplete && !this.cache.has(key)) {
+      if (!this.cache.has(key) && (this.cacheComplete || this.storedKeys?.mightContain(key) === false)) {
         this.stats.cacheMisses++;
         this.cache.admit(key, residentBytes(key, []));
         continue;
@@ -922,6 +944,20 @@ export class PartitionActor {
     const v = migrateValue(decl, from, old);
     if (subkey !== undefined) store.mapSet(state, key, subkey, v);
     else store.set(state, key, v);
+  }
+
+  /**
+   * KV is current for the keys a round wrote: `mayBeStored` need not remember those not in memory
+   * (a read learns them again from KV, as for an eviction). Without this it kept every key evicted
+   * while its change was still on the way to KV — about 250 bytes each, without bound.
+   */
+  private forgetMaterialized(puts: ReadonlyArray<readonly [string, Uint8Array]>): void {
+    if (this.stateless) return;
+    for (const [kk] of puts) {
+      const parsed = parseKvKey(kk);
+      if (parsed?.kind !== "state" || this.cache.has(parsed.key) || this.loading.has(parsed.key)) continue;
+      this.deltas.forgetStored(kk);
+    }
   }
 
   /** Drops the least recently used clean keys while the cache is over this actor's share of the budget. */
@@ -1199,9 +1235,18 @@ export class PartitionActor {
       const key = c.subkey === undefined ? stateKey(p, c.state, c.key) : mapEntryKey(p, c.state, c.key, c.subkey);
       const value = c.value === undefined ? undefined : this.encodeState(c, key);
       if (value === undefined) this.deltas.delete(key, epoch);
-      else this.deltas.put(key, value, epoch);
+      else {
+        this.deltas.put(key, value, epoch);
+        this.storedKeys?.add(c.key);
+      }
       changedKeys.add(c.key);
       if (++n % CHUNK === 0) await yieldToEventLoop();
+    }
+    // In the same delta (segment) as the entries it covers: a restore reads both or neither.
+    if (this.storedKeys !== undefined) {
+      const { header, blocks } = this.storedKeys.takeChanges();
+      for (const [block, bytes] of blocks) this.deltas.put(keyFilterBlockKey(p, block), encodeValue(bytes), epoch);
+      if (header !== undefined) this.deltas.put(keyFilterKey(p), encodeValue(header), epoch);
     }
     // What changed keys cost now that their changes are known (new keys were charged nothing yet).
     for (const key of changedKeys) this.cache.resize(key, residentBytes(key, Array.from(this.operator.store.entriesOf(key), (c) => encodeValue(c.value).length)));
@@ -1447,6 +1492,7 @@ export class PartitionActor {
     await this.transport.writeState(this.bucket, [{ key: appliedKey(this.partition), value: encodeValue(id) }], []);
     this.stats.applied = Math.max(this.stats.applied, id);
     this.deltas.materialized(id);
+    this.forgetMaterialized(round.puts);
     this.stats.materializationRounds++;
     this.stats.materializedCheckpoints += round.ids.length;
     this.stats.materializationWrites += puts.length + round.deletes.length;
@@ -1803,7 +1849,7 @@ export class PartitionActor {
     const map = store.declaration(state).kind === "map";
     const partial = map && this.cache.has(key) && store.isMapPartial(state, key);
     if (partial && subkey !== undefined && store.knowsEntry(state, key, subkey)) return store.residentEntries(state, key)?.get(subkey);
-    if (this.stateless || this.cacheComplete || (this.cache.has(key) && !partial)) {
+    if (this.stateless || this.cacheComplete || (this.cache.has(key) && !partial) || (!this.cache.has(key) && this.storedKeys?.mightContain(key) === false)) {
       if (!map) return store.get(state, key);
       const entries = store.mapOf(state, key);
       if (subkey !== undefined) return entries?.get(subkey);
@@ -2118,3 +2164,30 @@ function jsonBytes(value: unknown): Uint8Array {
 }
 
 export type { PendingOutput };
+
+/**
+ * The filter of stored keys a restore found in `state` (KV corrected by the committed chain), or
+ * undefined when there is none or it is not one eddy wrote.
+ */
+function restoredKeyFilter(state: ReadonlyMap<string, Uint8Array>, p: number): StoredKeyFilter | undefined {
+  const header = state.get(keyFilterKey(p));
+  if (header === undefined) return undefined;
+  try {
+    const blocks = new Map<string, unknown>();
+    for (const [key, value] of state) {
+      const parsed = parseKvKey(key);
+      if (parsed?.kind === "key-filter-block" && parsed.partition === p) blocks.set(parsed.id, decodeValue(value));
+    }
+    return StoredKeyFilter.restore(decodeValue(header), blocks);
+  } catch {
+    return undefined; // not decodable: as if there were none, every miss is looked up
+  }
+}
+
+function tryDecode(data: Uint8Array): unknown {
+  try {
+    return decodeValue(data);
+  } catch {
+    return undefined;
+  }
+}

@@ -14,6 +14,7 @@ import { actorMetrics } from "../metrics/actor-metrics.ts";
 import { metricsHostFrom, metricsPortFrom, startMetricsServer } from "../metrics/server.ts";
 import { makeGenericWorker } from "./generic-worker.ts";
 import { InputError } from "../errors.ts";
+import { limitHeapGrowth } from "../process/heap-growth.ts";
 
 export interface RunWorkerOptions {
   /** Module with the pipeline(s) to run; without it the worker runs whatever is deployed. */
@@ -56,6 +57,7 @@ export async function loadPipelines(path: string, job?: string): Promise<Pipelin
 }
 
 export async function runWorker(options: RunWorkerOptions): Promise<number> {
+  limitHeapGrowth();
   const pipelines = options.pipeline === undefined ? [] : await loadPipelines(options.pipeline, options.job);
   const url = natsUrlOf(options.natsUrl);
   const program = Effect.gen(function* () {

@@ -14,6 +14,7 @@
  *   `<p>._wpos`                                          a source's position in its write log
  *   `<p>._ver`                                           schema versions of the stored state
  *   `<p>._applied`                                       last checkpoint materialized in this bucket
+ *   `<p>._kf`, `<p>._kf.<segment>.<block>`               the filter of stored keys (stored-keys.ts)
  *
  * State names cannot start with `_`, which keeps the `_`-prefixed internal names out of their
  * way. Timer times are stored as `ts + 2^53` in 14 lowercase hex digits, zero-padded: fixed
@@ -214,6 +215,17 @@ export function appliedKey(p: number): string {
   return `${p}._applied`;
 }
 
+/** Key of the header of partition `p`'s filter of stored keys (stored-keys.ts). */
+export function keyFilterKey(p: number): string {
+  assertPartition(p);
+  return `${p}._kf`;
+}
+
+/** Key of block `id` (`"<segment>.<block>"`) of partition `p`'s filter of stored keys. */
+export function keyFilterBlockKey(p: number, id: string): string {
+  return `${keyFilterKey(p)}.${id}`;
+}
+
 /** KV watch/list filter for every key of partition `p`. */
 export function partitionFilter(p: number): string {
   assertPartition(p);
@@ -254,7 +266,9 @@ export type ParsedKvKey =
   | { readonly kind: "position"; readonly partition: number }
   | { readonly kind: "write-position"; readonly partition: number }
   | { readonly kind: "versions"; readonly partition: number }
-  | { readonly kind: "applied"; readonly partition: number };
+  | { readonly kind: "applied"; readonly partition: number }
+  | { readonly kind: "key-filter"; readonly partition: number }
+  | { readonly kind: "key-filter-block"; readonly partition: number; readonly id: string };
 
 const PARTITION = /^(0|[1-9][0-9]*)$/;
 
@@ -296,6 +310,10 @@ export function parseKvKey(k: string): ParsedKvKey | undefined {
     const name = tryUnb64url(fields[2]);
     if (ts === undefined || key === undefined || name === undefined || timerBucketOf(ts) !== bucket) return undefined;
     return { kind: "timer", partition, timer: { domain, ts, key, name } };
+  }
+  if (second === "_kf") {
+    if (parts.length === 2) return { kind: "key-filter", partition };
+    return parts.length === 4 && PARTITION.test(parts[2]) && PARTITION.test(parts[3]) ? { kind: "key-filter-block", partition, id: `${parts[2]}.${parts[3]}` } : undefined;
   }
   if (second === "_t") {
     if (parts.length !== 5) return undefined;

@@ -104,6 +104,9 @@ export function repartition(fn: SavepointFunction, exports: readonly PartitionEx
         // Bucket markers name this partition's buckets; a restore finds the moved timers without them.
         case "timer-bucket":
         case "timer-layout":
+        // A filter of stored keys belongs to its partition's keys: the restored partitions start without one.
+        case "key-filter":
+        case "key-filter-block":
           continue;
       }
       // Within one old partition keys are unique; across partitions the same key means the same

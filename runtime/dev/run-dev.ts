@@ -10,6 +10,7 @@ import { startLocalNatsCluster, startLocalNatsServer } from "../nats/local-serve
 import { connectNats } from "../nats/connection.ts";
 import { makeSupervisor } from "../supervisor/supervisor.ts";
 import { makeGenericWorker } from "../actor/generic-worker.ts";
+import { limitHeapGrowth } from "../process/heap-growth.ts";
 import { waitForSignal } from "../process/wait-for-signal.ts";
 
 export interface DevOptions {
@@ -23,6 +24,7 @@ export interface DevOptions {
 }
 
 export async function runDev(options: DevOptions): Promise<number> {
+  limitHeapGrowth();
   const log = (line: string) => console.error(`${new Date().toISOString().slice(11, 23)} ${line}`);
   const program = Effect.gen(function* () {
     yield* Effect.promise(() => ensureNatsServer(log));

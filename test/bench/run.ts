@@ -5,6 +5,7 @@
  */
 import { parseArgs } from "node:util";
 import { benchCheckpoint } from "./checkpoint.ts";
+import { benchKv } from "./kv.ts";
 import { benchPipeline } from "./pipeline.ts";
 import { benchRecovery } from "./recovery.ts";
 import { benchState, type KeyDistribution } from "./state.ts";
@@ -22,6 +23,7 @@ interface BenchOptions {
 const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
   pipeline: ({ events }) => benchPipeline(events),
   checkpoint: ({ keys, segments }) => benchCheckpoint(keys, segments),
+  kv: ({ keys }) => benchKv(keys),
   recovery: ({ keys }) => benchRecovery(keys),
   state: ({ keys, events, dist, cacheMb }) => benchState({ keys, events, dist, ...(cacheMb === undefined ? {} : { cacheMb }) }),
 };

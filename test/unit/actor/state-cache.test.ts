@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts";
 import { PartitionActor, type ActorConfig } from "../../../runtime/actor/partition-actor.ts";
 import { ackSubject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
-import { stateKey } from "../../../runtime/core/kv-keys.ts";
+import { keyFilterKey, stateKey } from "../../../runtime/core/kv-keys.ts";
 import { inputStream, stateBucket } from "../../../runtime/core/naming.ts";
 import { decodeBatch, decodeValue } from "../../../runtime/core/wire.ts";
 import { decodePartitionExport, savepointObjectName } from "../../../runtime/core/savepoint.ts";
@@ -429,5 +429,122 @@ describe("a state cache smaller than the state", () => {
     await waitFor("generation 1's output skipped", () => again.stats.skipped > 0 && again.stats.lag === 0, { timeoutMs: 10_000, intervalMs: 2 });
     expect(again.stats.recordsIn).toBe(0);
     expect(t.kvReads.filter((r) => r.key.startsWith("0.sum."))).toEqual([]);
+  });
+});
+
+describe("the filter of stored keys (design note bk)", () => {
+  /** Gets of the value state `n` of `users`, as the cache's misses ask for them. */
+  const gets = (t: MemoryTransport, users: readonly string[]) => {
+    const asked = new Set(users.map((u) => stateKey(0, "n", u)));
+    return t.kvReads.filter((r) => r.op === "get" && asked.has(r.key));
+  };
+  const lastCount = (t: MemoryTransport, user: string) =>
+    emitted(t)
+      .filter((r) => (r as { user?: string; timer?: number }).user === user && (r as { timer?: number }).timer === undefined && "n" in (r as object))
+      .map((r) => (r as { n: number }).n)
+      .at(-1);
+
+  /**
+   * 60 users counted once and evicted through a tiny cache; checkpoint 2 commits, but the actor
+   * dies before it is in KV, so a restore finds part of the state (and of the filter) only in
+   * the committed chain.
+   */
+  async function stateThenCrash(): Promise<{ t: MemoryTransport; acks: SnapshotAck[]; graph: JobGraph; old: string[] }> {
+    const { t, acks, graph } = setup();
+    const a = actor(t, graph, TINY);
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    const old = Array.from({ length: 60 }, (_, i) => `u${i}`);
+    await send(t, a, old.slice(0, 30).map((user, i) => ({ user, at: 10 + i })));
+    await checkpoint(a, acks, 1, 1);
+    await send(t, a, old.slice(30).map((user, i) => ({ user, at: 100 + i })));
+    await a.trigger({ id: 2, generation: 1, stop: false });
+    await waitFor("ack 2", () => acks.some((k) => k.id === 2), { timeoutMs: 10_000, intervalMs: 2 });
+    t.failWith((op) => (op === "writeState" ? new Error("KV unreachable") : undefined));
+    a.onCommitted(2);
+    await expect(a.failed).rejects.toThrow("KV unreachable");
+    await a.stop();
+    t.failWith(undefined);
+    expect(a.stats.cacheEvictions).toBeGreaterThan(20);
+    expect(kv(t, stateKey(0, "n", "u45"))).toBeUndefined();
+    return { t, acks, graph, old };
+  }
+
+  it("after a restore of a job with state, a new key costs no lookup, and no stored key is taken for absent", async () => {
+    const { t, graph, old } = await stateThenCrash();
+    t.kvReads.length = 0;
+    const b = actor(t, graph, TINY);
+    await b.start({ generation: 2, checkpoint: 2, worker: "w2" });
+    const fresh = Array.from({ length: 40 }, (_, i) => `new-${i}`);
+    await send(t, b, fresh.map((user, i) => ({ user, at: 1000 + i })));
+    expect(gets(t, fresh)).toEqual([]);
+    expect(b.stats.cacheEvictions).toBeGreaterThan(0);
+    // Every stored key, from KV or from the chain the restore wrote, is read back: counted twice.
+    await send(t, b, old.map((user, i) => ({ user, at: 2000 + i })));
+    await waitFor("old users counted", () => old.every((u) => lastCount(t, u) === 2), { timeoutMs: 10_000, intervalMs: 2 });
+    // Each was asked for (a count of 1 would be a stored key taken for absent).
+    expect(new Set(gets(t, old).map((r) => r.key)).size).toBe(old.length);
+  });
+
+  it("keeps covering keys after later checkpoints and a second restore", async () => {
+    const { t, acks, graph, old } = await stateThenCrash();
+    const b = actor(t, graph, TINY);
+    await b.start({ generation: 2, checkpoint: 2, worker: "w2" });
+    const fresh = Array.from({ length: 40 }, (_, i) => `new-${i}`);
+    await send(t, b, fresh.map((user, i) => ({ user, at: 1000 + i })));
+    await checkpoint(b, acks, 3, 2);
+    await b.stop();
+    t.kvReads.length = 0;
+    const c = actor(t, graph, TINY);
+    await c.start({ generation: 3, checkpoint: 3, worker: "w3" });
+    const newer = Array.from({ length: 20 }, (_, i) => `newer-${i}`);
+    await send(t, c, newer.map((user, i) => ({ user, at: 3000 + i })));
+    expect(gets(t, newer)).toEqual([]);
+    await send(t, c, [...old, ...fresh].map((user, i) => ({ user, at: 4000 + i })));
+    await waitFor("every stored user counted again", () => [...old, ...fresh].every((u) => lastCount(t, u) === 2), { timeoutMs: 10_000, intervalMs: 2 });
+  });
+
+  it("looks every miss up when the state has no filter (written by an older version, or restored from a savepoint)", async () => {
+    const { t, acks, graph, old } = await stateThenCrash();
+    const b = actor(t, graph, TINY);
+    await b.start({ generation: 2, checkpoint: 2, worker: "w2" });
+    await checkpoint(b, acks, 3, 2);
+    await b.stop();
+    await t.writeState(stateBucket("j", "users"), [], [keyFilterKey(0)]);
+    t.kvReads.length = 0;
+    const c = actor(t, graph, TINY);
+    await c.start({ generation: 3, checkpoint: 3, worker: "w3" });
+    const fresh = Array.from({ length: 10 }, (_, i) => `new-${i}`);
+    await send(t, c, [...fresh, ...old].map((user, i) => ({ user, at: 1000 + i })));
+    await waitFor("old users counted", () => old.every((u) => lastCount(t, u) === 2), { timeoutMs: 10_000, intervalMs: 2 });
+    expect(gets(t, fresh).length).toBe(fresh.length);
+  });
+});
+
+describe("what the actor remembers of keys it does not hold", () => {
+  /** `mayBeStored`'s size: the actor's private delta log, read here because it is what must stay bounded. */
+  const remembered = (a: PartitionActor) => (a as unknown as { deltas: { storedKeysKnown: number } }).deltas.storedKeysKnown;
+
+  it("forgets keys evicted while their change was on its way to KV once it is there, and still deletes them from KV later", async () => {
+    const { t, acks, graph } = setup();
+    const a = actor(t, graph, TINY);
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    const users = Array.from({ length: 40 }, (_, i) => `u${i}`);
+    await send(t, a, users.map((user, i) => ({ user, at: 10 + i })));
+    const release = t.pauseWrites();
+    await a.trigger({ id: 1, generation: 1, stop: false });
+    await waitFor("ack 1", () => acks.some((k) => k.id === 1), { timeoutMs: 10_000, intervalMs: 2 });
+    a.onCommitted(1);
+    // Others push the 40 out of memory while checkpoint 1 is not in KV yet.
+    await send(t, a, Array.from({ length: 40 }, (_, i) => ({ user: `other-${i}`, at: 100 + i })));
+    expect(a.stats.cacheEvictions).toBeGreaterThan(30);
+    release();
+    await a.applied(1);
+    await waitFor("the round ended", () => a.stats.materializationRounds >= 1, { timeoutMs: 10_000, intervalMs: 2 });
+    // What is left: keys in memory and the partition's metadata, not the 40 evicted.
+    expect(remembered(a)).toBeLessThan(a.stats.cacheKeys + 30);
+    await send(t, a, [{ user: "u0", at: 500, del: true }]);
+    await checkpoint(a, acks, 2, 1);
+    expect(kv(t, stateKey(0, "n", "u0"))).toBeUndefined();
+    expect(kv(t, stateKey(0, "n", "u1"))).toBe(1);
   });
 });
