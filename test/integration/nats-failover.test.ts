@@ -130,20 +130,23 @@ describe("a 3-node cluster losing a stream's leader", () => {
 
   it("keeps the supervisors' lease and commits checkpoints by compare-and-set across the election", async () => {
     await ensureControlPlane(nc);
-    const { kv: lease, ttlMs } = await openLeaderBucket(nc, 10_000);
-    expect(ttlMs).toBe(10_000);
+    // A lease long enough to outlast an election on a loaded machine; a renewal may keep trying
+    // while the lease is valid (leader-election.ts).
+    const { kv: lease, ttlMs } = await openLeaderBucket(nc, 20_000);
+    expect(ttlMs).toBe(20_000);
     expect((await jsm.streams.info(`KV_${LEADER_BUCKET}`)).config.num_replicas).toBe(3);
     const held = await lease.create("leader", "supervisor-a");
     const stores = await ensureControlStores(nc);
     const first = await writeJson(stores.jobs, "failover.latest", { id: 1 }, 0);
 
     const leaseKilled = await killLeaderOf(`KV_${LEADER_BUCKET}`);
-    const renewed = await lease.update("leader", "supervisor-a", held, 9_000);
+    const renewed = await lease.update("leader", "supervisor-a", held, 18_000);
     const leaseMs = Date.now() - leaseKilled.at;
     expect(renewed).toBeGreaterThan(held);
     // A candidate that read the old revision is refused: the lease is still held.
-    await expect(lease.update("leader", "supervisor-b", held, 2_000)).rejects.toThrow(/wrong last sequence/);
-    expect(text((await (await new Kvm(nc).open(LEADER_BUCKET)).get("leader"))!.value)).toBe("supervisor-a");
+    await expect(lease.update("leader", "supervisor-b", held, 10_000)).rejects.toThrow(/wrong last sequence/);
+    const holder = await waitFor("the lease to be read", async () => (await (await new Kvm(nc).open(LEADER_BUCKET)).get("leader"))?.value, { retryErrors: true });
+    expect(text(holder)).toBe("supervisor-a");
     await restore(leaseKilled.index, `KV_${LEADER_BUCKET}`);
 
     const jobsKilled = await killLeaderOf(`KV_${JOBS_BUCKET}`);
@@ -151,7 +154,8 @@ describe("a 3-node cluster losing a stream's leader", () => {
     const commitMs = Date.now() - jobsKilled.at;
     expect(second).toBeGreaterThan(first);
     await expect(writeJson(stores.jobs, "failover.latest", { id: 3 }, first)).rejects.toThrow(/wrong last sequence/);
-    expect(JSON.parse(text((await stores.jobs.get("failover.latest"))!.value))).toEqual({ id: 2 });
+    const latest = await waitFor("the commit record to be read", async () => (await stores.jobs.get("failover.latest"))?.value, { retryErrors: true });
+    expect(JSON.parse(text(latest))).toEqual({ id: 2 });
     console.log(`CAS: lease renewed ${leaseMs} ms, commit written ${commitMs} ms after the bucket's leader was killed`);
     await restore(jobsKilled.index, `KV_${JOBS_BUCKET}`);
   }, 120_000);
