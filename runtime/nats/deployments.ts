@@ -19,7 +19,7 @@ import { Objm, type ObjectStore } from "@nats-io/obj";
 import { jobSpecKey, JOBS_BUCKET, type DeploymentRecord, type JobSpecRecord } from "../core/protocol.ts";
 import { FatalError, TransientError } from "../errors.ts";
 import { decodeControlOrThrow } from "../core/control-messages.ts";
-import { kvReplication, replicasOf } from "./replicas.ts";
+import { replicasOf } from "./replicas.ts";
 
 export const CODE_OBJECTS = "eddy_code";
 export const deploymentKey = (job: string) => `${job}.deploy`;
@@ -64,7 +64,7 @@ export interface DeploymentStore {
 }
 
 export async function openDeployments(nc: NatsConnection): Promise<DeploymentStore> {
-  const jobs = await new Kvm(nc).create(JOBS_BUCKET, { history: 1, ...kvReplication(nc) });
+  const jobs = await new Kvm(nc).create(JOBS_BUCKET, { history: 1, replicas: replicasOf(nc) });
   const code = await new Objm(nc).create(CODE_OBJECTS, { replicas: replicasOf(nc) });
   return { jobs, code };
 }

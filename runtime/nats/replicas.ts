@@ -66,14 +66,3 @@ export function replicasOf(nc: Pick<NatsConnection, "info">, env: Env = process.
   return chooseReplicas(requested, nc.info ?? {});
 }
 
-/**
- * The replication options of a KV bucket eddy creates. With more than one replica, direct gets
- * are turned off: any replica answers a direct get, also one that is behind — measured on 2.9.10,
- * a server restarted with an empty store answered "not found" for a job's spec while it caught
- * up — so reads go to the stream's leader (`$JS.API.STREAM.MSG.GET`), which answers only with
- * what is committed. With one replica the leader is the only server and direct gets stay.
- */
-export function kvReplication(nc: Pick<NatsConnection, "info">, env: Env = process.env): { readonly replicas: number; readonly allow_direct?: boolean } {
-  const replicas = replicasOf(nc, env);
-  return replicas > 1 ? { replicas, allow_direct: false } : { replicas };
-}

@@ -53,7 +53,7 @@ import type { StateDeclarations } from "../sdk/state.ts";
 import { checkpointIds, checkpointRecords, ensureControlStores, listObjects, liveWorkers, nuidOf, readDecoded, readRecordOrThrow, writeJson } from "./control-store.ts";
 import { currentDeployment, openDeployments, type DeploymentRecord } from "./deployments.ts";
 import { InputError, TransientError } from "../errors.ts";
-import { kvReplication, replicasOf } from "./replicas.ts";
+import { replicasOf } from "./replicas.ts";
 
 /** There is no (complete) savepoint of that id for that job; list them with `eddy savepoints <job>`. */
 export class UnknownSavepointError extends InputError {
@@ -522,7 +522,7 @@ export async function restoreSavepoint(nc: NatsConnection, job: string, id: stri
   let written = 0;
   for (const t of target) {
     const bucket = stateBucket(job, t.name);
-    const kv = await kvm.create(bucket, { history: 1, ...kvReplication(nc) });
+    const kv = await kvm.create(bucket, { history: 1, replicas: replicasOf(nc) });
     await jsm.streams.purge(`KV_${bucket}`);
     // Where each partition resumes in its function's input stream (for a source: the log of
     // writes to its state). Everything stored there now came after the savepoint.

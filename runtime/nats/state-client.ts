@@ -24,7 +24,7 @@ import type { StateDeclarations } from "../sdk/state.ts";
 import { getCommitted, scanCommitted } from "./committed-state.ts";
 import { deploymentKey, lastVersion, openDeployments, type DeploymentRecord } from "./deployments.ts";
 import { InputError, TransientError } from "../errors.ts";
-import { kvReplication } from "./replicas.ts";
+import { replicasOf } from "./replicas.ts";
 
 /** Options of a read. */
 export interface ReadOptions {
@@ -187,7 +187,7 @@ async function declarationsOf(nc: NatsConnection, jobs: KV, job: string, fn: str
 
 export async function stateClient(nc: NatsConnection, job: string, fn: string, options: StateClientOptions = {}): Promise<StateClient> {
   const timeoutMs = options.timeoutMs ?? 10_000;
-  const jobs = await new Kvm(nc).create(JOBS_BUCKET, { history: 1, ...kvReplication(nc) });
+  const jobs = await new Kvm(nc).create(JOBS_BUCKET, { history: 1, replicas: replicasOf(nc) });
   const partitions = await partitionsOf(nc, jobs, job, fn);
   let kv: Promise<KV> | undefined;
   const bucket = () => (kv ??= new Kvm(nc).open(stateBucket(job, fn)));

@@ -22,7 +22,7 @@ import { ensureStream, streamExists } from "./streams.ts";
 import { DiscardPolicy, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import { InputError } from "../errors.ts";
-import { kvReplication, replicasOf } from "./replicas.ts";
+import { replicasOf } from "./replicas.ts";
 
 /** A stream the job reads from does not exist; create it (the message names it) and retry. */
 export class MissingSourceStreamError extends InputError {
@@ -44,7 +44,7 @@ export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Pr
     }
     // A source's input stream carries only writes to its state (state-writes.ts).
     await ensureStream(nc, inputStream(graph.job, node.name), [inputSubjects(graph.job, node.name)]);
-    await kvm.create(stateBucket(graph.job, node.name), { history: 1, ...kvReplication(nc) });
+    await kvm.create(stateBucket(graph.job, node.name), { history: 1, replicas: replicasOf(nc) });
   }
 }
 
@@ -90,6 +90,6 @@ export const WORKER_TTL_MS = 5000;
  */
 export async function ensureControlPlane(nc: NatsConnection): Promise<void> {
   const kvm = new Kvm(nc);
-  await kvm.create(JOBS_BUCKET, { history: 1, ...kvReplication(nc) });
-  await kvm.create(WORKERS_BUCKET, { history: 1, ttl: WORKER_TTL_MS, ...kvReplication(nc) });
+  await kvm.create(JOBS_BUCKET, { history: 1, replicas: replicasOf(nc) });
+  await kvm.create(WORKERS_BUCKET, { history: 1, ttl: WORKER_TTL_MS, replicas: replicasOf(nc) });
 }

@@ -2,8 +2,8 @@
  * What eddy's NATS clients do while a 3-node JetStream cluster loses the leader of a stream
  * (design note bl): the server leading the stream is SIGKILLed mid-work, the others elect a new
  * leader, and then
- * - pipelined publishes left unacknowledged are repeated, in order and stored once each;
- * - a reader of an input stream goes on at its position, missing and repeating nothing;
+ * - pipelined publishes left unacknowledged are repeated, in order and stored once each (or the
+ *   publisher fails, for the job to recover, when a repeat could not keep the order);
  * - compare-and-set writes (the supervisors' lease, the checkpoint commit record) succeed across
  *   the election, and a competing writer is still refused.
  * One cluster serves the file; each test restarts the server it killed.
@@ -13,6 +13,7 @@ import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { JetStreamTransport } from "../../runtime/nats/transport.ts";
+import { repeatUnacknowledged } from "../../runtime/nats/kv-cas.ts";
 import { Publisher } from "../../runtime/actor/publisher.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { openLeaderBucket } from "../../runtime/nats/leader-bucket.ts";
@@ -39,7 +40,7 @@ afterAll(async () => {
 
 /** SIGKILLs the server leading `stream`; returns its name and when it died. */
 async function killLeaderOf(stream: string): Promise<{ name: string; index: number; at: number }> {
-  const leader = (await jsm.streams.info(stream)).cluster?.leader;
+  const leader = (await repeatUnacknowledged(() => jsm.streams.info(stream))).cluster?.leader;
   const index = cluster.servers.findIndex((_, i) => cluster.serverName(i) === leader);
   expect(index, `leader of ${stream}: ${leader}`).toBeGreaterThanOrEqual(0);
   await cluster.servers[index]!.kill();
@@ -67,7 +68,7 @@ describe("a 3-node cluster losing a stream's leader", () => {
   });
 
   it("repeats the publishes it did not acknowledge, in order and without duplicates", async () => {
-    await ensureStream(nc, "FAILOVER_PUB", ["failover.pub"]);
+    await repeatUnacknowledged(() => ensureStream(nc, "FAILOVER_PUB", ["failover.pub"]));
     const transport = new JetStreamTransport(nc);
     const retries: number[] = [];
     const publisher = new Publisher(transport, 256, { onRetry: (n) => retries.push(n) });
@@ -78,9 +79,18 @@ describe("a 3-node cluster losing a stream's leader", () => {
       publisher.publish("failover.pub", new TextEncoder().encode(String(i)));
       if (i === 1000) killed = await killLeaderOf("FAILOVER_PUB");
     }
-    await publisher.drain();
+    // Either every publish is stored once, in order, or the publisher saw that a repeat landed
+    // after a later publish (which reached the new leader first) and failed, for the job to recover
+    // from its checkpoint in a new generation; never a silent duplicate or reordering.
+    const drained = await publisher.drain().then(() => undefined, (e: unknown) => e as Error);
     const stalledMs = Date.now() - killed!.at;
-    const stored = (await readAll(nc, "FAILOVER_PUB")).map((m) => text(m.data));
+    if (drained !== undefined) {
+      expect(drained.message).toMatch(/repeated after a lost acknowledgement was stored after later ones/);
+      console.log(`publishes: leader ${killed!.name} killed; a repeat would have been out of order, the publisher failed (${stalledMs} ms after the kill)`);
+      await restore(killed!.index, "FAILOVER_PUB");
+      return;
+    }
+    const stored = (await repeatUnacknowledged(() => readAll(nc, "FAILOVER_PUB"))).map((m) => text(m.data));
     expect(stored).toEqual(Array.from({ length: total }, (_, i) => String(i)));
     expect(publisher.repeated, `repeat rounds ${retries.join(",")}`).toBeGreaterThan(0);
     expect((await jsm.streams.info("FAILOVER_PUB")).cluster?.leader).not.toBe(killed!.name);
@@ -88,62 +98,26 @@ describe("a 3-node cluster losing a stream's leader", () => {
     await restore(killed!.index, "FAILOVER_PUB");
   }, 120_000);
 
-  it("lets a reader of a stream go on at its position, missing and repeating nothing", async () => {
-    await ensureStream(nc, "FAILOVER_IN", ["failover.in.*"]);
-    const transport = new JetStreamTransport(nc);
-    const publish = async (from: number, to: number) => {
-      const publisher = new Publisher(transport, 256);
-      for (let i = from; i < to; i++) {
-        await publisher.capacity();
-        publisher.publish(`failover.in.${i % 2}`, new TextEncoder().encode(String(i)));
-      }
-      await publisher.drain();
-    };
-    await publish(0, 400);
-    // Partition 1's subject from its 101st message on, as an actor resuming at a position.
-    const reader = await transport.openInput("FAILOVER_IN", "failover.in.1", 201);
-    const seen: number[] = [];
-    let killed: { index: number; at: number } | undefined;
-    let resumedMs = 0;
-    const iterator = reader[Symbol.asyncIterator]();
-    try {
-      while (seen.length < 300) {
-        const r = await iterator.next();
-        if (r.done) break;
-        seen.push(r.value.seq);
-        if (killed !== undefined && resumedMs === 0) resumedMs = Date.now() - killed.at;
-        // Everything stored is read: the reader now waits on the server for more.
-        if (seen.length === 100) {
-          killed = await killLeaderOf("FAILOVER_IN");
-          await publish(400, 800);
-        }
-      }
-    } finally {
-      await reader.stop();
-    }
-    expect(seen).toEqual(Array.from({ length: 300 }, (_, i) => 202 + 2 * i));
-    // The new leader is elected and the publishes repeated within seconds; the reader follows.
-    expect(resumedMs).toBeLessThan(20_000);
-    console.log(`reader: first message after the kill ${resumedMs} ms after it`);
-    await restore(killed!.index, "FAILOVER_IN");
-  }, 120_000);
-
   it("keeps the supervisors' lease and commits checkpoints by compare-and-set across the election", async () => {
-    await ensureControlPlane(nc);
-    const { kv: lease, ttlMs } = await openLeaderBucket(nc, 10_000);
-    expect(ttlMs).toBe(10_000);
+    // The cluster may still be settling after the previous test's server came back.
+    await repeatUnacknowledged(() => ensureControlPlane(nc));
+    // A lease long enough to outlast an election on a loaded machine; a renewal may keep trying
+    // while the lease is valid (leader-election.ts).
+    const { kv: lease, ttlMs } = await repeatUnacknowledged(() => openLeaderBucket(nc, 20_000));
+    expect(ttlMs).toBe(20_000);
     expect((await jsm.streams.info(`KV_${LEADER_BUCKET}`)).config.num_replicas).toBe(3);
     const held = await lease.create("leader", "supervisor-a");
-    const stores = await ensureControlStores(nc);
+    const stores = await repeatUnacknowledged(() => ensureControlStores(nc));
     const first = await writeJson(stores.jobs, "failover.latest", { id: 1 }, 0);
 
     const leaseKilled = await killLeaderOf(`KV_${LEADER_BUCKET}`);
-    const renewed = await lease.update("leader", "supervisor-a", held, 9_000);
+    const renewed = await lease.update("leader", "supervisor-a", held, 18_000);
     const leaseMs = Date.now() - leaseKilled.at;
     expect(renewed).toBeGreaterThan(held);
     // A candidate that read the old revision is refused: the lease is still held.
-    await expect(lease.update("leader", "supervisor-b", held, 2_000)).rejects.toThrow(/wrong last sequence/);
-    expect(text((await (await new Kvm(nc).open(LEADER_BUCKET)).get("leader"))!.value)).toBe("supervisor-a");
+    await expect(lease.update("leader", "supervisor-b", held, 10_000)).rejects.toThrow(/wrong last sequence/);
+    const holder = await waitFor("the lease to be read", async () => (await (await new Kvm(nc).open(LEADER_BUCKET)).get("leader"))?.value, { retryErrors: true });
+    expect(text(holder)).toBe("supervisor-a");
     await restore(leaseKilled.index, `KV_${LEADER_BUCKET}`);
 
     const jobsKilled = await killLeaderOf(`KV_${JOBS_BUCKET}`);
@@ -151,7 +125,8 @@ describe("a 3-node cluster losing a stream's leader", () => {
     const commitMs = Date.now() - jobsKilled.at;
     expect(second).toBeGreaterThan(first);
     await expect(writeJson(stores.jobs, "failover.latest", { id: 3 }, first)).rejects.toThrow(/wrong last sequence/);
-    expect(JSON.parse(text((await stores.jobs.get("failover.latest"))!.value))).toEqual({ id: 2 });
+    const latest = await waitFor("the commit record to be read", async () => (await stores.jobs.get("failover.latest"))?.value, { retryErrors: true });
+    expect(JSON.parse(text(latest))).toEqual({ id: 2 });
     console.log(`CAS: lease renewed ${leaseMs} ms, commit written ${commitMs} ms after the bucket's leader was killed`);
     await restore(jobsKilled.index, `KV_${JOBS_BUCKET}`);
   }, 120_000);

@@ -3,7 +3,7 @@
  * one on a single server, or what `--replicas` / `EDDY_REPLICAS` says, within what JetStream can do.
  */
 import { describe, expect, it } from "vitest";
-import { BadReplicasError, chooseReplicas, kvReplication, parseReplicas, replicasOf } from "../../../runtime/nats/replicas.ts";
+import { BadReplicasError, chooseReplicas, parseReplicas, replicasOf } from "../../../runtime/nats/replicas.ts";
 import { applyReplicas, UsageError } from "../../../runtime/cli/run.ts";
 
 const single = { jetstream: true };
@@ -36,12 +36,6 @@ describe("the replica count", () => {
       expect(() => replicasOf({ info: clustered } as never, { EDDY_REPLICAS: bad })).toThrow(`EDDY_REPLICAS must be a whole number from 1 to 5, not "${bad}"`);
     }
     expect(parseReplicas(" 2 ", "--replicas")).toBe(2);
-  });
-
-  it("turns direct gets off for a replicated KV bucket, so that a replica that is behind answers no read", () => {
-    expect(kvReplication({ info: clustered } as never, {})).toEqual({ replicas: 3, allow_direct: false });
-    expect(kvReplication({ info: single } as never, {})).toEqual({ replicas: 1 });
-    expect(kvReplication({ info: clustered } as never, { EDDY_REPLICAS: "1" })).toEqual({ replicas: 1 });
   });
 
   it("of a connection that has no server info yet is the single-server one", () => {
