@@ -54,7 +54,7 @@ export class DeltaLog<P = undefined> {
   /** Changes since the last commit: KV key → encoded value (null: deleted) and the epoch it was taken in. */
   private readonly uncommitted = new Map<string, { value: Uint8Array | null; epoch: number }>();
   /** Snapshots taken and not committed yet: their entries and what the actor attached (`seal`). */
-  private readonly held = new Map<number, { entries: DeltaEntry[]; payload?: P }>();
+  private readonly held = new Map<number, { entries: DeltaEntry[]; created: Set<string>; payload?: P }>();
   /** Committed deltas not yet written to KV, oldest first. */
   private readonly unmaterialized: Committed[] = [];
   /** Per KV key, how many of the unmaterialized deltas change it: its size is the lag in keys. */
@@ -125,11 +125,15 @@ export class DeltaLog<P = undefined> {
    */
   snapshot(id: number): DeltaEntry[] {
     const entries: DeltaEntry[] = [];
+    const created = new Set<string>();
     for (const [k, e] of this.uncommitted) {
-      if (e.value !== null) this.mayBeStored.set(k, id);
+      if (e.value !== null) {
+        if (!this.mayBeStored.has(k)) created.add(k);
+        this.mayBeStored.set(k, id);
+      }
       entries.push([k, e.value]);
     }
-    this.held.set(id, { entries });
+    this.held.set(id, { entries, created });
     return entries;
   }
 
@@ -143,9 +147,11 @@ export class DeltaLog<P = undefined> {
    * Checkpoint `id` committed. Returns snapshot `id` (its entries and payload) to materialize, or
    * undefined if this log took no such snapshot or `id` is not newer than the last commit. Changes
    * of epochs up to `id` leave the uncommitted part; the snapshot's entries stay in `overlay`
-   * until `materialized(id)`.
+   * until `materialized(id)`. `created` are the keys the snapshot put that KV did not hold and
+   * could not receive when it was taken (no snapshot had put them since KV last deleted them): a
+   * materialization round in which such a key's first change is that put knows KV lacks it.
    */
-  committed(id: number): { readonly entries: DeltaEntry[]; readonly payload: P | undefined } | undefined {
+  committed(id: number): { readonly entries: DeltaEntry[]; readonly created: ReadonlySet<string>; readonly payload: P | undefined } | undefined {
     if (id <= this.committedId) return undefined;
     this.committedId = id;
     for (const [k, e] of this.uncommitted) if (e.epoch <= id) this.dropUncommitted(k);
@@ -155,7 +161,7 @@ export class DeltaLog<P = undefined> {
     for (const h of [...this.held.keys()]) if (h <= id) this.held.delete(h);
     if (snapshot === undefined) return undefined;
     this.addUnmaterialized({ id, entries: snapshot.entries });
-    return { entries: snapshot.entries, payload: snapshot.payload };
+    return { entries: snapshot.entries, created: snapshot.created, payload: snapshot.payload };
   }
 
   /**
