@@ -1051,7 +1051,9 @@ export class PartitionActor {
           if (this.wakeRound === wake) this.wakeRound = undefined;
           resolve();
         };
+        // Unref'd: a round that waits keeps no process alive; what it writes is committed anyway.
         const timer = setTimeout(wake, delay);
+        timer.unref?.();
         this.wakeRound = wake;
       });
     }
