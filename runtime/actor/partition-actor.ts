@@ -60,7 +60,7 @@ import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, mergeSegments
 import { checkSegmentRefs, DEFAULT_SEGMENT_POLICY, segmentDue, segmentObject, segmentsToRead, uploadsFull, type SegmentPolicy, type SegmentRef } from "../core/changelog.ts";
 import { readSourceRecord, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
 import { heldSinkAction } from "../core/held-bounds.ts";
-import { materializationBehind, planRound, type CommittedDelta, type MaterializationBounds } from "../core/materialization.ts";
+import { materializationBehind, planRound, roundDelay, type CommittedDelta, type MaterializationBounds } from "../core/materialization.ts";
 import { decodeSpillBatch, encodeSpillBatch, loadRanges, storeRanges, type HeldOutputView, type SpilledRange, type StoredRange } from "../core/held-sink.ts";
 import { randomUUID } from "node:crypto";
 import type { StreamInput } from "../sdk/function.ts";
@@ -113,6 +113,12 @@ export interface ActorConfig {
    * stops reading input until materialization catches up (default 1 000 000; 0: no bound).
    */
   readonly maxUnmaterializedKeys: number;
+  /**
+   * Shortest time between the starts of two materialization rounds (default 10 000 ms; 0: a round
+   * per commit). With checkpoints more frequent than this a round covers several of them
+   * (core/materialization.ts `roundDelay`, design note bm).
+   */
+  readonly materializationIntervalMs: number;
   readonly now: () => number;
   /**
    * Timer buckets (`TIMER_BUCKET_MS` each) held in memory beyond the one of the clock (design
@@ -148,6 +154,7 @@ export const DEFAULT_ACTOR_CONFIG: ActorConfig = {
   maxInFlight: 512,
   maxUnmaterializedCheckpoints: 16,
   maxUnmaterializedKeys: 1_000_000,
+  materializationIntervalMs: 10_000,
   now: Date.now,
   segments: DEFAULT_SEGMENT_POLICY,
   timerBucketsAhead: DEFAULT_TIMER_BUCKETS_AHEAD,
@@ -384,6 +391,12 @@ export class PartitionActor {
   /** Resolved by a commit, for a read loop waiting for held sink output to be freed. */
   private commitWaiters: Array<() => void> = [];
   private materializing: Promise<void> = Promise.resolve();
+  /** When the last materialization round started (`performance.now`, as the timers that space rounds run on real time). */
+  private lastRoundAt = -Infinity;
+  /** Wakes a round waiting in `roundDue` to decide again. */
+  private wakeRound: (() => void) | undefined;
+  /** The highest checkpoint a caller of `applied` waits for. */
+  private appliedWanted = 0;
   /** The lag as `materializationBehind` reads it: the stats' counters, kept current by `updateLag`. */
   private readonly materializationLag = { checkpoints: 0, keys: 0 };
   private readonly materializationBounds: MaterializationBounds;
@@ -522,6 +535,7 @@ export class PartitionActor {
       return;
     }
     this.stopping = true;
+    this.wakeRound?.();
     await this.reader?.stop().catch(() => undefined);
     await this.writeReader?.stop().catch(() => undefined);
     await this.loop;
@@ -1198,7 +1212,10 @@ export class PartitionActor {
 
     this.router.barrier(id, stop, savepoint);
     const mark = this.publisher.lastSequence;
-    if (stop) this.halted = true;
+    if (stop) {
+      this.halted = true;
+      this.wakeRound?.();
+    }
     const generation = this.generation;
     const finished = this.inputEnded;
     const data = encodeValue(delta);
@@ -1445,16 +1462,52 @@ export class PartitionActor {
     this.commitWaiters = [];
     for (const w of waiters) w();
     if (committed === undefined || committed.payload === undefined) return;
-    this.materializeQueue.push({ id, entries: committed.entries, output });
+    this.materializeQueue.push({ id, entries: committed.entries, created: committed.created, output });
     this.updateLag();
+    this.wakeRound?.();
     // One link per commit; a round takes everything queued by then, so later links may find none.
     this.materializing = this.materializing
-      .then(() => {
+      .then(async () => {
+        await this.roundDue();
+        this.lastRoundAt = performance.now();
         const queued = this.materializeQueue;
         this.materializeQueue = [];
         return this.materializeRound(queued, false);
       })
       .catch((e) => this.fail(e));
+  }
+
+  /**
+   * Waits until the next round is due (`roundDelay`): with checkpoints more frequent than
+   * `materializationIntervalMs`, commits queue up and one round writes them together. A commit,
+   * a caller of `applied`, a stop or a failure wakes it to decide again.
+   */
+  private async roundDue(): Promise<void> {
+    for (;;) {
+      const delay = roundDelay(
+        {
+          queued: this.materializeQueue.length,
+          holdsOutput: this.materializeQueue.some((q) => q.output.spilled.length > 0 || q.output.inMemory.length > 0),
+          sinceLastRoundMs: performance.now() - this.lastRoundAt,
+          lag: this.materializationLag,
+          urgent: this.stopping || this.halted || this.failure !== undefined || this.appliedWanted > this.stats.applied,
+        },
+        this.materializationBounds,
+        this.config.materializationIntervalMs,
+      );
+      if (delay <= 0) return;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          if (this.wakeRound === wake) this.wakeRound = undefined;
+          resolve();
+        };
+        // Unref'd: a round that waits keeps no process alive; what it writes is committed anyway.
+        const timer = setTimeout(wake, delay);
+        timer.unref?.();
+        this.wakeRound = wake;
+      });
+    }
   }
 
   /** The materialization lag as the delta log sees it, into the stats. */
@@ -1556,6 +1609,11 @@ export class PartitionActor {
 
   /** Resolves once checkpoint `id` (or a later one) is materialized by this actor. */
   async applied(id: number): Promise<void> {
+    // Someone waits for it: a deferred round starts now.
+    if (id > this.appliedWanted) {
+      this.appliedWanted = id;
+      this.wakeRound?.();
+    }
     while (this.stats.applied < id) {
       if (this.failure !== undefined) throw this.failure;
       await new Promise((r) => setTimeout(r, 10));
@@ -2106,6 +2164,7 @@ export class PartitionActor {
     if (this.ticker !== undefined) clearInterval(this.ticker);
     this.stopping = true;
     this.running = false;
+    this.wakeRound?.();
     void this.reader?.stop().catch(() => undefined);
     this.failedReject(e);
   }

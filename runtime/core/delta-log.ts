@@ -71,6 +71,12 @@ export interface Segment<S = unknown> {
   readonly epoch: number;
   /** The changes, in the order first recorded since the previous cut; the log's own values. */
   readonly entries: readonly DeltaEntry[];
+  /**
+   * The keys it puts that neither KV nor an earlier segment or snapshot may hold (design note
+   * bm): a round whose first change of such a key is this put and whose last is a deletion
+   * writes nothing for it. Never a key the log does not track (timers, note bi).
+   */
+  readonly created?: ReadonlySet<string>;
   ref?: S;
 }
 
@@ -184,16 +190,21 @@ export class DeltaLog<P = undefined, S = unknown> {
   cut(epoch = this.openEpoch): Segment<S> | undefined {
     if (this.sinceCut.size === 0) return undefined;
     const entries: DeltaEntry[] = [];
+    const created = new Set<string>();
     for (const k of this.sinceCut) {
       const e = this.uncommitted.get(k);
       // Dropped since: a deletion of a key no segment and no KV value has, or committed meanwhile.
       if (e === undefined) continue;
-      if (e.value !== null && this.untracked?.(k) !== true) this.mayBeStored.set(k, epoch);
+      if (e.value !== null && this.untracked?.(k) !== true) {
+        // Neither KV nor an earlier segment or snapshot may hold it: created here (note bm).
+        if (!this.mayBeStored.has(k)) created.add(k);
+        this.mayBeStored.set(k, epoch);
+      }
       entries.push([k, e.value]);
     }
     this.sinceCut.clear();
     if (entries.length === 0) return undefined;
-    const segment: Segment<S> = { seq: this.nextSegment++, epoch, entries };
+    const segment: Segment<S> = { seq: this.nextSegment++, epoch, entries, created };
     this.segments.push(segment);
     return segment;
   }
@@ -236,9 +247,11 @@ export class DeltaLog<P = undefined, S = unknown> {
    * Checkpoint `id` committed. Returns snapshot `id` (its entries and payload) to materialize, or
    * undefined if this log took no such snapshot or `id` is not newer than the last commit. Changes
    * of epochs up to `id` leave the uncommitted part; the snapshot's entries stay in `overlay`
-   * until `materialized(id)`.
+   * until `materialized(id)`. `created` are the keys the snapshot put that KV did not hold and
+   * could not receive when it was taken (no snapshot had put them since KV last deleted them): a
+   * materialization round in which such a key's first change is that put knows KV lacks it.
    */
-  committed(id: number): { readonly entries: DeltaEntry[]; readonly payload: P | undefined } | undefined {
+  committed(id: number): { readonly entries: DeltaEntry[]; readonly created: ReadonlySet<string>; readonly payload: P | undefined } | undefined {
     if (id <= this.committedId) return undefined;
     this.committedId = id;
     this.lastSnapshotId = Math.max(this.lastSnapshotId, id);
@@ -251,7 +264,9 @@ export class DeltaLog<P = undefined, S = unknown> {
     // A key this commit deletes is gone from KV once materialized, unless a later snapshot put it.
     for (const [k, v] of entries) if (v === null && (this.mayBeStored.get(k) ?? 0) <= id) this.mayBeStored.delete(k);
     this.addUnmaterialized({ id, entries });
-    return { entries, payload: held.payload };
+    const created = new Set<string>();
+    for (const seg of held.segments) for (const k of seg.created ?? []) created.add(k);
+    return { entries, created, payload: held.payload };
   }
 
   /**

@@ -25,6 +25,11 @@ export interface CommittedDelta<O> {
   readonly id: number;
   readonly entries: readonly DeltaEntry[];
   readonly output: O;
+  /**
+   * Keys this delta puts that KV did not hold and could not receive when its snapshot was taken
+   * (`DeltaLog.committed`); absent for a delta read back by a restore, which knows nothing of it.
+   */
+  readonly created?: ReadonlySet<string>;
 }
 
 /** What one round writes: each key once, then each checkpoint's output in order, then `_applied`. */
@@ -41,6 +46,8 @@ export interface MaterializationRound<O> {
   readonly outputs: readonly O[];
   /** Entries of the round's deltas before merging: `entriesIn - puts - deletes` writes saved. */
   readonly entriesIn: number;
+  /** Keys created and deleted again within the round: KV never had them, so nothing is written. */
+  readonly skipped: number;
   /** The merged value of `key` (null: deleted), or undefined if no delta of the round changed it. */
   merged(key: string): Uint8Array | null | undefined;
 }
@@ -52,17 +59,28 @@ export interface MaterializationRound<O> {
 export function planRound<O>(queue: readonly CommittedDelta<O>[]): MaterializationRound<O> | undefined {
   if (queue.length === 0) return undefined;
   const merged = new Map<string, Uint8Array | null>();
+  // Keys whose first change in the round is a put that created them: KV lacks them before it.
+  const absentBefore = new Set<string>();
   let entriesIn = 0;
   let previous = -Infinity;
   for (const d of queue) {
     if (d.id <= previous) throw new RangeError(`materialization queue out of order: ${d.id} after ${previous}`);
     previous = d.id;
     entriesIn += d.entries.length;
-    for (const [k, v] of d.entries) merged.set(k, v);
+    const created = d.created;
+    for (const [k, v] of d.entries) {
+      if (created !== undefined && !merged.has(k) && created.has(k)) absentBefore.add(k);
+      merged.set(k, v);
+    }
   }
   const puts: Array<readonly [string, Uint8Array]> = [];
   const deletes: string[] = [];
-  for (const [k, v] of merged) v === null ? deletes.push(k) : puts.push([k, v]);
+  let skipped = 0;
+  for (const [k, v] of merged) {
+    if (v !== null) puts.push([k, v]);
+    else if (absentBefore.has(k)) skipped++; // born and dead within the round: KV never had it
+    else deletes.push(k);
+  }
   return {
     applied: previous,
     ids: queue.map((d) => d.id),
@@ -70,6 +88,7 @@ export function planRound<O>(queue: readonly CommittedDelta<O>[]): Materializati
     deletes,
     outputs: queue.map((d) => d.output),
     entriesIn,
+    skipped,
     merged: (key) => merged.get(key),
   };
 }
@@ -100,3 +119,33 @@ export function materializationBehind(lag: MaterializationLag, bounds: Materiali
 }
 
 const over = (value: number, bound: number) => bound > 0 && value > bound;
+
+/** What decides whether the next round starts now (`roundDelay`). */
+export interface RoundState {
+  /** Committed checkpoints queued for the round. */
+  readonly queued: number;
+  /** Whether one of them holds sink output (exactly-once output waits for its round). */
+  readonly holdsOutput: boolean;
+  /** Milliseconds since the previous round started (Infinity: none yet). */
+  readonly sinceLastRoundMs: number;
+  readonly lag: MaterializationLag;
+  /** Someone waits for the round (a caller of `applied`, a stop, a failure): no deferral. */
+  readonly urgent: boolean;
+}
+
+/**
+ * Milliseconds until the next round should start; 0: now. Rounds start at most every
+ * `intervalMs` (Flink's changelog backend materializes periodically too), so with checkpoints
+ * more frequent than that a round coalesces several of them: a key changed in each is written
+ * once, and a key created and deleted within the round is not written at all (windows, timers).
+ * A round is never deferred when it holds sink output (exactly-once output keeps the latency of
+ * the checkpoint interval), when someone waits for it, or once the lag reaches half of either
+ * bound (so deferral alone never makes the read loop stop). Pure.
+ */
+export function roundDelay(s: RoundState, bounds: MaterializationBounds, intervalMs: number): number {
+  if (s.queued === 0 || s.urgent || s.holdsOutput || !(intervalMs > 0)) return 0;
+  if (halfway(s.lag.checkpoints, bounds.maxCheckpoints) || halfway(s.lag.keys, bounds.maxKeys)) return 0;
+  return Math.max(0, intervalMs - s.sinceLastRoundMs);
+}
+
+const halfway = (value: number, bound: number) => bound > 0 && Number.isFinite(bound) && value >= bound / 2;

@@ -10,13 +10,14 @@
  * the job their names start with (one of each per job, so that permissions can scope them).
  */
 import type { NatsConnection } from "@nats-io/transport-node";
-import { createInbox, headers as makeHeaders, type Msg } from "@nats-io/transport-node";
+import { headers as makeHeaders } from "@nats-io/transport-node";
 import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
+import { Bucket, Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { jobOfObject } from "../core/protocol.ts";
 import { checkpointObjects, savepointObjects } from "../core/naming.ts";
 import { WindowLimiter } from "./window-limiter.ts";
+import { AckedPublisher, kvDeleteHeaders, type AckedMessage } from "./acked-publisher.ts";
 import { pendingFrom } from "./streams.ts";
 import { InputError } from "../errors.ts";
 import { WriteUnacknowledgedError, type InputMessage, type InputReader, type PublishReceipt, type StateEntry, type Transport } from "../actor/ports.ts";
@@ -30,8 +31,9 @@ const APPEND_RETRY_FOR_MS = 30_000;
 function receiptOf(ack: { stream: string; seq: number; duplicate: boolean }): PublishReceipt {
   return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };
 }
-/** How long `writeState` waits for the next acknowledgement of its puts before it gives up. */
-const PUT_ACK_TIMEOUT_MS = 30_000;
+/** How long `writeState` repeats writes left unacknowledged by a leader election (design note bl). */
+const WRITE_RETRY_FOR_MS = 60_000;
+const EMPTY = new Uint8Array(0);
 /** KV gets in flight at once when a state cache reads the misses of a batch. */
 const READ_WINDOW = 256;
 
@@ -68,6 +70,8 @@ export class JetStreamTransport implements Transport {
   readonly js: JetStreamClient;
   private jsmPromise: Promise<JetStreamManager> | undefined;
   private readonly buckets = new Map<string, Promise<KV>>();
+  /** Materialization's KV writes (created on the first). */
+  private writer: AckedPublisher | undefined;
   /** Object stores by name, opened (or created, when allowed) once; a failed open is retried next time. */
   private readonly stores = new Map<string, Promise<ObjectStore>>();
   /** Message ids of appends: unique to this transport, so that a repeated append is stored once. */
@@ -291,74 +295,33 @@ export class JetStreamTransport implements Transport {
 
   async writeState(bucket: string, puts: readonly StateEntry[], deletes: readonly string[]): Promise<void> {
     const kv = await this.bucket(bucket);
-    // Repeated whole after a leader election (no responders, or no acknowledgement in time): a
-    // put of a key's value lands the same once or twice (design note bl).
-    await repeatUnacknowledged(() => this.putAll(bucket, puts), 2 * PUT_ACK_TIMEOUT_MS);
-    // Pipelined, but at most WRITE_WINDOW at a time: a million puts issued at once would queue
-    // every other message of this connection (leases, acks, data) behind them.
-    const window = new WindowLimiter(WRITE_WINDOW);
-    // A delete repeated after a leader election writes the same thing again; keys are distinct,
-    // so their order does not matter (design note bl).
-    for (const key of deletes) await window.add(repeatUnacknowledged(() => kv.delete(key)));
-    await window.drain();
-  }
-
-  /**
-   * KV puts as plain publishes to the bucket's subjects, with one reply subscription collecting
-   * every JetStream acknowledgement, at most WRITE_WINDOW unanswered at a time; resolves once all
-   * are acknowledged, throws the first error. The same messages `kv.put` sends, without a request
-   * (a promise, a timer and a reply subscription lookup) per put: about 5-10 times the puts per
-   * second of `kv.put` on the benchmark machine, which bounds materialization (design note bk).
-   */
-  private async putAll(bucket: string, puts: readonly StateEntry[]): Promise<void> {
-    if (puts.length === 0) return;
-    const prefix = `$KV.${bucket}.`;
-    const inbox = createInbox();
-    let answered = 0;
-    let failure: Error | undefined;
-    let progress: (() => void) | undefined;
-    const sub = this.nc.subscribe(`${inbox}.*`, {
-      callback: (err, m) => {
-        failure ??= err ?? pubAckError(m, bucket);
-        answered++;
-        progress?.();
-      },
-    });
-    const next = () =>
-      new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`KV bucket ${bucket}: no acknowledgement of a put for ${PUT_ACK_TIMEOUT_MS / 1000} s: timed out (${answered} of ${puts.length} acknowledged)`)), PUT_ACK_TIMEOUT_MS);
-        progress = () => {
-          clearTimeout(timer);
-          progress = undefined;
-          resolve();
-        };
-      });
-    try {
-      for (let i = 0; i < puts.length; i++) {
-        while (i - answered >= WRITE_WINDOW && failure === undefined) await next();
-        if (failure !== undefined) throw failure;
-        this.nc.publish(prefix + puts[i]!.key, puts[i]!.value, { reply: `${inbox}.${i}` });
-      }
-      while (answered < puts.length && failure === undefined) await next();
-      if (failure !== undefined) throw failure;
-    } finally {
-      sub.unsubscribe();
+    if (!(kv instanceof Bucket)) {
+      const window = new WindowLimiter(WRITE_WINDOW);
+      for (const { key, value } of puts) await window.add(repeatUnacknowledged(() => kv.put(key, value)));
+      for (const key of deletes) await window.add(repeatUnacknowledged(() => kv.delete(key)));
+      await window.drain();
+      return;
     }
+    // The publishes kv.put and kv.delete would make, without a request (two stack-traced error
+    // objects and a timer) per write and in bursts (acked-publisher.ts). Pipelined, but at most
+    // WRITE_WINDOW at a time: a million puts issued at once would queue every other message of
+    // this connection (leases, acks, data) behind them.
+    const subject = (key: string) => {
+      const encoded = kv.encodeKey(key);
+      kv.validateKey(encoded);
+      return kv.subjectForKey(encoded, true);
+    };
+    const del = kvDeleteHeaders();
+    const messages = function* (): Generator<AckedMessage> {
+      for (const { key, value } of puts) yield { subject: subject(key), data: value };
+      for (const key of deletes) yield { subject: subject(key), data: EMPTY, headers: del };
+    };
+    this.writer ??= new AckedPublisher(this.nc);
+    const writer = this.writer;
+    // Repeated whole after a leader election (no responders, or no acknowledgement in time): a
+    // put of a key's value or a delete lands the same once or twice (design note bl).
+    await repeatUnacknowledged(() => writer.publishAll(messages(), WRITE_WINDOW), WRITE_RETRY_FOR_MS);
   }
-}
-
-/** Why a JetStream publish acknowledgement `m` reports a failure, or undefined for a stored message. */
-function pubAckError(m: Msg, bucket: string): Error | undefined {
-  const code = m.headers?.code ?? 0;
-  if (code >= 300) return new Error(`KV bucket ${bucket}: put not stored (${code} ${m.headers?.description ?? ""})`.trim());
-  let ack: { error?: { description?: string }; seq?: number };
-  try {
-    ack = JSON.parse(new TextDecoder().decode(m.data)) as typeof ack;
-  } catch {
-    return new Error(`KV bucket ${bucket}: put answered with something that is not an acknowledgement`);
-  }
-  if (ack.error !== undefined) return new Error(`KV bucket ${bucket}: put not stored: ${ack.error.description ?? JSON.stringify(ack.error)}`);
-  return typeof ack.seq === "number" ? undefined : new Error(`KV bucket ${bucket}: put answered without a sequence`);
 }
 
 /** A subject that no stream captures (nothing would store the message). */

@@ -1,7 +1,7 @@
 /**
  * KV put rate, which bounds materialization and every load of many keys (design notes bg, bk):
  * `keys` puts of 8-byte values through `JetStreamTransport.writeState` (plain publishes, one
- * subscription collecting the acknowledgements), then as many through nats.js's `kv.put`, 1 024
+ * inbox for the acknowledgements: `AckedPublisher`), then as many through nats.js's `kv.put`, 1 024
  * in flight (what `writeState` did before), into a fresh bucket of a throwaway nats-server.
  */
 import { Kvm } from "@nats-io/kv";

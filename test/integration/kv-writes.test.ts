@@ -1,6 +1,6 @@
 /**
  * `JetStreamTransport.writeState` against a real nats-server: its puts are plain publishes whose
- * acknowledgements one subscription collects (design note bk), so it must still store every
+ * acknowledgements come to one inbox (`AckedPublisher`, design notes bk and bm), so it must still store every
  * entry before it resolves, and fail when the server stores one of them not.
  */
 import { describe, expect, it } from "vitest";

@@ -313,6 +313,56 @@ describe("PartitionActor over the in-memory transport: what a checkpoint writes"
     expect(t.entries(stateBucket("j", "sessions")).has(stateKey(0, "open", "kept"))).toBe(false);
   });
 
+  it("with checkpoints more frequent than the materialization interval, writes them in one round, where a key created and deleted costs no KV write", async () => {
+    const scratch = { open: valueState<number>() };
+    const graph = buildJobGraph(
+      definePipeline({
+        name: "j",
+        functions: [
+          defineFunction<{ user: string; close?: boolean }, unknown, typeof scratch>({
+            name: "sessions",
+            input: fromStream("events"),
+            key: (e) => e.user,
+            state: scratch,
+            process(ctx, e) {
+              if (e.close === true) ctx.state.open.clear();
+              else ctx.state.open.set(1);
+            },
+          }),
+        ],
+      }),
+    );
+    const { t, acks } = setup(graph, { events: ["events"] });
+    const a = actor(t, graph, "sessions", { materializationIntervalMs: 60_000 });
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    let read = 1;
+    const step = async (id: number, events: Array<{ user: string; close?: boolean }>) => {
+      for (const e of events) await t.append("events", JSON.stringify(e));
+      read += events.length;
+      await waitFor(`records before ${id}`, () => a.stats.position === read, { timeoutMs: 5000, intervalMs: 5 });
+      await a.trigger({ id, generation: 1, stop: false });
+      await waitFor(`ack ${id}`, () => acks.some((k) => k.id === id), { timeoutMs: 5000, intervalMs: 5 });
+      a.onCommitted(id);
+    };
+    // The first round starts at once.
+    await step(1, [{ user: "kept" }, { user: "old" }]);
+    await waitFor("round 1", () => a.stats.applied === 1, { timeoutMs: 5000, intervalMs: 5 });
+    // "brief" lives across checkpoint 2 and dies before 3; "old" (in KV) dies too.
+    await step(2, [{ user: "brief" }]);
+    await step(3, [{ user: "brief", close: true }, { user: "old", close: true }]);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(a.stats).toMatchObject({ applied: 1, materializationRounds: 1, materializationLagCheckpoints: 2 });
+    // Someone waits for checkpoint 3: the round starts now, not a minute later.
+    await a.applied(3);
+    const bucket = stateBucket("j", "sessions");
+    expect(t.kvWrites.filter((w) => w.key.includes(Buffer.from("brief").toString("base64url")))).toEqual([]);
+    expect(t.kvWrites.filter((w) => w.key === stateKey(0, "open", "old")).map((w) => w.op)).toEqual(["put", "delete"]);
+    expect(t.entries(bucket).has(stateKey(0, "open", "kept"))).toBe(true);
+    expect(t.entries(bucket).has(stateKey(0, "open", "old"))).toBe(false);
+    expect(kvValue(t, bucket, appliedKey(0))).toBe(3);
+    expect(a.stats).toMatchObject({ materializationRounds: 2, materializedCheckpoints: 3, materializationLagCheckpoints: 0 });
+  });
+
   it("holds exactly-once sink output until its checkpoint commits, and a restore republishes it under the same message ids", async () => {
     const graph = buildJobGraph(
       definePipeline({

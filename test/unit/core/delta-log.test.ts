@@ -64,6 +64,35 @@ describe("DeltaLog: snapshots and commits", () => {
   });
 });
 
+describe("DeltaLog: keys a snapshot creates", () => {
+  it("names the keys a snapshot puts that KV neither holds nor may receive", () => {
+    const log = new DeltaLog(0, ["restored"]);
+    log.put("restored", v("1"), 1);
+    log.put("fresh", v("1"), 1);
+    log.snapshot(1);
+    expect([...log.committed(1)!.created]).toEqual(["fresh"]);
+  });
+
+  it("does not name a key an earlier snapshot put, committed or not", () => {
+    const log = new DeltaLog();
+    log.put("k", v("1"), 1);
+    log.snapshot(1); // checkpoint 1 is aborted, or still in flight
+    log.put("k", v("2"), 2);
+    log.snapshot(2);
+    expect([...log.committed(2)!.created]).toEqual([]);
+  });
+
+  it("names a key again once a committed delta deleted it", () => {
+    const log = new DeltaLog(0, ["k"]);
+    log.delete("k", 1);
+    log.snapshot(1);
+    log.committed(1);
+    log.put("k", v("new"), 2);
+    log.snapshot(2);
+    expect([...log.committed(2)!.created]).toEqual(["k"]);
+  });
+});
+
 describe("DeltaLog: deletions", () => {
   it("drops the deletion of a key created since the last snapshot: KV never had it", () => {
     const log = new DeltaLog();

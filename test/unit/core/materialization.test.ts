@@ -1,10 +1,11 @@
 /**
  * Materialization rounds: a round takes every committed delta waiting, writes each key once with
  * the newest checkpoint's value, keeps each checkpoint's sink output in checkpoint order, and
- * records the newest checkpoint as applied; and the lag past which an actor stops reading.
+ * records the newest checkpoint as applied; writes nothing for a key created and deleted within
+ * the round; the lag past which an actor stops reading; and when a round may wait for more commits.
  */
 import { describe, expect, it } from "vitest";
-import { materializationBehind, planRound, type CommittedDelta } from "../../../runtime/core/materialization.ts";
+import { materializationBehind, planRound, roundDelay, type CommittedDelta, type RoundState } from "../../../runtime/core/materialization.ts";
 import type { DeltaEntry } from "../../../runtime/core/delta-log.ts";
 
 const v = (s: string) => new TextEncoder().encode(s);
@@ -14,6 +15,7 @@ const delta = (id: number, entries: Array<[string, string | null]>): CommittedDe
   entries: entries.map(([k, x]): DeltaEntry => [k, x === null ? null : v(x)]),
   output: `out-${id}`,
 });
+const created = (d: CommittedDelta<string>, ...keys: string[]): CommittedDelta<string> => ({ ...d, created: new Set(keys) });
 
 describe("planRound", () => {
   it("has nothing to do for an empty queue", () => {
@@ -36,6 +38,26 @@ describe("planRound", () => {
     expect(round.merged("gone")).toBeNull();
     expect(text(round.merged("back"))).toBe("2");
     expect(round.merged("other")).toBeUndefined();
+  });
+
+  it("writes nothing for a key created and deleted within the round: KV never had it", () => {
+    const round = planRound([created(delta(1, [["window", "1"], ["timer", "t"]]), "window", "timer"), delta(2, [["window", "5"]]), delta(3, [["window", null], ["timer", null]])])!;
+    expect(round.puts).toEqual([]);
+    expect(round.deletes).toEqual([]);
+    expect(round.skipped).toBe(2);
+  });
+
+  it("still deletes a key whose first change in the round was not its creation", () => {
+    // "old" was in KV before the round; "again" was deleted by checkpoint 1 and created anew by 2.
+    const round = planRound([delta(1, [["old", "2"], ["again", null]]), created(delta(2, [["again", "x"]]), "again"), delta(3, [["old", null], ["again", null]])])!;
+    expect([...round.deletes].sort()).toEqual(["again", "old"]);
+    expect(round.skipped).toBe(0);
+  });
+
+  it("puts a created key that is still alive at the end of the round", () => {
+    const round = planRound([created(delta(1, [["k", "1"]]), "k"), delta(2, [["k", "2"]])])!;
+    expect(round.puts.map(([k, x]) => [k, text(x)])).toEqual([["k", "2"]]);
+    expect(round.skipped).toBe(0);
   });
 
   it("keeps each checkpoint's sink output, oldest checkpoint first", () => {
@@ -61,5 +83,30 @@ describe("materializationBehind", () => {
   it("ignores a bound of 0 or Infinity", () => {
     expect(materializationBehind({ checkpoints: 50, keys: 5 }, { maxCheckpoints: 0, maxKeys: 1000 })).toBe(false);
     expect(materializationBehind({ checkpoints: 1, keys: 1e9 }, { maxCheckpoints: 4, maxKeys: Infinity })).toBe(false);
+  });
+});
+
+describe("roundDelay", () => {
+  const bounds = { maxCheckpoints: 16, maxKeys: 1000 };
+  const state = (s: Partial<RoundState>): RoundState => ({ queued: 1, holdsOutput: false, sinceLastRoundMs: 2000, lag: { checkpoints: 1, keys: 10 }, urgent: false, ...s });
+
+  it("defers a round until the interval since the previous one has passed", () => {
+    expect(roundDelay(state({ sinceLastRoundMs: 2000 }), bounds, 10_000)).toBe(8000);
+    expect(roundDelay(state({ sinceLastRoundMs: 10_000 }), bounds, 10_000)).toBe(0);
+    expect(roundDelay(state({ sinceLastRoundMs: Infinity }), bounds, 10_000)).toBe(0);
+  });
+
+  it("starts at once when someone waits, when the round holds sink output, or without an interval", () => {
+    expect(roundDelay(state({ urgent: true }), bounds, 10_000)).toBe(0);
+    expect(roundDelay(state({ holdsOutput: true }), bounds, 10_000)).toBe(0);
+    expect(roundDelay(state({}), bounds, 0)).toBe(0);
+    expect(roundDelay(state({ queued: 0 }), bounds, 10_000)).toBe(0);
+  });
+
+  it("starts at once when the lag reaches half of either bound, so deferring never stops the read loop", () => {
+    expect(roundDelay(state({ lag: { checkpoints: 7, keys: 10 } }), bounds, 10_000)).toBeGreaterThan(0);
+    expect(roundDelay(state({ lag: { checkpoints: 8, keys: 10 } }), bounds, 10_000)).toBe(0);
+    expect(roundDelay(state({ lag: { checkpoints: 1, keys: 500 } }), bounds, 10_000)).toBe(0);
+    expect(roundDelay(state({ lag: { checkpoints: 100, keys: 1e6 } }), { maxCheckpoints: 0, maxKeys: Infinity }, 10_000)).toBeGreaterThan(0);
   });
 });
