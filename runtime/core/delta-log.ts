@@ -253,6 +253,7 @@ export class DeltaLog<P = undefined, S = unknown> {
    */
   committed(id: number): { readonly entries: DeltaEntry[]; readonly created: ReadonlySet<string>; readonly payload: P | undefined } | undefined {
     if (id <= this.committedId) return undefined;
+    const previous = this.committedId;
     this.committedId = id;
     this.lastSnapshotId = Math.max(this.lastSnapshotId, id);
     for (const [k, e] of this.uncommitted) if (e.epoch <= id) this.dropUncommitted(k);
@@ -264,8 +265,10 @@ export class DeltaLog<P = undefined, S = unknown> {
     // A key this commit deletes is gone from KV once materialized, unless a later snapshot put it.
     for (const [k, v] of entries) if (v === null && (this.mayBeStored.get(k) ?? 0) <= id) this.mayBeStored.delete(k);
     this.addUnmaterialized({ id, entries });
+    // A segment an earlier commit covered (this snapshot was taken before that commit came) was
+    // written to KV by that commit's round: what it created is no longer absent from KV.
     const created = new Set<string>();
-    for (const seg of held.segments) for (const k of seg.created ?? []) created.add(k);
+    for (const seg of held.segments) if (seg.epoch > previous) for (const k of seg.created ?? []) created.add(k);
     return { entries, created, payload: held.payload };
   }
 

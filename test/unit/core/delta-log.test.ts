@@ -73,13 +73,23 @@ describe("DeltaLog: keys a snapshot creates", () => {
     expect([...log.committed(1)!.created]).toEqual(["fresh"]);
   });
 
-  it("does not name a key an earlier snapshot put, committed or not", () => {
+  it("does not name a key an earlier snapshot put that committed meanwhile", () => {
     const log = new DeltaLog();
     log.put("k", v("1"), 1);
-    log.snapshot(1); // checkpoint 1 is aborted, or still in flight
+    log.snapshot(1); // checkpoint 1 still in flight when snapshot 2 is taken
     log.put("k", v("2"), 2);
     log.snapshot(2);
+    log.committed(1); // its round writes k to KV
     expect([...log.committed(2)!.created]).toEqual([]);
+  });
+
+  it("names a key an aborted snapshot created: no commit ever wrote it to KV", () => {
+    const log = new DeltaLog();
+    log.put("k", v("1"), 1);
+    log.snapshot(1); // checkpoint 1 is aborted
+    log.put("k", v("2"), 2);
+    log.snapshot(2);
+    expect([...log.committed(2)!.created]).toEqual(["k"]);
   });
 
   it("names a key again once a committed delta deleted it", () => {
