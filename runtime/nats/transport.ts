@@ -17,7 +17,7 @@ import { Objm, type ObjectStore } from "@nats-io/obj";
 import { jobOfObject } from "../core/protocol.ts";
 import { checkpointObjects, savepointObjects } from "../core/naming.ts";
 import { WindowLimiter } from "./window-limiter.ts";
-import { AckedPublisher, kvDeleteHeaders, type AckedMessage } from "./acked-publisher.ts";
+import { AckedPublisher, kvDeleteHeaders, PublishRejectedError, type AckedMessage } from "./acked-publisher.ts";
 import { pendingFrom } from "./streams.ts";
 import { InputError } from "../errors.ts";
 import { WriteUnacknowledgedError, type InputMessage, type InputReader, type PublishReceipt, type StateEntry, type Transport } from "../actor/ports.ts";
@@ -318,9 +318,15 @@ export class JetStreamTransport implements Transport {
     };
     this.writer ??= new AckedPublisher(this.nc);
     const writer = this.writer;
-    // Repeated whole after a leader election (no responders, or no acknowledgement in time): a
-    // put of a key's value or a delete lands the same once or twice (design note bl).
-    await repeatUnacknowledged(() => writer.publishAll(messages(), WRITE_WINDOW), WRITE_RETRY_FOR_MS);
+    // Repeated whole after a leader election (no acknowledgement in time, or on a cluster no
+    // responders): a put of a key's value or a delete lands the same once or twice (design note
+    // bl). On a single server no responders means the bucket is gone: no use repeating.
+    const write = this.clustered()
+      ? () => writer.publishAll(messages(), WRITE_WINDOW)
+      : () => writer.publishAll(messages(), WRITE_WINDOW).catch((e: unknown) => {
+          throw e instanceof PublishRejectedError ? new InputError(`KV bucket ${bucket}: write not stored: ${e.message.replace(/\s*\(no responders\)/, "")}`, { cause: e }) : e;
+        });
+    await repeatUnacknowledged(write, WRITE_RETRY_FOR_MS);
   }
 }
 

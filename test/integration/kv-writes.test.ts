@@ -28,7 +28,7 @@ describe("writeState", () => {
     await new Kvm(nc).create("small", { history: 1, maxValueSize: 16 });
     const t = new JetStreamTransport(nc);
     const ok = Array.from({ length: 100 }, (_, i) => ({ key: `0.n.k${i}`, value: new Uint8Array(8) }));
-    await expect(t.writeState("small", [...ok, { key: "0.n.big", value: new Uint8Array(64) }], [])).rejects.toThrow(/small: put not stored/);
-    await expect(t.writeState("missing", ok, [])).rejects.toThrow(/missing: put not stored/);
+    await expect(t.writeState("small", [...ok, { key: "0.n.big", value: new Uint8Array(64) }], [])).rejects.toThrow(/small: write not stored: .*message size exceeds/);
+    await expect(t.writeState("missing", ok, [])).rejects.toThrow(/missing: write not stored/);
   });
 });
