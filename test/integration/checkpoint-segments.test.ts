@@ -261,7 +261,9 @@ describe("checkpoints whose changes exceed one checkpoint's budget", () => {
       expect(left.length).toBeGreaterThan(0);
       expect(Math.min(...left)).toBeGreaterThanOrEqual(4);
       const records6 = await job.supervisor.checkpoints("budget");
-      expect(records6.find((r) => r.id === 6)?.bytes).toBeGreaterThan(300 * PAD.length);
+      // Counted with its segments (a manifest alone is a few hundred bytes); how many of the last
+      // 300 records the source read before the barrier varies, so at least one segment's worth.
+      expect(records6.find((r) => r.id === 6)?.bytes).toBeGreaterThan(50 * PAD.length);
       await job.stop();
       const out = (await readAll(nc, "BUDGET_OUT")).map((m) => JSON.parse(decoder.decode(m.data)) as Out);
       expect(out.map((o) => o.i)).toEqual(records(0, published, 1000).map((r) => r.i));
