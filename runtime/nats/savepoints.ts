@@ -28,7 +28,8 @@ import {
   type CommittedCheckpoint,
   type JobSpecRecord,
 } from "../core/protocol.ts";
-import { appliedKey, parseKvKey, positionKey, writePositionKey } from "../core/kv-keys.ts";
+import { appliedKey, keyFilterBlockKey, keyFilterKey, parseKvKey, positionKey, writePositionKey } from "../core/kv-keys.ts";
+import { StoredKeyFilter } from "../core/stored-keys.ts";
 import { inputStream, savepointObjects, stateBucket } from "../core/naming.ts";
 import type { JobGraph } from "../core/job-graph.ts";
 import {
@@ -550,10 +551,18 @@ export async function restoreSavepoint(nc: NatsConnection, job: string, id: stri
       if (failure !== undefined) throw failure;
     };
     for (let p = 0; p < t.partitions; p++) {
+      // The filter of stored keys (design note bk) built from the keys written here, so that the
+      // restored actors answer a new key as absent without a KV lookup, as after a checkpoint.
+      const storedKeys = StoredKeyFilter.empty();
       for (const [key, value] of saved?.[p]?.entries ?? []) {
-        if (parseKvKey(key)?.kind === positionKind) continue;
+        const parsed = parseKvKey(key);
+        if (parsed?.kind === positionKind || parsed?.kind === "key-filter" || parsed?.kind === "key-filter-block") continue;
+        if (parsed?.kind === "state") storedKeys.add(parsed.key);
         await put(key, value);
       }
+      const { header, blocks } = storedKeys.takeChanges();
+      for (const [block, bytes] of blocks) await put(keyFilterBlockKey(p, block), encodeValue(bytes));
+      if (header !== undefined) await put(keyFilterKey(p), encodeValue(header));
       if (resume !== undefined) await put(t.isSource ? writePositionKey(p) : positionKey(p), encodeValue(resume));
     }
     await settle();
