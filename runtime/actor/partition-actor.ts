@@ -56,6 +56,8 @@ import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessag
 import { addNeed, DEFAULT_STATE_CACHE_MB, ENTRY_OVERHEAD_BYTES, planRead, residentBytes, resolveMapMiss, resolveMiss, StateCacheBudget, WorkingSet, type KeyNeed, type KeyRead, type Residency } from "../core/state-cache.ts";
 import type { MapEntrySelector } from "../spec/state.ts";
 import { unexpiredStored, visibleStored } from "../core/state-ttl.ts";
+import { CommittedWatermark, DEFAULT_TTL_SWEEP_INTERVAL_MS } from "../core/ttl-sweep.ts";
+import { TtlKvSweeper } from "./ttl-kv-sweeper.ts";
 import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, mergeSegments, type DeltaEntry, type Segment } from "../core/delta-log.ts";
 import { checkSegmentRefs, DEFAULT_SEGMENT_POLICY, segmentDue, segmentObject, segmentsToRead, uploadsFull, type SegmentPolicy, type SegmentRef } from "../core/changelog.ts";
 import { readSourceRecord, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
@@ -132,6 +134,11 @@ export interface ActorConfig {
   readonly stateCache?: StateCacheBudget;
   /** When changes are uploaded between barriers (core/changelog.ts, design note bh). */
   readonly segments: SegmentPolicy;
+  /**
+   * Time between the starts of two sweeps of this partition's TTL states in KV (design note bt;
+   * default 5 min; 0: none): they delete expired entries of keys the cache does not hold.
+   */
+  readonly ttlSweepIntervalMs: number;
 }
 
 /**
@@ -158,6 +165,7 @@ export const DEFAULT_ACTOR_CONFIG: ActorConfig = {
   now: Date.now,
   segments: DEFAULT_SEGMENT_POLICY,
   timerBucketsAhead: DEFAULT_TIMER_BUCKETS_AHEAD,
+  ttlSweepIntervalMs: DEFAULT_TTL_SWEEP_INTERVAL_MS,
 };
 
 /** Where an actor restarts: the job's generation and its last committed checkpoint. */
@@ -231,6 +239,11 @@ export interface ActorStats {
   timerBucketsFar: number;
   /** Timer buckets listed from KV (at restore and as the clocks came near). */
   timerBucketLoads: number;
+  /** Expired TTL entries the KV sweep deleted (design note bt). */
+  ttlSweepDeleted: number;
+  /** KV sweep rounds finished, and those that failed (the next round tries again). */
+  ttlSweepRounds: number;
+  ttlSweepFailures: number;
 }
 
 /** What a barrier carries besides its checkpoint id. */
@@ -405,6 +418,9 @@ export class PartitionActor {
   /** Resolved by the end of a materialization round, for a read loop waiting for the lag to shrink. */
   private roundWaiters: Array<() => void> = [];
   private ticker: ReturnType<typeof setInterval> | undefined;
+  /** The KV sweep of expired TTL state, and the committed watermark it judges event time by. */
+  private ttlSweeper: TtlKvSweeper | undefined;
+  private committedWatermark: CommittedWatermark | undefined;
   private busy: Promise<void> | undefined;
   private lastWatermarkAt = 0;
   private loop: Promise<void> | undefined;
@@ -469,7 +485,7 @@ export class PartitionActor {
     this.generator = this.source !== undefined && strategy !== undefined ? createWatermarkGenerator(strategy) : undefined;
     const sink = node.spec.sink;
     this.spills = this.source === undefined && sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once";
-    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0, segmentsUploaded: 0, cacheKeys: 0, cacheBytes: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0, stateGets: 0, stateListings: 0, timersResident: 0, timerBucketsFar: 0, timerBucketLoads: 0 };
+    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0, segmentsUploaded: 0, cacheKeys: 0, cacheBytes: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0, stateGets: 0, stateListings: 0, timersResident: 0, timerBucketsFar: 0, timerBucketLoads: 0, ttlSweepDeleted: 0, ttlSweepRounds: 0, ttlSweepFailures: 0 };
     this.failed = new Promise<never>((_, reject) => (this.failedReject = reject));
     this.failed.catch(() => undefined);
   }
@@ -505,6 +521,7 @@ export class PartitionActor {
     }
     await this.restore(at.checkpoint);
     this.router.epoch = this.restoredFrom + 1;
+    this.startTtlSweeps();
     this.reader = await this.transport.openInput(this.stream, this.subject, this.nextSeq);
     this.loop = this.readLoop().catch((e) => this.fail(e));
     if (this.source !== undefined) {
@@ -525,6 +542,7 @@ export class PartitionActor {
   async stop(): Promise<void> {
     if (this.ticker !== undefined) clearInterval(this.ticker);
     this.running = false;
+    await this.ttlSweeper?.stop();
     if (this.inBudget) {
       this.cacheBudget.leave();
       this.inBudget = false;
@@ -1181,6 +1199,7 @@ export class PartitionActor {
   private async snapshot(id: number, restartSeq: number, alignmentMs: number, stop: boolean, savepoint?: string): Promise<void> {
     const p = this.partition;
     await this.takeChanges(id);
+    this.committedWatermark?.snapshot(id, this.operator.watermark);
     const wm: StoredWatermark = {
       out: wmOut(this.router.watermark),
       op: wmOut(this.operator.watermark),
@@ -1456,6 +1475,7 @@ export class PartitionActor {
     // attempt this generation replaced); taking it as ours would drop uncommitted changes.
     if (id <= this.deltas.lastCommitted || generation !== this.generation) return;
     const committed = this.deltas.committed(id);
+    this.committedWatermark?.committed(id);
     const output = this.router.held.commit(id);
     this.stats.spilledBytes = this.router.held.spilledBytes;
     const waiters = this.commitWaiters;
@@ -2156,6 +2176,32 @@ export class PartitionActor {
     if (this.spills && heldSinkAction(this.router.heldSinkBytes, this.config.maxHeldSinkBytes, true) === "spill") await this.spill();
     this.stats.heldBytes = this.heldBytes;
     this.evictOverBudget();
+    // While every key is in memory the in-memory sweep sees every entry.
+    if (!this.cacheComplete) this.ttlSweeper?.maybeStart(now);
+  }
+
+  /**
+   * Sets up the KV sweeps of expired TTL state (design note bt) when the function declares TTL
+   * state; the tick starts them.
+   */
+  private startTtlSweeps(): void {
+    const states = Object.entries(this.operator.store.declarations).filter(([, d]) => d.ttl !== undefined).map(([name]) => name);
+    if (this.stateless || states.length === 0 || !(this.config.ttlSweepIntervalMs > 0)) return;
+    const committed = (this.committedWatermark = new CommittedWatermark(this.operator.watermark));
+    this.ttlSweeper = new TtlKvSweeper({
+      transport: this.transport,
+      bucket: this.bucket,
+      partition: this.partition,
+      states,
+      intervalMs: this.config.ttlSweepIntervalMs,
+      startedAt: this.config.now(),
+      clock: () => ({ committedWatermark: committed.watermark, now: this.config.now() }),
+      onRound: (r) => {
+        this.stats.ttlSweepDeleted += r.deleted;
+        this.stats.ttlSweepRounds++;
+        if (r.error !== undefined) this.stats.ttlSweepFailures++;
+      },
+    });
   }
 
   private fail(e: unknown): void {

@@ -31,6 +31,11 @@ export interface StateEntry {
   readonly value: Uint8Array;
 }
 
+/** A state entry read by a scan, with the revision (stream sequence) KV stored it at. */
+export interface ScannedEntry extends StateEntry {
+  readonly revision: number;
+}
+
 /** Where JetStream stored a published message (its acknowledgement). */
 export interface PublishReceipt {
   readonly stream: string;
@@ -96,6 +101,13 @@ export interface Transport {
   countState(bucket: string, filter: string): Promise<number>;
   /** Removes messages of `subject` below sequence `seq` from `stream` (consumed and committed input). */
   purgeBelow(stream: string, subject: string, seq: number): Promise<void>;
+  /**
+   * Every live entry of a bucket whose key matches `filter`, delivered as it is read rather than
+   * collected: what a background sweep walks without holding the partition in memory.
+   */
+  scanState(bucket: string, filter: string): AsyncIterable<ScannedEntry>;
+  /** Deletes `key` only if its last revision is still `revision`; false when it has changed since. */
+  deleteStateIf(bucket: string, key: string, revision: number): Promise<boolean>;
   /** Writes puts and deletes to a bucket; resolves once all are stored. */
   writeState(bucket: string, puts: readonly StateEntry[], deletes: readonly string[]): Promise<void>;
 }

@@ -99,6 +99,16 @@ export function stateCacheMbFromEnv(env: Readonly<Record<string, string | undefi
   return Number.isFinite(mb) && mb > 0 ? mb : DEFAULT_STATE_CACHE_MB;
 }
 
+/**
+ * Milliseconds between KV sweeps of expired TTL state from `$EDDY_TTL_SWEEP_INTERVAL_MS` if it
+ * holds a number ≥ 0 (0: no sweeps), else undefined (the actor's default, 5 min; design note bt).
+ */
+export function ttlSweepIntervalFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): number | undefined {
+  const raw = env.EDDY_TTL_SWEEP_INTERVAL_MS;
+  const ms = raw === undefined || raw.trim() === "" ? NaN : Number(raw);
+  return Number.isFinite(ms) && ms >= 0 ? ms : undefined;
+}
+
 /** The state cache budget `options` ask for: theirs, or one of `stateCacheMb` (or the default). */
 export function stateCacheBudgetOf(options: Pick<WorkerOptions, "stateCache" | "stateCacheMb">): StateCacheBudget {
   return options.stateCache ?? new StateCacheBudget(Math.floor((options.stateCacheMb ?? stateCacheMbFromEnv()) * 1024 * 1024));
@@ -108,7 +118,8 @@ export function stateCacheBudgetOf(options: Pick<WorkerOptions, "stateCache" | "
 export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: WorkerOptions = {}) =>
   Effect.gen(function* () {
     const graph = buildJobGraph(pipeline);
-    const actorConfig: Partial<ActorConfig> = { ...options.actor, stateCache: stateCacheBudgetOf(options) };
+    const sweepMs = ttlSweepIntervalFromEnv();
+    const actorConfig: Partial<ActorConfig> = { ...(sweepMs === undefined ? {} : { ttlSweepIntervalMs: sweepMs }), ...options.actor, stateCache: stateCacheBudgetOf(options) };
     const job = graph.job;
     const id = options.id ?? `w-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     // The id is a token of the heartbeat key `<job>.<id>`.

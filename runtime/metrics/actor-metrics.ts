@@ -40,6 +40,8 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       m.add("eddy_timers_resident", "gauge", "Timers in memory: those of the time buckets near the watermark and the wall clock.", l, s.timersResident);
       m.add("eddy_timer_buckets_far", "gauge", "Time buckets beyond the resident ones that may hold timers in KV.", l, s.timerBucketsFar);
       m.add("eddy_timer_bucket_loads_total", "counter", "Timer buckets listed from KV (at restore and as the clocks came near).", l, s.timerBucketLoads);
+      m.add("eddy_ttl_sweep_deleted_total", "counter", "Expired TTL state entries the background KV sweep deleted (keys not in memory).", l, s.ttlSweepDeleted);
+      m.add("eddy_ttl_sweep_failures_total", "counter", "Background KV sweeps of TTL state that failed (the next one tries again).", l, s.ttlSweepFailures);
     }
   }
   addRejectionMetrics(m);

@@ -20,7 +20,7 @@ import { WindowLimiter } from "./window-limiter.ts";
 import { AckedPublisher, kvDeleteHeaders, PublishRejectedError, type AckedMessage } from "./acked-publisher.ts";
 import { pendingFrom } from "./streams.ts";
 import { InputError } from "../errors.ts";
-import { WriteUnacknowledgedError, type InputMessage, type InputReader, type PublishReceipt, type StateEntry, type Transport } from "../actor/ports.ts";
+import { WriteUnacknowledgedError, type InputMessage, type InputReader, type PublishReceipt, type ScannedEntry, type StateEntry, type Transport } from "../actor/ports.ts";
 import { replicasOf } from "./replicas.ts";
 import { repeatUnacknowledged } from "./kv-cas.ts";
 
@@ -258,6 +258,42 @@ export class JetStreamTransport implements Transport {
       return entries;
     } finally {
       await consumer.delete().catch(() => false);
+    }
+  }
+
+  async *scanState(bucket: string, filter: string): AsyncIterable<ScannedEntry> {
+    const stream = `KV_${bucket}`;
+    const prefix = `$KV.${bucket}.`;
+    const consumer = await this.js.consumers.get(stream, {
+      filter_subjects: `${prefix}${filter}`,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+    });
+    try {
+      if ((await consumer.info(true)).num_pending === 0) return;
+      const messages = await consumer.consume({ max_messages: 256 });
+      try {
+        for await (const m of messages) {
+          const op = m.headers?.get("KV-Operation");
+          if (op !== "DEL" && op !== "PURGE") yield { key: m.subject.slice(prefix.length), value: m.data, revision: m.seq };
+          if (m.info.pending === 0) break;
+        }
+      } finally {
+        messages.stop();
+      }
+    } finally {
+      await consumer.delete().catch(() => false);
+    }
+  }
+
+  async deleteStateIf(bucket: string, key: string, revision: number): Promise<boolean> {
+    const kv = await this.bucket(bucket);
+    try {
+      await kv.delete(key, { previousSeq: revision });
+      return true;
+    } catch (e) {
+      // JetStream's "wrong last sequence" (10071): the key was written (or deleted) since.
+      if ((e as { api_error?: { err_code?: number } }).api_error?.err_code === 10071 || /wrong last sequence/i.test((e as Error).message)) return false;
+      throw e;
     }
   }
 

@@ -9,7 +9,7 @@
  * subscribers see at once. It is no model of the server's failure modes: a test injects the
  * failure it wants with `failWith`. Integration tests keep running against a real nats-server.
  */
-import type { InputMessage, InputReader, StateEntry, Transport } from "../../runtime/actor/ports.ts";
+import type { InputMessage, InputReader, ScannedEntry, StateEntry, Transport } from "../../runtime/actor/ports.ts";
 import { deadLetterStream, inputStream, inputSubjects, spillStream, spillSubjects, stateBucket } from "../../runtime/core/naming.ts";
 import type { JobGraph } from "../../runtime/core/job-graph.ts";
 
@@ -24,7 +24,7 @@ export interface StoredMessage {
 }
 
 /** A transport operation a test can make fail (see `failWith`). */
-export type TransportOperation = "publish" | "readRange" | "putSnapshot" | "putSavepoint" | "getSnapshot" | "writeState" | "loadPartition" | "getState" | "listState" | "purgeBelow" | "openInput";
+export type TransportOperation = "publish" | "readRange" | "putSnapshot" | "putSavepoint" | "getSnapshot" | "writeState" | "loadPartition" | "getState" | "listState" | "scanState" | "purgeBelow" | "openInput";
 
 interface MemoryStream {
   readonly name: string;
@@ -74,6 +74,9 @@ export class MemoryTransport implements Transport {
   /** Savepoint object store: full partition exports by name. */
   readonly savepoints = new Map<string, Uint8Array>();
   private readonly buckets = new Map<string, Map<string, Uint8Array>>();
+  /** The revision of each key's last write (put or delete), per bucket, from one counter (as a KV stream's sequence). */
+  private readonly revisions = new Map<string, Map<string, number>>();
+  private lastRevision = 0;
   /** Every KV put and delete, in order, per bucket: what materialization cost. */
   readonly kvWrites: Array<{ readonly bucket: string; readonly key: string; readonly op: "put" | "delete" }> = [];
   /** Every KV key read with `getState` and every filter listed with `listState`, in order: what cache misses cost. */
@@ -310,11 +313,42 @@ export class MemoryTransport implements Transport {
     const b = this.bucket(bucket);
     for (const { key, value } of puts) {
       b.set(key, value.slice());
+      this.revisionsOf(bucket).set(key, ++this.lastRevision);
       this.kvWrites.push({ bucket, key, op: "put" });
     }
     for (const key of deletes) {
       b.delete(key);
+      this.revisionsOf(bucket).set(key, ++this.lastRevision);
       this.kvWrites.push({ bucket, key, op: "delete" });
     }
+  }
+
+  private revisionsOf(bucket: string): Map<string, number> {
+    let r = this.revisions.get(bucket);
+    if (r === undefined) this.revisions.set(bucket, (r = new Map()));
+    return r;
+  }
+
+  async *scanState(bucket: string, filter: string): AsyncIterable<ScannedEntry> {
+    this.check("scanState", bucket);
+    this.kvReads.push({ bucket, key: filter, op: "list" });
+    // Taken as the scan starts, delivered one turn of the event loop apart: writes made during a
+    // scan are not seen by it, like messages a consumer delivered before they were written.
+    const entries = [...this.bucket(bucket)].filter(([k]) => subjectMatches(filter, k)).map(([key, value]) => ({ key, value: value.slice(), revision: this.revisionsOf(bucket).get(key) ?? 0 }));
+    for (const e of entries) {
+      await new Promise<void>((r) => setImmediate(r));
+      yield e;
+    }
+  }
+
+  async deleteStateIf(bucket: string, key: string, revision: number): Promise<boolean> {
+    this.check("writeState", bucket);
+    await new Promise<void>((r) => setImmediate(r));
+    const b = this.bucket(bucket);
+    if (!b.has(key) || (this.revisionsOf(bucket).get(key) ?? 0) !== revision) return false;
+    b.delete(key);
+    this.revisionsOf(bucket).set(key, ++this.lastRevision);
+    this.kvWrites.push({ bucket, key, op: "delete" });
+    return true;
   }
 }
