@@ -40,6 +40,10 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       m.add("eddy_timers_resident", "gauge", "Timers in memory: those of the time buckets near the watermark and the wall clock.", l, s.timersResident);
       m.add("eddy_timer_buckets_far", "gauge", "Time buckets beyond the resident ones that may hold timers in KV.", l, s.timerBucketsFar);
       m.add("eddy_timer_bucket_loads_total", "counter", "Timer buckets listed from KV (at restore and as the clocks came near).", l, s.timerBucketLoads);
+      m.add("eddy_broadcast_held", "gauge", "Broadcast records held until the checkpoint barrier of their epoch.", l, s.broadcastHeld);
+      m.add("eddy_broadcast_applied_total", "counter", "Broadcast records applied by processBroadcast.", l, s.broadcastApplied);
+      m.add("eddy_broadcast_rejected_total", "counter", "Broadcast records refused: over the held bound, or processBroadcast threw (e.g. past the state budget).", l, s.broadcastRejected);
+      m.add("eddy_broadcast_state_bytes", "gauge", "Bytes of broadcast state, against broadcastLimits.stateBytes.", l, s.broadcastStateBytes);
     }
   }
   addRejectionMetrics(m);

@@ -11,8 +11,14 @@
  */
 
 // Functions and pipelines
-export { defineFunction, definePipeline, defineSink, fromFunction, fromStream } from "./function.ts";
+export { broadcast, defineFunction, definePipeline, defineSink, fromFunction, fromStream } from "./function.ts";
 export type {
+  BroadcastContext,
+  BroadcastHandles,
+  BroadcastLimits,
+  BroadcastStateDeclarations,
+  ReadOnlyBroadcastHandles,
+  ReadOnlyBroadcastState,
   Context,
   FunctionInput,
   FunctionSpec,
