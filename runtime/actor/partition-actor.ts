@@ -513,6 +513,11 @@ export class PartitionActor {
     return this.router.watermark;
   }
 
+  /** The broadcast state this partition holds (functions with a broadcast input; design note bq). */
+  get broadcast(): BroadcastState | undefined {
+    return this.broadcastState;
+  }
+
   get isSource(): boolean {
     return this.source !== undefined;
   }
