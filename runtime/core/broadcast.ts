@@ -297,6 +297,11 @@ export class PendingBroadcast<R> {
     return this.heldBytes;
   }
 
+  /** The held records, oldest first (do not change them). */
+  view(): ReadonlyArray<HeldBroadcast<R>> {
+    return this.held;
+  }
+
   /** Epoch of the oldest held record, if any. */
   get firstEpoch(): number | undefined {
     return this.held[0]?.epoch;

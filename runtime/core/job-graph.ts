@@ -69,7 +69,7 @@ export interface JobGraph {
  * A broadcast input needs `processBroadcast`, and broadcast state or `processBroadcast` need a
  * broadcast input; a stream input cannot be broadcast, and a function needs an input that is not.
  */
-function checkBroadcast(spec: FunctionSpec<any, any, any, any>, inputs: readonly Input[]): void {
+export function checkBroadcast(spec: FunctionSpec<any, any, any, any>, inputs: readonly Input[]): void {
   const fn = spec.name;
   const broadcast = inputs.filter((i) => (i as { broadcast?: unknown }).broadcast === true);
   for (const i of inputs) {

@@ -31,6 +31,9 @@ export type {
   TimerService,
 } from "./function.ts";
 
+// Broadcast state (design note bq)
+export { BroadcastStateBudgetError, BroadcastStateReadOnlyError } from "../core/broadcast.ts";
+
 // Keyed state
 export { InvalidStateDeclarationError, listState, mapState, reducingState, valueState } from "./state.ts";
 export type {
