@@ -83,7 +83,8 @@ describe("testHarness with a broadcast input", () => {
   it("values are frozen: a rule changed in place throws instead of silently differing between partitions", () => {
     const h = testHarness(
       defineFunction({
-        ...detector,
+        name: "mutator",
+        input: [fromFunction("logins"), broadcast(fromFunction("thresholds"))],
         broadcastState: { rules: mapState<{ max: number }>() },
         process: () => undefined,
         processBroadcast(ctx, t: { max: number }) {

@@ -1,0 +1,160 @@
+/**
+ * Broadcast state on a real server (design note bq): a keyed function with 4 partitions reads
+ * events and, broadcast, a threshold stream; thresholds change while events flow, and worker
+ * processes are SIGKILLed — once while events of a threshold version are being processed, once
+ * right after a new threshold was published. The exactly-once sink must then hold:
+ * - every event's output exactly once, equal to an expectation computed here from the events and
+ *   the threshold each phase published (events of a phase are published once every partition has
+ *   reported applying its threshold, so each must see exactly that version);
+ * - for each threshold version, one "applied" report per partition, all at the same checkpoint;
+ * - for events published right behind a threshold change without waiting, one cut in publication
+ *   order for all partitions together: every event before it sees the old version, every one
+ *   after it the new (applied on arrival, each partition would cut at its own place).
+ */
+import { describe, expect, it } from "vitest";
+import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
+import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
+import { connect, natsServer } from "../support/nats-server.ts";
+import { startWorkerProcess, type EddyProcess } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
+import type { ScoreEvent, ScoreOutput, Threshold } from "../fixtures/broadcast-thresholds.ts";
+
+const decoder = new TextDecoder();
+const FIXTURE = "test/fixtures/broadcast-thresholds.ts";
+const PARTITIONS = 4;
+
+/** A small seeded generator (mulberry32), so a failure can be replayed. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe("broadcast state on a real server", () => {
+  it("applies every threshold at the same checkpoint in every partition, and a worker kill changes no output", { timeout: 240_000 }, async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const supervisor = await startSupervisor(nc, { checkpointIntervalMs: 300, checkpointTimeoutMs: 5000 });
+    const workers: EddyProcess[] = [];
+    const worker = () => {
+      const w = startWorkerProcess(FIXTURE, server.url);
+      workers.push(w);
+      return w;
+    };
+    try {
+      await ensureStream(nc, "BC_EVENTS", ["bc.events"]);
+      await ensureStream(nc, "BC_RULES", ["bc.rules"]);
+      await ensureStream(nc, "BC_OUT", ["bc.out"]);
+      const outputs = async (): Promise<ScoreOutput[]> => (await readAll(nc, "BC_OUT", "bc.out")).map((m) => JSON.parse(decoder.decode(m.data)) as ScoreOutput);
+      const next = random(14);
+      let id = 0;
+      const events = (n: number): ScoreEvent[] => Array.from({ length: n }, () => ({ id: ++id, user: `u${Math.floor(next() * 23)}`, value: Math.floor(next() * 100) }));
+      const publishEvents = (es: readonly ScoreEvent[]) => publishAll(nc, es.map((e) => ({ subject: "bc.events", data: JSON.stringify(e) })));
+      const publishThreshold = (t: Threshold) => publishAll(nc, [{ subject: "bc.rules", data: JSON.stringify(t) }]);
+      const appliedEverywhere = (version: number) =>
+        waitFor(`threshold ${version} applied by every partition`, async () => ((await outputs()).filter((o) => o.kind === "applied" && o.version === version).length >= PARTITIONS ? true : undefined), { timeoutMs: 60_000 });
+      const eventsOut = (ids: readonly number[]) =>
+        waitFor(`outputs of ${ids.length} events`, async () => {
+          const seen = new Set((await outputs()).flatMap((o) => (o.kind === "event" ? [o.id] : [])));
+          return ids.every((i) => seen.has(i)) ? true : undefined;
+        }, { timeoutMs: 60_000 });
+
+      /** What each event must produce: the threshold of its phase, the user's count in publication order. */
+      const expected: Array<Extract<ScoreOutput, { kind: "event" }>> = [];
+      const counts = new Map<string, number>();
+      const expect_ = (es: readonly ScoreEvent[], t: Threshold | undefined) => {
+        for (const e of es) {
+          const n = (counts.get(e.user) ?? 0) + 1;
+          counts.set(e.user, n);
+          expected.push({ kind: "event", id: e.id, user: e.user, n, version: t?.version ?? 0, over: t !== undefined && e.value > t.limit });
+        }
+      };
+
+      let current = worker();
+      // Phase 0: no threshold yet.
+      const e0 = events(100);
+      await publishEvents(e0);
+      expect_(e0, undefined);
+      await eventsOut(e0.map((e) => e.id));
+
+      // Phase 1: threshold 1, applied everywhere before its events are published.
+      const t1 = { version: 1, limit: 50 };
+      await publishThreshold(t1);
+      await appliedEverywhere(1);
+      const e1 = events(200);
+      await publishEvents(e1);
+      expect_(e1, t1);
+      await eventsOut(e1.map((e) => e.id));
+
+      // Phase 2: threshold 2; the worker is killed while its events are processed.
+      const t2 = { version: 2, limit: 20 };
+      await publishThreshold(t2);
+      await appliedEverywhere(2);
+      const e2 = events(300);
+      await publishEvents(e2.slice(0, 150));
+      await waitFor("some outputs of phase 2", async () => ((await outputs()).some((o) => o.kind === "event" && o.id > e1.at(-1)!.id) ? true : undefined), { timeoutMs: 60_000 });
+      await current.kill();
+      current = worker();
+      await publishEvents(e2.slice(150));
+      expect_(e2, t2);
+      await eventsOut(e2.map((e) => e.id));
+
+      // Phase 3: the worker is killed right after threshold 3 is published, before it is applied or committed.
+      const t3 = { version: 3, limit: 80 };
+      await publishThreshold(t3);
+      await current.kill();
+      current = worker();
+      await appliedEverywhere(3);
+      const e3 = events(200);
+      await publishEvents(e3);
+      expect_(e3, t3);
+      await eventsOut(e3.map((e) => e.id));
+
+      // Phase 4: threshold 4 and events right behind it, without waiting.
+      const t4 = { version: 4, limit: 10 };
+      const e4 = events(400);
+      await publishThreshold(t4);
+      await publishEvents(e4);
+      await appliedEverywhere(4);
+      await eventsOut(e4.map((e) => e.id));
+
+      const all = await outputs();
+      const eventOutputs = all.filter((o): o is Extract<ScoreOutput, { kind: "event" }> => o.kind === "event");
+      // Exactly once: no event output twice, whatever the kills.
+      expect(new Set(eventOutputs.map((o) => o.id)).size).toBe(eventOutputs.length);
+      const byId = new Map(eventOutputs.map((o) => [o.id, o]));
+      expect(expected.map((x) => byId.get(x.id))).toEqual(expected);
+
+      // One report per partition per version, all at one checkpoint.
+      for (const version of [1, 2, 3, 4]) {
+        const applied = all.filter((o): o is Extract<ScoreOutput, { kind: "applied" }> => o.kind === "applied" && o.version === version);
+        expect(applied.map((a) => a.partition).sort()).toEqual([0, 1, 2, 3]);
+        expect(new Set(applied.map((a) => a.epoch)).size).toBe(1);
+      }
+
+      // Phase 4: one cut in publication order, shared by every partition.
+      const versions = e4.map((e) => byId.get(e.id)!.version);
+      expect(versions.every((v) => v === 3 || v === 4)).toBe(true);
+      const cut = versions.indexOf(4);
+      if (cut >= 0) expect(versions.slice(cut).every((v) => v === 4)).toBe(true);
+      // The counts still follow publication order per user.
+      const n = new Map(counts);
+      for (const e of e4) {
+        const c = (n.get(e.user) ?? 0) + 1;
+        n.set(e.user, c);
+        expect(byId.get(e.id)!.n).toBe(c);
+      }
+      if (process.env.EDDY_TEST_DEBUG) console.log(`phase 4 cut at ${cut} of ${versions.length}`);
+    } finally {
+      for (const w of workers) await w.kill();
+      await supervisor.stop();
+      await nc.close();
+      if (process.env.EDDY_TEST_DEBUG) for (const w of workers) console.log(w.output());
+    }
+  });
+});
