@@ -1528,7 +1528,9 @@ export class PartitionActor {
     }
     if (!entries.some(([k]) => k === positionKey(p))) entries.push([positionKey(p), encodeValue(restartSeq)]);
     entries.push([versionsKey(p), this.versionsRecord]);
-    return encodePartitionExport({ fn: this.node.name, partition: p, entries });
+    // Broadcast state, once for the function: partition 0's export holds it (design note bq).
+    const broadcast = this.broadcastState !== undefined && storesBroadcast(p) ? this.broadcastState.export() : undefined;
+    return encodePartitionExport({ fn: this.node.name, partition: p, entries, ...(broadcast === undefined ? {} : { broadcast }) });
   }
 
   /**
