@@ -10,9 +10,19 @@
  * - for events published right behind a threshold change without waiting, one cut in publication
  *   order for all partitions together: every event before it sees the old version, every one
  *   after it the new (applied on arrival, each partition would cut at its own place).
+ * A second test stops the deployed job with a savepoint, which holds the broadcast state once
+ * (in partition 0's export), and deploys it again from the savepoint: every partition sees the
+ * threshold again without it being published or applied again.
  */
 import { describe, expect, it } from "vitest";
+import { resolve } from "node:path";
+import { deployModule } from "../../runtime/deploy/deploy.ts";
+import { broadcastKey } from "../../runtime/core/kv-keys.ts";
+import { decodeValue } from "../../runtime/core/wire.ts";
+import { readSavepoint } from "../../runtime/nats/savepoints.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
+import { eddyOk } from "../support/cli.ts";
+import { startEddy } from "../support/processes.ts";
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
 import { startWorkerProcess, type EddyProcess } from "../support/processes.ts";
@@ -155,6 +165,47 @@ describe("broadcast state on a real server", () => {
       await supervisor.stop();
       await nc.close();
       if (process.env.EDDY_TEST_DEBUG) for (const w of workers) console.log(w.output());
+    }
+  });
+
+  it("a savepoint holds the broadcast state once, and a deployment from it restores it in every partition", { timeout: 180_000 }, async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const supervisor = await startSupervisor(nc, { checkpointIntervalMs: 200 });
+    await using worker = startEddy(["worker", "--nats", server.url]);
+    const ok = (...args: string[]) => eddyOk([...args, "--nats", server.url], { logs: worker.output });
+    const patiently = { timeoutMs: 60_000, logs: worker.output, retryErrors: true };
+    const module = resolve(import.meta.dirname, "../..", FIXTURE);
+    try {
+      await ensureStream(nc, "BC_EVENTS", ["bc.events"]);
+      await ensureStream(nc, "BC_RULES", ["bc.rules"]);
+      await ensureStream(nc, "BC_OUT", ["bc.out"]);
+      const outputs = async (): Promise<ScoreOutput[]> => (await readAll(nc, "BC_OUT", "bc.out")).map((m) => JSON.parse(decoder.decode(m.data)) as ScoreOutput);
+      const send = (ids: number[]) => publishAll(nc, ids.map((id) => ({ subject: "bc.events", data: JSON.stringify({ id, user: `u${id % 7}`, value: id }) })));
+      await deployModule(nc, module);
+      await publishAll(nc, [{ subject: "bc.rules", data: JSON.stringify({ version: 7, limit: 30 }) }]);
+      await waitFor("threshold 7 applied everywhere", async () => ((await outputs()).filter((o) => o.kind === "applied").length === PARTITIONS ? true : undefined), patiently);
+
+      const stopped = JSON.parse(await ok("stop", "bcast", "--savepoint", "--json")) as { savepoint: string };
+      const saved = await readSavepoint(nc, "bcast", stopped.savepoint);
+      const score = saved.exports.get("score")!;
+      expect(score.map((e) => e.broadcast?.map(([k, v]) => [k, decodeValue(v)]))).toEqual([[[broadcastKey("threshold", "current"), { version: 7, limit: 30 }]], undefined, undefined, undefined]);
+      await waitFor("the worker to stop the job", async () => worker.output().includes("job bcast undeployed"), patiently);
+
+      await send([1, 2, 3, 40, 50, 60, 70, 80]);
+      await deployModule(nc, module, { fromSavepoint: stopped.savepoint });
+      const events = await waitFor("the events' outputs", async () => {
+        const es = (await outputs()).filter((o): o is Extract<ScoreOutput, { kind: "event" }> => o.kind === "event");
+        return es.length === 8 ? es : undefined;
+      }, patiently);
+      expect(events.map((e) => [e.id, e.version, e.over]).sort((a, b) => (a[0] as number) - (b[0] as number))).toEqual([
+        [1, 7, false], [2, 7, false], [3, 7, false], [40, 7, true], [50, 7, true], [60, 7, true], [70, 7, true], [80, 7, true],
+      ]);
+      // Restored, not applied again.
+      expect((await outputs()).filter((o) => o.kind === "applied")).toHaveLength(PARTITIONS);
+    } finally {
+      await supervisor.stop();
+      await nc.close();
     }
   });
 });
