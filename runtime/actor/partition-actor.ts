@@ -2184,7 +2184,7 @@ export class PartitionActor {
     } catch {
       bytes = Number.MAX_SAFE_INTEGER; // cannot be what a producer encoded; refused below
     }
-    const refused = pending.hold({ value, ts: time, input, producer }, epoch, bytes);
+    const refused = pending.hold({ value, ts: time, input, producer }, epoch, bytes, producer);
     if (refused !== undefined) this.refuseBroadcast(refused, value, producer);
     this.stats.broadcastHeld = pending.size;
   }

@@ -267,20 +267,30 @@ function deepFreeze<T>(value: T): T {
 /** A broadcast record held until the barrier of its epoch. */
 export interface HeldBroadcast<R> {
   readonly epoch: number;
+  /** The producer partition that sent it (`<fn>/<p>`). */
+  readonly producer: string;
   readonly record: R;
   readonly bytes: number;
 }
 
 /**
- * The broadcast records an actor holds until the barrier of their epoch, in arrival order. The
- * bound (records and bytes) is the function's, so every partition, receiving the same broadcast
- * records with the same epochs, refuses the same ones: the actor dead-letters a refused record
- * rather than stop reading, because the barrier that frees the held records comes through the
- * same input (stopping could never end).
+ * The broadcast records an actor holds until the barrier of their epoch. A barrier applies them
+ * by epoch, then by producer, then in the order that producer sent them: every partition receives
+ * one producer's records in the same order, but records of two producers (a broadcast function
+ * with several partitions) interleave by timing, which differs between partitions.
+ *
+ * The bound (records and bytes) counts per producer, for the same reason: every partition
+ * receives the same records of one producer with the same epochs in the same order, so every
+ * partition refuses the same ones. The actor dead-letters a refused record rather than stop
+ * reading, because the barrier that frees the held records comes through the same input
+ * (stopping could never end). With `k` broadcast producer partitions an actor holds at most `k`
+ * times the bound.
  */
 export class PendingBroadcast<R> {
   private held: Array<HeldBroadcast<R>> = [];
+  private readonly perProducer = new Map<string, { records: number; bytes: number }>();
   private heldBytes = 0;
+  private minEpoch: number | undefined;
   private readonly maxRecords: number;
   private readonly maxBytes: number;
 
@@ -297,41 +307,51 @@ export class PendingBroadcast<R> {
     return this.heldBytes;
   }
 
-  /** The held records, oldest first (do not change them). */
+  /** The held records, in arrival order (do not change them). */
   view(): ReadonlyArray<HeldBroadcast<R>> {
     return this.held;
   }
 
-  /** Epoch of the oldest held record, if any. */
+  /** The lowest epoch of a held record, if any. */
   get firstEpoch(): number | undefined {
-    return this.held[0]?.epoch;
+    return this.minEpoch;
   }
 
   /**
-   * Holds `record` of `epoch` (`bytes` its encoded size), or returns why it cannot: the bound
-   * would be passed.
+   * Holds `record` of `epoch` from `producer` (`bytes` its encoded size), or returns why it
+   * cannot: that producer's share of the bound would be passed.
    */
-  hold(record: R, epoch: number, bytes: number): string | undefined {
-    if (this.held.length + 1 > this.maxRecords) return `broadcast: more than ${this.maxRecords} broadcast records held until the next checkpoint barrier (broadcastLimits.heldRecords); the record is dropped in every partition`;
-    if (this.heldBytes + bytes > this.maxBytes) return `broadcast: more than ${this.maxBytes} bytes of broadcast records held until the next checkpoint barrier (broadcastLimits.heldBytes); the record is dropped in every partition`;
-    this.held.push({ epoch, record, bytes });
+  hold(record: R, epoch: number, bytes: number, producer = ""): string | undefined {
+    const mine = this.perProducer.get(producer) ?? { records: 0, bytes: 0 };
+    if (mine.records + 1 > this.maxRecords) return `broadcast: more than ${this.maxRecords} broadcast records of ${producer || "one producer"} held until the next checkpoint barrier (broadcastLimits.heldRecords); the record is dropped in every partition`;
+    if (mine.bytes + bytes > this.maxBytes) return `broadcast: more than ${this.maxBytes} bytes of broadcast records of ${producer || "one producer"} held until the next checkpoint barrier (broadcastLimits.heldBytes); the record is dropped in every partition`;
+    this.held.push({ epoch, producer, record, bytes });
+    this.perProducer.set(producer, { records: mine.records + 1, bytes: mine.bytes + bytes });
     this.heldBytes += bytes;
+    this.minEpoch = this.minEpoch === undefined ? epoch : Math.min(this.minEpoch, epoch);
     return undefined;
   }
 
   /**
-   * Takes the held records of epochs up to `epoch`, in arrival order — what barrier `epoch`
-   * applies. Epochs only grow along one producer's messages, so these are a prefix, except after
-   * a declined alignment; taking by epoch keeps later ones held either way.
+   * Takes the held records of epochs up to `epoch` — what barrier `epoch` applies — by epoch,
+   * producer and arrival (the sort is stable), the same order in every partition.
    */
   takeUpTo(epoch: number): Array<HeldBroadcast<R>> {
+    if (this.minEpoch === undefined || this.minEpoch > epoch) return [];
     const taken: Array<HeldBroadcast<R>> = [];
     const kept: Array<HeldBroadcast<R>> = [];
     for (const h of this.held) (h.epoch <= epoch ? taken : kept).push(h);
-    if (taken.length === 0) return taken;
     this.held = kept;
-    this.heldBytes = kept.reduce((n, h) => n + h.bytes, 0);
-    return taken;
+    this.perProducer.clear();
+    this.heldBytes = 0;
+    this.minEpoch = undefined;
+    for (const h of kept) {
+      const mine = this.perProducer.get(h.producer) ?? { records: 0, bytes: 0 };
+      this.perProducer.set(h.producer, { records: mine.records + 1, bytes: mine.bytes + h.bytes });
+      this.heldBytes += h.bytes;
+      this.minEpoch = this.minEpoch === undefined ? h.epoch : Math.min(this.minEpoch, h.epoch);
+    }
+    return taken.sort((a, b) => a.epoch - b.epoch || (a.producer < b.producer ? -1 : a.producer > b.producer ? 1 : 0));
   }
 }
 

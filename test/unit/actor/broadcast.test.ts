@@ -195,7 +195,7 @@ describe("broadcast inputs in the partition actor", () => {
     await a.score0.outputDrained();
     const dead = t.messages("EDDY_j_DLQ");
     expect(dead).toHaveLength(1);
-    expect(dead[0]!.headers["Eddy-Reason"]).toMatch(/^broadcast: more than 2 broadcast records held/);
+    expect(dead[0]!.headers["Eddy-Reason"]).toMatch(/^broadcast: more than 2 broadcast records of rules\/0 held/);
   });
 
   it("a processBroadcast that throws is dead-lettered once and its later records still apply", async () => {

@@ -120,11 +120,43 @@ describe("PendingBroadcast", () => {
   it("refuses a record past its count or byte bound, saying which, and holds the others", () => {
     const p = new PendingBroadcast<string>({ heldRecords: 2, heldBytes: 25 });
     expect(p.hold("a", 1, 10)).toBeUndefined();
-    expect(p.hold("b", 1, 20)).toMatch(/more than 25 bytes of broadcast records held .*broadcastLimits.heldBytes/);
+    expect(p.hold("b", 1, 20)).toMatch(/more than 25 bytes of broadcast records of one producer held .*broadcastLimits.heldBytes/);
     expect(p.hold("c", 1, 10)).toBeUndefined();
-    expect(p.hold("d", 1, 1)).toMatch(/more than 2 broadcast records held .*broadcastLimits.heldRecords/);
+    expect(p.hold("d", 1, 1)).toMatch(/more than 2 broadcast records of one producer held .*broadcastLimits.heldRecords/);
     expect(p.takeUpTo(1).map((h) => h.record)).toEqual(["a", "c"]);
     expect(p.hold("e", 2, 25)).toBeUndefined();
+  });
+});
+
+describe("PendingBroadcast with several broadcast producers", () => {
+  it("applies by epoch, then producer, then arrival: the same order in every partition however the producers interleave", () => {
+    const arrivals: Array<Array<[string, string, number]>> = [
+      [["r/0", "a1", 1], ["r/1", "b1", 1], ["r/0", "a2", 1], ["r/1", "b2", 1]],
+      [["r/1", "b1", 1], ["r/1", "b2", 1], ["r/0", "a1", 1], ["r/0", "a2", 1]],
+      [["r/1", "b1", 1], ["r/0", "a1", 1], ["r/1", "b2", 1], ["r/0", "a2", 1]],
+    ];
+    for (const order of arrivals) {
+      const p = new PendingBroadcast<string>({ heldRecords: 10, heldBytes: 1000 });
+      for (const [producer, record, epoch] of order) p.hold(record, epoch, 1, producer);
+      expect(p.takeUpTo(1).map((h) => h.record)).toEqual(["a1", "a2", "b1", "b2"]);
+    }
+  });
+
+  it("bounds each producer on its own, so a partition's refusals do not depend on how producers interleave", () => {
+    const p = new PendingBroadcast<string>({ heldRecords: 1, heldBytes: 1000 });
+    expect(p.hold("b1", 1, 1, "r/1")).toBeUndefined();
+    expect(p.hold("a1", 1, 1, "r/0")).toBeUndefined();
+    expect(p.hold("a2", 1, 1, "r/0")).toMatch(/more than 1 broadcast records of r\/0 held/);
+    expect(p.firstEpoch).toBe(1);
+  });
+
+  it("knows the lowest held epoch when arrivals are not in epoch order (after a declined alignment)", () => {
+    const p = new PendingBroadcast<string>({ heldRecords: 10, heldBytes: 1000 });
+    p.hold("late", 3, 1, "r/0");
+    p.hold("early", 2, 1, "r/1");
+    expect(p.firstEpoch).toBe(2);
+    expect(p.takeUpTo(2).map((h) => h.record)).toEqual(["early"]);
+    expect(p.firstEpoch).toBe(3);
   });
 });
 
