@@ -711,24 +711,38 @@ export class PartitionActor {
    * or not partition 0 materializes them meanwhile.
    */
   private async restoreBroadcast(checkpoint: number): Promise<void> {
-    const [appliedBytes] = await this.transport.getState(this.bucket, [appliedKey(0)]);
-    const decoded = appliedBytes === undefined ? 0 : tryDecode(appliedBytes);
-    const applied0 = typeof decoded === "number" && Number.isSafeInteger(decoded) ? decoded : 0;
-    const kv = await this.transport.listState(this.bucket, BROADCAST_FILTER);
-    const chain =
-      checkpoint > applied0
-        ? await fetchChain(
-            checkpoint,
-            applied0,
-            async (id) => {
-              const data = await this.transport.getSnapshot(deltaObject(this.job, id, this.node.name, 0));
-              return data === undefined ? undefined : (decodeValue(data) as Delta);
-            },
-            `${this.id} (broadcast state of partition 0)`,
-          )
-        : [];
-    this.broadcastState!.restore(restoreBroadcastEntries(kv.map((e) => [e.key, e.value] as const), chain.map((d) => (Array.isArray(d.bc) ? d.bc : undefined))));
-    this.stats.broadcastStateBytes = this.broadcastState!.bytes;
+    const appliedBy0 = async (): Promise<number> => {
+      const [bytes] = await this.transport.getState(this.bucket, [appliedKey(0)]);
+      const decoded = bytes === undefined ? 0 : tryDecode(bytes);
+      return typeof decoded === "number" && Number.isSafeInteger(decoded) ? decoded : 0;
+    };
+    for (let attempt = 1; ; attempt++) {
+      const applied0 = await appliedBy0();
+      const kv = await this.transport.listState(this.bucket, BROADCAST_FILTER);
+      let chain: Delta[];
+      try {
+        chain =
+          checkpoint > applied0
+            ? await fetchChain(
+                checkpoint,
+                applied0,
+                async (id) => {
+                  const data = await this.transport.getSnapshot(deltaObject(this.job, id, this.node.name, 0));
+                  return data === undefined ? undefined : (decodeValue(data) as Delta);
+                },
+                `${this.id} (broadcast state of partition 0)`,
+              )
+            : [];
+      } catch (e) {
+        // Partition 0 may have written the chain to KV meanwhile, and its deltas been cleaned up:
+        // then KV has it all, and reading again finds a shorter chain.
+        if (!(e instanceof CorruptCheckpointError) || attempt >= 3 || (await appliedBy0()) === applied0) throw e;
+        continue;
+      }
+      this.broadcastState!.restore(restoreBroadcastEntries(kv.map((e) => [e.key, e.value] as const), chain.map((d) => (Array.isArray(d.bc) ? d.bc : undefined))));
+      this.stats.broadcastStateBytes = this.broadcastState!.bytes;
+      return;
+    }
   }
 
   /**

@@ -8,10 +8,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts";
 import { PartitionActor, type ActorConfig } from "../../../runtime/actor/partition-actor.ts";
 import { ackSubject, deltaObject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
-import { broadcastKey } from "../../../runtime/core/kv-keys.ts";
+import { appliedKey, broadcastKey } from "../../../runtime/core/kv-keys.ts";
 import { partitionOf } from "../../../runtime/core/hash.ts";
 import { stateBucket } from "../../../runtime/core/naming.ts";
-import { decodeValue } from "../../../runtime/core/wire.ts";
+import { decodeValue, encodeValue } from "../../../runtime/core/wire.ts";
 import { boundedOutOfOrderness, broadcast, defineFunction, definePipeline, fromFunction, fromStream, mapState, valueState } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
 import { waitFor } from "../../support/wait.ts";
@@ -172,6 +172,39 @@ describe("broadcast inputs in the partition actor", () => {
     actors.push(again);
     await again.start({ generation: 3, checkpoint: 2, worker: "w" });
     expect(again.broadcast!.entries("thresholds")).toEqual([["t", 7]]);
+  });
+
+  it("reads again when partition 0 wrote its chain to KV and its deltas were cleaned up during the restore", async () => {
+    const graph = job();
+    const { t, acks } = setup(graph);
+    const a = await started(t, graph);
+    await t.append("rules", rule("t", 5));
+    await t.append("rules", rule("u", 1));
+    await waitFor("two rules held", () => a.score1.stats.broadcastHeld === 2, opts);
+    await checkpoint(a, acks, 1);
+    for (const x of Object.values(a)) x.onCommitted(1);
+    await a.score0.applied(1);
+    await t.append("rules", rule("t", 7));
+    await t.append("rules", rule("u", null));
+    await waitFor("two more held", () => a.score1.stats.broadcastHeld === 2, opts);
+    await checkpoint(a, acks, 2);
+    for (const x of [a.events, a.rules, a.score1]) x.onCommitted(2);
+    for (const x of Object.values(a)) await x.stop();
+    // As partition 1 reads partition 0's delta 2, partition 0 has just materialized it and the
+    // supervisor deleted it.
+    const delta2 = deltaObject("j", 2, "score", 0);
+    t.failWith((op, target) => {
+      if (op === "getSnapshot" && target === delta2 && t.snapshots.has(delta2)) {
+        // Synchronous up to its first await: the writes are done when the read goes on.
+        void t.writeState(stateBucket("j", "score"), [{ key: broadcastKey("thresholds", "t"), value: encodeValue(7) }, { key: appliedKey(0), value: encodeValue(2) }], [broadcastKey("thresholds", "u")]);
+        t.snapshots.delete(delta2);
+      }
+      return undefined;
+    });
+    const score1 = new PartitionActor(t, graph, graph.node("score"), 1, config);
+    actors.push(score1);
+    await score1.start({ generation: 2, checkpoint: 2, worker: "w" });
+    expect(score1.broadcast!.entries("thresholds")).toEqual([["t", 7]]);
   });
 
   it("a producer that feeds only a broadcast input does not hold event time back", async () => {
