@@ -7,7 +7,7 @@
  *   the threshold each phase published (events of a phase are published once every partition has
  *   reported applying its threshold, so each must see exactly that version);
  * - for each threshold version, one "applied" report per partition, all at the same checkpoint;
- * - for events published right behind a threshold change without waiting, one cut in publication
+ * - for events published around a threshold change without waiting, one cut in publication
  *   order for all partitions together: every event before it sees the old version, every one
  *   after it the new (applied on arrival, each partition would cut at its own place).
  * A second test stops the deployed job with a savepoint, which holds the broadcast state once
@@ -30,6 +30,7 @@ import { waitFor } from "../support/wait.ts";
 import type { ScoreEvent, ScoreOutput, Threshold } from "../fixtures/broadcast-thresholds.ts";
 
 const decoder = new TextDecoder();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const FIXTURE = "test/fixtures/broadcast-thresholds.ts";
 const PARTITIONS = 4;
 
@@ -125,11 +126,14 @@ describe("broadcast state on a real server", () => {
       expect_(e3, t3);
       await eventsOut(e3.map((e) => e.id));
 
-      // Phase 4: threshold 4 and events right behind it, without waiting.
+      // Phase 4: threshold 4 published amid a stream of events, without waiting for anything.
       const t4 = { version: 4, limit: 10 };
       const e4 = events(400);
-      await publishThreshold(t4);
-      await publishEvents(e4);
+      for (let b = 0; b < 40; b++) {
+        if (b === 8) await publishThreshold(t4);
+        await publishEvents(e4.slice(b * 10, b * 10 + 10));
+        await sleep(25);
+      }
       await appliedEverywhere(4);
       await eventsOut(e4.map((e) => e.id));
 
@@ -159,7 +163,7 @@ describe("broadcast state on a real server", () => {
         n.set(e.user, c);
         expect(byId.get(e.id)!.n).toBe(c);
       }
-      if (process.env.EDDY_TEST_DEBUG) console.log(`phase 4 cut at ${cut} of ${versions.length}`);
+      if (process.env.EDDY_TEST_DEBUG) console.log(`phase 4: threshold 4 published after event 80, first seen by event ${cut} of ${versions.length}`);
     } finally {
       for (const w of workers) await w.kill();
       await supervisor.stop();
