@@ -9,7 +9,9 @@
  * - for each threshold version, one "applied" report per partition, all at the same checkpoint;
  * - for events published around a threshold change without waiting, one cut in publication
  *   order for all partitions together: every event before it sees the old version, every one
- *   after it the new (applied on arrival, each partition would cut at its own place).
+ *   after it the new. (Here the partitions' inputs interleave alike — one worker, one source
+ *   each — so on-arrival application would pass this too; test/unit/actor/broadcast.test.ts
+ *   feeds two partitions differently interleaved inputs, where it would not.)
  * A second test stops the deployed job with a savepoint, which holds the broadcast state once
  * (in partition 0's export), and deploys it again from the savepoint: every partition sees the
  * threshold again without it being published or applied again.

@@ -10,8 +10,8 @@ import { PartitionActor, type ActorConfig } from "../../../runtime/actor/partiti
 import { ackSubject, deltaObject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
 import { appliedKey, broadcastKey } from "../../../runtime/core/kv-keys.ts";
 import { partitionOf } from "../../../runtime/core/hash.ts";
-import { stateBucket } from "../../../runtime/core/naming.ts";
-import { decodeValue, encodeValue } from "../../../runtime/core/wire.ts";
+import { HEADER, inputSubject, stateBucket } from "../../../runtime/core/naming.ts";
+import { decodeValue, encodeBatch, encodeValue } from "../../../runtime/core/wire.ts";
 import { boundedOutOfOrderness, broadcast, defineFunction, definePipeline, fromFunction, fromStream, mapState, valueState } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
 import { waitFor } from "../../support/wait.ts";
@@ -205,6 +205,39 @@ describe("broadcast inputs in the partition actor", () => {
     actors.push(score1);
     await score1.start({ generation: 2, checkpoint: 2, worker: "w" });
     expect(score1.broadcast!.entries("thresholds")).toEqual([["t", 7]]);
+  });
+
+  it("whatever order a rule and an event reach two partitions in, the event sees the rule in neither, and the next epoch's in both", async () => {
+    const graph = job();
+    const { t } = setup(graph);
+    const make = (p: number) => {
+      const a = new PartitionActor(t, graph, graph.node("score"), p, config);
+      actors.push(a);
+      return a;
+    };
+    const [score0, score1] = [make(0), make(1)];
+    for (const a of [score0, score1]) await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    // What the producers would send, written by hand so that the two partitions' inputs
+    // interleave differently: partition 0 gets the rule before its event, partition 1 after.
+    const headers = (producer: string, kind: string, epoch: number) => ({ [HEADER.producer]: producer, [HEADER.kind]: kind, [HEADER.generation]: "1", [HEADER.epoch]: String(epoch) });
+    const event = (p: number, at: number, epoch: number) =>
+      t.append(inputSubject("j", "score", p), encodeBatch({ records: [users[p], at, { user: users[p], at }], marks: [], watermark: -Infinity, idle: false }), headers("events/0", "data", epoch));
+    const ruleTo = (p: number, epoch: number) =>
+      t.append(inputSubject("j", "score", p), encodeBatch({ records: ["", 0, { name: "t", limit: 5 }], marks: [], watermark: -Infinity, idle: false, inputs: [1] }), headers("rules/0", "data", epoch));
+    const barrier = (p: number, producer: string) => t.append(inputSubject("j", "score", p), JSON.stringify({ id: 1, stop: false }), headers(producer, "barrier", 1));
+    await ruleTo(0, 1);
+    await event(0, 10, 1);
+    await event(1, 11, 1);
+    await ruleTo(1, 1);
+    await waitFor("the epoch-1 events handled", () => score0.stats.recordsIn === 1 && score1.stats.recordsIn === 1 && score1.stats.broadcastHeld === 1, opts);
+    expect([score0.store.get("seen", users[0]), score1.store.get("seen", users[1])]).toEqual([null, null]);
+    for (const p of [0, 1]) {
+      await barrier(p, "rules/0");
+      await barrier(p, "events/0");
+    }
+    await event(0, 20, 2);
+    await event(1, 21, 2);
+    await waitFor("the epoch-2 events see the rule", () => score0.store.get("seen", users[0]) === 5 && score1.store.get("seen", users[1]) === 5, opts);
   });
 
   it("a producer that feeds only a broadcast input does not hold event time back", async () => {
