@@ -1236,7 +1236,12 @@ export class PartitionActor {
     this.router.watermark = wmIn(w.out);
     this.router.idle = w.idle === true;
     this.stats.watermark = this.router.watermark;
-    if (w.tracker !== undefined) this.tracker?.restore(w.tracker);
+    if (w.tracker !== undefined) {
+      // A producer that now feeds this function only through a broadcast input (a version that
+      // made an input broadcast) must not come back from the snapshot: nothing updates it.
+      const stale = (id: string) => this.producers.has(id) && !this.timedProducers.has(id);
+      this.tracker?.restore({ ...w.tracker, producers: w.tracker.producers.filter((p) => !stale(p.id)) });
+    }
     if (w.generator !== undefined) this.generator?.restore(w.generator);
     if (w.ended === true) this.inputEnded = true;
   }

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts";
 import { PartitionActor, type ActorConfig } from "../../../runtime/actor/partition-actor.ts";
 import { ackSubject, deltaObject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
-import { appliedKey, broadcastKey } from "../../../runtime/core/kv-keys.ts";
+import { appliedKey, broadcastKey, watermarkKey } from "../../../runtime/core/kv-keys.ts";
 import { partitionOf } from "../../../runtime/core/hash.ts";
 import { HEADER, inputSubject, stateBucket } from "../../../runtime/core/naming.ts";
 import { decodeValue, encodeBatch, encodeValue } from "../../../runtime/core/wire.ts";
@@ -248,6 +248,25 @@ describe("broadcast inputs in the partition actor", () => {
     await t.append("events", ev(users[1], 2000));
     // `rules` never sends a watermark above -Infinity; `score` goes on with the events' watermark.
     await waitFor("score's watermark from events alone", () => a.score0.watermark >= 1000 && a.score1.watermark >= 1000, opts);
+  });
+
+  it("drops a broadcast-only producer from a restored watermark table (a version that made an input broadcast)", async () => {
+    const graph = job();
+    const { t } = setup(graph);
+    // Stored by a version in which `rules` fed the watermark: it never reported one.
+    const tracker = { combined: null, producers: [{ id: "events/0", watermark: null, idle: false }, { id: "rules/0", watermark: null, idle: false }] };
+    await t.writeState(stateBucket("j", "score"), [
+      { key: watermarkKey(1), value: encodeValue({ out: null, op: null, tracker, idle: false, ended: false }) },
+      { key: appliedKey(0), value: encodeValue(3) },
+      { key: appliedKey(1), value: encodeValue(3) },
+    ], []);
+    const score1 = new PartitionActor(t, graph, graph.node("score"), 1, config);
+    actors.push(score1);
+    await score1.start({ generation: 2, checkpoint: 3, worker: "w" });
+    await t.append(inputSubject("j", "score", 1), encodeBatch({ records: [users[1], 500, { user: users[1], at: 500 }], marks: [], watermark: 1000, idle: false }), {
+      [HEADER.producer]: "events/0", [HEADER.kind]: "data", [HEADER.generation]: "2", [HEADER.epoch]: "4",
+    });
+    await waitFor("the watermark of events alone", () => score1.watermark === 1000, opts);
   });
 
   it("past its held bound, refuses the same broadcast records in every partition and dead-letters each once", async () => {
