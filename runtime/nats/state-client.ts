@@ -21,7 +21,7 @@ import { checkWindowWrites, encodeStateWrite, validateStateWrite, type StateWrit
 import { watermarkKey } from "../core/kv-keys.ts";
 import { decodeValue } from "../core/wire.ts";
 import type { StateDeclarations } from "../sdk/state.ts";
-import { getCommitted, scanCommitted } from "./committed-state.ts";
+import { getCommitted, getCommittedBroadcast, scanCommitted } from "./committed-state.ts";
 import { deploymentKey, lastVersion, openDeployments, type DeploymentRecord } from "./deployments.ts";
 import { InputError, TransientError } from "../errors.ts";
 import { replicasOf } from "./replicas.ts";
@@ -32,6 +32,11 @@ export interface ReadOptions {
   readonly subkey?: string;
   /** `live` (default): the owning actor's memory; `committed`: the last materialized checkpoint, from KV. */
   readonly consistency?: Consistency;
+  /**
+   * Read the function's broadcast state instead (design note bq): `state` names a broadcast state
+   * and `key` its entry (`subkey` is not used). Live reads ask partition 0, which holds it whole.
+   */
+  readonly broadcast?: boolean;
 }
 
 /** Options of a scan. */
@@ -340,6 +345,10 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
     partitions,
     partitionOf: partition,
     async get<T>(state: string, key: string, opts: ReadOptions = {}) {
+      if (opts.broadcast === true) {
+        const reply = opts.consistency === "committed" ? await getCommittedBroadcast(await bucket(), state, key) : await ask(0, "get", { state, key, broadcast: true }, isGetReply);
+        return reply.found ? (reply.value as T) : undefined;
+      }
       const p = partition(key);
       const reply =
         opts.consistency === "committed"

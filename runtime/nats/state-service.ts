@@ -23,7 +23,7 @@ import { BadStateRequestError, page, parseStateRequest, writeOps, type GetReques
 import { checkWindowWrites, encodeStateWrite, InvalidStateWriteError, keysOf, validateStateWrite } from "../core/state-writes.ts";
 import type { PartitionActor } from "../actor/partition-actor.ts";
 import type { Transport } from "../actor/ports.ts";
-import { getCommitted, scanCommitted } from "./committed-state.ts";
+import { getCommitted, getCommittedBroadcast, scanCommitted } from "./committed-state.ts";
 import { jetStreamOriginOf } from "./delivery.ts";
 import { countRejected } from "../metrics/rejections.ts";
 
@@ -112,6 +112,16 @@ export class StateServices {
     switch (op) {
       case "get": {
         const r = request as GetRequest;
+        if (r.broadcast === true) {
+          // Any partition holds the whole broadcast state: no key routing (design note bq).
+          const state = actor.broadcast;
+          if (state === undefined) throw new BadStateRequestError(`${fn} has no broadcast state`);
+          if (typeof r.state !== "string" || !Object.hasOwn(state.declarations, r.state)) throw new BadStateRequestError(`${fn} declares no broadcast state ${JSON.stringify(r.state)} (it declares: ${Object.keys(state.declarations).join(", ") || "none"})`);
+          if (typeof r.key !== "string") throw new BadStateRequestError('"key" must be a string');
+          if (r.consistency === "committed") return void msg.respond(JSON.stringify(await getCommittedBroadcast(await this.bucket(fn), r.state, r.key)));
+          const value = state.get(r.state, r.key);
+          return void msg.respond(JSON.stringify(value === undefined ? { found: false } : { found: true, value }));
+        }
         owns(r.key);
         if (typeof r.state !== "string") throw new BadStateRequestError('"state" must be a string');
         actor.store.declaration(r.state); // unknown state: a clear error, not "not found"

@@ -14,7 +14,8 @@
  *   feeds two partitions differently interleaved inputs, where it would not.)
  * A second test stops the deployed job with a savepoint, which holds the broadcast state once
  * (in partition 0's export), and deploys it again from the savepoint: every partition sees the
- * threshold again without it being published or applied again.
+ * threshold again without it being published or applied again; `eddy state get --broadcast`
+ * reads it, live and committed.
  */
 import { describe, expect, it } from "vitest";
 import { resolve } from "node:path";
@@ -23,7 +24,7 @@ import { broadcastKey } from "../../runtime/core/kv-keys.ts";
 import { decodeValue } from "../../runtime/core/wire.ts";
 import { readSavepoint } from "../../runtime/nats/savepoints.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
-import { eddyOk } from "../support/cli.ts";
+import { eddyOk, runEddy } from "../support/cli.ts";
 import { startEddy } from "../support/processes.ts";
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
@@ -209,6 +210,17 @@ describe("broadcast state on a real server", () => {
       ]);
       // Restored, not applied again.
       expect((await outputs()).filter((o) => o.kind === "applied")).toHaveLength(PARTITIONS);
+
+      // `eddy state get --broadcast`: live from partition 0, or committed from KV.
+      for (const flags of [[], ["--committed"]]) {
+        expect(JSON.parse(await ok("state", "get", "bcast", "score", "threshold", "current", "--broadcast", "--json", ...flags))).toEqual({ found: true, value: { version: 7, limit: 30 } });
+      }
+      const missing = await runEddy(["state", "get", "bcast", "score", "threshold", "nope", "--broadcast", "--nats", server.url]);
+      expect([missing.code, missing.stderr.trim()]).toEqual([1, "eddy: bcast/score: no entry \"nope\" in broadcast state threshold"]);
+      const undeclared = await runEddy(["state", "get", "bcast", "score", "rules", "x", "--broadcast", "--nats", server.url]);
+      expect([undeclared.code, undeclared.stderr.trim()]).toEqual([1, expect.stringMatching(/^eddy: .*score declares no broadcast state "rules" \(it declares: threshold\)$/)]);
+      const both = await runEddy(["state", "get", "bcast", "score", "threshold", "current", "--broadcast", "--subkey", "x", "--nats", server.url]);
+      expect(both.code).toBe(2);
     } finally {
       await supervisor.stop();
       await nc.close();
