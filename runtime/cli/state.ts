@@ -55,10 +55,10 @@ export async function runStateGet(o: Target & { state: string; key: string; subk
   return 0;
 }
 
-export async function runStateScan(o: Target & { state: string | undefined; prefix: string | undefined; committed: boolean; limit: number; json: boolean }): Promise<number> {
+export async function runStateScan(o: Target & { state: string | undefined; prefix: string | undefined; committed: boolean; broadcast?: boolean; limit: number; json: boolean }): Promise<number> {
   const rows: Array<{ state: string; key: string; value: unknown }> = [];
   await withClient(o, async (c) => {
-    for await (const e of c.scan({ ...(o.state === undefined ? {} : { state: o.state }), ...(o.prefix === undefined ? {} : { prefix: o.prefix }), consistency: o.committed ? "committed" : "live" })) {
+    for await (const e of c.scan({ ...(o.state === undefined ? {} : { state: o.state }), ...(o.prefix === undefined ? {} : { prefix: o.prefix }), consistency: o.committed ? "committed" : "live", ...(o.broadcast === true ? { broadcast: true } : {}) })) {
       rows.push(e);
       if (rows.length >= o.limit) break;
     }

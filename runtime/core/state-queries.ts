@@ -39,6 +39,8 @@ export interface ScanRequest {
   /** Page size (default 100, at most 1000). */
   readonly limit?: number;
   readonly consistency?: Consistency;
+  /** The function's broadcast state: `key` (and `prefix`) are its entries' sub-keys (design note bq). */
+  readonly broadcast?: boolean;
 }
 
 export interface ScanEntry {

@@ -21,7 +21,7 @@ import { checkWindowWrites, encodeStateWrite, validateStateWrite, type StateWrit
 import { watermarkKey } from "../core/kv-keys.ts";
 import { decodeValue } from "../core/wire.ts";
 import type { StateDeclarations } from "../sdk/state.ts";
-import { getCommitted, getCommittedBroadcast, scanCommitted } from "./committed-state.ts";
+import { getCommitted, getCommittedBroadcast, scanCommitted, scanCommittedBroadcast } from "./committed-state.ts";
 import { deploymentKey, lastVersion, openDeployments, type DeploymentRecord } from "./deployments.ts";
 import { InputError, TransientError } from "../errors.ts";
 import { replicasOf } from "./replicas.ts";
@@ -46,6 +46,8 @@ export interface ScanOptions {
   readonly consistency?: Consistency;
   /** Entries per request (default 100). */
   readonly pageSize?: number;
+  /** List the function's broadcast state instead: `key` is an entry's sub-key (design note bq). */
+  readonly broadcast?: boolean;
 }
 
 /** What became of a put or delete. */
@@ -357,11 +359,16 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
       return reply.found ? (reply.value as T) : undefined;
     },
     async *scan(opts: ScanOptions = {}) {
-      for (let p = 0; p < partitions; p++) {
+      const broadcast = opts.broadcast === true;
+      // Broadcast state is the function's, whole in every partition: partition 0 answers.
+      for (let p = 0; p < (broadcast ? 1 : partitions); p++) {
         let after: string | undefined;
         do {
-          const request = { ...(opts.state === undefined ? {} : { state: opts.state }), prefix: opts.prefix ?? "", limit: opts.pageSize ?? 100, ...(after === undefined ? {} : { after }) };
-          const page: ScanReply = opts.consistency === "committed" ? await scanCommitted(await bucket(), p, request) : await ask(p, "scan", request, isScanReply);
+          const request = { ...(opts.state === undefined ? {} : { state: opts.state }), prefix: opts.prefix ?? "", limit: opts.pageSize ?? 100, ...(after === undefined ? {} : { after }), ...(broadcast ? { broadcast } : {}) };
+          const page: ScanReply =
+            opts.consistency === "committed"
+              ? await (broadcast ? scanCommittedBroadcast(await bucket(), request) : scanCommitted(await bucket(), p, request))
+              : await ask(p, "scan", request, isScanReply);
           yield* page.entries;
           after = page.next;
         } while (after !== undefined);

@@ -15,7 +15,7 @@
  * A second test stops the deployed job with a savepoint, which holds the broadcast state once
  * (in partition 0's export), and deploys it again from the savepoint: every partition sees the
  * threshold again without it being published or applied again; `eddy state get --broadcast`
- * reads it, live and committed.
+ * and `eddy state scan --broadcast` read it, live and committed.
  */
 import { describe, expect, it } from "vitest";
 import { resolve } from "node:path";
@@ -219,6 +219,10 @@ describe("broadcast state on a real server", () => {
       expect([missing.code, missing.stderr.trim()]).toEqual([1, "eddy: bcast/score: no entry \"nope\" in broadcast state threshold"]);
       const undeclared = await runEddy(["state", "get", "bcast", "score", "rules", "x", "--broadcast", "--nats", server.url]);
       expect([undeclared.code, undeclared.stderr.trim()]).toEqual([1, expect.stringMatching(/^eddy: .*score declares no broadcast state "rules" \(it declares: threshold\)$/)]);
+      for (const flags of [[], ["--committed"]]) {
+        const lines = (await ok("state", "scan", "bcast", "score", "--broadcast", "--json", ...flags)).trim().split("\n");
+        expect(lines.map((l) => JSON.parse(l))).toEqual([{ state: "threshold", key: "current", value: { version: 7, limit: 30 } }]);
+      }
       const both = await runEddy(["state", "get", "bcast", "score", "threshold", "current", "--broadcast", "--subkey", "x", "--nats", server.url]);
       expect(both.code).toBe(2);
     } finally {

@@ -44,12 +44,13 @@ const stateScan = Command.make(
     prefix: Flag.String("prefix").pipe(Flag.withDescription("only keys starting with this"), Flag.optional),
     limit: Flag.Int("limit").pipe(Flag.withDescription("at most this many entries (default: 100)"), Flag.withDefault(100)),
     committed: committedFlag,
+    broadcast: Flag.Boolean("broadcast").pipe(Flag.withDescription("list the function's broadcast state (keys are its entries)"), Flag.withDefault(false)),
   },
-  ({ job, fn, state, prefix, limit, committed, nats, json }) =>
+  ({ job, fn, state, prefix, limit, committed, broadcast, nats, json }) =>
     exitWith(async () => {
       if (limit < 1) throw new UsageError("--limit must be at least 1");
       const { runStateScan } = await import("../state.ts");
-      return runStateScan({ job, fn, state: Option.getOrUndefined(state), prefix: Option.getOrUndefined(prefix), limit, committed, natsUrl: Option.getOrUndefined(nats), json });
+      return runStateScan({ job, fn, state: Option.getOrUndefined(state), prefix: Option.getOrUndefined(prefix), limit, committed, broadcast, natsUrl: Option.getOrUndefined(nats), json });
     }),
 ).pipe(Command.withDescription("List keys and their state, by key prefix, over every partition"));
 
