@@ -62,6 +62,8 @@ interface Route {
   readonly consumer: FunctionNode;
   /** Index of this edge among the consumer's inputs. */
   readonly input: number;
+  /** A broadcast input of the consumer: every record goes to every partition (design note bq). */
+  readonly broadcast: boolean;
   readonly buffers: PartitionBuffer[];
 }
 
@@ -123,7 +125,7 @@ export class OutputRouter implements OperatorOutput {
       });
       const name = edge.output ?? "";
       const list = this.routes.get(name) ?? [];
-      list.push({ consumer: edge.to, input: edge.input, buffers });
+      list.push({ consumer: edge.to, input: edge.input, broadcast: edge.broadcast, buffers });
       this.routes.set(name, list);
     }
     this.subjects = this.allBuffers.map((b) => b.subject);
@@ -301,6 +303,11 @@ export class OutputRouter implements OperatorOutput {
   }
 
   private route(route: Route, record: unknown, timestamp: number): void {
+    if (route.broadcast) {
+      // Every partition, in the same order and epoch: each applies it at the same barrier. No key.
+      for (const buffer of route.buffers) this.append(buffer, route.input, "", timestamp, record);
+      return;
+    }
     const consumer = route.consumer;
     const key = selectKey(consumer.spec.key, record, route.input, consumer.name);
     if (key instanceof Rejection) {
@@ -309,7 +316,10 @@ export class OutputRouter implements OperatorOutput {
     }
     // Unkeyed consumers get a forward connection: the same partition number, wrapped.
     const p = consumer.spec.key !== undefined ? partitionOf(key, consumer.partitions) : this.partition % consumer.partitions;
-    const buffer = route.buffers[p]!;
+    this.append(route.buffers[p]!, route.input, key, timestamp, record);
+  }
+
+  private append(buffer: PartitionBuffer, input: number, key: string, timestamp: number, record: unknown): void {
     if (buffer.records.length === 0) {
       buffer.firstAt = this.now;
       buffer.pendingTold = buffer.told;
@@ -319,7 +329,7 @@ export class OutputRouter implements OperatorOutput {
       buffer.pendingTold = this.watermark;
     }
     buffer.records.push(key, timestamp, record);
-    if (buffer.withInputs) buffer.inputs.push(route.input);
+    if (buffer.withInputs) buffer.inputs.push(input);
     if (buffer.records.length >= this.config.batchMaxRecords * 3) this.flushBuffer(buffer);
   }
 

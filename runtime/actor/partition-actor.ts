@@ -39,8 +39,9 @@
  * unit-tested over the in-memory transport of test/support/memory-transport.ts.
  */
 import { Alignment } from "../core/barriers.ts";
+import { BroadcastChanges, BroadcastState, broadcastLimits, PendingBroadcast, restoreBroadcastEntries, storesBroadcast } from "../core/broadcast.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
-import { appliedKey, keyFilterBlockKey, keyFilterKey, legacyTimerFilter, mapEntriesFilter, mapEntryKey, parseKvKey, positionKey, stateFilter, stateKey, timerBucketFilter, timerBucketGroup, timerBucketOf, timerFilter, timerKey, timerLayoutKey, timerMarkerKey, timerMarkersFilter, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
+import { appliedKey, BROADCAST_FILTER, BROADCAST_TOKEN, keyFilterBlockKey, keyFilterKey, legacyTimerFilter, mapEntriesFilter, mapEntryKey, parseKvKey, positionKey, stateFilter, stateKey, timerBucketFilter, timerBucketGroup, timerBucketOf, timerFilter, timerKey, timerLayoutKey, timerMarkerKey, timerMarkersFilter, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
 import { filterBlockIds, StoredKeyFilter } from "../core/stored-keys.ts";
 import { HEADER, inputStream, inputSubject, spillStream, spillSubject, stateBucket } from "../core/naming.ts";
 import { Operator, UserFunctionError } from "../core/operator.ts";
@@ -244,6 +245,13 @@ export interface ActorStats {
   /** KV sweep rounds finished, and those that failed (the next round tries again). */
   ttlSweepRounds: number;
   ttlSweepFailures: number;
+  /** Broadcast records held until the barrier of their epoch (design note bq). */
+  broadcastHeld: number;
+  /** Broadcast records applied (`processBroadcast` called) and refused (over a bound, or it threw). */
+  broadcastApplied: number;
+  broadcastRejected: number;
+  /** Bytes the broadcast state is charged against `broadcastLimits.stateBytes`. */
+  broadcastStateBytes: number;
 }
 
 /** What a barrier carries besides its checkpoint id. */
@@ -284,6 +292,11 @@ interface Delta {
   readonly sink: Array<[string, Uint8Array, string, number]>;
   /** Output of exactly-once sinks waiting for commit in the spill stream, published before `sink`. */
   readonly spilled?: StoredRange[];
+  /**
+   * Partition 0 only: the broadcast state's changes since `base` (`_bc.` keys, null for a
+   * deletion), which every partition's restore applies over KV (core/broadcast.ts).
+   */
+  readonly bc?: DeltaEntry[];
 }
 
 /**
@@ -336,6 +349,13 @@ export class PartitionActor {
   /** Barrier alignment and the messages it holds (non-sources). */
   private readonly alignment: Alignment<InputMessage, BarrierBody> | undefined;
   private readonly producers: ReadonlySet<string>;
+  /** Producers whose watermarks count: not those that feed this function only through broadcast inputs. */
+  private readonly timedProducers: ReadonlySet<string>;
+  /** Broadcast inputs, their held records, the state and (partition 0) its uncommitted changes (note bq). */
+  private readonly broadcastInputs: ReadonlySet<number>;
+  private readonly broadcastState: BroadcastState | undefined;
+  private readonly pendingBroadcast: PendingBroadcast<{ readonly value: unknown; readonly ts: number; readonly input: number; readonly producer: string }> | undefined;
+  private readonly broadcastChanges = new BroadcastChanges();
   private reader: InputReader | undefined;
   private generation = 0;
   private incarnation = 0;
@@ -459,7 +479,13 @@ export class PartitionActor {
     }
     this.publisher = new Publisher(transport, this.config.maxInFlight);
     this.router = new OutputRouter(graph, node, partition, this.publisher, this.config);
-    this.operator = new Operator(node.spec, this.router, new KeyedStateStore(node.spec.state ?? {}), new TimerQueue([], { bucketed: true }));
+    this.broadcastInputs = new Set(node.broadcastInputs);
+    if (this.broadcastInputs.size > 0) {
+      const limits = broadcastLimits(node.name, node.spec.broadcastLimits);
+      this.broadcastState = new BroadcastState(node.spec.broadcastState ?? {}, limits.stateBytes);
+      this.pendingBroadcast = new PendingBroadcast(limits);
+    }
+    this.operator = new Operator(node.spec, this.router, new KeyedStateStore(node.spec.state ?? {}), new TimerQueue([], { bucketed: true }), this.broadcastState);
     this.stateless = Object.keys(this.operator.store.declarations).length === 0;
     const mapStates: string[] = [];
     const selectors = new Map<string, MapEntrySelector>();
@@ -478,14 +504,15 @@ export class PartitionActor {
     };
     this.cacheBudget = this.config.stateCache ?? new StateCacheBudget(DEFAULT_STATE_CACHE_MB * 1024 * 1024);
     if (!this.stateless) this.operator.onKey = (key) => this.useKey(key);
-    this.tracker = this.source === undefined ? new WatermarkTracker(node.producers) : undefined;
+    this.tracker = this.source === undefined ? new WatermarkTracker(node.watermarkProducers) : undefined;
+    this.timedProducers = new Set(node.watermarkProducers);
     this.alignment = this.source === undefined ? new Alignment(node.producers, this.config.maxAlignmentBytes) : undefined;
     this.producers = new Set(node.producers);
     const strategy = node.spec.watermark;
     this.generator = this.source !== undefined && strategy !== undefined ? createWatermarkGenerator(strategy) : undefined;
     const sink = node.spec.sink;
     this.spills = this.source === undefined && sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once";
-    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0, segmentsUploaded: 0, cacheKeys: 0, cacheBytes: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0, stateGets: 0, stateListings: 0, timersResident: 0, timerBucketsFar: 0, timerBucketLoads: 0, ttlSweepDeleted: 0, ttlSweepRounds: 0, ttlSweepFailures: 0 };
+    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0, segmentsUploaded: 0, cacheKeys: 0, cacheBytes: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0, stateGets: 0, stateListings: 0, timersResident: 0, timerBucketsFar: 0, timerBucketLoads: 0, broadcastHeld: 0, broadcastApplied: 0, broadcastRejected: 0, broadcastStateBytes: 0, ttlSweepDeleted: 0, ttlSweepRounds: 0, ttlSweepFailures: 0 };
     this.failed = new Promise<never>((_, reject) => (this.failedReject = reject));
     this.failed.catch(() => undefined);
   }
@@ -500,6 +527,11 @@ export class PartitionActor {
 
   get watermark(): number {
     return this.router.watermark;
+  }
+
+  /** The broadcast state this partition holds (functions with a broadcast input; design note bq). */
+  get broadcast(): BroadcastState | undefined {
+    return this.broadcastState;
   }
 
   get isSource(): boolean {
@@ -636,7 +668,9 @@ export class PartitionActor {
     // Keys of state entries join `mayBeStored` when the cache reads them from KV; timer keys are
     // not tracked: the timer queue knows which deletions to write (note bi).
     const timerPrefixes = [`${p}._t.`, `${p}._tb.`, `${p}._tk.`];
-    this.deltas = new DeltaLog<number, SegmentUpload>(checkpoint, state.keys(), (k) => timerPrefixes.some((prefix) => k.startsWith(prefix)));
+    // Broadcast keys too: their deletions come from the broadcast state, which knows what exists.
+    const untracked = [...timerPrefixes, `${BROADCAST_TOKEN}.`];
+    this.deltas = new DeltaLog<number, SegmentUpload>(checkpoint, state.keys(), (k) => untracked.some((prefix) => k.startsWith(prefix)));
     for (const { id, entries } of decoded) this.deltas.restoredDelta(id, entries);
     // Materialize now, so KV is at `checkpoint` before any new work: republishes the sink output
     // of the chain (JetStream drops what was already published) and records it.
@@ -646,6 +680,7 @@ export class PartitionActor {
       // checkpoint covers (its output is produced again from the input): never to be published.
       await this.transport.purgeBelow(spillStream(this.job), spillSubject(this.job, this.node.name, this.partition), Number.MAX_SAFE_INTEGER);
     }
+    if (this.broadcastState !== undefined) await this.restoreBroadcast(checkpoint);
     this.restoredFrom = checkpoint;
     this.stats.applied = Math.max(applied, checkpoint);
     const stored = state.get(versionsKey(this.partition));
@@ -685,6 +720,47 @@ export class PartitionActor {
       if (from !== undefined && from !== (decl.version ?? 1)) migrating.set(name, from);
     }
     if (migrating.size > 0) await this.migrateAll(migrating);
+  }
+
+  /**
+   * The broadcast state as of `checkpoint`, the same in every partition: partition 0 stores it
+   * (core/broadcast.ts). Partition 0's `_applied` is read before the listing, so KV is at least
+   * there; its committed deltas after it (their `bc` changes) bring it to the checkpoint, whether
+   * or not partition 0 materializes them meanwhile.
+   */
+  private async restoreBroadcast(checkpoint: number): Promise<void> {
+    const appliedBy0 = async (): Promise<number> => {
+      const [bytes] = await this.transport.getState(this.bucket, [appliedKey(0)]);
+      const decoded = bytes === undefined ? 0 : tryDecode(bytes);
+      return typeof decoded === "number" && Number.isSafeInteger(decoded) ? decoded : 0;
+    };
+    for (let attempt = 1; ; attempt++) {
+      const applied0 = await appliedBy0();
+      const kv = await this.transport.listState(this.bucket, BROADCAST_FILTER);
+      let chain: Delta[];
+      try {
+        chain =
+          checkpoint > applied0
+            ? await fetchChain(
+                checkpoint,
+                applied0,
+                async (id) => {
+                  const data = await this.transport.getSnapshot(deltaObject(this.job, id, this.node.name, 0));
+                  return data === undefined ? undefined : (decodeValue(data) as Delta);
+                },
+                `${this.id} (broadcast state of partition 0)`,
+              )
+            : [];
+      } catch (e) {
+        // Partition 0 may have written the chain to KV meanwhile, and its deltas been cleaned up:
+        // then KV has it all, and reading again finds a shorter chain.
+        if (!(e instanceof CorruptCheckpointError) || attempt >= 3 || (await appliedBy0()) === applied0) throw e;
+        continue;
+      }
+      this.broadcastState!.restore(restoreBroadcastEntries(kv.map((e) => [e.key, e.value] as const), chain.map((d) => (Array.isArray(d.bc) ? d.bc : undefined))));
+      this.stats.broadcastStateBytes = this.broadcastState!.bytes;
+      return;
+    }
   }
 
   /**
@@ -1111,14 +1187,14 @@ export class PartitionActor {
         this.prepared = { m, batch };
         const records = batch.records;
         if (this.selectors.size === 0) {
-          for (let i = 0; i < records.length; i += 3) if (typeof records[i] === "string") needs.set(records[i] as string, "all");
+          for (let i = 0; i < records.length; i += 3) if (typeof records[i] === "string" && !this.isBroadcastRecord(batch, i / 3)) needs.set(records[i] as string, "all");
         } else {
           // The records' event times as the handling computes them, for selectors that depend on them.
           const spec = this.node.spec;
           const retime = spec.timestamp !== undefined;
           for (let i = 0; i < records.length; i += 3) {
             const key = records[i];
-            if (typeof key !== "string") continue;
+            if (typeof key !== "string" || this.isBroadcastRecord(batch, i / 3)) continue;
             // A key in memory with its maps whole needs nothing more, whatever the record names.
             if (this.holdsWhole(key)) {
               needs.set(key, "all");
@@ -1137,6 +1213,7 @@ export class PartitionActor {
     } catch {
       return undefined; // handled (dead-lettered) as it is
     }
+    if (!this.timedProducers.has(producer)) upTo = -Infinity;
     // The combined watermark this message can move to is at most the highest of any producer.
     const tracker = this.tracker!;
     for (const id of tracker.producerIds()) upTo = Math.max(upTo, tracker.producerWatermark(id) ?? -Infinity);
@@ -1147,6 +1224,11 @@ export class PartitionActor {
       this.addDueNeeds(needs, "event", upTo);
     }
     return this.ensureNeeds(needs);
+  }
+
+  /** Whether record `i` of `batch` is for a broadcast input (held, not keyed: it needs no state). */
+  private isBroadcastRecord(batch: DataBatch, i: number): boolean {
+    return this.broadcastInputs.size > 0 && this.broadcastInputs.has(batch.inputs?.[i] ?? 0);
   }
 
   /** Moves a source's event time to `wm` now, or after the keys of its due timers are read. */
@@ -1172,7 +1254,12 @@ export class PartitionActor {
     this.router.watermark = wmIn(w.out);
     this.router.idle = w.idle === true;
     this.stats.watermark = this.router.watermark;
-    if (w.tracker !== undefined) this.tracker?.restore(w.tracker);
+    if (w.tracker !== undefined) {
+      // A producer that now feeds this function only through a broadcast input (a version that
+      // made an input broadcast) must not come back from the snapshot: nothing updates it.
+      const stale = (id: string) => this.producers.has(id) && !this.timedProducers.has(id);
+      this.tracker?.restore({ ...w.tracker, producers: w.tracker.producers.filter((p) => !stale(p.id)) });
+    }
     if (w.generator !== undefined) this.generator?.restore(w.generator);
     if (w.ended === true) this.inputEnded = true;
   }
@@ -1200,6 +1287,7 @@ export class PartitionActor {
     const p = this.partition;
     await this.takeChanges(id);
     this.committedWatermark?.snapshot(id, this.operator.watermark);
+    const bc = this.takeBroadcastChanges(id);
     const wm: StoredWatermark = {
       out: wmOut(this.router.watermark),
       op: wmOut(this.operator.watermark),
@@ -1226,7 +1314,7 @@ export class PartitionActor {
     const sink = output.inMemory.map((o): [string, Uint8Array, string, number] => [o.subject, o.data, o.msgId, o.epoch]);
     // The base is read only now: a commit during the yields above is one this delta's entries
     // already cover (they are every change since the commit before it).
-    const delta: Delta = { id, base: this.deltas.lastCommitted, generation: this.generation, segments: uploads.map((u) => u.ref), sink, ...(output.spilled.length === 0 ? {} : { spilled: storeRanges(output.spilled) }) };
+    const delta: Delta = { id, base: this.deltas.lastCommitted, generation: this.generation, segments: uploads.map((u) => u.ref), sink, ...(output.spilled.length === 0 ? {} : { spilled: storeRanges(output.spilled) }), ...(bc === undefined ? {} : { bc }) };
     this.deltas.seal(id, id);
 
     this.router.barrier(id, stop, savepoint);
@@ -1287,6 +1375,23 @@ export class PartitionActor {
     // What changed keys cost now that their changes are known (new keys were charged nothing yet).
     for (const key of changedKeys) this.cache.resize(key, residentBytes(key, Array.from(this.operator.store.entriesOf(key), (c) => encodeValue(c.value).length)));
     this.takeTimerChanges(epoch);
+  }
+
+  /**
+   * The broadcast state's changes into the delta log as changes of `epoch` — partition 0 only;
+   * the others hold the same state and store none. Returns what the delta's `bc` holds: every
+   * change since the last commit this actor saw (undefined without broadcast state or off partition 0).
+   */
+  private takeBroadcastChanges(epoch: number): DeltaEntry[] | undefined {
+    if (this.broadcastState === undefined) return undefined;
+    const changes = this.broadcastState.takeChanges();
+    if (!storesBroadcast(this.partition)) return undefined;
+    for (const [key, value] of changes) {
+      if (value === null) this.deltas.delete(key, epoch);
+      else this.deltas.put(key, value, epoch);
+    }
+    this.broadcastChanges.record(epoch, changes);
+    return this.broadcastChanges.sinceCommit();
   }
 
   /**
@@ -1461,7 +1566,9 @@ export class PartitionActor {
     }
     if (!entries.some(([k]) => k === positionKey(p))) entries.push([positionKey(p), encodeValue(restartSeq)]);
     entries.push([versionsKey(p), this.versionsRecord]);
-    return encodePartitionExport({ fn: this.node.name, partition: p, entries });
+    // Broadcast state, once for the function: partition 0's export holds it (design note bq).
+    const broadcast = this.broadcastState !== undefined && storesBroadcast(p) ? this.broadcastState.export() : undefined;
+    return encodePartitionExport({ fn: this.node.name, partition: p, entries, ...(broadcast === undefined ? {} : { broadcast }) });
   }
 
   /**
@@ -1474,6 +1581,7 @@ export class PartitionActor {
     // A commit of another generation is none of this actor's snapshots (a late commit of an
     // attempt this generation replaced); taking it as ours would drop uncommitted changes.
     if (id <= this.deltas.lastCommitted || generation !== this.generation) return;
+    this.broadcastChanges.committed(id);
     const committed = this.deltas.committed(id);
     this.committedWatermark?.committed(id);
     const output = this.router.held.commit(id);
@@ -1825,7 +1933,7 @@ export class PartitionActor {
       this.onBarrier(m, producer, epoch, now);
       return;
     }
-    this.handleInternalMessage(m, kind, producer, now);
+    this.handleInternalMessage(m, kind, producer, now, epoch);
     this.advancePosition(m.seq);
   }
 
@@ -1874,6 +1982,9 @@ export class PartitionActor {
           continue;
         }
         const { id, restartSeq, alignmentMs, barrier } = step.snapshot;
+        // Barrier `id` is aligned: the broadcast records of its epoch take effect now, in every
+        // partition at the same barrier, and snapshot `id` holds the state they made.
+        this.applyBroadcast(id, now);
         await this.snapshot(id, restartSeq, alignmentMs, barrier.stop, barrier.savepoint);
         alignment.snapshotTaken(barrier.stop);
         if (barrier.stop) return;
@@ -2030,15 +2141,18 @@ export class PartitionActor {
     }
   }
 
-  private handleInternalMessage(m: InputMessage, kind: string | undefined, producer: string, now: number): void {
+  private handleInternalMessage(m: InputMessage, kind: string | undefined, producer: string, now: number, epoch: number): void {
     const tracker = this.tracker!;
+    // A producer that feeds only broadcast inputs does not move event time (design note bq).
+    const timed = this.timedProducers.has(producer);
+    const pending = this.pendingBroadcast;
     try {
       if (kind === "data") {
         const prepared = this.prepared?.m === m ? this.prepared.batch : undefined;
         this.prepared = undefined;
         const batch = prepared ?? decodeBatch(m.data);
         const { records, marks } = batch;
-        if (tracker.isProducerIdle(producer) === true) tracker.setIdle(producer, false);
+        if (timed && tracker.isProducerIdle(producer) === true) tracker.setIdle(producer, false);
         let mi = 0;
         const count = records.length / 3;
         const spec = this.node.spec;
@@ -2046,11 +2160,22 @@ export class PartitionActor {
         const inputs = batch.inputs;
         for (let i = 0; i < count; i++) {
           while (mi < marks.length && marks[mi] === i) {
-            this.producerWatermark(producer, marks[mi + 1]!, now);
+            if (timed) this.producerWatermark(producer, marks[mi + 1]!, now);
             mi += 2;
           }
           const key = records[i * 3];
           const value = records[i * 3 + 2];
+          if (pending !== undefined) {
+            const input = inputs === undefined ? 0 : inputs[i]!;
+            if (this.broadcastInputs.has(input)) {
+              this.holdBroadcast(value, records[i * 3 + 1], input, epoch, producer);
+              continue;
+            }
+            // Held broadcast records of earlier epochs take effect before a record of a later one
+            // (at their barrier, unless its alignment was declined or abandoned).
+            const first = pending.firstEpoch;
+            if (first !== undefined && first < epoch) this.applyBroadcast(epoch - 1, now);
+          }
           const ts = retime ? selectEventTime(spec, value, 0, now) : (records[i * 3 + 1] as number);
           if (ts instanceof Rejection) {
             this.deadLetter(ts.reason, jsonBytes(value), { [HEADER.producer]: producer });
@@ -2063,11 +2188,14 @@ export class PartitionActor {
           }
           this.invoke(key, ts, value, now, undefined, { [HEADER.producer]: producer }, inputs === undefined ? 0 : inputs[i]!);
         }
-        const idled = batch.idle === true && tracker.setIdle(producer, true);
-        this.producerWatermark(producer, batch.watermark, now);
-        if (idled) this.advance(tracker.current(), now);
+        if (timed) {
+          const idled = batch.idle === true && tracker.setIdle(producer, true);
+          this.producerWatermark(producer, batch.watermark, now);
+          if (idled) this.advance(tracker.current(), now);
+        }
       } else if (kind === "watermark" || kind === "end") {
         const update = decodeWatermark(m.data);
+        if (!timed) return;
         const changed = tracker.setIdle(producer, update.idle === true);
         this.producerWatermark(producer, update.watermark, now);
         if (changed) this.advance(tracker.current(), now);
@@ -2080,6 +2208,52 @@ export class PartitionActor {
       if (!(e instanceof MalformedMessageError)) throw e;
       this.deadLetter(e.message, m.data, { [HEADER.producer]: producer, [HEADER.sourceStream]: this.stream, [HEADER.sourceSequence]: String(m.seq) });
     }
+  }
+
+  /**
+   * Holds a broadcast record until the barrier of its epoch (core/broadcast.ts). Past the bound it
+   * is refused in every partition alike; partition 0 alone dead-letters it.
+   */
+  private holdBroadcast(value: unknown, ts: unknown, input: number, epoch: number, producer: string): void {
+    const pending = this.pendingBroadcast!;
+    const time = typeof ts === "number" && Number.isFinite(ts) ? ts : -Infinity;
+    let bytes: number;
+    try {
+      bytes = encodeValue(value).length;
+    } catch {
+      bytes = Number.MAX_SAFE_INTEGER; // cannot be what a producer encoded; refused below
+    }
+    const refused = pending.hold({ value, ts: time, input, producer }, epoch, bytes, producer);
+    if (refused !== undefined) this.refuseBroadcast(refused, value, producer);
+    this.stats.broadcastHeld = pending.size;
+  }
+
+  /**
+   * Calls `processBroadcast` for the held broadcast records of epochs up to `upTo`, in arrival
+   * order. A call that throws (or writes past the state budget) is dead-lettered by partition 0;
+   * what it changed before stays, as for `process`, and is the same in every partition.
+   */
+  private applyBroadcast(upTo: number, now: number): void {
+    const pending = this.pendingBroadcast;
+    if (pending === undefined) return;
+    for (const h of pending.takeUpTo(upTo)) {
+      const { value, ts, input, producer } = h.record;
+      try {
+        this.operator.processBroadcast(value, ts, now, upTo, this.partition, input);
+        this.stats.broadcastApplied++;
+      } catch (e) {
+        if (!(e instanceof UserFunctionError)) throw e;
+        this.refuseBroadcast(`broadcast: ${e.message}`, value, producer);
+      }
+    }
+    this.stats.broadcastHeld = pending.size;
+    this.stats.broadcastStateBytes = this.broadcastState!.bytes;
+  }
+
+  /** Every partition refuses the same broadcast record; one dead letter for the function is enough. */
+  private refuseBroadcast(reason: string, value: unknown, producer: string): void {
+    this.stats.broadcastRejected++;
+    if (storesBroadcast(this.partition)) this.deadLetter(reason, jsonBytes(value), { [HEADER.producer]: producer });
   }
 
   private producerWatermark(producer: string, wm: number, now: number): void {

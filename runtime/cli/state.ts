@@ -40,24 +40,25 @@ export function parseValue(text: string): unknown {
   }
 }
 
-export async function runStateGet(o: Target & { state: string; key: string; subkey: string | undefined; committed: boolean; json: boolean }): Promise<number> {
-  const value = await withClient(o, (c) => c.get(o.state, o.key, { consistency: o.committed ? "committed" : "live", ...(o.subkey === undefined ? {} : { subkey: o.subkey }) }));
+export async function runStateGet(o: Target & { state: string; key: string; subkey: string | undefined; committed: boolean; broadcast?: boolean; json: boolean }): Promise<number> {
+  const value = await withClient(o, (c) => c.get(o.state, o.key, { consistency: o.committed ? "committed" : "live", ...(o.subkey === undefined ? {} : { subkey: o.subkey }), ...(o.broadcast === true ? { broadcast: true } : {}) }));
   if (o.json) {
     console.log(JSON.stringify(value === undefined ? { found: false } : { found: true, value }));
     return 0;
   }
   if (value === undefined) {
-    process.stderr.write(`eddy: ${o.job}/${o.fn}: no ${o.state} for key ${JSON.stringify(o.key)}${o.subkey === undefined ? "" : ` entry ${JSON.stringify(o.subkey)}`}\n`);
+    const what = o.broadcast === true ? `no entry ${JSON.stringify(o.key)} in broadcast state ${o.state}` : `no ${o.state} for key ${JSON.stringify(o.key)}${o.subkey === undefined ? "" : ` entry ${JSON.stringify(o.subkey)}`}`;
+    process.stderr.write(`eddy: ${o.job}/${o.fn}: ${what}\n`);
     return 1;
   }
   console.log(JSON.stringify(value, null, 2));
   return 0;
 }
 
-export async function runStateScan(o: Target & { state: string | undefined; prefix: string | undefined; committed: boolean; limit: number; json: boolean }): Promise<number> {
+export async function runStateScan(o: Target & { state: string | undefined; prefix: string | undefined; committed: boolean; broadcast?: boolean; limit: number; json: boolean }): Promise<number> {
   const rows: Array<{ state: string; key: string; value: unknown }> = [];
   await withClient(o, async (c) => {
-    for await (const e of c.scan({ ...(o.state === undefined ? {} : { state: o.state }), ...(o.prefix === undefined ? {} : { prefix: o.prefix }), consistency: o.committed ? "committed" : "live" })) {
+    for await (const e of c.scan({ ...(o.state === undefined ? {} : { state: o.state }), ...(o.prefix === undefined ? {} : { prefix: o.prefix }), consistency: o.committed ? "committed" : "live", ...(o.broadcast === true ? { broadcast: true } : {}) })) {
       rows.push(e);
       if (rows.length >= o.limit) break;
     }

@@ -9,6 +9,7 @@
 import type { FunctionInput, FunctionSpec, Input, PipelineSpec, StreamInput } from "../spec/function.ts";
 import { isValidStateName } from "./kv-keys.ts";
 import { createWatermarkGenerator } from "./watermarks.ts";
+import { broadcastDeclarationProblem, broadcastLimits } from "./broadcast.ts";
 import { InputError } from "../errors.ts";
 
 /** The pipeline definition cannot run as written; the message says what to change. */
@@ -29,6 +30,8 @@ export interface Edge {
   readonly output: string | undefined;
   /** Index of this edge among the consumer's inputs (`ctx.input`). */
   readonly input: number;
+  /** A broadcast input: every partition of the consumer gets every record (design note bq). */
+  readonly broadcast: boolean;
 }
 
 export interface FunctionNode {
@@ -41,8 +44,15 @@ export interface FunctionNode {
   readonly stream?: StreamInput;
   /** The functions read, in input order (empty for a source). */
   readonly inputs: readonly FunctionInput[];
-  /** Producer ids (`<fn>/<partition>`) whose watermarks this function's actors combine. */
+  /** Producer ids (`<fn>/<partition>`) that feed this function's actors: their barriers are aligned. */
   readonly producers: readonly string[];
+  /**
+   * The producers whose watermarks this function's actors combine: all but those that feed it
+   * only through broadcast inputs (a rule stream, mostly idle, must not hold event time back).
+   */
+  readonly watermarkProducers: readonly string[];
+  /** Indices of the broadcast inputs (empty for most functions). */
+  readonly broadcastInputs: readonly number[];
   /** Functions reading this one, by output. */
   readonly consumers: readonly Edge[];
 }
@@ -53,6 +63,39 @@ export interface JobGraph {
   /** Limits of the job's dead-letter stream (defaults applied). */
   readonly deadLetters: { readonly maxAgeMs: number; readonly maxBytes: number };
   node(name: string): FunctionNode;
+}
+
+/**
+ * A broadcast input needs `processBroadcast`, and broadcast state or `processBroadcast` need a
+ * broadcast input; a stream input cannot be broadcast, and a function needs an input that is not.
+ */
+export function checkBroadcast(spec: FunctionSpec<any, any, any, any>, inputs: readonly Input[]): void {
+  const fn = spec.name;
+  const broadcast = inputs.filter((i) => (i as { broadcast?: unknown }).broadcast === true);
+  for (const i of inputs) {
+    const flag = (i as { broadcast?: unknown }).broadcast;
+    if (flag !== undefined && typeof flag !== "boolean") throw new InvalidPipelineError(`function "${fn}": an input's broadcast must be true or false, got ${JSON.stringify(flag)}`);
+    if (flag === true && i.kind === "stream") throw new InvalidPipelineError(`function "${fn}": a stream input cannot be broadcast (read the stream in a source function and broadcast its output)`);
+  }
+  const declared = spec.broadcastState === undefined ? [] : Object.entries(spec.broadcastState as object);
+  if (broadcast.length === 0) {
+    if (spec.broadcastState !== undefined) throw new InvalidPipelineError(`function "${fn}" declares broadcastState but has no broadcast input (mark one with broadcast(fromFunction(...)))`);
+    if (spec.processBroadcast !== undefined) throw new InvalidPipelineError(`function "${fn}" has processBroadcast() but no broadcast input (mark one with broadcast(fromFunction(...)))`);
+    return;
+  }
+  if (typeof spec.processBroadcast !== "function") throw new InvalidPipelineError(`function "${fn}" has a broadcast input but no processBroadcast()`);
+  if (broadcast.length === inputs.length) throw new InvalidPipelineError(`function "${fn}": every input is broadcast; it needs one that is not (the records processBroadcast's state applies to)`);
+  if (spec.broadcastState !== undefined && (spec.broadcastState === null || typeof spec.broadcastState !== "object")) throw new InvalidPipelineError(`function "${fn}": broadcastState must be an object of mapState() declarations`);
+  for (const [name, decl] of declared) {
+    if (!isValidStateName(name)) throw new InvalidPipelineError(`function "${fn}": broadcast state name "${name}" must be a letter followed by letters, digits or '-'`);
+    const problem = broadcastDeclarationProblem(name, decl);
+    if (problem !== undefined) throw new InvalidPipelineError(`function "${fn}": ${problem}`);
+  }
+  try {
+    broadcastLimits(fn, spec.broadcastLimits);
+  } catch (e) {
+    throw new InvalidPipelineError((e as Error).message);
+  }
 }
 
 /** The producer id of an actor, as carried in message headers and watermark tables. */
@@ -117,6 +160,7 @@ export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
     if (hasState && spec.key === undefined) throw new InvalidPipelineError(`function "${spec.name}" declares state but has no key selector`);
     const inputs = inputsOf(spec);
     if (inputs.length === 0) throw new InvalidPipelineError(`function "${spec.name}" has no input`);
+    checkBroadcast(spec, inputs);
     for (const input of inputs) {
       if (input?.kind === "function") {
         if (!specs.has(input.fn)) throw new InvalidPipelineError(`function "${spec.name}" reads unknown function "${input.fn}"`);
@@ -147,7 +191,7 @@ export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
   };
   for (const name of specs.keys()) visit(name);
 
-  type MutableNode = FunctionNode & { consumers: Edge[]; producers: string[] };
+  type MutableNode = FunctionNode & { consumers: Edge[]; producers: string[]; watermarkProducers: string[] };
   const nodes = new Map<string, MutableNode>();
   for (const spec of specs.values()) {
     const stream = streamOf(spec);
@@ -159,17 +203,25 @@ export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
       ...(stream === undefined ? {} : { stream }),
       inputs: inputsOf(spec).filter((i): i is FunctionInput => i.kind === "function"),
       producers: [],
+      watermarkProducers: [],
+      broadcastInputs: inputsOf(spec).flatMap((i, index) => (i.kind === "function" && i.broadcast === true ? [index] : [])),
       consumers: [],
     });
   }
   for (const node of nodes.values()) {
     const producers = new Set<string>();
+    const timed = new Set<string>();
     node.inputs.forEach((input, index) => {
       const upstream = nodes.get(input.fn)!;
-      upstream.consumers.push({ to: node, output: input.output, input: index });
-      for (let p = 0; p < upstream.partitions; p++) producers.add(producerId(upstream.name, p));
+      const broadcast = input.broadcast === true;
+      upstream.consumers.push({ to: node, output: input.output, input: index, broadcast });
+      for (let p = 0; p < upstream.partitions; p++) {
+        producers.add(producerId(upstream.name, p));
+        if (!broadcast) timed.add(producerId(upstream.name, p));
+      }
     });
     node.producers = [...producers];
+    node.watermarkProducers = [...timed];
   }
   const functions = [...nodes.values()];
   const retention = pipeline.deadLetters ?? {};

@@ -15,6 +15,10 @@
  *   `<p>._ver`                                           schema versions of the stored state
  *   `<p>._applied`                                       last checkpoint materialized in this bucket
  *   `<p>._kf`, `<p>._kf.<segment>.<block>`               the filter of stored keys (stored-keys.ts)
+ *   `_bc.<state>.<b64url(subkey)>`                       one entry of a broadcast state: of the
+ *                                                        function, not of a partition (written
+ *                                                        by partition 0 alone, read by all;
+ *                                                        core/broadcast.ts, design note bq)
  *
  * State names cannot start with `_`, which keeps the `_`-prefixed internal names out of their
  * way. Timer times are stored as `ts + 2^53` in 14 lowercase hex digits, zero-padded: fixed
@@ -268,6 +272,26 @@ export function timerFilter(p: number): string {
 export function legacyTimerFilter(p: number): string {
   assertPartition(p);
   return `${p}._t.>`;
+}
+
+/** First token of the function-scoped broadcast state keys: not a partition number, so never in `<p>.>`. */
+export const BROADCAST_TOKEN = "_bc";
+
+/** KV filter for every broadcast state entry of the function. */
+export const BROADCAST_FILTER = `${BROADCAST_TOKEN}.>`;
+
+/** Key of entry `subkey` of broadcast state `state` (one per function, not per partition). */
+export function broadcastKey(state: string, subkey: string): string {
+  assertStateName(state);
+  return `${BROADCAST_TOKEN}.${state}.${b64url(subkey)}`;
+}
+
+/** Decodes a broadcast state key (`broadcastKey`); undefined for anything else. */
+export function parseBroadcastKey(k: string): { readonly state: string; readonly subkey: string } | undefined {
+  const parts = k.split(".");
+  if (parts.length !== 3 || parts[0] !== BROADCAST_TOKEN || !STATE_NAME.test(parts[1]!)) return undefined;
+  const subkey = tryUnb64url(parts[2]!);
+  return subkey === undefined ? undefined : { state: parts[1]!, subkey };
 }
 
 /** A KV key of the eddy layout, decoded. */

@@ -7,10 +7,11 @@
  * hand. Emitted records go to an `OperatorOutput`, so routing and batching stay in the runtime.
  * The clock is an argument of every call, never read here, so runs are repeatable.
  */
-import type { Context, FunctionSpec, TimerInfo, TimerService } from "../spec/function.ts";
+import type { BroadcastContext, Context, FunctionSpec, TimerInfo, TimerService } from "../spec/function.ts";
 import type { ListState, MapState, ReducingState, StateDeclarations, ValueState } from "../spec/state.ts";
 import { KeyedStateStore } from "./state-store.ts";
 import { TimerQueue, type TimeDomain } from "./timers.ts";
+import type { BroadcastState } from "./broadcast.ts";
 import { InputError } from "../errors.ts";
 
 /** Receives what a function emits. */
@@ -33,6 +34,8 @@ export class Operator {
   readonly spec: FunctionSpec<any, any, any>;
   readonly store: KeyedStateStore;
   readonly timers: TimerQueue;
+  /** Broadcast state (functions with a broadcast input): read-only in `process`/`onTimer`. */
+  readonly broadcast: BroadcastState | undefined;
   private readonly output: OperatorOutput;
   private readonly keyed: boolean;
   private currentWatermark = -Infinity;
@@ -50,9 +53,10 @@ export class Operator {
    */
   onKey: ((key: string) => void) | undefined;
 
-  constructor(spec: FunctionSpec<any, any, any>, output: OperatorOutput, store?: KeyedStateStore, timers?: TimerQueue) {
+  constructor(spec: FunctionSpec<any, any, any>, output: OperatorOutput, store?: KeyedStateStore, timers?: TimerQueue, broadcast?: BroadcastState) {
     this.spec = spec;
     this.output = output;
+    this.broadcast = broadcast;
     this.keyed = spec.key !== undefined;
     this.store = store ?? new KeyedStateStore(spec.state ?? {});
     this.timers = timers ?? new TimerQueue();
@@ -107,6 +111,38 @@ export class Operator {
       this.currentTimestamp = -Infinity;
     }
   }
+
+  /**
+   * Calls `processBroadcast` for one broadcast record (at the barrier of its `epoch`, core/broadcast.ts):
+   * no key, no keyed state, the broadcast state writable.
+   */
+  processBroadcast(record: unknown, timestamp: number, now: number, epoch: number, partition: number, input: number): void {
+    const broadcast = this.broadcast;
+    const process = this.spec.processBroadcast;
+    if (broadcast === undefined || process === undefined) throw new KeyRequiredError(`${this.spec.name} has no processBroadcast or broadcast state`);
+    this.setNow(now);
+    const self = this;
+    const ctx: BroadcastContext<unknown> = {
+      input,
+      timestamp,
+      get watermark() {
+        return self.currentWatermark;
+      },
+      processingTime: now,
+      epoch,
+      partition,
+      broadcast: (this.broadcastHandles ??= broadcast.handles()),
+      emit: (r, ts) => self.output.emit(r, ts ?? timestamp),
+      sideOutput: (name, r, ts) => self.output.side(name, r, ts ?? timestamp),
+    };
+    try {
+      process.call(this.spec, ctx, record);
+    } catch (cause) {
+      throw new UserFunctionError(`${this.spec.name}.processBroadcast failed: ${describe(cause)}`, { cause });
+    }
+  }
+
+  private broadcastHandles: BroadcastContext<unknown>["broadcast"] | undefined;
 
   private setNow(now: number): void {
     this.now = now;
@@ -216,6 +252,7 @@ export class Operator {
           return target[name as string];
         },
       }) as Context<unknown, StateDeclarations>["state"],
+      broadcast: this.broadcast?.readOnlyHandles(this.spec.name) ?? {},
       timers,
       emit(record, timestamp) {
         self.output.emit(record, timestamp ?? self.currentTimestamp);

@@ -124,7 +124,9 @@ export function repartition(fn: SavepointFunction, exports: readonly PartitionEx
     if (wmBytes !== undefined) entries.push([watermarkKey(p), wmBytes]);
     if (versions !== undefined) entries.push([versionsKey(p), versions]);
     entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    return { fn: fn.name, partition: p, entries };
+    // Broadcast state is the function's, not a partition's: it stays with partition 0 (design note bq).
+    const broadcast = p === 0 ? byPartition.get(0)!.broadcast : undefined;
+    return { fn: fn.name, partition: p, entries, ...(broadcast === undefined ? {} : { broadcast }) };
   });
 }
 
@@ -156,7 +158,7 @@ export function retargetUpstream(exp: PartitionExport, upstream: string, newPart
     ];
     return [entry[0], encodeValue({ ...wm, tracker: { combined: wm.tracker.combined, producers } })];
   });
-  return { fn: exp.fn, partition: exp.partition, entries };
+  return { fn: exp.fn, partition: exp.partition, entries, ...(exp.broadcast === undefined ? {} : { broadcast: exp.broadcast }) };
 }
 
 /**

@@ -12,7 +12,7 @@
  * Decoding checks everything it relies on, because a savepoint may be old, foreign or damaged,
  * and a half-understood one must never be restored.
  */
-import { parseKvKey } from "./kv-keys.ts";
+import { parseBroadcastKey, parseKvKey } from "./kv-keys.ts";
 import { decodeValue, encodeValue } from "./wire.ts";
 import { FatalError, InvalidArgumentError } from "../errors.ts";
 
@@ -48,6 +48,11 @@ export interface PartitionExport {
   readonly fn: string;
   readonly partition: number;
   readonly entries: ReadonlyArray<readonly [key: string, value: Uint8Array]>;
+  /**
+   * Partition 0 of a function with broadcast state only: that state, once for the function, as
+   * `_bc.<state>.<b64url(subkey)>` entries (core/broadcast.ts, design note bq).
+   */
+  readonly broadcast?: ReadonlyArray<readonly [key: string, value: Uint8Array]>;
 }
 
 /** The savepoint (or a part of it) cannot be used: it is damaged, of another format or inconsistent. */
@@ -164,7 +169,7 @@ function manifestProblem(m: unknown): string | undefined {
 export function encodePartitionExport(e: PartitionExport): Uint8Array {
   const problem = exportProblem(e);
   if (problem !== undefined) throw new InvalidArgumentError(`refusing to write an invalid partition export: ${problem}`);
-  return encodeValue({ format: 1, fn: e.fn, partition: e.partition, entries: e.entries });
+  return encodeValue({ format: 1, fn: e.fn, partition: e.partition, entries: e.entries, ...(e.broadcast === undefined ? {} : { broadcast: e.broadcast }) });
 }
 
 /**
@@ -184,12 +189,14 @@ export function decodePartitionExport(data: Uint8Array): PartitionExport {
   if (r.format !== 1) throw new CorruptSavepointError(`partition export of unknown format ${JSON.stringify(r.format)}`);
   if (!Array.isArray(r.entries)) throw new CorruptSavepointError("partition export without entries");
   // msgpack gives Buffers; plain Uint8Array views keep the type callers compare against.
-  const entries = (r.entries as unknown[]).map((entry) =>
+  const view = (entry: unknown) =>
     Array.isArray(entry) && entry.length === 2 && entry[1] instanceof Uint8Array
       ? ([entry[0], new Uint8Array(entry[1].buffer, entry[1].byteOffset, entry[1].byteLength)] as [string, Uint8Array])
-      : entry,
-  );
-  const e = { fn: r.fn, partition: r.partition, entries } as PartitionExport;
+      : entry;
+  const entries = (r.entries as unknown[]).map(view);
+  if (r.broadcast !== undefined && !Array.isArray(r.broadcast)) throw new CorruptSavepointError("partition export whose broadcast state is not a list");
+  const broadcast = r.broadcast === undefined ? undefined : (r.broadcast as unknown[]).map(view);
+  const e = { fn: r.fn, partition: r.partition, entries, ...(broadcast === undefined ? {} : { broadcast }) } as PartitionExport;
   const problem = exportProblem(e);
   if (problem !== undefined) throw new CorruptSavepointError(`invalid partition export: ${problem}`);
   return e;
@@ -211,6 +218,15 @@ function exportProblem(e: PartitionExport): string | undefined {
     if (parsed.kind === "applied") return `${e.fn}/${e.partition}: holds ${key}, which a savepoint never does`;
     if (seen.has(key)) return `${e.fn}/${e.partition}: key ${JSON.stringify(key)} appears twice`;
     seen.add(key);
+  }
+  if (e.broadcast === undefined) return undefined;
+  if (e.partition !== 0) return `${e.fn}/${e.partition}: holds broadcast state, which only partition 0's export does`;
+  if (!Array.isArray(e.broadcast)) return `${e.fn}/${e.partition}: broadcast state is not an array`;
+  for (const entry of e.broadcast as unknown[]) {
+    if (!Array.isArray(entry) || entry.length !== 2 || typeof entry[0] !== "string" || !(entry[1] instanceof Uint8Array)) return `${e.fn}/${e.partition}: a broadcast entry is not a [key, bytes] pair`;
+    if (parseBroadcastKey(entry[0]) === undefined) return `${e.fn}/${e.partition}: ${JSON.stringify(entry[0])} is not a broadcast state key`;
+    if (seen.has(entry[0])) return `${e.fn}/${e.partition}: key ${JSON.stringify(entry[0])} appears twice`;
+    seen.add(entry[0]);
   }
   return undefined;
 }

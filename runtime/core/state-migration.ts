@@ -235,7 +235,8 @@ export function migratePartition(plan: RestorePlan, exp: PartitionExport): Parti
   const versions: Record<string, number> = {};
   for (const [name, st] of f.states) versions[name] = st.to;
   entries.push([versionsKey(exp.partition), encodeValue(versions)]);
-  return { fn: exp.fn, partition: exp.partition, entries };
+  // Broadcast state (partition 0's export) has no versions: carried as it is (design note bq).
+  return { fn: exp.fn, partition: exp.partition, entries, ...(exp.broadcast === undefined ? {} : { broadcast: exp.broadcast }) };
 }
 
 /**

@@ -17,6 +17,11 @@ export interface GetRequest {
   /** One entry of a map state; without it a map state's entries come as an object. */
   readonly subkey?: string;
   readonly consistency?: Consistency;
+  /**
+   * The function's broadcast state (design note bq): `state` names a broadcast state and `key` its
+   * entry. Every partition holds it whole; clients ask partition 0.
+   */
+  readonly broadcast?: boolean;
 }
 
 export interface GetReply {
@@ -34,6 +39,8 @@ export interface ScanRequest {
   /** Page size (default 100, at most 1000). */
   readonly limit?: number;
   readonly consistency?: Consistency;
+  /** The function's broadcast state: `key` (and `prefix`) are its entries' sub-keys (design note bq). */
+  readonly broadcast?: boolean;
 }
 
 export interface ScanEntry {

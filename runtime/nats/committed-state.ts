@@ -8,7 +8,7 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "./connection.ts";
-import { mapEntriesFilter, mapEntryKey, parseKvKey, partitionFilter, stateFilter, stateKey, watermarkKey } from "../core/kv-keys.ts";
+import { BROADCAST_FILTER, BROADCAST_TOKEN, broadcastKey, parseBroadcastKey, mapEntriesFilter, mapEntryKey, parseKvKey, partitionFilter, stateFilter, stateKey, watermarkKey } from "../core/kv-keys.ts";
 import { stateBucket } from "../core/naming.ts";
 import { page, type GetReply, type ScanEntry, type ScanReply, type ScanRequest } from "../core/state-queries.ts";
 import { unwrapStored, visibleStored, type TtlClock } from "../core/state-ttl.ts";
@@ -80,6 +80,16 @@ async function keysOf(kv: KV, filter: string): Promise<string[]> {
 }
 
 /** The committed value of `state` for `key` in partition `p` (a map state without `subkey`: all entries). */
+/**
+ * An entry of the function's broadcast state as partition 0 last materialized it (design note bq):
+ * KV is at partition 0's `_applied`.
+ */
+export async function getCommittedBroadcast(kv: KV, state: string, subkey: string): Promise<GetReply> {
+  const e = await kv.get(broadcastKey(state, subkey));
+  if (e === null || e.length === 0) return { found: false };
+  return { found: true, value: decodeValue(e.value) };
+}
+
 export async function getCommitted(kv: KV, p: number, state: string, key: string, subkey?: string, clock: Clock = committedClock(kv, p)): Promise<GetReply> {
   if (subkey !== undefined) return value(kv, mapEntryKey(p, state, key, subkey), clock);
   const single = await value(kv, stateKey(p, state, key), clock);
@@ -97,6 +107,23 @@ export async function getCommitted(kv: KV, p: number, state: string, key: string
   const entries: Record<string, unknown> = {};
   for (const e of found.sort((a, b) => a.revision - b.revision)) entries[e.subkey] = e.value;
   return { found: true, value: entries };
+}
+
+/** A page of the committed entries of the function's broadcast state (keys are entries' sub-keys). */
+export async function scanCommittedBroadcast(kv: KV, request: ScanRequest): Promise<ScanReply> {
+  const prefix = request.prefix ?? "";
+  const candidates: Array<[string, string]> = [];
+  for (const k of await keysOf(kv, request.state === undefined ? BROADCAST_FILTER : `${BROADCAST_TOKEN}.${request.state}.>`)) {
+    const parsed = parseBroadcastKey(k);
+    if (parsed !== undefined && parsed.subkey.startsWith(prefix)) candidates.push([parsed.state, parsed.subkey]);
+  }
+  const { keys, next } = page(candidates, request);
+  const entries: ScanEntry[] = [];
+  for (const [state, key] of keys) {
+    const v = await getCommittedBroadcast(kv, state, key);
+    if (v.found) entries.push({ state, key, value: v.value });
+  }
+  return next === undefined ? { entries } : { entries, next };
 }
 
 /** A page of the committed entries of partition `p`. */

@@ -565,6 +565,8 @@ export async function restoreSavepoint(nc: NatsConnection, job: string, id: stri
       if (header !== undefined) await put(keyFilterKey(p), encodeValue(header));
       if (resume !== undefined) await put(t.isSource ? writePositionKey(p) : positionKey(p), encodeValue(resume));
     }
+    // Broadcast state, once for the function (partition 0's export holds it; design note bq).
+    for (const [key, value] of saved?.[0]?.broadcast ?? []) await put(key, value);
     await settle();
     // Last: a partition is restored once it records the checkpoint.
     for (let p = 0; p < t.partitions; p++) await put(appliedKey(p), encodeValue(checkpoint));

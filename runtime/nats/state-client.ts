@@ -21,7 +21,7 @@ import { checkWindowWrites, encodeStateWrite, validateStateWrite, type StateWrit
 import { watermarkKey } from "../core/kv-keys.ts";
 import { decodeValue } from "../core/wire.ts";
 import type { StateDeclarations } from "../sdk/state.ts";
-import { getCommitted, scanCommitted } from "./committed-state.ts";
+import { getCommitted, getCommittedBroadcast, scanCommitted, scanCommittedBroadcast } from "./committed-state.ts";
 import { deploymentKey, lastVersion, openDeployments, type DeploymentRecord } from "./deployments.ts";
 import { InputError, TransientError } from "../errors.ts";
 import { replicasOf } from "./replicas.ts";
@@ -32,6 +32,11 @@ export interface ReadOptions {
   readonly subkey?: string;
   /** `live` (default): the owning actor's memory; `committed`: the last materialized checkpoint, from KV. */
   readonly consistency?: Consistency;
+  /**
+   * Read the function's broadcast state instead (design note bq): `state` names a broadcast state
+   * and `key` its entry (`subkey` is not used). Live reads ask partition 0, which holds it whole.
+   */
+  readonly broadcast?: boolean;
 }
 
 /** Options of a scan. */
@@ -41,6 +46,8 @@ export interface ScanOptions {
   readonly consistency?: Consistency;
   /** Entries per request (default 100). */
   readonly pageSize?: number;
+  /** List the function's broadcast state instead: `key` is an entry's sub-key (design note bq). */
+  readonly broadcast?: boolean;
 }
 
 /** What became of a put or delete. */
@@ -340,6 +347,10 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
     partitions,
     partitionOf: partition,
     async get<T>(state: string, key: string, opts: ReadOptions = {}) {
+      if (opts.broadcast === true) {
+        const reply = opts.consistency === "committed" ? await getCommittedBroadcast(await bucket(), state, key) : await ask(0, "get", { state, key, broadcast: true }, isGetReply);
+        return reply.found ? (reply.value as T) : undefined;
+      }
       const p = partition(key);
       const reply =
         opts.consistency === "committed"
@@ -348,11 +359,16 @@ export async function stateClient(nc: NatsConnection, job: string, fn: string, o
       return reply.found ? (reply.value as T) : undefined;
     },
     async *scan(opts: ScanOptions = {}) {
-      for (let p = 0; p < partitions; p++) {
+      const broadcast = opts.broadcast === true;
+      // Broadcast state is the function's, whole in every partition: partition 0 answers.
+      for (let p = 0; p < (broadcast ? 1 : partitions); p++) {
         let after: string | undefined;
         do {
-          const request = { ...(opts.state === undefined ? {} : { state: opts.state }), prefix: opts.prefix ?? "", limit: opts.pageSize ?? 100, ...(after === undefined ? {} : { after }) };
-          const page: ScanReply = opts.consistency === "committed" ? await scanCommitted(await bucket(), p, request) : await ask(p, "scan", request, isScanReply);
+          const request = { ...(opts.state === undefined ? {} : { state: opts.state }), prefix: opts.prefix ?? "", limit: opts.pageSize ?? 100, ...(after === undefined ? {} : { after }), ...(broadcast ? { broadcast } : {}) };
+          const page: ScanReply =
+            opts.consistency === "committed"
+              ? await (broadcast ? scanCommittedBroadcast(await bucket(), request) : scanCommitted(await bucket(), p, request))
+              : await ask(p, "scan", request, isScanReply);
           yield* page.entries;
           after = page.next;
         } while (after !== undefined);

@@ -22,8 +22,9 @@ import { HEADER, inputSubject, stateBucket, stateServiceName, stateServiceSubjec
 import { BadStateRequestError, page, parseStateRequest, writeOps, type GetRequest, type ScanEntry, type ScanRequest, type WriteRequest } from "../core/state-queries.ts";
 import { checkWindowWrites, encodeStateWrite, InvalidStateWriteError, keysOf, validateStateWrite } from "../core/state-writes.ts";
 import type { PartitionActor } from "../actor/partition-actor.ts";
+import type { BroadcastState } from "../core/broadcast.ts";
 import type { Transport } from "../actor/ports.ts";
-import { getCommitted, scanCommitted } from "./committed-state.ts";
+import { getCommitted, getCommittedBroadcast, scanCommitted, scanCommittedBroadcast } from "./committed-state.ts";
 import { jetStreamOriginOf } from "./delivery.ts";
 import { countRejected } from "../metrics/rejections.ts";
 
@@ -112,6 +113,14 @@ export class StateServices {
     switch (op) {
       case "get": {
         const r = request as GetRequest;
+        if (r.broadcast === true) {
+          // Any partition holds the whole broadcast state: no key routing (design note bq).
+          const state = broadcastOf(actor, r.state);
+          if (typeof r.key !== "string") throw new BadStateRequestError('"key" must be a string');
+          if (r.consistency === "committed") return void msg.respond(JSON.stringify(await getCommittedBroadcast(await this.bucket(fn), r.state, r.key)));
+          const value = state.get(r.state, r.key);
+          return void msg.respond(JSON.stringify(value === undefined ? { found: false } : { found: true, value }));
+        }
         owns(r.key);
         if (typeof r.state !== "string") throw new BadStateRequestError('"state" must be a string');
         actor.store.declaration(r.state); // unknown state: a clear error, not "not found"
@@ -121,6 +130,16 @@ export class StateServices {
       }
       case "scan": {
         const r = request as ScanRequest;
+        if (r.broadcast === true) {
+          const state = broadcastOf(actor, r.state, true);
+          if (r.prefix !== undefined && typeof r.prefix !== "string") throw new BadStateRequestError('"prefix" must be a string');
+          if (r.consistency === "committed") return void msg.respond(JSON.stringify(await scanCommittedBroadcast(await this.bucket(fn), r)));
+          const names = r.state === undefined ? Object.keys(state.declarations) : [r.state];
+          const candidates = names.flatMap((name) => state.keys(name).filter((k) => k.startsWith(r.prefix ?? "")).map((k): [string, string] => [name, k]));
+          const { keys, next } = page(candidates, r);
+          const entries: ScanEntry[] = keys.map(([name, key]) => ({ state: name, key, value: state.get(name, key) }));
+          return void msg.respond(JSON.stringify(next === undefined ? { entries } : { entries, next }));
+        }
         if (r.state !== undefined) actor.store.declaration(r.state);
         if (r.consistency === "committed") return void msg.respond(JSON.stringify(await scanCommitted(await this.bucket(fn), p, r)));
         const { keys, next } = page(await actor.liveKeys(r.state, r.prefix ?? ""), r);
@@ -144,6 +163,16 @@ export class StateServices {
       }
     }
   }
+}
+
+/** The broadcast state of `actor`'s function, after checking that it declares `state` (any, if `optional` and undefined). */
+function broadcastOf(actor: PartitionActor, state: unknown, optional = false): BroadcastState {
+  const fn = actor.node.name;
+  const b = actor.broadcast;
+  if (b === undefined) throw new BadStateRequestError(`${fn} has no broadcast state`);
+  if (optional && state === undefined) return b;
+  if (typeof state !== "string" || !Object.hasOwn(b.declarations, state)) throw new BadStateRequestError(`${fn} declares no broadcast state ${JSON.stringify(state)} (it declares: ${Object.keys(b.declarations).join(", ") || "none"})`);
+  return b;
 }
 
 // The request's fields are checked where they are used (page, writeOps, the handlers).

@@ -9,10 +9,16 @@
  * The types of a spec live in runtime/spec/function.ts (shared with the core, which runs them);
  * this module adds the constructors and re-exports the types.
  */
-import type { FunctionInput, FunctionSpec, Input, PipelineSpec, StreamInput } from "../spec/function.ts";
+import type { BroadcastStateDeclarations, FunctionInput, FunctionSpec, Input, PipelineSpec, StreamInput } from "../spec/function.ts";
 import type { StateDeclarations } from "../spec/state.ts";
 
 export type {
+  BroadcastContext,
+  BroadcastHandles,
+  BroadcastLimits,
+  BroadcastStateDeclarations,
+  ReadOnlyBroadcastHandles,
+  ReadOnlyBroadcastState,
   Context,
   FunctionInput,
   FunctionSpec,
@@ -38,9 +44,19 @@ export function fromStream(stream: string, options: Omit<StreamInput, "kind" | "
  * Reads the main output (or a named side output) of another function.
  * @example input: fromFunction("views-per-page", "late")
  */
-export function fromFunction(fn: string | { readonly name: string }, output?: string): FunctionInput {
+export function fromFunction(fn: string | { readonly name: string }, output?: string, options: { readonly broadcast?: boolean } = {}): FunctionInput {
   const name = typeof fn === "string" ? fn : fn.name;
-  return output === undefined ? { kind: "function", fn: name } : { kind: "function", fn: name, output };
+  return { kind: "function", fn: name, ...(output === undefined ? {} : { output }), ...(options.broadcast === true ? { broadcast: true } : {}) };
+}
+
+/**
+ * Marks a function input as broadcast: every partition of the reading function receives every
+ * record, and `processBroadcast` applies it at the next checkpoint barrier (the same barrier in
+ * every partition). See docs/guides/broadcast-state.md.
+ * @example input: [fromFunction("events"), broadcast(fromFunction("rules"))]
+ */
+export function broadcast(input: FunctionInput): FunctionInput {
+  return { ...input, broadcast: true };
 }
 
 /**
@@ -54,7 +70,7 @@ export function fromFunction(fn: string | { readonly name: string }, output?: st
  *   process(ctx, e) { ctx.emit({ user: e.user, n: ctx.state.n.update((n) => (n ?? 0) + 1) }); },
  * });
  */
-export function defineFunction<In, Out, S extends StateDeclarations = {}>(spec: FunctionSpec<In, Out, S>): FunctionSpec<In, Out, S> {
+export function defineFunction<In, Out, S extends StateDeclarations = {}, B extends BroadcastStateDeclarations = {}>(spec: FunctionSpec<In, Out, S, B>): FunctionSpec<In, Out, S, B> {
   return spec;
 }
 

@@ -11,8 +11,14 @@
  */
 
 // Functions and pipelines
-export { defineFunction, definePipeline, defineSink, fromFunction, fromStream } from "./function.ts";
+export { broadcast, defineFunction, definePipeline, defineSink, fromFunction, fromStream } from "./function.ts";
 export type {
+  BroadcastContext,
+  BroadcastHandles,
+  BroadcastLimits,
+  BroadcastStateDeclarations,
+  ReadOnlyBroadcastHandles,
+  ReadOnlyBroadcastState,
   Context,
   FunctionInput,
   FunctionSpec,
@@ -24,6 +30,9 @@ export type {
   TimerInfo,
   TimerService,
 } from "./function.ts";
+
+// Broadcast state (design note bq)
+export { BroadcastStateBudgetError, BroadcastStateReadOnlyError } from "../core/broadcast.ts";
 
 // Keyed state
 export { InvalidStateDeclarationError, listState, mapState, reducingState, valueState } from "./state.ts";

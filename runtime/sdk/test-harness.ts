@@ -18,15 +18,16 @@
  */
 import { pack as packMsgpack, unpack as unpackMsgpack } from "msgpackr";
 import { partitionOf } from "../core/hash.ts";
-import { DEFAULT_KEYED_PARTITIONS } from "../core/job-graph.ts";
-import { Operator, type OperatorOutput } from "../core/operator.ts";
+import { checkBroadcast, DEFAULT_KEYED_PARTITIONS } from "../core/job-graph.ts";
+import { BroadcastState, broadcastLimits, PendingBroadcast } from "../core/broadcast.ts";
+import { Operator, UserFunctionError, type OperatorOutput } from "../core/operator.ts";
 import { KeyedStateStore, MapEntryNotResidentError } from "../core/state-store.ts";
 import { visibleStored } from "../core/state-ttl.ts";
 import { TimerQueue } from "../core/timers.ts";
 import { createWatermarkGenerator, type WatermarkGenerator } from "../core/watermarks.ts";
 import { decodeValue, encodeValue } from "../core/wire.ts";
 import { Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
-import type { Context, FunctionSpec, TimerInfo } from "./function.ts";
+import type { BroadcastStateDeclarations, Context, FunctionSpec, Input, TimerInfo } from "./function.ts";
 import type { ListStateDeclaration, MapEntrySelector, MapStateDeclaration, ReducingStateDeclaration, StateDeclarations, ValueStateDeclaration } from "./state.ts";
 import { InputError } from "../errors.ts";
 
@@ -57,6 +58,14 @@ export interface SendOptions {
   readonly input?: number;
   /** Uses this key instead of calling the key selector. */
   readonly key?: string;
+}
+
+/** Options of `TestHarness.broadcast`. */
+export interface BroadcastOptions {
+  /** The broadcast input the record arrives on (default: the function's first broadcast input). */
+  readonly input?: number;
+  /** The event time the record arrives with (`ctx.timestamp` in `processBroadcast`; default: the processing time). */
+  readonly timestamp?: number;
 }
 
 /** A record a function emitted, with its event time and the key being processed when it did. */
@@ -147,6 +156,27 @@ export interface TestHarness<In, Out, S extends StateDeclarations = StateDeclara
   timers(): PendingTimer[];
   /** Forgets every record collected so far (main, side and sink output). */
   clearOutput(): void;
+  /**
+   * Sends a record on a broadcast input. As in the runtime it is held, not applied: the next
+   * `checkpoint()` (the barrier of its epoch) calls `processBroadcast` for it, so records sent
+   * before then do not see it. Throws `RecordRejectedError` past `broadcastLimits.heldRecords`
+   * or `heldBytes`, where the runtime would dead-letter it.
+   */
+  broadcast(record: unknown, options?: BroadcastOptions): void;
+  /**
+   * A checkpoint barrier: applies the held broadcast records in the order they were sent
+   * (`processBroadcast`, `ctx.epoch` = this checkpoint's number, 1 first), then ends the epoch.
+   * If a call throws, the others still run and the first error is thrown after them
+   * (`UserFunctionError`), as the runtime dead-letters it and carries on.
+   */
+  checkpoint(): void;
+  /** The number of the next checkpoint: the epoch records sent now belong to (1 at first). */
+  readonly epoch: number;
+  /** The broadcast records held until the next `checkpoint()`. */
+  heldBroadcast(): unknown[];
+  /** Broadcast state `name` as a map (a fresh copy), or one entry of it. */
+  broadcastState<V = unknown>(name: string): ReadonlyMap<string, V>;
+  broadcastState<V = unknown>(name: string, subkey: string): V | undefined;
 }
 
 /**
@@ -329,6 +359,12 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
   #main: EmittedRecord<Out>[] = [];
   #side = new Map<string, EmittedRecord<unknown>[]>();
   #sink: SinkMessage<Out>[] = [];
+  /** Broadcast side (functions with a broadcast input): the state, the held records, the inputs. */
+  readonly #broadcast: BroadcastState | undefined;
+  readonly #held: PendingBroadcast<{ readonly value: unknown; readonly timestamp: number; readonly input: number }> | undefined;
+  readonly #broadcastInputs: readonly number[];
+  #epoch = 1;
+  readonly #partitionIndex: number;
 
   constructor(fn: FunctionSpec<In, Out, S>, options: TestHarnessOptions) {
     this.#fn = fn;
@@ -336,6 +372,15 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
     if (!Number.isFinite(this.#now)) throw new RangeError(`now must be a finite number, got ${this.#now}`);
     const inputs = Array.isArray(fn.input) ? (fn.input as readonly unknown[]) : [fn.input];
     this.#inputs = inputs.length;
+    // The same checks as a deployment (the job graph), so a harness test cannot pass a spec a worker refuses.
+    checkBroadcast(fn as FunctionSpec<any, any, any, any>, inputs as readonly Input[]);
+    this.#broadcastInputs = inputs.flatMap((i, index) => ((i as { broadcast?: boolean }).broadcast === true ? [index] : []));
+    this.#partitionIndex = options.partition ?? 0;
+    if (this.#broadcastInputs.length > 0) {
+      const limits = broadcastLimits(fn.name, fn.broadcastLimits);
+      this.#broadcast = new BroadcastState((fn.broadcastState ?? {}) as BroadcastStateDeclarations, limits.stateBytes);
+      this.#held = new PendingBroadcast(limits);
+    }
     const stream = inputs.length === 1 && (inputs[0] as { kind: string }).kind === "stream" ? (fn.input as { partitions?: number }) : undefined;
     this.#generator = stream !== undefined && fn.watermark !== undefined ? createWatermarkGenerator(fn.watermark) : undefined;
     this.#partition = undefined;
@@ -376,7 +421,7 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
           }),
     };
     this.#store = new CheckpointedStateStore(fn.state ?? {});
-    this.#operator = new Operator(spec, this.#collector(), this.#store, new TimerQueue());
+    this.#operator = new Operator(spec, this.#collector(), this.#store, new TimerQueue(), this.#broadcast);
   }
 
   get watermark(): number {
@@ -409,6 +454,7 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
     if (!Number.isInteger(input) || input < 0 || input >= this.#inputs) {
       throw new RangeError(`${fn.name} has ${this.#inputs} input(s); there is no input ${input}`);
     }
+    if (this.#broadcastInputs.includes(input)) throw new TypeError(`${fn.name}: input ${input} is a broadcast input; send its records with broadcast()`);
     // The function gets what the wire would give it, and cannot change the test's object.
     const value = copy(record, "the record sent") as In;
     const key = this.#keyOf(value, input, options.key);
@@ -483,6 +529,56 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
     this.#main = [];
     this.#side = new Map();
     this.#sink = [];
+  }
+
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  broadcast(record: unknown, options: BroadcastOptions = {}): void {
+    const fn = this.#fn;
+    const held = this.#held;
+    if (held === undefined) throw new TypeError(`${fn.name} has no broadcast input`);
+    const input = options.input ?? this.#broadcastInputs[0]!;
+    if (!this.#broadcastInputs.includes(input)) throw new RangeError(`${fn.name}: input ${input} is not a broadcast input (broadcast inputs: ${this.#broadcastInputs.join(", ")})`);
+    const timestamp = options.timestamp ?? this.#now;
+    if (!Number.isFinite(timestamp)) throw new RangeError(`a record's timestamp must be a finite number, got ${timestamp}`);
+    const value = copy(record, "the broadcast record");
+    const refused = held.hold({ value, timestamp, input }, this.#epoch, encodeValue(value).length);
+    if (refused !== undefined) throw new RecordRejectedError(fn.name, refused);
+  }
+
+  checkpoint(): void {
+    const epoch = this.#epoch;
+    let first: unknown;
+    for (const h of this.#held?.takeUpTo(epoch) ?? []) {
+      // Emitted by no key: processBroadcast has none.
+      this.#ctx = undefined;
+      try {
+        this.#operator.processBroadcast(h.record.value, h.record.timestamp, this.#now, epoch, this.#partitionIndex, h.record.input);
+      } catch (e) {
+        if (!(e instanceof UserFunctionError)) throw e;
+        first ??= e;
+      }
+    }
+    this.#epoch = epoch + 1;
+    if (first !== undefined) throw first;
+  }
+
+  heldBroadcast(): unknown[] {
+    return (this.#held?.view() ?? []).map((h) => copy(h.record.value, "a held broadcast record"));
+  }
+
+  broadcastState<V = unknown>(name: string): ReadonlyMap<string, V>;
+  broadcastState<V = unknown>(name: string, subkey: string): V | undefined;
+  broadcastState(name: string, subkey?: string): unknown {
+    const state = this.#broadcast;
+    if (state === undefined) throw new TypeError(`${this.#fn.name} has no broadcast state`);
+    if (subkey !== undefined) {
+      const v = state.get(name, subkey);
+      return v === undefined ? undefined : copy(v, "a broadcast state value");
+    }
+    return new Map(state.entries(name).map(([k, v]) => [k, copy(v, "a broadcast state value")]));
   }
 
   #keyOf(record: In, input: number, override: string | undefined): string {

@@ -5,7 +5,7 @@
  * lets the core read a function spec without importing the SDK. Nothing here depends on NATS,
  * Effect or any other runtime module.
  */
-import type { StateDeclarations, StateHandles } from "./state.ts";
+import type { MapState, MapStateDeclaration, StateDeclarations, StateHandles } from "./state.ts";
 import type { WatermarkStrategy } from "./watermarks.ts";
 import type { WindowSpec } from "./windows.ts";
 
@@ -34,6 +34,13 @@ export interface FunctionInput {
   readonly fn: string;
   /** Name of a side output of `fn`; the main output when absent. */
   readonly output?: string;
+  /**
+   * Every partition of the reading function receives every record of this input (Flink's
+   * broadcast stream), and hands it to `processBroadcast` at the next checkpoint barrier, not on
+   * arrival (docs/guides/broadcast-state.md, design note bq). The function must define
+   * `processBroadcast`; its other inputs are keyed or forwarded as usual.
+   */
+  readonly broadcast?: boolean;
 }
 
 export type Input = StreamInput | FunctionInput;
@@ -57,8 +64,59 @@ export interface TimerService {
   deleteProcessingTimeTimer(timestamp: number, name?: string): void;
 }
 
+/**
+ * Broadcast state declarations: map states by name (`mapState()`), without `ttl`, `entries` or
+ * `migrations`. Every partition holds all of it in memory; it is stored once per function.
+ */
+export type BroadcastStateDeclarations = Readonly<Record<string, MapStateDeclaration<any>>>;
+
+/** A broadcast map state as `process` and `onTimer` see it: read-only (writes throw `BroadcastStateReadOnlyError`). */
+export interface ReadOnlyBroadcastState<V> {
+  get(subkey: string): V | undefined;
+  has(subkey: string): boolean;
+  keys(): string[];
+  entries(): Array<[string, V]>;
+  readonly size: number;
+}
+
+/** `ctx.broadcast` in `process` and `onTimer`: read-only. Values are frozen: change them in `processBroadcast`. */
+export type ReadOnlyBroadcastHandles<B extends BroadcastStateDeclarations> = {
+  readonly [K in keyof B]: B[K] extends MapStateDeclaration<infer V> ? ReadOnlyBroadcastState<V> : never;
+};
+
+/** `ctx.broadcast` in `processBroadcast`: read and write. Values read are frozen: `set` a changed copy. */
+export type BroadcastHandles<B extends BroadcastStateDeclarations> = {
+  readonly [K in keyof B]: B[K] extends MapStateDeclaration<infer V> ? MapState<V> : never;
+};
+
+/**
+ * What `processBroadcast` can see and do: the broadcast state (read/write), emit and side outputs.
+ * It has no key, so no keyed state and no timers.
+ */
+export interface BroadcastContext<Out, B extends BroadcastStateDeclarations = BroadcastStateDeclarations> {
+  /** Index of the broadcast input the record came from. */
+  readonly input: number;
+  /** Event time of the broadcast record. */
+  readonly timestamp: number;
+  /** Current event-time watermark of this actor (-Infinity before the first one). */
+  readonly watermark: number;
+  /** Processing time (epoch ms) as given by the runtime's clock. */
+  readonly processingTime: number;
+  /**
+   * The checkpoint at whose barrier the record takes effect: keyed records of later epochs see the
+   * change, those of this epoch and earlier do not — the same in every partition.
+   */
+  readonly epoch: number;
+  /** The partition running this call (every partition applies every broadcast record). */
+  readonly partition: number;
+  readonly broadcast: BroadcastHandles<B>;
+  /** Emits a record to the main output (every partition emits its own). */
+  emit(record: Out, timestamp?: number): void;
+  sideOutput(name: string, record: unknown, timestamp?: number): void;
+}
+
 /** What `process` and `onTimer` can see and do. */
-export interface Context<Out, S extends StateDeclarations = StateDeclarations> {
+export interface Context<Out, S extends StateDeclarations = StateDeclarations, B extends BroadcastStateDeclarations = BroadcastStateDeclarations> {
   /** Key of the current record or timer ("" in functions without a key selector). */
   readonly key: string;
   /** Index of the input the current record came from (0 with one input; -1 in `onTimer`). */
@@ -71,6 +129,8 @@ export interface Context<Out, S extends StateDeclarations = StateDeclarations> {
   readonly processingTime: number;
   /** Keyed state, scoped to `key`. */
   readonly state: StateHandles<S>;
+  /** Broadcast state (read-only here), as of the last barrier that applied broadcast records. */
+  readonly broadcast: ReadOnlyBroadcastHandles<B>;
   readonly timers: TimerService;
   /** Emits a record to the main output; its event time is `timestamp` unless given. */
   emit(record: Out, timestamp?: number): void;
@@ -79,7 +139,7 @@ export interface Context<Out, S extends StateDeclarations = StateDeclarations> {
 }
 
 /** The definition of a stream function. */
-export interface FunctionSpec<In = any, Out = any, S extends StateDeclarations = StateDeclarations> {
+export interface FunctionSpec<In = any, Out = any, S extends StateDeclarations = StateDeclarations, B extends BroadcastStateDeclarations = BroadcastStateDeclarations> {
   /** Unique within the pipeline; a NATS subject token ([A-Za-z0-9_-]). */
   readonly name: string;
   /**
@@ -119,8 +179,21 @@ export interface FunctionSpec<In = any, Out = any, S extends StateDeclarations =
    */
   readonly maxRecordBytes?: number;
   readonly state?: S;
-  process(ctx: Context<Out, S>, record: In): void;
-  onTimer?(ctx: Context<Out, S>, timer: TimerInfo): void;
+  process(ctx: Context<Out, S, B>, record: In): void;
+  onTimer?(ctx: Context<Out, S, B>, timer: TimerInfo): void;
+  /**
+   * Broadcast state: map states every partition holds whole, written only by `processBroadcast`
+   * and read by `process`/`onTimer` through `ctx.broadcast`. Requires a broadcast input.
+   */
+  readonly broadcastState?: B;
+  /**
+   * Called for every record of a broadcast input, in every partition, in arrival order when the
+   * checkpoint barrier of the record's epoch is aligned (before the snapshot). Required with a
+   * broadcast input.
+   */
+  processBroadcast?(ctx: BroadcastContext<Out, B>, record: any): void;
+  /** Bounds of the broadcast side (defaults in runtime/core/broadcast.ts `DEFAULT_BROADCAST_LIMITS`). */
+  readonly broadcastLimits?: BroadcastLimits;
   /** Publishes the main output of this function to a user subject (a sink). */
   readonly sink?: SinkSpec<Out>;
   /**
@@ -128,6 +201,16 @@ export interface FunctionSpec<In = any, Out = any, S extends StateDeclarations =
    * outside (`eddy state bootstrap`) can register the timers that fire them. Not for authors.
    */
   readonly windowing?: WindowingInfo;
+}
+
+/** Bounds of a function's broadcast side; the same in every partition, so every partition decides alike. */
+export interface BroadcastLimits {
+  /** Bytes (msgpack) the broadcast state may take; a write beyond fails its `processBroadcast` call (default 16 MiB). */
+  readonly stateBytes?: number;
+  /** Broadcast records held until their barrier; more are dead-lettered (default 10 000). */
+  readonly heldRecords?: number;
+  /** Bytes of broadcast records held until their barrier; more are dead-lettered (default 16 MiB). */
+  readonly heldBytes?: number;
 }
 
 /**

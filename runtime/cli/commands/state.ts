@@ -20,15 +20,21 @@ const committedFlag = Flag.Boolean("committed").pipe(
   Flag.withDefault(false),
 );
 
+const broadcastFlag = Flag.Boolean("broadcast").pipe(
+  Flag.withDescription("read the function's broadcast state: <state> is a broadcast state, <key> its entry"),
+  Flag.withDefault(false),
+);
+
 const stateGet = Command.make(
   "get",
-  { ...stateTarget, state: stateName, key: stateKeyArg, subkey: subkeyFlag, committed: committedFlag },
-  ({ job, fn, state, key, subkey, committed, nats, json }) =>
+  { ...stateTarget, state: stateName, key: stateKeyArg, subkey: subkeyFlag, committed: committedFlag, broadcast: broadcastFlag },
+  ({ job, fn, state, key, subkey, committed, broadcast, nats, json }) =>
     exitWith(async () => {
+      if (broadcast && Option.isSome(subkey)) throw new UsageError("--subkey does not go with --broadcast: the key is the broadcast state's entry");
       const { runStateGet } = await import("../state.ts");
-      return runStateGet({ job, fn, state, key, subkey: Option.getOrUndefined(subkey), committed, natsUrl: Option.getOrUndefined(nats), json });
+      return runStateGet({ job, fn, state, key, subkey: Option.getOrUndefined(subkey), committed, broadcast, natsUrl: Option.getOrUndefined(nats), json });
     }),
-).pipe(Command.withDescription("Read one key's state (live from the owning actor, or --committed)"));
+).pipe(Command.withDescription("Read one key's state (live from the owning actor, or --committed), or with --broadcast an entry of the broadcast state"));
 
 const stateScan = Command.make(
   "scan",
@@ -38,12 +44,13 @@ const stateScan = Command.make(
     prefix: Flag.String("prefix").pipe(Flag.withDescription("only keys starting with this"), Flag.optional),
     limit: Flag.Int("limit").pipe(Flag.withDescription("at most this many entries (default: 100)"), Flag.withDefault(100)),
     committed: committedFlag,
+    broadcast: Flag.Boolean("broadcast").pipe(Flag.withDescription("list the function's broadcast state (keys are its entries)"), Flag.withDefault(false)),
   },
-  ({ job, fn, state, prefix, limit, committed, nats, json }) =>
+  ({ job, fn, state, prefix, limit, committed, broadcast, nats, json }) =>
     exitWith(async () => {
       if (limit < 1) throw new UsageError("--limit must be at least 1");
       const { runStateScan } = await import("../state.ts");
-      return runStateScan({ job, fn, state: Option.getOrUndefined(state), prefix: Option.getOrUndefined(prefix), limit, committed, natsUrl: Option.getOrUndefined(nats), json });
+      return runStateScan({ job, fn, state: Option.getOrUndefined(state), prefix: Option.getOrUndefined(prefix), limit, committed, broadcast, natsUrl: Option.getOrUndefined(nats), json });
     }),
 ).pipe(Command.withDescription("List keys and their state, by key prefix, over every partition"));
 

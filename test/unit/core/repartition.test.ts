@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { partitionOf } from "../../../runtime/core/hash.ts";
-import { mapEntryKey, parseKvKey, positionKey, stateKey, timerKey, watermarkKey } from "../../../runtime/core/kv-keys.ts";
+import { broadcastKey, mapEntryKey, parseKvKey, positionKey, stateKey, timerKey, watermarkKey } from "../../../runtime/core/kv-keys.ts";
 import { repartition, retargetUpstream, UnsupportedRepartitionError } from "../../../runtime/core/repartition.ts";
 import { CorruptSavepointError, type PartitionExport, type SavepointFunction } from "../../../runtime/core/savepoint.ts";
 import type { Timer } from "../../../runtime/core/timers.ts";
@@ -196,5 +196,18 @@ describe("retargetUpstream", () => {
     });
     // A consumer of something else is left alone.
     expect(retargetUpstream(exp, "nope", 3).entries[1][1]).toBe(exp.entries[1][1]);
+  });
+});
+
+describe("repartitioning a function with broadcast state (design note bq)", () => {
+  it("keeps the function's broadcast state with partition 0, once, whatever the new partition count", () => {
+    const broadcast: Array<[string, Uint8Array]> = [[broadcastKey("rules", "r1"), encodeValue({ limit: 1 })]];
+    const exports = exportsOf([{ kind: "value", key: "a", v: 1 }], 2).map((e) => (e.partition === 0 ? { ...e, broadcast } : e));
+    for (const n of [1, 3]) {
+      const out = repartition(fnOf(2), exports, n);
+      expect(out[0]!.broadcast).toEqual(broadcast);
+      expect(out.slice(1).every((e) => e.broadcast === undefined)).toBe(true);
+    }
+    expect(retargetUpstream({ ...exports[0]!, broadcast }, "up", 2).broadcast).toEqual(broadcast);
   });
 });

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { mapEntryKey, positionKey, stateKey, timerKey, watermarkKey } from "../../../runtime/core/kv-keys.ts";
+import { broadcastKey, mapEntryKey, positionKey, stateKey, timerKey, watermarkKey } from "../../../runtime/core/kv-keys.ts";
 import {
   CorruptSavepointError,
   decodeManifest,
@@ -172,5 +172,27 @@ describe("partition exports", () => {
   it("refuses to write an export it would refuse to read", () => {
     expect(() => encodePartitionExport({ fn: "counts", partition: 0, entries: [[stateKey(1, "n", "a"), bytes(1)]] })).toThrow(RangeError);
     expect(() => encodePartitionExport({ fn: "counts", partition: 0, entries: [["0._applied", bytes(1)]] })).toThrow(RangeError);
+  });
+});
+
+describe("partition exports with broadcast state (design note bq)", () => {
+  const bc = (subkey: string, n: number): [string, Uint8Array] => [broadcastKey("rules", subkey), bytes(n)];
+
+  it("partition 0's export holds the function's broadcast state once, and round-trips it", () => {
+    const e = { fn: "score", partition: 0, entries: [[stateKey(0, "n", "a"), bytes(1)] as [string, Uint8Array]], broadcast: [bc("r1", 1), bc("r2", 2)] };
+    expect(decodePartitionExport(encodePartitionExport(e))).toEqual(e);
+  });
+
+  it("refuses broadcast state in another partition's export, keys that are not broadcast keys, and duplicates", () => {
+    const raw = (body: unknown) => encodeValue(body);
+    const ok = { format: 1, fn: "score", partition: 0, entries: [] };
+    const bad: unknown[] = [
+      { ...ok, partition: 1, broadcast: [bc("r1", 1)] },
+      { ...ok, broadcast: "x" },
+      { ...ok, broadcast: [[stateKey(0, "n", "a"), bytes(1)]] },
+      { ...ok, broadcast: [bc("r1", 1), bc("r1", 2)] },
+      { ...ok, broadcast: [[broadcastKey("rules", "r1")]] },
+    ];
+    for (const body of bad) expect(() => decodePartitionExport(raw(body)), JSON.stringify(body)).toThrow(CorruptSavepointError);
   });
 });

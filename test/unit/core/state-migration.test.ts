@@ -106,6 +106,14 @@ describe("planRestore", () => {
     expect(decodeValue(out.entries[1]![1])).toEqual({}); // no state restored: no versions to record
   });
 
+  it("passes a function's broadcast state through unchanged: it has no schema versions (design note bq)", () => {
+    const manifest = manifestOf([saved("count", { n: valueState() })]);
+    const plan = planRestore(manifest, [target("count", { n: valueState() })]);
+    const broadcast: Array<[string, Uint8Array]> = [["_bc.rules.YQ", v(1)]];
+    expect(migratePartition(plan, { fn: "count", partition: 0, entries: [], broadcast }).broadcast).toEqual(broadcast);
+    expect(migratePartition(plan, { fn: "count", partition: 0, entries: [] }).broadcast).toBeUndefined();
+  });
+
   it("refuses to skip a state nobody has (a typo would otherwise fail later, or not at all)", () => {
     const manifest = manifestOf([saved("count", { n: valueState() })]);
     expect(() => planRestore(manifest, [target("count", { n: valueState() })], { skip: new Set(["count.nn"]) })).toThrow(UnknownStateError);
