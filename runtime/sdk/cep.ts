@@ -70,7 +70,7 @@ export class PatternBuilder {
   readonly #within: number | undefined;
   readonly #skip: AfterMatchSkip | undefined;
 
-  /** @internal use `pattern.begin` */
+  /** Use `pattern.begin(...)`; the constructor is not for authors. */
   constructor(stages: readonly Stage[], within?: number, skip?: AfterMatchSkip) {
     this.#stages = stages;
     this.#within = within;
