@@ -397,7 +397,9 @@ export function cep<In, Out = Match<In>>(spec: CepSpec<In, Out>): FunctionSpec<I
         for (const pm of state.partial) first = Math.min(first, pm.t);
         ctx.timers.registerEventTimeTimer(first + compiled.within, DEADLINE_TIMER);
       }
-      ctx.state.nfa.set(state);
+      // A key with nothing pending and nothing counted keeps no matcher state.
+      if (state.partial.length === 0 && state.dropped === 0 && state.celErrors === 0) ctx.state.nfa.clear();
+      else ctx.state.nfa.set(state);
     },
   };
 }
