@@ -73,6 +73,8 @@ function celEnvironment(): CelEnv {
   return env;
 }
 
+const EMPTY: Readonly<Record<string, never>> = Object.freeze({});
+
 /** Type names an expression may use as values (`type(event.x) == string`). */
 const TYPE_NAMES = new Set(["bool", "int", "uint", "double", "string", "bytes", "list", "map", "null_type", "type"]);
 
@@ -96,7 +98,7 @@ interface CelExprNode {
  * can be a bool (a literal of another type, a list or a map cannot). Field access on `event`
  * cannot be checked before an event exists; it fails at run time and counts as false.
  */
-function checkCel(root: CelExprNode): string | undefined {
+function checkCel(root: CelExprNode, used: Set<string>): string | undefined {
   const funcs = celEnvironment().funcs;
   const visit = (e: CelExprNode, scope: ReadonlySet<string>, depth: number): string | undefined => {
     if (depth > MAX_CEL_DEPTH) return `nested deeper than ${MAX_CEL_DEPTH} levels`;
@@ -105,6 +107,7 @@ function checkCel(root: CelExprNode): string | undefined {
       case "constExpr":
         return undefined;
       case "identExpr":
+        if (!scope.has(value.name)) used.add(value.name);
         return scope.has(value.name) || value.name in VARIABLES || TYPE_NAMES.has(value.name) ? undefined : `unknown name ${JSON.stringify(value.name)} (use event, matched, key)`;
       case "selectExpr":
         return value.operand === undefined ? undefined : visit(value.operand, scope, depth + 1);
@@ -172,7 +175,10 @@ export function compileCel(source: unknown, where: string): CompiledCondition {
   } catch (e) {
     throw new InvalidPatternError(`${where}: CEL does not parse: ${oneLine(e)}`);
   }
-  const problem = checkCel(parsed.expr as unknown as CelExprNode);
+  const used = new Set<string>();
+  const problem = checkCel(parsed.expr as unknown as CelExprNode, used);
+  // Building `matched` costs a walk over the partial match; skip it where the expression has no use for it.
+  const usesMatched = used.has("matched");
   if (problem !== undefined) throw new InvalidPatternError(`${where}: CEL expression ${problem}`);
   let evaluate: (bindings: any) => unknown;
   try {
@@ -184,7 +190,7 @@ export function compileCel(source: unknown, where: string): CompiledCondition {
     currentSeen = view.seen;
     let result: unknown;
     try {
-      result = evaluate({ event: event as any, matched: view.matched as any, key: view.key });
+      result = evaluate({ event: event as any, matched: (usesMatched ? view.matched : EMPTY) as any, key: view.key });
     } catch {
       result = undefined;
     } finally {

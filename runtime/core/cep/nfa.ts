@@ -238,13 +238,25 @@ function compactSuppressed(state: NfaState): void {
   state.suppressed = kept;
 }
 
-/** The view of a partial match, built once per event it is tested against. */
+/**
+ * The view of a partial match for one event. `matched` is built on first use: many conditions
+ * look at the event alone, and a view is made per partial match and event.
+ */
 function viewOf(state: NfaState, compiled: CompiledPattern, node: number, ctx: StepContext, index: number): MatchView {
-  const matched: Record<string, unknown[]> = {};
-  for (const leaf of compiled.leaves) if (!leaf.negated) matched[leaf.name] = [];
-  if (node >= 0) for (const [i, leaf] of chain(state, node)) matched[compiled.leaves[leaf]!.name]!.push(state.events[i]![0]);
+  let matched: Record<string, unknown[]> | undefined;
   const seen = ctx.seen;
-  return { matched, key: ctx.key, seen: seen === undefined ? () => false : (field, value) => seen(field, value, index) };
+  return {
+    get matched() {
+      if (matched === undefined) {
+        matched = {};
+        for (const leaf of compiled.leaves) if (!leaf.negated) matched[leaf.name] = [];
+        if (node >= 0) for (const [i, leaf] of chain(state, node)) matched[compiled.leaves[leaf]!.name]!.push(state.events[i]![0]);
+      }
+      return matched;
+    },
+    key: ctx.key,
+    seen: seen === undefined ? () => false : (field, value) => seen(field, value, index),
+  };
 }
 
 /**
