@@ -96,6 +96,26 @@ describe("cep()", () => {
     expect(h.keys("buffer")).toEqual([]);
   });
 
+  it("a pattern ending in notFollowedBy emits its match when the watermark reaches the deadline", () => {
+    const h = testHarness(
+      cep({
+        name: "no-logout",
+        input: fromFunction("logins"),
+        key: (l: Login) => l.user,
+        timestamp: (l: Login) => l.ts,
+        pattern: pattern.begin("in").where("event.ok").notFollowedBy("out").where("!event.ok").within(1_000),
+        select: (m, user) => ({ user, at: m["in"]![0]!.ts }),
+      }),
+    );
+    h.send(login("ann", true, 100));
+    h.send(login("bob", true, 100));
+    h.send(login("bob", false, 600));
+    h.advanceWatermark(1_099);
+    expect(h.output()).toEqual([]);
+    h.advanceWatermark(1_100);
+    expect(h.output()).toEqual([{ user: "ann", at: 100 }]);
+  });
+
   it("keeps at most maxPartialMatches per key and counts what it dropped", () => {
     const h = testHarness(
       cep({ name: "any", input: fromFunction("x"), key: () => "k", pattern: pattern.begin("a").oneOrMore().allowCombinations().followedBy("b").where("event == 'b'"), maxPartialMatches: 4 }),
