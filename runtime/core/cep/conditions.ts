@@ -33,6 +33,9 @@ export type CompiledCondition = (event: unknown, view: MatchView, stats: Conditi
 /** The longest CEL expression accepted (characters): rules are short; a megabyte of CEL is an attack. */
 export const MAX_CEL_LENGTH = 4_096;
 
+/** Most macros (comprehensions) nested in one another in a CEL expression. */
+const MAX_NESTED_MACROS = 2;
+
 /** Deepest nesting of a CEL expression's syntax tree, so that planning and evaluation cannot overflow the stack. */
 const MAX_CEL_DEPTH = 64;
 
@@ -100,6 +103,7 @@ interface CelExprNode {
  */
 function checkCel(root: CelExprNode, used: Set<string>): string | undefined {
   const funcs = celEnvironment().funcs;
+  let comprehensions = 0;
   const visit = (e: CelExprNode, scope: ReadonlySet<string>, depth: number): string | undefined => {
     if (depth > MAX_CEL_DEPTH) return `nested deeper than ${MAX_CEL_DEPTH} levels`;
     const { case: kind, value } = e.exprKind;
@@ -137,6 +141,8 @@ function checkCel(root: CelExprNode, used: Set<string>): string | undefined {
         }
         return undefined;
       case "comprehensionExpr": {
+        // Macros in macros in macros multiply their work per event; two levels are plenty for a rule.
+        if (++comprehensions > MAX_NESTED_MACROS) return `nests macros (all, exists, map, filter) more than ${MAX_NESTED_MACROS} deep`;
         const inner = new Set(scope);
         for (const v of [value.iterVar, value.iterVar2, value.accuVar]) if (v) inner.add(v);
         for (const part of [value.iterRange, value.accuInit]) {
@@ -147,6 +153,7 @@ function checkCel(root: CelExprNode, used: Set<string>): string | undefined {
           const problem = part === undefined ? undefined : visit(part, inner, depth + 1);
           if (problem !== undefined) return problem;
         }
+        comprehensions--;
         return undefined;
       }
       default:

@@ -266,7 +266,7 @@ function viewOf(state: NfaState, compiled: CompiledPattern, node: number, ctx: S
 function reachTime(state: NfaState, compiled: CompiledPattern, t: number, result: { matches: Match<MatchedEvent>[]; timedOut: Match<MatchedEvent>[] }): void {
   if (t > state.time) state.time = t;
   const within = compiled.within;
-  if (within === undefined) return;
+  if (within === undefined || !state.partial.some((pm) => pm.t + within <= t)) return;
   const completed: Completed[] = [];
   const expired: PartialMatch[] = [];
   state.partial = state.partial.filter((pm) => {

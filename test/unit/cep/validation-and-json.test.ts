@@ -55,6 +55,7 @@ describe("validation", () => {
     ["CEL with an unknown variable", { stages: [leaf("a", { where: { cel: "evnt.x > 1" } })] }, /unknown name "evnt"/],
     ["CEL with an unknown function", { stages: [leaf("a", { where: { cel: "frobnicate(event)" } })] }, /unknown function "frobnicate"/],
     ["CEL that is a constant string", { stages: [leaf("a", { where: { cel: "'yes'" } })] }, /not a bool/],
+    ["CEL macros nested three deep", { stages: [leaf("a", { where: { cel: "event.a.all(x, event.b.all(y, event.c.all(z, x + y + z > 0)))" } })] }, /nests macros/],
     ["a condition that is neither cel nor fn", { stages: [leaf("a", { where: { js: "1" } as never })] }, /a condition is/],
   ])("refuses %s", (_what, p, reason) => {
     expect(refusal(p)).toMatch(reason);
