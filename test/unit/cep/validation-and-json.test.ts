@@ -130,3 +130,64 @@ describe("JSON patterns", () => {
 function nest(depth: number): unknown {
   return depth === 0 ? { name: "leaf" } : { name: `g${depth}`, group: [nest(depth - 1)] };
 }
+
+describe("JSON patterns under random mutation", () => {
+  const base = {
+    stages: [
+      { name: "a", where: { cel: "event.x > 1" }, quantifier: { min: 1, max: null, inner: "any", until: { cel: "event.stop" } } },
+      { name: "n", negated: true, where: { cel: "event.bad" } },
+      { name: "g", contiguity: "strict", group: [{ name: "b", where: { cel: "size(matched.a) > 1" } }, { name: "c", quantifier: { min: 2, max: 3, optional: true } }] },
+    ],
+    within: 1000,
+    skip: { strategy: "skipToFirst", stage: "b" },
+  };
+  const oddities: unknown[] = [null, 0, -1, 1.5, 1e308, "", "x", "strict", true, [], {}, [1], { cel: "" }, { cel: "1" }, { fn: 1 }, { __proto__: { a: 1 } }];
+
+  const odd = (rnd: () => number): unknown => JSON.parse(JSON.stringify(oddities[Math.floor(rnd() * oddities.length)]) ?? "null");
+
+  /** A seeded generator, so a failure names the case that caused it. */
+  function random(seed: number): () => number {
+    let s = seed;
+    return () => {
+      s = (s * 1103515245 + 12345) & 0x7fffffff;
+      return s / 0x80000000;
+    };
+  }
+
+  function mutate(value: unknown, rnd: () => number): unknown {
+    const copy = JSON.parse(JSON.stringify(value));
+    for (let n = 1 + Math.floor(rnd() * 3); n > 0; n--) {
+      // walk to a random object or array inside and change one of its entries
+      let target: any = copy;
+      for (let depth = 0; depth < 4; depth++) {
+        const children = Object.values(target).filter((c) => typeof c === "object" && c !== null);
+        if (children.length === 0 || rnd() < 0.3) break;
+        target = children[Math.floor(rnd() * children.length)];
+      }
+      const keys = Object.keys(target);
+      const r = rnd();
+      if (r < 0.4 && keys.length > 0) target[keys[Math.floor(rnd() * keys.length)]!] = odd(rnd);
+      else if (r < 0.6 && keys.length > 0) delete target[keys[Math.floor(rnd() * keys.length)]!];
+      else if (r < 0.8) target[Array.isArray(target) ? target.length : "extra"] = odd(rnd);
+      else if (keys.length > 0) target[keys[Math.floor(rnd() * keys.length)]!] = JSON.parse(JSON.stringify(copy));
+    }
+    return copy;
+  }
+
+  it("either reads a pattern that compiles or refuses with InvalidPatternError, for 1 000 mutations", () => {
+    expect(() => patternFromJson(base)).not.toThrow();
+    const rnd = random(14);
+    let refused = 0;
+    for (let i = 0; i < 1_000; i++) {
+      const input = mutate(base, rnd);
+      try {
+        compilePattern(patternFromJson(JSON.stringify(input)));
+      } catch (e) {
+        if (!(e instanceof InvalidPatternError)) throw new Error(`case ${i} threw ${String(e)} for ${JSON.stringify(input)}`);
+        refused++;
+      }
+    }
+    expect(refused).toBeGreaterThan(500);
+    expect(refused).toBeLessThan(1_000);
+  });
+});
