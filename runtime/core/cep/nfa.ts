@@ -371,7 +371,8 @@ export function advance(compiled: CompiledPattern, state: NfaState, value: unkno
     opts.forEach((o: Option, i: number) => {
       if (killed.has(i)) return;
       if (o.leaf === END) {
-        if (violates(o.relaxedNegs)) killed.add(i);
+        // Events at or after the deadline never get here: time reached it first (note bp, 5).
+        if (violates(o.relaxedNegs) || (next && violates(o.strictNegs))) killed.add(i);
         return;
       }
       if (next && violates(o.strictNegs)) {

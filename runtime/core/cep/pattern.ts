@@ -137,7 +137,7 @@ function quantifierOf(stage: Record<string, unknown>, where: string): Quant {
   if (q["optional"] !== undefined && typeof q["optional"] !== "boolean") fail(where, "quantifier optional must be a boolean");
   if (q["greedy"] !== undefined && typeof q["greedy"] !== "boolean") fail(where, "quantifier greedy must be a boolean");
   const loop = max !== 1;
-  if (!loop && (q["inner"] !== undefined || q["greedy"] !== undefined || q["until"] !== undefined)) {
+  if (!loop && (q["inner"] !== undefined || q["greedy"] === true || q["until"] !== undefined)) {
     fail(where, "inner, greedy and until apply only to loops (max other than 1)");
   }
   return {
@@ -247,28 +247,35 @@ function skippable(n: Node): boolean {
 }
 
 /**
- * The rules about where negated and greedy stages may stand. A negated stage "can end a match"
- * when every stage after it, at its level and at each enclosing level, can take no events; such
- * a stage has no next event to bound it, so it must be a top-level `notFollowedBy` with
- * `within` (note bp reads "the last stage of the pattern"; see br for why this is the same rule
- * stated for trailing optional stages too).
+ * The rules about where negated and greedy stages may stand (note bp). Besides the note's: a
+ * negated stage "can end a match" when every stage after it, at its level and at each enclosing
+ * level, can take no events; a match that ends there completes when `within` has passed, so the
+ * pattern needs `within` (the note says so for a negated last stage; trailing optional stages
+ * make more stages "last").
  */
 function checkStructure(top: readonly Node[], hasWithin: boolean): void {
   if (!top.some((n) => !(n.kind === "leaf" && n.negated))) fail("pattern", "needs at least one stage that is not negated");
-  const walk = (stages: readonly Node[], inGroup: boolean, restCanEnd: boolean): void => {
+  /**
+   * `endsPattern`: this list is the pattern's, or a group's that is the last stage of a list that
+   * ends the pattern; `restCanEnd`: every stage after this list, at each enclosing level, can take
+   * no events.
+   */
+  const walk = (stages: readonly Node[], inGroup: boolean, endsPattern: boolean, restCanEnd: boolean): void => {
     stages.forEach((n, i) => {
       const at = `stage ${n.name}`;
+      const last = i === stages.length - 1;
       const tailSkippable = stages.slice(i + 1).every(skippable);
       if (n.kind === "group") {
-        walk(n.stages, true, restCanEnd && tailSkippable);
+        walk(n.stages, true, endsPattern && last, restCanEnd && tailSkippable);
         return;
       }
       if (n.negated) {
         if (i === 0) fail(at, inGroup ? "a negated stage cannot be the first stage of a group" : "a negated stage cannot be the first stage of the pattern");
-        if (restCanEnd && tailSkippable) {
+        if (last && endsPattern) {
           if (inGroup) fail(at, "a negated stage cannot end a group that ends the pattern");
-          if (n.contiguity !== "relaxed" || !hasWithin) fail(at, "a negated stage that can end a match must be notFollowedBy (relaxed) and the pattern needs within");
+          if (n.contiguity !== "relaxed") fail(at, "a negated last stage must be notFollowedBy (relaxed), with within");
         }
+        if (restCanEnd && tailSkippable && !hasWithin) fail(at, "a negated stage that can end a match needs within (the match completes when within has passed)");
       }
       if (n.kind === "leaf" && n.greedy) {
         const next = stages[i + 1];
@@ -276,7 +283,7 @@ function checkStructure(top: readonly Node[], hasWithin: boolean): void {
       }
     });
   };
-  walk(top, false, true);
+  walk(top, false, true, true);
 }
 
 // --- positions and options ---------------------------------------------------------------------

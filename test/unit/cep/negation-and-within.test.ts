@@ -21,6 +21,17 @@ describe("notNext", () => {
   });
 });
 
+describe("notNext before the end of a pattern that ends in notFollowedBy", () => {
+  const p = a.notNext("n").where(is("x")).notFollowedBy("m").where(is("m")).within(10);
+  it("the event right after the match's last must not fit, if it comes before the deadline", () => {
+    expect(matches(p, "a1@0 x@1")).toEqual([]);
+    expect(matches(p, "a1@0 y@1 x@2")).toEqual(["a:a1"]);
+  });
+  it("an event at or after the deadline does not count: the match completed before it", () => {
+    expect(matches(p, "a1@0 x@10")).toEqual(["a:a1"]);
+  });
+});
+
 describe("notFollowedBy", () => {
   const p = a.notFollowedBy("n").where(is("n")).followedBy("b").where(is("b"));
   it("no event between the previous stage's last and the next stage's first may fit", () => {

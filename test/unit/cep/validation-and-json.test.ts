@@ -44,7 +44,8 @@ describe("validation", () => {
     ["a negated 'any' stage", { stages: [leaf("a"), leaf("n", { negated: true, contiguity: "any" }), leaf("b")] }, /"strict" \(notNext\)/],
     ["notFollowedBy at the end without within", { stages: [leaf("a"), leaf("n", { negated: true })] }, /needs within/],
     ["notNext at the end", { stages: [leaf("a"), leaf("n", { negated: true, contiguity: "strict" })], within: 5 }, /must be notFollowedBy/],
-    ["a negated stage before only optional stages, without within", { stages: [leaf("a"), leaf("n", { negated: true }), leaf("o", { quantifier: { min: 1, max: 1, optional: true } })] }, /can end a match/],
+    ["a negated stage before only optional stages, without within", { stages: [leaf("a"), leaf("n", { negated: true }), leaf("o", { quantifier: { min: 1, max: 1, optional: true } })] }, /can end a match needs within/],
+    ["notNext before only optional stages, without within", { stages: [leaf("a"), leaf("n", { negated: true, contiguity: "strict" }), leaf("o", { quantifier: { min: 1, max: 1, optional: true } })] }, /needs within/],
     ["a negated stage ending a group that ends the pattern", { stages: [leaf("a"), { name: "g", group: [leaf("b"), leaf("n", { negated: true })] }], within: 5 }, /cannot end a group/],
     ["a group with a condition", { stages: [{ name: "g", group: [leaf("a")], where: { cel: "true" } }] }, /no condition of its own/],
     ["within 0", { stages: [leaf("a")], within: 0 }, /within must be/],
@@ -63,6 +64,9 @@ describe("validation", () => {
 
   it("accepts notFollowedBy at the end with within, and negation inside a group that does not end the pattern", () => {
     expect(() => compilePattern({ stages: [leaf("a"), leaf("n", { negated: true })], within: 5 })).not.toThrow();
+    // notNext may end a match when a notFollowedBy ends the pattern: within gives the completion point
+    expect(() => compilePattern({ stages: [leaf("a"), leaf("m", { negated: true, contiguity: "strict" }), leaf("n", { negated: true })], within: 5 })).not.toThrow();
+    expect(() => compilePattern({ stages: [leaf("a", { quantifier: { min: 1, max: 1, greedy: false } })] })).not.toThrow();
     expect(() => compilePattern({ stages: [{ name: "g", group: [leaf("a"), leaf("n", { negated: true })] }, leaf("b")] })).not.toThrow();
   });
 });
