@@ -289,6 +289,12 @@ export interface CepSpec<In, Out> {
    * @example remember: ["device"] // then: where("!seen('device', event.device)")
    */
   readonly remember?: readonly string[];
+  /**
+   * How long a remembered value counts as seen after the last event that had it (event time, ms):
+   * it expires once the watermark passes that event's time + this. Default: for good.
+   * @example rememberForMs: 30 * 24 * 3_600_000 // devices seen in the last 30 days
+   */
+  readonly rememberForMs?: number;
   /** Side output for records at or before the watermark on arrival (default "late"). */
   readonly lateOutput?: string;
   /** Side output for timed-out partial matches (default "timeout"). */
@@ -353,7 +359,7 @@ export function cep<In, Out = Match<In>>(spec: CepSpec<In, Out>): FunctionSpec<I
       // A record touches its own time's entry; a timer the entry it names.
       buffer: mapState<unknown[]>({ entries: { process: (_r, { timestamp }) => [String(timestamp)], onTimer: (t) => (t.name === DEADLINE_TIMER ? [] : [t.name]) } }),
       nfa: valueState<NfaState>(),
-      seen: mapState<number>(),
+      seen: mapState<number>(spec.rememberForMs === undefined ? {} : { ttl: { ms: spec.rememberForMs, time: "event" } }),
     },
     process(ctx, record) {
       if (ctx.timestamp <= ctx.watermark) {
@@ -387,7 +393,10 @@ export function cep<In, Out = Match<In>>(spec: CepSpec<In, Out>): FunctionSpec<I
           report(advance(compiled, state, record, timer.timestamp, { key, seen, maxPartialMatches: cap }));
           for (const field of remember) {
             const value = (record as Record<string, unknown> | null)?.[field];
-            if (value !== undefined && ctx.state.seen.get(seenKey(field, value)) === undefined) ctx.state.seen.set(seenKey(field, value), timer.timestamp);
+            // With a time to live, every sighting restarts it; without, the first one is enough.
+            if (value !== undefined && (spec.rememberForMs !== undefined || ctx.state.seen.get(seenKey(field, value)) === undefined)) {
+              ctx.state.seen.set(seenKey(field, value), timer.timestamp);
+            }
           }
         }
       }

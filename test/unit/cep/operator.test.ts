@@ -70,6 +70,37 @@ describe("cep()", () => {
     expect(h.state("seen", "ann").size).toBe(2);
   });
 
+  it("rememberForMs: a value counts as seen until the watermark passes its last sighting + the time to live", () => {
+    const newDevice = (rememberForMs: number) =>
+      testHarness(
+        cep({
+          name: "new-device",
+          input: fromFunction("logins"),
+          key: (l: Login) => l.user,
+          timestamp: (l: Login) => l.ts,
+          pattern: pattern.begin("login").where("!seen('device', event.device)"),
+          remember: ["device"],
+          rememberForMs,
+          select: (m) => m["login"]![0]!.ts,
+        }),
+      );
+    const h = newDevice(1_000);
+    h.send(login("ann", true, 100, "phone"));
+    h.advanceWatermark(100);
+    h.send(login("ann", true, 900, "phone"));
+    h.advanceWatermark(900);
+    h.send(login("ann", true, 2_500, "phone"));
+    h.advanceWatermark(2_500);
+    // 900 saw the phone of 100; 2 500 is more than 1 000 after the last sighting (900)
+    expect(h.output()).toEqual([100, 2_500]);
+    const longer = newDevice(10_000);
+    for (const ts of [100, 900, 2_500]) {
+      longer.send(login("ann", true, ts, "phone"));
+      longer.advanceWatermark(ts);
+    }
+    expect(longer.output()).toEqual([100]);
+  });
+
   it("a record at or before the watermark on arrival goes to side output late", () => {
     const h = testHarness(bruteForce());
     h.advanceWatermark(3_000);
