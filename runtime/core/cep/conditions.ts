@@ -222,7 +222,7 @@ export function compileCondition(condition: Condition | undefined, where: string
   if (keys.length === 1 && keys[0] === "fn") {
     const fn = (condition as { fn: unknown }).fn;
     if (typeof fn !== "function") throw new InvalidPatternError(`${where}: condition fn must be a function`);
-    return (event, view) => fn(event, view) === true;
+    return (event, view) => Boolean(fn(event, view));
   }
   throw new InvalidPatternError(`${where}: a condition is { cel: "…" } or { fn: (event, view) => boolean }, got keys ${JSON.stringify(keys)}`);
 }
