@@ -16,7 +16,7 @@
  */
 import type { Contiguity, Match, MatchView } from "../../spec/cep.ts";
 import type { ConditionStats } from "./conditions.ts";
-import { END, leafAt, runLength, type CompiledPattern, type Leaf, type Option } from "./pattern.ts";
+import { END, leafAt, runLength, type CompiledPattern, type Leaf } from "./pattern.ts";
 
 /**
  * A partial match (short field names: there may be many in state).
@@ -242,9 +242,8 @@ function compactSuppressed(state: NfaState): void {
  * The view of a partial match for one event. `matched` is built on first use: many conditions
  * look at the event alone, and a view is made per partial match and event.
  */
-function viewOf(state: NfaState, compiled: CompiledPattern, node: number, ctx: StepContext, index: number): MatchView {
+function viewOf(state: NfaState, compiled: CompiledPattern, node: number, ctx: StepContext, seen: MatchView["seen"]): MatchView {
   let matched: Record<string, unknown[]> | undefined;
-  const seen = ctx.seen;
   return {
     get matched() {
       if (matched === undefined) {
@@ -255,8 +254,14 @@ function viewOf(state: NfaState, compiled: CompiledPattern, node: number, ctx: S
       return matched;
     },
     key: ctx.key,
-    seen: seen === undefined ? () => false : (field, value) => seen(field, value, index),
+    seen,
   };
+}
+
+/** `MatchView.seen` for the event with index `index`. */
+function seenFor(ctx: StepContext, index: number): MatchView["seen"] {
+  const seen = ctx.seen;
+  return seen === undefined ? () => false : (field, value) => seen(field, value, index);
 }
 
 /**
@@ -350,8 +355,11 @@ export function advance(compiled: CompiledPattern, state: NfaState, value: unkno
     created.push({ s: start, t: startTs, l: k, n: node, p: [...pos], r: runFirst, u: closed, k: killed });
   };
 
+  const seen = seenFor(ctx, k);
+  // Per partial match, whether the event fits each leaf: 0 unknown, 1 yes, 2 no (reused, reset per partial match).
+  const fits = new Int8Array(compiled.leaves.length);
   for (const pm of state.partial) {
-    const view = viewOf(state, compiled, pm.n, ctx, k);
+    const view = viewOf(state, compiled, pm.n, ctx, seen);
     const leaf = leafAt(compiled, pm.p);
     const run = runLength(pm.p);
     const next = k === pm.l + 1;
@@ -360,42 +368,45 @@ export function advance(compiled: CompiledPattern, state: NfaState, value: unkno
     const canGrow = leaf.max === null || run < leaf.max;
     const greedyBlock = leaf.greedy && canGrow && !closed && (leaf.inner !== "strict" || next) && where(leaf, view);
     const opts = compiled.options(pm.p);
-    const killed = new Set(pm.k);
-    const fits = new Map<number, boolean>();
+    fits.fill(0);
     const fitsLeaf = (id: number): boolean => {
-      let f = fits.get(id);
-      if (f === undefined) fits.set(id, (f = where(compiled.leaves[id]!, view)));
-      return f;
+      if (fits[id] === 0) fits[id] = where(compiled.leaves[id]!, view) ? 1 : 2;
+      return fits[id] === 1;
     };
-    const violates = (negs: readonly number[]): boolean => negs.some((id) => fitsLeaf(id));
-    opts.forEach((o: Option, i: number) => {
-      if (killed.has(i)) return;
+    const violates = (negs: readonly number[]): boolean => {
+      for (const id of negs) if (fitsLeaf(id)) return true;
+      return false;
+    };
+    let killed = pm.k;
+    const kill = (i: number): void => {
+      if (killed === pm.k) killed = [...pm.k];
+      killed.push(i);
+    };
+    for (let i = 0; i < opts.length; i++) {
+      const o = opts[i]!;
+      if (pm.k.includes(i)) continue;
       if (o.leaf === END) {
         // Events at or after the deadline never get here: time reached it first (note bp, 5).
-        if (violates(o.relaxedNegs) || (next && violates(o.strictNegs))) killed.add(i);
-        return;
+        if (violates(o.relaxedNegs) || (next && violates(o.strictNegs))) kill(i);
+        continue;
       }
-      if (next && violates(o.strictNegs)) {
-        killed.add(i);
-        return;
-      }
-      if (o.loop ? closed : greedyBlock) {
-        killed.add(i);
-        return;
+      if ((next && violates(o.strictNegs)) || (o.loop ? closed : greedyBlock)) {
+        kill(i);
+        continue;
       }
       if (permits(o.rule, next) && fitsLeaf(o.leaf)) {
         land(nodeFor(pm.n, o.leaf), pm.s, pm.t, o.pos, o.loop ? pm.r : k, o.loop && closed ? 1 : 0);
       }
       // Skipping this event: a strict step can no longer be taken, a relaxed one not if the event fit.
-      if (o.rule === "strict" || (o.rule === "relaxed" && fitsLeaf(o.leaf)) || violates(o.relaxedNegs)) killed.add(i);
-    });
+      if (o.rule === "strict" || (o.rule === "relaxed" && fitsLeaf(o.leaf)) || violates(o.relaxedNegs)) kill(i);
+    }
     pm.u = closed ? 1 : 0;
-    pm.k = [...killed].sort((a, b) => a - b);
+    if (killed !== pm.k) pm.k = killed.sort((a, b) => a - b);
     if (pm.k.length === opts.length) release(state, pm.n);
     else kept.push(pm);
   }
 
-  const empty = viewOf(state, compiled, -1, ctx, k);
+  const empty = viewOf(state, compiled, -1, ctx, seen);
   for (const o of compiled.starts) {
     if (where(compiled.leaves[o.leaf]!, empty)) land(nodeFor(-1, o.leaf), k, timestamp, o.pos, k, 0);
   }

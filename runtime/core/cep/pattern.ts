@@ -357,10 +357,18 @@ function build(pattern: Pattern, stages: readonly Node[], leaves: readonly Leaf[
   seek([], 0, { rule: undefined, strictNegs: [], relaxedNegs: [] }, true, starts);
 
   const cache = new Map<string, readonly Option[]>();
+  // A partial match keeps its position array while it lives in memory: look that array up first,
+  // without building a string per call (positions read back from state are new arrays).
+  const byArray = new WeakMap<readonly number[], readonly Option[]>();
   const options = (pos: readonly number[]): readonly Option[] => {
+    const known = byArray.get(pos);
+    if (known !== undefined) return known;
     const cacheKey = pos.join(",");
     const hit = cache.get(cacheKey);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) {
+      byArray.set(pos, hit);
+      return hit;
+    }
     const depth = pos.length / 2 - 1;
     const frames = pos.slice(0, -2);
     const idx = pos[pos.length - 2]!;
@@ -372,6 +380,7 @@ function build(pattern: Pattern, stages: readonly Node[], leaves: readonly Leaf[
     // Positions differ only in counts; a run past every bound behaves like the first such count,
     // but the cache is simply bounded instead of normalising counts.
     if (cache.size < 10_000) cache.set(cacheKey, out);
+    byArray.set(pos, out);
     return out;
   };
 
