@@ -352,7 +352,8 @@ export function advance(compiled: CompiledPattern, state: NfaState, value: unkno
     }
     if (killed.length === opts.length) return;
     retain(state, node);
-    created.push({ s: start, t: startTs, l: k, n: node, p: [...pos], r: runFirst, u: closed, k: killed });
+    // Positions are never changed in place, so partial matches share the compiled pattern's arrays.
+    created.push({ s: start, t: startTs, l: k, n: node, p: pos as number[], r: runFirst, u: closed, k: killed });
   };
 
   const seen = seenFor(ctx, k);
