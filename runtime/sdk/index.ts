@@ -71,3 +71,19 @@ export type { WatermarkStrategy } from "./watermarks.ts";
 // State bootstrap modules
 export { defineBootstrap } from "./bootstrap.ts";
 export type { BootstrapContext, BootstrapSpec, SavepointEntry, WindowWriter } from "./bootstrap.ts";
+
+// Complex event processing
+export {
+  cep,
+  InvalidPatternError,
+  noSkip,
+  pattern,
+  PatternBuilder,
+  patternFromJson,
+  patternToJson,
+  skipPastLastEvent,
+  skipToFirst,
+  skipToLast,
+  skipToNext,
+} from "./cep.ts";
+export type { AfterMatchSkip, CepSpec, CepState, CepTimeout, Condition, ConditionInput, Contiguity, Match, MatchView, Pattern, Quantifier, Stage } from "./cep.ts";

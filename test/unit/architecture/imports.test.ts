@@ -60,7 +60,8 @@ const RULES: readonly Rule[] = [
   {
     rule: "runtime/core imports only runtime/spec, the error base classes, node builtins and pure libraries (no NATS, no Effect)",
     in: ["runtime/core/"],
-    only: ["runtime/core/", "runtime/spec/", "runtime/errors.ts", "node:", "msgpackr"],
+    // @bufbuild/cel: CEL conditions of CEP patterns (runtime/core/cep/conditions.ts; note br).
+    only: ["runtime/core/", "runtime/spec/", "runtime/errors.ts", "node:", "msgpackr", "@bufbuild/cel"],
   },
   {
     rule: "runtime/sdk imports only runtime/spec, runtime/core and the error base classes (plus node builtins and pure libraries)",
