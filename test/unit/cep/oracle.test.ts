@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { bruteForceMatches, isValidPattern, validationError } from "../../support/cep-oracle.ts";
+import { describeEvents, describePattern, generateCase, inDefinedCorner, seenIn } from "../../support/cep-generator.ts";
 import type { Condition, Pattern, Stage } from "../../../runtime/spec/cep.ts";
 
 interface Ev {
@@ -395,5 +396,120 @@ describe("validation", () => {
     ["32 stages", { stages: Array.from({ length: 32 }, (_, i) => leaf(`s${i}`, is("a"))) }],
   ])("accepts %s", (_, pattern) => {
     expect(validationError(pattern)).toBeUndefined();
+  });
+});
+
+describe("the pattern and event generator of the property test", () => {
+  const SEEDS = 2000;
+  const cases = Array.from({ length: SEEDS }, (_, i) => generateCase(i + 1));
+
+  it("produces only patterns the note's validation accepts, clear of the corners it leaves open", () => {
+    for (const c of cases) {
+      expect(validationError(c.pattern), `seed ${c.seed}: ${describePattern(c.pattern)}`).toBeUndefined();
+      expect(inDefinedCorner(c.pattern), `seed ${c.seed}: ${describePattern(c.pattern)}`).toBe(true);
+    }
+  });
+
+  it("without definedOnly still produces only valid patterns", () => {
+    for (let seed = 1; seed <= 500; seed++) {
+      const c = generateCase(seed, { definedOnly: false });
+      expect(validationError(c.pattern), `seed ${seed}: ${describePattern(c.pattern)}`).toBeUndefined();
+    }
+  });
+
+  it("produces 0–8 events of the small domain with non-decreasing timestamps", () => {
+    const lengths = new Set<number>();
+    let ties = 0;
+    for (const c of cases) {
+      lengths.add(c.events.length);
+      c.events.forEach((e, i) => {
+        expect(["a", "b", "c"]).toContain(e.value.t);
+        expect(e.value.v).toBeGreaterThanOrEqual(0);
+        expect(e.value.v).toBeLessThanOrEqual(4);
+        if (i > 0) {
+          expect(e.timestamp).toBeGreaterThanOrEqual(c.events[i - 1]!.timestamp);
+          if (e.timestamp === c.events[i - 1]!.timestamp) ties++;
+        }
+      });
+    }
+    expect([...lengths].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(ties).toBeGreaterThan(0);
+  });
+
+  it("is a function of the seed", () => {
+    for (const seed of [1, 17, 123456]) {
+      const [x, y] = [generateCase(seed), generateCase(seed)];
+      expect(describePattern(x.pattern)).toBe(describePattern(y.pattern));
+      expect(describeEvents(x.events)).toBe(describeEvents(y.events));
+    }
+    expect(describePattern(generateCase(1).pattern)).not.toBe(describePattern(generateCase(2).pattern));
+  });
+
+  it("covers every construct of the grammar", () => {
+    const seen = new Set<string>();
+    const visit = (stages: readonly Stage[], inGroup: boolean, atEnd: boolean): void =>
+      stages.forEach((s, i) => {
+        const q = s.quantifier;
+        if (s.negated) seen.add(`negated ${s.contiguity}${atEnd && i === stages.length - 1 ? " last" : ""}${inGroup ? " in group" : ""}`);
+        else if (i > 0) seen.add(`contiguity ${s.contiguity ?? "default"}`);
+        if (q?.optional) seen.add("optional");
+        if (q && q.max === null) seen.add(q.min > 1 ? "timesOrMore" : "oneOrMore");
+        if (q && q.max !== null && q.max > q.min) seen.add("times(n, m)");
+        if (q && q.max !== null && q.max === q.min && q.min > 1) seen.add("times(n)");
+        if (q?.inner) seen.add(`inner ${q.inner}`);
+        if (q?.greedy) seen.add("greedy");
+        if (q?.until) seen.add("until");
+        if (s.group) {
+          seen.add(q ? "repeated group" : "group");
+          visit(s.group, true, atEnd && i === stages.length - 1);
+        }
+      });
+    for (const c of cases) {
+      visit(c.pattern.stages, false, true);
+      if (c.pattern.within !== undefined) seen.add("within");
+      seen.add(`skip ${c.pattern.skip?.strategy ?? "default"}`);
+      for (const cond of describePattern(c.pattern).match(/first\(|count\(|sum\(|seen\(/g) ?? []) seen.add(`condition ${cond}`);
+    }
+    expect([...seen].sort()).toEqual(
+      expect.arrayContaining([
+        "condition count(",
+        "condition first(",
+        "condition seen(",
+        "condition sum(",
+        "contiguity any",
+        "contiguity default",
+        "contiguity relaxed",
+        "contiguity strict",
+        "greedy",
+        "group",
+        "inner any",
+        "inner relaxed",
+        "inner strict",
+        "negated relaxed",
+        "negated relaxed in group",
+        "negated relaxed last",
+        "negated strict",
+        "negated strict in group",
+        "oneOrMore",
+        "optional",
+        "repeated group",
+        "skip default",
+        "skip noSkip",
+        "skip skipPastLastEvent",
+        "skip skipToFirst",
+        "skip skipToLast",
+        "skip skipToNext",
+        "times(n)",
+        "times(n, m)",
+        "timesOrMore",
+        "until",
+        "within",
+      ]),
+    );
+  });
+
+  it("yields cases where the oracle finds matches, often enough to make the comparison worth it", () => {
+    const withMatches = cases.filter((c) => bruteForceMatches(c.pattern, c.events, { key: c.key, seen: seenIn(c.events) }).length > 0).length;
+    expect(withMatches).toBeGreaterThan(SEEDS / 4);
   });
 });
