@@ -69,7 +69,7 @@ export function validationError(pattern: Pattern): string | undefined {
         if (!Number.isInteger(q.min) || q.min < 1) return `${s.name}: min must be an integer ≥ 1`;
         if (q.max !== null && (!Number.isInteger(q.max) || q.max < q.min)) return `${s.name}: max must be an integer ≥ min, or null`;
         const loop = q.max !== 1;
-        if (!loop && (q.inner !== undefined || q.greedy !== undefined || q.until !== undefined)) return `${s.name}: inner, greedy and until are only for loops`;
+        if (!loop && (q.inner !== undefined || q.greedy === true || q.until !== undefined)) return `${s.name}: inner, greedy and until are only for loops`;
         if (q.inner !== undefined && !["strict", "relaxed", "any"].includes(q.inner)) return `${s.name}: unknown inner contiguity`;
         if (q.greedy === true) {
           if (s.group !== undefined) return `${s.name}: greedy only on leaves`;

@@ -246,11 +246,48 @@ describe("negation", () => {
   });
 });
 
+describe("negation with groups", () => {
+  it("a negated stage inside a repeated group applies in every repetition", () => {
+    const p: Pattern = {
+      stages: [{ name: "g", group: [leaf("x", is("b")), leaf("n", is("c"), { negated: true }), leaf("y", is("d"))], quantifier: { min: 2, max: 2 } }],
+    };
+    expect(bruteForceMatches(p, events("b d b d"))).toEqual([{ x: [0, 2], y: [1, 3] }]);
+    // The second repetition has c between its b and its d.
+    expect(bruteForceMatches(p, events("b d b c d"))).toEqual([]);
+  });
+
+  it("a negated stage after a group looks right after the group's last event", () => {
+    const p: Pattern = {
+      stages: [{ name: "g", group: [leaf("x", is("b"))], quantifier: { min: 1, max: null } }, leaf("n", is("c"), { negated: true, contiguity: "strict" }), leaf("z", is("d"))],
+    };
+    // b0 b1 c2 d3: after b1 comes c, so only the run ending at b0 (followed by b1) survives.
+    expect(bruteForceMatches(p, events("b b c d"))).toEqual([{ x: [0], z: [3] }]);
+  });
+});
+
+describe("greedy and until together", () => {
+  it("the greedy probe stops at the run's until event", () => {
+    const p: Pattern = { stages: [leaf("a", is("a"), { quantifier: { min: 1, max: null, greedy: true, until: where((e) => e.v > 2) } }), leaf("b", is("b"))] };
+    // a1@0 a3@1 b@2. The run from 0 must end before a3 (until), so greedy cannot ask it to take a3.
+    // The run from 1 has no until event after it; b does not fit a.
+    expect(bruteForceMatches(p, events("a1 a3 b"))).toEqual([
+      { a: [0], b: [2] },
+      { a: [1], b: [2] },
+    ]);
+  });
+});
+
 describe("within", () => {
   it("the last event is less than `within` after the first", () => {
     const p: Pattern = { stages: [leaf("a", is("a")), leaf("b", is("b"))], within: 3 };
     expect(bruteForceMatches(p, events("a b", [0, 3]))).toEqual([]);
     expect(bruteForceMatches(p, events("a b", [0, 2]))).toEqual([{ a: [0], b: [1] }]);
+  });
+
+  it("bounds a loop's run too", () => {
+    const p: Pattern = { stages: [leaf("a", is("a"), { quantifier: { min: 1, max: null } })], within: 2 };
+    // [0,1,2] spans 2 ms: too long. The rest complete at their last event.
+    expect(bruteForceMatches(p, events("a a a"))).toEqual([{ a: [0] }, { a: [0, 1] }, { a: [1] }, { a: [1, 2] }, { a: [2] }]);
   });
 });
 
