@@ -111,8 +111,9 @@ export function seenIn(events: readonly TimedEvent[]): (field: string, value: un
 
 export interface GeneratorOptions {
   /**
-   * Only patterns clear of the corners the note leaves open (default true); false also produces
-   * them (for exploring what the NFA does there).
+   * Only patterns clear of the corners the note leaves open (default true). False also produces
+   * negated stages without a guaranteed event before or after them, greedy optional loops and
+   * skips to a group (for exploring what the NFA does there; not for gating).
    */
   readonly definedOnly?: boolean;
 }
@@ -149,12 +150,12 @@ function randomQuantifier(rand: Rand, leafWithUntil: boolean, earlier: readonly 
 const isMandatory = (s: Stage): boolean => !s.negated && !(s.quantifier?.optional ?? false);
 
 /** Set `greedy` on some loop leaves whose next stage at their level is mandatory. */
-function addGreedy(rand: Rand, stages: readonly Stage[]): Stage[] {
+function addGreedy(rand: Rand, stages: readonly Stage[], onOptional: boolean): Stage[] {
   return stages.map((s, i) => {
     const next = stages[i + 1];
-    if (s.group !== undefined) return { ...s, group: addGreedy(rand, s.group) };
+    if (s.group !== undefined) return { ...s, group: addGreedy(rand, s.group, onOptional) };
     const q = s.quantifier;
-    if (q === undefined || q.max === 1 || q.optional === true || next === undefined || !isMandatory(next) || !chance(rand, 0.35)) return s;
+    if (q === undefined || q.max === 1 || (q.optional === true && !onOptional) || next === undefined || !isMandatory(next) || !chance(rand, 0.35)) return s;
     return { ...s, quantifier: { ...q, greedy: true } };
   });
 }
@@ -179,10 +180,11 @@ function randomContiguity(rand: Rand): Contiguity | undefined {
   return chance(rand, 0.25) ? undefined : pick(rand, CONTIGUITIES);
 }
 
-function candidatePattern(rand: Rand): Pattern {
+function candidatePattern(rand: Rand, definedOnly: boolean): Pattern {
   const top = int(rand, 1, 4);
   const stages: Stage[] = [];
   const leaves: string[] = []; // non-negated leaf names so far, in order
+  const skipTargets: string[] = []; // leaves, and groups unless definedOnly
   let nextName = 0;
   const fresh = (prefix: string): string => `${prefix}${nextName++}`;
   let groups = 0;
@@ -207,7 +209,9 @@ function candidatePattern(rand: Rand): Pattern {
       }
       const quantifier = randomQuantifier(rand, false, leaves, "");
       const contiguity = randomContiguity(rand);
-      stages.push({ name: fresh("g"), group: inner, ...(contiguity !== undefined ? { contiguity } : {}), ...(quantifier !== undefined ? { quantifier } : {}) });
+      const name = fresh("g");
+      if (!definedOnly) skipTargets.push(name);
+      stages.push({ name, group: inner, ...(contiguity !== undefined ? { contiguity } : {}), ...(quantifier !== undefined ? { quantifier } : {}) });
     } else {
       const name = fresh("s");
       stages.push(randomLeaf(rand, name, leaves, i === 0 ? undefined : randomContiguity(rand)));
@@ -217,15 +221,16 @@ function candidatePattern(rand: Rand): Pattern {
   const last = stages[stages.length - 1]!;
   let within: number | undefined = chance(rand, 0.4) ? int(rand, 1, 6) : undefined;
   if (last.negated === true) within ??= int(rand, 1, 6);
+  skipTargets.push(...leaves);
   let skip: AfterMatchSkip | undefined;
   const s = rand();
   if (s < 0.15) skip = { strategy: "noSkip" };
   else if (s < 0.3) skip = { strategy: "skipToNext" };
   else if (s < 0.45) skip = { strategy: "skipPastLastEvent" };
-  else if (s < 0.6 && leaves.length > 0) skip = { strategy: "skipToFirst", stage: pick(rand, leaves) };
-  else if (s < 0.75 && leaves.length > 0) skip = { strategy: "skipToLast", stage: pick(rand, leaves) };
+  else if (s < 0.6 && skipTargets.length > 0) skip = { strategy: "skipToFirst", stage: pick(rand, skipTargets) };
+  else if (s < 0.75 && skipTargets.length > 0) skip = { strategy: "skipToLast", stage: pick(rand, skipTargets) };
   return {
-    stages: addGreedy(rand, stages),
+    stages: addGreedy(rand, stages, !definedOnly),
     ...(within !== undefined ? { within } : {}),
     ...(skip !== undefined ? { skip } : {}),
   };
@@ -272,7 +277,7 @@ export function inDefinedCorner(pattern: Pattern): boolean {
 /** A random pattern that passes the note's validation (and, by default, `inDefinedCorner`). */
 export function randomPattern(rand: Rand, options: GeneratorOptions = {}): Pattern {
   for (let attempt = 0; attempt < 1000; attempt++) {
-    const p = candidatePattern(rand);
+    const p = candidatePattern(rand, options.definedOnly ?? true);
     if (validationError(p) !== undefined) continue;
     if ((options.definedOnly ?? true) && !inDefinedCorner(p)) continue;
     return p;

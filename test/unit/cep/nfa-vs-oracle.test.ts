@@ -8,7 +8,8 @@
  *
  * CEP_PROPERTY_CASES (default 2000) and CEP_PROPERTY_SEED (default 1) choose the seeds, e.g.
  * `CEP_PROPERTY_CASES=100000 npx vitest run test/unit/cep/nfa-vs-oracle.test.ts` for a long run,
- * or `CEP_PROPERTY_SEED=<seed> CEP_PROPERTY_CASES=1` to replay a failure.
+ * or `CEP_PROPERTY_SEED=<seed> CEP_PROPERTY_CASES=1` to replay a failure; CEP_PROPERTY_ALL_CORNERS=1
+ * adds patterns in the corners the note leaves open (see inDefinedCorner in the generator).
  */
 import { describe, expect, it } from "vitest";
 import { matchAll } from "../../../runtime/core/cep/index.ts";
@@ -18,6 +19,8 @@ import { describeEvents, describePattern, generateCase, inDefinedCorner, named, 
 
 const CASES = Number(process.env.CEP_PROPERTY_CASES ?? 2000);
 const FIRST_SEED = Number(process.env.CEP_PROPERTY_SEED ?? 1);
+/** CEP_PROPERTY_ALL_CORNERS=1 also generates the shapes the note leaves open (to explore, not to gate). */
+const DEFINED_ONLY = process.env.CEP_PROPERTY_ALL_CORNERS !== "1";
 
 interface Outcome {
   readonly nfa: Match<number>[] | string;
@@ -46,7 +49,7 @@ function canonical(m: Match<number>): [string, readonly number[]][] {
   return Object.entries(m).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-const acceptable = (p: Pattern): boolean => validationError(p) === undefined && inDefinedCorner(p);
+const acceptable = (p: Pattern): boolean => validationError(p) === undefined && (!DEFINED_ONLY || inDefinedCorner(p));
 
 /** Smaller variants of a pattern: without `within`/skip, without a stage, with simpler stages. */
 function patternVariants(p: Pattern): Pattern[] {
@@ -127,7 +130,7 @@ describe("NFA vs brute-force matcher on random patterns", () => {
   it(`agree on ${CASES} seeds from ${FIRST_SEED}`, () => {
     let matched = 0;
     for (let seed = FIRST_SEED; seed < FIRST_SEED + CASES; seed++) {
-      const c = generateCase(seed);
+      const c = generateCase(seed, { definedOnly: DEFINED_ONLY });
       const o = run(c.pattern, c.events, c.key);
       matched += o.oracle.length;
       if (!agree(o)) {

@@ -201,6 +201,14 @@ describe("groups", () => {
     expect(bruteForceMatches(p, events("a b"))).toEqual([{ a: [0], x: [1] }]);
   });
 
+  it("reading: a repetition of a group takes at least one event, so a mandatory group of optional stages is not skipped", () => {
+    const p: Pattern = {
+      stages: [leaf("a", is("a")), { name: "g", group: [leaf("x", is("x"), { quantifier: { min: 1, max: 1, optional: true } })] }, leaf("b", is("b"))],
+    };
+    expect(bruteForceMatches(p, events("a b"))).toEqual([]);
+    expect(bruteForceMatches(p, events("a x b"))).toEqual([{ a: [0], x: [1], b: [2] }]);
+  });
+
   it("two parses of the same labelled events are one match", () => {
     // x x can be one repetition with two x's or two repetitions with one each.
     const p: Pattern = { stages: [{ name: "g", group: [leaf("x", is("a"), { quantifier: { min: 1, max: null } })], quantifier: { min: 1, max: null } }] };
