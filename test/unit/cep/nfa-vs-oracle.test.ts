@@ -167,14 +167,21 @@ describe("NFA vs brute-force matcher on every short sequence, fixed patterns", (
     ["a+ b skipPastLastEvent", { stages: [leaf("a", is("a"), loop()), leaf("b", is("b"))], skip: { strategy: "skipPastLastEvent" } }],
     ["a+ b skipToNext", { stages: [leaf("a", is("a"), loop()), leaf("b", is("b"))], skip: { strategy: "skipToNext" } }],
     ["a+ b skipToLast(a)", { stages: [leaf("a", is("a"), loop()), leaf("b", is("b"))], skip: { strategy: "skipToLast", stage: "a" } }],
+    ["a followedBy b within 2", { stages: [leaf("a", is("a")), leaf("b", is("b"))], within: 2 }],
+    ["a+ within 2", { stages: [leaf("a", is("a"), loop())], within: 2 }],
+    ["a{1,2} greedy, b", { stages: [leaf("a", named("t!=c", (e) => e.t !== "c"), { quantifier: { min: 1, max: 2, greedy: true } }), leaf("b", named("t!=a", (e) => e.t !== "a"))] }],
+    ["(a notNext c b){2} consecutive", { stages: [{ name: "g", group: [leaf("x", is("a")), leaf("n", is("c"), { negated: true, contiguity: "strict" }), leaf("y", is("b"))], quantifier: { min: 2, max: 2, inner: "strict" } }] }],
+    ["a+ (any) b where count(a) ≥ 2 in the view", { stages: [leaf("a", is("a"), loop({ inner: "any" })), leaf("b", named("b && count(a)>=2", (e, view) => e.t === "b" && (view.matched["a"]?.length ?? 0) >= 2))] }],
     ["a+ b skipToFirst(b)", { stages: [leaf("a", is("a"), loop()), leaf("b", is("b"))], skip: { strategy: "skipToFirst", stage: "b" } }],
   ];
-  // Every sequence of length 0–5 over a, b, c; timestamps 0, 1, 2, … with v = index.
+  // Every sequence of length 0–5 over a, b, c (v = index), once with timestamps 0, 1, 2, … and
+  // once with ties (0, 0, 1, 1, 2).
   const sequences: TimedEvent[][] = [[]];
   for (let len = 1, frontier: TimedEvent[][] = [[]]; len <= 5; len++) {
-    frontier = frontier.flatMap((s) => (["a", "b", "c"] as const).map((t) => [...s, { value: { t, v: s.length % 5 }, timestamp: s.length }]));
+    frontier = frontier.flatMap((s) => (["a", "b", "c"] as const).map((t) => [...s, { value: { t, v: s.length }, timestamp: s.length }]));
     sequences.push(...frontier);
   }
+  sequences.push(...sequences.filter((s) => s.length > 1).map((s) => s.map((e, i) => ({ ...e, timestamp: Math.floor(i / 2) }))));
 
   it.each(fixed)("%s", (name, pattern) => {
     for (const events of sequences) {

@@ -330,7 +330,7 @@ describe("conditions see the partial match before the event", () => {
   });
 });
 
-describe("after-match skip (Flink's `b+ c` over `b1 b2 b3 c`, greedy)", () => {
+describe("after-match skip (Flink's `b+ c` over `b1 b2 b3 c`; its table lists only maximal runs of b, so b+ is greedy here)", () => {
   const pattern = (skip: Pattern["skip"]): Pattern => ({
     stages: [leaf("b", is("b"), { quantifier: { min: 1, max: null, greedy: true } }), leaf("c", is("c"))],
     ...(skip ? { skip } : {}),
