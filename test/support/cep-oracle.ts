@@ -52,9 +52,12 @@ export function validationError(pattern: Pattern): string | undefined {
   };
 
   const isMandatory = (s: Stage): boolean => !s.negated && !(s.quantifier?.optional ?? false);
+  const takesNone = (s: Stage): boolean => !isMandatory(s);
 
-  // `endsPattern`: this list is the pattern, or a group that is the last stage of a list that ends the pattern.
-  const checkList = (stages: readonly Stage[], depth: number, endsPattern: boolean, topLevel: boolean): string | undefined => {
+  // `endsPattern`: this list is the pattern, or a group that is the last stage of a list that ends
+  // the pattern; `restCanEnd`: every stage after this list, at each enclosing level, may take no
+  // events (optional or negated), so a match may end with the list.
+  const checkList = (stages: readonly Stage[], depth: number, endsPattern: boolean, topLevel: boolean, restCanEnd: boolean): string | undefined => {
     if (stages.length === 0) return topLevel ? "a pattern needs at least one stage" : "a group needs at least one stage";
     for (let i = 0; i < stages.length; i++) {
       const s = stages[i]!;
@@ -89,11 +92,14 @@ export function validationError(pattern: Pattern): string | undefined {
         if (!topLevel && i === 0) return `${s.name}: the first stage of a group cannot be negated`;
         if (topLevel && last && (c !== "relaxed" || pattern.within === undefined)) return `${s.name}: a negated last stage must be relaxed (notFollowedBy) with within`;
         if (!topLevel && last && endsPattern) return `${s.name}: a negated stage cannot end a group that ends the pattern`;
+        // A negated stage after which every stage, at its level and each enclosing one, may take no
+        // events can end a match (note bp, Validation): the match then completes at `within`.
+        if (restCanEnd && stages.slice(i + 1).every(takesNone) && pattern.within === undefined) return `${s.name}: a negated stage that can end a match needs within`;
       }
       if (s.group !== undefined) {
         if (s.where !== undefined) return `${s.name}: a group has no condition`;
         if (depth + 1 > 3) return `${s.name}: groups nest at most 3 deep`;
-        const e = checkList(s.group, depth + 1, endsPattern && last, false);
+        const e = checkList(s.group, depth + 1, endsPattern && last, false, restCanEnd && stages.slice(i + 1).every(takesNone));
         if (e) return e;
       } else {
         const e = checkCondition(s.where, s.name);
@@ -103,7 +109,7 @@ export function validationError(pattern: Pattern): string | undefined {
     return undefined;
   };
 
-  const e = checkList(pattern.stages, 0, true, true);
+  const e = checkList(pattern.stages, 0, true, true, true);
   if (e) return e;
   if (!pattern.stages.some((s) => !s.negated)) return "a pattern needs a non-negated stage";
   if (total > 32) return "at most 32 stages";
@@ -328,7 +334,9 @@ export function bruteForceMatches(pattern: Pattern, events: readonly OracleEvent
         const view = (x: number): MatchView => viewBefore(chosen, labels, pos, x);
         const bad = (x: number): boolean => holds(stage.where, events[x]!.value, view(x));
         if ((stage.contiguity ?? "relaxed") === "strict") {
-          if (p + 1 < n && bad(p + 1)) return false;
+          // At the end the match completes at its deadline: only a next event before it counts (note bp, rule 5).
+          const deadline = pos < k || pattern.within === undefined ? Infinity : events[chosen[0]!]!.timestamp + pattern.within;
+          if (p + 1 < n && events[p + 1]!.timestamp < deadline && bad(p + 1)) return false;
         } else if (pos < k) {
           const q = chosen[pos]!;
           for (let x = p + 1; x < q; x++) if (bad(x)) return false;
