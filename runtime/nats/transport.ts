@@ -1,8 +1,9 @@
 /**
  * The JetStream implementation of the actor ports.
  *
- * Inputs are ordered pull consumers started at an explicit stream sequence (eddy keeps its own
- * positions, so there are no per-message acks on the hot path). Publishes are acknowledged
+ * Inputs are pull consumers without acks started at an explicit stream sequence: eddy keeps its
+ * own positions, so there are no per-message acks on the hot path, and the reader re-creates a
+ * lost consumer at its position itself (positioned-reader.ts, design note bn). Publishes are acknowledged
  * JetStream publishes that the caller may pipeline. State buckets are plain KV buckets: the keys a
  * state cache misses are read with pipelined `get`s, and a listing (a map of one key, a
  * partition's timers, a full export) with one "last per subject" consumer on the bucket's stream
@@ -22,6 +23,7 @@ import { pendingFrom } from "./streams.ts";
 import { InputError } from "../errors.ts";
 import { WriteUnacknowledgedError, type InputMessage, type InputReader, type PublishReceipt, type StateEntry, type Transport } from "../actor/ports.ts";
 import { replicasOf } from "./replicas.ts";
+import { inputMessageOf, openPositionedReader } from "./positioned-reader.ts";
 import { repeatUnacknowledged } from "./kv-cas.ts";
 
 const WRITE_WINDOW = 1024;
@@ -36,34 +38,6 @@ const WRITE_RETRY_FOR_MS = 60_000;
 const EMPTY = new Uint8Array(0);
 /** KV gets in flight at once when a state cache reads the misses of a batch. */
 const READ_WINDOW = 256;
-
-class JsInputMessage implements InputMessage {
-  private readonly m: JsMsg;
-  constructor(m: JsMsg) {
-    this.m = m;
-  }
-  get seq(): number {
-    return this.m.seq;
-  }
-  get subject(): string {
-    return this.m.subject;
-  }
-  get data(): Uint8Array {
-    return this.m.data;
-  }
-  get pending(): number {
-    return this.m.info.pending;
-  }
-  get timestampMs(): number {
-    return Number(this.m.info.timestampNanos / 1e6);
-  }
-  header(name: string): string | undefined {
-    const h = this.m.headers;
-    if (h === undefined) return undefined;
-    const v = h.get(name);
-    return v === "" && !h.has(name) ? undefined : v;
-  }
-}
 
 export class JetStreamTransport implements Transport {
   readonly nc: NatsConnection;
@@ -101,24 +75,9 @@ export class JetStreamTransport implements Transport {
     return this.nc.info?.max_payload;
   }
 
+  /** A reader that keeps its position itself across lost consumers and elections (positioned-reader.ts, design note bn). */
   async openInput(stream: string, subject: string, startSeq: number): Promise<InputReader> {
-    const consumer = await this.js.consumers.get(stream, { filter_subjects: subject, opt_start_seq: Math.max(1, startSeq) });
-    const messages = await consumer.consume({ max_messages: 2048 });
-    const iterator = messages[Symbol.asyncIterator]();
-    return {
-      [Symbol.asyncIterator]() {
-        return {
-          async next(): Promise<IteratorResult<InputMessage>> {
-            const r = await iterator.next();
-            return r.done ? { done: true, value: undefined } : { done: false, value: new JsInputMessage(r.value) };
-          },
-        };
-      },
-      async stop() {
-        messages.stop();
-        await consumer.delete().catch(() => false);
-      },
-    };
+    return openPositionedReader(this.js, await this.jsm(), stream, subject, startSeq);
   }
 
   async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<PublishReceipt> {
@@ -177,7 +136,7 @@ export class JetStreamTransport implements Transport {
         for await (const m of await consumer.fetch({ max_messages: 32, expires: 2000 })) {
           got++;
           if (m.seq > last) return;
-          yield new JsInputMessage(m);
+          yield inputMessageOf(m);
           if (m.seq >= last || m.info.pending === 0) return;
         }
         if (got === 0) return;
