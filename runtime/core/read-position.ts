@@ -97,3 +97,25 @@ export function consumerLost(now: number, waitingSince: number | undefined, last
   if (waitingSince === undefined) return false;
   return now - Math.max(waitingSince, lastSignAt) > stallMs;
 }
+
+/**
+ * Whether a listing (a "last per subject" consumer read to its end) holds what the stream's
+ * leader holds. The consumer reads the copy of the server it was placed on, which may be behind
+ * the leader; its messages come in stream order, so the highest sequence it delivered (0 for
+ * none) says how far that copy reached. The listing is current when the leader has no message
+ * of the filter after it (`leaderNext`, the leader's next such sequence, is undefined). A write
+ * that landed while the listing ran also makes it not current: it is listed again.
+ */
+export function listingCurrent(highestListed: number, leaderNext: number | undefined): boolean {
+  return leaderNext === undefined || leaderNext <= highestListed;
+}
+
+/**
+ * What a listing does with the next message: `keep` it, or `redo` the listing from the start —
+ * a "last per subject" consumer names each subject once, so a subject seen again means the
+ * consumer was re-created mid-way (nats.js re-creates an ordered consumer by start sequence,
+ * which delivers every later revision, delete markers included).
+ */
+export function listingStep(listedSubjects: ReadonlySet<string>, subject: string): "keep" | "redo" {
+  return listedSubjects.has(subject) ? "redo" : "keep";
+}

@@ -12,7 +12,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { headers as makeHeaders } from "@nats-io/transport-node";
-import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type MsgRequest } from "@nats-io/jetstream";
 import { Bucket, Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { jobOfObject } from "../core/protocol.ts";
@@ -24,7 +24,8 @@ import { InputError } from "../errors.ts";
 import { WriteUnacknowledgedError, type InputMessage, type InputReader, type PublishReceipt, type StateEntry, type Transport } from "../actor/ports.ts";
 import { replicasOf } from "./replicas.ts";
 import { inputMessageOf, openPositionedReader } from "./positioned-reader.ts";
-import { repeatUnacknowledged } from "./kv-cas.ts";
+import { casFailureKind, repeatUnacknowledged } from "./kv-cas.ts";
+import { listingCurrent, listingStep, resumePauseMs } from "../core/read-position.ts";
 
 const WRITE_WINDOW = 1024;
 /** How long an append is repeated while its stream has no leader (inside JetStream's 2 min duplicate window). */
@@ -36,6 +37,10 @@ function receiptOf(ack: { stream: string; seq: number; duplicate: boolean }): Pu
 /** How long `writeState` repeats writes left unacknowledged by a leader election (design note bl). */
 const WRITE_RETRY_FOR_MS = 60_000;
 const EMPTY = new Uint8Array(0);
+/** How long a listing is done again while failovers interrupt it or its copy is behind the leader. */
+const LIST_RETRY_FOR_MS = 60_000;
+/** Status events after which a listing's consumer cannot be trusted (re-created, lost, or silent). */
+const LISTING_TROUBLE = new Set(["reset", "ordered_consumer_recreated", "heartbeats_missed", "consumer_deleted", "consumer_not_found", "stream_not_found", "no_responders"]);
 /** KV gets in flight at once when a state cache reads the misses of a batch. */
 const READ_WINDOW = 256;
 
@@ -125,24 +130,32 @@ export class JetStreamTransport implements Transport {
     }
   }
 
+  /**
+   * A positioned reader over the range (a lost consumer is re-created where it was, design note
+   * bn), ended by the stream's leader: a consumer reads its server's copy, which may be behind, so
+   * "nothing pending" from it ends the read only once the leader has nothing more up to `last`
+   * either. Purged messages are simply absent.
+   */
   async *readRange(stream: string, subject: string, first: number, last: number): AsyncIterable<InputMessage> {
-    const consumer = await this.js.consumers.get(stream, { filter_subjects: subject, opt_start_seq: Math.max(1, first) });
+    const jsm = await this.jsm();
+    const nextStored = async (from: number): Promise<number | undefined> => {
+      // The server (2.9 on) takes `next_by_subj` in a message get; nats.js types it for direct gets only.
+      const next = { next_by_subj: subject, seq: Math.max(1, from) } as unknown as MsgRequest;
+      const m = await repeatUnacknowledged(() => jsm.streams.getMessage(stream, next));
+      return m === null || m.seq > last ? undefined : m.seq;
+    };
+    const start = await nextStored(first);
+    if (start === undefined) return;
+    const reader = await openPositionedReader(this.js, jsm, stream, subject, start, { batch: 32 });
     try {
-      if ((await consumer.info(true)).num_pending === 0) return;
-      // Small fetches with an expiry: memory stays bounded, and a range purged meanwhile ends
-      // the read instead of waiting for messages that will never come.
-      for (;;) {
-        let got = 0;
-        for await (const m of await consumer.fetch({ max_messages: 32, expires: 2000 })) {
-          got++;
-          if (m.seq > last) return;
-          yield inputMessageOf(m);
-          if (m.seq >= last || m.info.pending === 0) return;
-        }
-        if (got === 0) return;
+      for await (const m of reader) {
+        if (m.seq > last) return;
+        yield m;
+        if (m.seq >= last) return;
+        if (m.pending === 0 && (await nextStored(m.seq + 1)) === undefined) return;
       }
     } finally {
-      await consumer.delete().catch(() => false);
+      await reader.stop();
     }
   }
 
@@ -196,25 +209,77 @@ export class JetStreamTransport implements Transport {
     return this.listState(bucket, `${partition}.>`);
   }
 
+  /**
+   * A "last per subject" listing, done again from the start when it cannot be trusted: its
+   * consumer was re-created mid-way or lost (a server died), or, on a cluster, the stream's
+   * leader holds a message of the filter after the last one listed (the consumer read a copy that
+   * is behind, or a write landed meanwhile). Design note bn.
+   */
   async listState(bucket: string, filter: string): Promise<StateEntry[]> {
+    const started = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      const listed = await this.listOnce(bucket, filter);
+      if (listed !== undefined) return listed;
+      if (Date.now() - started > LIST_RETRY_FOR_MS) throw new InputError(`listing ${filter} of KV bucket ${bucket}: still interrupted or behind the stream's leader after ${Math.round((Date.now() - started) / 1000)} s`);
+      await new Promise((r) => setTimeout(r, resumePauseMs(attempt)));
+    }
+  }
+
+  /** One attempt of {@link listState}: the entries, or undefined to list again. */
+  private async listOnce(bucket: string, filter: string): Promise<StateEntry[] | undefined> {
     const stream = `KV_${bucket}`;
     const prefix = `$KV.${bucket}.`;
-    const consumer = await this.js.consumers.get(stream, {
-      filter_subjects: `${prefix}${filter}`,
-      deliver_policy: DeliverPolicy.LastPerSubject,
-    });
+    let consumer: Awaited<ReturnType<JetStreamClient["consumers"]["get"]>>;
+    try {
+      consumer = await this.js.consumers.get(stream, { filter_subjects: `${prefix}${filter}`, deliver_policy: DeliverPolicy.LastPerSubject });
+    } catch (e) {
+      if (this.clustered() && casFailureKind(e) === "unacknowledged") return undefined;
+      throw e;
+    }
     const entries: StateEntry[] = [];
+    const subjects = new Set<string>();
+    let highest = 0;
+    let troubled = false;
     try {
       const info = await consumer.info(true);
-      if (info.num_pending === 0) return entries;
-      const messages = await consumer.consume({ max_messages: 1024 });
-      for await (const m of messages) {
-        const op = m.headers?.get("KV-Operation");
-        if (op !== "DEL" && op !== "PURGE") entries.push({ key: m.subject.slice(prefix.length), value: m.data });
-        if (m.info.pending === 0) break;
+      if (info.num_pending > 0) {
+        const messages = await consumer.consume({ max_messages: 1024, expires: 10_000 });
+        void (async () => {
+          for await (const s of messages.status()) {
+            if (LISTING_TROUBLE.has(s.type)) {
+              troubled = true;
+              messages.stop();
+            }
+          }
+        })().catch(() => undefined);
+        try {
+          for await (const m of messages) {
+            if (troubled) break;
+            if (listingStep(subjects, m.subject) === "redo") {
+              troubled = true;
+              break;
+            }
+            subjects.add(m.subject);
+            highest = Math.max(highest, m.seq);
+            const op = m.headers?.get("KV-Operation");
+            if (op !== "DEL" && op !== "PURGE") entries.push({ key: m.subject.slice(prefix.length), value: m.data });
+            if (m.info.pending === 0) break;
+          }
+        } catch (e) {
+          if (!troubled) throw e;
+        }
+        messages.stop();
+        if (troubled) return undefined;
       }
-      messages.stop();
-      return entries;
+      // A single server has no copy that is behind.
+      if (!this.clustered()) return entries;
+      const next = { next_by_subj: `${prefix}${filter}`, seq: highest + 1 } as unknown as MsgRequest;
+      const leaderNext = await (await this.jsm()).streams.getMessage(stream, next).then((m) => m?.seq, (e: unknown) => {
+        if (casFailureKind(e) === "unacknowledged") return -1;
+        throw e;
+      });
+      if (leaderNext === -1) return undefined;
+      return listingCurrent(highest, leaderNext) ? entries : undefined;
     } finally {
       await consumer.delete().catch(() => false);
     }

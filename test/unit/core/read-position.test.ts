@@ -4,7 +4,7 @@
  * repeats or follow a gap, and when a silent consumer counts as lost — on plain numbers.
  */
 import { describe, expect, it } from "vitest";
-import { consumerLost, judgeMessage, judgeStart, resumePauseMs, resumeSeq, startPosition, withNewConsumer, type ReadPosition } from "../../../runtime/core/read-position.ts";
+import { consumerLost, judgeMessage, listingCurrent, listingStep, judgeStart, resumePauseMs, resumeSeq, startPosition, withNewConsumer, type ReadPosition } from "../../../runtime/core/read-position.ts";
 
 /**
  * Feeds (stream sequence, consumer sequence) pairs to a reader at `start` ("new consumer" where
@@ -118,5 +118,21 @@ describe("pauses and lost consumers", () => {
     // A heartbeat 3 s ago: the consumer is alive, however long the wait.
     expect(consumerLost(100_000, 50_000, 97_000, 8000)).toBe(false);
     expect(consumerLost(100_000, 50_000, 91_999, 8000)).toBe(true);
+  });
+});
+
+describe("listings", () => {
+  it("are current when the stream's leader has nothing of the filter after the last listed sequence", () => {
+    expect(listingCurrent(340, undefined)).toBe(true);
+    expect(listingCurrent(0, undefined)).toBe(true);
+    // The consumer's copy was behind (or empty): the leader holds a later message.
+    expect(listingCurrent(340, 341)).toBe(false);
+    expect(listingCurrent(0, 12)).toBe(false);
+  });
+
+  it("start over when a subject comes twice (the consumer was re-created mid-way)", () => {
+    const listed = new Set(["$KV.b.0.a", "$KV.b.0.b"]);
+    expect(listingStep(listed, "$KV.b.0.c")).toBe("keep");
+    expect(listingStep(listed, "$KV.b.0.a")).toBe("redo");
   });
 });
