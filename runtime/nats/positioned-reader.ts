@@ -30,6 +30,8 @@ export interface PositionedReaderOptions {
   readonly stallMs?: number;
   /** Give up after failing to create a consumer for this long (default 120 s); the actor then fails and the job recovers. */
   readonly giveUpMs?: number;
+  /** The connection: once it is closed, the read ends instead of resuming. */
+  readonly nc?: { isClosed(): boolean };
 }
 
 /** What a reader did besides delivering messages (for tests and logs). */
@@ -94,6 +96,7 @@ interface Consumer {
  */
 export class PositionedReader implements InputReader {
   private readonly js: JetStreamClient;
+  private readonly nc: { isClosed(): boolean } | undefined;
   private readonly jsm: JetStreamManager;
   private readonly stream: string;
   private readonly subject: string;
@@ -116,6 +119,7 @@ export class PositionedReader implements InputReader {
   constructor(js: JetStreamClient, jsm: JetStreamManager, stream: string, subject: string, startSeq: number, options: PositionedReaderOptions = {}) {
     this.js = js;
     this.jsm = jsm;
+    this.nc = options.nc;
     this.stream = stream;
     this.subject = subject;
     this.position = startPosition(startSeq);
@@ -184,6 +188,8 @@ export class PositionedReader implements InputReader {
         this.waitingSince = undefined;
       }
       if (this.stopped) return { done: true, value: undefined };
+      // A closed connection ends the read, as it ended nats.js's iterators: nothing to resume on.
+      if (r.done && this.closed()) return { done: true, value: undefined };
       if (r.done) {
         this.replace(c);
         restarts++;
@@ -205,6 +211,10 @@ export class PositionedReader implements InputReader {
       this.replace(c);
       restarts++;
     }
+  }
+
+  private closed(): boolean {
+    return this.nc?.isClosed() === true;
   }
 
   /** Drops a consumer that cannot be trusted or is gone; the next read creates one at the position. */
@@ -277,7 +287,7 @@ export class PositionedReader implements InputReader {
         lastProblem = `the server started consumer ${name} at ${chosen}, not ${start}`;
         void this.jsm.consumers.delete(this.stream, name).catch(() => false);
       } catch (e) {
-        if (first && casFailureKind(e) !== "unacknowledged") throw e;
+        if (this.closed() || (first && casFailureKind(e) !== "unacknowledged")) throw e;
         lastProblem = String((e as Error)?.message ?? e);
       }
       if (Date.now() - began > this.giveUpMs) {

@@ -82,7 +82,7 @@ export class JetStreamTransport implements Transport {
 
   /** A reader that keeps its position itself across lost consumers and elections (positioned-reader.ts, design note bn). */
   async openInput(stream: string, subject: string, startSeq: number): Promise<InputReader> {
-    return openPositionedReader(this.js, await this.jsm(), stream, subject, startSeq);
+    return openPositionedReader(this.js, await this.jsm(), stream, subject, startSeq, { nc: this.nc });
   }
 
   async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<PublishReceipt> {
@@ -146,7 +146,7 @@ export class JetStreamTransport implements Transport {
     };
     const start = await nextStored(first);
     if (start === undefined) return;
-    const reader = await openPositionedReader(this.js, jsm, stream, subject, start, { batch: 32 });
+    const reader = await openPositionedReader(this.js, jsm, stream, subject, start, { batch: 32, nc: this.nc });
     try {
       for await (const m of reader) {
         if (m.seq > last) return;
