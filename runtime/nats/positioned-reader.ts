@@ -13,12 +13,12 @@
  * is dropped, counted, and the consumer replaced. A consumer that is gone (deleted, its server
  * dead, no heartbeat while the reader waits) is replaced at the position too.
  */
-import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerInfo, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerInfo, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg, type MsgRequest } from "@nats-io/jetstream";
 import { consumerLost, judgeMessage, judgeStart, resumePauseMs, resumeSeq, startPosition, withNewConsumer, type ReadPosition } from "../core/read-position.ts";
 import { countRejected } from "../metrics/rejections.ts";
 import { InputError } from "../errors.ts";
 import type { InputMessage, InputReader } from "../actor/ports.ts";
-import { casFailureKind } from "./kv-cas.ts";
+import { casFailureKind, repeatUnacknowledged } from "./kv-cas.ts";
 
 /** Tuning of a {@link PositionedReader}; the defaults suit a loaded 2-core machine. */
 export interface PositionedReaderOptions {
@@ -49,6 +49,9 @@ class JsInputMessage implements InputMessage {
   constructor(m: JsMsg) {
     this.m = m;
   }
+  get jsMsg(): JsMsg {
+    return this.m;
+  }
   get seq(): number {
     return this.m.seq;
   }
@@ -75,6 +78,11 @@ class JsInputMessage implements InputMessage {
 /** A JetStream message as an {@link InputMessage}. */
 export function inputMessageOf(m: JsMsg): InputMessage {
   return new JsInputMessage(m);
+}
+
+/** The JetStream message behind an input message of this module (for its full headers). */
+export function jsMsgOf(m: InputMessage): JsMsg | undefined {
+  return m instanceof JsInputMessage ? m.jsMsg : undefined;
 }
 
 /** Status events after which a consumer is replaced at once (nats.js would go on pulling from it). */
@@ -324,4 +332,32 @@ export async function openPositionedReader(js: JetStreamClient, jsm: JetStreamMa
   const reader = new PositionedReader(js, jsm, stream, subject, startSeq, options);
   await reader.open();
   return reader;
+}
+
+/**
+ * The messages of `subject` in `stream` from sequence `first` through `last`, in order, through a
+ * positioned reader, ended by the stream's leader: a consumer reads its server's copy, which may
+ * be behind, so "nothing pending" from it ends the read only once the leader has nothing more up
+ * to `last` either. Purged messages are simply absent.
+ */
+export async function* readStoredRange(js: JetStreamClient, jsm: JetStreamManager, stream: string, subject: string, first: number, last: number, options: PositionedReaderOptions = {}): AsyncIterable<InputMessage> {
+  const nextStored = async (from: number): Promise<number | undefined> => {
+    // The server (2.9 on) takes `next_by_subj` in a message get; nats.js types it for direct gets only.
+    const next = { next_by_subj: subject, seq: Math.max(1, from) } as unknown as MsgRequest;
+    const m = await repeatUnacknowledged(() => jsm.streams.getMessage(stream, next));
+    return m === null || m.seq > last ? undefined : m.seq;
+  };
+  const start = await nextStored(first);
+  if (start === undefined) return;
+  const reader = await openPositionedReader(js, jsm, stream, subject, start, options);
+  try {
+    for await (const m of reader) {
+      if (m.seq > last) return;
+      yield m;
+      if (m.seq >= last) return;
+      if (m.pending === 0 && (await nextStored(m.seq + 1)) === undefined) return;
+    }
+  } finally {
+    await reader.stop();
+  }
 }

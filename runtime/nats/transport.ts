@@ -23,7 +23,7 @@ import { pendingFrom } from "./streams.ts";
 import { InputError } from "../errors.ts";
 import { WriteUnacknowledgedError, type InputMessage, type InputReader, type PublishReceipt, type StateEntry, type Transport } from "../actor/ports.ts";
 import { replicasOf } from "./replicas.ts";
-import { inputMessageOf, openPositionedReader } from "./positioned-reader.ts";
+import { openPositionedReader, readStoredRange } from "./positioned-reader.ts";
 import { casFailureKind, repeatUnacknowledged } from "./kv-cas.ts";
 import { listingCurrent, listingStep, resumePauseMs } from "../core/read-position.ts";
 
@@ -130,33 +130,9 @@ export class JetStreamTransport implements Transport {
     }
   }
 
-  /**
-   * A positioned reader over the range (a lost consumer is re-created where it was, design note
-   * bn), ended by the stream's leader: a consumer reads its server's copy, which may be behind, so
-   * "nothing pending" from it ends the read only once the leader has nothing more up to `last`
-   * either. Purged messages are simply absent.
-   */
+  /** A positioned reader over the range, ended by the stream's leader (positioned-reader.ts, design note bn). */
   async *readRange(stream: string, subject: string, first: number, last: number): AsyncIterable<InputMessage> {
-    const jsm = await this.jsm();
-    const nextStored = async (from: number): Promise<number | undefined> => {
-      // The server (2.9 on) takes `next_by_subj` in a message get; nats.js types it for direct gets only.
-      const next = { next_by_subj: subject, seq: Math.max(1, from) } as unknown as MsgRequest;
-      const m = await repeatUnacknowledged(() => jsm.streams.getMessage(stream, next));
-      return m === null || m.seq > last ? undefined : m.seq;
-    };
-    const start = await nextStored(first);
-    if (start === undefined) return;
-    const reader = await openPositionedReader(this.js, jsm, stream, subject, start, { batch: 32, nc: this.nc });
-    try {
-      for await (const m of reader) {
-        if (m.seq > last) return;
-        yield m;
-        if (m.seq >= last) return;
-        if (m.pending === 0 && (await nextStored(m.seq + 1)) === undefined) return;
-      }
-    } finally {
-      await reader.stop();
-    }
+    yield* readStoredRange(this.js, await this.jsm(), stream, subject, first, last, { batch: 32, nc: this.nc });
   }
 
   publishCore(subject: string, data: Uint8Array): void {

@@ -3,15 +3,15 @@
  * note bn): from a position it delivers each later message of its subject once, in order, also
  * when its consumer is deleted or replaced under it by one started elsewhere; spill ranges read
  * through it end at their last sequence or at the end of what is stored; a closed connection
- * ends the read, and a missing stream fails the open. The cluster failover of the same reader is
- * test/integration/input-failover.test.ts.
+ * ends the read, and a missing stream fails the open; `readAll` reads through it too. The cluster
+ * failover of the same reader is test/integration/input-failover.test.ts.
  */
 import { describe, expect, it } from "vitest";
 import { AckPolicy, DeliverPolicy, jetstreamManager } from "@nats-io/jetstream";
 import type { InputMessage, InputReader } from "../../runtime/actor/ports.ts";
 import { JetStreamTransport } from "../../runtime/nats/transport.ts";
 import type { PositionedReader } from "../../runtime/nats/positioned-reader.ts";
-import { ensureStream } from "../../runtime/nats/streams.ts";
+import { ensureStream, readAll } from "../../runtime/nats/streams.ts";
 import { rejectedCounts } from "../../runtime/metrics/rejections.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
 import { waitFor } from "../support/wait.ts";
@@ -146,5 +146,24 @@ describe("a spill range read", () => {
     // Purged messages are simply absent.
     await t.purgeBelow("SPILL", "spill.1", 50);
     expect(await read(40, 60)).toEqual(partitionOne(50, 60));
+  });
+});
+
+describe("readAll", () => {
+  it("reads what a stream holds now (a subject's messages with a filter), headers included, and nothing of an empty stream", async () => {
+    await using server = await natsServer();
+    await using nc = await connect(server);
+    await ensureStream(nc, "ALL", ["all.*"]);
+    const t = new JetStreamTransport(nc);
+    expect(await readAll(nc, "ALL")).toEqual([]);
+    await publish(t, "all", 0, 10);
+    await t.publish("all.1", new TextEncoder().encode("h"), { "Eddy-Reason": "x" });
+    const all = await readAll(nc, "ALL");
+    expect(all.map((m) => m.seq)).toEqual(Array.from({ length: 11 }, (_, i) => i + 1));
+    expect(all.at(-1)!.headers["Eddy-Reason"]).toBe("x");
+    expect((await readAll(nc, "ALL", "all.0")).map((m) => text(m.data))).toEqual(["m0", "m2", "m4", "m6", "m8"]);
+    await t.purgeBelow("ALL", "all.0", 100);
+    expect(await readAll(nc, "ALL", "all.0")).toEqual([]);
+    expect((await readAll(nc, "ALL")).map((m) => m.subject)).toEqual([...Array(5).fill("all.1"), "all.1"]);
   });
 });
