@@ -178,7 +178,13 @@ export class PositionedReader implements InputReader {
       if (this.current === undefined) {
         if (restarts > 0) await this.pause(resumePauseMs(restarts - 1));
         if (this.stopped) return { done: true, value: undefined };
-        this.current = await this.createConsumer(false);
+        try {
+          this.current = await this.createConsumer(false);
+        } catch (e) {
+          // Stopped (the actor is stopping) or disconnected for good while resuming: the read ends.
+          if (this.stopped || this.closed()) return { done: true, value: undefined };
+          throw e;
+        }
         this.counts.resumes++;
       }
       const c = this.current;
@@ -290,7 +296,15 @@ export class PositionedReader implements InputReader {
         const chosen = info.delivered.stream_seq + 1;
         let verdict = judgeStart(start, chosen);
         if (verdict === "check") verdict = judgeStart(start, chosen, (await this.jsm.streams.info(this.stream)).state.first_seq);
-        if (verdict === "ok") return await this.consume(info);
+        if (verdict === "ok") {
+          const c = await this.consume(info);
+          if (!this.stopped) return c;
+          // Stopped while this one was being made: nobody will read or delete it.
+          c.abandoned = true;
+          c.messages.stop();
+          await this.jsm.consumers.delete(this.stream, c.name).catch(() => false);
+          throw new InputError(`input ${this.stream} ${this.subject}: reader stopped`);
+        }
         this.counts.misplaced++;
         lastProblem = `the server started consumer ${name} at ${chosen}, not ${start}`;
         void this.jsm.consumers.delete(this.stream, name).catch(() => false);
