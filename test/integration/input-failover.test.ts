@@ -9,7 +9,7 @@
  * Every wait is for a condition, with limits generous enough for a loaded 2-core machine: an
  * election took 4.6–7.5 s there, and a lost consumer is noticed after 8 s without heartbeats. It
  * runs in `npm test`: unlike the failover tests in test/cluster, its outcome does not depend on
- * how fast the cluster elects (ten runs in a row passed on the loaded machine, design note bn).
+ * how fast the cluster elects (fifteen runs in a row passed on the loaded machine, design note bn).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
@@ -18,6 +18,7 @@ import { JetStreamTransport } from "../../runtime/nats/transport.ts";
 import { repeatUnacknowledged } from "../../runtime/nats/kv-cas.ts";
 import { ensureStream } from "../../runtime/nats/streams.ts";
 import type { PositionedReader } from "../../runtime/nats/positioned-reader.ts";
+import { rejectedCounts } from "../../runtime/metrics/rejections.ts";
 import { connect, natsCluster, type TestNatsCluster } from "../support/nats-server.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -136,7 +137,8 @@ describe("an input reader on a 3-node cluster losing servers", () => {
       await reader.stop();
       await reading;
     }
-    console.log(`input reader across failovers:\n  ${log.join("\n  ")}\n  stats ${JSON.stringify(reader.stats)}`);
+    const drops = rejectedCounts().filter((c) => c.kind === "input").map((c) => `${c.reason}: ${c.count}`);
+    console.log(`input reader across failovers:\n  ${log.join("\n  ")}\n  stats ${JSON.stringify(reader.stats)}${drops.length === 0 ? "" : `, dropped as ${drops.join(", ")}`}`);
 
     const expected = [...stored.entries()].filter(([seq]) => seq >= 202).sort((a, b) => a[0] - b[0]);
     expect(expected.length).toBeGreaterThan(1000);
