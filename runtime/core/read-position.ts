@@ -100,14 +100,16 @@ export function consumerLost(now: number, waitingSince: number | undefined, last
 
 /**
  * Whether a listing (a "last per subject" consumer read to its end) holds what the stream's
- * leader holds. The consumer reads the copy of the server it was placed on, which may be behind
- * the leader; its messages come in stream order, so the highest sequence it delivered (0 for
- * none) says how far that copy reached. The listing is current when the leader has no message
- * of the filter after it (`leaderNext`, the leader's next such sequence, is undefined). A write
- * that landed while the listing ran also makes it not current: it is listed again.
+ * leader held when it began. The consumer reads the copy of the server it was placed on, which
+ * may be behind the leader; its messages come in stream order, so the highest sequence it
+ * delivered (0 for none) says how far that copy reached. `leaderNext` is the leader's first
+ * message of the filter after that (undefined: none), `leaderLastAtStart` the leader's last
+ * sequence before the listing began. A message of the filter between the two was missed; one
+ * after the start is a write that landed while the listing ran, which a listing may or may not
+ * show either way (the actor's overlay covers what it wrote itself).
  */
-export function listingCurrent(highestListed: number, leaderNext: number | undefined): boolean {
-  return leaderNext === undefined || leaderNext <= highestListed;
+export function listingCurrent(highestListed: number, leaderNext: number | undefined, leaderLastAtStart: number): boolean {
+  return leaderNext === undefined || leaderNext <= highestListed || leaderNext > leaderLastAtStart;
 }
 
 /**

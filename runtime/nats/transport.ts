@@ -188,8 +188,8 @@ export class JetStreamTransport implements Transport {
   /**
    * A "last per subject" listing, done again from the start when it cannot be trusted: its
    * consumer was re-created mid-way or lost (a server died), or, on a cluster, the stream's
-   * leader holds a message of the filter after the last one listed (the consumer read a copy that
-   * is behind, or a write landed meanwhile). Design note bn.
+   * leader held a message of the filter after the last one listed already when the listing began
+   * (the consumer read a copy that is behind). Design note bn.
    */
   async listState(bucket: string, filter: string): Promise<StateEntry[]> {
     const started = Date.now();
@@ -206,7 +206,15 @@ export class JetStreamTransport implements Transport {
     const stream = `KV_${bucket}`;
     const prefix = `$KV.${bucket}.`;
     let consumer: Awaited<ReturnType<JetStreamClient["consumers"]["get"]>>;
+    // On a cluster, how far the leader's copy reached before the listing (a stream without a
+    // leader is answered by any replica: then list again later).
+    let leaderLast = 0;
     try {
+      if (this.clustered()) {
+        const info = await (await this.jsm()).streams.info(stream);
+        if (info.cluster?.leader === undefined || info.cluster.leader === "") return undefined;
+        leaderLast = info.state.last_seq;
+      }
       consumer = await this.js.consumers.get(stream, { filter_subjects: `${prefix}${filter}`, deliver_policy: DeliverPolicy.LastPerSubject });
     } catch (e) {
       if (this.clustered() && casFailureKind(e) === "unacknowledged") return undefined;
@@ -255,7 +263,7 @@ export class JetStreamTransport implements Transport {
         throw e;
       });
       if (leaderNext === -1) return undefined;
-      return listingCurrent(highest, leaderNext) ? entries : undefined;
+      return listingCurrent(highest, leaderNext, leaderLast) ? entries : undefined;
     } finally {
       await consumer.delete().catch(() => false);
     }

@@ -122,12 +122,15 @@ describe("pauses and lost consumers", () => {
 });
 
 describe("listings", () => {
-  it("are current when the stream's leader has nothing of the filter after the last listed sequence", () => {
-    expect(listingCurrent(340, undefined)).toBe(true);
-    expect(listingCurrent(0, undefined)).toBe(true);
-    // The consumer's copy was behind (or empty): the leader holds a later message.
-    expect(listingCurrent(340, 341)).toBe(false);
-    expect(listingCurrent(0, 12)).toBe(false);
+  it("are current when the stream's leader held nothing of the filter after the last listed sequence when they began", () => {
+    expect(listingCurrent(340, undefined, 500)).toBe(true);
+    expect(listingCurrent(0, undefined, 500)).toBe(true);
+    // The consumer's copy was behind (or empty): the leader held a later message already.
+    expect(listingCurrent(340, 341, 500)).toBe(false);
+    expect(listingCurrent(0, 12, 500)).toBe(false);
+    expect(listingCurrent(340, 500, 500)).toBe(false);
+    // A write that landed while the listing ran does not make it wrong: no listing again for it.
+    expect(listingCurrent(340, 501, 500)).toBe(true);
   });
 
   it("start over when a subject comes twice (the consumer was re-created mid-way)", () => {
