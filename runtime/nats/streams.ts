@@ -8,6 +8,7 @@ import { headers as makeHeaders, nanos } from "@nats-io/transport-node";
 import { WindowLimiter } from "./window-limiter.ts";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type JetStreamManager } from "@nats-io/jetstream";
 import { replicasOf } from "./replicas.ts";
+import { jsMsgOf, readStoredRange } from "./positioned-reader.ts";
 
 /** A message read back from a stream. */
 export interface StoredMessage {
@@ -114,29 +115,23 @@ export async function publishAll(
   return n;
 }
 
-/** Reads every message of `stream` (optionally only `subject`) that is in it now. */
+/**
+ * Reads every message of `stream` (optionally only `subject`) that is in it now: up to the last
+ * sequence the stream reports, through a positioned reader, so that a server lost meanwhile on a
+ * cluster neither repeats nor drops a message (design note bn).
+ */
 export async function readAll(nc: NatsConnection, stream: string, subject?: string): Promise<StoredMessage[]> {
-  const js = jetstream(nc);
-  const consumer = await js.consumers.get(stream, {
-    deliver_policy: DeliverPolicy.All,
-    ...(subject === undefined ? {} : { filter_subjects: subject }),
-  });
+  const jsm = await jetstreamManager(nc);
+  const state = (await jsm.streams.info(stream)).state;
   const out: StoredMessage[] = [];
-  try {
-    const info = await consumer.info(true);
-    if (info.num_pending === 0) return out;
-    const messages = await consumer.consume({ max_messages: 1024 });
-    for await (const m of messages) {
-      const headers: Record<string, string> = {};
-      if (m.headers !== undefined) for (const k of m.headers.keys()) headers[k] = m.headers.get(k);
-      out.push({ seq: m.seq, subject: m.subject, data: m.data, headers });
-      if (m.info.pending === 0) break;
-    }
-    messages.stop();
-    return out;
-  } finally {
-    await consumer.delete().catch(() => false);
+  if (state.messages === 0) return out;
+  for await (const m of readStoredRange(jetstream(nc), jsm, stream, subject ?? ">", state.first_seq, state.last_seq, { batch: 1024, nc })) {
+    const headers: Record<string, string> = {};
+    const h = jsMsgOf(m)?.headers;
+    if (h !== undefined) for (const k of h.keys()) headers[k] = h.get(k);
+    out.push({ seq: m.seq, subject: m.subject, data: m.data, headers });
   }
+  return out;
 }
 
 /**

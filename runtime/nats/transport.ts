@@ -1,8 +1,9 @@
 /**
  * The JetStream implementation of the actor ports.
  *
- * Inputs are ordered pull consumers started at an explicit stream sequence (eddy keeps its own
- * positions, so there are no per-message acks on the hot path). Publishes are acknowledged
+ * Inputs are pull consumers without acks started at an explicit stream sequence: eddy keeps its
+ * own positions, so there are no per-message acks on the hot path, and the reader re-creates a
+ * lost consumer at its position itself (positioned-reader.ts, design note bn). Publishes are acknowledged
  * JetStream publishes that the caller may pipeline. State buckets are plain KV buckets: the keys a
  * state cache misses are read with pipelined `get`s, and a listing (a map of one key, a
  * partition's timers, a full export) with one "last per subject" consumer on the bucket's stream
@@ -11,7 +12,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { headers as makeHeaders } from "@nats-io/transport-node";
-import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type MsgRequest } from "@nats-io/jetstream";
 import { Bucket, Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { jobOfObject } from "../core/protocol.ts";
@@ -22,7 +23,9 @@ import { pendingFrom } from "./streams.ts";
 import { InputError } from "../errors.ts";
 import { WriteUnacknowledgedError, type InputMessage, type InputReader, type PublishReceipt, type ScannedEntry, type StateEntry, type Transport } from "../actor/ports.ts";
 import { replicasOf } from "./replicas.ts";
-import { repeatUnacknowledged } from "./kv-cas.ts";
+import { openPositionedReader, readStoredRange } from "./positioned-reader.ts";
+import { casFailureKind, repeatUnacknowledged } from "./kv-cas.ts";
+import { listingCurrent, listingStep, resumePauseMs } from "../core/read-position.ts";
 
 const WRITE_WINDOW = 1024;
 /** How long an append is repeated while its stream has no leader (inside JetStream's 2 min duplicate window). */
@@ -34,36 +37,12 @@ function receiptOf(ack: { stream: string; seq: number; duplicate: boolean }): Pu
 /** How long `writeState` repeats writes left unacknowledged by a leader election (design note bl). */
 const WRITE_RETRY_FOR_MS = 60_000;
 const EMPTY = new Uint8Array(0);
+/** How long a listing is done again while failovers interrupt it or its copy is behind the leader. */
+const LIST_RETRY_FOR_MS = 60_000;
+/** Status events after which a listing's consumer cannot be trusted (re-created, lost, or silent). */
+const LISTING_TROUBLE = new Set(["reset", "ordered_consumer_recreated", "heartbeats_missed", "consumer_deleted", "consumer_not_found", "stream_not_found", "no_responders"]);
 /** KV gets in flight at once when a state cache reads the misses of a batch. */
 const READ_WINDOW = 256;
-
-class JsInputMessage implements InputMessage {
-  private readonly m: JsMsg;
-  constructor(m: JsMsg) {
-    this.m = m;
-  }
-  get seq(): number {
-    return this.m.seq;
-  }
-  get subject(): string {
-    return this.m.subject;
-  }
-  get data(): Uint8Array {
-    return this.m.data;
-  }
-  get pending(): number {
-    return this.m.info.pending;
-  }
-  get timestampMs(): number {
-    return Number(this.m.info.timestampNanos / 1e6);
-  }
-  header(name: string): string | undefined {
-    const h = this.m.headers;
-    if (h === undefined) return undefined;
-    const v = h.get(name);
-    return v === "" && !h.has(name) ? undefined : v;
-  }
-}
 
 export class JetStreamTransport implements Transport {
   readonly nc: NatsConnection;
@@ -101,24 +80,9 @@ export class JetStreamTransport implements Transport {
     return this.nc.info?.max_payload;
   }
 
+  /** A reader that keeps its position itself across lost consumers and elections (positioned-reader.ts, design note bn). */
   async openInput(stream: string, subject: string, startSeq: number): Promise<InputReader> {
-    const consumer = await this.js.consumers.get(stream, { filter_subjects: subject, opt_start_seq: Math.max(1, startSeq) });
-    const messages = await consumer.consume({ max_messages: 2048 });
-    const iterator = messages[Symbol.asyncIterator]();
-    return {
-      [Symbol.asyncIterator]() {
-        return {
-          async next(): Promise<IteratorResult<InputMessage>> {
-            const r = await iterator.next();
-            return r.done ? { done: true, value: undefined } : { done: false, value: new JsInputMessage(r.value) };
-          },
-        };
-      },
-      async stop() {
-        messages.stop();
-        await consumer.delete().catch(() => false);
-      },
-    };
+    return openPositionedReader(this.js, await this.jsm(), stream, subject, startSeq, { nc: this.nc });
   }
 
   async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<PublishReceipt> {
@@ -166,25 +130,9 @@ export class JetStreamTransport implements Transport {
     }
   }
 
+  /** A positioned reader over the range, ended by the stream's leader (positioned-reader.ts, design note bn). */
   async *readRange(stream: string, subject: string, first: number, last: number): AsyncIterable<InputMessage> {
-    const consumer = await this.js.consumers.get(stream, { filter_subjects: subject, opt_start_seq: Math.max(1, first) });
-    try {
-      if ((await consumer.info(true)).num_pending === 0) return;
-      // Small fetches with an expiry: memory stays bounded, and a range purged meanwhile ends
-      // the read instead of waiting for messages that will never come.
-      for (;;) {
-        let got = 0;
-        for await (const m of await consumer.fetch({ max_messages: 32, expires: 2000 })) {
-          got++;
-          if (m.seq > last) return;
-          yield new JsInputMessage(m);
-          if (m.seq >= last || m.info.pending === 0) return;
-        }
-        if (got === 0) return;
-      }
-    } finally {
-      await consumer.delete().catch(() => false);
-    }
+    yield* readStoredRange(this.js, await this.jsm(), stream, subject, first, last, { batch: 32, nc: this.nc });
   }
 
   publishCore(subject: string, data: Uint8Array): void {
@@ -237,25 +185,85 @@ export class JetStreamTransport implements Transport {
     return this.listState(bucket, `${partition}.>`);
   }
 
+  /**
+   * A "last per subject" listing, done again from the start when it cannot be trusted: its
+   * consumer was re-created mid-way or lost (a server died), or, on a cluster, the stream's
+   * leader held a message of the filter after the last one listed already when the listing began
+   * (the consumer read a copy that is behind). Design note bn.
+   */
   async listState(bucket: string, filter: string): Promise<StateEntry[]> {
+    const started = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      const listed = await this.listOnce(bucket, filter);
+      if (listed !== undefined) return listed;
+      if (Date.now() - started > LIST_RETRY_FOR_MS) throw new InputError(`listing ${filter} of KV bucket ${bucket}: still interrupted or behind the stream's leader after ${Math.round((Date.now() - started) / 1000)} s`);
+      await new Promise((r) => setTimeout(r, resumePauseMs(attempt)));
+    }
+  }
+
+  /** One attempt of {@link listState}: the entries, or undefined to list again. */
+  private async listOnce(bucket: string, filter: string): Promise<StateEntry[] | undefined> {
     const stream = `KV_${bucket}`;
     const prefix = `$KV.${bucket}.`;
-    const consumer = await this.js.consumers.get(stream, {
-      filter_subjects: `${prefix}${filter}`,
-      deliver_policy: DeliverPolicy.LastPerSubject,
-    });
+    let consumer: Awaited<ReturnType<JetStreamClient["consumers"]["get"]>>;
+    // On a cluster, how far the leader's copy reached before the listing (a stream without a
+    // leader is answered by any replica: then list again later).
+    let leaderLast = 0;
+    try {
+      if (this.clustered()) {
+        const info = await (await this.jsm()).streams.info(stream);
+        if (info.cluster?.leader === undefined || info.cluster.leader === "") return undefined;
+        leaderLast = info.state.last_seq;
+      }
+      consumer = await this.js.consumers.get(stream, { filter_subjects: `${prefix}${filter}`, deliver_policy: DeliverPolicy.LastPerSubject });
+    } catch (e) {
+      if (this.clustered() && casFailureKind(e) === "unacknowledged") return undefined;
+      throw e;
+    }
     const entries: StateEntry[] = [];
+    const subjects = new Set<string>();
+    let highest = 0;
+    let troubled = false;
     try {
       const info = await consumer.info(true);
-      if (info.num_pending === 0) return entries;
-      const messages = await consumer.consume({ max_messages: 1024 });
-      for await (const m of messages) {
-        const op = m.headers?.get("KV-Operation");
-        if (op !== "DEL" && op !== "PURGE") entries.push({ key: m.subject.slice(prefix.length), value: m.data });
-        if (m.info.pending === 0) break;
+      if (info.num_pending > 0) {
+        const messages = await consumer.consume({ max_messages: 1024, expires: 10_000 });
+        void (async () => {
+          for await (const s of messages.status()) {
+            if (LISTING_TROUBLE.has(s.type)) {
+              troubled = true;
+              messages.stop();
+            }
+          }
+        })().catch(() => undefined);
+        try {
+          for await (const m of messages) {
+            if (troubled) break;
+            if (listingStep(subjects, m.subject) === "redo") {
+              troubled = true;
+              break;
+            }
+            subjects.add(m.subject);
+            highest = Math.max(highest, m.seq);
+            const op = m.headers?.get("KV-Operation");
+            if (op !== "DEL" && op !== "PURGE") entries.push({ key: m.subject.slice(prefix.length), value: m.data });
+            if (m.info.pending === 0) break;
+          }
+        } catch (e) {
+          if (!troubled) throw e;
+        }
+        messages.stop();
+        if (troubled) return undefined;
       }
-      messages.stop();
-      return entries;
+      // A single server has no copy that is behind.
+      if (!this.clustered()) return entries;
+      const next = { next_by_subj: `${prefix}${filter}`, seq: highest + 1 } as unknown as MsgRequest;
+      const leaderNext = await (await this.jsm()).streams.getMessage(stream, next).then((m) => m?.seq, (e: unknown) => {
+        if (casFailureKind(e) === "unacknowledged") return -1;
+        throw e;
+      });
+      if (leaderNext === -1) return undefined;
+      return listingCurrent(highest, leaderNext, leaderLast) ? entries : undefined;
     } finally {
       await consumer.delete().catch(() => false);
     }

@@ -4,6 +4,7 @@
  * leader, and then
  * - pipelined publishes left unacknowledged are repeated, in order and stored once each (or the
  *   publisher fails, for the job to recover, when a repeat could not keep the order);
+ * - a listing of a state bucket holds its newest entries (design note bn);
  * - compare-and-set writes (the supervisors' lease, the checkpoint commit record) succeed across
  *   the election, and a competing writer is still refused.
  * One cluster serves the file; each test restarts the server it killed.
@@ -96,6 +97,23 @@ describe("a 3-node cluster losing a stream's leader", () => {
     expect((await jsm.streams.info("FAILOVER_PUB")).cluster?.leader).not.toBe(killed!.name);
     console.log(`publishes: leader ${killed!.name} killed; ${publisher.repeated} publishes repeated in ${retries.length} rounds; done ${stalledMs} ms after the kill`);
     await restore(killed!.index, "FAILOVER_PUB");
+  }, 120_000);
+
+  it("lists a state bucket's newest entries, deleted keys left out, also while the bucket's leader is lost", async () => {
+    const transport = new JetStreamTransport(nc);
+    await repeatUnacknowledged(() => new Kvm(nc).create("FAILOVER_STATE", { replicas: 3 }));
+    const puts = Array.from({ length: 300 }, (_, i) => ({ key: `0.k${i}`, value: new TextEncoder().encode(`v${i}`) }));
+    await transport.writeState("FAILOVER_STATE", puts, []);
+    await transport.writeState("FAILOVER_STATE", puts.slice(0, 100).map((p) => ({ key: p.key, value: new TextEncoder().encode(`w${p.key}`) })), puts.slice(100, 150).map((p) => p.key));
+    const expected = [...puts.slice(0, 100).map((p) => `${p.key}=w${p.key}`), ...puts.slice(150).map((p) => `${p.key}=${text(p.value)}`)].sort();
+    const listed = async () => (await transport.listState("FAILOVER_STATE", "0.>")).map((e) => `${e.key}=${text(e.value)}`).sort();
+    expect(await listed()).toEqual(expected);
+    const killed = await killLeaderOf("KV_FAILOVER_STATE");
+    // During the election the listing is repeated until a leader answers; never short, never stale.
+    expect(await listed()).toEqual(expected);
+    console.log(`listing: done ${Date.now() - killed.at} ms after the bucket's leader was killed`);
+    await restore(killed.index, "KV_FAILOVER_STATE");
+    expect(await listed()).toEqual(expected);
   }, 120_000);
 
   it("keeps the supervisors' lease and commits checkpoints by compare-and-set across the election", async () => {

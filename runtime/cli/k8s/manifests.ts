@@ -89,6 +89,27 @@ function spreadOverNodes(r: Resolved, component: Component): Pick<IPodSpec, "aff
   };
 }
 
+/**
+ * The NATS servers of a clustered overlay on distinct nodes, required rather than preferred: with
+ * three servers every replicated stream has a copy on each, so two on one node would lose the
+ * quorum of every stream (and two copies of its data) with that node, which the third replica is
+ * there to prevent. A server that finds no free node stays Pending, visibly, instead of sharing
+ * one. Different zones are preferred where the nodes have them. Design note bn.
+ */
+function natsPlacement(r: Resolved): Pick<IPodSpec, "affinity"> {
+  if (!r.settings.spread || r.settings.natsReplicas < 2) return {};
+  // A new object each time: the YAML writer would turn a shared one into an anchor and alias.
+  const labelSelector = () => ({ matchLabels: selectorLabels("nats") });
+  return {
+    affinity: {
+      podAntiAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: [{ topologyKey: "kubernetes.io/hostname", labelSelector: labelSelector() }],
+        preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: { topologyKey: "topology.kubernetes.io/zone", labelSelector: labelSelector() } }],
+      },
+    },
+  };
+}
+
 const podNameEnv = { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } };
 
 /** Where the client certificate Secret is mounted in eddy containers (production). */
@@ -252,7 +273,7 @@ function natsObjects(r: Resolved): K8sObject[] {
           automountServiceAccountToken: false,
           terminationGracePeriodSeconds: 60,
           securityContext: podSecurity(),
-          ...spreadOverNodes(r, "nats"),
+          ...natsPlacement(r),
           containers: [
             {
               name: "nats",

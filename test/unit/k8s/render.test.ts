@@ -345,6 +345,40 @@ describe("what each part does", () => {
     });
   }
 
+  it("production runs three NATS servers on three nodes, R3 by default, evicted one at a time", () => {
+    const objects = renderManifests({ overlay: "production" });
+    const nats = one<IStatefulSet>(objects, "StatefulSet", "eddy-nats");
+    expect(nats.spec!.replicas).toBe(3);
+    const own = template(nats).metadata!.labels;
+    // Required, not preferred: two servers on one node would take the quorum of every R3 stream with it.
+    const required = template(nats).spec!.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution ?? [];
+    expect(required).toHaveLength(1);
+    expect(required[0]!.topologyKey).toBe("kubernetes.io/hostname");
+    expect(matches(required[0]!.labelSelector!.matchLabels, own)).toBe(true);
+    const preferred = template(nats).spec!.affinity?.podAntiAffinity?.preferredDuringSchedulingIgnoredDuringExecution ?? [];
+    expect(preferred.map((p) => p.podAffinityTerm.topologyKey)).toEqual(["topology.kubernetes.io/zone"]);
+    // At most one server down for voluntary disruptions: the other two keep every stream's quorum.
+    const pdbs = byKind<IPodDisruptionBudget>(objects, "PodDisruptionBudget").filter((p) => matches(p.spec!.selector!.matchLabels, own));
+    expect(pdbs).toHaveLength(1);
+    expect(pdbs[0]!.spec!.maxUnavailable).toBe(1);
+    expect(pdbs[0]!.spec!.minAvailable).toBeUndefined();
+    // Everything eddy creates there has three replicas.
+    for (const d of [one<IDeployment>(objects, "Deployment", "eddy-supervisor"), one<IDeployment>(objects, "Deployment", "eddy-worker")]) {
+      expect(env(containers(d)[0]!, "EDDY_REPLICAS")).toBe("3");
+    }
+    // JetStream may fill 90 % of the volume, and keeps its memory streams small.
+    const conf = one<IConfigMap>(objects, "ConfigMap", "eddy-nats-config").data!["nats.conf"]!;
+    expect(conf).toContain(`max_file_store: ${Math.floor(20 * 1024 * 0.9)}MB`);
+    expect(nats.spec!.volumeClaimTemplates![0]!.spec!.resources!.requests!.storage).toBe("20Gi");
+    expect(conf).toContain("max_memory_store: 128MB");
+  });
+
+  it("the dev overlay's single NATS server has no anti-affinity that could keep it from scheduling", () => {
+    const nats = one<IStatefulSet>(renderManifests({ overlay: "dev" }), "StatefulSet", "eddy-nats");
+    expect(nats.spec!.replicas).toBe(1);
+    expect(template(nats).spec!.affinity).toBeUndefined();
+  });
+
   it("workers can scale to zero; the default maximum follows a larger minimum", () => {
     const zero = one<IScaledObject>(renderManifests({ workersMin: 0 }), "ScaledObject");
     expect(zero.spec.minReplicaCount).toBe(0);

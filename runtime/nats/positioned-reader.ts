@@ -1,0 +1,377 @@
+/**
+ * An input reader that keeps its position itself, across lost consumers and leader elections.
+ *
+ * The transport's inputs used to be nats.js ordered consumers, which re-create themselves at the
+ * sequence after the last one they saw. On a 3-node cluster, a reader at a position once read its
+ * partition from the start of the stream after the stream's leader was killed: the re-created
+ * consumer was placed on a replica that was still recovering, and the server starts a consumer on
+ * a store it sees as empty at sequence 1 whatever the consumer asked for (design note bn). That
+ * repeats records and breaks exactly-once. So this reader owns its consumers: each is an R1
+ * memory pull consumer at the sequence after the last one delivered; a consumer that starts
+ * anywhere else is deleted and created again; every message is checked against the position
+ * before it is delivered (runtime/core/read-position.ts), and one that repeats or follows a gap
+ * is dropped, counted, and the consumer replaced. A consumer that is gone (deleted, its server
+ * dead, no heartbeat while the reader waits) is replaced at the position too.
+ */
+import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerInfo, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg, type MsgRequest } from "@nats-io/jetstream";
+import { consumerLost, judgeMessage, judgeStart, resumePauseMs, resumeSeq, startPosition, withNewConsumer, type ReadPosition } from "../core/read-position.ts";
+import { countRejected } from "../metrics/rejections.ts";
+import { InputError } from "../errors.ts";
+import type { InputMessage, InputReader } from "../actor/ports.ts";
+import { casFailureKind, repeatUnacknowledged } from "./kv-cas.ts";
+
+/** Tuning of a {@link PositionedReader}; the defaults suit a loaded 2-core machine. */
+export interface PositionedReaderOptions {
+  /** Messages a pull asks for (default 2048). */
+  readonly batch?: number;
+  /** The server's idle heartbeat while a pull waits (default 2 s). */
+  readonly heartbeatMs?: number;
+  /** A reader waiting this long without a message or heartbeat replaces its consumer (default 8 s). */
+  readonly stallMs?: number;
+  /** Give up after failing to create a consumer for this long (default 120 s); the actor then fails and the job recovers. */
+  readonly giveUpMs?: number;
+  /** The connection: once it is closed, the read ends instead of resuming. */
+  readonly nc?: { isClosed(): boolean };
+}
+
+/** What a reader did besides delivering messages (for tests and logs). */
+export interface PositionedReaderStats {
+  /** Consumers created after the first one. */
+  readonly resumes: number;
+  /** Messages dropped because they repeated a delivered sequence or followed a gap. */
+  readonly dropped: number;
+  /** New consumers deleted unread because the server started them elsewhere than asked. */
+  readonly misplaced: number;
+}
+
+class JsInputMessage implements InputMessage {
+  private readonly m: JsMsg;
+  constructor(m: JsMsg) {
+    this.m = m;
+  }
+  get jsMsg(): JsMsg {
+    return this.m;
+  }
+  get seq(): number {
+    return this.m.seq;
+  }
+  get subject(): string {
+    return this.m.subject;
+  }
+  get data(): Uint8Array {
+    return this.m.data;
+  }
+  get pending(): number {
+    return this.m.info.pending;
+  }
+  get timestampMs(): number {
+    return Number(this.m.info.timestampNanos / 1e6);
+  }
+  header(name: string): string | undefined {
+    const h = this.m.headers;
+    if (h === undefined) return undefined;
+    const v = h.get(name);
+    return v === "" && !h.has(name) ? undefined : v;
+  }
+}
+
+/** A JetStream message as an {@link InputMessage}. */
+export function inputMessageOf(m: JsMsg): InputMessage {
+  return new JsInputMessage(m);
+}
+
+/** The JetStream message behind an input message of this module (for its full headers). */
+export function jsMsgOf(m: InputMessage): JsMsg | undefined {
+  return m instanceof JsInputMessage ? m.jsMsg : undefined;
+}
+
+/** Status events after which a consumer is replaced at once (nats.js would go on pulling from it). */
+const CONSUMER_GONE = new Set(["consumer_deleted", "consumer_not_found", "stream_not_found", "no_responders"]);
+/** Status events the client makes up itself: no sign that the server still serves the consumer. */
+const NOT_FROM_SERVER = new Set(["next", "heartbeats_missed"]);
+
+interface Consumer {
+  readonly name: string;
+  readonly messages: ConsumerMessages;
+  readonly iterator: AsyncIterator<JsMsg>;
+  /** Set when the reader itself stopped it (lost, stalled): its end is no error. */
+  abandoned: boolean;
+}
+
+/**
+ * Reads `subject` of `stream` from `startSeq` on: each message once, in stream order, whatever
+ * happens to the consumers that deliver them. Open it with {@link openPositionedReader}.
+ */
+export class PositionedReader implements InputReader {
+  private readonly js: JetStreamClient;
+  private readonly nc: { isClosed(): boolean } | undefined;
+  private readonly jsm: JetStreamManager;
+  private readonly stream: string;
+  private readonly subject: string;
+  private readonly batch: number;
+  private readonly heartbeatMs: number;
+  private readonly stallMs: number;
+  private readonly giveUpMs: number;
+  private readonly namePrefix = `eddy_in_${Math.random().toString(36).slice(2, 10)}${Date.now().toString(36)}`;
+  private serial = 0;
+  private position: ReadPosition;
+  private current: Consumer | undefined;
+  private stopped = false;
+  private waitingSince: number | undefined;
+  private lastSignAt = 0;
+  private watchdog: ReturnType<typeof setInterval> | undefined;
+  /** Wakes a pause between attempts when the reader is stopped. */
+  private wake: (() => void) | undefined;
+  private counts = { resumes: 0, dropped: 0, misplaced: 0 };
+
+  constructor(js: JetStreamClient, jsm: JetStreamManager, stream: string, subject: string, startSeq: number, options: PositionedReaderOptions = {}) {
+    this.js = js;
+    this.jsm = jsm;
+    this.nc = options.nc;
+    this.stream = stream;
+    this.subject = subject;
+    this.position = startPosition(startSeq);
+    this.batch = options.batch ?? 2048;
+    this.heartbeatMs = options.heartbeatMs ?? 2000;
+    this.stallMs = options.stallMs ?? 8000;
+    this.giveUpMs = options.giveUpMs ?? 120_000;
+  }
+
+  get stats(): PositionedReaderStats {
+    return { ...this.counts };
+  }
+
+  /** The name of the server-side consumer reading now, if any (tests kill the server holding it). */
+  get consumer(): string | undefined {
+    return this.current?.name;
+  }
+
+  /** Creates the first consumer: a missing stream or a refusal fails here, as the open of an input should. */
+  async open(): Promise<void> {
+    this.current = await this.createConsumer(true);
+    this.watchdog = setInterval(() => this.checkStall(), Math.max(250, Math.floor(this.heartbeatMs / 2)));
+    this.watchdog.unref?.();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<InputMessage> {
+    return { next: () => this.next() };
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.watchdog !== undefined) clearInterval(this.watchdog);
+    this.wake?.();
+    const c = this.current;
+    this.current = undefined;
+    if (c !== undefined) {
+      c.abandoned = true;
+      c.messages.stop();
+      await this.jsm.consumers.delete(this.stream, c.name).catch(() => false);
+    }
+  }
+
+  private async next(): Promise<IteratorResult<InputMessage>> {
+    let restarts = 0;
+    for (;;) {
+      if (this.stopped) return { done: true, value: undefined };
+      if (this.current === undefined) {
+        if (restarts > 0) await this.pause(resumePauseMs(restarts - 1));
+        if (this.stopped) return { done: true, value: undefined };
+        try {
+          this.current = await this.createConsumer(false);
+        } catch (e) {
+          // Stopped (the actor is stopping) or disconnected for good while resuming: the read ends.
+          if (this.stopped || this.closed()) return { done: true, value: undefined };
+          throw e;
+        }
+        this.counts.resumes++;
+      }
+      const c = this.current;
+      let r: IteratorResult<JsMsg>;
+      this.waitingSince = Date.now();
+      try {
+        r = await c.iterator.next();
+      } catch (e) {
+        if (this.stopped) return { done: true, value: undefined };
+        // nats.js ends a pull with an error it cannot go on from (a refused request, a closed
+        // connection): not ours to hide, unless the reader gave the consumer up itself.
+        if (!c.abandoned) throw e;
+        r = { done: true, value: undefined };
+      } finally {
+        this.waitingSince = undefined;
+      }
+      if (this.stopped) return { done: true, value: undefined };
+      // A closed connection ends the read, as it ended nats.js's iterators: nothing to resume on.
+      if (r.done && this.closed()) return { done: true, value: undefined };
+      if (r.done) {
+        this.replace(c);
+        restarts++;
+        continue;
+      }
+      this.lastSignAt = Date.now();
+      const m = r.value;
+      const verdict = judgeMessage(this.position, m.info.streamSequence, m.info.deliverySequence);
+      if (verdict.kind === "deliver") {
+        this.position = verdict.position;
+        return { done: false, value: new JsInputMessage(m) };
+      }
+      this.counts.dropped++;
+      countRejected(
+        "input",
+        verdict.kind === "repeat" ? "repeated sequence" : "sequence gap",
+        `${this.stream} ${this.subject}: sequence ${m.info.streamSequence} (consumer ${m.info.deliverySequence}) after ${this.position.delivered}; reading again from ${resumeSeq(this.position)}`,
+      );
+      this.replace(c);
+      restarts++;
+    }
+  }
+
+  private closed(): boolean {
+    return this.nc?.isClosed() === true;
+  }
+
+  /** Drops a consumer that cannot be trusted or is gone; the next read creates one at the position. */
+  private replace(c: Consumer): void {
+    c.abandoned = true;
+    c.messages.stop();
+    if (this.current === c) this.current = undefined;
+    // Not awaited: the consumer's server may be the one that died (the request would only time
+    // out); an R1 consumer left behind goes away after its inactivity threshold.
+    void this.jsm.consumers.delete(this.stream, c.name).catch(() => false);
+  }
+
+  private checkStall(): void {
+    const c = this.current;
+    if (c === undefined || c.abandoned) return;
+    if (consumerLost(Date.now(), this.waitingSince, this.lastSignAt, this.stallMs)) {
+      c.abandoned = true;
+      c.messages.stop();
+    }
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        this.wake = undefined;
+        resolve();
+      };
+    });
+  }
+
+  private config(name: string, start: number): Partial<ConsumerConfig> {
+    return {
+      name,
+      filter_subject: this.subject,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: start,
+      ack_policy: AckPolicy.None,
+      max_deliver: 1,
+      // As nats.js's ordered consumers: one copy in memory, gone 5 min after its reader.
+      num_replicas: 1,
+      mem_storage: true,
+      inactive_threshold: 5 * 60 * 1_000_000_000,
+    };
+  }
+
+  /**
+   * A consumer at the position, once the server says it starts there. Repeats failed or misplaced
+   * creations with pauses (a stream without a leader answers nothing for seconds) until
+   * `giveUpMs`; on the first creation only failures that an election explains are repeated.
+   */
+  private async createConsumer(first: boolean): Promise<Consumer> {
+    const began = Date.now();
+    let lastProblem = "";
+    for (let attempt = 0; ; attempt++) {
+      if (this.stopped) throw new InputError(`input ${this.stream} ${this.subject}: reader stopped`);
+      const start = resumeSeq(this.position);
+      const name = `${this.namePrefix}_${++this.serial}`;
+      try {
+        const info = await this.jsm.consumers.add(this.stream, this.config(name, start));
+        const chosen = info.delivered.stream_seq + 1;
+        let verdict = judgeStart(start, chosen);
+        if (verdict === "check") verdict = judgeStart(start, chosen, (await this.jsm.streams.info(this.stream)).state.first_seq);
+        if (verdict === "ok") {
+          const c = await this.consume(info);
+          if (!this.stopped) return c;
+          // Stopped while this one was being made: nobody will read or delete it.
+          c.abandoned = true;
+          c.messages.stop();
+          await this.jsm.consumers.delete(this.stream, c.name).catch(() => false);
+          throw new InputError(`input ${this.stream} ${this.subject}: reader stopped`);
+        }
+        this.counts.misplaced++;
+        lastProblem = `the server started consumer ${name} at ${chosen}, not ${start}`;
+        void this.jsm.consumers.delete(this.stream, name).catch(() => false);
+      } catch (e) {
+        if (this.closed() || (first && casFailureKind(e) !== "unacknowledged")) throw e;
+        lastProblem = String((e as Error)?.message ?? e);
+      }
+      if (Date.now() - began > this.giveUpMs) {
+        throw new InputError(`input ${this.stream} ${this.subject}: no consumer at sequence ${start} after ${Math.round((Date.now() - began) / 1000)} s (${lastProblem})`);
+      }
+      await this.pause(resumePauseMs(attempt));
+    }
+  }
+
+  private async consume(info: ConsumerInfo): Promise<Consumer> {
+    const messages = await this.js.consumers.getConsumerFromInfo(info).consume({
+      max_messages: this.batch,
+      idle_heartbeat: this.heartbeatMs,
+      expires: Math.max(10_000, this.heartbeatMs * 5),
+    });
+    const c: Consumer = { name: info.name, messages, iterator: messages[Symbol.asyncIterator](), abandoned: false };
+    this.position = withNewConsumer(this.position);
+    this.lastSignAt = Date.now();
+    void (async () => {
+      for await (const s of messages.status()) {
+        if (!NOT_FROM_SERVER.has(s.type)) this.lastSignAt = Date.now();
+        if (CONSUMER_GONE.has(s.type) && !c.abandoned) {
+          c.abandoned = true;
+          messages.stop();
+        }
+      }
+    })().catch(() => undefined);
+    return c;
+  }
+}
+
+/** Opens a {@link PositionedReader} on `subject` of `stream` at `startSeq`. */
+export async function openPositionedReader(js: JetStreamClient, jsm: JetStreamManager, stream: string, subject: string, startSeq: number, options?: PositionedReaderOptions): Promise<PositionedReader> {
+  const reader = new PositionedReader(js, jsm, stream, subject, startSeq, options);
+  await reader.open();
+  return reader;
+}
+
+/**
+ * The messages of `subject` in `stream` from sequence `first` through `last`, in order, through a
+ * positioned reader, ended by the stream's leader: a consumer reads its server's copy, which may
+ * be behind, so "nothing pending" from it ends the read only once the leader has nothing more up
+ * to `last` either. Purged messages are simply absent.
+ */
+export async function* readStoredRange(js: JetStreamClient, jsm: JetStreamManager, stream: string, subject: string, first: number, last: number, options: PositionedReaderOptions = {}): AsyncIterable<InputMessage> {
+  const nextStored = async (from: number): Promise<number | undefined> => {
+    // The server (2.9 on) takes `next_by_subj` in a message get; nats.js types it for direct gets only.
+    const next = { next_by_subj: subject, seq: Math.max(1, from) } as unknown as MsgRequest;
+    const m = await repeatUnacknowledged(() => jsm.streams.getMessage(stream, next));
+    return m === null || m.seq > last ? undefined : m.seq;
+  };
+  const start = await nextStored(first);
+  if (start === undefined) return;
+  const reader = await openPositionedReader(js, jsm, stream, subject, start, options);
+  try {
+    for await (const m of reader) {
+      if (m.seq > last) return;
+      yield m;
+      if (m.seq >= last) return;
+      if (m.pending === 0 && (await nextStored(m.seq + 1)) === undefined) return;
+    }
+  } finally {
+    await reader.stop();
+  }
+}
