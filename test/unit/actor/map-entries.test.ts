@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts";
 import { PartitionActor } from "../../../runtime/actor/partition-actor.ts";
-import { ackSubject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
+import type { SnapshotAck } from "../../../runtime/core/protocol.ts";
 import { mapEntryKey, stateKey } from "../../../runtime/core/kv-keys.ts";
 import { deadLetterStream, inputStream } from "../../../runtime/core/naming.ts";
 import { decodeBatch, decodeValue } from "../../../runtime/core/wire.ts";
@@ -18,6 +18,7 @@ import { boundedOutOfOrderness, defineFunction, definePipeline, fromFunction, fr
 import type { MapEntrySelector } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
 import { waitFor } from "../../support/wait.ts";
+import { collectAcks, runCheckpoint, sendRecords, type CheckpointOptions } from "../../support/actor-driver.ts";
 
 interface Event {
   readonly user: string;
@@ -91,9 +92,7 @@ function setup(mode: Mode): { t: MemoryTransport; acks: SnapshotAck[]; graph: Jo
   const t = new MemoryTransport({ now: () => 1_000_000 });
   t.addStream("events", ["events"]);
   t.addJobTopology(graph);
-  const acks: SnapshotAck[] = [];
-  t.subscribe(ackSubject(graph.job), (_, data) => acks.push(JSON.parse(new TextDecoder().decode(data)) as SnapshotAck));
-  return { t, acks, graph };
+  return { t, acks: collectAcks(t, graph.job), graph };
 }
 
 function actor(t: MemoryTransport, graph: JobGraph, budgetBytes: number | undefined): PartitionActor {
@@ -120,20 +119,8 @@ function emitted(t: MemoryTransport): unknown[] {
     });
 }
 
-async function send(t: MemoryTransport, a: PartitionActor, events: readonly Event[]): Promise<void> {
-  const target = a.stats.position + events.length;
-  for (const e of events) await t.append("events", JSON.stringify(e));
-  await waitFor(`${events.length} events read`, () => a.stats.position === target, { timeoutMs: 10_000, intervalMs: 2 });
-}
-
-async function checkpoint(a: PartitionActor, acks: SnapshotAck[], id: number, opts: { commit?: boolean; savepoint?: string } = {}): Promise<void> {
-  await a.trigger({ id, generation: 1, stop: false, ...(opts.savepoint === undefined ? {} : { savepoint: opts.savepoint }) });
-  await waitFor(`ack ${id}`, () => acks.some((k) => k.id === id), { timeoutMs: 10_000, intervalMs: 2 });
-  if (opts.commit !== false) {
-    a.onCommitted(id);
-    await a.applied(id);
-  }
-}
+const send = (t: MemoryTransport, a: PartitionActor, events: readonly Event[]) => sendRecords(t, a, "events", events);
+const checkpoint = (a: PartitionActor, acks: SnapshotAck[], id: number, opts: Omit<CheckpointOptions, "generation"> = {}) => runCheckpoint(a, acks, id, opts);
 
 /** Repeatable events over 6 users with up to 80 ids each, ids repeating, some dropped. */
 function events(count: number, seed: number, startAt: number): Event[] {
@@ -298,8 +285,7 @@ describe("windows read entry by entry", () => {
       const t = new MemoryTransport({ now: () => 1_000_000 });
       t.addStream("events", ["events"]);
       t.addJobTopology(graph);
-      const acks: SnapshotAck[] = [];
-      t.subscribe(ackSubject(graph.job), (_, data) => acks.push(JSON.parse(new TextDecoder().decode(data)) as SnapshotAck));
+      const acks = collectAcks(t, graph.job);
       const a = actor(t, graph, budget);
       await a.start({ generation: 1, checkpoint: 0, worker: "w" });
       for (let i = 0; i < 4; i++) {

@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts";
 import { PartitionActor, type ActorConfig } from "../../../runtime/actor/partition-actor.ts";
-import { ackSubject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
+import type { SnapshotAck } from "../../../runtime/core/protocol.ts";
 import { keyFilterKey, stateKey } from "../../../runtime/core/kv-keys.ts";
 import { inputStream, stateBucket } from "../../../runtime/core/naming.ts";
 import { decodeBatch, decodeValue } from "../../../runtime/core/wire.ts";
@@ -17,6 +17,7 @@ import { StateCacheBudget } from "../../../runtime/core/state-cache.ts";
 import { boundedOutOfOrderness, defineFunction, definePipeline, fromFunction, fromStream, mapState, valueState } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
 import { waitFor } from "../../support/wait.ts";
+import { collectAcks, runCheckpoint, sendRecords, type CheckpointOptions } from "../../support/actor-driver.ts";
 
 interface Event {
   readonly user: string;
@@ -82,9 +83,7 @@ function setup(): { t: MemoryTransport; acks: SnapshotAck[]; graph: JobGraph } {
   const t = new MemoryTransport({ now: () => 1_000_000 });
   t.addStream("events", ["events"]);
   t.addJobTopology(graph);
-  const acks: SnapshotAck[] = [];
-  t.subscribe(ackSubject(graph.job), (_, data) => acks.push(JSON.parse(new TextDecoder().decode(data)) as SnapshotAck));
-  return { t, acks, graph };
+  return { t, acks: collectAcks(t, graph.job), graph };
 }
 
 function actor(t: MemoryTransport, graph: JobGraph, budgetBytes: number | undefined, config: Partial<ActorConfig> = {}): PartitionActor {
@@ -120,20 +119,8 @@ const kv = (t: MemoryTransport, key: string): unknown => {
   return v === undefined ? undefined : decodeValue(v);
 };
 
-async function send(t: MemoryTransport, a: PartitionActor, events: readonly Event[]): Promise<void> {
-  const target = a.stats.position + events.length;
-  for (const e of events) await t.append("events", JSON.stringify(e));
-  await waitFor(`${events.length} events read`, () => a.stats.position === target, { timeoutMs: 10_000, intervalMs: 2 });
-}
-
-async function checkpoint(a: PartitionActor, acks: SnapshotAck[], id: number, generation: number, opts: { commit?: boolean; savepoint?: string } = {}): Promise<void> {
-  await a.trigger({ id, generation, stop: false, ...(opts.savepoint === undefined ? {} : { savepoint: opts.savepoint }) });
-  await waitFor(`ack ${id}`, () => acks.some((k) => k.id === id && k.generation === generation), { timeoutMs: 10_000, intervalMs: 2 });
-  if (opts.commit !== false) {
-    a.onCommitted(id);
-    await a.applied(id);
-  }
-}
+const send = (t: MemoryTransport, a: PartitionActor, events: readonly Event[]) => sendRecords(t, a, "events", events);
+const checkpoint = (a: PartitionActor, acks: SnapshotAck[], id: number, generation: number, opts: Omit<CheckpointOptions, "generation"> = {}) => runCheckpoint(a, acks, id, { ...opts, generation });
 
 /** A skewed, repeatable sequence of events over `users` users: a few hot, many cold. */
 function zipfEvents(count: number, users: number, seed: number, startAt: number): Event[] {
@@ -341,8 +328,7 @@ describe("a state cache smaller than the state", () => {
     const t = new MemoryTransport({ now: () => 1_000_000 });
     t.addStream("events", ["events"]);
     t.addJobTopology(v1);
-    const acks: SnapshotAck[] = [];
-    t.subscribe(ackSubject("j"), (_, data) => acks.push(JSON.parse(new TextDecoder().decode(data)) as SnapshotAck));
+    const acks = collectAcks(t, "j");
     const users = Array.from({ length: 30 }, (_, i) => `v${i}`);
     const a = actor(t, v1, TINY);
     await a.start({ generation: 1, checkpoint: 0, worker: "w" });
@@ -405,8 +391,7 @@ describe("a state cache smaller than the state", () => {
     const t = new MemoryTransport({ now: () => 1_000_000 });
     t.addStream("events", ["events"]);
     t.addJobTopology(graph);
-    const acks: SnapshotAck[] = [];
-    t.subscribe(ackSubject("j"), (_, data) => acks.push(JSON.parse(new TextDecoder().decode(data)) as SnapshotAck));
+    const acks = collectAcks(t, "j");
     const make = (fn: string) => {
       const a = new PartitionActor(t, graph, graph.node(fn), 0, { tickMs: 1, lingerMs: 0, now: () => 1_000_000, stateCache: new StateCacheBudget(TINY) });
       actors.push(a);

@@ -7,13 +7,14 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts";
 import { PartitionActor, type ActorConfig } from "../../../runtime/actor/partition-actor.ts";
-import { ackSubject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
+import type { SnapshotAck } from "../../../runtime/core/protocol.ts";
 import { parseKvKey } from "../../../runtime/core/kv-keys.ts";
 import { stateBucket } from "../../../runtime/core/naming.ts";
 import { StateCacheBudget } from "../../../runtime/core/state-cache.ts";
 import { boundedOutOfOrderness, defineFunction, definePipeline, fromFunction, fromStream, mapState, valueState } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
 import { waitFor } from "../../support/wait.ts";
+import { collectAcks, runCheckpoint, sendRecords } from "../../support/actor-driver.ts";
 
 interface Login {
   readonly user: string;
@@ -61,9 +62,7 @@ function setup(): { t: MemoryTransport; acks: SnapshotAck[]; graph: JobGraph } {
   const t = new MemoryTransport({ now: () => clock });
   t.addStream("logins", ["logins"]);
   t.addJobTopology(graph);
-  const acks: SnapshotAck[] = [];
-  t.subscribe(ackSubject(graph.job), (_, data) => acks.push(JSON.parse(new TextDecoder().decode(data)) as SnapshotAck));
-  return { t, acks, graph };
+  return { t, acks: collectAcks(t, graph.job), graph };
 }
 
 function actor(t: MemoryTransport, graph: JobGraph, config: Partial<ActorConfig> = {}): PartitionActor {
@@ -80,18 +79,8 @@ function actor(t: MemoryTransport, graph: JobGraph, config: Partial<ActorConfig>
   return a;
 }
 
-async function send(t: MemoryTransport, a: PartitionActor, events: readonly Login[]): Promise<void> {
-  const target = a.stats.position + events.length;
-  for (const e of events) await t.append("logins", JSON.stringify(e));
-  await waitFor(`${events.length} events read`, () => a.stats.position === target, { timeoutMs: 10_000, intervalMs: 2 });
-}
-
-async function checkpoint(a: PartitionActor, acks: SnapshotAck[], id: number, generation: number): Promise<void> {
-  await a.trigger({ id, generation, stop: false });
-  await waitFor(`ack ${id}`, () => acks.some((k) => k.id === id && k.generation === generation), { timeoutMs: 10_000, intervalMs: 2 });
-  a.onCommitted(id);
-  await a.applied(id);
-}
+const send = (t: MemoryTransport, a: PartitionActor, events: readonly Login[]) => sendRecords(t, a, "logins", events);
+const checkpoint = (a: PartitionActor, acks: SnapshotAck[], id: number, generation: number) => runCheckpoint(a, acks, id, { generation });
 
 /** Runs one more sweep round: the clock moves past the interval and the tick starts it. */
 async function sweepRound(a: PartitionActor): Promise<void> {
