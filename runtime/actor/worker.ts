@@ -36,6 +36,7 @@ import type { NatsConnection } from "../nats/connection.ts";
 import { openControlBuckets } from "../nats/control-store.ts";
 import { ensureControlPlane, ensureJobTopology } from "../nats/topology.ts";
 import { JetStreamTransport } from "../nats/transport.ts";
+import { repeatUnacknowledged } from "../nats/kv-cas.ts";
 import { jetStreamOriginOf } from "../nats/delivery.ts";
 import { StateServices } from "../nats/state-service.ts";
 import { PartitionActor, type ActorConfig, type ActorStats } from "./partition-actor.ts";
@@ -88,6 +89,8 @@ export interface Worker {
 }
 
 const encoder = new TextEncoder();
+/** How long a starting worker repeats its setup while streams have no leader (elections took up to 11 s on a loaded machine). */
+const STARTUP_RETRY_MS = 60_000;
 /** Like Effect.tryPromise, but keeps the original error (and its message) as the failure. */
 const attempt = <A>(f: () => PromiseLike<A>) => Effect.tryPromise({ try: f, catch: (e) => (e instanceof Error ? e : new Error(String(e))) });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -114,11 +117,16 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
     // The id is a token of the heartbeat key `<job>.<id>`.
     if (!isValidWorkerId(id)) return yield* Effect.fail(new InputError(`worker id ${JSON.stringify(id)} must match [A-Za-z0-9_-]+`));
     const log = options.log ?? (() => undefined);
-    yield* attempt(async () => {
-      await ensureControlPlane(nc);
-      await ensureJobTopology(nc, graph);
-    });
-    const { jobs, workers } = yield* attempt(() => openControlBuckets(nc));
+    // A worker started while a server of the cluster is down (a replacement after a crash) meets
+    // streams electing a leader: these steps are idempotent, so they are repeated through it
+    // instead of ending the process with a timeout (design note bo).
+    yield* attempt(() =>
+      repeatUnacknowledged(async () => {
+        await ensureControlPlane(nc);
+        await ensureJobTopology(nc, graph);
+      }, STARTUP_RETRY_MS),
+    );
+    const { jobs, workers } = yield* attempt(() => repeatUnacknowledged(() => openControlBuckets(nc), STARTUP_RETRY_MS));
     const spec: JobSpecRecord = {
       job,
       functions: graph.functions.map((f) => ({
@@ -130,7 +138,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
       ...(pipeline.restartStrategy === undefined ? {} : { restartStrategy: { ...pipeline.restartStrategy } as Record<string, number> }),
       updatedAt: Date.now(),
     };
-    yield* attempt(() => jobs.put(jobSpecKey(job), encoder.encode(JSON.stringify(spec))));
+    yield* attempt(() => repeatUnacknowledged(() => jobs.put(jobSpecKey(job), encoder.encode(JSON.stringify(spec))), STARTUP_RETRY_MS));
     const transport = new JetStreamTransport(nc);
     const stateServices = new StateServices(nc, job, transport, (line) => log(`worker ${id}: ${line}`));
 

@@ -23,6 +23,7 @@ import { InputError } from "../errors.ts";
 import { WriteUnacknowledgedError, type InputMessage, type InputReader, type PublishReceipt, type StateEntry, type Transport } from "../actor/ports.ts";
 import { replicasOf } from "./replicas.ts";
 import { repeatUnacknowledged } from "./kv-cas.ts";
+import { removalOf } from "./subject-removal.ts";
 
 const WRITE_WINDOW = 1024;
 /** How long an append is repeated while its stream has no leader (inside JetStream's 2 min duplicate window). */
@@ -70,6 +71,8 @@ export class JetStreamTransport implements Transport {
   readonly js: JetStreamClient;
   private jsmPromise: Promise<JetStreamManager> | undefined;
   private readonly buckets = new Map<string, Promise<KV>>();
+  /** Per stream and subject, the sequence below which `purgeBelow` removed everything. */
+  private readonly removedBelow = new Map<string, number>();
   /** Materialization's KV writes (created on the first). */
   private writer: AckedPublisher | undefined;
   /** Object stores by name, opened (or created, when allowed) once; a failed open is retried next time. */
@@ -290,7 +293,11 @@ export class JetStreamTransport implements Transport {
   }
 
   async purgeBelow(stream: string, subject: string, seq: number): Promise<void> {
-    await (await this.jsm()).streams.purge(stream, { filter: subject, seq });
+    // On a replicated stream of a server before 2.9.18 a purge is not safe (subject-removal.ts):
+    // messages are then deleted one by one, from where the last call for the subject stopped.
+    const key = `${stream} ${subject}`;
+    const from = await removalOf(await this.jsm())(stream, subject, seq, this.removedBelow.get(key) ?? 1);
+    this.removedBelow.set(key, from);
   }
 
   async writeState(bucket: string, puts: readonly StateEntry[], deletes: readonly string[]): Promise<void> {
