@@ -198,7 +198,16 @@ async function loseServer(nc: NatsConnection, cluster: LocalNatsCluster, n: numb
   const jsm = await jetstreamManager(nc, { timeout: 2000 });
   const role: NatsLoss["role"] = n % 3 === 0 ? "source-leader" : n % 3 === 1 ? "jobs-leader" : "any";
   const leaderOf = async (stream: string) => (await jsm.streams.info(stream).catch(() => undefined))?.cluster?.leader;
-  const name = role === "any" ? cluster.serverName(Math.floor(rnd() * cluster.servers.length)) : await leaderOf(role === "source-leader" ? SOURCE_STREAM : `KV_${JOBS_BUCKET}`);
+  // The stream may be between leaders (an earlier loss, a step-down): ask again for a while.
+  const currentLeaderOf = async (stream: string) => {
+    for (let tries = 0; tries < 100; tries++) {
+      const leader = await leaderOf(stream);
+      if (leader !== undefined) return leader;
+      await sleep(100);
+    }
+    return undefined;
+  };
+  const name = role === "any" ? cluster.serverName(Math.floor(rnd() * cluster.servers.length)) : await currentLeaderOf(role === "source-leader" ? SOURCE_STREAM : `KV_${JOBS_BUCKET}`);
   const index = cluster.servers.findIndex((_, i) => cluster.serverName(i) === name);
   if (index < 0) return undefined;
   const victim = cluster.servers[index]!;
