@@ -6,8 +6,9 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { headers as makeHeaders, nanos } from "@nats-io/transport-node";
 import { WindowLimiter } from "./window-limiter.ts";
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type JetStreamManager } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type JetStreamManager } from "@nats-io/jetstream";
 import { replicasOf } from "./replicas.ts";
+import { addConsumerOnLeader } from "./leader-consumer.ts";
 
 /** A message read back from a stream. */
 export interface StoredMessage {
@@ -117,14 +118,13 @@ export async function publishAll(
 /** Reads every message of `stream` (optionally only `subject`) that is in it now. */
 export async function readAll(nc: NatsConnection, stream: string, subject?: string): Promise<StoredMessage[]> {
   const js = jetstream(nc);
-  const consumer = await js.consumers.get(stream, {
-    deliver_policy: DeliverPolicy.All,
-    ...(subject === undefined ? {} : { filter_subjects: subject }),
-  });
+  const jsm = await jetstreamManager(nc, { checkAPI: false });
+  // On the stream's leader: "everything in it now" includes what a follower has not applied yet.
+  const ci = await addConsumerOnLeader(jsm, stream, { deliver_policy: DeliverPolicy.All, ...(subject === undefined ? {} : { filter_subject: subject }) });
   const out: StoredMessage[] = [];
   try {
-    const info = await consumer.info(true);
-    if (info.num_pending === 0) return out;
+    if (ci.num_pending === 0) return out;
+    const consumer = await js.consumers.get(stream, ci.name);
     const messages = await consumer.consume({ max_messages: 1024 });
     for await (const m of messages) {
       const headers: Record<string, string> = {};
@@ -135,7 +135,7 @@ export async function readAll(nc: NatsConnection, stream: string, subject?: stri
     messages.stop();
     return out;
   } finally {
-    await consumer.delete().catch(() => false);
+    await jsm.consumers.delete(stream, ci.name).catch(() => false);
   }
 }
 
@@ -173,17 +173,9 @@ export async function consumeFirst(
  * unacknowledged consumer's pending count, deleted at once.
  */
 export async function pendingFrom(jsm: JetStreamManager, stream: string, subject: string, from: number): Promise<number> {
-  const ci = await jsm.consumers.add(stream, {
-    filter_subject: subject,
-    deliver_policy: DeliverPolicy.StartSequence,
-    opt_start_seq: Math.max(1, from),
-    ack_policy: AckPolicy.None,
-    mem_storage: true,
-    inactive_threshold: 60_000_000_000,
-  });
-  try {
-    return ci.num_pending;
-  } finally {
-    await jsm.consumers.delete(stream, ci.name).catch(() => false);
-  }
+  // Counted on the stream's leader: a follower behind it would count too few, and a bounded
+  // source would end before its end (leader-consumer.ts).
+  const ci = await addConsumerOnLeader(jsm, stream, { filter_subject: subject, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, from) });
+  await jsm.consumers.delete(stream, ci.name).catch(() => false);
+  return ci.num_pending;
 }

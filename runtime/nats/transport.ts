@@ -24,6 +24,7 @@ import { WriteUnacknowledgedError, type InputMessage, type InputReader, type Pub
 import { replicasOf } from "./replicas.ts";
 import { repeatUnacknowledged } from "./kv-cas.ts";
 import { removalOf } from "./subject-removal.ts";
+import { addConsumerOnLeader } from "./leader-consumer.ts";
 
 const WRITE_WINDOW = 1024;
 /** How long an append is repeated while its stream has no leader (inside JetStream's 2 min duplicate window). */
@@ -87,7 +88,10 @@ export class JetStreamTransport implements Transport {
   }
 
   private jsm(): Promise<JetStreamManager> {
-    return (this.jsmPromise ??= jetstreamManager(this.nc));
+    // Without the account-info request nats.js makes to check the API: during an election of the
+    // cluster's meta leader it times out, and a rejected promise kept here would fail every later
+    // call of this transport (design note bo).
+    return (this.jsmPromise ??= jetstreamManager(this.nc, { checkAPI: false }));
   }
 
   bucket(name: string): Promise<KV> {
@@ -170,9 +174,12 @@ export class JetStreamTransport implements Transport {
   }
 
   async *readRange(stream: string, subject: string, first: number, last: number): AsyncIterable<InputMessage> {
-    const consumer = await this.js.consumers.get(stream, { filter_subjects: subject, opt_start_seq: Math.max(1, first) });
+    // On the stream's leader: a follower may not have the range yet (leader-consumer.ts).
+    const jsm = await this.jsm();
+    const ci = await addConsumerOnLeader(jsm, stream, { filter_subject: subject, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, first) });
     try {
-      if ((await consumer.info(true)).num_pending === 0) return;
+      if (ci.num_pending === 0) return;
+      const consumer = await this.js.consumers.get(stream, ci.name);
       // Small fetches with an expiry: memory stays bounded, and a range purged meanwhile ends
       // the read instead of waiting for messages that will never come.
       for (;;) {
@@ -186,7 +193,7 @@ export class JetStreamTransport implements Transport {
         if (got === 0) return;
       }
     } finally {
-      await consumer.delete().catch(() => false);
+      await jsm.consumers.delete(stream, ci.name).catch(() => false);
     }
   }
 
@@ -243,14 +250,14 @@ export class JetStreamTransport implements Transport {
   async listState(bucket: string, filter: string): Promise<StateEntry[]> {
     const stream = `KV_${bucket}`;
     const prefix = `$KV.${bucket}.`;
-    const consumer = await this.js.consumers.get(stream, {
-      filter_subjects: `${prefix}${filter}`,
-      deliver_policy: DeliverPolicy.LastPerSubject,
-    });
+    // On the bucket's leader: a follower may lack the last writes, which `_applied` (read from the
+    // leader) says KV has (leader-consumer.ts).
+    const jsm = await this.jsm();
+    const ci = await addConsumerOnLeader(jsm, stream, { filter_subject: `${prefix}${filter}`, deliver_policy: DeliverPolicy.LastPerSubject });
     const entries: StateEntry[] = [];
     try {
-      const info = await consumer.info(true);
-      if (info.num_pending === 0) return entries;
+      if (ci.num_pending === 0) return entries;
+      const consumer = await this.js.consumers.get(stream, ci.name);
       const messages = await consumer.consume({ max_messages: 1024 });
       for await (const m of messages) {
         const op = m.headers?.get("KV-Operation");
@@ -260,20 +267,16 @@ export class JetStreamTransport implements Transport {
       messages.stop();
       return entries;
     } finally {
-      await consumer.delete().catch(() => false);
+      await jsm.consumers.delete(stream, ci.name).catch(() => false);
     }
   }
 
   async countState(bucket: string, filter: string): Promise<number> {
-    const consumer = await this.js.consumers.get(`KV_${bucket}`, {
-      filter_subjects: `$KV.${bucket}.${filter}`,
-      deliver_policy: DeliverPolicy.LastPerSubject,
-    });
-    try {
-      return (await consumer.info(true)).num_pending;
-    } finally {
-      await consumer.delete().catch(() => false);
-    }
+    const jsm = await this.jsm();
+    const stream = `KV_${bucket}`;
+    const ci = await addConsumerOnLeader(jsm, stream, { filter_subject: `$KV.${bucket}.${filter}`, deliver_policy: DeliverPolicy.LastPerSubject });
+    await jsm.consumers.delete(stream, ci.name).catch(() => false);
+    return ci.num_pending;
   }
 
   async getState(bucket: string, keys: readonly string[]): Promise<Array<Uint8Array | undefined>> {
