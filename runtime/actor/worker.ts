@@ -254,7 +254,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
       // Under the job's own key: the supervisor counts it for this job only (only its workers may write there).
       return workers.put(heartbeatKey(job, id), encoder.encode(JSON.stringify(heartbeat)));
     };
-    yield* attempt(beat);
+    yield* attempt(() => repeatUnacknowledged(beat, STARTUP_RETRY_MS));
     yield* Effect.acquireRelease(
       Effect.sync(() => setInterval(() => void beat().catch(() => undefined), options.heartbeatMs ?? 1000)),
       (timer) =>
@@ -289,7 +289,9 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
     const watchKey = <K extends ControlKind>(key: string, kind: K, onValue: (value: NonNullable<ReturnType<typeof decode<K>>>) => void) =>
       Effect.acquireRelease(
         attempt(async () => {
-          const watch = await jobs.watch({ key });
+          // The watch's consumer may be placed on a server that is down (2.9.10 picks any of the
+          // stream's servers): its creation times out and is asked for again (design note bo).
+          const watch = await repeatUnacknowledged(() => jobs.watch({ key }), STARTUP_RETRY_MS);
           void (async () => {
             for await (const e of watch) {
               if (e.operation !== "PUT" || e.value.length === 0) continue;
