@@ -69,6 +69,8 @@ export async function addConsumerOnLeader(jsm: JetStreamManager, stream: string,
     let ci: ConsumerInfo | undefined;
     try {
       ci = await (await quickManager(jsm)).consumers.add(stream, { ...config, ack_policy: AckPolicy.None, mem_storage: true, inactive_threshold: nanos(INACTIVE_MS) });
+      // A server outside a cluster names no cluster: it has the only copy, no need to ask.
+      if (ci.cluster?.name === undefined || ci.cluster.name === "") return ci;
       const leader = (await jsm.streams.info(stream)).cluster?.leader;
       if (readsLeaderCopy(ci.cluster?.leader, leader)) return ci;
       last = `placed on ${ci.cluster?.leader}, the stream's leader is ${leader}`;
