@@ -36,6 +36,7 @@ import type { NatsConnection } from "../nats/connection.ts";
 import { openControlBuckets } from "../nats/control-store.ts";
 import { ensureControlPlane, ensureJobTopology } from "../nats/topology.ts";
 import { JetStreamTransport } from "../nats/transport.ts";
+import { repeatUnacknowledged } from "../nats/kv-cas.ts";
 import { jetStreamOriginOf } from "../nats/delivery.ts";
 import { StateServices } from "../nats/state-service.ts";
 import { PartitionActor, type ActorConfig, type ActorStats } from "./partition-actor.ts";
@@ -88,6 +89,8 @@ export interface Worker {
 }
 
 const encoder = new TextEncoder();
+/** How long a starting worker repeats its setup while streams have no leader (elections took up to 11 s on a loaded machine). */
+const STARTUP_RETRY_MS = 60_000;
 /** Like Effect.tryPromise, but keeps the original error (and its message) as the failure. */
 const attempt = <A>(f: () => PromiseLike<A>) => Effect.tryPromise({ try: f, catch: (e) => (e instanceof Error ? e : new Error(String(e))) });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -125,11 +128,16 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
     // The id is a token of the heartbeat key `<job>.<id>`.
     if (!isValidWorkerId(id)) return yield* Effect.fail(new InputError(`worker id ${JSON.stringify(id)} must match [A-Za-z0-9_-]+`));
     const log = options.log ?? (() => undefined);
-    yield* attempt(async () => {
-      await ensureControlPlane(nc);
-      await ensureJobTopology(nc, graph);
-    });
-    const { jobs, workers } = yield* attempt(() => openControlBuckets(nc));
+    // A worker started while a server of the cluster is down (a replacement after a crash) meets
+    // streams electing a leader: these steps are idempotent, so they are repeated through it
+    // instead of ending the process with a timeout (design note bo).
+    yield* attempt(() =>
+      repeatUnacknowledged(async () => {
+        await ensureControlPlane(nc);
+        await ensureJobTopology(nc, graph);
+      }, STARTUP_RETRY_MS),
+    );
+    const { jobs, workers } = yield* attempt(() => repeatUnacknowledged(() => openControlBuckets(nc), STARTUP_RETRY_MS));
     const spec: JobSpecRecord = {
       job,
       functions: graph.functions.map((f) => ({
@@ -141,7 +149,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
       ...(pipeline.restartStrategy === undefined ? {} : { restartStrategy: { ...pipeline.restartStrategy } as Record<string, number> }),
       updatedAt: Date.now(),
     };
-    yield* attempt(() => jobs.put(jobSpecKey(job), encoder.encode(JSON.stringify(spec))));
+    yield* attempt(() => repeatUnacknowledged(() => jobs.put(jobSpecKey(job), encoder.encode(JSON.stringify(spec))), STARTUP_RETRY_MS));
     const transport = new JetStreamTransport(nc);
     const stateServices = new StateServices(nc, job, transport, (line) => log(`worker ${id}: ${line}`));
 
@@ -257,7 +265,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
       // Under the job's own key: the supervisor counts it for this job only (only its workers may write there).
       return workers.put(heartbeatKey(job, id), encoder.encode(JSON.stringify(heartbeat)));
     };
-    yield* attempt(beat);
+    yield* attempt(() => repeatUnacknowledged(beat, STARTUP_RETRY_MS));
     yield* Effect.acquireRelease(
       Effect.sync(() => setInterval(() => void beat().catch(() => undefined), options.heartbeatMs ?? 1000)),
       (timer) =>
@@ -292,7 +300,9 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
     const watchKey = <K extends ControlKind>(key: string, kind: K, onValue: (value: NonNullable<ReturnType<typeof decode<K>>>) => void) =>
       Effect.acquireRelease(
         attempt(async () => {
-          const watch = await jobs.watch({ key });
+          // The watch's consumer may be placed on a server that is down (2.9.10 picks any of the
+          // stream's servers): its creation times out and is asked for again (design note bo).
+          const watch = await repeatUnacknowledged(() => jobs.watch({ key }), STARTUP_RETRY_MS);
           void (async () => {
             for await (const e of watch) {
               if (e.operation !== "PUT" || e.value.length === 0) continue;

@@ -119,7 +119,8 @@ export function workerPermissions(a: JobAccess): { publish: string[]; subscribe:
       ...readable.flatMap(readStream),
       ...readable.flatMap(consumeStream),
       // Input logs are trimmed below the last materialized checkpoint, spilled sink output once published.
-      ...[...inputs, spillStream(a.job)].map((s) => `$JS.API.STREAM.PURGE.${s}`),
+      // (Message by message on a replicated stream of a server before 2.9.18: subject-removal.ts.)
+      ...[...inputs, spillStream(a.job)].flatMap((s) => [`$JS.API.STREAM.PURGE.${s}`, `$JS.API.STREAM.MSG.DELETE.${s}`]),
       // State, timers, watermarks, positions; the job's spec; its heartbeats (`<job>.<worker>`).
       ...buckets.map((b) => `$KV.${b}.>`),
       `$KV.${JOBS_BUCKET}.${a.job}.spec`,
@@ -180,6 +181,7 @@ export function supervisorPermissions(jobs: readonly JobAccess[]): { publish: st
       ...jobs.flatMap((j) => [
         // Deltas no actor can need any more are deleted (purges, control-store.ts); never written.
         `$JS.API.STREAM.PURGE.${OBJ(checkpointObjects(j.job))}`,
+        `$JS.API.STREAM.MSG.DELETE.${OBJ(checkpointObjects(j.job))}`,
         // The manifest that completes a savepoint.
         `$O.${savepointObjects(j.job)}.>`,
       ]),
@@ -195,6 +197,7 @@ const SUPERVISOR_PUBLISH = [
   ...[JOBS_BUCKET, WORKERS_BUCKET, LEADER_BUCKET].map((b) => `$JS.API.STREAM.CREATE.${KV(b)}`),
   // Record deletions are purges of their subjects, not tombstones (control-store.ts).
   `$JS.API.STREAM.PURGE.${KV(JOBS_BUCKET)}`,
+  `$JS.API.STREAM.MSG.DELETE.${KV(JOBS_BUCKET)}`,
   // Reads: stream infos (lag), bucket and object reads, consumers for key listings and lag.
   "$JS.API.STREAM.INFO.*",
   "$JS.API.STREAM.MSG.GET.*",

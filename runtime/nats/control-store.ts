@@ -34,6 +34,7 @@ import { decodeValue } from "../core/wire.ts";
 import { decodeControl, InvalidControlRecordError, type ControlKind, type ControlRecord, type Decoded } from "../core/control-messages.ts";
 import { ensureControlPlane } from "./topology.ts";
 import { casWrite } from "./kv-cas.ts";
+import { removalOf } from "./subject-removal.ts";
 
 /** The jobs bucket and the worker heartbeat bucket: the part of the control plane a worker uses. */
 export interface ControlBuckets {
@@ -275,7 +276,8 @@ export async function minAppliedCheckpoint(nc: NatsConnection, spec: JobSpecReco
 
 /** Removes a key from the jobs bucket without leaving a delete marker behind. */
 export async function purgeKey(stores: ControlStores, key: string): Promise<void> {
-  await stores.jsm.streams.purge(`KV_${JOBS_BUCKET}`, { filter: `$KV.${JOBS_BUCKET}.${key}` });
+  // A purge where it is safe, deletions by sequence on a replicated bucket of an older server (subject-removal.ts).
+  await removalOf(stores.jsm)(`KV_${JOBS_BUCKET}`, `$KV.${JOBS_BUCKET}.${key}`);
 }
 
 const objectStream = (job: string) => `OBJ_${checkpointObjects(job)}`;
@@ -330,6 +332,7 @@ export async function purgeObject(stores: ControlStores, job: string, name: stri
     if (notFound(e)) return; // already gone
     throw e;
   }
-  if (nuid !== undefined) await stores.jsm.streams.purge(stream, { filter: `$O.${checkpointObjects(job)}.C.${nuid}` });
-  await stores.jsm.streams.purge(stream, { filter: metaSubject(job, name) });
+  const remove = removalOf(stores.jsm);
+  if (nuid !== undefined) await remove(stream, `$O.${checkpointObjects(job)}.C.${nuid}`);
+  await remove(stream, metaSubject(job, name));
 }

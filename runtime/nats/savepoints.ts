@@ -55,6 +55,7 @@ import { checkpointIds, checkpointRecords, ensureControlStores, listObjects, liv
 import { currentDeployment, openDeployments, type DeploymentRecord } from "./deployments.ts";
 import { InputError, TransientError } from "../errors.ts";
 import { replicasOf } from "./replicas.ts";
+import { removalOf } from "./subject-removal.ts";
 
 /** There is no (complete) savepoint of that id for that job; list them with `eddy savepoints <job>`. */
 export class UnknownSavepointError extends InputError {
@@ -149,8 +150,10 @@ async function purgeSavepointObject(store: SavepointStore, name: string): Promis
     if (/not found/i.test(String((e as Error)?.message))) return;
     throw e;
   }
-  if (nuid !== undefined) await store.jsm.streams.purge(objectStream(store), { filter: `$O.${store.name}.C.${nuid}` });
-  await store.jsm.streams.purge(objectStream(store), { filter: metaSubject(store, name) });
+  // Purges where they are safe, deletions by sequence on a replicated store of an older server (subject-removal.ts).
+  const remove = removalOf(store.jsm);
+  if (nuid !== undefined) await remove(objectStream(store), `$O.${store.name}.C.${nuid}`);
+  await remove(objectStream(store), metaSubject(store, name));
 }
 
 function checkNames(job: string, id: string): void {
@@ -524,6 +527,7 @@ export async function restoreSavepoint(nc: NatsConnection, job: string, id: stri
   for (const t of target) {
     const bucket = stateBucket(job, t.name);
     const kv = await kvm.create(bucket, { history: 1, replicas: replicasOf(nc) });
+    // A whole-stream purge is replayed after a restart as what it was (subject-removal.ts): safe.
     await jsm.streams.purge(`KV_${bucket}`);
     // Where each partition resumes in its function's input stream (for a source: the log of
     // writes to its state). Everything stored there now came after the savepoint.

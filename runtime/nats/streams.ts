@@ -6,9 +6,10 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { headers as makeHeaders, nanos } from "@nats-io/transport-node";
 import { WindowLimiter } from "./window-limiter.ts";
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type JetStreamManager } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type JetStreamManager } from "@nats-io/jetstream";
 import { replicasOf } from "./replicas.ts";
 import { jsMsgOf, readStoredRange } from "./positioned-reader.ts";
+import { addConsumerOnLeader } from "./leader-consumer.ts";
 
 /** A message read back from a stream. */
 export interface StoredMessage {
@@ -121,7 +122,7 @@ export async function publishAll(
  * cluster neither repeats nor drops a message (design note bn).
  */
 export async function readAll(nc: NatsConnection, stream: string, subject?: string): Promise<StoredMessage[]> {
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(nc, { checkAPI: false });
   const state = (await jsm.streams.info(stream)).state;
   const out: StoredMessage[] = [];
   if (state.messages === 0) return out;
@@ -168,17 +169,9 @@ export async function consumeFirst(
  * unacknowledged consumer's pending count, deleted at once.
  */
 export async function pendingFrom(jsm: JetStreamManager, stream: string, subject: string, from: number): Promise<number> {
-  const ci = await jsm.consumers.add(stream, {
-    filter_subject: subject,
-    deliver_policy: DeliverPolicy.StartSequence,
-    opt_start_seq: Math.max(1, from),
-    ack_policy: AckPolicy.None,
-    mem_storage: true,
-    inactive_threshold: 60_000_000_000,
-  });
-  try {
-    return ci.num_pending;
-  } finally {
-    await jsm.consumers.delete(stream, ci.name).catch(() => false);
-  }
+  // Counted on the stream's leader: a follower behind it would count too few, and a bounded
+  // source would end before its end (leader-consumer.ts).
+  const ci = await addConsumerOnLeader(jsm, stream, { filter_subject: subject, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, from) });
+  await jsm.consumers.delete(stream, ci.name).catch(() => false);
+  return ci.num_pending;
 }

@@ -26,6 +26,8 @@ import { replicasOf } from "./replicas.ts";
 import { openPositionedReader, readStoredRange } from "./positioned-reader.ts";
 import { casFailureKind, repeatUnacknowledged } from "./kv-cas.ts";
 import { listingCurrent, listingStep, resumePauseMs } from "../core/read-position.ts";
+import { removalOf } from "./subject-removal.ts";
+import { addConsumerOnLeader } from "./leader-consumer.ts";
 
 const WRITE_WINDOW = 1024;
 /** How long an append is repeated while its stream has no leader (inside JetStream's 2 min duplicate window). */
@@ -49,6 +51,8 @@ export class JetStreamTransport implements Transport {
   readonly js: JetStreamClient;
   private jsmPromise: Promise<JetStreamManager> | undefined;
   private readonly buckets = new Map<string, Promise<KV>>();
+  /** Per stream and subject, the sequence below which `purgeBelow` removed everything. */
+  private readonly removedBelow = new Map<string, number>();
   /** Materialization's KV writes (created on the first). */
   private writer: AckedPublisher | undefined;
   /** Object stores by name, opened (or created, when allowed) once; a failed open is retried next time. */
@@ -63,7 +67,10 @@ export class JetStreamTransport implements Transport {
   }
 
   private jsm(): Promise<JetStreamManager> {
-    return (this.jsmPromise ??= jetstreamManager(this.nc));
+    // Without the account-info request nats.js makes to check the API: during an election of the
+    // cluster's meta leader it times out, and a rejected promise kept here would fail every later
+    // call of this transport (design note bo).
+    return (this.jsmPromise ??= jetstreamManager(this.nc, { checkAPI: false }));
   }
 
   bucket(name: string): Promise<KV> {
@@ -272,12 +279,12 @@ export class JetStreamTransport implements Transport {
   async *scanState(bucket: string, filter: string): AsyncIterable<ScannedEntry> {
     const stream = `KV_${bucket}`;
     const prefix = `$KV.${bucket}.`;
-    const consumer = await this.js.consumers.get(stream, {
-      filter_subjects: `${prefix}${filter}`,
-      deliver_policy: DeliverPolicy.LastPerSubject,
-    });
+    // On the bucket's leader: a follower may lack the last writes (leader-consumer.ts).
+    const jsm = await this.jsm();
+    const ci = await addConsumerOnLeader(jsm, stream, { filter_subject: `${prefix}${filter}`, deliver_policy: DeliverPolicy.LastPerSubject });
     try {
-      if ((await consumer.info(true)).num_pending === 0) return;
+      if (ci.num_pending === 0) return;
+      const consumer = await this.js.consumers.get(stream, ci.name);
       const messages = await consumer.consume({ max_messages: 256 });
       try {
         for await (const m of messages) {
@@ -289,7 +296,7 @@ export class JetStreamTransport implements Transport {
         messages.stop();
       }
     } finally {
-      await consumer.delete().catch(() => false);
+      await jsm.consumers.delete(stream, ci.name).catch(() => false);
     }
   }
 
@@ -306,15 +313,11 @@ export class JetStreamTransport implements Transport {
   }
 
   async countState(bucket: string, filter: string): Promise<number> {
-    const consumer = await this.js.consumers.get(`KV_${bucket}`, {
-      filter_subjects: `$KV.${bucket}.${filter}`,
-      deliver_policy: DeliverPolicy.LastPerSubject,
-    });
-    try {
-      return (await consumer.info(true)).num_pending;
-    } finally {
-      await consumer.delete().catch(() => false);
-    }
+    const jsm = await this.jsm();
+    const stream = `KV_${bucket}`;
+    const ci = await addConsumerOnLeader(jsm, stream, { filter_subject: `$KV.${bucket}.${filter}`, deliver_policy: DeliverPolicy.LastPerSubject });
+    await jsm.consumers.delete(stream, ci.name).catch(() => false);
+    return ci.num_pending;
   }
 
   async getState(bucket: string, keys: readonly string[]): Promise<Array<Uint8Array | undefined>> {
@@ -334,7 +337,11 @@ export class JetStreamTransport implements Transport {
   }
 
   async purgeBelow(stream: string, subject: string, seq: number): Promise<void> {
-    await (await this.jsm()).streams.purge(stream, { filter: subject, seq });
+    // On a replicated stream of a server before 2.9.18 a purge is not safe (subject-removal.ts):
+    // messages are then deleted one by one, from where the last call for the subject stopped.
+    const key = `${stream} ${subject}`;
+    const from = await removalOf(await this.jsm())(stream, subject, seq, this.removedBelow.get(key) ?? 1);
+    this.removedBelow.set(key, from);
   }
 
   async writeState(bucket: string, puts: readonly StateEntry[], deletes: readonly string[]): Promise<void> {

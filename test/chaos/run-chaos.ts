@@ -198,7 +198,16 @@ async function loseServer(nc: NatsConnection, cluster: LocalNatsCluster, n: numb
   const jsm = await jetstreamManager(nc, { timeout: 2000 });
   const role: NatsLoss["role"] = n % 3 === 0 ? "source-leader" : n % 3 === 1 ? "jobs-leader" : "any";
   const leaderOf = async (stream: string) => (await jsm.streams.info(stream).catch(() => undefined))?.cluster?.leader;
-  const name = role === "any" ? cluster.serverName(Math.floor(rnd() * cluster.servers.length)) : await leaderOf(role === "source-leader" ? SOURCE_STREAM : `KV_${JOBS_BUCKET}`);
+  // The stream may be between leaders (an earlier loss, a step-down): ask again for a while.
+  const currentLeaderOf = async (stream: string) => {
+    for (let tries = 0; tries < 100; tries++) {
+      const leader = await leaderOf(stream);
+      if (leader !== undefined) return leader;
+      await sleep(100);
+    }
+    return undefined;
+  };
+  const name = role === "any" ? cluster.serverName(Math.floor(rnd() * cluster.servers.length)) : await currentLeaderOf(role === "source-leader" ? SOURCE_STREAM : `KV_${JOBS_BUCKET}`);
   const index = cluster.servers.findIndex((_, i) => cluster.serverName(i) === name);
   if (index < 0) return undefined;
   const victim = cluster.servers[index]!;
@@ -311,12 +320,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     };
     const chaos = cluster === undefined ? sequence(faults) : Promise.all([sequence(faults.filter((f) => f.kind !== "nats")), sequence(faults.filter((f) => f.kind === "nats"))]);
 
-    // Publish the input at a steady pace, retrying through the server restart.
+    // Publish the input at a steady pace, retrying through the server restart. The expected
+    // output follows the events' order, so the stream must hold them in that order: each publish
+    // expects the stream's last sequence to be its predecessor's (event k is sequence k + 1). A
+    // publish lost in a leader election while later ones of its batch were stored would otherwise
+    // be stored after them by the retry; now the later ones are refused, and the retry stores the
+    // lost one and then them (the message id drops those stored already).
     const chunk = 200;
     for (let i = 0; i < events.length; i += chunk) {
       const due = t0 + (i / events.length) * publishSeconds * 1000;
       await sleep(Math.max(0, due - Date.now()));
-      const batch = events.slice(i, i + chunk).map((e, j) => ({ subject: SOURCE_SUBJECT, data: JSON.stringify(e), headers: { "Nats-Msg-Id": `ev-${i + j}` } }));
+      const batch = events.slice(i, i + chunk).map((e, j) => ({ subject: SOURCE_SUBJECT, data: JSON.stringify(e), headers: { "Nats-Msg-Id": `ev-${i + j}`, "Nats-Expected-Last-Sequence": String(i + j) } }));
       await retry(() => publishAll(nc, batch), deadline);
     }
     await chaos;
@@ -372,7 +386,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       show("windows", expected.windows, windows);
       show("totals", expected.totals, totals);
       const source = await readAll(nc, SOURCE_STREAM);
-      log(`chaos: ${SOURCE_STREAM} holds ${source.length} messages (${events.length} published), last sequence ${source.at(-1)?.seq}`);
+      const misplaced = source.filter((m, k) => decoder.decode(m.data) !== JSON.stringify(events[k])).length;
+      log(`chaos: ${SOURCE_STREAM} holds ${source.length} messages (${events.length} published), last sequence ${source.at(-1)?.seq}, ${misplaced} not at their event's place`);
       const kvm = new Kvm(nc);
       for (const job of JOBS) {
         const jobs = await kvm.open(JOBS_BUCKET);

@@ -23,10 +23,12 @@ describe("renderAuthConfig", () => {
     ]);
   });
 
-  it("workers may not create, update or delete streams, and purge only their own input logs and spill stream", () => {
+  it("workers may not create, update or delete streams, and purge or delete messages only of their own input logs and spill stream", () => {
     const { publish } = workerPermissions(ledger);
     expect(publish.filter((s) => /STREAM\.(CREATE|UPDATE|DELETE)/.test(s))).toEqual([]);
     expect(publish.filter((s) => s.includes("PURGE")).sort()).toEqual(["$JS.API.STREAM.PURGE.EDDY_ledger_SPILL", "$JS.API.STREAM.PURGE.EDDY_ledger_book", "$JS.API.STREAM.PURGE.EDDY_ledger_intake"]);
+    // On a replicated stream of nats-server before 2.9.18 a purge is replaced by deletions by sequence (design note bo).
+    expect(publish.filter((s) => s.includes("MSG.DELETE")).sort()).toEqual(["$JS.API.STREAM.MSG.DELETE.EDDY_ledger_SPILL", "$JS.API.STREAM.MSG.DELETE.EDDY_ledger_book", "$JS.API.STREAM.MSG.DELETE.EDDY_ledger_intake"]);
   });
 
   it("workers write their job's state, spec, input logs, dead letters, spilled output, acks and sinks; nothing of another job", () => {
@@ -47,7 +49,7 @@ describe("renderAuthConfig", () => {
   it("the supervisor purges rendered jobs' checkpoint stores and writes their savepoint manifests, but writes no snapshot and creates no job store", () => {
     const other: JobAccess = { job: "other", functions: [{ name: "fn" }] };
     const { publish } = supervisorPermissions([ledger, other]);
-    expect(publish).toEqual(expect.arrayContaining(["$JS.API.STREAM.PURGE.OBJ_eddy_ckpt_ledger", "$JS.API.STREAM.PURGE.OBJ_eddy_ckpt_other", "$O.eddy_sp_ledger.>", "$O.eddy_sp_other.>"]));
+    expect(publish).toEqual(expect.arrayContaining(["$JS.API.STREAM.PURGE.OBJ_eddy_ckpt_ledger", "$JS.API.STREAM.PURGE.OBJ_eddy_ckpt_other", "$JS.API.STREAM.MSG.DELETE.OBJ_eddy_ckpt_ledger", "$JS.API.STREAM.MSG.DELETE.OBJ_eddy_ckpt_other", "$O.eddy_sp_ledger.>", "$O.eddy_sp_other.>"]));
     expect(publish.filter((s) => s.startsWith("$O.eddy_ckpt") || /CREATE\.OBJ_/.test(s) || s.includes("PURGE.OBJ_eddy_sp"))).toEqual([]);
     // Without rendered jobs (infra/nats/auth.conf) it reaches no job's stores.
     expect(supervisorPermissions([]).publish.filter((s) => /eddy_(ckpt|sp)/.test(s))).toEqual([]);
