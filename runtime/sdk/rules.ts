@@ -161,16 +161,25 @@ export function liveRules<E>(options: LiveRulesOptions<E>): FunctionSpec[] {
     },
   };
 
-  // Compiled rules per version, in memory only: a version's rule never changes, so the cache needs no invalidation.
-  const compiledCache = new Map<string, CompiledRule>();
+  // Compiled rules, in memory only, by content: a rule removed and put again may reuse a version
+  // number with another pattern. Broadcast state hands out the same frozen object until the rule
+  // changes, so the identity map answers almost every lookup without serializing the rule.
+  let byObject = new WeakMap<object, CompiledRule>();
+  const byContent = new Map<string, CompiledRule>();
   const compiled = (rule: Rule): CompiledRule => {
-    const id = `${rule.id}\u0000${rule.version}`;
-    let c = compiledCache.get(id);
+    let c = byObject.get(rule);
+    if (c !== undefined) return c;
+    const content = JSON.stringify(rule);
+    c = byContent.get(content);
     if (c === undefined) {
-      if (compiledCache.size >= 4_096) compiledCache.clear();
+      if (byContent.size >= 4_096) {
+        byContent.clear();
+        byObject = new WeakMap();
+      }
       c = compileRule(rule);
-      compiledCache.set(id, c);
+      byContent.set(content, c);
     }
+    byObject.set(rule, c);
     return c;
   };
   const seenKey = (field: string, value: unknown) => `${field}\u0000${JSON.stringify(value) ?? "undefined"}`;
