@@ -192,3 +192,40 @@ export function alertOf(compiled: CompiledRule, key: string, matched: Match<unkn
   }
   return { alert: { rule: rule.id, version: rule.version, key, at, fields }, errors };
 }
+
+/** What a rule stream says about one rule id: its last change, and the highest version ever put. */
+export interface PublishedRule {
+  readonly id: string;
+  /** The rule as last put, or null when the last change removed it. */
+  readonly rule: Rule | null;
+  /** Highest version any put of this id carried (a new put must be above it). */
+  readonly highestVersion: number;
+}
+
+/**
+ * The rules published on a rule stream, from its messages in stream order: per id under
+ * `prefix`, the last change. Messages that do not decode, are no valid change, or name another
+ * id than their subject are skipped — the rules source dead-letters them, they changed nothing.
+ */
+export function publishedRules(messages: Iterable<{ readonly subject: string; readonly data: Uint8Array }>, prefix: string): PublishedRule[] {
+  const byId = new Map<string, { rule: Rule | null; highestVersion: number }>();
+  const decoder = new TextDecoder();
+  for (const m of messages) {
+    if (!m.subject.startsWith(`${prefix}.`)) continue;
+    let change: RuleChange;
+    try {
+      change = checkRuleChange(JSON.parse(decoder.decode(m.data)));
+    } catch {
+      continue;
+    }
+    const id = change.op === "put" ? change.rule.id : change.id;
+    const prev = byId.get(id);
+    if (change.op === "remove") {
+      if (prev !== undefined) prev.rule = null;
+      continue;
+    }
+    if (prev !== undefined && change.rule.version <= prev.highestVersion) continue; // the matcher ignores it too
+    byId.set(id, { rule: change.rule, highestVersion: change.rule.version });
+  }
+  return [...byId.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([id, v]) => ({ id, ...v }));
+}
