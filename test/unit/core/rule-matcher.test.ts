@@ -4,7 +4,7 @@
  * partial matches are dropped, and what an alert carries.
  */
 import { describe, expect, it } from "vitest";
-import { alertOf, applyToBook, checkRuleChange, compileRule, isStale, routingKeys, ruleIdsOfSignature, slotFor, versionAt, type RuleBook } from "../../../runtime/core/rule-matcher.ts";
+import { alertOf, applyToBook, checkRuleChange, compileRule, isStale, publishedRules, routingKeys, ruleIdsOfSignature, slotFor, versionAt, type RuleBook } from "../../../runtime/core/rule-matcher.ts";
 import { initialState } from "../../../runtime/core/cep/index.ts";
 import { InvalidRuleError, type Rule } from "../../../runtime/core/rules.ts";
 
@@ -124,5 +124,24 @@ describe("an alert", () => {
 
   it("without output, carries the matched events", () => {
     expect(alertOf(compileRule(rule()), "k", matched, 1).alert.fields).toEqual({ matched });
+  });
+});
+
+describe("what a rule stream says (eddy rules ls)", () => {
+  const enc = (subject: string, x: unknown) => ({ subject, data: new TextEncoder().encode(typeof x === "string" ? x : JSON.stringify(x)) });
+  it("per id, the last change and the highest version put; invalid, stale and foreign messages changed nothing", () => {
+    const messages = [
+      enc("r.vpn", { op: "put", rule: rule() }),
+      enc("r.vpn", { op: "put", rule: rule({ version: 3 }) }),
+      enc("r.vpn", { op: "put", rule: rule({ version: 2 }) }), // stale: the matcher ignores it
+      enc("r.big", { op: "put", rule: rule({ id: "big" }) }),
+      enc("r.big", "{not json"),
+      enc("r.big", { op: "remove", id: "big" }),
+      enc("other.x", { op: "put", rule: rule({ id: "x" }) }),
+    ];
+    expect(publishedRules(messages, "r")).toEqual([
+      { id: "big", rule: null, highestVersion: 1 },
+      { id: "vpn", rule: rule({ version: 3 }), highestVersion: 3 },
+    ]);
   });
 });
