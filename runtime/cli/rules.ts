@@ -52,7 +52,9 @@ export async function findRuleStream(nc: NatsConnection, job: string, fn: string
     subject = source.subjects?.[0];
   } else {
     const { deployedFunction } = await import("../deploy/bootstrap.ts");
-    const source = await deployedFunction(nc, job, `${fn}-rules`).catch(() => undefined);
+    // A job never deployed says so; a deployed one without `<fn>-rules` is no liveRules job.
+    const matcher = await deployedFunction(nc, job, fn);
+    const source = matcher === undefined ? undefined : await deployedFunction(nc, job, `${fn}-rules`).catch(() => undefined);
     const input = source?.input;
     if (input === undefined || Array.isArray(input) || (input as { kind: string }).kind !== "stream") throw notRules();
     stream = (input as { stream: string }).stream;
