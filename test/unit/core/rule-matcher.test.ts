@@ -122,6 +122,11 @@ describe("an alert", () => {
     expect(alertOf(c, "k", matched, 1)).toEqual({ alert: { rule: "vpn", version: 1, key: "k", at: 1, fields: { missing: null, ok: 2 } }, errors: 1 });
   });
 
+  it("turns CEL lists, maps, ints and doubles into plain JSON data; bytes are no field value", () => {
+    const c = compileRule(rule({ output: { m: "{'ns': matched.fail.map(e, e.n), 'half': 2.5, 'ok': true, 'none': null}", b: "b'x'" } }));
+    expect(alertOf(c, "k", matched, 1)).toEqual({ alert: expect.objectContaining({ fields: { m: { ns: [2, 5], half: 2.5, ok: true, none: null }, b: null } }), errors: 1 });
+  });
+
   it("without output, carries the matched events", () => {
     expect(alertOf(compileRule(rule()), "k", matched, 1).alert.fields).toEqual({ matched });
   });
