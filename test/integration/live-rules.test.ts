@@ -55,15 +55,21 @@ const bigAmount: Rule = {
   activeFrom: T0,
 };
 
-/** The events of phase `p`: event times in [T0 + p·PHASE, T0 + (p+1)·PHASE), ending with events that match nothing, to move the watermark past the others. */
-function phaseEvents(p: number, next: () => number, ids: { n: number }): LoginEvent[] {
+/**
+ * The events of phase `p`: event times in [T0 + p·PHASE, T0 + (p+1)·PHASE). With `flush`, the
+ * last 40 s are events that match nothing, so the watermark (30 s behind) passes every other
+ * event of the phase; without, the matcher still buffers the phase's last 30 s of events when
+ * the next phase begins.
+ */
+function phaseEvents(p: number, next: () => number, ids: { n: number }, flush: boolean): LoginEvent[] {
   const out: LoginEvent[] = [];
-  for (let ts = T0 + p * PHASE_MS; ts < T0 + (p + 1) * PHASE_MS - 5_000; ts += 250) {
+  const end = T0 + (p + 1) * PHASE_MS;
+  for (let ts = T0 + p * PHASE_MS; ts < end - (flush ? 40_000 : 0); ts += 250) {
     const user = `u${Math.floor(next() * 4)}`;
     const device = next() < 0.8 ? `d${Math.floor(next() * 3)}` : undefined;
     out.push({ id: ++ids.n, user, ...(device === undefined ? {} : { device }), kind: next() < 0.35 ? "fail" : "ok", amount: Math.floor(next() * 1000), ts });
   }
-  for (let ts = T0 + (p + 1) * PHASE_MS - 5_000; ts < T0 + (p + 1) * PHASE_MS; ts += 1_000) out.push({ id: ++ids.n, user: "nobody", device: "none", kind: "noop", amount: 0, ts });
+  if (flush) for (let ts = end - 40_000; ts < end; ts += 1_000) out.push({ id: ++ids.n, user: "nobody", device: "none", kind: "noop", amount: 0, ts });
   return out;
 }
 
@@ -138,23 +144,24 @@ describe("live rules on a real server", () => {
       await ok("rules", "put", "live-rules", "match", file("failures-1.json", failures(3, 1, T0)));
       await ok("rules", "put", "live-rules", "match", file("big-1.json", bigAmount));
       await activeIs(["big-amount@1", "failures@1"]);
-      await publish(phaseEvents(0, next, ids));
+      await publish(phaseEvents(0, next, ids, false));
 
-      // Phase 1: a new version of "failures" from the start of phase 1 on, while phase 0 may still be buffered.
+      // Phase 1: a new version of "failures" from the start of phase 1 on, while the last 30 s of
+      // phase 0 wait in the matcher's buffer: the version it replaced must still take them.
       const a1 = T0 + PHASE_MS;
       const stale = await runEddy(["rules", "put", "live-rules", "match", file("failures-stale.json", failures(2, 1, a1)), "--nats", server.url]);
       expect([stale.code, stale.stderr.trim()]).toEqual([1, "eddy: rule failures: version 1 is not above the published 1 (a put must raise the version)"]);
       await ok("rules", "put", "live-rules", "match", file("failures-2.json", failures(2, 2, a1)));
       await activeIs(["big-amount@1", "failures@2"]);
-      await publish(phaseEvents(1, next, ids));
+      await publish(phaseEvents(1, next, ids, true));
 
       // Phase 2: "big-amount" removed once every alert it owes for phases 0 and 1 is out.
       const bigExpected: Alert[] = all.filter((e) => e.device !== undefined && e.amount > 900).map((e) => ({ rule: "big-amount", version: 1, key: `device=${JSON.stringify([e.device])}`, at: e.ts, fields: { device: e.device, id: e.id } }));
       await waitFor("big-amount alerts of phases 0 and 1", async () => ((await alerts()).filter((a) => a.rule === "big-amount").length >= bigExpected.length ? true : undefined), patiently);
       await ok("rules", "rm", "live-rules", "match", "big-amount");
       await activeIs(["failures@2"]);
-      await publish(phaseEvents(2, next, ids));
-      await publish(phaseEvents(3, next, ids)); // moves the watermark past phase 2
+      await publish(phaseEvents(2, next, ids, true));
+      await publish(phaseEvents(3, next, ids, true)); // moves the watermark past phase 2
 
       const expected = [
         ...expectFailures(all, 3, 1, T0, a1),
@@ -162,6 +169,7 @@ describe("live rules on a real server", () => {
         ...bigExpected,
       ].sort(order);
       expect(expected.filter((a) => a.rule === "failures" && a.version === 1).length).toBeGreaterThan(5);
+      expect(expected.filter((a) => a.rule === "failures" && a.version === 1 && a.at >= a1 - 25_000).length).toBeGreaterThan(0); // fed after version 2 took effect
       expect(expected.filter((a) => a.version === 2).length).toBeGreaterThan(5);
       expect(bigExpected.length).toBeGreaterThan(5);
       await waitFor("every expected alert", async () => ((await alerts()).filter((a) => a.at < T0 + 3 * PHASE_MS).length >= expected.length ? true : undefined), patiently);
