@@ -40,6 +40,8 @@ export interface JobStatus {
   readonly streams: StreamReplicaHealth[];
   /** Records that do not decode (`<key>: <why>`), shown as absent: see JobView.damaged. */
   readonly damaged: readonly string[];
+  /** Per function made by liveRules(): its active rules as `id@version` (as last committed; design note bu). */
+  readonly rules: ReadonlyArray<{ readonly function: string; readonly active: readonly string[] | null }>;
 }
 
 export async function jobStatus(url: string, job: string, now = Date.now()): Promise<JobStatus> {
@@ -65,6 +67,11 @@ export async function jobStatus(url: string, job: string, now = Date.now()): Pro
       }
     }
     const streams = await streamsReplicaHealth(nc, jobStreams(job, view.spec?.functions ?? view.functions));
+    const rules: Array<{ function: string; active: string[] | null }> = [];
+    if (view.spec !== null) {
+      const { activeRuleSummary, liveRulesFunctions } = await import("./rules.ts");
+      for (const fn of liveRulesFunctions(view.spec.functions)) rules.push({ function: fn, active: await activeRuleSummary(nc, job, fn).catch(() => null) });
+    }
     const c = view.lastCheckpoint;
     return {
       job,
@@ -80,6 +87,7 @@ export async function jobStatus(url: string, job: string, now = Date.now()): Pro
       partitions,
       streams,
       damaged: view.damaged,
+      rules,
     };
   } finally {
     await nc.close();
@@ -125,6 +133,7 @@ export async function runStatus(o: { job: string; natsUrl: string | undefined; j
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   for (const r of [head, ...rows]) console.log(r.map((c, i) => (i === 1 || i === 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd());
   for (const line of describeReplicas(s.streams)) console.log(line);
+  for (const r of s.rules) console.log(`rules of ${r.function}: ${r.active === null ? "unknown (broadcast state unreadable)" : r.active.length === 0 ? "none active" : r.active.join(", ")}`);
   return 0;
 }
 

@@ -87,3 +87,7 @@ export {
   skipToNext,
 } from "./cep.ts";
 export type { AfterMatchSkip, CepSpec, CepState, CepTimeout, Condition, ConditionInput, Contiguity, Match, MatchView, Pattern, Quantifier, Stage } from "./cep.ts";
+
+// Live rules (design note bu)
+export { checkRuleChange, InvalidLiveRulesError, liveRules, ruleSubjectPrefix } from "./rules.ts";
+export type { Alert, KeyedEvent, LiveRulesBroadcastState, LiveRulesOptions, LiveRulesState, Rule, RuleChange, RuleNfa } from "./rules.ts";

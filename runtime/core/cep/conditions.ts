@@ -12,7 +12,7 @@
  * no bool) counts as false and is counted: a rule written against fields that some events lack
  * must not stop the job, and the count tells its author.
  */
-import { celEnv, celFunc, CelScalar, listType, mapType, parse, plan, type CelEnv } from "@bufbuild/cel";
+import { celEnv, celFunc, CelScalar, isCelError, isCelList, isCelMap, isCelUint, listType, mapType, parse, plan, type CelEnv } from "@bufbuild/cel";
 import type { Condition, MatchView } from "../../spec/cep.ts";
 import { InputError } from "../../errors.ts";
 
@@ -69,11 +69,18 @@ const CEL_FUNCS = [
 ];
 
 const VARIABLES = { event: CelScalar.DYN, matched: mapType(CelScalar.STRING, listType(CelScalar.DYN)), key: CelScalar.STRING } as const;
+/** What an alert field of a live rule sees: the match, its key, and the rule (`id`, `version`); no `event`. */
+const OUTPUT_VARIABLES = { matched: mapType(CelScalar.STRING, listType(CelScalar.DYN)), key: CelScalar.STRING, rule: CelScalar.DYN } as const;
 
 let env: CelEnv | undefined;
 function celEnvironment(): CelEnv {
   env ??= celEnv({ variables: VARIABLES, funcs: CEL_FUNCS });
   return env;
+}
+let outputEnv: CelEnv | undefined;
+function celOutputEnvironment(): CelEnv {
+  outputEnv ??= celEnv({ variables: OUTPUT_VARIABLES, funcs: CEL_FUNCS });
+  return outputEnv;
 }
 
 const EMPTY: Readonly<Record<string, never>> = Object.freeze({});
@@ -101,8 +108,9 @@ interface CelExprNode {
  * can be a bool (a literal of another type, a list or a map cannot). Field access on `event`
  * cannot be checked before an event exists; it fails at run time and counts as false.
  */
-function checkCel(root: CelExprNode, used: Set<string>): string | undefined {
+function checkCel(root: CelExprNode, used: Set<string>, variables: Readonly<Record<string, unknown>> = VARIABLES): string | undefined {
   const funcs = celEnvironment().funcs;
+  const names = Object.keys(variables).join(", ");
   let comprehensions = 0;
   const visit = (e: CelExprNode, scope: ReadonlySet<string>, depth: number): string | undefined => {
     if (depth > MAX_CEL_DEPTH) return `nested deeper than ${MAX_CEL_DEPTH} levels`;
@@ -112,7 +120,7 @@ function checkCel(root: CelExprNode, used: Set<string>): string | undefined {
         return undefined;
       case "identExpr":
         if (!scope.has(value.name)) used.add(value.name);
-        return scope.has(value.name) || value.name in VARIABLES || TYPE_NAMES.has(value.name) ? undefined : `unknown name ${JSON.stringify(value.name)} (use event, matched, key)`;
+        return scope.has(value.name) || value.name in variables || TYPE_NAMES.has(value.name) ? undefined : `unknown name ${JSON.stringify(value.name)} (use ${names})`;
       case "selectExpr":
         return value.operand === undefined ? undefined : visit(value.operand, scope, depth + 1);
       case "callExpr": {
@@ -162,6 +170,7 @@ function checkCel(root: CelExprNode, used: Set<string>): string | undefined {
   };
   const problem = visit(root, new Set(), 0);
   if (problem !== undefined) return problem;
+  if (variables !== VARIABLES) return undefined;
   const { case: kind, value } = root.exprKind;
   if (kind === "constExpr" && value.constantKind?.case !== "boolValue") return "is a constant that is not a bool";
   if (kind === "listExpr" || kind === "structExpr") return "is a list or map, not a bool";
@@ -225,6 +234,70 @@ export function compileCondition(condition: Condition | undefined, where: string
     return (event, view) => Boolean(fn(event, view));
   }
   throw new InvalidPatternError(`${where}: a condition is { cel: "…" } or { fn: (event, view) => boolean }, got keys ${JSON.stringify(keys)}`);
+}
+
+/** An alert field's expression, ready to run: its value as plain JSON data, or `{ ok: false }` when evaluation fails. */
+export type CompiledCelValue = (bindings: { readonly matched: Readonly<Record<string, readonly unknown[]>>; readonly key: string; readonly rule: unknown }) => { readonly ok: true; readonly value: unknown } | { readonly ok: false };
+
+/**
+ * Parses, checks and plans a CEL expression computing a value (a live rule's alert field) over
+ * `matched`, `key` and `rule`, with the same bounds as conditions. Its result is converted to
+ * plain data (ints and doubles to numbers, CEL lists and maps to arrays and objects); a failure
+ * at run time, or a result that is no plain data (bytes, types), is `{ ok: false }`.
+ * @throws InvalidPatternError with the reason
+ */
+export function compileCelValue(source: unknown, where: string): CompiledCelValue {
+  if (typeof source !== "string") throw new InvalidPatternError(`${where}: a CEL expression must be a string`);
+  if (source.length > MAX_CEL_LENGTH) throw new InvalidPatternError(`${where}: CEL expression longer than ${MAX_CEL_LENGTH} characters`);
+  if (source.trim() === "") throw new InvalidPatternError(`${where}: empty CEL expression`);
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(source);
+  } catch (e) {
+    throw new InvalidPatternError(`${where}: CEL does not parse: ${oneLine(e)}`);
+  }
+  const problem = checkCel(parsed.expr as unknown as CelExprNode, new Set(), OUTPUT_VARIABLES);
+  if (problem !== undefined) throw new InvalidPatternError(`${where}: CEL expression ${problem}`);
+  let evaluate: (bindings: any) => unknown;
+  try {
+    evaluate = plan(celOutputEnvironment(), parsed) as (bindings: any) => unknown;
+  } catch (e) {
+    throw new InvalidPatternError(`${where}: CEL cannot be planned: ${oneLine(e)}`);
+  }
+  return (bindings) => {
+    try {
+      return { ok: true, value: celToPlain(evaluate(bindings), 0) };
+    } catch {
+      return { ok: false };
+    }
+  };
+}
+
+/** A CEL result as JSON-like data; throws for errors and for what JSON cannot carry. */
+function celToPlain(v: unknown, depth: number): unknown {
+  if (depth > MAX_CEL_DEPTH) throw new TypeError("too deep");
+  if (v === null || typeof v === "string" || typeof v === "boolean") return v;
+  if (typeof v === "number") {
+    if (!Number.isFinite(v)) throw new TypeError("not finite");
+    return v;
+  }
+  if (typeof v === "bigint") return Number(v);
+  if (typeof v !== "object") throw new TypeError(`no plain value: ${typeof v}`);
+  if (isCelError(v)) throw new TypeError("CEL error");
+  if (isCelUint(v)) return Number(v.value);
+  if (isCelList(v)) return [...v.values()].map((x) => celToPlain(x, depth + 1));
+  if (isCelMap(v)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of v.entries()) out[String(celToPlain(k, depth + 1))] = celToPlain(x, depth + 1);
+    return out;
+  }
+  if (Array.isArray(v)) return v.map((x) => celToPlain(x, depth + 1));
+  if (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = celToPlain(x, depth + 1);
+    return out;
+  }
+  throw new TypeError("no plain value");
 }
 
 function oneLine(e: unknown): string {

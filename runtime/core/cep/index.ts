@@ -13,7 +13,7 @@ import type { Match, Pattern } from "../../spec/cep.ts";
 import { advance, advanceTime, initialState } from "./nfa.ts";
 import { compilePattern } from "./pattern.ts";
 
-export { InvalidPatternError, MAX_CEL_LENGTH, type ConditionStats } from "./conditions.ts";
+export { compileCelValue, InvalidPatternError, MAX_CEL_LENGTH, type CompiledCelValue, type ConditionStats } from "./conditions.ts";
 export { compilePattern, MAX_GROUP_DEPTH, MAX_STAGES, type CompiledPattern } from "./pattern.ts";
 export { advance, advanceTime, initialState, partialMatchCount, type MatchedEvent, type NfaState, type PartialMatch, type StepContext, type StepResult } from "./nfa.ts";
 export { patternFromJson, patternToJson, MAX_PATTERN_JSON_BYTES } from "./json.ts";
