@@ -19,7 +19,7 @@ import { checkpointObjects, savepointObjects } from "../core/naming.ts";
 import { WindowLimiter } from "./window-limiter.ts";
 import { AckedPublisher, kvDeleteHeaders, PublishRejectedError, type AckedMessage } from "./acked-publisher.ts";
 import { pendingFrom } from "./streams.ts";
-import { InputError } from "../errors.ts";
+import { InputError, TransientError } from "../errors.ts";
 import { WriteUnacknowledgedError, type InputMessage, type InputReader, type PublishReceipt, type StateEntry, type Transport } from "../actor/ports.ts";
 import { replicasOf } from "./replicas.ts";
 import { repeatUnacknowledged } from "./kv-cas.ts";
@@ -36,6 +36,25 @@ const WRITE_RETRY_FOR_MS = 60_000;
 const EMPTY = new Uint8Array(0);
 /** KV gets in flight at once when a state cache reads the misses of a batch. */
 const READ_WINDOW = 256;
+/**
+ * How long a listing's consumer may take to be created (JetStream's API timeout for listings,
+ * instead of nats.js's 5 s). nats-server 2.9 creates a consumer with a wildcard filter by walking
+ * every key of the stream: about 1 s per million keys on a loaded 2-core machine (design note
+ * bs), and it handles one API request at a time. Restores no longer list the state bucket; what
+ * still does (a timer bucket coming near, an export, an upgrade's one-off listings) gets this
+ * long, then fails with a {@link ListingTimeoutError} that says why.
+ */
+export const LISTING_TIMEOUT_MS = 120_000;
+
+/** A listing of a KV bucket (a consumer with a subject filter) got no answer in time. */
+export class ListingTimeoutError extends TransientError {
+  override readonly name = "ListingTimeoutError";
+}
+
+function isTimeout(e: unknown): boolean {
+  const name = (e as Error)?.name;
+  return name === "TimeoutError" || /\btimeout\b|timed out/i.test(String((e as Error)?.message ?? e));
+}
 
 class JsInputMessage implements InputMessage {
   private readonly m: JsMsg;
@@ -69,6 +88,9 @@ export class JetStreamTransport implements Transport {
   readonly nc: NatsConnection;
   readonly js: JetStreamClient;
   private jsmPromise: Promise<JetStreamManager> | undefined;
+  /** The JetStream API with the timeout of listings ({@link LISTING_TIMEOUT_MS}). */
+  private readonly jsListing: JetStreamClient;
+  private readonly listingTimeoutMs: number;
   private readonly buckets = new Map<string, Promise<KV>>();
   /** Materialization's KV writes (created on the first). */
   private writer: AckedPublisher | undefined;
@@ -78,9 +100,31 @@ export class JetStreamTransport implements Transport {
   private readonly idPrefix = `a${Math.random().toString(36).slice(2, 10)}${Date.now().toString(36)}.`;
   private appends = 0;
 
-  constructor(nc: NatsConnection) {
+  constructor(nc: NatsConnection, options: { readonly listingTimeoutMs?: number } = {}) {
     this.nc = nc;
     this.js = jetstream(nc);
+    this.listingTimeoutMs = options.listingTimeoutMs ?? LISTING_TIMEOUT_MS;
+    this.jsListing = jetstream(nc, { timeout: this.listingTimeoutMs });
+  }
+
+  /**
+   * A "last per subject" consumer on `filter` of `bucket`, created with the listings' timeout; a
+   * timeout becomes a {@link ListingTimeoutError} naming the listing, not a bare "TIMEOUT".
+   */
+  private async listingConsumer(bucket: string, filter: string) {
+    const started = Date.now();
+    try {
+      return await this.jsListing.consumers.get(`KV_${bucket}`, {
+        filter_subjects: `$KV.${bucket}.${filter}`,
+        deliver_policy: DeliverPolicy.LastPerSubject,
+      });
+    } catch (e) {
+      if (!isTimeout(e)) throw e;
+      throw new ListingTimeoutError(
+        `listing ${filter} of KV bucket ${bucket}: no answer from nats-server in ${Math.round((Date.now() - started) / 1000)} s (the limit is ${Math.round(this.listingTimeoutMs / 1000)} s; nats-server 2.9 walks every key of the bucket to start a listing, and serves one such request at a time)`,
+        { cause: e },
+      );
+    }
   }
 
   private jsm(): Promise<JetStreamManager> {
@@ -238,12 +282,8 @@ export class JetStreamTransport implements Transport {
   }
 
   async listState(bucket: string, filter: string): Promise<StateEntry[]> {
-    const stream = `KV_${bucket}`;
     const prefix = `$KV.${bucket}.`;
-    const consumer = await this.js.consumers.get(stream, {
-      filter_subjects: `${prefix}${filter}`,
-      deliver_policy: DeliverPolicy.LastPerSubject,
-    });
+    const consumer = await this.listingConsumer(bucket, filter);
     const entries: StateEntry[] = [];
     try {
       const info = await consumer.info(true);
@@ -262,10 +302,7 @@ export class JetStreamTransport implements Transport {
   }
 
   async countState(bucket: string, filter: string): Promise<number> {
-    const consumer = await this.js.consumers.get(`KV_${bucket}`, {
-      filter_subjects: `$KV.${bucket}.${filter}`,
-      deliver_policy: DeliverPolicy.LastPerSubject,
-    });
+    const consumer = await this.listingConsumer(bucket, filter);
     try {
       return (await consumer.info(true)).num_pending;
     } finally {
