@@ -41,7 +41,7 @@
 import { Alignment } from "../core/barriers.ts";
 import { BroadcastChanges, BroadcastState, broadcastLimits, PendingBroadcast, restoreBroadcastEntries, storesBroadcast } from "../core/broadcast.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
-import { appliedKey, BROADCAST_FILTER, BROADCAST_TOKEN, keyFilterBlockKey, keyFilterKey, legacyTimerFilter, mapEntriesFilter, mapEntryKey, parseKvKey, positionKey, stateFilter, stateKey, timerBucketFilter, timerBucketGroup, timerBucketOf, timerFilter, timerKey, timerLayoutKey, timerMarkerKey, timerMarkersFilter, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
+import { appliedKey, BROADCAST_FILTER, BROADCAST_TOKEN, keyFilterBlockKey, keyFilterKey, legacyTimerFilter, mapEntriesFilter, mapEntryKey, parseKvKey, positionKey, stateFilter, stateKey, timerBucketFilter, timerBucketGroup, timerBucketOf, timerFilter, timerIndexKey, timerKey, timerLayoutKey, timerMarkerKey, timerMarkersFilter, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
 import { filterBlockIds, StoredKeyFilter } from "../core/stored-keys.ts";
 import { HEADER, inputStream, inputSubject, spillStream, spillSubject, stateBucket } from "../core/naming.ts";
 import { Operator, UserFunctionError } from "../core/operator.ts";
@@ -51,6 +51,7 @@ import { encodePartitionExport, savepointObjectName } from "../core/savepoint.ts
 import { migrateValue } from "../core/state-migration.ts";
 import { applyStateWrite, checkWindowWrites, decodeStateWrite, InvalidStateWriteError, keysOf, validateStateWrite } from "../core/state-writes.ts";
 import { TimerQueue, type TimeDomain, type Timer } from "../core/timers.ts";
+import { decodeTimerIndexDay, decodeTimerIndexHead, TimerMarkerIndex, timerIndexDayKeys, type MarkedBuckets } from "../core/timer-index.ts";
 import { DEFAULT_TIMER_BUCKETS_AHEAD, nextBound } from "../core/timer-buckets.ts";
 import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, type WatermarkGeneratorState, type WatermarkTrackerState } from "../core/watermarks.ts";
 import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError, type DataBatch } from "../core/wire.ts";
@@ -419,6 +420,8 @@ export class PartitionActor {
   private timerLoad: Promise<void> | undefined;
   /** `<p>._tl` is in KV or the delta log: the timers are bucketed and their markers complete. */
   private timerLayoutStored = true;
+  /** The markers as the index a restore reads by name (design note bs); written with the markers. */
+  private timerIndex = new TimerMarkerIndex();
   /** Keys of timers in the legacy layout a restore moved into buckets: deleted by the next snapshot. */
   private legacyTimerKeys: string[] = [];
   /** Resolved by a commit, for a read loop waiting for held sink output to be freed. */
@@ -667,7 +670,7 @@ export class PartitionActor {
     }
     // Keys of state entries join `mayBeStored` when the cache reads them from KV; timer keys are
     // not tracked: the timer queue knows which deletions to write (note bi).
-    const timerPrefixes = [`${p}._t.`, `${p}._tb.`, `${p}._tk.`];
+    const timerPrefixes = [`${p}._t.`, `${p}._tb.`, `${p}._tk.`, `${p}._tx`];
     // Broadcast keys too: their deletions come from the broadcast state, which knows what exists.
     const untracked = [...timerPrefixes, `${BROADCAST_TOKEN}.`];
     this.deltas = new DeltaLog<number, SegmentUpload>(checkpoint, state.keys(), (k) => untracked.some((prefix) => k.startsWith(prefix)));
@@ -788,24 +791,33 @@ export class PartitionActor {
   // --- timers -----------------------------------------------------------------------------------
 
   /**
-   * Puts the timer queue back (KV is at the restored checkpoint by now): the bucket markers, then
-   * the buckets near the restored watermark and the wall clock. Without `_tl` (a job written
-   * before buckets, a savepoint restore) every timer is listed once, in both layouts: buckets
-   * found get markers and legacy timers move into buckets with the next snapshot.
+   * Puts the timer queue back (KV is at the restored checkpoint by now): the bucket markers, read
+   * by name from their index (design note bs), then the buckets near the restored watermark and
+   * the wall clock. Markers without an index (written before it) are listed once, and the next
+   * snapshot writes the index. Without `_tl` (a job written before buckets, a savepoint restore)
+   * every timer is listed once, in both layouts: buckets found get markers and legacy timers move
+   * into buckets with the next snapshot.
    */
   private async restoreTimers(layout: boolean): Promise<void> {
     const p = this.partition;
     const q = this.operator.timers;
     const legacy: Timer[] = [];
     if (layout) {
-      const byDomain: Record<TimeDomain, number[]> = { event: [], processing: [] };
-      for (const { key } of await this.transport.listState(this.bucket, timerMarkersFilter(p))) {
-        const parsed = parseKvKey(key);
-        if (parsed?.kind === "timer-bucket" && parsed.partition === p) byDomain[parsed.domain].push(parsed.bucket);
+      const indexed = await this.readTimerIndex();
+      let markers = indexed;
+      if (markers === undefined) {
+        const byDomain: Record<TimeDomain, number[]> = { event: [], processing: [] };
+        for (const { key } of await this.transport.listState(this.bucket, timerMarkersFilter(p))) {
+          const parsed = parseKvKey(key);
+          if (parsed?.kind === "timer-bucket" && parsed.partition === p) byDomain[parsed.domain].push(parsed.bucket);
+        }
+        markers = byDomain;
       }
-      q.restoreMarkers("event", byDomain.event);
-      q.restoreMarkers("processing", byDomain.processing);
+      this.timerIndex = new TimerMarkerIndex(markers, indexed !== undefined);
+      q.restoreMarkers("event", markers.event);
+      q.restoreMarkers("processing", markers.processing);
     } else {
+      this.timerIndex = new TimerMarkerIndex();
       this.timerLayoutStored = false;
       const [bucketed, old] = await Promise.all([this.transport.listState(this.bucket, timerFilter(p)), this.transport.listState(this.bucket, legacyTimerFilter(p))]);
       for (const { key } of bucketed) {
@@ -825,6 +837,28 @@ export class PartitionActor {
     // deletes the legacy keys; beyond the resident bound they are held only until then.
     for (const t of legacy) q.register(t);
     this.updateTimerStats();
+  }
+
+  /**
+   * The marked buckets as the index in KV has them (read by name: the head, then its days), or
+   * undefined when there is no index or a part of it is missing or does not decode — then the
+   * markers are listed, as before the index.
+   */
+  private async readTimerIndex(): Promise<MarkedBuckets | undefined> {
+    const p = this.partition;
+    const [headBytes] = await this.transport.getState(this.bucket, [timerIndexKey(p)]);
+    const head = headBytes === undefined ? undefined : decodeTimerIndexHead(headBytes);
+    if (head === undefined) return undefined;
+    const days = timerIndexDayKeys(p, head);
+    const values = await this.transport.getState(this.bucket, days.map((d) => d.key));
+    const markers: Record<TimeDomain, number[]> = { event: [], processing: [] };
+    for (let i = 0; i < days.length; i++) {
+      const value = values[i];
+      const buckets = value === undefined ? undefined : decodeTimerIndexDay(value, days[i]!.day);
+      if (buckets === undefined) return undefined;
+      markers[days[i]!.domain].push(...buckets);
+    }
+    return markers;
   }
 
   /**
@@ -1476,9 +1510,19 @@ export class PartitionActor {
     for (const t of changes.removed) this.deltas.delete(timerKey(p, t), id);
     for (const t of changes.added) if (!tooLong.has(t)) this.deltas.put(timerKey(p, t), encodeValue(null), id);
     for (const c of [changes, ...(again === undefined ? [] : [again])]) {
-      for (const b of c.markersAdded ?? []) this.deltas.put(timerMarkerKey(p, b.domain, b.bucket), encodeValue(null), id);
-      for (const b of c.markersRemoved ?? []) this.deltas.delete(timerMarkerKey(p, b.domain, b.bucket), id);
+      for (const b of c.markersAdded ?? []) {
+        this.deltas.put(timerMarkerKey(p, b.domain, b.bucket), encodeValue(null), id);
+        this.timerIndex.add(b.domain, b.bucket);
+      }
+      for (const b of c.markersRemoved ?? []) {
+        this.deltas.delete(timerMarkerKey(p, b.domain, b.bucket), id);
+        this.timerIndex.remove(b.domain, b.bucket);
+      }
     }
+    // The index goes into the same delta as the markers it names (note bs).
+    const index = this.timerIndex.takeWrites(p);
+    for (const [key, value] of index.puts) this.deltas.put(key, value, id);
+    for (const key of index.deletes) this.deltas.delete(key, id);
     for (const key of this.legacyTimerKeys) this.deltas.delete(key, id);
     this.legacyTimerKeys = [];
     if (!this.timerLayoutStored) {

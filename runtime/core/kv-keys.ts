@@ -9,6 +9,8 @@
  *   `<p>._tb.<e|p><bucket>.<ts>/<b64url(key)>/<b64url(name)>`  a timer (event / processing time)
  *   `<p>._tk.<e|p><bucket>`                              marker: that time bucket may hold timers
  *   `<p>._tl`                                            the timers use this layout (markers complete)
+ *   `<p>._tx`                                            index of the markers: the days that have some
+ *   `<p>._tx.<e|p><day>`                                 index of the markers: that day's buckets
  *   `<p>._wm`                                            the partition's watermarks
  *   `<p>._pos`                                           the partition's input position
  *   `<p>._wpos`                                          a source's position in its write log
@@ -35,6 +37,12 @@
  * timers; `_tl` says the markers are complete. Jobs written before buckets stored timers as
  * `<p>._t.<e|p><ts>.<b64url(key)>.<b64url(name)>` (the legacy layout, still parsed: a restore
  * moves those timers into buckets).
+ *
+ * A restore reads the markers by name, through an index (design note bs): `<p>._tx` lists the
+ * days (`floor(bucket / TIMER_INDEX_DAY_BUCKETS)`, encoded like a time) that have markers, and
+ * `<p>._tx.<d><day>` the marked buckets of one day (timer-index.ts). A listing of `<p>._tk.*`
+ * would make nats-server 2.9 walk every key of the bucket. The markers themselves are still
+ * written, so state stays readable by the eddy before the index.
  */
 
 import type { Timer } from "./timers.ts";
@@ -203,6 +211,25 @@ export function timerLayoutKey(p: number): string {
   return `${p}._tl`;
 }
 
+/** Buckets per day of the marker index: a day's value lists at most this many buckets. */
+export const TIMER_INDEX_DAY_BUCKETS = 1440;
+
+/** The day of the marker index that bucket `bucket` belongs to. */
+export function timerIndexDayOf(bucket: number): number {
+  return Math.floor(bucket / TIMER_INDEX_DAY_BUCKETS);
+}
+
+/** Key of the head of partition `p`'s marker index: the days with markers, per domain. */
+export function timerIndexKey(p: number): string {
+  assertPartition(p);
+  return `${p}._tx`;
+}
+
+/** Key of the marked buckets of day `day` of `domain` in partition `p`'s marker index. */
+export function timerIndexDayKey(p: number, domain: Timer["domain"], day: number): string {
+  return `${timerIndexKey(p)}.${domainLetter(domain)}${encodeTimerTs(day)}`;
+}
+
 /** Key of partition `p`'s watermark record. */
 export function watermarkKey(p: number): string {
   assertPartition(p);
@@ -300,6 +327,8 @@ export type ParsedKvKey =
   | { readonly kind: "timer"; readonly partition: number; readonly timer: Timer; readonly legacy?: true }
   | { readonly kind: "timer-bucket"; readonly partition: number; readonly domain: Timer["domain"]; readonly bucket: number }
   | { readonly kind: "timer-layout"; readonly partition: number }
+  | { readonly kind: "timer-index"; readonly partition: number }
+  | { readonly kind: "timer-index-day"; readonly partition: number; readonly domain: Timer["domain"]; readonly day: number }
   | { readonly kind: "watermark"; readonly partition: number }
   | { readonly kind: "position"; readonly partition: number }
   | { readonly kind: "write-position"; readonly partition: number }
@@ -330,6 +359,14 @@ export function parseKvKey(k: string): ParsedKvKey | undefined {
   if (second === "_ver") return parts.length === 2 ? { kind: "versions", partition } : undefined;
   if (second === "_applied") return parts.length === 2 ? { kind: "applied", partition } : undefined;
   if (second === "_tl") return parts.length === 2 ? { kind: "timer-layout", partition } : undefined;
+  if (second === "_tx") {
+    if (parts.length === 2) return { kind: "timer-index", partition };
+    if (parts.length !== 3) return undefined;
+    const domain = parseDomain(parts[2][0]);
+    const day = decodeTimerTs(parts[2].slice(1));
+    if (domain === undefined || day === undefined) return undefined;
+    return { kind: "timer-index-day", partition, domain, day };
+  }
   if (second === "_tk") {
     if (parts.length !== 3) return undefined;
     const domain = parseDomain(parts[2][0]);

@@ -101,9 +101,11 @@ export function repartition(fn: SavepointFunction, exports: readonly PartitionEx
         case "position":
         case "write-position":
         case "applied":
-        // Bucket markers name this partition's buckets; a restore finds the moved timers without them.
+        // Bucket markers and their index name this partition's buckets; a restore finds the moved timers without them.
         case "timer-bucket":
         case "timer-layout":
+        case "timer-index":
+        case "timer-index-day":
         // A filter of stored keys belongs to its partition's keys: the restored partitions start without one.
         case "key-filter":
         case "key-filter-block":

@@ -39,16 +39,18 @@ const PLACE_FOR_MS = 60_000;
  */
 const CREATE_TIMEOUT_MS = 2000;
 
-const quick = new WeakMap<JetStreamManager, Promise<JetStreamManager>>();
+const quick = new WeakMap<JetStreamManager, Map<number, Promise<JetStreamManager>>>();
 
-/** A manager on `jsm`'s connection whose requests give up after {@link CREATE_TIMEOUT_MS}. */
-function quickManager(jsm: JetStreamManager): Promise<JetStreamManager> {
-  let q = quick.get(jsm);
+/** A manager on `jsm`'s connection whose requests give up after `timeoutMs`. */
+function quickManager(jsm: JetStreamManager, timeoutMs: number): Promise<JetStreamManager> {
+  let byTimeout = quick.get(jsm);
+  if (byTimeout === undefined) quick.set(jsm, (byTimeout = new Map()));
+  let q = byTimeout.get(timeoutMs);
   if (q === undefined) {
     // nats.js's manager has its connection (BaseApiClientImpl.getConnection), its interface does not say so.
     const nc = (jsm as unknown as { getConnection?: () => NatsConnection }).getConnection?.();
-    q = nc === undefined ? Promise.resolve(jsm) : jetstreamManager(nc, { checkAPI: false, timeout: CREATE_TIMEOUT_MS });
-    quick.set(jsm, q);
+    q = nc === undefined ? Promise.resolve(jsm) : jetstreamManager(nc, { checkAPI: false, timeout: timeoutMs });
+    byTimeout.set(timeoutMs, q);
   }
   return q;
 }
@@ -62,13 +64,17 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * the server that hosts it leads the stream, and returns its info. Creations that time out
  * (placed on a server that is not ready) are repeated like the others.
  */
-export async function addConsumerOnLeader(jsm: JetStreamManager, stream: string, config: Partial<ConsumerConfig>, timeoutMs = PLACE_FOR_MS): Promise<ConsumerInfo> {
+export async function addConsumerOnLeader(jsm: JetStreamManager, stream: string, config: Partial<ConsumerConfig>, timeoutMs = PLACE_FOR_MS, maxCreateMs = CREATE_TIMEOUT_MS): Promise<ConsumerInfo> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
-  for (let pause = 20; ; pause = Math.min(500, pause * 2)) {
+  // A creation on a wildcard filter takes time in proportion to the whole stream on nats-server
+  // 2.9 (about 1 s per million keys, design note bs): each attempt may take twice as long as the
+  // last, up to `maxCreateMs`, so a large bucket is listed and a dead server is still left quickly.
+  let createMs = CREATE_TIMEOUT_MS;
+  for (let pause = 20; ; pause = Math.min(500, pause * 2), createMs = Math.min(maxCreateMs, createMs * 2)) {
     let ci: ConsumerInfo | undefined;
     try {
-      ci = await (await quickManager(jsm)).consumers.add(stream, { ...config, ack_policy: AckPolicy.None, mem_storage: true, inactive_threshold: nanos(INACTIVE_MS) });
+      ci = await (await quickManager(jsm, createMs)).consumers.add(stream, { ...config, ack_policy: AckPolicy.None, mem_storage: true, inactive_threshold: nanos(INACTIVE_MS) });
       // A server outside a cluster names no cluster: it has the only copy, no need to ask.
       if (ci.cluster?.name === undefined || ci.cluster.name === "") return ci;
       const leader = (await jsm.streams.info(stream)).cluster?.leader;

@@ -20,7 +20,7 @@ import { checkpointObjects, savepointObjects } from "../core/naming.ts";
 import { WindowLimiter } from "./window-limiter.ts";
 import { AckedPublisher, kvDeleteHeaders, PublishRejectedError, type AckedMessage } from "./acked-publisher.ts";
 import { pendingFrom } from "./streams.ts";
-import { InputError } from "../errors.ts";
+import { InputError, TransientError } from "../errors.ts";
 import { WriteUnacknowledgedError, type InputMessage, type InputReader, type PublishReceipt, type ScannedEntry, type StateEntry, type Transport } from "../actor/ports.ts";
 import { replicasOf } from "./replicas.ts";
 import { openPositionedReader, readStoredRange } from "./positioned-reader.ts";
@@ -45,11 +45,33 @@ const LIST_RETRY_FOR_MS = 60_000;
 const LISTING_TROUBLE = new Set(["reset", "ordered_consumer_recreated", "heartbeats_missed", "consumer_deleted", "consumer_not_found", "stream_not_found", "no_responders"]);
 /** KV gets in flight at once when a state cache reads the misses of a batch. */
 const READ_WINDOW = 256;
+/**
+ * How long a listing's consumer may take to be created (JetStream's API timeout for listings,
+ * instead of nats.js's 5 s). nats-server 2.9 creates a consumer with a wildcard filter by walking
+ * every key of the stream: about 1 s per million keys on a loaded 2-core machine (design note
+ * bs), and it handles one API request at a time. Restores no longer list the state bucket; what
+ * still does (a timer bucket coming near, an export, an upgrade's one-off listings) gets this
+ * long, then fails with a {@link ListingTimeoutError} that says why.
+ */
+export const LISTING_TIMEOUT_MS = 120_000;
+
+/** A listing of a KV bucket (a consumer with a subject filter) got no answer in time. */
+export class ListingTimeoutError extends TransientError {
+  override readonly name = "ListingTimeoutError";
+}
+
+function isTimeout(e: unknown): boolean {
+  const name = (e as Error)?.name;
+  return name === "TimeoutError" || /\btimeout\b|timed out/i.test(String((e as Error)?.message ?? e));
+}
 
 export class JetStreamTransport implements Transport {
   readonly nc: NatsConnection;
   readonly js: JetStreamClient;
   private jsmPromise: Promise<JetStreamManager> | undefined;
+  /** The JetStream API with the timeout of listings ({@link LISTING_TIMEOUT_MS}). */
+  private readonly jsListing: JetStreamClient;
+  private readonly listingTimeoutMs: number;
   private readonly buckets = new Map<string, Promise<KV>>();
   /** Per stream and subject, the sequence below which `purgeBelow` removed everything. */
   private readonly removedBelow = new Map<string, number>();
@@ -61,9 +83,31 @@ export class JetStreamTransport implements Transport {
   private readonly idPrefix = `a${Math.random().toString(36).slice(2, 10)}${Date.now().toString(36)}.`;
   private appends = 0;
 
-  constructor(nc: NatsConnection) {
+  constructor(nc: NatsConnection, options: { readonly listingTimeoutMs?: number } = {}) {
     this.nc = nc;
     this.js = jetstream(nc);
+    this.listingTimeoutMs = options.listingTimeoutMs ?? LISTING_TIMEOUT_MS;
+    this.jsListing = jetstream(nc, { timeout: this.listingTimeoutMs });
+  }
+
+  /**
+   * A "last per subject" consumer on `filter` of `bucket`, created with the listings' timeout; a
+   * timeout becomes a {@link ListingTimeoutError} naming the listing, not a bare "TIMEOUT".
+   */
+  private async listingConsumer(bucket: string, filter: string) {
+    const started = Date.now();
+    try {
+      return await this.jsListing.consumers.get(`KV_${bucket}`, {
+        filter_subjects: `$KV.${bucket}.${filter}`,
+        deliver_policy: DeliverPolicy.LastPerSubject,
+      });
+    } catch (e) {
+      if (!isTimeout(e)) throw e;
+      throw new ListingTimeoutError(
+        `listing ${filter} of KV bucket ${bucket}: no answer from nats-server in ${Math.round((Date.now() - started) / 1000)} s (the limit is ${Math.round(this.listingTimeoutMs / 1000)} s; nats-server 2.9 walks every key of the bucket to start a listing, and serves one such request at a time)`,
+        { cause: e },
+      );
+    }
   }
 
   private jsm(): Promise<JetStreamManager> {
@@ -222,9 +266,10 @@ export class JetStreamTransport implements Transport {
         if (info.cluster?.leader === undefined || info.cluster.leader === "") return undefined;
         leaderLast = info.state.last_seq;
       }
-      consumer = await this.js.consumers.get(stream, { filter_subjects: `${prefix}${filter}`, deliver_policy: DeliverPolicy.LastPerSubject });
+      consumer = await this.listingConsumer(bucket, filter);
     } catch (e) {
-      if (this.clustered() && casFailureKind(e) === "unacknowledged") return undefined;
+      // During an election (no answer, or a timeout of the listing's creation): list again later.
+      if (this.clustered() && (casFailureKind(e) === "unacknowledged" || e instanceof ListingTimeoutError)) return undefined;
       throw e;
     }
     const entries: StateEntry[] = [];
@@ -281,7 +326,7 @@ export class JetStreamTransport implements Transport {
     const prefix = `$KV.${bucket}.`;
     // On the bucket's leader: a follower may lack the last writes (leader-consumer.ts).
     const jsm = await this.jsm();
-    const ci = await addConsumerOnLeader(jsm, stream, { filter_subject: `${prefix}${filter}`, deliver_policy: DeliverPolicy.LastPerSubject });
+    const ci = await addConsumerOnLeader(jsm, stream, { filter_subject: `${prefix}${filter}`, deliver_policy: DeliverPolicy.LastPerSubject }, 2 * this.listingTimeoutMs, this.listingTimeoutMs);
     try {
       if (ci.num_pending === 0) return;
       const consumer = await this.js.consumers.get(stream, ci.name);
@@ -315,7 +360,8 @@ export class JetStreamTransport implements Transport {
   async countState(bucket: string, filter: string): Promise<number> {
     const jsm = await this.jsm();
     const stream = `KV_${bucket}`;
-    const ci = await addConsumerOnLeader(jsm, stream, { filter_subject: `$KV.${bucket}.${filter}`, deliver_policy: DeliverPolicy.LastPerSubject });
+    // Up to the listings' timeout per attempt: the creation walks the whole bucket (design note bs).
+    const ci = await addConsumerOnLeader(jsm, stream, { filter_subject: `$KV.${bucket}.${filter}`, deliver_policy: DeliverPolicy.LastPerSubject }, 2 * this.listingTimeoutMs, this.listingTimeoutMs);
     await jsm.consumers.delete(stream, ci.name).catch(() => false);
     return ci.num_pending;
   }

@@ -8,6 +8,7 @@ import { benchCheckpoint } from "./checkpoint.ts";
 import { benchKv } from "./kv.ts";
 import { benchPipeline } from "./pipeline.ts";
 import { benchRecovery } from "./recovery.ts";
+import { benchRestoreRequests } from "./restore-requests.ts";
 import { benchState, type KeyDistribution } from "./state.ts";
 
 interface BenchOptions {
@@ -25,6 +26,7 @@ const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
   checkpoint: ({ keys, segments }) => benchCheckpoint(keys, segments),
   kv: ({ keys }) => benchKv(keys),
   recovery: ({ keys }) => benchRecovery(keys),
+  "restore-requests": async ({ keys }) => ({ bench: "restore-requests", points: await benchRestoreRequests([1_000_000, 3_000_000, 10_000_000].filter((n) => n < keys).concat(keys)) }),
   state: ({ keys, events, dist, cacheMb }) => benchState({ keys, events, dist, ...(cacheMb === undefined ? {} : { cacheMb }) }),
 };
 

@@ -1,18 +1,19 @@
 /**
  * Timers bucketed by time (design note bi) in the partition actor, over the in-memory transport:
  * timers far from the watermark stay in KV and the delta log, not in memory; buckets are listed
- * as the watermark comes near, before their timers are due; a restore lists the bucket markers
- * and the near buckets, not every timer; a timer the actor cannot see is still deleted; a job
- * that stored timers in the layout before buckets is migrated. Every timer fires once, in
+ * as the watermark comes near, before their timers are due; a restore reads the bucket markers
+ * by name from their index (note bs) and lists the near buckets, not every timer; a timer the
+ * actor cannot see is still deleted; a job that stored timers in the layout before buckets, or
+ * markers before their index, is migrated. Every timer fires once, in
  * (time, key, name) order, as a plain loop over the events says.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts";
 import { PartitionActor } from "../../../runtime/actor/partition-actor.ts";
 import { ackSubject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
-import { legacyTimerKey, parseKvKey, TIMER_BUCKET_MS, timerBucketFilter, timerBucketOf, timerKey, timerLayoutKey, timerMarkerKey } from "../../../runtime/core/kv-keys.ts";
+import { legacyTimerKey, parseKvKey, TIMER_BUCKET_MS, timerBucketFilter, timerBucketOf, timerIndexDayKey, timerIndexKey, timerKey, timerLayoutKey, timerMarkerKey } from "../../../runtime/core/kv-keys.ts";
 import { inputStream, stateBucket } from "../../../runtime/core/naming.ts";
-import { decodeBatch, encodeValue } from "../../../runtime/core/wire.ts";
+import { decodeBatch, decodeValue, encodeValue } from "../../../runtime/core/wire.ts";
 import { boundedOutOfOrderness, defineFunction, definePipeline, fromFunction, fromStream, valueState } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
 import { waitFor } from "../../support/wait.ts";
@@ -167,7 +168,7 @@ describe("timers bucketed by time in the actor", () => {
     for (let b = 10; b < 32; b++) expect(t.entries(bucket).has(timerMarkerKey(0, "event", b))).toBe(true);
   });
 
-  it("restores by listing the markers and the near buckets only, deletes timers it cannot see, and fires every timer once in order", async () => {
+  it("restores by reading the markers' index by name and listing the near buckets only, deletes timers it cannot see, and fires every timer once in order", async () => {
     const { t, acks, graph } = setup();
     const a = actor(t, graph);
     await a.start({ generation: 1, checkpoint: 0, worker: "w" });
@@ -180,9 +181,12 @@ describe("timers bucketed by time in the actor", () => {
 
     const b = actor(t, graph);
     const before = listed(t).length;
+    const readsBefore = t.kvReads.length;
     await b.start({ generation: 1, checkpoint: 1, worker: "w" });
-    // The markers; nothing near the restored watermark (buckets 0 and 1) has timers.
-    expect(listed(t).slice(before)).toEqual(["0._tk.*"]);
+    // No listing: the markers come from their index, read by name, and nothing near the restored
+    // watermark (buckets 0 and 1) has timers.
+    expect(listed(t).slice(before)).toEqual([]);
+    expect(t.kvReads.slice(readsBefore).filter((r) => r.op === "get").map((r) => r.key)).toEqual(expect.arrayContaining([timerIndexKey(0), timerIndexDayKey(0, "event", 0)]));
     expect(b.stats).toMatchObject({ timersResident: 0, timerBucketsFar: 30 });
     // Deleting timers far ahead, which the actor does not hold: blind deletes through the delta log.
     const cancels: Event[] = [10, 20, 30, 40].map((i) => ({ key: registrations[i]!.key, at: 500, cancel: fireOf(i) }));
@@ -197,10 +201,11 @@ describe("timers bucketed by time in the actor", () => {
     const mark = listed(t).length;
     await c.start({ generation: 1, checkpoint: 2, worker: "w" });
     const restoreLists = listed(t).slice(mark);
-    // Markers, and the one bucket up to the one after the restored watermark's (11) that still
-    // has timers: 11 fired empty before the checkpoint, so its marker is gone.
+    // The one bucket up to the one after the restored watermark's (11) that still has timers: 11
+    // fired empty before the checkpoint, so its marker is gone, from the index too.
     expect(timerBucketOf(c.stats.watermark)).toBe(11);
-    expect(restoreLists).toEqual(["0._tk.*", bucketListing(12)]);
+    expect(restoreLists).toEqual([bucketListing(12)]);
+    expect(decodeValue(t.entries(stateBucket("j", "sched")).get(timerIndexDayKey(0, "event", 0))!)).toEqual(range(12, 32));
     const rest: Event[] = [{ key: "new", at: 13 * W, fire: 40 * W }];
     await send(t, c, rest);
     await c.endAt(t.messages("events").at(-1)!.seq);
@@ -244,6 +249,50 @@ describe("timers bucketed by time in the actor", () => {
     await b.endAt(t.messages("events").at(-1)!.seq);
     await waitFor("the event timers fired", () => fired(t).length === 3, { timeoutMs: 10_000, intervalMs: 2 });
     expect(fired(t).map((x) => [x.key, x.ts])).toEqual([["b", 100], ["0", 5 * W + 1], ["a", 5 * W + 1]]);
+  });
+
+  it("lists the markers once when they have no index (state of the eddy before it, or an index that does not decode), and the next checkpoint writes it", async () => {
+    const { t, acks, graph } = setup();
+    const bucket = stateBucket("j", "sched");
+    const a = actor(t, graph);
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    await send(t, a, registrations);
+    await checkpoint(a, acks, 1);
+    await a.stop();
+    // As the eddy before the index left it: markers and `_tl`, no `_tx`.
+    const indexKeys = [...t.entries(bucket).keys()].filter((k) => k.startsWith("0._tx"));
+    expect(indexKeys).toEqual(expect.arrayContaining([timerIndexKey(0), timerIndexDayKey(0, "event", 0)]));
+    await t.writeState(bucket, [], indexKeys);
+
+    const b = actor(t, graph);
+    let mark = listed(t).length;
+    await b.start({ generation: 1, checkpoint: 1, worker: "w" });
+    expect(listed(t).slice(mark)).toEqual(["0._tk.*"]);
+    expect(b.stats).toMatchObject({ timersResident: 0, timerBucketsFar: 30 });
+    // No timer changes: the checkpoint still writes the whole index.
+    await send(t, b, [{ key: "x", at: 500 }]);
+    await checkpoint(b, acks, 2);
+    expect(decodeValue(t.entries(bucket).get(timerIndexKey(0))!)).toEqual({ e: [0], p: [] });
+    expect(decodeValue(t.entries(bucket).get(timerIndexDayKey(0, "event", 0))!)).toEqual(range(2, 32));
+    await b.stop();
+
+    const c = actor(t, graph);
+    mark = listed(t).length;
+    await c.start({ generation: 1, checkpoint: 2, worker: "w" });
+    expect(listed(t).slice(mark)).toEqual([]);
+    expect(c.stats).toMatchObject({ timersResident: 0, timerBucketsFar: 30 });
+    await c.stop();
+
+    // A head that does not decode counts as no index.
+    await t.writeState(bucket, [{ key: timerIndexKey(0), value: encodeValue({ e: "garbage" }) }], []);
+    const d = actor(t, graph);
+    mark = listed(t).length;
+    await d.start({ generation: 1, checkpoint: 2, worker: "w" });
+    expect(listed(t).slice(mark)).toEqual(["0._tk.*"]);
+    await d.endAt(t.messages("events").at(-1)!.seq);
+    const all = [...registrations, { key: "x", at: 500 }];
+    await waitFor("every timer fired", () => d.isFinished && fired(t).length >= expectedAtEnd(all).length, { timeoutMs: 10_000, intervalMs: 2 });
+    expect(fired(t)).toEqual(expectedAtEnd(all));
   });
 });
 
