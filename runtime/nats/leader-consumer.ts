@@ -68,10 +68,10 @@ export async function addConsumerOnLeader(jsm: JetStreamManager, stream: string,
   const deadline = Date.now() + timeoutMs;
   let last = "";
   // A creation on a wildcard filter takes time in proportion to the whole stream on nats-server
-  // 2.9 (about 1 s per million keys, design note bs): each attempt may take twice as long as the
-  // last, up to `maxCreateMs`, so a large bucket is listed and a dead server is still left quickly.
-  let createMs = CREATE_TIMEOUT_MS;
-  for (let pause = 20; ; pause = Math.min(500, pause * 2), createMs = Math.min(maxCreateMs, createMs * 2)) {
+  // 2.9 (about 1 s per million keys, design note bs): after three short attempts (a server that
+  // does not answer is left quickly) each may take twice as long as the last, up to `maxCreateMs`.
+  let createMs = Math.min(CREATE_TIMEOUT_MS, maxCreateMs);
+  for (let attempt = 1, pause = 20; ; attempt++, pause = Math.min(500, pause * 2), createMs = attempt <= 3 ? createMs : Math.min(maxCreateMs, createMs * 2)) {
     let ci: ConsumerInfo | undefined;
     try {
       ci = await (await quickManager(jsm, createMs)).consumers.add(stream, { ...config, ack_policy: AckPolicy.None, mem_storage: true, inactive_threshold: nanos(INACTIVE_MS) });

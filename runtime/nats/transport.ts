@@ -12,7 +12,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { headers as makeHeaders } from "@nats-io/transport-node";
-import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type MsgRequest } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream, jetstreamManager, type Consumer, type ConsumerInfo, type JetStreamClient, type JetStreamManager, type MsgRequest } from "@nats-io/jetstream";
 import { Bucket, Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { jobOfObject } from "../core/protocol.ts";
@@ -27,7 +27,7 @@ import { openPositionedReader, readStoredRange } from "./positioned-reader.ts";
 import { casFailureKind, repeatUnacknowledged } from "./kv-cas.ts";
 import { listingCurrent, listingStep, resumePauseMs } from "../core/read-position.ts";
 import { removalOf } from "./subject-removal.ts";
-import { addConsumerOnLeader } from "./leader-consumer.ts";
+import { addConsumerOnLeader, NoLeaderConsumerError } from "./leader-consumer.ts";
 
 const WRITE_WINDOW = 1024;
 /** How long an append is repeated while its stream has no leader (inside JetStream's 2 min duplicate window). */
@@ -69,8 +69,6 @@ export class JetStreamTransport implements Transport {
   readonly nc: NatsConnection;
   readonly js: JetStreamClient;
   private jsmPromise: Promise<JetStreamManager> | undefined;
-  /** The JetStream API with the timeout of listings ({@link LISTING_TIMEOUT_MS}). */
-  private readonly jsListing: JetStreamClient;
   private readonly listingTimeoutMs: number;
   private readonly buckets = new Map<string, Promise<KV>>();
   /** Per stream and subject, the sequence below which `purgeBelow` removed everything. */
@@ -87,26 +85,34 @@ export class JetStreamTransport implements Transport {
     this.nc = nc;
     this.js = jetstream(nc);
     this.listingTimeoutMs = options.listingTimeoutMs ?? LISTING_TIMEOUT_MS;
-    this.jsListing = jetstream(nc, { timeout: this.listingTimeoutMs });
   }
 
   /**
-   * A "last per subject" consumer on `filter` of `bucket`, created with the listings' timeout; a
-   * timeout becomes a {@link ListingTimeoutError} naming the listing, not a bare "TIMEOUT".
+   * A "last per subject" consumer on `filter` of `bucket`, hosted by the bucket's leader (whose
+   * copy has every acknowledged write: note bo) and created with up to the listings' timeout (the
+   * creation walks the whole bucket on nats-server 2.9: note bs). Failing that, a
+   * {@link ListingTimeoutError} naming the listing, not a bare "TIMEOUT".
    */
-  private async listingConsumer(bucket: string, filter: string) {
+  private async listingConsumer(bucket: string, filter: string): Promise<{ readonly info: ConsumerInfo; readonly consumer: Consumer; readonly remove: () => Promise<void> }> {
     const started = Date.now();
+    const stream = `KV_${bucket}`;
+    const jsm = await this.jsm();
+    let info: ConsumerInfo;
     try {
-      return await this.jsListing.consumers.get(`KV_${bucket}`, {
-        filter_subjects: `$KV.${bucket}.${filter}`,
-        deliver_policy: DeliverPolicy.LastPerSubject,
-      });
+      info = await addConsumerOnLeader(jsm, stream, { filter_subject: `$KV.${bucket}.${filter}`, deliver_policy: DeliverPolicy.LastPerSubject }, 2 * this.listingTimeoutMs, this.listingTimeoutMs);
     } catch (e) {
-      if (!isTimeout(e)) throw e;
+      if (!(e instanceof NoLeaderConsumerError) && !isTimeout(e)) throw e;
       throw new ListingTimeoutError(
-        `listing ${filter} of KV bucket ${bucket}: no answer from nats-server in ${Math.round((Date.now() - started) / 1000)} s (the limit is ${Math.round(this.listingTimeoutMs / 1000)} s; nats-server 2.9 walks every key of the bucket to start a listing, and serves one such request at a time)`,
+        `listing ${filter} of KV bucket ${bucket}: no answer from nats-server in ${Math.round((Date.now() - started) / 1000)} s (the limit is ${Math.round(this.listingTimeoutMs / 1000)} s per attempt; nats-server 2.9 walks every key of the bucket to start a listing, and serves one such request at a time; on a cluster the bucket may have had no leader)`,
         { cause: e },
       );
+    }
+    const remove = () => jsm.consumers.delete(stream, info.name).then(() => undefined, () => undefined);
+    try {
+      return { info, consumer: await this.js.consumers.get(stream, info.name), remove };
+    } catch (e) {
+      await remove();
+      throw e;
     }
   }
 
@@ -256,7 +262,7 @@ export class JetStreamTransport implements Transport {
   private async listOnce(bucket: string, filter: string): Promise<StateEntry[] | undefined> {
     const stream = `KV_${bucket}`;
     const prefix = `$KV.${bucket}.`;
-    let consumer: Awaited<ReturnType<JetStreamClient["consumers"]["get"]>>;
+    let listing: Awaited<ReturnType<JetStreamTransport["listingConsumer"]>>;
     // On a cluster, how far the leader's copy reached before the listing (a stream without a
     // leader is answered by any replica: then list again later).
     let leaderLast = 0;
@@ -266,7 +272,7 @@ export class JetStreamTransport implements Transport {
         if (info.cluster?.leader === undefined || info.cluster.leader === "") return undefined;
         leaderLast = info.state.last_seq;
       }
-      consumer = await this.listingConsumer(bucket, filter);
+      listing = await this.listingConsumer(bucket, filter);
     } catch (e) {
       // During an election (no answer, or a timeout of the listing's creation): list again later.
       if (this.clustered() && (casFailureKind(e) === "unacknowledged" || e instanceof ListingTimeoutError)) return undefined;
@@ -276,9 +282,9 @@ export class JetStreamTransport implements Transport {
     const subjects = new Set<string>();
     let highest = 0;
     let troubled = false;
+    const consumer = listing.consumer;
     try {
-      const info = await consumer.info(true);
-      if (info.num_pending > 0) {
+      if (listing.info.num_pending > 0) {
         const messages = await consumer.consume({ max_messages: 1024, expires: 10_000 });
         void (async () => {
           for await (const s of messages.status()) {
@@ -317,19 +323,16 @@ export class JetStreamTransport implements Transport {
       if (leaderNext === -1) return undefined;
       return listingCurrent(highest, leaderNext, leaderLast) ? entries : undefined;
     } finally {
-      await consumer.delete().catch(() => false);
+      await listing.remove();
     }
   }
 
   async *scanState(bucket: string, filter: string): AsyncIterable<ScannedEntry> {
     const stream = `KV_${bucket}`;
     const prefix = `$KV.${bucket}.`;
-    // On the bucket's leader: a follower may lack the last writes (leader-consumer.ts).
-    const jsm = await this.jsm();
-    const ci = await addConsumerOnLeader(jsm, stream, { filter_subject: `${prefix}${filter}`, deliver_policy: DeliverPolicy.LastPerSubject }, 2 * this.listingTimeoutMs, this.listingTimeoutMs);
+    const { info, consumer, remove } = await this.listingConsumer(bucket, filter);
     try {
-      if (ci.num_pending === 0) return;
-      const consumer = await this.js.consumers.get(stream, ci.name);
+      if (info.num_pending === 0) return;
       const messages = await consumer.consume({ max_messages: 256 });
       try {
         for await (const m of messages) {
@@ -341,7 +344,7 @@ export class JetStreamTransport implements Transport {
         messages.stop();
       }
     } finally {
-      await jsm.consumers.delete(stream, ci.name).catch(() => false);
+      await remove();
     }
   }
 
@@ -358,12 +361,9 @@ export class JetStreamTransport implements Transport {
   }
 
   async countState(bucket: string, filter: string): Promise<number> {
-    const jsm = await this.jsm();
-    const stream = `KV_${bucket}`;
-    // Up to the listings' timeout per attempt: the creation walks the whole bucket (design note bs).
-    const ci = await addConsumerOnLeader(jsm, stream, { filter_subject: `$KV.${bucket}.${filter}`, deliver_policy: DeliverPolicy.LastPerSubject }, 2 * this.listingTimeoutMs, this.listingTimeoutMs);
-    await jsm.consumers.delete(stream, ci.name).catch(() => false);
-    return ci.num_pending;
+    const { info, remove } = await this.listingConsumer(bucket, filter);
+    await remove();
+    return info.num_pending;
   }
 
   async getState(bucket: string, keys: readonly string[]): Promise<Array<Uint8Array | undefined>> {
