@@ -239,6 +239,11 @@ export function parseSecurityEvent(payload: string): SecurityEvent | string {
   } catch {
     return "not JSON";
   }
+  return validateSecurityEvent(x);
+}
+
+/** `record` (decoded JSON) as a security event, or a one-line reason it is none. */
+export function validateSecurityEvent(x: unknown): SecurityEvent | string {
   if (typeof x !== "object" || x === null || Array.isArray(x)) return "not an object";
   const o = x as Record<string, unknown>;
   const str = (k: string) => typeof o[k] === "string" && (o[k] as string).length > 0 && (o[k] as string).length <= 128;

@@ -10,7 +10,7 @@ import { advance, advanceTime, compilePattern, initialState, patternFromJson } f
 import { decodeRuleChange, ruleKeyOf, type Rule } from "../../../runtime/core/rules.ts";
 import { cep, fromFunction, type Match } from "../../../runtime/sdk/index.ts";
 import { testHarness } from "../../../runtime/sdk/test-harness.ts";
-import { generateSecurityEvents, parseSecurityEvent, type Login, type SecurityEvent } from "../../../functions/rules/events.ts";
+import { generateSecurityEvents, parseSecurityEvent, validateSecurityEvent, type Login, type SecurityEvent } from "../../../functions/rules/events.ts";
 import { alertOrder, expectedAlerts, versionWindows, type ExpectedAlert } from "../../../functions/rules/expected.ts";
 import { benchmarkSpecs, REMEMBER, SCENARIO_RULES, SCENARIO_SPECS, toRule, vpnBruteForceSpec, type RuleSpec } from "../../../functions/rules/rules.ts";
 
@@ -89,6 +89,16 @@ describe("generateSecurityEvents", () => {
     expect(new Set(bad.map((m) => m.malformed))).toEqual(new Set(["not-json", "missing-type", "bad-ts", "unknown-type"]));
     for (const m of bad) expect(typeof parseSecurityEvent(m.payload)).toBe("string");
     for (const m of run.messages) if (m.event !== undefined) expect(parseSecurityEvent(m.payload)).toEqual(m.event);
+  });
+
+  it.each([
+    ["a score that is no number", { type: "login", user: "ann", device: "d", ip: "1.2.3.4", vpn: true, ok: false, score: "high", ts: 1 }, /score/],
+    ["a transfer without amount", { type: "transfer", user: "ann", ip: "1.2.3.4", ts: 1 }, /amount/],
+    ["a fractional time", { type: "password_change", user: "ann", ip: "1.2.3.4", ts: 1.5 }, /ts/],
+    ["an empty user", { type: "password_change", user: "", ip: "1.2.3.4", ts: 1 }, /user/],
+    ["a list", [], /object/],
+  ])("refuses %s with a reason", (_what, record, reason) => {
+    expect(validateSecurityEvent(record)).toMatch(reason);
   });
 
   it("makes each rule fire exactly as often as attacks were planted; the near misses and the noise fire nothing", () => {
