@@ -53,8 +53,7 @@ const MAX_PARTIAL_MATCHES = 1_000;
 
 /** Runs with 1, 10 and 100 rules (those up to `maxRules`, and `maxRules` itself). */
 export async function benchRules(options: { readonly rules: number; readonly keys: number; readonly events: number }): Promise<RulesBenchResult> {
-  const run = generateSecurityEvents({ seed: 1, events: options.events, users: options.keys, attacks: Math.max(1, Math.round(options.events / 10_000)) });
-  const events = run.messages.flatMap((m) => (m.event === undefined ? [] : [m.event])).sort((a, b) => a.ts - b.ts);
+  const events = benchEvents(options);
   const counts = [...new Set([1, 10, 100].filter((c) => c < options.rules).concat(options.rules))];
   const runs: RulesBenchRun[] = [];
   for (const n of counts) {
@@ -75,7 +74,14 @@ export async function benchRules(options: { readonly rules: number; readonly key
   };
 }
 
-function matchRun(rules: readonly Rule[], events: readonly SecurityEvent[]): RulesBenchRun {
+/** The benchmark's events (seed 1, `keys` users), valid ones only, in event-time order. */
+export function benchEvents(options: { readonly keys: number; readonly events: number }): SecurityEvent[] {
+  const run = generateSecurityEvents({ seed: 1, events: options.events, users: options.keys, attacks: Math.max(1, Math.round(options.events / 10_000)) });
+  return run.messages.flatMap((m) => (m.event === undefined ? [] : [m.event])).sort((a, b) => a.ts - b.ts);
+}
+
+/** One timed run of `rules` over `events` (event-time order). */
+export function matchRun(rules: readonly Rule[], events: readonly SecurityEvent[]): RulesBenchRun {
   const groups = new Map<string, { fields: readonly string[]; rules: { index: number; compiled: CompiledPattern }[] }>();
   rules.forEach((rule, index) => {
     const sig = keySignature(rule.key);

@@ -10,6 +10,7 @@ import { advance, advanceTime, compilePattern, initialState, patternFromJson } f
 import { decodeRuleChange, ruleKeyOf, type Rule } from "../../../runtime/core/rules.ts";
 import { cep, fromFunction, type Match } from "../../../runtime/sdk/index.ts";
 import { testHarness } from "../../../runtime/sdk/test-harness.ts";
+import { benchEvents, matchRun } from "../../bench/rules.ts";
 import { generateSecurityEvents, parseSecurityEvent, validateSecurityEvent, type Login, type SecurityEvent } from "../../../functions/rules/events.ts";
 import { alertOrder, expectedAlerts, versionWindows, type ExpectedAlert } from "../../../functions/rules/expected.ts";
 import { benchmarkSpecs, REMEMBER, SCENARIO_RULES, SCENARIO_SPECS, toRule, vpnBruteForceSpec, type RuleSpec } from "../../../functions/rules/rules.ts";
@@ -182,6 +183,18 @@ describe("expectedAlerts equals cep() in the test harness", () => {
       expect([...h.output()].sort(alertOrder)).toEqual(expectedAlerts(evs, versionWindows([SCENARIO_SPECS.find((s) => s.id === rule.id)!])).map(shape));
       expect(h.output()).toHaveLength(2);
     }
+  });
+});
+
+describe("the rules benchmark's matching loop", () => {
+  it("raises as many matches as the expectation for the benchmark's rules (it measures a correct matcher)", () => {
+    const evs = benchEvents({ keys: 300, events: 4_000 });
+    const specs = benchmarkSpecs(10);
+    const want = specs.reduce((n, spec) => n + expectedAlerts(evs, versionWindows([spec])).length, 0);
+    const run = matchRun(specs.map(toRule), evs);
+    expect(want).toBeGreaterThan(20);
+    expect(run.matches).toBe(want);
+    expect(run.advances).toBe(evs.length * specs.length);
   });
 });
 
