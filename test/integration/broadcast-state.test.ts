@@ -18,6 +18,7 @@
  * and `eddy state scan --broadcast` read it, live and committed.
  */
 import { describe, expect, it } from "vitest";
+import { seededRandom } from "../../functions/seeded-random.ts";
 import { resolve } from "node:path";
 import { deployModule } from "../../runtime/deploy/deploy.ts";
 import { broadcastKey } from "../../runtime/core/kv-keys.ts";
@@ -37,17 +38,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const FIXTURE = "test/fixtures/broadcast-thresholds.ts";
 const PARTITIONS = 4;
 
-/** A small seeded generator (mulberry32), so a failure can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded (mulberry32), so a failure can be replayed. */
+const random = seededRandom;
 
 describe("broadcast state on a real server", () => {
   it("applies every threshold at the same checkpoint in every partition, and a worker kill changes no output", { timeout: 240_000 }, async () => {

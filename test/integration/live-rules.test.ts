@@ -9,6 +9,7 @@
  * rules.
  */
 import { describe, expect, it } from "vitest";
+import { seededRandom } from "../../functions/seeded-random.ts";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -26,17 +27,8 @@ const decoder = new TextDecoder();
 const T0 = 1_767_225_600_000; // 2026-01-01
 const PHASE_MS = 100_000;
 
-/** A small seeded generator (mulberry32), so a failure can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded (mulberry32), so a failure can be replayed. */
+const random = seededRandom;
 
 const failures = (n: number, version: number, activeFrom: number): Rule => ({
   id: "failures",

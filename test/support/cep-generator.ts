@@ -12,18 +12,10 @@
  */
 import type { AfterMatchSkip, Condition, Contiguity, MatchView, Pattern, Quantifier, Stage } from "../../runtime/spec/cep.ts";
 import { validationError } from "./cep-oracle.ts";
+import { seededRandom } from "../../functions/seeded-random.ts";
 
 /** A small seeded PRNG (mulberry32): a function returning floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const mulberry32: (seed: number) => () => number = seededRandom;
 
 export interface GenEvent {
   readonly t: "a" | "b" | "c";
