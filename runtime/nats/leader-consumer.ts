@@ -68,10 +68,12 @@ export async function addConsumerOnLeader(jsm: JetStreamManager, stream: string,
   const deadline = Date.now() + timeoutMs;
   let last = "";
   // A creation on a wildcard filter takes time in proportion to the whole stream on nats-server
-  // 2.9 (about 1 s per million keys, design note bs): after three short attempts (a server that
-  // does not answer is left quickly) each may take twice as long as the last, up to `maxCreateMs`.
+  // 2.9 (about 1 s per million keys, design note bs). A creation that timed out while every copy
+  // of the stream is current was slow, not placed on a server that does not answer: the next
+  // attempt may take twice as long, up to `maxCreateMs`. Otherwise attempts stay short, so a dead
+  // or stopped server is left quickly.
   let createMs = Math.min(CREATE_TIMEOUT_MS, maxCreateMs);
-  for (let attempt = 1, pause = 20; ; attempt++, pause = Math.min(500, pause * 2), createMs = attempt <= 3 ? createMs : Math.min(maxCreateMs, createMs * 2)) {
+  for (let pause = 20; ; pause = Math.min(500, pause * 2)) {
     let ci: ConsumerInfo | undefined;
     try {
       ci = await (await quickManager(jsm, createMs)).consumers.add(stream, { ...config, ack_policy: AckPolicy.None, mem_storage: true, inactive_threshold: nanos(INACTIVE_MS) });
@@ -83,9 +85,21 @@ export async function addConsumerOnLeader(jsm: JetStreamManager, stream: string,
     } catch (e) {
       if (casFailureKind(e) !== "unacknowledged") throw e;
       last = (e as Error).message;
+      if (createMs < maxCreateMs && (await everyCopyCurrent(jsm, stream))) createMs = Math.min(maxCreateMs, createMs * 2);
     }
     if (ci !== undefined) await jsm.consumers.delete(stream, ci.name).catch(() => false);
     if (Date.now() + pause > deadline) throw new NoLeaderConsumerError(`no consumer of ${stream} on its leader within ${timeoutMs} ms (${last})`);
     await sleep(pause);
+  }
+}
+
+/** Whether the stream has a leader and every other copy is current and online (a single server: yes). */
+async function everyCopyCurrent(jsm: JetStreamManager, stream: string): Promise<boolean> {
+  try {
+    const cluster = (await (await quickManager(jsm, CREATE_TIMEOUT_MS)).streams.info(stream)).cluster;
+    if (cluster === undefined) return true;
+    return cluster.leader !== undefined && cluster.leader !== "" && (cluster.replicas ?? []).every((r) => r.current && r.offline !== true);
+  } catch {
+    return false;
   }
 }
