@@ -31,6 +31,10 @@ export type {
   TimerService,
 } from "./function.ts";
 
+// Changelog records (rows with a row kind, as Flink's RowKind)
+export { asChange, change, isAddition, isChange, ROW_KINDS } from "../spec/changelog.ts";
+export type { Change, RowKind } from "../spec/changelog.ts";
+
 // Broadcast state (design note bq)
 export { BroadcastStateBudgetError, BroadcastStateReadOnlyError } from "../core/broadcast.ts";
 
