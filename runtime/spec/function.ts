@@ -197,6 +197,12 @@ export interface FunctionSpec<In = any, Out = any, S extends StateDeclarations =
   /** Publishes the main output of this function to a user subject (a sink). */
   readonly sink?: SinkSpec<Out>;
   /**
+   * The main output is a changelog: every record is a `Change` (`{ rowKind, row }`,
+   * runtime/spec/changelog.ts). Set by the operators that emit one (dedup, outer joins, retracting
+   * aggregates); sinks then say each record's row kind (design note bv).
+   */
+  readonly changelog?: boolean;
+  /**
    * Set by `windowed()`: how its windows are laid out, so that tools writing window contents from
    * outside (`eddy state bootstrap`) can register the timers that fire them. Not for authors.
    */
