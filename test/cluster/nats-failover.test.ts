@@ -9,10 +9,8 @@
  *   the election, and a competing writer is still refused.
  * One cluster serves the file; each test restarts the server it killed.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { describe, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { JetStreamTransport } from "../../runtime/nats/transport.ts";
 import { repeatUnacknowledged } from "../../runtime/nats/kv-cas.ts";
 import { Publisher } from "../../runtime/actor/publisher.ts";
@@ -21,56 +19,33 @@ import { openLeaderBucket } from "../../runtime/nats/leader-bucket.ts";
 import { ensureControlPlane } from "../../runtime/nats/topology.ts";
 import { ensureControlStores, writeJson } from "../../runtime/nats/control-store.ts";
 import { JOBS_BUCKET, LEADER_BUCKET } from "../../runtime/core/protocol.ts";
-import { connect, natsCluster, type TestNatsCluster } from "../support/nats-server.ts";
+import { sharedCluster } from "../support/nats-server.ts";
 import { waitFor } from "../support/wait.ts";
 
-let cluster: TestNatsCluster;
-let nc: NatsConnection;
-let jsm: JetStreamManager;
-
-beforeAll(async () => {
-  cluster = await natsCluster();
-  nc = await connect(cluster);
-  jsm = await jetstreamManager(nc);
-}, 60_000);
-
-afterAll(async () => {
-  await nc?.close();
-  await cluster?.stop();
-});
+const shared = sharedCluster();
 
 /** SIGKILLs the server leading `stream`; returns its name and when it died. */
 async function killLeaderOf(stream: string): Promise<{ name: string; index: number; at: number }> {
-  const leader = (await repeatUnacknowledged(() => jsm.streams.info(stream))).cluster?.leader;
-  const index = cluster.servers.findIndex((_, i) => cluster.serverName(i) === leader);
+  const leader = (await repeatUnacknowledged(() => shared.jsm.streams.info(stream))).cluster?.leader;
+  const index = shared.cluster.servers.findIndex((_, i) => shared.cluster.serverName(i) === leader);
   expect(index, `leader of ${stream}: ${leader}`).toBeGreaterThanOrEqual(0);
-  await cluster.servers[index]!.kill();
+  await shared.cluster.servers[index]!.kill();
   return { name: leader!, index, at: Date.now() };
-}
-
-/** Restarts the killed server with its store and waits until `stream` has all three replicas current again. */
-async function restore(index: number, stream: string): Promise<void> {
-  await cluster.servers[index]!.restart();
-  await cluster.waitForJetStream();
-  await waitFor(`${stream} to have every replica current`, async () => {
-    const c = (await jsm.streams.info(stream)).cluster;
-    return c?.leader !== undefined && (c.replicas ?? []).length === 2 && c.replicas!.every((r) => r.current);
-  }, { timeoutMs: 30_000, retryErrors: true });
 }
 
 const text = (d: Uint8Array) => new TextDecoder().decode(d);
 
 describe("a 3-node cluster losing a stream's leader", () => {
   it("gives what eddy creates three replicas", async () => {
-    await ensureStream(nc, "FAILOVER_PUB", ["failover.pub"]);
-    const info = await jsm.streams.info("FAILOVER_PUB");
+    await ensureStream(shared.nc, "FAILOVER_PUB", ["failover.pub"]);
+    const info = await shared.jsm.streams.info("FAILOVER_PUB");
     expect(info.config.num_replicas).toBe(3);
     expect(info.cluster?.replicas).toHaveLength(2);
   });
 
   it("repeats the publishes it did not acknowledge, in order and without duplicates", async () => {
-    await repeatUnacknowledged(() => ensureStream(nc, "FAILOVER_PUB", ["failover.pub"]));
-    const transport = new JetStreamTransport(nc);
+    await repeatUnacknowledged(() => ensureStream(shared.nc, "FAILOVER_PUB", ["failover.pub"]));
+    const transport = new JetStreamTransport(shared.nc);
     const retries: number[] = [];
     const publisher = new Publisher(transport, 256, { onRetry: (n) => retries.push(n) });
     const total = 3000;
@@ -88,20 +63,20 @@ describe("a 3-node cluster losing a stream's leader", () => {
     if (drained !== undefined) {
       expect(drained.message).toMatch(/repeated after a lost acknowledgement was stored after later ones/);
       console.log(`publishes: leader ${killed!.name} killed; a repeat would have been out of order, the publisher failed (${stalledMs} ms after the kill)`);
-      await restore(killed!.index, "FAILOVER_PUB");
+      await shared.restore(killed!.index, "FAILOVER_PUB", 30_000);
       return;
     }
-    const stored = (await repeatUnacknowledged(() => readAll(nc, "FAILOVER_PUB"))).map((m) => text(m.data));
+    const stored = (await repeatUnacknowledged(() => readAll(shared.nc, "FAILOVER_PUB"))).map((m) => text(m.data));
     expect(stored).toEqual(Array.from({ length: total }, (_, i) => String(i)));
     expect(publisher.repeated, `repeat rounds ${retries.join(",")}`).toBeGreaterThan(0);
-    expect((await jsm.streams.info("FAILOVER_PUB")).cluster?.leader).not.toBe(killed!.name);
+    expect((await shared.jsm.streams.info("FAILOVER_PUB")).cluster?.leader).not.toBe(killed!.name);
     console.log(`publishes: leader ${killed!.name} killed; ${publisher.repeated} publishes repeated in ${retries.length} rounds; done ${stalledMs} ms after the kill`);
-    await restore(killed!.index, "FAILOVER_PUB");
+    await shared.restore(killed!.index, "FAILOVER_PUB", 30_000);
   }, 120_000);
 
   it("lists a state bucket's newest entries, deleted keys left out, also while the bucket's leader is lost", async () => {
-    const transport = new JetStreamTransport(nc);
-    await repeatUnacknowledged(() => new Kvm(nc).create("FAILOVER_STATE", { replicas: 3 }));
+    const transport = new JetStreamTransport(shared.nc);
+    await repeatUnacknowledged(() => new Kvm(shared.nc).create("FAILOVER_STATE", { replicas: 3 }));
     const puts = Array.from({ length: 300 }, (_, i) => ({ key: `0.k${i}`, value: new TextEncoder().encode(`v${i}`) }));
     await transport.writeState("FAILOVER_STATE", puts, []);
     await transport.writeState("FAILOVER_STATE", puts.slice(0, 100).map((p) => ({ key: p.key, value: new TextEncoder().encode(`w${p.key}`) })), puts.slice(100, 150).map((p) => p.key));
@@ -112,20 +87,20 @@ describe("a 3-node cluster losing a stream's leader", () => {
     // During the election the listing is repeated until a leader answers; never short, never stale.
     expect(await listed()).toEqual(expected);
     console.log(`listing: done ${Date.now() - killed.at} ms after the bucket's leader was killed`);
-    await restore(killed.index, "KV_FAILOVER_STATE");
+    await shared.restore(killed.index, "KV_FAILOVER_STATE", 30_000);
     expect(await listed()).toEqual(expected);
   }, 120_000);
 
   it("keeps the supervisors' lease and commits checkpoints by compare-and-set across the election", async () => {
     // The cluster may still be settling after the previous test's server came back.
-    await repeatUnacknowledged(() => ensureControlPlane(nc));
+    await repeatUnacknowledged(() => ensureControlPlane(shared.nc));
     // A lease long enough to outlast an election on a loaded machine; a renewal may keep trying
     // while the lease is valid (leader-election.ts).
-    const { kv: lease, ttlMs } = await repeatUnacknowledged(() => openLeaderBucket(nc, 20_000));
+    const { kv: lease, ttlMs } = await repeatUnacknowledged(() => openLeaderBucket(shared.nc, 20_000));
     expect(ttlMs).toBe(20_000);
-    expect((await jsm.streams.info(`KV_${LEADER_BUCKET}`)).config.num_replicas).toBe(3);
+    expect((await shared.jsm.streams.info(`KV_${LEADER_BUCKET}`)).config.num_replicas).toBe(3);
     const held = await lease.create("leader", "supervisor-a");
-    const stores = await repeatUnacknowledged(() => ensureControlStores(nc));
+    const stores = await repeatUnacknowledged(() => ensureControlStores(shared.nc));
     const first = await writeJson(stores.jobs, "failover.latest", { id: 1 }, 0);
 
     const leaseKilled = await killLeaderOf(`KV_${LEADER_BUCKET}`);
@@ -134,9 +109,9 @@ describe("a 3-node cluster losing a stream's leader", () => {
     expect(renewed).toBeGreaterThan(held);
     // A candidate that read the old revision is refused: the lease is still held.
     await expect(lease.update("leader", "supervisor-b", held, 10_000)).rejects.toThrow(/wrong last sequence/);
-    const holder = await waitFor("the lease to be read", async () => (await (await new Kvm(nc).open(LEADER_BUCKET)).get("leader"))?.value, { retryErrors: true });
+    const holder = await waitFor("the lease to be read", async () => (await (await new Kvm(shared.nc).open(LEADER_BUCKET)).get("leader"))?.value, { retryErrors: true });
     expect(text(holder)).toBe("supervisor-a");
-    await restore(leaseKilled.index, `KV_${LEADER_BUCKET}`);
+    await shared.restore(leaseKilled.index, `KV_${LEADER_BUCKET}`, 30_000);
 
     const jobsKilled = await killLeaderOf(`KV_${JOBS_BUCKET}`);
     const second = await writeJson(stores.jobs, "failover.latest", { id: 2 }, first);
@@ -146,6 +121,6 @@ describe("a 3-node cluster losing a stream's leader", () => {
     const latest = await waitFor("the commit record to be read", async () => (await stores.jobs.get("failover.latest"))?.value, { retryErrors: true });
     expect(JSON.parse(text(latest))).toEqual({ id: 2 });
     console.log(`CAS: lease renewed ${leaseMs} ms, commit written ${commitMs} ms after the bucket's leader was killed`);
-    await restore(jobsKilled.index, `KV_${JOBS_BUCKET}`);
+    await shared.restore(jobsKilled.index, `KV_${JOBS_BUCKET}`, 30_000);
   }, 120_000);
 });

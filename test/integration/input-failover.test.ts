@@ -11,58 +11,26 @@
  * runs in `npm test`: unlike the failover tests in test/cluster, its outcome does not depend on
  * how fast the cluster elects (fifteen runs in a row passed on the loaded machine, design note bn).
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { describe, expect, it } from "vitest";
 import { JetStreamTransport } from "../../runtime/nats/transport.ts";
 import { repeatUnacknowledged } from "../../runtime/nats/kv-cas.ts";
 import { ensureStream } from "../../runtime/nats/streams.ts";
 import type { PositionedReader } from "../../runtime/nats/positioned-reader.ts";
 import { rejectedCounts } from "../../runtime/metrics/rejections.ts";
-import { connect, natsCluster, type TestNatsCluster } from "../support/nats-server.ts";
+import { sharedCluster } from "../support/nats-server.ts";
 import { waitFor } from "../support/wait.ts";
 
-let cluster: TestNatsCluster;
-let nc: NatsConnection;
-let jsm: JetStreamManager;
-
-beforeAll(async () => {
-  cluster = await natsCluster();
-  nc = await connect(cluster);
-  jsm = await jetstreamManager(nc);
-}, 120_000);
-
-afterAll(async () => {
-  await nc?.close();
-  await cluster?.stop();
-});
+const shared = sharedCluster();
 
 const STREAM = "INPUT_FAILOVER";
 const text = (d: Uint8Array) => new TextDecoder().decode(d);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The index of the server named `name` in the cluster. */
-function indexOf(name: string | undefined): number {
-  const i = cluster.servers.findIndex((_, j) => cluster.serverName(j) === name);
-  expect(i, `server ${name}`).toBeGreaterThanOrEqual(0);
-  return i;
-}
-
-/** Restarts a killed server with its store; returns once the stream has a leader and both other replicas are current. */
-async function restore(index: number): Promise<void> {
-  await cluster.servers[index]!.restart();
-  await cluster.waitForJetStream(120_000);
-  await waitFor(`${STREAM} to have every replica current`, async () => {
-    const c = (await jsm.streams.info(STREAM)).cluster;
-    return c?.leader !== undefined && (c.replicas ?? []).length === 2 && c.replicas!.every((r) => r.current && !r.offline);
-  }, { timeoutMs: 120_000, intervalMs: 250, retryErrors: true });
-}
-
 describe("an input reader on a 3-node cluster losing servers", () => {
   it("delivers exactly the sequences after its position, in order, across SIGKILLs of the stream's leader and of other servers", async () => {
-    await repeatUnacknowledged(() => ensureStream(nc, STREAM, ["input.failover.*"]), 60_000);
-    expect((await jsm.streams.info(STREAM)).config.num_replicas).toBe(3);
-    const transport = new JetStreamTransport(nc);
+    await repeatUnacknowledged(() => ensureStream(shared.nc, STREAM, ["input.failover.*"]), 60_000);
+    expect((await shared.jsm.streams.info(STREAM)).config.num_replicas).toBe(3);
+    const transport = new JetStreamTransport(shared.nc);
 
     // Every message of partition 1 the stream stored, by sequence, from the publishes' acknowledgements.
     const stored = new Map<number, string>();
@@ -102,18 +70,18 @@ describe("an input reader on a 3-node cluster losing servers", () => {
     try {
       await caughtUp("before any kill");
       for (const [round, target] of (["leader", "consumer", "follower", "leader", "consumer"] as const).entries()) {
-        const info = await repeatUnacknowledged(() => jsm.streams.info(STREAM), 60_000);
+        const info = await repeatUnacknowledged(() => shared.jsm.streams.info(STREAM), 60_000);
         const leader = info.cluster?.leader;
         const followers = (info.cluster?.replicas ?? []).map((r) => r.name);
         let victim: string | undefined;
         if (target === "leader") victim = leader;
         else {
           const consumer = reader.consumer;
-          const host = consumer === undefined ? undefined : (await repeatUnacknowledged(() => jsm.consumers.info(STREAM, consumer), 30_000).catch(() => undefined))?.cluster?.leader;
+          const host = consumer === undefined ? undefined : (await repeatUnacknowledged(() => shared.jsm.consumers.info(STREAM, consumer), 30_000).catch(() => undefined))?.cluster?.leader;
           // The server holding the reader's consumer, or else a follower of the stream.
           victim = target === "consumer" && host !== undefined ? host : (followers.find((f) => f === host) ?? followers[0]);
         }
-        const index = indexOf(victim);
+        const index = shared.indexOf(victim);
         // Half the rounds kill while the reader works through a backlog, half while it waits.
         const midRead = round % 2 === 1;
         if (midRead) {
@@ -123,12 +91,12 @@ describe("an input reader on a 3-node cluster losing servers", () => {
         }
         const resumesBefore = reader.stats.resumes;
         const killedAt = Date.now();
-        await cluster.servers[index]!.kill();
+        await shared.cluster.servers[index]!.kill();
         await publish(200);
         await caughtUp(`after killing ${victim} (${target}${victim === leader ? ", the stream's leader" : ""})`);
         const resumedMs = Date.now() - killedAt;
         slow = false;
-        await restore(index);
+        await shared.restore(index, STREAM);
         await publish(100);
         await caughtUp(`after ${victim} came back`);
         log.push(`${target} ${victim}${victim === leader ? " (leader)" : ""}${midRead ? " mid-read" : ""}: caught up ${resumedMs} ms after the kill, consumers re-created ${reader.stats.resumes - resumesBefore}`);

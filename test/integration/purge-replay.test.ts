@@ -10,47 +10,27 @@
  * Each test removes a subject, SIGKILLs a server that holds a replica and restarts it with its
  * store, makes that server the stream's leader (leader step-downs until it is) and reads there.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { describe, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { JetStreamTransport } from "../../runtime/nats/transport.ts";
 import { repeatUnacknowledged } from "../../runtime/nats/kv-cas.ts";
 import { ensureStream, publishAll } from "../../runtime/nats/streams.ts";
 import { ensureControlStores, purgeKey } from "../../runtime/nats/control-store.ts";
 import { JOBS_BUCKET } from "../../runtime/core/protocol.ts";
-import { connect, natsCluster, type TestNatsCluster } from "../support/nats-server.ts";
+import { sharedCluster } from "../support/nats-server.ts";
 import { waitFor } from "../support/wait.ts";
 
-let cluster: TestNatsCluster;
-let nc: NatsConnection;
-let jsm: JetStreamManager;
+const shared = sharedCluster();
 
-beforeAll(async () => {
-  cluster = await natsCluster();
-  nc = await connect(cluster);
-  jsm = await jetstreamManager(nc);
-}, 60_000);
-
-afterAll(async () => {
-  await nc?.close();
-  await cluster?.stop();
-});
-
-const leaderOf = async (stream: string) => (await repeatUnacknowledged(() => jsm.streams.info(stream))).cluster?.leader;
+const leaderOf = async (stream: string) => (await repeatUnacknowledged(() => shared.jsm.streams.info(stream))).cluster?.leader;
 
 /** SIGKILLs a server holding a replica of `stream` other than its leader, restarts it with its store once the others go on. */
 async function restartFollowerOf(stream: string): Promise<string> {
   const leader = await leaderOf(stream);
-  const index = cluster.servers.findIndex((_, i) => cluster.serverName(i) !== leader);
-  const name = cluster.serverName(index);
-  await cluster.servers[index]!.kill();
-  await cluster.servers[index]!.restart();
-  await cluster.waitForJetStream();
-  await waitFor(`${stream} to have every replica current`, async () => {
-    const c = (await jsm.streams.info(stream)).cluster;
-    return c?.leader !== undefined && (c.replicas ?? []).length === 2 && c.replicas!.every((r) => r.current);
-  }, { timeoutMs: 60_000, retryErrors: true });
+  const index = shared.cluster.servers.findIndex((_, i) => shared.cluster.serverName(i) !== leader);
+  const name = shared.cluster.serverName(index);
+  await shared.cluster.servers[index]!.kill();
+  await shared.restore(index, stream, 60_000);
   return name;
 }
 
@@ -59,7 +39,7 @@ async function makeLeader(stream: string, server: string): Promise<void> {
   await waitFor(`${server} to lead ${stream}`, async () => {
     const leader = await leaderOf(stream);
     if (leader === server) return true;
-    if (leader !== undefined) await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, "", { timeout: 5000 }).catch(() => undefined);
+    if (leader !== undefined) await shared.nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, "", { timeout: 5000 }).catch(() => undefined);
     await new Promise((r) => setTimeout(r, 1000));
     return false;
   }, { timeoutMs: 90_000, retryErrors: true });
@@ -67,14 +47,14 @@ async function makeLeader(stream: string, server: string): Promise<void> {
 
 /** Publishes one message to each subject in turn, each acknowledged before the next. */
 async function publishMore(subjects: readonly string[]): Promise<void> {
-  for (const [i, subject] of subjects.slice(0, 40).entries()) await publishAll(nc, [{ subject, data: `more ${i}` }]);
+  for (const [i, subject] of subjects.slice(0, 40).entries()) await publishAll(shared.nc, [{ subject, data: `more ${i}` }]);
 }
 
 /** Sequences of `subject`'s messages in `stream`, as its leader has them. */
 async function sequencesOf(stream: string, subject: string): Promise<number[]> {
   const out: number[] = [];
   for (let next = 1; ; ) {
-    const m = await repeatUnacknowledged(() => jsm.streams.getMessage(stream, { seq: next, next_by_subj: subject } as unknown as { seq: number })).catch((e: unknown) => {
+    const m = await repeatUnacknowledged(() => shared.jsm.streams.getMessage(stream, { seq: next, next_by_subj: subject } as unknown as { seq: number })).catch((e: unknown) => {
       if (/not found/i.test(String(e))) return null;
       throw e;
     });
@@ -86,12 +66,12 @@ async function sequencesOf(stream: string, subject: string): Promise<number[]> {
 
 describe("removing a subject's messages from a replicated stream", () => {
   it("keeps the other subjects' messages on a replica that restarts afterwards (an input log trimmed below a position)", async () => {
-    await ensureStream(nc, "REPLAY_IN", ["replay.in.*"]);
+    await ensureStream(shared.nc, "REPLAY_IN", ["replay.in.*"]);
     // Partitions 0 and 1 interleaved; partition 0's reader has read its first 30 messages.
     const batch = Array.from({ length: 120 }, (_, i) => ({ subject: `replay.in.${i % 2}`, data: String(i) }));
-    await publishAll(nc, batch);
+    await publishAll(shared.nc, batch);
     const first = await sequencesOf("REPLAY_IN", "replay.in.0");
-    await new JetStreamTransport(nc).purgeBelow("REPLAY_IN", "replay.in.0", first[30]!);
+    await new JetStreamTransport(shared.nc).purgeBelow("REPLAY_IN", "replay.in.0", first[30]!);
     // Writes after the removal: a restarting server replays the removal from its Raft log only
     // once later entries there say it was committed.
     await publishMore(batch.map((m) => m.subject));
@@ -107,8 +87,8 @@ describe("removing a subject's messages from a replicated stream", () => {
   });
 
   it("keeps the other keys of a KV bucket on a replica that restarts afterwards (a checkpoint record deleted from the jobs bucket)", async () => {
-    const stores = await ensureControlStores(nc);
-    const jobs = await new Kvm(nc).open(JOBS_BUCKET);
+    const stores = await ensureControlStores(shared.nc);
+    const jobs = await new Kvm(shared.nc).open(JOBS_BUCKET);
     await jobs.put("replayjob.spec", "the spec");
     for (let i = 1; i <= 20; i++) await jobs.put(`replayjob.ckpt.${i}`, `record ${i}`);
     await purgeKey(stores, "replayjob.ckpt.1");

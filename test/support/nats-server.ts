@@ -7,6 +7,8 @@
  *
  * `await using` disposes in reverse order, so the connection drains before the server stops.
  */
+import { afterAll, beforeAll } from "vitest";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { connect as natsConnect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import {
   startLocalNatsCluster,
@@ -16,6 +18,7 @@ import {
   type LocalNatsServer,
   type LocalNatsServerOptions,
 } from "../../runtime/nats/local-server.ts";
+import { waitFor } from "./wait.ts";
 
 /** A local nats-server owned by a test; stopping it kills its PID and removes its temp store. */
 export type TestNatsServer = LocalNatsServer;
@@ -71,4 +74,71 @@ export async function connect(
     maxReconnectAttempts: -1,
     ...opts,
   });
+}
+
+/** A cluster shared by the tests of one file (see `sharedCluster`). */
+export interface SharedCluster {
+  readonly cluster: TestNatsCluster;
+  readonly nc: NatsConnection;
+  readonly jsm: JetStreamManager;
+  /** The index of the server named `name` (the form stream infos give). */
+  indexOf(name: string | undefined): number;
+  /**
+   * Restarts server `index` with its store and returns once JetStream answers and `stream` has a
+   * leader and both other replicas current and online.
+   */
+  restore(index: number, stream: string, timeoutMs?: number): Promise<void>;
+}
+
+/**
+ * Starts a 3-node cluster, a connection and a JetStream manager before the tests of the calling
+ * file (or describe block) and stops them after; read them through the returned object inside tests:
+ *
+ *   const shared = sharedCluster();
+ *   it("…", async () => { await shared.jsm.streams.add(…); });
+ */
+export function sharedCluster(startTimeoutMs = 120_000): SharedCluster {
+  let cluster: TestNatsCluster | undefined;
+  let nc: NatsConnection | undefined;
+  let jsm: JetStreamManager | undefined;
+  beforeAll(async () => {
+    cluster = await natsCluster();
+    nc = await connect(cluster);
+    jsm = await jetstreamManager(nc);
+  }, startTimeoutMs);
+  afterAll(async () => {
+    await nc?.close();
+    await cluster?.stop();
+  });
+  const started = <T>(x: T | undefined): T => {
+    if (x === undefined) throw new Error("the shared cluster is used outside a test (it starts in beforeAll)");
+    return x;
+  };
+  const shared: SharedCluster = {
+    get cluster() {
+      return started(cluster);
+    },
+    get nc() {
+      return started(nc);
+    },
+    get jsm() {
+      return started(jsm);
+    },
+    indexOf(name) {
+      const c = started(cluster);
+      const i = c.servers.findIndex((_, j) => c.serverName(j) === name);
+      if (i < 0) throw new Error(`no server named ${name} in the cluster`);
+      return i;
+    },
+    async restore(index, stream, timeoutMs = 120_000) {
+      const c = started(cluster);
+      await c.servers[index]!.restart();
+      await c.waitForJetStream(timeoutMs);
+      await waitFor(`${stream} to have every replica current`, async () => {
+        const info = (await started(jsm).streams.info(stream)).cluster;
+        return info?.leader !== undefined && (info.replicas ?? []).length === 2 && info.replicas!.every((r) => r.current && !r.offline);
+      }, { timeoutMs, intervalMs: 250, retryErrors: true });
+    },
+  };
+  return shared;
 }
