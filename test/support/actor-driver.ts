@@ -6,6 +6,8 @@
  */
 import type { PartitionActor } from "../../runtime/actor/partition-actor.ts";
 import { ackSubject, type SnapshotAck } from "../../runtime/core/protocol.ts";
+import { inputStream } from "../../runtime/core/naming.ts";
+import { decodeBatch } from "../../runtime/core/wire.ts";
 import type { MemoryTransport } from "./memory-transport.ts";
 import { waitFor } from "./wait.ts";
 
@@ -44,4 +46,17 @@ export async function runCheckpoint(a: PartitionActor, acks: readonly SnapshotAc
     await a.applied(id);
   }
   return ack;
+}
+
+/** The record values sent to function `fn` of `job`, in order, from the data batches of its input stream. */
+export function recordsTo<T = unknown>(t: MemoryTransport, job: string, fn: string): T[] {
+  return t
+    .messages(inputStream(job, fn))
+    .filter((m) => m.headers["Eddy-Kind"] === "data")
+    .flatMap((m) => {
+      const { records } = decodeBatch(m.data);
+      const out: T[] = [];
+      for (let i = 0; i < records.length; i += 3) out.push(records[i + 2] as T);
+      return out;
+    });
 }

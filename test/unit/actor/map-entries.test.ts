@@ -10,15 +10,15 @@ import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts
 import { PartitionActor } from "../../../runtime/actor/partition-actor.ts";
 import type { SnapshotAck } from "../../../runtime/core/protocol.ts";
 import { mapEntryKey, stateKey } from "../../../runtime/core/kv-keys.ts";
-import { deadLetterStream, inputStream } from "../../../runtime/core/naming.ts";
-import { decodeBatch, decodeValue } from "../../../runtime/core/wire.ts";
+import { deadLetterStream } from "../../../runtime/core/naming.ts";
+import { decodeValue } from "../../../runtime/core/wire.ts";
 import { decodePartitionExport, savepointObjectName } from "../../../runtime/core/savepoint.ts";
 import { StateCacheBudget } from "../../../runtime/core/state-cache.ts";
 import { boundedOutOfOrderness, defineFunction, definePipeline, fromFunction, fromStream, mapState, sliding, valueState, windowed } from "../../../runtime/sdk/index.ts";
 import type { MapEntrySelector } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
 import { waitFor } from "../../support/wait.ts";
-import { collectAcks, runCheckpoint, sendRecords, type CheckpointOptions } from "../../support/actor-driver.ts";
+import { collectAcks, recordsTo, runCheckpoint, sendRecords, type CheckpointOptions } from "../../support/actor-driver.ts";
 
 interface Event {
   readonly user: string;
@@ -107,18 +107,6 @@ function actor(t: MemoryTransport, graph: JobGraph, budgetBytes: number | undefi
   return a;
 }
 
-function emitted(t: MemoryTransport): unknown[] {
-  return t
-    .messages(inputStream("j", "out"))
-    .filter((m) => m.headers["Eddy-Kind"] === "data")
-    .flatMap((m) => {
-      const { records } = decodeBatch(m.data);
-      const out: unknown[] = [];
-      for (let i = 0; i < records.length; i += 3) out.push(records[i + 2]);
-      return out;
-    });
-}
-
 const send = (t: MemoryTransport, a: PartitionActor, events: readonly Event[]) => sendRecords(t, a, "events", events);
 const checkpoint = (a: PartitionActor, acks: SnapshotAck[], id: number, opts: Omit<CheckpointOptions, "generation"> = {}) => runCheckpoint(a, acks, id, opts);
 
@@ -150,7 +138,7 @@ describe("a map state whose records name their entries", () => {
       }
       await send(t, a, [{ user: "u0", id: "last", at: 100_000 }]);
       await checkpoint(a, acks, 7);
-      runs.push({ out: emitted(t), a, t });
+      runs.push({ out: recordsTo(t, "j", "out"), a, t });
     }
     const [entries, whole, memory] = runs;
     expect(memory!.out.filter((r) => (r as { timer?: string }).timer !== undefined).length).toBeGreaterThan(300);
@@ -179,7 +167,7 @@ describe("a map state whose records name their entries", () => {
     t.kvReads.length = 0;
     await send(t, a, [{ user: "big", id: "id-7", at: 3_000 }]);
     // Reading a record is not publishing its output: wait for the repeat to be emitted.
-    const repeat = await waitFor("the repeat of id-7", () => emitted(t).find((r) => (r as { user: string }).user === "big" && (r as { repeat?: number }).repeat !== undefined), { timeoutMs: 5_000, intervalMs: 2 });
+    const repeat = await waitFor("the repeat of id-7", () => recordsTo(t, "j", "out").find((r) => (r as { user: string }).user === "big" && (r as { repeat?: number }).repeat !== undefined), { timeoutMs: 5_000, intervalMs: 2 });
     expect(repeat).toEqual({ user: "big", id: "id-7", repeat: 1_007, n: 401 });
     // Its value state and one entry: two gets.
     expect(t.kvReads.filter((r) => r.key === stateKey(0, "n", "big") || r.key.startsWith(stateKey(0, "seen", "big")))).toEqual([
@@ -238,7 +226,7 @@ describe("a map state whose records name their entries", () => {
     expect(letter.headers["Eddy-Reason"]).toContain('entry "b" of map state "seen" for key "r" is not in memory: its entries selector did not name it');
     // With the key in memory and the entry known, the same read is fine; the failed record emitted nothing.
     await send(t, a, [{ user: "r", id: "b", at: 3_001, peek: "b" }]);
-    const ofR = () => emitted(t).filter((r) => (r as { user: string }).user === "r" && (r as { id?: string }).id !== undefined);
+    const ofR = () => recordsTo(t, "j", "out").filter((r) => (r as { user: string }).user === "r" && (r as { id?: string }).id !== undefined);
     await waitFor("r's repeat", () => ofR().length === 3, { timeoutMs: 5_000, intervalMs: 2 });
     expect(ofR()).toEqual([
       { user: "r", id: "a", new: 1_000, n: 1 },
@@ -296,7 +284,7 @@ describe("windows read entry by entry", () => {
         await waitFor("ticks read", () => a.stats.position === target, { timeoutMs: 10_000, intervalMs: 2 });
         await checkpoint(a, acks, i + 1, { commit: i !== 2 });
       }
-      runs.push({ out: emitted(t), a, t });
+      runs.push({ out: recordsTo(t, "j", "out"), a, t });
     }
     const [tiny, memory] = runs;
     const late = memory!.out.filter((r) => (r as { firing: string }).firing === "late").length;

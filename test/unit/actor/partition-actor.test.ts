@@ -10,10 +10,11 @@ import { PartitionActor, type ActorConfig } from "../../../runtime/actor/partiti
 import { ackSubject, deltaObject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
 import { appliedKey, positionKey, stateKey } from "../../../runtime/core/kv-keys.ts";
 import { inputStream, stateBucket } from "../../../runtime/core/naming.ts";
-import { decodeBatch, decodeValue, encodeValue } from "../../../runtime/core/wire.ts";
+import { decodeValue, encodeValue } from "../../../runtime/core/wire.ts";
 import { defineFunction, definePipeline, defineSink, fromFunction, fromStream, valueState } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
 import { waitFor } from "../../support/wait.ts";
+import { recordsTo } from "../../support/actor-driver.ts";
 
 interface Click {
   readonly user: string;
@@ -69,18 +70,6 @@ const kvValue = (t: MemoryTransport, bucket: string, key: string): unknown => {
   const v = t.entries(bucket).get(key);
   return v === undefined ? undefined : decodeValue(v);
 };
-/** The records `fn` was sent on partition `p`, from the data batches of its input stream. */
-function recordsTo(t: MemoryTransport, job: string, fn: string): unknown[] {
-  return t
-    .messages(inputStream(job, fn))
-    .filter((m) => m.headers["Eddy-Kind"] === "data")
-    .flatMap((m) => {
-      const { records } = decodeBatch(m.data);
-      const out: unknown[] = [];
-      for (let i = 0; i < records.length; i += 3) out.push(records[i + 2]);
-      return out;
-    });
-}
 /** KV entries of a delta in the object store (a manifest naming its segments), as [key, decoded value or null]; later segments win. */
 function deltaEntries(t: MemoryTransport, name: string): Map<string, unknown> {
   const delta = decodeValue(t.snapshots.get(name)!) as { segments: Array<[string, number, number]> };

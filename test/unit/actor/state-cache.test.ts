@@ -10,14 +10,14 @@ import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts
 import { PartitionActor, type ActorConfig } from "../../../runtime/actor/partition-actor.ts";
 import type { SnapshotAck } from "../../../runtime/core/protocol.ts";
 import { keyFilterKey, stateKey } from "../../../runtime/core/kv-keys.ts";
-import { inputStream, stateBucket } from "../../../runtime/core/naming.ts";
-import { decodeBatch, decodeValue } from "../../../runtime/core/wire.ts";
+import { stateBucket } from "../../../runtime/core/naming.ts";
+import { decodeValue } from "../../../runtime/core/wire.ts";
 import { decodePartitionExport, savepointObjectName } from "../../../runtime/core/savepoint.ts";
 import { StateCacheBudget } from "../../../runtime/core/state-cache.ts";
 import { boundedOutOfOrderness, defineFunction, definePipeline, fromFunction, fromStream, mapState, valueState } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
 import { waitFor } from "../../support/wait.ts";
-import { collectAcks, runCheckpoint, sendRecords, type CheckpointOptions } from "../../support/actor-driver.ts";
+import { collectAcks, recordsTo, runCheckpoint, sendRecords, type CheckpointOptions } from "../../support/actor-driver.ts";
 
 interface Event {
   readonly user: string;
@@ -101,19 +101,6 @@ function actor(t: MemoryTransport, graph: JobGraph, budgetBytes: number | undefi
   return a;
 }
 
-/** What `users` sent to `out`, in order. */
-function emitted(t: MemoryTransport): unknown[] {
-  return t
-    .messages(inputStream("j", "out"))
-    .filter((m) => m.headers["Eddy-Kind"] === "data")
-    .flatMap((m) => {
-      const { records } = decodeBatch(m.data);
-      const out: unknown[] = [];
-      for (let i = 0; i < records.length; i += 3) out.push(records[i + 2]);
-      return out;
-    });
-}
-
 const kv = (t: MemoryTransport, key: string): unknown => {
   const v = t.entries(stateBucket("j", "users")).get(key);
   return v === undefined ? undefined : decodeValue(v);
@@ -164,7 +151,7 @@ describe("a state cache smaller than the state", () => {
       }
       // A last checkpoint: its acknowledgement means everything before its barrier is published.
       await checkpoint(a, acks, 7, 1);
-      runs.push({ out: emitted(t), a, t });
+      runs.push({ out: recordsTo(t, "j", "out"), a, t });
     }
     const [tiny, full] = runs;
     expect(tiny!.out.length).toBeGreaterThan(650);
@@ -196,7 +183,7 @@ describe("a state cache smaller than the state", () => {
     expect(await a.readLive("n", "x")).toBeUndefined();
     expect(await a.readLive("tags", "x")).toBeUndefined();
     await send(t, a, [{ user: "x", at: 100, tag: "c" }]);
-    const counts = () => emitted(t).filter((r) => (r as { user: string }).user === "x" && "tags" in (r as object));
+    const counts = () => recordsTo(t, "j", "out").filter((r) => (r as { user: string }).user === "x" && "tags" in (r as object));
     await waitFor("x counted again", () => counts().length >= 3, { timeoutMs: 10_000, intervalMs: 2 });
     expect(counts()).toEqual([
       { user: "x", n: 1, tags: 1 },
@@ -237,7 +224,7 @@ describe("a state cache smaller than the state", () => {
       { user: "u20", at: 301, tag: "c" },
       { user: "u29", at: 302 },
     ]);
-    const counted = () => emitted(t).filter((r) => (r as { n?: number; timer?: number }).n !== undefined && (r as { timer?: number }).timer === undefined);
+    const counted = () => recordsTo(t, "j", "out").filter((r) => (r as { n?: number; timer?: number }).n !== undefined && (r as { timer?: number }).timer === undefined);
     await waitFor("u29 counted", () => counted().some((r) => (r as { user: string }).user === "u29" && (r as { n: number }).n === 2), { timeoutMs: 10_000, intervalMs: 2 });
     const late = counted().slice(-3);
     expect(late).toEqual([
@@ -255,7 +242,7 @@ describe("a state cache smaller than the state", () => {
     await checkpoint(a, acks, 1, 1);
     // One event far later moves the watermark past every timer: 40 keys, most evicted by now.
     await send(t, a, [{ user: "late", at: 10_000 }]);
-    const timers = () => emitted(t).filter((r) => (r as { timer?: number }).timer !== undefined);
+    const timers = () => recordsTo(t, "j", "out").filter((r) => (r as { timer?: number }).timer !== undefined);
     await waitFor("40 timers fired", () => timers().length >= 40, { timeoutMs: 10_000, intervalMs: 2 });
     expect(a.stats.cacheEvictions).toBeGreaterThan(20);
     expect(timers()).toEqual(Array.from({ length: 40 }, (_, i) => ({ user: `k${i}`, timer: 1_050 + i, n: 1 })));
@@ -357,7 +344,7 @@ describe("a state cache smaller than the state", () => {
     expect(await c.readLive("n", "v4")).toBe(10);
     // c reads v3 again (after checkpoint 2), then v4.
     await t.append("events", JSON.stringify({ user: "v4", at: 300 }));
-    const rows = () => emitted(t).filter((r) => (r as { user: string }).user === "v3" || (r as { user: string }).user === "v4");
+    const rows = () => recordsTo(t, "j", "out").filter((r) => (r as { user: string }).user === "v3" || (r as { user: string }).user === "v4");
     await waitFor("v3 and v4 counted", () => rows().length >= 5, { timeoutMs: 10_000, intervalMs: 2 });
     expect(rows()).toEqual([
       { user: "v3", n: 1 },
@@ -424,7 +411,7 @@ describe("the filter of stored keys (design note bk)", () => {
     return t.kvReads.filter((r) => r.op === "get" && asked.has(r.key));
   };
   const lastCount = (t: MemoryTransport, user: string) =>
-    emitted(t)
+    recordsTo(t, "j", "out")
       .filter((r) => (r as { user?: string; timer?: number }).user === user && (r as { timer?: number }).timer === undefined && "n" in (r as object))
       .map((r) => (r as { n: number }).n)
       .at(-1);

@@ -10,13 +10,14 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts";
 import { PartitionActor } from "../../../runtime/actor/partition-actor.ts";
-import { ackSubject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
+import type { SnapshotAck } from "../../../runtime/core/protocol.ts";
 import { legacyTimerKey, parseKvKey, TIMER_BUCKET_MS, timerBucketFilter, timerBucketOf, timerIndexDayKey, timerIndexKey, timerKey, timerLayoutKey, timerMarkerKey } from "../../../runtime/core/kv-keys.ts";
-import { inputStream, stateBucket } from "../../../runtime/core/naming.ts";
-import { decodeBatch, decodeValue, encodeValue } from "../../../runtime/core/wire.ts";
+import { stateBucket } from "../../../runtime/core/naming.ts";
+import { decodeValue, encodeValue } from "../../../runtime/core/wire.ts";
 import { boundedOutOfOrderness, defineFunction, definePipeline, fromFunction, fromStream, valueState } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
 import { waitFor } from "../../support/wait.ts";
+import { collectAcks, recordsTo, runCheckpoint, sendRecords } from "../../support/actor-driver.ts";
 
 const W = TIMER_BUCKET_MS;
 
@@ -29,6 +30,9 @@ interface Event {
 }
 
 const state = { n: valueState<number>() };
+
+/** What `sched` emits when a timer fires. */
+type Fired = { key: string; ts: number; n: number };
 
 function job(): JobGraph {
   return buildJobGraph(
@@ -69,9 +73,7 @@ function setup(): { t: MemoryTransport; acks: SnapshotAck[]; graph: JobGraph } {
   const t = new MemoryTransport({ now: () => 1_000_000 });
   t.addStream("events", ["events"]);
   t.addJobTopology(graph);
-  const acks: SnapshotAck[] = [];
-  t.subscribe(ackSubject(graph.job), (_, data) => acks.push(JSON.parse(new TextDecoder().decode(data)) as SnapshotAck));
-  return { t, acks, graph };
+  return { t, acks: collectAcks(t, graph.job), graph };
 }
 
 function actor(t: MemoryTransport, graph: JobGraph): PartitionActor {
@@ -81,31 +83,8 @@ function actor(t: MemoryTransport, graph: JobGraph): PartitionActor {
   return a;
 }
 
-/** The timers `sched` fired, in order. */
-function fired(t: MemoryTransport): Array<{ key: string; ts: number; n: number }> {
-  return t
-    .messages(inputStream("j", "out"))
-    .filter((m) => m.headers["Eddy-Kind"] === "data")
-    .flatMap((m) => {
-      const { records } = decodeBatch(m.data);
-      const out: Array<{ key: string; ts: number; n: number }> = [];
-      for (let i = 0; i < records.length; i += 3) out.push(records[i + 2] as { key: string; ts: number; n: number });
-      return out;
-    });
-}
-
-async function send(t: MemoryTransport, a: PartitionActor, events: readonly Event[]): Promise<void> {
-  const target = a.stats.position + events.length;
-  for (const e of events) await t.append("events", JSON.stringify(e));
-  await waitFor(`${events.length} events read`, () => a.stats.position === target, { timeoutMs: 10_000, intervalMs: 2 });
-}
-
-async function checkpoint(a: PartitionActor, acks: SnapshotAck[], id: number): Promise<void> {
-  await a.trigger({ id, generation: 1, stop: false });
-  await waitFor(`ack ${id}`, () => acks.some((k) => k.id === id), { timeoutMs: 10_000, intervalMs: 2 });
-  a.onCommitted(id);
-  await a.applied(id);
-}
+const send = (t: MemoryTransport, a: PartitionActor, events: readonly Event[]) => sendRecords(t, a, "events", events);
+const checkpoint = (a: PartitionActor, acks: SnapshotAck[], id: number) => runCheckpoint(a, acks, id);
 
 /** The plain loop: which timers are left after the events, fired at the end in (ts, key) order, with the key's event count. */
 function expectedAtEnd(events: readonly Event[]): Array<{ key: string; ts: number; n: number }> {
@@ -156,8 +135,8 @@ describe("timers bucketed by time in the actor", () => {
     // Buckets 2..10 were listed (the watermark's and the next) before the watermark passed them.
     expect(listed(t).slice(before)).toEqual(range(2, 11).map(bucketListing));
     const due = expectedAtEnd(registrations).filter((x) => x.ts <= wm);
-    await waitFor("timers up to the watermark fired", () => fired(t).length === due.length, { timeoutMs: 10_000, intervalMs: 2 });
-    expect(fired(t)).toEqual(due);
+    await waitFor("timers up to the watermark fired", () => recordsTo<Fired>(t, "j", "out").length === due.length, { timeoutMs: 10_000, intervalMs: 2 });
+    expect(recordsTo<Fired>(t, "j", "out")).toEqual(due);
     // In memory: bucket 10, the one after the watermark's.
     expect(a.stats.timersResident).toBe(expectedAtEnd(registrations).filter((x) => x.ts > wm && x.ts < 11 * W).length);
     expect(a.stats.timersResident).toBeGreaterThan(0);
@@ -194,7 +173,7 @@ describe("timers bucketed by time in the actor", () => {
     // Some time passes and a checkpoint commits; then the worker dies.
     await send(t, b, [{ key: "tick", at: 12 * W }]);
     await checkpoint(b, acks, 2);
-    const firedBefore = fired(t).length;
+    const firedBefore = recordsTo<Fired>(t, "j", "out").length;
     await b.stop();
 
     const c = actor(t, graph);
@@ -210,8 +189,8 @@ describe("timers bucketed by time in the actor", () => {
     await send(t, c, rest);
     await c.endAt(t.messages("events").at(-1)!.seq);
     const all = [...registrations, ...early, ...cancels, { key: "tick", at: 12 * W }, ...rest];
-    await waitFor("every timer fired", () => c.isFinished && fired(t).length >= expectedAtEnd(all).length, { timeoutMs: 10_000, intervalMs: 2 });
-    expect(fired(t)).toEqual(expectedAtEnd(all));
+    await waitFor("every timer fired", () => c.isFinished && recordsTo<Fired>(t, "j", "out").length >= expectedAtEnd(all).length, { timeoutMs: 10_000, intervalMs: 2 });
+    expect(recordsTo<Fired>(t, "j", "out")).toEqual(expectedAtEnd(all));
     expect(firedBefore).toBe(expectedAtEnd(all).filter((x) => x.ts < 12 * W).length);
     // The end of input loaded every bucket.
     expect(c.stats.timerBucketsFar).toBe(0);
@@ -247,8 +226,8 @@ describe("timers bucketed by time in the actor", () => {
     expect(listed(t).slice(mark)).not.toContain("0._t.>");
     await send(t, b, [{ key: "y", at: 1 }]);
     await b.endAt(t.messages("events").at(-1)!.seq);
-    await waitFor("the event timers fired", () => fired(t).length === 3, { timeoutMs: 10_000, intervalMs: 2 });
-    expect(fired(t).map((x) => [x.key, x.ts])).toEqual([["b", 100], ["0", 5 * W + 1], ["a", 5 * W + 1]]);
+    await waitFor("the event timers fired", () => recordsTo<Fired>(t, "j", "out").length === 3, { timeoutMs: 10_000, intervalMs: 2 });
+    expect(recordsTo<Fired>(t, "j", "out").map((x) => [x.key, x.ts])).toEqual([["b", 100], ["0", 5 * W + 1], ["a", 5 * W + 1]]);
   });
 
   it("lists the markers once when they have no index (state of the eddy before it, or an index that does not decode), and the next checkpoint writes it", async () => {
@@ -291,8 +270,8 @@ describe("timers bucketed by time in the actor", () => {
     expect(listed(t).slice(mark)).toEqual(["0._tk.*"]);
     await d.endAt(t.messages("events").at(-1)!.seq);
     const all = [...registrations, { key: "x", at: 500 }];
-    await waitFor("every timer fired", () => d.isFinished && fired(t).length >= expectedAtEnd(all).length, { timeoutMs: 10_000, intervalMs: 2 });
-    expect(fired(t)).toEqual(expectedAtEnd(all));
+    await waitFor("every timer fired", () => d.isFinished && recordsTo<Fired>(t, "j", "out").length >= expectedAtEnd(all).length, { timeoutMs: 10_000, intervalMs: 2 });
+    expect(recordsTo<Fired>(t, "j", "out")).toEqual(expectedAtEnd(all));
   });
 });
 
@@ -322,8 +301,7 @@ describe("timers bucketed by time in an actor fed by another function", () => {
     const t = new MemoryTransport({ now: () => 1_000_000 });
     t.addStream("events", ["events"]);
     t.addJobTopology(graph);
-    const acks: SnapshotAck[] = [];
-    t.subscribe(ackSubject(graph.job), (_, data) => acks.push(JSON.parse(new TextDecoder().decode(data)) as SnapshotAck));
+    const acks = collectAcks(t, graph.job);
     const make = (fn: string) => {
       const a = new PartitionActor(t, graph, graph.node(fn), 0, { tickMs: 1, lingerMs: 0, now: () => 1_000_000 });
       actors.push(a);
@@ -342,8 +320,8 @@ describe("timers bucketed by time in an actor fed by another function", () => {
     expect(sched.stats).toMatchObject({ timersResident: 0, timerBucketsFar: 30 });
     await send(t, src, [{ key: "tick", at: 20 * W }]);
     const due = expectedAtEnd(registrations).filter((x) => x.ts < 20 * W - 1).map((x) => ({ ...x, n: 0 }));
-    await waitFor("timers up to 20 W fired", () => fired(t).length === due.length, { timeoutMs: 10_000, intervalMs: 2 });
-    expect(fired(t)).toEqual(due);
+    await waitFor("timers up to 20 W fired", () => recordsTo<Fired>(t, "j", "out").length === due.length, { timeoutMs: 10_000, intervalMs: 2 });
+    expect(recordsTo<Fired>(t, "j", "out")).toEqual(due);
     expect(sched.stats.timerBucketLoads).toBe(19);
   });
 });
