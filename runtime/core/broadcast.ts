@@ -200,30 +200,25 @@ export class BroadcastState {
 
   /** `ctx.broadcast` for `process`/`onTimer`: reads only; writes throw `BroadcastStateReadOnlyError`. */
   readOnlyHandles(fn: string): ReadOnlyBroadcastHandles<BroadcastStateDeclarations> {
-    const handles: Record<string, ReadOnlyBroadcastState<unknown>> = {};
-    for (const state of this.maps.keys()) {
+    return this.mapHandles((state) => {
       const refuse = (what: string) => () => {
         throw new BroadcastStateReadOnlyError(`${fn}: broadcast state "${state}" is read-only in process and onTimer (${what}); change it in processBroadcast`);
       };
-      const self = this;
-      handles[state] = {
-        get: (subkey) => self.get(state, subkey),
-        has: (subkey) => self.has(state, subkey),
-        keys: () => self.keys(state),
-        entries: () => self.entries(state),
-        get size() {
-          return self.size(state);
-        },
-        set: refuse("set"),
-        delete: refuse("delete"),
-        clear: refuse("clear"),
-      } as ReadOnlyBroadcastState<unknown>;
-    }
-    return guard(handles, this) as ReadOnlyBroadcastHandles<BroadcastStateDeclarations>;
+      return { set: refuse("set"), delete: refuse("delete"), clear: refuse("clear") };
+    }) as ReadOnlyBroadcastHandles<BroadcastStateDeclarations>;
   }
 
   /** `ctx.broadcast` for `processBroadcast`: read and write. */
   handles(): BroadcastHandles<BroadcastStateDeclarations> {
+    return this.mapHandles((state) => ({
+      set: (subkey: string, value: unknown) => this.set(state, subkey, value),
+      delete: (subkey: string) => this.delete(state, subkey),
+      clear: () => this.clear(state),
+    })) as BroadcastHandles<BroadcastStateDeclarations>;
+  }
+
+  /** A map-state handle per declared state: the reads, plus the writes `writes` gives for that state. */
+  private mapHandles(writes: (state: string) => Pick<MapState<unknown>, "set" | "delete" | "clear">): Record<string, MapState<unknown>> {
     const handles: Record<string, MapState<unknown>> = {};
     for (const state of this.maps.keys()) {
       const self = this;
@@ -235,12 +230,10 @@ export class BroadcastState {
         get size() {
           return self.size(state);
         },
-        set: (subkey, value) => self.set(state, subkey, value),
-        delete: (subkey) => self.delete(state, subkey),
-        clear: () => self.clear(state),
+        ...writes(state),
       };
     }
-    return guard(handles, this) as BroadcastHandles<BroadcastStateDeclarations>;
+    return guard(handles, this);
   }
 }
 
