@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts";
 import { PartitionActor, type ActorConfig } from "../../../runtime/actor/partition-actor.ts";
-import { ackSubject, deltaObject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
+import { deltaObject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
 import { appliedKey, broadcastKey, watermarkKey } from "../../../runtime/core/kv-keys.ts";
 import { partitionOf } from "../../../runtime/core/hash.ts";
 import { HEADER, inputSubject, stateBucket } from "../../../runtime/core/naming.ts";
@@ -15,6 +15,7 @@ import { decodeValue, encodeBatch, encodeValue } from "../../../runtime/core/wir
 import { boundedOutOfOrderness, broadcast, defineFunction, definePipeline, fromFunction, fromStream, mapState, valueState } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
 import { waitFor } from "../../support/wait.ts";
+import { collectAcks } from "../../support/actor-driver.ts";
 
 interface Event {
   readonly user: string;
@@ -69,18 +70,18 @@ function setup(graph: JobGraph): { t: MemoryTransport; acks: SnapshotAck[] } {
   t.addStream("events", ["events"]);
   t.addStream("rules", ["rules"]);
   t.addJobTopology(graph);
-  const acks: SnapshotAck[] = [];
-  t.subscribe(ackSubject(graph.job), (_, data) => acks.push(JSON.parse(new TextDecoder().decode(data)) as SnapshotAck));
-  return { t, acks };
+  return { t, acks: collectAcks(t, graph.job) };
+}
+
+/** An actor of `fn`'s partition `p`, stopped after the test. */
+function actorOf(t: MemoryTransport, graph: JobGraph, fn: string, p = 0): PartitionActor {
+  const a = new PartitionActor(t, graph, graph.node(fn), p, config);
+  actors.push(a);
+  return a;
 }
 
 async function started(t: MemoryTransport, graph: JobGraph, generation = 1, checkpoint = 0) {
-  const make = (fn: string, p = 0) => {
-    const a = new PartitionActor(t, graph, graph.node(fn), p, config);
-    actors.push(a);
-    return a;
-  };
-  const all = { events: make("events"), rules: make("rules"), score0: make("score", 0), score1: make("score", 1) };
+  const all = { events: actorOf(t, graph, "events"), rules: actorOf(t, graph, "rules"), score0: actorOf(t, graph, "score", 0), score1: actorOf(t, graph, "score", 1) };
   for (const a of Object.values(all)) await a.start({ generation, checkpoint, worker: "w" });
   return all;
 }
@@ -100,6 +101,25 @@ async function checkpoint(actors: { events: PartitionActor; rules: PartitionActo
   await actors.events.trigger({ id, generation, stop: false });
   await actors.rules.trigger({ id, generation, stop: false });
   await waitFor(`every ack of checkpoint ${id}`, () => acks.filter((k) => k.id === id).length === 4, opts);
+}
+
+/**
+ * Two epochs of rules: checkpoint 1 sets t = 5 and u = 1 and is committed and applied everywhere;
+ * checkpoint 2 sets t = 7 and deletes u, and is acknowledged but not yet committed.
+ */
+async function twoRuleEpochs(t: MemoryTransport, graph: JobGraph, acks: SnapshotAck[]) {
+  const a = await started(t, graph);
+  await t.append("rules", rule("t", 5));
+  await t.append("rules", rule("u", 1));
+  await waitFor("two rules held", () => a.score1.stats.broadcastHeld === 2, opts);
+  await checkpoint(a, acks, 1);
+  for (const x of Object.values(a)) x.onCommitted(1);
+  await a.score0.applied(1);
+  await t.append("rules", rule("t", 7));
+  await t.append("rules", rule("u", null));
+  await waitFor("two more held", () => a.score1.stats.broadcastHeld === 2, opts);
+  await checkpoint(a, acks, 2);
+  return a;
 }
 
 describe("broadcast inputs in the partition actor", () => {
@@ -141,35 +161,22 @@ describe("broadcast inputs in the partition actor", () => {
   it("restores the same broadcast state in every partition: KV plus partition 0's committed deltas KV lacks", async () => {
     const graph = job();
     const { t, acks } = setup(graph);
-    const a = await started(t, graph);
-    await t.append("rules", rule("t", 5));
-    await t.append("rules", rule("u", 1));
-    await waitFor("two rules held", () => a.score1.stats.broadcastHeld === 2, opts);
-    await checkpoint(a, acks, 1);
-    for (const x of Object.values(a)) x.onCommitted(1);
-    await a.score0.applied(1);
-    // Checkpoint 2 changes t and deletes u; it commits, but partition 0 does not write it to KV.
-    await t.append("rules", rule("t", 7));
-    await t.append("rules", rule("u", null));
-    await waitFor("two more held", () => a.score1.stats.broadcastHeld === 2, opts);
-    await checkpoint(a, acks, 2);
+    const a = await twoRuleEpochs(t, graph, acks);
+    // Checkpoint 2 changed t and deleted u; it commits, but partition 0 does not write it to KV.
     expect(a.score1.broadcast!.entries("thresholds")).toEqual([["t", 7]]);
     for (const x of [a.events, a.rules, a.score1]) x.onCommitted(2);
     for (const x of Object.values(a)) await x.stop();
     // KV has checkpoint 1's broadcast state; partition 0's delta 2 has the rest.
     expect(decodeValue(t.entries(stateBucket("j", "score")).get(broadcastKey("thresholds", "u"))!)).toBe(1);
-    const score1 = new PartitionActor(t, graph, graph.node("score"), 1, config);
-    actors.push(score1);
+    const score1 = actorOf(t, graph, "score", 1);
     await score1.start({ generation: 2, checkpoint: 2, worker: "w" });
     expect(score1.broadcast!.entries("thresholds")).toEqual([["t", 7]]);
     // Partition 0 restores the same (it writes its chain to KV first), and then so does partition 1 from KV alone.
-    const score0 = new PartitionActor(t, graph, graph.node("score"), 0, config);
-    actors.push(score0);
+    const score0 = actorOf(t, graph, "score", 0);
     await score0.start({ generation: 2, checkpoint: 2, worker: "w" });
     expect(score0.broadcast!.entries("thresholds")).toEqual([["t", 7]]);
     expect([...t.entries(stateBucket("j", "score")).keys()].filter((k) => k.startsWith("_bc."))).toEqual([broadcastKey("thresholds", "t")]);
-    const again = new PartitionActor(t, graph, graph.node("score"), 1, config);
-    actors.push(again);
+    const again = actorOf(t, graph, "score", 1);
     await again.start({ generation: 3, checkpoint: 2, worker: "w" });
     expect(again.broadcast!.entries("thresholds")).toEqual([["t", 7]]);
   });
@@ -177,17 +184,7 @@ describe("broadcast inputs in the partition actor", () => {
   it("reads again when partition 0 wrote its chain to KV and its deltas were cleaned up during the restore", async () => {
     const graph = job();
     const { t, acks } = setup(graph);
-    const a = await started(t, graph);
-    await t.append("rules", rule("t", 5));
-    await t.append("rules", rule("u", 1));
-    await waitFor("two rules held", () => a.score1.stats.broadcastHeld === 2, opts);
-    await checkpoint(a, acks, 1);
-    for (const x of Object.values(a)) x.onCommitted(1);
-    await a.score0.applied(1);
-    await t.append("rules", rule("t", 7));
-    await t.append("rules", rule("u", null));
-    await waitFor("two more held", () => a.score1.stats.broadcastHeld === 2, opts);
-    await checkpoint(a, acks, 2);
+    const a = await twoRuleEpochs(t, graph, acks);
     for (const x of [a.events, a.rules, a.score1]) x.onCommitted(2);
     for (const x of Object.values(a)) await x.stop();
     // As partition 1 reads partition 0's delta 2, partition 0 has just materialized it and the
@@ -201,8 +198,7 @@ describe("broadcast inputs in the partition actor", () => {
       }
       return undefined;
     });
-    const score1 = new PartitionActor(t, graph, graph.node("score"), 1, config);
-    actors.push(score1);
+    const score1 = actorOf(t, graph, "score", 1);
     await score1.start({ generation: 2, checkpoint: 2, worker: "w" });
     expect(score1.broadcast!.entries("thresholds")).toEqual([["t", 7]]);
   });
@@ -210,12 +206,7 @@ describe("broadcast inputs in the partition actor", () => {
   it("whatever order a rule and an event reach two partitions in, the event sees the rule in neither, and the next epoch's in both", async () => {
     const graph = job();
     const { t } = setup(graph);
-    const make = (p: number) => {
-      const a = new PartitionActor(t, graph, graph.node("score"), p, config);
-      actors.push(a);
-      return a;
-    };
-    const [score0, score1] = [make(0), make(1)];
+    const [score0, score1] = [actorOf(t, graph, "score", 0), actorOf(t, graph, "score", 1)];
     for (const a of [score0, score1]) await a.start({ generation: 1, checkpoint: 0, worker: "w" });
     // What the producers would send, written by hand so that the two partitions' inputs
     // interleave differently: partition 0 gets the rule before its event, partition 1 after.
@@ -260,8 +251,7 @@ describe("broadcast inputs in the partition actor", () => {
       { key: appliedKey(0), value: encodeValue(3) },
       { key: appliedKey(1), value: encodeValue(3) },
     ], []);
-    const score1 = new PartitionActor(t, graph, graph.node("score"), 1, config);
-    actors.push(score1);
+    const score1 = actorOf(t, graph, "score", 1);
     await score1.start({ generation: 2, checkpoint: 3, worker: "w" });
     await t.append(inputSubject("j", "score", 1), encodeBatch({ records: [users[1], 500, { user: users[1], at: 500 }], marks: [], watermark: 1000, idle: false }), {
       [HEADER.producer]: "events/0", [HEADER.kind]: "data", [HEADER.generation]: "2", [HEADER.epoch]: "4",
