@@ -41,6 +41,7 @@
 import { Alignment } from "../core/barriers.ts";
 import { BroadcastChanges, BroadcastState, broadcastLimits, PendingBroadcast, restoreBroadcastEntries, storesBroadcast } from "../core/broadcast.ts";
 import type { FunctionNode, JobGraph } from "../core/job-graph.ts";
+import { ActivityClock } from "../core/activity-clock.ts";
 import { appliedKey, BROADCAST_FILTER, BROADCAST_TOKEN, keyFilterBlockKey, keyFilterKey, legacyTimerFilter, mapEntriesFilter, mapEntryKey, parseKvKey, positionKey, stateFilter, stateKey, timerBucketFilter, timerBucketGroup, timerBucketOf, timerFilter, timerIndexKey, timerKey, timerLayoutKey, timerMarkerKey, timerMarkersFilter, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
 import { filterBlockIds, StoredKeyFilter } from "../core/stored-keys.ts";
 import { HEADER, inputStream, inputSubject, spillStream, spillSubject, stateBucket } from "../core/naming.ts";
@@ -253,6 +254,17 @@ export interface ActorStats {
   broadcastRejected: number;
   /** Bytes the broadcast state is charged against `broadcastLimits.stateBytes`. */
   broadcastStateBytes: number;
+  /**
+   * Where the read loop's time went (runtime/core/activity-clock.ts): handling input, waiting for
+   * downstream (publish window, sink output, materialization), waiting for input. Cumulative ms,
+   * and ms within the last second, as of the last `sampleActivity()`.
+   */
+  busyMs: number;
+  backpressuredMs: number;
+  idleMs: number;
+  busyMsPerSecond: number;
+  backpressuredMsPerSecond: number;
+  idleMsPerSecond: number;
 }
 
 /** What a barrier carries besides its checkpoint id. */
@@ -332,6 +344,7 @@ const wmOut = (w: number): number | null => (w === -Infinity ? null : w);
 const wmIn = (w: number | null | undefined): number => (w === null || w === undefined ? -Infinity : w);
 
 export class PartitionActor {
+  private readonly activity = new ActivityClock(performance.now());
   readonly node: FunctionNode;
   readonly partition: number;
   readonly stats: ActorStats;
@@ -515,7 +528,7 @@ export class PartitionActor {
     this.generator = this.source !== undefined && strategy !== undefined ? createWatermarkGenerator(strategy) : undefined;
     const sink = node.spec.sink;
     this.spills = this.source === undefined && sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once";
-    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0, segmentsUploaded: 0, cacheKeys: 0, cacheBytes: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0, stateGets: 0, stateListings: 0, timersResident: 0, timerBucketsFar: 0, timerBucketLoads: 0, broadcastHeld: 0, broadcastApplied: 0, broadcastRejected: 0, broadcastStateBytes: 0, ttlSweepDeleted: 0, ttlSweepRounds: 0, ttlSweepFailures: 0 };
+    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0, segmentsUploaded: 0, cacheKeys: 0, cacheBytes: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0, stateGets: 0, stateListings: 0, timersResident: 0, timerBucketsFar: 0, timerBucketLoads: 0, broadcastHeld: 0, broadcastApplied: 0, broadcastRejected: 0, broadcastStateBytes: 0, ttlSweepDeleted: 0, ttlSweepRounds: 0, ttlSweepFailures: 0, busyMs: 0, backpressuredMs: 0, idleMs: 0, busyMsPerSecond: 0, backpressuredMsPerSecond: 0, idleMsPerSecond: 0 };
     this.failed = new Promise<never>((_, reject) => (this.failedReject = reject));
     this.failed.catch(() => undefined);
   }
@@ -1796,6 +1809,7 @@ export class PartitionActor {
 
   private async readLoop(): Promise<void> {
     for await (const m of this.reader!) {
+      this.activity.switchTo("busy", performance.now());
       if (this.busy !== undefined) await this.busy;
       if (this.stopping) break;
       if (this.halted) continue;
@@ -1830,18 +1844,38 @@ export class PartitionActor {
         // nothing pending then does not mean nothing more up to the end. Ask the server now.
         else if (m.pending === 0) await this.checkEnd();
       }
-      if (this.publisher.full) await this.publisher.capacity();
+      if (this.publisher.full) await this.backpressured(() => this.publisher.capacity());
       switch (heldSinkAction(this.router.heldSinkBytes, this.config.maxHeldSinkBytes, this.source === undefined)) {
         case "spill":
           await this.exclusive(() => this.spill());
           break;
         case "wait":
-          await this.waitForHeldSink();
+          await this.backpressured(() => this.waitForHeldSink());
           break;
       }
-      if (this.materializationBehind) await this.waitForMaterialization();
+      if (this.materializationBehind) await this.backpressured(() => this.waitForMaterialization());
       await this.uploadChanges();
+      this.activity.switchTo("idle", performance.now());
     }
+  }
+
+  /** Runs `wait` as time blocked on downstream. */
+  private async backpressured(wait: () => Promise<void>): Promise<void> {
+    this.activity.switchTo("backpressured", performance.now());
+    try {
+      await wait();
+    } finally {
+      this.activity.switchTo("busy", performance.now());
+    }
+  }
+
+  /** Writes where the read loop's time went, up to now, into `stats` (cumulative and the last second), and returns them. */
+  sampleActivity(): ActorStats {
+    const now = performance.now();
+    const total = this.activity.total(now);
+    const last = this.activity.perSecond(now);
+    Object.assign(this.stats, total, { busyMsPerSecond: last.busyMs, backpressuredMsPerSecond: last.backpressuredMs, idleMsPerSecond: last.idleMs });
+    return this.stats;
   }
 
   /** The materialization lag is past its bound (checked after every message: no allocation). */

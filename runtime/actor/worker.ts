@@ -348,7 +348,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
       id,
       graph,
       actors: all,
-      stats: () => all().map((a) => ({ ...a.stats })),
+      stats: () => all().map((a) => ({ ...a.sampleActivity() })),
       generation: () => generation,
       running: async (count, minGeneration = 0) => {
         while (!(generation >= minGeneration && actors.size === count && all().every((a) => a.running))) await sleep(10);

@@ -1,7 +1,8 @@
 /**
  * Metrics of the actors a worker process hosts: records in and out, dead letters, input lag,
  * watermark and its lag behind wall time, the last materialized checkpoint and the
- * materialization lag (checkpoints and keys committed but not in KV), per job,
+ * materialization lag (checkpoints and keys committed but not in KV), where the actors' time
+ * goes (busy, backpressured, idle: Flink's *TimeMsPerSecond), per job,
  * function and partition; and the control-plane input this process refused (rejections.ts).
  */
 import type { ActorStats } from "../actor/partition-actor.ts";
@@ -46,6 +47,13 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       m.add("eddy_broadcast_applied_total", "counter", "Broadcast records applied by processBroadcast.", l, s.broadcastApplied);
       m.add("eddy_broadcast_rejected_total", "counter", "Broadcast records refused: over the held bound, or processBroadcast threw (e.g. past the state budget).", l, s.broadcastRejected);
       m.add("eddy_broadcast_state_bytes", "gauge", "Bytes of broadcast state, against broadcastLimits.stateBytes.", l, s.broadcastStateBytes);
+      // Flink's busyTimeMsPerSecond, backPressuredTimeMsPerSecond, idleTimeMsPerSecond, and their totals for rate().
+      m.add("eddy_busy_time_ms_per_second", "gauge", "Milliseconds of the last second the actor spent handling input.", l, s.busyMsPerSecond);
+      m.add("eddy_backpressured_time_ms_per_second", "gauge", "Milliseconds of the last second the actor waited for downstream (publish window full, sink output or materialization behind).", l, s.backpressuredMsPerSecond);
+      m.add("eddy_idle_time_ms_per_second", "gauge", "Milliseconds of the last second the actor waited for input.", l, s.idleMsPerSecond);
+      m.add("eddy_busy_time_seconds_total", "counter", "Time the actor spent handling input.", l, s.busyMs / 1000);
+      m.add("eddy_backpressured_time_seconds_total", "counter", "Time the actor waited for downstream.", l, s.backpressuredMs / 1000);
+      m.add("eddy_idle_time_seconds_total", "counter", "Time the actor waited for input.", l, s.idleMs / 1000);
     }
   }
   addRejectionMetrics(m);
