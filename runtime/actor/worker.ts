@@ -21,6 +21,7 @@ import {
   isValidWorkerId,
   jobSpecKey,
   latestKey,
+  statsSubject,
   triggerSubject,
   type ActorFailure,
   type Assignment,
@@ -30,6 +31,7 @@ import {
 } from "../core/protocol.ts";
 import { decodeControl, decodeControlOrThrow, type ControlKind } from "../core/control-messages.ts";
 import { countRejected } from "../metrics/rejections.ts";
+import { liveActorStats, type WorkerStatsReply } from "../core/live-stats.ts";
 import { InputError } from "../errors.ts";
 import type { PipelineSpec } from "../sdk/function.ts";
 import type { NatsConnection } from "../nats/connection.ts";
@@ -145,6 +147,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
         partitions: f.partitions,
         isSource: f.isSource,
         ...(f.stream === undefined ? {} : { stream: f.stream.stream, subjects: sourceSubjects(f.stream.subject, f.partitions) }),
+        inputs: f.inputs.map((i) => ({ fn: i.fn, ...(i.output === undefined ? {} : { output: i.output }), ...(i.broadcast === true ? { broadcast: true } : {}) })),
       })),
       ...(pipeline.restartStrategy === undefined ? {} : { restartStrategy: { ...pipeline.restartStrategy } as Record<string, number> }),
       updatedAt: Date.now(),
@@ -289,6 +292,21 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
             // from the future is counted here, as nothing legitimate sends it.
             if (t.generation > generation && actors.size > 0) return void countRejected("trigger", "generation-ahead", `checkpoint ${t.id} of generation ${t.generation} (running ${generation})`, (line) => log(`worker ${id}: ${line}`));
             for (const actor of actors.values()) if (actor.isSource) void actor.trigger(t).catch(() => undefined);
+          },
+        }),
+      ),
+      (sub) => Effect.sync(() => sub.unsubscribe()),
+    );
+
+    // Live figures for the console: every worker of the job answers with its own actors'.
+    yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        nc.subscribe(statsSubject(job), {
+          callback: (err, msg) => {
+            if (err !== null || msg.reply === undefined || msg.reply === "") return;
+            if (jetStreamOriginOf(msg) !== undefined) return void countRejected("stats-request", "jetstream-delivery", msg.subject, (line) => log(`worker ${id}: ${line}`));
+            const reply: WorkerStatsReply = { worker: id, at: Date.now(), actors: [...actors.values()].map((a) => liveActorStats(a.sampleActivity())) };
+            msg.respond(encoder.encode(JSON.stringify(reply)));
           },
         }),
       ),

@@ -16,7 +16,8 @@
  *   `<job>/<id>/<fn>/<p>`, and `eddy_sp_<job>` its savepoints: a store per job is what lets a
  *   permission keep one job's workers away from another job's snapshots (docs/security.md);
  * - subjects `eddy.<job>.ctl.*` carry checkpoint triggers, snapshot acknowledgements and actor
- *   failure reports (core NATS: a lost message only makes a checkpoint time out).
+ *   failure reports (core NATS: a lost message only makes a checkpoint time out), and requests
+ *   for the actors' live figures, which every worker of the job answers.
  */
 
 export const JOBS_BUCKET = "eddy_jobs";
@@ -61,6 +62,8 @@ export const resumeKey = (job: string) => `${job}.resume`;
 export const triggerSubject = (job: string) => `eddy.${job}.ctl.trigger`;
 export const ackSubject = (job: string) => `eddy.${job}.ctl.ack`;
 export const failureSubject = (job: string) => `eddy.${job}.ctl.failed`;
+/** Requests for the live figures of a job's actors; every worker of the job answers (runtime/core/live-stats.ts). */
+export const statsSubject = (job: string) => `eddy.${job}.ctl.stats`;
 /** Requests to the leading supervisor (only the leader listens): explicit checkpoints and savepoints. */
 export const CHECKPOINT_REQUEST_SUBJECT = "eddy.ctl.checkpoint";
 
@@ -103,6 +106,8 @@ export interface JobSpecRecord {
     readonly stream?: string;
     /** A source's subject filter on that stream, per partition (absent in older specs). */
     readonly subjects?: readonly string[];
+    /** The functions it reads, in input order (absent in older specs): the job graph's edges. */
+    readonly inputs?: ReadonlyArray<{ readonly fn: string; readonly output?: string; readonly broadcast?: boolean }>;
   }>;
   /**
    * The pipeline's own restart strategy (fields of `RestartStrategy` in job-lifecycle.ts); any
