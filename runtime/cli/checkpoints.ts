@@ -3,7 +3,7 @@
  * id, status, duration, alignment time, bytes and keys changed — newest first — followed by the
  * job's state, restarts and last exception. Works for stopped, parked, FAILED and undeployed jobs.
  */
-import { connectNats, natsUrlOf } from "../nats/connection.ts";
+import { connectNats, natsUrlOf, type NatsConnection } from "../nats/connection.ts";
 import type { CheckpointRecord } from "../core/protocol.ts";
 import { readJobView, type JobView } from "../nats/job-views.ts";
 import { checkpointRecords, ensureControlStores } from "../nats/control-store.ts";
@@ -21,15 +21,17 @@ export interface CheckpointsOptions {
 export async function readCheckpoints(url: string, job: string): Promise<{ view: JobView; records: CheckpointRecord[] }> {
   const nc = await connectNats(url, "eddy-cli");
   try {
-    // Rejects with UnknownJobError only if nothing of the job is stored.
-    const view = await readJobView(nc, job);
-    const stores = await ensureControlStores(nc);
-    // Listed through stream info, not kv.keys(): records are purged while checkpoints run.
-    const records = (await checkpointRecords(stores, job)).map((r) => r.value).sort((a, b) => b.id - a.id);
-    return { view, records };
+    return { view: await readJobView(nc, job), records: await readCheckpointRecords(nc, job) };
   } finally {
     await nc.close();
   }
+}
+
+/** The job's checkpoint records, newest first. Rejects with UnknownJobError only if nothing of the job is stored. */
+export async function readCheckpointRecords(nc: NatsConnection, job: string): Promise<CheckpointRecord[]> {
+  const stores = await ensureControlStores(nc);
+  // Listed through stream info, not kv.keys(): records are purged while checkpoints run.
+  return (await checkpointRecords(stores, job)).map((r) => r.value).sort((a, b) => b.id - a.id);
 }
 
 const ms = (x: number | undefined) => (x === undefined ? "-" : x < 1000 ? `${Math.round(x)} ms` : `${(x / 1000).toFixed(2)} s`);

@@ -6,7 +6,7 @@
  * under a committed checkpoint, runtime/nats/lag.ts) and the committed watermark with its lag behind wall time. Works for running, parked, stopped, FAILED
  * and undeployed jobs. The reading is in runtime/nats/job-views.ts; this module formats it.
  */
-import { connectNats, natsUrlOf, withNats } from "../nats/connection.ts";
+import { connectNats, natsUrlOf, withNats, type NatsConnection } from "../nats/connection.ts";
 import { listJobViews, readJobView, type JobView, type JobViewState } from "../nats/job-views.ts";
 import { partitionLags } from "../nats/lag.ts";
 import { committedWatermarks } from "../nats/committed-state.ts";
@@ -47,51 +47,56 @@ export interface JobStatus {
 export async function jobStatus(url: string, job: string, now = Date.now()): Promise<JobStatus> {
   const nc = await connectNats(url, "eddy-cli");
   try {
-    const view = await readJobView(nc, job);
-    const stores = await ensureControlStores(nc);
-    const assignment = await readJson(stores.jobs, assignmentKey(job), "assignment");
-    const partitions: PartitionStatus[] = [];
-    const lags = view.spec === null ? undefined : new Map((await partitionLags(nc, view.spec)).map((l) => [actorId(l.function, l.partition), l.lag]));
-    for (const fn of view.functions) {
-      const watermarks = await committedWatermarks(nc, job, fn.name, fn.partitions);
-      for (let p = 0; p < fn.partitions; p++) {
-        const wm = watermarks[p] ?? null;
-        partitions.push({
-          function: fn.name,
-          partition: p,
-          owner: assignment?.value.owners[actorId(fn.name, p)] ?? null,
-          lag: lags === undefined ? null : (lags.get(actorId(fn.name, p)) ?? null),
-          watermark: wm,
-          watermarkLagSeconds: wm === null || !Number.isFinite(wm) ? null : Math.round((now - wm) / 100) / 10,
-        });
-      }
-    }
-    const streams = await streamsReplicaHealth(nc, jobStreams(job, view.spec?.functions ?? view.functions));
-    const rules: Array<{ function: string; active: string[] | null }> = [];
-    if (view.spec !== null) {
-      const { activeRuleSummary, liveRulesFunctions } = await import("./rules.ts");
-      for (const fn of liveRulesFunctions(view.spec.functions)) rules.push({ function: fn, active: await activeRuleSummary(nc, job, fn).catch(() => null) });
-    }
-    const c = view.lastCheckpoint;
-    return {
-      job,
-      state: view.state,
-      mode: view.mode,
-      deployedVersion: view.deployment?.version ?? null,
-      generation: view.generation,
-      restarts: view.restarts,
-      lastException: view.lastException,
-      failure: view.failure,
-      nextRestartAt: view.nextRestartAt,
-      lastCheckpoint: c === null ? null : { id: c.id, committedAt: c.committedAt, durationMs: c.durationMs ?? 0, stop: c.stop, savepoint: c.savepoint },
-      partitions,
-      streams,
-      damaged: view.damaged,
-      rules,
-    };
+    return await readJobStatus(nc, job, now);
   } finally {
     await nc.close();
   }
+}
+
+/** `jobStatus` over a connection the caller keeps (the console asks every second). */
+export async function readJobStatus(nc: NatsConnection, job: string, now = Date.now()): Promise<JobStatus> {
+  const view = await readJobView(nc, job);
+  const stores = await ensureControlStores(nc);
+  const assignment = await readJson(stores.jobs, assignmentKey(job), "assignment");
+  const partitions: PartitionStatus[] = [];
+  const lags = view.spec === null ? undefined : new Map((await partitionLags(nc, view.spec)).map((l) => [actorId(l.function, l.partition), l.lag]));
+  for (const fn of view.functions) {
+    const watermarks = await committedWatermarks(nc, job, fn.name, fn.partitions);
+    for (let p = 0; p < fn.partitions; p++) {
+      const wm = watermarks[p] ?? null;
+      partitions.push({
+        function: fn.name,
+        partition: p,
+        owner: assignment?.value.owners[actorId(fn.name, p)] ?? null,
+        lag: lags === undefined ? null : (lags.get(actorId(fn.name, p)) ?? null),
+        watermark: wm,
+        watermarkLagSeconds: wm === null || !Number.isFinite(wm) ? null : Math.round((now - wm) / 100) / 10,
+      });
+    }
+  }
+  const streams = await streamsReplicaHealth(nc, jobStreams(job, view.spec?.functions ?? view.functions));
+  const rules: Array<{ function: string; active: string[] | null }> = [];
+  if (view.spec !== null) {
+    const { activeRuleSummary, liveRulesFunctions } = await import("./rules.ts");
+    for (const fn of liveRulesFunctions(view.spec.functions)) rules.push({ function: fn, active: await activeRuleSummary(nc, job, fn).catch(() => null) });
+  }
+  const c = view.lastCheckpoint;
+  return {
+    job,
+    state: view.state,
+    mode: view.mode,
+    deployedVersion: view.deployment?.version ?? null,
+    generation: view.generation,
+    restarts: view.restarts,
+    lastException: view.lastException,
+    failure: view.failure,
+    nextRestartAt: view.nextRestartAt,
+    lastCheckpoint: c === null ? null : { id: c.id, committedAt: c.committedAt, durationMs: c.durationMs ?? 0, stop: c.stop, savepoint: c.savepoint },
+    partitions,
+    streams,
+    damaged: view.damaged,
+    rules,
+  };
 }
 
 const iso = (ms: number | null) => (ms === null ? "-" : !Number.isFinite(ms) ? (ms > 0 ? "end of input" : "-") : new Date(ms).toISOString().replace("T", " ").slice(0, 23));
