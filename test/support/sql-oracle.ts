@@ -19,6 +19,8 @@
  * | `sqlTemporalJoin`   | `temporalJoin` inner/left               | correlated subquery: latest version `v.ts <= l.ts ORDER BY v.ts DESC, v.arrival DESC LIMIT 1`, `-D` → none (`FOR SYSTEM_TIME AS OF l.ts`, event time) |
  * | `sqlLookupJoin`     | `lookupJoin` inner/left                 | `WHERE dim IS NOT NULL` (inner) over the value each record saw (`FOR SYSTEM_TIME AS OF proctime`) |
  * | `sqlDimensionAsOf`  | what the bucket held at processing time | correlated subquery: latest write `w.at <= at ORDER BY w.at DESC, w.seq DESC LIMIT 1`          |
+ * | `sqlOplogTable`     | oplog → dedup → dropUnchanged (scenario a) | the source table's final state: `ROW_NUMBER() OVER (PARTITION BY table, id ORDER BY commit_ts DESC) = 1 AND op_type <> 'D'`, projected |
+ * | `sqlUpsertBucket`   | upsert sink into a KV bucket (scenario d) | `ROW_NUMBER() OVER (PARTITION BY key ORDER BY position DESC) = 1` kept when it is `+I`/`+U` (last change per key wins) |
  *
  * Input shapes. Single-input operators take `OracleRecord`s in arrival order (the array index is
  * the arrival order): `{ value, ts? }`, where `value` is a plain row or a `Change` (a plain row is
@@ -525,5 +527,87 @@ export function sqlDimensionAsOf<D>(writes: readonly DimensionWrite<D>[], lookup
       )
       .all() as SqlRow[];
     return rows.map((r) => (r.value === null ? null : parse<D>(r.value)));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenario's ends: the mirrored source table and the upsert bucket
+
+/** An oplog record in the contract's shape (section 1); `before`/`after` are the row's images. */
+export interface OplogShape<Row> {
+  readonly op_type: "I" | "U" | "D";
+  readonly table: string;
+  readonly commit_ts: number;
+  readonly changed_fields?: readonly string[];
+  readonly before?: Row | null;
+  readonly after?: Row | null;
+}
+
+export interface OplogTableOracleSpec<Row, P> {
+  /** Oplog records as delivered (duplicates and all; the order does not matter). */
+  readonly input: readonly OracleRecord<OplogShape<Row>>[];
+  /** The row's identity within its table (the primary key). */
+  readonly id: (row: Row) => string;
+  /** What the pipeline keeps of a row (e.g. without `updated_at`); gets the table name too. */
+  readonly project: (row: Row, table: string) => P;
+}
+
+/**
+ * What a change-data-capture pipeline over an oplog must end with, whatever it dedups and drops
+ * on the way: the source table's current rows, projected. Per `(table, id)` the operation with
+ * the largest `commit_ts` (a duplicate delivery is the same operation) decides: a `D` means no
+ * row, an `I`/`U` its `after` image. This is the target for scenario (a) — dedup of duplicated
+ * deliveries, the changelog mapper and dropUnchanged — when every row's operations reach it in
+ * commit order, as the generator's `deliverOplog` delivers them.
+ */
+export function sqlOplogTable<Row, P>(spec: OplogTableOracleSpec<Row, P>): P[] {
+  return withDb((db) => {
+    const rows: SqlRow[] = spec.input.map((r, arrival) => {
+      const op = asChange(r.value).row;
+      const image = op.op_type === "D" ? op.before : op.after;
+      if (image === null || image === undefined) throw new RangeError(`oplog record ${arrival} (${op.op_type}) has no ${op.op_type === "D" ? "before" : "after"} image`);
+      return {
+        arrival,
+        side: "one",
+        kind: op.op_type,
+        k: JSON.stringify([op.table, spec.id(image)]),
+        ts: op.commit_ts,
+        row: op.op_type === "D" ? null : rowText(spec.project(image, op.table)),
+      };
+    });
+    loadInput(db, rows);
+    const out = db
+      .prepare(
+        `SELECT row FROM (SELECT row, kind, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts DESC, arrival DESC) AS rn FROM input)
+         WHERE rn = 1 AND kind <> 'D'`,
+      )
+      .all() as SqlRow[];
+    return sortRows(out.map((r) => parse<P>(r.row)));
+  });
+}
+
+/**
+ * What an upsert sink leaves in its KV bucket after applying `changes` (in emission order): per
+ * `key(row)`, the last change decides — `+I`/`+U` (or a plain record) puts its row, `-U`/`-D`
+ * deletes it. Coalescing per checkpoint (last change wins) ends in the same place. Keys are the
+ * raw `key(row)` values, before any encoding of characters KV keys cannot hold. When the final
+ * multiset of `changes` has one row per key, this equals it keyed by `key`.
+ */
+export function sqlUpsertBucket<T>(changes: readonly (T | Change<T>)[], key: (row: T) => string): Map<string, T> {
+  return withDb((db) => {
+    loadInput(
+      db,
+      changes.map((value, arrival) => {
+        const c = changeRow(value);
+        return { arrival, side: "one", kind: c.kind, k: key(c.row), row: c.text };
+      }),
+    );
+    const out = db
+      .prepare(
+        `SELECT k, row FROM (SELECT k, row, kind, ROW_NUMBER() OVER (PARTITION BY k ORDER BY arrival DESC) AS rn FROM input)
+         WHERE rn = 1 AND ${ADDITION} ORDER BY k`,
+      )
+      .all() as SqlRow[];
+    return new Map(out.map((r) => [String(r.k), parse<T>(r.row)]));
   });
 }

@@ -18,7 +18,9 @@ import {
   sqlIntervalJoin,
   sqlJoin,
   sqlLookupJoin,
+  sqlOplogTable,
   sqlTemporalJoin,
+  sqlUpsertBucket,
   sqliteVersion,
   type JoinType,
   type SidedRecord,
@@ -405,5 +407,64 @@ describe("sqlLookupJoin and sqlDimensionAsOf", () => {
       { key: "c", at: 1 },
     ];
     expect(sqlDimensionAsOf(writes, lookups)).toEqual([null, { n: 1 }, { n: 3 }, null, { n: 9 }, null]);
+  });
+});
+
+describe("sqlOplogTable", () => {
+  type Row = { id: number; status: string; updated_at: number };
+  const op = (op_type: "I" | "U" | "D", table: string, commit_ts: number, before: Row | null, after: Row | null) => ({
+    value: { op_type, table, commit_ts, changed_fields: [], before, after },
+  });
+  const r = (id: number, status: string, updated_at: number): Row => ({ id, status, updated_at });
+
+  it("is each row's latest operation by commit time, projected, with deleted rows gone and duplicates harmless", () => {
+    const input = [
+      op("I", "orders", 1, null, r(1, "new", 1)),
+      op("I", "orders", 2, null, r(2, "new", 2)),
+      op("U", "orders", 3, r(1, "new", 1), r(1, "paid", 3)),
+      op("I", "orders", 2, null, r(2, "new", 2)), // a duplicate delivery
+      op("D", "orders", 4, r(2, "new", 2), null),
+      op("I", "users", 5, null, r(1, "active", 5)), // same id, another table
+      op("U", "orders", 6, r(1, "paid", 3), r(1, "paid", 6)), // only updated_at changed
+      op("I", "orders", 7, null, r(3, "new", 7)),
+      op("D", "orders", 8, r(3, "new", 7), null),
+      op("I", "orders", 9, null, r(3, "again", 9)), // reinserted after its delete
+      op("U", "orders", 5, r(1, "new", 1), r(1, "stale", 5)), // arrives late; commit 5 < 6: not the latest
+    ];
+    const rows = sqlOplogTable({ input, id: (row: Row) => String(row.id), project: ({ updated_at: _u, ...rest }, table) => ({ table, ...rest }) });
+    expect(rows).toEqual(
+      sortRows([
+        { table: "orders", id: 1, status: "paid" },
+        { table: "users", id: 1, status: "active" },
+        { table: "orders", id: 3, status: "again" },
+      ]),
+    );
+  });
+
+  it("refuses an operation without the image it needs", () => {
+    expect(() => sqlOplogTable({ input: [op("D", "t", 1, null, null)], id: (row: Row) => String(row.id), project: (row) => row })).toThrow(/before image/);
+  });
+});
+
+describe("sqlUpsertBucket", () => {
+  type Row = { id: string; n: number };
+  it("keeps per key what the last change says: additions put, retractions delete", () => {
+    const changes: (Row | Change<Row>)[] = [
+      ins({ id: "a", n: 1 }),
+      before({ id: "a", n: 1 }),
+      upd({ id: "a", n: 2 }), // -U then +U of the same key: put
+      { id: "b", n: 1 }, // a plain record is a put
+      del({ id: "b", n: 1 }),
+      ins({ id: "c", n: 1 }),
+      before({ id: "c", n: 1 }), // a -U with no later put of c: deleted
+      upd({ id: "d", n: 1 }),
+      ins({ id: "d", n: 2 }), // last write wins
+    ];
+    expect(sqlUpsertBucket(changes, (row) => row.id)).toEqual(
+      new Map([
+        ["a", { id: "a", n: 2 }],
+        ["d", { id: "d", n: 2 }],
+      ]),
+    );
   });
 });
