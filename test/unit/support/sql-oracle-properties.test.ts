@@ -9,7 +9,7 @@
 import { describe, expect, it } from "vitest";
 import { seededRandom } from "../../../functions/seeded-random.ts";
 import { asChange, type Change } from "../../../runtime/spec/changelog.ts";
-import { lateness } from "../../support/accuracy-generator.ts";
+import { accuracyInputs, DAY_MS, lateness, type OplogRecord, type OplogRow } from "../../support/accuracy-generator.ts";
 import { applyChanges, rowText, sortRows } from "../../support/changes.ts";
 import {
   sqlChangelogFinal,
@@ -19,6 +19,7 @@ import {
   sqlGroupAggregate,
   sqlIntervalJoin,
   sqlJoin,
+  sqlOplogTable,
   sqlTemporalJoin,
   type JoinType,
   type SidedRecord,
@@ -305,6 +306,74 @@ describe("the temporal join's correlated subquery", () => {
         watermarks: lateness(input, { boundMs: bound }).after,
       });
       expect(sql, `seed ${seed}`).toEqual(temporalLoop(input, bound));
+    }
+  });
+});
+
+describe("on the scenario's generated inputs", () => {
+  const BOUND = 60_000;
+
+  it("the left interval join within a day gives each on-time order one row per on-time event in [order, order + 1 day], or one padded row", () => {
+    for (const seed of [1, 2, 3]) {
+      const { ordersAndLogistics: input } = accuracyInputs(seed, { orders: { count: 120 } });
+      const { late, after } = lateness(input, { boundMs: BOUND });
+      const rows = sqlIntervalJoin({
+        input,
+        leftKey: (o) => o.orderId,
+        rightKey: (e) => e.orderId,
+        type: "left",
+        lowerBoundMs: 0,
+        upperBoundMs: DAY_MS,
+        output: (o, e) => ({ orderId: o!.orderId, eventId: e?.eventId ?? null }),
+        watermarks: after,
+      });
+      const expected: { orderId: string; eventId: string | null }[] = [];
+      input.forEach((l, i) => {
+        if (l.side !== "left" || late[i]) return;
+        const order = l.value as { orderId: string; orderTime: number };
+        const partners = input.filter(
+          (r, j) => r.side === "right" && !late[j] && (r.value as { orderId: string }).orderId === order.orderId && r.ts >= l.ts && r.ts <= l.ts + DAY_MS,
+        );
+        if (partners.length === 0) expected.push({ orderId: order.orderId, eventId: null });
+        for (const r of partners) expected.push({ orderId: order.orderId, eventId: (r.value as { eventId: string }).eventId });
+      });
+      expect(rows, `seed ${seed}`).toEqual(sortRows(expected));
+      expect(late.some((x) => x)).toBe(true);
+      expect(rows.some((r) => r.eventId === null)).toBe(true);
+    }
+  });
+
+  it("the left temporal join gives each on-time order delivery exactly one row", () => {
+    const { ordersAndLevels: input } = accuracyInputs(4, { orders: { count: 120 } });
+    const { late, after } = lateness(input, { boundMs: BOUND });
+    const rows = sqlTemporalJoin({ input, leftKey: (o) => o.userId, rightKey: (v) => v.userId, type: "left", output: (o, v) => ({ o: o.orderId, level: v?.level ?? null }), watermarks: after });
+    expect(rows.length).toBe(input.filter((r, i) => r.side === "left" && !late[i]).length);
+    expect(rows.some((r) => r.level === null)).toBe(true);
+    expect(rows.some((r) => r.level !== null)).toBe(true);
+  });
+
+  it("dedup of redeliveries, the oplog mapper and dropUnchanged end in the source table's current rows", () => {
+    for (const seed of [5, 6, 7]) {
+      const { deliveredOplog } = accuracyInputs(seed, { delivery: { duplicateFraction: 0.2 } });
+      const project = (row: OplogRow, table: string) => ({ table, id: row.id, status: row.status, amount: row.amount });
+      // (a) as a pipeline of oracles: dedup keeps the first delivery of each operation...
+      const opId = (op: OplogRecord) => `${op.table}:${(op.after ?? op.before)!.id}:${op.commit_ts}`;
+      const deduped = sqlDedup({ input: deliveredOplog, key: opId, keep: "first", time: "processing" });
+      const seen = new Set<string>();
+      const firstDeliveries = deliveredOplog.map((d) => d.value).filter((op) => !seen.has(opId(op)) && seen.add(opId(op)));
+      expect(sortRows(firstDeliveries)).toEqual(deduped);
+      // ... the contract's mapper turns each into Changes (I → +I after; U → -U before, +U after; D → -D before) ...
+      type Tagged = OplogRow & { _table: string };
+      const changes = firstDeliveries.flatMap((op): Change<Tagged>[] => {
+        const tag = (row: OplogRow): Tagged => ({ ...row, _table: op.table });
+        if (op.op_type === "I") return [{ rowKind: "+I", row: tag(op.after!) }];
+        if (op.op_type === "D") return [{ rowKind: "-D", row: tag(op.before!) }];
+        return [{ rowKind: "-U", row: tag(op.before!) }, { rowKind: "+U", row: tag(op.after!) }];
+      });
+      // ... and dropUnchanged keeps the meaningful part of each row.
+      const pipeline = sqlDropUnchanged({ input: changes.map((value) => ({ value })), key: (r) => `${r._table}:${r.id}`, project: (r) => project(r, r._table) });
+      expect(pipeline, `seed ${seed}`).toEqual(sqlOplogTable({ input: deliveredOplog, id: (row) => row.id, project }));
+      expect(deliveredOplog.length).toBeGreaterThan(deduped.length);
     }
   });
 });
