@@ -1,9 +1,9 @@
 /**
  * An independent SQL oracle for issue 15's operators: each operator's FINAL result (after its
  * retractions are applied) computed by a query on Node's built-in SQLite (`node:sqlite`, an
- * in-memory database per call) over the same input the operator gets. It is written from the
- * contract (/work/wt/ISSUE15.md, sections 2–4) and the issue alone, not from the operators, so a
- * comparison test catches a misreading on either side. Rows are stored as canonical JSON text
+ * in-memory database per call) over the same input the operator gets. It was written from issue
+ * 15 and its shared contract (the semantics design notes bw, bx and by record) alone, not from the
+ * operators, so a comparison test catches a misreading on either side. Rows are stored as canonical JSON text
  * (`rowText`, keys sorted) next to the columns a query needs (key, event time, arrival order),
  * and come back parsed and sorted (`sortRows`), ready for `toEqual(applyChanges(emitted))`.
  *
@@ -13,14 +13,14 @@
  * | `sqlDropUnchanged`  | `dropUnchanged` (final rows)            | `ROW_NUMBER() … ORDER BY arrival DESC = 1` over `+I/+U/-D`, kept when it is an addition         |
  * | `sqlDropUnchangedChangelog` | `dropUnchanged` (whole output)  | `LAG(kind), LAG(projected) OVER (PARTITION BY key ORDER BY arrival)` → `+I` / `-U,+U` / `-D` / nothing |
  * | `sqlChangelogFinal` | any changelog (`applyChanges`)          | `SUM(±1) GROUP BY row HAVING > 0`, expanded by a recursive CTE (checked: no prefix goes below 0) |
- * | `sqlGroupAggregate` | `groupAggregate`                        | `SELECT key, <your aggregates> FROM final_input GROUP BY key` (a GROUP BY over a dynamic table) |
+ * | `sqlGroupAggregate` | `groupAggregate`                        | `SELECT key, <your aggregates> FROM final_one GROUP BY k` (a GROUP BY over a dynamic table)    |
  * | `sqlJoin`           | `streamJoin` with `type`                | `l [INNER/LEFT/RIGHT/FULL OUTER] JOIN r ON l.key = r.key` over both final multisets (regular join) |
  * | `sqlIntervalJoin`   | `intervalJoin` with/without `type`      | `… JOIN r ON l.key = r.key AND r.ts BETWEEN l.ts + lower AND l.ts + upper` (interval join)     |
  * | `sqlTemporalJoin`   | `temporalJoin` inner/left               | correlated subquery: latest version `v.ts <= l.ts ORDER BY v.ts DESC, v.arrival DESC LIMIT 1`, `-D` → none (`FOR SYSTEM_TIME AS OF l.ts`, event time) |
  * | `sqlLookupJoin`     | `lookupJoin` inner/left                 | `WHERE dim IS NOT NULL` (inner) over the value each record saw (`FOR SYSTEM_TIME AS OF proctime`) |
  * | `sqlDimensionAsOf`  | what the bucket held at processing time | correlated subquery: latest write `w.at <= at ORDER BY w.at DESC, w.seq DESC LIMIT 1`          |
  * | `sqlOplogTable`     | oplog → dedup → dropUnchanged (scenario a) | the source table's final state: `ROW_NUMBER() OVER (PARTITION BY table, id ORDER BY commit_ts DESC) = 1 AND op_type <> 'D'`, projected |
- * | `sqlUpsertBucket`   | upsert sink into a KV bucket (scenario d) | `ROW_NUMBER() OVER (PARTITION BY key ORDER BY position DESC) = 1` kept when it is `+I`/`+U` (last change per key wins) |
+ * | `sqlUpsertBucket`   | upsert sink into a KV bucket (scenario d) | `ROW_NUMBER() OVER (PARTITION BY key ORDER BY arrival DESC) = 1` kept when it is `+I`/`+U` (last change per key wins) |
  *
  * Input shapes. Single-input operators take `OracleRecord`s in arrival order (the array index is
  * the arrival order): `{ value, ts? }`, where `value` is a plain row or a `Change` (a plain row is
@@ -38,7 +38,7 @@
  * before the left rows fire (the end-of-input flush). Either way the result is the one after the
  * input ends and the watermark passes everything (all outer rows padded, all left rows fired).
  *
- * Readings where the contract is silent (also in the report):
+ * Readings where the contract is silent:
  * - Append-only inputs (dedup, interval join both sides, temporal join's left side) drop
  *   `-U`/`-D` records, as the operators dead-letter them; `+U` counts as an insert of its row.
  * - Changelog inputs must be valid: retracting a row that is not there (at that point of the
@@ -101,6 +101,7 @@ function loadInput(db: DatabaseSync, rows: readonly SqlRow[], extraColumns: read
     `CREATE TABLE input (arrival INTEGER PRIMARY KEY, side TEXT NOT NULL, kind TEXT NOT NULL, k TEXT, ts REAL, row TEXT${extraColumns.map((c) => `, ${c}`).join("")})`,
   );
   insertAll(db, "input", columns, rows);
+  db.exec("CREATE INDEX input_by_key ON input (side, k, ts, arrival)");
 }
 
 function insertAll(db: DatabaseSync, table: string, columns: readonly string[], rows: readonly SqlRow[]): void {
@@ -424,6 +425,7 @@ export function sqlIntervalJoin<L, R, Out>(spec: IntervalJoinOracleSpec<L, R, Ou
     loadWatermarks(db, spec.watermarks, spec.input.length);
     for (const side of ["left", "right"]) {
       db.exec(`CREATE TABLE ${side}_rows AS SELECT i.arrival, i.k, i.ts, i.row FROM input i WHERE i.side = '${side}' AND i.${ADDITION} AND ${onTime("i")}`);
+      db.exec(`CREATE INDEX ${side}_rows_by_key ON ${side}_rows (k, ts)`);
     }
     const on = `l.k = r.k AND r.ts BETWEEN l.ts + ${lower} AND l.ts + ${upper}`;
     const sql = joinSql(spec.type ?? "inner", "left_rows", "right_rows", on, spec.emulateOuterJoins);
