@@ -111,17 +111,17 @@ export function versionAt<R>(versions: Iterable<readonly [string, TemporalVersio
 /**
  * The versions (sub-keys) no left row can need once every left row at or before `t` has been
  * joined and later left rows have times after `t`: every version older than the latest one at or
- * before `t`, and that one too if it is a delete (no version and a delete match alike). The
- * latest row version at or before `t` and everything after `t` stay.
+ * before `t`. That one stays even when it is a delete: a version older than it may still arrive
+ * late, and must not become the match of later left rows.
  */
 export function prunableVersions(versions: Iterable<readonly [string, TemporalVersion]>, t: number): string[] {
-  const upTo: Array<readonly [string, TemporalVersion, number]> = [];
-  for (const [k, v] of versions) {
+  let latest = -Infinity;
+  const upTo: Array<readonly [string, number]> = [];
+  for (const [k] of versions) {
     const time = versionTime(k);
-    if (time <= t) upTo.push([k, v, time]);
+    if (time > t) continue;
+    upTo.push([k, time]);
+    if (time > latest) latest = time;
   }
-  if (upTo.length === 0) return [];
-  let latest = upTo[0]!;
-  for (const e of upTo) if (e[2] > latest[2]) latest = e;
-  return upTo.filter((e) => e !== latest || "deleted" in latest[1]).map((e) => e[0]);
+  return upTo.filter(([, time]) => time < latest).map(([k]) => k);
 }

@@ -471,8 +471,9 @@ export function temporalJoin<L, R, Out, T extends "inner" | "left" = "inner">(
       if (c.rowKind === "-U") return;
       ctx.state.versions.set(versionKey(ts), c.rowKind === "-D" ? { deleted: true } : { row: c.row });
       // A version at or before the watermark (late) is kept too, as in Flink: it may be the one
-      // later left rows need. Its pruning timer then fires with the next watermark.
-      ctx.timers.registerEventTimeTimer(ts, VERSION_TIMER);
+      // later left rows need. Pruning at its own time would keep everything after it, so it is
+      // judged just past the watermark, against the versions that count there.
+      ctx.timers.registerEventTimeTimer(ts > ctx.watermark ? ts : ctx.watermark + 1, VERSION_TIMER);
     },
     onTimer(ctx, timer) {
       const t = timer.timestamp;
