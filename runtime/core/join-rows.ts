@@ -42,6 +42,22 @@ export interface StoredRow<T = unknown> {
   readonly p?: number;
 }
 
+/**
+ * Why a value written into a changelog join's side from outside (`eddy state put`, a bootstrap)
+ * is not an entry's rows, or undefined if it is: an array of `{ row, n, p? }`, `n` a count >= 1,
+ * `p` (padded copies) between 0 and `n`.
+ */
+export function storedRowsProblem(value: unknown): string | undefined {
+  if (!Array.isArray(value)) return "expected an array of { row, n, p? }";
+  for (const [i, e] of value.entries()) {
+    if (e === null || typeof e !== "object" || !("row" in e)) return `[${i}]: expected { row, n, p? }`;
+    const { n, p } = e as { n?: unknown; p?: unknown };
+    if (!Number.isSafeInteger(n) || (n as number) < 1) return `[${i}].n: expected a count >= 1`;
+    if (p !== undefined && (!Number.isSafeInteger(p) || (p as number) < 0 || (p as number) > (n as number))) return `[${i}].p: expected a count between 0 and n`;
+  }
+  return undefined;
+}
+
 /** Index of the row whose canonical text is `text` in an entry's rows, or -1. */
 export function findRow(rows: readonly StoredRow[], text: string): number {
   for (let i = 0; i < rows.length; i++) if (canonicalRow(rows[i]!.row) === text) return i;
@@ -86,6 +102,15 @@ export function removeCopy<T>(rows: readonly StoredRow<T>[] | undefined, text: s
 
 /** A version of a temporal join's right side at one version time: a row, or a delete (no row). */
 export type TemporalVersion<R = unknown> = { readonly row: R } | { readonly deleted: true };
+
+/** Why a value written into a temporal join's versions from outside is not a version, or undefined. */
+export function versionProblem(value: unknown): string | undefined {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return "expected { row } or { deleted: true }";
+  const keys = Object.keys(value);
+  if (keys.length === 1 && keys[0] === "row") return undefined;
+  if (keys.length === 1 && keys[0] === "deleted" && (value as { deleted: unknown }).deleted === true) return undefined;
+  return "expected { row } or { deleted: true }";
+}
 
 /** Map sub-key of the version at `time`, and back. */
 export const versionKey = (time: number): string => String(time);

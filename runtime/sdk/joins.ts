@@ -21,7 +21,7 @@
  */
 import { assignWindows, maxTimestamp, validateWindowSpec, type TimeWindow, type WindowSpec } from "../core/windows.ts";
 import { gridWindowOf, JOIN_LEFT_STATE, JOIN_RIGHT_STATE, joinTimer, joinTimerWindowId, windowId } from "../core/window-layout.ts";
-import { addCopy, canonicalRow, prunableVersions, removeCopy, rowSlot, versionAt, versionKey, type StoredRow, type TemporalVersion } from "../core/join-rows.ts";
+import { addCopy, canonicalRow, prunableVersions, removeCopy, rowSlot, storedRowsProblem, versionAt, versionKey, versionProblem, type StoredRow, type TemporalVersion } from "../core/join-rows.ts";
 import { asChange, isAddition, type Change, type RowKind } from "../spec/changelog.ts";
 import type { FunctionInput, FunctionSpec } from "./function.ts";
 import {
@@ -235,11 +235,11 @@ function changelogStreamJoin<L, R, Out>(
     };
   };
   const sideState = (side: number, t: StateTtl | undefined) =>
-    declare(spec.name, () => mapState<StoredRow[]>({ entries: entriesOf(side), ...(t === undefined ? {} : { ttl: t }) }));
+    declare(spec.name, () => mapState<StoredRow[]>({ entries: entriesOf(side), validate: storedRowsProblem, ...(t === undefined ? {} : { ttl: t }) }));
   return {
     ...twoInputs(spec, true),
     changelog: true,
-    state: { left: sideState(LEFT, ttl.left), right: sideState(1, ttl.right), ignored: valueState<number>() },
+    state: { left: sideState(LEFT, ttl.left), right: sideState(1, ttl.right), ignored: valueState<number>({ validate: (n) => (Number.isSafeInteger(n) && (n as number) >= 0 ? undefined : "expected a count >= 0") }) },
     process(ctx, record) {
       const c = asChange(record as unknown);
       const isLeft = ctx.input === LEFT;
@@ -453,7 +453,7 @@ export function temporalJoin<L, R, Out, T extends "inner" | "left" = "inner">(
   };
   return {
     ...twoInputs(spec, true),
-    state: { waiting: mapState<unknown[]>({ entries: waiting }), versions: mapState<TemporalVersion>({ entries: versions }) },
+    state: { waiting: mapState<unknown[]>({ entries: waiting }), versions: mapState<TemporalVersion>({ entries: versions, validate: versionProblem }) },
     process(ctx, raw) {
       const c = asChange(raw as unknown);
       const ts = ctx.timestamp;

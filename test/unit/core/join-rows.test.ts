@@ -4,7 +4,7 @@
  * longer needs.
  */
 import { describe, expect, it } from "vitest";
-import { addCopy, canonicalRow, prunableVersions, removeCopy, rowSlot, versionAt, type TemporalVersion } from "../../../runtime/core/join-rows.ts";
+import { addCopy, canonicalRow, prunableVersions, removeCopy, rowSlot, storedRowsProblem, versionAt, versionProblem, type TemporalVersion } from "../../../runtime/core/join-rows.ts";
 
 describe("row identity", () => {
   it("equal rows have one text and one slot, whatever their field order", () => {
@@ -59,5 +59,20 @@ describe("temporal versions", () => {
     expect(prunableVersions(versions, 10)).toEqual([]);
     expect(prunableVersions(versions, 29)).toEqual(["10"]);
     expect(prunableVersions(versions, 30).sort()).toEqual(["10", "20"]);
+  });
+});
+
+describe("values written from outside", () => {
+  it("accepts an entry's rows and versions, and says what is wrong with anything else", () => {
+    expect(storedRowsProblem([{ row: { a: 1 }, n: 2, p: 1 }, { row: null, n: 1 }])).toBeUndefined();
+    expect(storedRowsProblem({})).toMatch(/array/);
+    expect(storedRowsProblem([{ n: 1 }])).toMatch(/^\[0\]/);
+    expect(storedRowsProblem([{ row: 1, n: 0 }])).toMatch(/n: expected a count/);
+    expect(storedRowsProblem([{ row: 1, n: 1, p: 2 }])).toMatch(/p: expected/);
+    expect(versionProblem({ row: { level: "gold" } })).toBeUndefined();
+    expect(versionProblem({ deleted: true })).toBeUndefined();
+    expect(versionProblem({ deleted: false })).toBeDefined();
+    expect(versionProblem({ row: 1, extra: 2 })).toBeDefined();
+    expect(versionProblem([1])).toBeDefined();
   });
 });

@@ -189,7 +189,7 @@ describe("streamJoin TTL per side", () => {
     expect(h.output()).toEqual([change(["l2", "r1"]), change(["l2", "r2"])]);
   });
 
-  it("one TTL for both sides, also on the plain join", () => {
+  it("a TTL per side on the plain join too, and one TTL for both sides", () => {
     const h = testHarness(streamJoin({ name: "j", ...sides, output: (a: L, b: R) => `${a.id}-${b.id}`, ttl: { right: { ms: 100, time: "event" } } }));
     h.send(r("r1"), { ...RIGHT, timestamp: 1_000 });
     h.send(l("l1"), { ...LEFT, timestamp: 1_000 });
