@@ -377,6 +377,17 @@ describe("temporalJoin", () => {
     expect(h.output()).toEqual([["o200", "v120"]]);
   });
 
+  it("a left row names its time's waiting entry, a version its own entry; a waiting timer reads every version", () => {
+    const t = temporalJoin({ name: "t", ...sides, output: pair });
+    expect(t.state!.waiting.entries!.process!(l("o"), { timestamp: 100, input: 0 })).toEqual(["100"]);
+    expect(t.state!.versions.entries!.process!(l("o"), { timestamp: 100, input: 0 })).toEqual([]);
+    expect(t.state!.waiting.entries!.process!(r("v"), { timestamp: 90, input: 1 })).toEqual([]);
+    expect(t.state!.versions.entries!.process!(r("v"), { timestamp: 90, input: 1 })).toEqual(["90"]);
+    expect(t.state!.waiting.entries!.onTimer!({ timestamp: 100, name: "l", domain: "event" })).toEqual(["100"]);
+    expect(t.state!.waiting.entries!.onTimer!({ timestamp: 100, name: "v", domain: "event" })).toEqual([]);
+    expect(t.state!.versions.entries!.onTimer!({ timestamp: 100, name: "l", domain: "event" })).toBe("all");
+  });
+
   it("refuses outer types other than left", () => {
     expect(() => temporalJoin({ name: "t", ...sides, type: "full" as "left", output: pair })).toThrow(InvalidJoinSpecError);
   });
