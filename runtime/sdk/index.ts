@@ -66,7 +66,8 @@ export { globalWindow, InvalidWindowSpecError, session, sliding, tumbling, windo
 export type { AggregateFunction, Firing, TimeWindow, WindowedSpec, WindowResult, WindowSpec } from "./windows.ts";
 
 // Joins
-export { intervalJoin, InvalidJoinSpecError, streamJoin, windowJoin } from "./joins.ts";
+export { AppendOnlyInputError, intervalJoin, InvalidJoinSpecError, streamJoin, temporalJoin, windowJoin } from "./joins.ts";
+export type { ChangelogJoinState, JoinOutput, JoinTtl, JoinType, StoredRow, TemporalJoinState, TemporalVersion } from "./joins.ts";
 
 // Watermarks
 export { boundedOutOfOrderness, percentileWatermark, withIdleness } from "./watermarks.ts";
