@@ -335,11 +335,9 @@ export class OutputRouter implements OperatorOutput {
     // Unkeyed consumers get a forward connection: the same partition number, wrapped.
     const p = consumer.spec.key !== undefined ? partitionOf(key, consumer.partitions) : this.partition % consumer.partitions;
     const buffer = route.buffers[p]!;
-    if (route.combine !== undefined) {
-      this.openSegment(buffer);
-      if (buffer.partials!.offer(route.combine, key, timestamp, record, this.watermark)) return;
-    }
-    this.append(buffer, route.input, key, timestamp, record);
+    this.openSegment(buffer);
+    if (route.combine !== undefined && buffer.partials!.offer(route.combine, key, timestamp, record, this.watermark)) return;
+    this.push(buffer, route.input, key, timestamp, record);
   }
 
   /** Starts the buffer's batch, or a new watermark segment of it, for what is added next. */
@@ -365,6 +363,10 @@ export class OutputRouter implements OperatorOutput {
 
   private append(buffer: PartitionBuffer, input: number, key: string, timestamp: number, record: unknown): void {
     this.openSegment(buffer);
+    this.push(buffer, input, key, timestamp, record);
+  }
+
+  private push(buffer: PartitionBuffer, input: number, key: string, timestamp: number, record: unknown): void {
     buffer.records.push(key, timestamp, record);
     if (buffer.withInputs) buffer.inputs.push(input);
     if (buffer.records.length >= this.config.batchMaxRecords * 3) this.flushBuffer(buffer);

@@ -40,12 +40,12 @@ interface Sent {
   readonly kind: string;
 }
 
-function pipeline(window: WindowSpec, local: boolean, aggregate: AggregateFunction<Ev, any, any> = countAndSum) {
+function pipeline(window: WindowSpec, local: boolean, aggregate: AggregateFunction<Ev, any, any> = countAndSum, partitions = 2) {
   return definePipeline({
     name: "j",
     functions: [
       defineFunction({ name: "src", input: fromStream("S"), process: () => undefined }),
-      windowed({ name: "agg", input: fromFunction("src"), partitions: 2, key: (e: Ev) => e.k, window, allowedLatenessMs: 2_000, aggregate, localAggregation: local }),
+      windowed({ name: "agg", input: fromFunction("src"), partitions, key: (e: Ev) => e.k, window, allowedLatenessMs: 2_000, aggregate, localAggregation: local }),
     ],
   });
 }
@@ -156,6 +156,32 @@ describe("local-global aggregation through the output router", () => {
     const local = run(9, tumbling(1_000), true, 3_000, distinct);
     expect(local.results).toEqual(plain.results);
     expect(local.processed).toBeLessThan(plain.processed / 3);
+  });
+
+  it("puts the partials a new watermark makes due before its mark, and sends records of due windows as they are", () => {
+    const graph = buildJobGraph(pipeline(tumbling(1_000), true, countAndSum, 1));
+    const sent: Sent[] = [];
+    const transport = {
+      publish: async (subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>) => void sent.push({ subject, data, kind: headers?.["Eddy-Kind"] ?? "" }),
+    } as unknown as Transport;
+    const router = new OutputRouter(graph, graph.node("src"), 0, new Publisher(transport), { batchMaxRecords: 1000, maxPayloadBytes: 1 << 20 });
+    router.watermark = 0;
+    router.emit({ k: "hot", v: 1, u: "a" }, 100); // window [0, 1000): due at 999
+    router.emit({ k: "hot", v: 2, u: "a" }, 1_100); // window [1000, 2000): due at 1999
+    router.watermark = 999;
+    router.emit({ k: "cold", v: 3, u: "a" }, 1_200); // the first partial leaves before the mark of 999
+    router.emit({ k: "hot", v: 4, u: "a" }, 500); // its window is due: sent as it is
+    router.flushAll();
+    const batch = decodeBatch(sent.find((s) => s.kind === "data")!.data);
+    expect(batch.records).toEqual([
+      "hot", 100, { n: 1, sum: 1 },
+      "hot", 500, { k: "hot", v: 4, u: "a" },
+      "hot", 1_100, { n: 1, sum: 2 },
+      "cold", 1_200, { n: 1, sum: 3 },
+    ]); // prettier-ignore
+    expect(batch.inputs).toEqual([PARTIAL_INPUT, 0, PARTIAL_INPUT, PARTIAL_INPUT]);
+    expect(batch.marks).toEqual([0, 0, 1, 999]);
+    expect(batch.watermark).toBe(999);
   });
 
   it("sends every partial before the barrier that ends its epoch", () => {
