@@ -2,61 +2,18 @@
  * Skew handling on a real nats-server (design note cb): on a stream where one page has half of
  * all views, page views counted with local-global aggregation and distinct users counted with
  * split distinct aggregation (exact, and HyperLogLog) give the final results a plain loop gives,
- * while the hot partition processes far fewer records than the same functions without them.
+ * while the hot partition processes far fewer records than the same functions without them; and a
+ * worker process killed while partials are in flight changes no result (exactly-once).
  */
 import { describe, expect, it } from "vitest";
 import { startLocalJob } from "../../runtime/dev/local-job.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
-import { boundedOutOfOrderness, defineFunction, definePipeline, defineSink, fromFunction, fromStream, hllStandardError, tumbling, windowed, windowedDistinct, type WindowResult } from "../../runtime/sdk/index.ts";
-import { seededRandom, zipfSampler } from "../../functions/seeded-random.ts";
+import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
+import { hllStandardError, type WindowResult } from "../../runtime/sdk/index.ts";
+import { BASE, skewedViews, skewPipeline, WINDOW_MS, type View } from "../fixtures/skewed-distinct.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
-
-interface View {
-  readonly page: string;
-  readonly user: string;
-  readonly ts: number;
-}
-
-const WINDOW_MS = 1_000;
-const BASE = 1_700_000_000_000;
-const EVENTS = 8_000;
-
-/** Half the views on "home", the rest Zipf over 30 pages; users Zipf over 3000; out of order by less than the watermark's bound. */
-function skewedViews(seed: number): View[] {
-  const random = seededRandom(seed);
-  const page = zipfSampler(30, random);
-  const user = zipfSampler(3_000, random);
-  return Array.from({ length: EVENTS }, (_, i) => ({
-    page: random() < 0.5 ? "home" : `page-${page()}`,
-    user: `user-${user()}`,
-    ts: BASE + i * 2 + Math.floor(random() * 500),
-  }));
-}
-
-const count = {
-  create: () => 0,
-  add: (n: number) => n + 1,
-  merge: (a: number, b: number) => a + b,
-  result: (n: number) => n,
-};
-
-function skewPipeline() {
-  const views = defineFunction<View, View>({
-    name: "views",
-    input: fromStream("SKEW", { subject: (p) => `skew.${p}.>`, partitions: 2 }),
-    timestamp: (v) => v.ts,
-    watermark: boundedOutOfOrderness(600),
-    process: (ctx, v) => ctx.emit(v),
-  });
-  const common = { input: fromFunction(views), partitions: 4, key: (v: View) => v.page, window: tumbling(WINDOW_MS) };
-  const pv = windowed({ ...common, name: "pv", aggregate: count, localAggregation: true });
-  const pvPlain = windowed({ ...common, name: "pv-plain", aggregate: count });
-  const uv = windowedDistinct({ ...common, name: "uv", distinct: (v: View) => v.user, split: 8, localAggregation: true });
-  const uvPlain = windowedDistinct({ ...common, name: "uv-plain", distinct: (v: View) => v.user });
-  const uvHll = windowedDistinct({ ...common, name: "uv-hll", distinct: (v: View) => v.user, approximate: true, split: 4, localAggregation: true });
-  const sinks = ["pv", "pv-plain", "uv", "uv-plain", "uv-hll"].map((fn) => defineSink({ name: `${fn}-out`, input: fromFunction(fn), subject: `results.${fn}` }));
-  return definePipeline({ name: "skew", functions: [views, pv, pvPlain, ...uv, ...uvPlain, ...uvHll, ...sinks] });
-}
+import { startWorkerProcess, type EddyProcess } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 /** Views and distinct users per page and window, by a plain loop. */
 function plainLoop(input: readonly View[]) {
@@ -84,6 +41,12 @@ function finalResults(messages: readonly { data: Uint8Array }[]): Map<string, nu
   return out;
 }
 
+/** Every HyperLogLog count within 3 standard errors of the exact one (small sets: within 2). */
+function expectWithinHllError(estimates: ReadonlyMap<string, number>, exact: ReadonlyMap<string, number>): void {
+  expect([...estimates.keys()].sort()).toEqual([...exact.keys()].sort());
+  for (const [id, n] of exact) expect(Math.abs(estimates.get(id)! - n), id).toBeLessThanOrEqual(Math.max(2, 3 * hllStandardError(14) * n));
+}
+
 describe("skewed input with local-global and split distinct aggregation", () => {
   it("gives the plain loop's page views and distinct users while the hot partition processes far fewer records", { timeout: 180_000 }, async () => {
     await using server = await natsServer();
@@ -91,39 +54,35 @@ describe("skewed input with local-global and split distinct aggregation", () => 
     try {
       await ensureStream(nc, "SKEW", ["skew.>"]);
       await ensureStream(nc, "RESULTS", ["results.>"]);
-      const input = skewedViews(7);
+      const events = 8_000;
+      const input = skewedViews(7, events);
       await publishAll(
         nc,
         input.map((v, i) => ({ subject: `skew.${i % 2}.view`, data: JSON.stringify(v) })),
       );
 
-      const job = await startLocalJob(nc, skewPipeline(), { checkpointIntervalMs: 500 });
+      const job = await startLocalJob(nc, skewPipeline({ job: "skew", stream: "SKEW", subject: "skew", plain: true }), { checkpointIntervalMs: 500 });
       await job.endInput();
       await job.finished();
       const stats = job.worker.stats();
       await job.stop();
 
       const expected = plainLoop(input);
-      const read = async (fn: string) => finalResults(await readAll(nc, "RESULTS", `results.${fn}`));
+      const read = async (fn: string) => finalResults(await readAll(nc, "RESULTS", `results.skew.${fn}`));
       expect(await read("pv")).toEqual(expected.pv);
       expect(await read("pv-plain")).toEqual(expected.pv);
       expect(await read("uv")).toEqual(expected.uv);
       expect(await read("uv-plain")).toEqual(expected.uv);
-      const hll = await read("uv-hll");
-      expect([...hll.keys()].sort()).toEqual([...expected.uv.keys()].sort());
-      for (const [id, n] of expected.uv) {
-        // Small sets are near exact; the sum of bucket estimates errs less than one sketch would.
-        expect(Math.abs(hll.get(id)! - n), id).toBeLessThanOrEqual(Math.max(2, 3 * hllStandardError(14) * n));
-      }
+      expectWithinHllError(await read("uv-hll"), expected.uv);
 
       const recordsIn = (fn: string) => stats.filter((s) => s.fn === fn).map((s) => s.recordsIn);
       const total = (fn: string) => recordsIn(fn).reduce((a, b) => a + b, 0);
       const busiest = (fn: string) => Math.max(...recordsIn(fn));
       // Without local aggregation every view is a record, half of them in the hot page's partition.
-      expect(total("pv-plain")).toBe(EVENTS);
-      expect(busiest("pv-plain")).toBeGreaterThanOrEqual(EVENTS / 2);
+      expect(total("pv-plain")).toBe(events);
+      expect(busiest("pv-plain")).toBeGreaterThanOrEqual(events / 2);
       // With it, a page sends one partial per outgoing batch and window.
-      expect(total("pv")).toBeLessThan(EVENTS / 4);
+      expect(total("pv")).toBeLessThan(events / 4);
       expect(busiest("pv")).toBeLessThan(busiest("pv-plain") / 4);
       // Split distinct spreads the hot page's users over 8 buckets, and so over the partitions.
       const share = (fn: string) => busiest(fn) / total(fn);
@@ -131,6 +90,51 @@ describe("skewed input with local-global and split distinct aggregation", () => 
       expect(share("uv-split")).toBeLessThan(0.45);
     } finally {
       await nc.close();
+    }
+  });
+
+  it("publishes every result once and unchanged when the worker is killed while partials are in flight", { timeout: 240_000 }, async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const supervisor = await startSupervisor(nc, { checkpointIntervalMs: 300, checkpointTimeoutMs: 5000 });
+    const workers: EddyProcess[] = [];
+    const worker = () => {
+      const w = startWorkerProcess("test/fixtures/skewed-distinct.ts", server.url);
+      workers.push(w);
+      return w;
+    };
+    try {
+      await ensureStream(nc, "SKEWK", ["skewk.>"]);
+      await ensureStream(nc, "RESULTS", ["results.>"]);
+      const first = skewedViews(11, 4_000);
+      const second = skewedViews(12, 4_000, 4_000);
+      const publish = (views: readonly View[]) => publishAll(nc, views.map((v, i) => ({ subject: `skewk.${i % 2}.view`, data: JSON.stringify(v) })));
+      const messages = (fn: string) => readAll(nc, "RESULTS", `results.skewk.${fn}`);
+
+      let current = worker();
+      await publish(first);
+      await waitFor("results of the first views", async () => ((await messages("pv")).length > 0 ? true : undefined), { timeoutMs: 90_000 });
+      await publish(second.slice(0, 2_000));
+      await current.kill();
+      current = worker();
+      await publish(second.slice(2_000));
+      // One view per source partition far ahead moves the watermark past every window of the input.
+      await publishAll(nc, [0, 1].map((p) => ({ subject: `skewk.${p}.view`, data: JSON.stringify({ page: "end", user: "end", ts: BASE + 60_000 }) })));
+
+      const expected = plainLoop([...first, ...second]);
+      await waitFor("every window's results", async () => ((await messages("pv")).length >= expected.pv.size && (await messages("uv")).length >= expected.uv.size && (await messages("uv-hll")).length >= expected.uv.size ? true : undefined), {
+        timeoutMs: 120_000,
+      });
+      // No input is late, so each window fires once: a result published twice would be a second message.
+      for (const fn of ["pv", "uv", "uv-hll"]) expect((await messages(fn)).length, fn).toBe(expected.pv.size);
+      expect(finalResults(await messages("pv"))).toEqual(expected.pv);
+      expect(finalResults(await messages("uv"))).toEqual(expected.uv);
+      expectWithinHllError(finalResults(await messages("uv-hll")), expected.uv);
+    } finally {
+      for (const w of workers) await w.kill();
+      await supervisor.stop();
+      await nc.close();
+      if (process.env.EDDY_TEST_DEBUG) for (const w of workers) console.log(w.output());
     }
   });
 });
