@@ -7,7 +7,9 @@
  * watermark the consuming partition was told, so a record emitted under a newer watermark carries
  * a mark (see `core/wire.ts`); partitions that got no data still receive watermark updates.
  * Records a consumer's key selector rejects are dead-lettered here, at the producer, with the
- * reason. Sink functions publish their main output to the user's subject instead.
+ * reason. Sink functions publish their main output to the user's subject instead. Records for a
+ * windowed function with local aggregation are folded into one partial per key and pane while
+ * their batch waits (core/local-aggregation.ts, design note cb).
  *
  * Nothing one record does may fail the actor, or a recovery would meet the same record again and
  * fail again: a record that cannot be encoded (too deep for the encoder's stack) or whose
@@ -21,6 +23,8 @@ import { deadLetterSubject, HEADER, inputSubject } from "../core/naming.ts";
 import { Rejection, selectKey } from "../core/record-input.ts";
 import { encodeBatch, encodeWatermark } from "../core/wire.ts";
 import { HeldSinkOutput, type HeldOutput, type HeldOutputView } from "../core/held-sink.ts";
+import { LocalPartials, PARTIAL_INPUT } from "../core/local-aggregation.ts";
+import type { LocalAggregationSpec } from "../spec/function.ts";
 import type { OperatorOutput } from "../core/operator.ts";
 import type { Publisher } from "./publisher.ts";
 import { pack as encodeMsgpack } from "msgpackr";
@@ -47,11 +51,16 @@ class PartitionBuffer {
   /** Watermark as of the last record appended to `records`. */
   pendingTold = -Infinity;
   firstAt = 0;
+  /** Partials for a consumer with local aggregation, not yet in `records`. */
+  partials: LocalPartials | undefined;
   constructor(subject: string) {
     this.subject = subject;
   }
   get count(): number {
     return this.records.length / 3;
+  }
+  get pending(): boolean {
+    return this.records.length > 0 || (this.partials !== undefined && this.partials.size > 0);
   }
 }
 
@@ -65,6 +74,8 @@ interface Route {
   /** A broadcast input of the consumer: every record goes to every partition (design note bq). */
   readonly broadcast: boolean;
   readonly buffers: PartitionBuffer[];
+  /** The consumer's local aggregation: records are folded into partials. */
+  readonly combine: LocalAggregationSpec | undefined;
 }
 
 const textEncoder = new TextEncoder();
@@ -125,7 +136,14 @@ export class OutputRouter implements OperatorOutput {
       });
       const name = edge.output ?? "";
       const list = this.routes.get(name) ?? [];
-      list.push({ consumer: edge.to, input: edge.input, broadcast: edge.broadcast, buffers });
+      const combine = edge.broadcast || edge.to.spec.key === undefined ? undefined : edge.to.spec.localAggregation;
+      if (combine !== undefined) {
+        for (const b of buffers) {
+          b.partials ??= new LocalPartials();
+          b.withInputs = true; // partials carry PARTIAL_INPUT
+        }
+      }
+      list.push({ consumer: edge.to, input: edge.input, broadcast: edge.broadcast, buffers, combine });
       this.routes.set(name, list);
     }
     this.subjects = this.allBuffers.map((b) => b.subject);
@@ -316,18 +334,39 @@ export class OutputRouter implements OperatorOutput {
     }
     // Unkeyed consumers get a forward connection: the same partition number, wrapped.
     const p = consumer.spec.key !== undefined ? partitionOf(key, consumer.partitions) : this.partition % consumer.partitions;
-    this.append(route.buffers[p]!, route.input, key, timestamp, record);
+    const buffer = route.buffers[p]!;
+    this.openSegment(buffer);
+    if (route.combine !== undefined && buffer.partials!.offer(route.combine, key, timestamp, record, this.watermark)) return;
+    this.push(buffer, route.input, key, timestamp, record);
   }
 
-  private append(buffer: PartitionBuffer, input: number, key: string, timestamp: number, record: unknown): void {
-    if (buffer.records.length === 0) {
+  /** Starts the buffer's batch, or a new watermark segment of it, for what is added next. */
+  private openSegment(buffer: PartitionBuffer): void {
+    if (!buffer.pending) {
       buffer.firstAt = this.now;
       buffer.pendingTold = buffer.told;
     }
     if (buffer.pendingTold !== this.watermark) {
+      // Partials due at the new watermark go before its mark, so their windows fire with them.
+      if (buffer.partials !== undefined) this.takePartials(buffer, this.watermark);
       buffer.marks.push(buffer.records.length / 3, this.watermark);
       buffer.pendingTold = this.watermark;
     }
+  }
+
+  private takePartials(buffer: PartitionBuffer, upTo: number): void {
+    for (const p of buffer.partials!.take(upTo)) {
+      buffer.records.push(p.key, p.timestamp, p.partial);
+      buffer.inputs.push(PARTIAL_INPUT);
+    }
+  }
+
+  private append(buffer: PartitionBuffer, input: number, key: string, timestamp: number, record: unknown): void {
+    this.openSegment(buffer);
+    this.push(buffer, input, key, timestamp, record);
+  }
+
+  private push(buffer: PartitionBuffer, input: number, key: string, timestamp: number, record: unknown): void {
     buffer.records.push(key, timestamp, record);
     if (buffer.withInputs) buffer.inputs.push(input);
     if (buffer.records.length >= this.config.batchMaxRecords * 3) this.flushBuffer(buffer);
@@ -336,18 +375,18 @@ export class OutputRouter implements OperatorOutput {
   /** Publishes buffers that are full or older than `lingerMs`. */
   flushAged(lingerMs: number): void {
     if (this.sinkBatches.size > 0) this.flushSinkBatches(lingerMs);
-    for (const b of this.allBuffers) if (b.records.length > 0 && this.now - b.firstAt >= lingerMs) this.flushBuffer(b);
+    for (const b of this.allBuffers) if (b.pending && this.now - b.firstAt >= lingerMs) this.flushBuffer(b);
   }
 
   /** Publishes every non-empty buffer. */
   flushAll(): void {
-    for (const b of this.allBuffers) if (b.records.length > 0) this.flushBuffer(b);
+    for (const b of this.allBuffers) if (b.pending) this.flushBuffer(b);
   }
 
   /** Sends a watermark update to every partition whose knowledge is behind (after flushing data). */
   broadcastWatermark(): void {
     for (const b of this.allBuffers) {
-      if (b.records.length > 0) this.flushBuffer(b);
+      if (b.pending) this.flushBuffer(b);
       if (b.told === this.watermark && b.toldIdle === this.idle) continue;
       const kind = this.watermark === Infinity ? "end" : "watermark";
       this.publisher.publish(b.subject, encodeWatermark({ watermark: this.watermark, idle: this.idle }), { ...this.headers, [HEADER.kind]: kind });
@@ -364,11 +403,19 @@ export class OutputRouter implements OperatorOutput {
 
   get buffered(): number {
     let n = 0;
-    for (const b of this.allBuffers) n += b.records.length / 3;
+    for (const b of this.allBuffers) n += b.records.length / 3 + (b.partials?.size ?? 0);
+    return n;
+  }
+
+  /** Records folded into partials instead of being sent (local aggregation). */
+  get folded(): number {
+    let n = 0;
+    for (const b of this.allBuffers) n += b.partials?.folded ?? 0;
     return n;
   }
 
   private flushBuffer(b: PartitionBuffer): void {
+    if (b.partials !== undefined) this.takePartials(b, Infinity);
     this.publishSlice(b.subject, b.records, b.withInputs ? b.inputs : undefined, b.marks, b.told, this.watermark, this.idle);
     b.records = [];
     b.inputs = [];

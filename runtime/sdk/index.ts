@@ -65,6 +65,10 @@ export type {
 export { globalWindow, InvalidWindowSpecError, session, sliding, tumbling, windowed } from "./windows.ts";
 export type { AggregateFunction, Firing, TimeWindow, WindowedSpec, WindowResult, WindowSpec } from "./windows.ts";
 
+// Distinct counts: exact, HyperLogLog, split distinct (design note cb)
+export { approxCountDistinct, countDistinct, distinctBucket, hllStandardError, windowedDistinct } from "./distinct.ts";
+export type { ApproxDistinctOptions, BucketCount, DistinctValues, HllSketch, WindowedDistinctSpec } from "./distinct.ts";
+
 // Joins
 export { AppendOnlyInputError, intervalJoin, InvalidJoinSpecError, streamJoin, temporalJoin, windowJoin } from "./joins.ts";
 export type { ChangelogJoinState, JoinOutput, JoinTtl, JoinType, StoredRow, TemporalJoinState, TemporalVersion } from "./joins.ts";

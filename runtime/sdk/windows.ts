@@ -23,6 +23,7 @@ import {
   WINDOWS_STATE,
 } from "../core/window-layout.ts";
 import type { WatermarkStrategy } from "../core/watermarks.ts";
+import { localAggregationFor, PARTIAL_INPUT } from "../core/local-aggregation.ts";
 import type { FunctionSpec, Input } from "./function.ts";
 import { mapState, type MapEntrySelector, type MapStateDeclaration } from "./state.ts";
 import { InputError } from "../errors.ts";
@@ -78,6 +79,15 @@ export interface WindowedSpec<In, Acc, R, Out> {
    * @example stateVersion: 2, migrations: { 1: (count: number) => ({ count, sum: 0 }) }
    */
   readonly migrations?: Readonly<Record<number, (oldAccumulator: any) => Acc | undefined>>;
+  /**
+   * Local-global aggregation (Flink's MiniBatch local-global; design note cb): the actors that
+   * feed this function fold its records into one partial accumulator per key and pane of each
+   * outgoing batch, and this function merges the partials, so a hot key costs one record per
+   * batch instead of one per event. Needs `aggregate.merge`, an order-insensitive aggregate, a
+   * tumbling, sliding or global window, event time from upstream (no `timestamp` selector), and
+   * an input from another function. Results are the same as without it. Default false.
+   */
+  readonly localAggregation?: boolean;
 }
 
 /** Tumbling windows of `sizeMs`. @example window: tumbling(10_000) */
@@ -136,6 +146,7 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
   const cleansAfterFiring = (w: TimeWindow) => hasCleanupTimer(w, lateness);
   // Windows are stored by id (their start), a session with its current end (window-layout.ts).
   const windowsState = windowsDeclaration(spec, merging);
+  const local = spec.localAggregation === true ? localAggregationOf(spec) : undefined;
 
   return {
     name: spec.name,
@@ -146,6 +157,7 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
     ...(spec.watermark === undefined ? {} : { watermark: spec.watermark }),
     state: { [WINDOWS_STATE]: windowsState },
     windowing: { window: spec.window, allowedLatenessMs: lateness },
+    ...(local === undefined ? {} : { localAggregation: local }),
 
     process(ctx, record) {
       const windows = ctx.state.windows;
@@ -181,13 +193,15 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
         return;
       }
 
+      // A partial of an upstream actor (local aggregation) holds records of one pane.
+      const partial = local !== undefined && ctx.input === PARTIAL_INPUT;
       let accepted = false;
       for (const w of assigned) {
         if (isLate(w, watermark)) continue;
         accepted = true;
         const id = windowId(w.start);
         const prev = windows.get(id) as Acc | undefined;
-        const acc = agg.add(prev ?? agg.create(), record);
+        const acc = partial ? mergePartial(agg, prev, record as unknown as Acc, assigned.length > 1) : agg.add(prev ?? agg.create(), record);
         windows.set(id, acc);
         // A window whose end the watermark already passed fires at once (Flink's EventTimeTrigger);
         // otherwise its end is a timer, registered once, when the window gets its first record.
@@ -234,6 +248,23 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
       }
     },
   };
+}
+
+/** Checks a `localAggregation: true` spec; returns what the feeding actors fold records with. */
+function localAggregationOf(spec: WindowedSpec<any, any, any, any>) {
+  const fail = (why: string) => new InvalidWindowSpecError(`${spec.name}: localAggregation needs ${why}`);
+  if (spec.aggregate.merge === undefined) throw fail("aggregate.merge");
+  if (spec.timestamp !== undefined) throw fail("the event time of the records it reads (no timestamp selector)");
+  if (!Array.isArray(spec.input) && (spec.input as Input).kind !== "function") throw fail("an input from another function");
+  const local = localAggregationFor(spec.window, () => spec.aggregate.create(), (acc, record) => spec.aggregate.add(acc, record));
+  if (local === undefined) throw fail("a tumbling, sliding or global window");
+  return local;
+}
+
+/** Merges a partial into a window's accumulator; a partial that goes into several windows is merged into a fresh copy for each. */
+function mergePartial<Acc>(agg: AggregateFunction<any, Acc, any>, prev: Acc | undefined, partial: Acc, shared: boolean): Acc {
+  if (prev !== undefined) return agg.merge!(prev, partial);
+  return shared ? agg.merge!(agg.create(), partial) : partial;
 }
 
 /**

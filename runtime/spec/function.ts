@@ -207,6 +207,25 @@ export interface FunctionSpec<In = any, Out = any, S extends StateDeclarations =
    * outside (`eddy state bootstrap`) can register the timers that fire them. Not for authors.
    */
   readonly windowing?: WindowingInfo;
+  /**
+   * Set by `windowed()` with `localAggregation: true`: how an actor feeding this function
+   * pre-aggregates records per key and pane in its outgoing batches (local-global aggregation,
+   * runtime/core/local-aggregation.ts, design note cb). Not for authors.
+   */
+  readonly localAggregation?: LocalAggregationSpec;
+}
+
+/**
+ * How a producer folds records for a consumer into partials (see `FunctionSpec.localAggregation`).
+ * @internal
+ */
+export interface LocalAggregationSpec {
+  /** The pane of an event time: records of one key and pane belong to the same windows. */
+  pane(timestamp: number): number;
+  /** The event time by which a pane's partial must reach the consumer (earliest window end − 1). */
+  due(timestamp: number): number;
+  create(): unknown;
+  add(partial: any, record: any): unknown;
 }
 
 /** Bounds of a function's broadcast side; the same in every partition, so every partition decides alike. */

@@ -1,0 +1,145 @@
+/**
+ * Local-global aggregation (Flink's MiniBatch local-global, design note cb): an actor that feeds a
+ * windowed aggregation folds the records it emits into one partial accumulator per (key, pane)
+ * while they wait in an outgoing batch, and sends the partials instead of the records; the
+ * windowed function merges each partial into its windows. A hot key then costs its consumer one
+ * record per batch, not one per event, and the hot partition's load follows the number of
+ * batches instead of the number of events.
+ *
+ * Exactness rests on three rules the output router follows with the functions here:
+ * - a **pane** is a stretch of event time whose records all fall into the same windows (a
+ *   tumbling window; for sliding windows a cell of gcd(size, slide)), so merging a partial into
+ *   those windows is adding each of its records;
+ * - a partial reaches the consumer before the watermark passes its **due** time (the earliest
+ *   end − 1 of its windows): partials due at a new watermark are placed in the batch before the
+ *   mark announcing it, so every window fires on time with the same contents as without
+ *   partials; a record whose pane is already due goes as it is (it is a late record, and the
+ *   consumer's lateness rules see it unchanged);
+ * - partials go out with their batch, at the latest before the barrier that ends their epoch, so
+ *   a checkpoint holds no partial and exactly-once is unchanged.
+ * Partials travel with the reserved input index `PARTIAL_INPUT`, which no function input has, so
+ * that a record emitted by user code can never be taken for a partial.
+ */
+import type { LocalAggregationSpec } from "../spec/function.ts";
+import type { WindowSpec } from "../spec/windows.ts";
+import { assignWindows, maxTimestamp, windowStart } from "./windows.ts";
+
+/** The input index of a partial in a record batch (`ctx.input` of the windowed function). */
+export const PARTIAL_INPUT = -1;
+
+function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
+}
+
+/**
+ * The pane of `timestamp`: records of one key in the same pane belong to the same windows.
+ * Undefined for session windows, whose extent depends on the other records of the key.
+ */
+export function paneFunction(window: WindowSpec): ((timestamp: number) => number) | undefined {
+  switch (window.kind) {
+    case "tumbling":
+      return (ts) => windowStart(ts, window.size, window.offset ?? 0);
+    case "sliding": {
+      const cell = gcd(window.size, window.slide);
+      return (ts) => windowStart(ts, cell, window.offset ?? 0);
+    }
+    case "global":
+      return () => 0;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The event time by which a partial of `timestamp`'s pane must have reached the consumer: the
+ * earliest `end − 1` of its windows (-Infinity when it is in none: it goes as it is).
+ */
+export function paneDue(window: WindowSpec, timestamp: number): number {
+  let due = Infinity;
+  const windows = assignWindows(window, timestamp);
+  if (windows.length === 0) return -Infinity;
+  for (const w of windows) due = Math.min(due, maxTimestamp(w));
+  return due;
+}
+
+/**
+ * What `FunctionSpec.localAggregation` holds for a windowed function with `window` and an
+ * aggregate's `create`/`add`. Undefined for windows that cannot be pre-aggregated (sessions).
+ */
+export function localAggregationFor(window: WindowSpec, create: () => unknown, add: (acc: any, record: any) => unknown): LocalAggregationSpec | undefined {
+  const pane = paneFunction(window);
+  if (pane === undefined) return undefined;
+  return { pane, due: (ts) => paneDue(window, ts), create, add };
+}
+
+/** One partial waiting in an outgoing batch. */
+export interface Partial {
+  readonly key: string;
+  /** The latest event time among its records (all in one pane). */
+  timestamp: number;
+  partial: unknown;
+  readonly due: number;
+}
+
+/** The partials of one consumer partition's outgoing batch, by key and pane, in first-seen order. */
+export class LocalPartials {
+  private readonly byPane = new Map<string, Partial>();
+  /** Records folded into partials so far (for metrics and tests). */
+  folded = 0;
+
+  get size(): number {
+    return this.byPane.size;
+  }
+
+  /**
+   * Folds `record` into the partial of its key and pane. False when it must travel as it is:
+   * its pane is due at `watermark` (a late record), its timestamp has no pane, or the
+   * aggregate's `add` threw (the consumer's `add` then meets it and dead-letters it as usual).
+   */
+  offer(agg: LocalAggregationSpec, key: string, timestamp: number, record: unknown, watermark: number): boolean {
+    let pane: number;
+    try {
+      pane = agg.pane(timestamp);
+    } catch {
+      return false;
+    }
+    if (!Number.isFinite(pane)) return false;
+    // A pane id is a number, so the last NUL separates it from any key.
+    const id = `${key}\u0000${pane}`;
+    const open = this.byPane.get(id);
+    try {
+      if (open !== undefined) {
+        // Open partials are never due: the router takes them out before the watermark reaches their due time.
+        const next = agg.add(open.partial, record);
+        open.partial = next;
+        if (timestamp > open.timestamp) open.timestamp = timestamp;
+      } else {
+        let due: number;
+        try {
+          due = agg.due(timestamp);
+        } catch {
+          return false;
+        }
+        if (!(due > watermark)) return false;
+        this.byPane.set(id, { key, timestamp, partial: agg.add(agg.create(), record), due });
+      }
+    } catch {
+      return false;
+    }
+    this.folded++;
+    return true;
+  }
+
+  /** Removes and returns, in first-seen order, the partials due at `watermark` (every one by default). */
+  take(watermark = Infinity): Partial[] {
+    const out: Partial[] = [];
+    for (const [id, p] of this.byPane) {
+      if (p.due <= watermark) {
+        out.push(p);
+        this.byPane.delete(id);
+      }
+    }
+    return out;
+  }
+}
