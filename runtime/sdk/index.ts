@@ -68,6 +68,12 @@ export type { AggregateFunction, Firing, TimeWindow, WindowedSpec, WindowResult,
 // Joins
 export { intervalJoin, InvalidJoinSpecError, streamJoin, windowJoin } from "./joins.ts";
 
+// Lookup join against a KV bucket (design note by)
+export { InvalidLookupJoinError, lookupJoin, LookupJoinRetractionError } from "./lookup.ts";
+export type { LookupJoinSpec } from "./lookup.ts";
+export { LookupFailedError } from "../core/lookup.ts";
+export type { LookupSpec } from "../spec/function.ts";
+
 // Watermarks
 export { boundedOutOfOrderness, percentileWatermark, withIdleness } from "./watermarks.ts";
 export type { WatermarkStrategy } from "./watermarks.ts";
