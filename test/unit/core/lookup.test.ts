@@ -19,7 +19,7 @@ import {
 } from "../../../runtime/core/lookup.ts";
 
 const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
-const found = (value: unknown) => ({ kind: "found", value });
+const found = (value: unknown) => ({ kind: "found" as const, value });
 
 describe("a stored value", () => {
   it("is its JSON, frozen so that one read can serve every record", () => {
