@@ -138,7 +138,7 @@ export function lookupResult(entry: LookupEntry, bucket: string, key: string): u
     case "undecodable":
       throw new LookupFailedError(`lookup: the value of key ${JSON.stringify(key.slice(0, 64))} in KV bucket ${bucket} is ${entry.reason}`);
     case "no-bucket":
-      throw new LookupFailedError(`lookup: KV bucket ${bucket} does not exist (create it, then replay the dead letters)`);
+      throw new LookupFailedError(`lookup: KV bucket ${bucket} does not exist`);
   }
 }
 
