@@ -1225,9 +1225,12 @@ export class PartitionActor {
       this.lookupView = plan.view;
       return undefined;
     }
-    return this.transport.readLookup(lookup.bucket, plan.reads).then((values) => {
+    const read = this.transport.readLookup(lookup.bucket, plan.reads).then((values) => {
       this.lookupView = completeLookups(cache, plan, values, now);
     });
+    // Whoever awaits it sees a failure; until then it must not count as unhandled.
+    read.catch(() => undefined);
+    return read;
   }
 
   /**

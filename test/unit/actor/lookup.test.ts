@@ -217,6 +217,42 @@ describe("lookups in the partition actor", () => {
     expect(emitted(s.t)[1]).toEqual({ id: "o3", level: "fixed" });
   });
 
+  it("fails the actor when a read fails for another reason than a missing bucket, as a failing state read does", async () => {
+    const s = setup({ maxEntries: 100, ttlMs: 60_000 });
+    s.t.addLookupBucket("users", { ann: { level: "gold" } });
+    const a = await s.actor(0);
+    const failed = a.failed.catch((e: unknown) => e);
+    s.t.failWith((op) => (op === "readLookup" ? new Error("KV unreachable") : undefined));
+    const headers = { [HEADER.producer]: "orders/0", [HEADER.kind]: "data", [HEADER.generation]: "1", [HEADER.epoch]: "1" };
+    await s.t.append(inputSubject("j", "enrich", 0), encodeBatch({ records: ["", 1, { id: "o1", user: "ann" }], marks: [], watermark: -Infinity, idle: false }), headers);
+    expect(String(await failed)).toContain("KV unreachable");
+    failures.splice(0);
+    expect(deadLetters(s.t)).toEqual([]);
+    expect(emitted(s.t)).toEqual([]);
+  });
+
+  it("keeps nothing of a lookup in a checkpoint: a replay after recovery joins what the bucket holds then", async () => {
+    const s = setup({ maxEntries: 100, ttlMs: 60_000 });
+    s.t.addLookupBucket("users", { ann: { level: "gold" } });
+    const first = await s.actor(0, { lookupCaches: new LookupCaches() });
+    await s.batch(first, 0, orders(["o1", "ann"]));
+    await waitFor("o1 joined", () => emitted(s.t).length === 1, opts);
+    await first.stop();
+    s.t.putLookup("users", "ann", JSON.stringify({ level: "platinum" }));
+    // A new worker restores checkpoint 0 in generation 2; the source replays the order.
+    const again = new PartitionActor(s.t, s.graph, s.graph.node("enrich"), 0, { tickMs: 1, lingerMs: 0, now: () => s.clock.now, lookupCaches: new LookupCaches() });
+    actors.push(again);
+    again.failed.catch((e) => failures.push(e));
+    await again.start({ generation: 2, checkpoint: 0, worker: "w2" });
+    const headers = { [HEADER.producer]: "orders/0", [HEADER.kind]: "data", [HEADER.generation]: "2", [HEADER.epoch]: "1" };
+    await s.t.append(inputSubject("j", "enrich", 0), encodeBatch({ records: ["", 1_000, { id: "o1", user: "ann" }], marks: [], watermark: -Infinity, idle: false }), headers);
+    await waitFor("o1 joined again", () => emitted(s.t).length === 2, opts);
+    expect(emitted(s.t)).toEqual([
+      { id: "o1", level: "gold" },
+      { id: "o1", level: "platinum" },
+    ]);
+  });
+
   it("looks up a source's records one message at a time", async () => {
     const graph = buildJobGraph(
       definePipeline({
