@@ -256,6 +256,9 @@ export interface ActorStats {
   broadcastRejected: number;
   /** Bytes the broadcast state is charged against `broadcastLimits.stateBytes`. */
   broadcastStateBytes: number;
+  /** Functions with `lookup` (design note by): lookup keys batches took from the worker's cache, and keys read from the bucket. */
+  lookupHits?: number;
+  lookupGets?: number;
 }
 
 /** What a barrier carries besides its checkpoint id. */
@@ -1221,6 +1224,8 @@ export class PartitionActor {
       for (let i = 0; i < records.length; i += 3) if (!this.isBroadcastRecord(prepared.batch, i / 3)) add(records[i + 2], inputs?.[i / 3] ?? 0);
     } else if (!(prepared.value instanceof Rejection)) add(prepared.value, 0);
     const plan = planLookups(cache, keys, now);
+    this.stats.lookupHits = (this.stats.lookupHits ?? 0) + plan.view.size;
+    this.stats.lookupGets = (this.stats.lookupGets ?? 0) + plan.reads.length;
     if (plan.reads.length === 0) {
       this.lookupView = plan.view;
       return undefined;

@@ -46,6 +46,10 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       m.add("eddy_broadcast_applied_total", "counter", "Broadcast records applied by processBroadcast.", l, s.broadcastApplied);
       m.add("eddy_broadcast_rejected_total", "counter", "Broadcast records refused: over the held bound, or processBroadcast threw (e.g. past the state budget).", l, s.broadcastRejected);
       m.add("eddy_broadcast_state_bytes", "gauge", "Bytes of broadcast state, against broadcastLimits.stateBytes.", l, s.broadcastStateBytes);
+      if (s.lookupHits !== undefined) {
+        m.add("eddy_lookup_cache_hits_total", "counter", "Lookup keys a batch needed that the worker's lookup cache held.", l, s.lookupHits);
+        m.add("eddy_lookup_gets_total", "counter", "Lookup keys read from the lookup bucket (cache misses).", l, s.lookupGets ?? 0);
+      }
     }
   }
   addRejectionMetrics(m);

@@ -11,6 +11,7 @@ import { PartitionActor, type ActorConfig } from "../../../runtime/actor/partiti
 import { deadLetterStream, HEADER, inputStream, inputSubject } from "../../../runtime/core/naming.ts";
 import { decodeBatch, encodeBatch } from "../../../runtime/core/wire.ts";
 import { LookupCaches } from "../../../runtime/core/lookup.ts";
+import { actorMetrics } from "../../../runtime/metrics/actor-metrics.ts";
 import { defineFunction, definePipeline, fromFunction, fromStream, lookupJoin } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
 import { waitFor } from "../../support/wait.ts";
@@ -110,6 +111,8 @@ describe("lookups in the partition actor", () => {
     const a = await s.actor(0);
     await s.batch(a, 0, orders(["o1", "ann"], ["o2", "bob"], ["o3", "ann"], ["o4", "cid"], ["o5", "bob"]));
     expect(s.t.lookupRounds).toEqual([{ bucket: "users", keys: ["ann", "bob", "cid"] }]);
+    expect(a.stats).toMatchObject({ lookupHits: 0, lookupGets: 3 });
+    expect(actorMetrics([{ job: "j", stats: [a.stats] }])).toContain('eddy_lookup_gets_total{job="j",function="enrich",partition="0"} 3');
     await waitFor("5 joined", () => emitted(s.t).length === 5, opts);
     expect(emitted(s.t)).toEqual([
       { id: "o1", level: "gold" },
@@ -130,6 +133,7 @@ describe("lookups in the partition actor", () => {
     s.clock.now += 4_999;
     await s.batch(a, 0, orders(["o3", "ann"], ["o4", "cid"]));
     expect(s.t.lookupRounds.length).toBe(1);
+    expect(a.stats).toMatchObject({ lookupHits: 2, lookupGets: 2 });
     s.clock.now += 1;
     await s.batch(a, 0, orders(["o5", "ann"], ["o6", "cid"]));
     expect(s.t.lookupRounds.map((r) => r.keys)).toEqual([["ann", "cid"], ["ann", "cid"]]);
