@@ -140,8 +140,9 @@ export interface Context<Out, S extends StateDeclarations = StateDeclarations, B
    * In `process` of a function with `lookup`: the JSON value the lookup bucket holds under the
    * current record's lookup key, as read before the record's batch ran (or as the worker's cache
    * remembers it within `ttlMs`); undefined when the key has no value or the selector returned
-   * undefined. Throws (so the record is dead-lettered) when the bucket does not exist or the
-   * value is not JSON, and outside `process` or without `lookup` (design note by).
+   * undefined. The value is frozen (it serves every record that looks the key up). Throws (so
+   * the record is dead-lettered) when the bucket does not exist or the value is not JSON, and
+   * outside `process` or without `lookup` (design note by).
    */
   lookup<D = unknown>(): D | undefined;
 }
