@@ -3,11 +3,17 @@
  * enriched with the user's level from a `users` bucket that is changed while the job runs, and
  * every result carries the value the bucket held when the order was processed; a key without a
  * value is padded by the left join; a value that is not JSON and a bucket that does not exist
- * dead-letter the records that need them while the job keeps running.
+ * dead-letter the records that need them while the job keeps running; the worker user `eddy auth
+ * render` writes for the job may read the bucket, not write it, and read no other.
  */
 import { describe, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
 import { startLocalJob } from "../../runtime/dev/local-job.ts";
+import { buildJobGraph } from "../../runtime/core/job-graph.ts";
+import { jobAccessOf } from "../../runtime/deploy/auth.ts";
+import { passwordVariable, renderAuthConfig } from "../../runtime/nats/auth-config.ts";
+import { connectNats } from "../../runtime/nats/connection.ts";
+import { JetStreamTransport } from "../../runtime/nats/transport.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { defineFunction, definePipeline, defineSink, fromFunction, fromStream, lookupJoin } from "../../runtime/sdk/index.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
@@ -47,6 +53,31 @@ const text = new TextDecoder();
 const orders = (job: string, ...pairs: Array<[string, string]>) => pairs.map(([id, user]) => ({ subject: `orders.${job}`, data: JSON.stringify({ id, user }) }));
 
 describe("lookup join on a real nats-server", () => {
+  it("a job's worker user reads its lookup bucket with the permissions eddy auth render grants, and may not write it or read another", async () => {
+    const passwords: Record<string, string> = {};
+    for (const role of ["admin", "supervisor", "worker"] as const) passwords[passwordVariable(role)] = `${role}-secret`;
+    for (const role of ["worker", "query", "producer"] as const) passwords[passwordVariable(role, "shop")] = `${role}-shop-secret`;
+    const authorization = renderAuthConfig([jobAccessOf(buildJobGraph(pipeline("shop", 0)))]);
+    await using server = await natsServer({ configText: [...Object.entries(passwords).map(([k, v]) => `${k}: "${v}"`), authorization].join("\n") });
+    const as = (user: string, password: string) => connectNats(server.url.replace("nats://", `nats://${user}:${password}@`), `lookup-acl-${user}`, {});
+    const admin = await as("eddy-admin", "admin-secret");
+    const worker = await as("eddy-worker-shop", "worker-shop-secret");
+    try {
+      const users = await new Kvm(admin).create("users");
+      await users.put("ann", JSON.stringify({ level: "gold" }));
+      await (await new Kvm(admin).create("secrets")).put("k", "v");
+      const transport = new JetStreamTransport(worker);
+      const got = await transport.readLookup("users", ["ann", "bob"]);
+      expect(got?.map((v) => (v === undefined ? undefined : text.decode(v)))).toEqual([JSON.stringify({ level: "gold" }), undefined]);
+      // Refused, and not mistaken for a bucket that does not exist.
+      await expect(transport.readLookup("secrets", ["k"])).rejects.toThrow(/permission/i);
+      await expect((await new Kvm(worker).open("users")).put("ann", "{}", { timeout: 3_000 } as never)).rejects.toThrow(/permission/i);
+    } finally {
+      await worker.close();
+      await admin.close();
+    }
+  }, 120_000);
+
   it("joins each order with the level its user had in the bucket when the order was processed, as the bucket changes", async () => {
     await using server = await natsServer();
     const nc = await connect(server);
