@@ -5,6 +5,8 @@
  * record (a worker dead-letters it); the output never retracts when the table changes.
  */
 import { describe, expect, it } from "vitest";
+import fc from "fast-check";
+import { DatabaseSync } from "node:sqlite";
 import { change, defineFunction, fromFunction, fromStream, InvalidLookupJoinError, lookupJoin } from "../../../runtime/sdk/index.ts";
 import { testHarness, UserFunctionError } from "../../../runtime/sdk/test-harness.ts";
 import { InvalidPipelineError, buildJobGraph } from "../../../runtime/core/job-graph.ts";
@@ -118,6 +120,31 @@ describe("lookupJoin", () => {
     const h = testHarness(inTimer, { lookupTable: new Map() });
     h.send({ id: "o1", user: "ann" });
     expect(() => h.advanceProcessingTime(10)).toThrow(/only in process/);
+  });
+
+  it("equals SQL's inner and left join of the same orders with a fixed table (node:sqlite)", () => {
+    const db = new DatabaseSync(":memory:");
+    db.exec("CREATE TABLE users (id TEXT PRIMARY KEY, level TEXT NOT NULL); CREATE TABLE orders (id TEXT NOT NULL, user TEXT NOT NULL)");
+    const userIds = ["a", "b", "c", "d", "e"];
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom(...userIds), { maxLength: 30 }),
+        fc.dictionary(fc.constantFrom(...userIds), fc.constantFrom("bronze", "silver", "gold")),
+        (orderUsers, table) => {
+          db.exec("DELETE FROM users; DELETE FROM orders");
+          for (const [id, level] of Object.entries(table)) db.prepare("INSERT INTO users VALUES (?, ?)").run(id, level);
+          orderUsers.forEach((user, i) => db.prepare("INSERT INTO orders VALUES (?, ?)").run(`o${i}`, user));
+          for (const type of ["inner", "left"] as const) {
+            const h = testHarness(enrich(type), { lookupTable: new Map(Object.entries(table).map(([id, level]) => [id, { level }])) });
+            orderUsers.forEach((user, i) => h.send({ id: `o${i}`, user }));
+            const sql = db.prepare(`SELECT o.id AS id, u.level AS level FROM orders o ${type === "left" ? "LEFT" : ""} JOIN users u ON o.user = u.id`).all();
+            const rows = (r: ReadonlyArray<{ id: unknown; level: unknown }>) => r.map((x) => `${String(x.id)}|${String(x.level)}`).sort();
+            expect(rows(h.output())).toEqual(rows(sql as Array<{ id: unknown; level: unknown }>));
+          }
+        },
+      ),
+      { numRuns: 100 },
+    );
   });
 
   it("refuses a bad definition when it is built, and a deployment refuses a bad lookup declaration", () => {
