@@ -501,7 +501,7 @@ export class PartitionActor {
     this.stateless = Object.keys(this.operator.store.declarations).length === 0;
     const lookup = node.spec.lookup;
     if (lookup !== undefined) {
-      this.lookupCache = (this.config.lookupCaches ?? new LookupCaches()).of(`${graph.job}/${node.name}`, lookupCacheOptions(lookup));
+      this.lookupCache = (this.config.lookupCaches ?? new LookupCaches()).of(`${graph.job}/${node.name}/${lookup.bucket}`, lookupCacheOptions(lookup));
       this.operator.lookups = (key) => this.lookupView?.get(key);
     }
     const mapStates: string[] = [];

@@ -267,7 +267,7 @@ export function lookupKeyOf(lookup: LookupSpec<unknown>, record: unknown, input:
 export class LookupCaches {
   private readonly caches = new Map<string, LookupCache>();
 
-  /** The cache of `owner` (a job and function), created with `options` at first use. */
+  /** The cache of `owner` (a job, function and bucket: a new version may name another), created with `options` at first use. */
   of(owner: string, options: LookupCacheOptions): LookupCache {
     let cache = this.caches.get(owner);
     if (cache === undefined || cache.options.maxEntries !== options.maxEntries || cache.options.ttlMs !== options.ttlMs) {
