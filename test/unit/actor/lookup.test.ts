@@ -193,6 +193,29 @@ describe("lookups in the partition actor", () => {
     expect(t.t.lookupRounds.length).toBe(2);
   });
 
+  it("does not serve a bucket's cached values to a new version of the function that reads another bucket", async () => {
+    const s = setup({ maxEntries: 100, ttlMs: 60_000 });
+    s.t.addLookupBucket("users", { ann: { level: "gold" } });
+    s.t.addLookupBucket("members", { ann: { level: "member" } });
+    const lookupCaches = new LookupCaches();
+    const old = await s.actor(0, { lookupCaches });
+    await s.batch(old, 0, orders(["o1", "ann"]));
+    await old.stop();
+    const spec = s.graph.node("enrich").spec;
+    const next = buildJobGraph(definePipeline({ name: "j", functions: s.graph.functions.map((f) => (f.name === "enrich" ? { ...spec, lookup: { ...spec.lookup!, bucket: "members" } } : f.spec)) }));
+    const a = new PartitionActor(s.t, next, next.node("enrich"), 0, { tickMs: 1, lingerMs: 0, now: () => s.clock.now, lookupCaches });
+    actors.push(a);
+    a.failed.catch((e) => failures.push(e));
+    await a.start({ generation: 2, checkpoint: 0, worker: "w" });
+    const headers = { [HEADER.producer]: "orders/0", [HEADER.kind]: "data", [HEADER.generation]: "2", [HEADER.epoch]: "1" };
+    await s.t.append(inputSubject("j", "enrich", 0), encodeBatch({ records: ["", 1, { id: "o2", user: "ann" }], marks: [], watermark: -Infinity, idle: false }), headers);
+    await waitFor("o2 joined", () => emitted(s.t).length === 2, opts);
+    expect(emitted(s.t)).toEqual([
+      { id: "o1", level: "gold" },
+      { id: "o2", level: "member" },
+    ]);
+  });
+
   it("dead-letters the records of a bucket that does not exist, asks again next batch, and joins once it exists", async () => {
     const s = setup({ maxEntries: 100, ttlMs: 60_000 });
     const a = await s.actor(0);
