@@ -147,6 +147,15 @@ describe("lookupJoin", () => {
     );
   });
 
+  it("with shuffle, is keyed by the lookup key (of a change's row), so one partition looks each key up", () => {
+    const shuffled = lookupJoin({ ...enrichSpec(), shuffle: true });
+    expect(shuffled.key?.({ id: "o1", user: "ann" }, 0)).toBe("ann");
+    expect(shuffled.key?.(change({ id: "o1", user: "bob" }, "+U") as never, 0)).toBe("bob");
+    expect(lookupJoin(enrichSpec()).key).toBeUndefined();
+    expect(buildJobGraph(definePipeline({ name: "j", functions: [defineFunction({ name: "orders", input: fromStream("S"), process: () => undefined }), shuffled] })).node("enrich").partitions).toBe(8);
+    expect(() => lookupJoin({ ...enrichSpec(), input: fromStream("S"), shuffle: true })).toThrow(/shuffle needs a function input/);
+  });
+
   it("refuses a bad definition when it is built, and a deployment refuses a bad lookup declaration", () => {
     expect(() => lookupJoin({ ...enrichSpec(), bucket: "no.dots" })).toThrow(InvalidLookupJoinError);
     expect(() => lookupJoin({ ...enrichSpec(), type: "full" as never })).toThrow(/type must be "inner" or "left"/);
