@@ -56,6 +56,7 @@ import { decodeTimerIndexDay, decodeTimerIndexHead, TimerMarkerIndex, timerIndex
 import { DEFAULT_TIMER_BUCKETS_AHEAD, nextBound } from "../core/timer-buckets.ts";
 import { createWatermarkGenerator, WatermarkTracker, type WatermarkGenerator, type WatermarkGeneratorState, type WatermarkTrackerState } from "../core/watermarks.ts";
 import { decodeBatch, decodeValue, decodeWatermark, encodeValue, MalformedMessageError, type DataBatch } from "../core/wire.ts";
+import { completeLookups, LookupCaches, lookupCacheOptions, lookupKeyOf, planLookups, type LookupCache, type LookupView } from "../core/lookup.ts";
 import { addNeed, DEFAULT_STATE_CACHE_MB, ENTRY_OVERHEAD_BYTES, planRead, residentBytes, resolveMapMiss, resolveMiss, StateCacheBudget, WorkingSet, type KeyNeed, type KeyRead, type Residency } from "../core/state-cache.ts";
 import type { MapEntrySelector } from "../spec/state.ts";
 import { unexpiredStored, visibleStored } from "../core/state-ttl.ts";
@@ -135,6 +136,8 @@ export interface ActorConfig {
    * its own of `DEFAULT_STATE_CACHE_MB`.
    */
   readonly stateCache?: StateCacheBudget;
+  /** The worker's lookup caches, shared by its actors (design note by). Default: the actor's own. */
+  readonly lookupCaches?: LookupCaches;
   /** When changes are uploaded between barriers (core/changelog.ts, design note bh). */
   readonly segments: SegmentPolicy;
   /**
@@ -265,6 +268,9 @@ export interface ActorStats {
   busyMsPerSecond: number;
   backpressuredMsPerSecond: number;
   idleMsPerSecond: number;
+  /** Functions with `lookup` (design note by): lookup keys batches took from the worker's cache, and keys read from the bucket. */
+  lookupHits?: number;
+  lookupGets?: number;
 }
 
 /** What a barrier carries besides its checkpoint id. */
@@ -427,6 +433,9 @@ export class PartitionActor {
   private migrating: ReadonlyMap<string, number> | undefined;
   /** A message decoded by `prepare` (its keys made resident), handled next. */
   private prepared: { readonly m: InputMessage; readonly batch?: DataBatch; readonly value?: unknown; readonly key?: unknown } | undefined;
+  /** A function with `lookup`: its worker's cache, and the entries read for the message being handled (design note by). */
+  private readonly lookupCache: LookupCache | undefined;
+  private lookupView: LookupView | undefined;
   /** A source's watermark advance waiting for the keys of the timers it fires. */
   private deferredWatermark: number | undefined;
   /** A load of timer buckets in flight (design note bi); loads run one at a time. */
@@ -503,6 +512,11 @@ export class PartitionActor {
     }
     this.operator = new Operator(node.spec, this.router, new KeyedStateStore(node.spec.state ?? {}), new TimerQueue([], { bucketed: true }), this.broadcastState);
     this.stateless = Object.keys(this.operator.store.declarations).length === 0;
+    const lookup = node.spec.lookup;
+    if (lookup !== undefined) {
+      this.lookupCache = (this.config.lookupCaches ?? new LookupCaches()).of(`${graph.job}/${node.name}/${lookup.bucket}`, lookupCacheOptions(lookup));
+      this.operator.lookups = (key) => this.lookupView?.get(key);
+    }
     const mapStates: string[] = [];
     const selectors = new Map<string, MapEntrySelector>();
     for (const [name, decl] of Object.entries(this.operator.store.declarations)) {
@@ -1195,14 +1209,56 @@ export class PartitionActor {
     return this.addDueNeeds(new Map(), domain, upTo);
   }
 
+  /** What a message needs read before it is handled: its state, and its lookups (undefined: nothing). */
+  private prepare(m: InputMessage, now: number): Promise<void> | undefined {
+    const state = this.prepareState(m, now);
+    const lookups = this.prepareLookups(now);
+    return lookups === undefined ? state : state === undefined ? lookups : Promise.all([state, lookups]).then(() => undefined);
+  }
+
+  /**
+   * The lookup keys of the records `prepare` decoded, read from the bucket where the worker's
+   * cache lacks them, all in one round of gets (design note by). Records then read the view of
+   * this message, which the cache's evictions cannot shrink.
+   */
+  private prepareLookups(now: number): Promise<void> | undefined {
+    this.lookupView = undefined;
+    const lookup = this.node.spec.lookup;
+    const cache = this.lookupCache;
+    const prepared = this.prepared;
+    if (lookup === undefined || cache === undefined || prepared === undefined) return undefined;
+    const keys: string[] = [];
+    const add = (record: unknown, input: number) => {
+      const key = lookupKeyOf(lookup, record, input);
+      if (key !== undefined) keys.push(key);
+    };
+    if (prepared.batch !== undefined) {
+      const { records, inputs } = prepared.batch;
+      for (let i = 0; i < records.length; i += 3) if (!this.isBroadcastRecord(prepared.batch, i / 3)) add(records[i + 2], inputs?.[i / 3] ?? 0);
+    } else if (!(prepared.value instanceof Rejection)) add(prepared.value, 0);
+    const plan = planLookups(cache, keys, now);
+    this.stats.lookupHits = (this.stats.lookupHits ?? 0) + plan.view.size;
+    this.stats.lookupGets = (this.stats.lookupGets ?? 0) + plan.reads.length;
+    if (plan.reads.length === 0) {
+      this.lookupView = plan.view;
+      return undefined;
+    }
+    const read = this.transport.readLookup(lookup.bucket, plan.reads).then((values) => {
+      this.lookupView = completeLookups(cache, plan, values, now);
+    });
+    // Whoever awaits it sees a failure; until then it must not count as unhandled.
+    read.catch(() => undefined);
+    return read;
+  }
+
   /**
    * The keys a message touches made resident before it is handled, and the timers it can fire
    * loaded (undefined: they are).
    */
-  private prepare(m: InputMessage, now: number): Promise<void> | undefined {
+  private prepareState(m: InputMessage, now: number): Promise<void> | undefined {
     this.prepared = undefined;
     // A source moves event time only after its record (`advanceOrDefer` loads timers then).
-    if (this.stateless && this.source !== undefined) return undefined;
+    if (this.stateless && this.source !== undefined && this.lookupCache === undefined) return undefined;
     if (this.source !== undefined) {
       const value = readSourceRecord(this.source.format ?? "json", m.data, this.maxRecordBytes);
       if (value instanceof Rejection) {

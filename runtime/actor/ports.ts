@@ -92,6 +92,12 @@ export interface Transport {
    * `get` per key, many at a time: what a state cache miss of a batch reads.
    */
   getState(bucket: string, keys: readonly string[]): Promise<Array<Uint8Array | undefined>>;
+  /**
+   * The values of `keys` in a KV bucket the job reads but does not own (a lookup's dimension
+   * table, design note by), in order, as `getState` reads them; undefined when the bucket does
+   * not exist.
+   */
+  readLookup(bucket: string, keys: readonly string[]): Promise<Array<Uint8Array | undefined> | undefined>;
   /** Every live entry of a bucket whose key matches the KV filter `filter` (`*` and `>` wildcards). */
   listState(bucket: string, filter: string): Promise<StateEntry[]>;
   /**

@@ -43,6 +43,7 @@ import { jetStreamOriginOf } from "../nats/delivery.ts";
 import { StateServices } from "../nats/state-service.ts";
 import { PartitionActor, type ActorConfig, type ActorStats } from "./partition-actor.ts";
 import { DEFAULT_STATE_CACHE_MB, StateCacheBudget } from "../core/state-cache.ts";
+import { LookupCaches } from "../core/lookup.ts";
 
 export interface WorkerOptions {
   /** Worker id (default: random); must be unique among live workers. */
@@ -124,7 +125,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
   Effect.gen(function* () {
     const graph = buildJobGraph(pipeline);
     const sweepMs = ttlSweepIntervalFromEnv();
-    const actorConfig: Partial<ActorConfig> = { ...(sweepMs === undefined ? {} : { ttlSweepIntervalMs: sweepMs }), ...options.actor, stateCache: stateCacheBudgetOf(options) };
+    const actorConfig: Partial<ActorConfig> = { lookupCaches: new LookupCaches(), ...(sweepMs === undefined ? {} : { ttlSweepIntervalMs: sweepMs }), ...options.actor, stateCache: stateCacheBudgetOf(options) };
     const job = graph.job;
     const id = options.id ?? `w-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     // The id is a token of the heartbeat key `<job>.<id>`.

@@ -6,6 +6,7 @@
  * with a message that says what to fix. The runtime asks it for every actor's producers (whose
  * watermarks it must wait for) and consumers (where its output goes).
  */
+import { checkLookup } from "./lookup.ts";
 import type { FunctionInput, FunctionSpec, Input, PipelineSpec, StreamInput } from "../spec/function.ts";
 import { isValidStateName } from "./kv-keys.ts";
 import { createWatermarkGenerator } from "./watermarks.ts";
@@ -161,6 +162,11 @@ export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
     const inputs = inputsOf(spec);
     if (inputs.length === 0) throw new InvalidPipelineError(`function "${spec.name}" has no input`);
     checkBroadcast(spec, inputs);
+    try {
+      checkLookup(spec);
+    } catch (e) {
+      throw new InvalidPipelineError((e as Error).message);
+    }
     for (const input of inputs) {
       if (input?.kind === "function") {
         if (!specs.has(input.fn)) throw new InvalidPipelineError(`function "${spec.name}" reads unknown function "${input.fn}"`);

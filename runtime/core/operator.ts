@@ -12,6 +12,7 @@ import type { ListState, MapState, ReducingState, StateDeclarations, ValueState 
 import { KeyedStateStore } from "./state-store.ts";
 import { TimerQueue, type TimeDomain } from "./timers.ts";
 import type { BroadcastState } from "./broadcast.ts";
+import { isStorableKey, lookupResult, type LookupEntry } from "./lookup.ts";
 import { InputError } from "../errors.ts";
 
 /** Receives what a function emits. */
@@ -52,6 +53,14 @@ export class Operator {
    * marks it used.
    */
   onKey: ((key: string) => void) | undefined;
+  /**
+   * Answers `ctx.lookup()` (functions with `lookup`, design note by): the entry of a lookup key
+   * as read for the batch being processed; undefined when it was not read (a selector that
+   * returned another key before the batch).
+   */
+  lookups: ((key: string) => LookupEntry | undefined) | undefined;
+  /** The record `process` is running for (`ctx.lookup()` keys it); `NOT_IN_PROCESS` otherwise. */
+  private currentRecord: unknown = NOT_IN_PROCESS;
 
   constructor(spec: FunctionSpec<any, any, any>, output: OperatorOutput, store?: KeyedStateStore, timers?: TimerQueue, broadcast?: BroadcastState) {
     this.spec = spec;
@@ -101,6 +110,7 @@ export class Operator {
     this.currentKey = key;
     this.currentInput = input;
     this.currentTimestamp = timestamp;
+    this.currentRecord = record;
     this.setNow(now);
     try {
       this.spec.process(this.ctx, record);
@@ -109,6 +119,7 @@ export class Operator {
     } finally {
       // Writes between calls (state writes, bootstraps) are stamped with the watermark, not a stale record time.
       this.currentTimestamp = -Infinity;
+      this.currentRecord = NOT_IN_PROCESS;
     }
   }
 
@@ -209,6 +220,20 @@ export class Operator {
     if (first !== undefined) throw first;
   }
 
+  /** `ctx.lookup()`: the current record's lookup, from what was read for its batch. */
+  private lookup(): unknown {
+    const spec = this.spec.lookup;
+    if (spec === undefined) throw new Error(`${this.spec.name} calls ctx.lookup() but declares no lookup`);
+    if (this.currentRecord === NOT_IN_PROCESS) throw new Error("ctx.lookup() reads the current record's lookup: only in process()");
+    const key = spec.key(this.currentRecord, this.currentInput);
+    if (key === undefined) return undefined;
+    if (typeof key !== "string") throw new Error(`the lookup key selector returned ${typeof key}, not a string`);
+    if (!isStorableKey(key)) return undefined;
+    const entry = this.lookups?.(key);
+    if (entry === undefined) throw new Error(`lookup key ${JSON.stringify(key.slice(0, 64))} was not read before the batch ran (a lookup key selector must return the same key for a record every time)`);
+    return lookupResult(entry, spec.bucket, key);
+  }
+
   private requireKey(what: string): string {
     if (!this.keyed) throw new KeyRequiredError(`${this.spec.name} uses ${what} but has no key selector`);
     return this.currentKey;
@@ -260,6 +285,7 @@ export class Operator {
       sideOutput(name, record, timestamp) {
         self.output.side(name, record, timestamp ?? self.currentTimestamp);
       },
+      lookup: <D>() => self.lookup() as D | undefined,
     };
   }
 
@@ -322,6 +348,9 @@ export class Operator {
     };
   }
 }
+
+/** Marks `currentRecord` outside `process` (a record may be undefined). */
+const NOT_IN_PROCESS = Symbol("not in process");
 
 function describe(cause: unknown): string {
   return cause instanceof Error ? cause.message : String(cause);

@@ -20,7 +20,14 @@ export function jobAccessOf(graph: JobGraph, extraSinks: readonly string[] = [])
       return source?.kind === "source" ? { name: f.name, source: { stream: source.stream, subjects: source.subjects } } : { name: f.name };
     }),
     sinks: [...new Set([...needs.flatMap((n) => (n.kind === "sink" ? [n.subject] : [])), ...extraSinks])],
+    ...lookupsOf(graph),
   };
+}
+
+/** The KV buckets the job's functions look up (design note by), if any. */
+function lookupsOf(graph: JobGraph): { lookups?: string[] } {
+  const lookups = [...new Set(graph.functions.flatMap((f) => (f.spec.lookup === undefined ? [] : [f.spec.lookup.bucket])))];
+  return lookups.length === 0 ? {} : { lookups };
 }
 
 /** The jobs of the modules at `paths` (as `eddy deploy` would name them). */

@@ -54,6 +54,10 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       m.add("eddy_busy_time_seconds_total", "counter", "Time the actor spent handling input.", l, s.busyMs / 1000);
       m.add("eddy_backpressured_time_seconds_total", "counter", "Time the actor waited for downstream.", l, s.backpressuredMs / 1000);
       m.add("eddy_idle_time_seconds_total", "counter", "Time the actor waited for input.", l, s.idleMs / 1000);
+      if (s.lookupHits !== undefined) {
+        m.add("eddy_lookup_cache_hits_total", "counter", "Lookup keys a batch needed that the worker's lookup cache held.", l, s.lookupHits);
+        m.add("eddy_lookup_gets_total", "counter", "Lookup keys read from the lookup bucket (cache misses).", l, s.lookupGets ?? 0);
+      }
     }
   }
   addRejectionMetrics(m);

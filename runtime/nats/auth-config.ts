@@ -31,6 +31,8 @@ export interface JobAccess {
   }>;
   /** Subjects the job's sinks publish to (JetStream publishes: the sink streams capture them). */
   readonly sinks?: readonly string[];
+  /** KV buckets the job's lookups read (dimension tables, design note by): read only, never written. */
+  readonly lookups?: readonly string[];
 }
 
 /** Names of the users `renderAuthConfig` writes. */
@@ -117,6 +119,8 @@ export function workerPermissions(a: JobAccess): { publish: string[]; subscribe:
     publish: [
       "$JS.API.INFO",
       ...readable.flatMap(readStream),
+      // Lookup buckets: message gets only (no consumers, no writes).
+      ...(a.lookups ?? []).map(KV).flatMap(readStream),
       ...readable.flatMap(consumeStream),
       // Input logs are trimmed below the last materialized checkpoint, spilled sink output once published.
       // (Message by message on a replicated stream of a server before 2.9.18: subject-removal.ts.)

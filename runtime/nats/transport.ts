@@ -12,7 +12,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { headers as makeHeaders } from "@nats-io/transport-node";
-import { DeliverPolicy, jetstream, jetstreamManager, type Consumer, type ConsumerInfo, type JetStreamClient, type JetStreamManager, type MsgRequest } from "@nats-io/jetstream";
+import { DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstream, jetstreamManager, type Consumer, type ConsumerInfo, type JetStreamClient, type JetStreamManager, type MsgRequest } from "@nats-io/jetstream";
 import { Bucket, Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { jobOfObject } from "../core/protocol.ts";
@@ -382,6 +382,16 @@ export class JetStreamTransport implements Transport {
     return out;
   }
 
+  async readLookup(bucket: string, keys: readonly string[]): Promise<Array<Uint8Array | undefined> | undefined> {
+    try {
+      return await this.getState(bucket, keys);
+    } catch (e) {
+      // A lookup bucket belongs to its users, not the job: it may not exist (yet, or any more).
+      if (isStreamNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
   async purgeBelow(stream: string, subject: string, seq: number): Promise<void> {
     // On a replicated stream of a server before 2.9.18 a purge is not safe (subject-removal.ts):
     // messages are then deleted one by one, from where the last call for the subject stopped.
@@ -451,4 +461,9 @@ export function explainPublishFailure(subject: string, e: unknown, clustered = f
     return new WriteUnacknowledgedError(`publish to ${subject} not acknowledged (${message})`, { cause: e });
   }
   return e;
+}
+
+/** JetStream's answer for a stream (a KV bucket) that does not exist: API error 10059. */
+function isStreamNotFound(e: unknown): boolean {
+  return e instanceof JetStreamApiError && e.code === JetStreamApiCodes.StreamNotFound;
 }

@@ -73,6 +73,12 @@ export type { ApproxDistinctOptions, BucketCount, DistinctValues, HllSketch, Win
 export { AppendOnlyInputError, intervalJoin, InvalidJoinSpecError, streamJoin, temporalJoin, windowJoin } from "./joins.ts";
 export type { ChangelogJoinState, JoinOutput, JoinTtl, JoinType, StoredRow, TemporalJoinState, TemporalVersion } from "./joins.ts";
 
+// Lookup join against a KV bucket (design note by)
+export { InvalidLookupJoinError, lookupJoin, LookupJoinRetractionError } from "./lookup.ts";
+export type { LookupJoinSpec } from "./lookup.ts";
+export { LookupFailedError } from "../core/lookup.ts";
+export type { LookupSpec } from "../spec/function.ts";
+
 // Watermarks
 export { boundedOutOfOrderness, percentileWatermark, withIdleness } from "./watermarks.ts";
 export type { WatermarkStrategy } from "./watermarks.ts";

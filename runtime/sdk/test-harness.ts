@@ -21,6 +21,7 @@ import { partitionOf } from "../core/hash.ts";
 import { checkBroadcast, DEFAULT_KEYED_PARTITIONS } from "../core/job-graph.ts";
 import { BroadcastState, broadcastLimits, PendingBroadcast } from "../core/broadcast.ts";
 import { Operator, UserFunctionError, type OperatorOutput } from "../core/operator.ts";
+import { checkLookup, decodeLookupValue, noBucket } from "../core/lookup.ts";
 import { KeyedStateStore, MapEntryNotResidentError } from "../core/state-store.ts";
 import { visibleStored } from "../core/state-ttl.ts";
 import { TimerQueue } from "../core/timers.ts";
@@ -44,6 +45,14 @@ export interface TestHarnessOptions {
   readonly partition?: number;
   /** Initial processing time in epoch ms, `ctx.processingTime` (default 0). */
   readonly now?: number;
+  /**
+   * The contents of the function's lookup bucket (`FunctionSpec.lookup`, design note by), by key:
+   * JSON values, or a `Uint8Array` for raw bytes as stored (to test values that are not JSON).
+   * Read at every record, without a cache, so changing the map between sends changes what the
+   * next record joins. Absent: the bucket does not exist (a lookup fails, as in a worker, where
+   * the record is dead-lettered).
+   */
+  readonly lookupTable?: ReadonlyMap<string, unknown>;
 }
 
 /** Options of `TestHarness.send`. */
@@ -422,6 +431,16 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
     };
     this.#store = new CheckpointedStateStore(fn.state ?? {});
     this.#operator = new Operator(spec, this.#collector(), this.#store, new TimerQueue(), this.#broadcast);
+    if (fn.lookup !== undefined) {
+      checkLookup(fn);
+      const table = options.lookupTable;
+      // As stored: JSON text (or the raw bytes given), decoded as a worker decodes it.
+      this.#operator.lookups = (key) => {
+        if (table === undefined) return noBucket();
+        const v = table.get(key);
+        return decodeLookupValue(v === undefined ? undefined : v instanceof Uint8Array ? v : new TextEncoder().encode(JSON.stringify(v)));
+      };
+    }
   }
 
   get watermark(): number {

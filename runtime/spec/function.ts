@@ -136,6 +136,34 @@ export interface Context<Out, S extends StateDeclarations = StateDeclarations, B
   emit(record: Out, timestamp?: number): void;
   /** Emits a record to a named side output (e.g. "late"). */
   sideOutput(name: string, record: unknown, timestamp?: number): void;
+  /**
+   * In `process` of a function with `lookup`: the JSON value the lookup bucket holds under the
+   * current record's lookup key, as read before the record's batch ran (or as the worker's cache
+   * remembers it within `ttlMs`); undefined when the key has no value or the selector returned
+   * undefined. The value is frozen (it serves every record that looks the key up). Throws (so
+   * the record is dead-lettered) when the bucket does not exist or the value is not JSON, and
+   * outside `process` or without `lookup` (design note by).
+   */
+  lookup<D = unknown>(): D | undefined;
+}
+
+/**
+ * A function's lookups in a KV bucket it reads but does not own (a dimension table): the actor
+ * reads the keys a batch needs that its worker's cache lacks before the batch runs, so
+ * `ctx.lookup()` answers at once. Processing-time semantics: not part of checkpoints (design note by).
+ */
+export interface LookupSpec<In> {
+  /** Name of the KV bucket holding JSON values. */
+  readonly bucket: string;
+  /** The key to look up for a record (undefined: none). Must be deterministic: it is called before the batch and again by `ctx.lookup()`. */
+  readonly key: (record: In, input: number) => string | undefined;
+  /**
+   * The worker's cache of what it read, shared by the function's partitions on that worker:
+   * at most `maxEntries` keys (least recently used go first; default 10 000), each used for
+   * `ttlMs` after it was read (default 10 000) before it is read again. 0 for either: every
+   * batch reads its keys.
+   */
+  readonly cache?: { readonly maxEntries?: number; readonly ttlMs?: number };
 }
 
 /** The definition of a stream function. */
@@ -196,6 +224,8 @@ export interface FunctionSpec<In = any, Out = any, S extends StateDeclarations =
   readonly broadcastLimits?: BroadcastLimits;
   /** Publishes the main output of this function to a user subject (a sink). */
   readonly sink?: SinkSpec<Out>;
+  /** A KV bucket `process` reads with `ctx.lookup()` (design note by; `lookupJoin` builds on it). */
+  readonly lookup?: LookupSpec<In>;
   /**
    * The main output is a changelog: every record is a `Change` (`{ rowKind, row }`,
    * runtime/spec/changelog.ts). Set by the operators that emit one (dedup, outer joins, retracting

@@ -24,7 +24,7 @@ export interface StoredMessage {
 }
 
 /** A transport operation a test can make fail (see `failWith`). */
-export type TransportOperation = "publish" | "readRange" | "putSnapshot" | "putSavepoint" | "getSnapshot" | "writeState" | "loadPartition" | "getState" | "listState" | "scanState" | "purgeBelow" | "openInput";
+export type TransportOperation = "publish" | "readRange" | "putSnapshot" | "putSavepoint" | "getSnapshot" | "writeState" | "loadPartition" | "getState" | "listState" | "scanState" | "purgeBelow" | "openInput" | "readLookup";
 
 interface MemoryStream {
   readonly name: string;
@@ -81,6 +81,8 @@ export class MemoryTransport implements Transport {
   readonly kvWrites: Array<{ readonly bucket: string; readonly key: string; readonly op: "put" | "delete" }> = [];
   /** Every KV key read with `getState` and every filter listed with `listState`, in order: what cache misses cost. */
   readonly kvReads: Array<{ readonly bucket: string; readonly key: string; readonly op: "get" | "list" }> = [];
+  /** Every `readLookup` call (one round of gets of a lookup bucket), with the keys it asked for. */
+  readonly lookupRounds: Array<{ readonly bucket: string; readonly keys: readonly string[] }> = [];
   /** Every core publish, in order. */
   readonly core: Array<{ readonly subject: string; readonly data: Uint8Array }> = [];
   private readonly subscribers = new Set<{ filter: string; f: (subject: string, data: Uint8Array) => void }>();
@@ -274,6 +276,33 @@ export class MemoryTransport implements Transport {
       this.kvReads.push({ bucket, key, op: "get" });
       return b.get(key)?.slice();
     });
+  }
+
+  /** Creates a KV bucket that no job owns (a lookup's dimension table), with JSON values by key. */
+  addLookupBucket(name: string, values: Readonly<Record<string, unknown>> = {}): void {
+    const b = this.bucket(name);
+    for (const [key, value] of Object.entries(values)) b.set(key, new TextEncoder().encode(JSON.stringify(value)));
+  }
+
+  /** Puts raw bytes (JSON or not) under `key` of an existing bucket, as `nats kv put` would. */
+  putLookup(bucket: string, key: string, value: Uint8Array | string): void {
+    const b = this.buckets.get(bucket);
+    if (b === undefined) throw new Error(`bucket not found: ${bucket}`);
+    b.set(key, typeof value === "string" ? new TextEncoder().encode(value) : value);
+  }
+
+  /** Deletes `key` of an existing bucket. */
+  deleteLookup(bucket: string, key: string): void {
+    this.buckets.get(bucket)?.delete(key);
+  }
+
+  async readLookup(bucket: string, keys: readonly string[]): Promise<Array<Uint8Array | undefined> | undefined> {
+    this.check("readLookup", bucket);
+    await new Promise<void>((r) => setImmediate(r));
+    this.lookupRounds.push({ bucket, keys: [...keys] });
+    // Unlike a job's state buckets, a lookup bucket is not created by reading it.
+    const b = this.buckets.get(bucket);
+    return b === undefined ? undefined : keys.map((key) => b.get(key)?.slice());
   }
 
   async listState(bucket: string, filter: string): Promise<StateEntry[]> {

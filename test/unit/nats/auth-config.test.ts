@@ -2,7 +2,9 @@
 import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { jobAccessOfModules } from "../../../runtime/deploy/auth.ts";
+import { jobAccessOf, jobAccessOfModules } from "../../../runtime/deploy/auth.ts";
+import { buildJobGraph } from "../../../runtime/core/job-graph.ts";
+import { defineFunction, definePipeline, fromStream, lookupJoin } from "../../../runtime/sdk/index.ts";
 import { BASE_AUTH_CONF_HEADER, passwordVariable, producerPermissions, queryPermissions, renderAuthConfig, supervisorPermissions, workerPermissions, type JobAccess } from "../../../runtime/nats/auth-config.ts";
 
 const ROOT = resolve(import.meta.dirname, "../../..");
@@ -21,6 +23,16 @@ describe("renderAuthConfig", () => {
     expect(await jobAccessOfModules([resolve(ROOT, "test/fixtures/ledger.ts")], { sinks: ["x.>"] })).toEqual([
       { job: "ledger", functions: [{ name: "intake", source: { stream: "LEDGER_IN", subjects: ["ledger.in"] } }, { name: "book" }], sinks: ["x.>"] },
     ]);
+  });
+
+  it("workers read (never write or consume) the KV buckets their lookups name", () => {
+    const { publish } = workerPermissions({ ...ledger, lookups: ["users"] });
+    expect(publish.filter((s) => s.includes("KV_users") || s.includes("$KV.users"))).toEqual(["$JS.API.STREAM.INFO.KV_users", "$JS.API.STREAM.MSG.GET.KV_users", "$JS.API.DIRECT.GET.KV_users", "$JS.API.DIRECT.GET.KV_users.>"]);
+    const graph = buildJobGraph(
+      definePipeline({ name: "shop", functions: [lookupJoin({ name: "enrich", input: fromStream("ORDERS"), bucket: "users", key: (o: { user: string }) => o.user, output: (o) => o })] }),
+    );
+    expect(jobAccessOf(graph).lookups).toEqual(["users"]);
+    expect("lookups" in jobAccessOf(buildJobGraph(definePipeline({ name: "plain", functions: [defineFunction({ name: "f", input: fromStream("S"), process: () => undefined })] })))).toBe(false);
   });
 
   it("workers may not create, update or delete streams, and purge or delete messages only of their own input logs and spill stream", () => {
