@@ -68,6 +68,12 @@ export type { AggregateFunction, Firing, TimeWindow, WindowedSpec, WindowResult,
 // Joins
 export { intervalJoin, InvalidJoinSpecError, streamJoin, windowJoin } from "./joins.ts";
 
+// Dedup, the "no meaningful change" filter and retracting aggregates (design note bw)
+export { dedup, dropUnchanged, InvalidDedupSpecError, RetractionNotAllowedError } from "./dedup.ts";
+export type { DedupKeep, DedupSpec, DropUnchangedSpec } from "./dedup.ts";
+export { groupAggregate, InvalidAggregateSpecError } from "./aggregate.ts";
+export type { GroupAggregateFunction, GroupAggregateSpec } from "./aggregate.ts";
+
 // Watermarks
 export { boundedOutOfOrderness, percentileWatermark, withIdleness } from "./watermarks.ts";
 export type { WatermarkStrategy } from "./watermarks.ts";
