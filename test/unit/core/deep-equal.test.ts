@@ -49,7 +49,9 @@ describe("deepEqual", () => {
 
   it("holds between any JSON-like value and its msgpack copy, and fails after any change to a leaf", () => {
     fc.assert(
-      fc.property(fc.jsonValue(), (value) => {
+      // msgpackr drops a "__proto__" key when decoding (no prototype pollution), so such values
+      // really differ after the trip; nothing else may.
+      fc.property(fc.jsonValue().filter((v) => !JSON.stringify(v).includes('"__proto__"')), (value) => {
         expect(deepEqual(value, decodeValue(encodeValue(value)))).toBe(true);
       }),
     );
