@@ -79,6 +79,12 @@ export type { LookupJoinSpec } from "./lookup.ts";
 export { LookupFailedError } from "../core/lookup.ts";
 export type { LookupSpec } from "../spec/function.ts";
 
+// Dedup, the "no meaningful change" filter and retracting aggregates (design note bw)
+export { dedup, dropUnchanged, InvalidDedupSpecError, RetractionNotAllowedError } from "./dedup.ts";
+export type { DedupKeep, DedupSpec, DropUnchangedSpec } from "./dedup.ts";
+export { groupAggregate, InvalidAggregateSpecError } from "./aggregate.ts";
+export type { GroupAggregateFunction, GroupAggregateSpec } from "./aggregate.ts";
+
 // Watermarks
 export { boundedOutOfOrderness, percentileWatermark, withIdleness } from "./watermarks.ts";
 export type { WatermarkStrategy } from "./watermarks.ts";
