@@ -26,7 +26,7 @@ import { visibleStored } from "../core/state-ttl.ts";
 import { TimerQueue } from "../core/timers.ts";
 import { createWatermarkGenerator, type WatermarkGenerator } from "../core/watermarks.ts";
 import { decodeValue, encodeValue } from "../core/wire.ts";
-import { Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
+import { mapChanges, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
 import type { BroadcastStateDeclarations, Context, FunctionSpec, Input, TimerInfo } from "./function.ts";
 import type { ListStateDeclaration, MapEntrySelector, MapStateDeclaration, ReducingStateDeclaration, StateDeclarations, ValueStateDeclaration } from "./state.ts";
 import { InputError } from "../errors.ts";
@@ -120,6 +120,15 @@ export interface TestHarness<In, Out, S extends StateDeclarations = StateDeclara
    * nothing is rolled back.
    */
   send(record: In, options?: SendOptions): void;
+  /**
+   * Sends a source message as the stream holds it, decoded: a changelog source
+   * (`fromStream(…, { changelog })`) maps it to its Changes first and processes each in order,
+   * as the runtime does; any other source processes it as `send` would. Throws
+   * `RecordRejectedError` where the runtime would dead-letter the message (`changelog: …` when the
+   * mapper throws or returns no Change; a key or timestamp refused for any of its Changes, before
+   * any is processed).
+   */
+  sendMessage(message: unknown, options?: Omit<SendOptions, "input" | "key">): void;
   /**
    * Moves the event-time watermark to `watermark` and fires every event-time timer at or before
    * it (windows fire here). A lower or equal watermark changes nothing, as in the runtime;
@@ -473,6 +482,24 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
         this.#generator.onEvent(timestamp, now);
         this.#operator.advanceWatermark(this.#generator.current(), now);
       }
+    });
+  }
+
+  sendMessage(message: unknown, options: Omit<SendOptions, "input" | "key"> = {}): void {
+    const fn = this.#fn;
+    const input = Array.isArray(fn.input) ? undefined : (fn.input as Input);
+    if (input?.kind !== "stream") throw new TypeError(`${fn.name} does not read a stream; send its records with send()`);
+    if (input.changelog === undefined) return this.send(message as In, options);
+    const changes = mapChanges(input.changelog, copy(message, "the message sent"));
+    if (changes instanceof Rejection) throw rejected(fn.name, changes);
+    const selected = changes.map((c) => [c as In, this.#keyOf(c as In, 0, undefined), this.#timestampOf(c as In, options.timestamp)] as const);
+    const now = this.#now;
+    this.#run(() => {
+      for (const [change, key, timestamp] of selected) {
+        this.#operator.process(key, timestamp, change, now, 0);
+        this.#generator?.onEvent(timestamp, now);
+      }
+      if (this.#generator !== undefined) this.#operator.advanceWatermark(this.#generator.current(), now);
     });
   }
 
