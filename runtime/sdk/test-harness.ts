@@ -27,6 +27,8 @@ import { TimerQueue } from "../core/timers.ts";
 import { createWatermarkGenerator, type WatermarkGenerator } from "../core/watermarks.ts";
 import { decodeValue, encodeValue } from "../core/wire.ts";
 import { mapChanges, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
+import { UpsertBatch, upsertWrite } from "../core/upsert.ts";
+import { asChange, type Change, type RowKind } from "../spec/changelog.ts";
 import type { BroadcastStateDeclarations, Context, FunctionSpec, Input, TimerInfo } from "./function.ts";
 import type { ListStateDeclaration, MapEntrySelector, MapStateDeclaration, ReducingStateDeclaration, StateDeclarations, ValueStateDeclaration } from "./state.ts";
 import { InputError } from "../errors.ts";
@@ -79,6 +81,12 @@ export interface EmittedRecord<T> {
 export interface SinkMessage<T> {
   readonly subject: string;
   readonly value: T;
+  /**
+   * The `Eddy-Row-Kind` header of a `changelog: true` function's message (json and msgpack
+   * sinks; a JSON-lines line says it in its `rowKind` field instead). Its value is then the
+   * record as a Change, a plain record as `+I`.
+   */
+  readonly rowKind?: RowKind;
 }
 
 /** A pending timer. */
@@ -151,6 +159,13 @@ export interface TestHarness<In, Out, S extends StateDeclarations = StateDeclara
   emitted<T = unknown>(output: string): EmittedRecord<T>[];
   /** What a sink function published (throws for a function without `sink`). */
   sinkOutput(): SinkMessage<Out>[];
+  /**
+   * The upsert sink's bucket (`FunctionSpec.upsert`) as of the last `checkpoint()`: KV key (as
+   * encoded for KV) → row. As in the runtime, what is emitted is applied only when the checkpoint
+   * covering it commits, one write per key with its last change. Throws for a function without
+   * `upsert`.
+   */
+  upserted(): ReadonlyMap<string, unknown>;
   /** A map state entry of `key`, or undefined. */
   state<K extends keyof S & string>(name: K, key: string, subkey: string): MapEntrySnapshot<S[K]>;
   /**
@@ -174,7 +189,8 @@ export interface TestHarness<In, Out, S extends StateDeclarations = StateDeclara
   broadcast(record: unknown, options?: BroadcastOptions): void;
   /**
    * A checkpoint barrier: applies the held broadcast records in the order they were sent
-   * (`processBroadcast`, `ctx.epoch` = this checkpoint's number, 1 first), then ends the epoch.
+   * (`processBroadcast`, `ctx.epoch` = this checkpoint's number, 1 first), then ends the epoch
+   * and commits it: the upsert sink's writes of the epoch reach `upserted()`.
    * If a call throws, the others still run and the first error is thrown after them
    * (`UserFunctionError`), as the runtime dead-letters it and carries on.
    */
@@ -368,6 +384,9 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
   #main: EmittedRecord<Out>[] = [];
   #side = new Map<string, EmittedRecord<unknown>[]>();
   #sink: SinkMessage<Out>[] = [];
+  /** The upsert sink: this epoch's writes, and the bucket as the committed ones left it. */
+  readonly #upserts = new UpsertBatch();
+  readonly #bucket = new Map<string, unknown>();
   /** Broadcast side (functions with a broadcast input): the state, the held records, the inputs. */
   readonly #broadcast: BroadcastState | undefined;
   readonly #held: PendingBroadcast<{ readonly value: unknown; readonly timestamp: number; readonly input: number }> | undefined;
@@ -534,6 +553,11 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
     return [...this.#sink];
   }
 
+  upserted(): ReadonlyMap<string, unknown> {
+    if (this.#fn.upsert === undefined) throw new Error(`${this.#fn.name} has no upsert sink`);
+    return new Map([...this.#bucket].map(([k, v]) => [k, jsonCopy(v)]));
+  }
+
   state<K extends keyof S & string>(name: K, key: string, subkey: string): MapEntrySnapshot<S[K]>;
   state<K extends keyof S & string>(name: K, key: string): StateSnapshot<S[K]>;
   state(name: string, key: string, subkey?: string): unknown {
@@ -589,6 +613,10 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
       }
     }
     this.#epoch = epoch + 1;
+    for (const w of this.#upserts.take()) {
+      if (w.json === undefined) this.#bucket.delete(w.key);
+      else this.#bucket.set(w.key, JSON.parse(w.json));
+    }
     if (first !== undefined) throw first;
   }
 
@@ -652,6 +680,10 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
     const sink = this.#fn.sink;
     const subjectOf = sink === undefined ? undefined : typeof sink.subject === "function" ? sink.subject : () => sink.subject as string;
     const sinkCopy = sink?.format === "msgpack" ? (r: unknown) => unpackMsgpack(packMsgpack(r)) : (r: unknown) => jsonCopy(r);
+    // A changelog's sink messages are Changes, with their kind in a header unless they are lines.
+    const changelog = this.#fn.changelog === true;
+    const headed = changelog && sink?.format !== "json-lines";
+    const upsert = this.#fn.upsert;
     const key = () => this.#ctx?.key ?? "";
     return {
       emit: (record, timestamp) => {
@@ -663,7 +695,13 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
           } catch (cause) {
             throw new Error(`sink subject of ${this.#fn.name} failed: ${describe(cause)}`, { cause });
           }
-          this.#sink.push({ subject, value: sinkCopy(record) as Out });
+          const body = changelog ? asChange(record) : record;
+          this.#sink.push({ subject, value: sinkCopy(body) as Out, ...(headed ? { rowKind: (body as Change<unknown>).rowKind } : {}) });
+        }
+        if (upsert !== undefined) {
+          const write = upsertWrite(record, upsert.key);
+          if (write instanceof Rejection) throw new RecordRejectedError(this.#fn.name, write.reason);
+          this.#upserts.add(write);
         }
       },
       side: (name, record, timestamp) => {
