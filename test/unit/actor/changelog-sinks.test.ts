@@ -1,0 +1,123 @@
+/**
+ * Changelog sources and sinks in the partition actor, over the in-memory transport (design note
+ * bv): an oplog source hands each message's Changes to `process` and dead-letters what its mapper
+ * refuses; a `changelog: true` function's sink messages carry `Eddy-Row-Kind`; its upsert sink
+ * writes the bucket's `$KV.` subjects only when the checkpoint commits, one write per key, a
+ * delete as a `KV-Operation: DEL` marker — and the held writes are part of the snapshot. The
+ * integration test (test/integration/upsert-sink.test.ts) runs the same on nats-server with a
+ * worker killed between commit and apply.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts";
+import { PartitionActor } from "../../../runtime/actor/partition-actor.ts";
+import { deltaObject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
+import { decodeValue } from "../../../runtime/core/wire.ts";
+import { defineFunction, definePipeline, fromFunction, fromStream, oplog, type Change, type OplogRow } from "../../../runtime/sdk/index.ts";
+import { MemoryTransport } from "../../support/memory-transport.ts";
+import { collectAcks, runCheckpoint } from "../../support/actor-driver.ts";
+import { waitFor } from "../../support/wait.ts";
+
+const PATIENTLY = { timeoutMs: 5000, intervalMs: 5 } as const;
+
+function job(): JobGraph {
+  return buildJobGraph(
+    definePipeline({
+      name: "j",
+      functions: [
+        defineFunction<Change<OplogRow>, Change<OplogRow>>({
+          name: "src",
+          input: fromStream("oplog", { changelog: oplog({ metadata: false }) }),
+          key: (c) => String(c.row.id),
+          changelog: true,
+          process: (ctx, c) => ctx.emit(c),
+        }),
+        defineFunction<Change<OplogRow>, Change<OplogRow>>({
+          name: "table",
+          input: fromFunction("src"),
+          key: (c) => String(c.row.id),
+          partitions: 1,
+          changelog: true,
+          sink: { subject: "changes" },
+          upsert: { bucket: "orders", key: (row) => `order ${String(row.id)}` },
+          process: (ctx, c) => ctx.emit(c),
+        }),
+      ],
+    }),
+  );
+}
+
+const actors: PartitionActor[] = [];
+afterEach(async () => {
+  for (const a of actors.splice(0)) await a.stop();
+});
+
+function setup(graph: JobGraph): { t: MemoryTransport; acks: SnapshotAck[]; start: (fn: string) => Promise<PartitionActor> } {
+  const t = new MemoryTransport({ now: () => 1_000_000 });
+  t.addStream("oplog", ["oplog"]);
+  t.addStream("CHANGES", ["changes"]);
+  t.addStream("KV_orders", ["$KV.orders.>"]);
+  t.addJobTopology(graph);
+  const acks = collectAcks(t, graph.job);
+  const start = async (fn: string) => {
+    const a = new PartitionActor(t, graph, graph.node(fn), 0, { tickMs: 1, lingerMs: 0, now: () => 1_000_000 });
+    actors.push(a);
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    return a;
+  };
+  return { t, acks, start };
+}
+
+const text = (d: Uint8Array) => new TextDecoder().decode(d);
+
+describe("a changelog source, a changelog sink and an upsert sink in the actor", () => {
+  it("maps messages to Changes, says their kinds on the sink, and upserts each key once per checkpoint after its commit", async () => {
+    const graph = job();
+    const { t, acks, start } = setup(graph);
+    const src = await start("src");
+    const table = await start("table");
+    const op = (o: object) => t.append("oplog", JSON.stringify(o));
+    await op({ op_type: "I", after: { id: 1, s: "new" } });
+    await op({ op_type: "I", after: { id: 2, s: "new" } });
+    await op({ op_type: "U", before: { id: 1, s: "new" }, after: { id: 1, s: "paid" } });
+    await op({ op_type: "X" });
+    await waitFor("four Changes at the table", () => table.stats.recordsIn === 4, PATIENTLY);
+    expect(src.stats).toMatchObject({ recordsIn: 4, deadLettered: 1 });
+    const dead = t.messages("EDDY_j_DLQ");
+    expect(dead.map((m) => m.headers["Eddy-Reason"])).toEqual(['changelog: "op_type" of an oplog record must be "I", "U" or "D", not "X"']);
+    expect(text(dead[0]!.data)).toBe('{"op_type":"X"}');
+    // Nothing is written before the checkpoint commits.
+    expect(t.messages("KV_orders")).toEqual([]);
+    expect(t.messages("CHANGES")).toEqual([]);
+
+    await runCheckpoint(src, acks, 1, { commit: false });
+    await waitFor("the table's ack of 1", () => acks.some((a) => a.id === 1 && a.actor === "table/0"), PATIENTLY);
+    for (const a of [src, table]) a.onCommitted(1, 1);
+    await table.applied(1);
+    expect(t.messages("CHANGES").map((m) => [m.headers["Eddy-Row-Kind"], text(m.data)])).toEqual([
+      ["+I", '{"rowKind":"+I","row":{"id":1,"s":"new"}}'],
+      ["+I", '{"rowKind":"+I","row":{"id":2,"s":"new"}}'],
+      ["-U", '{"rowKind":"-U","row":{"id":1,"s":"new"}}'],
+      ["+U", '{"rowKind":"+U","row":{"id":1,"s":"paid"}}'],
+    ]);
+    // Key 1 was inserted, retracted and put again in the same checkpoint: one put of its last row.
+    expect(t.messages("KV_orders").map((m) => [m.subject, text(m.data), m.headers["KV-Operation"]])).toEqual([
+      ["$KV.orders.order=201", '{"id":1,"s":"paid"}', undefined],
+      ["$KV.orders.order=202", '{"id":2,"s":"new"}', undefined],
+    ]);
+
+    await op({ op_type: "D", before: { id: 2, s: "new" } });
+    await waitFor("the delete at the table", () => table.stats.recordsIn === 5, PATIENTLY);
+    await runCheckpoint(src, acks, 2, { commit: false });
+    await waitFor("the table's ack of 2", () => acks.some((a) => a.id === 2 && a.actor === "table/0"), PATIENTLY);
+    // The held delete is in the table's snapshot, with its header, for a restore to apply.
+    const delta = decodeValue(t.snapshots.get(deltaObject("j", 2, "table", 0))!) as { sink: unknown[][] };
+    expect(delta.sink.map((s) => [s[0], s[4]])).toEqual([
+      ["changes", { "Eddy-Row-Kind": "-D" }],
+      ["$KV.orders.order=202", { "KV-Operation": "DEL" }],
+    ]);
+    for (const a of [src, table]) a.onCommitted(2, 1);
+    await table.applied(2);
+    const last = t.messages("KV_orders").at(-1)!;
+    expect([last.subject, last.data.length, last.headers["KV-Operation"]]).toEqual(["$KV.orders.order=202", 0, "DEL"]);
+  });
+});
