@@ -15,7 +15,9 @@ import { describe, expect, it } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { seededRandom } from "../../functions/seeded-random.ts";
+import { resolve } from "node:path";
 import { requestCheckpoint } from "../../runtime/nats/control.ts";
+import { deployModule, start, undeploy } from "../../runtime/deploy/deploy.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import type { OrderStatus } from "../fixtures/upsert-orders.ts";
@@ -177,4 +179,25 @@ describe("an upsert sink into a KV bucket", () => {
       await nc.close();
     }
   }, 240_000);
+
+  it("gets its bucket from eddy deploy, with the job's replica count and one value per key, and again from eddy start", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    try {
+      await ensureStream(nc, "UPSERT_OPLOG", ["upsert.oplog"]);
+      await ensureStream(nc, "UPSERT_CHANGES", ["upsert.changes"]);
+      const jsm = await jetstreamManager(nc);
+      await expect(jsm.streams.info(KV_STREAM)).rejects.toThrow(/not found/);
+      await deployModule(nc, resolve(import.meta.dirname, "../fixtures/upsert-orders.ts"));
+      const created = (await jsm.streams.info(KV_STREAM)).config;
+      expect([created.num_replicas, created.max_msgs_per_subject, created.subjects]).toEqual([1, 1, [`$KV.${BUCKET}.>`]]);
+      // Stopped, its bucket removed by someone: starting the job again creates it.
+      await undeploy(nc, "upserts");
+      await jsm.streams.delete(KV_STREAM);
+      await start(nc, "upserts");
+      expect((await jsm.streams.info(KV_STREAM)).config.max_msgs_per_subject).toBe(1);
+    } finally {
+      await nc.close();
+    }
+  }, 60_000);
 });

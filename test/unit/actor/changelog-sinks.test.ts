@@ -8,8 +8,12 @@
  * worker killed between commit and apply.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts";
+import { unpack } from "msgpackr";
+import { buildJobGraph, InvalidPipelineError, type JobGraph } from "../../../runtime/core/job-graph.ts";
 import { PartitionActor } from "../../../runtime/actor/partition-actor.ts";
+import { OutputRouter } from "../../../runtime/actor/output-router.ts";
+import { Publisher } from "../../../runtime/actor/publisher.ts";
+import type { Transport } from "../../../runtime/actor/ports.ts";
 import { deltaObject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
 import { decodeValue } from "../../../runtime/core/wire.ts";
 import { defineFunction, definePipeline, fromFunction, fromStream, oplog, type Change, type OplogRow } from "../../../runtime/sdk/index.ts";
@@ -119,5 +123,57 @@ describe("a changelog source, a changelog sink and an upsert sink in the actor",
     await table.applied(2);
     const last = t.messages("KV_orders").at(-1)!;
     expect([last.subject, last.data.length, last.headers["KV-Operation"]]).toEqual(["$KV.orders.order=202", 0, "DEL"]);
+  });
+});
+
+describe("the sink messages of a changelog function", () => {
+  /** The router of a one-function job whose output goes to a sink, publishing into a recording transport. */
+  function sinkRouter(sink: { subject: string; format?: "json" | "msgpack" | "json-lines"; delivery?: "exactly-once" | "at-least-once" }, changelog = true) {
+    const sent: Array<{ subject: string; data: Uint8Array; headers: Readonly<Record<string, string>> | undefined }> = [];
+    const transport = { publish: async (subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>) => void sent.push({ subject, data, headers }) } as unknown as Transport;
+    const graph = buildJobGraph(definePipeline({ name: "j", functions: [defineFunction({ name: "f", input: fromStream("S"), changelog, sink, process: () => undefined })] }));
+    return { r: new OutputRouter(graph, graph.node("f"), 0, new Publisher(transport), { batchMaxRecords: 1000, maxPayloadBytes: 1 << 20 }), sent };
+  }
+
+  it("carry the row kind in a header and the record as a Change, a plain record as +I (json, at least once)", () => {
+    const { r, sent } = sinkRouter({ subject: "out", delivery: "at-least-once" });
+    r.emit({ rowKind: "-D", row: { id: 1 } }, 0);
+    r.emit({ id: 2 }, 0);
+    expect(sent.map((m) => [m.headers?.["Eddy-Row-Kind"], text(m.data)])).toEqual([
+      ["-D", '{"rowKind":"-D","row":{"id":1}}'],
+      ["+I", '{"rowKind":"+I","row":{"id":2}}'],
+    ]);
+  });
+
+  it("carry it with msgpack too", () => {
+    const { r, sent } = sinkRouter({ subject: "out", format: "msgpack", delivery: "at-least-once" });
+    r.emit({ rowKind: "+U", row: { id: 1 } }, 0);
+    expect(sent.map((m) => [m.headers?.["Eddy-Row-Kind"], unpack(m.data)])).toEqual([["+U", { rowKind: "+U", row: { id: 1 } }]]);
+  });
+
+  it("say it in each line's rowKind field with json-lines, which has no header per record", () => {
+    const { r, sent } = sinkRouter({ subject: "out", format: "json-lines", delivery: "at-least-once" });
+    r.emit({ rowKind: "-U", row: { id: 1 } }, 0);
+    r.emit({ rowKind: "+U", row: { id: 1 } }, 0);
+    r.flushSinkBatches();
+    expect(sent.map((m) => [m.headers, text(m.data)])).toEqual([[undefined, '{"rowKind":"-U","row":{"id":1}}\n{"rowKind":"+U","row":{"id":1}}']]);
+  });
+
+  it("of a function that is not a changelog have no row kind, and the record as it is", () => {
+    const { r, sent } = sinkRouter({ subject: "out", delivery: "at-least-once" }, false);
+    r.emit({ rowKind: "-D", row: { id: 1 } }, 0);
+    expect(sent.map((m) => [m.headers, text(m.data)])).toEqual([[undefined, '{"rowKind":"-D","row":{"id":1}}']]);
+  });
+});
+
+describe("pipeline checks of changelog sources and upsert sinks", () => {
+  const build = (fn: object) => () => buildJobGraph(definePipeline({ name: "j", functions: [defineFunction({ name: "f", input: fromStream("S"), process: () => undefined, ...fn })] }));
+
+  it("refuse an upsert bucket NATS would not accept, an upsert without a key function, and a changelog mapper that is not a function", () => {
+    expect(build({ upsert: { bucket: "a.b", key: () => "k" } })).toThrow(new InvalidPipelineError('function "f": upsert bucket "a.b" must match [A-Za-z0-9_-]+'));
+    expect(build({ upsert: { bucket: "ok" } })).toThrow(/upsert key must be a function of the row/);
+    expect(build({ upsert: "ok" })).toThrow(/upsert must be \{ bucket, key \}/);
+    expect(() => buildJobGraph(definePipeline({ name: "j", functions: [defineFunction({ name: "f", input: fromStream("S", { changelog: "oplog" as never }), process: () => undefined })] }))).toThrow(/changelog must be a function/);
+    expect(build({ upsert: { bucket: "ORDER_STATUS-1", key: () => "k" } })).not.toThrow();
   });
 });
