@@ -55,15 +55,15 @@ afterEach(async () => {
   for (const a of actors.splice(0)) await a.stop();
 });
 
-function setup(graph: JobGraph): { t: MemoryTransport; acks: SnapshotAck[]; start: (fn: string) => Promise<PartitionActor> } {
+function setup(graph: JobGraph): { t: MemoryTransport; acks: SnapshotAck[]; start: (fn: string, config?: { maxHeldSinkBytes?: number }) => Promise<PartitionActor> } {
   const t = new MemoryTransport({ now: () => 1_000_000 });
   t.addStream("oplog", ["oplog"]);
   t.addStream("CHANGES", ["changes"]);
   t.addStream("KV_orders", ["$KV.orders.>"]);
   t.addJobTopology(graph);
   const acks = collectAcks(t, graph.job);
-  const start = async (fn: string) => {
-    const a = new PartitionActor(t, graph, graph.node(fn), 0, { tickMs: 1, lingerMs: 0, now: () => 1_000_000 });
+  const start = async (fn: string, config: { maxHeldSinkBytes?: number } = {}) => {
+    const a = new PartitionActor(t, graph, graph.node(fn), 0, { tickMs: 1, lingerMs: 0, now: () => 1_000_000, ...config });
     actors.push(a);
     await a.start({ generation: 1, checkpoint: 0, worker: "w" });
     return a;
@@ -123,6 +123,36 @@ describe("a changelog source, a changelog sink and an upsert sink in the actor",
     await table.applied(2);
     const last = t.messages("KV_orders").at(-1)!;
     expect([last.subject, last.data.length, last.headers["KV-Operation"]]).toEqual(["$KV.orders.order=202", 0, "DEL"]);
+  });
+});
+
+describe("upserts held past the memory bound", () => {
+  it("are spilled with their headers and applied from the spill stream when their checkpoint commits", async () => {
+    const graph = job();
+    const { t, acks, start } = setup(graph);
+    const src = await start("src");
+    const table = await start("table", { maxHeldSinkBytes: 1 });
+    const op = (o: object) => t.append("oplog", JSON.stringify(o));
+    await op({ op_type: "I", after: { id: 1, s: "new" } });
+    await op({ op_type: "I", after: { id: 2, s: "new" } });
+    await waitFor("two inserts at the table", () => table.stats.recordsIn === 2, PATIENTLY);
+    await runCheckpoint(src, acks, 1, { commit: false });
+    await waitFor("the table's ack of 1", () => acks.some((a) => a.id === 1 && a.actor === "table/0"), PATIENTLY);
+    await op({ op_type: "D", before: { id: 2, s: "new" } });
+    await waitFor("the delete at the table", () => table.stats.recordsIn === 3, PATIENTLY);
+    await runCheckpoint(src, acks, 2, { commit: false });
+    await waitFor("the table's ack of 2", () => acks.some((a) => a.id === 2 && a.actor === "table/0"), PATIENTLY);
+    await op({ op_type: "I", after: { id: 3, s: "new" } });
+    await waitFor("both checkpoints' output spilled", () => table.stats.recordsIn === 4 && table.stats.spilledBytes > 0 && t.messages("EDDY_j_SPILL").length >= 2, PATIENTLY);
+    expect(t.messages("KV_orders")).toEqual([]);
+    for (const a of [src, table]) a.onCommitted(2, 1);
+    await table.applied(2);
+    expect(t.messages("KV_orders").map((m) => [m.subject, text(m.data), m.headers["KV-Operation"]])).toEqual([
+      ["$KV.orders.order=201", '{"id":1,"s":"new"}', undefined],
+      ["$KV.orders.order=202", '{"id":2,"s":"new"}', undefined],
+      ["$KV.orders.order=202", "", "DEL"],
+    ]);
+    expect(t.messages("CHANGES").map((m) => m.headers["Eddy-Row-Kind"])).toEqual(["+I", "+I", "-D"]);
   });
 });
 
