@@ -76,6 +76,8 @@ function checkUpsert(spec: FunctionSpec<any, any, any, any>): void {
   if (u === undefined) return;
   if (u === null || typeof u !== "object") throw new InvalidPipelineError(`function "${spec.name}": upsert must be { bucket, key }`);
   if (typeof u.bucket !== "string" || !BUCKET_NAME.test(u.bucket)) throw new InvalidPipelineError(`function "${spec.name}": upsert bucket ${JSON.stringify(u.bucket)} must match [A-Za-z0-9_-]+`);
+  // eddy's own buckets (state, jobs, workers, leader) are named eddy_…: an upsert must not write into them.
+  if (/^eddy_/i.test(u.bucket)) throw new InvalidPipelineError(`function "${spec.name}": upsert bucket "${u.bucket}" is in eddy's own namespace (eddy_…); choose another name`);
   if (typeof u.key !== "function") throw new InvalidPipelineError(`function "${spec.name}": upsert key must be a function of the row`);
 }
 

@@ -267,7 +267,7 @@ export interface SinkSpec<Out> {
 
 /** Where and under which key an upsert sink (`FunctionSpec.upsert`) keeps each row. */
 export interface UpsertSpec<Out> {
-  /** The KV bucket (created with the job's replica count if missing): `[A-Za-z0-9_-]+`. */
+  /** The KV bucket (created with the job's replica count if missing): `[A-Za-z0-9_-]+`, not starting with `eddy_`. */
   readonly bucket: string;
   /**
    * The KV key of a row (the row of a Change, or a plain record). Characters a KV key cannot hold

@@ -199,9 +199,11 @@ describe("the sink messages of a changelog function", () => {
 describe("pipeline checks of changelog sources and upsert sinks", () => {
   const build = (fn: object) => () => buildJobGraph(definePipeline({ name: "j", functions: [defineFunction({ name: "f", input: fromStream("S"), process: () => undefined, ...fn })] }));
 
-  it("refuse an upsert bucket NATS would not accept, an upsert without a key function, and a changelog mapper that is not a function", () => {
+  it("refuse an upsert bucket NATS would not accept or that is eddy's, an upsert without a key function, and a changelog mapper that is not a function", () => {
     expect(build({ upsert: { bucket: "a.b", key: () => "k" } })).toThrow(new InvalidPipelineError('function "f": upsert bucket "a.b" must match [A-Za-z0-9_-]+'));
     expect(build({ upsert: { bucket: "ok" } })).toThrow(/upsert key must be a function of the row/);
+    // The state bucket of function "f" of job "j", say.
+    expect(build({ upsert: { bucket: "eddy_j_f", key: () => "k" } })).toThrow(/upsert bucket "eddy_j_f" is in eddy's own namespace/);
     expect(build({ upsert: "ok" })).toThrow(/upsert must be \{ bucket, key \}/);
     expect(() => buildJobGraph(definePipeline({ name: "j", functions: [defineFunction({ name: "f", input: fromStream("S", { changelog: "oplog" as never }), process: () => undefined })] }))).toThrow(/changelog must be a function/);
     expect(build({ upsert: { bucket: "ORDER_STATUS-1", key: () => "k" } })).not.toThrow();
