@@ -14,6 +14,8 @@ import { PartitionActor } from "../../../runtime/actor/partition-actor.ts";
 import { OutputRouter } from "../../../runtime/actor/output-router.ts";
 import { Publisher } from "../../../runtime/actor/publisher.ts";
 import type { Transport } from "../../../runtime/actor/ports.ts";
+import { jobAccessOfModules } from "../../../runtime/deploy/auth.ts";
+import { resolve } from "node:path";
 import { deltaObject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
 import { decodeValue } from "../../../runtime/core/wire.ts";
 import { defineFunction, definePipeline, fromFunction, fromStream, oplog, type Change, type OplogRow } from "../../../runtime/sdk/index.ts";
@@ -207,5 +209,12 @@ describe("pipeline checks of changelog sources and upsert sinks", () => {
     expect(build({ upsert: "ok" })).toThrow(/upsert must be \{ bucket, key \}/);
     expect(() => buildJobGraph(definePipeline({ name: "j", functions: [defineFunction({ name: "f", input: fromStream("S", { changelog: "oplog" as never }), process: () => undefined })] }))).toThrow(/changelog must be a function/);
     expect(build({ upsert: { bucket: "ORDER_STATUS-1", key: () => "k" } })).not.toThrow();
+  });
+});
+
+describe("the NATS user of an upsert sink's workers", () => {
+  it("may publish into the upsert bucket's stream, besides its sinks", async () => {
+    const [access] = await jobAccessOfModules([resolve(import.meta.dirname, "../../fixtures/upsert-orders.ts")]);
+    expect(access!.sinks).toEqual(["upsert.changes", "$KV.UPSERT_STATUS.>"]);
   });
 });
