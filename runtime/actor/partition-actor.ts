@@ -1719,7 +1719,7 @@ export class PartitionActor {
       const output = round.outputs[i]!;
       if (output.spilled.length > 0) publishHeld();
       for (const range of output.spilled) await this.publishSpilled(range, round.ids[i]!, restoring);
-      held.push(...output.inMemory);
+      for (const o of output.inMemory) held.push(o); // not push(...): a checkpoint may hold more messages than a call takes arguments
     }
     publishHeld();
     await this.publisher.drainUpTo(this.publisher.lastSequence);
