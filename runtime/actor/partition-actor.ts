@@ -65,8 +65,8 @@ import { checkSegmentRefs, DEFAULT_SEGMENT_POLICY, segmentDue, segmentObject, se
 import { mapChanges, readSourceRecord, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
 import { heldSinkAction } from "../core/held-bounds.ts";
 import { materializationBehind, planRound, roundDelay, type CommittedDelta, type MaterializationBounds } from "../core/materialization.ts";
-import { decodeSpillBatch, encodeSpillBatch, isHeaderRecord, loadRanges, storeRanges, type HeldOutput, type HeldOutputView, type SpilledRange, type StoredRange } from "../core/held-sink.ts";
-import { coalesceUpserts } from "../core/upsert.ts";
+import { decodeSpillBatch, encodeSpillBatch, isHeaderRecord, loadRanges, storeRanges, type HeldOutputView, type SpilledRange, type StoredRange } from "../core/held-sink.ts";
+import { LastWrites } from "../core/upsert.ts";
 import { randomUUID } from "node:crypto";
 import type { StreamInput } from "../sdk/function.ts";
 import { OutputRouter, type PendingOutput } from "./output-router.ts";
@@ -1709,19 +1709,21 @@ export class PartitionActor {
     if (round === undefined) return;
     const puts: StateEntry[] = round.puts.map(([key, value]) => ({ key, value }));
     if (puts.length > 0 || round.deletes.length > 0) await this.transport.writeState(this.bucket, puts, round.deletes);
-    // Upserts of consecutive checkpoints held in memory are coalesced per KV key (core/upsert.ts).
-    let held: HeldOutput[] = [];
-    const publishHeld = () => {
-      for (const o of coalesceUpserts(held)) this.publisher.publish(o.subject, o.data, o.headers, o.msgId);
-      held = [];
-    };
+    // An upsert sink writes each KV key once per round, its last write (core/upsert.ts): noted
+    // first, spilled output included, so that no replay puts an older row over a newer one.
+    const writes = this.node.spec.upsert === undefined ? undefined : new LastWrites();
+    if (writes !== undefined) {
+      for (let i = 0; i < round.ids.length; i++) {
+        const output = round.outputs[i]!;
+        for (const range of output.spilled) await this.publishSpilled(range, round.ids[i]!, restoring, writes, true);
+        for (const o of output.inMemory) writes.note(o);
+      }
+    }
     for (let i = 0; i < round.ids.length; i++) {
       const output = round.outputs[i]!;
-      if (output.spilled.length > 0) publishHeld();
-      for (const range of output.spilled) await this.publishSpilled(range, round.ids[i]!, restoring);
-      for (const o of output.inMemory) held.push(o); // not push(...): a checkpoint may hold more messages than a call takes arguments
+      for (const range of output.spilled) await this.publishSpilled(range, round.ids[i]!, restoring, writes);
+      for (const o of output.inMemory) if (writes === undefined || writes.keep(o)) this.publisher.publish(o.subject, o.data, o.headers, o.msgId);
     }
-    publishHeld();
     await this.publisher.drainUpTo(this.publisher.lastSequence);
     const id = round.applied;
     await this.transport.writeState(this.bucket, [{ key: appliedKey(this.partition), value: encodeValue(id) }], []);
@@ -1748,8 +1750,10 @@ export class PartitionActor {
   /**
    * Publishes one spilled range of committed output to the sink, with its message ids. Messages
    * of the range's sequences that another run wrote, or of another epoch, are not part of it.
+   * An upsert sink's round passes `writes`: with `noteOnly` the messages are only noted, else an
+   * upsert that is not its key's last write in the round is left out.
    */
-  private async publishSpilled(range: SpilledRange, checkpoint: number, restoring: boolean): Promise<void> {
+  private async publishSpilled(range: SpilledRange, checkpoint: number, restoring: boolean, writes?: LastWrites, noteOnly = false): Promise<void> {
     const stream = spillStream(this.job);
     const ids = `${this.job}/${this.node.name}/${this.partition}/`;
     let found = 0;
@@ -1764,9 +1768,12 @@ export class PartitionActor {
       }
       for (const o of items) {
         if (!o.msgId.startsWith(ids)) throw new CorruptCheckpointError(`${this.id}: spilled sink output at ${stream} sequence ${m.seq} has message id ${JSON.stringify(o.msgId.slice(0, 200))}, not one of this partition`);
-        this.publisher.publish(o.subject, o.data, o.headers, o.msgId);
         found++;
-        if (this.publisher.full) await this.publisher.capacity();
+        if (noteOnly) writes!.note(o);
+        else if (writes === undefined || writes.keep(o)) {
+          this.publisher.publish(o.subject, o.data, o.headers, o.msgId);
+          if (this.publisher.full) await this.publisher.capacity();
+        }
       }
     }
     if (found === range.count) return;

@@ -150,13 +150,37 @@ export class UpsertBatch {
  * later checkpoint had replaced.
  */
 export function coalesceUpserts(items: readonly HeldOutput[]): readonly HeldOutput[] {
-  let last: Map<string, number> | undefined;
-  for (let i = 0; i < items.length; i++) {
-    const subject = items[i]!.subject;
-    if (subject.startsWith(KV_SUBJECT_PREFIX)) (last ??= new Map()).set(subject, i);
+  const writes = new LastWrites();
+  for (const o of items) writes.note(o);
+  return writes.size === 0 ? items : items.filter((o) => writes.keep(o));
+}
+
+/**
+ * `coalesceUpserts` for output that cannot be held in one list — a round whose held output is
+ * partly in the spill stream: every message of the round is noted in order first (`note`; its
+ * subject and message id are all that is kept), then each is published only if `keep` says so.
+ * A message is identified by its message id, unique within the round, so a second reading that
+ * misses messages (purged meanwhile by another run that published them) decides the rest alike.
+ */
+export class LastWrites {
+  /** KV subject → message id of its last write. */
+  private readonly last = new Map<string, string>();
+
+  note(o: Pick<HeldOutput, "subject" | "msgId">): void {
+    if (o.subject.startsWith(KV_SUBJECT_PREFIX)) this.last.set(o.subject, o.msgId);
   }
-  if (last === undefined) return items;
-  return items.filter((o, i) => !o.subject.startsWith(KV_SUBJECT_PREFIX) || last.get(o.subject) === i);
+
+  /** Whether to publish `o`: anything but an upsert, and an upsert that is its key's last write (or was never noted). */
+  keep(o: Pick<HeldOutput, "subject" | "msgId">): boolean {
+    if (!o.subject.startsWith(KV_SUBJECT_PREFIX)) return true;
+    const last = this.last.get(o.subject);
+    return last === undefined || last === o.msgId;
+  }
+
+  /** KV keys noted. */
+  get size(): number {
+    return this.last.size;
+  }
 }
 
 /** The subject a write of encoded key `key` into `bucket` is published to. */

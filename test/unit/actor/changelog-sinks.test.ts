@@ -129,7 +129,7 @@ describe("a changelog source, a changelog sink and an upsert sink in the actor",
 });
 
 describe("upserts held past the memory bound", () => {
-  it("are spilled with their headers and applied from the spill stream when their checkpoint commits", async () => {
+  it("are spilled with their headers and applied from the spill stream when their checkpoint commits, each key once per round", async () => {
     const graph = job();
     const { t, acks, start } = setup(graph);
     const src = await start("src");
@@ -149,9 +149,9 @@ describe("upserts held past the memory bound", () => {
     expect(t.messages("KV_orders")).toEqual([]);
     for (const a of [src, table]) a.onCommitted(2, 1);
     await table.applied(2);
+    // One round applies both checkpoints: of key 2 only its last write, the delete, read back from the spill stream.
     expect(t.messages("KV_orders").map((m) => [m.subject, text(m.data), m.headers["KV-Operation"]])).toEqual([
       ["$KV.orders.order=201", '{"id":1,"s":"new"}', undefined],
-      ["$KV.orders.order=202", '{"id":2,"s":"new"}', undefined],
       ["$KV.orders.order=202", "", "DEL"],
     ]);
     expect(t.messages("CHANGES").map((m) => m.headers["Eddy-Row-Kind"])).toEqual(["+I", "+I", "-D"]);

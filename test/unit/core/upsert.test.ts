@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { coalesceUpserts, decodeKvKey, encodeKvKey, kvSubject, UpsertBatch, upsertWrite } from "../../../runtime/core/upsert.ts";
+import { coalesceUpserts, decodeKvKey, encodeKvKey, kvSubject, LastWrites, UpsertBatch, upsertWrite } from "../../../runtime/core/upsert.ts";
 import { Rejection } from "../../../runtime/core/record-input.ts";
 import type { HeldOutput } from "../../../runtime/core/held-sink.ts";
 
@@ -147,5 +147,28 @@ describe("coalesceUpserts: the checkpoints a round applies", () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe("LastWrites: a round's writes noted first, published second", () => {
+  const w = (subject: string, msgId: string) => ({ subject, msgId });
+
+  it("keeps only the last noted write of each KV subject, and everything else", () => {
+    const writes = new LastWrites();
+    for (const o of [w("$KV.b.x", "j/f/0/1/5/0"), w("out", "j/f/0/1/5/1"), w("$KV.b.x", "j/f/0/1/6/0")]) writes.note(o);
+    expect(writes.keep(w("$KV.b.x", "j/f/0/1/5/0"))).toBe(false);
+    expect(writes.keep(w("$KV.b.x", "j/f/0/1/6/0"))).toBe(true);
+    expect(writes.keep(w("out", "j/f/0/1/5/1"))).toBe(true);
+    expect(writes.size).toBe(1);
+  });
+
+  it("keeps a write it never noted, and decides the others alike when a second reading misses some", () => {
+    const writes = new LastWrites();
+    writes.note(w("$KV.b.x", "a"));
+    writes.note(w("$KV.b.y", "b"));
+    writes.note(w("$KV.b.x", "c"));
+    // The second reading misses "a" (purged by another run that published it): "c" is still the one.
+    expect([w("$KV.b.y", "b"), w("$KV.b.x", "c")].map((o) => writes.keep(o))).toEqual([true, true]);
+    expect(writes.keep(w("$KV.b.z", "d"))).toBe(true);
   });
 });
