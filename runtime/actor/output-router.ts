@@ -27,6 +27,8 @@ import { LocalPartials, PARTIAL_INPUT } from "../core/local-aggregation.ts";
 import type { LocalAggregationSpec } from "../spec/function.ts";
 import type { OperatorOutput } from "../core/operator.ts";
 import type { Publisher } from "./publisher.ts";
+import { asChange } from "../spec/changelog.ts";
+import { KV_OPERATION_HEADER, kvSubject, UpsertBatch, upsertWrite } from "../core/upsert.ts";
 import { pack as encodeMsgpack } from "msgpackr";
 import { createHash } from "node:crypto";
 
@@ -104,6 +106,10 @@ export class OutputRouter implements OperatorOutput {
   /** JSON-lines sink: records are batched into one message per subject. */
   private readonly sinkLines: boolean;
   private readonly sinkBatches = new Map<string, { lines: string[]; chars: number; firstAt: number }>();
+  /** The function's output is a changelog: sink messages say each record's row kind (design note bv). */
+  private readonly rowKinds: boolean;
+  /** The upsert sink's bucket and key, and this epoch's writes, one per KV key (core/upsert.ts). */
+  private readonly upsert: { readonly bucket: string; readonly key: (row: any) => string; readonly batch: UpsertBatch } | undefined;
   /** The watermark downstream may assume for the next record emitted. */
   watermark = -Infinity;
   idle = false;
@@ -150,6 +156,9 @@ export class OutputRouter implements OperatorOutput {
     this.headers = this.makeHeaders();
     const sink = node.spec.sink;
     this.exactlyOnce = sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once";
+    this.rowKinds = node.spec.changelog === true;
+    const upsert = node.spec.upsert;
+    this.upsert = upsert === undefined ? undefined : { bucket: upsert.bucket, key: upsert.key, batch: new UpsertBatch() };
     if (sink !== undefined) {
       this.sinkSubject = typeof sink.subject === "function" ? sink.subject : () => sink.subject as string;
       this.sinkEncode = sink.format === "msgpack" ? (r) => encodeMsgpack(r) : (r) => textEncoder.encode(JSON.stringify(r));
@@ -207,6 +216,7 @@ export class OutputRouter implements OperatorOutput {
    */
   barrier(id: number, stop: boolean, savepoint?: string): void {
     this.flushSinkBatches();
+    this.flushUpserts();
     const body = textEncoder.encode(JSON.stringify(savepoint === undefined ? { id, stop } : { id, stop, savepoint }));
     const headers = { ...this.headers, [HEADER.kind]: "barrier", [HEADER.epoch]: String(id) };
     // Every record of the epoch goes out before any barrier: a consumer holds what follows a
@@ -219,6 +229,7 @@ export class OutputRouter implements OperatorOutput {
   /** Sink output held for commit (exactly-once sinks), open batches included: spilled ranges, then messages. */
   heldSink(): HeldOutputView {
     this.flushSinkBatches();
+    this.flushUpserts();
     return this.held.view();
   }
 
@@ -230,6 +241,7 @@ export class OutputRouter implements OperatorOutput {
   emit(record: unknown, timestamp: number): void {
     this.emitted++;
     if (this.sinkSubject !== undefined) this.publishToSink(record);
+    if (this.upsert !== undefined) this.addUpsert(record);
     const routes = this.routes.get("");
     if (routes !== undefined) for (const route of routes) this.route(route, record, timestamp);
   }
@@ -255,12 +267,50 @@ export class OutputRouter implements OperatorOutput {
     this.publisher.publish(deadLetterSubject(this.job, this.node.name), fit, headers);
   }
 
+  /** Takes a record into this epoch's upsert writes, or dead-letters it with the reason. */
+  private addUpsert(record: unknown): void {
+    const upsert = this.upsert!;
+    const write = upsertWrite(record, upsert.key);
+    if (write instanceof Rejection) {
+      this.deadLetter(write.reason, safeJson(record));
+      return;
+    }
+    upsert.batch.add(write);
+  }
+
+  /**
+   * Holds this epoch's upsert writes for commit, one message per KV key: a put carries the row
+   * as JSON, a delete the `KV-Operation: DEL` header. Called when the epoch ends (its barrier, or
+   * the snapshot just before it), never in between, so that a key's changes in one checkpoint
+   * collapse into one.
+   */
+  private flushUpserts(): void {
+    const upsert = this.upsert;
+    if (upsert === undefined || upsert.batch.size === 0) return;
+    for (const w of upsert.batch.take()) {
+      const subject = kvSubject(upsert.bucket, w.key);
+      if (w.json === undefined) {
+        this.holdForCommit(subject, new Uint8Array(), DELETE_HEADERS);
+        continue;
+      }
+      const data = textEncoder.encode(w.json);
+      if (data.length > this.config.maxPayloadBytes) {
+        this.deadLetter(`too large: upsert of ${subject} is ${data.length} bytes, more than the server's max payload (${this.config.maxPayloadBytes} bytes with header room)`, data);
+        continue;
+      }
+      this.holdForCommit(subject, data, undefined);
+    }
+  }
+
   private publishToSink(record: unknown): void {
     let subject: string;
     try {
       subject = this.sinkSubject!(record);
+      // A changelog's records go out as Changes (a plain one as an insert). A message says its
+      // record's kind in a header too; a JSON-lines message holds many, so its lines' `rowKind` do.
+      const body = this.rowKinds ? asChange(record) : record;
       if (this.sinkLines) {
-        const line = JSON.stringify(record);
+        const line = JSON.stringify(body);
         if (line.length * 3 >= this.config.maxPayloadBytes) {
           // Too long to share a message (maybe too long for one): alone, or dead-lettered.
           const open = this.sinkBatches.get(subject);
@@ -277,25 +327,30 @@ export class OutputRouter implements OperatorOutput {
         if (batch.lines.length >= this.config.batchMaxRecords || batch.chars >= this.config.maxPayloadBytes / 3) this.flushSinkBatch(subject, batch);
         return;
       }
-      this.sinkOut(subject, this.sinkEncode(record), record);
+      const headers = this.rowKinds ? { [HEADER.rowKind]: (body as { rowKind: string }).rowKind } : undefined;
+      this.sinkOut(subject, this.sinkEncode(body), record, headers);
     } catch (e) {
       this.deadLetter(`sink: ${(e as Error).message}`, safeJson(record));
     }
   }
 
   /** Publishes one sink message now (at-least-once) or holds it for commit (exactly-once). */
-  private sinkOut(subject: string, data: Uint8Array, record?: unknown): void {
+  private sinkOut(subject: string, data: Uint8Array, record?: unknown, headers?: Readonly<Record<string, string>>): void {
     if (data.length > this.config.maxPayloadBytes) {
       this.deadLetter(`too large: sink message of ${data.length} bytes, more than the server's max payload (${this.config.maxPayloadBytes} bytes with header room)`, record === undefined ? data : safeJson(record));
       return;
     }
     if (!this.exactlyOnce) {
-      this.publisher.publish(subject, data);
+      this.publisher.publish(subject, data, headers);
       return;
     }
+    this.holdForCommit(subject, data, headers);
+  }
+
+  private holdForCommit(subject: string, data: Uint8Array, headers: Readonly<Record<string, string>> | undefined): void {
     // Deterministic id: the same output of the same committed epoch always has the same id.
     const msgId = `${this.job}/${this.node.name}/${this.partition}/${this.currentGeneration}/${this.currentEpoch}/${this.pendingInEpoch++}`;
-    this.held.add({ subject, data, msgId, epoch: this.currentEpoch });
+    this.held.add(headers === undefined ? { subject, data, msgId, epoch: this.currentEpoch } : { subject, data, msgId, epoch: this.currentEpoch, headers });
   }
 
   private flushSinkBatch(subject: string, batch: { lines: string[] }): void {
@@ -470,6 +525,9 @@ export class OutputRouter implements OperatorOutput {
     this.publishSlice(subject, records.slice(half * 3), inputs?.slice(half), second, atSplit, after, idle);
   }
 }
+
+/** The headers of an upsert that deletes its key (a delete marker in the bucket, as `kv.delete` writes). */
+const DELETE_HEADERS: Readonly<Record<string, string>> = { [KV_OPERATION_HEADER]: "DEL" };
 
 /** Header bytes a dead letter may need besides its payload (reason, origin, size and digest). */
 const DEAD_LETTER_HEADER_ROOM = 4096;

@@ -64,10 +64,11 @@ import { CommittedWatermark, DEFAULT_TTL_SWEEP_INTERVAL_MS } from "../core/ttl-s
 import { TtlKvSweeper } from "./ttl-kv-sweeper.ts";
 import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, mergeSegments, type DeltaEntry, type Segment } from "../core/delta-log.ts";
 import { checkSegmentRefs, DEFAULT_SEGMENT_POLICY, segmentDue, segmentObject, segmentsToRead, uploadsFull, type SegmentPolicy, type SegmentRef } from "../core/changelog.ts";
-import { readSourceRecord, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
+import { mapChanges, readSourceRecord, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
 import { heldSinkAction } from "../core/held-bounds.ts";
 import { materializationBehind, planRound, roundDelay, type CommittedDelta, type MaterializationBounds } from "../core/materialization.ts";
-import { decodeSpillBatch, encodeSpillBatch, loadRanges, storeRanges, type HeldOutputView, type SpilledRange, type StoredRange } from "../core/held-sink.ts";
+import { decodeSpillBatch, encodeSpillBatch, isHeaderRecord, loadRanges, storeRanges, type HeldOutputView, type SpilledRange, type StoredRange } from "../core/held-sink.ts";
+import { LastWrites } from "../core/upsert.ts";
 import { randomUUID } from "node:crypto";
 import type { StreamInput } from "../sdk/function.ts";
 import { OutputRouter, type PendingOutput } from "./output-router.ts";
@@ -307,8 +308,8 @@ interface Delta {
   readonly chunks?: Uint8Array[];
   /** The segments holding the entries, oldest first (later wins per key). */
   readonly segments?: SegmentRef[];
-  /** Output of exactly-once sinks waiting for commit in memory: subject, payload, message id, epoch. */
-  readonly sink: Array<[string, Uint8Array, string, number]>;
+  /** Output of exactly-once sinks waiting for commit in memory: subject, payload, message id, epoch (and headers, if any). */
+  readonly sink: Array<[string, Uint8Array, string, number] | [string, Uint8Array, string, number, Record<string, string>]>;
   /** Output of exactly-once sinks waiting for commit in the spill stream, published before `sink`. */
   readonly spilled?: StoredRange[];
   /**
@@ -403,7 +404,7 @@ export class PartitionActor {
   private readonly maxRecordBytes: number;
   /** Marks the spill messages this actor run writes (`Eddy-Spill-Run`); set at start. */
   private spillRun = "";
-  /** The function has an exactly-once sink and reads another function: it spills held output. */
+  /** The function has an exactly-once or upsert sink and reads another function: it spills held output. */
   private readonly spills: boolean;
   /** Keys whose state is in memory, by recency and cost (state-cache.ts). */
   private readonly cache = new WorkingSet();
@@ -541,7 +542,7 @@ export class PartitionActor {
     const strategy = node.spec.watermark;
     this.generator = this.source !== undefined && strategy !== undefined ? createWatermarkGenerator(strategy) : undefined;
     const sink = node.spec.sink;
-    this.spills = this.source === undefined && sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once";
+    this.spills = this.source === undefined && ((sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once") || node.spec.upsert !== undefined);
     this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0, segmentsUploaded: 0, cacheKeys: 0, cacheBytes: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0, stateGets: 0, stateListings: 0, timersResident: 0, timerBucketsFar: 0, timerBucketLoads: 0, broadcastHeld: 0, broadcastApplied: 0, broadcastRejected: 0, broadcastStateBytes: 0, ttlSweepDeleted: 0, ttlSweepRounds: 0, ttlSweepFailures: 0, busyMs: 0, backpressuredMs: 0, idleMs: 0, busyMsPerSecond: 0, backpressuredMsPerSecond: 0, idleMsPerSecond: 0 };
     this.failed = new Promise<never>((_, reject) => (this.failedReject = reject));
     this.failed.catch(() => undefined);
@@ -1265,6 +1266,7 @@ export class PartitionActor {
         this.prepared = { m, value };
         return undefined;
       }
+      if (this.source.changelog !== undefined) return this.prepareChanges(m, mapChanges(this.source.changelog, value), now);
       const key = selectKey(this.node.spec.key, value, 0);
       this.prepared = { m, value, key };
       if (key instanceof Rejection) return undefined;
@@ -1414,7 +1416,7 @@ export class PartitionActor {
     if (remainder !== undefined) await this.upload(remainder);
     const uploads = segments.map((s) => s.ref!);
     const output = this.router.heldSink();
-    const sink = output.inMemory.map((o): [string, Uint8Array, string, number] => [o.subject, o.data, o.msgId, o.epoch]);
+    const sink = output.inMemory.map((o): Delta["sink"][number] => (o.headers === undefined ? [o.subject, o.data, o.msgId, o.epoch] : [o.subject, o.data, o.msgId, o.epoch, { ...o.headers }]));
     // The base is read only now: a commit during the yields above is one this delta's entries
     // already cover (they are every change since the commit before it).
     const delta: Delta = { id, base: this.deltas.lastCommitted, generation: this.generation, segments: uploads.map((u) => u.ref), sink, ...(output.spilled.length === 0 ? {} : { spilled: storeRanges(output.spilled) }), ...(bc === undefined ? {} : { bc }) };
@@ -1761,7 +1763,7 @@ export class PartitionActor {
   private storedOutput(delta: Delta): HeldOutputView {
     const spilled = loadRanges(delta.spilled);
     if (typeof spilled === "string") throw new CorruptCheckpointError(`${this.id}: delta ${delta.id}: ${spilled}`);
-    return { spilled, inMemory: delta.sink.map(([subject, data, msgId, epoch]) => ({ subject, data, msgId, epoch })) };
+    return { spilled, inMemory: delta.sink.map(([subject, data, msgId, epoch, headers]) => (isHeaderRecord(headers) ? { subject, data, msgId, epoch, headers } : { subject, data, msgId, epoch })) };
   }
 
   /**
@@ -1776,10 +1778,20 @@ export class PartitionActor {
     if (round === undefined) return;
     const puts: StateEntry[] = round.puts.map(([key, value]) => ({ key, value }));
     if (puts.length > 0 || round.deletes.length > 0) await this.transport.writeState(this.bucket, puts, round.deletes);
+    // An upsert sink writes each KV key once per round, its last write (core/upsert.ts): noted
+    // first, spilled output included, so that no replay puts an older row over a newer one.
+    const writes = this.node.spec.upsert === undefined ? undefined : new LastWrites();
+    if (writes !== undefined) {
+      for (let i = 0; i < round.ids.length; i++) {
+        const output = round.outputs[i]!;
+        for (const range of output.spilled) await this.publishSpilled(range, round.ids[i]!, restoring, writes, true);
+        for (const o of output.inMemory) writes.note(o);
+      }
+    }
     for (let i = 0; i < round.ids.length; i++) {
       const output = round.outputs[i]!;
-      for (const range of output.spilled) await this.publishSpilled(range, round.ids[i]!, restoring);
-      for (const o of output.inMemory) this.publisher.publish(o.subject, o.data, undefined, o.msgId);
+      for (const range of output.spilled) await this.publishSpilled(range, round.ids[i]!, restoring, writes);
+      for (const o of output.inMemory) if (writes === undefined || writes.keep(o)) this.publisher.publish(o.subject, o.data, o.headers, o.msgId);
     }
     await this.publisher.drainUpTo(this.publisher.lastSequence);
     const id = round.applied;
@@ -1807,8 +1819,10 @@ export class PartitionActor {
   /**
    * Publishes one spilled range of committed output to the sink, with its message ids. Messages
    * of the range's sequences that another run wrote, or of another epoch, are not part of it.
+   * An upsert sink's round passes `writes`: with `noteOnly` the messages are only noted, else an
+   * upsert that is not its key's last write in the round is left out.
    */
-  private async publishSpilled(range: SpilledRange, checkpoint: number, restoring: boolean): Promise<void> {
+  private async publishSpilled(range: SpilledRange, checkpoint: number, restoring: boolean, writes?: LastWrites, noteOnly = false): Promise<void> {
     const stream = spillStream(this.job);
     const ids = `${this.job}/${this.node.name}/${this.partition}/`;
     let found = 0;
@@ -1823,9 +1837,12 @@ export class PartitionActor {
       }
       for (const o of items) {
         if (!o.msgId.startsWith(ids)) throw new CorruptCheckpointError(`${this.id}: spilled sink output at ${stream} sequence ${m.seq} has message id ${JSON.stringify(o.msgId.slice(0, 200))}, not one of this partition`);
-        this.publisher.publish(o.subject, o.data, undefined, o.msgId);
         found++;
-        if (this.publisher.full) await this.publisher.capacity();
+        if (noteOnly) writes!.note(o);
+        else if (writes === undefined || writes.keep(o)) {
+          this.publisher.publish(o.subject, o.data, o.headers, o.msgId);
+          if (this.publisher.full) await this.publisher.capacity();
+        }
       }
     }
     if (found === range.count) return;
@@ -2256,13 +2273,61 @@ export class PartitionActor {
     return out;
   }
 
+  /** A changelog source's message (design note bv): the keys of all its Changes made resident. */
+  private prepareChanges(m: InputMessage, changes: readonly unknown[] | Rejection, now: number): Promise<void> | undefined {
+    this.prepared = { m, value: changes };
+    if (changes instanceof Rejection) return undefined;
+    const spec = this.node.spec;
+    const needs = new Map<string, KeyNeed>();
+    for (const c of changes) {
+      const key = selectKey(spec.key, c, 0);
+      if (key instanceof Rejection) return undefined;
+      const ts = this.selectors.size === 0 ? 0 : selectEventTime(spec, c, m.timestampMs, now);
+      addNeed(needs, key, this.selectors.size === 0 || ts instanceof Rejection ? "all" : this.recordNeed(c, ts, 0));
+    }
+    return this.ensureNeeds(needs);
+  }
+
+  /**
+   * The Changes a changelog source made of one message, processed in order. Every key and event
+   * time is selected first: a message one of whose Changes is refused is dead-lettered whole, so
+   * an update never arrives as only its `-U`.
+   */
+  private handleChanges(m: InputMessage, changes: readonly unknown[], origin: Record<string, string>, now: number): void {
+    const spec = this.node.spec;
+    const n = changes.length;
+    const of = (i: number) => (n === 1 ? "" : ` (change ${i + 1} of ${n})`);
+    const selected: Array<readonly [string, number]> = [];
+    for (let i = 0; i < n; i++) {
+      const key = selectKey(spec.key, changes[i], 0);
+      if (key instanceof Rejection) return this.deadLetter(key.reason + of(i), m.data, origin);
+      const ts = selectEventTime(spec, changes[i], m.timestampMs, now);
+      if (ts instanceof Rejection) return this.deadLetter(ts.reason + of(i), m.data, origin);
+      selected.push([key, ts]);
+    }
+    let processed = false;
+    for (let i = 0; i < n; i++) {
+      const [key, ts] = selected[i]!;
+      if (!this.invoke(key, ts, changes[i], now, m.data, origin)) continue;
+      processed = true;
+      this.generator?.onEvent(ts, now);
+    }
+    if (processed && this.generator !== undefined) {
+      if (this.router.idle) this.router.idle = false;
+      this.advanceOrDefer(this.generator.current(), now);
+    }
+  }
+
   private handleSourceMessage(m: InputMessage, now: number): void {
     const spec = this.node.spec;
     const origin = { [HEADER.sourceStream]: this.stream, [HEADER.sourceSubject]: m.subject, [HEADER.sourceSequence]: String(m.seq) };
     const prepared = this.prepared?.m === m ? this.prepared : undefined;
     this.prepared = undefined;
-    const value = prepared !== undefined ? prepared.value : readSourceRecord(this.source!.format ?? "json", m.data, this.maxRecordBytes);
+    let value = prepared !== undefined ? prepared.value : readSourceRecord(this.source!.format ?? "json", m.data, this.maxRecordBytes);
+    const changelog = this.source!.changelog;
+    if (changelog !== undefined && prepared === undefined && !(value instanceof Rejection)) value = mapChanges(changelog, value);
     if (value instanceof Rejection) return this.deadLetter(value.reason, m.data, origin);
+    if (changelog !== undefined) return this.handleChanges(m, value as readonly unknown[], origin, now);
     const key = prepared !== undefined && "key" in prepared ? (prepared.key as string | Rejection) : selectKey(spec.key, value, 0);
     if (key instanceof Rejection) return this.deadLetter(key.reason, m.data, origin);
     const ts = selectEventTime(spec, value, m.timestampMs, now);

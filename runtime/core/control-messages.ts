@@ -187,7 +187,7 @@ export const deploymentRecord = struct(
     functions: array(
       struct(
         { name: str, partitions: positive, state: record(struct({ kind: str, version: count })) },
-        { source: struct({ stream: str, subjects: array(str) }) },
+        { source: struct({ stream: str, subjects: array(str) }), upsert: str },
       ),
     ),
   },

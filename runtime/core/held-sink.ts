@@ -20,6 +20,8 @@ export interface HeldOutput {
   /** Deterministic JetStream message id, so a second publish of it is dropped. */
   readonly msgId: string;
   readonly epoch: number;
+  /** Headers published with it (a changelog sink's `Eddy-Row-Kind`, an upsert's `KV-Operation`). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -207,9 +209,15 @@ export class HeldSinkOutput {
   }
 }
 
-/** The body of one spill message: its held messages as `[subject, msgId, payload]` triples. */
+/** The body of one spill message: its held messages as `[subject, msgId, payload]` triples, `[…, headers]` with headers. */
 export function encodeSpillBatch(batch: SpillBatch): Uint8Array {
-  return encodeValue(batch.items.map((o) => [o.subject, o.msgId, o.data]));
+  return encodeValue(batch.items.map((o) => (o.headers === undefined ? [o.subject, o.msgId, o.data] : [o.subject, o.msgId, o.data, o.headers])));
+}
+
+/** Whether a stored value is a header record eddy wrote: string values by string names. */
+export function isHeaderRecord(value: unknown): value is Record<string, string> {
+  if (value === null || typeof value !== "object" || Array.isArray(value) || value instanceof Uint8Array) return false;
+  return Object.values(value).every((v) => typeof v === "string");
 }
 
 /**
@@ -225,10 +233,10 @@ export function decodeSpillBatch(data: Uint8Array, epoch: number): HeldOutput[] 
   }
   if (!Array.isArray(value)) throw new MalformedMessageError("spill message: not a list");
   return value.map((t: unknown) => {
-    if (!Array.isArray(t) || t.length !== 3 || typeof t[0] !== "string" || t[0] === "" || typeof t[1] !== "string" || !(t[2] instanceof Uint8Array)) {
-      throw new MalformedMessageError("spill message: an entry is not [subject, message id, payload]");
+    if (!Array.isArray(t) || (t.length !== 3 && t.length !== 4) || typeof t[0] !== "string" || t[0] === "" || typeof t[1] !== "string" || !(t[2] instanceof Uint8Array) || (t.length === 4 && !isHeaderRecord(t[3]))) {
+      throw new MalformedMessageError("spill message: an entry is not [subject, message id, payload] or [subject, message id, payload, headers]");
     }
-    return { subject: t[0], msgId: t[1], data: t[2], epoch };
+    return t.length === 4 ? { subject: t[0], msgId: t[1], data: t[2], epoch, headers: t[3] as Record<string, string> } : { subject: t[0], msgId: t[1], data: t[2], epoch };
   });
 }
 

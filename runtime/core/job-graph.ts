@@ -7,6 +7,7 @@
  * watermarks it must wait for) and consumers (where its output goes).
  */
 import { checkLookup } from "./lookup.ts";
+import { BUCKET_NAME } from "./upsert.ts";
 import type { FunctionInput, FunctionSpec, Input, PipelineSpec, StreamInput } from "../spec/function.ts";
 import { isValidStateName } from "./kv-keys.ts";
 import { createWatermarkGenerator } from "./watermarks.ts";
@@ -70,6 +71,17 @@ export interface JobGraph {
  * A broadcast input needs `processBroadcast`, and broadcast state or `processBroadcast` need a
  * broadcast input; a stream input cannot be broadcast, and a function needs an input that is not.
  */
+/** An upsert sink names a bucket NATS accepts and a key function (design note bv). */
+function checkUpsert(spec: FunctionSpec<any, any, any, any>): void {
+  const u = spec.upsert as { bucket?: unknown; key?: unknown } | undefined;
+  if (u === undefined) return;
+  if (u === null || typeof u !== "object") throw new InvalidPipelineError(`function "${spec.name}": upsert must be { bucket, key }`);
+  if (typeof u.bucket !== "string" || !BUCKET_NAME.test(u.bucket)) throw new InvalidPipelineError(`function "${spec.name}": upsert bucket ${JSON.stringify(u.bucket)} must match [A-Za-z0-9_-]+`);
+  // eddy's own buckets (state, jobs, workers, leader) are named eddy_…: an upsert must not write into them.
+  if (/^eddy_/i.test(u.bucket)) throw new InvalidPipelineError(`function "${spec.name}": upsert bucket "${u.bucket}" is in eddy's own namespace (eddy_…); choose another name`);
+  if (typeof u.key !== "function") throw new InvalidPipelineError(`function "${spec.name}": upsert key must be a function of the row`);
+}
+
 export function checkBroadcast(spec: FunctionSpec<any, any, any, any>, inputs: readonly Input[]): void {
   const fn = spec.name;
   const broadcast = inputs.filter((i) => (i as { broadcast?: unknown }).broadcast === true);
@@ -159,6 +171,7 @@ export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
       throw new InvalidPipelineError(`function "${spec.name}": futureTimestamps must be "dead-letter" or "clamp"`);
     }
     if (hasState && spec.key === undefined) throw new InvalidPipelineError(`function "${spec.name}" declares state but has no key selector`);
+    checkUpsert(spec);
     const inputs = inputsOf(spec);
     if (inputs.length === 0) throw new InvalidPipelineError(`function "${spec.name}" has no input`);
     checkBroadcast(spec, inputs);
@@ -175,6 +188,9 @@ export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
         if (inputs.length > 1) throw new InvalidPipelineError(`function "${spec.name}": a stream input must be the function's only input (read it in a source function and join its output)`);
         if (typeof input.stream !== "string" || input.stream.length === 0) {
           throw new InvalidPipelineError(`function "${spec.name}" needs a stream name`);
+        }
+        if (input.changelog !== undefined && typeof input.changelog !== "function") {
+          throw new InvalidPipelineError(`function "${spec.name}": a stream input's changelog must be a function from a message to Changes (e.g. oplog())`);
         }
         if ((spec.partitions ?? input.partitions ?? 1) > 1 && typeof input.subject !== "function") {
           // Otherwise every partition would read every message.

@@ -107,4 +107,6 @@ export const HEADER = {
   reply: "Eddy-Reply",
   /** Of a spill message: the actor run that wrote it (held-sink.ts). */
   spillRun: "Eddy-Spill-Run",
+  /** Of a message of a changelog function's sink: the record's row kind, `+I`, `-U`, `+U` or `-D` (design note bv). */
+  rowKind: "Eddy-Row-Kind",
 } as const;

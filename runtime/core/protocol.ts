@@ -298,5 +298,7 @@ export interface DeploymentRecord {
     readonly state: StateSignature;
     /** A source's user stream and per-partition subject filters (records before this field have none). */
     readonly source?: { readonly stream: string; readonly subjects: readonly string[] };
+    /** The KV bucket of the function's upsert sink, which `eddy start` creates if it is missing. */
+    readonly upsert?: string;
   }>;
 }

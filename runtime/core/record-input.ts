@@ -11,6 +11,7 @@
  * record allocates (a `Rejection`).
  */
 import { decodeValue } from "./wire.ts";
+import { isChange, type Change } from "../spec/changelog.ts";
 
 /** A record refused before its function sees it, with the reason a dead letter carries. */
 export class Rejection {
@@ -161,4 +162,32 @@ export function readSourceRecord(format: RecordFormat, data: Uint8Array, limit: 
  */
 export function checkRecordSize(bytes: number, limit: number): Rejection | undefined {
   return bytes > limit ? new Rejection(`too large: ${bytes} bytes, more than the record limit of ${limit} bytes`) : undefined;
+}
+
+/**
+ * The records a changelog source makes of one decoded message: what its `changelog` mapper
+ * returns, one Change or a list of them (a database update becomes `-U` then `+U`), each checked
+ * to be a Change. A throw, an empty list or anything else is the reason the message is
+ * dead-lettered (`changelog: …`); nothing of such a message reaches `process`.
+ */
+export function mapChanges(mapper: (raw: unknown) => unknown, value: unknown): readonly Change<unknown>[] | Rejection {
+  let mapped: unknown;
+  try {
+    mapped = mapper(value);
+  } catch (e) {
+    return new Rejection(`changelog: ${describe(e)}`, e);
+  }
+  if (isChange(mapped)) return [mapped];
+  if (!Array.isArray(mapped)) return new Rejection(`changelog: the mapper returned ${shortShow(mapped)}, not a Change ({ rowKind, row }) or a list of them`);
+  if (mapped.length === 0) return new Rejection("changelog: the mapper returned no Change");
+  for (let i = 0; i < mapped.length; i++) {
+    if (!isChange(mapped[i])) return new Rejection(`changelog: item ${i} the mapper returned is ${shortShow(mapped[i])}, not a Change ({ rowKind, row })`);
+  }
+  return mapped as Change<unknown>[];
+}
+
+function shortShow(value: unknown): string {
+  if (value === undefined) return "undefined";
+  const text = show(value);
+  return text.length > 120 ? `${text.slice(0, 120)}…` : text;
 }

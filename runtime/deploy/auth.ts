@@ -19,9 +19,14 @@ export function jobAccessOf(graph: JobGraph, extraSinks: readonly string[] = [])
       const source = needs.find((n) => n.kind === "source" && n.fn === f.name);
       return source?.kind === "source" ? { name: f.name, source: { stream: source.stream, subjects: source.subjects } } : { name: f.name };
     }),
-    sinks: [...new Set([...needs.flatMap((n) => (n.kind === "sink" ? [n.subject] : [])), ...extraSinks])],
+    sinks: [...new Set([...needs.flatMap((n) => (n.kind === "sink" ? [n.subject] : [])), ...upsertSubjects(graph), ...extraSinks])],
     ...lookupsOf(graph),
   };
+}
+
+/** The subjects upsert sinks publish to: their buckets' streams (design note bv). */
+function upsertSubjects(graph: JobGraph): string[] {
+  return graph.functions.flatMap((f) => (f.spec.upsert === undefined ? [] : [`$KV.${f.spec.upsert.bucket}.>`]));
 }
 
 /** The KV buckets the job's functions look up (design note by), if any. */

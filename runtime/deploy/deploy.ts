@@ -8,7 +8,7 @@
  */
 import type { NatsConnection } from "../nats/connection.ts";
 import { buildJobGraph, type JobGraph } from "../core/job-graph.ts";
-import { ensureControlPlane, ensureJobStores, ensureJobTopology } from "../nats/topology.ts";
+import { ensureControlPlane, ensureJobStores, ensureJobTopology, ensureUpsertBuckets } from "../nats/topology.ts";
 import type { StateDeclarations } from "../sdk/state.ts";
 import { bundleModule, InvalidModuleError, loadPipelines, withDefaultPartitions } from "./bundle.ts";
 import {
@@ -60,7 +60,7 @@ export function signatureOf(graph: JobGraph): DeploymentRecord["functions"] {
       state[name] = { kind: decl.kind, version: decl.version ?? 1, ...(migratesFrom.length === 0 ? {} : { migratesFrom }) };
     }
     const source = f.stream === undefined ? undefined : { stream: f.stream.stream, subjects: subjectsOf(f.stream.subject, f.partitions) };
-    return { name: f.name, partitions: f.partitions, state: state as StateSignature, ...(source === undefined ? {} : { source }) };
+    return { name: f.name, partitions: f.partitions, state: state as StateSignature, ...(source === undefined ? {} : { source }), ...(f.spec.upsert === undefined ? {} : { upsert: f.spec.upsert.bucket }) };
   });
 }
 
@@ -219,6 +219,7 @@ export async function start(nc: NatsConnection, job: string): Promise<DeployResu
   if (last === undefined) throw new NoDeploymentError(`job "${job}" was never deployed`);
   // Its object stores, if it was deployed before they were per job (its streams exist).
   await ensureJobStores(nc, job);
+  await ensureUpsertBuckets(nc, last.functions.flatMap((f) => (f.upsert === undefined ? [] : [f.upsert])));
   await reinstateDeployment(store, last);
   return { job, version: last.version, digest: last.digest, unchanged: true, started: true };
 }
@@ -238,6 +239,7 @@ export async function rollback(nc: NatsConnection, job: string): Promise<DeployR
   if (why !== undefined) throw new IncompatibleDeploymentError(`cannot roll job "${job}" back to version ${previous.version}: ${why}`);
   const record: DeploymentRecord = { ...previous, version: current.record.version + 1, deployedAt: Date.now(), source: `rollback to version ${previous.version}` };
   await ensureJobStores(nc, job);
+  await ensureUpsertBuckets(nc, record.functions.flatMap((f) => (f.upsert === undefined ? [] : [f.upsert])));
   await publishDeployment(store, record, current.revision);
   return { job, version: record.version, digest: record.digest, unchanged: false };
 }

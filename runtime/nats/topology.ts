@@ -46,6 +46,17 @@ export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Pr
     await ensureStream(nc, inputStream(graph.job, node.name), [inputSubjects(graph.job, node.name)]);
     await kvm.create(stateBucket(graph.job, node.name), { history: 1, replicas: replicasOf(nc) });
   }
+  await ensureUpsertBuckets(nc, graph.functions.flatMap((node) => (node.spec.upsert === undefined ? [] : [node.spec.upsert.bucket])));
+}
+
+/**
+ * Creates (or finds) the KV buckets upsert sinks write (design note bv), with the replica count of
+ * the job's own stores and one value per key: readers want the current row, and a replayed
+ * checkpoint rewrites what it wrote. An existing bucket keeps its configuration.
+ */
+export async function ensureUpsertBuckets(nc: NatsConnection, buckets: readonly string[]): Promise<void> {
+  const kvm = new Kvm(nc);
+  for (const bucket of new Set(buckets)) await kvm.create(bucket, { history: 1, replicas: replicasOf(nc) });
 }
 
 /**

@@ -25,10 +25,12 @@ export type {
   Input,
   InputFormat,
   PipelineSpec,
+  RowOf,
   SinkSpec,
   StreamInput,
   TimerInfo,
   TimerService,
+  UpsertSpec,
   WindowingInfo,
 } from "../spec/function.ts";
 

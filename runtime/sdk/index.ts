@@ -27,6 +27,8 @@ export type {
   PipelineSpec,
   SinkSpec,
   StreamInput,
+  UpsertSpec,
+  RowOf,
   TimerInfo,
   TimerService,
 } from "./function.ts";
@@ -34,6 +36,8 @@ export type {
 // Changelog records (rows with a row kind, as Flink's RowKind)
 export { asChange, change, isAddition, isChange, ROW_KINDS } from "../spec/changelog.ts";
 export type { Change, RowKind } from "../spec/changelog.ts";
+export { oplog } from "./oplog.ts";
+export type { OplogOptions, OplogRow } from "./oplog.ts";
 
 // Broadcast state (design note bq)
 export { BroadcastStateBudgetError, BroadcastStateReadOnlyError } from "../core/broadcast.ts";

@@ -27,7 +27,9 @@ import { visibleStored } from "../core/state-ttl.ts";
 import { TimerQueue } from "../core/timers.ts";
 import { createWatermarkGenerator, type WatermarkGenerator } from "../core/watermarks.ts";
 import { decodeValue, encodeValue } from "../core/wire.ts";
-import { Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
+import { mapChanges, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
+import { UpsertBatch, upsertWrite } from "../core/upsert.ts";
+import { asChange, type Change, type RowKind } from "../spec/changelog.ts";
 import type { BroadcastStateDeclarations, Context, FunctionSpec, Input, TimerInfo } from "./function.ts";
 import type { ListStateDeclaration, MapEntrySelector, MapStateDeclaration, ReducingStateDeclaration, StateDeclarations, ValueStateDeclaration } from "./state.ts";
 import { InputError } from "../errors.ts";
@@ -88,6 +90,12 @@ export interface EmittedRecord<T> {
 export interface SinkMessage<T> {
   readonly subject: string;
   readonly value: T;
+  /**
+   * The `Eddy-Row-Kind` header of a `changelog: true` function's message (json and msgpack
+   * sinks; a JSON-lines line says it in its `rowKind` field instead). Its value is then the
+   * record as a Change, a plain record as `+I`.
+   */
+  readonly rowKind?: RowKind;
 }
 
 /** A pending timer. */
@@ -130,6 +138,15 @@ export interface TestHarness<In, Out, S extends StateDeclarations = StateDeclara
    */
   send(record: In, options?: SendOptions): void;
   /**
+   * Sends a source message as the stream holds it, decoded: a changelog source
+   * (`fromStream(…, { changelog })`) maps it to its Changes first and processes each in order,
+   * as the runtime does; any other source processes it as `send` would. Throws
+   * `RecordRejectedError` where the runtime would dead-letter the message (`changelog: …` when the
+   * mapper throws or returns no Change; a key or timestamp refused for any of its Changes, before
+   * any is processed).
+   */
+  sendMessage(message: unknown, options?: Omit<SendOptions, "input" | "key">): void;
+  /**
    * Moves the event-time watermark to `watermark` and fires every event-time timer at or before
    * it (windows fire here). A lower or equal watermark changes nothing, as in the runtime;
    * `Infinity` is the end of input. Throws `UserFunctionError` after every due timer has fired
@@ -151,6 +168,13 @@ export interface TestHarness<In, Out, S extends StateDeclarations = StateDeclara
   emitted<T = unknown>(output: string): EmittedRecord<T>[];
   /** What a sink function published (throws for a function without `sink`). */
   sinkOutput(): SinkMessage<Out>[];
+  /**
+   * The upsert sink's bucket (`FunctionSpec.upsert`) as of the last `checkpoint()`: KV key (as
+   * encoded for KV) → row. As in the runtime, what is emitted is applied only when the checkpoint
+   * covering it commits, one write per key with its last change. Throws for a function without
+   * `upsert`.
+   */
+  upserted(): ReadonlyMap<string, unknown>;
   /** A map state entry of `key`, or undefined. */
   state<K extends keyof S & string>(name: K, key: string, subkey: string): MapEntrySnapshot<S[K]>;
   /**
@@ -174,7 +198,8 @@ export interface TestHarness<In, Out, S extends StateDeclarations = StateDeclara
   broadcast(record: unknown, options?: BroadcastOptions): void;
   /**
    * A checkpoint barrier: applies the held broadcast records in the order they were sent
-   * (`processBroadcast`, `ctx.epoch` = this checkpoint's number, 1 first), then ends the epoch.
+   * (`processBroadcast`, `ctx.epoch` = this checkpoint's number, 1 first), then ends the epoch
+   * and commits it: the upsert sink's writes of the epoch reach `upserted()`.
    * If a call throws, the others still run and the first error is thrown after them
    * (`UserFunctionError`), as the runtime dead-letters it and carries on.
    */
@@ -368,6 +393,9 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
   #main: EmittedRecord<Out>[] = [];
   #side = new Map<string, EmittedRecord<unknown>[]>();
   #sink: SinkMessage<Out>[] = [];
+  /** The upsert sink: this epoch's writes, and the bucket as the committed ones left it. */
+  readonly #upserts = new UpsertBatch();
+  readonly #bucket = new Map<string, unknown>();
   /** Broadcast side (functions with a broadcast input): the state, the held records, the inputs. */
   readonly #broadcast: BroadcastState | undefined;
   readonly #held: PendingBroadcast<{ readonly value: unknown; readonly timestamp: number; readonly input: number }> | undefined;
@@ -495,6 +523,24 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
     });
   }
 
+  sendMessage(message: unknown, options: Omit<SendOptions, "input" | "key"> = {}): void {
+    const fn = this.#fn;
+    const input = Array.isArray(fn.input) ? undefined : (fn.input as Input);
+    if (input?.kind !== "stream") throw new TypeError(`${fn.name} does not read a stream; send its records with send()`);
+    if (input.changelog === undefined) return this.send(message as In, options);
+    const changes = mapChanges(input.changelog, copy(message, "the message sent"));
+    if (changes instanceof Rejection) throw rejected(fn.name, changes);
+    const selected = changes.map((c) => [c as In, this.#keyOf(c as In, 0, undefined), this.#timestampOf(c as In, options.timestamp)] as const);
+    const now = this.#now;
+    this.#run(() => {
+      for (const [change, key, timestamp] of selected) {
+        this.#operator.process(key, timestamp, change, now, 0);
+        this.#generator?.onEvent(timestamp, now);
+      }
+      if (this.#generator !== undefined) this.#operator.advanceWatermark(this.#generator.current(), now);
+    });
+  }
+
   advanceWatermark(watermark: number): void {
     if (typeof watermark !== "number" || Number.isNaN(watermark)) throw new RangeError(`a watermark must be a number, got ${watermark}`);
     this.#run(() => void this.#operator.advanceWatermark(watermark, this.#now));
@@ -524,6 +570,11 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
   sinkOutput(): SinkMessage<Out>[] {
     if (this.#fn.sink === undefined) throw new Error(`${this.#fn.name} has no sink; its output is in output()`);
     return [...this.#sink];
+  }
+
+  upserted(): ReadonlyMap<string, unknown> {
+    if (this.#fn.upsert === undefined) throw new Error(`${this.#fn.name} has no upsert sink`);
+    return new Map([...this.#bucket].map(([k, v]) => [k, jsonCopy(v)]));
   }
 
   state<K extends keyof S & string>(name: K, key: string, subkey: string): MapEntrySnapshot<S[K]>;
@@ -581,6 +632,10 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
       }
     }
     this.#epoch = epoch + 1;
+    for (const w of this.#upserts.take()) {
+      if (w.json === undefined) this.#bucket.delete(w.key);
+      else this.#bucket.set(w.key, JSON.parse(w.json));
+    }
     if (first !== undefined) throw first;
   }
 
@@ -644,6 +699,10 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
     const sink = this.#fn.sink;
     const subjectOf = sink === undefined ? undefined : typeof sink.subject === "function" ? sink.subject : () => sink.subject as string;
     const sinkCopy = sink?.format === "msgpack" ? (r: unknown) => unpackMsgpack(packMsgpack(r)) : (r: unknown) => jsonCopy(r);
+    // A changelog's sink messages are Changes, with their kind in a header unless they are lines.
+    const changelog = this.#fn.changelog === true;
+    const headed = changelog && sink?.format !== "json-lines";
+    const upsert = this.#fn.upsert;
     const key = () => this.#ctx?.key ?? "";
     return {
       emit: (record, timestamp) => {
@@ -655,7 +714,13 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
           } catch (cause) {
             throw new Error(`sink subject of ${this.#fn.name} failed: ${describe(cause)}`, { cause });
           }
-          this.#sink.push({ subject, value: sinkCopy(record) as Out });
+          const body = changelog ? asChange(record) : record;
+          this.#sink.push({ subject, value: sinkCopy(body) as Out, ...(headed ? { rowKind: (body as Change<unknown>).rowKind } : {}) });
+        }
+        if (upsert !== undefined) {
+          const write = upsertWrite(record, upsert.key);
+          if (write instanceof Rejection) throw new RecordRejectedError(this.#fn.name, write.reason);
+          this.#upserts.add(write);
         }
       },
       side: (name, record, timestamp) => {

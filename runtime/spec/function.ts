@@ -8,6 +8,7 @@
 import type { MapState, MapStateDeclaration, StateDeclarations, StateHandles } from "./state.ts";
 import type { WatermarkStrategy } from "./watermarks.ts";
 import type { WindowSpec } from "./windows.ts";
+import type { Change } from "./changelog.ts";
 
 /** Decoding of messages read from a user stream. */
 export type InputFormat = "json" | "msgpack" | "string" | "bytes";
@@ -26,6 +27,14 @@ export interface StreamInput {
   readonly partitions?: number;
   /** How message payloads are decoded (default "json"). */
   readonly format?: InputFormat;
+  /**
+   * Reads a changelog: maps each decoded message to one or more `Change`s (`{ rowKind, row }`),
+   * which the function then receives one by one — its key and timestamp selectors and `process`
+   * see the Changes, not the message. A mapper that throws or returns something else dead-letters
+   * the message with reason `changelog: …`. `oplog()` builds one for database oplog records.
+   * @example input: fromStream("ORDERS_OPLOG", { changelog: oplog() })
+   */
+  readonly changelog?: (raw: unknown) => Change<unknown> | readonly Change<unknown>[];
 }
 
 /** Input from another function of the same pipeline: its main output or one of its side outputs. */
@@ -233,6 +242,15 @@ export interface FunctionSpec<In = any, Out = any, S extends StateDeclarations =
    */
   readonly changelog?: boolean;
   /**
+   * Upserts the main output into a NATS KV bucket, exactly once: each record (a `Change`, or a
+   * plain record as an insert) puts its row as JSON under `key(row)` (`+I`, `+U`) or deletes that
+   * key (`-D`, and `-U` unless the same checkpoint puts the key again). Applied when the checkpoint
+   * covering the records commits, per key only the checkpoint's last change. `eddy deploy` creates
+   * the bucket. Design note bv.
+   * @example upsert: { bucket: "order-status", key: (o) => o.orderId }
+   */
+  readonly upsert?: UpsertSpec<Out>;
+  /**
    * Set by `windowed()`: how its windows are laid out, so that tools writing window contents from
    * outside (`eddy state bootstrap`) can register the timers that fire them. Not for authors.
    */
@@ -295,6 +313,21 @@ export interface SinkSpec<Out> {
    */
   readonly delivery?: "exactly-once" | "at-least-once";
 }
+
+/** Where and under which key an upsert sink (`FunctionSpec.upsert`) keeps each row. */
+export interface UpsertSpec<Out> {
+  /** The KV bucket (created with the job's replica count if missing): `[A-Za-z0-9_-]+`, not starting with `eddy_`. */
+  readonly bucket: string;
+  /**
+   * The KV key of a row (the row of a Change, or a plain record). Characters a KV key cannot hold
+   * are encoded (`=XX` per UTF-8 byte; note bv); it should follow the function's key, so that one
+   * partition writes each KV key.
+   */
+  readonly key: (row: RowOf<Out>) => string;
+}
+
+/** The row type of an output record: `T` for `Change<T>`, the record itself otherwise. */
+export type RowOf<Out> = Out extends Change<infer T> ? T : Out;
 
 /** Limits of a job's dead-letter stream (`PipelineSpec.deadLetters`). */
 export interface DeadLetterRetention {

@@ -140,8 +140,15 @@ describe("spill messages", () => {
     expect(decoded.map((o) => [o.subject, o.msgId, o.epoch, [...o.data]])).toEqual(items.map((o) => [o.subject, o.msgId, 4, [...o.data]]));
   });
 
-  it("reject a body that is not a list of [subject, message id, payload]", () => {
-    for (const body of [new Uint8Array([0xc1]), encodeValue({}), encodeValue([["out", "id"]]), encodeValue([["", "id", new Uint8Array(1)]]), encodeValue([["out", 3, new Uint8Array(1)]]), encodeValue([["out", "id", "text"]])]) {
+  it("carry the headers of held messages that have them (row kinds, KV deletes)", () => {
+    const items = [out(4, 0), { ...out(4, 1), headers: { "KV-Operation": "DEL" } }];
+    const decoded = decodeSpillBatch(encodeSpillBatch({ epoch: 4, items, bytes: 20 }), 4);
+    expect(decoded.map((o) => o.headers)).toEqual([undefined, { "KV-Operation": "DEL" }]);
+  });
+
+  it("reject a body that is not a list of [subject, message id, payload] or [subject, message id, payload, headers]", () => {
+    const payload = new Uint8Array(1);
+    for (const body of [new Uint8Array([0xc1]), encodeValue({}), encodeValue([["out", "id"]]), encodeValue([["", "id", payload]]), encodeValue([["out", 3, payload]]), encodeValue([["out", "id", "text"]]), encodeValue([["out", "id", payload, { a: 1 }]]), encodeValue([["out", "id", payload, ["x"]]]), encodeValue([["out", "id", payload, {}, 1]])]) {
       expect(() => decodeSpillBatch(body, 1)).toThrow(MalformedMessageError);
     }
   });
