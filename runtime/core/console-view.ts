@@ -263,13 +263,27 @@ export interface JobRow {
   readonly state: string;
   readonly version: number | null;
   readonly generation: number;
+  /** Restarts of the job's actors from a checkpoint, whatever the cause: see {@link restartsOf}. */
   readonly restarts: number;
+  /** Of those, the restarts after failures the restart strategy counted (`eddy status`'s figure). */
+  readonly failureRestarts: number;
   /** Records per second read by the source functions (null: no live figures). */
   readonly throughput: number | null;
   readonly maxLag: number | null;
   readonly lastCheckpointId: number | null;
   readonly lastCheckpointAgeMs: number | null;
   readonly functions: number;
+}
+
+/**
+ * Restarts as Flink's `numRestarts` counts them: every generation after the first restarted the
+ * job's actors from its last committed checkpoint — after a failure, a lost worker (its actors
+ * move to the others) or a start after a stop. eddy's own `restarts` counts only those after
+ * failures (the restart strategy's budget, which a vanished worker does not spend); it is never
+ * larger than the generations, but a status record someone else wrote could say so.
+ */
+export function restartsOf(view: { readonly generation: number; readonly restarts: number }): number {
+  return Math.max(view.restarts, view.generation > 1 ? view.generation - 1 : 0);
 }
 
 export function jobRow(
@@ -285,7 +299,8 @@ export function jobRow(
     state: view.state,
     version: view.version,
     generation: view.generation,
-    restarts: view.restarts,
+    restarts: restartsOf(view),
+    failureRestarts: view.restarts,
     throughput: live.length === 0 ? null : live.filter((s) => sources.has(s.function)).reduce((a, s) => a + s.recordsInPerSecond, 0),
     maxLag: lags.length === 0 ? null : Math.max(...lags),
     lastCheckpointId: view.lastCheckpoint?.id ?? null,

@@ -283,7 +283,13 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     if (req.method === "GET" && path === "/api/workers") return send(res, 200, await gatherer.workers());
     const m = /^\/api\/jobs\/([^/]*)(?:\/(dlq|state))?$/.exec(path);
     if (m === null) return refuse(res, 404, `no such page: ${path.slice(0, 100)}`);
-    const job = checkName("job", decodeURIComponent(m[1]!));
+    let name: string;
+    try {
+      name = decodeURIComponent(m[1]!);
+    } catch {
+      return refuse(res, 400, "job: not a valid URL component");
+    }
+    const job = checkName("job", name);
     if (!job.ok) return refuse(res, 400, job.reason);
     if (m[2] === undefined && req.method === "GET") return send(res, 200, await gatherer.job(job.value));
     if (m[2] === "dlq" && req.method === "GET") {

@@ -5,7 +5,7 @@
  * graph and a few charts, and the bundle stays small enough for a phone.
  */
 import type { JobPayload, JobsPayload, WorkerRow } from "../server.ts";
-import type { CheckpointRow, FunctionSummary, PartitionRow } from "../../core/console-view.ts";
+import { restartsOf, type CheckpointRow, type FunctionSummary, type PartitionRow } from "../../core/console-view.ts";
 import { graphSvg } from "./graph.ts";
 import { drawCharts, dropCharts, record } from "./charts.ts";
 import { ago, bytes, dash, esc, ms, num, rate, time } from "./format.ts";
@@ -89,7 +89,7 @@ function showJobs(): void {
     slot.innerHTML = `<table><thead><tr><th>job</th><th>state</th><th class="num">version</th><th class="num">generation</th><th class="num">restarts</th><th class="num">throughput</th><th class="num">max lag</th><th>last checkpoint</th><th class="num">functions</th></tr></thead><tbody>${p.jobs
       .map(
         (j) =>
-          `<tr data-job="${esc(j.job)}"><td><a href="${jobHref(j.job)}">${esc(j.job)}</a></td><td><span class="badge ${esc(j.state)}">${esc(j.state)}</span></td><td class="num">${j.version ?? dash}</td><td class="num">${j.generation}</td><td class="num" data-restarts="${j.restarts}">${j.restarts}</td><td class="num">${j.throughput === null ? dash : `${rate(j.throughput)}/s`}</td><td class="num">${num(j.maxLag)}</td><td>${j.lastCheckpointId === null ? dash : `${j.lastCheckpointId} (${ms(j.lastCheckpointAgeMs)} ago)`}</td><td class="num">${j.functions}</td></tr>`,
+          `<tr data-job="${esc(j.job)}"><td><a href="${jobHref(j.job)}">${esc(j.job)}</a></td><td><span class="badge ${esc(j.state)}">${esc(j.state)}</span></td><td class="num">${j.version ?? dash}</td><td class="num">${j.generation}</td><td class="num" data-restarts="${j.restarts}" title="restarts from a checkpoint; ${j.failureRestarts} after failures">${j.restarts}${j.failureRestarts > 0 ? ` <span class="note">(${j.failureRestarts} failed)</span>` : ""}</td><td class="num">${j.throughput === null ? dash : `${rate(j.throughput)}/s`}</td><td class="num">${num(j.maxLag)}</td><td>${j.lastCheckpointId === null ? dash : `${j.lastCheckpointId} (${ms(j.lastCheckpointAgeMs)} ago)`}</td><td class="num">${j.functions}</td></tr>`,
       )
       .join("")}</tbody></table>`;
   });
@@ -107,8 +107,8 @@ function header(p: JobPayload): string {
   return `<div class="card"><div class="facts">
     <div><b>state</b><span class="badge ${esc(s.state)}" data-state>${esc(s.state)}</span></div>
     <div><b>version</b>${s.deployedVersion ?? (s.mode === "pipeline" ? "pipeline" : dash)}</div>
-    <div><b>generation</b>${s.generation}</div>
-    <div><b>restarts</b><span data-restarts="${s.restarts}">${s.restarts}</span></div>
+    <div><b>generation</b><span data-generation>${s.generation}</span></div>
+    <div><b>restarts</b><span data-restarts="${restartsOf(s)}">${restartsOf(s)}</span> <span class="note">(${s.restarts} after failures)</span></div>
     <div><b>workers</b>${p.workers}</div>
     <div><b>last checkpoint</b>${c === null ? "none yet" : `${c.id} · ${ago(c.committedAt, p.at)} · took ${ms(c.durationMs)}`}</div>
     ${s.nextRestartAt !== null && s.state === "RESTARTING" ? `<div><b>next restart</b>${ms(Math.max(0, s.nextRestartAt - p.at))}</div>` : ""}
