@@ -12,7 +12,7 @@
  *
  * With EDDY_CONSOLE_SCREENSHOTS=<dir> the test also saves the main pages there (docs/console/).
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -165,5 +165,14 @@ describe("eddy ui in headless Chromium", () => {
     // Still serving after all that.
     expect((await fetch(base + "/")).status).toBe(200);
     expect(await get("/api/jobs")).toEqual({ status: 200, body: { at: expect.any(Number), jobs: [] } });
+  });
+
+  it("refuses bad arguments with one line and exit code 2, before connecting", () => {
+    for (const args of [["--port", "70000"], ["--port", "x"], ["--host", "a b"], ["--bogus"]]) {
+      const r = spawnSync(process.execPath, [join(ROOT, "runtime/cli/main.ts"), "ui", ...args, "--nats", "nats://127.0.0.1:1"], { cwd: ROOT, encoding: "utf8", timeout: 30_000 });
+      expect(r.status, args.join(" ")).toBe(2);
+      expect(r.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
+      expect(r.stderr).toMatch(/^eddy: /);
+    }
   });
 });
