@@ -325,6 +325,21 @@ export interface CheckpointLike {
   readonly reason?: string;
   readonly savepoint?: string;
   readonly restoredFrom?: string;
+  readonly perActor?: Readonly<Record<string, { readonly alignmentMs?: number; readonly syncMs?: number; readonly uploadMs?: number; readonly ackWaitMs?: number; readonly bytes?: number; readonly keysChanged?: number }>>;
+}
+
+/** One actor's part of a checkpoint. */
+export interface CheckpointActorRow {
+  readonly actor: string;
+  readonly alignmentMs: number | null;
+  /** From the aligned barrier until it was forwarded: the actor handled nothing else. */
+  readonly syncMs: number | null;
+  /** Storing the last segment and the manifest, in the background. */
+  readonly uploadMs: number | null;
+  /** Waiting for the acknowledgement of what it published before the barrier, in the background. */
+  readonly ackWaitMs: number | null;
+  readonly bytes: number | null;
+  readonly keysChanged: number | null;
 }
 
 /** A line of the checkpoint history. */
@@ -346,6 +361,12 @@ export interface CheckpointRow {
   readonly keysChanged: number | null;
   readonly actors: number | null;
   readonly reason: string | null;
+  /** The longest synchronous part of any actor (null: the actors did not report timings). */
+  readonly syncMs: number | null;
+  /** The longest asynchronous part (upload + ack wait) of any actor. */
+  readonly asyncMs: number | null;
+  /** Per actor, slowest (sync + async) first; empty when the record has none. */
+  readonly perActor: readonly CheckpointActorRow[];
 }
 
 const finite = (x: number | undefined) => (typeof x === "number" && Number.isFinite(x) ? x : null);
@@ -353,6 +374,12 @@ const finite = (x: number | undefined) => (typeof x === "number" && Number.isFin
 export function checkpointRow(r: CheckpointLike): CheckpointRow {
   const duration = finite(r.durationMs);
   const alignment = finite(r.alignmentMs);
+  const perActor: CheckpointActorRow[] = Object.entries(r.perActor !== null && typeof r.perActor === "object" ? r.perActor : {})
+    .filter(([, a]) => a !== null && typeof a === "object")
+    .map(([actor, a]) => ({ actor, alignmentMs: finite(a.alignmentMs), syncMs: finite(a.syncMs), uploadMs: finite(a.uploadMs), ackWaitMs: finite(a.ackWaitMs), bytes: finite(a.bytes), keysChanged: finite(a.keysChanged) }));
+  const total = (a: CheckpointActorRow) => (a.syncMs ?? 0) + (a.uploadMs ?? 0) + (a.ackWaitMs ?? 0);
+  perActor.sort((a, b) => total(b) - total(a) || (a.actor < b.actor ? -1 : 1));
+  const timed = perActor.filter((a) => a.syncMs !== null);
   const kind = r.restoredFrom !== undefined ? `restore of ${r.restoredFrom}` : r.savepoint !== undefined ? `savepoint ${r.savepoint}` : r.stop === true ? "stop" : r.handoff === true ? "handoff" : "periodic";
   return {
     id: r.id,
@@ -367,6 +394,9 @@ export function checkpointRow(r: CheckpointLike): CheckpointRow {
     keysChanged: finite(r.keysChanged),
     actors: finite(r.actors),
     reason: typeof r.reason === "string" ? r.reason : null,
+    syncMs: timed.length === 0 ? null : Math.max(...timed.map((a) => a.syncMs!)),
+    asyncMs: timed.length === 0 ? null : Math.max(...timed.map((a) => (a.uploadMs ?? 0) + (a.ackWaitMs ?? 0))),
+    perActor,
   };
 }
 

@@ -90,6 +90,10 @@ describe("eddy ui in headless Chromium", () => {
       expect(checkpoint.status).toBe("committed");
       await page.goto(`${base}/#/job/console/checkpoints`);
       await page.locator(`tr[data-checkpoint="${checkpoint.id}"][data-status="committed"]`).waitFor({ timeout: 30_000 });
+      // With each actor's part: every actor of the job, its synchronous part and its upload timed.
+      await page.locator(`table[data-checkpoint-actors="${checkpoint.id}"]`).waitFor({ timeout: 30_000 });
+      expect((await page.locator("#checkpoint-actors tr[data-actor]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-actor")))).sort()).toEqual(["audit/0", "clicks/0", "count/0", "count/1", "out/0"]);
+      expect(await page.locator('#checkpoint-actors tr[data-actor="count/1"] td').nth(2).textContent()).toMatch(/^\d+(\.\d+)? (ms|s)$/);
       await shot(page, "checkpoints");
 
       // The state browser: each user was counted 10 times.

@@ -152,10 +152,24 @@ describe("jobRow", () => {
 describe("checkpointRow", () => {
   it("splits the duration at the alignment and names the kind of checkpoint", () => {
     expect(checkpointRow({ id: 4, generation: 1, status: "committed", startedAt: 5, durationMs: 120, alignmentMs: 30, bytes: 2048, keysChanged: 12, actors: 5 })).toEqual({
-      id: 4, status: "committed", kind: "periodic", generation: 1, startedAt: 5, durationMs: 120, alignmentMs: 30, afterAlignmentMs: 90, bytes: 2048, keysChanged: 12, actors: 5, reason: null,
+      id: 4, status: "committed", kind: "periodic", generation: 1, startedAt: 5, durationMs: 120, alignmentMs: 30, afterAlignmentMs: 90, bytes: 2048, keysChanged: 12, actors: 5, reason: null, syncMs: null, asyncMs: null, perActor: [],
     });
     expect(checkpointRow({ id: 5, generation: 1, status: "committed", startedAt: 5, stop: true, savepoint: "sp-1" }).kind).toBe("savepoint sp-1");
     expect(checkpointRow({ id: 6, generation: 1, status: "committed", startedAt: 5, handoff: true, stop: true }).kind).toBe("stop");
+  });
+
+  it("splits each actor's snapshot into its synchronous and asynchronous parts, slowest actor first", () => {
+    const r = checkpointRow({
+      id: 8, generation: 1, status: "committed", startedAt: 0, durationMs: 300, alignmentMs: 40,
+      perActor: {
+        "count/0": { alignmentMs: 40, syncMs: 12, uploadMs: 150, ackWaitMs: 30, bytes: 900, keysChanged: 20 },
+        "clicks/0": { alignmentMs: 0, syncMs: 3, uploadMs: 10, ackWaitMs: 2, bytes: 100, keysChanged: 1 },
+        "out/0": { alignmentMs: 5, bytes: 10, keysChanged: 0 }, // an actor from before timings
+      },
+    });
+    expect(r.perActor.map((a) => a.actor)).toEqual(["count/0", "clicks/0", "out/0"]);
+    expect(r.perActor[2]).toEqual({ actor: "out/0", alignmentMs: 5, syncMs: null, uploadMs: null, ackWaitMs: null, bytes: 10, keysChanged: 0 });
+    expect([r.syncMs, r.asyncMs]).toEqual([12, 180]);
   });
 
   it("keeps the reason of an aborted checkpoint and shows missing figures as absent", () => {

@@ -137,20 +137,37 @@ function functionTable(job: string, fs: readonly FunctionSummary[]): string {
     .join("")}</tbody></table></div>`;
 }
 
+/** The checkpoint whose per-actor breakdown is shown (clicked), else the newest one that has one. */
+let selectedCheckpoint: number | undefined;
+
 function checkpointTable(rows: readonly CheckpointRow[]): string {
   if (rows.length === 0) return `<p class="note">No checkpoints recorded yet.</p>`;
-  return `<div class="scroll"><table id="checkpoints"><thead><tr><th class="num">id</th><th>status</th><th>kind</th><th class="num">gen</th><th>started (UTC)</th><th class="num">duration</th><th class="num">alignment</th><th class="num">after alignment</th><th class="num">size</th><th class="num">keys changed</th><th class="num">actors</th><th>reason</th></tr></thead><tbody>${rows
+  const selected = rows.find((r) => r.id === selectedCheckpoint && r.perActor.length > 0) ?? rows.find((r) => r.perActor.length > 0);
+  const breakdown =
+    selected === undefined
+      ? `<p class="note">No checkpoint has per-actor figures yet (actors of older versions do not report them).</p>`
+      : `<h2>Checkpoint ${selected.id} per actor</h2><p class="note">sync: from the aligned barrier until the actor forwarded it (it handled nothing else); upload and ack wait: in the background while records flow. Slowest first; click an id above for another checkpoint.</p><div class="scroll"><table id="checkpoint-actors" data-checkpoint-actors="${selected.id}"><thead><tr><th>actor</th><th class="num">alignment</th><th class="num">sync</th><th class="num">upload</th><th class="num">ack wait</th><th class="num">size</th><th class="num">keys changed</th></tr></thead><tbody>${selected.perActor
+          .map((a) => `<tr data-actor="${esc(a.actor)}"><td>${esc(a.actor)}</td><td class="num">${ms(a.alignmentMs)}</td><td class="num">${ms(a.syncMs)}</td><td class="num">${ms(a.uploadMs)}</td><td class="num">${ms(a.ackWaitMs)}</td><td class="num">${bytes(a.bytes)}</td><td class="num">${num(a.keysChanged)}</td></tr>`)
+          .join("")}</tbody></table></div>`;
+  return `<div class="scroll"><table id="checkpoints"><thead><tr><th class="num">id</th><th>status</th><th>kind</th><th class="num">gen</th><th>started (UTC)</th><th class="num">duration</th><th class="num">alignment</th><th class="num">sync (max)</th><th class="num">async (max)</th><th class="num">size</th><th class="num">keys changed</th><th class="num">actors</th><th>reason</th></tr></thead><tbody>${rows
     .map(
       (r) =>
-        `<tr data-checkpoint="${r.id}" data-status="${esc(r.status)}"><td class="num">${r.id}</td><td><span class="badge ${esc(r.status)}">${esc(r.status)}</span></td><td>${esc(r.kind)}</td><td class="num">${r.generation}</td><td>${time(r.startedAt)}</td><td class="num">${ms(r.durationMs)}</td><td class="num">${ms(r.alignmentMs)}</td><td class="num">${ms(r.afterAlignmentMs)}</td><td class="num">${bytes(r.bytes)}</td><td class="num">${num(r.keysChanged)}</td><td class="num">${num(r.actors)}</td><td class="wrap">${esc(r.reason ?? "")}</td></tr>`,
+        `<tr data-checkpoint="${r.id}" data-status="${esc(r.status)}"><td class="num">${r.perActor.length > 0 ? `<a href="" data-select-checkpoint="${r.id}">${r.id}</a>` : r.id}</td><td><span class="badge ${esc(r.status)}">${esc(r.status)}</span></td><td>${esc(r.kind)}</td><td class="num">${r.generation}</td><td>${time(r.startedAt)}</td><td class="num">${ms(r.durationMs)}</td><td class="num">${ms(r.alignmentMs)}</td><td class="num" title="after alignment: ${ms(r.afterAlignmentMs)}">${ms(r.syncMs)}</td><td class="num">${ms(r.asyncMs)}</td><td class="num">${bytes(r.bytes)}</td><td class="num">${num(r.keysChanged)}</td><td class="num">${num(r.actors)}</td><td class="wrap">${esc(r.reason ?? "")}</td></tr>`,
     )
-    .join("")}</tbody></table></div>`;
+    .join("")}</tbody></table></div>${breakdown}`;
 }
 
 function showJob(r: Extract<Route, { page: "job" }>): void {
   setNav("");
   view.innerHTML = `<h1>${esc(r.job)}</h1><div id="problem"></div><div id="head"></div>${tabs(r.job, r.tab)}<div id="body"></div><div id="extra"></div>`;
   const body = document.getElementById("body")!;
+  body.addEventListener("click", (e) => {
+    const id = (e.target as HTMLElement).closest<HTMLElement>("[data-select-checkpoint]")?.dataset.selectCheckpoint;
+    if (id === undefined) return;
+    e.preventDefault();
+    selectedCheckpoint = Number(id);
+    if (lastJob !== undefined && lastJob.status.job === r.job) body.innerHTML = checkpointTable(lastJob.checkpoints);
+  });
   if (r.tab === "dlq") void showDeadLetters(r.job, body);
   if (r.tab === "state") showState(r.job, body);
   listen(`/api/events?view=job&job=${encodeURIComponent(r.job)}`, (d) => {
