@@ -238,6 +238,16 @@ function preview(data: Uint8Array): string {
   }
 }
 
+const LOOPBACK: ReadonlySet<string> = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
+
+/** The host name of a Host header, without the port. */
+function hostnameOf(host: string | undefined): string {
+  if (host === undefined) return "";
+  if (host.startsWith("[")) return host.slice(0, host.indexOf("]") + 1);
+  const colon = host.lastIndexOf(":");
+  return colon === -1 ? host : host.slice(0, colon);
+}
+
 /**
  * Starts the console. Resolves once it listens; `close()` ends open event streams and stops it
  * (the NATS connection stays the caller's).
@@ -250,7 +260,11 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
   const gatherer = new Gatherer(nc);
   const streams = new Set<ServerResponse>();
 
+  const loopbackOnly = LOOPBACK.has(options.host ?? "127.0.0.1");
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    // A console on a loopback address answers only to loopback names: a page of another site
+    // whose name an attacker pointed at 127.0.0.1 (DNS rebinding) sends its own name as Host.
+    if (loopbackOnly && !LOOPBACK.has(hostnameOf(req.headers.host))) return refuse(res, 403, "host: this console answers only to 127.0.0.1, localhost and [::1]");
     const url = new URL(req.url ?? "/", "http://console");
     const path = url.pathname;
     if (req.method === "GET" && (path === "/" || path === "/index.html")) {

@@ -14,6 +14,7 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { chromium, type Page } from "playwright-core";
@@ -166,6 +167,17 @@ describe("eddy ui in headless Chromium", () => {
     expect(await get("/api/events?view=nonsense")).toMatchObject({ status: 400 });
     expect(await get("/api/jobs/nope/state", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ op: "delete", fn: "f", state: "s", key: "k", confirm: true }) })).toEqual({ status: 403, body: { error: expect.stringContaining("read-only") } });
     expect(await get("/no/such/page")).toMatchObject({ status: 404 });
+    // On 127.0.0.1 it answers only to loopback names (no DNS rebinding from another site).
+    const port = new URL(base).port;
+    const rebound = await new Promise<number>((done, fail) => {
+      const req = httpRequest({ host: "127.0.0.1", port, path: "/api/jobs", headers: { host: `attacker.example:${port}` } }, (res) => {
+        res.resume();
+        done(res.statusCode ?? 0);
+      });
+      req.on("error", fail);
+      req.end();
+    });
+    expect(rebound).toBe(403);
     // Still serving after all that.
     expect((await fetch(base + "/")).status).toBe(200);
     expect(await get("/api/jobs")).toEqual({ status: 200, body: { at: expect.any(Number), jobs: [] } });
