@@ -19,6 +19,7 @@ import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { chromium, type Page } from "playwright-core";
 import { requestCheckpoint } from "../../runtime/nats/control.ts";
+import type { NatsConnection } from "../../runtime/nats/connection.ts";
 import { ensureStream, publishAll } from "../../runtime/nats/streams.ts";
 import { findChromium } from "../../scripts/ensure-chromium.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
@@ -42,11 +43,24 @@ function startConsoleWorker(url: string): EddyProcess {
   return { child, output: () => out, kill, stop: kill, [Symbol.asyncDispose]: kill };
 }
 
-async function shot(page: Page, name: string): Promise<void> {
+/**
+ * Saves a screenshot when asked to. Meanwhile it publishes clicks of other users (the
+ * assertions count u0–u2 only), so that the pictures show records flowing.
+ */
+async function shot(page: Page, name: string, nc?: NatsConnection): Promise<void> {
   if (SHOTS === undefined) return;
   mkdirSync(SHOTS, { recursive: true });
-  await page.waitForTimeout(1_200); // a second update, so that rates and charts have two samples
+  let flowing = nc !== undefined;
+  const traffic = (async () => {
+    while (flowing) {
+      await publishAll(nc!, Array.from({ length: 40 }, (_, j) => ({ subject: "console.in", data: JSON.stringify({ user: `v${j % 7}` }) })));
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  })();
+  await page.waitForTimeout(nc === undefined ? 1_200 : 4_000); // two updates at least, so that rates and charts have samples
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  flowing = false;
+  await traffic;
 }
 
 describe("eddy ui in headless Chromium", () => {
@@ -84,7 +98,7 @@ describe("eddy ui in headless Chromium", () => {
       await expect.poll(() => page.locator("[data-causes]").textContent(), { timeout: 10_000 }).toContain("audit");
       // Nothing else waits on downstream: count and out read on without holding output back.
       for (const fn of ["clicks", "count", "out"]) expect(await page.locator(`g.node[data-fn="${fn}"]`).getAttribute("data-pressure")).not.toBe("backpressured");
-      await shot(page, "job-graph");
+      await shot(page, "job-graph", nc);
 
       // A checkpoint the test asks for appears in the history, committed.
       const checkpoint = await requestCheckpoint(nc, "console");
@@ -117,7 +131,7 @@ describe("eddy ui in headless Chromium", () => {
       await page.goto(`${base}/#/job/console/fn/count`);
       await page.locator('tr[data-partition="1"]').waitFor({ timeout: 30_000 });
       expect(await page.locator(".chart .uplot").count()).toBe(3);
-      await shot(page, "function");
+      await shot(page, "function", nc);
 
       // Workers: the one worker with its five actors.
       await page.goto(`${base}/#/workers`);
