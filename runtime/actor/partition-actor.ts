@@ -1390,6 +1390,7 @@ export class PartitionActor {
    */
   private async snapshot(id: number, restartSeq: number, alignmentMs: number, stop: boolean, savepoint?: string): Promise<void> {
     const p = this.partition;
+    const began = performance.now();
     await this.takeChanges(id);
     this.committedWatermark?.snapshot(id, this.operator.watermark);
     const bc = this.takeBroadcastChanges(id);
@@ -1431,12 +1432,15 @@ export class PartitionActor {
     const generation = this.generation;
     const finished = this.inputEnded;
     const data = encodeValue(delta);
+    const forwarded = performance.now();
     void (async () => {
       // The manifest is stored after its segments, so one that exists names only stored segments.
       for (const u of uploads) await u.stored;
       await this.transport.putSnapshot(deltaObject(this.job, id, this.node.name, p), data);
       if (exported !== undefined) await this.transport.putSavepoint(savepointObjectName(this.job, savepoint!, this.node.name, p), exported);
+      const stored = performance.now();
       await this.publisher.drainUpTo(mark);
+      const round = (ms: number) => Math.round(ms * 10) / 10;
       const ack: SnapshotAck = {
         id,
         generation,
@@ -1447,6 +1451,7 @@ export class PartitionActor {
         segments: delta.segments!,
         alignmentMs,
         finished,
+        timings: { syncMs: round(forwarded - began), uploadMs: round(stored - forwarded), ackWaitMs: round(performance.now() - stored) },
       };
       this.transport.publishCore(ackSubject(this.job), textEncoder.encode(JSON.stringify(ack)));
     })().catch((e) => this.fail(e));

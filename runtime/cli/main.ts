@@ -37,6 +37,7 @@ import { status } from "./commands/status.ts";
 import { stopCommand } from "./commands/stop.ts";
 import { supervisor } from "./commands/supervisor.ts";
 import { undeployCommand } from "./commands/undeploy.ts";
+import { ui } from "./commands/ui.ts";
 import { worker } from "./commands/worker.ts";
 import { auth } from "./commands/auth.ts";
 import { connectionSettings } from "./flags.ts";
@@ -45,7 +46,7 @@ import { ExitWithCodeError, USAGE_EXIT_CODE } from "./run.ts";
 /** The root command; add a subcommand as a module under commands/ and list it here. */
 export const eddy = Command.make("eddy").pipe(
   Command.withDescription("eddy: actor-based stream functions on NATS JetStream"),
-  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand, rulesCommand, savepointCommand, savepointsCommand, stopCommand, startCommand, dlq, auth]),
+  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand, rulesCommand, savepointCommand, savepointsCommand, stopCommand, startCommand, dlq, auth, ui]),
   Command.withGlobalFlags(connectionSettings),
 );
 

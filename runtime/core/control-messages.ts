@@ -117,7 +117,7 @@ export const snapshotAck = struct(
     alignmentMs: millis,
     finished: bool,
   },
-  { segments: array(segmentRef) },
+  { segments: array(segmentRef), timings: struct({ syncMs: millis, uploadMs: millis, ackWaitMs: millis }) },
 );
 
 export const actorFailure = struct({ generation: count, actor: str, worker: str, reason: str });
@@ -157,6 +157,7 @@ export const checkpointRecord = struct(
     finished: bool,
     savepoint: str,
     restoredFrom: str,
+    perActor: record(struct({ alignmentMs: finite, bytes: count, keysChanged: count }, { syncMs: finite, uploadMs: finite, ackWaitMs: finite })),
   },
 );
 

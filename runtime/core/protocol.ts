@@ -212,6 +212,8 @@ export interface CheckpointRecord {
   readonly savepoint?: string;
   /** Not taken by actors: written by restoring this savepoint into the job's buckets. */
   readonly restoredFrom?: string;
+  /** Per actor (`<fn>/<partition>`): its alignment, snapshot timings, bytes and keys changed. */
+  readonly perActor?: Readonly<Record<string, ActorCheckpointFigures>>;
 }
 
 /** Supervisor to workers: start checkpoint `id` at the sources of generation `generation`. */
@@ -240,6 +242,28 @@ export interface SnapshotAck {
   readonly segments?: ReadonlyArray<readonly [string, number, number]>;
   /** The actor had seen the end of its input (final watermark) when it snapshotted. */
   readonly finished: boolean;
+  /** Where the snapshot's time went (absent from actors before the console, issue 17). */
+  readonly timings?: SnapshotTimings;
+}
+
+/**
+ * One actor's snapshot, split as Flink splits a checkpoint: `syncMs` from the aligned barrier
+ * until it was forwarded (taking the changes into the delta log, encoding the remainder — the
+ * actor handles nothing else meanwhile), then in the background `uploadMs` until the segments
+ * and the manifest were stored and `ackWaitMs` until everything published before the barrier was
+ * acknowledged.
+ */
+export interface SnapshotTimings {
+  readonly syncMs: number;
+  readonly uploadMs: number;
+  readonly ackWaitMs: number;
+}
+
+/** One actor's figures in a checkpoint record. */
+export interface ActorCheckpointFigures extends Partial<SnapshotTimings> {
+  readonly alignmentMs: number;
+  readonly bytes: number;
+  readonly keysChanged: number;
 }
 
 /**

@@ -2,7 +2,8 @@
  * `eddy dev`: a whole cluster in one process for local development — an embedded nats-server
  * (temporary, or kept in `--data`; with `--cluster N`, N of them routed into a JetStream cluster), a
  * supervisor, and one generic worker that runs whatever is
- * deployed (`eddy deploy` against the printed URL). Ctrl-C stops everything.
+ * deployed (`eddy deploy` against the printed URL); with `--ui-port`, the web console too
+ * (runtime/ui, read-only). Ctrl-C stops everything.
  */
 import { Effect } from "effect";
 import { ensureNatsServer } from "../../scripts/ensure-nats-server.ts";
@@ -12,6 +13,7 @@ import { makeSupervisor } from "../supervisor/supervisor.ts";
 import { makeGenericWorker } from "../actor/generic-worker.ts";
 import { limitHeapGrowth } from "../process/heap-growth.ts";
 import { waitForSignal } from "../process/wait-for-signal.ts";
+import { startConsole } from "../ui/server.ts";
 
 export interface DevOptions {
   readonly port: number | undefined;
@@ -21,6 +23,8 @@ export interface DevOptions {
   readonly checkpointIntervalMs: number;
   /** Memory for actor state in MiB (default: $EDDY_STATE_CACHE_MB, else 256). */
   readonly stateCacheMb?: number | undefined;
+  /** Serve the web console on 127.0.0.1 at this port (0: a free one); none without it. */
+  readonly uiPort?: number | undefined;
 }
 
 export async function runDev(options: DevOptions): Promise<number> {
@@ -50,6 +54,14 @@ export async function runDev(options: DevOptions): Promise<number> {
     yield* makeSupervisor(nc, { checkpointIntervalMs: options.checkpointIntervalMs, log });
     yield* makeGenericWorker(nc, { log, ...(options.stateCacheMb === undefined ? {} : { stateCacheMb: options.stateCacheMb }) });
     console.log(server.url);
+    const uiPort = options.uiPort;
+    if (uiPort !== undefined) {
+      const ui = yield* Effect.acquireRelease(
+        Effect.tryPromise({ try: () => startConsole({ nc, port: uiPort }), catch: (e) => e as Error }),
+        (ui) => Effect.promise(() => ui.close()),
+      );
+      console.error(`eddy dev: web console ${ui.url} (read-only)`);
+    }
     console.error(`eddy dev: nats-server ${server.url} (store ${server.stores}), supervisor and worker running`);
     console.error(`eddy dev: deploy with: npx eddy deploy <module.ts> --nats ${server.url}; Ctrl-C to stop`);
     const signal = yield* waitForSignal;

@@ -426,6 +426,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           keysChanged: acks.reduce((n, a) => n + (a.keysChanged ?? 0), 0),
           actors: acks.length,
           ...(acks.every((a) => a.finished === true) ? { finished: true } : {}),
+          perActor: Object.fromEntries(acks.map((a) => [a.actor, { alignmentMs: a.alignmentMs ?? 0, bytes: (a.bytes ?? 0) + (a.segments ?? []).reduce((m, seg) => m + seg[1], 0), keysChanged: a.keysChanged ?? 0, ...(a.timings ?? {}) }])),
         };
         c.final = record;
         job.consecutiveFailures = 0;

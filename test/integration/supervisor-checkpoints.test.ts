@@ -44,6 +44,8 @@ const ackStats = (actor: string) => ({
   keysChanged: ACTORS.indexOf(actor) + 1,
   alignmentMs: actor === "agg/1" ? 40 : 5,
   finished: false,
+  // Actors of older versions report no timings; the record keeps what each actor sent.
+  ...(actor === "src/1" ? {} : { timings: { syncMs: ACTORS.indexOf(actor), uploadMs: 10, ackWaitMs: 0.5 } }),
 });
 
 /** Polls `probe` until it returns something other than undefined/false. */
@@ -109,6 +111,13 @@ describe("supervisor checkpoints", () => {
     for (let i = 1; i <= 3; i++) {
       const r = await c.sup.triggerCheckpoint(JOB);
       expect(r).toMatchObject({ id: i, generation: 1, status: "committed", actors: 4, bytes: 1000, keysChanged: 10, alignmentMs: 40 });
+      // Each actor's part, as it acked it: what the console's checkpoint page breaks down.
+      expect(r.perActor).toEqual({
+        "src/0": { alignmentMs: 5, bytes: 100, keysChanged: 1, syncMs: 0, uploadMs: 10, ackWaitMs: 0.5 },
+        "src/1": { alignmentMs: 5, bytes: 200, keysChanged: 2 },
+        "agg/0": { alignmentMs: 5, bytes: 300, keysChanged: 3, syncMs: 2, uploadMs: 10, ackWaitMs: 0.5 },
+        "agg/1": { alignmentMs: 40, bytes: 400, keysChanged: 4, syncMs: 3, uploadMs: 10, ackWaitMs: 0.5 },
+      });
       expect(r.durationMs).toBeGreaterThanOrEqual(0);
       expect(r.completedAt).toBeGreaterThanOrEqual(r.startedAt);
       const latest = (await c.latest())!;

@@ -42,7 +42,7 @@ export interface SimulatedWorkerOptions {
    * Statistics reported in each ack (default 100 bytes, 1 key, 0 ms alignment, not finished), and
    * the segments it names (none by default; nothing writes them).
    */
-  readonly ackStats?: (actor: string) => Pick<SnapshotAck, "bytes" | "keysChanged" | "alignmentMs" | "finished" | "segments">;
+  readonly ackStats?: (actor: string) => Pick<SnapshotAck, "bytes" | "keysChanged" | "alignmentMs" | "finished" | "segments" | "timings">;
 }
 
 export interface SimulatedWorker {

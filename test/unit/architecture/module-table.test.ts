@@ -5,7 +5,7 @@
  * folder, and every file a row names must exist there.
  *
  * How the table is read: each row's first cell names a folder (`runtime/core`) or a single file
- * (`runtime/errors.ts`); the file names in backticks in its last cell (`hash.ts`, no slash) are
+ * (`runtime/errors.ts`); the file names in backticks in its last cell (`hash.ts`, no slash; the console's `index.html` and `console.css` too) are
  * files of that folder. Other backticked words there (function names, flags) are not files.
  */
 import { readdirSync, readFileSync } from "node:fs";
@@ -37,7 +37,7 @@ function moduleTable(markdown: string): Array<{ module: string; files: string[] 
     const module = /^`(runtime\/[^`]*)`$/.exec(cells[1]!)?.[1];
     if (module === undefined) continue;
     const folder = module.endsWith(".ts") ? posix.dirname(module) : module;
-    const named = [...cells[cells.length - 2]!.matchAll(/`([\w.-]+\.ts)`/g)].map((m) => posix.join(folder, m[1]!));
+    const named = [...cells[cells.length - 2]!.matchAll(/`([\w.-]+\.(?:ts|html|css))`/g)].map((m) => posix.join(folder, m[1]!));
     rows.push({ module, files: named });
   }
   return rows;

@@ -22,6 +22,8 @@ describe("control message validation", () => {
     expect(decodeControl("spec", bytes({ job: "j", functions: [{ name: "src", partitions: 2, isSource: true, stream: "S", subjects: ["a", "b"] }], restartStrategy: { maxFailures: 3 }, updatedAt: 1 })).ok).toBe(true);
     expect(decodeControl("heartbeat", bytes({ id: "w1", pid: 9, startedAt: 1, jobs: ["j"], running: { j: 2 } })).ok).toBe(true);
     expect(decodeControl("checkpoint-request", bytes({ job: "j", stop: true })).ok).toBe(true);
+    const timed = { ...ack, timings: { syncMs: 1.5, uploadMs: 20, ackWaitMs: 3 } };
+    expect(decodeControl("ack", bytes(timed))).toEqual({ ok: true, value: timed });
   });
 
   it("refuses what is not JSON as `json`, and JSON of the wrong shape as `schema`, naming the field", () => {
@@ -34,6 +36,7 @@ describe("control message validation", () => {
     expect(decodeControl("ack", bytes({ ...ack, worker: undefined }))).toMatchObject({ ok: false, message: "ack: worker: missing" });
     expect(decodeControl("assignment", bytes({ generation: 1, owners: { "a/0": 7 }, updatedAt: 1 }))).toMatchObject({ ok: false, message: 'assignment: owners["a/0"]: expected a string' });
     expect(decodeControl("assignment", bytes({ generation: 1, owners: [], updatedAt: 1 }))).toMatchObject({ ok: false, message: "assignment: owners: expected an object" });
+    expect(decodeControl("ack", bytes({ ...ack, timings: { syncMs: 1, uploadMs: "2", ackWaitMs: 3 } }))).toMatchObject({ ok: false, message: "ack: timings.uploadMs: expected a finite number" });
     expect(decodeControl("spec", bytes({ job: "j", functions: [null], updatedAt: 1 }))).toMatchObject({ ok: false, message: "spec: functions[0]: expected an object" });
     expect(decodeControl("spec", bytes({ job: "j", functions: [{ name: "f", partitions: 0, isSource: false }], updatedAt: 1 }))).toMatchObject({ ok: false, message: "spec: functions[0].partitions: expected a positive safe integer" });
     expect(decodeControl("checkpoint-request", bytes({ job: "" }))).toMatchObject({ ok: false, message: "checkpoint-request: job: expected a non-empty string" });
@@ -60,6 +63,8 @@ describe("checkpoint records and replies", () => {
   it("accepts the records and replies the supervisor writes", () => {
     expect(decodeControl("checkpoint", bytes(record))).toEqual({ ok: true, value: record });
     expect(decodeControl("checkpoint", bytes({ id: 5, generation: 2, status: "aborted", startedAt: 1, reason: "timed out" })).ok).toBe(true);
+    const perActor = { ...record, perActor: { "agg/0": { alignmentMs: 2, bytes: 10, keysChanged: 2, syncMs: 1, uploadMs: 5, ackWaitMs: 0.5 }, "src/0": { alignmentMs: 0, bytes: 0, keysChanged: 0 } } };
+    expect(decodeControl("checkpoint", bytes(perActor))).toEqual({ ok: true, value: perActor });
     expect(decodeControl("checkpoint-reply", bytes({ ok: true, record })).ok).toBe(true);
     expect(decodeControl("checkpoint-reply", bytes({ ok: false, error: { name: "UnknownJobError", message: "no such job" } })).ok).toBe(true);
   });
@@ -68,6 +73,7 @@ describe("checkpoint records and replies", () => {
     expect(decodeControl("checkpoint", bytes({ ...record, status: "done" }))).toMatchObject({ ok: false, message: "checkpoint: status: expected one of in-progress, committed, aborted" });
     expect(decodeControl("checkpoint", bytes({ ...record, startedAt: "1" }))).toMatchObject({ ok: false, message: "checkpoint: startedAt: expected a finite number" });
     expect(decodeControl("checkpoint", bytes({ ...record, bytes: -1 }))).toMatchObject({ ok: false, message: "checkpoint: bytes: expected a non-negative safe integer" });
+    expect(decodeControl("checkpoint", bytes({ ...record, perActor: { "agg/0": { alignmentMs: 2, bytes: 10 } } }))).toMatchObject({ ok: false, message: 'checkpoint: perActor["agg/0"].keysChanged: missing' });
     expect(decodeControl("checkpoint-reply", bytes({ ok: true, record: null }))).toMatchObject({ ok: false, message: "checkpoint-reply: record: expected an object" });
     expect(decodeControl("checkpoint-reply", bytes({ ok: "yes" }))).toMatchObject({ ok: false, message: 'checkpoint-reply: ok: expected false' });
     expect(decodeControl("checkpoint-reply", bytes({ ok: false, error: "boom" }))).toMatchObject({ ok: false, message: "checkpoint-reply: error: expected an object" });
