@@ -46,6 +46,8 @@ export class Operator {
   /** Whether a call has told the processing time yet (before that, processing-time TTL has no clock). */
   private clockKnown = false;
   private readonly ctx: Context<unknown, StateDeclarations>;
+  /** The function's counters (`ctx.count`), by event name: exported as metrics, not stored. */
+  readonly counters = new Map<string, number>();
   /**
    * Called with the key of every record, timer and `withKey` before the function runs: the
    * actor's state cache checks there that the key is resident (it must be made so before) and
@@ -260,6 +262,11 @@ export class Operator {
       sideOutput(name, record, timestamp) {
         self.output.side(name, record, timestamp ?? self.currentTimestamp);
       },
+      count(event, n = 1) {
+        if (typeof event !== "string" || !COUNTER_NAME.test(event)) throw new TypeError(`ctx.count: event must match ${COUNTER_NAME.source}, got ${JSON.stringify(event)}`);
+        if (!Number.isSafeInteger(n) || n < 0) throw new TypeError(`ctx.count: n must be a whole number >= 0, got ${n}`);
+        self.counters.set(event, (self.counters.get(event) ?? 0) + n);
+      },
     };
   }
 
@@ -322,6 +329,9 @@ export class Operator {
     };
   }
 }
+
+/** A counter name of `ctx.count`: a Prometheus label value kept simple. */
+const COUNTER_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 
 function describe(cause: unknown): string {
   return cause instanceof Error ? cause.message : String(cause);

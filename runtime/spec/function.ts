@@ -136,6 +136,13 @@ export interface Context<Out, S extends StateDeclarations = StateDeclarations, B
   emit(record: Out, timestamp?: number): void;
   /** Emits a record to a named side output (e.g. "late"). */
   sideOutput(name: string, record: unknown, timestamp?: number): void;
+  /**
+   * Adds `n` (default 1) to this function's counter `event` (`[a-z0-9_]`, e.g. the records
+   * `windowed()` drops as too late), exported per partition as
+   * `eddy_function_events_total{event}`. Like Flink's metrics it is not state: it starts at 0 in
+   * every run, and a replay after a recovery counts again.
+   */
+  count(event: string, n?: number): void;
 }
 
 /** The definition of a stream function. */
