@@ -188,9 +188,12 @@ export class Operator {
       return;
     }
     // Without `onError` the first failure is thrown only after every due timer has fired, since
-    // popping them removed them from the queue.
+    // popping them removed them from the queue. Timers are popped one at a time, as Flink's timer
+    // service polls its queue: a timer registered while firing, earlier than others due, fires
+    // before them (a trigger's next early firing before the window's end), and a timer deleted
+    // while firing does not fire.
     let first: UserFunctionError | undefined;
-    for (let due = this.timers.popDue(domain, upTo); due.length > 0; due = this.timers.popDue(domain, upTo)) {
+    for (let due = this.timers.popDue(domain, upTo, 1); due.length > 0; due = this.timers.popDue(domain, upTo, 1)) {
       for (const timer of due) {
         this.onKey?.(timer.key);
         this.currentKey = timer.key;

@@ -403,12 +403,14 @@ export function checkTrigger(t: unknown, merging: boolean): asserts t is Trigger
 
 /**
  * Whether a firing is early, on time or late. Early: the window's clock (the watermark, or the
- * wall clock for a processing-time window) has not reached its end. On time: the firing of the
+ * wall clock for a processing-time window; for a timer of that clock, the timer's time) has not
+ * reached its end. On time: the firing of the
  * timer at the window's end. Late: any firing after that (a late-but-allowed record, a count).
  */
 export function firingKind(w: TimeWindow, windowTime: WindowTime, clock: { readonly watermark: number; readonly processingTime: number }, timer?: { readonly domain: WindowTime; readonly time: number }): "early" | "on-time" | "late" {
   const end = maxTimestamp(w);
   if (timer !== undefined && timer.domain === windowTime && timer.time === end) return "on-time";
-  const now = windowTime === "event" ? clock.watermark : clock.processingTime;
+  // A timer of the window's own time fires at its time, even when one advance of the clock made several due.
+  const now = timer !== undefined && timer.domain === windowTime ? timer.time : windowTime === "event" ? clock.watermark : clock.processingTime;
   return now < end ? "early" : "late";
 }

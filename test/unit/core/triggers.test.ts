@@ -304,6 +304,7 @@ describe("firingKind", () => {
     expect(firingKind(W, "event", clock(9_999), { domain: "event", time: 9_999 })).toBe("on-time");
     expect(firingKind(W, "event", clock(12_000))).toBe("late");
     expect(firingKind(W, "event", clock(12_000), { domain: "processing", time: 9_999 })).toBe("late");
+    expect(firingKind(W, "event", clock(12_000), { domain: "event", time: 6_000 })).toBe("early"); // one advance made it due with the end
   });
 
   it("uses the wall clock for processing-time windows", () => {
