@@ -34,6 +34,7 @@ import { checkParameterChange, PARAMETERS_STATE, type ParameterChange } from "..
 import { broadcast, type FunctionInput, type FunctionSpec, type Input, type StreamInput, type TimerInfo } from "./function.ts";
 import { mapState, type MapEntrySelector, type MapStateDeclaration } from "./state.ts";
 import { InputError } from "../errors.ts";
+import { change, type Change } from "../spec/changelog.ts";
 
 export type { TimeWindow, WindowSpec } from "../spec/windows.ts";
 export type { EarlyFiringOptions, Interval, OnMergeContext, ParameterValue, Trigger, TriggerContext, TriggerResult, WindowTime } from "../core/triggers.ts";
@@ -103,6 +104,12 @@ export interface WindowedSpec<In, Acc, R, Out> {
    * checkpoint barrier (note bq); changed with `eddy params set`. Requires a function input.
    */
   readonly parameters?: FunctionInput;
+  /**
+   * Emit results as a changelog (`Change` records, `FunctionSpec.changelog`): a window's first
+   * result `+I`, each later one `-U` (the previous) then `+U`, a session merged into another `-D`.
+   * For triggers that never purge. Default false: each result is emitted as is (upsert by window).
+   */
+  readonly changelog?: boolean;
   /** Shapes the emitted record (default: a `WindowResult`). */
   readonly output?: (key: string, window: TimeWindow, result: R, firing: Firing) => Out;
   /**
@@ -157,6 +164,8 @@ type ParameterState = { readonly parameters: MapStateDeclaration<ParameterValue>
  *   aggregate: { create: () => 0, add: (n) => n + 1, result: (n) => n },
  * })
  */
+export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<In, Acc, R, Out> & { readonly changelog: true }): FunctionSpec<In, Change<Out>, WindowState, ParameterState>;
+export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<In, Acc, R, Out>): FunctionSpec<In, Out, WindowState, ParameterState>;
 export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<In, Acc, R, Out>): FunctionSpec<In, Out, WindowState, ParameterState> {
   const lateness = spec.allowedLatenessMs ?? 0;
   const merging = spec.window.kind === "session";
@@ -177,7 +186,8 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
     throw new InvalidWindowSpecError(`${spec.name}: ${(e as Error).message}`);
   }
   const withParameters = parametersOf(spec);
-  if (spec.trigger !== undefined || time === "processing") return withParameters(triggeredWindows(spec, time), spec);
+  if (spec.changelog !== undefined && typeof spec.changelog !== "boolean") throw new InvalidWindowSpecError(`${spec.name}: changelog must be true or false`);
+  if (spec.trigger !== undefined || time === "processing" || spec.changelog === true) return withParameters(triggeredWindows(spec, time), spec) as never;
   const shape = spec.output ?? ((key: string, w: TimeWindow, value: R, firing: Firing) => ({ key, start: w.start, end: w.end, value, firing }) as Out);
   const isLate = (w: TimeWindow, watermark: number) => isLateFor(w, lateness, watermark);
   // Without a cleanup later than the firing (no lateness, or the global window, whose firing is
@@ -386,6 +396,7 @@ function triggeredWindows<In, Acc, R, Out>(spec: WindowedSpec<In, Acc, R, Out>, 
   const merging = spec.window.kind === "session";
   const agg = spec.aggregate;
   const trigger: Trigger<In, unknown> = spec.trigger ?? (time === "processing" ? processingTimeTrigger() : eventTimeTrigger());
+  const changelog = spec.changelog === true;
   const shape = spec.output ?? ((key: string, w: TimeWindow, value: R, firing: Firing) => ({ key, start: w.start, end: w.end, value, firing }) as Out);
   const late = lateHandler(spec);
   const windowOf = windowAssigner(spec);
@@ -421,11 +432,39 @@ function triggeredWindows<In, Acc, R, Out>(spec: WindowedSpec<In, Acc, R, Out>, 
   /** The accumulator of a stored window (undefined once purged). */
   const accOf = (stored: Stored | undefined): Acc | undefined => (stored === undefined ? undefined : merging ? (stored as SessionEntry<Acc>)[1] : (stored as Acc));
 
+  const emittedOf = (ctx: Ctx) => (ctx.state as unknown as { emitted: typeof ctx.state.windows }).emitted;
+
+  /** Emits a window's result: as is, or as a changelog replacing the window's previous result (`+I`, then `-U`/`+U`). */
+  function emit(ctx: Ctx, w: TimeWindow, id: string, out: Out): void {
+    if (!changelog) return ctx.emit(out, maxTimestamp(w));
+    const emitted = emittedOf(ctx);
+    const previous = emitted.get(id) as Out | undefined;
+    const emitChange = ctx.emit as unknown as (c: Change<Out>, ts: number) => void;
+    if (previous === undefined) emitChange(change(out, "+I"), maxTimestamp(w));
+    else {
+      emitChange(change(previous, "-U"), maxTimestamp(w));
+      emitChange(change(out, "+U"), maxTimestamp(w));
+    }
+    emitted.set(id, out);
+  }
+
+  /** Changelog: a session merged away retracts the result it had emitted (its row no longer exists). */
+  function retract(ctx: Ctx, old: TimeWindow, oldId: string): void {
+    if (!changelog) return;
+    const emitted = emittedOf(ctx);
+    const previous = emitted.get(oldId) as Out | undefined;
+    if (previous === undefined) return;
+    (ctx.emit as unknown as (c: Change<Out>, ts: number) => void)(change(previous, "-D"), maxTimestamp(old));
+    emitted.delete(oldId);
+  }
+
   function apply(ctx: Ctx, result: TriggerResult, w: TimeWindow, id: string, firing: Firing): void {
     const { windows } = handles(ctx);
+    // A purged window's next result would be a delta, which cannot replace the previous one.
+    if (changelog && isPurge(result)) throw new InvalidWindowSpecError(`${spec.name}: with changelog: true the trigger may not purge (it returned "${result}")`);
     if (isFire(result)) {
       const acc = accOf(windows.get(id) as Stored | undefined);
-      if (acc !== undefined) ctx.emit(shape(ctx.key, w, agg.result(acc), firing), maxTimestamp(w));
+      if (acc !== undefined) emit(ctx, w, id, shape(ctx.key, w, agg.result(acc), firing));
     }
     if (isPurge(result)) {
       if (merging) windows.set(id, [w.end] satisfies [number]);
@@ -438,6 +477,7 @@ function triggeredWindows<In, Acc, R, Out>(spec: WindowedSpec<In, Acc, R, Out>, 
     trigger.clear(triggerContext(ctx, w, id));
     windows.delete(id);
     triggers.delete(id);
+    if (changelog) emittedOf(ctx).delete(id);
   }
 
   const clockOf = (ctx: Ctx) => ({ watermark: ctx.watermark, processingTime: ctx.processingTime });
@@ -449,7 +489,13 @@ function triggeredWindows<In, Acc, R, Out>(spec: WindowedSpec<In, Acc, R, Out>, 
     key: spec.key,
     ...(spec.timestamp === undefined ? {} : { timestamp: spec.timestamp }),
     ...(spec.watermark === undefined ? {} : { watermark: spec.watermark }),
-    state: { [WINDOWS_STATE]: windowsDeclaration(spec, merging, merging || time === "processing"), triggers: triggersDeclaration(spec, time, merging) },
+    state: {
+      [WINDOWS_STATE]: windowsDeclaration(spec, merging, merging || time === "processing"),
+      triggers: triggersDeclaration(spec, time, merging),
+      // The last result of each window, retracted by the next one (changelog: true).
+      ...(changelog ? { emitted: triggersDeclaration(spec, time, merging) } : {}),
+    },
+    ...(changelog ? { changelog: true } : {}),
     // Processing-time windows cannot be written from outside: their timers are not event time.
     ...(time === "event" ? { windowing: { window: spec.window, allowedLatenessMs: lateness } } : {}),
 
@@ -487,6 +533,7 @@ function triggeredWindows<In, Acc, R, Out>(spec: WindowedSpec<In, Acc, R, Out>, 
           triggers.delete(oldId);
           unregister(ctx, time, cleanupAt(old), oldId);
           windows.delete(oldId);
+          retract(ctx, old, oldId);
         }
         acc = agg.add(acc ?? agg.create(), record);
         windows.set(id, [merged.end, acc] satisfies SessionEntry<Acc>);

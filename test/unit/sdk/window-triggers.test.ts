@@ -30,6 +30,7 @@ import {
   type WindowResult,
 } from "../../../runtime/sdk/windows.ts";
 import { fromStream } from "../../../runtime/sdk/function.ts";
+import { applyChanges, sortRows } from "../../support/changes.ts";
 
 interface Ev {
   readonly k: string;
@@ -326,5 +327,50 @@ describe("live parameters", () => {
     expect(() => source.send({ name: "x" })).toThrow(/value is missing/);
     source.send({ name: "earlyMs", value: 5 });
     expect(source.output()).toEqual([{ name: "earlyMs", value: 5 }]);
+  });
+});
+
+describe("changelog results", () => {
+  it("replace a window's previous result: +I, then -U/+U per firing; applied, they leave the final results", () => {
+    const fn = windowed({ ...spec({ trigger: earlyFirings({ every: 1_000 }), allowedLatenessMs: 5_000 }), changelog: true });
+    expect(fn.changelog).toBe(true);
+    const h = testHarness(fn, { now: 0 });
+    h.send({ k: "a", v: 1 }, { timestamp: 1 });
+    h.advanceProcessingTime(1_000);
+    h.send({ k: "a", v: 2 }, { timestamp: 2 });
+    h.send({ k: "b", v: 5 }, { timestamp: 3 });
+    h.advanceWatermark(9_999);
+    h.send({ k: "a", v: 4 }, { timestamp: 4 });
+    expect(h.output().map((c) => `${c.rowKind} ${c.row.firing} ${c.row.key}=${c.row.value}`)).toEqual([
+      "+I early a=1",
+      "-U early a=1",
+      "+U on-time a=3",
+      "+I on-time b=5",
+      "-U on-time a=3",
+      "+U late a=7",
+    ]);
+    expect(sortRows(applyChanges(h.output()).map((r) => `${r.key}=${r.value}`))).toEqual(["a=7", "b=5"]);
+    h.advanceWatermark(20_000);
+    expect([h.keys("windows"), h.keys("emitted" as never), h.keys("triggers")]).toEqual([[], [], []]);
+  });
+
+  it("retract a session merged into another with -D", () => {
+    const h = testHarness(windowed({ ...spec({ window: session(1_000), trigger: countTrigger(1) }), changelog: true }));
+    h.send({ k: "a", v: 1 }, { timestamp: 0 });
+    h.send({ k: "a", v: 2 }, { timestamp: 2_000 });
+    h.send({ k: "a", v: 4 }, { timestamp: 1_000 }); // [1000, 2000) touches both
+    expect(h.output().map((c) => `${c.rowKind} [${c.row.start},${c.row.end})=${c.row.value}`)).toEqual([
+      "+I [0,1000)=1",
+      "+I [2000,3000)=2",
+      "-D [0,1000)=1",
+      "-D [2000,3000)=2",
+      "+I [0,3000)=7",
+    ]);
+    expect(applyChanges(h.output()).map((r) => r.value)).toEqual([7]);
+  });
+
+  it("refuse a purge, which would make the next result a delta", () => {
+    const h = testHarness(windowed({ ...spec({ window: globalWindow(), trigger: purging(countTrigger(1)) }), changelog: true }));
+    expect(() => h.send({ k: "a", v: 1 }, { timestamp: 0 })).toThrow(/with changelog: true the trigger may not purge/);
   });
 });
