@@ -24,7 +24,7 @@ export interface PageWindow {
   readonly views: number;
   readonly users: number;
   /** "on-time" for the first firing, "late" for updates caused by late-but-allowed events. */
-  readonly firing: "on-time" | "late";
+  readonly firing: "early" | "on-time" | "late";
 }
 
 /** Accumulator: a view count and the set of users (as an object, so it is plain msgpack). */

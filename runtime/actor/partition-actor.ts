@@ -200,6 +200,8 @@ export interface ActorStats {
   recordsIn: number;
   recordsOut: number;
   deadLettered: number;
+  /** The function's own counters (`ctx.count`), by event name. */
+  readonly events?: ReadonlyMap<string, number>;
   skipped: number;
   position: number;
   watermark: number;
@@ -543,7 +545,7 @@ export class PartitionActor {
     this.generator = this.source !== undefined && strategy !== undefined ? createWatermarkGenerator(strategy) : undefined;
     const sink = node.spec.sink;
     this.spills = this.source === undefined && ((sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once") || node.spec.upsert !== undefined);
-    this.stats = { fn: node.name, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0, segmentsUploaded: 0, cacheKeys: 0, cacheBytes: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0, stateGets: 0, stateListings: 0, timersResident: 0, timerBucketsFar: 0, timerBucketLoads: 0, broadcastHeld: 0, broadcastApplied: 0, broadcastRejected: 0, broadcastStateBytes: 0, ttlSweepDeleted: 0, ttlSweepRounds: 0, ttlSweepFailures: 0, busyMs: 0, backpressuredMs: 0, idleMs: 0, busyMsPerSecond: 0, backpressuredMsPerSecond: 0, idleMsPerSecond: 0 };
+    this.stats = { fn: node.name, partition, events: this.operator.counters, recordsIn: 0, recordsOut: 0, deadLettered: 0, skipped: 0, position: 1, watermark: -Infinity, applied: 0, lag: 0, heldBytes: 0, spilledBytes: 0, declinedAlignments: 0, materializationLagCheckpoints: 0, materializationLagKeys: 0, materializationRounds: 0, materializedCheckpoints: 0, materializationWrites: 0, materializationBackpressure: false, materializationWaitMs: 0, segmentsUploaded: 0, cacheKeys: 0, cacheBytes: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0, stateGets: 0, stateListings: 0, timersResident: 0, timerBucketsFar: 0, timerBucketLoads: 0, broadcastHeld: 0, broadcastApplied: 0, broadcastRejected: 0, broadcastStateBytes: 0, ttlSweepDeleted: 0, ttlSweepRounds: 0, ttlSweepFailures: 0, busyMs: 0, backpressuredMs: 0, idleMs: 0, busyMsPerSecond: 0, backpressuredMsPerSecond: 0, idleMsPerSecond: 0 };
     this.failed = new Promise<never>((_, reject) => (this.failedReject = reject));
     this.failed.catch(() => undefined);
   }

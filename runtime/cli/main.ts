@@ -32,6 +32,7 @@ import { savepointsCommand } from "./commands/savepoints.ts";
 import { scale } from "./commands/scale.ts";
 import { startCommand } from "./commands/start.ts";
 import { rulesCommand } from "./commands/rules.ts";
+import { paramsCommand } from "./commands/params.ts";
 import { stateCommand } from "./commands/state.ts";
 import { status } from "./commands/status.ts";
 import { stopCommand } from "./commands/stop.ts";
@@ -46,7 +47,7 @@ import { ExitWithCodeError, USAGE_EXIT_CODE } from "./run.ts";
 /** The root command; add a subcommand as a module under commands/ and list it here. */
 export const eddy = Command.make("eddy").pipe(
   Command.withDescription("eddy: actor-based stream functions on NATS JetStream"),
-  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand, rulesCommand, savepointCommand, savepointsCommand, stopCommand, startCommand, dlq, auth, ui]),
+  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand, rulesCommand, paramsCommand, savepointCommand, savepointsCommand, stopCommand, startCommand, dlq, auth, ui]),
   Command.withGlobalFlags(connectionSettings),
 );
 

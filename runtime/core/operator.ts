@@ -47,6 +47,8 @@ export class Operator {
   /** Whether a call has told the processing time yet (before that, processing-time TTL has no clock). */
   private clockKnown = false;
   private readonly ctx: Context<unknown, StateDeclarations>;
+  /** The function's counters (`ctx.count`), by event name: exported as metrics, not stored. */
+  readonly counters = new Map<string, number>();
   /**
    * Called with the key of every record, timer and `withKey` before the function runs: the
    * actor's state cache checks there that the key is resident (it must be made so before) and
@@ -197,9 +199,12 @@ export class Operator {
       return;
     }
     // Without `onError` the first failure is thrown only after every due timer has fired, since
-    // popping them removed them from the queue.
+    // popping them removed them from the queue. Timers are popped one at a time, as Flink's timer
+    // service polls its queue: a timer registered while firing, earlier than others due, fires
+    // before them (a trigger's next early firing before the window's end), and a timer deleted
+    // while firing does not fire.
     let first: UserFunctionError | undefined;
-    for (let due = this.timers.popDue(domain, upTo); due.length > 0; due = this.timers.popDue(domain, upTo)) {
+    for (let due = this.timers.popDue(domain, upTo, 1); due.length > 0; due = this.timers.popDue(domain, upTo, 1)) {
       for (const timer of due) {
         this.onKey?.(timer.key);
         this.currentKey = timer.key;
@@ -286,6 +291,11 @@ export class Operator {
         self.output.side(name, record, timestamp ?? self.currentTimestamp);
       },
       lookup: <D>() => self.lookup() as D | undefined,
+      count(event, n = 1) {
+        if (typeof event !== "string" || !COUNTER_NAME.test(event)) throw new TypeError(`ctx.count: event must match ${COUNTER_NAME.source}, got ${JSON.stringify(event)}`);
+        if (!Number.isSafeInteger(n) || n < 0) throw new TypeError(`ctx.count: n must be a whole number >= 0, got ${n}`);
+        self.counters.set(event, (self.counters.get(event) ?? 0) + n);
+      },
     };
   }
 
@@ -351,6 +361,8 @@ export class Operator {
 
 /** Marks `currentRecord` outside `process` (a record may be undefined). */
 const NOT_IN_PROCESS = Symbol("not in process");
+/** A counter name of `ctx.count`: a Prometheus label value kept simple. */
+const COUNTER_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 
 function describe(cause: unknown): string {
   return cause instanceof Error ? cause.message : String(cause);

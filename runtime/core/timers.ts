@@ -245,12 +245,12 @@ export class TimerQueue {
     return this.#live.has(timerId(t));
   }
 
-  /** Removes and returns every timer of `domain` with `ts <= upToTs`, in firing order. */
-  popDue(domain: TimeDomain, upToTs: number): Timer[] {
+  /** Removes and returns every timer of `domain` with `ts <= upToTs` (at most `max` of them), in firing order. */
+  popDue(domain: TimeDomain, upToTs: number, max = Infinity): Timer[] {
     this.#checkResident(domain, upToTs);
     const heap = this.#heaps[domain];
     const out: Timer[] = [];
-    for (;;) {
+    while (out.length < max) {
       const top = heap.peek();
       if (top === undefined || !(top.ts <= upToTs)) break;
       heap.pop();

@@ -17,6 +17,7 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       m.add("eddy_records_in_total", "counter", "Records handed to the function.", l, s.recordsIn);
       m.add("eddy_records_out_total", "counter", "Records the function emitted.", l, s.recordsOut);
       m.add("eddy_dead_letters_total", "counter", "Records sent to the dead-letter stream.", l, s.deadLettered);
+      for (const [event, n] of s.events ?? []) m.add("eddy_function_events_total", "counter", "Events a function counted (ctx.count), e.g. late records windowed() dropped.", { ...l, event }, n);
       m.add("eddy_input_lag_messages", "gauge", "Input messages waiting after the last one read.", l, s.lag);
       m.add("eddy_watermark_ms", "gauge", "Event-time watermark of the actor (epoch ms).", l, s.watermark);
       if (Number.isFinite(s.watermark)) m.add("eddy_watermark_lag_seconds", "gauge", "How far the watermark is behind wall-clock time.", l, (now - s.watermark) / 1000);

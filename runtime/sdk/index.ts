@@ -66,8 +66,40 @@ export type {
 } from "./state.ts";
 
 // Windows
-export { globalWindow, InvalidWindowSpecError, session, sliding, tumbling, windowed } from "./windows.ts";
-export type { AggregateFunction, Firing, TimeWindow, WindowedSpec, WindowResult, WindowSpec } from "./windows.ts";
+export {
+  continuousEventTimeTrigger,
+  continuousProcessingTimeTrigger,
+  countTrigger,
+  earlyFirings,
+  eventTimeTrigger,
+  globalWindow,
+  InvalidWindowSpecError,
+  LATE_RECORDS_DROPPED,
+  processingTimeTrigger,
+  purging,
+  session,
+  sliding,
+  tumbling,
+  windowed,
+  windowParameters,
+} from "./windows.ts";
+export type {
+  AggregateFunction,
+  EarlyFiringOptions,
+  Firing,
+  Interval,
+  OnMergeContext,
+  ParameterChange,
+  ParameterValue,
+  TimeWindow,
+  Trigger,
+  TriggerContext,
+  TriggerResult,
+  WindowedSpec,
+  WindowResult,
+  WindowSpec,
+  WindowTime,
+} from "./windows.ts";
 
 // Distinct counts: exact, HyperLogLog, split distinct (design note cb)
 export { approxCountDistinct, countDistinct, distinctBucket, hllStandardError, windowedDistinct } from "./distinct.ts";

@@ -189,6 +189,8 @@ export interface TestHarness<In, Out, S extends StateDeclarations = StateDeclara
   timers(): PendingTimer[];
   /** Forgets every record collected so far (main, side and sink output). */
   clearOutput(): void;
+  /** The function's counter `event` (`ctx.count`; e.g. `"late_records_dropped"` of `windowed()`), 0 if never counted. */
+  counter(event: string): number;
   /**
    * Sends a record on a broadcast input. As in the runtime it is held, not applied: the next
    * `checkpoint()` (the barrier of its epoch) calls `processBroadcast` for it, so records sent
@@ -593,6 +595,10 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
 
   timers(): PendingTimer[] {
     return this.#operator.timers.all().map((t) => ({ domain: t.domain, timestamp: t.ts, key: t.key, name: t.name }));
+  }
+
+  counter(event: string): number {
+    return this.#operator.counters.get(event) ?? 0;
   }
 
   clearOutput(): void {

@@ -146,6 +146,13 @@ export interface Context<Out, S extends StateDeclarations = StateDeclarations, B
   /** Emits a record to a named side output (e.g. "late"). */
   sideOutput(name: string, record: unknown, timestamp?: number): void;
   /**
+   * Adds `n` (default 1) to this function's counter `event` (`[a-z0-9_]`, e.g. the records
+   * `windowed()` drops as too late), exported per partition as
+   * `eddy_function_events_total{event}`. Like Flink's metrics it is not state: it starts at 0 in
+   * every run, and a replay after a recovery counts again.
+   */
+  count(event: string, n?: number): void;
+  /**
    * In `process` of a function with `lookup`: the JSON value the lookup bucket holds under the
    * current record's lookup key, as read before the record's batch ran (or as the worker's cache
    * remembers it within `ttlMs`); undefined when the key has no value or the selector returned

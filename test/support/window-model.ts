@@ -34,7 +34,7 @@ export interface ModelFiring {
   readonly end: number;
   /** Ids of the records in the window when it fired, ascending. */
   readonly ids: number[];
-  readonly firing: "on-time" | "late";
+  readonly firing: "early" | "on-time" | "late";
   /** Event time of the result: the window's last millisecond. */
   readonly timestamp: number;
 }

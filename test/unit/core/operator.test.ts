@@ -410,6 +410,29 @@ describe("Operator event-time timers", () => {
     expect(log.at(-1)).toBe("not-yet@21");
   });
 
+  it("fire strictly in time order within one advance: one registered while firing before others due comes first, one deleted while firing never", () => {
+    const log: string[] = [];
+    const op = new Operator(
+      keyed(
+        {},
+        (ctx) => {
+          ctx.timers.registerEventTimeTimer(4, "early");
+          ctx.timers.registerEventTimeTimer(9, "end");
+          ctx.timers.registerEventTimeTimer(12, "gone");
+        },
+        (ctx, t) => {
+          log.push(`${t.name}@${t.timestamp}`);
+          if (t.name === "early" && t.timestamp === 4) ctx.timers.registerEventTimeTimer(8, "early"); // before "end", already due
+          if (t.name === "end") ctx.timers.deleteEventTimeTimer(12, "gone");
+        },
+      ),
+      collector().output,
+    );
+    op.process("a", 0, { k: "a" }, 0);
+    op.advanceWatermark(20, 0);
+    expect(log).toEqual(["early@4", "early@8", "end@9"]);
+  });
+
   it("never move the watermark back: a lower or equal watermark returns false and fires nothing", () => {
     const log: Seen[] = [];
     const op = timerLogger(log, (ctx, r) => ctx.timers.registerEventTimeTimer(r.ts!));
