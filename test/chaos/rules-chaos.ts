@@ -68,6 +68,13 @@ export interface RulesChaosOptions {
   readonly kills?: number;
   readonly timeoutSeconds?: number;
   readonly log?: (line: string) => void;
+  /**
+   * Probe: at an "after-apply" boundary, take the change as applied once partition 0 shows it
+   * live (as `eddy rules ls` did), publish the phase at once and kill every worker.
+   */
+  readonly trustLive?: boolean;
+  /** Kill moments by boundary, instead of the plan's. */
+  readonly moments?: readonly (KillMoment | undefined)[];
   /** Also log the supervisor's lines. */
   readonly verbose?: boolean;
 }
@@ -235,7 +242,8 @@ export async function runRulesChaos(options: RulesChaosOptions): Promise<RulesCh
   const log = options.log ?? (() => undefined);
   const started = Date.now();
   const phases = options.phases ?? 5;
-  const plan = rulesChaosPlan(options.seed, phases, options.eventsPerPhase ?? 800, options.kills ?? phases - 1);
+  const planned = rulesChaosPlan(options.seed, phases, options.eventsPerPhase ?? 800, options.kills ?? phases - 1);
+  const plan: RulesChaosPlan = options.moments === undefined ? planned : { ...planned, boundaries: planned.boundaries.map(({ kill: _kill, ...b }, i) => (options.moments![i] === undefined ? b : { ...b, kill: options.moments![i]! })) };
   const expectedList = expectedAlerts(plan.events, historyWindows(plan.history)).map(({ rule, version, key, at, fields }) => canonical({ rule, version, key, at, fields }));
   const expectedByVersion: Record<string, number> = {};
   for (const a of expectedAlerts(plan.events, historyWindows(plan.history))) expectedByVersion[`${a.rule}@${a.version}`] = (expectedByVersion[`${a.rule}@${a.version}`] ?? 0) + 1;
@@ -324,6 +332,11 @@ export async function runRulesChaos(options: RulesChaosOptions): Promise<RulesCh
       for await (const e of rulesState.scan({ state: "rules", broadcast: true, consistency: "committed" })) out.push(`${(e.value as Rule).id}@${(e.value as Rule).version}`);
       return out.sort();
     };
+    const liveActive = async () => {
+      const out: string[] = [];
+      for await (const e of rulesState.scan({ state: "rules", broadcast: true, consistency: "live" })) out.push(`${(e.value as Rule).id}@${(e.value as Rule).version}`);
+      return out.sort();
+    };
     const present = new Map<string, number>();
     const activeIs = async () => {
       const want = [...present].map(([id, v]) => `${id}@${v}`).sort();
@@ -361,6 +374,19 @@ export async function runRulesChaos(options: RulesChaosOptions): Promise<RulesCh
           const want = JSON.stringify([...present].map(([id, v]) => `${id}@${v}`).sort());
           if (JSON.stringify(await committedActive()) !== want) kills["before-apply"]++;
           else log(`rules chaos: ${t()} the change was committed before the kill`);
+        }
+        if (boundary.kill === "after-apply" && options.trustLive === true) {
+          // What `eddy rules ls` shows first: partition 0's live state, applied at the barrier
+          // but maybe not committed yet. Publish the phase at once and kill every worker.
+          const want = JSON.stringify([...present].map(([id, v]) => `${id}@${v}`).sort());
+          await until("the change live in partition 0", async () => (JSON.stringify(await liveActive()) === want ? true : undefined));
+          await publishAll(nc, plan.phases[p]!.map((data) => ({ subject: "security.events", data })));
+          const committedBefore = JSON.stringify(await committedActive()) === want;
+          const latestBefore = await latest();
+          for (const w of workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null)) await killWorker("after-apply");
+          kills["after-apply"]++;
+          log(`rules chaos: ${t()} killed every worker after the change was live (${committedBefore ? "already" : "not yet"} materialized; latest committed checkpoint ${latestBefore})`);
+          continue;
         }
         await activeIs();
         log(`rules chaos: ${t()} ${label(c)} committed`);

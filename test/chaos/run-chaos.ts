@@ -422,6 +422,8 @@ if (import.meta.main) {
       rules: { type: "boolean", default: false },
       phases: { type: "string" },
       verbose: { type: "boolean", default: false },
+      "trust-live": { type: "boolean", default: false },
+      moments: { type: "string" },
       keys: { type: "string", default: "64" },
       zipf: { type: "boolean", default: false },
       "state-cache-mb": { type: "string" },
@@ -470,6 +472,8 @@ if (import.meta.main) {
       kills: values.kills === undefined ? phases - 1 : num("kills", values.kills),
       timeoutSeconds: 900,
       verbose: values.verbose,
+      trustLive: values["trust-live"],
+      ...(values.moments === undefined ? {} : { moments: values.moments.split(",").map((m) => (m === "" || m === "none" ? undefined : (m as "before-apply"))) }),
       log,
     });
     console.log(JSON.stringify(result));
