@@ -460,7 +460,7 @@ if (import.meta.main) {
   const log = values.json ? (line: string) => process.stderr.write(line + "\n") : (line: string) => console.log(line);
   if (values.rules) {
     // The rules chaos run (test/chaos/rules-chaos.ts): --events is per phase, --kills at most one per boundary.
-    const phases = values.phases === undefined ? 9 : num("phases", values.phases);
+    const phases = values.phases === undefined ? 7 : num("phases", values.phases);
     if (phases < 2) {
       process.stderr.write(`chaos: --phases must be at least 2, got "${values.phases}"\n`);
       process.exit(2);
@@ -468,9 +468,9 @@ if (import.meta.main) {
     const result = await runRulesChaos({
       seed: num("seed", values.seed),
       phases,
-      eventsPerPhase: values.events === undefined ? 2_000 : num("events", values.events),
+      eventsPerPhase: values.events === undefined ? 1_000 : num("events", values.events),
       kills: values.kills === undefined ? phases - 1 : num("kills", values.kills),
-      timeoutSeconds: 900,
+      timeoutSeconds: 1_800,
       verbose: values.verbose,
       trustLive: values["trust-live"],
       ...(values.moments === undefined ? {} : { moments: values.moments.split(",").map((m) => (m === "" || m === "none" ? undefined : (m as "before-apply"))) }),
