@@ -282,7 +282,10 @@ export async function runRulesChaos(options: RulesChaosOptions): Promise<RulesCh
     await victim.kill();
     workerKills++;
     log(`rules chaos: ${t()} SIGKILL worker ${victim.child.pid} (${moment})`);
-    setTimeout(startWorker, 500);
+    // The replacement comes once the victim's heartbeat (5 s TTL) has expired: a worker joining
+    // before that makes the supervisor plan a handover with the dead worker's actors, which costs
+    // two checkpoint timeouts (20 s) before the actors move (seen in these runs).
+    setTimeout(startWorker, 6_000);
     return true;
   };
 
