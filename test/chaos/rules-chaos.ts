@@ -19,6 +19,7 @@
  * then remembered for `seen()` under every user key throughout, as the expectation assumes.
  *
  *   npm run chaos -- --rules --seed <n> [--phases <n>] [--events <per phase>] [--kills <k>] [--json]
+ *     (probes: --moments before-apply,after-apply,mid-phase,none,… per boundary; --trust-live; --verbose)
  */
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";

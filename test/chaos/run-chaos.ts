@@ -15,6 +15,7 @@
  * and removed while workers are killed around the changes; `--events` then counts per phase):
  *
  *   npm run chaos -- --rules --seed <n> [--phases <n>] [--events <per phase>] [--kills <k>] [--json]
+ *     (probes: --moments before-apply,after-apply,mid-phase,none,… per boundary; --trust-live; --verbose)
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, openSync, readFileSync, closeSync } from "node:fs";
@@ -460,7 +461,7 @@ if (import.meta.main) {
   const log = values.json ? (line: string) => process.stderr.write(line + "\n") : (line: string) => console.log(line);
   if (values.rules) {
     // The rules chaos run (test/chaos/rules-chaos.ts): --events is per phase, --kills at most one per boundary.
-    const phases = values.phases === undefined ? 7 : num("phases", values.phases);
+    const phases = values.phases === undefined ? 5 : num("phases", values.phases);
     if (phases < 2) {
       process.stderr.write(`chaos: --phases must be at least 2, got "${values.phases}"\n`);
       process.exit(2);
@@ -468,7 +469,7 @@ if (import.meta.main) {
     const result = await runRulesChaos({
       seed: num("seed", values.seed),
       phases,
-      eventsPerPhase: values.events === undefined ? 1_000 : num("events", values.events),
+      eventsPerPhase: values.events === undefined ? 800 : num("events", values.events),
       kills: values.kills === undefined ? phases - 1 : num("kills", values.kills),
       timeoutSeconds: 1_800,
       verbose: values.verbose,
