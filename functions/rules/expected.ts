@@ -19,6 +19,7 @@
  * d; which earlier events count is `seenScope`: every event of the input ("stream", what `cep()`
  * with `remember` does), or only those in the version's window ("version", if the live matcher
  * forgets remembered values with a new version).
+ * A history in which a rule is removed and put again later is `historyWindows`.
  */
 import { ruleKeyOf } from "../../runtime/core/rules.ts";
 import type { Login, SecurityEvent } from "./events.ts";
@@ -62,6 +63,39 @@ export function versionWindows(specs: readonly RuleSpec[], removedAt: Readonly<R
       out.push({ spec, from: spec.activeFrom ?? -Infinity, to: next?.activeFrom ?? removedAt[id] ?? Infinity });
     });
   }
+  return out;
+}
+
+/** One change of a rule history at event time `at`: a version put (active from `at`), or the rule removed. */
+export type RuleHistoryChange = { readonly at: number; readonly put: RuleSpec } | { readonly at: number; readonly remove: string };
+
+/**
+ * The windows of a rule history in which rules are put, changed, removed and put again: a put
+ * version applies from its `at` to the rule's next change (a newer version or a removal), a
+ * removed rule to nothing until it is put again. Changes of one rule must come in ascending `at`
+ * with rising versions, and a put's `activeFrom` (if set) must be its `at` — the history is what
+ * the harness published, so a mismatch is a bug in the harness.
+ * @throws Error for a history that breaks these rules
+ */
+export function historyWindows(changes: readonly RuleHistoryChange[]): VersionWindow[] {
+  const open = new Map<string, { spec: RuleSpec; from: number }>();
+  const last = new Map<string, { at: number; version: number }>();
+  const out: VersionWindow[] = [];
+  for (const c of [...changes].sort((a, b) => a.at - b.at)) {
+    const id = "put" in c ? c.put.id : c.remove;
+    const before = last.get(id);
+    if (before !== undefined && c.at <= before.at) throw new Error(`rule ${id}: two changes at ${c.at}`);
+    if ("put" in c) {
+      if (c.put.activeFrom !== undefined && c.put.activeFrom !== c.at) throw new Error(`rule ${id} version ${c.put.version}: activeFrom ${c.put.activeFrom} is not the change's time ${c.at}`);
+      if (before !== undefined && c.put.version <= before.version) throw new Error(`rule ${id}: version ${c.put.version} after ${before.version}`);
+      last.set(id, { at: c.at, version: c.put.version });
+    } else last.set(id, { at: c.at, version: before?.version ?? 0 });
+    const prev = open.get(id);
+    if (prev !== undefined) out.push({ spec: prev.spec, from: prev.from, to: c.at });
+    if ("put" in c) open.set(id, { spec: c.put, from: c.at });
+    else open.delete(id);
+  }
+  for (const { spec, from } of open.values()) out.push({ spec, from, to: Infinity });
   return out;
 }
 

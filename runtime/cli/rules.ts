@@ -4,7 +4,7 @@
  * `<fn>-rules` source and that source's subject filter `<prefix>.>`); a rule is checked here with
  * the same function the job uses (`checkRuleChange`) before anything is published, so a bad
  * pattern or expression is refused with one line and changes nothing. What is published is read
- * back from the stream; what is active is the matcher's broadcast state.
+ * back from the stream; what is active is the matcher's broadcast state as last committed.
  */
 import { readFile } from "node:fs/promises";
 import { withNats, type NatsConnection } from "../nats/connection.ts";
@@ -68,20 +68,17 @@ async function published(nc: NatsConnection, rs: RuleStream, id?: string): Promi
   return publishedRules(await readAll(nc, rs.stream, id === undefined ? `${rs.prefix}.>` : `${rs.prefix}.${id}`), rs.prefix);
 }
 
-/** The matcher's active rules (broadcast state `rules`): live from partition 0, else as last committed. */
-async function activeRules(nc: NatsConnection, job: string, fn: string, committedOnly = false): Promise<Rule[]> {
+/**
+ * The matcher's active rules (broadcast state `rules`) as last committed. Not partition 0's live
+ * state: a change applied at a barrier whose checkpoint has not committed is undone by a
+ * recovery, and its replay may feed events published after it to the version before (note bu),
+ * so a rule counts as active only once a committed checkpoint holds it.
+ */
+async function activeRules(nc: NatsConnection, job: string, fn: string): Promise<Rule[]> {
   const client = await stateClient(nc, job, fn, { timeoutMs: 3_000 });
-  const read = async (consistency: "live" | "committed") => {
-    const out: Rule[] = [];
-    for await (const e of client.scan({ state: "rules", broadcast: true, consistency })) out.push(e.value as Rule);
-    return out;
-  };
-  if (committedOnly) return read("committed");
-  try {
-    return await read("live");
-  } catch {
-    return read("committed");
-  }
+  const out: Rule[] = [];
+  for await (const e of client.scan({ state: "rules", broadcast: true, consistency: "committed" })) out.push(e.value as Rule);
+  return out;
 }
 
 /** The rule in a file: a rule object, or a `{ "op": "put", "rule": … }` change. */
@@ -181,6 +178,6 @@ export function liveRulesFunctions(functions: ReadonlyArray<{ readonly name: str
 
 /** The active rule set of a liveRules matcher, short, for `eddy status`: `id@version` sorted (as last committed). */
 export async function activeRuleSummary(nc: NatsConnection, job: string, fn: string): Promise<string[]> {
-  const rules = await activeRules(nc, job, fn, true);
+  const rules = await activeRules(nc, job, fn);
   return rules.map((r) => `${r.id}@${r.version}`).sort();
 }

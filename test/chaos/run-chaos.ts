@@ -10,6 +10,12 @@
  * independently from the input; any missing or duplicated record makes the run fail.
  *
  *   npm run chaos -- --seed <n> [--events <n>] [--kills <k>] [--keys <n>] [--zipf] [--state-cache-mb <MiB>] [--nats-cluster <n>] [--nats-kills <n>] [--nats-empty-store] [--json]
+ *
+ * `--rules` runs the rules chaos run instead (test/chaos/rules-chaos.ts: live rules put, changed
+ * and removed while workers are killed around the changes; `--events` then counts per phase):
+ *
+ *   npm run chaos -- --rules --seed <n> [--phases <n>] [--events <per phase>] [--kills <k>] [--json]
+ *     (probes: --moments before-apply,after-apply,mid-phase,none,… per boundary; --trust-live; --verbose)
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, openSync, readFileSync, closeSync } from "node:fs";
@@ -27,6 +33,7 @@ import { checkpointKey, JOBS_BUCKET, latestKey, LEADER_BUCKET, LEADER_KEY, statu
 import { appliedKey, positionKey, watermarkKey } from "../../runtime/core/kv-keys.ts";
 import { stateBucket } from "../../runtime/core/naming.ts";
 import { decodeValue } from "../../runtime/core/wire.ts";
+import { runRulesChaos } from "./rules-chaos.ts";
 import { expectedOutputs, generateEvents, OUTPUT_STREAM, seededRandom, SOURCE_STREAM, SOURCE_SUBJECT, TOTALS_SUBJECT, totalsJob, WINDOWS_SUBJECT, windowsJob } from "./workload.ts";
 
 export interface ChaosOptions {
@@ -411,8 +418,13 @@ if (import.meta.main) {
   const { values } = parseArgs({
     options: {
       seed: { type: "string", default: "1" },
-      events: { type: "string", default: "200000" },
-      kills: { type: "string", default: "10" },
+      events: { type: "string" },
+      kills: { type: "string" },
+      rules: { type: "boolean", default: false },
+      phases: { type: "string" },
+      verbose: { type: "boolean", default: false },
+      "trust-live": { type: "boolean", default: false },
+      moments: { type: "string" },
       keys: { type: "string", default: "64" },
       zipf: { type: "boolean", default: false },
       "state-cache-mb": { type: "string" },
@@ -446,17 +458,39 @@ if (import.meta.main) {
     }
     return n;
   };
+  const log = values.json ? (line: string) => process.stderr.write(line + "\n") : (line: string) => console.log(line);
+  if (values.rules) {
+    // The rules chaos run (test/chaos/rules-chaos.ts): --events is per phase, --kills at most one per boundary.
+    const phases = values.phases === undefined ? 5 : num("phases", values.phases);
+    if (phases < 2) {
+      process.stderr.write(`chaos: --phases must be at least 2, got "${values.phases}"\n`);
+      process.exit(2);
+    }
+    const result = await runRulesChaos({
+      seed: num("seed", values.seed),
+      phases,
+      eventsPerPhase: values.events === undefined ? 800 : num("events", values.events),
+      kills: values.kills === undefined ? phases - 1 : num("kills", values.kills),
+      timeoutSeconds: 1_800,
+      verbose: values.verbose,
+      trustLive: values["trust-live"],
+      ...(values.moments === undefined ? {} : { moments: values.moments.split(",").map((m) => (m === "" || m === "none" ? undefined : (m as "before-apply"))) }),
+      log,
+    });
+    console.log(JSON.stringify(result));
+    process.exit(result.exact ? 0 : 1);
+  }
   const opts: ChaosOptions = {
     seed: num("seed", values.seed),
-    events: num("events", values.events),
-    kills: num("kills", values.kills),
+    events: num("events", values.events ?? "200000"),
+    kills: num("kills", values.kills ?? "10"),
     keys: Math.max(1, num("keys", values.keys)),
     keyDistribution: values.zipf ? "zipf" : "uniform",
     ...(values["state-cache-mb"] === undefined ? {} : { stateCacheMb: cacheMb(values["state-cache-mb"]) }),
     ...(values["nats-cluster"] === undefined ? {} : { natsCluster: clusterSize(values["nats-cluster"]) }),
     ...(values["nats-kills"] === undefined ? {} : { natsRestarts: num("nats-kills", values["nats-kills"]) }),
     ...(values["nats-empty-store"] ? { natsEmptyStore: true } : {}),
-    log: values.json ? (line) => process.stderr.write(line + "\n") : (line) => console.log(line),
+    log,
   };
   const result = await runChaos(opts);
   console.log(JSON.stringify(result));

@@ -12,7 +12,7 @@
  * no bool) counts as false and is counted: a rule written against fields that some events lack
  * must not stop the job, and the count tells its author.
  */
-import { celEnv, celFunc, CelScalar, isCelError, isCelList, isCelMap, isCelUint, listType, mapType, parse, plan, type CelEnv } from "@bufbuild/cel";
+import { celEnv, celFunc, celMap, CelScalar, isCelError, isCelList, isCelMap, isCelUint, listType, mapType, parse, plan, type CelEnv } from "@bufbuild/cel";
 import type { Condition, MatchView } from "../../spec/cep.ts";
 import { InputError } from "../../errors.ts";
 
@@ -178,6 +178,25 @@ function checkCel(root: CelExprNode, used: Set<string>, variables: Readonly<Reco
 }
 
 /**
+ * The event as a CEL map, built once per event object and shared by every condition that tests
+ * it. Given a plain object, @bufbuild/cel builds that map (`new Map(Object.entries(event))`) on
+ * every reference to `event`, so a rule of five conditions over an event with a few fields built
+ * dozens of maps per event; the map converts nested values when they are read, as before, so
+ * what a condition sees is unchanged. Events are not changed while they are matched (the
+ * matchers decode them from state), which is what makes the cache by identity sound.
+ */
+const celEvents = new WeakMap<object, unknown>();
+function celEvent(event: unknown): unknown {
+  if (typeof event !== "object" || event === null || Object.getPrototypeOf(event) !== Object.prototype) return event;
+  let v = celEvents.get(event);
+  if (v === undefined) {
+    v = celMap(new Map(Object.entries(event)));
+    celEvents.set(event, v);
+  }
+  return v;
+}
+
+/**
  * Parses, checks and plans a CEL condition. `where` names the stage for the error message.
  * @throws InvalidPatternError with the reason
  */
@@ -206,7 +225,7 @@ export function compileCel(source: unknown, where: string): CompiledCondition {
     currentSeen = view.seen;
     let result: unknown;
     try {
-      result = evaluate({ event: event as any, matched: (usesMatched ? view.matched : EMPTY) as any, key: view.key });
+      result = evaluate({ event: celEvent(event) as any, matched: (usesMatched ? view.matched : EMPTY) as any, key: view.key });
     } catch {
       result = undefined;
     } finally {

@@ -57,6 +57,14 @@ describe("CEL conditions", () => {
     expect(advance(compiled, state, { amount: 3 }, 0, { key: "" }).matches).toEqual([]);
     expect(state.celErrors).toBe(1);
   });
+  it("see one event object alike in every condition that tests it, however often (its CEL map is built once and shared)", () => {
+    const conditions = ["event.kind == 'pay'", "event.meta.tags[1] == 'b'", "has(event.meta.country)", "event.missing == 1", "size(event.meta.tags) == 2 && event.amount > 5"];
+    const run = (e: unknown) => conditions.map((c) => matchAll(pattern.begin("a").where(c).toPattern(), [{ value: e, timestamp: 0 }]).length);
+    const event = { kind: "pay", amount: 7, meta: { tags: ["a", "b"] } };
+    expect(run(event)).toEqual([1, 1, 0, 0, 1]);
+    expect(run(event)).toEqual([1, 1, 0, 0, 1]);
+    expect(run({ ...event, amount: 3 })).toEqual([1, 1, 0, 0, 0]);
+  });
 });
 
 describe("conditions in code", () => {

@@ -12,7 +12,7 @@ import { cep, fromFunction, type Match } from "../../../runtime/sdk/index.ts";
 import { testHarness } from "../../../runtime/sdk/test-harness.ts";
 import { benchEvents, matchRun } from "../../bench/rules.ts";
 import { generateSecurityEvents, parseSecurityEvent, validateSecurityEvent, type Login, type SecurityEvent } from "../../../functions/rules/events.ts";
-import { alertOrder, expectedAlerts, versionWindows, type ExpectedAlert } from "../../../functions/rules/expected.ts";
+import { alertOrder, expectedAlerts, historyWindows, versionWindows, type ExpectedAlert } from "../../../functions/rules/expected.ts";
 import { benchmarkSpecs, REMEMBER, SCENARIO_RULES, SCENARIO_SPECS, toRule, vpnBruteForceSpec, type RuleSpec } from "../../../functions/rules/rules.ts";
 
 const eventsOf = (seed: number, n: number, attacks?: number) =>
@@ -229,6 +229,32 @@ describe("rule versions in the expectation", () => {
     const evs = [fail(5, "old"), fail(12, "old"), fail(13, "old"), fail(14, "old"), fail(15, "old")];
     expect(alertsOf(evs, [v1, v2])).toEqual([]);
     expect(alertsOf(evs, [v1, v2], { seenScope: "version" })).toEqual([[2, "old", 15 * MIN]]);
+  });
+
+  it("historyWindows: a rule removed and put again applies in each of its versions' windows, and not while removed", () => {
+    const v3 = { ...vpnBruteForceSpec, version: 3, failures: 2, activeFrom: T + 30 * MIN };
+    const windows = historyWindows([
+      { at: T, put: { ...v1, activeFrom: T } },
+      { at: T + 10 * MIN, put: v2 },
+      { at: T + 20 * MIN, remove: v1.id },
+      { at: T + 30 * MIN, put: v3 },
+    ]);
+    expect(windows.map((w) => [w.spec.version, w.from - T, w.to - T])).toEqual([
+      [1, 0, 10 * MIN],
+      [2, 10 * MIN, 20 * MIN],
+      [3, 30 * MIN, Infinity],
+    ]);
+    // Bursts of three failures while v1 applies, while removed, and while v3 applies.
+    const evs = [fail(0), fail(1), fail(2), fail(21, "x"), fail(22, "x"), fail(23, "x"), fail(31, "y"), fail(32, "y"), fail(33, "y")];
+    expect(expectedAlerts(evs, windows).map((a) => [a.version, a.fields["device"], a.at - T])).toEqual([
+      [1, "evil", 2 * MIN],
+      [3, "y", 33 * MIN],
+    ]);
+  });
+
+  it("historyWindows refuses a history the harness cannot have published: a version not above the last, an activeFrom off its change", () => {
+    expect(() => historyWindows([{ at: T + 10 * MIN, put: v2 }, { at: T + 20 * MIN, put: { ...v1, activeFrom: T + 20 * MIN } }])).toThrow(/version 1 after 2/);
+    expect(() => historyWindows([{ at: T + 5 * MIN, put: v2 }])).toThrow(/is not the change's time/);
   });
 
   it("a later version without activeFrom is refused: its start would not be deterministic", () => {
