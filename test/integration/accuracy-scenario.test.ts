@@ -94,7 +94,7 @@ describe("the data accuracy scenario", () => {
     expect(ijLate.late.some(Boolean) && tjLate.late.some(Boolean)).toBe(true);
 
     const shipmentOf = (o: Order, e: LogisticsEvent | null): Shipment => ({ orderId: o.orderId, userId: o.userId, orderTime: o.orderTime, eventId: e?.eventId ?? null, status: e?.status ?? null, eventTime: e?.eventTime ?? null });
-    const expectedShipments = sqlIntervalJoin({ input: ij, leftKey: (o) => o.orderId, rightKey: (e) => e.orderId, type: "left", lowerBoundMs: 0, upperBoundMs: WITHIN_MS, output: (o, e) => shipmentOf(o!, e), watermarks: ijLate.after });
+    const expectedShipments = sqlIntervalJoin<Order, LogisticsEvent, Shipment>({ input: ij, leftKey: (o) => o.orderId, rightKey: (e) => e.orderId, type: "left", lowerBoundMs: 0, upperBoundMs: WITHIN_MS, output: (o, e) => shipmentOf(o!, e), watermarks: ijLate.after });
     const leveled = sqlTemporalJoin<Order, UserLevel, LeveledOrder>({
       input: tj,
       leftKey: (o) => o.userId,
