@@ -211,6 +211,8 @@ describe("intervalJoin against SQL's BETWEEN join of the on-time records", () =>
       let late = 0;
       for (const seed of SEEDS) {
         const input = inputs(seed).ordersAndLogistics;
+        // Every other seed lets an event come up to an hour before its order (right rows then expire at r.ts + 1 h).
+        const lower = seed % 2 === 0 ? 0 : -HOUR_MS;
         const l = lateness(input, { boundMs: boundOf(seed) });
         const spec = intervalJoin({
           name: "i",
@@ -219,13 +221,13 @@ describe("intervalJoin against SQL's BETWEEN join of the on-time records", () =>
           leftKey: (o: Order) => o.orderId,
           rightKey: (e: LogisticsEvent) => e.orderId,
           type,
-          lowerBoundMs: 0,
+          lowerBoundMs: lower,
           upperBoundMs: DAY_MS,
           output: output as never,
         }) as FunctionSpec<unknown, ReturnType<typeof output>, any>;
         const h = testHarness(spec);
         drive(h, sided(input), l.before);
-        const want = sqlIntervalJoin({ input, leftKey: (o) => o.orderId, rightKey: (e) => e.orderId, type, lowerBoundMs: 0, upperBoundMs: DAY_MS, output, watermarks: l.after });
+        const want = sqlIntervalJoin({ input, leftKey: (o) => o.orderId, rightKey: (e) => e.orderId, type, lowerBoundMs: lower, upperBoundMs: DAY_MS, output, watermarks: l.after });
         expect(applyChanges(h.output()), `seed ${seed}`).toEqual(want);
         expect(sortRows(h.sideOutput("late")), `seed ${seed}`).toEqual(sortRows(input.filter((_, i) => l.late[i]).map((r) => r.value)));
         late += l.late.filter(Boolean).length;
@@ -251,9 +253,13 @@ describe("temporalJoin against SQL's correlated subquery (FOR SYSTEM_TIME AS OF)
       .flat()
       .sort((a, b) => a.row.validFrom - b.row.validFrom);
     const delivered = deliver(random, versions.map((c) => ({ value: c, ts: c.row.validFrom })));
-    return interleave<Order, UserLevel>(inputs(seed).deliveredOrders, delivered).flatMap((r) => {
-      if (r.side === "right" && asChange(r.value).rowKind === "+U") return [{ ...r, value: change(asChange(r.value).row, "-U") }, r];
-      return [r];
+    // Odd seeds round every time to ten minutes: orders at a version's time, versions at the same time, many orders firing together.
+    const coarse = (t: number) => (seed % 2 === 1 ? Math.floor(t / 600_000) * 600_000 : t);
+    return interleave<Order, UserLevel>(inputs(seed).deliveredOrders, delivered).flatMap((r): (SidedRecord<Order, UserLevel> & { readonly ts: number })[] => {
+      const timed = { ...r, ts: coarse(r.ts) };
+      if (timed.side === "left") return [timed];
+      if (asChange(timed.value).rowKind === "+U") return [{ ...timed, value: change(asChange(timed.value).row, "-U") }, timed];
+      return [timed];
     });
   }
   const output = (o: Order, v: UserLevel | null) => ({ order: o.orderId, level: v?.level ?? null, since: v?.validFrom ?? null });
@@ -273,7 +279,7 @@ describe("temporalJoin against SQL's correlated subquery (FOR SYSTEM_TIME AS OF)
           output: output as never,
         }) as FunctionSpec<unknown, ReturnType<typeof output>, any>;
         const h = testHarness(spec);
-        drive(h, sided(input), l.before);
+        drive(h, sided<Order, UserLevel>(input), l.before);
         const want = sqlTemporalJoin({ input, leftKey: (o) => o.userId, rightKey: (v) => v.userId, type, output, watermarks: l.after });
         expect(applyChanges(h.output()), `seed ${seed}`).toEqual(want);
         const lateLeft = input.filter((r, i) => l.late[i] && r.side === "left").map((r) => r.value);
