@@ -26,7 +26,7 @@ import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
 import { asChange, type Change } from "../../runtime/spec/changelog.ts";
 import { accuracyInputs, DAY_MS, lateness, type LogisticsEvent, type Order, type UserLevel } from "../../functions/accuracy/generator.ts";
 import { MAX_OUT_OF_ORDERNESS_MS, ORDERS_BUCKET, SHIPMENTS_SUBJECT, STREAM, TABLES_BUCKET, tableKey, WITHIN_MS, type LeveledOrder, type Shipment, type TableRow } from "../../functions/accuracy/pipeline.ts";
-import { sortRows } from "../support/changes.ts";
+import { rowText, sortRows } from "../support/changes.ts";
 import { sqlIntervalJoin, sqlOplogTable, sqlTemporalJoin, type SidedRecord } from "../support/sql-oracle.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
 import { startEddy, type EddyProcess } from "../support/processes.ts";
@@ -163,7 +163,7 @@ describe("the data accuracy scenario", () => {
       const shipments = async () => (await readAll(nc, "ACCURACY_RESULTS")).filter((m) => m.subject === SHIPMENTS_SUBJECT).map((m) => JSON.parse(decoder.decode(m.data)) as Shipment);
       await waitFor("every shipment row", async () => ((await shipments()).length >= expectedShipments.length + 1 ? true : undefined), patiently);
       // Upserts are applied after their checkpoint commits: wait until the buckets are complete (or time out, and show the difference below).
-      const complete = async (name: string, want: Map<string, unknown>) => JSON.stringify([...(await bucket(nc, name))]) === JSON.stringify([...sorted(want)]);
+      const complete = async (name: string, want: Map<string, unknown>) => rowText([...(await bucket(nc, name))]) === rowText([...sorted(want)]);
       await waitFor("both buckets complete", async () => ((await complete(ORDERS_BUCKET, expectedOrders)) && (await complete(TABLES_BUCKET, expectedTables)) ? true : undefined), patiently).catch(() => undefined);
       await settled("phase 3");
       await new Promise((r) => setTimeout(r, 1_500)); // a few checkpoints more: nothing else may come
