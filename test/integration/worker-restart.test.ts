@@ -20,7 +20,8 @@ async function settle(job: LocalJob, count: number): Promise<void> {
   let last = "";
   for (let i = 0; i < 400; i++) {
     const stats = job.worker.stats();
-    const snapshot = JSON.stringify(stats);
+    // Where the actors' time goes (busy, idle) moves with the clock; the rest stops moving once done.
+    const snapshot = JSON.stringify(stats.map(({ busyMs, backpressuredMs, idleMs, busyMsPerSecond, backpressuredMsPerSecond, idleMsPerSecond, ...counters }) => counters));
     const source = stats.find((s) => s.fn === "pageviews")!;
     if (source.position > count && snapshot === last) return;
     last = snapshot;
