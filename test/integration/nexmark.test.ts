@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { generateEvents } from "../../functions/nexmark/generator.ts";
-import { canonicalRows, runQuery } from "../../functions/nexmark/harness.ts";
+import { benchQuery, canonicalRows, runQuery } from "../../functions/nexmark/harness.ts";
 import { QUERIES } from "../../functions/nexmark/model.ts";
 import { assertNoLateEvents, referenceResults } from "../../functions/nexmark/reference.ts";
 import { WATERMARK_BOUND_MS } from "../../functions/nexmark/queries.ts";
@@ -39,4 +39,11 @@ describe("Nexmark queries on eddy with batched ingest", () => {
       expect(canonicalRows(rows)).toEqual(canonicalRows(referenceResults(q, events)));
     });
   }
+
+  it("eddy nexmark bench --ingest batched reports the same figures, its run checked against the reference", async () => {
+    await using server = await natsServer();
+    const result = await benchQuery("q1", 3000, 5, server.url, 10_000, "batched");
+    expect(result).toMatchObject({ query: "q1", ingest: "batched", events: 3000, correct: true });
+    for (const k of ["wallSeconds", "cpuSeconds", "eventsPerSecond", "eventsPerCoreSecond", "ceilingEventsPerCoreSecond"] as const) expect(result[k]).toBeGreaterThan(0);
+  });
 });
