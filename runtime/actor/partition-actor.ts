@@ -2354,7 +2354,7 @@ export class PartitionActor {
       }
       for (let i = 0; i < n; i++) {
         const [key, ts] = selected[i]!;
-        if (!this.invoke(key, ts, records[i], now, m.data, origin)) continue;
+        if (!this.invoke(key, ts, records[i], now, m.data, origin, 0, batched ? e : -1, count)) continue;
         processed = true;
         this.generator?.onEvent(ts, now);
       }
@@ -2524,14 +2524,20 @@ export class PartitionActor {
     }
   }
 
-  private invoke(key: string, ts: number, value: unknown, now: number, raw: Uint8Array | undefined, origin: Record<string, string>, input = 0): boolean {
+  /**
+   * `event` ≥ 0: the record is of event `event` (of `events`) of the batched source message `raw`
+   * (design note ce), whose dead letter holds that event alone and names its index — worked out only if
+   * `process` throws.
+   */
+  private invoke(key: string, ts: number, value: unknown, now: number, raw: Uint8Array | undefined, origin: Record<string, string>, input = 0, event = -1, events = 0): boolean {
     this.stats.recordsIn++;
     try {
       this.operator.process(key, ts, value, now, input);
       return true;
     } catch (e) {
       if (!(e instanceof UserFunctionError)) throw e;
-      this.deadLetter(`process: ${e.message}`, raw ?? jsonBytes(value), origin);
+      if (event >= 0 && raw !== undefined) this.deadLetter(`process: ${e.message} (event ${event} of ${events})`, eventPayload(this.source!.format ?? "json", raw, event), { ...origin, [HEADER.sourceEvent]: String(event) });
+      else this.deadLetter(`process: ${e.message}`, raw ?? jsonBytes(value), origin);
       return false;
     }
   }

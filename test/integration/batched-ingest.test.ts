@@ -31,7 +31,10 @@ const pipeline = definePipeline({
       name: "lines",
       input: fromStream("LINES", { subject: "lines", format: "json-lines" }),
       key: (c) => c.user,
-      process: (ctx, c) => ctx.emit(`${ctx.key}:${c.n}`),
+      process: (ctx, c) => {
+        if (c.n === 13) throw new Error("unlucky");
+        ctx.emit(`${ctx.key}:${c.n}`);
+      },
     }),
     defineFunction<Click, string>({
       name: "packed",
@@ -53,7 +56,7 @@ describe("batched ingest", () => {
       await ensureStream(nc, "OUT", ["batches.out"]);
       await publishAll(nc, [
         { subject: "lines", data: '{"user":"a","n":1}\n{"user":"b","n":2}\n' },
-        { subject: "lines", data: '{"user":"a","n":3}\n{not json\n\n{"user":4,"n":5}\r\n{"user":"c","n":6}' },
+        { subject: "lines", data: '{"user":"a","n":3}\n{not json\n\n{"user":4,"n":5}\r\n{"user":"c","n":6}\n{"user":"d","n":13}\n{"user":"d","n":14}' },
         { subject: "packed", data: encodeValue([{ user: "p", n: 1 }, { n: 2 }, { user: "q", n: 3 }]) },
         { subject: "packed", data: encodeValue({ user: "not", n: "a batch" }) },
       ]);
@@ -63,7 +66,7 @@ describe("batched ingest", () => {
       await job.stop();
 
       const out = (await readAll(nc, "OUT")).map((m) => JSON.parse(decoder.decode(m.data)) as string);
-      expect(out.sort()).toEqual(["a:1", "a:3", "b:2", "c:6", "p:1", "q:3"]);
+      expect(out.sort()).toEqual(["a:1", "a:3", "b:2", "c:6", "d:14", "p:1", "q:3"]);
       const dead = (await readAll(nc, "EDDY_batches_DLQ")).map((m) => ({
         fn: m.headers["Eddy-Function"],
         stream: m.headers["Eddy-Source-Stream"],
@@ -75,14 +78,16 @@ describe("batched ingest", () => {
       const text = (b: Uint8Array) => decoder.decode(b);
       expect(dead.map((d) => ({ ...d, body: d.fn === "lines" ? text(d.body) : d.body }))).toEqual(
         expect.arrayContaining([
-          expect.objectContaining({ fn: "lines", stream: "LINES", seq: "2", event: "1", reason: expect.stringMatching(/^undecodable: .* \(event 1 of 4\)$/), body: "{not json" }),
-          expect.objectContaining({ fn: "lines", stream: "LINES", seq: "2", event: "2", reason: "key: key selector returned number, not a string (event 2 of 4)", body: '{"user":4,"n":5}' }),
+          expect.objectContaining({ fn: "lines", stream: "LINES", seq: "2", event: "1", reason: expect.stringMatching(/^undecodable: .* \(event 1 of 6\)$/), body: "{not json" }),
+          expect.objectContaining({ fn: "lines", stream: "LINES", seq: "2", event: "2", reason: "key: key selector returned number, not a string (event 2 of 6)", body: '{"user":4,"n":5}' }),
+          // process threw for one event: that event alone, the next one of the same key processed.
+          expect.objectContaining({ fn: "lines", stream: "LINES", seq: "2", event: "4", reason: expect.stringMatching(/^process: .*unlucky.* \(event 4 of 6\)$/), body: '{"user":"d","n":13}' }),
           expect.objectContaining({ fn: "packed", stream: "PACKED", seq: "1", event: "1", reason: "key: key selector returned undefined, not a string (event 1 of 3)", body: encodeValue({ n: 2 }) }),
           // Not a batch at all: the whole message, as for an undecodable one-event message.
           expect.objectContaining({ fn: "packed", stream: "PACKED", seq: "2", event: undefined, reason: "undecodable: a msgpack-batch message must be an array of events, not object" }),
         ]),
       );
-      expect(dead).toHaveLength(4);
+      expect(dead).toHaveLength(5);
     } finally {
       await nc.close();
     }

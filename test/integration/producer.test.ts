@@ -12,11 +12,13 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { createProducer } from "../../runtime/client/index.ts";
 import { partitionOf } from "../../runtime/core/hash.ts";
+import { decodeEvents } from "../../runtime/core/record-input.ts";
 import { startLocalJob } from "../../runtime/dev/local-job.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { defineFunction, definePipeline, defineSink, fromFunction, fromStream } from "../../runtime/sdk/index.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
 import { startEddy } from "../support/processes.ts";
+import { runEddy } from "../support/cli.ts";
 
 const decoder = new TextDecoder();
 const CONFIG = `
@@ -149,6 +151,13 @@ describe("the producer", () => {
         }
       }
       expect(events).toBe(300);
+
+      // From standard input ("-"), with the stream's only subject when it has one.
+      await ensureStream(nc, "PIPED", ["piped.events"]);
+      const piped = await runEddy(["publish", "PIPED", "-", "--format", "msgpack-batch", "--nats", server.url], { stdin: '{"a":1}\n{"a":2}\n\n{"a":3}\n' });
+      expect(piped.code, piped.output).toBe(0);
+      expect(piped.stdout).toMatch(/^published 3 events in 1 messages to PIPED \(0 retries, 0 backpressure waits, [\d.]+ s\)\n$/);
+      expect((await readAll(nc, "PIPED")).map((m) => decodeEvents("msgpack-batch", m.data))).toEqual([[{ a: 1 }, { a: 2 }, { a: 3 }]]);
 
       const usage = await eddy(["publish", "CLI", file, "--partitions", "3", "--nats", server.url]);
       expect(usage.code).toBe(2);
