@@ -1,6 +1,7 @@
 /**
  * Running Nexmark queries on eddy over a real nats-server: load events into a source stream (one
- * JSON event per message), run a query until the input is exhausted and the final watermark has
+ * JSON event per message, or with batched ingest ~100 per `json-lines` message, as
+ * `eddy/client`'s producer sends them; design note ce), run a query until the input is exhausted and the final watermark has
  * flushed every window, and read the sink's rows back. The same harness times runs for
  * `eddy nexmark bench`, measures the ceiling (a raw JetStream consume-and-decode of the same
  * stream) and the naive baseline (a plain consumer keeping its state in KV, one read and one
@@ -59,11 +60,20 @@ export async function readEventsFile(path: string): Promise<NexmarkEvent[]> {
   return text.split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as NexmarkEvent);
 }
 
-export async function loadEvents(nc: NatsConnection, stream: string, subject: string, lines: Iterable<string>): Promise<number> {
+/** How events enter the source stream: one per message, or batches of `INGEST_BATCH` JSON lines. */
+export type Ingest = "single" | "batched";
+
+/** Events per message with batched ingest: what a producer with the default `maxBatch` sends. */
+export const INGEST_BATCH = 100;
+
+/** Publishes `lines` (JSON events) into `stream`; returns the number of messages. */
+export async function loadEvents(nc: NatsConnection, stream: string, subject: string, lines: readonly string[], ingest: Ingest = "single"): Promise<number> {
   await ensureStream(nc, stream, [subject]);
-  return publishAll(nc, (function* () {
-    for (const data of lines) yield { subject, data };
+  const per = ingest === "batched" ? INGEST_BATCH : 1;
+  await publishAll(nc, (function* () {
+    for (let i = 0; i < lines.length; i += per) yield { subject, data: per === 1 ? lines[i]! : lines.slice(i, i + per).join("\n") };
   })(), 4096);
+  return Math.ceil(lines.length / per);
 }
 
 export interface RunResult {
@@ -77,12 +87,12 @@ export interface RunResult {
  * stream's last message, waits for the final watermark and the sink's acknowledged output (the
  * timed part), then stops the job with a checkpoint and returns the rows its sink published.
  */
-async function runLoaded(cluster: Cluster, q: QueryName, n: ReturnType<typeof names>, checkpointIntervalMs = 1000): Promise<RunResult> {
+async function runLoaded(cluster: Cluster, q: QueryName, n: ReturnType<typeof names>, checkpointIntervalMs = 1000, ingest: Ingest = "single"): Promise<RunResult> {
   const { nc, server } = cluster;
   await ensureStream(nc, n.out, [n.sinkSubject]);
   const cpu0 = ownCpuSeconds() + (server ? cpuSecondsOf(server.pid) : 0);
   const t0 = performance.now();
-  const job = await startLocalJob(nc, nexmarkQuery(q, { job: n.job, stream: n.stream, subject: n.subject, sinkSubject: n.sinkSubject }), { checkpointIntervalMs });
+  const job = await startLocalJob(nc, nexmarkQuery(q, { job: n.job, stream: n.stream, subject: n.subject, sinkSubject: n.sinkSubject, format: ingest === "batched" ? "json-lines" : "json" }), { checkpointIntervalMs });
   await job.endInput();
   // The final watermark has flushed every window and the sink's rows are acknowledged: that is
   // the final output. The stop-with-checkpoint after it is not part of the query's work.
@@ -96,12 +106,12 @@ async function runLoaded(cluster: Cluster, q: QueryName, n: ReturnType<typeof na
 }
 
 /** `eddy nexmark run`: events from a file (or given), query on eddy, rows back. */
-export async function runQuery(q: QueryName, events: readonly NexmarkEvent[], url?: string): Promise<QueryRow[]> {
+export async function runQuery(q: QueryName, events: readonly NexmarkEvent[], url?: string, ingest: Ingest = "single"): Promise<QueryRow[]> {
   const cluster = await openCluster(url);
   try {
     const n = names(q);
-    await loadEvents(cluster.nc, n.stream, n.subject, events.map(eventToJson));
-    return (await runLoaded(cluster, q, n)).rows;
+    await loadEvents(cluster.nc, n.stream, n.subject, events.map(eventToJson), ingest);
+    return (await runLoaded(cluster, q, n, 1000, ingest)).rows;
   } finally {
     await cluster.close();
   }
@@ -114,6 +124,8 @@ export function canonicalRows(rows: readonly QueryRow[]): string[] {
 
 export interface BenchResult {
   readonly query: QueryName;
+  /** One event per message, or batches of `INGEST_BATCH` (`--ingest batched`). */
+  readonly ingest: Ingest;
   readonly events: number;
   readonly wallSeconds: number;
   readonly cpuSeconds: number;
@@ -131,15 +143,17 @@ export const DEFAULT_BENCH_CHECKPOINT_MS = 10_000;
 const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
 
 /**
- * Consumes and decodes every event of `stream` with a plain ordered consumer and no processing:
- * the most any query can do per core-second on this machine and broker.
+ * Consumes and decodes every event of `stream` (`messages` messages) with a plain ordered
+ * consumer and no processing: the most any query can do per core-second on this machine and
+ * broker, with the same ingest (a batch's lines decoded one by one).
  */
-async function measureCeiling(cluster: Cluster, stream: string, count: number): Promise<{ wallSeconds: number; cpuSeconds: number }> {
+async function measureCeiling(cluster: Cluster, stream: string, messages: number, ingest: Ingest): Promise<{ wallSeconds: number; cpuSeconds: number }> {
   const cpu0 = ownCpuSeconds() + (cluster.server ? cpuSecondsOf(cluster.server.pid) : 0);
   const t0 = performance.now();
   let checksum = 0;
-  await consumeFirst(cluster.nc, stream, count, (data) => {
-    checksum += (JSON.parse(decoder.decode(data)) as NexmarkEvent).dateTime % 7;
+  await consumeFirst(cluster.nc, stream, messages, (data) => {
+    if (ingest === "single") checksum += (JSON.parse(decoder.decode(data)) as NexmarkEvent).dateTime % 7;
+    else for (const line of decoder.decode(data).split("\n")) checksum += (JSON.parse(line) as NexmarkEvent).dateTime % 7;
   });
   const wallSeconds = (performance.now() - t0) / 1000;
   const cpuSeconds = ownCpuSeconds() + (cluster.server ? cpuSecondsOf(cluster.server.pid) : 0) - cpu0;
@@ -148,18 +162,19 @@ async function measureCeiling(cluster: Cluster, stream: string, count: number): 
 }
 
 /** `eddy nexmark bench`: generated events preloaded (not timed), then the query timed end to end. */
-export async function benchQuery(q: QueryName, count: number, seed = 1, url?: string, checkpointIntervalMs = DEFAULT_BENCH_CHECKPOINT_MS): Promise<BenchResult> {
+export async function benchQuery(q: QueryName, count: number, seed = 1, url?: string, checkpointIntervalMs = DEFAULT_BENCH_CHECKPOINT_MS, ingest: Ingest = "single"): Promise<BenchResult> {
   const cluster = await openCluster(url);
   try {
     const n = names(q);
     const events = [...generateEvents({ seed }, count)];
-    await loadEvents(cluster.nc, n.stream, n.subject, events.map(eventToJson));
-    const run = await profileSection(() => runLoaded(cluster, q, n, checkpointIntervalMs));
-    const ceiling = await measureCeiling(cluster, n.stream, count);
+    const messages = await loadEvents(cluster.nc, n.stream, n.subject, events.map(eventToJson), ingest);
+    const run = await profileSection(() => runLoaded(cluster, q, n, checkpointIntervalMs, ingest));
+    const ceiling = await measureCeiling(cluster, n.stream, messages, ingest);
     const expected = referenceResults(q, events);
     const correct = JSON.stringify(canonicalRows(run.rows)) === JSON.stringify(canonicalRows(expected));
     return {
       query: q,
+      ingest,
       events: count,
       wallSeconds: round(run.wallSeconds),
       cpuSeconds: round(run.cpuSeconds),

@@ -43,6 +43,11 @@ export interface QueryOptions {
    * blackhole sink of Flink's Nexmark runs; "exactly-once" holds them until their checkpoint).
    */
   readonly delivery?: "exactly-once" | "at-least-once";
+  /**
+   * How the source stream holds events (default "json": one per message; "json-lines": batches
+   * of events per message, as `eddy/client`'s producer writes them, design note ce).
+   */
+  readonly format?: "json" | "json-lines";
 }
 
 type Emit = (ctx: Context<unknown>, e: NexmarkEvent) => void;
@@ -50,7 +55,7 @@ type Emit = (ctx: Context<unknown>, e: NexmarkEvent) => void;
 const source = (o: Required<QueryOptions>, process: Emit, sink?: boolean): FunctionSpec<NexmarkEvent, unknown> =>
   defineFunction<NexmarkEvent, unknown>({
     name: "events",
-    input: fromStream(o.stream, { subject: o.subject }),
+    input: fromStream(o.stream, { subject: o.subject, format: o.format }),
     timestamp: (e) => e.dateTime,
     watermark: boundedOutOfOrderness(WATERMARK_BOUND_MS),
     process,
@@ -354,6 +359,7 @@ export function nexmarkQuery(q: QueryName, options: QueryOptions = {}): Pipeline
     sinkSubject: options.sinkSubject ?? `nexmark.out.${q}`,
     partitions: options.partitions ?? 4,
     delivery: options.delivery ?? "at-least-once",
+    format: options.format ?? "json",
   };
   return builders[q](o);
 }

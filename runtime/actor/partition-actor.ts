@@ -64,7 +64,7 @@ import { CommittedWatermark, DEFAULT_TTL_SWEEP_INTERVAL_MS } from "../core/ttl-s
 import { TtlKvSweeper } from "./ttl-kv-sweeper.ts";
 import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, mergeSegments, type DeltaEntry, type Segment } from "../core/delta-log.ts";
 import { checkSegmentRefs, DEFAULT_SEGMENT_POLICY, segmentDue, segmentObject, segmentsToRead, uploadsFull, type SegmentPolicy, type SegmentRef } from "../core/changelog.ts";
-import { mapChanges, readSourceRecord, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
+import { eventPayload, isBatchFormat, readSourceEvents, readSourceRecord, Rejection, selectEventTime, selectKey, type SourceEvents } from "../core/record-input.ts";
 import { heldSinkAction } from "../core/held-bounds.ts";
 import { materializationBehind, planRound, roundDelay, type CommittedDelta, type MaterializationBounds } from "../core/materialization.ts";
 import { decodeSpillBatch, encodeSpillBatch, isHeaderRecord, loadRanges, storeRanges, type HeldOutputView, type SpilledRange, type StoredRange } from "../core/held-sink.ts";
@@ -404,6 +404,8 @@ export class PartitionActor {
   private uploads: Array<Promise<void>> = [];
   /** Largest source record accepted, in bytes. */
   private readonly maxRecordBytes: number;
+  /** A source whose messages make many records: a batched format or a changelog mapper. */
+  private readonly manyRecords: boolean;
   /** Marks the spill messages this actor run writes (`Eddy-Spill-Run`); set at start. */
   private spillRun = "";
   /** The function has an exactly-once or upsert sink and reads another function: it spills held output. */
@@ -435,7 +437,7 @@ export class PartitionActor {
   /** During a restore that migrates schemas: state → stored version, applied to what is loaded. */
   private migrating: ReadonlyMap<string, number> | undefined;
   /** A message decoded by `prepare` (its keys made resident), handled next. */
-  private prepared: { readonly m: InputMessage; readonly batch?: DataBatch; readonly value?: unknown; readonly key?: unknown } | undefined;
+  private prepared: { readonly m: InputMessage; readonly batch?: DataBatch; readonly value?: unknown; readonly key?: unknown; readonly events?: SourceEvents | Rejection } | undefined;
   /** A function with `lookup`: its worker's cache, and the entries read for the message being handled (design note by). */
   private readonly lookupCache: LookupCache | undefined;
   private lookupView: LookupView | undefined;
@@ -497,11 +499,13 @@ export class PartitionActor {
     const input = node.stream;
     if (input !== undefined) {
       this.source = input;
+      this.manyRecords = input.changelog !== undefined || isBatchFormat(input.format ?? "json");
       this.stream = input.stream;
       const s = input.subject;
       this.subject = typeof s === "function" ? s(partition) : s ?? ">";
     } else {
       this.source = undefined;
+      this.manyRecords = false;
       this.stream = inputStream(graph.job, node.name);
       this.subject = inputSubject(graph.job, node.name, partition);
     }
@@ -1238,6 +1242,8 @@ export class PartitionActor {
     if (prepared.batch !== undefined) {
       const { records, inputs } = prepared.batch;
       for (let i = 0; i < records.length; i += 3) if (!this.isBroadcastRecord(prepared.batch, i / 3)) add(records[i + 2], inputs?.[i / 3] ?? 0);
+    } else if (prepared.events !== undefined) {
+      if (!(prepared.events instanceof Rejection)) for (const records of prepared.events) if (!(records instanceof Rejection)) for (const r of records) add(r, 0);
     } else if (!(prepared.value instanceof Rejection)) add(prepared.value, 0);
     const plan = planLookups(cache, keys, now);
     this.stats.lookupHits = (this.stats.lookupHits ?? 0) + plan.view.size;
@@ -1263,12 +1269,12 @@ export class PartitionActor {
     // A source moves event time only after its record (`advanceOrDefer` loads timers then).
     if (this.stateless && this.source !== undefined && this.lookupCache === undefined) return undefined;
     if (this.source !== undefined) {
+      if (this.manyRecords) return this.prepareEvents(m, this.readEvents(m), now);
       const value = readSourceRecord(this.source.format ?? "json", m.data, this.maxRecordBytes);
       if (value instanceof Rejection) {
         this.prepared = { m, value };
         return undefined;
       }
-      if (this.source.changelog !== undefined) return this.prepareChanges(m, mapChanges(this.source.changelog, value), now);
       const key = selectKey(this.node.spec.key, value, 0);
       this.prepared = { m, value, key };
       if (key instanceof Rejection) return undefined;
@@ -2280,44 +2286,85 @@ export class PartitionActor {
     return out;
   }
 
-  /** A changelog source's message (design note bv): the keys of all its Changes made resident. */
-  private prepareChanges(m: InputMessage, changes: readonly unknown[] | Rejection, now: number): Promise<void> | undefined {
-    this.prepared = { m, value: changes };
-    if (changes instanceof Rejection) return undefined;
-    const spec = this.node.spec;
-    const needs = new Map<string, KeyNeed>();
-    for (const c of changes) {
-      const key = selectKey(spec.key, c, 0);
-      if (key instanceof Rejection) return undefined;
-      const ts = this.selectors.size === 0 ? 0 : selectEventTime(spec, c, m.timestampMs, now);
-      addNeed(needs, key, this.selectors.size === 0 || ts instanceof Rejection ? "all" : this.recordNeed(c, ts, 0));
-    }
-    return this.ensureNeeds(needs);
+  /** A source message's records, event by event (a batched format, a changelog mapper, or both). */
+  private readEvents(m: InputMessage): SourceEvents | Rejection {
+    return readSourceEvents(this.source!.format ?? "json", m.data, this.maxRecordBytes, this.source!.changelog);
   }
 
   /**
-   * The Changes a changelog source made of one message, processed in order. Every key and event
-   * time is selected first: a message one of whose Changes is refused is dead-lettered whole, so
-   * an update never arrives as only its `-U`.
+   * A source message that makes many records (a batched format, design note ce; a changelog
+   * source, design note bv): the keys of all of them made resident. An event one of whose
+   * records is refused needs nothing: it is dead-lettered whole.
    */
-  private handleChanges(m: InputMessage, changes: readonly unknown[], origin: Record<string, string>, now: number): void {
+  private prepareEvents(m: InputMessage, events: SourceEvents | Rejection, now: number): Promise<void> | undefined {
+    this.prepared = { m, events };
+    if (events instanceof Rejection) return undefined;
     const spec = this.node.spec;
-    const n = changes.length;
-    const of = (i: number) => (n === 1 ? "" : ` (change ${i + 1} of ${n})`);
-    const selected: Array<readonly [string, number]> = [];
-    for (let i = 0; i < n; i++) {
-      const key = selectKey(spec.key, changes[i], 0);
-      if (key instanceof Rejection) return this.deadLetter(key.reason + of(i), m.data, origin);
-      const ts = selectEventTime(spec, changes[i], m.timestampMs, now);
-      if (ts instanceof Rejection) return this.deadLetter(ts.reason + of(i), m.data, origin);
-      selected.push([key, ts]);
+    const needs = new Map<string, KeyNeed>();
+    for (const records of events) {
+      if (records instanceof Rejection) continue;
+      for (const r of records) {
+        const key = selectKey(spec.key, r, 0);
+        if (key instanceof Rejection) break;
+        const ts = this.selectors.size === 0 ? 0 : selectEventTime(spec, r, m.timestampMs, now);
+        addNeed(needs, key, this.selectors.size === 0 || ts instanceof Rejection ? "all" : this.recordNeed(r, ts, 0));
+      }
     }
+    return needs.size === 0 ? undefined : this.ensureNeeds(needs);
+  }
+
+  /**
+   * The records one source message made, processed in order, event by event. Every key and event
+   * time of an event is selected first: an event one of whose records is refused is dead-lettered
+   * whole (so a database update never arrives as only its `-U`), the message's other events are
+   * kept. The dead letter of an event of a batched message holds that event alone and names its
+   * index (`Eddy-Source-Event`, from 0) beside the message's sequence. The whole message is
+   * handled without a yield, so no barrier falls between its events (design note ce).
+   */
+  private handleEvents(m: InputMessage, events: SourceEvents, origin: Record<string, string>, now: number): void {
+    const spec = this.node.spec;
+    const format = this.source!.format ?? "json";
+    const batched = isBatchFormat(format);
+    const count = events.length;
     let processed = false;
-    for (let i = 0; i < n; i++) {
-      const [key, ts] = selected[i]!;
-      if (!this.invoke(key, ts, changes[i], now, m.data, origin)) continue;
-      processed = true;
-      this.generator?.onEvent(ts, now);
+    const refuse = (i: number, reason: string) => {
+      if (!batched) return this.deadLetter(reason, m.data, origin);
+      this.deadLetter(`${reason} (event ${i} of ${count})`, eventPayload(format, m.data, i), { ...origin, [HEADER.sourceEvent]: String(i) });
+    };
+    const selected: Array<readonly [string, number]> = [];
+    for (let e = 0; e < count; e++) {
+      const records = events[e]!;
+      if (records instanceof Rejection) {
+        refuse(e, records.reason);
+        continue;
+      }
+      const n = records.length;
+      const of = (i: number) => (n === 1 ? "" : ` (change ${i + 1} of ${n})`);
+      selected.length = 0;
+      let refused: string | undefined;
+      for (let i = 0; i < n; i++) {
+        const key = selectKey(spec.key, records[i], 0);
+        if (key instanceof Rejection) {
+          refused = key.reason + of(i);
+          break;
+        }
+        const ts = selectEventTime(spec, records[i], m.timestampMs, now);
+        if (ts instanceof Rejection) {
+          refused = ts.reason + of(i);
+          break;
+        }
+        selected.push([key, ts]);
+      }
+      if (refused !== undefined) {
+        refuse(e, refused);
+        continue;
+      }
+      for (let i = 0; i < n; i++) {
+        const [key, ts] = selected[i]!;
+        if (!this.invoke(key, ts, records[i], now, m.data, origin, 0, batched ? e : -1, count)) continue;
+        processed = true;
+        this.generator?.onEvent(ts, now);
+      }
     }
     if (processed && this.generator !== undefined) {
       if (this.router.idle) this.router.idle = false;
@@ -2330,11 +2377,13 @@ export class PartitionActor {
     const origin = { [HEADER.sourceStream]: this.stream, [HEADER.sourceSubject]: m.subject, [HEADER.sourceSequence]: String(m.seq) };
     const prepared = this.prepared?.m === m ? this.prepared : undefined;
     this.prepared = undefined;
-    let value = prepared !== undefined ? prepared.value : readSourceRecord(this.source!.format ?? "json", m.data, this.maxRecordBytes);
-    const changelog = this.source!.changelog;
-    if (changelog !== undefined && prepared === undefined && !(value instanceof Rejection)) value = mapChanges(changelog, value);
+    if (this.manyRecords) {
+      const events = prepared?.events ?? this.readEvents(m);
+      if (events instanceof Rejection) return this.deadLetter(events.reason, m.data, origin);
+      return this.handleEvents(m, events, origin, now);
+    }
+    const value = prepared !== undefined ? prepared.value : readSourceRecord(this.source!.format ?? "json", m.data, this.maxRecordBytes);
     if (value instanceof Rejection) return this.deadLetter(value.reason, m.data, origin);
-    if (changelog !== undefined) return this.handleChanges(m, value as readonly unknown[], origin, now);
     const key = prepared !== undefined && "key" in prepared ? (prepared.key as string | Rejection) : selectKey(spec.key, value, 0);
     if (key instanceof Rejection) return this.deadLetter(key.reason, m.data, origin);
     const ts = selectEventTime(spec, value, m.timestampMs, now);
@@ -2482,14 +2531,20 @@ export class PartitionActor {
     }
   }
 
-  private invoke(key: string, ts: number, value: unknown, now: number, raw: Uint8Array | undefined, origin: Record<string, string>, input = 0): boolean {
+  /**
+   * `event` ≥ 0: the record is of event `event` (of `events`) of the batched source message `raw`
+   * (design note ce), whose dead letter holds that event alone and names its index — worked out only if
+   * `process` throws.
+   */
+  private invoke(key: string, ts: number, value: unknown, now: number, raw: Uint8Array | undefined, origin: Record<string, string>, input = 0, event = -1, events = 0): boolean {
     this.stats.recordsIn++;
     try {
       this.operator.process(key, ts, value, now, input);
       return true;
     } catch (e) {
       if (!(e instanceof UserFunctionError)) throw e;
-      this.deadLetter(`process: ${e.message}`, raw ?? jsonBytes(value), origin);
+      if (event >= 0 && raw !== undefined) this.deadLetter(`process: ${e.message} (event ${event} of ${events})`, eventPayload(this.source!.format ?? "json", raw, event), { ...origin, [HEADER.sourceEvent]: String(event) });
+      else this.deadLetter(`process: ${e.message}`, raw ?? jsonBytes(value), origin);
       return false;
     }
   }

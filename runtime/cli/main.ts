@@ -26,6 +26,7 @@ import { k8s } from "./commands/k8s.ts";
 import { ls } from "./commands/ls.ts";
 import { natsServer } from "./commands/nats-server.ts";
 import { nexmark } from "./commands/nexmark.ts";
+import { publishCommand } from "./commands/publish.ts";
 import { rollbackCommand } from "./commands/rollback.ts";
 import { savepointCommand } from "./commands/savepoint.ts";
 import { savepointsCommand } from "./commands/savepoints.ts";
@@ -47,7 +48,7 @@ import { ExitWithCodeError, USAGE_EXIT_CODE } from "./run.ts";
 /** The root command; add a subcommand as a module under commands/ and list it here. */
 export const eddy = Command.make("eddy").pipe(
   Command.withDescription("eddy: actor-based stream functions on NATS JetStream"),
-  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand, rulesCommand, paramsCommand, savepointCommand, savepointsCommand, stopCommand, startCommand, dlq, auth, ui]),
+  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand, rulesCommand, paramsCommand, savepointCommand, savepointsCommand, stopCommand, startCommand, dlq, publishCommand, auth, ui]),
   Command.withGlobalFlags(connectionSettings),
 );
 

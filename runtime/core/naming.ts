@@ -97,6 +97,8 @@ export const HEADER = {
   sourceStream: "Eddy-Source-Stream",
   sourceSubject: "Eddy-Source-Subject",
   sourceSequence: "Eddy-Source-Sequence",
+  /** Of a dead letter of one event of a batched source message: its index in the message, from 0 (design note ce). */
+  sourceEvent: "Eddy-Source-Event",
   /** Of a dead letter about a state entry: its key. */
   key: "Eddy-Key",
   /** Of a dead letter whose payload was cut to fit: the original size in bytes. */

@@ -10,7 +10,7 @@
  * drift apart. They are on the per-record path: a value is returned as is, and only a rejected
  * record allocates (a `Rejection`).
  */
-import { decodeValue } from "./wire.ts";
+import { decodeValue, encodeValue } from "./wire.ts";
 import { isChange, type Change } from "../spec/changelog.ts";
 
 /** A record refused before its function sees it, with the reason a dead letter carries. */
@@ -24,8 +24,19 @@ export class Rejection {
   }
 }
 
-/** How a stream's payloads are decoded (a `fromStream` input's `format`). */
-export type RecordFormat = "json" | "msgpack" | "string" | "bytes";
+/**
+ * How a stream's payloads are decoded (a `fromStream` input's `format`): one event per message,
+ * or many (`json-lines`: one JSON value per line; `msgpack-batch`: a msgpack array of events).
+ */
+export type RecordFormat = "json" | "msgpack" | "string" | "bytes" | BatchFormat;
+
+/** The formats whose messages carry many events (design note ce). */
+export type BatchFormat = "json-lines" | "msgpack-batch";
+
+/** Whether a message of `format` carries many events. */
+export function isBatchFormat(format: RecordFormat): format is BatchFormat {
+  return format === "json-lines" || format === "msgpack-batch";
+}
 
 const textDecoder = new TextDecoder();
 
@@ -54,6 +65,9 @@ export function decodeRecord(format: RecordFormat, data: Uint8Array): unknown {
         return textDecoder.decode(data);
       case "bytes":
         return data;
+      case "json-lines":
+      case "msgpack-batch":
+        return decodeEvents(format, data);
     }
   } catch (e) {
     return new Rejection(`undecodable: ${describe(e)}`, e);
@@ -190,4 +204,114 @@ function shortShow(value: unknown): string {
   if (value === undefined) return "undefined";
   const text = show(value);
   return text.length > 120 ? `${text.slice(0, 120)}…` : text;
+}
+
+/**
+ * What one source message holds, event by event: each event's records (the event itself, or the
+ * Changes a changelog mapper made of it) or why that event alone is refused. A message in a
+ * one-event format is a list of one.
+ */
+export type SourceEvents = ReadonlyArray<readonly unknown[] | Rejection>;
+
+/**
+ * The events of a batched message, each decoded or refused on its own: `json-lines` splits at
+ * `\n` (a trailing `\r` and blank lines are not events), `msgpack-batch` must be one msgpack
+ * array (anything else refuses the whole message, as an undecodable one-event message is).
+ */
+export function decodeEvents(format: BatchFormat, data: Uint8Array): Array<unknown> | Rejection {
+  if (format === "msgpack-batch") {
+    let value: unknown;
+    try {
+      value = decodeValue(data);
+    } catch (e) {
+      return new Rejection(`undecodable: ${describe(e)}`, e);
+    }
+    if (!Array.isArray(value)) return new Rejection(`undecodable: a msgpack-batch message must be an array of events, not ${value === null ? "null" : typeof value}`);
+    return value;
+  }
+  const events: unknown[] = [];
+  for (const line of lines(data)) {
+    try {
+      events.push(JSON.parse(textDecoder.decode(line)));
+    } catch (e) {
+      events.push(new Rejection(`undecodable: ${describe(e)}`, e));
+    }
+  }
+  return events;
+}
+
+/** The non-blank lines of a JSON-lines payload, as views of it (no copy). */
+function lines(data: Uint8Array): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let start = 0;
+  for (;;) {
+    let end = data.indexOf(10, start);
+    const next = end < 0 ? data.length : end + 1;
+    if (end < 0) end = data.length;
+    let last = end;
+    if (last > start && data[last - 1] === 13) last--;
+    let blank = true;
+    for (let i = start; i < last; i++) {
+      const c = data[i]!;
+      if (c !== 32 && c !== 9) {
+        blank = false;
+        break;
+      }
+    }
+    if (!blank) out.push(data.subarray(start, last));
+    if (next >= data.length) return out;
+    start = next;
+  }
+}
+
+/**
+ * The bytes of event `index` of a message, for its dead letter: the line of a `json-lines`
+ * message, the event re-encoded for `msgpack-batch`, else the whole message. Only a refused
+ * event needs it, so it decodes again rather than keeping every event's bytes.
+ */
+export function eventPayload(format: RecordFormat, data: Uint8Array, index: number): Uint8Array {
+  if (format === "json-lines") return lines(data)[index] ?? data;
+  if (format === "msgpack-batch") {
+    const events = decodeEvents(format, data);
+    if (!(events instanceof Rejection) && index < events.length) return encodeValue(events[index]);
+  }
+  return data;
+}
+
+/**
+ * A source message as its function's records, event by event (`SourceEvents`): a one-event
+ * message refused whole when larger than `limit` bytes or undecodable; a batched one refused
+ * whole only when undecodable as a whole, its events each held to `limit` (the message itself
+ * may be as large as the server allows). Each event is decoded and, for a changelog source,
+ * mapped to its Changes — a bad event or a mapper refusing it is that event's `Rejection`, and
+ * the other events of the message are kept.
+ */
+export function readSourceEvents(format: RecordFormat, data: Uint8Array, limit: number, changelog?: (raw: unknown) => unknown): SourceEvents | Rejection {
+  if (!isBatchFormat(format)) {
+    const value = readSourceRecord(format, data, limit);
+    if (value instanceof Rejection) return value;
+    return [changelog === undefined ? [value] : mapChanges(changelog, value)];
+  }
+  const events = decodeEvents(format, data);
+  if (events instanceof Rejection) return events;
+  // Every event fits when the whole message does; otherwise each is measured.
+  const measure = data.length > limit;
+  const lineBytes = measure && format === "json-lines" ? lines(data) : undefined;
+  const out = new Array<readonly unknown[] | Rejection>(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const event = events[i];
+    if (event instanceof Rejection) {
+      out[i] = event;
+      continue;
+    }
+    if (measure) {
+      const tooLarge = checkRecordSize(lineBytes !== undefined ? lineBytes[i]!.length : encodeValue(event).length, limit);
+      if (tooLarge !== undefined) {
+        out[i] = tooLarge;
+        continue;
+      }
+    }
+    out[i] = changelog === undefined ? [event] : mapChanges(changelog, event);
+  }
+  return out;
 }

@@ -27,7 +27,7 @@ import { visibleStored } from "../core/state-ttl.ts";
 import { TimerQueue } from "../core/timers.ts";
 import { createWatermarkGenerator, type WatermarkGenerator } from "../core/watermarks.ts";
 import { decodeValue, encodeValue } from "../core/wire.ts";
-import { mapChanges, Rejection, selectEventTime, selectKey } from "../core/record-input.ts";
+import { decodeEvents, isBatchFormat, mapChanges, Rejection, selectEventTime, selectKey, type BatchFormat } from "../core/record-input.ts";
 import { UpsertBatch, upsertWrite } from "../core/upsert.ts";
 import { asChange, type Change, type RowKind } from "../spec/changelog.ts";
 import type { BroadcastStateDeclarations, Context, FunctionSpec, Input, TimerInfo } from "./function.ts";
@@ -143,7 +143,11 @@ export interface TestHarness<In, Out, S extends StateDeclarations = StateDeclara
    * as the runtime does; any other source processes it as `send` would. Throws
    * `RecordRejectedError` where the runtime would dead-letter the message (`changelog: …` when the
    * mapper throws or returns no Change; a key or timestamp refused for any of its Changes, before
-   * any is processed).
+   * any is processed). A batched source (`format: "json-lines" | "msgpack-batch"`) takes the
+   * message's events as an array, or its payload as published (a `Uint8Array`; a string for
+   * `json-lines`): each event is processed as the runtime does, and the refused ones — which the
+   * runtime dead-letters alone — are reported after the others ran, in one `RecordRejectedError`
+   * naming each event's index (`(event 3 of 100)`).
    */
   sendMessage(message: unknown, options?: Omit<SendOptions, "input" | "key">): void;
   /**
@@ -529,6 +533,8 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
     const fn = this.#fn;
     const input = Array.isArray(fn.input) ? undefined : (fn.input as Input);
     if (input?.kind !== "stream") throw new TypeError(`${fn.name} does not read a stream; send its records with send()`);
+    const format = input.format ?? "json";
+    if (isBatchFormat(format)) return this.#sendBatch(format, input.changelog, message, options);
     if (input.changelog === undefined) return this.send(message as In, options);
     const changes = mapChanges(input.changelog, copy(message, "the message sent"));
     if (changes instanceof Rejection) throw rejected(fn.name, changes);
@@ -541,6 +547,40 @@ class Harness<In, Out, S extends StateDeclarations> implements TestHarness<In, O
       }
       if (this.#generator !== undefined) this.#operator.advanceWatermark(this.#generator.current(), now);
     });
+  }
+
+  /** A batched source message, event by event as the runtime handles it; refused events are reported after the rest ran. */
+  #sendBatch(format: BatchFormat, changelog: ((raw: unknown) => unknown) | undefined, message: unknown, options: Omit<SendOptions, "input" | "key">): void {
+    const fn = this.#fn;
+    let events: unknown[] | Rejection;
+    if (message instanceof Uint8Array) events = decodeEvents(format, message);
+    else if (typeof message === "string" && format === "json-lines") events = decodeEvents(format, new TextEncoder().encode(message));
+    else if (Array.isArray(message)) events = copy(message, "the message sent") as unknown[];
+    else throw new TypeError(`${fn.name} reads ${format} messages: send an array of events or the payload as it is published (a Uint8Array${format === "json-lines" ? " or a string" : ""})`);
+    if (events instanceof Rejection) throw rejected(fn.name, events);
+    const refused: string[] = [];
+    const now = this.#now;
+    for (let e = 0; e < events.length; e++) {
+      const event = events[e];
+      const records = event instanceof Rejection ? event : changelog === undefined ? [event] : mapChanges(changelog, event);
+      let selected: Array<readonly [In, string, number]>;
+      try {
+        if (records instanceof Rejection) throw rejected(fn.name, records);
+        selected = records.map((r) => [r as In, this.#keyOf(r as In, 0, undefined), this.#timestampOf(r as In, options.timestamp)] as const);
+      } catch (err) {
+        if (!(err instanceof RecordRejectedError)) throw err;
+        refused.push(`${err.reason} (event ${e} of ${events.length})`);
+        continue;
+      }
+      this.#run(() => {
+        for (const [record, key, timestamp] of selected) {
+          this.#operator.process(key, timestamp, record, now, 0);
+          this.#generator?.onEvent(timestamp, now);
+        }
+        if (this.#generator !== undefined) this.#operator.advanceWatermark(this.#generator.current(), now);
+      });
+    }
+    if (refused.length > 0) throw new RecordRejectedError(fn.name, refused.join("; "));
   }
 
   advanceWatermark(watermark: number): void {

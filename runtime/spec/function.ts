@@ -10,8 +10,12 @@ import type { WatermarkStrategy } from "./watermarks.ts";
 import type { WindowSpec } from "./windows.ts";
 import type { Change } from "./changelog.ts";
 
-/** Decoding of messages read from a user stream. */
-export type InputFormat = "json" | "msgpack" | "string" | "bytes";
+/**
+ * Decoding of messages read from a user stream: one event per message (`json`, `msgpack`,
+ * `string`, `bytes`), or many — `json-lines` (one JSON value per line) and `msgpack-batch` (a
+ * msgpack array), each event keyed, timed and dead-lettered on its own (design note ce).
+ */
+export type InputFormat = "json" | "msgpack" | "string" | "bytes" | "json-lines" | "msgpack-batch";
 
 /** Input read from a user JetStream stream (a source function). */
 export interface StreamInput {
@@ -25,10 +29,14 @@ export interface StreamInput {
   readonly subject?: string | ((partition: number) => string);
   /** Number of source partitions (default 1). */
   readonly partitions?: number;
-  /** How message payloads are decoded (default "json"). */
+  /**
+   * How message payloads are decoded (default "json"). With `json-lines` or `msgpack-batch` a
+   * message carries many events (what `eddy/client`'s producer sends); a bad event is
+   * dead-lettered alone, naming the message's sequence and the event's index.
+   */
   readonly format?: InputFormat;
   /**
-   * Reads a changelog: maps each decoded message to one or more `Change`s (`{ rowKind, row }`),
+   * Reads a changelog: maps each decoded message (each event of a batched one) to one or more `Change`s (`{ rowKind, row }`),
    * which the function then receives one by one — its key and timestamp selectors and `process`
    * see the Changes, not the message. A mapper that throws or returns something else dead-letters
    * the message with reason `changelog: …`. `oplog()` builds one for database oplog records.

@@ -1,11 +1,12 @@
 /**
  * Every Nexmark query on eddy over a real nats-server gives exactly the rows of its reference
  * model (compared as multisets), on events spread over enough event time for many windows,
- * auction closings and sessions.
+ * auction closings and sessions — with one event per message, and with batched ingest (100
+ * events per JSON-lines message, design note ce), which must not change a single row.
  */
 import { describe, expect, it } from "vitest";
 import { generateEvents } from "../../functions/nexmark/generator.ts";
-import { canonicalRows, runQuery } from "../../functions/nexmark/harness.ts";
+import { benchQuery, canonicalRows, runQuery } from "../../functions/nexmark/harness.ts";
 import { QUERIES } from "../../functions/nexmark/model.ts";
 import { assertNoLateEvents, referenceResults } from "../../functions/nexmark/reference.ts";
 import { WATERMARK_BOUND_MS } from "../../functions/nexmark/queries.ts";
@@ -28,4 +29,21 @@ describe("Nexmark queries on eddy", () => {
       expect(canonicalRows(rows)).toEqual(canonicalRows(expected));
     });
   }
+});
+
+describe("Nexmark queries on eddy with batched ingest", () => {
+  for (const q of QUERIES) {
+    it(`${q} gives the same rows from batches of 100 events per message`, async () => {
+      await using server = await natsServer();
+      const rows = await runQuery(q, events, server.url, "batched");
+      expect(canonicalRows(rows)).toEqual(canonicalRows(referenceResults(q, events)));
+    });
+  }
+
+  it("eddy nexmark bench --ingest batched reports the same figures, its run checked against the reference", async () => {
+    await using server = await natsServer();
+    const result = await benchQuery("q1", 3000, 5, server.url, 10_000, "batched");
+    expect(result).toMatchObject({ query: "q1", ingest: "batched", events: 3000, correct: true });
+    for (const k of ["wallSeconds", "cpuSeconds", "eventsPerSecond", "eventsPerCoreSecond", "ceilingEventsPerCoreSecond"] as const) expect(result[k]).toBeGreaterThan(0);
+  });
 });

@@ -46,15 +46,20 @@ const nexmarkBench = Command.make(
       Flag.withDescription("milliseconds between checkpoints during the run (default: 10000)"),
       Flag.withDefault(10_000),
     ),
+    ingest: Flag.String("ingest").pipe(
+      Flag.withDescription("single: one JSON event per message; batched: 100 events per json-lines message, as eddy/client sends them (default: single)"),
+      Flag.withDefault("single"),
+    ),
     json: jsonFlag("print one JSON line"),
     nats: natsFlag("NATS server URL (default: start a local nats-server, whose CPU is counted)"),
   },
-  ({ query, events, seed, baseline, checkpointInterval, json, nats }) =>
+  ({ query, events, seed, baseline, checkpointInterval, ingest, json, nats }) =>
     exitWith(async () => {
+      if (ingest !== "single" && ingest !== "batched") throw new UsageError("--ingest must be single or batched");
       if (events <= 0) throw new UsageError("--events must be > 0");
       if (checkpointInterval <= 0) throw new UsageError("--checkpoint-interval must be > 0");
       const { runNexmarkBench } = await import("../nexmark.ts");
-      return runNexmarkBench({ query, events, seed, baseline, json, natsUrl: Option.getOrUndefined(nats), checkpointIntervalMs: checkpointInterval });
+      return runNexmarkBench({ query, events, seed, baseline, json, natsUrl: Option.getOrUndefined(nats), checkpointIntervalMs: checkpointInterval, ingest });
     }),
 ).pipe(Command.withDescription("Time a Nexmark query: events per core-second of eddy plus nats-server, against the ceiling"));
 
