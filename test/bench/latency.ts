@@ -101,6 +101,12 @@ export interface LatencyBenchOptions {
   /** The supervisor's checkpoint interval; default 1000 (with both deliveries: every run at it). */
   readonly checkpointIntervalMs?: number;
   readonly warmupSeconds?: number;
+  /**
+   * A directory for a CPU profile of each run's worker (`node --cpu-prof`, the whole life of the
+   * process: start, warm-up and measured part); the worker is then stopped with SIGTERM so that
+   * it writes it.
+   */
+  readonly profileDir?: string;
   /** Progress lines (default: stderr). */
   readonly log?: (line: string) => void;
 }
@@ -134,7 +140,8 @@ async function latencyRun(opts: LatencyBenchOptions & { readonly delivery: SinkD
     const jsm = await jetstreamManager(nc);
     const supervisor = startEddy(["supervisor", "--nats", server.url, "--checkpoint-interval", String(checkpointIntervalMs)]);
     children.push(supervisor);
-    const worker = startEddy(["worker", "--pipeline", WORKLOAD, "--nats", server.url], { LATENCY_BENCH_DELIVERY: delivery });
+    const profiling: Record<string, string> = opts.profileDir === undefined ? {} : { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --cpu-prof --cpu-prof-dir=${resolve(opts.profileDir)} --cpu-prof-name=worker-${delivery}-${checkpointIntervalMs}ms-${rate}.cpuprofile`.trim() };
+    const worker = startEddy(["worker", "--pipeline", WORKLOAD, "--nats", server.url], { LATENCY_BENCH_DELIVERY: delivery, ...profiling });
     children.push(worker);
     log(`${delivery}, checkpoints every ${checkpointIntervalMs} ms: waiting for the job to publish`);
     // Probes (negative indexes) until one comes out of the sink: the job runs end to end.
@@ -150,6 +157,9 @@ async function latencyRun(opts: LatencyBenchOptions & { readonly delivery: SinkD
     while ((stored = (await jsm.streams.info(LATENCY_OUT_STREAM)).state.messages) < target && Date.now() < drainDeadline) await sleep(10);
     const endedAt = wallNow();
     const cpu1 = cpu();
+    // A profiled worker writes its profile when it exits normally (its actors handed over at a
+    // stop checkpoint, which needs the supervisor still running).
+    if (opts.profileDir !== undefined) await worker.stop(60_000);
     if (stored < target) log(`gave up waiting: ${stored - probes} of ${warmup + events} events at the sink`);
     log("reading the source and sink streams back");
     const sourceStored = new Float64Array(warmup + events).fill(NaN);

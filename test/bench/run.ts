@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--json]`: runs one
+ * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--json]`: runs one
  * benchmark and prints its result, as one JSON line with --json. Benchmarks measure speed; tests
  * never do.
  */
@@ -32,21 +32,29 @@ interface BenchOptions {
   readonly delivery: SinkDelivery | undefined;
   /** The supervisor's checkpoint interval (latency only). */
   readonly checkpointIntervalMs: number | undefined;
+  /** Directory for CPU profiles of the workers (latency only). */
+  readonly profileDir: string | undefined;
 }
 
 const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
   pipeline: ({ events }) => benchPipeline(events),
   checkpoint: ({ keys, segments }) => benchCheckpoint(keys, segments),
   kv: ({ keys }) => benchKv(keys),
-  latency: ({ rate, seconds, delivery, checkpointIntervalMs }) =>
-    benchLatency({ rate, seconds, ...(delivery === undefined ? {} : { delivery }), ...(checkpointIntervalMs === undefined ? {} : { checkpointIntervalMs }) }),
+  latency: ({ rate, seconds, delivery, checkpointIntervalMs, profileDir }) =>
+    benchLatency({
+      rate,
+      seconds,
+      ...(delivery === undefined ? {} : { delivery }),
+      ...(checkpointIntervalMs === undefined ? {} : { checkpointIntervalMs }),
+      ...(profileDir === undefined ? {} : { profileDir }),
+    }),
   recovery: ({ keys }) => benchRecovery(keys),
   "restore-requests": async ({ keys }) => ({ bench: "restore-requests", points: await benchRestoreRequests([1_000_000, 3_000_000, 10_000_000].filter((n) => n < keys).concat(keys)) }),
   rules: ({ rules, keys, events }) => benchRules({ rules, keys, events }),
   state: ({ keys, events, dist, cacheMb }) => benchState({ keys, events, dist, ...(cacheMb === undefined ? {} : { cacheMb }) }),
 };
 
-const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--json]`;
+const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--json]`;
 let parsed;
 try {
   parsed = parseArgs({
@@ -62,6 +70,7 @@ try {
       seconds: { type: "string", default: "10" },
       delivery: { type: "string" },
       "checkpoint-interval": { type: "string" },
+      profile: { type: "string" },
       json: { type: "boolean", default: false },
     },
   });
@@ -89,6 +98,6 @@ if (!latencyOk || bench === undefined || positionals.length > 1 || !Number.isInt
   process.stderr.write(`${usage}\n`);
   process.exit(2);
 }
-const result = await bench({ events, keys, dist, cacheMb, segments: values.segments === "on", rules, rate, seconds, delivery: delivery as SinkDelivery | undefined, checkpointIntervalMs });
+const result = await bench({ events, keys, dist, cacheMb, segments: values.segments === "on", rules, rate, seconds, delivery: delivery as SinkDelivery | undefined, checkpointIntervalMs, profileDir: values.profile });
 if (values.json) console.log(JSON.stringify(result));
 else console.log(result);
