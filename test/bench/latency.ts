@@ -19,7 +19,7 @@
  * load generator, reported apart) over the measured part, so figures per core can be computed.
  * Speed is measured here, never asserted by tests.
  */
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { join, resolve } from "node:path";
 import { startLocalNatsServer } from "../../runtime/nats/local-server.ts";
 import { connectNats } from "../../runtime/nats/connection.ts";
@@ -63,11 +63,14 @@ export interface LatencyRunResult {
   readonly publishErrors: number;
   /** Measured events not in the source stream (lost before eddy saw them). */
   readonly dropped: number;
-  /** Measured events the sink published, at least once; `missing` never arrived. */
+  /**
+   * Measured events the sink published, at least once; `missing` never arrived (within the wait);
+   * `duplicates` counts repeats stored until the last event arrived.
+   */
   readonly arrived: number;
   readonly missing: number;
   readonly duplicates: number;
-  /** Scheduled send → sink message stored: the latency. */
+  /** Scheduled send → sink message stored (an event's first, if an at-least-once sink repeated it): the latency. */
   readonly latencyMs: LatencySummary;
   /** Scheduled send → source message stored (sender lateness + broker). */
   readonly ingestMs: LatencySummary;
@@ -145,41 +148,70 @@ async function latencyRun(opts: LatencyBenchOptions & { readonly delivery: SinkD
     children.push(worker);
     log(`${delivery}, checkpoints every ${checkpointIntervalMs} ms: waiting for the job to publish`);
     // Probes (negative indexes) until one comes out of the sink: the job runs end to end.
-    const probes = await probe(js, jsm, () => `${worker.output()}${supervisor.output()}`);
+    await probe(js, jsm, () => `${worker.output()}${supervisor.output()}`);
     log(`running; ${warmup} warm-up and ${events} measured events at ${rate}/s`);
     const schedule: PaceSchedule = { startMs: wallNow() + 20, rate, total: warmup + events };
     const cpu = () => ({ worker: cpuSecondsOf(worker.child.pid!), supervisor: cpuSecondsOf(supervisor.child.pid!), natsServer: cpuSecondsOf(server.pid), publisher: ownCpuSeconds() });
     const sent = await sendPaced(js, schedule, warmup, cpu);
-    const target = probes + warmup + events;
-    // Generous: a loaded machine can take long, and an exactly-once sink publishes at a commit.
+    // The sink stream is read as it fills until every event is there (duplicates, which an
+    // at-least-once sink may publish after a recovery, do not count) or the wait gives up:
+    // generous, as a loaded machine can take long and an exactly-once sink publishes at commits.
     const drainDeadline = Date.now() + 120_000 + 5 * checkpointIntervalMs;
-    let stored = 0;
-    while ((stored = (await jsm.streams.info(LATENCY_OUT_STREAM)).state.messages) < target && Date.now() < drainDeadline) await sleep(10);
+    const total = warmup + events;
+    const sinkStored = new Float64Array(total).fill(NaN);
+    const sinkSeen = new Uint8Array(total);
+    let distinct = 0;
+    const arrivedIndexes: number[] = [];
+    const latency = latencyHistogram();
+    // One ordered consumer from the sink stream's start, read as it fills; closing it at the
+    // deadline ends the loop.
+    const consumer = await js.consumers.get(LATENCY_OUT_STREAM);
+    const messages = await consumer.consume({ max_messages: 4096 });
+    const giveUp = setTimeout(() => void messages.close(), Math.max(0, drainDeadline - Date.now()));
+    let readUpTo = 0;
+    const arrival = (at: number) => {
+      if (at >= warmup) arrivedIndexes.push(at - warmup);
+    };
+    try {
+      for await (const m of messages) {
+        readUpTo = m.seq;
+        const at = (JSON.parse(decoder.decode(m.data)) as LatencyOutput).i;
+        if (at < 0) continue; // a probe
+        arrival(at);
+        if (at >= total || sinkSeen[at] === 1) continue; // a duplicate counts once, at its first arrival
+        sinkSeen[at] = 1;
+        const storedMs = Number(m.timestampNanos / 1000n) / 1000;
+        sinkStored[at] = storedMs;
+        if (at >= warmup) recordMs(latency, storedMs - scheduledAt(schedule, at));
+        if (++distinct >= total) break;
+      }
+    } finally {
+      clearTimeout(giveUp);
+      await messages.close();
+    }
     const endedAt = wallNow();
     const cpu1 = cpu();
+    // Duplicates published by then but read after the last event are counted too.
+    await readStamped(js, LATENCY_OUT_STREAM, readUpTo + 1, (await jsm.streams.info(LATENCY_OUT_STREAM)).state.last_seq, (data) => {
+      const at = (JSON.parse(decoder.decode(data)) as LatencyOutput).i;
+      if (at >= 0) arrival(at);
+    });
     // A profiled worker writes its profile when it exits normally (its actors handed over at a
     // stop checkpoint, which needs the supervisor still running).
     if (opts.profileDir !== undefined) await worker.stop(60_000);
-    if (stored < target) log(`gave up waiting: ${stored - probes} of ${warmup + events} events at the sink`);
-    log("reading the source and sink streams back");
-    const sourceStored = new Float64Array(warmup + events).fill(NaN);
-    await readStamped(js, jsm, LATENCY_IN_STREAM, (data, storedMs) => {
+    if (distinct < total) log(`gave up waiting: ${distinct} of ${total} events at the sink`);
+    log("reading the source stream back");
+    const sourceStored = new Float64Array(total).fill(NaN);
+    const sourceLast = (await jsm.streams.info(LATENCY_IN_STREAM)).state.last_seq;
+    await readStamped(js, LATENCY_IN_STREAM, 1, sourceLast, (data, storedMs) => {
       const i = (JSON.parse(decoder.decode(data)) as { i: number }).i;
-      if (i >= 0 && i < sourceStored.length && Number.isNaN(sourceStored[i]!)) sourceStored[i] = storedMs;
+      if (i >= 0 && i < total && Number.isNaN(sourceStored[i]!)) sourceStored[i] = storedMs;
     });
-    const latency = latencyHistogram();
     const ingest = latencyHistogram();
     const pipeline = latencyHistogram();
-    const arrivedIndexes: number[] = [];
-    await readStamped(js, jsm, LATENCY_OUT_STREAM, (data, storedMs) => {
-      const i = (JSON.parse(decoder.decode(data)) as LatencyOutput).i - warmup;
-      if (i < 0) return; // a probe or a warm-up event
-      arrivedIndexes.push(i);
-      if (i >= events) return;
-      recordMs(latency, storedMs - scheduledAt(schedule, warmup + i));
-      const src = sourceStored[warmup + i]!;
-      if (!Number.isNaN(src)) recordMs(pipeline, storedMs - src);
-    });
+    for (let i = warmup; i < total; i++) {
+      if (!Number.isNaN(sinkStored[i]!) && !Number.isNaN(sourceStored[i]!)) recordMs(pipeline, sinkStored[i]! - sourceStored[i]!);
+    }
     let dropped = 0;
     for (let i = warmup; i < warmup + events; i++) {
       const src = sourceStored[i]!;
@@ -187,6 +219,10 @@ async function latencyRun(opts: LatencyBenchOptions & { readonly delivery: SinkD
       else recordMs(ingest, src - scheduledAt(schedule, i));
     }
     const arrivals = tallyArrivals(arrivedIndexes, events);
+    if (arrivals.missing > 0 || arrivals.duplicates > 0) {
+      const tail = (p: EddyProcess) => p.output().trim().split("\n").slice(-20).join("\n");
+      log(`${arrivals.missing} missing, ${arrivals.duplicates} duplicates; the worker said:\n${tail(worker)}\nthe supervisor said:\n${tail(supervisor)}`);
+    }
     const latencyMs = summarize(latency);
     const p99GoalMs = delivery === "at-least-once" ? 50 : checkpointIntervalMs + 100;
     const wallSeconds = (endedAt - sent.measuredFrom) / 1000;
@@ -318,11 +354,11 @@ async function sendPaced(js: JetStreamClient, schedule: PaceSchedule, warmup: nu
   };
 }
 
-/** Calls `f` with the payload and stored time (wall-clock ms, µs resolution) of every message of `stream`. */
-async function readStamped(js: JetStreamClient, jsm: JetStreamManager, stream: string, f: (data: Uint8Array, storedMs: number) => void): Promise<void> {
-  const last = (await jsm.streams.info(stream)).state.last_seq;
-  if (last === 0) return;
-  const consumer = await js.consumers.get(stream); // ordered: from the first message, in order
+/** Calls `f` with the payload and stored time (wall-clock ms, µs resolution) of messages `first` … `last` of `stream`. */
+async function readStamped(js: JetStreamClient, stream: string, first: number, last: number, f: (data: Uint8Array, storedMs: number) => void): Promise<void> {
+  if (last < first) return;
+  // Ordered: from `first`, in order, re-created by the client if it loses its place.
+  const consumer = await js.consumers.get(stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: first });
   const messages = await consumer.consume({ max_messages: 4096 });
   try {
     for await (const m of messages) {
