@@ -25,6 +25,7 @@ import { startLocalNatsServer } from "../../runtime/nats/local-server.ts";
 import { connectNats } from "../../runtime/nats/connection.ts";
 import { createUserStream } from "../../runtime/nats/streams.ts";
 import { cpuSecondsOf, ownCpuSeconds } from "../../runtime/dev/proc-cpu.ts";
+import { readCheckpointRecords } from "../../runtime/cli/checkpoints.ts";
 import { startEddy, type EddyProcess } from "../support/processes.ts";
 import { dueCount, latencyHistogram, latencyRuns, recordMs, scheduledAt, summarize, tallyArrivals, type LatencySummary, type PaceSchedule } from "./latency-stats.ts";
 import { LATENCY_IN_STREAM, LATENCY_IN_SUBJECT, LATENCY_OUT_STREAM, LATENCY_OUT_SUBJECT, type LatencyOutput, type SinkDelivery } from "./latency-workload.ts";
@@ -85,6 +86,12 @@ export interface LatencyRunResult {
   readonly cpuSeconds: { readonly worker: number; readonly supervisor: number; readonly natsServer: number; readonly publisher: number };
   /** Cores busy on average (CPU seconds / wall seconds): eddy = worker + supervisor. */
   readonly cores: { readonly eddy: number; readonly natsServer: number };
+  /**
+   * Trigger-to-commit durations (ms) of the newest committed checkpoints the supervisor still
+   * keeps at the end (it keeps 3), newest first: what an exactly-once sink waits for on top of
+   * the interval.
+   */
+  readonly lastCheckpointsMs: readonly number[];
   /** Load average (1 min) of the machine when the run ended: the machine may be shared. */
   readonly loadAverage: number;
 }
@@ -200,6 +207,7 @@ async function latencyRun(opts: LatencyBenchOptions & { readonly delivery: SinkD
     // stop checkpoint, which needs the supervisor still running).
     if (opts.profileDir !== undefined) await worker.stop(60_000);
     if (distinct < total) log(`gave up waiting: ${distinct} of ${total} events at the sink`);
+    const lastCheckpointsMs = (await readCheckpointRecords(nc, "latbench")).filter((r) => r.status === "committed").map((r) => Math.round(r.durationMs ?? 0));
     log("reading the source stream back");
     const sourceStored = new Float64Array(total).fill(NaN);
     const sourceLast = (await jsm.streams.info(LATENCY_IN_STREAM)).state.last_seq;
@@ -256,6 +264,7 @@ async function latencyRun(opts: LatencyBenchOptions & { readonly delivery: SinkD
       wallSeconds: round(wallSeconds),
       cpuSeconds,
       cores: { eddy: round((cpuSeconds.worker + cpuSeconds.supervisor) / wallSeconds), natsServer: round(cpuSeconds.natsServer / wallSeconds) },
+      lastCheckpointsMs,
       loadAverage: round((await import("node:os")).loadavg()[0]!, 2),
     };
   } finally {

@@ -50,6 +50,7 @@ describe("npm run bench -- latency", () => {
         wallSeconds: expect.any(Number),
         cpuSeconds: { worker: expect.any(Number), supervisor: expect.any(Number), natsServer: expect.any(Number), publisher: expect.any(Number) },
         cores: { eddy: expect.any(Number), natsServer: expect.any(Number) },
+        lastCheckpointsMs: expect.any(Array),
         loadAverage: expect.any(Number),
       });
       // Consistency, not speed: the percentiles are ordered and the run used some CPU.
@@ -58,6 +59,8 @@ describe("npm run bench -- latency", () => {
       expect(run.latencyMs.p999).toBeLessThanOrEqual(run.latencyMs.max);
       expect(run.cpuSeconds.worker).toBeGreaterThan(0);
       expect(run.cpuSeconds.natsServer).toBeGreaterThan(0);
+      // Exactly-once output exists only after commits.
+      if (run.delivery === "exactly-once") expect(run.lastCheckpointsMs.length).toBeGreaterThan(0);
     }
   }, 660_000);
 
