@@ -1,11 +1,13 @@
 /**
- * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--json]`: runs one
+ * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--json]`: runs one
  * benchmark and prints its result, as one JSON line with --json. Benchmarks measure speed; tests
  * never do.
  */
 import { parseArgs } from "node:util";
 import { benchCheckpoint } from "./checkpoint.ts";
 import { benchKv } from "./kv.ts";
+import { benchLatency } from "./latency.ts";
+import type { SinkDelivery } from "./latency-workload.ts";
 import { benchPipeline } from "./pipeline.ts";
 import { benchRecovery } from "./recovery.ts";
 import { benchRestoreRequests } from "./restore-requests.ts";
@@ -22,19 +24,37 @@ interface BenchOptions {
   readonly segments: boolean;
   /** Most active rules (rules only: runs with 1, 10, 100 up to it). */
   readonly rules: number;
+  /** Offered events per second (latency only). */
+  readonly rate: number;
+  /** Seconds measured at that rate (latency only). */
+  readonly seconds: number;
+  /** Sink delivery (latency only; default: both, exactly-once at 100 ms and 1 s checkpoints). */
+  readonly delivery: SinkDelivery | undefined;
+  /** The supervisor's checkpoint interval (latency only). */
+  readonly checkpointIntervalMs: number | undefined;
+  /** Directory for CPU profiles of the workers (latency only). */
+  readonly profileDir: string | undefined;
 }
 
 const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
   pipeline: ({ events }) => benchPipeline(events),
   checkpoint: ({ keys, segments }) => benchCheckpoint(keys, segments),
   kv: ({ keys }) => benchKv(keys),
+  latency: ({ rate, seconds, delivery, checkpointIntervalMs, profileDir }) =>
+    benchLatency({
+      rate,
+      seconds,
+      ...(delivery === undefined ? {} : { delivery }),
+      ...(checkpointIntervalMs === undefined ? {} : { checkpointIntervalMs }),
+      ...(profileDir === undefined ? {} : { profileDir }),
+    }),
   recovery: ({ keys }) => benchRecovery(keys),
   "restore-requests": async ({ keys }) => ({ bench: "restore-requests", points: await benchRestoreRequests([1_000_000, 3_000_000, 10_000_000].filter((n) => n < keys).concat(keys)) }),
   rules: ({ rules, keys, events }) => benchRules({ rules, keys, events }),
   state: ({ keys, events, dist, cacheMb }) => benchState({ keys, events, dist, ...(cacheMb === undefined ? {} : { cacheMb }) }),
 };
 
-const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--json]`;
+const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--json]`;
 let parsed;
 try {
   parsed = parseArgs({
@@ -46,6 +66,11 @@ try {
       "cache-mb": { type: "string" },
       segments: { type: "string", default: "on" },
       rules: { type: "string", default: "100" },
+      rate: { type: "string", default: "10000" },
+      seconds: { type: "string", default: "10" },
+      delivery: { type: "string" },
+      "checkpoint-interval": { type: "string" },
+      profile: { type: "string" },
       json: { type: "boolean", default: false },
     },
   });
@@ -61,10 +86,18 @@ const keys = Number(values.keys);
 const dist = values.dist;
 const rules = Number(values.rules);
 const cacheMb = values["cache-mb"] === undefined ? undefined : Number(values["cache-mb"]);
-if (bench === undefined || positionals.length > 1 || !Number.isInteger(events) || events <= 0 || !Number.isInteger(keys) || keys <= 0 || (dist !== "zipf" && dist !== "uniform") || (cacheMb !== undefined && !(cacheMb > 0)) || (values.segments !== "on" && values.segments !== "off") || !Number.isInteger(rules) || rules <= 0 || rules > 1000) {
+const rate = Number(values.rate);
+const seconds = Number(values.seconds);
+const delivery = values.delivery;
+const checkpointIntervalMs = values["checkpoint-interval"] === undefined ? undefined : Number(values["checkpoint-interval"]);
+const latencyOk =
+  Number.isInteger(rate) && rate > 0 && rate <= 1_000_000 && Number.isInteger(seconds) && seconds > 0 && seconds <= 3600 &&
+  (delivery === undefined || delivery === "at-least-once" || delivery === "exactly-once") &&
+  (checkpointIntervalMs === undefined || (Number.isInteger(checkpointIntervalMs) && checkpointIntervalMs > 0));
+if (!latencyOk || bench === undefined || positionals.length > 1 || !Number.isInteger(events) || events <= 0 || !Number.isInteger(keys) || keys <= 0 || (dist !== "zipf" && dist !== "uniform") || (cacheMb !== undefined && !(cacheMb > 0)) || (values.segments !== "on" && values.segments !== "off") || !Number.isInteger(rules) || rules <= 0 || rules > 1000) {
   process.stderr.write(`${usage}\n`);
   process.exit(2);
 }
-const result = await bench({ events, keys, dist, cacheMb, segments: values.segments === "on", rules });
+const result = await bench({ events, keys, dist, cacheMb, segments: values.segments === "on", rules, rate, seconds, delivery: delivery as SinkDelivery | undefined, checkpointIntervalMs, profileDir: values.profile });
 if (values.json) console.log(JSON.stringify(result));
 else console.log(result);
