@@ -378,6 +378,7 @@ export function cep<In, Out = Match<In>>(spec: CepSpec<In, Out>): FunctionSpec<I
     },
     onTimer(ctx, timer) {
       const state = ctx.state.nfa.get() ?? initialState();
+      const [droppedBefore, celErrorsBefore] = [state.dropped, state.celErrors];
       const key = ctx.key;
       const report = (r: StepResult) => {
         for (const m of r.matches) ctx.emit(select(values(m), key));
@@ -406,6 +407,9 @@ export function cep<In, Out = Match<In>>(spec: CepSpec<In, Out>): FunctionSpec<I
         for (const pm of state.partial) first = Math.min(first, pm.t);
         ctx.timers.registerEventTimeTimer(first + compiled.within, DEADLINE_TIMER);
       }
+      // Per key in state (queryable), and per function as metrics (eddy_function_events_total).
+      if (state.dropped > droppedBefore) ctx.count("partial_matches_dropped", state.dropped - droppedBefore);
+      if (state.celErrors > celErrorsBefore) ctx.count("condition_errors", state.celErrors - celErrorsBefore);
       // A key with nothing pending and nothing counted keeps no matcher state.
       if (state.partial.length === 0 && state.dropped === 0 && state.celErrors === 0) ctx.state.nfa.clear();
       else ctx.state.nfa.set(state);

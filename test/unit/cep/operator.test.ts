@@ -156,6 +156,18 @@ describe("cep()", () => {
     const nfa = h.state("nfa", "k")!;
     expect(nfa.partial).toHaveLength(4);
     expect(nfa.dropped).toBeGreaterThan(0);
+    // The same count, per function, as a metric (eddy_function_events_total{event="partial_matches_dropped"}).
+    expect(h.counter("partial_matches_dropped")).toBe(nfa.dropped);
+  });
+
+  it("counts conditions that fail to evaluate, per key in state and per function as a metric", () => {
+    const h = testHarness(cep({ name: "err", input: fromFunction("x"), key: () => "k", pattern: pattern.begin("a").where("event.n > 1").followedBy("b").where("event.n > 2") }));
+    h.send({ n: "not a number" }, { timestamp: 1 });
+    h.send({ n: 5 }, { timestamp: 2 });
+    h.advanceWatermark(10);
+    const nfa = h.state("nfa", "k")!;
+    expect(nfa.celErrors).toBeGreaterThan(0);
+    expect(h.counter("condition_errors")).toBe(nfa.celErrors);
   });
 
   it("refuses an invalid pattern when the function is defined, naming the function", () => {
