@@ -79,8 +79,14 @@ async function published(nc: NatsConnection, ps: ParameterStream): Promise<Param
   return out;
 }
 
+/** The functions of a job that read live parameters: those with a `<fn>-params` source beside them. */
+export function parameterReaders(functions: ReadonlyArray<{ readonly name: string; readonly isSource?: boolean }>): string[] {
+  const sources = new Set(functions.filter((f) => f.isSource === true && f.name.endsWith("-params")).map((f) => f.name));
+  return functions.filter((f) => sources.has(`${f.name}-params`)).map((f) => f.name);
+}
+
 /** The parameters in force in the reading function (broadcast state `parameters`) as last committed. */
-async function active(nc: NatsConnection, job: string, fn: string): Promise<Record<string, ParameterValue>> {
+export async function activeParameters(nc: NatsConnection, job: string, fn: string): Promise<Record<string, ParameterValue>> {
   const client = await stateClient(nc, job, fn, { timeoutMs: 3_000 });
   const out: Record<string, ParameterValue> = {};
   for await (const e of client.scan({ state: PARAMETERS_STATE, broadcast: true, consistency: "committed" })) out[e.key] = e.value as ParameterValue;
@@ -103,7 +109,7 @@ export async function runParamsLs(o: Target): Promise<number> {
   return withNats(o.natsUrl, async (nc) => {
     const ps = await findParameterStream(nc, o.job, o.fn);
     const pub = currentParameters(await published(nc, ps));
-    const inForce = ps.reader === undefined ? undefined : await active(nc, o.job, ps.reader).catch(() => undefined);
+    const inForce = ps.reader === undefined ? undefined : await activeParameters(nc, o.job, ps.reader).catch(() => undefined);
     if (o.json) {
       console.log(JSON.stringify({ stream: ps.stream, prefix: ps.prefix, published: pub, ...(inForce === undefined ? {} : { active: inForce }) }));
       return 0;

@@ -32,6 +32,8 @@ export interface JobStatus {
   readonly generation: number;
   readonly restarts: number;
   readonly lastException: RestartRecord | null;
+  /** The failures within the supervisor's failure-rate window, oldest first. */
+  readonly recentRestarts: readonly RestartRecord[];
   readonly failure: RestartRecord | null;
   readonly nextRestartAt: number | null;
   readonly lastCheckpoint: { id: number; committedAt: number; durationMs: number; stop: boolean; savepoint: string | null } | null;
@@ -42,6 +44,8 @@ export interface JobStatus {
   readonly damaged: readonly string[];
   /** Per function made by liveRules(): its active rules as `id@version` (as last committed; design note bu). */
   readonly rules: ReadonlyArray<{ readonly function: string; readonly active: readonly string[] | null }>;
+  /** Per function with live parameters (`eddy params`): those in force as last committed (null: unreadable). */
+  readonly parameters: ReadonlyArray<{ readonly function: string; readonly active: Readonly<Record<string, unknown>> | null }>;
 }
 
 export async function jobStatus(url: string, job: string, now = Date.now()): Promise<JobStatus> {
@@ -80,6 +84,11 @@ export async function readJobStatus(nc: NatsConnection, job: string, now = Date.
     const { activeRuleSummary, liveRulesFunctions } = await import("./rules.ts");
     for (const fn of liveRulesFunctions(view.spec.functions)) rules.push({ function: fn, active: await activeRuleSummary(nc, job, fn).catch(() => null) });
   }
+  const parameters: Array<{ function: string; active: Record<string, unknown> | null }> = [];
+  if (view.spec !== null) {
+    const { activeParameters, parameterReaders } = await import("./params.ts");
+    for (const fn of parameterReaders(view.spec.functions)) parameters.push({ function: fn, active: await activeParameters(nc, job, fn).catch(() => null) });
+  }
   const c = view.lastCheckpoint;
   return {
     job,
@@ -89,6 +98,7 @@ export async function readJobStatus(nc: NatsConnection, job: string, now = Date.
     generation: view.generation,
     restarts: view.restarts,
     lastException: view.lastException,
+    recentRestarts: view.recentRestarts,
     failure: view.failure,
     nextRestartAt: view.nextRestartAt,
     lastCheckpoint: c === null ? null : { id: c.id, committedAt: c.committedAt, durationMs: c.durationMs ?? 0, stop: c.stop, savepoint: c.savepoint },
@@ -96,6 +106,7 @@ export async function readJobStatus(nc: NatsConnection, job: string, now = Date.
     streams,
     damaged: view.damaged,
     rules,
+    parameters,
   };
 }
 
@@ -139,6 +150,7 @@ export async function runStatus(o: { job: string; natsUrl: string | undefined; j
   for (const r of [head, ...rows]) console.log(r.map((c, i) => (i === 1 || i === 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd());
   for (const line of describeReplicas(s.streams)) console.log(line);
   for (const r of s.rules) console.log(`rules of ${r.function}: ${r.active === null ? "unknown (broadcast state unreadable)" : r.active.length === 0 ? "none active" : r.active.join(", ")}`);
+  for (const p of s.parameters) console.log(`parameters of ${p.function}: ${p.active === null ? "unknown (broadcast state unreadable)" : Object.keys(p.active).length === 0 ? "none set" : Object.entries(p.active).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ")}`);
   return 0;
 }
 

@@ -40,6 +40,8 @@ export interface JobView {
   /** Restarts after failures since the job was created or last started again. */
   readonly restarts: number;
   readonly lastException: RestartRecord | null;
+  /** The failures within the supervisor's failure-rate window, oldest first (those that did not decode left out). */
+  readonly recentRestarts: readonly RestartRecord[];
   /** Why the job FAILED (while it is FAILED). */
   readonly failure: RestartRecord | null;
   /** While RESTARTING after a failure: when the restart is due. */
@@ -147,6 +149,7 @@ async function viewOf(stores: ControlStores, job: string, known: boolean): Promi
     generation: assignment?.value.generation ?? num(s?.generation) ?? 0,
     restarts: num(s?.restarts) ?? 0,
     lastException: record(s?.lastException),
+    recentRestarts: Array.isArray(s?.recentRestarts) ? s.recentRestarts.flatMap((r) => record(r) ?? []) : [],
     failure: state === "FAILED" ? record(s?.failed?.cause) : null,
     nextRestartAt: state === "RESTARTING" ? num(s?.nextRestartAt) : null,
     lastCheckpoint:

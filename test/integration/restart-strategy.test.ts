@@ -84,7 +84,10 @@ describe("restart strategy", () => {
       expect((await read<JobStatusRecord>(statusKey("pageviews")))!.state).toBe("FAILED");
 
       // eddy status, checkpoints and ls show the FAILED job, what failed, where and when.
-      expect(await jobStatus(server.url, "pageviews")).toMatchObject({ state: "FAILED", mode: "pipeline", generation: 5, restarts: 4, failure: { function: expect.any(String), worker: worker.id } });
+      const shown = await jobStatus(server.url, "pageviews");
+      expect(shown).toMatchObject({ state: "FAILED", mode: "pipeline", generation: 5, restarts: 4, failure: { function: expect.any(String), worker: worker.id } });
+      // The restart history as the supervisor keeps it (the console lists it), oldest first.
+      expect(shown.recentRestarts).toEqual(status!.recentRestarts);
       const statusText = eddy(server.url, "status", "pageviews");
       expect(statusText).toMatch(/^job pageviews: run with --pipeline \(not deployed\), generation 5, last checkpoint/);
       expect(statusText).toMatch(/^state FAILED, 4 restarts after failures$/m);

@@ -74,6 +74,8 @@ describe("a live early-firing interval on a real server", () => {
       await ok("params", "set", "early-windows", "views", "earlyMs.a", "300");
       await waitFor("early firings of page a", async () => ((await early("a")).length >= 3 ? true : undefined), patiently);
       expect(await active()).toEqual({ "earlyMs.a": 300 });
+      // eddy status (and the console, from the same reading) shows them too.
+      expect(JSON.parse(await ok("status", "early-windows", "--json")).parameters).toEqual([{ function: "views", active: { "earlyMs.a": 300 } }]);
 
       // A worker SIGKILL: the recovered job keeps the interval.
       const beforeKill = (await early("a")).length;

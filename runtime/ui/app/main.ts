@@ -103,7 +103,10 @@ function header(p: JobPayload): string {
   const s = p.status;
   const c = s.lastCheckpoint;
   const ex = s.failure ?? s.lastException;
-  const exLine = ex === null ? "" : `<div class="warn" data-exception>${s.failure !== null ? "failed" : "last exception"}: ${esc([ex.function === undefined ? "" : `${ex.function}${ex.partition === undefined ? "" : `/${ex.partition}`}`, ex.worker === undefined ? "" : `on ${ex.worker}`].filter((x) => x !== "").join(" "))} ${esc(time(ex.at))} (${ago(ex.at, p.at)}): ${esc(ex.reason)}</div>`;
+  const where = (r: NonNullable<typeof ex>) => esc([r.function === undefined ? "" : `${r.function}${r.partition === undefined ? "" : `/${r.partition}`}`, r.worker === undefined ? "" : `on ${r.worker}`].filter((x) => x !== "").join(" "));
+  const exLine = ex === null ? "" : `<div class="warn" data-exception>${s.failure !== null ? "failed" : "last exception"}: ${where(ex)} ${esc(time(ex.at))} (${ago(ex.at, p.at)}): ${esc(ex.reason)}</div>`;
+  // The restart history the supervisor keeps (its failure-rate window), newest first.
+  const history = s.recentRestarts.length === 0 ? "" : `<details data-restart-history><summary>${s.recentRestarts.length} failure${s.recentRestarts.length === 1 ? "" : "s"} within the restart window</summary><ul>${[...s.recentRestarts].reverse().map((r) => `<li>${esc(time(r.at))} (${ago(r.at, p.at)}) ${where(r)}: ${esc(r.reason)}</li>`).join("")}</ul></details>`;
   return `<div class="card"><div class="facts">
     <div><b>state</b><span class="badge ${esc(s.state)}" data-state>${esc(s.state)}</span></div>
     <div><b>version</b>${s.deployedVersion ?? (s.mode === "pipeline" ? "pipeline" : dash)}</div>
@@ -112,7 +115,7 @@ function header(p: JobPayload): string {
     <div><b>workers</b>${p.workers}</div>
     <div><b>last checkpoint</b>${c === null ? "none yet" : `${c.id} · ${ago(c.committedAt, p.at)} · took ${ms(c.durationMs)}`}</div>
     ${s.nextRestartAt !== null && s.state === "RESTARTING" ? `<div><b>next restart</b>${ms(Math.max(0, s.nextRestartAt - p.at))}</div>` : ""}
-  </div>${exLine}${s.rules.map((r) => `<div class="note">rules of ${esc(r.function)}: ${r.active === null ? "unknown" : r.active.length === 0 ? "none active" : esc(r.active.join(", "))}</div>`).join("")}${s.damaged.map((d) => `<div class="warn">damaged record (shown as absent): ${esc(d)}</div>`).join("")}</div>`;
+  </div>${exLine}${history}${s.rules.map((r) => `<div class="note">rules of ${esc(r.function)}: ${r.active === null ? "unknown" : r.active.length === 0 ? "none active" : esc(r.active.join(", "))}</div>`).join("")}${s.parameters.map((q) => `<div class="note" data-parameters="${esc(q.function)}">parameters of ${esc(q.function)}: ${q.active === null ? "unknown" : Object.keys(q.active).length === 0 ? "none set" : esc(Object.entries(q.active).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", "))}</div>`).join("")}${s.damaged.map((d) => `<div class="warn">damaged record (shown as absent): ${esc(d)}</div>`).join("")}</div>`;
 }
 
 function tabs(job: string, active: string): string {
