@@ -70,11 +70,16 @@ describe("the default trigger", () => {
             else h.send({ k: s.k, v: s.v }, { timestamp: s.ts });
           }
           h.advanceWatermark(Infinity);
-          return { out: h.emitted().map((e) => ({ ...e.value, ts: e.timestamp })), late: h.sideOutput("late"), timers: h.timers(), open: h.keys("windows") };
+          // Per key, in order: timers of different keys due at the same time fire in no order
+          // either path promises (Flink's timer queue orders by time alone), so only each key's
+          // own sequence is compared.
+          const byKey = <T extends { key?: string; k?: string }>(xs: readonly T[]) => Object.groupBy(xs, (x) => x.key ?? x.k ?? "");
+          return { out: byKey(h.emitted().map((e) => ({ ...e.value, ts: e.timestamp }))), late: byKey(h.sideOutput<Ev>("late")), timers: h.timers(), open: h.keys("windows") };
         };
         expect(run(eventTimeTrigger())).toEqual(run());
       }),
-      { numRuns: 150 },
+      // WINDOW_PROPERTY_SEED and WINDOW_PROPERTY_PATH replay a failure fast-check reported.
+      { numRuns: 150, ...(process.env.WINDOW_PROPERTY_SEED ? { seed: Number(process.env.WINDOW_PROPERTY_SEED), path: process.env.WINDOW_PROPERTY_PATH } : {}) },
     );
   });
 });
