@@ -9,6 +9,7 @@
  * records) and requests a browser sent: anything missing or malformed is shown as absent, and a
  * bad request is refused with a reason, never a throw that could take the server down.
  */
+import type { ActorCheckpointFigures, CheckpointRecord } from "./protocol.ts";
 import { actorRates, pressureOf, type LiveActorStats, type Pressure, type WorkerStatsReply } from "./live-stats.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -309,24 +310,15 @@ export function jobRow(
   };
 }
 
-/** A checkpoint record as stored (protocol.ts `CheckpointRecord`), every field but id optional to the reader. */
-export interface CheckpointLike {
-  readonly id: number;
-  readonly generation: number;
+/**
+ * A checkpoint record as stored (protocol.ts `CheckpointRecord`), read defensively: the console
+ * shows records of other versions too, so a status it does not know and actors' figures with
+ * fields missing are kept rather than refused.
+ */
+export type CheckpointLike = Omit<CheckpointRecord, "status" | "perActor"> & {
   readonly status: string;
-  readonly startedAt: number;
-  readonly durationMs?: number;
-  readonly alignmentMs?: number;
-  readonly bytes?: number;
-  readonly keysChanged?: number;
-  readonly actors?: number;
-  readonly stop?: boolean;
-  readonly handoff?: boolean;
-  readonly reason?: string;
-  readonly savepoint?: string;
-  readonly restoredFrom?: string;
-  readonly perActor?: Readonly<Record<string, { readonly alignmentMs?: number; readonly syncMs?: number; readonly uploadMs?: number; readonly ackWaitMs?: number; readonly bytes?: number; readonly keysChanged?: number }>>;
-}
+  readonly perActor?: Readonly<Record<string, Partial<ActorCheckpointFigures>>>;
+};
 
 /** One actor's part of a checkpoint. */
 export interface CheckpointActorRow {

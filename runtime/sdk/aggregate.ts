@@ -11,6 +11,7 @@ import { asChange, type Change } from "../spec/changelog.ts";
 import type { FunctionSpec, Input } from "./function.ts";
 import { valueState, type StateTtl, type ValueStateDeclaration } from "./state.ts";
 import { InputError } from "../errors.ts";
+import { specBase } from "./spec-base.ts";
 
 /**
  * An aggregation that can take rows back out. Accumulators and results must be
@@ -83,9 +84,7 @@ export function groupAggregate<In, Acc, R>(spec: GroupAggregateSpec<In, Acc, R>)
     throw new InvalidAggregateSpecError(`${where}: ${(e as Error).message}`);
   }
   return {
-    name: spec.name,
-    input: spec.input,
-    ...(spec.partitions === undefined ? {} : { partitions: spec.partitions }),
+    ...specBase(spec),
     key: (record) => spec.key(asChange(record).row),
     state: { group },
     changelog: true,

@@ -29,6 +29,7 @@ import {
 } from "../core/cep/index.ts";
 import type { FunctionSpec, Input } from "./function.ts";
 import { mapState, valueState, type MapStateDeclaration, type ValueStateDeclaration } from "./state.ts";
+import { specBase, eventTimeOf } from "./spec-base.ts";
 
 export type { AfterMatchSkip, Condition, Contiguity, Match, MatchView, Pattern, Quantifier, Stage } from "../spec/cep.ts";
 export { InvalidPatternError, patternFromJson, patternToJson };
@@ -349,12 +350,9 @@ export function cep<In, Out = Match<In>>(spec: CepSpec<In, Out>): FunctionSpec<I
   const values = (m: Match<MatchedEvent>): Match<In> => Object.fromEntries(Object.entries(m).map(([k, evs]) => [k, evs.map((e) => e.value as In)]));
 
   return {
-    name: spec.name,
-    input: spec.input,
-    ...(spec.partitions === undefined ? {} : { partitions: spec.partitions }),
+    ...specBase(spec),
     key: spec.key,
-    ...(spec.timestamp === undefined ? {} : { timestamp: spec.timestamp }),
-    ...(spec.watermark === undefined ? {} : { watermark: spec.watermark }),
+    ...eventTimeOf(spec),
     state: {
       // A record touches its own time's entry; a timer the entry it names.
       buffer: mapState<unknown[]>({ entries: { process: (_r, { timestamp }) => [String(timestamp)], onTimer: (t) => (t.name === DEADLINE_TIMER ? [] : [t.name]) } }),

@@ -17,6 +17,7 @@ import { asChange, isAddition, type Change } from "../spec/changelog.ts";
 import type { FunctionSpec, Input } from "./function.ts";
 import { valueState, type StateTtl, type ValueStateDeclaration } from "./state.ts";
 import { InputError } from "../errors.ts";
+import { specBase } from "./spec-base.ts";
 
 export type { DedupKeep } from "../core/dedup.ts";
 
@@ -80,9 +81,7 @@ export function dedup<T>(spec: DedupSpec<T>): FunctionSpec<T | Change<T>, Change
   const kept = declare<KeptRow<T>>(where, spec.ttl);
   const order: DedupOrder<T> = spec.compare !== undefined ? rowOrder(spec.compare) : spec.time === "event" ? eventTimeOrder : arrivalOrder;
   return {
-    name: spec.name,
-    input: spec.input,
-    ...(spec.partitions === undefined ? {} : { partitions: spec.partitions }),
+    ...specBase(spec),
     key: (record) => spec.key(asChange(record).row),
     state: { kept },
     changelog: true,
@@ -133,9 +132,7 @@ export function dropUnchanged<T, P>(spec: DropUnchangedSpec<T, P>): FunctionSpec
   if (typeof spec.project !== "function") throw new InvalidDedupSpecError(`${where}: project must be a function (row) => projected row`);
   const last = declare<LastProjection<P>>(where, spec.ttl);
   return {
-    name: spec.name,
-    input: spec.input,
-    ...(spec.partitions === undefined ? {} : { partitions: spec.partitions }),
+    ...specBase(spec),
     key: (record) => spec.key(asChange(record).row),
     state: { last },
     changelog: true,

@@ -33,6 +33,7 @@ export type {
   UpsertSpec,
   WindowingInfo,
 } from "../spec/function.ts";
+import { specBase } from "./spec-base.ts";
 
 /**
  * Reads a user stream.
@@ -89,9 +90,7 @@ export function defineSink<In>(spec: {
   readonly partitions?: number;
 }): FunctionSpec<In, In, {}> {
   return {
-    name: spec.name,
-    input: spec.input,
-    ...(spec.partitions === undefined ? {} : { partitions: spec.partitions }),
+    ...specBase(spec),
     sink: {
       subject: spec.subject,
       ...(spec.format === undefined ? {} : { format: spec.format }),

@@ -13,6 +13,7 @@ import type { FunctionSpec, Input, LookupSpec } from "../spec/function.ts";
 import { asChange, isAddition } from "../spec/changelog.ts";
 import { checkLookup } from "../core/lookup.ts";
 import { InputError } from "../errors.ts";
+import { specBase } from "./spec-base.ts";
 
 /** A lookup join definition is unusable; the message says what to change. */
 export class InvalidLookupJoinError extends InputError {
@@ -77,9 +78,7 @@ export function lookupJoin<In, D, Out>(spec: LookupJoinSpec<In, D, Out>): Functi
     throw new InvalidLookupJoinError((e as Error).message);
   }
   return {
-    name: spec.name,
-    input: spec.input,
-    ...(spec.partitions === undefined ? {} : { partitions: spec.partitions }),
+    ...specBase(spec),
     ...(spec.shuffle === true ? { key: (record: In) => spec.key(asChange(record).row as In) } : {}),
     lookup,
     process(ctx, record) {

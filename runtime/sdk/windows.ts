@@ -36,6 +36,7 @@ import { broadcast, type FunctionInput, type FunctionSpec, type Input, type Stre
 import { mapState, type MapEntrySelector, type MapStateDeclaration } from "./state.ts";
 import { InputError } from "../errors.ts";
 import { change, type Change } from "../spec/changelog.ts";
+import { specBase, eventTimeOf } from "./spec-base.ts";
 
 export type { TimeWindow, WindowSpec } from "../spec/windows.ts";
 export type { EarlyFiringOptions, Interval, OnMergeContext, ParameterValue, Trigger, TriggerContext, TriggerResult, WindowTime } from "../core/triggers.ts";
@@ -214,12 +215,9 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
   const windowOf = windowAssigner(spec);
 
   return withParameters({
-    name: spec.name,
-    input: spec.input,
-    ...(spec.partitions === undefined ? {} : { partitions: spec.partitions }),
+    ...specBase(spec),
     key: spec.key,
-    ...(spec.timestamp === undefined ? {} : { timestamp: spec.timestamp }),
-    ...(spec.watermark === undefined ? {} : { watermark: spec.watermark }),
+    ...eventTimeOf(spec),
     state: { [WINDOWS_STATE]: windowsState },
     windowing: { window: spec.window, allowedLatenessMs: lateness },
     ...(local === undefined ? {} : { localAggregation: local }),
@@ -501,12 +499,9 @@ function triggeredWindows<In, Acc, R, Out>(spec: WindowedSpec<In, Acc, R, Out>, 
   const clockOf = (ctx: Ctx) => ({ watermark: ctx.watermark, processingTime: ctx.processingTime });
 
   return {
-    name: spec.name,
-    input: spec.input,
-    ...(spec.partitions === undefined ? {} : { partitions: spec.partitions }),
+    ...specBase(spec),
     key: spec.key,
-    ...(spec.timestamp === undefined ? {} : { timestamp: spec.timestamp }),
-    ...(spec.watermark === undefined ? {} : { watermark: spec.watermark }),
+    ...eventTimeOf(spec),
     state: {
       [WINDOWS_STATE]: windowsDeclaration(spec, merging, merging || time === "processing"),
       triggers: triggersDeclaration(spec, time, merging),

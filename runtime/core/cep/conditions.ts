@@ -197,11 +197,12 @@ function celEvent(event: unknown): unknown {
 }
 
 /**
- * Parses, checks and plans a CEL condition. `where` names the stage for the error message.
- * @throws InvalidPatternError with the reason
+ * The bounds every CEL source passes before it runs — a string, not too long, not blank, parsed,
+ * only known variables and functions (`checkCel`, which records the variables used in `used`),
+ * planned in `environment` — each failure an InvalidPatternError naming `where`.
  */
-export function compileCel(source: unknown, where: string): CompiledCondition {
-  if (typeof source !== "string") throw new InvalidPatternError(`${where}: a CEL condition must be a string`);
+function planCel(source: unknown, where: string, noun: "condition" | "expression", used: Set<string>, variables: Parameters<typeof checkCel>[2], environment: () => ReturnType<typeof celEnvironment>): (bindings: any) => unknown {
+  if (typeof source !== "string") throw new InvalidPatternError(`${where}: a CEL ${noun} must be a string`);
   if (source.length > MAX_CEL_LENGTH) throw new InvalidPatternError(`${where}: CEL expression longer than ${MAX_CEL_LENGTH} characters`);
   if (source.trim() === "") throw new InvalidPatternError(`${where}: empty CEL expression`);
   let parsed: ReturnType<typeof parse>;
@@ -210,17 +211,24 @@ export function compileCel(source: unknown, where: string): CompiledCondition {
   } catch (e) {
     throw new InvalidPatternError(`${where}: CEL does not parse: ${oneLine(e)}`);
   }
-  const used = new Set<string>();
-  const problem = checkCel(parsed.expr as unknown as CelExprNode, used);
-  // Building `matched` costs a walk over the partial match; skip it where the expression has no use for it.
-  const usesMatched = used.has("matched");
+  const problem = checkCel(parsed.expr as unknown as CelExprNode, used, variables);
   if (problem !== undefined) throw new InvalidPatternError(`${where}: CEL expression ${problem}`);
-  let evaluate: (bindings: any) => unknown;
   try {
-    evaluate = plan(celEnvironment(), parsed) as (bindings: any) => unknown;
+    return plan(environment(), parsed) as (bindings: any) => unknown;
   } catch (e) {
     throw new InvalidPatternError(`${where}: CEL cannot be planned: ${oneLine(e)}`);
   }
+}
+
+/**
+ * Parses, checks and plans a CEL condition. `where` names the stage for the error message.
+ * @throws InvalidPatternError with the reason
+ */
+export function compileCel(source: unknown, where: string): CompiledCondition {
+  const used = new Set<string>();
+  const evaluate = planCel(source, where, "condition", used, undefined, celEnvironment);
+  // Building `matched` costs a walk over the partial match; skip it where the expression has no use for it.
+  const usesMatched = used.has("matched");
   return (event, view, stats) => {
     currentSeen = view.seen;
     let result: unknown;
@@ -266,23 +274,7 @@ export type CompiledCelValue = (bindings: { readonly matched: Readonly<Record<st
  * @throws InvalidPatternError with the reason
  */
 export function compileCelValue(source: unknown, where: string): CompiledCelValue {
-  if (typeof source !== "string") throw new InvalidPatternError(`${where}: a CEL expression must be a string`);
-  if (source.length > MAX_CEL_LENGTH) throw new InvalidPatternError(`${where}: CEL expression longer than ${MAX_CEL_LENGTH} characters`);
-  if (source.trim() === "") throw new InvalidPatternError(`${where}: empty CEL expression`);
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(source);
-  } catch (e) {
-    throw new InvalidPatternError(`${where}: CEL does not parse: ${oneLine(e)}`);
-  }
-  const problem = checkCel(parsed.expr as unknown as CelExprNode, new Set(), OUTPUT_VARIABLES);
-  if (problem !== undefined) throw new InvalidPatternError(`${where}: CEL expression ${problem}`);
-  let evaluate: (bindings: any) => unknown;
-  try {
-    evaluate = plan(celOutputEnvironment(), parsed) as (bindings: any) => unknown;
-  } catch (e) {
-    throw new InvalidPatternError(`${where}: CEL cannot be planned: ${oneLine(e)}`);
-  }
+  const evaluate = planCel(source, where, "expression", new Set(), OUTPUT_VARIABLES, celOutputEnvironment);
   return (bindings) => {
     try {
       return { ok: true, value: celToPlain(evaluate(bindings), 0) };
