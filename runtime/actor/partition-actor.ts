@@ -1804,7 +1804,12 @@ export class PartitionActor {
     for (let i = 0; i < round.ids.length; i++) {
       const output = round.outputs[i]!;
       for (const range of output.spilled) await this.publishSpilled(range, round.ids[i]!, restoring, writes);
-      for (const o of output.inMemory) if (writes === undefined || writes.keep(o)) this.publisher.publish(o.subject, o.data, o.headers, o.msgId);
+      for (const o of output.inMemory) {
+        if (writes !== undefined && !writes.keep(o)) continue;
+        this.publisher.publish(o.subject, o.data, o.headers, o.msgId);
+        // A checkpoint can hold hundreds of thousands of messages: unbounded, their acks time out.
+        if (this.publisher.full) await this.publisher.capacity();
+      }
     }
     await this.publisher.drainUpTo(this.publisher.lastSequence);
     const id = round.applied;

@@ -83,6 +83,9 @@ export class MemoryTransport implements Transport {
   readonly kvReads: Array<{ readonly bucket: string; readonly key: string; readonly op: "get" | "list" }> = [];
   /** Every `readLookup` call (one round of gets of a lookup bucket), with the keys it asked for. */
   readonly lookupRounds: Array<{ readonly bucket: string; readonly keys: readonly string[] }> = [];
+  /** Acked publishes started and not yet answered, and the most there ever were: what a bound on in-flight publishes must keep low. */
+  outstandingPublishes = 0;
+  maxOutstandingPublishes = 0;
   /** Every core publish, in order. */
   readonly core: Array<{ readonly subject: string; readonly data: Uint8Array }> = [];
   private readonly subscribers = new Set<{ filter: string; f: (subject: string, data: Uint8Array) => void }>();
@@ -202,7 +205,15 @@ export class MemoryTransport implements Transport {
   }
 
   async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<void> {
-    this.store(subject, data, headers, msgId);
+    // Answered a turn later, as a server would: a caller that publishes in a loop without waiting
+    // for capacity shows here as many publishes outstanding at once.
+    this.maxOutstandingPublishes = Math.max(this.maxOutstandingPublishes, ++this.outstandingPublishes);
+    try {
+      await Promise.resolve();
+      this.store(subject, data, headers, msgId);
+    } finally {
+      this.outstandingPublishes--;
+    }
   }
 
   /** Publishes and resolves with the stream sequence it was stored at (the port's `append`, also what a test feeds a source with). */

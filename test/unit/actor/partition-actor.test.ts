@@ -397,6 +397,26 @@ describe("PartitionActor over the in-memory transport: what a checkpoint writes"
     expect(published().map(([d]) => d)).toEqual(['{"n":1}', '{"n":2}', '{"n":3}']);
     expect(new Set(published().map(([, id]) => id)).size).toBe(3);
   });
+  it("publishes committed sink output with no more publishes in flight than its bound, however much a checkpoint held", async () => {
+    const graph = buildJobGraph(
+      definePipeline({
+        name: "j",
+        functions: [defineFunction<{ n: number }, { n: number }>({ name: "src", input: fromStream("in"), process: (ctx, r) => ctx.emit(r), sink: { subject: "results" } })],
+      }),
+    );
+    const { t, acks } = setup(graph, { in: ["in"], RESULTS: ["results"] });
+    const src = actor(t, graph, "src", { maxInFlight: 8 });
+    await src.start({ generation: 1, checkpoint: 0, worker: "w" });
+    for (let n = 0; n < 200; n++) await t.append("in", JSON.stringify({ n }));
+    await waitFor("200 records read", () => src.stats.recordsIn === 200, { timeoutMs: 5000, intervalMs: 5 });
+    await src.trigger({ id: 1, generation: 1, stop: false });
+    await waitFor("ack of 1", () => acks.some((k) => k.id === 1), { timeoutMs: 5000, intervalMs: 5 });
+    t.maxOutstandingPublishes = 0;
+    src.onCommitted(1);
+    await src.applied(1);
+    expect(t.messages("RESULTS").map((m) => (JSON.parse(new TextDecoder().decode(m.data)) as { n: number }).n)).toEqual(Array.from({ length: 200 }, (_, n) => n));
+    expect(t.maxOutstandingPublishes).toBeLessThanOrEqual(8);
+  });
 });
 
 describe("PartitionActor over the in-memory transport: materialization rounds", () => {
