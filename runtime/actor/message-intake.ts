@@ -120,6 +120,9 @@ export class MessageIntake {
 
   /** What a message needs read before it is handled: its state, and its lookups (undefined: nothing). */
   prepare(m: InputMessage, now: number): Promise<void> | undefined {
+    // A stateless source without lookups needs nothing read (a pass-through: q0 of Nexmark).
+    const a = this.actor;
+    if (a.stateless && a.source !== undefined && a.lookupCache === undefined) return undefined;
     const state = this.prepareState(m, now);
     const lookups = this.prepareLookups(now);
     return lookups === undefined ? state : state === undefined ? lookups : Promise.all([state, lookups]).then(() => undefined);
@@ -332,23 +335,36 @@ export class MessageIntake {
     }
   }
 
+  /** Where a source message came from, as its dead letters say (built only for one). */
+  private sourceOrigin(m: InputMessage): Record<string, string> {
+    return { [HEADER.sourceStream]: this.actor.stream, [HEADER.sourceSubject]: m.subject, [HEADER.sourceSequence]: String(m.seq) };
+  }
+
   private handleSourceMessage(m: InputMessage, now: number): void {
     const spec = this.actor.node.spec;
-    const origin = { [HEADER.sourceStream]: this.actor.stream, [HEADER.sourceSubject]: m.subject, [HEADER.sourceSequence]: String(m.seq) };
     const prepared = this.prepared?.m === m ? this.prepared : undefined;
     this.prepared = undefined;
     if (this.actor.manyRecords) {
+      const origin = this.sourceOrigin(m);
       const events = prepared?.events ?? this.readEvents(m);
       if (events instanceof Rejection) return this.actor.deadLetter(events.reason, m.data, origin);
       return this.handleEvents(m, events, origin, now);
     }
+    // One record per message: this path runs per message, so it allocates nothing of its own
+    // unless the record is refused.
     const value = prepared !== undefined ? prepared.value : readSourceRecord(this.actor.source!.format ?? "json", m.data, this.actor.maxRecordBytes);
-    if (value instanceof Rejection) return this.actor.deadLetter(value.reason, m.data, origin);
+    if (value instanceof Rejection) return this.actor.deadLetter(value.reason, m.data, this.sourceOrigin(m));
     const key = prepared !== undefined && "key" in prepared ? (prepared.key as string | Rejection) : selectKey(spec.key, value, 0);
-    if (key instanceof Rejection) return this.actor.deadLetter(key.reason, m.data, origin);
+    if (key instanceof Rejection) return this.actor.deadLetter(key.reason, m.data, this.sourceOrigin(m));
     const ts = selectEventTime(spec, value, m.timestampMs, now);
-    if (ts instanceof Rejection) return this.actor.deadLetter(ts.reason, m.data, origin);
-    if (!this.invoke(key, ts, value, now, m.data, origin)) return;
+    if (ts instanceof Rejection) return this.actor.deadLetter(ts.reason, m.data, this.sourceOrigin(m));
+    this.actor.stats.recordsIn++;
+    try {
+      this.actor.operator.process(key, ts, value, now, 0);
+    } catch (e) {
+      if (!(e instanceof UserFunctionError)) throw e;
+      return this.actor.deadLetter(`process: ${e.message}`, m.data, this.sourceOrigin(m));
+    }
     if (this.actor.generator !== undefined) {
       this.actor.generator.onEvent(ts, now);
       if (this.actor.router.idle) this.actor.router.idle = false;
@@ -373,6 +389,8 @@ export class MessageIntake {
         const spec = this.actor.node.spec;
         const retime = spec.timestamp !== undefined;
         const inputs = batch.inputs;
+        // One origin for the batch's dead letters and failed records (the router copies it).
+        const origin = { [HEADER.producer]: producer };
         for (let i = 0; i < count; i++) {
           while (mi < marks.length && marks[mi] === i) {
             if (timed) this.producerWatermark(producer, marks[mi + 1]!, now);
@@ -393,15 +411,15 @@ export class MessageIntake {
           }
           const ts = retime ? selectEventTime(spec, value, 0, now) : (records[i * 3 + 1] as number);
           if (ts instanceof Rejection) {
-            this.actor.deadLetter(ts.reason, jsonBytes(value), { [HEADER.producer]: producer });
+            this.actor.deadLetter(ts.reason, jsonBytes(value), origin);
             continue;
           }
           // Only eddy writes these batches, but anyone who can publish on the stream can too.
           if (typeof key !== "string" || typeof ts !== "number" || !Number.isFinite(ts)) {
-            this.actor.deadLetter(`invalid record in a batch: key ${typeof key}, timestamp ${typeof ts === "number" ? ts : typeof ts}`, jsonBytes(value), { [HEADER.producer]: producer });
+            this.actor.deadLetter(`invalid record in a batch: key ${typeof key}, timestamp ${typeof ts === "number" ? ts : typeof ts}`, jsonBytes(value), origin);
             continue;
           }
-          this.invoke(key, ts, value, now, undefined, { [HEADER.producer]: producer }, inputs === undefined ? 0 : inputs[i]!);
+          this.invoke(key, ts, value, now, undefined, origin, inputs === undefined ? 0 : inputs[i]!);
         }
         if (timed) {
           const idled = batch.idle === true && tracker.setIdle(producer, true);

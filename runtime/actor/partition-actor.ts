@@ -345,7 +345,8 @@ export class PartitionActor {
 
   /** Moves a source's event time to `wm` now, or after the keys of its due timers are read. */
   advanceOrDefer(wm: number, now: number): void {
-    if (wm > this.operator.watermark && (this.timerResidency.timersUpTo("event", wm) !== undefined || this.workingSet.ensureNeeds(this.workingSet.dueNeeds("event", wm)) !== undefined)) {
+    // Per record of a source with a watermark: a stateless one has no keys to read (and no need to plan any).
+    if (wm > this.operator.watermark && (this.timerResidency.timersUpTo("event", wm) !== undefined || (!this.stateless && this.workingSet.ensureNeeds(this.workingSet.dueNeeds("event", wm)) !== undefined))) {
       this.deferredWatermark = Math.max(wm, this.deferredWatermark ?? -Infinity);
       return;
     }
@@ -409,7 +410,8 @@ export class PartitionActor {
 
   private async readLoop(): Promise<void> {
     for await (const m of this.reader!) {
-      this.activity.switchTo("busy", performance.now());
+      // The clock is read only when the activity changes: not at all while input is pending.
+      if (this.activity.activity !== "busy") this.activity.switchTo("busy", performance.now());
       if (this.busy !== undefined) await this.busy;
       if (this.stopping) break;
       if (this.halted) continue;
@@ -454,8 +456,10 @@ export class PartitionActor {
           break;
       }
       if (this.rounds.materializationBehind) await this.backpressured(() => this.rounds.waitForMaterialization());
-      await this.snapshots.uploadChanges();
-      this.activity.switchTo("idle", performance.now());
+      if (this.snapshots.uploadDue) await this.snapshots.uploadChanges();
+      // With input pending at the server the next message is (or is being) fetched: the actor is
+      // not waiting for input, so it stays busy (activity-clock.ts) and reads no clock.
+      if (m.pending === 0) this.activity.switchTo("idle", performance.now());
     }
   }
 
@@ -513,7 +517,7 @@ export class PartitionActor {
 
   /** Moves event time to `wm`: fires due timers first, then lets downstream know. */
   advance(wm: number, now: number): void {
-    this.operator.advanceWatermark(wm, now, (e) => this.deadLetterTimerFailure(e));
+    this.operator.advanceWatermark(wm, now, this.onTimerFailure);
     const out = this.operator.watermark;
     if (out > this.router.watermark) {
       this.router.watermark = out;
@@ -535,6 +539,9 @@ export class PartitionActor {
   private deadLetterTimerFailure(e: UserFunctionError): void {
     this.deadLetter(`timer: ${e.message}`, new Uint8Array(), {});
   }
+
+  /** `deadLetterTimerFailure` as the operator calls it: one function, not one per watermark advance. */
+  private readonly onTimerFailure = (e: UserFunctionError): void => this.deadLetterTimerFailure(e);
 
   private async finishInput(): Promise<void> {
     if (this.inputEnded) return;
@@ -576,7 +583,7 @@ export class PartitionActor {
     this.router.now = now;
     await this.timerResidency.timersUpTo("processing", now);
     await this.workingSet.ensureNeeds(this.workingSet.dueNeeds("processing", now));
-    this.operator.advanceProcessingTime(now, (e) => this.deadLetterTimerFailure(e));
+    this.operator.advanceProcessingTime(now, this.onTimerFailure);
     this.timerResidency.updateTimerStats();
     if (this.generator !== undefined && !this.router.idle && this.generator.isIdle(now)) this.router.idle = true;
     this.router.flushAged(this.config.lingerMs);

@@ -181,6 +181,12 @@ export class SnapshotWriter {
     this.actor.deltas.attach(s.seq, { ref: [name, data.length, s.epoch], stored });
   }
 
+  /** Whether `uploadChanges` has work: a segment is due or too many uploads run (read per message: no await). */
+  get uploadDue(): boolean {
+    const policy = this.actor.config.segments;
+    return segmentDue(this.actor.operator.store.changedKeyCount + this.actor.deltas.sinceCutCount, policy) || uploadsFull(this.uploads.length, policy);
+  }
+
   /**
    * Between barriers: once enough keys changed, takes them into the log and uploads them as a
    * segment; while too many uploads run, waits for the oldest (the object store sets the pace).
