@@ -195,7 +195,8 @@ export interface ActorStats {
   broadcastStateBytes: number;
   /**
    * Where the read loop's time went (runtime/core/activity-clock.ts): handling input, waiting for
-   * downstream (publish window, sink output, materialization), waiting for input. Cumulative ms,
+   * downstream (publish window, sink output, materialization), waiting for input with none
+   * pending (design note bz: between messages with input pending the actor is busy). Cumulative ms,
    * and ms within the last second, as of the last `sampleActivity()`.
    */
   busyMs: number;
