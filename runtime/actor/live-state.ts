@@ -6,7 +6,7 @@
  */
 import { mapEntriesFilter, mapEntryKey, parseKvKey, stateFilter, stateKey } from "../core/kv-keys.ts";
 import { HEADER, inputStream } from "../core/naming.ts";
-import { applyStateWrite, checkWindowWrites, decodeStateWrite, InvalidStateWriteError, keysOf, validateStateWrite } from "../core/state-writes.ts";
+import { applyStateWrite, checkWindowWrites, decodeStateWrite, InvalidStateWriteError, validateStateWrite, writeRecordKeys } from "../core/state-writes.ts";
 import { decodeValue } from "../core/wire.ts";
 import { resolveMapMiss, resolveMiss } from "../core/state-cache.ts";
 import { visibleStored } from "../core/state-ttl.ts";
@@ -29,7 +29,7 @@ export class LiveState {
       if (this.actor.stopping) break;
       if (this.actor.halted) continue;
       this.actor.router.now = this.actor.config.now();
-      const reading = m.header(HEADER.kind) === "write" ? this.actor.workingSet.ensureResident(writeKeys(m.data)) : undefined;
+      const reading = m.header(HEADER.kind) === "write" ? this.actor.workingSet.ensureResident(writeRecordKeys(m.data)) : undefined;
       if (reading !== undefined) await this.actor.exclusive(() => reading.then(() => this.applyWrite(m)));
       else if (m.header(HEADER.kind) === "write") this.applyWrite(m);
       else this.actor.deadLetter(`not a write record (kind ${JSON.stringify(m.header(HEADER.kind) ?? null)}) in the write log of a source`, m.data, { [HEADER.sourceStream]: inputStream(this.actor.job, this.actor.node.name), [HEADER.sourceSequence]: String(m.seq) });
@@ -150,14 +150,5 @@ export class LiveState {
       }
     }
     return out;
-  }
-}
-
-/** The keys a write record touches (none if it does not decode: it is dead-lettered as it is). */
-export function writeKeys(data: Uint8Array): string[] {
-  try {
-    return keysOf(decodeStateWrite(data)).filter((k): k is string => typeof k === "string");
-  } catch {
-    return [];
   }
 }

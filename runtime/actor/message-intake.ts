@@ -12,6 +12,7 @@
 import { storesBroadcast } from "../core/broadcast.ts";
 import { HEADER } from "../core/naming.ts";
 import { UserFunctionError } from "../core/operator.ts";
+import { judgeMessageRun } from "../core/skip-rules.ts";
 import { decodeBatch, decodeWatermark, encodeValue, MalformedMessageError, type DataBatch } from "../core/wire.ts";
 import { completeLookups, lookupKeyOf, planLookups } from "../core/lookup.ts";
 import { addNeed, type KeyNeed } from "../core/state-cache.ts";
@@ -19,7 +20,7 @@ import { eventPayload, isBatchFormat, readSourceEvents, readSourceRecord, Reject
 import type { InputMessage } from "./ports.ts";
 import { countRejected } from "../metrics/rejections.ts";
 import { jsonBytes, textDecoder } from "./actor-records.ts";
-import { writeKeys } from "./live-state.ts";
+import { writeRecordKeys } from "../core/state-writes.ts";
 import type { PartitionActor } from "./partition-actor.ts";
 
 export class MessageIntake {
@@ -60,21 +61,16 @@ export class MessageIntake {
     }
     const generation = Number(m.header(HEADER.generation));
     const epoch = Number(m.header(HEADER.epoch));
-    if (!Number.isInteger(generation) || !Number.isInteger(epoch)) {
+    const run = judgeMessageRun(generation, epoch, Number(m.header(HEADER.incarnation) ?? 0), this.actor);
+    if (run === "invalid") {
       this.actor.deadLetter("missing or invalid Eddy-Generation/Eddy-Epoch headers", m.data, { [HEADER.producer]: producer, [HEADER.sourceStream]: this.actor.stream, [HEADER.sourceSequence]: String(m.seq) });
       this.advancePosition(m.seq);
       return;
     }
-    if (generation > this.actor.generation) {
-      // Nothing legitimate sends it: a producer of a newer generation means this actor is being
+    if (run !== "current") {
+      // Nothing legitimate sends a message of a newer generation: it means this actor is being
       // replaced, and its successor reads this message again from the last checkpoint.
-      countRejected("internal", "generation-ahead", `${this.actor.id}: message of generation ${generation} from ${producer} (running ${this.actor.generation})`);
-      this.actor.stats.skipped++;
-      this.advancePosition(m.seq);
-      return;
-    }
-    const incarnation = Number(m.header(HEADER.incarnation) ?? 0);
-    if (generation < this.actor.generation || (generation === this.actor.generation && incarnation < this.actor.incarnation) || epoch <= this.actor.restoredFrom) {
+      if (run === "ahead") countRejected("internal", "generation-ahead", `${this.actor.id}: message of generation ${generation} from ${producer} (running ${this.actor.generation})`);
       this.actor.stats.skipped++;
       this.advancePosition(m.seq);
       return;
@@ -188,15 +184,12 @@ export class MessageIntake {
       return this.actor.workingSet.ensureNeeds(new Map([[key, ts instanceof Rejection ? "all" : this.actor.workingSet.recordNeed(value, ts, 0)]]));
     }
     const kind = m.header(HEADER.kind);
-    if (kind === "write") return this.actor.alignment!.pending !== undefined ? undefined : this.actor.workingSet.ensureResident(writeKeys(m.data));
+    if (kind === "write") return this.actor.alignment!.pending !== undefined ? undefined : this.actor.workingSet.ensureResident(writeRecordKeys(m.data));
     // What the skip rules drop, or an alignment holds, needs nothing now (held messages are
     // prepared again when handled): after a restore the failed generation's output is skipped.
     const producer = m.header(HEADER.producer);
     if (producer === undefined || !this.actor.producers.has(producer) || this.actor.alignment!.isBlocked(producer)) return undefined;
-    const generation = Number(m.header(HEADER.generation));
-    const epoch = Number(m.header(HEADER.epoch));
-    const incarnation = Number(m.header(HEADER.incarnation) ?? 0);
-    if (generation !== this.actor.generation || incarnation < this.actor.incarnation || !(epoch > this.actor.restoredFrom)) return undefined;
+    if (judgeMessageRun(Number(m.header(HEADER.generation)), Number(m.header(HEADER.epoch)), Number(m.header(HEADER.incarnation) ?? 0), this.actor) !== "current") return undefined;
     let upTo = -Infinity;
     const needs = new Map<string, KeyNeed>();
     try {

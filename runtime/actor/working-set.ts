@@ -10,7 +10,7 @@ import { mapEntriesFilter, mapEntryKey, parseKvKey, stateFilter, stateKey } from
 import { migrateValue } from "../core/state-migration.ts";
 import { type Timer } from "../core/timers.ts";
 import { decodeValue } from "../core/wire.ts";
-import { addNeed, ENTRY_OVERHEAD_BYTES, planRead, residentBytes, resolveMapMiss, resolveMiss, type KeyNeed, type KeyRead } from "../core/state-cache.ts";
+import { addNeed, ENTRY_OVERHEAD_BYTES, planRead, residentBytes, resolveMapMiss, resolveMiss, selectedSubkeys, type KeyNeed, type KeyRead } from "../core/state-cache.ts";
 import { DeltaLog } from "../core/delta-log.ts";
 import type { StateEntry } from "./ports.ts";
 import { MAX_KV_KEY_CHARS } from "./actor-config.ts";
@@ -318,16 +318,6 @@ export class ActorWorkingSet {
 /** Map listings in flight at once when a batch misses keys with map state. */
 const LISTINGS_IN_FLIGHT = 16;
 
-/** The sub-keys a selector named, or undefined for the whole map (`"all"`, or anything but sub-keys). */
-function selectedSubkeys(named: unknown): ReadonlySet<string> | undefined {
-  if (!Array.isArray(named)) return undefined;
-  const out = new Set<string>();
-  for (const subkey of named) {
-    if (typeof subkey !== "string") return undefined;
-    out.add(subkey);
-  }
-  return out;
-}
 
 /** Runs `list` for every job, up to LISTINGS_IN_FLIGHT at a time; results in the jobs' order. */
 async function mapListings<J>(jobs: readonly J[], list: (job: J) => Promise<StateEntry[]>): Promise<StateEntry[][]> {
