@@ -18,6 +18,7 @@ import { isHeaderRecord, loadRanges, type HeldOutputView } from "../core/held-si
 import { wmIn, type Delta, type HeldSnapshot, type SegmentUpload, type StoredWatermark } from "./actor-records.ts";
 import type { PartitionActor } from "./partition-actor.ts";
 
+/** One actor's restore, run by `start` before the input is opened. */
 export class ActorRestore {
   private readonly actor: PartitionActor;
 

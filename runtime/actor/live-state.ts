@@ -15,6 +15,7 @@ import { MAX_KV_KEY_CHARS } from "./actor-config.ts";
 import { textEncoder } from "./actor-records.ts";
 import type { PartitionActor } from "./partition-actor.ts";
 
+/** One actor's state as writes and queries from outside see it. */
 export class LiveState {
   private readonly actor: PartitionActor;
 

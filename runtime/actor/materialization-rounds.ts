@@ -21,6 +21,7 @@ import type { StateEntry } from "./ports.ts";
 import { SPILL_BATCH_BYTES, SPILL_WINDOW } from "./actor-records.ts";
 import type { PartitionActor } from "./partition-actor.ts";
 
+/** One actor's commits: materialization rounds into KV, and the waits of a read loop that is too far ahead. */
 export class MaterializationRounds {
   private readonly actor: PartitionActor;
   /** Resolved by a commit, for a read loop waiting for held sink output to be freed. */

@@ -23,6 +23,7 @@ import { jsonBytes, textDecoder } from "./actor-records.ts";
 import { writeRecordKeys } from "../core/state-writes.ts";
 import type { PartitionActor } from "./partition-actor.ts";
 
+/** One actor's intake: prepares and handles each message the read loop takes. */
 export class MessageIntake {
   private readonly actor: PartitionActor;
   /** A message decoded by `prepare` (its keys made resident), handled next. */

@@ -24,6 +24,7 @@ import { MAX_KV_KEY_CHARS } from "./actor-config.ts";
 import { CHUNK, jsonBytes, textEncoder, wmOut, yieldToEventLoop, type Delta, type SegmentUpload, type StoredWatermark } from "./actor-records.ts";
 import type { PartitionActor } from "./partition-actor.ts";
 
+/** One actor's snapshots: changes into the delta log, segments uploaded, manifests stored and acknowledged. */
 export class SnapshotWriter {
   private readonly actor: PartitionActor;
   /** Segment uploads not finished yet, oldest first. */

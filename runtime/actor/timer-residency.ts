@@ -15,6 +15,7 @@ import type { StateEntry } from "./ports.ts";
 import { MAX_KV_KEY_CHARS } from "./actor-config.ts";
 import type { PartitionActor } from "./partition-actor.ts";
 
+/** One actor's timer buckets: restored, loaded as the clocks come near, and written with each snapshot. */
 export class TimerResidency {
   private readonly actor: PartitionActor;
   /** A load of timer buckets in flight (design note bi); loads run one at a time. */

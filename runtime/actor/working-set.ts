@@ -16,6 +16,7 @@ import type { StateEntry } from "./ports.ts";
 import { MAX_KV_KEY_CHARS } from "./actor-config.ts";
 import type { PartitionActor } from "./partition-actor.ts";
 
+/** One actor's working set: makes what messages and timers need resident, and evicts over the budget. */
 export class ActorWorkingSet {
   private readonly actor: PartitionActor;
   /** Reads of keys in flight, so two reads of one key share one. */
