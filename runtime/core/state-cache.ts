@@ -226,3 +226,18 @@ export class WorkingSet {
     return out;
   }
 }
+
+/**
+ * The sub-keys an `entries` selector named (design note bj), or undefined for the whole map: it
+ * returned `"all"`, or anything but an array of strings (then the function sees the whole map, as
+ * it would without a selector).
+ */
+export function selectedSubkeys(named: unknown): ReadonlySet<string> | undefined {
+  if (!Array.isArray(named)) return undefined;
+  const out = new Set<string>();
+  for (const subkey of named) {
+    if (typeof subkey !== "string") return undefined;
+    out.add(subkey);
+  }
+  return out;
+}

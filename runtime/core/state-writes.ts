@@ -187,3 +187,15 @@ export function applyStateWrite(write: StateWrite, store: KeyedStateStore, timer
 export function keysOf(write: StateWrite): string[] {
   return [...new Set(write.ops.map((op) => op.key))];
 }
+
+/**
+ * The keys a write record's bytes touch, for the actor to make resident before it applies them:
+ * none if the record does not decode (it is dead-lettered as it is), and only string keys.
+ */
+export function writeRecordKeys(data: Uint8Array): string[] {
+  try {
+    return keysOf(decodeStateWrite(data)).filter((k): k is string => typeof k === "string");
+  } catch {
+    return [];
+  }
+}

@@ -5,7 +5,7 @@
  * and the due timers a state cache reads entries for.
  */
 import { describe, expect, it } from "vitest";
-import { addNeed, planRead, type KeyNeed, type Residency } from "../../../runtime/core/state-cache.ts";
+import { addNeed, planRead, selectedSubkeys, type KeyNeed, type Residency } from "../../../runtime/core/state-cache.ts";
 import { KeyedStateStore, MapEntryNotResidentError } from "../../../runtime/core/state-store.ts";
 import { TimerQueue } from "../../../runtime/core/timers.ts";
 import { InvalidStateDeclarationError, mapState, valueState } from "../../../runtime/sdk/state.ts";
@@ -181,5 +181,18 @@ describe("the window and join operators name the entries they read", () => {
     expect(ij.state!.right.entries!.process!({}, { timestamp: 7, input: 0 })).toBe("all");
     expect(ij.state!.left.entries!.onTimer!({ timestamp: 17, name: "l7", domain: "event" })).toEqual(["7"]);
     expect(ij.state!.right.entries!.onTimer!({ timestamp: 17, name: "l7", domain: "event" })).toEqual([]);
+  });
+});
+
+describe("selectedSubkeys: what an entries selector's answer names", () => {
+  it("is the set of sub-keys for an array of strings", () => {
+    expect(selectedSubkeys(["a", "b", "a"])).toEqual(new Set(["a", "b"]));
+    expect(selectedSubkeys([])).toEqual(new Set());
+  });
+  it("is the whole map (undefined) for \"all\" or anything but an array of strings", () => {
+    expect(selectedSubkeys("all")).toBeUndefined();
+    expect(selectedSubkeys(["a", 1])).toBeUndefined();
+    expect(selectedSubkeys(undefined)).toBeUndefined();
+    expect(selectedSubkeys({ 0: "a" })).toBeUndefined();
   });
 });

@@ -13,6 +13,7 @@ import {
   InvalidStateWriteError,
   checkWindowWrites,
   keysOf,
+  writeRecordKeys,
   validateStateWrite,
   type StateWrite,
 } from "../../../runtime/core/state-writes.ts";
@@ -180,5 +181,16 @@ describe("state requests", () => {
     expect(seen).toEqual([...all].sort((x, y) => (x[0] + "\u0000" + x[1] < y[0] + "\u0000" + y[1] ? -1 : 1)));
     expect(page([...all], {}).keys).toHaveLength(20);
     expect(() => page(all, { after: "garbage!" })).toThrow(BadStateRequestError);
+  });
+});
+
+describe("writeRecordKeys: the keys an actor makes resident before it applies a write record", () => {
+  it("names each key the record touches once", () => {
+    const write: StateWrite = { ops: [{ op: "put", state: "count", key: "a", value: 1 }, { op: "timer", key: "b", name: "w", ts: 10, domain: "event" }, { op: "put", state: "count", key: "a", value: 2 }] };
+    expect(writeRecordKeys(encodeStateWrite(write))).toEqual(["a", "b"]);
+  });
+  it("names none for a record that does not decode (it is dead-lettered as it is) and skips keys that are not strings", () => {
+    expect(writeRecordKeys(new Uint8Array([0xc1]))).toEqual([]);
+    expect(writeRecordKeys(encodeStateWrite({ ops: [{ op: "put", state: "count", key: 7, value: 1 }, { op: "put", state: "count", key: "k", value: 1 }] } as unknown as StateWrite))).toEqual(["k"]);
   });
 });
