@@ -1,0 +1,68 @@
+/**
+ * A checkpoint that timed out (design note ci): when every actor that did not ack read input
+ * since the trigger, its barriers are behind a backlog — no failure, and the next checkpoint
+ * waits twice as long, up to the bound; a missing actor without progress, or whose progress is
+ * unknown (a worker from before progress was reported), makes it a failure as before, and so
+ * does a timeout at the bound. Progress is taken from the heartbeat of the actor's owner, for the
+ * checkpoint's generation only.
+ */
+import { describe, expect, it } from "vitest";
+import { judgeTimeout, progressCounter, progressOf } from "../../../runtime/core/checkpoint-timeouts.ts";
+import type { WorkerHeartbeat } from "../../../runtime/core/protocol.ts";
+
+const progress = (entries: Record<string, number>) => new Map(Object.entries(entries));
+const base = { timeoutMs: 2_000, maxTimeoutMs: 600_000 };
+
+describe("judging a timed-out checkpoint", () => {
+  it("barriers behind a backlog: every missing actor moved on since the trigger — no failure, the next one waits twice as long", () => {
+    const verdict = judgeTimeout({ ...base, missing: ["agg/0", "agg/1"], atTrigger: progress({ "agg/0": 10, "agg/1": 5, "src/0": 100 }), atTimeout: progress({ "agg/0": 400, "agg/1": 6 }) });
+    expect(verdict).toEqual({ kind: "behind-backlog", processing: ["agg/0", "agg/1"], nextTimeoutMs: 4_000 });
+  });
+
+  it("the next timeout grows up to the bound, and a timeout at the bound is a failure even with progress", () => {
+    const moving = { missing: ["agg/0"], atTrigger: progress({ "agg/0": 1 }), atTimeout: progress({ "agg/0": 2 }) };
+    expect(judgeTimeout({ ...moving, timeoutMs: 400_000, maxTimeoutMs: 600_000 })).toMatchObject({ kind: "behind-backlog", nextTimeoutMs: 600_000 });
+    expect(judgeTimeout({ ...moving, timeoutMs: 600_000, maxTimeoutMs: 600_000 })).toEqual({ kind: "failure", stalled: [] });
+  });
+
+  it("a missing actor that read nothing since the trigger is hung: a failure naming it", () => {
+    const verdict = judgeTimeout({ ...base, missing: ["agg/0", "agg/1"], atTrigger: progress({ "agg/0": 10, "agg/1": 5 }), atTimeout: progress({ "agg/0": 400, "agg/1": 5 }) });
+    expect(verdict).toEqual({ kind: "failure", stalled: ["agg/1"] });
+  });
+
+  it("progress not known (no heartbeat with it at the trigger or at the timeout) counts as none", () => {
+    expect(judgeTimeout({ ...base, missing: ["agg/0"], atTrigger: progress({}), atTimeout: progress({ "agg/0": 4 }) })).toEqual({ kind: "failure", stalled: ["agg/0"] });
+    expect(judgeTimeout({ ...base, missing: ["agg/0"], atTrigger: progress({ "agg/0": 4 }), atTimeout: progress({}) })).toEqual({ kind: "failure", stalled: ["agg/0"] });
+  });
+
+  it("a counter that went back (an actor started again) is no progress", () => {
+    expect(judgeTimeout({ ...base, missing: ["agg/0"], atTrigger: progress({ "agg/0": 400 }), atTimeout: progress({ "agg/0": 3 }) })).toMatchObject({ kind: "failure", stalled: ["agg/0"] });
+  });
+});
+
+describe("progress from heartbeats", () => {
+  const hb = (id: string, progress?: WorkerHeartbeat["progress"]): WorkerHeartbeat => ({ id, pid: 1, startedAt: 0, jobs: ["j"], ...(progress === undefined ? {} : { progress }) });
+  const owners = { "src/0": "w1", "agg/0": "w1", "agg/1": "w2" };
+
+  it("takes each actor's counter from its owner's heartbeat of the checkpoint's generation", () => {
+    const heartbeats = new Map([
+      ["w1", hb("w1", { generation: 3, actors: { "src/0": 7, "agg/0": 9, "agg/1": 1_000 } })],
+      ["w2", hb("w2", { generation: 3, actors: { "agg/1": 11 } })],
+    ]);
+    // w1 reporting agg/1, which w2 owns, does not count for it.
+    expect(progressOf(["src/0", "agg/0", "agg/1"], owners, heartbeats, 3)).toEqual(progress({ "src/0": 7, "agg/0": 9, "agg/1": 11 }));
+  });
+
+  it("knows nothing of an actor whose owner reports another generation, no progress (an older worker), or no heartbeat", () => {
+    const heartbeats = new Map([
+      ["w1", hb("w1", { generation: 2, actors: { "src/0": 7, "agg/0": 9 } })],
+      ["w3", hb("w3", { generation: 3, actors: { "agg/1": 4 } })],
+    ]);
+    expect(progressOf(["src/0", "agg/0", "agg/1", "nobody/0"], owners, heartbeats, 3)).toEqual(new Map());
+    expect(progressOf(["agg/1"], owners, new Map([["w2", hb("w2")]]), 3)).toEqual(new Map());
+  });
+
+  it("an actor's counter moves with every message it handles: records read, records skipped, its read position", () => {
+    expect(progressCounter({ recordsIn: 10, skipped: 2, position: 31 })).toBe(43);
+  });
+});
