@@ -9,10 +9,13 @@
  * ack were doing: if each of them read input since the trigger (its worker's heartbeat says so),
  * the barriers are behind a backlog — the checkpoint is aborted without counting as a failure and
  * the next one waits twice as long, up to a bound (Flink's checkpoint timeout, 10 min by default).
- * A missing actor that made no progress, or whose progress is not known (an older worker), is
- * hung as far as anyone can tell: that timeout counts as a failure, as does one at the bound.
+ * A missing actor that made no progress is still waiting for its barrier if an actor of a function
+ * it reads is missing too (the barrier has not been forwarded to it: a sink idle behind a slow
+ * function). One that made no progress although every function it reads has acked, or whose
+ * progress is not known (an older worker), is hung as far as anyone can tell: that timeout counts
+ * as a failure, as does one at the bound.
  */
-import type { WorkerHeartbeat } from "./protocol.ts";
+import type { JobSpecRecord, WorkerHeartbeat } from "./protocol.ts";
 
 /** Per actor (`<fn>/<partition>`), its progress counter as its owner's heartbeat reports it. */
 export type ActorProgress = ReadonlyMap<string, number>;
@@ -49,6 +52,11 @@ export interface TimedOut {
   readonly timeoutMs: number;
   /** The longest a checkpoint may wait (the next one never waits longer). */
   readonly maxTimeoutMs: number;
+  /**
+   * Per function, the functions it reads (`upstreamOf`); a function not in it (a spec from before
+   * the job graph was recorded) is taken to read nothing.
+   */
+  readonly upstream: ReadonlyMap<string, readonly string[]>;
 }
 
 /** The verdict on a timed-out checkpoint. */
@@ -58,15 +66,26 @@ export type TimeoutVerdict =
   /** A missing actor made no progress (`stalled`), or the checkpoint waited as long as any may: a failure. */
   | { readonly kind: "failure"; readonly stalled: readonly string[] };
 
+/** The function of an actor id `<fn>/<partition>`. */
+const functionOf = (actor: string) => actor.slice(0, Math.max(0, actor.lastIndexOf("/")));
+
+/** Per function of a spec, the functions it reads (absent inputs: none). */
+export function upstreamOf(spec: JobSpecRecord): Map<string, string[]> {
+  return new Map(spec.functions.map((f) => [f.name, (f.inputs ?? []).map((i) => i.fn)]));
+}
+
 /** Judges a timed-out checkpoint (see the module's comment). */
 export function judgeTimeout(t: TimedOut): TimeoutVerdict {
-  const stalled = t.missing.filter((actor) => {
+  const missingFns = new Set(t.missing.map(functionOf));
+  const moved = (actor: string) => {
     const before = t.atTrigger.get(actor);
     const after = t.atTimeout.get(actor);
-    return before === undefined || after === undefined || !(after > before);
-  });
-  if (stalled.length > 0 || t.missing.length === 0 || t.timeoutMs >= t.maxTimeoutMs) return { kind: "failure", stalled };
-  return { kind: "behind-backlog", processing: [...t.missing], nextTimeoutMs: Math.min(t.maxTimeoutMs, 2 * t.timeoutMs) };
+    return before !== undefined && after !== undefined && after > before;
+  };
+  const processing = t.missing.filter(moved);
+  const stalled = t.missing.filter((actor) => !moved(actor) && !(t.upstream.get(functionOf(actor)) ?? []).some((fn) => missingFns.has(fn)));
+  if (stalled.length > 0 || processing.length === 0 || t.timeoutMs >= t.maxTimeoutMs) return { kind: "failure", stalled };
+  return { kind: "behind-backlog", processing, nextTimeoutMs: Math.min(t.maxTimeoutMs, 2 * t.timeoutMs) };
 }
 
 /** The progress counter an actor reports: monotonic while it runs, moved by every message it handles. */

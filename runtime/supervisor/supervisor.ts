@@ -87,7 +87,7 @@ import { countRejected } from "../metrics/rejections.ts";
 import { DEFAULT_LEADER_TTL_MS, makeLeaderElection } from "./leader-election.ts";
 import { planCleanup } from "./retention.ts";
 import { checkSegmentRefs, planSegmentCleanup, segmentObjectPrefix } from "../core/changelog.ts";
-import { judgeTimeout, progressOf, type ActorProgress } from "../core/checkpoint-timeouts.ts";
+import { judgeTimeout, progressOf, upstreamOf, type ActorProgress } from "../core/checkpoint-timeouts.ts";
 import { recoverCommit } from "../core/commit-recovery.ts";
 import { newSavepointId, type SavepointManifest } from "../core/savepoint.ts";
 import { NotDeployedError, openSavepointStore, savepointFunctions, writeManifest } from "../nats/savepoints.ts";
@@ -563,6 +563,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
             atTimeout: progressOf(missing, job.assignment?.value.owners ?? {}, heartbeats, flight.generation),
             timeoutMs: flight.timeoutMs,
             maxTimeoutMs,
+            upstream: upstreamOf(job.spec),
           });
           if (verdict.kind === "behind-backlog") {
             // Not the job's fault: counting it would restart the job into the same backlog.

@@ -1,17 +1,23 @@
 /**
  * A checkpoint that timed out (design note ci): when every actor that did not ack read input
- * since the trigger, its barriers are behind a backlog — no failure, and the next checkpoint
+ * since the trigger — or waits for a function it reads that has not acked either — its barriers are behind a backlog — no failure, and the next checkpoint
  * waits twice as long, up to the bound; a missing actor without progress, or whose progress is
  * unknown (a worker from before progress was reported), makes it a failure as before, and so
  * does a timeout at the bound. Progress is taken from the heartbeat of the actor's owner, for the
  * checkpoint's generation only.
  */
 import { describe, expect, it } from "vitest";
-import { judgeTimeout, progressCounter, progressOf } from "../../../runtime/core/checkpoint-timeouts.ts";
+import { judgeTimeout, progressCounter, progressOf, upstreamOf } from "../../../runtime/core/checkpoint-timeouts.ts";
 import type { WorkerHeartbeat } from "../../../runtime/core/protocol.ts";
 
 const progress = (entries: Record<string, number>) => new Map(Object.entries(entries));
-const base = { timeoutMs: 2_000, maxTimeoutMs: 600_000 };
+/** src → agg → out. */
+const upstream = upstreamOf({ job: "j", updatedAt: 0, functions: [
+  { name: "src", partitions: 1, isSource: true },
+  { name: "agg", partitions: 2, isSource: false, inputs: [{ fn: "src" }] },
+  { name: "out", partitions: 1, isSource: false, inputs: [{ fn: "agg" }] },
+] });
+const base = { timeoutMs: 2_000, maxTimeoutMs: 600_000, upstream };
 
 describe("judging a timed-out checkpoint", () => {
   it("barriers behind a backlog: every missing actor moved on since the trigger — no failure, the next one waits twice as long", () => {
@@ -20,7 +26,7 @@ describe("judging a timed-out checkpoint", () => {
   });
 
   it("the next timeout grows up to the bound, and a timeout at the bound is a failure even with progress", () => {
-    const moving = { missing: ["agg/0"], atTrigger: progress({ "agg/0": 1 }), atTimeout: progress({ "agg/0": 2 }) };
+    const moving = { upstream, missing: ["agg/0"], atTrigger: progress({ "agg/0": 1 }), atTimeout: progress({ "agg/0": 2 }) };
     expect(judgeTimeout({ ...moving, timeoutMs: 400_000, maxTimeoutMs: 600_000 })).toMatchObject({ kind: "behind-backlog", nextTimeoutMs: 600_000 });
     expect(judgeTimeout({ ...moving, timeoutMs: 600_000, maxTimeoutMs: 600_000 })).toEqual({ kind: "failure", stalled: [] });
   });
@@ -28,6 +34,18 @@ describe("judging a timed-out checkpoint", () => {
   it("a missing actor that read nothing since the trigger is hung: a failure naming it", () => {
     const verdict = judgeTimeout({ ...base, missing: ["agg/0", "agg/1"], atTrigger: progress({ "agg/0": 10, "agg/1": 5 }), atTimeout: progress({ "agg/0": 400, "agg/1": 5 }) });
     expect(verdict).toEqual({ kind: "failure", stalled: ["agg/1"] });
+  });
+
+  it("an actor without progress whose upstream is still missing is waiting for its barrier, not hung (an idle sink behind a slow function)", () => {
+    const verdict = judgeTimeout({ ...base, missing: ["agg/1", "out/0"], atTrigger: progress({ "agg/1": 5, "out/0": 1 }), atTimeout: progress({ "agg/1": 90, "out/0": 1 }) });
+    expect(verdict).toEqual({ kind: "behind-backlog", processing: ["agg/1"], nextTimeoutMs: 4_000 });
+  });
+
+  it("an actor without progress whose upstream all acked (its barrier was sent) is hung, and so is a source without progress", () => {
+    expect(judgeTimeout({ ...base, missing: ["out/0"], atTrigger: progress({ "out/0": 1 }), atTimeout: progress({ "out/0": 1 }) })).toEqual({ kind: "failure", stalled: ["out/0"] });
+    expect(judgeTimeout({ ...base, missing: ["src/0", "agg/0"], atTrigger: progress({ "src/0": 3, "agg/0": 1 }), atTimeout: progress({ "src/0": 3, "agg/0": 1 }) })).toEqual({ kind: "failure", stalled: ["src/0"] });
+    // Without the job graph (a spec from before it was recorded) nothing is known to be upstream.
+    expect(judgeTimeout({ ...base, upstream: new Map(), missing: ["agg/1", "out/0"], atTrigger: progress({ "agg/1": 5, "out/0": 1 }), atTimeout: progress({ "agg/1": 90, "out/0": 1 }) })).toEqual({ kind: "failure", stalled: ["out/0"] });
   });
 
   it("progress not known (no heartbeat with it at the trigger or at the timeout) counts as none", () => {
