@@ -11,7 +11,9 @@
  *   except for a job stopped by a stop-with-checkpoint, whose actors move within the generation;
  * - **recovers** a job (next generation, same owners) when an actor reports a failure, or when
  *   too many checkpoints in a row fail — after a growing delay, and not at all once it failed too
- *   often (FAILED, until deployed again or `eddy start`ed);
+ *   often (FAILED, until deployed again or `eddy start`ed). A timeout whose barriers are behind a
+ *   backlog (the actors missing are still reading input, by their heartbeats) is not a failure:
+ *   the next checkpoint waits longer instead (checkpoint-timeouts.ts, design note ci);
  * - **checkpoints** it: writes the checkpoint record, triggers the sources, collects one snapshot
  *   ack per actor and commits with a compare-and-set of `<job>.latest` — that write is the commit
  *   point — then records the statistics and deletes what no actor needs any more.
