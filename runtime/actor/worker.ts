@@ -265,9 +265,10 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
     };
 
     // Heartbeat: the supervisor treats a worker whose entry expired as dead.
+    let beats = 0;
     const beat = () => {
       // Each actor's progress lets the supervisor tell barriers behind a backlog from a hung actor (design note ci).
-      const progress = { generation, actors: Object.fromEntries([...actors.values()].map((a) => [a.id, progressCounter(a.stats)])) };
+      const progress = { generation, beat: ++beats, actors: Object.fromEntries([...actors.values()].map((a) => [a.id, progressCounter(a.stats)])) };
       const heartbeat: WorkerHeartbeat = { id, pid: process.pid, startedAt, jobs: [job], running, ...(leaving ? { leaving } : {}), progress };
       // Under the job's own key: the supervisor counts it for this job only (only its workers may write there).
       return workers.put(heartbeatKey(job, id), encoder.encode(JSON.stringify(heartbeat)));

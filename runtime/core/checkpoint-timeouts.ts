@@ -11,14 +11,21 @@
  * the next one waits twice as long, up to a bound (Flink's checkpoint timeout, 10 min by default).
  * A missing actor that made no progress is still waiting for its barrier if an actor of a function
  * it reads is missing too (the barrier has not been forwarded to it: a sink idle behind a slow
- * function). One that made no progress although every function it reads has acked, or whose
- * progress is not known (an older worker), is hung as far as anyone can tell: that timeout counts
- * as a failure, as does one at the bound.
+ * function), or waiting for its turn if a missing actor that is processing runs on the same worker
+ * (a worker is one event loop: an idle source's trigger and ack wait while a busy neighbour works
+ * through its backlog), or if its worker wrote no heartbeat since the trigger but still has one
+ * (its event loop was busy the whole time: a loop that never comes back loses its heartbeat within
+ * 5 s and is recovered as a dead worker). One that made no progress otherwise, or whose progress
+ * is not known (no heartbeat, or one from an older worker), is hung as far as anyone can tell:
+ * that timeout counts as a failure, as does one at the bound.
  */
 import type { JobSpecRecord, WorkerHeartbeat } from "./protocol.ts";
 
-/** Per actor (`<fn>/<partition>`), its progress counter as its owner's heartbeat reports it. */
-export type ActorProgress = ReadonlyMap<string, number>;
+/**
+ * Per actor (`<fn>/<partition>`), its progress counter (`count`) as its owner's heartbeat reports
+ * it, and that heartbeat's number (`beat`: it grows with every heartbeat the worker writes).
+ */
+export type ActorProgress = ReadonlyMap<string, { readonly count: number; readonly beat: number }>;
 
 /**
  * The progress counters of `actors` in `generation`, each taken from the heartbeat of the worker
@@ -29,13 +36,13 @@ export function progressOf(
   owners: Readonly<Record<string, string>>,
   heartbeats: ReadonlyMap<string, WorkerHeartbeat>,
   generation: number,
-): Map<string, number> {
-  const out = new Map<string, number>();
+): Map<string, { count: number; beat: number }> {
+  const out = new Map<string, { count: number; beat: number }>();
   for (const actor of actors) {
     if (!Object.hasOwn(owners, actor)) continue;
     const p = heartbeats.get(owners[actor]!)?.progress;
     if (p === undefined || p.generation !== generation || !Object.hasOwn(p.actors, actor)) continue;
-    out.set(actor, p.actors[actor]!);
+    out.set(actor, { count: p.actors[actor]!, beat: p.beat });
   }
   return out;
 }
@@ -57,6 +64,8 @@ export interface TimedOut {
    * the job graph was recorded) is taken to read nothing.
    */
   readonly upstream: ReadonlyMap<string, readonly string[]>;
+  /** The worker each actor runs on (the assignment's owners). */
+  readonly owners: Readonly<Record<string, string>>;
 }
 
 /** The verdict on a timed-out checkpoint. */
@@ -80,12 +89,24 @@ export function judgeTimeout(t: TimedOut): TimeoutVerdict {
   const moved = (actor: string) => {
     const before = t.atTrigger.get(actor);
     const after = t.atTimeout.get(actor);
-    return before !== undefined && after !== undefined && after > before;
+    return before !== undefined && after !== undefined && after.count > before.count;
+  };
+  // The worker wrote no heartbeat since the trigger, yet its last one has not expired.
+  const silent = (actor: string) => {
+    const before = t.atTrigger.get(actor);
+    const after = t.atTimeout.get(actor);
+    return before !== undefined && after !== undefined && after.beat === before.beat;
   };
   const processing = t.missing.filter(moved);
-  const stalled = t.missing.filter((actor) => !moved(actor) && !(t.upstream.get(functionOf(actor)) ?? []).some((fn) => missingFns.has(fn)));
-  if (stalled.length > 0 || processing.length === 0 || t.timeoutMs >= t.maxTimeoutMs) return { kind: "failure", stalled };
-  return { kind: "behind-backlog", processing, nextTimeoutMs: Math.min(t.maxTimeoutMs, 2 * t.timeoutMs) };
+  const ownerOf = (actor: string) => (Object.hasOwn(t.owners, actor) ? t.owners[actor] : undefined);
+  const busyWorkers = new Set(processing.map(ownerOf));
+  const waiting = (actor: string) => {
+    const owner = ownerOf(actor);
+    return (t.upstream.get(functionOf(actor)) ?? []).some((fn) => missingFns.has(fn)) || (owner !== undefined && busyWorkers.has(owner)) || silent(actor);
+  };
+  const stalled = t.missing.filter((actor) => !moved(actor) && !waiting(actor));
+  if (stalled.length > 0 || t.missing.length === 0 || t.timeoutMs >= t.maxTimeoutMs) return { kind: "failure", stalled };
+  return { kind: "behind-backlog", processing: processing.length > 0 ? processing : [...t.missing], nextTimeoutMs: Math.min(t.maxTimeoutMs, 2 * t.timeoutMs) };
 }
 
 /** The progress counter an actor reports: monotonic while it runs, moved by every message it handles. */

@@ -185,7 +185,7 @@ const boundedRecord =
 
 export const workerHeartbeat = struct(
   { id: str, pid: count, startedAt: millis, jobs: array(str) },
-  { running: record(count), leaving: bool, progress: struct({ generation: count, actors: boundedRecord(count, MAX_HEARTBEAT_PROGRESS) }) },
+  { running: record(count), leaving: bool, progress: struct({ generation: count, beat: count, actors: boundedRecord(count, MAX_HEARTBEAT_PROGRESS) }) },
 );
 
 

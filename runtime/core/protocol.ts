@@ -303,7 +303,12 @@ export interface WorkerHeartbeat {
    * tells a checkpoint whose barriers are behind a backlog from a hung actor by it (design note
    * ci). Absent from workers before it (their timeouts count as failures).
    */
-  readonly progress?: { readonly generation: number; readonly actors: Readonly<Record<string, number>> };
+  readonly progress?: {
+    readonly generation: number;
+    /** Grows with every heartbeat written: one unchanged since a trigger means the worker was too busy to write any. */
+    readonly beat: number;
+    readonly actors: Readonly<Record<string, number>>;
+  };
 }
 
 /** At most this many actors' progress in one heartbeat (a worker runs fewer actors of one job). */

@@ -566,6 +566,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
             timeoutMs: flight.timeoutMs,
             maxTimeoutMs,
             upstream: upstreamOf(job.spec),
+            owners: job.assignment?.value.owners ?? {},
           });
           if (verdict.kind === "behind-backlog") {
             // Not the job's fault: counting it would restart the job into the same backlog.
