@@ -554,10 +554,11 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           if (reassigned()) return yield* abort(c, "assignment changed", false);
           const missing = [...flight.expected].filter((a) => !flight.acks.has(a));
           const timedOut = `timed out after ${flight.timeoutMs} ms waiting for ${missing.length} of ${flight.expected.size} acks (${preview(missing)})`;
-          // Fresh heartbeats: those of the last poll may predate most of the wait.
+          // Fresh heartbeats: those of the last poll may predate most of the wait. Unreadable ones
+          // tell nothing (not the poll's: they would pass for workers silent since the trigger).
           const heartbeats = yield* io("reading heartbeats", () => liveWorkers(stores)).pipe(
             Effect.map((all) => all.get(job.name) ?? new Map<string, WorkerHeartbeat>()),
-            Effect.catch(() => Effect.succeed(job.heartbeats)),
+            Effect.catch(() => Effect.succeed(new Map<string, WorkerHeartbeat>())),
           );
           const verdict = judgeTimeout({
             missing,
