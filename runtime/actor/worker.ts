@@ -31,6 +31,7 @@ import {
 } from "../core/protocol.ts";
 import { decodeControl, decodeControlOrThrow, type ControlKind } from "../core/control-messages.ts";
 import { countRejected } from "../metrics/rejections.ts";
+import { progressCounter } from "../core/checkpoint-timeouts.ts";
 import { liveActorStats, type WorkerStatsReply } from "../core/live-stats.ts";
 import { InputError } from "../errors.ts";
 import type { PipelineSpec } from "../sdk/function.ts";
@@ -264,8 +265,11 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
     };
 
     // Heartbeat: the supervisor treats a worker whose entry expired as dead.
+    let beats = 0;
     const beat = () => {
-      const heartbeat: WorkerHeartbeat = { id, pid: process.pid, startedAt, jobs: [job], running, ...(leaving ? { leaving } : {}) };
+      // Each actor's progress lets the supervisor tell barriers behind a backlog from a hung actor (design note ci).
+      const progress = { generation, beat: ++beats, actors: Object.fromEntries([...actors.values()].map((a) => [a.id, progressCounter(a.stats)])) };
+      const heartbeat: WorkerHeartbeat = { id, pid: process.pid, startedAt, jobs: [job], running, ...(leaving ? { leaving } : {}), progress };
       // Under the job's own key: the supervisor counts it for this job only (only its workers may write there).
       return workers.put(heartbeatKey(job, id), encoder.encode(JSON.stringify(heartbeat)));
     };

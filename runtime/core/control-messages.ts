@@ -32,6 +32,7 @@ import type {
   WorkerHeartbeat,
   DeploymentRecord,
 } from "./protocol.ts";
+import { MAX_HEARTBEAT_PROGRESS } from "./protocol.ts";
 import { InputError } from "../errors.ts";
 
 /** A check: undefined if `x` fits, else what is wrong (with `path`, the field's place). */
@@ -174,7 +175,18 @@ export const checkpointReply: Check = (x, p) => (isObject(x) && x.ok === true ? 
  */
 export const jobStatusObject = record(anything);
 
-export const workerHeartbeat = struct({ id: str, pid: count, startedAt: millis, jobs: array(str) }, { running: record(count), leaving: bool });
+/** An object used as a map of at most `max` entries (a bound on what a reader walks and keeps). */
+const boundedRecord =
+  (value: Check, max: number): Check =>
+  (x, p) => {
+    if (isObject(x) && Object.keys(x).length > max) return at(p, `expected at most ${max} entries`);
+    return record(value)(x, p);
+  };
+
+export const workerHeartbeat = struct(
+  { id: str, pid: count, startedAt: millis, jobs: array(str) },
+  { running: record(count), leaving: bool, progress: struct({ generation: count, beat: count, actors: boundedRecord(count, MAX_HEARTBEAT_PROGRESS) }) },
+);
 
 
 export const deploymentRecord = struct(

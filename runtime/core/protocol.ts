@@ -297,7 +297,22 @@ export interface WorkerHeartbeat {
   readonly running?: Readonly<Record<string, number>>;
   /** The worker is shutting down gracefully: move its actors away at a checkpoint. */
   readonly leaving?: boolean;
+  /**
+   * Per actor of the heartbeat's job this worker runs in `generation`, a counter that every input
+   * message it handles moves (records read and skipped plus its read position): the supervisor
+   * tells a checkpoint whose barriers are behind a backlog from a hung actor by it (design note
+   * ci). Absent from workers before it (their timeouts count as failures).
+   */
+  readonly progress?: {
+    readonly generation: number;
+    /** Grows with every heartbeat written: one unchanged since a trigger means the worker was too busy to write any. */
+    readonly beat: number;
+    readonly actors: Readonly<Record<string, number>>;
+  };
 }
+
+/** At most this many actors' progress in one heartbeat (a worker runs fewer actors of one job). */
+export const MAX_HEARTBEAT_PROGRESS = 4096;
 
 /** `<job>.deploy.<n>` (runtime/nats/deployments.ts reads and writes them). */
 /** State a function declares, by name: kind and schema version (what makes versions compatible). */

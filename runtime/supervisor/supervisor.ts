@@ -11,7 +11,9 @@
  *   except for a job stopped by a stop-with-checkpoint, whose actors move within the generation;
  * - **recovers** a job (next generation, same owners) when an actor reports a failure, or when
  *   too many checkpoints in a row fail — after a growing delay, and not at all once it failed too
- *   often (FAILED, until deployed again or `eddy start`ed);
+ *   often (FAILED, until deployed again or `eddy start`ed). A timeout whose barriers are behind a
+ *   backlog (the actors missing are still reading input, by their heartbeats) is not a failure:
+ *   the next checkpoint waits longer instead (checkpoint-timeouts.ts, design note ci);
  * - **checkpoints** it: writes the checkpoint record, triggers the sources, collects one snapshot
  *   ack per actor and commits with a compare-and-set of `<job>.latest` — that write is the commit
  *   point — then records the statistics and deletes what no actor needs any more.
@@ -87,6 +89,7 @@ import { countRejected } from "../metrics/rejections.ts";
 import { DEFAULT_LEADER_TTL_MS, makeLeaderElection } from "./leader-election.ts";
 import { planCleanup } from "./retention.ts";
 import { checkSegmentRefs, planSegmentCleanup, segmentObjectPrefix } from "../core/changelog.ts";
+import { judgeTimeout, progressOf, upstreamOf, type ActorProgress } from "../core/checkpoint-timeouts.ts";
 import { recoverCommit } from "../core/commit-recovery.ts";
 import { newSavepointId, type SavepointManifest } from "../core/savepoint.ts";
 import { NotDeployedError, openSavepointStore, savepointFunctions, writeManifest } from "../nats/savepoints.ts";
@@ -99,6 +102,12 @@ export interface SupervisorOptions {
   readonly checkpointIntervalMs?: number;
   /** A checkpoint not acked by every actor within this time is aborted (default 10 s). */
   readonly checkpointTimeoutMs?: number;
+  /**
+   * The longest a checkpoint may wait: one that timed out with its barriers behind a backlog (the
+   * actors missing are still reading their input) does not count as a failure, and the next waits
+   * twice as long, up to this (default 10 min, Flink's checkpoint timeout; design note ci).
+   */
+  readonly maxCheckpointTimeoutMs?: number;
   /** Committed checkpoints kept whatever the actors applied (default 3). */
   readonly retainCheckpoints?: number;
   /** Aborted checkpoints in a row after which the job is recovered (default 3). */
@@ -213,6 +222,10 @@ interface InFlight {
   readonly assignmentRevision: number;
   readonly expected: ReadonlySet<string>;
   readonly acks: Map<string, SnapshotAck>;
+  /** How long it waits for the acks. */
+  readonly timeoutMs: number;
+  /** Each actor's progress counter when it was triggered, from the last heartbeats read. */
+  readonly progressAtTrigger: ActorProgress;
   readonly outcome: Deferred.Deferred<Outcome>;
 }
 
@@ -246,6 +259,10 @@ interface JobState {
   /** The last failure recorded, kept in the status record after the restart window forgets it. */
   lastException: RestartCause | undefined;
   consecutiveFailures: number;
+  /** How long the next checkpoint waits: longer after one whose barriers were behind a backlog (design note ci). */
+  checkpointTimeoutMs: number;
+  /** The job's heartbeats of the last poll. */
+  heartbeats: ReadonlyMap<string, WorkerHeartbeat>;
   lastStartedAt: number;
   inFlight: InFlight | undefined;
   /** A stop checkpoint committed at this generation and spec: no periodic checkpoints. */
@@ -299,6 +316,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
     const id = options.id ?? `supervisor-${process.pid}-${randomUUID().slice(0, 8)}`;
     const interval = options.checkpointIntervalMs ?? 1000;
     const timeoutMs = options.checkpointTimeoutMs ?? 10_000;
+    const maxTimeoutMs = Math.max(timeoutMs, options.maxCheckpointTimeoutMs ?? 600_000);
     const retain = Math.max(1, options.retainCheckpoints ?? 3);
     const maxFailures = Math.max(1, options.maxConsecutiveFailures ?? 3);
     const notRunningTimeoutMs = options.notRunningTimeoutMs ?? 60_000;
@@ -430,6 +448,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         };
         c.final = record;
         job.consecutiveFailures = 0;
+        job.checkpointTimeoutMs = timeoutMs;
         if (base.stop) job.stopped = { generation: base.generation, specRevision: job.specRevision, assignmentRevision: job.assignment?.revision ?? 0 };
         // The commit already happened; a lost statistics record is only a cosmetic loss.
         yield* io(`recording checkpoint ${base.id} of ${job.name} as committed`, () =>
@@ -530,11 +549,32 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           try: () => nc.publish(triggerSubject(job.name), JSON.stringify(trigger)),
           catch: (e) => new ControlPlaneError(`publishing the trigger: ${errorMessage(e)}`, { cause: e }),
         });
-        const outcome = yield* Deferred.await(flight.outcome).pipe(Effect.timeoutOption(timeoutMs));
+        const outcome = yield* Deferred.await(flight.outcome).pipe(Effect.timeoutOption(flight.timeoutMs));
         if (Option.isNone(outcome)) {
           if (reassigned()) return yield* abort(c, "assignment changed", false);
           const missing = [...flight.expected].filter((a) => !flight.acks.has(a));
-          return yield* abort(c, `timed out after ${timeoutMs} ms waiting for ${missing.length} of ${flight.expected.size} acks (${preview(missing)})`, true);
+          const timedOut = `timed out after ${flight.timeoutMs} ms waiting for ${missing.length} of ${flight.expected.size} acks (${preview(missing)})`;
+          // Fresh heartbeats: those of the last poll may predate most of the wait. Unreadable ones
+          // tell nothing (not the poll's: they would pass for workers silent since the trigger).
+          const heartbeats = yield* io("reading heartbeats", () => liveWorkers(stores)).pipe(
+            Effect.map((all) => all.get(job.name) ?? new Map<string, WorkerHeartbeat>()),
+            Effect.catch(() => Effect.succeed(new Map<string, WorkerHeartbeat>())),
+          );
+          const verdict = judgeTimeout({
+            missing,
+            atTrigger: flight.progressAtTrigger,
+            atTimeout: progressOf(missing, job.assignment?.value.owners ?? {}, heartbeats, flight.generation),
+            timeoutMs: flight.timeoutMs,
+            maxTimeoutMs,
+            upstream: upstreamOf(job.spec),
+            owners: job.assignment?.value.owners ?? {},
+          });
+          if (verdict.kind === "behind-backlog") {
+            // Not the job's fault: counting it would restart the job into the same backlog.
+            job.checkpointTimeoutMs = Math.max(job.checkpointTimeoutMs, verdict.nextTimeoutMs);
+            return yield* abort(c, `barriers behind a backlog: ${preview(verdict.processing)} still processing (${timedOut}; the next checkpoint waits ${job.checkpointTimeoutMs} ms)`, false);
+          }
+          return yield* abort(c, verdict.stalled.length > 0 ? `${timedOut}; no progress since the trigger: ${preview(verdict.stalled)}` : timedOut, true);
         }
         if (!outcome.value.acked) return yield* abort(c, outcome.value.reason, outcome.value.failure);
         const unproven = yield* verifySnapshots(c);
@@ -596,6 +636,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           assignmentRevision: assignment.revision,
           expected: new Set(job.actors),
           acks: new Map(),
+          timeoutMs: job.checkpointTimeoutMs,
+          progressAtTrigger: progressOf(job.actors, assignment.value.owners, job.heartbeats, generation),
           outcome: yield* Deferred.make<Outcome>(),
         };
         job.inFlight = flight;
@@ -770,6 +812,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           lastException: undefined,
           notRunningSince: 0,
           consecutiveFailures: 0,
+          checkpointTimeoutMs: timeoutMs,
+          heartbeats: new Map(),
           lastStartedAt: 0,
           inFlight: undefined,
           stopped: undefined,
@@ -939,6 +983,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           return;
         }
         const job = s.jobs.get(name) ?? (yield* addJob(s, name, spec));
+        job.heartbeats = workers;
         job.spec = spec.value;
         job.specRevision = spec.revision;
         job.actors = specActors(spec.value);
@@ -1028,6 +1073,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
             job.recovery = undefined;
             job.notRunningSince = 0;
             job.consecutiveFailures = 0;
+            job.checkpointTimeoutMs = timeoutMs;
             job.ready = false;
             job.previousRevision = revision;
             generation = next.generation;

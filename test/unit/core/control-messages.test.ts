@@ -44,6 +44,16 @@ describe("control message validation", () => {
     expect(decodeControl("trigger", bytes({ id: 1, generation: 0, stop: false, savepoint: null }))).toMatchObject({ ok: false, message: "trigger: savepoint: expected a string" });
   });
 
+  it("a heartbeat's progress (design note ci) is optional, but when present holds a bounded map of counts", () => {
+    const hb = { id: "w1", pid: 9, startedAt: 1, jobs: ["j"], running: { j: 2 } };
+    expect(decodeControl("heartbeat", bytes({ ...hb, progress: { generation: 2, beat: 7, actors: { "agg/0": 120, "src/1": 0 } } })).ok).toBe(true);
+    expect(decodeControl("heartbeat", bytes({ ...hb, progress: { generation: 2, beat: 7, actors: { "agg/0": -1 } } }))).toMatchObject({ ok: false, message: 'heartbeat: progress.actors["agg/0"]: expected a non-negative safe integer' });
+    expect(decodeControl("heartbeat", bytes({ ...hb, progress: { actors: {} } }))).toMatchObject({ ok: false, message: "heartbeat: progress.generation: missing" });
+    expect(decodeControl("heartbeat", bytes({ ...hb, progress: null }))).toMatchObject({ ok: false, message: "heartbeat: progress: expected an object" });
+    const many = Object.fromEntries(Array.from({ length: 4097 }, (_, i) => [`f/${i}`, 1]));
+    expect(decodeControl("heartbeat", bytes({ ...hb, progress: { generation: 2, beat: 7, actors: many } }))).toMatchObject({ ok: false, message: "heartbeat: progress.actors: expected at most 4096 entries" });
+  });
+
   it("keys named like Object.prototype members are data, not a way into the prototype", () => {
     const d = decodeControl("assignment", bytes('{"generation":1,"owners":{"__proto__":"w9","constructor":"w8"},"updatedAt":1}'));
     expect(d.ok).toBe(true);
