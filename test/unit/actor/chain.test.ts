@@ -123,7 +123,7 @@ describe("a fused function", () => {
   });
 
   it("hands a keyed head's timer output down the chain too", () => {
-    const keyed: FunctionSpec<{ n: number }> = {
+    const keyed: FunctionSpec<{ n: number }, { n: number }, { last: ReturnType<typeof valueState<{ n: number }>> }> = {
       name: "keyed",
       input: fromStream("IN"),
       key: () => "k",
@@ -133,7 +133,7 @@ describe("a fused function", () => {
         ctx.timers.registerEventTimeTimer(100);
       },
       onTimer(ctx) {
-        ctx.emit(ctx.state.last.get());
+        ctx.emit(ctx.state.last.get()!);
       },
     };
     const mutate: FunctionSpec<{ n: number }> = {
