@@ -42,10 +42,10 @@ export function chainBreak(graph: JobGraph, node: FunctionNode, chaining = true)
   if (up.spec.chain === false) return `"${up.name}" has chain: false`;
   // Flink: the edge's partitioner is a ForwardPartitioner; a key selector repartitions (keyBy).
   if (node.spec.key !== undefined) return "it is keyed (its records are repartitioned by key)";
-  // Flink: upStreamVertex.getParallelism() == downStreamVertex.getParallelism(). A function that
-  // does not set its count runs in every partition of its producer, as Flink's default
-  // parallelism would; one that sets another count keeps its own actors.
-  if (node.spec.partitions !== undefined && node.partitions !== up.partitions) return `it has ${node.partitions} partitions and "${up.name}" ${up.partitions}`;
+  // Flink: upStreamVertex.getParallelism() == downStreamVertex.getParallelism(). The counts are
+  // those the job graph gave (an unkeyed function defaults to 1): chaining never changes how
+  // many partitions a function runs in, so a job behaves as it did unchained.
+  if (node.partitions !== up.partitions) return `it has ${node.partitions} partition${node.partitions === 1 ? "" : "s"} and "${up.name}" ${up.partitions}${node.spec.partitions === undefined ? ` (set partitions: ${up.partitions} to chain it)` : ""}`;
   // eddy: the producer's every output goes into this one function, so the fused actor has one
   // set of outputs (the chain's tail's) and no fan-out to keep apart.
   if (up.consumers.length !== 1) return `"${up.name}" has ${up.consumers.length} consumers`;

@@ -68,7 +68,7 @@ describe("operator chaining", () => {
 
       const apart = await run("apart", false);
       expect(apart.status.chains).toEqual([]);
-      expect(apart.actors).toEqual(["keep/0", "out/0", "parse/0", "parse/1"]);
+      expect(apart.actors).toEqual(["keep/0", "keep/1", "out/0", "out/1", "parse/0", "parse/1"]);
       expect(apart.streams).toEqual({ keep: true, out: true });
 
       const expected = expectedRows(input);

@@ -27,7 +27,7 @@ describe("operator chaining: what chains", () => {
   });
 
   it("chains after a keyed function: the keyed one starts a chain, its keyless reader joins it", () => {
-    const p = plan([src(), fn("agg", from("src"), { key, partitions: 4 }), fn("fmt", from("agg")), fn("out", from("fmt"))]);
+    const p = plan([src(), fn("agg", from("src"), { key, partitions: 4 }), fn("fmt", from("agg"), { partitions: 4 }), fn("out", from("fmt"), { partitions: 4 })]);
     expect(p.chains).toEqual([["agg", "fmt", "out"]]);
     expect(p.reasons.get("agg")).toBe("it is keyed (its records are repartitioned by key)");
   });
@@ -35,11 +35,6 @@ describe("operator chaining: what chains", () => {
   it("chains a function that reads a side output, when nothing else reads its producer", () => {
     const p = plan([src(), fn("late", from("src", "late"))]);
     expect(p.chains).toEqual([["src", "late"]]);
-  });
-
-  it("runs a keyless function without a partition count in every partition of its producer", () => {
-    const p = plan([fn("src", fromStream("IN", { partitions: 4, subject: (q) => `in.${q}` })), fn("map", from("src"))]);
-    expect(p.chains).toEqual([["src", "map"]]);
   });
 
   it("chains a function with the same partition count it sets itself", () => {
@@ -72,6 +67,12 @@ describe("operator chaining: what does not chain, and why", () => {
     const p = plan([src(), fn("map", from("src"), { partitions: 2 })]);
     expect(p.reasons.get("map")).toBe('it has 2 partitions and "src" 1');
     expect(p.chains).toEqual([]);
+  });
+
+  it("does not change a partition count to chain: a keyless function keeps its default of 1 after a partitioned one", () => {
+    const p = plan([fn("src", fromStream("IN", { partitions: 4, subject: (q) => `in.${q}` })), fn("map", from("src"))]);
+    expect(p.chains).toEqual([]);
+    expect(p.reasons.get("map")).toBe('it has 1 partition and "src" 4 (set partitions: 4 to chain it)');
   });
 
   it("does not chain a function with two inputs (a union or join needs alignment)", () => {
@@ -118,8 +119,8 @@ describe("operator chaining: longer graphs", () => {
     const p = plan([
       src(),
       fn("parse", from("src")),
-      fn("count", from("parse"), { key }),
-      fn("fmt", from("count")),
+      fn("count", from("parse"), { key, partitions: 2 }),
+      fn("fmt", from("count"), { partitions: 2 }),
       fn("audit", from("fmt"), { chain: false }),
       fn("out", from("audit")),
     ]);
