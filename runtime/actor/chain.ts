@@ -14,8 +14,8 @@
  * A chained function sees what it would see in its own actor: its input's records with their
  * event time (re-stamped by its own `timestamp` selector if it has one), key "" and input 0, the
  * head's watermark and processing time. A record it throws on is dead-lettered under its own
- * name and the chain goes on, as its own actor would do; its `ctx.count` counters are counted as
- * the head's.
+ * name (and `Eddy-Producer` naming the function it read, in the head's partition) and the chain
+ * goes on, as its own actor would do; its `ctx.count` counters are counted as the head's.
  */
 import { buildJobGraph, type FunctionNode, type JobGraph } from "../core/job-graph.ts";
 import { planChains, type ChainPlan } from "../core/chaining.ts";
@@ -33,6 +33,8 @@ export const CHAIN_DEAD_LETTER = "\u0000eddy-chain-dead-letter";
 /** What a chained function could not process (the record of a `CHAIN_DEAD_LETTER` side output). */
 export interface ChainDeadLetter {
   readonly fn: string;
+  /** The function whose output the record was (its partition is the head's). */
+  readonly from: string;
   readonly reason: string;
   readonly record: unknown;
 }
@@ -151,7 +153,7 @@ class ChainRuntime {
       // A function with keyed state may emit a value it keeps: a copy keeps the next function
       // from changing it (Flink copies between chained operators unless object reuse is on).
       const copy = Object.keys(upstream.spec.state ?? {}).length > 0 || upstream.spec.broadcastState !== undefined;
-      const link = new Link(node.spec, downstream, real, copy);
+      const link = new Link(node.spec, upstream.name, downstream, real, copy);
       const output = node.inputs[0]!.output;
       downstream =
         output === undefined
@@ -170,13 +172,15 @@ class ChainRuntime {
 /** A chained function: runs `process` for each record its upstream emits into its input. */
 class Link {
   private readonly spec: FunctionSpec<any, any, any>;
+  private readonly from: string;
   private readonly real: Context<any, any, any>;
   private readonly copy: boolean;
   private readonly ctx: Context<any, any, any>;
   private timestamp = -Infinity;
 
-  constructor(spec: FunctionSpec<any, any, any>, out: Downstream, real: Context<any, any, any>, copy: boolean) {
+  constructor(spec: FunctionSpec<any, any, any>, from: string, out: Downstream, real: Context<any, any, any>, copy: boolean) {
     this.spec = spec;
+    this.from = from;
     this.real = real;
     this.copy = copy;
     const self = this;
@@ -250,7 +254,7 @@ class Link {
   }
 
   private deadLetter(reason: string, record: unknown, timestamp: number): void {
-    const letter: ChainDeadLetter = { fn: this.spec.name, reason, record };
+    const letter: ChainDeadLetter = { fn: this.spec.name, from: this.from, reason, record };
     this.real.sideOutput(CHAIN_DEAD_LETTER, letter, timestamp);
   }
 }

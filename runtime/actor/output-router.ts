@@ -251,7 +251,7 @@ export class OutputRouter implements OperatorOutput {
     if (name === CHAIN_DEAD_LETTER) {
       // A function chained into this one could not process a record: its dead letter, under its name.
       const letter = record as ChainDeadLetter;
-      this.deadLetter(letter.reason, safeJson(letter.record), {}, letter.fn);
+      this.deadLetter(letter.reason, safeJson(letter.record), { [HEADER.producer]: `${letter.from}/${this.partition}` }, letter.fn);
       return;
     }
     const routes = this.routes.get(name);

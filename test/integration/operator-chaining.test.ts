@@ -53,7 +53,7 @@ describe("operator chaining", () => {
           const actors = job.worker.actors().map((a) => a.id).sort();
           const streams = { keep: await streamExists(nc, inputStream(name, "keep")), out: await streamExists(nc, inputStream(name, "out")) };
           await job.stop();
-          const dead = (await readAll(nc, `EDDY_${name}_DLQ`)).map((m) => ({ fn: m.headers["Eddy-Function"], reason: m.headers["Eddy-Reason"], seq: (JSON.parse(decoder.decode(m.data)) as LedgerEvent).seq }));
+          const dead = (await readAll(nc, `EDDY_${name}_DLQ`)).map((m) => ({ fn: m.headers["Eddy-Function"], producer: m.headers["Eddy-Producer"], reason: m.headers["Eddy-Reason"], seq: (JSON.parse(decoder.decode(m.data)) as LedgerEvent).seq }));
           return { status, actors, streams, rows: await rowsOf(nc, "CHAIN_OUT", `chain.out.${name}`), dead: dead.sort((a, b) => a.seq - b.seq) };
         } catch (e) {
           await job.stop().catch(() => undefined);
@@ -80,7 +80,7 @@ describe("operator chaining", () => {
       expect(unlucky.length).toBeGreaterThan(10);
       expect(chained.dead.map((d) => d.seq)).toEqual(unlucky);
       expect(chained.dead).toEqual(apart.dead);
-      expect(chained.dead[0]).toEqual({ fn: "keep", reason: 'process: keep.process failed for key "": unlucky amount', seq: unlucky[0] });
+      expect(chained.dead[0]).toEqual({ fn: "keep", producer: `parse/${unlucky[0]! % 2}`, reason: 'process: keep.process failed for key "": unlucky amount', seq: unlucky[0] });
     } finally {
       await nc.close();
     }

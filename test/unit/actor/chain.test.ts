@@ -91,7 +91,7 @@ describe("a fused function", () => {
     op.process("", 20, { n: 3 }, 1000);
     expect(got[0]!.output).toBe(CHAIN_DEAD_LETTER);
     const letter = got[0]!.record as ChainDeadLetter;
-    expect(letter).toEqual({ fn: "double", reason: 'process: double.process failed for key "": negative', record: { n: -1 } });
+    expect(letter).toEqual({ fn: "double", from: "src", reason: 'process: double.process failed for key "": negative', record: { n: -1 } });
     expect(got.slice(1)).toEqual([{ output: "", record: { n: 6 }, ts: 21 }]);
   });
 
