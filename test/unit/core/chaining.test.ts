@@ -130,3 +130,10 @@ describe("operator chaining: longer graphs", () => {
     expect(p.headOf("out")).toBe("out");
   });
 });
+
+describe("operator chaining: the switches are validated", () => {
+  it("refuses a chain flag that is not a boolean, and a pipeline chaining flag that is not one", () => {
+    expect(() => buildJobGraph({ name: "job", functions: [src({ chain: "no" as unknown as boolean })] })).toThrow('function "src": chain must be true or false, got "no"');
+    expect(() => buildJobGraph({ name: "job", functions: [src()], chaining: 0 as unknown as boolean })).toThrow('job "job": chaining must be true or false, got 0');
+  });
+});
