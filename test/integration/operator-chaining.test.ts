@@ -2,12 +2,14 @@
  * Operator chaining on a real nats-server (design note ch): source → filter/map → sink written
  * as three functions run as one chain in the source's actors — `eddy status` shows the chain,
  * the chained functions have no input stream (so no consumer) and no actors — and produce the
- * same output and dead letters as the same job with chaining switched off. A worker process
+ * same output and dead letters as the same job with chaining switched off. Workers of the
+ * unchained job replaced by workers that chain it recover exactly once. A worker process
  * SIGKILLed while the chain runs loses and repeats nothing: the exactly-once output equals a
  * plain loop over the input.
  */
 import { describe, expect, it } from "vitest";
 import { startLocalJob } from "../../runtime/dev/local-job.ts";
+import { startWorker } from "../../runtime/actor/worker.ts";
 import { ensureStream, publishAll, readAll, streamExists } from "../../runtime/nats/streams.ts";
 import { requestEndOfInput } from "../../runtime/nats/control.ts";
 import { readJobStatus } from "../../runtime/cli/status.ts";
@@ -82,6 +84,40 @@ describe("operator chaining", () => {
       expect(chained.dead).toEqual(apart.dead);
       expect(chained.dead[0]).toEqual({ fn: "keep", producer: `parse/${unlucky[0]! % 2}`, reason: 'process: keep.process failed for key "": unlucky amount', seq: unlucky[0] });
     } finally {
+      await nc.close();
+    }
+  }, 240_000);
+
+  it("a job whose workers are replaced by workers that chain its functions goes on from its checkpoint exactly once", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const logs: string[] = [];
+    const supervisor = await startSupervisor(nc, { checkpointIntervalMs: 300, checkpointTimeoutMs: 5000, log: (l) => void logs.push(`sup: ${l}`) });
+    try {
+      const input = events(3000, 5);
+      await ensureStream(nc, "CHAIN_IN", ["chain.in.*"]);
+      await ensureStream(nc, "CHAIN_OUT", ["chain.out"]);
+      const rows = () => rowsOf(nc, "CHAIN_OUT", "chain.out");
+      // Unchained, then chained: the first worker leaves without a stop checkpoint, and the next
+      // one, with the chained graph, recovers from the last committed one (the chained functions'
+      // positions are dropped; parse replays from its own). The other way round does not work
+      // yet: see design note ch, "Changing the chaining of a running job".
+      for (const [chaining, from, to] of [[false, 0, 1500], [true, 1500, 3000]] as const) {
+        logs.push(`phase chaining=${chaining}`);
+        const worker = await startWorker(nc, chainedLedger({ chaining }), { log: (l) => void logs.push(l) });
+        try {
+          await publishAll(nc, input.slice(from, to).map((e) => ({ subject: subjectOf(e), data: JSON.stringify(e) })));
+          const wanted = expectedRows(input.slice(0, to)).length;
+          await waitFor("the phase's rows", async () => ((await rows()).length >= wanted ? true : undefined), { timeoutMs: 60_000, intervalMs: 100, logs: () => logs.join("\n") });
+        } finally {
+          await worker.stop();
+        }
+      }
+      // Settled: nothing more arrives.
+      await new Promise((r) => setTimeout(r, 500));
+      expect(bySeq(await rows())).toEqual(expectedRows(input));
+    } finally {
+      await supervisor.stop();
       await nc.close();
     }
   }, 240_000);
