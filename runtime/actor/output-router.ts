@@ -31,6 +31,7 @@ import { asChange } from "../spec/changelog.ts";
 import { KV_OPERATION_HEADER, kvSubject, UpsertBatch, upsertWrite } from "../core/upsert.ts";
 import { pack as encodeMsgpack } from "msgpackr";
 import { createHash } from "node:crypto";
+import { CHAIN_DEAD_LETTER, type ChainDeadLetter } from "./chain.ts";
 
 export interface RouterConfig {
   readonly batchMaxRecords: number;
@@ -247,15 +248,21 @@ export class OutputRouter implements OperatorOutput {
   }
 
   side(name: string, record: unknown, timestamp: number): void {
+    if (name === CHAIN_DEAD_LETTER) {
+      // A function chained into this one could not process a record: its dead letter, under its name.
+      const letter = record as ChainDeadLetter;
+      this.deadLetter(letter.reason, safeJson(letter.record), { [HEADER.producer]: `${letter.from}/${this.partition}` }, letter.fn);
+      return;
+    }
     const routes = this.routes.get(name);
     if (routes !== undefined) for (const route of routes) this.route(route, record, timestamp);
   }
 
   /** Dead-letters an input the actor could not process. */
-  deadLetter(reason: string, payload: Uint8Array, origin: Readonly<Record<string, string>> = {}): void {
+  deadLetter(reason: string, payload: Uint8Array, origin: Readonly<Record<string, string>> = {}, fn = this.node.name): void {
     this.deadLettered++;
     const headers: Record<string, string> = {
-      [HEADER.fn]: this.node.name,
+      [HEADER.fn]: fn,
       [HEADER.reason]: reason.replace(/[\r\n]+/g, " ").slice(0, 1024),
       ...origin,
     };
@@ -264,7 +271,7 @@ export class OutputRouter implements OperatorOutput {
       headers[HEADER.originalSize] = String(payload.length);
       headers[HEADER.originalSha256] = createHash("sha256").update(payload).digest("hex");
     }
-    this.publisher.publish(deadLetterSubject(this.job, this.node.name), fit, headers);
+    this.publisher.publish(deadLetterSubject(this.job, fn), fit, headers);
   }
 
   /** Takes a record into this epoch's upsert writes, or dead-letters it with the reason. */

@@ -11,7 +11,8 @@
  * to an Effect scope: closing it stops everything.
  */
 import { Cause, Effect, Exit, Scope } from "effect";
-import { buildJobGraph, type JobGraph } from "../core/job-graph.ts";
+import type { JobGraph } from "../core/job-graph.ts";
+import { physicalPipeline } from "./chain.ts";
 import {
   actorId,
   assignmentKey,
@@ -124,7 +125,9 @@ export function stateCacheBudgetOf(options: Pick<WorkerOptions, "stateCache" | "
 /** Runs a worker for `pipeline` within the current scope. */
 export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: WorkerOptions = {}) =>
   Effect.gen(function* () {
-    const graph = buildJobGraph(pipeline);
+    // The job as it runs: chains fused into their heads (operator chaining, design note ch).
+    const physical = physicalPipeline(pipeline);
+    const graph = physical.graph;
     const sweepMs = ttlSweepIntervalFromEnv();
     const actorConfig: Partial<ActorConfig> = { lookupCaches: new LookupCaches(), ...(sweepMs === undefined ? {} : { ttlSweepIntervalMs: sweepMs }), ...options.actor, stateCache: stateCacheBudgetOf(options) };
     const job = graph.job;
@@ -150,6 +153,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
         isSource: f.isSource,
         ...(f.stream === undefined ? {} : { stream: f.stream.stream, subjects: sourceSubjects(f.stream.subject, f.partitions) }),
         inputs: f.inputs.map((i) => ({ fn: i.fn, ...(i.output === undefined ? {} : { output: i.output }), ...(i.broadcast === true ? { broadcast: true } : {}) })),
+        ...(physical.chainOf(f.name).length === 0 ? {} : { chain: [...physical.chainOf(f.name)] }),
       })),
       ...(pipeline.restartStrategy === undefined ? {} : { restartStrategy: { ...pipeline.restartStrategy } as Record<string, number> }),
       updatedAt: Date.now(),

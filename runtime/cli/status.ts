@@ -13,6 +13,7 @@ import { committedWatermarks } from "../nats/committed-state.ts";
 import { actorId, assignmentKey, type RestartRecord } from "../core/protocol.ts";
 import { ensureControlStores, readJson } from "../nats/control-store.ts";
 import { jobStreams, streamsReplicaHealth, type StreamReplicaHealth } from "../nats/replica-health.ts";
+import { chainsOf } from "../core/console-view.ts";
 
 export interface PartitionStatus {
   readonly function: string;
@@ -44,6 +45,8 @@ export interface JobStatus {
   readonly damaged: readonly string[];
   /** Per function made by liveRules(): its active rules as `id@version` (as last committed; design note bu). */
   readonly rules: ReadonlyArray<{ readonly function: string; readonly active: readonly string[] | null }>;
+  /** The job's operator chains, head first (design note ch): each runs in its head's actors. */
+  readonly chains: ReadonlyArray<readonly string[]>;
   /** Per function with live parameters (`eddy params`): those in force as last committed (null: unreadable). */
   readonly parameters: ReadonlyArray<{ readonly function: string; readonly active: Readonly<Record<string, unknown>> | null }>;
 }
@@ -107,6 +110,7 @@ export async function readJobStatus(nc: NatsConnection, job: string, now = Date.
     damaged: view.damaged,
     rules,
     parameters,
+    chains: view.spec === null ? [] : chainsOf(view.spec),
   };
 }
 
@@ -148,6 +152,7 @@ export async function runStatus(o: { job: string; natsUrl: string | undefined; j
   const rows = s.partitions.map((p) => [p.function, String(p.partition), p.owner ?? "-", p.lag === null ? "-" : String(p.lag), iso(p.watermark), p.watermarkLagSeconds === null ? "-" : `${p.watermarkLagSeconds} s`]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   for (const r of [head, ...rows]) console.log(r.map((c, i) => (i === 1 || i === 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd());
+  for (const c of s.chains) console.log(`chain: ${c.join(" → ")} (runs in the actors of ${c[0]})`);
   for (const line of describeReplicas(s.streams)) console.log(line);
   for (const r of s.rules) console.log(`rules of ${r.function}: ${r.active === null ? "unknown (broadcast state unreadable)" : r.active.length === 0 ? "none active" : r.active.join(", ")}`);
   for (const p of s.parameters) console.log(`parameters of ${p.function}: ${p.active === null ? "unknown (broadcast state unreadable)" : Object.keys(p.active).length === 0 ? "none set" : Object.entries(p.active).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ")}`);

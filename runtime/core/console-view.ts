@@ -24,7 +24,20 @@ export interface GraphSpec {
     readonly isSource: boolean;
     readonly stream?: string;
     readonly inputs?: ReadonlyArray<{ readonly fn: string; readonly output?: string; readonly broadcast?: boolean }>;
+    /** The functions chained into this one, after it (protocol.ts `JobSpecRecord`, design note ch). */
+    readonly chain?: readonly string[];
   }>;
+}
+
+/**
+ * The operator chains of a spec record, head first (design note ch). Names that are not strings
+ * are left out: the record may have been written by someone else.
+ */
+export function chainsOf(spec: GraphSpec): string[][] {
+  return spec.functions.flatMap((f) => {
+    const rest = Array.isArray(f.chain) ? f.chain.filter((n): n is string => typeof n === "string") : [];
+    return rest.length === 0 ? [] : [[f.name, ...rest]];
+  });
 }
 
 /** A node of the graph: a function, or a user stream that a source function reads. */
@@ -35,6 +48,8 @@ export interface GraphNode {
   /** Functions only. */
   readonly partitions?: number;
   readonly isSource?: boolean;
+  /** The functions chained into this one, after it (they have no node of their own). */
+  readonly chain?: readonly string[];
 }
 
 /** An edge: records flowing from `from` to `to` (an internal stream, or the user stream a source reads). */
@@ -75,7 +90,9 @@ export function graphOf(spec: GraphSpec): JobGraphModel {
   const streams = new Set<string>();
   let edgesUnknown = false;
   for (const f of spec.functions) {
-    nodes.push({ id: f.name, kind: "function", label: f.name, partitions: f.partitions, isSource: f.isSource });
+    const chain = chainsOf({ functions: [f] })[0]?.slice(1);
+    // A chain is one node: its functions run fused in the head's actors (design note ch).
+    nodes.push({ id: f.name, kind: "function", label: chain === undefined ? f.name : [f.name, ...chain].join(" → "), partitions: f.partitions, isSource: f.isSource, ...(chain === undefined ? {} : { chain }) });
     if (f.isSource && f.stream !== undefined) {
       if (!streams.has(f.stream)) {
         streams.add(f.stream);

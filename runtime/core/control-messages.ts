@@ -134,7 +134,7 @@ export const endOfInput = struct({ streams: record(count), requestedAt: millis }
 export const jobSpecRecord = struct(
   {
     job: str,
-    functions: array(struct({ name: str, partitions: positive, isSource: bool }, { stream: str, subjects: array(str), inputs: array(struct({ fn: str }, { output: str, broadcast: bool })) })),
+    functions: array(struct({ name: str, partitions: positive, isSource: bool }, { stream: str, subjects: array(str), inputs: array(struct({ fn: str }, { output: str, broadcast: bool })), chain: array(str) })),
     updatedAt: millis,
   },
   { restartStrategy: record(finite) },

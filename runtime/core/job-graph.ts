@@ -170,6 +170,7 @@ export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
     if (spec.futureTimestamps !== undefined && spec.futureTimestamps !== "dead-letter" && spec.futureTimestamps !== "clamp") {
       throw new InvalidPipelineError(`function "${spec.name}": futureTimestamps must be "dead-letter" or "clamp"`);
     }
+    if (spec.chain !== undefined && typeof spec.chain !== "boolean") throw new InvalidPipelineError(`function "${spec.name}": chain must be true or false, got ${JSON.stringify(spec.chain)}`);
     if (hasState && spec.key === undefined) throw new InvalidPipelineError(`function "${spec.name}" declares state but has no key selector`);
     checkUpsert(spec);
     const inputs = inputsOf(spec);
@@ -246,6 +247,7 @@ export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
     node.watermarkProducers = [...timed];
   }
   const functions = [...nodes.values()];
+  if (pipeline.chaining !== undefined && typeof pipeline.chaining !== "boolean") throw new InvalidPipelineError(`job "${job}": chaining must be true or false, got ${JSON.stringify(pipeline.chaining)}`);
   const retention = pipeline.deadLetters ?? {};
   for (const option of ["maxAgeMs", "maxBytes"] as const) {
     const v = retention[option];

@@ -108,6 +108,11 @@ export interface JobSpecRecord {
     readonly subjects?: readonly string[];
     /** The functions it reads, in input order (absent in older specs): the job graph's edges. */
     readonly inputs?: ReadonlyArray<{ readonly fn: string; readonly output?: string; readonly broadcast?: boolean }>;
+    /**
+     * The functions chained into this one, in order after it (operator chaining, design note ch):
+     * they run in its actors and have none of their own. Absent when it heads no chain.
+     */
+    readonly chain?: readonly string[];
   }>;
   /**
    * The pipeline's own restart strategy (fields of `RestartStrategy` in job-lifecycle.ts); any

@@ -8,6 +8,7 @@
  */
 import type { NatsConnection } from "../nats/connection.ts";
 import { buildJobGraph, type JobGraph } from "../core/job-graph.ts";
+import { physicalPipeline } from "../actor/chain.ts";
 import { ensureControlPlane, ensureJobStores, ensureJobTopology, ensureUpsertBuckets } from "../nats/topology.ts";
 import type { StateDeclarations } from "../sdk/state.ts";
 import { bundleModule, InvalidModuleError, loadPipelines, withDefaultPartitions } from "./bundle.ts";
@@ -129,7 +130,9 @@ export async function deployModule(
     } catch (e) {
       throw new InvalidModuleError(`${path}: ${(e as Error).message}`, { cause: e });
     }
-    return { job, pipeline: pipeline.name, functions: signatureOf(graph), graph };
+    // The functions that get actors, streams and snapshots: a chained function has none (note ch).
+    const physical = physicalPipeline({ ...withDefaultPartitions(pipeline, options.partitions), name: job }).graph;
+    return { job, pipeline: pipeline.name, functions: signatureOf(graph), graph, physical };
   });
   if (options.fromSavepoint !== undefined && plans.length !== 1) throw new InvalidModuleError(`${path} exports ${plans.length} pipelines; --from-savepoint restores one job`);
   // Every check passes before anything is written. After an undeploy the job's state is still
@@ -166,13 +169,13 @@ export async function deployModule(
   let restored: DeployResult["restored"];
   if (options.fromSavepoint !== undefined) {
     // Refuses (changing nothing) when the savepoint cannot be read by this code or the job runs.
-    const r = await restoreSavepoint(nc, plans[0]!.job, options.fromSavepoint, restoreTargetOf(plans[0]!.graph), { skip: new Set(options.skipState ?? []) });
+    const r = await restoreSavepoint(nc, plans[0]!.job, options.fromSavepoint, restoreTargetOf(plans[0]!.physical), { skip: new Set(options.skipState ?? []) });
     restored = { savepoint: options.fromSavepoint, checkpoint: r.checkpoint, migrated: r.plan.migrated, skipped: r.plan.skipped, droppedStates: r.plan.droppedStates, emptyStates: r.plan.emptyStates };
   }
   // The job's own streams and buckets are created here, by whoever may deploy, so that workers
   // need no right to create or update streams (docs/security.md).
   await ensureControlPlane(nc);
-  for (const p of plans) await ensureJobTopology(nc, p.graph);
+  for (const p of plans) await ensureJobTopology(nc, p.physical);
   await putCode(store, bundle.digest, bundle.code);
   const results: DeployResult[] = [];
   const created = (job: string) => {

@@ -88,9 +88,12 @@ export function defineSink<In>(spec: {
   readonly format?: "json" | "msgpack" | "json-lines";
   readonly delivery?: "exactly-once" | "at-least-once";
   readonly partitions?: number;
+  /** `false`: not chained onto the function it reads (design note ch). */
+  readonly chain?: boolean;
 }): FunctionSpec<In, In, {}> {
   return {
     ...specBase(spec),
+    ...(spec.chain === undefined ? {} : { chain: spec.chain }),
     sink: {
       subject: spec.subject,
       ...(spec.format === undefined ? {} : { format: spec.format }),

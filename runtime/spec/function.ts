@@ -248,6 +248,13 @@ export interface FunctionSpec<In = any, Out = any, S extends StateDeclarations =
   readonly broadcastLimits?: BroadcastLimits;
   /** Publishes the main output of this function to a user subject (a sink). */
   readonly sink?: SinkSpec<Out>;
+  /**
+   * `false`: never run this function fused with the function it reads or the one reading it
+   * (Flink's `disableChaining()`). By default a function without a key that reads all of one
+   * function's output, in as many partitions, runs inside that function's actor with no
+   * JetStream hop between them (operator chaining, design note ch).
+   */
+  readonly chain?: boolean;
   /** A KV bucket `process` reads with `ctx.lookup()` (design note by; `lookupJoin` builds on it). */
   readonly lookup?: LookupSpec<In>;
   /**
@@ -364,6 +371,11 @@ export interface PipelineSpec {
    * @example deadLetters: { maxAgeMs: 24 * 3600_000, maxBytes: 256 * 1024 * 1024 }
    */
   readonly deadLetters?: DeadLetterRetention;
+  /**
+   * `false`: run every function in its own actors, connected through JetStream (Flink's
+   * `disableOperatorChaining()`). Default true: forward-connected functions are chained (note ch).
+   */
+  readonly chaining?: boolean;
   /**
    * How the supervisor restarts the job after failures, overriding its defaults field by field
    * (Flink's exponential-delay plus failure-rate; docs/design/ae-job-lifecycle.md).

@@ -4,6 +4,7 @@
  * never do.
  */
 import { parseArgs } from "node:util";
+import { benchChaining } from "./chaining.ts";
 import { benchCheckpoint } from "./checkpoint.ts";
 import { benchKv } from "./kv.ts";
 import { benchLatency } from "./latency.ts";
@@ -38,6 +39,7 @@ interface BenchOptions {
 
 const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
   pipeline: ({ events }) => benchPipeline(events),
+  chaining: ({ events }) => benchChaining(events),
   checkpoint: ({ keys, segments }) => benchCheckpoint(keys, segments),
   kv: ({ keys }) => benchKv(keys),
   latency: ({ rate, seconds, delivery, checkpointIntervalMs, profileDir }) =>

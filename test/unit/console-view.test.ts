@@ -12,6 +12,7 @@ import {
   checkpointRow,
   checkStateQuery,
   checkStateWrite,
+  chainsOf,
   functionSummaries,
   graphOf,
   jobRow,
@@ -62,6 +63,27 @@ describe("graphOf", () => {
     const g = graphOf({ functions: [{ name: "a", partitions: 1, isSource: true, stream: "S" }, { name: "b", partitions: 1, isSource: false }] });
     expect(g.edgesUnknown).toBe(true);
     expect(g.edges).toEqual([{ from: streamNodeId("S"), to: "a" }]);
+  });
+});
+
+describe("chains in the graph", () => {
+  const chained = {
+    functions: [
+      { name: "src", partitions: 2, isSource: true, stream: "IN", inputs: [], chain: ["map", "out"] },
+      { name: "count", partitions: 4, isSource: false, inputs: [{ fn: "src" }] },
+    ],
+  };
+
+  it("draws a chain as one node labelled with its functions in order, head first", () => {
+    const g = graphOf(chained);
+    expect(g.nodes[0]).toEqual({ id: "src", kind: "function", label: "src → map → out", partitions: 2, isSource: true, chain: ["map", "out"] });
+    expect(g.nodes.find((n) => n.id === "count")).toEqual({ id: "count", kind: "function", label: "count", partitions: 4, isSource: false });
+  });
+
+  it("lists the chains, ignoring chain entries that are not names", () => {
+    expect(chainsOf(chained)).toEqual([["src", "map", "out"]]);
+    expect(chainsOf({ functions: [{ name: "a", partitions: 1, isSource: true, chain: [7, "b"] as unknown as string[] }] })).toEqual([["a", "b"]]);
+    expect(chainsOf(spec)).toEqual([]);
   });
 });
 

@@ -15,7 +15,8 @@ export function graphSvg(job: string, graph: JobGraphModel, functions: readonly 
   // A phone is taller than wide: the graph flows downwards there.
   g.setGraph({ rankdir: window.innerWidth < 700 ? "TB" : "LR", nodesep: 24, ranksep: 56, marginx: 8, marginy: 8 });
   g.setDefaultEdgeLabel(() => ({}));
-  for (const n of graph.nodes) g.setNode(n.id, { width: n.kind === "stream" ? 150 : W, height: n.kind === "stream" ? 40 : H });
+  // A chain (functions fused in one actor, design note ch) is one node, as wide as its label.
+  for (const n of graph.nodes) g.setNode(n.id, { width: n.kind === "stream" ? 150 : n.chain === undefined ? W : Math.max(W, 24 + n.label.length * 7.5), height: n.kind === "stream" ? 40 : H });
   for (const e of graph.edges) g.setEdge(e.from, e.to);
   dagre.layout(g);
   const by = new Map(functions.map((f) => [f.function, f]));
@@ -48,7 +49,7 @@ export function graphSvg(job: string, graph: JobGraphModel, functions: readonly 
     ];
     const title = f?.busyMsPerSecond == null ? "" : `busy ${f.busyMsPerSecond} ms/s, backpressured ${f.backpressuredMsPerSecond} ms/s, idle ${f.idleMsPerSecond} ms/s`;
     parts.push(
-      `<a href="#/job/${encodeURIComponent(job)}/fn/${encodeURIComponent(n.id)}"><g class="node fn ${pressure}${cause ? " cause" : ""}" data-fn="${esc(n.id)}" data-pressure="${pressure}"><title>${esc(title)}</title><rect x="${x}" y="${y}" width="${p.width}" height="${p.height}"/>` +
+      `<a href="#/job/${encodeURIComponent(job)}/fn/${encodeURIComponent(n.id)}"><g class="node fn ${pressure}${cause ? " cause" : ""}${n.chain === undefined ? "" : " chain"}" data-fn="${esc(n.id)}" data-pressure="${pressure}"><title>${esc(n.chain === undefined ? title : `chained: ${n.label}${title === "" ? "" : `; ${title}`}`)}</title><rect x="${x}" y="${y}" width="${p.width}" height="${p.height}"/>` +
         lines.map((l, i) => `<text x="${x + 10}" y="${y + 18 + i * 16}"${i === 0 ? ' font-weight="700"' : ""}>${esc(l)}</text>`).join("") +
         `</g></a>`,
     );

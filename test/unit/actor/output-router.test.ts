@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { buildJobGraph } from "../../../runtime/core/job-graph.ts";
 import { decodeBatch } from "../../../runtime/core/wire.ts";
 import { OutputRouter } from "../../../runtime/actor/output-router.ts";
+import { CHAIN_DEAD_LETTER, type ChainDeadLetter } from "../../../runtime/actor/chain.ts";
 import { Publisher } from "../../../runtime/actor/publisher.ts";
 import type { Transport } from "../../../runtime/actor/ports.ts";
 import { defineFunction, definePipeline, defineSink, fromFunction, fromStream } from "../../../runtime/sdk/index.ts";
@@ -169,6 +170,17 @@ describe("OutputRouter", () => {
     r.deadLetter("why", new Uint8Array([1, 2, 3]));
     expect(sent[0]!.data).toEqual(new Uint8Array([1, 2, 3]));
     expect(sent[0]!.headers?.["Eddy-Original-Size"]).toBeUndefined();
+  });
+
+  it("publishes a chained function's dead letter under that function's name, from the function it read", async () => {
+    const { r, sent } = router();
+    const letter: ChainDeadLetter = { fn: "keep", from: "parse", reason: "process: keep.process failed", record: { n: 13 } };
+    r.side(CHAIN_DEAD_LETTER, letter, 5);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(sent.map((m) => [m.subject, m.headers?.["Eddy-Function"], m.headers?.["Eddy-Producer"], m.headers?.["Eddy-Reason"], new TextDecoder().decode(m.data)])).toEqual([
+      ["eddy.j.dlq.keep", "keep", "parse/0", "process: keep.process failed", '{"n":13}'],
+    ]);
+    expect(r.deadLettered).toBe(1);
   });
 
   it("dead-letters a sink line too large for a message instead of holding it", () => {

@@ -1,0 +1,165 @@
+import { describe, expect, it } from "vitest";
+import { CHAIN_DEAD_LETTER, physicalPipeline, type ChainDeadLetter } from "../../../runtime/actor/chain.ts";
+import { Operator, type OperatorOutput } from "../../../runtime/core/operator.ts";
+import { defineSink, fromFunction, fromStream, type FunctionSpec, type PipelineSpec } from "../../../runtime/sdk/function.ts";
+import { valueState } from "../../../runtime/sdk/state.ts";
+
+/** Collects what an operator emits, by output ("" is the main one). */
+function collector() {
+  const out: Array<{ output: string; record: unknown; ts: number }> = [];
+  const output: OperatorOutput = {
+    emit: (record, ts) => void out.push({ output: "", record, ts }),
+    side: (name, record, ts) => void out.push({ output: name, record, ts }),
+  };
+  return { out, output };
+}
+
+const src: FunctionSpec<{ n: number }, { n: number }> = {
+  name: "src",
+  input: fromStream("IN"),
+  process(ctx, r) {
+    ctx.emit(r);
+  },
+};
+const double: FunctionSpec<{ n: number }, { n: number }> = {
+  name: "double",
+  input: fromFunction("src"),
+  process(ctx, r) {
+    if (r.n < 0) throw new Error("negative");
+    if (r.n % 2 === 1) ctx.sideOutput("odd", r);
+    ctx.emit({ n: r.n * 2 }, ctx.timestamp + 1);
+  },
+};
+const out = defineSink<{ n: number }>({ name: "out", input: fromFunction("double"), subject: "out.numbers" });
+
+describe("physicalPipeline", () => {
+  const pipeline: PipelineSpec = { name: "job", functions: [src, double, out, { name: "odds", input: fromFunction("double", "odd"), key: () => "k", process: () => undefined }] };
+
+  it("fuses a chain into one function named after its head, with the tail's sink", () => {
+    // double has two readers (out and odds), so only src → double chains.
+    const p = physicalPipeline(pipeline);
+    expect(p.plan.chains).toEqual([["src", "double"]]);
+    expect(p.graph.functions.map((f) => f.name)).toEqual(["src", "out", "odds"]);
+    expect(p.chainOf("src")).toEqual(["double"]);
+    expect(p.chainOf("out")).toEqual([]);
+  });
+
+  it("points readers of a chain's tail at its head, on the same output", () => {
+    const p = physicalPipeline(pipeline);
+    expect(p.graph.node("out").inputs).toEqual([{ kind: "function", fn: "src" }]);
+    expect(p.graph.node("odds").inputs).toEqual([{ kind: "function", fn: "src", output: "odd" }]);
+    expect(p.graph.node("src").consumers.map((c) => [c.to.name, c.output])).toEqual([
+      ["out", undefined],
+      ["odds", "odd"],
+    ]);
+  });
+
+  it("gives the fused function the tail's sink and none of the head's", () => {
+    const p = physicalPipeline({ name: "job", functions: [src, double, out].map((f) => (f === double ? { ...f, sink: undefined } : f)) as FunctionSpec[] });
+    expect(p.plan.chains).toEqual([["src", "double", "out"]]);
+    expect(p.graph.functions.map((f) => f.name)).toEqual(["src"]);
+    expect(p.graph.node("src").spec.sink).toEqual(out.sink);
+  });
+
+  it("returns the pipeline as written when nothing chains", () => {
+    const written: PipelineSpec = { name: "job", functions: [src, double, out], chaining: false };
+    const p = physicalPipeline(written);
+    expect(p.pipeline).toBe(written);
+    expect(p.graph.functions.map((f) => f.name)).toEqual(["src", "double", "out"]);
+  });
+});
+
+describe("a fused function", () => {
+  const fused = () => physicalPipeline({ name: "job", functions: [src, double, out] }).graph.node("src").spec;
+
+  it("runs each chained function on every record its upstream emits, with its event time", () => {
+    const { out: got, output } = collector();
+    const op = new Operator(fused(), output);
+    op.process("", 10, { n: 1 }, 1000);
+    op.process("", 20, { n: 2 }, 1000);
+    // The side output "odd" of double is not read by anyone: dropped, as it would be unchained.
+    expect(got).toEqual([
+      { output: "", record: { n: 2 }, ts: 11 },
+      { output: "", record: { n: 4 }, ts: 21 },
+    ]);
+  });
+
+  it("dead-letters a record a chained function throws on under that function's name, and goes on", () => {
+    const { out: got, output } = collector();
+    const op = new Operator(fused(), output);
+    op.process("", 10, { n: -1 }, 1000);
+    op.process("", 20, { n: 3 }, 1000);
+    expect(got[0]!.output).toBe(CHAIN_DEAD_LETTER);
+    const letter = got[0]!.record as ChainDeadLetter;
+    expect(letter).toEqual({ fn: "double", from: "src", reason: 'process: double.process failed for key "": negative', record: { n: -1 } });
+    expect(got.slice(1)).toEqual([{ output: "", record: { n: 6 }, ts: 21 }]);
+  });
+
+  it("re-stamps records with the chained function's own timestamp selector", () => {
+    const stamped: FunctionSpec<{ n: number; at: number }> = { name: "stamped", input: fromFunction("src"), timestamp: (r) => r.at, process: (ctx, r) => ctx.emit(r) };
+    const spec = physicalPipeline({ name: "job", functions: [src, stamped] }).graph.node("src").spec;
+    const { out: got, output } = collector();
+    new Operator(spec, output).process("", 10, { n: 1, at: 500 }, 1000);
+    expect(got).toEqual([{ output: "", record: { n: 1, at: 500 }, ts: 500 }]);
+  });
+
+  it("shows a chained function the head's watermark and no key, and refuses it timers as its own actor would", () => {
+    const seen: unknown[] = [];
+    const probe: FunctionSpec = {
+      name: "probe",
+      input: fromFunction("src"),
+      process(ctx) {
+        seen.push([ctx.key, ctx.input, ctx.watermark]);
+        ctx.timers.registerEventTimeTimer(5);
+      },
+    };
+    const spec = physicalPipeline({ name: "job", functions: [src, probe] }).graph.node("src").spec;
+    const { out: got, output } = collector();
+    const op = new Operator(spec, output);
+    op.advanceWatermark(7, 1000);
+    op.process("", 10, { n: 1 }, 1000);
+    expect(seen).toEqual([["", 0, 7]]);
+    expect((got[0]!.record as ChainDeadLetter).reason).toBe('process: probe.process failed for key "": probe uses timers but has no key selector');
+  });
+
+  it("hands a keyed head's timer output down the chain too", () => {
+    const keyed: FunctionSpec<{ n: number }, { n: number }, { last: ReturnType<typeof valueState<{ n: number }>> }> = {
+      name: "keyed",
+      input: fromStream("IN"),
+      key: () => "k",
+      state: { last: valueState<{ n: number }>() },
+      process(ctx, r) {
+        ctx.state.last.set(r);
+        ctx.timers.registerEventTimeTimer(100);
+      },
+      onTimer(ctx) {
+        ctx.emit(ctx.state.last.get()!);
+      },
+    };
+    const mutate: FunctionSpec<{ n: number }> = {
+      name: "mutate",
+      input: fromFunction("keyed"),
+      process(ctx, r) {
+        r.n += 100; // a copy: the head's state must not change
+        ctx.emit(r);
+      },
+    };
+    const spec = physicalPipeline({ name: "job", functions: [keyed, mutate] }).graph.node("keyed").spec;
+    const { out: got, output } = collector();
+    const op = new Operator(spec, output);
+    op.process("k", 10, { n: 1 }, 1000);
+    op.advanceWatermark(100, 1000);
+    op.advanceWatermark(100, 1000);
+    expect(got).toEqual([{ output: "", record: { n: 101 }, ts: 100 }]);
+    expect(op.withKey("k", (ctx) => (ctx.state as any).last.get())).toEqual({ n: 1 });
+  });
+
+  it("counts a chained function's ctx.count as the head's", () => {
+    const counting: FunctionSpec = { name: "counting", input: fromFunction("src"), process: (ctx) => ctx.count("seen") };
+    const spec = physicalPipeline({ name: "job", functions: [src, counting] }).graph.node("src").spec;
+    const op = new Operator(spec, collector().output);
+    op.process("", 1, {}, 1);
+    op.process("", 2, {}, 1);
+    expect(op.counters.get("seen")).toBe(2);
+  });
+});
