@@ -17,8 +17,8 @@
  *   page-stats ──> upsert into KV bucket PAGE_STATS (<page>.<channel>.<window start>)
  *              └─> page-stats-out (sink: results.skewed-pageviews)
  *
- * The default export is the split job with 16 buckets; `EDDY_PAGEVIEWS_SPLIT=0` when it is
- * loaded (deploy, worker) gives the plain one, another number that many buckets.
+ * The default export is the split job with 16 buckets; skewed-plain.ts is the plain one (same job
+ * name, so deploying one over the other swaps them: an incompatible upgrade, from empty state).
  */
 import {
   approxCountDistinct,
@@ -190,12 +190,4 @@ export function skewedPageviewsPipeline(options: SkewedPageviewsOptions = {}) {
   return definePipeline({ name: job, functions: [views, params, ...staged.slice(0, -1), pageStats, out] });
 }
 
-function splitFromEnv(): number {
-  const raw = process.env.EDDY_PAGEVIEWS_SPLIT;
-  if (raw === undefined || raw === "") return DEFAULT_SPLIT;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 0 || n > 4096) throw new RangeError(`EDDY_PAGEVIEWS_SPLIT must be a whole number from 0 to 4096, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-export default skewedPageviewsPipeline({ split: splitFromEnv() });
+export default skewedPageviewsPipeline();
