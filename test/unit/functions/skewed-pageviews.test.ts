@@ -145,7 +145,7 @@ describe.each([
 
   it("leaves the final row of every window in the upsert bucket", () => {
     const rows = new Map([...finals(run)].map(([id, row]) => [id, row as unknown]));
-    expect(new Map([...run.upserted].map(([k, v]) => [k.replaceAll("=2D", "-"), v]))).toEqual(rows);
+    expect(new Map(run.upserted)).toEqual(rows);
   });
 });
 
