@@ -4,21 +4,22 @@
  * time and the final result when the window closes, kept in a KV bucket a dashboard reads.
  *
  * When one page has half of all views, a plain keyed aggregation puts half the work on one
- * partition. Split distinct aggregation (design note cb) spreads it: `page-stats-split` counts
- * views and users per (user bucket, page, channel) — hash(user) mod `split` — and `page-stats`
- * adds the latest counts of a window's buckets. Every user lands in one bucket, so the sum of the
- * buckets' distinct counts is the window's distinct count and the sum of their views its views.
- * Local-global aggregation (`localAggregation: true`) is not used: it works with the default
- * event-time trigger only, and early firings need a trigger (design note cg).
+ * partition. Two fixes (design note cb), each optional: local-global aggregation
+ * (`localAggregation`: the actors of `views` fold a batch's views per key and minute into one
+ * partial, so the hot key costs the aggregating function a record per batch, not per view), and
+ * split distinct aggregation: `page-stats-split` counts views and users per (user bucket, page,
+ * channel) — hash(user) mod `split` — and `page-stats` adds the latest counts of a window's
+ * buckets. Every user lands in one bucket, so the sum of the buckets' distinct counts is the
+ * window's distinct count and the sum of their views its views (design note cg).
  *
  *   SKEWED_PAGEVIEWS ──> views (validate; event time, watermark 2 s)
- *     plain:  ──> page-stats (page|channel, 1 min, early every earlyMs)
+ *     plain:  ──> page-stats (page|channel, 1 min, early every earlyMs; partials with localAggregation)
  *     split:  ──> page-stats-split (bucket/page|channel) ──> page-stats (page|channel: sums)
  *   page-stats ──> upsert into KV bucket PAGE_STATS (<page>.<channel>.<window start>)
  *              └─> page-stats-out (sink: results.skewed-pageviews)
  *
- * The default export is the split job with 16 buckets; skewed-plain.ts is the plain one (same job
- * name, so deploying one over the other swaps them: an incompatible upgrade, from empty state).
+ * The default export uses both (16 buckets); skewed-plain.ts neither (same job name, so deploying
+ * one over the other swaps them: an incompatible upgrade, from empty state).
  */
 import {
   approxCountDistinct,
@@ -129,8 +130,10 @@ export interface SkewedPageviewsOptions {
   readonly sourcePartitions?: number;
   /** Partitions of the aggregating functions (default 4). */
   readonly partitions?: number;
-  /** User buckets of the split (default 16); 0 for the plain job (one aggregating function). */
+  /** User buckets of the split (default 16); 0: no split (one aggregating function). */
   readonly split?: number;
+  /** Local-global aggregation into the first aggregating function (default true). */
+  readonly localAggregation?: boolean;
   /** Stream of the live parameters (subjects `<paramsSubject>.<name>`). */
   readonly paramsStream?: string;
   readonly paramsSubject?: string;
@@ -164,13 +167,16 @@ export function skewedPageviewsPipeline(options: SkewedPageviewsOptions = {}) {
   const params = windowParameters("page-stats", fromStream(options.paramsStream ?? "SKEWED_PAGEVIEWS_PARAMS", { subject: `${options.paramsSubject ?? "skewed-pageviews-params"}.>` }));
   const trigger = earlyFirings({ every: { parameter: () => ["earlyMs"], default: DEFAULT_EARLY_MS } });
   const common = { parameters: fromFunction(params), partitions, window: tumbling(SKEWED_WINDOW_MS), trigger, lateRecords: "drop" as const };
+  // earlyFirings decides by time alone, so the first stage may take partials (note cg).
+  const local = { localAggregation: options.localAggregation ?? true };
 
   const staged =
     split === 0
-      ? [windowed({ ...common, name: "page-stats", input: fromFunction(views), key: (v: PageView) => `${v.page}|${v.channel}`, aggregate: pvUv, output: stats })]
+      ? [windowed({ ...common, ...local, name: "page-stats", input: fromFunction(views), key: (v: PageView) => `${v.page}|${v.channel}`, aggregate: pvUv, output: stats })]
       : [
           windowed({
             ...common,
+            ...local,
             name: "page-stats-split",
             input: fromFunction(views),
             // The bucket leads and has no "/", so the first "/" ends it.

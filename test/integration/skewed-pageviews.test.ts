@@ -1,6 +1,6 @@
 /**
  * The skewed page-view job (issue 16 item 6) on a real nats-server with `eddy worker` processes,
- * split over user buckets and plain: half of the views on one page, published in batches by the
+ * with local-global aggregation and a split over user buckets, and plain: half of the views on one page, published in batches by the
  * client producer. With the early-firing interval set live to 1 s (`eddy params set`), the open
  * minute of the hot page gets early rows — in the results and in the PAGE_STATS bucket — before
  * its final one; once the watermark passes every minute, each window has exactly one final row,
@@ -28,7 +28,7 @@ const START = Date.UTC(2026, 0, 1);
 const SOURCE_PARTITIONS = 2;
 
 describe.each([
-  ["split over 16 user buckets", "skewed.ts"],
+  ["with local-global aggregation and split over 16 user buckets", "skewed.ts"],
   ["plain", "skewed-plain.ts"],
 ])("the skewed page-view job, %s, on a real server", (_name, module) => {
   it("upserts early rows of the open minute, then exactly one final row per window equal to a plain loop's (views) and within the sketch's error (users)", { timeout: 300_000 }, async () => {
