@@ -130,6 +130,7 @@ async function skewRun(split: number, local: boolean, views: readonly PageView[]
     const js = jetstream(nc);
     const messages = await (await js.consumers.get("RESULTS")).consume({ max_messages: 4096 });
     const giveUp = setTimeout(() => void messages.close(), 1_800_000);
+    const progress = setInterval(() => log(`${mode}: ${finals.size} of ${expected.size} final rows, ${earlyRows} early`), 30_000);
     try {
       for await (const m of messages) {
         const row = JSON.parse(decoder.decode(m.data)) as PageStats;
@@ -140,6 +141,7 @@ async function skewRun(split: number, local: boolean, views: readonly PageView[]
       }
     } finally {
       clearTimeout(giveUp);
+      clearInterval(progress);
       await messages.close();
     }
     const wallSeconds = (performance.now() - t0) / 1000;
