@@ -130,8 +130,10 @@ export interface WindowedSpec<In, Acc, R, Out> {
    * feed this function fold its records into one partial accumulator per key and pane of each
    * outgoing batch, and this function merges the partials, so a hot key costs one record per
    * batch instead of one per event. Needs `aggregate.merge`, an order-insensitive aggregate, a
-   * tumbling, sliding or global window, event time from upstream (no `timestamp` selector), and
-   * an input from another function. Results are the same as without it. Default false.
+   * tumbling, sliding or global window, event time from upstream (no `timestamp` selector), an
+   * input from another function, and no trigger or one that decides by time alone
+   * (`acceptsPartials`: `eventTimeTrigger`, `earlyFirings`; note cg). Results are the same as
+   * without it (processing-time early firings count the partials arrived by then). Default false.
    */
   readonly localAggregation?: boolean;
 }
