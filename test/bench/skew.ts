@@ -53,8 +53,10 @@ export interface SkewRun {
   readonly eventsPerCoreSecond: number;
   /** The function whose partitions are compared: the one that aggregates views. */
   readonly aggregatingFunction: string;
-  /** Records each of its partitions took in, by partition. */
+  /** Records each of its partitions took in, by partition (replays after a restart count again). */
   readonly recordsPerPartition: readonly number[];
+  /** Restarts of its actors seen during the run (a counter that went down). */
+  readonly actorRestarts: number;
   /** The busiest partition's records / all its partitions' records. */
   readonly busiestShare: number;
   readonly fairShare: number;
@@ -131,6 +133,26 @@ async function skewRun(split: number, local: boolean, views: readonly PageView[]
     const messages = await (await js.consumers.get("RESULTS")).consume({ max_messages: 4096 });
     const giveUp = setTimeout(() => void messages.close(), 1_800_000);
     const progress = setInterval(() => log(`${mode}: ${finals.size} of ${expected.size} final rows, ${earlyRows} early`), 30_000);
+    // The actors' counters start at 0 when they (re)start: sampled every second, a drop is a
+    // restart, and what the previous incarnation counted is kept.
+    const aggregatingFunction = split === 0 ? "page-stats" : "page-stats-split";
+    const counted = new Array<number>(PARTITIONS).fill(0);
+    const lastSeen = new Array<number>(PARTITIONS).fill(0);
+    let restarts = 0;
+    const sample = async () => {
+      const seen = new Array<number | undefined>(PARTITIONS).fill(undefined);
+      for (const r of await requestLiveStats(nc, JOB, { expected: WORKERS, maxWaitMs: 2_000 })) for (const a of r.actors) if (a.fn === aggregatingFunction) seen[a.partition] = a.recordsIn;
+      seen.forEach((n, p) => {
+        if (n === undefined) return;
+        if (n < lastSeen[p]!) {
+          counted[p]! += lastSeen[p]!;
+          restarts++;
+        }
+        lastSeen[p] = n;
+      });
+    };
+    let sampling = Promise.resolve();
+    const sampler = setInterval(() => (sampling = sampling.then(sample, () => undefined)), 1_000);
     try {
       for await (const m of messages) {
         const row = JSON.parse(decoder.decode(m.data)) as PageStats;
@@ -142,16 +164,16 @@ async function skewRun(split: number, local: boolean, views: readonly PageView[]
     } finally {
       clearTimeout(giveUp);
       clearInterval(progress);
+      clearInterval(sampler);
       await messages.close();
     }
     const wallSeconds = (performance.now() - t0) / 1000;
     const cpu1 = cpu();
     const workerCpuSeconds = perWorker().map((x) => round(x));
     if (finals.size < expected.size) throw new Error(`${mode}: ${finals.size} of ${expected.size} final rows within 30 minutes; the processes said:\n${output()}`);
-    const aggregatingFunction = split === 0 ? "page-stats" : "page-stats-split";
-    const replies = await requestLiveStats(nc, JOB, { expected: WORKERS, maxWaitMs: 5_000 });
-    const recordsPerPartition = new Array<number>(PARTITIONS).fill(0);
-    for (const r of replies) for (const a of r.actors) if (a.fn === aggregatingFunction) recordsPerPartition[a.partition]! += a.recordsIn;
+    await sampling;
+    await sample();
+    const recordsPerPartition = counted.map((n, p) => n + lastSeen[p]!);
     const total = recordsPerPartition.reduce((a, b) => a + b, 0);
     let correct = true;
     for (const [id, e] of expected) {
@@ -172,6 +194,7 @@ async function skewRun(split: number, local: boolean, views: readonly PageView[]
       eventsPerCoreSecond: Math.round(events / core),
       aggregatingFunction,
       recordsPerPartition,
+      actorRestarts: restarts,
       busiestShare: total === 0 ? 0 : round(Math.max(...recordsPerPartition) / total),
       fairShare: round(1 / PARTITIONS),
       correct,
