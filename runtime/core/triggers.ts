@@ -78,6 +78,12 @@ export interface Trigger<In = any, S = any> {
   onProcessingTime(time: number, ctx: TriggerContext<S>): TriggerResult;
   onMerge?(ctx: OnMergeContext<S>): void;
   clear(ctx: TriggerContext<S>): void;
+  /**
+   * True when the trigger's decisions depend on neither the records nor their number, only on
+   * time: `windowed({ localAggregation: true })` may then hand `onElement` one partial
+   * accumulator (as `record`, with the latest timestamp it holds) for many records (note cg).
+   */
+  readonly acceptsPartials?: boolean;
 }
 
 /**
@@ -119,6 +125,7 @@ export function nextAligned(t: number, interval: number): number {
  */
 export function eventTimeTrigger(): Trigger<unknown, never> {
   return {
+    acceptsPartials: true,
     onElement(_r, _ts, ctx) {
       const end = maxTimestamp(ctx.window);
       if (end <= ctx.watermark) return "fire";
@@ -331,6 +338,8 @@ export function earlyFirings(options: EarlyFiringOptions): Trigger<unknown, Earl
     return "fire";
   };
   return {
+    // Decides by the clocks alone: the first element schedules, any later one marks the window changed.
+    acceptsPartials: true,
     onElement(_r, ts, ctx) {
       const end = maxTimestamp(ctx.window);
       if (end <= ctx.watermark) return "fire";

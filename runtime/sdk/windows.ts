@@ -131,8 +131,10 @@ export interface WindowedSpec<In, Acc, R, Out> {
    * feed this function fold its records into one partial accumulator per key and pane of each
    * outgoing batch, and this function merges the partials, so a hot key costs one record per
    * batch instead of one per event. Needs `aggregate.merge`, an order-insensitive aggregate, a
-   * tumbling, sliding or global window, event time from upstream (no `timestamp` selector), and
-   * an input from another function. Results are the same as without it. Default false.
+   * tumbling, sliding or global window, event time from upstream (no `timestamp` selector), an
+   * input from another function, and no trigger or one that decides by time alone
+   * (`acceptsPartials`: `eventTimeTrigger`, `earlyFirings`; note cg). Results are the same as
+   * without it (processing-time early firings count the partials arrived by then). Default false.
    */
   readonly localAggregation?: boolean;
 }
@@ -199,9 +201,10 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
   const withParameters = parametersOf(spec);
   if (spec.changelog !== undefined && typeof spec.changelog !== "boolean") throw new InvalidWindowSpecError(`${spec.name}: changelog must be true or false`);
   if (spec.trigger !== undefined || time === "processing" || spec.changelog === true) {
-    // Partials are folded for the event-time path's panes; a trigger decides per element.
-    if (spec.localAggregation === true) throw new InvalidWindowSpecError(`${spec.name}: localAggregation works with the default event-time trigger only (no trigger, time or changelog option)`);
-    return withParameters(triggeredWindows(spec, time), spec) as never;
+    // Partials are folded per event-time pane; a trigger may look at each element, unless it says it does not (note cg).
+    const partials = spec.localAggregation === true && time === "event" && !merging && spec.changelog !== true && spec.trigger?.acceptsPartials === true;
+    if (spec.localAggregation === true && !partials) throw new InvalidWindowSpecError(`${spec.name}: localAggregation works with the default event-time trigger or one that accepts partials (eventTimeTrigger, earlyFirings), in event time, without changelog`);
+    return withParameters(triggeredWindows(spec, time, partials ? localAggregationOf(spec) : undefined), spec) as never;
   }
   const shape = spec.output ?? ((key: string, w: TimeWindow, value: R, firing: Firing) => ({ key, start: w.start, end: w.end, value, firing }) as Out);
   const isLate = (w: TimeWindow, watermark: number) => isLateFor(w, lateness, watermark);
@@ -407,7 +410,7 @@ function triggerTimer(id: string): string {
  * and/or purge, and at the cleanup time clear the trigger and drop the window. A purged window
  * keeps existing (its trigger state, and a session its bounds) until its cleanup.
  */
-function triggeredWindows<In, Acc, R, Out>(spec: WindowedSpec<In, Acc, R, Out>, time: WindowTime): FunctionSpec<In, Out, WindowState> {
+function triggeredWindows<In, Acc, R, Out>(spec: WindowedSpec<In, Acc, R, Out>, time: WindowTime, local?: ReturnType<typeof localAggregationOf>): FunctionSpec<In, Out, WindowState> {
   const lateness = spec.allowedLatenessMs ?? 0;
   const merging = spec.window.kind === "session";
   const agg = spec.aggregate;
@@ -511,6 +514,7 @@ function triggeredWindows<In, Acc, R, Out>(spec: WindowedSpec<In, Acc, R, Out>, 
     ...(changelog ? { changelog: true } : {}),
     // Processing-time windows cannot be written from outside: their timers are not event time.
     ...(time === "event" ? { windowing: { window: spec.window, allowedLatenessMs: lateness } } : {}),
+    ...(local === undefined ? {} : { localAggregation: local }),
 
     process(ctx, record) {
       const { windows, triggers } = handles(ctx);
@@ -558,13 +562,15 @@ function triggeredWindows<In, Acc, R, Out>(spec: WindowedSpec<In, Acc, R, Out>, 
         return;
       }
 
+      // A partial of an upstream actor (local aggregation) holds records of one pane; the trigger accepts it as one element.
+      const partial = local !== undefined && ctx.input === PARTIAL_INPUT;
       let accepted = false;
       for (const w of assigned) {
         if (isLate(w, ctx.watermark)) continue;
         accepted = true;
         const id = windowId(w.start);
         const prev = windows.get(id) as Acc | undefined;
-        windows.set(id, agg.add(prev ?? agg.create(), record));
+        windows.set(id, partial ? mergePartial(agg, prev, record as unknown as Acc, assigned.length > 1) : agg.add(prev ?? agg.create(), record));
         onElement(w, id);
       }
       if (!accepted && assigned.length > 0) late(ctx, record);

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--json]`: runs one
+ * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--json]`: runs one
  * benchmark and prints its result, as one JSON line with --json. Benchmarks measure speed; tests
  * never do.
  */
@@ -13,6 +13,7 @@ import { benchPipeline } from "./pipeline.ts";
 import { benchRecovery } from "./recovery.ts";
 import { benchRestoreRequests } from "./restore-requests.ts";
 import { benchRules } from "./rules.ts";
+import { benchSkew } from "./skew.ts";
 import { benchState, type KeyDistribution } from "./state.ts";
 
 interface BenchOptions {
@@ -35,6 +36,8 @@ interface BenchOptions {
   readonly checkpointIntervalMs: number | undefined;
   /** Directory for CPU profiles of the workers (latency only). */
   readonly profileDir: string | undefined;
+  /** Share of views on the hot page (skew only). */
+  readonly hot: number;
 }
 
 const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
@@ -53,10 +56,11 @@ const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
   recovery: ({ keys }) => benchRecovery(keys),
   "restore-requests": async ({ keys }) => ({ bench: "restore-requests", points: await benchRestoreRequests([1_000_000, 3_000_000, 10_000_000].filter((n) => n < keys).concat(keys)) }),
   rules: ({ rules, keys, events }) => benchRules({ rules, keys, events }),
+  skew: ({ events, hot }) => benchSkew({ events, hot }),
   state: ({ keys, events, dist, cacheMb }) => benchState({ keys, events, dist, ...(cacheMb === undefined ? {} : { cacheMb }) }),
 };
 
-const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--json]`;
+const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--json]`;
 let parsed;
 try {
   parsed = parseArgs({
@@ -73,6 +77,7 @@ try {
       delivery: { type: "string" },
       "checkpoint-interval": { type: "string" },
       profile: { type: "string" },
+      hot: { type: "string", default: "0.5" },
       json: { type: "boolean", default: false },
     },
   });
@@ -91,15 +96,16 @@ const cacheMb = values["cache-mb"] === undefined ? undefined : Number(values["ca
 const rate = Number(values.rate);
 const seconds = Number(values.seconds);
 const delivery = values.delivery;
+const hot = Number(values.hot);
 const checkpointIntervalMs = values["checkpoint-interval"] === undefined ? undefined : Number(values["checkpoint-interval"]);
 const latencyOk =
   Number.isInteger(rate) && rate > 0 && rate <= 1_000_000 && Number.isInteger(seconds) && seconds > 0 && seconds <= 3600 &&
   (delivery === undefined || delivery === "at-least-once" || delivery === "exactly-once") &&
   (checkpointIntervalMs === undefined || (Number.isInteger(checkpointIntervalMs) && checkpointIntervalMs > 0));
-if (!latencyOk || bench === undefined || positionals.length > 1 || !Number.isInteger(events) || events <= 0 || !Number.isInteger(keys) || keys <= 0 || (dist !== "zipf" && dist !== "uniform") || (cacheMb !== undefined && !(cacheMb > 0)) || (values.segments !== "on" && values.segments !== "off") || !Number.isInteger(rules) || rules <= 0 || rules > 1000) {
+if (!latencyOk || !(hot >= 0 && hot <= 1) || bench === undefined || positionals.length > 1 || !Number.isInteger(events) || events <= 0 || !Number.isInteger(keys) || keys <= 0 || (dist !== "zipf" && dist !== "uniform") || (cacheMb !== undefined && !(cacheMb > 0)) || (values.segments !== "on" && values.segments !== "off") || !Number.isInteger(rules) || rules <= 0 || rules > 1000) {
   process.stderr.write(`${usage}\n`);
   process.exit(2);
 }
-const result = await bench({ events, keys, dist, cacheMb, segments: values.segments === "on", rules, rate, seconds, delivery: delivery as SinkDelivery | undefined, checkpointIntervalMs, profileDir: values.profile });
+const result = await bench({ events, keys, dist, cacheMb, segments: values.segments === "on", rules, rate, seconds, delivery: delivery as SinkDelivery | undefined, checkpointIntervalMs, profileDir: values.profile, hot });
 if (values.json) console.log(JSON.stringify(result));
 else console.log(result);

@@ -13,7 +13,7 @@ import { PARTIAL_INPUT } from "../../../runtime/core/local-aggregation.ts";
 import { OutputRouter } from "../../../runtime/actor/output-router.ts";
 import { Publisher } from "../../../runtime/actor/publisher.ts";
 import type { Transport } from "../../../runtime/actor/ports.ts";
-import { countDistinct, defineFunction, definePipeline, fromFunction, fromStream, InvalidWindowSpecError, session, sliding, tumbling, windowed, type AggregateFunction, type WindowSpec } from "../../../runtime/sdk/index.ts";
+import { countDistinct, countTrigger, earlyFirings, eventTimeTrigger, purging, type Trigger, defineFunction, definePipeline, fromFunction, fromStream, InvalidWindowSpecError, session, sliding, tumbling, windowed, type AggregateFunction, type WindowSpec } from "../../../runtime/sdk/index.ts";
 import { seededRandom, zipfSampler } from "../../../functions/seeded-random.ts";
 
 interface Ev {
@@ -40,12 +40,12 @@ interface Sent {
   readonly kind: string;
 }
 
-function pipeline(window: WindowSpec, local: boolean, aggregate: AggregateFunction<Ev, any, any> = countAndSum, partitions = 2) {
+function pipeline(window: WindowSpec, local: boolean, aggregate: AggregateFunction<Ev, any, any> = countAndSum, partitions = 2, trigger?: Trigger<Ev, any>) {
   return definePipeline({
     name: "j",
     functions: [
       defineFunction({ name: "src", input: fromStream("S"), process: () => undefined }),
-      windowed({ name: "agg", input: fromFunction("src"), partitions, key: (e: Ev) => e.k, window, allowedLatenessMs: 2_000, aggregate, localAggregation: local }),
+      windowed({ name: "agg", input: fromFunction("src"), partitions, key: (e: Ev) => e.k, window, allowedLatenessMs: 2_000, aggregate, localAggregation: local, ...(trigger === undefined ? {} : { trigger }) }),
     ],
   });
 }
@@ -63,8 +63,8 @@ interface Run {
  * watermark, flushing by size, age and barriers as an actor does, then replays what was
  * published into the consumer partitions.
  */
-function run(seed: number, window: WindowSpec, local: boolean, events = 3_000, aggregate?: AggregateFunction<Ev, any, any>): Run {
-  const graph = buildJobGraph(pipeline(window, local, aggregate));
+function run(seed: number, window: WindowSpec, local: boolean, events = 3_000, aggregate?: AggregateFunction<Ev, any, any>, trigger?: Trigger<Ev, any>): Run {
+  const graph = buildJobGraph(pipeline(window, local, aggregate, 2, trigger));
   const sent: Sent[] = [];
   const transport = {
     publish: async (subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>) => void sent.push({ subject, data, kind: headers?.["Eddy-Kind"] ?? "" }),
@@ -150,6 +150,20 @@ describe("local-global aggregation through the output router", () => {
     });
   }
 
+  it("works on the trigger path with a trigger that decides by time alone (eventTimeTrigger, earlyFirings), with the same results", () => {
+    for (const trigger of [eventTimeTrigger(), earlyFirings({ every: 1_000 })]) {
+      for (const seed of [1, 2, 3]) {
+        const plain = run(seed, tumbling(1_000), false, 3_000, undefined, trigger);
+        const local = run(seed, tumbling(1_000), true, 3_000, undefined, trigger);
+        expect(local.results).toEqual(plain.results);
+        expect(local.late).toEqual(plain.late);
+        expect(plain.results.some((r) => r.includes('"firing":"late"'))).toBe(true);
+        expect(local.partials).toBeGreaterThan(0);
+        expect(local.processed).toBeLessThan(plain.processed / 3);
+      }
+    }
+  });
+
   it("carries exact distinct sets as partials, with the same counts", () => {
     const distinct = countDistinct((e: Ev) => e.u);
     const plain = run(9, tumbling(1_000), false, 3_000, distinct);
@@ -211,5 +225,11 @@ describe("local-global aggregation through the output router", () => {
     expect(() => windowed({ ...base, aggregate: { ...countAndSum, merge: undefined } })).toThrow(/aggregate.merge/);
     expect(() => windowed({ ...base, timestamp: () => 0 })).toThrow(/timestamp selector/);
     expect(() => windowed({ ...base, input: fromStream("S") })).toThrow(InvalidWindowSpecError);
+    // A trigger that counts or looks at records would see one partial for many.
+    expect(() => windowed({ ...base, trigger: countTrigger(5) })).toThrow(/accepts partials/);
+    expect(() => windowed({ ...base, trigger: purging(earlyFirings({ every: 1_000 })) })).toThrow(/accepts partials/);
+    expect(() => windowed({ ...base, trigger: earlyFirings({ every: 1_000 }), changelog: true })).toThrow(/accepts partials/);
+    expect(() => windowed({ ...base, time: "processing" })).toThrow(/accepts partials/);
+    expect(windowed({ ...base, trigger: earlyFirings({ every: 1_000 }) }).localAggregation).toBeDefined();
   });
 });

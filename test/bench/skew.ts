@@ -1,0 +1,212 @@
+/**
+ * Skewed page views (issue 16 item 7, `npm run bench -- skew`): the job of item 6 — views and
+ * distinct users per (page, channel, minute), early rows every 5 s, final rows upserted into a KV
+ * bucket — on input where one page has `hot` of the views, run four ways: plain, with local-global
+ * aggregation, split over 16 user buckets (split distinct aggregation), and both; each on a
+ * nats-server of its own with an `eddy supervisor` and two `eddy worker` processes.
+ *
+ * The input is published first with the client producer (json-lines batches of 100, not timed),
+ * followed by one view per source partition five minutes after the last, which moves the
+ * watermark past every minute of the input. The timed part runs from starting the workers until
+ * the final row of every window of the input was published. Reported per run: events/s,
+ * events per core-second (workers + supervisor + nats-server, from /proc, over the timed part),
+ * and from the workers' live figures the records (views or partials) each partition of the
+ * aggregating function (page-stats; split: page-stats-split) took in: the busiest partition's share against
+ * the fair share (1 / partitions). Final rows are checked against a plain loop (views exact,
+ * users within the sketch's error). Speed is measured here, never asserted by tests.
+ */
+import { jetstream } from "@nats-io/jetstream";
+import { loadavg } from "node:os";
+import { join, resolve } from "node:path";
+import { createProducer } from "../../runtime/client/index.ts";
+import { partitionOf } from "../../runtime/core/hash.ts";
+import { cpuSecondsOf } from "../../runtime/dev/proc-cpu.ts";
+import { connectNats } from "../../runtime/nats/connection.ts";
+import { requestLiveStats } from "../../runtime/nats/live-stats.ts";
+import { startLocalNatsServer } from "../../runtime/nats/local-server.ts";
+import { ensureStream } from "../../runtime/nats/streams.ts";
+import type { PageView } from "../../functions/pageviews/events.ts";
+import { generateSkewedViews } from "../../functions/pageviews/skewed-events.ts";
+import { expectedPageStats, uvTolerance } from "../../functions/pageviews/skewed-expected.ts";
+import { statsKey, type PageStats } from "../../functions/pageviews/skewed.ts";
+import { runEddy } from "../support/cli.ts";
+import { startEddy, type EddyProcess } from "../support/processes.ts";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const WORKLOAD = join(ROOT, "test/bench/skew-workload.ts");
+const JOB = "skewed-pageviews";
+const SOURCE_PARTITIONS = 2;
+const PARTITIONS = 8;
+const WORKERS = 2;
+const CHECKPOINT_INTERVAL_MS = 1_000;
+
+export interface SkewRun {
+  /** `plain`, `local`, `split-<buckets>`, `split-<buckets>+local`. */
+  readonly mode: string;
+  readonly split: number;
+  readonly localAggregation: boolean;
+  readonly wallSeconds: number;
+  readonly cpuSeconds: { readonly workers: number; readonly supervisor: number; readonly natsServer: number };
+  /** CPU seconds of each worker process: with a hot partition, one works more than the other. */
+  readonly workerCpuSeconds: readonly number[];
+  readonly eventsPerSecond: number;
+  readonly eventsPerCoreSecond: number;
+  /** The function whose partitions are compared: the one that aggregates views. */
+  readonly aggregatingFunction: string;
+  /** Records each of its partitions took in, by partition (replays after a restart count again). */
+  readonly recordsPerPartition: readonly number[];
+  /** Restarts of its actors seen during the run (a counter that went down). */
+  readonly actorRestarts: number;
+  /** The busiest partition's records / all its partitions' records. */
+  readonly busiestShare: number;
+  readonly fairShare: number;
+  /** Final rows equal to the plain loop (views exactly, users within `uvTolerance`). */
+  readonly correct: boolean;
+  readonly finalRows: number;
+  readonly earlyRows: number;
+  /** Load average (1 min) when the run ended: the machine may be shared. */
+  readonly loadAverage: number;
+}
+
+export interface SkewBenchResult {
+  readonly bench: "skew";
+  readonly events: number;
+  readonly hot: number;
+  readonly partitions: number;
+  readonly workers: number;
+  readonly runs: readonly SkewRun[];
+  /** Throughput of the fastest optimised run over the plain one (the issue's goal: ≥ 2). */
+  readonly speedup: number | null;
+}
+
+const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
+const decoder = new TextDecoder();
+
+export async function benchSkew(options: { readonly events: number; readonly hot: number; readonly log?: (line: string) => void }): Promise<SkewBenchResult> {
+  const log = options.log ?? ((l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`));
+  const views = generateSkewedViews({ seed: 1, events: options.events, hotShare: options.hot });
+  const expected = expectedPageStats(views);
+  const runs: SkewRun[] = [];
+  for (const [split, local] of [[0, false], [0, true], [16, false], [16, true]] as const) runs.push(await skewRun(split, local, views, expected, log));
+  const plain = runs[0]!;
+  const best = Math.max(...runs.slice(1).map((r) => r.eventsPerSecond));
+  return { bench: "skew", events: options.events, hot: options.hot, partitions: PARTITIONS, workers: WORKERS, runs, speedup: round(best / plain.eventsPerSecond, 2) };
+}
+
+async function skewRun(split: number, local: boolean, views: readonly PageView[], expected: ReadonlyMap<string, { pv: number; uv: number }>, log: (line: string) => void): Promise<SkewRun> {
+  const mode = split === 0 ? (local ? "local" : "plain") : `split-${split}${local ? "+local" : ""}`;
+  const env = { SKEW_BENCH_SPLIT: String(split), SKEW_BENCH_LOCAL: local ? "1" : "0", SKEW_BENCH_PARTITIONS: String(PARTITIONS) };
+  const server = await startLocalNatsServer();
+  const nc = await connectNats(server.url, "eddy-bench");
+  const children: EddyProcess[] = [];
+  const output = () => children.map((c) => c.output().slice(-3000)).join("\n---\n");
+  try {
+    await ensureStream(nc, "SKEWED_PAGEVIEWS", ["skewed-pageviews.>"]);
+    await ensureStream(nc, "SKEWED_PAGEVIEWS_PARAMS", ["skewed-pageviews-params.>"]);
+    await ensureStream(nc, "RESULTS", ["results.>"]);
+    log(`${mode}: publishing ${views.length} views`);
+    const producer = await createProducer(nc, { stream: "SKEWED_PAGEVIEWS", subject: "skewed-pageviews.{partition}", partitions: SOURCE_PARTITIONS, partitionBy: "user", maxInFlight: 256 });
+    for (const v of views) await producer.send(v);
+    // One view per source partition five minutes after the last: the watermark passes every minute.
+    const lastTs = views.reduce((m, v) => Math.max(m, v.ts), 0);
+    for (let p = 0; p < SOURCE_PARTITIONS; p++) {
+      let i = 0;
+      while (partitionOf(`end-${i}`, SOURCE_PARTITIONS) !== p) i++;
+      await producer.send({ user: `end-${i}`, page: "end", channel: "web", ts: lastTs + 300_000 } satisfies PageView);
+    }
+    await producer.close();
+    const deployed = await runEddy(["deploy", WORKLOAD, "--nats", server.url], { env, timeoutMs: 120_000 });
+    if (deployed.code !== 0) throw new Error(`eddy deploy failed: ${deployed.stderr}`);
+
+    const supervisor = startEddy(["supervisor", "--nats", server.url, "--checkpoint-interval", String(CHECKPOINT_INTERVAL_MS)]);
+    children.push(supervisor);
+    const perWorker = () => children.slice(1).map((c) => cpuSecondsOf(c.child.pid!));
+    const cpu = () => ({ workers: perWorker().reduce((a, b) => a + b, 0), supervisor: cpuSecondsOf(supervisor.child.pid!), natsServer: cpuSecondsOf(server.pid) });
+    const cpu0 = cpu();
+    const t0 = performance.now();
+    for (let i = 0; i < WORKERS; i++) children.push(startEddy(["worker", "--nats", server.url], env));
+    log(`${mode}: running`);
+    // Read the results as they come (an ordered consumer) until every window of the input has its final row.
+    const finals = new Map<string, PageStats>();
+    let earlyRows = 0;
+    const js = jetstream(nc);
+    const messages = await (await js.consumers.get("RESULTS")).consume({ max_messages: 4096 });
+    const giveUp = setTimeout(() => void messages.close(), 1_800_000);
+    const progress = setInterval(() => log(`${mode}: ${finals.size} of ${expected.size} final rows, ${earlyRows} early`), 30_000);
+    // The actors' counters start at 0 when they (re)start: sampled every second, a drop is a
+    // restart, and what the previous incarnation counted is kept.
+    const aggregatingFunction = split === 0 ? "page-stats" : "page-stats-split";
+    const counted = new Array<number>(PARTITIONS).fill(0);
+    const lastSeen = new Array<number>(PARTITIONS).fill(0);
+    let restarts = 0;
+    const sample = async () => {
+      const seen = new Array<number | undefined>(PARTITIONS).fill(undefined);
+      for (const r of await requestLiveStats(nc, JOB, { expected: WORKERS, maxWaitMs: 2_000 })) for (const a of r.actors) if (a.fn === aggregatingFunction) seen[a.partition] = a.recordsIn;
+      seen.forEach((n, p) => {
+        if (n === undefined) return;
+        if (n < lastSeen[p]!) {
+          counted[p]! += lastSeen[p]!;
+          restarts++;
+        }
+        lastSeen[p] = n;
+      });
+    };
+    let sampling = Promise.resolve();
+    const sampler = setInterval(() => (sampling = sampling.then(sample, () => undefined)), 1_000);
+    try {
+      for await (const m of messages) {
+        const row = JSON.parse(decoder.decode(m.data)) as PageStats;
+        if (row.page === "end") continue;
+        if (!row.final) earlyRows++;
+        else finals.set(statsKey(row), row);
+        if (finals.size >= expected.size) break;
+      }
+    } finally {
+      clearTimeout(giveUp);
+      clearInterval(progress);
+      clearInterval(sampler);
+      await messages.close();
+    }
+    const wallSeconds = (performance.now() - t0) / 1000;
+    const cpu1 = cpu();
+    const workerCpuSeconds = perWorker().map((x) => round(x));
+    if (finals.size < expected.size) throw new Error(`${mode}: ${finals.size} of ${expected.size} final rows within 30 minutes; the processes said:\n${output()}`);
+    await sampling;
+    await sample();
+    const recordsPerPartition = counted.map((n, p) => n + lastSeen[p]!);
+    const total = recordsPerPartition.reduce((a, b) => a + b, 0);
+    let correct = true;
+    for (const [id, e] of expected) {
+      const row = finals.get(id);
+      if (row === undefined || row.pv !== e.pv || Math.abs(row.uv - e.uv) > uvTolerance(e.uv)) correct = false;
+    }
+    const cpuSeconds = { workers: round(cpu1.workers - cpu0.workers), supervisor: round(cpu1.supervisor - cpu0.supervisor), natsServer: round(cpu1.natsServer - cpu0.natsServer) };
+    const core = cpuSeconds.workers + cpuSeconds.supervisor + cpuSeconds.natsServer;
+    const events = views.length;
+    const run: SkewRun = {
+      mode,
+      split,
+      localAggregation: local,
+      wallSeconds: round(wallSeconds),
+      cpuSeconds,
+      workerCpuSeconds,
+      eventsPerSecond: Math.round(events / wallSeconds),
+      eventsPerCoreSecond: Math.round(events / core),
+      aggregatingFunction,
+      recordsPerPartition,
+      actorRestarts: restarts,
+      busiestShare: total === 0 ? 0 : round(Math.max(...recordsPerPartition) / total),
+      fairShare: round(1 / PARTITIONS),
+      correct,
+      finalRows: finals.size,
+      earlyRows,
+      loadAverage: round(loadavg()[0]!, 2),
+    };
+    log(`${mode}: ${JSON.stringify(run)}`);
+    return run;
+  } finally {
+    for (const c of children) await c.kill();
+    await nc.close();
+    await server.stop();
+  }
+}
