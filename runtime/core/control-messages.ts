@@ -200,7 +200,7 @@ export const deploymentRecord = struct(
     functions: array(
       struct(
         { name: str, partitions: positive, state: record(struct({ kind: str, version: count })) },
-        { source: struct({ stream: str, subjects: array(str) }), upsert: str },
+        { source: struct({ stream: str, subjects: array(str) }), upsert: str, chained: bool },
       ),
     ),
   },

@@ -344,5 +344,7 @@ export interface DeploymentRecord {
     readonly source?: { readonly stream: string; readonly subjects: readonly string[] };
     /** The KV bucket of the function's upsert sink, which `eddy start` creates if it is missing. */
     readonly upsert?: string;
+    /** Runs chained in its producer's actors, with no actors of its own (note ch; absent before chaining existed). */
+    readonly chained?: boolean;
   }>;
 }

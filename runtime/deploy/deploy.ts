@@ -53,7 +53,11 @@ export class NoDeploymentError extends InputError {
  */
 type SignedState = StateSignature[string] & { readonly migratesFrom?: readonly number[] };
 
-export function signatureOf(graph: JobGraph): DeploymentRecord["functions"] {
+/**
+ * What a deployment records of each function of `graph`; `chained` names the functions that run
+ * in their producer's actors (note ch), which have no actors or snapshots of their own.
+ */
+export function signatureOf(graph: JobGraph, chained: ReadonlySet<string> = new Set()): DeploymentRecord["functions"] {
   return graph.functions.map((f) => {
     const state: Record<string, SignedState> = {};
     for (const [name, decl] of Object.entries((f.spec.state ?? {}) as StateDeclarations)) {
@@ -61,7 +65,7 @@ export function signatureOf(graph: JobGraph): DeploymentRecord["functions"] {
       state[name] = { kind: decl.kind, version: decl.version ?? 1, ...(migratesFrom.length === 0 ? {} : { migratesFrom }) };
     }
     const source = f.stream === undefined ? undefined : { stream: f.stream.stream, subjects: subjectsOf(f.stream.subject, f.partitions) };
-    return { name: f.name, partitions: f.partitions, state: state as StateSignature, ...(source === undefined ? {} : { source }), ...(f.spec.upsert === undefined ? {} : { upsert: f.spec.upsert.bucket }) };
+    return { name: f.name, partitions: f.partitions, state: state as StateSignature, ...(source === undefined ? {} : { source }), ...(f.spec.upsert === undefined ? {} : { upsert: f.spec.upsert.bucket }), ...(chained.has(f.name) ? { chained: true } : {}) };
   });
 }
 
@@ -77,6 +81,9 @@ export function incompatibility(current: DeploymentRecord["functions"], next: De
   for (const f of current) {
     const n = next.find((x) => x.name === f.name)!;
     if (n.partitions !== f.partitions) return `function "${f.name}": partitions ${f.partitions} -> ${n.partitions} (state is partitioned; repartition it first)`;
+    // Its checkpoints hold no snapshot of a chained function: restored with actors of its own, it
+    // would find none (note ch). A savepoint's restore starts functions it lacks empty.
+    if (f.chained === true && n.chained !== true) return `function "${f.name}" runs chained in its producer's actors and would get actors of its own (unchaining needs a savepoint: eddy stop --savepoint, then eddy deploy --from-savepoint)`;
     for (const [state, s] of Object.entries(f.state)) {
       const t = n.state[state];
       if (t === undefined) continue; // dropped state is simply no longer read
@@ -132,7 +139,8 @@ export async function deployModule(
     }
     // The functions that get actors, streams and snapshots: a chained function has none (note ch).
     const physical = physicalPipeline({ ...withDefaultPartitions(pipeline, options.partitions), name: job }).graph;
-    return { job, pipeline: pipeline.name, functions: signatureOf(graph), graph, physical };
+    const chained = new Set(graph.functions.map((f) => f.name).filter((name) => !physical.functions.some((f) => f.name === name)));
+    return { job, pipeline: pipeline.name, functions: signatureOf(graph, chained), graph, physical };
   });
   if (options.fromSavepoint !== undefined && plans.length !== 1) throw new InvalidModuleError(`${path} exports ${plans.length} pipelines; --from-savepoint restores one job`);
   // Every check passes before anything is written. After an undeploy the job's state is still

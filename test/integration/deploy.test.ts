@@ -155,4 +155,30 @@ describe("deployments", () => {
       await nc.close();
     }
   }, 60_000);
+
+  it("refuses a version that would give chained functions actors of their own, and takes the other way round", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    try {
+      await ensureStream(nc, "CHAIN_IN", ["chain.in.*"]);
+      await ensureStream(nc, "CHAIN_OUT", ["chain.out"]);
+      expect((await deployModule(nc, resolve(ROOT, "test/fixtures/chained-ledger.ts")))[0]).toMatchObject({ job: "chainledger", version: 1 });
+      // Its checkpoints hold no snapshot of `keep` or `out`: restored with actors of their own, they would find none.
+      await expect(deployModule(nc, resolve(ROOT, "test/fixtures/chained-ledger-unchained.ts"))).rejects.toThrow(IncompatibleDeploymentError);
+      await expect(deployModule(nc, resolve(ROOT, "test/fixtures/chained-ledger-unchained.ts"))).rejects.toThrow(/function "keep" runs chained in its producer's actors .*eddy deploy --from-savepoint/);
+    } finally {
+      await nc.close();
+    }
+    // Unchained first, then chained: the chained functions' snapshots are simply not read (note ch).
+    await using other = await natsServer();
+    const nc2 = await connect(other);
+    try {
+      await ensureStream(nc2, "CHAIN_IN", ["chain.in.*"]);
+      await ensureStream(nc2, "CHAIN_OUT", ["chain.out"]);
+      expect((await deployModule(nc2, resolve(ROOT, "test/fixtures/chained-ledger-unchained.ts")))[0]).toMatchObject({ version: 1 });
+      expect((await deployModule(nc2, resolve(ROOT, "test/fixtures/chained-ledger.ts")))[0]).toMatchObject({ version: 2, unchanged: false });
+    } finally {
+      await nc2.close();
+    }
+  }, 60_000);
 });
