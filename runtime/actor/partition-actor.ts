@@ -58,6 +58,11 @@ import { LiveState } from "./live-state.ts";
 import { DEFAULT_ACTOR_CONFIG, PAYLOAD_HEADER_ROOM, type ActorConfig, type ActorStart, type ActorStats } from "./actor-config.ts";
 import type { BarrierBody, SegmentUpload } from "./actor-records.ts";
 
+/** How often the read loop looks at the clock to decide whether to yield, in messages. */
+const YIELD_CHECK_MESSAGES = 32;
+/** Reading time after which the read loop lets timers and I/O run. */
+const YIELD_AFTER_MS = 50;
+
 export { DEFAULT_ACTOR_CONFIG, CorruptCheckpointError };
 export type { ActorConfig, ActorStart, ActorStats };
 
@@ -161,6 +166,9 @@ export class PartitionActor {
   committedWatermark: CommittedWatermark | undefined;
   busy: Promise<void> | undefined;
   private lastWatermarkAt = 0;
+  /** Messages since the read loop last checked whether to yield, and when it last yielded. */
+  private sinceYieldCheck = 0;
+  private lastYield = 0;
   private loop: Promise<void> | undefined;
   /** True once the actor has restored its state and is reading. */
   running = false;
@@ -457,10 +465,26 @@ export class PartitionActor {
       }
       if (this.rounds.materializationBehind) await this.backpressured(() => this.rounds.waitForMaterialization());
       if (this.snapshots.uploadDue) await this.snapshots.uploadChanges();
+      if (++this.sinceYieldCheck >= YIELD_CHECK_MESSAGES) await this.yieldIfLong();
       // With input pending at the server the next message is (or is being) fetched: the actor is
       // not waiting for input, so it stays busy (activity-clock.ts) and reads no clock.
       if (m.pending === 0) this.activity.switchTo("idle", performance.now());
     }
+  }
+
+  /**
+   * Gives the event loop a turn after `YIELD_AFTER_MS` of reading. A backlog is read from the
+   * consumer's buffer through promises alone, so without this no timer or I/O callback of the
+   * process runs until the buffer is empty: the worker's heartbeat stops (after 5 s the worker
+   * counts as dead and the job is recovered), and request timeouts fire before replies that
+   * arrived long ago are read (design note ci).
+   */
+  private async yieldIfLong(): Promise<void> {
+    this.sinceYieldCheck = 0;
+    const t = performance.now();
+    if (t - this.lastYield < YIELD_AFTER_MS) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.lastYield = performance.now();
   }
 
   /** Runs `wait` as time blocked on downstream. */

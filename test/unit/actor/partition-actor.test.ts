@@ -419,6 +419,43 @@ describe("PartitionActor over the in-memory transport: what a checkpoint writes"
   });
 });
 
+describe("PartitionActor over the in-memory transport: a backlog", () => {
+  it("lets timers run while it reads a backlog (a worker's heartbeat must not stop behind a busy actor)", async () => {
+    const busyMs = 2;
+    const graph = buildJobGraph(
+      definePipeline({
+        name: "j",
+        functions: [
+          defineFunction<{ n: number }, { n: number }>({
+            name: "src",
+            input: fromStream("in"),
+            process(ctx, r) {
+              const until = performance.now() + busyMs;
+              while (performance.now() < until);
+              ctx.emit(r);
+            },
+          }),
+          defineFunction<{ n: number }, unknown>({ name: "total", input: fromFunction("src"), process: () => undefined }),
+        ],
+      }),
+    );
+    const { t } = setup(graph, { in: ["in"] });
+    const total = 200;
+    for (let n = 0; n < total; n++) await t.append("in", JSON.stringify({ n }));
+    const src = actor(t, graph, "src");
+    // What the actor had read each time a timer ran: the backlog takes ~400 ms of CPU.
+    const seen: number[] = [];
+    const timer = setInterval(() => seen.push(src.stats.recordsIn), 5);
+    try {
+      await src.start({ generation: 1, checkpoint: 0, worker: "w" });
+      await waitFor("the backlog read", () => src.stats.recordsIn === total, { timeoutMs: 20_000, intervalMs: 5 });
+    } finally {
+      clearInterval(timer);
+    }
+    expect(seen.filter((n) => n > 0 && n < total).length).toBeGreaterThanOrEqual(2);
+  });
+});
+
 describe("PartitionActor over the in-memory transport: materialization rounds", () => {
   /** Records, a checkpoint and its commit; KV may be paused meanwhile (the commit only queues). */
   async function checkpoint(t: MemoryTransport, acks: SnapshotAck[], actors: PartitionActor[], source: PartitionActor, id: number, records: Array<[string, string]>): Promise<void> {
