@@ -19,7 +19,7 @@ import { join, resolve } from "node:path";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { jetstream, DeliverPolicy } from "@nats-io/jetstream";
-import { startLocalNatsServer } from "../../runtime/nats/local-server.ts";
+import { freePort, startLocalNatsServer } from "../../runtime/nats/local-server.ts";
 import { ensureStream, publishAll } from "../../runtime/nats/streams.ts";
 import { assignmentKey, heartbeatKey, JOBS_BUCKET, latestKey, WORKERS_BUCKET, type Assignment } from "../../runtime/core/protocol.ts";
 import { appliedKey, positionKey } from "../../runtime/core/kv-keys.ts";
@@ -33,10 +33,8 @@ export interface RecoveryBenchResult {
   readonly partitions: number;
   /** Keyed partitions the killed worker owned. */
   readonly killedPartitions: number;
-  /** Publishing the load to processing it and materializing a checkpoint covering it. */
+  /** Publishing the load (paced by the job), processing it and materializing a checkpoint covering it. */
   readonly loadSeconds: number;
-  /** Of which publishing the load (batches of `RECOVERY_LOAD_BATCH` records per message). */
-  readonly publishSeconds: number;
   readonly detectionMs: number;
   readonly decisionMs: number;
   readonly restoreMs: number;
@@ -72,6 +70,28 @@ function start(args: string[]): Child {
   return { proc, lines };
 }
 
+/** Source messages published per chunk of the load, and the input lag (messages, over the job) a chunk waits for. */
+const LOAD_CHUNK_MESSAGES = 20;
+const MAX_INPUT_LAG_MESSAGES = 16;
+
+/**
+ * Input messages waiting in the job (`eddy_input_lag_messages` over every actor of both workers);
+ * undefined while a worker does not answer or runs no actor yet.
+ */
+async function inputLag(ports: readonly number[]): Promise<number | undefined> {
+  let lag = 0;
+  let actors = 0;
+  for (const port of ports) {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (const line of text.split("\n")) {
+      if (!line.startsWith("eddy_input_lag_messages{")) continue;
+      actors++;
+      lag += Number(line.slice(line.lastIndexOf(" ") + 1));
+    }
+  }
+  return actors === 0 ? undefined : lag;
+}
+
 async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -91,21 +111,32 @@ export async function benchRecovery(keys: number): Promise<RecoveryBenchResult> 
     await ensureStream(nc, RECOVERY_OUTPUT_STREAM, [RECOVERY_OUTPUT_SUBJECT]);
     phase(`publishing ${keys} records`);
     const loadStarted = Date.now();
-    // Batched (json-lines, RECOVERY_LOAD_BATCH records a message): one message per record took 10+
-    // minutes to publish and as long to process at 10 M keys. Only the load; probes stay single.
-    const loadMessages = await publishAll(nc, (function* () {
-      for (let i = 0; i < keys; i += RECOVERY_LOAD_BATCH) {
-        const lines: string[] = [];
-        for (let j = i; j < Math.min(keys, i + RECOVERY_LOAD_BATCH); j++) lines.push(`{"k":"key-${j}"}`);
-        yield { subject: RECOVERY_SOURCE_SUBJECT, data: lines.join("\n") };
-      }
-    })(), 64);
-    const publishSeconds = (Date.now() - loadStarted) / 1000;
-    phase(`published ${keys} records in ${loadMessages} messages (${publishSeconds.toFixed(1)} s)`);
-
     const supervisor = start(["supervisor", "--nats", server.url, "--id", "bench-supervisor", "--checkpoint-interval", "2000"]);
-    const workers = [start(["worker", "--pipeline", WORKLOAD, "--nats", server.url]), start(["worker", "--pipeline", WORKLOAD, "--nats", server.url])];
+    const metricsPorts = [await freePort(), await freePort()];
+    const workers = metricsPorts.map((port) => start(["worker", "--pipeline", WORKLOAD, "--nats", server.url, "--metrics-port", String(port)]));
     children.push(supervisor, ...workers);
+
+    // The load, in batches (json-lines, RECOVERY_LOAD_BATCH records a message): one message per
+    // record took 10+ minutes to publish and as long to process at 10 M keys. Published all at
+    // once, though, the source forwards records far faster than the counters take them, barriers
+    // queue behind the backlog and checkpoints time out (the job restarted from checkpoint 0 over
+    // and over): so a chunk is published only once the job's inputs are nearly drained, as a
+    // producer under backpressure would. Probes stay one record per message.
+    let loadMessages = 0;
+    for (let i = 0; i < keys; ) {
+      const chunkEnd = Math.min(keys, i + LOAD_CHUNK_MESSAGES * RECOVERY_LOAD_BATCH);
+      loadMessages += await publishAll(nc, (function* () {
+        for (let j = i; j < chunkEnd; j += RECOVERY_LOAD_BATCH) {
+          const lines: string[] = [];
+          for (let k = j; k < Math.min(chunkEnd, j + RECOVERY_LOAD_BATCH); k++) lines.push(`{"k":"key-${k}"}`);
+          yield { subject: RECOVERY_SOURCE_SUBJECT, data: lines.join("\n") };
+        }
+      })(), 64);
+      i = chunkEnd;
+      await sleep(100);
+      await until("the job to take the load", async () => ((await inputLag(metricsPorts)) ?? Infinity) <= MAX_INPUT_LAG_MESSAGES ? true : undefined, 30 * 60_000);
+    }
+    phase(`published ${keys} records in ${loadMessages} messages (${((Date.now() - loadStarted) / 1000).toFixed(1)} s)`);
 
     // Loaded: a committed checkpoint taken after every record was counted, materialized in KV.
     const kvm = new Kvm(nc);
@@ -192,7 +223,6 @@ export async function benchRecovery(keys: number): Promise<RecoveryBenchResult> 
       partitions: RECOVERY_PARTITIONS,
       killedPartitions,
       loadSeconds: Math.round(loadSeconds * 10) / 10,
-      publishSeconds: Math.round(publishSeconds * 10) / 10,
       detectionMs: detectedAt - killedAt,
       decisionMs: decision.at - killedAt,
       restoreMs: firstOut - decision.at,

@@ -13,6 +13,7 @@ import { join, resolve } from "node:path";
 import { freePort, startLocalNatsServer } from "../../runtime/nats/local-server.ts";
 import { connectNats } from "../../runtime/nats/connection.ts";
 import { ensureStream, publishAll } from "../../runtime/nats/streams.ts";
+import { AckedPublisher } from "../../runtime/nats/acked-publisher.ts";
 import { cpuSecondsOf } from "../../runtime/dev/proc-cpu.ts";
 import { seededRandom, zipfSampler } from "../../functions/seeded-random.ts";
 import { STATE_BENCH_LOAD_BATCH, STATE_BENCH_PARTITIONS, STATE_BENCH_STREAM, STATE_BENCH_SUBJECT } from "./state-workload.ts";
@@ -25,9 +26,9 @@ export interface StateBenchResult {
   readonly events: number;
   readonly dist: KeyDistribution;
   readonly partitions: number;
-  /** Publishing the load and the updates (before any worker starts; not timed). */
+  /** Publishing the timed updates (behind the load; not timed). */
   readonly publishSeconds: number;
-  /** Processing the load (from starting the worker). */
+  /** From starting the job to the load processed (its paced publishing, then the updates' publishing). */
   readonly loadSeconds: number;
   readonly wallSeconds: number;
   /** Updates processed in the timed phase (all `events` but those done before the load was seen done). */
@@ -59,6 +60,17 @@ function startEddy(args: string[]): ChildProcess {
   return child;
 }
 
+/** Source messages published per chunk of the load, and the input lag (messages, over the job) a chunk waits for. */
+const LOAD_CHUNK_MESSAGES = 20;
+const MAX_INPUT_LAG_MESSAGES = 16;
+
+/** Input messages waiting over every actor of a worker; undefined while it runs no actor yet. */
+async function inputLag(port: number): Promise<number | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const lines = text.split("\n").filter((l) => l.startsWith("eddy_input_lag_messages{"));
+  return lines.length === 0 ? undefined : lines.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
+}
+
 /** Sum of `metric` of function `fn` on a worker's /metrics. */
 async function metricOf(port: number, fn: string, metric: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -81,35 +93,46 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
   try {
     await ensureStream(nc, STATE_BENCH_STREAM, [STATE_BENCH_SUBJECT]);
     const touched = new Set<number>();
-    phase(`publishing ${keys} loads and ${events} ${dist} updates`);
-    const publishStarted = performance.now();
-    // The load in batches (json-lines, STATE_BENCH_LOAD_BATCH records a message): one message per
-    // record took 10+ minutes to publish and as long to process at 10 M keys. The timed updates
-    // stay one per message, as before.
-    await publishAll(
-      nc,
-      (function* () {
-        for (let i = 0; i < keys; i += STATE_BENCH_LOAD_BATCH) {
-          const lines: string[] = [];
-          for (let j = i; j < Math.min(keys, i + STATE_BENCH_LOAD_BATCH); j++) lines.push(`{"k":"key-${j}"}`);
-          yield { subject: STATE_BENCH_SUBJECT, data: lines.join("\n") };
-        }
-        for (let i = 0; i < events; i++) {
-          const k = draw();
-          touched.add(k);
-          yield { subject: STATE_BENCH_SUBJECT, data: `{"k":"key-${k}"}` };
-        }
-      })(),
-      2048,
-    );
-    const publishSeconds = (performance.now() - publishStarted) / 1000;
-    phase(`published in ${publishSeconds.toFixed(1)} s`);
     const metricsPort = await freePort();
     const loadStarted = performance.now();
     children.push(startEddy(["supervisor", "--nats", server.url, "--checkpoint-interval", "1000"]));
     const cacheArgs = opts.cacheMb === undefined ? [] : ["--state-cache-mb", String(opts.cacheMb)];
     const worker = startEddy(["worker", "--pipeline", WORKLOAD, "--nats", server.url, "--metrics-port", String(metricsPort), ...cacheArgs]);
     children.push(worker);
+    // The load in batches (json-lines, STATE_BENCH_LOAD_BATCH records a message): one message per
+    // record took 10+ minutes to publish and as long to process at 10 M keys. Published all at
+    // once, though, the source forwards records far faster than the counter takes them, barriers
+    // queue behind the backlog and checkpoints time out: a chunk goes out only once the job's
+    // inputs are nearly drained, as a producer under backpressure would.
+    phase(`publishing ${keys} loads`);
+    for (let i = 0; i < keys; ) {
+      const chunkEnd = Math.min(keys, i + LOAD_CHUNK_MESSAGES * STATE_BENCH_LOAD_BATCH);
+      await publishAll(nc, (function* () {
+        for (let j = i; j < chunkEnd; j += STATE_BENCH_LOAD_BATCH) {
+          const lines: string[] = [];
+          for (let k = j; k < Math.min(chunkEnd, j + STATE_BENCH_LOAD_BATCH); k++) lines.push(`{"k":"key-${k}"}`);
+          yield { subject: STATE_BENCH_SUBJECT, data: lines.join("\n") };
+        }
+      })(), 64);
+      i = chunkEnd;
+      await sleep(100);
+      while ((await inputLag(metricsPort).catch(() => undefined) ?? Infinity) > MAX_INPUT_LAG_MESSAGES) await sleep(100);
+    }
+    // The timed updates, one per message as before, right behind the load: a backlog the timed
+    // phase reads once the load is done (those processed before that are left out of its rate).
+    phase(`publishing ${events} ${dist} updates`);
+    const publishStarted = performance.now();
+    const updates = new AckedPublisher(nc);
+    const utf8 = new TextEncoder();
+    await updates.publishAll((function* () {
+      for (let i = 0; i < events; i++) {
+        const k = draw();
+        touched.add(k);
+        yield { subject: STATE_BENCH_SUBJECT, data: utf8.encode(`{"k":"key-${k}"}`) };
+      }
+    })(), 2048).finally(() => updates.close());
+    const publishSeconds = (performance.now() - publishStarted) / 1000;
+    phase(`published the updates in ${publishSeconds.toFixed(1)} s`);
     const counted = () => recordsIn(metricsPort, "count").catch(() => 0);
     // The timed phase starts when the load is seen done; updates processed before that moment (the
     // poll is not instant, and a loaded worker answers /metrics late) are left out of the rate.
