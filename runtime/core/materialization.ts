@@ -23,6 +23,11 @@ import type { DeltaEntry } from "./delta-log.ts";
 /** A committed checkpoint waiting to be materialized: its delta entries and its held sink output. */
 export interface CommittedDelta<O> {
   readonly id: number;
+  /**
+   * The changes; each key at most once when `created` is set (the log's merged snapshot, as
+   * `DeltaLog.committed` returns it). A delta read back by a restore may repeat a key (stored
+   * input is not trusted): the round merges those.
+   */
   readonly entries: readonly DeltaEntry[];
   readonly output: O;
   /**
@@ -58,6 +63,11 @@ export interface MaterializationRound<O> {
  */
 export function planRound<O>(queue: readonly CommittedDelta<O>[]): MaterializationRound<O> | undefined {
   if (queue.length === 0) return undefined;
+  const only = queue.length === 1 ? queue[0]! : undefined;
+  // The common round — one commit since the last — writes a delta from the actor's log, which
+  // holds each key once: no merging needed. At a million keys the merge (a map and a set of every
+  // key) cost about a tenth of the round's CPU next to the writes themselves.
+  if (only !== undefined && only.created !== undefined) return single(only, only.created);
   const merged = new Map<string, Uint8Array | null>();
   // Keys whose first change in the round is a put that created them: KV lacks them before it.
   const absentBefore = new Set<string>();
@@ -90,6 +100,33 @@ export function planRound<O>(queue: readonly CommittedDelta<O>[]): Materializati
     entriesIn,
     skipped,
     merged: (key) => merged.get(key),
+  };
+}
+
+/** The round of one delta whose entries name each key once (`CommittedDelta.created` is set). */
+function single<O>(d: CommittedDelta<O>, created: ReadonlySet<string>): MaterializationRound<O> {
+  const puts: Array<readonly [string, Uint8Array]> = [];
+  const deletes: string[] = [];
+  let skipped = 0;
+  for (const e of d.entries) {
+    if (e[1] !== null) puts.push(e as readonly [string, Uint8Array]);
+    else if (created.has(e[0])) skipped++; // its only change in the round created it: KV never had it
+    else deletes.push(e[0]);
+  }
+  const entries = d.entries;
+  return {
+    applied: d.id,
+    ids: [d.id],
+    puts,
+    deletes,
+    outputs: [d.output],
+    entriesIn: entries.length,
+    skipped,
+    // Asked once per round (the restart position): a scan costs less than indexing every key.
+    merged: (key) => {
+      for (let i = entries.length - 1; i >= 0; i--) if (entries[i]![0] === key) return entries[i]![1];
+      return undefined;
+    },
   };
 }
 

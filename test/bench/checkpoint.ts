@@ -18,7 +18,9 @@ import { JetStreamTransport } from "../../runtime/nats/transport.ts";
 import { startLocalNatsServer } from "../../runtime/nats/local-server.ts";
 import { connectNats, type NatsConnection } from "../../runtime/nats/connection.ts";
 import { ensureStream, publishAll } from "../../runtime/nats/streams.ts";
+import { AckedPublisher } from "../../runtime/nats/acked-publisher.ts";
 import { startLocalJob } from "../../runtime/dev/local-job.ts";
+import { profileSection } from "../../runtime/dev/profiler.ts";
 import { defineFunction, definePipeline, fromFunction, fromStream, valueState } from "../../runtime/sdk/index.ts";
 
 export interface CheckpointBenchResult {
@@ -131,19 +133,26 @@ export async function benchCheckpoint(keys: number, segments = true): Promise<Ch
     const perTick = Math.max(1, Math.round(loadRate / 10 / 10));
     let traffic = true;
     let sent = 0;
+    // Published as acknowledged publishes without a request each (acked-publisher.ts): the bench
+    // shares the process with the job, and js.publish per record cost about a tenth of its CPU
+    // while materialization ran — a producer's cost, not eddy's.
+    const producer = new AckedPublisher(nc);
+    const utf8 = new TextEncoder();
     // Resolves with the error that stopped it, if any (a failed actor may close what it publishes to).
     const more = (async (): Promise<unknown> => {
       while (traffic) {
         const from = sent;
         const tick = sleep(100);
-        await publishAll(nc, (function* () {
-          for (let i = from; i < from + perTick; i++) yield { subject: "ckpt.bench", data: `{"k":"key-${i % keys}","v":${keys + i}}` };
+        await producer.publishAll((function* () {
+          for (let i = from; i < from + perTick; i++) yield { subject: "ckpt.bench", data: utf8.encode(`{"k":"key-${i % keys}","v":${keys + i}}`) };
         })(), 2048);
         sent += perTick;
         await tick;
       }
       return undefined;
-    })().catch((e: unknown) => e);
+    })()
+      .catch((e: unknown) => e)
+      .finally(() => producer.close());
     const window = 2000;
     const before0 = processed(job);
     await sleep(window);
@@ -158,10 +167,14 @@ export async function benchCheckpoint(keys: number, segments = true): Promise<Ch
       }
     })();
     phase("checkpoint");
+    // `EDDY_CPU_PROFILE=<file>` profiles the checkpoint and its materialization (to `_applied`).
+    const committedId = Promise.withResolvers<number>();
+    const materialized = profileSection(() => committedId.promise.then((id) => job.worker.applied(id)));
     const record = await job.supervisor.triggerCheckpoint("ckptbench").finally(async () => {
       sampling = false;
       await sampler;
     });
+    committedId.resolve(record.id);
     if (record.status !== "committed") {
       traffic = false;
       await more;
@@ -173,7 +186,7 @@ export async function benchCheckpoint(keys: number, segments = true): Promise<Ch
     const segmentsUploaded = job.worker.stats().reduce((n, s) => n + (s.fn === "store" ? s.segmentsUploaded : 0), 0);
     // Logged before materializing, so a run whose materialization fails still shows the checkpoint.
     phase(`committed ${JSON.stringify(record)}; processed during it: ${during} in ${duringMs} ms (before: ${eventsPerSecondBeforeCheckpoint}/s, offered ${perTick * 10}/s), segments ${segmentsUploaded}; materializing`);
-    await job.worker.applied(record.id);
+    await materialized;
     // Measured from the commit itself: triggerCheckpoint returns only after the supervisor's
     // bookkeeping, while materialization starts as soon as the commit is seen.
     const applied = Date.now();

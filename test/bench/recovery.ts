@@ -1,6 +1,6 @@
 /**
  * Recovery time after a worker crash, for a given number of keys of state: a keyed job is loaded
- * with `keys` keys on two worker processes under a supervisor process, a checkpoint covering all
+ * with `keys` keys (published in batches of JSON lines) on two worker processes under a supervisor process, a checkpoint covering all
  * of them is committed and materialized in KV, then the worker owning the most keyed partitions
  * is SIGKILLed while probe records keep arriving. Reported, from the kill:
  *
@@ -19,13 +19,13 @@ import { join, resolve } from "node:path";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { jetstream, DeliverPolicy } from "@nats-io/jetstream";
-import { startLocalNatsServer } from "../../runtime/nats/local-server.ts";
+import { freePort, startLocalNatsServer } from "../../runtime/nats/local-server.ts";
 import { ensureStream, publishAll } from "../../runtime/nats/streams.ts";
 import { assignmentKey, heartbeatKey, JOBS_BUCKET, latestKey, WORKERS_BUCKET, type Assignment } from "../../runtime/core/protocol.ts";
 import { appliedKey, positionKey } from "../../runtime/core/kv-keys.ts";
 import { stateBucket } from "../../runtime/core/naming.ts";
 import { decodeValue } from "../../runtime/core/wire.ts";
-import { RECOVERY_OUTPUT_STREAM, RECOVERY_OUTPUT_SUBJECT, RECOVERY_PARTITIONS, RECOVERY_SOURCE_STREAM, RECOVERY_SOURCE_SUBJECT } from "./recovery-workload.ts";
+import { RECOVERY_LOAD_BATCH, RECOVERY_OUTPUT_STREAM, RECOVERY_OUTPUT_SUBJECT, RECOVERY_PARTITIONS, RECOVERY_SOURCE_STREAM, RECOVERY_SOURCE_SUBJECT } from "./recovery-workload.ts";
 
 export interface RecoveryBenchResult {
   readonly bench: "recovery";
@@ -33,6 +33,7 @@ export interface RecoveryBenchResult {
   readonly partitions: number;
   /** Keyed partitions the killed worker owned. */
   readonly killedPartitions: number;
+  /** Publishing the load (paced by the job), processing it and materializing a checkpoint covering it. */
   readonly loadSeconds: number;
   readonly detectionMs: number;
   readonly decisionMs: number;
@@ -69,6 +70,28 @@ function start(args: string[]): Child {
   return { proc, lines };
 }
 
+/** Source messages published per chunk of the load, and the input lag (messages, over the job) a chunk waits for. */
+const LOAD_CHUNK_MESSAGES = 20;
+const MAX_INPUT_LAG_MESSAGES = 16;
+
+/**
+ * Input messages waiting in the job (`eddy_input_lag_messages` over every actor of both workers);
+ * undefined while a worker does not answer or runs no actor yet.
+ */
+async function inputLag(ports: readonly number[]): Promise<number | undefined> {
+  let lag = 0;
+  let actors = 0;
+  for (const port of ports) {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (const line of text.split("\n")) {
+      if (!line.startsWith("eddy_input_lag_messages{")) continue;
+      actors++;
+      lag += Number(line.slice(line.lastIndexOf(" ") + 1));
+    }
+  }
+  return actors === 0 ? undefined : lag;
+}
+
 async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -88,13 +111,32 @@ export async function benchRecovery(keys: number): Promise<RecoveryBenchResult> 
     await ensureStream(nc, RECOVERY_OUTPUT_STREAM, [RECOVERY_OUTPUT_SUBJECT]);
     phase(`publishing ${keys} records`);
     const loadStarted = Date.now();
-    await publishAll(nc, (function* () {
-      for (let i = 0; i < keys; i++) yield { subject: RECOVERY_SOURCE_SUBJECT, data: `{"k":"key-${i}"}` };
-    })(), 2048);
-
     const supervisor = start(["supervisor", "--nats", server.url, "--id", "bench-supervisor", "--checkpoint-interval", "2000"]);
-    const workers = [start(["worker", "--pipeline", WORKLOAD, "--nats", server.url]), start(["worker", "--pipeline", WORKLOAD, "--nats", server.url])];
+    const metricsPorts = [await freePort(), await freePort()];
+    const workers = metricsPorts.map((port) => start(["worker", "--pipeline", WORKLOAD, "--nats", server.url, "--metrics-port", String(port)]));
     children.push(supervisor, ...workers);
+
+    // The load, in batches (json-lines, RECOVERY_LOAD_BATCH records a message): one message per
+    // record took 10+ minutes to publish and as long to process at 10 M keys. Published all at
+    // once, though, the source forwards records far faster than the counters take them, barriers
+    // queue behind the backlog and checkpoints time out (the job restarted from checkpoint 0 over
+    // and over): so a chunk is published only once the job's inputs are nearly drained, as a
+    // producer under backpressure would. Probes stay one record per message.
+    let loadMessages = 0;
+    for (let i = 0; i < keys; ) {
+      const chunkEnd = Math.min(keys, i + LOAD_CHUNK_MESSAGES * RECOVERY_LOAD_BATCH);
+      loadMessages += await publishAll(nc, (function* () {
+        for (let j = i; j < chunkEnd; j += RECOVERY_LOAD_BATCH) {
+          const lines: string[] = [];
+          for (let k = j; k < Math.min(chunkEnd, j + RECOVERY_LOAD_BATCH); k++) lines.push(`{"k":"key-${k}"}`);
+          yield { subject: RECOVERY_SOURCE_SUBJECT, data: lines.join("\n") };
+        }
+      })(), 64);
+      i = chunkEnd;
+      await sleep(100);
+      await until("the job to take the load", async () => ((await inputLag(metricsPorts)) ?? Infinity) <= MAX_INPUT_LAG_MESSAGES ? true : undefined, 30 * 60_000);
+    }
+    phase(`published ${keys} records in ${loadMessages} messages (${((Date.now() - loadStarted) / 1000).toFixed(1)} s)`);
 
     // Loaded: a committed checkpoint taken after every record was counted, materialized in KV.
     const kvm = new Kvm(nc);
@@ -110,7 +152,7 @@ export async function benchRecovery(keys: number): Promise<RecoveryBenchResult> 
     const read = await until("the source's state bucket", () => kvm.open(stateBucket(JOB, "read")), 120_000);
     const target = await until("a checkpoint after every record", async () => {
       const pos = await read.get(positionKey(0));
-      if (pos === null || pos.length === 0 || (decodeValue(pos.value) as number) <= keys) return undefined;
+      if (pos === null || pos.length === 0 || (decodeValue(pos.value) as number) <= loadMessages) return undefined;
       // That position was materialized after its checkpoint committed: the latest commit now is it or later.
       const latest = await jobs.get(latestKey(JOB));
       return latest === null || latest.length === 0 ? undefined : (JSON.parse(decoder.decode(latest.value)) as { id: number }).id;

@@ -41,6 +41,29 @@ describe("DeltaLog: snapshots and commits", () => {
     expect(texts(log.snapshot(3))).toEqual([["a", "2"], ["b", "3"], ["c", "4"]]);
   });
 
+  for (const [case_, before, after] of [["few", 10, 1], ["most", 1, 10]] as const) {
+    it(`keeps exactly the changes taken after the snapshot when a commit leaves ${case_} of them`, () => {
+      const log = new DeltaLog();
+      for (let i = 0; i < before; i++) log.put(`0.s.old${i}`, v("old"), 1);
+      log.snapshot(1);
+      for (let i = 0; i < after; i++) log.put(`0.s.new${i}`, v("new"), 2);
+      log.put("0.t.cut", v("segment"), 2);
+      log.cut();
+      log.put("0.t.open", v("since the cut"), 2);
+      expect(texts(log.committed(1)?.entries)).toHaveLength(before);
+      expect(log.uncommittedCount).toBe(after + 2);
+      expect(log.pending("0.s.old0")).toBeUndefined();
+      expect(overlayText(log, "0.s.new0")).toBe("new");
+      // What the next cut takes is what changed since the last cut, no more.
+      expect(log.sinceCutCount).toBe(1);
+      expect([...log.overlayGroup("0.s").keys()].sort()).toEqual([...Array.from({ length: after }, (_, i) => `0.s.new${i}`), ...Array.from({ length: before }, (_, i) => `0.s.old${i}`)].sort());
+      expect([...log.overlayGroup("0.t").keys()].sort()).toEqual(["0.t.cut", "0.t.open"]);
+      log.materialized(1);
+      expect([...log.overlayGroup("0.s").keys()].sort()).toEqual(Array.from({ length: after }, (_, i) => `0.s.new${i}`).sort());
+      expect(texts(log.snapshot(2)).map(([k]) => k).sort()).toEqual([...Array.from({ length: after }, (_, i) => `0.s.new${i}`), "0.t.cut", "0.t.open"].sort());
+    });
+  }
+
   it("ignores a commit not newer than the last, and one of a snapshot it did not take (changes up to it go)", () => {
     const log = new DeltaLog(5);
     log.put("a", v("1"), 6);

@@ -75,6 +75,20 @@ describe("b64url", () => {
       expect(() => unb64url(t), t).toThrow(RangeError);
     }
   });
+
+  it("accepts a token exactly when it is the encoding of what it decodes to (also for U+FFFD itself)", () => {
+    const token = fc.stringMatching(/^[A-Za-z0-9_-]{1,12}$/);
+    const bytes = fc.uint8Array({ maxLength: 9 }).map((b) => Buffer.from(b).toString("base64url")).filter((t) => t.length > 0);
+    fc.assert(
+      fc.property(fc.oneof(token, bytes, fc.constant(b64url("\uFFFD")), fc.constant(b64url("a\uFFFDb"))), (t) => {
+        const decoded = Buffer.from(t, "base64url").toString("utf8");
+        const canonical = decoded.length > 0 && Buffer.from(decoded, "utf8").toString("base64url") === t;
+        if (canonical) expect(unb64url(t)).toBe(decoded);
+        else expect(() => unb64url(t), t).toThrow(RangeError);
+      }),
+      { numRuns: 5000 },
+    );
+  });
 });
 
 describe("state names", () => {

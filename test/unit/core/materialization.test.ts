@@ -4,6 +4,7 @@
  * records the newest checkpoint as applied; writes nothing for a key created and deleted within
  * the round; the lag past which an actor stops reading; and when a round may wait for more commits.
  */
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { materializationBehind, planRound, roundDelay, type CommittedDelta, type RoundState } from "../../../runtime/core/materialization.ts";
 import type { DeltaEntry } from "../../../runtime/core/delta-log.ts";
@@ -62,6 +63,29 @@ describe("planRound", () => {
 
   it("keeps each checkpoint's sink output, oldest checkpoint first", () => {
     expect(planRound([delta(5, []), delta(6, [["k", "x"]]), delta(9, [])])!.outputs).toEqual(["out-5", "out-6", "out-9"]);
+  });
+
+  it("writes a single delta from the log (each key once) as a round of several would", () => {
+    const keys = fc.uniqueArray(fc.constantFrom("a", "b", "c", "d", "e", "f"), { maxLength: 6 });
+    fc.assert(
+      fc.property(keys, fc.array(fc.boolean(), { minLength: 6, maxLength: 6 }), fc.array(fc.boolean(), { minLength: 6, maxLength: 6 }), (ks, deleted, born) => {
+        const d = created(delta(4, ks.map((k, i) => [k, deleted[i] ? null : `v${i}`])), ...ks.filter((_, i) => born[i]));
+        const alone = planRound([d])!;
+        const merged = planRound([d, delta(5, [])])!;
+        expect(alone.puts).toEqual(merged.puts);
+        expect(alone.deletes).toEqual(merged.deletes);
+        expect(alone.skipped).toBe(merged.skipped);
+        expect(alone.entriesIn).toBe(merged.entriesIn);
+        for (const k of ["a", "b", "c", "d", "e", "f"]) expect(alone.merged(k)).toEqual(merged.merged(k));
+        expect([alone.applied, alone.ids, alone.outputs]).toEqual([4, [4], ["out-4"]]);
+      }),
+    );
+  });
+
+  it("merges a stored delta that names a key twice (read back by a restore: no `created`)", () => {
+    const round = planRound([delta(2, [["k", null], ["k", "x"], ["j", "1"], ["j", null]])])!;
+    expect(round.puts.map(([k, x]) => [k, text(x)])).toEqual([["k", "x"]]);
+    expect(round.deletes).toEqual(["j"]);
   });
 
   it("refuses a queue out of commit order", () => {
