@@ -287,7 +287,7 @@ export class PartitionActor {
     await this.restorer.restore(at.checkpoint);
     this.router.epoch = this.restoredFrom + 1;
     this.startTtlSweeps();
-    this.reader = await this.transport.openInput(this.stream, this.subject, this.nextSeq);
+    this.reader = await this.transport.openInput(this.stream, this.subject, this.nextSeq, { largeMessages: this.source === undefined || this.manyRecords });
     this.loop = this.readLoop().catch((e) => this.fail(e));
     if (this.source !== undefined) {
       // A source's data is a user stream; writes to its state come through its own input log.

@@ -54,8 +54,12 @@ export class WriteUnacknowledgedError extends TransientError {
 }
 
 export interface Transport {
-  /** Reads `subject` of `stream` in order starting at `startSeq` (1 = from the beginning). */
-  openInput(stream: string, subject: string, startSeq: number): Promise<InputReader>;
+  /**
+   * Reads `subject` of `stream` in order starting at `startSeq` (1 = from the beginning).
+   * `largeMessages`: a message may carry many records (an internal batch, a batched format), so
+   * what is fetched ahead is bounded by bytes, not by a count of messages.
+   */
+  openInput(stream: string, subject: string, startSeq: number, options?: { readonly largeMessages?: boolean }): Promise<InputReader>;
   /**
    * Publishes and resolves on the JetStream acknowledgement. With `msgId`, JetStream drops a
    * second copy published within the stream's duplicate window (two-phase sinks rely on it).

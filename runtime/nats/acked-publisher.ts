@@ -34,24 +34,39 @@ export class PublishRejectedError extends TransientError {
   override readonly name = "PublishRejectedError";
 }
 
+/** Where a stream stored an acknowledged publish; `duplicate`: its message id was seen, `seq` is the first copy's. */
+export interface AckReceipt {
+  readonly stream: string;
+  readonly seq: number;
+  readonly duplicate: boolean;
+}
+
 /**
- * What an acknowledgement says: undefined when the publish is stored, otherwise why not. `status`
- * is the NATS status code of the reply when it carries one (503: no responders — nothing captured
- * the subject). Pure.
+ * What an acknowledgement says: where the publish is stored, or why it is not. `status` is the
+ * NATS status code of the reply when it carries one (503: no responders — nothing captured the
+ * subject). An acknowledgement is input from the network like any other: anything but a stream
+ * name and a positive sequence is refused. Pure.
  */
-export function ackFailure(data: Uint8Array, status: number | undefined): string | undefined {
-  if (status !== undefined && status >= 400) return status === 503 ? "no responders" : `status ${status}`;
+export function parseAck(data: Uint8Array, status: number | undefined): { readonly ok: true; readonly receipt: AckReceipt } | { readonly ok: false; readonly reason: string } {
+  const no = (reason: string) => ({ ok: false as const, reason });
+  if (status !== undefined && status >= 400) return no(status === 503 ? "no responders" : `status ${status}`);
   let ack: unknown;
   try {
     ack = JSON.parse(decoder.decode(data));
   } catch {
-    return "the acknowledgement is not JSON";
+    return no("the acknowledgement is not JSON");
   }
-  if (typeof ack !== "object" || ack === null) return "the acknowledgement is not an object";
-  const error = (ack as { error?: { code?: unknown; err_code?: unknown; description?: unknown } }).error;
-  if (error !== undefined) return `${String(error.description ?? "error")} (code ${String(error.code)}, err_code ${String(error.err_code)})`;
-  if (typeof (ack as { stream?: unknown }).stream !== "string" || (ack as { stream: string }).stream === "") return "invalid ack response";
-  return undefined;
+  if (typeof ack !== "object" || ack === null) return no("the acknowledgement is not an object");
+  const a = ack as { error?: { code?: unknown; err_code?: unknown; description?: unknown }; stream?: unknown; seq?: unknown; duplicate?: unknown };
+  if (a.error !== undefined) return no(`${String(a.error?.description ?? "error")} (code ${String(a.error?.code)}, err_code ${String(a.error?.err_code)})`);
+  if (typeof a.stream !== "string" || a.stream === "" || typeof a.seq !== "number" || !Number.isSafeInteger(a.seq) || a.seq < 1) return no("invalid ack response");
+  return { ok: true, receipt: { stream: a.stream, seq: a.seq, duplicate: a.duplicate === true } };
+}
+
+/** Why an acknowledgement does not confirm the publish, or undefined when it does (see {@link parseAck}). */
+export function ackFailure(data: Uint8Array, status: number | undefined): string | undefined {
+  const r = parseAck(data, status);
+  return r.ok ? undefined : r.reason;
 }
 
 const decoder = new TextDecoder();
@@ -59,7 +74,7 @@ const decoder = new TextDecoder();
 interface Pending {
   readonly subject: string;
   readonly sentAt: number;
-  readonly resolve: () => void;
+  readonly resolve: (receipt: AckReceipt) => void;
   readonly reject: (e: unknown) => void;
 }
 
@@ -86,11 +101,11 @@ export class AckedPublisher {
     this.prefix = createInbox(inboxPrefix);
   }
 
-  /** Publishes `m` and resolves once the stream acknowledged it. */
-  publish(m: AckedMessage): Promise<void> {
+  /** Publishes `m` and resolves once the stream acknowledged it, with where it stored it. */
+  publish(m: AckedMessage): Promise<AckReceipt> {
     this.sub ??= this.nc.subscribe(`${this.prefix}.*`, { callback: (err, msg) => (err === null ? this.settle(msg.subject, msg.data, msg.headers) : this.failAll(err)) });
     const token = (this.next++).toString(36);
-    const promise = new Promise<void>((resolve, reject) => this.pending.set(token, { subject: m.subject, sentAt: Date.now(), resolve, reject }));
+    const promise = new Promise<AckReceipt>((resolve, reject) => this.pending.set(token, { subject: m.subject, sentAt: Date.now(), resolve, reject }));
     try {
       this.nc.publish(m.subject, m.data, m.headers === undefined ? { reply: `${this.prefix}.${token}` } : { reply: `${this.prefix}.${token}`, headers: m.headers });
     } catch (e) {
@@ -147,8 +162,9 @@ export class AckedPublisher {
     const p = this.pending.get(token);
     if (p === undefined) return; // late (timed out) or not ours
     this.pending.delete(token);
-    const failure = ackFailure(data, headers?.hasError ? headers.code : undefined);
-    if (failure === undefined) p.resolve();
+    const ack = parseAck(data, headers?.hasError ? headers.code : undefined);
+    const failure = ack.ok ? undefined : ack.reason;
+    if (ack.ok) p.resolve(ack.receipt);
     else if (failure === "no responders") p.reject(new PublishRejectedError(`no stream captures subject ${p.subject} (no responders)`));
     else p.reject(new PublishRejectedError(`publish to ${p.subject} rejected: ${failure}`));
     this.idle();

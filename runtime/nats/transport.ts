@@ -33,9 +33,6 @@ const WRITE_WINDOW = 1024;
 /** How long an append is repeated while its stream has no leader (inside JetStream's 2 min duplicate window). */
 const APPEND_RETRY_FOR_MS = 30_000;
 
-function receiptOf(ack: { stream: string; seq: number; duplicate: boolean }): PublishReceipt {
-  return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };
-}
 /** How long `writeState` repeats writes left unacknowledged by a leader election (design note bl). */
 const WRITE_RETRY_FOR_MS = 60_000;
 const EMPTY = new Uint8Array(0);
@@ -63,6 +60,15 @@ export class ListingTimeoutError extends TransientError {
 function isTimeout(e: unknown): boolean {
   const name = (e as Error)?.name;
   return name === "TimeoutError" || /\btimeout\b|timed out/i.test(String((e as Error)?.message ?? e));
+}
+
+/**
+ * The bytes an actor's pull of large messages asks for: 2 MiB, or two of the largest messages the server takes. A
+ * worker's actors share one connection, and what they pull together must stay well below what
+ * the server buffers for a client before it cuts it off as a slow consumer (64 MiB by default).
+ */
+export function pullBytes(maxPayload: number | undefined): number {
+  return Math.max(2 * 1024 * 1024, 2 * (maxPayload ?? 1024 * 1024));
 }
 
 export class JetStreamTransport implements Transport {
@@ -138,8 +144,8 @@ export class JetStreamTransport implements Transport {
   }
 
   /** A reader that keeps its position itself across lost consumers and elections (positioned-reader.ts, design note bn). */
-  async openInput(stream: string, subject: string, startSeq: number): Promise<InputReader> {
-    return openPositionedReader(this.js, await this.jsm(), stream, subject, startSeq, { nc: this.nc });
+  async openInput(stream: string, subject: string, startSeq: number, options: { readonly largeMessages?: boolean } = {}): Promise<InputReader> {
+    return openPositionedReader(this.js, await this.jsm(), stream, subject, startSeq, { nc: this.nc, ...(options.largeMessages === true ? { maxBytes: pullBytes(this.maxPayload()) } : {}) });
   }
 
   async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<PublishReceipt> {
@@ -155,16 +161,20 @@ export class JetStreamTransport implements Transport {
     return c !== undefined && c !== "";
   }
 
+  /**
+   * Through the connection's bulk publisher (acked-publisher.ts), not `js.publish`: a sink or an
+   * internal hop publishes per record or per batch, and nats.js makes each publish a request with
+   * two stack-traced error objects and a timer. Same semantics: stored, refused, or timed out.
+   */
   private async publishToStream(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<PublishReceipt> {
-    if (headers === undefined && msgId === undefined) return receiptOf(await this.js.publish(subject, data));
-    const opts: { headers?: ReturnType<typeof makeHeaders>; msgID?: string } = {};
-    if (headers !== undefined) {
-      const h = makeHeaders();
-      for (const [k, v] of Object.entries(headers)) h.set(k, v);
-      opts.headers = h;
+    let h: ReturnType<typeof makeHeaders> | undefined;
+    if (headers !== undefined || msgId !== undefined) {
+      h = makeHeaders();
+      if (headers !== undefined) for (const [k, v] of Object.entries(headers)) h.set(k, v);
+      if (msgId !== undefined) h.set("Nats-Msg-Id", msgId);
     }
-    if (msgId !== undefined) opts.msgID = msgId;
-    return receiptOf(await this.js.publish(subject, data, opts));
+    this.writer ??= new AckedPublisher(this.nc);
+    return await this.writer.publish(h === undefined ? { subject, data } : { subject, data, headers: h });
   }
 
   /**

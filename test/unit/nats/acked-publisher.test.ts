@@ -4,7 +4,8 @@
  * test/integration/kv-bulk-writes.test.ts.
  */
 import { describe, expect, it } from "vitest";
-import { ackFailure } from "../../../runtime/nats/acked-publisher.ts";
+import { ackFailure, parseAck } from "../../../runtime/nats/acked-publisher.ts";
+import { pullBytes } from "../../../runtime/nats/transport.ts";
 
 const json = (x: unknown) => new TextEncoder().encode(JSON.stringify(x));
 
@@ -28,5 +29,25 @@ describe("ackFailure", () => {
     expect(ackFailure(json(5), undefined)).toMatch(/not an object/);
     expect(ackFailure(json({ seq: 1 }), undefined)).toBe("invalid ack response");
     expect(ackFailure(json({ stream: "", seq: 1 }), undefined)).toBe("invalid ack response");
+  });
+});
+
+describe("parseAck", () => {
+  it("gives where the stream stored the publish, and whether it was a duplicate of an earlier copy", () => {
+    expect(parseAck(json({ stream: "OUT", seq: 7 }), undefined)).toEqual({ ok: true, receipt: { stream: "OUT", seq: 7, duplicate: false } });
+    expect(parseAck(json({ stream: "OUT", seq: 3, duplicate: true }), undefined)).toEqual({ ok: true, receipt: { stream: "OUT", seq: 3, duplicate: true } });
+  });
+
+  it("refuses an acknowledgement without a positive whole sequence (the publisher checks order by it)", () => {
+    for (const seq of [undefined, 0, -1, 1.5, "7", Number.MAX_VALUE]) expect(parseAck(json({ stream: "OUT", seq }), undefined)).toEqual({ ok: false, reason: "invalid ack response" });
+  });
+});
+
+
+describe("pullBytes", () => {
+  it("fetches ahead at most 2 MiB of large messages, or two of the largest the server takes", () => {
+    expect(pullBytes(undefined)).toBe(2 * 1024 * 1024);
+    expect(pullBytes(1024 * 1024)).toBe(2 * 1024 * 1024);
+    expect(pullBytes(8 * 1024 * 1024)).toBe(16 * 1024 * 1024);
   });
 });
