@@ -32,7 +32,7 @@ describe("eddy rules ls", () => {
     await using server = await natsServer();
     const nc = await connect(server);
     // Every checkpoint times out before its acks arrive, and none of that fails the job.
-    const supervisor = await startSupervisor(nc, { checkpointIntervalMs: 200, checkpointTimeoutMs: 1, maxConsecutiveFailures: 1_000_000 });
+    const supervisor = await startSupervisor(nc, { checkpointIntervalMs: 200, checkpointTimeoutMs: 1, maxCheckpointTimeoutMs: 1, maxConsecutiveFailures: 1_000_000 });
     await using worker = startEddy(["worker", "--nats", server.url]);
     const ok = (...args: string[]) => eddyOk([...args, "--nats", server.url], { logs: worker.output });
     try {
