@@ -19,10 +19,12 @@
  * load generator, reported apart) over the measured part, so figures per core can be computed.
  * Speed is measured here, never asserted by tests.
  */
+import type { NatsConnection } from "@nats-io/transport-node";
 import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { join, resolve } from "node:path";
 import { startLocalNatsServer } from "../../runtime/nats/local-server.ts";
 import { connectNats } from "../../runtime/nats/connection.ts";
+import { AckedPublisher } from "../../runtime/nats/acked-publisher.ts";
 import { createUserStream } from "../../runtime/nats/streams.ts";
 import { cpuSecondsOf, ownCpuSeconds } from "../../runtime/dev/proc-cpu.ts";
 import { readCheckpointRecords } from "../../runtime/cli/checkpoints.ts";
@@ -84,6 +86,12 @@ export interface LatencyRunResult {
   readonly wallSeconds: number;
   /** CPU seconds over `wallSeconds`: eddy's processes, nats-server, and this process (the load generator). */
   readonly cpuSeconds: { readonly worker: number; readonly supervisor: number; readonly natsServer: number; readonly publisher: number };
+  /**
+   * The sender alone: this process's CPU seconds from the first measured send until the last
+   * acknowledgement, and the cores that is over the same time (`publisher` above also counts
+   * reading the sink stream while waiting for the last events).
+   */
+  readonly sender: { readonly cpuSeconds: number; readonly cores: number };
   /** Cores busy on average (CPU seconds / wall seconds): eddy = worker + supervisor. */
   readonly cores: { readonly eddy: number; readonly natsServer: number };
   /**
@@ -132,6 +140,7 @@ const wallNow = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
 const decoder = new TextDecoder();
+const encoder = new TextEncoder();
 const encodeEvent = (i: number) => `{"i":${i},"k":"k-${((i % KEYS) + KEYS) % KEYS}"}`;
 
 async function latencyRun(opts: LatencyBenchOptions & { readonly delivery: SinkDelivery; readonly checkpointIntervalMs: number }): Promise<LatencyRunResult> {
@@ -159,7 +168,7 @@ async function latencyRun(opts: LatencyBenchOptions & { readonly delivery: SinkD
     log(`running; ${warmup} warm-up and ${events} measured events at ${rate}/s`);
     const schedule: PaceSchedule = { startMs: wallNow() + 20, rate, total: warmup + events };
     const cpu = () => ({ worker: cpuSecondsOf(worker.child.pid!), supervisor: cpuSecondsOf(supervisor.child.pid!), natsServer: cpuSecondsOf(server.pid), publisher: ownCpuSeconds() });
-    const sent = await sendPaced(js, schedule, warmup, cpu);
+    const sent = await sendPaced(nc, schedule, warmup, cpu);
     // The sink stream is read as it fills until every event is there (duplicates, which an
     // at-least-once sink may publish after a recovery, do not count) or the wait gives up:
     // generous, as a loaded machine can take long and an exactly-once sink publishes at commits.
@@ -263,6 +272,7 @@ async function latencyRun(opts: LatencyBenchOptions & { readonly delivery: SinkD
       p99MeetsGoal: arrivals.missing === 0 && latencyMs.p99 <= p99GoalMs,
       wallSeconds: round(wallSeconds),
       cpuSeconds,
+      sender: { cpuSeconds: round(sent.sendCpuSeconds), cores: round(sent.sendCpuSeconds / sent.sendSeconds) },
       cores: { eddy: round((cpuSeconds.worker + cpuSeconds.supervisor) / wallSeconds), natsServer: round(cpuSeconds.natsServer / wallSeconds) },
       lastCheckpointsMs,
       loadAverage: round((await import("node:os")).loadavg()[0]!, 2),
@@ -295,6 +305,9 @@ interface Sent {
   readonly late: number;
   readonly lag: ReturnType<typeof latencyHistogram>;
   readonly errors: number;
+  /** This process's CPU seconds and the wall seconds from the first measured send to the last acknowledgement. */
+  readonly sendCpuSeconds: number;
+  readonly sendSeconds: number;
 }
 
 /**
@@ -302,9 +315,17 @@ interface Sent {
  * (up to a second of events, at least 1 000, outstanding; beyond that the sender waits, and the
  * events behind it become late rather than rescheduled). The first `warmup` events are not
  * measured: CPU is sampled as the first measured one is sent.
+ *
+ * The publishes go through the bulk publisher eddy's actors use (runtime/nats/acked-publisher.ts:
+ * one inbox subscription for every acknowledgement, one sweep for timeouts), not nats.js's
+ * `js.publish`, which makes each publish a request with two error objects (stack traces) and a
+ * timer: at 10 000 events/s that cost half a core and made a third of the sends late, and the
+ * lateness counted as latency. Still one acknowledged publish per event, with the same failure
+ * semantics (an error or no acknowledgement within 5 s counts in `publishErrors`).
  */
-async function sendPaced(js: JetStreamClient, schedule: PaceSchedule, warmup: number, cpu: () => Sent["cpuAtStart"]): Promise<Sent> {
+async function sendPaced(nc: NatsConnection, schedule: PaceSchedule, warmup: number, cpu: () => Sent["cpuAtStart"]): Promise<Sent> {
   const maxInFlight = Math.max(1000, Math.ceil(schedule.rate));
+  const publisher = new AckedPublisher(nc);
   const lag = latencyHistogram();
   let inFlight = 0;
   let errors = 0;
@@ -338,7 +359,7 @@ async function sendPaced(js: JetStreamClient, schedule: PaceSchedule, warmup: nu
         lastSend = now;
       }
       inFlight++;
-      js.publish(LATENCY_IN_SUBJECT, encodeEvent(next)).then(settled, () => {
+      publisher.publish({ subject: LATENCY_IN_SUBJECT, data: encoder.encode(encodeEvent(next)) }).then(settled, () => {
         errors++;
         settled();
       });
@@ -350,8 +371,13 @@ async function sendPaced(js: JetStreamClient, schedule: PaceSchedule, warmup: nu
     await new Promise<void>((r) => (wake = r));
     wake = undefined;
   }
+  publisher.close();
+  const sendCpuSeconds = ownCpuSeconds() - (cpuAtStart?.publisher ?? 0);
+  const sendSeconds = (wallNow() - measuredFrom) / 1000;
   const measured = schedule.total - warmup;
   return {
+    sendCpuSeconds,
+    sendSeconds,
     measuredFrom,
     cpuAtStart: cpuAtStart ?? cpu(),
     // Over the time the measured events had by the schedule (one interval each), or longer if the
