@@ -3,7 +3,9 @@
  *
  * Every emitted record is keyed with the consuming function's key selector, hashed to one of its
  * partitions, and appended to a per-partition buffer that is published as one message when it is
- * full or has waited `lingerMs` (Flink's buffer timeout). Each buffer remembers the last
+ * full, has waited the buffer timeout (Flink's), or — when the actor's input has nothing pending
+ * and no publish to that partition awaits its acknowledgement — at once (core/output-flush.ts,
+ * design note cj). Each buffer remembers the last
  * watermark the consuming partition was told, so a record emitted under a newer watermark carries
  * a mark (see `core/wire.ts`); partitions that got no data still receive watermark updates.
  * Records a consumer's key selector rejects are dead-lettered here, at the producer, with the
@@ -31,6 +33,7 @@ import { asChange } from "../spec/changelog.ts";
 import { KV_OPERATION_HEADER, kvSubject, UpsertBatch, upsertWrite } from "../core/upsert.ts";
 import { pack as encodeMsgpack } from "msgpackr";
 import { createHash } from "node:crypto";
+import { flushNow } from "../core/output-flush.ts";
 import { CHAIN_DEAD_LETTER, type ChainDeadLetter } from "./chain.ts";
 
 export interface RouterConfig {
@@ -56,6 +59,8 @@ class PartitionBuffer {
   firstAt = 0;
   /** Partials for a consumer with local aggregation, not yet in `records`. */
   partials: LocalPartials | undefined;
+  /** The publisher's sequence of the last message sent to this partition (0: none). */
+  lastSeq = 0;
   constructor(subject: string) {
     this.subject = subject;
   }
@@ -100,8 +105,6 @@ export class OutputRouter implements OperatorOutput {
   /** Routes by output name; "" is the main output. */
   private readonly routes = new Map<string, Route[]>();
   private readonly allBuffers: PartitionBuffer[] = [];
-  /** Subjects fed, one per buffer. */
-  private readonly subjects: string[];
   private readonly sinkSubject: ((record: unknown) => string) | undefined;
   private readonly sinkEncode: (record: unknown) => Uint8Array;
   /** JSON-lines sink: records are batched into one message per subject. */
@@ -116,6 +119,11 @@ export class OutputRouter implements OperatorOutput {
   idle = false;
   /** Clock used to age buffers; set by the actor before each batch of work. */
   now = 0;
+  /**
+   * Set by the actor: its input had nothing pending after the message it last handled, so no
+   * record is about to be emitted and a partial batch gains nothing by waiting (design note cj).
+   */
+  inputIdle = false;
   emitted = 0;
   deadLettered = 0;
 
@@ -153,7 +161,6 @@ export class OutputRouter implements OperatorOutput {
       list.push({ consumer: edge.to, input: edge.input, broadcast: edge.broadcast, buffers, combine });
       this.routes.set(name, list);
     }
-    this.subjects = this.allBuffers.map((b) => b.subject);
     this.headers = this.makeHeaders();
     const sink = node.spec.sink;
     this.exactlyOnce = sink !== undefined && (sink.delivery ?? "exactly-once") === "exactly-once";
@@ -223,7 +230,7 @@ export class OutputRouter implements OperatorOutput {
     // Every record of the epoch goes out before any barrier: a consumer holds what follows a
     // barrier, so a batch sent after one would be counted in the next epoch.
     this.flushAll();
-    for (const subject of this.subjects) this.publisher.publish(subject, body, headers);
+    for (const b of this.allBuffers) b.lastSeq = this.publisher.publish(b.subject, body, headers);
     this.epoch = id + 1;
   }
 
@@ -440,6 +447,20 @@ export class OutputRouter implements OperatorOutput {
     for (const b of this.allBuffers) if (b.pending && this.now - b.firstAt >= lingerMs) this.flushBuffer(b);
   }
 
+  /**
+   * Publishes the buffers that should not wait any longer (core/output-flush.ts `flushNow`): those
+   * older than `bufferTimeoutMs`, and while the input is idle those with no publish awaiting its
+   * acknowledgement. While the input is idle an at-least-once sink's open JSON-lines batches go
+   * too (an exactly-once sink's are held for commit anyway).
+   */
+  flushDue(bufferTimeoutMs: number): void {
+    if (this.inputIdle && !this.exactlyOnce && this.sinkBatches.size > 0) this.flushSinkBatches();
+    for (const b of this.allBuffers) {
+      if (!b.pending) continue;
+      if (flushNow({ buffered: b.count + (b.partials?.size ?? 0), waitedMs: this.now - b.firstAt, inFlight: !this.publisher.isSettled(b.lastSeq), inputIdle: this.inputIdle }, bufferTimeoutMs)) this.flushBuffer(b);
+    }
+  }
+
   /** Publishes every non-empty buffer. */
   flushAll(): void {
     for (const b of this.allBuffers) if (b.pending) this.flushBuffer(b);
@@ -451,7 +472,7 @@ export class OutputRouter implements OperatorOutput {
       if (b.pending) this.flushBuffer(b);
       if (b.told === this.watermark && b.toldIdle === this.idle) continue;
       const kind = this.watermark === Infinity ? "end" : "watermark";
-      this.publisher.publish(b.subject, encodeWatermark({ watermark: this.watermark, idle: this.idle }), { ...this.headers, [HEADER.kind]: kind });
+      b.lastSeq = this.publisher.publish(b.subject, encodeWatermark({ watermark: this.watermark, idle: this.idle }), { ...this.headers, [HEADER.kind]: kind });
       b.told = this.watermark;
       b.toldIdle = this.idle;
     }
@@ -479,6 +500,7 @@ export class OutputRouter implements OperatorOutput {
   private flushBuffer(b: PartitionBuffer): void {
     if (b.partials !== undefined) this.takePartials(b, Infinity);
     this.publishSlice(b.subject, b.records, b.withInputs ? b.inputs : undefined, b.marks, b.told, this.watermark, this.idle);
+    b.lastSeq = this.publisher.lastSequence;
     b.records = [];
     b.inputs = [];
     b.marks = [];

@@ -92,6 +92,8 @@ export class PartitionActor {
   readonly source: StreamInput | undefined;
   readonly publisher: Publisher;
   readonly router: OutputRouter;
+  /** Longest a partly filled output batch waits: the function's `bufferTimeoutMs`, else `lingerMs` (design note cj). */
+  readonly bufferTimeoutMs: number;
   readonly operator: Operator;
   readonly tracker: WatermarkTracker | undefined;
   readonly generator: WatermarkGenerator | undefined;
@@ -207,6 +209,12 @@ export class PartitionActor {
     }
     this.publisher = new Publisher(transport, this.config.maxInFlight);
     this.router = new OutputRouter(graph, node, partition, this.publisher, this.config);
+    this.bufferTimeoutMs = node.spec.bufferTimeoutMs ?? this.config.lingerMs;
+    // A batch that waited behind an unacknowledged publish goes when that publish settles, if the
+    // input is still idle — with nothing else holding the actor, as the tick's flushes.
+    this.publisher.onSettled = () => {
+      if (this.router.inputIdle && this.running && this.busy === undefined && !this.stopping && !this.halted) this.router.flushDue(this.bufferTimeoutMs);
+    };
     this.broadcastInputs = new Set(node.broadcastInputs);
     if (this.broadcastInputs.size > 0) {
       const limits = broadcastLimits(node.name, node.spec.broadcastLimits);
@@ -432,6 +440,7 @@ export class PartitionActor {
       }
       const now = this.config.now();
       this.router.now = now;
+      this.router.inputIdle = false;
       this.stats.lag = m.pending;
       // The keys the message touches are read first, if not in memory, with nothing else running.
       const reading = this.intake.prepare(m, now);
@@ -446,6 +455,12 @@ export class PartitionActor {
       // Nothing else runs in between: `exclusive` takes the actor at once when it is free.
       if (this.deferredWatermark !== undefined) await this.exclusive(() => this.advanceDeferred(now));
       if (this.alignment?.needsSettling === true) await this.settleAlignment(now);
+      // Nothing more to read: what this message emitted need not wait for company (design note
+      // cj). With input pending, batches fill (or age out on the tick) as before.
+      if (m.pending === 0 || this.bufferTimeoutMs === 0) {
+        this.router.inputIdle = m.pending === 0;
+        if (this.busy === undefined) this.router.flushDue(this.bufferTimeoutMs);
+      }
       // Only while nothing holds the actor: a tick or a write may have read keys it is about to use.
       if (this.busy === undefined) this.workingSet.evictOverBudget();
       if (this.source !== undefined && this.endSeq !== undefined) {
@@ -610,7 +625,8 @@ export class PartitionActor {
     this.operator.advanceProcessingTime(now, this.onTimerFailure);
     this.timerResidency.updateTimerStats();
     if (this.generator !== undefined && !this.router.idle && this.generator.isIdle(now)) this.router.idle = true;
-    this.router.flushAged(this.config.lingerMs);
+    this.router.flushAged(this.bufferTimeoutMs);
+    this.router.flushDue(this.bufferTimeoutMs);
     if (now - this.lastWatermarkAt >= this.config.watermarkIntervalMs && this.router.watermarkBehind()) {
       this.router.broadcastWatermark();
       this.lastWatermarkAt = now;

@@ -96,6 +96,11 @@ export class Publisher {
   acknowledged = 0;
   /** Publishes repeated after they went unacknowledged (for metrics and tests). */
   repeated = 0;
+  /**
+   * Called after a publish settled (acknowledged or failed): the output router sends a batch that
+   * waited for it (core/output-flush.ts, design note cj).
+   */
+  onSettled: (() => void) | undefined;
 
   constructor(transport: Transport, maxInFlight = 256, options: PublisherOptions = {}) {
     this.transport = transport;
@@ -214,6 +219,11 @@ export class Publisher {
     return this.sequence;
   }
 
+  /** Whether publish `seq` is acknowledged or failed (0, no publish: settled). */
+  isSettled(seq: number): boolean {
+    return !this.unsettled.has(seq);
+  }
+
   /**
    * Waits until every publish up to sequence `mark` is acknowledged (later ones may still be in
    * flight, so a busy actor is not starved); throws the first failure.
@@ -257,5 +267,6 @@ export class Publisher {
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w();
+    this.onSettled?.();
   }
 }

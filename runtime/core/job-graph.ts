@@ -12,6 +12,7 @@ import type { FunctionInput, FunctionSpec, Input, PipelineSpec, StreamInput } fr
 import { isValidStateName } from "./kv-keys.ts";
 import { createWatermarkGenerator } from "./watermarks.ts";
 import { broadcastDeclarationProblem, broadcastLimits } from "./broadcast.ts";
+import { bufferTimeoutProblem } from "./output-flush.ts";
 import { InputError } from "../errors.ts";
 
 /** The pipeline definition cannot run as written; the message says what to change. */
@@ -166,6 +167,10 @@ export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
     for (const option of ["maxFutureMs", "maxRecordBytes"] as const) {
       const v = spec[option];
       if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v < 0)) throw new InvalidPipelineError(`function "${spec.name}": ${option} must be a non-negative number, got ${String(v)}`);
+    }
+    if (spec.bufferTimeoutMs !== undefined) {
+      const problem = bufferTimeoutProblem(spec.bufferTimeoutMs);
+      if (problem !== undefined) throw new InvalidPipelineError(`function "${spec.name}": ${problem}`);
     }
     if (spec.futureTimestamps !== undefined && spec.futureTimestamps !== "dead-letter" && spec.futureTimestamps !== "clamp") {
       throw new InvalidPipelineError(`function "${spec.name}": futureTimestamps must be "dead-letter" or "clamp"`);

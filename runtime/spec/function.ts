@@ -230,6 +230,15 @@ export interface FunctionSpec<In = any, Out = any, S extends StateDeclarations =
    * `max_payload`, so that a record and its re-encoding fit in one message.
    */
   readonly maxRecordBytes?: number;
+  /**
+   * Longest a partly filled batch of this function's output to the next function waits for more
+   * records, in ms (Flink's buffer timeout; 0 to 60 000). A batch goes sooner when it is full, and
+   * at once when the function's input has nothing pending and no earlier batch to that partition
+   * awaits its acknowledgement (design note cj). 0: after every input message. Default: the
+   * worker's (5 ms).
+   * @example bufferTimeoutMs: 0
+   */
+  readonly bufferTimeoutMs?: number;
   readonly state?: S;
   process(ctx: Context<Out, S, B>, record: In): void;
   onTimer?(ctx: Context<Out, S, B>, timer: TimerInfo): void;

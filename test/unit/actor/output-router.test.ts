@@ -219,3 +219,58 @@ describe("OutputRouter", () => {
     expect(sent.filter((s) => s.subject === "eddy.j.dlq.out")).toEqual([]);
   });
 });
+
+/** A transport whose acknowledgements come when the test releases them. */
+function heldAcks(): { transport: Transport; sent: Sent[]; ackAll: () => Promise<void> } {
+  const sent: Sent[] = [];
+  let waiting: Array<() => void> = [];
+  const transport = {
+    publish: (subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string) => {
+      sent.push({ subject, data, headers, msgId });
+      return new Promise<void>((r) => waiting.push(r));
+    },
+  } as unknown as Transport;
+  const ackAll = async () => {
+    const w = waiting;
+    waiting = [];
+    for (const r of w) r();
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+  };
+  return { transport, sent, ackAll };
+}
+
+describe("OutputRouter early flushes (design note cj)", () => {
+  const toBoth = (sent: Sent[]) => sent.filter((s) => s.subject === "eddy.j.both.in.0").map((s) => decodeBatch(s.data).records.filter((_, i) => i % 3 === 2));
+
+  it("sends a partial batch when the input is idle, gathers records behind its unacknowledged publish, and sends them once it is acknowledged", async () => {
+    const { transport, sent, ackAll } = heldAcks();
+    const publisher = new Publisher(transport);
+    const r = new OutputRouter(graph, graph.node("src"), 0, publisher, { batchMaxRecords: 1000, maxPayloadBytes: 1 << 20 });
+    publisher.onSettled = () => r.flushDue(5);
+    r.emit({ k: "a" }, 1);
+    r.flushDue(5);
+    expect(toBoth(sent)).toEqual([]); // input not idle: the batch waits for company
+    r.inputIdle = true;
+    r.flushDue(5);
+    expect(toBoth(sent)).toEqual([[{ k: "a" }]]);
+    r.emit({ k: "b" }, 2);
+    r.emit({ k: "c" }, 3);
+    r.flushDue(5);
+    expect(toBoth(sent)).toHaveLength(1); // behind the unacknowledged batch
+    await ackAll();
+    expect(toBoth(sent)).toEqual([[{ k: "a" }], [{ k: "b" }, { k: "c" }]]);
+  });
+
+  it("under a backlog sends a partial batch only at the buffer timeout", () => {
+    const { transport, sent } = heldAcks();
+    const r = new OutputRouter(graph, graph.node("src"), 0, new Publisher(transport), { batchMaxRecords: 1000, maxPayloadBytes: 1 << 20 });
+    r.now = 100;
+    r.emit({ k: "a" }, 1);
+    r.now = 104;
+    r.flushDue(5);
+    expect(toBoth(sent)).toEqual([]);
+    r.now = 105;
+    r.flushDue(5);
+    expect(toBoth(sent)).toEqual([[{ k: "a" }]]);
+  });
+});

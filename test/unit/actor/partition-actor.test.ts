@@ -113,8 +113,12 @@ describe("PartitionActor over the in-memory transport: a source", () => {
     const delta = deltaEntries(t, deltaObject("j", 1, "counts", 0));
     expect(delta.get(stateKey(0, "n", "ann"))).toBe(1);
     expect(delta.get(positionKey(0))).toBe(3);
-    // The barrier went to the consumer after the records of epoch 1.
-    expect(t.messages(inputStream("j", "total")).map((m) => m.headers["Eddy-Kind"])).toEqual(["data", "barrier"]);
+    // The barrier went to the consumer after the records of epoch 1 (in one batch or, sent as the
+    // input went idle, in two: design note cj).
+    const kinds = t.messages(inputStream("j", "total")).map((m) => m.headers["Eddy-Kind"]);
+    expect(kinds.at(-1)).toBe("barrier");
+    expect(kinds.slice(0, -1)).toEqual(kinds.slice(0, -1).map(() => "data"));
+    expect(kinds.length).toBeGreaterThanOrEqual(2);
     // Nothing is in KV before the commit.
     const bucket = stateBucket("j", "counts");
     expect(kvValue(t, bucket, stateKey(0, "n", "ann"))).toBeUndefined();

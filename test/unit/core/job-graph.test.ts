@@ -112,6 +112,12 @@ describe("buildJobGraph default partitions", () => {
 });
 
 describe("buildJobGraph rejects with InvalidPipelineError", () => {
+  it("a buffer timeout that is not 0 to 60 000 ms, and accepts one that is", () => {
+    expect(rejection([source("src", { bufferTimeoutMs: -1 })])).toBe('function "src": bufferTimeoutMs must be a number of milliseconds from 0 to 60000, got -1');
+    expect(rejection([source("src", { bufferTimeoutMs: "5" as never })])).toContain('got "5"');
+    expect(() => buildJobGraph({ name: "j", functions: [source("src", { bufferTimeoutMs: 0 })] })).not.toThrow();
+  });
+
   it("a source with several partitions but one subject filter for all of them", () => {
     expect(rejection([source("src", { partitions: 2 })])).toContain("one subject filter per partition");
   });
