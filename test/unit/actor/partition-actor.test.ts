@@ -10,7 +10,7 @@ import { PartitionActor, type ActorConfig } from "../../../runtime/actor/partiti
 import { ackSubject, deltaObject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
 import { appliedKey, positionKey, stateKey } from "../../../runtime/core/kv-keys.ts";
 import { inputStream, stateBucket } from "../../../runtime/core/naming.ts";
-import { decodeValue, encodeValue } from "../../../runtime/core/wire.ts";
+import { decodeBatch, decodeValue, encodeValue } from "../../../runtime/core/wire.ts";
 import { defineFunction, definePipeline, defineSink, fromFunction, fromStream, valueState } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
 import { waitFor } from "../../support/wait.ts";
@@ -78,6 +78,28 @@ function deltaEntries(t: MemoryTransport, name: string): Map<string, unknown> {
 }
 
 describe("PartitionActor over the in-memory transport: a source", () => {
+  it("sends a partial batch downstream as soon as its input has nothing pending, without waiting for the buffer timeout (note cj)", async () => {
+    const graph = countingJob();
+    const { t } = setup(graph, { clicks: ["clicks"] });
+    // A buffer timeout and a tick far beyond the test: only the early flush can send the batch.
+    const a = actor(t, graph, "counts", { lingerMs: 600_000, tickMs: 600_000 });
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    await t.append("clicks", click("ann", 10));
+    await waitFor("the record at the consumer", () => t.messages(inputStream("j", "total")).length === 1, { timeoutMs: 5000, intervalMs: 5 });
+  });
+
+  it("batches a backlog while its input has records pending, and sends the batch when the last is read (note cj)", async () => {
+    const graph = countingJob();
+    const { t } = setup(graph, { clicks: ["clicks"] });
+    for (let i = 0; i < 50; i++) await t.append("clicks", click(`u${i}`, 20 + i));
+    const a = actor(t, graph, "counts", { lingerMs: 600_000, tickMs: 600_000 });
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    await waitFor("the backlog at the consumer", () => t.messages(inputStream("j", "total")).length > 0, { timeoutMs: 5000, intervalMs: 5 });
+    const sent = t.messages(inputStream("j", "total"));
+    expect(sent).toHaveLength(1);
+    expect(decodeBatch(sent[0]!.data).records.length / 3).toBe(50);
+  });
+
   it("keys, times and counts the records of its stream and sends what it emits to its consumer", async () => {
     const graph = countingJob();
     const { t } = setup(graph, { clicks: ["clicks"] });
