@@ -49,6 +49,7 @@ describe("npm run bench -- latency", () => {
         p99MeetsGoal: expect.any(Boolean),
         wallSeconds: expect.any(Number),
         cpuSeconds: { worker: expect.any(Number), supervisor: expect.any(Number), natsServer: expect.any(Number), publisher: expect.any(Number) },
+        sender: { cpuSeconds: expect.any(Number), cores: expect.any(Number) },
         cores: { eddy: expect.any(Number), natsServer: expect.any(Number) },
         lastCheckpointsMs: expect.any(Array),
         loadAverage: expect.any(Number),
@@ -59,6 +60,8 @@ describe("npm run bench -- latency", () => {
       expect(run.latencyMs.p999).toBeLessThanOrEqual(run.latencyMs.max);
       expect(run.cpuSeconds.worker).toBeGreaterThan(0);
       expect(run.cpuSeconds.natsServer).toBeGreaterThan(0);
+      expect(run.sender.cpuSeconds).toBeGreaterThan(0);
+      expect(run.sender.cpuSeconds).toBeLessThanOrEqual(run.cpuSeconds.publisher);
       // Exactly-once output exists only after commits.
       if (run.delivery === "exactly-once") expect(run.lastCheckpointsMs.length).toBeGreaterThan(0);
     }
