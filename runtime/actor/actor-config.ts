@@ -35,7 +35,10 @@ export interface ActorConfig {
    * checkpoint and handles what it held (default 64 MiB).
    */
   readonly maxAlignmentBytes: number;
-  /** How long a partly filled batch may wait for more records. */
+  /**
+   * How long a partly filled batch may wait for more records under load: the default of a
+   * function's `bufferTimeoutMs`. A batch goes sooner when the actor's input is idle (design note cj).
+   */
   readonly lingerMs: number;
   /** Minimum interval between watermark-only updates to downstream partitions. */
   readonly watermarkIntervalMs: number;
