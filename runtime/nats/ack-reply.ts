@@ -26,37 +26,35 @@ export interface AckReplyFields {
  * writes them; anything else is refused rather than guessed.
  */
 export function readAckReply(reply: string, into: AckReplyFields): boolean {
-  // "$JS.ACK." is 8 characters.
-  if (reply.length < 8 || !reply.startsWith("$JS.ACK.")) return false;
-  let tokens = 2;
-  for (let i = 8; i < reply.length; i++) if (reply.charCodeAt(i) === 46) tokens++;
-  tokens++;
-  // Nine tokens: no domain and account; the numbers start at token 4, else at token 6.
+  // "$JS.ACK." is 8 characters; the dots after it are found by indexOf (native), at most 16 kept.
+  if (!reply.startsWith("$JS.ACK.")) return false;
+  let dots = 0;
+  for (let at = reply.indexOf(".", 8); at >= 0 && dots < DOTS.length; at = reply.indexOf(".", at + 1)) DOTS[dots++] = at;
+  // Tokens after "$JS.ACK": dots + 1. Nine tokens in all (seven after) or eleven and more (nine).
+  const after = dots + 1;
   let first: number;
-  if (tokens === 9) first = 4;
-  else if (tokens >= 11) first = 6;
+  if (after === 7) first = 2;
+  else if (after >= 9) first = 4;
   else return false;
-  let token = 2;
-  let start = 8;
-  for (let i = 8; i <= reply.length; i++) {
-    if (i < reply.length && reply.charCodeAt(i) !== 46) continue;
-    const field = token - first;
-    if (field === 1 || field === 2 || field === 4) {
-      const n = digits(reply, start, i);
-      if (n < 0) return false;
-      if (field === 1) into.streamSequence = n;
-      else if (field === 2) into.deliverySequence = n;
-      else into.pending = n;
-    } else if (field === 3) {
-      if (i === start) return false;
-      into.nanosStart = start;
-      into.nanosEnd = i;
-    } else if (field > 4) return true;
-    token++;
-    start = i + 1;
-  }
+  // Token k after "$JS.ACK" runs from DOTS[k-1]+1 (8 for k = 0) to DOTS[k] (the end for the last).
+  const from = (k: number) => (k === 0 ? 8 : DOTS[k - 1]! + 1);
+  const to = (k: number) => (k < dots ? DOTS[k]! : reply.length);
+  const sseq = digits(reply, from(first + 1), to(first + 1));
+  const cseq = digits(reply, from(first + 2), to(first + 2));
+  const pending = digits(reply, from(first + 4), to(first + 4));
+  const nanosStart = from(first + 3);
+  const nanosEnd = to(first + 3);
+  if (sseq < 0 || cseq < 0 || pending < 0 || nanosEnd === nanosStart) return false;
+  into.streamSequence = sseq;
+  into.deliverySequence = cseq;
+  into.pending = pending;
+  into.nanosStart = nanosStart;
+  into.nanosEnd = nanosEnd;
   return true;
 }
+
+/** Positions of the dots of the subject being read (reused: reading is synchronous). */
+const DOTS = new Int32Array(16);
 
 /** The decimal number in `s` from `start` to `end`, or -1 when it is empty or not all digits. */
 function digits(s: string, start: number, end: number): number {
