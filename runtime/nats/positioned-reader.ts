@@ -61,6 +61,7 @@ class JsInputMessage implements InputMessage, AckReplyFields {
   nanosStart = -1;
   nanosEnd = -1;
   private reply: string;
+  private ms = NaN;
   constructor(m: JsMsg) {
     this.m = m;
     // nats.js's message has the reply subject (its `info` is parsed from it) but does not type it.
@@ -88,9 +89,13 @@ class JsInputMessage implements InputMessage, AckReplyFields {
     return this.m.data;
   }
   get timestampMs(): number {
-    // As nats.js reads it (parseInt of the nanoseconds, then divided), only when asked for.
-    const nanos = this.nanosStart < 0 ? this.m.info.timestampNanos : parseInt(this.reply.slice(this.nanosStart, this.nanosEnd), 10);
-    return Number(nanos / 1e6);
+    // As nats.js reads it (parseInt of the nanoseconds, then divided), once, and only when asked
+    // for (a batched message asks once per event).
+    if (Number.isNaN(this.ms)) {
+      const nanos = this.nanosStart < 0 ? this.m.info.timestampNanos : parseInt(this.reply.slice(this.nanosStart, this.nanosEnd), 10);
+      this.ms = Number(nanos / 1e6);
+    }
+    return this.ms;
   }
   header(name: string): string | undefined {
     const h = this.m.headers;
