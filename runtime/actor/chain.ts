@@ -21,6 +21,7 @@ import { buildJobGraph, type FunctionNode, type JobGraph } from "../core/job-gra
 import { planChains, type ChainPlan } from "../core/chaining.ts";
 import { KeyRequiredError } from "../core/operator.ts";
 import { Rejection, selectEventTime } from "../core/record-input.ts";
+import { forwardRecord } from "../spec/forward.ts";
 import type { BroadcastContext, Context, FunctionSpec, Input, PipelineSpec, TimerService } from "../spec/function.ts";
 
 /**
@@ -87,6 +88,13 @@ function readingHeads(spec: FunctionSpec<any, any, any>, headOfTail: ReadonlyMap
 interface Downstream {
   emit(record: unknown, timestamp: number): void;
   side(name: string, record: unknown, timestamp: number): void;
+  /** What receives the records emitted on the main output (undefined: nobody). */
+  readonly main: Receiver | undefined;
+}
+
+/** What takes a record in: a chained function's input, or the head actor's main output. */
+interface Receiver {
+  deliver(record: unknown, timestamp: number): void;
 }
 
 /**
@@ -143,89 +151,156 @@ class ChainRuntime {
   readonly into: Downstream;
 
   constructor(nodes: readonly FunctionNode[], real: Context<any, any, any>) {
-    let downstream: Downstream = {
-      emit: (r, ts) => real.emit(r, ts),
-      side: (name, r, ts) => real.sideOutput(name, r, ts),
-    };
+    let downstream: Downstream = new ChainTail(real);
     for (let i = nodes.length - 1; i >= 1; i--) {
       const node = nodes[i]!;
       const upstream = nodes[i - 1]!;
+      const output = node.inputs[0]!.output;
       // A function with keyed state may emit a value it keeps: a copy keeps the next function
       // from changing it (Flink copies between chained operators unless object reuse is on).
-      const copy = Object.keys(upstream.spec.state ?? {}).length > 0 || upstream.spec.broadcastState !== undefined;
-      const link = new Link(node.spec, upstream.name, downstream, real, copy);
-      const output = node.inputs[0]!.output;
-      downstream =
-        output === undefined
-          ? { emit: (r, ts) => link.deliver(r, ts), side: () => undefined }
-          : { emit: () => undefined, side: (name, r, ts) => (name === output ? link.deliver(r, ts) : undefined) };
+      const copy = mayHoldEmitted(upstream.spec);
+      // A function that only forwards (a sink's `process`) and needs no copy would only call
+      // `emit` per record: its input goes straight where its output would.
+      const receiver: Receiver | undefined = passesThrough(node.spec) && !copy ? downstream.main : new Link(node.spec, upstream.name, downstream, real, copy);
+      downstream = receiver === undefined ? DROP : output === undefined ? new MainInput(receiver) : new SideInput(output, receiver);
     }
     this.into = downstream;
     const into = downstream;
     const ctx: Context<any, any, any> = Object.create(real);
-    ctx.emit = (r, ts) => into.emit(r, ts ?? real.timestamp);
+    const main = into.main;
+    ctx.emit = main === undefined ? () => undefined : (r, ts) => main.deliver(r, ts ?? real.timestamp);
     ctx.sideOutput = (name, r, ts) => into.side(name, r, ts ?? real.timestamp);
     this.headCtx = ctx;
   }
 }
 
-/** A chained function: runs `process` for each record its upstream emits into its input. */
-class Link {
+/** Whether what `spec` emits may be an object it keeps in keyed or broadcast state. */
+function mayHoldEmitted(spec: FunctionSpec<any, any, any>): boolean {
+  return Object.keys(spec.state ?? {}).length > 0 || spec.broadcastState !== undefined;
+}
+
+/** Whether `spec` passes each record on unchanged with its event time (nothing else to run). */
+function passesThrough(spec: FunctionSpec<any, any, any>): boolean {
+  return spec.process === forwardRecord && spec.timestamp === undefined;
+}
+
+/** The head actor's own outputs: where the tail's records leave the chain. */
+class ChainTail implements Downstream, Receiver {
+  private readonly real: Context<any, any, any>;
+  readonly main: Receiver = this;
+  constructor(real: Context<any, any, any>) {
+    this.real = real;
+  }
+  deliver(record: unknown, timestamp: number): void {
+    this.real.emit(record, timestamp);
+  }
+  emit(record: unknown, timestamp: number): void {
+    this.real.emit(record, timestamp);
+  }
+  side(name: string, record: unknown, timestamp: number): void {
+    this.real.sideOutput(name, record, timestamp);
+  }
+}
+
+/** A function that reads its producer's main output: side outputs are read by nobody, dropped. */
+class MainInput implements Downstream {
+  readonly main: Receiver;
+  constructor(main: Receiver) {
+    this.main = main;
+  }
+  emit(record: unknown, timestamp: number): void {
+    this.main.deliver(record, timestamp);
+  }
+  side(): void {}
+}
+
+/** A function that reads one side output of its producer: the rest is read by nobody, dropped. */
+class SideInput implements Downstream {
+  private readonly output: string;
+  private readonly to: Receiver;
+  readonly main = undefined;
+  constructor(output: string, to: Receiver) {
+    this.output = output;
+    this.to = to;
+  }
+  emit(): void {}
+  side(name: string, record: unknown, timestamp: number): void {
+    if (name === this.output) this.to.deliver(record, timestamp);
+  }
+}
+
+/** Outputs nobody in the chain reads (what a dropped pass-through function would have read). */
+const DROP: Downstream = { main: undefined, emit: () => undefined, side: () => undefined };
+
+/**
+ * A chained function: runs `process` for each record its upstream emits into its input. It is
+ * its own context (one object per function and head context, not one per record), whose
+ * `emit`/`sideOutput` go to `out`, the next function's input or the head actor's outputs.
+ */
+class Link implements Receiver, Context<any, any, any> {
   private readonly spec: FunctionSpec<any, any, any>;
   private readonly from: string;
   private readonly real: Context<any, any, any>;
   private readonly copy: boolean;
-  private readonly ctx: Context<any, any, any>;
-  private timestamp = -Infinity;
+  private readonly process: (ctx: Context<any, any, any>, record: unknown) => void;
+  private readonly selects: boolean;
+  timestamp = -Infinity;
+  readonly key = "";
+  readonly input = 0;
+  readonly state: Context<any, any, any>["state"];
+  readonly broadcast = {};
+  readonly timers: TimerService;
 
   constructor(spec: FunctionSpec<any, any, any>, from: string, out: Downstream, real: Context<any, any, any>, copy: boolean) {
     this.spec = spec;
     this.from = from;
     this.real = real;
     this.copy = copy;
-    const self = this;
+    this.process = spec.process;
+    this.selects = spec.timestamp !== undefined;
     const name = spec.name;
     const noKey = (what: string) => () => {
       throw new KeyRequiredError(`${name} uses ${what} but has no key selector`);
     };
-    const timers: TimerService = {
+    this.timers = {
       registerEventTimeTimer: noKey("timers"),
       deleteEventTimeTimer: noKey("timers"),
       registerProcessingTimeTimer: noKey("timers"),
       deleteProcessingTimeTimer: noKey("timers"),
     };
-    this.ctx = {
-      key: "",
-      input: 0,
-      get timestamp() {
-        return self.timestamp;
-      },
-      get watermark() {
-        return real.watermark;
-      },
-      get processingTime() {
-        return real.processingTime;
-      },
-      state: new Proxy(
-        {},
-        {
-          get: (_, state) => {
-            if (typeof state !== "string") return undefined;
-            throw new KeyRequiredError(`${name} uses state "${state}" but declares no state and has no key selector`);
-          },
-        },
-      ),
-      broadcast: {},
-      timers,
-      emit: (record, ts) => out.emit(record, ts ?? self.timestamp),
-      sideOutput: (output, record, ts) => out.side(output, record, ts ?? self.timestamp),
-      lookup: () => {
-        throw new Error(`${name} calls ctx.lookup() but declares no lookup`);
-      },
-      // A broadcast context (the head's processBroadcast) has no counters.
-      count: (event, n) => (real.count === undefined ? undefined : real.count(event, n)),
+    const main = out.main;
+    this.emit = main === undefined ? () => undefined : (record, ts) => main.deliver(record, ts ?? this.timestamp);
+    this.sideOutput = (output, record, ts) => out.side(output, record, ts ?? this.timestamp);
+    this.lookup = () => {
+      throw new Error(`${name} calls ctx.lookup() but declares no lookup`);
     };
+    // A broadcast context (the head's processBroadcast) has no counters.
+    this.count = (event, n) => void (real.count === undefined ? undefined : real.count(event, n));
+    this.state = new Proxy(
+      {},
+      {
+        get: (_, state) => {
+          if (typeof state !== "string") return undefined;
+          throw new KeyRequiredError(`${name} uses state "${state}" but declares no state and has no key selector`);
+        },
+      },
+    );
   }
+
+  get watermark(): number {
+    return this.real.watermark;
+  }
+
+  get processingTime(): number {
+    return this.real.processingTime;
+  }
+
+  // The context's functions are the Link's own (not methods on `this`), so that a function that
+  // takes them apart (`({ emit }, r) => emit(r)`) works as it does with an actor's context.
+  readonly emit: (record: unknown, timestamp?: number) => void;
+  readonly sideOutput: (output: string, record: unknown, timestamp?: number) => void;
+  readonly lookup: () => never;
+  readonly count: (event: string, n?: number) => void;
 
   deliver(record: unknown, timestamp: number): void {
     let value = record;
@@ -237,7 +312,7 @@ class Link {
       }
     }
     let ts = timestamp;
-    if (this.spec.timestamp !== undefined) {
+    if (this.selects) {
       const t = selectEventTime(this.spec, value, 0, this.real.processingTime);
       if (t instanceof Rejection) return this.deadLetter(t.reason, value, timestamp);
       ts = t;
@@ -245,12 +320,11 @@ class Link {
     const outer = this.timestamp;
     this.timestamp = ts;
     try {
-      this.spec.process(this.ctx, value);
+      this.process.call(this.spec, this, value);
     } catch (e) {
       this.deadLetter(`process: ${this.spec.name}.process failed for key "": ${describe(e)}`, value, ts);
-    } finally {
-      this.timestamp = outer;
     }
+    this.timestamp = outer;
   }
 
   private deadLetter(reason: string, record: unknown, timestamp: number): void {

@@ -350,7 +350,8 @@ export class MessageIntake {
     if (value instanceof Rejection) return this.actor.deadLetter(value.reason, m.data, this.sourceOrigin(m));
     const key = prepared !== undefined && "key" in prepared ? (prepared.key as string | Rejection) : selectKey(spec.key, value, 0);
     if (key instanceof Rejection) return this.actor.deadLetter(key.reason, m.data, this.sourceOrigin(m));
-    const ts = selectEventTime(spec, value, m.timestampMs, now);
+    // The broker's time is the fallback of a function without a selector: read only then.
+    const ts = selectEventTime(spec, value, spec.timestamp === undefined ? m.timestampMs : 0, now);
     if (ts instanceof Rejection) return this.actor.deadLetter(ts.reason, m.data, this.sourceOrigin(m));
     this.actor.stats.recordsIn++;
     try {

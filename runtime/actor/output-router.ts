@@ -88,6 +88,23 @@ interface Route {
 
 const textEncoder = new TextEncoder();
 
+/** An open JSON-lines sink message: its lines as UTF-8 in `buf`, newline-separated. */
+interface SinkLines {
+  buf: Buffer;
+  bytes: number;
+  lines: number;
+  /** UTF-16 units of the lines and separators: what the flush rule counts. */
+  chars: number;
+  readonly firstAt: number;
+}
+
+/** `buf` with room for `need` bytes, its first `used` kept. */
+function grown(buf: Buffer, used: number, need: number): Buffer {
+  const bigger = Buffer.allocUnsafe(Math.max(need, buf.length * 2));
+  buf.copy(bigger, 0, 0, used);
+  return bigger;
+}
+
 export class OutputRouter implements OperatorOutput {
   private readonly node: FunctionNode;
   private readonly partition: number;
@@ -109,7 +126,9 @@ export class OutputRouter implements OperatorOutput {
   private readonly sinkEncode: (record: unknown) => Uint8Array;
   /** JSON-lines sink: records are batched into one message per subject. */
   private readonly sinkLines: boolean;
-  private readonly sinkBatches = new Map<string, { lines: string[]; chars: number; firstAt: number }>();
+  private readonly sinkBatches = new Map<string, SinkLines>();
+  /** The buffer of the last JSON-lines batch sent, for the next one to write into. */
+  private spareLines: Buffer | undefined;
   /** The function's output is a changelog: sink messages say each record's row kind (design note bv). */
   private readonly rowKinds: boolean;
   /** The upsert sink's bucket and key, and this epoch's writes, one per KV key (core/upsert.ts). */
@@ -333,12 +352,27 @@ export class OutputRouter implements OperatorOutput {
           return;
         }
         let batch = this.sinkBatches.get(subject);
-        if (batch === undefined) this.sinkBatches.set(subject, (batch = { lines: [], chars: 0, firstAt: this.now }));
-        batch.lines.push(line);
+        if (batch === undefined) this.sinkBatches.set(subject, (batch = this.openLines()));
+        // Each line goes into the batch's bytes at once: no list of strings to join and encode.
+        const start = batch.bytes;
+        let at = start;
+        if (at + 1 + line.length * 3 > batch.buf.length) batch.buf = grown(batch.buf, at, at + 1 + line.length * 3);
+        if (batch.lines > 0) batch.buf[at++] = 10;
+        const end = at + batch.buf.write(line, at);
+        if (end > this.config.maxPayloadBytes && batch.lines > 0) {
+          // Multi-byte text made this line overflow the message: what came before goes alone.
+          const next = this.openLines();
+          next.buf.set(batch.buf.subarray(at, end));
+          batch.bytes = start;
+          this.flushSinkBatch(subject, batch);
+          this.sinkBatches.set(subject, (batch = next));
+          batch.bytes = end - at;
+        } else batch.bytes = end;
+        batch.lines++;
         batch.chars += line.length + 1;
         // A UTF-16 unit is at most 3 UTF-8 bytes: a third of the payload limit in characters
         // always fits, whatever the text.
-        if (batch.lines.length >= this.config.batchMaxRecords || batch.chars >= this.config.maxPayloadBytes / 3) this.flushSinkBatch(subject, batch);
+        if (batch.lines >= this.config.batchMaxRecords || batch.chars >= this.config.maxPayloadBytes / 3) this.flushSinkBatch(subject, batch);
         return;
       }
       const headers = this.rowKinds ? { [HEADER.rowKind]: (body as { rowKind: string }).rowKind } : undefined;
@@ -367,20 +401,18 @@ export class OutputRouter implements OperatorOutput {
     this.held.add(headers === undefined ? { subject, data, msgId, epoch: this.currentEpoch } : { subject, data, msgId, epoch: this.currentEpoch, headers });
   }
 
-  private flushSinkBatch(subject: string, batch: { lines: string[] }): void {
-    this.sinkBatches.delete(subject);
-    this.sinkLinesOut(subject, batch.lines);
+  private openLines(): SinkLines {
+    const buf = this.spareLines ?? Buffer.allocUnsafe(Math.min(64 * 1024, this.config.maxPayloadBytes + 1));
+    this.spareLines = undefined;
+    return { buf, bytes: 0, lines: 0, chars: 0, firstAt: this.now };
   }
 
-  /** One message of lines, or halves of it when multi-byte text made it larger than a message may be. */
-  private sinkLinesOut(subject: string, lines: string[]): void {
-    const data = textEncoder.encode(lines.join("\n"));
-    if (data.length > this.config.maxPayloadBytes && lines.length > 1) {
-      const half = lines.length >> 1;
-      this.sinkLinesOut(subject, lines.slice(0, half));
-      this.sinkLinesOut(subject, lines.slice(half));
-      return;
-    }
+  /** Sends a JSON-lines batch as one message: a copy of its bytes (held ones outlive the buffer, which is reused). */
+  private flushSinkBatch(subject: string, batch: SinkLines): void {
+    this.sinkBatches.delete(subject);
+    const data = new Uint8Array(batch.bytes);
+    data.set(batch.buf.subarray(0, batch.bytes));
+    this.spareLines = batch.buf;
     this.sinkOut(subject, data);
   }
 

@@ -18,6 +18,7 @@ import { consumerLost, judgeMessage, judgeStart, resumePauseMs, resumeSeq, start
 import { countRejected } from "../metrics/rejections.ts";
 import { InputError } from "../errors.ts";
 import type { InputMessage, InputReader } from "../actor/ports.ts";
+import { readAckReply, type AckReplyFields } from "./ack-reply.ts";
 import { casFailureKind, repeatUnacknowledged } from "./kv-cas.ts";
 
 /** Tuning of a {@link PositionedReader}; the defaults suit a loaded 2-core machine. */
@@ -52,16 +53,34 @@ export interface PositionedReaderStats {
   readonly misplaced: number;
 }
 
-class JsInputMessage implements InputMessage {
+class JsInputMessage implements InputMessage, AckReplyFields {
   private readonly m: JsMsg;
+  streamSequence = 0;
+  deliverySequence = 0;
+  pending = 0;
+  nanosStart = -1;
+  nanosEnd = -1;
+  private reply: string;
+  private ms = NaN;
   constructor(m: JsMsg) {
     this.m = m;
+    // nats.js's message has the reply subject (its `info` is parsed from it) but does not type it.
+    this.reply = (m as unknown as { readonly reply?: string }).reply ?? "";
+    if (!readAckReply(this.reply, this)) {
+      // Not what the server writes: nats.js's own reading decides (and names what is wrong).
+      const info = m.info;
+      this.streamSequence = info.streamSequence;
+      this.deliverySequence = info.deliverySequence;
+      this.pending = info.pending;
+      this.reply = "";
+      this.nanosStart = -1;
+    }
   }
   get jsMsg(): JsMsg {
     return this.m;
   }
   get seq(): number {
-    return this.m.seq;
+    return this.streamSequence;
   }
   get subject(): string {
     return this.m.subject;
@@ -69,11 +88,14 @@ class JsInputMessage implements InputMessage {
   get data(): Uint8Array {
     return this.m.data;
   }
-  get pending(): number {
-    return this.m.info.pending;
-  }
   get timestampMs(): number {
-    return Number(this.m.info.timestampNanos / 1e6);
+    // As nats.js reads it (parseInt of the nanoseconds, then divided), once, and only when asked
+    // for (a batched message asks once per event).
+    if (Number.isNaN(this.ms)) {
+      const nanos = this.nanosStart < 0 ? this.m.info.timestampNanos : parseInt(this.reply.slice(this.nanosStart, this.nanosEnd), 10);
+      this.ms = Number(nanos / 1e6);
+    }
+    return this.ms;
   }
   header(name: string): string | undefined {
     const h = this.m.headers;
@@ -220,17 +242,17 @@ export class PositionedReader implements InputReader {
         continue;
       }
       this.lastSignAt = Date.now();
-      const m = r.value;
-      const verdict = judgeMessage(this.position, m.info.streamSequence, m.info.deliverySequence);
+      const m = new JsInputMessage(r.value);
+      const verdict = judgeMessage(this.position, m.streamSequence, m.deliverySequence);
       if (verdict.kind === "deliver") {
         this.position = verdict.position;
-        return { done: false, value: new JsInputMessage(m) };
+        return { done: false, value: m };
       }
       this.counts.dropped++;
       countRejected(
         "input",
         verdict.kind === "repeat" ? "repeated sequence" : "sequence gap",
-        `${this.stream} ${this.subject}: sequence ${m.info.streamSequence} (consumer ${m.info.deliverySequence}) after ${this.position.delivered}; reading again from ${resumeSeq(this.position)}`,
+        `${this.stream} ${this.subject}: sequence ${m.streamSequence} (consumer ${m.deliverySequence}) after ${this.position.delivered}; reading again from ${resumeSeq(this.position)}`,
       );
       this.replace(c);
       restarts++;

@@ -34,6 +34,7 @@ export type {
   WindowingInfo,
 } from "../spec/function.ts";
 import { specBase } from "./spec-base.ts";
+import { forwardRecord } from "../spec/forward.ts";
 
 /**
  * Reads a user stream.
@@ -99,9 +100,7 @@ export function defineSink<In>(spec: {
       ...(spec.format === undefined ? {} : { format: spec.format }),
       ...(spec.delivery === undefined ? {} : { delivery: spec.delivery }),
     },
-    process(ctx, record) {
-      ctx.emit(record);
-    },
+    process: forwardRecord,
   };
 }
 

@@ -6,12 +6,20 @@
  * nats-server. The events are published first (not timed); the timed part runs from starting
  * the worker until the end of input has been processed and the output published. CPU time is
  * that of this process (the worker) plus nats-server's, read from /proc.
+ *
+ * The three jobs share one process, so whichever runs first pays for compiling the runtime's hot
+ * code (and the server for first reading the input): a first untimed round over a tenth of the
+ * events warms both, and the timed rounds alternate the order (chained, unchained, folded, then
+ * the reverse), so that what one job leaves behind (garbage, a warmer cache) does not always
+ * favour the same one. Compare chained with folded within a round.
  */
+import { join } from "node:path";
 import { startLocalNatsServer } from "../../runtime/nats/local-server.ts";
 import { connectNats } from "../../runtime/nats/connection.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { startLocalJob } from "../../runtime/dev/local-job.ts";
 import { cpuSecondsOf, ownCpuSeconds } from "../../runtime/dev/proc-cpu.ts";
+import { profileSection } from "../../runtime/dev/profiler.ts";
 import { boundedOutOfOrderness, defineFunction, definePipeline, defineSink, fromFunction, fromStream, type PipelineSpec } from "../../runtime/sdk/index.ts";
 
 interface Event {
@@ -25,30 +33,38 @@ interface Event {
 
 export interface ChainingRun {
   /** Four functions chained, the same with `chaining: false`, or one function written by hand. */
-  readonly job: "chained" | "unchained" | "folded";
+  readonly job: Job;
+  /** Timed rounds alternate the order of the jobs (1, 2, …). */
+  readonly round: number;
   readonly actors: number;
   readonly wallSeconds: number;
   readonly cpuSeconds: number;
   readonly eventsPerSecond: number;
   readonly eventsPerCoreSecond: number;
   readonly rows: number;
+  /** Sink messages the rows went out in. */
+  readonly messages: number;
   readonly correct: boolean;
 }
+
+type Job = "chained" | "unchained" | "folded";
 
 export interface ChainingBenchResult {
   readonly bench: "chaining";
   readonly events: number;
   readonly runs: readonly ChainingRun[];
+  /** Chained events/core-s over folded, per round (issue 18 item 5 asks for 1). */
+  readonly chainedOverFolded: readonly number[];
 }
 
 /** The same job folded into its source by hand, as functions/nexmark/queries.ts writes q0. */
-function q0Folded(job: string): PipelineSpec {
+function q0Folded(job: string, stream: string): PipelineSpec {
   return definePipeline({
     name: job,
     functions: [
       defineFunction<Event, object>({
         name: "events",
-        input: fromStream("Q0_IN", { subject: "q0.in" }),
+        input: fromStream(stream, { subject: `${stream.toLowerCase()}.in` }),
         timestamp: (e) => e.dateTime,
         watermark: boundedOutOfOrderness(4000),
         process: (ctx, e) => void (e.type === "bid" && ctx.emit({ auction: e.auction, bidder: e.bidder, price: e.price, dateTime: e.dateTime, extra: e.extra })),
@@ -59,14 +75,14 @@ function q0Folded(job: string): PipelineSpec {
 }
 
 /** The q0-like job: source → bids only → projection → sink, each its own function. */
-function q0Natural(job: string, chaining: boolean): PipelineSpec {
+function q0Natural(job: string, stream: string, chaining: boolean): PipelineSpec {
   return definePipeline({
     name: job,
     chaining,
     functions: [
       defineFunction<Event, Event>({
         name: "events",
-        input: fromStream("Q0_IN", { subject: "q0.in" }),
+        input: fromStream(stream, { subject: `${stream.toLowerCase()}.in` }),
         timestamp: (e) => e.dateTime,
         watermark: boundedOutOfOrderness(4000),
         process: (ctx, e) => ctx.emit(e),
@@ -82,37 +98,72 @@ function q0Natural(job: string, chaining: boolean): PipelineSpec {
   });
 }
 
-export async function benchChaining(events: number, seed = 1): Promise<ChainingBenchResult> {
+/**
+ * `profileDir` (`--profile <dir>`): a CPU profile of each timed run (`chaining-<job>-<round>.cpuprofile`),
+ * covering the process (worker, supervisor and harness), not nats-server.
+ */
+export async function benchChaining(events: number, rounds = 2, profileDir?: string, seed = 1): Promise<ChainingBenchResult> {
   const server = await startLocalNatsServer();
   const nc = await connectNats(server.url, "eddy-bench");
   try {
-    await ensureStream(nc, "Q0_IN", ["q0.in"]);
     await ensureStream(nc, "Q0_OUT", ["q0.out.>"]);
     let x = seed;
     const rand = () => (x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     // Nexmark's mix: 46 of 50 events are bids.
-    const input: Event[] = Array.from({ length: events }, (_, i) => ({ type: i % 50 < 46 ? "bid" : i % 50 < 47 ? "person" : "auction", auction: Math.floor(rand() * 1000), bidder: Math.floor(rand() * 10_000), price: Math.floor(rand() * 10_000), dateTime: 1_700_000_000_000 + i, extra: "" }));
-    await publishAll(nc, input.map((e) => ({ subject: "q0.in", data: JSON.stringify(e) })), 1024);
-    const bids = input.filter((e) => e.type === "bid").length;
-    const runs: ChainingRun[] = [];
-    for (const job of ["chained", "unchained", "folded"] as const) {
+    const generate = (n: number): Event[] => Array.from({ length: n }, (_, i) => ({ type: i % 50 < 46 ? "bid" : i % 50 < 47 ? "person" : "auction", auction: Math.floor(rand() * 1000), bidder: Math.floor(rand() * 10_000), price: Math.floor(rand() * 10_000), dateTime: 1_700_000_000_000 + i, extra: "" }));
+    const load = async (stream: string, input: readonly Event[]) => {
+      await ensureStream(nc, stream, [`${stream.toLowerCase()}.in`]);
+      await publishAll(nc, input.map((e) => ({ subject: `${stream.toLowerCase()}.in`, data: JSON.stringify(e) })), 1024);
+      return input.filter((e) => e.type === "bid").length;
+    };
+    const warmBids = await load("Q0_WARM", generate(Math.max(1, Math.floor(events / 10))));
+    const bids = await load("Q0_IN", generate(events));
+    const run = async (job: Job, stream: string, name: string, expected: number, profile: string | undefined) => {
       const cpu0 = ownCpuSeconds() + cpuSecondsOf(server.pid);
       const t0 = performance.now();
-      const local = await startLocalJob(nc, job === "folded" ? q0Folded(job) : q0Natural(job, job === "chained"));
-      await local.endInput();
-      await local.finished();
+      const timed = async () => {
+        const local = await startLocalJob(nc, job === "folded" ? q0Folded(name, stream) : q0Natural(name, stream, job === "chained"));
+        await local.endInput();
+        await local.finished();
+        return local;
+      };
+      const local = profile === undefined ? await timed() : await withProfile(profile, timed);
       const wallSeconds = (performance.now() - t0) / 1000;
       const cpuSeconds = ownCpuSeconds() + cpuSecondsOf(server.pid) - cpu0;
       const actors = local.worker.actors().length;
       await local.stop();
-      const rows = (await readAll(nc, "Q0_OUT", `q0.out.${job}`)).reduce((n, m) => n + new TextDecoder().decode(m.data).split("\n").length, 0);
-      runs.push({ job, actors, wallSeconds: round(wallSeconds), cpuSeconds: round(cpuSeconds), eventsPerSecond: Math.round(events / wallSeconds), eventsPerCoreSecond: Math.round(events / cpuSeconds), rows, correct: rows === bids });
+      const output = await readAll(nc, "Q0_OUT", `q0.out.${name}`);
+      const rows = output.reduce((n, m) => n + new TextDecoder().decode(m.data).split("\n").length, 0);
+      return { actors, wallSeconds, cpuSeconds, rows, messages: output.length, correct: rows === expected };
+    };
+    const jobs: readonly Job[] = ["chained", "unchained", "folded"];
+    for (const job of jobs) await run(job, "Q0_WARM", `warm-${job}`, warmBids, undefined);
+    const runs: ChainingRun[] = [];
+    for (let round = 1; round <= rounds; round++) {
+      for (const job of round % 2 === 1 ? jobs : [...jobs].reverse()) {
+        const profile = profileDir === undefined ? undefined : join(profileDir, `chaining-${job}-${round}.cpuprofile`);
+        const r = await run(job, "Q0_IN", `${job}-${round}`, bids, profile);
+        runs.push({ job, round, actors: r.actors, wallSeconds: round3(r.wallSeconds), cpuSeconds: round3(r.cpuSeconds), eventsPerSecond: Math.round(events / r.wallSeconds), eventsPerCoreSecond: Math.round(events / r.cpuSeconds), rows: r.rows, messages: r.messages, correct: r.correct });
+      }
     }
-    return { bench: "chaining", events, runs };
+    const perCore = (job: Job, round: number) => runs.find((r) => r.job === job && r.round === round)!.eventsPerCoreSecond;
+    const chainedOverFolded = Array.from({ length: rounds }, (_, i) => round3(perCore("chained", i + 1) / perCore("folded", i + 1)));
+    return { bench: "chaining", events, runs, chainedOverFolded };
   } finally {
     await nc.close();
     await server.stop();
   }
 }
 
-const round = (x: number) => Math.round(x * 1000) / 1000;
+async function withProfile<T>(file: string, f: () => Promise<T>): Promise<T> {
+  const before = process.env.EDDY_CPU_PROFILE;
+  process.env.EDDY_CPU_PROFILE = file;
+  try {
+    return await profileSection(f);
+  } finally {
+    if (before === undefined) delete process.env.EDDY_CPU_PROFILE;
+    else process.env.EDDY_CPU_PROFILE = before;
+  }
+}
+
+const round3 = (x: number) => Math.round(x * 1000) / 1000;

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--json]`: runs one
+ * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--rounds <n>] [--json]`: runs one
  * benchmark and prints its result, as one JSON line with --json. Benchmarks measure speed; tests
  * never do.
  */
@@ -34,7 +34,9 @@ interface BenchOptions {
   readonly delivery: SinkDelivery | undefined;
   /** The supervisor's checkpoint interval (latency only). */
   readonly checkpointIntervalMs: number | undefined;
-  /** Directory for CPU profiles of the workers (latency only). */
+  /** Timed rounds, alternating the order of the jobs (chaining only). */
+  readonly rounds: number;
+  /** Directory for CPU profiles of the workers (latency) or of each timed run (chaining). */
   readonly profileDir: string | undefined;
   /** Share of views on the hot page (skew only). */
   readonly hot: number;
@@ -42,7 +44,7 @@ interface BenchOptions {
 
 const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
   pipeline: ({ events }) => benchPipeline(events),
-  chaining: ({ events }) => benchChaining(events),
+  chaining: ({ events, rounds, profileDir }) => benchChaining(events, rounds, profileDir),
   checkpoint: ({ keys, segments }) => benchCheckpoint(keys, segments),
   kv: ({ keys }) => benchKv(keys),
   latency: ({ rate, seconds, delivery, checkpointIntervalMs, profileDir }) =>
@@ -60,7 +62,7 @@ const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
   state: ({ keys, events, dist, cacheMb }) => benchState({ keys, events, dist, ...(cacheMb === undefined ? {} : { cacheMb }) }),
 };
 
-const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--json]`;
+const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--rounds <n>] [--json]`;
 let parsed;
 try {
   parsed = parseArgs({
@@ -78,6 +80,7 @@ try {
       "checkpoint-interval": { type: "string" },
       profile: { type: "string" },
       hot: { type: "string", default: "0.5" },
+      rounds: { type: "string", default: "2" },
       json: { type: "boolean", default: false },
     },
   });
@@ -97,15 +100,16 @@ const rate = Number(values.rate);
 const seconds = Number(values.seconds);
 const delivery = values.delivery;
 const hot = Number(values.hot);
+const rounds = Number(values.rounds);
 const checkpointIntervalMs = values["checkpoint-interval"] === undefined ? undefined : Number(values["checkpoint-interval"]);
 const latencyOk =
   Number.isInteger(rate) && rate > 0 && rate <= 1_000_000 && Number.isInteger(seconds) && seconds > 0 && seconds <= 3600 &&
   (delivery === undefined || delivery === "at-least-once" || delivery === "exactly-once") &&
   (checkpointIntervalMs === undefined || (Number.isInteger(checkpointIntervalMs) && checkpointIntervalMs > 0));
-if (!latencyOk || !(hot >= 0 && hot <= 1) || bench === undefined || positionals.length > 1 || !Number.isInteger(events) || events <= 0 || !Number.isInteger(keys) || keys <= 0 || (dist !== "zipf" && dist !== "uniform") || (cacheMb !== undefined && !(cacheMb > 0)) || (values.segments !== "on" && values.segments !== "off") || !Number.isInteger(rules) || rules <= 0 || rules > 1000) {
+if (!latencyOk || !(hot >= 0 && hot <= 1) || !Number.isInteger(rounds) || rounds < 1 || rounds > 20 || bench === undefined || positionals.length > 1 || !Number.isInteger(events) || events <= 0 || !Number.isInteger(keys) || keys <= 0 || (dist !== "zipf" && dist !== "uniform") || (cacheMb !== undefined && !(cacheMb > 0)) || (values.segments !== "on" && values.segments !== "off") || !Number.isInteger(rules) || rules <= 0 || rules > 1000) {
   process.stderr.write(`${usage}\n`);
   process.exit(2);
 }
-const result = await bench({ events, keys, dist, cacheMb, segments: values.segments === "on", rules, rate, seconds, delivery: delivery as SinkDelivery | undefined, checkpointIntervalMs, profileDir: values.profile, hot });
+const result = await bench({ events, keys, dist, cacheMb, segments: values.segments === "on", rules, rate, seconds, delivery: delivery as SinkDelivery | undefined, checkpointIntervalMs, profileDir: values.profile, hot, rounds });
 if (values.json) console.log(JSON.stringify(result));
 else console.log(result);

@@ -162,4 +162,56 @@ describe("a fused function", () => {
     op.process("", 2, {}, 1);
     expect(op.counters.get("seen")).toBe(2);
   });
+
+  it("hands records straight from a function to a chained sink, with their event time, and drops what the sink does not read", () => {
+    const { out: got, output } = collector();
+    const spec = physicalPipeline({ name: "job", functions: [src, double, { ...out, sink: undefined } as FunctionSpec, defineSink<{ n: number }>({ name: "tail", input: fromFunction("out"), subject: "t" })] }).graph.node("src").spec;
+    const op = new Operator(spec, output);
+    op.process("", 10, { n: 3 }, 1000);
+    // double's side output "odd" is read by nobody; its main output passes out and tail unchanged.
+    expect(got).toEqual([{ output: "", record: { n: 6 }, ts: 11 }]);
+  });
+
+  it("passes a side output read by a chained sink on as the sink's main output", () => {
+    const odds = defineSink<{ n: number }>({ name: "odds", input: fromFunction("double", "odd"), subject: "odd.numbers" });
+    const spec = physicalPipeline({ name: "job", functions: [src, double, odds] }).graph.node("src").spec;
+    const { out: got, output } = collector();
+    const op = new Operator(spec, output);
+    op.process("", 10, { n: 3 }, 1000);
+    op.process("", 20, { n: 4 }, 1000);
+    expect(got).toEqual([{ output: "", record: { n: 3 }, ts: 10 }]);
+  });
+
+  it("copies what a stateful head emits before a chained sink too", () => {
+    const keeper: FunctionSpec<{ n: number }, { n: number }, { last: ReturnType<typeof valueState<{ n: number }>> }> = {
+      name: "keeper",
+      input: fromStream("IN"),
+      key: () => "k",
+      state: { last: valueState<{ n: number }>() },
+      process(ctx, r) {
+        ctx.state.last.set(r);
+        ctx.emit(r);
+      },
+    };
+    const spec = physicalPipeline({ name: "job", functions: [keeper, defineSink<{ n: number }>({ name: "sink", input: fromFunction("keeper"), subject: "s" })] }).graph.node("keeper").spec;
+    const { out: got, output } = collector();
+    const op = new Operator(spec, output);
+    const record = { n: 1 };
+    op.process("k", 10, record, 1000);
+    expect(got).toEqual([{ output: "", record: { n: 1 }, ts: 10 }]);
+    expect(got[0]!.record).not.toBe(record);
+  });
+
+  it("lets a chained function take its context apart", () => {
+    const apart: FunctionSpec<{ n: number }> = { name: "apart", input: fromFunction("src"), process: ({ emit, sideOutput, count }, r) => (count("seen"), sideOutput("copy", r), emit({ n: r.n + 1 })) };
+    const spec = physicalPipeline({ name: "job", functions: [src, apart] }).graph.node("src").spec;
+    const { out: got, output } = collector();
+    const op = new Operator(spec, output);
+    op.process("", 10, { n: 1 }, 1000);
+    expect(got).toEqual([
+      { output: "copy", record: { n: 1 }, ts: 10 },
+      { output: "", record: { n: 2 }, ts: 10 },
+    ]);
+    expect(op.counters.get("seen")).toBe(1);
+  });
 });

@@ -209,6 +209,21 @@ describe("OutputRouter", () => {
     expect(r.heldSinkBytes).toBe(r.heldSink().inMemory[0]!.data.length);
   });
 
+  it("writes JSON-lines messages whose lines are the rows in order, each message its own bytes", () => {
+    const { r } = router(3, 3_000, "out");
+    const rows = [{ k: "a" }, { k: "\u20ac".repeat(300) }, { k: "ü" }, { k: "\u20ac".repeat(400) }, { k: "b\nc" }, { k: "d" }, { k: "e" }];
+    rows.forEach((row, i) => r.emit(row, i));
+    const first = new TextDecoder().decode(r.heldSink().inMemory[0]!.data);
+    // Messages are sent whole and hold what they held when sent: later rows do not reuse their bytes.
+    for (let i = 0; i < 20; i++) r.emit({ k: "x".repeat(500) }, 100 + i);
+    r.flushAll();
+    const held = r.heldSink().inMemory.map((o) => new TextDecoder().decode(o.data));
+    expect(held[0]).toBe(first);
+    for (const o of r.heldSink().inMemory) expect(o.data.length).toBeLessThanOrEqual(3_000);
+    const lines = held.flatMap((m) => m.split("\n"));
+    expect(lines.map((l) => JSON.parse(l))).toEqual([...rows, ...Array.from({ length: 20 }, () => ({ k: "x".repeat(500) }))]);
+  });
+
   it("splits a JSON-lines batch that multi-byte text made larger than a message, rather than dead-lettering its rows", () => {
     const { r, sent } = router(1000, 3_000, "out");
     // 300 characters of 3 bytes each: below a third of the limit in characters, 900 bytes each.
