@@ -117,8 +117,15 @@ export function chainSpec(nodes: readonly FunctionNode[]): FunctionSpec<any, any
     last = rt;
     return rt;
   };
+  // The chain's output is its tail's: how that output is batched is set by the function nearest
+  // the tail that sets it (design note cj), so an option set on any function of the chain applies.
+  const nearestTail = <K extends "bufferTimeoutMs" | "earlyFlush">(option: K): FunctionSpec[K] => nodes.map((n) => n.spec[option]).findLast((v) => v !== undefined);
+  const bufferTimeoutMs = nearestTail("bufferTimeoutMs");
+  const earlyFlush = nearestTail("earlyFlush");
   const spec: FunctionSpec<any, any, any> = {
     ...rest,
+    ...(bufferTimeoutMs === undefined ? {} : { bufferTimeoutMs }),
+    ...(earlyFlush === undefined ? {} : { earlyFlush }),
     ...(tail.sink === undefined ? {} : { sink: tail.sink }),
     ...(tail.upsert === undefined ? {} : { upsert: tail.upsert }),
     ...(tail.changelog === undefined ? {} : { changelog: tail.changelog }),

@@ -94,6 +94,8 @@ export class PartitionActor {
   readonly router: OutputRouter;
   /** Longest a partly filled output batch waits: the function's `bufferTimeoutMs`, else `lingerMs` (design note cj). */
   readonly bufferTimeoutMs: number;
+  /** The function's `earlyFlush` (default true): whether an idle input sends partial batches at once. */
+  readonly earlyFlush: boolean;
   readonly operator: Operator;
   readonly tracker: WatermarkTracker | undefined;
   readonly generator: WatermarkGenerator | undefined;
@@ -210,6 +212,7 @@ export class PartitionActor {
     this.publisher = new Publisher(transport, this.config.maxInFlight);
     this.router = new OutputRouter(graph, node, partition, this.publisher, this.config);
     this.bufferTimeoutMs = node.spec.bufferTimeoutMs ?? this.config.lingerMs;
+    this.earlyFlush = node.spec.earlyFlush ?? true;
     // A batch that waited behind an unacknowledged publish goes when that publish settles, if the
     // input is still idle — with nothing else holding the actor, as the tick's flushes.
     this.publisher.onSettled = () => {
@@ -458,7 +461,7 @@ export class PartitionActor {
       // Nothing more to read: what this message emitted need not wait for company (design note
       // cj). With input pending, batches fill (or age out on the tick) as before.
       if (m.pending === 0 || this.bufferTimeoutMs === 0) {
-        this.router.inputIdle = m.pending === 0;
+        this.router.inputIdle = this.earlyFlush && m.pending === 0;
         if (this.busy === undefined) this.router.flushDue(this.bufferTimeoutMs);
       }
       // Only while nothing holds the actor: a tick or a write may have read keys it is about to use.

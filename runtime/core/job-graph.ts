@@ -175,6 +175,7 @@ export function buildJobGraph(pipeline: PipelineSpec): JobGraph {
     if (spec.futureTimestamps !== undefined && spec.futureTimestamps !== "dead-letter" && spec.futureTimestamps !== "clamp") {
       throw new InvalidPipelineError(`function "${spec.name}": futureTimestamps must be "dead-letter" or "clamp"`);
     }
+    if (spec.earlyFlush !== undefined && typeof spec.earlyFlush !== "boolean") throw new InvalidPipelineError(`function "${spec.name}": earlyFlush must be true or false, got ${JSON.stringify(spec.earlyFlush)}`);
     if (spec.chain !== undefined && typeof spec.chain !== "boolean") throw new InvalidPipelineError(`function "${spec.name}": chain must be true or false, got ${JSON.stringify(spec.chain)}`);
     if (hasState && spec.key === undefined) throw new InvalidPipelineError(`function "${spec.name}" declares state but has no key selector`);
     checkUpsert(spec);

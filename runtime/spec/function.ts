@@ -239,6 +239,13 @@ export interface FunctionSpec<In = any, Out = any, S extends StateDeclarations =
    * @example bufferTimeoutMs: 0
    */
   readonly bufferTimeoutMs?: number;
+  /**
+   * Whether a partly filled batch to the next function goes at once when this function's input
+   * has nothing pending (default true, design note cj). `false` trades latency for fewer, fuller
+   * messages at moderate rates: a batch then waits for `bufferTimeoutMs` unless it fills.
+   * @example earlyFlush: false
+   */
+  readonly earlyFlush?: boolean;
   readonly state?: S;
   process(ctx: Context<Out, S, B>, record: In): void;
   onTimer?(ctx: Context<Out, S, B>, timer: TimerInfo): void;

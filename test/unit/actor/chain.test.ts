@@ -61,6 +61,12 @@ describe("physicalPipeline", () => {
     expect(p.graph.node("src").spec.sink).toEqual(out.sink);
   });
 
+  it("batches the chain's output as the function nearest its tail that says how (note cj)", () => {
+    const p = physicalPipeline({ name: "job", functions: [{ ...src, bufferTimeoutMs: 50, earlyFlush: false }, { ...double, bufferTimeoutMs: 0 }, out, pipeline.functions[3]!] as FunctionSpec[] });
+    expect(p.plan.chains).toEqual([["src", "double"]]);
+    expect(p.graph.node("src").spec).toMatchObject({ bufferTimeoutMs: 0, earlyFlush: false });
+  });
+
   it("returns the pipeline as written when nothing chains", () => {
     const written: PipelineSpec = { name: "job", functions: [src, double, out], chaining: false };
     const p = physicalPipeline(written);

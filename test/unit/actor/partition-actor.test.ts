@@ -14,6 +14,7 @@ import { decodeBatch, decodeValue, encodeValue } from "../../../runtime/core/wir
 import { defineFunction, definePipeline, defineSink, fromFunction, fromStream, valueState } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
 import { waitFor } from "../../support/wait.ts";
+import { setTimeout as sleep } from "node:timers/promises";
 import { recordsTo } from "../../support/actor-driver.ts";
 
 interface Click {
@@ -24,13 +25,14 @@ interface Click {
 const countState = { n: valueState<number>() };
 
 /** A keyed source counting clicks per user, feeding `total`, which sums what it is sent. */
-function countingJob(): JobGraph {
+function countingJob(options: { earlyFlush?: boolean; bufferTimeoutMs?: number } = {}): JobGraph {
   return buildJobGraph(
     definePipeline({
       name: "j",
       functions: [
         defineFunction<Click, { user: string; n: number }, typeof countState>({
           name: "counts",
+          ...options,
           input: fromStream("clicks"),
           key: (c) => c.user,
           timestamp: (c) => c.at,
@@ -86,6 +88,19 @@ describe("PartitionActor over the in-memory transport: a source", () => {
     await a.start({ generation: 1, checkpoint: 0, worker: "w" });
     await t.append("clicks", click("ann", 10));
     await waitFor("the record at the consumer", () => t.messages(inputStream("j", "total")).length === 1, { timeoutMs: 5000, intervalMs: 5 });
+  });
+
+  it("with earlyFlush: false keeps a partial batch while its input is idle, for the buffer timeout (note cj)", async () => {
+    // The transport's clock stands still, so the buffer timeout never runs out here: only an early
+    // flush could send the batch, and the function has switched it off.
+    const graph = countingJob({ earlyFlush: false });
+    const { t } = setup(graph, { clicks: ["clicks"] });
+    const a = actor(t, graph, "counts", { lingerMs: 5, tickMs: 5 });
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    await t.append("clicks", click("ann", 10));
+    await waitFor("the record read", () => a.stats.recordsIn === 1, { timeoutMs: 5000, intervalMs: 5 });
+    await sleep(300);
+    expect(t.messages(inputStream("j", "total"))).toHaveLength(0);
   });
 
   it("batches a backlog while its input has records pending, and sends the batch when the last is read (note cj)", async () => {

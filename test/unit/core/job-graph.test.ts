@@ -112,6 +112,11 @@ describe("buildJobGraph default partitions", () => {
 });
 
 describe("buildJobGraph rejects with InvalidPipelineError", () => {
+  it("an earlyFlush that is not a boolean", () => {
+    expect(rejection([source("src", { earlyFlush: "no" as never })])).toBe('function "src": earlyFlush must be true or false, got "no"');
+    expect(() => buildJobGraph({ name: "j", functions: [source("src", { earlyFlush: false })] })).not.toThrow();
+  });
+
   it("a buffer timeout that is not 0 to 60 000 ms, and accepts one that is", () => {
     expect(rejection([source("src", { bufferTimeoutMs: -1 })])).toBe('function "src": bufferTimeoutMs must be a number of milliseconds from 0 to 60000, got -1');
     expect(rejection([source("src", { bufferTimeoutMs: "5" as never })])).toContain('got "5"');
