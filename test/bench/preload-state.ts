@@ -30,6 +30,12 @@ import type { PipelineSpec } from "../../runtime/sdk/function.ts";
 import { ensureJobTopology } from "../../runtime/nats/topology.ts";
 import { JetStreamTransport } from "../../runtime/nats/transport.ts";
 
+/** How a benchmark's keys get their state: written into KV before the job starts, or counted by the job from published records. */
+export type LoadMode = "preload" | "job";
+
+/** The load mode when none is asked for: preloading from 1 M keys, where the job's own load takes 20–80 minutes here. */
+export const defaultLoadMode = (keys: number): LoadMode => (keys >= 1_000_000 ? "preload" : "job");
+
 export interface PreloadOptions {
   /** The job's pipeline: its graph names the bucket, the partitions and the declared states. */
   readonly pipeline: PipelineSpec;
