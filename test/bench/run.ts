@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--load preload|job] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--json]`: runs one
+ * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--load preload|job] [--warm] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--json]`: runs one
  * benchmark and prints its result, as one JSON line with --json. Benchmarks measure speed; tests
  * never do.
  */
@@ -25,6 +25,8 @@ interface BenchOptions {
   readonly cacheMb: number | undefined;
   /** How recovery and state get their keys' state (default: preloaded into KV from 1 M keys, else counted by the job). */
   readonly load: LoadMode | undefined;
+  /** The updates once untimed before the timed pass (state only). */
+  readonly warm: boolean;
   /** Continuous upload of changes (checkpoint only; `--segments off` uploads at the barrier). */
   readonly segments: boolean;
   /** Most active rules (rules only: runs with 1, 10, 100 up to it). */
@@ -60,10 +62,10 @@ const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
   "restore-requests": async ({ keys }) => ({ bench: "restore-requests", points: await benchRestoreRequests([1_000_000, 3_000_000, 10_000_000].filter((n) => n < keys).concat(keys)) }),
   rules: ({ rules, keys, events }) => benchRules({ rules, keys, events }),
   skew: ({ events, hot }) => benchSkew({ events, hot }),
-  state: ({ keys, events, dist, cacheMb, load }) => benchState({ keys, events, dist, ...(cacheMb === undefined ? {} : { cacheMb }), ...(load === undefined ? {} : { load }) }),
+  state: ({ keys, events, dist, cacheMb, load, warm }) => benchState({ keys, events, dist, warm, ...(cacheMb === undefined ? {} : { cacheMb }), ...(load === undefined ? {} : { load }) }),
 };
 
-const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--load preload|job] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--json]`;
+const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--load preload|job] [--warm] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--json]`;
 let parsed;
 try {
   parsed = parseArgs({
@@ -74,6 +76,7 @@ try {
       dist: { type: "string", default: "zipf" },
       "cache-mb": { type: "string" },
       load: { type: "string" },
+      warm: { type: "boolean", default: false },
       segments: { type: "string", default: "on" },
       rules: { type: "string", default: "100" },
       rate: { type: "string", default: "10000" },
@@ -111,6 +114,6 @@ if (!latencyOk || !(hot >= 0 && hot <= 1) || bench === undefined || positionals.
   process.stderr.write(`${usage}\n`);
   process.exit(2);
 }
-const result = await bench({ events, keys, dist, cacheMb, load: load as LoadMode | undefined, segments: values.segments === "on", rules, rate, seconds, delivery: delivery as SinkDelivery | undefined, checkpointIntervalMs, profileDir: values.profile, hot });
+const result = await bench({ events, keys, dist, cacheMb, load: load as LoadMode | undefined, warm: values.warm, segments: values.segments === "on", rules, rate, seconds, delivery: delivery as SinkDelivery | undefined, checkpointIntervalMs, profileDir: values.profile, hot });
 if (values.json) console.log(JSON.stringify(result));
 else console.log(result);

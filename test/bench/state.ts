@@ -37,6 +37,8 @@ export interface StateBenchResult {
   readonly dist: KeyDistribution;
   readonly partitions: number;
   readonly load: LoadMode;
+  /** The updates ran once untimed before the timed pass: every key the timed pass reads was read before. */
+  readonly warm: boolean;
   /** Writing the preloaded entries into KV (`load: "preload"` only). */
   readonly preloadSeconds: number | undefined;
   /** Publishing the timed updates (behind the load, or before the job starts on preloaded state; not timed). */
@@ -55,7 +57,7 @@ export interface StateBenchResult {
   readonly eventsPerCoreSecond: number;
   /** Peak resident set of the worker process, MiB. */
   readonly peakRssMb: number;
-  /** Distinct keys the timed phase touched. */
+  /** Distinct keys the timed phase touched (the warm-up pass touched the same). */
   readonly distinctKeysTouched: number;
   /** `--state-cache-mb` of the worker (undefined: its default). */
   readonly cacheMb: number | undefined;
@@ -107,8 +109,9 @@ const scrape = async (port: number) => (await fetch(`http://127.0.0.1:${port}/me
 
 const peakRssMbOf = (pid: number) => Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024);
 
-export async function benchState(opts: { keys: number; events: number; dist: KeyDistribution; seed?: number; cacheMb?: number; load?: LoadMode }): Promise<StateBenchResult> {
+export async function benchState(opts: { keys: number; events: number; dist: KeyDistribution; seed?: number; cacheMb?: number; load?: LoadMode; warm?: boolean }): Promise<StateBenchResult> {
   const { keys, events, dist } = opts;
+  const warm = opts.warm === true;
   const load = opts.load ?? defaultLoadMode(keys);
   const random = seededRandom(opts.seed ?? 1);
   const draw = dist === "zipf" ? zipfSampler(keys, random) : () => Math.floor(random() * keys);
@@ -118,6 +121,9 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
   try {
     await ensureStream(nc, STATE_BENCH_STREAM, [STATE_BENCH_SUBJECT]);
     const touched = new Set<number>();
+    // The updates' keys, drawn once: with `warm` they are published twice, the first pass untimed.
+    const drawn = new Int32Array(events);
+    for (let i = 0; i < events; i++) touched.add((drawn[i] = draw()));
     const metricsPort = await freePort();
     const loadStarted = performance.now();
     let preloadSeconds: number | undefined;
@@ -131,16 +137,12 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
     // The timed updates, one per message: a backlog behind the load (job) or before the job
     // starts (preload), read once the load is done.
     const publishUpdates = async () => {
-      phase(`publishing ${events} ${dist} updates`);
+      phase(`publishing ${events} ${dist} updates${warm ? " twice (a warm-up pass, then the timed one)" : ""}`);
       const publishStarted = performance.now();
       const updates = new AckedPublisher(nc);
       const utf8 = new TextEncoder();
       await updates.publishAll((function* () {
-        for (let i = 0; i < events; i++) {
-          const k = draw();
-          touched.add(k);
-          yield { subject: STATE_BENCH_SUBJECT, data: utf8.encode(`{"k":"key-${k}"}`) };
-        }
+        for (let pass = warm ? 2 : 1; pass > 0; pass--) for (let i = 0; i < events; i++) yield { subject: STATE_BENCH_SUBJECT, data: utf8.encode(`{"k":"key-${drawn[i]}"}`) };
       })(), 2048).finally(() => updates.close());
       const seconds = (performance.now() - publishStarted) / 1000;
       phase(`published the updates in ${seconds.toFixed(1)} s`);
@@ -207,15 +209,17 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
       evictions.observe(metricIn(text, "count", "eddy_state_cache_evictions_total").sum);
       return { counted: countedRecords(live.sum, await committedNextSeq().catch(() => undefined), layout), actors: live.actors };
     };
-    const target = layout.loadRecords + events;
-    // The timed phase starts when the load is seen done: counted by the job, or (preloaded) once
-    // every counter runs on it. Updates processed before that moment (the poll is not instant, and
-    // a loaded worker answers /metrics late) are left out of the rate.
+    const warmUp = warm ? events : 0;
+    const target = layout.loadRecords + warmUp + events;
+    // The timed phase starts when the load (and the warm-up pass) is seen done: counted by the
+    // job, or (preloaded, no warm-up) once every counter runs on it. Updates processed before that
+    // moment (the poll is not instant, and a loaded worker answers /metrics late) are left out of
+    // the rate.
     let countedAtStart = 0;
     for (;;) {
       const o = await observe();
       countedAtStart = o.counted;
-      if (load === "job" ? o.counted >= keys : o.actors === STATE_BENCH_PARTITIONS) break;
+      if (load === "job" || warm ? o.counted >= layout.loadRecords + warmUp : o.actors === STATE_BENCH_PARTITIONS) break;
       await sleep(20);
     }
     const t0 = performance.now();
@@ -249,6 +253,7 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
       dist,
       partitions: STATE_BENCH_PARTITIONS,
       load,
+      warm,
       preloadSeconds,
       publishSeconds: round(publishSeconds),
       loadSeconds: round(loadSeconds),
