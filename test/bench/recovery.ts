@@ -1,8 +1,12 @@
 /**
- * Recovery time after a worker crash, for a given number of keys of state: a keyed job is loaded
- * with `keys` keys (published in batches of JSON lines) on two worker processes under a supervisor process, a checkpoint covering all
- * of them is committed and materialized in KV, then the worker owning the most keyed partitions
- * is SIGKILLed while probe records keep arriving. Reported, from the kill:
+ * Recovery time after a worker crash, for a given number of keys of state: a keyed job runs with
+ * `keys` keys of state on two worker processes under a supervisor process, a checkpoint covering
+ * all of them is committed and materialized in KV, then the worker owning the most keyed
+ * partitions is SIGKILLed while probe records keep arriving. The keys are either preloaded into
+ * the counters' bucket before the job starts, as a materialized load leaves them (`load:
+ * "preload"`, preload-state.ts; the default from 1 M keys, where the job's own load takes 20–80
+ * minutes on the shared machine), or published in batches of JSON lines and counted by the job
+ * (`"job"`). Reported, from the kill:
  *
  * - `detectionMs`: until its heartbeat is gone from the workers bucket (expiry);
  * - `decisionMs`: until the supervisor logs the new generation;
@@ -25,7 +29,8 @@ import { assignmentKey, heartbeatKey, JOBS_BUCKET, latestKey, WORKERS_BUCKET, ty
 import { appliedKey, positionKey } from "../../runtime/core/kv-keys.ts";
 import { stateBucket } from "../../runtime/core/naming.ts";
 import { decodeValue } from "../../runtime/core/wire.ts";
-import { RECOVERY_LOAD_BATCH, RECOVERY_OUTPUT_STREAM, RECOVERY_OUTPUT_SUBJECT, RECOVERY_PARTITIONS, RECOVERY_SOURCE_STREAM, RECOVERY_SOURCE_SUBJECT } from "./recovery-workload.ts";
+import { defaultLoadMode, preloadKeyedState, type LoadMode } from "./preload-state.ts";
+import workload, { RECOVERY_LOAD_BATCH, RECOVERY_OUTPUT_STREAM, RECOVERY_OUTPUT_SUBJECT, RECOVERY_PARTITIONS, RECOVERY_SOURCE_STREAM, RECOVERY_SOURCE_SUBJECT } from "./recovery-workload.ts";
 
 export interface RecoveryBenchResult {
   readonly bench: "recovery";
@@ -33,7 +38,13 @@ export interface RecoveryBenchResult {
   readonly partitions: number;
   /** Keyed partitions the killed worker owned. */
   readonly killedPartitions: number;
-  /** Publishing the load (paced by the job), processing it and materializing a checkpoint covering it. */
+  readonly load: LoadMode;
+  /** Writing the preloaded entries into KV (`load: "preload"` only). */
+  readonly preloadSeconds: number | undefined;
+  /**
+   * Until a checkpoint covering the state is materialized: `"job"`: publishing the load (paced by
+   * the job) and processing it; `"preload"`: the preload and the job's start on it.
+   */
   readonly loadSeconds: number;
   readonly detectionMs: number;
   readonly decisionMs: number;
@@ -102,15 +113,20 @@ async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs
   }
 }
 
-export async function benchRecovery(keys: number): Promise<RecoveryBenchResult> {
+export async function benchRecovery(keys: number, load: LoadMode = defaultLoadMode(keys)): Promise<RecoveryBenchResult> {
   const server = await startLocalNatsServer();
   const nc = await connect({ servers: server.url, maxReconnectAttempts: -1 });
   const children: Child[] = [];
   try {
     await ensureStream(nc, RECOVERY_SOURCE_STREAM, [RECOVERY_SOURCE_SUBJECT]);
     await ensureStream(nc, RECOVERY_OUTPUT_STREAM, [RECOVERY_OUTPUT_SUBJECT]);
-    phase(`publishing ${keys} records`);
     const loadStarted = Date.now();
+    let preloadSeconds: number | undefined;
+    if (load === "preload") {
+      // Every counter at 1 in KV, as the job's own load would leave them once materialized.
+      phase(`preloading ${keys} keys`);
+      preloadSeconds = (await preloadKeyedState(nc, { pipeline: workload, fn: "count", state: "n", keys, keyOf: (i) => `key-${i}`, valueOf: () => 1, log: phase })).seconds;
+    } else phase(`publishing ${keys} records`);
     const supervisor = start(["supervisor", "--nats", server.url, "--id", "bench-supervisor", "--checkpoint-interval", "2000"]);
     const metricsPorts = [await freePort(), await freePort()];
     const workers = metricsPorts.map((port) => start(["worker", "--pipeline", WORKLOAD, "--nats", server.url, "--metrics-port", String(port)]));
@@ -123,7 +139,7 @@ export async function benchRecovery(keys: number): Promise<RecoveryBenchResult> 
     // and over): so a chunk is published only once the job's inputs are nearly drained, as a
     // producer under backpressure would. Probes stay one record per message.
     let loadMessages = 0;
-    for (let i = 0; i < keys; ) {
+    for (let i = 0; load === "job" && i < keys; ) {
       const chunkEnd = Math.min(keys, i + LOAD_CHUNK_MESSAGES * RECOVERY_LOAD_BATCH);
       loadMessages += await publishAll(nc, (function* () {
         for (let j = i; j < chunkEnd; j += RECOVERY_LOAD_BATCH) {
@@ -136,7 +152,7 @@ export async function benchRecovery(keys: number): Promise<RecoveryBenchResult> 
       await sleep(100);
       await until("the job to take the load", async () => ((await inputLag(metricsPorts)) ?? Infinity) <= MAX_INPUT_LAG_MESSAGES ? true : undefined, 30 * 60_000);
     }
-    phase(`published ${keys} records in ${loadMessages} messages (${((Date.now() - loadStarted) / 1000).toFixed(1)} s)`);
+    if (load === "job") phase(`published ${keys} records in ${loadMessages} messages (${((Date.now() - loadStarted) / 1000).toFixed(1)} s)`);
 
     // Loaded: a committed checkpoint taken after every record was counted, materialized in KV.
     const kvm = new Kvm(nc);
@@ -149,6 +165,7 @@ export async function benchRecovery(keys: number): Promise<RecoveryBenchResult> 
     };
     // A checkpoint whose source position is past the last record covers every count: its barrier
     // reached the counters behind all of them. Once the source has materialized one, that one is it.
+    // (Preloaded: any checkpoint the source materialized, position 1 and on, covers the preload.)
     const read = await until("the source's state bucket", () => kvm.open(stateBucket(JOB, "read")), 120_000);
     const target = await until("a checkpoint after every record", async () => {
       const pos = await read.get(positionKey(0));
@@ -222,6 +239,8 @@ export async function benchRecovery(keys: number): Promise<RecoveryBenchResult> 
       keys,
       partitions: RECOVERY_PARTITIONS,
       killedPartitions,
+      load,
+      preloadSeconds,
       loadSeconds: Math.round(loadSeconds * 10) / 10,
       detectionMs: detectedAt - killedAt,
       decisionMs: decision.at - killedAt,

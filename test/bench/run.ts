@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--rounds <n>] [--json]`: runs one
+ * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--load preload|job] [--warm] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--rounds <n>] [--json]`: runs one
  * benchmark and prints its result, as one JSON line with --json. Benchmarks measure speed; tests
  * never do.
  */
@@ -15,6 +15,7 @@ import { benchRestoreRequests } from "./restore-requests.ts";
 import { benchRules } from "./rules.ts";
 import { benchSkew } from "./skew.ts";
 import { benchState, type KeyDistribution } from "./state.ts";
+import { defaultLoadMode, type LoadMode } from "./preload-state.ts";
 
 interface BenchOptions {
   readonly events: number;
@@ -22,6 +23,10 @@ interface BenchOptions {
   readonly dist: KeyDistribution;
   /** `--state-cache-mb` of the workers a benchmark starts (state only). */
   readonly cacheMb: number | undefined;
+  /** How recovery and state get their keys' state (default: preloaded into KV from 1 M keys, else counted by the job). */
+  readonly load: LoadMode | undefined;
+  /** The updates once untimed before the timed pass (state only). */
+  readonly warm: boolean;
   /** Continuous upload of changes (checkpoint only; `--segments off` uploads at the barrier). */
   readonly segments: boolean;
   /** Most active rules (rules only: runs with 1, 10, 100 up to it). */
@@ -55,14 +60,14 @@ const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
       ...(checkpointIntervalMs === undefined ? {} : { checkpointIntervalMs }),
       ...(profileDir === undefined ? {} : { profileDir }),
     }),
-  recovery: ({ keys }) => benchRecovery(keys),
+  recovery: ({ keys, load }) => benchRecovery(keys, load ?? defaultLoadMode(keys)),
   "restore-requests": async ({ keys }) => ({ bench: "restore-requests", points: await benchRestoreRequests([1_000_000, 3_000_000, 10_000_000].filter((n) => n < keys).concat(keys)) }),
   rules: ({ rules, keys, events }) => benchRules({ rules, keys, events }),
   skew: ({ events, hot }) => benchSkew({ events, hot }),
-  state: ({ keys, events, dist, cacheMb }) => benchState({ keys, events, dist, ...(cacheMb === undefined ? {} : { cacheMb }) }),
+  state: ({ keys, events, dist, cacheMb, load, warm }) => benchState({ keys, events, dist, warm, ...(cacheMb === undefined ? {} : { cacheMb }), ...(load === undefined ? {} : { load }) }),
 };
 
-const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--rounds <n>] [--json]`;
+const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--load preload|job] [--warm] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--rounds <n>] [--json]`;
 let parsed;
 try {
   parsed = parseArgs({
@@ -72,6 +77,8 @@ try {
       keys: { type: "string", default: "100000" },
       dist: { type: "string", default: "zipf" },
       "cache-mb": { type: "string" },
+      load: { type: "string" },
+      warm: { type: "boolean", default: false },
       segments: { type: "string", default: "on" },
       rules: { type: "string", default: "100" },
       rate: { type: "string", default: "10000" },
@@ -96,6 +103,7 @@ const keys = Number(values.keys);
 const dist = values.dist;
 const rules = Number(values.rules);
 const cacheMb = values["cache-mb"] === undefined ? undefined : Number(values["cache-mb"]);
+const load = values.load;
 const rate = Number(values.rate);
 const seconds = Number(values.seconds);
 const delivery = values.delivery;
@@ -106,10 +114,10 @@ const latencyOk =
   Number.isInteger(rate) && rate > 0 && rate <= 1_000_000 && Number.isInteger(seconds) && seconds > 0 && seconds <= 3600 &&
   (delivery === undefined || delivery === "at-least-once" || delivery === "exactly-once") &&
   (checkpointIntervalMs === undefined || (Number.isInteger(checkpointIntervalMs) && checkpointIntervalMs > 0));
-if (!latencyOk || !(hot >= 0 && hot <= 1) || !Number.isInteger(rounds) || rounds < 1 || rounds > 20 || bench === undefined || positionals.length > 1 || !Number.isInteger(events) || events <= 0 || !Number.isInteger(keys) || keys <= 0 || (dist !== "zipf" && dist !== "uniform") || (cacheMb !== undefined && !(cacheMb > 0)) || (values.segments !== "on" && values.segments !== "off") || !Number.isInteger(rules) || rules <= 0 || rules > 1000) {
+if (!latencyOk || !(hot >= 0 && hot <= 1) || !Number.isInteger(rounds) || rounds < 1 || rounds > 20 || bench === undefined || positionals.length > 1 || !Number.isInteger(events) || events <= 0 || !Number.isInteger(keys) || keys <= 0 || (dist !== "zipf" && dist !== "uniform") || (cacheMb !== undefined && !(cacheMb > 0)) || (load !== undefined && load !== "preload" && load !== "job") || (values.segments !== "on" && values.segments !== "off") || !Number.isInteger(rules) || rules <= 0 || rules > 1000) {
   process.stderr.write(`${usage}\n`);
   process.exit(2);
 }
-const result = await bench({ events, keys, dist, cacheMb, segments: values.segments === "on", rules, rate, seconds, delivery: delivery as SinkDelivery | undefined, checkpointIntervalMs, profileDir: values.profile, hot, rounds });
+const result = await bench({ events, keys, dist, cacheMb, load: load as LoadMode | undefined, warm: values.warm, segments: values.segments === "on", rules, rate, seconds, delivery: delivery as SinkDelivery | undefined, checkpointIntervalMs, profileDir: values.profile, hot, rounds });
 if (values.json) console.log(JSON.stringify(result));
 else console.log(result);

@@ -1,7 +1,10 @@
 /**
  * Keyed state larger than what is read often: a counter per key, first set once for each of
- * `keys` keys (the load, not timed; published in batches of JSON lines), then `events` updates whose keys follow a Zipf (s = 1) or a
- * uniform distribution over all of them (timed). Reports the timed phase's throughput, the
+ * `keys` keys (the load, not timed), then `events` updates whose keys follow a Zipf (s = 1) or a
+ * uniform distribution over all of them (timed). The load is either preloaded into the counters'
+ * KV bucket as a materialized load leaves it (`load: "preload"`, preload-state.ts; the default
+ * from 1 M keys, where the job's own load takes 20–80 minutes here) or published and counted by
+ * the job (`"job"`: batches of JSON lines, paced by the job's input lag). Reports the timed phase's throughput, the
  * worker process's peak resident memory (VmHWM) and the state cache's hit rate: with `cacheMb`
  * the worker runs with `--state-cache-mb` (design note bf), else with its default. The worker and
  * a supervisor (checkpoints every second) run as `eddy` processes; CPU is the worker's plus
@@ -16,7 +19,14 @@ import { ensureStream, publishAll } from "../../runtime/nats/streams.ts";
 import { AckedPublisher } from "../../runtime/nats/acked-publisher.ts";
 import { cpuSecondsOf } from "../../runtime/dev/proc-cpu.ts";
 import { seededRandom, zipfSampler } from "../../functions/seeded-random.ts";
-import { STATE_BENCH_LOAD_BATCH, STATE_BENCH_PARTITIONS, STATE_BENCH_STREAM, STATE_BENCH_SUBJECT } from "./state-workload.ts";
+import { Kvm } from "@nats-io/kv";
+import { positionKey } from "../../runtime/core/kv-keys.ts";
+import { stateBucket } from "../../runtime/core/naming.ts";
+import { assignmentKey, JOBS_BUCKET } from "../../runtime/core/protocol.ts";
+import { decodeValue } from "../../runtime/core/wire.ts";
+import workload, { STATE_BENCH_LOAD_BATCH, STATE_BENCH_PARTITIONS, STATE_BENCH_STREAM, STATE_BENCH_SUBJECT } from "./state-workload.ts";
+import { defaultLoadMode, preloadKeyedState, type LoadMode } from "./preload-state.ts";
+import { countedRecords, CounterAcrossRestarts } from "./bench-progress.ts";
 
 export type KeyDistribution = "zipf" | "uniform";
 
@@ -26,9 +36,18 @@ export interface StateBenchResult {
   readonly events: number;
   readonly dist: KeyDistribution;
   readonly partitions: number;
-  /** Publishing the timed updates (behind the load; not timed). */
+  readonly load: LoadMode;
+  /** The updates ran once untimed before the timed pass: every key the timed pass reads was read before. */
+  readonly warm: boolean;
+  /** Writing the preloaded entries into KV (`load: "preload"` only). */
+  readonly preloadSeconds: number | undefined;
+  /** Publishing the timed updates (behind the load, or before the job starts on preloaded state; not timed). */
   readonly publishSeconds: number;
-  /** From starting the job to the load processed (its paced publishing, then the updates' publishing). */
+  /**
+   * `"job"`: from starting the job to the load processed (its paced publishing, then the updates'
+   * publishing); `"preload"`: the preload, the updates' publishing and the job's start until its
+   * counters run.
+   */
   readonly loadSeconds: number;
   readonly wallSeconds: number;
   /** Updates processed in the timed phase (all `events` but those done before the load was seen done). */
@@ -38,13 +57,16 @@ export interface StateBenchResult {
   readonly eventsPerCoreSecond: number;
   /** Peak resident set of the worker process, MiB. */
   readonly peakRssMb: number;
-  /** Distinct keys the timed phase touched. */
+  /** Distinct keys the timed phase touched (the warm-up pass touched the same). */
   readonly distinctKeysTouched: number;
   /** `--state-cache-mb` of the worker (undefined: its default). */
   readonly cacheMb: number | undefined;
   /** Of the keys the timed phase's messages needed, the share that was in memory. */
   readonly cacheHitRate: number;
+  /** Evictions during the timed phase. */
   readonly cacheEvictions: number;
+  /** Restarts of the job (new generations) during the timed phase: its figures include recovering. */
+  readonly restarts: number;
 }
 
 
@@ -71,20 +93,26 @@ async function inputLag(port: number): Promise<number | undefined> {
   return lines.length === 0 ? undefined : lines.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
 }
 
-/** Sum of `metric` of function `fn` on a worker's /metrics. */
-async function metricOf(port: number, fn: string, metric: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  let n = 0;
-  for (const line of text.split("\n")) if (line.startsWith(`${metric}{`) && line.includes(`function="${fn}"`)) n += Number(line.slice(line.lastIndexOf(" ") + 1));
-  return n;
+/** Sum of `metric` of function `fn` in a /metrics text, and the number of actors reporting it. */
+function metricIn(text: string, fn: string, metric: string): { sum: number; actors: number } {
+  let sum = 0;
+  let actors = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${metric}{`) || !line.includes(`function="${fn}"`)) continue;
+    sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+    actors++;
+  }
+  return { sum, actors };
 }
 
-const recordsIn = (port: number, fn: string) => metricOf(port, fn, "eddy_records_in_total");
+const scrape = async (port: number) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
 
 const peakRssMbOf = (pid: number) => Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024);
 
-export async function benchState(opts: { keys: number; events: number; dist: KeyDistribution; seed?: number; cacheMb?: number }): Promise<StateBenchResult> {
+export async function benchState(opts: { keys: number; events: number; dist: KeyDistribution; seed?: number; cacheMb?: number; load?: LoadMode; warm?: boolean }): Promise<StateBenchResult> {
   const { keys, events, dist } = opts;
+  const warm = opts.warm === true;
+  const load = opts.load ?? defaultLoadMode(keys);
   const random = seededRandom(opts.seed ?? 1);
   const draw = dist === "zipf" ? zipfSampler(keys, random) : () => Math.floor(random() * keys);
   const server = await startLocalNatsServer();
@@ -93,76 +121,140 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
   try {
     await ensureStream(nc, STATE_BENCH_STREAM, [STATE_BENCH_SUBJECT]);
     const touched = new Set<number>();
+    // The updates' keys, drawn once: with `warm` they are published twice, the first pass untimed.
+    const drawn = new Int32Array(events);
+    for (let i = 0; i < events; i++) touched.add((drawn[i] = draw()));
     const metricsPort = await freePort();
     const loadStarted = performance.now();
-    children.push(startEddy(["supervisor", "--nats", server.url, "--checkpoint-interval", "1000"]));
+    let preloadSeconds: number | undefined;
     const cacheArgs = opts.cacheMb === undefined ? [] : ["--state-cache-mb", String(opts.cacheMb)];
-    const worker = startEddy(["worker", "--pipeline", WORKLOAD, "--nats", server.url, "--metrics-port", String(metricsPort), ...cacheArgs]);
-    children.push(worker);
-    // The load in batches (json-lines, STATE_BENCH_LOAD_BATCH records a message): one message per
-    // record took 10+ minutes to publish and as long to process at 10 M keys. Published all at
-    // once, though, the source forwards records far faster than the counter takes them, barriers
-    // queue behind the backlog and checkpoints time out: a chunk goes out only once the job's
-    // inputs are nearly drained, as a producer under backpressure would.
-    phase(`publishing ${keys} loads`);
-    for (let i = 0; i < keys; ) {
-      const chunkEnd = Math.min(keys, i + LOAD_CHUNK_MESSAGES * STATE_BENCH_LOAD_BATCH);
-      await publishAll(nc, (function* () {
-        for (let j = i; j < chunkEnd; j += STATE_BENCH_LOAD_BATCH) {
-          const lines: string[] = [];
-          for (let k = j; k < Math.min(chunkEnd, j + STATE_BENCH_LOAD_BATCH); k++) lines.push(`{"k":"key-${k}"}`);
-          yield { subject: STATE_BENCH_SUBJECT, data: lines.join("\n") };
-        }
-      })(), 64);
-      i = chunkEnd;
-      await sleep(100);
-      while ((await inputLag(metricsPort).catch(() => undefined) ?? Infinity) > MAX_INPUT_LAG_MESSAGES) await sleep(100);
-    }
-    // The timed updates, one per message as before, right behind the load: a backlog the timed
-    // phase reads once the load is done (those processed before that are left out of its rate).
-    phase(`publishing ${events} ${dist} updates`);
-    const publishStarted = performance.now();
-    const updates = new AckedPublisher(nc);
-    const utf8 = new TextEncoder();
-    await updates.publishAll((function* () {
-      for (let i = 0; i < events; i++) {
-        const k = draw();
-        touched.add(k);
-        yield { subject: STATE_BENCH_SUBJECT, data: utf8.encode(`{"k":"key-${k}"}`) };
+    let worker: ChildProcess | undefined;
+    const startJob = () => {
+      children.push(startEddy(["supervisor", "--nats", server.url, "--checkpoint-interval", "1000"]));
+      worker = startEddy(["worker", "--pipeline", WORKLOAD, "--nats", server.url, "--metrics-port", String(metricsPort), ...cacheArgs]);
+      children.push(worker);
+    };
+    // The timed updates, one per message: a backlog behind the load (job) or before the job
+    // starts (preload), read once the load is done.
+    const publishUpdates = async () => {
+      phase(`publishing ${events} ${dist} updates${warm ? " twice (a warm-up pass, then the timed one)" : ""}`);
+      const publishStarted = performance.now();
+      const updates = new AckedPublisher(nc);
+      const utf8 = new TextEncoder();
+      await updates.publishAll((function* () {
+        for (let pass = warm ? 2 : 1; pass > 0; pass--) for (let i = 0; i < events; i++) yield { subject: STATE_BENCH_SUBJECT, data: utf8.encode(`{"k":"key-${drawn[i]}"}`) };
+      })(), 2048).finally(() => updates.close());
+      const seconds = (performance.now() - publishStarted) / 1000;
+      phase(`published the updates in ${seconds.toFixed(1)} s`);
+      return seconds;
+    };
+    let publishSeconds: number;
+    if (load === "preload") {
+      // Every counter at 1 in KV, as the job's own load would leave them once materialized.
+      phase(`preloading ${keys} keys`);
+      const preloaded = await preloadKeyedState(nc, { pipeline: workload, fn: "count", state: "n", keys, keyOf: (i) => `key-${i}`, valueOf: () => 1, log: phase });
+      preloadSeconds = preloaded.seconds;
+      publishSeconds = await publishUpdates();
+      startJob();
+    } else {
+      startJob();
+      // The load in batches (json-lines, STATE_BENCH_LOAD_BATCH records a message): one message per
+      // record took 10+ minutes to publish and as long to process at 10 M keys. Published all at
+      // once, though, the source forwards records far faster than the counter takes them, barriers
+      // queue behind the backlog and checkpoints time out: a chunk goes out only once the job's
+      // inputs are nearly drained, as a producer under backpressure would.
+      phase(`publishing ${keys} loads`);
+      for (let i = 0; i < keys; ) {
+        const chunkEnd = Math.min(keys, i + LOAD_CHUNK_MESSAGES * STATE_BENCH_LOAD_BATCH);
+        await publishAll(nc, (function* () {
+          for (let j = i; j < chunkEnd; j += STATE_BENCH_LOAD_BATCH) {
+            const lines: string[] = [];
+            for (let k = j; k < Math.min(chunkEnd, j + STATE_BENCH_LOAD_BATCH); k++) lines.push(`{"k":"key-${k}"}`);
+            yield { subject: STATE_BENCH_SUBJECT, data: lines.join("\n") };
+          }
+        })(), 64);
+        i = chunkEnd;
+        await sleep(100);
+        while ((await inputLag(metricsPort).catch(() => undefined) ?? Infinity) > MAX_INPUT_LAG_MESSAGES) await sleep(100);
       }
-    })(), 2048).finally(() => updates.close());
-    const publishSeconds = (performance.now() - publishStarted) / 1000;
-    phase(`published the updates in ${publishSeconds.toFixed(1)} s`);
-    const counted = () => recordsIn(metricsPort, "count").catch(() => 0);
-    // The timed phase starts when the load is seen done; updates processed before that moment (the
-    // poll is not instant, and a loaded worker answers /metrics late) are left out of the rate.
+      publishSeconds = await publishUpdates();
+    }
+    const workerPid = worker!.pid!;
+
+    // Progress that survives a restart of the job (bench-progress.ts): the counters' live count or
+    // what the source's last materialized position covers, whichever is ahead.
+    const layout = { loadRecords: load === "job" ? keys : 0, batch: STATE_BENCH_LOAD_BATCH };
+    const kvm = new Kvm(nc);
+    let readBucket: Awaited<ReturnType<Kvm["open"]>> | undefined;
+    let jobsBucket: Awaited<ReturnType<Kvm["open"]>> | undefined;
+    const committedNextSeq = async (): Promise<number | undefined> => {
+      readBucket ??= await kvm.open(stateBucket(workload.name, "read"));
+      const e = await readBucket.get(positionKey(0));
+      return e === null || e.length === 0 ? undefined : (decodeValue(e.value) as number);
+    };
+    const generation = async (): Promise<number> => {
+      jobsBucket ??= await kvm.open(JOBS_BUCKET);
+      const e = await jobsBucket.get(assignmentKey(workload.name));
+      return e === null || e.length === 0 ? 0 : (JSON.parse(new TextDecoder().decode(e.value)) as { generation: number }).generation;
+    };
+    const hits = new CounterAcrossRestarts();
+    const misses = new CounterAcrossRestarts();
+    const evictions = new CounterAcrossRestarts();
+    /** One look at the job: records counted (a lower bound), counter actors running, cache counters taken. */
+    const observe = async (): Promise<{ counted: number; actors: number }> => {
+      const text = await scrape(metricsPort).catch(() => "");
+      const live = metricIn(text, "count", "eddy_records_in_total");
+      hits.observe(metricIn(text, "count", "eddy_state_cache_hits_total").sum);
+      misses.observe(metricIn(text, "count", "eddy_state_cache_misses_total").sum);
+      evictions.observe(metricIn(text, "count", "eddy_state_cache_evictions_total").sum);
+      return { counted: countedRecords(live.sum, await committedNextSeq().catch(() => undefined), layout), actors: live.actors };
+    };
+    const warmUp = warm ? events : 0;
+    const target = layout.loadRecords + warmUp + events;
+    // The timed phase starts when the load (and the warm-up pass) is seen done: counted by the
+    // job, or (preloaded, no warm-up) once every counter runs on it. Updates processed before that
+    // moment (the poll is not instant, and a loaded worker answers /metrics late) are left out of
+    // the rate.
     let countedAtStart = 0;
-    while ((countedAtStart = await counted()) < keys) await sleep(20);
+    for (;;) {
+      const o = await observe();
+      countedAtStart = o.counted;
+      if (load === "job" || warm ? o.counted >= layout.loadRecords + warmUp : o.actors === STATE_BENCH_PARTITIONS) break;
+      await sleep(20);
+    }
     const t0 = performance.now();
+    const generation0 = await generation();
     const loadSeconds = (performance.now() - loadStarted) / 1000;
     phase(`loaded in ${loadSeconds.toFixed(1)} s; timing the updates`);
-    const cpu = () => cpuSecondsOf(worker.pid!) + cpuSecondsOf(server.pid);
+    const cpu = () => cpuSecondsOf(workerPid) + cpuSecondsOf(server.pid);
     const cpu0 = cpu();
-    const cache = async () => ({
-      hits: await metricOf(metricsPort, "count", "eddy_state_cache_hits_total"),
-      misses: await metricOf(metricsPort, "count", "eddy_state_cache_misses_total"),
-      evictions: await metricOf(metricsPort, "count", "eddy_state_cache_evictions_total"),
-    });
-    const cache0 = await cache();
-    while ((await counted()) < keys + events) await sleep(20);
+    const [hits0, misses0, evictions0] = [hits.total, misses.total, evictions.total];
+    let lastReport = t0;
+    for (;;) {
+      const { counted } = await observe();
+      if (counted >= target) break;
+      if (performance.now() - lastReport > 30_000) {
+        lastReport = performance.now();
+        phase(`counted ${counted} of ${target}`);
+      }
+      await sleep(20);
+    }
     const wallSeconds = (performance.now() - t0) / 1000;
-    const timed = keys + events - countedAtStart;
+    const timed = target - countedAtStart;
     const cpuSeconds = cpu() - cpu0;
-    const peakRssMb = peakRssMbOf(worker.pid!);
-    const cache1 = await cache();
-    const hits = cache1.hits - cache0.hits;
-    const looked = hits + cache1.misses - cache0.misses;
+    const peakRssMb = peakRssMbOf(workerPid);
+    const restarts = (await generation()) - generation0;
+    const hit = hits.total - hits0;
+    const looked = hit + misses.total - misses0;
     return {
       bench: "state",
       keys,
       events,
       dist,
       partitions: STATE_BENCH_PARTITIONS,
+      load,
+      warm,
+      preloadSeconds,
       publishSeconds: round(publishSeconds),
       loadSeconds: round(loadSeconds),
       wallSeconds: round(wallSeconds),
@@ -173,8 +265,9 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
       peakRssMb,
       distinctKeysTouched: touched.size,
       cacheMb: opts.cacheMb,
-      cacheHitRate: looked === 0 ? 1 : round(hits / looked),
-      cacheEvictions: cache1.evictions,
+      cacheHitRate: looked === 0 ? 1 : round(hit / looked),
+      cacheEvictions: evictions.total - evictions0,
+      restarts,
     };
   } finally {
     for (const c of children) c.kill("SIGKILL");
