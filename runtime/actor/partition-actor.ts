@@ -94,7 +94,7 @@ export class PartitionActor {
   readonly router: OutputRouter;
   /** Longest a partly filled output batch waits: the function's `bufferTimeoutMs`, else `lingerMs` (design note cj). */
   readonly bufferTimeoutMs: number;
-  /** The function's `earlyFlush` (default true): whether an idle input sends partial batches at once. */
+  /** The function's `earlyFlush` (default false): whether an idle input sends partial batches at once. */
   readonly earlyFlush: boolean;
   readonly operator: Operator;
   readonly tracker: WatermarkTracker | undefined;
@@ -212,7 +212,7 @@ export class PartitionActor {
     this.publisher = new Publisher(transport, this.config.maxInFlight);
     this.router = new OutputRouter(graph, node, partition, this.publisher, this.config);
     this.bufferTimeoutMs = node.spec.bufferTimeoutMs ?? this.config.lingerMs;
-    this.earlyFlush = node.spec.earlyFlush ?? true;
+    this.earlyFlush = node.spec.earlyFlush ?? false;
     // A batch that waited behind an unacknowledged publish goes when that publish settles, if the
     // input is still idle — with nothing else holding the actor, as the tick's flushes.
     this.publisher.onSettled = () => {

@@ -80,8 +80,8 @@ function deltaEntries(t: MemoryTransport, name: string): Map<string, unknown> {
 }
 
 describe("PartitionActor over the in-memory transport: a source", () => {
-  it("sends a partial batch downstream as soon as its input has nothing pending, without waiting for the buffer timeout (note cj)", async () => {
-    const graph = countingJob();
+  it("with earlyFlush: true sends a partial batch downstream as soon as its input has nothing pending, without waiting for the buffer timeout (note cj)", async () => {
+    const graph = countingJob({ earlyFlush: true });
     const { t } = setup(graph, { clicks: ["clicks"] });
     // A buffer timeout and a tick far beyond the test: only the early flush can send the batch.
     const a = actor(t, graph, "counts", { lingerMs: 600_000, tickMs: 600_000 });
@@ -90,10 +90,10 @@ describe("PartitionActor over the in-memory transport: a source", () => {
     await waitFor("the record at the consumer", () => t.messages(inputStream("j", "total")).length === 1, { timeoutMs: 5000, intervalMs: 5 });
   });
 
-  it("with earlyFlush: false keeps a partial batch while its input is idle, for the buffer timeout (note cj)", async () => {
+  it("by default keeps a partial batch while its input is idle, for the buffer timeout (note cj)", async () => {
     // The transport's clock stands still, so the buffer timeout never runs out here: only an early
-    // flush could send the batch, and the function has switched it off.
-    const graph = countingJob({ earlyFlush: false });
+    // flush could send the batch, and it is off unless the function asks for it.
+    const graph = countingJob();
     const { t } = setup(graph, { clicks: ["clicks"] });
     const a = actor(t, graph, "counts", { lingerMs: 5, tickMs: 5 });
     await a.start({ generation: 1, checkpoint: 0, worker: "w" });
@@ -103,8 +103,8 @@ describe("PartitionActor over the in-memory transport: a source", () => {
     expect(t.messages(inputStream("j", "total"))).toHaveLength(0);
   });
 
-  it("batches a backlog while its input has records pending, and sends the batch when the last is read (note cj)", async () => {
-    const graph = countingJob();
+  it("with earlyFlush: true batches a backlog while its input has records pending, and sends the batch when the last is read (note cj)", async () => {
+    const graph = countingJob({ earlyFlush: true });
     const { t } = setup(graph, { clicks: ["clicks"] });
     for (let i = 0; i < 50; i++) await t.append("clicks", click(`u${i}`, 20 + i));
     const a = actor(t, graph, "counts", { lingerMs: 600_000, tickMs: 600_000 });
