@@ -63,12 +63,16 @@ function isTimeout(e: unknown): boolean {
 }
 
 /**
- * The bytes an actor's pull of large messages asks for: 2 MiB, or two of the largest messages the server takes. A
- * worker's actors share one connection, and what they pull together must stay well below what
- * the server buffers for a client before it cuts it off as a slow consumer (64 MiB by default).
+ * The messages an actor's pull of large messages asks for: as many of the largest messages the
+ * server takes as fit in 8 MiB (8 at the default 1 MiB), at least one. A worker's actors share one
+ * connection, and what they pull together must stay well below what the server buffers for a
+ * client before it cuts it off as a slow consumer (64 MiB by default). The bound is a count, not
+ * `max_bytes`: nats-server 2.9 (Debian's 2.9.10) leaves a pull with `max_bytes` unfinished at
+ * times and sends no heartbeats for it (nats-server issue 3816), so the reader stood still until
+ * the client counted two missed heartbeats — the 4–5 s checkpoints of the latency benchmark.
  */
-export function pullBytes(maxPayload: number | undefined): number {
-  return Math.max(2 * 1024 * 1024, 2 * (maxPayload ?? 1024 * 1024));
+export function pullMessages(maxPayload: number | undefined): number {
+  return Math.max(1, Math.floor((8 * 1024 * 1024) / (maxPayload ?? 1024 * 1024)));
 }
 
 export class JetStreamTransport implements Transport {
@@ -145,7 +149,7 @@ export class JetStreamTransport implements Transport {
 
   /** A reader that keeps its position itself across lost consumers and elections (positioned-reader.ts, design note bn). */
   async openInput(stream: string, subject: string, startSeq: number, options: { readonly largeMessages?: boolean } = {}): Promise<InputReader> {
-    return openPositionedReader(this.js, await this.jsm(), stream, subject, startSeq, { nc: this.nc, ...(options.largeMessages === true ? { maxBytes: pullBytes(this.maxPayload()) } : {}) });
+    return openPositionedReader(this.js, await this.jsm(), stream, subject, startSeq, { nc: this.nc, ...(options.largeMessages === true ? { batch: pullMessages(this.maxPayload()) } : {}) });
   }
 
   async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<PublishReceipt> {

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { ackFailure, parseAck } from "../../../runtime/nats/acked-publisher.ts";
-import { pullBytes } from "../../../runtime/nats/transport.ts";
+import { pullMessages } from "../../../runtime/nats/transport.ts";
 
 const json = (x: unknown) => new TextEncoder().encode(JSON.stringify(x));
 
@@ -44,10 +44,12 @@ describe("parseAck", () => {
 });
 
 
-describe("pullBytes", () => {
-  it("fetches ahead at most 2 MiB of large messages, or two of the largest the server takes", () => {
-    expect(pullBytes(undefined)).toBe(2 * 1024 * 1024);
-    expect(pullBytes(1024 * 1024)).toBe(2 * 1024 * 1024);
-    expect(pullBytes(8 * 1024 * 1024)).toBe(16 * 1024 * 1024);
+describe("pullMessages", () => {
+  it("pulls as many large messages as 8 MiB of the largest the server takes, at least one", () => {
+    expect(pullMessages(undefined)).toBe(8);
+    expect(pullMessages(1024 * 1024)).toBe(8);
+    expect(pullMessages(64 * 1024)).toBe(128);
+    expect(pullMessages(8 * 1024 * 1024)).toBe(1);
+    expect(pullMessages(64 * 1024 * 1024)).toBe(1);
   });
 });
