@@ -114,15 +114,20 @@ describe("batched ingest", () => {
     let second: EddyProcess | undefined;
     const first = worker();
     try {
-      // Batches keep arriving (one every 25 ms) while the worker is killed and replaced.
+      // Batches keep arriving (one every 25 ms) while the worker is killed and replaced; the second
+      // half only after the kill, so that the worker cannot have finished everything before it.
+      let killed!: () => void;
+      const afterKill = new Promise<void>((r) => (killed = r));
       const publishing = (async () => {
         for (let i = 0; i < EVENTS; i += BATCH) {
+          if (i === EVENTS / 2) await afterKill;
           await publish(all.slice(i, i + BATCH));
           await new Promise((r) => setTimeout(r, 25));
         }
       })();
       await waitFor("output of a few checkpoints", async () => ((await rows()).length >= BATCH * 10 ? true : undefined), { timeoutMs: 120_000, intervalMs: 50 });
       await first.kill();
+      killed();
       expect((await rows()).length).toBeLessThan(EVENTS);
 
       second = worker();
