@@ -6,15 +6,16 @@
  * the request fails or times out) and a timer per publish, and a writer that awaits each publish
  * before issuing the next sends one socket write per message. Profiles of Nexmark q5 with 1 s
  * checkpoints, where materialization writes ~70 000 keys per checkpoint, put those three at
- * ~35 % of the process's CPU. Here one wildcard inbox subscription receives the acks of every
- * publish of a connection, a single sweep times out the ones that get no ack, and a batch is
- * issued without yielding, so nats.js sends it in a few socket writes.
+ * ~35 % of the process's CPU. Here the acks of every publish come to one inbox
+ * (inbox-requests.ts), and a batch is issued without yielding, so nats.js sends it in a few
+ * socket writes.
  *
  * The semantics are those of `js.publish`: a publish succeeds when the stream acknowledges it,
  * fails when the stream answers with an error or no stream captures the subject, and fails with
  * a timeout when nothing answers in time.
  */
-import { createInbox, headers as makeHeaders, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { headers as makeHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import { inBursts, InboxRequests } from "./inbox-requests.ts";
 import { TransientError } from "../errors.ts";
 
 /** One publish of a batch: the subject, the payload and optional headers (e.g. a KV delete marker). */
@@ -71,13 +72,6 @@ export function ackFailure(data: Uint8Array, status: number | undefined): string
 
 const decoder = new TextDecoder();
 
-interface Pending {
-  readonly subject: string;
-  readonly sentAt: number;
-  readonly resolve: (receipt: AckReceipt) => void;
-  readonly reject: (e: unknown) => void;
-}
-
 /** The header that makes a KV publish a deletion. */
 export function kvDeleteHeaders(): MsgHdrs {
   const h = makeHeaders();
@@ -86,37 +80,15 @@ export function kvDeleteHeaders(): MsgHdrs {
 }
 
 export class AckedPublisher {
-  private readonly nc: NatsConnection;
-  private readonly timeoutMs: number;
-  private readonly prefix: string;
-  private sub: Subscription | undefined;
-  private next = 0;
-  private readonly pending = new Map<string, Pending>();
-  private sweeper: ReturnType<typeof setInterval> | undefined;
+  private readonly requests: InboxRequests;
 
   constructor(nc: NatsConnection, timeoutMs = 5000) {
-    this.nc = nc;
-    this.timeoutMs = timeoutMs;
-    const inboxPrefix = (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
-    this.prefix = createInbox(inboxPrefix);
+    this.requests = new InboxRequests(nc, timeoutMs, (subject, ms) => new PublishAckTimeoutError(`timed out: no acknowledgement for a publish to ${subject} within ${ms} ms`));
   }
 
   /** Publishes `m` and resolves once the stream acknowledged it, with where it stored it. */
   publish(m: AckedMessage): Promise<AckReceipt> {
-    this.sub ??= this.nc.subscribe(`${this.prefix}.*`, { callback: (err, msg) => (err === null ? this.settle(msg.subject, msg.data, msg.headers) : this.failAll(err)) });
-    const token = (this.next++).toString(36);
-    const promise = new Promise<AckReceipt>((resolve, reject) => this.pending.set(token, { subject: m.subject, sentAt: Date.now(), resolve, reject }));
-    try {
-      this.nc.publish(m.subject, m.data, m.headers === undefined ? { reply: `${this.prefix}.${token}` } : { reply: `${this.prefix}.${token}`, headers: m.headers });
-    } catch (e) {
-      this.pending.get(token)?.reject(e);
-      this.pending.delete(token);
-    }
-    if (this.sweeper === undefined) {
-      this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.floor(this.timeoutMs / 4)));
-      this.sweeper.unref?.();
-    }
-    return promise;
+    return this.requests.request(m.subject, m.data, m.headers, receiptOf);
   }
 
   /**
@@ -124,74 +96,20 @@ export class AckedPublisher {
    * resolves once all are acknowledged; rejects with the first failure once all have settled.
    * Messages are issued in bursts without yielding in between (one socket write per burst).
    */
-  async publishAll(messages: Iterable<AckedMessage>, window: number): Promise<void> {
-    let inFlight = 0;
-    let failure: unknown;
-    let wake: (() => void) | undefined;
-    const settled = () => {
-      inFlight--;
-      // Refill once half the window is free: bursts of window/2 instead of one message at a time.
-      if (wake !== undefined && inFlight <= window / 2) {
-        const w = wake;
-        wake = undefined;
-        w();
-      }
-    };
-    for (const m of messages) {
-      if (inFlight >= window) await new Promise<void>((r) => (wake = r));
-      if (failure !== undefined) break;
-      inFlight++;
-      this.publish(m).then(settled, (e: unknown) => {
-        failure ??= e;
-        settled();
-      });
-    }
-    while (inFlight > 0) await new Promise<void>((r) => (wake = r));
-    if (failure !== undefined) throw failure;
+  publishAll(messages: Iterable<AckedMessage>, window: number): Promise<void> {
+    return inBursts(messages, window, (m) => this.publish(m));
   }
 
   /** Stops listening; publishes still waiting fail. */
   close(): void {
-    this.failAll(new PublishAckTimeoutError("the publisher was closed before the acknowledgement came"));
-    this.sub?.unsubscribe();
-    this.sub = undefined;
+    this.requests.close(new PublishAckTimeoutError("the publisher was closed before the acknowledgement came"));
   }
+}
 
-  private settle(subject: string, data: Uint8Array, headers: MsgHdrs | undefined): void {
-    const token = subject.slice(this.prefix.length + 1);
-    const p = this.pending.get(token);
-    if (p === undefined) return; // late (timed out) or not ours
-    this.pending.delete(token);
-    const ack = parseAck(data, headers?.hasError ? headers.code : undefined);
-    const failure = ack.ok ? undefined : ack.reason;
-    if (ack.ok) p.resolve(ack.receipt);
-    else if (failure === "no responders") p.reject(new PublishRejectedError(`no stream captures subject ${p.subject} (no responders)`));
-    else p.reject(new PublishRejectedError(`publish to ${p.subject} rejected: ${failure}`));
-    this.idle();
-  }
-
-  private sweep(): void {
-    const oldest = Date.now() - this.timeoutMs;
-    for (const [token, p] of this.pending) {
-      // Insertion order is send order: the first one still in time ends the sweep.
-      if (p.sentAt > oldest) break;
-      this.pending.delete(token);
-      p.reject(new PublishAckTimeoutError(`timed out: no acknowledgement for a publish to ${p.subject} within ${this.timeoutMs} ms`));
-    }
-    this.idle();
-  }
-
-  private failAll(e: unknown): void {
-    for (const p of this.pending.values()) p.reject(e);
-    this.pending.clear();
-    this.idle();
-  }
-
-  /** Without anything pending the sweeper stops, so an idle publisher keeps no timer. */
-  private idle(): void {
-    if (this.pending.size === 0 && this.sweeper !== undefined) {
-      clearInterval(this.sweeper);
-      this.sweeper = undefined;
-    }
-  }
+/** The receipt an acknowledgement gives, or the failure it reports (thrown). */
+function receiptOf(data: Uint8Array, headers: MsgHdrs | undefined, subject: string): AckReceipt {
+  const ack = parseAck(data, headers?.hasError ? headers.code : undefined);
+  if (ack.ok) return ack.receipt;
+  if (ack.reason === "no responders") throw new PublishRejectedError(`no stream captures subject ${subject} (no responders)`);
+  throw new PublishRejectedError(`publish to ${subject} rejected: ${ack.reason}`);
 }
