@@ -41,7 +41,7 @@ interface BenchOptions {
   readonly checkpointIntervalMs: number | undefined;
   /** Timed rounds, alternating the order of the jobs (chaining only). */
   readonly rounds: number;
-  /** Directory for CPU profiles of the workers (latency) or of each timed run (chaining). */
+  /** Directory for CPU profiles of the workers (latency, state) or of each timed run (chaining). */
   readonly profileDir: string | undefined;
   /** Share of views on the hot page (skew only). */
   readonly hot: number;
@@ -64,7 +64,8 @@ const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
   "restore-requests": async ({ keys }) => ({ bench: "restore-requests", points: await benchRestoreRequests([1_000_000, 3_000_000, 10_000_000].filter((n) => n < keys).concat(keys)) }),
   rules: ({ rules, keys, events }) => benchRules({ rules, keys, events }),
   skew: ({ events, hot }) => benchSkew({ events, hot }),
-  state: ({ keys, events, dist, cacheMb, load, warm }) => benchState({ keys, events, dist, warm, ...(cacheMb === undefined ? {} : { cacheMb }), ...(load === undefined ? {} : { load }) }),
+  state: ({ keys, events, dist, cacheMb, load, warm, profileDir }) =>
+    benchState({ keys, events, dist, warm, ...(cacheMb === undefined ? {} : { cacheMb }), ...(load === undefined ? {} : { load }), ...(profileDir === undefined ? {} : { profileDir }) }),
 };
 
 const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--load preload|job] [--warm] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--rounds <n>] [--json]`;

@@ -52,7 +52,10 @@ export interface StateBenchResult {
   readonly wallSeconds: number;
   /** Updates processed in the timed phase (all `events` but those done before the load was seen done). */
   readonly timedEvents: number;
+  /** The worker's and nats-server's CPU over the timed phase (the two parts below). */
   readonly cpuSeconds: number;
+  readonly workerCpuSeconds: number;
+  readonly natsServerCpuSeconds: number;
   readonly eventsPerSecond: number;
   readonly eventsPerCoreSecond: number;
   /** Peak resident set of the worker process, MiB. */
@@ -77,8 +80,8 @@ const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "runtime/cli/main.ts");
 const WORKLOAD = join(ROOT, "test/bench/state-workload.ts");
 
-function startEddy(args: string[]): ChildProcess {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "ignore", "ignore"] });
+function startEddy(args: string[], nodeArgs: readonly string[] = []): ChildProcess {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { cwd: ROOT, stdio: ["ignore", "ignore", "ignore"] });
   return child;
 }
 
@@ -109,7 +112,7 @@ const scrape = async (port: number) => (await fetch(`http://127.0.0.1:${port}/me
 
 const peakRssMbOf = (pid: number) => Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024);
 
-export async function benchState(opts: { keys: number; events: number; dist: KeyDistribution; seed?: number; cacheMb?: number; load?: LoadMode; warm?: boolean }): Promise<StateBenchResult> {
+export async function benchState(opts: { keys: number; events: number; dist: KeyDistribution; seed?: number; cacheMb?: number; load?: LoadMode; warm?: boolean; profileDir?: string }): Promise<StateBenchResult> {
   const { keys, events, dist } = opts;
   const warm = opts.warm === true;
   const load = opts.load ?? defaultLoadMode(keys);
@@ -131,7 +134,9 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
     let worker: ChildProcess | undefined;
     const startJob = () => {
       children.push(startEddy(["supervisor", "--nats", server.url, "--checkpoint-interval", "1000"]));
-      worker = startEddy(["worker", "--pipeline", WORKLOAD, "--nats", server.url, "--metrics-port", String(metricsPort), ...cacheArgs]);
+      // A profile (`--profile`) spans the worker's life and is written when it exits: it is stopped, not killed.
+      const profiling = opts.profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${resolve(opts.profileDir)}`, `--cpu-prof-name=state-worker-${keys}-${warm ? "warm" : "cold"}.cpuprofile`];
+      worker = startEddy(["worker", "--pipeline", WORKLOAD, "--nats", server.url, "--metrics-port", String(metricsPort), ...cacheArgs], profiling);
       children.push(worker);
     };
     // The timed updates, one per message: a backlog behind the load (job) or before the job
@@ -226,8 +231,7 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
     const generation0 = await generation();
     const loadSeconds = (performance.now() - loadStarted) / 1000;
     phase(`loaded in ${loadSeconds.toFixed(1)} s; timing the updates`);
-    const cpu = () => cpuSecondsOf(workerPid) + cpuSecondsOf(server.pid);
-    const cpu0 = cpu();
+    const [workerCpu0, serverCpu0] = [cpuSecondsOf(workerPid), cpuSecondsOf(server.pid)];
     const [hits0, misses0, evictions0] = [hits.total, misses.total, evictions.total];
     let lastReport = t0;
     for (;;) {
@@ -241,7 +245,9 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
     }
     const wallSeconds = (performance.now() - t0) / 1000;
     const timed = target - countedAtStart;
-    const cpuSeconds = cpu() - cpu0;
+    const workerCpuSeconds = cpuSecondsOf(workerPid) - workerCpu0;
+    const natsServerCpuSeconds = cpuSecondsOf(server.pid) - serverCpu0;
+    const cpuSeconds = workerCpuSeconds + natsServerCpuSeconds;
     const peakRssMb = peakRssMbOf(workerPid);
     const restarts = (await generation()) - generation0;
     const hit = hits.total - hits0;
@@ -260,6 +266,8 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
       wallSeconds: round(wallSeconds),
       timedEvents: timed,
       cpuSeconds: round(cpuSeconds),
+      workerCpuSeconds: round(workerCpuSeconds),
+      natsServerCpuSeconds: round(natsServerCpuSeconds),
       eventsPerSecond: Math.round(timed / wallSeconds),
       eventsPerCoreSecond: Math.round(timed / Math.max(cpuSeconds, 0.001)),
       peakRssMb,
@@ -270,7 +278,7 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
       restarts,
     };
   } finally {
-    for (const c of children) c.kill("SIGKILL");
+    for (const c of children) c.kill(opts.profileDir === undefined ? "SIGKILL" : "SIGTERM");
     await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once("exit", r)) : undefined)));
     await nc.close();
     await server.stop();
