@@ -27,6 +27,8 @@ import type { PartitionActor } from "./partition-actor.ts";
 export class MessageIntake {
   private readonly actor: PartitionActor;
   /** A message decoded by `prepare` (its keys made resident), handled next. */
+  /** Batches decoded by `prefetch`, for `prepare` (by message: a message skipped meanwhile is dropped with it). */
+  private readonly decodedAhead = new WeakMap<InputMessage, DataBatch>();
   private prepared: { readonly m: InputMessage; readonly batch?: DataBatch; readonly value?: unknown; readonly key?: unknown; readonly events?: SourceEvents | Rejection } | undefined;
 
   constructor(actor: PartitionActor) {
@@ -115,6 +117,28 @@ export class MessageIntake {
     this.actor.alignment!.onBarrier(producer, id, m.seq, now, { stop, ...(savepoint === undefined ? {} : { savepoint }) });
   }
 
+  /**
+   * Starts reading the keys of a message that is not handled yet (the read loop reads its input
+   * ahead: read-ahead.ts): the records' keys of an internal data batch, read from KV where not in
+   * memory (`ActorWorkingSet.prefetch`); the decoded batch is kept for `prepare`. Anything that
+   * does not decode is left to the message's handling, which dead-letters it.
+   */
+  prefetch(m: InputMessage): void {
+    const a = this.actor;
+    if (a.stateless || a.source !== undefined || a.selectors.size > 0 || m.header(HEADER.kind) !== "data") return;
+    let batch: DataBatch;
+    try {
+      batch = decodeBatch(m.data);
+    } catch {
+      return;
+    }
+    this.decodedAhead.set(m, batch);
+    const keys: string[] = [];
+    const records = batch.records;
+    for (let i = 0; i < records.length; i += 3) if (typeof records[i] === "string" && !this.isBroadcastRecord(batch, i / 3)) keys.push(records[i] as string);
+    a.workingSet.prefetch(keys);
+  }
+
   /** What a message needs read before it is handled: its state, and its lookups (undefined: nothing). */
   prepare(m: InputMessage, now: number): Promise<void> | undefined {
     // A stateless source without lookups needs nothing read (a pass-through: q0 of Nexmark).
@@ -195,7 +219,8 @@ export class MessageIntake {
     const needs = new Map<string, KeyNeed>();
     try {
       if (kind === "data") {
-        const batch = decodeBatch(m.data);
+        const batch = this.decodedAhead.get(m) ?? decodeBatch(m.data);
+        this.decodedAhead.delete(m);
         this.prepared = { m, batch };
         const records = batch.records;
         if (this.actor.selectors.size === 0) {
@@ -376,7 +401,7 @@ export class MessageIntake {
       if (kind === "data") {
         const prepared = this.prepared?.m === m ? this.prepared.batch : undefined;
         this.prepared = undefined;
-        const batch = prepared ?? decodeBatch(m.data);
+        const batch = prepared ?? this.decodedAhead.get(m) ?? decodeBatch(m.data);
         const { records, marks } = batch;
         if (timed && tracker.isProducerIdle(producer) === true) tracker.setIdle(producer, false);
         let mi = 0;

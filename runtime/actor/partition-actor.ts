@@ -49,6 +49,7 @@ import { OutputRouter, type PendingOutput } from "./output-router.ts";
 import type { InputMessage, InputReader, Transport } from "./ports.ts";
 import { Publisher } from "./publisher.ts";
 import { ActorWorkingSet } from "./working-set.ts";
+import { readAhead } from "./read-ahead.ts";
 import { TimerResidency } from "./timer-residency.ts";
 import { SnapshotWriter } from "./snapshot-writer.ts";
 import { MaterializationRounds } from "./materialization-rounds.ts";
@@ -60,6 +61,8 @@ import type { BarrierBody, SegmentUpload } from "./actor-records.ts";
 
 /** How often the read loop looks at the clock to decide whether to yield, in messages. */
 const YIELD_CHECK_MESSAGES = 32;
+/** Input messages read ahead of the one handled, for their keys' reads (an internal input pulls 8 at a time). */
+const READ_AHEAD_MESSAGES = 8;
 /** Reading time after which the read loop lets timers and I/O run. */
 const YIELD_AFTER_MS = 50;
 
@@ -428,7 +431,11 @@ export class PartitionActor {
   // --- the read loop ----------------------------------------------------------------------------
 
   private async readLoop(): Promise<void> {
-    for await (const m of this.reader!) {
+    // An actor whose keys are read whole with gets reads its input a few messages ahead, so the
+    // next batches' keys not in memory are read from KV while this one is handled (note bf).
+    const readsAhead = !this.stateless && this.source === undefined && this.selectors.size === 0 && this.mapStates.length === 0;
+    const input = readsAhead ? readAhead(this.reader!, READ_AHEAD_MESSAGES, (m) => this.intake.prefetch(m)) : this.reader!;
+    for await (const m of input) {
       // The clock is read only when the activity changes: not at all while input is pending.
       if (this.activity.activity !== "busy") this.activity.switchTo("busy", performance.now());
       if (this.busy !== undefined) await this.busy;

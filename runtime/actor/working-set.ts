@@ -23,6 +23,12 @@ export class ActorWorkingSet {
   private readonly loading = new Map<string, Promise<void>>();
   /** During a restore that migrates schemas: state → stored version, applied to what is loaded. */
   private migrating: ReadonlyMap<string, number> | undefined;
+  /**
+   * Reads started ahead of the messages that need them (`prefetch`), by key: what KV and the
+   * overlay said, taken up by the load of the message that needs the key. Dropped when the key
+   * becomes resident any other way (its stored state may then change before it is evicted again).
+   */
+  private readonly ahead = new Map<string, AheadRead>();
 
   constructor(actor: PartitionActor) {
     this.actor = actor;
@@ -66,6 +72,7 @@ export class ActorWorkingSet {
       // Nothing stored for a key never in memory: it is new, and absent (its maps whole and empty).
       if (!this.actor.cache.has(key) && (this.actor.cacheComplete || this.actor.storedKeys?.mightContain(key) === false)) {
         this.actor.stats.cacheMisses++;
+        this.ahead.delete(key);
         this.actor.cache.admit(key, residentBytes(key, []));
         continue;
       }
@@ -95,6 +102,51 @@ export class ActorWorkingSet {
   }
 
   /**
+   * Starts reading `keys` for messages not handled yet (read-ahead.ts): the keys not in memory,
+   * not being read and maybe stored are asked for now, their values kept aside until a message's
+   * load takes them — nothing is made resident here, so nothing changes for what runs meanwhile
+   * (a snapshot, a savepoint's export, the tick). Only for actors whose keys are read whole with
+   * gets (value, list and reducing states; no map state); a failed read is dropped (the message's
+   * own load then asks again and fails as it would have).
+   */
+  prefetch(keys: Iterable<string>): void {
+    const a = this.actor;
+    if (a.stateless || a.cacheComplete || a.mapStates.length > 0) return;
+    if (this.ahead.size >= MAX_AHEAD_KEYS) this.ahead.clear(); // left over by messages never handled
+    const p = a.partition;
+    const scalars = this.scalarStates();
+    const fresh: Array<{ readonly key: string; readonly read: AheadRead }> = [];
+    const kvKeys: string[] = [];
+    for (const key of keys) {
+      if (a.cache.has(key) || this.loading.has(key) || this.ahead.has(key) || a.storedKeys?.mightContain(key) === false) continue;
+      const names = scalars.map((name) => stateKey(p, name, key));
+      // A key too long to store never was: its message's load answers it without asking.
+      if (names.some((k) => k.length > MAX_KV_KEY_CHARS)) continue;
+      const read: AheadRead = { overlays: names.map((k) => a.deltas.overlay(k)), values: undefined, ready: undefined };
+      this.ahead.set(key, read);
+      fresh.push({ key, read });
+      kvKeys.push(...names);
+    }
+    if (fresh.length === 0) return;
+    a.stats.stateGets += kvKeys.length;
+    const ready = a.transport.getState(a.bucket, kvKeys).then(
+      (got) => {
+        for (const [i, { read }] of fresh.entries()) read.values = got.slice(i * scalars.length, (i + 1) * scalars.length);
+      },
+      () => {
+        for (const { key, read } of fresh) if (this.ahead.get(key) === read) this.ahead.delete(key);
+      },
+    );
+    for (const { read } of fresh) read.ready = ready;
+  }
+
+  private scalarStates(): string[] {
+    return Object.entries(this.actor.operator.store.declarations)
+      .filter(([, d]) => d.kind !== "map")
+      .map(([name]) => name);
+  }
+
+  /**
    * Reads what `reads` name from KV and makes it resident: a key not in memory with its value
    * states, and the map states or map entries named. The delta log's overlay is taken before the
    * read: KV can only change for these keys by materializing what the overlay already holds, so
@@ -104,21 +156,39 @@ export class ActorWorkingSet {
   private async load(reads: readonly KeyRead[]): Promise<void> {
     const p = this.actor.partition;
     const store = this.actor.operator.store;
-    const scalars = Object.entries(store.declarations).filter(([, d]) => d.kind !== "map").map(([name]) => name);
+    const scalars = this.scalarStates();
+    // Keys read ahead (`prefetch`) are taken, not asked again; a read ahead that failed is asked.
+    const taken = new Map<string, AheadRead>();
+    for (const r of reads) {
+      const read = r.fresh ? this.ahead.get(r.key) : undefined;
+      if (read === undefined) continue;
+      this.ahead.delete(r.key);
+      taken.set(r.key, read);
+    }
+    if (taken.size > 0) await Promise.all(Array.from(taken.values(), (read) => read.ready));
     // One KV get per value state of a fresh key and per map entry named; one listing per map read whole.
     const kvKeys: string[] = [];
     const overlays: Array<ReturnType<DeltaLog["overlay"]>> = [];
+    /** Per KV key, the value read ahead (an array slot holding undefined: read ahead, absent). */
+    const readAheadValues: Array<Uint8Array | undefined>[] = [];
     const ask = (kk: string) => {
       kvKeys.push(kk);
       overlays.push(this.actor.deltas.overlay(kk));
     };
     for (const r of reads) {
-      if (r.fresh) for (const name of scalars) ask(stateKey(p, name, r.key));
+      const read = taken.get(r.key);
+      if (r.fresh && read?.values !== undefined) {
+        for (const [j, name] of scalars.entries()) {
+          readAheadValues[kvKeys.length] = [read.values[j]];
+          kvKeys.push(stateKey(p, name, r.key));
+          overlays.push(read.overlays[j]);
+        }
+      } else if (r.fresh) for (const name of scalars) ask(stateKey(p, name, r.key));
       for (const [name, subkey] of r.entries) ask(mapEntryKey(p, name, r.key, subkey));
     }
     const listings = reads.flatMap((r) => r.lists.map((name) => ({ key: r.key, name, overlay: this.actor.deltas.overlayGroup(stateKey(p, name, r.key)) })));
     // A key too long to store never was: no need to ask.
-    const askable = kvKeys.map((k) => k.length <= MAX_KV_KEY_CHARS);
+    const askable = kvKeys.map((k, i) => readAheadValues[i] === undefined && k.length <= MAX_KV_KEY_CHARS);
     const asked = kvKeys.filter((_, i) => askable[i]);
     this.actor.stats.stateGets += asked.length;
     this.actor.stats.stateListings += listings.length;
@@ -130,7 +200,7 @@ export class ActorWorkingSet {
       }),
     ]);
     let gi = 0;
-    const values = kvKeys.map((_, i) => (askable[i] ? got[gi++] : undefined));
+    const values = kvKeys.map((_, i) => (askable[i] ? got[gi++] : readAheadValues[i]?.[0]));
     let vi = 0;
     let li = 0;
     /** The value a get found, corrected by the overlay; marks the KV key as maybe stored. */
@@ -180,7 +250,10 @@ export class ActorWorkingSet {
           sizes.push(v.length);
         }
       }
-      if (fresh) this.actor.cache.admit(key, residentBytes(key, sizes));
+      if (fresh) {
+        this.ahead.delete(key);
+        this.actor.cache.admit(key, residentBytes(key, sizes));
+      }
       else if (sizes.length > 0) this.actor.cache.resize(key, this.actor.cache.bytesOf(key) + sizes.reduce((a, n) => a + n + ENTRY_OVERHEAD_BYTES, 0));
     }
   }
@@ -315,6 +388,18 @@ export class ActorWorkingSet {
     }
   }
 }
+
+/** A read started ahead of the message that needs it: the overlay taken before it, then what KV said. */
+interface AheadRead {
+  readonly overlays: Array<ReturnType<DeltaLog["overlay"]>>;
+  /** Per value state of the key, in declaration order; undefined until read (or if the read failed). */
+  values: Array<Uint8Array | undefined> | undefined;
+  /** Settles (never rejects) once the read is done. */
+  ready: Promise<void> | undefined;
+}
+
+/** Keys read ahead and not taken yet, at most (beyond, those left over by messages never handled are dropped). */
+const MAX_AHEAD_KEYS = 65_536;
 
 /** Map listings in flight at once when a batch misses keys with map state. */
 const LISTINGS_IN_FLIGHT = 16;

@@ -91,6 +91,7 @@ export class MemoryTransport implements Transport {
   private readonly subscribers = new Set<{ filter: string; f: (subject: string, data: Uint8Array) => void }>();
   private failure: ((op: TransportOperation, target: string) => Error | undefined) | undefined;
   private writesPaused: Promise<void> | undefined;
+  private readsPaused: Promise<void> | undefined;
   private readonly payloadLimit: number | undefined;
   /** Clock stamping stored messages. */
   now: () => number;
@@ -280,6 +281,17 @@ export class MemoryTransport implements Transport {
 
   async getState(bucket: string, keys: readonly string[]): Promise<Array<Uint8Array | undefined>> {
     this.check("getState", bucket);
+    const paused = this.readsPaused;
+    if (paused !== undefined) {
+      // KV answers as it is when asked; the answer arrives once reads are released.
+      const b = this.bucket(bucket);
+      const answer = keys.map((key) => {
+        this.kvReads.push({ bucket, key, op: "get" });
+        return b.get(key)?.slice();
+      });
+      await paused;
+      return answer;
+    }
     // A read takes a turn of the event loop, as a round trip would: what runs meanwhile runs.
     await new Promise<void>((r) => setImmediate(r));
     const b = this.bucket(bucket);
@@ -287,6 +299,20 @@ export class MemoryTransport implements Transport {
       this.kvReads.push({ bucket, key, op: "get" });
       return b.get(key)?.slice();
     });
+  }
+
+  /**
+   * Holds the answers of every `getState` asked from now on until the returned function is called
+   * (a slow KV): each read answers what KV held when it was asked. One pause at a time.
+   */
+  pauseReads(): () => void {
+    let release!: () => void;
+    const paused = new Promise<void>((r) => (release = r));
+    this.readsPaused = paused;
+    return () => {
+      if (this.readsPaused === paused) this.readsPaused = undefined;
+      release();
+    };
   }
 
   /** Creates a KV bucket that no job owns (a lookup's dimension table), with JSON values by key. */
