@@ -8,7 +8,8 @@
  * worker process's peak resident memory (VmHWM) and the state cache's hit rate: with `cacheMb`
  * the worker runs with `--state-cache-mb` (design note bf), else with its default. The worker and
  * a supervisor (checkpoints every second) run as `eddy` processes; CPU is the worker's plus
- * nats-server's.
+ * nats-server's. Before the timed pass starts, the counters' committed changes (of the load, and
+ * of the warm-up pass with `warm`) are all in KV, so a pass never pays for its predecessor's writes.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -37,20 +38,24 @@ export interface StateBenchResult {
   readonly dist: KeyDistribution;
   readonly partitions: number;
   readonly load: LoadMode;
-  /** The updates ran once untimed before the timed pass: every key the timed pass reads was read before. */
+  /**
+   * The updates ran once untimed before the timed pass, and their changes were materialized
+   * before it started: every key the timed pass reads was read before.
+   */
   readonly warm: boolean;
   /** Writing the preloaded entries into KV (`load: "preload"` only). */
   readonly preloadSeconds: number | undefined;
-  /** Publishing the timed updates (behind the load, or before the job starts on preloaded state; not timed). */
+  /** Publishing the timed updates, the first part of the timed phase (the job counts them as they come). */
   readonly publishSeconds: number;
   /**
-   * `"job"`: from starting the job to the load processed (its paced publishing, then the updates'
-   * publishing); `"preload"`: the preload, the updates' publishing and the job's start until its
-   * counters run.
+   * From the start to the timed phase: the load (`"job"`: its paced publishing and counting;
+   * `"preload"`: the preload and the job's start), the wait for its materialization, and with
+   * `warm` the warm-up pass and the wait for its materialization.
    */
   readonly loadSeconds: number;
+  /** The timed phase: from the first timed update published to the last one counted. */
   readonly wallSeconds: number;
-  /** Updates processed in the timed phase (all `events` but those done before the load was seen done). */
+  /** Updates processed in the timed phase (all `events` but any counted before it began). */
   readonly timedEvents: number;
   /** The worker's and nats-server's CPU over the timed phase (the two parts below). */
   readonly cpuSeconds: number;
@@ -139,27 +144,25 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
       worker = startEddy(["worker", "--pipeline", WORKLOAD, "--nats", server.url, "--metrics-port", String(metricsPort), ...cacheArgs], profiling);
       children.push(worker);
     };
-    // The timed updates, one per message: a backlog behind the load (job) or before the job
-    // starts (preload), read once the load is done.
-    const publishUpdates = async () => {
-      phase(`publishing ${events} ${dist} updates${warm ? " twice (a warm-up pass, then the timed one)" : ""}`);
+    // A pass of the updates, one per message, published as fast as acknowledgements come (far
+    // faster than the job counts them, so the job never waits for them).
+    const publishPass = async (what: string) => {
+      phase(`publishing ${events} ${dist} updates (${what})`);
       const publishStarted = performance.now();
       const updates = new AckedPublisher(nc);
       const utf8 = new TextEncoder();
       await updates.publishAll((function* () {
-        for (let pass = warm ? 2 : 1; pass > 0; pass--) for (let i = 0; i < events; i++) yield { subject: STATE_BENCH_SUBJECT, data: utf8.encode(`{"k":"key-${drawn[i]}"}`) };
+        for (let i = 0; i < events; i++) yield { subject: STATE_BENCH_SUBJECT, data: utf8.encode(`{"k":"key-${drawn[i]}"}`) };
       })(), 2048).finally(() => updates.close());
       const seconds = (performance.now() - publishStarted) / 1000;
       phase(`published the updates in ${seconds.toFixed(1)} s`);
       return seconds;
     };
-    let publishSeconds: number;
     if (load === "preload") {
       // Every counter at 1 in KV, as the job's own load would leave them once materialized.
       phase(`preloading ${keys} keys`);
       const preloaded = await preloadKeyedState(nc, { pipeline: workload, fn: "count", state: "n", keys, keyOf: (i) => `key-${i}`, valueOf: () => 1, log: phase });
       preloadSeconds = preloaded.seconds;
-      publishSeconds = await publishUpdates();
       startJob();
     } else {
       startJob();
@@ -182,7 +185,6 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
         await sleep(100);
         while ((await inputLag(metricsPort).catch(() => undefined) ?? Infinity) > MAX_INPUT_LAG_MESSAGES) await sleep(100);
       }
-      publishSeconds = await publishUpdates();
     }
     const workerPid = worker!.pid!;
 
@@ -216,33 +218,56 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
     };
     const warmUp = warm ? events : 0;
     const target = layout.loadRecords + warmUp + events;
-    // The timed phase starts when the load (and the warm-up pass) is seen done: counted by the
-    // job, or (preloaded, no warm-up) once every counter runs on it. Updates processed before that
-    // moment (the poll is not instant, and a loaded worker answers /metrics late) are left out of
-    // the rate.
-    let countedAtStart = 0;
-    for (;;) {
-      const o = await observe();
-      countedAtStart = o.counted;
-      if (load === "job" || warm ? o.counted >= layout.loadRecords + warmUp : o.actors === STATE_BENCH_PARTITIONS) break;
-      await sleep(20);
+    const until = async (what: string, done: (o: { counted: number; actors: number }) => boolean) => {
+      let lastReport = performance.now();
+      for (;;) {
+        const o = await observe();
+        if (done(o)) return o;
+        if (performance.now() - lastReport > 30_000) {
+          lastReport = performance.now();
+          phase(`waiting for ${what}: counted ${o.counted}, ${o.actors} counters running`);
+        }
+        await sleep(20);
+      }
+    };
+    /**
+     * Until the counters' committed changes are all in KV, looked at from 3 s on (the changes of
+     * what was just counted are in a checkpoint by then: one a second), so that neither pass is
+     * timed while the other's changes are checkpointed and written.
+     */
+    const settled = async (what: string) => {
+      const from = performance.now();
+      const deadline = from + 120_000;
+      for (;;) {
+        const text = await scrape(metricsPort).catch(() => "");
+        const lag = metricIn(text, "count", "eddy_materialization_lag_keys").sum + metricIn(text, "count", "eddy_materialization_lag_checkpoints").sum;
+        if (performance.now() - from >= 3_000 && lag === 0) return;
+        if (performance.now() > deadline) {
+          phase(`${what}: materialization still behind after 120 s (lag ${lag}); timing anyway`);
+          return;
+        }
+        await sleep(100);
+      }
+    };
+    // The load is in once counted by the job, or (preloaded) once every counter runs on it.
+    await until("the load", (o) => (load === "job" ? o.counted >= layout.loadRecords : o.actors === STATE_BENCH_PARTITIONS));
+    await settled("the load");
+    if (warm) {
+      // The same updates once, untimed, so every key the timed pass reads was read before.
+      await publishPass("warm-up pass");
+      await until("the warm-up pass", (o) => o.counted >= layout.loadRecords + warmUp);
+      await settled("the warm-up pass");
     }
-    const t0 = performance.now();
+    // The timed phase: from publishing the updates to the job having counted them all.
+    const countedAtStart = (await observe()).counted;
     const generation0 = await generation();
     const loadSeconds = (performance.now() - loadStarted) / 1000;
     phase(`loaded in ${loadSeconds.toFixed(1)} s; timing the updates`);
+    const t0 = performance.now();
     const [workerCpu0, serverCpu0] = [cpuSecondsOf(workerPid), cpuSecondsOf(server.pid)];
     const [hits0, misses0, evictions0] = [hits.total, misses.total, evictions.total];
-    let lastReport = t0;
-    for (;;) {
-      const { counted } = await observe();
-      if (counted >= target) break;
-      if (performance.now() - lastReport > 30_000) {
-        lastReport = performance.now();
-        phase(`counted ${counted} of ${target}`);
-      }
-      await sleep(20);
-    }
+    const publishSeconds = await publishPass("timed pass");
+    await until(`${target} records counted`, (o) => o.counted >= target);
     const wallSeconds = (performance.now() - t0) / 1000;
     const timed = target - countedAtStart;
     const workerCpuSeconds = cpuSecondsOf(workerPid) - workerCpu0;
