@@ -1,7 +1,8 @@
 /**
  * The job of `npm run bench -- latency`: a source forwarding events to a keyed counter (4
- * partitions), whose output a sink publishes to `lat.out` — source → keyed function → sink, every
- * hop a JetStream publish and consume, as a pipeline written naturally has it. The sink's
+ * partitions), whose output a sink publishes to `lat.out` — source → keyed function → sink, as a
+ * pipeline written naturally has it. The source → counter hop is a JetStream publish and consume;
+ * the sink, with the counter's partitions, runs chained in the counter's actors. The sink's
  * delivery comes from `LATENCY_BENCH_DELIVERY` (`at-least-once` or `exactly-once`), set by the
  * benchmark for the `eddy worker` process that runs this module.
  */
@@ -48,6 +49,8 @@ export default definePipeline({
         ctx.emit({ i: e.i, k: e.k, n: ctx.state.n.update((n) => (n ?? 0) + 1) });
       },
     }),
-    defineSink<LatencyOutput>({ name: "out", input: fromFunction("count"), subject: LATENCY_OUT_SUBJECT, delivery }),
+    // As many partitions as the keyed function: the sink is chained into it (design note ch), as
+    // Flink chains a sink of the job's parallelism — one JetStream hop fewer than a sink of 1.
+    defineSink<LatencyOutput>({ name: "out", input: fromFunction("count"), partitions: LATENCY_PARTITIONS, subject: LATENCY_OUT_SUBJECT, delivery }),
   ],
 });
