@@ -50,6 +50,7 @@ import type { InputMessage, InputReader, Transport } from "./ports.ts";
 import { Publisher } from "./publisher.ts";
 import { ActorWorkingSet } from "./working-set.ts";
 import { readAhead } from "./read-ahead.ts";
+import { loopTurns } from "./loop-turns.ts";
 import { TimerResidency } from "./timer-residency.ts";
 import { SnapshotWriter } from "./snapshot-writer.ts";
 import { MaterializationRounds } from "./materialization-rounds.ts";
@@ -60,11 +61,9 @@ import { DEFAULT_ACTOR_CONFIG, PAYLOAD_HEADER_ROOM, type ActorConfig, type Actor
 import type { BarrierBody, SegmentUpload } from "./actor-records.ts";
 
 /** How often the read loop looks at the clock to decide whether to yield, in messages. */
-const YIELD_CHECK_MESSAGES = 32;
+const YIELD_CHECK_MESSAGES = 8;
 /** Input messages read ahead of the one handled, for their keys' reads (an internal input pulls 8 at a time). */
 const READ_AHEAD_MESSAGES = 8;
-/** Reading time after which the read loop lets timers and I/O run. */
-const YIELD_AFTER_MS = 50;
 
 export { DEFAULT_ACTOR_CONFIG, CorruptCheckpointError };
 export type { ActorConfig, ActorStart, ActorStats };
@@ -175,7 +174,6 @@ export class PartitionActor {
   private lastWatermarkAt = 0;
   /** Messages since the read loop last checked whether to yield, and when it last yielded. */
   private sinceYieldCheck = 0;
-  private lastYield = 0;
   private loop: Promise<void> | undefined;
   /** True once the actor has restored its state and is reading. */
   running = false;
@@ -498,18 +496,16 @@ export class PartitionActor {
   }
 
   /**
-   * Gives the event loop a turn after `YIELD_AFTER_MS` of reading. A backlog is read from the
-   * consumer's buffer through promises alone, so without this no timer or I/O callback of the
-   * process runs until the buffer is empty: the worker's heartbeat stops (after 5 s the worker
-   * counts as dead and the job is recovered), and request timeouts fire before replies that
-   * arrived long ago are read (design note ci).
+   * Gives the event loop a turn once it has not turned for `LOOP_TURN_AFTER_MS` (loop-turns.ts,
+   * kept for all actors of the process). A backlog is read from the consumer's buffer through
+   * promises alone, so without this no timer or I/O callback of the process runs until the buffer
+   * is empty: the worker's heartbeat stops (after 5 s the worker counts as dead and the job is
+   * recovered), request timeouts fire before replies that arrived long ago are read (design note
+   * ci), and messages that arrived meanwhile wait (the latency's tail).
    */
   private async yieldIfLong(): Promise<void> {
     this.sinceYieldCheck = 0;
-    const t = performance.now();
-    if (t - this.lastYield < YIELD_AFTER_MS) return;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    this.lastYield = performance.now();
+    if (loopTurns.due()) await loopTurns.turn();
   }
 
   /** Runs `wait` as time blocked on downstream. */
