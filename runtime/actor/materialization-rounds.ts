@@ -39,6 +39,9 @@ export class MaterializationRounds {
   private materializeQueue: Array<CommittedDelta<HeldOutputView>> = [];
   /** Resolved by the end of a materialization round, for a read loop waiting for the lag to shrink. */
   private roundWaiters: Array<() => void> = [];
+  /** A purge of the input runs (`purgeInput`); the position a later one is to purge below. */
+  private purging = false;
+  private purgeWanted: number | undefined;
 
   constructor(actor: PartitionActor) {
     this.actor = actor;
@@ -128,7 +131,11 @@ export class MaterializationRounds {
     const round = planRound(queued);
     if (round === undefined) return;
     const puts: StateEntry[] = round.puts.map(([key, value]) => ({ key, value }));
-    if (puts.length > 0 || round.deletes.length > 0) await this.actor.transport.writeState(this.actor.bucket, puts, round.deletes);
+    // The state's writes and the sink output go out together: both must be acknowledged before
+    // `_applied` is written, and neither needs the other (a round repeated after a failure writes
+    // and publishes the same again; the sink's message ids drop the repeats).
+    const stateWritten = puts.length > 0 || round.deletes.length > 0 ? this.actor.transport.writeState(this.actor.bucket, puts, round.deletes) : undefined;
+    stateWritten?.catch(() => undefined); // awaited below; until then its failure is not unhandled
     // An upsert sink writes each KV key once per round, its last write (core/upsert.ts): noted
     // first, spilled output included, so that no replay puts an older row over a newer one.
     const writes = this.actor.node.spec.upsert === undefined ? undefined : new LastWrites();
@@ -150,6 +157,7 @@ export class MaterializationRounds {
       }
     }
     await this.actor.publisher.drainUpTo(this.actor.publisher.lastSequence);
+    await stateWritten;
     const id = round.applied;
     await this.actor.transport.writeState(this.actor.bucket, [{ key: appliedKey(this.actor.partition), value: encodeValue(id) }], []);
     this.actor.stats.applied = Math.max(this.actor.stats.applied, id);
@@ -166,10 +174,34 @@ export class MaterializationRounds {
       // Input before the committed restart position is never read again: drop it, as Kafka
       // Streams purges repartition topics after a commit. User streams are never touched.
       const position = round.merged(positionKey(this.actor.partition));
-      if (position != null) await this.actor.transport.purgeBelow(this.actor.stream, this.actor.subject, decodeValue(position) as number);
+      if (position != null) this.purgeInput(decodeValue(position) as number);
     }
     const below = this.actor.router.held.purgeBelow(id);
     if (below !== undefined) await this.actor.transport.purgeBelow(spillStream(this.actor.job), spillSubject(this.actor.job, this.actor.node.name, this.actor.partition), below);
+  }
+
+  /**
+   * Purges the actor's input below `seq` without holding up the round (the next round's commit
+   * output need not wait for housekeeping): one purge at a time, a later position taking the
+   * place of one not started yet. A failed purge fails the actor, as an awaited one did.
+   */
+  private purgeInput(seq: number): void {
+    this.purgeWanted = Math.max(this.purgeWanted ?? 0, seq);
+    if (this.purging) return;
+    this.purging = true;
+    void (async () => {
+      try {
+        while (this.purgeWanted !== undefined) {
+          const below = this.purgeWanted;
+          this.purgeWanted = undefined;
+          await this.actor.transport.purgeBelow(this.actor.stream, this.actor.subject, below);
+        }
+      } catch (e) {
+        this.actor.fail(e);
+      } finally {
+        this.purging = false;
+      }
+    })();
   }
 
   /**
