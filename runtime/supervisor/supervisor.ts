@@ -265,6 +265,8 @@ interface JobState {
   heartbeats: ReadonlyMap<string, WorkerHeartbeat>;
   lastStartedAt: number;
   inFlight: InFlight | undefined;
+  /** A cleanup after a periodic checkpoint runs (in the background). */
+  cleaning: boolean;
   /** A stop checkpoint committed at this generation and spec: no periodic checkpoints. */
   stopped: { readonly generation: number; readonly specRevision: number; readonly assignmentRevision: number } | undefined;
   /** A graceful handoff waits for its stop checkpoint (the forked checkpoint is running). */
@@ -306,6 +308,11 @@ interface Begun {
   readonly revision: number;
   readonly latest: Versioned<CommittedCheckpoint> | undefined;
   readonly flight: InFlight;
+  /**
+   * Clean up after the commit without holding up the next checkpoint (periodic ones): the
+   * listings and deletions took tens of ms, which at 100 ms intervals delayed the next barrier.
+   */
+  readonly cleanupBehind: boolean;
   /** The final record once committed or aborted. */
   final: CheckpointRecord | undefined;
 }
@@ -584,7 +591,13 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         // Once the commit is sent, its record must be written whatever happens to leadership.
         const record = yield* commit(c).pipe(Effect.uninterruptible);
         if (record.status === "committed") {
-          yield* cleanup(job, base.id).pipe(Effect.catch((e) => Effect.sync(() => log(`${job.name}: cleanup after checkpoint ${base.id}: ${e.message}`))));
+          const cleaning = cleanup(job, base.id).pipe(Effect.catch((e) => Effect.sync(() => log(`${job.name}: cleanup after checkpoint ${base.id}: ${e.message}`))));
+          if (!c.cleanupBehind) yield* cleaning;
+          else if (!job.cleaning) {
+            // One at a time: a commit that finds one running leaves its leftovers to the next.
+            job.cleaning = true;
+            yield* Effect.forkIn(cleaning.pipe(Effect.ensuring(Effect.sync(() => (job.cleaning = false)))), job.scope);
+          }
         }
         return record;
       });
@@ -642,7 +655,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         };
         job.inFlight = flight;
         job.lastStartedAt = base.startedAt;
-        const c: Begun = { job, base, revision, latest, flight, final: undefined };
+        const c: Begun = { job, base, revision, latest, flight, cleanupBehind: periodic, final: undefined };
         const record = yield* complete(c).pipe(
           Effect.catch((e) => abort(c, `failed: ${e.message}`, true)),
           Effect.onInterrupt(() => abortInterrupted(s, c, holder)),
@@ -815,6 +828,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           checkpointTimeoutMs: timeoutMs,
           heartbeats: new Map(),
           lastStartedAt: 0,
+          cleaning: false,
           inFlight: undefined,
           stopped: undefined,
           handoffPending: false,

@@ -324,6 +324,27 @@ describe("supervisor checkpoints", () => {
     expect(Object.keys(info.state.subjects ?? {})).toHaveLength(8);
   });
 
+  it("cleans up after periodic checkpoints in the background, one cleanup at a time, and keeps up with them", async () => {
+    await using server = await natsServer();
+    await using c = await cluster(server, { checkpointIntervalMs: 50, retainCheckpoints: 2 }, { writeDeltas: true });
+    const kvm = new Kvm(c.nc);
+    const buckets = new Map<string, KV>();
+    for (const f of FUNCTIONS) buckets.set(f.name, await kvm.create(stateBucket(JOB, f.name), { history: 1 }));
+    const a = await waitFor("an assignment", () => c.assignment(), QUICKLY);
+    // Every actor has applied whatever commits: only the newest two need to stay.
+    for (const actor of Object.keys(a.owners)) {
+      const [fn, p] = actor.split("/");
+      await buckets.get(fn!)!.put(appliedKey(Number(p)), encodeValue(1_000_000));
+    }
+    await waitFor("twenty periodic checkpoints", async () => committed(await c.sup.checkpoints(JOB)).length > 0 && Math.max(...(await c.sup.checkpoints(JOB)).map((r) => r.id)) >= 20, QUICKLY);
+    // Cleanups ran while checkpoints went on: a few records and delta objects at most, not twenty.
+    await waitFor("old records and deltas cleaned up", async () => {
+      const records = await c.sup.checkpoints(JOB);
+      const objects = new Set((await (await c.stores.objects(JOB)).list()).map((o) => Number(o.name.split("/")[1])));
+      return records.length <= 5 && objects.size <= 5;
+    }, QUICKLY);
+  });
+
   it("runs checkpoints periodically, stops after a committed stop-with-checkpoint and resumes with a new spec", async () => {
     await using server = await natsServer();
     await using c = await cluster(server, { checkpointIntervalMs: 200 });
