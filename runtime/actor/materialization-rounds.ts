@@ -131,11 +131,7 @@ export class MaterializationRounds {
     const round = planRound(queued);
     if (round === undefined) return;
     const puts: StateEntry[] = round.puts.map(([key, value]) => ({ key, value }));
-    // The state's writes and the sink output go out together: both must be acknowledged before
-    // `_applied` is written, and neither needs the other (a round repeated after a failure writes
-    // and publishes the same again; the sink's message ids drop the repeats).
-    const stateWritten = puts.length > 0 || round.deletes.length > 0 ? this.actor.transport.writeState(this.actor.bucket, puts, round.deletes) : undefined;
-    stateWritten?.catch(() => undefined); // awaited below; until then its failure is not unhandled
+    if (puts.length > 0 || round.deletes.length > 0) await this.actor.transport.writeState(this.actor.bucket, puts, round.deletes);
     // An upsert sink writes each KV key once per round, its last write (core/upsert.ts): noted
     // first, spilled output included, so that no replay puts an older row over a newer one.
     const writes = this.actor.node.spec.upsert === undefined ? undefined : new LastWrites();
@@ -157,7 +153,6 @@ export class MaterializationRounds {
       }
     }
     await this.actor.publisher.drainUpTo(this.actor.publisher.lastSequence);
-    await stateWritten;
     const id = round.applied;
     await this.actor.transport.writeState(this.actor.bucket, [{ key: appliedKey(this.actor.partition), value: encodeValue(id) }], []);
     this.actor.stats.applied = Math.max(this.actor.stats.applied, id);

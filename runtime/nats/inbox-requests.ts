@@ -32,6 +32,7 @@ export class InboxRequests {
   private next = 0;
   private readonly pending = new Map<string, Pending>();
   private sweeper: ReturnType<typeof setInterval> | undefined;
+  private statusWatch: { stop(): void } | undefined;
 
   /** `timedOut` makes the error of a request that got no reply within `timeoutMs`. */
   constructor(nc: NatsConnection, timeoutMs: number, timedOut: (subject: string, timeoutMs: number) => Error) {
@@ -44,7 +45,10 @@ export class InboxRequests {
 
   /** Sends `data` to `subject` and resolves with what `parse` makes of the reply. */
   request<T>(subject: string, data: Uint8Array, headers: MsgHdrs | undefined, parse: ReplyParser<T>): Promise<T> {
-    this.sub ??= this.nc.subscribe(`${this.prefix}.*`, { callback: (err, msg) => (err === null ? this.settle(msg.subject, msg.data, msg.headers) : this.failAll(err)) });
+    if (this.sub === undefined) {
+      this.sub = this.nc.subscribe(`${this.prefix}.*`, { callback: (err, msg) => (err === null ? this.settle(msg.subject, msg.data, msg.headers) : this.failAll(err)) });
+      this.watchPermissions();
+    }
     const token = (this.next++).toString(36);
     const promise = new Promise<T>((resolve, reject) => this.pending.set(token, { subject, sentAt: Date.now(), parse, resolve: resolve as (v: unknown) => void, reject }));
     try {
@@ -65,6 +69,37 @@ export class InboxRequests {
     this.failAll(e);
     this.sub?.unsubscribe();
     this.sub = undefined;
+    this.statusWatch?.stop();
+    this.statusWatch = undefined;
+  }
+
+  /**
+   * A publish the connection's permissions forbid is dropped by the server, which says so on the
+   * connection, not to the inbox: nats.js reports it as a status event naming the subject. The
+   * oldest request to that subject fails with it (one error per refused publish), at once and as
+   * what it is, instead of timing out as if the server were electing a leader.
+   */
+  private watchPermissions(): void {
+    const status = this.nc.status();
+    // nats.js's iterator can be stopped, which removes it from the connection's listeners.
+    this.statusWatch = { stop: () => (status as { stop?: () => void }).stop?.() };
+    void (async () => {
+      for await (const s of status) {
+        if (s.type !== "error") continue;
+        const e = (s as { error?: { name?: string; operation?: string; subject?: string } }).error;
+        if (e?.name === "PermissionViolationError" && e.operation === "publish" && typeof e.subject === "string") this.failOne(e.subject, e);
+      }
+    })().catch(() => undefined);
+  }
+
+  private failOne(subject: string, e: unknown): void {
+    for (const [token, p] of this.pending) {
+      if (p.subject !== subject) continue;
+      this.pending.delete(token);
+      p.reject(e);
+      break;
+    }
+    this.idle();
   }
 
   private settle(subject: string, data: Uint8Array, headers: MsgHdrs | undefined): void {
