@@ -301,9 +301,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
           log(`chaos: t=${((Date.now() - t0) / 1000).toFixed(1)} s SIGKILL ${victim}`);
           setTimeout(() => procs.start("worker", server.url), 1000);
         } else if (f.kind === "supervisor") {
-          // There may be no leader for a moment (a takeover, the server restarting): look again.
+          // There may be no leader for a while (a takeover; on a cluster, the lease bucket's
+          // server lost and its election, which took 20 s on a loaded machine): look again.
           let leader: string | undefined;
-          for (let tries = 0; leader === undefined && tries < 100; tries++) {
+          for (let tries = 0; leader === undefined && tries < 600; tries++) {
             const lease = await (await new Kvm(nc).open(LEADER_BUCKET)).get(LEADER_KEY).catch(() => null);
             const holder = lease === null ? "" : decoder.decode(lease.value);
             leader = procs.names("supervisor").find((n) => holder === n);
