@@ -98,6 +98,26 @@ export function consumerLost(now: number, waitingSince: number | undefined, last
   return now - Math.max(waitingSince, lastSignAt) > stallMs;
 }
 
+/** What a consumer's idle heartbeat said: the last consumer sequence it sent, and when it came. */
+export interface HeardHeartbeat {
+  readonly consumerSeq: number;
+  readonly at: number;
+}
+
+/**
+ * Whether messages the consumer sent were lost on the way: the reader is waiting with nothing
+ * left to read, and a heartbeat that came while it waited names a later consumer sequence than
+ * the last one that reached it. A connection the server closes (a slow consumer) or that breaks
+ * loses what was in flight; nats.js reconnects and pulls again, but a consumer without acks never
+ * sends those messages again, and with no later message to show the gap the reader would wait for
+ * good (heartbeats keep it from looking stalled). Messages sent before a heartbeat arrive before
+ * it, so while the reader waits it has them all unless they were lost.
+ */
+export function lostInFlight(position: ReadPosition, waitingSince: number | undefined, heard: HeardHeartbeat | undefined): boolean {
+  if (waitingSince === undefined || heard === undefined) return false;
+  return heard.at > waitingSince && Number.isSafeInteger(heard.consumerSeq) && heard.consumerSeq > position.consumerSeq;
+}
+
 /**
  * Whether a listing (a "last per subject" consumer read to its end) holds what the stream's
  * leader held when it began. The consumer reads the copy of the server it was placed on, which

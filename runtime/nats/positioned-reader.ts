@@ -11,10 +11,12 @@
  * anywhere else is deleted and created again; every message is checked against the position
  * before it is delivered (runtime/core/read-position.ts), and one that repeats or follows a gap
  * is dropped, counted, and the consumer replaced. A consumer that is gone (deleted, its server
- * dead, no heartbeat while the reader waits) is replaced at the position too.
+ * dead, no heartbeat while the reader waits) is replaced at the position too, and so is one whose
+ * heartbeat names messages that never reached the waiting reader: they were lost with a
+ * connection the server closed (a slow consumer), and without acks they are never sent again.
  */
 import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerInfo, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg, type MsgRequest } from "@nats-io/jetstream";
-import { consumerLost, judgeMessage, judgeStart, resumePauseMs, resumeSeq, startPosition, withNewConsumer, type ReadPosition } from "../core/read-position.ts";
+import { consumerLost, judgeMessage, judgeStart, lostInFlight, resumePauseMs, resumeSeq, startPosition, withNewConsumer, type HeardHeartbeat, type ReadPosition } from "../core/read-position.ts";
 import { countRejected } from "../metrics/rejections.ts";
 import { InputError } from "../errors.ts";
 import type { InputMessage, InputReader } from "../actor/ports.ts";
@@ -43,6 +45,8 @@ export interface PositionedReaderStats {
   readonly dropped: number;
   /** New consumers deleted unread because the server started them elsewhere than asked. */
   readonly misplaced: number;
+  /** Consumers given up because their heartbeat named messages that never arrived (lost with a connection); read again from the position. */
+  readonly lostInFlight: number;
 }
 
 class JsInputMessage implements InputMessage, AckReplyFields {
@@ -118,6 +122,8 @@ interface Consumer {
   readonly iterator: AsyncIterator<JsMsg>;
   /** Set when the reader itself stopped it (lost, stalled): its end is no error. */
   abandoned: boolean;
+  /** The consumer's last idle heartbeat. */
+  heard: HeardHeartbeat | undefined;
 }
 
 /**
@@ -144,7 +150,7 @@ export class PositionedReader implements InputReader {
   private watchdog: ReturnType<typeof setInterval> | undefined;
   /** Wakes a pause between attempts when the reader is stopped. */
   private wake: (() => void) | undefined;
-  private counts = { resumes: 0, dropped: 0, misplaced: 0 };
+  private counts = { resumes: 0, dropped: 0, misplaced: 0, lostInFlight: 0 };
 
   constructor(js: JetStreamClient, jsm: JetStreamManager, stream: string, subject: string, startSeq: number, options: PositionedReaderOptions = {}) {
     this.js = js;
@@ -266,7 +272,9 @@ export class PositionedReader implements InputReader {
   private checkStall(): void {
     const c = this.current;
     if (c === undefined || c.abandoned) return;
-    if (consumerLost(Date.now(), this.waitingSince, this.lastSignAt, this.stallMs)) {
+    const lost = lostInFlight(this.position, this.waitingSince, c.heard);
+    if (lost) this.counts.lostInFlight++;
+    if (lost || consumerLost(Date.now(), this.waitingSince, this.lastSignAt, this.stallMs)) {
       c.abandoned = true;
       c.messages.stop();
     }
@@ -348,12 +356,13 @@ export class PositionedReader implements InputReader {
       idle_heartbeat: this.heartbeatMs,
       expires: Math.max(10_000, this.heartbeatMs * 5),
     });
-    const c: Consumer = { name: info.name, messages, iterator: messages[Symbol.asyncIterator](), abandoned: false };
+    const c: Consumer = { name: info.name, messages, iterator: messages[Symbol.asyncIterator](), abandoned: false, heard: undefined };
     this.position = withNewConsumer(this.position);
     this.lastSignAt = Date.now();
     void (async () => {
       for await (const s of messages.status()) {
         if (!NOT_FROM_SERVER.has(s.type)) this.lastSignAt = Date.now();
+        if (s.type === "heartbeat") c.heard = { consumerSeq: s.lastConsumerSequence, at: Date.now() };
         if (CONSUMER_GONE.has(s.type) && !c.abandoned) {
           c.abandoned = true;
           messages.stop();

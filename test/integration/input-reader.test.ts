@@ -14,6 +14,7 @@ import type { PositionedReader } from "../../runtime/nats/positioned-reader.ts";
 import { ensureStream, readAll } from "../../runtime/nats/streams.ts";
 import { rejectedCounts } from "../../runtime/metrics/rejections.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
+import { tcpProxy } from "../support/tcp-proxy.ts";
 import { waitFor } from "../support/wait.ts";
 
 const text = (d: Uint8Array) => new TextDecoder().decode(d);
@@ -108,6 +109,35 @@ describe("an input reader", () => {
     expect(rejectedCounts().filter((c) => c.kind === "input").reduce((n, c) => n + c.count, 0) - before).toBe(1);
     await jsm.consumers.delete("IN", name).catch(() => false);
   }, 120_000);
+
+  it("reads again what its consumer sent into a connection that broke, though nothing follows it", async () => {
+    // The consumer has no acks: what it sent into a broken connection is never sent again, and
+    // with no later message to show the gap only its heartbeats tell how far it got.
+    await using server = await natsServer();
+    await using proxy = await tcpProxy(server);
+    await using nc = await connect(proxy);
+    await using admin = await connect(server);
+    await ensureStream(admin, "IN", ["in.*"]);
+    const jsm = await jetstreamManager(admin);
+    const reader = (await new JetStreamTransport(nc).openInput("IN", "in.0", 1)) as PositionedReader;
+    const seen: number[] = [];
+    const done = (async () => {
+      for await (const m of reader) seen.push(m.seq);
+    })();
+    proxy.hold();
+    const publisher = new JetStreamTransport(admin);
+    for (let i = 0; i < 300; i++) await publisher.publish("in.0", new TextEncoder().encode(`m${i}`));
+    await waitFor("the consumer to send all 300 into the held connection", async () => (await jsm.consumers.info("IN", reader.consumer!)).delivered.consumer_seq === 300);
+    expect(seen).toEqual([]);
+    proxy.cut();
+    await waitFor("the 300 messages lost with the connection", () => seen.length === 300, { timeoutMs: 20_000 });
+    for (let i = 300; i < 400; i++) await publisher.publish("in.0", new TextEncoder().encode(`m${i}`));
+    await waitFor("the messages after them", () => seen.length === 400);
+    await reader.stop();
+    await done;
+    expect(seen).toEqual(Array.from({ length: 400 }, (_, i) => i + 1));
+    expect(reader.stats.lostInFlight).toBeGreaterThanOrEqual(1);
+  }, 60_000);
 
   it("ends its read when the connection closes, and fails to open on a stream that does not exist", async () => {
     await using server = await natsServer();

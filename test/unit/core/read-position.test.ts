@@ -4,7 +4,7 @@
  * repeats or follow a gap, and when a silent consumer counts as lost — on plain numbers.
  */
 import { describe, expect, it } from "vitest";
-import { consumerLost, judgeMessage, listingCurrent, listingStep, judgeStart, resumePauseMs, resumeSeq, startPosition, withNewConsumer, type ReadPosition } from "../../../runtime/core/read-position.ts";
+import { consumerLost, judgeMessage, listingCurrent, listingStep, judgeStart, lostInFlight, resumePauseMs, resumeSeq, startPosition, withNewConsumer, type ReadPosition } from "../../../runtime/core/read-position.ts";
 
 /**
  * Feeds (stream sequence, consumer sequence) pairs to a reader at `start` ("new consumer" where
@@ -118,6 +118,20 @@ describe("pauses and lost consumers", () => {
     // A heartbeat 3 s ago: the consumer is alive, however long the wait.
     expect(consumerLost(100_000, 50_000, 97_000, 8000)).toBe(false);
     expect(consumerLost(100_000, 50_000, 91_999, 8000)).toBe(true);
+  });
+
+  it("gives a consumer up when a heartbeat that came while the reader waited names messages that never reached it", () => {
+    const position: ReadPosition = { delivered: 3495, consumerSeq: 307 };
+    // The consumer sent through 931; the reader has 307 and waits: 624 were lost with a connection.
+    expect(lostInFlight(position, 10_000, { consumerSeq: 931, at: 12_000 })).toBe(true);
+    // Everything sent reached it.
+    expect(lostInFlight(position, 10_000, { consumerSeq: 307, at: 12_000 })).toBe(false);
+    // Not waiting (it is handling a message; more may be queued), no heartbeat yet, or a heartbeat
+    // from before the wait began (the messages it names may have arrived since).
+    expect(lostInFlight(position, undefined, { consumerSeq: 931, at: 12_000 })).toBe(false);
+    expect(lostInFlight(position, 10_000, undefined)).toBe(false);
+    expect(lostInFlight(position, 10_000, { consumerSeq: 931, at: 9_000 })).toBe(false);
+    expect(lostInFlight(position, 10_000, { consumerSeq: Number.NaN, at: 12_000 })).toBe(false);
   });
 });
 
