@@ -39,6 +39,9 @@ export interface ChainingRun {
   readonly actors: number;
   readonly wallSeconds: number;
   readonly cpuSeconds: number;
+  /** The part of `cpuSeconds` spent by this process (worker, supervisor, harness) and by nats-server. */
+  readonly workerCpuSeconds: number;
+  readonly natsServerCpuSeconds: number;
   readonly eventsPerSecond: number;
   readonly eventsPerCoreSecond: number;
   readonly rows: number;
@@ -55,6 +58,9 @@ export interface ChainingBenchResult {
   readonly runs: readonly ChainingRun[];
   /** Chained events/core-s over folded, per round (issue 18 item 5 asks for 1). */
   readonly chainedOverFolded: readonly number[];
+  /** The median of `chainedOverFolded`, and the same ratio over all rounds' events and CPU time together (noise hits single runs by a sixth). */
+  readonly chainedOverFoldedMedian: number;
+  readonly chainedOverFoldedTotal: number;
 }
 
 /** The same job folded into its source by hand, as functions/nexmark/queries.ts writes q0. */
@@ -119,7 +125,8 @@ export async function benchChaining(events: number, rounds = 2, profileDir?: str
     const warmBids = await load("Q0_WARM", generate(Math.max(1, Math.floor(events / 10))));
     const bids = await load("Q0_IN", generate(events));
     const run = async (job: Job, stream: string, name: string, expected: number, profile: string | undefined) => {
-      const cpu0 = ownCpuSeconds() + cpuSecondsOf(server.pid);
+      const own0 = ownCpuSeconds();
+      const server0 = cpuSecondsOf(server.pid);
       const t0 = performance.now();
       const timed = async () => {
         const local = await startLocalJob(nc, job === "folded" ? q0Folded(name, stream) : q0Natural(name, stream, job === "chained"));
@@ -129,12 +136,14 @@ export async function benchChaining(events: number, rounds = 2, profileDir?: str
       };
       const local = profile === undefined ? await timed() : await withProfile(profile, timed);
       const wallSeconds = (performance.now() - t0) / 1000;
-      const cpuSeconds = ownCpuSeconds() + cpuSecondsOf(server.pid) - cpu0;
+      const workerCpuSeconds = ownCpuSeconds() - own0;
+      const natsServerCpuSeconds = cpuSecondsOf(server.pid) - server0;
+      const cpuSeconds = workerCpuSeconds + natsServerCpuSeconds;
       const actors = local.worker.actors().length;
       await local.stop();
       const output = await readAll(nc, "Q0_OUT", `q0.out.${name}`);
       const rows = output.reduce((n, m) => n + new TextDecoder().decode(m.data).split("\n").length, 0);
-      return { actors, wallSeconds, cpuSeconds, rows, messages: output.length, correct: rows === expected };
+      return { actors, wallSeconds, cpuSeconds, workerCpuSeconds, natsServerCpuSeconds, rows, messages: output.length, correct: rows === expected };
     };
     const jobs: readonly Job[] = ["chained", "unchained", "folded"];
     for (const job of jobs) await run(job, "Q0_WARM", `warm-${job}`, warmBids, undefined);
@@ -143,12 +152,17 @@ export async function benchChaining(events: number, rounds = 2, profileDir?: str
       for (const job of round % 2 === 1 ? jobs : [...jobs].reverse()) {
         const profile = profileDir === undefined ? undefined : join(profileDir, `chaining-${job}-${round}.cpuprofile`);
         const r = await run(job, "Q0_IN", `${job}-${round}`, bids, profile);
-        runs.push({ job, round, actors: r.actors, wallSeconds: round3(r.wallSeconds), cpuSeconds: round3(r.cpuSeconds), eventsPerSecond: Math.round(events / r.wallSeconds), eventsPerCoreSecond: Math.round(events / r.cpuSeconds), rows: r.rows, messages: r.messages, correct: r.correct });
+        runs.push({ job, round, actors: r.actors, wallSeconds: round3(r.wallSeconds), cpuSeconds: round3(r.cpuSeconds), workerCpuSeconds: round3(r.workerCpuSeconds), natsServerCpuSeconds: round3(r.natsServerCpuSeconds), eventsPerSecond: Math.round(events / r.wallSeconds), eventsPerCoreSecond: Math.round(events / r.cpuSeconds), rows: r.rows, messages: r.messages, correct: r.correct });
       }
     }
     const perCore = (job: Job, round: number) => runs.find((r) => r.job === job && r.round === round)!.eventsPerCoreSecond;
     const chainedOverFolded = Array.from({ length: rounds }, (_, i) => round3(perCore("chained", i + 1) / perCore("folded", i + 1)));
-    return { bench: "chaining", events, runs, chainedOverFolded };
+    const cpuOf = (job: Job) => runs.filter((r) => r.job === job).reduce((n, r) => n + r.cpuSeconds, 0);
+    const sorted = [...chainedOverFolded].sort((a, b) => a - b);
+    const chainedOverFoldedMedian = round3((sorted[Math.floor((rounds - 1) / 2)]! + sorted[Math.ceil((rounds - 1) / 2)]!) / 2);
+    // The same events each round: events/core-s over all rounds is the inverse ratio of CPU time.
+    const chainedOverFoldedTotal = round3(cpuOf("folded") / cpuOf("chained"));
+    return { bench: "chaining", events, runs, chainedOverFolded, chainedOverFoldedMedian, chainedOverFoldedTotal };
   } finally {
     await nc.close();
     await server.stop();

@@ -13,6 +13,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { join, resolve } from "node:path";
 import { freePort, startLocalNatsServer } from "../../runtime/nats/local-server.ts";
 import { connectNats } from "../../runtime/nats/connection.ts";
@@ -81,6 +82,12 @@ export interface StateBenchResult {
   readonly cacheEvictions: number;
   /** Restarts of the job (new generations) during the timed phase: its figures include recovering. */
   readonly restarts: number;
+  /**
+   * What the supervisor and the worker logged about failures over the whole run (recoveries,
+   * aborted checkpoints, failed actors), the first 40 lines: the processes' output is otherwise
+   * discarded, and a restart's cause would be lost.
+   */
+  readonly incidents: readonly string[];
 }
 
 
@@ -91,8 +98,17 @@ const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "runtime/cli/main.ts");
 const WORKLOAD = join(ROOT, "test/bench/state-workload.ts");
 
-function startEddy(args: string[], nodeArgs: readonly string[] = []): ChildProcess {
-  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { cwd: ROOT, stdio: ["ignore", "ignore", "ignore"] });
+/** Log lines of eddy's processes that say something went wrong (a recovery names its new generation). */
+const INCIDENT = /aborted|failed|fail:|timed out|generation [2-9]\d*:|generation \d{2,}:|not applied|recover/i;
+const MAX_INCIDENTS = 40;
+
+function startEddy(args: string[], incidents: string[], nodeArgs: readonly string[] = []): ChildProcess {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  for (const output of [child.stdout!, child.stderr!]) {
+    createInterface({ input: output }).on("line", (line) => {
+      if (incidents.length < MAX_INCIDENTS && INCIDENT.test(line)) incidents.push(`${args[0]}: ${line}`);
+    });
+  }
   return child;
 }
 
@@ -132,6 +148,7 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
   const server = await startLocalNatsServer();
   const nc = await connectNats(server.url, "eddy-bench");
   const children: ChildProcess[] = [];
+  const incidents: string[] = [];
   try {
     await ensureStream(nc, STATE_BENCH_STREAM, [STATE_BENCH_SUBJECT]);
     const touched = new Set<number>();
@@ -144,10 +161,10 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
     const cacheArgs = opts.cacheMb === undefined ? [] : ["--state-cache-mb", String(opts.cacheMb)];
     let worker: ChildProcess | undefined;
     const startJob = () => {
-      children.push(startEddy(["supervisor", "--nats", server.url, "--checkpoint-interval", "1000"]));
+      children.push(startEddy(["supervisor", "--nats", server.url, "--checkpoint-interval", "1000"], incidents));
       // A profile (`--profile`) spans the worker's life and is written when it exits: it is stopped, not killed.
       const profiling = opts.profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${resolve(opts.profileDir)}`, `--cpu-prof-name=state-worker-${keys}-${warm ? "warm" : "cold"}.cpuprofile`];
-      worker = startEddy(["worker", "--pipeline", WORKLOAD, "--nats", server.url, "--metrics-port", String(metricsPort), ...cacheArgs], profiling);
+      worker = startEddy(["worker", "--pipeline", WORKLOAD, "--nats", server.url, "--metrics-port", String(metricsPort), ...cacheArgs], incidents, profiling);
       children.push(worker);
     };
     // A pass of the updates, one per message, published as fast as acknowledgements come (far
@@ -316,6 +333,7 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
       cacheHitRate: looked === 0 ? 1 : round(hit / looked),
       cacheEvictions: evictions.total - evictions0,
       restarts,
+      incidents,
     };
   } finally {
     for (const c of children) c.kill(opts.profileDir === undefined ? "SIGKILL" : "SIGTERM");
