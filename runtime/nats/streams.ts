@@ -117,6 +117,20 @@ export async function publishAll(
 }
 
 /**
+ * Messages one pull of {@link readAll} asks for: up to 1 024, about 8 MiB at the stream's average
+ * message size, and at least as many of the server's largest messages as fit in 8 MiB (what
+ * inputs of large messages pull, design note bn). A pull of 1 024 sink batches of tens of
+ * kilobytes each passed what nats-server buffers for a client, and it cut the connection as a slow
+ * consumer.
+ */
+export function readAllBatch(bytes: number, messages: number, maxPayload: number | undefined): number {
+  const budget = 8 * 1024 * 1024;
+  const largest = Math.max(1, Math.floor(budget / (maxPayload ?? 1024 * 1024)));
+  const average = messages > 0 && bytes > 0 ? bytes / messages : 1;
+  return Math.max(largest, Math.min(1024, Math.floor(budget / average)));
+}
+
+/**
  * Reads every message of `stream` (optionally only `subject`) that is in it now: up to the last
  * sequence the stream reports, through a positioned reader, so that a server lost meanwhile on a
  * cluster neither repeats nor drops a message (design note bn).
@@ -126,7 +140,8 @@ export async function readAll(nc: NatsConnection, stream: string, subject?: stri
   const state = (await jsm.streams.info(stream)).state;
   const out: StoredMessage[] = [];
   if (state.messages === 0) return out;
-  for await (const m of readStoredRange(jetstream(nc), jsm, stream, subject ?? ">", state.first_seq, state.last_seq, { batch: 1024, nc })) {
+  const batch = readAllBatch(state.bytes, state.messages, nc.info?.max_payload);
+  for await (const m of readStoredRange(jetstream(nc), jsm, stream, subject ?? ">", state.first_seq, state.last_seq, { batch, nc })) {
     const headers: Record<string, string> = {};
     const h = jsMsgOf(m)?.headers;
     if (h !== undefined) for (const k of h.keys()) headers[k] = h.get(k);
