@@ -189,6 +189,8 @@ export interface ActorStats {
   /** KV sweep rounds finished, and those that failed (the next round tries again). */
   ttlSweepRounds: number;
   ttlSweepFailures: number;
+  /** Purges of consumed input the server did not acknowledge (the next materialization round purges again). */
+  purgeFailures: number;
   /** Broadcast records held until the barrier of their epoch (design note bq). */
   broadcastHeld: number;
   /** Broadcast records applied (`processBroadcast` called) and refused (over a bound, or it threw). */

@@ -9,6 +9,7 @@
  * stops a source from reading; any other actor spills it to the job's spill stream and keeps only
  * its stream sequences (core/held-sink.ts).
  */
+import { TransientError } from "../errors.ts";
 import { appliedKey, positionKey } from "../core/kv-keys.ts";
 import { HEADER, spillStream, spillSubject } from "../core/naming.ts";
 import { decodeValue, encodeValue, MalformedMessageError } from "../core/wire.ts";
@@ -178,7 +179,10 @@ export class MaterializationRounds {
   /**
    * Purges the actor's input below `seq` without holding up the round (the next round's commit
    * output need not wait for housekeeping): one purge at a time, a later position taking the
-   * place of one not started yet. A failed purge fails the actor, as an awaited one did.
+   * place of one not started yet. A purge the server did not acknowledge (a busy server takes
+   * longer than the API timeout to purge a large stream) is counted and left to the next round,
+   * whose purge covers the same messages; any other failure fails the actor. A purge that timed
+   * out failed the actor, and the restart read the job's whole backlog again.
    */
   private purgeInput(seq: number): void {
     this.purgeWanted = Math.max(this.purgeWanted ?? 0, seq);
@@ -192,7 +196,8 @@ export class MaterializationRounds {
           await this.actor.transport.purgeBelow(this.actor.stream, this.actor.subject, below);
         }
       } catch (e) {
-        this.actor.fail(e);
+        if (e instanceof TransientError) this.actor.stats.purgeFailures++;
+        else this.actor.fail(e);
       } finally {
         this.purging = false;
       }

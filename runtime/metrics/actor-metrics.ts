@@ -44,6 +44,7 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       m.add("eddy_timer_bucket_loads_total", "counter", "Timer buckets listed from KV (at restore and as the clocks came near).", l, s.timerBucketLoads);
       m.add("eddy_ttl_sweep_deleted_total", "counter", "Expired TTL state entries the background KV sweep deleted (keys not in memory).", l, s.ttlSweepDeleted);
       m.add("eddy_ttl_sweep_failures_total", "counter", "Background KV sweeps of TTL state that failed (the next one tries again).", l, s.ttlSweepFailures);
+      m.add("eddy_input_purge_failures_total", "counter", "Purges of consumed input the server did not acknowledge in time (the next materialization round purges again).", l, s.purgeFailures);
       m.add("eddy_broadcast_held", "gauge", "Broadcast records held until the checkpoint barrier of their epoch.", l, s.broadcastHeld);
       m.add("eddy_broadcast_applied_total", "counter", "Broadcast records applied by processBroadcast.", l, s.broadcastApplied);
       m.add("eddy_broadcast_rejected_total", "counter", "Broadcast records refused: over the held bound, or processBroadcast threw (e.g. past the state budget).", l, s.broadcastRejected);

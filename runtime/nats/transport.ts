@@ -426,8 +426,15 @@ export class JetStreamTransport implements Transport {
     // On a replicated stream of a server before 2.9.18 a purge is not safe (subject-removal.ts):
     // messages are then deleted one by one, from where the last call for the subject stopped.
     const key = `${stream} ${subject}`;
-    const from = await removalOf(await this.jsm())(stream, subject, seq, this.removedBelow.get(key) ?? 1);
-    this.removedBelow.set(key, from);
+    try {
+      const from = await removalOf(await this.jsm())(stream, subject, seq, this.removedBelow.get(key) ?? 1);
+      this.removedBelow.set(key, from);
+    } catch (e) {
+      // A purge of a large stream on a busy server may take longer than the API timeout, and may
+      // still be done: the caller tries again later rather than failing.
+      if (casFailureKind(e) === "unacknowledged") throw new WriteUnacknowledgedError(`purge of ${subject} in ${stream} below ${seq} not acknowledged: ${(e as Error)?.message ?? e}`);
+      throw e;
+    }
   }
 
   async writeState(bucket: string, puts: readonly StateEntry[], deletes: readonly string[]): Promise<void> {

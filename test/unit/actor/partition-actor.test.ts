@@ -5,6 +5,7 @@
  * acknowledgements and announces commits. The integration tests run the same actor on JetStream.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import { WriteUnacknowledgedError } from "../../../runtime/actor/ports.ts";
 import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts";
 import { PartitionActor, type ActorConfig } from "../../../runtime/actor/partition-actor.ts";
 import { ackSubject, deltaObject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
@@ -66,6 +67,25 @@ function setup(graph: JobGraph, sources: Record<string, string[]>): { t: MemoryT
   t.subscribe(ackSubject(graph.job), (_, data) => acks.push(JSON.parse(new TextDecoder().decode(data)) as SnapshotAck));
   return { t, acks };
 }
+
+/** A source forwarding `in` to an exactly-once sink to `results`, both actors started. */
+async function sourceToSink() {
+  const graph = buildJobGraph(
+    definePipeline({
+      name: "j",
+      functions: [
+        defineFunction<{ n: number }, { n: number }>({ name: "src", input: fromStream("in"), process: (ctx, r) => ctx.emit(r) }),
+        defineSink<{ n: number }>({ name: "out", input: fromFunction("src"), subject: "results" }),
+      ],
+    }),
+  );
+  const { t, acks } = setup(graph, { in: ["in"], RESULTS: ["results"] });
+  const src = actor(t, graph, "src");
+  const out = actor(t, graph, "out");
+  for (const x of [src, out]) await x.start({ generation: 1, checkpoint: 0, worker: "w" });
+  return { t, acks, graph, src, out };
+}
+
 
 const click = (user: string, at: number) => JSON.stringify({ user, at });
 const kvValue = (t: MemoryTransport, bucket: string, key: string): unknown => {
@@ -394,19 +414,7 @@ describe("PartitionActor over the in-memory transport: what a checkpoint writes"
   });
 
   it("holds exactly-once sink output until its checkpoint commits, and a restore republishes it under the same message ids", async () => {
-    const graph = buildJobGraph(
-      definePipeline({
-        name: "j",
-        functions: [
-          defineFunction<{ n: number }, { n: number }>({ name: "src", input: fromStream("in"), process: (ctx, r) => ctx.emit(r) }),
-          defineSink<{ n: number }>({ name: "out", input: fromFunction("src"), subject: "results" }),
-        ],
-      }),
-    );
-    const { t, acks } = setup(graph, { in: ["in"], RESULTS: ["results"] });
-    const src = actor(t, graph, "src");
-    const out = actor(t, graph, "out");
-    for (const x of [src, out]) await x.start({ generation: 1, checkpoint: 0, worker: "w" });
+    const { t, acks, graph, src, out } = await sourceToSink();
     await t.append("in", JSON.stringify({ n: 1 }));
     await t.append("in", JSON.stringify({ n: 2 }));
     await waitFor("both records at the sink", () => out.stats.recordsIn === 2, { timeoutMs: 5000, intervalMs: 5 });
@@ -438,6 +446,33 @@ describe("PartitionActor over the in-memory transport: what a checkpoint writes"
     expect(published().map(([d]) => d)).toEqual(['{"n":1}', '{"n":2}', '{"n":3}']);
     expect(new Set(published().map(([, id]) => id)).size).toBe(3);
   });
+  it("leaves a purge of its input that the server did not acknowledge to the next round, and fails on any other purge failure", async () => {
+    const { t, acks, graph, src, out } = await sourceToSink();
+    const data = () => t.messages(inputStream("j", "out")).filter((m) => m.headers["Eddy-Kind"] === "data");
+    const checkpoint = async (id: number, n: number) => {
+      await t.append("in", JSON.stringify({ n }));
+      await waitFor(`record ${n} at the sink`, () => out.stats.recordsIn === n, { timeoutMs: 5000, intervalMs: 5 });
+      await src.trigger({ id, generation: 1, stop: false });
+      await waitFor(`acks of ${id}`, () => acks.filter((k) => k.id === id).length === 2, { timeoutMs: 5000, intervalMs: 5 });
+      for (const x of [src, out]) x.onCommitted(id);
+      await out.applied(id);
+    };
+    let purgeError: Error | undefined = new WriteUnacknowledgedError("purge timed out");
+    t.failWith((op, target) => (op === "purgeBelow" && target === inputStream("j", "out") ? purgeError : undefined));
+    await checkpoint(1, 1);
+    await waitFor("the purge's failure counted", () => out.stats.purgeFailures === 1, { timeoutMs: 5000, intervalMs: 5 });
+    expect(data()).toHaveLength(1);
+    purgeError = undefined;
+    await checkpoint(2, 2);
+    // The next round's purge takes what the first one left too.
+    await waitFor("the input purged", () => data().length === 0, { timeoutMs: 5000, intervalMs: 5 });
+    expect(out.stats.purgeFailures).toBe(1);
+
+    purgeError = new Error("stream not found");
+    await checkpoint(3, 3);
+    await expect(out.failed).rejects.toThrow(/stream not found/);
+  });
+
   it("publishes committed sink output with no more publishes in flight than its bound, however much a checkpoint held", async () => {
     const graph = buildJobGraph(
       definePipeline({
@@ -539,19 +574,7 @@ describe("PartitionActor over the in-memory transport: materialization rounds", 
   });
 
   it("publishes the sink output of every checkpoint of a round in checkpoint order, before the round records them applied", async () => {
-    const graph = buildJobGraph(
-      definePipeline({
-        name: "j",
-        functions: [
-          defineFunction<{ n: number }, { n: number }>({ name: "src", input: fromStream("in"), process: (ctx, r) => ctx.emit(r) }),
-          defineSink<{ n: number }>({ name: "out", input: fromFunction("src"), subject: "results" }),
-        ],
-      }),
-    );
-    const { t, acks } = setup(graph, { in: ["in"], RESULTS: ["results"] });
-    const src = actor(t, graph, "src");
-    const out = actor(t, graph, "out");
-    for (const x of [src, out]) await x.start({ generation: 1, checkpoint: 0, worker: "w" });
+    const { t, acks, graph, src, out } = await sourceToSink();
     const bucket = stateBucket("j", "out");
     // Every KV write call of the sink, with what was published to the sink stream by then.
     const calls: Array<{ writesBefore: number; published: number }> = [];
