@@ -83,6 +83,11 @@ export interface StateBenchResult {
   /** Restarts of the job (new generations) during the timed phase: its figures include recovering. */
   readonly restarts: number;
   /**
+   * Seconds the counters (summed over partitions) and the source stopped reading during the timed
+   * phase because their materialization was behind its bounds (`eddy_materialization_wait_seconds_total`).
+   */
+  readonly materializationWaitSeconds: { readonly count: number; readonly read: number };
+  /**
    * What the supervisor and the worker logged about failures over the whole run (recoveries,
    * aborted checkpoints, failed actors), the first 40 lines: the processes' output is otherwise
    * discarded, and a restart's cause would be lost.
@@ -230,6 +235,7 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
     const hits = new CounterAcrossRestarts();
     const misses = new CounterAcrossRestarts();
     const evictions = new CounterAcrossRestarts();
+    const waited = { count: new CounterAcrossRestarts(), read: new CounterAcrossRestarts() };
     /** One look at the job: records counted (a lower bound), counter actors running, cache counters taken. */
     const observe = async (): Promise<{ counted: number; actors: number }> => {
       const text = await scrape(metricsPort).catch(() => "");
@@ -237,6 +243,8 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
       hits.observe(metricIn(text, "count", "eddy_state_cache_hits_total").sum);
       misses.observe(metricIn(text, "count", "eddy_state_cache_misses_total").sum);
       evictions.observe(metricIn(text, "count", "eddy_state_cache_evictions_total").sum);
+      waited.count.observe(metricIn(text, "count", "eddy_materialization_wait_seconds_total").sum);
+      waited.read.observe(metricIn(text, "read", "eddy_materialization_wait_seconds_total").sum);
       return { counted: countedRecords(live.sum, await committedNextSeq().catch(() => undefined), layout), actors: live.actors };
     };
     const warmUp = warm ? events : 0;
@@ -288,7 +296,7 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
     phase(`loaded in ${loadSeconds.toFixed(1)} s; timing the updates`);
     const t0 = performance.now();
     const [workerCpu0, serverCpu0] = [cpuSecondsOf(workerPid), cpuSecondsOf(server.pid)];
-    const [hits0, misses0, evictions0] = [hits.total, misses.total, evictions.total];
+    const [hits0, misses0, evictions0, waitedCount0, waitedRead0] = [hits.total, misses.total, evictions.total, waited.count.total, waited.read.total];
     // Counted while the updates are still being published too, so the half-way time is not late.
     const half = countedAtStart + (target - countedAtStart) / 2;
     let halfAt: number | undefined;
@@ -333,6 +341,7 @@ export async function benchState(opts: { keys: number; events: number; dist: Key
       cacheHitRate: looked === 0 ? 1 : round(hit / looked),
       cacheEvictions: evictions.total - evictions0,
       restarts,
+      materializationWaitSeconds: { count: round(waited.count.total - waitedCount0), read: round(waited.read.total - waitedRead0) },
       incidents,
     };
   } finally {
