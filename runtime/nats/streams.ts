@@ -124,11 +124,26 @@ export async function publishAll(
  * consumer.
  */
 export function readAllBatch(bytes: number, messages: number, maxPayload: number | undefined): number {
-  const budget = 8 * 1024 * 1024;
-  const largest = Math.max(1, Math.floor(budget / (maxPayload ?? 1024 * 1024)));
   const average = messages > 0 && bytes > 0 ? bytes / messages : 1;
-  return Math.max(largest, Math.min(1024, Math.floor(budget / average)));
+  return Math.max(pullMessages(maxPayload), Math.min(1024, Math.floor(PULL_BYTES / average)));
 }
+
+/** What a pull of large messages may bring at most: well below nats-server's 64 MiB per client. */
+const PULL_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The messages an actor's pull of large messages asks for: as many of the largest messages the
+ * server takes as fit in 8 MiB (8 at the default 1 MiB), at least one. A worker's actors share one
+ * connection, and what they pull together must stay well below what the server buffers for a
+ * client before it cuts it off as a slow consumer (64 MiB by default). The bound is a count, not
+ * `max_bytes`: nats-server 2.9 (Debian's 2.9.10) leaves a pull with `max_bytes` unfinished at
+ * times and sends no heartbeats for it (nats-server issue 3816), so the reader stood still until
+ * the client counted two missed heartbeats — the 4–5 s checkpoints of the latency benchmark.
+ */
+export function pullMessages(maxPayload: number | undefined): number {
+  return Math.max(1, Math.floor(PULL_BYTES / (maxPayload ?? 1024 * 1024)));
+}
+
 
 /**
  * Reads every message of `stream` (optionally only `subject`) that is in it now: up to the last

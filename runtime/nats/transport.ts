@@ -20,7 +20,7 @@ import { checkpointObjects, savepointObjects } from "../core/naming.ts";
 import { WindowLimiter } from "./window-limiter.ts";
 import { AckedPublisher, kvDeleteHeaders, PublishRejectedError, type AckedMessage } from "./acked-publisher.ts";
 import { GetStreamNotFoundError, LeaderGets } from "./leader-gets.ts";
-import { pendingFrom } from "./streams.ts";
+import { pendingFrom, pullMessages } from "./streams.ts";
 import { InputError, TransientError } from "../errors.ts";
 import { WriteUnacknowledgedError, type InputMessage, type InputReader, type PublishReceipt, type ScannedEntry, type StateEntry, type Transport } from "../actor/ports.ts";
 import { replicasOf } from "./replicas.ts";
@@ -63,18 +63,6 @@ function isTimeout(e: unknown): boolean {
   return name === "TimeoutError" || /\btimeout\b|timed out/i.test(String((e as Error)?.message ?? e));
 }
 
-/**
- * The messages an actor's pull of large messages asks for: as many of the largest messages the
- * server takes as fit in 8 MiB (8 at the default 1 MiB), at least one. A worker's actors share one
- * connection, and what they pull together must stay well below what the server buffers for a
- * client before it cuts it off as a slow consumer (64 MiB by default). The bound is a count, not
- * `max_bytes`: nats-server 2.9 (Debian's 2.9.10) leaves a pull with `max_bytes` unfinished at
- * times and sends no heartbeats for it (nats-server issue 3816), so the reader stood still until
- * the client counted two missed heartbeats — the 4–5 s checkpoints of the latency benchmark.
- */
-export function pullMessages(maxPayload: number | undefined): number {
-  return Math.max(1, Math.floor((8 * 1024 * 1024) / (maxPayload ?? 1024 * 1024)));
-}
 
 export class JetStreamTransport implements Transport {
   readonly nc: NatsConnection;

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { ackFailure, parseAck } from "../../../runtime/nats/acked-publisher.ts";
-import { pullMessages } from "../../../runtime/nats/transport.ts";
+import { pullMessages } from "../../../runtime/nats/streams.ts";
 
 const json = (x: unknown) => new TextEncoder().encode(JSON.stringify(x));
 
