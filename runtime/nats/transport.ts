@@ -18,6 +18,7 @@ import { Objm, type ObjectStore } from "@nats-io/obj";
 import { jobOfObject } from "../core/protocol.ts";
 import { checkpointObjects, savepointObjects } from "../core/naming.ts";
 import { WindowLimiter } from "./window-limiter.ts";
+import { OBJECT_CHUNK_BYTES, putNewObject, type ObjectWriter } from "./object-writes.ts";
 import { AckedPublisher, kvDeleteHeaders, PublishRejectedError, type AckedMessage } from "./acked-publisher.ts";
 import { GetStreamNotFoundError, LeaderGets } from "./leader-gets.ts";
 import { pendingFrom, pullMessages } from "./streams.ts";
@@ -220,9 +221,19 @@ export class JetStreamTransport implements Transport {
 
   // Objects are stored under their names, so storing one again after a lost acknowledgement
   // replaces it with the same bytes (design note bl).
+  // Snapshot objects (delta manifests, change segments) get names never used before: written in
+  // one burst, without nats.js's lookup and its wait for the chunks before the meta record
+  // (object-writes.ts).
   async putSnapshot(name: string, data: Uint8Array): Promise<void> {
-    const store = await this.objectStore(name, checkpointObjects);
-    await repeatUnacknowledged(() => store.putBlob({ name }, data));
+    await this.objectStore(name, checkpointObjects);
+    const bucket = checkpointObjects(jobOfObject(name)!);
+    this.writer ??= new AckedPublisher(this.nc);
+    const writer: ObjectWriter = {
+      publisher: this.writer,
+      maxPayload: this.nc.info?.max_payload ?? OBJECT_CHUNK_BYTES,
+      purge: async (subject) => (await this.jsm()).streams.purge(`OBJ_${bucket}`, { filter: subject }),
+    };
+    await putNewObject(writer, bucket, name, data);
   }
 
   async putSavepoint(name: string, data: Uint8Array): Promise<void> {

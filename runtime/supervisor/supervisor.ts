@@ -179,6 +179,12 @@ const parseActorId = (actor: string): { fn: string; partition: number } | undefi
   return i <= 0 || !Number.isSafeInteger(partition) || partition < 0 ? undefined : { fn: actor.slice(0, i), partition };
 };
 
+/**
+ * The least time between two cleanups after periodic checkpoints. Retention keeps its counts at
+ * that pace: with 100 ms checkpoints a second's records and deltas more may exist for a while.
+ */
+const CLEANUP_SPACING_MS = 1000;
+
 const preview = (xs: readonly string[], n = 5) => (xs.length <= n ? xs.join(", ") : `${xs.slice(0, n).join(", ")}, …`);
 
 const num = (x: unknown, fallback: number) => (typeof x === "number" && Number.isFinite(x) ? x : fallback);
@@ -265,8 +271,16 @@ interface JobState {
   heartbeats: ReadonlyMap<string, WorkerHeartbeat>;
   lastStartedAt: number;
   inFlight: InFlight | undefined;
+  /**
+   * The highest checkpoint id this leader listed or wrote a record for (0: not known, list).
+   * Listing the records creates a consumer on the jobs bucket; at 100 ms checkpoints that was
+   * ten consumers a second for an id the leader already knows.
+   */
+  highestId: number;
   /** A cleanup after a periodic checkpoint runs (in the background). */
   cleaning: boolean;
+  /** When the last cleanup after a periodic checkpoint started (`performance.now()`). */
+  lastCleanupAt: number;
   /** A stop checkpoint committed at this generation and spec: no periodic checkpoints. */
   stopped: { readonly generation: number; readonly specRevision: number; readonly assignmentRevision: number } | undefined;
   /** A graceful handoff waits for its stop checkpoint (the forked checkpoint is running). */
@@ -591,12 +605,24 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         // Once the commit is sent, its record must be written whatever happens to leadership.
         const record = yield* commit(c).pipe(Effect.uninterruptible);
         if (record.status === "committed") {
-          const cleaning = cleanup(job, base.id).pipe(Effect.catch((e) => Effect.sync(() => log(`${job.name}: cleanup after checkpoint ${base.id}: ${e.message}`))));
-          if (!c.cleanupBehind) yield* cleaning;
+          const cleanupAfter = (latestId: number) => cleanup(job, latestId).pipe(Effect.catch((e) => Effect.sync(() => log(`${job.name}: cleanup after checkpoint ${latestId}: ${e.message}`))));
+          if (!c.cleanupBehind) yield* cleanupAfter(base.id);
           else if (!job.cleaning) {
-            // One at a time: a commit that finds one running leaves its leftovers to the next.
+            // One at a time, and at most one a second: with 100 ms checkpoints a cleanup per commit
+            // kept nats-server busy listing and purging (two consumers and a dozen reads each). A
+            // commit that finds one running or due leaves its leftovers to it; a due one cleans up
+            // after the newest commit by then.
             job.cleaning = true;
-            yield* Effect.forkIn(cleaning.pipe(Effect.ensuring(Effect.sync(() => (job.cleaning = false)))), job.scope);
+            const due = Math.max(0, job.lastCleanupAt + CLEANUP_SPACING_MS - performance.now());
+            const delayed = Effect.sleep(due).pipe(
+              Effect.andThen(
+                Effect.suspend(() => {
+                  job.lastCleanupAt = performance.now();
+                  return cleanupAfter(Math.max(base.id, job.latestGood?.value.id ?? 0));
+                }),
+              ),
+            );
+            yield* Effect.forkIn(delayed.pipe(Effect.ensuring(Effect.sync(() => (job.cleaning = false)))), job.scope);
           }
         }
         return record;
@@ -628,7 +654,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
             return Option.none<CheckpointRecord>();
           }
         }
-        const ids = yield* io(`listing checkpoints of ${job.name}`, () => checkpointIds(stores, job.name));
+        const ids = job.highestId > 0 ? [job.highestId] : yield* io(`listing checkpoints of ${job.name}`, () => checkpointIds(stores, job.name));
         const ckpt = 1 + Math.max(latest?.value.id ?? 0, ...ids);
         const base: CheckpointRecord = {
           id: ckpt,
@@ -640,9 +666,12 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           ...(savepoint ? { savepoint: newSavepointId(ckpt, Date.now()) } : {}),
         };
         // The record comes first: whoever finds it in progress after a crash knows to abort it.
+        // A record someone else wrote under this id (a savepoint restore, another leader) makes
+        // the write fail: the next attempt lists the ids again.
         const revision = yield* io(`writing checkpoint record ${ckpt} of ${job.name}`, () =>
           writeJson(stores.jobs, checkpointKey(job.name, ckpt), base, 0),
-        );
+        ).pipe(Effect.tapError(() => Effect.sync(() => (job.highestId = 0))));
+        job.highestId = ckpt;
         const flight: InFlight = {
           id: ckpt,
           generation,
@@ -828,7 +857,9 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           checkpointTimeoutMs: timeoutMs,
           heartbeats: new Map(),
           lastStartedAt: 0,
+          highestId: 0,
           cleaning: false,
+          lastCleanupAt: Number.NEGATIVE_INFINITY,
           inFlight: undefined,
           stopped: undefined,
           handoffPending: false,
