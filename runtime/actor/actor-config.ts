@@ -157,6 +157,8 @@ export interface ActorStats {
   /** Materialization rounds done, and the checkpoints and KV writes they took. */
   materializationRounds: number;
   materializedCheckpoints: number;
+  /** Exactly-once sink output published at commits ahead of its state's round (design note ck). */
+  outputRounds: number;
   /** KV puts and deletes of materialization; fewer than the deltas' entries when rounds coalesce. */
   materializationWrites: number;
   /** True while the read loop waits for materialization to catch up. */

@@ -7,16 +7,26 @@
  * restore chain is core/delta-log.ts (`fetchChain`, `applyChain`).
  */
 import { restoreBroadcastEntries } from "../core/broadcast.ts";
-import { appliedKey, BROADCAST_FILTER, BROADCAST_TOKEN, keyFilterBlockKey, keyFilterKey, parseKvKey, positionKey, stateFilter, timerLayoutKey, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
+import { appliedKey, publishedKey, BROADCAST_FILTER, BROADCAST_TOKEN, keyFilterBlockKey, keyFilterKey, parseKvKey, positionKey, stateFilter, timerLayoutKey, versionsKey, watermarkKey, writePositionKey } from "../core/kv-keys.ts";
 import { filterBlockIds, StoredKeyFilter } from "../core/stored-keys.ts";
 import { spillStream, spillSubject } from "../core/naming.ts";
 import { deltaObject } from "../core/protocol.ts";
 import { decodeValue } from "../core/wire.ts";
 import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, mergeSegments, type DeltaEntry } from "../core/delta-log.ts";
 import { checkSegmentRefs, segmentsToRead } from "../core/changelog.ts";
-import { isHeaderRecord, loadRanges, type HeldOutputView } from "../core/held-sink.ts";
+import { isHeaderRecord, loadRanges, NO_HELD_OUTPUT, type HeldOutputView } from "../core/held-sink.ts";
 import { wmIn, type Delta, type HeldSnapshot, type SegmentUpload, type StoredWatermark } from "./actor-records.ts";
 import type { PartitionActor } from "./partition-actor.ts";
+
+/** A `_published` record as a checkpoint id; anything that is not one (written by someone else) as 0, which republishes (deduplicated by message id). */
+function checkpointNumber(value: Uint8Array): number {
+  try {
+    const n = decodeValue(value);
+    return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : 0;
+  } catch {
+    return 0;
+  }
+}
 
 /** One actor's restore, run by `start` before the input is opened. */
 export class ActorRestore {
@@ -35,7 +45,7 @@ export class ActorRestore {
    */
   async restore(checkpoint: number): Promise<void> {
     const p = this.actor.partition;
-    const metaKeys = [appliedKey(p), positionKey(p), watermarkKey(p), writePositionKey(p), versionsKey(p), timerLayoutKey(p), keyFilterKey(p)];
+    const metaKeys = [appliedKey(p), publishedKey(p), positionKey(p), watermarkKey(p), writePositionKey(p), versionsKey(p), timerLayoutKey(p), keyFilterKey(p)];
     const metaValues = await this.actor.transport.getState(this.actor.bucket, metaKeys);
     // The filter's blocks are read by name once its header is in: no listing, which would make
     // the server scan every subject of the bucket.
@@ -45,10 +55,13 @@ export class ActorRestore {
     const blockValues = await this.actor.transport.getState(this.actor.bucket, blockKeys);
     const state = new Map<string, Uint8Array>();
     let applied = 0;
+    // Output of checkpoints up to here went out ahead of their state's round (note ck).
+    let published = 0;
     metaKeys.forEach((key, i) => {
       const value = metaValues[i];
       if (value === undefined) return;
       if (key === appliedKey(p)) applied = decodeValue(value) as number;
+      else if (key === publishedKey(p)) published = checkpointNumber(value);
       else state.set(key, value);
     });
     blockKeys.forEach((key, i) => {
@@ -67,7 +80,7 @@ export class ActorRestore {
         },
         this.actor.id,
       );
-      for (const delta of chain) decoded.push({ id: delta.id, entries: await this.deltaEntries(delta, applied), output: this.storedOutput(delta) });
+      for (const delta of chain) decoded.push({ id: delta.id, entries: await this.deltaEntries(delta, applied), output: delta.id <= published ? NO_HELD_OUTPUT : this.storedOutput(delta) });
       // Only what is not a state entry: state entries are read from KV once written there below.
       applyChain(state, decoded.map((d) => d.entries.filter(([k]) => parseKvKey(k)?.kind !== "state")));
     }

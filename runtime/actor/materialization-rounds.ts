@@ -1,30 +1,37 @@
 /**
  * Committed checkpoints into KV, and what holds the read loop back until they are there. When the
- * supervisor commits checkpoint `n`, the actor writes delta `n` to KV, publishes the sink output it
- * held (with deterministic message ids, so a repeat is dropped by JetStream), and records
- * `_applied = n`; processing never waits for that. Commits that arrive while KV is busy are
- * materialized together in one round that writes each key once (core/materialization.ts); when
+ * supervisor commits checkpoint `n`, the actor publishes the sink output it held at once (with
+ * deterministic message ids, so a repeat is dropped by JetStream) and records `_published = n`
+ * (design note ck); in a later round it writes delta `n` to KV and records `_applied = n`;
+ * processing never waits for either. Commits that arrive while KV is busy or before the next
+ * round is due are materialized together in one round that writes each key once
+ * (core/materialization.ts); when
  * more is committed than KV has than `maxUnmaterializedCheckpoints`/`maxUnmaterializedKeys` allow,
  * the actor stops reading until a round catches up. Held sink output beyond `maxHeldSinkBytes`
  * stops a source from reading; any other actor spills it to the job's spill stream and keeps only
  * its stream sequences (core/held-sink.ts).
  */
 import { TransientError } from "../errors.ts";
-import { appliedKey, positionKey } from "../core/kv-keys.ts";
+import { appliedKey, positionKey, publishedKey } from "../core/kv-keys.ts";
 import { HEADER, spillStream, spillSubject } from "../core/naming.ts";
 import { decodeValue, encodeValue, MalformedMessageError } from "../core/wire.ts";
 import { CorruptCheckpointError } from "../core/delta-log.ts";
 import { heldSinkAction } from "../core/held-bounds.ts";
 import { materializationBehind, planRound, roundDelay, type CommittedDelta } from "../core/materialization.ts";
-import { decodeSpillBatch, encodeSpillBatch, type HeldOutputView, type SpilledRange } from "../core/held-sink.ts";
+import { decodeSpillBatch, encodeSpillBatch, NO_HELD_OUTPUT, type HeldOutputView, type SpilledRange } from "../core/held-sink.ts";
 import { LastWrites } from "../core/upsert.ts";
 import type { StateEntry } from "./ports.ts";
 import { SPILL_BATCH_BYTES, SPILL_WINDOW } from "./actor-records.ts";
 import type { PartitionActor } from "./partition-actor.ts";
 
+/** Whether a commit holds sink output to publish. */
+const holdsOutput = (o: HeldOutputView) => o.spilled.length > 0 || o.inMemory.length > 0;
+
 /** One actor's commits: materialization rounds into KV, and the waits of a read loop that is too far ahead. */
 export class MaterializationRounds {
   private readonly actor: PartitionActor;
+  /** Publishes of committed sink output, one after another (`inOutputLane`). */
+  private outputLane: Promise<void> = Promise.resolve();
   /** Resolved by a commit, for a read loop waiting for held sink output to be freed. */
   private commitWaiters: Array<() => void> = [];
   materializing: Promise<void> = Promise.resolve();
@@ -67,7 +74,9 @@ export class MaterializationRounds {
     this.commitWaiters = [];
     for (const w of waiters) w();
     if (committed === undefined || committed.payload === undefined) return;
-    this.materializeQueue.push({ id, entries: committed.entries, created: committed.created, output });
+    // Exactly-once output goes out now, not with the round that writes the state (note ck).
+    if (holdsOutput(output)) this.publishCommitted(id, output);
+    this.materializeQueue.push({ id, entries: committed.entries, created: committed.created, output: NO_HELD_OUTPUT });
     this.updateLag();
     this.wakeRound?.();
     // One link per commit; a round takes everything queued by then, so later links may find none.
@@ -92,7 +101,6 @@ export class MaterializationRounds {
       const delay = roundDelay(
         {
           queued: this.materializeQueue.length,
-          holdsOutput: this.materializeQueue.some((q) => q.output.spilled.length > 0 || q.output.inMemory.length > 0),
           sinceLastRoundMs: performance.now() - this.lastRoundAt,
           lag: this.materializationLag,
           urgent: this.actor.stopping || this.actor.halted || this.actor.failure !== undefined || this.appliedWanted > this.actor.stats.applied,
@@ -123,37 +131,20 @@ export class MaterializationRounds {
 
   /**
    * One materialization round over committed deltas (commit order; core/materialization.ts):
-   * writes each changed key once with its newest value, publishes the held sink output of each
-   * checkpoint in checkpoint order (spilled first, in the order it was emitted), then records the
-   * newest as applied and purges what is no longer needed. Output of checkpoint n is published
-   * before `_applied` ≥ n is written, as exactly-once sinks need (notes p, bb).
+   * publishes the held sink output of each checkpoint no output round published yet, in
+   * checkpoint order (spilled first, in the order it was emitted), writes each changed key once
+   * with its newest value, then records the newest as applied and purges what is no longer
+   * needed. Output of checkpoint n is published before `_applied` ≥ n is written, as exactly-once
+   * sinks need (notes p, bb); it does not wait for the state (note ck).
    */
   async materializeRound(queued: ReadonlyArray<CommittedDelta<HeldOutputView>>, restoring: boolean): Promise<void> {
     const round = planRound(queued);
     if (round === undefined) return;
+    // Output first, in the output lane: a restore's, and (by waiting for the lane) every commit's
+    // output up to this round's, published at its commit, is out before `_applied` (note ck).
+    await this.inOutputLane(() => this.publishOutputs(round.ids, round.outputs, restoring));
     const puts: StateEntry[] = round.puts.map(([key, value]) => ({ key, value }));
     if (puts.length > 0 || round.deletes.length > 0) await this.actor.transport.writeState(this.actor.bucket, puts, round.deletes);
-    // An upsert sink writes each KV key once per round, its last write (core/upsert.ts): noted
-    // first, spilled output included, so that no replay puts an older row over a newer one.
-    const writes = this.actor.node.spec.upsert === undefined ? undefined : new LastWrites();
-    if (writes !== undefined) {
-      for (let i = 0; i < round.ids.length; i++) {
-        const output = round.outputs[i]!;
-        for (const range of output.spilled) await this.publishSpilled(range, round.ids[i]!, restoring, writes, true);
-        for (const o of output.inMemory) writes.note(o);
-      }
-    }
-    for (let i = 0; i < round.ids.length; i++) {
-      const output = round.outputs[i]!;
-      for (const range of output.spilled) await this.publishSpilled(range, round.ids[i]!, restoring, writes);
-      for (const o of output.inMemory) {
-        if (writes !== undefined && !writes.keep(o)) continue;
-        this.actor.publisher.publish(o.subject, o.data, o.headers, o.msgId);
-        // A checkpoint can hold hundreds of thousands of messages: unbounded, their acks time out.
-        if (this.actor.publisher.full) await this.actor.publisher.capacity();
-      }
-    }
-    await this.actor.publisher.drainUpTo(this.actor.publisher.lastSequence);
     const id = round.applied;
     await this.actor.transport.writeState(this.actor.bucket, [{ key: appliedKey(this.actor.partition), value: encodeValue(id) }], []);
     this.actor.stats.applied = Math.max(this.actor.stats.applied, id);
@@ -174,6 +165,61 @@ export class MaterializationRounds {
     }
     const below = this.actor.router.held.purgeBelow(id);
     if (below !== undefined) await this.actor.transport.purgeBelow(spillStream(this.actor.job), spillSubject(this.actor.job, this.actor.node.name, this.actor.partition), below);
+  }
+
+  /**
+   * Publishes the held sink output of committed checkpoint `id` now, records `_published = id`
+   * and purges what it spilled: exactly-once output keeps the latency of the checkpoint
+   * interval while the state's KV writes wait for their round (design note ck). A restore
+   * republishes no output at or below `_published`.
+   */
+  private publishCommitted(id: number, output: HeldOutputView): void {
+    void this.inOutputLane(async () => {
+      await this.publishOutputs([id], [output], false);
+      this.actor.stats.outputRounds++;
+      await this.actor.transport.writeState(this.actor.bucket, [{ key: publishedKey(this.actor.partition), value: encodeValue(id) }], []);
+      const below = this.actor.router.held.purgeBelow(id);
+      if (below !== undefined) await this.actor.transport.purgeBelow(spillStream(this.actor.job), spillSubject(this.actor.job, this.actor.node.name, this.actor.partition), below);
+    }).catch((e) => this.actor.fail(e));
+  }
+
+  /**
+   * Runs `task` after every publish of output queued before it: commits' outputs and rounds'
+   * reach the sink in checkpoint order, and a round that waits for its turn knows every earlier
+   * commit's output is out.
+   */
+  private inOutputLane(task: () => Promise<void>): Promise<void> {
+    const run = this.outputLane.then(task);
+    this.outputLane = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Publishes the sink output of checkpoints `ids` in checkpoint order (spilled first, in the
+   * order it was emitted) and waits until every publish is acknowledged.
+   */
+  private async publishOutputs(ids: readonly number[], outputs: readonly HeldOutputView[], restoring: boolean): Promise<void> {
+    // An upsert sink writes each KV key once per round, its last write (core/upsert.ts): noted
+    // first, spilled output included, so that no replay puts an older row over a newer one.
+    const writes = this.actor.node.spec.upsert === undefined ? undefined : new LastWrites();
+    if (writes !== undefined) {
+      for (let i = 0; i < ids.length; i++) {
+        const output = outputs[i]!;
+        for (const range of output.spilled) await this.publishSpilled(range, ids[i]!, restoring, writes, true);
+        for (const o of output.inMemory) writes.note(o);
+      }
+    }
+    for (let i = 0; i < ids.length; i++) {
+      const output = outputs[i]!;
+      for (const range of output.spilled) await this.publishSpilled(range, ids[i]!, restoring, writes);
+      for (const o of output.inMemory) {
+        if (writes !== undefined && !writes.keep(o)) continue;
+        this.actor.publisher.publish(o.subject, o.data, o.headers, o.msgId);
+        // A checkpoint can hold hundreds of thousands of messages: unbounded, their acks time out.
+        if (this.actor.publisher.full) await this.actor.publisher.capacity();
+      }
+    }
+    await this.actor.publisher.drainUpTo(this.actor.publisher.lastSequence);
   }
 
   /**
@@ -235,17 +281,25 @@ export class MaterializationRounds {
     }
     if (found === range.count) return;
     // Another run of this partition (one being replaced) may have published and purged it.
-    if (restoring && found < range.count && (await this.appliedInKv()) >= checkpoint) return;
+    if (restoring && found < range.count && (await this.publishedInKv()) >= checkpoint) return;
     throw new CorruptCheckpointError(
       `${this.actor.id}: spilled sink output of epoch ${range.epoch} (sequences ${range.first}..${range.last} of ${stream}) is incomplete: ${found} of ${range.count} messages`,
     );
   }
 
-  /** The checkpoint this partition's KV records as applied now. */
-  private async appliedInKv(): Promise<number> {
-    const entry = (await this.actor.transport.loadPartition(this.actor.bucket, this.actor.partition)).find((e) => e.key === appliedKey(this.actor.partition));
-    const applied = entry === undefined ? 0 : decodeValue(entry.value);
-    return typeof applied === "number" ? applied : 0;
+  /** The newest checkpoint whose output this partition's KV records as published now (`_applied` or `_published`). */
+  private async publishedInKv(): Promise<number> {
+    const p = this.actor.partition;
+    const values = await this.actor.transport.getState(this.actor.bucket, [appliedKey(p), publishedKey(p)]);
+    const checkpointOf = (v: Uint8Array | undefined) => {
+      try {
+        const n = v === undefined ? 0 : decodeValue(v);
+        return typeof n === "number" && Number.isSafeInteger(n) ? n : 0;
+      } catch {
+        return 0; // not msgpack: not an actor's record
+      }
+    };
+    return Math.max(0, ...values.map(checkpointOf));
   }
 
   /** Resolves once checkpoint `id` (or a later one) is materialized by this actor. */

@@ -55,6 +55,9 @@ export interface HeldOutputView {
   readonly inMemory: readonly HeldOutput[];
 }
 
+/** A checkpoint's output that is already published: nothing left to publish. */
+export const NO_HELD_OUTPUT: HeldOutputView = Object.freeze({ spilled: [], inMemory: [] });
+
 /** Bytes a spilled message needs besides its payload inside a spill batch (subject, id, framing). */
 const ITEM_OVERHEAD = 16;
 

@@ -16,6 +16,7 @@
  *   `<p>._wpos`                                          a source's position in its write log
  *   `<p>._ver`                                           schema versions of the stored state
  *   `<p>._applied`                                       last checkpoint materialized in this bucket
+ *   `<p>._published`                                     last checkpoint whose sink output is published
  *   `<p>._kf`, `<p>._kf.<segment>.<block>`               the filter of stored keys (stored-keys.ts)
  *   `_bc.<state>.<b64url(subkey)>`                       one entry of a broadcast state: of the
  *                                                        function, not of a partition (written
@@ -269,6 +270,15 @@ export function appliedKey(p: number): string {
   return `${p}._applied`;
 }
 
+/**
+ * Key recording the last checkpoint whose exactly-once sink output partition `p` published,
+ * ahead of `_applied` when output goes out before the state's round (design note ck).
+ */
+export function publishedKey(p: number): string {
+  assertPartition(p);
+  return `${p}._published`;
+}
+
 /** Key of the header of partition `p`'s filter of stored keys (stored-keys.ts). */
 export function keyFilterKey(p: number): string {
   assertPartition(p);
@@ -343,6 +353,7 @@ export type ParsedKvKey =
   | { readonly kind: "write-position"; readonly partition: number }
   | { readonly kind: "versions"; readonly partition: number }
   | { readonly kind: "applied"; readonly partition: number }
+  | { readonly kind: "published"; readonly partition: number }
   | { readonly kind: "key-filter"; readonly partition: number }
   | { readonly kind: "key-filter-block"; readonly partition: number; readonly id: string };
 
@@ -367,6 +378,7 @@ export function parseKvKey(k: string): ParsedKvKey | undefined {
   if (second === "_wpos") return parts.length === 2 ? { kind: "write-position", partition } : undefined;
   if (second === "_ver") return parts.length === 2 ? { kind: "versions", partition } : undefined;
   if (second === "_applied") return parts.length === 2 ? { kind: "applied", partition } : undefined;
+  if (second === "_published") return parts.length === 2 ? { kind: "published", partition } : undefined;
   if (second === "_tl") return parts.length === 2 ? { kind: "timer-layout", partition } : undefined;
   if (second === "_tx") {
     if (parts.length === 2) return { kind: "timer-index", partition };

@@ -161,8 +161,6 @@ const over = (value: number, bound: number) => bound > 0 && value > bound;
 export interface RoundState {
   /** Committed checkpoints queued for the round. */
   readonly queued: number;
-  /** Whether one of them holds sink output (exactly-once output waits for its round). */
-  readonly holdsOutput: boolean;
   /** Milliseconds since the previous round started (Infinity: none yet). */
   readonly sinceLastRoundMs: number;
   readonly lag: MaterializationLag;
@@ -175,12 +173,12 @@ export interface RoundState {
  * `intervalMs` (Flink's changelog backend materializes periodically too), so with checkpoints
  * more frequent than that a round coalesces several of them: a key changed in each is written
  * once, and a key created and deleted within the round is not written at all (windows, timers).
- * A round is never deferred when it holds sink output (exactly-once output keeps the latency of
- * the checkpoint interval), when someone waits for it, or once the lag reaches half of either
- * bound (so deferral alone never makes the read loop stop). Pure.
+ * A round is never deferred when someone waits for it, or once the lag reaches half of either
+ * bound (so deferral alone never makes the read loop stop). Exactly-once sink output does not
+ * wait for it: it is published at each commit, ahead of the state (design note ck). Pure.
  */
 export function roundDelay(s: RoundState, bounds: MaterializationBounds, intervalMs: number): number {
-  if (s.queued === 0 || s.urgent || s.holdsOutput || !(intervalMs > 0)) return 0;
+  if (s.queued === 0 || s.urgent || !(intervalMs > 0)) return 0;
   if (halfway(s.lag.checkpoints, bounds.maxCheckpoints) || halfway(s.lag.keys, bounds.maxKeys)) return 0;
   return Math.max(0, intervalMs - s.sinceLastRoundMs);
 }

@@ -101,6 +101,7 @@ export function repartition(fn: SavepointFunction, exports: readonly PartitionEx
         case "position":
         case "write-position":
         case "applied":
+        case "published":
         // Bucket markers and their index name this partition's buckets; a restore finds the moved timers without them.
         case "timer-bucket":
         case "timer-layout":

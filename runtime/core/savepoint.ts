@@ -215,7 +215,7 @@ function exportProblem(e: PartitionExport): string | undefined {
     const parsed = parseKvKey(key);
     if (parsed === undefined) return `${e.fn}/${e.partition}: ${JSON.stringify(key)} is not a state, timer, watermark or position key`;
     if (parsed.partition !== e.partition) return `${e.fn}/${e.partition}: key ${JSON.stringify(key)} belongs to partition ${parsed.partition}`;
-    if (parsed.kind === "applied") return `${e.fn}/${e.partition}: holds ${key}, which a savepoint never does`;
+    if (parsed.kind === "applied" || parsed.kind === "published") return `${e.fn}/${e.partition}: holds ${key}, which a savepoint never does`;
     if (seen.has(key)) return `${e.fn}/${e.partition}: key ${JSON.stringify(key)} appears twice`;
     seen.add(key);
   }

@@ -201,7 +201,7 @@ export function migratePartition(plan: RestorePlan, exp: PartitionExport): Parti
     const [key, value] = entry;
     const parsed = parseKvKey(key);
     if (parsed === undefined || parsed.partition !== exp.partition) throw new CorruptSavepointError(`${exp.fn}/${exp.partition}: unexpected key ${JSON.stringify(key)}`);
-    if (parsed.kind === "applied") continue; // bookkeeping of the bucket it came from
+    if (parsed.kind === "applied" || parsed.kind === "published") continue; // bookkeeping of the bucket it came from
     if (parsed.kind === "key-filter" || parsed.kind === "key-filter-block") continue; // of the keys of the bucket it came from
     if (parsed.kind === "versions") continue; // rewritten below: the values now have the declared versions
     if (parsed.kind !== "state") {

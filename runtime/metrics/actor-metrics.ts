@@ -28,6 +28,7 @@ export function actorMetrics(jobs: ReadonlyArray<{ readonly job: string; readonl
       m.add("eddy_materialization_lag_checkpoints", "gauge", "Committed checkpoints whose delta is not in KV yet.", l, s.materializationLagCheckpoints);
       m.add("eddy_materialization_lag_keys", "gauge", "Distinct KV keys changed by committed checkpoints not in KV yet.", l, s.materializationLagKeys);
       m.add("eddy_materialization_rounds_total", "counter", "Materialization rounds (one round writes every checkpoint committed while the previous one ran).", l, s.materializationRounds);
+      m.add("eddy_output_rounds_total", "counter", "Publishes of committed exactly-once sink output ahead of the materialization round that writes its state.", l, s.outputRounds);
       m.add("eddy_materialized_checkpoints_total", "counter", "Committed checkpoints written to KV.", l, s.materializedCheckpoints);
       m.add("eddy_materialization_writes_total", "counter", "KV puts and deletes of materialization (each key once per round).", l, s.materializationWrites);
       m.add("eddy_materialization_backpressure", "gauge", "1 while the actor stops reading because materialization is behind its bound.", l, s.materializationBackpressure ? 1 : 0);

@@ -1,17 +1,18 @@
 /**
  * Materialization rounds on a real nats-server (docs/design/bg-materialization-rounds.md).
  *
- * KV is made slow (the actor's KV writes wait for the test, over the real JetStream transport)
+ * KV is made slow (the rounds' KV writes wait for the test, over the real JetStream transport)
  * while checkpoints keep committing: the commits queue up and the next round writes them
- * together. Committed reads see a committed state throughout — never a change that is not
- * committed — and an actor lost in the middle of a round (its state written, its output
- * published, `_applied` not yet) is recovered by its successor with the output exact: every
- * record once, in order per key, and KV at the final counts.
+ * together, while each commit's exactly-once output goes out at once (design note ck).
+ * Committed reads see a committed state throughout — never a change that is not committed — and
+ * an actor lost in the middle of a round (its output published, its state written, `_applied`
+ * not yet) is recovered by its successor with the output exact: every record once, in order per
+ * key, and KV at the final counts.
  */
 import { describe, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
 import { buildJobGraph } from "../../runtime/core/job-graph.ts";
-import { appliedKey } from "../../runtime/core/kv-keys.ts";
+import { appliedKey, publishedKey } from "../../runtime/core/kv-keys.ts";
 import { stateBucket } from "../../runtime/core/naming.ts";
 import { ackSubject, type SnapshotAck } from "../../runtime/core/protocol.ts";
 import { decodeValue } from "../../runtime/core/wire.ts";
@@ -56,6 +57,7 @@ const graph = buildJobGraph(
 /**
  * The JetStream transport with KV writes that wait for the test: `allow(n)` lets `n` more write
  * calls through, `open()` all of them, `lose()` fails the waiting ones (the process is gone).
+ * The one-key records of published output (`_published`) are not held: the rounds are.
  */
 class SlowKvTransport extends JetStreamTransport {
   calls = 0;
@@ -77,6 +79,8 @@ class SlowKvTransport extends JetStreamTransport {
     for (const w of this.waiting.splice(0)) w();
   }
   override async writeState(bucket: string, puts: readonly StateEntry[], deletes: readonly string[]): Promise<void> {
+    if (this.lost) throw new Error("worker lost");
+    if (deletes.length === 0 && puts.length === 1 && puts[0]!.key === publishedKey(0)) return super.writeState(bucket, puts, deletes);
     while (this.allowed <= 0 && !this.lost) await new Promise<void>((r) => this.waiting.push(r));
     if (this.lost) throw new Error("worker lost");
     this.allowed--;
@@ -95,7 +99,7 @@ function countsAfter(n: number): Map<string, number> {
 const decoder = new TextDecoder();
 
 describe("materialization rounds", () => {
-  it("coalesces checkpoints committed while KV is slow, keeps committed reads committed, and recovers an actor lost inside a round with exact output", async () => {
+  it("coalesces checkpoints committed while KV is slow, publishes their output meanwhile, keeps committed reads committed, and recovers an actor lost inside a round with exact output", async () => {
     await using server = await natsServer();
     const nc = await connect(server);
     const actors: PartitionActor[] = [];
@@ -130,7 +134,8 @@ describe("materialization rounds", () => {
       };
 
       slow = new SlowKvTransport(nc);
-      const first = new PartitionActor(slow, graph, graph.node("count"), 0, {});
+      // A round as soon as the previous one is done (no spacing), so which round writes what is known.
+      const first = new PartitionActor(slow, graph, graph.node("count"), 0, { materializationIntervalMs: 0 });
       actors.push(first);
       await first.start({ generation: 1, checkpoint: 0, worker: "first" });
       // Three checkpoints commit while KV takes nothing: round 1 waits with checkpoint 1, 2 and 3 queue.
@@ -144,7 +149,13 @@ describe("materialization rounds", () => {
       // its timer layout and the head of its markers' index (`_tl`, `_tx`, written by the first
       // snapshot) and its filter of stored keys (header and the one block the users fell in).
       expect(first.stats).toMatchObject({ materializationLagCheckpoints: 3, materializationLagKeys: USERS + 4 + 2 + 2 });
-      expect(await readAll(nc, "ROUNDS_OUT")).toEqual([]);
+      // Their output did not wait for KV: out at each commit, in order, and recorded as published.
+      await waitFor("the output of checkpoints 1 to 3 published", async () => (await readAll(nc, "ROUNDS_OUT")).length === 300, { timeoutMs: 60_000, intervalMs: 20 });
+      await waitFor("_published = 3", async () => {
+        const e = await kv.get(publishedKey(0));
+        return e !== null && e.length > 0 && decodeValue(e.value) === 3;
+      }, { timeoutMs: 60_000, intervalMs: 20 });
+      expect(slow.calls).toBe(0);
       // Records after checkpoint 3: read, counted, never committed by this actor.
       await publish(300, 340);
       await waitFor("records after checkpoint 3 read", () => first.stats.position === 341, { timeoutMs: 60_000, intervalMs: 10 });
@@ -155,18 +166,18 @@ describe("materialization rounds", () => {
       slow.allow(2);
       await waitFor("checkpoint 1 in KV", async () => (await applied()) === 1, { timeoutMs: 60_000, intervalMs: 10 });
       for (let u = 0; u < USERS; u++) expect(await committed(`user-${u}`)).toBe(countsAfter(100).get(`user-${u}`));
-      // Round 2 writes checkpoint 3's values (each key once) and publishes the output of 2 and 3;
-      // the worker is lost before `_applied` moves.
+      // Round 2 writes checkpoint 3's values (each key once); the worker is lost before `_applied` moves.
       slow.allow(1);
-      await waitFor("the output of checkpoints 1 to 3 published", async () => (await readAll(nc, "ROUNDS_OUT")).length === 300, { timeoutMs: 60_000, intervalMs: 20 });
-      expect(slow.calls).toBe(3);
+      await waitFor("round 2's state written", () => slow!.calls === 3, { timeoutMs: 60_000, intervalMs: 10 });
+      expect((await readAll(nc, "ROUNDS_OUT")).length).toBe(300);
       expect(await applied()).toBe(1);
       // Committed values, the newest committed checkpoint's; never the records after it.
       for (let u = 0; u < USERS; u++) expect(await committed(`user-${u}`)).toBe(countsAfter(300).get(`user-${u}`));
       slow.lose();
       await first.stop();
 
-      // The successor restores checkpoint 3: KV at `_applied` 1 plus deltas 2 and 3, in one round.
+      // The successor restores checkpoint 3: KV at `_applied` 1 plus deltas 2 and 3, in one round,
+      // without publishing their output again (`_published` is 3).
       const second = new PartitionActor(new JetStreamTransport(nc), graph, graph.node("count"), 0, {});
       actors.push(second);
       await second.start({ generation: 2, checkpoint: 3, worker: "second" });

@@ -9,7 +9,7 @@ import { WriteUnacknowledgedError } from "../../../runtime/actor/ports.ts";
 import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts";
 import { PartitionActor, type ActorConfig } from "../../../runtime/actor/partition-actor.ts";
 import { ackSubject, deltaObject, type SnapshotAck } from "../../../runtime/core/protocol.ts";
-import { appliedKey, positionKey, stateKey } from "../../../runtime/core/kv-keys.ts";
+import { appliedKey, positionKey, publishedKey, stateKey } from "../../../runtime/core/kv-keys.ts";
 import { inputStream, stateBucket } from "../../../runtime/core/naming.ts";
 import { decodeBatch, decodeValue, encodeValue } from "../../../runtime/core/wire.ts";
 import { defineFunction, definePipeline, defineSink, fromFunction, fromStream, valueState } from "../../../runtime/sdk/index.ts";
@@ -436,15 +436,32 @@ describe("PartitionActor over the in-memory transport: what a checkpoint writes"
     for (const x of [src, out]) x.onCommitted(2);
     await out.applied(2);
     await out.stop();
-    // The actor died after publishing delta 2's output but before recording it as applied.
+    // The actor died after publishing delta 2's output but before recording it as published or applied.
     const bucket = stateBucket("j", "out");
-    await t.writeState(bucket, [{ key: appliedKey(0), value: encodeValue(1) }], []);
+    await t.writeState(bucket, [{ key: appliedKey(0), value: encodeValue(1) }, { key: publishedKey(0), value: encodeValue(1) }], []);
+    let republished = 0;
+    t.failWith((op, target) => {
+      if (op === "publish" && target === "results") republished++;
+      return undefined;
+    });
     const again = actor(t, graph, "out");
     await again.start({ generation: 2, checkpoint: 2, worker: "w2" });
     expect(kvValue(t, bucket, appliedKey(0))).toBe(2);
     // Republished under the same message ids: the stream drops the copy.
+    expect(republished).toBe(1);
     expect(published().map(([d]) => d)).toEqual(['{"n":1}', '{"n":2}', '{"n":3}']);
     expect(new Set(published().map(([, id]) => id)).size).toBe(3);
+    await again.stop();
+
+    // Died after recording delta 2's output as published, before its round: no publish at all,
+    // which keeps exactly-once when the copy would come after the stream's duplicate window.
+    await t.writeState(bucket, [{ key: appliedKey(0), value: encodeValue(1) }, { key: publishedKey(0), value: encodeValue(2) }], []);
+    republished = 0;
+    const third = actor(t, graph, "out");
+    await third.start({ generation: 3, checkpoint: 2, worker: "w3" });
+    expect(kvValue(t, bucket, appliedKey(0))).toBe(2);
+    expect(republished).toBe(0);
+    expect(published().map(([d]) => d)).toEqual(['{"n":1}', '{"n":2}', '{"n":3}']);
   });
   it("leaves a purge of its input that the server did not acknowledge to the next round, and fails on any other purge failure", async () => {
     const { t, acks, graph, src, out } = await sourceToSink();
@@ -573,8 +590,8 @@ describe("PartitionActor over the in-memory transport: materialization rounds", 
     expect(a.stats).toMatchObject({ materializationRounds: 2, materializedCheckpoints: 3, materializationLagCheckpoints: 0, materializationLagKeys: 0 });
   });
 
-  it("publishes the sink output of every checkpoint of a round in checkpoint order, before the round records them applied", async () => {
-    const { t, acks, graph, src, out } = await sourceToSink();
+  it("publishes each commit's sink output at the commit, in checkpoint order, without waiting for the state's round, and records it applied only after", async () => {
+    const { t, acks, src, out } = await sourceToSink();
     const bucket = stateBucket("j", "out");
     // Every KV write call of the sink, with what was published to the sink stream by then.
     const calls: Array<{ writesBefore: number; published: number }> = [];
@@ -582,31 +599,48 @@ describe("PartitionActor over the in-memory transport: materialization rounds", 
       if (op === "writeState" && target === bucket) calls.push({ writesBefore: t.kvWrites.length, published: t.messages("RESULTS").length });
       return undefined;
     });
-    const release = t.pauseWrites();
     let n = 0;
     const record = (): [string, string] => ["in", JSON.stringify({ n: ++n })];
     const atSink = async (count: number) => waitFor(`${count} records at the sink`, () => out.stats.recordsIn === count, { timeoutMs: 5000, intervalMs: 5 });
+    const results = () => t.messages("RESULTS").map((m) => new TextDecoder().decode(m.data));
     await checkpoint(t, acks, [src, out], src, 1, [record()]);
     await atSink(1);
+    // The first round is due at once and writes checkpoint 1; the next is 10 s away.
+    await out.applied(1);
+    expect(results()).toEqual(['{"n":1}']);
     await checkpoint(t, acks, [src, out], src, 2, [record(), record()]);
     await atSink(3);
     await checkpoint(t, acks, [src, out], src, 3, [record()]);
     await atSink(4);
-    expect(t.messages("RESULTS")).toEqual([]);
-    release();
+    // Checkpoints 2 and 3 are out at their commits, while their state waits for its round.
+    await waitFor("the output of checkpoints 2 and 3", () => results().length === 4, { timeoutMs: 5000, intervalMs: 5 });
+    expect(results()).toEqual(['{"n":1}', '{"n":2}', '{"n":3}', '{"n":4}']);
+    expect(new Set(t.messages("RESULTS").map((m) => m.msgId)).size).toBe(4);
+    await waitFor("_published = 3", () => kvValue(t, bucket, publishedKey(0)) === 3, { timeoutMs: 5000, intervalMs: 5 });
+    expect(kvValue(t, bucket, appliedKey(0))).toBe(1);
+    expect(out.stats).toMatchObject({ materializationRounds: 1, outputRounds: 3, materializationLagCheckpoints: 2 });
     await out.applied(3);
-    const published = t.messages("RESULTS").map((m) => [new TextDecoder().decode(m.data), m.msgId]);
-    expect(published.map(([d]) => d)).toEqual(['{"n":1}', '{"n":2}', '{"n":3}', '{"n":4}']);
-    expect(new Set(published.map(([, id]) => id)).size).toBe(4);
     // Each `_applied` write came after the output of every checkpoint it covers was published.
     const appliedWrites = t.kvWrites.flatMap((w, i) => (w.bucket === bucket && w.key === appliedKey(0) ? [i] : []));
     expect(appliedWrites).toHaveLength(2);
     expect(appliedWrites.map((i) => calls.find((c) => c.writesBefore === i)?.published)).toEqual([1, 4]);
-    // And each round's state writes came before its output.
-    const stateWrites = calls.filter((c) => !appliedWrites.includes(c.writesBefore)).map((c) => c.published);
-    expect(stateWrites).toEqual([0, 1]);
     expect(kvValue(t, bucket, appliedKey(0))).toBe(3);
-    expect(out.stats).toMatchObject({ materializationRounds: 2, materializedCheckpoints: 3 });
+    expect(out.stats).toMatchObject({ materializationRounds: 2, materializedCheckpoints: 3, materializationLagCheckpoints: 0 });
+  });
+
+  it("publishes a commit's sink output at once even while a round's KV writes hang, and records nothing applied until they land", async () => {
+    const { t, acks, src, out } = await sourceToSink();
+    const bucket = stateBucket("j", "out");
+    let n = 0;
+    const record = (): [string, string] => ["in", JSON.stringify({ n: ++n })];
+    const release = t.pauseWrites();
+    await checkpoint(t, acks, [src, out], src, 1, [record(), record()]);
+    await waitFor("the output of checkpoint 1", () => t.messages("RESULTS").length === 2, { timeoutMs: 5000, intervalMs: 5 });
+    expect(t.kvWrites.filter((w) => w.bucket === bucket)).toEqual([]);
+    release();
+    await out.applied(1);
+    expect(kvValue(t, bucket, appliedKey(0))).toBe(1);
+    expect(t.messages("RESULTS")).toHaveLength(2);
   });
 
   it("restores the committed deltas KV lacks in one round: each key written once, then the newest checkpoint applied", async () => {
