@@ -186,11 +186,12 @@ export class MaterializationRounds {
   /**
    * Runs `task` after every publish of output queued before it: commits' outputs and rounds'
    * reach the sink in checkpoint order, and a round that waits for its turn knows every earlier
-   * commit's output is out.
+   * commit's output is out. A failed publish fails every later turn (the actor fails too): a
+   * round must never record as applied a checkpoint whose output did not go out.
    */
   private inOutputLane(task: () => Promise<void>): Promise<void> {
     const run = this.outputLane.then(task);
-    this.outputLane = run.catch(() => undefined);
+    this.outputLane = run;
     return run;
   }
 

@@ -628,6 +628,22 @@ describe("PartitionActor over the in-memory transport: materialization rounds", 
     expect(out.stats).toMatchObject({ materializationRounds: 2, materializedCheckpoints: 3, materializationLagCheckpoints: 0 });
   });
 
+  it("fails, and never records applied a checkpoint whose output could not be published", async () => {
+    const { t, acks, src, out } = await sourceToSink();
+    const bucket = stateBucket("j", "out");
+    let n = 0;
+    const record = (): [string, string] => ["in", JSON.stringify({ n: ++n })];
+    await checkpoint(t, acks, [src, out], src, 1, [record()]);
+    await out.applied(1);
+    // The sink's stream refuses what checkpoint 2 holds, while KV takes the round's writes.
+    t.failWith((op, target) => (op === "publish" && target === "results" ? new Error("stream refused the message") : undefined));
+    await checkpoint(t, acks, [src, out], src, 2, [record()]);
+    await expect(out.failed).rejects.toThrow(/stream refused/);
+    await out.stop();
+    expect(kvValue(t, bucket, appliedKey(0))).toBe(1);
+    expect(kvValue(t, bucket, publishedKey(0))).toBe(1);
+  });
+
   it("publishes a commit's sink output at once even while a round's KV writes hang, and records nothing applied until they land", async () => {
     const { t, acks, src, out } = await sourceToSink();
     const bucket = stateBucket("j", "out");
