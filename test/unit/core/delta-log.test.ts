@@ -216,6 +216,33 @@ describe("DeltaLog: the overlay of a read of KV", () => {
     expect(log.unmaterializedIds).toEqual([]);
   });
 
+  it("counts the lag in keys whenever it is asked: after one commit, between commits, after a partial materialization, for a restored delta that repeats a key", () => {
+    const log = new DeltaLog();
+    for (const k of ["a", "b", "c"]) log.put(k, v("1"), 1);
+    log.put("a", v("2"), 1);
+    log.snapshot(1);
+    log.committed(1);
+    // One commit: its keys, each once.
+    expect(log.unmaterializedKeyCount).toBe(3);
+    log.put("c", v("3"), 2);
+    log.put("d", v("3"), 2);
+    log.snapshot(2);
+    log.committed(2);
+    expect(log.unmaterializedKeyCount).toBe(4);
+    log.put("e", v("4"), 3);
+    log.snapshot(3);
+    log.committed(3);
+    // Not asked in between: counted when asked, and counted down by a partial materialization.
+    log.materialized(2);
+    expect(log.unmaterializedKeyCount).toBe(1);
+    // A restored delta's entries may name a key twice: counted, not taken by length.
+    log.materialized(3);
+    log.restoredDelta(4, [["x", v("1")], ["x", null]]);
+    expect(log.unmaterializedKeyCount).toBe(1);
+    log.materialized(4);
+    expect(log.unmaterializedKeyCount).toBe(0);
+  });
+
   it("prefers the newest: uncommitted over committed, a later commit over an earlier one", () => {
     const log = new DeltaLog(0, ["k"]);
     log.put("k", v("1"), 1);
