@@ -7,9 +7,10 @@
  * queue up. Writing them one by one writes a key changed in every checkpoint once per checkpoint;
  * a round instead takes every queued delta, merges their entries (the later checkpoint's value
  * wins per key) and writes each key once. The exactly-once order of note p / bb stays: the
- * actor writes the merged entries, then publishes the held sink output of each checkpoint of the
- * round in checkpoint order, then records `_applied` = the round's newest checkpoint; so the
- * output of checkpoint n is published before `_applied` ≥ n is written. A crash inside a round
+ * held sink output of each checkpoint is published in checkpoint order — at its commit, ahead of
+ * the round (note ck), or by a restore's round before its writes — and the round records
+ * `_applied` = its newest checkpoint last; so the output of checkpoint n is published before
+ * `_applied` ≥ n is written. A crash inside a round
  * leaves KV with values of checkpoints after `_applied`, which is harmless: a restore applies
  * every committed delta after `_applied` on top of KV, oldest first, which overwrites each of them
  * (docs/design/bg-materialization-rounds.md).
@@ -37,7 +38,7 @@ export interface CommittedDelta<O> {
   readonly created?: ReadonlySet<string>;
 }
 
-/** What one round writes: each key once, then each checkpoint's output in order, then `_applied`. */
+/** What one round writes: each checkpoint's output not published yet, in order, each key once, then `_applied`. */
 export interface MaterializationRound<O> {
   /** The newest checkpoint of the round: `_applied` once the round is done. */
   readonly applied: number;
