@@ -7,6 +7,7 @@ import { type WatermarkGeneratorState, type WatermarkTrackerState } from "../cor
 import { type DeltaEntry } from "../core/delta-log.ts";
 import { type SegmentRef } from "../core/changelog.ts";
 import { type StoredRange } from "../core/held-sink.ts";
+import { decodeValue } from "../core/wire.ts";
 
 /** What a barrier carries besides its checkpoint id. */
 export interface BarrierBody {
@@ -86,6 +87,20 @@ export const textEncoder = new TextEncoder();
 export const wmOut = (w: number): number | null => (w === -Infinity ? null : w);
 
 export const wmIn = (w: number | null | undefined): number => (w === null || w === undefined ? -Infinity : w);
+
+/**
+ * A stored checkpoint id (`_applied`, `_published`) read from KV; 0 for none or for anything
+ * that is not one (written by someone else: KV is input like any other).
+ */
+export function storedCheckpoint(value: Uint8Array | undefined): number {
+  if (value === undefined) return 0;
+  try {
+    const n = decodeValue(value);
+    return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : 0;
+  } catch {
+    return 0;
+  }
+}
 
 export function jsonBytes(value: unknown): Uint8Array {
   try {

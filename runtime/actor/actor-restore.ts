@@ -15,18 +15,8 @@ import { decodeValue } from "../core/wire.ts";
 import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, mergeSegments, type DeltaEntry } from "../core/delta-log.ts";
 import { checkSegmentRefs, segmentsToRead } from "../core/changelog.ts";
 import { isHeaderRecord, loadRanges, NO_HELD_OUTPUT, type HeldOutputView } from "../core/held-sink.ts";
-import { wmIn, type Delta, type HeldSnapshot, type SegmentUpload, type StoredWatermark } from "./actor-records.ts";
+import { storedCheckpoint, wmIn, type Delta, type HeldSnapshot, type SegmentUpload, type StoredWatermark } from "./actor-records.ts";
 import type { PartitionActor } from "./partition-actor.ts";
-
-/** A `_published` record as a checkpoint id; anything that is not one (written by someone else) as 0, which republishes (deduplicated by message id). */
-function checkpointNumber(value: Uint8Array): number {
-  try {
-    const n = decodeValue(value);
-    return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : 0;
-  } catch {
-    return 0;
-  }
-}
 
 /** One actor's restore, run by `start` before the input is opened. */
 export class ActorRestore {
@@ -61,7 +51,7 @@ export class ActorRestore {
       const value = metaValues[i];
       if (value === undefined) return;
       if (key === appliedKey(p)) applied = decodeValue(value) as number;
-      else if (key === publishedKey(p)) published = checkpointNumber(value);
+      else if (key === publishedKey(p)) published = storedCheckpoint(value); // garbage: 0, which republishes (deduplicated by message id)
       else state.set(key, value);
     });
     blockKeys.forEach((key, i) => {

@@ -21,7 +21,7 @@ import { materializationBehind, planRound, roundDelay, type CommittedDelta } fro
 import { decodeSpillBatch, encodeSpillBatch, NO_HELD_OUTPUT, type HeldOutputView, type SpilledRange } from "../core/held-sink.ts";
 import { LastWrites } from "../core/upsert.ts";
 import type { StateEntry } from "./ports.ts";
-import { SPILL_BATCH_BYTES, SPILL_WINDOW } from "./actor-records.ts";
+import { SPILL_BATCH_BYTES, SPILL_WINDOW, storedCheckpoint } from "./actor-records.ts";
 import type { PartitionActor } from "./partition-actor.ts";
 
 /** Whether a commit holds sink output to publish. */
@@ -292,15 +292,7 @@ export class MaterializationRounds {
   private async publishedInKv(): Promise<number> {
     const p = this.actor.partition;
     const values = await this.actor.transport.getState(this.actor.bucket, [appliedKey(p), publishedKey(p)]);
-    const checkpointOf = (v: Uint8Array | undefined) => {
-      try {
-        const n = v === undefined ? 0 : decodeValue(v);
-        return typeof n === "number" && Number.isSafeInteger(n) ? n : 0;
-      } catch {
-        return 0; // not msgpack: not an actor's record
-      }
-    };
-    return Math.max(0, ...values.map(checkpointOf));
+    return Math.max(0, ...values.map(storedCheckpoint));
   }
 
   /** Resolves once checkpoint `id` (or a later one) is materialized by this actor. */
