@@ -9,6 +9,11 @@
  * user of the machine can read in `ps`; `workers.json` records it with the secret redacted. The
  * other connection settings (`NATS_CREDS`, `NATS_USER`, `NATS_PASSWORD`, TLS files) are inherited
  * from this process's environment the same way.
+ *
+ * A pid in `workers.json` may outlive its worker (a crash, `kill -9`, a reboot) and be reused by
+ * an unrelated process, which `eddy scale` must never signal: each entry records the process's
+ * start time (from /proc, where there is one), and an entry counts only while the pid still
+ * belongs to a process started then.
  */
 import { natsUrlOf, redactNatsUrl } from "../nats/connection.ts";
 import { spawn } from "node:child_process";
@@ -21,22 +26,36 @@ export interface LocalWorker {
   readonly nats: string;
   readonly startedAt: number;
   readonly log: string;
+  /** The kernel's start time of the process (field 22 of /proc/<pid>/stat); absent without /proc. */
+  readonly procStart?: string;
 }
 
 const CLI = resolve(import.meta.dirname, "../cli/main.ts");
 
-function alive(pid: number): boolean {
+/** When the kernel started `pid`, in clock ticks since boot; undefined without /proc or process. */
+function procStartOf(pid: number): string | undefined {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The fields after the command name (which may hold spaces) start after the last ')'.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the worker `w` still runs: its pid is alive and, where /proc tells, started when it did. */
+function alive(w: LocalWorker): boolean {
+  try {
+    process.kill(w.pid, 0);
   } catch {
     return false;
   }
+  return w.procStart === undefined || procStartOf(w.pid) === w.procStart;
 }
 
 export function readWorkers(dir: string): LocalWorker[] {
   try {
-    return (JSON.parse(readFileSync(join(dir, "workers.json"), "utf8")) as LocalWorker[]).filter((w) => alive(w.pid));
+    return (JSON.parse(readFileSync(join(dir, "workers.json"), "utf8")) as LocalWorker[]).filter(alive);
   } catch {
     return [];
   }
@@ -56,7 +75,8 @@ export function scaleWorkers(count: number, nats: string, dir = resolve(".eddy")
     const child = spawn(process.execPath, [CLI, "worker"], { detached: true, stdio: ["ignore", fd, fd], env: { ...process.env, EDDY_NATS_URL: nats } });
     closeSync(fd);
     child.unref();
-    workers.push({ pid: child.pid!, nats: redactNatsUrl(nats), startedAt: Date.now(), log });
+    const procStart = procStartOf(child.pid!);
+    workers.push({ pid: child.pid!, nats: redactNatsUrl(nats), startedAt: Date.now(), log, ...(procStart === undefined ? {} : { procStart }) });
   }
   writeFileSync(join(dir, "workers.json"), JSON.stringify(workers, null, 2) + "\n", { mode: 0o600 });
   return workers;

@@ -7,9 +7,9 @@
  * own NATS; nothing here is used on the hot path.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, constants as fsConstants, rmSync, statSync } from "node:fs";
+import { accessSync, constants as fsConstants, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createConnection, createServer } from "node:net";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { InputError, TransientError } from "../errors.ts";
@@ -127,6 +127,12 @@ export interface LocalNatsServer extends AsyncDisposable {
   kill(): Promise<void>;
   /** Stop (gracefully, if running) and start again on the same port and store dir. */
   restart(): Promise<void>;
+  /**
+   * Whether the process runs (or how it ended) and the last lines it logged, for the failure
+   * message of a test whose clients cannot reach it, e.g. `nats-server pid 4711 on port 4222:
+   * exited (code 1, signal null)` followed by its stderr tail.
+   */
+  describe(): string;
 }
 
 // Servers started by this process; killed on process exit so no nats-server outlives its parent.
@@ -181,39 +187,19 @@ function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
   });
 }
 
-function tcpConnects(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = createConnection({ host: HOST, port });
-    sock.once("connect", () => {
-      sock.destroy();
-      resolve(true);
-    });
-    sock.once("error", () => {
-      sock.destroy();
-      resolve(false);
-    });
-  });
-}
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Keeps the last lines of a child's stderr (the pipe must be drained anyway, or the child blocks). */
 class StderrTail {
   private lines: string[] = [];
   private partial = "";
-  private listeners = new Set<(line: string) => void>();
   push(chunk: string): void {
     const parts = (this.partial + chunk).split("\n");
     this.partial = parts.pop() ?? "";
     for (const line of parts) {
       this.lines.push(line);
       if (this.lines.length > STDERR_TAIL_LINES) this.lines.shift();
-      for (const l of this.listeners) l(line);
     }
-  }
-  onLine(l: (line: string) => void): () => void {
-    this.listeners.add(l);
-    return () => this.listeners.delete(l);
   }
   text(): string {
     return [...this.lines, this.partial].filter((l) => l !== "").join("\n");
@@ -225,8 +211,27 @@ interface Spawned {
   readonly tail: StderrTail;
 }
 
-async function spawnAndWaitReady(bin: string, args: string[], port: number): Promise<Spawned> {
-  const child = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
+/**
+ * Whether the server `pid` has bound its listeners: nats-server writes `<executable>_<pid>.ports`
+ * into `--ports_file_dir` once they accept connections, and never when a bind fails. This proves
+ * that the listener on the port is this child's. Neither "the port accepts connections" (it may
+ * be another process's, which took the port between our pick and the bind — the child then dies
+ * of "address already in use" a moment later) nor the "Server is ready" log line (a config may
+ * send the log to a file) does.
+ */
+function portsFileListens(portsDir: string, pid: number, port: number): boolean {
+  const name = readdirSync(portsDir).find((f) => f.endsWith(`_${pid}.ports`));
+  if (name === undefined) return false;
+  try {
+    const ports = JSON.parse(readFileSync(join(portsDir, name), "utf8")) as { nats?: unknown };
+    return Array.isArray(ports.nats) && ports.nats.includes(`nats://${HOST}:${port}`);
+  } catch {
+    return false; // written but not complete yet
+  }
+}
+
+async function spawnAndWaitReady(bin: string, args: readonly string[], port: number, portsDir: string): Promise<Spawned> {
+  const child = spawn(bin, [...args, "--ports_file_dir", portsDir], { stdio: ["ignore", "ignore", "pipe"] });
   trackChild(child);
   const tail = new StderrTail();
   child.stderr!.setEncoding("utf8");
@@ -238,14 +243,9 @@ async function spawnAndWaitReady(bin: string, args: string[], port: number): Pro
   // An 'error' event (e.g. EACCES) means the process never started.
   const spawnFailure: { error?: Error } = {};
   child.once("error", (e) => (spawnFailure.error = e));
-  let ready = false;
-  let sawReadyLine = false;
-  const offLine = tail.onLine((line) => {
-    if (line.includes("Server is ready")) sawReadyLine = true;
-  });
   try {
     const deadline = Date.now() + READY_TIMEOUT_MS;
-    while (Date.now() < deadline) {
+    for (;;) {
       if (spawnFailure.error) {
         throw new NatsServerStartError(`could not spawn ${bin}: ${spawnFailure.error.message}`, tail.text());
       }
@@ -256,39 +256,18 @@ async function spawnAndWaitReady(bin: string, args: string[], port: number): Pro
           tail.text(),
         );
       }
-      if (sawReadyLine) {
-        ready = true;
-        break;
-      }
-      // Fallback for configs that send the log elsewhere: the port accepts connections and our
-      // child is still alive a moment later (a bind failure would have made it exit by then).
-      if (await tcpConnects(port)) {
-        await sleep(150);
-        if (!hasExited(child)) {
-          ready = true;
-          break;
-        }
-        continue;
+      if (child.pid !== undefined && portsFileListens(portsDir, child.pid, port)) return { child, tail };
+      if (Date.now() >= deadline) {
+        throw new NatsServerStartError(`nats-server did not become ready on ${HOST}:${port} within ${READY_TIMEOUT_MS / 1000} s`, tail.text());
       }
       await sleep(25);
     }
-    if (!ready) {
-      child.kill("SIGKILL");
-      await waitForExit(child, 2_000);
-      throw new NatsServerStartError(
-        `nats-server did not become ready on ${HOST}:${port} within ${READY_TIMEOUT_MS / 1000} s`,
-        tail.text(),
-      );
-    }
-    return { child, tail };
   } catch (e) {
     if (child.pid !== undefined && !hasExited(child)) {
       child.kill("SIGKILL");
       await waitForExit(child, 2_000);
     }
     throw e;
-  } finally {
-    offLine();
   }
 }
 
@@ -335,8 +314,11 @@ async function startServer(opts: LocalNatsServerOptions, extraArgs: readonly str
   };
 
   let configFile: string | undefined;
+  let portsDir: string;
   try {
     if (!ownsStore) await mkdir(storeDir, { recursive: true });
+    portsDir = await mkdtemp(join(tmpdir(), "eddy-nats-ports-"));
+    tempDirs.push(portsDir);
     if (configText !== undefined) {
       const configDir = await mkdtemp(join(tmpdir(), "eddy-nats-conf-"));
       tempDirs.push(configDir);
@@ -365,7 +347,7 @@ async function startServer(opts: LocalNatsServerOptions, extraArgs: readonly str
       const pick = port === 0;
       const p = pick ? await freePort() : port;
       try {
-        spawned = await spawnAndWaitReady(bin, argsFor(p), p);
+        spawned = await spawnAndWaitReady(bin, argsFor(p), p, portsDir);
         port = p;
         break;
       } catch (e) {
@@ -411,7 +393,12 @@ async function startServer(opts: LocalNatsServerOptions, extraArgs: readonly str
     async restart() {
       if (stopped) throw new Error("cannot restart a nats-server that was stopped; start a new one");
       await terminate(current.child);
-      current = await spawnAndWaitReady(bin, argsFor(port), port);
+      current = await spawnAndWaitReady(bin, argsFor(port), port, portsDir);
+    },
+    describe() {
+      const c = current.child;
+      const state = hasExited(c) ? `exited (code ${c.exitCode}, signal ${c.signalCode})` : "running";
+      return `nats-server pid ${c.pid ?? "?"} on port ${port}: ${state}\n${current.tail.text()}`;
     },
     [Symbol.asyncDispose]() {
       return server.stop();

@@ -251,6 +251,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
 
   const cluster: LocalNatsCluster | undefined = options.natsCluster === undefined ? undefined : await startLocalNatsCluster({ size: options.natsCluster });
   const server: LocalNatsServer | LocalNatsCluster = cluster ?? (await startLocalNatsServer());
+  const serverState = () => (cluster === undefined ? (server as LocalNatsServer).describe() : cluster.servers.map((s) => s.describe()).join("\n--- "));
   const procs = new Processes(options.stateCacheMb === undefined ? [] : ["--state-cache-mb", String(options.stateCacheMb)]);
   const nc = await connect({ servers: server.url.split(","), maxReconnectAttempts: -1, reconnectTimeWait: 100 });
   const losses: NatsLoss[] = [];
@@ -271,7 +272,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     });
     for (const job of JOBS) {
       while ((await jobs.get(latestKey(job.name)).catch(() => null))?.length ? false : true) {
-        if (Date.now() > deadline) throw new Error(`job ${job.name} never committed a checkpoint\n${procs.logTail()}`);
+        if (Date.now() > deadline) throw new Error(`job ${job.name} never committed a checkpoint\n${procs.logTail()}\n--- ${serverState()}`);
         await sleep(100);
       }
     }
@@ -347,7 +348,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
 
     for (const job of JOBS) {
       for (;;) {
-        if (Date.now() > deadline) throw new Error(`job ${job.name} did not finish in time\n${procs.logTail()}`);
+        if (Date.now() > deadline) throw new Error(`job ${job.name} did not finish in time\n${procs.logTail()}\n--- ${serverState()}`);
         const id = await finishedCheckpoint(nc, job.name).catch(() => undefined);
         if (id !== undefined && (await sinksApplied(nc, job.name, 2, id).catch(() => false))) break;
         await sleep(200);

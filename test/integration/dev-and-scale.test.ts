@@ -3,7 +3,8 @@
  * directory), and `eddy dev` runs a cluster in one process that runs what is deployed to it.
  */
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect as natsConnect } from "@nats-io/transport-node";
@@ -46,6 +47,27 @@ describe("eddy scale", () => {
       await nc.close();
     }
   });
+  it("never signals a process that took the pid of a worker that is gone", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "eddy-scale-"));
+    // An unrelated process under the pid a crashed worker had: its start time differs from the one recorded.
+    const bystander = spawn("sleep", ["60"], { stdio: "ignore" });
+    const exited = new Promise((r) => bystander.once("exit", r));
+    try {
+      mkdirSync(dir, { recursive: true });
+      const stale = { pid: bystander.pid!, nats: "nats://127.0.0.1:4222", startedAt: Date.now() - 60_000, log: join(dir, "w.log"), procStart: "1" };
+      writeFileSync(join(dir, "workers.json"), JSON.stringify([stale]));
+      expect(scaleWorkers(0, "nats://127.0.0.1:4222", dir)).toEqual([]);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(bystander.exitCode).toBeNull();
+      expect(bystander.signalCode).toBeNull();
+      expect(JSON.parse(readFileSync(join(dir, "workers.json"), "utf8"))).toEqual([]);
+    } finally {
+      bystander.kill("SIGKILL");
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("hands the NATS password to the workers in their environment, not on their command line or in workers.json", async () => {
     const secret = "s3cret-scale-password";
     await using server = await natsServer({ configText: `authorization { users = [ { user: "w", password: "${secret}" } ] }` });

@@ -134,6 +134,35 @@ describe("local nats-server", () => {
     await jsm.streams.add({ name: "SMALL", subjects: ["small.>"], storage: StorageType.Memory, max_bytes: 32 * 1024 * 1024 });
   });
 
+  it("refuses a requested port another process listens on, instead of taking that listener for the server", async () => {
+    // What a port picked free and taken by someone else before the bind looks like: the port
+    // accepts connections, but not this server's.
+    await using other = await natsServer();
+    const err = await startLocalNatsServer({ port: other.port }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NatsServerStartError);
+    expect((err as NatsServerStartError).message).toMatch(/address already in use/);
+    await using nc = await connect(other);
+    await nc.flush();
+  });
+
+  it("is ready when its listener is bound, also with the log sent to a file", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "eddy-log-"));
+    try {
+      await using server = await natsServer({ configText: `log_file: "${join(dir, "nats.log")}"` });
+      await using nc = await connect(server);
+      await jetstreamManager(nc).then((jsm) => jsm.getAccountInfo());
+      expect(server.describe()).toMatch(new RegExp(`^nats-server pid ${server.pid} on port ${server.port}: running`));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("describes how a killed server ended, with the last lines it logged", async () => {
+    await using server = await natsServer();
+    await server.kill();
+    expect(server.describe()).toMatch(/: exited \(code null, signal SIGKILL\)\n.*Server is ready/s);
+  });
+
   it("fails with the server's stderr when the config is invalid", async () => {
     const err = await startLocalNatsServer({ configText: "this is { not valid" }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NatsServerStartError);

@@ -46,6 +46,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "nod
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { freePort } from "../../runtime/nats/local-server.ts";
+import { readWorkers } from "../../runtime/dev/scale.ts";
 import { CLI, ROOT, runCommand, type CliResult } from "./cli.ts";
 import { findShown, markdownBlocks, words } from "./guide.ts";
 import { waitFor } from "./wait.ts";
@@ -166,13 +167,9 @@ class GuideRun implements AsyncDisposable {
     return runCommand(a.file, a.args, { cwd: this.cwd, env: this.env, timeoutMs: 60_000 }, line);
   }
 
-  /** The pids `eddy scale` recorded in this run's `.eddy/workers.json`. */
+  /** The workers `eddy scale` started that still run (a pid reused by another process is not one of them). */
   scaledPids(): string[] {
-    try {
-      return (JSON.parse(readFileSync(join(this.cwd, ".eddy/workers.json"), "utf8")) as Array<{ pid: number }>).map((w) => String(w.pid));
-    } catch {
-      return [];
-    }
+    return readWorkers(join(this.cwd, ".eddy")).map((w) => String(w.pid));
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
