@@ -224,7 +224,8 @@ function portsFileListens(portsDir: string, pid: number, port: number): boolean 
   if (name === undefined) return false;
   try {
     const ports = JSON.parse(readFileSync(join(portsDir, name), "utf8")) as { nats?: unknown };
-    return Array.isArray(ports.nats) && ports.nats.includes(`nats://${HOST}:${port}`);
+    // `nats://…`, or `tls://…` when the config requires TLS.
+    return Array.isArray(ports.nats) && ports.nats.some((u) => typeof u === "string" && u.endsWith(`://${HOST}:${port}`));
   } catch {
     return false; // written but not complete yet
   }
