@@ -22,6 +22,7 @@ import { planChains, type ChainPlan } from "../core/chaining.ts";
 import { KeyRequiredError } from "../core/operator.ts";
 import { Rejection, selectEventTime } from "../core/record-input.ts";
 import { forwardRecord } from "../spec/forward.ts";
+import { copyRecord } from "../core/record-copy.ts";
 import type { BroadcastContext, Context, FunctionSpec, Input, PipelineSpec, TimerService } from "../spec/function.ts";
 
 /**
@@ -313,7 +314,7 @@ class Link implements Receiver, Context<any, any, any> {
     let value = record;
     if (this.copy) {
       try {
-        value = structuredClone(record);
+        value = copyRecord(record);
       } catch (e) {
         return this.deadLetter(`encode: record for ${this.spec.name} cannot be copied: ${describe(e)}`, record, timestamp);
       }

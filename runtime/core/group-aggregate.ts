@@ -13,6 +13,7 @@
  */
 import { isAddition, type Change } from "../spec/changelog.ts";
 import { deepEqual } from "./deep-equal.ts";
+import { copyRecord } from "./record-copy.ts";
 
 /** What a group aggregation does with its rows (the SDK's `GroupAggregateFunction`). */
 export interface RetractingAggregate<In, Acc, R> {
@@ -66,5 +67,5 @@ export function decideGroup<In, Acc, R>(current: GroupState<Acc, R> | undefined,
 
 /** A copy of an object result sharing nothing with the accumulator it came from. */
 function detached<R>(result: R): R {
-  return result !== null && typeof result === "object" ? structuredClone(result) : result;
+  return result !== null && typeof result === "object" ? copyRecord(result) : result;
 }

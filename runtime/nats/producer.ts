@@ -9,7 +9,8 @@
  * waits while the window is full: that wait is the backpressure, counted in `stats()`.
  */
 import { randomBytes } from "node:crypto";
-import { headers as makeHeaders, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { encodedHeaders } from "./encoded-headers.ts";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { AckedPublisher, PublishAckTimeoutError } from "./acked-publisher.ts";
 import { InvalidArgumentError, TransientError } from "../errors.ts";
@@ -127,9 +128,7 @@ export async function createProducer(nc: NatsConnection, options: ProducerOption
   let timer: ReturnType<typeof setTimeout> | undefined;
 
   const publish = (batch: ReadyBatch): void => {
-    const h = makeHeaders();
-    h.set("Nats-Msg-Id", `${id}-${(next++).toString(36)}`);
-    h.set("Nats-Expected-Stream", options.stream);
+    const h = encodedHeaders({ "Nats-Expected-Stream": options.stream }, `${id}-${(next++).toString(36)}`);
     inFlight++;
     const attempt = (n: number): void => {
       publisher.publish({ subject: batch.subject, data: batch.data, headers: h }).then(

@@ -19,6 +19,7 @@ import { jobOfObject } from "../core/protocol.ts";
 import { checkpointObjects, savepointObjects } from "../core/naming.ts";
 import { WindowLimiter } from "./window-limiter.ts";
 import { OBJECT_CHUNK_BYTES, putNewObject, type ObjectWriter } from "./object-writes.ts";
+import { encodedHeaders } from "./encoded-headers.ts";
 import { AckedPublisher, kvDeleteHeaders, PublishRejectedError, type AckedMessage } from "./acked-publisher.ts";
 import { GetStreamNotFoundError, LeaderGets } from "./leader-gets.ts";
 import { pendingFrom, pullMessages } from "./streams.ts";
@@ -163,12 +164,7 @@ export class JetStreamTransport implements Transport {
    * two stack-traced error objects and a timer. Same semantics: stored, refused, or timed out.
    */
   private async publishToStream(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, msgId?: string): Promise<PublishReceipt> {
-    let h: ReturnType<typeof makeHeaders> | undefined;
-    if (headers !== undefined || msgId !== undefined) {
-      h = makeHeaders();
-      if (headers !== undefined) for (const [k, v] of Object.entries(headers)) h.set(k, v);
-      if (msgId !== undefined) h.set("Nats-Msg-Id", msgId);
-    }
+    const h = encodedHeaders(headers, msgId);
     this.writer ??= new AckedPublisher(this.nc);
     return await this.writer.publish(h === undefined ? { subject, data } : { subject, data, headers: h });
   }
