@@ -16,6 +16,7 @@
  * belongs to a process started then.
  */
 import { natsUrlOf, redactNatsUrl } from "../nats/connection.ts";
+import { youngGenerationFlags } from "../process/young-generation.ts";
 import { spawn } from "node:child_process";
 import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -72,7 +73,7 @@ export function scaleWorkers(count: number, nats: string, dir = resolve(".eddy")
   while (workers.length < count) {
     const log = join(dir, "logs", `worker-${Date.now()}-${workers.length}.log`);
     const fd = openSync(log, "a");
-    const child = spawn(process.execPath, [CLI, "worker"], { detached: true, stdio: ["ignore", fd, fd], env: { ...process.env, EDDY_NATS_URL: nats } });
+    const child = spawn(process.execPath, [...youngGenerationFlags([], process.env.NODE_OPTIONS), CLI, "worker"], { detached: true, stdio: ["ignore", fd, fd], env: { ...process.env, EDDY_NATS_URL: nats } });
     closeSync(fd);
     child.unref();
     const procStart = procStartOf(child.pid!);

@@ -7,6 +7,7 @@
 import { describe, expect, it } from "vitest";
 import { spawn, spawnSync } from "node:child_process";
 import { resolve } from "node:path";
+import { readFileSync } from "node:fs";
 import { natsServer } from "../support/nats-server.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -67,6 +68,38 @@ describe(`bin/eddy.mjs on an older Node (${launcherCommand().what})`, () => {
     const p = startLauncher(["scale", "-1"]);
     expect(await p.exited).toEqual({ code: 2, signal: null });
     expect(p.output().trim()).toBe("eddy: the worker count must be >= 0");
+  });
+});
+
+describe("bin/eddy.mjs on Node 24", () => {
+  const onNode24 = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+    const base = { ...process.env, ...env };
+    delete base.EDDY_LAUNCHER_REEXEC;
+    const child = spawn(process.execPath, [LAUNCHER, ...args], { cwd: ROOT, env: base, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    return { child, output: () => out, exited: new Promise((r) => child.once("exit", r)) };
+  };
+  const childrenOf = (pid: number) => readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter((p) => p !== "").map(Number);
+  const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+
+  it("runs a worker with the young generation of actor processes, and leaves one NODE_OPTIONS sizes alone", async () => {
+    await using server = await natsServer();
+    const tuned = onNode24(["worker", "--nats", server.url]);
+    const sized = onNode24(["worker", "--nats", server.url], { NODE_OPTIONS: "--max-semi-space-size=8" });
+    try {
+      for (const w of [tuned, sized]) await until("the worker to run", () => /running deployed jobs/.test(w.output()), w.output);
+      // Re-run with the option, as a child of the launcher...
+      const [worker] = childrenOf(tuned.child.pid!);
+      expect(cmdline(worker!)).toEqual(expect.arrayContaining(["--max-semi-space-size=16", "worker"]));
+      // ...or run by the launcher itself when NODE_OPTIONS says otherwise.
+      expect(childrenOf(sized.child.pid!).filter((p) => cmdline(p).includes("worker"))).toEqual([]);
+      tuned.child.kill("SIGTERM");
+      expect(await tuned.exited).toBe(130);
+    } finally {
+      for (const w of [tuned, sized]) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill("SIGKILL");
+    }
   });
 });
 

@@ -81,6 +81,8 @@ describe("eddy scale", () => {
       const cmdline = readFileSync(`/proc/${w!.pid}/cmdline`, "utf8").split("\0").filter((a) => a !== "");
       expect(cmdline.join(" ")).not.toContain(secret);
       expect(cmdline.slice(-1)).toEqual(["worker"]);
+      // With the young generation actor processes get (runtime/process/young-generation.ts).
+      expect(cmdline).toContain("--max-semi-space-size=16");
       expect(readFileSync(`/proc/${w!.pid}/environ`, "utf8").split("\0")).toContain(`EDDY_NATS_URL=${url}`);
       const file = readFileSync(join(dir, "workers.json"), "utf8");
       expect(file).not.toContain(secret);

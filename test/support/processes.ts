@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { join, resolve } from "node:path";
+import { ACTOR_COMMANDS, youngGenerationFlags } from "../../runtime/process/young-generation.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "runtime/cli/main.ts");
@@ -18,9 +19,14 @@ export interface EddyProcess extends AsyncDisposable {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Starts `eddy <args>`; `env` is added to (and overrides) this process's environment. */
+/**
+ * Starts `eddy <args>` as bin/eddy.mjs would run it (a worker or `eddy dev` with the young
+ * generation it gives them); `env` is added to (and overrides) this process's environment.
+ */
 export function startEddy(args: readonly string[], env: Readonly<Record<string, string>> = {}): EddyProcess {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+  const environment = { ...process.env, ...env };
+  const nodeFlags = ACTOR_COMMANDS.has(args[0] ?? "") ? youngGenerationFlags([], environment.NODE_OPTIONS) : [];
+  const child = spawn(process.execPath, [...nodeFlags, CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: environment });
   let out = "";
   child.stdout!.on("data", (d) => (out += d));
   child.stderr!.on("data", (d) => (out += d));
