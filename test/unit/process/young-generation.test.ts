@@ -20,12 +20,11 @@ describe("young generation of actor processes", () => {
     expect(youngGenerationFlags([], "--max-heap-size=512")).toEqual([]);
   });
 
-  it("is the size bin/eddy.mjs, the container image and the npm scripts start actor processes with", () => {
+  it("is the size bin/eddy.mjs, the container image and `npm run eddy` (which may start a worker) start actor processes with", () => {
     const flag = `--max-semi-space-size=${ACTOR_SEMI_SPACE_MB}`;
     expect(readFileSync(resolve(ROOT, "bin/eddy.mjs"), "utf8")).toContain(`const ACTOR_SEMI_SPACE_MB = ${ACTOR_SEMI_SPACE_MB};`);
     expect(readFileSync(resolve(ROOT, "infra/docker/Dockerfile"), "utf8")).toContain(`ENV NODE_OPTIONS="${flag}"`);
     const scripts = (JSON.parse(readFileSync(resolve(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts;
     expect(scripts.eddy).toBe(`node ${flag} runtime/cli/main.ts`);
-    expect(scripts.demo).toBe(`node ${flag} runtime/cli/main.ts demo`);
   });
 });
