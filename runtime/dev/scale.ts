@@ -17,6 +17,7 @@
  */
 import { natsUrlOf, redactNatsUrl } from "../nats/connection.ts";
 import { youngGenerationFlags } from "../process/young-generation.ts";
+import { procStatFields } from "./proc-cpu.ts";
 import { spawn } from "node:child_process";
 import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -36,9 +37,7 @@ const CLI = resolve(import.meta.dirname, "../cli/main.ts");
 /** When the kernel started `pid`, in clock ticks since boot; undefined without /proc or process. */
 function procStartOf(pid: number): string | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // The fields after the command name (which may hold spaces) start after the last ')'.
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    return procStatFields(pid)[19];
   } catch {
     return undefined;
   }
