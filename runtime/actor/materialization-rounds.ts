@@ -123,10 +123,25 @@ export class MaterializationRounds {
     }
   }
 
-  /** The materialization lag as the delta log sees it, into the stats. */
+  /**
+   * The materialization lag as the delta log sees it, for the decisions (`roundDelay`,
+   * `materializationBehind`) and the stats. Distinct keys are counted only near the bound: below
+   * half of it the bound on them (every delta's entries) decides the same, and counting a
+   * million keys after every commit cost more than the commit. The stats' key count is
+   * refreshed when they are read (`sampleLag`).
+   */
   private updateLag(): void {
-    this.actor.stats.materializationLagCheckpoints = this.materializationLag.checkpoints = this.actor.deltas.unmaterializedIds.length;
-    this.actor.stats.materializationLagKeys = this.materializationLag.keys = this.actor.deltas.unmaterializedKeyCount;
+    const deltas = this.actor.deltas;
+    this.actor.stats.materializationLagCheckpoints = this.materializationLag.checkpoints = deltas.unmaterializedCount;
+    const bound = deltas.unmaterializedKeyBound;
+    const maxKeys = this.actor.materializationBounds.maxKeys;
+    this.materializationLag.keys = maxKeys > 0 && Number.isFinite(maxKeys) && bound >= maxKeys / 2 ? deltas.unmaterializedKeyCount : bound;
+    if (deltas.unmaterializedCount === 0) this.actor.stats.materializationLagKeys = 0;
+  }
+
+  /** The stats' lag in keys, counted now (the metrics and `eddy status` read it). */
+  sampleLag(): void {
+    this.actor.stats.materializationLagKeys = this.actor.deltas.unmaterializedKeyCount;
   }
 
   /**

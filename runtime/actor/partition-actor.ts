@@ -518,12 +518,16 @@ export class PartitionActor {
     }
   }
 
-  /** Writes where the read loop's time went, up to now, into `stats` (cumulative and the last second), and returns them. */
+  /**
+   * Writes where the read loop's time went, up to now, into `stats` (cumulative and the last
+   * second) and the materialization lag in keys, counted now, and returns them.
+   */
   sampleActivity(): ActorStats {
     const now = performance.now();
     const total = this.activity.total(now);
     const last = this.activity.perSecond(now);
     Object.assign(this.stats, total, { busyMsPerSecond: last.busyMs, backpressuredMsPerSecond: last.backpressuredMs, idleMsPerSecond: last.idleMs });
+    this.rounds.sampleLag();
     return this.stats;
   }
 

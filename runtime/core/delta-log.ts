@@ -62,6 +62,14 @@ export function groupOf(key: string): string {
   return dot < 0 ? "" : key.slice(0, dot);
 }
 
+/** Adds `key` to its group's keys in `groups`. */
+function indexGroup(groups: Map<string, Set<string>>, key: string): void {
+  const group = groupOf(key);
+  const keys = groups.get(group);
+  if (keys === undefined) groups.set(group, new Set([key]));
+  else keys.add(key);
+}
+
 /**
  * Changes cut from the log in one piece, uploaded as one object (design note bh). `ref` is what
  * the actor attached once it named the upload (`attach`).
@@ -103,13 +111,20 @@ export class DeltaLog<P = undefined, S = unknown> {
    */
   private readonly unmaterializedKeys = new Map<string, number>();
   private keysCounted = 0;
+  /** Entries of every unmaterialized delta: a bound on the lag in keys that costs no counting. */
+  private unmaterializedEntries = 0;
   /**
    * KV keys that may hold a value: those of the committed state and those put by a snapshot taken
    * since, with the id of the last snapshot that put them (0: committed before this log started).
    */
   private readonly mayBeStored = new Map<string, number>();
-  /** The keys of `uncommitted` by group (`groupOf`). */
-  private readonly uncommittedGroups = new Map<string, Set<string>>();
+  /**
+   * The keys of `uncommitted` by group (`groupOf`), built by the first `overlayGroup` after a
+   * commit and kept current from then on; undefined until asked. Most jobs never ask (only map
+   * state and timer buckets missing from memory do), and with a checkpoint every second indexing
+   * every changed key again after each commit was a tenth of the delta log's cost.
+   */
+  private uncommittedGroups: Map<string, Set<string>> | undefined;
   private committedId: number;
   /**
    * Keys `mayBeStored` does not track: their deletions are always written (their owner knows
@@ -166,12 +181,7 @@ export class DeltaLog<P = undefined, S = unknown> {
 
   private setUncommitted(key: string, value: Uint8Array | null, epoch: number, changed = true): void {
     if (changed) this.sinceCut.add(key);
-    if (!this.uncommitted.has(key)) {
-      const group = groupOf(key);
-      let keys = this.uncommittedGroups.get(group);
-      if (keys === undefined) this.uncommittedGroups.set(group, (keys = new Set()));
-      keys.add(key);
-    }
+    if (this.uncommittedGroups !== undefined && !this.uncommitted.has(key)) indexGroup(this.uncommittedGroups, key);
     this.uncommitted.set(key, { value, epoch });
   }
 
@@ -188,7 +198,7 @@ export class DeltaLog<P = undefined, S = unknown> {
       return;
     }
     this.uncommitted.clear();
-    this.uncommittedGroups.clear();
+    this.uncommittedGroups = undefined;
     for (const [k, e] of stay) this.setUncommitted(k, e.value, e.epoch, false);
     // Keys changed since the last cut are uncommitted ones: those dropped leave it too.
     for (const k of this.sinceCut) if (!this.uncommitted.has(k)) this.sinceCut.delete(k);
@@ -196,7 +206,7 @@ export class DeltaLog<P = undefined, S = unknown> {
 
   private dropUncommitted(key: string): void {
     this.sinceCut.delete(key);
-    if (!this.uncommitted.delete(key)) return;
+    if (!this.uncommitted.delete(key) || this.uncommittedGroups === undefined) return;
     const group = groupOf(key);
     const keys = this.uncommittedGroups.get(group);
     keys?.delete(key);
@@ -277,7 +287,7 @@ export class DeltaLog<P = undefined, S = unknown> {
    * could not receive when it was taken (no snapshot had put them since KV last deleted them): a
    * materialization round in which such a key's first change is that put knows KV lacks it.
    */
-  committed(id: number): { readonly entries: DeltaEntry[]; readonly created: ReadonlySet<string>; readonly payload: P | undefined } | undefined {
+  committed(id: number): { readonly entries: readonly DeltaEntry[]; readonly created: ReadonlySet<string>; readonly payload: P | undefined } | undefined {
     if (id <= this.committedId) return undefined;
     const previous = this.committedId;
     this.committedId = id;
@@ -287,7 +297,8 @@ export class DeltaLog<P = undefined, S = unknown> {
     const held = this.held.get(id);
     for (const h of [...this.held.keys()]) if (h <= id) this.held.delete(h);
     if (held === undefined) return undefined;
-    const entries = mergeSegments(held.segments.map((s) => s.entries));
+    // One segment names each key once (a cut takes each changed key once): nothing to merge.
+    const entries = held.segments.length === 1 ? held.segments[0]!.entries : mergeSegments(held.segments.map((s) => s.entries));
     // A key this commit deletes is gone from KV once materialized, unless a later snapshot put it.
     for (const [k, v] of entries) if (v === null && (this.mayBeStored.get(k) ?? 0) <= id) this.mayBeStored.delete(k);
     // A merge names each key once.
@@ -309,6 +320,7 @@ export class DeltaLog<P = undefined, S = unknown> {
 
   private addUnmaterialized(c: Committed): void {
     this.unmaterialized.push(c);
+    this.unmaterializedEntries += c.entries.length;
   }
 
   /** Brings the per-key counts up to every unmaterialized delta. */
@@ -325,12 +337,16 @@ export class DeltaLog<P = undefined, S = unknown> {
       this.unmaterialized.length = 0;
       this.unmaterializedKeys.clear();
       this.keysCounted = 0;
+      this.unmaterializedEntries = 0;
       return;
     }
-    this.countKeys();
     while (this.unmaterialized.length > 0 && this.unmaterialized[0]!.id <= id) {
+      const c = this.unmaterialized.shift()!;
+      this.unmaterializedEntries -= c.entries.length;
+      // The counted deltas are the oldest ones: only those are in the per-key counts.
+      if (this.keysCounted === 0) continue;
       this.keysCounted--;
-      for (const [k] of this.unmaterialized.shift()!.entries) {
+      for (const [k] of c.entries) {
         const n = this.unmaterializedKeys.get(k)! - 1;
         if (n === 0) this.unmaterializedKeys.delete(k);
         else this.unmaterializedKeys.set(k, n);
@@ -344,6 +360,19 @@ export class DeltaLog<P = undefined, S = unknown> {
     if (this.unmaterialized.length === 1 && this.unmaterialized[0]!.distinct === true) return this.unmaterialized[0]!.entries.length;
     this.countKeys();
     return this.unmaterializedKeys.size;
+  }
+
+  /**
+   * At least `unmaterializedKeyCount`, at no cost: the entries of the committed deltas not in KV
+   * yet (a key changed by several of them counts once per delta). Exact for one commit's delta.
+   */
+  get unmaterializedKeyBound(): number {
+    return this.unmaterializedEntries;
+  }
+
+  /** Committed deltas not in KV yet (the materialization lag in checkpoints). */
+  get unmaterializedCount(): number {
+    return this.unmaterialized.length;
   }
 
   /** Ids of committed deltas not in KV yet, oldest first (the materialization lag). */
@@ -386,6 +415,10 @@ export class DeltaLog<P = undefined, S = unknown> {
    */
   overlayGroup(group: string): Map<string, Uint8Array | null> {
     const out = new Map<string, Uint8Array | null>();
+    if (this.uncommittedGroups === undefined) {
+      this.uncommittedGroups = new Map();
+      for (const k of this.uncommitted.keys()) indexGroup(this.uncommittedGroups, k);
+    }
     for (const k of this.uncommittedGroups.get(group) ?? []) out.set(k, this.uncommitted.get(k)!.value);
     for (let i = this.unmaterialized.length - 1; i >= 0; i--) {
       const c = this.unmaterialized[i]!;

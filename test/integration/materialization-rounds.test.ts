@@ -148,7 +148,7 @@ describe("materialization rounds", () => {
       // Keys: the users' counts, the partition's watermark, position, write position and versions,
       // its timer layout and the head of its markers' index (`_tl`, `_tx`, written by the first
       // snapshot) and its filter of stored keys (header and the one block the users fell in).
-      expect(first.stats).toMatchObject({ materializationLagCheckpoints: 3, materializationLagKeys: USERS + 4 + 2 + 2 });
+      expect(first.sampleActivity()).toMatchObject({ materializationLagCheckpoints: 3, materializationLagKeys: USERS + 4 + 2 + 2 });
       // Their output did not wait for KV: out at each commit, in order, and recorded as published.
       await waitFor("the output of checkpoints 1 to 3 published", async () => (await readAll(nc, "ROUNDS_OUT")).length === 300, { timeoutMs: 60_000, intervalMs: 20 });
       await waitFor("_published = 3", async () => {

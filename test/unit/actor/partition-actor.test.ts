@@ -573,7 +573,7 @@ describe("PartitionActor over the in-memory transport: materialization rounds", 
     // ann, bob, cid, _pos, _wm, _ver, _tl and _tx (the timer layout and the head of the markers'
     // index, recorded by the first snapshot), and the filter of stored keys (its header and the
     // one block the users fell in).
-    expect(a.stats).toMatchObject({ materializationLagCheckpoints: 3, materializationLagKeys: 8 + 1 + 2 });
+    expect(a.sampleActivity()).toMatchObject({ materializationLagCheckpoints: 3, materializationLagKeys: 8 + 1 + 2 });
     release();
     await a.applied(3);
     const bucket = stateBucket("j", "counts");

@@ -243,6 +243,65 @@ describe("DeltaLog: the overlay of a read of KV", () => {
     expect(log.unmaterializedKeyCount).toBe(0);
   });
 
+  it("bounds the lag in keys without counting: every unmaterialized delta's entries, exact for one commit", () => {
+    const log = new DeltaLog();
+    log.put("a", v("1"), 1);
+    log.put("b", v("1"), 1);
+    log.snapshot(1);
+    log.committed(1);
+    expect(log.unmaterializedKeyBound).toBe(2);
+    log.put("a", v("2"), 2);
+    log.snapshot(2);
+    log.committed(2);
+    // "a" is in both deltas: the bound counts it twice, the count once.
+    expect(log.unmaterializedKeyBound).toBe(3);
+    expect(log.unmaterializedKeyCount).toBe(2);
+    log.put("c", v("3"), 3);
+    log.snapshot(3);
+    log.committed(3);
+    // Partly materialized, counted before (delta 1) and not (delta 3): both figures count down.
+    log.materialized(1);
+    expect(log.unmaterializedKeyBound).toBe(2);
+    expect(log.unmaterializedKeyCount).toBe(2);
+    expect(log.unmaterializedCount).toBe(2);
+    log.materialized(3);
+    expect(log.unmaterializedKeyBound).toBe(0);
+    expect(log.unmaterializedKeyCount).toBe(0);
+  });
+
+  it("counts down a partial materialization of deltas it never counted, and counts the rest when asked", () => {
+    const log = new DeltaLog();
+    for (let id = 1; id <= 3; id++) {
+      log.put("a", v(String(id)), id);
+      log.put(`k${id}`, v("1"), id);
+      log.snapshot(id);
+      log.committed(id);
+    }
+    log.materialized(2);
+    expect(log.unmaterializedKeyBound).toBe(2);
+    expect(log.unmaterializedKeyCount).toBe(2);
+  });
+
+  it("keeps the index of uncommitted keys by group current once asked, and builds it again after a commit", () => {
+    const log = new DeltaLog(0, ["0.m.u.gone"]);
+    log.put("0.m.u.x", v("1"), 1);
+    expect([...log.overlayGroup("0.m.u").keys()]).toEqual(["0.m.u.x"]);
+    // Changes after the first lookup: added and removed in the index as they happen.
+    log.put("0.m.u.y", v("2"), 1);
+    log.delete("0.m.u.x", 1);
+    log.delete("0.m.u.gone", 1);
+    expect(new Map([...log.overlayGroup("0.m.u")].map(([k, e]) => [k, e === null ? null : new TextDecoder().decode(e)]))).toEqual(
+      new Map([["0.m.u.y", "2"], ["0.m.u.gone", null]]),
+    );
+    log.snapshot(1);
+    log.put("0.m.u.z", v("3"), 2);
+    log.committed(1);
+    // After the commit: the uncommitted z, and checkpoint 1's y and gone from the unmaterialized delta.
+    expect([...log.overlayGroup("0.m.u").keys()].sort()).toEqual(["0.m.u.gone", "0.m.u.y", "0.m.u.z"]);
+    log.materialized(1);
+    expect([...log.overlayGroup("0.m.u").keys()]).toEqual(["0.m.u.z"]);
+  });
+
   it("prefers the newest: uncommitted over committed, a later commit over an earlier one", () => {
     const log = new DeltaLog(0, ["k"]);
     log.put("k", v("1"), 1);
