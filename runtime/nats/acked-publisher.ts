@@ -14,7 +14,8 @@
  * fails when the stream answers with an error or no stream captures the subject, and fails with
  * a timeout when nothing answers in time.
  */
-import { headers as makeHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import type { MsgHdrs, NatsConnection } from "@nats-io/transport-node";
+import { encodedHeaders } from "./encoded-headers.ts";
 import { inBursts, InboxRequests } from "./inbox-requests.ts";
 import { TransientError } from "../errors.ts";
 
@@ -72,11 +73,12 @@ export function ackFailure(data: Uint8Array, status: number | undefined): string
 
 const decoder = new TextDecoder();
 
-/** The header that makes a KV publish a deletion. */
+/**
+ * The header that makes a KV publish a deletion, in wire form (encoded-headers.ts): one set for
+ * every deletion of a write, where nats.js's headers encode their text again for each publish.
+ */
 export function kvDeleteHeaders(): MsgHdrs {
-  const h = makeHeaders();
-  h.set("KV-Operation", "DEL");
-  return h;
+  return encodedHeaders({ "KV-Operation": "DEL" })!;
 }
 
 export class AckedPublisher {

@@ -4,6 +4,7 @@
  */
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import { describe, expect, it } from "vitest";
+import { kvDeleteHeaders } from "../../../runtime/nats/acked-publisher.ts";
 import { encodedHeaders, InvalidHeaderError } from "../../../runtime/nats/encoded-headers.ts";
 
 // `encode()` is what nats.js's publish calls; the public MsgHdrs type does not declare it.
@@ -26,6 +27,10 @@ describe("encoded headers", () => {
       [{ "Nats-Msg-Id": "replaced" }, "given"],
     ];
     for (const [record, msgId] of cases) expect(text(encodedHeaders(record, msgId))).toBe(viaNats(record, msgId));
+  });
+
+  it("make KV's deletion marker as nats.js's KV client writes it", () => {
+    expect(text(kvDeleteHeaders())).toBe(viaNats({ "KV-Operation": "DEL" }));
   });
 
   it("are absent when there is nothing to send", () => {
