@@ -128,3 +128,45 @@ export function latencyRuns(opts: { readonly delivery?: SinkDelivery; readonly c
     { delivery: "exactly-once", checkpointIntervalMs: 1000 },
   ];
 }
+
+/** Collections of one kind: how many, their summed and their longest duration (ms). */
+export interface GcKindSummary {
+  readonly count: number;
+  readonly totalMs: number;
+  readonly maxMs: number;
+}
+
+/** A process's garbage collections over a time span, by kind (gc-observer.ts). */
+export interface GcSummary {
+  readonly minor: GcKindSummary;
+  readonly major: GcKindSummary;
+  readonly incremental: GcKindSummary;
+  readonly weakcb: GcKindSummary;
+}
+
+/**
+ * The collections gc-observer.ts logged (`<start ms> <duration ms> <kind>` per line) that started
+ * within [fromMs, toMs], by kind. Lines that do not parse are skipped: the log of a process killed
+ * mid-write may end in half a line.
+ */
+export function summarizeGc(log: string, fromMs: number, toMs: number): GcSummary {
+  const acc: Record<keyof GcSummary, { count: number; totalMs: number; maxMs: number }> = {
+    minor: { count: 0, totalMs: 0, maxMs: 0 },
+    major: { count: 0, totalMs: 0, maxMs: 0 },
+    incremental: { count: 0, totalMs: 0, maxMs: 0 },
+    weakcb: { count: 0, totalMs: 0, maxMs: 0 },
+  };
+  for (const line of log.split("\n")) {
+    const [at, duration, kind] = line.trim().split(" ");
+    const start = Number(at);
+    const ms = Number(duration);
+    if (kind === undefined || !Object.hasOwn(acc, kind) || !Number.isFinite(start) || !Number.isFinite(ms) || ms < 0) continue;
+    if (start < fromMs || start > toMs) continue;
+    const a = acc[kind as keyof GcSummary];
+    a.count++;
+    a.totalMs += ms;
+    a.maxMs = Math.max(a.maxMs, ms);
+  }
+  const done = (a: { count: number; totalMs: number; maxMs: number }): GcKindSummary => ({ count: a.count, totalMs: Math.round(a.totalMs * 10) / 10, maxMs: Math.round(a.maxMs * 10) / 10 });
+  return { minor: done(acc.minor), major: done(acc.major), incremental: done(acc.incremental), weakcb: done(acc.weakcb) };
+}

@@ -21,6 +21,8 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { startLocalNatsServer } from "../../runtime/nats/local-server.ts";
 import { connectNats } from "../../runtime/nats/connection.ts";
@@ -29,11 +31,12 @@ import { createUserStream } from "../../runtime/nats/streams.ts";
 import { cpuSecondsOf, ownCpuSeconds } from "../../runtime/dev/proc-cpu.ts";
 import { readCheckpointRecords } from "../../runtime/cli/checkpoints.ts";
 import { startEddy, type EddyProcess } from "../support/processes.ts";
-import { dueCount, latencyHistogram, latencyRuns, recordMs, scheduledAt, summarize, tallyArrivals, type LatencySummary, type PaceSchedule } from "./latency-stats.ts";
+import { dueCount, latencyHistogram, latencyRuns, recordMs, scheduledAt, summarize, summarizeGc, tallyArrivals, type GcSummary, type LatencySummary, type PaceSchedule } from "./latency-stats.ts";
 import { LATENCY_IN_STREAM, LATENCY_IN_SUBJECT, LATENCY_OUT_STREAM, LATENCY_OUT_SUBJECT, type LatencyOutput, type SinkDelivery } from "./latency-workload.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const WORKLOAD = join(ROOT, "test/bench/latency-workload.ts");
+const GC_OBSERVER = join(ROOT, "test/bench/gc-observer.ts");
 
 /** A send more than this late (after its scheduled time) counts in `lateSends`. */
 const LATE_SEND_MS = 5;
@@ -102,6 +105,8 @@ export interface LatencyRunResult {
   readonly lastCheckpointsMs: readonly number[];
   /** Load average (1 min) of the machine when the run ended: the machine may be shared. */
   readonly loadAverage: number;
+  /** With `gc`: the worker's garbage collections that started in the measured part, by kind. */
+  readonly gc?: GcSummary;
 }
 
 export interface LatencyBenchResult {
@@ -125,6 +130,11 @@ export interface LatencyBenchOptions {
    * it writes it.
    */
   readonly profileDir?: string;
+  /**
+   * Logs the worker's garbage collections (gc-observer.ts, preloaded with `--import`) and reports
+   * those of the measured part in each run's `gc`.
+   */
+  readonly gc?: boolean;
   /** Progress lines (default: stderr). */
   readonly log?: (line: string) => void;
 }
@@ -152,6 +162,8 @@ async function latencyRun(opts: LatencyBenchOptions & { readonly delivery: SinkD
   const server = await startLocalNatsServer();
   const nc = await connectNats(server.url, "eddy-bench");
   const children: EddyProcess[] = [];
+  const gcDir = opts.gc === true ? await mkdtemp(join(tmpdir(), "eddy-gc-")) : undefined;
+  const gcLog = gcDir === undefined ? undefined : join(gcDir, "worker.gc");
   try {
     await createUserStream(nc, { name: LATENCY_IN_STREAM, subjects: [LATENCY_IN_SUBJECT] });
     await createUserStream(nc, { name: LATENCY_OUT_STREAM, subjects: [LATENCY_OUT_SUBJECT], duplicateWindowMs: 120_000 });
@@ -159,8 +171,13 @@ async function latencyRun(opts: LatencyBenchOptions & { readonly delivery: SinkD
     const jsm = await jetstreamManager(nc);
     const supervisor = startEddy(["supervisor", "--nats", server.url, "--checkpoint-interval", String(checkpointIntervalMs)]);
     children.push(supervisor);
-    const profiling: Record<string, string> = opts.profileDir === undefined ? {} : { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --cpu-prof --cpu-prof-dir=${resolve(opts.profileDir)} --cpu-prof-name=worker-${delivery}-${checkpointIntervalMs}ms-${rate}.cpuprofile`.trim() };
-    const worker = startEddy(["worker", "--pipeline", WORKLOAD, "--nats", server.url], { LATENCY_BENCH_DELIVERY: delivery, ...profiling });
+    const nodeOptions = [
+      process.env.NODE_OPTIONS ?? "",
+      ...(opts.profileDir === undefined ? [] : [`--cpu-prof --cpu-prof-dir=${resolve(opts.profileDir)} --cpu-prof-name=worker-${delivery}-${checkpointIntervalMs}ms-${rate}.cpuprofile`]),
+      ...(gcLog === undefined ? [] : [`--import ${GC_OBSERVER}`]),
+    ].join(" ").trim();
+    const workerEnv: Record<string, string> = { LATENCY_BENCH_DELIVERY: delivery, ...(nodeOptions === "" ? {} : { NODE_OPTIONS: nodeOptions }), ...(gcLog === undefined ? {} : { EDDY_GC_LOG: gcLog }) };
+    const worker = startEddy(["worker", "--pipeline", WORKLOAD, "--nats", server.url], workerEnv);
     children.push(worker);
     log(`${delivery}, checkpoints every ${checkpointIntervalMs} ms: waiting for the job to publish`);
     // Probes (negative indexes) until one comes out of the sink: the job runs end to end.
@@ -216,6 +233,9 @@ async function latencyRun(opts: LatencyBenchOptions & { readonly delivery: SinkD
     // stop checkpoint, which needs the supervisor still running).
     if (opts.profileDir !== undefined) await worker.stop(60_000);
     if (distinct < total) log(`gave up waiting: ${distinct} of ${total} events at the sink`);
+    // The observer appends every 200 ms: wait for the lines of the measured part's end.
+    if (gcLog !== undefined) await sleep(400);
+    const gc = gcLog === undefined ? undefined : summarizeGc(await readFile(gcLog, "utf8").catch(() => ""), sent.measuredFrom, endedAt);
     const lastCheckpointsMs = (await readCheckpointRecords(nc, "latbench")).filter((r) => r.status === "committed").map((r) => Math.round(r.durationMs ?? 0));
     log("reading the source stream back");
     const sourceStored = new Float64Array(total).fill(NaN);
@@ -276,11 +296,13 @@ async function latencyRun(opts: LatencyBenchOptions & { readonly delivery: SinkD
       cores: { eddy: round((cpuSeconds.worker + cpuSeconds.supervisor) / wallSeconds), natsServer: round(cpuSeconds.natsServer / wallSeconds) },
       lastCheckpointsMs,
       loadAverage: round((await import("node:os")).loadavg()[0]!, 2),
+      ...(gc === undefined ? {} : { gc }),
     };
   } finally {
     for (const c of children) await c.kill();
     await nc.close();
     await server.stop();
+    if (gcDir !== undefined) await rm(gcDir, { recursive: true, force: true });
   }
 }
 

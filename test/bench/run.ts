@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--load preload|job] [--warm] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--rounds <n>] [--json]`: runs one
+ * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--load preload|job] [--warm] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--gc] [--hot <share>] [--rounds <n>] [--json]`: runs one
  * benchmark and prints its result, as one JSON line with --json. Benchmarks measure speed; tests
  * never do.
  */
@@ -45,6 +45,8 @@ interface BenchOptions {
   readonly profileDir: string | undefined;
   /** Share of views on the hot page (skew only). */
   readonly hot: number;
+  /** Log the worker's garbage collections and report those of each measured part (latency only). */
+  readonly gc: boolean;
 }
 
 const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
@@ -52,10 +54,11 @@ const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
   chaining: ({ events, rounds, profileDir }) => benchChaining(events, rounds, profileDir),
   checkpoint: ({ keys, segments }) => benchCheckpoint(keys, segments),
   kv: ({ keys }) => benchKv(keys),
-  latency: ({ rate, seconds, delivery, checkpointIntervalMs, profileDir }) =>
+  latency: ({ rate, seconds, delivery, checkpointIntervalMs, profileDir, gc }) =>
     benchLatency({
       rate,
       seconds,
+      gc,
       ...(delivery === undefined ? {} : { delivery }),
       ...(checkpointIntervalMs === undefined ? {} : { checkpointIntervalMs }),
       ...(profileDir === undefined ? {} : { profileDir }),
@@ -68,7 +71,7 @@ const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
     benchState({ keys, events, dist, warm, ...(cacheMb === undefined ? {} : { cacheMb }), ...(load === undefined ? {} : { load }), ...(profileDir === undefined ? {} : { profileDir }) }),
 };
 
-const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--load preload|job] [--warm] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--hot <share>] [--rounds <n>] [--json]`;
+const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--load preload|job] [--warm] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--gc] [--hot <share>] [--rounds <n>] [--json]`;
 let parsed;
 try {
   parsed = parseArgs({
@@ -87,6 +90,7 @@ try {
       delivery: { type: "string" },
       "checkpoint-interval": { type: "string" },
       profile: { type: "string" },
+      gc: { type: "boolean", default: false },
       hot: { type: "string", default: "0.5" },
       rounds: { type: "string", default: "2" },
       json: { type: "boolean", default: false },
@@ -119,6 +123,6 @@ if (!latencyOk || !(hot >= 0 && hot <= 1) || !Number.isInteger(rounds) || rounds
   process.stderr.write(`${usage}\n`);
   process.exit(2);
 }
-const result = await bench({ events, keys, dist, cacheMb, load: load as LoadMode | undefined, warm: values.warm, segments: values.segments === "on", rules, rate, seconds, delivery: delivery as SinkDelivery | undefined, checkpointIntervalMs, profileDir: values.profile, hot, rounds });
+const result = await bench({ events, keys, dist, cacheMb, load: load as LoadMode | undefined, warm: values.warm, segments: values.segments === "on", rules, rate, seconds, delivery: delivery as SinkDelivery | undefined, checkpointIntervalMs, profileDir: values.profile, hot, rounds, gc: values.gc });
 if (values.json) console.log(JSON.stringify(result));
 else console.log(result);

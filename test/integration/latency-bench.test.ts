@@ -14,8 +14,8 @@ const bench = (args: readonly string[], timeoutMs = 60_000) => runCommand(proces
 const summary = { count: expect.any(Number), p50: expect.any(Number), p99: expect.any(Number), p999: expect.any(Number), max: expect.any(Number), mean: expect.any(Number) };
 
 describe("npm run bench -- latency", () => {
-  it("reports percentiles, rates and CPU for both sink deliveries, every event published by the sink exactly once", async () => {
-    const r = await bench(["--rate", "500", "--seconds", "2", "--checkpoint-interval", "100", "--json"], 600_000);
+  it("reports percentiles, rates, CPU and (--gc) the worker's garbage collections for both sink deliveries, every event published by the sink exactly once", async () => {
+    const r = await bench(["--rate", "500", "--seconds", "2", "--checkpoint-interval", "100", "--gc", "--json"], 600_000);
     expect(r.code, r.output).toBe(0);
     const lines = r.stdout.trim().split("\n");
     expect(lines).toHaveLength(1);
@@ -53,6 +53,7 @@ describe("npm run bench -- latency", () => {
         cores: { eddy: expect.any(Number), natsServer: expect.any(Number) },
         lastCheckpointsMs: expect.any(Array),
         loadAverage: expect.any(Number),
+        gc: Object.fromEntries(["minor", "major", "incremental", "weakcb"].map((k) => [k, { count: expect.any(Number), totalMs: expect.any(Number), maxMs: expect.any(Number) }])),
       });
       // Consistency, not speed: the percentiles are ordered and the run used some CPU.
       expect(run.latencyMs.p50).toBeLessThanOrEqual(run.latencyMs.p99);

@@ -1,5 +1,9 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { dueCount, latencyHistogram, latencyRuns, mergeHistograms, recordMs, scheduledAt, summarize, tallyArrivals } from "../../bench/latency-stats.ts";
+import { dueCount, latencyHistogram, latencyRuns, mergeHistograms, recordMs, scheduledAt, summarize, summarizeGc, tallyArrivals } from "../../bench/latency-stats.ts";
 
 describe("the pacing schedule of the latency benchmark", () => {
   const s = { startMs: 1000, rate: 10_000, total: 50 };
@@ -116,5 +120,31 @@ describe("the runs a latency benchmark makes", () => {
       { delivery: "at-least-once", checkpointIntervalMs: 250 },
       { delivery: "exactly-once", checkpointIntervalMs: 250 },
     ]);
+  });
+});
+
+describe("the garbage collections of the latency benchmark's worker (--gc)", () => {
+  it("are summed by kind over the measured part only, skipping lines that do not parse", () => {
+    const log = ["999.5 3.000 major", "1000.000 0.500 minor", "1000.250 1.250 minor", "1500 12.5 major", "1600 4 incremental", "1700 0.1 weakcb", "2000.5 9 major", "17", "abc 1 minor", "1800 2 unknown", "1900 -1 minor", "1950 0.7 mi"].join("\n");
+    expect(summarizeGc(log, 1000, 2000)).toEqual({
+      minor: { count: 2, totalMs: 1.8, maxMs: 1.3 },
+      major: { count: 1, totalMs: 12.5, maxMs: 12.5 },
+      incremental: { count: 1, totalMs: 4, maxMs: 4 },
+      weakcb: { count: 1, totalMs: 0.1, maxMs: 0.1 },
+    });
+  });
+
+  it("are logged by the observer a worker preloads: a forced full collection shows as major", () => {
+    const dir = mkdtempSync(join(tmpdir(), "eddy-gc-test-"));
+    try {
+      const file = join(dir, "gc.log");
+      const before = Date.now();
+      const r = spawnSync(process.execPath, ["--expose-gc", "--import", resolve(import.meta.dirname, "../../bench/gc-observer.ts"), "-e", "gc(); gc(); setTimeout(() => {}, 50);"], { env: { ...process.env, EDDY_GC_LOG: file }, encoding: "utf8" });
+      expect(r.status, r.stderr).toBe(0);
+      const gc = summarizeGc(readFileSync(file, "utf8"), before - 1000, Date.now() + 1000);
+      expect(gc.major.count).toBeGreaterThanOrEqual(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
