@@ -152,7 +152,7 @@ export interface ActorStats {
   declinedAlignments: number;
   /** Committed checkpoints whose delta is not in KV yet (the materialization lag). */
   materializationLagCheckpoints: number;
-  /** Distinct KV keys those checkpoints change. */
+  /** Distinct KV keys those checkpoints change, as of the last `sampleActivity()` (counted then; 0 once nothing lags). */
   materializationLagKeys: number;
   /** Materialization rounds done, and the checkpoints and KV writes they took. */
   materializationRounds: number;
