@@ -353,6 +353,11 @@ export class PositionedReader implements InputReader {
     const messages = await this.js.consumers.getConsumerFromInfo(info).consume({
       // By count only: nats-server 2.9 leaves pulls with max_bytes unfinished at times (note bn).
       max_messages: this.batch,
+      // nats.js pulls again whenever three quarters of the batch are still pending, for what was
+      // read since: with the 8-message batch of large-message inputs (batched ingest), a pull
+      // request every two messages, 5 000 extra client requests and socket writes per 1 M events
+      // of 100-event messages. A pull once a quarter is left asks for three quarters at a time.
+      threshold_messages: Math.max(1, Math.floor(this.batch / 4)),
       idle_heartbeat: this.heartbeatMs,
       expires: Math.max(10_000, this.heartbeatMs * 5),
     });

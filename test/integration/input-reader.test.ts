@@ -1,7 +1,8 @@
 /**
  * The actors' input reader against a real nats-server (runtime/nats/positioned-reader.ts, design
  * note bn): from a position it delivers each later message of its subject once, in order, also
- * when its consumer is deleted or replaced under it by one started elsewhere; spill ranges read
+ * when its consumer is deleted or replaced under it by one started elsewhere; it asks for more
+ * once a quarter of a pull is left (not after every other message); spill ranges read
  * through it end at their last sequence or at the end of what is stored; a closed connection
  * ends the read, and a missing stream fails the open; `readAll` reads through it too. The cluster
  * failover of the same reader is test/integration/input-failover.test.ts.
@@ -52,6 +53,29 @@ describe("an input reader", () => {
     expect(seen.map((m) => m.seq)).toEqual(partitionOne(202, 500));
     expect(seen.map((m) => text(m.data))).toEqual(partitionOne(202, 500).map((s) => `m${s - 1}`));
     expect(seen.at(-1)!.pending).toBe(0);
+  });
+
+  it("reading large messages (8 per pull), asks again once a quarter of a pull is left, not after every two messages", async () => {
+    await using server = await natsServer();
+    await using nc = await connect(server);
+    await using watcher = await connect(server);
+    await ensureStream(nc, "BIG", ["big.*"]);
+    const t = new JetStreamTransport(nc);
+    await publish(t, "big", 0, 480);
+    // Pull requests are messages to the JetStream API: a second connection sees each one.
+    let pulls = 0;
+    const sub = watcher.subscribe("$JS.API.CONSUMER.MSG.NEXT.BIG.>", { callback: () => pulls++ });
+    await watcher.flush();
+    const reader = await t.openInput("BIG", "big.0", 1, { largeMessages: true });
+    const { seen, done } = collect(reader);
+    await waitFor("every message of big.0", () => seen.length >= 240);
+    await reader.stop();
+    await done;
+    sub.unsubscribe();
+    expect(seen.map((m) => m.seq)).toEqual(Array.from({ length: 240 }, (_, i) => 2 * i + 1));
+    // 240 messages, six per pull: about 40 (nats.js's default of a pull per two messages: 120).
+    expect(pulls).toBeGreaterThan(0);
+    expect(pulls).toBeLessThanOrEqual(60);
   });
 
   it("goes on at its position when its consumer is deleted under it", async () => {
