@@ -215,7 +215,9 @@ export class MessageIntake {
     const producer = m.header(HEADER.producer);
     if (producer === undefined || !this.actor.producers.has(producer) || this.actor.alignment!.isBlocked(producer)) return undefined;
     if (judgeMessageRun(Number(m.header(HEADER.generation)), Number(m.header(HEADER.epoch)), Number(m.header(HEADER.incarnation) ?? 0), this.actor) !== "current") return undefined;
+    // The highest watermark this message reports, and whether it leaves its producer idle.
     let upTo = -Infinity;
+    let idle = false;
     const needs = new Map<string, KeyNeed>();
     try {
       if (kind === "data") {
@@ -244,16 +246,20 @@ export class MessageIntake {
         }
         upTo = batch.watermark;
         for (let i = 1; i < batch.marks.length; i += 2) upTo = Math.max(upTo, batch.marks[i]!);
+        idle = batch.idle === true;
       } else if (kind === "watermark" || kind === "end") {
-        upTo = decodeWatermark(m.data).watermark;
+        const update = decodeWatermark(m.data);
+        upTo = update.watermark;
+        idle = update.idle === true;
       }
     } catch {
       return undefined; // handled (dead-lettered) as it is
     }
-    if (!this.actor.timedProducers.has(producer)) upTo = -Infinity;
-    // The combined watermark this message can move to is at most the highest of any producer.
-    const tracker = this.actor.tracker!;
-    for (const id of tracker.producerIds()) upTo = Math.max(upTo, tracker.producerWatermark(id) ?? -Infinity);
+    // Exactly the combined watermark the handling will reach (the timers due up to there are
+    // what it fires), not the highest of any producer: while one producer runs ahead, that bound
+    // made every message walk the timers between the two and plan reads for them.
+    if (this.actor.timedProducers.has(producer)) upTo = this.actor.tracker!.combinedIf(producer, upTo, idle);
+    else upTo = -Infinity;
     if (upTo > this.actor.operator.watermark) {
       // Timer buckets first: the keys of the timers in them are only known once they are loaded.
       const loading = this.actor.timerResidency.timersUpTo("event", upTo);

@@ -387,6 +387,31 @@ export class WatermarkTracker {
     return this.#combined;
   }
 
+  /**
+   * The combined watermark right after producer `id` was marked `idle` (when given) and reported
+   * `wm`, without changing anything: what `setIdle(id, idle)` and then `update(id, wm)` would
+   * leave (for `idle` true, also the other order). An actor reads ahead with it which timers a message can fire: the
+   * maximum over the producers also bounds it, but while one producer runs ahead of the others
+   * that bound stays far above what fires, and every message then plans timers that do not fire.
+   */
+  combinedIf(id: string, wm: number, idle?: boolean): number {
+    const own = this.#producers.get(id);
+    const ownWm = Math.max(own?.wm ?? -Infinity, Number.isNaN(wm) ? -Infinity : wm);
+    const ownIdle = idle ?? own?.idle ?? false;
+    let min = ownIdle ? Infinity : ownWm;
+    let max = ownWm;
+    let anyActive = !ownIdle;
+    for (const [other, p] of this.#producers) {
+      if (other === id) continue;
+      if (p.wm > max) max = p.wm;
+      if (!p.idle) {
+        anyActive = true;
+        if (p.wm < min) min = p.wm;
+      }
+    }
+    return Math.max(this.#combined, anyActive ? min : max);
+  }
+
   /** The highest watermark `id` reported (`-Infinity` if none), or undefined for an unknown producer. */
   producerWatermark(id: string): number | undefined {
     return this.#producers.get(id)?.wm;

@@ -64,7 +64,11 @@ describe("an input reader", () => {
     await publish(t, "big", 0, 480);
     // Pull requests are messages to the JetStream API: a second connection sees each one.
     let pulls = 0;
-    const sub = watcher.subscribe("$JS.API.CONSUMER.MSG.NEXT.BIG.>", { callback: () => pulls++ });
+    const sub = watcher.subscribe("$JS.API.CONSUMER.MSG.NEXT.BIG.>", {
+      callback: () => {
+        pulls++;
+      },
+    });
     await watcher.flush();
     const reader = await t.openInput("BIG", "big.0", 1, { largeMessages: true });
     const { seen, done } = collect(reader);

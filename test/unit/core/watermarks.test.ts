@@ -366,6 +366,37 @@ describe("WatermarkTracker", () => {
     );
   });
 
+  it("tells, without changing anything, the combined watermark a producer's next report leaves", () => {
+    const copy = (t: WatermarkTracker) => {
+      const c = new WatermarkTracker([]);
+      c.restore(t.snapshot());
+      return c;
+    };
+    fc.assert(
+      fc.property(ops, fc.nat(5), fc.integer({ min: -1000, max: 1000 }), fc.option(fc.boolean(), { nil: undefined }), (seq: Op[], n, wm, idle) => {
+        const t = new WatermarkTracker(["p0", "p1", "p2", "p3"]);
+        for (const op of seq) {
+          if (op.kind === "update") t.update(`p${op.id}`, op.wm);
+          else t.setIdle(`p${op.id}`, op.idle);
+        }
+        const id = `p${n}`; // p5 is a producer the tracker does not know yet
+        const before = JSON.stringify(t.snapshot());
+        const predicted = t.combinedIf(id, wm, idle);
+        expect(JSON.stringify(t.snapshot())).toBe(before);
+        const idleFirst = copy(t);
+        if (idle !== undefined) idleFirst.setIdle(id, idle);
+        idleFirst.update(id, wm);
+        expect(predicted).toBe(idleFirst.current());
+        if (idle === true) {
+          const idleLast = copy(t);
+          idleLast.update(id, wm);
+          idleLast.setIdle(id, true);
+          expect(predicted).toBe(idleLast.current());
+        }
+      }),
+    );
+  });
+
   it("restores from a snapshot (through JSON) to an identical tracker", () => {
     fc.assert(
       fc.property(ops, ops, (first: Op[], second: Op[]) => {
