@@ -73,7 +73,9 @@ describe("a live early-firing interval on a real server", () => {
       // Page a fires early every 300 ms once the parameter is in force; b keeps the default.
       await ok("params", "set", "early-windows", "views", "earlyMs.a", "300");
       await waitFor("early firings of page a", async () => ((await early("a")).length >= 3 ? true : undefined), patiently);
-      expect(await active()).toEqual({ "earlyMs.a": 300 });
+      // `params ls` shows what KV holds: the checkpoint that published those firings may still be
+      // on its way into KV (materialization follows the commit).
+      await waitFor("earlyMs.a in force in KV", async () => (JSON.stringify(await active()) === JSON.stringify({ "earlyMs.a": 300 }) ? true : undefined), patiently);
       // eddy status (and the console, from the same reading) shows them too.
       expect(JSON.parse(await ok("status", "early-windows", "--json")).parameters).toEqual([{ function: "views", active: { "earlyMs.a": 300 } }]);
 
