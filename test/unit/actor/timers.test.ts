@@ -12,9 +12,9 @@ import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts
 import { PartitionActor } from "../../../runtime/actor/partition-actor.ts";
 import type { SnapshotAck } from "../../../runtime/core/protocol.ts";
 import { legacyTimerKey, parseKvKey, TIMER_BUCKET_MS, timerBucketFilter, timerBucketOf, timerIndexDayKey, timerIndexKey, timerKey, timerLayoutKey, timerMarkerKey } from "../../../runtime/core/kv-keys.ts";
-import { stateBucket } from "../../../runtime/core/naming.ts";
-import { decodeValue, encodeValue } from "../../../runtime/core/wire.ts";
-import { boundedOutOfOrderness, defineFunction, definePipeline, fromFunction, fromStream, valueState } from "../../../runtime/sdk/index.ts";
+import { HEADER, inputSubject, stateBucket } from "../../../runtime/core/naming.ts";
+import { decodeValue, encodeBatch, encodeValue, encodeWatermark } from "../../../runtime/core/wire.ts";
+import { boundedOutOfOrderness, defineFunction, definePipeline, fromFunction, fromStream, valueState, type FunctionSpec } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
 import { waitFor } from "../../support/wait.ts";
 import { collectAcks, recordsTo, runCheckpoint, sendRecords } from "../../support/actor-driver.ts";
@@ -34,6 +34,19 @@ const state = { n: valueState<number>() };
 /** What `sched` emits when a timer fires. */
 type Fired = { key: string; ts: number; n: number };
 
+/** `sched`'s state and handlers: counts the key's events, sets and deletes its timer, reports the count when it fires. */
+const scheduling: Pick<FunctionSpec<Event, unknown, typeof state>, "state" | "process" | "onTimer"> = {
+  state,
+  process(ctx, e) {
+    ctx.state.n.update((n) => (n ?? 0) + 1);
+    if (e.fire !== undefined) ctx.timers.registerEventTimeTimer(e.fire, "f");
+    if (e.cancel !== undefined) ctx.timers.deleteEventTimeTimer(e.cancel, "f");
+  },
+  onTimer(ctx, t) {
+    ctx.emit({ key: ctx.key, ts: t.timestamp, n: ctx.state.n.get() });
+  },
+};
+
 function job(): JobGraph {
   return buildJobGraph(
     definePipeline({
@@ -45,15 +58,7 @@ function job(): JobGraph {
           key: (e) => e.key,
           timestamp: (e) => e.at,
           watermark: boundedOutOfOrderness(0),
-          state,
-          process(ctx, e) {
-            ctx.state.n.update((n) => (n ?? 0) + 1);
-            if (e.fire !== undefined) ctx.timers.registerEventTimeTimer(e.fire, "f");
-            if (e.cancel !== undefined) ctx.timers.deleteEventTimeTimer(e.cancel, "f");
-          },
-          onTimer(ctx, t) {
-            ctx.emit({ key: ctx.key, ts: t.timestamp, n: ctx.state.n.get() });
-          },
+          ...scheduling,
         }),
         defineFunction<unknown, unknown>({ name: "out", input: fromFunction("sched"), partitions: 1, process: () => undefined }),
       ],
@@ -322,6 +327,68 @@ describe("timers bucketed by time in an actor fed by another function", () => {
     expect(sched.stats).toMatchObject({ timersResident: 0, timerBucketsFar: 30 });
     await send(t, src, [{ key: "tick", at: 20 * W }]);
     const due = expectedAtEnd(registrations).filter((x) => x.ts < 20 * W - 1).map((x) => ({ ...x, n: 0 }));
+    await waitFor("timers up to 20 W fired", () => recordsTo<Fired>(t, "j", "out").length === due.length, { timeoutMs: 10_000, intervalMs: 2 });
+    expect(recordsTo<Fired>(t, "j", "out")).toEqual(due);
+    expect(sched.stats.timerBucketLoads).toBe(19);
+  });
+
+  it("loads nothing for a producer that runs ahead of another: only what the combined watermark reaches", async () => {
+    // Two producers (events/0, events/1) feed `sched`; their batches are written here directly.
+    const graph = buildJobGraph(
+      definePipeline({
+        name: "j",
+        functions: [
+          defineFunction<Event, Event>({ name: "events", input: fromStream("events", { subject: (p) => `events.${p}`, partitions: 2 }), timestamp: (e) => e.at, watermark: boundedOutOfOrderness(0), process: (ctx, e) => ctx.emit(e) }),
+          defineFunction<Event, unknown, typeof state>({
+            name: "sched",
+            input: fromFunction("events"),
+            partitions: 1,
+            key: (e) => e.key,
+            ...scheduling,
+          }),
+          defineFunction<unknown, unknown>({ name: "out", input: fromFunction("sched"), partitions: 1, process: () => undefined }),
+        ],
+      }),
+    );
+    const t = new MemoryTransport({ now: () => 1_000_000 });
+    t.addStream("events", ["events"]);
+    t.addJobTopology(graph);
+    const acks = collectAcks(t, graph.job);
+    const sched = new PartitionActor(t, graph, graph.node("sched"), 0, { tickMs: 1, lingerMs: 0, now: () => 1_000_000 });
+    actors.push(sched);
+    sched.failed.catch((e) => failures.push(e));
+    await sched.start({ generation: 1, checkpoint: 0, worker: "w" });
+    let epoch = 1;
+    const from = async (producer: string, kind: string, data: Uint8Array | string) => {
+      const seq = await t.append(inputSubject("j", "sched", 0), data, { [HEADER.producer]: producer, [HEADER.kind]: kind, [HEADER.generation]: "1", [HEADER.epoch]: String(epoch) });
+      await waitFor(`${kind} from ${producer} handled`, () => sched.stats.position > seq, { timeoutMs: 10_000, intervalMs: 2 });
+    };
+    const watermark = (producer: string, wm: number) => from(producer, "watermark", encodeWatermark({ watermark: wm }));
+
+    // Both producers below 1 s; the timers go to KV with checkpoint 1 and leave memory.
+    await from("events/0", "data", encodeBatch({ records: registrations.flatMap((e) => [e.key, e.at, e]), marks: [], watermark: 999, idle: false }));
+    await watermark("events/1", 999);
+    // An alignment holds the position at the first barrier until the second arrives.
+    for (const producer of ["events/0", "events/1"]) await t.append(inputSubject("j", "sched", 0), JSON.stringify({ id: 1, stop: false }), { [HEADER.producer]: producer, [HEADER.kind]: "barrier", [HEADER.generation]: "1", [HEADER.epoch]: "1" });
+    await waitFor("the ack of 1", () => acks.find((k) => k.id === 1), { timeoutMs: 10_000, intervalMs: 2 });
+    epoch = 2;
+    sched.onCommitted(1);
+    await sched.applied(1);
+    expect(sched.stats).toMatchObject({ timersResident: 0, timerBucketsFar: 30, timerBucketLoads: 0 });
+
+    // events/0 runs ahead to 20 W; events/1 holds the combined watermark below 1 s: no timer can
+    // fire, so no bucket is loaded (each message used to plan up to the highest producer's).
+    const mark = listed(t).length;
+    await watermark("events/0", 20 * W - 1);
+    await from("events/0", "data", encodeBatch({ records: ["k000", 20 * W - 1, { key: "k000", at: 20 * W - 1 }], marks: [], watermark: 20 * W - 1, idle: false }));
+    expect(sched.stats.timerBucketLoads).toBe(0);
+    expect(listed(t).slice(mark)).toEqual([]);
+    expect(recordsTo<Fired>(t, "j", "out")).toEqual([]);
+
+    // events/1 follows: the buckets up to 20 W are loaded and their timers fire, with their keys' state.
+    await watermark("events/1", 20 * W - 1);
+    const counts = new Map(registrations.map((e) => [e.key, e.key === "k000" ? 2 : 1]));
+    const due = expectedAtEnd(registrations).filter((x) => x.ts <= 20 * W - 1).map((x) => ({ ...x, n: counts.get(x.key)! }));
     await waitFor("timers up to 20 W fired", () => recordsTo<Fired>(t, "j", "out").length === due.length, { timeoutMs: 10_000, intervalMs: 2 });
     expect(recordsTo<Fired>(t, "j", "out")).toEqual(due);
     expect(sched.stats.timerBucketLoads).toBe(19);
