@@ -205,15 +205,16 @@ export class TimerQueue {
     if (!Number.isSafeInteger(t.ts)) throw new InvalidArgumentError(`timer time must be a whole number of milliseconds, got ${t.ts}`);
     if (t.domain !== "event" && t.domain !== "processing") throw new InvalidArgumentError(`unknown time domain ${t.domain}`);
     const id = timerId(t);
-    const timer: Timer = { domain: t.domain, ts: t.ts, key: t.key, name: t.name };
     const r = this.#res[t.domain];
     if (!(t.ts < r.bound)) {
       const bucket = timerBucketOf(t.ts);
       r.far.add(bucket);
-      this.#recordFar(r, bucket, id, timer, true);
+      this.#recordFar(r, bucket, id, { domain: t.domain, ts: t.ts, key: t.key, name: t.name }, true);
       return true;
     }
+    // Most registrations repeat a pending timer (a window's, once per record): no copy for those.
     if (this.#live.has(id)) return false;
+    const timer: Timer = { domain: t.domain, ts: t.ts, key: t.key, name: t.name };
     this.#add(timer, id);
     this.#record(id, timer, true);
     return true;
