@@ -390,26 +390,14 @@ export class WatermarkTracker {
   /**
    * The combined watermark right after producer `id` was marked `idle` (when given) and reported
    * `wm`, without changing anything: what `setIdle(id, idle)` and then `update(id, wm)` would
-   * leave (for `idle` true, also the other order). An actor reads ahead with it which timers a message can fire: the
-   * maximum over the producers also bounds it, but while one producer runs ahead of the others
-   * that bound stays far above what fires, and every message then plans timers that do not fire.
+   * leave (for `idle` true, also the other order). An actor reads ahead with it which timers a
+   * message can fire: the highest producer's watermark also bounds it, but while one producer
+   * runs ahead of the others that bound stays far above what fires.
    */
   combinedIf(id: string, wm: number, idle?: boolean): number {
     const own = this.#producers.get(id);
-    const ownWm = Math.max(own?.wm ?? -Infinity, Number.isNaN(wm) ? -Infinity : wm);
-    const ownIdle = idle ?? own?.idle ?? false;
-    let min = ownIdle ? Infinity : ownWm;
-    let max = ownWm;
-    let anyActive = !ownIdle;
-    for (const [other, p] of this.#producers) {
-      if (other === id) continue;
-      if (p.wm > max) max = p.wm;
-      if (!p.idle) {
-        anyActive = true;
-        if (p.wm < min) min = p.wm;
-      }
-    }
-    return Math.max(this.#combined, anyActive ? min : max);
+    const next = { wm: Math.max(own?.wm ?? -Infinity, Number.isNaN(wm) ? -Infinity : wm), idle: idle ?? own?.idle ?? false };
+    return Math.max(this.#combined, this.#candidate(id, next));
   }
 
   /** The highest watermark `id` reported (`-Infinity` if none), or undefined for an unknown producer. */
@@ -460,18 +448,25 @@ export class WatermarkTracker {
     return p;
   }
 
-  #recompute(): boolean {
+  /** The minimum over active producers (the maximum when all are idle), with `id` as `instead` if given. */
+  #candidate(id?: string, instead?: ProducerState): number {
     let min = Infinity;
     let max = -Infinity;
     let anyActive = false;
-    for (const p of this.#producers.values()) {
+    const visit = (p: ProducerState) => {
       if (p.wm > max) max = p.wm;
       if (!p.idle) {
         anyActive = true;
         if (p.wm < min) min = p.wm;
       }
-    }
-    const candidate = anyActive ? min : max;
+    };
+    for (const [other, p] of this.#producers) if (other !== id) visit(p);
+    if (instead !== undefined) visit(instead);
+    return anyActive ? min : max;
+  }
+
+  #recompute(): boolean {
+    const candidate = this.#candidate();
     if (candidate > this.#combined) {
       this.#combined = candidate;
       return true;
