@@ -112,8 +112,27 @@ function owned(s: HllSketch, length = s.length): Uint8Array {
   return copy;
 }
 
+/**
+ * Buffers of sparse sketches this module made with room to grow: a sketch is a view of the first
+ * bytes of one, so adding a register shifts the entries after it in place instead of copying the
+ * whole sketch into a new array (a fresh partial of local-global aggregation takes thousands of
+ * new registers one by one). Only this module's sketches are in it: a view of a message or of
+ * anyone else's buffer is never changed in place.
+ */
+const roomy = new WeakSet<ArrayBufferLike>();
+
 function isOwned(s: HllSketch): boolean {
-  return s.constructor === Uint8Array && s.byteOffset === 0 && s.buffer.byteLength === s.length;
+  return s.constructor === Uint8Array && s.byteOffset === 0 && (s.buffer.byteLength === s.length || roomy.has(s.buffer));
+}
+
+/** A sparse sketch of `length` bytes with room for more, its first `keep` bytes from `from`. */
+function roomySparse(from: HllSketch, keep: number, length: number, p: number): Uint8Array {
+  const capacity = Math.min(Math.max(length, 2 * from.length, 48), maxSparseEntries(p) * 3);
+  const buffer = new ArrayBuffer(capacity);
+  if (capacity > length) roomy.add(buffer);
+  const out = new Uint8Array(buffer, 0, length);
+  out.set(from.subarray(0, keep));
+  return out;
 }
 
 function toDense(sparse: HllSketch, p: number): Uint8Array {
@@ -160,16 +179,24 @@ function offer(sketch: HllSketch, p: number, index: number, rank: number): HllSk
     if (rank > dense[index]!) dense[index] = rank;
     return dense;
   }
-  const grown = new Uint8Array(sketch.length + 3);
-  grown.set(sketch.subarray(0, pos));
+  let grown: Uint8Array;
+  if (isOwned(sketch) && sketch.buffer.byteLength >= sketch.length + 3) {
+    grown = new Uint8Array(sketch.buffer, 0, sketch.length + 3);
+    grown.copyWithin(pos + 3, pos, sketch.length);
+  } else {
+    grown = roomySparse(sketch, pos, sketch.length + 3, p);
+    grown.set(sketch.subarray(pos), pos + 3);
+  }
   grown[pos] = index >>> 8;
   grown[pos + 1] = index & 0xff;
   grown[pos + 2] = rank;
-  grown.set(sketch.subarray(pos), pos + 3);
   return grown;
 }
 
-/** Adds a value; returns the sketch, changed in place when it is one this module made. */
+/**
+ * Adds a value; returns the sketch, changed in place when it is one this module made — use the
+ * returned sketch from then on: the one passed in may share its bytes and no longer be valid.
+ */
 export function hllAdd(sketch: HllSketch, p: number, value: string): HllSketch {
   const { index, rank } = hllPosition(value, p);
   return offer(sketch, p, index, rank);
@@ -177,7 +204,8 @@ export function hllAdd(sketch: HllSketch, p: number, value: string): HllSketch {
 
 /**
  * The union of two sketches of the same precision; `a` may be changed and returned when this
- * module made it. Throws `InvalidSketchError` when either is not a sketch of precision `p`.
+ * module made it (use the result, not `a`, from then on; `b` is never changed). Throws
+ * `InvalidSketchError` when either is not a sketch of precision `p`.
  */
 export function hllMerge(a: HllSketch, b: HllSketch, p: number): HllSketch {
   checkSketch(a, p);

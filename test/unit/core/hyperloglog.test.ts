@@ -80,15 +80,30 @@ describe("HyperLogLog merge", () => {
   });
 
   it("merges sparse into sparse, sparse into dense and dense into sparse alike", () => {
-    const small1 = sketchOf(range(0, 50));
+    // The first argument of a merge may be reused for the result: each merge gets its own.
+    const small1 = () => sketchOf(range(0, 50));
     const small2 = sketchOf(range(25, 90));
-    const big = sketchOf(range(1_000, 30_000));
-    expect(small1.length).toBe(new Set([...range(0, 50)].map((v) => hllPosition(v, P).index)).size * 3);
-    expect(big.length).toBe(2 ** P);
-    expect(hllMerge(small1, small2, P)).toEqual(sketchOf(range(0, 90)));
+    const big = () => sketchOf(range(1_000, 30_000));
+    expect(small1().length).toBe(new Set([...range(0, 50)].map((v) => hllPosition(v, P).index)).size * 3);
+    expect(big().length).toBe(2 ** P);
+    expect(Uint8Array.from(hllMerge(small1(), small2, P))).toEqual(Uint8Array.from(sketchOf(range(0, 90))));
     const both = Uint8Array.from(sketchOf([...range(0, 50), ...range(1_000, 30_000)]));
-    expect(Uint8Array.from(hllMerge(small1, big, P))).toEqual(both);
-    expect(Uint8Array.from(hllMerge(big, small1, P))).toEqual(both);
+    expect(Uint8Array.from(hllMerge(small1(), big(), P))).toEqual(both);
+    expect(Uint8Array.from(hllMerge(big(), small1(), P))).toEqual(both);
+  });
+
+  it("grows a sparse sketch it made in place, and copies one it did not make (a view of a message) first", () => {
+    const message = encodeValue({ users: sketchOf(range(0, 40)), tail: "after" });
+    const before = Uint8Array.from(message);
+    const decoded = (decodeValue(message) as { users: HllSketch }).users;
+    // Grown one value at a time from the decoded sketch: the message's bytes stay as they were.
+    let grown = decoded;
+    for (const v of range(40, 400)) grown = hllAdd(grown, P, v);
+    expect(Uint8Array.from(message)).toEqual(before);
+    expect(Uint8Array.from(grown)).toEqual(Uint8Array.from(sketchOf(range(0, 400))));
+    // Its encoding holds its entries only, not the room it grows into.
+    expect(encodeValue(grown).length).toBe(grown.length + 3);
+    expect(Uint8Array.from(decodeValue(encodeValue(grown)) as HllSketch)).toEqual(Uint8Array.from(grown));
   });
 
   it("never changes a sketch it did not make (decoded sketches may share a message's memory)", () => {
