@@ -59,6 +59,8 @@ class PartitionBuffer {
   firstAt = 0;
   /** Partials for a consumer with local aggregation, not yet in `records`. */
   partials: LocalPartials | undefined;
+  /** How long they may wait for company (the consumer's `allowLatencyMs`). */
+  partialLatencyMs = 0;
   /** The publisher's sequence of the last message sent to this partition (0: none). */
   lastSeq = 0;
   constructor(subject: string) {
@@ -67,8 +69,13 @@ class PartitionBuffer {
   get count(): number {
     return this.records.length / 3;
   }
+  /** Records or marks wait to be sent (partials may wait longer: `holding`). */
   get pending(): boolean {
-    return this.records.length > 0 || (this.partials !== undefined && this.partials.size > 0);
+    return this.records.length > 0 || this.marks.length > 0;
+  }
+  /** Anything waits to be sent, partials included. */
+  get holding(): boolean {
+    return this.pending || (this.partials !== undefined && this.partials.size > 0);
   }
 }
 
@@ -174,6 +181,7 @@ export class OutputRouter implements OperatorOutput {
       if (combine !== undefined) {
         for (const b of buffers) {
           b.partials ??= new LocalPartials();
+          b.partialLatencyMs = combine.allowLatencyMs;
           b.withInputs = true; // partials carry PARTIAL_INPUT
         }
       }
@@ -437,7 +445,11 @@ export class OutputRouter implements OperatorOutput {
     const p = consumer.spec.key !== undefined ? partitionOf(key, consumer.partitions) : this.partition % consumer.partitions;
     const buffer = route.buffers[p]!;
     this.openSegment(buffer);
-    if (route.combine !== undefined && buffer.partials!.offer(route.combine, key, timestamp, record, this.watermark)) return;
+    if (route.combine !== undefined && buffer.partials!.offer(route.combine, key, timestamp, record, this.watermark, this.now)) {
+      // A bound on the memory partials hold: too many keys and panes wait, they all go.
+      if (buffer.partials!.size >= this.config.batchMaxRecords) this.flushBuffer(buffer, true);
+      return;
+    }
     this.push(buffer, route.input, key, timestamp, record);
   }
 
@@ -473,10 +485,13 @@ export class OutputRouter implements OperatorOutput {
     if (buffer.records.length >= this.config.batchMaxRecords * 3) this.flushBuffer(buffer);
   }
 
-  /** Publishes buffers that are full or older than `lingerMs`. */
+  /** Publishes buffers older than `lingerMs`, and partials that waited their `allowLatencyMs`. */
   flushAged(lingerMs: number): void {
     if (this.sinkBatches.size > 0) this.flushSinkBatches(lingerMs);
-    for (const b of this.allBuffers) if (b.pending && this.now - b.firstAt >= lingerMs) this.flushBuffer(b);
+    for (const b of this.allBuffers) {
+      if (b.pending && this.now - b.firstAt >= lingerMs) this.flushBuffer(b);
+      else if (this.partialsExpired(b, lingerMs)) this.flushBuffer(b, true);
+    }
   }
 
   /**
@@ -489,19 +504,20 @@ export class OutputRouter implements OperatorOutput {
     if (this.inputIdle && !this.exactlyOnce && this.sinkBatches.size > 0) this.flushSinkBatches();
     for (const b of this.allBuffers) {
       if (!b.pending) continue;
-      if (flushNow({ buffered: b.count + (b.partials?.size ?? 0), waitedMs: this.now - b.firstAt, inFlight: !this.publisher.isSettled(b.lastSeq), inputIdle: this.inputIdle }, bufferTimeoutMs)) this.flushBuffer(b);
+      if (flushNow({ buffered: b.count, waitedMs: this.now - b.firstAt, inFlight: !this.publisher.isSettled(b.lastSeq), inputIdle: this.inputIdle }, bufferTimeoutMs)) this.flushBuffer(b);
     }
   }
 
-  /** Publishes every non-empty buffer. */
+  /** Publishes every non-empty buffer, with every partial. */
   flushAll(): void {
-    for (const b of this.allBuffers) if (b.pending) this.flushBuffer(b);
+    for (const b of this.allBuffers) if (b.holding) this.flushBuffer(b, true);
   }
 
   /** Sends a watermark update to every partition whose knowledge is behind (after flushing data). */
   broadcastWatermark(): void {
     for (const b of this.allBuffers) {
-      if (b.pending) this.flushBuffer(b);
+      // Partials the new watermark makes due go before it.
+      if (b.holding) this.flushBuffer(b);
       if (b.told === this.watermark && b.toldIdle === this.idle) continue;
       const kind = this.watermark === Infinity ? "end" : "watermark";
       b.lastSeq = this.publisher.publish(b.subject, encodeWatermark({ watermark: this.watermark, idle: this.idle }), { ...this.headers, [HEADER.kind]: kind });
@@ -529,8 +545,22 @@ export class OutputRouter implements OperatorOutput {
     return n;
   }
 
-  private flushBuffer(b: PartitionBuffer): void {
-    if (b.partials !== undefined) this.takePartials(b, Infinity);
+  /** The buffer's partials have waited their `allowLatencyMs` (and at least `atLeastMs`), or too many wait. */
+  private partialsExpired(b: PartitionBuffer, atLeastMs = 0): boolean {
+    return b.partials !== undefined && b.partials.expired(this.now, Math.max(b.partialLatencyMs, atLeastMs), this.config.batchMaxRecords);
+  }
+
+  /**
+   * Publishes the buffer's records with the partials due at the current watermark, or with every
+   * partial when `allPartials` (by default: when they have waited long enough). Marks with no
+   * record after them say nothing the next batch or watermark update will not: they are dropped.
+   */
+  private flushBuffer(b: PartitionBuffer, allPartials = this.partialsExpired(b)): void {
+    if (b.partials !== undefined) this.takePartials(b, allPartials ? Infinity : this.watermark);
+    if (b.records.length === 0) {
+      b.marks = [];
+      return;
+    }
     this.publishSlice(b.subject, b.records, b.withInputs ? b.inputs : undefined, b.marks, b.told, this.watermark, this.idle);
     b.lastSeq = this.publisher.lastSequence;
     b.records = [];

@@ -15,8 +15,10 @@
  *   mark announcing it, so every window fires on time with the same contents as without
  *   partials; a record whose pane is already due goes as it is (it is a late record, and the
  *   consumer's lateness rules see it unchanged);
- * - partials go out with their batch, at the latest before the barrier that ends their epoch, so
- *   a checkpoint holds no partial and exactly-once is unchanged.
+ * - partials wait for more records of their key and pane up to `allowLatencyMs` after the first
+ *   (Flink's mini-batch allow-latency: with the records' 5 ms buffer timeout a hot key would send
+ *   a partial of a few records), and go out at the latest before the barrier that ends their
+ *   epoch, so a checkpoint holds no partial and exactly-once is unchanged.
  * Partials travel with the reserved input index `PARTIAL_INPUT`, which no function input has, so
  * that a record emitted by user code can never be taken for a partial.
  */
@@ -63,14 +65,30 @@ export function paneDue(window: WindowSpec, timestamp: number): number {
   return due;
 }
 
+/** How long a partial waits for company unless told otherwise (`allowLatencyMs`). */
+export const DEFAULT_PARTIAL_LATENCY_MS = 1_000;
+/** The longest wait a function may ask for: an early firing must not trail by minutes. */
+export const MAX_PARTIAL_LATENCY_MS = 60_000;
+
 /**
  * What `FunctionSpec.localAggregation` holds for a windowed function with `window` and an
  * aggregate's `create`/`add`. Undefined for windows that cannot be pre-aggregated (sessions).
  */
-export function localAggregationFor(window: WindowSpec, create: () => unknown, add: (acc: any, record: any) => unknown): LocalAggregationSpec | undefined {
+export function localAggregationFor(
+  window: WindowSpec,
+  create: () => unknown,
+  add: (acc: any, record: any) => unknown,
+  allowLatencyMs = DEFAULT_PARTIAL_LATENCY_MS,
+): LocalAggregationSpec | undefined {
   const pane = paneFunction(window);
   if (pane === undefined) return undefined;
-  return { pane, due: (ts) => paneDue(window, ts), create, add };
+  return { pane, due: (ts) => paneDue(window, ts), create, add, allowLatencyMs };
+}
+
+/** Why `allowLatencyMs` is not acceptable, or undefined when it is. */
+export function partialLatencyProblem(value: unknown): string | undefined {
+  if (typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_PARTIAL_LATENCY_MS) return undefined;
+  return `allowLatencyMs must be a whole number of milliseconds from 0 to ${MAX_PARTIAL_LATENCY_MS}, got ${typeof value === "number" ? String(value) : (JSON.stringify(value) ?? String(value))}`;
 }
 
 /** One partial waiting in an outgoing batch. */
@@ -87,6 +105,8 @@ export class LocalPartials {
   private readonly byPane = new Map<string, Partial>();
   /** Records folded into partials so far (for metrics and tests). */
   folded = 0;
+  /** When the oldest partial waiting was started (by the caller's clock); undefined while none waits. */
+  since: number | undefined;
 
   get size(): number {
     return this.byPane.size;
@@ -96,8 +116,9 @@ export class LocalPartials {
    * Folds `record` into the partial of its key and pane. False when it must travel as it is:
    * its pane is due at `watermark` (a late record), its timestamp has no pane, or the
    * aggregate's `add` threw (the consumer's `add` then meets it and dead-letters it as usual).
+   * `now` (the caller's clock) starts the wait of the first partial (`since`).
    */
-  offer(agg: LocalAggregationSpec, key: string, timestamp: number, record: unknown, watermark: number): boolean {
+  offer(agg: LocalAggregationSpec, key: string, timestamp: number, record: unknown, watermark: number, now = 0): boolean {
     let pane: number;
     try {
       pane = agg.pane(timestamp);
@@ -123,6 +144,7 @@ export class LocalPartials {
         }
         if (!(due > watermark)) return false;
         this.byPane.set(id, { key, timestamp, partial: agg.add(agg.create(), record), due });
+        this.since ??= now;
       }
     } catch {
       return false;
@@ -140,6 +162,16 @@ export class LocalPartials {
         this.byPane.delete(id);
       }
     }
+    if (this.byPane.size === 0) this.since = undefined;
     return out;
+  }
+
+  /**
+   * True when the partials should leave without waiting for their panes to fall due: the oldest
+   * has waited `allowLatencyMs` by `now`, or `max` of them wait (a bound on the memory they hold).
+   */
+  expired(now: number, allowLatencyMs: number, max: number): boolean {
+    if (this.since === undefined) return false;
+    return now - this.since >= allowLatencyMs || this.byPane.size >= max;
   }
 }

@@ -15,7 +15,7 @@ import { fnv1a32 } from "../core/hash.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import type { FunctionSpec, Input } from "./function.ts";
 import { fromFunction } from "./function.ts";
-import { InvalidWindowSpecError, windowed, type AggregateFunction, type Firing, type TimeWindow, type WindowResult, type WindowSpec } from "./windows.ts";
+import { InvalidWindowSpecError, windowed, type AggregateFunction, type Firing, type LocalAggregationOptions, type TimeWindow, type WindowResult, type WindowSpec } from "./windows.ts";
 
 export type { HllSketch } from "../core/hyperloglog.ts";
 export { hllStandardError } from "../core/hyperloglog.ts";
@@ -108,7 +108,7 @@ export interface WindowedDistinctSpec<In, Out = WindowResult<number>> {
   /** Partitions of `<name>-split` (default: `partitions`). */
   readonly splitPartitions?: number;
   /** Local-global aggregation for the (first) counting function (`windowed`'s `localAggregation`). */
-  readonly localAggregation?: boolean;
+  readonly localAggregation?: boolean | LocalAggregationOptions;
 }
 
 /** What `<name>-split` emits per (key, bucket, window): the bucket's distinct count. */

@@ -88,6 +88,7 @@ export type {
   EarlyFiringOptions,
   Firing,
   Interval,
+  LocalAggregationOptions,
   OnMergeContext,
   ParameterChange,
   ParameterValue,

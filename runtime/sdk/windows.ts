@@ -29,7 +29,7 @@ import {
   WINDOWS_STATE,
 } from "../core/window-layout.ts";
 import type { WatermarkStrategy } from "../core/watermarks.ts";
-import { localAggregationFor, PARTIAL_INPUT } from "../core/local-aggregation.ts";
+import { DEFAULT_PARTIAL_LATENCY_MS, localAggregationFor, PARTIAL_INPUT, partialLatencyProblem } from "../core/local-aggregation.ts";
 import { checkTrigger, checkTriggerResult, eventTimeTrigger, firingKind, isFire, isPurge, processingTimeTrigger, type OnMergeContext, type ParameterValue, type Trigger, type TriggerContext, type TriggerResult, type WindowTime } from "../core/triggers.ts";
 import { checkParameterChange, PARAMETERS_STATE, type ParameterChange } from "../core/parameters.ts";
 import { broadcast, type FunctionInput, type FunctionSpec, type Input, type StreamInput, type TimerInfo } from "./function.ts";
@@ -134,9 +134,19 @@ export interface WindowedSpec<In, Acc, R, Out> {
    * tumbling, sliding or global window, event time from upstream (no `timestamp` selector), an
    * input from another function, and no trigger or one that decides by time alone
    * (`acceptsPartials`: `eventTimeTrigger`, `earlyFirings`; note cg). Results are the same as
-   * without it (processing-time early firings count the partials arrived by then). Default false.
+   * without it (processing-time early firings count the partials arrived by then). A partial
+   * waits for more records up to `allowLatencyMs` (default 1000; Flink's mini-batch
+   * allow-latency), and leaves earlier when its windows fall due or a checkpoint barrier goes.
+   * Default false.
+   * @example localAggregation: { allowLatencyMs: 500 }
    */
-  readonly localAggregation?: boolean;
+  readonly localAggregation?: boolean | LocalAggregationOptions;
+}
+
+/** Options of local-global aggregation (`windowed`'s `localAggregation`). */
+export interface LocalAggregationOptions {
+  /** Longest a partial waits for more records of its key and pane, 0–60 000 ms (default 1000; 0: it leaves with the next batch of records). */
+  readonly allowLatencyMs?: number;
 }
 
 /** Tumbling windows of `sizeMs`. @example window: tumbling(10_000) */
@@ -202,8 +212,8 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
   if (spec.changelog !== undefined && typeof spec.changelog !== "boolean") throw new InvalidWindowSpecError(`${spec.name}: changelog must be true or false`);
   if (spec.trigger !== undefined || time === "processing" || spec.changelog === true) {
     // Partials are folded per event-time pane; a trigger may look at each element, unless it says it does not (note cg).
-    const partials = spec.localAggregation === true && time === "event" && !merging && spec.changelog !== true && spec.trigger?.acceptsPartials === true;
-    if (spec.localAggregation === true && !partials) throw new InvalidWindowSpecError(`${spec.name}: localAggregation works with the default event-time trigger or one that accepts partials (eventTimeTrigger, earlyFirings), in event time, without changelog`);
+    const partials = localAggregationAsked(spec) && time === "event" && !merging && spec.changelog !== true && spec.trigger?.acceptsPartials === true;
+    if (localAggregationAsked(spec) && !partials) throw new InvalidWindowSpecError(`${spec.name}: localAggregation works with the default event-time trigger or one that accepts partials (eventTimeTrigger, earlyFirings), in event time, without changelog`);
     return withParameters(triggeredWindows(spec, time, partials ? localAggregationOf(spec) : undefined), spec) as never;
   }
   const shape = spec.output ?? ((key: string, w: TimeWindow, value: R, firing: Firing) => ({ key, start: w.start, end: w.end, value, firing }) as Out);
@@ -213,7 +223,7 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
   const cleansAfterFiring = (w: TimeWindow) => hasCleanupTimer(w, lateness);
   // Windows are stored by id (their start), a session with its current end (window-layout.ts).
   const windowsState = windowsDeclaration(spec, merging);
-  const local = spec.localAggregation === true ? localAggregationOf(spec) : undefined;
+  const local = localAggregationAsked(spec) ? localAggregationOf(spec) : undefined;
   const late = lateHandler(spec);
   const windowOf = windowAssigner(spec);
 
@@ -595,13 +605,25 @@ function triggeredWindows<In, Acc, R, Out>(spec: WindowedSpec<In, Acc, R, Out>, 
   };
 }
 
-/** Checks a `localAggregation: true` spec; returns what the feeding actors fold records with. */
+/** `localAggregation: true` or with options; false, absent or anything else: no (checked by `localAggregationOf`). */
+function localAggregationAsked(spec: WindowedSpec<any, any, any, any>): boolean {
+  const asked: unknown = spec.localAggregation;
+  if (asked === undefined || asked === false) return false;
+  if (asked !== true && (typeof asked !== "object" || asked === null)) throw new InvalidWindowSpecError(`${spec.name}: localAggregation must be true, false or { allowLatencyMs }`);
+  return true;
+}
+
+/** Checks a `localAggregation` spec; returns what the feeding actors fold records with. */
 function localAggregationOf(spec: WindowedSpec<any, any, any, any>) {
   const fail = (why: string) => new InvalidWindowSpecError(`${spec.name}: localAggregation needs ${why}`);
+  const options = typeof spec.localAggregation === "object" ? spec.localAggregation : {};
+  const latency = options.allowLatencyMs ?? DEFAULT_PARTIAL_LATENCY_MS;
+  const latencyProblem = partialLatencyProblem(latency);
+  if (latencyProblem !== undefined) throw new InvalidWindowSpecError(`${spec.name}: localAggregation.${latencyProblem}`);
   if (spec.aggregate.merge === undefined) throw fail("aggregate.merge");
   if (spec.timestamp !== undefined) throw fail("the event time of the records it reads (no timestamp selector)");
   if (!Array.isArray(spec.input) && (spec.input as Input).kind !== "function") throw fail("an input from another function");
-  const local = localAggregationFor(spec.window, () => spec.aggregate.create(), (acc, record) => spec.aggregate.add(acc, record));
+  const local = localAggregationFor(spec.window, () => spec.aggregate.create(), (acc, record) => spec.aggregate.add(acc, record), latency);
   if (local === undefined) throw fail("a tumbling, sliding or global window");
   return local;
 }

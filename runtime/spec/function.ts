@@ -313,6 +313,12 @@ export interface LocalAggregationSpec {
   due(timestamp: number): number;
   create(): unknown;
   add(partial: any, record: any): unknown;
+  /**
+   * How long a partial may wait for more records of its key and pane after its first (Flink's
+   * `table.exec.mini-batch.allow-latency`); it leaves earlier when its pane falls due, at a
+   * barrier, or when too many partials wait. 0: with the outgoing batch of records.
+   */
+  readonly allowLatencyMs: number;
 }
 
 /** Bounds of a function's broadcast side; the same in every partition, so every partition decides alike. */

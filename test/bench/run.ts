@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--load preload|job] [--warm] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--gc] [--hot <share>] [--rounds <n>] [--json]`: runs one
+ * `npm run bench -- <name> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--load preload|job] [--warm] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--gc] [--hot <share>] [--modes <m,...>] [--rounds <n>] [--json]`: runs one
  * benchmark and prints its result, as one JSON line with --json. Benchmarks measure speed; tests
  * never do.
  */
@@ -13,7 +13,7 @@ import { benchPipeline } from "./pipeline.ts";
 import { benchRecovery } from "./recovery.ts";
 import { benchRestoreRequests } from "./restore-requests.ts";
 import { benchRules } from "./rules.ts";
-import { benchSkew } from "./skew.ts";
+import { benchSkew, SKEW_MODES, type SkewMode } from "./skew.ts";
 import { benchState, type KeyDistribution } from "./state.ts";
 import { defaultLoadMode, type LoadMode } from "./preload-state.ts";
 
@@ -45,6 +45,8 @@ interface BenchOptions {
   readonly profileDir: string | undefined;
   /** Share of views on the hot page (skew only). */
   readonly hot: number;
+  /** The ways the skewed job runs (skew only; default: all). */
+  readonly modes: readonly SkewMode[] | undefined;
   /** Log the worker's garbage collections and report those of each measured part (latency only). */
   readonly gc: boolean;
 }
@@ -66,12 +68,12 @@ const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
   recovery: ({ keys, load }) => benchRecovery(keys, load ?? defaultLoadMode(keys)),
   "restore-requests": async ({ keys }) => ({ bench: "restore-requests", points: await benchRestoreRequests([1_000_000, 3_000_000, 10_000_000].filter((n) => n < keys).concat(keys)) }),
   rules: ({ rules, keys, events }) => benchRules({ rules, keys, events }),
-  skew: ({ events, hot }) => benchSkew({ events, hot }),
+  skew: ({ events, hot, modes }) => benchSkew({ events, hot, ...(modes === undefined ? {} : { modes }) }),
   state: ({ keys, events, dist, cacheMb, load, warm, profileDir }) =>
     benchState({ keys, events, dist, warm, ...(cacheMb === undefined ? {} : { cacheMb }), ...(load === undefined ? {} : { load }), ...(profileDir === undefined ? {} : { profileDir }) }),
 };
 
-const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--load preload|job] [--warm] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--gc] [--hot <share>] [--rounds <n>] [--json]`;
+const usage = `usage: npm run bench -- <${Object.keys(benches).join("|")}> [--events <n>] [--keys <n>] [--dist zipf|uniform] [--cache-mb <n>] [--load preload|job] [--warm] [--segments on|off] [--rules <n>] [--rate <n>] [--seconds <n>] [--delivery at-least-once|exactly-once] [--checkpoint-interval <ms>] [--profile <dir>] [--gc] [--hot <share>] [--modes ${SKEW_MODES.join(",")}] [--rounds <n>] [--json]`;
 let parsed;
 try {
   parsed = parseArgs({
@@ -92,6 +94,7 @@ try {
       profile: { type: "string" },
       gc: { type: "boolean", default: false },
       hot: { type: "string", default: "0.5" },
+      modes: { type: "string" },
       rounds: { type: "string", default: "2" },
       json: { type: "boolean", default: false },
     },
@@ -114,15 +117,17 @@ const seconds = Number(values.seconds);
 const delivery = values.delivery;
 const hot = Number(values.hot);
 const rounds = Number(values.rounds);
+const modes = values.modes?.split(",");
+const modesOk = modes === undefined || (modes.length > 0 && modes.every((m) => (SKEW_MODES as readonly string[]).includes(m)));
 const checkpointIntervalMs = values["checkpoint-interval"] === undefined ? undefined : Number(values["checkpoint-interval"]);
 const latencyOk =
   Number.isInteger(rate) && rate > 0 && rate <= 1_000_000 && Number.isInteger(seconds) && seconds > 0 && seconds <= 3600 &&
   (delivery === undefined || delivery === "at-least-once" || delivery === "exactly-once") &&
   (checkpointIntervalMs === undefined || (Number.isInteger(checkpointIntervalMs) && checkpointIntervalMs > 0));
-if (!latencyOk || !(hot >= 0 && hot <= 1) || !Number.isInteger(rounds) || rounds < 1 || rounds > 20 || bench === undefined || positionals.length > 1 || !Number.isInteger(events) || events <= 0 || !Number.isInteger(keys) || keys <= 0 || (dist !== "zipf" && dist !== "uniform") || (cacheMb !== undefined && !(cacheMb > 0)) || (load !== undefined && load !== "preload" && load !== "job") || (values.segments !== "on" && values.segments !== "off") || !Number.isInteger(rules) || rules <= 0 || rules > 1000) {
+if (!latencyOk || !modesOk || !(hot >= 0 && hot <= 1) || !Number.isInteger(rounds) || rounds < 1 || rounds > 20 || bench === undefined || positionals.length > 1 || !Number.isInteger(events) || events <= 0 || !Number.isInteger(keys) || keys <= 0 || (dist !== "zipf" && dist !== "uniform") || (cacheMb !== undefined && !(cacheMb > 0)) || (load !== undefined && load !== "preload" && load !== "job") || (values.segments !== "on" && values.segments !== "off") || !Number.isInteger(rules) || rules <= 0 || rules > 1000) {
   process.stderr.write(`${usage}\n`);
   process.exit(2);
 }
-const result = await bench({ events, keys, dist, cacheMb, load: load as LoadMode | undefined, warm: values.warm, segments: values.segments === "on", rules, rate, seconds, delivery: delivery as SinkDelivery | undefined, checkpointIntervalMs, profileDir: values.profile, hot, rounds, gc: values.gc });
+const result = await bench({ events, keys, dist, cacheMb, load: load as LoadMode | undefined, warm: values.warm, segments: values.segments === "on", rules, rate, seconds, delivery: delivery as SinkDelivery | undefined, checkpointIntervalMs, profileDir: values.profile, hot, modes: modes as SkewMode[] | undefined, rounds, gc: values.gc });
 if (values.json) console.log(JSON.stringify(result));
 else console.log(result);

@@ -219,6 +219,97 @@ describe("local-global aggregation through the output router", () => {
     expect(router.buffered).toBe(0);
   });
 
+  describe("partials wait for company (allowLatencyMs, Flink's mini-batch allow-latency)", () => {
+    function routerWith(localAggregation: boolean | { allowLatencyMs?: number }, batchMaxRecords = 1000) {
+      const graph = buildJobGraph(
+        definePipeline({
+          name: "j",
+          functions: [
+            defineFunction({ name: "src", input: fromStream("S"), process: () => undefined }),
+            windowed({ name: "agg", input: fromFunction("src"), partitions: 1, key: (e: Ev) => e.k, window: tumbling(1_000), aggregate: countAndSum, localAggregation }),
+          ],
+        }),
+      );
+      const sent: Sent[] = [];
+      const transport = {
+        publish: async (subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>) => void sent.push({ subject, data, kind: headers?.["Eddy-Kind"] ?? "" }),
+      } as unknown as Transport;
+      const router = new OutputRouter(graph, graph.node("src"), 0, new Publisher(transport), { batchMaxRecords, maxPayloadBytes: 1 << 20 });
+      const batches = () => sent.filter((m) => m.kind === "data").map((m) => decodeBatch(m.data));
+      return { router, sent, batches };
+    }
+    const ev = (k: string, v = 1): Ev => ({ k, v, u: "x" });
+
+    it("beyond the records' buffer timeout, until the first has waited allowLatencyMs (default 1000 ms)", () => {
+      const { router, batches } = routerWith(true);
+      router.watermark = 0;
+      router.now = 0;
+      router.emit(ev("hot"), 100);
+      router.emit(ev("cold"), 150);
+      router.now = 400;
+      router.emit(ev("hot"), 120);
+      router.emit(ev("late", 5), -1_000); // its window is due: it goes as it is, with the records
+      router.now = 500;
+      router.flushAged(5);
+      router.flushDue(5);
+      expect(batches().map((b) => b.records)).toEqual([["late", -1_000, ev("late", 5)]]);
+      router.now = 999;
+      router.flushAged(5);
+      expect(batches()).toHaveLength(1);
+      router.now = 1_000;
+      router.flushAged(5);
+      expect(batches()).toHaveLength(2);
+      expect(batches()[1]!.records).toEqual(["hot", 120, { n: 2, sum: 2 }, "cold", 150, { n: 1, sum: 1 }]);
+      expect(batches()[1]!.inputs).toEqual([PARTIAL_INPUT, PARTIAL_INPUT]);
+      expect(router.buffered).toBe(0);
+    });
+
+    it("as long as allowLatencyMs says, 0 meaning with the next batch of records", () => {
+      for (const [allowLatencyMs, leavesAt] of [[0, 5], [250, 250]] as const) {
+        const { router, batches } = routerWith({ allowLatencyMs });
+        router.watermark = 0;
+        router.now = 0;
+        router.emit(ev("hot"), 100);
+        for (let now = 1; now <= leavesAt; now++) {
+          router.now = now;
+          router.flushAged(5);
+          expect(batches().length, `${allowLatencyMs} ms at ${now}`).toBe(now < leavesAt ? 0 : 1);
+        }
+      }
+    });
+
+    it("but not past the watermark that makes their windows due, nor past a barrier", () => {
+      const { router, sent, batches } = routerWith(true);
+      router.watermark = 0;
+      router.emit(ev("hot"), 100); // [0, 1000): due at 999
+      router.emit(ev("hot"), 1_100); // [1000, 2000): due at 1999
+      router.watermark = 999;
+      router.broadcastWatermark();
+      expect(batches().map((b) => [b.records, b.watermark])).toEqual([[["hot", 100, { n: 1, sum: 1 }], 999]]);
+      expect(sent.map((m) => m.kind)).toEqual(["data"]); // the batch told the watermark
+      router.barrier(1, false);
+      expect(batches()[1]!.records).toEqual(["hot", 1_100, { n: 1, sum: 1 }]);
+      expect(sent.at(-1)!.kind).toBe("barrier");
+    });
+
+    it("nor once batchMaxRecords of them wait, which bounds the memory they hold", () => {
+      const { router, batches } = routerWith(true, 10);
+      router.watermark = 0;
+      for (let i = 0; i < 9; i++) router.emit(ev(`k${i}`), 100);
+      expect(batches()).toHaveLength(0);
+      router.emit(ev("k9"), 100);
+      expect(batches()).toHaveLength(1);
+      expect(batches()[0]!.records.length / 3).toBe(10);
+    });
+
+    it("refuses a wait that is not 0 to 60 000 ms", () => {
+      for (const allowLatencyMs of [-1, 1.5, 60_001, Number.NaN, "5" as unknown as number]) {
+        expect(() => routerWith({ allowLatencyMs }), String(allowLatencyMs)).toThrow(/allowLatencyMs must be a whole number of milliseconds from 0 to 60000/);
+      }
+      expect(() => routerWith("yes" as unknown as boolean)).toThrow(/localAggregation must be true, false or \{ allowLatencyMs \}/);
+    });
+  });
+
   it("is refused where it cannot be exact", () => {
     const base = { name: "w", input: fromFunction("src"), key: (e: Ev) => e.k, window: tumbling(1_000), aggregate: countAndSum, localAggregation: true };
     expect(() => windowed({ ...base, window: session(1_000) })).toThrow(/tumbling, sliding or global/);
