@@ -229,15 +229,48 @@ export function decodeEvents(format: BatchFormat, data: Uint8Array): Array<unkno
     if (!Array.isArray(value)) return new Rejection(`undecodable: a msgpack-batch message must be an array of events, not ${value === null ? "null" : typeof value}`);
     return value;
   }
+  // One UTF-8 decode for the whole message, then the lines of the text: `\n` never occurs inside a
+  // multi-byte sequence, so these are the lines `lines` finds, decoded as each alone would be
+  // (the decoder replaces bad sequences and drops a leading BOM per call: so is one here). A
+  // message that starts with a BOM goes line by line, so that a first line of a BOM and blanks
+  // stays an event, as `eventPayload` counts it.
+  if (data[0] === 0xef && data[1] === 0xbb && data[2] === 0xbf) return lines(data).map(parseLine);
+  const text = textDecoder.decode(data);
   const events: unknown[] = [];
-  for (const line of lines(data)) {
-    try {
-      events.push(JSON.parse(textDecoder.decode(line)));
-    } catch (e) {
-      events.push(new Rejection(`undecodable: ${describe(e)}`, e));
+  let start = 0;
+  for (;;) {
+    let end = text.indexOf("\n", start);
+    const next = end < 0 ? text.length : end + 1;
+    if (end < 0) end = text.length;
+    let last = end;
+    if (last > start && text.charCodeAt(last - 1) === 13) last--;
+    if (!isBlank(text, start, last)) {
+      try {
+        events.push(JSON.parse(text.slice(text.charCodeAt(start) === 0xfeff ? start + 1 : start, last)));
+      } catch (e) {
+        events.push(new Rejection(`undecodable: ${describe(e)}`, e));
+      }
     }
+    if (next >= text.length) return events;
+    start = next;
   }
-  return events;
+}
+
+function parseLine(line: Uint8Array): unknown {
+  try {
+    return JSON.parse(textDecoder.decode(line));
+  } catch (e) {
+    return new Rejection(`undecodable: ${describe(e)}`, e);
+  }
+}
+
+/** Only spaces and tabs between `from` and `to` (a blank line is not an event). */
+function isBlank(text: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (c !== 32 && c !== 9) return false;
+  }
+  return true;
 }
 
 /** The non-blank lines of a JSON-lines payload, as views of it (no copy). */

@@ -7,7 +7,8 @@
  *
  * The input is published first with the client producer (json-lines batches of 100, not timed),
  * followed by one view per source partition five minutes after the last, which moves the
- * watermark past every minute of the input. The timed part runs from starting the workers until
+ * watermark past every minute of the input. The supervisor is started and leads first (it is the
+ * cluster's, not the job's); the timed part runs from starting the workers until
  * the final row of every window of the input was published. Reported per run: events/s,
  * events per core-second (workers + supervisor + nats-server, from /proc, over the timed part),
  * and from the workers' live figures the records (views or partials) each partition of the
@@ -31,6 +32,7 @@ import { expectedPageStats, uvTolerance } from "../../functions/pageviews/skewed
 import { statsKey, type PageStats } from "../../functions/pageviews/skewed.ts";
 import { runEddy } from "../support/cli.ts";
 import { startEddy, type EddyProcess } from "../support/processes.ts";
+import { waitFor } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const WORKLOAD = join(ROOT, "test/bench/skew-workload.ts");
@@ -46,6 +48,8 @@ export interface SkewRun {
   readonly split: number;
   readonly localAggregation: boolean;
   readonly wallSeconds: number;
+  /** From starting the workers to the first result row (early or final): mostly their start-up. */
+  readonly firstResultSeconds: number | null;
   readonly cpuSeconds: { readonly workers: number; readonly supervisor: number; readonly natsServer: number };
   /** CPU seconds of each worker process: with a hot partition, one works more than the other. */
   readonly workerCpuSeconds: readonly number[];
@@ -135,6 +139,8 @@ async function skewRun(split: number, local: boolean, views: readonly PageView[]
 
     const supervisor = startEddy(["supervisor", "--nats", server.url, "--checkpoint-interval", String(CHECKPOINT_INTERVAL_MS)]);
     children.push(supervisor);
+    // The supervisor is the cluster's, not the job's: its start-up (and its CPU) is not timed.
+    await waitFor("the supervisor to lead", () => supervisor.output().includes("became leader"), { timeoutMs: 60_000, logs: output });
     const perWorker = () => children.slice(1).map((c) => cpuSecondsOf(c.child.pid!));
     const cpu = () => ({ workers: perWorker().reduce((a, b) => a + b, 0), supervisor: cpuSecondsOf(supervisor.child.pid!), natsServer: cpuSecondsOf(server.pid) });
     const cpu0 = cpu();
@@ -144,6 +150,7 @@ async function skewRun(split: number, local: boolean, views: readonly PageView[]
     // Read the results as they come (an ordered consumer) until every window of the input has its final row.
     const finals = new Map<string, PageStats>();
     let earlyRows = 0;
+    let firstResultAt: number | undefined;
     const js = jetstream(nc);
     const messages = await (await js.consumers.get("RESULTS")).consume({ max_messages: 4096 });
     const giveUp = setTimeout(() => void messages.close(), 1_800_000);
@@ -170,6 +177,7 @@ async function skewRun(split: number, local: boolean, views: readonly PageView[]
     const sampler = setInterval(() => (sampling = sampling.then(sample, () => undefined)), 1_000);
     try {
       for await (const m of messages) {
+        firstResultAt ??= performance.now();
         const row = JSON.parse(decoder.decode(m.data)) as PageStats;
         if (row.page === "end") continue;
         if (!row.final) earlyRows++;
@@ -203,6 +211,7 @@ async function skewRun(split: number, local: boolean, views: readonly PageView[]
       split,
       localAggregation: local,
       wallSeconds: round(wallSeconds),
+      firstResultSeconds: firstResultAt === undefined ? null : round((firstResultAt - t0) / 1000),
       cpuSeconds,
       workerCpuSeconds,
       eventsPerSecond: Math.round(events / wallSeconds),

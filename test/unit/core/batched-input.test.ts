@@ -3,6 +3,7 @@
  * many events, each decoded, size-checked and (for a changelog source) mapped on its own, so one
  * bad event is refused alone and the rest of the message is kept.
  */
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { decodeEvents, eventPayload, isBatchFormat, readSourceEvents, Rejection } from "../../../runtime/core/record-input.ts";
 import { encodeValue } from "../../../runtime/core/wire.ts";
@@ -24,6 +25,46 @@ describe("decodeEvents", () => {
     expect(events[1]).toBeInstanceOf(Rejection);
     expect((events[1] as Rejection).reason).toMatch(/^undecodable: /);
     expect(events[2]).toEqual({ a: 3 });
+  });
+
+  it("reads each line as if it were decoded alone, whatever the bytes (bad UTF-8, BOMs, CR, blanks)", () => {
+    // The reference: split the bytes at \n, drop a trailing \r and blank lines, decode and parse each.
+    const decoder = new TextDecoder();
+    const reference = (data: Uint8Array) => {
+      const out: unknown[] = [];
+      const lines: number[][] = [];
+      let start = 0;
+      while (start <= data.length) {
+        let end = data.indexOf(10, start);
+        if (end < 0) end = data.length;
+        let last = end;
+        if (last > start && data[last - 1] === 13) last--;
+        const line = data.subarray(start, last);
+        if (!line.every((c) => c === 32 || c === 9)) {
+          lines.push([...line]);
+          try {
+            out.push(JSON.parse(decoder.decode(line)));
+          } catch {
+            out.push("refused");
+          }
+        }
+        start = end + 1;
+      }
+      return { out, lines };
+    };
+    // Pieces that make valid and invalid lines: JSON, separators, a BOM, bad and cut UTF-8.
+    const piece = fc.constantFrom(...['{"u":"é"}', "[1,2]", '"x"', "7", "{", " ", "\t", "\n", "\r\n", "\r"].map((t) => [...bytes(t)]), [0xef, 0xbb, 0xbf], [0xff], [0xc3], [0xe2, 0x82]);
+    const message = fc.array(piece, { maxLength: 40 }).map((pieces) => Uint8Array.from(pieces.flat()));
+    fc.assert(
+      fc.property(message, (data) => {
+        const events = decodeEvents("json-lines", data) as unknown[];
+        const expected = reference(data);
+        expect(events.map((e) => (e instanceof Rejection ? "refused" : e))).toEqual(expected.out);
+        // Event i's dead letter is line i.
+        expect(events.map((_, i) => [...eventPayload("json-lines", data, i)])).toEqual(expected.lines);
+      }),
+      { numRuns: 2_000 },
+    );
   });
 
   it("reads a msgpack array, and refuses anything else whole", () => {
