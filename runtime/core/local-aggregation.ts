@@ -100,16 +100,20 @@ export interface Partial {
   readonly due: number;
 }
 
-/** The partials of one consumer partition's outgoing batch, by key and pane, in first-seen order. */
+/** The partials of one consumer partition's outgoing batch, by pane and key. */
 export class LocalPartials {
-  private readonly byPane = new Map<string, Partial>();
+  /** Pane → key → partial: two lookups per record and no id string built for it. Panes are few. */
+  private readonly byPane = new Map<number, Map<string, Partial>>();
+  private count = 0;
+  /** No partial is due before this event time (a lower bound), so most `take`s look at none. */
+  private earliestDue = Infinity;
   /** Records folded into partials so far (for metrics and tests). */
   folded = 0;
   /** When the oldest partial waiting was started (by the caller's clock); undefined while none waits. */
   since: number | undefined;
 
   get size(): number {
-    return this.byPane.size;
+    return this.count;
   }
 
   /**
@@ -126,9 +130,8 @@ export class LocalPartials {
       return false;
     }
     if (!Number.isFinite(pane)) return false;
-    // A pane id is a number, so the last NUL separates it from any key.
-    const id = `${key}\u0000${pane}`;
-    const open = this.byPane.get(id);
+    let keys = this.byPane.get(pane);
+    const open = keys?.get(key);
     try {
       if (open !== undefined) {
         // Open partials are never due: the router takes them out before the watermark reaches their due time.
@@ -143,7 +146,11 @@ export class LocalPartials {
           return false;
         }
         if (!(due > watermark)) return false;
-        this.byPane.set(id, { key, timestamp, partial: agg.add(agg.create(), record), due });
+        const partial = agg.add(agg.create(), record);
+        if (keys === undefined) this.byPane.set(pane, (keys = new Map()));
+        keys.set(key, { key, timestamp, partial, due });
+        this.count++;
+        if (due < this.earliestDue) this.earliestDue = due;
         this.since ??= now;
       }
     } catch {
@@ -153,16 +160,23 @@ export class LocalPartials {
     return true;
   }
 
-  /** Removes and returns, in first-seen order, the partials due at `watermark` (every one by default). */
+  /** Removes and returns, pane by pane in first-seen order, the partials due at `watermark` (every one by default). */
   take(watermark = Infinity): Partial[] {
+    if (watermark < this.earliestDue) return [];
     const out: Partial[] = [];
-    for (const [id, p] of this.byPane) {
-      if (p.due <= watermark) {
-        out.push(p);
-        this.byPane.delete(id);
+    let earliest = Infinity;
+    for (const [pane, keys] of this.byPane) {
+      for (const [key, p] of keys) {
+        if (p.due <= watermark) {
+          out.push(p);
+          keys.delete(key);
+        } else if (p.due < earliest) earliest = p.due;
       }
+      if (keys.size === 0) this.byPane.delete(pane);
     }
-    if (this.byPane.size === 0) this.since = undefined;
+    this.count -= out.length;
+    this.earliestDue = earliest;
+    if (this.count === 0) this.since = undefined;
     return out;
   }
 
@@ -172,6 +186,6 @@ export class LocalPartials {
    */
   expired(now: number, allowLatencyMs: number, max: number): boolean {
     if (this.since === undefined) return false;
-    return now - this.since >= allowLatencyMs || this.byPane.size >= max;
+    return now - this.since >= allowLatencyMs || this.count >= max;
   }
 }
