@@ -117,6 +117,30 @@ describe("assignActors", () => {
     expect(owners).toEqual({ "f/0": "w1", "f/1": "w2", "f/2": "w1", "f/3": "w1", "f/4": "w2", "f/5": "w2" });
   });
 
+  it("spreads each function's partitions: from scratch, a function's actors per worker differ by at most one", () => {
+    fc.assert(
+      fc.property(scenario, ({ actors, live }) => {
+        const owners = assignActors(actors, live, {});
+        for (const fn of new Set(actors.map((a) => a.split("/")[0]!))) {
+          const perWorker = live.map((w) => actors.filter((a) => a.startsWith(`${fn}/`) && owners[a] === w).length);
+          expect(Math.max(...perWorker) - Math.min(...perWorker), `${fn} on ${live.join(",")}`).toBeLessThanOrEqual(1);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("gives a worker that joins a share of every function the other holds too much of (two sources do not stay on one of two workers)", () => {
+    // The skewed page-view job: 2 source partitions, 1 parameters partition, 8 aggregating, 1 sink.
+    const actors = ["views/0", "views/1", "params/0", ...Array.from({ length: 8 }, (_, p) => `page-stats/${p}`), "page-stats-out/0"];
+    const allOnW1 = Object.fromEntries(actors.map((a) => [a, "w1"]));
+    const owners = assignActors(actors, ["w1", "w2"], allOnW1);
+    const on = (w: string, fn: string) => actors.filter((a) => a.startsWith(`${fn}/`) && owners[a] === w).length;
+    expect([on("w1", "views"), on("w2", "views")]).toEqual([1, 1]);
+    expect([on("w1", "page-stats"), on("w2", "page-stats")]).toEqual([4, 4]);
+    expect(loads(owners, ["w1", "w2"])).toEqual([6, 6]);
+  });
+
   it("assigns nothing without live workers", () => {
     expect(assignActors(["f/0"], [], { "f/0": "w1" })).toEqual({});
   });

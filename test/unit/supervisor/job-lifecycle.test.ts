@@ -29,6 +29,8 @@ const assignment = (generation: number, owners: Record<string, string>, revision
 });
 const onW1 = { "f/0": "w1", "f/1": "w1", "g/0": "w1", "g/1": "w1" };
 const split = { "f/0": "w1", "f/1": "w1", "g/0": "w2", "g/1": "w2" };
+/** What a joining worker makes of onW1: each function's partitions on both workers. */
+const spread = { "f/0": "w1", "f/1": "w2", "g/0": "w1", "g/1": "w2" };
 const latest = (value: Omit<CommittedCheckpoint, "committedAt">, revision = 20) => ({ value: { committedAt: 0, ...value }, revision });
 
 /** A job running on w1 in generation 1, settled (ready): change one fact per test. */
@@ -114,7 +116,7 @@ describe("graceful handoff", () => {
   it("starts a stop checkpoint when a worker joins a ready job whose owners are all alive", () => {
     const r = decide(facts({ workers: joined }));
     expect(r.decision).toMatchObject({ kind: "start-handoff" });
-    expect((r.decision as { what: string }).what).toMatch(/^hand over actors \(2 actor\(s\) moved: g\/0 w1→w2, g\/1 w1→w2\)$/);
+    expect((r.decision as { what: string }).what).toMatch(/^hand over actors \(2 actor\(s\) moved: f\/1 w1→w2, g\/1 w1→w2\)$/);
     expect(r.state).toBe("RUNNING");
   });
 
@@ -129,7 +131,7 @@ describe("graceful handoff", () => {
 
   it("hands a stopped job over in the same generation, next incarnation, once the stop checkpoint committed", () => {
     const r = decide(facts({ workers: joined, latest: latest({ id: 6, generation: 1, stop: true, handoff: true }), handoffPending: false }));
-    expect(r.decision).toMatchObject({ kind: "write-assignment", handoff: true, restart: false, assignment: { generation: 1, incarnation: 1, owners: split } });
+    expect(r.decision).toMatchObject({ kind: "write-assignment", handoff: true, restart: false, assignment: { generation: 1, incarnation: 1, owners: spread } });
   });
 
   it("takes a job up again when the move its handoff stopped for was called off", () => {
@@ -139,7 +141,7 @@ describe("graceful handoff", () => {
 
   it("recovers (next generation) instead when the job is not ready", () => {
     const r = decide(facts({ workers: joined, gate: { ready: false, previousRevision: 10, notRunningSince: 0 } }));
-    expect(r.decision).toMatchObject({ kind: "write-assignment", handoff: false, restart: false, assignment: { generation: 2, owners: split } });
+    expect(r.decision).toMatchObject({ kind: "write-assignment", handoff: false, restart: false, assignment: { generation: 2, owners: spread } });
     expect(r.state).toBe("RESTARTING");
   });
 
