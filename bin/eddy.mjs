@@ -60,5 +60,5 @@ if (pinnedNeeded || nodeFlags.length > 0) {
   });
 } else {
   const { runCli } = await import("../runtime/cli/main.ts");
-  runCli();
+  await runCli();
 }

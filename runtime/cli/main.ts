@@ -1,93 +1,28 @@
 /**
- * The `eddy` command line: parses arguments with `effect/cli` and dispatches to the subcommands.
+ * The `eddy` entry point (`node runtime/cli/main.ts`, bin/eddy.mjs, the container image): turns on
+ * Node's compile cache, then loads the command line (program.ts).
  *
- * This module only assembles: each command is a module under commands/, shared flags are in
- * flags.ts, exit codes and error output in run.ts. Handlers stay thin: they import the module that
- * does the work lazily (so `eddy --help` loads no NATS code) and turn its result into an exit code.
- * Bad arguments print one line to stderr and exit 2 instead of effect/cli's default of the full
- * help text and exit 1.
+ * eddy is TypeScript run by Node's type stripping, and every process start strips and compiles
+ * the few hundred modules a worker loads — about half of the ~1.5 CPU seconds a worker takes to
+ * start (session 22's profile), which a recovery, a scale-out and every test pay. The compile
+ * cache keeps the stripped and compiled code on disk (in `os.tmpdir()/node-compile-cache`, or
+ * `$NODE_COMPILE_CACHE`; `NODE_DISABLE_COMPILE_CACHE=1` turns it off), keyed by each file's
+ * contents, so a changed file is compiled again. Where the directory cannot be written, Node
+ * runs without it. The cache is written at exit, and workers are often killed: it is also
+ * written once the command's modules are loaded.
  */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime";
-import * as NodeServices from "@effect/platform-node/NodeServices";
-import * as CliConfig from "effect/cli/CliConfig";
-import * as CliError from "effect/cli/CliError";
-import * as CliOutput from "effect/cli/CliOutput";
-import * as Command from "effect/cli/Command";
-import * as Console from "effect/Console";
-import * as Effect from "effect/Effect";
-import * as GlobalFlag from "effect/cli/GlobalFlag";
-import pkg from "../../package.json" with { type: "json" };
-import { checkpoints } from "./commands/checkpoints.ts";
-import { demo } from "./commands/demo.ts";
-import { deploy } from "./commands/deploy.ts";
-import { dev } from "./commands/dev.ts";
-import { dlq } from "./commands/dlq.ts";
-import { k8s } from "./commands/k8s.ts";
-import { ls } from "./commands/ls.ts";
-import { natsServer } from "./commands/nats-server.ts";
-import { nexmark } from "./commands/nexmark.ts";
-import { publishCommand } from "./commands/publish.ts";
-import { rollbackCommand } from "./commands/rollback.ts";
-import { savepointCommand } from "./commands/savepoint.ts";
-import { savepointsCommand } from "./commands/savepoints.ts";
-import { scale } from "./commands/scale.ts";
-import { startCommand } from "./commands/start.ts";
-import { rulesCommand } from "./commands/rules.ts";
-import { paramsCommand } from "./commands/params.ts";
-import { stateCommand } from "./commands/state.ts";
-import { status } from "./commands/status.ts";
-import { stopCommand } from "./commands/stop.ts";
-import { supervisor } from "./commands/supervisor.ts";
-import { undeployCommand } from "./commands/undeploy.ts";
-import { ui } from "./commands/ui.ts";
-import { worker } from "./commands/worker.ts";
-import { auth } from "./commands/auth.ts";
-import { connectionSettings } from "./flags.ts";
-import { ExitWithCodeError, USAGE_EXIT_CODE } from "./run.ts";
+import { enableCompileCache, flushCompileCache } from "node:module";
 
-/** The root command; add a subcommand as a module under commands/ and list it here. */
-export const eddy = Command.make("eddy").pipe(
-  Command.withDescription("eddy: actor-based stream functions on NATS JetStream"),
-  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand, rulesCommand, paramsCommand, savepointCommand, savepointsCommand, stopCommand, startCommand, dlq, publishCommand, auth, ui]),
-  Command.withGlobalFlags(connectionSettings),
-);
-
-/**
- * The framework's global flags eddy honours: --help, --version and --completions. Not --log-level
- * (eddy logs with its own lines, not Effect's logger, so it would do nothing) nor --wizard (an
- * interactive prompt that does not know eddy's validation).
- */
-const EDDY_BUILT_INS = [GlobalFlag.Help, GlobalFlag.Version, GlobalFlag.Completions] as const;
-
-/**
- * Replaces effect/cli's presentation of a bad command line (full help, then the errors) with one
- * line: `eddy: <message> (see eddy <cmd> --help)`. Help and version output are unchanged.
- */
-const oneLineErrors: CliOutput.Presenter = {
-  present: (event) => {
-    if (event._tag !== "InvalidInvocation") return CliOutput.defaultPresenter.present(event);
-    const message = event.errors
-      .map((e) => e.message.replace(/\s*\n\s*/g, " ").trim())
-      .join("; ");
-    return Console.error(`eddy: ${message} (see ${event.commandPath.join(" ")} --help)`);
-  },
-};
-
-const program = Command.run(eddy, { version: pkg.version }).pipe(
-  // A parse error arrives as ShowHelp carrying the errors (already printed by oneLineErrors).
-  Effect.catchIf(
-    (e): e is CliError.ShowHelp => CliError.isCliError(e) && e._tag === "ShowHelp" && e.errors.length > 0,
-    () => Effect.fail(new ExitWithCodeError(USAGE_EXIT_CODE)),
-  ),
-  Effect.provide(CliOutput.layerPresenter(oneLineErrors)),
-  Effect.provide(CliConfig.layer({ builtIns: EDDY_BUILT_INS })),
-  Effect.provide(NodeServices.layer),
-);
+enableCompileCache();
 
 /** Runs `eddy` with `process.argv` and exits the process when done (bin/eddy.mjs calls this). */
-export function runCli(): void {
-  NodeRuntime.runMain(program);
+export async function runCli(): Promise<void> {
+  const { runCli: run } = await import("./program.ts");
+  flushCompileCache();
+  // A command loads its own modules lazily (a worker its actors, NATS, the job's code): keep what
+  // it compiled by then too.
+  setTimeout(() => flushCompileCache(), 5_000).unref();
+  run();
 }
 
-// `node runtime/cli/main.ts ...` (the npm scripts) runs the CLI directly.
-if (import.meta.main) runCli();
+if (import.meta.main) await runCli();
