@@ -1,7 +1,7 @@
 /**
  * Which live worker runs which actor: balanced (loads differ by at most one), sticky (an actor
  * stays where it is unless its worker died or has more than its share), spread (the partitions
- * of one function go to different workers as far as the first two allow, as Flink places the
+ * of one function go to different workers as far as balance allows, as Flink places the
  * parallel subtasks of one operator in different slots) and deterministic (the result depends
  * only on the inputs, not on their order), so every supervisor computes the same assignment and
  * a standby that takes over does not reshuffle anything.
@@ -10,11 +10,7 @@
  * partitions of a job on one of two workers leave the other worker with little to do.
  */
 
-/** An actor id is `<function>/<partition>` (core/protocol.ts `actorId`). */
-function functionOf(actor: string): string {
-  const slash = actor.lastIndexOf("/");
-  return slash < 0 ? actor : actor.slice(0, slash);
-}
+import { actorFunction as functionOf } from "./protocol.ts";
 
 /**
  * Owners for `actors` on the live `workers`, moving as few actors as possible away from their

@@ -19,7 +19,7 @@
  * is not known (no heartbeat, or one from an older worker), is hung as far as anyone can tell:
  * that timeout counts as a failure, as does one at the bound.
  */
-import type { JobSpecRecord, WorkerHeartbeat } from "./protocol.ts";
+import { actorFunction as functionOf, type JobSpecRecord, type WorkerHeartbeat } from "./protocol.ts";
 
 /**
  * Per actor (`<fn>/<partition>`), its progress counter (`count`) as its owner's heartbeat reports
@@ -75,8 +75,6 @@ export type TimeoutVerdict =
   /** A missing actor made no progress (`stalled`), or the checkpoint waited as long as any may: a failure. */
   | { readonly kind: "failure"; readonly stalled: readonly string[] };
 
-/** The function of an actor id `<fn>/<partition>`. */
-const functionOf = (actor: string) => actor.slice(0, Math.max(0, actor.lastIndexOf("/")));
 
 /** Per function of a spec, the functions it reads (absent inputs: none). */
 export function upstreamOf(spec: JobSpecRecord): Map<string, string[]> {

@@ -95,6 +95,9 @@ export function jobOfObject(name: string): string | undefined {
 /** Actor id as used in assignments and acks: `<fn>/<partition>`. */
 export const actorId = (fn: string, partition: number) => `${fn}/${partition}`;
 
+/** The function of an actor id `<fn>/<partition>` ("" for a string without a "/"). */
+export const actorFunction = (actor: string): string => actor.slice(0, Math.max(0, actor.lastIndexOf("/")));
+
 /** What the supervisor needs to know of a job's shape; written by whoever deploys it. */
 export interface JobSpecRecord {
   readonly job: string;
