@@ -210,10 +210,11 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
   }
   const withParameters = parametersOf(spec);
   if (spec.changelog !== undefined && typeof spec.changelog !== "boolean") throw new InvalidWindowSpecError(`${spec.name}: changelog must be true or false`);
+  const localAsked = localAggregationAsked(spec);
   if (spec.trigger !== undefined || time === "processing" || spec.changelog === true) {
     // Partials are folded per event-time pane; a trigger may look at each element, unless it says it does not (note cg).
-    const partials = localAggregationAsked(spec) && time === "event" && !merging && spec.changelog !== true && spec.trigger?.acceptsPartials === true;
-    if (localAggregationAsked(spec) && !partials) throw new InvalidWindowSpecError(`${spec.name}: localAggregation works with the default event-time trigger or one that accepts partials (eventTimeTrigger, earlyFirings), in event time, without changelog`);
+    const partials = localAsked && time === "event" && !merging && spec.changelog !== true && spec.trigger?.acceptsPartials === true;
+    if (localAsked && !partials) throw new InvalidWindowSpecError(`${spec.name}: localAggregation works with the default event-time trigger or one that accepts partials (eventTimeTrigger, earlyFirings), in event time, without changelog`);
     return withParameters(triggeredWindows(spec, time, partials ? localAggregationOf(spec) : undefined), spec) as never;
   }
   const shape = spec.output ?? ((key: string, w: TimeWindow, value: R, firing: Firing) => ({ key, start: w.start, end: w.end, value, firing }) as Out);
@@ -223,7 +224,7 @@ export function windowed<In, Acc, R, Out = WindowResult<R>>(spec: WindowedSpec<I
   const cleansAfterFiring = (w: TimeWindow) => hasCleanupTimer(w, lateness);
   // Windows are stored by id (their start), a session with its current end (window-layout.ts).
   const windowsState = windowsDeclaration(spec, merging);
-  const local = localAggregationAsked(spec) ? localAggregationOf(spec) : undefined;
+  const local = localAsked ? localAggregationOf(spec) : undefined;
   const late = lateHandler(spec);
   const windowOf = windowAssigner(spec);
 
