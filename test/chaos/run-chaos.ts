@@ -31,10 +31,10 @@ import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts
 import { requestEndOfInput } from "../../runtime/nats/control.ts";
 import { checkpointKey, JOBS_BUCKET, latestKey, LEADER_BUCKET, LEADER_KEY, statusKey, type CheckpointRecord, type CommittedCheckpoint, type JobStatusRecord } from "../../runtime/core/protocol.ts";
 import { appliedKey, positionKey, watermarkKey } from "../../runtime/core/kv-keys.ts";
-import { stateBucket } from "../../runtime/core/naming.ts";
+import { deadLetterStream, HEADER, stateBucket } from "../../runtime/core/naming.ts";
 import { decodeValue } from "../../runtime/core/wire.ts";
 import { runRulesChaos } from "./rules-chaos.ts";
-import { expectedOutputs, generateEvents, OUTPUT_STREAM, seededRandom, SOURCE_STREAM, SOURCE_SUBJECT, TOTALS_SUBJECT, totalsJob, WINDOWS_SUBJECT, windowsJob } from "./workload.ts";
+import { expectedOutputs, generateEvents, OUTPUT_STREAM, seededRandom, SOURCE_STREAM, SOURCE_SUBJECT, TOTALS_SUBJECT, totalsJob, WINDOWS_SUBJECT, windowsJob, type TotalOut } from "./workload.ts";
 
 export interface ChaosOptions {
   readonly seed: number;
@@ -82,6 +82,8 @@ export interface ChaosResult {
   readonly actual: number;
   readonly missing: number;
   readonly duplicated: number;
+  /** Records dead-lettered by either job: the workload has no bad input, so any is a loss. */
+  readonly deadLettered: number;
   readonly exact: boolean;
   readonly seconds: number;
 }
@@ -362,9 +364,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       for (const r of record?.recentRestarts ?? []) log(`chaos: ${job.name} restarted after: ${r.reason.slice(0, 160)}`);
     }
     const windows = (await readAll(nc, OUTPUT_STREAM, WINDOWS_SUBJECT)).map((m) => JSON.parse(decoder.decode(m.data)));
-    const totals = (await readAll(nc, OUTPUT_STREAM, TOTALS_SUBJECT)).map((m) => JSON.parse(decoder.decode(m.data)));
+    const totalMessages = await readAll(nc, OUTPUT_STREAM, TOTALS_SUBJECT);
+    const totals = totalMessages.map((m) => JSON.parse(decoder.decode(m.data)) as TotalOut);
     const w = compare(expected.windows, windows);
     const t = compare(expected.totals, totals);
+    const deadLetters = (await Promise.all(JOBS.map((job) => readAll(nc, deadLetterStream(job.name))))).flat();
     const result: ChaosResult = {
       seed: options.seed,
       events: options.events,
@@ -377,7 +381,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       actual: windows.length + totals.length,
       missing: w.missing + t.missing,
       duplicated: w.duplicated + t.duplicated,
-      exact: w.missing + t.missing + w.duplicated + t.duplicated === 0,
+      deadLettered: deadLetters.length,
+      exact: w.missing + t.missing + w.duplicated + t.duplicated + deadLetters.length === 0,
       seconds: Math.round((Date.now() - started) / 100) / 10,
     };
     if (!result.exact) {
@@ -394,6 +399,21 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       };
       show("windows", expected.windows, windows);
       show("totals", expected.totals, totals);
+      for (const m of deadLetters.slice(0, 8)) log(`chaos: dead letter on ${m.subject}: ${m.headers[HEADER.reason] ?? "?"} ${decoder.decode(m.data).slice(0, 200)}`);
+      // Where a missing running total belonged: the same key's neighbours, with the stream
+      // sequence and message id (job/fn/partition/generation/epoch/i) they were published under.
+      const byKey = new Map<string, Array<{ n: number; seq: number; id: string }>>();
+      totalMessages.forEach((m, i) => {
+        const t = totals[i]!;
+        const list = byKey.get(t.key) ?? [];
+        list.push({ n: t.n, seq: m.seq, id: m.headers["Nats-Msg-Id"] ?? "?" });
+        byKey.set(t.key, list);
+      });
+      const found = new Set(totals.map((t) => `${t.key}#${t.n}`));
+      for (const t of expected.totals.filter((x) => !found.has(`${x.key}#${x.n}`)).slice(0, 8)) {
+        const near = (byKey.get(t.key) ?? []).filter((x) => Math.abs(x.n - t.n) <= 2).map((x) => `n=${x.n} seq ${x.seq} ${x.id}`);
+        log(`chaos: totals: ${t.key} n=${t.n} missing; near it: ${near.join(", ") || "none"}`);
+      }
       const source = await readAll(nc, SOURCE_STREAM);
       const misplaced = source.filter((m, k) => decoder.decode(m.data) !== JSON.stringify(events[k])).length;
       log(`chaos: ${SOURCE_STREAM} holds ${source.length} messages (${events.length} published), last sequence ${source.at(-1)?.seq}, ${misplaced} not at their event's place`);
@@ -406,7 +426,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         const wm = await state.get(watermarkKey(0));
         log(`chaos: ${job.name}: end ${end === null ? "none" : decoder.decode(end.value)}, events/0 _pos ${pos === null ? "none" : String(decodeValue(pos.value))}, _wm ${wm === null ? "none" : JSON.stringify(decodeValue(wm.value))}`);
       }
-      log(procs.logTail());
+      log(procs.logTail(200));
     }
     return result;
   } finally {

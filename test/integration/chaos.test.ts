@@ -10,7 +10,7 @@ describe("chaos", () => {
   it("loses nothing and duplicates nothing while workers, the supervisor and nats-server fail", async () => {
     const lines: string[] = [];
     const result = await runChaos({ seed: 7, events: 15_000, kills: 2, publishSeconds: 12, timeoutSeconds: 240, log: (l) => lines.push(l) });
-    expect(result, lines.join("\n")).toMatchObject({ workerKills: 2, supervisorKills: 1, natsRestarts: 1, missing: 0, duplicated: 0, exact: true });
+    expect(result, lines.join("\n")).toMatchObject({ workerKills: 2, supervisorKills: 1, natsRestarts: 1, missing: 0, duplicated: 0, deadLettered: 0, exact: true });
     expect(result.actual).toBe(result.expected);
   }, 300_000);
 
@@ -20,7 +20,7 @@ describe("chaos", () => {
     // read back (corrected by the checkpoints KV does not have yet) before and after each kill. The
     // budget is split between the 8 actors with state: 32 KiB each, less than a totals partition needs.
     const result = await runChaos({ seed: 8, events: 15_000, kills: 2, publishSeconds: 12, timeoutSeconds: 240, keys: 3000, keyDistribution: "zipf", stateCacheMb: 0.25, log: (l) => lines.push(l) });
-    expect(result, lines.join("\n")).toMatchObject({ workerKills: 2, supervisorKills: 1, natsRestarts: 1, missing: 0, duplicated: 0, exact: true });
+    expect(result, lines.join("\n")).toMatchObject({ workerKills: 2, supervisorKills: 1, natsRestarts: 1, missing: 0, duplicated: 0, deadLettered: 0, exact: true });
     expect(result.actual).toBe(result.expected);
   }, 300_000);
 });

@@ -14,7 +14,7 @@ describe("chaos on a 3-node cluster", () => {
   it("loses nothing and duplicates nothing while workers, the supervisor and the leaders of the source stream and the jobs bucket fail", async () => {
     const lines: string[] = [];
     const result = await runChaos({ seed: 9, events: 10_000, kills: 2, publishSeconds: 12, timeoutSeconds: 300, natsCluster: 3, natsRestarts: 2, log: (l) => lines.push(l) });
-    expect(result, lines.join("\n")).toMatchObject({ workerKills: 2, supervisorKills: 1, natsRestarts: 2, missing: 0, duplicated: 0, exact: true });
+    expect(result, lines.join("\n")).toMatchObject({ workerKills: 2, supervisorKills: 1, natsRestarts: 2, missing: 0, duplicated: 0, deadLettered: 0, exact: true });
     expect(result.natsLosses?.map((l) => [l.role, l.emptyStore]), lines.join("\n")).toEqual([
       ["source-leader", false],
       ["jobs-leader", false],
