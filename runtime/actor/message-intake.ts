@@ -13,6 +13,7 @@ import { storesBroadcast } from "../core/broadcast.ts";
 import { HEADER } from "../core/naming.ts";
 import { UserFunctionError } from "../core/operator.ts";
 import { judgeMessageRun } from "../core/skip-rules.ts";
+import { InputGapError, ProducerSequences } from "../core/message-sequence.ts";
 import { decodeBatch, decodeWatermark, encodeValue, MalformedMessageError, type DataBatch } from "../core/wire.ts";
 import { completeLookups, lookupKeyOf, planLookups } from "../core/lookup.ts";
 import { addNeed, type KeyNeed } from "../core/state-cache.ts";
@@ -30,6 +31,11 @@ export class MessageIntake {
   /** Batches decoded by `prefetch`, for `prepare` (by message: a message skipped meanwhile is dropped with it). */
   private readonly decodedAhead = new WeakMap<InputMessage, DataBatch>();
   private prepared: { readonly m: InputMessage; readonly batch?: DataBatch; readonly value?: unknown; readonly key?: unknown; readonly events?: SourceEvents | Rejection } | undefined;
+
+  /** Each producer run's message numbers seen so far. */
+  private readonly sequences = new ProducerSequences();
+  /** Messages whose number was checked before an alignment held them. */
+  private readonly numberChecked = new WeakSet<InputMessage>();
 
   constructor(actor: PartitionActor) {
     this.actor = actor;
@@ -78,7 +84,10 @@ export class MessageIntake {
       this.advancePosition(m.seq);
       return;
     }
+    // Checked in reading order, once: a message an alignment holds comes back here later.
+    if (!this.numberChecked.delete(m)) this.checkNumber(m, producer, generation, kind);
     if (this.actor.alignment!.isBlocked(producer)) {
+      this.numberChecked.add(m);
       this.hold(m);
       return;
     }
@@ -88,6 +97,18 @@ export class MessageIntake {
     }
     this.handleInternalMessage(m, kind, producer, now, epoch);
     this.advancePosition(m.seq);
+  }
+
+  /**
+   * The message must be its producer run's next (core/message-sequence.ts): one that follows a
+   * gap fails the actor, and the job restarts from its last checkpoint.
+   */
+  private checkNumber(m: InputMessage, producer: string, generation: number, kind: string | undefined): void {
+    const n = Number(m.header(HEADER.sequence) ?? NaN);
+    const verdict = this.sequences.observe(producer, `${generation}.${m.header(HEADER.incarnation) ?? 0}`, n);
+    if (verdict.kind === "gap") {
+      throw new InputGapError(`${this.actor.id}: message ${n} of ${producer} (generation ${generation}, ${kind ?? "no kind"}, sequence ${m.seq} of ${this.actor.stream}) follows message ${verdict.expected - 1}: ${n > verdict.expected ? "messages in between never arrived" : "a message came again or out of order"}; restarting from the last checkpoint`);
+    }
   }
 
   /** Holds a message until the alignment completes, or declines the checkpoint when too much is held. */

@@ -63,6 +63,8 @@ class PartitionBuffer {
   partialLatencyMs = 0;
   /** The publisher's sequence of the last message sent to this partition (0: none). */
   lastSeq = 0;
+  /** Messages this run sent to this partition, each numbered in `Eddy-Seq` (core/message-sequence.ts). */
+  sent = 0;
   constructor(subject: string) {
     this.subject = subject;
   }
@@ -257,7 +259,7 @@ export class OutputRouter implements OperatorOutput {
     // Every record of the epoch goes out before any barrier: a consumer holds what follows a
     // barrier, so a batch sent after one would be counted in the next epoch.
     this.flushAll();
-    for (const b of this.allBuffers) b.lastSeq = this.publisher.publish(b.subject, body, headers);
+    for (const b of this.allBuffers) b.lastSeq = this.publisher.publish(b.subject, body, numbered(b, headers));
     this.epoch = id + 1;
   }
 
@@ -520,7 +522,7 @@ export class OutputRouter implements OperatorOutput {
       if (b.holding) this.flushBuffer(b);
       if (b.told === this.watermark && b.toldIdle === this.idle) continue;
       const kind = this.watermark === Infinity ? "end" : "watermark";
-      b.lastSeq = this.publisher.publish(b.subject, encodeWatermark({ watermark: this.watermark, idle: this.idle }), { ...this.headers, [HEADER.kind]: kind });
+      b.lastSeq = this.publisher.publish(b.subject, encodeWatermark({ watermark: this.watermark, idle: this.idle }), numbered(b, { ...this.headers, [HEADER.kind]: kind }));
       b.told = this.watermark;
       b.toldIdle = this.idle;
     }
@@ -561,7 +563,7 @@ export class OutputRouter implements OperatorOutput {
       b.marks = [];
       return;
     }
-    this.publishSlice(b.subject, b.records, b.withInputs ? b.inputs : undefined, b.marks, b.told, this.watermark, this.idle);
+    this.publishSlice(b, b.records, b.withInputs ? b.inputs : undefined, b.marks, b.told, this.watermark, this.idle);
     b.lastSeq = this.publisher.lastSequence;
     b.records = [];
     b.inputs = [];
@@ -575,7 +577,8 @@ export class OutputRouter implements OperatorOutput {
    * NATS message may be. The first half ends with the watermark in force at the split, so the
    * second half needs no extra mark.
    */
-  private publishSlice(subject: string, records: unknown[], inputs: number[] | undefined, marks: number[], before: number, after: number, idle: boolean): void {
+  private publishSlice(b: PartitionBuffer, records: unknown[], inputs: number[] | undefined, marks: number[], before: number, after: number, idle: boolean): void {
+    const subject = b.subject;
     const count = records.length / 3;
     let data: Uint8Array | undefined;
     let failure: unknown;
@@ -587,7 +590,7 @@ export class OutputRouter implements OperatorOutput {
       failure = e;
     }
     if (data !== undefined && data.length <= this.config.maxPayloadBytes) {
-      this.publisher.publish(subject, data, this.headers);
+      this.publisher.publish(subject, data, numbered(b, this.headers));
       return;
     }
     if (count <= 1) {
@@ -599,7 +602,7 @@ export class OutputRouter implements OperatorOutput {
         this.deadLetter(reason, safeJson(records[2]));
       }
       // The consumer still learns the watermark the slice carried.
-      this.publisher.publish(subject, encodeBatch({ records: [], marks: [], watermark: after, idle }), this.headers);
+      this.publisher.publish(subject, encodeBatch({ records: [], marks: [], watermark: after, idle }), numbered(b, this.headers));
       return;
     }
     const half = Math.floor(count / 2);
@@ -612,9 +615,14 @@ export class OutputRouter implements OperatorOutput {
       if (idx < half) first.push(idx, marks[i + 1]!);
       else if (idx > half) second.push(idx - half, marks[i + 1]!);
     }
-    this.publishSlice(subject, records.slice(0, half * 3), inputs?.slice(0, half), first, before, atSplit, false);
-    this.publishSlice(subject, records.slice(half * 3), inputs?.slice(half), second, atSplit, after, idle);
+    this.publishSlice(b, records.slice(0, half * 3), inputs?.slice(0, half), first, before, atSplit, false);
+    this.publishSlice(b, records.slice(half * 3), inputs?.slice(half), second, atSplit, after, idle);
   }
+}
+
+/** `headers` with the number of the next message to `b`'s partition (core/message-sequence.ts). */
+function numbered(b: PartitionBuffer, headers: Readonly<Record<string, string>>): Record<string, string> {
+  return { ...headers, [HEADER.sequence]: String(++b.sent) };
 }
 
 /** The headers of an upsert that deletes its key (a delete marker in the bucket, as `kv.delete` writes). */

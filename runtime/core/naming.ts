@@ -92,6 +92,8 @@ export const HEADER = {
   /** Handoff count within a generation (absent: 0); see Assignment.incarnation. */
   incarnation: "Eddy-Incarnation",
   epoch: "Eddy-Epoch",
+  /** Number of an internal message among those its producer's run sent to the partition, from 1 (core/message-sequence.ts). */
+  sequence: "Eddy-Seq",
   reason: "Eddy-Reason",
   fn: "Eddy-Function",
   sourceStream: "Eddy-Source-Stream",
