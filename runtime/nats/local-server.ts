@@ -127,6 +127,8 @@ export interface LocalNatsServer extends AsyncDisposable {
   kill(): Promise<void>;
   /** Stop (gracefully, if running) and start again on the same port and store dir. */
   restart(): Promise<void>;
+  /** Whether the current process has exited (killed, stopped, or crashed on its own). */
+  readonly exited: boolean;
   /**
    * Whether the process runs (or how it ended) and the last lines it logged, for the failure
    * message of a test whose clients cannot reach it, e.g. `nats-server pid 4711 on port 4222:
@@ -190,19 +192,28 @@ function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Keeps the last lines of a child's stderr (the pipe must be drained anyway, or the child blocks). */
-class StderrTail {
+/** Lines kept from where a nats-server crash report begins. */
+const CRASH_HEAD_LINES = 12;
+
+/** The last lines of a nats-server's stderr, and the head of a crash report if one began. */
+export class StderrTail {
   private lines: string[] = [];
   private partial = "";
+  /** The head of a Go panic or fatal error: what failed, which the goroutine dump after it pushes out of the tail. */
+  private crash: string[] = [];
   push(chunk: string): void {
     const parts = (this.partial + chunk).split("\n");
     this.partial = parts.pop() ?? "";
     for (const line of parts) {
+      if (this.crash.length === 0 ? /^(panic|fatal error):/.test(line) : this.crash.length < CRASH_HEAD_LINES) this.crash.push(line);
       this.lines.push(line);
       if (this.lines.length > STDERR_TAIL_LINES) this.lines.shift();
     }
   }
   text(): string {
-    return [...this.lines, this.partial].filter((l) => l !== "").join("\n");
+    const tail = [...this.lines, this.partial].filter((l) => l !== "");
+    const head = this.crash.length > 0 && tail[0] !== this.crash[0] ? [...this.crash, "..."] : [];
+    return [...head, ...tail].join("\n");
   }
 }
 
@@ -395,6 +406,9 @@ async function startServer(opts: LocalNatsServerOptions, extraArgs: readonly str
       if (stopped) throw new Error("cannot restart a nats-server that was stopped; start a new one");
       await terminate(current.child);
       current = await spawnAndWaitReady(bin, argsFor(port), port, portsDir);
+    },
+    get exited() {
+      return hasExited(current.child);
     },
     describe() {
       const c = current.child;
