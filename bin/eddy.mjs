@@ -59,6 +59,6 @@ if (pinnedNeeded || nodeFlags.length > 0) {
     process.exit(code ?? 1);
   });
 } else {
-  const { runCli } = await import("../runtime/cli/main.ts");
+  const { runCli } = await import("../runtime/cli/main.mjs");
   await runCli();
 }

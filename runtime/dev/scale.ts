@@ -32,7 +32,7 @@ export interface LocalWorker {
   readonly procStart?: string;
 }
 
-const CLI = resolve(import.meta.dirname, "../cli/main.ts");
+const CLI = resolve(import.meta.dirname, "../cli/main.mjs");
 
 /** When the kernel started `pid`, in clock ticks since boot; undefined without /proc or process. */
 function procStartOf(pid: number): string | undefined {

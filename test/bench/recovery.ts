@@ -53,7 +53,7 @@ export interface RecoveryBenchResult {
 }
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const CLI = join(ROOT, "runtime/cli/main.ts");
+const CLI = join(ROOT, "runtime/cli/main.mjs");
 const WORKLOAD = join(ROOT, "test/bench/recovery-workload.ts");
 const JOB = "recbench";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -100,7 +100,7 @@ const phase = (what: string) => process.stderr.write(`${new Date().toISOString()
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const CLI = join(ROOT, "runtime/cli/main.ts");
+const CLI = join(ROOT, "runtime/cli/main.mjs");
 const WORKLOAD = join(ROOT, "test/bench/state-workload.ts");
 
 /** Log lines of eddy's processes that say something went wrong (a recovery names its new generation). */

@@ -89,7 +89,7 @@ export interface ChaosResult {
 }
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const CLI = join(ROOT, "runtime/cli/main.ts");
+const CLI = join(ROOT, "runtime/cli/main.mjs");
 const WORKLOAD = join(ROOT, "test/chaos/workload.ts");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const decoder = new TextDecoder();

@@ -11,7 +11,7 @@ import { resolve } from "node:path";
 import { natsServer } from "../support/nats-server.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const CLI = resolve(ROOT, "runtime/cli/main.ts");
+const CLI = resolve(ROOT, "runtime/cli/main.mjs");
 const PASSWORDS = {
   EDDY_ADMIN_PASSWORD: "admin-cli-secret",
   EDDY_SUPERVISOR_PASSWORD: "supervisor-cli-secret",

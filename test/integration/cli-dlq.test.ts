@@ -13,7 +13,7 @@ import { defineFunction, definePipeline, defineSink, fromFunction, fromStream, v
 import { connect, natsServer } from "../support/nats-server.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const eddy = (...args: string[]) => spawnSync(process.execPath, [resolve(ROOT, "runtime/cli/main.ts"), ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+const eddy = (...args: string[]) => spawnSync(process.execPath, [resolve(ROOT, "runtime/cli/main.mjs"), ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
 
 interface Order {
   user: string;

@@ -4,7 +4,7 @@ import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const help = (...cmd: string[]) => spawnSync(process.execPath, [resolve(ROOT, "runtime/cli/main.ts"), ...cmd, "--help"], { cwd: ROOT, encoding: "utf8" });
+const help = (...cmd: string[]) => spawnSync(process.execPath, [resolve(ROOT, "runtime/cli/main.mjs"), ...cmd, "--help"], { cwd: ROOT, encoding: "utf8" });
 
 describe("eddy --help", () => {
   for (const cmd of [[], ["worker"], ["supervisor"], ["k8s", "render"], ["state", "get"]]) {
@@ -19,12 +19,12 @@ describe("eddy --help", () => {
   }
 
   it("the flags it drops are refused, not silently ignored", () => {
-    const r = spawnSync(process.execPath, [resolve(ROOT, "runtime/cli/main.ts"), "ls", "--log-level", "debug"], { cwd: ROOT, encoding: "utf8" });
+    const r = spawnSync(process.execPath, [resolve(ROOT, "runtime/cli/main.mjs"), "ls", "--log-level", "debug"], { cwd: ROOT, encoding: "utf8" });
     expect(r.status).toBe(2);
   });
 
   it("--completions prints a completion script", () => {
-    const r = spawnSync(process.execPath, [resolve(ROOT, "runtime/cli/main.ts"), "--completions", "bash"], { cwd: ROOT, encoding: "utf8" });
+    const r = spawnSync(process.execPath, [resolve(ROOT, "runtime/cli/main.mjs"), "--completions", "bash"], { cwd: ROOT, encoding: "utf8" });
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/complete/);
   });

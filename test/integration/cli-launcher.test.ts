@@ -104,7 +104,7 @@ describe("bin/eddy.mjs on Node 24", () => {
 });
 
 describe("bad arguments exit 2 with one line, before any work", () => {
-  const cli = (...args: string[]) => spawnSync(process.execPath, [resolve(ROOT, "runtime/cli/main.ts"), ...args], { cwd: ROOT, encoding: "utf8" });
+  const cli = (...args: string[]) => spawnSync(process.execPath, [resolve(ROOT, "runtime/cli/main.mjs"), ...args], { cwd: ROOT, encoding: "utf8" });
 
   it("a negative worker count", () => {
     const r = cli("scale", "-1");

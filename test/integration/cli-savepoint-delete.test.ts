@@ -9,7 +9,7 @@ import { listSavepoints, writeSavepoint } from "../../runtime/nats/savepoints.ts
 import { connect, natsServer } from "../support/nats-server.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const eddy = (...args: string[]) => spawnSync(process.execPath, [resolve(ROOT, "runtime/cli/main.ts"), ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+const eddy = (...args: string[]) => spawnSync(process.execPath, [resolve(ROOT, "runtime/cli/main.mjs"), ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
 
 describe("eddy savepoint delete", () => {
   it("deletes a savepoint and refuses an unknown one", async () => {

@@ -1,6 +1,6 @@
 /**
- * eddy runs on Node's compile cache (runtime/cli/main.ts): a process start reuses the stripped and
- * compiled TypeScript of earlier ones, and a worker keeps what it compiled even when it is
+ * eddy runs on Node's compile cache (runtime/cli/main.mjs): a process start reuses the stripped and
+ * compiled TypeScript of earlier ones (and, its entry point being JavaScript, needs no type stripper), and a worker keeps what it compiled even when it is
  * killed, as workers are, instead of only at a clean exit.
  */
 import { spawn, spawnSync } from "node:child_process";
@@ -33,6 +33,19 @@ describe("the compile cache", () => {
     const off = cacheDir();
     expect(spawnSync(process.execPath, [CLI, "--help"], { cwd: ROOT, env: { ...process.env, NODE_COMPILE_CACHE: off, NODE_DISABLE_COMPILE_CACHE: "1" } }).status).toBe(0);
     expect(filesUnder(off)).toBe(0);
+  });
+
+  it("spares a start with a warm cache Node's type stripper: the entry point is JavaScript", () => {
+    const dir = cacheDir();
+    // Reports, as the process exits, whether Node loaded its TypeScript stripper (amaro).
+    const probe = `data:text/javascript,process.on("exit", () => process.stderr.write("amaro:" + process.moduleLoadList.some((m) => m.includes("amaro")) + "\\n"))`;
+    const start = () => spawnSync(process.execPath, ["--import", probe, CLI, "--help"], { cwd: ROOT, encoding: "utf8", env: { ...process.env, NODE_COMPILE_CACHE: dir } });
+    const cold = start();
+    expect(cold.status).toBe(0);
+    expect(cold.stderr).toContain("amaro:true");
+    const warm = start();
+    expect(warm.status).toBe(0);
+    expect(warm.stderr).toContain("amaro:false");
   });
 
   it("is written by a worker that is then killed (it never exits on its own)", async () => {

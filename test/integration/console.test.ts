@@ -199,7 +199,7 @@ describe("eddy ui in headless Chromium", () => {
 
   it("refuses bad arguments with one line and exit code 2, before connecting", () => {
     for (const args of [["--port", "70000"], ["--port", "x"], ["--host", "a b"], ["--bogus"]]) {
-      const r = spawnSync(process.execPath, [join(ROOT, "runtime/cli/main.ts"), "ui", ...args, "--nats", "nats://127.0.0.1:1"], { cwd: ROOT, encoding: "utf8", timeout: 30_000 });
+      const r = spawnSync(process.execPath, [join(ROOT, "runtime/cli/main.mjs"), "ui", ...args, "--nats", "nats://127.0.0.1:1"], { cwd: ROOT, encoding: "utf8", timeout: 30_000 });
       expect(r.status, args.join(" ")).toBe(2);
       expect(r.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
       expect(r.stderr).toMatch(/^eddy: /);

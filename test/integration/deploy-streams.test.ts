@@ -15,7 +15,7 @@ import { connect, natsServer } from "../support/nats-server.ts";
 import { startEddy } from "../support/processes.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const CLI = resolve(ROOT, "runtime/cli/main.ts");
+const CLI = resolve(ROOT, "runtime/cli/main.mjs");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("deploy checks streams", () => {

@@ -23,7 +23,7 @@ import { jobStatus } from "../../runtime/cli/status.ts";
 import { scalingLag } from "../../runtime/supervisor/job-metrics.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
 
-const eddy = (url: string, ...args: string[]) => execFileSync(process.execPath, [resolve(import.meta.dirname, "../../runtime/cli/main.ts"), ...args, "--nats", url], { encoding: "utf8" });
+const eddy = (url: string, ...args: string[]) => execFileSync(process.execPath, [resolve(import.meta.dirname, "../../runtime/cli/main.mjs"), ...args, "--nats", url], { encoding: "utf8" });
 
 const decoder = new TextDecoder();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -22,7 +22,7 @@ import { startEddy } from "../support/processes.ts";
 import { waitFor } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const CLI = resolve(ROOT, "runtime/cli/main.ts");
+const CLI = resolve(ROOT, "runtime/cli/main.mjs");
 
 describe("state writes to a stopped job", () => {
   it("are queued in the input log and applied on start, or refused with one line", async () => {

@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import { resolve } from "node:path";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
-export const CLI = resolve(ROOT, "runtime/cli/main.ts");
+export const CLI = resolve(ROOT, "runtime/cli/main.mjs");
 
 export interface CliOptions {
   /** Added to (and overriding) this process's environment. */

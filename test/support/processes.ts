@@ -8,7 +8,7 @@ import { join, resolve } from "node:path";
 import { ACTOR_COMMANDS, youngGenerationFlags } from "../../runtime/process/young-generation.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const CLI = join(ROOT, "runtime/cli/main.ts");
+const CLI = join(ROOT, "runtime/cli/main.mjs");
 
 export interface EddyProcess extends AsyncDisposable {
   readonly child: ChildProcess;

@@ -374,7 +374,7 @@ describe("the rules catch what they forbid", () => {
       ["runtime/core/operator.ts", 'import type { FunctionSpec } from "../spec/function.ts";\nimport { Packr } from "msgpackr";\nimport { createHash } from "node:crypto";'],
       ["runtime/sdk/windows.ts", 'import { assignWindows } from "../core/windows.ts";\nimport type { WindowSpec } from "../spec/windows.ts";'],
       ["runtime/nats/kv.ts", 'import { Kvm } from "@nats-io/kv";'],
-      ["runtime/cli/main.ts", 'const { runDev } = await import("../dev/run-dev.ts");'],
+      ["runtime/cli/main.mjs", 'const { runDev } = await import("../dev/run-dev.ts");'],
       ["runtime/demo/run-demo.ts", 'import { startLocalJob } from "../dev/local-job.ts";'],
     ]);
     expect(violations(allowed, RULES, self)).toEqual([]);

@@ -37,7 +37,7 @@ function moduleTable(markdown: string): Array<{ module: string; files: string[] 
     const module = /^`(runtime\/[^`]*)`$/.exec(cells[1]!)?.[1];
     if (module === undefined) continue;
     const folder = module.endsWith(".ts") ? posix.dirname(module) : module;
-    const named = [...cells[cells.length - 2]!.matchAll(/`([\w.-]+\.(?:ts|html|css))`/g)].map((m) => posix.join(folder, m[1]!));
+    const named = [...cells[cells.length - 2]!.matchAll(/`([\w.-]+\.(?:ts|mjs|html|css))`/g)].map((m) => posix.join(folder, m[1]!));
     rows.push({ module, files: named });
   }
   return rows;

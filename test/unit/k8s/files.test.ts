@@ -76,7 +76,7 @@ describe("infra/docker/Dockerfile", () => {
     const user = of("USER").at(-1);
     expect(user).toBeDefined();
     expect(user!.split(":")[0]).toMatch(/^[1-9][0-9]*$/);
-    expect(JSON.parse(of("ENTRYPOINT")[0]!)).toEqual(["node", "runtime/cli/main.ts"]);
+    expect(JSON.parse(of("ENTRYPOINT")[0]!)).toEqual(["node", "runtime/cli/main.mjs"]);
     expect(of("EXPOSE")).toContain(String(METRICS_PORT));
   });
 

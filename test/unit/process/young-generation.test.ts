@@ -25,6 +25,6 @@ describe("young generation of actor processes", () => {
     expect(readFileSync(resolve(ROOT, "bin/eddy.mjs"), "utf8")).toContain(`const ACTOR_SEMI_SPACE_MB = ${ACTOR_SEMI_SPACE_MB};`);
     expect(readFileSync(resolve(ROOT, "infra/docker/Dockerfile"), "utf8")).toContain(`ENV NODE_OPTIONS="${flag}"`);
     const scripts = (JSON.parse(readFileSync(resolve(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts;
-    expect(scripts.eddy).toBe(`node ${flag} runtime/cli/main.ts`);
+    expect(scripts.eddy).toBe(`node ${flag} runtime/cli/main.mjs`);
   });
 });
