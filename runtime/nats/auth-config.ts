@@ -190,7 +190,8 @@ export function supervisorPermissions(jobs: readonly JobAccess[]): { publish: st
         `$O.${savepointObjects(j.job)}.>`,
       ]),
     ],
-    subscribe: ["_INBOX.>", "eddy.*.ctl.>", "eddy.ctl.>"],
+    // Heartbeats as they are written: news makes it poll sooner (design note co).
+    subscribe: ["_INBOX.>", "eddy.*.ctl.>", "eddy.ctl.>", `$KV.${WORKERS_BUCKET}.>`],
   };
 }
 

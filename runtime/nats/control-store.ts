@@ -228,6 +228,23 @@ export async function liveWorkers(stores: ControlStores, onInvalid?: (key: strin
 }
 
 /**
+ * Heartbeats as they are written: a core subscription to the workers bucket's subjects, which
+ * sees every put and delete the bucket stores. `heartbeat` is the written value, `undefined` for a
+ * delete or purge. A hint for the supervisor's early polls (design note co), never the record:
+ * `liveWorkers` reads and validates what is live. The callback must not throw.
+ */
+export function onHeartbeatWrites(nc: NatsConnection, callback: (key: string, heartbeat: Uint8Array | undefined) => void): { unsubscribe(): void } {
+  const prefix = `$KV.${WORKERS_BUCKET}.`;
+  return nc.subscribe(`${prefix}>`, {
+    callback: (err, msg) => {
+      if (err !== null) return;
+      const op = msg.headers?.get("KV-Operation");
+      callback(msg.subject.slice(prefix.length), op === "DEL" || op === "PURGE" ? undefined : msg.data);
+    },
+  });
+}
+
+/**
  * The checkpoint each actor of the spec has applied to its state bucket (a missing bucket or key,
  * or a value that is not a number, counts as 0), in spec order, or `undefined` if some bucket
  * cannot be read.

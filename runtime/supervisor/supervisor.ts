@@ -39,6 +39,7 @@ import {
   deltaObjectPrefix,
   failureSubject,
   jobSpecKey,
+  heartbeatKey,
   latestKey,
   resumeKey,
   statusKey,
@@ -60,6 +61,7 @@ import {
   listObjects,
   liveWorkers,
   minAppliedCheckpoint,
+  onHeartbeatWrites,
   appliedCheckpoints,
   purgeKey,
   purgeObject,
@@ -87,6 +89,8 @@ import { jetStreamOriginOf } from "../nats/delivery.ts";
 import { decodeControl, type ControlKind, type ControlRecord } from "../core/control-messages.ts";
 import { countRejected } from "../metrics/rejections.ts";
 import { DEFAULT_LEADER_TTL_MS, makeLeaderElection } from "./leader-election.ts";
+import { makePollWaker, type PollWaker } from "./poll-waker.ts";
+import { HeartbeatNews } from "../core/heartbeat-news.ts";
 import { planCleanup } from "./retention.ts";
 import { checkSegmentRefs, planSegmentCleanup, segmentObjectPrefix } from "../core/changelog.ts";
 import { judgeTimeout, progressOf, upstreamOf, type ActorProgress } from "../core/checkpoint-timeouts.ts";
@@ -302,6 +306,10 @@ interface Session {
   /** Completed when the session ends. */
   readonly closed: Deferred.Deferred<void>;
   endReason: string;
+  /** Heartbeats that are news against the last poll; they wake `waker` (design note co). */
+  readonly news: HeartbeatNews;
+  /** The pause between polls, which news cuts short. */
+  readonly waker: PollWaker;
 }
 
 /**
@@ -902,7 +910,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
 
     /**
      * Starts the stop checkpoint of a graceful handoff in the background; the poll after it
-     * commits writes the new assignment. If it fails, one of the actors is likely gone (a crash
+     * commits, which its end brings forward, writes the new assignment. If it fails, one of the actors is likely gone (a crash
      * whose heartbeat has not expired yet): recover.
      */
     const startHandoff = (s: Session, job: JobState, what: string) =>
@@ -917,7 +925,13 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
               }),
             ),
             Effect.catch((e) => Effect.sync(() => void (job.recovery ??= { reason: `handoff checkpoint not started: ${e.message}`, at: Date.now() }))),
-            Effect.ensuring(Effect.sync(() => (job.handoffPending = false))),
+            Effect.ensuring(
+              Effect.sync(() => {
+                job.handoffPending = false;
+                // The job is stopped until the next poll writes the assignment: poll now.
+                s.waker.wake();
+              }),
+            ),
           ),
           job.scope,
         );
@@ -1136,6 +1150,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
       Effect.gen(function* () {
         const names = yield* io("listing jobs", () => listJobs(stores));
         const workers = yield* io("listing workers", () => liveWorkers(stores, (key, reason, message) => reject("heartbeat", reason, `${key}: ${message}`)));
+        s.news.polled([...workers].flatMap(([job, byWorker]) => [...byWorker].map(([worker, hb]) => [heartbeatKey(job, worker), hb] as const)));
         for (const job of [...s.jobs.values()]) if (!names.includes(job.name)) yield* removeJob(s, job);
         for (const name of names) {
           // One job's trouble (a malformed spec, a lost CAS) must not hold up the others.
@@ -1179,7 +1194,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           Effect.andThen(Deferred.succeed(s.ready, undefined)),
           Effect.catch((e) => Effect.sync(() => log(e.message))),
         );
-        yield* once.pipe(Effect.repeat(Schedule.spaced(pollMs)));
+        // Every pollMs, or sooner when a heartbeat is news (a worker joined or left, actors run).
+        yield* once.pipe(Effect.andThen(s.waker.pause), Effect.forever);
       });
 
     // ---- leadership ------------------------------------------------------------------------------
@@ -1188,7 +1204,15 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
       // Not a child of the supervisor's scope: the election ends it (before releasing the lease),
       // and the supervisor's finalizer only closes a session that is somehow still open.
       const scope = yield* Scope.make();
-      const s: Session = { scope, jobs: new Map(), ready: yield* Deferred.make<void>(), closed: yield* Deferred.make<void>(), endReason: "leadership ended" };
+      const s: Session = {
+        scope,
+        jobs: new Map(),
+        ready: yield* Deferred.make<void>(),
+        closed: yield* Deferred.make<void>(),
+        endReason: "leadership ended",
+        news: new HeartbeatNews(),
+        waker: makePollWaker(pollMs),
+      };
       yield* Scope.addFinalizer(scope, Deferred.succeed(s.closed, undefined));
       session = s;
       yield* Effect.forkIn(leaderLoop(s), scope);
@@ -1218,6 +1242,18 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         },
       });
       yield* Scope.addFinalizer(scope, Effect.sync(() => requests.unsubscribe()));
+      // Heartbeats as they are written, only to poll sooner: what is live is what the poll reads.
+      // One that does not decode is no news (the poll reads, counts and ignores it).
+      const beats = onHeartbeatWrites(nc, (key, data) => {
+        let news: boolean;
+        if (data === undefined) news = s.news.deleted(key);
+        else {
+          const hb = decodeControl("heartbeat", data);
+          news = hb.ok && s.news.put(key, hb.value);
+        }
+        if (news) s.waker.wake();
+      });
+      yield* Scope.addFinalizer(scope, Effect.sync(() => beats.unsubscribe()));
     });
 
     const endSession = (reason: string) =>
