@@ -246,6 +246,13 @@ interface JobState {
   readonly scope: Scope.Closeable;
   /** One checkpoint at a time. */
   readonly lock: Semaphore.Semaphore;
+  /**
+   * Held by a commit from its last look at the assignment to its write of `<job>.latest`, and by
+   * every write of the assignment: an assignment written in between would let the new
+   * generation's workers read `<job>.latest` some before and some after the commit, and restore
+   * from different checkpoints.
+   */
+  readonly commitLock: Semaphore.Semaphore;
   spec: JobSpecRecord;
   specRevision: number;
   actors: string[];
@@ -609,9 +616,11 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         const unproven = yield* verifySnapshots(c);
         if (unproven !== undefined) return yield* abort(c, unproven, true);
         if (!election.isLeader()) return yield* abort(c, "leadership ended before the commit", false);
-        if (reassigned()) return yield* abort(c, "assignment changed", false);
         // Once the commit is sent, its record must be written whatever happens to leadership.
-        const record = yield* commit(c).pipe(Effect.uninterruptible);
+        // The last look at the assignment and the commit hold the commit lock (see JobState).
+        const record = yield* job.commitLock
+          .withPermits(1)(Effect.suspend(() => (reassigned() ? abort(c, "assignment changed", false) : commit(c))))
+          .pipe(Effect.uninterruptible);
         if (record.status === "committed") {
           const cleanupAfter = (latestId: number) => cleanup(job, latestId).pipe(Effect.catch((e) => Effect.sync(() => log(`${job.name}: cleanup after checkpoint ${latestId}: ${e.message}`))));
           if (!c.cleanupBehind) yield* cleanupAfter(base.id);
@@ -848,6 +857,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           name,
           scope,
           lock: yield* Semaphore.make(1),
+          commitLock: yield* Semaphore.make(1),
           spec: spec.value,
           specRevision: spec.revision,
           actors: specActors(spec.value),
@@ -1031,6 +1041,14 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
      * Gathers the facts about one job, lets `decideJob` (runtime/core/job-lifecycle.ts) decide,
      * applies the decision and records the job's state in `<job>.status`.
      */
+    /** Writes the job's assignment (compare-and-set) under its commit lock; the new revision. */
+    const writeAssignment = (job: JobState, value: Assignment, expectedRevision: number) =>
+      job.commitLock.withPermits(1)(
+        io(`writing ${assignmentKey(job.name)}`, () => writeJson(stores.jobs, assignmentKey(job.name), value, expectedRevision)).pipe(
+          Effect.tap((revision) => Effect.sync(() => void (job.assignment = { value, revision }))),
+        ),
+      );
+
     const reconcile = (s: Session, name: string, workers: ReadonlyMap<string, WorkerHeartbeat>) =>
       Effect.gen(function* () {
         const known = s.jobs.get(name);
@@ -1093,8 +1111,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
             yield* startHandoff(s, job, d.what);
             break;
           case "park": {
-            const revision = yield* io(`writing ${assignmentKey(name)}`, () => writeJson(stores.jobs, assignmentKey(name), d.assignment, stored!.revision));
-            job.assignment = { value: d.assignment, revision };
+            yield* writeAssignment(job, d.assignment, stored!.revision);
             log(`${name}: stopped at a checkpoint and parked: ${d.why}`);
             job.ready = false;
             job.previousRevision = -1;
@@ -1117,8 +1134,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
             // between leaves a record that makes its successor take them away.
             yield* writeStatus(job, "FAILED", generation, undefined);
             if (d.assignment !== undefined && stored !== undefined) {
-              const revision = yield* io(`writing ${assignmentKey(name)}`, () => writeJson(stores.jobs, assignmentKey(name), d.assignment, stored.revision));
-              job.assignment = { value: d.assignment, revision };
+              yield* writeAssignment(job, d.assignment, stored.revision);
               yield* cancelInFlight(job, "the job failed");
               log(`${name}: FAILED: ${d.cause.reason}; its actors are stopped until it is deployed again or started (eddy start)`);
             }
@@ -1126,9 +1142,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           }
           case "write-assignment": {
             const next = d.assignment;
-            const revision = yield* io(`writing ${assignmentKey(name)}`, () => writeJson(stores.jobs, assignmentKey(name), next, stored?.revision ?? 0));
+            const revision = yield* writeAssignment(job, next, stored?.revision ?? 0);
             log(`${name}: ${d.handoff ? `stopped job handed over in generation ${next.generation}` : `generation ${next.generation}`}: ${d.why}`);
-            job.assignment = { value: next, revision };
             job.recovery = undefined;
             job.notRunningSince = 0;
             job.consecutiveFailures = 0;
