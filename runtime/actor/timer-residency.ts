@@ -177,7 +177,13 @@ export class TimerResidency {
     // Dropping them may empty a bucket: its marker goes too (their own removal is no change to write).
     const again = tooLong.size === 0 ? undefined : q.takeChanges();
     for (const t of changes.removed) this.actor.deltas.delete(timerKey(p, t), id);
-    for (const t of changes.added) if (!tooLong.has(t)) this.actor.deltas.put(timerKey(p, t), encodeValue(null), id);
+    for (const t of changes.added) {
+      if (tooLong.has(t)) continue;
+      // A timer the queue knows was not stored creates its key: one fired within the same
+      // materialization round then costs no KV write at all (note bm).
+      if (changes.absentBefore.has(t)) this.actor.deltas.putCreated(timerKey(p, t), encodeValue(null), id);
+      else this.actor.deltas.put(timerKey(p, t), encodeValue(null), id);
+    }
     for (const c of [changes, ...(again === undefined ? [] : [again])]) {
       for (const b of c.markersAdded ?? []) {
         this.actor.deltas.put(timerMarkerKey(p, b.domain, b.bucket), encodeValue(null), id);

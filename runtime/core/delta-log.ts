@@ -84,7 +84,8 @@ export interface Segment<S = unknown> {
   /**
    * The keys it puts that neither KV nor an earlier segment or snapshot may hold (design note
    * bm): a round whose first change of such a key is this put and whose last is a deletion
-   * writes nothing for it. Never a key the log does not track (timers, note bi).
+   * writes nothing for it. A key the log does not track (timers, note bi) only when its owner
+   * vouched for it (`putCreated`).
    */
   readonly created?: ReadonlySet<string>;
   ref?: S;
@@ -92,7 +93,7 @@ export interface Segment<S = unknown> {
 
 export class DeltaLog<P = undefined, S = unknown> {
   /** Changes since the last commit: KV key → encoded value (null: deleted) and the epoch it was taken in. */
-  private readonly uncommitted = new Map<string, { value: Uint8Array | null; epoch: number }>();
+  private readonly uncommitted = new Map<string, { value: Uint8Array | null; epoch: number; created?: true | undefined }>();
   /** Keys changed since the last cut: the next segment's. */
   private readonly sinceCut = new Set<string>();
   /** Segments cut since the last commit, oldest first. */
@@ -173,9 +174,24 @@ export class DeltaLog<P = undefined, S = unknown> {
     this.setUncommitted(key, value, epoch);
   }
 
+  /**
+   * Records a put of `key` that creates it, as its owner vouches: once the changes recorded before
+   * are applied, KV does not hold it (a timer its queue knew was not stored; `TimerChanges.absentBefore`).
+   * For a key the log does not track (timers) this is what lets a round skip a key created and
+   * deleted within it (note bm), and a deletion before the next cut drop the put. A key with an
+   * uncommitted change already is recorded as a plain put.
+   */
+  putCreated(key: string, value: Uint8Array, epoch: number): void {
+    const known = this.uncommitted.has(key);
+    this.setUncommitted(key, value, epoch);
+    if (!known) this.uncommitted.get(key)!.created = true;
+  }
+
   /** Records the deletion of `key` — a change only for a key KV may hold (or an untracked one). */
   delete(key: string, epoch: number): void {
-    if (this.mayBeStored.has(key) || this.untracked?.(key) === true) this.setUncommitted(key, null, epoch);
+    // Created since the last cut and gone again: no segment and no KV value has it.
+    if (this.uncommitted.get(key)?.created === true) this.dropUncommitted(key);
+    else if (this.mayBeStored.has(key) || this.untracked?.(key) === true) this.setUncommitted(key, null, epoch);
     else this.dropUncommitted(key);
   }
 
@@ -231,11 +247,14 @@ export class DeltaLog<P = undefined, S = unknown> {
       const e = this.uncommitted.get(k);
       // Dropped since: a deletion of a key no segment and no KV value has, or committed meanwhile.
       if (e === undefined) continue;
+      // Vouched for by its owner (putCreated) until now: from here on a segment holds it.
+      const vouched = e.created === true;
+      if (vouched) e.created = undefined;
       if (e.value !== null && this.untracked?.(k) !== true) {
         // Neither KV nor an earlier segment or snapshot may hold it: created here (note bm).
         if (!this.mayBeStored.has(k)) created.add(k);
         this.mayBeStored.set(k, epoch);
-      }
+      } else if (vouched) created.add(k);
       entries.push([k, e.value]);
     }
     this.sinceCut.clear();

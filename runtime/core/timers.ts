@@ -39,6 +39,12 @@ export interface TimerBucket {
 export interface TimerChanges {
   readonly added: Timer[];
   readonly removed: Timer[];
+  /**
+   * The timers of `added` the queue knows were not stored at the previous take (resident ones:
+   * it held every stored timer of their buckets): once the changes written before are applied,
+   * KV holds none of them. Those added beyond the resident bound (blind) are not known: not here.
+   */
+  readonly absentBefore: ReadonlySet<Timer>;
   /** Bucketed queues only: buckets that may hold timers now and had no marker. */
   readonly markersAdded?: TimerBucket[];
   /** Bucketed queues only: buckets whose marker is no longer needed (resident and empty). */
@@ -409,11 +415,15 @@ export class TimerQueue {
   takeChanges(): TimerChanges {
     const added: Timer[] = [];
     const removed: Timer[] = [];
-    for (const c of this.#changes.values()) (c.added ? added : removed).push(c.timer);
+    const absentBefore = new Set<Timer>();
+    for (const c of this.#changes.values()) {
+      (c.added ? added : removed).push(c.timer);
+      if (c.added && c.blind !== true) absentBefore.add(c.timer);
+    }
     this.#changes.clear();
     added.sort(compareWithDomain);
     removed.sort(compareWithDomain);
-    if (!this.#bucketed) return { added, removed };
+    if (!this.#bucketed) return { added, removed, absentBefore };
     const markersAdded: TimerBucket[] = [];
     const markersRemoved: TimerBucket[] = [];
     for (const domain of ["event", "processing"] as const) {
@@ -433,7 +443,7 @@ export class TimerQueue {
       }
       r.touched.clear();
     }
-    return { added, removed, markersAdded, markersRemoved };
+    return { added, removed, absentBefore, markersAdded, markersRemoved };
   }
 
   #checkResident(domain: TimeDomain, upToTs: number): void {

@@ -126,6 +126,47 @@ describe("DeltaLog: keys a snapshot creates", () => {
   });
 });
 
+describe("DeltaLog: keys it does not track, created as their owner vouches (timers)", () => {
+  const timers = (k: string) => k.startsWith("_t.");
+
+  it("names a vouched put as created, and not a plain one: a round can skip the timer it fires", () => {
+    const log = new DeltaLog(0, [], timers);
+    log.putCreated("_t.new", v(""), 1);
+    log.put("_t.blind", v(""), 1);
+    log.snapshot(1);
+    expect([...log.committed(1)!.created]).toEqual(["_t.new"]);
+  });
+
+  it("drops a vouched put deleted before the next cut: no segment and no KV value ever had it", () => {
+    const log = new DeltaLog(0, [], timers);
+    log.putCreated("_t.brief", v(""), 1);
+    log.delete("_t.brief", 1);
+    expect(log.pending("_t.brief")).toBeUndefined();
+    expect(log.snapshot(1)).toEqual([]);
+  });
+
+  it("records the deletion once a segment holds the vouched put, and names the put created", () => {
+    const log = new DeltaLog(0, [], timers);
+    log.putCreated("_t.k", v(""), 1);
+    expect(texts(log.cut()?.entries)).toEqual([["_t.k", ""]]);
+    log.delete("_t.k", 1);
+    expect(texts(log.snapshot(1))).toEqual([["_t.k", null]]);
+    const c = log.committed(1)!;
+    expect([...c.created]).toEqual(["_t.k"]);
+    expect(texts(c.entries)).toEqual([["_t.k", null]]);
+  });
+
+  it("does not vouch for a key with an uncommitted change: its deletion there may be what clears KV", () => {
+    const log = new DeltaLog(0, [], timers);
+    log.delete("_t.k", 1); // an untracked deletion is always recorded
+    log.cut();
+    log.putCreated("_t.k", v(""), 1);
+    log.delete("_t.k", 1);
+    expect(texts(log.snapshot(1))).toEqual([["_t.k", null]]);
+    expect([...log.committed(1)!.created]).toEqual([]);
+  });
+});
+
 describe("DeltaLog: deletions", () => {
   it("drops the deletion of a key created since the last snapshot: KV never had it", () => {
     const log = new DeltaLog();

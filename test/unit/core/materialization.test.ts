@@ -7,7 +7,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { materializationBehind, planRound, roundDelay, type CommittedDelta, type RoundState } from "../../../runtime/core/materialization.ts";
-import type { DeltaEntry } from "../../../runtime/core/delta-log.ts";
+import { DeltaLog, type DeltaEntry } from "../../../runtime/core/delta-log.ts";
 
 const v = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array | null | undefined) => (b == null ? b : new TextDecoder().decode(b));
@@ -91,6 +91,30 @@ describe("planRound", () => {
   it("refuses a queue out of commit order", () => {
     expect(() => planRound([delta(2, []), delta(2, [])])).toThrow(RangeError);
     expect(() => planRound([delta(3, []), delta(1, [])])).toThrow(/out of order/);
+  });
+});
+
+describe("planRound over the delta log's commits", () => {
+  it("writes nothing for a timer stored by one checkpoint and fired by the next within one round, and both writes for one it could not vouch for", () => {
+    const log = new DeltaLog<string>(0, [], (k) => k.startsWith("_t."));
+    const none = new Uint8Array();
+    log.putCreated("_t.vouched", none, 1);
+    log.put("_t.blind", none, 1);
+    log.snapshot(1);
+    log.seal(1, "1");
+    log.delete("_t.vouched", 2);
+    log.delete("_t.blind", 2);
+    log.snapshot(2);
+    log.seal(2, "2");
+    const first = log.committed(1)!;
+    const second = log.committed(2)!;
+    const round = planRound([
+      { id: 1, entries: first.entries, created: first.created, output: "1" },
+      { id: 2, entries: second.entries, created: second.created, output: "2" },
+    ])!;
+    expect(round.puts.map(([k]) => k)).toEqual([]);
+    expect(round.deletes).toEqual(["_t.blind"]);
+    expect(round.skipped).toBe(1);
   });
 });
 

@@ -68,9 +68,9 @@ describe("a bucketed TimerQueue", () => {
     expect(q.register(ev(5 * W))).toBe(true); // not known beyond the bound: written once anyway
     expect(q.size).toBe(0);
     expect(q.farBuckets).toBe(1);
-    expect(q.takeChanges()).toEqual({ added: [ev(5 * W)], removed: [], markersAdded: [{ domain: "event", bucket: 5 }], markersRemoved: [] });
+    expect(q.takeChanges()).toEqual({ added: [ev(5 * W)], removed: [], absentBefore: new Set(), markersAdded: [{ domain: "event", bucket: 5 }], markersRemoved: [] });
     expect(q.size).toBe(0);
-    expect(q.takeChanges()).toEqual({ added: [], removed: [], markersAdded: [], markersRemoved: [] });
+    expect(q.takeChanges()).toEqual({ added: [], removed: [], absentBefore: new Set(), markersAdded: [], markersRemoved: [] });
   });
 
   it("lists a bucket the delta log has timers of, and applies the changes not taken yet on top", () => {
@@ -85,7 +85,7 @@ describe("a bucketed TimerQueue", () => {
     expect(q.all()).toEqual([ev(5 * W + 1, "b"), ev(6 * W, "c")]);
     expect(q.farBuckets).toBe(0);
     // The blind delete of `a` stays a deletion although `a` was never known to be stored.
-    expect(q.takeChanges()).toEqual({ added: [ev(5 * W + 1, "b"), ev(6 * W, "c")], removed: [ev(5 * W, "a")], markersAdded: [{ domain: "event", bucket: 6 }], markersRemoved: [] });
+    expect(q.takeChanges()).toEqual({ added: [ev(5 * W + 1, "b"), ev(6 * W, "c")], removed: [ev(5 * W, "a")], absentBefore: new Set(), markersAdded: [{ domain: "event", bucket: 6 }], markersRemoved: [] });
   });
 
   it("deletes a timer beyond the bound blindly where a bucket may hold it, and not where none can", () => {
@@ -126,11 +126,27 @@ describe("a bucketed TimerQueue", () => {
     expect(q.popDue("event", Infinity)).toEqual([]);
   });
 
+  it("vouches that a timer added where it holds every stored one was not stored; beyond the bound it cannot", () => {
+    const q = new TimerQueue([], { bucketed: true });
+    q.extend("event", 6 * W, [ev(5 * W, "stored")]);
+    q.register(ev(5 * W, "stored")); // pending already: no change
+    q.register(ev(5 * W + 1, "new"));
+    q.register(ev(9 * W, "far"));
+    const c = q.takeChanges();
+    expect(c.added).toEqual([ev(5 * W + 1, "new"), ev(9 * W, "far")]);
+    expect(c.absentBefore).toEqual(new Set([ev(5 * W + 1, "new")]));
+    // Fired, then registered again: not stored at the last take (its deletion is a change written before).
+    q.popDue("event", 5 * W + 1);
+    q.takeChanges();
+    q.register(ev(5 * W + 1, "new"));
+    expect(q.takeChanges().absentBefore).toEqual(new Set([ev(5 * W + 1, "new")]));
+  });
+
   it("an unbucketed queue holds everything and reports no markers", () => {
     const q = new TimerQueue();
     q.register(ev(1e12));
     expect(q.residentBound("event")).toBe(Infinity);
-    expect(q.takeChanges()).toEqual({ added: [ev(1e12)], removed: [] });
+    expect(q.takeChanges()).toEqual({ added: [ev(1e12)], removed: [], absentBefore: new Set([ev(1e12)]) });
   });
 });
 

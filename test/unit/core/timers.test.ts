@@ -155,8 +155,8 @@ describe("TimerQueue change tracking", () => {
     const q = new TimerQueue([ev(1), ev(2)]);
     q.register(ev(3));
     q.delete(ev(1));
-    expect(q.takeChanges()).toEqual({ added: [ev(3)], removed: [ev(1)] });
-    expect(q.takeChanges()).toEqual({ added: [], removed: [] });
+    expect(q.takeChanges()).toEqual({ added: [ev(3)], removed: [ev(1)], absentBefore: new Set([ev(3)]) });
+    expect(q.takeChanges()).toEqual({ added: [], removed: [], absentBefore: new Set() });
   });
 
   it("cancels a timer added and then removed before the call", () => {
@@ -165,20 +165,20 @@ describe("TimerQueue change tracking", () => {
     q.delete(ev(1));
     q.register(ev(2));
     q.popDue("event", 5);
-    expect(q.takeChanges()).toEqual({ added: [], removed: [] });
+    expect(q.takeChanges()).toEqual({ added: [], removed: [], absentBefore: new Set() });
   });
 
   it("cancels a timer removed and then added again before the call", () => {
     const q = new TimerQueue([ev(1)]);
     q.delete(ev(1));
     q.register(ev(1));
-    expect(q.takeChanges()).toEqual({ added: [], removed: [] });
+    expect(q.takeChanges()).toEqual({ added: [], removed: [], absentBefore: new Set() });
   });
 
   it("counts fired timers as removed", () => {
     const q = new TimerQueue([ev(1), pt(1)]);
     q.popDue("processing", 1);
-    expect(q.takeChanges()).toEqual({ added: [], removed: [pt(1)] });
+    expect(q.takeChanges()).toEqual({ added: [], removed: [pt(1)], absentBefore: new Set() });
   });
 
   it("yield deltas that, replayed onto the previous set, reproduce the current set", () => {
