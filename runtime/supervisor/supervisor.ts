@@ -920,8 +920,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
 
     /**
      * Starts the stop checkpoint of a graceful handoff in the background; the poll after it
-     * commits, which its end brings forward, writes the new assignment. If it fails, one of the actors is likely gone (a crash
-     * whose heartbeat has not expired yet): recover.
+     * commits, which its end brings forward, writes the new assignment. If it fails, one of the
+     * actors is likely gone (a crash whose heartbeat has not expired yet): recover.
      */
     const startHandoff = (s: Session, job: JobState, what: string) =>
       Effect.gen(function* () {
@@ -1037,10 +1037,6 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         if (f !== undefined) yield* Deferred.succeed(f.outcome, { acked: false, reason, failure: false });
       });
 
-    /**
-     * Gathers the facts about one job, lets `decideJob` (runtime/core/job-lifecycle.ts) decide,
-     * applies the decision and records the job's state in `<job>.status`.
-     */
     /** Writes the job's assignment (compare-and-set) under its commit lock; the new revision. */
     const writeAssignment = (job: JobState, value: Assignment, expectedRevision: number) =>
       job.commitLock.withPermits(1)(
@@ -1049,6 +1045,10 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         ),
       );
 
+    /**
+     * Gathers the facts about one job, lets `decideJob` (runtime/core/job-lifecycle.ts) decide,
+     * applies the decision and records the job's state in `<job>.status`.
+     */
     const reconcile = (s: Session, name: string, workers: ReadonlyMap<string, WorkerHeartbeat>) =>
       Effect.gen(function* () {
         const known = s.jobs.get(name);

@@ -1,7 +1,8 @@
 /**
  * eddy runs on Node's compile cache (runtime/cli/main.mjs): a process start reuses the stripped and
- * compiled TypeScript of earlier ones (and, its entry point being JavaScript, needs no type stripper), and a worker keeps what it compiled even when it is
- * killed, as workers are, instead of only at a clean exit.
+ * compiled TypeScript of earlier ones (and, its entry point being JavaScript, needs no type
+ * stripper), and a worker keeps what it compiled even when it is killed, as workers are, instead
+ * of only at a clean exit.
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
