@@ -32,6 +32,9 @@ export class MessageIntake {
   private readonly decodedAhead = new WeakMap<InputMessage, DataBatch>();
   private prepared: { readonly m: InputMessage; readonly batch?: DataBatch; readonly value?: unknown; readonly key?: unknown; readonly events?: SourceEvents | Rejection } | undefined;
 
+  /** A batch stopped at a watermark mark until what its due timers need is read (`handleBatch`). */
+  private stoppedAt: BatchPosition | undefined;
+
   /** Each producer run's message numbers seen so far. */
   private readonly sequences = new ProducerSequences();
   /** Messages whose number was checked before an alignment held them. */
@@ -95,8 +98,40 @@ export class MessageIntake {
       this.onBarrier(m, producer, epoch, now);
       return;
     }
-    this.handleInternalMessage(m, kind, producer, now, epoch);
-    this.advancePosition(m.seq);
+    // A batch that stopped at a watermark waiting for reads moves the position when `resume` ends it.
+    if (this.handleInternalMessage(m, kind, producer, now, epoch)) this.advancePosition(m.seq);
+  }
+
+  /** Whether a batch stopped at a watermark mark whose timers need reads first (`prepareResume`, then `resume`). */
+  get suspended(): boolean {
+    return this.stoppedAt !== undefined;
+  }
+
+  /**
+   * What the rest of the stopped batch needs, read again: a tick may have evicted what `prepare`
+   * read before the batch stopped (undefined: all of it is in memory).
+   */
+  prepareResume(now: number): Promise<void> | undefined {
+    const at = this.stoppedAt;
+    if (at === undefined) return undefined;
+    const needs = new Map<string, KeyNeed>();
+    this.addRecordNeeds(needs, at.batch, at.record, now);
+    return this.actor.workingSet.ensureNeeds(needs);
+  }
+
+  /** Handles the rest of the stopped batch, once the watermark it stopped at has been applied. */
+  resume(now: number): void {
+    const at = this.stoppedAt;
+    if (at === undefined) return;
+    this.stoppedAt = undefined;
+    try {
+      if (!this.handleBatch(at, now)) return;
+      this.actor.router.idle = this.actor.tracker!.allIdle();
+    } catch (e) {
+      if (!(e instanceof MalformedMessageError)) throw e;
+      this.actor.deadLetter(e.message, at.m.data, { [HEADER.producer]: at.producer, [HEADER.sourceStream]: this.actor.stream, [HEADER.sourceSequence]: String(at.m.seq) });
+    }
+    this.advancePosition(at.m.seq);
   }
 
   /**
@@ -245,26 +280,7 @@ export class MessageIntake {
         const batch = this.decodedAhead.get(m) ?? decodeBatch(m.data);
         this.decodedAhead.delete(m);
         this.prepared = { m, batch };
-        const records = batch.records;
-        if (this.actor.selectors.size === 0) {
-          for (let i = 0; i < records.length; i += 3) if (typeof records[i] === "string" && !this.isBroadcastRecord(batch, i / 3)) needs.set(records[i] as string, "all");
-        } else {
-          // The records' event times as the handling computes them, for selectors that depend on them.
-          const spec = this.actor.node.spec;
-          const retime = spec.timestamp !== undefined;
-          for (let i = 0; i < records.length; i += 3) {
-            const key = records[i];
-            if (typeof key !== "string" || this.isBroadcastRecord(batch, i / 3)) continue;
-            // A key in memory with its maps whole needs nothing more, whatever the record names.
-            if (this.actor.workingSet.holdsWhole(key)) {
-              needs.set(key, "all");
-              continue;
-            }
-            const ts = retime ? selectEventTime(spec, records[i + 2], 0, now) : records[i + 1];
-            const need = typeof ts === "number" && Number.isFinite(ts) ? this.actor.workingSet.recordNeed(records[i + 2], ts, batch.inputs?.[i / 3] ?? 0) : "all";
-            addNeed(needs, key, need);
-          }
-        }
+        this.addRecordNeeds(needs, batch, 0, now);
         upTo = batch.watermark;
         for (let i = 1; i < batch.marks.length; i += 2) upTo = Math.max(upTo, batch.marks[i]!);
         idle = batch.idle === true;
@@ -288,6 +304,30 @@ export class MessageIntake {
       this.actor.workingSet.addDueNeeds(needs, "event", upTo);
     }
     return this.actor.workingSet.ensureNeeds(needs);
+  }
+
+  /** What the records of `batch` from record `from` on need of their keys, added to `needs`. */
+  private addRecordNeeds(needs: Map<string, KeyNeed>, batch: DataBatch, from: number, now: number): void {
+    const records = batch.records;
+    if (this.actor.selectors.size === 0) {
+      for (let i = from * 3; i < records.length; i += 3) if (typeof records[i] === "string" && !this.isBroadcastRecord(batch, i / 3)) needs.set(records[i] as string, "all");
+      return;
+    }
+    // The records' event times as the handling computes them, for selectors that depend on them.
+    const spec = this.actor.node.spec;
+    const retime = spec.timestamp !== undefined;
+    for (let i = from * 3; i < records.length; i += 3) {
+      const key = records[i];
+      if (typeof key !== "string" || this.isBroadcastRecord(batch, i / 3)) continue;
+      // A key in memory with its maps whole needs nothing more, whatever the record names.
+      if (this.actor.workingSet.holdsWhole(key)) {
+        needs.set(key, "all");
+        continue;
+      }
+      const ts = retime ? selectEventTime(spec, records[i + 2], 0, now) : records[i + 1];
+      const need = typeof ts === "number" && Number.isFinite(ts) ? this.actor.workingSet.recordNeed(records[i + 2], ts, batch.inputs?.[i / 3] ?? 0) : "all";
+      addNeed(needs, key, need);
+    }
   }
 
   /** Whether record `i` of `batch` is for a broadcast input (held, not keyed: it needs no state). */
@@ -419,66 +459,22 @@ export class MessageIntake {
     }
   }
 
-  private handleInternalMessage(m: InputMessage, kind: string | undefined, producer: string, now: number, epoch: number): void {
+  /** Handles a data batch or a watermark; false when a batch stopped at a watermark mark (`resume` goes on). */
+  private handleInternalMessage(m: InputMessage, kind: string | undefined, producer: string, now: number, epoch: number): boolean {
     const tracker = this.actor.tracker!;
-    // A producer that feeds only broadcast inputs does not move event time (design note bq).
-    const timed = this.actor.timedProducers.has(producer);
-    const pending = this.actor.pendingBroadcast;
     try {
       if (kind === "data") {
         const prepared = this.prepared?.m === m ? this.prepared.batch : undefined;
         this.prepared = undefined;
         const batch = prepared ?? this.decodedAhead.get(m) ?? decodeBatch(m.data);
-        const { records, marks } = batch;
-        if (timed && tracker.isProducerIdle(producer) === true) tracker.setIdle(producer, false);
-        let mi = 0;
-        const count = records.length / 3;
-        const spec = this.actor.node.spec;
-        const retime = spec.timestamp !== undefined;
-        const inputs = batch.inputs;
-        // One origin for the batch's dead letters and failed records (the router copies it).
-        const origin = { [HEADER.producer]: producer };
-        for (let i = 0; i < count; i++) {
-          while (mi < marks.length && marks[mi] === i) {
-            if (timed) this.producerWatermark(producer, marks[mi + 1]!, now);
-            mi += 2;
-          }
-          const key = records[i * 3];
-          const value = records[i * 3 + 2];
-          if (pending !== undefined) {
-            const input = inputs === undefined ? 0 : inputs[i]!;
-            if (this.actor.broadcastInputs.has(input)) {
-              this.holdBroadcast(value, records[i * 3 + 1], input, epoch, producer);
-              continue;
-            }
-            // Held broadcast records of earlier epochs take effect before a record of a later one
-            // (at their barrier, unless its alignment was declined or abandoned).
-            const first = pending.firstEpoch;
-            if (first !== undefined && first < epoch) this.applyBroadcast(epoch - 1, now);
-          }
-          const ts = retime ? selectEventTime(spec, value, 0, now) : (records[i * 3 + 1] as number);
-          if (ts instanceof Rejection) {
-            this.actor.deadLetter(ts.reason, jsonBytes(value), origin);
-            continue;
-          }
-          // Only eddy writes these batches, but anyone who can publish on the stream can too.
-          if (typeof key !== "string" || typeof ts !== "number" || !Number.isFinite(ts)) {
-            this.actor.deadLetter(`invalid record in a batch: key ${typeof key}, timestamp ${typeof ts === "number" ? ts : typeof ts}`, jsonBytes(value), origin);
-            continue;
-          }
-          this.invoke(key, ts, value, now, undefined, origin, inputs === undefined ? 0 : inputs[i]!);
-        }
-        if (timed) {
-          const idled = batch.idle === true && tracker.setIdle(producer, true);
-          this.producerWatermark(producer, batch.watermark, now);
-          if (idled) this.actor.advance(tracker.current(), now);
-        }
+        if (this.actor.timedProducers.has(producer) && tracker.isProducerIdle(producer) === true) tracker.setIdle(producer, false);
+        if (!this.handleBatch({ m, batch, producer, epoch, record: 0, mark: 0 }, now)) return false;
       } else if (kind === "watermark" || kind === "end") {
         const update = decodeWatermark(m.data);
-        if (!timed) return;
+        // A producer that feeds only broadcast inputs does not move event time (design note bq).
+        if (!this.actor.timedProducers.has(producer)) return true;
         const changed = tracker.setIdle(producer, update.idle === true);
-        this.producerWatermark(producer, update.watermark, now);
-        if (changed) this.actor.advance(tracker.current(), now);
+        if (tracker.update(producer, update.watermark) || changed) this.actor.advanceOrDefer(tracker.current(), now);
       } else {
         throw new MalformedMessageError(`unknown message kind ${JSON.stringify(kind)}`);
       }
@@ -488,6 +484,69 @@ export class MessageIntake {
       if (!(e instanceof MalformedMessageError)) throw e;
       this.actor.deadLetter(e.message, m.data, { [HEADER.producer]: producer, [HEADER.sourceStream]: this.actor.stream, [HEADER.sourceSequence]: String(m.seq) });
     }
+    return true;
+  }
+
+  /**
+   * Handles the records of a batch from `at.record` on, moving event time at its watermark marks.
+   * False when it stopped at a mark: the timers due there include ones its own records set, for
+   * keys whose maps `prepare` read only in part (after a restore or an eviction, note bj), and a
+   * timer must not run without what its `onTimer` selector names. The actor reads that, applies
+   * the watermark and resumes; the records after the mark see the same watermark either way.
+   */
+  private handleBatch(at: BatchPosition, now: number): boolean {
+    const { m, batch, producer, epoch } = at;
+    const tracker = this.actor.tracker!;
+    const timed = this.actor.timedProducers.has(producer);
+    const pending = this.actor.pendingBroadcast;
+    const { records, marks } = batch;
+    let mi = at.mark;
+    const count = records.length / 3;
+    const spec = this.actor.node.spec;
+    const retime = spec.timestamp !== undefined;
+    const inputs = batch.inputs;
+    // One origin for the batch's dead letters and failed records (the router copies it).
+    const origin = { [HEADER.producer]: producer };
+    for (let i = at.record; i < count; i++) {
+      while (mi < marks.length && marks[mi] === i) {
+        const wm = marks[mi + 1]!;
+        mi += 2;
+        if (timed && tracker.update(producer, wm) && !this.actor.advanceWithinBatch(tracker.current(), now)) {
+          this.stoppedAt = { m, batch, producer, epoch, record: i, mark: mi };
+          return false;
+        }
+      }
+      const key = records[i * 3];
+      const value = records[i * 3 + 2];
+      if (pending !== undefined) {
+        const input = inputs === undefined ? 0 : inputs[i]!;
+        if (this.actor.broadcastInputs.has(input)) {
+          this.holdBroadcast(value, records[i * 3 + 1], input, epoch, producer);
+          continue;
+        }
+        // Held broadcast records of earlier epochs take effect before a record of a later one
+        // (at their barrier, unless its alignment was declined or abandoned).
+        const first = pending.firstEpoch;
+        if (first !== undefined && first < epoch) this.applyBroadcast(epoch - 1, now);
+      }
+      const ts = retime ? selectEventTime(spec, value, 0, now) : (records[i * 3 + 1] as number);
+      if (ts instanceof Rejection) {
+        this.actor.deadLetter(ts.reason, jsonBytes(value), origin);
+        continue;
+      }
+      // Only eddy writes these batches, but anyone who can publish on the stream can too.
+      if (typeof key !== "string" || typeof ts !== "number" || !Number.isFinite(ts)) {
+        this.actor.deadLetter(`invalid record in a batch: key ${typeof key}, timestamp ${typeof ts === "number" ? ts : typeof ts}`, jsonBytes(value), origin);
+        continue;
+      }
+      this.invoke(key, ts, value, now, undefined, origin, inputs === undefined ? 0 : inputs[i]!);
+    }
+    if (timed) {
+      const idled = batch.idle === true && tracker.setIdle(producer, true);
+      // Nothing of the batch follows: a watermark that waits for reads is applied before the next message.
+      if (tracker.update(producer, batch.watermark) || idled) this.actor.advanceOrDefer(tracker.current(), now);
+    }
+    return true;
   }
 
   /**
@@ -536,10 +595,6 @@ export class MessageIntake {
     if (storesBroadcast(this.actor.partition)) this.actor.deadLetter(reason, jsonBytes(value), { [HEADER.producer]: producer });
   }
 
-  private producerWatermark(producer: string, wm: number, now: number): void {
-    if (this.actor.tracker!.update(producer, wm)) this.actor.advance(this.actor.tracker!.current(), now);
-  }
-
   /**
    * `event` ≥ 0: the record is of event `event` (of `events`) of the batched source message `raw`
    * (design note ce), whose dead letter holds that event alone and names its index — worked out only if
@@ -557,4 +612,14 @@ export class MessageIntake {
       return false;
     }
   }
+}
+
+/** Where the handling of a batch stands: the next record and the next watermark mark. */
+interface BatchPosition {
+  readonly m: InputMessage;
+  readonly batch: DataBatch;
+  readonly producer: string;
+  readonly epoch: number;
+  readonly record: number;
+  readonly mark: number;
 }

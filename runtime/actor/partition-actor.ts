@@ -373,13 +373,36 @@ export class PartitionActor {
     this.advance(wm, now);
   }
 
+  /**
+   * Moves event time to `wm` at a watermark mark inside a batch, or defers it (false) when the
+   * timers due there need reads: some may have been set by the batch's own records, for keys
+   * whose maps `prepare` read only in part. Those parts can be missing only after a restore that
+   * found stored state or an eviction (`cacheComplete` false), and only with map selectors: a
+   * batch's keys are otherwise read whole, so the walk over the due timers is skipped.
+   */
+  advanceWithinBatch(wm: number, now: number): boolean {
+    if (this.stateless || this.cacheComplete || this.selectors.size === 0) {
+      this.advance(wm, now);
+      return true;
+    }
+    this.advanceOrDefer(wm, now);
+    return this.deferredWatermark === undefined;
+  }
+
+  /** Applies a deferred watermark once its timers' keys are read, and goes on with a batch that stopped for it. */
   private async advanceDeferred(now: number): Promise<void> {
-    const wm = this.deferredWatermark;
-    this.deferredWatermark = undefined;
-    if (wm === undefined) return;
-    await this.timerResidency.timersUpTo("event", wm);
-    await this.workingSet.ensureNeeds(this.workingSet.dueNeeds("event", wm));
-    this.advance(wm, now);
+    for (;;) {
+      const wm = this.deferredWatermark;
+      this.deferredWatermark = undefined;
+      if (wm !== undefined) {
+        await this.timerResidency.timersUpTo("event", wm);
+        await this.workingSet.ensureNeeds(this.workingSet.dueNeeds("event", wm));
+        this.advance(wm, now);
+      }
+      if (!this.intake.suspended) return;
+      await this.intake.prepareResume(now);
+      this.intake.resume(now);
+    }
   }
 
   // --- checkpoints ------------------------------------------------------------------------------
@@ -549,6 +572,7 @@ export class PartitionActor {
           const reading = this.intake.prepare(step.message, now);
           if (reading !== undefined) await reading;
           this.intake.handleMessage(step.message, now);
+          await this.advanceDeferred(now);
           // Released messages can emit a lot at once; spill between them rather than after all.
           if (this.spills && heldSinkAction(this.router.heldSinkBytes, this.config.maxHeldSinkBytes, true) === "spill") await this.rounds.spill();
           continue;

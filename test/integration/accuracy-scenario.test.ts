@@ -20,6 +20,7 @@ import { resolve } from "node:path";
 import { deployModule } from "../../runtime/deploy/deploy.ts";
 import { ensureStream, publishAll, readAll } from "../../runtime/nats/streams.ts";
 import { committedWatermarks } from "../../runtime/nats/committed-state.ts";
+import { deadLetterStream } from "../../runtime/core/naming.ts";
 import { jobLag } from "../../runtime/nats/lag.ts";
 import { readJobView } from "../../runtime/nats/job-views.ts";
 import { startSupervisor } from "../../runtime/supervisor/supervisor.ts";
@@ -168,6 +169,8 @@ describe("the data accuracy scenario", () => {
       await settled("phase 3");
       await new Promise((r) => setTimeout(r, 1_500)); // a few checkpoints more: nothing else may come
 
+      // The inputs are messy, not malformed: nothing is dead-lettered (a timer that failed would be).
+      expect((await readAll(nc, deadLetterStream(JOB))).map((m) => m.headers["Eddy-Reason"])).toEqual([]);
       const got = (await shipments()).filter((s) => s.orderId !== "flush");
       expect(sortRows(got)).toEqual(expectedShipments);
       expect(expectedShipments.some((s) => s.eventId === null) && expectedShipments.some((s) => s.eventId !== null)).toBe(true);
