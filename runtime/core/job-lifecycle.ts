@@ -307,7 +307,12 @@ function decideAssignment(f: JobFacts, resumed: boolean): Decision {
       return { kind: "start-handoff", what: newCode ? `switch to version ${codeVersion}` : `hand over actors (${describeMove(previous, owners)})` };
     }
   }
-  if (handoffPending && !handoff && recovery === undefined) return { kind: "wait", why: "a handoff's stop checkpoint is running", unsettle: false };
+  // An owner gone meanwhile (its heartbeat expired) can never acknowledge the stop checkpoint:
+  // waiting for its timeout, then for the periodic checkpoint queued before it, kept the job
+  // still for up to twice the checkpoint timeout. A new generation now cancels the checkpoint in
+  // flight, and the handoff that was waiting for it finds the assignment changed and does nothing.
+  const ownersAlive = stored === undefined || Object.values(stored.value.owners).every((w) => workers.has(w));
+  if (handoffPending && !handoff && recovery === undefined && ownersAlive) return { kind: "wait", why: "a handoff's stop checkpoint is running", unsettle: false };
   // A restart caused by a failure waits out its backoff, unless the failure rate says give up.
   const restart = recovery !== undefined && !resumed;
   if (restart) {

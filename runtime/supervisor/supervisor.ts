@@ -327,7 +327,8 @@ interface Session {
 type CheckpointRun =
   | { readonly kind: "periodic" }
   | { readonly kind: "explicit"; readonly stop: boolean; readonly savepoint: boolean; readonly holder: { record?: CheckpointRecord } }
-  | { readonly kind: "handoff" };
+  /** `assignmentRevision`: the assignment it was decided on; changed by the time it runs, it is moot. */
+  | { readonly kind: "handoff"; readonly assignmentRevision: number | undefined };
 
 /** A checkpoint whose record exists. */
 interface Begun {
@@ -658,6 +659,9 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         const holder = run.kind === "explicit" ? run.holder : {};
         const assignment = job.assignment;
         if (assignment === undefined) return Option.none<CheckpointRecord>();
+        // Waiting for the lock, a handoff can find a new generation written meanwhile (an owner
+        // died): stopping that one would be no handoff at all.
+        if (handoff && run.assignmentRevision !== assignment.revision) return Option.none<CheckpointRecord>();
         const generation = assignment.value.generation;
         const latest = yield* io(`reading ${latestKey(job.name)}`, () => readRecord("latest", latestKey(job.name), job.latestGood));
         if (latest !== undefined) job.latestGood = latest;
@@ -926,12 +930,15 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
     const startHandoff = (s: Session, job: JobState, what: string) =>
       Effect.gen(function* () {
         job.handoffPending = true;
+        const decidedOn = job.assignment?.revision;
         log(`${job.name}: stopping at a checkpoint to ${what}`);
         yield* Effect.forkIn(
-          job.lock.withPermit(runCheckpoint(s, job, { kind: "handoff" })).pipe(
+          job.lock.withPermit(runCheckpoint(s, job, { kind: "handoff", assignmentRevision: decidedOn })).pipe(
             Effect.tap((r) =>
               Effect.sync(() => {
-                if (Option.isSome(r) && r.value.status !== "committed") job.recovery ??= { reason: `handoff checkpoint ${r.value.id} ${r.value.status}: ${r.value.reason ?? ""}`, at: Date.now() };
+                // Cut short by a new assignment (an owner died meanwhile), it was superseded, not failed.
+                const superseded = job.assignment?.revision !== decidedOn;
+                if (Option.isSome(r) && r.value.status !== "committed" && !superseded) job.recovery ??= { reason: `handoff checkpoint ${r.value.id} ${r.value.status}: ${r.value.reason ?? ""}`, at: Date.now() };
               }),
             ),
             Effect.catch((e) => Effect.sync(() => void (job.recovery ??= { reason: `handoff checkpoint not started: ${e.message}`, at: Date.now() }))),

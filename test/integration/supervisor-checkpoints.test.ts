@@ -423,6 +423,38 @@ describe("supervisor checkpoints", () => {
     }
   });
 
+  it("does not wait out a handoff's stop checkpoint when an owner dies during it: a new generation once its heartbeat expires", async () => {
+    await using server = await natsServer();
+    // A checkpoint timeout far beyond the heartbeats' 5 s: recovering by the timeout would take 30 s.
+    await using c = await cluster(server, { checkpointIntervalMs: 200, checkpointTimeoutMs: 30_000 });
+    await waitFor("two periodic checkpoints", async () => committed(await c.sup.checkpoints(JOB)).length >= 2, QUICKLY);
+    const before = (await c.assignment())!;
+
+    c.w1.holdAcks = true;
+    const w3 = await startSimulatedWorker(c.nc, { id: "w3", jobs: [JOB], ackStats, heartbeatMs: 500 });
+    try {
+      await waitFor("the handoff's stop trigger", async () => c.w1.triggers.find((t) => t.stop), QUICKLY);
+      // w1 dies with the stop checkpoint unacknowledged: no acks, no more heartbeats.
+      c.w1.stopHeartbeat();
+      const died = performance.now();
+      const after = await waitFor("a new generation without w1", async () => {
+        const a = await c.assignment();
+        return a !== undefined && a.generation > before.generation && !Object.values(a.owners).includes("w1") && a;
+      }, QUICKLY);
+      expect(performance.now() - died).toBeLessThan(15_000);
+      expect(after.generation).toBe(before.generation + 1);
+      expect(new Set(Object.values(after.owners))).toEqual(new Set(["w2", "w3"]));
+      // The job goes on in the new generation; the stop checkpoint never committed.
+      const next = await waitFor("a checkpoint of the new generation", async () => committed(await c.sup.checkpoints(JOB)).find((r) => r.generation === after.generation), QUICKLY);
+      // A worker that died is no failure of the job: no restart is counted, and one generation follows.
+      expect(await readJson(c.stores.jobs, statusKey(JOB), "status")).toMatchObject({ value: { state: "RUNNING", generation: after.generation, restarts: 0 } });
+      expect(next.stop).not.toBe(true);
+      expect((await c.latest())!.value.handoff).not.toBe(true);
+    } finally {
+      await w3.stop();
+    }
+  });
+
   it("parks a job at a stop checkpoint when every worker leaves, and hands it to the next one", async () => {
     await using server = await natsServer();
     await using c = await cluster(server, { checkpointIntervalMs: 200 });

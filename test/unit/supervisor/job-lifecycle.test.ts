@@ -129,6 +129,13 @@ describe("graceful handoff", () => {
     expect(decide(facts({ workers: joined, handoffPending: true })).decision).toEqual({ kind: "wait", why: "a handoff's stop checkpoint is running", unsettle: false });
   });
 
+  it("does not wait for the stop checkpoint once an owner has died: a new generation over the live workers at once", () => {
+    // w1 owned half of the actors and handed some to w3; it died before the stop checkpoint completed.
+    const r = decide(facts({ assignment: assignment(1, split), workers: new Map([running("w2", 1), running("w3", 0)]), handoffPending: true }));
+    expect(r.decision).toMatchObject({ kind: "write-assignment", handoff: false, restart: false, assignment: { generation: 2 } });
+    expect(Object.values((r.decision as { assignment: Assignment }).assignment.owners).sort()).toEqual(["w2", "w2", "w3", "w3"]);
+  });
+
   it("hands a stopped job over in the same generation, next incarnation, once the stop checkpoint committed", () => {
     const r = decide(facts({ workers: joined, latest: latest({ id: 6, generation: 1, stop: true, handoff: true }), handoffPending: false }));
     expect(r.decision).toMatchObject({ kind: "write-assignment", handoff: true, restart: false, assignment: { generation: 1, incarnation: 1, owners: spread } });
