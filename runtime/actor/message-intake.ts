@@ -474,7 +474,7 @@ export class MessageIntake {
         // A producer that feeds only broadcast inputs does not move event time (design note bq).
         if (!this.actor.timedProducers.has(producer)) return true;
         const changed = tracker.setIdle(producer, update.idle === true);
-        if (tracker.update(producer, update.watermark) || changed) this.actor.advanceOrDefer(tracker.current(), now);
+        if (tracker.update(producer, update.watermark) || changed) this.actor.advanceFromProducer(tracker.current(), now);
       } else {
         throw new MalformedMessageError(`unknown message kind ${JSON.stringify(kind)}`);
       }
@@ -511,7 +511,7 @@ export class MessageIntake {
       while (mi < marks.length && marks[mi] === i) {
         const wm = marks[mi + 1]!;
         mi += 2;
-        if (timed && tracker.update(producer, wm) && !this.actor.advanceWithinBatch(tracker.current(), now)) {
+        if (timed && tracker.update(producer, wm) && !this.actor.advanceFromProducer(tracker.current(), now)) {
           this.stoppedAt = { m, batch, producer, epoch, record: i, mark: mi };
           return false;
         }
@@ -544,7 +544,7 @@ export class MessageIntake {
     if (timed) {
       const idled = batch.idle === true && tracker.setIdle(producer, true);
       // Nothing of the batch follows: a watermark that waits for reads is applied before the next message.
-      if (tracker.update(producer, batch.watermark) || idled) this.actor.advanceOrDefer(tracker.current(), now);
+      if (tracker.update(producer, batch.watermark) || idled) this.actor.advanceFromProducer(tracker.current(), now);
     }
     return true;
   }

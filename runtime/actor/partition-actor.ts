@@ -374,13 +374,15 @@ export class PartitionActor {
   }
 
   /**
-   * Moves event time to `wm` at a watermark mark inside a batch, or defers it (false) when the
-   * timers due there need reads: some may have been set by the batch's own records, for keys
-   * whose maps `prepare` read only in part. Those parts can be missing only after a restore that
-   * found stored state or an eviction (`cacheComplete` false), and only with map selectors: a
-   * batch's keys are otherwise read whole, so the walk over the due timers is skipped.
+   * Moves event time to `wm` for a message of another function — at a watermark mark inside a
+   * batch, at its end, or a watermark message — or defers it (false) when the timers due there
+   * need reads: some may have been set by the batch's own records, for keys whose maps `prepare`
+   * read only in part. Those parts can be missing only after a restore that found stored state or
+   * an eviction (`cacheComplete` false), and only with map selectors: a batch's keys are
+   * otherwise read whole, and the walk over the due timers (which `prepare` already did once) is
+   * skipped.
    */
-  advanceWithinBatch(wm: number, now: number): boolean {
+  advanceFromProducer(wm: number, now: number): boolean {
     if (this.stateless || this.cacheComplete || this.selectors.size === 0) {
       this.advance(wm, now);
       return true;
