@@ -297,18 +297,21 @@ function decideAssignment(f: JobFacts, resumed: boolean): Decision {
     return { kind: "keep", gate: { ready, previousRevision: stored.revision, notRunningSince: gate.notRunningSince } };
   }
   const handoff = recovery === undefined && stored !== undefined && isStoppedHandoff(stored.value, owners, latest?.value);
-  // Every current owner has a heartbeat (leaving ones included).
-  const ownersAlive = stored === undefined || Object.values(stored.value.owners).every((w) => workers.has(w));
-  if (!handoff && recovery === undefined && stored !== undefined && gate.ready && ownersAlive) {
-    // Move actors gracefully. The job first stops at a checkpoint (sources stop at its barrier),
-    // then the new owners start from it in the same generation, so nothing is replayed or discarded.
-    if (handoffPending) return { kind: "wait", why: "a handoff's stop checkpoint is running", unsettle: false };
-    return { kind: "start-handoff", what: newCode ? `switch to version ${codeVersion}` : `hand over actors (${describeMove(previous, owners)})` };
+  if (!handoff && recovery === undefined && stored !== undefined && gate.ready) {
+    // Every current owner is alive (leaving ones included): move actors gracefully. The job first
+    // stops at a checkpoint (sources stop at its barrier), then the new owners start from it in
+    // the same generation, so nothing is replayed or discarded.
+    const alive = Object.values(stored.value.owners).every((w) => workers.has(w));
+    if (alive) {
+      if (handoffPending) return { kind: "wait", why: "a handoff's stop checkpoint is running", unsettle: false };
+      return { kind: "start-handoff", what: newCode ? `switch to version ${codeVersion}` : `hand over actors (${describeMove(previous, owners)})` };
+    }
   }
   // An owner gone meanwhile (its heartbeat expired) can never acknowledge the stop checkpoint:
   // waiting for its timeout, then for the periodic checkpoint queued before it, kept the job
   // still for up to twice the checkpoint timeout. A new generation now cancels the checkpoint in
   // flight, and the handoff that was waiting for it finds the assignment changed and does nothing.
+  const ownersAlive = stored === undefined || Object.values(stored.value.owners).every((w) => workers.has(w));
   if (handoffPending && !handoff && recovery === undefined && ownersAlive) return { kind: "wait", why: "a handoff's stop checkpoint is running", unsettle: false };
   // A restart caused by a failure waits out its backoff, unless the failure rate says give up.
   const restart = recovery !== undefined && !resumed;
