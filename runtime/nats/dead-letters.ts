@@ -8,6 +8,7 @@ import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { deadLetterStream } from "../core/naming.ts";
 import { InputError } from "../errors.ts";
+import { untilCaughtUp } from "./caught-up.ts";
 
 /** One dead letter as stored. */
 export interface DeadLetter {
@@ -49,9 +50,9 @@ export async function listDeadLetters(nc: NatsConnection, job: string): Promise<
   const out: DeadLetter[] = [];
   try {
     const messages = await consumer.consume({ max_messages: 1024 });
-    for await (const m of messages) {
+    // Dead letters purged or aged out while they are listed are not waited for (caught-up.ts).
+    for await (const m of untilCaughtUp(consumer, messages, {})) {
       out.push({ seq: m.seq, subject: m.subject, time: Math.floor(m.info.timestampNanos / 1e6), headers: headersOf(m.headers), data: m.data });
-      if (m.info.pending === 0) break;
     }
     messages.stop();
     return out;

@@ -31,6 +31,7 @@ import { casFailureKind, repeatUnacknowledged } from "./kv-cas.ts";
 import { listingCurrent, listingStep, resumePauseMs } from "../core/read-position.ts";
 import { removalOf } from "./subject-removal.ts";
 import { addConsumerOnLeader, NoLeaderConsumerError } from "./leader-consumer.ts";
+import { untilCaughtUp, type CatchUpEnd } from "./caught-up.ts";
 
 const WRITE_WINDOW = 1024;
 /** How long an append is repeated while its stream has no leader (inside JetStream's 2 min duplicate window). */
@@ -306,8 +307,9 @@ export class JetStreamTransport implements Transport {
             }
           }
         })().catch(() => undefined);
+        const end: { reason?: CatchUpEnd } = {};
         try {
-          for await (const m of messages) {
+          for await (const m of untilCaughtUp(consumer, messages, end, { stallMs: this.listingTimeoutMs })) {
             if (troubled) break;
             if (listingStep(subjects, m.subject) === "redo") {
               troubled = true;
@@ -317,11 +319,13 @@ export class JetStreamTransport implements Transport {
             highest = Math.max(highest, m.seq);
             const op = m.headers?.get("KV-Operation");
             if (op !== "DEL" && op !== "PURGE") entries.push({ key: m.subject.slice(prefix.length), value: m.data });
-            if (m.info.pending === 0) break;
           }
         } catch (e) {
           if (!troubled) throw e;
         }
+        // A listing that stalled, or caught up only once messages it counted had left the
+        // stream, may lack a key written meanwhile (caught-up.ts): list again.
+        if (end.reason === "stalled" || end.reason === "caught-up-when-idle") troubled = true;
         messages.stop();
         if (troubled) return undefined;
       }
@@ -346,15 +350,17 @@ export class JetStreamTransport implements Transport {
     try {
       if (info.num_pending === 0) return;
       const messages = await consumer.consume({ max_messages: 256 });
+      const end: { reason?: CatchUpEnd } = {};
       try {
-        for await (const m of messages) {
+        for await (const m of untilCaughtUp(consumer, messages, end, { stallMs: this.listingTimeoutMs })) {
           const op = m.headers?.get("KV-Operation");
           if (op !== "DEL" && op !== "PURGE") yield { key: m.subject.slice(prefix.length), value: m.data, revision: m.seq };
-          if (m.info.pending === 0) break;
         }
       } finally {
         messages.stop();
       }
+      // What was yielded is kept by the caller: a scan cannot start again. Its caller's next round does.
+      if (end.reason === "stalled") throw new ListingTimeoutError(`scanning ${filter} of KV bucket ${bucket}: pending entries not delivered for ${Math.round(this.listingTimeoutMs / 1000)} s`);
     } finally {
       await remove();
     }
