@@ -64,6 +64,8 @@ import type { BarrierBody, SegmentUpload } from "./actor-records.ts";
 const YIELD_CHECK_MESSAGES = 8;
 /** Input messages read ahead of the one handled, for their keys' reads (an internal input pulls 8 at a time). */
 const READ_AHEAD_MESSAGES = 8;
+/** The read loop's step between messages (`stopState`). */
+const WAITING_FOR_INPUT = "waiting for input";
 
 export { DEFAULT_ACTOR_CONFIG, CorruptCheckpointError };
 export type { ActorConfig, ActorStart, ActorStats };
@@ -175,6 +177,9 @@ export class PartitionActor {
   /** Messages since the read loop last checked whether to yield, and when it last yielded. */
   private sinceYieldCheck = 0;
   private loop: Promise<void> | undefined;
+  /** What the read loop awaits now, and where `stop` is: named when a stop does not end (`stopState`). */
+  private loopStep: string = WAITING_FOR_INPUT;
+  private stopStep: string | undefined;
   /** True once the actor has restored its state and is reading. */
   running = false;
   /** True once the input ended and all output is published or held for commit. */
@@ -300,7 +305,9 @@ export class PartitionActor {
     this.router.epoch = this.restoredFrom + 1;
     this.startTtlSweeps();
     this.reader = await this.transport.openInput(this.stream, this.subject, this.nextSeq, { largeMessages: this.source === undefined || this.manyRecords });
-    this.loop = this.readLoop().catch((e) => this.fail(e));
+    this.loop = this.readLoop()
+      .catch((e) => this.fail(e))
+      .finally(() => (this.loopStep = "ended"));
     if (this.source !== undefined) {
       // A source's data is a user stream; writes to its state come through its own input log.
       this.writeReader = await this.transport.openInput(inputStream(this.job, this.node.name), inputSubject(this.job, this.node.name, this.partition), this.nextWriteSeq);
@@ -331,12 +338,26 @@ export class PartitionActor {
     }
     this.stopping = true;
     this.rounds.wakeRound?.();
+    this.stopStep = "stopping the input consumers";
     await this.reader?.stop().catch(() => undefined);
     await this.writeReader?.stop().catch(() => undefined);
+    this.stopStep = "waiting for the read loop";
     await this.loop;
+    this.stopStep = "waiting for the write loop";
     await this.writeLoop;
+    this.stopStep = "waiting for the tick";
     await this.busy?.catch(() => undefined);
+    this.stopStep = "waiting for the materialization round";
     await this.rounds.materializing.catch(() => undefined);
+    this.stopStep = "stopped";
+  }
+
+  /**
+   * Where this actor is while it stops: what `stop` waits for and what the read loop awaits. A
+   * worker names it when a stop does not end in time (worker-stops.ts).
+   */
+  stopState(): string {
+    return `stop ${this.stopStep ?? "not asked"}, read loop ${this.loopStep}`;
   }
 
   /** The user stream a source reads. */
@@ -461,13 +482,21 @@ export class PartitionActor {
     for await (const m of input) {
       // The clock is read only when the activity changes: not at all while input is pending.
       if (this.activity.activity !== "busy") this.activity.switchTo("busy", performance.now());
-      if (this.busy !== undefined) await this.busy;
+      if (this.busy !== undefined) {
+        this.loopStep = "waiting for the tick or a write to end";
+        await this.busy;
+      }
       if (this.stopping) break;
-      if (this.halted) continue;
+      if (this.halted) {
+        this.loopStep = WAITING_FOR_INPUT;
+        continue;
+      }
       if (this.source !== undefined) {
         if (this.inputEnded) continue;
         if (this.endSeq !== undefined && m.seq > this.endSeq) {
+          this.loopStep = "ending the input";
           await this.exclusive(() => this.finishInput());
+          this.loopStep = WAITING_FOR_INPUT;
           continue;
         }
       }
@@ -478,16 +507,24 @@ export class PartitionActor {
       // The keys the message touches are read first, if not in memory, with nothing else running.
       const reading = this.intake.prepare(m, now);
       if (reading === undefined) this.intake.handleMessage(m, now);
-      else
+      else {
+        this.loopStep = "reading the keys of a message";
         await this.exclusive(async () => {
           await reading;
           if (this.stopping) return;
           this.intake.handleMessage(m, now);
           await this.advanceDeferred(now);
         });
+      }
       // Nothing else runs in between: `exclusive` takes the actor at once when it is free.
-      if (this.deferredWatermark !== undefined) await this.exclusive(() => this.advanceDeferred(now));
-      if (this.alignment?.needsSettling === true) await this.settleAlignment(now);
+      if (this.deferredWatermark !== undefined) {
+        this.loopStep = "reading the keys of due timers";
+        await this.exclusive(() => this.advanceDeferred(now));
+      }
+      if (this.alignment?.needsSettling === true) {
+        this.loopStep = "settling an aligned checkpoint";
+        await this.settleAlignment(now);
+      }
       // Nothing more to read: what this message emitted need not wait for company (design note
       // cj). With input pending, batches fill (or age out on the tick) as before.
       if (m.pending === 0 || this.bufferTimeoutMs === 0) {
@@ -497,23 +534,36 @@ export class PartitionActor {
       // Only while nothing holds the actor: a tick or a write may have read keys it is about to use.
       if (this.busy === undefined) this.workingSet.evictOverBudget();
       if (this.source !== undefined && this.endSeq !== undefined) {
+        this.loopStep = "checking the end of the input";
         if (m.seq >= this.endSeq) await this.exclusive(() => this.finishInput());
         // `pending` is as of the message's delivery, which may be long before the end was set:
         // nothing pending then does not mean nothing more up to the end. Ask the server now.
         else if (m.pending === 0) await this.checkEnd();
       }
-      if (this.publisher.full) await this.backpressured(() => this.publisher.capacity());
+      if (this.publisher.full) {
+        this.loopStep = "waiting for acknowledgements of its output";
+        await this.backpressured(() => this.publisher.capacity());
+      }
       switch (heldSinkAction(this.router.heldSinkBytes, this.config.maxHeldSinkBytes, this.source === undefined)) {
         case "spill":
+          this.loopStep = "spilling held sink output";
           await this.exclusive(() => this.rounds.spill());
           break;
         case "wait":
+          this.loopStep = "waiting for a commit of held sink output";
           await this.backpressured(() => this.rounds.waitForHeldSink());
           break;
       }
-      if (this.rounds.materializationBehind) await this.backpressured(() => this.rounds.waitForMaterialization());
-      if (this.snapshots.uploadDue) await this.snapshots.uploadChanges();
+      if (this.rounds.materializationBehind) {
+        this.loopStep = "waiting for materialization to catch up";
+        await this.backpressured(() => this.rounds.waitForMaterialization());
+      }
+      if (this.snapshots.uploadDue) {
+        this.loopStep = "uploading changes";
+        await this.snapshots.uploadChanges();
+      }
       if (++this.sinceYieldCheck >= YIELD_CHECK_MESSAGES) await this.yieldIfLong();
+      this.loopStep = WAITING_FOR_INPUT;
       // With input pending at the server the next message is (or is being) fetched: the actor is
       // not waiting for input, so it stays busy (activity-clock.ts) and reads no clock.
       if (m.pending === 0) this.activity.switchTo("idle", performance.now());

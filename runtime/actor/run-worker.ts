@@ -29,6 +29,9 @@ export interface RunWorkerOptions {
   readonly stateCacheMb?: number | undefined;
 }
 
+/** `eddy worker`'s exit status when actors did not stop in time (EX_SOFTWARE: an internal error). */
+export const STUCK_ACTORS_EXIT_CODE = 70;
+
 /** The module does not export a pipeline; fix the module. */
 export class InvalidPipelineModuleError extends InputError {
   override readonly name = "InvalidPipelineModuleError";
@@ -67,15 +70,21 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
     );
     const base = `w-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
     const log = (line: string) => console.error(line);
+    // A stop that never ends would hold this worker's actors for good while its heartbeat goes
+    // on (worker-stops.ts): exit, so that the heartbeat expires and they are recovered elsewhere.
+    const onStuckActors = (message: string) => {
+      console.error(`${message}; exiting (status ${STUCK_ACTORS_EXIT_CODE}) so that the supervisor recovers them on other workers`);
+      process.exit(STUCK_ACTORS_EXIT_CODE);
+    };
     let hosted: () => Worker[];
     const stateCache = stateCacheBudgetOf(options.stateCacheMb === undefined ? {} : { stateCacheMb: options.stateCacheMb });
     if (options.pipeline === undefined) {
-      const generic = yield* makeGenericWorker(nc, { id: base, log, stateCache, ...(options.job === undefined ? {} : { onlyJob: options.job }) });
+      const generic = yield* makeGenericWorker(nc, { id: base, log, onStuckActors, stateCache, ...(options.job === undefined ? {} : { onlyJob: options.job }) });
       hosted = () => [...generic.jobs().values()].map((j) => j.worker);
       console.error(`eddy worker ${base}: running ${options.job === undefined ? "deployed jobs" : `deployed job ${options.job}`}, NATS ${redactNatsUrl(url)}; Ctrl-C to stop`);
     } else {
       const workers: Worker[] = [];
-      for (const pipeline of pipelines) workers.push(yield* makeWorker(nc, pipeline, { id: `${base}-${pipeline.name}`, log, stateCache }));
+      for (const pipeline of pipelines) workers.push(yield* makeWorker(nc, pipeline, { id: `${base}-${pipeline.name}`, log, onStuckActors, stateCache }));
       hosted = () => workers;
       console.error(`eddy worker ${base}: jobs ${pipelines.map((p) => p.name).join(", ")}, NATS ${redactNatsUrl(url)}; Ctrl-C to stop`);
     }

@@ -44,6 +44,7 @@ import { repeatUnacknowledged } from "../nats/kv-cas.ts";
 import { jetStreamOriginOf } from "../nats/delivery.ts";
 import { StateServices } from "../nats/state-service.ts";
 import { PartitionActor, type ActorConfig, type ActorStats } from "./partition-actor.ts";
+import { stopWithin } from "./worker-stops.ts";
 import { DEFAULT_STATE_CACHE_MB, StateCacheBudget } from "../core/state-cache.ts";
 import { LookupCaches } from "../core/lookup.ts";
 
@@ -69,6 +70,16 @@ export interface WorkerOptions {
   /** A budget shared with other workers of this process (a generic worker's jobs share one). */
   readonly stateCache?: StateCacheBudget;
   readonly log?: (line: string) => void;
+  /**
+   * How long a new assignment waits for the actors of the old one to stop before
+   * `onStuckActors` hears of the late ones (default 60 s; worker-stops.ts).
+   */
+  readonly actorStopTimeoutMs?: number;
+  /**
+   * Told which actors did not stop in time and where they are stuck; the stop goes on waiting.
+   * Default: a log line. `eddy worker` exits then, so that its actors are recovered elsewhere.
+   */
+  readonly onStuckActors?: (message: string) => void;
 }
 
 /** A running worker. */
@@ -96,6 +107,8 @@ export interface Worker {
 const encoder = new TextEncoder();
 /** How long a starting worker repeats its setup while streams have no leader (elections took up to 11 s on a loaded machine). */
 const STARTUP_RETRY_MS = 60_000;
+/** Well above a stop's usual length, which includes a materialization round in flight (large ones take tens of seconds). */
+const DEFAULT_ACTOR_STOP_TIMEOUT_MS = 60_000;
 /** Like Effect.tryPromise, but keeps the original error (and its message) as the failure. */
 const attempt = <A>(f: () => PromiseLike<A>) => Effect.tryPromise({ try: f, catch: (e) => (e instanceof Error ? e : new Error(String(e))) });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -203,6 +216,16 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
       return e === null || e.length === 0 || e.operation !== "PUT" ? 0 : decodeControlOrThrow("latest", e.value, latestKey(job)).id;
     };
 
+    const stopTimeoutMs = options.actorStopTimeoutMs ?? DEFAULT_ACTOR_STOP_TIMEOUT_MS;
+    const stopBound = {
+      timeoutMs: stopTimeoutMs,
+      onStuck: (stuck: string) => {
+        const message = `actors did not stop within ${Math.round(stopTimeoutMs / 1000)} s: ${stuck}`;
+        if (options.onStuckActors !== undefined) options.onStuckActors(`worker ${id}: ${message}`);
+        else log(`worker ${id}: ${message}`);
+      },
+    };
+
     // Serialized: assignments are applied one at a time, in the order they were written.
     let reconciling: Promise<void> = Promise.resolve();
     let lastAssignment: Assignment | undefined;
@@ -218,7 +241,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
         actors = new Map();
         delete running[job];
         if (old.length > 0) await stateServices.update(new Map());
-        await Promise.all(old.map((x) => x.stop()));
+        await stopWithin(old, stopBound);
         generation = a.generation;
         incarnation = a.incarnation ?? 0;
         if (mine.length === 0) return;
@@ -365,7 +388,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
         closed = true;
         await reconciling.catch(() => undefined);
         await stateServices.stop();
-        await Promise.all([...actors.values()].map((a) => a.stop()));
+        await stopWithin([...actors.values()], stopBound);
         actors = new Map();
       }),
     );
