@@ -485,12 +485,10 @@ export class PartitionActor {
       if (this.busy !== undefined) {
         this.loopStep = "waiting for the tick or a write to end";
         await this.busy;
+        this.loopStep = WAITING_FOR_INPUT;
       }
       if (this.stopping) break;
-      if (this.halted) {
-        this.loopStep = WAITING_FOR_INPUT;
-        continue;
-      }
+      if (this.halted) continue;
       if (this.source !== undefined) {
         if (this.inputEnded) continue;
         if (this.endSeq !== undefined && m.seq > this.endSeq) {

@@ -8,8 +8,9 @@
  * listed loses the write the count included, and a purge or a limit removes messages too. The
  * consumer then moves past them and has nothing to send, while the last message it sent still
  * said 1 — and the reader waited for good. On nats-server 2.9 this stalled the map listings of a
- * state cache under materialization writes (the actor's read of a key never ended; in CI the
- * rules chaos run and, in about one run in six under load, state-cache.test.ts; design note cp).
+ * state cache under materialization writes (the actor's read of a key never ended: 2 of 14
+ * runs of state-cache.test.ts two at a time, and likely the rules chaos run that failed CI;
+ * design note cp).
  *
  * So once no message has come for a while, the reader asks the consumer: nothing pending and
  * everything delivered received means caught up; messages in flight mean wait; pending messages
