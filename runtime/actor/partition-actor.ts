@@ -352,6 +352,11 @@ export class PartitionActor {
     this.stopStep = "stopped";
   }
 
+  /** What the read loop awaits now (the console and `eddy status` show it: why an actor is backpressured). */
+  get step(): string {
+    return this.loopStep;
+  }
+
   /**
    * Where this actor is while it stops: what `stop` waits for and what the read loop awaits. A
    * worker names it when a stop does not end in time (worker-stops.ts).

@@ -166,8 +166,12 @@ export class TimerResidency {
     const q = this.actor.operator.timers;
     const changes = q.takeChanges();
     const tooLong = new Set<Timer>();
+    // Each added timer's KV key, built once: it was built twice (`timerKey` was 1.7 % of q5's
+    // profile with a checkpoint every second).
+    const addedKeys: string[] = [];
     for (const t of changes.added) {
       const key = timerKey(p, t);
+      addedKeys.push(key);
       if (key.length <= MAX_KV_KEY_CHARS) continue;
       // Its name made the KV key too long to store: it would fail every materialization.
       q.delete(t);
@@ -177,12 +181,14 @@ export class TimerResidency {
     // Dropping them may empty a bucket: its marker goes too (their own removal is no change to write).
     const again = tooLong.size === 0 ? undefined : q.takeChanges();
     for (const t of changes.removed) this.actor.deltas.delete(timerKey(p, t), id);
+    let i = 0;
     for (const t of changes.added) {
-      if (tooLong.has(t)) continue;
+      const key = addedKeys[i++]!;
+      if (tooLong.size > 0 && tooLong.has(t)) continue;
       // A timer the queue knows was not stored creates its key: one fired within the same
       // materialization round then costs no KV write at all (note bm).
-      if (changes.absentBefore.has(t)) this.actor.deltas.putCreated(timerKey(p, t), encodeValue(null), id);
-      else this.actor.deltas.put(timerKey(p, t), encodeValue(null), id);
+      if (changes.absentBefore.has(t)) this.actor.deltas.putCreated(key, encodeValue(null), id);
+      else this.actor.deltas.put(key, encodeValue(null), id);
     }
     for (const c of [changes, ...(again === undefined ? [] : [again])]) {
       for (const b of c.markersAdded ?? []) {

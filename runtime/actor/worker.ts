@@ -337,7 +337,7 @@ export const makeWorker = (nc: NatsConnection, pipeline: PipelineSpec, options: 
           callback: (err, msg) => {
             if (err !== null || msg.reply === undefined || msg.reply === "") return;
             if (jetStreamOriginOf(msg) !== undefined) return void countRejected("stats-request", "jetstream-delivery", msg.subject, (line) => log(`worker ${id}: ${line}`));
-            const reply: WorkerStatsReply = { worker: id, at: Date.now(), actors: [...actors.values()].map((a) => liveActorStats(a.sampleActivity())) };
+            const reply: WorkerStatsReply = { worker: id, at: Date.now(), actors: [...actors.values()].map((a) => liveActorStats(a.sampleActivity(), a.step)) };
             msg.respond(encoder.encode(JSON.stringify(reply)));
           },
         }),

@@ -36,8 +36,7 @@ export class ActorWorkingSet {
 
   /** The operator is about to run for `key`: its state must be in memory (`ensureResident` first). */
   useKey(key: string): void {
-    if (!this.actor.cache.has(key)) throw new Error(`${this.actor.id}: the state of key ${JSON.stringify(key.slice(0, 64))} is not in memory (a state cache miss inside the record loop)`);
-    this.actor.cache.touch(key);
+    if (!this.actor.cache.touch(key)) throw new Error(`${this.actor.id}: the state of key ${JSON.stringify(key.slice(0, 64))} is not in memory (a state cache miss inside the record loop)`);
   }
 
   /**

@@ -38,6 +38,7 @@ import { paramsCommand } from "./commands/params.ts";
 import { stateCommand } from "./commands/state.ts";
 import { status } from "./commands/status.ts";
 import { stopCommand } from "./commands/stop.ts";
+import { endCommand } from "./commands/end.ts";
 import { supervisor } from "./commands/supervisor.ts";
 import { undeployCommand } from "./commands/undeploy.ts";
 import { ui } from "./commands/ui.ts";
@@ -49,7 +50,7 @@ import { ExitWithCodeError, USAGE_EXIT_CODE } from "./run.ts";
 /** The root command; add a subcommand as a module under commands/ and list it here. */
 export const eddy = Command.make("eddy").pipe(
   Command.withDescription("eddy: actor-based stream functions on NATS JetStream"),
-  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand, rulesCommand, paramsCommand, savepointCommand, savepointsCommand, stopCommand, startCommand, dlq, publishCommand, auth, ui]),
+  Command.withSubcommands([natsServer, dev, demo, worker, supervisor, scale, checkpoints, deploy, ls, status, rollbackCommand, undeployCommand, k8s, nexmark, stateCommand, rulesCommand, paramsCommand, savepointCommand, savepointsCommand, stopCommand, startCommand, endCommand, dlq, publishCommand, auth, ui]),
   Command.withGlobalFlags(connectionSettings),
 );
 

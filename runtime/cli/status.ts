@@ -3,7 +3,8 @@
  * state (as the supervisor recorded it), how it runs, its generation, restarts, last exception
  * and last checkpoint, the replica health of its streams (leader, lagging replicas: replica-health.ts),
  * and per function and partition the owning worker, the input lag (records not processed
- * under a committed checkpoint, runtime/nats/lag.ts) and the committed watermark with its lag behind wall time. Works for running, parked, stopped, FAILED
+ * under a committed checkpoint, runtime/nats/lag.ts), the committed watermark with its lag behind wall time, and what
+ * the actor's read loop awaits now (asked of the workers, as the console does). Works for running, parked, stopped, FAILED
  * and undeployed jobs. The reading is in runtime/nats/job-views.ts; this module formats it.
  */
 import { connectNats, natsUrlOf, withNats, type NatsConnection } from "../nats/connection.ts";
@@ -13,7 +14,8 @@ import { committedWatermarks } from "../nats/committed-state.ts";
 import { actorId, assignmentKey, type RestartRecord } from "../core/protocol.ts";
 import { ensureControlStores, readJson } from "../nats/control-store.ts";
 import { jobStreams, streamsReplicaHealth, type StreamReplicaHealth } from "../nats/replica-health.ts";
-import { chainsOf } from "../core/console-view.ts";
+import { chainsOf, liveSampleOf } from "../core/console-view.ts";
+import { requestLiveStats } from "../nats/live-stats.ts";
 
 export interface PartitionStatus {
   readonly function: string;
@@ -23,6 +25,11 @@ export interface PartitionStatus {
   readonly lag: number | null;
   readonly watermark: number | null;
   readonly watermarkLagSeconds: number | null;
+  /**
+   * What the actor's read loop awaits now, as its worker answers a live request (`eddy status`
+   * only; null: no worker answered for it). The console shows the same per partition.
+   */
+  readonly now?: string | null;
 }
 
 export interface JobStatus {
@@ -54,10 +61,21 @@ export interface JobStatus {
 export async function jobStatus(url: string, job: string, now = Date.now()): Promise<JobStatus> {
   const nc = await connectNats(url, "eddy-cli");
   try {
-    return await readJobStatus(nc, job, now);
+    const status = await readJobStatus(nc, job, now);
+    return { ...status, partitions: await withLiveSteps(nc, job, status.partitions) };
   } finally {
     await nc.close();
   }
+}
+
+/**
+ * The partitions with what each actor's read loop awaits, asked of the workers that own them (a
+ * second at most; a worker that does not answer leaves its partitions at null).
+ */
+async function withLiveSteps(nc: NatsConnection, job: string, partitions: readonly PartitionStatus[]): Promise<PartitionStatus[]> {
+  const owners = new Set(partitions.map((p) => p.owner).filter((o) => o !== null));
+  const live = liveSampleOf(await requestLiveStats(nc, job, { expected: owners.size, maxWaitMs: 1_000 }));
+  return partitions.map((p) => ({ ...p, now: live.get(`${p.function}/${p.partition}`)?.stats.step ?? null }));
 }
 
 /** `jobStatus` over a connection the caller keeps (the console asks every second). */
@@ -148,8 +166,8 @@ export async function runStatus(o: { job: string; natsUrl: string | undefined; j
   console.log(`job ${s.job}: ${howItRuns(s)}, generation ${s.generation}, last checkpoint ${ckpt}`);
   for (const line of describeState(s, now)) console.log(line);
   for (const d of s.damaged) console.log(`damaged record (shown as absent): ${d}`);
-  const head = ["function", "partition", "owner", "lag", "watermark (UTC)", "watermark lag"];
-  const rows = s.partitions.map((p) => [p.function, String(p.partition), p.owner ?? "-", p.lag === null ? "-" : String(p.lag), iso(p.watermark), p.watermarkLagSeconds === null ? "-" : `${p.watermarkLagSeconds} s`]);
+  const head = ["function", "partition", "owner", "lag", "watermark (UTC)", "watermark lag", "now"];
+  const rows = s.partitions.map((p) => [p.function, String(p.partition), p.owner ?? "-", p.lag === null ? "-" : String(p.lag), iso(p.watermark), p.watermarkLagSeconds === null ? "-" : `${p.watermarkLagSeconds} s`, p.now ?? "-"]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   for (const r of [head, ...rows]) console.log(r.map((c, i) => (i === 1 || i === 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd());
   for (const c of s.chains) console.log(`chain: ${c.join(" → ")} (runs in the actors of ${c[0]})`);

@@ -149,6 +149,8 @@ export interface PartitionRow {
   readonly cacheHitRate: number | null;
   readonly stateBytes: number | null;
   readonly heldBytes: number | null;
+  /** What its read loop awaits now, as the actor said (live only; null from workers before it). */
+  readonly step: string | null;
 }
 
 /** The live figures of each actor, `<fn>/<partition>` → figures and the worker and time of the sample. */
@@ -196,6 +198,7 @@ export function partitionRows(committed: readonly CommittedPartition[], now: Liv
       cacheHitRate: rates?.cacheHitRate ?? null,
       stateBytes: live?.stats.cacheBytes ?? null,
       heldBytes: live?.stats.heldBytes ?? null,
+      step: live?.stats.step ?? null,
     };
   });
 }
@@ -218,6 +221,12 @@ export interface FunctionSummary {
   /** The worst partition's: one backpressured partition marks the function, as in Flink. */
   readonly pressure: Pressure | null;
   readonly stateBytes: number | null;
+  /**
+   * What its backpressured partitions' read loops await (distinct, sorted): for a function that
+   * is itself the cause, the thing outside the graph it waits on — a commit of its held sink
+   * output, acknowledgements of its publishes, materialization.
+   */
+  readonly waitingFor: readonly string[];
 }
 
 const PRESSURE_RANK: Record<Pressure, number> = { idle: 0, ok: 1, busy: 2, backpressured: 3 };
@@ -248,6 +257,7 @@ export function functionSummaries(functions: ReadonlyArray<{ readonly name: stri
       idleMsPerSecond: avg(live.map((r) => r.idleMsPerSecond)),
       pressure,
       stateBytes: live.length === 0 ? null : sum(live.map((r) => r.stateBytes)),
+      waitingFor: [...new Set(live.filter((r) => r.pressure === "backpressured" && r.step !== null).map((r) => r.step!))].sort(),
     };
   });
 }

@@ -31,6 +31,45 @@ import { FatalError } from "../errors.ts";
 /** One change as a delta stores it: a KV key and its encoded value, or null for a deletion. */
 export type DeltaEntry = [key: string, value: Uint8Array | null];
 
+/** Keys a round asks about one at a time (`has`); iterable for tests and logs. */
+export interface KeySet extends Iterable<string> {
+  has(key: string): boolean;
+}
+
+/**
+ * The keys some segments created, as one set built on the first question: a round of one commit
+ * asks only about the keys it deletes, often none, and the union of a million created keys was
+ * built at every commit whether asked or not.
+ */
+class CreatedKeys implements KeySet {
+  private readonly parts: readonly ReadonlySet<string>[];
+  private union: ReadonlySet<string> | undefined;
+
+  constructor(parts: readonly ReadonlySet<string>[]) {
+    this.parts = parts;
+  }
+
+  private all(): ReadonlySet<string> {
+    if (this.union === undefined) {
+      if (this.parts.length === 1) this.union = this.parts[0]!;
+      else {
+        const union = new Set<string>();
+        for (const part of this.parts) for (const k of part) union.add(k);
+        this.union = union;
+      }
+    }
+    return this.union;
+  }
+
+  has(key: string): boolean {
+    return this.parts.length === 0 ? false : this.all().has(key);
+  }
+
+  [Symbol.iterator](): Iterator<string> {
+    return this.all()[Symbol.iterator]();
+  }
+}
+
 /** The stored state a restore needs is missing or inconsistent; the job cannot resume from it. */
 export class CorruptCheckpointError extends FatalError {
   override readonly name = "CorruptCheckpointError";
@@ -306,7 +345,7 @@ export class DeltaLog<P = undefined, S = unknown> {
    * could not receive when it was taken (no snapshot had put them since KV last deleted them): a
    * materialization round in which such a key's first change is that put knows KV lacks it.
    */
-  committed(id: number): { readonly entries: readonly DeltaEntry[]; readonly created: ReadonlySet<string>; readonly payload: P | undefined } | undefined {
+  committed(id: number): { readonly entries: readonly DeltaEntry[]; readonly created: KeySet; readonly payload: P | undefined } | undefined {
     if (id <= this.committedId) return undefined;
     const previous = this.committedId;
     this.committedId = id;
@@ -317,16 +356,17 @@ export class DeltaLog<P = undefined, S = unknown> {
     for (const h of [...this.held.keys()]) if (h <= id) this.held.delete(h);
     if (held === undefined) return undefined;
     // One segment names each key once (a cut takes each changed key once): nothing to merge.
-    const entries = held.segments.length === 1 ? held.segments[0]!.entries : mergeSegments(held.segments.map((s) => s.entries));
+    const segs = held.segments;
+    const entries = segs.length === 1 ? segs[0]!.entries : mergeSegments(segs.map((s) => s.entries));
     // A key this commit deletes is gone from KV once materialized, unless a later snapshot put it.
     for (const [k, v] of entries) if (v === null && (this.mayBeStored.get(k) ?? 0) <= id) this.mayBeStored.delete(k);
     // A merge names each key once.
     this.addUnmaterialized({ id, entries, distinct: true });
     // A segment an earlier commit covered (this snapshot was taken before that commit came) was
     // written to KV by that commit's round: what it created is no longer absent from KV.
-    const created = new Set<string>();
-    for (const seg of held.segments) if (seg.epoch > previous) for (const k of seg.created ?? []) created.add(k);
-    return { entries, created, payload: held.payload };
+    const parts: ReadonlySet<string>[] = [];
+    for (const seg of segs) if (seg.epoch > previous && seg.created !== undefined && seg.created.size > 0) parts.push(seg.created);
+    return { entries, created: new CreatedKeys(parts), payload: held.payload };
   }
 
   /**

@@ -30,7 +30,15 @@ export interface LiveActorStats {
   readonly busyMsPerSecond: number;
   readonly backpressuredMsPerSecond: number;
   readonly idleMsPerSecond: number;
+  /**
+   * What the actor's read loop awaits now, e.g. `waiting for a commit of held sink output`: where
+   * a backpressured actor's time goes. Null from workers before it.
+   */
+  readonly step: string | null;
 }
+
+/** The longest step a reply may name (the worker's own are far shorter). */
+export const MAX_STEP_CHARS = 200;
 
 /** A worker's answer to a stats request. */
 export interface WorkerStatsReply {
@@ -43,8 +51,8 @@ export interface WorkerStatsReply {
 const COUNTERS = ["recordsIn", "recordsOut", "deadLettered", "lag", "applied", "heldBytes", "cacheHits", "cacheMisses", "cacheBytes", "materializationLagCheckpoints", "busyMsPerSecond", "backpressuredMsPerSecond", "idleMsPerSecond"] as const;
 
 /** The figures of a stats reply from what an actor keeps (`ActorStats` has these fields and more). */
-export function liveActorStats(s: { readonly fn: string; readonly partition: number; readonly watermark: number } & Record<(typeof COUNTERS)[number], number>): LiveActorStats {
-  const out: Record<string, unknown> = { fn: s.fn, partition: s.partition, watermark: Number.isFinite(s.watermark) ? s.watermark : s.watermark > 0 ? "end" : null };
+export function liveActorStats(s: { readonly fn: string; readonly partition: number; readonly watermark: number } & Record<(typeof COUNTERS)[number], number>, step: string | null): LiveActorStats {
+  const out: Record<string, unknown> = { fn: s.fn, partition: s.partition, watermark: Number.isFinite(s.watermark) ? s.watermark : s.watermark > 0 ? "end" : null, step };
   for (const k of COUNTERS) out[k] = s[k];
   return out as unknown as LiveActorStats;
 }
@@ -76,7 +84,9 @@ export function decodeStatsReply(body: string): WorkerStatsReply {
     if (!Number.isSafeInteger(x.partition) || (x.partition as number) < 0) throw new BadStatsReplyError(`actors[${i}].partition: not a partition`);
     if (!(x.watermark === null || x.watermark === "end" || (typeof x.watermark === "number" && Number.isFinite(x.watermark)))) throw new BadStatsReplyError(`actors[${i}].watermark: not a watermark`);
     for (const k of COUNTERS) if (!isCount(x[k])) throw new BadStatsReplyError(`actors[${i}].${k}: not a count`);
-    return liveActorStats(x as never);
+    const step = x.step ?? null;
+    if (step !== null && (typeof step !== "string" || step.length === 0 || step.length > MAX_STEP_CHARS)) throw new BadStatsReplyError(`actors[${i}].step: not a step`);
+    return liveActorStats(x as never, step);
   });
   return { worker: r.worker, at: r.at, actors };
 }

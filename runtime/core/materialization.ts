@@ -19,7 +19,7 @@
  * must read and apply; past a bound the actor stops reading input until rounds catch up.
  * Pure: no NATS, no clock.
  */
-import type { DeltaEntry } from "./delta-log.ts";
+import type { DeltaEntry, KeySet } from "./delta-log.ts";
 
 /** A committed checkpoint waiting to be materialized: its delta entries and its held sink output. */
 export interface CommittedDelta<O> {
@@ -35,7 +35,7 @@ export interface CommittedDelta<O> {
    * Keys this delta puts that KV did not hold and could not receive when its snapshot was taken
    * (`DeltaLog.committed`); absent for a delta read back by a restore, which knows nothing of it.
    */
-  readonly created?: ReadonlySet<string>;
+  readonly created?: KeySet;
 }
 
 /** What one round writes: each checkpoint's output not published yet, in order, each key once, then `_applied`. */
@@ -105,7 +105,7 @@ export function planRound<O>(queue: readonly CommittedDelta<O>[]): Materializati
 }
 
 /** The round of one delta whose entries name each key once (`CommittedDelta.created` is set). */
-function single<O>(d: CommittedDelta<O>, created: ReadonlySet<string>): MaterializationRound<O> {
+function single<O>(d: CommittedDelta<O>, created: KeySet): MaterializationRound<O> {
   const puts: Array<readonly [string, Uint8Array]> = [];
   const deletes: string[] = [];
   let skipped = 0;

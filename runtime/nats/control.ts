@@ -21,30 +21,58 @@ import {
 } from "../core/protocol.ts";
 import { InputError, TransientError } from "../errors.ts";
 import { decodeControl, decodeControlOrThrow } from "../core/control-messages.ts";
+import { casFailureKind } from "./kv-cas.ts";
+import { ensureControlStores } from "./control-store.ts";
 
 /** The job has no spec in the jobs bucket: it was never started (or the name is wrong). */
 export class UnknownJobError extends InputError {
   override readonly name = "UnknownJobError";
 }
 
+/** Where a job's input ends, and whether an earlier request had already recorded it. */
+export interface InputEnd {
+  readonly end: EndOfInput;
+  /** True when `<job>.end` held an end already: it is kept, an end never moves. */
+  readonly recordedBefore: boolean;
+}
+
 /**
  * Ends a job's input (a bounded run): every source stream of the job ends at its current last
  * message. Stored in the jobs bucket, so sources restarted by a recovery end at the same place.
+ * An end recorded before is kept (a later one would move the end of sources that may have ended
+ * already); a record there that does not decode is replaced.
  */
-export async function requestEndOfInput(nc: NatsConnection, job: string): Promise<EndOfInput> {
-  const jobs = await new Kvm(nc).open(JOBS_BUCKET);
+export async function requestEndOfInput(nc: NatsConnection, job: string): Promise<InputEnd> {
+  // Created if missing (a fresh cluster): then the job is simply not known.
+  const { jobs } = await ensureControlStores(nc);
   const entry = await jobs.get(jobSpecKey(job));
   if (entry === null || entry.length === 0) throw new UnknownJobError(`job "${job}" is not known (no ${jobSpecKey(job)} in ${JOBS_BUCKET})`);
   // Anyone who can write the jobs bucket can put anything there: a damaged spec is reported, not used.
   const spec = decodeControlOrThrow("spec", entry.value, `record ${jobSpecKey(job)}`);
-  const jsm = await jetstreamManager(nc);
-  const streams: Record<string, number> = {};
-  for (const f of spec.functions) {
-    if (f.stream !== undefined && streams[f.stream] === undefined) streams[f.stream] = (await jsm.streams.info(f.stream)).state.last_seq;
+  // What this request wrote, if a write of it went unacknowledged: found on reading, it is ours.
+  let written: string | undefined;
+  for (let attempt = 1; ; attempt++) {
+    const before = await jobs.get(endKey(job));
+    const recorded = before !== null && before.operation === "PUT" && before.length > 0 ? decodeControl("end", before.value) : undefined;
+    if (recorded?.ok === true) return { end: recorded.value, recordedBefore: written !== new TextDecoder().decode(before!.value) };
+    const jsm = await jetstreamManager(nc);
+    const streams: Record<string, number> = {};
+    for (const f of spec.functions) {
+      if (f.stream !== undefined && streams[f.stream] === undefined) streams[f.stream] = (await jsm.streams.info(f.stream)).state.last_seq;
+    }
+    const end: EndOfInput = { streams, requestedAt: Date.now() };
+    written = JSON.stringify(end);
+    const data = new TextEncoder().encode(written);
+    try {
+      // Compare-and-set: of two requests at once, one records its end and the other reports it.
+      if (before === null) await jobs.create(endKey(job), data);
+      else await jobs.update(endKey(job), data, before.revision);
+      return { end, recordedBefore: false };
+    } catch (e) {
+      if (casFailureKind(e) === "other" || attempt >= 5) throw e;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
   }
-  const end: EndOfInput = { streams, requestedAt: Date.now() };
-  await jobs.put(endKey(job), new TextEncoder().encode(JSON.stringify(end)));
-  return end;
 }
 
 /** No supervisor leads (none runs, or an election is under way); start one or retry. */

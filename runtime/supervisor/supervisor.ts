@@ -14,7 +14,7 @@
  *   often (FAILED, until deployed again or `eddy start`ed). A timeout whose barriers are behind a
  *   backlog (the actors missing are still reading input, by their heartbeats) is not a failure:
  *   the next checkpoint waits longer instead (checkpoint-timeouts.ts, design note ci);
- * - **checkpoints** it: writes the checkpoint record, triggers the sources, collects one snapshot
+ * - **checkpoints** it (checkpoint-runner.ts): writes the checkpoint record, triggers the sources, collects one snapshot
  *   ack per actor and commits with a compare-and-set of `<job>.latest` — that write is the commit
  *   point — then records the statistics and deletes what no actor needs any more.
  *
@@ -35,36 +35,25 @@ import {
   type CheckpointReply,
   assignmentKey,
   checkpointKey,
-  deltaObject,
-  deltaObjectPrefix,
   failureSubject,
   jobSpecKey,
   heartbeatKey,
   latestKey,
   resumeKey,
   statusKey,
-  triggerSubject,
   type JobStatusRecord,
   type Assignment,
   type CheckpointRecord,
-  type CommittedCheckpoint,
   type JobSpecRecord,
-  type SnapshotAck,
-  type TriggerMessage,
   type WorkerHeartbeat,
 } from "../core/protocol.ts";
 import {
-  checkpointIds,
   checkpointRecords,
   ensureControlStores,
   listJobs,
-  listObjects,
   liveWorkers,
-  minAppliedCheckpoint,
   onHeartbeatWrites,
   appliedCheckpoints,
-  purgeKey,
-  purgeObject,
   readDecoded,
   specActors,
   writeJson,
@@ -89,15 +78,18 @@ import { jetStreamOriginOf } from "../nats/delivery.ts";
 import { decodeControl, type ControlKind, type ControlRecord } from "../core/control-messages.ts";
 import { countRejected } from "../metrics/rejections.ts";
 import { DEFAULT_LEADER_TTL_MS, makeLeaderElection } from "./leader-election.ts";
-import { makePollWaker, type PollWaker } from "./poll-waker.ts";
+import { makePollWaker } from "./poll-waker.ts";
 import { HeartbeatNews } from "../core/heartbeat-news.ts";
-import { planCleanup } from "./retention.ts";
-import { checkSegmentRefs, planSegmentCleanup, segmentObjectPrefix } from "../core/changelog.ts";
-import { judgeTimeout, progressOf, upstreamOf, type ActorProgress } from "../core/checkpoint-timeouts.ts";
 import { recoverCommit } from "../core/commit-recovery.ts";
-import { newSavepointId, type SavepointManifest } from "../core/savepoint.ts";
+import type { SavepointManifest } from "../core/savepoint.ts";
 import { NotDeployedError, openSavepointStore, savepointFunctions, writeManifest } from "../nats/savepoints.ts";
 import { TransientError } from "../errors.ts";
+import { ControlPlaneError, errorMessage, io } from "./control-plane-io.ts";
+import { makeCheckpointRunner } from "./checkpoint-runner.ts";
+import type { JobState, Outcome, Session } from "./supervisor-state.ts";
+
+// NATS refused or did not answer a control-plane read or write (retried at the next poll).
+export { ControlPlaneError };
 
 export interface SupervisorOptions {
   /** Identity in the leader lease and in logs (default `supervisor-<pid>-<random>`). */
@@ -160,37 +152,6 @@ export class JobNotReadyError extends TransientError {
   override readonly name = "JobNotReadyError";
 }
 
-/** NATS refused or did not answer a control-plane read or write; it is retried on the next poll. */
-export class ControlPlaneError extends TransientError {
-  override readonly name = "ControlPlaneError";
-}
-
-const errorMessage = (e: unknown): string => {
-  // Effect's UnknownError wraps the rejection of a promise; the original says what happened.
-  const inner = (e as { cause?: unknown })?.cause;
-  if (e instanceof Error && e.name === "UnknownError" && inner instanceof Error) return inner.message;
-  return e instanceof Error ? e.message : String(e);
-};
-
-/** A control-plane request as an Effect that fails with a {@link ControlPlaneError}. */
-const io = <A>(what: string, f: () => Promise<A>) =>
-  Effect.tryPromise({ try: f, catch: (e) => new ControlPlaneError(`${what}: ${errorMessage(e)}`, { cause: e }) });
-
-/** `<fn>/<partition>` back into its parts; undefined if it is not an actor id. */
-const parseActorId = (actor: string): { fn: string; partition: number } | undefined => {
-  const i = actor.lastIndexOf("/");
-  const partition = Number(actor.slice(i + 1));
-  return i <= 0 || !Number.isSafeInteger(partition) || partition < 0 ? undefined : { fn: actor.slice(0, i), partition };
-};
-
-/**
- * The least time between two cleanups after periodic checkpoints. Retention keeps its counts at
- * that pace: with 100 ms checkpoints a second's records and deltas more may exist for a while.
- */
-const CLEANUP_SPACING_MS = 1000;
-
-const preview = (xs: readonly string[], n = 5) => (xs.length <= n ? xs.join(", ") : `${xs.slice(0, n).join(", ")}, …`);
-
 const num = (x: unknown, fallback: number) => (typeof x === "number" && Number.isFinite(x) ? x : fallback);
 const causeOf = (x: unknown): RestartCause | undefined => {
   if (typeof x !== "object" || x === null) return undefined;
@@ -216,135 +177,6 @@ function historyOf(r: Partial<JobStatusRecord>): RestartHistory {
     recent,
     ...(failedCause === undefined ? {} : { failed: { cause: failedCause, ...(typeof r.failed?.version === "number" ? { version: r.failed.version } : {}) } }),
   };
-}
-
-/** How a checkpoint's wait for acks ended. */
-type Outcome =
-  | { readonly acked: true }
-  /** `failure`: counts towards `maxConsecutiveFailures` (the job's fault, not a takeover's). */
-  | { readonly acked: false; readonly reason: string; readonly failure: boolean };
-
-/** The checkpoint a job waits on; acks are matched against it. */
-interface InFlight {
-  readonly id: number;
-  readonly generation: number;
-  /** Revision of the assignment it was started under; any new assignment cancels it. */
-  readonly assignmentRevision: number;
-  readonly expected: ReadonlySet<string>;
-  readonly acks: Map<string, SnapshotAck>;
-  /** How long it waits for the acks. */
-  readonly timeoutMs: number;
-  /** Each actor's progress counter when it was triggered, from the last heartbeats read. */
-  readonly progressAtTrigger: ActorProgress;
-  readonly outcome: Deferred.Deferred<Outcome>;
-}
-
-/** What the leader knows and does about one job. */
-interface JobState {
-  readonly name: string;
-  /** Subscriptions and the periodic checkpoint fiber; closed when the spec disappears. */
-  readonly scope: Scope.Closeable;
-  /** One checkpoint at a time. */
-  readonly lock: Semaphore.Semaphore;
-  /**
-   * Held by a commit from its last look at the assignment to its write of `<job>.latest`, and by
-   * every write of the assignment: an assignment written in between would let the new
-   * generation's workers read `<job>.latest` some before and some after the commit, and restore
-   * from different checkpoints.
-   */
-  readonly commitLock: Semaphore.Semaphore;
-  spec: JobSpecRecord;
-  specRevision: number;
-  actors: string[];
-  assignment: Versioned<Assignment> | undefined;
-  /** Assignment revision seen by the previous poll: the same revision now means "stable". */
-  previousRevision: number;
-  /** Every actor has a live owner and the assignment was stable for a poll: checkpoints may run. */
-  ready: boolean;
-  /** When the current assignment was seen not yet running (0: running, or not looked at yet). */
-  notRunningSince: number;
-  /** Why the next poll must start a new generation (failure report, failed checkpoints). */
-  recovery: RestartCause | undefined;
-  /** Restarts so far and a FAILED state, persisted in `<job>.status` (read back by a new leader). */
-  history: RestartHistory;
-  /** Revision of `<job>.status` last read or written (0: none); `undefined`: read it first. */
-  statusRevision: number | undefined;
-  /** The status record last written, without its time: a poll writes only what changed. */
-  statusWritten: string;
-  /** The backoff already logged for this cause (its time). */
-  backoffLogged: number;
-  /** The last failure recorded, kept in the status record after the restart window forgets it. */
-  lastException: RestartCause | undefined;
-  consecutiveFailures: number;
-  /** How long the next checkpoint waits: longer after one whose barriers were behind a backlog (design note ci). */
-  checkpointTimeoutMs: number;
-  /** The job's heartbeats of the last poll. */
-  heartbeats: ReadonlyMap<string, WorkerHeartbeat>;
-  lastStartedAt: number;
-  inFlight: InFlight | undefined;
-  /**
-   * The highest checkpoint id this leader listed or wrote a record for (0: not known, list).
-   * Listing the records creates a consumer on the jobs bucket; at 100 ms checkpoints that was
-   * ten consumers a second for an id the leader already knows.
-   */
-  highestId: number;
-  /** A cleanup after a periodic checkpoint runs (in the background). */
-  cleaning: boolean;
-  /** When the last cleanup after a periodic checkpoint started (`performance.now()`). */
-  lastCleanupAt: number;
-  /** A stop checkpoint committed at this generation and spec: no periodic checkpoints. */
-  stopped: { readonly generation: number; readonly specRevision: number; readonly assignmentRevision: number } | undefined;
-  /** A graceful handoff waits for its stop checkpoint (the forked checkpoint is running). */
-  handoffPending: boolean;
-  /** Set when the job's scope is closed on purpose, for the record of an interrupted checkpoint. */
-  endReason: string | undefined;
-  /** The last `<job>.latest` that decoded: stands in for one that does not (readRecord). */
-  latestGood: Versioned<CommittedCheckpoint> | undefined;
-  /** The job's generation as `<job>.status` recorded it, for an assignment that does not decode. */
-  statusGeneration: number;
-}
-
-/** One term of leadership. Closing its scope stops all leader work. */
-interface Session {
-  readonly scope: Scope.Closeable;
-  readonly jobs: Map<string, JobState>;
-  /** Completed once the takeover and a first poll are done. */
-  readonly ready: Deferred.Deferred<void>;
-  /** Completed when the session ends. */
-  readonly closed: Deferred.Deferred<void>;
-  endReason: string;
-  /** Heartbeats that are news against the last poll; they wake `waker` (design note co). */
-  readonly news: HeartbeatNews;
-  /** The pause between polls, which news cuts short. */
-  readonly waker: PollWaker;
-}
-
-/**
- * Which checkpoint to run: a periodic one (skipped while the job is stopped), one asked for
- * through `triggerCheckpoint` (`holder` receives the record of one cut short by the end of
- * leadership), or the stop checkpoint of a graceful handoff.
- */
-type CheckpointRun =
-  | { readonly kind: "periodic" }
-  | { readonly kind: "explicit"; readonly stop: boolean; readonly savepoint: boolean; readonly holder: { record?: CheckpointRecord } }
-  /** `assignmentRevision`: the assignment it was decided on; changed by the time it runs, it is moot. */
-  | { readonly kind: "handoff"; readonly assignmentRevision: number | undefined };
-
-/** A checkpoint whose record exists. */
-interface Begun {
-  readonly job: JobState;
-  readonly base: CheckpointRecord;
-  /** Revision of the checkpoint record, for compare-and-set. */
-  readonly revision: number;
-  readonly latest: Versioned<CommittedCheckpoint> | undefined;
-  readonly flight: InFlight;
-  /**
-   * Clean up after the commit without holding up the next checkpoint (periodic ones): the
-   * listings and deletions took tens of ms, which at 100 ms intervals delayed the next barrier.
-   */
-  readonly cleanupBehind: boolean;
-  /** The final record once committed or aborted. */
-  final: CheckpointRecord | undefined;
 }
 
 /** Runs a supervisor within the current scope; closing the scope stops it (releasing leadership). */
@@ -403,320 +235,9 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
 
     // ---- checkpoints ------------------------------------------------------------------------
 
-    /** Records the checkpoint as aborted; `failure` counts towards recovery. */
-    const abort = (c: Begun, reason: string, failure: boolean, writeTimeoutMs = timeoutMs) =>
-      Effect.gen(function* () {
-        const { job, base } = c;
-        const now = Date.now();
-        const record: CheckpointRecord = { ...base, status: "aborted", completedAt: now, durationMs: now - base.startedAt, reason };
-        c.final = record;
-        yield* io(`recording checkpoint ${base.id} of ${job.name} as aborted`, () =>
-          writeJson(stores.jobs, checkpointKey(job.name, base.id), record, c.revision),
-        ).pipe(Effect.timeout(writeTimeoutMs), Effect.catch((e) => Effect.sync(() => log(e.message))));
-        log(`${job.name}: checkpoint ${base.id} aborted: ${reason}`);
-        if (failure) {
-          job.consecutiveFailures++;
-          if (job.consecutiveFailures >= maxFailures) {
-            job.recovery ??= { reason: `${job.consecutiveFailures} checkpoints in a row failed (last: ${reason})`, at: Date.now() };
-            job.consecutiveFailures = 0;
-          }
-        }
-        return record;
-      });
-
-    /**
-     * A checkpoint cut short by the end of leadership or of the job: record why, best effort and
-     * briefly (stopping must not wait long on an unreachable NATS; the next leader aborts it too).
-     */
-    const abortInterrupted = (s: Session, c: Begun, holder: { record?: CheckpointRecord }) =>
-      Effect.gen(function* () {
-        if (c.final === undefined) yield* abort(c, c.job.endReason ?? s.endReason, false, Math.min(timeoutMs, 1000));
-        holder.record = c.final;
-      });
-
-    /** Commit point: compare-and-set of `<job>.latest` against the revision read at the start. */
-    const commit = (c: Begun) =>
-      Effect.gen(function* () {
-        const { job, base, flight } = c;
-        const committedAt = Date.now();
-        const acks = [...flight.acks.values()];
-        // A bounded run is done once a checkpoint commits in which every actor had finished.
-        const finished = acks.length > 0 && acks.every((a) => a.finished === true);
-        const committed: CommittedCheckpoint = {
-          id: base.id,
-          generation: base.generation,
-          committedAt,
-          ...(base.stop ? { stop: true } : {}),
-          ...(base.handoff ? { handoff: true } : {}),
-          ...(finished ? { finished: true } : {}),
-        };
-        const written = yield* Effect.result(
-          io(`committing checkpoint ${base.id} of ${job.name}`, () =>
-            writeJson(stores.jobs, latestKey(job.name), committed, c.latest?.revision ?? 0),
-          ),
-        );
-        if (written._tag === "Failure") {
-          // A timeout leaves it open whether the write happened: the key says.
-          const now = yield* Effect.result(io("re-reading latest", () => readDecoded(stores.jobs, latestKey(job.name), "latest")));
-          const current = now._tag === "Success" ? now.success : undefined;
-          const value = current?.decoded.ok ? current.decoded.value : undefined;
-          const landed = value?.id === base.id && value.generation === base.generation;
-          // Someone wrote garbage over the commit record meanwhile (or this leader put back the
-          // very record the checkpoint started from over such garbage): that commit still
-          // stands, so commit on top of what is there now. Any other record is another commit.
-          const was = c.latest?.value;
-          const unchanged = current !== undefined && (!current.decoded.ok || (was !== undefined && value?.id === was.id && value.generation === was.generation && value.committedAt === was.committedAt));
-          const retried = !landed && unchanged ? yield* Effect.result(io(`committing checkpoint ${base.id} of ${job.name}`, () => writeJson(stores.jobs, latestKey(job.name), committed, current.revision))) : undefined;
-          if (!landed && retried?._tag !== "Success") return yield* abort(c, `commit refused: ${written.failure.message}`, true);
-        }
-        job.latestGood = { value: committed, revision: 0 };
-        const record: CheckpointRecord = {
-          ...base,
-          status: "committed",
-          completedAt: committedAt,
-          durationMs: committedAt - base.startedAt,
-          alignmentMs: Math.max(0, ...acks.map((a) => a.alignmentMs ?? 0)),
-          // The manifests and the segments they name (a segment named by several checkpoints counts in each).
-          bytes: acks.reduce((n, a) => n + (a.bytes ?? 0) + (a.segments ?? []).reduce((m, seg) => m + seg[1], 0), 0),
-          keysChanged: acks.reduce((n, a) => n + (a.keysChanged ?? 0), 0),
-          actors: acks.length,
-          ...(acks.every((a) => a.finished === true) ? { finished: true } : {}),
-          perActor: Object.fromEntries(acks.map((a) => [a.actor, { alignmentMs: a.alignmentMs ?? 0, bytes: (a.bytes ?? 0) + (a.segments ?? []).reduce((m, seg) => m + seg[1], 0), keysChanged: a.keysChanged ?? 0, ...(a.timings ?? {}) }])),
-        };
-        c.final = record;
-        job.consecutiveFailures = 0;
-        job.checkpointTimeoutMs = timeoutMs;
-        if (base.stop) job.stopped = { generation: base.generation, specRevision: job.specRevision, assignmentRevision: job.assignment?.revision ?? 0 };
-        // The commit already happened; a lost statistics record is only a cosmetic loss.
-        yield* io(`recording checkpoint ${base.id} of ${job.name} as committed`, () =>
-          writeJson(stores.jobs, checkpointKey(job.name, base.id), record, c.revision),
-        ).pipe(Effect.catch((e) => Effect.sync(() => log(e.message))));
-        log(`${job.name}: checkpoint ${base.id} committed (generation ${base.generation}, ${record.durationMs} ms, ${record.bytes} bytes${base.stop ? ", job stopped" : ""})`);
-        return record;
-      });
-
-    /** After a commit: delete deltas and records that no actor can need any more. */
-    const cleanup = (job: JobState, latestId: number) =>
-      Effect.gen(function* () {
-        const name = job.name;
-        const records = yield* io("listing checkpoint records", () => checkpointRecords(stores, name));
-        const minApplied = yield* Effect.promise(() => minAppliedCheckpoint(nc, job.spec));
-        const objects = yield* io("listing delta objects", () => listObjects(stores, name, `${name}/`));
-        const byId = new Map<number, string[]>();
-        const segments: string[] = [];
-        for (const o of objects) {
-          if (o.startsWith(segmentObjectPrefix(name))) {
-            segments.push(o);
-            continue;
-          }
-          const ckpt = Number(o.slice(name.length + 1).split("/")[0]);
-          if (!Number.isSafeInteger(ckpt) || !o.startsWith(deltaObjectPrefix(name, ckpt))) continue;
-          byId.set(ckpt, [...(byId.get(ckpt) ?? []), o]);
-        }
-        const plan = planCleanup({ records: records.map((r) => r.value), objectIds: [...byId.keys()], latestId, retain, minApplied });
-        // Objects before records: if this stops half-way, the records are still there to retry.
-        for (const ckpt of plan.objects) {
-          for (const o of byId.get(ckpt) ?? []) yield* io(`deleting ${o}`, () => purgeObject(stores, name, o));
-        }
-        // A segment goes once every actor's KV is past its epoch (a restore skips it) and it is older
-        // than the checkpoints kept (design note bh).
-        const kept = records.map((r) => r.value).filter((r) => r.status === "committed" && !plan.records.includes(r.id)).map((r) => r.id);
-        const oldSegments = planSegmentCleanup(name, segments, minApplied, Math.min(latestId, ...kept));
-        for (const o of oldSegments) yield* io(`deleting ${o}`, () => purgeObject(stores, name, o));
-        if (oldSegments.length > 0) log(`${name}: deleted ${oldSegments.length} change segments`);
-        for (const ckpt of plan.records) yield* io(`deleting record ${ckpt}`, () => purgeKey(stores, checkpointKey(name, ckpt)));
-        if (plan.records.length + plan.objects.length > 0) {
-          log(`${name}: cleaned up checkpoints ${[...new Set([...plan.records, ...plan.objects])].sort((a, b) => a - b).join(", ")}`);
-        }
-      });
-
-    /**
-     * Before the commit: every ack must be backed by its actor's snapshot delta in the object
-     * store, of the size the ack reports, and by every segment the ack names, of its size (design
-     * note bh: the delta is a manifest naming them). Acks are plain messages anyone with publish rights on
-     * the subject can forge; without this, forged acks commit a checkpoint whose deltas do not
-     * exist, and no actor can ever restore again. One metadata read per actor (no data is read);
-     * the size ties the object to this very snapshot. Undefined if all are there, else why not.
-     */
-    const verifySnapshots = (c: Begun) =>
-      Effect.gen(function* () {
-        const { job, base, flight } = c;
-        const missing: string[] = [];
-        const checks = [...flight.acks.values()].map((ack) =>
-          io(`checking the snapshot of ${ack.actor}`, async () => {
-            const a = parseActorId(ack.actor);
-            // A job without its store (not created by deploy or a --pipeline worker) has no snapshots.
-            const store = await stores.objects(job.name).catch((e: unknown) => (/not found/i.test(errorMessage(e)) ? undefined : Promise.reject(e)));
-            const info = a === undefined || store === undefined ? null : await store.info(deltaObject(job.name, base.id, a.fn, a.partition));
-            if (info === null || info.deleted || info.size !== ack.bytes) {
-              missing.push(ack.actor);
-              reject("ack", "missing-snapshot", `${job.name}: checkpoint ${base.id}: ${ack.actor} acked ${ack.bytes} bytes, the object store has ${info === null || info.deleted ? "none" : `${info.size}`}`);
-              return;
-            }
-            const segments = ack.segments ?? [];
-            const bad = a === undefined ? undefined : checkSegmentRefs(job.name, a.fn, a.partition, segments);
-            if (bad !== undefined) {
-              missing.push(ack.actor);
-              reject("ack", "missing-snapshot", `${job.name}: checkpoint ${base.id}: ${ack.actor}: ${bad}`);
-              return;
-            }
-            const infos = await Promise.all(segments.map(([segment]) => store!.info(segment)));
-            const i = infos.findIndex((s, k) => s === null || s.deleted || s.size !== segments[k]![1]);
-            if (i >= 0) {
-              const s = infos[i]!;
-              missing.push(ack.actor);
-              reject("ack", "missing-snapshot", `${job.name}: checkpoint ${base.id}: ${ack.actor} acked segment ${segments[i]![0]} of ${segments[i]![1]} bytes, the object store has ${s === null || s.deleted ? "none" : `${s.size}`}`);
-            }
-          }),
-        );
-        yield* Effect.all(checks, { concurrency: 8, discard: true });
-        return missing.length === 0 ? undefined : `acks without their snapshot (${missing.length}: ${preview(missing.sort())})`;
-      });
-
-    /** Waits for the acks of a begun checkpoint and commits or aborts it. */
-    const complete = (c: Begun) =>
-      Effect.gen(function* () {
-        const { job, base, flight } = c;
-        const reassigned = () => job.assignment?.revision !== flight.assignmentRevision;
-        // A poll may have written a new assignment after it was read but before `inFlight` was
-        // set, so it could not signal this checkpoint.
-        if (reassigned()) return yield* abort(c, "assignment changed", false);
-        const trigger: TriggerMessage = { id: base.id, generation: base.generation, stop: base.stop === true, ...(base.savepoint === undefined ? {} : { savepoint: base.savepoint }) };
-        yield* Effect.try({
-          try: () => nc.publish(triggerSubject(job.name), JSON.stringify(trigger)),
-          catch: (e) => new ControlPlaneError(`publishing the trigger: ${errorMessage(e)}`, { cause: e }),
-        });
-        const outcome = yield* Deferred.await(flight.outcome).pipe(Effect.timeoutOption(flight.timeoutMs));
-        if (Option.isNone(outcome)) {
-          if (reassigned()) return yield* abort(c, "assignment changed", false);
-          const missing = [...flight.expected].filter((a) => !flight.acks.has(a));
-          const timedOut = `timed out after ${flight.timeoutMs} ms waiting for ${missing.length} of ${flight.expected.size} acks (${preview(missing)})`;
-          // Fresh heartbeats: those of the last poll may predate most of the wait. Unreadable ones
-          // tell nothing (not the poll's: they would pass for workers silent since the trigger).
-          const heartbeats = yield* io("reading heartbeats", () => liveWorkers(stores)).pipe(
-            Effect.map((all) => all.get(job.name) ?? new Map<string, WorkerHeartbeat>()),
-            Effect.catch(() => Effect.succeed(new Map<string, WorkerHeartbeat>())),
-          );
-          const verdict = judgeTimeout({
-            missing,
-            atTrigger: flight.progressAtTrigger,
-            atTimeout: progressOf(missing, job.assignment?.value.owners ?? {}, heartbeats, flight.generation),
-            timeoutMs: flight.timeoutMs,
-            maxTimeoutMs,
-            upstream: upstreamOf(job.spec),
-            owners: job.assignment?.value.owners ?? {},
-          });
-          if (verdict.kind === "behind-backlog") {
-            // Not the job's fault: counting it would restart the job into the same backlog.
-            job.checkpointTimeoutMs = Math.max(job.checkpointTimeoutMs, verdict.nextTimeoutMs);
-            return yield* abort(c, `barriers behind a backlog: ${preview(verdict.processing)} still processing (${timedOut}; the next checkpoint waits ${job.checkpointTimeoutMs} ms)`, false);
-          }
-          return yield* abort(c, verdict.stalled.length > 0 ? `${timedOut}; no progress since the trigger: ${preview(verdict.stalled)}` : timedOut, true);
-        }
-        if (!outcome.value.acked) return yield* abort(c, outcome.value.reason, outcome.value.failure);
-        const unproven = yield* verifySnapshots(c);
-        if (unproven !== undefined) return yield* abort(c, unproven, true);
-        if (!election.isLeader()) return yield* abort(c, "leadership ended before the commit", false);
-        // Once the commit is sent, its record must be written whatever happens to leadership.
-        // The last look at the assignment and the commit hold the commit lock (see JobState).
-        const record = yield* job.commitLock
-          .withPermits(1)(Effect.suspend(() => (reassigned() ? abort(c, "assignment changed", false) : commit(c))))
-          .pipe(Effect.uninterruptible);
-        if (record.status === "committed") {
-          const cleanupAfter = (latestId: number) => cleanup(job, latestId).pipe(Effect.catch((e) => Effect.sync(() => log(`${job.name}: cleanup after checkpoint ${latestId}: ${e.message}`))));
-          if (!c.cleanupBehind) yield* cleanupAfter(base.id);
-          else if (!job.cleaning) {
-            // One at a time, and at most one a second: with 100 ms checkpoints a cleanup per commit
-            // kept nats-server busy listing and purging (two consumers and a dozen reads each). A
-            // commit that finds one running or due leaves its leftovers to it; a due one cleans up
-            // after the newest commit by then.
-            job.cleaning = true;
-            const due = Math.max(0, job.lastCleanupAt + CLEANUP_SPACING_MS - performance.now());
-            const delayed = Effect.sleep(due).pipe(
-              Effect.andThen(
-                Effect.suspend(() => {
-                  job.lastCleanupAt = performance.now();
-                  return cleanupAfter(Math.max(base.id, job.latestGood?.value.id ?? 0));
-                }),
-              ),
-            );
-            yield* Effect.forkIn(delayed.pipe(Effect.ensuring(Effect.sync(() => (job.cleaning = false)))), job.scope);
-          }
-        }
-        return record;
-      });
-
-    /**
-     * Runs one checkpoint of `job`; call with the job's lock held. A periodic one is skipped
-     * (`None`) while the job is stopped. Fails only if the checkpoint could not be started.
-     */
-    const runCheckpoint = (s: Session, job: JobState, run: CheckpointRun) =>
-      Effect.gen(function* () {
-        const periodic = run.kind === "periodic";
-        const handoff = run.kind === "handoff";
-        const stop = handoff || (run.kind === "explicit" && run.stop);
-        const savepoint = run.kind === "explicit" && run.savepoint;
-        const holder = run.kind === "explicit" ? run.holder : {};
-        const assignment = job.assignment;
-        if (assignment === undefined) return Option.none<CheckpointRecord>();
-        // Waiting for the lock, a handoff can find a new generation written meanwhile (an owner
-        // died): stopping that one would be no handoff at all.
-        if (handoff && run.assignmentRevision !== assignment.revision) return Option.none<CheckpointRecord>();
-        const generation = assignment.value.generation;
-        const latest = yield* io(`reading ${latestKey(job.name)}`, () => readRecord("latest", latestKey(job.name), job.latestGood));
-        if (latest !== undefined) job.latestGood = latest;
-        if (periodic) {
-          // A stop checkpoint stops the job until a later generation or a newer spec (both are in
-          // the same bucket stream, so revisions order them).
-          const l = latest?.value;
-          // A stop checkpoint stops the job until a new spec or assignment (a handoff) follows it.
-          if (l?.stop === true && l.generation === generation && job.specRevision < latest!.revision && assignment.revision < latest!.revision) {
-            job.stopped = { generation, specRevision: job.specRevision, assignmentRevision: assignment.revision };
-            return Option.none<CheckpointRecord>();
-          }
-        }
-        const ids = job.highestId > 0 ? [job.highestId] : yield* io(`listing checkpoints of ${job.name}`, () => checkpointIds(stores, job.name));
-        const ckpt = 1 + Math.max(latest?.value.id ?? 0, ...ids);
-        const base: CheckpointRecord = {
-          id: ckpt,
-          generation,
-          status: "in-progress",
-          startedAt: Date.now(),
-          ...(stop ? { stop: true } : {}),
-          ...(stop && handoff ? { handoff: true } : {}),
-          ...(savepoint ? { savepoint: newSavepointId(ckpt, Date.now()) } : {}),
-        };
-        // The record comes first: whoever finds it in progress after a crash knows to abort it.
-        // A record someone else wrote under this id (a savepoint restore, another leader) makes
-        // the write fail: the next attempt lists the ids again.
-        const revision = yield* io(`writing checkpoint record ${ckpt} of ${job.name}`, () =>
-          writeJson(stores.jobs, checkpointKey(job.name, ckpt), base, 0),
-        ).pipe(Effect.tapError(() => Effect.sync(() => (job.highestId = 0))));
-        job.highestId = ckpt;
-        const flight: InFlight = {
-          id: ckpt,
-          generation,
-          assignmentRevision: assignment.revision,
-          expected: new Set(job.actors),
-          acks: new Map(),
-          timeoutMs: job.checkpointTimeoutMs,
-          progressAtTrigger: progressOf(job.actors, assignment.value.owners, job.heartbeats, generation),
-          outcome: yield* Deferred.make<Outcome>(),
-        };
-        job.inFlight = flight;
-        job.lastStartedAt = base.startedAt;
-        const c: Begun = { job, base, revision, latest, flight, cleanupBehind: periodic, final: undefined };
-        const record = yield* complete(c).pipe(
-          Effect.catch((e) => abort(c, `failed: ${e.message}`, true)),
-          Effect.onInterrupt(() => abortInterrupted(s, c, holder)),
-          Effect.ensuring(
-            Effect.sync(() => {
-              if (job.inFlight === flight) job.inFlight = undefined;
-            }),
-          ),
-        );
-        return Option.some(record);
-      });
+    // One checkpoint: checkpoint-runner.ts. `election` is made below; the runner asks it only
+    // while a checkpoint runs.
+    const { runCheckpoint } = makeCheckpointRunner({ nc, stores, log, reject, readRecord, timeoutMs, maxTimeoutMs, maxFailures, retain, isLeader: () => election.isLeader() });
 
     const isStopped = (job: JobState) =>
       job.stopped !== undefined &&

@@ -9,7 +9,9 @@
  * delta size. Then, in the same run, the KV put
  * ceiling: as many puts as materialization wrote, through the same transport call
  * (`JetStreamTransport.writeState`), one call per partition at once as the actors do, into a
- * scratch bucket; `materializeCeilingRatio` is how close materialization came to it.
+ * scratch bucket; `materializeCeilingRatio` is how close materialization came to it. The same
+ * ceiling is also measured with the job running and the records arriving as during
+ * materialization (`materializeCeilingRatioWithTraffic`).
  */
 import { Kvm } from "@nats-io/kv";
 import { stateKey } from "../../runtime/core/kv-keys.ts";
@@ -51,6 +53,13 @@ export interface CheckpointBenchResult {
   /** The two ceiling measurements, before the job ran and after; the ceiling is the larger. */
   readonly kvCeilingRunsPutsPerSecond: readonly [number, number];
   readonly materializeCeilingRatio: number;
+  /**
+   * The ceiling measured as materialization runs: while the job runs and the same records keep
+   * arriving, before the checkpoint and after its materialization; the larger of the two.
+   */
+  readonly kvCeilingWithTrafficPutsPerSecond: number;
+  readonly kvCeilingWithTrafficRunsPutsPerSecond: readonly [number, number];
+  readonly materializeCeilingRatioWithTraffic: number;
 }
 
 let ceilingRuns = 0;
@@ -58,13 +67,15 @@ let ceilingRuns = 0;
 /** `writes` puts spread over `partitions` concurrent `writeState` calls; puts per second. */
 async function kvCeiling(transport: JetStreamTransport, nc: NatsConnection, writes: number, partitions: number): Promise<number> {
   const bucket = `ckptbench_ceiling_${ceilingRuns++}`;
-  await new Kvm(nc).create(bucket, { history: 1 });
+  const kv = await new Kvm(nc).create(bucket, { history: 1 });
   const per = Array.from({ length: partitions }, (_, p) =>
     Array.from({ length: Math.ceil(writes / partitions) }, (_, i) => ({ key: stateKey(p, "last", `key-${i * partitions + p}`), value: encodeValue(i * partitions + p) })),
   );
   const started = performance.now();
   await Promise.all(per.map((puts) => transport.writeState(bucket, puts, [])));
   const ms = performance.now() - started;
+  // Removed at once, so that the job runs on a server holding no state but its own.
+  await kv.destroy();
   return Math.round((per.reduce((n, puts) => n + puts.length, 0) * 1000) / ms);
 }
 
@@ -153,6 +164,10 @@ export async function benchCheckpoint(keys: number, segments = true): Promise<Ch
     })()
       .catch((e: unknown) => e)
       .finally(() => producer.close());
+    // The ceiling again, in materialization's conditions: the job running beside it, records
+    // arriving. Before the checkpoint and after its materialization, as above.
+    phase(`KV ceiling with the job running: ${keys} puts`);
+    const busyBefore = await kvCeiling(new JetStreamTransport(nc), nc, keys, PARTITIONS);
     const window = 2000;
     const before0 = processed(job);
     await sleep(window);
@@ -191,6 +206,8 @@ export async function benchCheckpoint(keys: number, segments = true): Promise<Ch
     // bookkeeping, while materialization starts as soon as the commit is seen.
     const applied = Date.now();
     const materializeWrites = job.worker.stats().reduce((n, s) => n + s.materializationWrites, 0);
+    phase(`KV ceiling with the job running: ${materializeWrites} puts`);
+    const busyAfter = await kvCeiling(new JetStreamTransport(nc), nc, materializeWrites, PARTITIONS);
     traffic = false;
     const stopped = await more;
     if (stopped !== undefined) throw stopped;
@@ -221,6 +238,9 @@ export async function benchCheckpoint(keys: number, segments = true): Promise<Ch
       kvCeilingPutsPerSecond: ceiling,
       kvCeilingRunsPutsPerSecond: [ceilingBefore, ceilingAfter],
       materializeCeilingRatio: Math.round((materializePutsPerSecond / ceiling) * 100) / 100,
+      kvCeilingWithTrafficPutsPerSecond: Math.max(busyBefore, busyAfter),
+      kvCeilingWithTrafficRunsPutsPerSecond: [busyBefore, busyAfter],
+      materializeCeilingRatioWithTraffic: Math.round((materializePutsPerSecond / Math.max(busyBefore, busyAfter)) * 100) / 100,
     };
   } finally {
     await nc.close();

@@ -54,7 +54,12 @@ describe("reading a consumer until it has caught up", () => {
       // b, counted and not delivered yet, is written.
       await kv.put("m.b", "2");
       // b's new value says one more is pending, and none comes: the consumer says it has caught up.
-      expect(await readAll(consumer, 200)).toEqual({ read: ["b 1"], end: "caught-up-when-idle" });
+      // (Mostly. On a loaded machine the server sometimes delivers b with nothing pending, and the
+      // reader ends at that message. Either way it ends, having read b; the unit tests cover both.)
+      expect([
+        { read: ["b 1"], end: "caught-up-when-idle" },
+        { read: ["b 0"], end: "caught-up" },
+      ]).toContainEqual(await readAll(consumer, 200));
       const info = await consumer.info(false);
       expect([info.num_pending, info.delivered.consumer_seq]).toEqual([0, 2]);
 

@@ -63,6 +63,13 @@ async function shot(page: Page, name: string, nc?: NatsConnection): Promise<void
   await traffic;
 }
 
+/** What the page showed when a step failed: its URL, its errors and the rendered view (shortened). */
+async function pageDiagnosis(page: Page | undefined, errors: readonly string[]): Promise<string> {
+  if (page === undefined) return "--- page: not opened";
+  const html = await page.locator("#view").innerHTML({ timeout: 2_000 }).catch((e: unknown) => `(unreadable: ${String(e)})`);
+  return `--- page ${page.url()}\nerrors: ${JSON.stringify(errors)}\n${html.slice(0, 4_000)}`;
+}
+
 describe("eddy ui in headless Chromium", () => {
   it("shows the graph with a backpressured function, checkpoints, state, and a killed worker as a restart", async () => {
     const executablePath = findChromium();
@@ -76,12 +83,14 @@ describe("eddy ui in headless Chromium", () => {
     await using ui = startEddy(["ui", "--nats", server.url, "--port", "0", "--admin"]);
     const logs = () => `--- supervisor\n${supervisor.output()}\n--- worker\n${worker.output()}\n--- ui\n${ui.output()}`;
     const browser = await chromium.launch({ executablePath: executablePath! });
+    let opened: Page | undefined;
+    const errors: string[] = [];
     try {
       const base = await waitFor("the console's URL", () => /^http:\/\/127\.0\.0\.1:\d+$/m.exec(ui.output())?.[0], { timeoutMs: 60_000, logs });
       await publishAll(nc, Array.from({ length: 30 }, (_, i) => ({ subject: "console.in", data: JSON.stringify({ user: `u${i % 3}` }) })));
 
       const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-      const errors: string[] = [];
+      opened = page;
       page.on("pageerror", (e) => errors.push(e.message));
 
       // Jobs: the job runs.
@@ -96,6 +105,8 @@ describe("eddy ui in headless Chromium", () => {
       expect(await page.locator('g.node[data-stream="CONSOLE_IN"]').count()).toBe(1);
       await page.locator('g.node[data-fn="audit"][data-pressure="backpressured"]').waitFor({ timeout: 30_000 });
       await expect.poll(() => page.locator("[data-causes]").textContent(), { timeout: 10_000 }).toContain("audit");
+      // And what audit waits for, from its read loop: the commit of its held sink output.
+      await expect.poll(() => page.locator('[data-waiting-for="audit"]').textContent(), { timeout: 10_000 }).toBe("(waiting for a commit of held sink output)");
       // Nothing else waits on downstream: count and out read on without holding output back.
       for (const fn of ["clicks", "count", "out"]) expect(await page.locator(`g.node[data-fn="${fn}"]`).getAttribute("data-pressure")).not.toBe("backpressured");
       await shot(page, "job-graph", nc);
@@ -113,24 +124,49 @@ describe("eddy ui in headless Chromium", () => {
 
       // The state browser: each user was counted 10 times.
       await page.goto(`${base}/#/job/console/state`);
+      // The page has loaded once its header is there (the form above it no longer moves).
+      await page.locator("#head [data-state]").waitFor({ timeout: 30_000 });
       await page.locator("#state-form").waitFor();
       await page.fill('input[name="fn"]', "count");
       await page.fill('input[name="state"]', "n");
       await page.fill('input[name="key"]', "u1");
-      await page.click('button[value="get"]');
-      await expect.poll(async () => JSON.parse((await page.locator("#state-result").textContent()) ?? "null")?.value, { timeout: 30_000 }).toBe(10);
+      // Each read must reach the server: the answer is awaited, not only the text (the same before and after).
+      const stateAnswer = () => page.waitForResponse((r) => new URL(r.url()).pathname === "/api/jobs/console/state" && r.request().method() === "GET", { timeout: 30_000 });
+      // Enter in the key field submits as Get (the form's first button); the Get button is clicked below.
+      let answer = stateAnswer();
+      await page.press('input[name="key"]', "Enter");
+      expect(((await (await answer).json()) as { value: unknown }).value).toBe(10);
+      const stateValue = async () => {
+        const text = (await page.locator("#state-result").textContent()) ?? "";
+        try {
+          return (JSON.parse(text) as { value?: unknown } | null)?.value;
+        } catch {
+          return `(not JSON yet: ${JSON.stringify(text)})`;
+        }
+      };
+      await expect.poll(stateValue, { timeout: 30_000 }).toBe(10);
       // Admin writes are confirmed first; a dismissed confirmation writes nothing.
-      page.once("dialog", (d) => void d.dismiss());
+      const confirmation = new Promise<string>((shown) =>
+        page.once("dialog", (d) => {
+          shown(d.message());
+          void d.dismiss();
+        }),
+      );
       await page.fill('textarea[name="value"]', "99");
       await page.click('button[value="put"]');
+      expect(await confirmation).toContain('put count.n["u1"] = 99');
+      answer = stateAnswer();
       await page.click('button[value="get"]');
-      await expect.poll(async () => JSON.parse((await page.locator("#state-result").textContent()) ?? "null")?.value, { timeout: 30_000 }).toBe(10);
+      expect(((await (await answer).json()) as { value: unknown }).value).toBe(10);
+      await expect.poll(stateValue, { timeout: 30_000 }).toBe(10);
       await shot(page, "state");
 
       // A function's partitions and charts.
       await page.goto(`${base}/#/job/console/fn/count`);
       await page.locator('tr[data-partition="1"]').waitFor({ timeout: 30_000 });
       expect(await page.locator(".chart .uplot").count()).toBe(3);
+      // Each partition says what its read loop awaits now.
+      await expect.poll(() => page.locator('tr[data-partition="1"] [data-step]').textContent(), { timeout: 10_000 }).toMatch(/^waiting for |^reading |^uploading /);
       await shot(page, "function", nc);
 
       // Workers: the one worker with its five actors.
@@ -157,7 +193,7 @@ describe("eddy ui in headless Chromium", () => {
       await shot(phone, "phone");
       expect(errors).toEqual([]);
     } catch (e) {
-      throw new Error(`${e instanceof Error ? e.message : String(e)}\n${logs()}`);
+      throw new Error(`${e instanceof Error ? e.message : String(e)}\n${await pageDiagnosis(opened, errors)}\n${logs()}`);
     } finally {
       await browser.close();
       await worker.kill();

@@ -67,9 +67,11 @@ describe("deployments", () => {
       expect(status.partitions.map((p: { function: string; partition: number }) => `${p.function}/${p.partition}`)).toEqual(["clicks/0", "count/0", "count/1", "out/0"]);
       expect(new Set(status.partitions.map((p: { owner: string }) => p.owner)).size).toBe(1);
       expect(status.partitions[0].owner).toMatch(/-counter$/);
+      // Each running actor says what its read loop awaits (mostly "waiting for input" here).
+      for (const p of status.partitions as Array<{ now: unknown }>) expect(p.now).toMatch(/^(waiting|reading|settling|checking|ending|spilling|uploading) /);
       const table = (await runEddy(["status", "counter", "--nats", server.url])).stdout;
       expect(table).toMatch(/^job counter: version 1, generation \d+, last checkpoint/);
-      expect(table).toMatch(/^function\s+partition\s+owner\s+lag\s+watermark \(UTC\)\s+watermark lag$/m);
+      expect(table).toMatch(/^function\s+partition\s+owner\s+lag\s+watermark \(UTC\)\s+watermark lag\s+now$/m);
 
       // A compatible new version replaces the running code at a checkpoint: counting goes on
       // from the state version 1 left.

@@ -31,7 +31,11 @@ describe("eddy nats-server --cluster 3", () => {
   it("runs three routed servers whose buckets get three replicas, and stops all of them", async () => {
     await using proc = startEddy(["nats-server", "--cluster", "3"]);
     const url = await waitFor("the cluster's URLs", () => CLUSTER_URL.exec(proc.output())?.[0], { timeoutMs: 40_000, logs: proc.output });
-    const pids = [...proc.output().matchAll(/eddy-\d pid (\d+)/g)].map((m) => Number(m[1]));
+    // The URL goes to stdout and the servers' pids to stderr after it: the pids may come a moment later.
+    const pids = await waitFor("the servers' pids", () => {
+      const found = [...proc.output().matchAll(/eddy-\d pid (\d+)/g)].map((m) => Number(m[1]));
+      return found.length >= 3 && found;
+    }, { timeoutMs: 10_000, logs: proc.output });
     expect(pids).toHaveLength(3);
     const nc = await natsConnect({ servers: url.split(",") });
     try {

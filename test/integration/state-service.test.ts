@@ -167,9 +167,14 @@ describe("state service", () => {
       await waitFor("the same state committed", async () => JSON.stringify(await book.get("entries", "hot", { consistency: "committed" })) === JSON.stringify(await book.get("entries", "hot")), { retryErrors: true });
 
       // After all that, a write still lands between the records before and after it.
-      await book.put("count", "hot", 1000);
+      // Applied, not left queued: a queued write would mean no actor read the partition for a minute.
+      expect(await book.put("count", "hot", 1000)).toMatchObject({ applied: true });
       await job.publish(Array.from({ length: 5 }, (_, i) => ({ account: "hot", id: `after-${i}` })));
-      await waitFor("records after the write", async () => (await book.get<number>("count", "hot")) === 1005, { retryErrors: true });
+      let seen: number | undefined;
+      await waitFor("records after the write", async () => (seen = await book.get<number>("count", "hot")) === 1005, {
+        retryErrors: true,
+        logs: () => `count read last: ${String(seen)}\n${job.logs()}`,
+      });
     } finally {
       for (const w of job.workers) await w.kill();
       await supervisor.stop();

@@ -1,7 +1,7 @@
 /**
  * Child eddy processes for tests that kill them: `eddy worker` and `eddy supervisor` started
- * with the pinned Node, output captured for failure messages, SIGKILLed on dispose (or stopped
- * with SIGTERM first, for a process that owns children of its own, like `eddy dev`'s nats-server).
+ * with the pinned Node, output captured for failure messages, SIGKILLed on dispose (stopped with
+ * SIGTERM first if it owns nats-servers of its own: `eddy dev`, `eddy nats-server`, `eddy demo`).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { join, resolve } from "node:path";
@@ -42,8 +42,13 @@ export function startEddy(args: readonly string[], env: Readonly<Record<string, 
     await exited;
     clearTimeout(timer);
   };
-  return { child, output: () => out, kill, stop, [Symbol.asyncDispose]: kill };
+  // One that started nats-servers of its own leaves them running if SIGKILLed (a test that fails
+  // before its own stop would leak them): it is disposed of with SIGTERM first.
+  return { child, output: () => out, kill, stop, [Symbol.asyncDispose]: OWNS_SERVERS.has(args[0] ?? "") ? () => stop() : kill };
 }
+
+/** Commands whose process starts nats-servers it stops itself on SIGTERM. */
+const OWNS_SERVERS: ReadonlySet<string> = new Set(["dev", "nats-server", "demo"]);
 
 /** `eddy worker --pipeline <module> --nats <url>` */
 export function startWorkerProcess(pipelineModule: string, url: string): EddyProcess {

@@ -34,7 +34,7 @@ const spec = {
 };
 
 function actor(fn: string, partition: number, over: Partial<LiveActorStats> = {}): LiveActorStats {
-  return { fn, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, lag: 0, watermark: null, applied: 0, heldBytes: 0, cacheHits: 0, cacheMisses: 0, cacheBytes: 0, materializationLagCheckpoints: 0, busyMsPerSecond: 0, backpressuredMsPerSecond: 0, idleMsPerSecond: 1000, ...over };
+  return { fn, partition, recordsIn: 0, recordsOut: 0, deadLettered: 0, lag: 0, watermark: null, applied: 0, heldBytes: 0, cacheHits: 0, cacheMisses: 0, cacheBytes: 0, materializationLagCheckpoints: 0, busyMsPerSecond: 0, backpressuredMsPerSecond: 0, idleMsPerSecond: 1000, step: null, ...over };
 }
 const reply = (worker: string, at: number, actors: LiveActorStats[]): WorkerStatsReply => ({ worker, at, actors });
 const committed = (fn: string, partition: number, over: Partial<CommittedPartition> = {}): CommittedPartition => ({ function: fn, partition, owner: "w1", lag: 0, watermark: null, ...over });
@@ -118,10 +118,10 @@ describe("partitionRows", () => {
 });
 
 describe("functionSummaries and backpressureCauses", () => {
-  const rows = (pressures: Record<string, [number, number]>) =>
+  const rows = (pressures: Record<string, [number, number] | [number, number, string]>) =>
     partitionRows(
       Object.keys(pressures).map((id) => committed(id.split("/")[0]!, Number(id.split("/")[1]), { lag: 3 })),
-      liveSampleOf([reply("w1", 1, Object.entries(pressures).map(([id, [busy, bp]]) => actor(id.split("/")[0]!, Number(id.split("/")[1]), { busyMsPerSecond: busy, backpressuredMsPerSecond: bp, idleMsPerSecond: 1000 - busy - bp, cacheBytes: 10 })))]),
+      liveSampleOf([reply("w1", 1, Object.entries(pressures).map(([id, [busy, bp, step]]) => actor(id.split("/")[0]!, Number(id.split("/")[1]), { busyMsPerSecond: busy, backpressuredMsPerSecond: bp, idleMsPerSecond: 1000 - busy - bp, cacheBytes: 10, step: step ?? null })))]),
       undefined,
       0,
     );
@@ -147,6 +147,17 @@ describe("functionSummaries and backpressureCauses", () => {
     expect(backpressureCauses(g, s)).toEqual(["alerts"]);
     expect(backpressureCauses(g, functionSummaries(spec.functions, rows({ "clicks/0": [400, 0] })))).toEqual([]);
   });
+
+  it("says what a backpressured function's partitions wait for, from their read loops (not what the others do)", () => {
+    const held = "waiting for a commit of held sink output";
+    const acks = "waiting for acknowledgements of its output";
+    const [alerts] = functionSummaries([{ name: "alerts", partitions: 3 }], rows({ "alerts/0": [10, 990, held], "alerts/1": [0, 800, acks], "alerts/2": [300, 0, "reading the keys of a message"] }));
+    expect(alerts!.waitingFor).toEqual([held, acks]);
+    expect(functionSummaries([{ name: "alerts", partitions: 2 }], rows({ "alerts/0": [10, 990, held], "alerts/1": [0, 990, held] }))[0]!.waitingFor).toEqual([held]);
+    // Workers from before the step: nothing to say.
+    expect(functionSummaries([{ name: "alerts", partitions: 1 }], rows({ "alerts/0": [10, 990] }))[0]!.waitingFor).toEqual([]);
+    expect(partitionRows([committed("alerts", 0)], new Map(), undefined, 0)[0]!.step).toBeNull();
+  });
 });
 
 describe("jobRow", () => {
@@ -154,8 +165,8 @@ describe("jobRow", () => {
 
   it("counts throughput as what the sources read, and the worst lag of any function", () => {
     const s = [
-      { function: "clicks", partitions: 1, livePartitions: 1, recordsInPerSecond: 40, recordsOutPerSecond: 40, maxLag: 2, maxWatermarkLagMs: null, busyMsPerSecond: 1, backpressuredMsPerSecond: 0, idleMsPerSecond: 999, pressure: "ok" as const, stateBytes: 0 },
-      { function: "count", partitions: 2, livePartitions: 2, recordsInPerSecond: 40, recordsOutPerSecond: 40, maxLag: 11, maxWatermarkLagMs: null, busyMsPerSecond: 1, backpressuredMsPerSecond: 0, idleMsPerSecond: 999, pressure: "ok" as const, stateBytes: 0 },
+      { function: "clicks", partitions: 1, livePartitions: 1, recordsInPerSecond: 40, recordsOutPerSecond: 40, maxLag: 2, maxWatermarkLagMs: null, busyMsPerSecond: 1, backpressuredMsPerSecond: 0, idleMsPerSecond: 999, pressure: "ok" as const, stateBytes: 0, waitingFor: [] },
+      { function: "count", partitions: 2, livePartitions: 2, recordsInPerSecond: 40, recordsOutPerSecond: 40, maxLag: 11, maxWatermarkLagMs: null, busyMsPerSecond: 1, backpressuredMsPerSecond: 0, idleMsPerSecond: 999, pressure: "ok" as const, stateBytes: 0, waitingFor: [] },
     ];
     expect(jobRow(view, s, 4_500)).toEqual({ job: "j", state: "RUNNING", version: 3, generation: 2, restarts: 1, failureRestarts: 1, throughput: 40, maxLag: 11, lastCheckpointId: 9, lastCheckpointAgeMs: 3_500, functions: 2 });
   });

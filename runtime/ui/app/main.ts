@@ -180,7 +180,12 @@ function showJob(r: Extract<Route, { page: "job" }>): void {
     document.getElementById("problem")!.innerHTML = "";
     document.getElementById("head")!.innerHTML = header(p);
     if (r.tab === "graph") {
-      const causes = p.causes.length === 0 ? "" : `<p class="note" data-causes>Backpressure comes from: <b>${p.causes.map(esc).join(", ")}</b> (outlined).</p>`;
+      // A cause that is itself backpressured waits on something outside the graph: its read loop says what.
+      const why = (fn: string) => {
+        const s = p.functions.find((f) => f.function === fn);
+        return s?.pressure === "backpressured" && s.waitingFor.length > 0 ? ` <span data-waiting-for="${esc(fn)}">(${s.waitingFor.map(esc).join("; ")})</span>` : "";
+      };
+      const causes = p.causes.length === 0 ? "" : `<p class="note" data-causes>Backpressure comes from: ${p.causes.map((c) => `<b>${esc(c)}</b>${why(c)}`).join(", ")} (outlined).</p>`;
       body.innerHTML = `<div class="card graph" id="graph">${p.graph.edgesUnknown ? `<p class="note">This job's spec predates recorded inputs: edges between functions are not shown.</p>` : ""}${graphSvg(r.job, p.graph, p.functions, p.causes)}<div class="legend">${["idle", "ok", "busy", "backpressured"].map((x) => `<span class="pressure ${x}">${x}</span>`).join("")}<span class="note">colour: the function's most pressed partition (busy or backpressured &gt; 500 ms/s)</span></div>${causes}</div>${functionTable(r.job, p.functions)}`;
     } else if (r.tab === "checkpoints") {
       body.innerHTML = checkpointTable(p.checkpoints);
@@ -193,10 +198,10 @@ function showJob(r: Extract<Route, { page: "job" }>): void {
 // ---------------------------------------------------------------------------------------------
 
 function partitionTable(rows: readonly PartitionRow[], now: number): string {
-  return `<div class="scroll"><table><thead><tr><th class="num">partition</th><th>owner</th><th class="num">lag (committed)</th><th class="num">lag (live)</th><th>watermark (UTC)</th><th class="num">watermark lag</th><th class="num">in/s</th><th class="num">out/s</th><th>busy / backpressured / idle ms/s</th><th>pressure</th><th class="num">cache hit rate</th><th class="num">state in memory</th><th class="num">held output</th></tr></thead><tbody>${rows
+  return `<div class="scroll"><table><thead><tr><th class="num">partition</th><th>owner</th><th class="num">lag (committed)</th><th class="num">lag (live)</th><th>watermark (UTC)</th><th class="num">watermark lag</th><th class="num">in/s</th><th class="num">out/s</th><th>busy / backpressured / idle ms/s</th><th>pressure</th><th>now</th><th class="num">cache hit rate</th><th class="num">state in memory</th><th class="num">held output</th></tr></thead><tbody>${rows
     .map(
       (p) =>
-        `<tr data-partition="${p.partition}" data-pressure="${p.pressure ?? ""}"><td class="num">${p.partition}</td><td>${esc(p.owner ?? dash)}</td><td class="num">${num(p.lag)}</td><td class="num">${num(p.liveLag)}</td><td>${p.watermark === "end" ? "end of input" : time(p.watermark)}</td><td class="num">${ms(p.watermarkLagMs)}</td><td class="num">${rate(p.recordsInPerSecond)}</td><td class="num">${rate(p.recordsOutPerSecond)}</td><td>${activity(p)}</td><td>${pressureBadge(p.pressure)}</td><td class="num">${p.cacheHitRate === null ? dash : `${Math.round(p.cacheHitRate * 100)} %`}</td><td class="num">${bytes(p.stateBytes)}</td><td class="num">${bytes(p.heldBytes)}</td></tr>`,
+        `<tr data-partition="${p.partition}" data-pressure="${p.pressure ?? ""}"><td class="num">${p.partition}</td><td>${esc(p.owner ?? dash)}</td><td class="num">${num(p.lag)}</td><td class="num">${num(p.liveLag)}</td><td>${p.watermark === "end" ? "end of input" : time(p.watermark)}</td><td class="num">${ms(p.watermarkLagMs)}</td><td class="num">${rate(p.recordsInPerSecond)}</td><td class="num">${rate(p.recordsOutPerSecond)}</td><td>${activity(p)}</td><td>${pressureBadge(p.pressure)}</td><td data-step>${esc(p.step ?? dash)}</td><td class="num">${p.cacheHitRate === null ? dash : `${Math.round(p.cacheHitRate * 100)} %`}</td><td class="num">${bytes(p.stateBytes)}</td><td class="num">${bytes(p.heldBytes)}</td></tr>`,
     )
     .join("")}</tbody></table></div><p class="note">Updated ${time(now)} UTC.</p>`;
 }

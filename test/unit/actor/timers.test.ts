@@ -12,7 +12,7 @@ import { buildJobGraph, type JobGraph } from "../../../runtime/core/job-graph.ts
 import { PartitionActor } from "../../../runtime/actor/partition-actor.ts";
 import type { SnapshotAck } from "../../../runtime/core/protocol.ts";
 import { legacyTimerKey, parseKvKey, TIMER_BUCKET_MS, timerBucketFilter, timerBucketOf, timerIndexDayKey, timerIndexKey, timerKey, timerLayoutKey, timerMarkerKey } from "../../../runtime/core/kv-keys.ts";
-import { HEADER, inputSubject, stateBucket } from "../../../runtime/core/naming.ts";
+import { deadLetterStream, HEADER, inputSubject, stateBucket } from "../../../runtime/core/naming.ts";
 import { decodeValue, encodeBatch, encodeValue, encodeWatermark } from "../../../runtime/core/wire.ts";
 import { boundedOutOfOrderness, defineFunction, definePipeline, fromFunction, fromStream, valueState, type FunctionSpec } from "../../../runtime/sdk/index.ts";
 import { MemoryTransport } from "../../support/memory-transport.ts";
@@ -392,5 +392,63 @@ describe("timers bucketed by time in an actor fed by another function", () => {
     await waitFor("timers up to 20 W fired", () => recordsTo<Fired>(t, "j", "out").length === due.length, { timeoutMs: 10_000, intervalMs: 2 });
     expect(recordsTo<Fired>(t, "j", "out")).toEqual(due);
     expect(sched.stats.timerBucketLoads).toBe(19);
+  });
+});
+
+describe("a timer whose KV key would be too long", () => {
+  /** `named` registers a timer at `fire` under the event's `name`; a fired timer reports its name. */
+  type Named = { key: string; at: number; fire: number; name: string };
+  const named = (): JobGraph =>
+    buildJobGraph(
+      definePipeline({
+        name: "j",
+        functions: [
+          defineFunction<Named, unknown>({
+            name: "sched",
+            input: fromStream("events"),
+            key: (e) => e.key,
+            timestamp: (e) => e.at,
+            watermark: boundedOutOfOrderness(0),
+            process(ctx, e) {
+              ctx.timers.registerEventTimeTimer(e.fire, e.name);
+            },
+            onTimer(ctx, t) {
+              ctx.emit({ key: ctx.key, ts: t.timestamp, name: t.name.length > 20 ? `${t.name.slice(0, 5)}… (${t.name.length})` : t.name });
+            },
+          }),
+          defineFunction<unknown, unknown>({ name: "out", input: fromFunction("sched"), partitions: 1, process: () => undefined }),
+        ],
+      }),
+    );
+
+  it("is dead-lettered and dropped at the snapshot, and the timers taken with it are stored and fire", async () => {
+    const graph = named();
+    const t = new MemoryTransport({ now: () => 1_000_000 });
+    t.addStream("events", ["events"]);
+    t.addJobTopology(graph);
+    const acks = collectAcks(t, graph.job);
+    const a = actor(t, graph);
+    await a.start({ generation: 1, checkpoint: 0, worker: "w" });
+    const long = "x".repeat(4000);
+    // Far timers (beyond the resident buckets) go to KV with the snapshot; the long one in between.
+    const events: Named[] = [
+      { key: "a", at: 1, fire: 5 * W, name: "f" },
+      { key: "b", at: 2, fire: 6 * W, name: long },
+      { key: "c", at: 3, fire: 7 * W, name: "g" },
+    ];
+    await sendRecords(t, a, "events", events);
+    await runCheckpoint(a, acks, 1);
+    const kv = t.entries(stateBucket("j", "sched"));
+    expect(kv.has(timerKey(0, { domain: "event", ts: 5 * W, key: "a", name: "f" }))).toBe(true);
+    expect(kv.has(timerKey(0, { domain: "event", ts: 7 * W, key: "c", name: "g" }))).toBe(true);
+    expect([...kv.keys()].filter((k) => k.length > 3072)).toEqual([]);
+    const reasons = t.messages(deadLetterStream("j")).map((m) => m.headers[HEADER.reason]);
+    expect(reasons).toEqual([expect.stringMatching(/^timer: KV key of timer "x{64}" for key "b" is \d+ characters, more than 3072; the timer is dropped$/)]);
+    await sendRecords(t, a, "events", [{ key: "a", at: 10 * W, fire: 20 * W, name: "f" }]);
+    await waitFor("the stored timers fired", () => recordsTo(t, "j", "out").length === 2, { timeoutMs: 10_000, intervalMs: 2 });
+    expect(recordsTo(t, "j", "out")).toEqual([
+      { key: "a", ts: 5 * W, name: "f" },
+      { key: "c", ts: 7 * W, name: "g" },
+    ]);
   });
 });

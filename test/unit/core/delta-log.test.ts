@@ -3,6 +3,7 @@
  * which deletions cost nothing, the overlay a read of KV must be corrected with, and how a
  * restore walks and applies the chain of committed deltas.
  */
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { applyChain, CorruptCheckpointError, DeltaLog, fetchChain, mergeSegments, type DeltaEntry } from "../../../runtime/core/delta-log.ts";
 
@@ -487,6 +488,47 @@ describe("DeltaLog: segments cut between barriers (design note bh)", () => {
     log.delete("window", log.openEpoch);
     expect(log.cut()).toBeUndefined();
     expect(texts(log.snapshot(1))).toEqual([["a", "1"]]);
+  });
+
+  it("commits what merging every segment of the snapshot gives, whatever the order of changes, cuts, snapshots and commits", () => {
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("put" as const), key: fc.integer({ min: 0, max: 6 }), value: fc.integer({ min: 0, max: 99 }) }),
+      fc.record({ kind: fc.constant("delete" as const), key: fc.integer({ min: 0, max: 6 }) }),
+      fc.record({ kind: fc.constant("cut" as const) }),
+      // Checkpoint ids this actor never sees (aborted before its barrier) are skipped.
+      fc.record({ kind: fc.constant("snapshot" as const), skip: fc.integer({ min: 0, max: 2 }) }),
+      fc.record({ kind: fc.constant("commit" as const), back: fc.integer({ min: 0, max: 2 }) }),
+      // A commit of a checkpoint this log took no snapshot of hands nothing over.
+      fc.record({ kind: fc.constant("commit-unseen" as const) }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+        const log = new DeltaLog<undefined>(0, ["k0", "k1"]);
+        const snapshots = new Map<number, DeltaEntry[]>();
+        let nextId = 1;
+        for (const o of ops) {
+          if (o.kind === "put") log.put(`k${o.key}`, v(String(o.value)), log.openEpoch);
+          else if (o.kind === "delete") log.delete(`k${o.key}`, log.openEpoch);
+          else if (o.kind === "cut") log.cut();
+          else if (o.kind === "snapshot") {
+            const id = nextId + o.skip;
+            nextId = id + 1;
+            snapshots.set(id, mergeSegments(log.snapshotSegments(id).segments.map((s) => s.entries)));
+          } else if (o.kind === "commit-unseen") {
+            const id = nextId++;
+            expect(log.committed(id)).toBeUndefined();
+          } else {
+            const ids = [...snapshots.keys()].filter((id) => id > log.lastCommitted);
+            const id = ids[ids.length - 1 - o.back];
+            if (id === undefined) continue;
+            const committed = log.committed(id);
+            expect(texts(committed?.entries)).toEqual(texts(snapshots.get(id)));
+            expect(new Set(committed!.entries.map(([k]) => k)).size).toBe(committed!.entries.length);
+          }
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it("merges segments in order, later wins, first position kept", () => {

@@ -3,16 +3,17 @@ import { actorRates, BadStatsReplyError, decodeStatsReply, liveActorStats, press
 
 const actor = (over: Partial<LiveActorStats> = {}): LiveActorStats => ({
   fn: "count", partition: 0, recordsIn: 0, recordsOut: 0, deadLettered: 0, lag: 0, watermark: null, applied: 0, heldBytes: 0,
-  cacheHits: 0, cacheMisses: 0, cacheBytes: 0, materializationLagCheckpoints: 0, busyMsPerSecond: 0, backpressuredMsPerSecond: 0, idleMsPerSecond: 1000, ...over,
+  cacheHits: 0, cacheMisses: 0, cacheBytes: 0, materializationLagCheckpoints: 0, busyMsPerSecond: 0, backpressuredMsPerSecond: 0, idleMsPerSecond: 1000, step: "waiting for input", ...over,
 });
 
 describe("live actor figures", () => {
   it("carry watermarks as numbers, null before the first and \"end\" at the end of input", () => {
     const base = { ...actor(), watermark: 0 };
-    expect(liveActorStats({ ...base, watermark: -Infinity }).watermark).toBeNull();
-    expect(liveActorStats({ ...base, watermark: Infinity }).watermark).toBe("end");
-    expect(liveActorStats({ ...base, watermark: 1234 }).watermark).toBe(1234);
-    expect(Object.keys(liveActorStats({ ...base, extra: 1 } as never))).not.toContain("extra");
+    expect(liveActorStats({ ...base, watermark: -Infinity }, null).watermark).toBeNull();
+    expect(liveActorStats({ ...base, watermark: Infinity }, null).watermark).toBe("end");
+    expect(liveActorStats({ ...base, watermark: 1234 }, null).watermark).toBe(1234);
+    expect(Object.keys(liveActorStats({ ...base, extra: 1 } as never, null))).not.toContain("extra");
+    expect(liveActorStats(base, "waiting for a commit of held sink output").step).toBe("waiting for a commit of held sink output");
   });
 
   it("decode a worker's reply and refuse anything else with a reason", () => {
@@ -28,7 +29,13 @@ describe("live actor figures", () => {
       [{ ...good, actors: [{ ...actor(), partition: 1.5 }] }, /partition/],
       [{ ...good, actors: [{ ...actor(), watermark: "soon" }] }, /watermark/],
       [{ ...good, actors: [{ ...actor(), busyMsPerSecond: "1" }] }, /busyMsPerSecond/],
+      [{ ...good, actors: [{ ...actor(), step: 7 }] }, /step/],
+      [{ ...good, actors: [{ ...actor(), step: "" }] }, /step/],
+      [{ ...good, actors: [{ ...actor(), step: "x".repeat(201) }] }, /step/],
     ];
+    // A worker from before the step answers without it: read as unknown, not refused.
+    const { step: _omitted, ...older } = actor();
+    expect(decodeStatsReply(JSON.stringify({ ...good, actors: [older] })).actors[0]!.step).toBeNull();
     for (const [body, reason] of bad) {
       const decode = () => decodeStatsReply(typeof body === "string" ? body : JSON.stringify(body));
       expect(decode).toThrow(BadStatsReplyError);

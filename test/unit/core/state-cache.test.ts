@@ -1,9 +1,10 @@
 /**
  * The working-set cache's pure bookkeeping (runtime/core/state-cache.ts): least recently used by
- * bytes, pinned keys kept, absent keys charged like others, the delta log's overlay winning over
+ * bytes (second chance), pinned keys kept, absent keys charged like others, the delta log's overlay winning over
  * KV, and the budget shared by a worker's actors.
  */
 import { describe, expect, it } from "vitest";
+import fc from "fast-check";
 import { KEY_OVERHEAD_BYTES, ENTRY_OVERHEAD_BYTES, residentBytes, resolveMapMiss, resolveMiss, StateCacheBudget, WorkingSet } from "../../../runtime/core/state-cache.ts";
 import { DeltaLog } from "../../../runtime/core/delta-log.ts";
 import { KeyedStateStore } from "../../../runtime/core/state-store.ts";
@@ -11,7 +12,7 @@ import { mapState, valueState } from "../../../runtime/sdk/index.ts";
 
 const bytes = (...xs: number[]) => new Uint8Array(xs);
 
-describe("WorkingSet: least recently used by bytes", () => {
+describe("WorkingSet: least recently used by bytes, with a second chance", () => {
   it("names the least recently used keys until the rest fits the budget", () => {
     const ws = new WorkingSet();
     ws.admit("a", 100);
@@ -36,6 +37,75 @@ describe("WorkingSet: least recently used by bytes", () => {
     ws.admit("b", 100);
     ws.touch("a");
     expect(ws.victims(100, () => false)).toEqual(["b"]);
+  });
+
+  it("evicts keys untouched since they came before any key touched meanwhile, whatever their age", () => {
+    const ws = new WorkingSet();
+    for (const k of ["a", "b", "c", "d"]) ws.admit(k, 100);
+    ws.touch("a");
+    ws.touch("c");
+    expect(ws.victims(200, () => false)).toEqual(["b", "d"]);
+  });
+
+  it("gives a touched key one second chance: passed over once, it is evicted by a later walk unless touched again", () => {
+    const ws = new WorkingSet();
+    ws.admit("a", 100);
+    ws.admit("b", 100);
+    ws.touch("a");
+    ws.touch("a"); // touching a marked key changes nothing more
+    expect(ws.victims(100, () => false)).toEqual(["b"]);
+    ws.forget("b");
+    ws.admit("c", 100);
+    // a was passed over (unmarked, now older than c): it goes first.
+    expect(ws.victims(100, () => false)).toEqual(["a"]);
+    ws.touch("a");
+    expect(ws.victims(100, () => false)).toEqual(["c"]);
+  });
+
+  it("evicts touched keys too when nothing else is left, and reports whether a touched key was resident", () => {
+    const ws = new WorkingSet();
+    ws.admit("a", 100);
+    ws.admit("b", 100);
+    expect(ws.touch("a")).toBe(true);
+    expect(ws.touch("b")).toBe(true);
+    expect(ws.touch("nobody")).toBe(false);
+    expect(ws.has("nobody")).toBe(false);
+    expect(ws.victims(0, () => false)).toEqual(["a", "b"]);
+  });
+
+  it("keeps its byte count whatever is touched, resized, admitted again and forgotten; victims are unpinned, distinct and enough", () => {
+    const op = fc.oneof(
+      fc.tuple(fc.constant("admit" as const), fc.integer({ min: 0, max: 7 }), fc.integer({ min: 1, max: 500 })),
+      fc.tuple(fc.constant("touch" as const), fc.integer({ min: 0, max: 7 }), fc.constant(0)),
+      fc.tuple(fc.constant("resize" as const), fc.integer({ min: 0, max: 7 }), fc.integer({ min: 1, max: 500 })),
+      fc.tuple(fc.constant("forget" as const), fc.integer({ min: 0, max: 7 }), fc.constant(0)),
+      fc.tuple(fc.constant("evict" as const), fc.integer({ min: 0, max: 7 }), fc.integer({ min: 0, max: 2000 })),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+        const ws = new WorkingSet();
+        const model = new Map<string, number>();
+        for (const [kind, k, n] of ops) {
+          const key = `k${k}`;
+          if (kind === "admit") (ws.admit(key, n), model.set(key, n));
+          else if (kind === "touch") expect(ws.touch(key)).toBe(model.has(key));
+          else if (kind === "resize") (ws.resize(key, n), model.has(key) && model.set(key, n));
+          else if (kind === "forget") (ws.forget(key), model.delete(key));
+          else {
+            const pinned = (x: string) => Number(x.slice(1)) % 3 === k % 3;
+            const victims = ws.victims(n, pinned);
+            expect(new Set(victims).size).toBe(victims.length);
+            for (const v of victims) expect(model.has(v) && !pinned(v)).toBe(true);
+            for (const v of victims) (ws.forget(v), model.delete(v));
+            // Within the budget, or nothing but pinned keys left.
+            expect([...model.values()].reduce((a, b) => a + b, 0) <= n || [...model.keys()].every(pinned)).toBe(true);
+          }
+          expect(ws.bytes).toBe([...model.values()].reduce((a, b) => a + b, 0));
+          expect(ws.size).toBe(model.size);
+          for (const [x, b] of model) expect(ws.bytesOf(x)).toBe(b);
+        }
+      }),
+    );
   });
 
   it("skips pinned keys (changes no snapshot took yet), even if the total stays over the budget", () => {

@@ -34,6 +34,16 @@ describe("window ids and timer names", () => {
     expect(windowIdOf({ kind: "tumbling" }, 42)).toBe("42");
   });
 
+  it("are the start in decimal however often and in whatever order starts are asked (ids are remembered)", () => {
+    fc.assert(
+      fc.property(fc.array(fc.oneof(fc.integer(), fc.double(), fc.constant(-0))), (starts) => {
+        for (const start of [...starts, ...starts.toReversed()]) expect(windowId(start)).toBe(String(start));
+      }),
+    );
+    // More starts than are remembered, twice over.
+    for (let round = 0; round < 2; round++) for (let start = 1_767_225_600_000; start < 1_767_225_600_000 + 10_000 * 2_000; start += 2_000) expect(windowId(start)).toBe(String(start));
+  });
+
   it("give back the grid window an id names", () => {
     const spec = fc.oneof(
       fc.integer({ min: 1, max: 1000 }).map((size): WindowSpec => ({ kind: "tumbling", size })),
