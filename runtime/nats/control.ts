@@ -69,7 +69,11 @@ export async function requestEndOfInput(nc: NatsConnection, job: string): Promis
       else await jobs.update(endKey(job), data, before.revision);
       return { end, recordedBefore: false };
     } catch (e) {
-      if (casFailureKind(e) === "other" || attempt >= 5) throw e;
+      const kind = casFailureKind(e);
+      if (kind === "other" || attempt >= 5) throw e;
+      // A refused compare-and-set stored nothing: what is there now is someone else's, even when
+      // its bytes equal ours (two requests in the same millisecond see the same stream ends).
+      if (kind === "conflict") written = undefined;
       await new Promise((r) => setTimeout(r, 200 * attempt));
     }
   }
