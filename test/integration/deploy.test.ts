@@ -99,7 +99,7 @@ describe("deployments", () => {
       // The state stays after an undeploy: a later deploy must still be compatible with it, and
       // versions go on counting.
       await expect(deployModule(nc, resolve(ROOT, "test/fixtures/counter-incompatible.ts"))).rejects.toThrow(/its state is that of version 2/);
-      await waitFor("the worker to stop the job", () => worker.output().includes("job counter undeployed"), { timeoutMs: 10_000, logs: worker.output });
+      await waitFor("the worker to stop the job", () => worker.output().includes("job counter undeployed"), { logs: worker.output });
       expect((await deployModule(nc, resolve(ROOT, "test/fixtures/counter.ts")))[0]).toMatchObject({ version: 3, unchanged: false });
       await waitFor("the worker to run version 3", () => worker.output().split("running job counter version 3").length === 2);
 

@@ -35,7 +35,7 @@ describe("eddy nats-server --cluster 3", () => {
     const pids = await waitFor("the servers' pids", () => {
       const found = [...proc.output().matchAll(/eddy-\d pid (\d+)/g)].map((m) => Number(m[1]));
       return found.length >= 3 && found;
-    }, { timeoutMs: 10_000, logs: proc.output });
+    }, { logs: proc.output });
     expect(pids).toHaveLength(3);
     const nc = await natsConnect({ servers: url.split(",") });
     try {
