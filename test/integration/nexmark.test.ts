@@ -5,6 +5,9 @@
  * events per JSON-lines message, design note ce), which must not change a single row.
  */
 import { describe, expect, it } from "vitest";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { generateEvents } from "../../functions/nexmark/generator.ts";
 import { benchQuery, canonicalRows, runQuery } from "../../functions/nexmark/harness.ts";
 import { QUERIES } from "../../functions/nexmark/model.ts";
@@ -45,5 +48,24 @@ describe("Nexmark queries on eddy with batched ingest", () => {
     const result = await benchQuery("q1", 3000, 5, server.url, 10_000, "batched");
     expect(result).toMatchObject({ query: "q1", ingest: "batched", events: 3000, correct: true });
     for (const k of ["wallSeconds", "cpuSeconds", "eventsPerSecond", "eventsPerCoreSecond", "ceilingEventsPerCoreSecond"] as const) expect(result[k]).toBeGreaterThan(0);
+  });
+
+  it("EDDY_CPU_PROFILE=<file> writes a CPU profile of the timed part, no longer than it", async () => {
+    await using server = await natsServer();
+    const dir = mkdtempSync(join(tmpdir(), "eddy-profile-"));
+    const file = join(dir, "q0.cpuprofile");
+    process.env.EDDY_CPU_PROFILE = file;
+    try {
+      const result = await benchQuery("q0", 2000, 5, server.url, 10_000);
+      expect(result.correct).toBe(true);
+      const profile = JSON.parse(readFileSync(file, "utf8")) as { nodes: unknown[]; samples: number[]; startTime: number; endTime: number };
+      expect(profile.nodes.length).toBeGreaterThan(1);
+      expect(profile.samples.length).toBeGreaterThan(0);
+      // Microseconds; started after the clock and stopped right after it was read.
+      expect(profile.endTime - profile.startTime).toBeLessThanOrEqual(result.wallSeconds * 1e6 + 100_000);
+    } finally {
+      delete process.env.EDDY_CPU_PROFILE;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
