@@ -49,19 +49,20 @@ export async function requestEndOfInput(nc: NatsConnection, job: string): Promis
   if (entry === null || entry.length === 0) throw new UnknownJobError(`job "${job}" is not known (no ${jobSpecKey(job)} in ${JOBS_BUCKET})`);
   // Anyone who can write the jobs bucket can put anything there: a damaged spec is reported, not used.
   const spec = decodeControlOrThrow("spec", entry.value, `record ${jobSpecKey(job)}`);
-  // What this request wrote, if a write of it went unacknowledged: found on reading, it is ours.
-  let written: string | undefined;
+  // What this request wrote in attempts that went unacknowledged: any of them may have been
+  // stored, and one found on reading is ours.
+  const unacknowledged = new Set<string>();
   for (let attempt = 1; ; attempt++) {
     const before = await jobs.get(endKey(job));
     const recorded = before !== null && before.operation === "PUT" && before.length > 0 ? decodeControl("end", before.value) : undefined;
-    if (recorded?.ok === true) return { end: recorded.value, recordedBefore: written !== new TextDecoder().decode(before!.value) };
+    if (recorded?.ok === true) return { end: recorded.value, recordedBefore: !unacknowledged.has(new TextDecoder().decode(before!.value)) };
     const jsm = await jetstreamManager(nc);
     const streams: Record<string, number> = {};
     for (const f of spec.functions) {
       if (f.stream !== undefined && streams[f.stream] === undefined) streams[f.stream] = (await jsm.streams.info(f.stream)).state.last_seq;
     }
     const end: EndOfInput = { streams, requestedAt: Date.now() };
-    written = JSON.stringify(end);
+    const written = JSON.stringify(end);
     const data = new TextEncoder().encode(written);
     try {
       // Compare-and-set: of two requests at once, one records its end and the other reports it.
@@ -71,9 +72,10 @@ export async function requestEndOfInput(nc: NatsConnection, job: string): Promis
     } catch (e) {
       const kind = casFailureKind(e);
       if (kind === "other" || attempt >= 5) throw e;
-      // A refused compare-and-set stored nothing: what is there now is someone else's, even when
-      // its bytes equal ours (two requests in the same millisecond see the same stream ends).
-      if (kind === "conflict") written = undefined;
+      // An unacknowledged write may have been stored. A refused compare-and-set stored nothing:
+      // what is there is someone else's, even when its bytes equal ours (two requests in the same
+      // millisecond see the same stream ends).
+      if (kind === "unacknowledged") unacknowledged.add(written);
       await new Promise((r) => setTimeout(r, 200 * attempt));
     }
   }
