@@ -20,6 +20,7 @@ import { jobSpecKey, JOBS_BUCKET, type DeploymentRecord, type JobSpecRecord } fr
 import { FatalError, TransientError } from "../errors.ts";
 import { decodeControlOrThrow } from "../core/control-messages.ts";
 import { replicasOf } from "./replicas.ts";
+import { createRacing } from "./racing-creation.ts";
 
 export const CODE_OBJECTS = "eddy_code";
 export const deploymentKey = (job: string) => `${job}.deploy`;
@@ -64,8 +65,8 @@ export interface DeploymentStore {
 }
 
 export async function openDeployments(nc: NatsConnection): Promise<DeploymentStore> {
-  const jobs = await new Kvm(nc).create(JOBS_BUCKET, { history: 1, replicas: replicasOf(nc) });
-  const code = await new Objm(nc).create(CODE_OBJECTS, { replicas: replicasOf(nc) });
+  const jobs = await createRacing(() => new Kvm(nc).create(JOBS_BUCKET, { history: 1, replicas: replicasOf(nc) }));
+  const code = await createRacing(() => new Objm(nc).create(CODE_OBJECTS, { replicas: replicasOf(nc) }));
   return { jobs, code };
 }
 

@@ -6,6 +6,7 @@
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { replicasOf } from "./replicas.ts";
+import { createRacing } from "./racing-creation.ts";
 
 /** JSON values by key. */
 export interface JsonBucket {
@@ -20,7 +21,7 @@ const decoder = new TextDecoder();
 
 /** Creates (or opens) bucket `name`, keeping only each key's latest value. */
 export async function openJsonBucket(nc: NatsConnection, name: string): Promise<JsonBucket> {
-  const kv: KV = await new Kvm(nc).create(name, { history: 1, replicas: replicasOf(nc) });
+  const kv: KV = await createRacing(() => new Kvm(nc).create(name, { history: 1, replicas: replicasOf(nc) }));
   const get = async (key: string): Promise<unknown> => {
     const entry = await kv.get(key);
     return entry === null || entry.length === 0 ? undefined : JSON.parse(decoder.decode(entry.value));

@@ -10,6 +10,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { LEADER_BUCKET } from "../core/protocol.ts";
 import { casWrite } from "./kv-cas.ts";
 import { replicasOf } from "./replicas.ts";
+import { createRacing } from "./racing-creation.ts";
 
 /** What an election does with the lease: create it (acquire), update it (renew), delete it (release). */
 export type LeaseBucket = Pick<KV, "create" | "update" | "delete">;
@@ -29,7 +30,7 @@ export interface LeaderBucket {
  * of the TTL.
  */
 export async function openLeaderBucket(nc: NatsConnection, requestedTtlMs: number): Promise<LeaderBucket> {
-  const kv = await new Kvm(nc).create(LEADER_BUCKET, { history: 1, ttl: requestedTtlMs, replicas: replicasOf(nc) });
+  const kv = await createRacing(() => new Kvm(nc).create(LEADER_BUCKET, { history: 1, ttl: requestedTtlMs, replicas: replicasOf(nc) }));
   const status = await kv.status();
   const ttlMs = status.ttl > 0 ? status.ttl : requestedTtlMs;
   const lease: LeaseBucket = {

@@ -56,6 +56,7 @@ import { currentDeployment, openDeployments, type DeploymentRecord } from "./dep
 import { InputError, TransientError } from "../errors.ts";
 import { replicasOf } from "./replicas.ts";
 import { removalOf } from "./subject-removal.ts";
+import { createRacing } from "./racing-creation.ts";
 
 /** There is no (complete) savepoint of that id for that job; list them with `eddy savepoints <job>`. */
 export class UnknownSavepointError extends InputError {
@@ -107,7 +108,7 @@ export async function openSavepointStore(nc: NatsConnection, job: string, mode: 
   const objm = new Objm(nc);
   let objects: ObjectStore;
   try {
-    objects = mode === "write" ? await objm.create(name, { replicas: replicasOf(nc) }) : await objm.open(name);
+    objects = mode === "write" ? await createRacing(() => objm.create(name, { replicas: replicasOf(nc) })) : await objm.open(name);
   } catch (e) {
     if (mode === "read" && /not found/i.test(String((e as Error)?.message))) return undefined;
     throw e;
@@ -526,7 +527,7 @@ export async function restoreSavepoint(nc: NatsConnection, job: string, id: stri
   let written = 0;
   for (const t of target) {
     const bucket = stateBucket(job, t.name);
-    const kv = await kvm.create(bucket, { history: 1, replicas: replicasOf(nc) });
+    const kv = await createRacing(() => kvm.create(bucket, { history: 1, replicas: replicasOf(nc) }));
     // A whole-stream purge is replayed after a restart as what it was (subject-removal.ts): safe.
     await jsm.streams.purge(`KV_${bucket}`);
     // Where each partition resumes in its function's input stream (for a source: the log of

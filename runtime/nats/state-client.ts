@@ -25,6 +25,7 @@ import { getCommitted, getCommittedBroadcast, scanCommitted, scanCommittedBroadc
 import { deploymentKey, lastVersion, openDeployments, type DeploymentRecord } from "./deployments.ts";
 import { InputError, TransientError } from "../errors.ts";
 import { replicasOf } from "./replicas.ts";
+import { createRacing } from "./racing-creation.ts";
 
 /** Options of a read. */
 export interface ReadOptions {
@@ -194,7 +195,7 @@ async function declarationsOf(nc: NatsConnection, jobs: KV, job: string, fn: str
 
 export async function stateClient(nc: NatsConnection, job: string, fn: string, options: StateClientOptions = {}): Promise<StateClient> {
   const timeoutMs = options.timeoutMs ?? 10_000;
-  const jobs = await new Kvm(nc).create(JOBS_BUCKET, { history: 1, replicas: replicasOf(nc) });
+  const jobs = await createRacing(() => new Kvm(nc).create(JOBS_BUCKET, { history: 1, replicas: replicasOf(nc) }));
   const partitions = await partitionsOf(nc, jobs, job, fn);
   let kv: Promise<KV> | undefined;
   const bucket = () => (kv ??= new Kvm(nc).open(stateBucket(job, fn)));

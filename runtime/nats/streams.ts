@@ -10,6 +10,7 @@ import { DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageTyp
 import { replicasOf } from "./replicas.ts";
 import { jsMsgOf, readStoredRange } from "./positioned-reader.ts";
 import { addConsumerOnLeader } from "./leader-consumer.ts";
+import { createRacing } from "./racing-creation.ts";
 
 /** A message read back from a stream. */
 export interface StoredMessage {
@@ -31,7 +32,8 @@ export async function ensureStream(nc: NatsConnection, name: string, subjects: r
     if (missing.length > 0) await jsm.streams.update(name, { subjects: [...have, ...missing] });
   } catch (e) {
     if (!notFound(e)) throw e;
-    await jsm.streams.add({ name, subjects: [...subjects], storage: StorageType.File, retention: RetentionPolicy.Limits, num_replicas: replicasOf(nc) });
+    // Another process may create it at the same moment: made again, the creation finds theirs.
+    await createRacing(() => jsm.streams.add({ name, subjects: [...subjects], storage: StorageType.File, retention: RetentionPolicy.Limits, num_replicas: replicasOf(nc) }));
   }
 }
 

@@ -23,6 +23,7 @@ import { DiscardPolicy, jetstreamManager, RetentionPolicy, StorageType } from "@
 import { nanos } from "@nats-io/transport-node";
 import { InputError } from "../errors.ts";
 import { replicasOf } from "./replicas.ts";
+import { createRacing, lostCreationRace } from "./racing-creation.ts";
 
 /** A stream the job reads from does not exist; create it (the message names it) and retry. */
 export class MissingSourceStreamError extends InputError {
@@ -44,7 +45,7 @@ export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Pr
     }
     // A source's input stream carries only writes to its state (state-writes.ts).
     await ensureStream(nc, inputStream(graph.job, node.name), [inputSubjects(graph.job, node.name)]);
-    await kvm.create(stateBucket(graph.job, node.name), { history: 1, replicas: replicasOf(nc) });
+    await createRacing(() => kvm.create(stateBucket(graph.job, node.name), { history: 1, replicas: replicasOf(nc) }));
   }
   await ensureUpsertBuckets(nc, graph.functions.flatMap((node) => (node.spec.upsert === undefined ? [] : [node.spec.upsert.bucket])));
 }
@@ -56,7 +57,7 @@ export async function ensureJobTopology(nc: NatsConnection, graph: JobGraph): Pr
  */
 export async function ensureUpsertBuckets(nc: NatsConnection, buckets: readonly string[]): Promise<void> {
   const kvm = new Kvm(nc);
-  for (const bucket of new Set(buckets)) await kvm.create(bucket, { history: 1, replicas: replicasOf(nc) });
+  for (const bucket of new Set(buckets)) await createRacing(() => kvm.create(bucket, { history: 1, replicas: replicasOf(nc) }));
 }
 
 /**
@@ -64,8 +65,8 @@ export async function ensureUpsertBuckets(nc: NatsConnection, buckets: readonly 
  * `eddy rollback`, so that a job deployed before stores were per job gets them from the admin.
  */
 export async function ensureJobStores(nc: NatsConnection, job: string): Promise<void> {
-  await new Objm(nc).create(checkpointObjects(job), { replicas: replicasOf(nc) });
-  await new Objm(nc).create(savepointObjects(job), { replicas: replicasOf(nc) });
+  await createRacing(() => new Objm(nc).create(checkpointObjects(job), { replicas: replicasOf(nc) }));
+  await createRacing(() => new Objm(nc).create(savepointObjects(job), { replicas: replicasOf(nc) }));
 }
 
 /**
@@ -82,8 +83,16 @@ export async function ensureDeadLetterStream(nc: NatsConnection, job: string, li
     info = await jsm.streams.info(name);
   } catch (e) {
     if (!/not found/i.test(String((e as Error)?.message ?? e))) throw e;
-    await jsm.streams.add({ name, subjects, storage: StorageType.File, retention: RetentionPolicy.Limits, num_replicas: replicasOf(nc), ...wanted });
-    return;
+    try {
+      await jsm.streams.add({ name, subjects, storage: StorageType.File, retention: RetentionPolicy.Limits, num_replicas: replicasOf(nc), ...wanted });
+      return;
+    } catch (created) {
+      // Another process created it at the same moment (racing-creation.ts): bring its limits to these.
+      if (!lostCreationRace(created)) throw created;
+      info = await jsm.streams.info(name).catch(() => {
+        throw created;
+      });
+    }
   }
   const c = info.config;
   if (c.max_age !== wanted.max_age || c.max_bytes !== wanted.max_bytes || c.discard !== wanted.discard) {
@@ -101,6 +110,6 @@ export const WORKER_TTL_MS = 5000;
  */
 export async function ensureControlPlane(nc: NatsConnection): Promise<void> {
   const kvm = new Kvm(nc);
-  await kvm.create(JOBS_BUCKET, { history: 1, replicas: replicasOf(nc) });
-  await kvm.create(WORKERS_BUCKET, { history: 1, ttl: WORKER_TTL_MS, replicas: replicasOf(nc) });
+  await createRacing(() => kvm.create(JOBS_BUCKET, { history: 1, replicas: replicasOf(nc) }));
+  await createRacing(() => kvm.create(WORKERS_BUCKET, { history: 1, ttl: WORKER_TTL_MS, replicas: replicasOf(nc) }));
 }

@@ -32,6 +32,7 @@ import { listingCurrent, listingStep, resumePauseMs } from "../core/read-positio
 import { removalOf } from "./subject-removal.ts";
 import { addConsumerOnLeader, NoLeaderConsumerError } from "./leader-consumer.ts";
 import { untilCaughtUp, type CatchUpEnd } from "./caught-up.ts";
+import { createRacing } from "./racing-creation.ts";
 
 const WRITE_WINDOW = 1024;
 /** How long an append is repeated while its stream has no leader (inside JetStream's 2 min duplicate window). */
@@ -209,7 +210,7 @@ export class JetStreamTransport implements Transport {
     const store = storeOf(job);
     let opened = this.stores.get(store);
     if (opened === undefined) {
-      opened = new Objm(this.nc).create(store, { replicas: replicasOf(this.nc) });
+      opened = createRacing(() => new Objm(this.nc).create(store, { replicas: replicasOf(this.nc) }));
       this.stores.set(store, opened);
       opened.catch(() => this.stores.delete(store));
     }
