@@ -18,7 +18,7 @@
 import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerInfo, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg, type MsgRequest } from "@nats-io/jetstream";
 import { consumerLost, judgeMessage, judgeStart, lostInFlight, resumePauseMs, resumeSeq, startPosition, withNewConsumer, type HeardHeartbeat, type ReadPosition } from "../core/read-position.ts";
 import { countRejected } from "../metrics/rejections.ts";
-import { InputError } from "../errors.ts";
+import { FatalError, InputError } from "../errors.ts";
 import type { InputMessage, InputReader } from "../actor/ports.ts";
 import { readAckReply, type AckReplyFields } from "./ack-reply.ts";
 import { casFailureKind, repeatUnacknowledged } from "./kv-cas.ts";
@@ -116,14 +116,85 @@ const CONSUMER_GONE = new Set(["consumer_deleted", "consumer_not_found", "stream
 /** Status events the client makes up itself: no sign that the server still serves the consumer. */
 const NOT_FROM_SERVER = new Set(["next", "heartbeats_missed"]);
 
+/** What nats.js queues for the reader of a consumer: a message, or an action to run when the reader gets to it (a pull request, its end). */
+type Queued = JsMsg | (() => void);
+
+/**
+ * One server-side consumer and what nats.js queued from it for the reader. nats.js's iterator
+ * costs an async generator step and a promise per message; the reader takes its queue instead
+ * (`takeQueued`), so a message already in hand is taken without waiting for a turn of the event
+ * loop. nats.js queues its pull requests behind the messages received before them and sends each
+ * only when the reader gets to it, as its iterator does: a reader that stops taking stops pulling,
+ * so at most one pull's worth of messages waits in memory.
+ */
 interface Consumer {
   readonly name: string;
   readonly messages: ConsumerMessages;
-  readonly iterator: AsyncIterator<JsMsg>;
+  /** Queued and not yet taken: `queue[head]` on. */
+  queue: Queued[];
+  head: number;
+  /** nats.js ended the consumer (stopped by the reader, or with `error`). */
+  ended: boolean;
+  error: Error | undefined;
+  /** Wakes a read waiting for a message or the end. */
+  wake: (() => void) | undefined;
   /** Set when the reader itself stopped it (lost, stalled): its end is no error. */
   abandoned: boolean;
   /** The consumer's last idle heartbeat. */
   heard: HeardHeartbeat | undefined;
+}
+
+function wakeReader(c: Consumer): void {
+  const w = c.wake;
+  c.wake = undefined;
+  w?.();
+}
+
+/** Written over a taken slot of a queue, so that it no longer holds the message. */
+const NOTHING = undefined as unknown as Queued;
+
+/**
+ * Sends everything nats.js queues for `messages` to `c`'s queue. nats.js 3.x's pull consumer
+ * hands each message and action to its iterator or callback through `_push`; it is not public
+ * API, so its absence (a nats.js other than the one package-lock.json pins) fails the read here,
+ * and test/integration/input-reader.test.ts checks that pulls still wait for the reader.
+ */
+function queueFor(messages: ConsumerMessages, c: Consumer): void {
+  const internals = messages as unknown as { _push?: unknown };
+  if (typeof internals._push !== "function") {
+    messages.stop();
+    throw new FatalError("the positioned reader needs nats.js 3.x's pull consumer (`_push`), which this @nats-io/jetstream does not have");
+  }
+  internals._push = (item: Queued) => {
+    c.queue.push(item);
+    wakeReader(c);
+  };
+}
+
+/** Runs a queued nats.js action; one that throws ends the consumer with its error, as it ends nats.js's iterator. */
+function runQueuedAction(c: Consumer, action: () => void): void {
+  try {
+    action();
+  } catch (e) {
+    c.error ??= e instanceof Error ? e : new Error(String(e));
+    c.ended = true;
+    wakeReader(c);
+  }
+}
+
+/**
+ * Stops a consumer the reader gives up and forgets what it queued. Only the end that stopping
+ * queues is run (it ends the consumer's status listeners); pull requests queued before it are not
+ * sent for a consumer that is about to be deleted.
+ */
+function discard(c: Consumer): void {
+  c.abandoned = true;
+  const before = c.queue.length;
+  c.messages.stop();
+  const ending = c.queue.slice(before);
+  c.queue.length = 0;
+  c.head = 0;
+  for (const item of ending) if (typeof item === "function") runQueuedAction(c, item);
 }
 
 /**
@@ -193,14 +264,24 @@ export class PositionedReader implements InputReader {
     const c = this.current;
     this.current = undefined;
     if (c !== undefined) {
-      c.abandoned = true;
-      c.messages.stop();
+      discard(c);
       await this.jsm.consumers.delete(this.stream, c.name).catch(() => false);
     }
   }
 
-  private async next(): Promise<IteratorResult<InputMessage>> {
-    let restarts = 0;
+  /** The next message: at once, without waiting for an event-loop turn, when one is already in hand. */
+  private next(): Promise<IteratorResult<InputMessage>> {
+    const c = this.current;
+    if (c !== undefined && !this.stopped && c.head < c.queue.length) {
+      const m = this.takeQueued(c);
+      if (typeof m === "object") return Promise.resolve({ done: false, value: m });
+      return this.nextWaiting(m === "dropped" ? 1 : 0);
+    }
+    return this.nextWaiting(0);
+  }
+
+  private async nextWaiting(restartsBefore: number): Promise<IteratorResult<InputMessage>> {
+    let restarts = restartsBefore;
     for (;;) {
       if (this.stopped) return { done: true, value: undefined };
       if (this.current === undefined) {
@@ -216,33 +297,53 @@ export class PositionedReader implements InputReader {
         this.counts.resumes++;
       }
       const c = this.current;
-      let r: IteratorResult<JsMsg>;
-      this.waitingSince = Date.now();
-      try {
-        r = await c.iterator.next();
-      } catch (e) {
-        if (this.stopped) return { done: true, value: undefined };
-        // nats.js ends a pull with an error it cannot go on from (a refused request, a closed
-        // connection): not ours to hide, unless the reader gave the consumer up itself.
-        if (!c.abandoned) throw e;
-        r = { done: true, value: undefined };
-      } finally {
-        this.waitingSince = undefined;
+      if (c.head < c.queue.length) {
+        const m = this.takeQueued(c);
+        if (typeof m === "object") return { done: false, value: m };
+        if (m === "dropped") restarts++;
+        continue;
       }
-      if (this.stopped) return { done: true, value: undefined };
+      if (!c.ended) {
+        this.waitingSince = Date.now();
+        await new Promise<void>((resolve) => {
+          c.wake = resolve;
+        });
+        this.waitingSince = undefined;
+        continue;
+      }
+      // nats.js ended the pull with an error it cannot go on from (a refused request, a closed
+      // connection): not ours to hide, unless the reader gave the consumer up itself.
+      if (c.error !== undefined && !c.abandoned && !this.stopped) throw c.error;
       // A closed connection ends the read, as it ended nats.js's iterators: nothing to resume on.
-      if (r.done && this.closed()) return { done: true, value: undefined };
-      if (r.done) {
-        this.replace(c);
-        restarts++;
+      if (this.stopped || this.closed()) return { done: true, value: undefined };
+      this.replace(c);
+      restarts++;
+    }
+  }
+
+  /**
+   * Runs what nats.js queued up to the consumer's next message and judges that message: the next
+   * of the input is returned; a repeat or a gap is dropped, counted, and the consumer given up (the
+   * next read resumes at the position); "none" when the queue ran out first.
+   */
+  private takeQueued(c: Consumer): InputMessage | "none" | "dropped" {
+    while (c.head < c.queue.length) {
+      const item = c.queue[c.head]!;
+      c.queue[c.head] = NOTHING;
+      if (++c.head === c.queue.length) {
+        c.queue.length = 0;
+        c.head = 0;
+      }
+      if (typeof item === "function") {
+        runQueuedAction(c, item);
         continue;
       }
       this.lastSignAt = Date.now();
-      const m = new JsInputMessage(r.value);
+      const m = new JsInputMessage(item);
       const verdict = judgeMessage(this.position, m.streamSequence, m.deliverySequence);
       if (verdict.kind === "deliver") {
         this.position = verdict.position;
-        return { done: false, value: m };
+        return m;
       }
       this.counts.dropped++;
       countRejected(
@@ -251,8 +352,9 @@ export class PositionedReader implements InputReader {
         `${this.stream} ${this.subject}: sequence ${m.streamSequence} (consumer ${m.deliverySequence}) after ${this.position.delivered}; reading again from ${resumeSeq(this.position)}`,
       );
       this.replace(c);
-      restarts++;
+      return "dropped";
     }
+    return "none";
   }
 
   private closed(): boolean {
@@ -261,8 +363,7 @@ export class PositionedReader implements InputReader {
 
   /** Drops a consumer that cannot be trusted or is gone; the next read creates one at the position. */
   private replace(c: Consumer): void {
-    c.abandoned = true;
-    c.messages.stop();
+    discard(c);
     if (this.current === c) this.current = undefined;
     // Not awaited: the consumer's server may be the one that died (the request would only time
     // out); an R1 consumer left behind goes away after its inactivity threshold.
@@ -330,8 +431,7 @@ export class PositionedReader implements InputReader {
           const c = await this.consume(info);
           if (!this.stopped) return c;
           // Stopped while this one was being made: nobody will read or delete it.
-          c.abandoned = true;
-          c.messages.stop();
+          discard(c);
           await this.jsm.consumers.delete(this.stream, c.name).catch(() => false);
           throw new InputError(`input ${this.stream} ${this.subject}: reader stopped`);
         }
@@ -350,6 +450,7 @@ export class PositionedReader implements InputReader {
   }
 
   private async consume(info: ConsumerInfo): Promise<Consumer> {
+    const made: Consumer = { name: info.name, messages: undefined as unknown as ConsumerMessages, queue: [], head: 0, ended: false, error: undefined, wake: undefined, abandoned: false, heard: undefined };
     const messages = await this.js.consumers.getConsumerFromInfo(info).consume({
       // By count only: nats-server 2.9 leaves pulls with max_bytes unfinished at times (note bn).
       max_messages: this.batch,
@@ -360,21 +461,30 @@ export class PositionedReader implements InputReader {
       threshold_messages: Math.max(1, Math.floor(this.batch / 4)),
       idle_heartbeat: this.heartbeatMs,
       expires: Math.max(10_000, this.heartbeatMs * 5),
+      // The callback form runs what nats.js queues while the consumer is being made (its first
+      // pull) at once; from then on everything goes to the reader's queue (queueFor).
+      callback: () => undefined,
     });
-    const c: Consumer = { name: info.name, messages, iterator: messages[Symbol.asyncIterator](), abandoned: false, heard: undefined };
+    (made as { messages: ConsumerMessages }).messages = messages;
+    queueFor(messages, made);
+    void messages.closed().then((e) => {
+      made.ended = true;
+      if (e instanceof Error) made.error = e;
+      wakeReader(made);
+    });
     this.position = withNewConsumer(this.position);
     this.lastSignAt = Date.now();
     void (async () => {
       for await (const s of messages.status()) {
         if (!NOT_FROM_SERVER.has(s.type)) this.lastSignAt = Date.now();
-        if (s.type === "heartbeat") c.heard = { consumerSeq: s.lastConsumerSequence, at: Date.now() };
-        if (CONSUMER_GONE.has(s.type) && !c.abandoned) {
-          c.abandoned = true;
+        if (s.type === "heartbeat") made.heard = { consumerSeq: s.lastConsumerSequence, at: Date.now() };
+        if (CONSUMER_GONE.has(s.type) && !made.abandoned) {
+          made.abandoned = true;
           messages.stop();
         }
       }
     })().catch(() => undefined);
-    return c;
+    return made;
   }
 }
 

@@ -2,16 +2,16 @@
  * The actors' input reader against a real nats-server (runtime/nats/positioned-reader.ts, design
  * note bn): from a position it delivers each later message of its subject once, in order, also
  * when its consumer is deleted or replaced under it by one started elsewhere; it asks for more
- * once a quarter of a pull is left (not after every other message); spill ranges read
+ * once a quarter of a pull is left (not after every other message), and only as it is read; spill ranges read
  * through it end at their last sequence or at the end of what is stored; a closed connection
  * ends the read, and a missing stream fails the open; `readAll` reads through it too. The cluster
  * failover of the same reader is test/integration/input-failover.test.ts.
  */
 import { describe, expect, it } from "vitest";
-import { AckPolicy, DeliverPolicy, jetstreamManager } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { InputMessage, InputReader } from "../../runtime/actor/ports.ts";
 import { JetStreamTransport } from "../../runtime/nats/transport.ts";
-import type { PositionedReader } from "../../runtime/nats/positioned-reader.ts";
+import { openPositionedReader, type PositionedReader } from "../../runtime/nats/positioned-reader.ts";
 import { ensureStream, readAll } from "../../runtime/nats/streams.ts";
 import { rejectedCounts } from "../../runtime/metrics/rejections.ts";
 import { connect, natsServer } from "../support/nats-server.ts";
@@ -80,6 +80,27 @@ describe("an input reader", () => {
     // 240 messages, six per pull: about 40 (nats.js's default of a pull per two messages: 120).
     expect(pulls).toBeGreaterThan(0);
     expect(pulls).toBeLessThanOrEqual(60);
+  });
+
+  it("asks for no more while nobody reads: one pull's worth waits in memory, the rest on the server", async () => {
+    await using server = await natsServer();
+    await using nc = await connect(server);
+    await ensureStream(nc, "IN", ["in.*"]);
+    const jsm = await jetstreamManager(nc);
+    const t = new JetStreamTransport(nc);
+    await publish(t, "in", 0, 400);
+    const reader = await openPositionedReader(jetstream(nc), jsm, "IN", "in.1", 1, { batch: 16 });
+    const iterator = reader[Symbol.asyncIterator]();
+    const seen: number[] = [];
+    for (let i = 0; i < 3; i++) seen.push((await iterator.next()).value!.seq);
+    // A busy actor: it takes nothing for a while. The pull nats.js made for more once a quarter of
+    // the first was left waits behind the messages received before it (design note cr).
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const info = await jsm.consumers.info("IN", reader.consumer!);
+    expect(info.delivered.consumer_seq).toBe(16);
+    for (let i = 3; i < 200; i++) seen.push((await iterator.next()).value!.seq);
+    await reader.stop();
+    expect(seen).toEqual(partitionOne(1, 400));
   });
 
   it("goes on at its position when its consumer is deleted under it", async () => {
