@@ -117,12 +117,42 @@ export interface JobFacts {
   readonly history: RestartHistory;
   /** `eddy start` asked to run the job again at this time (`<job>.resume`). */
   readonly resumeRequestedAt: number | undefined;
+  /**
+   * When the supervisor first saw each live worker's heartbeat for this job, and how long the
+   * first assignment waits after the last of them joined (`initialAssignmentWait`). Without them
+   * the first assignment is written at once.
+   */
+  readonly workersSeenAt?: ReadonlyMap<string, number>;
+  readonly initialAssignmentDelayMs?: number;
 }
+
+/**
+ * How much longer a job's first assignment waits for workers still joining: until
+ * `delayMs` after the last live worker was first seen, and never longer than
+ * `INITIAL_WAIT_LIMIT` delays after the first one (a stream of joiners must not keep the job
+ * from starting). Workers started together (a deployment's replicas, a test's pair) register
+ * within tens of milliseconds of each other; assigned at the first one's heartbeat, the job
+ * started every actor on that worker, then moved half of them to the second in a new generation
+ * while the first generation was still starting (half a second of a 7 s run on this machine).
+ * Kafka's brokers wait the same way before a new consumer group's first rebalance
+ * (`group.initial.rebalance.delay.ms`), Flink's adaptive scheduler for its resources to settle.
+ */
+export function initialAssignmentWait(seenAt: readonly number[], now: number, delayMs: number): number {
+  if (delayMs <= 0 || seenAt.length === 0) return 0;
+  const youngest = Math.max(...seenAt);
+  const oldest = Math.min(...seenAt);
+  const due = Math.min(youngest + delayMs, oldest + INITIAL_WAIT_LIMIT * delayMs);
+  return Math.max(0, due - now);
+}
+
+/** The first assignment waits at most this many delays after the first worker joined. */
+export const INITIAL_WAIT_LIMIT = 8;
 
 /**
  * What to do. The supervisor applies it:
  * - `keep`: the assignment stands; store `gate`; if `recover` is set, a recovery is now pending;
  * - `wait`: write nothing; `unsettle` makes the job not ready (`ready` false, `previousRevision` -1);
+ *   `retryInMs`: decide again after that long (the first assignment waiting for workers);
  * - `start-handoff`: run a stop checkpoint in the background (the poll after it commits moves);
  * - `park`: write `assignment` (no owners, same generation, next incarnation), then unsettle;
  * - `write-assignment`: compare-and-set `assignment`; the pending recovery is consumed, the gate
@@ -132,7 +162,7 @@ export interface JobFacts {
  */
 export type Decision =
   | { readonly kind: "keep"; readonly gate: Gate; readonly recover?: RestartCause }
-  | { readonly kind: "wait"; readonly why: string; readonly unsettle: boolean }
+  | { readonly kind: "wait"; readonly why: string; readonly unsettle: boolean; readonly retryInMs?: number }
   | { readonly kind: "start-handoff"; readonly what: string }
   | { readonly kind: "park"; readonly assignment: Assignment; readonly why: string }
   | {
@@ -264,6 +294,10 @@ function decideAssignment(f: JobFacts, resumed: boolean): Decision {
     // Nobody to run it: keep the assignment for when workers come back, and let it settle for a
     // poll then, as after a change.
     return { kind: "wait", why: "no live worker runs the job", unsettle: true };
+  }
+  if (stored === undefined && recovery === undefined && f.workersSeenAt !== undefined) {
+    const wait = initialAssignmentWait(live.map((w) => f.workersSeenAt!.get(w) ?? f.now), f.now, f.initialAssignmentDelayMs ?? 0);
+    if (wait > 0) return { kind: "wait", why: `the first assignment waits ${wait} ms for workers still joining`, unsettle: false, retryInMs: wait };
   }
   const previous = stored?.value.owners ?? {};
   const owners = assignActors(f.actors, live, previous);

@@ -111,6 +111,8 @@ export interface Session {
   readonly news: HeartbeatNews;
   /** The pause between polls, which news cuts short. */
   readonly waker: PollWaker;
+  /** When a poll first read each live heartbeat key (`<job>.<worker>`): the first assignment waits for joiners. */
+  readonly seenAt: Map<string, number>;
 }
 
 /**

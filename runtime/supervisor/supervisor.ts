@@ -111,6 +111,11 @@ export interface SupervisorOptions {
   /** An assignment whose actors do not all report running within this time is recovered (default 60 s). */
   readonly notRunningTimeoutMs?: number;
   /**
+   * A job's first assignment waits this long after the last worker joined, for workers started
+   * together to be assigned together (default 250 ms; 0: at once; `initialAssignmentWait`).
+   */
+  readonly initialAssignmentDelayMs?: number;
+  /**
    * How failed jobs are restarted (default `DEFAULT_RESTART_STRATEGY`: 1 s doubling up to 60 s,
    * FAILED after more than 10 restarts in 5 min); a job's spec may override any field.
    */
@@ -189,6 +194,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
     const retain = Math.max(1, options.retainCheckpoints ?? 3);
     const maxFailures = Math.max(1, options.maxConsecutiveFailures ?? 3);
     const notRunningTimeoutMs = options.notRunningTimeoutMs ?? 60_000;
+    const initialAssignmentDelayMs = options.initialAssignmentDelayMs ?? 250;
     const pollMs = options.workerPollMs ?? 500;
     const restartStrategy = restartStrategyOf(DEFAULT_RESTART_STRATEGY, options.restartStrategy ?? {});
     const sink = options.log ?? (() => {});
@@ -616,6 +622,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
           strategy: restartStrategyOf(restartStrategy, spec.value.restartStrategy),
           history: job.history,
           resumeRequestedAt: typeof resume?.value.requestedAt === "number" ? resume.value.requestedAt : undefined,
+          workersSeenAt: new Map([...workers.keys()].map((w) => [w, s.seenAt.get(heartbeatKey(name, w)) ?? Date.now()])),
+          initialAssignmentDelayMs,
         };
         const outcome = decideJob(facts);
         const d = outcome.decision;
@@ -634,6 +642,8 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
               job.ready = false;
               job.previousRevision = -1;
             }
+            // Not news any heartbeat would bring: the poll is brought forward to the time asked.
+            if (d.retryInMs !== undefined) setTimeout(() => s.waker.wake(), d.retryInMs).unref();
             break;
           case "start-handoff":
             yield* startHandoff(s, job, d.what);
@@ -693,7 +703,12 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
       Effect.gen(function* () {
         const names = yield* io("listing jobs", () => listJobs(stores));
         const workers = yield* io("listing workers", () => liveWorkers(stores, (key, reason, message) => reject("heartbeat", reason, `${key}: ${message}`)));
-        s.news.polled([...workers].flatMap(([job, byWorker]) => [...byWorker].map(([worker, hb]) => [heartbeatKey(job, worker), hb] as const)));
+        const heartbeats = [...workers].flatMap(([job, byWorker]) => [...byWorker].map(([worker, hb]) => [heartbeatKey(job, worker), hb] as const));
+        s.news.polled(heartbeats);
+        const polledAt = Date.now();
+        const live = new Set(heartbeats.map(([key]) => key));
+        for (const key of s.seenAt.keys()) if (!live.has(key)) s.seenAt.delete(key);
+        for (const key of live) if (!s.seenAt.has(key)) s.seenAt.set(key, polledAt);
         for (const job of [...s.jobs.values()]) if (!names.includes(job.name)) yield* removeJob(s, job);
         for (const name of names) {
           // One job's trouble (a malformed spec, a lost CAS) must not hold up the others.
@@ -755,6 +770,7 @@ export const makeSupervisor = (nc: NatsConnection, options: SupervisorOptions = 
         endReason: "leadership ended",
         news: new HeartbeatNews(),
         waker: makePollWaker(pollMs),
+        seenAt: new Map(),
       };
       yield* Scope.addFinalizer(scope, Deferred.succeed(s.closed, undefined));
       session = s;

@@ -98,6 +98,30 @@ async function cluster(server: TestNatsServer, options: SupervisorOptions, worke
 const committed = (records: CheckpointRecord[]) => records.filter((r) => r.status === "committed");
 
 describe("supervisor checkpoints", () => {
+  it("assigns workers started together in one first generation: it waits initialAssignmentDelayMs after the last one joined", async () => {
+    await using server = await natsServer();
+    const nc = await connect(server);
+    const stores = await ensureControlStores(nc);
+    await stores.jobs.put(jobSpecKey(JOB), JSON.stringify({ job: JOB, functions: FUNCTIONS, updatedAt: Date.now() } satisfies JobSpecRecord));
+    const sup = await startSupervisor(nc, { workerPollMs: 100, leaderTtlMs: 1500, checkpointIntervalMs: 0, initialAssignmentDelayMs: 600 });
+    const workers: SimulatedWorker[] = [];
+    try {
+      await waitFor("leadership", () => sup.isLeader(), QUICKLY);
+      // The second joins while the first is already known: assigned at once, the first would own every actor.
+      workers.push(await startSimulatedWorker(nc, { id: "w1", jobs: [JOB], ackStats, heartbeatMs: 500 }));
+      await new Promise((r) => setTimeout(r, 200));
+      expect(await readJson(stores.jobs, assignmentKey(JOB), "assignment")).toBeUndefined();
+      workers.push(await startSimulatedWorker(nc, { id: "w2", jobs: [JOB], ackStats, heartbeatMs: 500 }));
+      const a = await waitFor("an assignment", async () => (await readJson(stores.jobs, assignmentKey(JOB), "assignment"))?.value, QUICKLY);
+      expect(a.generation).toBe(1);
+      expect(new Set(Object.values(a.owners))).toEqual(new Set(["w1", "w2"]));
+    } finally {
+      await sup.stop();
+      for (const w of workers) await w.stop();
+      await nc.close();
+    }
+  });
+
   it("assigns the actors, commits checkpoints in order by CAS on <job>.latest and records their statistics", async () => {
     await using server = await natsServer();
     await using c = await cluster(server, { checkpointIntervalMs: 0 });

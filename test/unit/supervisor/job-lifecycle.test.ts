@@ -8,6 +8,8 @@ import {
   decideJob,
   DEFAULT_RESTART_STRATEGY,
   EMPTY_HISTORY,
+  INITIAL_WAIT_LIMIT,
+  initialAssignmentWait,
   lifecycleState,
   nextRestart,
   restartStrategyOf,
@@ -75,6 +77,54 @@ describe("a new job", () => {
     const r = decide(facts({ workers: new Map([hb("w1")]), gate: { ready: false, previousRevision: 10, notRunningSince: 0 } }));
     expect(r.decision).toEqual({ kind: "keep", gate: { ready: false, previousRevision: 10, notRunningSince: NOW } });
     expect(r.state).toBe("CREATED");
+  });
+
+  describe("waits for workers started together, as Kafka's group.initial.rebalance.delay.ms", () => {
+    const fresh = (seen: Record<string, number>, over: Partial<JobFacts> = {}) =>
+      facts({
+        assignment: undefined,
+        latest: undefined,
+        gate: { ready: false, previousRevision: -1, notRunningSince: 0 },
+        workers: new Map(Object.keys(seen).map((w) => hb(w))),
+        workersSeenAt: new Map(Object.entries(seen)),
+        initialAssignmentDelayMs: 250,
+        ...over,
+      });
+
+    it("holds the first assignment until the delay has passed since the last worker joined", () => {
+      const r = decide(fresh({ w1: NOW - 200, w2: NOW - 100 }));
+      expect(r.decision).toEqual({ kind: "wait", why: "the first assignment waits 150 ms for workers still joining", unsettle: false, retryInMs: 150 });
+      expect(r.state).toBe("CREATED");
+    });
+
+    it("then assigns every worker that joined, in generation 1", () => {
+      const r = decide(fresh({ w1: NOW - 400, w2: NOW - 250 }));
+      expect(r.decision).toMatchObject({ kind: "write-assignment", why: "first assignment", assignment: { generation: 1 } });
+      const owners = (r.decision as { assignment: Assignment }).assignment.owners;
+      expect(new Set(Object.values(owners))).toEqual(new Set(["w1", "w2"]));
+    });
+
+    it("is not held up for good by workers that keep joining", () => {
+      const r = decide(fresh({ w1: NOW - INITIAL_WAIT_LIMIT * 250, w2: NOW - 10 }));
+      expect(r.decision).toMatchObject({ kind: "write-assignment", why: "first assignment" });
+    });
+
+    it("never delays a job that has an assignment: a joiner there is a handoff", () => {
+      const r = decide(facts({ workers: new Map([running("w1", 1), hb("w2")]), workersSeenAt: new Map([["w1", 0], ["w2", NOW]]), initialAssignmentDelayMs: 250 }));
+      expect(r.decision).toMatchObject({ kind: "start-handoff" });
+    });
+
+    it("is off with a delay of 0", () => {
+      expect(decide(fresh({ w1: NOW }, { initialAssignmentDelayMs: 0 })).decision).toMatchObject({ kind: "write-assignment" });
+    });
+
+    it("counts from the youngest worker, capped by the oldest (initialAssignmentWait)", () => {
+      expect(initialAssignmentWait([], NOW, 250)).toBe(0);
+      expect(initialAssignmentWait([NOW], NOW, 250)).toBe(250);
+      expect(initialAssignmentWait([NOW - 300, NOW - 50], NOW, 250)).toBe(200);
+      expect(initialAssignmentWait([NOW - 1900, NOW], NOW, 250)).toBe(INITIAL_WAIT_LIMIT * 250 - 1900);
+      expect(initialAssignmentWait([NOW - 5000], NOW, 250)).toBe(0);
+    });
   });
 
   it("waits without an assignment while no worker runs it", () => {
