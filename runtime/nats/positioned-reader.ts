@@ -217,6 +217,7 @@ export class PositionedReader implements InputReader {
   private current: Consumer | undefined;
   private stopped = false;
   private waitingSince: number | undefined;
+  /** The consumer's last status from the server (a heartbeat) or its creation: a sign of life while the reader waits. */
   private lastSignAt = 0;
   private watchdog: ReturnType<typeof setInterval> | undefined;
   /** Wakes a pause between attempts when the reader is stopped. */
@@ -338,7 +339,8 @@ export class PositionedReader implements InputReader {
         runQueuedAction(c, item);
         continue;
       }
-      this.lastSignAt = Date.now();
+      // No clock read per message: a reader counts as stalled only while it waits, and a wait
+      // starts after the last take (`waitingSince`), so a message is always a later sign of life.
       const m = new JsInputMessage(item);
       const verdict = judgeMessage(this.position, m.streamSequence, m.deliverySequence);
       if (verdict.kind === "deliver") {
