@@ -11,7 +11,7 @@
  * it can connect as that job's worker user (docs/security.md). Code whose bytes do not hash to the
  * record's digest is refused (getCode) and the refusal logged, retried until it is repaired.
  */
-import { Effect } from "effect";
+import * as Effect from "effect/Effect";
 import { loadPipelines, withDefaultPartitions } from "../deploy/bundle.ts";
 import type { NatsConnection } from "../nats/connection.ts";
 import { removeHeartbeat } from "../nats/control-store.ts";

@@ -3,7 +3,7 @@
  * SIGINT/SIGTERM, then stop every actor and exit; the supervisor moves its partitions to other
  * workers, which restore them from the last committed checkpoint.
  */
-import { Effect } from "effect";
+import * as Effect from "effect/Effect";
 import { waitForSignal } from "../process/wait-for-signal.ts";
 import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";

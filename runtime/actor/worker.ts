@@ -10,7 +10,10 @@
  * decides the recovery. Resources — subscriptions, watches, the heartbeat, the actors — are tied
  * to an Effect scope: closing it stops everything.
  */
-import { Cause, Effect, Exit, Scope } from "effect";
+import * as Cause from "effect/Cause";
+import * as Effect from "effect/Effect";
+import * as Exit from "effect/Exit";
+import * as Scope from "effect/Scope";
 import type { JobGraph } from "../core/job-graph.ts";
 import { physicalPipeline } from "./chain.ts";
 import {

@@ -5,7 +5,7 @@
  * deployed (`eddy deploy` against the printed URL); with `--ui-port`, the web console too
  * (runtime/ui, read-only). Ctrl-C stops everything.
  */
-import { Effect } from "effect";
+import * as Effect from "effect/Effect";
 import { ensureNatsServer } from "../../scripts/ensure-nats-server.ts";
 import { startLocalNatsCluster, startLocalNatsServer } from "../nats/local-server.ts";
 import { connectNats } from "../nats/connection.ts";

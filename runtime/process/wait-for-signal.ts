@@ -10,7 +10,7 @@
  * main fiber reached the wait) is remembered instead of being lost, which left the process
  * waiting for a second signal.
  */
-import { Effect } from "effect";
+import * as Effect from "effect/Effect";
 
 let received: string | undefined;
 const waiting = new Set<(signal: string) => void>();

@@ -6,7 +6,9 @@
  * under the commit lock, the statistics recorded, then the cleanup of what no actor needs any
  * more. Split from supervisor.ts, whose loop decides when to run one and holds the job's lock.
  */
-import { Deferred, Effect, Option } from "effect";
+import * as Deferred from "effect/Deferred";
+import * as Effect from "effect/Effect";
+import * as Option from "effect/Option";
 import type { NatsConnection } from "../nats/connection.ts";
 import {
   checkpointKey,

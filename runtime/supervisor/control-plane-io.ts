@@ -3,7 +3,7 @@
  * becomes a ControlPlaneError carrying the underlying message, which the leader logs and retries
  * at its next poll. Shared by the supervisor's loop and its checkpoint runner.
  */
-import { Effect } from "effect";
+import * as Effect from "effect/Effect";
 import { TransientError } from "../errors.ts";
 
 /** NATS refused or did not answer a control-plane read or write; it is retried on the next poll. */

@@ -13,7 +13,12 @@
  * small margin) even if the renewal timer is late, e.g. because the event loop stalled. A standby
  * can only acquire after the server has expired the entry, which is never earlier.
  */
-import { Cause, Effect, Exit, Result, Schedule, Scope } from "effect";
+import * as Cause from "effect/Cause";
+import * as Effect from "effect/Effect";
+import * as Exit from "effect/Exit";
+import * as Result from "effect/Result";
+import * as Schedule from "effect/Schedule";
+import * as Scope from "effect/Scope";
 import { LEADER_KEY } from "../core/protocol.ts";
 import type { NatsConnection } from "../nats/connection.ts";
 import { openLeaderBucket } from "../nats/leader-bucket.ts";

@@ -9,7 +9,7 @@
  *   yield* poll.pipe(Effect.andThen(waker.pause), Effect.forever);
  *   // elsewhere, on news: waker.wake();
  */
-import { Effect } from "effect";
+import * as Effect from "effect/Effect";
 
 export interface PollWaker {
   /** Ends the current pause, or the next one if none is running. */

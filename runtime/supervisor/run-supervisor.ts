@@ -3,7 +3,7 @@
  * SIGTERM. The leader assigns actors, runs checkpoints and recovers jobs; a standby waits to take
  * over. Stopping releases the lease so that a standby takes over at once.
  */
-import { Effect } from "effect";
+import * as Effect from "effect/Effect";
 import { waitForSignal } from "../process/wait-for-signal.ts";
 import { connectNats, natsUrlOf, redactNatsUrl } from "../nats/connection.ts";
 import { makeSupervisor } from "./supervisor.ts";

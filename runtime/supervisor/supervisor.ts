@@ -27,7 +27,15 @@
  * A new leader first aborts checkpoints its predecessor left in progress.
  */
 import { randomUUID } from "node:crypto";
-import { Cause, Deferred, Effect, Exit, Fiber, Option, Schedule, Scope, Semaphore } from "effect";
+import * as Cause from "effect/Cause";
+import * as Deferred from "effect/Deferred";
+import * as Effect from "effect/Effect";
+import * as Exit from "effect/Exit";
+import * as Fiber from "effect/Fiber";
+import * as Option from "effect/Option";
+import * as Schedule from "effect/Schedule";
+import * as Scope from "effect/Scope";
+import * as Semaphore from "effect/Semaphore";
 import type { NatsConnection } from "../nats/connection.ts";
 import {
   ackSubject,

@@ -2,7 +2,7 @@
  * `eddy ui`: the web console on one NATS connection until SIGINT/SIGTERM. Prints the URL on
  * stdout (scripts and tests read it), the mode on stderr.
  */
-import { Effect } from "effect";
+import * as Effect from "effect/Effect";
 import { connectNats, natsUrlOf } from "../nats/connection.ts";
 import { waitForSignal } from "../process/wait-for-signal.ts";
 import { startConsole } from "./server.ts";

@@ -413,6 +413,26 @@ describe("the source tree keeps the allowed import directions", () => {
   });
 });
 
+/**
+ * Value imports from Effect's index (`from "effect"`) that a module makes: the index loads all
+ * of Effect's ~250 modules, ~80 more than a worker uses, at every process start.
+ */
+function effectIndexImports(source: string): string[] {
+  return [...codeOnly(source).matchAll(/\bimport\s+(?!type\b)[^;"'`]*?\bfrom\s*(["'])effect\1/g)].map((m) => m[0].replace(/\s+/g, " "));
+}
+
+describe("Effect is imported by module (`effect/Effect`), not through its index", () => {
+  it("finds value imports from the index, not type-only ones or module paths", () => {
+    expect(effectIndexImports('import { Effect, Scope } from "effect";')).toHaveLength(1);
+    expect(effectIndexImports('import type { Scope } from "effect";\nimport * as Effect from "effect/Effect";')).toEqual([]);
+  });
+
+  it("holds for every module under runtime/ and functions/", () => {
+    const found = [...modulesUnder(GOVERNED)].flatMap(([file, source]) => effectIndexImports(source).map((i) => `${file}: ${i}`));
+    expect(found).toEqual([]);
+  });
+});
+
 describe("eddy/sdk is the authors' API, as an explicit list", () => {
   const index = read("runtime/sdk/index.ts");
   const exported = exportedNames(index);

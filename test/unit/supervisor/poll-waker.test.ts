@@ -2,7 +2,8 @@
  * The pause between supervisor polls (design note co): the poll interval, unless woken; a wake
  * during a poll ends the next pause; many wakes make one early poll.
  */
-import { Effect, Fiber } from "effect";
+import * as Effect from "effect/Effect";
+import * as Fiber from "effect/Fiber";
 import { describe, expect, it } from "vitest";
 import { makePollWaker } from "../../../runtime/supervisor/poll-waker.ts";
 
