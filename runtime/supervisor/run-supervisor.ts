@@ -18,6 +18,8 @@ export interface RunSupervisorOptions {
   readonly id: string | undefined;
   /** Committed checkpoints kept per job (default 3). */
   readonly retainCheckpoints?: number;
+  /** How long a job's first assignment waits after the last worker joined (default 250 ms). */
+  readonly initialAssignmentDelayMs?: number;
   /** Port of /metrics, /healthz and /scaling (default: $EDDY_METRICS_PORT, else none). */
   readonly metricsPort?: number | undefined;
   /** Address of that endpoint (default: $EDDY_METRICS_HOST, else 127.0.0.1). */
@@ -37,6 +39,7 @@ export async function runSupervisor(options: RunSupervisorOptions): Promise<numb
       id: options.id,
       checkpointIntervalMs: options.checkpointIntervalMs,
       ...(options.retainCheckpoints === undefined ? {} : { retainCheckpoints: options.retainCheckpoints }),
+      ...(options.initialAssignmentDelayMs === undefined ? {} : { initialAssignmentDelayMs: options.initialAssignmentDelayMs }),
       log,
     });
     const port = metricsPortFrom(options.metricsPort);

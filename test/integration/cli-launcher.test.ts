@@ -118,6 +118,12 @@ describe("bad arguments exit 2 with one line, before any work", () => {
     expect(r.stderr.trim().split("\n")).toEqual(["eddy: --partitions must be in 1..4096"]);
   });
 
+  it("a negative first-assignment delay for the supervisor", () => {
+    const r = cli("supervisor", "--initial-assignment-delay", "-5", "--nats", "nats://127.0.0.1:1");
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split("\n")).toEqual(["eddy: --initial-assignment-delay must be in 0..60000"]);
+  });
+
   it("a checkpoint listing of no entries", () => {
     const r = cli("checkpoints", "job", "--limit", "0", "--nats", "nats://127.0.0.1:1");
     expect(r.status).toBe(2);

@@ -15,21 +15,27 @@ export const supervisor = Command.make(
       Flag.withDefault(1000),
     ),
     retain: Flag.Int("retain").pipe(Flag.withDescription("committed checkpoints kept per job (default: 3)"), Flag.withDefault(3)),
+    initialAssignmentDelay: Flag.Int("initial-assignment-delay").pipe(
+      Flag.withDescription("milliseconds a job's first assignment waits after the last worker joined, so workers started together share it; 0 = at once (default: 250)"),
+      Flag.withDefault(250),
+    ),
     metricsPort: Flag.Int("metrics-port").pipe(Flag.withDescription("serve /metrics, /healthz and /scaling on this port (default: $EDDY_METRICS_PORT)"), Flag.optional),
     metricsHost: metricsHostFlag(),
     replicas: replicasFlag(),
   },
-  ({ nats, id, checkpointInterval, retain, metricsPort, metricsHost, replicas }) =>
+  ({ nats, id, checkpointInterval, retain, initialAssignmentDelay, metricsPort, metricsHost, replicas }) =>
     exitWith(async () => {
       applyReplicas(Option.getOrUndefined(replicas));
       if (checkpointInterval < 0) throw new UsageError("--checkpoint-interval must be >= 0");
       if (retain < 1) throw new UsageError("--retain must be >= 1");
+      if (initialAssignmentDelay < 0 || initialAssignmentDelay > 60_000) throw new UsageError("--initial-assignment-delay must be in 0..60000");
       const { runSupervisor } = await import("../../supervisor/run-supervisor.ts");
       return runSupervisor({
         natsUrl: Option.getOrUndefined(nats),
         id: Option.getOrUndefined(id),
         checkpointIntervalMs: checkpointInterval,
         retainCheckpoints: retain,
+        initialAssignmentDelayMs: initialAssignmentDelay,
         metricsPort: checkPort(Option.getOrUndefined(metricsPort)),
         metricsHost: Option.getOrUndefined(metricsHost),
       });
