@@ -9,11 +9,12 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateEvents } from "../../functions/nexmark/generator.ts";
-import { benchQuery, canonicalRows, runQuery } from "../../functions/nexmark/harness.ts";
+import { benchQuery, canonicalRows, median, runQuery } from "../../functions/nexmark/harness.ts";
 import { QUERIES } from "../../functions/nexmark/model.ts";
 import { assertNoLateEvents, referenceResults } from "../../functions/nexmark/reference.ts";
 import { WATERMARK_BOUND_MS } from "../../functions/nexmark/queries.ts";
 import { natsServer } from "../support/nats-server.ts";
+import { runEddy } from "../support/cli.ts";
 
 // 4 000 events at 200 events/s span 20 s of event time: several tumbling and sliding windows.
 const events = [...generateEvents({ seed: 3, firstEventRate: 200 }, 4000)];
@@ -67,5 +68,42 @@ describe("Nexmark queries on eddy with batched ingest", () => {
       delete process.env.EDDY_CPU_PROFILE;
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("eddy nexmark bench --rounds", () => {
+  it("runs the query once per round, each run followed by a ceiling pass, and reports the medians", async () => {
+    await using server = await natsServer();
+    const result = await benchQuery("q2", 2000, 5, server.url, 10_000, "single", 3);
+    expect(result.correct).toBe(true);
+    expect(result.rounds).toHaveLength(3);
+    for (const r of result.rounds!) {
+      // Every round is a whole run of its own, checked against the reference on its own.
+      expect(r.correct).toBe(true);
+      for (const k of ["wallSeconds", "cpuSeconds", "eventsPerCoreSecond", "ceilingEventsPerCoreSecond", "ceilingRatio"] as const) expect(r[k]).toBeGreaterThan(0);
+      expect(r.ceilingRatio).toBeCloseTo(r.eventsPerCoreSecond / r.ceilingEventsPerCoreSecond, 2);
+    }
+    // Odd count: each reported figure is the middle round's.
+    expect(result.cpuSeconds).toBe(median(result.rounds!.map((r) => r.cpuSeconds)));
+    expect(result.wallSeconds).toBe(median(result.rounds!.map((r) => r.wallSeconds)));
+    expect(result.ceilingRatio).toBeCloseTo(median(result.rounds!.map((r) => r.ceilingRatio)), 2);
+  });
+
+  it("refuses a bad round count with one line and exit 2", async () => {
+    for (const args of [["--query", "q0", "--rounds", "0"], ["--query", "q0", "--rounds", "51"], ["--query", "q5", "--rounds", "2", "--baseline"]]) {
+      const r = await runEddy(["nexmark", "bench", "--events", "10", ...args]);
+      expect(r.code, `${args.join(" ")}: ${r.output}`).toBe(2);
+      expect(r.stderr.trimEnd().split("\n"), r.stderr).toHaveLength(1);
+      expect(r.stderr).toMatch(/--rounds/);
+    }
+  });
+});
+
+describe("median", () => {
+  it("is the middle value, or the mean of the two middle ones", () => {
+    expect(median([3])).toBe(3);
+    expect(median([5, 1, 3])).toBe(3);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([0.9, 0.8])).toBeCloseTo(0.85, 10);
   });
 });

@@ -50,16 +50,22 @@ const nexmarkBench = Command.make(
       Flag.withDescription("single: one JSON event per message; batched: 100 events per json-lines message, as eddy/client sends them (default: single)"),
       Flag.withDefault("single"),
     ),
+    rounds: Flag.Int("rounds").pipe(
+      Flag.withDescription("run the query this many times, each followed by one pass of the ceiling, and report the medians (default: 1)"),
+      Flag.withDefault(1),
+    ),
     json: jsonFlag("print one JSON line"),
     nats: natsFlag("NATS server URL (default: start a local nats-server, whose CPU is counted)"),
   },
-  ({ query, events, seed, baseline, checkpointInterval, ingest, json, nats }) =>
+  ({ query, events, seed, baseline, checkpointInterval, ingest, rounds, json, nats }) =>
     exitWith(async () => {
       if (ingest !== "single" && ingest !== "batched") throw new UsageError("--ingest must be single or batched");
       if (events <= 0) throw new UsageError("--events must be > 0");
       if (checkpointInterval <= 0) throw new UsageError("--checkpoint-interval must be > 0");
-      const { runNexmarkBench } = await import("../nexmark.ts");
-      return runNexmarkBench({ query, events, seed, baseline, json, natsUrl: Option.getOrUndefined(nats), checkpointIntervalMs: checkpointInterval, ingest });
+      const { runNexmarkBench, MAX_BENCH_ROUNDS } = await import("../nexmark.ts");
+      if (rounds < 1 || rounds > MAX_BENCH_ROUNDS) throw new UsageError(`--rounds must be from 1 to ${MAX_BENCH_ROUNDS}`);
+      if (baseline && rounds !== 1) throw new UsageError("--rounds applies to eddy's runs, not to --baseline");
+      return runNexmarkBench({ query, events, seed, baseline, json, natsUrl: Option.getOrUndefined(nats), checkpointIntervalMs: checkpointInterval, ingest, rounds });
     }),
 ).pipe(Command.withDescription("Time a Nexmark query: events per core-second of eddy plus nats-server, against the ceiling"));
 
