@@ -149,6 +149,22 @@ export function initialAssignmentWait(seenAt: readonly number[], now: number, de
 export const INITIAL_WAIT_LIMIT = 8;
 
 /**
+ * How much longer a graceful move to joining workers waits for others still joining: the
+ * workers that get actors in `owners` and own none in `previous` are the joiners, and the move
+ * waits as a first assignment waits for them (`initialAssignmentWait`). Two workers that
+ * `eddy scale 2` or a scale-out of replicas starts together register a few hundred milliseconds
+ * apart on a busy machine; moved to at the first one's heartbeat, the job stopped at a
+ * checkpoint for it and again for the second. A worker that owned actors before, or one that
+ * has been live for long, does not make the move wait; neither does a recovery (the branch
+ * that calls this runs only while every owner is alive).
+ */
+export function joinWait(previous: Readonly<Record<string, string>>, owners: Readonly<Record<string, string>>, seenAt: ReadonlyMap<string, number>, now: number, delayMs: number): number {
+  const owning = new Set(Object.values(previous));
+  const joiners = [...new Set(Object.values(owners))].filter((w) => !owning.has(w));
+  return initialAssignmentWait(joiners.map((w) => seenAt.get(w) ?? now), now, delayMs);
+}
+
+/**
  * What to do. The supervisor applies it:
  * - `keep`: the assignment stands; store `gate`; if `recover` is set, a recovery is now pending;
  * - `wait`: write nothing; `unsettle` makes the job not ready (`ready` false, `previousRevision` -1);
@@ -338,6 +354,10 @@ function decideAssignment(f: JobFacts, resumed: boolean): Decision {
     const alive = Object.values(stored.value.owners).every((w) => workers.has(w));
     if (alive) {
       if (handoffPending) return { kind: "wait", why: "a handoff's stop checkpoint is running", unsettle: false };
+      // Workers started together (a scale-out) join one handoff, not one each: every handoff
+      // stops the job at a checkpoint.
+      const wait = newCode || f.workersSeenAt === undefined ? 0 : joinWait(previous, owners, f.workersSeenAt, f.now, f.initialAssignmentDelayMs ?? 0);
+      if (wait > 0) return { kind: "wait", why: `the handoff to joining workers waits ${wait} ms for workers still joining`, unsettle: false, retryInMs: wait };
       return { kind: "start-handoff", what: newCode ? `switch to version ${codeVersion}` : `hand over actors (${describeMove(previous, owners)})` };
     }
   }

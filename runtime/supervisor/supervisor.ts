@@ -119,8 +119,9 @@ export interface SupervisorOptions {
   /** An assignment whose actors do not all report running within this time is recovered (default 60 s). */
   readonly notRunningTimeoutMs?: number;
   /**
-   * A job's first assignment waits this long after the last worker joined, for workers started
-   * together to be assigned together (default 250 ms; 0: at once; `initialAssignmentWait`).
+   * A job's first assignment, and a graceful move of actors to joining workers, waits this long
+   * after the last worker joined, for workers started together to be assigned together (default
+   * 250 ms; 0: at once; `initialAssignmentWait`, `joinWait`).
    */
   readonly initialAssignmentDelayMs?: number;
   /**

@@ -418,6 +418,30 @@ describe("supervisor checkpoints", () => {
     expect(resumed).toMatchObject({ generation: stop.generation, actors: 4 });
   });
 
+  it("moves actors to workers joining together in one handoff: it waits initialAssignmentDelayMs after the last joiner", async () => {
+    await using server = await natsServer();
+    await using c = await cluster(server, { checkpointIntervalMs: 200, initialAssignmentDelayMs: 600 });
+    await waitFor("two periodic checkpoints", async () => committed(await c.sup.checkpoints(JOB)).length >= 2, QUICKLY);
+    const before = (await c.assignment())!;
+    // w4 comes 400 ms after w3: without the wait the first handoff (to w3) would be over by then,
+    // and a second one would follow for w4.
+    const w3 = await startSimulatedWorker(c.nc, { id: "w3", jobs: [JOB], ackStats, heartbeatMs: 500 });
+    await new Promise((r) => setTimeout(r, 400));
+    const w4 = await startSimulatedWorker(c.nc, { id: "w4", jobs: [JOB], ackStats, heartbeatMs: 500 });
+    try {
+      const after = await waitFor("every worker owning an actor", async () => {
+        const a = await c.assignment();
+        return a !== undefined && new Set(Object.values(a.owners)).size === 4 && a;
+      }, QUICKLY);
+      expect(after.generation).toBe(before.generation);
+      expect(after.incarnation ?? 0).toBe((before.incarnation ?? 0) + 1);
+      expect(c.w1.triggers.filter((t) => t.stop)).toHaveLength(1);
+    } finally {
+      await w3.stop();
+      await w4.stop();
+    }
+  });
+
   it("takes a job up again when the worker it stopped for leaves before the handoff", async () => {
     await using server = await natsServer();
     await using c = await cluster(server, { checkpointIntervalMs: 200 });
@@ -450,7 +474,9 @@ describe("supervisor checkpoints", () => {
   it("does not wait out a handoff's stop checkpoint when an owner dies during it: a new generation once its heartbeat expires", async () => {
     await using server = await natsServer();
     // A checkpoint timeout far beyond the heartbeats' 5 s: recovering by the timeout would take 30 s.
-    await using c = await cluster(server, { checkpointIntervalMs: 200, checkpointTimeoutMs: 30_000 });
+    // No wait for more joiners: with w1 holding its acks, a periodic checkpoint started during the
+    // wait would hold the handoff back for that long.
+    await using c = await cluster(server, { checkpointIntervalMs: 200, checkpointTimeoutMs: 30_000, initialAssignmentDelayMs: 0 });
     await waitFor("two periodic checkpoints", async () => committed(await c.sup.checkpoints(JOB)).length >= 2, QUICKLY);
     const before = (await c.assignment())!;
 

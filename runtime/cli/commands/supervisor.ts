@@ -16,7 +16,7 @@ export const supervisor = Command.make(
     ),
     retain: Flag.Int("retain").pipe(Flag.withDescription("committed checkpoints kept per job (default: 3)"), Flag.withDefault(3)),
     initialAssignmentDelay: Flag.Int("initial-assignment-delay").pipe(
-      Flag.withDescription("milliseconds a job's first assignment waits after the last worker joined, so workers started together share it; 0 = at once (default: 250)"),
+      Flag.withDescription("milliseconds a job's first assignment, and a move of actors to joining workers, waits after the last worker joined, so workers started together share it; 0 = at once (default: 250)"),
       Flag.withDefault(250),
     ),
     metricsPort: Flag.Int("metrics-port").pipe(Flag.withDescription("serve /metrics, /healthz and /scaling on this port (default: $EDDY_METRICS_PORT)"), Flag.optional),

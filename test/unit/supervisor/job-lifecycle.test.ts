@@ -10,6 +10,7 @@ import {
   EMPTY_HISTORY,
   INITIAL_WAIT_LIMIT,
   initialAssignmentWait,
+  joinWait,
   lifecycleState,
   nextRestart,
   restartStrategyOf,
@@ -109,8 +110,8 @@ describe("a new job", () => {
       expect(r.decision).toMatchObject({ kind: "write-assignment", why: "first assignment" });
     });
 
-    it("never delays a job that has an assignment: a joiner there is a handoff", () => {
-      const r = decide(facts({ workers: new Map([running("w1", 1), hb("w2")]), workersSeenAt: new Map([["w1", 0], ["w2", NOW]]), initialAssignmentDelayMs: 250 }));
+    it("does not hold a job that has an assignment as a first one: a joiner there is a handoff", () => {
+      const r = decide(facts({ workers: new Map([running("w1", 1), hb("w2")]), workersSeenAt: new Map([["w1", 0], ["w2", NOW - 250]]), initialAssignmentDelayMs: 250 }));
       expect(r.decision).toMatchObject({ kind: "start-handoff" });
     });
 
@@ -168,6 +169,53 @@ describe("graceful handoff", () => {
     expect(r.decision).toMatchObject({ kind: "start-handoff" });
     expect((r.decision as { what: string }).what).toMatch(/^hand over actors \(2 actor\(s\) moved: f\/1 w1→w2, g\/1 w1→w2\)$/);
     expect(r.state).toBe("RUNNING");
+  });
+
+  describe("waits for workers joining together, so that they share one handoff", () => {
+    const three = ["f/0", "f/1", "g/0", "g/1", "h/0", "h/1"];
+    const onW1Six = Object.fromEntries(three.map((a) => [a, "w1"]));
+    const joining = (seen: Record<string, number>, over: Partial<JobFacts> = {}) =>
+      facts({
+        workers: new Map([running("w1", 1), ...Object.keys(seen).map((w) => hb(w))]),
+        workersSeenAt: new Map([["w1", 0], ...Object.entries(seen)]),
+        initialAssignmentDelayMs: 250,
+        ...over,
+      });
+
+    it("holds the handoff until the delay has passed since the last joiner was seen", () => {
+      const r = decide(joining({ w2: NOW - 100 }));
+      expect(r.decision).toEqual({ kind: "wait", why: "the handoff to joining workers waits 150 ms for workers still joining", unsettle: false, retryInMs: 150 });
+      expect(r.state).toBe("RUNNING");
+    });
+
+    it("then moves actors to every worker that joined meanwhile, in one stop checkpoint", () => {
+      const f = joining({ w2: NOW - 400, w3: NOW - 260 }, { actors: three, assignment: assignment(1, onW1Six) });
+      const r = decide(f);
+      expect(r.decision).toMatchObject({ kind: "start-handoff" });
+      expect((r.decision as { what: string }).what).toMatch(/w1→w2.*w1→w3|w1→w3.*w1→w2/);
+    });
+
+    it("counts from the youngest joiner: a second one restarts the wait", () => {
+      const r = decide(joining({ w2: NOW - 300, w3: NOW - 50 }, { actors: three, assignment: assignment(1, onW1Six) }));
+      expect(r.decision).toMatchObject({ kind: "wait", retryInMs: 200 });
+    });
+
+    it("is not held up for good by workers that keep joining", () => {
+      const r = decide(joining({ w2: NOW - INITIAL_WAIT_LIMIT * 250, w3: NOW }, { actors: three, assignment: assignment(1, onW1Six) }));
+      expect(r.decision).toMatchObject({ kind: "start-handoff" });
+    });
+
+    it("does not delay a switch to new code, a recovery, or anything with a delay of 0", () => {
+      expect(decide(joining({ w2: NOW }, { assignment: assignment(1, onW1, 10, { codeVersion: 1 }), deployedVersion: 2 })).decision).toEqual({ kind: "start-handoff", what: "switch to version 2" });
+      expect(decide(joining({ w2: NOW }, { recovery: failure(NOW) })).decision).toMatchObject({ kind: "restart-after" });
+      expect(decide(joining({ w2: NOW }, { initialAssignmentDelayMs: 0 })).decision).toMatchObject({ kind: "start-handoff" });
+    });
+
+    it("counts only workers that get actors and owned none: an owner's fresh heartbeat is no joiner (joinWait)", () => {
+      expect(joinWait(onW1, spread, new Map([["w1", NOW], ["w2", NOW - 300]]), NOW, 250)).toBe(0);
+      expect(joinWait(onW1, spread, new Map([["w1", 0], ["w2", NOW - 100]]), NOW, 250)).toBe(150);
+      expect(joinWait(split, spread, new Map([["w1", NOW], ["w2", NOW]]), NOW, 250)).toBe(0);
+    });
   });
 
   it("starts a stop checkpoint to switch to a newly deployed version", () => {
