@@ -39,8 +39,8 @@ interface BenchOptions {
   readonly delivery: SinkDelivery | undefined;
   /** The supervisor's checkpoint interval (latency only). */
   readonly checkpointIntervalMs: number | undefined;
-  /** Timed rounds, alternating the order of the jobs (chaining only). */
-  readonly rounds: number;
+  /** Timed rounds, alternating the order of the jobs (chaining: default 2; skew: default 1). */
+  readonly rounds: number | undefined;
   /** Directory for CPU profiles of the workers (latency, state) or of each timed run (chaining). */
   readonly profileDir: string | undefined;
   /** Share of views on the hot page (skew only). */
@@ -68,7 +68,7 @@ const benches: Record<string, (opts: BenchOptions) => Promise<object>> = {
   recovery: ({ keys, load }) => benchRecovery(keys, load ?? defaultLoadMode(keys)),
   "restore-requests": async ({ keys }) => ({ bench: "restore-requests", points: await benchRestoreRequests([1_000_000, 3_000_000, 10_000_000].filter((n) => n < keys).concat(keys)) }),
   rules: ({ rules, keys, events }) => benchRules({ rules, keys, events }),
-  skew: ({ events, hot, modes }) => benchSkew({ events, hot, ...(modes === undefined ? {} : { modes }) }),
+  skew: ({ events, hot, modes, rounds }) => benchSkew({ events, hot, ...(modes === undefined ? {} : { modes }), ...(rounds === undefined ? {} : { rounds }) }),
   state: ({ keys, events, dist, cacheMb, load, warm, profileDir }) =>
     benchState({ keys, events, dist, warm, ...(cacheMb === undefined ? {} : { cacheMb }), ...(load === undefined ? {} : { load }), ...(profileDir === undefined ? {} : { profileDir }) }),
 };
@@ -95,7 +95,7 @@ try {
       gc: { type: "boolean", default: false },
       hot: { type: "string", default: "0.5" },
       modes: { type: "string" },
-      rounds: { type: "string", default: "2" },
+      rounds: { type: "string" },
       json: { type: "boolean", default: false },
     },
   });
@@ -116,7 +116,7 @@ const rate = Number(values.rate);
 const seconds = Number(values.seconds);
 const delivery = values.delivery;
 const hot = Number(values.hot);
-const rounds = Number(values.rounds);
+const rounds = values.rounds === undefined ? undefined : Number(values.rounds);
 const modes = values.modes?.split(",");
 const modesOk = modes === undefined || (modes.length > 0 && modes.every((m) => (SKEW_MODES as readonly string[]).includes(m)));
 const checkpointIntervalMs = values["checkpoint-interval"] === undefined ? undefined : Number(values["checkpoint-interval"]);
@@ -124,7 +124,7 @@ const latencyOk =
   Number.isInteger(rate) && rate > 0 && rate <= 1_000_000 && Number.isInteger(seconds) && seconds > 0 && seconds <= 3600 &&
   (delivery === undefined || delivery === "at-least-once" || delivery === "exactly-once") &&
   (checkpointIntervalMs === undefined || (Number.isInteger(checkpointIntervalMs) && checkpointIntervalMs > 0));
-if (!latencyOk || !modesOk || !(hot >= 0 && hot <= 1) || !Number.isInteger(rounds) || rounds < 1 || rounds > 20 || bench === undefined || positionals.length > 1 || !Number.isInteger(events) || events <= 0 || !Number.isInteger(keys) || keys <= 0 || (dist !== "zipf" && dist !== "uniform") || (cacheMb !== undefined && !(cacheMb > 0)) || (load !== undefined && load !== "preload" && load !== "job") || (values.segments !== "on" && values.segments !== "off") || !Number.isInteger(rules) || rules <= 0 || rules > 1000) {
+if (!latencyOk || !modesOk || !(hot >= 0 && hot <= 1) || (rounds !== undefined && (!Number.isInteger(rounds) || rounds < 1 || rounds > 20)) || bench === undefined || positionals.length > 1 || !Number.isInteger(events) || events <= 0 || !Number.isInteger(keys) || keys <= 0 || (dist !== "zipf" && dist !== "uniform") || (cacheMb !== undefined && !(cacheMb > 0)) || (load !== undefined && load !== "preload" && load !== "job") || (values.segments !== "on" && values.segments !== "off") || !Number.isInteger(rules) || rules <= 0 || rules > 1000) {
   process.stderr.write(`${usage}\n`);
   process.exit(2);
 }
