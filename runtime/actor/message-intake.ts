@@ -140,9 +140,12 @@ export class MessageIntake {
    */
   private checkNumber(m: InputMessage, producer: string, generation: number, kind: string | undefined): void {
     const n = Number(m.header(HEADER.sequence) ?? NaN);
-    const verdict = this.sequences.observe(producer, `${generation}.${m.header(HEADER.incarnation) ?? 0}`, n);
+    const verdict = this.sequences.observe(producer, `${generation}.${m.header(HEADER.incarnation) ?? 0}`, n, m.seq);
     if (verdict.kind === "gap") {
-      throw new InputGapError(`${this.actor.id}: message ${n} of ${producer} (generation ${generation}, ${kind ?? "no kind"}, sequence ${m.seq} of ${this.actor.stream}) follows message ${verdict.expected - 1}: ${n > verdict.expected ? "messages in between never arrived" : "a message came again or out of order"}; restarting from the last checkpoint`);
+      // Where the previous one was read and what the reader did: what tells a lost message from one the reader passed over.
+      const previous = verdict.previousAt === undefined ? "" : ` (read at sequence ${verdict.previousAt})`;
+      const reader = this.actor.describeReader();
+      throw new InputGapError(`${this.actor.id}: message ${n} of ${producer} (generation ${generation}, ${kind ?? "no kind"}, sequence ${m.seq} of ${this.actor.stream}) follows message ${verdict.expected - 1}${previous}: ${n > verdict.expected ? "messages in between never arrived" : "a message came again or out of order"}${reader === undefined ? "" : `; its reader: ${reader}`}; restarting from the last checkpoint`);
     }
   }
 

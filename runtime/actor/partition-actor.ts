@@ -472,6 +472,11 @@ export class PartitionActor {
     return this.live.liveKeys(state, prefix);
   }
 
+  /** What the input reader did besides delivering (consumers re-created, …), for a failure's message. */
+  describeReader(): string | undefined {
+    return this.reader?.describe?.();
+  }
+
   /** Resolves once everything this actor has published so far is acknowledged. */
   async outputDrained(): Promise<void> {
     await this.publisher.drainUpTo(this.publisher.lastSequence);

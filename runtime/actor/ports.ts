@@ -23,6 +23,8 @@ export interface InputMessage {
 /** An ordered read of one subject filter of a stream, from a start sequence. */
 export interface InputReader extends AsyncIterable<InputMessage> {
   stop(): Promise<void>;
+  /** What the reader did besides delivering, in a few words, for a failure's message (e.g. consumers re-created). */
+  describe?(): string;
 }
 
 /** A key-value entry of a state bucket. */

@@ -23,30 +23,39 @@ export class InputGapError extends TransientError {
   override readonly name = "InputGapError";
 }
 
-/** What a message's number says: in order, or which number should have come. */
-export type SequenceVerdict = { readonly kind: "next" } | { readonly kind: "gap"; readonly expected: number };
+/**
+ * What a message's number says: in order, or which number should have come — with, when known,
+ * the input sequence at which the producer's previous message of the run was read (where the
+ * missing ones should have been, for the failure's message).
+ */
+export type SequenceVerdict = { readonly kind: "next" } | { readonly kind: "gap"; readonly expected: number; readonly previousAt?: number };
 
 /**
  * The numbers seen so far, per producer. Messages without a number (a producer of an eddy before
  * the numbers) are not checked.
  */
 export class ProducerSequences {
-  private readonly last = new Map<string, { run: string; n: number }>();
+  private readonly last = new Map<string, { run: string; n: number; at: number }>();
 
   /**
    * Message number `n` (from `Eddy-Seq`; NaN when absent) of `producer`'s run `run`
-   * (`<generation>.<incarnation>`), in the order the consumer reads them.
+   * (`<generation>.<incarnation>`), in the order the consumer reads them; `at` is the input
+   * sequence it was read at (NaN when not known).
    */
-  observe(producer: string, run: string, n: number): SequenceVerdict {
+  observe(producer: string, run: string, n: number, at = NaN): SequenceVerdict {
     if (Number.isNaN(n)) return NEXT;
     const seen = this.last.get(producer);
-    const expected = seen !== undefined && seen.run === run ? seen.n + 1 : 1;
-    if (seen === undefined) this.last.set(producer, { run, n });
+    const sameRun = seen !== undefined && seen.run === run;
+    const expected = sameRun ? seen.n + 1 : 1;
+    const previousAt = sameRun ? seen.at : NaN;
+    if (seen === undefined) this.last.set(producer, { run, n, at });
     else {
       seen.run = run;
       seen.n = n;
+      seen.at = at;
     }
-    return n === expected ? NEXT : { kind: "gap", expected };
+    if (n === expected) return NEXT;
+    return Number.isNaN(previousAt) ? { kind: "gap", expected } : { kind: "gap", expected, previousAt };
   }
 }
 

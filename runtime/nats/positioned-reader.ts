@@ -241,6 +241,11 @@ export class PositionedReader implements InputReader {
     return { ...this.counts };
   }
 
+  describe(): string {
+    const c = this.counts;
+    return `at stream sequence ${this.position.delivered}, ${c.resumes} consumer(s) re-created, ${c.dropped} delivery(ies) dropped, ${c.misplaced} misplaced, ${c.lostInFlight} lost in flight`;
+  }
+
   /** The name of the server-side consumer reading now, if any (tests kill the server holding it). */
   get consumer(): string | undefined {
     return this.current?.name;

@@ -115,5 +115,7 @@ describe("an input reader on a 3-node cluster losing servers", () => {
     expect(seen.map((m) => m.body)).toEqual(expected.map(([, body]) => body));
     // Some kills took the reader's consumer with them: it was re-created at its position.
     expect(reader.stats.resumes).toBeGreaterThan(0);
+    // What a failure's message says of the reader (an input gap's, message-intake.ts).
+    expect(reader.describe()).toContain(`at stream sequence ${seen.at(-1)!.seq}, ${reader.stats.resumes} consumer(s) re-created`);
   }, 900_000);
 });

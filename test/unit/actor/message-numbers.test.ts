@@ -96,7 +96,7 @@ describe("message numbers on internal inputs", () => {
     await send("events/0", 4, "data", ["a"]);
     await waitFor("the actor failed", () => failure() !== undefined, PATIENTLY);
     expect(failure()).toBeInstanceOf(InputGapError);
-    expect(String((failure() as Error).message)).toMatch(/message 4 of events\/0 .* follows message 2: messages in between never arrived/);
+    expect(String((failure() as Error).message)).toMatch(/message 4 of events\/0 .* follows message 2 \(read at sequence 3\): messages in between never arrived/);
     // The message after the gap was not handled: the job restarts from its checkpoint instead.
     expect(count.stats.recordsIn).toBe(3);
   });

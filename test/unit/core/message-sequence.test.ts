@@ -28,6 +28,19 @@ describe("ProducerSequences", () => {
     expect(t.observe("a/0", "1.0", 2)).toEqual({ kind: "gap", expected: 3 });
   });
 
+  it("says where the producer's previous message of the run was read, when the reader said", () => {
+    const s = new ProducerSequences();
+    s.observe("a/0", "1.0", 1, 10);
+    s.observe("a/0", "1.0", 2, 33);
+    expect(s.observe("a/0", "1.0", 4, 53)).toEqual({ kind: "gap", expected: 3, previousAt: 33 });
+    // Not for another run's message, nor when the sequence was not given.
+    s.observe("b/0", "1.0", 1, 40);
+    expect(s.observe("b/0", "2.0", 2, 60)).toEqual({ kind: "gap", expected: 1 });
+    const t = new ProducerSequences();
+    t.observe("a/0", "1.0", 1);
+    expect(t.observe("a/0", "1.0", 3)).toEqual({ kind: "gap", expected: 2 });
+  });
+
   it("starts over at 1 for a producer's next run (a generation or a handoff), and only there", () => {
     const s = new ProducerSequences();
     s.observe("a/0", "1.0", 1);
