@@ -153,8 +153,8 @@ export function sharedCluster(startTimeoutMs = 120_000): SharedCluster {
           }, { timeoutMs: attempt < 2 ? stallMs : timeoutMs, intervalMs: 250, retryErrors: true, logs: () => [`last cluster info: ${seen}`, ...c.servers.map((s) => s.describe())].join("\n") });
           return;
         } catch (e) {
-          const stuck = lagging.flatMap((name) => c.servers.filter((_, j) => c.serverName(j) === name));
-          if (attempt >= 2 || stuck.length === 0) throw e;
+          if (attempt >= 2 || lagging.length === 0) throw e;
+          const stuck = lagging.map((name) => c.servers[shared.indexOf(name)]!);
           console.warn(`restore: ${stream}'s replica on ${lagging.join(", ")} not current after ${stallMs / 1000} s (${seen}); restarting it`);
           for (const server of stuck) await server.restart();
           await c.waitForJetStream(timeoutMs);
